@@ -1,0 +1,161 @@
+# suture: an external debugger that heals crashing CPython 3.11 programs.
+#
+#   make demo      install dependencies, build, run suture on an example crash
+#   make test      install dependencies, build, run every test
+#   make           build only (build/bin, build/lib)
+#   make install   PREFIX=/usr/local DESTDIR=
+#
+# Layout: every module (attach inspect rewrite store inject) is a static
+# library built from <module>/*.c; a module may add rules of its own in
+# <module>/module.mk (generators, extra flags). cli/suture-*.c are the
+# commands. tests/unit/test_<module>_*.c are Criterion binaries linked
+# against <module> and the modules it depends on. BUILD may be set to keep
+# several build trees apart (BUILD=build-x).
+
+BUILD    ?= build
+PREFIX   ?= /usr/local
+DESTDIR  ?=
+PYTHON   ?= /usr/bin/python3.11
+PYCONFIG ?= /usr/bin/python3.11-config
+CLANG    ?= clang
+
+PY_INC   := $(shell $(PYCONFIG) --includes 2>/dev/null)
+CFLAGS   ?= -O2 -g
+WARN     := -Wall -Wextra -Werror
+BASE_CFLAGS = -std=c11 $(WARN) -D_GNU_SOURCE -I. -I$(BUILD)/gen $(PY_INC)
+ALL_CFLAGS  = $(BASE_CFLAGS) $(CFLAGS) -MMD -MP
+
+MODULES := attach inspect rewrite store inject
+
+# Link order: a module's library is followed by the libraries it uses.
+LIBDEPS_attach  :=
+LIBDEPS_inspect := attach
+LIBDEPS_rewrite :=
+LIBDEPS_store   := rewrite
+LIBDEPS_inject  := store inspect rewrite attach
+SYSLIBS_attach  := -lelf
+SYSLIBS_inspect := -ldwarf -lelf
+SYSLIBS_rewrite :=
+SYSLIBS_store   := -lcjson
+SYSLIBS_inject  :=
+
+lib_of   = $(BUILD)/lib/libsuture_$(1).a
+libs_for = $(foreach m,$(1) $(LIBDEPS_$(1)),$(call lib_of,$(m)))
+sys_for  = $(sort $(foreach m,$(1) $(LIBDEPS_$(1)),$(SYSLIBS_$(m))))
+
+SRC_attach  := $(wildcard attach/*.c)
+SRC_inspect := $(wildcard inspect/*.c)
+SRC_rewrite := $(wildcard rewrite/*.c)
+SRC_store   := $(wildcard store/*.c)
+SRC_inject  := $(wildcard inject/*.c)
+obj_of = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
+
+# Generated C sources (under $(BUILD)/gen) a module.mk may add to its module.
+GEN_SRC_attach  :=
+GEN_SRC_inspect :=
+GEN_SRC_rewrite :=
+GEN_SRC_store   :=
+GEN_SRC_inject  :=
+# Generated headers every compile must wait for.
+GEN_HDRS :=
+
+AGENT_SRC := $(wildcard inject/agent/*.c)
+AGENT     := $(BUILD)/lib/libsuture_agent.so
+
+CLI_SRC  := $(wildcard cli/suture-*.c)
+CLI_BIN  := $(patsubst cli/%.c,$(BUILD)/bin/%,$(CLI_SRC))
+# Each command links every module; unused archive members are not pulled in.
+CLI_LIBS := $(foreach m,inject store inspect rewrite attach,$(call lib_of,$(m)))
+CLI_SYS  := -lcjson -ldwarf -lelf -lm
+
+UNIT_SRC := $(wildcard tests/unit/test_*.c)
+UNIT_BIN := $(patsubst tests/unit/%.c,$(BUILD)/tests/unit/%,$(UNIT_SRC))
+
+.SECONDEXPANSION:
+.PHONY: all deps demo test check install clean unit fuzz bench $(MODULES)
+all: $(CLI_BIN) $(AGENT)
+
+-include $(wildcard */module.mk)
+
+define module_rules
+$(1): $(call lib_of,$(1))
+$(call lib_of,$(1)): $(call obj_of,$(SRC_$(1)) $(GEN_SRC_$(1)))
+	@mkdir -p $$(@D)
+	rm -f $$@ && ar rcs $$@ $$^
+endef
+$(foreach m,$(MODULES),$(eval $(call module_rules,$(m))))
+
+$(BUILD)/obj/%.o: %.c $$(GEN_HDRS)
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) -c $< -o $@
+
+# The agent runs inside the target interpreter: position independent, only
+# its entry points visible, Python symbols resolved from the target itself.
+$(BUILD)/obj/agent/%.o: inject/agent/%.c $$(GEN_HDRS)
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) -fPIC -fvisibility=hidden -c $< -o $@
+$(AGENT): $(patsubst inject/agent/%.c,$(BUILD)/obj/agent/%.o,$(AGENT_SRC))
+	@mkdir -p $(@D)
+	$(CC) -shared -o $@ $^ -lpthread -ldl
+
+$(BUILD)/bin/%: cli/%.c $(CLI_LIBS) $$(GEN_HDRS)
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) -o $@ $< $(CLI_LIBS) $(CLI_SYS)
+
+# tests/unit/test_<module>_<thing>.c links <module> and its dependencies.
+unit_mod = $(word 2,$(subst _, ,$(notdir $(1))))
+$(BUILD)/tests/unit/%: tests/unit/%.c $$(call libs_for,$$(call unit_mod,$$*)) $$(GEN_HDRS)
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) -o $@ $< $(call libs_for,$(call unit_mod,$*)) \
+		$(call sys_for,$(call unit_mod,$*)) -lcriterion -lm
+
+unit: $(UNIT_BIN)
+
+# tests/fuzz/fuzz_<module>_<thing>.c: libFuzzer harnesses, built with clang
+# over the module's sources instrumented for coverage.
+FUZZ_SRC    := $(wildcard tests/fuzz/fuzz_*.c)
+FUZZ_BIN    := $(patsubst tests/fuzz/%.c,$(BUILD)/fuzz/%,$(FUZZ_SRC))
+FUZZ_SAN    := -fsanitize=address,undefined -fno-sanitize-recover=undefined
+FUZZ_CFLAGS  = $(BASE_CFLAGS) -O1 -g $(FUZZ_SAN)
+fuzz_objs = $(patsubst %.c,$(BUILD)/fuzzobj/%.o,$(foreach m,$(1) $(LIBDEPS_$(1)),$(SRC_$(m)) $(GEN_SRC_$(m))))
+$(BUILD)/fuzzobj/%.o: %.c $$(GEN_HDRS)
+	@mkdir -p $(@D)
+	$(CLANG) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c $< -o $@
+$(BUILD)/fuzz/%: tests/fuzz/%.c $$(call fuzz_objs,$$(call unit_mod,$$*)) $$(GEN_HDRS)
+	@mkdir -p $(@D)
+	$(CLANG) $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $< \
+		$(call fuzz_objs,$(call unit_mod,$*)) $(call sys_for,$(call unit_mod,$*)) -lm
+fuzz: $(FUZZ_BIN)
+
+deps:
+	@sh tools/deps.sh
+
+# `make test` works on a fresh machine: dependencies, build, every test.
+test: deps
+	$(MAKE) all unit fuzz
+	BUILD=$(BUILD) PYTHON=$(PYTHON) sh tests/run.sh $(T)
+
+# Tests only, assuming dependencies and a build are present.
+check: all unit fuzz
+	BUILD=$(BUILD) PYTHON=$(PYTHON) sh tests/run.sh $(T)
+
+demo: deps
+	$(MAKE) all
+	BUILD=$(BUILD) PYTHON=$(PYTHON) sh tools/demo.sh
+
+# Benchmarks print figures; they never fail on a number. See docs/performance.md.
+bench: all
+	BUILD=$(BUILD) PYTHON=$(PYTHON) sh tests/bench/run.sh $(B)
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/suture \
+		$(DESTDIR)$(PREFIX)/share/man/man1
+	install -m 755 $(CLI_BIN) $(DESTDIR)$(PREFIX)/bin/
+	install -m 644 $(AGENT) $(DESTDIR)$(PREFIX)/lib/suture/
+	for m in docs/man/*.1; do [ -e "$$m" ] && install -m 644 "$$m" \
+		$(DESTDIR)$(PREFIX)/share/man/man1/ || true; done
+
+clean:
+	rm -rf $(BUILD)
+
+-include $(shell find $(BUILD)/obj $(BUILD)/tests $(BUILD)/bin -name '*.d' 2>/dev/null)
