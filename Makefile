@@ -29,10 +29,11 @@ MODULES := attach inspect rewrite store inject
 
 # Link order: a module's library is followed by the libraries it uses.
 LIBDEPS_attach  :=
-LIBDEPS_inspect := attach
+LIBDEPS_inspect := rewrite attach
 LIBDEPS_rewrite :=
 LIBDEPS_store   := rewrite
 LIBDEPS_inject  := store inspect rewrite attach
+# (store uses rewrite to re-synthesize; inspect uses rewrite's location table)
 SYSLIBS_attach  := -lelf
 SYSLIBS_inspect := -ldwarf -lelf
 SYSLIBS_rewrite :=
@@ -60,6 +61,9 @@ GEN_SRC_inject  :=
 GEN_HDRS :=
 
 AGENT_SRC := $(wildcard inject/agent/*.c)
+# Sources of other modules compiled into the agent as well (pure decoders
+# the agent needs in-process, e.g. the exception table); set in module.mk.
+AGENT_EXTRA_SRC :=
 AGENT     := $(BUILD)/lib/libsuture_agent.so
 
 CLI_SRC  := $(wildcard cli/suture-*.c)
@@ -94,7 +98,11 @@ $(BUILD)/obj/%.o: %.c $$(GEN_HDRS)
 $(BUILD)/obj/agent/%.o: inject/agent/%.c $$(GEN_HDRS)
 	@mkdir -p $(@D)
 	$(CC) $(ALL_CFLAGS) -fPIC -fvisibility=hidden -c $< -o $@
-$(AGENT): $(patsubst inject/agent/%.c,$(BUILD)/obj/agent/%.o,$(AGENT_SRC))
+$(BUILD)/obj/agent-extra/%.o: %.c $$(GEN_HDRS)
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) -fPIC -fvisibility=hidden -c $< -o $@
+$(AGENT): $(patsubst inject/agent/%.c,$(BUILD)/obj/agent/%.o,$(AGENT_SRC)) \
+	  $$(patsubst %.c,$(BUILD)/obj/agent-extra/%.o,$$(AGENT_EXTRA_SRC))
 	@mkdir -p $(@D)
 	$(CC) -shared -o $@ $^ -lpthread -ldl
 
