@@ -1,0 +1,749 @@
+/* The store's index: JSON decode, validation and encode.
+ * Format: docs/formats/store.md. The decoder trusts nothing: every field is
+ * checked for presence, type, range and encoding, unknown fields and
+ * duplicates are errors (an index we would rewrite without them would lose
+ * data), and a failure names the field.
+ */
+#include "store/store-priv.h"
+
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define FORMAT_NAME "suture-store"
+#define MAX_EXACT_DOUBLE 9007199254740992.0 /* 2^53 */
+
+const char *const store_guard_kinds[] = {
+	"null_guard", "index_guard", "key_guard", "subscript_guard",
+	"chain_subscript_guard", "type_coercion_guard", "division_guard",
+	"str_coerce_guard", "file_guard", "callable_guard", NULL,
+};
+
+int store_guard__valid(const char *kind)
+{
+	if (!kind)
+		return 0;
+	for (size_t i = 0; store_guard_kinds[i]; i++)
+		if (strcmp(kind, store_guard_kinds[i]) == 0)
+			return 1;
+	return 0;
+}
+
+const char *store_status__str(enum store_status st)
+{
+	switch (st) {
+	case STORE_STATUS_ACTIVE: return "active";
+	case STORE_STATUS_STALE: return "stale";
+	case STORE_STATUS_EXPIRED: return "expired";
+	}
+	return "unknown";
+}
+
+static void seterr(char *err, size_t errsz, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+static void seterr(char *err, size_t errsz, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (!err || !errsz)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(err, errsz, fmt, ap);
+	va_end(ap);
+}
+
+/* ---- time ------------------------------------------------------------ */
+
+int store__format_time(int64_t t, char *buf, size_t size)
+{
+	struct tm tm;
+	time_t tt = (time_t)t;
+
+	if (!gmtime_r(&tt, &tm))
+		return -ERANGE;
+	if (tm.tm_year + 1900 < 1970 || tm.tm_year + 1900 > 9999)
+		return -ERANGE;
+	if (strftime(buf, size, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
+		return -ERANGE;
+	return 0;
+}
+
+/* Exactly "YYYY-MM-DDTHH:MM:SSZ"; the value must format back to the same
+ * text, which rejects 2026-02-30 and friends. */
+int store__parse_time(const char *text, int64_t *out)
+{
+	static const char shape[] = "dddd-dd-ddTdd:dd:ddZ";
+	struct tm tm;
+	char back[32];
+	time_t t;
+
+	if (!text || strlen(text) != sizeof(shape) - 1)
+		return -EINVAL;
+	for (size_t i = 0; shape[i]; i++) {
+		if (shape[i] == 'd' ? (text[i] < '0' || text[i] > '9') : text[i] != shape[i])
+			return -EINVAL;
+	}
+	memset(&tm, 0, sizeof(tm));
+	tm.tm_year = atoi(text) - 1900;
+	tm.tm_mon = atoi(text + 5) - 1;
+	tm.tm_mday = atoi(text + 8);
+	tm.tm_hour = atoi(text + 11);
+	tm.tm_min = atoi(text + 14);
+	tm.tm_sec = atoi(text + 17);
+	t = timegm(&tm);
+	if (t == (time_t)-1 || store__format_time(t, back, sizeof(back)) < 0 ||
+	    strcmp(back, text) != 0)
+		return -EINVAL;
+	*out = (int64_t)t;
+	return 0;
+}
+
+/* ---- validation -------------------------------------------------------- */
+
+/* Well-formed UTF-8 (no overlongs, no surrogates), no NUL, no other C0
+ * control byte except tab. Returns a static description of the flaw or NULL. */
+static const char *text_flaw(const char *s)
+{
+	const unsigned char *p = (const unsigned char *)s;
+	size_t len = strlen(s);
+
+	if (len > STORE_STR_MAX)
+		return "too long";
+	while (*p) {
+		unsigned c = *p, need;
+		uint32_t cp;
+
+		if (c < 0x80) {
+			if ((c < 0x20 && c != '\t') || c == 0x7f)
+				return "contains a control character";
+			p++;
+			continue;
+		}
+		if (c >= 0xc2 && c <= 0xdf) { need = 1; cp = c & 0x1f; }
+		else if (c >= 0xe0 && c <= 0xef) { need = 2; cp = c & 0x0f; }
+		else if (c >= 0xf0 && c <= 0xf4) { need = 3; cp = c & 0x07; }
+		else return "is not valid UTF-8";
+		p++;
+		for (unsigned i = 0; i < need; i++, p++) {
+			if ((*p & 0xc0) != 0x80)
+				return "is not valid UTF-8";
+			cp = (cp << 6) | (*p & 0x3f);
+		}
+		if ((need == 2 && cp < 0x800) || (need == 3 && (cp < 0x10000 || cp > 0x10ffff)) ||
+		    (cp >= 0xd800 && cp <= 0xdfff))
+			return "is not valid UTF-8";
+	}
+	return NULL;
+}
+
+static const char *name_flaw(const char *s)
+{
+	const char *flaw = text_flaw(s);
+
+	if (flaw)
+		return flaw;
+	if (!*s)
+		return "is empty";
+	if (strlen(s) > STORE_NAME_MAX)
+		return "too long";
+	for (const unsigned char *p = (const unsigned char *)s; *p; p++)
+		if (*p <= ' ')
+			return "contains a space or control character";
+	return NULL;
+}
+
+static int check_text(const char *field, const char *s, int required,
+		      char *err, size_t errsz)
+{
+	const char *flaw;
+
+	if (!s) {
+		if (!required)
+			return 0;
+		seterr(err, errsz, "%s: missing", field);
+		return -EINVAL;
+	}
+	if (required && !*s) {
+		seterr(err, errsz, "%s: is empty", field);
+		return -EINVAL;
+	}
+	if ((flaw = text_flaw(s))) {
+		seterr(err, errsz, "%s: %s", field, flaw);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+int store_patch__validate(const struct store_patch *p, char *err, size_t errsz)
+{
+	const char *flaw;
+	char buf[32];
+	int r;
+
+	if (!p->name) {
+		seterr(err, errsz, "name: missing");
+		return -EINVAL;
+	}
+	if ((flaw = name_flaw(p->name))) {
+		seterr(err, errsz, "name: %s", flaw);
+		return -EINVAL;
+	}
+	if (!store_guard__valid(p->guard)) {
+		seterr(err, errsz, "guard: %s%s%s", p->guard ? "unknown kind \"" : "missing",
+		       p->guard && !text_flaw(p->guard) ? p->guard : "", p->guard ? "\"" : "");
+		return -EINVAL;
+	}
+	if ((r = check_text("module", p->module, 1, err, errsz)) ||
+	    (r = check_text("qualname", p->qualname, 1, err, errsz)) ||
+	    (r = check_text("file", p->file, 1, err, errsz)) ||
+	    (r = check_text("target", p->target, 1, err, errsz)) ||
+	    (r = check_text("fallback", p->fallback, 1, err, errsz)) ||
+	    (r = check_text("consumer", p->consumer, 0, err, errsz)) ||
+	    (r = check_text("anchor_window", p->anchor_window, 1, err, errsz)) ||
+	    (r = check_text("code_id", p->code_id, 1, err, errsz)) ||
+	    (r = check_text("program", p->program, 1, err, errsz)) ||
+	    (r = check_text("python_version", p->python_version, 1, err, errsz)) ||
+	    (r = check_text("build_id", p->build_id, 0, err, errsz)) ||
+	    (r = check_text("stale_reason", p->stale_reason, 0, err, errsz)))
+		return r;
+	if (p->first_line < 1 || p->line < 1) {
+		seterr(err, errsz, "%s: must be >= 1", p->first_line < 1 ? "first_line" : "line");
+		return -EINVAL;
+	}
+	if (p->anchor_offset > INT32_MAX) {
+		seterr(err, errsz, "anchor_offset: out of range");
+		return -EINVAL;
+	}
+	if (store__format_time(p->created, buf, sizeof(buf)) < 0 || p->created <= 0) {
+		seterr(err, errsz, "created: out of range");
+		return -EINVAL;
+	}
+	if (p->last_hit && (store__format_time(p->last_hit, buf, sizeof(buf)) < 0 ||
+			    p->last_hit < 0)) {
+		seterr(err, errsz, "last_hit: out of range");
+		return -EINVAL;
+	}
+	if (p->ttl_days < 1 || p->ttl_days > STORE_MAX_TTL_DAYS) {
+		seterr(err, errsz, "ttl_days: must be 1 to %d", STORE_MAX_TTL_DAYS);
+		return -EINVAL;
+	}
+	if ((double)p->hits > MAX_EXACT_DOUBLE) {
+		seterr(err, errsz, "hits: out of range");
+		return -EINVAL;
+	}
+	if (p->status != STORE_STATUS_ACTIVE && p->status != STORE_STATUS_STALE) {
+		seterr(err, errsz, "status: must be active or stale");
+		return -EINVAL;
+	}
+	return 0;
+}
+
+/* ---- the in-memory index ----------------------------------------------- */
+
+/* Field descriptions drive both the decoder and the encoder, in index order. */
+enum ftype { F_NAME, F_TEXT, F_OPT_TEXT, F_LINE, F_U32, F_TIME, F_OPT_TIME,
+	     F_TTL, F_HITS, F_STATUS };
+struct field {
+	const char *key;
+	enum ftype type;
+	size_t off;
+};
+#define FLD(k, t) { #k, t, offsetof(struct store_patch, k) }
+static const struct field fields[] = {
+	FLD(name, F_NAME),
+	FLD(guard, F_TEXT),
+	FLD(module, F_TEXT),
+	FLD(qualname, F_TEXT),
+	FLD(file, F_TEXT),
+	FLD(first_line, F_LINE),
+	FLD(line, F_LINE),
+	FLD(target, F_TEXT),
+	FLD(fallback, F_TEXT),
+	FLD(consumer, F_OPT_TEXT),
+	FLD(anchor_offset, F_U32),
+	FLD(anchor_window, F_TEXT),
+	FLD(code_id, F_TEXT),
+	FLD(program, F_TEXT),
+	FLD(python_version, F_TEXT),
+	FLD(build_id, F_OPT_TEXT),
+	FLD(created, F_TIME),
+	FLD(ttl_days, F_TTL),
+	FLD(hits, F_HITS),
+	FLD(last_hit, F_OPT_TIME),
+	FLD(status, F_STATUS),
+	FLD(stale_reason, F_OPT_TEXT),
+};
+#define NFIELDS (sizeof(fields) / sizeof(fields[0]))
+
+
+int store_str__set(const char **slot, const char *s)
+{
+	char *copy = NULL;
+
+	if (s && !(copy = strdup(s)))
+		return -ENOMEM;
+	free((char *)*slot);
+	*slot = copy;
+	return 0;
+}
+
+static int is_string_field(const struct field *f)
+{
+	return f->type == F_NAME || f->type == F_TEXT || f->type == F_OPT_TEXT;
+}
+
+static const char **string_slot(struct store_patch *p, const struct field *f)
+{
+	return (const char **)((char *)p + f->off);
+}
+
+static void patch_free(struct store_patch *p)
+{
+	for (size_t k = 0; k < NFIELDS; k++)
+		if (is_string_field(&fields[k]))
+			free((char *)*string_slot(p, &fields[k]));
+	memset(p, 0, sizeof(*p));
+}
+
+/* Deep copy of src into *dst (which holds no strings). */
+static int patch_copy(struct store_patch *dst, const struct store_patch *src)
+{
+	*dst = *src;
+	for (size_t k = 0; k < NFIELDS; k++)
+		if (is_string_field(&fields[k]))
+			*string_slot(dst, &fields[k]) = NULL;
+	for (size_t k = 0; k < NFIELDS; k++) {
+		const struct field *f = &fields[k];
+
+		if (is_string_field(f) &&
+		    store_str__set(string_slot(dst, f), *string_slot((struct store_patch *)src, f))) {
+			patch_free(dst);
+			return -ENOMEM;
+		}
+	}
+	return 0;
+}
+
+void store_index__free(struct store_index *idx)
+{
+	if (!idx)
+		return;
+	for (size_t i = 0; i < idx->n; i++)
+		patch_free(&idx->v[i]);
+	free(idx->v);
+	memset(idx, 0, sizeof(*idx));
+}
+
+long store_index__find(const struct store_index *idx, const char *name)
+{
+	for (size_t i = 0; i < idx->n; i++)
+		if (strcmp(idx->v[i].name, name) == 0)
+			return (long)i;
+	return -1;
+}
+
+void store_index__drop(struct store_index *idx, size_t i)
+{
+	patch_free(&idx->v[i]);
+	memmove(&idx->v[i], &idx->v[i + 1], (idx->n - i - 1) * sizeof(idx->v[0]));
+	idx->n--;
+}
+
+int store_index__put(struct store_index *idx, const struct store_patch *p)
+{
+	struct store_patch copy;
+	long at = store_index__find(idx, p->name);
+
+	if (patch_copy(&copy, p))
+		return -ENOMEM;
+	if (at >= 0) {
+		patch_free(&idx->v[at]);
+		idx->v[at] = copy;
+		return 0;
+	}
+	if (idx->n == idx->cap) {
+		size_t cap = idx->cap ? idx->cap * 2 : 16;
+		struct store_patch *v = realloc(idx->v, cap * sizeof(*v));
+
+		if (!v) {
+			patch_free(&copy);
+			return -ENOMEM;
+		}
+		idx->v = v;
+		idx->cap = cap;
+	}
+	idx->v[idx->n++] = copy;
+	return 0;
+}
+
+/* ---- decode -------------------------------------------------------------- */
+
+
+static const struct field *field_of(const char *key)
+{
+	for (size_t i = 0; i < NFIELDS; i++)
+		if (strcmp(fields[i].key, key) == 0)
+			return &fields[i];
+	return NULL;
+}
+
+/* An exact integer in [lo, hi]. */
+static int json_int(const cJSON *j, double lo, double hi, int64_t *out)
+{
+	double d;
+
+	if (!cJSON_IsNumber(j))
+		return -1;
+	d = j->valuedouble;
+	if (!isfinite(d) || floor(d) != d || d < lo || d > hi)
+		return -1;
+	*out = (int64_t)d;
+	return 0;
+}
+
+static int decode_field(const struct field *f, const cJSON *j, struct store_patch *p,
+			const char *where, char *err, size_t errsz)
+{
+	char *base = (char *)p;
+	const char **slot = (const char **)(base + f->off);
+	const char *flaw;
+	int64_t v;
+
+	switch (f->type) {
+	case F_OPT_TEXT:
+		if (cJSON_IsNull(j))
+			return 0;
+		/* fall through */
+	case F_NAME:
+	case F_TEXT:
+		if (!cJSON_IsString(j)) {
+			seterr(err, errsz, "%s.%s: expected a string", where, f->key);
+			return -EBADMSG;
+		}
+		flaw = f->type == F_NAME ? name_flaw(j->valuestring) : text_flaw(j->valuestring);
+		if (flaw) {
+			seterr(err, errsz, "%s.%s: %s", where, f->key, flaw);
+			return -EBADMSG;
+		}
+		if (f->type == F_TEXT && !*j->valuestring) {
+			seterr(err, errsz, "%s.%s: is empty", where, f->key);
+			return -EBADMSG;
+		}
+		return store_str__set(slot, j->valuestring);
+	case F_LINE:
+		if (json_int(j, 1, INT32_MAX, &v)) {
+			seterr(err, errsz, "%s.%s: expected an integer >= 1", where, f->key);
+			return -EBADMSG;
+		}
+		*(int *)(base + f->off) = (int)v;
+		return 0;
+	case F_U32:
+		if (json_int(j, 0, INT32_MAX, &v)) {
+			seterr(err, errsz, "%s.%s: expected an integer >= 0", where, f->key);
+			return -EBADMSG;
+		}
+		*(uint32_t *)(base + f->off) = (uint32_t)v;
+		return 0;
+	case F_TTL:
+		if (json_int(j, 1, STORE_MAX_TTL_DAYS, &v)) {
+			seterr(err, errsz, "%s.%s: expected an integer from 1 to %d", where,
+			       f->key, STORE_MAX_TTL_DAYS);
+			return -EBADMSG;
+		}
+		*(uint32_t *)(base + f->off) = (uint32_t)v;
+		return 0;
+	case F_HITS:
+		if (json_int(j, 0, MAX_EXACT_DOUBLE, &v)) {
+			seterr(err, errsz, "%s.%s: expected an integer >= 0", where, f->key);
+			return -EBADMSG;
+		}
+		*(uint64_t *)(base + f->off) = (uint64_t)v;
+		return 0;
+	case F_OPT_TIME:
+		if (cJSON_IsNull(j))
+			return 0;
+		/* fall through */
+	case F_TIME:
+		if (!cJSON_IsString(j) || store__parse_time(j->valuestring, &v) < 0 || v <= 0) {
+			seterr(err, errsz, "%s.%s: expected a UTC time \"YYYY-MM-DDTHH:MM:SSZ\"",
+			       where, f->key);
+			return -EBADMSG;
+		}
+		*(int64_t *)(base + f->off) = v;
+		return 0;
+	case F_STATUS:
+		if (cJSON_IsString(j) && strcmp(j->valuestring, "active") == 0)
+			p->status = STORE_STATUS_ACTIVE;
+		else if (cJSON_IsString(j) && strcmp(j->valuestring, "stale") == 0)
+			p->status = STORE_STATUS_STALE;
+		else {
+			seterr(err, errsz, "%s.%s: expected \"active\" or \"stale\"", where, f->key);
+			return -EBADMSG;
+		}
+		return 0;
+	}
+	return -EBADMSG;
+}
+
+static int decode_patch(const cJSON *obj, size_t i, struct store_patch *p,
+			char *err, size_t errsz)
+{
+	unsigned char seen[NFIELDS] = {0};
+	char where[48];
+	const cJSON *j;
+	int r;
+
+	snprintf(where, sizeof(where), "patches[%zu]", i);
+	memset(p, 0, sizeof(*p));
+	if (!cJSON_IsObject(obj)) {
+		seterr(err, errsz, "%s: expected an object", where);
+		return -EBADMSG;
+	}
+	cJSON_ArrayForEach(j, obj) {
+		const struct field *f = field_of(j->string);
+
+		if (!f) {
+			seterr(err, errsz, "%s: unknown field \"%.64s\"", where,
+			       text_flaw(j->string) ? "?" : j->string);
+			goto fail;
+		}
+		if (seen[f - fields]++) {
+			seterr(err, errsz, "%s: duplicate field \"%s\"", where, f->key);
+			goto fail;
+		}
+		if ((r = decode_field(f, j, p, where, err, errsz))) {
+			if (r == -ENOMEM)
+				seterr(err, errsz, "out of memory");
+			patch_free(p);
+			return r;
+		}
+	}
+	for (size_t k = 0; k < NFIELDS; k++) {
+		if (!seen[k]) {
+			seterr(err, errsz, "%s.%s: missing", where, fields[k].key);
+			goto fail;
+		}
+	}
+	if (!store_guard__valid(p->guard)) {
+		seterr(err, errsz, "%s.guard: unknown kind \"%.64s\"", where, p->guard);
+		goto fail;
+	}
+	return 0;
+fail:
+	patch_free(p);
+	return -EBADMSG;
+}
+
+static void line_col(const char *start, const char *at, size_t *line, size_t *col)
+{
+	*line = 1;
+	*col = 1;
+	for (const char *q = start; q < at; q++) {
+		if (*q == '\n') {
+			(*line)++;
+			*col = 1;
+		} else {
+			(*col)++;
+		}
+	}
+}
+
+int store_index__parse(const char *p, const char *end, struct store_index *out,
+		       char *err, size_t errsz)
+{
+	struct store_index idx = {0};
+	const char *stop = NULL;
+	const cJSON *j, *patches = NULL;
+	cJSON *root = NULL;
+	size_t len = (size_t)(end - p), line, col, i = 0;
+	int have_format = 0, have_version = 0, r = -EBADMSG;
+
+	memset(out, 0, sizeof(*out));
+	if (len == 0) {
+		seterr(err, errsz, "empty file (truncated?)");
+		return -EBADMSG;
+	}
+	if (memchr(p, '\0', len)) {
+		line_col(p, memchr(p, '\0', len), &line, &col);
+		seterr(err, errsz, "line %zu, column %zu: NUL byte (not a text file)", line, col);
+		return -EBADMSG;
+	}
+	root = cJSON_ParseWithLengthOpts(p, len, &stop, 0);
+	if (!root) {
+		if (!stop || stop < p || stop > end)
+			stop = end;
+		line_col(p, stop, &line, &col);
+		seterr(err, errsz, "line %zu, column %zu: %s", line, col,
+		       stop >= end ? "unexpected end of file (truncated?)" : "invalid JSON");
+		return -EBADMSG;
+	}
+	for (const char *q = stop; q && q < end; q++) {
+		if (*q != ' ' && *q != '\t' && *q != '\n' && *q != '\r') {
+			line_col(p, q, &line, &col);
+			seterr(err, errsz, "line %zu, column %zu: data after the JSON value", line, col);
+			goto out;
+		}
+	}
+	if (!cJSON_IsObject(root)) {
+		seterr(err, errsz, "expected a JSON object at the top level");
+		goto out;
+	}
+	/* Identify the file first: a foreign JSON file or a future version must
+	 * say so, not complain about some field. */
+	j = cJSON_GetObjectItemCaseSensitive(root, "format");
+	if (!cJSON_IsString(j) || strcmp(j->valuestring, FORMAT_NAME) != 0) {
+		seterr(err, errsz, "not a suture store index (no \"format\": \"" FORMAT_NAME "\")");
+		goto out;
+	}
+	j = cJSON_GetObjectItemCaseSensitive(root, "version");
+	if (!cJSON_IsNumber(j)) {
+		seterr(err, errsz, "\"version\": expected an integer");
+		goto out;
+	}
+	if (j->valuedouble != STORE_FORMAT_VERSION) {
+		seterr(err, errsz, "format version %g is not supported (this suture reads version %d)",
+		       j->valuedouble, STORE_FORMAT_VERSION);
+		goto out;
+	}
+	cJSON_ArrayForEach(j, root) {
+		if (strcmp(j->string, "format") == 0 && !have_format++)
+			continue;
+		if (strcmp(j->string, "version") == 0 && !have_version++)
+			continue;
+		if (strcmp(j->string, "patches") == 0 && !patches) {
+			patches = j;
+			continue;
+		}
+		seterr(err, errsz, "%s field \"%.64s\" at the top level",
+		       field_of(j->string) || !strcmp(j->string, "format") ||
+		       !strcmp(j->string, "version") || !strcmp(j->string, "patches")
+		       ? "duplicate" : "unknown", text_flaw(j->string) ? "?" : j->string);
+		goto out;
+	}
+	if (!cJSON_IsArray(patches)) {
+		seterr(err, errsz, "\"patches\": %s", patches ? "expected an array" : "missing");
+		goto out;
+	}
+	cJSON_ArrayForEach(j, patches) {
+		struct store_patch pt;
+
+		if ((r = decode_patch(j, i, &pt, err, errsz)))
+			goto out;
+		if (store_index__find(&idx, pt.name) >= 0) {
+			seterr(err, errsz, "patches[%zu].name: \"%s\" appears twice", i, pt.name);
+			patch_free(&pt);
+			r = -EBADMSG;
+			goto out;
+		}
+		if ((r = store_index__put(&idx, &pt))) {
+			seterr(err, errsz, "out of memory");
+			patch_free(&pt);
+			goto out;
+		}
+		patch_free(&pt);
+		i++;
+	}
+	*out = idx;
+	memset(&idx, 0, sizeof(idx));
+	r = 0;
+out:
+	if (r && r != -ENOMEM)
+		r = -EBADMSG;
+	store_index__free(&idx);
+	cJSON_Delete(root);
+	return r;
+}
+
+/* ---- encode -------------------------------------------------------------- */
+
+static int encode_field(const struct field *f, const struct store_patch *p, cJSON *obj)
+{
+	const char *base = (const char *)p;
+	const char *s = *(const char *const *)(base + f->off);
+	char buf[32];
+	int64_t t;
+	cJSON *v = NULL;
+
+	switch (f->type) {
+	case F_NAME:
+	case F_TEXT:
+		v = cJSON_CreateString(s);
+		break;
+	case F_OPT_TEXT:
+		v = s ? cJSON_CreateString(s) : cJSON_CreateNull();
+		break;
+	case F_LINE:
+		v = cJSON_CreateNumber(*(const int *)(base + f->off));
+		break;
+	case F_U32:
+	case F_TTL:
+		v = cJSON_CreateNumber(*(const uint32_t *)(base + f->off));
+		break;
+	case F_HITS:
+		v = cJSON_CreateNumber((double)*(const uint64_t *)(base + f->off));
+		break;
+	case F_TIME:
+	case F_OPT_TIME:
+		t = *(const int64_t *)(base + f->off);
+		if (f->type == F_OPT_TIME && t == 0)
+			v = cJSON_CreateNull();
+		else if (store__format_time(t, buf, sizeof(buf)) == 0)
+			v = cJSON_CreateString(buf);
+		break;
+	case F_STATUS:
+		v = cJSON_CreateString(store_status__str(p->status));
+		break;
+	}
+	if (!v)
+		return -ENOMEM;
+	if (!cJSON_AddItemToObject(obj, f->key, v)) {
+		cJSON_Delete(v);
+		return -ENOMEM;
+	}
+	return 0;
+}
+
+char *store_index__serialize(const struct store_index *idx, size_t *len)
+{
+	cJSON *root = cJSON_CreateObject(), *arr = NULL;
+	char *text = NULL, *out = NULL;
+	size_t n;
+
+	if (!root || !cJSON_AddStringToObject(root, "format", FORMAT_NAME) ||
+	    !cJSON_AddNumberToObject(root, "version", STORE_FORMAT_VERSION) ||
+	    !(arr = cJSON_AddArrayToObject(root, "patches")))
+		goto out;
+	for (size_t i = 0; i < idx->n; i++) {
+		cJSON *obj = cJSON_CreateObject();
+
+		if (!obj)
+			goto out;
+		if (!cJSON_AddItemToArray(arr, obj)) {
+			cJSON_Delete(obj);
+			goto out;
+		}
+		for (size_t k = 0; k < NFIELDS; k++)
+			if (encode_field(&fields[k], &idx->v[i], obj))
+				goto out;
+	}
+	if (!(text = cJSON_Print(root)))
+		goto out;
+	n = strlen(text);
+	if (!(out = malloc(n + 2)))
+		goto out;
+	memcpy(out, text, n);
+	out[n++] = '\n';
+	out[n] = '\0';
+	if (len)
+		*len = n;
+out:
+	free(text);
+	cJSON_Delete(root);
+	return out;
+}

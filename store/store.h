@@ -1,0 +1,217 @@
+/* store/: the patch store on disk.
+ *
+ * A store is a directory (default ".suture" in the working directory, or
+ * $SUTURE_STORE) holding one JSON index, "index.json", and a lock file,
+ * "lock". The index lists patches as specs, never as code: guard kind,
+ * target text, fallback, the anchor and the identity of the original code.
+ * Whoever applies a patch synthesizes the guard again from the live original
+ * code; a mismatch makes the patch stale (store__mark_stale()). The format is
+ * specified in docs/formats/store.md.
+ *
+ * Safety rules enforced here:
+ *   - the directory, the index and the lock file must belong to the caller's
+ *     effective user (or root) and must not be group or world writable;
+ *     a directory the store creates is mode 0700;
+ *   - a corrupt, truncated or foreign index is never rewritten: opening it
+ *     fails with -EBADMSG and the file stays as it is, for inspection;
+ *   - every change is a transaction: take flock(LOCK_EX) on "lock", read the
+ *     index again from disk, change it, write a temporary file in the same
+ *     directory, fsync it, rename it over index.json, fsync the directory.
+ *     Two processes changing one store at once lose nothing (patches are
+ *     merged by name; the same name: the last writer wins);
+ *   - a patch past its TTL is reported expired and never returned as
+ *     applicable (the check is made at read time against "now", never
+ *     stored, so an old index cannot keep an expired patch alive).
+ *
+ * Errors: functions return 0 or -errno; a pointer return gives NULL. Every
+ * failure produces one message naming the module, the object and the cause,
+ * "store: /x/.suture/index.json: patches[2].line: expected an integer",
+ * passed to the print function (store__set_print(), default: stderr) and
+ * kept as the handle's last error (store__error()). Meanings:
+ *   -ENOENT     no such store directory (without STORE_F_CREATE) / no such patch
+ *   -ENOTDIR    the store path is not a directory
+ *   -EPERM      the store (directory, index or lock) is writable by others or
+ *               owned by another user: refused
+ *   -EBADMSG    the index is corrupt, truncated, foreign or of an unknown
+ *               format version: refused, file kept
+ *   -EINVAL     a patch given to store__add() is incomplete or malformed
+ *   -EROFS      a change was asked of a store opened STORE_F_RDONLY
+ *   -ETIMEDOUT  another process held the lock too long
+ *   -EFBIG      the index is larger than STORE_INDEX_MAX bytes
+ *   other       the failing system call's errno
+ *
+ * Times are Unix seconds (UTC). Functions that judge expiry take "now" so
+ * tests can inject it; store__now() gives the real one.
+ *
+ * Not thread safe: one handle per thread (several processes are fine).
+ */
+#ifndef SUTURE_STORE_H
+#define SUTURE_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define STORE_FORMAT_VERSION    1
+#define STORE_DEFAULT_DIR       ".suture"
+#define STORE_ENV               "SUTURE_STORE"
+#define STORE_DEFAULT_TTL_DAYS  7
+#define STORE_MAX_TTL_DAYS      36500
+#define STORE_INDEX_MAX         (64u << 20)
+/* Longest accepted string field, in bytes (UTF-8, no NUL). */
+#define STORE_STR_MAX           4096
+/* Longest patch name; names are printable, without spaces or control bytes. */
+#define STORE_NAME_MAX          512
+
+struct store;
+
+enum store_status {
+	STORE_STATUS_ACTIVE = 0,  /* may be applied (unless expired) */
+	STORE_STATUS_STALE,       /* the live original no longer matches */
+	STORE_STATUS_EXPIRED,     /* past created + ttl_days; derived, never stored */
+};
+
+/* One patch. In store__add() every pointer is the caller's and is copied.
+ * From store__find() and store_iter__next() every pointer is the store's,
+ * valid until the next call that changes or reloads the handle (add, remove,
+ * record_hit, mark_*, reload) or store__close(). */
+struct store_patch {
+	const char *name;           /* stable id, see store_patch__default_name() */
+	const char *guard;          /* one of the kinds store_guard__valid() accepts */
+	/* The function the guard is in. */
+	const char *module;         /* "app.config" */
+	const char *qualname;       /* "Loader.load" */
+	const char *file;           /* co_filename */
+	int first_line;             /* co_firstlineno, >= 1 */
+	int line;                   /* line of the guarded instruction, >= 1 */
+	/* What the guard does, as text for people (never evaluated). */
+	const char *target;         /* cfg["timeout"] */
+	const char *fallback;       /* 30 */
+	const char *consumer;       /* what uses the value (optional, NULL) */
+	/* Where, and of what: identities computed by rewrite/, opaque here. */
+	uint32_t anchor_offset;     /* offset of the guarded instruction, code units */
+	const char *anchor_window;  /* fingerprint of the instruction window */
+	const char *code_id;        /* hash of canonical bytes + consts + names */
+	const char *program;        /* the program the patch was made for (a script's
+	                               absolute path, or path + hash): patches never
+	                               apply to another program */
+	const char *python_version; /* "3.11.2" */
+	const char *build_id;       /* interpreter build id (optional, NULL) */
+	/* Life cycle. */
+	int64_t created;            /* 0 in store__add(): now */
+	uint32_t ttl_days;          /* 0 in store__add(): STORE_DEFAULT_TTL_DAYS */
+	uint64_t hits;              /* <= 2^53 */
+	int64_t last_hit;           /* 0: never */
+	enum store_status status;   /* ACTIVE or STALE as stored */
+	const char *stale_reason;   /* optional, NULL */
+};
+
+/* Flags for store__open(). */
+enum {
+	STORE_F_CREATE = 1u << 0,   /* create the directory (0700) if missing */
+	STORE_F_RDONLY = 1u << 1,   /* never change anything (no lock file either) */
+};
+
+/* Open the store at path (NULL: $SUTURE_STORE, else ".suture"). Checks the
+ * directory's owner and mode, and reads and validates the index (a missing
+ * index is an empty store). */
+int store__open(const char *path, unsigned flags, struct store **out);
+/* Accepts NULL. */
+void store__close(struct store *s);
+
+/* The directory as given / the index file's path, for messages. */
+const char *store__path(const struct store *s);
+const char *store__index_path(const struct store *s);
+/* The last error message for this handle ("" if none). */
+const char *store__error(const struct store *s);
+
+/* Read the index from disk again (other processes may have written). */
+int store__reload(struct store *s);
+
+size_t store__count(const struct store *s);
+/* The patch named name, or NULL (errno = ENOENT). */
+const struct store_patch *store__find(const struct store *s, const char *name);
+
+/* Add p, or replace the patch of the same name. Validates every field. */
+int store__add(struct store *s, const struct store_patch *p);
+/* Add several in one transaction (all or nothing). */
+int store__add_many(struct store *s, const struct store_patch *p, size_t n);
+/* Remove one patch; -ENOENT if there is none of that name. */
+int store__remove(struct store *s, const char *name);
+/* Remove every patch; *removed (may be NULL) gets how many there were. */
+int store__remove_all(struct store *s, size_t *removed);
+/* hits += 1, last_hit = now. -ENOENT if no such patch. */
+int store__record_hit(struct store *s, const char *name, int64_t now);
+/* The same for n names in one transaction; names missing from the store
+ * (removed meanwhile) are skipped and counted in *missing (may be NULL). */
+int store__record_hits(struct store *s, const char *const *names, size_t n,
+		       int64_t now, size_t *missing);
+/* The caller re-synthesized the guard and the live original did not match
+ * (reason: free text, may be NULL), or matched again. -ENOENT: no such patch. */
+int store__mark_stale(struct store *s, const char *name, const char *reason);
+int store__mark_active(struct store *s, const char *name);
+
+/* Selecting patches. Every selector that is NULL matches anything. */
+struct store_query {
+	const char *program;
+	const char *module;
+	const char *qualname;
+	/* Applicability: a patch made under another Python version or build
+	 * never applies (build_id only compared when both sides have one). */
+	const char *python_version;
+	const char *build_id;
+	int64_t now;                /* for expiry; 0: store__now() */
+	unsigned flags;
+};
+enum {
+	STORE_Q_APPLICABLE = 1u << 0, /* only patches whose verdict is STORE_OK */
+};
+
+/* Why a selected patch may or may not be applied. */
+enum store_verdict {
+	STORE_OK = 0,
+	STORE_V_STALE,          /* marked stale */
+	STORE_V_EXPIRED,        /* past its TTL */
+	STORE_V_OTHER_PYTHON,   /* made under another Python version or build */
+};
+enum store_verdict store_patch__verdict(const struct store_patch *p,
+					 const struct store_query *q);
+const char *store_verdict__str(enum store_verdict v);
+
+/* Iteration on the caller's stack; never allocates. q (copied, may be NULL:
+ * every patch) selects; the store must not change during the iteration. */
+struct store_iter {
+	const struct store *s;
+	struct store_query q;
+	size_t next;
+};
+void store_iter__init(struct store_iter *it, const struct store *s,
+		      const struct store_query *q);
+const struct store_patch *store_iter__next(struct store_iter *it);
+
+/* ACTIVE, STALE or EXPIRED at time now. */
+enum store_status store_patch__status(const struct store_patch *p, int64_t now);
+/* created + ttl_days * 86400. */
+int64_t store_patch__expires(const struct store_patch *p);
+/* "<module>.<qualname>:<line>:<guard>" into buf; -ENAMETOOLONG if it does not
+ * fit in size (or STORE_NAME_MAX); characters a name may not hold (spaces,
+ * control bytes) become '_'. */
+int store_patch__default_name(const struct store_patch *p, char *buf, size_t size);
+
+/* 1 if kind is a guard kind the store knows, else 0. */
+int store_guard__valid(const char *kind);
+/* The known kinds, NULL terminated. */
+extern const char *const store_guard_kinds[];
+const char *store_status__str(enum store_status st);
+
+int64_t store__now(void);
+/* "2026-11-21T13:14:39Z" (needs size >= 21); -ERANGE if it does not fit. */
+int store__format_time(int64_t t, char *buf, size_t size);
+/* Parse exactly that form; -EINVAL otherwise. */
+int store__parse_time(const char *text, int64_t *out);
+
+/* Messages: fn gets one line without a trailing newline. NULL restores the
+ * default (stderr, followed by a newline). Returns the previous function. */
+typedef void (*store_print_fn)(const char *msg, void *ctx);
+store_print_fn store__set_print(store_print_fn fn, void *ctx);
+
+#endif
