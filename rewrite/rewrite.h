@@ -285,6 +285,12 @@ int rewrite_bytes__deopt(const uint8_t *in, size_t len, uint8_t *out);
  * *out is malloc'ed (free()), *n entries. */
 int rewrite_exctable__decode(const uint8_t *p, const uint8_t *end,
 			     struct rewrite_exc **out, size_t *n, struct rewrite_diag *diag);
+/* The entry covering code unit `unit`, scanning the bytes without
+ * allocating: 1 found (*out filled), 0 none, -EINVAL malformed or
+ * truncated. Self-contained in rewrite/exctable.c (the agent compiles it
+ * in: AGENT_EXTRA_SRC += rewrite/exctable.c). */
+int rewrite_exctable__find(const uint8_t *p, const uint8_t *end, uint32_t unit,
+			   struct rewrite_exc *out);
 int rewrite_exctable__encode(const struct rewrite_exc *e, size_t n,
 			     struct rewrite_bytes *out);
 
