@@ -1,0 +1,249 @@
+/* agent: runtime helpers for guards (see helpers.h, docs/guards.md).
+ *
+ * Contract shared by every helper: on healthy input it does exactly what
+ * the replaced instruction did (same call, same result, same exception);
+ * only the one structural failure the guard heals is turned into the
+ * fallback. Errors other than that one are left set, unchanged, so the
+ * traceback the program sees is the one it would have seen.
+ */
+#include "inject/agent/helpers.h"
+
+#include <string.h>
+
+/* The exception was raised by the instruction that holds the guard, not by
+ * Python code it called: the traceback has exactly one entry (this frame's,
+ * added when the exception entered it; see PyTraceBack_Here in ceval.c). */
+static int raised_here(PyObject *exc)
+{
+	PyObject *tb = PyException_GetTraceback(exc);
+	if (!tb)
+		return 0;
+	PyObject *next = PyObject_GetAttrString(tb, "tb_next");
+	Py_DECREF(tb);
+	if (!next) {
+		PyErr_Clear();
+		return 0;
+	}
+	int here = next == Py_None;
+	Py_DECREF(next);
+	return here;
+}
+
+static int message_is(PyObject *exc, const char *text)
+{
+	PyObject *s = PyObject_Str(exc);
+	if (!s) {
+		PyErr_Clear();
+		return 0;
+	}
+	const char *u = PyUnicode_AsUTF8(s);
+	int eq = u && strcmp(u, text) == 0;
+	if (!u)
+		PyErr_Clear();
+	Py_DECREF(s);
+	return eq;
+}
+
+static int attr_on_none(PyObject *exc)
+{
+	if (!PyErr_GivenExceptionMatches(exc, PyExc_AttributeError))
+		return 0;
+	/* 3.11 records the object in AttributeError.obj (Objects/object.c,
+	 * set_attribute_error_context); fall back to the message. */
+	PyObject *obj = PyObject_GetAttrString(exc, "obj");
+	if (!obj) {
+		PyErr_Clear();
+		return 0;
+	}
+	int none = obj == Py_None;
+	Py_DECREF(obj);
+	if (none)
+		return 1;
+	PyObject *s = PyObject_Str(exc);
+	if (!s) {
+		PyErr_Clear();
+		return 0;
+	}
+	const char *u = PyUnicode_AsUTF8(s);
+	int pfx = u && strncmp(u, "'NoneType' object has no attribute", 34) == 0;
+	if (!u)
+		PyErr_Clear();
+	Py_DECREF(s);
+	return pfx;
+}
+
+static const char NOT_SUBSCRIPTABLE[] = "'NoneType' object is not subscriptable";
+static const char NOT_CALLABLE[] = "'NoneType' object is not callable";
+
+/* guard_match(exc, code) -> bool: the precise filter a handler guard runs
+ * after CHECK_EXC_MATCH, so that the same exception type raised for another
+ * reason (inside a property, a __getitem__ written in Python, a callee)
+ * still propagates. Never raises. */
+static PyObject *h_guard_match(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+	(void)self;
+	if (nargs != 2 || !PyExceptionInstance_Check(args[0]) || !PyLong_Check(args[1])) {
+		PyErr_SetString(PyExc_TypeError, "guard_match(exc, code): bad arguments");
+		return NULL;
+	}
+	PyObject *exc = args[0];
+	long code = PyLong_AsLong(args[1]);
+	int ok = raised_here(exc);
+	if (ok) {
+		switch (code) {
+		case SUTURE_MATCH_HERE:
+			break;
+		case SUTURE_MATCH_NONE_ATTR:
+			ok = attr_on_none(exc);
+			break;
+		case SUTURE_MATCH_NONE_SUBSCRIPT:
+			ok = PyErr_GivenExceptionMatches(exc, PyExc_TypeError) &&
+			     message_is(exc, NOT_SUBSCRIPTABLE);
+			break;
+		case SUTURE_MATCH_NONE_CALL:
+			ok = PyErr_GivenExceptionMatches(exc, PyExc_TypeError) &&
+			     message_is(exc, NOT_CALLABLE);
+			break;
+		case SUTURE_MATCH_CHAIN:
+			ok = PyErr_GivenExceptionMatches(exc, PyExc_KeyError) ||
+			     PyErr_GivenExceptionMatches(exc, PyExc_IndexError) ||
+			     (PyErr_GivenExceptionMatches(exc, PyExc_TypeError) &&
+			      message_is(exc, NOT_SUBSCRIPTABLE));
+			break;
+		default:
+			ok = 0;
+		}
+	}
+	return PyBool_FromLong(ok);
+}
+
+/* a + b (or a += b); if that raises TypeError and one side is a str, the
+ * result is str(a) + str(b). Anything else propagates unchanged. */
+static PyObject *str_coerce(PyObject *const *args, Py_ssize_t nargs, int inplace)
+{
+	if (nargs != 2) {
+		PyErr_SetString(PyExc_TypeError, "str_coerce(a, b): two arguments");
+		return NULL;
+	}
+	PyObject *a = args[0], *b = args[1];
+	PyObject *r = inplace ? PyNumber_InPlaceAdd(a, b) : PyNumber_Add(a, b);
+	if (r || !PyErr_ExceptionMatches(PyExc_TypeError) ||
+	    !(PyUnicode_Check(a) || PyUnicode_Check(b)))
+		return r;
+	PyObject *et, *ev, *etb;
+	PyErr_Fetch(&et, &ev, &etb);
+	PyObject *sa = PyObject_Str(a);
+	PyObject *sb = sa ? PyObject_Str(b) : NULL;
+	r = sb ? PyUnicode_Concat(sa, sb) : NULL;
+	Py_XDECREF(sb);
+	Py_XDECREF(sa);
+	if (!r) {
+		/* str() itself failed: the program sees its original error. */
+		PyErr_Clear();
+		PyErr_Restore(et, ev, etb);
+		return NULL;
+	}
+	Py_XDECREF(et);
+	Py_XDECREF(ev);
+	Py_XDECREF(etb);
+	return r;
+}
+
+static PyObject *h_str_coerce(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+	(void)self;
+	return str_coerce(args, nargs, 0);
+}
+
+static PyObject *h_str_coerce_inplace(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+	(void)self;
+	return str_coerce(args, nargs, 1);
+}
+
+/* The mode open() was asked for: its second positional argument or the
+ * `mode` keyword; "r" when absent. Borrowed; NULL if not a str. */
+static PyObject *open_mode(PyObject *const *args, Py_ssize_t npos, PyObject *kwnames)
+{
+	if (npos >= 2)
+		return PyUnicode_Check(args[1]) ? args[1] : NULL;
+	Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
+	for (Py_ssize_t i = 0; i < nkw; i++) {
+		PyObject *k = PyTuple_GET_ITEM(kwnames, i);
+		if (PyUnicode_CompareWithASCIIString(k, "mode") == 0)
+			return PyUnicode_Check(args[npos + i]) ? args[npos + i] : NULL;
+	}
+	return NULL;
+}
+
+/* open_or_empty(opener, *args, **kwargs): opener(*args, **kwargs), where
+ * opener is the callable the program loaded (normally the builtin open).
+ * FileNotFoundError gives an empty in-memory file of the requested mode:
+ * io.BytesIO() for a binary mode, io.StringIO() otherwise. */
+static PyObject *h_open_or_empty(PyObject *self, PyObject *const *args, size_t nargsf,
+				 PyObject *kwnames)
+{
+	(void)self;
+	Py_ssize_t npos = PyVectorcall_NARGS(nargsf);
+	if (npos < 1) {
+		PyErr_SetString(PyExc_TypeError, "open_or_empty(opener, ...): no opener");
+		return NULL;
+	}
+	PyObject *r = PyObject_Vectorcall(args[0], args + 1, npos - 1, kwnames);
+	if (r || !PyErr_ExceptionMatches(PyExc_FileNotFoundError))
+		return r;
+	PyObject *et, *ev, *etb;
+	PyErr_Fetch(&et, &ev, &etb);
+	PyObject *mode = open_mode(args + 1, npos - 1, kwnames);
+	int binary = 0;
+	if (mode) {
+		const char *m = PyUnicode_AsUTF8(mode);
+		binary = m && strchr(m, 'b');
+		PyErr_Clear();
+	}
+	PyObject *io = PyImport_ImportModule("io");
+	r = io ? PyObject_CallMethod(io, binary ? "BytesIO" : "StringIO", NULL) : NULL;
+	Py_XDECREF(io);
+	if (!r) {
+		PyErr_Clear();
+		PyErr_Restore(et, ev, etb);
+		return NULL;
+	}
+	Py_XDECREF(et);
+	Py_XDECREF(ev);
+	Py_XDECREF(etb);
+	return r;
+}
+
+static PyMethodDef helper_defs[] = {
+	{"guard_match", (PyCFunction)(void (*)(void))h_guard_match, METH_FASTCALL,
+	 "guard_match(exc, code) -> bool: precise filter of a handler guard"},
+	{"str_coerce", (PyCFunction)(void (*)(void))h_str_coerce, METH_FASTCALL,
+	 "str_coerce(a, b): a + b, or str(a) + str(b) if that fails on a str"},
+	{"str_coerce_inplace", (PyCFunction)(void (*)(void))h_str_coerce_inplace, METH_FASTCALL,
+	 "str_coerce_inplace(a, b): a += b, or str(a) + str(b) if that fails on a str"},
+	{"open_or_empty", (PyCFunction)(void (*)(void))h_open_or_empty,
+	 METH_FASTCALL | METH_KEYWORDS,
+	 "open_or_empty(opener, *args, **kw): opener(...), or an empty in-memory file"},
+	{NULL, NULL, 0, NULL},
+};
+
+PyObject *suture_helpers__get(const char *name)
+{
+	for (PyMethodDef *d = helper_defs; d->ml_name; d++)
+		if (strcmp(d->ml_name, name) == 0)
+			return PyCFunction_NewEx(d, NULL, NULL);
+	PyErr_Format(PyExc_KeyError, "suture helpers: no helper named '%s'", name);
+	return NULL;
+}
+
+static struct PyModuleDef helpers_module = {
+	PyModuleDef_HEAD_INIT, "_suture_helpers",
+	"suture's runtime helpers for guards (tests load libsuture_agent.so as this module)",
+	-1, helper_defs, NULL, NULL, NULL, NULL,
+};
+
+PyMODINIT_FUNC PyInit__suture_helpers(void)
+{
+	return PyModule_Create(&helpers_module);
+}
