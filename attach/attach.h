@@ -85,4 +85,93 @@ pid_t attach_proc__thread(const struct attach_proc *proc, size_t i);
 int attach_proc__call(struct attach_proc *proc, pid_t tid, uint64_t fn,
 		      const uint64_t *args, unsigned nargs, uint64_t *ret);
 
+/* ---- Additions (additive; see /work/notes/attach.md) -------------------- */
+
+/* The process state letter from /proc/PID/stat ('R', 'S', 'T' stopped by job
+ * control, 't' traced, 'Z' zombie...), read now, without ptrace. -ESRCH when
+ * gone. Lets a caller report "stopped with SIGSTOP" before seizing. */
+int attach_proc__state(struct attach_proc *proc, char *state);
+
+/* Seize error codes, beyond the ones above:
+ *   -ESRCH   the process does not exist or exited while being seized;
+ *   -EPERM   not allowed: the message says whether Yama ptrace_scope or a
+ *            missing CAP_SYS_PTRACE (other user, non-dumpable) is the cause;
+ *   -EBUSY   already traced by another process (TracerPid in the message);
+ *   -EAGAIN  the process is stopped by job control (SIGSTOP, state T); it is
+ *            released again and stays stopped. Send SIGCONT first.
+ * Every failure path releases whatever was seized. */
+int attach_proc__is_seized(const struct attach_proc *proc);
+/* A one-line message for an error of attach_proc__open() (which has no
+ * handle to carry one): for -EPERM it names the likely cause (Yama
+ * ptrace_scope, another uid without CAP_SYS_PTRACE, not dumpable), for
+ * -EBUSY the tracer's pid. */
+void attach_explain_error(pid_t pid, int err, char *buf, size_t size);
+
+/* An ELF symbol with its kind. STT_GNU_IFUNC symbols resolve to their
+ * resolver, not to the implementation: attach_proc__call_sym handles that. */
+struct attach_sym {
+	uint64_t addr; /* runtime address (st_value + bias) */
+	uint64_t size;
+	unsigned char type; /* STT_FUNC, STT_OBJECT, STT_GNU_IFUNC... */
+};
+int attach_elf__symbol_info(struct attach_elf *elf, const char *name, struct attach_sym *out);
+/* Accepts NULL. find_elf results are owned by the proc and freed with it;
+ * this is only for callers that want to drop one early. */
+void attach_elf__close(struct attach_elf *elf);
+
+/* Remote calls.
+ *
+ * A call runs on one seized, stopped thread. The thread's general registers,
+ * extended state (xsave) and signal mask are saved first and restored after,
+ * whatever happens; async signals are blocked in the target for the duration
+ * and every foreign signal that arrives meanwhile is re-delivered on release,
+ * never swallowed. A thread interrupted inside a system call gets the kernel's
+ * own restart rules on resume (the call resumes, no EINTR).
+ *
+ * Errors: -ESRCH the thread or process is gone; -EINVAL tid is not seized or
+ * too many arguments (max 6); -EAGAIN the process is stopped by job control;
+ * -EFAULT the called function crashed (SIGSEGV/SIGBUS/SIGILL/SIGFPE inside
+ * it; the thread is restored and the fault suppressed); -ETIMEDOUT the call
+ * did not return in time (the thread is interrupted and restored: the call is
+ * abandoned mid-way, so a lock it took may stay taken; pick a thread that
+ * holds none, see attach_proc__pick_call_thread). */
+struct attach_arg {
+	uint64_t value;   /* the argument, when data is NULL */
+	const void *data; /* else: len bytes copied onto the thread's stack below
+			   * the red zone; the argument is the copy's address,
+			   * valid for the duration of the call only */
+	size_t len;
+};
+int attach_proc__call_args(struct attach_proc *proc, pid_t tid, uint64_t fn,
+			   const struct attach_arg *args, unsigned nargs, uint64_t *ret);
+/* Resolve sym in the mapped object whose basename starts with lib_prefix
+ * ("libc.so"), then call it (an IFUNC is resolved in the target first).
+ * -ENOENT: object or symbol not found. */
+int attach_proc__call_sym(struct attach_proc *proc, pid_t tid, const char *lib_prefix,
+			  const char *sym, const struct attach_arg *args, unsigned nargs,
+			  uint64_t *ret);
+/* Default 5000 ms. 0 means wait forever. */
+void attach_proc__set_call_timeout(struct attach_proc *proc, unsigned ms);
+
+/* The seized thread best suited for a call: blocked in a sleeping syscall
+ * (read/poll/select/epoll/nanosleep/wait...) first, then any other syscall
+ * except futex (futex may be a lock wait: malloc, loader), then futex, then a
+ * thread not in a syscall. Ties go to the lowest index (the main thread). */
+int attach_proc__pick_call_thread(struct attach_proc *proc, pid_t *tid);
+
+/* Pure parsers, exposed for the fuzzers and tests. (p, end) is untrusted.
+ * One line of /proc/PID/maps (no newline needed); path points into the line,
+ * its length in *path_len (0 for anonymous). -EINVAL on malformed input. */
+int attach_maps__parse_line(const char *p, const char *end, struct attach_map *out,
+			    size_t *path_len);
+/* ELF notes (SHT_NOTE/PT_NOTE contents, native endianness, 4-byte aligned):
+ * the GNU build-id as lowercase hex into hex[hexsz]. -ENOENT none, -EINVAL
+ * truncated/malformed, -ENOSPC hex too small. */
+int attach_elf__parse_build_id(const uint8_t *p, const uint8_t *end, char *hex, size_t hexsz);
+/* .gnu_debuglink contents: file name and CRC32. -EINVAL when malformed. */
+int attach_elf__parse_debuglink(const uint8_t *p, const uint8_t *end, const char **name,
+				size_t *name_len, uint32_t *crc);
+/* CRC32 as used by .gnu_debuglink (zlib's), continued from crc. */
+uint32_t attach_crc32(uint32_t crc, const void *buf, size_t len);
+
 #endif

@@ -1,0 +1,56 @@
+/* attach/: the per-architecture interface behind remote calls.
+ *
+ * Everything that depends on the register file, the calling convention or
+ * syscall numbers lives in one file per arch (attach/arch-<arch>.c) behind
+ * these functions; an unknown arch is a compile error, never a silent guess.
+ */
+#ifndef SUTURE_ATTACH_ARCH_H
+#define SUTURE_ATTACH_ARCH_H
+
+#include <stdint.h>
+#include <sys/types.h>
+
+#if defined(__x86_64__)
+#define ATTACH_ARCH_NAME "x86_64"
+/* System V AMD64 ABI 3.2.2: 128 bytes below %rsp belong to the function
+ * (leaf code keeps locals there without moving %rsp); %rsp + 8 is 16-byte
+ * aligned at function entry. */
+#define ATTACH_ARCH_REDZONE 128
+#define ATTACH_ARCH_STACK_ALIGN 16
+#define ATTACH_ARCH_MAX_ARGS 6
+/* int3: one byte, so any 0xcc byte in executable memory is a breakpoint. */
+#define ATTACH_ARCH_TRAP_BYTE 0xcc
+#else
+#error "attach: unsupported architecture; only x86-64 is implemented (attach/arch-x86_64.c)"
+#endif
+
+/* A thread's saved state: general registers, extended state and the signal
+ * mask. Opaque; allocated by save, freed by free. */
+struct attach_arch_state;
+
+/* PTRACE_GETREGS + GETREGSET(xstate) + GETSIGMASK on a stopped tracee. */
+int attach_arch__save(pid_t tid, struct attach_arch_state **out);
+/* Puts back exactly what save read. */
+int attach_arch__restore(pid_t tid, const struct attach_arch_state *st);
+void attach_arch__free(struct attach_arch_state *st);
+
+/* The saved stack pointer and program counter. */
+uint64_t attach_arch__sp(const struct attach_arch_state *st);
+uint64_t attach_arch__pc(const struct attach_arch_state *st);
+/* The syscall the thread was stopped in, or -1 when not in one. */
+long attach_arch__syscall(const struct attach_arch_state *st);
+/* Rank of a syscall for hosting a remote call: 3 sleeping (read, poll,
+ * nanosleep, wait...), 2 other, 1 futex (maybe a lock), 0 none. */
+int attach_arch__syscall_rank(long nr);
+
+/* Registers for a call of fn(args) from the saved state: pc = fn, sp = sp
+ * (already holding the return address), arguments in the ABI registers, no
+ * syscall to restart, flags sane. Writes them with PTRACE_SETREGS. */
+int attach_arch__set_call(pid_t tid, const struct attach_arch_state *st, uint64_t fn,
+			  const uint64_t *args, unsigned nargs, uint64_t sp);
+/* After a stop: return value, pc and sp. */
+int attach_arch__get_result(pid_t tid, uint64_t *ret, uint64_t *pc, uint64_t *sp);
+/* The pc a trap at trap_addr reports (x86: after the int3). */
+uint64_t attach_arch__trap_pc(uint64_t trap_addr);
+
+#endif

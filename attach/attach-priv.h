@@ -1,0 +1,77 @@
+/* attach/: private structures shared by the module's files. */
+#ifndef SUTURE_ATTACH_PRIV_H
+#define SUTURE_ATTACH_PRIV_H
+
+#include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
+
+#include "attach/attach.h"
+#include "attach/arch.h"
+
+/* How a seized thread is stopped. */
+enum attach_stop {
+	ATTACH_STOP_NONE = 0, /* not stopped (never seen while seized) */
+	ATTACH_STOP_INTERRUPT, /* PTRACE_EVENT_STOP after PTRACE_INTERRUPT */
+	ATTACH_STOP_GROUP,     /* PTRACE_EVENT_STOP for a job-control stop */
+	ATTACH_STOP_SIGNAL,    /* signal-delivery-stop: pending_sig to re-inject */
+};
+
+struct attach_thread {
+	pid_t tid;
+	enum attach_stop stop;
+	/* Signal to deliver when the thread is resumed (0 = none) and its
+	 * siginfo, restored with PTRACE_SETSIGINFO before the resume so the
+	 * handler sees the original sender. */
+	int pending_sig;
+	siginfo_t pending_info;
+};
+
+struct attach_elf {
+	struct attach_proc *proc;
+	struct attach_elf *next; /* proc's list */
+	char *path;         /* as in /proc/PID/maps */
+	char *open_path;    /* what we opened: /proc/PID/map_files/... or root */
+	int fd;
+	void *elf;          /* Elf * (libelf), kept opaque here */
+	uint64_t bias;
+	char build_id[2 * 64 + 1];
+	char *debug_path;   /* cached attach_elf__debug_file() result */
+	int debug_err;      /* 0 = not looked up yet, 1 = found, <0 = error */
+};
+
+struct attach_proc {
+	pid_t pid;
+	int mem_fd;         /* /proc/PID/mem, -1 if it could not be opened */
+	bool mem_writable;
+	bool no_vm_readv;   /* process_vm_readv unavailable: use mem_fd */
+	char err[256];
+
+	/* maps */
+	struct attach_map *maps;
+	size_t nmaps;
+	char *maps_text;    /* the raw file; map paths point into it */
+
+	/* threads */
+	struct attach_thread *threads;
+	size_t nthreads, cap_threads;
+	bool seized;
+
+	/* remote calls */
+	unsigned call_timeout_ms;
+	uint64_t trap_addr; /* an int3 byte in an executable mapping */
+	struct attach_elf *elfs;
+};
+
+/* Sets proc->err ("attach: pid N: ...") and returns err (a -errno). */
+int attach__fail(struct attach_proc *proc, int err, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+struct attach_thread *attach__thread_find(struct attach_proc *proc, pid_t tid);
+/* Wait for tid to report a stop, at most timeout_ms (0 = forever).
+ * Returns 0 with *status, -ETIMEDOUT, or -errno from waitpid. */
+int attach__wait(pid_t tid, int *status, unsigned timeout_ms);
+/* Whether the process (thread group) still exists and is not a zombie. */
+bool attach__alive(pid_t pid);
+
+#endif

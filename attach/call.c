@@ -1,0 +1,419 @@
+/* attach/: calling a function inside the target, on one stopped thread.
+ *
+ * The thread's state (general registers, xsave area, signal mask) is saved,
+ * the call is set up on its own stack below the red zone, it runs until it
+ * returns into a trap, and the state is put back. Sequence and why:
+ *
+ *  1. Return address = an int3 byte found in an executable file mapping (libc
+ *     or the executable, never unmapped). Chosen over "return to address 0
+ *     and catch SIGSEGV" because the trap is an exact, self-identifying stop
+ *     (SIGTRAP with pc = trap + 1 and sp = our sp + 8) that does not depend
+ *     on page 0 being unmapped (vm.mmap_min_addr may be 0; some programs
+ *     map it), and a genuine NULL-pointer call inside the callee can never
+ *     be mistaken for our return.
+ *  2. Async signals are blocked in the thread (PTRACE_SETSIGMASK) so none
+ *     runs a handler on top of our call; they stay pending in the kernel and
+ *     are delivered normally once the original mask is back. Synchronous
+ *     faults stay unblocked so a crash in the callee stops at once.
+ *  3. orig_rax = -1: the thread may have been stopped inside a syscall;
+ *     without it the kernel would apply the syscall-restart fixup (rip -= 2)
+ *     to our call's registers when it resumes.
+ *  4. Signals other than our trap that stop the thread during the call are
+ *     recorded with their siginfo and suppressed for now; the first is
+ *     injected again when the thread is released (it is then in a
+ *     signal-delivery-stop), any further one is queued with tgkill.
+ *  5. Restore puts back the exact registers including orig_rax and the
+ *     -ERESTART* value in rax. The thread sits in get_signal() on its way to
+ *     user mode, so on resume the kernel itself applies the syscall-restart
+ *     rules (arch_do_signal_or_restart: -ERESTARTSYS/-ERESTARTNOHAND/
+ *     -ERESTARTNOINTR -> rax = orig_rax, rip -= 2; -ERESTART_RESTARTBLOCK ->
+ *     restart_syscall with the remaining time), exactly as if our stop had
+ *     been a signal with no handler. This is what gdb does after an inferior
+ *     call, and it is better than rewriting them by hand into -EINTR: a
+ *     nanosleep resumes instead of returning early.
+ *
+ * If the debugger dies mid-call. The kernel detaches every tracee; the
+ * hijacked thread returns into the int3 and takes a SIGTRAP, whose default
+ * action kills the target. So the window with foreign state is kept to the
+ * call itself (tens of microseconds for a libc leaf, about a millisecond for
+ * dlopen), and during it the debugger blocks SIGINT, SIGTERM, SIGHUP, SIGQUIT
+ * and SIGPIPE in itself, so a ^C or a kill(1) waits until the target has its
+ * own registers back. Only SIGKILL (or a crash of the debugger) in that
+ * window harms the target.
+ */
+#include <elf.h>
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ptrace.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "attach/attach-priv.h"
+
+#define CALL_DATA_MAX 65536 /* bytes of stack data per call */
+#define TRAP_SCAN_MAX (1u << 20)
+
+static bool is_fault_signal(int sig)
+{
+	return sig == SIGSEGV || sig == SIGBUS || sig == SIGILL || sig == SIGFPE ||
+	       sig == SIGTRAP || sig == SIGSYS;
+}
+
+/* Kernel 64-bit sigset: bit (sig - 1). */
+static uint64_t sigbit(int sig)
+{
+	return 1ull << (sig - 1);
+}
+
+static int find_trap(struct attach_proc *proc, uint64_t *out)
+{
+	static const char *prefer[] = { "libc.so", NULL };
+	unsigned char buf[65536], b;
+	const struct attach_map *m;
+	size_t i, k, pass;
+	uint64_t a, len;
+
+	if (proc->trap_addr &&
+	    attach_proc__read(proc, proc->trap_addr, &b, 1) == 0 && b == ATTACH_ARCH_TRAP_BYTE) {
+		*out = proc->trap_addr;
+		return 0;
+	}
+	proc->trap_addr = 0;
+	if (attach_proc__refresh_maps(proc))
+		return -ESRCH;
+	/* Pass 0: libc; pass 1: any executable file mapping. */
+	for (pass = 0; pass < 2; pass++) {
+		for (i = 0; i < proc->nmaps; i++) {
+			m = &proc->maps[i];
+			if (m->perms[2] != 'x' || m->path[0] != '/')
+				continue;
+			if (pass == 0) {
+				const char *bn = strrchr(m->path, '/') + 1;
+				if (strncmp(bn, prefer[0], strlen(prefer[0])))
+					continue;
+			}
+			for (a = m->start; a < m->end && a - m->start < TRAP_SCAN_MAX; a += len) {
+				len = m->end - a < sizeof(buf) ? m->end - a : sizeof(buf);
+				if (attach_proc__read(proc, a, buf, len))
+					break;
+				for (k = 0; k < len; k++) {
+					if (buf[k] == ATTACH_ARCH_TRAP_BYTE) {
+						proc->trap_addr = a + k;
+						*out = proc->trap_addr;
+						return 0;
+					}
+				}
+			}
+		}
+	}
+	return -ENOENT;
+}
+
+/* Queue a signal for tid again, with its siginfo when the kernel lets us
+ * (rt_tgsigqueueinfo refuses kernel-made si_codes from another process). */
+static void requeue_signal(pid_t pid, pid_t tid, const siginfo_t *si, int sig)
+{
+	siginfo_t copy = *si;
+
+	if (syscall(SYS_rt_tgsigqueueinfo, pid, tid, sig, &copy) < 0)
+		syscall(SYS_tgkill, pid, tid, sig);
+}
+
+struct foreign {
+	int sig;
+	siginfo_t info;
+};
+
+static void note_foreign(struct attach_thread *t, struct foreign *extra, size_t *nextra,
+			 size_t cap, int sig)
+{
+	siginfo_t si;
+
+	if (ptrace(PTRACE_GETSIGINFO, t->tid, NULL, &si) < 0) {
+		memset(&si, 0, sizeof(si));
+		si.si_signo = sig;
+		si.si_code = SI_TKILL;
+	}
+	if (!t->pending_sig) {
+		t->pending_sig = sig;
+		t->pending_info = si;
+	} else if (*nextra < cap) {
+		extra[*nextra].sig = sig;
+		extra[*nextra].info = si;
+		(*nextra)++;
+	}
+}
+
+int attach_proc__call_args(struct attach_proc *proc, pid_t tid, uint64_t fn,
+			   const struct attach_arg *args, unsigned nargs, uint64_t *ret)
+{
+	struct attach_arch_state *st = NULL;
+	struct attach_thread *t;
+	struct foreign extra[8];
+	size_t nextra = 0, i, total = 0;
+	uint64_t argv[ATTACH_ARCH_MAX_ARGS], sp, trap, rax = 0, pc, rsp, mask;
+	sigset_t block, old;
+	siginfo_t si;
+	struct timespec t0, t1;
+	unsigned left;
+	int err, status, sig, event;
+	bool done = false;
+
+	if (ret)
+		*ret = 0;
+	t = proc->seized ? attach__thread_find(proc, tid) : NULL;
+	if (!t)
+		return attach__fail(proc, -EINVAL, "call: thread %d is not seized", (int)tid);
+	if (nargs > ATTACH_ARCH_MAX_ARGS)
+		return attach__fail(proc, -EINVAL, "call: %u arguments, at most %d", nargs,
+				    ATTACH_ARCH_MAX_ARGS);
+	if (t->stop == ATTACH_STOP_GROUP)
+		return attach__fail(proc, -EAGAIN, "call: stopped by job control (SIGSTOP)");
+	for (i = 0; i < nargs; i++) {
+		if (args[i].data && args[i].len > CALL_DATA_MAX - total)
+			return attach__fail(proc, -E2BIG, "call: more than %d bytes of data", CALL_DATA_MAX);
+		if (args[i].data)
+			total += (args[i].len + 15) & ~(size_t)15;
+	}
+	err = find_trap(proc, &trap);
+	if (err)
+		return attach__fail(proc, err == -ESRCH ? -ESRCH : -ENOEXEC,
+				    "call: no int3 byte in any executable mapping");
+	err = attach_arch__save(tid, &st);
+	if (err)
+		return attach__fail(proc, err, "call: save registers of %d: %s", (int)tid, strerror(-err));
+
+	/* Stack: below the red zone, data first, aligned, then the return
+	 * address so that sp + 8 is aligned at the callee's entry. */
+	sp = (attach_arch__sp(st) - ATTACH_ARCH_REDZONE) & ~(uint64_t)(ATTACH_ARCH_STACK_ALIGN - 1);
+	for (i = 0; i < nargs; i++) {
+		argv[i] = args[i].value;
+		if (!args[i].data)
+			continue;
+		sp -= (args[i].len + 15) & ~(uint64_t)15;
+		err = attach_proc__write(proc, sp, args[i].data, args[i].len);
+		if (err)
+			goto out_free; /* nothing changed in the thread yet */
+		argv[i] = sp;
+	}
+	sp -= 8;
+	_Static_assert(ATTACH_ARCH_STACK_ALIGN == 16, "return address slot keeps sp+8 aligned");
+	err = attach_proc__write(proc, sp, &trap, sizeof(trap));
+	if (err)
+		goto out_free;
+
+	/* Debugger side: no ^C/kill between here and the restore. */
+	sigemptyset(&block);
+	sigaddset(&block, SIGINT);
+	sigaddset(&block, SIGTERM);
+	sigaddset(&block, SIGHUP);
+	sigaddset(&block, SIGQUIT);
+	sigaddset(&block, SIGPIPE);
+	pthread_sigmask(SIG_BLOCK, &block, &old);
+
+	/* Target side: every signal blocked except synchronous faults. */
+	mask = ~0ull;
+	mask &= ~(sigbit(SIGSEGV) | sigbit(SIGBUS) | sigbit(SIGILL) | sigbit(SIGFPE) |
+		  sigbit(SIGTRAP) | sigbit(SIGSYS));
+	if (ptrace(PTRACE_SETSIGMASK, tid, (void *)sizeof(mask), &mask) < 0) {
+		err = -errno;
+		goto out_restore;
+	}
+	err = attach_arch__set_call(tid, st, fn, argv, nargs, sp);
+	if (err)
+		goto out_restore;
+	if (ptrace(PTRACE_CONT, tid, NULL, NULL) < 0) {
+		err = -errno;
+		goto out_restore;
+	}
+	t->stop = ATTACH_STOP_NONE;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	while (!done) {
+		left = 0;
+		if (proc->call_timeout_ms) {
+			uint64_t el;
+			clock_gettime(CLOCK_MONOTONIC, &t1);
+			el = (uint64_t)(t1.tv_sec - t0.tv_sec) * 1000 +
+			     (uint64_t)((t1.tv_nsec - t0.tv_nsec) / 1000000);
+			left = el >= proc->call_timeout_ms ? 1 : proc->call_timeout_ms - (unsigned)el;
+		}
+		err = attach__wait(tid, &status, left);
+		if (err == -ETIMEDOUT) {
+			/* Abandon the call: stop the thread wherever it is. */
+			ptrace(PTRACE_INTERRUPT, tid, NULL, NULL);
+			if (attach__wait(tid, &status, 2000) || !WIFSTOPPED(status)) {
+				err = -ESRCH;
+				goto out_gone;
+			}
+			if ((status >> 16) == 0 && !is_fault_signal(WSTOPSIG(status)))
+				note_foreign(t, extra, &nextra, 8, WSTOPSIG(status));
+			t->stop = (status >> 16) == 0 ? ATTACH_STOP_SIGNAL : ATTACH_STOP_INTERRUPT;
+			attach__fail(proc, -ETIMEDOUT, "call: 0x%llx on thread %d did not return within %u ms; abandoned",
+				     (unsigned long long)fn, (int)tid, proc->call_timeout_ms);
+			err = -ETIMEDOUT;
+			goto out_restore_msg;
+		}
+		if (err)
+			goto out_gone;
+		if (!WIFSTOPPED(status)) {
+			err = -ESRCH;
+			goto out_gone;
+		}
+		sig = WSTOPSIG(status);
+		event = status >> 16;
+		if (event != 0) {
+			/* A group-stop (SIGSTOP from outside, already seen as a
+			 * signal-delivery-stop and recorded) or a stray event:
+			 * keep the call going. */
+			if (ptrace(PTRACE_CONT, tid, NULL, NULL) < 0) {
+				err = -errno;
+				goto out_gone;
+			}
+			continue;
+		}
+		err = attach_arch__get_result(tid, &rax, &pc, &rsp);
+		if (err)
+			goto out_gone;
+		if (sig == SIGTRAP && pc == attach_arch__trap_pc(trap) && rsp == sp + 8) {
+			done = true;
+			break;
+		}
+		if (ptrace(PTRACE_GETSIGINFO, tid, NULL, &si) < 0)
+			memset(&si, 0, sizeof(si));
+		if (is_fault_signal(sig) && si.si_code > 0) {
+			/* A fault raised by the CPU inside the callee (si_code > 0:
+			 * kernel-made, not kill/tgkill/sigqueue). Suppressed. */
+			t->stop = ATTACH_STOP_SIGNAL;
+			attach__fail(proc, -EFAULT,
+				     "call: 0x%llx on thread %d crashed: %s at pc 0x%llx (addr %p); thread restored",
+				     (unsigned long long)fn, (int)tid, strsignal(sig),
+				     (unsigned long long)pc, si.si_addr);
+			err = -EFAULT;
+			goto out_restore_msg;
+		}
+		note_foreign(t, extra, &nextra, 8, sig);
+		if (ptrace(PTRACE_CONT, tid, NULL, NULL) < 0) {
+			err = -errno;
+			goto out_gone;
+		}
+	}
+	t->stop = ATTACH_STOP_SIGNAL; /* in the SIGTRAP signal-delivery-stop */
+	if (ret)
+		*ret = rax;
+	err = attach_arch__restore(tid, st);
+	if (err)
+		attach__fail(proc, err, "call: restore registers of %d: %s", (int)tid, strerror(-err));
+	goto out_unblock;
+
+out_restore:
+	attach__fail(proc, err, "call: set up 0x%llx on thread %d: %s", (unsigned long long)fn,
+		     (int)tid, strerror(-err));
+out_restore_msg:
+	if (attach_arch__restore(tid, st) == 0 && t->stop == ATTACH_STOP_NONE)
+		t->stop = ATTACH_STOP_INTERRUPT; /* never resumed: still in its stop */
+	goto out_unblock;
+out_gone:
+	err = -ESRCH;
+	attach__fail(proc, err, "call: thread %d exited during the call%s", (int)tid,
+		     attach__alive(proc->pid) ? "" : " (the process is gone)");
+	{
+		pid_t gone = tid;
+		size_t k;
+		for (k = 0; k < proc->nthreads; k++) {
+			if (proc->threads[k].tid == gone) {
+				memmove(&proc->threads[k], &proc->threads[k + 1],
+					(proc->nthreads - k - 1) * sizeof(proc->threads[0]));
+				proc->nthreads--;
+				break;
+			}
+		}
+	}
+out_unblock:
+	/* Further foreign signals: queued again; they stay pending (the
+	 * thread is stopped) and follow the first one on release. */
+	for (i = 0; i < nextra; i++)
+		requeue_signal(proc->pid, tid, &extra[i].info, extra[i].sig);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+out_free:
+	if (err && err != -ESRCH && !proc->err[0])
+		attach__fail(proc, err, "call: %s", strerror(-err));
+	attach_arch__free(st);
+	return err;
+}
+
+int attach_proc__call(struct attach_proc *proc, pid_t tid, uint64_t fn, const uint64_t *args,
+		      unsigned nargs, uint64_t *ret)
+{
+	struct attach_arg a[ATTACH_ARCH_MAX_ARGS];
+	unsigned i;
+
+	if (nargs > ATTACH_ARCH_MAX_ARGS)
+		return attach__fail(proc, -EINVAL, "call: %u arguments, at most %d", nargs,
+				    ATTACH_ARCH_MAX_ARGS);
+	for (i = 0; i < nargs; i++) {
+		a[i].value = args[i];
+		a[i].data = NULL;
+		a[i].len = 0;
+	}
+	return attach_proc__call_args(proc, tid, fn, a, nargs, ret);
+}
+
+int attach_proc__call_sym(struct attach_proc *proc, pid_t tid, const char *lib_prefix,
+			  const char *sym, const struct attach_arg *args, unsigned nargs,
+			  uint64_t *ret)
+{
+	struct attach_elf *elf;
+	struct attach_sym s;
+	uint64_t fn;
+	int err;
+
+	err = attach_proc__find_elf(proc, lib_prefix, &elf);
+	if (err)
+		return err;
+	err = attach_elf__symbol_info(elf, sym, &s);
+	if (err)
+		return err;
+	fn = s.addr;
+	if (s.type == STT_GNU_IFUNC) {
+		/* The symbol is a resolver returning the implementation chosen
+		 * for this CPU (what the dynamic linker would have stored). */
+		err = attach_proc__call_args(proc, tid, s.addr, NULL, 0, &fn);
+		if (err)
+			return err;
+		if (!fn)
+			return attach__fail(proc, -ENOENT, "call: IFUNC %s resolved to NULL", sym);
+	}
+	return attach_proc__call_args(proc, tid, fn, args, nargs, ret);
+}
+
+int attach_proc__pick_call_thread(struct attach_proc *proc, pid_t *tid)
+{
+	struct attach_arch_state *st;
+	size_t i;
+	int best = -1, rank;
+
+	*tid = 0;
+	if (!proc->seized || !proc->nthreads)
+		return attach__fail(proc, -EINVAL, "pick thread: not seized");
+	for (i = 0; i < proc->nthreads; i++) {
+		if (proc->threads[i].stop == ATTACH_STOP_GROUP ||
+		    proc->threads[i].stop == ATTACH_STOP_NONE)
+			continue;
+		if (attach_arch__save(proc->threads[i].tid, &st))
+			continue;
+		rank = attach_arch__syscall_rank(attach_arch__syscall(st));
+		attach_arch__free(st);
+		if (rank > best) {
+			best = rank;
+			*tid = proc->threads[i].tid;
+		}
+	}
+	if (best < 0)
+		return attach__fail(proc, -ESRCH, "pick thread: no stopped thread");
+	return 0;
+}

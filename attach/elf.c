@@ -1,0 +1,491 @@
+/* attach/: ELF objects mapped in the target, read with libelf from the
+ * target's own files, with their load bias, symbols, build-id and the file
+ * holding their DWARF.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <gelf.h>
+#include <libelf.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "attach/attach-priv.h"
+
+#define EF(e) ((Elf *)(e)->elf)
+
+static const char *base_name(const char *path)
+{
+	const char *s = strrchr(path, '/');
+	return s ? s + 1 : path;
+}
+
+/* Open path for reading, first as the target sees it (its root), then ours. */
+static int open_in_root(pid_t pid, const char *path, char **used)
+{
+	char buf[PATH_MAX];
+	int fd, n;
+
+	n = snprintf(buf, sizeof(buf), "/proc/%d/root%s", (int)pid, path);
+	if (n > 0 && (size_t)n < sizeof(buf)) {
+		fd = open(buf, O_RDONLY | O_CLOEXEC);
+		if (fd >= 0) {
+			*used = strdup(buf);
+			if (!*used) {
+				close(fd);
+				return -ENOMEM;
+			}
+			return fd;
+		}
+	}
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	*used = strdup(path);
+	if (!*used) {
+		close(fd);
+		return -ENOMEM;
+	}
+	return fd;
+}
+
+void attach_elf__close(struct attach_elf *elf)
+{
+	struct attach_elf **pp;
+
+	if (!elf)
+		return;
+	if (elf->proc) {
+		for (pp = &elf->proc->elfs; *pp; pp = &(*pp)->next) {
+			if (*pp == elf) {
+				*pp = elf->next;
+				break;
+			}
+		}
+	}
+	if (elf->elf)
+		elf_end(EF(elf));
+	if (elf->fd >= 0)
+		close(elf->fd);
+	free(elf->path);
+	free(elf->open_path);
+	free(elf->debug_path);
+	free(elf);
+}
+
+/* GNU build-id from SHT_NOTE sections, else PT_NOTE segments. */
+static void read_build_id(struct attach_elf *elf)
+{
+	Elf_Scn *scn = NULL;
+	GElf_Shdr sh;
+	GElf_Phdr ph;
+	Elf_Data *d;
+	size_t i, nph;
+
+	elf->build_id[0] = 0;
+	while ((scn = elf_nextscn(EF(elf), scn))) {
+		if (!gelf_getshdr(scn, &sh) || sh.sh_type != SHT_NOTE)
+			continue;
+		d = elf_getdata(scn, NULL);
+		if (d && d->d_buf && attach_elf__parse_build_id(d->d_buf, (uint8_t *)d->d_buf + d->d_size,
+						       elf->build_id, sizeof(elf->build_id)) == 0)
+			return;
+	}
+	if (elf_getphdrnum(EF(elf), &nph))
+		return;
+	for (i = 0; i < nph; i++) {
+		if (!gelf_getphdr(EF(elf), (int)i, &ph) || ph.p_type != PT_NOTE)
+			continue;
+		d = elf_getdata_rawchunk(EF(elf), (int64_t)ph.p_offset, ph.p_filesz, ELF_T_NHDR);
+		if (d && d->d_buf && attach_elf__parse_build_id(d->d_buf, (uint8_t *)d->d_buf + d->d_size,
+						       elf->build_id, sizeof(elf->build_id)) == 0)
+			return;
+	}
+	elf->build_id[0] = 0;
+}
+
+/* bias = runtime address of a file offset - its link-time address. The
+ * lowest mapping of the file (smallest offset) holds the PT_LOAD segment
+ * whose page-aligned offset equals the mapping's offset. */
+static int compute_bias(struct attach_elf *elf, const struct attach_map *low)
+{
+	GElf_Phdr ph;
+	size_t i, nph;
+	uint64_t pg = (uint64_t)sysconf(_SC_PAGESIZE);
+
+	if (elf_getphdrnum(EF(elf), &nph))
+		return -EINVAL;
+	for (i = 0; i < nph; i++) {
+		if (!gelf_getphdr(EF(elf), (int)i, &ph) || ph.p_type != PT_LOAD)
+			continue;
+		if ((ph.p_offset & ~(pg - 1)) != low->offset)
+			continue;
+		elf->bias = low->start + (ph.p_offset - low->offset) - ph.p_vaddr;
+		return 0;
+	}
+	return -ENOENT;
+}
+
+static bool same_object(const struct attach_map *m, const char *path)
+{
+	return m->path[0] == '/' && !strcmp(m->path, path);
+}
+
+int attach_proc__find_elf(struct attach_proc *proc, const char *name_prefix,
+			  struct attach_elf **out)
+{
+	char exe[PATH_MAX], link[64], buf[PATH_MAX];
+	const struct attach_map *low = NULL, *m;
+	const char *want = NULL;
+	struct attach_elf *elf;
+	size_t i, plen = name_prefix ? strlen(name_prefix) : 0;
+	ssize_t n;
+	int err;
+
+	*out = NULL;
+	err = attach_proc__refresh_maps(proc);
+	if (err)
+		return err;
+	if (!name_prefix) {
+		snprintf(link, sizeof(link), "/proc/%d/exe", (int)proc->pid);
+		n = readlink(link, exe, sizeof(exe) - 1);
+		if (n <= 0)
+			return attach__fail(proc, errno == ENOENT ? -ESRCH : -errno,
+					    "readlink %s: %s", link, strerror(errno));
+		exe[n] = 0;
+		want = exe;
+	}
+	for (i = 0; i < proc->nmaps; i++) {
+		m = &proc->maps[i];
+		if (m->path[0] != '/')
+			continue;
+		if (want ? strcmp(m->path, want) != 0
+			 : strncmp(base_name(m->path), name_prefix, plen) != 0)
+			continue;
+		want = m->path;
+		if (!low || m->offset < low->offset)
+			low = m;
+	}
+	if (!low)
+		return attach__fail(proc, -ENOENT, "no mapped object named %s*",
+				    name_prefix ? name_prefix : "(main executable)");
+	for (i = 0; i < proc->nmaps; i++)
+		if (same_object(&proc->maps[i], want) && proc->maps[i].offset < low->offset)
+			low = &proc->maps[i];
+
+	for (elf = proc->elfs; elf; elf = elf->next) {
+		if (!strcmp(elf->path, want)) {
+			*out = elf;
+			return 0;
+		}
+	}
+
+	elf = calloc(1, sizeof(*elf));
+	if (!elf)
+		return attach__fail(proc, -ENOMEM, "out of memory");
+	elf->fd = -1;
+	elf->path = strdup(want);
+	if (!elf->path) {
+		err = -ENOMEM;
+		goto fail;
+	}
+	/* The target's own file: map_files names the very inode it mapped
+	 * (even if replaced or deleted on disk since); needs CAP_SYS_ADMIN or
+	 * CAP_CHECKPOINT_RESTORE, so fall back to its root directory. */
+	snprintf(buf, sizeof(buf), "/proc/%d/map_files/%llx-%llx", (int)proc->pid,
+		 (unsigned long long)low->start, (unsigned long long)low->end);
+	elf->fd = open(buf, O_RDONLY | O_CLOEXEC);
+	if (elf->fd >= 0) {
+		elf->open_path = strdup(buf);
+		if (!elf->open_path) {
+			err = -ENOMEM;
+			goto fail;
+		}
+	} else {
+		err = open_in_root(proc->pid, want, &elf->open_path);
+		if (err < 0) {
+			attach__fail(proc, err, "open %s: %s", want, strerror(-err));
+			goto fail_msg;
+		}
+		elf->fd = err;
+	}
+	elf_version(EV_CURRENT);
+	elf->elf = elf_begin(elf->fd, ELF_C_READ_MMAP, NULL);
+	if (!elf->elf || elf_kind(EF(elf)) != ELF_K_ELF) {
+		attach__fail(proc, -ENOEXEC, "%s: not an ELF file: %s", want, elf_errmsg(-1));
+		err = -ENOEXEC;
+		goto fail_msg;
+	}
+	err = compute_bias(elf, low);
+	if (err) {
+		attach__fail(proc, err, "%s: no PT_LOAD segment at file offset 0x%llx", want,
+			     (unsigned long long)low->offset);
+		goto fail_msg;
+	}
+	read_build_id(elf);
+	elf->proc = proc;
+	elf->next = proc->elfs;
+	proc->elfs = elf;
+	*out = elf;
+	return 0;
+fail:
+	attach__fail(proc, err, "%s: %s", want, strerror(-err));
+fail_msg:
+	attach_elf__close(elf);
+	return err;
+}
+
+uint64_t attach_elf__bias(const struct attach_elf *elf)
+{
+	return elf->bias;
+}
+
+const char *attach_elf__path(const struct attach_elf *elf)
+{
+	return elf->path;
+}
+
+const char *attach_elf__build_id(const struct attach_elf *elf)
+{
+	return elf->build_id;
+}
+
+/* Search one symbol table section. For .dynsym, prefer the default version
+ * (dlopen@@GLIBC_2.34 over the hidden compat dlopen@GLIBC_2.2.5): versym
+ * entries with bit 15 set are hidden. */
+static int search_symtab(struct attach_elf *elf, Elf_Scn *scn, const GElf_Shdr *sh,
+			 Elf_Data *versym, const char *name, GElf_Sym *found)
+{
+	Elf_Data *d = elf_getdata(scn, NULL);
+	GElf_Sym s;
+	const char *nm;
+	size_t i, count;
+	int have = 0;
+
+	if (!d || !sh->sh_entsize)
+		return -ENOENT;
+	count = sh->sh_size / sh->sh_entsize;
+	for (i = 1; i < count; i++) {
+		if (!gelf_getsym(d, (int)i, &s) || s.st_shndx == SHN_UNDEF || !s.st_name)
+			continue;
+		nm = elf_strptr(EF(elf), sh->sh_link, s.st_name);
+		if (!nm || strcmp(nm, name))
+			continue;
+		*found = s;
+		have = 1;
+		if (versym && versym->d_buf && (i + 1) * 2 <= versym->d_size) {
+			uint16_t v;
+			memcpy(&v, (const char *)versym->d_buf + i * 2, 2);
+			if (v & 0x8000)
+				continue; /* hidden version: keep looking for the default */
+		}
+		return 0;
+	}
+	return have ? 0 : -ENOENT;
+}
+
+int attach_elf__symbol_info(struct attach_elf *elf, const char *name, struct attach_sym *out)
+{
+	static const Elf64_Word kinds[2] = { SHT_DYNSYM, SHT_SYMTAB };
+	Elf_Scn *scn, *vscn;
+	Elf_Data *versym;
+	GElf_Shdr sh, vsh;
+	GElf_Sym s;
+	int k;
+
+	for (k = 0; k < 2; k++) {
+		versym = NULL;
+		if (kinds[k] == SHT_DYNSYM) {
+			for (vscn = NULL; (vscn = elf_nextscn(EF(elf), vscn));)
+				if (gelf_getshdr(vscn, &vsh) && vsh.sh_type == SHT_GNU_versym)
+					versym = elf_getdata(vscn, NULL);
+		}
+		for (scn = NULL; (scn = elf_nextscn(EF(elf), scn));) {
+			if (!gelf_getshdr(scn, &sh) || sh.sh_type != kinds[k])
+				continue;
+			if (search_symtab(elf, scn, &sh, versym, name, &s) == 0) {
+				out->addr = s.st_shndx == SHN_ABS ? s.st_value : s.st_value + elf->bias;
+				out->size = s.st_size;
+				out->type = GELF_ST_TYPE(s.st_info);
+				return 0;
+			}
+		}
+	}
+	return attach__fail(elf->proc, -ENOENT, "%s: no symbol %s", elf->path, name);
+}
+
+int attach_elf__symbol(struct attach_elf *elf, const char *name, uint64_t *addr, uint64_t *size)
+{
+	struct attach_sym s;
+	int err = attach_elf__symbol_info(elf, name, &s);
+
+	if (err)
+		return err;
+	if (addr)
+		*addr = s.addr;
+	if (size)
+		*size = s.size;
+	return 0;
+}
+
+/* Does this ELF have real (not NOBITS, non-empty) DWARF? */
+static bool has_debug_info(Elf *e)
+{
+	Elf_Scn *scn = NULL;
+	GElf_Shdr sh;
+	size_t shstrndx;
+	const char *nm;
+
+	if (elf_getshdrstrndx(e, &shstrndx))
+		return false;
+	while ((scn = elf_nextscn(e, scn))) {
+		if (!gelf_getshdr(scn, &sh) || sh.sh_type == SHT_NOBITS || !sh.sh_size)
+			continue;
+		nm = elf_strptr(e, shstrndx, sh.sh_name);
+		if (nm && (!strcmp(nm, ".debug_info") || !strcmp(nm, ".zdebug_info")))
+			return true;
+	}
+	return false;
+}
+
+static int file_crc32(int fd, uint32_t *crc)
+{
+	unsigned char buf[65536];
+	uint32_t c = 0;
+	off_t off = 0;
+	ssize_t n;
+
+	for (;;) {
+		n = pread(fd, buf, sizeof(buf), off);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -errno;
+		if (n == 0)
+			break;
+		c = attach_crc32(c, buf, (size_t)n);
+		off += n;
+	}
+	*crc = c;
+	return 0;
+}
+
+/* A candidate debug file: an ELF with .debug_info whose build-id matches
+ * (when want_id is set) or whose CRC32 matches (when want_crc is set). The
+ * target's root is tried first, then ours. */
+static char *try_debug_file(pid_t pid, const char *path, const char *want_id,
+			    const uint32_t *want_crc)
+{
+	char *used = NULL;
+	char id[sizeof(((struct attach_elf *)0)->build_id)];
+	struct attach_elf probe = { .fd = -1 };
+	uint32_t crc;
+	bool ok = false;
+	int fd;
+
+	fd = open_in_root(pid, path, &used);
+	if (fd < 0)
+		return NULL;
+	probe.elf = elf_begin(fd, ELF_C_READ_MMAP, NULL);
+	if (!probe.elf || elf_kind(probe.elf) != ELF_K_ELF || !has_debug_info(probe.elf))
+		goto out;
+	if (want_id) {
+		read_build_id(&probe);
+		snprintf(id, sizeof(id), "%s", probe.build_id);
+		if (strcmp(id, want_id))
+			goto out;
+	}
+	if (want_crc && (file_crc32(fd, &crc) || crc != *want_crc))
+		goto out;
+	ok = true;
+out:
+	if (probe.elf)
+		elf_end(probe.elf);
+	close(fd);
+	if (!ok) {
+		free(used);
+		return NULL;
+	}
+	return used;
+}
+
+static int find_debug_file(struct attach_elf *elf, char **found)
+{
+	char path[PATH_MAX], dir[PATH_MAX];
+	Elf_Scn *scn = NULL;
+	GElf_Shdr sh;
+	Elf_Data *d;
+	size_t shstrndx, name_len;
+	const char *nm, *link_name, *slash;
+	uint32_t crc;
+	pid_t pid = elf->proc ? elf->proc->pid : 0;
+	int n;
+
+	*found = NULL;
+	if (has_debug_info(EF(elf))) {
+		*found = strdup(elf->open_path);
+		return *found ? 0 : -ENOMEM;
+	}
+	/* Build-id: /usr/lib/debug/.build-id/ab/cdef....debug */
+	if (strlen(elf->build_id) > 2) {
+		n = snprintf(path, sizeof(path), "/usr/lib/debug/.build-id/%.2s/%s.debug",
+			     elf->build_id, elf->build_id + 2);
+		if (n > 0 && (size_t)n < sizeof(path) &&
+		    (*found = try_debug_file(pid, path, elf->build_id, NULL)))
+			return 0;
+	}
+	/* .gnu_debuglink: next to the object, in .debug/ there, and under
+	 * /usr/lib/debug/<dir>, each verified by the recorded CRC32. */
+	if (elf_getshdrstrndx(EF(elf), &shstrndx))
+		return -ENOENT;
+	while ((scn = elf_nextscn(EF(elf), scn))) {
+		if (!gelf_getshdr(scn, &sh))
+			continue;
+		nm = elf_strptr(EF(elf), shstrndx, sh.sh_name);
+		if (nm && !strcmp(nm, ".gnu_debuglink"))
+			break;
+	}
+	if (!scn || !(d = elf_getdata(scn, NULL)) || !d->d_buf)
+		return -ENOENT;
+	if (attach_elf__parse_debuglink(d->d_buf, (uint8_t *)d->d_buf + d->d_size, &link_name,
+					&name_len, &crc))
+		return -ENOENT;
+	if (memchr(link_name, '/', name_len))
+		return -ENOENT; /* a bare file name by definition; refuse paths */
+	slash = strrchr(elf->path, '/');
+	snprintf(dir, sizeof(dir), "%.*s", (int)(slash - elf->path), elf->path);
+	{
+		const char *fmts[3] = { "%s/%.*s", "%s/.debug/%.*s", "/usr/lib/debug%s/%.*s" };
+		int i;
+		for (i = 0; i < 3; i++) {
+			n = snprintf(path, sizeof(path), fmts[i], dir, (int)name_len, link_name);
+			if (n <= 0 || (size_t)n >= sizeof(path))
+				continue;
+			if (!strcmp(path, elf->path))
+				continue; /* the object itself: already known to lack DWARF */
+			if ((*found = try_debug_file(pid, path, NULL, &crc)))
+				return 0;
+		}
+	}
+	return -ENOENT;
+}
+
+int attach_elf__debug_file(struct attach_elf *elf, const char **path)
+{
+	int err;
+
+	*path = NULL;
+	if (elf->debug_err == 0) {
+		err = find_debug_file(elf, &elf->debug_path);
+		elf->debug_err = err ? err : 1;
+	}
+	if (elf->debug_err < 0)
+		return attach__fail(elf->proc, elf->debug_err,
+				    "%s: no DWARF (no .debug_info, no build-id file for %s, no .gnu_debuglink match)",
+				    elf->path, elf->build_id[0] ? elf->build_id : "(none)");
+	*path = elf->debug_path;
+	return 0;
+}

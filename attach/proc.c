@@ -1,0 +1,283 @@
+/* attach/: opening a process and moving bytes in and out of its memory.
+ *
+ * process_vm_readv/writev move many pieces in one syscall without stopping
+ * the target; /proc/PID/mem is the fallback (kernels without the syscalls,
+ * and writes into read-only mappings such as code, which only the mem file
+ * may do: it writes with FOLL_FORCE, like ptrace POKE).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/uio.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "attach/attach-priv.h"
+
+#define ATTACH_IOV_BATCH 1024 /* UIO_MAXIOV */
+
+int attach__fail(struct attach_proc *proc, int err, const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	if (!proc)
+		return err;
+	n = snprintf(proc->err, sizeof(proc->err), "attach: pid %d: ", (int)proc->pid);
+	if (n < 0 || (size_t)n >= sizeof(proc->err))
+		return err;
+	va_start(ap, fmt);
+	vsnprintf(proc->err + n, sizeof(proc->err) - (size_t)n, fmt, ap);
+	va_end(ap);
+	return err;
+}
+
+bool attach__alive(pid_t pid)
+{
+	char state;
+	char path[64], buf[512];
+	const char *p;
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return false;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return false;
+	buf[n] = 0;
+	p = strrchr(buf, ')'); /* comm may hold spaces and parens */
+	if (!p || p[1] != ' ')
+		return false;
+	state = p[2];
+	return state != 'Z' && state != 'X' && state != 0;
+}
+
+int attach_proc__state(struct attach_proc *proc, char *state)
+{
+	char path[64], buf[512];
+	const char *p;
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)proc->pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return attach__fail(proc, -ESRCH, "no such process");
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return attach__fail(proc, -ESRCH, "process exited");
+	buf[n] = 0;
+	p = strrchr(buf, ')');
+	if (!p || p[1] != ' ' || !p[2])
+		return attach__fail(proc, -EINVAL, "unreadable /proc/%d/stat", (int)proc->pid);
+	*state = p[2];
+	return 0;
+}
+
+int attach_proc__open(pid_t pid, struct attach_proc **out)
+{
+	struct attach_proc *proc;
+	char path[64];
+	int err;
+
+	*out = NULL;
+	if (pid <= 0)
+		return -ESRCH;
+	proc = calloc(1, sizeof(*proc));
+	if (!proc)
+		return -ENOMEM;
+	proc->pid = pid;
+	proc->mem_fd = -1;
+	proc->call_timeout_ms = 5000;
+
+	/* Exists? kill(0) also answers for processes of other users (EPERM). */
+	if (kill(pid, 0) < 0 && errno == ESRCH) {
+		err = -ESRCH;
+		goto fail;
+	}
+	if (!attach__alive(pid)) {
+		err = -ESRCH;
+		goto fail;
+	}
+	/* Readable? Opening the mem file runs the same access check as
+	 * PTRACE_ATTACH (uid, dumpable, CAP_SYS_PTRACE, Yama). */
+	snprintf(path, sizeof(path), "/proc/%d/mem", (int)pid);
+	proc->mem_fd = open(path, O_RDWR | O_CLOEXEC);
+	if (proc->mem_fd >= 0) {
+		proc->mem_writable = true;
+	} else {
+		proc->mem_fd = open(path, O_RDONLY | O_CLOEXEC);
+		if (proc->mem_fd < 0) {
+			err = errno == ENOENT ? -ESRCH : -errno;
+			if (err == -EACCES)
+				err = -EPERM;
+			goto fail;
+		}
+	}
+	*out = proc;
+	return 0;
+fail:
+	free(proc);
+	return err;
+}
+
+void attach_proc__close(struct attach_proc *proc)
+{
+	struct attach_elf *e, *next;
+
+	if (!proc)
+		return;
+	if (proc->seized)
+		attach_proc__release_all(proc);
+	for (e = proc->elfs; e; e = next) {
+		next = e->next;
+		e->proc = NULL; /* already unlinked: the whole list goes */
+		attach_elf__close(e);
+	}
+	if (proc->mem_fd >= 0)
+		close(proc->mem_fd);
+	free(proc->threads);
+	free(proc->maps);
+	free(proc->maps_text);
+	free(proc);
+}
+
+pid_t attach_proc__pid(const struct attach_proc *proc)
+{
+	return proc->pid;
+}
+
+const char *attach_proc__error(const struct attach_proc *proc)
+{
+	return proc ? proc->err : "";
+}
+
+void attach_proc__set_call_timeout(struct attach_proc *proc, unsigned ms)
+{
+	proc->call_timeout_ms = ms;
+}
+
+/* An error from a memory syscall: distinguish "gone" from "not mapped". */
+static int mem_errno(struct attach_proc *proc, int e)
+{
+	if (e == ESRCH || !attach__alive(proc->pid))
+		return -ESRCH;
+	if (e == EIO || e == ENOMEM)
+		return -EFAULT; /* mem file: EIO for unmapped; vm_readv: EFAULT/ENOMEM */
+	return -e;
+}
+
+static int mem_file_io(struct attach_proc *proc, uint64_t addr, void *buf, size_t len, bool wr)
+{
+	size_t done = 0;
+	ssize_t n;
+
+	if (proc->mem_fd < 0 || (wr && !proc->mem_writable))
+		return -EPERM;
+	if (addr > (uint64_t)INT64_MAX || len > (uint64_t)INT64_MAX - addr)
+		return -EFAULT; /* beyond what pread's off_t can name */
+	while (done < len) {
+		if (wr)
+			n = pwrite(proc->mem_fd, (const char *)buf + done, len - done,
+				   (off_t)(addr + done));
+		else
+			n = pread(proc->mem_fd, (char *)buf + done, len - done, (off_t)(addr + done));
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return mem_errno(proc, errno);
+		if (n == 0)
+			return -EFAULT;
+		done += (size_t)n;
+	}
+	return 0;
+}
+
+int attach_proc__read(struct attach_proc *proc, uint64_t addr, void *buf, size_t len)
+{
+	struct attach_iov v = { .addr = addr, .buf = buf, .len = len };
+
+	return attach_proc__readv(proc, &v, 1);
+}
+
+int attach_proc__readv(struct attach_proc *proc, const struct attach_iov *iov, size_t n)
+{
+	struct iovec local[ATTACH_IOV_BATCH], remote[ATTACH_IOV_BATCH];
+	size_t i = 0, k, want;
+	ssize_t got;
+	int err;
+
+	while (i < n && !proc->no_vm_readv) {
+		want = 0;
+		for (k = 0; k < ATTACH_IOV_BATCH && i + k < n; k++) {
+			local[k].iov_base = iov[i + k].buf;
+			local[k].iov_len = iov[i + k].len;
+			remote[k].iov_base = (void *)(uintptr_t)iov[i + k].addr;
+			remote[k].iov_len = iov[i + k].len;
+			want += iov[i + k].len;
+		}
+		got = process_vm_readv(proc->pid, local, k, remote, k, 0);
+		if (got >= 0 && (size_t)got == want) {
+			i += k;
+			continue;
+		}
+		if (got < 0 && errno == ENOSYS) {
+			proc->no_vm_readv = true;
+			break;
+		}
+		if (got < 0 && errno == ESRCH)
+			return attach__fail(proc, -ESRCH, "process exited");
+		/* Partial or failed: it stops at the first piece it could not
+		 * move. Redo this batch piece by piece through the mem file so
+		 * the answer is exact (the mem file also reads pages that
+		 * vm_readv refuses, e.g. VM_IO mappings). */
+		for (k = 0; k < ATTACH_IOV_BATCH && i < n; k++, i++) {
+			err = mem_file_io(proc, iov[i].addr, iov[i].buf, iov[i].len, false);
+			if (err)
+				return attach__fail(proc, err, "read %zu bytes at 0x%llx: %s", iov[i].len,
+						    (unsigned long long)iov[i].addr, strerror(-err));
+		}
+	}
+	for (; i < n; i++) {
+		err = mem_file_io(proc, iov[i].addr, iov[i].buf, iov[i].len, false);
+		if (err)
+			return attach__fail(proc, err, "read %zu bytes at 0x%llx: %s", iov[i].len,
+					    (unsigned long long)iov[i].addr, strerror(-err));
+	}
+	return 0;
+}
+
+int attach_proc__write(struct attach_proc *proc, uint64_t addr, const void *buf, size_t len)
+{
+	struct iovec local = { .iov_base = (void *)buf, .iov_len = len };
+	struct iovec remote = { .iov_base = (void *)(uintptr_t)addr, .iov_len = len };
+	ssize_t got;
+	int err;
+
+	if (len == 0)
+		return 0;
+	if (!proc->no_vm_readv) {
+		got = process_vm_writev(proc->pid, &local, 1, &remote, 1, 0);
+		if (got >= 0 && (size_t)got == len)
+			return 0;
+		if (got < 0 && errno == ESRCH)
+			return attach__fail(proc, -ESRCH, "process exited");
+		/* EFAULT also means "read-only mapping": the mem file writes
+		 * those (FOLL_FORCE). Rewriting the prefix already written is
+		 * harmless: same bytes. */
+	}
+	err = mem_file_io(proc, addr, (void *)buf, len, true);
+	if (err)
+		return attach__fail(proc, err, "write %zu bytes at 0x%llx: %s", len,
+				    (unsigned long long)addr, strerror(-err));
+	return 0;
+}
