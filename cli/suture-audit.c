@@ -1,0 +1,693 @@
+/* suture-audit: what the patch store holds, why, and how to take it back.
+ *
+ *   suture-audit [--store DIR] [--json]            table (or JSON) of patches
+ *   suture-audit [--store DIR] explain [NAME]      plain-language account
+ *   suture-audit [--store DIR] rollback NAME... | --all [--dry-run]
+ *
+ * Exit codes are documented in docs/man/suture-audit.1 (EXIT STATUS).
+ */
+#include "store/store.h"
+
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <getopt.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#ifndef SUTURE_VERSION
+#define SUTURE_VERSION "0.1.0"
+#endif
+
+enum {
+	EXIT_OK = 0,
+	EXIT_FAIL = 1,        /* store refused, corrupt or unwritable */
+	EXIT_USAGE = 2,
+	EXIT_NO_PATCH = 3,    /* NAME is not in the store */
+	EXIT_NO_STORE = 4,    /* no store directory */
+	EXIT_UNSUPPORTED = 5, /* --pid: needs the agent */
+};
+
+static const char *prog = "suture-audit";
+
+static void print_msg(const char *msg, void *ctx)
+{
+	(void)ctx;
+	fprintf(stderr, "%s: %s\n", prog, msg);
+}
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"usage: %s [--store DIR] [--json]\n"
+		"       %s [--store DIR] explain [NAME]\n"
+		"       %s [--store DIR] rollback NAME... | --all [--dry-run]\n"
+		"\n"
+		"Lists the patches suture stored (guards that keep crashing code running),\n"
+		"explains them, and removes them.\n"
+		"\n"
+		"  --store DIR   the store (default: $" STORE_ENV ", else ./" STORE_DEFAULT_DIR ")\n"
+		"  --json        list as JSON: {\"patches\": [...]}\n"
+		"  --all         rollback: every patch\n"
+		"  --dry-run     rollback: say what would be removed, remove nothing\n"
+		"  --pid N       the patches live in process N (needs the agent; not yet)\n"
+		"  --help, --version\n"
+		"\n"
+		"Exit: 0 ok, 1 store error, 2 usage, 3 no such patch, 4 no store,\n"
+		"5 not supported. See suture-audit(1).\n",
+		prog, prog, prog);
+}
+
+/* ---- formatting --------------------------------------------------------------- */
+
+/* "3d4h", "5h12m", "7m", "30s". */
+static void fmt_duration(int64_t secs, char *buf, size_t size)
+{
+	if (secs < 0)
+		secs = 0;
+	if (secs >= 86400)
+		snprintf(buf, size, "%lldd%lldh", (long long)(secs / 86400),
+			 (long long)(secs % 86400 / 3600));
+	else if (secs >= 3600)
+		snprintf(buf, size, "%lldh%lldm", (long long)(secs / 3600),
+			 (long long)(secs % 3600 / 60));
+	else if (secs >= 60)
+		snprintf(buf, size, "%lldm", (long long)(secs / 60));
+	else
+		snprintf(buf, size, "%llds", (long long)secs);
+}
+
+/* The file as the user would type it: relative when under the working
+ * directory. */
+static const char *short_file(const char *file, const char *cwd)
+{
+	size_t n = cwd ? strlen(cwd) : 0;
+
+	if (n > 1 && strncmp(file, cwd, n) == 0 && file[n] == '/' && file[n + 1])
+		return file + n + 1;
+	return file;
+}
+
+/* Display width: code points, not bytes (the store holds UTF-8). */
+static size_t width(const char *s)
+{
+	size_t w = 0;
+
+	for (; *s; s++)
+		if (((unsigned char)*s & 0xc0) != 0x80)
+			w++;
+	return w;
+}
+
+#define NCOLS 10
+static const char *const heads[NCOLS] = {
+	"NAME", "FUNCTION", "FILE:LINE", "GUARD", "TARGET", "FALLBACK", "AGE",
+	"TTL LEFT", "HITS", "STATUS",
+};
+
+struct row {
+	char *cell[NCOLS];
+};
+
+static void row_free(struct row *r)
+{
+	for (int i = 0; i < NCOLS; i++)
+		free(r->cell[i]);
+}
+
+/* Tabs (the only control byte the store lets through) would break columns. */
+static char *cell_dup(const char *s)
+{
+	char *d = strdup(s);
+
+	for (char *c = d; c && *c; c++)
+		if (*c == '\t')
+			*c = ' ';
+	return d;
+}
+
+static int row_fill(struct row *r, const struct store_patch *p, int64_t now, const char *cwd)
+{
+	enum store_status st = store_patch__status(p, now);
+	char buf[64];
+
+	memset(r, 0, sizeof(*r));
+	r->cell[0] = cell_dup(p->name);
+	if (asprintf(&r->cell[1], "%s.%s", p->module, p->qualname) < 0)
+		r->cell[1] = NULL;
+	if (asprintf(&r->cell[2], "%s:%d", short_file(p->file, cwd), p->line) < 0)
+		r->cell[2] = NULL;
+	r->cell[3] = cell_dup(p->guard);
+	r->cell[4] = cell_dup(p->target);
+	r->cell[5] = cell_dup(p->fallback);
+	fmt_duration(now - p->created, buf, sizeof(buf));
+	r->cell[6] = strdup(buf);
+	if (st == STORE_STATUS_EXPIRED)
+		snprintf(buf, sizeof(buf), "-");
+	else
+		fmt_duration(store_patch__expires(p) - now, buf, sizeof(buf));
+	r->cell[7] = strdup(buf);
+	snprintf(buf, sizeof(buf), "%llu", (unsigned long long)p->hits);
+	r->cell[8] = strdup(buf);
+	r->cell[9] = strdup(store_status__str(st));
+	for (int i = 0; i < NCOLS; i++) {
+		if (!r->cell[i]) {
+			row_free(r);
+			return -ENOMEM;
+		}
+	}
+	return 0;
+}
+
+static void print_line(char *const cell[NCOLS], const size_t w[NCOLS])
+{
+	for (int i = 0; i < NCOLS; i++) {
+		fputs(cell[i], stdout);
+		if (i + 1 < NCOLS)
+			printf("%*s", (int)(w[i] - width(cell[i]) + 2), "");
+	}
+	putchar('\n');
+}
+
+static int list_table(const struct store *s, int64_t now)
+{
+	size_t n = store__count(s), w[NCOLS], nstale = 0, nexpired = 0, k = 0;
+	struct row *rows = calloc(n ? n : 1, sizeof(*rows));
+	char *cwd = getcwd(NULL, 0);
+	const struct store_patch *p;
+	struct store_iter it;
+	int rc = EXIT_OK;
+
+	if (!rows) {
+		fprintf(stderr, "%s: out of memory\n", prog);
+		free(cwd);
+		return EXIT_FAIL;
+	}
+	if (n == 0) {
+		printf("no patches in %s\n", store__path(s));
+		goto out;
+	}
+	for (int i = 0; i < NCOLS; i++)
+		w[i] = strlen(heads[i]);
+	store_iter__init(&it, s, &(struct store_query){ .now = now });
+	while ((p = store_iter__next(&it)) && k < n) {
+		if (row_fill(&rows[k], p, now, cwd)) {
+			fprintf(stderr, "%s: out of memory\n", prog);
+			rc = EXIT_FAIL;
+			goto out;
+		}
+		switch (store_patch__status(p, now)) {
+		case STORE_STATUS_STALE: nstale++; break;
+		case STORE_STATUS_EXPIRED: nexpired++; break;
+		case STORE_STATUS_ACTIVE: break;
+		}
+		for (int i = 0; i < NCOLS; i++)
+			if (width(rows[k].cell[i]) > w[i])
+				w[i] = width(rows[k].cell[i]);
+		k++;
+	}
+	print_line((char *const *)heads, w);
+	for (size_t i = 0; i < k; i++)
+		print_line(rows[i].cell, w);
+	if (nexpired)
+		printf("\n%zu expired: no longer applied, so the crash will come back. Fix the "
+		       "source, then: suture-audit rollback NAME\n", nexpired);
+	if (nstale)
+		printf("%s%zu stale: the code changed since the patch was made; never applied. "
+		       "Remove: suture-audit rollback NAME\n", nexpired ? "" : "\n", nstale);
+out:
+	for (size_t i = 0; i < k; i++)
+		row_free(&rows[i]);
+	free(rows);
+	free(cwd);
+	return rc;
+}
+
+static int add_time(cJSON *o, const char *key, int64_t t)
+{
+	char buf[32];
+
+	if (t == 0 || store__format_time(t, buf, sizeof(buf)))
+		return cJSON_AddNullToObject(o, key) ? 0 : -1;
+	return cJSON_AddStringToObject(o, key, buf) ? 0 : -1;
+}
+
+static int add_opt(cJSON *o, const char *key, const char *v)
+{
+	return (v ? cJSON_AddStringToObject(o, key, v) : cJSON_AddNullToObject(o, key)) ? 0 : -1;
+}
+
+static cJSON *patch_json(const struct store_patch *p, int64_t now)
+{
+	enum store_status st = store_patch__status(p, now);
+	int64_t left = store_patch__expires(p) - now;
+	cJSON *o = cJSON_CreateObject(), *a;
+
+	if (!o)
+		return NULL;
+	if (!cJSON_AddStringToObject(o, "name", p->name) ||
+	    !cJSON_AddStringToObject(o, "function", p->qualname) ||
+	    !cJSON_AddStringToObject(o, "module", p->module) ||
+	    !cJSON_AddStringToObject(o, "file", p->file) ||
+	    !cJSON_AddNumberToObject(o, "line", p->line) ||
+	    !cJSON_AddNumberToObject(o, "first_line", p->first_line) ||
+	    !cJSON_AddStringToObject(o, "guard", p->guard) ||
+	    !cJSON_AddStringToObject(o, "target", p->target) ||
+	    !cJSON_AddStringToObject(o, "fallback", p->fallback) ||
+	    add_opt(o, "consumer", p->consumer) ||
+	    add_time(o, "created", p->created) ||
+	    !cJSON_AddNumberToObject(o, "ttl_days", p->ttl_days) ||
+	    add_time(o, "expires", store_patch__expires(p)) ||
+	    !cJSON_AddNumberToObject(o, "age_seconds", (double)(now - p->created)) ||
+	    !cJSON_AddNumberToObject(o, "ttl_left_seconds", (double)(left > 0 ? left : 0)) ||
+	    !cJSON_AddStringToObject(o, "status", store_status__str(st)) ||
+	    add_opt(o, "stale_reason", p->stale_reason) ||
+	    !cJSON_AddNumberToObject(o, "hits", (double)p->hits) ||
+	    add_time(o, "last_hit", p->last_hit) ||
+	    !cJSON_AddStringToObject(o, "program", p->program) ||
+	    !cJSON_AddStringToObject(o, "python_version", p->python_version) ||
+	    add_opt(o, "build_id", p->build_id) ||
+	    !cJSON_AddStringToObject(o, "code_id", p->code_id) ||
+	    !(a = cJSON_AddObjectToObject(o, "anchor")) ||
+	    !cJSON_AddNumberToObject(a, "offset", p->anchor_offset) ||
+	    !cJSON_AddStringToObject(a, "window", p->anchor_window)) {
+		cJSON_Delete(o);
+		return NULL;
+	}
+	return o;
+}
+
+static int list_json(const struct store *s, int64_t now)
+{
+	cJSON *root = cJSON_CreateObject(), *arr;
+	const struct store_patch *p;
+	struct store_iter it;
+	char *text = NULL;
+	int rc = EXIT_FAIL;
+
+	if (!root || !(arr = cJSON_AddArrayToObject(root, "patches")))
+		goto out;
+	store_iter__init(&it, s, &(struct store_query){ .now = now });
+	while ((p = store_iter__next(&it))) {
+		cJSON *o = patch_json(p, now);
+
+		if (!o || !cJSON_AddItemToArray(arr, o)) {
+			cJSON_Delete(o);
+			goto out;
+		}
+	}
+	if (!(text = cJSON_Print(root)))
+		goto out;
+	printf("%s\n", text);
+	rc = EXIT_OK;
+out:
+	if (rc)
+		fprintf(stderr, "%s: out of memory\n", prog);
+	free(text);
+	cJSON_Delete(root);
+	return rc;
+}
+
+/* ---- explain ------------------------------------------------------------------- */
+
+struct guard_text {
+	const char *kind;
+	const char *exc;     /* the exception it catches */
+	const char *when;    /* "when <target> ..." */
+	const char *fix;     /* how to fix the source */
+};
+
+static const struct guard_text guard_texts[] = {
+	{ "null_guard", "AttributeError (or TypeError) on None",
+	  "a value in it is None, so using it failed",
+	  "decide what None means here: check for it before use, or make sure it is set" },
+	{ "index_guard", "IndexError",
+	  "the index is past the end of the sequence",
+	  "check the length first, or handle the empty/short case explicitly" },
+	{ "key_guard", "KeyError",
+	  "the key is missing from the mapping",
+	  "use .get() with a real default, or make sure the key is always present" },
+	{ "subscript_guard", "TypeError (object is not subscriptable)",
+	  "the object subscripted is None or not a container",
+	  "check the object before indexing it" },
+	{ "chain_subscript_guard", "KeyError, IndexError or TypeError in a chain of lookups",
+	  "some step of the chained lookup is missing or None",
+	  "validate the nested structure where it is read" },
+	{ "type_coercion_guard", "ValueError or TypeError from a conversion",
+	  "the value cannot be converted (for example int('abc') or float(None))",
+	  "validate the input before converting it" },
+	{ "division_guard", "ZeroDivisionError",
+	  "the divisor is zero",
+	  "handle the zero case explicitly" },
+	{ "str_coerce_guard", "TypeError (str combined with a non-str)",
+	  "a str is combined with a value of another type",
+	  "convert explicitly (str(), f-strings)" },
+	{ "file_guard", "FileNotFoundError",
+	  "the file does not exist",
+	  "create the file, fix its path, or handle its absence" },
+	{ "callable_guard", "TypeError ('NoneType' object is not callable)",
+	  "the thing called is None",
+	  "make sure the callable is set before it is called" },
+};
+
+static const struct guard_text *guard_text(const char *kind)
+{
+	for (size_t i = 0; i < sizeof(guard_texts) / sizeof(guard_texts[0]); i++)
+		if (strcmp(guard_texts[i].kind, kind) == 0)
+			return &guard_texts[i];
+	return NULL;
+}
+
+/* Where the fallback goes (docs/guards.md, DESIGN section 4): a consumer
+ * that accepts any value gets the fallback; otherwise the whole statement is
+ * guarded. Returns the sentence for known consumers, NULL otherwise. */
+static const char *consumer_text(const char *c)
+{
+	static const struct { const char *key, *text; } t[] = {
+		{ "store", "The value is assigned to a variable: storing accepts any value, so the "
+			   "fallback is safe at this instruction; code that later uses the variable "
+			   "receives the fallback and must cope with it." },
+		{ "return", "The value is returned: the caller receives the fallback instead, and "
+			    "must cope with it." },
+		{ "yield", "The value is yielded: the consumer of the generator receives the "
+			   "fallback." },
+		{ "argument", "The value is passed as an argument: the callee receives the fallback "
+			      "and must accept it." },
+		{ "container", "The value goes into a container (list, tuple, dict, set): building "
+			       "accepts any value; readers of the container see the fallback." },
+		{ "compare", "The value is compared (is / ==): comparisons accept any value, so the "
+			     "fallback is safe there." },
+		{ "statement", "The value fed an operation that would fail on the fallback too, so "
+			       "the whole statement is guarded: an assignment gets the fallback, an "
+			       "augmented assignment or expression statement is skipped, a return "
+			       "returns the fallback." },
+		{ "operand", "The helper receives the operands and computes the result with the "
+			     "fallback rule; the result is used as the original value would have been." },
+	};
+
+	for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++)
+		if (strcmp(t[i].key, c) == 0)
+			return t[i].text;
+	return NULL;
+}
+
+/* Print "  label:    text" wrapped at 79 columns, continuation lines
+ * indented under the text. */
+static void say(const char *label, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+static void say(const char *label, const char *fmt, ...)
+{
+	enum { INDENT = 12, COLS = 79 };
+	char *text = NULL, *p, *word;
+	size_t col;
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	n = vasprintf(&text, fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		return;
+	col = (size_t)printf("  %-*s", INDENT - 2, label);
+	p = text;
+	while ((word = strsep(&p, " "))) {
+		size_t w = width(word);
+
+		if (!*word)
+			continue;
+		if (col > INDENT && col + 1 + w > COLS) {
+			printf("\n%*s", INDENT, "");
+			col = INDENT;
+		} else if (col > INDENT) {
+			putchar(' ');
+			col++;
+		}
+		fputs(word, stdout);
+		col += w;
+	}
+	putchar('\n');
+	free(text);
+}
+
+static void explain_one(const struct store_patch *p, int64_t now, const char *cwd)
+{
+	const struct guard_text *g = guard_text(p->guard);
+	enum store_status st = store_patch__status(p, now);
+	char age[32], left[32], hit[32];
+
+	fmt_duration(now - p->created, age, sizeof(age));
+	fmt_duration(store_patch__expires(p) - now, left, sizeof(left));
+	printf("%s\n", p->name);
+	say("where:", "%s.%s in %s:%d (function starts at line %d)", p->module,
+	       p->qualname, short_file(p->file, cwd), p->line, p->first_line);
+	say("what:", "a %s on %s. When %s raises %s (%s), the guard catches it at this one "
+	       "instruction and uses %s instead, then the function goes on. Any other "
+	       "exception, and the same error anywhere else, still propagates.",
+	       p->guard, p->target, p->target, g ? g->exc : "its error", g ? g->when : "?",
+	       p->fallback);
+	if (p->consumer) {
+		const char *ct = consumer_text(p->consumer);
+
+		if (ct)
+			say("safe?", "%s", ct);
+		else
+			say("safe?", "The value is consumed by: %s. Check that this accepts %s.",
+			    p->consumer, p->fallback);
+	} else {
+		say("safe?", "The patch does not record what consumes the value; check that the "
+		       "code after line %d accepts %s.", p->line, p->fallback);
+	}
+	switch (st) {
+	case STORE_STATUS_ACTIVE:
+		say("status:", "active: applied to %s (Python %s); made %s ago, expires in %s",
+		       p->program, p->python_version, age, left);
+		break;
+	case STORE_STATUS_EXPIRED:
+		say("status:", "expired (made %s ago, TTL %u days): no longer applied, so the "
+		       "crash will come back", age, p->ttl_days);
+		break;
+	case STORE_STATUS_STALE:
+		say("status:", "stale: the code changed since the patch was made%s%s; never "
+		       "applied", p->stale_reason ? ": " : "",
+		       p->stale_reason ? p->stale_reason : "");
+		break;
+	}
+	if (p->hits) {
+		char t[32] = "?";
+
+		store__format_time(p->last_hit, t, sizeof(t));
+		snprintf(hit, sizeof(hit), "%llu", (unsigned long long)p->hits);
+		say("hits:", "%s, last at %s", hit, t);
+	} else {
+		say("hits:", "none recorded");
+	}
+	say("fix:", "%s; then remove the patch: suture-audit rollback %s",
+	       g ? g->fix : "fix the source", p->name);
+}
+
+static int do_explain(const struct store *s, const char *name, int64_t now)
+{
+	char *cwd = getcwd(NULL, 0);
+	const struct store_patch *p;
+	struct store_iter it;
+	int first = 1;
+
+	if (name) {
+		if (!(p = store__find(s, name))) {
+			fprintf(stderr, "%s: %s: no patch named \"%s\" (list them: suture-audit "
+				"--store %s)\n", prog, store__path(s), name, store__path(s));
+			free(cwd);
+			return EXIT_NO_PATCH;
+		}
+		explain_one(p, now, cwd);
+		free(cwd);
+		return EXIT_OK;
+	}
+	if (store__count(s) == 0)
+		printf("no patches in %s\n", store__path(s));
+	store_iter__init(&it, s, &(struct store_query){ .now = now });
+	while ((p = store_iter__next(&it))) {
+		if (!first)
+			putchar('\n');
+		first = 0;
+		explain_one(p, now, cwd);
+	}
+	free(cwd);
+	return EXIT_OK;
+}
+
+/* ---- rollback -------------------------------------------------------------------- */
+
+static void describe(const char *verb, const struct store_patch *p)
+{
+	printf("%s %s (%s on %s in %s.%s, %s:%d)\n", verb, p->name, p->guard, p->target,
+	       p->module, p->qualname, p->file, p->line);
+}
+
+static int do_rollback(struct store *s, char **names, int nnames, int all, int dry)
+{
+	const char *verb = dry ? "would remove" : "removed";
+	const struct store_patch *p;
+	struct store_iter it;
+	size_t removed = 0;
+
+	if (all) {
+		if (store__count(s) == 0) {
+			printf("no patches in %s\n", store__path(s));
+			return EXIT_OK;
+		}
+		store_iter__init(&it, s, NULL);
+		while ((p = store_iter__next(&it)))
+			describe(verb, p);
+		if (dry)
+			return EXIT_OK;
+		if (store__remove_all(s, &removed))
+			return EXIT_FAIL;
+		printf("%zu patch%s removed from %s\n", removed, removed == 1 ? "" : "es",
+		       store__path(s));
+		return EXIT_OK;
+	}
+	/* All names must exist before anything is removed. */
+	for (int i = 0; i < nnames; i++) {
+		if (!store__find(s, names[i])) {
+			fprintf(stderr, "%s: %s: no patch named \"%s\"; nothing removed (list them: "
+				"suture-audit --store %s)\n", prog, store__path(s), names[i],
+				store__path(s));
+			return EXIT_NO_PATCH;
+		}
+	}
+	for (int i = 0; i < nnames; i++) {
+		char *line = NULL;
+		size_t len = 0;
+		FILE *mem;
+		int r;
+
+		/* The patch's description must be taken before the removal
+		 * invalidates it. */
+		if (!(p = store__find(s, names[i])))
+			continue; /* named twice */
+		if (!(mem = open_memstream(&line, &len))) {
+			fprintf(stderr, "%s: out of memory\n", prog);
+			return EXIT_FAIL;
+		}
+		fprintf(mem, "%s on %s in %s.%s, %s:%d", p->guard, p->target, p->module,
+			p->qualname, p->file, p->line);
+		fclose(mem);
+		if (!dry && (r = store__remove(s, names[i]))) {
+			free(line);
+			return r == -ENOENT ? EXIT_NO_PATCH : EXIT_FAIL;
+		}
+		printf("%s %s (%s)\n", verb, names[i], line ? line : "");
+		free(line);
+	}
+	return EXIT_OK;
+}
+
+/* ---- main ------------------------------------------------------------------------- */
+
+int main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "store", required_argument, 0, 's' },
+		{ "json", no_argument, 0, 'j' },
+		{ "all", no_argument, 0, 'a' },
+		{ "dry-run", no_argument, 0, 'n' },
+		{ "pid", required_argument, 0, 'p' },
+		{ "help", no_argument, 0, 'h' },
+		{ "version", no_argument, 0, 'V' },
+		{ 0, 0, 0, 0 },
+	};
+	const char *dir = NULL, *cmd = "list";
+	int json = 0, all = 0, dry = 0, c, rc, r;
+	long pid = 0;
+	struct store *s = NULL;
+	int64_t now;
+	char **args;
+	int nargs;
+
+	store__set_print(print_msg, NULL);
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		switch (c) {
+		case 's': dir = optarg; break;
+		case 'j': json = 1; break;
+		case 'a': all = 1; break;
+		case 'n': dry = 1; break;
+		case 'p': {
+			char *end;
+
+			errno = 0;
+			pid = strtol(optarg, &end, 10);
+			if (errno || end == optarg || *end || pid <= 0 || pid > 4194304) {
+				fprintf(stderr, "%s: --pid: \"%s\" is not a process id\n", prog, optarg);
+				return EXIT_USAGE;
+			}
+			break;
+		}
+		case 'h': usage(stdout); return EXIT_OK;
+		case 'V':
+			printf("suture-audit %s (store format %d)\n", SUTURE_VERSION,
+			       STORE_FORMAT_VERSION);
+			return EXIT_OK;
+		default:
+			if (optopt)
+				fprintf(stderr, "%s: option -%c: unknown or missing its argument\n",
+					prog, optopt);
+			else
+				fprintf(stderr, "%s: %s: unknown option or missing argument\n", prog,
+					argv[optind - 1]);
+			usage(stderr);
+			return EXIT_USAGE;
+		}
+	}
+	args = argv + optind;
+	nargs = argc - optind;
+	if (nargs > 0) {
+		cmd = args[0];
+		args++;
+		nargs--;
+	}
+	if (strcmp(cmd, "list") == 0) {
+		if (nargs || all || dry)
+			goto bad_usage;
+	} else if (strcmp(cmd, "explain") == 0) {
+		if (nargs > 1 || all || dry || json)
+			goto bad_usage;
+	} else if (strcmp(cmd, "rollback") == 0) {
+		if (json || (all && nargs) || (!all && !nargs))
+			goto bad_usage;
+	} else {
+		fprintf(stderr, "%s: unknown command \"%s\"\n", prog, cmd);
+		usage(stderr);
+		return EXIT_USAGE;
+	}
+	if (pid) {
+		fprintf(stderr, "%s: --pid %ld: reading or changing the patches of a live process "
+			"needs the suture agent, which this build does not have yet; without --pid "
+			"the store on disk is used\n", prog, pid);
+		return EXIT_UNSUPPORTED;
+	}
+
+	r = store__open(dir, strcmp(cmd, "rollback") == 0 && !dry ? 0 : STORE_F_RDONLY, &s);
+	if (r)
+		return r == -ENOENT ? EXIT_NO_STORE : EXIT_FAIL;
+	now = store__now();
+	if (strcmp(cmd, "list") == 0)
+		rc = json ? list_json(s, now) : list_table(s, now);
+	else if (strcmp(cmd, "explain") == 0)
+		rc = do_explain(s, nargs ? args[0] : NULL, now);
+	else
+		rc = do_rollback(s, args, nargs, all, dry);
+	store__close(s);
+	if (fflush(stdout) != 0 && rc == EXIT_OK) {
+		fprintf(stderr, "%s: writing output: %s\n", prog, strerror(errno));
+		rc = EXIT_FAIL;
+	}
+	return rc;
+bad_usage:
+	fprintf(stderr, "%s: %s: wrong arguments\n", prog, cmd);
+	usage(stderr);
+	return EXIT_USAGE;
+}
