@@ -11,3 +11,11 @@ $(BUILD)/gen/rewrite_opcodes.c: $(BUILD)/gen/gen_opcodes
 	$< $@.tmp && mv $@.tmp $@
 
 GEN_SRC_rewrite += $(BUILD)/gen/rewrite_opcodes.c
+
+# The round-trip checker run by tests/e2e/test_roundtrip.sh (built with
+# the unit tests, since make check/test build those).
+RW_ROUNDTRIP := $(BUILD)/tests/e2e/test_roundtrip_check
+$(RW_ROUNDTRIP): tests/e2e/test_roundtrip_check.c $(call lib_of,rewrite)
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) -o $@ $< $(call lib_of,rewrite)
+unit: $(RW_ROUNDTRIP)

@@ -90,8 +90,7 @@ int rewrite_opcode__stack_effect(int op, uint32_t arg, int jump, int *effect);
 /* ---------------------------------------------------------------------- */
 /* Input: a code object described by the caller                           */
 
-enum rewrite_localkind { /* co_localspluskinds bits (pycore_code.h) */
-	REWRITE_LOCAL_ARG = 0x02,
+enum rewrite_localkind { /* co_localspluskinds bits (internal/pycore_code.h) */
 	REWRITE_LOCAL_LOCAL = 0x20,
 	REWRITE_LOCAL_CELL = 0x40,
 	REWRITE_LOCAL_FREE = 0x80,
