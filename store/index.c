@@ -17,7 +17,6 @@
 #include <time.h>
 
 #define FORMAT_NAME "suture-store"
-#define MAX_EXACT_DOUBLE 9007199254740992.0 /* 2^53 */
 
 const char *const store_guard_kinds[] = {
 	"null_guard", "index_guard", "key_guard", "subscript_guard",
@@ -233,7 +232,7 @@ int store_patch__validate(const struct store_patch *p, char *err, size_t errsz)
 		seterr(err, errsz, "ttl_days: must be 1 to %d", STORE_MAX_TTL_DAYS);
 		return -EINVAL;
 	}
-	if ((double)p->hits > MAX_EXACT_DOUBLE) {
+	if (p->hits > STORE_HITS_MAX) {
 		seterr(err, errsz, "hits: out of range");
 		return -EINVAL;
 	}
@@ -459,7 +458,7 @@ static int decode_field(const struct field *f, const cJSON *j, struct store_patc
 		*(uint32_t *)(base + f->off) = (uint32_t)v;
 		return 0;
 	case F_HITS:
-		if (json_int(j, 0, MAX_EXACT_DOUBLE, &v)) {
+		if (json_int(j, 0, (double)STORE_HITS_MAX, &v)) {
 			seterr(err, errsz, "%s.%s: expected an integer >= 0", where, f->key);
 			return -EBADMSG;
 		}
@@ -540,6 +539,32 @@ fail:
 	return -EBADMSG;
 }
 
+/* Does [p, end) end inside a string or an unclosed array/object? cJSON's
+ * error position is not where a truncated file ends, so look ourselves. */
+static int looks_truncated(const char *p, const char *end)
+{
+	long depth = 0;
+	int in_str = 0, esc = 0;
+
+	for (; p < end; p++) {
+		if (in_str) {
+			if (esc)
+				esc = 0;
+			else if (*p == '\\')
+				esc = 1;
+			else if (*p == '"')
+				in_str = 0;
+		} else if (*p == '"') {
+			in_str = 1;
+		} else if (*p == '{' || *p == '[') {
+			depth++;
+		} else if (*p == '}' || *p == ']') {
+			depth--;
+		}
+	}
+	return in_str || depth > 0;
+}
+
 static void line_col(const char *start, const char *at, size_t *line, size_t *col)
 {
 	*line = 1;
@@ -576,7 +601,7 @@ int store_index__parse(const char *p, const char *end, struct store_index *out,
 	}
 	root = cJSON_ParseWithLengthOpts(p, len, &stop, 0);
 	if (!root) {
-		if (!stop || stop < p || stop > end)
+		if (!stop || stop < p || stop > end || looks_truncated(p, end))
 			stop = end;
 		line_col(p, stop, &line, &col);
 		seterr(err, errsz, "line %zu, column %zu: %s", line, col,

@@ -561,7 +561,7 @@ static int change_hits(struct store *s, struct store_index *idx, void *arg)
 			a->missing++;
 			continue;
 		}
-		if ((double)idx->v[at].hits < 9007199254740992.0)
+		if (idx->v[at].hits < STORE_HITS_MAX)
 			idx->v[at].hits++;
 		idx->v[at].last_hit = a->now;
 		changed = 1;

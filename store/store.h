@@ -61,6 +61,8 @@
 #define STORE_STR_MAX           4096
 /* Longest patch name; names are printable, without spaces or control bytes. */
 #define STORE_NAME_MAX          512
+/* Hit counts saturate here (exact in JSON's doubles and in cJSON's output). */
+#define STORE_HITS_MAX          999999999999999ull
 
 struct store;
 
@@ -99,7 +101,7 @@ struct store_patch {
 	/* Life cycle. */
 	int64_t created;            /* 0 in store__add(): now */
 	uint32_t ttl_days;          /* 0 in store__add(): STORE_DEFAULT_TTL_DAYS */
-	uint64_t hits;              /* <= 2^53 */
+	uint64_t hits;              /* <= STORE_HITS_MAX */
 	int64_t last_hit;           /* 0: never */
 	enum store_status status;   /* ACTIVE or STALE as stored */
 	const char *stale_reason;   /* optional, NULL */
