@@ -1,0 +1,280 @@
+/* attach/: remote calls in a child process: results, restored state (general
+ * registers, vector registers, signal mask), interrupted syscalls that go on
+ * without EINTR, crashes and timeouts inside the callee, foreign signals
+ * re-delivered. */
+#include <criterion/criterion.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <sys/syscall.h>
+
+#include "attach/attach.h"
+#include "test_attach_util.h"
+
+/* Shared by address with the forked child (same layout after fork). */
+static volatile pid_t t_sleeper, t_xmm, t_spin;
+static atomic_long sleeps_ok, sleeps_bad, spins;
+static volatile int xmm_bad;
+static volatile sig_atomic_t rt_seen;
+
+static void *sleeper(void *a)
+{
+	(void)a;
+	t_sleeper = (pid_t)syscall(SYS_gettid);
+	for (;;) {
+		struct timespec d = { 0, 20 * 1000 * 1000 }, t0, t1;
+		long ns;
+		clock_gettime(CLOCK_MONOTONIC, &t0);
+		/* A relative nanosleep: interrupted, it returns
+		 * -ERESTART_RESTARTBLOCK to the kernel's signal path. Wrong
+		 * restart handling shows as EINTR or a short sleep. */
+		int r = nanosleep(&d, NULL);
+		clock_gettime(CLOCK_MONOTONIC, &t1);
+		ns = (t1.tv_sec - t0.tv_sec) * 1000000000L + (t1.tv_nsec - t0.tv_nsec);
+		if (r == 0 && ns >= 20 * 1000 * 1000)
+			atomic_fetch_add(&sleeps_ok, 1);
+		else
+			atomic_fetch_add(&sleeps_bad, 1);
+	}
+	return NULL;
+}
+
+/* Holds a pattern in %xmm0 and checks it forever: a remote call on this
+ * thread (strtod returns in %xmm0) must give it back. */
+static void *xmm_keeper(void *a)
+{
+	uint64_t pat = 0x5a5aa5a5deadbeefull;
+	(void)a;
+	t_xmm = (pid_t)syscall(SYS_gettid);
+	__asm__ volatile("movq %[p], %%xmm0\n\t"
+			 "1: movq %%xmm0, %%rax\n\t"
+			 "cmpq %[p], %%rax\n\t"
+			 "je 1b\n\t"
+			 :
+			 : [p] "r"(pat)
+			 : "rax", "xmm0", "cc");
+	xmm_bad = 1;
+	for (;;)
+		pause();
+	return NULL;
+}
+
+static void *spinner(void *a)
+{
+	(void)a;
+	t_spin = (pid_t)syscall(SYS_gettid);
+	for (;;)
+		atomic_fetch_add(&spins, 1);
+	return NULL;
+}
+
+static void on_rt(int s)
+{
+	(void)s;
+	rt_seen++;
+}
+
+/* Main thread: blocked in read(); every byte read is answered with a
+ * report. read() returning EINTR or garbage ends the child with 5. */
+static int child_calls(int in, int out)
+{
+	pthread_t th;
+	struct sigaction sa = { .sa_handler = on_rt }; /* no SA_RESTART: EINTR-prone */
+	char b;
+
+	sigaction(SIGRTMIN + 1, &sa, NULL);
+	pthread_create(&th, NULL, sleeper, NULL);
+	pthread_create(&th, NULL, xmm_keeper, NULL);
+	pthread_create(&th, NULL, spinner, NULL);
+	while (!t_sleeper || !t_xmm || !t_spin)
+		usleep(1000);
+	if (write(out, "R", 1) != 1)
+		return 2;
+	for (;;) {
+		ssize_t n = read(in, &b, 1);
+		if (n < 0 && errno == EINTR && rt_seen)
+			continue; /* a handler ran: EINTR is legitimate then */
+		if (n != 1 || b != '?')
+			return 5;
+		long r[4] = { atomic_load(&sleeps_ok), atomic_load(&sleeps_bad), xmm_bad, rt_seen };
+		if (write(out, r, sizeof(r)) != sizeof(r))
+			return 4;
+	}
+}
+
+static void report(struct child *c, long r[4])
+{
+	cr_assert_eq(write(c->wr, "?", 1), 1);
+	cr_assert_eq(read(c->rd, r, 4 * sizeof(long)), (ssize_t)(4 * sizeof(long)));
+}
+
+static pid_t remote_tid(struct attach_proc *p, volatile pid_t *where)
+{
+	pid_t t = 0;
+	cr_assert_eq(attach_proc__read(p, (uint64_t)(uintptr_t)where, &t, sizeof(t)), 0);
+	return t;
+}
+
+Test(attach_call, getpid_strlen_on_every_thread_target_unharmed)
+{
+	struct child c = child_start(child_calls);
+	struct attach_proc *p;
+	struct attach_elf *libc;
+	uint64_t getpid_fn, ret;
+	long r[4];
+	size_t i;
+	int round;
+
+	cr_assert(c.pid > 0);
+	cr_assert_eq(attach_proc__open(c.pid, &p), 0);
+	cr_assert_eq(attach_proc__find_elf(p, "libc.so", &libc), 0);
+	cr_assert_eq(attach_elf__symbol(libc, "getpid", &getpid_fn, NULL), 0);
+	for (round = 0; round < 30; round++) {
+		cr_assert_eq(attach_proc__seize_all(p), 0, "%s", attach_proc__error(p));
+		cr_assert_eq(attach_proc__thread_count(p), 4);
+		for (i = 0; i < attach_proc__thread_count(p); i++) {
+			pid_t tid = attach_proc__thread(p, i);
+			struct attach_arg s = { .data = "sixteen chars...", .len = 17 };
+			cr_assert_eq(attach_proc__call(p, tid, getpid_fn, NULL, 0, &ret), 0,
+				     "%s", attach_proc__error(p));
+			cr_assert_eq(ret, (uint64_t)c.pid);
+			cr_assert_eq(attach_proc__call_sym(p, tid, "libc.so", "strlen", &s, 1, &ret), 0,
+				     "%s", attach_proc__error(p));
+			cr_assert_eq(ret, 16);
+			/* strtod returns in %xmm0: clobbers the keeper's pattern
+			 * unless the extended state is restored. */
+			struct attach_arg d[2] = { { .data = "2.5", .len = 4 }, { .value = 0 } };
+			cr_assert_eq(attach_proc__call_sym(p, tid, "libc.so", "strtod", d, 2, &ret), 0,
+				     "%s", attach_proc__error(p));
+		}
+		cr_assert_eq(attach_proc__release_all(p), 0);
+		usleep(3000);
+	}
+	usleep(60000);
+	report(&c, r);
+	cr_assert_eq(r[1], 0, "%ld sleeps woke early or with EINTR", r[1]);
+	cr_assert_gt(r[0], 0);
+	cr_assert_eq(r[2], 0, "xmm0 was not restored");
+	attach_proc__close(p);
+	cr_assert_eq(child_end(&c) & 0x7f, SIGKILL, "child died on its own");
+}
+
+Test(attach_call, pick_prefers_sleeping_syscall)
+{
+	struct child c = child_start(child_calls);
+	struct attach_proc *p;
+	pid_t tid;
+
+	cr_assert(c.pid > 0);
+	cr_assert_eq(attach_proc__open(c.pid, &p), 0);
+	cr_assert_eq(attach_proc__seize_all(p), 0);
+	cr_assert_eq(attach_proc__pick_call_thread(p, &tid), 0);
+	/* main (read) or the sleeper (nanosleep); never the spinners. */
+	cr_assert(tid == c.pid || tid == remote_tid(p, &t_sleeper), "picked %d", tid);
+	cr_assert_neq(tid, remote_tid(p, &t_spin));
+	cr_assert_neq(tid, remote_tid(p, &t_xmm));
+	attach_proc__close(p); /* releases */
+	child_end(&c);
+}
+
+Test(attach_call, crash_in_callee_is_efault_and_thread_restored)
+{
+	struct child c = child_start(child_calls);
+	struct attach_proc *p;
+	uint64_t ret, arg = 0;
+	long r[4];
+
+	cr_assert(c.pid > 0);
+	cr_assert_eq(attach_proc__open(c.pid, &p), 0);
+	cr_assert_eq(attach_proc__seize_all(p), 0);
+	/* Jump to an unmapped address: SIGSEGV inside "the callee". */
+	cr_assert_eq(attach_proc__call(p, c.pid, 0x10, NULL, 0, &ret), -EFAULT);
+	cr_assert(strstr(attach_proc__error(p), "crashed"), "%s", attach_proc__error(p));
+	/* strlen(NULL): a fault inside libc. */
+	cr_assert_eq(attach_proc__call_sym(p, c.pid, "libc.so", "strlen",
+					   &(struct attach_arg){ .value = arg }, 1, &ret), -EFAULT);
+	/* The thread is usable again. */
+	cr_assert_eq(attach_proc__call_sym(p, c.pid, "libc.so", "getpid", NULL, 0, &ret), 0);
+	cr_assert_eq(ret, (uint64_t)c.pid);
+	cr_assert_eq(attach_proc__release_all(p), 0);
+	report(&c, r);
+	cr_assert_eq(r[2], 0);
+	attach_proc__close(p);
+	cr_assert_eq(child_end(&c) & 0x7f, SIGKILL);
+}
+
+Test(attach_call, timeout_abandons_and_restores)
+{
+	struct child c = child_start(child_calls);
+	struct attach_proc *p;
+	uint64_t ret;
+	long r[4];
+
+	cr_assert(c.pid > 0);
+	cr_assert_eq(attach_proc__open(c.pid, &p), 0);
+	cr_assert_eq(attach_proc__seize_all(p), 0);
+	attach_proc__set_call_timeout(p, 200);
+	/* pause() with every async signal blocked never returns. */
+	cr_assert_eq(attach_proc__call_sym(p, c.pid, "libc.so", "pause", NULL, 0, &ret), -ETIMEDOUT);
+	cr_assert(strstr(attach_proc__error(p), "did not return"), "%s", attach_proc__error(p));
+	cr_assert_eq(attach_proc__call_sym(p, c.pid, "libc.so", "getppid", NULL, 0, &ret), 0);
+	cr_assert_eq(ret, (uint64_t)getpid());
+	cr_assert_eq(attach_proc__release_all(p), 0);
+	report(&c, r); /* main's read() works: it was restored */
+	cr_assert_eq(r[2], 0);
+	attach_proc__close(p);
+	cr_assert_eq(child_end(&c) & 0x7f, SIGKILL);
+}
+
+/* Signals sent to the process and to the calling thread during a call are
+ * delivered after the release, not swallowed. */
+Test(attach_call, foreign_signals_during_call_are_redelivered)
+{
+	struct child c = child_start(child_calls);
+	struct attach_proc *p;
+	uint64_t ret;
+	long r[4];
+	pid_t sender;
+	pid_t target = c.pid;
+
+	cr_assert(c.pid > 0);
+	cr_assert_eq(attach_proc__open(c.pid, &p), 0);
+	cr_assert_eq(attach_proc__seize_all(p), 0);
+	sender = fork();
+	if (sender == 0) {
+		usleep(50000);
+		kill(target, SIGRTMIN + 1);                          /* process-directed */
+		syscall(SYS_tgkill, target, target, SIGRTMIN + 1);  /* to the calling thread */
+		_exit(0);
+	}
+	/* usleep(300 ms) in the main thread while the sender fires. */
+	cr_assert_eq(attach_proc__call_sym(p, c.pid, "libc.so", "usleep",
+					   &(struct attach_arg){ .value = 300000 }, 1, &ret), 0,
+		     "%s", attach_proc__error(p));
+	cr_assert_eq(ret, 0, "usleep returned %lld (signals must be blocked during the call)",
+		     (long long)ret);
+	waitpid(sender, NULL, 0);
+	cr_assert_eq(attach_proc__release_all(p), 0);
+	usleep(20000);
+	report(&c, r);
+	cr_assert_eq(r[3], 2, "%ld of 2 signals delivered", r[3]);
+	attach_proc__close(p);
+	cr_assert_eq(child_end(&c) & 0x7f, SIGKILL);
+}
+
+Test(attach_call, argument_errors)
+{
+	struct child c = child_start(child_calls);
+	struct attach_proc *p;
+	uint64_t ret, args[7] = { 0 };
+
+	cr_assert(c.pid > 0);
+	cr_assert_eq(attach_proc__open(c.pid, &p), 0);
+	cr_assert_eq(attach_proc__call(p, c.pid, 0x1000, NULL, 0, &ret), -EINVAL); /* not seized */
+	cr_assert_eq(attach_proc__seize_all(p), 0);
+	cr_assert_eq(attach_proc__call(p, c.pid, 0x1000, args, 7, &ret), -EINVAL);
+	cr_assert_eq(attach_proc__call(p, 1, 0x1000, NULL, 0, &ret), -EINVAL);
+	cr_assert_eq(attach_proc__call_sym(p, c.pid, "libc.so", "no_such_fn", NULL, 0, &ret), -ENOENT);
+	cr_assert_eq(attach_proc__call_sym(p, c.pid, "libnope.so", "getpid", NULL, 0, &ret), -ENOENT);
+	attach_proc__close(p);
+	child_end(&c);
+}
