@@ -19,3 +19,6 @@ $(INSPECT_PROBE_SRC): $(INSPECT_GEN_EXE) $(INSPECT_PROBE_EXE)
 	$(INSPECT_GEN_EXE) $(INSPECT_PROBE_EXE) $@.tmp && mv $@.tmp $@
 
 GEN_SRC_inspect += $(INSPECT_PROBE_SRC)
+
+# inspect/dump.c prints JSON with cJSON.
+SYSLIBS_inspect += -lcjson

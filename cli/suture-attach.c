@@ -1,0 +1,189 @@
+/* suture-attach: attach to a running CPython 3.11.
+ *
+ * Modes (one per run): --dump prints every thread's Python stack (inspect/).
+ * The option table and the mode switch are the only places a new mode
+ * touches. Exit codes are documented in docs/man/suture-attach.1. */
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "inspect/inspect.h"
+
+#define SUTURE_VERSION "0.1.0"
+
+enum exit_code {
+	EXIT_OK = 0,
+	EXIT_INTERNAL = 1,
+	EXIT_USAGE = 2,
+	EXIT_NO_PROCESS = 3,
+	EXIT_NOT_PYTHON = 4,
+	EXIT_BAD_VERSION = 5,
+	EXIT_PERMISSION = 6,
+	EXIT_TRACED = 7,
+	EXIT_STOPPED = 8,
+	EXIT_EXITED = 9,
+	EXIT_NO_LAYOUT = 10,
+};
+
+enum mode { MODE_NONE, MODE_DUMP };
+
+struct args {
+	pid_t pid;
+	enum mode mode;
+	bool locals, json, verbose, no_cache;
+};
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"usage: suture-attach --pid PID --dump [--locals] [--json] [--verbose]\n"
+		"\n"
+		"  -p, --pid PID    the CPython 3.11 process to attach to\n"
+		"  -d, --dump       print every thread's Python stack, innermost frame first\n"
+		"  -l, --locals     with --dump: also print local variables\n"
+		"  -j, --json       with --dump: one JSON document instead of text\n"
+		"  -v, --verbose    say where the interpreter layout came from, and timings\n"
+		"      --no-cache   neither read nor write the layout cache\n"
+		"  -h, --help       this help\n"
+		"  -V, --version    print the version\n"
+		"\n"
+		"Exit status: 0 ok, 2 usage, 3 no such process, 4 not Python, 5 not 3.11,\n"
+		"6 permission denied, 7 already traced, 8 stopped, 9 exited during the dump,\n"
+		"10 no interpreter layout, 1 other errors. See suture-attach(1).\n");
+}
+
+static int parse_pid(const char *s, pid_t *pid)
+{
+	char *end;
+	errno = 0;
+	long v = strtol(s, &end, 10);
+	if (errno || *end || end == s || v <= 0 || v > INT_MAX)
+		return -EINVAL;
+	*pid = (pid_t)v;
+	return 0;
+}
+
+static int parse_args(int argc, char **argv, struct args *a)
+{
+	enum { OPT_NO_CACHE = 1000 };
+	static const struct option opts[] = {
+		{"pid", required_argument, NULL, 'p'},
+		{"dump", no_argument, NULL, 'd'},
+		{"locals", no_argument, NULL, 'l'},
+		{"json", no_argument, NULL, 'j'},
+		{"verbose", no_argument, NULL, 'v'},
+		{"no-cache", no_argument, NULL, OPT_NO_CACHE},
+		{"help", no_argument, NULL, 'h'},
+		{"version", no_argument, NULL, 'V'},
+		{NULL, 0, NULL, 0},
+	};
+	int c;
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, "p:dljvhV", opts, NULL)) != -1) {
+		switch (c) {
+		case 'p':
+			if (parse_pid(optarg, &a->pid)) {
+				fprintf(stderr, "suture-attach: bad pid '%s'\n", optarg);
+				return EXIT_USAGE;
+			}
+			break;
+		case 'd': a->mode = MODE_DUMP; break;
+		case 'l': a->locals = true; break;
+		case 'j': a->json = true; break;
+		case 'v': a->verbose = true; break;
+		case OPT_NO_CACHE: a->no_cache = true; break;
+		case 'h': usage(stdout); exit(EXIT_OK);
+		case 'V': printf("suture-attach " SUTURE_VERSION "\n"); exit(EXIT_OK);
+		default:
+			fprintf(stderr, "suture-attach: unknown or incomplete option '%s'\n",
+				argv[optind - 1]);
+			usage(stderr);
+			return EXIT_USAGE;
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "suture-attach: unexpected argument '%s'\n", argv[optind]);
+		return EXIT_USAGE;
+	}
+	if (!a->pid || a->mode == MODE_NONE) {
+		fprintf(stderr, "suture-attach: %s\n", !a->pid ? "--pid is required" : "no mode given (--dump)");
+		usage(stderr);
+		return EXIT_USAGE;
+	}
+	return EXIT_OK;
+}
+
+static int exit_for(int err, bool opened)
+{
+	switch (-err) {
+	case ESRCH: return opened ? EXIT_EXITED : EXIT_NO_PROCESS;
+	case EPERM: case EACCES: return EXIT_PERMISSION;
+	case ENOEXEC: return EXIT_NOT_PYTHON;
+	case EPROTONOSUPPORT: return EXIT_BAD_VERSION;
+	case EBUSY: return EXIT_TRACED;
+	case EAGAIN: return EXIT_STOPPED;
+	case ENODATA: return EXIT_NO_LAYOUT;
+	}
+	return EXIT_INTERNAL;
+}
+
+/* inspect's messages start "inspect: pid N: ..."; ours "suture-attach: pid N: ...". */
+static void report(const char *msg, pid_t pid, int err)
+{
+	if (!strncmp(msg, "inspect: ", 9))
+		msg += 9;
+	if (msg[0])
+		fprintf(stderr, "suture-attach: %s\n", msg);
+	else
+		fprintf(stderr, "suture-attach: pid %d: %s\n", (int)pid, strerror(-err));
+}
+
+static int run_dump(const struct args *a)
+{
+	struct inspect_opts o = { .no_cache = a->no_cache, .verbose = a->verbose ? stderr : NULL };
+	struct inspect_proc *ip = NULL;
+	struct inspect_snapshot *snap = NULL;
+	struct inspect_snap_stats st = {0};
+	char err[512];
+	int rc = inspect_proc__open(a->pid, &o, &ip, err, sizeof(err));
+	if (rc) {
+		report(err, a->pid, rc);
+		return exit_for(rc, false);
+	}
+	rc = inspect_proc__snapshot(ip, a->locals ? INSPECT_SNAP_LOCALS : 0, NULL, &snap, &st);
+	if (rc) {
+		report(inspect_proc__error(ip), a->pid, rc);
+		inspect_proc__close(ip);
+		return exit_for(rc, true);
+	}
+	rc = a->json ? inspect_snapshot__print_json(snap, ip, stdout) : inspect_snapshot__print(snap, ip, stdout);
+	if (a->verbose)
+		fprintf(stderr, "suture-attach: pid %d: %u threads, %u frames, %u reads; "
+			"target stopped %.3f ms, dump %.3f ms\n", (int)a->pid, st.threads, st.frames,
+			st.reads, st.stopped_ms, st.total_ms);
+	inspect_snapshot__free(snap);
+	inspect_proc__close(ip);
+	if (fflush(stdout) || rc) {
+		fprintf(stderr, "suture-attach: pid %d: cannot write the dump\n", (int)a->pid);
+		return EXIT_INTERNAL;
+	}
+	return EXIT_OK;
+}
+
+int main(int argc, char **argv)
+{
+	struct args a = {0};
+	int rc = parse_args(argc, argv, &a);
+	if (rc != EXIT_OK)
+		return rc;
+	switch (a.mode) {
+	case MODE_DUMP:
+		return run_dump(&a);
+	case MODE_NONE:
+		break;
+	}
+	return EXIT_USAGE;
+}

@@ -1,0 +1,42 @@
+/* inspect/: private helpers shared by the module's files. */
+#ifndef SUTURE_INSPECT_PRIV_H
+#define SUTURE_INSPECT_PRIV_H
+
+#include <stdarg.h>
+
+#include "inspect/inspect.h"
+
+struct attach_elf;
+
+struct inspect_proc {
+	pid_t pid;
+	struct attach_proc *ap;
+	struct attach_elf *elf;     /* holds _PyRuntime */
+	struct inspect_offsets off;
+	struct inspect_types types;
+	struct inspect_reader reader;
+	enum inspect_source source;
+	char source_path[4096];
+	uint64_t runtime;
+	uint32_t version;
+	unsigned long reads;        /* remote reads issued, for stats */
+	char err[512];
+};
+
+/* Below this, an address is never a valid object (the zero page). */
+#define INSPECT_MIN_ADDR 4096u
+
+/* Bounded reads through a reader: addr 0 or tiny gives -EFAULT. */
+int inspect__read(const struct inspect_reader *r, uint64_t addr, void *buf, size_t len);
+int inspect__read_u64(const struct inspect_reader *r, uint64_t addr, uint64_t *v);
+int inspect__fail(struct inspect_proc *ip, int err, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+/* String building (inspect/value.c). All stop growing at `cap_limit`. */
+int inspect_str__putn(struct inspect_str *s, const char *p, size_t n, size_t limit);
+int inspect_str__printf(struct inspect_str *s, size_t limit, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+/* Append code point cp as UTF-8. */
+int inspect_str__put_utf8(struct inspect_str *s, uint32_t cp, size_t limit);
+
+#endif
