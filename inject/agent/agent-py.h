@@ -1,0 +1,36 @@
+/* agent: interfaces that take Python objects. Everything here runs with
+ * the GIL held unless said otherwise. */
+#ifndef SUTURE_AGENT_PY_H
+#define SUTURE_AGENT_PY_H
+
+#define PY_SSIZE_T_CLEAN
+#ifndef Py_BUILD_CORE
+#define Py_BUILD_CORE 1   /* _PyInterpreterFrame, struct _frame */
+#endif
+#include <Python.h>
+#include "internal/pycore_frame.h"
+#include "internal/pycore_traceback.h"   /* _PyTraceBack_FromFrame */
+
+#include "inject/agent/agent.h"
+
+/* watch.c. install picks the entry jump, or the trace fallback when code
+ * cannot be written (or SUTURE_AGENT_MODE=trace); *mode receives an
+ * enum inject_watch_mode and detail a sentence for WELCOME. */
+int agent_watch__install(uint32_t *mode, char *detail, size_t cap);
+/* Undo: restore the original bytes / remove the trace functions. */
+void agent_watch__remove(void);
+/* Trace fallback: give threads started since the last call our trace
+ * function (called periodically by the agent thread). */
+void agent_watch__rescan_threads(void);
+uint32_t agent_watch__mode(void);
+/* The park bound in milliseconds (SUTURE_AGENT_TIMEOUT_MS, HELLO). */
+void agent_watch__set_timeout(uint32_t ms);
+uint32_t agent_watch__timeout(void);
+/* After fork in the child: stop watching (the channel belongs to the parent). */
+void agent_watch__disable(void);
+
+/* install.c: build the code object described by a PATCH and install it on
+ * every function sharing the original and in enclosing code objects. */
+int agent_install__patch(const struct inject_patch *p, struct inject_patch_result *res);
+
+#endif

@@ -1,0 +1,42 @@
+/* agent: private interfaces of libsuture_agent.so (loaded into the target).
+ *
+ * Pieces: main.c (constructor, the agent thread, the channel server),
+ * watch.c (the PyTraceBack_Here replacement, the trace fallback, the crash
+ * decision, parking), install.c (building and installing patched code
+ * objects). The exception-table lookup is rewrite-core's
+ * rewrite_exctable__find (rewrite/exctable.c, compiled in). Python types
+ * appear only in agent-py.h.
+ */
+#ifndef SUTURE_AGENT_H
+#define SUTURE_AGENT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "inject/msg.h"
+
+/* What a parked thread learns when it wakes. */
+enum agent_verdict {
+	AGENT_VERDICT_PENDING = 0,
+	AGENT_VERDICT_RELEASE = 1,   /* the debugger answered: go on */
+	AGENT_VERDICT_TIMEOUT = 2,   /* nobody answered in time: go on */
+	AGENT_VERDICT_NO_DEBUGGER = 3, /* no debugger connected, or it left */
+};
+
+/* main.c: report a crash and wait (called without the GIL). Fills
+ * crash->event_id. */
+enum agent_verdict agent_channel__park(struct inject_crash *crash);
+/* Whether a debugger has completed the handshake (a cheap read). */
+bool agent_channel__has_debugger(void);
+/* Log one line to stderr when SUTURE_AGENT_VERBOSE is set. */
+void agent__log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Counters shown in PONG. */
+struct agent_stats {
+	uint64_t hook_calls;
+	uint32_t crashes;
+	uint32_t parked;
+};
+extern struct agent_stats agent_stats;
+
+#endif

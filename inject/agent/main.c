@@ -1,0 +1,670 @@
+/* agent: libsuture_agent.so's entry, its thread and the channel server.
+ *
+ * The constructor only starts a thread (DESIGN.md section 3: never run
+ * Python on the thread that loaded us, it may be a hijacked one). That
+ * thread waits until the interpreter is initialized (LD_PRELOAD loads us
+ * before Py_Initialize), takes the GIL with PyGILState_Ensure, installs the
+ * watcher, then serves one debugger at a time on a Unix socket in a
+ * directory only this user can enter (docs/formats/channel.md).
+ *
+ * A single instance per process: a flock on <dir>/agent-<pid>.lock, taken
+ * before anything else, makes a second copy (LD_PRELOAD + dlopen of another
+ * path) stay idle. Detaching removes the watcher, closes the channel and
+ * ends the thread; the code stays mapped (patched code may call our
+ * helpers) and suture_agent_start() starts it again.
+ */
+#include "inject/agent/agent-py.h"
+#include "inject/channel.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+struct agent_stats agent_stats;
+
+struct parked {
+	uint64_t id;
+	enum agent_verdict verdict;
+	struct parked *next;
+};
+
+static struct {
+	pthread_mutex_t lock;     /* everything below, and writes to client_fd */
+	pthread_cond_t cond;      /* parked threads wait here */
+	int listen_fd, client_fd, lock_fd;
+	bool ready;               /* a debugger completed HELLO */
+	bool running;             /* the agent thread exists */
+	bool stopping;
+	uint64_t next_event;
+	struct parked *parked;
+	char sock_path[INJECT_PATH_MAX];
+	char lock_path[INJECT_PATH_MAX];
+	/* The watcher's install result, for WELCOME. */
+	uint32_t mode;
+	char detail[160];
+	bool installed;
+} g = {
+	.lock = PTHREAD_MUTEX_INITIALIZER,
+	.listen_fd = -1, .client_fd = -1, .lock_fd = -1,
+};
+
+static int g_verbose = -1;
+
+void agent__log(const char *fmt, ...)
+{
+	va_list ap;
+	if (g_verbose < 0) {
+		const char *v = getenv("SUTURE_AGENT_VERBOSE");
+		g_verbose = v && *v && strcmp(v, "0") != 0;
+	}
+	if (!g_verbose)
+		return;
+	char line[600];
+	va_start(ap, fmt);
+	vsnprintf(line, sizeof line, fmt, ap);
+	va_end(ap);
+	fprintf(stderr, "suture-agent[%d]: %s\n", (int)getpid(), line);
+}
+
+/* ------------------------------------------------------------------ */
+/* Parking (called by watch.c without the GIL)                         */
+
+bool agent_channel__has_debugger(void)
+{
+	return __atomic_load_n(&g.ready, __ATOMIC_RELAXED);
+}
+
+static int send_locked(struct inject_buf *b)
+{
+	if (g.client_fd < 0)
+		return -ENOTCONN;
+	return inject_channel__write_all(g.client_fd, b->data, b->len);
+}
+
+static void release_all_locked(enum agent_verdict v)
+{
+	for (struct parked *p = g.parked; p; p = p->next)
+		if (p->verdict == AGENT_VERDICT_PENDING)
+			p->verdict = v;
+	pthread_cond_broadcast(&g.cond);
+}
+
+enum agent_verdict agent_channel__park(struct inject_crash *crash)
+{
+	struct parked me = { 0, AGENT_VERDICT_PENDING, NULL };
+	struct inject_buf b = { 0 };
+	struct timespec deadline;
+
+	pthread_mutex_lock(&g.lock);
+	if (!g.ready || g.client_fd < 0) {
+		pthread_mutex_unlock(&g.lock);
+		return AGENT_VERDICT_NO_DEBUGGER;
+	}
+	me.id = crash->event_id = ++g.next_event;
+	if (inject_msg__encode_crash(&b, crash) || send_locked(&b)) {
+		pthread_mutex_unlock(&g.lock);
+		inject_buf__free(&b);
+		return AGENT_VERDICT_NO_DEBUGGER;
+	}
+	inject_buf__free(&b);
+	me.next = g.parked;
+	g.parked = &me;
+	agent_stats.crashes++;
+	agent_stats.parked++;
+
+	clock_gettime(CLOCK_MONOTONIC, &deadline);
+	uint32_t ms = agent_watch__timeout();
+	deadline.tv_sec += ms / 1000;
+	deadline.tv_nsec += (long)(ms % 1000) * 1000000L;
+	if (deadline.tv_nsec >= 1000000000L) {
+		deadline.tv_sec++;
+		deadline.tv_nsec -= 1000000000L;
+	}
+	while (me.verdict == AGENT_VERDICT_PENDING)
+		if (pthread_cond_timedwait(&g.cond, &g.lock, &deadline) == ETIMEDOUT &&
+		    me.verdict == AGENT_VERDICT_PENDING)
+			me.verdict = AGENT_VERDICT_TIMEOUT;
+
+	for (struct parked **pp = &g.parked; *pp; pp = &(*pp)->next)
+		if (*pp == &me) {
+			*pp = me.next;
+			break;
+		}
+	agent_stats.parked--;
+	pthread_mutex_unlock(&g.lock);
+	return me.verdict;
+}
+
+/* ------------------------------------------------------------------ */
+/* The GIL                                                              */
+
+/* PyGILState_Ensure refuses nothing and cannot time out; check the
+ * interpreter's state first. Returns 0 with the GIL held. */
+static int gil_take(PyGILState_STATE *st)
+{
+	if (!Py_IsInitialized() || _Py_IsFinalizing())
+		return -ESHUTDOWN;
+	*st = PyGILState_Ensure();
+	return 0;
+}
+
+struct installer {
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	bool done, abandoned;
+};
+
+static void record_install(uint32_t mode, const char *detail)
+{
+	pthread_mutex_lock(&g.lock);
+	g.mode = mode;
+	snprintf(g.detail, sizeof g.detail, "%s", detail);
+	g.installed = mode != INJECT_WATCH_NONE;
+	pthread_mutex_unlock(&g.lock);
+}
+
+/* Installing the watcher takes the GIL; a thread that never lets it go
+ * (a long C call) must not keep the channel from coming up, so the attempt
+ * runs on its own thread and the agent thread waits a bounded time. */
+static void *installer_main(void *arg)
+{
+	struct installer *in = arg;
+	PyGILState_STATE st;
+	uint32_t mode = INJECT_WATCH_NONE;
+	char detail[160] = "";
+
+	if (gil_take(&st) == 0) {
+		if (!g.stopping)
+			agent_watch__install(&mode, detail, sizeof detail);
+		PyGILState_Release(st);
+	} else {
+		snprintf(detail, sizeof detail, "interpreter finalizing or not initialized");
+	}
+	record_install(mode, detail);
+	agent__log("watcher: %s", detail);
+
+	pthread_mutex_lock(&in->lock);
+	in->done = true;
+	bool abandoned = in->abandoned;
+	pthread_cond_signal(&in->cond);
+	pthread_mutex_unlock(&in->lock);
+	if (abandoned)
+		free(in);
+	return NULL;
+}
+
+static void install_watcher(unsigned timeout_ms)
+{
+	struct installer *in = calloc(1, sizeof *in);
+	pthread_t t;
+	struct timespec dl;
+	if (!in) {
+		record_install(INJECT_WATCH_NONE, "out of memory");
+		return;
+	}
+	pthread_mutex_init(&in->lock, NULL);
+	pthread_cond_init(&in->cond, NULL);
+	if (pthread_create(&t, NULL, installer_main, in)) {
+		free(in);
+		record_install(INJECT_WATCH_NONE, "cannot start the installer thread");
+		return;
+	}
+	pthread_detach(t);
+	clock_gettime(CLOCK_REALTIME, &dl);
+	dl.tv_sec += timeout_ms / 1000;
+	pthread_mutex_lock(&in->lock);
+	while (!in->done)
+		if (pthread_cond_timedwait(&in->cond, &in->lock, &dl) == ETIMEDOUT)
+			break;
+	bool done = in->done;
+	if (!done)
+		in->abandoned = true;
+	pthread_mutex_unlock(&in->lock);
+	if (done) {
+		free(in);
+	} else {
+		/* The installer finishes on its own when the GIL frees. */
+		record_install(INJECT_WATCH_NONE, "the GIL was not released in time; "
+			       "the watcher will be installed when it is");
+	}
+}
+
+/* ------------------------------------------------------------------ */
+/* The channel                                                          */
+
+static void close_client_locked(const char *why)
+{
+	if (g.client_fd >= 0) {
+		agent__log("debugger gone: %s", why);
+		close(g.client_fd);
+	}
+	g.client_fd = -1;
+	__atomic_store_n(&g.ready, false, __ATOMIC_RELAXED);
+	/* Parked threads go on with their exception untouched. */
+	release_all_locked(AGENT_VERDICT_NO_DEBUGGER);
+}
+
+static void reply(struct inject_buf *b)
+{
+	pthread_mutex_lock(&g.lock);
+	if (b->err == 0 && send_locked(b) != 0)
+		close_client_locked("write failed");
+	pthread_mutex_unlock(&g.lock);
+	inject_buf__reset(b);
+}
+
+static void refuse(struct inject_buf *b, const char *why)
+{
+	inject_msg__encode_error(b, why);
+	reply(b);
+	pthread_mutex_lock(&g.lock);
+	close_client_locked(why);
+	pthread_mutex_unlock(&g.lock);
+}
+
+static void accept_client(void)
+{
+	int fd = accept4(g.listen_fd, NULL, NULL, SOCK_CLOEXEC);
+	struct ucred cred;
+	socklen_t len = sizeof cred;
+	struct inject_buf b = { 0 };
+	if (fd < 0)
+		return;
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) ||
+	    (cred.uid != getuid() && cred.uid != 0)) {
+		agent__log("refused a peer of uid %u", (unsigned)cred.uid);
+		close(fd);
+		return;
+	}
+	pthread_mutex_lock(&g.lock);
+	bool busy = g.client_fd >= 0;
+	pthread_mutex_unlock(&g.lock);
+	if (busy) {
+		inject_msg__encode_error(&b, "another debugger is connected");
+		if (b.err == 0)
+			inject_channel__write_all(fd, b.data, b.len);
+		inject_buf__free(&b);
+		close(fd);
+		return;
+	}
+	/* A debugger that stops mid-frame must not hang us. */
+	struct timeval tv = { 5, 0 };
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+	pthread_mutex_lock(&g.lock);
+	g.client_fd = fd;
+	pthread_mutex_unlock(&g.lock);
+	agent__log("debugger pid %d connected", (int)cred.pid);
+}
+
+static void on_hello(struct inject_buf *b, const uint8_t *p, const uint8_t *end)
+{
+	struct inject_hello h;
+	struct inject_welcome w;
+	if (inject_msg__decode_hello(p, end, &h) || h.version != INJECT_PROTO_VERSION) {
+		refuse(b, "agent: bad HELLO or protocol version");
+		return;
+	}
+	if (h.timeout_ms)
+		agent_watch__set_timeout(h.timeout_ms);
+	memset(&w, 0, sizeof w);
+	w.version = INJECT_PROTO_VERSION;
+	w.pid = (uint32_t)getpid();
+	w.py_hexversion = (uint32_t)Py_Version;
+	pthread_mutex_lock(&g.lock);
+	w.watch_mode = g.mode;
+	snprintf(w.detail, sizeof w.detail, "%s", g.detail);
+	pthread_mutex_unlock(&g.lock);
+	inject_msg__encode_welcome(b, &w);
+	reply(b);
+	__atomic_store_n(&g.ready, true, __ATOMIC_RELAXED);
+}
+
+static void on_release(struct inject_buf *b, const uint8_t *p, const uint8_t *end)
+{
+	struct inject_release r;
+	if (inject_msg__decode_release(p, end, &r)) {
+		refuse(b, "agent: malformed RELEASE");
+		return;
+	}
+	pthread_mutex_lock(&g.lock);
+	for (struct parked *q = g.parked; q; q = q->next)
+		if (q->id == r.event_id && q->verdict == AGENT_VERDICT_PENDING)
+			q->verdict = AGENT_VERDICT_RELEASE;
+	pthread_cond_broadcast(&g.cond);
+	pthread_mutex_unlock(&g.lock);
+}
+
+static void on_patch(struct inject_buf *b, const uint8_t *p, const uint8_t *end)
+{
+	struct inject_patch m;
+	struct inject_patch_result res;
+	PyGILState_STATE st;
+	if (inject_msg__decode_patch(p, end, &m)) {
+		refuse(b, "agent: malformed PATCH");
+		return;
+	}
+	memset(&res, 0, sizeof res);
+	res.request_id = m.request_id;
+	if (gil_take(&st)) {
+		res.status = -ESHUTDOWN;
+		snprintf(res.message, sizeof res.message, "agent: interpreter finalizing");
+	} else {
+		res.status = agent_install__patch(&m, &res);
+		PyGILState_Release(st);
+	}
+	agent__log("patch %llu for code %#llx: %d, %u functions, %u parents: %s",
+		   (unsigned long long)m.request_id, (unsigned long long)m.code_addr,
+		   res.status, res.nfunctions, res.nparents, res.message);
+	inject_msg__encode_patch_result(b, &res);
+	reply(b);
+}
+
+static void on_ping(struct inject_buf *b, const uint8_t *p, const uint8_t *end)
+{
+	struct inject_ping ping;
+	struct inject_pong pong;
+	if (inject_msg__decode_ping(p, end, &ping)) {
+		refuse(b, "agent: malformed PING");
+		return;
+	}
+	pthread_mutex_lock(&g.lock);
+	pong.cookie = ping.cookie;
+	pong.crashes = agent_stats.crashes;
+	pong.parked = agent_stats.parked;
+	pong.hook_calls = agent_stats.hook_calls;
+	pthread_mutex_unlock(&g.lock);
+	inject_msg__encode_pong(b, &pong);
+	reply(b);
+}
+
+static void stop_channel(void)
+{
+	pthread_mutex_lock(&g.lock);
+	close_client_locked("detached");
+	if (g.listen_fd >= 0) {
+		close(g.listen_fd);
+		unlink(g.sock_path);
+	}
+	g.listen_fd = -1;
+	if (g.lock_fd >= 0)
+		close(g.lock_fd);   /* drops the flock */
+	g.lock_fd = -1;
+	pthread_mutex_unlock(&g.lock);
+}
+
+/* DETACH: unwatch (with the GIL), answer BYE, close everything. */
+static void on_detach(struct inject_buf *b)
+{
+	PyGILState_STATE st;
+	g.stopping = true;
+	pthread_mutex_lock(&g.lock);
+	__atomic_store_n(&g.ready, false, __ATOMIC_RELAXED);
+	release_all_locked(AGENT_VERDICT_RELEASE);
+	pthread_mutex_unlock(&g.lock);
+	if (gil_take(&st) == 0) {
+		agent_watch__remove();
+		PyGILState_Release(st);
+	}
+	record_install(INJECT_WATCH_NONE, "detached");
+	inject_msg__encode_empty(b, INJECT_MSG_BYE);
+	reply(b);
+}
+
+/* One frame from the debugger; false when the agent must stop. */
+static bool serve_one(struct inject_buf *b)
+{
+	struct inject_hdr h;
+	uint8_t hdr[INJECT_HDR_SIZE];
+	uint8_t *payload = NULL;
+	int fd = g.client_fd;
+	bool go_on = true;
+
+	int rc = inject_channel__read_all(fd, hdr, sizeof hdr);
+	if (rc) {
+		pthread_mutex_lock(&g.lock);
+		close_client_locked(rc == -EPIPE ? "EOF" : "read failed");
+		pthread_mutex_unlock(&g.lock);
+		return true;
+	}
+	if (inject_msg__decode_hdr(hdr, hdr + sizeof hdr, &h)) {
+		refuse(b, "agent: malformed frame header");
+		return true;
+	}
+	if (h.len && !(payload = malloc(h.len))) {
+		refuse(b, "agent: out of memory");
+		return true;
+	}
+	if (h.len && inject_channel__read_all(fd, payload, h.len)) {
+		pthread_mutex_lock(&g.lock);
+		close_client_locked("truncated frame");
+		pthread_mutex_unlock(&g.lock);
+		free(payload);
+		return true;
+	}
+	const uint8_t *p = payload, *end = payload + h.len;
+	if (h.type != INJECT_MSG_HELLO && !g.ready) {
+		refuse(b, "agent: HELLO expected first");
+	} else {
+		switch (h.type) {
+		case INJECT_MSG_HELLO: on_hello(b, p, end); break;
+		case INJECT_MSG_RELEASE: on_release(b, p, end); break;
+		case INJECT_MSG_PATCH: on_patch(b, p, end); break;
+		case INJECT_MSG_PING: on_ping(b, p, end); break;
+		case INJECT_MSG_DETACH:
+			if (inject_msg__decode_empty(p, end)) {
+				refuse(b, "agent: malformed DETACH");
+				break;
+			}
+			on_detach(b);
+			go_on = false;
+			break;
+		default:
+			refuse(b, "agent: unexpected frame type");
+		}
+	}
+	free(payload);
+	return go_on;
+}
+
+static int open_channel(void)
+{
+	char dir[INJECT_PATH_MAX];
+	int rc;
+	pid_t pid = getpid();
+	uid_t uid = getuid();
+
+	if ((rc = inject_channel__dir(uid, dir, sizeof dir)) ||
+	    (rc = inject_channel__ensure_dir(dir, uid)))
+		return rc;
+	inject_channel__path(dir, pid, "lock", g.lock_path, sizeof g.lock_path);
+	inject_channel__path(dir, pid, "sock", g.sock_path, sizeof g.sock_path);
+	int lfd = open(g.lock_path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (lfd < 0)
+		return -errno;
+	if (flock(lfd, LOCK_EX | LOCK_NB)) {
+		close(lfd);
+		return -EALREADY;   /* another copy of the agent serves this process */
+	}
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	if (fd < 0) {
+		rc = -errno;
+		goto fail_lock;
+	}
+	snprintf(sa.sun_path, sizeof sa.sun_path, "%s", g.sock_path);
+	unlink(g.sock_path);   /* a previous process with our pid; we hold the lock */
+	if (bind(fd, (struct sockaddr *)&sa, sizeof sa) || chmod(g.sock_path, 0600) ||
+	    listen(fd, 4)) {
+		rc = -errno;
+		goto fail_sock;
+	}
+	g.lock_fd = lfd;
+	g.listen_fd = fd;
+	return 0;
+fail_sock:
+	close(fd);
+fail_lock:
+	close(lfd);
+	return rc;
+}
+
+static void *agent_main(void *arg)
+{
+	struct inject_buf b = { 0 };
+	int rc;
+	(void)arg;
+
+	/* LD_PRELOAD: wait for Py_Initialize to finish. */
+	while (!Py_IsInitialized())
+		usleep(2000);
+	if ((rc = open_channel())) {
+		agent__log("channel not opened: %s", strerror(-rc));
+		goto out;
+	}
+	install_watcher(5000);
+	agent__log("listening on %s", g.sock_path);
+
+	for (;;) {
+		struct pollfd pf[2] = {
+			{ .fd = g.listen_fd, .events = POLLIN },
+			{ .fd = g.client_fd, .events = POLLIN },
+		};
+		int n = poll(pf, g.client_fd >= 0 ? 2 : 1, 200);
+		if (n < 0 && errno != EINTR)
+			break;
+		if (n > 0 && (pf[0].revents & POLLIN))
+			accept_client();
+		if (n > 0 && g.client_fd >= 0 && pf[1].fd == g.client_fd &&
+		    (pf[1].revents & (POLLIN | POLLHUP | POLLERR)))
+			if (!serve_one(&b))
+				break;
+		if (agent_watch__mode() == INJECT_WATCH_TRACE) {
+			PyGILState_STATE st;
+			if (gil_take(&st) == 0) {
+				agent_watch__rescan_threads();
+				PyGILState_Release(st);
+			}
+		}
+	}
+	stop_channel();
+out:
+	inject_buf__free(&b);
+	pthread_mutex_lock(&g.lock);
+	g.running = false;
+	pthread_mutex_unlock(&g.lock);
+	return NULL;
+}
+
+/* ------------------------------------------------------------------ */
+/* Entry points                                                         */
+
+/* Start the agent thread if it is not running: the constructor calls it;
+ * a debugger calls it (remote call) to restart a detached agent, since a
+ * second dlopen of a loaded library runs no constructor. 0 or -errno. */
+__attribute__((visibility("default"))) int suture_agent_start(void)
+{
+	pthread_t t;
+	sigset_t all, old;
+	int rc = 0;
+	pthread_mutex_lock(&g.lock);
+	if (g.running) {
+		pthread_mutex_unlock(&g.lock);
+		return 0;
+	}
+	g.running = true;
+	g.stopping = false;
+	pthread_mutex_unlock(&g.lock);
+	/* The thread takes no signal: they belong to the program. */
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, &old);
+	if (pthread_create(&t, NULL, agent_main, NULL))
+		rc = -EAGAIN;
+	else
+		pthread_detach(t);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (rc) {
+		pthread_mutex_lock(&g.lock);
+		g.running = false;
+		pthread_mutex_unlock(&g.lock);
+	}
+	return rc;
+}
+
+/* After fork the child has no agent thread and must not speak on the
+ * parent's connection: it keeps the (pass-through) hook only. */
+static void atfork_child(void)
+{
+	agent_watch__disable();
+	g.ready = false;
+	g.running = false;
+	g.parked = NULL;
+	if (g.client_fd >= 0)
+		close(g.client_fd);
+	if (g.listen_fd >= 0)
+		close(g.listen_fd);
+	if (g.lock_fd >= 0)
+		close(g.lock_fd);
+	g.client_fd = g.listen_fd = g.lock_fd = -1;
+	pthread_mutex_init(&g.lock, NULL);
+}
+
+static void at_exit(void)
+{
+	if (g.listen_fd >= 0 && g.sock_path[0])
+		unlink(g.sock_path);
+}
+
+/* Remove our own path from LD_PRELOAD so the program's children (shells,
+ * other tools) do not load a library that needs libpython's symbols. */
+static void strip_preload(void)
+{
+	const char *pre = getenv("LD_PRELOAD");
+	if (!pre || !strstr(pre, "libsuture_agent"))
+		return;
+	char *copy = strdup(pre), *out = calloc(1, strlen(pre) + 1), *save = NULL;
+	if (!copy || !out)
+		goto done;
+	for (char *tok = strtok_r(copy, " :", &save); tok; tok = strtok_r(NULL, " :", &save)) {
+		if (strstr(tok, "libsuture_agent"))
+			continue;
+		if (*out)
+			strcat(out, ":");
+		strcat(out, tok);
+	}
+	if (*out)
+		setenv("LD_PRELOAD", out, 1);
+	else
+		unsetenv("LD_PRELOAD");
+done:
+	free(copy);
+	free(out);
+}
+
+__attribute__((constructor)) static void agent_ctor(void)
+{
+	pthread_condattr_t ca;
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&g.cond, &ca);
+	pthread_condattr_destroy(&ca);
+	pthread_atfork(NULL, NULL, atfork_child);
+	atexit(at_exit);
+	strip_preload();
+	/* Loaded as the _suture_helpers extension module by tests: stay inert. */
+	if (getenv("SUTURE_AGENT_NO_START"))
+		return;
+	if (suture_agent_start())
+		agent__log("cannot start the agent thread");
+}

@@ -1,0 +1,498 @@
+/* agent: the crash watcher (DESIGN.md section 5).
+ *
+ * The eval loop calls PyTraceBack_Here(frame) each time an exception enters
+ * a Python frame through its `error:` label (Python/ceval.c). We replace
+ * that function by writing a jump at its entry to agent_traceback_here(),
+ * which first does exactly what Python/traceback.c's version does (fetch,
+ * _PyTraceBack_FromFrame, restore), then, only for an exception that is new
+ * (no traceback yet: it starts in this frame), of a structural type, in the
+ * frame being unwound, decides whether it is a crash. A crash parks the
+ * thread (GIL released) until the debugger answers or a bound passes; the
+ * exception then goes on untouched.
+ *
+ * Where the text cannot be written, a C trace function on every thread
+ * state gives the same events (PyTrace_EXCEPTION, right after
+ * PyTraceBack_Here in the same `error:` path), at the price of tracing.
+ */
+#include "inject/agent/agent-py.h"
+#include "rewrite/rewrite.h"
+#include "opcode.h"
+#define NEED_OPCODE_TABLES
+#include "internal/pycore_opcode.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+_Static_assert(sizeof(_Py_CODEUNIT) == 2, "3.11 code units are 16-bit");
+
+/* Every piece of state below is read and written with the GIL held, except
+ * g_mode/g_timeout_ms which are plain words read by the channel. */
+static int g_watching;
+static uint32_t g_mode = INJECT_WATCH_NONE;
+static uint32_t g_timeout_ms = 2000;
+static __thread int t_busy;          /* no re-entry per thread */
+
+/* Entry jump state: the original bytes, kept for the undo. */
+static uint8_t *g_entry;
+static uint8_t g_orig[14];
+static size_t g_patch_len;
+
+/* The standard library's directory ("/usr/lib/python3.11/"). */
+static PyObject *g_stdlib_prefix;
+
+static int agent_traceback_here(PyFrameObject *frame);
+
+/* ------------------------------------------------------------------ */
+/* The crash decision                                                 */
+
+/* Exact types only: a user subclass of KeyError is the program's own
+ * signalling, not a structural accident. */
+static int is_structural(PyObject *type)
+{
+	return type == PyExc_AttributeError || type == PyExc_KeyError ||
+	       type == PyExc_IndexError || type == PyExc_ZeroDivisionError ||
+	       type == PyExc_ValueError || type == PyExc_TypeError ||
+	       type == PyExc_FileNotFoundError;
+}
+
+static int unit_of(_PyInterpreterFrame *f, uint32_t *unit)
+{
+	PyCodeObject *co = f->f_code;
+	ptrdiff_t u = f->prev_instr - _PyCode_CODE(co);
+	if (u < 0 || u >= Py_SIZE(co))
+		return -1;
+	*unit = (uint32_t)u;
+	return 0;
+}
+
+static int has_handler(_PyInterpreterFrame *f)
+{
+	PyCodeObject *co = f->f_code;
+	uint32_t unit;
+	struct rewrite_exc e;
+	if (unit_of(f, &unit))
+		return 0;
+	const uint8_t *p = (const uint8_t *)PyBytes_AS_STRING(co->co_exceptiontable);
+	const uint8_t *end = p + PyBytes_GET_SIZE(co->co_exceptiontable);
+	/* A malformed table cannot be judged: count it as a handler, so the
+	 * exception is left alone. */
+	return rewrite_exctable__find(p, end, unit, &e) != 0;
+}
+
+static int name_is(PyCodeObject *co, const char *s)
+{
+	return PyUnicode_CompareWithASCIIString(co->co_name, s) == 0;
+}
+
+static int canonical_op(_PyInterpreterFrame *f)
+{
+	return _PyOpcode_Deopt[_Py_OPCODE(*f->prev_instr)];
+}
+
+/* threading.Thread._bootstrap_inner catches everything to hand it to
+ * threading.excepthook: for us that is the top of the thread. */
+static int is_thread_top(PyCodeObject *co)
+{
+	if (!name_is(co, "_bootstrap_inner"))
+		return 0;
+	Py_ssize_t n = PyUnicode_GET_LENGTH(co->co_filename);
+	PyObject *tail = PyUnicode_FromString("threading.py");
+	int r = tail && n >= 12 &&
+		PyUnicode_Tailmatch(co->co_filename, tail, 0, n, 1) == 1;
+	Py_XDECREF(tail);
+	PyErr_Clear();
+	return r;
+}
+
+/* callee was entered from C (is_entry), called by the Python frame caller.
+ * Could that C code swallow `type`? */
+static int c_may_swallow(_PyInterpreterFrame *callee, _PyInterpreterFrame *caller,
+			 PyObject *type)
+{
+	PyCodeObject *co = callee->f_code;
+	int op = canonical_op(caller);
+	int call = op == PRECALL || op == CALL || op == CALL_FUNCTION_EX;
+	/* __del__ errors become "Exception ignored in": never the caller's. */
+	if (name_is(co, "__del__"))
+		return 1;
+	/* hasattr(), getattr(o, n, default), _PyObject_LookupAttr users: a
+	 * property getter or __getattr__ reached from a call. A type's
+	 * __init__/__new__/__call__ are reached by type_call/slot_tp_call,
+	 * which propagate. */
+	if (type == PyExc_AttributeError && call && !name_is(co, "__init__") &&
+	    !name_is(co, "__new__") && !name_is(co, "__call__"))
+		return 1;
+	/* The old sequence iteration protocol ends on IndexError. */
+	if (type == PyExc_IndexError && name_is(co, "__getitem__") &&
+	    (call || op == FOR_ITER || op == GET_ITER))
+		return 1;
+	/* PyDict_GetItem and friends drop errors from __eq__/__hash__. */
+	if (call && (name_is(co, "__eq__") || name_is(co, "__hash__") || name_is(co, "__ne__")))
+		return 1;
+	return 0;
+}
+
+static int in_stdlib(PyCodeObject *co)
+{
+	PyObject *fn = co->co_filename;
+	int r = 0;
+	if (!PyUnicode_Check(fn))
+		return 0;
+	if (PyUnicode_READ_CHAR(fn, 0) == '<') {
+		/* "<frozen os>": frozen standard modules. */
+		PyObject *frozen = PyUnicode_FromString("<frozen ");
+		r = frozen && PyUnicode_Tailmatch(fn, frozen, 0, PY_SSIZE_T_MAX, -1) == 1;
+		Py_XDECREF(frozen);
+	} else if (g_stdlib_prefix &&
+		   PyUnicode_Tailmatch(fn, g_stdlib_prefix, 0, PY_SSIZE_T_MAX, -1) == 1) {
+		PyObject *site = PyUnicode_FromString("-packages/");
+		r = site && PyUnicode_Contains(fn, site) == 0;
+		Py_XDECREF(site);
+	}
+	PyErr_Clear();
+	return r;
+}
+
+static _PyInterpreterFrame *complete_previous(_PyInterpreterFrame *f)
+{
+	for (f = f->previous; f; f = f->previous)
+		if (!_PyFrame_IsIncomplete(f))
+			return f;
+	return NULL;
+}
+
+/* The walk of DESIGN.md section 5: the exception is a crash when nothing
+ * outward may handle it. */
+static int is_crash(_PyInterpreterFrame *f, PyObject *type)
+{
+	int op = _Py_OPCODE(*f->prev_instr);
+	if (op == RAISE_VARARGS || op == RERAISE)
+		return 0;   /* deliberate: raise, assert, re-raise */
+	for (_PyInterpreterFrame *fr = f; fr; ) {
+		if (has_handler(fr) && !is_thread_top(fr->f_code))
+			return 0;
+		_PyInterpreterFrame *below = complete_previous(fr);
+		if (!below)
+			break;      /* the thread's or the program's top */
+		if (fr->is_entry && c_may_swallow(fr, below, type))
+			return 0;
+		fr = below;
+	}
+	return !in_stdlib(f->f_code);
+}
+
+static void copy_utf8(char *dst, size_t cap, PyObject *s)
+{
+	const char *u = (s && PyUnicode_Check(s)) ? PyUnicode_AsUTF8(s) : NULL;
+	if (!u) {
+		PyErr_Clear();
+		u = "?";
+	}
+	snprintf(dst, cap, "%s", u);
+}
+
+/* A crash: report it and park (GIL released) until the debugger answers or
+ * the bound passes. The exception is held in the three pointers, the error
+ * indicator is clear; it is normalized here for its message. */
+static void park(_PyInterpreterFrame *f, PyObject **pexc, PyObject **pval, PyObject **ptb)
+{
+	struct inject_crash c;
+	PyCodeObject *co = f->f_code;
+	uint32_t unit = 0;
+
+	memset(&c, 0, sizeof c);
+	unit_of(f, &unit);
+	c.tid = (uint64_t)gettid();
+	c.thread_ident = (uint64_t)PyThread_get_thread_ident();
+	c.code_addr = (uint64_t)(uintptr_t)co;
+	c.frame_addr = (uint64_t)(uintptr_t)f;
+	c.offset = unit * 2;
+	int line = PyCode_Addr2Line(co, (int)(unit * 2));
+	c.line = line > 0 ? (uint32_t)line : 0;
+	snprintf(c.exc_type, sizeof c.exc_type, "%s", ((PyTypeObject *)*pexc)->tp_name);
+	PyErr_NormalizeException(pexc, pval, ptb);
+	PyObject *msg = *pval ? PyObject_Str(*pval) : NULL;
+	copy_utf8(c.message, sizeof c.message, msg);
+	Py_XDECREF(msg);
+	copy_utf8(c.filename, sizeof c.filename, co->co_filename);
+	copy_utf8(c.qualname, sizeof c.qualname, co->co_qualname);
+	PyErr_Clear();
+
+	PyThreadState *save = PyEval_SaveThread();
+	enum agent_verdict v = agent_channel__park(&c);
+	PyEval_RestoreThread(save);
+	agent__log("crash %llu in %s (%s:%u) %s: verdict %d",
+		   (unsigned long long)c.event_id, c.qualname, c.filename, c.line,
+		   c.exc_type, (int)v);
+}
+
+/* Shared by the jump hook and the trace fallback: the error indicator is
+ * clear, the exception is in the three pointers. */
+static void consider(PyFrameObject *frame, PyObject **pexc, PyObject **pval, PyObject **ptb)
+{
+	PyThreadState *ts = PyThreadState_Get();
+	_PyInterpreterFrame *f = frame->f_frame;
+	/* Only the frame being unwound: _PyTraceback_Add passes fake frames. */
+	if (!ts->cframe || f != ts->cframe->current_frame || _PyFrame_IsIncomplete(f))
+		return;
+	/* The cheapest verdict first: a handler right here (try/except in the
+	 * same function) is the common handled case. */
+	if (has_handler(f))
+		return;
+	if (!is_crash(f, *pexc))
+		return;
+	if (!agent_channel__has_debugger())
+		return;
+	park(f, pexc, pval, ptb);
+}
+
+/* ------------------------------------------------------------------ */
+/* The PyTraceBack_Here replacement                                    */
+
+/* Reimplements Python/traceback.c:PyTraceBack_Here with exported API (so
+ * the original entry needs no relocated instructions), then watches. */
+static int agent_traceback_here(PyFrameObject *frame)
+{
+	PyObject *exc, *val, *tb, *newtb;
+	PyErr_Fetch(&exc, &val, &tb);
+	newtb = _PyTraceBack_FromFrame(tb, frame);
+	if (newtb == NULL) {
+		_PyErr_ChainExceptions(exc, val, tb);
+		return -1;
+	}
+	agent_stats.hook_calls++;
+	/* tb == NULL: the exception starts in this frame (a propagating one
+	 * already has the callee's entry). */
+	if (tb == NULL && g_watching && !t_busy && is_structural(exc)) {
+		t_busy = 1;
+		consider(frame, &exc, &val, &newtb);
+		t_busy = 0;
+	}
+	PyErr_Restore(exc, val, newtb);
+	Py_XDECREF(tb);
+	return 0;
+}
+
+/* The C trace fallback: PyTrace_EXCEPTION is dispatched by call_exc_trace
+ * right after PyTraceBack_Here, with (type, value, tb) and the error
+ * indicator fetched. */
+static int trace_cb(PyObject *obj, PyFrameObject *frame, int what, PyObject *arg)
+{
+	(void)obj;
+	if (what != PyTrace_EXCEPTION || !g_watching || t_busy || !PyTuple_Check(arg) ||
+	    PyTuple_GET_SIZE(arg) != 3)
+		return 0;
+	agent_stats.hook_calls++;
+	PyObject *exc = PyTuple_GET_ITEM(arg, 0), *val = PyTuple_GET_ITEM(arg, 1);
+	PyObject *tb = PyTuple_GET_ITEM(arg, 2);
+	/* The newest entry is this frame's; no older one means it starts here. */
+	if (!PyTraceBack_Check(tb) || ((PyTracebackObject *)tb)->tb_next != NULL ||
+	    !is_structural(exc))
+		return 0;
+	Py_INCREF(exc);
+	Py_INCREF(val);
+	Py_INCREF(tb);
+	t_busy = 1;
+	consider(frame, &exc, &val, &tb);
+	t_busy = 0;
+	Py_DECREF(exc);
+	Py_XDECREF(val);
+	Py_XDECREF(tb);
+	return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* Writing the entry jump                                              */
+
+/* Protection of the mapping holding addr, from /proc/self/maps. */
+static int page_prot(uintptr_t addr, int *prot)
+{
+	FILE *f = fopen("/proc/self/maps", "re");
+	char line[512];
+	int rc = -ENOENT;
+	if (!f)
+		return -errno;
+	while (fgets(line, sizeof line, f)) {
+		unsigned long lo, hi;
+		char perms[5];
+		if (sscanf(line, "%lx-%lx %4s", &lo, &hi, perms) != 3)
+			continue;
+		if (addr >= lo && addr < hi) {
+			*prot = (perms[0] == 'r' ? PROT_READ : 0) |
+				(perms[1] == 'w' ? PROT_WRITE : 0) |
+				(perms[2] == 'x' ? PROT_EXEC : 0);
+			rc = 0;
+			break;
+		}
+	}
+	fclose(f);
+	return rc;
+}
+
+/* Write n bytes of code at `at`: make the pages writable (keeping them
+ * executable: other threads run neighbouring code), copy, put the
+ * original protection back. */
+static int write_text(uint8_t *at, const uint8_t *bytes, size_t n)
+{
+	long pg = sysconf(_SC_PAGESIZE);
+	uintptr_t lo = (uintptr_t)at & ~(uintptr_t)(pg - 1);
+	uintptr_t hi = ((uintptr_t)at + n + (uintptr_t)pg - 1) & ~(uintptr_t)(pg - 1);
+	int prot, rc;
+	if ((rc = page_prot((uintptr_t)at, &prot)))
+		return rc;
+	if (mprotect((void *)lo, hi - lo, PROT_READ | PROT_WRITE | PROT_EXEC))
+		return -errno;
+	memcpy(at, bytes, n);
+	__builtin___clear_cache((char *)at, (char *)at + n);
+	if (mprotect((void *)lo, hi - lo, prot))
+		return -errno;
+	return 0;
+}
+
+static int install_jump(uint32_t *mode, char *detail, size_t cap)
+{
+	uint8_t *entry = (uint8_t *)(uintptr_t)&PyTraceBack_Here;
+	uintptr_t to = (uintptr_t)&agent_traceback_here;
+	uint8_t code[14];
+	size_t n;
+	int64_t rel = (int64_t)to - (int64_t)((uintptr_t)entry + 5);
+
+	/* Someone (another agent copy, a profiler) already redirected it. */
+	if (entry[0] == 0xe9 || (entry[0] == 0xff && entry[1] == 0x25)) {
+		snprintf(detail, cap, "PyTraceBack_Here at %p already starts with a jump", (void *)entry);
+		return -EEXIST;
+	}
+	if (rel >= INT32_MIN && rel <= INT32_MAX) {
+		int32_t r32 = (int32_t)rel;
+		code[0] = 0xe9;            /* jmp rel32 */
+		memcpy(code + 1, &r32, 4);
+		n = 5;
+		*mode = INJECT_WATCH_JUMP_REL32;
+	} else {
+		code[0] = 0xff;            /* jmp [rip+0]; .quad to */
+		code[1] = 0x25;
+		memset(code + 2, 0, 4);
+		memcpy(code + 6, &to, 8);
+		n = 14;
+		*mode = INJECT_WATCH_JUMP_ABS;
+	}
+	memcpy(g_orig, entry, n);
+	int rc = write_text(entry, code, n);
+	if (rc) {
+		snprintf(detail, cap, "cannot write PyTraceBack_Here at %p: %s", (void *)entry,
+			 strerror(-rc));
+		return rc;
+	}
+	g_entry = entry;
+	g_patch_len = n;
+	snprintf(detail, cap, "%s jump at PyTraceBack_Here %p -> %p",
+		 n == 5 ? "rel32" : "absolute", (void *)entry, (void *)to);
+	return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* The trace fallback                                                  */
+
+void agent_watch__rescan_threads(void)
+{
+	if (g_mode != INJECT_WATCH_TRACE || !g_watching)
+		return;
+	PyInterpreterState *interp = PyInterpreterState_Main();
+	for (PyThreadState *ts = PyInterpreterState_ThreadHead(interp); ts;
+	     ts = PyThreadState_Next(ts))
+		if (ts->c_tracefunc != trace_cb && ts->c_tracefunc == NULL)
+			_PyEval_SetTrace(ts, trace_cb, NULL);
+	PyErr_Clear();
+}
+
+static void remove_trace(void)
+{
+	PyInterpreterState *interp = PyInterpreterState_Main();
+	for (PyThreadState *ts = PyInterpreterState_ThreadHead(interp); ts;
+	     ts = PyThreadState_Next(ts))
+		if (ts->c_tracefunc == trace_cb)
+			_PyEval_SetTrace(ts, NULL, NULL);
+	PyErr_Clear();
+}
+
+/* ------------------------------------------------------------------ */
+
+static void find_stdlib(void)
+{
+	PyObject *os = PyImport_ImportModule("os");
+	PyObject *file = os ? PyObject_GetAttrString(os, "__file__") : NULL;
+	Py_XDECREF(os);
+	if (file && PyUnicode_Check(file)) {
+		Py_ssize_t n = PyUnicode_GET_LENGTH(file);
+		Py_ssize_t slash = PyUnicode_FindChar(file, '/', 0, n, -1);
+		if (slash > 0)
+			g_stdlib_prefix = PyUnicode_Substring(file, 0, slash + 1);
+	}
+	Py_XDECREF(file);
+	PyErr_Clear();
+}
+
+int agent_watch__install(uint32_t *mode, char *detail, size_t cap)
+{
+	const char *want = getenv("SUTURE_AGENT_MODE");
+	const char *tmo = getenv("SUTURE_AGENT_TIMEOUT_MS");
+	int rc = -EINVAL;
+
+	if (g_watching) {
+		*mode = g_mode;
+		snprintf(detail, cap, "already watching");
+		return 0;
+	}
+	if (tmo && *tmo)
+		g_timeout_ms = (uint32_t)strtoul(tmo, NULL, 10);
+	if (!g_stdlib_prefix)
+		find_stdlib();
+	if (!want || strcmp(want, "trace") != 0) {
+		rc = install_jump(mode, detail, cap);
+		if (rc == 0) {
+			g_mode = *mode;
+			g_watching = 1;
+			return 0;
+		}
+		agent__log("entry jump refused (%s); using the trace fallback", detail);
+	}
+	size_t used = strlen(detail);
+	g_mode = INJECT_WATCH_TRACE;
+	g_watching = 1;
+	agent_watch__rescan_threads();
+	*mode = INJECT_WATCH_TRACE;
+	snprintf(detail + used, cap - used, "%strace function on every thread%s",
+		 used ? "; " : "", rc == -EINVAL ? " (SUTURE_AGENT_MODE=trace)" : "");
+	return 0;
+}
+
+void agent_watch__remove(void)
+{
+	if (!g_watching)
+		return;
+	g_watching = 0;
+	if (g_mode == INJECT_WATCH_TRACE) {
+		remove_trace();
+	} else if (g_entry) {
+		/* With the GIL held nobody is between PyTraceBack_Here's first
+		 * bytes; a thread still inside agent_traceback_here (parked
+		 * threads were released, one may be running a __str__) returns
+		 * through our code, which stays mapped. */
+		if (write_text(g_entry, g_orig, g_patch_len) == 0)
+			g_entry = NULL;
+	}
+	g_mode = INJECT_WATCH_NONE;
+}
+
+uint32_t agent_watch__mode(void) { return g_mode; }
+void agent_watch__set_timeout(uint32_t ms) { g_timeout_ms = ms; }
+uint32_t agent_watch__timeout(void) { return g_timeout_ms; }
+
+void agent_watch__disable(void)
+{
+	g_watching = 0;
+}

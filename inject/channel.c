@@ -1,0 +1,66 @@
+/* inject/: channel paths and whole reads/writes (docs/formats/channel.md). */
+#include "inject/channel.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+int inject_channel__dir(uid_t uid, char *buf, size_t cap)
+{
+	int n = snprintf(buf, cap, "/tmp/suture-%u", (unsigned)uid);
+	return (n < 0 || (size_t)n >= cap) ? -ENAMETOOLONG : 0;
+}
+
+int inject_channel__path(const char *dir, pid_t pid, const char *ext, char *buf, size_t cap)
+{
+	int n = snprintf(buf, cap, "%s/agent-%d.%s", dir, (int)pid, ext);
+	return (n < 0 || (size_t)n >= cap) ? -ENAMETOOLONG : 0;
+}
+
+int inject_channel__ensure_dir(const char *dir, uid_t uid)
+{
+	struct stat st;
+	if (mkdir(dir, 0700) && errno != EEXIST)
+		return -errno;
+	if (lstat(dir, &st))
+		return -errno;
+	if (!S_ISDIR(st.st_mode) || st.st_uid != uid || (st.st_mode & 077))
+		return -EPERM;
+	return 0;
+}
+
+int inject_channel__write_all(int fd, const void *buf, size_t len)
+{
+	const char *p = buf;
+	while (len) {
+		ssize_t n = send(fd, p, len, MSG_NOSIGNAL);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+int inject_channel__read_all(int fd, void *buf, size_t len)
+{
+	char *p = buf;
+	while (len) {
+		ssize_t n = recv(fd, p, len, 0);
+		if (n == 0)
+			return -EPIPE;
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return errno == EWOULDBLOCK ? -EAGAIN : -errno;
+		}
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}

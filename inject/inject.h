@@ -1,0 +1,114 @@
+/* inject/: the debugger's side of the agent.
+ *
+ * A session is one connection to libsuture_agent.so inside a target: the
+ * agent is injected if it is not there yet (remote dlopen through attach/,
+ * on the thread attach_proc__pick_call_thread chooses), restarted if it was
+ * detached (remote call of suture_agent_start), or simply connected to when
+ * it already serves (a second injection finds and reuses it; a target
+ * started with LD_PRELOAD=libsuture_agent.so needs no ptrace at all).
+ *
+ * Typical loop (suture-attach --watch):
+ *
+ *   struct inject_session *s;
+ *   struct inject_opts o = { .agent_path = NULL };  // defaults
+ *   if ((rc = inject_session__open(pid, &o, &s))) { fprintf(stderr, "%s\n", inject_last_error()); ... }
+ *   for (;;) {
+ *           struct inject_crash ev;
+ *           rc = inject_session__next_event(s, 1000, &ev);
+ *           if (rc == -ETIMEDOUT) continue;
+ *           if (rc) break;                          // -EPIPE: the target exited
+ *           ... read the parked frame with inspect/ (ev.tid, ev.frame_addr, ev.code_addr) ...
+ *           inject_session__send_patch(s, &patch, &res);   // optional
+ *           inject_session__release(s, &ev);        // the exception goes on
+ *   }
+ *   inject_session__detach(s);                      // watcher removed, patches stay
+ *   inject_session__close(s);
+ *
+ * Errors: 0 or -errno; each failure leaves a one-line message naming the
+ * module, the pid and the cause in inject_session__error() (or, for open,
+ * inject_last_error()). -ECONNREFUSED/-ENOENT: no agent serves the pid;
+ * -EPERM: the channel directory or peer failed the ownership checks;
+ * -EPROTO: the agent answered something malformed or unexpected;
+ * -EPIPE: the agent closed the channel (target exited or agent detached);
+ * -ETIMEDOUT: nothing within the bound. A failure of the ptrace machinery
+ * is reported as attach/ reports it (message "inject: pid N: attach: ...").
+ *
+ * Nothing here is thread-safe: one thread drives a session.
+ */
+#ifndef SUTURE_INJECT_H
+#define SUTURE_INJECT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "inject/msg.h"   /* inject_crash, inject_patch, inject_patch_result, inject_pong */
+
+struct inject_session;
+
+struct inject_opts {
+	/* Absolute path of libsuture_agent.so; NULL: $SUTURE_AGENT, else the
+	 * libsuture_agent.so next to the running executable's ../lib/, else
+	 * PREFIX/lib/suture/. */
+	const char *agent_path;
+	/* How long a crashing thread stays parked waiting for us (sent in
+	 * HELLO); 0: the agent's default (2000 ms, SUTURE_AGENT_TIMEOUT_MS). */
+	uint32_t park_timeout_ms;
+	/* How long to wait for the agent's socket after injecting (or for an
+	 * LD_PRELOAD agent to come up); 0: 5000 ms. */
+	uint32_t connect_timeout_ms;
+	/* Never use ptrace: only connect to an agent that is (or will be,
+	 * within connect_timeout_ms) there. */
+	bool no_inject;
+};
+
+/* What open did, for messages and tests. */
+enum inject_how {
+	INJECT_HOW_CONNECTED = 0,  /* an agent was already serving */
+	INJECT_HOW_DLOPEN = 1,     /* remote dlopen of the agent */
+	INJECT_HOW_RESTARTED = 2,  /* mapped but detached: remote suture_agent_start() */
+};
+
+int inject_session__open(pid_t pid, const struct inject_opts *opts, struct inject_session **out);
+/* Accepts NULL. Closing without detach leaves the agent watching, idle
+ * (parked threads are released at once: the agent sees EOF). */
+void inject_session__close(struct inject_session *s);
+const char *inject_session__error(const struct inject_session *s);
+/* The message of the last failed inject_session__open in this thread. */
+const char *inject_last_error(void);
+
+pid_t inject_session__pid(const struct inject_session *s);
+enum inject_how inject_session__how(const struct inject_session *s);
+/* From the agent's WELCOME: enum inject_watch_mode and a sentence. */
+uint32_t inject_session__watch_mode(const struct inject_session *s);
+const char *inject_session__watch_detail(const struct inject_session *s);
+uint32_t inject_session__py_hexversion(const struct inject_session *s);
+/* The channel's file descriptor, for poll() in a caller's event loop
+ * (readable: call next_event with timeout 0). */
+int inject_session__fd(const struct inject_session *s);
+
+/* Wait up to timeout_ms (-1: forever) for a crash report. 0 with *ev
+ * filled; -ETIMEDOUT; -EPIPE when the agent is gone. The crashing thread
+ * stays parked until inject_session__release (or the agent's bound). */
+int inject_session__next_event(struct inject_session *s, int timeout_ms, struct inject_crash *ev);
+int inject_session__release(struct inject_session *s, const struct inject_crash *ev);
+
+/* Send a patch and wait for the agent's answer. Returns 0 when the answer
+ * came (res->status says whether the agent installed it: 0 or -errno, with
+ * res->message); -errno when the channel failed. request_id is assigned
+ * here when p->request_id is 0. Crash reports arriving meanwhile are kept
+ * for next_event. */
+int inject_session__send_patch(struct inject_session *s, const struct inject_patch *p,
+			       struct inject_patch_result *res);
+
+/* Liveness and counters. */
+int inject_session__ping(struct inject_session *s, struct inject_pong *out);
+
+/* Remove the watcher and close the agent's channel (it answers BYE);
+ * applied patches stay. The session can only be closed afterwards. */
+int inject_session__detach(struct inject_session *s);
+
+/* The channel socket path for pid (for messages). */
+int inject_socket_path(pid_t pid, char *buf, size_t cap);
+
+#endif

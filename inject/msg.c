@@ -1,0 +1,578 @@
+/* inject/: channel wire forms. Spec: docs/formats/channel.md. */
+#include "inject/msg.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+_Static_assert(sizeof(double) == 8, "f64 constants are carried as 8 bytes");
+
+/* ------------------------------------------------------------------ */
+/* Encoding                                                           */
+
+void inject_buf__free(struct inject_buf *b)
+{
+	if (!b)
+		return;
+	free(b->data);
+	b->data = NULL;
+	b->len = b->cap = 0;
+	b->err = 0;
+}
+
+void inject_buf__reset(struct inject_buf *b)
+{
+	b->len = 0;
+	b->err = 0;
+}
+
+static void put(struct inject_buf *b, const void *src, size_t n)
+{
+	if (b->err)
+		return;
+	if (b->len + n > b->cap) {
+		size_t cap = b->cap ? b->cap : 256;
+		while (cap < b->len + n)
+			cap *= 2;
+		uint8_t *d = realloc(b->data, cap);
+		if (!d) {
+			b->err = -ENOMEM;
+			return;
+		}
+		b->data = d;
+		b->cap = cap;
+	}
+	memcpy(b->data + b->len, src, n);
+	b->len += n;
+}
+
+static void put_u8(struct inject_buf *b, uint8_t v) { put(b, &v, 1); }
+
+static void put_u16(struct inject_buf *b, uint16_t v)
+{
+	uint8_t x[2] = { (uint8_t)v, (uint8_t)(v >> 8) };
+	put(b, x, 2);
+}
+
+static void put_u32(struct inject_buf *b, uint32_t v)
+{
+	uint8_t x[4];
+	for (int i = 0; i < 4; i++)
+		x[i] = (uint8_t)(v >> (8 * i));
+	put(b, x, 4);
+}
+
+static void put_u64(struct inject_buf *b, uint64_t v)
+{
+	uint8_t x[8];
+	for (int i = 0; i < 8; i++)
+		x[i] = (uint8_t)(v >> (8 * i));
+	put(b, x, 8);
+}
+
+static void put_blob(struct inject_buf *b, const void *p, size_t n)
+{
+	if (n > INJECT_MAX_PAYLOAD) {
+		b->err = -E2BIG;
+		return;
+	}
+	put_u32(b, (uint32_t)n);
+	put(b, p, n);
+}
+
+static void put_str(struct inject_buf *b, const char *s)
+{
+	put_blob(b, s ? s : "", s ? strlen(s) : 0);
+}
+
+/* Frames are built in place: reserve the header, write the payload, then
+ * fill the length in. */
+static size_t frame_begin(struct inject_buf *b, enum inject_msg_type type)
+{
+	size_t at = b->len;
+	put_u32(b, 0);
+	put_u16(b, (uint16_t)type);
+	put_u16(b, 0);
+	return at;
+}
+
+static int frame_end(struct inject_buf *b, size_t at)
+{
+	if (b->err)
+		return b->err;
+	size_t n = b->len - at - INJECT_HDR_SIZE;
+	if (n > INJECT_MAX_PAYLOAD) {
+		b->len = at;
+		return -E2BIG;
+	}
+	for (int i = 0; i < 4; i++)
+		b->data[at + i] = (uint8_t)(n >> (8 * i));
+	return 0;
+}
+
+int inject_msg__encode_hello(struct inject_buf *b, const struct inject_hello *m)
+{
+	size_t at = frame_begin(b, INJECT_MSG_HELLO);
+	put_u32(b, m->version);
+	put_u32(b, m->timeout_ms);
+	return frame_end(b, at);
+}
+
+int inject_msg__encode_welcome(struct inject_buf *b, const struct inject_welcome *m)
+{
+	size_t at = frame_begin(b, INJECT_MSG_WELCOME);
+	put_u32(b, m->version);
+	put_u32(b, m->pid);
+	put_u32(b, m->py_hexversion);
+	put_u32(b, m->watch_mode);
+	put_str(b, m->detail);
+	return frame_end(b, at);
+}
+
+int inject_msg__encode_crash(struct inject_buf *b, const struct inject_crash *m)
+{
+	size_t at = frame_begin(b, INJECT_MSG_CRASH);
+	put_u64(b, m->event_id);
+	put_u64(b, m->tid);
+	put_u64(b, m->thread_ident);
+	put_u64(b, m->code_addr);
+	put_u64(b, m->frame_addr);
+	put_u32(b, m->offset);
+	put_u32(b, m->line);
+	put_str(b, m->exc_type);
+	put_str(b, m->message);
+	put_str(b, m->filename);
+	put_str(b, m->qualname);
+	return frame_end(b, at);
+}
+
+int inject_msg__encode_release(struct inject_buf *b, const struct inject_release *m)
+{
+	size_t at = frame_begin(b, INJECT_MSG_RELEASE);
+	put_u64(b, m->event_id);
+	return frame_end(b, at);
+}
+
+static int put_const(struct inject_buf *b, const struct inject_const *c, int depth)
+{
+	uint64_t bits;
+	put_u8(b, (uint8_t)c->kind);
+	switch (c->kind) {
+	case INJECT_CONST_NONE:
+	case INJECT_CONST_TRUE:
+	case INJECT_CONST_FALSE:
+	case INJECT_CONST_ELLIPSIS:
+		return 0;
+	case INJECT_CONST_INT:
+		put_u64(b, (uint64_t)c->i);
+		return 0;
+	case INJECT_CONST_FLOAT:
+		memcpy(&bits, &c->f, 8);
+		put_u64(b, bits);
+		return 0;
+	case INJECT_CONST_STR:
+	case INJECT_CONST_BYTES:
+	case INJECT_CONST_BUILTIN:
+	case INJECT_CONST_HELPER:
+		put_blob(b, c->data, c->len);
+		return 0;
+	case INJECT_CONST_TUPLE:
+		if (depth >= INJECT_MAX_CONST_DEPTH || c->nitems > UINT32_MAX)
+			return -EINVAL;
+		put_u32(b, (uint32_t)c->nitems);
+		for (size_t i = 0; i < c->nitems; i++) {
+			int rc = put_const(b, &c->items[i], depth + 1);
+			if (rc)
+				return rc;
+		}
+		return 0;
+	}
+	return -EINVAL;
+}
+
+int inject_msg__encode_patch(struct inject_buf *b, const struct inject_patch *m)
+{
+	size_t at = frame_begin(b, INJECT_MSG_PATCH);
+	put_u64(b, m->request_id);
+	put_u64(b, m->code_addr);
+	put_u32(b, m->stacksize);
+	put_u32(b, m->flags);
+	put_blob(b, m->code, m->code_len);
+	put_blob(b, m->exctable, m->exctable_len);
+	put_blob(b, m->linetable, m->linetable_len);
+	put_u32(b, (uint32_t)m->nconsts);
+	for (size_t i = 0; i < m->nconsts; i++) {
+		int rc = put_const(b, &m->consts[i], 0);
+		if (rc) {
+			b->len = at;
+			return rc;
+		}
+	}
+	put_u32(b, (uint32_t)m->nnames);
+	for (size_t i = 0; i < m->nnames; i++)
+		put_str(b, m->names[i]);
+	return frame_end(b, at);
+}
+
+int inject_msg__encode_patch_result(struct inject_buf *b, const struct inject_patch_result *m)
+{
+	size_t at = frame_begin(b, INJECT_MSG_PATCH_RESULT);
+	put_u64(b, m->request_id);
+	put_u32(b, (uint32_t)m->status);
+	put_u32(b, m->nfunctions);
+	put_u32(b, m->nparents);
+	put_u32(b, m->nframes);
+	put_str(b, m->message);
+	return frame_end(b, at);
+}
+
+int inject_msg__encode_ping(struct inject_buf *b, const struct inject_ping *m)
+{
+	size_t at = frame_begin(b, INJECT_MSG_PING);
+	put_u64(b, m->cookie);
+	return frame_end(b, at);
+}
+
+int inject_msg__encode_pong(struct inject_buf *b, const struct inject_pong *m)
+{
+	size_t at = frame_begin(b, INJECT_MSG_PONG);
+	put_u64(b, m->cookie);
+	put_u32(b, m->crashes);
+	put_u32(b, m->parked);
+	put_u64(b, m->hook_calls);
+	return frame_end(b, at);
+}
+
+int inject_msg__encode_empty(struct inject_buf *b, enum inject_msg_type type)
+{
+	return frame_end(b, frame_begin(b, type));
+}
+
+int inject_msg__encode_error(struct inject_buf *b, const char *text)
+{
+	size_t at = frame_begin(b, INJECT_MSG_ERROR);
+	put_str(b, text);
+	return frame_end(b, at);
+}
+
+/* ------------------------------------------------------------------ */
+/* Decoding: a cursor that fails once and stays failed.               */
+
+struct rd {
+	const uint8_t *p, *end;
+	int bad;
+};
+
+static const uint8_t *take(struct rd *r, size_t n)
+{
+	if (r->bad || (size_t)(r->end - r->p) < n) {
+		r->bad = 1;
+		return NULL;
+	}
+	const uint8_t *at = r->p;
+	r->p += n;
+	return at;
+}
+
+static uint8_t get_u8(struct rd *r)
+{
+	const uint8_t *x = take(r, 1);
+	return x ? x[0] : 0;
+}
+
+static uint16_t get_u16(struct rd *r)
+{
+	const uint8_t *x = take(r, 2);
+	return x ? (uint16_t)(x[0] | (x[1] << 8)) : 0;
+}
+
+static uint32_t get_u32(struct rd *r)
+{
+	const uint8_t *x = take(r, 4);
+	uint32_t v = 0;
+	for (int i = 0; x && i < 4; i++)
+		v |= (uint32_t)x[i] << (8 * i);
+	return v;
+}
+
+static uint64_t get_u64(struct rd *r)
+{
+	const uint8_t *x = take(r, 8);
+	uint64_t v = 0;
+	for (int i = 0; x && i < 8; i++)
+		v |= (uint64_t)x[i] << (8 * i);
+	return v;
+}
+
+static const uint8_t *get_blob(struct rd *r, size_t *len)
+{
+	uint32_t n = get_u32(r);
+	const uint8_t *p = take(r, n);
+	*len = p ? n : 0;
+	return p;
+}
+
+static void get_str(struct rd *r, char *dst, size_t cap)
+{
+	size_t n;
+	const uint8_t *s = get_blob(r, &n);
+	if (!s) {
+		dst[0] = 0;
+		return;
+	}
+	if (n > cap - 1)
+		n = cap - 1;
+	memcpy(dst, s, n);
+	dst[n] = 0;
+}
+
+static int finish(const struct rd *r)
+{
+	return (r->bad || r->p != r->end) ? -EINVAL : 0;
+}
+
+int inject_msg__decode_hdr(const uint8_t *p, const uint8_t *end, struct inject_hdr *h)
+{
+	struct rd r = { p, end, 0 };
+	h->len = get_u32(&r);
+	h->type = get_u16(&r);
+	uint16_t zero = get_u16(&r);
+	if (r.bad || zero != 0 || h->len > INJECT_MAX_PAYLOAD ||
+	    h->type < INJECT_MSG_HELLO || h->type > INJECT_MSG_PONG)
+		return -EINVAL;
+	return 0;
+}
+
+int inject_msg__decode_hello(const uint8_t *p, const uint8_t *end, struct inject_hello *m)
+{
+	struct rd r = { p, end, 0 };
+	m->version = get_u32(&r);
+	m->timeout_ms = get_u32(&r);
+	return finish(&r);
+}
+
+int inject_msg__decode_welcome(const uint8_t *p, const uint8_t *end, struct inject_welcome *m)
+{
+	struct rd r = { p, end, 0 };
+	m->version = get_u32(&r);
+	m->pid = get_u32(&r);
+	m->py_hexversion = get_u32(&r);
+	m->watch_mode = get_u32(&r);
+	get_str(&r, m->detail, sizeof m->detail);
+	if (!r.bad && m->watch_mode > INJECT_WATCH_TRACE)
+		return -EINVAL;
+	return finish(&r);
+}
+
+int inject_msg__decode_crash(const uint8_t *p, const uint8_t *end, struct inject_crash *m)
+{
+	struct rd r = { p, end, 0 };
+	m->event_id = get_u64(&r);
+	m->tid = get_u64(&r);
+	m->thread_ident = get_u64(&r);
+	m->code_addr = get_u64(&r);
+	m->frame_addr = get_u64(&r);
+	m->offset = get_u32(&r);
+	m->line = get_u32(&r);
+	get_str(&r, m->exc_type, sizeof m->exc_type);
+	get_str(&r, m->message, sizeof m->message);
+	get_str(&r, m->filename, sizeof m->filename);
+	get_str(&r, m->qualname, sizeof m->qualname);
+	return finish(&r);
+}
+
+int inject_msg__decode_release(const uint8_t *p, const uint8_t *end, struct inject_release *m)
+{
+	struct rd r = { p, end, 0 };
+	m->event_id = get_u64(&r);
+	return finish(&r);
+}
+
+/* One constant (and, for a tuple, its items), validated; the decoded item
+ * goes to c when c is non-NULL. */
+static void skip_const(struct rd *r, int depth)
+{
+	uint8_t kind = get_u8(r);
+	size_t n;
+	if (r->bad)
+		return;
+	switch (kind) {
+	case INJECT_CONST_NONE:
+	case INJECT_CONST_TRUE:
+	case INJECT_CONST_FALSE:
+	case INJECT_CONST_ELLIPSIS:
+		return;
+	case INJECT_CONST_INT:
+	case INJECT_CONST_FLOAT:
+		take(r, 8);
+		return;
+	case INJECT_CONST_STR:
+	case INJECT_CONST_BYTES:
+		get_blob(r, &n);
+		return;
+	case INJECT_CONST_BUILTIN:
+	case INJECT_CONST_HELPER:
+		/* Names: non-empty, at most 64 bytes. */
+		if (!get_blob(r, &n) || n == 0 || n > 64)
+			r->bad = 1;
+		return;
+	case INJECT_CONST_TUPLE: {
+		uint32_t count = get_u32(r);
+		if (depth >= INJECT_MAX_CONST_DEPTH || count > (size_t)(r->end - r->p)) {
+			r->bad = 1;
+			return;
+		}
+		for (uint32_t i = 0; i < count && !r->bad; i++)
+			skip_const(r, depth + 1);
+		return;
+	}
+	default:
+		r->bad = 1;
+	}
+}
+
+int inject_msg__decode_patch(const uint8_t *p, const uint8_t *end, struct inject_patch *m)
+{
+	struct rd r = { p, end, 0 };
+	memset(m, 0, sizeof *m);
+	m->request_id = get_u64(&r);
+	m->code_addr = get_u64(&r);
+	m->stacksize = get_u32(&r);
+	m->flags = get_u32(&r);
+	m->code = get_blob(&r, &m->code_len);
+	m->exctable = get_blob(&r, &m->exctable_len);
+	m->linetable = get_blob(&r, &m->linetable_len);
+	if (r.bad || m->code_len == 0 || m->code_len % 2 || m->flags != 0 ||
+	    m->stacksize > (1u << 20))
+		return -EINVAL;
+	uint32_t nconsts = get_u32(&r);
+	/* Every item takes at least one byte: a count beyond the bytes left
+	 * is a lie, refused before looping on it. */
+	if (nconsts > (size_t)(r.end - r.p))
+		return -EINVAL;
+	m->consts_p = r.p;
+	for (uint32_t i = 0; i < nconsts && !r.bad; i++)
+		skip_const(&r, 0);
+	m->consts_end = r.p;
+	m->nconsts = nconsts;
+	uint32_t nnames = get_u32(&r);
+	if (r.bad || nnames > (size_t)(r.end - r.p) / 4)
+		return -EINVAL;
+	m->names_p = r.p;
+	for (uint32_t i = 0; i < nnames && !r.bad; i++) {
+		size_t n;
+		if (!get_blob(&r, &n) || n == 0 || n > 256)
+			r.bad = 1;
+	}
+	m->names_end = r.p;
+	m->nnames = nnames;
+	return finish(&r);
+}
+
+void inject_const_iter__init(struct inject_const_iter *it, const struct inject_patch *m)
+{
+	it->p = m->consts_p;
+	it->end = m->consts_end;
+}
+
+int inject_const_iter__next(struct inject_const_iter *it, struct inject_const *c)
+{
+	struct rd r = { it->p, it->end, 0 };
+	uint64_t bits;
+	if (it->p == it->end)
+		return 0;
+	memset(c, 0, sizeof *c);
+	uint8_t kind = get_u8(&r);
+	c->kind = (enum inject_const_kind)kind;
+	switch (kind) {
+	case INJECT_CONST_NONE:
+	case INJECT_CONST_TRUE:
+	case INJECT_CONST_FALSE:
+	case INJECT_CONST_ELLIPSIS:
+		break;
+	case INJECT_CONST_INT:
+		c->i = (int64_t)get_u64(&r);
+		break;
+	case INJECT_CONST_FLOAT:
+		bits = get_u64(&r);
+		memcpy(&c->f, &bits, 8);
+		break;
+	case INJECT_CONST_STR:
+	case INJECT_CONST_BYTES:
+	case INJECT_CONST_BUILTIN:
+	case INJECT_CONST_HELPER:
+		c->data = get_blob(&r, &c->len);
+		break;
+	case INJECT_CONST_TUPLE:
+		c->nitems = get_u32(&r);
+		break;
+	default:
+		return -EINVAL;
+	}
+	if (r.bad)
+		return -EINVAL;
+	it->p = r.p;
+	return 1;
+}
+
+void inject_name_iter__init(struct inject_name_iter *it, const struct inject_patch *m)
+{
+	it->p = m->names_p;
+	it->end = m->names_end;
+}
+
+int inject_name_iter__next(struct inject_name_iter *it, const uint8_t **s, size_t *len)
+{
+	struct rd r = { it->p, it->end, 0 };
+	if (it->p == it->end)
+		return 0;
+	*s = get_blob(&r, len);
+	if (r.bad)
+		return -EINVAL;
+	it->p = r.p;
+	return 1;
+}
+
+int inject_msg__decode_patch_result(const uint8_t *p, const uint8_t *end,
+				    struct inject_patch_result *m)
+{
+	struct rd r = { p, end, 0 };
+	m->request_id = get_u64(&r);
+	m->status = (int32_t)get_u32(&r);
+	m->nfunctions = get_u32(&r);
+	m->nparents = get_u32(&r);
+	m->nframes = get_u32(&r);
+	get_str(&r, m->message, sizeof m->message);
+	if (!r.bad && m->status > 0)
+		return -EINVAL;
+	return finish(&r);
+}
+
+int inject_msg__decode_ping(const uint8_t *p, const uint8_t *end, struct inject_ping *m)
+{
+	struct rd r = { p, end, 0 };
+	m->cookie = get_u64(&r);
+	return finish(&r);
+}
+
+int inject_msg__decode_pong(const uint8_t *p, const uint8_t *end, struct inject_pong *m)
+{
+	struct rd r = { p, end, 0 };
+	m->cookie = get_u64(&r);
+	m->crashes = get_u32(&r);
+	m->parked = get_u32(&r);
+	m->hook_calls = get_u64(&r);
+	return finish(&r);
+}
+
+int inject_msg__decode_error(const uint8_t *p, const uint8_t *end, char *text, size_t cap)
+{
+	struct rd r = { p, end, 0 };
+	get_str(&r, text, cap);
+	return finish(&r);
+}
+
+int inject_msg__decode_empty(const uint8_t *p, const uint8_t *end)
+{
+	return p == end ? 0 : -EINVAL;
+}

@@ -1,0 +1,132 @@
+/* inject/: getting the agent to run inside a target (DESIGN.md section 3).
+ *
+ * Through attach/: seize every thread, pick the one best suited for a call
+ * (blocked in a sleeping syscall, no allocator or loader lock held), call
+ * dlopen(path, RTLD_NOW) in the target's own libc on it, release. The
+ * agent's constructor only starts a thread, so nothing Python runs on the
+ * hijacked thread, and the target is stopped for about a millisecond.
+ * A library mapped already (an earlier injection, detached since) runs no
+ * constructor on a second dlopen: suture_agent_start() is called instead.
+ */
+#include "inject/inject-priv.h"
+#include "attach/attach.h"
+
+#include <dlfcn.h>
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#ifndef SUTURE_PREFIX
+#define SUTURE_PREFIX "/usr/local"
+#endif
+
+int inject__agent_path(const char *explicit_path, char *buf, size_t cap)
+{
+	char exe[PATH_MAX - 64], cand[PATH_MAX];
+	const char *env = getenv("SUTURE_AGENT");
+	const char *tries[3] = { explicit_path, env, NULL };
+	ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+	if (n > 0) {
+		exe[n] = 0;
+		char *slash = strrchr(exe, '/');
+		if (slash) {
+			*slash = 0;
+			snprintf(cand, sizeof cand, "%s/../lib/libsuture_agent.so", exe);
+			tries[2] = cand;
+		}
+	}
+	for (int i = 0; i < 3; i++) {
+		if (!tries[i] || !*tries[i])
+			continue;
+		if (realpath(tries[i], buf) && strlen(buf) < cap && access(buf, R_OK) == 0)
+			return 0;
+		if (i < 2)
+			return -ENOENT;   /* asked for a path that is not there */
+	}
+	snprintf(cand, sizeof cand, "%s/lib/suture/libsuture_agent.so", SUTURE_PREFIX);
+	if (realpath(cand, buf) && strlen(buf) < cap)
+		return 0;
+	return -ENOENT;
+}
+
+/* Whether pid maps a file whose name starts with libsuture_agent. */
+static int agent_mapped(pid_t pid)
+{
+	char path[64], line[1024];
+	int found = 0;
+	snprintf(path, sizeof path, "/proc/%d/maps", (int)pid);
+	FILE *f = fopen(path, "re");
+	if (!f)
+		return 0;
+	while (!found && fgets(line, sizeof line, f))
+		found = strstr(line, "/libsuture_agent") != NULL;
+	fclose(f);
+	return found;
+}
+
+int inject__load_agent(pid_t pid, const char *agent_path, enum inject_how *how, char *err,
+		       size_t cap)
+{
+	struct attach_proc *proc = NULL;
+	char lib[PATH_MAX];
+	uint64_t ret = 0;
+	pid_t tid;
+	int rc;
+	int mapped = agent_mapped(pid);
+
+	if (!mapped && (rc = inject__agent_path(agent_path, lib, sizeof lib))) {
+		snprintf(err, cap, "inject: pid %d: libsuture_agent.so not found (%s)", (int)pid,
+			 agent_path ? agent_path : "set SUTURE_AGENT");
+		return rc;
+	}
+	if ((rc = attach_proc__open(pid, &proc))) {
+		char why[256];
+		attach_explain_error(pid, rc, why, sizeof why);
+		snprintf(err, cap, "inject: pid %d: %s", (int)pid, why);
+		return rc;
+	}
+	if ((rc = attach_proc__seize_all(proc)) || (rc = attach_proc__pick_call_thread(proc, &tid)))
+		goto fail;
+	if (mapped) {
+		*how = INJECT_HOW_RESTARTED;
+		rc = attach_proc__call_sym(proc, tid, "libsuture_agent", "suture_agent_start",
+					   NULL, 0, &ret);
+		if (rc == 0 && (int)ret != 0) {
+			snprintf(err, cap, "inject: pid %d: suture_agent_start() failed: %s",
+				 (int)pid, strerror(-(int)ret));
+			rc = (int)ret;
+			goto out;
+		}
+	} else {
+		struct attach_arg args[2] = {
+			{ .data = lib, .len = strlen(lib) + 1 },
+			{ .value = RTLD_NOW },
+		};
+		*how = INJECT_HOW_DLOPEN;
+		rc = attach_proc__call_sym(proc, tid, "libc.so", "dlopen", args, 2, &ret);
+		if (rc == 0 && ret == 0) {
+			/* dlerror() points into the target; read its message. */
+			uint64_t msg = 0;
+			char text[200] = "";
+			if (attach_proc__call_sym(proc, tid, "libc.so", "dlerror", NULL, 0, &msg) == 0 &&
+			    msg && attach_proc__read(proc, msg, text, sizeof text - 1) == 0)
+				text[sizeof text - 1] = 0;
+			snprintf(err, cap, "inject: pid %d: dlopen(%s) failed in the target: %s",
+				 (int)pid, lib, text[0] ? text : "?");
+			rc = -ENOEXEC;
+			goto out;
+		}
+	}
+	if (rc)
+		goto fail;
+	attach_proc__close(proc);   /* releases every thread */
+	return 0;
+fail:
+	snprintf(err, cap, "inject: pid %d: attach: %s", (int)pid, attach_proc__error(proc));
+out:
+	attach_proc__close(proc);
+	return rc;
+}

@@ -1,0 +1,402 @@
+/* inject/: a debugger's session with the agent (inject/inject.h). */
+#include "inject/inject.h"
+#include "inject/channel.h"
+#include "inject/inject-priv.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#define QUEUE_MAX 64
+
+struct inject_session {
+	pid_t pid;
+	int fd;
+	enum inject_how how;
+	struct inject_welcome welcome;
+	uint64_t next_request;
+	/* Crash reports that arrived while waiting for another answer. */
+	struct inject_crash queue[QUEUE_MAX];
+	size_t qhead, qlen;
+	bool detached;
+	char err[512];
+};
+
+static __thread char last_error[512];
+
+const char *inject_last_error(void)
+{
+	return last_error;
+}
+
+static int fail(struct inject_session *s, int rc, const char *fmt, ...)
+{
+	va_list ap;
+	char *dst = s ? s->err : last_error;
+	size_t cap = s ? sizeof s->err : sizeof last_error;
+	va_start(ap, fmt);
+	vsnprintf(dst, cap, fmt, ap);
+	va_end(ap);
+	if (s)
+		snprintf(last_error, sizeof last_error, "%s", s->err);
+	return rc;
+}
+
+const char *inject_session__error(const struct inject_session *s)
+{
+	return s ? s->err : last_error;
+}
+
+pid_t inject_session__pid(const struct inject_session *s) { return s->pid; }
+enum inject_how inject_session__how(const struct inject_session *s) { return s->how; }
+uint32_t inject_session__watch_mode(const struct inject_session *s) { return s->welcome.watch_mode; }
+const char *inject_session__watch_detail(const struct inject_session *s) { return s->welcome.detail; }
+uint32_t inject_session__py_hexversion(const struct inject_session *s) { return s->welcome.py_hexversion; }
+int inject_session__fd(const struct inject_session *s) { return s->fd; }
+
+/* The target's real uid names its channel directory. */
+int inject__target_uid(pid_t pid, uid_t *uid)
+{
+	char path[64], line[256];
+	snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
+	FILE *f = fopen(path, "re");
+	int rc = -ESRCH;
+	if (!f)
+		return errno == ENOENT ? -ESRCH : -errno;
+	while (fgets(line, sizeof line, f)) {
+		unsigned u;
+		if (sscanf(line, "Uid: %u", &u) == 1) {
+			*uid = (uid_t)u;
+			rc = 0;
+			break;
+		}
+	}
+	fclose(f);
+	return rc;
+}
+
+int inject_socket_path(pid_t pid, char *buf, size_t cap)
+{
+	char dir[INJECT_PATH_MAX];
+	uid_t uid;
+	int rc = inject__target_uid(pid, &uid);
+	if (rc || (rc = inject_channel__dir(uid, dir, sizeof dir)))
+		return rc;
+	return inject_channel__path(dir, pid, "sock", buf, cap);
+}
+
+/* Connect to pid's agent and check that the peer really is pid. */
+int inject__connect(pid_t pid, int *out, char *err, size_t cap)
+{
+	char path[INJECT_PATH_MAX];
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	struct ucred cred;
+	socklen_t len = sizeof cred;
+	int rc = inject_socket_path(pid, path, sizeof path);
+	if (rc) {
+		snprintf(err, cap, "inject: pid %d: no such process", (int)pid);
+		return rc;
+	}
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	snprintf(sa.sun_path, sizeof sa.sun_path, "%s", path);
+	if (connect(fd, (struct sockaddr *)&sa, sizeof sa)) {
+		rc = -errno;
+		snprintf(err, cap, "inject: pid %d: connect %s: %s", (int)pid, path, strerror(-rc));
+		close(fd);
+		return rc;
+	}
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) || cred.pid != pid) {
+		snprintf(err, cap, "inject: pid %d: %s is served by pid %d, not the target",
+			 (int)pid, path, (int)cred.pid);
+		close(fd);
+		return -EPERM;
+	}
+	*out = fd;
+	return 0;
+}
+
+static long now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
+}
+
+static int send_buf(struct inject_session *s, struct inject_buf *b)
+{
+	if (b->err)
+		return fail(s, b->err, "inject: pid %d: cannot encode a frame", (int)s->pid);
+	int rc = inject_channel__write_all(s->fd, b->data, b->len);
+	inject_buf__reset(b);
+	if (rc)
+		return fail(s, rc == -ECONNRESET ? -EPIPE : rc,
+			    "inject: pid %d: the agent's channel is closed", (int)s->pid);
+	return 0;
+}
+
+/* Read one frame within timeout_ms (-1 forever). *payload is malloc'ed. */
+static int read_frame(struct inject_session *s, int timeout_ms, struct inject_hdr *h,
+		      uint8_t **payload)
+{
+	uint8_t hdr[INJECT_HDR_SIZE];
+	struct pollfd pf = { .fd = s->fd, .events = POLLIN };
+	*payload = NULL;
+	int n = poll(&pf, 1, timeout_ms);
+	if (n < 0)
+		return fail(s, -errno, "inject: pid %d: poll: %s", (int)s->pid, strerror(errno));
+	if (n == 0)
+		return -ETIMEDOUT;
+	int rc = inject_channel__read_all(s->fd, hdr, sizeof hdr);
+	if (rc)
+		return fail(s, -EPIPE, "inject: pid %d: the agent closed the channel", (int)s->pid);
+	if (inject_msg__decode_hdr(hdr, hdr + sizeof hdr, h))
+		return fail(s, -EPROTO, "inject: pid %d: malformed frame header from the agent",
+			    (int)s->pid);
+	if (h->len) {
+		if (!(*payload = malloc(h->len)))
+			return fail(s, -ENOMEM, "inject: pid %d: out of memory", (int)s->pid);
+		if (inject_channel__read_all(s->fd, *payload, h->len)) {
+			free(*payload);
+			*payload = NULL;
+			return fail(s, -EPIPE, "inject: pid %d: truncated frame from the agent",
+				    (int)s->pid);
+		}
+	}
+	return 0;
+}
+
+/* Wait for a frame of type `want`, queueing crash reports meanwhile. */
+static int await(struct inject_session *s, uint16_t want, int timeout_ms, uint8_t **payload,
+		 uint32_t *len)
+{
+	long deadline = now_ms() + timeout_ms;
+	for (;;) {
+		struct inject_hdr h;
+		long left = timeout_ms < 0 ? -1 : deadline - now_ms();
+		if (timeout_ms >= 0 && left < 0)
+			left = 0;
+		int rc = read_frame(s, (int)left, &h, payload);
+		if (rc == -ETIMEDOUT)
+			return fail(s, rc, "inject: pid %d: no answer from the agent", (int)s->pid);
+		if (rc)
+			return rc;
+		if (h.type == want) {
+			*len = h.len;
+			return 0;
+		}
+		if (h.type == INJECT_MSG_CRASH && s->qlen < QUEUE_MAX) {
+			struct inject_crash *c = &s->queue[(s->qhead + s->qlen) % QUEUE_MAX];
+			if (inject_msg__decode_crash(*payload, *payload + h.len, c) == 0)
+				s->qlen++;
+			free(*payload);
+			continue;
+		}
+		if (h.type == INJECT_MSG_ERROR) {
+			char text[256];
+			inject_msg__decode_error(*payload, *payload + h.len, text, sizeof text);
+			free(*payload);
+			return fail(s, -EPROTO, "inject: pid %d: the agent refused: %s", (int)s->pid, text);
+		}
+		free(*payload);
+		if (h.type != INJECT_MSG_CRASH)
+			return fail(s, -EPROTO, "inject: pid %d: unexpected frame type %u from the agent",
+				    (int)s->pid, h.type);
+	}
+}
+
+static int handshake(struct inject_session *s, const struct inject_opts *o)
+{
+	struct inject_buf b = { 0 };
+	struct inject_hello hello = { INJECT_PROTO_VERSION, o ? o->park_timeout_ms : 0 };
+	uint8_t *p;
+	uint32_t len;
+	inject_msg__encode_hello(&b, &hello);
+	int rc = send_buf(s, &b);
+	inject_buf__free(&b);
+	if (rc || (rc = await(s, INJECT_MSG_WELCOME, 5000, &p, &len)))
+		return rc;
+	rc = inject_msg__decode_welcome(p, p + len, &s->welcome);
+	free(p);
+	if (rc || s->welcome.version != INJECT_PROTO_VERSION || s->welcome.pid != (uint32_t)s->pid)
+		return fail(s, -EPROTO, "inject: pid %d: bad WELCOME from the agent", (int)s->pid);
+	return 0;
+}
+
+/* Connect, retrying until the agent's socket appears or the bound passes. */
+static int connect_wait(pid_t pid, uint32_t timeout_ms, int *fd, char *err, size_t cap)
+{
+	long deadline = now_ms() + (timeout_ms ? timeout_ms : 5000);
+	for (;;) {
+		int rc = inject__connect(pid, fd, err, cap);
+		if (rc == 0 || (rc != -ENOENT && rc != -ECONNREFUSED) || now_ms() > deadline)
+			return rc;
+		if (kill(pid, 0) && errno == ESRCH) {
+			snprintf(err, cap, "inject: pid %d: the process exited", (int)pid);
+			return -ESRCH;
+		}
+		usleep(5000);
+	}
+}
+
+int inject_session__open(pid_t pid, const struct inject_opts *opts, struct inject_session **out)
+{
+	struct inject_opts dflt = { 0 };
+	const struct inject_opts *o = opts ? opts : &dflt;
+	struct inject_session *s = calloc(1, sizeof *s);
+	int rc;
+
+	*out = NULL;
+	if (!s)
+		return fail(NULL, -ENOMEM, "inject: pid %d: out of memory", (int)pid);
+	s->pid = pid;
+	s->fd = -1;
+	s->how = INJECT_HOW_CONNECTED;
+	rc = inject__connect(pid, &s->fd, s->err, sizeof s->err);
+	if (rc == -ENOENT || rc == -ECONNREFUSED) {
+		if (o->no_inject) {
+			rc = connect_wait(pid, o->connect_timeout_ms, &s->fd, s->err, sizeof s->err);
+		} else {
+			rc = inject__load_agent(pid, o->agent_path, &s->how, s->err, sizeof s->err);
+			if (rc == 0)
+				rc = connect_wait(pid, o->connect_timeout_ms, &s->fd, s->err,
+						  sizeof s->err);
+		}
+	}
+	if (rc) {
+		fail(NULL, rc, "%s", s->err);
+		goto fail;
+	}
+	if ((rc = handshake(s, o))) {
+		snprintf(last_error, sizeof last_error, "%s", s->err);
+		goto fail;
+	}
+	*out = s;
+	return 0;
+fail:
+	inject_session__close(s);
+	return rc;
+}
+
+void inject_session__close(struct inject_session *s)
+{
+	if (!s)
+		return;
+	if (s->fd >= 0)
+		close(s->fd);
+	free(s);
+}
+
+int inject_session__next_event(struct inject_session *s, int timeout_ms, struct inject_crash *ev)
+{
+	if (s->qlen) {
+		*ev = s->queue[s->qhead];
+		s->qhead = (s->qhead + 1) % QUEUE_MAX;
+		s->qlen--;
+		return 0;
+	}
+	long deadline = now_ms() + timeout_ms;
+	for (;;) {
+		struct inject_hdr h;
+		uint8_t *p;
+		long left = timeout_ms < 0 ? -1 : deadline - now_ms();
+		if (timeout_ms >= 0 && left < 0)
+			left = 0;
+		int rc = read_frame(s, (int)left, &h, &p);
+		if (rc)
+			return rc;
+		if (h.type == INJECT_MSG_CRASH) {
+			rc = inject_msg__decode_crash(p, p + h.len, ev);
+			free(p);
+			if (rc)
+				return fail(s, -EPROTO, "inject: pid %d: malformed CRASH", (int)s->pid);
+			return 0;
+		}
+		free(p);
+		if (h.type != INJECT_MSG_PONG && h.type != INJECT_MSG_PATCH_RESULT)
+			return fail(s, -EPROTO, "inject: pid %d: unexpected frame type %u",
+				    (int)s->pid, h.type);
+	}
+}
+
+int inject_session__release(struct inject_session *s, const struct inject_crash *ev)
+{
+	struct inject_buf b = { 0 };
+	struct inject_release r = { ev->event_id };
+	inject_msg__encode_release(&b, &r);
+	int rc = send_buf(s, &b);
+	inject_buf__free(&b);
+	return rc;
+}
+
+int inject_session__send_patch(struct inject_session *s, const struct inject_patch *p,
+			       struct inject_patch_result *res)
+{
+	struct inject_buf b = { 0 };
+	struct inject_patch copy = *p;
+	uint8_t *payload;
+	uint32_t len;
+	if (!copy.request_id)
+		copy.request_id = ++s->next_request;
+	int rc = inject_msg__encode_patch(&b, &copy);
+	if (rc) {
+		inject_buf__free(&b);
+		return fail(s, rc, "inject: pid %d: cannot encode the patch", (int)s->pid);
+	}
+	rc = send_buf(s, &b);
+	inject_buf__free(&b);
+	/* gc.get_objects() on a big heap takes a while; give it 30 s. */
+	if (rc || (rc = await(s, INJECT_MSG_PATCH_RESULT, 30000, &payload, &len)))
+		return rc;
+	rc = inject_msg__decode_patch_result(payload, payload + len, res);
+	free(payload);
+	if (rc || res->request_id != copy.request_id)
+		return fail(s, -EPROTO, "inject: pid %d: malformed PATCH_RESULT", (int)s->pid);
+	if (res->status)
+		fail(s, 0, "%s", res->message);
+	return 0;
+}
+
+int inject_session__ping(struct inject_session *s, struct inject_pong *out)
+{
+	struct inject_buf b = { 0 };
+	struct inject_ping ping = { (uint64_t)now_ms() };
+	uint8_t *p;
+	uint32_t len;
+	inject_msg__encode_ping(&b, &ping);
+	int rc = send_buf(s, &b);
+	inject_buf__free(&b);
+	if (rc || (rc = await(s, INJECT_MSG_PONG, 5000, &p, &len)))
+		return rc;
+	rc = inject_msg__decode_pong(p, p + len, out);
+	free(p);
+	if (rc || out->cookie != ping.cookie)
+		return fail(s, -EPROTO, "inject: pid %d: malformed PONG", (int)s->pid);
+	return 0;
+}
+
+int inject_session__detach(struct inject_session *s)
+{
+	struct inject_buf b = { 0 };
+	uint8_t *p;
+	uint32_t len;
+	if (s->detached)
+		return 0;
+	inject_msg__encode_empty(&b, INJECT_MSG_DETACH);
+	int rc = send_buf(s, &b);
+	inject_buf__free(&b);
+	if (rc || (rc = await(s, INJECT_MSG_BYE, 10000, &p, &len)))
+		return rc;
+	free(p);
+	s->detached = true;
+	return 0;
+}

@@ -1,0 +1,240 @@
+/* A test driver for inject/: opens a session on a pid through the real
+ * library and runs one command, printing machine-readable lines.
+ *
+ *   test_agent_client [-n] [-t PARK_MS] PID hello
+ *   test_agent_client [-n] [-t PARK_MS] PID watch COUNT WAIT_S [hold|release|patch SPEC]
+ *   test_agent_client [-n] PID patch SPEC
+ *   test_agent_client [-n] PID detach
+ *
+ * -n: never inject (the agent must be there: LD_PRELOAD).
+ * hello prints "how=N mode=N detail=...", then "pong crashes=N hook_calls=N".
+ * watch prints one "crash ..." line per report, flushing each, and releases
+ * it (or holds it: the agent's own bound lets it go; or first installs the
+ * patch described in SPEC, then releases). It exits 0 after COUNT reports,
+ * 3 if WAIT_S seconds pass first, 4 if the agent goes away first.
+ * SPEC (written by the Python fixtures) has lines:
+ *   code_addr 0x...  | stacksize N | code HEX | exctable HEX | linetable HEX
+ *   const none|true|false|int N|str TEXT|builtin NAME|helper NAME | name TEXT
+ */
+#include "inject/inject.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define MAXC 32
+
+struct spec {
+	struct inject_patch p;
+	uint8_t *bufs[3];
+	struct inject_const consts[MAXC];
+	char *cstr[MAXC];
+	char *names[MAXC];
+};
+
+static uint8_t *unhex(const char *s, size_t *len)
+{
+	size_t n = strlen(s) / 2;
+	uint8_t *b = malloc(n + 1);
+	for (size_t i = 0; b && i < n; i++) {
+		unsigned v;
+		if (sscanf(s + 2 * i, "%2x", &v) != 1) {
+			free(b);
+			return NULL;
+		}
+		b[i] = (uint8_t)v;
+	}
+	*len = n;
+	return b;
+}
+
+static int load_spec(const char *path, struct spec *sp)
+{
+	FILE *f = fopen(path, "r");
+	char line[65536];
+	if (!f) {
+		perror(path);
+		return -1;
+	}
+	memset(sp, 0, sizeof *sp);
+	while (fgets(line, sizeof line, f)) {
+		line[strcspn(line, "\n")] = 0;
+		char *sp1 = strchr(line, ' ');
+		if (!sp1)
+			continue;
+		*sp1++ = 0;
+		if (!strcmp(line, "code_addr")) {
+			sp->p.code_addr = strtoull(sp1, NULL, 0);
+		} else if (!strcmp(line, "stacksize")) {
+			sp->p.stacksize = (uint32_t)strtoul(sp1, NULL, 0);
+		} else if (!strcmp(line, "code")) {
+			sp->p.code = sp->bufs[0] = unhex(sp1, &sp->p.code_len);
+		} else if (!strcmp(line, "exctable")) {
+			sp->p.exctable = sp->bufs[1] = unhex(sp1, &sp->p.exctable_len);
+		} else if (!strcmp(line, "linetable")) {
+			sp->p.linetable = sp->bufs[2] = unhex(sp1, &sp->p.linetable_len);
+		} else if (!strcmp(line, "name") && sp->p.nnames < MAXC) {
+			sp->names[sp->p.nnames++] = strdup(sp1);
+		} else if (!strcmp(line, "const") && sp->p.nconsts < MAXC) {
+			struct inject_const *c = &sp->consts[sp->p.nconsts];
+			char *arg = strchr(sp1, ' ');
+			if (arg)
+				*arg++ = 0;
+			if (!strcmp(sp1, "none")) {
+				c->kind = INJECT_CONST_NONE;
+			} else if (!strcmp(sp1, "true")) {
+				c->kind = INJECT_CONST_TRUE;
+			} else if (!strcmp(sp1, "false")) {
+				c->kind = INJECT_CONST_FALSE;
+			} else if (!strcmp(sp1, "int") && arg) {
+				c->kind = INJECT_CONST_INT;
+				c->i = strtoll(arg, NULL, 0);
+			} else if (arg && (!strcmp(sp1, "str") || !strcmp(sp1, "builtin") ||
+					   !strcmp(sp1, "helper"))) {
+				c->kind = !strcmp(sp1, "str") ? INJECT_CONST_STR :
+					  !strcmp(sp1, "builtin") ? INJECT_CONST_BUILTIN :
+					  INJECT_CONST_HELPER;
+				sp->cstr[sp->p.nconsts] = strdup(arg);
+				c->data = (const uint8_t *)sp->cstr[sp->p.nconsts];
+				c->len = strlen(arg);
+			} else {
+				fprintf(stderr, "spec: bad const %s\n", sp1);
+				fclose(f);
+				return -1;
+			}
+			sp->p.nconsts++;
+		}
+	}
+	fclose(f);
+	sp->p.consts = sp->consts;
+	sp->p.names = (const char *const *)sp->names;
+	if (!sp->p.code || !sp->p.code_addr) {
+		fprintf(stderr, "spec: code_addr and code are required\n");
+		return -1;
+	}
+	return 0;
+}
+
+static void free_spec(struct spec *sp)
+{
+	for (int i = 0; i < 3; i++)
+		free(sp->bufs[i]);
+	for (int i = 0; i < MAXC; i++) {
+		free(sp->cstr[i]);
+		free(sp->names[i]);
+	}
+}
+
+static int do_patch(struct inject_session *s, const char *path)
+{
+	struct spec sp;
+	struct inject_patch_result res;
+	int rc;
+	if (load_spec(path, &sp)) {
+		free_spec(&sp);
+		return 2;
+	}
+	rc = inject_session__send_patch(s, &sp.p, &res);
+	free_spec(&sp);
+	if (rc) {
+		fprintf(stderr, "%s\n", inject_session__error(s));
+		return 2;
+	}
+	printf("patched status=%d functions=%u parents=%u frames=%u message=%s\n", res.status,
+	       res.nfunctions, res.nparents, res.nframes, res.message);
+	fflush(stdout);
+	return res.status ? 1 : 0;
+}
+
+int main(int argc, char **argv)
+{
+	struct inject_opts o = { 0 };
+	struct inject_session *s = NULL;
+	int opt, rc, ret = 0;
+
+	while ((opt = getopt(argc, argv, "nt:")) != -1) {
+		if (opt == 'n')
+			o.no_inject = true;
+		else if (opt == 't')
+			o.park_timeout_ms = (uint32_t)atoi(optarg);
+		else
+			return 2;
+	}
+	if (argc - optind < 2) {
+		fprintf(stderr, "usage: %s [-n] [-t MS] PID hello|watch|patch|detach ...\n", argv[0]);
+		return 2;
+	}
+	pid_t pid = atoi(argv[optind]);
+	const char *cmd = argv[optind + 1];
+	char **rest = argv + optind + 2;
+	int nrest = argc - optind - 2;
+
+	if ((rc = inject_session__open(pid, &o, &s))) {
+		fprintf(stderr, "open: %s (%s)\n", inject_last_error(), strerror(-rc));
+		return 2;
+	}
+	printf("how=%d mode=%u py=%#x detail=%s\n", (int)inject_session__how(s),
+	       inject_session__watch_mode(s), inject_session__py_hexversion(s),
+	       inject_session__watch_detail(s));
+	fflush(stdout);
+
+	if (!strcmp(cmd, "hello")) {
+		struct inject_pong pong;
+		if ((rc = inject_session__ping(s, &pong))) {
+			fprintf(stderr, "%s\n", inject_session__error(s));
+			ret = 2;
+		} else {
+			printf("pong crashes=%u parked=%u hook_calls=%llu\n", pong.crashes, pong.parked,
+			       (unsigned long long)pong.hook_calls);
+		}
+	} else if (!strcmp(cmd, "detach")) {
+		if ((rc = inject_session__detach(s))) {
+			fprintf(stderr, "%s\n", inject_session__error(s));
+			ret = 2;
+		} else {
+			printf("detached\n");
+		}
+	} else if (!strcmp(cmd, "patch") && nrest >= 1) {
+		ret = do_patch(s, rest[0]);
+	} else if (!strcmp(cmd, "watch") && nrest >= 2) {
+		int want = atoi(rest[0]), seen = 0;
+		time_t end = time(NULL) + atoi(rest[1]);
+		const char *what = nrest >= 3 ? rest[2] : "release";
+		ret = 3;
+		while (seen < want && time(NULL) < end) {
+			struct inject_crash ev;
+			rc = inject_session__next_event(s, 200, &ev);
+			if (rc == -ETIMEDOUT)
+				continue;
+			if (rc) {
+				fprintf(stderr, "%s\n", inject_session__error(s));
+				ret = 4;
+				break;
+			}
+			seen++;
+			printf("crash tid=%llu ident=%llu code=%#llx frame=%#llx offset=%u line=%u "
+			       "type=%s func=%s file=%s msg=%s\n",
+			       (unsigned long long)ev.tid, (unsigned long long)ev.thread_ident,
+			       (unsigned long long)ev.code_addr, (unsigned long long)ev.frame_addr,
+			       ev.offset, ev.line, ev.exc_type, ev.qualname, ev.filename, ev.message);
+			fflush(stdout);
+			if (!strcmp(what, "patch") && nrest >= 4 && do_patch(s, rest[3]))
+				ret = 1;
+			if (strcmp(what, "hold") != 0 && inject_session__release(s, &ev)) {
+				fprintf(stderr, "%s\n", inject_session__error(s));
+				ret = 4;
+				break;
+			}
+			if (seen == want && ret == 3)
+				ret = 0;
+		}
+	} else {
+		fprintf(stderr, "unknown command %s\n", cmd);
+		ret = 2;
+	}
+	inject_session__close(s);
+	return ret;
+}
