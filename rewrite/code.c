@@ -184,8 +184,11 @@ int rewrite_code__decode(const struct rewrite_code_info *info, struct rewrite_co
 		err = rewrite_exctable__decode(info->exctable, info->exctable + info->exctable_len,
 					       &code->excs, &code->nexc, diag);
 		if (err) {
+			char msg[sizeof(diag->msg)];
+			if (diag)
+				memcpy(msg, diag->msg, sizeof(msg));
 			rw_fail(diag, info, err, diag ? diag->where : -1, "%s",
-				diag ? diag->msg + strlen("rewrite: ") : "bad exception table");
+				diag ? msg + strlen("rewrite: ") : "bad exception table");
 			goto fail;
 		}
 		code->exccap = code->nexc;

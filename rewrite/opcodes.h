@@ -49,5 +49,10 @@ struct rw_opinfo {
 };
 
 extern const struct rw_opinfo rw_opinfo[256];
+/* opcode.cmp_op and the symbols of opcode._nb_ops, for the disassembler. */
+extern const char *const rw_cmp_op[];
+extern const unsigned rw_ncmp_op;
+extern const char *const rw_nb_op[];
+extern const unsigned rw_nnb_op;
 
 #endif /* SUTURE_REWRITE_OPCODES_H */

@@ -255,7 +255,29 @@ int main(int argc, char **argv)
 		}
 		fprintf(out, " } },\n");
 	}
-	fprintf(out, "};\n");
+	fprintf(out, "};\n\n");
+	/* Operator spellings for the disassembler: opcode.cmp_op (COMPARE_OP's
+	 * arg) and opcode._nb_ops (BINARY_OP's arg). */
+	PyObject *cmp = attr(opc, "cmp_op");
+	fprintf(out, "const char *const rw_cmp_op[] = {");
+	for (Py_ssize_t i = 0; i < PySequence_Size(cmp); i++) {
+		PyObject *it = PySequence_GetItem(cmp, i);
+		fprintf(out, " \"%s\",", PyUnicode_AsUTF8(it));
+		Py_DECREF(it);
+	}
+	fprintf(out, " };\nconst unsigned rw_ncmp_op = %zd;\n", PySequence_Size(cmp));
+	Py_DECREF(cmp);
+	PyObject *nb = attr(opc, "_nb_ops");
+	fprintf(out, "const char *const rw_nb_op[] = {");
+	for (Py_ssize_t i = 0; i < PySequence_Size(nb); i++) {
+		PyObject *it = PySequence_GetItem(nb, i);
+		PyObject *sym = PySequence_GetItem(it, 1);
+		fprintf(out, " \"%s\",", PyUnicode_AsUTF8(sym));
+		Py_DECREF(sym);
+		Py_DECREF(it);
+	}
+	fprintf(out, " };\nconst unsigned rw_nnb_op = %zd;\n", PySequence_Size(nb));
+	Py_DECREF(nb);
 	if (fclose(out) != 0)
 		die("write failed");
 	Py_DECREF(all);

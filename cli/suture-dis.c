@@ -1,0 +1,116 @@
+/* suture-dis: disassemble CPython 3.11 code objects from a codedump file
+ * (docs/formats/codedump.md): instructions with resolved names, constants,
+ * jump targets and stack depths, the exception table and the locations.
+ *
+ *   suture-dis [-q QUALNAME] [-f FILE] [--all] [--no-depth] [--no-lines] DUMP
+ *
+ * Make a dump of one source file with the test fixture:
+ *   /usr/bin/python3.11 tests/fixtures/codedump.py out.dump prog.py
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "rewrite/rewrite.h"
+
+static void usage(FILE *out)
+{
+	fprintf(out,
+		"usage: suture-dis [options] DUMP\n"
+		"  -q, --qualname NAME  only code objects whose qualname is NAME (or ends in .NAME)\n"
+		"  -f, --file TEXT      only code objects whose filename contains TEXT\n"
+		"  -a, --all            every code object (default: the first match only,\n"
+		"                       or every one when no filter is given)\n"
+		"      --no-depth       hide the stack depth column\n"
+		"      --no-lines       hide line numbers and the location table\n"
+		"  -h, --help\n"
+		"DUMP is a codedump file; make one from a source file with\n"
+		"  /usr/bin/python3.11 tests/fixtures/codedump.py out.dump prog.py\n");
+}
+
+static int qualname_matches(const char *q, const char *want)
+{
+	if (!q)
+		return 0;
+	if (strcmp(q, want) == 0)
+		return 1;
+	size_t lq = strlen(q), lw = strlen(want);
+	return lq > lw && q[lq - lw - 1] == '.' && strcmp(q + lq - lw, want) == 0;
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "qualname", required_argument, NULL, 'q' },
+		{ "file", required_argument, NULL, 'f' },
+		{ "all", no_argument, NULL, 'a' },
+		{ "no-depth", no_argument, NULL, 'D' },
+		{ "no-lines", no_argument, NULL, 'L' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const char *want_q = NULL, *want_f = NULL;
+	int all = 0, c;
+	unsigned flags = REWRITE_DIS_DEPTH | REWRITE_DIS_LINES;
+	while ((c = getopt_long(argc, argv, "q:f:ah", opts, NULL)) != -1) {
+		switch (c) {
+		case 'q': want_q = optarg; break;
+		case 'f': want_f = optarg; break;
+		case 'a': all = 1; break;
+		case 'D': flags &= ~REWRITE_DIS_DEPTH; break;
+		case 'L': flags &= ~REWRITE_DIS_LINES; break;
+		case 'h': usage(stdout); return 0;
+		default: usage(stderr); return 2;
+		}
+	}
+	if (optind != argc - 1) {
+		usage(stderr);
+		return 2;
+	}
+	if (!want_q && !want_f)
+		all = 1;
+	struct rewrite_diag diag = { 0 };
+	struct rewrite_dump *dump;
+	if (rewrite_dump__open(argv[optind], &dump, &diag)) {
+		fprintf(stderr, "suture-dis: %s\n", diag.msg);
+		return 1;
+	}
+	int status = 0, shown = 0;
+	for (size_t i = 0; i < rewrite_dump__count(dump); i++) {
+		const struct rewrite_code_info *in = &rewrite_dump__entry(dump, i)->info;
+		if (want_q && !qualname_matches(in->qualname, want_q))
+			continue;
+		if (want_f && (!in->filename || !strstr(in->filename, want_f)))
+			continue;
+		struct rewrite_code *code;
+		if (rewrite_code__decode(in, &code, &diag)) {
+			fprintf(stderr, "suture-dis: %s\n", diag.msg);
+			status = 1;
+			continue;
+		}
+		if (shown++)
+			putchar('\n');
+		int max = -1;
+		if (rewrite_code__analyse(code, &max, &diag) || rewrite_code__verify(code, &diag)) {
+			printf("# verify: %s\n", diag.msg);
+			status = 1;
+		} else {
+			printf("# verified, max stack depth %d\n", max);
+		}
+		if (rewrite_code__dis(code, flags, stdout)) {
+			fprintf(stderr, "suture-dis: write error\n");
+			status = 1;
+		}
+		rewrite_code__free(code);
+		if (!all)
+			break;
+	}
+	rewrite_dump__close(dump);
+	if (!shown) {
+		fprintf(stderr, "suture-dis: no code object matches\n");
+		return 1;
+	}
+	return status;
+}
