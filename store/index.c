@@ -690,7 +690,7 @@ out:
 static int encode_field(const struct field *f, const struct store_patch *p, cJSON *obj)
 {
 	const char *base = (const char *)p;
-	const char *s = *(const char *const *)(base + f->off);
+	const char *s;
 	char buf[32];
 	int64_t t;
 	cJSON *v = NULL;
@@ -698,9 +698,10 @@ static int encode_field(const struct field *f, const struct store_patch *p, cJSO
 	switch (f->type) {
 	case F_NAME:
 	case F_TEXT:
-		v = cJSON_CreateString(s);
+		v = cJSON_CreateString(*(const char *const *)(base + f->off));
 		break;
 	case F_OPT_TEXT:
+		s = *(const char *const *)(base + f->off);
 		v = s ? cJSON_CreateString(s) : cJSON_CreateNull();
 		break;
 	case F_LINE:
