@@ -8,11 +8,9 @@ int rewrite_code__verify(struct rewrite_code *code, struct rewrite_diag *diag)
 {
 	const struct rewrite_code_info *info = code->info;
 	int err, max = 0;
-	if (!code->analysed || !code->laid_out) {
-		if ((err = rewrite_code__analyse(code, &max, diag)))
-			return err;
-	}
-	max = code->max_depth;
+	/* Structure first (the analysis relies on it), then depths. */
+	if ((err = rw_layout(code, diag)))
+		return err;
 	size_t n = code->ninstrs;
 	for (size_t k = 0; k < n; k++) {
 		const struct rewrite_instr *in = &code->instrs[k];
@@ -45,16 +43,10 @@ int rewrite_code__verify(struct rewrite_code *code, struct rewrite_diag *diag)
 			return rw_fail(diag, info, -EINVAL, e->start,
 				       "exception entry %zu [%u, %u) cuts an instruction", x, e->start,
 				       e->end);
-		int64_t t = rw_instr_starting_at(code, e->target);
-		if (t < 0)
+		if (rw_instr_starting_at(code, e->target) < 0)
 			return rw_fail(diag, info, -EINVAL, e->target,
 				       "exception entry %zu: handler at unit %u is not an instruction start",
 				       x, e->target);
-		int32_t hd = code->instrs[t].depth;
-		if (hd >= 0 && hd != (int64_t)e->depth + e->lasti + 1)
-			return rw_fail(diag, info, -EINVAL, e->target,
-				       "exception entry %zu: handler at unit %u is entered at depth %u but analysed at %d",
-				       x, e->target, e->depth + e->lasti + 1, hd);
 	}
 	/* The decoded location table must cover the original code exactly;
 	 * appended instructions get one run each from the encoder. */
@@ -69,6 +61,18 @@ int rewrite_code__verify(struct rewrite_code *code, struct rewrite_diag *diag)
 		return rw_fail(diag, info, -EINVAL, covered,
 			       "location table covers %llu units, the code has %u",
 			       (unsigned long long)covered, code->norig_units);
+	if (!code->analysed && (err = rewrite_code__analyse(code, NULL, diag)))
+		return err;
+	max = code->max_depth;
+	for (size_t x = 0; x < code->nexc; x++) {
+		const struct rewrite_exc *e = &code->excs[x];
+		int64_t t = rw_instr_starting_at(code, e->target);
+		int32_t hd = code->instrs[t].depth;
+		if (hd >= 0 && hd != (int64_t)e->depth + e->lasti + 1)
+			return rw_fail(diag, info, -EINVAL, e->target,
+				       "exception entry %zu: handler at unit %u is entered at depth %u but analysed at %d",
+				       x, e->target, e->depth + e->lasti + 1, hd);
+	}
 	if (max > info->stacksize)
 		return rw_fail(diag, info, -EINVAL, -1, "max stack depth %d exceeds co_stacksize %d",
 			       max, info->stacksize);
