@@ -43,6 +43,8 @@ static size_t g_patch_len;
 
 /* The standard library's directory ("/usr/lib/python3.11/"). */
 static PyObject *g_stdlib_prefix;
+/* builtins.hasattr and builtins.getattr (immortal in practice). */
+static PyObject *g_hasattr, *g_getattr;
 
 static int agent_traceback_here(PyFrameObject *frame);
 
@@ -69,7 +71,192 @@ static int unit_of(_PyInterpreterFrame *f, uint32_t *unit)
 	return 0;
 }
 
-static int has_handler(_PyInterpreterFrame *f)
+/* ------------------------------------------------------------------ */
+/* Does a frame catch the exception?                                  */
+
+/* A handler block, read from its target: it catches (an except clause
+ * that matches, a bare except, anything we cannot judge), or it is a
+ * cleanup that re-raises (finally, a with whose __exit__ is C code, except
+ * clauses that do not match) at some code unit, where the frame's table is
+ * consulted again. */
+enum verdict { CATCHES, RERAISES };
+
+struct insn {
+	int op;          /* canonical */
+	uint32_t arg;
+	uint32_t next;   /* unit after the instruction and its caches */
+};
+
+static int insn_at(PyCodeObject *co, uint32_t u, struct insn *in)
+{
+	const _Py_CODEUNIT *code = _PyCode_CODE(co);
+	uint32_t n = (uint32_t)Py_SIZE(co), arg = 0;
+	int op;
+	for (int k = 0;; k++) {
+		if (u >= n || k > 3)
+			return -1;
+		op = _PyOpcode_Deopt[_Py_OPCODE(code[u])];
+		arg = (arg << 8) | _Py_OPARG(code[u]);
+		if (op != EXTENDED_ARG)
+			break;
+		u++;
+	}
+	in->op = op;
+	in->arg = arg;
+	in->next = u + 1 + _PyOpcode_Caches[op];
+	return 0;
+}
+
+/* What an `except X:` clause names, when it can be known without running
+ * code: a global or builtin name, an attribute of a module, a tuple of those. */
+#define MAX_LOADS 8
+struct loads {
+	PyObject *v[MAX_LOADS];   /* borrowed; NULL = unknown */
+	int n;
+};
+
+static void loads_push(struct loads *l, PyObject *v)
+{
+	if (l->n == MAX_LOADS) {
+		memmove(l->v, l->v + 1, sizeof l->v[0] * (MAX_LOADS - 1));
+		l->n--;
+	}
+	l->v[l->n++] = v;
+}
+
+static PyObject *global_named(_PyInterpreterFrame *f, PyObject *names, uint32_t i)
+{
+	if (i >= (uint32_t)PyTuple_GET_SIZE(names))
+		return NULL;
+	PyObject *name = PyTuple_GET_ITEM(names, i), *v = NULL;
+	if (PyDict_Check(f->f_globals))
+		v = PyDict_GetItemWithError(f->f_globals, name);
+	if (!v && PyDict_Check(f->f_builtins))
+		v = PyDict_GetItemWithError(f->f_builtins, name);
+	PyErr_Clear();
+	return v;
+}
+
+/* 1 matches, 0 does not, -1 unknown. */
+static int clause_matches(struct loads *l, PyObject *type, int ntuple)
+{
+	int from = l->n - ntuple;
+	if (from < 0)
+		return -1;
+	for (int i = from; i < l->n; i++)
+		if (!l->v[i] || !(PyExceptionClass_Check(l->v[i])))
+			return -1;
+	for (int i = from; i < l->n; i++)
+		if (PyErr_GivenExceptionMatches(type, l->v[i]))
+			return 1;
+	return 0;
+}
+
+static enum verdict classify_handler(_PyInterpreterFrame *f, const struct rewrite_exc *e,
+				     PyObject *type, uint32_t *reraise_at)
+{
+	PyCodeObject *co = f->f_code;
+	struct loads l = { .n = 0 };
+	struct insn in;
+	int tuple = 1;       /* items the next CHECK_EXC_MATCH tests */
+	uint32_t u = e->target;
+
+	for (int steps = 0; steps < 512; steps++) {
+		if (insn_at(co, u, &in))
+			return CATCHES;
+		switch (in.op) {
+		case PUSH_EXC_INFO:
+		case NOP:
+			break;
+		case LOAD_GLOBAL:
+			loads_push(&l, global_named(f, co->co_names, in.arg >> 1));
+			tuple = 1;
+			break;
+		case LOAD_NAME:
+			loads_push(&l, global_named(f, co->co_names, in.arg));
+			tuple = 1;
+			break;
+		case LOAD_ATTR: {
+			PyObject *mod = l.n ? l.v[l.n - 1] : NULL, *v = NULL;
+			if (mod && PyModule_Check(mod) && in.arg < (uint32_t)PyTuple_GET_SIZE(co->co_names)) {
+				v = PyDict_GetItemWithError(PyModule_GetDict(mod),
+							    PyTuple_GET_ITEM(co->co_names, in.arg));
+				PyErr_Clear();
+			}
+			if (l.n)
+				l.v[l.n - 1] = v;
+			break;
+		}
+		case BUILD_TUPLE:
+			tuple = (int)in.arg;
+			break;
+		case CHECK_EXC_MATCH: {
+			int m = clause_matches(&l, type, tuple);
+			struct insn jump;
+			if (m != 0)
+				return CATCHES;   /* matches, or cannot tell */
+			/* No match: POP_JUMP_FORWARD_IF_FALSE to the next clause. */
+			if (insn_at(co, in.next, &jump) || jump.op != POP_JUMP_FORWARD_IF_FALSE)
+				return CATCHES;
+			u = jump.next + jump.arg;
+			l.n = 0;
+			tuple = 1;
+			continue;
+		}
+		case WITH_EXCEPT_START: {
+			/* The __exit__ bound method sits at depth-1 (PEEK(4) in
+			 * ceval's WITH_EXCEPT_START); C-implemented ones (locks,
+			 * files) never suppress, Python ones may. */
+			PyObject *exit_fn = NULL;
+			if (e->depth >= 1 && (int)e->depth <= co->co_stacksize)
+				exit_fn = f->localsplus[co->co_nlocalsplus + e->depth - 1];
+			if (!exit_fn || !PyCFunction_Check(exit_fn))
+				return CATCHES;
+			break;   /* falls through to its RERAISE */
+		}
+		case POP_JUMP_FORWARD_IF_TRUE:
+		case POP_JUMP_FORWARD_IF_FALSE:
+		case POP_JUMP_FORWARD_IF_NONE:
+		case POP_JUMP_FORWARD_IF_NOT_NONE:
+		case JUMP_IF_FALSE_OR_POP:
+		case JUMP_IF_TRUE_OR_POP:
+			break;   /* follow the fall-through path */
+		case POP_EXCEPT: {
+			/* Handled, unless it is the cleanup "COPY 3; POP_EXCEPT; RERAISE". */
+			struct insn nx;
+			if (insn_at(co, in.next, &nx) == 0 && nx.op == RERAISE) {
+				*reraise_at = in.next;
+				return RERAISES;
+			}
+			return CATCHES;
+		}
+		case RERAISE:
+			*reraise_at = u;
+			return RERAISES;
+		case CHECK_EG_MATCH:       /* except*: cannot tell */
+		case RETURN_VALUE:         /* return in finally swallows */
+		case YIELD_VALUE:
+		case JUMP_FORWARD:
+		case JUMP_BACKWARD:
+		case JUMP_BACKWARD_NO_INTERRUPT:
+		case POP_JUMP_BACKWARD_IF_FALSE:
+		case POP_JUMP_BACKWARD_IF_TRUE:
+		case POP_JUMP_BACKWARD_IF_NONE:
+		case POP_JUMP_BACKWARD_IF_NOT_NONE:
+			return CATCHES;
+		default:
+			tuple = 1;
+			break;
+		}
+		u = in.next;
+	}
+	return CATCHES;
+}
+
+/* Whether frame f (at its current instruction) may catch `type`: follow
+ * handlers and the re-raises of cleanups within the frame. A malformed
+ * table cannot be judged: it counts as catching. */
+static int frame_catches(_PyInterpreterFrame *f, PyObject *type)
 {
 	PyCodeObject *co = f->f_code;
 	uint32_t unit;
@@ -78,9 +265,25 @@ static int has_handler(_PyInterpreterFrame *f)
 		return 0;
 	const uint8_t *p = (const uint8_t *)PyBytes_AS_STRING(co->co_exceptiontable);
 	const uint8_t *end = p + PyBytes_GET_SIZE(co->co_exceptiontable);
-	/* A malformed table cannot be judged: count it as a handler, so the
-	 * exception is left alone. */
-	return rewrite_exctable__find(p, end, unit, &e) != 0;
+	for (int hops = 0; hops < 16; hops++) {
+		int r = rewrite_exctable__find(p, end, unit, &e);
+		if (r == 0)
+			return 0;
+		if (r < 0 || classify_handler(f, &e, type, &unit) == CATCHES)
+			return 1;
+	}
+	return 1;
+}
+
+static int has_any_handler(_PyInterpreterFrame *f)
+{
+	PyCodeObject *co = f->f_code;
+	uint32_t unit;
+	struct rewrite_exc e;
+	if (unit_of(f, &unit))
+		return 0;
+	const uint8_t *p = (const uint8_t *)PyBytes_AS_STRING(co->co_exceptiontable);
+	return rewrite_exctable__find(p, p + PyBytes_GET_SIZE(co->co_exceptiontable), unit, &e) != 0;
 }
 
 static int name_is(PyCodeObject *co, const char *s)
@@ -108,6 +311,19 @@ static int is_thread_top(PyCodeObject *co)
 	return r;
 }
 
+/* Whether caller's value stack area holds one of two objects. Only
+ * pointers are compared (stale slots above the live top may hold dead
+ * objects: never dereferenced), so a stale hit errs on "may swallow". */
+static int stack_holds(_PyInterpreterFrame *caller, PyObject *a, PyObject *b)
+{
+	PyCodeObject *co = caller->f_code;
+	PyObject **base = caller->localsplus + co->co_nlocalsplus;
+	for (int i = 0; i < co->co_stacksize; i++)
+		if (base[i] && (base[i] == a || base[i] == b))
+			return 1;
+	return 0;
+}
+
 /* callee was entered from C (is_entry), called by the Python frame caller.
  * Could that C code swallow `type`? */
 static int c_may_swallow(_PyInterpreterFrame *callee, _PyInterpreterFrame *caller,
@@ -115,16 +331,14 @@ static int c_may_swallow(_PyInterpreterFrame *callee, _PyInterpreterFrame *calle
 {
 	PyCodeObject *co = callee->f_code;
 	int op = canonical_op(caller);
-	int call = op == PRECALL || op == CALL || op == CALL_FUNCTION_EX;
+	int call = op == PRECALL || op == CALL;
 	/* __del__ errors become "Exception ignored in": never the caller's. */
 	if (name_is(co, "__del__"))
 		return 1;
-	/* hasattr(), getattr(o, n, default), _PyObject_LookupAttr users: a
-	 * property getter or __getattr__ reached from a call. A type's
-	 * __init__/__new__/__call__ are reached by type_call/slot_tp_call,
-	 * which propagate. */
-	if (type == PyExc_AttributeError && call && !name_is(co, "__init__") &&
-	    !name_is(co, "__new__") && !name_is(co, "__call__"))
+	/* hasattr() and getattr(o, name, default) drop AttributeError from a
+	 * property getter, __getattr__ or __getattribute__ they reach: the
+	 * caller is calling one of them when its stack holds it. */
+	if (type == PyExc_AttributeError && call && stack_holds(caller, g_hasattr, g_getattr))
 		return 1;
 	/* The old sequence iteration protocol ends on IndexError. */
 	if (type == PyExc_IndexError && name_is(co, "__getitem__") &&
@@ -173,7 +387,9 @@ static int is_crash(_PyInterpreterFrame *f, PyObject *type)
 	if (op == RAISE_VARARGS || op == RERAISE)
 		return 0;   /* deliberate: raise, assert, re-raise */
 	for (_PyInterpreterFrame *fr = f; fr; ) {
-		if (has_handler(fr) && !is_thread_top(fr->f_code))
+		if (is_thread_top(fr->f_code))
+			break;      /* what reaches it goes to threading.excepthook */
+		if (frame_catches(fr, type))
 			return 0;
 		_PyInterpreterFrame *below = complete_previous(fr);
 		if (!below)
@@ -239,9 +455,9 @@ static void consider(PyFrameObject *frame, PyObject **pexc, PyObject **pval, PyO
 	/* Only the frame being unwound: _PyTraceback_Add passes fake frames. */
 	if (!ts->cframe || f != ts->cframe->current_frame || _PyFrame_IsIncomplete(f))
 		return;
-	/* The cheapest verdict first: a handler right here (try/except in the
-	 * same function) is the common handled case. */
-	if (has_handler(f))
+	/* The cheapest verdict first: a handler right here that catches
+	 * (try/except in the same function) is the common handled case. */
+	if (has_any_handler(f) && frame_catches(f, *pexc))
 		return;
 	if (!is_crash(f, *pexc))
 		return;
@@ -451,6 +667,13 @@ int agent_watch__install(uint32_t *mode, char *detail, size_t cap)
 		g_timeout_ms = (uint32_t)strtoul(tmo, NULL, 10);
 	if (!g_stdlib_prefix)
 		find_stdlib();
+	if (!g_hasattr) {
+		PyObject *b = PyImport_ImportModule("builtins");
+		g_hasattr = b ? PyObject_GetAttrString(b, "hasattr") : NULL;
+		g_getattr = b ? PyObject_GetAttrString(b, "getattr") : NULL;
+		Py_XDECREF(b);
+		PyErr_Clear();
+	}
 	if (!want || strcmp(want, "trace") != 0) {
 		rc = install_jump(mode, detail, cap);
 		if (rc == 0) {
