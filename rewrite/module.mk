@@ -19,3 +19,12 @@ $(RW_ROUNDTRIP): tests/e2e/test_roundtrip_check.c $(call lib_of,rewrite)
 	@mkdir -p $(@D)
 	$(CC) $(ALL_CFLAGS) -o $@ $< $(call lib_of,rewrite)
 unit: $(RW_ROUNDTRIP)
+
+# rewrite-guards: the bridge between Python test programs and the guard
+# engine (tests/e2e/test_guards.sh, test_fidelity.sh), built with the unit
+# tests like the round-trip checker.
+RW_GUARDS_TOOL := $(BUILD)/tests/e2e/test_guards_tool
+$(RW_GUARDS_TOOL): tests/e2e/test_guards_tool.c $(call lib_of,rewrite)
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) -o $@ $< $(call lib_of,rewrite)
+unit: $(RW_GUARDS_TOOL)

@@ -91,20 +91,20 @@ static PyObject *h_guard_match(PyObject *self, PyObject *const *args, Py_ssize_t
 	int ok = raised_here(exc);
 	if (ok) {
 		switch (code) {
-		case SUTURE_MATCH_HERE:
+		case GUARD_MATCH_HERE:
 			break;
-		case SUTURE_MATCH_NONE_ATTR:
+		case GUARD_MATCH_NONE_ATTR:
 			ok = attr_on_none(exc);
 			break;
-		case SUTURE_MATCH_NONE_SUBSCRIPT:
+		case GUARD_MATCH_NONE_SUBSCRIPT:
 			ok = PyErr_GivenExceptionMatches(exc, PyExc_TypeError) &&
 			     message_is(exc, NOT_SUBSCRIPTABLE);
 			break;
-		case SUTURE_MATCH_NONE_CALL:
+		case GUARD_MATCH_NONE_CALL:
 			ok = PyErr_GivenExceptionMatches(exc, PyExc_TypeError) &&
 			     message_is(exc, NOT_CALLABLE);
 			break;
-		case SUTURE_MATCH_CHAIN:
+		case GUARD_MATCH_CHAIN:
 			ok = PyErr_GivenExceptionMatches(exc, PyExc_KeyError) ||
 			     PyErr_GivenExceptionMatches(exc, PyExc_IndexError) ||
 			     (PyErr_GivenExceptionMatches(exc, PyExc_TypeError) &&

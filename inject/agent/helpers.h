@@ -18,15 +18,9 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
-/* Filter codes passed to guard_match(exc, code); the numbering is part of
- * the patch format (a patch carries them as int constants). */
-enum suture_match {
-	SUTURE_MATCH_HERE = 0,          /* raised by the guarded instruction itself */
-	SUTURE_MATCH_NONE_ATTR = 1,     /* AttributeError on None, raised here */
-	SUTURE_MATCH_NONE_SUBSCRIPT = 2,/* TypeError "'NoneType' object is not subscriptable" */
-	SUTURE_MATCH_NONE_CALL = 3,     /* TypeError "'NoneType' object is not callable" */
-	SUTURE_MATCH_CHAIN = 4,         /* KeyError/IndexError, or subscripting None */
-};
+/* guard_match(exc, code) takes the filter codes of rewrite/guard.h
+ * (enum guard_match); they are part of the patch format. */
+#include "rewrite/guard.h"
 
 /* A new reference to the helper named `name` ("guard_match",
  * "str_coerce", "str_coerce_inplace", "open_or_empty"); NULL with KeyError

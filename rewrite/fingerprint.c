@@ -1,0 +1,76 @@
+/* rewrite/fingerprint.c: a crash site's identity, stable across runs,
+ * processes and quickening: computed on the canonical instructions (the
+ * decoder deoptimizes co_code_adaptive), with names and constants as text
+ * and jumps as relative distances, so nothing depends on addresses. */
+#include "rewrite/guard-priv.h"
+
+#include <errno.h>
+#include <string.h>
+
+#include <opcode.h>
+
+#define FP_BEFORE 3
+#define FP_AFTER 2
+
+int guard_fingerprint__compute(const struct rewrite_code_info *info, uint32_t unit,
+			       const char *exc_type, struct guard_fingerprint *out,
+			       struct rewrite_diag *diag)
+{
+	memset(out, 0, sizeof(*out));
+	struct rewrite_code *code = NULL;
+	int err = rewrite_code__decode(info, &code, diag);
+	if (err < 0)
+		return err;
+	int64_t at = rewrite_code__instr_at(code, unit);
+	if (at < 0) {
+		if (diag) {
+			diag->err = -EINVAL;
+			diag->where = unit;
+			guard__fmt(diag->msg, sizeof(diag->msg),
+				   "guard: fingerprint: unit %u is outside code '%s'", unit,
+				   info->qualname ? info->qualname : "?");
+		}
+		rewrite_code__free(code);
+		return -EINVAL;
+	}
+	struct gctx g = { .info = info, .code = code, .in = rewrite_code__instrs(code),
+			  .n = rewrite_code__ninstrs(code) };
+	int64_t lo = at - FP_BEFORE < 0 ? 0 : at - FP_BEFORE;
+	int64_t hi = at + FP_AFTER >= (int64_t)g.n ? (int64_t)g.n - 1 : at + FP_AFTER;
+	size_t used = 0;
+	for (int64_t i = lo; i <= hi; i++) {
+		const struct rewrite_instr *in = &g.in[i];
+		char arg[96];
+		switch (rewrite_opcode__argkind(in->opcode)) {
+		case REWRITE_ARG_NAME: case REWRITE_ARG_LOCAL: case REWRITE_ARG_FREE:
+		case REWRITE_ARG_CONST:
+			guard__fmt(arg, sizeof(arg), "%s%s", gctx__argtext(&g, in),
+				   in->opcode == LOAD_GLOBAL && (in->arg & 1) ? "+NULL" : "");
+			break;
+		case REWRITE_ARG_JUMP:
+			guard__fmt(arg, sizeof(arg), "%+d", in->target >= 0 ? (int)(in->target - i) : 0);
+			break;
+		case REWRITE_ARG_NONE:
+			arg[0] = '\0';
+			break;
+		default:
+			guard__fmt(arg, sizeof(arg), "%u", in->arg);
+		}
+		int n = snprintf(out->window + used, sizeof(out->window) - used, "%s%s%s%s%s",
+				 i == lo ? "" : "|", i == at ? ">" : "",
+				 rewrite_opcode__name(in->opcode), arg[0] ? " " : "", arg);
+		if (n < 0 || (size_t)n >= sizeof(out->window) - used) {
+			used = sizeof(out->window) - 1;
+			break;
+		}
+		used += (size_t)n;
+	}
+	uint64_t h = guard__fnv1a(GUARD_FNV_SEED, out->window, strlen(out->window));
+	h = guard__fnv1a(h, "\0", 1);
+	const char *t = exc_type ? exc_type : "";
+	if (strncmp(t, "builtins.", 9) == 0)
+		t += 9;
+	out->hash = guard__fnv1a(h, t, strlen(t));
+	rewrite_code__free(code);
+	return 0;
+}

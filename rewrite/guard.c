@@ -1,0 +1,677 @@
+/* rewrite/guard.c: guard synthesis (DESIGN.md section 4, docs/guards.md,
+ * patch format in docs/formats/patch.md).
+ *
+ * Handler guard, appended after the original code; the new entry covers the
+ * failing instruction (prefixes to caches) with depth = base, lasti set:
+ *
+ *   H:  LOAD_CONST    <exception type(s)>     [base.., lasti, exc]
+ *       CHECK_EXC_MATCH
+ *       POP_JUMP_FORWARD_IF_FALSE R
+ *       LOAD_CONST    <helper guard_match>    precise filter: raised by this
+ *       COPY          2                       instruction, on None ...
+ *       LOAD_CONST    <filter code>
+ *       PRECALL 1 / CALL 1                    (method form: no NULL needed)
+ *       POP_JUMP_FORWARD_IF_FALSE R
+ *       POP_TOP                               the exception
+ *       POP_TOP                               lasti
+ *   F:  LOAD_CONST    <fallback>              (not for a skipped statement)
+ *       JUMP_BACKWARD <resume>
+ *   R:  RERAISE 1                             prev_instr = lasti: tracebacks,
+ *                                             f_lineno and enclosing handlers'
+ *                                             lasti are those of the original
+ *
+ * No PUSH_EXC_INFO/POP_EXCEPT: no Python code runs while the exception is
+ * held (the filter is a builtin), so sys.exc_info() is never touched and is
+ * clean after healing. RERAISE goes straight to exception_unwind (no second
+ * traceback entry); the unwinder looks the handler up at the RERAISE's own
+ * offset, which is why the block is covered by the entry that covered the
+ * failing instruction: the program's own try/finally/with still runs.
+ */
+#include "rewrite/guard-priv.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <opcode.h>
+
+
+static int verify_patch(const struct rewrite_code_info *info, const struct guard_patch *p,
+			struct rewrite_diag *diag);
+
+static int set_diag(struct rewrite_diag *diag, int err, const struct rewrite_code_info *info,
+		    const char *what)
+{
+	if (diag) {
+		diag->err = err;
+		diag->where = -1;
+		guard__fmt(diag->msg, sizeof(diag->msg), "guard: code '%s': %s",
+			   info && info->qualname ? info->qualname : "?", what);
+	}
+	return err;
+}
+
+static int add_const(struct guard_patch *p, struct guard_const c)
+{
+	if (p->nconsts >= GUARD_MAX_CONSTS)
+		return -ERANGE;
+	p->consts[p->nconsts] = c;
+	return (int)(p->nconsts_before + p->nconsts++);
+}
+
+/* Append one instruction; -errno on failure, else its index. */
+static int64_t emit(struct rewrite_code *code, int op, uint32_t arg, int64_t target,
+		    const struct rewrite_loc *loc)
+{
+	return rewrite_code__append(code, op, arg, target, loc, 0);
+}
+
+/* A range of units [start, end) a new entry covers, with its handler. */
+struct cover_unit {
+	uint32_t start, end;
+	struct rewrite_exc entry;
+};
+
+static int cmp_exc(const void *a, const void *b)
+{
+	const struct rewrite_exc *x = a, *y = b;
+	return x->start < y->start ? -1 : x->start > y->start;
+}
+
+/* The new table: original entries minus the covered ranges (split where
+ * they overlap), plus the new entries. Covers must not overlap each other. */
+static int build_table(const struct rewrite_exc *orig, size_t norig, const struct cover_unit *cov,
+		       size_t ncov, const struct rewrite_exc *extra, size_t nextra,
+		       struct rewrite_exc **out, size_t *nout)
+{
+	size_t cap = norig * (ncov + 1) + ncov + nextra + 1;
+	struct rewrite_exc *t = calloc(cap, sizeof(*t));
+	if (!t)
+		return -ENOMEM;
+	size_t n = 0;
+	for (size_t i = 0; i < norig; i++) {
+		uint32_t s = orig[i].start;
+		/* covers are sorted by start */
+		for (size_t c = 0; c < ncov && s < orig[i].end; c++) {
+			if (cov[c].end <= s || cov[c].start >= orig[i].end)
+				continue;
+			if (cov[c].start > s) {
+				t[n] = orig[i];
+				t[n].start = s;
+				t[n].end = cov[c].start;
+				n++;
+			}
+			s = cov[c].end;
+		}
+		if (s < orig[i].end) {
+			t[n] = orig[i];
+			t[n].start = s;
+			n++;
+		}
+	}
+	for (size_t c = 0; c < ncov; c++)
+		t[n++] = cov[c].entry;
+	for (size_t e = 0; e < nextra; e++)
+		t[n++] = extra[e];
+	qsort(t, n, sizeof(*t), cmp_exc);
+	*out = t;
+	*nout = n;
+	return 0;
+}
+
+/* Encode, lay the new table out with the block offsets now known, encode
+ * again, analyse and verify. Fills the byte fields and stacksize. */
+struct block {
+	int64_t first, last;          /* appended instruction indices */
+	const struct rewrite_exc *enc; /* entry covering the guarded code, or NULL */
+	struct rewrite_exc enc_copy;
+};
+
+static int finish(struct gctx *g, struct guard_patch *p, const struct cover_unit *cov_idx,
+		  size_t ncov, const int64_t *cov_block, struct block *blocks, size_t nblocks,
+		  struct rewrite_diag *diag)
+{
+	struct rewrite_exc *orig = NULL, *table = NULL, *extra = NULL;
+	struct cover_unit *cov = NULL;
+	size_t norig = rewrite_code__nexc(g->code), ntable = 0;
+	int err = -ENOMEM;
+	orig = malloc((norig + 1) * sizeof(*orig));
+	cov = malloc((ncov + 1) * sizeof(*cov));
+	extra = malloc((nblocks + 1) * sizeof(*extra));
+	if (!orig || !cov || !extra)
+		goto out;
+	memcpy(orig, rewrite_code__excs(g->code), norig * sizeof(*orig));
+	/* First layout: offsets of the appended blocks. */
+	err = rewrite_code__encode(g->code, NULL, NULL, NULL, diag);
+	if (err < 0)
+		goto out;
+	const struct rewrite_instr *in = rewrite_code__instrs(g->code);
+	size_t nextra = 0;
+	for (size_t b = 0; b < nblocks; b++) {
+		if (!blocks[b].enc)
+			continue;
+		const struct rewrite_instr *l = &in[blocks[b].last];
+		extra[nextra] = blocks[b].enc_copy;
+		extra[nextra].start = in[blocks[b].first].offset;
+		extra[nextra].end = l->offset + l->size;
+		nextra++;
+	}
+	for (size_t c = 0; c < ncov; c++) {
+		cov[c] = cov_idx[c];
+		cov[c].entry.target = in[blocks[cov_block[c]].first].offset;
+	}
+	err = build_table(orig, norig, cov, ncov, extra, nextra, &table, &ntable);
+	if (err < 0)
+		goto out;
+	err = rewrite_code__set_excs(g->code, table, ntable);
+	if (err < 0)
+		goto out;
+	err = rewrite_code__encode(g->code, &p->code, &p->exctable, &p->linetable, diag);
+	if (err < 0)
+		goto out;
+	int maxd = 0;
+	err = rewrite_code__analyse(g->code, &maxd, diag);
+	if (err < 0)
+		goto out;
+	p->stacksize = maxd > g->info->stacksize ? maxd : g->info->stacksize;
+	in = rewrite_code__instrs(g->code);
+	p->block_unit = nblocks ? in[blocks[0].first].offset : 0;
+	p->nentries = ncov;
+	err = 0;
+out:
+	free(orig);
+	free(table);
+	free(extra);
+	free(cov);
+	return err;
+}
+
+static struct cover_unit cover_of(const struct gctx *g, const struct guard_cover *c, int32_t depth)
+{
+	const struct rewrite_instr *a = &g->in[c->first], *b = &g->in[c->last];
+	struct cover_unit u = { .start = a->offset, .end = b->offset + b->size };
+	u.entry = (struct rewrite_exc){ .start = u.start, .end = u.end, .depth = (uint32_t)depth,
+					.lasti = true };
+	return u;
+}
+
+static int synth_handler(struct gctx *g, const struct guard_decision *d, struct guard_patch *p,
+			 struct rewrite_diag *diag)
+{
+	const struct rewrite_loc *loc0 = &g->in[d->anchor].loc;
+	struct rewrite_loc loc = *loc0;
+	struct guard_const match = { .kind = GUARD_CONST_EXC_TYPE, .nnames = 1 };
+	long code = GUARD_MATCH_HERE;
+	switch (d->kind) {
+	case GUARD_NULL:
+		match.names[0] = "AttributeError";
+		code = GUARD_MATCH_NONE_ATTR;
+		break;
+	case GUARD_INDEX:
+		match.names[0] = "IndexError";
+		break;
+	case GUARD_KEY:
+		match.names[0] = "KeyError";
+		break;
+	case GUARD_SUBSCRIPT:
+		match.names[0] = "TypeError";
+		code = GUARD_MATCH_NONE_SUBSCRIPT;
+		break;
+	case GUARD_CHAIN_SUBSCRIPT:
+		match = (struct guard_const){ .kind = GUARD_CONST_EXC_TUPLE, .nnames = 3,
+					      .names = { "KeyError", "IndexError", "TypeError" } };
+		code = GUARD_MATCH_CHAIN;
+		break;
+	case GUARD_TYPE_COERCION:
+		match = (struct guard_const){ .kind = GUARD_CONST_EXC_TUPLE, .nnames = 2,
+					      .names = { "ValueError", "TypeError" } };
+		break;
+	case GUARD_DIVISION:
+		match.names[0] = "ZeroDivisionError";
+		break;
+	case GUARD_CALLABLE:
+		match.names[0] = "TypeError";
+		code = GUARD_MATCH_NONE_CALL;
+		break;
+	default:
+		return set_diag(diag, -EINVAL, g->info, "not a handler guard kind");
+	}
+	int c_match = add_const(p, match);
+	int c_helper = add_const(p, (struct guard_const){ .kind = GUARD_CONST_HELPER, .nnames = 1,
+							  .names = { "guard_match" } });
+	int c_code = add_const(p, (struct guard_const){ .kind = GUARD_CONST_INT, .i = code });
+	int c_fb = -1;
+	if (d->push_fallback) {
+		struct guard_const fb = { .kind = GUARD_CONST_NONE };
+		if (d->fallback == GUARD_FB_INT0)
+			fb = (struct guard_const){ .kind = GUARD_CONST_INT, .i = 0 };
+		else if (d->fallback == GUARD_FB_FLOAT0)
+			fb = (struct guard_const){ .kind = GUARD_CONST_FLOAT, .f = 0.0 };
+		c_fb = add_const(p, fb);
+	}
+	if (c_match < 0 || c_helper < 0 || c_code < 0 || (d->push_fallback && c_fb < 0))
+		return -ERANGE;
+
+	int64_t h = (int64_t)rewrite_code__ninstrs(g->code);
+	int64_t r = h + 12 + (d->push_fallback ? 1 : 0);   /* index of RERAISE */
+	int64_t k;
+	if ((k = emit(g->code, LOAD_CONST, (uint32_t)c_match, -1, &loc)) < 0 ||
+	    (k = emit(g->code, CHECK_EXC_MATCH, 0, -1, &loc)) < 0 ||
+	    (k = emit(g->code, POP_JUMP_FORWARD_IF_FALSE, 0, r, &loc)) < 0 ||
+	    (k = emit(g->code, LOAD_CONST, (uint32_t)c_helper, -1, &loc)) < 0 ||
+	    (k = emit(g->code, COPY, 2, -1, &loc)) < 0 ||
+	    (k = emit(g->code, LOAD_CONST, (uint32_t)c_code, -1, &loc)) < 0 ||
+	    (k = emit(g->code, PRECALL, 1, -1, &loc)) < 0 ||
+	    (k = emit(g->code, CALL, 1, -1, &loc)) < 0 ||
+	    (k = emit(g->code, POP_JUMP_FORWARD_IF_FALSE, 0, r, &loc)) < 0 ||
+	    (k = emit(g->code, POP_TOP, 0, -1, &loc)) < 0 ||
+	    (k = emit(g->code, POP_TOP, 0, -1, &loc)) < 0)
+		return (int)k;
+	int64_t fbi = k + 1;
+	if (d->push_fallback && (k = emit(g->code, LOAD_CONST, (uint32_t)c_fb, -1, &loc)) < 0)
+		return (int)k;
+	if ((k = emit(g->code, JUMP_BACKWARD, 0, d->resume, &loc)) < 0 ||
+	    (k = emit(g->code, RERAISE, 1, -1, &loc)) < 0)
+		return (int)k;
+	if (k != r)
+		return set_diag(diag, -EINVAL, g->info, "handler block layout mismatch");
+
+	struct block blk = { .first = h, .last = r };
+	const struct rewrite_exc *enc = rewrite_code__exc_at(g->code, g->in[d->cover[0].first].offset);
+	if (enc) {
+		blk.enc = enc;
+		blk.enc_copy = *enc;
+	}
+	struct cover_unit cov[GUARD_MAX_COVER];
+	int64_t cov_block[GUARD_MAX_COVER];
+	for (size_t c = 0; c < d->ncover; c++) {
+		const struct rewrite_exc *e2 = rewrite_code__exc_at(g->code,
+								    g->in[d->cover[c].first].offset);
+		if ((e2 == NULL) != (enc == NULL) ||
+		    (e2 && (e2->target != enc->target || e2->depth != enc->depth)))
+			return set_diag(diag, -EINVAL, g->info,
+					"guarded instructions sit under different handlers");
+		cov[c] = cover_of(g, &d->cover[c], d->base_depth);
+		cov_block[c] = 0;
+	}
+	int err = finish(g, p, cov, d->ncover, cov_block, &blk, 1, diag);
+	if (err < 0)
+		return err;
+	const struct rewrite_instr *in = rewrite_code__instrs(g->code);
+	p->fallback_unit = in[fbi].offset;
+	p->resume_unit = in[d->resume].offset;
+	p->base_depth = d->base_depth;
+	return 0;
+}
+
+static int synth_redirect(struct gctx *g, const struct guard_decision *d, struct guard_patch *p,
+			  struct rewrite_diag *diag)
+{
+	int64_t rep = d->anchor;   /* BINARY_OP, or the PRECALL of open(...) */
+	const struct rewrite_instr *ri = &g->in[rep];
+	struct rewrite_loc loc = ri->loc;
+	const char *helper;
+	int64_t after;
+	if (d->kind == GUARD_STR_COERCE) {
+		if (ri->opcode != BINARY_OP)
+			return set_diag(diag, -EINVAL, g->info, "str_coerce_guard needs a BINARY_OP");
+		helper = ri->arg == NB_INPLACE_ADD ? "str_coerce_inplace" : "str_coerce";
+		after = rep + 1;
+	} else {
+		if (ri->opcode != PRECALL || (size_t)rep + 1 >= g->n || g->in[rep + 1].opcode != CALL)
+			return set_diag(diag, -EINVAL, g->info, "file_guard needs a PRECALL/CALL pair");
+		helper = "open_or_empty";
+		after = rep + 2;
+	}
+	int c_helper = add_const(p, (struct guard_const){ .kind = GUARD_CONST_HELPER, .nnames = 1,
+							  .names = { helper } });
+	if (c_helper < 0)
+		return -ERANGE;
+	uint32_t nargs = ri->arg;
+	int64_t h = (int64_t)rewrite_code__ninstrs(g->code);
+	int64_t k;
+	if ((k = emit(g->code, LOAD_CONST, (uint32_t)c_helper, -1, &loc)) < 0)
+		return (int)k;
+	if (d->kind == GUARD_STR_COERCE) {
+		/* [a, b, h] -> [h, a, b]; PRECALL 1 sees h in the method slot. */
+		if ((k = emit(g->code, SWAP, 3, -1, &loc)) < 0 ||
+		    (k = emit(g->code, SWAP, 2, -1, &loc)) < 0 ||
+		    (k = emit(g->code, PRECALL, 1, -1, &loc)) < 0 ||
+		    (k = emit(g->code, CALL, 1, -1, &loc)) < 0)
+			return (int)k;
+	} else {
+		/* [NULL, open, args.., h] -> [h, open, args..]: the helper is
+		 * called in the method form with the program's callable as
+		 * its first argument; KW_NAMES (already executed) still
+		 * names the last arguments. */
+		if ((k = emit(g->code, SWAP, nargs + 3, -1, &loc)) < 0 ||
+		    (k = emit(g->code, POP_TOP, 0, -1, &loc)) < 0 ||
+		    (k = emit(g->code, PRECALL, nargs, -1, &loc)) < 0 ||
+		    (k = emit(g->code, CALL, nargs, -1, &loc)) < 0)
+			return (int)k;
+	}
+	if ((k = emit(g->code, JUMP_BACKWARD, 0, after, &loc)) < 0)
+		return (int)k;
+	uint32_t rep_unit = ri->offset;
+	int err = rewrite_code__replace(g->code, (size_t)rep, JUMP_FORWARD, 0, h, 0);
+	if (err < 0)
+		return err;
+	struct block blk = { .first = h, .last = k };
+	const struct rewrite_exc *enc = rewrite_code__exc_at(g->code, rep_unit);
+	if (enc) {
+		blk.enc = enc;
+		blk.enc_copy = *enc;
+	}
+	err = finish(g, p, NULL, 0, NULL, &blk, 1, diag);
+	if (err < 0)
+		return err;
+	const struct rewrite_instr *in = rewrite_code__instrs(g->code);
+	p->replaced_unit = rep_unit;
+	p->resume_unit = in[after].offset;
+	p->base_depth = d->base_depth;
+	p->fallback_unit = 0;
+	return 0;
+}
+
+int guard__synthesize(const struct rewrite_code_info *info, const struct guard_decision *d,
+		      struct guard_patch *out, struct rewrite_diag *diag)
+{
+	memset(out, 0, sizeof(*out));
+	out->replaced_unit = -1;
+	if (!d || d->kind == GUARD_NONE || d->kind == GUARD_PROBE)
+		return set_diag(diag, -EINVAL, info, "no guard decided for this crash");
+	struct gctx g;
+	int err = gctx__open(&g, info, diag);
+	if (err < 0)
+		return err;
+	if (d->anchor < 0 || (size_t)d->anchor >= g.n || d->resume < 0 || (size_t)d->resume >= g.n ||
+	    d->ncover > GUARD_MAX_COVER) {
+		err = set_diag(diag, -EINVAL, info, "decision does not fit this code object");
+		goto out;
+	}
+	out->kind = d->kind;
+	out->nconsts_before = info->nconsts;
+	out->orig_units = rewrite_code__nunits(g.code);
+	if (d->placement == GUARD_PLACE_REDIRECT)
+		err = synth_redirect(&g, d, out, diag);
+	else
+		err = synth_handler(&g, d, out, diag);
+	if (err == 0)
+		err = verify_patch(info, out, diag);
+out:
+	gctx__close(&g);
+	if (err < 0)
+		guard_patch__release(out);
+	return err;
+}
+
+/* ---------------------------------------------------------------------- */
+/* The fidelity probe                                                     */
+
+struct probe_group {
+	int32_t base;
+	int64_t enc;     /* index of the enclosing original entry, -1 */
+	struct block blk;
+};
+
+int guard__synthesize_probe(const struct rewrite_code_info *info, struct guard_patch *out,
+			    struct rewrite_diag *diag)
+{
+	memset(out, 0, sizeof(*out));
+	out->replaced_unit = -1;
+	out->kind = GUARD_PROBE;
+	struct gctx g;
+	int err = gctx__open(&g, info, diag);
+	if (err < 0)
+		return err;
+	struct probe_group *groups = NULL;
+	struct cover_unit *cov = NULL;
+	int64_t *cov_block = NULL;
+	struct block *blocks = NULL;
+	size_t ngroups = 0, ncov = 0;
+	err = -ENOMEM;
+	groups = calloc(g.n + 1, sizeof(*groups));
+	cov = calloc(g.n + 1, sizeof(*cov));
+	cov_block = calloc(g.n + 1, sizeof(*cov_block));
+	if (!groups || !cov || !cov_block)
+		goto out;
+	out->nconsts_before = info->nconsts;
+	out->orig_units = rewrite_code__nunits(g.code);
+	int c_probe = add_const(out, (struct guard_const){ .kind = GUARD_CONST_PROBE_EXC });
+	const struct rewrite_exc *excs = rewrite_code__excs(g.code);
+	size_t n0 = g.n;
+	/* The prologue up to the first RESUME runs before the frame is
+	 * set up for exceptions (MAKE_CELL, COPY_FREE_VARS, RETURN_GENERATOR):
+	 * CPython never covers it, neither do we. */
+	size_t start = 0;
+	for (size_t i = 0; i < n0; i++)
+		if (g.in[i].opcode == RESUME) {
+			start = i + 1;
+			break;
+		}
+	for (size_t i = start; i < n0; i++) {
+		const struct rewrite_instr *in = &g.in[i];
+		if (in->depth < 0)
+			continue;
+		const struct rewrite_exc *e = rewrite_code__exc_at(g.code, in->offset);
+		int32_t base = in->depth - guard_op__inputs(in->opcode, in->arg);
+		if (e && (int32_t)e->depth > base)
+			base = (int32_t)e->depth;
+		if (base < 0)
+			base = 0;
+		int64_t ei = e ? e - excs : -1;
+		size_t gi;
+		for (gi = 0; gi < ngroups; gi++)
+			if (groups[gi].base == base && groups[gi].enc == ei)
+				break;
+		if (gi == ngroups) {
+			groups[gi].base = base;
+			groups[gi].enc = ei;
+			if (e) {
+				groups[gi].blk.enc = e;
+				groups[gi].blk.enc_copy = *e;
+			}
+			ngroups++;
+		}
+		/* Merge with the previous cover when contiguous and alike. */
+		if (ncov && cov_block[ncov - 1] == (int64_t)gi && cov[ncov - 1].end == in->offset) {
+			cov[ncov - 1].end = in->offset + in->size;
+			cov[ncov - 1].entry.end = cov[ncov - 1].end;
+			continue;
+		}
+		cov[ncov].start = in->offset;
+		cov[ncov].end = in->offset + in->size;
+		cov[ncov].entry = (struct rewrite_exc){ .start = cov[ncov].start, .end = cov[ncov].end,
+							.depth = (uint32_t)base, .lasti = true };
+		cov_block[ncov] = (int64_t)gi;
+		ncov++;
+	}
+	blocks = calloc(ngroups + 1, sizeof(*blocks));
+	if (!blocks)
+		goto out;
+	for (size_t gi = 0; gi < ngroups; gi++) {
+		/* The exception was not ours: RERAISE 1 either way. */
+		struct rewrite_loc loc = { -1, -1, -1, -1 };
+		int64_t h = (int64_t)rewrite_code__ninstrs(g.code), k;
+		/* The block takes the location of its first guarded
+		 * instruction, so a traceback through it reads the same. */
+		for (size_t c = 0; c < ncov; c++)
+			if (cov_block[c] == (int64_t)gi) {
+				loc = g.in[gctx__at(&g, cov[c].start)].loc;
+				break;
+			}
+		if ((k = emit(g.code, LOAD_CONST, (uint32_t)c_probe, -1, &loc)) < 0 ||
+		    (k = emit(g.code, CHECK_EXC_MATCH, 0, -1, &loc)) < 0 ||
+		    (k = emit(g.code, POP_JUMP_FORWARD_IF_FALSE, 0, h + 4, &loc)) < 0 ||
+		    (k = emit(g.code, RERAISE, 1, -1, &loc)) < 0 ||
+		    (k = emit(g.code, RERAISE, 1, -1, &loc)) < 0) {
+			err = (int)k;
+			goto out;
+		}
+		blocks[gi] = groups[gi].blk;
+		blocks[gi].first = h;
+		blocks[gi].last = k;
+	}
+	/* g.in may have moved with the appends; finish() reads the model. */
+	g.in = rewrite_code__instrs(g.code);
+	err = finish(&g, out, cov, ncov, cov_block, blocks, ngroups, diag);
+	if (err == 0)
+		err = verify_patch(info, out, diag);
+out:
+	free(groups);
+	free(cov);
+	free(cov_block);
+	free(blocks);
+	gctx__close(&g);
+	if (err < 0)
+		guard_patch__release(out);
+	return err;
+}
+
+/* The patched code object must pass the verifier with its own stack size
+ * (the model still carries the original's). */
+static int verify_patch(const struct rewrite_code_info *info, const struct guard_patch *p,
+			struct rewrite_diag *diag)
+{
+	struct rewrite_code_info pi;
+	struct rewrite_const *pc = NULL;
+	struct rewrite_code *c = NULL;
+	int err = guard_patch__info(info, p, &pi, &pc);
+	if (err == 0)
+		err = rewrite_code__decode(&pi, &c, diag);
+	if (err == 0)
+		err = rewrite_code__verify(c, diag);
+	rewrite_code__free(c);
+	free(pc);
+	return err;
+}
+
+void guard_patch__release(struct guard_patch *p)
+{
+	if (!p)
+		return;
+	rewrite_bytes__free(&p->code);
+	rewrite_bytes__free(&p->exctable);
+	rewrite_bytes__free(&p->linetable);
+	p->code.data = p->exctable.data = p->linetable.data = NULL;
+}
+
+/* ---------------------------------------------------------------------- */
+/* Describing the patched code object                                     */
+
+static struct rewrite_const const_text(const struct guard_const *c)
+{
+	switch (c->kind) {
+	case GUARD_CONST_NONE: return (struct rewrite_const){ "NoneType", "None" };
+	case GUARD_CONST_INT: {
+		static const char *const small[] = { "0", "1", "2", "3", "4", "5", "6", "7" };
+		return (struct rewrite_const){ "int", c->i >= 0 && c->i < 8 ? small[c->i] : "<int>" };
+	}
+	case GUARD_CONST_FLOAT: return (struct rewrite_const){ "float", "0.0" };
+	case GUARD_CONST_EXC_TYPE: return (struct rewrite_const){ "type", c->names[0] };
+	case GUARD_CONST_EXC_TUPLE: return (struct rewrite_const){ "tuple", "(<exception types>)" };
+	case GUARD_CONST_HELPER: return (struct rewrite_const){ "builtin_function_or_method", c->names[0] };
+	case GUARD_CONST_PROBE_EXC: return (struct rewrite_const){ "type", "<probe exception>" };
+	}
+	return (struct rewrite_const){ "?", "?" };
+}
+
+int guard_patch__info(const struct rewrite_code_info *info, const struct guard_patch *p,
+		      struct rewrite_code_info *out, struct rewrite_const **consts)
+{
+	*out = *info;
+	*consts = calloc(info->nconsts + p->nconsts + 1, sizeof(**consts));
+	if (!*consts)
+		return -ENOMEM;
+	if (info->nconsts)
+		memcpy(*consts, info->consts, info->nconsts * sizeof(**consts));
+	for (size_t i = 0; i < p->nconsts; i++)
+		(*consts)[info->nconsts + i] = const_text(&p->consts[i]);
+	out->consts = *consts;
+	out->nconsts = info->nconsts + p->nconsts;
+	out->code = p->code.data;
+	out->code_len = p->code.len;
+	out->exctable = p->exctable.data;
+	out->exctable_len = p->exctable.len;
+	out->linetable = p->linetable.data;
+	out->linetable_len = p->linetable.len;
+	out->stacksize = p->stacksize;
+	return 0;
+}
+
+/* ---------------------------------------------------------------------- */
+/* Side-by-side disassembly                                               */
+
+#define COLW 66
+
+static void print_cols(FILE *out, const char *l, const char *mark, const char *r)
+{
+	fprintf(out, "%-*.*s %s %s\n", COLW, COLW, l, mark, r);
+}
+
+int guard_patch__dis(const struct rewrite_code_info *info, const struct guard_patch *p,
+		     uint32_t anchor_unit, unsigned context, FILE *out)
+{
+	struct rewrite_code_info pi;
+	struct rewrite_const *pc = NULL;
+	struct rewrite_code *a = NULL, *b = NULL;
+	int err = guard_patch__info(info, p, &pi, &pc);
+	if (err < 0)
+		return err;
+	if ((err = rewrite_code__decode(info, &a, NULL)) < 0 ||
+	    (err = rewrite_code__decode(&pi, &b, NULL)) < 0)
+		goto out;
+	int ma, mb;
+	if ((err = rewrite_code__analyse(a, &ma, NULL)) < 0 ||
+	    (err = rewrite_code__analyse(b, &mb, NULL)) < 0)
+		goto out;
+	size_t na = rewrite_code__ninstrs(a), nb = rewrite_code__ninstrs(b);
+	const struct rewrite_instr *ia = rewrite_code__instrs(a), *ib = rewrite_code__instrs(b);
+	int64_t at = rewrite_code__instr_at(a, anchor_unit);
+	if (at < 0)
+		at = 0;
+	size_t lo = (size_t)at > context ? (size_t)at - context : 0;
+	size_t hi = (size_t)at + context + 1 < na ? (size_t)at + context + 1 : na;
+	unsigned fl = REWRITE_DIS_DEPTH | REWRITE_DIS_LINES;
+	char l[160], r[160];
+	fprintf(out, "%-*s   %s\n", COLW, "original", "patched");
+	/* Originals keep their offsets: walk both by unit. */
+	size_t jb = 0;
+	for (size_t i = lo; i < hi; i++) {
+		while (jb < nb && ib[jb].offset < ia[i].offset)
+			jb++;
+		rewrite_code__format_instr(a, i, fl, l, sizeof(l));
+		if (jb < nb && ib[jb].offset == ia[i].offset) {
+			rewrite_code__format_instr(b, jb, fl, r, sizeof(r));
+			bool same = ib[jb].opcode == ia[i].opcode && ib[jb].arg == ia[i].arg &&
+				    ib[jb].size == ia[i].size;
+			print_cols(out, l, same ? (i == (size_t)at ? ">" : " ") : "*", r);
+		} else {
+			print_cols(out, l, "?", "");
+		}
+	}
+	size_t napp = 0;
+	for (size_t j = 0; j < nb; j++)
+		napp += ib[j].offset >= p->orig_units;
+	fprintf(out, "%-*s   appended (%zu instructions from unit %u):\n", COLW, "", napp,
+		p->orig_units);
+	for (size_t j = 0; j < nb; j++) {
+		if (ib[j].offset < p->orig_units)
+			continue;
+		rewrite_code__format_instr(b, j, fl, r, sizeof(r));
+		print_cols(out, "", "+", r);
+	}
+	fprintf(out, "exception table (patched; + new):\n");
+	const struct rewrite_exc *eb = rewrite_code__excs(b);
+	for (size_t k = 0; k < rewrite_code__nexc(b); k++) {
+		bool isnew = eb[k].target >= p->orig_units;
+		fprintf(out, "  %s %u to %u -> %u [%u]%s\n", isnew ? "+" : " ", eb[k].start * 2,
+			eb[k].end * 2 - 2, eb[k].target * 2, eb[k].depth, eb[k].lasti ? " lasti" : "");
+	}
+	fprintf(out, "stack size %d -> %d\n", info->stacksize, p->stacksize);
+out:
+	rewrite_code__free(a);
+	rewrite_code__free(b);
+	free(pc);
+	return err;
+}

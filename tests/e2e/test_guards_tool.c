@@ -1,0 +1,229 @@
+/* The bridge between Python test programs and the guard engine: reads a
+ * codedump (tests/fixtures/codedump.py), runs the analysis, synthesis and
+ * diff gate (rewrite/guard.h), and prints JSON the tests turn into code
+ * objects with code.replace(). Test-only; built by rewrite/module.mk.
+ *
+ *   test_guards_tool heal DUMP INDEX UNIT EXCTYPE MESSAGE [callee]
+ *   test_guards_tool dis DUMP INDEX UNIT EXCTYPE MESSAGE
+ *   test_guards_tool probe DUMP        one JSON line per code object
+ *   test_guards_tool identity DUMP     one JSON line per code object
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "rewrite/guard.h"
+
+static void json_str(const char *s)
+{
+	putchar('"');
+	for (const unsigned char *p = (const unsigned char *)(s ? s : ""); *p; p++) {
+		if (*p == '"' || *p == '\\')
+			printf("\\%c", *p);
+		else if (*p < 0x20)
+			printf("\\u%04x", *p);
+		else
+			putchar(*p);
+	}
+	putchar('"');
+}
+
+static void json_hex(const uint8_t *p, size_t n)
+{
+	putchar('"');
+	for (size_t i = 0; i < n; i++)
+		printf("%02x", p[i]);
+	putchar('"');
+}
+
+static void print_patch(const struct guard_patch *p)
+{
+	printf("\"code\":");
+	json_hex(p->code.data, p->code.len);
+	printf(",\"exctable\":");
+	json_hex(p->exctable.data, p->exctable.len);
+	printf(",\"linetable\":");
+	json_hex(p->linetable.data, p->linetable.len);
+	printf(",\"stacksize\":%d,\"nconsts_before\":%zu,\"orig_units\":%u,\"block_unit\":%u,"
+	       "\"fallback_unit\":%u,\"resume_unit\":%u,\"base_depth\":%d,\"replaced_unit\":%lld,"
+	       "\"consts\":[",
+	       p->stacksize, p->nconsts_before, p->orig_units, p->block_unit, p->fallback_unit,
+	       p->resume_unit, p->base_depth, (long long)p->replaced_unit);
+	for (size_t i = 0; i < p->nconsts; i++) {
+		const struct guard_const *c = &p->consts[i];
+		printf("%s{\"kind\":\"%s\",\"i\":%lld,\"f\":%g,\"names\":[", i ? "," : "",
+		       guard_const_kind__name(c->kind), (long long)c->i, c->f);
+		for (size_t k = 0; k < c->nnames; k++) {
+			if (k)
+				putchar(',');
+			json_str(c->names[k]);
+		}
+		printf("]}");
+	}
+	printf("]");
+}
+
+/* Run the diff gate on a patch; prints "gate" and "delta" fields. */
+static int gate(const struct rewrite_code_info *info, const struct guard_patch *p)
+{
+	struct rewrite_code_info pi;
+	struct rewrite_const *pc = NULL;
+	struct rewrite_diag diag = { 0 };
+	struct guard_delta dl;
+	int err = guard_patch__info(info, p, &pi, &pc);
+	if (err == 0)
+		err = guard_diffgate__check(info, &pi, &dl, &diag);
+	free(pc);
+	printf(",\"gate\":");
+	json_str(err ? diag.msg : "ok");
+	if (!err) {
+		char buf[256];
+		guard_delta__format(&dl, buf, sizeof(buf));
+		printf(",\"delta\":");
+		json_str(buf);
+	}
+	return err;
+}
+
+static int cmd_heal(const struct rewrite_dump *dump, int argc, char **argv, bool dis)
+{
+	size_t idx = strtoul(argv[3], NULL, 10);
+	if (idx >= rewrite_dump__count(dump)) {
+		fprintf(stderr, "test_guards_tool: no code object %zu\n", idx);
+		return 2;
+	}
+	const struct rewrite_code_info *info = &rewrite_dump__entry(dump, idx)->info;
+	struct guard_crash crash = {
+		.unit = (uint32_t)strtoul(argv[4], NULL, 10),
+		.exc_type = argv[5],
+		.message = argv[6],
+		.in_callee = argc > 7 && strcmp(argv[7], "callee") == 0,
+		.stdlib = argc > 7 && strcmp(argv[7], "stdlib") == 0 ? 1 : 0,
+	};
+	struct guard_decision d;
+	struct rewrite_diag diag = { 0 };
+	int err = guard__analyse(info, &crash, &d, &diag);
+	if (err < 0) {
+		fprintf(stderr, "test_guards_tool: %s\n", diag.msg);
+		return 1;
+	}
+	struct guard_patch p = { 0 };
+	if (d.kind != GUARD_NONE) {
+		err = guard__synthesize(info, &d, &p, &diag);
+		if (err < 0) {
+			fprintf(stderr, "test_guards_tool: synthesize: %s\n", diag.msg);
+			return 1;
+		}
+	}
+	if (dis) {
+		if (d.kind == GUARD_NONE) {
+			printf("refused: %s\n", d.reason);
+			return 0;
+		}
+		printf("%s: %s\n", guard_kind__name(d.kind), d.reason);
+		err = guard_patch__dis(info, &p, d.anchor_unit, 4, stdout);
+		guard_patch__release(&p);
+		return err ? 1 : 0;
+	}
+	printf("{\"kind\":\"%s\",\"refusal\":\"%s\",\"reason\":", guard_kind__name(d.kind),
+	       guard_refusal__name(d.refusal));
+	json_str(d.reason);
+	printf(",\"target\":");
+	json_str(d.target);
+	printf(",\"subject\":");
+	json_str(d.subject);
+	printf(",\"fallback\":");
+	json_str(d.fallback_text);
+	printf(",\"placement\":\"%s\",\"consumer\":", guard_placement__name(d.placement));
+	json_str(d.consumer);
+	printf(",\"anchor_unit\":%u,\"fingerprint\":\"%016llx\"", d.anchor_unit,
+	       (unsigned long long)d.fingerprint);
+	int rc = 0;
+	if (d.kind != GUARD_NONE) {
+		printf(",\"patch\":{");
+		print_patch(&p);
+		printf("}");
+		rc = gate(info, &p) ? 1 : 0;
+	}
+	printf("}\n");
+	guard_patch__release(&p);
+	return rc;
+}
+
+static int cmd_all(const struct rewrite_dump *dump, bool probe)
+{
+	size_t n = rewrite_dump__count(dump), failed = 0;
+	for (size_t i = 0; i < n; i++) {
+		const struct rewrite_code_info *info = &rewrite_dump__entry(dump, i)->info;
+		struct rewrite_diag diag = { 0 };
+		printf("{\"index\":%zu,\"qualname\":", i);
+		json_str(info->qualname);
+		if (probe) {
+			struct guard_patch p;
+			int err = guard__synthesize_probe(info, &p, &diag);
+			if (err == 0) {
+				printf(",");
+				print_patch(&p);
+				if (gate(info, &p))
+					failed++;
+			} else {
+				printf(",\"error\":");
+				json_str(diag.msg);
+				failed++;
+			}
+			guard_patch__release(&p);
+		} else {
+			struct rewrite_code *c = NULL;
+			struct rewrite_bytes bc = { 0 }, be = { 0 }, bl = { 0 };
+			int err = rewrite_code__decode(info, &c, &diag);
+			if (err == 0)
+				err = rewrite_code__encode(c, &bc, &be, &bl, &diag);
+			if (err == 0) {
+				printf(",\"code\":");
+				json_hex(bc.data, bc.len);
+				printf(",\"exctable\":");
+				json_hex(be.data, be.len);
+				printf(",\"linetable\":");
+				json_hex(bl.data, bl.len);
+				printf(",\"stacksize\":%d,\"consts\":[],\"nconsts_before\":%zu",
+				       info->stacksize, info->nconsts);
+			} else {
+				printf(",\"error\":");
+				json_str(diag.msg);
+				failed++;
+			}
+			rewrite_bytes__free(&bc);
+			rewrite_bytes__free(&be);
+			rewrite_bytes__free(&bl);
+			rewrite_code__free(c);
+		}
+		printf("}\n");
+	}
+	return failed ? 1 : 0;
+}
+
+int main(int argc, char **argv)
+{
+	if (argc < 3) {
+		fprintf(stderr, "usage: test_guards_tool heal|dis|probe|identity DUMP ...\n");
+		return 2;
+	}
+	struct rewrite_dump *dump = NULL;
+	struct rewrite_diag diag = { 0 };
+	if (rewrite_dump__open(argv[2], &dump, &diag) < 0) {
+		fprintf(stderr, "test_guards_tool: %s\n", diag.msg);
+		return 2;
+	}
+	int rc = 2;
+	if ((strcmp(argv[1], "heal") == 0 || strcmp(argv[1], "dis") == 0) && argc >= 7)
+		rc = cmd_heal(dump, argc, argv, argv[1][0] == 'd');
+	else if (strcmp(argv[1], "probe") == 0)
+		rc = cmd_all(dump, true);
+	else if (strcmp(argv[1], "identity") == 0)
+		rc = cmd_all(dump, false);
+	else
+		fprintf(stderr, "test_guards_tool: bad command\n");
+	rewrite_dump__close(dump);
+	return rc;
+}
