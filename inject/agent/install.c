@@ -191,6 +191,14 @@ out:
 	return newc;
 }
 
+static const char *utf8_or(PyObject *s)
+{
+	const char *u = (s && PyUnicode_Check(s)) ? PyUnicode_AsUTF8(s) : NULL;
+	if (!u)
+		PyErr_Clear();
+	return u ? u : "?";
+}
+
 /* Give new to every function holding old and, for every code object whose
  * co_consts holds old, install a copy pointing to new. */
 static int install_everywhere(PyObject *old, PyObject *newc, PyObject *funcs, struct codes *all,
@@ -211,6 +219,8 @@ static int install_everywhere(PyObject *old, PyObject *newc, PyObject *funcs, st
 			return -EINVAL;
 		}
 		res->nfunctions++;
+		agent__log("patch: function %s given the new code",
+			   utf8_or(((PyFunctionObject *)f)->func_qualname));
 	}
 	for (Py_ssize_t i = 0; i < PyList_GET_SIZE(all->list); i++) {
 		PyCodeObject *parent = (PyCodeObject *)PyList_GET_ITEM(all->list, i);
@@ -243,6 +253,7 @@ static int install_everywhere(PyObject *old, PyObject *newc, PyObject *funcs, st
 			return -EINVAL;
 		}
 		res->nparents++;
+		agent__log("patch: enclosing code %s replaced", utf8_or(parent->co_qualname));
 		int rc = install_everywhere((PyObject *)parent, np, funcs, all, res, depth + 1);
 		Py_DECREF(np);
 		if (rc)

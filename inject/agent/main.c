@@ -290,6 +290,15 @@ static void accept_client(void)
 	}
 	pthread_mutex_lock(&g.lock);
 	bool busy = g.client_fd >= 0;
+	if (busy) {
+		/* A debugger that left while we were busy elsewhere. */
+		char c;
+		ssize_t r = recv(g.client_fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+		if (r == 0 || (r < 0 && errno != EAGAIN && errno != EWOULDBLOCK)) {
+			close_client_locked("EOF");
+			busy = false;
+		}
+	}
 	pthread_mutex_unlock(&g.lock);
 	if (busy) {
 		inject_msg__encode_error(&b, "another debugger is connected");
@@ -544,12 +553,14 @@ static void *agent_main(void *arg)
 		int n = poll(pf, g.client_fd >= 0 ? 2 : 1, 200);
 		if (n < 0 && errno != EINTR)
 			break;
-		if (n > 0 && (pf[0].revents & POLLIN))
-			accept_client();
+		/* The client first: its EOF must be seen before a new
+		 * debugger (often the same tool, reconnecting) is accepted. */
 		if (n > 0 && g.client_fd >= 0 && pf[1].fd == g.client_fd &&
 		    (pf[1].revents & (POLLIN | POLLHUP | POLLERR)))
 			if (!serve_one(&b))
 				break;
+		if (n > 0 && (pf[0].revents & POLLIN))
+			accept_client();
 		if (agent_watch__mode() == INJECT_WATCH_TRACE) {
 			PyGILState_STATE st;
 			if (gil_take(&st) == 0) {
