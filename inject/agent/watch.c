@@ -625,8 +625,40 @@ void agent_watch__rescan_threads(void)
 	PyErr_Clear();
 }
 
+/* New threading.Thread threads call sys.settrace(threading._trace_hook)
+ * first thing; that hook is this C function: on its first event it swaps
+ * itself for trace_cb on the new thread, so threads started between two
+ * rescans are watched from their first frame. */
+static PyObject *thread_hook(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+	(void)self;
+	(void)args;
+	(void)nargs;
+	if (g_watching && g_mode == INJECT_WATCH_TRACE)
+		_PyEval_SetTrace(PyThreadState_Get(), trace_cb, NULL);
+	PyErr_Clear();
+	Py_RETURN_NONE;
+}
+
+static PyMethodDef thread_hook_def = {
+	"suture_thread_hook", (PyCFunction)(void (*)(void))thread_hook, METH_FASTCALL,
+	"suture agent: watch a new thread"
+};
+
+static void set_threading_hook(int on)
+{
+	PyObject *threading = PyImport_ImportModule("threading");
+	PyObject *fn = on ? PyCFunction_New(&thread_hook_def, NULL) : Py_NewRef(Py_None);
+	PyObject *r = (threading && fn) ? PyObject_CallMethod(threading, "settrace", "O", fn) : NULL;
+	Py_XDECREF(r);
+	Py_XDECREF(fn);
+	Py_XDECREF(threading);
+	PyErr_Clear();
+}
+
 static void remove_trace(void)
 {
+	set_threading_hook(0);
 	PyInterpreterState *interp = PyInterpreterState_Main();
 	for (PyThreadState *ts = PyInterpreterState_ThreadHead(interp); ts;
 	     ts = PyThreadState_Next(ts))
@@ -687,6 +719,7 @@ int agent_watch__install(uint32_t *mode, char *detail, size_t cap)
 	g_mode = INJECT_WATCH_TRACE;
 	g_watching = 1;
 	agent_watch__rescan_threads();
+	set_threading_hook(1);
 	*mode = INJECT_WATCH_TRACE;
 	snprintf(detail + used, cap - used, "%strace function on every thread%s",
 		 used ? "; " : "", rc == -EINVAL ? " (SUTURE_AGENT_MODE=trace)" : "");
