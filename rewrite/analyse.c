@@ -167,7 +167,7 @@ static void sym_run(const struct gctx *g, int64_t from, int64_t to, struct symst
 			} else {
 				o = in->arg ? "not in" : "in";
 			}
-			sym_text(&l, prec + 1, a, sizeof(a));
+			sym_text(&l, prec, a, sizeof(a));
 			sym_text(&r, prec + 1, b, sizeof(b));
 			char t[220];
 			guard__fmt(t, sizeof(t), "%s %s %s", a, o, b);
@@ -666,7 +666,16 @@ int guard__analyse(const struct rewrite_code_info *info, const struct guard_cras
 	int op = in->opcode;
 	char buf[224];
 
-	/* Deliberate raises first: they are never structural crashes. */
+	/* The standard library is never patched: its errors come from the
+	 * caller's data. Then deliberate raises: never structural crashes. */
+	bool stdlib = crash->stdlib < 0 ? guard__is_stdlib_path(info->filename) : crash->stdlib > 0;
+	if (stdlib) {
+		guard__fmt(buf, sizeof(buf),
+			   "raised inside the standard library (%s): the bug is in the caller's data, not here",
+			   info->filename ? info->filename : "?");
+		refuse(d, GUARD_REFUSE_STDLIB, buf);
+		goto out;
+	}
 	if (op == RAISE_VARARGS) {
 		bool assert_ = false;
 		for (int64_t k = f - 1; k >= 0 && k >= f - 8; k--)
@@ -690,14 +699,6 @@ int guard__analyse(const struct rewrite_code_info *info, const struct guard_cras
 			   "%s is not a builtin exception: custom exceptions carry program meaning",
 			   crash->exc_type);
 		refuse(d, GUARD_REFUSE_CUSTOM, buf);
-		goto out;
-	}
-	bool stdlib = crash->stdlib < 0 ? guard__is_stdlib_path(info->filename) : crash->stdlib > 0;
-	if (stdlib) {
-		guard__fmt(buf, sizeof(buf),
-			   "raised inside the standard library (%s): the bug is in the caller's data, not here",
-			   info->filename ? info->filename : "?");
-		refuse(d, GUARD_REFUSE_STDLIB, buf);
 		goto out;
 	}
 	if (crash->in_callee) {

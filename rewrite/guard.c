@@ -340,20 +340,25 @@ static int synth_redirect(struct gctx *g, const struct guard_decision *d, struct
 		    (k = emit(g->code, CALL, 1, -1, &loc)) < 0)
 			return (int)k;
 	} else {
-		/* [NULL, open, args.., h] -> [h, open, args..]: the helper is
-		 * called in the method form with the program's callable as
-		 * its first argument; KW_NAMES (already executed) still
+		/* [NULL, open, a1..an, h] -> [NULL, h, open, a1..an]: the
+		 * helper gets the program's callable as its first argument.
+		 * The NULL stays (POP_TOP on it would crash); SWAP n+2 puts
+		 * h above it, then SWAP n+1 .. SWAP 2 rotate open down to
+		 * the first argument. KW_NAMES (already executed) still
 		 * names the last arguments. */
-		if ((k = emit(g->code, SWAP, nargs + 3, -1, &loc)) < 0 ||
-		    (k = emit(g->code, POP_TOP, 0, -1, &loc)) < 0 ||
-		    (k = emit(g->code, PRECALL, nargs, -1, &loc)) < 0 ||
-		    (k = emit(g->code, CALL, nargs, -1, &loc)) < 0)
+		for (uint32_t s = nargs + 2; s >= 2; s--)
+			if ((k = emit(g->code, SWAP, s, -1, &loc)) < 0)
+				return (int)k;
+		if ((k = emit(g->code, PRECALL, nargs + 1, -1, &loc)) < 0 ||
+		    (k = emit(g->code, CALL, nargs + 1, -1, &loc)) < 0)
 			return (int)k;
 	}
 	if ((k = emit(g->code, JUMP_BACKWARD, 0, after, &loc)) < 0)
 		return (int)k;
 	uint32_t rep_unit = ri->offset;
-	int err = rewrite_code__replace(g->code, (size_t)rep, JUMP_FORWARD, 0, h, 0);
+	/* Same size: EXTENDED_ARG prefixes fill the units the op's caches had. */
+	int err = rewrite_code__replace(g->code, (size_t)rep, JUMP_FORWARD, 0, h,
+					(unsigned)(ri->size - 1));
 	if (err < 0)
 		return err;
 	struct block blk = { .first = h, .last = k };

@@ -99,7 +99,7 @@ static int cmd_heal(const struct rewrite_dump *dump, int argc, char **argv, bool
 		.exc_type = argv[5],
 		.message = argv[6],
 		.in_callee = argc > 7 && strcmp(argv[7], "callee") == 0,
-		.stdlib = argc > 7 && strcmp(argv[7], "stdlib") == 0 ? 1 : 0,
+		.stdlib = argc > 7 && strcmp(argv[7], "stdlib") == 0 ? 1 : -1,
 	};
 	struct guard_decision d;
 	struct rewrite_diag diag = { 0 };

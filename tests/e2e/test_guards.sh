@@ -1,0 +1,14 @@
+#!/bin/sh
+# Execution test of every guard kind: real functions crash, the engine
+# (rewrite/guard.h, through build/tests/e2e/test_guards_tool) builds the
+# patch, code.replace() installs it, and the patched function must heal
+# with the guard's fallback, behave as before on healthy input, keep
+# sys.exc_info() clean and let other exceptions through with unchanged
+# tracebacks. Helpers come from libsuture_agent.so loaded as _suture_helpers.
+set -eu
+: "${BUILD:?}" "${PYTHON:=/usr/bin/python3.11}" "${SUTURE_ROOT:=$(cd "$(dirname "$0")/../.." && pwd)}"
+for f in "$BUILD/tests/e2e/test_guards_tool" "$BUILD/lib/libsuture_agent.so"; do
+	[ -e "$f" ] || { echo "missing $f (make all unit)"; exit 1; }
+done
+export BUILD SUTURE_ROOT SUTURE_AGENT_NO_START=1
+exec "$PYTHON" "$SUTURE_ROOT/tests/fixtures/guards/run_guards.py"
