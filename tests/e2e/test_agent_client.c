@@ -9,7 +9,8 @@
  * -n: never inject (the agent must be there: LD_PRELOAD).
  * hello prints "how=N mode=N detail=...", then "pong crashes=N hook_calls=N".
  * watch prints one "crash ..." line per report, flushing each, and releases
- * it (or holds it: the agent's own bound lets it go; or first installs the
+ * it (or holds it: the agent's own bound lets it go, and the client stays
+ * connected until the agent leaves or WAIT_S pass; or first installs the
  * patch described in SPEC, then releases). It exits 0 after COUNT reports,
  * 3 if WAIT_S seconds pass first, 4 if the agent goes away first.
  * SPEC (written by the Python fixtures) has lines:
@@ -203,15 +204,17 @@ int main(int argc, char **argv)
 		int want = atoi(rest[0]), seen = 0;
 		time_t end = time(NULL) + atoi(rest[1]);
 		const char *what = nrest >= 3 ? rest[2] : "release";
+		bool hold = !strcmp(what, "hold");
 		ret = 3;
-		while (seen < want && time(NULL) < end) {
+		while ((seen < want || hold) && time(NULL) < end) {
 			struct inject_crash ev;
 			rc = inject_session__next_event(s, 200, &ev);
 			if (rc == -ETIMEDOUT)
 				continue;
 			if (rc) {
 				fprintf(stderr, "%s\n", inject_session__error(s));
-				ret = 4;
+				if (seen < want)
+					ret = 4;
 				break;
 			}
 			seen++;

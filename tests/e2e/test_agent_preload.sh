@@ -1,0 +1,53 @@
+#!/bin/sh
+# The agent loaded with LD_PRELOAD (how suture-run loads it): channel in
+# /tmp/suture-<uid> (0700) with a socket named by pid, handshake (WELCOME:
+# version, pid, Python version, watch mode), PING counters; a second session
+# reuses it; a second copy of the library loaded in the same process stays
+# idle (one report, not two); DETACH removes the watcher and closes the
+# channel, after which a crash is not reported and goes on untouched; the
+# agent strips itself from LD_PRELOAD so child processes do not inherit it.
+. "$(dirname "$0")/test_agent_lib.sh"
+
+uid=$(id -u)
+for py in $(pythons); do
+	tag=$(basename "$(dirname "$(dirname "$py")")")
+	start_target "a-$tag" preload "$py" "$FIX/watch_target.py" "$W/a-$tag" handled
+	sock="/tmp/suture-$uid/agent-$TP.sock"
+	_n=0
+	while [ ! -S "$sock" ]; do
+		_n=$((_n + 1)); [ $_n -gt 500 ] && fail "$py: no socket $sock"; sleep 0.02
+	done
+	[ "$(stat -c %a "/tmp/suture-$uid")" = 700 ] || fail "channel dir mode is not 0700"
+	"$CLIENT" -n "$TP" hello >"$W/a1" || fail "$py: hello"
+	grep -q "^how=0 mode=[12] py=0x30b0" "$W/a1" || { cat "$W/a1"; fail "$py: WELCOME"; }
+	grep -q "^pong crashes=0 parked=0" "$W/a1" || { cat "$W/a1"; fail "$py: PONG"; }
+	"$CLIENT" -n "$TP" hello >"$W/a2" || fail "$py: second session"
+	"$CLIENT" -n "$TP" detach >"$W/a3" || fail "$py: detach"
+	grep -q '^detached' "$W/a3" || fail "$py: no BYE"
+	[ -e "$sock" ] && fail "$py: socket left after detach"
+	touch "$W/a-$tag.go"
+	wait_pid "$TP" 30; rc=$?
+	[ $rc -eq 1 ] || fail "$py: exit $rc after detach"
+	grep -q "KeyError: 'missing'" "$W/a-$tag.err" || fail "$py: traceback after detach"
+	echo "ok: $py: handshake, reuse, detach"
+
+	# Two copies of the library (LD_PRELOAD of both): one serves.
+	cp "$AGENT" "$W/libsuture_agent_copy.so"
+	LD_PRELOAD="$AGENT $W/libsuture_agent_copy.so" "$py" "$FIX/watch_target.py" "$W/b-$tag" crash \
+		2>"$W/b-$tag.err" &
+	TP=$!
+	PIDS="$PIDS $TP"
+	wait_file "$W/b-$tag.ready"
+	start_client "b-$tag" -n "$TP" watch 2 3
+	touch "$W/b-$tag.go"
+	wait_pid "$TP" 30
+	wait_pid "$TC" 10; crc=$?
+	[ $crc -eq 3 ] || [ $crc -eq 4 ] || fail "$py: client exit $crc"
+	[ "$(grep -c '^crash ' "$W/b-$tag.client")" = 1 ] || { cat "$W/b-$tag.client"; fail "$py: two copies: reports"; }
+	echo "ok: $py: a second copy stays idle"
+done
+
+# Children do not inherit the agent through LD_PRELOAD.
+LD_PRELOAD="$AGENT" "$PYTHON" -c 'import os, subprocess; print(subprocess.run(["sh", "-c", "echo pre=$LD_PRELOAD"], capture_output=True, text=True).stdout.strip())' >"$W/env" 2>&1
+grep -q '^pre=$' "$W/env" || { cat "$W/env"; fail "LD_PRELOAD inherited by a child"; }
+echo PASS
