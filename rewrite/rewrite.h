@@ -253,7 +253,7 @@ int rewrite_code__set_excs(struct rewrite_code *code, const struct rewrite_exc *
 /* Encoding                                                               */
 
 struct rewrite_bytes {
-	uint8_t *data;   /* malloc'ed; rewrite_bytes__free() */
+	uint8_t *data;   /* malloc'ed, never NULL on success; rewrite_bytes__free() */
 	size_t len;
 };
 void rewrite_bytes__free(struct rewrite_bytes *b);   /* accepts NULL data */

@@ -72,6 +72,8 @@ static void obuf_put(struct obuf *o, uint8_t byte)
 
 static int obuf_finish(struct obuf *o, struct rewrite_bytes *out)
 {
+	if (!o->err && !o->p && !(o->p = malloc(1)))
+		o->err = -ENOMEM;  /* data is never NULL on success, even when empty */
 	if (o->err) {
 		free(o->p);
 		return o->err;
@@ -250,9 +252,11 @@ static int loc_byte(const uint8_t **pp, const uint8_t *end, uint8_t *out)
 	return 0;
 }
 
+/* Lines are >= 0 (a module's RESUME is on line 0); -1 is our "none", so a
+ * negative computed line is malformed input. */
 static bool fits_i32(int64_t v)
 {
-	return v >= INT32_MIN && v <= INT32_MAX;
+	return v >= 0 && v <= INT32_MAX;
 }
 
 int rewrite_linetable__decode(const uint8_t *p, const uint8_t *end, int firstlineno,
@@ -275,7 +279,7 @@ int rewrite_linetable__decode(const uint8_t *p, const uint8_t *end, int firstlin
 		struct rewrite_loc loc = { -1, -1, -1, -1 };
 		if (code <= 9) {
 			uint8_t b;
-			if (loc_byte(&p, end, &b))
+			if (loc_byte(&p, end, &b) || !fits_i32(line))
 				goto bad;
 			loc.line = loc.end_line = (int32_t)line;
 			loc.col = code * 8 + ((b >> 4) & 7);
