@@ -384,8 +384,11 @@ int store_index__put(struct store_index *idx, const struct store_patch *p)
 /* ---- decode -------------------------------------------------------------- */
 
 
-static const struct field *field_of(const char *key)
+/* hint: where the key usually is (the encoder writes them in table order). */
+static const struct field *field_of(const char *key, size_t hint)
 {
+	if (hint < NFIELDS && strcmp(fields[hint].key, key) == 0)
+		return &fields[hint];
 	for (size_t i = 0; i < NFIELDS; i++)
 		if (strcmp(fields[i].key, key) == 0)
 			return &fields[i];
@@ -406,7 +409,7 @@ static int json_int(const cJSON *j, double lo, double hi, int64_t *out)
 	return 0;
 }
 
-static int decode_field(const struct field *f, const cJSON *j, struct store_patch *p,
+static int decode_field(const struct field *f, cJSON *j, struct store_patch *p,
 			const char *where, char *err, size_t errsz)
 {
 	char *base = (char *)p;
@@ -434,7 +437,12 @@ static int decode_field(const struct field *f, const cJSON *j, struct store_patc
 			seterr(err, errsz, "%s.%s: is empty", where, f->key);
 			return -EBADMSG;
 		}
-		return store_str__set(slot, j->valuestring);
+		/* Take the string from the tree instead of copying it; cJSON_Delete()
+		 * skips a NULL valuestring. Both use the default malloc hooks. */
+		free((char *)*slot);
+		*slot = j->valuestring;
+		j->valuestring = NULL;
+		return 0;
 	case F_LINE:
 		if (json_int(j, 1, INT32_MAX, &v)) {
 			seterr(err, errsz, "%s.%s: expected an integer >= 1", where, f->key);
@@ -490,12 +498,13 @@ static int decode_field(const struct field *f, const cJSON *j, struct store_patc
 	return -EBADMSG;
 }
 
-static int decode_patch(const cJSON *obj, size_t i, struct store_patch *p,
+static int decode_patch(cJSON *obj, size_t i, struct store_patch *p,
 			char *err, size_t errsz)
 {
 	unsigned char seen[NFIELDS] = {0};
+	size_t k = 0;
 	char where[48];
-	const cJSON *j;
+	cJSON *j;
 	int r;
 
 	snprintf(where, sizeof(where), "patches[%zu]", i);
@@ -505,7 +514,7 @@ static int decode_patch(const cJSON *obj, size_t i, struct store_patch *p,
 		return -EBADMSG;
 	}
 	cJSON_ArrayForEach(j, obj) {
-		const struct field *f = field_of(j->string);
+		const struct field *f = field_of(j->string, k++);
 
 		if (!f) {
 			seterr(err, errsz, "%s: unknown field \"%.64s\"", where,
@@ -537,6 +546,16 @@ static int decode_patch(const cJSON *obj, size_t i, struct store_patch *p,
 fail:
 	patch_free(p);
 	return -EBADMSG;
+}
+
+/* FNV-1a. */
+static size_t name_hash(const char *s)
+{
+	uint64_t h = 0xcbf29ce484222325ull;
+
+	for (; *s; s++)
+		h = (h ^ (unsigned char)*s) * 0x100000001b3ull;
+	return (size_t)h;
 }
 
 /* Does [p, end) end inside a string or an unclosed array/object? cJSON's
@@ -584,9 +603,10 @@ int store_index__parse(const char *p, const char *end, struct store_index *out,
 {
 	struct store_index idx = {0};
 	const char *stop = NULL;
-	const cJSON *j, *patches = NULL;
+	cJSON *j, *patches = NULL;
 	cJSON *root = NULL;
-	size_t len = (size_t)(end - p), line, col, i = 0;
+	size_t len = (size_t)(end - p), line, col, i = 0, n, nslots;
+	size_t *slots = NULL;
 	int have_format = 0, have_version = 0, r = -EBADMSG;
 
 	memset(out, 0, sizeof(*out));
@@ -646,7 +666,7 @@ int store_index__parse(const char *p, const char *end, struct store_index *out,
 			continue;
 		}
 		seterr(err, errsz, "%s field \"%.64s\" at the top level",
-		       field_of(j->string) || !strcmp(j->string, "format") ||
+		       field_of(j->string, 0) || !strcmp(j->string, "format") ||
 		       !strcmp(j->string, "version") || !strcmp(j->string, "patches")
 		       ? "duplicate" : "unknown", text_flaw(j->string) ? "?" : j->string);
 		goto out;
@@ -655,23 +675,37 @@ int store_index__parse(const char *p, const char *end, struct store_index *out,
 		seterr(err, errsz, "\"patches\": %s", patches ? "expected an array" : "missing");
 		goto out;
 	}
+	n = (size_t)cJSON_GetArraySize(patches);
+	if (n && !(idx.v = calloc(n, sizeof(*idx.v)))) {
+		seterr(err, errsz, "out of memory");
+		r = -ENOMEM;
+		goto out;
+	}
+	idx.cap = n;
+	/* Names must be unique: a hash set of indexes, twice the size. */
+	nslots = 2 * n + 1;
+	if (!(slots = calloc(nslots, sizeof(*slots)))) {
+		seterr(err, errsz, "out of memory");
+		r = -ENOMEM;
+		goto out;
+	}
 	cJSON_ArrayForEach(j, patches) {
-		struct store_patch pt;
+		size_t h;
 
-		if ((r = decode_patch(j, i, &pt, err, errsz)))
+		if (i >= n) /* cannot happen: n counted the same list */
+			break;
+		if ((r = decode_patch(j, i, &idx.v[i], err, errsz)))
 			goto out;
-		if (store_index__find(&idx, pt.name) >= 0) {
-			seterr(err, errsz, "patches[%zu].name: \"%s\" appears twice", i, pt.name);
-			patch_free(&pt);
-			r = -EBADMSG;
-			goto out;
+		idx.n = i + 1;
+		for (h = name_hash(idx.v[i].name) % nslots; slots[h]; h = (h + 1) % nslots) {
+			if (strcmp(idx.v[slots[h] - 1].name, idx.v[i].name) == 0) {
+				seterr(err, errsz, "patches[%zu].name: \"%s\" appears twice", i,
+				       idx.v[i].name);
+				r = -EBADMSG;
+				goto out;
+			}
 		}
-		if ((r = store_index__put(&idx, &pt))) {
-			seterr(err, errsz, "out of memory");
-			patch_free(&pt);
-			goto out;
-		}
-		patch_free(&pt);
+		slots[h] = i + 1;
 		i++;
 	}
 	*out = idx;
@@ -680,6 +714,7 @@ int store_index__parse(const char *p, const char *end, struct store_index *out,
 out:
 	if (r && r != -ENOMEM)
 		r = -EBADMSG;
+	free(slots);
 	store_index__free(&idx);
 	cJSON_Delete(root);
 	return r;
