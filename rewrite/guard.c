@@ -275,6 +275,7 @@ static int synth_handler(struct gctx *g, const struct guard_decision *d, struct 
 		return (int)k;
 	if (k != r)
 		return set_diag(diag, -EINVAL, g->info, "handler block layout mismatch");
+	g->in = rewrite_code__instrs(g->code);   /* appends move the array */
 
 	struct block blk = { .first = h, .last = r };
 	const struct rewrite_exc *enc = rewrite_code__exc_at(g->code, g->in[d->cover[0].first].offset);
@@ -328,6 +329,8 @@ static int synth_redirect(struct gctx *g, const struct guard_decision *d, struct
 	if (c_helper < 0)
 		return -ERANGE;
 	uint32_t nargs = ri->arg;
+	uint32_t rep_unit = ri->offset;
+	unsigned rep_size = ri->size;
 	int64_t h = (int64_t)rewrite_code__ninstrs(g->code);
 	int64_t k;
 	if ((k = emit(g->code, LOAD_CONST, (uint32_t)c_helper, -1, &loc)) < 0)
@@ -355,10 +358,10 @@ static int synth_redirect(struct gctx *g, const struct guard_decision *d, struct
 	}
 	if ((k = emit(g->code, JUMP_BACKWARD, 0, after, &loc)) < 0)
 		return (int)k;
-	uint32_t rep_unit = ri->offset;
+	g->in = rewrite_code__instrs(g->code);   /* appends move the array */
 	/* Same size: EXTENDED_ARG prefixes fill the units the op's caches had. */
 	int err = rewrite_code__replace(g->code, (size_t)rep, JUMP_FORWARD, 0, h,
-					(unsigned)(ri->size - 1));
+					rep_size - 1);
 	if (err < 0)
 		return err;
 	struct block blk = { .first = h, .last = k };
@@ -414,6 +417,7 @@ out:
 /* The fidelity probe                                                     */
 
 struct probe_group {
+	struct rewrite_loc loc;
 	int32_t base;
 	int64_t enc;     /* index of the enclosing original entry, -1 */
 	struct block blk;
@@ -494,17 +498,19 @@ int guard__synthesize_probe(const struct rewrite_code_info *info, struct guard_p
 	blocks = calloc(ngroups + 1, sizeof(*blocks));
 	if (!blocks)
 		goto out;
-	for (size_t gi = 0; gi < ngroups; gi++) {
-		/* The exception was not ours: RERAISE 1 either way. */
-		struct rewrite_loc loc = { -1, -1, -1, -1 };
-		int64_t h = (int64_t)rewrite_code__ninstrs(g.code), k;
-		/* The block takes the location of its first guarded
-		 * instruction, so a traceback through it reads the same. */
+	/* Each block takes the location of its first guarded instruction, so
+	 * a traceback through it reads the same. Read them before appending:
+	 * appends move the instruction array. */
+	for (size_t gi = 0; gi < ngroups; gi++)
 		for (size_t c = 0; c < ncov; c++)
 			if (cov_block[c] == (int64_t)gi) {
-				loc = g.in[gctx__at(&g, cov[c].start)].loc;
+				groups[gi].loc = g.in[gctx__at(&g, cov[c].start)].loc;
 				break;
 			}
+	for (size_t gi = 0; gi < ngroups; gi++) {
+		/* The exception was not ours: RERAISE 1 either way. */
+		struct rewrite_loc loc = groups[gi].loc;
+		int64_t h = (int64_t)rewrite_code__ninstrs(g.code), k;
 		if ((k = emit(g.code, LOAD_CONST, (uint32_t)c_probe, -1, &loc)) < 0 ||
 		    (k = emit(g.code, CHECK_EXC_MATCH, 0, -1, &loc)) < 0 ||
 		    (k = emit(g.code, POP_JUMP_FORWARD_IF_FALSE, 0, h + 4, &loc)) < 0 ||

@@ -1,0 +1,20 @@
+#!/bin/sh
+# Fidelity oracle: 14 standard-library modules (json and its submodules,
+# textwrap, difflib, statistics, fractions, heapq, bisect, shlex, csv,
+# string, base64) with every code object replaced (a) by the engine's
+# re-encoding and (b) by a probe guard at every reachable instruction that
+# re-raises everything; CPython's own test suites for them must still pass,
+# and tracebacks of errors raised in them must read the same.
+set -eu
+: "${BUILD:?}" "${PYTHON:=/usr/bin/python3.11}" "${SUTURE_ROOT:=$(cd "$(dirname "$0")/../.." && pwd)}"
+for f in "$BUILD/tests/e2e/test_guards_tool" "$BUILD/lib/libsuture_agent.so"; do
+	[ -e "$f" ] || { echo "missing $f (make all unit)"; exit 1; }
+done
+export BUILD SUTURE_ROOT SUTURE_AGENT_NO_START=1
+TESTS="test_json test_textwrap test_difflib test_statistics test_fractions test_heapq
+test_bisect test_shlex test_csv test_string test_base64"
+for mode in identity probe; do
+	# shellcheck disable=SC2086
+	"$PYTHON" "$SUTURE_ROOT/tests/fixtures/guards/fidelity.py" $mode $TESTS
+	echo "fidelity: $mode: CPython's test suites pass"
+done
