@@ -24,6 +24,7 @@ run_one() { # name, command...
 	name=$1; shift
 	case "$name" in *"$FILTER"*) ;; *) return 0 ;; esac
 	log="$LOGS/$name.log"
+	mkdir -p "$(dirname "$log")"
 	start=$(date +%s)
 	timeout --kill-after=10 "$TEST_TIMEOUT" "$@" >"$log" 2>&1
 	rc=$?
