@@ -1,0 +1,291 @@
+/* Guard analysis, synthesis, diff gate and fingerprints on real CPython
+ * 3.11 code objects (tests/fixtures/guards/unit_cases.py, dumped into
+ * unit_cases.dump). Execution of the patches is in tests/e2e/test_guards.sh. */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <opcode.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "rewrite/guard.h"
+
+static struct rewrite_dump *dump;
+
+static void setup(void)
+{
+	const char *root = getenv("SUTURE_ROOT");
+	char path[512];
+	snprintf(path, sizeof(path), "%s/tests/fixtures/guards/unit_cases.dump", root ? root : ".");
+	struct rewrite_diag diag = { 0 };
+	cr_assert_eq(rewrite_dump__open(path, &dump, &diag), 0, "%s", diag.msg);
+}
+
+static void teardown(void)
+{
+	rewrite_dump__close(dump);
+}
+
+TestSuite(guard, .init = setup, .fini = teardown);
+
+static const struct rewrite_code_info *code_named(const char *name)
+{
+	for (size_t i = 0; i < rewrite_dump__count(dump); i++) {
+		const struct rewrite_code_info *info = &rewrite_dump__entry(dump, i)->info;
+		if (info->name && strcmp(info->name, name) == 0)
+			return info;
+	}
+	cr_assert_fail("no code object %s", name);
+	return NULL;
+}
+
+/* Unit of the n-th instruction with opcode op. */
+static uint32_t unit_of(const struct rewrite_code_info *info, int op, int nth)
+{
+	struct rewrite_code *c = NULL;
+	cr_assert_eq(rewrite_code__decode(info, &c, NULL), 0);
+	const struct rewrite_instr *in = rewrite_code__instrs(c);
+	for (size_t i = 0; i < rewrite_code__ninstrs(c); i++)
+		if (in[i].opcode == op && nth-- == 0) {
+			uint32_t u = in[i].offset;
+			rewrite_code__free(c);
+			return u;
+		}
+	rewrite_code__free(c);
+	cr_assert_fail("no %s", rewrite_opcode__name(op));
+	return 0;
+}
+
+static struct guard_decision decide(const char *fn, int op, int nth, const char *exc, const char *msg)
+{
+	const struct rewrite_code_info *info = code_named(fn);
+	struct guard_crash crash = { .unit = unit_of(info, op, nth), .exc_type = exc, .message = msg,
+				     .stdlib = 0 };
+	struct guard_decision d;
+	struct rewrite_diag diag = { 0 };
+	cr_assert_eq(guard__analyse(info, &crash, &d, &diag), 0, "%s", diag.msg);
+	return d;
+}
+
+/* Synthesize and pass the gate; returns the delta. */
+static struct guard_delta patch_ok(const char *fn, const struct guard_decision *d)
+{
+	const struct rewrite_code_info *info = code_named(fn);
+	struct guard_patch p;
+	struct rewrite_diag diag = { 0 };
+	cr_assert_eq(guard__synthesize(info, d, &p, &diag), 0, "%s", diag.msg);
+	struct rewrite_code_info pi;
+	struct rewrite_const *pc = NULL;
+	cr_assert_eq(guard_patch__info(info, &p, &pi, &pc), 0);
+	struct guard_delta dl;
+	cr_assert_eq(guard_diffgate__check(info, &pi, &dl, &diag), 0, "%s", diag.msg);
+	cr_assert_eq(p.orig_units, info->code_len / 2);
+	cr_assert(memcmp(p.code.data, info->code, info->code_len) == 0 || dl.replaced == 1);
+	free(pc);
+	guard_patch__release(&p);
+	return dl;
+}
+
+Test(guard, key_guard)
+{
+	struct guard_decision d = decide("key", BINARY_SUBSCR, 0, "KeyError", "'timeout'");
+	cr_assert_eq(d.kind, GUARD_KEY, "%s", d.reason);
+	cr_assert_str_eq(d.target, "cfg['timeout']");
+	cr_assert_str_eq(d.subject, "cfg");
+	cr_assert_str_eq(d.fallback_text, "None");
+	cr_assert_eq(d.placement, GUARD_PLACE_VALUE);
+	struct guard_delta dl = patch_ok("key", &d);
+	cr_assert_eq(dl.unchanged, dl.original);
+	cr_assert_eq(dl.guard_entries, 1);
+}
+
+Test(guard, null_guard)
+{
+	struct guard_decision d = decide("null", LOAD_ATTR, 0, "AttributeError",
+					 "'NoneType' object has no attribute 'name'");
+	cr_assert_eq(d.kind, GUARD_NULL);
+	cr_assert_str_eq(d.target, "profile.name");
+	cr_assert_str_eq(d.subject, "profile");
+	patch_ok("null", &d);
+	/* Not None: a program error, refused. */
+	d = decide("null", LOAD_ATTR, 0, "AttributeError", "'P' object has no attribute 'name'");
+	cr_assert_eq(d.kind, GUARD_NONE);
+	cr_assert_eq(d.refusal, GUARD_REFUSE_UNHANDLED);
+}
+
+Test(guard, division_guard)
+{
+	struct guard_decision d = decide("div", BINARY_OP, 0, "ZeroDivisionError", "division by zero");
+	cr_assert_eq(d.kind, GUARD_DIVISION);
+	cr_assert_str_eq(d.target, "total / count");
+	cr_assert_str_eq(d.subject, "count");
+	cr_assert_str_eq(d.fallback_text, "0.0");
+	patch_ok("div", &d);
+}
+
+Test(guard, callable_guard)
+{
+	struct guard_decision d = decide("call", CALL, 0, "TypeError", "'NoneType' object is not callable");
+	cr_assert_eq(d.kind, GUARD_CALLABLE);
+	cr_assert_str_eq(d.subject, "callback");
+	cr_assert_eq(d.cover[0].last - d.cover[0].first, 1, "PRECALL and CALL covered together");
+	patch_ok("call", &d);
+}
+
+Test(guard, type_coercion_guard)
+{
+	struct guard_decision d = decide("coerce", PRECALL, 0, "ValueError",
+					 "invalid literal for int() with base 10: 'x'");
+	cr_assert_eq(d.kind, GUARD_TYPE_COERCION);
+	cr_assert_str_eq(d.target, "int(s)");
+	cr_assert_str_eq(d.fallback_text, "0");
+	cr_assert_str_eq(d.consumer, "BINARY_OP", "0 + 1 is fine: value placement");
+	patch_ok("coerce", &d);
+}
+
+Test(guard, str_coerce_guard_redirect)
+{
+	struct guard_decision d = decide("concat", BINARY_OP, 0, "TypeError",
+					 "can only concatenate str (not \"int\") to str");
+	cr_assert_eq(d.kind, GUARD_STR_COERCE);
+	cr_assert_eq(d.placement, GUARD_PLACE_REDIRECT);
+	cr_assert_str_eq(d.subject, "n");
+	struct guard_delta dl = patch_ok("concat", &d);
+	cr_assert_eq(dl.replaced, 1);
+	cr_assert_eq(dl.unchanged + 1, dl.original);
+}
+
+Test(guard, file_guard_redirect)
+{
+	struct guard_decision d = decide("read", CALL, 0, "FileNotFoundError",
+					 "[Errno 2] No such file or directory: 'x'");
+	cr_assert_eq(d.kind, GUARD_FILE);
+	cr_assert_str_eq(d.target, "open(path)");
+	struct guard_delta dl = patch_ok("read", &d);
+	cr_assert_eq(dl.replaced, 1);
+}
+
+Test(guard, chain_and_subscript_guards)
+{
+	struct guard_decision d = decide("chain", BINARY_SUBSCR, 1, "TypeError",
+					 "'NoneType' object is not subscriptable");
+	cr_assert_eq(d.kind, GUARD_CHAIN_SUBSCRIPT);
+	cr_assert_str_eq(d.target, "cfg['db']['host']");
+	cr_assert_eq(d.ncover, 2);
+	struct guard_delta dl = patch_ok("chain", &d);
+	cr_assert_eq(dl.guard_entries, 2);
+	d = decide("key", BINARY_SUBSCR, 0, "TypeError", "'NoneType' object is not subscriptable");
+	cr_assert_eq(d.kind, GUARD_SUBSCRIPT);
+	d = decide("key", BINARY_SUBSCR, 0, "IndexError", "list index out of range");
+	cr_assert_eq(d.kind, GUARD_INDEX);
+	patch_ok("key", &d);
+}
+
+Test(guard, refusals)
+{
+	struct guard_decision d = decide("raises", RAISE_VARARGS, 0, "ValueError", "x");
+	cr_assert_eq(d.refusal, GUARD_REFUSE_RAISE);
+	d = decide("asserts", RAISE_VARARGS, 0, "AssertionError", "x");
+	cr_assert_eq(d.refusal, GUARD_REFUSE_ASSERT);
+	d = decide("key", BINARY_SUBSCR, 0, "app.ConfigError", "x");
+	cr_assert_eq(d.refusal, GUARD_REFUSE_CUSTOM);
+	cr_assert(strstr(d.reason, "app.ConfigError"));
+	const struct rewrite_code_info *info = code_named("key");
+	struct guard_crash crash = { .unit = unit_of(info, BINARY_SUBSCR, 0), .exc_type = "KeyError",
+				     .message = "'k'", .in_callee = true };
+	cr_assert_eq(guard__analyse(info, &crash, &d, NULL), 0);
+	cr_assert_eq(d.refusal, GUARD_REFUSE_CALLEE);
+	crash.in_callee = false;
+	crash.stdlib = 1;
+	cr_assert_eq(guard__analyse(info, &crash, &d, NULL), 0);
+	cr_assert_eq(d.refusal, GUARD_REFUSE_STDLIB);
+	cr_assert(guard__is_stdlib_path("/usr/lib/python3.11/json/decoder.py"));
+	cr_assert(!guard__is_stdlib_path("/usr/lib/python3/dist-packages/x.py"));
+	cr_assert(!guard__is_stdlib_path("/home/u/app.py"));
+	crash.unit = 100000;
+	cr_assert_eq(guard__analyse(info, &crash, &d, NULL), -EINVAL);
+}
+
+/* A patch the gate must reject after one corruption. */
+static void gate_rejects(void (*corrupt)(struct rewrite_code_info *, uint8_t *, uint8_t *, uint8_t *),
+			 const char *expect)
+{
+	const struct rewrite_code_info *info = code_named("key");
+	struct guard_decision d = decide("key", BINARY_SUBSCR, 0, "KeyError", "'timeout'");
+	struct guard_patch p;
+	cr_assert_eq(guard__synthesize(info, &d, &p, NULL), 0);
+	struct rewrite_code_info pi;
+	struct rewrite_const *pc = NULL;
+	cr_assert_eq(guard_patch__info(info, &p, &pi, &pc), 0);
+	corrupt(&pi, p.code.data, p.exctable.data, p.linetable.data);
+	struct rewrite_diag diag = { 0 };
+	cr_assert_eq(guard_diffgate__check(info, &pi, NULL, &diag), -EINVAL);
+	cr_assert(strstr(diag.msg, expect), "diag: %s", diag.msg);
+	free(pc);
+	guard_patch__release(&p);
+}
+
+static void moved(struct rewrite_code_info *pi, uint8_t *code, uint8_t *e, uint8_t *l)
+{
+	(void)pi, (void)e, (void)l;
+	/* LOAD_FAST cfg (units 1) now loads another local: stack-valid,
+	 * but an original instruction changed. */
+	code[3] ^= 1;
+}
+
+static void overlapping(struct rewrite_code_info *pi, uint8_t *code, uint8_t *e, uint8_t *l)
+{
+	(void)code, (void)l;
+	static uint8_t table[16];
+	/* Two entries over the same units. */
+	size_t n = pi->exctable_len;
+	memcpy(table, e, n);
+	memcpy(table + n, e, n);
+	pi->exctable = table;
+	pi->exctable_len = 2 * n;
+}
+
+static void bad_lines(struct rewrite_code_info *pi, uint8_t *code, uint8_t *e, uint8_t *l)
+{
+	(void)code, (void)e, (void)l;
+	pi->linetable_len -= 2;   /* the tail loses its locations */
+}
+
+Test(guard, diffgate_rejects)
+{
+	gate_rejects(moved, "changed");
+	gate_rejects(overlapping, "rewrite");
+	gate_rejects(bad_lines, "");
+}
+
+Test(guard, probe_everywhere)
+{
+	for (size_t i = 0; i < rewrite_dump__count(dump); i++) {
+		const struct rewrite_code_info *info = &rewrite_dump__entry(dump, i)->info;
+		struct guard_patch p;
+		struct rewrite_diag diag = { 0 };
+		cr_assert_eq(guard__synthesize_probe(info, &p, &diag), 0, "%s", diag.msg);
+		struct rewrite_code_info pi;
+		struct rewrite_const *pc = NULL;
+		cr_assert_eq(guard_patch__info(info, &p, &pi, &pc), 0);
+		cr_assert_eq(guard_diffgate__check(info, &pi, NULL, &diag), 0, "%s", diag.msg);
+		cr_assert_eq(p.consts[0].kind, GUARD_CONST_PROBE_EXC);
+		free(pc);
+		guard_patch__release(&p);
+	}
+}
+
+Test(guard, fingerprint)
+{
+	const struct rewrite_code_info *info = code_named("key");
+	uint32_t u = unit_of(info, BINARY_SUBSCR, 0);
+	struct guard_fingerprint a, b, c;
+	cr_assert_eq(guard_fingerprint__compute(info, u, "KeyError", &a, NULL), 0);
+	cr_assert_eq(guard_fingerprint__compute(info, u + 1, "builtins.KeyError", &b, NULL), 0);
+	cr_assert_eq(a.hash, b.hash, "any unit of the instruction, same site");
+	cr_assert(strstr(a.window, ">BINARY_SUBSCR"), "%s", a.window);
+	cr_assert(strstr(a.window, "LOAD_CONST 'timeout'"), "%s", a.window);
+	cr_assert_eq(guard_fingerprint__compute(info, u, "IndexError", &c, NULL), 0);
+	cr_assert_neq(a.hash, c.hash);
+	cr_assert_str_eq(guard_kind__name(GUARD_CHAIN_SUBSCRIPT), "chain_subscript_guard");
+	cr_assert_eq(guard_kind__by_name("file_guard"), GUARD_FILE);
+}
