@@ -152,8 +152,9 @@ static int clause_matches(struct loads *l, PyObject *type, int ntuple)
 	return 0;
 }
 
+/* *dynamic is set when the verdict read a run-time value (not cacheable). */
 static enum verdict classify_handler(_PyInterpreterFrame *f, const struct rewrite_exc *e,
-				     PyObject *type, uint32_t *reraise_at)
+				     PyObject *type, uint32_t *reraise_at, int *dynamic)
 {
 	PyCodeObject *co = f->f_code;
 	struct loads l = { .n = 0 };
@@ -208,6 +209,7 @@ static enum verdict classify_handler(_PyInterpreterFrame *f, const struct rewrit
 			 * ceval's WITH_EXCEPT_START); C-implemented ones (locks,
 			 * files) never suppress, Python ones may. */
 			PyObject *exit_fn = NULL;
+			*dynamic = 1;
 			if (e->depth >= 1 && (int)e->depth <= co->co_stacksize)
 				exit_fn = f->localsplus[co->co_nlocalsplus + e->depth - 1];
 			if (!exit_fn || !PyCFunction_Check(exit_fn))
@@ -253,37 +255,68 @@ static enum verdict classify_handler(_PyInterpreterFrame *f, const struct rewrit
 	return CATCHES;
 }
 
+/* Verdicts of frame_catches, per (code object, code unit, exception type):
+ * handled exceptions in a loop ask the same question again and again. A
+ * code object's bytes and table never change; a freed one whose address is
+ * reused is told apart by its exception table object and code size. Only
+ * verdicts that did not depend on run-time values (a with's __exit__) are
+ * kept. Touched with the GIL held only. */
+#define VCACHE_SIZE 512
+struct vcache_entry {
+	const void *code, *table, *type;
+	uint32_t unit, size;
+	int catches;
+};
+static struct vcache_entry g_vcache[VCACHE_SIZE];
+
+static struct vcache_entry *vcache_slot(PyCodeObject *co, uint32_t unit, PyObject *type)
+{
+	uintptr_t h = ((uintptr_t)co >> 4) ^ ((uintptr_t)type >> 4) ^ ((uintptr_t)unit * 2654435761u);
+	return &g_vcache[(h ^ (h >> 9)) % VCACHE_SIZE];
+}
+
 /* Whether frame f (at its current instruction) may catch `type`: follow
  * handlers and the re-raises of cleanups within the frame. A malformed
  * table cannot be judged: it counts as catching. */
 static int frame_catches(_PyInterpreterFrame *f, PyObject *type)
 {
 	PyCodeObject *co = f->f_code;
-	uint32_t unit;
+	uint32_t unit, start;
 	struct rewrite_exc e;
 	if (unit_of(f, &unit))
 		return 0;
+	start = unit;
+	struct vcache_entry *slot = vcache_slot(co, start, type);
+	if (slot->code == co && slot->unit == start && slot->type == type &&
+	    slot->table == co->co_exceptiontable && slot->size == (uint32_t)Py_SIZE(co))
+		return slot->catches;
 	const uint8_t *p = (const uint8_t *)PyBytes_AS_STRING(co->co_exceptiontable);
 	const uint8_t *end = p + PyBytes_GET_SIZE(co->co_exceptiontable);
+	int catches = 1, cacheable = 1;
 	for (int hops = 0; hops < 16; hops++) {
 		int r = rewrite_exctable__find(p, end, unit, &e);
-		if (r == 0)
-			return 0;
-		if (r < 0 || classify_handler(f, &e, type, &unit) == CATCHES)
-			return 1;
+		if (r == 0) {
+			catches = 0;
+			break;
+		}
+		if (r < 0)
+			break;
+		int dyn = 0;
+		if (classify_handler(f, &e, type, &unit, &dyn) == CATCHES) {
+			cacheable &= !dyn;
+			break;
+		}
+		cacheable &= !dyn;
 	}
-	return 1;
-}
-
-static int has_any_handler(_PyInterpreterFrame *f)
-{
-	PyCodeObject *co = f->f_code;
-	uint32_t unit;
-	struct rewrite_exc e;
-	if (unit_of(f, &unit))
-		return 0;
-	const uint8_t *p = (const uint8_t *)PyBytes_AS_STRING(co->co_exceptiontable);
-	return rewrite_exctable__find(p, p + PyBytes_GET_SIZE(co->co_exceptiontable), unit, &e) != 0;
+	if (cacheable) {
+		slot->code = co;
+		slot->table = co->co_exceptiontable;
+		slot->size = (uint32_t)Py_SIZE(co);
+		slot->type = type;
+		slot->unit = start;
+		slot->catches = catches;
+	}
+	return catches;
 }
 
 static int name_is(PyCodeObject *co, const char *s)
@@ -387,10 +420,11 @@ static int is_crash(_PyInterpreterFrame *f, PyObject *type)
 	if (op == RAISE_VARARGS || op == RERAISE)
 		return 0;   /* deliberate: raise, assert, re-raise */
 	for (_PyInterpreterFrame *fr = f; fr; ) {
-		if (is_thread_top(fr->f_code))
+		if (frame_catches(fr, type)) {
+			if (!is_thread_top(fr->f_code))
+				return 0;
 			break;      /* what reaches it goes to threading.excepthook */
-		if (frame_catches(fr, type))
-			return 0;
+		}
 		_PyInterpreterFrame *below = complete_previous(fr);
 		if (!below)
 			break;      /* the thread's or the program's top */
@@ -457,7 +491,7 @@ static void consider(PyFrameObject *frame, PyObject **pexc, PyObject **pval, PyO
 		return;
 	/* The cheapest verdict first: a handler right here that catches
 	 * (try/except in the same function) is the common handled case. */
-	if (has_any_handler(f) && frame_catches(f, *pexc))
+	if (frame_catches(f, *pexc))
 		return;
 	if (!is_crash(f, *pexc))
 		return;

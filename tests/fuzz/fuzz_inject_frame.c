@@ -1,0 +1,78 @@
+/* libFuzzer harness for the channel's decoders (inject/msg.c): the bytes a
+ * debugger or an agent receives from the other process. The first byte
+ * picks the decoder; the rest is the untrusted frame. A decoded patch is
+ * walked with its iterators, as the agent does. */
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "inject/msg.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	if (size < 1)
+		return 0;
+	const uint8_t *p = data + 1, *end = data + size;
+	union {
+		struct inject_hdr hdr;
+		struct inject_hello hello;
+		struct inject_welcome welcome;
+		struct inject_crash crash;
+		struct inject_release release;
+		struct inject_patch patch;
+		struct inject_patch_result result;
+		struct inject_ping ping;
+		struct inject_pong pong;
+	} m;
+	char text[64];
+	switch (data[0] % 11) {
+	case 0:
+		inject_msg__decode_hdr(p, end, &m.hdr);
+		break;
+	case 1:
+		inject_msg__decode_hello(p, end, &m.hello);
+		break;
+	case 2:
+		inject_msg__decode_welcome(p, end, &m.welcome);
+		break;
+	case 3:
+		inject_msg__decode_crash(p, end, &m.crash);
+		break;
+	case 4:
+		inject_msg__decode_release(p, end, &m.release);
+		break;
+	case 5:
+	case 6:
+		if (inject_msg__decode_patch(p, end, &m.patch) == 0) {
+			struct inject_const_iter it;
+			struct inject_name_iter ni;
+			struct inject_const c;
+			const uint8_t *s;
+			size_t len, total = 0;
+			inject_const_iter__init(&it, &m.patch);
+			while (inject_const_iter__next(&it, &c) > 0)
+				if (c.data)
+					total += c.len;
+			inject_name_iter__init(&ni, &m.patch);
+			while (inject_name_iter__next(&ni, &s, &len) > 0)
+				total += len;
+			(void)total;
+		}
+		break;
+	case 7:
+		inject_msg__decode_patch_result(p, end, &m.result);
+		break;
+	case 8:
+		inject_msg__decode_ping(p, end, &m.ping);
+		break;
+	case 9:
+		inject_msg__decode_pong(p, end, &m.pong);
+		break;
+	case 10:
+		inject_msg__decode_error(p, end, text, sizeof text);
+		break;
+	}
+	return 0;
+}

@@ -1,0 +1,205 @@
+/* inject/: channel wire forms (docs/formats/channel.md): every message
+ * round-trips, and every decoder refuses truncation, trailing bytes, lying
+ * counts and over-deep nesting. */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <string.h>
+
+#include "inject/msg.h"
+
+static const uint8_t *payload(const struct inject_buf *b, struct inject_hdr *h)
+{
+	cr_assert_eq(inject_msg__decode_hdr(b->data, b->data + b->len, h), 0);
+	cr_assert_eq(h->len + INJECT_HDR_SIZE, b->len);
+	return b->data + INJECT_HDR_SIZE;
+}
+
+Test(inject_msg, header_rejects_bad_frames)
+{
+	struct inject_hdr h;
+	uint8_t ok[8] = { 4, 0, 0, 0, INJECT_MSG_PING, 0, 0, 0 };
+	cr_assert_eq(inject_msg__decode_hdr(ok, ok + 8, &h), 0);
+	cr_assert_eq(h.len, 4);
+	cr_assert_eq(inject_msg__decode_hdr(ok, ok + 7, &h), -EINVAL);
+	uint8_t reserved[8] = { 4, 0, 0, 0, INJECT_MSG_PING, 0, 1, 0 };
+	cr_assert_eq(inject_msg__decode_hdr(reserved, reserved + 8, &h), -EINVAL);
+	uint8_t type0[8] = { 0, 0, 0, 0, 0, 0, 0, 0 };
+	cr_assert_eq(inject_msg__decode_hdr(type0, type0 + 8, &h), -EINVAL);
+	uint8_t huge[8] = { 0, 0, 0, 0x10, INJECT_MSG_PATCH, 0, 0, 0 };
+	cr_assert_eq(inject_msg__decode_hdr(huge, huge + 8, &h), -EINVAL);
+}
+
+Test(inject_msg, crash_roundtrip_and_truncation)
+{
+	struct inject_buf b = { 0 };
+	struct inject_crash c = { .event_id = 7, .tid = 4242, .thread_ident = 99,
+				  .code_addr = 0x7f0000001000ull, .frame_addr = 0x7f0000002000ull,
+				  .offset = 16, .line = 52 };
+	struct inject_crash d;
+	struct inject_hdr h;
+	strcpy(c.exc_type, "KeyError");
+	strcpy(c.message, "'missing'");
+	strcpy(c.filename, "/app/job.py");
+	strcpy(c.qualname, "Job.run");
+	cr_assert_eq(inject_msg__encode_crash(&b, &c), 0);
+	const uint8_t *p = payload(&b, &h);
+	cr_assert_eq(h.type, INJECT_MSG_CRASH);
+	cr_assert_eq(inject_msg__decode_crash(p, p + h.len, &d), 0);
+	cr_assert_eq(d.event_id, 7);
+	cr_assert_eq(d.code_addr, c.code_addr);
+	cr_assert_eq(d.offset, 16);
+	cr_assert_str_eq(d.exc_type, "KeyError");
+	cr_assert_str_eq(d.qualname, "Job.run");
+	for (uint32_t cut = 0; cut < h.len; cut++)
+		cr_assert_eq(inject_msg__decode_crash(p, p + cut, &d), -EINVAL, "cut %u", cut);
+	inject_buf__free(&b);
+}
+
+Test(inject_msg, long_strings_are_truncated_not_overflowed)
+{
+	struct inject_buf b = { 0 };
+	struct inject_hdr h;
+	char text[1000];
+	char out[16];
+	memset(text, 'x', sizeof text - 1);
+	text[sizeof text - 1] = 0;
+	cr_assert_eq(inject_msg__encode_error(&b, text), 0);
+	const uint8_t *p = payload(&b, &h);
+	cr_assert_eq(inject_msg__decode_error(p, p + h.len, out, sizeof out), 0);
+	cr_assert_eq(strlen(out), sizeof out - 1);
+	inject_buf__free(&b);
+}
+
+Test(inject_msg, patch_roundtrip_with_nested_constants)
+{
+	static const uint8_t code[] = { 151, 0, 100, 1, 83, 0 };
+	static const uint8_t exc[] = { 0x80, 1, 2, 3 };
+	struct inject_const items[2] = {
+		{ .kind = INJECT_CONST_BUILTIN, .data = (const uint8_t *)"KeyError", .len = 8 },
+		{ .kind = INJECT_CONST_INT, .i = -5 },
+	};
+	struct inject_const consts[4] = {
+		{ .kind = INJECT_CONST_NONE },
+		{ .kind = INJECT_CONST_TUPLE, .items = items, .nitems = 2 },
+		{ .kind = INJECT_CONST_STR, .data = (const uint8_t *)"new", .len = 3 },
+		{ .kind = INJECT_CONST_FLOAT, .f = 2.5 },
+	};
+	const char *names[2] = { "get", "suture_marker" };
+	struct inject_patch m = { .request_id = 3, .code_addr = 0x1234, .stacksize = 4,
+				  .code = code, .code_len = sizeof code, .exctable = exc,
+				  .exctable_len = sizeof exc, .consts = consts, .nconsts = 4,
+				  .names = names, .nnames = 2 };
+	struct inject_buf b = { 0 };
+	struct inject_hdr h;
+	struct inject_patch d;
+	struct inject_const c;
+	cr_assert_eq(inject_msg__encode_patch(&b, &m), 0);
+	const uint8_t *p = payload(&b, &h);
+	cr_assert_eq(inject_msg__decode_patch(p, p + h.len, &d), 0);
+	cr_assert_eq(d.code_addr, 0x1234);
+	cr_assert_eq(d.code_len, sizeof code);
+	cr_assert_eq(memcmp(d.code, code, sizeof code), 0);
+	cr_assert_eq(d.linetable_len, 0);
+	cr_assert_eq(d.nconsts, 4);
+
+	struct inject_const_iter it;
+	int kinds[] = { INJECT_CONST_NONE, INJECT_CONST_TUPLE, INJECT_CONST_BUILTIN,
+			INJECT_CONST_INT, INJECT_CONST_STR, INJECT_CONST_FLOAT };
+	inject_const_iter__init(&it, &d);
+	for (int i = 0; i < 6; i++) {
+		cr_assert_eq(inject_const_iter__next(&it, &c), 1);
+		cr_assert_eq(c.kind, kinds[i], "item %d", i);
+		if (c.kind == INJECT_CONST_TUPLE)
+			cr_assert_eq(c.nitems, 2);
+		if (c.kind == INJECT_CONST_INT)
+			cr_assert_eq(c.i, -5);
+		if (c.kind == INJECT_CONST_FLOAT)
+			cr_assert_float_eq(c.f, 2.5, 0);
+	}
+	cr_assert_eq(inject_const_iter__next(&it, &c), 0);
+
+	struct inject_name_iter ni;
+	const uint8_t *s;
+	size_t len;
+	inject_name_iter__init(&ni, &d);
+	cr_assert_eq(inject_name_iter__next(&ni, &s, &len), 1);
+	cr_assert_eq(len, 3);
+	cr_assert_eq(inject_name_iter__next(&ni, &s, &len), 1);
+	cr_assert_eq(memcmp(s, "suture_marker", len), 0);
+	cr_assert_eq(inject_name_iter__next(&ni, &s, &len), 0);
+
+	for (uint32_t cut = 0; cut < h.len; cut++)
+		cr_assert_eq(inject_msg__decode_patch(p, p + cut, &d), -EINVAL, "cut %u", cut);
+	inject_buf__free(&b);
+}
+
+Test(inject_msg, patch_refuses_lies)
+{
+	struct inject_buf b = { 0 };
+	struct inject_hdr h;
+	struct inject_patch d;
+	static const uint8_t odd[] = { 1, 2, 3 };
+	struct inject_patch m = { .code = odd, .code_len = 3 };
+	cr_assert_eq(inject_msg__encode_patch(&b, &m), 0);
+	const uint8_t *p = payload(&b, &h);
+	cr_assert_eq(inject_msg__decode_patch(p, p + h.len, &d), -EINVAL, "odd co_code");
+	inject_buf__free(&b);
+
+	/* A tuple nested deeper than the limit is refused by the encoder. */
+	struct inject_const chain[INJECT_MAX_CONST_DEPTH + 2];
+	for (int i = 0; i < INJECT_MAX_CONST_DEPTH + 1; i++)
+		chain[i] = (struct inject_const){ .kind = INJECT_CONST_TUPLE, .items = &chain[i + 1],
+						  .nitems = 1 };
+	chain[INJECT_MAX_CONST_DEPTH + 1] = (struct inject_const){ .kind = INJECT_CONST_NONE };
+	static const uint8_t code[] = { 9, 0 };
+	struct inject_patch deep = { .code = code, .code_len = 2, .consts = chain, .nconsts = 1 };
+	struct inject_buf b2 = { 0 };
+	cr_assert_eq(inject_msg__encode_patch(&b2, &deep), -EINVAL);
+	inject_buf__free(&b2);
+
+	/* A constant count beyond the bytes present. */
+	uint8_t raw[64] = { 0 };
+	size_t at = 8 + 8 + 4 + 4;
+	raw[at] = 2;                    /* code blob len 2 */
+	at += 4 + 2;
+	at += 4 + 4;                    /* empty exctable, linetable */
+	raw[at] = 0xff; raw[at + 1] = 0xff; /* nconsts 65535 */
+	at += 4;
+	cr_assert_eq(inject_msg__decode_patch(raw, raw + at + 4, &d), -EINVAL);
+}
+
+Test(inject_msg, small_messages_roundtrip)
+{
+	struct inject_buf b = { 0 };
+	struct inject_hdr h;
+	struct inject_hello hello = { INJECT_PROTO_VERSION, 300 }, hello2;
+	cr_assert_eq(inject_msg__encode_hello(&b, &hello), 0);
+	const uint8_t *p = payload(&b, &h);
+	cr_assert_eq(inject_msg__decode_hello(p, p + h.len, &hello2), 0);
+	cr_assert_eq(hello2.timeout_ms, 300);
+	cr_assert_eq(inject_msg__decode_hello(p, p + h.len + 0, &hello2), 0);
+	inject_buf__reset(&b);
+
+	struct inject_welcome w = { INJECT_PROTO_VERSION, 42, 0x30b02f0, INJECT_WATCH_JUMP_ABS, "jump" }, w2;
+	cr_assert_eq(inject_msg__encode_welcome(&b, &w), 0);
+	p = payload(&b, &h);
+	cr_assert_eq(inject_msg__decode_welcome(p, p + h.len, &w2), 0);
+	cr_assert_eq(w2.pid, 42);
+	cr_assert_str_eq(w2.detail, "jump");
+	inject_buf__reset(&b);
+
+	struct inject_patch_result r = { 9, -2, 1, 2, 3, "no such code" }, r2;
+	cr_assert_eq(inject_msg__encode_patch_result(&b, &r), 0);
+	p = payload(&b, &h);
+	cr_assert_eq(inject_msg__decode_patch_result(p, p + h.len, &r2), 0);
+	cr_assert_eq(r2.status, -2);
+	cr_assert_eq(r2.nparents, 2);
+	inject_buf__reset(&b);
+
+	cr_assert_eq(inject_msg__encode_empty(&b, INJECT_MSG_DETACH), 0);
+	p = payload(&b, &h);
+	cr_assert_eq(h.len, 0);
+	cr_assert_eq(inject_msg__decode_empty(p, p), 0);
+	cr_assert_eq(inject_msg__decode_empty(p, p + 1), -EINVAL);
+	inject_buf__free(&b);
+}
