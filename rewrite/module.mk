@@ -28,3 +28,10 @@ $(RW_GUARDS_TOOL): tests/e2e/test_guards_tool.c $(call lib_of,rewrite)
 	@mkdir -p $(@D)
 	$(CC) $(ALL_CFLAGS) -o $@ $< $(call lib_of,rewrite)
 unit: $(RW_GUARDS_TOOL)
+
+# rewrite-core: throughput benchmark program used by tests/bench/bench_rewrite.sh.
+RW_BENCH := $(BUILD)/tests/bench/bench_rewrite
+$(RW_BENCH): tests/bench/bench_rewrite.c $(call lib_of,rewrite)
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) -o $@ $< $(call lib_of,rewrite)
+bench: $(RW_BENCH)
