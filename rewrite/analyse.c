@@ -428,23 +428,21 @@ static int follow(const struct gctx *g, int64_t prod, int slot, int width,
 		int pops = guard_op__inputs(op, in->arg);
 		int pushes = guard_op__outputs(op, in->arg);
 		int64_t end = i;   /* last instruction of this logical op */
+		bool called = false;  /* the value is the callable */
 		if (op == PRECALL && (size_t)i + 1 < g->n && g->in[i + 1].opcode == CALL) {
-			bool callable = d - pops > slot;   /* args are above the value */
-			if (callable || is_iter) {
+			called = d - pops > slot;   /* the arguments are above the value */
+			if (called || is_iter) {
 				pops = pops + 2;
 				pushes = 1;
 				end = i + 1;
 			}
 		}
 		if (d - pops > slot + width - 1) {
-			/* Does not reach the value. */
+			/* Does not reach the value. A branch that leaves the
+			 * value on the stack: follow the fall-through path,
+			 * the paths join again where the value is used. */
 			if (rewrite_opcode__is_terminator(op))
 				return -1;
-			if (in->target >= 0 && op != FOR_ITER) {
-				/* A branch that leaves the value on the stack:
-				 * follow the fall-through path, where the
-				 * paths join again. */
-			}
 			i = end + 1;
 			continue;
 		}
@@ -458,7 +456,7 @@ static int follow(const struct gctx *g, int64_t prod, int slot, int width,
 			guard__fmt(f->consumer, sizeof(f->consumer), "for loop (skipped)");
 			return 0;
 		}
-		bool ok = width == 1 && !is_iter && accepts(in, d, slot, fb);
+		bool ok = width == 1 && !is_iter && !called && accepts(in, d, slot, fb);
 		if (ok && inplace) {
 			/* x op= e: skip the whole statement, store included. */
 			if (op != STORE_FAST && op != STORE_NAME && op != STORE_GLOBAL &&
@@ -793,7 +791,7 @@ int guard__analyse(const struct rewrite_code_info *info, const struct guard_cras
 	} else if (op == BINARY_OP) {
 		operands_of(&g, f, &st);
 		char l[100], r[100];
-		sym_text(&st.s[0], PREC_BIN + 1, l, sizeof(l));
+		sym_text(&st.s[0], PREC_BIN, l, sizeof(l));
 		sym_text(&st.s[1], PREC_BIN + 1, r, sizeof(r));
 		uint32_t a = in->arg;
 		if (exc_is(crash, "ZeroDivisionError") &&

@@ -9,17 +9,24 @@
 #include "rewrite/guard-priv.h"
 
 #include <errno.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <opcode.h>
 
 static int reject(struct rewrite_diag *diag, const struct rewrite_code_info *info, int64_t where,
-		  const char *fmt, const char *a, unsigned u)
+		  const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
+static int reject(struct rewrite_diag *diag, const struct rewrite_code_info *info, int64_t where,
+		  const char *fmt, ...)
 {
 	if (diag) {
 		char why[200];
-		guard__fmt(why, sizeof(why), fmt, a, u);
+		va_list ap;
+		va_start(ap, fmt);
+		vsnprintf(why, sizeof(why), fmt, ap);
+		va_end(ap);
 		diag->err = -EINVAL;
 		diag->where = where;
 		guard__fmt(diag->msg, sizeof(diag->msg), "diffgate: code '%s': %s",
@@ -70,8 +77,7 @@ int guard_diffgate__check(const struct rewrite_code_info *orig,
 	err = -EINVAL;
 	uint32_t units = (uint32_t)(orig->code_len / 2);
 	if (patched->code_len < orig->code_len) {
-		err = reject(diag, orig, -1, "the patched code is shorter than the original%s (%u units)",
-			     "", units);
+		err = reject(diag, orig, -1, "the patched code is shorter than the original (%u units)", units);
 		goto out;
 	}
 	size_t na = rewrite_code__ninstrs(a), nb = rewrite_code__ninstrs(b);
@@ -114,7 +120,7 @@ int guard_diffgate__check(const struct rewrite_code_info *orig,
 		struct rewrite_loc la, lb;
 		int ra = rewrite_code__unit_loc(a, u, &la), rb = rewrite_code__unit_loc(b, u, &lb);
 		if (ra != rb || (ra == 0 && !same_loc(&la, &lb))) {
-			err = reject(diag, orig, u, "the location of unit %s%u changed", "", u);
+			err = reject(diag, orig, u, "the location of unit %u changed", u);
 			goto out;
 		}
 	}
@@ -133,8 +139,7 @@ int guard_diffgate__check(const struct rewrite_code_info *orig,
 		}
 		if (g->end > units) {
 			err = reject(diag, orig, g->start,
-				     "an entry%s straddles the end of the original code at unit %u", "",
-				     g->start);
+				     "an entry straddles the end of the original code at unit %u", g->start);
 			goto out;
 		}
 		if (g->target < units) {
@@ -142,7 +147,7 @@ int guard_diffgate__check(const struct rewrite_code_info *orig,
 			for (uint32_t u = g->start; u < g->end; u++)
 				if (!same_handler(rewrite_code__exc_at(a, u), g)) {
 					err = reject(diag, orig, u,
-						     "the handler of unit %s%u changed", "", u);
+						     "the handler of unit %u changed", u);
 					goto out;
 				}
 			continue;
@@ -154,22 +159,21 @@ int guard_diffgate__check(const struct rewrite_code_info *orig,
 		if (s < 0 || e < 0 || ia[s].offset != g->start ||
 		    ia[e].offset + ia[e].size != g->end) {
 			err = reject(diag, orig, g->start,
-				     "a guard entry%s covers part of an instruction at unit %u", "",
-				     g->start);
+				     "a guard entry covers part of an instruction at unit %u", g->start);
 			goto out;
 		}
 		const struct rewrite_exc *was = rewrite_code__exc_at(a, g->start);
 		for (uint32_t u = g->start; u < g->end; u++)
 			if (!same_handler(rewrite_code__exc_at(a, u), was)) {
 				err = reject(diag, orig, u,
-					     "a guard entry%s spans two original handlers at unit %u", "", u);
+					     "a guard entry spans two original handlers at unit %u", u);
 				goto out;
 			}
 		const struct rewrite_exc *blk = rewrite_code__exc_at(b, g->target);
 		if (!same_handler(blk, was)) {
 			err = reject(diag, orig, g->target,
-				     "the guard block%s at unit %u is not covered by the handler of the "
-				     "code it guards", "", g->target);
+				     "the guard block at unit %u is not covered by the handler of the "
+				     "code it guards", g->target);
 			goto out;
 		}
 		for (int64_t x = s; x <= e && nguarded < na; x++)
@@ -179,7 +183,7 @@ int guard_diffgate__check(const struct rewrite_code_info *orig,
 	for (uint32_t u = 0; u < units; u++) {
 		const struct rewrite_exc *x = rewrite_code__exc_at(b, u);
 		if (!x && rewrite_code__exc_at(a, u)) {
-			err = reject(diag, orig, u, "unit %s%u lost its handler", "", u);
+			err = reject(diag, orig, u, "unit %u lost its handler", u);
 			goto out;
 		}
 	}
@@ -187,7 +191,7 @@ int guard_diffgate__check(const struct rewrite_code_info *orig,
 	for (uint32_t u = units; u < (uint32_t)(patched->code_len / 2); u++) {
 		struct rewrite_loc lb;
 		if (rewrite_code__unit_loc(b, u, &lb) < 0) {
-			err = reject(diag, orig, u, "appended unit %s%u has no location", "", u);
+			err = reject(diag, orig, u, "appended unit %u has no location", u);
 			goto out;
 		}
 		bool ok = false;
@@ -195,7 +199,7 @@ int guard_diffgate__check(const struct rewrite_code_info *orig,
 			ok = same_loc(&guarded_locs[k], &lb);
 		if (!ok) {
 			err = reject(diag, orig, u,
-				     "appended unit %s%u has a location no guarded instruction has", "", u);
+				     "appended unit %u has a location no guarded instruction has", u);
 			goto out;
 		}
 	}

@@ -686,3 +686,48 @@ out:
 	free(pc);
 	return err;
 }
+
+int guard__explain(const struct rewrite_code_info *info, const struct guard_crash *crash,
+		   unsigned context, FILE *out)
+{
+	struct guard_decision d;
+	struct rewrite_diag diag = { 0 };
+	int err = guard__analyse(info, crash, &d, &diag);
+	if (err < 0) {
+		fprintf(out, "%s\n", diag.msg);
+		return err;
+	}
+	fprintf(out, "crash: %s at unit %u of '%s'\n", crash->exc_type, crash->unit,
+		info->qualname ? info->qualname : "?");
+	if (d.kind == GUARD_NONE) {
+		fprintf(out, "no guard (%s): %s\n", guard_refusal__name(d.refusal), d.reason);
+		return 0;
+	}
+	fprintf(out, "guard: %s\ntarget: %s (subject %s)\nfallback: %s\nplacement: %s, %s\n"
+		"fingerprint: %016llx\n",
+		guard_kind__name(d.kind), d.target, d.subject, d.fallback_text,
+		guard_placement__name(d.placement), d.consumer, (unsigned long long)d.fingerprint);
+	struct guard_patch p;
+	err = guard__synthesize(info, &d, &p, &diag);
+	if (err < 0) {
+		fprintf(out, "%s\n", diag.msg);
+		return err;
+	}
+	struct rewrite_code_info pi;
+	struct rewrite_const *pc = NULL;
+	struct guard_delta dl;
+	err = guard_patch__info(info, &p, &pi, &pc);
+	if (err == 0)
+		err = guard_diffgate__check(info, &pi, &dl, &diag);
+	free(pc);
+	if (err == 0) {
+		char buf[256];
+		guard_delta__format(&dl, buf, sizeof(buf));
+		fprintf(out, "diff gate: accepted: %s\n\n", buf);
+		err = guard_patch__dis(info, &p, d.anchor_unit, context, out);
+	} else {
+		fprintf(out, "diff gate: rejected: %s\n", diag.msg);
+	}
+	guard_patch__release(&p);
+	return err;
+}

@@ -223,6 +223,14 @@ int guard_patch__info(const struct rewrite_code_info *info, const struct guard_p
 int guard_patch__dis(const struct rewrite_code_info *info, const struct guard_patch *p,
 		     uint32_t anchor_unit, unsigned context, FILE *out);
 
+/* For suture-dis and `explain`: analyse the crash and print the decision
+ * (kind, target, fallback, placement, fingerprint, or the refusal and why);
+ * when a guard is decided, the side-by-side disassembly and the diff
+ * gate's verdict and delta. 0, or -errno as guard__analyse/__synthesize;
+ * -EINVAL if the gate rejects the patch. */
+int guard__explain(const struct rewrite_code_info *info, const struct guard_crash *crash,
+		   unsigned context, FILE *out);
+
 /* ---------------------------------------------------------------------- */
 /* Semantic diff gate                                                     */
 

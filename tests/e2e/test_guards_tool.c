@@ -117,14 +117,8 @@ static int cmd_heal(const struct rewrite_dump *dump, int argc, char **argv, bool
 		}
 	}
 	if (dis) {
-		if (d.kind == GUARD_NONE) {
-			printf("refused: %s\n", d.reason);
-			return 0;
-		}
-		printf("%s: %s\n", guard_kind__name(d.kind), d.reason);
-		err = guard_patch__dis(info, &p, d.anchor_unit, 4, stdout);
 		guard_patch__release(&p);
-		return err ? 1 : 0;
+		return guard__explain(info, &crash, 4, stdout) ? 1 : 0;
 	}
 	printf("{\"kind\":\"%s\",\"refusal\":\"%s\",\"reason\":", guard_kind__name(d.kind),
 	       guard_refusal__name(d.refusal));
