@@ -2,6 +2,7 @@
  * flock, atomic replacement, queries. Format: docs/formats/store.md. */
 #include "store/store-priv.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
@@ -414,6 +415,27 @@ out:
 	return r;
 }
 
+/* Under the lock no writer is between creating and renaming its temporary
+ * file, so any temporary file there was left by a writer that died: remove
+ * it. Best effort: a failure here changes nothing else. */
+static void remove_dead_temps(struct store *s)
+{
+	int fd = openat(s->dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	struct dirent *e;
+	DIR *d;
+
+	if (fd < 0)
+		return;
+	if (!(d = fdopendir(fd))) {
+		close(fd);
+		return;
+	}
+	while ((e = readdir(d)))
+		if (strncmp(e->d_name, TMP_PREFIX, strlen(TMP_PREFIX)) == 0)
+			unlinkat(s->dirfd, e->d_name, 0);
+	closedir(d);
+}
+
 /* Run change(idx, arg) on a fresh copy of the index under the lock, and
  * write the result if change returns > 0 (0: nothing to write). On success
  * the handle sees the new index. */
@@ -434,6 +456,8 @@ static int transact(struct store *s, change_fn change, void *arg)
 		store_index__free(&fresh);
 		goto unlock;
 	}
+	if (r > 0)
+		remove_dead_temps(s);
 	if (r > 0 && (r = write_index(s, &fresh))) {
 		store_index__free(&fresh);
 		goto unlock;
@@ -480,8 +504,9 @@ int store__add_many(struct store *s, const struct store_patch *p, size_t n)
 		if (!filled[i].ttl_days)
 			filled[i].ttl_days = STORE_DEFAULT_TTL_DAYS;
 		if (store_patch__validate(&filled[i], cause, sizeof(cause))) {
-			r = fail(s, -EINVAL, p[i].name && strlen(p[i].name) < 200 ? p[i].name
-				 : "patch", "%s", cause);
+			r = fail(s, -EINVAL, s->dir, "patch %s%.200s%s: %s",
+				 p[i].name ? "\"" : "", p[i].name ? p[i].name : "#", p[i].name ? "\"" : "",
+				 cause);
 			goto out;
 		}
 	}
@@ -623,7 +648,7 @@ int store__mark_stale(struct store *s, const char *name, const char *reason)
 		probe.created = 1;
 		probe.ttl_days = 1;
 		if (store_patch__validate(&probe, cause, sizeof(cause)))
-			return fail(s, -EINVAL, name, "%s", cause);
+			return fail(s, -EINVAL, s->dir, "patch \"%.200s\": %s", name, cause);
 	}
 	return transact(s, change_status, &a);
 }

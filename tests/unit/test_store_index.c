@@ -122,7 +122,7 @@ Test(store_index, invalid_patches_are_refused)
 	p = full_patch("a");
 	p.guard = "magic_guard";
 	cr_assert_eq(store__add(s, &p), -EINVAL);
-	cr_assert(strstr(last_msg, "store: a: guard: unknown kind \"magic_guard\""), "%s", last_msg);
+	cr_assert(strstr(last_msg, ": patch \"a\": guard: unknown kind \"magic_guard\""), "%s", last_msg);
 	p = full_patch("a");
 	p.line = 0;
 	cr_assert_eq(store__add(s, &p), -EINVAL);

@@ -428,8 +428,16 @@ Test(store_concurrency, no_temporary_files_left)
 	FILE *ls;
 	char cmd[400], line[256];
 
+	char dead[300];
+
 	for (int i = 0; i < 5; i++)
 		cr_assert_eq(store__add(s, &p), 0);
+	/* A writer that died between creating and renaming its temporary file
+	 * left this: the next change removes it. */
+	snprintf(dead, sizeof(dead), "%s/.index.json.tmp.99999.1.0", dir);
+	write_file(dead, "{", 1);
+	p.name = "b";
+	cr_assert_eq(store__add(s, &p), 0);
 	store__close(s);
 	snprintf(cmd, sizeof(cmd), "ls -A '%s'", dir);
 	cr_assert_not_null(ls = popen(cmd, "r"));
