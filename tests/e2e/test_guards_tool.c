@@ -3,7 +3,8 @@
  * diff gate (rewrite/guard.h), and prints JSON the tests turn into code
  * objects with code.replace(). Test-only; built by rewrite/module.mk.
  *
- *   test_guards_tool heal DUMP INDEX UNIT EXCTYPE MESSAGE [callee]
+ *   test_guards_tool heal DUMP INDEX UNIT EXCTYPE MESSAGE [callee|stdlib|quickened]
+ *     (quickened: analyse the dumped co_code_adaptive instead of co_code)
  *   test_guards_tool dis DUMP INDEX UNIT EXCTYPE MESSAGE
  *   test_guards_tool probe DUMP        one JSON line per code object
  *   test_guards_tool identity DUMP     one JSON line per code object
@@ -93,7 +94,18 @@ static int cmd_heal(const struct rewrite_dump *dump, int argc, char **argv, bool
 		fprintf(stderr, "test_guards_tool: no code object %zu\n", idx);
 		return 2;
 	}
-	const struct rewrite_code_info *info = &rewrite_dump__entry(dump, idx)->info;
+	const struct rewrite_dump_entry *ent = rewrite_dump__entry(dump, idx);
+	struct rewrite_code_info qinfo = ent->info;
+	const struct rewrite_code_info *info = &ent->info;
+	if (argc > 7 && strcmp(argv[7], "quickened") == 0) {
+		if (!ent->adaptive) {
+			fprintf(stderr, "test_guards_tool: code object %zu was not quickened\n", idx);
+			return 2;
+		}
+		qinfo.code = ent->adaptive;
+		qinfo.code_len = ent->adaptive_len;
+		info = &qinfo;
+	}
 	struct guard_crash crash = {
 		.unit = (uint32_t)strtoul(argv[4], NULL, 10),
 		.exc_type = argv[5],
