@@ -220,7 +220,15 @@ int store__open(const char *path, unsigned flags, struct store **out)
 	s->dirfd = -1;
 	s->lockfd = -1;
 	s->flags = flags;
-	if (!(s->dir = strdup(path)) || !(s->index_path = join(path, INDEX_NAME)) ||
+	if (!(s->dir = strdup(path))) {
+		r = fail(s, -ENOMEM, path, "out of memory");
+		goto err;
+	}
+	/* "x/.suture/" and "x/.suture" are one store: keep messages tidy. */
+	for (size_t n = strlen(s->dir); n > 1 && s->dir[n - 1] == '/'; n--)
+		s->dir[n - 1] = '\0';
+	path = s->dir;
+	if (!(s->index_path = join(path, INDEX_NAME)) ||
 	    !(s->lock_path = join(path, LOCK_NAME))) {
 		r = fail(s, -ENOMEM, path, "out of memory");
 		goto err;

@@ -205,6 +205,14 @@ Test(store_dir, created_0700_and_default_path)
 	cr_assert_eq(stat(dir, &st), 0);
 	cr_assert_eq(st.st_mode & 07777, 0700);
 	store__close(s);
+	{
+		char slash[300];
+
+		snprintf(slash, sizeof(slash), "%s//", dir);
+		cr_assert_eq(store__open(slash, 0, &s), 0);
+		cr_assert_str_eq(store__path(s), dir);
+		store__close(s);
+	}
 
 	/* NULL path: $SUTURE_STORE, else .suture in the working directory. */
 	cr_assert_not_null(getcwd(cwd, sizeof(cwd)));
