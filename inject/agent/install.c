@@ -202,8 +202,14 @@ static const char *utf8_or(PyObject *s)
 /* Give new to every function holding old and, for every code object whose
  * co_consts holds old, install a copy pointing to new. */
 static int install_everywhere(PyObject *old, PyObject *newc, PyObject *funcs, struct codes *all,
-			      struct inject_patch_result *res, int depth)
+			      struct inject_patch_result *res, PyObject *pairs, int depth)
 {
+	PyObject *pair = PyTuple_Pack(2, old, newc);
+	if (!pair || PyList_Append(pairs, pair)) {
+		Py_XDECREF(pair);
+		return -ENOMEM;
+	}
+	Py_DECREF(pair);
 	if (depth > 32) {
 		snprintf(res->message, sizeof res->message, "agent: code nesting too deep");
 		return -ELOOP;
@@ -254,7 +260,7 @@ static int install_everywhere(PyObject *old, PyObject *newc, PyObject *funcs, st
 		}
 		res->nparents++;
 		agent__log("patch: enclosing code %s replaced", utf8_or(parent->co_qualname));
-		int rc = install_everywhere((PyObject *)parent, np, funcs, all, res, depth + 1);
+		int rc = install_everywhere((PyObject *)parent, np, funcs, all, res, pairs, depth + 1);
 		Py_DECREF(np);
 		if (rc)
 			return rc;
@@ -262,9 +268,64 @@ static int install_everywhere(PyObject *old, PyObject *newc, PyObject *funcs, st
 	return 0;
 }
 
+/* Old code objects taken out of frames: kept alive for good (a few per
+ * patch), as nothing tells us when every pointer into them is gone. */
+static PyObject *g_retired;
+
+/* OSR (DESIGN.md section 6): a frame suspended in an inlined Python call
+ * (its callee has is_entry == 0) re-reads f_code and prev_instr from its
+ * _PyInterpreterFrame when the callee returns (ceval's resume_frame:
+ * SET_LOCALS_FROM_FRAME), so it can be given the new code: offsets are
+ * the same, the locals layout is the same (replace keeps it), and the
+ * value stack was sized from the original, so the new one must not need
+ * more. A frame running in a C-level eval loop (the current one, or one
+ * whose callee was entered from C) keeps first_instr in a C local: never
+ * touched. Generator frames are left alone (gi_code would disagree). */
+static int swap_frames(PyObject *pairs, struct inject_patch_result *res)
+{
+	PyInterpreterState *interp = PyInterpreterState_Main();
+	if (!g_retired && !(g_retired = PyList_New(0)))
+		return -ENOMEM;
+	for (PyThreadState *ts = PyInterpreterState_ThreadHead(interp); ts; ts = PyThreadState_Next(ts)) {
+		if (!ts->cframe)
+			continue;
+		_PyInterpreterFrame *callee = ts->cframe->current_frame;
+		for (_PyInterpreterFrame *f = callee ? callee->previous : NULL; f;
+		     callee = f, f = f->previous) {
+			if (callee->is_entry || f->owner != FRAME_OWNED_BY_THREAD ||
+			    _PyFrame_IsIncomplete(f))
+				continue;
+			for (Py_ssize_t i = 0; i < PyList_GET_SIZE(pairs); i++) {
+				PyObject *pair = PyList_GET_ITEM(pairs, i);
+				PyCodeObject *old = (PyCodeObject *)PyTuple_GET_ITEM(pair, 0);
+				PyCodeObject *nc = (PyCodeObject *)PyTuple_GET_ITEM(pair, 1);
+				if (f->f_code != old)
+					continue;
+				ptrdiff_t at = f->prev_instr - _PyCode_CODE(old);
+				if (nc->co_nlocalsplus != old->co_nlocalsplus ||
+				    nc->co_stacksize > old->co_stacksize || at < 0 ||
+				    at >= Py_SIZE(old) || at >= Py_SIZE(nc)) {
+					agent__log("osr: frame of %s kept its code (stack %d > %d)",
+						   utf8_or(old->co_qualname), nc->co_stacksize,
+						   old->co_stacksize);
+					break;
+				}
+				if (PyList_Append(g_retired, (PyObject *)old))
+					return -ENOMEM;
+				f->f_code = (PyCodeObject *)Py_NewRef((PyObject *)nc);
+				f->prev_instr = _PyCode_CODE(nc) + at;
+				Py_DECREF(old);   /* the frame's reference; g_retired keeps it */
+				res->nframes++;
+				break;
+			}
+		}
+	}
+	return 0;
+}
+
 int agent_install__patch(const struct inject_patch *p, struct inject_patch_result *res)
 {
-	PyObject *gc = NULL, *objs = NULL, *funcs = NULL, *newc = NULL;
+	PyObject *gc = NULL, *objs = NULL, *funcs = NULL, *newc = NULL, *pairs = NULL;
 	struct codes all = { NULL, NULL };
 	PyObject *old = NULL;
 	int rc = -ENOMEM;
@@ -273,7 +334,8 @@ int agent_install__patch(const struct inject_patch *p, struct inject_patch_resul
 	res->message[0] = 0;
 	if (!(gc = PyImport_ImportModule("gc")) ||
 	    !(objs = PyObject_CallMethod(gc, "get_objects", NULL)) || !PyList_Check(objs) ||
-	    !(funcs = PyList_New(0)) || !(all.list = PyList_New(0)) || !(all.seen = PySet_New(NULL)))
+	    !(funcs = PyList_New(0)) || !(all.list = PyList_New(0)) || !(all.seen = PySet_New(NULL)) ||
+	    !(pairs = PyList_New(0)))
 		goto out;
 	for (Py_ssize_t i = 0; i < PyList_GET_SIZE(objs); i++) {
 		PyObject *o = PyList_GET_ITEM(objs, i);
@@ -297,11 +359,13 @@ int agent_install__patch(const struct inject_patch *p, struct inject_patch_resul
 		rc = -EINVAL;
 		goto out;
 	}
-	rc = install_everywhere(old, newc, funcs, &all, res, 0);
+	rc = install_everywhere(old, newc, funcs, &all, res, pairs, 0);
+	if (rc == 0)
+		rc = swap_frames(pairs, res);
 	if (rc == 0)
 		snprintf(res->message, sizeof res->message,
-			 "installed on %u function(s), %u enclosing code object(s)",
-			 res->nfunctions, res->nparents);
+			 "installed on %u function(s), %u enclosing code object(s), %u suspended frame(s)",
+			 res->nfunctions, res->nparents, res->nframes);
 out:
 	if (rc == -ENOMEM && !res->message[0])
 		snprintf(res->message, sizeof res->message, "agent: out of memory walking objects");
@@ -312,5 +376,6 @@ out:
 	Py_XDECREF(all.list);
 	Py_XDECREF(all.seen);
 	Py_XDECREF(newc);
+	Py_XDECREF(pairs);
 	return rc;
 }
