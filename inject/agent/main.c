@@ -224,6 +224,11 @@ static void install_watcher(unsigned timeout_ms)
 	pthread_detach(t);
 	clock_gettime(CLOCK_REALTIME, &dl);
 	dl.tv_sec += timeout_ms / 1000;
+	dl.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+	if (dl.tv_nsec >= 1000000000L) {
+		dl.tv_sec++;
+		dl.tv_nsec -= 1000000000L;
+	}
 	pthread_mutex_lock(&in->lock);
 	while (!in->done)
 		if (pthread_cond_timedwait(&in->cond, &in->lock, &dl) == ETIMEDOUT)
@@ -542,7 +547,8 @@ static void *agent_main(void *arg)
 		agent__log("channel not opened: %s", strerror(-rc));
 		goto out;
 	}
-	install_watcher(5000);
+	const char *gt = getenv("SUTURE_AGENT_GIL_TIMEOUT_MS");
+	install_watcher(gt && *gt ? (unsigned)strtoul(gt, NULL, 10) : 5000);
 	agent__log("listening on %s", g.sock_path);
 
 	for (;;) {
