@@ -1,6 +1,8 @@
 /* rewrite/dis.c: a disassembly for people (suture-dis, and later the
  * side-by-side view of a patched code object). Offsets are shown in bytes,
- * as Python's dis module does (2 * code unit), at the op's unit. */
+ * as Python's dis module does (2 * code unit): an instruction at its op's
+ * unit ("+" marks EXTENDED_ARG prefixes folded in), a jump target at the
+ * unit execution lands on (its first prefix). */
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -39,7 +41,9 @@ static void put_argval(struct fmt *f, const struct rewrite_code *code, const str
 	case REWRITE_ARG_CONST:
 		if (info->consts && in->arg < info->nconsts && info->consts[in->arg].repr)
 			s = info->consts[in->arg].repr;
-		if (s)
+		if (s && info->consts[in->arg].type && !strcmp(info->consts[in->arg].type, "code"))
+			put(f, " (<code object %s>)", s);
+		else if (s)
 			put(f, " (%.60s%s)", s, strlen(s) > 60 ? "..." : "");
 		return;
 	case REWRITE_ARG_NAME: {
@@ -63,7 +67,8 @@ static void put_argval(struct fmt *f, const struct rewrite_code *code, const str
 	case REWRITE_ARG_JUMP:
 		if (in->target >= 0 && (size_t)in->target < code->ninstrs) {
 			const struct rewrite_instr *t = &code->instrs[in->target];
-			put(f, " (to %u)", 2 * (t->offset + t->nprefix));
+			/* where execution lands: the first EXTENDED_ARG, as dis */
+			put(f, " (to %u)", 2 * t->offset);
 		}
 		return;
 	default:
