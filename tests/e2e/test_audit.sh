@@ -14,7 +14,7 @@ for b in "$AUDIT" "$TOOL"; do
 	[ -x "$b" ] || { echo "missing $b (build first)"; exit 1; }
 done
 
-WORK=$(mktemp -d)
+WORK=$(cd "$(mktemp -d)" && pwd -P)  # physical: suture-audit shortens paths under getcwd()
 trap 'rm -rf "$WORK"' EXIT
 cd "$WORK" || exit 1
 fails=0
