@@ -19,5 +19,7 @@ ext=$(sed -n 's/.*with EXTENDED_ARG: \([0-9]*\).*/\1/p' "$work/out")
 quick=$(sed -n 's/^quickened: \([0-9]*\).*/\1/p' "$work/out")
 [ "$codes" -gt 50000 ] || { echo "only $codes code objects"; exit 1; }
 [ "$ext" -gt 100 ] || { echo "only $ext code objects with EXTENDED_ARG"; exit 1; }
+spec=$(sed -n 's/^distinct specialized opcodes seen: \([0-9]*\)/\1/p' "$work/out")
 [ "$quick" -gt 10 ] || { echo "only $quick quickened code objects"; exit 1; }
+[ "$spec" -gt 30 ] || { echo "only $spec specialized opcodes exercised"; exit 1; }
 echo "roundtrip: ok"

@@ -7,6 +7,7 @@
  *
  * Usage: test_roundtrip_check DUMP [MAX_REPORTED]
  */
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,6 +42,7 @@ int main(int argc, char **argv)
 	size_t decode_fail = 0, verify_fail = 0, code_diff = 0, exc_diff = 0, line_diff = 0;
 	size_t depth_diff = 0, depth_below = 0, quick = 0, quick_fail = 0, ext = 0, excs = 0;
 	long reported = 0;
+	bool specialized[256] = { false };
 	char buf[512];
 #define REPORT(...) do { if (reported++ < max_reported) fprintf(stderr, __VA_ARGS__); } while (0)
 	for (size_t i = 0; i < n; i++) {
@@ -106,6 +108,11 @@ int main(int argc, char **argv)
 
 		if (e->adaptive) {
 			quick++;
+			for (size_t u = 0; u + 1 < e->adaptive_len; u += 2) {
+				int op = e->adaptive[u];
+				if (rewrite_opcode__deopt(op) >= 0 && rewrite_opcode__deopt(op) != op)
+					specialized[op] = true;
+			}
 			int ok = e->adaptive_len == in->code_len;
 			uint8_t *d = malloc(e->adaptive_len ? e->adaptive_len : 1);
 			if (ok && (!d || rewrite_bytes__deopt(e->adaptive, e->adaptive_len, d) ||
@@ -139,7 +146,11 @@ int main(int argc, char **argv)
 	       exc_diff, line_diff);
 	printf("max depth != co_stacksize: %zu; below it with dead handler code: %zu\n", depth_diff,
 	       depth_below);
+	size_t nspec = 0;
+	for (int op = 0; op < 256; op++)
+		nspec += specialized[op];
 	printf("quickened: %zu, not deoptimized back: %zu\n", quick, quick_fail);
+	printf("distinct specialized opcodes seen: %zu\n", nspec);
 	rewrite_dump__close(dump);
 	return (decode_fail || verify_fail || code_diff || exc_diff || line_diff || depth_diff ||
 		quick_fail)
