@@ -671,8 +671,13 @@ int main(int argc, char **argv)
 	}
 
 	r = store__open(dir, strcmp(cmd, "rollback") == 0 && !dry ? 0 : STORE_F_RDONLY, &s);
+	if (r == -ENOENT) {
+		fprintf(stderr, "%s: give the store with --store DIR or $" STORE_ENV
+			" (default: ./" STORE_DEFAULT_DIR ")\n", prog);
+		return EXIT_NO_STORE;
+	}
 	if (r)
-		return r == -ENOENT ? EXIT_NO_STORE : EXIT_FAIL;
+		return EXIT_FAIL;
 	now = store__now();
 	if (strcmp(cmd, "list") == 0)
 		rc = json ? list_json(s, now) : list_table(s, now);

@@ -246,8 +246,7 @@ int store__open(const char *path, unsigned flags, struct store **out)
 	if (s->dirfd < 0) {
 		r = -errno;
 		if (r == -ENOENT)
-			fail(s, r, path, "no such store (nothing was healed here? use --store DIR "
-			     "or " STORE_ENV ")");
+			fail(s, r, path, "no such store (nothing was healed here?)");
 		else if (r == -ENOTDIR)
 			fail(s, r, path, "not a directory");
 		else
