@@ -23,7 +23,7 @@ void gctx__close(struct gctx *g);   /* accepts a zeroed gctx */
  * fall-through path, in compile.c's static model (PRECALL pops its
  * arguments, CALL the callable pair). Read from ceval.c's opcode bodies;
  * outputs = inputs + stack_effect(jump=0), so the two always agree with
- * rewrite_opcode__stack_effect (tests/unit/test_rewrite_guard_ops.c checks
+ * rewrite_opcode__stack_effect (tests/unit/test_rewrite_guard.c checks
  * that no opcode ends up with negative outputs). */
 int guard_op__inputs(int op, uint32_t arg);
 int guard_op__outputs(int op, uint32_t arg);

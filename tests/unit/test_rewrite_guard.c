@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "rewrite/guard.h"
+#include "rewrite/guard-priv.h"   /* guard_op__inputs/outputs */
 
 static struct rewrite_dump *dump;
 
@@ -288,4 +288,32 @@ Test(guard, fingerprint)
 	cr_assert_neq(a.hash, c.hash);
 	cr_assert_str_eq(guard_kind__name(GUARD_CHAIN_SUBSCRIPT), "chain_subscript_guard");
 	cr_assert_eq(guard_kind__by_name("file_guard"), GUARD_FILE);
+}
+
+/* guard_op__inputs is read from ceval.c; outputs = inputs + stack_effect.
+ * No canonical opcode may end up producing a negative number of items. */
+
+Test(guard, op_inputs_consistent)
+{
+	int checked = 0;
+	for (int op = 0; op < 256; op++) {
+		if (rewrite_opcode__deopt(op) != op)
+			continue;
+		for (uint32_t arg = 0; arg < 16; arg++) {
+			int eff;
+			if (rewrite_opcode__stack_effect(op, arg, 0, &eff) < 0)
+				continue;
+			if ((op == BUILD_SLICE && arg < 2) || (op == RAISE_VARARGS && arg > 2) ||
+			    ((op == COPY || op == SWAP) && arg == 0))
+				continue;   /* args the compiler never emits */
+			cr_assert_geq(guard_op__outputs(op, arg), 0, "%s %u: inputs %d, effect %d",
+				      rewrite_opcode__name(op), arg, guard_op__inputs(op, arg), eff);
+			checked++;
+		}
+	}
+	cr_assert_gt(checked, 1000);
+	cr_assert_eq(guard_op__inputs(BINARY_SUBSCR, 0), 2);
+	cr_assert_eq(guard_op__outputs(LOAD_METHOD, 0), 2);
+	cr_assert_eq(guard_op__outputs(CALL, 3), 1);
+	cr_assert_eq(guard_op__outputs(STORE_SUBSCR, 0), 0);
 }
