@@ -352,13 +352,21 @@ int64_t rewrite_code__append(struct rewrite_code *code, int opcode, uint32_t arg
 	if ((err = grow_instrs(code, code->ninstrs + 1)))
 		return err;
 	unsigned caches = rw_opinfo[opcode].caches;
+	/* Provisional offset right after the last instruction, so lookups by
+	 * unit keep working before the next layout fixes jump sizes. */
+	uint32_t off = 0;
+	if (code->ninstrs) {
+		const struct rewrite_instr *last = &code->instrs[code->ninstrs - 1];
+		off = last->offset + last->size;
+	}
 	code->instrs[code->ninstrs] = (struct rewrite_instr){
-		.offset = 0, .arg = rewrite_opcode__is_jump(opcode) ? 0 : arg,
+		.offset = off, .arg = rewrite_opcode__is_jump(opcode) ? 0 : arg,
 		.opcode = (uint8_t)opcode, .nprefix = (uint8_t)nprefix,
 		.ncaches = (uint8_t)caches, .size = (uint8_t)(nprefix + 1 + caches),
 		.target = (int32_t)target, .depth = -1,
 		.loc = loc ? *loc : (struct rewrite_loc){ -1, -1, -1, -1 },
 	};
+	code->nunits = off + code->instrs[code->ninstrs].size;
 	code->laid_out = false;
 	code->analysed = false;
 	return (int64_t)code->ninstrs++;

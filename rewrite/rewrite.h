@@ -232,7 +232,10 @@ int rewrite_code__verify(struct rewrite_code *code, struct rewrite_diag *diag);
  * at encode), target instruction index for jumps (may be an index not yet
  * appended, checked at encode) or -1, and its location. nprefix is the
  * minimum number of EXTENDED_ARG prefixes (0 normally; more pads the
- * instruction to keep a size). Returns the new index or -errno. */
+ * instruction to keep a size). Returns the new index or -errno. Offsets of
+ * appended instructions are provisional (jumps counted without prefixes)
+ * until the next encode, which lays everything out; the original
+ * instructions never move. */
 int64_t rewrite_code__append(struct rewrite_code *code, int opcode, uint32_t arg,
 			     int64_t target, const struct rewrite_loc *loc,
 			     unsigned nprefix);
