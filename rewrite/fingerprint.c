@@ -5,6 +5,7 @@
 #include "rewrite/guard-priv.h"
 
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <opcode.h>
@@ -72,5 +73,37 @@ int guard_fingerprint__compute(const struct rewrite_code_info *info, uint32_t un
 		t += 9;
 	out->hash = guard__fnv1a(h, t, strlen(t));
 	rewrite_code__free(code);
+	return 0;
+}
+
+static uint64_t hash_str(uint64_t h, const char *s)
+{
+	s = s ? s : "";
+	return guard__fnv1a(h, s, strlen(s) + 1);   /* the NUL separates fields */
+}
+
+int guard_code__identity(const struct rewrite_code_info *info, uint64_t *id)
+{
+	uint8_t *canon = malloc(info->code_len + 1);
+	if (!canon)
+		return -ENOMEM;
+	int err = rewrite_bytes__deopt(info->code, info->code_len, canon);
+	if (err < 0) {
+		free(canon);
+		return err;
+	}
+	uint64_t h = guard__fnv1a(GUARD_FNV_SEED, canon, info->code_len);
+	free(canon);
+	h = guard__fnv1a(h, info->exctable, info->exctable_len);
+	h = guard__fnv1a(h, info->linetable, info->linetable_len);
+	for (size_t i = 0; i < info->nconsts; i++) {
+		h = hash_str(h, info->consts[i].type);
+		h = hash_str(h, info->consts[i].repr);
+	}
+	for (size_t i = 0; i < info->nnames; i++)
+		h = hash_str(h, info->names[i]);
+	h = hash_str(h, info->filename);
+	h = hash_str(h, info->qualname);
+	*id = guard__fnv1a(h, &info->firstlineno, sizeof(info->firstlineno));
 	return 0;
 }

@@ -278,4 +278,12 @@ int guard_fingerprint__compute(const struct rewrite_code_info *info, uint32_t un
 			       const char *exc_type, struct guard_fingerprint *out,
 			       struct rewrite_diag *diag);
 
+/* The identity of an original code object for the patch store (DESIGN.md
+ * section 7): FNV-1a 64 over the canonical bytes (quickened input is
+ * deoptimized first), the exception and location tables, the constants'
+ * type/repr texts, co_names, filename, qualname and first line. A stored
+ * patch whose code_id differs from the live code's is stale.
+ * 0, or -EINVAL for an odd or unknown-opcode code. */
+int guard_code__identity(const struct rewrite_code_info *info, uint64_t *id);
+
 #endif /* SUTURE_REWRITE_GUARD_H */

@@ -287,6 +287,12 @@ Test(guard, fingerprint)
 	cr_assert_eq(guard_fingerprint__compute(info, u, "IndexError", &c, NULL), 0);
 	cr_assert_neq(a.hash, c.hash);
 	cr_assert_str_eq(guard_kind__name(GUARD_CHAIN_SUBSCRIPT), "chain_subscript_guard");
+	uint64_t id1, id2, id3;
+	cr_assert_eq(guard_code__identity(info, &id1), 0);
+	cr_assert_eq(guard_code__identity(info, &id2), 0);
+	cr_assert_eq(guard_code__identity(code_named("null"), &id3), 0);
+	cr_assert_eq(id1, id2);
+	cr_assert_neq(id1, id3);
 	cr_assert_eq(guard_kind__by_name("file_guard"), GUARD_FILE);
 }
 
