@@ -442,11 +442,24 @@ static void explain_one(const struct store_patch *p, int64_t now, const char *cw
 	printf("%s\n", p->name);
 	say("where:", "%s.%s in %s:%d (function starts at line %d)", p->module,
 	       p->qualname, short_file(p->file, cwd), p->line, p->first_line);
-	say("what:", "a %s on %s. When %s raises %s (%s), the guard catches it at this one "
-	       "instruction and uses %s instead, then the function goes on. Any other "
-	       "exception, and the same error anywhere else, still propagates.",
-	       p->guard, p->target, p->target, g ? g->exc : "its error", g ? g->when : "?",
-	       p->fallback);
+	if (!strcmp(p->guard, "str_coerce_guard") || !strcmp(p->guard, "file_guard"))
+		/* Redirect guards (DESIGN section 4): a helper gets the operands. */
+		say("what:", "a %s on %s. The instruction is redirected to a helper that does "
+		    "the same thing, except that where it would raise %s (%s) it gives %s, "
+		    "then the function goes on. Every other case behaves as before.",
+		    p->guard, p->target, g ? g->exc : "its error", g ? g->when : "?", p->fallback);
+	else if (p->consumer && !strcmp(p->consumer, "statement"))
+		say("what:", "a %s on %s. When %s raises %s (%s), the guard catches it and "
+		    "finishes the statement on line %d with %s instead, then the function goes "
+		    "on. Any other exception, and the same error anywhere else, still "
+		    "propagates.", p->guard, p->target, p->target, g ? g->exc : "its error",
+		    g ? g->when : "?", p->line, p->fallback);
+	else
+		say("what:", "a %s on %s. When %s raises %s (%s), the guard catches it at this "
+		    "one instruction and uses %s instead, then the function goes on. Any other "
+		    "exception, and the same error anywhere else, still propagates.",
+		    p->guard, p->target, p->target, g ? g->exc : "its error", g ? g->when : "?",
+		    p->fallback);
 	if (p->consumer) {
 		const char *ct = consumer_text(p->consumer);
 
@@ -459,6 +472,16 @@ static void explain_one(const struct store_patch *p, int64_t now, const char *cw
 		say("safe?", "The patch does not record what consumes the value; check that the "
 		       "code after line %d accepts %s.", p->line, p->fallback);
 	}
+	if (strcmp(p->fallback, "None") == 0)
+		say("", "Note: None has no attributes and cannot be indexed, added to or called; "
+		    "code that later does so with this value fails there instead.");
+	else if (strcmp(p->fallback, "0") == 0 || strcmp(p->fallback, "0.0") == 0)
+		say("", "Note: 0 is a number like any other: sums, averages and counts computed "
+		    "from it look valid but may be wrong.");
+	else if (!strcmp(p->fallback, "\"\"") || !strcmp(p->fallback, "''") ||
+		 !strcmp(p->fallback, "[]") || !strcmp(p->fallback, "{}") ||
+		 !strcmp(p->fallback, "()"))
+		say("", "Note: an empty value: loops over it do nothing and lookups in it fail.");
 	switch (st) {
 	case STORE_STATUS_ACTIVE:
 		say("status:", "active: applied to %s (Python %s); made %s ago, expires in %s",

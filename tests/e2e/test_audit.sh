@@ -124,6 +124,17 @@ expect_in "$WORK/out" "expired (made 10d0h ago, TTL 7 days)" "explain reports ex
 expect_in "$WORK/out" "code_id differs" "explain reports staleness"
 run "$AUDIT" --store "$S" explain nope
 expect_rc 3 "explain unknown name"
+E=$WORK/explain-store
+"$TOOL" add --store "$E" --name redir --guard str_coerce_guard --module a --qualname f \
+	--line 3 --target "'n=' + n" --fallback "'n=' + str(n)" --consumer operand >/dev/null
+"$TOOL" add --store "$E" --name stmt --guard null_guard --module a --qualname g \
+	--line 9 --target "user.name.upper()" --fallback None --consumer statement >/dev/null
+run "$AUDIT" --store "$E" explain redir
+expect_in "$WORK/out" "The instruction is redirected to a" "explain: redirect guard"
+run "$AUDIT" --store "$E" explain stmt
+expect_in "$WORK/out" "finishes the statement" "explain: statement guard"
+expect_in "$WORK/out" "the whole statement is guarded" "explain: statement consumer"
+expect_in "$WORK/out" "Note: None has no attributes" "explain: None fallback note"
 
 # ---- rollback ------------------------------------------------------------------
 cp "$S/index.json" "$WORK/before.json"
