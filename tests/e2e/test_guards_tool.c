@@ -143,8 +143,13 @@ static int cmd_heal(const struct rewrite_dump *dump, int argc, char **argv, bool
 	json_str(d.fallback_text);
 	printf(",\"placement\":\"%s\",\"consumer\":", guard_placement__name(d.placement));
 	json_str(d.consumer);
-	printf(",\"anchor_unit\":%u,\"fingerprint\":\"%016llx\"", d.anchor_unit,
-	       (unsigned long long)d.fingerprint);
+	uint64_t id = 0;
+	if (guard_code__identity(info, &id) < 0) {
+		fprintf(stderr, "test_guards_tool: no code identity\n");
+		return 1;
+	}
+	printf(",\"anchor_unit\":%u,\"fingerprint\":\"%016llx\",\"code_id\":\"%016llx\"",
+	       d.anchor_unit, (unsigned long long)d.fingerprint, (unsigned long long)id);
 	int rc = 0;
 	if (d.kind != GUARD_NONE) {
 		printf(",\"patch\":{");
