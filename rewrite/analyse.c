@@ -342,6 +342,7 @@ static bool accepts(const struct rewrite_instr *in, int d, int slot, enum fbclas
 }
 
 struct flow {
+	uint32_t unpack;       /* > 0: the fallback is a tuple of that many None */
 	int32_t resume;        /* instruction to continue at */
 	int32_t base;          /* stack depth the handler pops to */
 	bool push;             /* push the fallback before resuming */
@@ -446,7 +447,10 @@ static int follow(const struct gctx *g, int64_t prod, int slot, int width,
 			i = end + 1;
 			continue;
 		}
-		/* It consumes the value. */
+		/* It consumes the value, all of it: a value of several items
+		 * (a method and its self) is consumed whole by its call. */
+		if (d - pops > slot)
+			return -1;
 		if (op == FOR_ITER && is_iter) {
 			/* A loop over the failing iterable: skip the loop. */
 			f->resume = in->target;
@@ -475,6 +479,17 @@ static int follow(const struct gctx *g, int64_t prod, int slot, int width,
 			f->base = slot;
 			f->place = last == prod ? GUARD_PLACE_VALUE : GUARD_PLACE_STATEMENT;
 			consumer_text(g, in, f->consumer, sizeof(f->consumer));
+			return 0;
+		}
+		if (op == UNPACK_SEQUENCE) {
+			/* a, b = <fallback>: every target gets None. The block
+			 * pushes a tuple of None and resumes at the unpack. */
+			f->resume = (int32_t)i;
+			f->base = d - 1;
+			f->push = true;
+			f->unpack = in->arg;
+			f->place = GUARD_PLACE_STATEMENT;
+			guard__fmt(f->consumer, sizeof(f->consumer), "unpacking assignment");
 			return 0;
 		}
 		/* It would fail on the fallback too: the value grows to this
@@ -889,10 +904,14 @@ int guard__analyse(const struct rewrite_code_info *info, const struct guard_cras
 	d->resume = fl.resume;
 	d->base_depth = fl.base;
 	d->push_fallback = fl.push;
+	d->unpack = fl.unpack;
 	d->placement = fl.place;
 	guard__fmt(d->consumer, sizeof(d->consumer), "%s", fl.consumer);
 	if (!fl.push)
 		fill_fallback(d, GUARD_FB_NOTHING);
+	if (fl.unpack)
+		guard__fmt(d->fallback_text, sizeof(d->fallback_text), "None for each of %u targets",
+			   fl.unpack);
 	guard__fmt(d->reason, sizeof(d->reason), "%s: %s yields %s (%s, %s)",
 		   guard_kind__name(kind), d->target, d->fallback_text,
 		   guard_placement__name(d->placement), d->consumer);

@@ -262,6 +262,7 @@ const char *guard_const_kind__name(enum guard_const_kind k)
 	case GUARD_CONST_EXC_TUPLE: return "exc_tuple";
 	case GUARD_CONST_HELPER: return "helper";
 	case GUARD_CONST_PROBE_EXC: return "probe_exc";
+	case GUARD_CONST_NONE_TUPLE: return "none_tuple";
 	}
 	return "?";
 }

@@ -247,6 +247,8 @@ static int synth_handler(struct gctx *g, const struct guard_decision *d, struct 
 			fb = (struct guard_const){ .kind = GUARD_CONST_INT, .i = 0 };
 		else if (d->fallback == GUARD_FB_FLOAT0)
 			fb = (struct guard_const){ .kind = GUARD_CONST_FLOAT, .f = 0.0 };
+		if (d->unpack)
+			fb = (struct guard_const){ .kind = GUARD_CONST_NONE_TUPLE, .i = d->unpack };
 		c_fb = add_const(p, fb);
 	}
 	if (c_match < 0 || c_helper < 0 || c_code < 0 || (d->push_fallback && c_fb < 0))
@@ -583,6 +585,7 @@ static struct rewrite_const const_text(const struct guard_const *c)
 	case GUARD_CONST_EXC_TUPLE: return (struct rewrite_const){ "tuple", "(<exception types>)" };
 	case GUARD_CONST_HELPER: return (struct rewrite_const){ "builtin_function_or_method", c->names[0] };
 	case GUARD_CONST_PROBE_EXC: return (struct rewrite_const){ "type", "<probe exception>" };
+	case GUARD_CONST_NONE_TUPLE: return (struct rewrite_const){ "tuple", "(None, ...)" };
 	}
 	return (struct rewrite_const){ "?", "?" };
 }

@@ -125,6 +125,8 @@ struct guard_decision {
 	int32_t resume;                 /* execution continues at this instruction */
 	int32_t base_depth;             /* the handler's stack depth */
 	bool push_fallback;             /* the block pushes the fallback before resuming */
+	uint32_t unpack;                /* > 0: it pushes a tuple of that many None
+					 * (a, b = e: every target gets None) */
 	uint64_t fingerprint;           /* guard_fingerprint__compute().hash */
 };
 
@@ -164,6 +166,7 @@ enum guard_const_kind {
 	GUARD_CONST_EXC_TUPLE,     /* a tuple of builtin exception types: names[0..n) */
 	GUARD_CONST_HELPER,        /* a runtime helper (inject/agent/helpers.h): names[0] */
 	GUARD_CONST_PROBE_EXC,     /* a private exception type nothing raises (tests) */
+	GUARD_CONST_NONE_TUPLE,    /* a tuple of value.i None */
 };
 const char *guard_const_kind__name(enum guard_const_kind k);
 
