@@ -1,98 +1,44 @@
 /* inspect/code.c: code objects read from another process, and the 3.11
  * location table (Objects/locations.md; docs/formats/location-table.md).
- *
- * The line lookup streams over co_linetable without allocating: it is the
- * one decoder every dumped frame runs, so it stays small and bounded. */
+ */
 #include "inspect/inspect-priv.h"
+#include "rewrite/rewrite.h"
 
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
-/* Unsigned varint: 6-bit chunks, least significant first, 0x40 continues. */
-static int lt_varint(const uint8_t **pp, const uint8_t *end, uint32_t *v)
-{
-	const uint8_t *p = *pp;
-	uint32_t r = 0;
-	unsigned shift = 0;
-	for (;;) {
-		if (p >= end || shift > 30 || (*p & 0x80))
-			return -EINVAL;
-		r |= (uint32_t)(*p & 0x3f) << shift;
-		shift += 6;
-		if (!(*p++ & 0x40))
-			break;
-	}
-	*v = r;
-	*pp = p;
-	return 0;
-}
-
-static int lt_svarint(const uint8_t **pp, const uint8_t *end, int32_t *v)
-{
-	uint32_t u;
-	int err = lt_varint(pp, end, &u);
-	if (err)
-		return err;
-	*v = (u & 1) ? -(int32_t)(u >> 1) : (int32_t)(u >> 1);
-	return 0;
-}
-
+/* The location table is decoded by rewrite/ (the one decoder of that wire
+ * form in suture); the lookup walks its entries, which are contiguous from
+ * unit 0. */
 int inspect_linetable__line(const uint8_t *p, const uint8_t *end, int firstlineno,
 			    int32_t unit, int *line)
 {
-	int64_t cur = firstlineno;
-	uint32_t start = 0;
+	struct rewrite_lentry *e = NULL;
+	size_t n = 0;
 	if (unit < 0) {
 		*line = firstlineno;
 		return 0;
 	}
-	while (p < end) {
-		uint8_t first = *p++;
-		if (!(first & 0x80))
-			return -EINVAL;
-		unsigned code = (first >> 3) & 15;
-		uint32_t len = (first & 7) + 1;
-		int32_t delta = 0;
-		int noline = 0;
-		uint32_t skip;
-		switch (code) {
-		case 15: /* no location */
-			noline = 1;
-			break;
-		case 14: /* long form: line delta, end line delta, column+1, end column+1 */
-			if (lt_svarint(&p, end, &delta) || lt_varint(&p, end, &skip) ||
-			    lt_varint(&p, end, &skip) || lt_varint(&p, end, &skip))
-				return -EINVAL;
-			break;
-		case 13: /* no column: line delta only */
-			if (lt_svarint(&p, end, &delta))
-				return -EINVAL;
-			break;
-		case 10:
-		case 11:
-		case 12: /* one-line forms: delta 0, 1 or 2, then column and end column bytes */
-			delta = (int32_t)code - 10;
-			if (end - p < 2)
-				return -EINVAL;
-			p += 2;
-			break;
-		default: /* short forms 0-9: same line, one column byte */
-			if (p >= end)
-				return -EINVAL;
-			p++;
+	int err = rewrite_linetable__decode(p, end, firstlineno, &e, &n, NULL);
+	if (err)
+		return err;
+	err = -EINVAL;
+	size_t lo = 0, hi = n;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if ((uint32_t)unit < e[mid].start)
+			hi = mid;
+		else if ((uint32_t)unit - e[mid].start >= e[mid].len)
+			lo = mid + 1;
+		else {
+			*line = e[mid].loc.line;
+			err = 0;
 			break;
 		}
-		cur += delta;
-		if (cur < -((int64_t)1 << 31) || cur > ((int64_t)1 << 31))
-			return -EINVAL;
-		if ((uint32_t)unit >= start && (uint32_t)unit < start + len) {
-			*line = noline ? -1 : (int)cur;
-			return 0;
-		}
-		start += len;
 	}
-	return -EINVAL;
+	free(e);
+	return err;
 }
 
 static int32_t get_i32(const uint8_t *b, size_t blen, int64_t off)

@@ -219,8 +219,17 @@ struct cache_header {
 	char build_id[128];
 	uint32_t source;
 	uint32_t nslots;
-	uint64_t checksum;    /* FNV-1a over the slots */
+	uint64_t checksum;    /* FNV-1a over this header (checksum 0) and the slots */
 };
+
+static uint64_t fnv1a(uint64_t h, const void *p, size_t n);
+
+static uint64_t entry_checksum(const struct cache_header *h, const struct inspect_offsets *o)
+{
+	struct cache_header c = *h;
+	c.checksum = 0;
+	return fnv1a(fnv1a(0xcbf29ce484222325ULL, &c, sizeof(c)), o, sizeof(*o));
+}
 
 static uint64_t fnv1a(uint64_t h, const void *p, size_t n)
 {
@@ -305,7 +314,7 @@ int inspect_offsets__cache_load(const char *dir, const char *build_id,
 	    memchr(h.build_id, 0, sizeof(h.build_id)) == NULL ||
 	    strcmp(h.build_id, build_id) != 0 ||
 	    h.source < INSPECT_SRC_OWN || h.source > INSPECT_SRC_PROBE ||
-	    h.checksum != fnv1a(0xcbf29ce484222325ULL, &tmp, sizeof(tmp)))
+	    h.checksum != entry_checksum(&h, &tmp))
 		return -EBADMSG;
 	if (inspect_offsets__check(&tmp, NULL))
 		return -EBADMSG;
@@ -355,7 +364,7 @@ int inspect_offsets__cache_store(const char *dir, const char *build_id,
 	snprintf(h.build_id, sizeof(h.build_id), "%s", build_id);
 	h.source = src;
 	h.nslots = sizeof(*o) / sizeof(int64_t);
-	h.checksum = fnv1a(0xcbf29ce484222325ULL, o, sizeof(*o));
+	h.checksum = entry_checksum(&h, o);
 	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 	if (fd < 0)
 		return -errno;

@@ -166,9 +166,11 @@ static int type_name_of_type(const struct inspect_reader *r, uint64_t type, char
 	/* tp_name is a C string of unknown length: read what can be read,
 	 * shrinking the window when it crosses into an unmapped page. */
 	size_t n = sizeof(tmp) - 1;
-	while (n > 0 && inspect__read(r, p, tmp, n))
-		n = n > 16 ? (size_t)(((p + n - 1) & ~(uint64_t)4095) - p) : 0;
-	if (n == 0 || n > sizeof(tmp) - 1)
+	while (n > 0 && inspect__read(r, p, tmp, n)) {
+		size_t to_page = (size_t)(((p | 4095) + 1) - p);
+		n = n > to_page ? to_page : n / 2;
+	}
+	if (n == 0)
 		return -EFAULT;
 	tmp[n] = 0;
 	size_t i = 0;
