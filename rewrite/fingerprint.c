@@ -36,6 +36,10 @@ int guard_fingerprint__compute(const struct rewrite_code_info *info, uint32_t un
 	}
 	struct gctx g = { .info = info, .code = code, .in = rewrite_code__instrs(code),
 			  .n = rewrite_code__ninstrs(code) };
+	/* A call fails at its PRECALL (specialized builtin calls) or at its
+	 * CALL: one site either way. */
+	if (g.in[at].opcode == PRECALL && (size_t)at + 1 < g.n && g.in[at + 1].opcode == CALL)
+		at++;
 	int64_t lo = at - FP_BEFORE < 0 ? 0 : at - FP_BEFORE;
 	int64_t hi = at + FP_AFTER >= (int64_t)g.n ? (int64_t)g.n - 1 : at + FP_AFTER;
 	size_t used = 0;

@@ -284,6 +284,10 @@ Test(guard, fingerprint)
 	cr_assert_eq(a.hash, b.hash, "any unit of the instruction, same site");
 	cr_assert(strstr(a.window, ">BINARY_SUBSCR"), "%s", a.window);
 	cr_assert(strstr(a.window, "LOAD_CONST 'timeout'"), "%s", a.window);
+	const struct rewrite_code_info *ci = code_named("coerce");
+	cr_assert_eq(guard_fingerprint__compute(ci, unit_of(ci, PRECALL, 0), "ValueError", &b, NULL), 0);
+	cr_assert_eq(guard_fingerprint__compute(ci, unit_of(ci, CALL, 0), "ValueError", &c, NULL), 0);
+	cr_assert_eq(b.hash, c.hash, "PRECALL and CALL are one call site");
 	cr_assert_eq(guard_fingerprint__compute(info, u, "IndexError", &c, NULL), 0);
 	cr_assert_neq(a.hash, c.hash);
 	cr_assert_str_eq(guard_kind__name(GUARD_CHAIN_SUBSCRIPT), "chain_subscript_guard");
