@@ -17,8 +17,23 @@ void guard__fmt(char *buf, size_t len, const char *fmt, ...)
 	va_start(ap, fmt);
 	int n = vsnprintf(buf, len, fmt, ap);
 	va_end(ap);
-	if (n < 0)
+	if (n < 0) {
 		buf[0] = '\0';
+		return;
+	}
+	if ((size_t)n < len)
+		return;
+	/* Truncated: never end inside a UTF-8 sequence (texts go to JSON
+	 * and to users). */
+	size_t end = len - 1, i = end;
+	while (i > 0 && ((unsigned char)buf[i - 1] & 0xC0) == 0x80)
+		i--;
+	if (i > 0 && ((unsigned char)buf[i - 1] & 0x80)) {
+		unsigned char lead = (unsigned char)buf[i - 1];
+		size_t need = lead >= 0xF0 ? 4 : lead >= 0xE0 ? 3 : 2;
+		if (end - (i - 1) < need)
+			buf[i - 1] = '\0';
+	}
 }
 
 uint64_t guard__fnv1a(uint64_t h, const void *p, size_t len)

@@ -327,3 +327,14 @@ Test(guard, op_inputs_consistent)
 	cr_assert_eq(guard_op__outputs(CALL, 3), 1);
 	cr_assert_eq(guard_op__outputs(STORE_SUBSCR, 0), 0);
 }
+
+Test(guard, fmt_keeps_utf8_whole)
+{
+	char buf[6];
+	guard__fmt(buf, sizeof(buf), "%s", "ab\xe2\x80\xa6" "cd");   /* ab…cd */
+	cr_assert_str_eq(buf, "ab\xe2\x80\xa6");
+	guard__fmt(buf, sizeof(buf), "%s", "abcd\xe2\x80\xa6");
+	cr_assert_str_eq(buf, "abcd");
+	guard__fmt(buf, sizeof(buf), "%s", "abc");
+	cr_assert_str_eq(buf, "abc");
+}
