@@ -15,6 +15,9 @@
 
 /* Code units are two bytes, op then oparg (_Py_CODEUNIT, little-endian
  * layout of Include/cpython/code.h's _Py_MAKECODEUNIT). */
+#if __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+#error "rewrite/ reads _Py_CODEUNIT as opcode byte then oparg byte (little-endian)"
+#endif
 #define RW_OP(p, i) ((p)[2 * (size_t)(i)])
 #define RW_ARG(p, i) ((p)[2 * (size_t)(i) + 1])
 

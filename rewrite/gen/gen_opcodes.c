@@ -30,6 +30,13 @@
 #include "rewrite/opcodes.h"
 #include "rewrite/rewrite.h"
 
+/* rewrite/ reads code units as two bytes, opcode first (RW_OP/RW_ARG):
+ * true for CPython 3.11 on little-endian machines (cpython/code.h). */
+_Static_assert(sizeof(_Py_CODEUNIT) == 2, "a code unit is two bytes");
+#ifdef WORDS_BIGENDIAN
+#error "big-endian CPython stores the oparg first; rewrite/ assumes opcode first"
+#endif
+
 static char *names[256];
 static int argkind[256];
 
