@@ -257,6 +257,7 @@ static cJSON *patch_json(const struct store_patch *p, int64_t now)
 	    !cJSON_AddStringToObject(o, "target", p->target) ||
 	    !cJSON_AddStringToObject(o, "fallback", p->fallback) ||
 	    add_opt(o, "consumer", p->consumer) ||
+	    add_opt(o, "placement", p->placement) ||
 	    add_time(o, "created", p->created) ||
 	    !cJSON_AddNumberToObject(o, "ttl_days", p->ttl_days) ||
 	    add_time(o, "expires", store_patch__expires(p)) ||
@@ -360,12 +361,19 @@ static const struct guard_text *guard_text(const char *kind)
 	return NULL;
 }
 
-/* Where the fallback goes (docs/guards.md, DESIGN section 4): a consumer
- * that accepts any value gets the fallback; otherwise the whole statement is
- * guarded. Returns the sentence for known consumers, NULL otherwise. */
+/* Where the fallback goes (DESIGN section 4): a consumer that accepts any
+ * value gets the fallback; otherwise the whole statement is guarded or
+ * skipped. c is rewrite/'s description of the consumer ("store x", "return",
+ * "call argument", an opcode name ...). Returns the sentence for the
+ * consumers known here, NULL otherwise. */
 static const char *consumer_text(const char *c)
 {
-	static const struct { const char *key, *text; } t[] = {
+	static const struct { const char *prefix, *text; } t[] = {
+		{ "store attribute", "The value is stored in an attribute: storing accepts any "
+				     "value; code that later reads the attribute receives the "
+				     "fallback and must cope with it." },
+		{ "store item", "The value is stored into a container item: storing accepts any "
+				"value; readers of the container see the fallback." },
 		{ "store", "The value is assigned to a variable: storing accepts any value, so the "
 			   "fallback is safe at this instruction; code that later uses the variable "
 			   "receives the fallback and must cope with it." },
@@ -373,22 +381,40 @@ static const char *consumer_text(const char *c)
 			    "must cope with it." },
 		{ "yield", "The value is yielded: the consumer of the generator receives the "
 			   "fallback." },
+		{ "call argument", "The value is passed as an argument: the callee receives the "
+				   "fallback and must accept it." },
 		{ "argument", "The value is passed as an argument: the callee receives the fallback "
 			      "and must accept it." },
+		{ "expression statement", "The value was going to be discarded (an expression "
+					  "statement): skipping it changes nothing else." },
+		{ "for loop", "The value was the iterable of a for loop: the loop is skipped, as "
+			      "if it were empty." },
+		{ "unpacking assignment", "The value was unpacked into several targets: each "
+					  "target gets None." },
+		{ "none (the", "The failing operation was itself a store or delete: it is skipped, "
+			       "so the old value (or no value) stays." },
+		{ "the instruction's own consumer", "The helper computes the result; whatever used "
+						    "the original result uses it unchanged." },
+		{ "operand", "The helper receives the operands and computes the result with the "
+			     "fallback rule; the result is used as the original value would have been." },
+		{ "BUILD_", "The value goes into a container being built (list, tuple, dict, set): "
+			    "building accepts any value; readers of the container see the fallback." },
 		{ "container", "The value goes into a container (list, tuple, dict, set): building "
 			       "accepts any value; readers of the container see the fallback." },
+		{ "COMPARE_OP", "The value is compared: == and != accept any value, so the fallback "
+				"is safe there (ordering comparisons may not be)." },
+		{ "IS_OP", "The value is compared with is / is not: that accepts any value, so the "
+			   "fallback is safe there." },
 		{ "compare", "The value is compared (is / ==): comparisons accept any value, so the "
 			     "fallback is safe there." },
 		{ "statement", "The value fed an operation that would fail on the fallback too, so "
 			       "the whole statement is guarded: an assignment gets the fallback, an "
 			       "augmented assignment or expression statement is skipped, a return "
 			       "returns the fallback." },
-		{ "operand", "The helper receives the operands and computes the result with the "
-			     "fallback rule; the result is used as the original value would have been." },
 	};
 
 	for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++)
-		if (strcmp(t[i].key, c) == 0)
+		if (strncmp(c, t[i].prefix, strlen(t[i].prefix)) == 0)
 			return t[i].text;
 	return NULL;
 }
@@ -436,19 +462,32 @@ static void explain_one(const struct store_patch *p, int64_t now, const char *cw
 	const struct guard_text *g = guard_text(p->guard);
 	enum store_status st = store_patch__status(p, now);
 	char age[32], left[32], hit[32];
+	const char *placement = p->placement;
 
+	/* Older specs without a placement: what the guard kind and the consumer
+	 * imply (redirect kinds; rewrite/'s "statement" consumer). */
+	if (!placement && (!strcmp(p->guard, "str_coerce_guard") || !strcmp(p->guard, "file_guard")))
+		placement = "redirect";
+	else if (!placement && p->consumer && !strcmp(p->consumer, "statement"))
+		placement = "statement";
 	fmt_duration(now - p->created, age, sizeof(age));
 	fmt_duration(store_patch__expires(p) - now, left, sizeof(left));
 	printf("%s\n", p->name);
 	say("where:", "%s.%s in %s:%d (function starts at line %d)", p->module,
 	       p->qualname, short_file(p->file, cwd), p->line, p->first_line);
-	if (!strcmp(p->guard, "str_coerce_guard") || !strcmp(p->guard, "file_guard"))
+	if (placement && !strcmp(placement, "redirect"))
 		/* Redirect guards (DESIGN section 4): a helper gets the operands. */
 		say("what:", "a %s on %s. The instruction is redirected to a helper that does "
 		    "the same thing, except that where it would raise %s (%s) it gives %s, "
 		    "then the function goes on. Every other case behaves as before.",
 		    p->guard, p->target, g ? g->exc : "its error", g ? g->when : "?", p->fallback);
-	else if (p->consumer && !strcmp(p->consumer, "statement"))
+	else if (placement && !strcmp(placement, "skip"))
+		say("what:", "a %s on %s. When %s raises %s (%s), the guard catches it and "
+		    "skips the rest of the statement on line %d, then the function goes on. Any "
+		    "other exception, and the same error anywhere else, still propagates.",
+		    p->guard, p->target, p->target, g ? g->exc : "its error", g ? g->when : "?",
+		    p->line);
+	else if (placement && !strcmp(placement, "statement"))
 		say("what:", "a %s on %s. When %s raises %s (%s), the guard catches it and "
 		    "finishes the statement on line %d with %s instead, then the function goes "
 		    "on. Any other exception, and the same error anywhere else, still "

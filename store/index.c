@@ -34,6 +34,16 @@ int store_guard__valid(const char *kind)
 	return 0;
 }
 
+int store_placement__valid(const char *text)
+{
+	static const char *const names[] = { "value", "statement", "skip", "redirect" };
+
+	for (size_t i = 0; text && i < sizeof(names) / sizeof(names[0]); i++)
+		if (strcmp(text, names[i]) == 0)
+			return 1;
+	return 0;
+}
+
 const char *store_status__str(enum store_status st)
 {
 	switch (st) {
@@ -204,6 +214,7 @@ int store_patch__validate(const struct store_patch *p, char *err, size_t errsz)
 	    (r = check_text("target", p->target, 1, err, errsz)) ||
 	    (r = check_text("fallback", p->fallback, 1, err, errsz)) ||
 	    (r = check_text("consumer", p->consumer, 0, err, errsz)) ||
+	    (r = check_text("placement", p->placement, 0, err, errsz)) ||
 	    (r = check_text("anchor_window", p->anchor_window, 1, err, errsz)) ||
 	    (r = check_text("code_id", p->code_id, 1, err, errsz)) ||
 	    (r = check_text("program", p->program, 1, err, errsz)) ||
@@ -211,6 +222,10 @@ int store_patch__validate(const struct store_patch *p, char *err, size_t errsz)
 	    (r = check_text("build_id", p->build_id, 0, err, errsz)) ||
 	    (r = check_text("stale_reason", p->stale_reason, 0, err, errsz)))
 		return r;
+	if (p->placement && !store_placement__valid(p->placement)) {
+		seterr(err, errsz, "placement: must be value, statement, skip or redirect");
+		return -EINVAL;
+	}
 	if (p->first_line < 1 || p->line < 1) {
 		seterr(err, errsz, "%s: must be >= 1", p->first_line < 1 ? "first_line" : "line");
 		return -EINVAL;
@@ -265,6 +280,7 @@ static const struct field fields[] = {
 	FLD(target, F_TEXT),
 	FLD(fallback, F_TEXT),
 	FLD(consumer, F_OPT_TEXT),
+	FLD(placement, F_OPT_TEXT),
 	FLD(anchor_offset, F_U32),
 	FLD(anchor_window, F_TEXT),
 	FLD(code_id, F_TEXT),
@@ -540,6 +556,11 @@ static int decode_patch(cJSON *obj, size_t i, struct store_patch *p,
 	}
 	if (!store_guard__valid(p->guard)) {
 		seterr(err, errsz, "%s.guard: unknown kind \"%.64s\"", where, p->guard);
+		goto fail;
+	}
+	if (p->placement && !store_placement__valid(p->placement)) {
+		seterr(err, errsz, "%s.placement: expected \"value\", \"statement\", \"skip\", "
+		       "\"redirect\" or null", where);
 		goto fail;
 	}
 	return 0;

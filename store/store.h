@@ -88,7 +88,10 @@ struct store_patch {
 	/* What the guard does, as text for people (never evaluated). */
 	const char *target;         /* cfg["timeout"] */
 	const char *fallback;       /* 30 */
-	const char *consumer;       /* what uses the value (optional, NULL) */
+	const char *consumer;       /* what uses the value, as rewrite/ describes it:
+	                               "store x", "return", "call argument" (optional) */
+	const char *placement;      /* "value", "statement", "skip" or "redirect"
+	                               (guard_placement__name(); optional, NULL) */
 	/* Where, and of what: identities computed by rewrite/, opaque here. */
 	uint32_t anchor_offset;     /* offset of the guarded instruction, code units */
 	const char *anchor_window;  /* fingerprint of the instruction window */
@@ -199,6 +202,9 @@ int64_t store_patch__expires(const struct store_patch *p);
  * control bytes) become '_'. */
 int store_patch__default_name(const struct store_patch *p, char *buf, size_t size);
 
+/* 1 if text is a placement the store knows ("value", "statement", "skip",
+ * "redirect"), else 0. */
+int store_placement__valid(const char *text);
 /* 1 if kind is a guard kind the store knows, else 0. */
 int store_guard__valid(const char *kind);
 /* The known kinds, NULL terminated. */

@@ -43,7 +43,7 @@ expect_in "$WORK/err" "suture-audit: store: $S: no such store" "missing store me
 # ---- a store with an active, an expired and a stale patch --------------------
 "$TOOL" add --store "$S" --guard key_guard --module app --qualname load_config \
 	--file "$WORK/app.py" --first-line 10 --line 12 --target 'cfg["timeout"]' \
-	--fallback 30 --consumer store --program "$WORK/app.py" --age $((2 * 86400 + 2 * 3600 + H)) \
+	--fallback 30 --consumer "store timeout" --placement value --program "$WORK/app.py" --age $((2 * 86400 + 2 * 3600 + H)) \
 	--hits 3 --last-hit 2026-01-02T03:04:05Z >/dev/null || fail "store-tool add 1"
 "$TOOL" add --store "$S" --guard division_guard --module app.stats --qualname Stats.mean \
 	--file "$WORK/stats.py" --line 40 --target 'total / count' --fallback 0 \
@@ -92,8 +92,8 @@ for p in doc["patches"]:
 a = ps["app.load_config:12:key_guard"]
 assert (a["function"], a["module"], a["file"], a["line"], a["first_line"]) == \
     ("load_config", "app", work + "/app.py", 12, 10), a
-assert (a["guard"], a["target"], a["fallback"], a["consumer"]) == \
-    ("key_guard", 'cfg["timeout"]', "30", "store"), a
+assert (a["guard"], a["target"], a["fallback"], a["consumer"], a["placement"]) == \
+    ("key_guard", 'cfg["timeout"]', "30", "store timeout", "value"), a
 assert (a["ttl_days"], a["status"], a["hits"], a["last_hit"]) == \
     (7, "active", 3, "2026-01-02T03:04:05Z"), a
 created = datetime.datetime.strptime(a["created"], "%Y-%m-%dT%H:%M:%SZ").replace(
@@ -103,7 +103,8 @@ want = 2 * 86400 + 2 * 3600 + 1800
 assert want - 5 <= age <= want + 60, age
 assert abs(a["age_seconds"] - want) < 60, a["age_seconds"]
 b = ps["app.stats.Stats.mean:40:division_guard"]
-assert (b["status"], b["ttl_left_seconds"], b["consumer"]) == ("expired", 0, "return"), b
+assert (b["status"], b["ttl_left_seconds"], b["consumer"], b["placement"]) == \
+    ("expired", 0, "return", None), b
 c = ps["app.main:5:null_guard"]
 assert (c["status"], c["stale_reason"], c["ttl_days"]) == ("stale", "code_id differs", 3), c
 for p in doc["patches"]:
@@ -126,15 +127,24 @@ run "$AUDIT" --store "$S" explain nope
 expect_rc 3 "explain unknown name"
 E=$WORK/explain-store
 "$TOOL" add --store "$E" --name redir --guard str_coerce_guard --module a --qualname f \
-	--line 3 --target "'n=' + n" --fallback "'n=' + str(n)" --consumer operand >/dev/null
+	--line 3 --target "'n=' + n" --fallback "'n=' + str(n)" \
+	--consumer "the instruction's own consumer" --placement redirect >/dev/null
 "$TOOL" add --store "$E" --name stmt --guard null_guard --module a --qualname g \
-	--line 9 --target "user.name.upper()" --fallback None --consumer statement >/dev/null
+	--line 9 --target "user.name.upper()" --fallback None --consumer "store name" \
+	--placement statement >/dev/null
+"$TOOL" add --store "$E" --name skip --guard null_guard --module a --qualname h \
+	--line 11 --target "log.write(x)" --fallback None --consumer "expression statement" \
+	--placement skip >/dev/null
 run "$AUDIT" --store "$E" explain redir
 expect_in "$WORK/out" "The instruction is redirected to a" "explain: redirect guard"
+expect_in "$WORK/out" "The helper computes the result" "explain: redirect consumer"
 run "$AUDIT" --store "$E" explain stmt
 expect_in "$WORK/out" "finishes the statement" "explain: statement guard"
-expect_in "$WORK/out" "the whole statement is guarded" "explain: statement consumer"
+expect_in "$WORK/out" "assigned to a variable" "explain: statement consumer"
 expect_in "$WORK/out" "Note: None has no attributes" "explain: None fallback note"
+run "$AUDIT" --store "$E" explain skip
+expect_in "$WORK/out" "skips the rest of the" "explain: skip placement"
+expect_in "$WORK/out" "was going to be discarded" "explain: expression statement consumer"
 
 # ---- rollback ------------------------------------------------------------------
 cp "$S/index.json" "$WORK/before.json"

@@ -19,6 +19,8 @@ static void assert_same(const struct store_patch *a, const struct store_patch *b
 	cr_assert_str_eq(a->fallback, b->fallback);
 	if (a->consumer || b->consumer)
 		cr_assert_str_eq(a->consumer, b->consumer);
+	if (a->placement || b->placement)
+		cr_assert_str_eq(a->placement, b->placement);
 	cr_assert_eq(a->anchor_offset, b->anchor_offset);
 	cr_assert_str_eq(a->anchor_window, b->anchor_window);
 	cr_assert_str_eq(a->code_id, b->code_id);
@@ -47,6 +49,7 @@ Test(store_index, every_field_round_trips_through_disk)
 	/* b: the other half of each optional field, and non-ASCII text. */
 	b.guard = "str_coerce_guard";
 	b.consumer = NULL;
+	b.placement = NULL;
 	b.build_id = NULL;
 	b.last_hit = 0;
 	b.hits = STORE_HITS_MAX;
@@ -137,6 +140,10 @@ Test(store_index, invalid_patches_are_refused)
 	p = full_patch("a");
 	p.fallback = "a\nb";
 	cr_assert_eq(store__add(s, &p), -EINVAL);
+	p = full_patch("a");
+	p.placement = "anywhere";
+	cr_assert_eq(store__add(s, &p), -EINVAL);
+	cr_assert(strstr(last_msg, "placement: must be"), "%s", last_msg);
 	p = full_patch("a");
 	p.status = STORE_STATUS_EXPIRED;
 	cr_assert_eq(store__add(s, &p), -EINVAL);
@@ -334,6 +341,7 @@ Test(store_corrupt, wrong_types)
 	expect_field_refused("status", "\"expired\"", "patches[0].status: expected \"active\" or \"stale\"");
 	expect_field_refused("target", "\"\"", "patches[0].target: is empty");
 	expect_field_refused("consumer", "[]", "patches[0].consumer: expected a string");
+	expect_field_refused("placement", "\"inline\"", "patches[0].placement: expected \"value\"");
 	expect_field_refused("code_id", NULL, "patches[0].code_id: missing");
 	expect_field_refused("fallback", "\"a\\u0001b\"", "patches[0].fallback: contains a control character");
 }
