@@ -31,9 +31,9 @@ MODULES := attach inspect rewrite store inject
 LIBDEPS_attach  :=
 LIBDEPS_inspect := rewrite attach
 LIBDEPS_rewrite :=
-LIBDEPS_store   := rewrite
+LIBDEPS_store   :=
 LIBDEPS_inject  := store inspect rewrite attach
-# (store uses rewrite to re-synthesize; inspect uses rewrite's location table)
+# (inspect uses rewrite's location table)
 SYSLIBS_attach  := -lelf
 SYSLIBS_inspect := -ldwarf -lelf
 SYSLIBS_rewrite :=
