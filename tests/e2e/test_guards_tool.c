@@ -8,11 +8,17 @@
  *   test_guards_tool dis DUMP INDEX UNIT EXCTYPE MESSAGE
  *   test_guards_tool probe DUMP        one JSON line per code object
  *   test_guards_tool identity DUMP     one JSON line per code object
+ *   test_guards_tool bench DUMP        figures: probe patches and gate checks
+ *     per second, and the cost of one analyse+synthesize+gate of a real guard
+ *   test_guards_tool sweep DUMP        every instruction of every code object
+ *     crashed with each structural exception: every decided guard must
+ *     synthesize and pass the diff gate; prints counts per kind
  */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "rewrite/guard.h"
 
@@ -214,6 +220,143 @@ static int cmd_all(const struct rewrite_dump *dump, bool probe)
 	return failed ? 1 : 0;
 }
 
+static int cmd_sweep(const struct rewrite_dump *dump)
+{
+	static const struct { const char *type, *msg; } crashes[] = {
+		{ "AttributeError", "'NoneType' object has no attribute 'x'" },
+		{ "KeyError", "'k'" },
+		{ "IndexError", "list index out of range" },
+		{ "TypeError", "'NoneType' object is not subscriptable" },
+		{ "TypeError", "'NoneType' object is not callable" },
+		{ "ValueError", "invalid literal for int() with base 10: 'x'" },
+		{ "ZeroDivisionError", "division by zero" },
+		{ "TypeError", "can only concatenate str (not \"int\") to str" },
+		{ "FileNotFoundError", "[Errno 2] No such file or directory: 'x'" },
+	};
+	size_t per_kind[GUARD_KIND_COUNT] = { 0 }, refused = 0, placement = 0, tried = 0, failed = 0;
+	for (size_t i = 0; i < rewrite_dump__count(dump); i++) {
+		const struct rewrite_code_info *info = &rewrite_dump__entry(dump, i)->info;
+		struct rewrite_code *c = NULL;
+		if (rewrite_code__decode(info, &c, NULL) < 0) {
+			failed++;
+			continue;
+		}
+		size_t n = rewrite_code__ninstrs(c);
+		const struct rewrite_instr *in = rewrite_code__instrs(c);
+		for (size_t k = 0; k < n; k++) {
+			uint32_t unit = in[k].offset;
+			for (size_t x = 0; x < sizeof(crashes) / sizeof(crashes[0]); x++) {
+				struct guard_crash cr = { .unit = unit, .exc_type = crashes[x].type,
+							  .message = crashes[x].msg, .stdlib = 0 };
+				struct guard_decision d;
+				struct rewrite_diag diag = { 0 };
+				tried++;
+				if (guard__analyse(info, &cr, &d, &diag) < 0) {
+					if (failed++ < 5)
+						fprintf(stderr, "analyse: %s\n", diag.msg);
+					continue;
+				}
+				if (d.kind == GUARD_NONE) {
+					refused++;
+					placement += d.refusal == GUARD_REFUSE_PLACEMENT;
+					continue;
+				}
+				struct guard_patch p;
+				struct rewrite_code_info pi;
+				struct rewrite_const *pc = NULL;
+				int err = guard__synthesize(info, &d, &p, &diag);
+				if (err == 0) {
+					err = guard_patch__info(info, &p, &pi, &pc);
+					if (err == 0)
+						err = guard_diffgate__check(info, &pi, NULL, &diag);
+					free(pc);
+					guard_patch__release(&p);
+				}
+				if (err < 0) {
+					if (failed++ < 5)
+						fprintf(stderr, "%s at unit %u of %s: %s\n",
+							guard_kind__name(d.kind), unit,
+							info->qualname ? info->qualname : "?", diag.msg);
+					continue;
+				}
+				per_kind[d.kind]++;
+			}
+		}
+		rewrite_code__free(c);
+	}
+	printf("sweep: %zu crashes analysed, %zu refused (%zu for placement), %zu failures\n",
+	       tried, refused, placement, failed);
+	for (int k = 1; k < GUARD_KIND_COUNT; k++)
+		if (per_kind[k])
+			printf("sweep: %s: %zu patches accepted by the diff gate\n",
+			       guard_kind__name((enum guard_kind)k), per_kind[k]);
+	return failed ? 1 : 0;
+}
+
+static double now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* Figures only (tests/bench/bench_guards.sh); never fails on a number. */
+static int cmd_bench(const struct rewrite_dump *dump)
+{
+	size_t n = rewrite_dump__count(dump), guards = 0, analysed = 0;
+	double t0 = now(), t_probe = 0, t_gate = 0, t_guard = 0;
+	for (size_t i = 0; i < n; i++) {
+		const struct rewrite_code_info *info = &rewrite_dump__entry(dump, i)->info;
+		struct guard_patch p;
+		double a = now();
+		if (guard__synthesize_probe(info, &p, NULL) < 0)
+			return 1;
+		double b = now();
+		struct rewrite_code_info pi;
+		struct rewrite_const *pc = NULL;
+		if (guard_patch__info(info, &p, &pi, &pc) < 0 ||
+		    guard_diffgate__check(info, &pi, NULL, NULL) < 0)
+			return 1;
+		t_probe += b - a;
+		t_gate += now() - b;
+		free(pc);
+		guard_patch__release(&p);
+		/* One real guard per code object: a KeyError at its first subscript. */
+		struct rewrite_code *c = NULL;
+		if (rewrite_code__decode(info, &c, NULL) < 0)
+			return 1;
+		const struct rewrite_instr *in = rewrite_code__instrs(c);
+		for (size_t k = 0; k < rewrite_code__ninstrs(c); k++) {
+			if (strcmp(rewrite_opcode__name(in[k].opcode), "BINARY_SUBSCR") != 0)
+				continue;
+			struct guard_crash cr = { .unit = in[k].offset, .exc_type = "KeyError",
+						  .message = "'k'", .stdlib = 0 };
+			struct guard_decision d;
+			a = now();
+			analysed++;
+			if (guard__analyse(info, &cr, &d, NULL) == 0 && d.kind != GUARD_NONE &&
+			    guard__synthesize(info, &d, &p, NULL) == 0) {
+				if (guard_patch__info(info, &p, &pi, &pc) == 0 &&
+				    guard_diffgate__check(info, &pi, NULL, NULL) == 0)
+					guards++;
+				free(pc);
+				pc = NULL;
+				guard_patch__release(&p);
+			}
+			t_guard += now() - a;
+			break;
+		}
+		rewrite_code__free(c);
+	}
+	double total = now() - t0;
+	printf("code objects: %zu in %.2f s\n", n, total);
+	printf("probe synthesis: %.0f code objects/s\n", (double)n / t_probe);
+	printf("diff gate: %.0f code objects/s\n", (double)n / t_gate);
+	printf("guard (analyse + synthesize + gate): %zu of %zu accepted, %.1f us each\n", guards,
+	       analysed, analysed ? t_guard * 1e6 / (double)analysed : 0.0);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	if (argc < 3) {
@@ -231,6 +374,10 @@ int main(int argc, char **argv)
 		rc = cmd_heal(dump, argc, argv, argv[1][0] == 'd');
 	else if (strcmp(argv[1], "probe") == 0)
 		rc = cmd_all(dump, true);
+	else if (strcmp(argv[1], "bench") == 0)
+		rc = cmd_bench(dump);
+	else if (strcmp(argv[1], "sweep") == 0)
+		rc = cmd_sweep(dump);
 	else if (strcmp(argv[1], "identity") == 0)
 		rc = cmd_all(dump, false);
 	else
