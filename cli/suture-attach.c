@@ -161,9 +161,10 @@ static int run_dump(const struct args *a)
 	}
 	rc = a->json ? inspect_snapshot__print_json(snap, ip, stdout) : inspect_snapshot__print(snap, ip, stdout);
 	if (a->verbose)
-		fprintf(stderr, "suture-attach: pid %d: %u threads, %u frames, %u reads; "
-			"target stopped %.3f ms, dump %.3f ms\n", (int)a->pid, st.threads, st.frames,
-			st.reads, st.stopped_ms, st.total_ms);
+		fprintf(stderr, "suture-attach: pid %d: %u threads, %u frames, %u reads (%u while stopped); "
+			"target stopped %.3f ms (stop %.3f, copy %.3f, resume %.3f), dump %.3f ms\n",
+			(int)a->pid, st.threads, st.frames, st.reads, st.copy_reads, st.stopped_ms, st.seize_ms,
+			st.copy_ms, st.release_ms, st.total_ms);
 	inspect_snapshot__free(snap);
 	inspect_proc__close(ip);
 	if (fflush(stdout) || rc) {

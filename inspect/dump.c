@@ -12,9 +12,9 @@
 static const char *frame_kind(const struct inspect_snap_frame *f)
 {
 	if (f->raw.owner == INSPECT_OWNED_BY_GENERATOR) {
-		if (f->code_ok && (f->code.flags & INSPECT_CO_COROUTINE))
+		if (f->code && (f->code->flags & INSPECT_CO_COROUTINE))
 			return "coroutine";
-		if (f->code_ok && (f->code.flags & INSPECT_CO_ASYNC_GENERATOR))
+		if (f->code && (f->code->flags & INSPECT_CO_ASYNC_GENERATOR))
 			return "async generator";
 		return "generator";
 	}
@@ -47,14 +47,14 @@ int inspect_snapshot__print(const struct inspect_snapshot *s, struct inspect_pro
 		for (size_t j = 0; j < t->nframes; j++) {
 			const struct inspect_snap_frame *f = &t->frames[j];
 			const char *kind = frame_kind(f);
-			if (!f->code_ok) {
+			if (!f->code) {
 				fprintf(out, "    <unreadable code object 0x%llx>\n", (unsigned long long)f->raw.code);
 				continue;
 			}
 			if (f->line >= 0)
-				fprintf(out, "    %s (%s:%d)", f->code.qualname, f->code.filename, f->line);
+				fprintf(out, "    %s (%s:%d)", f->code->qualname, f->code->filename, f->line);
 			else
-				fprintf(out, "    %s (%s:?)", f->code.qualname, f->code.filename);
+				fprintf(out, "    %s (%s:?)", f->code->qualname, f->code->filename);
 			if (kind)
 				fprintf(out, " [%s]", kind);
 			if (f->raw.is_entry)
@@ -81,15 +81,15 @@ static cJSON *frame_json(const struct inspect_snap_frame *f)
 	cJSON *o = cJSON_CreateObject();
 	if (!o)
 		return NULL;
-	if (f->code_ok) {
-		cJSON_AddStringToObject(o, "qualname", f->code.qualname);
-		cJSON_AddStringToObject(o, "name", f->code.name);
-		cJSON_AddStringToObject(o, "filename", f->code.filename);
+	if (f->code) {
+		cJSON_AddStringToObject(o, "qualname", f->code->qualname);
+		cJSON_AddStringToObject(o, "name", f->code->name);
+		cJSON_AddStringToObject(o, "filename", f->code->filename);
 		if (f->line >= 0)
 			cJSON_AddNumberToObject(o, "line", f->line);
 		else
 			cJSON_AddNullToObject(o, "line");
-		cJSON_AddNumberToObject(o, "firstlineno", f->code.firstlineno);
+		cJSON_AddNumberToObject(o, "firstlineno", f->code->firstlineno);
 	} else {
 		cJSON_AddNullToObject(o, "qualname");
 	}

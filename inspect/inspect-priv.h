@@ -8,6 +8,14 @@
 
 struct attach_elf;
 
+/* A copy of remote memory taken while threads are stopped; reads that fall
+ * inside one are served from it (see inspect__prefetch). */
+struct inspect_region {
+	uint64_t addr;
+	size_t len;
+	uint8_t *buf;
+};
+
 struct inspect_proc {
 	pid_t pid;
 	struct attach_proc *ap;
@@ -20,6 +28,8 @@ struct inspect_proc {
 	uint64_t runtime;
 	uint32_t version;
 	unsigned long reads;        /* remote reads issued, for stats */
+	struct inspect_region *regions;
+	size_t nregions, cap_regions, region_bytes;
 	char err[512];
 };
 
@@ -29,6 +39,10 @@ struct inspect_proc {
 /* Bounded reads through a reader: addr 0 or tiny gives -EFAULT. */
 int inspect__read(const struct inspect_reader *r, uint64_t addr, void *buf, size_t len);
 int inspect__read_u64(const struct inspect_reader *r, uint64_t addr, uint64_t *v);
+/* Copy [addr, addr+len) now; later reads inside it are served locally.
+ * Bounded (INSPECT_PREFETCH_MAX in total); -E2BIG past it. */
+int inspect__prefetch(struct inspect_proc *ip, uint64_t addr, size_t len);
+void inspect__drop_prefetch(struct inspect_proc *ip);
 int inspect__fail(struct inspect_proc *ip, int err, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 

@@ -145,6 +145,7 @@ struct inspect_thread {
 	uint64_t thread_id;         /* pthread_t (threading.get_ident()) */
 	uint64_t native_id;         /* kernel tid */
 	uint64_t current_frame;     /* tstate->cframe->current_frame, 0 if none */
+	uint64_t datastack_chunk, datastack_top; /* where its frames live */
 };
 struct inspect_thread_iter {
 	struct inspect_proc *ip;
@@ -163,7 +164,6 @@ int inspect_proc__gil_holder(struct inspect_proc *ip, uint64_t *tstate);
 enum { INSPECT_OWNED_BY_THREAD = 0, INSPECT_OWNED_BY_GENERATOR = 1,
        INSPECT_OWNED_BY_FRAME_OBJECT = 2 };
 
-#define INSPECT_MAX_LOCALS_READ 64  /* localsplus slots kept in a frame */
 #define INSPECT_MAX_FRAMES 100000   /* a longer chain is taken as corrupt */
 
 struct inspect_frame {
@@ -174,15 +174,14 @@ struct inspect_frame {
 	int32_t stacktop;           /* slots of localsplus in use; -1 if running */
 	uint8_t is_entry, owner;
 	int32_t nlocalsplus;        /* from the code object */
-	uint64_t localsplus_addr;
-	/* The first min(nlocalsplus, INSPECT_MAX_LOCALS_READ) slots. */
-	uint32_t nslots;
-	uint64_t slots[INSPECT_MAX_LOCALS_READ];
+	uint64_t localsplus_addr;   /* localsplus[0] */
 };
 struct inspect_frame_iter {
 	struct inspect_proc *ip;
 	uint64_t next;
 	unsigned count;
+	/* Checked code objects seen in this walk (recursion repeats them). */
+	struct { uint64_t addr; int64_t nunits; int32_t nlocalsplus; } codes[8];
 };
 int inspect_frames__begin(struct inspect_proc *ip, uint64_t first_frame,
 			  struct inspect_frame_iter *it);
@@ -192,6 +191,10 @@ int inspect_frames__begin(struct inspect_proc *ip, uint64_t first_frame,
 int inspect_frames__next(struct inspect_frame_iter *it, struct inspect_frame *f);
 /* Read one frame at addr (also for generator frames: gen + off->gen_iframe). */
 int inspect_frame__read(struct inspect_proc *ip, uint64_t addr, struct inspect_frame *f);
+/* localsplus[first .. first+n) into slots (object addresses, 0 = unbound);
+ * the range must lie within nlocalsplus. */
+int inspect_frame__slots(struct inspect_proc *ip, const struct inspect_frame *f, uint32_t first,
+			 uint32_t n, uint64_t *slots);
 
 /* ---- code objects ---- */
 
@@ -238,8 +241,10 @@ enum {
 };
 struct inspect_snap_stats {
 	double stopped_ms;          /* from the first stop to the last resume */
+	double seize_ms, copy_ms, release_ms; /* its three parts */
 	double total_ms;
 	unsigned threads, frames, reads;
+	unsigned copy_reads;        /* remote reads while threads were stopped */
 };
 int inspect_proc__snapshot(struct inspect_proc *ip, unsigned flags,
 			   const struct inspect_limits *lim,
@@ -253,10 +258,11 @@ struct inspect_snap_local {
 	char type[64];
 	uint8_t kind;
 };
+#define INSPECT_MAX_LOCALS_SHOWN 256  /* localsplus slots decoded a frame */
+
 struct inspect_snap_frame {
 	struct inspect_frame raw;
-	struct inspect_code code;   /* name fields empty when unreadable */
-	int code_ok;
+	const struct inspect_code *code; /* NULL when unreadable; shared by frames */
 	int line;                   /* -1 unknown */
 	size_t nlocals;
 	struct inspect_snap_local *locals;

@@ -34,6 +34,12 @@ static const struct inspect_field fields[] = {
 	{"_ts|PyThreadState", "thread_id", M, SLOT(ts_thread_id), 1},
 	{"_ts|PyThreadState", "native_thread_id", M, SLOT(ts_native_thread_id), 1},
 	{"_ts|PyThreadState", "", SZ, SLOT(ts_size), 1},
+	{"_ts|PyThreadState", "datastack_chunk", M, SLOT(ts_datastack_chunk), 0},
+	{"_ts|PyThreadState", "datastack_top", M, SLOT(ts_datastack_top), 0},
+	{"_stack_chunk|_PyStackChunk", "previous", M, SLOT(sc_previous), 0},
+	{"_stack_chunk|_PyStackChunk", "size", M, SLOT(sc_size), 0},
+	{"_stack_chunk|_PyStackChunk", "top", M, SLOT(sc_top), 0},
+	{"_stack_chunk|_PyStackChunk", "data", M, SLOT(sc_data), 0},
 	{"_PyCFrame", "current_frame", M, SLOT(cf_current_frame), 1},
 	{"_PyInterpreterFrame", "f_func", M, SLOT(fr_func), 1},
 	{"_PyInterpreterFrame", "f_globals", M, SLOT(fr_globals), 1},
@@ -252,7 +258,7 @@ static uint64_t fields_fingerprint(void)
 		uint64_t k = (uint64_t)f[i].kind << 32 | f[i].slot;
 		h = fnv1a(h, &k, sizeof(k));
 	}
-	h = fnv1a(h, "v1", 2);
+	h = fnv1a(h, "v2", 2);
 	return h;
 }
 

@@ -22,7 +22,10 @@ struct inspect_offsets {
 	/* PyInterpreterState (struct _is) */
 	int64_t is_next, is_threads_head, is_id, is_modules;
 	/* PyThreadState (struct _ts) */
-	int64_t ts_next, ts_interp, ts_cframe, ts_thread_id, ts_native_thread_id, ts_size;
+	int64_t ts_next, ts_interp, ts_cframe, ts_thread_id, ts_native_thread_id, ts_size,
+		ts_datastack_chunk, ts_datastack_top;
+	/* _PyStackChunk: where thread-owned frames live (read in bulk) */
+	int64_t sc_previous, sc_size, sc_top, sc_data;
 	/* _PyCFrame */
 	int64_t cf_current_frame;
 	/* _PyInterpreterFrame */

@@ -29,9 +29,18 @@ int inspect__fail(struct inspect_proc *ip, int err, const char *fmt, ...)
 	return err;
 }
 
+#define INSPECT_PREFETCH_MAX (64u << 20)
+
 static int proc_read(void *ctx, uint64_t addr, void *buf, size_t len)
 {
 	struct inspect_proc *ip = ctx;
+	for (size_t i = 0; i < ip->nregions; i++) {
+		const struct inspect_region *g = &ip->regions[i];
+		if (addr >= g->addr && addr - g->addr <= g->len && len <= g->len - (addr - g->addr)) {
+			memcpy(buf, g->buf + (addr - g->addr), len);
+			return 0;
+		}
+	}
 	ip->reads++;
 	return attach_proc__read(ip->ap, addr, buf, len);
 }
@@ -247,10 +256,48 @@ fail:
 	return err;
 }
 
+int inspect__prefetch(struct inspect_proc *ip, uint64_t addr, size_t len)
+{
+	if (len == 0)
+		return 0;
+	if (len > INSPECT_PREFETCH_MAX - ip->region_bytes)
+		return -E2BIG;
+	if (ip->nregions == ip->cap_regions) {
+		size_t n = ip->cap_regions ? 2 * ip->cap_regions : 16;
+		struct inspect_region *r = realloc(ip->regions, n * sizeof(*r));
+		if (!r)
+			return -ENOMEM;
+		ip->regions = r;
+		ip->cap_regions = n;
+	}
+	uint8_t *buf = malloc(len);
+	if (!buf)
+		return -ENOMEM;
+	ip->reads++;
+	int err = attach_proc__read(ip->ap, addr, buf, len);
+	if (err) {
+		free(buf);
+		return err;
+	}
+	ip->regions[ip->nregions++] = (struct inspect_region){ addr, len, buf };
+	ip->region_bytes += len;
+	return 0;
+}
+
+void inspect__drop_prefetch(struct inspect_proc *ip)
+{
+	for (size_t i = 0; i < ip->nregions; i++)
+		free(ip->regions[i].buf);
+	ip->nregions = 0;
+	ip->region_bytes = 0;
+}
+
 void inspect_proc__close(struct inspect_proc *ip)
 {
 	if (!ip)
 		return;
+	inspect__drop_prefetch(ip);
+	free(ip->regions);
 	attach_proc__close(ip->ap);
 	free(ip);
 }
@@ -325,6 +372,11 @@ int inspect_threads__next(struct inspect_thread_iter *it, struct inspect_thread 
 	memcpy(&cframe, buf + o->ts_cframe, 8);
 	memcpy(&t->thread_id, buf + o->ts_thread_id, 8);
 	memcpy(&t->native_id, buf + o->ts_native_thread_id, 8);
+	if (o->ts_datastack_chunk >= 0 && o->ts_datastack_top >= 0 &&
+	    (size_t)o->ts_datastack_chunk + 8 <= len && (size_t)o->ts_datastack_top + 8 <= len) {
+		memcpy(&t->datastack_chunk, buf + o->ts_datastack_chunk, 8);
+		memcpy(&t->datastack_top, buf + o->ts_datastack_top, 8);
+	}
 	if (interp != it->interp)
 		return inspect__fail(ip, -EINVAL, "thread state 0x%llx: interp 0x%llx is not 0x%llx",
 				     (unsigned long long)ts, (unsigned long long)interp,
@@ -355,22 +407,46 @@ int inspect_proc__gil_holder(struct inspect_proc *ip, uint64_t *tstate)
 
 /* ---- frames ---- */
 
-int inspect_frame__read(struct inspect_proc *ip, uint64_t addr, struct inspect_frame *f)
+static int read_code_header(struct inspect_proc *ip, uint64_t code, int64_t *nunits,
+			    int32_t *nlocalsplus)
+{
+	const struct inspect_offsets *o = &ip->off;
+	uint8_t ch[256];
+	uint64_t type;
+	int64_t cend = o->co_nlocalsplus + 4;
+	if (o->ob_size + 8 > cend)
+		cend = o->ob_size + 8;
+	if (o->ob_type + 8 > cend)
+		cend = o->ob_type + 8;
+	if ((size_t)cend > sizeof(ch))
+		return -EINVAL;
+	int err = inspect__read(&ip->reader, code, ch, (size_t)cend);
+	if (err)
+		return err;
+	memcpy(&type, ch + o->ob_type, 8);
+	memcpy(nunits, ch + o->ob_size, 8);
+	memcpy(nlocalsplus, ch + o->co_nlocalsplus, 4);
+	if (type != ip->types.type_code || *nunits <= 0 || *nunits > (1 << 24) ||
+	    *nlocalsplus < 0 || *nlocalsplus > (1 << 16))
+		return -EINVAL;
+	return 0;
+}
+
+static int frame_read(struct inspect_proc *ip, uint64_t addr, struct inspect_frame *f,
+		      struct inspect_frame_iter *it)
 {
 	const struct inspect_offsets *o = &ip->off;
 	const struct inspect_reader *r = &ip->reader;
-	uint8_t buf[1024];
+	uint8_t buf[512];
 	size_t hdr = (size_t)o->fr_localsplus;
-	size_t want = hdr + 8 * INSPECT_MAX_LOCALS_READ;
 	int err;
-	if (hdr + 8 * INSPECT_MAX_LOCALS_READ > sizeof(buf))
+	if (hdr > sizeof(buf))
 		return -EINVAL;
 	memset(f, 0, sizeof(*f));
 	f->addr = addr;
-	/* One read for the header and the first slots when the frame is not
-	 * at the end of its data-stack chunk; else the header alone. */
-	int full = inspect__read(r, addr, buf, want) == 0;
-	if (!full && (err = inspect__read(r, addr, buf, hdr)))
+	/* Header, then exactly the slots the code object says it has: frames
+	 * end where the data stack ends, reading past them may fault. */
+	if ((err = inspect__read(r, addr, buf, hdr)))
 		return err;
 	memcpy(&f->code, buf + o->fr_code, 8);
 	memcpy(&f->func, buf + o->fr_func, 8);
@@ -386,25 +462,19 @@ int inspect_frame__read(struct inspect_proc *ip, uint64_t addr, struct inspect_f
 	f->localsplus_addr = addr + (uint64_t)o->fr_localsplus;
 	if (f->owner > 2 || f->is_entry > 1)
 		return -EINVAL;
-	/* The code object: its type, size and local count. */
-	uint8_t ch[256];
-	int64_t cend = o->co_nlocalsplus + 4;
-	if (o->ob_size + 8 > cend)
-		cend = o->ob_size + 8;
-	if (o->ob_type + 8 > cend)
-		cend = o->ob_type + 8;
-	if ((size_t)cend > sizeof(ch))
-		return -EINVAL;
-	if ((err = inspect__read(r, f->code, ch, (size_t)cend)))
+	/* The code object: its type, size and local count (checked once a walk). */
+	int64_t nunits = -1;
+	size_t slot = (size_t)(f->code >> 4) % 8;
+	if (it && it->codes[slot].addr == f->code && f->code) {
+		nunits = it->codes[slot].nunits;
+		f->nlocalsplus = it->codes[slot].nlocalsplus;
+	} else if ((err = read_code_header(ip, f->code, &nunits, &f->nlocalsplus))) {
 		return err;
-	uint64_t type;
-	int64_t nunits;
-	memcpy(&type, ch + o->ob_type, 8);
-	memcpy(&nunits, ch + o->ob_size, 8);
-	memcpy(&f->nlocalsplus, ch + o->co_nlocalsplus, 4);
-	if (type != ip->types.type_code || nunits <= 0 || nunits > (1 << 24) ||
-	    f->nlocalsplus < 0 || f->nlocalsplus > (1 << 16))
-		return -EINVAL;
+	} else if (it) {
+		it->codes[slot].addr = f->code;
+		it->codes[slot].nunits = nunits;
+		it->codes[slot].nlocalsplus = f->nlocalsplus;
+	}
 	/* prev_instr points into co_code_adaptive; one unit before it when
 	 * the frame has not started. */
 	uint64_t first = f->code + (uint64_t)o->co_code_adaptive;
@@ -414,13 +484,20 @@ int inspect_frame__read(struct inspect_proc *ip, uint64_t addr, struct inspect_f
 	f->lasti = (int32_t)(delta / 2);
 	if (f->stacktop < -1 || f->stacktop > (1 << 20))
 		return -EINVAL;
-	f->nslots = f->nlocalsplus < INSPECT_MAX_LOCALS_READ ? (uint32_t)f->nlocalsplus
-							     : INSPECT_MAX_LOCALS_READ;
-	if (full)
-		memcpy(f->slots, buf + hdr, 8 * (size_t)f->nslots);
-	else if ((err = inspect__read(r, f->localsplus_addr, f->slots, 8 * (size_t)f->nslots)))
-		return err;
 	return 0;
+}
+
+int inspect_frame__slots(struct inspect_proc *ip, const struct inspect_frame *f, uint32_t first,
+			 uint32_t n, uint64_t *slots)
+{
+	if (f->nlocalsplus < 0 || first > (uint32_t)f->nlocalsplus || n > (uint32_t)f->nlocalsplus - first)
+		return -EINVAL;
+	return inspect__read(&ip->reader, f->localsplus_addr + 8 * (uint64_t)first, slots, 8 * (size_t)n);
+}
+
+int inspect_frame__read(struct inspect_proc *ip, uint64_t addr, struct inspect_frame *f)
+{
+	return frame_read(ip, addr, f, NULL);
 }
 
 int inspect_frames__begin(struct inspect_proc *ip, uint64_t first_frame, struct inspect_frame_iter *it)
@@ -437,7 +514,7 @@ int inspect_frames__next(struct inspect_frame_iter *it, struct inspect_frame *f)
 		return 0;
 	if (++it->count > INSPECT_MAX_FRAMES)
 		return -ELOOP;
-	int err = inspect_frame__read(it->ip, it->next, f);
+	int err = frame_read(it->ip, it->next, f, it);
 	if (err) {
 		it->next = 0;
 		return err;

@@ -17,11 +17,22 @@
 #include <time.h>
 #include <unistd.h>
 
+/* Decoded code objects, one per address seen in this snapshot (frames of
+ * one recursion share theirs). Blocks never move once handed out. */
+#define CODE_BLOCK 64
+struct code_block {
+	struct code_block *next;
+	size_t n;
+	struct inspect_code codes[CODE_BLOCK];
+	bool ok[CODE_BLOCK];
+};
+
 struct inspect_snapshot {
 	size_t nthreads, cap;
 	struct inspect_snap_thread *threads;
 	uint64_t gil_holder;
 	int gil_known;
+	struct code_block *codes;
 };
 
 size_t inspect_snapshot__nthreads(const struct inspect_snapshot *s) { return s->nthreads; }
@@ -47,6 +58,11 @@ void inspect_snapshot__free(struct inspect_snapshot *s)
 		free(t->frames);
 	}
 	free(s->threads);
+	while (s->codes) {
+		struct code_block *b = s->codes;
+		s->codes = b->next;
+		free(b);
+	}
 	free(s);
 }
 
@@ -104,6 +120,33 @@ static int grow(void **p, size_t *cap, size_t need, size_t elem)
 	return 0;
 }
 
+/* Copy a thread's data-stack chunks in one read each: the frames it owns
+ * live there, so the walk then costs no system call per frame. A chunk's
+ * used part ends at tstate->datastack_top for the current chunk and at
+ * data[chunk->top] for the previous ones (Python/pystate.c, push_chunk). */
+#define MAX_CHUNKS 256
+#define MAX_CHUNK_BYTES (4u << 20)
+
+static void prefetch_stack(struct inspect_proc *ip, const struct inspect_thread *t)
+{
+	const struct inspect_offsets *o = &ip->off;
+	uint64_t chunk = t->datastack_chunk, top = t->datastack_top;
+	if (o->sc_previous < 0 || o->sc_top < 0 || o->sc_data < 0)
+		return;
+	for (int n = 0; chunk && n < MAX_CHUNKS; n++) {
+		if (top < chunk + (uint64_t)o->sc_data || top - chunk > MAX_CHUNK_BYTES ||
+		    inspect__prefetch(ip, chunk, (size_t)(top - chunk)))
+			return;
+		uint64_t prev = 0, ptop = 0;
+		if (inspect__read_u64(&ip->reader, chunk + (uint64_t)o->sc_previous, &prev) || !prev ||
+		    inspect__read_u64(&ip->reader, prev + (uint64_t)o->sc_top, &ptop) ||
+		    ptop > MAX_CHUNK_BYTES / 8)
+			return;
+		chunk = prev;
+		top = prev + (uint64_t)o->sc_data + 8 * ptop;
+	}
+}
+
 /* Stopped phase: copy thread states and frames. */
 static int copy_stacks(struct inspect_proc *ip, struct inspect_snapshot *s)
 {
@@ -122,6 +165,7 @@ static int copy_stacks(struct inspect_proc *ip, struct inspect_snapshot *s)
 		st->holds_gil = s->gil_known && s->gil_holder == t.tstate;
 		struct inspect_frame_iter fit;
 		struct inspect_frame f;
+		prefetch_stack(ip, &t);
 		inspect_frames__begin(ip, t.current_frame, &fit);
 		while ((r = inspect_frames__next(&fit, &f)) == 1) {
 			if ((err = grow((void **)&st->frames, &fcap, st->nframes + 1, sizeof(*st->frames))))
@@ -156,50 +200,53 @@ static void thread_name(struct inspect_proc *ip, struct inspect_snap_thread *t)
 	t->name[strcspn(t->name, "\n")] = 0;
 }
 
-/* Per-snapshot cache of decoded code objects: frames of one recursion
- * share their code. Keyed by address; lives only for this dump. */
-struct code_cache {
-	struct inspect_code *codes;
-	int *ok;
-	size_t n, cap;
-};
-
-static const struct inspect_code *cached_code(struct inspect_proc *ip, struct code_cache *cc,
-					       uint64_t addr, int *ok)
+/* The decoded code object at addr: NULL if it is not a readable code
+ * object; *oom set when allocation failed. Linear in distinct code objects
+ * of this snapshot, which stay few (a stack repeats its functions). */
+static const struct inspect_code *snap_code(struct inspect_proc *ip, struct inspect_snapshot *s,
+					    uint64_t addr, bool *oom)
 {
-	for (size_t i = cc->n; i-- > 0;)
-		if (cc->codes[i].addr == addr) {
-			*ok = cc->ok[i];
-			return &cc->codes[i];
+	for (struct code_block *b = s->codes; b; b = b->next)
+		for (size_t i = 0; i < b->n; i++)
+			if (b->codes[i].addr == addr)
+				return b->ok[i] ? &b->codes[i] : NULL;
+	struct code_block *b = s->codes;
+	if (!b || b->n == CODE_BLOCK) {
+		b = calloc(1, sizeof(*b));
+		if (!b) {
+			*oom = true;
+			return NULL;
 		}
-	size_t cap = cc->cap;
-	if (grow((void **)&cc->codes, &cap, cc->n + 1, sizeof(*cc->codes)) ||
-	    grow((void **)&cc->ok, &cc->cap, cc->n + 1, sizeof(*cc->ok)))
-		return NULL;
-	cc->ok[cc->n] = inspect_code__read(&ip->reader, addr, &cc->codes[cc->n]) == 0;
-	cc->codes[cc->n].addr = addr;
-	*ok = cc->ok[cc->n];
-	return &cc->codes[cc->n++];
+		b->next = s->codes;
+		s->codes = b;
+	}
+	size_t i = b->n++;
+	b->ok[i] = inspect_code__read(&ip->reader, addr, &b->codes[i]) == 0;
+	b->codes[i].addr = addr;
+	return b->ok[i] ? &b->codes[i] : NULL;
 }
 
 static int decode_locals(struct inspect_proc *ip, struct inspect_snap_frame *sf,
 			 const struct inspect_limits *lim)
 {
 	const struct inspect_reader *r = &ip->reader;
-	size_t n = sf->raw.nslots;
-	if (!n)
+	uint64_t slots[INSPECT_MAX_LOCALS_SHOWN];
+	uint32_t n = (uint32_t)sf->raw.nlocalsplus;
+	if (n > INSPECT_MAX_LOCALS_SHOWN)
+		n = INSPECT_MAX_LOCALS_SHOWN;
+	if (!n || inspect_frame__slots(ip, &sf->raw, 0, n, slots))
 		return 0;
 	sf->locals = calloc(n, sizeof(*sf->locals));
 	if (!sf->locals)
 		return -ENOMEM;
-	for (size_t i = 0; i < n; i++) {
+	for (uint32_t i = 0; i < n; i++) {
 		char name[128];
 		uint8_t kind = 0;
-		uint64_t v = sf->raw.slots[i];
+		uint64_t v = slots[i];
 		if (!v)
 			continue; /* unbound */
-		if (inspect_code__local(r, &sf->code, (int32_t)i, name, sizeof(name), &kind))
-			snprintf(name, sizeof(name), "<local %zu>", i);
+		if (inspect_code__local(r, sf->code, (int32_t)i, name, sizeof(name), &kind))
+			snprintf(name, sizeof(name), "<local %u>", i);
 		/* Cells (made by MAKE_CELL, or copied in by COPY_FREE_VARS) hold
 		 * the value; an empty cell is an unbound variable. */
 		if ((kind & (INSPECT_FAST_CELL | INSPECT_FAST_FREE)) && ip->off.cell_ref >= 0) {
@@ -211,13 +258,13 @@ static int decode_locals(struct inspect_proc *ip, struct inspect_snap_frame *sf,
 			}
 		}
 		struct inspect_snap_local *l = &sf->locals[sf->nlocals];
-		struct inspect_str s = {0};
-		int err = inspect_value__repr(r, v, lim, &s);
+		struct inspect_str str = {0};
+		int err = inspect_value__repr(r, v, lim, &str);
 		if (err) {
-			inspect_str__free(&s);
+			inspect_str__free(&str);
 			return err;
 		}
-		l->repr = s.p;
+		l->repr = str.p;
 		l->name = strdup(name);
 		if (!l->name)
 			return -ENOMEM;
@@ -234,7 +281,6 @@ int inspect_proc__snapshot(struct inspect_proc *ip, unsigned flags,
 {
 	static const struct inspect_limits dflt = INSPECT_LIMITS_DEFAULT;
 	struct inspect_snapshot *s = calloc(1, sizeof(*s));
-	struct code_cache cc = {0};
 	double t0 = now_ms(), t_stop = 0, t_resume = 0;
 	unsigned long reads0 = ip->reads;
 	int err;
@@ -259,7 +305,12 @@ int inspect_proc__snapshot(struct inspect_proc *ip, unsigned flags,
 			inspect__fail(ip, err, "cannot stop threads: %s", attach_proc__error(ip->ap));
 		goto fail;
 	}
+	double t_seized = now_ms();
+	unsigned long reads_before_copy = ip->reads;
 	err = copy_stacks(ip, s);
+	unsigned long copy_reads = ip->reads - reads_before_copy;
+	inspect__drop_prefetch(ip);
+	double t_copied = now_ms();
 	int rel = attach_proc__release_all(ip->ap);
 	t_resume = now_ms();
 	if (!err && rel) {
@@ -271,44 +322,45 @@ int inspect_proc__snapshot(struct inspect_proc *ip, unsigned flags,
 	if (err)
 		goto fail;
 
-	/* Running again: decode. */
+	/* Running again: decode. Frame memory (and so local variable slots)
+	 * still comes from the copies taken while stopped. */
 	unsigned nframes = 0;
 	for (size_t i = 0; i < s->nthreads; i++) {
 		struct inspect_snap_thread *t = &s->threads[i];
 		thread_name(ip, t);
 		for (size_t j = 0; j < t->nframes; j++, nframes++) {
 			struct inspect_snap_frame *sf = &t->frames[j];
-			int ok = 0;
-			const struct inspect_code *c = cached_code(ip, &cc, sf->raw.code, &ok);
-			if (!c) {
+			bool oom = false;
+			sf->code = snap_code(ip, s, sf->raw.code, &oom);
+			sf->line = -1;
+			if (oom) {
 				err = -ENOMEM;
 				goto fail;
 			}
-			sf->line = -1;
-			sf->code_ok = ok;
-			if (!ok)
+			if (!sf->code)
 				continue;
-			sf->code = *c;
-			if (inspect_code__line(&ip->reader, c, sf->raw.lasti, &sf->line))
+			if (inspect_code__line(&ip->reader, sf->code, sf->raw.lasti, &sf->line))
 				sf->line = -1;
 			if ((flags & INSPECT_SNAP_LOCALS) && (err = decode_locals(ip, sf, lim)))
 				goto fail;
 		}
 	}
-	free(cc.codes);
-	free(cc.ok);
+	inspect__drop_prefetch(ip);
 	if (stats) {
 		stats->stopped_ms = t_resume - t_stop;
+		stats->seize_ms = t_seized - t_stop;
+		stats->copy_ms = t_copied - t_seized;
+		stats->release_ms = t_resume - t_copied;
 		stats->total_ms = now_ms() - t0;
 		stats->threads = (unsigned)s->nthreads;
 		stats->frames = nframes;
 		stats->reads = (unsigned)(ip->reads - reads0);
+		stats->copy_reads = (unsigned)copy_reads;
 	}
 	*out = s;
 	return 0;
 fail:
-	free(cc.codes);
-	free(cc.ok);
+	inspect__drop_prefetch(ip);
 	inspect_snapshot__free(s);
 	return err;
 }

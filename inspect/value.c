@@ -23,10 +23,10 @@
 
 int inspect__read(const struct inspect_reader *r, uint64_t addr, void *buf, size_t len)
 {
-	if (addr < INSPECT_MIN_ADDR || addr + len < addr)
-		return -EFAULT;
 	if (len == 0)
 		return 0;
+	if (addr < INSPECT_MIN_ADDR || addr + len < addr)
+		return -EFAULT;
 	return r->read(r->ctx, addr, buf, len);
 }
 

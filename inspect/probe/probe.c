@@ -16,6 +16,7 @@ PyInterpreterState probe_interp;
 PyThreadState probe_tstate;
 _PyCFrame probe_cframe;
 _PyInterpreterFrame probe_frame;
+_PyStackChunk probe_stack_chunk;
 PyCodeObject probe_code;
 PyObject probe_object;
 PyVarObject probe_varobject;
