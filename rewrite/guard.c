@@ -7,18 +7,22 @@
  *   H:  LOAD_CONST    <exception type(s)>     [base.., lasti, exc]
  *       CHECK_EXC_MATCH
  *       POP_JUMP_FORWARD_IF_FALSE R
- *       LOAD_CONST    <helper guard_match>    precise filter: raised by this
- *       COPY          2                       instruction, on None ...
- *       LOAD_CONST    <filter code>
- *       PRECALL 1 / CALL 1                    (method form: no NULL needed)
- *       POP_JUMP_FORWARD_IF_FALSE R
- *       POP_TOP                               the exception
+ *       LOAD_CONST    <filter helper>         precise filter: raised by this
+ *       SWAP          2                       instruction, on None ...
+ *       PRECALL 0 / CALL 0                    method form [helper, exc]: no NULL;
+ *                                             returns None (heal) or exc
+ *       COPY          1
+ *       POP_JUMP_FORWARD_IF_NOT_NONE R        [base.., lasti, exc]
+ *       POP_TOP                               None
  *       POP_TOP                               lasti
  *   F:  LOAD_CONST    <fallback>              (not for a skipped statement)
  *       JUMP_BACKWARD <resume>
  *   R:  RERAISE 1                             prev_instr = lasti: tracebacks,
  *                                             f_lineno and enclosing handlers'
  *                                             lasti are those of the original
+ *
+ * The block never holds more than base + 3 items, so the stack size grows
+ * only where the original never went that deep.
  *
  * No PUSH_EXC_INFO/POP_EXCEPT: no Python code runs while the exception is
  * held (the filter is a builtin), so sys.exc_info() is never touched and is
@@ -201,11 +205,11 @@ static int synth_handler(struct gctx *g, const struct guard_decision *d, struct 
 	const struct rewrite_loc *loc0 = &g->in[d->anchor].loc;
 	struct rewrite_loc loc = *loc0;
 	struct guard_const match = { .kind = GUARD_CONST_EXC_TYPE, .nnames = 1 };
-	long code = GUARD_MATCH_HERE;
+	const char *filter = "match_here";
 	switch (d->kind) {
 	case GUARD_NULL:
 		match.names[0] = "AttributeError";
-		code = GUARD_MATCH_NONE_ATTR;
+		filter = "match_none_attr";
 		break;
 	case GUARD_INDEX:
 		match.names[0] = "IndexError";
@@ -215,12 +219,12 @@ static int synth_handler(struct gctx *g, const struct guard_decision *d, struct 
 		break;
 	case GUARD_SUBSCRIPT:
 		match.names[0] = "TypeError";
-		code = GUARD_MATCH_NONE_SUBSCRIPT;
+		filter = "match_none_subscript";
 		break;
 	case GUARD_CHAIN_SUBSCRIPT:
 		match = (struct guard_const){ .kind = GUARD_CONST_EXC_TUPLE, .nnames = 3,
 					      .names = { "KeyError", "IndexError", "TypeError" } };
-		code = GUARD_MATCH_CHAIN;
+		filter = "match_chain";
 		break;
 	case GUARD_TYPE_COERCION:
 		match = (struct guard_const){ .kind = GUARD_CONST_EXC_TUPLE, .nnames = 2,
@@ -231,15 +235,14 @@ static int synth_handler(struct gctx *g, const struct guard_decision *d, struct 
 		break;
 	case GUARD_CALLABLE:
 		match.names[0] = "TypeError";
-		code = GUARD_MATCH_NONE_CALL;
+		filter = "match_none_call";
 		break;
 	default:
 		return set_diag(diag, -EINVAL, g->info, "not a handler guard kind");
 	}
 	int c_match = add_const(p, match);
 	int c_helper = add_const(p, (struct guard_const){ .kind = GUARD_CONST_HELPER, .nnames = 1,
-							  .names = { "guard_match" } });
-	int c_code = add_const(p, (struct guard_const){ .kind = GUARD_CONST_INT, .i = code });
+							  .names = { filter } });
 	int c_fb = -1;
 	if (d->push_fallback) {
 		struct guard_const fb = { .kind = GUARD_CONST_NONE };
@@ -251,7 +254,7 @@ static int synth_handler(struct gctx *g, const struct guard_decision *d, struct 
 			fb = (struct guard_const){ .kind = GUARD_CONST_NONE_TUPLE, .i = d->unpack };
 		c_fb = add_const(p, fb);
 	}
-	if (c_match < 0 || c_helper < 0 || c_code < 0 || (d->push_fallback && c_fb < 0))
+	if (c_match < 0 || c_helper < 0 || (d->push_fallback && c_fb < 0))
 		return -ERANGE;
 
 	int64_t h = (int64_t)rewrite_code__ninstrs(g->code);
@@ -261,11 +264,11 @@ static int synth_handler(struct gctx *g, const struct guard_decision *d, struct 
 	    (k = emit(g->code, CHECK_EXC_MATCH, 0, -1, &loc)) < 0 ||
 	    (k = emit(g->code, POP_JUMP_FORWARD_IF_FALSE, 0, r, &loc)) < 0 ||
 	    (k = emit(g->code, LOAD_CONST, (uint32_t)c_helper, -1, &loc)) < 0 ||
-	    (k = emit(g->code, COPY, 2, -1, &loc)) < 0 ||
-	    (k = emit(g->code, LOAD_CONST, (uint32_t)c_code, -1, &loc)) < 0 ||
-	    (k = emit(g->code, PRECALL, 1, -1, &loc)) < 0 ||
-	    (k = emit(g->code, CALL, 1, -1, &loc)) < 0 ||
-	    (k = emit(g->code, POP_JUMP_FORWARD_IF_FALSE, 0, r, &loc)) < 0 ||
+	    (k = emit(g->code, SWAP, 2, -1, &loc)) < 0 ||
+	    (k = emit(g->code, PRECALL, 0, -1, &loc)) < 0 ||
+	    (k = emit(g->code, CALL, 0, -1, &loc)) < 0 ||
+	    (k = emit(g->code, COPY, 1, -1, &loc)) < 0 ||
+	    (k = emit(g->code, POP_JUMP_FORWARD_IF_NOT_NONE, 0, r, &loc)) < 0 ||
 	    (k = emit(g->code, POP_TOP, 0, -1, &loc)) < 0 ||
 	    (k = emit(g->code, POP_TOP, 0, -1, &loc)) < 0)
 		return (int)k;

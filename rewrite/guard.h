@@ -144,18 +144,6 @@ bool guard__is_stdlib_path(const char *filename);
 /* ---------------------------------------------------------------------- */
 /* Patches (docs/formats/patch.md)                                        */
 
-/* Filter codes a handler guard passes to the runtime helper
- * guard_match(exc, code) (inject/agent/helpers.c), as int constants. Every
- * code first requires that the exception was raised by the guarded
- * instruction itself (its traceback has no deeper entry). */
-enum guard_match {
-	GUARD_MATCH_HERE = 0,            /* nothing more */
-	GUARD_MATCH_NONE_ATTR = 1,       /* AttributeError whose .obj is None */
-	GUARD_MATCH_NONE_SUBSCRIPT = 2,  /* "'NoneType' object is not subscriptable" */
-	GUARD_MATCH_NONE_CALL = 3,       /* "'NoneType' object is not callable" */
-	GUARD_MATCH_CHAIN = 4,           /* KeyError, IndexError, or subscripting None */
-};
-
 /* A constant the patch appends to co_consts, described symbolically: the
  * builder of the code object makes the Python object. */
 enum guard_const_kind {

@@ -75,46 +75,74 @@ static int attr_on_none(PyObject *exc)
 static const char NOT_SUBSCRIPTABLE[] = "'NoneType' object is not subscriptable";
 static const char NOT_CALLABLE[] = "'NoneType' object is not callable";
 
-/* guard_match(exc, code) -> bool: the precise filter a handler guard runs
- * after CHECK_EXC_MATCH, so that the same exception type raised for another
- * reason (inside a property, a __getitem__ written in Python, a callee)
- * still propagates. Never raises. */
-static PyObject *h_guard_match(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+/* The precise filters a handler guard runs after CHECK_EXC_MATCH, so the
+ * same exception type raised for another reason (inside a property, a
+ * __getitem__ written in Python, a callee) still propagates. Each takes the
+ * exception and returns None to heal, or the exception itself to re-raise
+ * (called in the method form [helper, exc], so the block's stack never
+ * holds more than lasti, the exception and one more item). Never raises. */
+static PyObject *verdict(PyObject *exc, int heal)
+{
+	if (heal)
+		Py_RETURN_NONE;
+	return Py_NewRef(exc);
+}
+
+static int check_exc(PyObject *const *args, Py_ssize_t nargs, const char *name)
+{
+	if (nargs == 1 && PyExceptionInstance_Check(args[0]))
+		return 0;
+	PyErr_Format(PyExc_TypeError, "%s(exc): one exception instance expected", name);
+	return -1;
+}
+
+static PyObject *h_match_here(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
 	(void)self;
-	if (nargs != 2 || !PyExceptionInstance_Check(args[0]) || !PyLong_Check(args[1])) {
-		PyErr_SetString(PyExc_TypeError, "guard_match(exc, code): bad arguments");
+	if (check_exc(args, nargs, "match_here") < 0)
 		return NULL;
-	}
-	PyObject *exc = args[0];
-	long code = PyLong_AsLong(args[1]);
-	int ok = raised_here(exc);
-	if (ok) {
-		switch (code) {
-		case GUARD_MATCH_HERE:
-			break;
-		case GUARD_MATCH_NONE_ATTR:
-			ok = attr_on_none(exc);
-			break;
-		case GUARD_MATCH_NONE_SUBSCRIPT:
-			ok = PyErr_GivenExceptionMatches(exc, PyExc_TypeError) &&
-			     message_is(exc, NOT_SUBSCRIPTABLE);
-			break;
-		case GUARD_MATCH_NONE_CALL:
-			ok = PyErr_GivenExceptionMatches(exc, PyExc_TypeError) &&
-			     message_is(exc, NOT_CALLABLE);
-			break;
-		case GUARD_MATCH_CHAIN:
-			ok = PyErr_GivenExceptionMatches(exc, PyExc_KeyError) ||
-			     PyErr_GivenExceptionMatches(exc, PyExc_IndexError) ||
-			     (PyErr_GivenExceptionMatches(exc, PyExc_TypeError) &&
-			      message_is(exc, NOT_SUBSCRIPTABLE));
-			break;
-		default:
-			ok = 0;
-		}
-	}
-	return PyBool_FromLong(ok);
+	return verdict(args[0], raised_here(args[0]));
+}
+
+static PyObject *h_match_none_attr(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+	(void)self;
+	if (check_exc(args, nargs, "match_none_attr") < 0)
+		return NULL;
+	return verdict(args[0], raised_here(args[0]) && attr_on_none(args[0]));
+}
+
+static PyObject *h_match_none_subscript(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+	(void)self;
+	if (check_exc(args, nargs, "match_none_subscript") < 0)
+		return NULL;
+	PyObject *e = args[0];
+	return verdict(e, raised_here(e) && PyErr_GivenExceptionMatches(e, PyExc_TypeError) &&
+				  message_is(e, NOT_SUBSCRIPTABLE));
+}
+
+static PyObject *h_match_none_call(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+	(void)self;
+	if (check_exc(args, nargs, "match_none_call") < 0)
+		return NULL;
+	PyObject *e = args[0];
+	return verdict(e, raised_here(e) && PyErr_GivenExceptionMatches(e, PyExc_TypeError) &&
+				  message_is(e, NOT_CALLABLE));
+}
+
+static PyObject *h_match_chain(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+	(void)self;
+	if (check_exc(args, nargs, "match_chain") < 0)
+		return NULL;
+	PyObject *e = args[0];
+	return verdict(e, raised_here(e) &&
+			  (PyErr_GivenExceptionMatches(e, PyExc_KeyError) ||
+			   PyErr_GivenExceptionMatches(e, PyExc_IndexError) ||
+			   (PyErr_GivenExceptionMatches(e, PyExc_TypeError) &&
+			    message_is(e, NOT_SUBSCRIPTABLE))));
 }
 
 /* a + b (or a += b); if that raises TypeError and one side is a str, the
@@ -216,8 +244,16 @@ static PyObject *h_open_or_empty(PyObject *self, PyObject *const *args, size_t n
 }
 
 static PyMethodDef helper_defs[] = {
-	{"guard_match", (PyCFunction)(void (*)(void))h_guard_match, METH_FASTCALL,
-	 "guard_match(exc, code) -> bool: precise filter of a handler guard"},
+	{"match_here", (PyCFunction)(void (*)(void))h_match_here, METH_FASTCALL,
+	 "match_here(exc): None if exc was raised by the guarded instruction, else exc"},
+	{"match_none_attr", (PyCFunction)(void (*)(void))h_match_none_attr, METH_FASTCALL,
+	 "match_none_attr(exc): None for an AttributeError on None raised here, else exc"},
+	{"match_none_subscript", (PyCFunction)(void (*)(void))h_match_none_subscript, METH_FASTCALL,
+	 "match_none_subscript(exc): None for subscripting None here, else exc"},
+	{"match_none_call", (PyCFunction)(void (*)(void))h_match_none_call, METH_FASTCALL,
+	 "match_none_call(exc): None for calling None here, else exc"},
+	{"match_chain", (PyCFunction)(void (*)(void))h_match_chain, METH_FASTCALL,
+	 "match_chain(exc): None for a missing/None link raised here, else exc"},
 	{"str_coerce", (PyCFunction)(void (*)(void))h_str_coerce, METH_FASTCALL,
 	 "str_coerce(a, b): a + b, or str(a) + str(b) if that fails on a str"},
 	{"str_coerce_inplace", (PyCFunction)(void (*)(void))h_str_coerce_inplace, METH_FASTCALL,

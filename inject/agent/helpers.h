@@ -18,13 +18,11 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
-/* guard_match(exc, code) takes the filter codes of rewrite/guard.h
- * (enum guard_match); they are part of the patch format. */
-#include "rewrite/guard.h"
-
-/* A new reference to the helper named `name` ("guard_match",
- * "str_coerce", "str_coerce_inplace", "open_or_empty"); NULL with KeyError
- * set if there is no such helper. */
+/* A new reference to the helper named `name`; NULL with KeyError set if
+ * there is no such helper. Filters of handler guards (exc -> None to heal,
+ * or exc to re-raise): "match_here", "match_none_attr",
+ * "match_none_subscript", "match_none_call", "match_chain". Redirect
+ * helpers: "str_coerce", "str_coerce_inplace", "open_or_empty". */
 PyObject *suture_helpers__get(const char *name);
 
 #endif
