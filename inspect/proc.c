@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #define MAX_THREADS 4096
 #define MAX_INTERPS 256
@@ -87,12 +88,20 @@ static void find_types(struct inspect_proc *ip)
 		ip->types.set_dummy = v;
 }
 
-static enum inspect_source classify(const char *elf_path, const char *dbg_path)
+/* Which of DESIGN.md's sources attach_elf__debug_file() picked: the object
+ * itself (same file, maybe through /proc/PID/map_files), a build-id file,
+ * or else the .gnu_debuglink target. */
+static enum inspect_source classify(struct inspect_proc *ip, const char *dbg_path)
 {
-	if (strcmp(elf_path, dbg_path) == 0)
-		return INSPECT_SRC_OWN;
+	char own[4200];
+	struct stat a, b;
 	if (strstr(dbg_path, "/.build-id/"))
 		return INSPECT_SRC_BUILD_ID;
+	snprintf(own, sizeof(own), "/proc/%d/root%s", (int)ip->pid, attach_elf__path(ip->elf));
+	if (strcmp(dbg_path, attach_elf__path(ip->elf)) == 0 || strstr(dbg_path, "/map_files/") ||
+	    (stat(own, &a) == 0 && stat(dbg_path, &b) == 0 && a.st_dev == b.st_dev &&
+	     a.st_ino == b.st_ino))
+		return INSPECT_SRC_OWN;
 	return INSPECT_SRC_DEBUGLINK;
 }
 
@@ -120,8 +129,12 @@ static int resolve_layout(struct inspect_proc *ip, const struct inspect_opts *op
 				  ? snprintf(cache_dir, sizeof(cache_dir), "%s", opts->cache_dir) > 0
 				  : inspect_offsets__cache_dir(cache_dir, sizeof(cache_dir)) == 0);
 
-	if (have_cache &&
-	    inspect_offsets__cache_load(cache_dir, build_id, &ip->off, &ip->source) == 0) {
+	int cr = have_cache ? inspect_offsets__cache_load(cache_dir, build_id, &ip->off, &ip->source)
+			    : -ENOENT;
+	if (cr == -EBADMSG)
+		say(opts, "inspect: pid %d: layout cache entry for %s is damaged or stale: ignored",
+		    (int)ip->pid, build_id);
+	if (cr == 0) {
 		snprintf(ip->source_path, sizeof(ip->source_path), "%s/offsets-%s.bin", cache_dir, build_id);
 		say(opts, "inspect: pid %d: layout from cache %s (first resolved from the %s)",
 		    (int)ip->pid, ip->source_path, inspect_source__name(ip->source));
@@ -130,12 +143,12 @@ static int resolve_layout(struct inspect_proc *ip, const struct inspect_opts *op
 	const char *dbg = NULL;
 	int r = attach_elf__debug_file(ip->elf, &dbg);
 	if (r == 0 && dbg) {
-		enum inspect_source src = classify(attach_elf__path(ip->elf), dbg);
+		enum inspect_source src = classify(ip, dbg);
 		r = inspect_offsets__from_dwarf(dbg, &ip->off, err, sizeof(err));
 		if (r == 0 && inspect_offsets__check(&ip->off, &missing) == 0) {
 			ip->source = src;
 			snprintf(ip->source_path, sizeof(ip->source_path), "%s", dbg);
-			say(opts, "inspect: pid %d: layout from the %s %s", (int)ip->pid,
+			say(opts, "inspect: pid %d: layout from %s: %s", (int)ip->pid,
 			    inspect_source__name(src), dbg);
 		} else {
 			say(opts, "inspect: pid %d: %s: unusable DWARF (%s)", (int)ip->pid, dbg,
@@ -157,7 +170,7 @@ static int resolve_layout(struct inspect_proc *ip, const struct inspect_opts *op
 		ip->source = INSPECT_SRC_PROBE;
 		snprintf(ip->source_path, sizeof(ip->source_path), "probe (headers %u.%u.%u)",
 			 pv >> 24, (pv >> 16) & 0xff, (pv >> 8) & 0xff);
-		say(opts, "inspect: pid %d: layout from the %s (headers %u.%u.%u)", (int)ip->pid,
+		say(opts, "inspect: pid %d: layout from %s (headers %u.%u.%u)", (int)ip->pid,
 		    inspect_source__name(ip->source), pv >> 24, (pv >> 16) & 0xff, (pv >> 8) & 0xff);
 	}
 	if (inspect_offsets__check(&ip->off, &missing))
