@@ -98,9 +98,8 @@ static int parse_args(int argc, char **argv, struct args *a)
 		case 'h': usage(stdout); exit(EXIT_OK);
 		case 'V': printf("suture-attach " SUTURE_VERSION "\n"); exit(EXIT_OK);
 		default:
-			fprintf(stderr, "suture-attach: unknown or incomplete option '%s'\n",
+			fprintf(stderr, "suture-attach: unknown or incomplete option '%s' (see --help)\n",
 				argv[optind - 1]);
-			usage(stderr);
 			return EXIT_USAGE;
 		}
 	}
@@ -109,8 +108,8 @@ static int parse_args(int argc, char **argv, struct args *a)
 		return EXIT_USAGE;
 	}
 	if (!a->pid || a->mode == MODE_NONE) {
-		fprintf(stderr, "suture-attach: %s\n", !a->pid ? "--pid is required" : "no mode given (--dump)");
-		usage(stderr);
+		fprintf(stderr, "suture-attach: %s (see --help)\n",
+			!a->pid ? "--pid is required" : "no mode given (--dump)");
 		return EXIT_USAGE;
 	}
 	return EXIT_OK;

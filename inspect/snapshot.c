@@ -181,6 +181,23 @@ static int copy_stacks(struct inspect_proc *ip, struct inspect_snapshot *s)
 	return r < 0 ? r : 0;
 }
 
+/* After the decode: a target that exited meanwhile gave a partial view. */
+static bool proc_gone(pid_t pid)
+{
+	char path[64], buf[256];
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return true;
+	ssize_t n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return true;
+	buf[n] = 0;
+	const char *p = strrchr(buf, ')');
+	return !p || p[1] != ' ' || p[2] == 'Z' || p[2] == 'X';
+}
+
 static void thread_name(struct inspect_proc *ip, struct inspect_snap_thread *t)
 {
 	char path[96];
@@ -346,6 +363,10 @@ int inspect_proc__snapshot(struct inspect_proc *ip, unsigned flags,
 		}
 	}
 	inspect__drop_prefetch(ip);
+	if (proc_gone(ip->pid)) {
+		err = inspect__fail(ip, -ESRCH, "process exited during the dump");
+		goto fail;
+	}
 	if (stats) {
 		stats->stopped_ms = t_resume - t_stop;
 		stats->seize_ms = t_seized - t_stop;
