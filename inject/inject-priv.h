@@ -3,6 +3,7 @@
 #define SUTURE_INJECT_PRIV_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 #include "inject/inject.h"
@@ -12,8 +13,9 @@ int inject__target_uid(pid_t pid, uid_t *uid);
 int inject__connect(pid_t pid, int *fd, char *err, size_t cap);
 /* Make the agent run in pid: remote dlopen, or remote suture_agent_start()
  * when the library is mapped already (remote.c). */
-int inject__load_agent(pid_t pid, const char *agent_path, enum inject_how *how, char *err,
-		       size_t cap);
+int inject__load_agent(pid_t pid, const char *agent_path, enum inject_how *how,
+		       uint64_t *stopped_ns, char *err, size_t cap);
+uint64_t inject__now_ns(void);
 /* The agent library to inject: explicit, $SUTURE_AGENT, ../lib next to
  * our executable, then the install prefix. Absolute, existing. */
 int inject__agent_path(const char *explicit_path, char *buf, size_t cap);

@@ -83,6 +83,15 @@ enum inject_how inject_session__how(const struct inject_session *s);
 uint32_t inject_session__watch_mode(const struct inject_session *s);
 const char *inject_session__watch_detail(const struct inject_session *s);
 uint32_t inject_session__py_hexversion(const struct inject_session *s);
+/* How long open took, for --verbose and benchmarks: total (injection,
+ * connection, handshake) and the time the target's threads were stopped
+ * by ptrace (0 when no injection was needed), in nanoseconds. */
+struct inject_timings {
+	uint64_t open_ns;
+	uint64_t stopped_ns;
+};
+void inject_session__timings(const struct inject_session *s, struct inject_timings *t);
+
 /* The channel's file descriptor, for poll() in a caller's event loop
  * (readable: call next_event with timeout 0). */
 int inject_session__fd(const struct inject_session *s);

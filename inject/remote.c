@@ -67,9 +67,10 @@ static int agent_mapped(pid_t pid)
 	return found;
 }
 
-int inject__load_agent(pid_t pid, const char *agent_path, enum inject_how *how, char *err,
-		       size_t cap)
+int inject__load_agent(pid_t pid, const char *agent_path, enum inject_how *how,
+		       uint64_t *stopped_ns, char *err, size_t cap)
 {
+	uint64_t t0 = 0;
 	struct attach_proc *proc = NULL;
 	char lib[PATH_MAX];
 	uint64_t ret = 0;
@@ -88,6 +89,7 @@ int inject__load_agent(pid_t pid, const char *agent_path, enum inject_how *how, 
 		snprintf(err, cap, "inject: pid %d: %s", (int)pid, why);
 		return rc;
 	}
+	t0 = inject__now_ns();
 	if ((rc = attach_proc__seize_all(proc)) || (rc = attach_proc__pick_call_thread(proc, &tid)))
 		goto fail;
 	if (mapped) {
@@ -123,6 +125,7 @@ int inject__load_agent(pid_t pid, const char *agent_path, enum inject_how *how, 
 	if (rc)
 		goto fail;
 	attach_proc__close(proc);   /* releases every thread */
+	*stopped_ns = inject__now_ns() - t0;
 	return 0;
 fail:
 	snprintf(err, cap, "inject: pid %d: attach: %s", (int)pid, attach_proc__error(proc));

@@ -27,6 +27,7 @@ struct inject_session {
 	struct inject_crash queue[QUEUE_MAX];
 	size_t qhead, qlen;
 	bool detached;
+	struct inject_timings timings;
 	char err[512];
 };
 
@@ -123,6 +124,18 @@ int inject__connect(pid_t pid, int *out, char *err, size_t cap)
 	}
 	*out = fd;
 	return 0;
+}
+
+uint64_t inject__now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+void inject_session__timings(const struct inject_session *s, struct inject_timings *t)
+{
+	*t = s->timings;
 }
 
 static long now_ms(void)
@@ -253,6 +266,7 @@ int inject_session__open(pid_t pid, const struct inject_opts *opts, struct injec
 	struct inject_opts dflt = { 0 };
 	const struct inject_opts *o = opts ? opts : &dflt;
 	struct inject_session *s = calloc(1, sizeof *s);
+	uint64_t t0 = inject__now_ns();
 	int rc;
 
 	*out = NULL;
@@ -266,7 +280,8 @@ int inject_session__open(pid_t pid, const struct inject_opts *opts, struct injec
 		if (o->no_inject) {
 			rc = connect_wait(pid, o->connect_timeout_ms, &s->fd, s->err, sizeof s->err);
 		} else {
-			rc = inject__load_agent(pid, o->agent_path, &s->how, s->err, sizeof s->err);
+			rc = inject__load_agent(pid, o->agent_path, &s->how, &s->timings.stopped_ns,
+						s->err, sizeof s->err);
 			if (rc == 0)
 				rc = connect_wait(pid, o->connect_timeout_ms, &s->fd, s->err,
 						  sizeof s->err);
@@ -280,6 +295,7 @@ int inject_session__open(pid_t pid, const struct inject_opts *opts, struct injec
 		snprintf(last_error, sizeof last_error, "%s", s->err);
 		goto fail;
 	}
+	s->timings.open_ns = inject__now_ns() - t0;
 	*out = s;
 	return 0;
 fail:

@@ -138,14 +138,19 @@ static int do_patch(struct inject_session *s, const char *path)
 		free_spec(&sp);
 		return 2;
 	}
+	struct timespec t0, t1;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
 	rc = inject_session__send_patch(s, &sp.p, &res);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
 	free_spec(&sp);
 	if (rc) {
 		fprintf(stderr, "%s\n", inject_session__error(s));
 		return 2;
 	}
-	printf("patched status=%d functions=%u parents=%u frames=%u message=%s\n", res.status,
-	       res.nfunctions, res.nparents, res.nframes, res.message);
+	printf("patched status=%d functions=%u parents=%u frames=%u patch_us=%ld message=%s\n",
+	       res.status, res.nfunctions, res.nparents, res.nframes,
+	       (long)((t1.tv_sec - t0.tv_sec) * 1000000L + (t1.tv_nsec - t0.tv_nsec) / 1000),
+	       res.message);
 	fflush(stdout);
 	return res.status ? 1 : 0;
 }
@@ -177,9 +182,12 @@ int main(int argc, char **argv)
 		fprintf(stderr, "open: %s (%s)\n", inject_last_error(), strerror(-rc));
 		return 2;
 	}
-	printf("how=%d mode=%u py=%#x detail=%s\n", (int)inject_session__how(s),
-	       inject_session__watch_mode(s), inject_session__py_hexversion(s),
-	       inject_session__watch_detail(s));
+	struct inject_timings tm;
+	inject_session__timings(s, &tm);
+	printf("how=%d mode=%u py=%#x open_us=%llu stopped_us=%llu detail=%s\n",
+	       (int)inject_session__how(s), inject_session__watch_mode(s),
+	       inject_session__py_hexversion(s), (unsigned long long)(tm.open_ns / 1000),
+	       (unsigned long long)(tm.stopped_ns / 1000), inject_session__watch_detail(s));
 	fflush(stdout);
 
 	if (!strcmp(cmd, "hello")) {
