@@ -407,7 +407,8 @@ static int follow(const struct gctx *g, int64_t prod, int slot, int width,
 		if (op == JUMP_BACKWARD || op == JUMP_BACKWARD_NO_INTERRUPT)
 			return -1;
 		if (op == COPY) {
-			if (d - (int)in->arg >= slot)
+			int src = d - (int)in->arg;
+			if (src >= slot && src <= slot + width - 1)
 				return -1;   /* the value is duplicated */
 			i++;
 			continue;

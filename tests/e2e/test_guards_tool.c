@@ -303,7 +303,7 @@ static double now(void)
 /* Figures only (tests/bench/bench_guards.sh); never fails on a number. */
 static int cmd_bench(const struct rewrite_dump *dump)
 {
-	size_t n = rewrite_dump__count(dump), guards = 0, analysed = 0;
+	size_t n = rewrite_dump__count(dump), guards = 0, analysed = 0, grown = 0;
 	double t0 = now(), t_probe = 0, t_gate = 0, t_guard = 0;
 	for (size_t i = 0; i < n; i++) {
 		const struct rewrite_code_info *info = &rewrite_dump__entry(dump, i)->info;
@@ -337,8 +337,10 @@ static int cmd_bench(const struct rewrite_dump *dump)
 			if (guard__analyse(info, &cr, &d, NULL) == 0 && d.kind != GUARD_NONE &&
 			    guard__synthesize(info, &d, &p, NULL) == 0) {
 				if (guard_patch__info(info, &p, &pi, &pc) == 0 &&
-				    guard_diffgate__check(info, &pi, NULL, NULL) == 0)
+				    guard_diffgate__check(info, &pi, NULL, NULL) == 0) {
 					guards++;
+					grown += p.stacksize > info->stacksize;
+				}
 				free(pc);
 				pc = NULL;
 				guard_patch__release(&p);
@@ -354,6 +356,7 @@ static int cmd_bench(const struct rewrite_dump *dump)
 	printf("diff gate: %.0f code objects/s\n", (double)n / t_gate);
 	printf("guard (analyse + synthesize + gate): %zu of %zu accepted, %.1f us each\n", guards,
 	       analysed, analysed ? t_guard * 1e6 / (double)analysed : 0.0);
+	printf("guards that grew co_stacksize: %zu of %zu\n", grown, guards);
 	return 0;
 }
 
