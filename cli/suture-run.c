@@ -1,0 +1,128 @@
+/* suture-run: run a Python 3.11 script under suture, healing structural
+ * crashes and keeping the healed patches for the next runs.
+ *
+ * Options are parsed here; the supervisor is heal_run__main (inject/heal.h).
+ * See docs/man/suture-run.1. */
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "inject/heal.h"
+
+#define SUTURE_VERSION "0.1.0"
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"usage: suture-run [options] [--] script.py [args...]\n"
+		"\n"
+		"  --store DIR          patch store (default $SUTURE_STORE, else ./.suture)\n"
+		"  --dry-run            report what would be patched; patch and store nothing\n"
+		"  --verbose            show each patch's bytecode delta, side by side\n"
+		"  --shadow             warn each time a guard's fallback value is used\n"
+		"  --ttl DAYS           lifetime of new patches (default 7)\n"
+		"  --retries N          re-runs after a healed crash (default 3)\n"
+		"  --watch              service mode: restart after each healed crash\n"
+		"  --max-restarts N     with --watch: at most N restarts (default 10)\n"
+		"  --python PATH        the interpreter (default /usr/bin/python3.11)\n"
+		"  --agent PATH         libsuture_agent.so (default: $SUTURE_AGENT, ../lib, PREFIX)\n"
+		"  -h, --help           this help\n"
+		"  -V, --version        print the version\n"
+		"\n"
+		"suture's own lines go to stderr, prefixed [suture]. Exit status: the script's.\n"
+		"See suture-run(1).\n");
+}
+
+static int parse_uint(const char *s, unsigned long max, unsigned long *out)
+{
+	char *end;
+	errno = 0;
+	unsigned long v = strtoul(s, &end, 10);
+	if (errno || *end || end == s || s[0] == '-' || v > max)
+		return -EINVAL;
+	*out = v;
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	enum { O_STORE = 1000, O_DRY, O_SHADOW, O_TTL, O_RETRIES, O_WATCH, O_MAXR, O_PYTHON, O_AGENT };
+	static const struct option opts[] = {
+		{"store", required_argument, NULL, O_STORE},
+		{"dry-run", no_argument, NULL, O_DRY},
+		{"verbose", no_argument, NULL, 'v'},
+		{"shadow", no_argument, NULL, O_SHADOW},
+		{"ttl", required_argument, NULL, O_TTL},
+		{"retries", required_argument, NULL, O_RETRIES},
+		{"watch", no_argument, NULL, O_WATCH},
+		{"max-restarts", required_argument, NULL, O_MAXR},
+		{"python", required_argument, NULL, O_PYTHON},
+		{"agent", required_argument, NULL, O_AGENT},
+		{"help", no_argument, NULL, 'h'},
+		{"version", no_argument, NULL, 'V'},
+		{NULL, 0, NULL, 0},
+	};
+	struct heal_run_opts o = {
+		.python = "/usr/bin/python3.11",
+		.retries = 3,
+		.max_restarts = 10,
+	};
+	unsigned long v;
+	int c;
+	bool maxr = false;
+
+	opterr = 0;
+	/* "+": stop at the script; its own options are its business. */
+	while ((c = getopt_long(argc, argv, "+vhV", opts, NULL)) != -1) {
+		switch (c) {
+		case O_STORE: o.store_dir = optarg; break;
+		case O_DRY: o.dry_run = true; break;
+		case 'v': o.verbose = true; break;
+		case O_SHADOW: o.shadow = true; break;
+		case O_WATCH: o.watch = true; break;
+		case O_PYTHON: o.python = optarg; break;
+		case O_AGENT: o.agent_path = optarg; break;
+		case O_TTL:
+			if (parse_uint(optarg, 36500, &v) || v == 0) {
+				fprintf(stderr, "suture-run: --ttl takes a number of days, 1 to 36500\n");
+				return 2;
+			}
+			o.ttl_days = (uint32_t)v;
+			break;
+		case O_RETRIES:
+			if (parse_uint(optarg, 1000, &v)) {
+				fprintf(stderr, "suture-run: --retries takes a number, 0 to 1000\n");
+				return 2;
+			}
+			o.retries = (unsigned)v;
+			break;
+		case O_MAXR:
+			if (parse_uint(optarg, 1000000, &v)) {
+				fprintf(stderr, "suture-run: --max-restarts takes a number\n");
+				return 2;
+			}
+			o.max_restarts = (unsigned)v;
+			maxr = true;
+			break;
+		case 'h': usage(stdout); return 0;
+		case 'V': printf("suture-run " SUTURE_VERSION "\n"); return 0;
+		default:
+			fprintf(stderr, "suture-run: unknown or incomplete option '%s'\n", argv[optind - 1]);
+			usage(stderr);
+			return 2;
+		}
+	}
+	if (maxr && !o.watch) {
+		fprintf(stderr, "suture-run: --max-restarts goes with --watch\n");
+		return 2;
+	}
+	if (optind >= argc) {
+		fprintf(stderr, "suture-run: no script given\n");
+		usage(stderr);
+		return 2;
+	}
+	return heal_run__main(&o, argv + optind);
+}

@@ -1,0 +1,886 @@
+/* inject/heal: crash -> guard -> patch -> store, and stored spec -> patch.
+ *
+ * Everything the analysis needs is read from the target by inspect/ (the
+ * agent never sends code): the failing code object's bytes, tables, names
+ * and constants. rewrite/ decides and synthesizes; the diff gate must accept
+ * the patch before it is sent; the agent builds the code object from the
+ * PATCH parts and installs it on every function sharing the original.
+ *
+ * The store keeps decisions, never code (DESIGN.md section 7). On load the
+ * guard is synthesized again from the live original: the live code's
+ * identity (guard_code__identity) must equal the stored one, and the crash
+ * site's fingerprint must be found again at the stored anchor. The exception
+ * type is not stored; it is recovered by trying the types that give the
+ * stored guard kind and keeping the one whose fingerprint (which hashes the
+ * type) equals the stored window hash.
+ *
+ * A function healed twice: the second guard is analysed on the live, already
+ * guarded code, so its code_id is the identity of "original + first guard".
+ * On load, patches of one function are applied in sequence: after each one
+ * the new code object is read back from its parent's co_consts (the agent's
+ * boot install replaces it in place) and the next patch whose code_id matches
+ * is applied. Constants whose repr carries an address ("<type at 0x...>")
+ * are described without it, so these identities are stable across runs.
+ */
+#include "inject/heal.h"
+#include "inspect/inspect.h"
+#include "rewrite/guard.h"
+#include "store/store.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define CO_OPTIMIZED 0x1
+#define MAX_TREE 20000
+#define MAX_DEPTH 64
+
+struct heal {
+	struct inspect_proc *ip;
+	const struct inspect_reader *r;
+	struct inject_session *s;
+	struct heal_opts o;
+	char program[PATH_MAX];
+	FILE *log;
+	pid_t pid;
+	char cwd[PATH_MAX];
+	char pyver[16];
+	struct heal_stats st;
+	char err[512];
+};
+
+static double now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+static void say(struct heal *h, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void say(struct heal *h, const char *fmt, ...)
+{
+	char line[1024];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(line, sizeof(line), fmt, ap);
+	va_end(ap);
+	/* One write per line: several tools may share the terminal. */
+	fprintf(h->log, "[suture] %s\n", line);
+	fflush(h->log);
+}
+
+int heal__open(struct inspect_proc *ip, struct inject_session *s, const struct heal_opts *o,
+	       struct heal **out)
+{
+	struct heal *h = calloc(1, sizeof(*h));
+	if (!h)
+		return -ENOMEM;
+	h->ip = ip;
+	h->r = inspect_proc__reader(ip);
+	h->s = s;
+	h->o = *o;
+	h->log = o->log ? o->log : stderr;
+	h->pid = inspect_proc__pid(ip);
+	if (o->program) {
+		snprintf(h->program, sizeof(h->program), "%s", o->program);
+		h->o.program = h->program;
+	}
+	char link[64];
+	snprintf(link, sizeof(link), "/proc/%d/cwd", (int)h->pid);
+	ssize_t n = readlink(link, h->cwd, sizeof(h->cwd) - 1);
+	h->cwd[n > 0 ? n : 0] = 0;
+	uint32_t v = inspect_proc__version(ip);
+	snprintf(h->pyver, sizeof(h->pyver), "%u.%u.%u", (v >> 24) & 0xff, (v >> 16) & 0xff,
+		 (v >> 8) & 0xff);
+	*out = h;
+	return 0;
+}
+
+void heal__close(struct heal *h)
+{
+	free(h);
+}
+
+const char *heal__error(const struct heal *h)
+{
+	return h->err;
+}
+
+const struct heal_stats *heal__stats(const struct heal *h)
+{
+	return &h->st;
+}
+
+void heal__summary(const struct heal *h, FILE *out)
+{
+	char extra[256] = "";
+	size_t at = 0;
+	if (h->st.would_apply)
+		at += (size_t)snprintf(extra + at, sizeof(extra) - at, ", would apply: %u",
+				       h->st.would_apply);
+	if (h->st.refused && at < sizeof(extra))
+		at += (size_t)snprintf(extra + at, sizeof(extra) - at, ", refused: %u", h->st.refused);
+	if (h->st.stale && at < sizeof(extra))
+		at += (size_t)snprintf(extra + at, sizeof(extra) - at, ", stale: %u", h->st.stale);
+	if (h->st.expired && at < sizeof(extra))
+		at += (size_t)snprintf(extra + at, sizeof(extra) - at, ", expired: %u", h->st.expired);
+	if (h->st.failed && at < sizeof(extra))
+		snprintf(extra + at, sizeof(extra) - at, ", failed: %u", h->st.failed);
+	fprintf(out, "[suture] patches applied: %u, already healed: %u%s\n", h->st.applied,
+		h->st.loaded, extra);
+	fflush(out);
+}
+
+/* ------------------------------------------------------------------ */
+/* Names and paths                                                     */
+
+/* Copy src into dst[cap], truncated, always terminated. */
+static void scopy(char *dst, size_t cap, const char *src)
+{
+	size_t n = strlen(src);
+	if (!cap)
+		return;
+	if (n >= cap)
+		n = cap - 1;
+	memcpy(dst, src, n);
+	dst[n] = 0;
+}
+
+/* co_filename as an absolute, resolved path (relative names are relative
+ * to the target's working directory); "<...>" names stay as they are. */
+static void file_key(const struct heal *h, const char *file, char *out, size_t cap)
+{
+	char joined[PATH_MAX * 2];
+	if (!file[0] || file[0] == '<') {
+		snprintf(out, cap, "%s", file);
+		return;
+	}
+	if (file[0] == '/' || !h->cwd[0])
+		scopy(joined, sizeof(joined), file);
+	else
+		snprintf(joined, sizeof(joined), "%s/%s", h->cwd, file);
+	char real[PATH_MAX];
+	scopy(out, cap, realpath(joined, real) ? real : joined);
+}
+
+static void module_of(const struct heal *h, const char *absfile, char *out, size_t cap)
+{
+	if (h->o.program && strcmp(absfile, h->o.program) == 0) {
+		snprintf(out, cap, "__main__");
+		return;
+	}
+	const char *base = strrchr(absfile, '/');
+	base = base ? base + 1 : absfile;
+	char name[256];
+	scopy(name, sizeof(name), base);
+	char *dot = strrchr(name, '.');
+	if (dot)
+		*dot = 0;
+	if (strcmp(name, "__init__") == 0 && base != absfile) {
+		/* a package: its directory's name */
+		size_t dl = (size_t)(base - 1 - absfile);
+		char dir[PATH_MAX];
+		snprintf(dir, sizeof(dir), "%.*s", (int)dl, absfile);
+		const char *b2 = strrchr(dir, '/');
+		scopy(name, sizeof(name), b2 ? b2 + 1 : dir);
+	}
+	snprintf(out, cap, "%s", name[0] ? name : "?");
+}
+
+static const char *base_of(const char *path)
+{
+	const char *b = strrchr(path, '/');
+	return b ? b + 1 : path;
+}
+
+/* ------------------------------------------------------------------ */
+/* Guard patch -> PATCH message                                        */
+
+struct wire_patch {
+	struct inject_patch p;
+	struct inject_const consts[GUARD_MAX_CONSTS];
+	struct inject_const *items[GUARD_MAX_CONSTS];
+};
+
+static void wire_patch__free(struct wire_patch *w)
+{
+	for (size_t i = 0; i < GUARD_MAX_CONSTS; i++)
+		free(w->items[i]);
+}
+
+static int str_const(struct inject_const *c, enum inject_const_kind kind, const char *s)
+{
+	*c = (struct inject_const){ .kind = kind, .data = (const uint8_t *)s, .len = strlen(s) };
+	return 0;
+}
+
+/* Constants are named, never serialized objects (docs/formats/channel.md). */
+static int wire_patch__fill(struct wire_patch *w, uint64_t code_addr, const struct guard_patch *gp,
+			    char *why, size_t cap)
+{
+	memset(w, 0, sizeof(*w));
+	for (size_t i = 0; i < gp->nconsts; i++) {
+		const struct guard_const *g = &gp->consts[i];
+		struct inject_const *c = &w->consts[i];
+		switch (g->kind) {
+		case GUARD_CONST_NONE: c->kind = INJECT_CONST_NONE; break;
+		case GUARD_CONST_INT: c->kind = INJECT_CONST_INT; c->i = g->i; break;
+		case GUARD_CONST_FLOAT: c->kind = INJECT_CONST_FLOAT; c->f = g->f; break;
+		case GUARD_CONST_EXC_TYPE: str_const(c, INJECT_CONST_BUILTIN, g->names[0]); break;
+		case GUARD_CONST_HELPER: str_const(c, INJECT_CONST_HELPER, g->names[0]); break;
+		case GUARD_CONST_EXC_TUPLE:
+		case GUARD_CONST_NONE_TUPLE: {
+			size_t n = g->kind == GUARD_CONST_EXC_TUPLE ? g->nnames : (size_t)g->i;
+			if (g->kind == GUARD_CONST_NONE_TUPLE && (g->i < 0 || g->i > 4096)) {
+				snprintf(why, cap, "a tuple constant of %lld items", (long long)g->i);
+				return -EINVAL;
+			}
+			struct inject_const *it = calloc(n + 1, sizeof(*it));
+			if (!it)
+				return -ENOMEM;
+			w->items[i] = it;
+			for (size_t k = 0; k < n; k++) {
+				if (g->kind == GUARD_CONST_EXC_TUPLE)
+					str_const(&it[k], INJECT_CONST_BUILTIN, g->names[k]);
+				else
+					it[k].kind = INJECT_CONST_NONE;
+			}
+			*c = (struct inject_const){ .kind = INJECT_CONST_TUPLE, .items = it, .nitems = n };
+			break;
+		}
+		case GUARD_CONST_PROBE_EXC:
+		default:
+			snprintf(why, cap, "constant kind %s cannot be sent", guard_const_kind__name(g->kind));
+			return -EINVAL;
+		}
+	}
+	w->p.code_addr = code_addr;
+	w->p.stacksize = (uint32_t)gp->stacksize;
+	w->p.code = gp->code.data;
+	w->p.code_len = gp->code.len;
+	w->p.exctable = gp->exctable.data;
+	w->p.exctable_len = gp->exctable.len;
+	w->p.linetable = gp->linetable.data;
+	w->p.linetable_len = gp->linetable.len;
+	w->p.consts = w->consts;
+	w->p.nconsts = gp->nconsts;
+	return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* Synthesis shared by crashes and loads                                */
+
+struct built {
+	struct guard_decision d;
+	struct guard_patch gp;
+	struct guard_delta delta;
+	char fp[32], code_id[32];
+};
+
+/* Synthesize d's guard on hc and pass it through the diff gate. */
+static int build_patch(struct heal *h, const struct heal_code *hc, struct built *b, char *why,
+		       size_t cap)
+{
+	struct rewrite_diag diag = { 0 };
+	struct rewrite_code_info pi;
+	struct rewrite_const *pconsts = NULL;
+	int err;
+	(void)h;
+	if ((err = guard__synthesize(&hc->info, &b->d, &b->gp, &diag))) {
+		snprintf(why, cap, "synthesis failed: %s", diag.msg[0] ? diag.msg : strerror(-err));
+		return err;
+	}
+	if ((err = guard_patch__info(&hc->info, &b->gp, &pi, &pconsts))) {
+		snprintf(why, cap, "cannot describe the patched code: %s", strerror(-err));
+		guard_patch__release(&b->gp);
+		return err;
+	}
+	memset(&diag, 0, sizeof(diag));
+	err = guard_diffgate__check(&hc->info, &pi, &b->delta, &diag);
+	free(pconsts);
+	if (err) {
+		snprintf(why, cap, "the diff gate rejected the patch: %s", diag.msg);
+		guard_patch__release(&b->gp);
+		return err;
+	}
+	return 0;
+}
+
+static void show_delta(struct heal *h, const struct heal_code *hc, const struct built *b)
+{
+	char dl[256];
+	guard_delta__format(&b->delta, dl, sizeof(dl));
+	say(h, "bytecode delta of %s: %s", hc->qualname, dl);
+	guard_patch__dis(&hc->info, &b->gp, b->d.anchor_unit, 4, h->log);
+	fflush(h->log);
+}
+
+/* Send and wait for the agent's answer. 0 installed; -EPIPE the agent is
+ * gone; other -errno: refused (why says it). */
+static int send_patch(struct heal *h, uint64_t code_addr, const struct guard_patch *gp, char *why,
+		      size_t cap, struct inject_patch_result *res)
+{
+	struct wire_patch w;
+	int err = wire_patch__fill(&w, code_addr, gp, why, cap);
+	if (!err) {
+		memset(res, 0, sizeof(*res));
+		err = inject_session__send_patch(h->s, &w.p, res);
+		if (err)
+			snprintf(why, cap, "%s", inject_session__error(h->s));
+		else if (res->status) {
+			err = res->status;
+			snprintf(why, cap, "the agent refused the patch: %s", res->message);
+		}
+	}
+	wire_patch__free(&w);
+	return err;
+}
+
+/* store/ messages become [suture] lines (a missing store is no news). */
+static void store_said(const char *msg, void *ctx)
+{
+	struct heal *h = ctx;
+	snprintf(h->err, sizeof(h->err), "%s", msg);
+}
+
+static int open_store(struct heal *h, unsigned flags, struct store **out)
+{
+	h->err[0] = 0;
+	store__set_print(store_said, h);
+	int err = store__open(h->o.store_dir, flags, out);
+	if (err && err != -ENOENT)
+		say(h, "%s", h->err[0] ? h->err : strerror(-err));
+	return err;
+}
+
+static void persist(struct heal *h, const struct heal_code *hc, const struct built *b,
+		    const char *file, int line)
+{
+	char module[256], name[STORE_NAME_MAX + 1];
+	struct store *st = NULL;
+	if (!h->o.program || h->o.no_store)
+		return;
+	module_of(h, file, module, sizeof(module));
+	struct store_patch p = {
+		.guard = guard_kind__name(b->d.kind),
+		.module = module,
+		.qualname = hc->qualname,
+		.file = file,
+		.first_line = hc->firstlineno > 0 ? hc->firstlineno : 1,
+		.line = line > 0 ? line : (hc->firstlineno > 0 ? hc->firstlineno : 1),
+		.target = b->d.target[0] ? b->d.target : "?",
+		.fallback = b->d.fallback_text[0] ? b->d.fallback_text : "?",
+		.consumer = b->d.consumer[0] ? b->d.consumer : NULL,
+		.placement = guard_placement__name(b->d.placement),
+		.anchor_offset = b->d.anchor_unit,
+		.anchor_window = b->fp,
+		.code_id = b->code_id,
+		.program = h->o.program,
+		.python_version = h->pyver,
+		.ttl_days = h->o.ttl_days,
+	};
+	if (store_patch__default_name(&p, name, sizeof(name)))
+		return;
+	p.name = name;
+	if (open_store(h, STORE_F_CREATE, &st))
+		return;
+	if (store__add(st, &p) == 0)
+		say(h, "stored patch %s in %s", name, store__path(st));
+	else
+		say(h, "%s", h->err);
+	store__close(st);
+}
+
+/* ------------------------------------------------------------------ */
+/* Crashes                                                              */
+
+int heal__on_crash(struct heal *h, const struct inject_crash *ev, enum heal_outcome *outcome)
+{
+	struct heal_code hc;
+	struct built b;
+	char why[512] = "", file[PATH_MAX];
+	enum heal_outcome oc = HEAL_FAILED;
+	int rc = 0, err;
+	double t0 = now_ms();
+	bool released = false;
+
+	memset(&b, 0, sizeof(b));
+	h->st.crashes++;
+	file_key(h, ev->filename, file, sizeof(file));
+	say(h, "crash seen: %s%s%.160s in %s (%s:%u)", ev->exc_type, ev->message[0] ? ": " : "",
+	    ev->message, ev->qualname, base_of(ev->filename), ev->line);
+
+	if ((err = heal_code__read(h->r, ev->code_addr, &hc))) {
+		say(h, "failed: cannot read the code object of %s at %#llx: %s", ev->qualname,
+		    (unsigned long long)ev->code_addr, strerror(-err));
+		goto out;
+	}
+	if (!(hc.flags & CO_OPTIMIZED)) {
+		/* A module or class body runs once: a guard could never be
+		 * used, and re-running the program would crash the same way. */
+		say(h, "not patched: the crash is at module level (%s, %s:%u): reported only",
+		    hc.qualname, base_of(ev->filename), ev->line);
+		oc = HEAL_MODULE_LEVEL;
+		goto out_code;
+	}
+	struct guard_crash c = {
+		.unit = ev->offset / 2,
+		.exc_type = ev->exc_type,
+		.message = ev->message,
+		.in_callee = false,   /* the agent reports the frame the exception starts in */
+		.stdlib = -1,
+	};
+	struct rewrite_diag diag = { 0 };
+	if ((err = guard__analyse(&hc.info, &c, &b.d, &diag))) {
+		say(h, "failed: analysis of %s: %s", hc.qualname, diag.msg[0] ? diag.msg : strerror(-err));
+		goto out_code;
+	}
+	if (b.d.kind == GUARD_NONE) {
+		say(h, "refused: %s (%s in %s, %s:%u)", b.d.reason, ev->exc_type, hc.qualname,
+		    base_of(ev->filename), ev->line);
+		oc = HEAL_REFUSED;
+		goto out_code;
+	}
+	if (build_patch(h, &hc, &b, why, sizeof(why))) {
+		say(h, "failed: %s (%s in %s)", why, guard_kind__name(b.d.kind), hc.qualname);
+		goto out_code;
+	}
+	uint64_t id = 0;
+	guard_code__identity(&hc.info, &id);
+	snprintf(b.code_id, sizeof(b.code_id), "fnv64:%016llx", (unsigned long long)id);
+	snprintf(b.fp, sizeof(b.fp), "fnv64:%016llx", (unsigned long long)b.d.fingerprint);
+	if (h->o.verbose)
+		show_delta(h, &hc, &b);
+	if (h->o.dry_run) {
+		say(h, "dry run: would apply %s %s -> %s (%s) in %s (%s:%u)", guard_kind__name(b.d.kind),
+		    b.d.target, b.d.fallback_text, b.d.consumer, hc.qualname, base_of(ev->filename),
+		    ev->line);
+		oc = HEAL_WOULD_APPLY;
+		goto out_patch;
+	}
+	struct inject_patch_result res;
+	err = send_patch(h, ev->code_addr, &b.gp, why, sizeof(why), &res);
+	if (err == -EPIPE) {
+		rc = -EPIPE;
+		say(h, "failed: %s", why);
+		goto out_patch;
+	}
+	if (err) {
+		say(h, "failed: %s (%s in %s)", why, guard_kind__name(b.d.kind), hc.qualname);
+		goto out_patch;
+	}
+	double t1 = now_ms();
+	/* The thread goes on first: persisting (fsync) is not its business. */
+	inject_session__release(h->s, ev);
+	released = true;
+	say(h, "guard applied: %s %s -> %s (%s) in %s (%s:%u) [%u function(s), %.2f ms]",
+	    guard_kind__name(b.d.kind), b.d.target, b.d.fallback_text, b.d.consumer, hc.qualname,
+	    base_of(ev->filename), ev->line, res.nfunctions, t1 - t0);
+	oc = HEAL_APPLIED;
+	persist(h, &hc, &b, file, (int)ev->line);
+out_patch:
+	guard_patch__release(&b.gp);
+out_code:
+	heal_code__free(&hc);
+out:
+	switch (oc) {
+	case HEAL_APPLIED: h->st.applied++; break;
+	case HEAL_WOULD_APPLY: h->st.would_apply++; break;
+	case HEAL_REFUSED: case HEAL_MODULE_LEVEL: h->st.refused++; break;
+	case HEAL_FAILED: h->st.failed++; break;
+	case HEAL_NONE: break;
+	}
+	if (!released && rc != -EPIPE && inject_session__release(h->s, ev) == -EPIPE)
+		rc = -EPIPE;
+	if (outcome)
+		*outcome = oc;
+	return rc;
+}
+
+/* ------------------------------------------------------------------ */
+/* Loading stored patches                                               */
+
+/* A stored patch of this program, copied out of the store. */
+struct spec {
+	char *name, *guard, *qualname, *file, *target, *fallback, *code_id, *window;
+	uint32_t anchor;
+	int line;
+	enum store_verdict verdict;
+	int64_t expires;
+	bool done;            /* applied, or reported */
+};
+
+static void specs__free(struct spec *v, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		free(v[i].name); free(v[i].guard); free(v[i].qualname); free(v[i].file);
+		free(v[i].target); free(v[i].fallback); free(v[i].code_id); free(v[i].window);
+	}
+	free(v);
+}
+
+static int specs__load(struct heal *h, struct spec **out, size_t *n)
+{
+	struct store *st = NULL;
+	*out = NULL;
+	*n = 0;
+	int err = open_store(h, STORE_F_RDONLY, &st);
+	if (err)
+		return err == -ENOENT ? 0 : err;
+	struct store_query q = { .program = h->o.program, .python_version = h->pyver };
+	struct store_iter it;
+	size_t cap = store__count(st) + 1;
+	struct spec *v = calloc(cap, sizeof(*v));
+	if (!v) {
+		store__close(st);
+		return -ENOMEM;
+	}
+	store_iter__init(&it, st, &q);
+	for (const struct store_patch *p; (p = store_iter__next(&it)) && *n < cap;) {
+		enum store_verdict vd = store_patch__verdict(p, &q);
+		if (vd == STORE_V_OTHER_PYTHON)
+			continue;
+		struct spec *s = &v[(*n)++];
+		s->name = strdup(p->name);
+		s->guard = strdup(p->guard);
+		s->qualname = strdup(p->qualname);
+		s->file = strdup(p->file);
+		s->target = strdup(p->target);
+		s->fallback = strdup(p->fallback);
+		s->code_id = strdup(p->code_id ? p->code_id : "");
+		s->window = strdup(p->anchor_window ? p->anchor_window : "");
+		s->anchor = p->anchor_offset;
+		s->line = p->line;
+		s->verdict = vd;
+		s->expires = store_patch__expires(p);
+		if (!s->name || !s->guard || !s->qualname || !s->file || !s->target || !s->fallback ||
+		    !s->code_id || !s->window) {
+			specs__free(v, *n);
+			store__close(st);
+			return -ENOMEM;
+		}
+	}
+	store__close(st);
+	*out = v;
+	return 0;
+}
+
+struct candidate {
+	const char *exc, *msg;
+};
+
+/* Crashes that give each guard kind (rewrite/analyse.c's classification). */
+static size_t candidates_for(enum guard_kind k, struct candidate *c)
+{
+	switch (k) {
+	case GUARD_NULL:
+		c[0] = (struct candidate){ "AttributeError", "'NoneType' object has no attribute 'x'" };
+		return 1;
+	case GUARD_INDEX: c[0] = (struct candidate){ "IndexError", "index out of range" }; return 1;
+	case GUARD_KEY: c[0] = (struct candidate){ "KeyError", "'key'" }; return 1;
+	case GUARD_SUBSCRIPT:
+		c[0] = (struct candidate){ "TypeError", "'NoneType' object is not subscriptable" };
+		return 1;
+	case GUARD_CHAIN_SUBSCRIPT:
+		c[0] = (struct candidate){ "KeyError", "'key'" };
+		c[1] = (struct candidate){ "IndexError", "index out of range" };
+		c[2] = (struct candidate){ "TypeError", "'NoneType' object is not subscriptable" };
+		return 3;
+	case GUARD_TYPE_COERCION:
+		c[0] = (struct candidate){ "ValueError", "invalid literal" };
+		c[1] = (struct candidate){ "TypeError", "argument must be a string or a number" };
+		return 2;
+	case GUARD_DIVISION: c[0] = (struct candidate){ "ZeroDivisionError", "division by zero" }; return 1;
+	case GUARD_STR_COERCE:
+		c[0] = (struct candidate){ "TypeError", "can only concatenate str (not \"int\") to str" };
+		c[1] = (struct candidate){ "TypeError", "unsupported operand type(s) for +: 'int' and 'str'" };
+		return 2;
+	case GUARD_FILE:
+		c[0] = (struct candidate){ "FileNotFoundError", "No such file or directory" };
+		return 1;
+	case GUARD_CALLABLE:
+		c[0] = (struct candidate){ "TypeError", "'NoneType' object is not callable" };
+		return 1;
+	default:
+		return 0;
+	}
+}
+
+/* The stored decision again, from the live original. 0 with b->d, or
+ * -ESTALE (why says what no longer matches). */
+static int redecide(const struct heal_code *hc, const struct spec *s, struct built *b, char *why,
+		    size_t cap)
+{
+	struct candidate cand[4];
+	enum guard_kind kind = guard_kind__by_name(s->guard);
+	size_t n = candidates_for(kind, cand);
+	for (size_t i = 0; i < n; i++) {
+		struct guard_crash c = { .unit = s->anchor, .exc_type = cand[i].exc,
+					 .message = cand[i].msg, .stdlib = -1 };
+		char fp[32];
+		if (guard__analyse(&hc->info, &c, &b->d, NULL) || b->d.kind != kind)
+			continue;
+		snprintf(fp, sizeof(fp), "fnv64:%016llx", (unsigned long long)b->d.fingerprint);
+		if (s->window[0] && strcmp(fp, s->window) != 0)
+			continue;
+		snprintf(b->fp, sizeof(b->fp), "%s", fp);
+		return 0;
+	}
+	snprintf(why, cap, "no %s decided at unit %u any more", s->guard, s->anchor);
+	return -ESTALE;
+}
+
+struct node {
+	uint64_t addr, parent;
+	size_t index;          /* in the parent's co_consts */
+};
+
+struct tree {
+	struct node *v;
+	size_t n, cap;
+};
+
+static int tree__walk(struct heal *h, struct tree *t, uint64_t addr, uint64_t parent, size_t index,
+		      int depth)
+{
+	struct inspect_code c;
+	if (depth > MAX_DEPTH || t->n >= MAX_TREE)
+		return 0;
+	if (inspect_code__read(h->r, addr, &c))
+		return 0;
+	if (t->n == t->cap) {
+		size_t nc = t->cap ? 2 * t->cap : 64;
+		struct node *nv = realloc(t->v, nc * sizeof(*nv));
+		if (!nv)
+			return -ENOMEM;
+		t->v = nv;
+		t->cap = nc;
+	}
+	t->v[t->n++] = (struct node){ addr, parent, index };
+	uint64_t *items;
+	size_t n;
+	if (inspect_tuple__read(h->r, c.consts, 1u << 16, &items, &n))
+		return 0;
+	for (size_t i = 0; i < n; i++) {
+		char type[32];
+		if (inspect_value__type_name(h->r, items[i], type, sizeof(type)) == 0 &&
+		    strcmp(type, "code") == 0) {
+			int err = tree__walk(h, t, items[i], addr, i, depth + 1);
+			if (err) {
+				free(items);
+				return err;
+			}
+		}
+	}
+	free(items);
+	return 0;
+}
+
+/* Where the code at node now is (the agent replaced it in place). */
+static uint64_t reread_child(struct heal *h, const struct node *nd)
+{
+	struct inspect_code pc;
+	uint64_t *items;
+	size_t n;
+	uint64_t a = 0;
+	if (!nd->parent || inspect_code__read(h->r, nd->parent, &pc) ||
+	    inspect_tuple__read(h->r, pc.consts, 1u << 16, &items, &n))
+		return 0;
+	if (nd->index < n)
+		a = items[nd->index];
+	free(items);
+	return a;
+}
+
+static void mark_stale(struct heal *h, struct spec *s, const char *reason)
+{
+	struct store *st = NULL;
+	if (h->o.dry_run || open_store(h, 0, &st))
+		return;
+	store__mark_stale(st, s->name, reason);
+	store__close(st);
+}
+
+/* Apply, in sequence, the stored patches whose code_id matches the live
+ * code at nd; report the others of this function as stale. */
+static int load_node(struct heal *h, struct spec *v, size_t nv, const struct node *nd,
+		     const char **hits, size_t *nhits)
+{
+	uint64_t addr = nd->addr;
+	struct inspect_code c;
+	char file[PATH_MAX];
+	int rc = 0;
+
+	if (inspect_code__read(h->r, addr, &c))
+		return 0;
+	file_key(h, c.filename, file, sizeof(file));
+	bool any = false;
+	for (size_t i = 0; i < nv; i++)
+		if (!v[i].done && strcmp(v[i].qualname, c.qualname) == 0 && strcmp(v[i].file, file) == 0)
+			any = true;
+	if (!any)
+		return 0;
+
+	for (int step = 0; step < 16 && addr; step++) {
+		struct heal_code hc;
+		uint64_t id = 0;
+		char cid[32], why[512];
+		if (heal_code__read(h->r, addr, &hc))
+			break;
+		guard_code__identity(&hc.info, &id);
+		snprintf(cid, sizeof(cid), "fnv64:%016llx", (unsigned long long)id);
+		struct spec *s = NULL;
+		for (size_t i = 0; i < nv && !s; i++)
+			if (!v[i].done && v[i].verdict != STORE_V_STALE &&
+			    strcmp(v[i].qualname, c.qualname) == 0 && strcmp(v[i].file, file) == 0 &&
+			    strcmp(v[i].code_id, cid) == 0)
+				s = &v[i];
+		if (!s) {
+			heal_code__free(&hc);
+			break;
+		}
+		s->done = true;
+		if (s->verdict == STORE_V_EXPIRED) {
+			char when[32] = "?";
+			store__format_time(s->expires, when, sizeof(when));
+			say(h, "expired: %s (%s %s in %s, %s:%d) expired %s: not applied; fix the source",
+			    s->name, s->guard, s->target, c.qualname, base_of(file), s->line, when);
+			h->st.expired++;
+			heal_code__free(&hc);
+			continue;   /* the next patch of the chain cannot match either */
+		}
+		struct built b;
+		memset(&b, 0, sizeof(b));
+		if (redecide(&hc, s, &b, why, sizeof(why)) ||
+		    build_patch(h, &hc, &b, why, sizeof(why))) {
+			say(h, "stale: %s: %s; not applied", s->name, why);
+			h->st.stale++;
+			mark_stale(h, s, why);
+			heal_code__free(&hc);
+			break;
+		}
+		if (h->o.verbose)
+			show_delta(h, &hc, &b);
+		if (h->o.dry_run) {
+			say(h, "dry run: would load %s %s -> %s in %s (%s:%d)", s->guard, b.d.target,
+			    b.d.fallback_text, c.qualname, base_of(file), s->line);
+			guard_patch__release(&b.gp);
+			heal_code__free(&hc);
+			break;
+		}
+		struct inject_patch_result res;
+		int err = send_patch(h, addr, &b.gp, why, sizeof(why), &res);
+		guard_patch__release(&b.gp);
+		heal_code__free(&hc);
+		if (err) {
+			say(h, "failed: loading %s: %s", s->name, why);
+			h->st.failed++;
+			if (err == -EPIPE)
+				rc = -EPIPE;
+			break;
+		}
+		say(h, "already healed: %s %s -> %s in %s (%s:%d)", s->guard, s->target, s->fallback,
+		    c.qualname, base_of(file), s->line);
+		h->st.loaded++;
+		hits[(*nhits)++] = s->name;
+		addr = reread_child(h, nd);
+	}
+	/* What is left for this function no longer matches its code. */
+	for (size_t i = 0; i < nv; i++) {
+		struct spec *s = &v[i];
+		if (s->done || strcmp(s->qualname, c.qualname) != 0 || strcmp(s->file, file) != 0)
+			continue;
+		s->done = true;
+		if (s->verdict == STORE_V_EXPIRED) {
+			say(h, "expired: %s: not applied; fix the source", s->name);
+			h->st.expired++;
+		} else if (s->verdict == STORE_V_STALE) {
+			say(h, "stale: %s: marked stale earlier; not applied", s->name);
+			h->st.stale++;
+		} else if (rc == 0) {
+			say(h, "stale: %s: %s changed since the patch was made (code identity differs); "
+			    "not applied", s->name, c.qualname);
+			h->st.stale++;
+			mark_stale(h, s, "the function's code changed (code identity differs)");
+		}
+	}
+	return rc;
+}
+
+int heal__load_tree(struct heal *h, uint64_t root)
+{
+	struct spec *v = NULL;
+	size_t nv = 0, nhits = 0;
+	struct tree t = { 0 };
+	int rc = 0;
+
+	if (!h->o.program)
+		return 0;
+	if (specs__load(h, &v, &nv) || nv == 0)
+		goto out;
+	const char **hits = calloc(nv, sizeof(char *));
+	if (!hits || (rc = tree__walk(h, &t, root, 0, 0, 0))) {
+		free(hits);
+		goto out;
+	}
+	/* The root itself (a module body) is never patched. */
+	for (size_t i = 1; i < t.n && rc == 0; i++)
+		rc = load_node(h, v, nv, &t.v[i], hits, &nhits);
+	if (nhits && !h->o.dry_run) {
+		struct store *st = NULL;
+		if (open_store(h, 0, &st) == 0) {
+			store__record_hits(st, hits, nhits, 0, NULL);
+			store__close(st);
+		}
+	}
+	free(hits);
+out:
+	free(t.v);
+	specs__free(v, nv);
+	return rc;
+}
+
+/* ------------------------------------------------------------------ */
+
+int heal_program__of_pid(pid_t pid, char *buf, size_t cap)
+{
+	char path[64], cmd[8192], cwd[PATH_MAX];
+	snprintf(path, sizeof(path), "/proc/%d/cmdline", (int)pid);
+	FILE *f = fopen(path, "re");
+	if (!f)
+		return -ESRCH;
+	size_t n = fread(cmd, 1, sizeof(cmd) - 1, f);
+	fclose(f);
+	cmd[n] = 0;
+	snprintf(path, sizeof(path), "/proc/%d/cwd", (int)pid);
+	ssize_t l = readlink(path, cwd, sizeof(cwd) - 1);
+	cwd[l > 0 ? l : 0] = 0;
+	/* argv[0] is the interpreter; skip its options (those taking a value
+	 * too) up to the script. -c, -m and "-" have no script. */
+	size_t at = strlen(cmd) + 1;
+	while (at < n) {
+		const char *a = cmd + at;
+		at += strlen(a) + 1;
+		if (strcmp(a, "-c") == 0 || strcmp(a, "-m") == 0 || strcmp(a, "-") == 0)
+			return -ENOENT;
+		if (a[0] == '-' && a[1]) {
+			if ((strcmp(a, "-W") == 0 || strcmp(a, "-X") == 0) && at < n)
+				at += strlen(cmd + at) + 1;
+			if (a[1] == 'c' || a[1] == 'm')
+				return -ENOENT;
+			continue;
+		}
+		char joined[PATH_MAX * 3], real[PATH_MAX];
+		if (a[0] == '/')
+			scopy(joined, sizeof(joined), a);
+		else
+			snprintf(joined, sizeof(joined), "%s/%s", cwd, a);
+		scopy(buf, cap, realpath(joined, real) ? real : joined);
+		return 0;
+	}
+	return -ENOENT;
+}

@@ -1,0 +1,158 @@
+/* inject/heal: the debugger's healing pipeline (suture-attach --watch,
+ * suture-run). It joins inspect/ (the failing code object, read from the
+ * target through DWARF-resolved offsets), rewrite/ (guard analysis,
+ * synthesis, the diff gate), inject/ (the patch is sent to the agent, the
+ * parked thread released) and store/ (the decision is persisted as a spec).
+ *
+ *   struct heal *h;
+ *   heal__open(ip, session, &opts, &h);
+ *   for (;;) {
+ *           inject_session__next_event(session, 200, &ev);
+ *           heal__on_event(h, &ev, &outcome);   // prints one [suture] line, releases ev
+ *   }
+ *   heal__summary(h, stderr);
+ *   heal__close(h);
+ *
+ * Stored patches are never code: heal__load_tree() walks the code objects
+ * under a root (a module about to run, reported by the agent's boot hook),
+ * and for each one matching a stored spec (file, qualified name) it checks
+ * the live code's identity against the stored one (different: the patch is
+ * stale, marked so and never applied), then synthesizes the guard again from
+ * the live original and sends it. Expired patches are reported, not applied.
+ *
+ * Output: one line per event on opts.log (stderr by default), prefixed
+ * "[suture]". Errors: 0 or -errno; the message is in heal__error().
+ */
+#ifndef SUTURE_INJECT_HEAL_H
+#define SUTURE_INJECT_HEAL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <sys/types.h>
+
+#include "inject/inject.h"
+#include "rewrite/rewrite.h"
+
+struct inspect_proc;
+struct inspect_reader;
+
+/* ---- a code object read from the target, as rewrite/ describes it ---- */
+
+struct heal_code {
+	uint64_t addr;
+	int firstlineno;
+	uint32_t flags;
+	char name[128], qualname[256], filename[512];
+	uint64_t consts_obj;       /* co_consts tuple in the target */
+	size_t nconsts;
+	uint64_t *const_addrs;     /* co_consts items in the target */
+	struct rewrite_code_info info;
+	/* Owned storage behind info. */
+	uint8_t *code, *exctable, *linetable, *kinds;
+	char **names, **lpnames, **cstrs;
+	struct rewrite_const *consts;
+};
+
+/* Read the code object at addr: canonical-able bytes (quickened as they
+ * are; rewrite/ deoptimizes), tables, names, local names and kinds, and the
+ * constants as type/repr texts (a code constant's repr is its qualname; a
+ * frozenset's items are sorted so the text does not depend on hash
+ * randomization). -EINVAL: not a code object or implausible; -EFAULT. */
+int heal_code__read(const struct inspect_reader *r, uint64_t addr, struct heal_code *hc);
+/* Accepts a zeroed or freed one. */
+void heal_code__free(struct heal_code *hc);
+
+/* ---- the pipeline ---- */
+
+struct heal_opts {
+	const char *store_dir;     /* NULL: $SUTURE_STORE, else ".suture" */
+	const char *program;       /* the store's program identity: the main
+				    * script's absolute path (NULL: unknown,
+				    * nothing is stored or loaded) */
+	uint32_t ttl_days;         /* 0: the store's default (7) */
+	bool dry_run;              /* report what would be patched; patch and store nothing */
+	bool verbose;              /* the bytecode delta, side by side */
+	bool no_store;             /* heal, but persist nothing */
+	FILE *log;                 /* NULL: stderr */
+};
+
+enum heal_outcome {
+	HEAL_NONE = 0,             /* nothing done (an event that is not a crash) */
+	HEAL_APPLIED,              /* guard synthesized, sent and installed */
+	HEAL_WOULD_APPLY,          /* --dry-run */
+	HEAL_REFUSED,              /* the guard analysis said no (reason printed) */
+	HEAL_MODULE_LEVEL,         /* a crash in a module or class body: reported only */
+	HEAL_FAILED,               /* reading, synthesis, the gate or the agent failed */
+};
+
+struct heal_stats {
+	unsigned crashes, applied, would_apply, refused, failed;
+	unsigned loaded, stale, expired;
+};
+
+struct heal;
+
+/* ip reads the target (heal uses its reader), s is its agent session;
+ * both stay the caller's. The store is opened per change (never held). */
+int heal__open(struct inspect_proc *ip, struct inject_session *s, const struct heal_opts *o,
+	       struct heal **out);
+void heal__close(struct heal *h);   /* accepts NULL */
+const char *heal__error(const struct heal *h);
+const struct heal_stats *heal__stats(const struct heal *h);
+
+/* A CRASH event: print it, analyse, synthesize, gate, send, persist, and
+ * release the parked thread in every case (the exception goes on: in-flight
+ * resume is another mechanism). *outcome (may be NULL) says what happened.
+ * 0, or -EPIPE when the agent is gone (other failures are outcomes). */
+int heal__on_crash(struct heal *h, const struct inject_crash *ev, enum heal_outcome *outcome);
+
+/* Install the stored patches that match code objects under root (the code
+ * object itself and, through co_consts, everything nested in it). Prints
+ * "already healed", "stale" and "expired" lines; counts hits. 0 or -EPIPE. */
+int heal__load_tree(struct heal *h, uint64_t root);
+
+/* "[suture] patches applied: N, already healed: N" (plus refusals etc.). */
+void heal__summary(const struct heal *h, FILE *out);
+
+/* The absolute path of the main script of pid (from /proc/PID/cmdline and
+ * /proc/PID/cwd): the program identity --watch stores patches under.
+ * -ENOENT if it has none (python -c, -m, a REPL). */
+int heal_program__of_pid(pid_t pid, char *buf, size_t cap);
+
+/* ---- suture-attach --watch ---- */
+
+struct heal_watch_opts {
+	const char *store_dir;
+	bool dry_run, verbose;
+	double timeout_s;          /* 0: until the target exits or a signal */
+	uint32_t ttl_days;
+	const char *agent_path;    /* NULL: the usual search (inject.h) */
+};
+
+/* Attach to pid, inject (or reuse) the agent, print "[suture] watching pid
+ * N", heal crashes until the target exits, the timeout passes, or SIGINT /
+ * SIGTERM / SIGHUP arrive (then detach the agent: watcher removed, channel
+ * closed, applied patches stay). Returns a process exit status: 0 ok, 1
+ * failure (a message was printed). */
+int heal_watch__run(pid_t pid, const struct heal_watch_opts *o);
+
+/* ---- suture-run ---- */
+
+struct heal_run_opts {
+	const char *python;        /* the interpreter (default /usr/bin/python3.11) */
+	const char *agent_path;    /* NULL: the usual search (inject.h) */
+	const char *store_dir;
+	bool dry_run, verbose, shadow, watch;
+	uint32_t ttl_days;
+	unsigned retries;          /* re-runs after a healed crash (default 3) */
+	unsigned max_restarts;     /* --watch: restarts after a healed crash */
+};
+
+/* Run script_argv[0] (the script) with script_argv[1..] under python and
+ * the agent, heal, re-run; prints the session summary. Returns the exit
+ * status for suture-run: the script's own (a script killed by a signal
+ * makes us die by it too), 127 if it could not be started. */
+int heal_run__main(const struct heal_run_opts *o, char **script_argv);
+
+#endif

@@ -1,0 +1,128 @@
+/* inject/heal: suture-attach --pid N --watch.
+ *
+ * Attach (inspect/ reads the target; inject/ injects or reuses the agent,
+ * ptrace is held only for the remote dlopen), then heal every crash the
+ * agent reports until the target exits, the timeout passes or a signal
+ * asks us to stop. Stopping detaches the agent cleanly (watcher removed,
+ * channel closed, applied patches stay). If we die without detaching, even
+ * by SIGKILL, the agent sees EOF and lets parked threads go on untouched.
+ */
+#include "inject/heal.h"
+#include "inspect/inspect.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static volatile sig_atomic_t g_stop;
+
+static void on_signal(int sig)
+{
+	g_stop = sig;
+}
+
+static double now_s(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+int heal_watch__run(pid_t pid, const struct heal_watch_opts *o)
+{
+	struct inspect_proc *ip = NULL;
+	struct inject_session *s = NULL;
+	struct heal *h = NULL;
+	char err[512] = "", program[PATH_MAX];
+	int status = 1, rc;
+	double t0 = now_s();
+	struct sigaction sa = { .sa_handler = on_signal }, old[3];
+	const int sigs[3] = { SIGINT, SIGTERM, SIGHUP };
+
+	/* No SA_RESTART: a signal ends the wait for the next event at once. */
+	sigemptyset(&sa.sa_mask);
+	for (int i = 0; i < 3; i++)
+		sigaction(sigs[i], &sa, &old[i]);
+
+	if ((rc = inspect_proc__open(pid, NULL, &ip, err, sizeof(err)))) {
+		fprintf(stderr, "[suture] %s\n", err[0] ? err : strerror(-rc));
+		goto out;
+	}
+	struct inject_opts io = { .agent_path = o->agent_path };
+	if ((rc = inject_session__open(pid, &io, &s))) {
+		fprintf(stderr, "[suture] %s\n", inject_last_error());
+		goto out;
+	}
+	if (inject_session__watch_mode(s) == INJECT_WATCH_NONE) {
+		fprintf(stderr, "[suture] pid %d: the agent is not watching: %s\n", (int)pid,
+			inject_session__watch_detail(s));
+		goto out;
+	}
+	struct heal_opts ho = {
+		.store_dir = o->store_dir,
+		.ttl_days = o->ttl_days,
+		.dry_run = o->dry_run,
+		.verbose = o->verbose,
+	};
+	if (heal_program__of_pid(pid, program, sizeof(program)) == 0)
+		ho.program = program;
+	if ((rc = heal__open(ip, s, &ho, &h))) {
+		fprintf(stderr, "[suture] pid %d: %s\n", (int)pid, strerror(-rc));
+		goto out;
+	}
+	fprintf(stderr, "[suture] watching pid %d\n", (int)pid);
+	if (o->verbose)
+		fprintf(stderr, "[suture] agent %s (%s), program %s, ready in %.1f ms\n",
+			inject_session__how(s) == INJECT_HOW_CONNECTED ? "reused" : "injected",
+			inject_session__watch_detail(s), ho.program ? ho.program : "(none: nothing stored)",
+			(now_s() - t0) * 1e3);
+	fflush(stderr);
+	status = 0;
+	double deadline = o->timeout_s > 0 ? now_s() + o->timeout_s : 0;
+	while (!g_stop) {
+		struct inject_crash ev;
+		int wait_ms = 200;
+		if (deadline) {
+			double left = deadline - now_s();
+			if (left <= 0) {
+				fprintf(stderr, "[suture] timeout: stopped watching pid %d\n", (int)pid);
+				break;
+			}
+			if (left * 1e3 < wait_ms)
+				wait_ms = (int)(left * 1e3) + 1;
+		}
+		rc = inject_session__next_event(s, wait_ms, &ev);
+		if (rc == -ETIMEDOUT || rc == -EINTR)
+			continue;
+		if (rc) {
+			/* -EPIPE: the agent is gone, i.e. the target exited. */
+			fprintf(stderr, "[suture] pid %d %s\n", (int)pid,
+				rc == -EPIPE ? "exited" : inject_session__error(s));
+			if (rc != -EPIPE)
+				status = 1;
+			goto out_noddetach;
+		}
+		if (heal__on_crash(h, &ev, NULL) == -EPIPE) {
+			fprintf(stderr, "[suture] pid %d exited\n", (int)pid);
+			goto out_noddetach;
+		}
+	}
+	if (g_stop)
+		fprintf(stderr, "[suture] %s: detaching from pid %d\n", strsignal(g_stop), (int)pid);
+	if (inject_session__detach(s) == 0)
+		fprintf(stderr, "[suture] detached: watcher removed, applied patches stay\n");
+out_noddetach:
+	if (h)
+		heal__summary(h, stderr);
+out:
+	heal__close(h);
+	inject_session__close(s);
+	inspect_proc__close(ip);
+	for (int i = 0; i < 3; i++)
+		sigaction(sigs[i], &old[i], NULL);
+	return status;
+}
