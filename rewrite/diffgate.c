@@ -65,8 +65,6 @@ int guard_diffgate__check(const struct rewrite_code_info *orig,
 	int ma = 0;
 	if ((err = rewrite_code__analyse(a, &ma, diag)) < 0)
 		goto out;
-	if ((err = rewrite_code__verify(b, diag)) < 0)
-		goto out;
 	err = -ENOMEM;
 	canon = malloc(orig->code_len + 2);
 	guarded_locs = calloc(rewrite_code__ninstrs(a) + 1, sizeof(*guarded_locs));
@@ -203,6 +201,10 @@ int guard_diffgate__check(const struct rewrite_code_info *orig,
 			goto out;
 		}
 	}
+	/* Last, the verifier: after the comparisons, so a moved or changed
+	 * instruction is reported as such rather than as its consequence. */
+	if ((err = rewrite_code__verify(b, diag)) < 0)
+		goto out;
 	dl.stacksize_before = orig->stacksize;
 	dl.stacksize_after = patched->stacksize;
 	err = 0;

@@ -232,6 +232,20 @@ static void moved(struct rewrite_code_info *pi, uint8_t *code, uint8_t *e, uint8
 	code[3] ^= 1;
 }
 
+static void inserted(struct rewrite_code_info *pi, uint8_t *code, uint8_t *e, uint8_t *l)
+{
+	(void)e, (void)l;
+	/* A NOP after RESUME: every later instruction moves by one unit. */
+	static uint8_t buf[4096];
+	cr_assert_lt(pi->code_len + 2, sizeof(buf));
+	memcpy(buf, code, 2);
+	buf[2] = NOP;
+	buf[3] = 0;
+	memcpy(buf + 4, code + 2, pi->code_len - 2);
+	pi->code = buf;
+	pi->code_len += 2;
+}
+
 static void overlapping(struct rewrite_code_info *pi, uint8_t *code, uint8_t *e, uint8_t *l)
 {
 	(void)code, (void)l;
@@ -253,6 +267,7 @@ static void bad_lines(struct rewrite_code_info *pi, uint8_t *code, uint8_t *e, u
 Test(guard, diffgate_rejects)
 {
 	gate_rejects(moved, "changed");
+	gate_rejects(inserted, "LOAD_FAST at unit 1");
 	gate_rejects(overlapping, "rewrite");
 	gate_rejects(bad_lines, "");
 }
