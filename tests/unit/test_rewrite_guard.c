@@ -272,6 +272,66 @@ Test(guard, diffgate_rejects)
 	gate_rejects(bad_lines, "");
 }
 
+/* Rewrite the patched exception table of tryfinally's key guard with fn. */
+static void gate_rejects_table(void (*fn)(struct rewrite_exc *e, size_t *n, uint32_t orig_units),
+			       const char *expect)
+{
+	const struct rewrite_code_info *info = code_named("tryfinally");
+	struct guard_decision d = decide("tryfinally", BINARY_SUBSCR, 0, "KeyError", "'k'");
+	cr_assert_eq(d.kind, GUARD_KEY);
+	struct guard_patch p;
+	cr_assert_eq(guard__synthesize(info, &d, &p, NULL), 0);
+	struct rewrite_exc *e = NULL;
+	size_t n = 0;
+	cr_assert_eq(rewrite_exctable__decode(p.exctable.data, p.exctable.data + p.exctable.len,
+					      &e, &n, NULL), 0);
+	fn(e, &n, p.orig_units);
+	struct rewrite_bytes t = { 0 };
+	cr_assert_eq(rewrite_exctable__encode(e, n, &t), 0);
+	struct rewrite_code_info pi;
+	struct rewrite_const *pc = NULL;
+	cr_assert_eq(guard_patch__info(info, &p, &pi, &pc), 0);
+	pi.exctable = t.data;
+	pi.exctable_len = t.len;
+	struct rewrite_diag diag = { 0 };
+	cr_assert_eq(guard_diffgate__check(info, &pi, NULL, &diag), -EINVAL);
+	cr_assert(strstr(diag.msg, expect), "diag: %s", diag.msg);
+	free(e);
+	free(pc);
+	rewrite_bytes__free(&t);
+	guard_patch__release(&p);
+}
+
+/* The appended block loses the finally handler that covered the guarded code. */
+static void drop_block_cover(struct rewrite_exc *e, size_t *n, uint32_t orig_units)
+{
+	size_t k = 0;
+	for (size_t i = 0; i < *n; i++)
+		if (e[i].start < orig_units)
+			e[k++] = e[i];
+	cr_assert_lt(k, *n);
+	*n = k;
+}
+
+/* The guard entry covers only the first unit of BINARY_SUBSCR. */
+static void partial_cover(struct rewrite_exc *e, size_t *n, uint32_t orig_units)
+{
+	for (size_t i = 0; i < *n; i++)
+		if (e[i].target >= orig_units && e[i].start < orig_units) {
+			cr_assert_gt(e[i].end - e[i].start, 1);
+			/* the rest goes back to the original handler */
+			e[i].end = e[i].start + 1;
+			return;
+		}
+	cr_assert_fail("no guard entry");
+}
+
+Test(guard, diffgate_rejects_tables)
+{
+	gate_rejects_table(drop_block_cover, "not covered by the handler");
+	gate_rejects_table(partial_cover, "part of an instruction");
+}
+
 Test(guard, probe_everywhere)
 {
 	for (size_t i = 0; i < rewrite_dump__count(dump); i++) {
