@@ -6,8 +6,10 @@
 # function's wrapped original, closures made before and after, nested code
 # (inner function, list comprehension, lambda) through their parents'
 # co_consts. Every path returns the new value afterwards, including call
-# sites that were specialized before. Both interpreters, LD_PRELOAD and
-# remote injection.
+# sites that were specialized before. Appended constants name a builtin
+# (KeyError) and a helper (guard_match), resolved in the target. A code
+# address that is not live and an unknown helper are refused. Both
+# interpreters, LD_PRELOAD and remote injection.
 . "$(dirname "$0")/test_agent_lib.sh"
 
 for py in $(pythons); do
@@ -27,6 +29,12 @@ for py in $(pythons); do
 		"$CLIENT" $opt "$TP" patch "$W/$n.spec.bogus" >"$W/$n.r.bogus" 2>&1 &&
 			fail "$py: a bogus code address was accepted"
 		grep -q 'status=-2 .*not reachable' "$W/$n.r.bogus" || { cat "$W/$n.r.bogus"; fail "$py: bogus"; }
+		# An unknown helper name is refused, nothing installed.
+		sed 's/^const helper match_here/const helper no_such_helper/' "$W/$n.spec.value" >"$W/$n.spec.nohelper"
+		"$CLIENT" $opt "$TP" patch "$W/$n.spec.nohelper" >"$W/$n.r.nohelper" 2>&1 &&
+			fail "$py: an unknown helper was accepted"
+		grep -q "status=-22 .*no helper named 'no_such_helper'" "$W/$n.r.nohelper" ||
+			{ cat "$W/$n.r.nohelper"; fail "$py: unknown helper message"; }
 		touch "$W/$n.go"
 		wait_pid "$TP" 30; rc=$?
 		[ $rc -eq 0 ] || { cat "$W/$n.out" "$W/$n.err"; fail "$py $how: not every path patched"; }
