@@ -17,6 +17,12 @@ for py in $(pythons); do
 		n="p-$how-$(basename "$(dirname "$(dirname "$py")")")"
 		opt=""; [ $how = preload ] && opt=-n
 		start_target "$n" $how "$py" "$FIX/patch_target.py" "$W/$n"
+		# An unknown helper name is refused, nothing installed.
+		sed 's/^const helper match_here/const helper no_such_helper/' "$W/$n.spec.value" >"$W/$n.spec.nohelper"
+		"$CLIENT" $opt "$TP" patch "$W/$n.spec.nohelper" >"$W/$n.r.nohelper" 2>&1 &&
+			fail "$py: an unknown helper was accepted"
+		grep -q "status=-22 .*no helper named 'no_such_helper'" "$W/$n.r.nohelper" ||
+			{ cat "$W/$n.r.nohelper"; fail "$py: unknown helper message"; }
 		for code in value method decorated inner listcomp lambda; do
 			"$CLIENT" $opt "$TP" patch "$W/$n.spec.$code" >"$W/$n.r.$code" 2>&1 ||
 				{ cat "$W/$n.r.$code"; fail "$py $how: patch $code"; }
@@ -29,12 +35,6 @@ for py in $(pythons); do
 		"$CLIENT" $opt "$TP" patch "$W/$n.spec.bogus" >"$W/$n.r.bogus" 2>&1 &&
 			fail "$py: a bogus code address was accepted"
 		grep -q 'status=-2 .*not reachable' "$W/$n.r.bogus" || { cat "$W/$n.r.bogus"; fail "$py: bogus"; }
-		# An unknown helper name is refused, nothing installed.
-		sed 's/^const helper match_here/const helper no_such_helper/' "$W/$n.spec.value" >"$W/$n.spec.nohelper"
-		"$CLIENT" $opt "$TP" patch "$W/$n.spec.nohelper" >"$W/$n.r.nohelper" 2>&1 &&
-			fail "$py: an unknown helper was accepted"
-		grep -q "status=-22 .*no helper named 'no_such_helper'" "$W/$n.r.nohelper" ||
-			{ cat "$W/$n.r.nohelper"; fail "$py: unknown helper message"; }
 		touch "$W/$n.go"
 		wait_pid "$TP" 30; rc=$?
 		[ $rc -eq 0 ] || { cat "$W/$n.out" "$W/$n.err"; fail "$py $how: not every path patched"; }
