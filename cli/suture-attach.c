@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "inspect/inspect.h"
 
@@ -147,7 +148,10 @@ static int run_dump(const struct args *a)
 	struct inspect_snapshot *snap = NULL;
 	struct inspect_snap_stats st = {0};
 	char err[512];
+	struct timespec t0, t1;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
 	int rc = inspect_proc__open(a->pid, &o, &ip, err, sizeof(err));
+	clock_gettime(CLOCK_MONOTONIC, &t1);
 	if (rc) {
 		report(err, a->pid, rc);
 		return exit_for(rc, false);
@@ -159,6 +163,9 @@ static int run_dump(const struct args *a)
 		return exit_for(rc, true);
 	}
 	rc = a->json ? inspect_snapshot__print_json(snap, ip, stdout) : inspect_snapshot__print(snap, ip, stdout);
+	if (a->verbose)
+		fprintf(stderr, "suture-attach: pid %d: open %.3f ms\n", (int)a->pid,
+			(double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6);
 	if (a->verbose)
 		fprintf(stderr, "suture-attach: pid %d: %u threads, %u frames, %u reads (%u while stopped); "
 			"target stopped %.3f ms (stop %.3f, copy %.3f, resume %.3f), dump %.3f ms\n",

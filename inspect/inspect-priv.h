@@ -16,6 +16,15 @@ struct inspect_region {
 	uint8_t *buf;
 };
 
+/* Page cache for the decode phase: objects cluster in pymalloc arenas, so
+ * whole pages cost one read for many small decoder reads. Direct mapped. */
+#define INSPECT_PAGE 4096u
+#define INSPECT_NPAGES 1024u
+struct inspect_page {
+	uint64_t addr;              /* page address + 1; 0 = empty slot */
+	uint8_t data[INSPECT_PAGE];
+};
+
 struct inspect_proc {
 	pid_t pid;
 	struct attach_proc *ap;
@@ -30,6 +39,7 @@ struct inspect_proc {
 	unsigned long reads;        /* remote reads issued, for stats */
 	struct inspect_region *regions;
 	size_t nregions, cap_regions, region_bytes;
+	struct inspect_page *pages; /* NULL: no page cache */
 	char err[512];
 };
 
@@ -43,6 +53,9 @@ int inspect__read_u64(const struct inspect_reader *r, uint64_t addr, uint64_t *v
  * Bounded (INSPECT_PREFETCH_MAX in total); -E2BIG past it. */
 int inspect__prefetch(struct inspect_proc *ip, uint64_t addr, size_t len);
 void inspect__drop_prefetch(struct inspect_proc *ip);
+/* Serve reads through a page cache until inspect__page_cache_off(). */
+int inspect__page_cache_on(struct inspect_proc *ip);
+void inspect__page_cache_off(struct inspect_proc *ip);
 int inspect__fail(struct inspect_proc *ip, int err, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 

@@ -42,8 +42,49 @@ static int proc_read(void *ctx, uint64_t addr, void *buf, size_t len)
 			return 0;
 		}
 	}
+	if (ip->pages && len <= INSPECT_PAGE) {
+		/* At most two pages; a page that cannot be read whole (the end of
+		 * a mapping) falls back to the exact read below. */
+		uint8_t *out = buf;
+		uint64_t a = addr;
+		size_t left = len;
+		while (left) {
+			uint64_t pa = a & ~(uint64_t)(INSPECT_PAGE - 1);
+			struct inspect_page *pg = &ip->pages[(pa / INSPECT_PAGE) % INSPECT_NPAGES];
+			if (pg->addr != pa + 1) {
+				ip->reads++;
+				if (attach_proc__read(ip->ap, pa, pg->data, INSPECT_PAGE)) {
+					pg->addr = 0;
+					break;
+				}
+				pg->addr = pa + 1;
+			}
+			size_t off = (size_t)(a - pa), n = INSPECT_PAGE - off;
+			if (n > left)
+				n = left;
+			memcpy(out, pg->data + off, n);
+			out += n;
+			a += n;
+			left -= n;
+		}
+		if (!left)
+			return 0;
+	}
 	ip->reads++;
 	return attach_proc__read(ip->ap, addr, buf, len);
+}
+
+int inspect__page_cache_on(struct inspect_proc *ip)
+{
+	if (!ip->pages)
+		ip->pages = calloc(INSPECT_NPAGES, sizeof(*ip->pages));
+	return ip->pages ? 0 : -ENOMEM;
+}
+
+void inspect__page_cache_off(struct inspect_proc *ip)
+{
+	free(ip->pages);
+	ip->pages = NULL;
 }
 
 /* Symbols the value decoders recognise; each is optional. */
@@ -310,6 +351,7 @@ void inspect_proc__close(struct inspect_proc *ip)
 	if (!ip)
 		return;
 	inspect__drop_prefetch(ip);
+	inspect__page_cache_off(ip);
 	free(ip->regions);
 	attach_proc__close(ip->ap);
 	free(ip);

@@ -340,8 +340,11 @@ int inspect_proc__snapshot(struct inspect_proc *ip, unsigned flags,
 		goto fail;
 
 	/* Running again: decode. Frame memory (and so local variable slots)
-	 * still comes from the copies taken while stopped. */
+	 * still comes from the copies taken while stopped; the rest through a
+	 * page cache that lives for this decode only. */
 	unsigned nframes = 0;
+	if ((err = inspect__page_cache_on(ip)))
+		goto fail;
 	for (size_t i = 0; i < s->nthreads; i++) {
 		struct inspect_snap_thread *t = &s->threads[i];
 		thread_name(ip, t);
@@ -363,6 +366,7 @@ int inspect_proc__snapshot(struct inspect_proc *ip, unsigned flags,
 		}
 	}
 	inspect__drop_prefetch(ip);
+	inspect__page_cache_off(ip);
 	if (proc_gone(ip->pid)) {
 		err = inspect__fail(ip, -ESRCH, "process exited during the dump");
 		goto fail;
@@ -382,6 +386,7 @@ int inspect_proc__snapshot(struct inspect_proc *ip, unsigned flags,
 	return 0;
 fail:
 	inspect__drop_prefetch(ip);
+	inspect__page_cache_off(ip);
 	inspect_snapshot__free(s);
 	return err;
 }
