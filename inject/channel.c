@@ -19,16 +19,21 @@ int inject_channel__path(const char *dir, pid_t pid, const char *ext, char *buf,
 	return (n < 0 || (size_t)n >= cap) ? -ENAMETOOLONG : 0;
 }
 
-int inject_channel__ensure_dir(const char *dir, uid_t uid)
+int inject_channel__check_dir(const char *dir, uid_t uid)
 {
 	struct stat st;
-	if (mkdir(dir, 0700) && errno != EEXIST)
-		return -errno;
 	if (lstat(dir, &st))
 		return -errno;
 	if (!S_ISDIR(st.st_mode) || st.st_uid != uid || (st.st_mode & 077))
 		return -EPERM;
 	return 0;
+}
+
+int inject_channel__ensure_dir(const char *dir, uid_t uid)
+{
+	if (mkdir(dir, 0700) && errno != EEXIST)
+		return -errno;
+	return inject_channel__check_dir(dir, uid);
 }
 
 int inject_channel__write_all(int fd, const void *buf, size_t len)

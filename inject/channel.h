@@ -19,6 +19,8 @@ int inject_channel__path(const char *dir, pid_t pid, const char *ext, char *buf,
 /* Create dir 0700 if missing; refuse (-EPERM) a dir that is a symlink,
  * not a directory, not owned by uid, or open to group/others. */
 int inject_channel__ensure_dir(const char *dir, uid_t uid);
+/* The same checks without creating: 0 when dir is safe to use. */
+int inject_channel__check_dir(const char *dir, uid_t uid);
 /* Whole writes (MSG_NOSIGNAL: a vanished peer gives -EPIPE, no signal)
  * and whole reads (-EPIPE on EOF, -EAGAIN on a receive timeout). */
 int inject_channel__write_all(int fd, const void *buf, size_t len);

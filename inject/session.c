@@ -94,6 +94,23 @@ int inject_socket_path(pid_t pid, char *buf, size_t cap)
 	return inject_channel__path(dir, pid, "sock", buf, cap);
 }
 
+/* The channel directory must be the target user's own (0700): anything
+ * else is refused before connecting (the peer check would catch an
+ * impostor too; this names the cause). */
+static int check_channel_dir(pid_t pid, char *err, size_t cap)
+{
+	char dir[INJECT_PATH_MAX];
+	uid_t uid;
+	int rc = inject__target_uid(pid, &uid);
+	if (rc || (rc = inject_channel__dir(uid, dir, sizeof dir)))
+		return rc;
+	rc = inject_channel__check_dir(dir, uid);
+	if (rc == -EPERM)
+		snprintf(err, cap, "inject: pid %d: %s is not a 0700 directory owned by uid %u",
+			 (int)pid, dir, (unsigned)uid);
+	return rc;
+}
+
 /* Connect to pid's agent and check that the peer really is pid. */
 int inject__connect(pid_t pid, int *out, char *err, size_t cap)
 {
@@ -104,6 +121,11 @@ int inject__connect(pid_t pid, int *out, char *err, size_t cap)
 	int rc = inject_socket_path(pid, path, sizeof path);
 	if (rc) {
 		snprintf(err, cap, "inject: pid %d: no such process", (int)pid);
+		return rc;
+	}
+	if ((rc = check_channel_dir(pid, err, cap))) {
+		if (rc != -EPERM)
+			snprintf(err, cap, "inject: pid %d: no agent channel (%s)", (int)pid, strerror(-rc));
 		return rc;
 	}
 	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
