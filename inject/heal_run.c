@@ -181,6 +181,9 @@ static int supervise(const struct heal_run_opts *o, pid_t pid, const char *progr
 			reaped = true;
 	}
 	if (s) {
+		if (o->verbose)
+			fprintf(stderr, "[suture] agent ready in pid %d (%s)\n", (int)pid,
+				inject_session__watch_detail(s));
 		if (inspect_proc__open(pid, NULL, &ip, err, sizeof(err))) {
 			fprintf(stderr, "[suture] %s: crashes are not healed in this run\n", err);
 		} else {

@@ -75,11 +75,15 @@ int heal_watch__run(pid_t pid, const struct heal_watch_opts *o)
 		goto out;
 	}
 	fprintf(stderr, "[suture] watching pid %d\n", (int)pid);
-	if (o->verbose)
-		fprintf(stderr, "[suture] agent %s (%s), program %s, ready in %.1f ms\n",
+	if (o->verbose) {
+		struct inject_timings tm;
+		inject_session__timings(s, &tm);
+		fprintf(stderr, "[suture] agent %s (%s), program %s; watching %.2f ms after start, "
+			"injection %.2f ms, target stopped %.3f ms\n",
 			inject_session__how(s) == INJECT_HOW_CONNECTED ? "reused" : "injected",
 			inject_session__watch_detail(s), ho.program ? ho.program : "(none: nothing stored)",
-			(now_s() - t0) * 1e3);
+			(now_s() - t0) * 1e3, tm.open_ns / 1e6, tm.stopped_ns / 1e6);
+	}
 	fflush(stderr);
 	status = 0;
 	double deadline = o->timeout_s > 0 ? now_s() + o->timeout_s : 0;
