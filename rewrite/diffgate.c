@@ -2,7 +2,8 @@
  * accepted only if it is the original plus appended blocks plus new
  * exception entries (DESIGN.md section 4): every original instruction is
  * byte-identical at its offset (a redirect guard may replace exactly one,
- * by a forward jump of the same size into the appended code), keeps its
+ * by a forward jump into the appended code padded with NOPs to the same
+ * size), keeps its
  * location and, unless a guard entry now covers it, its handler; each
  * appended block is covered by the handler of the code it guards; and the
  * verifier passes. */
@@ -86,17 +87,24 @@ int guard_diffgate__check(const struct rewrite_code_info *orig,
 		int64_t j = rewrite_code__instr_at(b, ia[i].offset);
 		const uint8_t *pa = canon + 2 * (size_t)ia[i].offset;
 		const uint8_t *pb = patched->code + 2 * (size_t)ia[i].offset;
-		if (j < 0 || ib[j].offset != ia[i].offset || ib[j].size != ia[i].size) {
+		if (j < 0 || ib[j].offset != ia[i].offset) {
 			err = reject(diag, orig, ia[i].offset,
-				     "original instruction %s at unit %u moved or changed size",
+				     "original instruction %s at unit %u moved",
 				     rewrite_opcode__name(ia[i].opcode), ia[i].offset);
 			goto out;
 		}
-		if (memcmp(pa, pb, 2 * (size_t)ia[i].size) == 0) {
+		if (ib[j].size == ia[i].size && memcmp(pa, pb, 2 * (size_t)ia[i].size) == 0) {
 			dl.unchanged++;
 			continue;
 		}
-		if (dl.replaced || ib[j].opcode != JUMP_FORWARD || ib[j].target < 0 ||
+		/* The one replacement: a forward jump into the appended code,
+		 * then NOP padding up to the original instruction's end. */
+		uint32_t end = ia[i].offset + ia[i].size;
+		int64_t k = j + 1;
+		while (k < (int64_t)nb && ib[k].offset < end && ib[k].opcode == NOP)
+			k++;
+		bool padded = ib[k - 1].offset + ib[k - 1].size == end;
+		if (dl.replaced || !padded || ib[j].opcode != JUMP_FORWARD || ib[j].target < 0 ||
 		    ib[ib[j].target].offset < units) {
 			err = reject(diag, orig, ia[i].offset,
 				     "original instruction %s at unit %u was changed (only one may be "

@@ -310,6 +310,44 @@ static int synth_handler(struct gctx *g, const struct guard_decision *d, struct 
 	return 0;
 }
 
+/* The replaced instruction as laid out by the encoder, EXTENDED_ARG 0
+ * prefixes then JUMP_FORWARD, becomes the jump first and NOP padding after
+ * it (never executed: it follows an unconditional jump). Debug builds
+ * assert that EXTENDED_ARG's own arg is not 0 (ceval.c, TARGET(EXTENDED_ARG)),
+ * and python3.11-dbg is a supported target. Bytes only: locations and the
+ * exception table are per unit and do not change. */
+static int pad_after_jump(struct rewrite_bytes *code, uint32_t unit, unsigned size)
+{
+	uint8_t *p = code->data + 2 * (size_t)unit;
+	uint32_t arg = 0;
+	for (unsigned k = 0; k < size; k++) {
+		int op = p[2 * k];
+		if (k + 1 < size ? op != EXTENDED_ARG : op != JUMP_FORWARD)
+			return -EINVAL;
+		arg = arg << 8 | p[2 * k + 1];
+	}
+	uint32_t target = unit + size + arg;      /* relative to the end of the jump */
+	unsigned njump = 1;
+	uint32_t rel = target - (unit + 1);
+	if (rel > 0xff) {
+		njump = 2;
+		rel = target - (unit + 2);
+		if (rel > 0xffff || size < 2)
+			return -ERANGE;
+	}
+	if (njump == 2) {
+		p[0] = EXTENDED_ARG;
+		p[1] = (uint8_t)(rel >> 8);   /* not 0: rel > 0xff */
+	}
+	p[2 * (njump - 1)] = JUMP_FORWARD;
+	p[2 * (njump - 1) + 1] = (uint8_t)rel;
+	for (unsigned k = njump; k < size; k++) {
+		p[2 * k] = NOP;
+		p[2 * k + 1] = 0;
+	}
+	return 0;
+}
+
 static int synth_redirect(struct gctx *g, const struct guard_decision *d, struct guard_patch *p,
 			  struct rewrite_diag *diag)
 {
@@ -378,6 +416,9 @@ static int synth_redirect(struct gctx *g, const struct guard_decision *d, struct
 	err = finish(g, p, NULL, 0, NULL, &blk, 1, diag);
 	if (err < 0)
 		return err;
+	err = pad_after_jump(&p->code, rep_unit, rep_size);
+	if (err < 0)
+		return set_diag(diag, err, g->info, "the redirect jump does not fit the instruction");
 	const struct rewrite_instr *in = rewrite_code__instrs(g->code);
 	p->replaced_unit = rep_unit;
 	p->resume_unit = in[after].offset;

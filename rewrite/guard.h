@@ -14,7 +14,8 @@
  *
  * A guard never moves an original instruction: the patched code is the
  * original bytes, unchanged (a redirect guard replaces exactly one
- * instruction by a jump of the same size), plus blocks appended at the end,
+ * instruction by a jump plus NOP padding of the same size), plus blocks
+ * appended at the end,
  * plus new exception-table entries. Analysis always runs on canonical
  * bytes: quickened co_code_adaptive is deoptimized by the decoder.
  *
@@ -239,7 +240,8 @@ struct guard_delta {
 
 /* Accept patched (described like the original) only if: the original
  * instructions are byte-identical at their offsets, except at most one
- * replaced by a forward jump of the same size into the appended code;
+ * replaced by a forward jump into the appended code padded with NOPs to
+ * the same size;
  * every original unit keeps its location and, unless a guard entry now
  * covers it, its exception handler; guard entries cover whole original
  * instructions and jump to appended code; each appended block is covered

@@ -5,10 +5,20 @@
 # with the guard's fallback, behave as before on healthy input, keep
 # sys.exc_info() clean and let other exceptions through with unchanged
 # tracebacks. Helpers come from libsuture_agent.so loaded as _suture_helpers.
+# Run with the release interpreter and with Debian's debug build.
 set -eu
 : "${BUILD:?}" "${PYTHON:=/usr/bin/python3.11}" "${SUTURE_ROOT:=$(cd "$(dirname "$0")/../.." && pwd)}"
 for f in "$BUILD/tests/e2e/test_guards_tool" "$BUILD/lib/libsuture_agent.so"; do
 	[ -e "$f" ] || { echo "missing $f (make all unit)"; exit 1; }
 done
 export BUILD SUTURE_ROOT SUTURE_AGENT_NO_START=1
-exec "$PYTHON" "$SUTURE_ROOT/tests/fixtures/guards/run_guards.py"
+"$PYTHON" "$SUTURE_ROOT/tests/fixtures/guards/run_guards.py"
+# Debian's debug build asserts on bytecode the release build tolerates
+# (EXTENDED_ARG 0, stack discipline): the same cases must pass there too.
+DBG=${PYTHON_DBG:-/usr/bin/python3.11-dbg}
+if [ -x "$DBG" ]; then
+	echo "== again under $DBG"
+	"$DBG" "$SUTURE_ROOT/tests/fixtures/guards/run_guards.py"
+else
+	echo "no $DBG: debug-build run skipped"
+fi
