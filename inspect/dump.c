@@ -150,6 +150,7 @@ int inspect_snapshot__print_json(const struct inspect_snapshot *s, struct inspec
 		snprintf(ident, sizeof(ident), "%llu", (unsigned long long)t->raw.thread_id);
 		cJSON_AddStringToObject(o, "ident", ident);
 		cJSON_AddStringToObject(o, "name", t->name);
+		cJSON_AddStringToObject(o, "comm", t->comm);
 		cJSON_AddNumberToObject(o, "interpreter", (double)t->raw.interp_id);
 		cJSON_AddBoolToObject(o, "holds_gil", t->holds_gil);
 		if (t->holds_gil)

@@ -101,6 +101,18 @@ int inspect_value__type_name(const struct inspect_reader *r, uint64_t addr,
  * -EINVAL: not a str; -EFAULT: unreadable. */
 int inspect_str__read(const struct inspect_reader *r, uint64_t addr, char *buf, size_t len);
 
+/* Live (key, value) pairs of a dict, in insertion order, at most max;
+ * split tables included. -EINVAL: not a dict or implausible. */
+int inspect_dict__items(const struct inspect_reader *r, uint64_t dict, uint64_t *keys,
+			uint64_t *values, size_t max, size_t *n);
+/* The value of str key `key` in a dict; -ENOENT when absent. */
+int inspect_dict__get(const struct inspect_reader *r, uint64_t dict, const char *key, uint64_t *value);
+/* Instance attribute `name` of obj, from its managed dict (3.11: values
+ * before the object, keys shared in the heap type) or its __dict__. */
+int inspect_object__attr(const struct inspect_reader *r, uint64_t obj, const char *name, uint64_t *value);
+/* An int that fits in 64 bits (unsigned or signed by *neg). -ERANGE: bigger. */
+int inspect_long__read(const struct inspect_reader *r, uint64_t addr, uint64_t *mag, bool *neg);
+
 /* ---- line numbers (co_linetable, Objects/locations.md) ---- */
 
 /* Line of code unit `unit` given co_linetable bytes [p, end) and
@@ -269,7 +281,8 @@ struct inspect_snap_frame {
 };
 struct inspect_snap_thread {
 	struct inspect_thread raw;
-	char name[64];              /* /proc/PID/task/TID/comm */
+	char name[64];              /* threading's name when found, else comm */
+	char comm[64];              /* /proc/PID/task/TID/comm */
 	bool holds_gil;
 	int walk_err;               /* 0, or why the frame walk stopped early */
 	size_t nframes;

@@ -126,6 +126,7 @@ static const struct inspect_field fields[] = {
 	{"PyModuleObject", "md_dict", M, SLOT(mod_dict), 0},
 	{"PyFunctionObject", "func_qualname", M, SLOT(func_qualname), 0},
 	{"PyFunctionObject", "func_code", M, SLOT(func_code), 0},
+	{"_heaptypeobject|PyHeapTypeObject", "ht_cached_keys", M, SLOT(ht_cached_keys), 0},
 };
 
 #undef M

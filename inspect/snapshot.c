@@ -198,23 +198,62 @@ static bool proc_gone(pid_t pid)
 	return !p || p[1] != ' ' || p[2] == 'Z' || p[2] == 'X';
 }
 
+/* Names from Python's threading module: sys.modules['threading']._active
+ * maps get_ident() to Thread objects, whose _name is an instance
+ * attribute. Threads it does not know keep their comm. Best effort: any
+ * unreadable step leaves the comm names. */
+static void python_thread_names(struct inspect_proc *ip, struct inspect_snapshot *s)
+{
+	const struct inspect_reader *r = &ip->reader;
+	const struct inspect_offsets *o = &ip->off;
+	uint64_t modules, threading, md, active;
+	enum { MAX_ACTIVE = 4096 };
+	if (!s->nthreads || o->is_modules < 0 || o->mod_dict < 0 ||
+	    inspect__read_u64(r, s->threads[0].raw.interp + (uint64_t)o->is_modules, &modules) ||
+	    inspect_dict__get(r, modules, "threading", &threading) ||
+	    inspect__read_u64(r, threading + (uint64_t)o->mod_dict, &md) ||
+	    inspect_dict__get(r, md, "_active", &active))
+		return;
+	uint64_t *k = malloc(MAX_ACTIVE * sizeof(uint64_t)), *v = malloc(MAX_ACTIVE * sizeof(uint64_t));
+	size_t n = 0;
+	if (k && v && inspect_dict__items(r, active, k, v, MAX_ACTIVE, &n) == 0) {
+		for (size_t i = 0; i < n; i++) {
+			uint64_t ident, nameobj;
+			bool neg;
+			if (inspect_long__read(r, k[i], &ident, &neg) || neg)
+				continue;
+			for (size_t j = 0; j < s->nthreads; j++) {
+				struct inspect_snap_thread *t = &s->threads[j];
+				char name[sizeof(t->name)];
+				if (t->raw.thread_id == ident &&
+				    inspect_object__attr(r, v[i], "_name", &nameobj) == 0 &&
+				    inspect_str__read(r, nameobj, name, sizeof(name)) == 0)
+					memcpy(t->name, name, sizeof(name));
+			}
+		}
+	}
+	free(k);
+	free(v);
+}
+
 static void thread_name(struct inspect_proc *ip, struct inspect_snap_thread *t)
 {
 	char path[96];
-	snprintf(t->name, sizeof(t->name), "?");
+	snprintf(t->comm, sizeof(t->comm), "?");
 	snprintf(path, sizeof(path), "/proc/%d/task/%llu/comm", (int)ip->pid,
 		 (unsigned long long)t->raw.native_id);
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return;
-	ssize_t n = read(fd, t->name, sizeof(t->name) - 1);
-	close(fd);
-	if (n <= 0) {
-		snprintf(t->name, sizeof(t->name), "?");
-		return;
+	if (fd >= 0) {
+		ssize_t n = read(fd, t->comm, sizeof(t->comm) - 1);
+		close(fd);
+		if (n > 0) {
+			t->comm[n] = 0;
+			t->comm[strcspn(t->comm, "\n")] = 0;
+		} else {
+			snprintf(t->comm, sizeof(t->comm), "?");
+		}
 	}
-	t->name[n] = 0;
-	t->name[strcspn(t->name, "\n")] = 0;
+	memcpy(t->name, t->comm, sizeof(t->name));
 }
 
 /* The decoded code object at addr: NULL if it is not a readable code
@@ -365,6 +404,7 @@ int inspect_proc__snapshot(struct inspect_proc *ip, unsigned flags,
 				goto fail;
 		}
 	}
+	python_thread_names(ip, s);
 	inspect__drop_prefetch(ip);
 	inspect__page_cache_off(ip);
 	if (proc_gone(ip->pid)) {

@@ -611,84 +611,223 @@ static int repr_seq(const struct inspect_reader *r, uint64_t addr, uint64_t item
 	return err;
 }
 
+/* 3.11 dicts (Objects/dictobject.c, Include/internal/pycore_dict.h): keys
+ * kind DICT_KEYS_GENERAL 0 (hash, key, value), UNICODE 1 and SPLIT 2 (key,
+ * value); 1 << dk_log2_index_bytes bytes of indices, then the entries in
+ * insertion order. A split table keeps values apart, in ma_values. */
+struct dict_view {
+	int64_t used, nentries;
+	uint64_t entries, values;
+	int64_t esize, koff, voff;
+};
+
+static int dict_keys_view(const struct inspect_reader *r, uint64_t keys, struct dict_view *v)
+{
+	const struct inspect_offsets *o = r->off;
+	uint8_t log2_size, log2_index_bytes, kind;
+	if (o->dk_indices < 0 || o->dke_size <= 0 || o->dku_size <= 0 ||
+	    inspect__read(r, keys + (uint64_t)o->dk_log2_size, &log2_size, 1) ||
+	    inspect__read(r, keys + (uint64_t)o->dk_log2_index_bytes, &log2_index_bytes, 1) ||
+	    inspect__read(r, keys + (uint64_t)o->dk_kind, &kind, 1) ||
+	    inspect__read(r, keys + (uint64_t)o->dk_nentries, &v->nentries, sizeof(v->nentries)))
+		return -EINVAL;
+	if (log2_size > 40 || log2_index_bytes > 43 || log2_index_bytes < log2_size || kind > 2 ||
+	    v->nentries < 0 || v->nentries > ((int64_t)1 << log2_size))
+		return -EINVAL;
+	v->entries = keys + (uint64_t)o->dk_indices + ((uint64_t)1 << log2_index_bytes);
+	v->esize = kind == 0 ? o->dke_size : o->dku_size;
+	v->koff = kind == 0 ? o->dke_key : o->dku_key;
+	v->voff = kind == 0 ? o->dke_value : o->dku_value;
+	if (v->koff < 0 || v->voff < 0 || v->koff + 8 > v->esize || v->voff + 8 > v->esize || v->esize > 64)
+		return -EINVAL;
+	return 0;
+}
+
+/* Entries [0, scan) of a view: keys, and values from the entries or from
+ * a split values array. */
+static int view_items(const struct inspect_reader *r, const struct dict_view *v, uint64_t *keys,
+		      uint64_t *values, size_t max, size_t *n)
+{
+	size_t scan = v->nentries < MAX_SCAN ? (size_t)v->nentries : MAX_SCAN;
+	unsigned char *eb = malloc(scan * (size_t)v->esize + 1);
+	uint64_t *vals = v->values ? malloc(scan * sizeof(uint64_t) + 1) : NULL;
+	int err = 0;
+	*n = 0;
+	if (!eb || (v->values && !vals)) {
+		err = -ENOMEM;
+		goto out;
+	}
+	if (inspect__read(r, v->entries, eb, scan * (size_t)v->esize) ||
+	    (v->values && inspect__read(r, v->values, vals, scan * sizeof(uint64_t)))) {
+		err = -EINVAL;
+		goto out;
+	}
+	for (size_t i = 0; i < scan && *n < max; i++) {
+		uint64_t k, val;
+		memcpy(&k, eb + i * (size_t)v->esize + v->koff, 8);
+		if (v->values)
+			val = vals[i];
+		else
+			memcpy(&val, eb + i * (size_t)v->esize + v->voff, 8);
+		if (!k || !val)
+			continue; /* deleted, or not set in this split instance */
+		keys[*n] = k;
+		values[*n] = val;
+		(*n)++;
+	}
+out:
+	free(eb);
+	free(vals);
+	return err;
+}
+
+int inspect_dict__items(const struct inspect_reader *r, uint64_t dict, uint64_t *keys,
+			uint64_t *values, size_t max, size_t *n)
+{
+	const struct inspect_offsets *o = r->off;
+	struct dict_view v;
+	uint64_t dk, type;
+	*n = 0;
+	if (o->dict_used < 0 || obj_type(r, dict, &type) || !r->types->type_dict ||
+	    type != r->types->type_dict ||
+	    inspect__read(r, dict + (uint64_t)o->dict_used, &v.used, sizeof(v.used)) ||
+	    inspect__read_u64(r, dict + (uint64_t)o->dict_keys, &dk) ||
+	    inspect__read_u64(r, dict + (uint64_t)o->dict_values, &v.values) ||
+	    dict_keys_view(r, dk, &v) || v.used < 0 || v.used > v.nentries)
+		return -EINVAL;
+	if (v.values)
+		v.values += (uint64_t)(o->dv_values < 0 ? 0 : o->dv_values);
+	return view_items(r, &v, keys, values, max, n);
+}
+
+static int str_equals(const struct inspect_reader *r, uint64_t addr, const char *want)
+{
+	char buf[128];
+	return strlen(want) < sizeof(buf) - 1 && inspect_str__read(r, addr, buf, sizeof(buf)) == 0 &&
+	       strcmp(buf, want) == 0;
+}
+
+int inspect_dict__get(const struct inspect_reader *r, uint64_t dict, const char *key, uint64_t *value)
+{
+	uint64_t *k = malloc(MAX_SCAN * sizeof(uint64_t)), *v = malloc(MAX_SCAN * sizeof(uint64_t));
+	size_t n = 0;
+	int err = (!k || !v) ? -ENOMEM : inspect_dict__items(r, dict, k, v, MAX_SCAN, &n);
+	if (!err) {
+		err = -ENOENT;
+		for (size_t i = 0; i < n; i++)
+			if (str_equals(r, k[i], key)) {
+				*value = v[i];
+				err = 0;
+				break;
+			}
+	}
+	free(k);
+	free(v);
+	return err;
+}
+
+#define TPFLAGS_MANAGED_DICT (1UL << 4)
+
+int inspect_object__attr(const struct inspect_reader *r, uint64_t obj, const char *name, uint64_t *value)
+{
+	const struct inspect_offsets *o = r->off;
+	uint64_t type, flags, values = 0, dict = 0;
+	if (obj_type(r, obj, &type) || type_flags(r, type, &flags))
+		return -EINVAL;
+	if (!(flags & TPFLAGS_MANAGED_DICT) || obj < 4 * 8 + INSPECT_MIN_ADDR)
+		return -ENOENT;
+	/* 3.11 (pycore_object.h): values pointer at obj[-4], dict at obj[-3]. */
+	if (inspect__read_u64(r, obj - 32, &values) || inspect__read_u64(r, obj - 24, &dict))
+		return -EFAULT;
+	if (values) {
+		struct dict_view v;
+		uint64_t keys;
+		if (o->ht_cached_keys < 0 ||
+		    inspect__read_u64(r, type + (uint64_t)o->ht_cached_keys, &keys) ||
+		    dict_keys_view(r, keys, &v))
+			return -EINVAL;
+		v.used = v.nentries;
+		v.values = values + (uint64_t)(o->dv_values < 0 ? 0 : o->dv_values);
+		uint64_t ks[64], vs[64];
+		size_t n;
+		int err = view_items(r, &v, ks, vs, 64, &n);
+		if (err)
+			return err;
+		for (size_t i = 0; i < n; i++)
+			if (str_equals(r, ks[i], name)) {
+				*value = vs[i];
+				return 0;
+			}
+		return -ENOENT;
+	}
+	return dict ? inspect_dict__get(r, dict, name, value) : -ENOENT;
+}
+
+int inspect_long__read(const struct inspect_reader *r, uint64_t addr, uint64_t *mag, bool *neg)
+{
+	const struct inspect_offsets *o = r->off;
+	uint64_t type;
+	int64_t size;
+	uint32_t d[3] = {0, 0, 0};
+	if (obj_type(r, addr, &type) || !r->types->type_long || type != r->types->type_long ||
+	    o->long_digit < 0 || o->long_digit_size != 4 || obj_size(r, addr, &size))
+		return -EINVAL;
+	uint64_t nd = size < 0 ? (uint64_t)0 - (uint64_t)size : (uint64_t)size;
+	if (nd > 3)
+		return -ERANGE;
+	if (inspect__read(r, addr + (uint64_t)o->long_digit, d, nd * 4))
+		return -EFAULT;
+	if ((d[0] | d[1]) >> 30 || d[2] > 15)
+		return nd == 3 && d[2] > 15 ? -ERANGE : -EINVAL;
+	*mag = (uint64_t)d[0] | (uint64_t)d[1] << 30 | (uint64_t)d[2] << 60;
+	*neg = size < 0;
+	return 0;
+}
+
 static int repr_dict(const struct inspect_reader *r, uint64_t addr, const struct inspect_limits *lim,
 		     unsigned depth, struct inspect_str *out)
 {
 	const struct inspect_offsets *o = r->off;
-	int64_t used, nentries;
-	uint64_t keys, values;
-	uint8_t log2_size, log2_index_bytes, kind;
-	if (o->dict_used < 0 || o->dk_indices < 0 || o->dke_size <= 0 || o->dku_size <= 0 ||
-	    inspect__read(r, addr + (uint64_t)o->dict_used, &used, sizeof(used)) ||
-	    inspect__read_u64(r, addr + (uint64_t)o->dict_keys, &keys) ||
-	    inspect__read_u64(r, addr + (uint64_t)o->dict_values, &values) ||
-	    inspect__read(r, keys + (uint64_t)o->dk_log2_size, &log2_size, 1) ||
-	    inspect__read(r, keys + (uint64_t)o->dk_log2_index_bytes, &log2_index_bytes, 1) ||
-	    inspect__read(r, keys + (uint64_t)o->dk_kind, &kind, 1) ||
-	    inspect__read(r, keys + (uint64_t)o->dk_nentries, &nentries, sizeof(nentries)))
-		goto bad;
-	/* 3.11: DICT_KEYS_GENERAL 0 (hash, key, value), UNICODE 1 and SPLIT 2
-	 * (key, value); index bytes are 1 << log2_index_bytes; entries follow. */
-	if (log2_size > 40 || log2_index_bytes > 43 || log2_index_bytes < log2_size ||
-	    kind > 2 || used < 0 || nentries < 0 || nentries > ((int64_t)1 << log2_size) ||
-	    used > nentries)
+	int64_t used;
+	if (o->dict_used < 0 || inspect__read(r, addr + (uint64_t)o->dict_used, &used, sizeof(used)) ||
+	    used < 0)
 		goto bad;
 	if (used == 0)
 		return puts_(out, "{}", lim->max_out);
 	if (depth + 1 > lim->max_depth)
 		return puts_(out, "{...}", lim->max_out);
-	uint64_t entries = keys + (uint64_t)o->dk_indices + ((uint64_t)1 << log2_index_bytes);
-	int64_t esize = kind == 0 ? o->dke_size : o->dku_size;
-	int64_t koff = kind == 0 ? o->dke_key : o->dku_key;
-	int64_t voff = kind == 0 ? o->dke_value : o->dku_value;
-	size_t scan = nentries < MAX_SCAN ? (size_t)nentries : MAX_SCAN;
-	if (koff < 0 || voff < 0 || koff + 8 > esize || voff + 8 > esize || esize > 64)
-		goto bad;
-	unsigned char *eb = malloc(scan * (size_t)esize + 1);
-	uint64_t *vals = values ? malloc(scan * sizeof(uint64_t) + 1) : NULL;
+	size_t max = (size_t)lim->max_items + 1, n = 0;
+	uint64_t *k = malloc(max * sizeof(uint64_t)), *v = malloc(max * sizeof(uint64_t));
 	int err = 0;
-	if (!eb || (values && !vals)) {
-		free(eb);
-		free(vals);
-		return -ENOMEM;
+	if (!k || !v) {
+		err = -ENOMEM;
+		goto out;
 	}
-	if (inspect__read(r, entries, eb, scan * (size_t)esize) ||
-	    (values && inspect__read(r, values + (uint64_t)(o->dv_values < 0 ? 0 : o->dv_values), vals,
-				     scan * sizeof(uint64_t)))) {
-		free(eb);
-		free(vals);
+	if (inspect_dict__items(r, addr, k, v, max, &n)) {
+		free(k);
+		free(v);
 		goto bad;
 	}
 	err = puts_(out, "{", lim->max_out);
-	size_t shown = 0;
-	for (size_t i = 0; i < scan && !err && !out->truncated; i++) {
-		uint64_t k, v;
-		memcpy(&k, eb + i * (size_t)esize + koff, 8);
-		if (values)
-			v = vals[i];
-		else
-			memcpy(&v, eb + i * (size_t)esize + voff, 8);
-		if (!k || !v)
-			continue;
-		if (shown == lim->max_items) {
-			err = puts_(out, ", ...", lim->max_out);
-			break;
-		}
-		if (shown++)
+	for (size_t i = 0; i < n && i < lim->max_items && !err && !out->truncated; i++) {
+		if (i)
 			err = puts_(out, ", ", lim->max_out);
 		if (!err)
-			err = repr_any(r, k, lim, depth + 1, out);
+			err = repr_any(r, k[i], lim, depth + 1, out);
 		if (!err)
 			err = puts_(out, ": ", lim->max_out);
 		if (!err)
-			err = repr_any(r, v, lim, depth + 1, out);
+			err = repr_any(r, v[i], lim, depth + 1, out);
 	}
-	if (!err && shown == 0 && used > 0)
+	if (!err && n > lim->max_items)
+		err = puts_(out, ", ...", lim->max_out);
+	if (!err && n == 0)
 		err = puts_(out, "...", lim->max_out);
 	if (!err)
 		err = puts_(out, "}", lim->max_out);
-	free(eb);
-	free(vals);
+out:
+	free(k);
+	free(v);
 	return err;
 bad:
 	return inspect_str__printf(out, lim->max_out, "<invalid dict at 0x%llx>", (unsigned long long)addr);

@@ -21,6 +21,7 @@ PyCodeObject probe_code;
 PyObject probe_object;
 PyVarObject probe_varobject;
 PyTypeObject probe_type;
+PyHeapTypeObject probe_heaptype;
 PyASCIIObject probe_ascii;
 PyCompactUnicodeObject probe_compact;
 PyUnicodeObject probe_unicode;

@@ -60,7 +60,7 @@ static inline uint64_t mock_cstr(struct mock *m, const char *s)
 
 static inline uint64_t mock_type(struct mock *m, const char *name)
 {
-	uint64_t t = mock_alloc(m, 512);
+	uint64_t t = mock_alloc(m, 1024);
 	mock_put64(m, t, m->off.tp_name, mock_cstr(m, name));
 	return t;
 }

@@ -218,3 +218,50 @@ Test(inspect_values, self_referencing_list_is_bounded)
 	mock_put64(&m, arr, 8, l);
 	cr_expect_str_eq(repr(l), "[[[[...], [...]], [[...], [...]]], [[[...], [...]], [[...], [...]]]]");
 }
+
+Test(inspect_values, dict_lookup_and_instance_attributes)
+{
+	uint64_t k[2] = {mock_str(&m, "threading"), mock_str(&m, "sys")};
+	uint64_t v[2] = {mock_long(&m, 11), mock_long(&m, 22)};
+	uint64_t d = mock_dict(&m, k, v, 2, 1, 0);
+	uint64_t got = 0;
+	cr_expect_eq(inspect_dict__get(&m.reader, d, "sys", &got), 0);
+	cr_expect_eq(got, v[1]);
+	cr_expect_eq(inspect_dict__get(&m.reader, d, "os", &got), -ENOENT);
+	cr_expect_eq(inspect_dict__get(&m.reader, v[0], "sys", &got), -EINVAL);
+
+	/* A heap-type instance with a managed dict: values array at obj[-4],
+	 * keys shared in the type's ht_cached_keys (3.11). */
+	uint64_t names[2] = {mock_str(&m, "_name"), mock_str(&m, "_ident")};
+	uint64_t vals[2] = {mock_str(&m, "worker-1"), mock_long(&m, 7)};
+	uint64_t split = mock_dict(&m, names, vals, 2, 1, 1);
+	uint64_t keys, values;
+	memcpy(&keys, mock_at(&m, split + (uint64_t)m.off.dict_keys), 8);
+	memcpy(&values, mock_at(&m, split + (uint64_t)m.off.dict_values), 8);
+	uint64_t type = mock_type(&m, "Thread");
+	uint64_t flags = 1u << 4 | 1u << 9; /* MANAGED_DICT | HEAPTYPE */
+	mock_put(&m, type, m.off.tp_flags, &flags, 8);
+	mock_put64(&m, type, m.off.ht_cached_keys, keys);
+	uint64_t pre = mock_alloc(&m, 32 + 64);
+	uint64_t obj = pre + 32;
+	mock_put64(&m, obj, -32, values);
+	mock_put64(&m, obj, m.off.ob_type, type);
+	cr_expect_eq(inspect_object__attr(&m.reader, obj, "_name", &got), 0);
+	cr_expect_eq(got, vals[0]);
+	cr_expect_eq(inspect_object__attr(&m.reader, obj, "_target", &got), -ENOENT);
+	/* Materialized __dict__ instead (values NULL, dict at obj[-3]). */
+	mock_put64(&m, obj, -32, 0);
+	mock_put64(&m, obj, -24, d);
+	cr_expect_eq(inspect_object__attr(&m.reader, obj, "threading", &got), 0);
+	cr_expect_eq(got, v[0]);
+	/* Not a managed-dict type. */
+	cr_expect_eq(inspect_object__attr(&m.reader, v[0], "_name", &got), -ENOENT);
+
+	uint64_t mag = 0;
+	bool neg = false;
+	cr_expect_eq(inspect_long__read(&m.reader, mock_long(&m, -140234567890123), &mag, &neg), 0);
+	cr_expect_eq(mag, 140234567890123ull);
+	cr_expect(neg);
+	uint32_t big[4] = {1, 1, 1, 1};
+	cr_expect_eq(inspect_long__read(&m.reader, mock_long_digits(&m, big, 4, 0), &mag, &neg), -ERANGE);
+}
