@@ -57,6 +57,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	inspect_str__read(&r, root, buf, sizeof(buf));
 	inspect_value__type_name(&r, root, buf, sizeof(buf));
 
+	uint64_t v;
+	bool neg;
+	inspect_dict__get(&r, root, "a", &v);
+	inspect_object__attr(&r, root, "_name", &v);
+	inspect_long__read(&r, root, &v, &neg);
+
 	struct inspect_code c;
 	if (inspect_code__read(&r, root, &c) == 0) {
 		int line;
