@@ -30,3 +30,14 @@ for mode in identity probe; do
 	"$PYTHON" "$SUTURE_ROOT/tests/fixtures/guards/fidelity.py" $mode $TESTS
 	echo "fidelity: $mode: CPython's test suites pass"
 done
+# The probe again under Debian's debug build, whose assertions check the
+# stack discipline and opargs of every executed block (statistics' suite,
+# slow there, is left out).
+DBG=${PYTHON_DBG:-/usr/bin/python3.11-dbg}
+if [ -x "$DBG" ]; then
+	# shellcheck disable=SC2086
+	"$DBG" "$SUTURE_ROOT/tests/fixtures/guards/fidelity.py" probe $(echo $TESTS | sed 's/test_statistics//')
+	echo "fidelity: probe under $DBG: CPython's test suites pass"
+else
+	echo "no $DBG: debug-build run skipped"
+fi
