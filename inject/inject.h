@@ -110,6 +110,20 @@ int inject_session__release(struct inject_session *s, const struct inject_crash 
 int inject_session__send_patch(struct inject_session *s, const struct inject_patch *p,
 			       struct inject_patch_result *res);
 
+/* In-flight resume of the parked crash ev (DESIGN.md section 6), after
+ * inject_session__send_patch installed the patch for its frame's code:
+ * the failing call continues from the guard's fallback (fallback_unit,
+ * base_depth: guard_patch's fields) with its locals and live stack items,
+ * and its caller receives the result; the thread is released by it.
+ * Returns 0 when the agent answered: res->status is INJECT_RESUMED,
+ * INJECT_RESUME_RAISED (the continuation raised: that exception goes on) or
+ * -errno (not resumed: generator/coroutine, entered from C, a caller not at
+ * a CALL...; the exception goes on untouched, later calls are healed),
+ * with res->message. Call release afterwards only if status < 0. */
+int inject_session__resume(struct inject_session *s, const struct inject_crash *ev,
+			   uint32_t fallback_unit, uint32_t base_depth,
+			   struct inject_resume_result *res);
+
 /* Liveness and counters. */
 int inject_session__ping(struct inject_session *s, struct inject_pong *out);
 

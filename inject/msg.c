@@ -243,6 +243,24 @@ int inject_msg__encode_pong(struct inject_buf *b, const struct inject_pong *m)
 	return frame_end(b, at);
 }
 
+int inject_msg__encode_resume(struct inject_buf *b, const struct inject_resume *m)
+{
+	size_t at = frame_begin(b, INJECT_MSG_RESUME);
+	put_u64(b, m->event_id);
+	put_u32(b, m->fallback_unit);
+	put_u32(b, m->base_depth);
+	return frame_end(b, at);
+}
+
+int inject_msg__encode_resume_result(struct inject_buf *b, const struct inject_resume_result *m)
+{
+	size_t at = frame_begin(b, INJECT_MSG_RESUME_RESULT);
+	put_u64(b, m->event_id);
+	put_u32(b, (uint32_t)m->status);
+	put_str(b, m->message);
+	return frame_end(b, at);
+}
+
 int inject_msg__encode_empty(struct inject_buf *b, enum inject_msg_type type)
 {
 	return frame_end(b, frame_begin(b, type));
@@ -338,7 +356,7 @@ int inject_msg__decode_hdr(const uint8_t *p, const uint8_t *end, struct inject_h
 	h->type = get_u16(&r);
 	uint16_t zero = get_u16(&r);
 	if (r.bad || zero != 0 || h->len > INJECT_MAX_PAYLOAD ||
-	    h->type < INJECT_MSG_HELLO || h->type > INJECT_MSG_PONG)
+	    h->type < INJECT_MSG_HELLO || h->type > INJECT_MSG_RESUME_RESULT)
 		return -EINVAL;
 	return 0;
 }
@@ -562,6 +580,29 @@ int inject_msg__decode_pong(const uint8_t *p, const uint8_t *end, struct inject_
 	m->crashes = get_u32(&r);
 	m->parked = get_u32(&r);
 	m->hook_calls = get_u64(&r);
+	return finish(&r);
+}
+
+int inject_msg__decode_resume(const uint8_t *p, const uint8_t *end, struct inject_resume *m)
+{
+	struct rd r = { p, end, 0 };
+	m->event_id = get_u64(&r);
+	m->fallback_unit = get_u32(&r);
+	m->base_depth = get_u32(&r);
+	if (!r.bad && (m->fallback_unit > (1u << 24) || m->base_depth > (1u << 20)))
+		return -EINVAL;
+	return finish(&r);
+}
+
+int inject_msg__decode_resume_result(const uint8_t *p, const uint8_t *end,
+				     struct inject_resume_result *m)
+{
+	struct rd r = { p, end, 0 };
+	m->event_id = get_u64(&r);
+	m->status = (int32_t)get_u32(&r);
+	get_str(&r, m->message, sizeof m->message);
+	if (!r.bad && m->status > INJECT_RESUME_RAISED)
+		return -EINVAL;
 	return finish(&r);
 }
 

@@ -38,6 +38,8 @@ enum inject_msg_type {
 	INJECT_MSG_ERROR = 9,        /* agent -> debugger: a frame was refused */
 	INJECT_MSG_PING = 10,        /* debugger -> agent */
 	INJECT_MSG_PONG = 11,        /* agent -> debugger */
+	INJECT_MSG_RESUME = 12,      /* debugger -> agent: resume a parked crash in flight */
+	INJECT_MSG_RESUME_RESULT = 13, /* agent -> debugger */
 };
 
 /* How the agent watches exceptions (WELCOME.watch_mode). */
@@ -137,6 +139,29 @@ struct inject_patch_result {
 	char message[256];
 };
 
+/* In-flight resume of a parked crash (DESIGN.md section 6), sent after the
+ * PATCH for the failing frame's code: the continuation enters the patched
+ * code at fallback_unit with the frame's value stack cut to base_depth
+ * (guard_patch.fallback_unit / .base_depth, docs/formats/patch.md). */
+struct inject_resume {
+	uint64_t event_id;
+	uint32_t fallback_unit;
+	uint32_t base_depth;
+};
+
+enum inject_resume_status {
+	INJECT_RESUMED = 0,       /* the caller received the continuation's result */
+	INJECT_RESUME_RAISED = 1, /* the continuation raised: that exception goes on */
+	/* < 0: -errno, not resumed (message says why); the exception goes on
+	 * untouched and only later calls are healed. */
+};
+
+struct inject_resume_result {
+	uint64_t event_id;
+	int32_t status;
+	char message[256];
+};
+
 struct inject_ping {
 	uint64_t cookie;
 };
@@ -168,6 +193,8 @@ int inject_msg__encode_release(struct inject_buf *b, const struct inject_release
 int inject_msg__encode_patch(struct inject_buf *b, const struct inject_patch *m);
 int inject_msg__encode_patch_result(struct inject_buf *b, const struct inject_patch_result *m);
 int inject_msg__encode_ping(struct inject_buf *b, const struct inject_ping *m);
+int inject_msg__encode_resume(struct inject_buf *b, const struct inject_resume *m);
+int inject_msg__encode_resume_result(struct inject_buf *b, const struct inject_resume_result *m);
 int inject_msg__encode_pong(struct inject_buf *b, const struct inject_pong *m);
 /* DETACH and BYE have no payload; ERROR carries one string. */
 int inject_msg__encode_empty(struct inject_buf *b, enum inject_msg_type type);
@@ -189,6 +216,9 @@ int inject_msg__decode_patch(const uint8_t *p, const uint8_t *end, struct inject
 int inject_msg__decode_patch_result(const uint8_t *p, const uint8_t *end,
 				    struct inject_patch_result *m);
 int inject_msg__decode_ping(const uint8_t *p, const uint8_t *end, struct inject_ping *m);
+int inject_msg__decode_resume(const uint8_t *p, const uint8_t *end, struct inject_resume *m);
+int inject_msg__decode_resume_result(const uint8_t *p, const uint8_t *end,
+				     struct inject_resume_result *m);
 int inject_msg__decode_pong(const uint8_t *p, const uint8_t *end, struct inject_pong *m);
 int inject_msg__decode_error(const uint8_t *p, const uint8_t *end, char *text, size_t cap);
 int inject_msg__decode_empty(const uint8_t *p, const uint8_t *end);

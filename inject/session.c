@@ -360,7 +360,8 @@ int inject_session__next_event(struct inject_session *s, int timeout_ms, struct 
 			return 0;
 		}
 		free(p);
-		if (h.type != INJECT_MSG_PONG && h.type != INJECT_MSG_PATCH_RESULT)
+		if (h.type != INJECT_MSG_PONG && h.type != INJECT_MSG_PATCH_RESULT &&
+		    h.type != INJECT_MSG_RESUME_RESULT)
 			return fail(s, -EPROTO, "inject: pid %d: unexpected frame type %u",
 				    (int)s->pid, h.type);
 	}
@@ -400,6 +401,30 @@ int inject_session__send_patch(struct inject_session *s, const struct inject_pat
 	if (rc || res->request_id != copy.request_id)
 		return fail(s, -EPROTO, "inject: pid %d: malformed PATCH_RESULT", (int)s->pid);
 	if (res->status)
+		fail(s, 0, "%s", res->message);
+	return 0;
+}
+
+int inject_session__resume(struct inject_session *s, const struct inject_crash *ev,
+			   uint32_t fallback_unit, uint32_t base_depth,
+			   struct inject_resume_result *res)
+{
+	struct inject_buf b = { 0 };
+	struct inject_resume r = { ev->event_id, fallback_unit, base_depth };
+	uint8_t *p;
+	uint32_t len;
+	inject_msg__encode_resume(&b, &r);
+	int rc = send_buf(s, &b);
+	inject_buf__free(&b);
+	/* The continuation runs the rest of the failing call: no fixed bound
+	 * fits every program, 10 minutes keeps a wedged agent from hanging us. */
+	if (rc || (rc = await(s, INJECT_MSG_RESUME_RESULT, 600000, &p, &len)))
+		return rc;
+	rc = inject_msg__decode_resume_result(p, p + len, res);
+	free(p);
+	if (rc || res->event_id != ev->event_id)
+		return fail(s, -EPROTO, "inject: pid %d: malformed RESUME_RESULT", (int)s->pid);
+	if (res->status < 0)
 		fail(s, 0, "%s", res->message);
 	return 0;
 }

@@ -29,6 +29,14 @@ uint32_t agent_watch__timeout(void);
 /* After fork in the child: stop watching (the channel belongs to the parent). */
 void agent_watch__disable(void);
 
+/* resume.c: in-flight resume of the parked frame f (the exception held in
+ * the three pointers, the error indicator clear), after its patch was
+ * installed. INJECT_RESUMED, INJECT_RESUME_RAISED (the pointers now hold
+ * the continuation's exception) or -errno with nothing changed; msg says
+ * what happened. */
+int agent_resume__run(_PyInterpreterFrame *f, PyObject **pexc, PyObject **pval, PyObject **ptb,
+		      uint32_t fallback_unit, uint32_t base_depth, char *msg, size_t cap);
+
 /* install.c: build the code object described by a PATCH and install it on
  * every function sharing the original and in enclosing code objects. */
 int agent_install__patch(const struct inject_patch *p, struct inject_patch_result *res);

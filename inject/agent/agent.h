@@ -21,11 +21,14 @@ enum agent_verdict {
 	AGENT_VERDICT_RELEASE = 1,   /* the debugger answered: go on */
 	AGENT_VERDICT_TIMEOUT = 2,   /* nobody answered in time: go on */
 	AGENT_VERDICT_NO_DEBUGGER = 3, /* no debugger connected, or it left */
+	AGENT_VERDICT_RESUME = 4,    /* resume in flight (parameters in *resume) */
 };
 
 /* main.c: report a crash and wait (called without the GIL). Fills
  * crash->event_id. */
-enum agent_verdict agent_channel__park(struct inject_crash *crash);
+enum agent_verdict agent_channel__park(struct inject_crash *crash, struct inject_resume *resume);
+/* The parked thread's answer to RESUME (called without the GIL). */
+void agent_channel__resume_result(const struct inject_resume_result *r);
 /* Whether a debugger has completed the handshake (a cheap read). */
 bool agent_channel__has_debugger(void);
 /* Log one line to stderr when SUTURE_AGENT_VERBOSE is set. */

@@ -37,6 +37,7 @@ struct agent_stats agent_stats;
 struct parked {
 	uint64_t id;
 	enum agent_verdict verdict;
+	struct inject_resume resume;
 	struct parked *next;
 };
 
@@ -93,6 +94,8 @@ static int send_locked(struct inject_buf *b)
 	return inject_channel__write_all(g.client_fd, b->data, b->len);
 }
 
+static void close_client_locked(const char *why);
+
 static void release_all_locked(enum agent_verdict v)
 {
 	for (struct parked *p = g.parked; p; p = p->next)
@@ -101,9 +104,9 @@ static void release_all_locked(enum agent_verdict v)
 	pthread_cond_broadcast(&g.cond);
 }
 
-enum agent_verdict agent_channel__park(struct inject_crash *crash)
+enum agent_verdict agent_channel__park(struct inject_crash *crash, struct inject_resume *resume)
 {
-	struct parked me = { 0, AGENT_VERDICT_PENDING, NULL };
+	struct parked me = { .verdict = AGENT_VERDICT_PENDING };
 	struct inject_buf b = { 0 };
 	struct timespec deadline;
 
@@ -144,7 +147,19 @@ enum agent_verdict agent_channel__park(struct inject_crash *crash)
 		}
 	agent_stats.parked--;
 	pthread_mutex_unlock(&g.lock);
+	if (me.verdict == AGENT_VERDICT_RESUME)
+		*resume = me.resume;
 	return me.verdict;
+}
+
+void agent_channel__resume_result(const struct inject_resume_result *r)
+{
+	struct inject_buf b = { 0 };
+	pthread_mutex_lock(&g.lock);
+	if (inject_msg__encode_resume_result(&b, r) == 0 && g.ready && send_locked(&b))
+		close_client_locked("write failed");
+	pthread_mutex_unlock(&g.lock);
+	inject_buf__free(&b);
 }
 
 /* ------------------------------------------------------------------ */
@@ -360,6 +375,36 @@ static void on_release(struct inject_buf *b, const uint8_t *p, const uint8_t *en
 	pthread_mutex_unlock(&g.lock);
 }
 
+/* RESUME: the parked thread does the work (it owns the frames) and
+ * answers RESUME_RESULT itself; an unknown or released event is answered
+ * here. */
+static void on_resume(struct inject_buf *b, const uint8_t *p, const uint8_t *end)
+{
+	struct inject_resume r;
+	bool found = false;
+	if (inject_msg__decode_resume(p, end, &r)) {
+		refuse(b, "agent: malformed RESUME");
+		return;
+	}
+	pthread_mutex_lock(&g.lock);
+	for (struct parked *q = g.parked; q; q = q->next)
+		if (q->id == r.event_id && q->verdict == AGENT_VERDICT_PENDING) {
+			q->verdict = AGENT_VERDICT_RESUME;
+			q->resume = r;
+			found = true;
+		}
+	pthread_cond_broadcast(&g.cond);
+	pthread_mutex_unlock(&g.lock);
+	if (!found) {
+		struct inject_resume_result res = { r.event_id, -ENOENT, "" };
+		snprintf(res.message, sizeof res.message,
+			 "agent: event %llu is not parked (released or timed out)",
+			 (unsigned long long)r.event_id);
+		inject_msg__encode_resume_result(b, &res);
+		reply(b);
+	}
+}
+
 static void on_patch(struct inject_buf *b, const uint8_t *p, const uint8_t *end)
 {
 	struct inject_patch m;
@@ -475,6 +520,7 @@ static bool serve_one(struct inject_buf *b)
 		case INJECT_MSG_HELLO: on_hello(b, p, end); break;
 		case INJECT_MSG_RELEASE: on_release(b, p, end); break;
 		case INJECT_MSG_PATCH: on_patch(b, p, end); break;
+		case INJECT_MSG_RESUME: on_resume(b, p, end); break;
 		case INJECT_MSG_PING: on_ping(b, p, end); break;
 		case INJECT_MSG_DETACH:
 			if (inject_msg__decode_empty(p, end)) {

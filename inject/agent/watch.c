@@ -472,9 +472,19 @@ static void park(_PyInterpreterFrame *f, PyObject **pexc, PyObject **pval, PyObj
 	copy_utf8(c.qualname, sizeof c.qualname, co->co_qualname);
 	PyErr_Clear();
 
+	struct inject_resume resume;
 	PyThreadState *save = PyEval_SaveThread();
-	enum agent_verdict v = agent_channel__park(&c);
+	enum agent_verdict v = agent_channel__park(&c, &resume);
 	PyEval_RestoreThread(save);
+	if (v == AGENT_VERDICT_RESUME) {
+		struct inject_resume_result r = { c.event_id, 0, "" };
+		r.status = agent_resume__run(f, pexc, pval, ptb, resume.fallback_unit,
+					     resume.base_depth, r.message, sizeof r.message);
+		PyErr_Clear();
+		save = PyEval_SaveThread();
+		agent_channel__resume_result(&r);
+		PyEval_RestoreThread(save);
+	}
 	agent__log("crash %llu in %s (%s:%u) %s: verdict %d",
 		   (unsigned long long)c.event_id, c.qualname, c.filename, c.line,
 		   c.exc_type, (int)v);

@@ -2,7 +2,7 @@
  * library and runs one command, printing machine-readable lines.
  *
  *   test_agent_client [-n] [-t PARK_MS] PID hello
- *   test_agent_client [-n] [-t PARK_MS] PID watch COUNT WAIT_S [hold|release|patch SPEC]
+ *   test_agent_client [-n] [-t PARK_MS] PID watch COUNT WAIT_S [hold|release|patch SPEC|resume SPEC]
  *   test_agent_client [-n] PID patch SPEC
  *   test_agent_client [-n] PID detach
  *
@@ -11,10 +11,13 @@
  * watch prints one "crash ..." line per report, flushing each, and releases
  * it (or holds it: the agent's own bound lets it go, and the client stays
  * connected until the agent leaves or WAIT_S pass; or first installs the
- * patch described in SPEC, then releases). It exits 0 after COUNT reports,
+ * patch described in SPEC, then releases; or installs it and resumes the
+ * call in flight at SPEC's fallback_unit/base_depth, printing
+ * "resumed status=N message=..."). It exits 0 after COUNT reports,
  * 3 if WAIT_S seconds pass first, 4 if the agent goes away first.
  * SPEC (written by the Python fixtures) has lines:
  *   code_addr 0x...  | stacksize N | code HEX | exctable HEX | linetable HEX
+ *   fallback_unit N | base_depth N (resume only)
  *   const none|true|false|int N|str TEXT|builtin NAME|helper NAME | name TEXT
  */
 #include "inject/inject.h"
@@ -30,6 +33,7 @@
 
 struct spec {
 	struct inject_patch p;
+	uint32_t fallback_unit, base_depth;
 	uint8_t *bufs[3];
 	struct inject_const consts[MAXC];
 	char *cstr[MAXC];
@@ -69,6 +73,10 @@ static int load_spec(const char *path, struct spec *sp)
 		*sp1++ = 0;
 		if (!strcmp(line, "code_addr")) {
 			sp->p.code_addr = strtoull(sp1, NULL, 0);
+		} else if (!strcmp(line, "fallback_unit")) {
+			sp->fallback_unit = (uint32_t)strtoul(sp1, NULL, 0);
+		} else if (!strcmp(line, "base_depth")) {
+			sp->base_depth = (uint32_t)strtoul(sp1, NULL, 0);
 		} else if (!strcmp(line, "stacksize")) {
 			sp->p.stacksize = (uint32_t)strtoul(sp1, NULL, 0);
 		} else if (!strcmp(line, "code")) {
@@ -127,6 +135,23 @@ static void free_spec(struct spec *sp)
 		free(sp->cstr[i]);
 		free(sp->names[i]);
 	}
+}
+
+static int do_resume(struct inject_session *s, const struct inject_crash *ev, const char *path)
+{
+	struct spec sp;
+	struct inject_resume_result res;
+	int rc = load_spec(path, &sp);
+	free_spec(&sp);
+	if (rc)
+		return 2;
+	if (inject_session__resume(s, ev, sp.fallback_unit, sp.base_depth, &res)) {
+		fprintf(stderr, "%s\n", inject_session__error(s));
+		return 2;
+	}
+	printf("resumed status=%d message=%s\n", res.status, res.message);
+	fflush(stdout);
+	return res.status < 0 ? 1 : 0;
 }
 
 static int do_patch(struct inject_session *s, const char *path)
@@ -232,8 +257,19 @@ int main(int argc, char **argv)
 			       (unsigned long long)ev.code_addr, (unsigned long long)ev.frame_addr,
 			       ev.offset, ev.line, ev.exc_type, ev.qualname, ev.filename, ev.message);
 			fflush(stdout);
-			if (!strcmp(what, "patch") && nrest >= 4 && do_patch(s, rest[3]))
+			if ((!strcmp(what, "patch") || !strcmp(what, "resume")) && nrest >= 4 &&
+			    do_patch(s, rest[3]))
 				ret = 1;
+			if (!strcmp(what, "resume") && nrest >= 4 && ret != 1) {
+				int r = do_resume(s, &ev, rest[3]);
+				if (r)
+					ret = 1;
+				if (r != 1) {   /* resumed (or the channel failed): no release */
+					if (seen == want && ret == 3)
+						ret = 0;
+					continue;
+				}
+			}
 			if (strcmp(what, "hold") != 0 && inject_session__release(s, &ev)) {
 				fprintf(stderr, "%s\n", inject_session__error(s));
 				ret = 4;

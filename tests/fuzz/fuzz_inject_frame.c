@@ -25,9 +25,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		struct inject_patch_result result;
 		struct inject_ping ping;
 		struct inject_pong pong;
+		struct inject_resume resume;
+		struct inject_resume_result rresult;
 	} m;
 	char text[64];
-	switch (data[0] % 11) {
+	switch (data[0] % 13) {
 	case 0:
 		inject_msg__decode_hdr(p, end, &m.hdr);
 		break;
@@ -72,6 +74,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		break;
 	case 10:
 		inject_msg__decode_error(p, end, text, sizeof text);
+		break;
+	case 11:
+		inject_msg__decode_resume(p, end, &m.resume);
+		break;
+	case 12:
+		inject_msg__decode_resume_result(p, end, &m.rresult);
 		break;
 	}
 	return 0;

@@ -196,6 +196,24 @@ Test(inject_msg, small_messages_roundtrip)
 	cr_assert_eq(r2.nparents, 2);
 	inject_buf__reset(&b);
 
+	struct inject_resume rs = { 11, 56, 1 }, rs2;
+	cr_assert_eq(inject_msg__encode_resume(&b, &rs), 0);
+	p = payload(&b, &h);
+	cr_assert_eq(h.type, INJECT_MSG_RESUME);
+	cr_assert_eq(inject_msg__decode_resume(p, p + h.len, &rs2), 0);
+	cr_assert_eq(rs2.fallback_unit, 56);
+	cr_assert_eq(rs2.base_depth, 1);
+	cr_assert_eq(inject_msg__decode_resume(p, p + h.len - 1, &rs2), -EINVAL);
+	inject_buf__reset(&b);
+
+	struct inject_resume_result rr = { 11, INJECT_RESUME_RAISED, "raised TypeError" }, rr2;
+	cr_assert_eq(inject_msg__encode_resume_result(&b, &rr), 0);
+	p = payload(&b, &h);
+	cr_assert_eq(inject_msg__decode_resume_result(p, p + h.len, &rr2), 0);
+	cr_assert_eq(rr2.status, INJECT_RESUME_RAISED);
+	cr_assert_str_eq(rr2.message, "raised TypeError");
+	inject_buf__reset(&b);
+
 	cr_assert_eq(inject_msg__encode_empty(&b, INJECT_MSG_DETACH), 0);
 	p = payload(&b, &h);
 	cr_assert_eq(h.len, 0);

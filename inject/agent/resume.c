@@ -1,0 +1,531 @@
+/* agent: in-flight resume of a parked crash (DESIGN.md section 6).
+ *
+ * Runs in the crashing thread, inside the watcher (the exception of frame F
+ * is held, the error indicator clear), after the debugger installed the
+ * patch for F's code. Offsets of the patched code equal the original's, so:
+ *
+ *  K  = a prologue + the patched code of F. The prologue stores F's locals
+ *       (cells carried raw, so closures keep their cells) and pushes the
+ *       value-stack items below base_depth (loop iterators, with-exit
+ *       callables), then jumps to fallback_unit, where the guard's block
+ *       pushes the fallback and jumps back into the original code. The
+ *       patched code's exception table and line table are shifted by the
+ *       prologue's length. K is run as a function of no arguments.
+ *  R  = K's result is delivered to F's caller C, suspended at its CALL
+ *       (F entered inline, is_entry == 0): C's frame gets a copy of its
+ *       code with a handler covering that CALL, whose appended block calls
+ *       a one-shot decider with the exception: the exception F is about to
+ *       propagate gives R (once); any other re-raises, so a later real
+ *       crash at that call is never swallowed. The block is covered by the
+ *       entry that covered the CALL, so C's own handlers still apply.
+ *  F  gets a copy of its code with no exception-table entries and unwinds
+ *       without running its handlers again (K ran what was left of F).
+ *  If K raises, F likewise unwinds without handlers, with K's exception.
+ *
+ * Frames switched are handled as in OSR: prev_instr rebased by index, the
+ * old code kept alive. Anything outside the preconditions (generator or
+ * coroutine code, F entered from C, a caller not at a CALL, frame sizes
+ * that do not fit) is refused before anything changes.
+ */
+#include "inject/agent/agent-py.h"
+#include "opcode.h"
+#include "internal/pycore_opcode.h"   /* _PyOpcode_Deopt/_PyOpcode_Caches (defined in watch.c) */
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MAX_ENTRIES 4096
+
+static PyObject *g_kept;   /* old code objects of switched frames, kept alive */
+
+static int keep(PyObject *o)
+{
+	if (!g_kept && !(g_kept = PyList_New(0)))
+		return -1;
+	return PyList_Append(g_kept, o);
+}
+
+/* ------------------------------------------------------------------ */
+/* Byte builders                                                       */
+
+struct bytes {
+	uint8_t *p;
+	size_t len, cap;
+	int err;
+};
+
+static void put(struct bytes *b, uint8_t v)
+{
+	if (b->err)
+		return;
+	if (b->len == b->cap) {
+		size_t cap = b->cap ? b->cap * 2 : 256;
+		uint8_t *n = realloc(b->p, cap);
+		if (!n) {
+			b->err = -ENOMEM;
+			return;
+		}
+		b->p = n;
+		b->cap = cap;
+	}
+	b->p[b->len++] = v;
+}
+
+/* One instruction, with the EXTENDED_ARG prefixes its arg needs (at least
+ * `min_prefix` of them, to keep a size fixed), then its zeroed caches. */
+static void emit(struct bytes *b, int op, uint32_t arg, int min_prefix)
+{
+	int prefixes = arg > 0xffffff ? 3 : arg > 0xffff ? 2 : arg > 0xff ? 1 : 0;
+	if (prefixes < min_prefix)
+		prefixes = min_prefix;
+	for (int i = prefixes; i > 0; i--) {
+		put(b, EXTENDED_ARG);
+		put(b, (uint8_t)(arg >> (8 * i)));
+	}
+	put(b, (uint8_t)op);
+	put(b, (uint8_t)arg);
+	for (int i = 0; i < _PyOpcode_Caches[op]; i++) {
+		put(b, 0);
+		put(b, 0);
+	}
+}
+
+/* co_exceptiontable entries (docs/formats/exception-table.md). */
+struct entry {
+	uint32_t start, end, target, depth;
+	int lasti;
+};
+
+static int varint(const uint8_t **pp, const uint8_t *end, uint32_t *out)
+{
+	const uint8_t *p = *pp;
+	uint32_t v;
+	if (p >= end)
+		return -1;
+	v = *p & 63;
+	for (int n = 1; *p & 64; n++) {
+		if (++p >= end || n == 5)
+			return -1;
+		v = (v << 6) | (*p & 63);
+	}
+	*pp = p + 1;
+	*out = v;
+	return 0;
+}
+
+static int decode_entries(PyObject *table, struct entry *e, size_t cap, size_t *n)
+{
+	const uint8_t *p = (const uint8_t *)PyBytes_AS_STRING(table);
+	const uint8_t *end = p + PyBytes_GET_SIZE(table);
+	*n = 0;
+	while (p < end) {
+		uint32_t start, size, target, dl;
+		if (*n == cap || !(*p & 0x80) || varint(&p, end, &start) || varint(&p, end, &size) ||
+		    varint(&p, end, &target) || varint(&p, end, &dl))
+			return -1;
+		e[*n] = (struct entry){ start, start + size, target, dl >> 1, (int)(dl & 1) };
+		(*n)++;
+	}
+	return 0;
+}
+
+static void put_varint(struct bytes *b, uint32_t v, int first)
+{
+	int shift = 0;
+	while ((v >> shift) >= 64 && shift < 24)
+		shift += 6;
+	for (; shift >= 0; shift -= 6) {
+		uint8_t x = (v >> shift) & 63;
+		if (shift)
+			x |= 64;
+		if (first) {
+			x |= 0x80;
+			first = 0;
+		}
+		put(b, x);
+	}
+}
+
+static void encode_entries(struct bytes *b, const struct entry *e, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		if (e[i].end <= e[i].start)
+			continue;
+		put_varint(b, e[i].start, 1);
+		put_varint(b, e[i].end - e[i].start, 0);
+		put_varint(b, e[i].target, 0);
+		put_varint(b, e[i].depth << 1 | (uint32_t)e[i].lasti, 0);
+	}
+}
+
+/* units of "no location" (docs/formats/location-table.md, code 15). */
+static void put_no_location(struct bytes *b, size_t units)
+{
+	while (units) {
+		size_t n = units > 8 ? 8 : units;
+		put(b, (uint8_t)(0xf8 | (n - 1)));
+		units -= n;
+	}
+}
+
+static PyObject *bytes_obj(const struct bytes *b)
+{
+	return PyBytes_FromStringAndSize((const char *)b->p, (Py_ssize_t)b->len);
+}
+
+/* code.replace(**kw), kw built from (name, new reference) pairs. */
+static PyObject *replace(PyObject *code, const char *const *keys, PyObject **vals, int n)
+{
+	PyObject *kw = PyDict_New(), *args = PyTuple_New(0), *fn = NULL, *r = NULL;
+	int ok = kw && args;
+	for (int i = 0; i < n; i++) {
+		if (!vals[i] || (ok && PyDict_SetItemString(kw, keys[i], vals[i])))
+			ok = 0;
+		Py_XDECREF(vals[i]);
+	}
+	if (ok && (fn = PyObject_GetAttrString(code, "replace")))
+		r = PyObject_Call(fn, args, kw);
+	Py_XDECREF(fn);
+	Py_XDECREF(kw);
+	Py_XDECREF(args);
+	return r;
+}
+
+static PyObject *concat_tuple(PyObject *t, PyObject *list)
+{
+	PyObject *tail = PyList_AsTuple(list);
+	PyObject *r = tail ? PySequence_Concat(t, tail) : NULL;
+	Py_XDECREF(tail);
+	return r;
+}
+
+/* Switch a live frame to `nc` (same offsets). The caller has put the old
+ * code in g_kept first (the C loop of a running frame still points into
+ * it), so dropping the frame's reference cannot free it. */
+static void switch_frame(_PyInterpreterFrame *f, PyCodeObject *nc)
+{
+	PyCodeObject *old = f->f_code;
+	ptrdiff_t at = f->prev_instr - _PyCode_CODE(old);
+	f->f_code = (PyCodeObject *)Py_NewRef((PyObject *)nc);
+	f->prev_instr = _PyCode_CODE(nc) + at;
+	Py_DECREF(old);
+}
+
+/* ------------------------------------------------------------------ */
+/* The one-shot decider                                                 */
+
+struct decider {
+	PyObject *token;   /* the exception F propagates */
+	PyObject *value;   /* K's result */
+	int used;
+};
+
+static void decider_free(PyObject *capsule)
+{
+	struct decider *d = PyCapsule_GetPointer(capsule, "suture.decider");
+	if (d) {
+		Py_XDECREF(d->token);
+		Py_XDECREF(d->value);
+		free(d);
+	}
+}
+
+static PyObject *decide(PyObject *self, PyObject *exc)
+{
+	struct decider *d = PyCapsule_GetPointer(self, "suture.decider");
+	if (d && !d->used && exc == d->token) {
+		d->used = 1;
+		return Py_NewRef(d->value);
+	}
+	/* Anything else at that call site is the program's own: re-raise. */
+	if (PyExceptionInstance_Check(exc))
+		PyErr_SetObject((PyObject *)Py_TYPE(exc), exc);
+	else
+		PyErr_SetString(PyExc_SystemError, "suture decider: not an exception");
+	return NULL;
+}
+
+static PyMethodDef decider_def = { "suture_resume_decider", decide, METH_O,
+				   "suture: deliver a resumed call's result once" };
+
+/* ------------------------------------------------------------------ */
+
+static PyObject *build_k(_PyInterpreterFrame *f, PyCodeObject *patched, uint32_t fallback_unit,
+			 uint32_t base_depth, char *msg, size_t cap)
+{
+	struct bytes code = { 0 }, table = { 0 }, lines = { 0 };
+	struct entry *e = calloc(MAX_ENTRIES, sizeof *e);
+	PyObject *values = PyList_New(0), *co_code = NULL, *k = NULL;
+	Py_ssize_t nconsts = PyTuple_GET_SIZE(patched->co_consts);
+	size_t n = 0;
+
+	if (!e || !values)
+		goto out;
+	/* Locals (and cells, raw), then the live stack items. */
+	for (int i = 0; i < patched->co_nlocalsplus + (int)base_depth; i++) {
+		PyObject *v = f->localsplus[i];
+		if (!v) {
+			if (i >= patched->co_nlocalsplus)
+				emit(&code, PUSH_NULL, 0, 0);
+			continue;
+		}
+		emit(&code, LOAD_CONST, (uint32_t)(nconsts + PyList_GET_SIZE(values)), 0);
+		if (i < patched->co_nlocalsplus)
+			emit(&code, STORE_FAST, (uint32_t)i, 0);
+		if (PyList_Append(values, v))
+			goto out;
+	}
+	/* A 4-unit jump (3 EXTENDED_ARG prefixes): it ends where the patched
+	 * code starts, so its arg is fallback_unit itself. */
+	emit(&code, JUMP_FORWARD, fallback_unit, 3);
+	if (code.err)
+		goto out;
+	uint32_t shift = (uint32_t)(code.len / 2);
+	if (!(co_code = PyObject_GetAttrString((PyObject *)patched, "co_code")))
+		goto out;
+	for (Py_ssize_t i = 0; i < PyBytes_GET_SIZE(co_code); i++)
+		put(&code, (uint8_t)PyBytes_AS_STRING(co_code)[i]);
+	if (decode_entries(patched->co_exceptiontable, e, MAX_ENTRIES, &n)) {
+		snprintf(msg, cap, "agent: resume: malformed exception table");
+		goto out;
+	}
+	for (size_t i = 0; i < n; i++) {
+		e[i].start += shift;
+		e[i].end += shift;
+		e[i].target += shift;
+	}
+	encode_entries(&table, e, n);
+	put_no_location(&lines, shift);
+	const uint8_t *lt = (const uint8_t *)PyBytes_AS_STRING(patched->co_linetable);
+	for (Py_ssize_t i = 0; i < PyBytes_GET_SIZE(patched->co_linetable); i++)
+		put(&lines, lt[i]);
+	if (code.err || table.err || lines.err)
+		goto out;
+	{
+		static const char *const keys[] = { "co_code", "co_exceptiontable", "co_linetable",
+						    "co_consts", "co_argcount", "co_posonlyargcount",
+						    "co_kwonlyargcount", "co_flags", "co_stacksize" };
+		int stack = patched->co_stacksize > (int)base_depth ? patched->co_stacksize
+								     : (int)base_depth;
+		PyObject *vals[9] = {
+			bytes_obj(&code), bytes_obj(&table), bytes_obj(&lines),
+			concat_tuple(patched->co_consts, values), PyLong_FromLong(0),
+			PyLong_FromLong(0), PyLong_FromLong(0),
+			PyLong_FromLong(patched->co_flags & ~(CO_VARARGS | CO_VARKEYWORDS)),
+			PyLong_FromLong(stack),
+		};
+		k = replace((PyObject *)patched, keys, vals, 9);
+	}
+out:
+	if (!k && !msg[0])
+		snprintf(msg, cap, "agent: resume: cannot build the continuation");
+	PyErr_Clear();
+	free(e);
+	free(code.p);
+	free(table.p);
+	free(lines.p);
+	Py_XDECREF(values);
+	Py_XDECREF(co_code);
+	return k;
+}
+
+/* C's code with a handler at the CALL (units [call, call_end)) whose block
+ * asks the decider. depth: C's stack depth without the call's inputs. */
+static PyObject *build_caller(PyCodeObject *c, uint32_t call, uint32_t call_end, uint32_t depth,
+			      PyObject *decider, char *msg, size_t cap)
+{
+	struct bytes code = { 0 }, table = { 0 }, lines = { 0 };
+	struct entry *e = calloc(MAX_ENTRIES + 4, sizeof *e), *out = NULL;
+	PyObject *co_code = NULL, *r = NULL;
+	size_t n = 0, m = 0;
+	struct entry cover = { 0, 0, 0, 0, 0 };
+	int covered = 0;
+
+	if (!e || !(out = calloc(MAX_ENTRIES + 4, sizeof *out)) ||
+	    !(co_code = PyObject_GetAttrString((PyObject *)c, "co_code")))
+		goto done;
+	for (Py_ssize_t i = 0; i < PyBytes_GET_SIZE(co_code); i++)
+		put(&code, (uint8_t)PyBytes_AS_STRING(co_code)[i]);
+	uint32_t block = (uint32_t)(code.len / 2);
+	emit(&code, LOAD_CONST, (uint32_t)PyTuple_GET_SIZE(c->co_consts), 0);
+	emit(&code, SWAP, 2, 0);                 /* [decider, exc]: a method call */
+	emit(&code, PRECALL, 0, 0);
+	emit(&code, CALL, 0, 0);
+	uint32_t jump_end = (uint32_t)(code.len / 2) + 4;
+	emit(&code, JUMP_BACKWARD, jump_end - call_end, 3);
+	uint32_t block_end = (uint32_t)(code.len / 2);
+
+	if (decode_entries(c->co_exceptiontable, e, MAX_ENTRIES, &n)) {
+		snprintf(msg, cap, "agent: resume: malformed exception table of the caller");
+		goto done;
+	}
+	/* Entries are sorted and never overlap; the one covering the CALL (if
+	 * any) covers all of it: split it around our entry. */
+	struct entry mine = { call, call_end, block, depth, 0 };
+	int inserted = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (e[i].start < call_end && call < e[i].end) {
+			cover = e[i];
+			covered = 1;
+			struct entry lo = e[i], hi = e[i];
+			lo.end = call;
+			hi.start = call_end;
+			out[m++] = lo;
+			out[m++] = mine;
+			out[m++] = hi;
+			inserted = 1;
+			continue;
+		}
+		if (!inserted && e[i].start >= call_end) {
+			out[m++] = mine;
+			inserted = 1;
+		}
+		out[m++] = e[i];
+	}
+	if (!inserted)
+		out[m++] = mine;
+	/* A re-raise from the block still reaches the program's own handler. */
+	if (covered)
+		out[m++] = (struct entry){ block, block_end, cover.target, cover.depth, cover.lasti };
+	encode_entries(&table, out, m);
+	const uint8_t *lt = (const uint8_t *)PyBytes_AS_STRING(c->co_linetable);
+	for (Py_ssize_t i = 0; i < PyBytes_GET_SIZE(c->co_linetable); i++)
+		put(&lines, lt[i]);
+	put_no_location(&lines, block_end - block);
+	if (code.err || table.err || lines.err)
+		goto done;
+	{
+		static const char *const keys[] = { "co_code", "co_exceptiontable", "co_linetable",
+						    "co_consts" };
+		PyObject *one = PyTuple_Pack(1, decider);
+		PyObject *vals[4] = { bytes_obj(&code), bytes_obj(&table), bytes_obj(&lines),
+				      one ? PySequence_Concat(c->co_consts, one) : NULL };
+		Py_XDECREF(one);
+		r = replace((PyObject *)c, keys, vals, 4);
+	}
+done:
+	if (!r && !msg[0])
+		snprintf(msg, cap, "agent: resume: cannot build the caller's handler");
+	PyErr_Clear();
+	free(e);
+	free(out);
+	free(code.p);
+	free(table.p);
+	free(lines.p);
+	Py_XDECREF(co_code);
+	return r;
+}
+
+/* F's code with no exception-table entries (it unwinds straight out). */
+static PyObject *without_handlers(PyCodeObject *co)
+{
+	static const char *const keys[] = { "co_exceptiontable" };
+	PyObject *vals[1] = { PyBytes_FromStringAndSize("", 0) };
+	return replace((PyObject *)co, keys, vals, 1);
+}
+
+int agent_resume__run(_PyInterpreterFrame *f, PyObject **pexc, PyObject **pval, PyObject **ptb,
+		      uint32_t fallback_unit, uint32_t base_depth, char *msg, size_t cap)
+{
+	PyCodeObject *co = f->f_code;
+	PyFunctionObject *fn = f->f_func;
+	PyCodeObject *patched = fn ? (PyCodeObject *)fn->func_code : NULL;
+	_PyInterpreterFrame *c = f->previous;
+	PyObject *k = NULL, *kfunc = NULL, *result = NULL, *flat = NULL, *decider = NULL;
+	PyObject *c_new = NULL, *capsule = NULL;
+	struct decider *d = NULL;
+	int rc = -EINVAL;
+
+	msg[0] = 0;
+	if (co->co_flags & (CO_GENERATOR | CO_COROUTINE | CO_ASYNC_GENERATOR | CO_ITERABLE_COROUTINE)) {
+		snprintf(msg, cap, "generator or coroutine frame: later calls are healed");
+		return -ENOTSUP;
+	}
+	if (!patched || patched == co || patched->co_nlocalsplus != co->co_nlocalsplus ||
+	    fallback_unit >= (uint32_t)Py_SIZE(patched) || (int)base_depth > co->co_stacksize) {
+		snprintf(msg, cap, "the function's code is not the patch for this frame");
+		return -EINVAL;
+	}
+	if (f->is_entry || !c || c->owner != FRAME_OWNED_BY_THREAD || _PyFrame_IsIncomplete(c)) {
+		snprintf(msg, cap, "the failing frame was entered from C: later calls are healed");
+		return -ENOTSUP;
+	}
+	/* C is suspended in an inlined CALL: prev_instr is its last cache. */
+	ptrdiff_t last = c->prev_instr - _PyCode_CODE(c->f_code);
+	ptrdiff_t call = last - _PyOpcode_Caches[CALL];
+	if (call < 0 || last >= Py_SIZE(c->f_code) ||
+	    _PyOpcode_Deopt[_Py_OPCODE(_PyCode_CODE(c->f_code)[call])] != CALL ||
+	    c->stacktop < c->f_code->co_nlocalsplus) {
+		snprintf(msg, cap, "the caller is not suspended at a CALL: later calls are healed");
+		return -ENOTSUP;
+	}
+	uint32_t depth = (uint32_t)(c->stacktop - c->f_code->co_nlocalsplus);
+
+	if (!(k = build_k(f, patched, fallback_unit, base_depth, msg, cap)))
+		goto out;
+	if (!(kfunc = PyFunction_New(k, f->f_globals)))
+		goto out;
+	if (fn->func_closure && PyFunction_SetClosure(kfunc, fn->func_closure))
+		goto out;
+	if (!(flat = without_handlers(co)))
+		goto out;
+	/* Everything that can fail is built before K runs: once it ran, its
+	 * effects are done and its result must be delivered. */
+	if (!(d = calloc(1, sizeof *d)))
+		goto out;
+	d->token = Py_NewRef(*pval);
+	if (!(capsule = PyCapsule_New(d, "suture.decider", decider_free))) {
+		Py_DECREF(d->token);
+		free(d);
+		goto out;
+	}
+	if (!(decider = PyCFunction_New(&decider_def, capsule)))
+		goto out;
+	if (!(c_new = build_caller(c->f_code, (uint32_t)call, (uint32_t)last + 1, depth, decider,
+				   msg, cap)))
+		goto out;
+	if (((PyCodeObject *)c_new)->co_stacksize < c->f_code->co_stacksize ||
+	    ((PyCodeObject *)c_new)->co_nlocalsplus != c->f_code->co_nlocalsplus) {
+		snprintf(msg, cap, "the caller's frame cannot take the new code");
+		goto out;
+	}
+	if (keep((PyObject *)c->f_code) || keep((PyObject *)co))
+		goto out;
+
+	result = PyObject_CallNoArgs(kfunc);
+	if (!result) {
+		/* K raised: that exception is the call's outcome. */
+		PyObject *e2, *v2, *t2;
+		PyErr_Fetch(&e2, &v2, &t2);
+		PyErr_NormalizeException(&e2, &v2, &t2);
+		switch_frame(f, (PyCodeObject *)flat);
+		Py_XDECREF(*pexc);
+		Py_XDECREF(*pval);
+		Py_XDECREF(*ptb);
+		*pexc = e2;
+		*pval = v2;
+		*ptb = t2;
+		snprintf(msg, cap, "the continuation raised %s", ((PyTypeObject *)e2)->tp_name);
+		rc = INJECT_RESUME_RAISED;
+		goto out;
+	}
+	d->value = Py_NewRef(result);
+	switch_frame(c, (PyCodeObject *)c_new);
+	switch_frame(f, (PyCodeObject *)flat);
+	snprintf(msg, cap, "resumed at unit %u; the caller receives the result", fallback_unit);
+	rc = INJECT_RESUMED;
+out:
+	if (rc < 0 && !msg[0])
+		snprintf(msg, cap, "agent: resume failed");
+	PyErr_Clear();
+	Py_XDECREF(k);
+	Py_XDECREF(kfunc);
+	Py_XDECREF(result);
+	Py_XDECREF(flat);
+	Py_XDECREF(decider);
+	Py_XDECREF(capsule);
+	Py_XDECREF(c_new);
+	return rc;
+}

@@ -1,0 +1,37 @@
+#!/bin/sh
+# In-flight resume (DESIGN.md section 6): a job's loop crashes on a bad
+# record; the debugger installs a handler guard for the function and
+# resumes the parked call: the call continues from the failing statement
+# with its locals and its loop iterator, every remaining record is
+# processed, the caller receives the result from the one call (the function
+# ran once), sys.exc_info() is clean, later calls are healed. When the
+# continuation itself raises, that exception is the call's outcome. When
+# the frame was entered from C (a thread's target), resume is refused with
+# its reason, the exception goes on untouched and later calls are healed.
+# Both interpreters, LD_PRELOAD and remote injection.
+. "$(dirname "$0")/test_agent_lib.sh"
+
+run() { # name how py mode expected-status expected-outcome
+	opt=""; [ "$2" = preload ] && opt=-n
+	start_target "$1" "$2" "$3" "$FIX/resume_target.py" "$W/$1" "$4"
+	start_client "$1" $opt "$TP" watch 1 30 resume "$W/$1.spec"
+	touch "$W/$1.go"
+	wait_pid "$TP" 30; rc=$?
+	wait_pid "$TC" 10
+	grep -q "^resumed status=$5 " "$W/$1.client" ||
+		{ cat "$W/$1.client" "$W/$1.client.err"; fail "$1: resume status is not $5"; }
+	[ $rc -eq 0 ] || { cat "$W/$1.out" "$W/$1.err"; fail "$1: target exit $rc"; }
+	grep -q "$6" "$W/$1.out" || { cat "$W/$1.out"; fail "$1: outcome"; }
+	echo "ok: $1: $(grep '^resumed' "$W/$1.client" | cut -c1-80) / $(head -1 "$W/$1.out" | cut -c1-70)"
+}
+
+for py in $(pythons); do
+	tag=$(basename "$(dirname "$(dirname "$py")")")
+	for how in preload plain; do
+		run "ok-$how-$tag" $how "$py" ok 0 \
+			'^outcome \[0, 2, 4, 6, 8, -2, 12, 14, 16, 18\] calls=1 exc_info=None'
+	done
+	run "raise-$tag" preload "$py" raise 1 "^outcome TypeError calls=1"
+	run "fromc-$tag" preload "$py" fromc -95 "^outcome fromc thread=\['KeyError'\] later=\[2, -2, 6\]"
+done
+echo PASS
