@@ -203,6 +203,10 @@ int inspect_frames__begin(struct inspect_proc *ip, uint64_t first_frame,
 int inspect_frames__next(struct inspect_frame_iter *it, struct inspect_frame *f);
 /* Read one frame at addr (also for generator frames: gen + off->gen_iframe). */
 int inspect_frame__read(struct inspect_proc *ip, uint64_t addr, struct inspect_frame *f);
+/* The frame inside a generator, coroutine or async generator object that
+ * has not finished (3.11 gi_frame_state < FRAME_COMPLETED): suspended ones
+ * are in no thread's chain. -EINVAL: not such an object; -ENOENT: finished. */
+int inspect_gen__frame(struct inspect_proc *ip, uint64_t gen, struct inspect_frame *f);
 /* localsplus[first .. first+n) into slots (object addresses, 0 = unbound);
  * the range must lie within nlocalsplus. */
 int inspect_frame__slots(struct inspect_proc *ip, const struct inspect_frame *f, uint32_t first,

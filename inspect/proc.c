@@ -555,6 +555,29 @@ int inspect_frame__read(struct inspect_proc *ip, uint64_t addr, struct inspect_f
 	return frame_read(ip, addr, f, NULL);
 }
 
+int inspect_gen__frame(struct inspect_proc *ip, uint64_t gen, struct inspect_frame *f)
+{
+	const struct inspect_offsets *o = &ip->off;
+	const struct inspect_types *t = &ip->types;
+	uint64_t type;
+	int8_t state;
+	if (o->gen_iframe < 0 || o->gen_frame_state < 0)
+		return -ENODATA;
+	int err = inspect__read_u64(&ip->reader, gen + (uint64_t)o->ob_type, &type);
+	if (err)
+		return err;
+	if (!type || (type != t->type_gen && type != t->type_coro && type != t->type_asyncgen))
+		return -EINVAL;
+	if ((err = inspect__read(&ip->reader, gen + (uint64_t)o->gen_frame_state, &state, 1)))
+		return err;
+	/* pycore_frame.h: CREATED -2, SUSPENDED -1, EXECUTING 0, COMPLETED 1, CLEARED 4. */
+	if (state >= 1)
+		return -ENOENT;
+	if (state < -2)
+		return -EINVAL;
+	return frame_read(ip, gen + (uint64_t)o->gen_iframe, f, NULL);
+}
+
 int inspect_frames__begin(struct inspect_proc *ip, uint64_t first_frame, struct inspect_frame_iter *it)
 {
 	memset(it, 0, sizeof(*it));
