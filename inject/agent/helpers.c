@@ -8,7 +8,62 @@
  */
 #include "inject/agent/helpers.h"
 
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+
+/* --shadow (SUTURE_SHADOW=1 in the target's environment, read once): one
+ * line on fd 2 each time a guard hands its fallback on. Written with stdio,
+ * not sys.stderr: no Python code may run while a handler holds the
+ * exception. */
+static int shadow_on(void)
+{
+	static int on = -1;
+	if (on < 0) {
+		const char *v = getenv("SUTURE_SHADOW");
+		on = v && *v && strcmp(v, "0") != 0;
+	}
+	return on;
+}
+
+/* "key_guard fallback None used in load (app.py:4): KeyError 'timeout' swallowed".
+ * Names the Python frame running the guard (the helper is a C function it
+ * calls). exc may be NULL (then etype/emsg describe it). Never raises. */
+static void shadow_report(const char *kind, const char *fallback, PyObject *exc)
+{
+	if (!shadow_on())
+		return;
+	PyObject *et, *ev, *etb;
+	PyErr_Fetch(&et, &ev, &etb);
+	const char *qual = "?", *file = "?", *type = "?", *msg = "";
+	int line = -1;
+	PyObject *q = NULL, *r = NULL;
+	PyFrameObject *f = PyEval_GetFrame();   /* borrowed */
+	if (f) {
+		PyCodeObject *code = PyFrame_GetCode(f);   /* new reference */
+		line = PyFrame_GetLineNumber(f);
+		q = PyObject_GetAttrString((PyObject *)code, "co_qualname");
+		qual = q ? PyUnicode_AsUTF8(q) : NULL;
+		file = PyUnicode_AsUTF8(code->co_filename);
+		Py_DECREF(code);
+	}
+	if (exc) {
+		type = Py_TYPE(exc)->tp_name;
+		PyObject *str = PyObject_Str(exc);
+		r = str ? PyObject_Repr(str) : NULL;
+		Py_XDECREF(str);
+		msg = r ? PyUnicode_AsUTF8(r) : NULL;
+	}
+	const char *base = file ? strrchr(file, '/') : NULL;
+	fprintf(stderr, "[suture] shadow: %s fallback %s used in %s (%s:%d): %s %s swallowed\n", kind,
+		fallback, qual ? qual : "?", base ? base + 1 : file ? file : "?", line, type,
+		msg ? msg : "");
+	fflush(stderr);
+	Py_XDECREF(q);
+	Py_XDECREF(r);
+	PyErr_Clear();
+	PyErr_Restore(et, ev, etb);
+}
 
 /* The exception was raised by the instruction that holds the guard, not by
  * Python code it called: the traceback has exactly one entry (this frame's,
@@ -81,11 +136,47 @@ static const char NOT_CALLABLE[] = "'NoneType' object is not callable";
  * exception and returns None to heal, or the exception itself to re-raise
  * (called in the method form [helper, exc], so the block's stack never
  * holds more than lasti, the exception and one more item). Never raises. */
-static PyObject *verdict(PyObject *exc, int heal)
+static const char *number_fallback(PyObject *exc);
+
+static PyObject *verdict(PyObject *exc, int heal, const char *kind)
 {
-	if (heal)
+	if (heal) {
+		const char *fb = "None";
+		if (strcmp(kind, "division_guard") == 0 || strcmp(kind, "type_coercion_guard") == 0)
+			fb = number_fallback(exc);
+		shadow_report(kind, fb, exc);
 		Py_RETURN_NONE;
+	}
 	return Py_NewRef(exc);
+}
+
+/* 0.0 for true division and float(), 0 for // and % and int(), read from
+ * CPython's messages ("float division by zero", "integer division or
+ * modulo by zero", "could not convert string to float", ...). */
+static const char *number_fallback(PyObject *exc)
+{
+	PyObject *s = PyObject_Str(exc);
+	const char *u = s ? PyUnicode_AsUTF8(s) : NULL;
+	const char *fb = "0";
+	if (u && PyErr_GivenExceptionMatches(exc, PyExc_ZeroDivisionError))
+		fb = strstr(u, "floor") || strstr(u, "modulo") ? "0" : "0.0";
+	else if (u && strstr(u, "float"))
+		fb = "0.0";
+	PyErr_Clear();
+	Py_XDECREF(s);
+	return fb;
+}
+
+/* The guard a match_here filter serves, from the exception type. */
+static const char *here_kind(PyObject *exc)
+{
+	if (PyErr_GivenExceptionMatches(exc, PyExc_KeyError))
+		return "key_guard";
+	if (PyErr_GivenExceptionMatches(exc, PyExc_IndexError))
+		return "index_guard";
+	if (PyErr_GivenExceptionMatches(exc, PyExc_ZeroDivisionError))
+		return "division_guard";
+	return "type_coercion_guard";
 }
 
 static int check_exc(PyObject *const *args, Py_ssize_t nargs, const char *name)
@@ -101,7 +192,7 @@ static PyObject *h_match_here(PyObject *self, PyObject *const *args, Py_ssize_t 
 	(void)self;
 	if (check_exc(args, nargs, "match_here") < 0)
 		return NULL;
-	return verdict(args[0], raised_here(args[0]));
+	return verdict(args[0], raised_here(args[0]), here_kind(args[0]));
 }
 
 static PyObject *h_match_none_attr(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
@@ -109,7 +200,7 @@ static PyObject *h_match_none_attr(PyObject *self, PyObject *const *args, Py_ssi
 	(void)self;
 	if (check_exc(args, nargs, "match_none_attr") < 0)
 		return NULL;
-	return verdict(args[0], raised_here(args[0]) && attr_on_none(args[0]));
+	return verdict(args[0], raised_here(args[0]) && attr_on_none(args[0]), "null_guard");
 }
 
 static PyObject *h_match_none_subscript(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
@@ -119,7 +210,7 @@ static PyObject *h_match_none_subscript(PyObject *self, PyObject *const *args, P
 		return NULL;
 	PyObject *e = args[0];
 	return verdict(e, raised_here(e) && PyErr_GivenExceptionMatches(e, PyExc_TypeError) &&
-				  message_is(e, NOT_SUBSCRIPTABLE));
+				  message_is(e, NOT_SUBSCRIPTABLE), "subscript_guard");
 }
 
 static PyObject *h_match_none_call(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
@@ -129,7 +220,7 @@ static PyObject *h_match_none_call(PyObject *self, PyObject *const *args, Py_ssi
 		return NULL;
 	PyObject *e = args[0];
 	return verdict(e, raised_here(e) && PyErr_GivenExceptionMatches(e, PyExc_TypeError) &&
-				  message_is(e, NOT_CALLABLE));
+				  message_is(e, NOT_CALLABLE), "callable_guard");
 }
 
 static PyObject *h_match_chain(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
@@ -142,7 +233,7 @@ static PyObject *h_match_chain(PyObject *self, PyObject *const *args, Py_ssize_t
 			  (PyErr_GivenExceptionMatches(e, PyExc_KeyError) ||
 			   PyErr_GivenExceptionMatches(e, PyExc_IndexError) ||
 			   (PyErr_GivenExceptionMatches(e, PyExc_TypeError) &&
-			    message_is(e, NOT_SUBSCRIPTABLE))));
+			    message_is(e, NOT_SUBSCRIPTABLE))), "chain_subscript_guard");
 }
 
 /* a + b (or a += b); if that raises TypeError and one side is a str, the
@@ -171,6 +262,9 @@ static PyObject *str_coerce(PyObject *const *args, Py_ssize_t nargs, int inplace
 		PyErr_Restore(et, ev, etb);
 		return NULL;
 	}
+	PyErr_NormalizeException(&et, &ev, &etb);
+	if (ev)
+		shadow_report("str_coerce_guard", "str(a) + str(b)", ev);
 	Py_XDECREF(et);
 	Py_XDECREF(ev);
 	Py_XDECREF(etb);
@@ -237,6 +331,9 @@ static PyObject *h_open_or_empty(PyObject *self, PyObject *const *args, size_t n
 		PyErr_Restore(et, ev, etb);
 		return NULL;
 	}
+	PyErr_NormalizeException(&et, &ev, &etb);
+	if (ev)
+		shadow_report("file_guard", binary ? "io.BytesIO()" : "io.StringIO()", ev);
 	Py_XDECREF(et);
 	Py_XDECREF(ev);
 	Py_XDECREF(etb);
