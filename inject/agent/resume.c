@@ -38,13 +38,22 @@
 
 #define MAX_ENTRIES 4096
 
-static PyObject *g_kept;   /* old code objects of switched frames, kept alive */
+/* Old code objects of switched frames are kept alive a while: the C eval
+ * loop of the failing frame still holds first_instr into its old code
+ * until the frame has unwound, which happens right after the watcher
+ * returns, before this thread lets the GIL go. A ring of the last KEEP is
+ * far more than enough and keeps memory flat over many resumes. */
+#define KEEP 64
+static PyObject *g_kept[KEEP];
+static unsigned g_kept_next;
 
 static int keep(PyObject *o)
 {
-	if (!g_kept && !(g_kept = PyList_New(0)))
-		return -1;
-	return PyList_Append(g_kept, o);
+	PyObject *old = g_kept[g_kept_next % KEEP];
+	g_kept[g_kept_next % KEEP] = Py_NewRef(o);
+	g_kept_next++;
+	Py_XDECREF(old);
+	return 0;
 }
 
 /* ------------------------------------------------------------------ */
@@ -202,8 +211,8 @@ static PyObject *concat_tuple(PyObject *t, PyObject *list)
 }
 
 /* Switch a live frame to `nc` (same offsets). The caller has put the old
- * code in g_kept first (the C loop of a running frame still points into
- * it), so dropping the frame's reference cannot free it. */
+ * code in the keep ring first (the C loop of a running frame still points
+ * into it), so dropping the frame's reference cannot free it. */
 static void switch_frame(_PyInterpreterFrame *f, PyCodeObject *nc)
 {
 	PyCodeObject *old = f->f_code;

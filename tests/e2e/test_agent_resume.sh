@@ -8,6 +8,11 @@
 # continuation itself raises, that exception is the call's outcome. When
 # the frame was entered from C (a thread's target), resume is refused with
 # its reason, the exception goes on untouched and later calls are healed.
+# Then the cases of resume_cases.py: the loop inside `with lock:` (released
+# exactly once), try/finally (finally body once), a closure updating a
+# nonlocal through its cell, a method, a worker thread while other threads
+# run, an already specialized caller, and 100,000 records with 50,000 bad
+# ones (one call; 500,000 more healed KeyErrors with memory flat).
 # Both interpreters, LD_PRELOAD and remote injection.
 . "$(dirname "$0")/test_agent_lib.sh"
 
@@ -33,5 +38,17 @@ for py in $(pythons); do
 	done
 	run "raise-$tag" preload "$py" raise 1 "^outcome TypeError calls=1"
 	run "fromc-$tag" preload "$py" fromc -95 "^outcome fromc thread=\['KeyError'\] later=\[2, -2, 6\]"
+	for c in with finally closure method thread quickened many; do
+		n="case-$c-$tag"
+		start_target "$n" preload "$py" "$FIX/resume_cases.py" "$W/$n" "$c"
+		start_client "$n" -n "$TP" watch 1 30 resume "$W/$n.spec"
+		touch "$W/$n.go"
+		wait_pid "$TP" 60; rc=$?
+		wait_pid "$TC" 10
+		grep -q '^resumed status=0 ' "$W/$n.client" ||
+			{ cat "$W/$n.client" "$W/$n.client.err" "$W/$n.err"; fail "$n: not resumed"; }
+		[ $rc -eq 0 ] || { cat "$W/$n.out" "$W/$n.err"; fail "$n: checks failed"; }
+		echo "ok: $n: $(cat "$W/$n.out")"
+	done
 done
 echo PASS
