@@ -25,6 +25,7 @@ static void usage(FILE *f)
 		"  --shadow             warn each time a guard's fallback value is used\n"
 		"  --ttl DAYS           lifetime of new patches (default 7)\n"
 		"  --retries N          re-runs after a healed crash (default 3)\n"
+		"  --no-resume          never continue a crashing call in flight: heal later calls\n"
 		"  --watch              service mode: restart after each healed crash\n"
 		"  --max-restarts N     with --watch: at most N restarts (default 10)\n"
 		"  --python PATH        the interpreter (default /usr/bin/python3.11)\n"
@@ -49,7 +50,7 @@ static int parse_uint(const char *s, unsigned long max, unsigned long *out)
 
 int main(int argc, char **argv)
 {
-	enum { O_STORE = 1000, O_DRY, O_SHADOW, O_TTL, O_RETRIES, O_WATCH, O_MAXR, O_PYTHON, O_AGENT };
+	enum { O_STORE = 1000, O_DRY, O_SHADOW, O_TTL, O_RETRIES, O_WATCH, O_MAXR, O_PYTHON, O_AGENT, O_NO_RESUME };
 	static const struct option opts[] = {
 		{"store", required_argument, NULL, O_STORE},
 		{"dry-run", no_argument, NULL, O_DRY},
@@ -61,6 +62,7 @@ int main(int argc, char **argv)
 		{"max-restarts", required_argument, NULL, O_MAXR},
 		{"python", required_argument, NULL, O_PYTHON},
 		{"agent", required_argument, NULL, O_AGENT},
+		{"no-resume", no_argument, NULL, O_NO_RESUME},
 		{"help", no_argument, NULL, 'h'},
 		{"version", no_argument, NULL, 'V'},
 		{NULL, 0, NULL, 0},
@@ -85,6 +87,7 @@ int main(int argc, char **argv)
 		case O_WATCH: o.watch = true; break;
 		case O_PYTHON: o.python = optarg; break;
 		case O_AGENT: o.agent_path = optarg; break;
+		case O_NO_RESUME: o.no_resume = true; break;
 		case O_TTL:
 			if (parse_uint(optarg, 36500, &v) || v == 0) {
 				fprintf(stderr, "suture-run: --ttl takes a number of days, 1 to 36500\n");

@@ -51,7 +51,32 @@ struct heal {
 	char pyver[16];
 	struct heal_stats st;
 	char err[512];
+	/* Code objects this session replaced: a second thread that crashed at
+	 * the same site before the patch landed reports the old code again. */
+	uint64_t *patched;
+	size_t npatched, cappatched;
 };
+
+static bool was_patched(const struct heal *h, uint64_t addr)
+{
+	for (size_t i = 0; i < h->npatched; i++)
+		if (h->patched[i] == addr)
+			return true;
+	return false;
+}
+
+static void note_patched(struct heal *h, uint64_t addr)
+{
+	if (h->npatched == h->cappatched) {
+		size_t nc = h->cappatched ? 2 * h->cappatched : 32;
+		uint64_t *v = realloc(h->patched, nc * sizeof(*v));
+		if (!v)
+			return;   /* only a nicer message is lost */
+		h->patched = v;
+		h->cappatched = nc;
+	}
+	h->patched[h->npatched++] = addr;
+}
 
 static double now_ms(void)
 {
@@ -102,6 +127,8 @@ int heal__open(struct inspect_proc *ip, struct inject_session *s, const struct h
 
 void heal__close(struct heal *h)
 {
+	if (h)
+		free(h->patched);
 	free(h);
 }
 
@@ -414,6 +441,12 @@ int heal__on_crash(struct heal *h, const struct inject_crash *ev, enum heal_outc
 	say(h, "crash seen: %s%s%.160s in %s (%s:%u)", ev->exc_type, ev->message[0] ? ": " : "",
 	    ev->message, ev->qualname, base_of(ev->filename), ev->line);
 
+	if (was_patched(h, ev->code_addr)) {
+		say(h, "already patched: %s was replaced a moment ago; this crash started before",
+		    ev->qualname);
+		oc = HEAL_NONE;
+		goto out;
+	}
 	if ((err = heal_code__read(h->r, ev->code_addr, &hc))) {
 		say(h, "failed: cannot read the code object of %s at %#llx: %s", ev->qualname,
 		    (unsigned long long)ev->code_addr, strerror(-err));
@@ -474,13 +507,40 @@ int heal__on_crash(struct heal *h, const struct inject_crash *ev, enum heal_outc
 		goto out_patch;
 	}
 	double t1 = now_ms();
-	/* The thread goes on first: persisting (fsync) is not its business. */
-	inject_session__release(h->s, ev);
-	released = true;
+	note_patched(h, ev->code_addr);
 	say(h, "guard applied: %s %s -> %s (%s) in %s (%s:%u) [%u function(s), %.2f ms]",
 	    guard_kind__name(b.d.kind), b.d.target, b.d.fallback_text, b.d.consumer, hc.qualname,
 	    base_of(ev->filename), ev->line, res.nfunctions, t1 - t0);
 	oc = HEAL_APPLIED;
+	/* In flight: the failing call continues from the fallback and its
+	 * caller gets the result (handler guards only: a redirect guard has
+	 * no fallback entry). Otherwise the exception goes on. */
+	if (!h->o.no_resume && b.gp.fallback_unit) {
+		struct inject_resume_result rr;
+		err = inject_session__resume(h->s, ev, b.gp.fallback_unit, (uint32_t)b.gp.base_depth, &rr);
+		if (err == -EPIPE) {
+			rc = -EPIPE;
+			released = true;
+		} else if (err == 0 && rr.status == INJECT_RESUMED) {
+			released = true;
+			oc = HEAL_RESUMED;
+			say(h, "resumed in flight: %s went on from the fallback; its caller got the result",
+			    hc.qualname);
+		} else if (err == 0 && rr.status == INJECT_RESUME_RAISED) {
+			released = true;
+			say(h, "resumed in flight, but the rest of %s raised: that exception goes on",
+			    hc.qualname);
+		} else {
+			say(h, "not resumed in flight (%s): this crash goes on, later calls are healed",
+			    err ? inject_session__error(h->s) : rr.message);
+		}
+	}
+	/* The thread goes on first: persisting (fsync) is not its business. */
+	if (!released) {
+		released = true;
+		if (inject_session__release(h->s, ev) == -EPIPE)
+			rc = -EPIPE;
+	}
 	persist(h, &hc, &b, file, (int)ev->line);
 out_patch:
 	guard_patch__release(&b.gp);
@@ -489,6 +549,7 @@ out_code:
 out:
 	switch (oc) {
 	case HEAL_APPLIED: h->st.applied++; break;
+	case HEAL_RESUMED: h->st.applied++; h->st.resumed++; break;
 	case HEAL_WOULD_APPLY: h->st.would_apply++; break;
 	case HEAL_REFUSED: case HEAL_MODULE_LEVEL: h->st.refused++; break;
 	case HEAL_FAILED: h->st.failed++; break;

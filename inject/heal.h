@@ -74,12 +74,16 @@ struct heal_opts {
 	bool dry_run;              /* report what would be patched; patch and store nothing */
 	bool verbose;              /* the bytecode delta, side by side */
 	bool no_store;             /* heal, but persist nothing */
+	bool no_resume;            /* never resume the crashing call in flight */
 	FILE *log;                 /* NULL: stderr */
 };
 
 enum heal_outcome {
 	HEAL_NONE = 0,             /* nothing done (an event that is not a crash) */
-	HEAL_APPLIED,              /* guard synthesized, sent and installed */
+	HEAL_APPLIED,              /* guard synthesized, sent and installed; the
+				    * crash itself goes on (later calls are healed) */
+	HEAL_RESUMED,              /* ... and the crashing call went on in flight
+				    * from the guard's fallback: no crash at all */
 	HEAL_WOULD_APPLY,          /* --dry-run */
 	HEAL_REFUSED,              /* the guard analysis said no (reason printed) */
 	HEAL_MODULE_LEVEL,         /* a crash in a module or class body: reported only */
@@ -87,7 +91,7 @@ enum heal_outcome {
 };
 
 struct heal_stats {
-	unsigned crashes, applied, would_apply, refused, failed;
+	unsigned crashes, applied, resumed, would_apply, refused, failed;
 	unsigned loaded, stale, expired;
 };
 
@@ -101,9 +105,11 @@ void heal__close(struct heal *h);   /* accepts NULL */
 const char *heal__error(const struct heal *h);
 const struct heal_stats *heal__stats(const struct heal *h);
 
-/* A CRASH event: print it, analyse, synthesize, gate, send, persist, and
- * release the parked thread in every case (the exception goes on: in-flight
- * resume is another mechanism). *outcome (may be NULL) says what happened.
+/* A CRASH event: print it, analyse, synthesize, gate, send, persist; then
+ * resume the crashing call in flight from the guard's fallback where the
+ * agent can (handler guards, a Python caller at a CALL), else release the
+ * parked thread (its exception goes on untouched; later calls are healed).
+ * *outcome (may be NULL) says what happened.
  * 0, or -EPIPE when the agent is gone (other failures are outcomes). */
 int heal__on_crash(struct heal *h, const struct inject_crash *ev, enum heal_outcome *outcome);
 
@@ -144,6 +150,7 @@ struct heal_run_opts {
 	const char *agent_path;    /* NULL: the usual search (inject.h) */
 	const char *store_dir;
 	bool dry_run, verbose, shadow, watch;
+	bool no_resume;            /* never resume a crashing call in flight */
 	uint32_t ttl_days;
 	unsigned retries;          /* re-runs after a healed crash (default 3) */
 	unsigned max_restarts;     /* --watch: restarts after a healed crash */

@@ -190,6 +190,7 @@ static int supervise(const struct heal_run_opts *o, pid_t pid, const char *progr
 			struct heal_opts ho = {
 				.store_dir = o->store_dir, .program = program, .ttl_days = o->ttl_days,
 				.dry_run = o->dry_run, .verbose = o->verbose,
+				.no_resume = o->no_resume,
 			};
 			heal__open(ip, s, &ho, &h);
 		}
@@ -224,6 +225,7 @@ static int supervise(const struct heal_run_opts *o, pid_t pid, const char *progr
 		const struct heal_stats *st = heal__stats(h);
 		total->crashes += st->crashes;
 		total->applied += st->applied;
+		total->resumed += st->resumed;
 		total->would_apply += st->would_apply;
 		total->refused += st->refused;
 		total->failed += st->failed;
