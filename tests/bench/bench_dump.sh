@@ -62,7 +62,7 @@ done
 gdb_ms=$(median <"$WORK/gdb")
 
 echo "target: 5 threads ($frames Python frames), locals on; $RUNS dumps, $GDB_RUNS gdb runs"
-echo "suture-attach --dump --locals: mean wall ${wall} ms a run (process start to exit); median in the tool ${inside} ms"
+echo "suture-attach --dump --locals: mean wall ${wall} ms a run from sh (fork to exit); median in the tool ${inside} ms"
 echo "  target stopped: median ${stopped} ms (stopping threads ${stop_part} ms, copying ${copy_part} ms)"
 echo "gdb -p PID -batch -ex py-bt: median ${gdb_ms} ms (py-bt output ok: $ok)"
 awk -v g="$gdb_ms" -v s="$wall" 'BEGIN { if (s > 0) printf "speedup vs gdb: %.0fx (wall to wall)\n", g / s }'
