@@ -12,6 +12,9 @@
 #   patch    crash reported -> PATCH sent -> PATCH_RESULT received, for a
 #            small function on a heap of a few thousand functions (the
 #            agent walks gc.get_objects()).
+#   resume   crash reported -> patch installed -> call resumed in flight and
+#            its result delivered (RESUME_RESULT received), on
+#            tests/fixtures/agent/resume_target.py.
 # Prints figures only.
 set -u
 : "${BUILD:=build}"
@@ -109,3 +112,25 @@ touch "$W/c.go"
 wait "$TC"
 wait "$TP" 2>/dev/null
 sed -n 's/.*patch_us=\([0-9]*\).*/\1/p' "$W/cw" | awk '{ print $1 / 1000 }' | stats "crash report -> patch installed" ms
+
+# Crash -> resumed in flight.
+: >"$W/res"
+i=0
+while [ $i -lt "$RUNS" ]; do
+	rm -f "$W/r.ready" "$W/r.go"
+	LD_PRELOAD="$AGENT" "$PYTHON" "$FIX/resume_target.py" "$W/r" ok >/dev/null 2>&1 &
+	TP=$!
+	PIDS="$PIDS $TP"
+	while [ ! -s "$W/r.ready" ]; do sleep 0.01; done
+	"$CLIENT" -n "$TP" watch 1 30 resume "$W/r.spec" >"$W/rw" 2>&1 &
+	TC=$!
+	while ! grep -q '^how=' "$W/rw" 2>/dev/null; do sleep 0.01; done
+	touch "$W/r.go"
+	wait "$TC"
+	wait "$TP" 2>/dev/null
+	p=$(sed -n 's/.*patch_us=\([0-9]*\).*/\1/p' "$W/rw")
+	r=$(sed -n 's/.*resume_us=\([0-9]*\).*/\1/p' "$W/rw")
+	[ -n "$p" ] && [ -n "$r" ] && echo "$p $r" | awk '{ print ($1 + $2) / 1000 }' >>"$W/res"
+	i=$((i + 1))
+done
+stats "crash report -> patched + resumed" ms <"$W/res"

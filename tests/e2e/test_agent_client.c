@@ -145,11 +145,16 @@ static int do_resume(struct inject_session *s, const struct inject_crash *ev, co
 	free_spec(&sp);
 	if (rc)
 		return 2;
+	struct timespec t0, t1;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
 	if (inject_session__resume(s, ev, sp.fallback_unit, sp.base_depth, &res)) {
 		fprintf(stderr, "%s\n", inject_session__error(s));
 		return 2;
 	}
-	printf("resumed status=%d message=%s\n", res.status, res.message);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	printf("resumed status=%d resume_us=%ld message=%s\n", res.status,
+	       (long)((t1.tv_sec - t0.tv_sec) * 1000000L + (t1.tv_nsec - t0.tv_nsec) / 1000),
+	       res.message);
 	fflush(stdout);
 	return res.status < 0 ? 1 : 0;
 }
