@@ -31,6 +31,9 @@ enum agent_verdict agent_channel__park(struct inject_crash *crash, struct inject
 void agent_channel__resume_result(const struct inject_resume_result *r);
 /* Whether a debugger has completed the handshake (a cheap read). */
 bool agent_channel__has_debugger(void);
+/* Whether a crash should wait for a debugger to connect
+ * (SUTURE_AGENT_WAIT_DEBUGGER_MS, for suture-run). */
+bool agent_channel__may_wait(void);
 /* Log one line to stderr when SUTURE_AGENT_VERBOSE is set. */
 void agent__log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 

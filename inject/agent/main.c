@@ -62,6 +62,9 @@ static struct {
 };
 
 static int g_verbose = -1;
+/* SUTURE_AGENT_WAIT_DEBUGGER_MS: how long a crash waits for a debugger to
+ * connect when none is (0: not at all, the default). */
+static unsigned g_wait_debugger_ms;
 
 void agent__log(const char *fmt, ...)
 {
@@ -85,6 +88,11 @@ void agent__log(const char *fmt, ...)
 bool agent_channel__has_debugger(void)
 {
 	return __atomic_load_n(&g.ready, __ATOMIC_RELAXED);
+}
+
+bool agent_channel__may_wait(void)
+{
+	return g_wait_debugger_ms != 0 && g.listen_fd >= 0;
 }
 
 static int send_locked(struct inject_buf *b)
@@ -111,6 +119,20 @@ enum agent_verdict agent_channel__park(struct inject_crash *crash, struct inject
 	struct timespec deadline;
 
 	pthread_mutex_lock(&g.lock);
+	if ((!g.ready || g.client_fd < 0) && g_wait_debugger_ms) {
+		/* suture-run: the supervisor may not have connected yet. */
+		struct timespec dl;
+		clock_gettime(CLOCK_MONOTONIC, &dl);
+		dl.tv_sec += g_wait_debugger_ms / 1000;
+		dl.tv_nsec += (long)(g_wait_debugger_ms % 1000) * 1000000L;
+		if (dl.tv_nsec >= 1000000000L) {
+			dl.tv_sec++;
+			dl.tv_nsec -= 1000000000L;
+		}
+		while ((!g.ready || g.client_fd < 0) &&
+		       pthread_cond_timedwait(&g.cond, &g.lock, &dl) != ETIMEDOUT)
+			;
+	}
 	if (!g.ready || g.client_fd < 0) {
 		pthread_mutex_unlock(&g.lock);
 		return AGENT_VERDICT_NO_DEBUGGER;
@@ -357,7 +379,10 @@ static void on_hello(struct inject_buf *b, const uint8_t *p, const uint8_t *end)
 	pthread_mutex_unlock(&g.lock);
 	inject_msg__encode_welcome(b, &w);
 	reply(b);
+	pthread_mutex_lock(&g.lock);
 	__atomic_store_n(&g.ready, true, __ATOMIC_RELAXED);
+	pthread_cond_broadcast(&g.cond);   /* crashes waiting for a debugger */
+	pthread_mutex_unlock(&g.lock);
 }
 
 static void on_release(struct inject_buf *b, const uint8_t *p, const uint8_t *end)
@@ -725,6 +750,9 @@ __attribute__((constructor)) static void agent_ctor(void)
 	pthread_atfork(NULL, NULL, atfork_child);
 	atexit(at_exit);
 	strip_preload();
+	const char *wd = getenv("SUTURE_AGENT_WAIT_DEBUGGER_MS");
+	if (wd && *wd)
+		g_wait_debugger_ms = (unsigned)strtoul(wd, NULL, 10);
 	/* Loaded as the _suture_helpers extension module by tests: stay inert. */
 	if (getenv("SUTURE_AGENT_NO_START"))
 		return;

@@ -505,7 +505,7 @@ static void consider(PyFrameObject *frame, PyObject **pexc, PyObject **pval, PyO
 		return;
 	if (!is_crash(f, *pexc))
 		return;
-	if (!agent_channel__has_debugger())
+	if (!agent_channel__has_debugger() && !agent_channel__may_wait())
 		return;
 	park(f, pexc, pval, ptb);
 }

@@ -5,7 +5,8 @@
 # reuses it; a second copy of the library loaded in the same process stays
 # idle (one report, not two); DETACH removes the watcher and closes the
 # channel, after which a crash is not reported and goes on untouched; the
-# agent strips itself from LD_PRELOAD so child processes do not inherit it.
+# agent strips itself from LD_PRELOAD so child processes do not inherit it;
+# SUTURE_AGENT_WAIT_DEBUGGER_MS makes an early crash wait for a debugger.
 . "$(dirname "$0")/test_agent_lib.sh"
 
 uid=$(id -u)
@@ -46,6 +47,19 @@ for py in $(pythons); do
 	[ "$(grep -c '^crash ' "$W/b-$tag.client")" = 1 ] || { cat "$W/b-$tag.client"; fail "$py: two copies: reports"; }
 	echo "ok: $py: a second copy stays idle"
 done
+
+# suture-run's case: with SUTURE_AGENT_WAIT_DEBUGGER_MS a crash that
+# happens before any debugger connected waits for one (here it connects
+# 300 ms after the crash) and is reported.
+touch "$W/w.go"
+SUTURE_AGENT_WAIT_DEBUGGER_MS=10000 start_target w preload "$PYTHON" "$FIX/watch_target.py" "$W/w" crash
+sleep 0.3
+kill -0 "$TP" || fail "the crash did not wait for a debugger"
+start_client w -n "$TP" watch 1 10
+wait_pid "$TP" 30
+wait_pid "$TC" 10 || { cat "$W/w.client"; fail "waiting crash not reported"; }
+grep -q '^crash .*func=lookup' "$W/w.client" || fail "waiting crash: wrong report"
+echo "ok: a crash before the debugger connected waited for it"
 
 # Children do not inherit the agent through LD_PRELOAD.
 LD_PRELOAD="$AGENT" "$PYTHON" -c 'import os, subprocess; print(subprocess.run(["sh", "-c", "echo pre=$LD_PRELOAD"], capture_output=True, text=True).stdout.strip())' >"$W/env" 2>&1
