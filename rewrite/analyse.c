@@ -386,6 +386,7 @@ static int follow(const struct gctx *g, int64_t prod, int slot, int width,
 		  enum fbclass fb, bool is_iter, struct flow *f)
 {
 	int64_t last = prod;          /* last instruction that produced the value */
+	int last_slot = slot;         /* where the value was right after it (SWAPs move it) */
 	bool inplace = false;
 	int64_t i = prod + 1;
 	for (int steps = 0; steps < 4096; steps++) {
@@ -477,7 +478,7 @@ static int follow(const struct gctx *g, int64_t prod, int slot, int width,
 		if (ok) {
 			f->resume = (int32_t)(last + 1);
 			f->push = true;
-			f->base = slot;
+			f->base = last_slot;
 			f->place = last == prod ? GUARD_PLACE_VALUE : GUARD_PLACE_STATEMENT;
 			consumer_text(g, in, f->consumer, sizeof(f->consumer));
 			return 0;
@@ -503,6 +504,7 @@ static int follow(const struct gctx *g, int64_t prod, int slot, int width,
 		width = pushes;
 		is_iter = op == GET_ITER;
 		last = end;
+		last_slot = slot;
 		if (width == 0) {
 			/* A store or delete on the fallback: skip it. */
 			f->resume = (int32_t)(end + 1);
