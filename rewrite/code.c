@@ -61,7 +61,7 @@ int64_t rewrite_code__instr_at(const struct rewrite_code *code, uint32_t unit)
  * assemble_jump_offsets(). */
 static int64_t jump_unit(const struct rewrite_instr *in)
 {
-	int64_t end = (int64_t)in->offset + in->size;
+	int64_t end = (int64_t)in->offset + in->size - in->npad;
 	return rewrite_opcode__is_backward(in->opcode) ? end - (int64_t)in->arg
 						       : end + (int64_t)in->arg;
 }
@@ -386,6 +386,7 @@ int rewrite_code__replace(struct rewrite_code *code, size_t index, int opcode, u
 	in->target = (int32_t)target;
 	in->nprefix = (uint8_t)nprefix;
 	in->ncaches = rw_opinfo[opcode].caches;
+	in->npad = 0;   /* recomputed by the layout for original instructions */
 	in->size = (uint8_t)(nprefix + 1 + in->ncaches);
 	code->laid_out = false;
 	code->analysed = false;
@@ -446,17 +447,28 @@ int rw_layout(struct rewrite_code *code, struct rewrite_diag *diag)
 			return rw_fail(diag, info, -EINVAL, k, "instruction %zu: bad jump target %d",
 				       k, in->target);
 		unsigned need = rw_prefixes_for(in->arg);
-		if (need > in->nprefix) {
+		if (need > in->nprefix)
 			in->nprefix = (uint8_t)need;
-			in->size = (uint8_t)(in->nprefix + 1 + in->ncaches);
-		}
+		in->npad = 0;
+		in->size = (uint8_t)(in->nprefix + 1 + in->ncaches);
 	}
-	/* Sizes only grow, so this settles (at most 3 growths an instruction). */
+	/* Sizes only grow, so this settles (at most 3 growths an instruction).
+	 * An original instruction shorter than its slot (a replacement) is
+	 * padded with NOPs up to the slot. */
 	for (int round = 0;; round++) {
 		uint64_t off = 0;
 		for (size_t k = 0; k < n; k++) {
-			code->instrs[k].offset = (uint32_t)off;
-			off += code->instrs[k].size;
+			struct rewrite_instr *in = &code->instrs[k];
+			in->offset = (uint32_t)off;
+			if (k < code->noriginal) {
+				uint32_t slot = (k + 1 < code->noriginal ? code->orig_offset[k + 1]
+									  : code->norig_units) -
+						code->orig_offset[k];
+				unsigned content = in->nprefix + 1u + in->ncaches;
+				in->npad = (uint8_t)(content < slot ? slot - content : 0);
+				in->size = (uint8_t)(content + in->npad);
+			}
+			off += in->size;
 		}
 		if (off > UINT32_MAX / 2)
 			return rw_fail(diag, info, -ERANGE, -1, "code too long");
@@ -466,7 +478,7 @@ int rw_layout(struct rewrite_code *code, struct rewrite_diag *diag)
 			struct rewrite_instr *in = &code->instrs[k];
 			if (in->target < 0)
 				continue;
-			int64_t end = (int64_t)in->offset + in->size;
+			int64_t end = (int64_t)in->offset + in->size - in->npad;
 			int64_t t = code->instrs[in->target].offset;
 			bool back = rewrite_opcode__is_backward(in->opcode);
 			if ((back && t > end) || (!back && t < end)) {
@@ -483,6 +495,7 @@ int rw_layout(struct rewrite_code *code, struct rewrite_diag *diag)
 			in->arg = arg;
 			unsigned need = rw_prefixes_for(arg);
 			if (need > in->nprefix) {
+				/* grows into its padding first, if it has any */
 				in->nprefix = (uint8_t)need;
 				in->size = (uint8_t)(need + 1 + in->ncaches);
 				changed = true;
@@ -515,7 +528,9 @@ static int encode_code(const struct rewrite_code *code, struct rewrite_bytes *ou
 		}
 		RW_OP(p, u) = in->opcode;
 		RW_ARG(p, u) = (uint8_t)in->arg;
-		/* caches stay zero, as in _PyCode_GetCode() */
+		/* caches stay zero, as in _PyCode_GetCode(); padding is NOP 0 */
+		for (unsigned j = 0; j < in->npad; j++)
+			RW_OP(p, u + 1 + in->ncaches + j) = NOP;
 	}
 	out->data = p;
 	out->len = len;

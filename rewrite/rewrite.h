@@ -139,7 +139,10 @@ struct rewrite_instr {
 	uint8_t opcode;    /* canonical */
 	uint8_t nprefix;   /* EXTENDED_ARG units before the op */
 	uint8_t ncaches;   /* inline CACHE units after the op */
-	uint8_t size;      /* nprefix + 1 + ncaches code units */
+	uint8_t size;      /* nprefix + 1 + ncaches + npad code units */
+	uint8_t npad;      /* NOP units after the caches (a replaced instruction
+			    * shorter than the original); 0 when decoded.
+			    * Jumps count from offset + size - npad. */
 	int32_t target;    /* jump target as an instruction index, -1 if none */
 	int32_t depth;     /* stack depth before it (rewrite_code__analyse), -1
 			    * if not analysed or unreachable */
@@ -240,10 +243,13 @@ int64_t rewrite_code__append(struct rewrite_code *code, int opcode, uint32_t arg
 			     int64_t target, const struct rewrite_loc *loc,
 			     unsigned nprefix);
 /* Replace an instruction in place (redirect guards): new opcode, arg,
- * target, keeping its location; nprefix as above. The encoder keeps the
- * instruction's size if it can (padding with EXTENDED_ARG 0 prefixes) and
- * fails with -ERANGE at encode if offsets of later original instructions
- * would move. */
+ * target, keeping its location; nprefix is the minimum number of
+ * EXTENDED_ARG prefixes (pass 0: the encoder adds what the arg needs). An
+ * original instruction keeps its size: when the replacement is shorter, the
+ * encoder writes NOP units after it (instr.npad; never executed after an
+ * unconditional jump, and never a redundant EXTENDED_ARG 0, which trips
+ * assert(oparg) in debug interpreters); when it is longer, encode fails
+ * with -ERANGE (later original instructions would move). */
 int rewrite_code__replace(struct rewrite_code *code, size_t index, int opcode,
 			  uint32_t arg, int64_t target, unsigned nprefix);
 /* Add an exception entry; entries must stay sorted and non-overlapping

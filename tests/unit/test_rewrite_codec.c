@@ -363,27 +363,84 @@ Test(code, appended_jump_back_grows_and_settles)
 	free(c);
 }
 
-Test(code, replace_keeps_offsets_or_fails)
+Test(code, replace_pads_with_nops_or_fails)
 {
 	struct rewrite_code_info in = snippet_info(&snip_simple);
 	struct rewrite_code *code;
 	cr_assert_eq(rewrite_code__decode(&in, &code, NULL), 0);
-	/* BINARY_OP (1 unit + 1 cache) -> EXTENDED_ARG 0 + JUMP_FORWARD to an
-	 * appended block: same two units. */
+	/* BINARY_OP (1 unit + 1 cache) -> JUMP_FORWARD to an appended block,
+	 * then one NOP: same two units, no redundant EXTENDED_ARG. */
 	size_t k = 4;
 	cr_assert_eq(rewrite_code__instrs(code)[k].opcode, BINARY_OP);
+	uint32_t at = rewrite_code__instrs(code)[k].offset;
 	int64_t blk = rewrite_code__append(code, NOP, 0, -1, NULL, 0);
-	cr_assert_eq(rewrite_code__replace(code, k, JUMP_FORWARD, 0, blk, 1), 0);
+	cr_assert_eq(rewrite_code__replace(code, k, JUMP_FORWARD, 0, blk, 0), 0);
 	struct rewrite_bytes b = { 0 };
 	cr_assert_eq(rewrite_code__encode(code, &b, NULL, NULL, NULL), 0);
 	cr_assert_eq(b.len, in.code_len + 2);
+	const struct rewrite_instr *ri = &rewrite_code__instrs(code)[k];
+	cr_assert(ri->npad == 1 && ri->size == 2 && ri->nprefix == 0);
+	cr_assert_eq(b.data[2 * at], JUMP_FORWARD);
+	/* the jump counts from its own end, not from the end of the padding */
+	cr_assert_eq(at + 1 + b.data[2 * at + 1], in.code_len / 2);
+	cr_assert_eq(b.data[2 * at + 2], NOP);
+	cr_assert_eq(b.data[2 * at + 3], 0);
+	cr_assert(memcmp(b.data + 2 * (at + 2), in.code + 2 * (at + 2), in.code_len - 2 * (at + 2)) == 0);
 	rewrite_bytes__free(&b);
-	/* one unit only: later instructions would move */
-	cr_assert_eq(rewrite_code__replace(code, k, JUMP_FORWARD, 0, blk, 0), 0);
+	/* the patched bytes decode: the padding is a NOP instruction */
+	struct rewrite_code *back;
+	struct rewrite_code_info pi = in;
+	cr_assert_eq(rewrite_code__encode(code, &b, NULL, NULL, NULL), 0);
+	pi.code = b.data;
+	pi.code_len = b.len;
+	pi.linetable = NULL;
+	pi.linetable_len = 0;
+	cr_assert_eq(rewrite_code__decode(&pi, &back, NULL), 0);
+	cr_assert_eq(rewrite_code__instrs(back)[k + 1].opcode, NOP);
+	rewrite_code__free(back);
+	rewrite_bytes__free(&b);
+	/* longer than the slot: later instructions would move */
+	cr_assert_eq(rewrite_code__replace(code, k, BINARY_SUBSCR, 0, -1, 0), 0);
 	struct rewrite_diag diag = { 0 };
 	cr_assert_eq(rewrite_code__encode(code, &b, NULL, NULL, &diag), -ERANGE);
 	cr_assert(strstr(diag.msg, "would move"), "%s", diag.msg);
 	rewrite_code__free(code);
+}
+
+Test(code, replaced_jump_grows_into_its_padding)
+{
+	/* BINARY_SUBSCR (5 units) replaced by a jump to a block 300 units away:
+	 * EXTENDED_ARG 1, JUMP_FORWARD, then 3 NOPs. */
+	size_t units = 310;
+	uint8_t *c = calloc(units, 2);
+	c[0] = RESUME;
+	c[2] = LOAD_CONST;
+	c[4] = LOAD_CONST;
+	c[6] = BINARY_SUBSCR; /* units 3..7 */
+	for (size_t i = 8; i < units - 1; i++)
+		c[2 * i] = NOP;
+	c[2 * (units - 1)] = RETURN_VALUE;
+	struct rewrite_code_info in = info_of(c, units * 2);
+	struct rewrite_code *code;
+	cr_assert_eq(rewrite_code__decode(&in, &code, NULL), 0);
+	int64_t blk = rewrite_code__append(code, NOP, 0, -1, NULL, 0);
+	cr_assert_eq(rewrite_code__replace(code, 3, JUMP_FORWARD, 0, blk, 0), 0);
+	struct rewrite_bytes b = { 0 };
+	struct rewrite_diag diag = { 0 };
+	cr_assert_eq(rewrite_code__encode(code, &b, NULL, NULL, &diag), 0, "%s", diag.msg);
+	const struct rewrite_instr *ri = &rewrite_code__instrs(code)[3];
+	cr_assert(ri->nprefix == 1 && ri->npad == 3 && ri->size == 5, "%u %u %u", ri->nprefix,
+		  ri->npad, ri->size);
+	cr_assert_eq(b.data[6], EXTENDED_ARG);
+	cr_assert_eq(b.data[7], 1);
+	cr_assert_eq(b.data[8], JUMP_FORWARD);
+	cr_assert_eq(5 + 256 + b.data[9], units); /* from unit 5, the jump's end */
+	for (int u = 5; u < 8; u++)
+		cr_assert(b.data[2 * u] == NOP && b.data[2 * u + 1] == 0);
+	cr_assert(memcmp(b.data + 16, c + 16, units * 2 - 16) == 0);
+	rewrite_bytes__free(&b);
+	rewrite_code__free(code);
+	free(c);
 }
 
 Test(code, deopt_quickened)
