@@ -259,6 +259,10 @@ static int cmd_sweep(const struct rewrite_dump *dump)
 				if (d.kind == GUARD_NONE) {
 					refused++;
 					placement += d.refusal == GUARD_REFUSE_PLACEMENT;
+					if (d.refusal == GUARD_REFUSE_PLACEMENT && getenv("SWEEP_VERBOSE"))
+						fprintf(stderr, "placement: %s unit %u %s %s\n",
+							info->qualname ? info->qualname : "?", unit,
+							crashes[x].type, d.target);
 					continue;
 				}
 				struct guard_patch p;

@@ -413,3 +413,30 @@ Test(guard, fmt_keeps_utf8_whole)
 	guard__fmt(buf, sizeof(buf), "%s", "abc");
 	cr_assert_str_eq(buf, "abc");
 }
+
+Test(guard, explain_side_by_side)
+{
+	const struct rewrite_code_info *info = code_named("concat");
+	struct guard_crash crash = { .unit = unit_of(info, BINARY_OP, 0), .exc_type = "TypeError",
+				     .message = "can only concatenate str (not \"int\") to str" };
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *out = open_memstream(&buf, &len);
+	cr_assert(out);
+	cr_assert_eq(guard__explain(info, &crash, 3, out), 0);
+	fclose(out);
+	cr_assert(strstr(buf, "guard: str_coerce_guard"), "%s", buf);
+	cr_assert(strstr(buf, "diff gate: accepted: "), "%s", buf);
+	cr_assert(strstr(buf, "1 replaced"), "%s", buf);
+	cr_assert(strstr(buf, " * "), "the replaced line is marked: %s", buf);
+	cr_assert(strstr(buf, "LOAD_CONST") && strstr(buf, "str_coerce"), "%s", buf);
+	free(buf);
+	/* A refusal says why. */
+	info = code_named("raises");
+	crash = (struct guard_crash){ .unit = unit_of(info, RAISE_VARARGS, 0), .exc_type = "ValueError" };
+	out = open_memstream(&buf, &len);
+	cr_assert_eq(guard__explain(info, &crash, 3, out), 0);
+	fclose(out);
+	cr_assert(strstr(buf, "no guard (explicit-raise)"), "%s", buf);
+	free(buf);
+}
