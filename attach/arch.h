@@ -24,14 +24,25 @@
 #error "attach: unsupported architecture; only x86-64 is implemented (attach/arch-x86_64.c)"
 #endif
 
+/* Where a thread is stopped, for saving and restoring its state:
+ *  EXIT  on its way back to user mode, inside get_signal() (interrupt stop,
+ *        signal-delivery-stop, group-stop): an interrupted syscall shows as
+ *        rax = -ERESTART*, and the kernel applies the restart rules itself
+ *        when the thread resumes;
+ *  ENTRY at a syscall-entry-stop: the kernel runs syscall orig_rax (skipped
+ *        when -1) with the registers as they are when the thread resumes. */
+enum attach_arch_at { ATTACH_AT_EXIT = 0, ATTACH_AT_ENTRY = 1 };
+
 /* A thread's saved state: general registers, extended state and the signal
- * mask. Opaque; allocated by save, freed by free. */
+ * mask, and where it was taken. Opaque; allocated by save, freed by free. */
 struct attach_arch_state;
 
 /* PTRACE_GETREGS + GETREGSET(xstate) + GETSIGMASK on a stopped tracee. */
-int attach_arch__save(pid_t tid, struct attach_arch_state **out);
-/* Puts back exactly what save read. */
-int attach_arch__restore(pid_t tid, const struct attach_arch_state *st);
+int attach_arch__save(pid_t tid, enum attach_arch_at at, struct attach_arch_state **out);
+/* Puts the saved state back into a thread now stopped at `now`, translated
+ * so that resuming it is equivalent to resuming the original stop (the same
+ * syscall restarted, skipped or re-entered). */
+int attach_arch__restore(pid_t tid, const struct attach_arch_state *st, enum attach_arch_at now);
 void attach_arch__free(struct attach_arch_state *st);
 
 /* The saved stack pointer and program counter. */
@@ -52,5 +63,25 @@ int attach_arch__set_call(pid_t tid, const struct attach_arch_state *st, uint64_
 int attach_arch__get_result(pid_t tid, uint64_t *ret, uint64_t *pc, uint64_t *sp);
 /* The pc a trap at trap_addr reports (x86: after the int3). */
 uint64_t attach_arch__trap_pc(uint64_t trap_addr);
+
+/* The self-restoring return path. The call returns into a stub that stashes
+ * the return value in the slot the return address came from and invokes
+ * rt_sigreturn on a signal frame built from the saved state. With the
+ * debugger alive, the thread is stopped at that syscall's entry and restored
+ * by ptrace (the sigreturn is never run); if the debugger died meanwhile, the
+ * sigreturn restores registers, extended state and signal mask by itself
+ * and the target goes on as if nothing happened. */
+/* The stub's code; *len bytes, the syscall ends at the end. */
+const unsigned char *attach_arch__stub(size_t *len);
+/* Bytes needed below `below` for the frame (upper bound). */
+size_t attach_arch__frame_max(const struct attach_arch_state *st);
+/* Lays out the frame in img, which stands for the target memory
+ * [*frame_addr, below): the return address (ret) at *frame_addr, which is
+ * also the sp for the call (8 mod 16, as after a call instruction). */
+int attach_arch__frame(const struct attach_arch_state *st, uint64_t below, uint64_t ret,
+		       unsigned char *img, uint64_t *frame_addr);
+/* At a syscall-entry-stop: 1 if it is the stub's rt_sigreturn for the frame
+ * at frame_addr, 0 if some other syscall, -errno on failure. */
+int attach_arch__is_stub_return(pid_t tid, uint64_t stub, uint64_t frame_addr);
 
 #endif

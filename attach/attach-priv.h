@@ -15,6 +15,7 @@ enum attach_stop {
 	ATTACH_STOP_INTERRUPT, /* PTRACE_EVENT_STOP after PTRACE_INTERRUPT */
 	ATTACH_STOP_GROUP,     /* PTRACE_EVENT_STOP for a job-control stop */
 	ATTACH_STOP_SIGNAL,    /* signal-delivery-stop: pending_sig to re-inject */
+	ATTACH_STOP_SYSCALL,   /* syscall-entry-stop, where a remote call ends */
 };
 
 struct attach_thread {
@@ -60,6 +61,12 @@ struct attach_proc {
 	/* remote calls */
 	unsigned call_timeout_ms;
 	uint64_t trap_addr; /* an int3 byte in an executable mapping */
+	/* The return stub (attach/arch.h), written into the slack after the
+	 * end of an executable segment; 0 if none could be placed. The bytes
+	 * it replaced are put back by attach_proc__close. */
+	uint64_t stub_addr;
+	unsigned char stub_orig[32];
+	size_t stub_len;
 	struct attach_elf *elfs;
 };
 
@@ -71,6 +78,13 @@ struct attach_thread *attach__thread_find(struct attach_proc *proc, pid_t tid);
 /* Wait for tid to report a stop, at most timeout_ms (0 = forever).
  * Returns 0 with *status, -ETIMEDOUT, or -errno from waitpid. */
 int attach__wait(pid_t tid, int *status, unsigned timeout_ms);
+/* Queue sig for tid again, with its siginfo when the kernel allows it. */
+void attach__requeue_signal(pid_t pid, pid_t tid, const siginfo_t *si, int sig);
+/* Unused bytes at the end of the last page of an executable segment of elf
+ * (mapped, executable, not part of any section the program uses). */
+int attach__exec_slack(struct attach_elf *elf, uint64_t *addr, uint64_t *len);
+/* Put back the bytes the return stub replaced (at close). */
+void attach__stub_remove(struct attach_proc *proc);
 /* Whether the process (thread group) still exists and is not a zombie. */
 bool attach__alive(pid_t pid);
 

@@ -150,6 +150,11 @@ int attach_proc__call_args(struct attach_proc *proc, pid_t tid, uint64_t fn,
 int attach_proc__call_sym(struct attach_proc *proc, pid_t tid, const char *lib_prefix,
 			  const char *sym, const struct attach_arg *args, unsigned nargs,
 			  uint64_t *ret);
+/* Where calls return: the address of the self-restoring return stub once a
+ * call placed it (see attach/call.c: if the debugger dies mid-call, the
+ * target restores itself), 0 when calls return through a plain int3 (a
+ * debugger dying mid-call then kills the target with SIGTRAP). */
+uint64_t attach_proc__return_stub(const struct attach_proc *proc);
 /* Default 5000 ms. 0 means wait forever. */
 void attach_proc__set_call_timeout(struct attach_proc *proc, unsigned ms);
 

@@ -2,15 +2,31 @@
  *
  * The thread's state (general registers, xsave area, signal mask) is saved,
  * the call is set up on its own stack below the red zone, it runs until it
- * returns into a trap, and the state is put back. Sequence and why:
+ * returns, and the state is put back. Sequence and why:
  *
- *  1. Return address = an int3 byte found in an executable file mapping (libc
- *     or the executable, never unmapped). Chosen over "return to address 0
- *     and catch SIGSEGV" because the trap is an exact, self-identifying stop
- *     (SIGTRAP with pc = trap + 1 and sp = our sp + 8) that does not depend
- *     on page 0 being unmapped (vm.mmap_min_addr may be 0; some programs
- *     map it), and a genuine NULL-pointer call inside the callee can never
- *     be mistaken for our return.
+ *  1. The return address is a 12-byte stub (attach/arch.h) placed in the
+ *     slack after the end of libc's (else the executable's) executable
+ *     segment: bytes in the last mapped page that no code uses. It stashes
+ *     rax and calls rt_sigreturn on a signal frame we build above the return
+ *     address from the saved state (registers with the syscall-restart rules
+ *     applied, xsave image, signal mask).
+ *     - Debugger alive: the call runs under PTRACE_SYSCALL; the stub's
+ *       rt_sigreturn is recognized at its syscall-entry-stop (nr, pc, sp),
+ *       the return value is read from the stash, and the thread is restored
+ *       by ptrace with the sigreturn skipped or turned into the interrupted
+ *       syscall (attach_arch__restore), so no EINTR ever surfaces.
+ *     - Debugger killed mid-call (even SIGKILL): the kernel detaches, the
+ *       callee returns into the stub, and rt_sigreturn restores everything:
+ *       the target goes on. Only a restart-block syscall (relative nanosleep,
+ *       futex with timeout) then sees EINTR, since sigreturn clears the
+ *       restart block; CPython retries on EINTR (PEP 475).
+ *     This is tested by killing a debugger during a call.
+ *     Fallback when no slack exists anywhere: return into an int3 byte found
+ *     in an executable mapping (exact, self-identifying SIGTRAP with pc =
+ *     trap + 1 and sp = our sp + 8; preferred to "return to address 0 and
+ *     catch SIGSEGV", which depends on page 0 being unmapped and could be
+ *     confused with a NULL call in the callee). There a dying debugger
+ *     leaves the thread to a SIGTRAP that kills the target.
  *  2. Async signals are blocked in the thread (PTRACE_SETSIGMASK) so none
  *     runs a handler on top of our call; they stay pending in the kernel and
  *     are delivered normally once the original mask is back. Synchronous
@@ -18,28 +34,12 @@
  *  3. orig_rax = -1: the thread may have been stopped inside a syscall;
  *     without it the kernel would apply the syscall-restart fixup (rip -= 2)
  *     to our call's registers when it resumes.
- *  4. Signals other than our trap that stop the thread during the call are
- *     recorded with their siginfo and suppressed for now; the first is
- *     injected again when the thread is released (it is then in a
- *     signal-delivery-stop), any further one is queued with tgkill.
- *  5. Restore puts back the exact registers including orig_rax and the
- *     -ERESTART* value in rax. The thread sits in get_signal() on its way to
- *     user mode, so on resume the kernel itself applies the syscall-restart
- *     rules (arch_do_signal_or_restart: -ERESTARTSYS/-ERESTARTNOHAND/
- *     -ERESTARTNOINTR -> rax = orig_rax, rip -= 2; -ERESTART_RESTARTBLOCK ->
- *     restart_syscall with the remaining time), exactly as if our stop had
- *     been a signal with no handler. This is what gdb does after an inferior
- *     call, and it is better than rewriting them by hand into -EINTR: a
- *     nanosleep resumes instead of returning early.
- *
- * If the debugger dies mid-call. The kernel detaches every tracee; the
- * hijacked thread returns into the int3 and takes a SIGTRAP, whose default
- * action kills the target. So the window with foreign state is kept to the
- * call itself (tens of microseconds for a libc leaf, about a millisecond for
- * dlopen), and during it the debugger blocks SIGINT, SIGTERM, SIGHUP, SIGQUIT
- * and SIGPIPE in itself, so a ^C or a kill(1) waits until the target has its
- * own registers back. Only SIGKILL (or a crash of the debugger) in that
- * window harms the target.
+ *  4. Signals other than ours that stop the thread during the call are
+ *     recorded with their siginfo and suppressed for now; they are injected
+ *     again when the thread is released, never swallowed.
+ *  5. During the call the debugger blocks SIGINT, SIGTERM, SIGHUP, SIGQUIT
+ *     and SIGPIPE in itself, so a ^C waits until the target has its own
+ *     registers back.
  */
 #include <elf.h>
 #include <errno.h>
@@ -114,16 +114,6 @@ static int find_trap(struct attach_proc *proc, uint64_t *out)
 	return -ENOENT;
 }
 
-/* Queue a signal for tid again, with its siginfo when the kernel lets us
- * (rt_tgsigqueueinfo refuses kernel-made si_codes from another process). */
-static void requeue_signal(pid_t pid, pid_t tid, const siginfo_t *si, int sig)
-{
-	siginfo_t copy = *si;
-
-	if (syscall(SYS_rt_tgsigqueueinfo, pid, tid, sig, &copy) < 0)
-		syscall(SYS_tgkill, pid, tid, sig);
-}
-
 struct foreign {
 	int sig;
 	siginfo_t info;
@@ -149,23 +139,76 @@ static void note_foreign(struct attach_thread *t, struct foreign *extra, size_t 
 	}
 }
 
+/* Place the return stub (attach/arch.h) in the slack after an executable
+ * segment of libc or the executable: bytes no code uses, in the target's
+ * private copy of that page. -ENOENT when there is no room anywhere. */
+static int ensure_stub(struct attach_proc *proc, uint64_t *out)
+{
+	static const char *const owners[] = { "libc.so", NULL };
+	const unsigned char *code;
+	unsigned char cur[32];
+	struct attach_elf *elf;
+	uint64_t at, len;
+	size_t n, i;
+
+	code = attach_arch__stub(&n);
+	_Static_assert(sizeof(cur) == sizeof(((struct attach_proc *)0)->stub_orig), "stub buffer");
+	if (n > sizeof(cur))
+		return -ENOENT;
+	if (proc->stub_addr) {
+		if (attach_proc__read(proc, proc->stub_addr, cur, n) == 0 && !memcmp(cur, code, n)) {
+			*out = proc->stub_addr;
+			return 0;
+		}
+		proc->stub_addr = 0; /* unmapped or changed: place it again */
+	}
+	for (i = 0; i < sizeof(owners) / sizeof(owners[0]); i++) {
+		if (attach_proc__find_elf(proc, owners[i], &elf) || attach__exec_slack(elf, &at, &len))
+			continue;
+		uint64_t a = (at + 15) & ~(uint64_t)15;
+		if (a + n > at + len)
+			continue;
+		if (attach_proc__read(proc, a, proc->stub_orig, n) ||
+		    attach_proc__write(proc, a, code, n) ||
+		    attach_proc__read(proc, a, cur, n) || memcmp(cur, code, n))
+			continue;
+		proc->stub_addr = a;
+		proc->stub_len = n;
+		*out = a;
+		return 0;
+	}
+	proc->err[0] = 0;
+	return -ENOENT;
+}
+
+void attach__stub_remove(struct attach_proc *proc)
+{
+	if (proc->stub_addr && proc->stub_len && !proc->seized && attach__alive(proc->pid))
+		attach_proc__write(proc, proc->stub_addr, proc->stub_orig, proc->stub_len);
+	proc->stub_addr = 0;
+}
+
 int attach_proc__call_args(struct attach_proc *proc, pid_t tid, uint64_t fn,
 			   const struct attach_arg *args, unsigned nargs, uint64_t *ret)
 {
 	struct attach_arch_state *st = NULL;
 	struct attach_thread *t;
 	struct foreign extra[8];
-	size_t nextra = 0, i, total = 0;
-	uint64_t argv[ATTACH_ARCH_MAX_ARGS], sp, trap, rax = 0, pc, rsp, mask;
+	size_t nextra = 0, i, total = 0, imglen;
+	uint64_t argv[ATTACH_ARCH_MAX_ARGS], sp, top, below, frame, stub = 0, trap = 0, retaddr;
+	uint64_t rax = 0, pc, rsp, mask;
+	unsigned char *img = NULL;
+	enum __ptrace_request resume;
+	enum attach_arch_at now = ATTACH_AT_EXIT;
 	sigset_t block, old;
 	siginfo_t si;
 	struct timespec t0, t1;
 	unsigned left;
-	int err, status, sig, event;
-	bool done = false;
+	int err, status, sig, event, r;
 
 	if (ret)
 		*ret = 0;
+	proc->err[0] = 0;
 	t = proc->seized ? attach__thread_find(proc, tid) : NULL;
 	if (!t)
 		return attach__fail(proc, -EINVAL, "call: thread %d is not seized", (int)tid);
@@ -180,32 +223,47 @@ int attach_proc__call_args(struct attach_proc *proc, pid_t tid, uint64_t fn,
 		if (args[i].data)
 			total += (args[i].len + 15) & ~(size_t)15;
 	}
-	err = find_trap(proc, &trap);
-	if (err)
-		return attach__fail(proc, err == -ESRCH ? -ESRCH : -ENOEXEC,
-				    "call: no int3 byte in any executable mapping");
-	err = attach_arch__save(tid, &st);
+	/* The return: the self-restoring stub, else a plain int3. */
+	if (ensure_stub(proc, &stub)) {
+		stub = 0;
+		err = find_trap(proc, &trap);
+		if (err)
+			return attach__fail(proc, err == -ESRCH ? -ESRCH : -ENOEXEC,
+					    "call: no place for a return stub and no int3 byte in any executable mapping");
+	}
+	retaddr = stub ? stub : trap;
+	err = attach_arch__save(tid, t->stop == ATTACH_STOP_SYSCALL ? ATTACH_AT_ENTRY : ATTACH_AT_EXIT,
+				&st);
 	if (err)
 		return attach__fail(proc, err, "call: save registers of %d: %s", (int)tid, strerror(-err));
 
-	/* Stack: below the red zone, data first, aligned, then the return
-	 * address so that sp + 8 is aligned at the callee's entry. */
-	sp = (attach_arch__sp(st) - ATTACH_ARCH_REDZONE) & ~(uint64_t)(ATTACH_ARCH_STACK_ALIGN - 1);
+	/* Stack, from the red zone down: data arguments (16-aligned), then
+	 * the signal frame whose first word is the return address; the call's
+	 * sp points at it, so sp + 8 is 16-aligned at the callee's entry. */
+	top = (attach_arch__sp(st) - ATTACH_ARCH_REDZONE) & ~(uint64_t)63;
+	below = top;
 	for (i = 0; i < nargs; i++) {
 		argv[i] = args[i].value;
 		if (!args[i].data)
 			continue;
-		sp -= (args[i].len + 15) & ~(uint64_t)15;
-		err = attach_proc__write(proc, sp, args[i].data, args[i].len);
+		below -= (args[i].len + 15) & ~(uint64_t)15;
+		err = attach_proc__write(proc, below, args[i].data, args[i].len);
 		if (err)
 			goto out_free; /* nothing changed in the thread yet */
-		argv[i] = sp;
+		argv[i] = below;
 	}
-	sp -= 8;
-	_Static_assert(ATTACH_ARCH_STACK_ALIGN == 16, "return address slot keeps sp+8 aligned");
-	err = attach_proc__write(proc, sp, &trap, sizeof(trap));
+	img = malloc(attach_arch__frame_max(st));
+	if (!img) {
+		err = attach__fail(proc, -ENOMEM, "call: out of memory");
+		goto out_free;
+	}
+	attach_arch__frame(st, below, retaddr, img, &frame);
+	imglen = below - frame;
+	err = attach_proc__write(proc, frame, img, imglen);
 	if (err)
 		goto out_free;
+	sp = frame;
+	resume = stub ? PTRACE_SYSCALL : PTRACE_CONT;
 
 	/* Debugger side: no ^C/kill between here and the restore. */
 	sigemptyset(&block);
@@ -227,13 +285,13 @@ int attach_proc__call_args(struct attach_proc *proc, pid_t tid, uint64_t fn,
 	err = attach_arch__set_call(tid, st, fn, argv, nargs, sp);
 	if (err)
 		goto out_restore;
-	if (ptrace(PTRACE_CONT, tid, NULL, NULL) < 0) {
+	if (ptrace(resume, tid, NULL, NULL) < 0) {
 		err = -errno;
 		goto out_restore;
 	}
 	t->stop = ATTACH_STOP_NONE;
 	clock_gettime(CLOCK_MONOTONIC, &t0);
-	while (!done) {
+	for (;;) {
 		left = 0;
 		if (proc->call_timeout_ms) {
 			uint64_t el;
@@ -244,11 +302,21 @@ int attach_proc__call_args(struct attach_proc *proc, pid_t tid, uint64_t fn,
 		}
 		err = attach__wait(tid, &status, left);
 		if (err == -ETIMEDOUT) {
-			/* Abandon the call: stop the thread wherever it is. */
+			/* Abandon the call: stop the thread on its way out of
+			 * the kernel (an interrupt or signal stop, not a
+			 * syscall-stop), wherever it is. */
 			ptrace(PTRACE_INTERRUPT, tid, NULL, NULL);
-			if (attach__wait(tid, &status, 2000) || !WIFSTOPPED(status)) {
-				err = -ESRCH;
-				goto out_gone;
+			for (;;) {
+				if (attach__wait(tid, &status, 2000) || !WIFSTOPPED(status)) {
+					err = -ESRCH;
+					goto out_gone;
+				}
+				if (WSTOPSIG(status) != (SIGTRAP | 0x80))
+					break;
+				/* A syscall-stop consumed the interrupt (any
+				 * ptrace stop does): ask again, then go on. */
+				ptrace(PTRACE_INTERRUPT, tid, NULL, NULL);
+				ptrace(PTRACE_CONT, tid, NULL, NULL);
 			}
 			if ((status >> 16) == 0 && !is_fault_signal(WSTOPSIG(status)))
 				note_foreign(t, extra, &nextra, 8, WSTOPSIG(status));
@@ -266,11 +334,36 @@ int attach_proc__call_args(struct attach_proc *proc, pid_t tid, uint64_t fn,
 		}
 		sig = WSTOPSIG(status);
 		event = status >> 16;
+		if (sig == (SIGTRAP | 0x80)) {
+			/* A syscall-stop: the callee's own syscalls pass; the
+			 * stub's rt_sigreturn is the end of the call. */
+			r = attach_arch__is_stub_return(tid, stub, frame);
+			if (r < 0) {
+				err = r;
+				goto out_gone;
+			}
+			if (r == 1) {
+				err = attach_proc__read(proc, frame, &rax, sizeof(rax));
+				if (err) {
+					err = attach__fail(proc, err, "call: read the return value");
+					t->stop = ATTACH_STOP_SYSCALL;
+					now = ATTACH_AT_ENTRY;
+					goto out_restore_msg;
+				}
+				now = ATTACH_AT_ENTRY;
+				break;
+			}
+			if (ptrace(resume, tid, NULL, NULL) < 0) {
+				err = -errno;
+				goto out_gone;
+			}
+			continue;
+		}
 		if (event != 0) {
 			/* A group-stop (SIGSTOP from outside, already seen as a
 			 * signal-delivery-stop and recorded) or a stray event:
 			 * keep the call going. */
-			if (ptrace(PTRACE_CONT, tid, NULL, NULL) < 0) {
+			if (ptrace(resume, tid, NULL, NULL) < 0) {
 				err = -errno;
 				goto out_gone;
 			}
@@ -279,10 +372,8 @@ int attach_proc__call_args(struct attach_proc *proc, pid_t tid, uint64_t fn,
 		err = attach_arch__get_result(tid, &rax, &pc, &rsp);
 		if (err)
 			goto out_gone;
-		if (sig == SIGTRAP && pc == attach_arch__trap_pc(trap) && rsp == sp + 8) {
-			done = true;
+		if (!stub && sig == SIGTRAP && pc == attach_arch__trap_pc(trap) && rsp == sp + 8)
 			break;
-		}
 		if (ptrace(PTRACE_GETSIGINFO, tid, NULL, &si) < 0)
 			memset(&si, 0, sizeof(si));
 		if (is_fault_signal(sig) && si.si_code > 0) {
@@ -297,15 +388,17 @@ int attach_proc__call_args(struct attach_proc *proc, pid_t tid, uint64_t fn,
 			goto out_restore_msg;
 		}
 		note_foreign(t, extra, &nextra, 8, sig);
-		if (ptrace(PTRACE_CONT, tid, NULL, NULL) < 0) {
+		if (ptrace(resume, tid, NULL, NULL) < 0) {
 			err = -errno;
 			goto out_gone;
 		}
 	}
-	t->stop = ATTACH_STOP_SIGNAL; /* in the SIGTRAP signal-delivery-stop */
+	/* Done: in the stub's syscall-entry-stop, or in the int3's SIGTRAP
+	 * signal-delivery-stop. */
+	t->stop = now == ATTACH_AT_ENTRY ? ATTACH_STOP_SYSCALL : ATTACH_STOP_SIGNAL;
 	if (ret)
 		*ret = rax;
-	err = attach_arch__restore(tid, st);
+	err = attach_arch__restore(tid, st, now);
 	if (err)
 		attach__fail(proc, err, "call: restore registers of %d: %s", (int)tid, strerror(-err));
 	goto out_unblock;
@@ -314,18 +407,19 @@ out_restore:
 	attach__fail(proc, err, "call: set up 0x%llx on thread %d: %s", (unsigned long long)fn,
 		     (int)tid, strerror(-err));
 out_restore_msg:
-	if (attach_arch__restore(tid, st) == 0 && t->stop == ATTACH_STOP_NONE)
-		t->stop = ATTACH_STOP_INTERRUPT; /* never resumed: still in its stop */
+	/* Never resumed (setup failed): still in its original stop. */
+	if (attach_arch__restore(tid, st, t->stop == ATTACH_STOP_SYSCALL ? ATTACH_AT_ENTRY : now) == 0 &&
+	    t->stop == ATTACH_STOP_NONE)
+		t->stop = ATTACH_STOP_INTERRUPT;
 	goto out_unblock;
 out_gone:
 	err = -ESRCH;
 	attach__fail(proc, err, "call: thread %d exited during the call%s", (int)tid,
 		     attach__alive(proc->pid) ? "" : " (the process is gone)");
 	{
-		pid_t gone = tid;
 		size_t k;
 		for (k = 0; k < proc->nthreads; k++) {
-			if (proc->threads[k].tid == gone) {
+			if (proc->threads[k].tid == tid) {
 				memmove(&proc->threads[k], &proc->threads[k + 1],
 					(proc->nthreads - k - 1) * sizeof(proc->threads[0]));
 				proc->nthreads--;
@@ -337,13 +431,19 @@ out_unblock:
 	/* Further foreign signals: queued again; they stay pending (the
 	 * thread is stopped) and follow the first one on release. */
 	for (i = 0; i < nextra; i++)
-		requeue_signal(proc->pid, tid, &extra[i].info, extra[i].sig);
+		attach__requeue_signal(proc->pid, tid, &extra[i].info, extra[i].sig);
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 out_free:
 	if (err && err != -ESRCH && !proc->err[0])
 		attach__fail(proc, err, "call: %s", strerror(-err));
+	free(img);
 	attach_arch__free(st);
 	return err;
+}
+
+uint64_t attach_proc__return_stub(const struct attach_proc *proc)
+{
+	return proc->stub_addr;
 }
 
 int attach_proc__call(struct attach_proc *proc, pid_t tid, uint64_t fn, const uint64_t *args,
@@ -404,7 +504,10 @@ int attach_proc__pick_call_thread(struct attach_proc *proc, pid_t *tid)
 		if (proc->threads[i].stop == ATTACH_STOP_GROUP ||
 		    proc->threads[i].stop == ATTACH_STOP_NONE)
 			continue;
-		if (attach_arch__save(proc->threads[i].tid, &st))
+		if (attach_arch__save(proc->threads[i].tid,
+				      proc->threads[i].stop == ATTACH_STOP_SYSCALL ? ATTACH_AT_ENTRY
+									   : ATTACH_AT_EXIT,
+				      &st))
 			continue;
 		rank = attach_arch__syscall_rank(attach_arch__syscall(st));
 		attach_arch__free(st);

@@ -489,3 +489,32 @@ int attach_elf__debug_file(struct attach_elf *elf, const char **path)
 	*path = elf->debug_path;
 	return 0;
 }
+
+int attach__exec_slack(struct attach_elf *elf, uint64_t *addr, uint64_t *len)
+{
+	uint64_t pg = (uint64_t)sysconf(_SC_PAGESIZE), end, page_end;
+	const struct attach_map *m;
+	GElf_Phdr ph;
+	size_t i, k, nph;
+
+	if (elf_getphdrnum(EF(elf), &nph))
+		return -EINVAL;
+	for (i = 0; i < nph; i++) {
+		if (!gelf_getphdr(EF(elf), (int)i, &ph) || ph.p_type != PT_LOAD || !(ph.p_flags & PF_X))
+			continue;
+		end = elf->bias + ph.p_vaddr + ph.p_memsz;
+		page_end = (end + pg - 1) & ~(pg - 1);
+		if (page_end - end < 32)
+			continue;
+		/* It must be mapped executable up to the page end. */
+		for (k = 0; elf->proc && k < elf->proc->nmaps; k++) {
+			m = &elf->proc->maps[k];
+			if (m->start <= end && page_end <= m->end && m->perms[2] == 'x') {
+				*addr = end;
+				*len = page_end - end;
+				return 0;
+			}
+		}
+	}
+	return -ENOENT;
+}

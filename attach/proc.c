@@ -138,6 +138,7 @@ void attach_proc__close(struct attach_proc *proc)
 		return;
 	if (proc->seized)
 		attach_proc__release_all(proc);
+	attach__stub_remove(proc);
 	for (e = proc->elfs; e; e = next) {
 		next = e->next;
 		e->proc = NULL; /* already unlinked: the whole list goes */

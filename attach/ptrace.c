@@ -169,6 +169,17 @@ void attach_explain_error(pid_t pid, int err, char *buf, size_t size)
 	}
 }
 
+void attach__requeue_signal(pid_t pid, pid_t tid, const siginfo_t *si, int sig)
+{
+	siginfo_t copy = *si;
+
+	/* rt_tgsigqueueinfo keeps the siginfo, but refuses kernel-made or
+	 * kill()-made si_codes (>= 0) coming from another process: then the
+	 * signal goes again with tgkill (same number, our pid as sender). */
+	if (si->si_signo != sig || syscall(SYS_rt_tgsigqueueinfo, pid, tid, sig, &copy) < 0)
+		syscall(SYS_tgkill, pid, tid, sig);
+}
+
 struct attach_thread *attach__thread_find(struct attach_proc *proc, pid_t tid)
 {
 	size_t i;
@@ -273,7 +284,9 @@ static int seize_one(struct attach_proc *proc, pid_t tid)
 
 	if (thread_state(proc->pid, tid, &state) || state == 'Z' || state == 'X')
 		return 0;
-	if (ptrace(PTRACE_SEIZE, tid, NULL, NULL) < 0) {
+	/* TRACESYSGOOD: syscall-stops (only ever requested during a remote
+	 * call) report SIGTRAP | 0x80, never confused with a real SIGTRAP. */
+	if (ptrace(PTRACE_SEIZE, tid, NULL, (void *)(uintptr_t)PTRACE_O_TRACESYSGOOD) < 0) {
 		err = -errno;
 		if (err == -ESRCH)
 			return attach__alive(proc->pid) ? 0
@@ -456,7 +469,7 @@ int attach_proc__release_all(struct attach_proc *proc)
 			if (!err)
 				err = attach__fail(proc, e, "ptrace(DETACH, %d): %s", (int)t->tid, strerror(-e));
 		} else if (t->pending_sig && t->stop != ATTACH_STOP_SIGNAL) {
-			syscall(SYS_tgkill, proc->pid, t->tid, t->pending_sig);
+			attach__requeue_signal(proc->pid, t->tid, &t->pending_info, t->pending_sig);
 		}
 	}
 	proc->nthreads = 0;

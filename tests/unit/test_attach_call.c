@@ -282,3 +282,62 @@ Test(attach_call, argument_errors)
 	attach_proc__close(p);
 	child_end(&c);
 }
+
+/* The debugger is SIGKILLed in the middle of a call: the thread returns into
+ * the stub, whose rt_sigreturn gives it back its registers, vector state and
+ * signal mask. The target goes on unharmed. */
+static void die_mid_call(struct child *c, volatile pid_t *which)
+{
+	int sync[2];
+	pid_t dbg, target = c->pid;
+	char b;
+	long r[4];
+
+	cr_assert_eq(pipe(sync), 0);
+	dbg = fork();
+	if (dbg == 0) {
+		struct attach_proc *p;
+		uint64_t ret;
+		pid_t tid = target;
+		if (attach_proc__open(target, &p) || attach_proc__seize_all(p))
+			_exit(1);
+		if (which && attach_proc__read(p, (uint64_t)(uintptr_t)which, &tid, sizeof(tid)))
+			_exit(1);
+		/* place the stub with a short call first */
+		if (attach_proc__call_sym(p, tid, "libc.so", "getpid", NULL, 0, &ret) ||
+		    !attach_proc__return_stub(p))
+			_exit(2);
+		if (write(sync[1], "S", 1) != 1)
+			_exit(1);
+		attach_proc__call_sym(p, tid, "libc.so", "usleep",
+				      &(struct attach_arg){ .value = 400000 }, 1, &ret);
+		_exit(3); /* not reached: killed during the call */
+	}
+	cr_assert_eq(read(sync[0], &b, 1), 1, "debugger could not place the stub");
+	usleep(100000);
+	kill(dbg, SIGKILL);
+	waitpid(dbg, NULL, 0);
+	usleep(500000); /* the orphaned call finishes and sigreturns */
+	report(c, r);
+	cr_assert_eq(r[2], 0, "xmm0 was not restored by the sigreturn");
+	cr_assert_eq(r[1], 0, "a sleep was cut short");
+	cr_assert_eq(tracer_of(c->pid, c->pid), 0);
+	close(sync[0]);
+	close(sync[1]);
+}
+
+Test(attach_call, debugger_killed_mid_call_main_thread_in_read)
+{
+	struct child c = child_start(child_calls);
+	cr_assert(c.pid > 0);
+	die_mid_call(&c, NULL);
+	cr_assert_eq(child_end(&c) & 0x7f, SIGKILL, "child died on its own");
+}
+
+Test(attach_call, debugger_killed_mid_call_thread_with_live_xmm)
+{
+	struct child c = child_start(child_calls);
+	cr_assert(c.pid > 0);
+	die_mid_call(&c, &t_xmm);
+	cr_assert_eq(child_end(&c) & 0x7f, SIGKILL, "child died on its own");
+}
