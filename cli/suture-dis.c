@@ -3,6 +3,11 @@
  * jump targets and stack depths, the exception table and the locations.
  *
  *   suture-dis [-q QUALNAME] [-f FILE] [--all] [--no-depth] [--no-lines] DUMP
+ *   suture-dis -q QUALNAME --crash UNIT:EXCTYPE[:MESSAGE] DUMP
+ *
+ * --crash asks the guard engine (rewrite/guard.h) what it would do about
+ * that exception raised at that code unit: the decision, the diff gate's
+ * verdict and the original and patched code side by side.
  *
  * Make a dump of one source file with the test fixture:
  *   /usr/bin/python3.11 tests/fixtures/codedump.py out.dump prog.py
@@ -13,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "rewrite/guard.h"
 #include "rewrite/rewrite.h"
 
 static void usage(FILE *out)
@@ -25,6 +31,9 @@ static void usage(FILE *out)
 		"                       or every one when no filter is given)\n"
 		"      --no-depth       hide the stack depth column\n"
 		"      --no-lines       hide line numbers and the location table\n"
+		"  -c, --crash UNIT:EXCTYPE[:MESSAGE]\n"
+		"                       explain the guard for that exception raised at code\n"
+		"                       unit UNIT (bytes / 2) of the selected code object\n"
 		"  -h, --help\n"
 		"DUMP is a codedump file; make one from a source file with\n"
 		"  /usr/bin/python3.11 tests/fixtures/codedump.py out.dump prog.py\n");
@@ -48,19 +57,22 @@ int main(int argc, char **argv)
 		{ "all", no_argument, NULL, 'a' },
 		{ "no-depth", no_argument, NULL, 'D' },
 		{ "no-lines", no_argument, NULL, 'L' },
+		{ "crash", required_argument, NULL, 'c' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *want_q = NULL, *want_f = NULL;
+	char *crash_spec = NULL;
 	int all = 0, c;
 	unsigned flags = REWRITE_DIS_DEPTH | REWRITE_DIS_LINES;
-	while ((c = getopt_long(argc, argv, "q:f:ah", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "q:f:c:ah", opts, NULL)) != -1) {
 		switch (c) {
 		case 'q': want_q = optarg; break;
 		case 'f': want_f = optarg; break;
 		case 'a': all = 1; break;
 		case 'D': flags &= ~REWRITE_DIS_DEPTH; break;
 		case 'L': flags &= ~REWRITE_DIS_LINES; break;
+		case 'c': crash_spec = optarg; break;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 2;
 		}
@@ -68,6 +80,30 @@ int main(int argc, char **argv)
 	if (optind != argc - 1) {
 		usage(stderr);
 		return 2;
+	}
+	struct guard_crash crash = { .stdlib = -1 };
+	if (crash_spec) {
+		/* UNIT:EXCTYPE[:MESSAGE]; the message may itself contain ':' */
+		char *end;
+		errno = 0;
+		unsigned long unit = strtoul(crash_spec, &end, 0);
+		if (errno || end == crash_spec || *end != ':' || unit > UINT32_MAX || !end[1]) {
+			fprintf(stderr, "suture-dis: --crash wants UNIT:EXCTYPE[:MESSAGE], got '%s'\n",
+				crash_spec);
+			return 2;
+		}
+		crash.unit = (uint32_t)unit;
+		crash.exc_type = end + 1;
+		char *colon = strchr(end + 1, ':');
+		if (colon) {
+			*colon = 0;
+			crash.message = colon + 1;
+		}
+		if (!want_q) {
+			fprintf(stderr, "suture-dis: --crash needs -q QUALNAME\n");
+			return 2;
+		}
+		all = 0;
 	}
 	if (!want_q && !want_f)
 		all = 1;
@@ -84,6 +120,12 @@ int main(int argc, char **argv)
 			continue;
 		if (want_f && (!in->filename || !strstr(in->filename, want_f)))
 			continue;
+		if (crash_spec) {
+			shown++;
+			if (guard__explain(in, &crash, 6, stdout) < 0)
+				status = 1;
+			break;
+		}
 		struct rewrite_code *code;
 		if (rewrite_code__decode(in, &code, &diag)) {
 			fprintf(stderr, "suture-dis: %s\n", diag.msg);

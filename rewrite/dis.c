@@ -106,6 +106,8 @@ int rewrite_code__format_instr(const struct rewrite_code *code, size_t index, un
 		else
 			put(&f, "  d=-");
 	}
+	if (in->npad)
+		put(&f, "  [+%u NOP]", in->npad);
 	if (index >= code->noriginal)
 		put(&f, "  [appended]");
 	return f.used > INT32_MAX ? -ERANGE : (int)f.used;
