@@ -55,3 +55,21 @@ assert checked > 2000 and resolved > 1000, (checked, resolved)
 print("suture-dis matches dis: %d code objects, %d instructions, %d resolved arguments"
       % (len(codes), checked, resolved))
 PY
+
+# --crash: the guard engine's explanation through suture-dis.
+cat >"$work/crash.py" <<'PY'
+def f(cfg):
+    t = cfg["timeout"]
+    return t * 2
+PY
+"$PYTHON" "$SUTURE_ROOT/tests/fixtures/codedump.py" "$work/crash.dump" "$work/crash.py" 2>/dev/null
+# BINARY_SUBSCR is at byte 6 = unit 3 (RESUME, LOAD_FAST, LOAD_CONST before it)
+"$dis" -q f --crash "3:KeyError:'timeout'" "$work/crash.dump" >"$work/crash.out"
+cat "$work/crash.out"
+grep -q '^guard: key_guard' "$work/crash.out"
+grep -q '^diff gate: accepted' "$work/crash.out"
+grep -q 'BINARY_SUBSCR' "$work/crash.out"
+if "$dis" -q f --crash 3 "$work/crash.dump" 2>/dev/null; then
+	echo "a malformed --crash spec was accepted"; exit 1
+fi
+echo "suture-dis --crash: ok"
