@@ -286,3 +286,35 @@ Test(attach_seize, exited_process_is_esrch)
 	attach_proc__close(p);
 	child_end(&c);
 }
+
+/* Another uid without CAP_SYS_PTRACE may not attach: -EPERM, and the
+ * message names the cause. Checked from a forked helper that drops root. */
+Test(attach_seize, other_user_is_eperm_with_cause)
+{
+	struct child c = child_start(child_threads);
+	int st, fds[2];
+	pid_t helper, target = c.pid;
+	char msg[256] = { 0 };
+
+	cr_assert(c.pid > 0);
+	cr_assert_eq(pipe(fds), 0);
+	helper = fork();
+	if (helper == 0) {
+		struct attach_proc *p = NULL;
+		int err;
+		if (setgid(65534) || setuid(65534))
+			_exit(10);
+		err = attach_proc__open(target, &p);
+		attach_explain_error(target, err, msg, sizeof(msg));
+		if (write(fds[1], msg, strlen(msg)) < 0)
+			_exit(11);
+		_exit(err == -EPERM ? 0 : 12);
+	}
+	close(fds[1]);
+	cr_assert_gt(read(fds[0], msg, sizeof(msg) - 1), 0);
+	waitpid(helper, &st, 0);
+	cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "helper status %x: %s", st, msg);
+	cr_assert(strstr(msg, "not permitted") && strstr(msg, "CAP_SYS_PTRACE"), "%s", msg);
+	close(fds[0]);
+	child_end(&c);
+}
