@@ -83,6 +83,8 @@ void attach__requeue_signal(pid_t pid, pid_t tid, const siginfo_t *si, int sig);
 /* Unused bytes at the end of the last page of an executable segment of elf
  * (mapped, executable, not part of any section the program uses). */
 int attach__exec_slack(struct attach_elf *elf, uint64_t *addr, uint64_t *len);
+/* TracerPid of the process (0: none, -1: unreadable). */
+long attach__tracer(pid_t pid);
 /* Put back the bytes the return stub replaced (at close). */
 void attach__stub_remove(struct attach_proc *proc);
 /* Whether the process (thread group) still exists and is not a zombie. */

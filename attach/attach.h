@@ -33,6 +33,12 @@ const char *attach_proc__error(const struct attach_proc *proc);
 int attach_proc__read(struct attach_proc *proc, uint64_t addr, void *buf, size_t len);
 int attach_proc__write(struct attach_proc *proc, uint64_t addr, const void *buf, size_t len);
 
+/* A NUL-terminated string at addr into buf[size]. Reads page by page, so a
+ * string ending just before an unmapped page is fine. Returns its length;
+ * -ERANGE when no NUL came within size - 1 bytes (buf then holds that
+ * prefix, terminated); -EFAULT/-ESRCH as read. */
+int attach_proc__read_str(struct attach_proc *proc, uint64_t addr, char *buf, size_t size);
+
 struct attach_iov {
 	uint64_t addr;
 	void *buf;

@@ -183,7 +183,11 @@ static int ensure_stub(struct attach_proc *proc, uint64_t *out)
 
 void attach__stub_remove(struct attach_proc *proc)
 {
-	if (proc->stub_addr && proc->stub_len && !proc->seized && attach__alive(proc->pid))
+	/* Not while another tracer (a second suture session) may be in the
+	 * middle of a call returning through the same stub: then the bytes,
+	 * unused by the program anyway, stay. */
+	if (proc->stub_addr && proc->stub_len && !proc->seized && attach__alive(proc->pid) &&
+	    attach__tracer(proc->pid) == 0)
 		attach_proc__write(proc, proc->stub_addr, proc->stub_orig, proc->stub_len);
 	proc->stub_addr = 0;
 }

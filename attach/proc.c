@@ -282,3 +282,32 @@ int attach_proc__write(struct attach_proc *proc, uint64_t addr, const void *buf,
 				    (unsigned long long)addr, strerror(-err));
 	return 0;
 }
+
+int attach_proc__read_str(struct attach_proc *proc, uint64_t addr, char *buf, size_t size)
+{
+	const uint64_t page = 4096;
+	size_t done = 0, chunk;
+	const char *nul;
+	int err;
+
+	if (!size)
+		return -ERANGE;
+	while (done < size - 1) {
+		/* never cross a page boundary in one read */
+		chunk = (size_t)(page - ((addr + done) & (page - 1)));
+		if (chunk > size - 1 - done)
+			chunk = size - 1 - done;
+		err = attach_proc__read(proc, addr + done, buf + done, chunk);
+		if (err) {
+			buf[done] = 0;
+			return err;
+		}
+		nul = memchr(buf + done, 0, chunk);
+		if (nul)
+			return (int)(nul - buf);
+		done += chunk;
+	}
+	buf[size - 1] = 0;
+	return attach__fail(proc, -ERANGE, "string at 0x%llx longer than %zu bytes",
+			    (unsigned long long)addr, size - 1);
+}

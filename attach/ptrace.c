@@ -99,6 +99,11 @@ static long status_field(pid_t pid, pid_t tid, const char *key)
 	return strtol(p + strlen(key), NULL, 10);
 }
 
+long attach__tracer(pid_t pid)
+{
+	return status_field(pid, 0, "TracerPid:");
+}
+
 static bool have_cap_sys_ptrace(void)
 {
 	char buf[4096];

@@ -336,3 +336,48 @@ Test(attach_mem, parsers)
 	/* CRC-32 check value of "123456789" (the standard test vector). */
 	cr_assert_eq(attach_crc32(0, "123456789", 9), 0xcbf43926u);
 }
+
+/* A string that ends right before an unmapped page, and a long one. */
+static char *edge_str;
+static int child_edge(int in, int out)
+{
+	char *m = mmap(NULL, 8192, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	char b;
+	munmap(m + 4096, 4096);
+	memset(m, 'x', 4096);
+	memcpy(m + 4096 - 6, "tail!", 6);
+	edge_str = m + 4096 - 6;
+	if (write(out, &edge_str, sizeof(edge_str)) != sizeof(edge_str))
+		return 2;
+	if (write(out, "R", 1) != 1)
+		return 2;
+	return read(in, &b, 1) == 1 ? 0 : 3;
+}
+
+Test(attach_mem, read_str_at_mapping_end)
+{
+	int up[2], down[2];
+	char *addr = NULL, buf[64], small[4], b;
+	struct attach_proc *p;
+	pid_t pid;
+
+	cr_assert_eq(pipe(up), 0);
+	cr_assert_eq(pipe(down), 0);
+	pid = fork();
+	if (pid == 0)
+		_exit(child_edge(down[0], up[1]));
+	cr_assert_eq(read(up[0], &addr, sizeof(addr)), (ssize_t)sizeof(addr));
+	cr_assert_eq(read(up[0], &b, 1), 1);
+	cr_assert_eq(attach_proc__open(pid, &p), 0);
+	cr_assert_eq(attach_proc__read_str(p, (uint64_t)(uintptr_t)addr, buf, sizeof(buf)), 5);
+	cr_assert_str_eq(buf, "tail!");
+	/* a plain read of the same size runs into the unmapped page */
+	cr_assert_eq(attach_proc__read(p, (uint64_t)(uintptr_t)addr, buf, sizeof(buf)), -EFAULT);
+	cr_assert_eq(attach_proc__read_str(p, (uint64_t)(uintptr_t)addr, small, sizeof(small)), -ERANGE);
+	cr_assert_str_eq(small, "tai");
+	cr_assert_eq(attach_proc__read_str(p, (uint64_t)(uintptr_t)addr - 100, buf, sizeof(buf)), -ERANGE);
+	cr_assert_eq(attach_proc__read_str(p, 16, buf, sizeof(buf)), -EFAULT);
+	attach_proc__close(p);
+	kill(pid, SIGKILL);
+	waitpid(pid, NULL, 0);
+}
