@@ -15,6 +15,9 @@
 #include <string.h>
 #include <sys/stat.h>
 
+/* Remote pointers are read as 8 bytes into uint64_t: x86-64 only. */
+_Static_assert(sizeof(void *) == 8, "inspect reads 64-bit targets from a 64-bit host");
+
 #define MAX_THREADS 4096
 #define MAX_INTERPS 256
 
@@ -216,7 +219,9 @@ static int resolve_layout(struct inspect_proc *ip, const struct inspect_opts *op
 	}
 	if (inspect_offsets__check(&ip->off, &missing))
 		return inspect__fail(ip, -ENODATA, "layout incomplete: no %s", missing);
-	if (have_cache) {
+	/* The probe table is built in: caching it would only hide DWARF that
+	 * gets installed later. */
+	if (have_cache && ip->source != INSPECT_SRC_PROBE) {
 		int e = inspect_offsets__cache_store(cache_dir, build_id, &ip->off, ip->source);
 		if (e)
 			say(opts, "inspect: pid %d: layout cache %s not written: %s", (int)ip->pid,
