@@ -488,7 +488,9 @@ static void stop_channel(void)
 	pthread_mutex_unlock(&g.lock);
 }
 
-/* DETACH: unwatch (with the GIL), answer BYE, close everything. */
+/* DETACH: unwatch (with the GIL), take the socket away, answer BYE. The
+ * socket goes before BYE, so a debugger that reconnects right after BYE
+ * finds no stale listener (it restarts the agent instead). */
 static void on_detach(struct inject_buf *b)
 {
 	PyGILState_STATE st;
@@ -496,6 +498,11 @@ static void on_detach(struct inject_buf *b)
 	pthread_mutex_lock(&g.lock);
 	__atomic_store_n(&g.ready, false, __ATOMIC_RELAXED);
 	release_all_locked(AGENT_VERDICT_RELEASE);
+	if (g.listen_fd >= 0) {
+		close(g.listen_fd);
+		unlink(g.sock_path);
+	}
+	g.listen_fd = -1;
 	pthread_mutex_unlock(&g.lock);
 	if (gil_take(&st) == 0) {
 		agent_watch__remove();
@@ -651,6 +658,7 @@ out:
 	inject_buf__free(&b);
 	pthread_mutex_lock(&g.lock);
 	g.running = false;
+	pthread_cond_broadcast(&g.cond);   /* a restart waiting for us to end */
 	pthread_mutex_unlock(&g.lock);
 	return NULL;
 }
@@ -667,9 +675,18 @@ __attribute__((visibility("default"))) int suture_agent_start(void)
 	sigset_t all, old;
 	int rc = 0;
 	pthread_mutex_lock(&g.lock);
+	if (g.running && g.stopping) {
+		/* A detached agent thread still on its way out: let it end
+		 * (it has nothing left but closing descriptors). */
+		struct timespec dl;
+		clock_gettime(CLOCK_MONOTONIC, &dl);
+		dl.tv_sec += 2;
+		while (g.running && pthread_cond_timedwait(&g.cond, &g.lock, &dl) != ETIMEDOUT)
+			;
+	}
 	if (g.running) {
 		pthread_mutex_unlock(&g.lock);
-		return 0;
+		return g.stopping ? -EBUSY : 0;
 	}
 	g.running = true;
 	g.stopping = false;
