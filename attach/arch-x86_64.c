@@ -167,6 +167,15 @@ long attach_arch__syscall(const struct attach_arch_state *st)
 	return (long)st->regs.orig_rax;
 }
 
+long attach_arch__peek_syscall(pid_t tid)
+{
+	long v;
+
+	errno = 0;
+	v = ptrace(PTRACE_PEEKUSER, tid, (void *)offsetof(struct user_regs_struct, orig_rax), NULL);
+	return errno ? -1 : v;
+}
+
 int attach_arch__syscall_rank(long nr)
 {
 	switch (nr) {

@@ -50,6 +50,8 @@ uint64_t attach_arch__sp(const struct attach_arch_state *st);
 uint64_t attach_arch__pc(const struct attach_arch_state *st);
 /* The syscall the thread was stopped in, or -1 when not in one. */
 long attach_arch__syscall(const struct attach_arch_state *st);
+/* The syscall a stopped tracee is in (one PTRACE_PEEKUSER), -1 if none. */
+long attach_arch__peek_syscall(pid_t tid);
 /* Rank of a syscall for hosting a remote call: 3 sleeping (read, poll,
  * nanosleep, wait...), 2 other, 1 futex (maybe a lock), 0 none. */
 int attach_arch__syscall_rank(long nr);

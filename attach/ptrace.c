@@ -444,37 +444,57 @@ fail:
 	return r;
 }
 
+static int release_one(struct attach_proc *proc, struct attach_thread *t)
+{
+	int e, st;
+
+	if (t->stop == ATTACH_STOP_NONE) {
+		/* Seized but its stop never came (failure path): it must be
+		 * stopped before it can be detached. */
+		if (attach__wait(t->tid, &st, SEIZE_STOP_TIMEOUT_MS) || record_stop(t, st))
+			return 0; /* gone; or stuck: our exit will detach it */
+	}
+	if (t->pending_sig && t->stop == ATTACH_STOP_SIGNAL &&
+	    t->pending_info.si_signo == t->pending_sig)
+		ptrace(PTRACE_SETSIGINFO, t->tid, NULL, &t->pending_info);
+	/* DETACH's data injects the signal from a signal-delivery-stop;
+	 * from other stops the kernel ignores it, so queue it instead. */
+	if (ptrace(PTRACE_DETACH, t->tid, NULL,
+		   (void *)(uintptr_t)(t->stop == ATTACH_STOP_SIGNAL ? t->pending_sig : 0)) < 0) {
+		e = -errno;
+		if (e == -ESRCH) {
+			waitpid(t->tid, &st, __WALL | WNOHANG); /* reap a dead thread */
+			return 0;
+		}
+		return attach__fail(proc, e, "ptrace(DETACH, %d): %s", (int)t->tid, strerror(-e));
+	}
+	if (t->pending_sig && t->stop != ATTACH_STOP_SIGNAL)
+		attach__requeue_signal(proc->pid, t->tid, &t->pending_info, t->pending_sig);
+	return 0;
+}
+
 int attach_proc__release_all(struct attach_proc *proc)
 {
 	struct attach_thread *t;
 	size_t i;
-	int err = 0, e, st;
+	int err = 0, e, pass;
 
 	if (!proc->seized)
 		return 0;
-	for (i = 0; i < proc->nthreads; i++) {
-		t = &proc->threads[i];
-		if (t->stop == ATTACH_STOP_NONE) {
-			/* Seized but its stop never came (failure path): it must be
-			 * stopped before it can be detached. */
-			if (attach__wait(t->tid, &st, SEIZE_STOP_TIMEOUT_MS) || record_stop(t, st))
-				continue; /* gone; or stuck: our exit will detach it */
-		}
-		if (t->pending_sig && t->pending_info.si_signo == t->pending_sig)
-			ptrace(PTRACE_SETSIGINFO, t->tid, NULL, &t->pending_info);
-		/* DETACH's data injects the signal from a signal-delivery-stop;
-		 * from other stops the kernel ignores it, so queue it instead. */
-		if (ptrace(PTRACE_DETACH, t->tid, NULL,
-			   (void *)(uintptr_t)(t->stop == ATTACH_STOP_SIGNAL ? t->pending_sig : 0)) < 0) {
-			e = -errno;
-			if (e == -ESRCH) {
-				waitpid(t->tid, &st, __WALL | WNOHANG); /* reap a dead thread */
+	/* Threads blocked in a syscall first (they go back to sleep), the
+	 * ones that were running last: on a small machine a released busy
+	 * thread takes the CPU from us and delays the remaining detaches. */
+	for (pass = 0; pass < 2; pass++) {
+		for (i = 0; i < proc->nthreads; i++) {
+			t = &proc->threads[i];
+			if (t->tid == 0)
 				continue;
-			}
-			if (!err)
-				err = attach__fail(proc, e, "ptrace(DETACH, %d): %s", (int)t->tid, strerror(-e));
-		} else if (t->pending_sig && t->stop != ATTACH_STOP_SIGNAL) {
-			attach__requeue_signal(proc->pid, t->tid, &t->pending_info, t->pending_sig);
+			if (pass == 0 && t->stop != ATTACH_STOP_NONE && attach_arch__peek_syscall(t->tid) < 0)
+				continue;
+			e = release_one(proc, t);
+			if (e && !err)
+				err = e;
+			t->tid = 0;
 		}
 	}
 	proc->nthreads = 0;
