@@ -1,6 +1,7 @@
 /* suture-attach: attach to a running CPython 3.11.
  *
- * Modes (one per run): --dump prints every thread's Python stack (inspect/).
+ * Modes (one per run): --dump prints every thread's Python stack (inspect/);
+ * --watch heals structural crashes as they happen (inject/heal.h).
  * The option table and the mode switch are the only places a new mode
  * touches. Exit codes are documented in docs/man/suture-attach.1. */
 #include <errno.h>
@@ -11,6 +12,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "inject/heal.h"
 #include "inspect/inspect.h"
 
 #define SUTURE_VERSION "0.1.0"
@@ -29,18 +31,24 @@ enum exit_code {
 	EXIT_NO_LAYOUT = 10,
 };
 
-enum mode { MODE_NONE, MODE_DUMP };
+enum mode { MODE_NONE, MODE_DUMP, MODE_WATCH };
 
 struct args {
 	pid_t pid;
 	enum mode mode;
 	bool locals, json, verbose, no_cache;
+	/* --watch */
+	const char *store;
+	bool dry_run;
+	double timeout;
+	uint32_t ttl;
 };
 
 static void usage(FILE *f)
 {
 	fprintf(f,
 		"usage: suture-attach --pid PID --dump [--locals] [--json] [--verbose]\n"
+		"       suture-attach --pid PID --watch [--store DIR] [--dry-run] [--verbose] [--timeout S] [--ttl DAYS]\n"
 		"\n"
 		"  -p, --pid PID    the CPython 3.11 process to attach to\n"
 		"  -d, --dump       print every thread's Python stack, innermost frame first\n"
@@ -48,6 +56,11 @@ static void usage(FILE *f)
 		"  -j, --json       with --dump: one JSON document instead of text\n"
 		"  -v, --verbose    say where the interpreter layout came from, and timings\n"
 		"      --no-cache   neither read nor write the layout cache\n"
+		"  -w, --watch      heal structural crashes in the target as they happen\n"
+		"      --store DIR  with --watch: the patch store\n"
+		"      --dry-run    with --watch: analyse and report, change nothing\n"
+		"      --timeout S  with --watch: stop watching after S seconds\n"
+		"      --ttl DAYS   with --watch: lifetime of stored patches (1..36500)\n"
 		"  -h, --help       this help\n"
 		"  -V, --version    print the version\n"
 		"\n"
@@ -69,7 +82,7 @@ static int parse_pid(const char *s, pid_t *pid)
 
 static int parse_args(int argc, char **argv, struct args *a)
 {
-	enum { OPT_NO_CACHE = 1000 };
+	enum { OPT_NO_CACHE = 1000, OPT_STORE, OPT_DRY_RUN, OPT_TIMEOUT, OPT_TTL };
 	static const struct option opts[] = {
 		{"pid", required_argument, NULL, 'p'},
 		{"dump", no_argument, NULL, 'd'},
@@ -77,13 +90,19 @@ static int parse_args(int argc, char **argv, struct args *a)
 		{"json", no_argument, NULL, 'j'},
 		{"verbose", no_argument, NULL, 'v'},
 		{"no-cache", no_argument, NULL, OPT_NO_CACHE},
+		{"watch", no_argument, NULL, 'w'},
+		{"store", required_argument, NULL, OPT_STORE},
+		{"dry-run", no_argument, NULL, OPT_DRY_RUN},
+		{"timeout", required_argument, NULL, OPT_TIMEOUT},
+		{"ttl", required_argument, NULL, OPT_TTL},
 		{"help", no_argument, NULL, 'h'},
 		{"version", no_argument, NULL, 'V'},
 		{NULL, 0, NULL, 0},
 	};
 	int c;
 	opterr = 0;
-	while ((c = getopt_long(argc, argv, "p:dljvhV", opts, NULL)) != -1) {
+	char *end;
+	while ((c = getopt_long(argc, argv, "p:dljwvhV", opts, NULL)) != -1) {
 		switch (c) {
 		case 'p':
 			if (parse_pid(optarg, &a->pid)) {
@@ -96,6 +115,27 @@ static int parse_args(int argc, char **argv, struct args *a)
 		case 'j': a->json = true; break;
 		case 'v': a->verbose = true; break;
 		case OPT_NO_CACHE: a->no_cache = true; break;
+		case 'w': a->mode = MODE_WATCH; break;
+		case OPT_STORE: a->store = optarg; break;
+		case OPT_DRY_RUN: a->dry_run = true; break;
+		case OPT_TIMEOUT:
+			errno = 0;
+			a->timeout = strtod(optarg, &end);
+			if (errno || *end || end == optarg || !(a->timeout >= 0)) {
+				fprintf(stderr, "suture-attach: bad --timeout '%s' (seconds)\n", optarg);
+				return EXIT_USAGE;
+			}
+			break;
+		case OPT_TTL: {
+			errno = 0;
+			long v = strtol(optarg, &end, 10);
+			if (errno || *end || end == optarg || v < 1 || v > 36500) {
+				fprintf(stderr, "suture-attach: bad --ttl '%s' (1..36500 days)\n", optarg);
+				return EXIT_USAGE;
+			}
+			a->ttl = (uint32_t)v;
+			break;
+		}
 		case 'h': usage(stdout); exit(EXIT_OK);
 		case 'V': printf("suture-attach " SUTURE_VERSION "\n"); exit(EXIT_OK);
 		default:
@@ -110,7 +150,15 @@ static int parse_args(int argc, char **argv, struct args *a)
 	}
 	if (!a->pid || a->mode == MODE_NONE) {
 		fprintf(stderr, "suture-attach: %s (see --help)\n",
-			!a->pid ? "--pid is required" : "no mode given (--dump)");
+			!a->pid ? "--pid is required" : "no mode given (--dump or --watch)");
+		return EXIT_USAGE;
+	}
+	if (a->mode != MODE_WATCH && (a->store || a->dry_run || a->timeout > 0 || a->ttl)) {
+		fprintf(stderr, "suture-attach: --store, --dry-run, --timeout and --ttl go with --watch\n");
+		return EXIT_USAGE;
+	}
+	if (a->mode == MODE_WATCH && (a->locals || a->json)) {
+		fprintf(stderr, "suture-attach: --locals and --json go with --dump\n");
 		return EXIT_USAGE;
 	}
 	return EXIT_OK;
@@ -189,6 +237,12 @@ int main(int argc, char **argv)
 	switch (a.mode) {
 	case MODE_DUMP:
 		return run_dump(&a);
+	case MODE_WATCH: {
+		struct heal_watch_opts o = { .store_dir = a.store, .dry_run = a.dry_run,
+					     .verbose = a.verbose, .timeout_s = a.timeout,
+					     .ttl_days = a.ttl };
+		return heal_watch__run(a.pid, &o);
+	}
 	case MODE_NONE:
 		break;
 	}

@@ -32,6 +32,8 @@ start_idle() { # PYTHON READYFILE [args]: sets PID
 expect_rc "no arguments" 2 "pid is required" "$SA"
 expect_rc "bad pid" 2 "bad pid 'x'" "$SA" --pid x --dump
 expect_rc "no mode" 2 "no mode" "$SA" --pid 1
+expect_rc "watch option without --watch" 2 "go with --watch" "$SA" --pid 1 --dump --ttl 3
+expect_rc "bad ttl" 2 "bad --ttl" "$SA" --pid 1 --watch --ttl 0
 "$SA" --help | grep -q -- "--dump" || fail "--help"
 "$SA" --version | grep -Eq '^suture-attach [0-9]' || fail "--version"
 
