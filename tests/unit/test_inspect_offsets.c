@@ -61,6 +61,23 @@ Test(inspect_offsets, all_sources_agree_with_the_probe_table)
 	}
 }
 
+/* A .gnu_debuglink target is a debug-only file (objcopy --only-keep-debug,
+ * as Debian's build-id files are); make one from the debug build. */
+Test(inspect_offsets, debug_only_file_agrees, .timeout = 120)
+{
+	char dir[] = "/tmp/suture-dbgonly-XXXXXX", path[128], cmd[512];
+	cr_assert_not_null(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/python3.11d.debug", dir);
+	snprintf(cmd, sizeof(cmd), "objcopy --only-keep-debug %s %s", DEBIAN_DBG, path);
+	cr_assert_eq(system(cmd), 0, "%s", cmd);
+	struct inspect_offsets link, probe;
+	load(path, &link);
+	inspect_offsets__from_probe(&probe);
+	agree(&link, "debug-only file", &probe, "probe");
+	unlink(path);
+	rmdir(dir);
+}
+
 Test(inspect_offsets, known_facts_of_3_11)
 {
 	struct inspect_offsets o;
