@@ -36,6 +36,7 @@ struct attach_elf {
 	int fd;
 	void *elf;          /* Elf * (libelf), kept opaque here */
 	uint64_t bias;
+	uint64_t map_start; /* lowest mapping the bias was computed from */
 	char build_id[2 * 64 + 1];
 	char *debug_path;   /* cached attach_elf__debug_file() result */
 	int debug_err;      /* 0 = not looked up yet, 1 = found, <0 = error */
@@ -57,6 +58,9 @@ struct attach_proc {
 	struct attach_thread *threads;
 	size_t nthreads, cap_threads;
 	bool seized;
+	/* The maps were read while every thread was stopped and no remote call
+	 * ran since: they cannot have changed, find_elf may skip a re-read. */
+	bool maps_fresh;
 
 	/* remote calls */
 	unsigned call_timeout_ms;

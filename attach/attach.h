@@ -82,6 +82,7 @@ int attach_elf__debug_file(struct attach_elf *elf, const char **path);
  * already traced by another process. */
 int attach_proc__seize_all(struct attach_proc *proc);
 int attach_proc__release_all(struct attach_proc *proc);
+/* Seized threads; index 0 is the main thread (tid == pid) when it lives. */
 size_t attach_proc__thread_count(const struct attach_proc *proc);
 pid_t attach_proc__thread(const struct attach_proc *proc, size_t i);
 

@@ -432,6 +432,7 @@ out_gone:
 		}
 	}
 out_unblock:
+	proc->maps_fresh = false; /* the callee may have mapped or unmapped */
 	/* Further foreign signals: queued again; they stay pending (the
 	 * thread is stopped) and follow the first one on release. */
 	for (i = 0; i < nextra; i++)

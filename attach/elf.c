@@ -146,9 +146,11 @@ int attach_proc__find_elf(struct attach_proc *proc, const char *name_prefix,
 	int err;
 
 	*out = NULL;
-	err = attach_proc__refresh_maps(proc);
-	if (err)
-		return err;
+	if (!proc->maps_fresh || !proc->nmaps) {
+		err = attach_proc__refresh_maps(proc);
+		if (err)
+			return err;
+	}
 	if (!name_prefix) {
 		snprintf(link, sizeof(link), "/proc/%d/exe", (int)proc->pid);
 		n = readlink(link, exe, sizeof(exe) - 1);
@@ -177,10 +179,18 @@ int attach_proc__find_elf(struct attach_proc *proc, const char *name_prefix,
 			low = &proc->maps[i];
 
 	for (elf = proc->elfs; elf; elf = elf->next) {
-		if (!strcmp(elf->path, want)) {
-			*out = elf;
-			return 0;
+		if (strcmp(elf->path, want))
+			continue;
+		/* Unloaded and loaded again elsewhere since: new bias. */
+		if (elf->map_start != low->start) {
+			err = compute_bias(elf, low);
+			if (err)
+				return attach__fail(proc, err, "%s: no PT_LOAD segment at file offset 0x%llx",
+						    want, (unsigned long long)low->offset);
+			elf->map_start = low->start;
 		}
+		*out = elf;
+		return 0;
 	}
 
 	elf = calloc(1, sizeof(*elf));
@@ -225,6 +235,7 @@ int attach_proc__find_elf(struct attach_proc *proc, const char *name_prefix,
 			     (unsigned long long)low->offset);
 		goto fail_msg;
 	}
+	elf->map_start = low->start;
 	read_build_id(elf);
 	elf->proc = proc;
 	elf->next = proc->elfs;

@@ -168,6 +168,7 @@ int attach_proc__refresh_maps(struct attach_proc *proc)
 	proc->maps = maps;
 	proc->maps_text = text;
 	proc->nmaps = n;
+	proc->maps_fresh = proc->seized;
 	return 0;
 fail:
 	if (fd >= 0)

@@ -408,11 +408,12 @@ int attach_proc__seize_all(struct attach_proc *proc)
 		return attach__fail(proc, -EBUSY, "already traced by pid %ld (a debugger?)", tracer);
 
 	proc->seized = true; /* from here on every failure releases */
+	proc->maps_fresh = false;
 	for (pass = 0; pass < SEIZE_MAX_PASSES; pass++) {
 		r = seize_pass(proc);
 		if (r < 0)
 			goto fail;
-		if (r == 0 && pass > 0)
+		if (r == 0 && (pass > 0 || proc->nthreads == 0))
 			break;
 		r = wait_stopped(proc);
 		if (r < 0)
@@ -425,6 +426,15 @@ int attach_proc__seize_all(struct attach_proc *proc)
 	if (proc->nthreads == 0) {
 		r = attach__fail(proc, -ESRCH, "process exited while being seized");
 		goto fail;
+	}
+	/* The main thread first, when it is alive: callers may rely on it. */
+	for (i = 1; i < proc->nthreads; i++) {
+		if (proc->threads[i].tid == proc->pid) {
+			struct attach_thread tmp = proc->threads[0];
+			proc->threads[0] = proc->threads[i];
+			proc->threads[i] = tmp;
+			break;
+		}
 	}
 	for (i = 0; i < proc->nthreads; i++) {
 		if (proc->threads[i].stop == ATTACH_STOP_GROUP) {
@@ -499,6 +509,7 @@ int attach_proc__release_all(struct attach_proc *proc)
 	}
 	proc->nthreads = 0;
 	proc->seized = false;
+	proc->maps_fresh = false;
 	return err;
 }
 
