@@ -23,6 +23,7 @@
  * are described without it, so these identities are stable across runs.
  */
 #include "inject/heal.h"
+#include "inject/channel.h"
 #include "inspect/inspect.h"
 #include "rewrite/guard.h"
 #include "store/store.h"
@@ -55,6 +56,9 @@ struct heal {
 	 * the same site before the patch landed reports the old code again. */
 	uint64_t *patched;
 	size_t npatched, cappatched;
+	/* While loading at the agent's boot hook: its socket (else -1). */
+	int boot_fd;
+	uint64_t next_request;
 };
 
 static bool was_patched(const struct heal *h, uint64_t addr)
@@ -107,6 +111,7 @@ int heal__open(struct inspect_proc *ip, struct inject_session *s, const struct h
 	h->ip = ip;
 	h->r = inspect_proc__reader(ip);
 	h->s = s;
+	h->boot_fd = -1;
 	h->o = *o;
 	h->log = o->log ? o->log : stderr;
 	h->pid = inspect_proc__pid(ip);
@@ -123,6 +128,11 @@ int heal__open(struct inspect_proc *ip, struct inject_session *s, const struct h
 		 (v >> 8) & 0xff);
 	*out = h;
 	return 0;
+}
+
+void heal__set_session(struct heal *h, struct inject_session *s)
+{
+	h->s = s;
 }
 
 void heal__close(struct heal *h)
@@ -346,6 +356,37 @@ static void show_delta(struct heal *h, const struct heal_code *hc, const struct 
 	fflush(h->log);
 }
 
+/* PATCH over the boot hook's socket, and its PATCH_RESULT. */
+static int boot_patch(struct heal *h, const struct inject_patch *p, struct inject_patch_result *res,
+		      char *why, size_t cap)
+{
+	struct inject_buf b = { 0 };
+	struct inject_patch q = *p;
+	uint8_t hdr[INJECT_HDR_SIZE], *pl = NULL;
+	struct inject_hdr hd;
+	q.request_id = ++h->next_request;
+	int rc = inject_msg__encode_patch(&b, &q);
+	if (!rc)
+		rc = b.err ? b.err : inject_channel__write_all(h->boot_fd, b.data, b.len);
+	inject_buf__free(&b);
+	if (!rc)
+		rc = inject_channel__read_all(h->boot_fd, hdr, sizeof(hdr));
+	if (!rc)
+		rc = inject_msg__decode_hdr(hdr, hdr + sizeof(hdr), &hd);
+	if (!rc && (hd.type != INJECT_MSG_PATCH_RESULT || !hd.len || !(pl = malloc(hd.len))))
+		rc = -EPROTO;
+	if (!rc)
+		rc = inject_channel__read_all(h->boot_fd, pl, hd.len);
+	if (!rc)
+		rc = inject_msg__decode_patch_result(pl, pl + hd.len, res);
+	free(pl);
+	if (rc) {
+		snprintf(why, cap, "the agent's boot hook did not answer: %s", strerror(-rc));
+		return -EPIPE;
+	}
+	return 0;
+}
+
 /* Send and wait for the agent's answer. 0 installed; -EPIPE the agent is
  * gone; other -errno: refused (why says it). */
 static int send_patch(struct heal *h, uint64_t code_addr, const struct guard_patch *gp, char *why,
@@ -355,10 +396,14 @@ static int send_patch(struct heal *h, uint64_t code_addr, const struct guard_pat
 	int err = wire_patch__fill(&w, code_addr, gp, why, cap);
 	if (!err) {
 		memset(res, 0, sizeof(*res));
-		err = inject_session__send_patch(h->s, &w.p, res);
-		if (err)
+		if (h->boot_fd >= 0)
+			err = boot_patch(h, &w.p, res, why, cap);
+		else if (!h->s) {
+			err = -ENOTCONN;
+			snprintf(why, cap, "no session with the agent");
+		} else if ((err = inject_session__send_patch(h->s, &w.p, res)))
 			snprintf(why, cap, "%s", inject_session__error(h->s));
-		else if (res->status) {
+		if (!err && res->status) {
 			err = res->status;
 			snprintf(why, cap, "the agent refused the patch: %s", res->message);
 		}
@@ -869,6 +914,14 @@ static int load_node(struct heal *h, struct spec *v, size_t nv, const struct nod
 			mark_stale(h, s, "the function's code changed (code identity differs)");
 		}
 	}
+	return rc;
+}
+
+int heal__load_tree_boot(struct heal *h, uint64_t root, int fd)
+{
+	h->boot_fd = fd;
+	int rc = heal__load_tree(h, root);
+	h->boot_fd = -1;
 	return rc;
 }
 

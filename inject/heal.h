@@ -97,8 +97,8 @@ struct heal_stats {
 
 struct heal;
 
-/* ip reads the target (heal uses its reader), s is its agent session;
- * both stay the caller's. The store is opened per change (never held). */
+/* ip reads the target (heal uses its reader), s is its agent session (may
+ * be NULL for now: heal__set_session); both stay the caller's. The store is opened per change (never held). */
 int heal__open(struct inspect_proc *ip, struct inject_session *s, const struct heal_opts *o,
 	       struct heal **out);
 void heal__close(struct heal *h);   /* accepts NULL */
@@ -117,6 +117,13 @@ int heal__on_crash(struct heal *h, const struct inject_crash *ev, enum heal_outc
  * object itself and, through co_consts, everything nested in it). Prints
  * "already healed", "stale" and "expired" lines; counts hits. 0 or -EPIPE. */
 int heal__load_tree(struct heal *h, uint64_t root);
+
+/* The same at the agent's boot hook (inject/agent/boot.c): patches go
+ * over its socket fd while the module is parked before its body runs. */
+int heal__load_tree_boot(struct heal *h, uint64_t root, int fd);
+
+/* The session may come after heal__open (s NULL until then). */
+void heal__set_session(struct heal *h, struct inject_session *s);
 
 /* "[suture] patches applied: N, already healed: N" (plus refusals etc.). */
 void heal__summary(const struct heal *h, FILE *out);

@@ -19,6 +19,7 @@
  * group, and is not sent twice).
  */
 #include "inject/heal.h"
+#include "inject/channel.h"
 #include "inject/inject-priv.h"
 #include "inspect/inspect.h"
 #include "store/store.h"
@@ -26,10 +27,12 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -50,12 +53,6 @@ static void forward(int sig, siginfo_t *si, void *uc)
 		kill((pid_t)g_child, sig);
 }
 
-/* An EXEC report of the agent's boot hook: a module about to run. */
-static bool heal__is_exec_event(const struct inject_crash *ev)
-{
-	return ev->frame_addr == 0 && ev->exc_type[0] == 0;
-}
-
 static void store_quiet(const char *msg, void *ctx)
 {
 	(void)msg;
@@ -63,44 +60,46 @@ static void store_quiet(const char *msg, void *ctx)
 }
 
 /* The files that have stored patches for program, one absolute path a
- * line, into a private temporary file. Its path in out; "" if none. */
+ * line (none when the store is empty or missing), into a private temporary
+ * file for the agent's boot hook. Its path in out. */
 static int write_boot_list(const struct heal_run_opts *o, const char *program, char *out, size_t cap)
 {
 	struct store *st = NULL;
 	out[0] = 0;
 	store__set_print(store_quiet, NULL);   /* heal__load_tree reports problems */
 	int err = store__open(o->store_dir, STORE_F_RDONLY, &st);
-	if (err)
-		return err == -ENOENT ? 0 : err;
+	if (err == -ENOENT)
+		err = 0;   /* nothing stored yet */
+	/* On a store error the list stays empty: the hook still holds the
+	 * script until we are connected. */
 	struct store_query q = { .program = program };
 	struct store_iter it;
 	char path[] = "/tmp/suture-boot.XXXXXX";
 	int fd = -1;
 	FILE *f = NULL;
-	store_iter__init(&it, st, &q);
-	for (const struct store_patch *p; (p = store_iter__next(&it));) {
-		if (!f) {
-			if ((fd = mkstemp(path)) < 0 || !(f = fdopen(fd, "w"))) {
-				err = -errno;
-				if (fd >= 0)
-					close(fd);
-				store__close(st);
-				return err;
-			}
-		}
-		fprintf(f, "%s\n", p->file);
+	if ((fd = mkstemp(path)) < 0 || !(f = fdopen(fd, "w"))) {
+		int e = -errno;
+		if (fd >= 0)
+			close(fd);
+		store__close(st);
+		return e;
+	}
+	if (st) {
+		store_iter__init(&it, st, &q);
+		for (const struct store_patch *p; (p = store_iter__next(&it));)
+			fprintf(f, "%s\n", p->file);
 	}
 	store__close(st);
-	if (f) {
-		if (fclose(f))
-			return -errno;
-		snprintf(out, cap, "%s", path);
+	if (fclose(f)) {
+		unlink(path);
+		return -errno;
 	}
-	return 0;
+	snprintf(out, cap, "%s", path);
+	return err;
 }
 
 static pid_t start_child(const struct heal_run_opts *o, const char *agent, const char *boot,
-			 char **script_argv, char *err, size_t cap)
+			 int boot_child_fd, char **script_argv, char *err, size_t cap)
 {
 	int pfd[2];
 	if (pipe2(pfd, O_CLOEXEC)) {
@@ -122,7 +121,16 @@ static pid_t start_child(const struct heal_run_opts *o, const char *agent, const
 			sprintf(val, "%s%s%s", agent, pre && *pre ? ":" : "", pre && *pre ? pre : "");
 			setenv("LD_PRELOAD", val, 1);
 		}
-		setenv("SUTURE_AGENT_BOOT", boot, 1);
+		if (boot[0] && boot_child_fd >= 0) {
+			char fdv[16];
+			/* The boot hook's end of the socketpair survives exec. */
+			fcntl(boot_child_fd, F_SETFD, 0);
+			snprintf(fdv, sizeof(fdv), "%d", boot_child_fd);
+			setenv("SUTURE_AGENT_BOOT", boot, 1);
+			setenv("SUTURE_AGENT_BOOT_FD", fdv, 1);
+		}
+		/* A crash before we are connected waits for us (bounded). */
+		setenv("SUTURE_AGENT_WAIT_DEBUGGER_MS", "5000", 1);
 		if (o->shadow)
 			setenv("SUTURE_SHADOW", "1", 1);
 		size_t n = 0;
@@ -157,72 +165,174 @@ static pid_t start_child(const struct heal_run_opts *o, const char *agent, const
 	return pid;
 }
 
-/* Wait for the child, the agent and events; returns the child's wait
- * status. Heals with h (created once the session is up). */
-static int supervise(const struct heal_run_opts *o, pid_t pid, const char *program,
+/* Everything the supervisor holds for one child. */
+struct sup {
+	const struct heal_run_opts *o;
+	const char *program;
+	pid_t pid;
+	int boot_fd;
+	struct inject_session *s;
+	struct inspect_proc *ip;
+	struct heal *h;
+	bool inspect_failed;
+	bool pending;             /* a boot event waits for our answer */
+	struct inject_crash ev;
+};
+
+/* inspect/ reads the child: opened at the first need (the interpreter is
+ * initialized by then, every library mapped). */
+static struct heal *sup__heal(struct sup *u)
+{
+	char err[512];
+	if (u->h || u->inspect_failed)
+		return u->h;
+	if (inspect_proc__open(u->pid, NULL, &u->ip, err, sizeof(err))) {
+		fprintf(stderr, "[suture] %s: nothing is healed in this run\n", err);
+		u->inspect_failed = true;
+		return NULL;
+	}
+	struct heal_opts ho = {
+		.store_dir = u->o->store_dir, .program = u->program, .ttl_days = u->o->ttl_days,
+		.dry_run = u->o->dry_run, .verbose = u->o->verbose, .no_resume = u->o->no_resume,
+	};
+	if (heal__open(u->ip, u->s, &ho, &u->h)) {
+		u->inspect_failed = true;
+		return NULL;
+	}
+	return u->h;
+}
+
+static void sup__boot_close(struct sup *u)
+{
+	close(u->boot_fd);
+	u->boot_fd = -1;
+	u->pending = false;
+}
+
+/* The boot hook reports a module about to run (it waits for our answer). */
+static void sup__boot_read(struct sup *u)
+{
+	uint8_t hdr[INJECT_HDR_SIZE], *pl = NULL;
+	struct inject_hdr hd;
+	int rc = inject_channel__read_all(u->boot_fd, hdr, sizeof(hdr));
+	if (!rc)
+		rc = inject_msg__decode_hdr(hdr, hdr + sizeof(hdr), &hd);
+	if (!rc && (hd.type != INJECT_MSG_CRASH || !hd.len || !(pl = malloc(hd.len))))
+		rc = -EPROTO;
+	if (!rc)
+		rc = inject_channel__read_all(u->boot_fd, pl, hd.len);
+	if (!rc)
+		rc = inject_msg__decode_crash(pl, pl + hd.len, &u->ev);
+	free(pl);
+	if (rc)
+		sup__boot_close(u);   /* EOF: the child is exiting */
+	else
+		u->pending = true;
+}
+
+/* Load the module's stored patches, then let it run. */
+static void sup__boot_answer(struct sup *u)
+{
+	struct heal *h = sup__heal(u);
+	u->pending = false;
+	if (h)
+		heal__load_tree_boot(h, u->ev.code_addr, u->boot_fd);
+	struct inject_buf b = { 0 };
+	struct inject_release r = { u->ev.event_id };
+	inject_msg__encode_release(&b, &r);
+	if (b.err || inject_channel__write_all(u->boot_fd, b.data, b.len))
+		sup__boot_close(u);
+	inject_buf__free(&b);
+}
+
+static double mono_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+/* Watch the child until it exits: boot events, the agent's session (tried
+ * until it comes up: the agent opens it right after Py_Initialize), crash
+ * reports. Returns the wait status. */
+static int supervise(const struct heal_run_opts *o, pid_t pid, int boot_fd, const char *program,
 		     struct heal_stats *total, bool *healed_now)
 {
-	struct inject_session *s = NULL;
-	struct inspect_proc *ip = NULL;
-	struct heal *h = NULL;
+	struct sup u = { .o = o, .program = program, .pid = pid, .boot_fd = boot_fd };
 	int wstatus = 0;
-	bool reaped = false;
-	char err[512];
+	bool reaped = false, session_gone = false;
+	struct inject_opts io = { .no_inject = true, .connect_timeout_ms = 1 };
 
 	*healed_now = false;
-	/* The agent comes up right after Py_Initialize; a script that ends
-	 * first simply ends (short connection attempts, checking the child). */
-	struct inject_opts io = { .no_inject = true, .connect_timeout_ms = 50 };
-	for (int tries = 0; tries < 200 && !reaped; tries++) {
-		if (inject_session__open(pid, &io, &s) == 0)
-			break;
-		s = NULL;
-		if (waitpid(pid, &wstatus, WNOHANG) == pid)
-			reaped = true;
-	}
-	if (s) {
-		if (o->verbose)
-			fprintf(stderr, "[suture] agent ready in pid %d (%s)\n", (int)pid,
-				inject_session__watch_detail(s));
-		if (inspect_proc__open(pid, NULL, &ip, err, sizeof(err))) {
-			fprintf(stderr, "[suture] %s: crashes are not healed in this run\n", err);
-		} else {
-			struct heal_opts ho = {
-				.store_dir = o->store_dir, .program = program, .ttl_days = o->ttl_days,
-				.dry_run = o->dry_run, .verbose = o->verbose,
-				.no_resume = o->no_resume,
-			};
-			heal__open(ip, s, &ho, &h);
-		}
-		for (;;) {
-			struct inject_crash ev;
-			int rc = inject_session__next_event(s, 500, &ev);
-			if (rc == -ETIMEDOUT || rc == -EINTR)
-				continue;
-			if (rc)
-				break;
-			if (!h) {
-				inject_session__release(s, &ev);
-				continue;
-			}
-			if (heal__is_exec_event(&ev)) {
-				rc = heal__load_tree(h, ev.code_addr);
-				if (rc != -EPIPE)
-					rc = inject_session__release(s, &ev);
+	/* How long a held script waits for the agent's session. */
+	double session_deadline = mono_ms() + 5000;
+	for (;;) {
+		if (!u.s && !session_gone && !reaped) {
+			if (inject_session__open(pid, &io, &u.s) == 0) {
+				if (o->verbose)
+					fprintf(stderr, "[suture] agent ready in pid %d (%s)\n", (int)pid,
+						inject_session__watch_detail(u.s));
+				if (u.h)
+					heal__set_session(u.h, u.s);
+				else
+					sup__heal(&u);
 			} else {
-				enum heal_outcome oc;
-				rc = heal__on_crash(h, &ev, &oc);
+				u.s = NULL;
+			}
+		}
+		struct pollfd pf[2];
+		nfds_t n = 0;
+		int bi = -1, si = -1;
+		if (u.boot_fd >= 0 && !u.pending) {
+			pf[n] = (struct pollfd){ .fd = u.boot_fd, .events = POLLIN };
+			bi = (int)n++;
+		}
+		if (u.s) {
+			pf[n] = (struct pollfd){ .fd = inject_session__fd(u.s), .events = POLLIN };
+			si = (int)n++;
+		}
+		int pr = poll(pf, n, u.s || session_gone ? 200 : 2);
+		if (pr < 0 && errno != EINTR)
+			break;
+		if (pr > 0 && bi >= 0 && pf[bi].revents && !u.pending)
+			sup__boot_read(&u);
+		if (u.pending && (u.s || session_gone || mono_ms() > session_deadline)) {
+			if (!u.s && !session_gone)
+				fprintf(stderr, "[suture] pid %d: the agent did not come up: crashes are not healed\n",
+					(int)pid);
+			session_gone = session_gone || !u.s;
+			sup__boot_answer(&u);
+		}
+		if (pr > 0 && si >= 0 && pf[si].revents) {
+			struct inject_crash ev;
+			int rc = inject_session__next_event(u.s, 0, &ev);
+			if (rc == 0) {
+				enum heal_outcome oc = HEAL_NONE;
+				if (sup__heal(&u))
+					rc = heal__on_crash(u.h, &ev, &oc);
+				else
+					rc = inject_session__release(u.s, &ev);
 				if (oc == HEAL_APPLIED)
 					*healed_now = true;
 			}
-			if (rc == -EPIPE)
-				break;
+			if (rc == -EPIPE || rc == -EPROTO) {
+				inject_session__close(u.s);
+				u.s = NULL;
+				session_gone = true;
+				if (u.h)
+					heal__set_session(u.h, NULL);
+			}
 		}
-	} else if (!reaped) {
-		fprintf(stderr, "[suture] %s: crashes are not healed in this run\n", inject_last_error());
+		if (!reaped && waitpid(pid, &wstatus, WNOHANG) == pid)
+			reaped = true;
+		/* Done when the child is gone and nothing is left to read. */
+		if (reaped && (pr == 0 || (u.boot_fd < 0 && !u.s)))
+			break;
 	}
-	if (h) {
-		const struct heal_stats *st = heal__stats(h);
+	if (!reaped && !u.s && !session_gone)
+		fprintf(stderr, "[suture] pid %d: %s\n", (int)pid, inject_last_error());
+	if (u.h) {
+		const struct heal_stats *st = heal__stats(u.h);
 		total->crashes += st->crashes;
 		total->applied += st->applied;
 		total->resumed += st->resumed;
@@ -233,9 +343,11 @@ static int supervise(const struct heal_run_opts *o, pid_t pid, const char *progr
 		total->stale += st->stale;
 		total->expired += st->expired;
 	}
-	heal__close(h);
-	inspect_proc__close(ip);
-	inject_session__close(s);
+	heal__close(u.h);
+	inspect_proc__close(u.ip);
+	inject_session__close(u.s);
+	if (u.boot_fd >= 0)
+		close(u.boot_fd);
 	while (!reaped) {
 		pid_t r = waitpid(pid, &wstatus, 0);
 		if (r == pid || (r < 0 && errno != EINTR))
@@ -271,18 +383,29 @@ int heal_run__main(const struct heal_run_opts *o, char **script_argv)
 	unsigned limit = o->watch ? o->max_restarts : o->retries;
 	for (unsigned run = 0;; run++) {
 		int rc = write_boot_list(o, program, boot, sizeof(boot));
-		if (rc && rc != -ENOENT)
+		if (rc)
 			fprintf(stderr, "[suture] the patch store cannot be read (%s): no patch is loaded\n",
 				strerror(-rc));
-		pid_t pid = start_child(o, agent, boot, script_argv, err, sizeof(err));
+		int sp[2] = { -1, -1 };
+		if (boot[0] && socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp)) {
+			fprintf(stderr, "[suture] socketpair: %s: stored patches are not loaded\n",
+				strerror(errno));
+			unlink(boot);
+			boot[0] = 0;
+		}
+		pid_t pid = start_child(o, agent, boot, sp[1], script_argv, err, sizeof(err));
+		if (sp[1] >= 0)
+			close(sp[1]);
 		if (pid < 0) {
 			fprintf(stderr, "suture-run: %s\n", err);
+			if (sp[0] >= 0)
+				close(sp[0]);
 			if (boot[0])
 				unlink(boot);
 			return 127;
 		}
 		bool healed;
-		wstatus = supervise(o, pid, program, &total, &healed);
+		wstatus = supervise(o, pid, sp[0], program, &total, &healed);
 		if (boot[0])
 			unlink(boot);
 		bool failed = !(WIFEXITED(wstatus) && WEXITSTATUS(wstatus) == 0);
