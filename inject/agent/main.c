@@ -139,6 +139,8 @@ enum agent_verdict agent_channel__park(struct inject_crash *crash, struct inject
 	}
 	me.id = crash->event_id = ++g.next_event;
 	if (inject_msg__encode_crash(&b, crash) || send_locked(&b)) {
+		if (g.client_fd >= 0)
+			shutdown(g.client_fd, SHUT_RDWR);   /* the agent thread closes it */
 		pthread_mutex_unlock(&g.lock);
 		inject_buf__free(&b);
 		return AGENT_VERDICT_NO_DEBUGGER;
@@ -178,8 +180,11 @@ void agent_channel__resume_result(const struct inject_resume_result *r)
 {
 	struct inject_buf b = { 0 };
 	pthread_mutex_lock(&g.lock);
-	if (inject_msg__encode_resume_result(&b, r) == 0 && g.ready && send_locked(&b))
-		close_client_locked("write failed");
+	/* Only the agent thread closes the descriptor (it polls it); a failed
+	 * write here shuts it down, which the agent thread sees as EOF. */
+	if (inject_msg__encode_resume_result(&b, r) == 0 && g.ready && send_locked(&b) &&
+	    g.client_fd >= 0)
+		shutdown(g.client_fd, SHUT_RDWR);
 	pthread_mutex_unlock(&g.lock);
 	inject_buf__free(&b);
 }
@@ -350,9 +355,11 @@ static void accept_client(void)
 		close(fd);
 		return;
 	}
-	/* A debugger that stops mid-frame must not hang us. */
+	/* A debugger that stops mid-frame, or stops reading, must not hang
+	 * us (writes happen under g.lock). */
 	struct timeval tv = { 5, 0 };
 	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
 	pthread_mutex_lock(&g.lock);
 	g.client_fd = fd;
 	pthread_mutex_unlock(&g.lock);
