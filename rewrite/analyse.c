@@ -637,6 +637,284 @@ static void fill_fallback(struct guard_decision *d, enum guard_fallback fb)
 	guard__fmt(d->fallback_text, sizeof(d->fallback_text), "%s", t);
 }
 
+/* Refusals that do not depend on what the instruction means: the standard
+ * library, deliberate raises, custom types, errors from callees. */
+static bool refuse_early(const struct gctx *g, const struct guard_crash *crash, int64_t f,
+			 struct guard_decision *d)
+{
+	const struct rewrite_code_info *info = g->info;
+	int op = g->in[f].opcode;
+	char buf[224];
+	/* The standard library is never patched: its errors come from the
+	 * caller's data. Then deliberate raises: never structural crashes. */
+	bool stdlib = crash->stdlib < 0 ? guard__is_stdlib_path(info->filename) : crash->stdlib > 0;
+	if (stdlib) {
+		guard__fmt(buf, sizeof(buf),
+			   "raised inside the standard library (%s): the bug is in the caller's data, not here",
+			   info->filename ? info->filename : "?");
+		refuse(d, GUARD_REFUSE_STDLIB, buf);
+		return true;
+	}
+	if (op == RAISE_VARARGS) {
+		bool assert_ = false;
+		for (int64_t k = f - 1; k >= 0 && k >= f - 8; k--)
+			if (g->in[k].opcode == LOAD_ASSERTION_ERROR)
+				assert_ = true;
+		if (assert_)
+			refuse(d, GUARD_REFUSE_ASSERT,
+			       "an assert statement failed: a deliberate check, not a structural crash");
+		else
+			refuse(d, GUARD_REFUSE_RAISE,
+			       "raised by an explicit raise statement: the program meant it");
+		return true;
+	}
+	if (op == RERAISE) {
+		refuse(d, GUARD_REFUSE_RERAISE,
+		       "re-raised by the program's own except/finally/with block: guard the original site");
+		return true;
+	}
+	if (!guard__builtin_exc(crash->exc_type)) {
+		guard__fmt(buf, sizeof(buf),
+			   "%s is not a builtin exception: custom exceptions carry program meaning",
+			   crash->exc_type);
+		refuse(d, GUARD_REFUSE_CUSTOM, buf);
+		return true;
+	}
+	if (crash->in_callee) {
+		refuse(d, GUARD_REFUSE_CALLEE,
+		       "raised by code this instruction called (the traceback goes deeper): guard it where it was raised");
+		return true;
+	}
+	return false;
+}
+
+/* What classify() found besides the decision's texts. */
+struct kind_info {
+	enum fbclass fbc;
+	enum guard_fallback fb;
+	int32_t links[GUARD_MAX_COVER];   /* chain_subscript_guard's links */
+	size_t nlinks;
+};
+
+static void classify_attr(const struct gctx *g, const struct guard_crash *crash, int64_t f,
+			  struct guard_decision *d)
+{
+	const struct rewrite_instr *in = &g->in[f];
+	if (!msg_starts(crash, "'NoneType' object has no attribute")) {
+		refuse(d, GUARD_REFUSE_UNHANDLED,
+		       "the attribute is missing on an object that is not None: a program error, not a structural crash");
+		return;
+	}
+	struct symstack st;
+	operands_of(g, f, &st);
+	struct sym *owner = &st.s[in->opcode == STORE_ATTR ? 1 : 0];
+	char o[100];
+	sym_text(owner, PREC_ATOM, o, sizeof(o));
+	d->kind = GUARD_NULL;
+	guard__fmt(d->subject, sizeof(d->subject), "%s", owner->t);
+	guard__fmt(d->target, sizeof(d->target), "%s.%s", o, gctx__argtext(g, in));
+}
+
+static void classify_subscript(const struct gctx *g, const struct guard_crash *crash, int64_t f,
+			       struct guard_decision *d, struct kind_info *k)
+{
+	int op = g->in[f].opcode;
+	if (exc_is(crash, "TypeError") &&
+	    !(msg_has(crash, "not subscriptable") || msg_has(crash, "does not support item"))) {
+		refuse(d, GUARD_REFUSE_UNHANDLED, "TypeError at a subscript that is not about None");
+		return;
+	}
+	if (exc_is(crash, "KeyError") && op == STORE_SUBSCR) {
+		refuse(d, GUARD_REFUSE_UNHANDLED, "KeyError while storing an item");
+		return;
+	}
+	d->kind = exc_is(crash, "IndexError") ? GUARD_INDEX :
+		  exc_is(crash, "KeyError") ? GUARD_KEY : GUARD_SUBSCRIPT;
+	struct symstack st;
+	operands_of(g, f, &st);
+	struct sym *cont = &st.s[op == STORE_SUBSCR ? 1 : 0];
+	struct sym *key = &st.s[op == STORE_SUBSCR ? 2 : 1];
+	char c[100];
+	sym_text(cont, PREC_ATOM, c, sizeof(c));
+	guard__fmt(d->subject, sizeof(d->subject), "%s", cont->t);
+	guard__fmt(d->target, sizeof(d->target), "%s[%s]", c, key->t);
+	if (op != BINARY_SUBSCR)
+		return;
+	k->nlinks = subscript_chain(g, f, k->links, GUARD_MAX_COVER);
+	if (k->nlinks < 2)
+		return;
+	d->kind = GUARD_CHAIN_SUBSCRIPT;
+	operands_of(g, k->links[0], &st);
+	guard__fmt(d->subject, sizeof(d->subject), "%s", st.s[0].t);
+	operands_of(g, k->links[k->nlinks - 1], &st);
+	sym_text(&st.s[0], PREC_ATOM, c, sizeof(c));
+	guard__fmt(d->target, sizeof(d->target), "%s[%s]", c, st.s[1].t);
+}
+
+static void classify_call(const struct gctx *g, const struct guard_crash *crash, int64_t f,
+			  struct guard_decision *d, struct kind_info *k)
+{
+	struct symstack st;
+	call_operands(g, f, &st);
+	int n = (int)g->in[f].arg;
+	const struct sym *fn = st.s[1].mark == SYM_SELF ? &st.s[0] : &st.s[1];
+	char fa[100];
+	sym_text(fn, PREC_ATOM, fa, sizeof(fa));
+	if (exc_is(crash, "TypeError") && msg_starts(crash, "'NoneType' object is not callable")) {
+		d->kind = GUARD_CALLABLE;
+		guard__fmt(d->subject, sizeof(d->subject), "%s", fn->t);
+		guard__fmt(d->target, sizeof(d->target), "%s(…)", fa);
+	} else if ((exc_is(crash, "ValueError") || exc_is(crash, "TypeError")) && (n == 1 || n == 2) &&
+		   (callable_is_builtin(g, fn, "int") || callable_is_builtin(g, fn, "float"))) {
+		d->kind = GUARD_TYPE_COERCION;
+		k->fbc = FB_IS_NUMBER;
+		k->fb = strcmp(fn->t, "int") == 0 ? GUARD_FB_INT0 : GUARD_FB_FLOAT0;
+		guard__fmt(d->subject, sizeof(d->subject), "%s", st.s[2].t);
+		guard__fmt(d->target, sizeof(d->target), "%s(%s%s%s)", fn->t, st.s[2].t,
+			   n == 2 ? ", " : "", n == 2 ? st.s[3].t : "");
+	} else if (exc_is(crash, "FileNotFoundError") && callable_is_builtin(g, fn, "open") && n >= 1) {
+		d->kind = GUARD_FILE;
+		k->fb = GUARD_FB_EMPTY_FILE;
+		guard__fmt(d->subject, sizeof(d->subject), "%s", st.s[2].t);
+		guard__fmt(d->target, sizeof(d->target), "open(%s%s)", st.s[2].t, n > 1 ? ", …" : "");
+	}
+}
+
+static void classify_binop(const struct gctx *g, const struct guard_crash *crash, int64_t f,
+			   struct guard_decision *d, struct kind_info *k)
+{
+	struct symstack st;
+	operands_of(g, f, &st);
+	char l[100], r[100];
+	sym_text(&st.s[0], PREC_BIN, l, sizeof(l));   /* left-associative */
+	sym_text(&st.s[1], PREC_BIN + 1, r, sizeof(r));
+	uint32_t a = g->in[f].arg;
+	if (exc_is(crash, "ZeroDivisionError") &&
+	    (a == NB_TRUE_DIVIDE || a == NB_FLOOR_DIVIDE || a == NB_REMAINDER ||
+	     a == NB_INPLACE_TRUE_DIVIDE || a == NB_INPLACE_FLOOR_DIVIDE || a == NB_INPLACE_REMAINDER)) {
+		d->kind = GUARD_DIVISION;
+		k->fbc = FB_IS_NUMBER;
+		k->fb = (a == NB_TRUE_DIVIDE || a == NB_INPLACE_TRUE_DIVIDE) ? GUARD_FB_FLOAT0 :
+									      GUARD_FB_INT0;
+		guard__fmt(d->subject, sizeof(d->subject), "%s", st.s[1].t);
+		guard__fmt(d->target, sizeof(d->target), "%s %s %s", l, binop_text(a), r);
+	} else if (exc_is(crash, "TypeError") && (a == NB_ADD || a == NB_INPLACE_ADD) &&
+		   (msg_starts(crash, "can only concatenate str") ||
+		    (msg_starts(crash, "unsupported operand type(s) for +") && msg_has(crash, "'str'")))) {
+		d->kind = GUARD_STR_COERCE;
+		k->fb = GUARD_FB_STR_CONCAT;
+		/* The operand that is not a str: the right one for "can only
+		 * concatenate str (not X) to str", else the one before 'str'. */
+		bool right = msg_starts(crash, "can only concatenate str") || !msg_has(crash, "and 'str'");
+		guard__fmt(d->subject, sizeof(d->subject), "%s", right ? st.s[1].t : st.s[0].t);
+		guard__fmt(d->target, sizeof(d->target), "%s %s %s", l, binop_text(a), r);
+	}
+}
+
+/* Which guard, with the texts users read. d->kind stays GUARD_NONE (with
+ * a refusal) when none applies. */
+static void classify(const struct gctx *g, const struct guard_crash *crash, int64_t f,
+		     struct guard_decision *d, struct kind_info *k)
+{
+	int op = g->in[f].opcode;
+	k->fbc = FB_IS_NONE;
+	k->fb = GUARD_FB_NONE;
+	k->nlinks = 0;
+	if (exc_is(crash, "AttributeError") &&
+	    (op == LOAD_ATTR || op == LOAD_METHOD || op == STORE_ATTR || op == DELETE_ATTR))
+		classify_attr(g, crash, f, d);
+	else if (is_subscr_op(op) &&
+		 (exc_is(crash, "IndexError") || exc_is(crash, "KeyError") ||
+		  (exc_is(crash, "TypeError") && msg_starts(crash, "'NoneType' object "))))
+		classify_subscript(g, crash, f, d, k);
+	else if (op == CALL)
+		classify_call(g, crash, f, d, k);
+	else if (op == BINARY_OP)
+		classify_binop(g, crash, f, d, k);
+	if (d->kind == GUARD_NONE && d->refusal == GUARD_OK) {
+		char buf[224];
+		guard__fmt(buf, sizeof(buf), "%s at %s is not one of the structural crashes suture heals",
+			   crash->exc_type, rewrite_opcode__name(op));
+		refuse(d, GUARD_REFUSE_UNHANDLED, buf);
+	}
+}
+
+/* Where the fallback goes (first..f is the failing logical instruction). */
+static void plan(const struct gctx *g, int64_t first, int64_t f, const struct kind_info *k,
+		 struct guard_decision *d)
+{
+	int op = g->in[f].opcode;
+	if (d->kind == GUARD_STR_COERCE || d->kind == GUARD_FILE) {
+		d->placement = GUARD_PLACE_REDIRECT;
+		d->ncover = 0;
+		d->resume = (int32_t)(f + 1);
+		d->base_depth = g->in[first].depth - guard_op__inputs(g->in[first].opcode, g->in[first].arg) -
+				(d->kind == GUARD_FILE ? 2 : 0);
+		d->push_fallback = true;
+		guard__fmt(d->consumer, sizeof(d->consumer), "the instruction's own consumer");
+		guard__fmt(d->reason, sizeof(d->reason), "%s: %s calls helper %s",
+			   guard_kind__name(d->kind), d->target,
+			   d->kind == GUARD_FILE ? "open_or_empty" :
+			   g->in[f].arg == NB_INPLACE_ADD ? "str_coerce_inplace" : "str_coerce");
+		return;
+	}
+	int64_t prod = f;
+	int slot;
+	if (d->kind == GUARD_CHAIN_SUBSCRIPT) {
+		d->ncover = k->nlinks;
+		for (size_t i = 0; i < k->nlinks; i++)
+			d->cover[i] = (struct guard_cover){ k->links[i], k->links[i] };
+		prod = k->links[k->nlinks - 1];
+		slot = g->in[k->links[0]].depth - 2;
+	} else {
+		d->ncover = 1;
+		d->cover[0] = (struct guard_cover){ (int32_t)first, (int32_t)f };
+		slot = g->in[first].depth - guard_op__inputs(g->in[first].opcode, g->in[first].arg);
+		if (op == CALL)
+			slot = g->in[f].depth - 2;   /* below the callable pair */
+	}
+	int width = op == CALL ? 1 : guard_op__outputs(g->in[prod].opcode, g->in[prod].arg);
+	struct flow fl = { 0 };
+	if (width == 0) {
+		/* A store or delete that failed: skip it. */
+		fl.resume = (int32_t)(prod + 1);
+		fl.base = slot;
+		fl.push = false;
+		fl.place = GUARD_PLACE_SKIP;
+		guard__fmt(fl.consumer, sizeof(fl.consumer), "none (the %s is skipped)",
+			   op == DELETE_SUBSCR || op == DELETE_ATTR ? "delete" : "store");
+	} else if (follow(g, prod, slot, width, k->fbc, false, &fl) < 0) {
+		refuse(d, GUARD_REFUSE_PLACEMENT,
+		       "the failing value flows through control flow a guard cannot follow safely");
+		return;
+	}
+	/* Safety net: the handler may not pop what an enclosing handler
+	 * needs, and the depth at the resume point must be what the block
+	 * leaves there. */
+	const struct rewrite_exc *enc = rewrite_code__exc_at(g->code, g->in[first].offset);
+	int want = fl.base + (fl.push ? 1 : 0);
+	if ((enc && (int)enc->depth > fl.base) || fl.resume < 0 || (size_t)fl.resume >= g->n ||
+	    g->in[fl.resume].depth != want) {
+		refuse(d, GUARD_REFUSE_PLACEMENT,
+		       "no resume point with a consistent stack after the failing statement");
+		return;
+	}
+	d->resume = fl.resume;
+	d->base_depth = fl.base;
+	d->push_fallback = fl.push;
+	d->unpack = fl.unpack;
+	d->placement = fl.place;
+	guard__fmt(d->consumer, sizeof(d->consumer), "%s", fl.consumer);
+	if (!fl.push)
+		fill_fallback(d, GUARD_FB_NOTHING);
+	if (fl.unpack)
+		guard__fmt(d->fallback_text, sizeof(d->fallback_text), "None for each of %u targets",
+			   fl.unpack);
+	guard__fmt(d->reason, sizeof(d->reason), "%s: %s yields %s (%s, %s)",
+		   guard_kind__name(d->kind), d->target, d->fallback_text,
+		   guard_placement__name(d->placement), d->consumer);
+}
+
 int guard__analyse(const struct rewrite_code_info *info, const struct guard_crash *crash,
 		   struct guard_decision *d, struct rewrite_diag *diag)
 {
@@ -677,248 +955,14 @@ int guard__analyse(const struct rewrite_code_info *info, const struct guard_cras
 	struct guard_fingerprint fp;
 	if (guard_fingerprint__compute(info, crash->unit, crash->exc_type, &fp, NULL) == 0)
 		d->fingerprint = fp.hash;
-
-	const struct rewrite_instr *in = &g.in[f];
-	int op = in->opcode;
-	char buf[224];
-
-	/* The standard library is never patched: its errors come from the
-	 * caller's data. Then deliberate raises: never structural crashes. */
-	bool stdlib = crash->stdlib < 0 ? guard__is_stdlib_path(info->filename) : crash->stdlib > 0;
-	if (stdlib) {
-		guard__fmt(buf, sizeof(buf),
-			   "raised inside the standard library (%s): the bug is in the caller's data, not here",
-			   info->filename ? info->filename : "?");
-		refuse(d, GUARD_REFUSE_STDLIB, buf);
-		goto out;
-	}
-	if (op == RAISE_VARARGS) {
-		bool assert_ = false;
-		for (int64_t k = f - 1; k >= 0 && k >= f - 8; k--)
-			if (g.in[k].opcode == LOAD_ASSERTION_ERROR)
-				assert_ = true;
-		if (assert_)
-			refuse(d, GUARD_REFUSE_ASSERT,
-			       "an assert statement failed: a deliberate check, not a structural crash");
-		else
-			refuse(d, GUARD_REFUSE_RAISE,
-			       "raised by an explicit raise statement: the program meant it");
-		goto out;
-	}
-	if (op == RERAISE) {
-		refuse(d, GUARD_REFUSE_RERAISE,
-		       "re-raised by the program's own except/finally/with block: guard the original site");
-		goto out;
-	}
-	if (!guard__builtin_exc(crash->exc_type)) {
-		guard__fmt(buf, sizeof(buf),
-			   "%s is not a builtin exception: custom exceptions carry program meaning",
-			   crash->exc_type);
-		refuse(d, GUARD_REFUSE_CUSTOM, buf);
-		goto out;
-	}
-	if (crash->in_callee) {
-		refuse(d, GUARD_REFUSE_CALLEE,
-		       "raised by code this instruction called (the traceback goes deeper): guard it where it was raised");
-		goto out;
-	}
-
-	struct symstack st;
-	enum guard_kind kind = GUARD_NONE;
-	enum fbclass fbc = FB_IS_NONE;
-	enum guard_fallback fb = GUARD_FB_NONE;
-	int32_t links[GUARD_MAX_COVER];
-	size_t nlinks = 0;
-
-	if (exc_is(crash, "AttributeError") &&
-	    (op == LOAD_ATTR || op == LOAD_METHOD || op == STORE_ATTR || op == DELETE_ATTR)) {
-		if (!msg_starts(crash, "'NoneType' object has no attribute")) {
-			refuse(d, GUARD_REFUSE_UNHANDLED,
-			       "the attribute is missing on an object that is not None: a program error, not a structural crash");
-			goto out;
-		}
-		kind = GUARD_NULL;
-		operands_of(&g, f, &st);
-		struct sym *owner = &st.s[op == STORE_ATTR ? 1 : 0];
-		char o[100];
-		sym_text(owner, PREC_ATOM, o, sizeof(o));
-		guard__fmt(d->subject, sizeof(d->subject), "%s", owner->t);
-		guard__fmt(d->target, sizeof(d->target), "%s.%s", o, gctx__argtext(&g, in));
-	} else if (is_subscr_op(op) &&
-		   (exc_is(crash, "IndexError") || exc_is(crash, "KeyError") ||
-		    (exc_is(crash, "TypeError") && msg_starts(crash, "'NoneType' object ")))) {
-		if (exc_is(crash, "TypeError") &&
-		    !(msg_has(crash, "not subscriptable") || msg_has(crash, "does not support item"))) {
-			refuse(d, GUARD_REFUSE_UNHANDLED, "TypeError at a subscript that is not about None");
-			goto out;
-		}
-		if (exc_is(crash, "KeyError") && op == STORE_SUBSCR) {
-			refuse(d, GUARD_REFUSE_UNHANDLED, "KeyError while storing an item");
-			goto out;
-		}
-		kind = exc_is(crash, "IndexError") ? GUARD_INDEX :
-		       exc_is(crash, "KeyError") ? GUARD_KEY : GUARD_SUBSCRIPT;
-		operands_of(&g, f, &st);
-		struct sym *cont = &st.s[op == STORE_SUBSCR ? 1 : 0];
-		struct sym *key = &st.s[op == STORE_SUBSCR ? 2 : 1];
-		char c[100];
-		sym_text(cont, PREC_ATOM, c, sizeof(c));
-		guard__fmt(d->subject, sizeof(d->subject), "%s", cont->t);
-		guard__fmt(d->target, sizeof(d->target), "%s[%s]", c, key->t);
-		if (op == BINARY_SUBSCR) {
-			nlinks = subscript_chain(&g, f, links, GUARD_MAX_COVER);
-			if (nlinks >= 2) {
-				kind = GUARD_CHAIN_SUBSCRIPT;
-				int64_t lastl = links[nlinks - 1];
-				struct symstack cs;
-				operands_of(&g, links[0], &cs);
-				guard__fmt(d->subject, sizeof(d->subject), "%s", cs.s[0].t);
-				operands_of(&g, lastl, &cs);
-				sym_text(&cs.s[0], PREC_ATOM, c, sizeof(c));
-				guard__fmt(d->target, sizeof(d->target), "%s[%s]", c, cs.s[1].t);
-			}
-		}
-	} else if (op == CALL) {
-		call_operands(&g, f, &st);
-		int n = (int)in->arg;
-		struct sym *s0 = &st.s[0], *s1 = &st.s[1];
-		const struct sym *fn = s1->mark == SYM_SELF ? s0 : s1;
-		char fa[100];
-		sym_text(fn, PREC_ATOM, fa, sizeof(fa));
-		if (exc_is(crash, "TypeError") && msg_starts(crash, "'NoneType' object is not callable")) {
-			kind = GUARD_CALLABLE;
-			guard__fmt(d->subject, sizeof(d->subject), "%s", fn->t);
-			guard__fmt(d->target, sizeof(d->target), "%s(…)", fa);
-		} else if ((exc_is(crash, "ValueError") || exc_is(crash, "TypeError")) &&
-			   (n == 1 || n == 2) &&
-			   (callable_is_builtin(&g, fn, "int") || callable_is_builtin(&g, fn, "float"))) {
-			kind = GUARD_TYPE_COERCION;
-			bool isint = strcmp(fn->t, "int") == 0;
-			fbc = FB_IS_NUMBER;
-			fb = isint ? GUARD_FB_INT0 : GUARD_FB_FLOAT0;
-			guard__fmt(d->subject, sizeof(d->subject), "%s", st.s[2].t);
-			guard__fmt(d->target, sizeof(d->target), "%s(%s%s%s)", fn->t, st.s[2].t,
-				   n == 2 ? ", " : "", n == 2 ? st.s[3].t : "");
-		} else if (exc_is(crash, "FileNotFoundError") && callable_is_builtin(&g, fn, "open") &&
-			   n >= 1) {
-			kind = GUARD_FILE;
-			fb = GUARD_FB_EMPTY_FILE;
-			guard__fmt(d->subject, sizeof(d->subject), "%s", st.s[2].t);
-			guard__fmt(d->target, sizeof(d->target), "open(%s%s)", st.s[2].t, n > 1 ? ", …" : "");
-		}
-	} else if (op == BINARY_OP) {
-		operands_of(&g, f, &st);
-		char l[100], r[100];
-		sym_text(&st.s[0], PREC_BIN, l, sizeof(l));
-		sym_text(&st.s[1], PREC_BIN + 1, r, sizeof(r));
-		uint32_t a = in->arg;
-		if (exc_is(crash, "ZeroDivisionError") &&
-		    (a == NB_TRUE_DIVIDE || a == NB_FLOOR_DIVIDE || a == NB_REMAINDER ||
-		     a == NB_INPLACE_TRUE_DIVIDE || a == NB_INPLACE_FLOOR_DIVIDE ||
-		     a == NB_INPLACE_REMAINDER)) {
-			kind = GUARD_DIVISION;
-			fbc = FB_IS_NUMBER;
-			fb = (a == NB_TRUE_DIVIDE || a == NB_INPLACE_TRUE_DIVIDE) ? GUARD_FB_FLOAT0 :
-										      GUARD_FB_INT0;
-			guard__fmt(d->subject, sizeof(d->subject), "%s", st.s[1].t);
-			guard__fmt(d->target, sizeof(d->target), "%s %s %s", l, binop_text(a), r);
-		} else if (exc_is(crash, "TypeError") && (a == NB_ADD || a == NB_INPLACE_ADD) &&
-			   (msg_starts(crash, "can only concatenate str") ||
-			    (msg_starts(crash, "unsupported operand type(s) for +") &&
-			     msg_has(crash, "'str'")))) {
-			kind = GUARD_STR_COERCE;
-			fb = GUARD_FB_STR_CONCAT;
-			/* The operand that is not a str: the right one for
-			 * "can only concatenate str (not X) to str". */
-			bool right = msg_starts(crash, "can only concatenate str") ||
-				     !msg_has(crash, "and 'str'");
-			guard__fmt(d->subject, sizeof(d->subject), "%s", right ? st.s[1].t : st.s[0].t);
-			guard__fmt(d->target, sizeof(d->target), "%s %s %s", l, binop_text(a), r);
+	if (!refuse_early(&g, crash, f, d)) {
+		struct kind_info k;
+		classify(&g, crash, f, d, &k);
+		if (d->kind != GUARD_NONE) {
+			fill_fallback(d, k.fb);
+			plan(&g, first, f, &k, d);
 		}
 	}
-	if (kind == GUARD_NONE) {
-		guard__fmt(buf, sizeof(buf),
-			   "%s at %s is not one of the structural crashes suture heals",
-			   crash->exc_type, rewrite_opcode__name(op));
-		refuse(d, GUARD_REFUSE_UNHANDLED, buf);
-		goto out;
-	}
-	d->kind = kind;
-	fill_fallback(d, fb);
-
-	/* The plan. */
-	if (kind == GUARD_STR_COERCE || kind == GUARD_FILE) {
-		d->placement = GUARD_PLACE_REDIRECT;
-		d->ncover = 0;
-		d->resume = (int32_t)(f + 1);
-		d->base_depth = g.in[first].depth - guard_op__inputs(g.in[first].opcode, g.in[first].arg) -
-				(kind == GUARD_FILE ? 2 : 0);
-		d->push_fallback = true;
-		guard__fmt(d->consumer, sizeof(d->consumer), "the instruction's own consumer");
-		guard__fmt(d->reason, sizeof(d->reason), "%s: %s calls helper %s",
-			   guard_kind__name(kind), d->target,
-			   kind == GUARD_FILE ? "open_or_empty" :
-			   in->arg == NB_INPLACE_ADD ? "str_coerce_inplace" : "str_coerce");
-		goto out;
-	}
-	int64_t prod = f;
-	int slot;
-	if (kind == GUARD_CHAIN_SUBSCRIPT) {
-		d->ncover = nlinks;
-		for (size_t k = 0; k < nlinks; k++)
-			d->cover[k] = (struct guard_cover){ links[k], links[k] };
-		prod = links[nlinks - 1];
-		slot = g.in[links[0]].depth - 2;
-	} else {
-		d->ncover = 1;
-		d->cover[0] = (struct guard_cover){ (int32_t)first, (int32_t)f };
-		slot = g.in[first].depth - guard_op__inputs(g.in[first].opcode, g.in[first].arg);
-		if (op == CALL)
-			slot = g.in[f].depth - 2;
-	}
-	int width = guard_op__outputs(g.in[prod].opcode, g.in[prod].arg);
-	if (op == CALL)
-		width = 1;
-	struct flow fl = { 0 };
-	if (width == 0) {
-		/* A store or delete that failed: skip it. */
-		fl.resume = (int32_t)(prod + 1);
-		fl.base = slot;
-		fl.push = false;
-		fl.place = GUARD_PLACE_SKIP;
-		guard__fmt(fl.consumer, sizeof(fl.consumer), "none (the %s is skipped)",
-			   op == DELETE_SUBSCR || op == DELETE_ATTR ? "delete" : "store");
-	} else if (follow(&g, prod, slot, width, fbc, false, &fl) < 0) {
-		refuse(d, GUARD_REFUSE_PLACEMENT,
-		       "the failing value flows through control flow a guard cannot follow safely");
-		goto out;
-	}
-	/* Safety net: the handler may not pop what an enclosing handler
-	 * needs, and the depth at the resume point must be what the block
-	 * leaves there. */
-	const struct rewrite_exc *enc = rewrite_code__exc_at(g.code, g.in[first].offset);
-	int want = fl.base + (fl.push ? 1 : 0);
-	if ((enc && (int)enc->depth > fl.base) || fl.resume < 0 || (size_t)fl.resume >= g.n ||
-	    g.in[fl.resume].depth != want) {
-		refuse(d, GUARD_REFUSE_PLACEMENT,
-		       "no resume point with a consistent stack after the failing statement");
-		goto out;
-	}
-	d->resume = fl.resume;
-	d->base_depth = fl.base;
-	d->push_fallback = fl.push;
-	d->unpack = fl.unpack;
-	d->placement = fl.place;
-	guard__fmt(d->consumer, sizeof(d->consumer), "%s", fl.consumer);
-	if (!fl.push)
-		fill_fallback(d, GUARD_FB_NOTHING);
-	if (fl.unpack)
-		guard__fmt(d->fallback_text, sizeof(d->fallback_text), "None for each of %u targets",
-			   fl.unpack);
-	guard__fmt(d->reason, sizeof(d->reason), "%s: %s yields %s (%s, %s)",
-		   guard_kind__name(kind), d->target, d->fallback_text,
-		   guard_placement__name(d->placement), d->consumer);
-out:
 	gctx__close(&g);
 	return 0;
 }
