@@ -81,7 +81,7 @@ static int check_state(struct inspect_proc *ip)
 	snprintf(path, sizeof(path), "/proc/%d/status", (int)ip->pid);
 	FILE *f = fopen(path, "re");
 	if (!f)
-		return errno == ENOENT ? inspect__fail(ip, -ESRCH, "no such process")
+		return errno == ENOENT ? inspect__fail(ip, -ESRCH, "process exited during the dump")
 				       : inspect__fail(ip, -errno, "%s: %s", path, strerror(errno));
 	int err = 0;
 	while (fgets(line, sizeof(line), f)) {
@@ -93,7 +93,7 @@ static int check_state(struct inspect_proc *ip)
 				err = inspect__fail(ip, -EAGAIN, "process is stopped (SIGSTOP); "
 						    "resume it with kill -CONT %d", (int)ip->pid);
 			else if (*p == 'Z' || *p == 'X')
-				err = inspect__fail(ip, -ESRCH, "process has exited (zombie)");
+				err = inspect__fail(ip, -ESRCH, "process exited during the dump");
 		} else if (!strncmp(line, "TracerPid:", 10)) {
 			long tracer = strtol(line + 10, NULL, 10);
 			if (tracer != 0 && tracer != (long)getpid() && !err)
