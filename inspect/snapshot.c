@@ -171,6 +171,13 @@ static int copy_stacks(struct inspect_proc *ip, struct inspect_snapshot *s)
 			if ((err = grow((void **)&st->frames, &fcap, st->nframes + 1, sizeof(*st->frames))))
 				return err;
 			st->frames[st->nframes++].raw = f;
+			/* Generator frames live in their generator object, outside
+			 * the data stack: copy their locals now too. */
+			if (f.owner != INSPECT_OWNED_BY_THREAD && f.nlocalsplus > 0) {
+				uint32_t n = f.nlocalsplus < INSPECT_MAX_LOCALS_SHOWN ? (uint32_t)f.nlocalsplus
+										       : INSPECT_MAX_LOCALS_SHOWN;
+				inspect__prefetch(ip, f.localsplus_addr, 8 * (size_t)n);
+			}
 		}
 		if (r == -ESRCH)
 			return inspect__fail(ip, -ESRCH, "process exited during the dump");
