@@ -273,8 +273,10 @@ void rewrite_bytes__free(struct rewrite_bytes *b);   /* accepts NULL data */
  * zeroed), co_exceptiontable (from the entries, in code units) and
  * co_linetable (one entry per instruction, split in runs of at most 8
  * units, as compile.c's assemble_emit_location). Updates instr.offset,
- * instr.arg of jumps and instr.nprefix/size. -ERANGE if an original
- * instruction would move. Any output may be NULL. */
+ * instr.arg of jumps, instr.nprefix/npad/size, and flips a jump's opcode
+ * to its reverse when its target lies the other way. -ERANGE if an
+ * original instruction would move or a jump cannot reach its target. Any
+ * output may be NULL (encode(code, NULL, NULL, NULL, diag) only lays out). */
 int rewrite_code__encode(struct rewrite_code *code, struct rewrite_bytes *co_code,
 			 struct rewrite_bytes *exctable, struct rewrite_bytes *linetable,
 			 struct rewrite_diag *diag);
