@@ -35,7 +35,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		for (size_t i = 0; i + 2 <= in.code_len; i += 2) {
 			int op = canon[data[1 + i] % ncanon];
 			shaped[o++] = (uint8_t)op;
-			shaped[o++] = data[2 + i];
+			/* short jumps mostly land on code, so the analysis runs */
+			shaped[o++] = rewrite_opcode__is_jump(op) ? data[2 + i] % 6 : data[2 + i];
 			for (int c = 0; c < rewrite_opcode__caches(op); c++) {
 				shaped[o++] = 0;
 				shaped[o++] = 0;
