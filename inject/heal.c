@@ -40,9 +40,64 @@
 #define MAX_TREE 20000
 #define MAX_DEPTH 64
 
+/* A page cache over inspect's reader: reading a code object touches many
+ * small objects that sit on a few pages (one process_vm_readv a page
+ * instead of one a field). Valid only while the target cannot change what
+ * we read: it is filled while a crashing thread or an importing module is
+ * parked, and dropped after every patch we install and at the end of each
+ * event. Direct-mapped. */
+#define HEAL_PAGE 4096u
+#define HEAL_NPAGES 128u
+
+struct heal_pages {
+	const struct inspect_reader *under;
+	bool on;
+	uint64_t tag[HEAL_NPAGES];     /* page address + 1; 0 = empty */
+	uint8_t (*data)[HEAL_PAGE];
+};
+
+static int pages_read(void *ctx, uint64_t addr, void *buf, size_t len)
+{
+	struct heal_pages *pc = ctx;
+	const struct inspect_reader *u = pc->under;
+	uint8_t *out = buf;
+	if (!pc->on || !pc->data)
+		return u->read(u->ctx, addr, buf, len);
+	while (len) {
+		uint64_t page = addr & ~(uint64_t)(HEAL_PAGE - 1);
+		size_t off = (size_t)(addr - page);
+		size_t n = HEAL_PAGE - off < len ? HEAL_PAGE - off : len;
+		size_t slot = (size_t)((page / HEAL_PAGE) % HEAL_NPAGES);
+		if (pc->tag[slot] != page + 1) {
+			if (u->read(u->ctx, page, pc->data[slot], HEAL_PAGE)) {
+				/* A page we may not read whole: read exactly. */
+				pc->tag[slot] = 0;
+				int err = u->read(u->ctx, addr, out, n);
+				if (err)
+					return err;
+				goto next;
+			}
+			pc->tag[slot] = page + 1;
+		}
+		memcpy(out, pc->data[slot] + off, n);
+next:
+		out += n;
+		addr += n;
+		len -= n;
+	}
+	return 0;
+}
+
+static void pages__drop(struct heal_pages *pc)
+{
+	memset(pc->tag, 0, sizeof(pc->tag));
+}
+
 struct heal {
 	struct inspect_proc *ip;
 	const struct inspect_reader *r;
+	struct inspect_reader cached;
+	struct heal_pages pages;
 	struct inject_session *s;
 	struct heal_opts o;
 	char program[PATH_MAX];
@@ -59,6 +114,7 @@ struct heal {
 	/* While loading at the agent's boot hook: its socket (else -1). */
 	int boot_fd;
 	uint64_t next_request;
+	char key_of[PATH_MAX], key[PATH_MAX];   /* file_key's last answer */
 };
 
 static bool was_patched(const struct heal *h, uint64_t addr)
@@ -109,7 +165,12 @@ int heal__open(struct inspect_proc *ip, struct inject_session *s, const struct h
 	if (!h)
 		return -ENOMEM;
 	h->ip = ip;
-	h->r = inspect_proc__reader(ip);
+	h->pages.under = inspect_proc__reader(ip);
+	h->pages.data = malloc(HEAL_NPAGES * sizeof(*h->pages.data));
+	h->cached = *h->pages.under;
+	h->cached.read = pages_read;
+	h->cached.ctx = &h->pages;
+	h->r = &h->cached;
 	h->s = s;
 	h->boot_fd = -1;
 	h->o = *o;
@@ -137,8 +198,10 @@ void heal__set_session(struct heal *h, struct inject_session *s)
 
 void heal__close(struct heal *h)
 {
-	if (h)
+	if (h) {
 		free(h->patched);
+		free(h->pages.data);
+	}
 	free(h);
 }
 
@@ -189,9 +252,14 @@ static void scopy(char *dst, size_t cap, const char *src)
 
 /* co_filename as an absolute, resolved path (relative names are relative
  * to the target's working directory); "<...>" names stay as they are. */
-static void file_key(const struct heal *h, const char *file, char *out, size_t cap)
+static void file_key(struct heal *h, const char *file, char *out, size_t cap)
 {
 	char joined[PATH_MAX * 2];
+	/* Every code object of a module has the same co_filename. */
+	if (h->key_of[0] && strcmp(h->key_of, file) == 0) {
+		scopy(out, cap, h->key);
+		return;
+	}
 	if (!file[0] || file[0] == '<') {
 		snprintf(out, cap, "%s", file);
 		return;
@@ -202,6 +270,8 @@ static void file_key(const struct heal *h, const char *file, char *out, size_t c
 		snprintf(joined, sizeof(joined), "%s/%s", h->cwd, file);
 	char real[PATH_MAX];
 	scopy(out, cap, realpath(joined, real) ? real : joined);
+	scopy(h->key_of, sizeof(h->key_of), file);
+	scopy(h->key, sizeof(h->key), out);
 }
 
 static void module_of(const struct heal *h, const char *absfile, char *out, size_t cap)
@@ -393,6 +463,7 @@ static int send_patch(struct heal *h, uint64_t code_addr, const struct guard_pat
 		      size_t cap, struct inject_patch_result *res)
 {
 	struct wire_patch w;
+	pages__drop(&h->pages);   /* the target changes now */
 	int err = wire_patch__fill(&w, code_addr, gp, why, cap);
 	if (!err) {
 		memset(res, 0, sizeof(*res));
@@ -482,6 +553,8 @@ int heal__on_crash(struct heal *h, const struct inject_crash *ev, enum heal_outc
 
 	memset(&b, 0, sizeof(b));
 	h->st.crashes++;
+	pages__drop(&h->pages);
+	h->pages.on = true;
 	file_key(h, ev->filename, file, sizeof(file));
 	say(h, "crash seen: %s%s%.160s in %s (%s:%u)", ev->exc_type, ev->message[0] ? ": " : "",
 	    ev->message, ev->qualname, base_of(ev->filename), ev->line);
@@ -600,6 +673,7 @@ out:
 	case HEAL_FAILED: h->st.failed++; break;
 	case HEAL_NONE: break;
 	}
+	h->pages.on = false;
 	if (!released && rc != -EPIPE && inject_session__release(h->s, ev) == -EPIPE)
 		rc = -EPIPE;
 	if (outcome)
@@ -823,11 +897,16 @@ static int load_node(struct heal *h, struct spec *v, size_t nv, const struct nod
 
 	if (inspect_code__read(h->r, addr, &c))
 		return 0;
-	file_key(h, c.filename, file, sizeof(file));
+	/* Cheap test first: a stored function of that name at all? */
 	bool any = false;
-	for (size_t i = 0; i < nv; i++)
-		if (!v[i].done && strcmp(v[i].qualname, c.qualname) == 0 && strcmp(v[i].file, file) == 0)
-			any = true;
+	for (size_t i = 0; i < nv && !any; i++)
+		any = !v[i].done && strcmp(v[i].qualname, c.qualname) == 0;
+	if (!any)
+		return 0;
+	file_key(h, c.filename, file, sizeof(file));
+	any = false;
+	for (size_t i = 0; i < nv && !any; i++)
+		any = !v[i].done && strcmp(v[i].qualname, c.qualname) == 0 && strcmp(v[i].file, file) == 0;
 	if (!any)
 		return 0;
 
@@ -893,6 +972,13 @@ static int load_node(struct heal *h, struct spec *v, size_t nv, const struct nod
 		    c.qualname, base_of(file), s->line);
 		h->st.loaded++;
 		hits[(*nhits)++] = s->name;
+		/* Another guard of this function stored on top of this one? */
+		bool more = false;
+		for (size_t i = 0; i < nv && !more; i++)
+			more = !v[i].done && strcmp(v[i].qualname, c.qualname) == 0 &&
+			       strcmp(v[i].file, file) == 0;
+		if (!more)
+			break;
 		addr = reread_child(h, nd);
 	}
 	/* What is left for this function no longer matches its code. */
@@ -936,6 +1022,8 @@ int heal__load_tree(struct heal *h, uint64_t root)
 		return 0;
 	if (specs__load(h, &v, &nv) || nv == 0)
 		goto out;
+	pages__drop(&h->pages);
+	h->pages.on = true;
 	const char **hits = calloc(nv, sizeof(char *));
 	if (!hits || (rc = tree__walk(h, &t, root, 0, 0, 0))) {
 		free(hits);
@@ -953,6 +1041,7 @@ int heal__load_tree(struct heal *h, uint64_t root)
 	}
 	free(hits);
 out:
+	h->pages.on = false;
 	free(t.v);
 	specs__free(v, nv);
 	return rc;

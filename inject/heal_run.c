@@ -280,6 +280,17 @@ static int supervise(const struct heal_run_opts *o, pid_t pid, int boot_fd, cons
 				u.s = NULL;
 			}
 		}
+		if (u.pending && (u.s || session_gone || mono_ms() > session_deadline)) {
+			if (!u.s && !session_gone)
+				fprintf(stderr, "[suture] pid %d: the agent did not come up: crashes are not healed\n",
+					(int)pid);
+			session_gone = session_gone || !u.s;
+			sup__boot_answer(&u);
+		}
+		/* Nothing left to listen to: the child is exiting (or runs
+		 * without the agent); wait for it below. */
+		if (u.boot_fd < 0 && !u.s && (session_gone || reaped))
+			break;
 		struct pollfd pf[2];
 		nfds_t n = 0;
 		int bi = -1, si = -1;
@@ -291,18 +302,12 @@ static int supervise(const struct heal_run_opts *o, pid_t pid, int boot_fd, cons
 			pf[n] = (struct pollfd){ .fd = inject_session__fd(u.s), .events = POLLIN };
 			si = (int)n++;
 		}
+		/* Until the session is up, retry it every few ms. */
 		int pr = poll(pf, n, u.s || session_gone ? 200 : 2);
 		if (pr < 0 && errno != EINTR)
 			break;
 		if (pr > 0 && bi >= 0 && pf[bi].revents && !u.pending)
 			sup__boot_read(&u);
-		if (u.pending && (u.s || session_gone || mono_ms() > session_deadline)) {
-			if (!u.s && !session_gone)
-				fprintf(stderr, "[suture] pid %d: the agent did not come up: crashes are not healed\n",
-					(int)pid);
-			session_gone = session_gone || !u.s;
-			sup__boot_answer(&u);
-		}
 		if (pr > 0 && si >= 0 && pf[si].revents) {
 			struct inject_crash ev;
 			int rc = inject_session__next_event(u.s, 0, &ev);
@@ -323,10 +328,9 @@ static int supervise(const struct heal_run_opts *o, pid_t pid, int boot_fd, cons
 					heal__set_session(u.h, NULL);
 			}
 		}
-		if (!reaped && waitpid(pid, &wstatus, WNOHANG) == pid)
+		if (!reaped && !u.s && waitpid(pid, &wstatus, WNOHANG) == pid)
 			reaped = true;
-		/* Done when the child is gone and nothing is left to read. */
-		if (reaped && (pr == 0 || (u.boot_fd < 0 && !u.s)))
+		if (reaped && pr == 0)
 			break;
 	}
 	if (!reaped && !u.s && !session_gone)

@@ -40,25 +40,32 @@ n=$(grep -c "guard applied" "$W/heal.err")
 l=$(grep -c "already healed: key_guard" "$W/load.err")
 echo "bench_run: $PYTHON, $(nproc) cores, $NFUNCS functions, $n patches stored, $l loaded at start, $RUNS runs each"
 
-time_runs() { # LABEL COMMAND...
-	label=$1; shift
-	: >"$W/t"
-	for r in $(seq "$RUNS"); do
-		t0=$(date +%s%N)
-		"$@" >/dev/null 2>&1
-		t1=$(date +%s%N)
-		echo $(( (t1 - t0) / 1000 )) >>"$W/t"
-	done
-	sort -n "$W/t" | awk -v l="$label" '{ v[NR] = $1 } END {
-		printf "%-40s median %7.2f ms, min %7.2f ms\n", l, v[int((NR + 1) / 2)] / 1000, v[1] / 1000 }'
-	sort -n "$W/t" | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }' >"$W/med.$label"
-}
-time_runs plain "$PYTHON" "$S" quiet
-time_runs suture-run-empty-store "$RUN" --python "$PYTHON" --store "$W/empty" "$S" quiet
-time_runs suture-run-${l}-patches "$RUN" --python "$PYTHON" --store "$W/store" "$S" quiet
-p=$(cat "$W/med.plain")
-e=$(cat "$W/med.suture-run-empty-store")
-f=$(cat "$W/med.suture-run-${l}-patches")
-awk -v p="$p" -v e="$e" -v f="$f" -v l="$l" 'BEGIN {
-	printf "added by suture-run: %.2f ms with an empty store, %.2f ms with %d stored patches (%.3f ms a patch)\n",
-		(e - p) / 1000, (f - p) / 1000, l, l ? (f - e) / 1000 / l : 0 }'
+# Wall time and CPU time (user+sys of the command and its children, from
+# getrusage) of RUNS runs of each configuration, interleaved so that load
+# changes hit them alike.
+"$PYTHON" - "$RUNS" "$l" "$PYTHON" "$RUN" "$S" "$W" <<'PY'
+import os, resource, subprocess, sys, time
+runs, l, py, run, script, w = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5], sys.argv[6]
+confs = [("plain python3.11", [py, script, "quiet"]),
+         ("suture-run, empty store", [run, "--python", py, "--store", w + "/empty", script, "quiet"]),
+         (f"suture-run, {l} stored patches", [run, "--python", py, "--store", w + "/store", script, "quiet"])]
+res = {name: ([], []) for name, _ in confs}
+for _ in range(runs):
+    for name, cmd in confs:
+        r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        t0 = time.perf_counter()
+        subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
+        t1 = time.perf_counter()
+        r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        res[name][0].append((t1 - t0) * 1e3)
+        res[name][1].append((r1.ru_utime - r0.ru_utime + r1.ru_stime - r0.ru_stime) * 1e3)
+med = lambda v: sorted(v)[len(v) // 2]
+for name, _ in confs:
+    wall, cpu = res[name]
+    print(f"{name:34s} wall median {med(wall):7.2f} ms (min {min(wall):7.2f}); CPU median {med(cpu):6.2f} ms")
+names = [n for n, _ in confs]
+for n in names[1:]:
+    print(f"added by {n}: wall {med(res[n][0]) - med(res[names[0]][0]):+.2f} ms (min to min "
+          f"{min(res[n][0]) - min(res[names[0]][0]):+.2f} ms), CPU {med(res[n][1]) - med(res[names[0]][1]):+.2f} ms")
+PY
+echo "load average: $(cut -d' ' -f1-3 /proc/loadavg) (wall figures grow with it)"

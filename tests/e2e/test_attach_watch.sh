@@ -1,0 +1,169 @@
+#!/bin/sh
+# suture-attach --pid N --watch against running interpreters (Debian's
+# python3.11 and pyenv's 3.11.7): the target is started without suture; the
+# watcher attaches, injects the agent and heals. For each of the ten guard
+# kinds the first call crashes (in its own thread, so the process lives on)
+# and the next call is healed. Also: a bound method captured before the
+# patch, a list comprehension, a closure, a decorated function, a thread
+# started before the attach; handled exceptions (try/except in a caller,
+# hasattr, getattr with a default, iteration) are never reported. SIGINT
+# detaches cleanly (patches stay); a SIGKILLed debugger leaves a parked
+# thread to go on and the target survives.
+set -u
+: "${BUILD:?BUILD must be set (absolute build dir)}"
+: "${PYTHON:=/usr/bin/python3.11}"
+: "${SUTURE_ROOT:=$(cd "$(dirname "$0")/../.." && pwd)}"
+ATTACH="$BUILD/bin/suture-attach"
+AUDIT="$BUILD/bin/suture-audit"
+TARGET="$SUTURE_ROOT/tests/fixtures/heal/watch_target.py"
+export SUTURE_AGENT="$BUILD/lib/libsuture_agent.so"
+PYENV_PY=/root/.pyenv/versions/3.11.7/bin/python3.11
+W=$(mktemp -d /tmp/suture-attach-watch.XXXXXX)
+PIDS=""
+trap 'for p in $PIDS; do kill -9 $p 2>/dev/null; done; rm -rf "$W"' EXIT
+fail() { echo "FAIL: $*"; exit 1; }
+
+wait_grep() { # PATTERN FILE [SECONDS]
+	_n=0
+	while ! grep -q -- "$1" "$2" 2>/dev/null; do
+		_n=$((_n + 1))
+		[ $_n -gt $(( ${3:-10} * 50 )) ] && { cat "$2"; fail "timed out waiting for '$1' in $2"; }
+		sleep 0.02
+	done
+}
+
+# cmd DIR LINE EXPECTED-OUT-LINE: send a command, wait for its result line
+cmd() {
+	echo "$2" >"$1/cmd"
+	wait_grep "^$3\$" "$1/out"
+}
+
+start_target() { # DIR PY
+	mkdir -p "$1"
+	mkfifo "$1/cmd"
+	: >"$1/out"
+	"$2" "$TARGET" "$1" 2>"$1/target.err" &
+	TP=$!
+	PIDS="$PIDS $TP"
+	_n=0
+	while [ ! -s "$1/ready" ]; do
+		_n=$((_n + 1)); [ $_n -gt 500 ] && fail "target never ready"; sleep 0.02
+	done
+}
+
+start_watch() { # DIR PID ARGS...
+	_d=$1 _p=$2
+	shift 2
+	"$ATTACH" --pid "$_p" --watch --store "$_d/store" "$@" 2>"$_d/watch.err" &
+	TW=$!
+	PIDS="$PIDS $TW"
+	wait_grep "^\[suture\] watching pid $_p\$" "$_d/watch.err"
+}
+
+# first_call NAME VALUE COMMAND: the first call of a crash site either
+# crashes, or (resumed in flight) returns VALUE with a "resumed" line.
+first_call() {
+	r0=$(grep -c "^\[suture\] resumed in flight:" "$D/watch.err")
+	g0=$(grep -c "^\[suture\] guard applied:" "$D/watch.err")
+	echo "$3" >"$D/cmd"
+	wait_grep "^$1 \(crashed\|->\)" "$D/out"
+	_n=0
+	while [ "$(grep -c "^\[suture\] guard applied:" "$D/watch.err")" -le "$g0" ]; do
+		_n=$((_n + 1)); [ $_n -gt 500 ] && { cat "$D/watch.err"; fail "$py: $1 not patched"; }
+		sleep 0.02
+	done
+	r1=$(grep -c "^\[suture\] resumed in flight:" "$D/watch.err")
+	if grep -q "^$1 -> " "$D/out"; then
+		grep -qxF "$1 -> $2" "$D/out" || { cat "$D/out"; fail "$py: $1 resumed with a wrong value"; }
+		[ "$r1" -gt "$r0" ] || { cat "$D/watch.err"; fail "$py: $1 returned without a crash or a resume"; }
+		resumed="$resumed $1"
+	else
+		[ "$r1" -eq "$r0" ] || fail "$py: $1 crashed although it was resumed"
+	fi
+}
+
+# again NAME VALUE COMMAND: a later call returns VALUE
+again() {
+	n1=$(grep -cxF "$1 -> $2" "$D/out")
+	echo "$3" >"$D/cmd"
+	_n=0
+	while [ "$(grep -cxF "$1 -> $2" "$D/out")" -le "$n1" ]; do
+		_n=$((_n + 1)); [ $_n -gt 500 ] && { cat "$D/out"; fail "$py: $1 not healed"; }
+		sleep 0.02
+	done
+}
+
+healed() {
+	case $1 in
+	type_coercion_guard) echo 0 ;;
+	division_guard) echo 0.0 ;;
+	str_coerce_guard) echo "'count: 3'" ;;
+	file_guard) echo "''" ;;
+	*) echo None ;;
+	esac
+}
+
+pys="$PYTHON"
+[ -x "$PYENV_PY" ] && pys="$pys $PYENV_PY"
+for py in $pys; do
+	D="$W/$(echo "$py" | tr / _)"
+	resumed=""
+	start_target "$D" "$py"
+	start_watch "$D" "$TP"
+	for k in null_guard index_guard key_guard subscript_guard chain_subscript_guard \
+		type_coercion_guard division_guard str_coerce_guard file_guard callable_guard; do
+		cmd "$D" "$k" "$k crashed"
+		wait_grep "^\[suture\] guard applied: $k " "$D/watch.err"
+		cmd "$D" "$k" "$k -> $(healed $k)"
+	done
+	echo "ok: $py: ten guard kinds healed in a running process"
+	# These callers reach the function through a plain CALL, so the agent
+	# can resume the crashing call in flight: the first call then returns
+	# the fallback already ("resumed in flight"); otherwise it crashes.
+	for s in method:None comp:"[1, None]" closure:None decorated:None; do
+		name=${s%%:*} val=${s#*:}
+		first_call "$name" "$val" "shape $name"
+		again "$name" "$val" "shape $name"
+	done
+	first_call pre None pre
+	grep -q "^\[suture\] guard applied: key_guard d\['pre'\] .* in pre_thread_fn" "$D/watch.err" ||
+		{ cat "$D/watch.err"; fail "$py: the thread from before the attach was not healed"; }
+	again pre_thread None "shape pre_thread"
+	echo "ok: $py: resumed in flight:${resumed:- none}"
+	echo "ok: $py: bound method, comprehension, closure, decorated, thread from before the attach"
+	n0=$(grep -c "crash seen" "$D/watch.err")
+	cmd "$D" "shape handled_try" "handled_try -> 'caught'"
+	cmd "$D" "shape handled_hasattr" "handled_hasattr -> False"
+	cmd "$D" "shape handled_getattr" "handled_getattr -> 'default'"
+	cmd "$D" "shape handled_iter" "handled_iter -> \[1, 2, 3\]"
+	sleep 0.2
+	[ "$(grep -c "crash seen" "$D/watch.err")" -eq "$n0" ] || { cat "$D/watch.err"; fail "$py: a handled exception was reported"; }
+	echo "ok: $py: handled exceptions untouched"
+	# Interrupt: clean detach, patches stay, the target lives on.
+	kill -INT "$TW"
+	wait "$TW" || { cat "$D/watch.err"; fail "$py: watcher exit status after SIGINT"; }
+	grep -q "^\[suture\] detached" "$D/watch.err" || { cat "$D/watch.err"; fail "$py: no clean detach"; }
+	cmd "$D" key_guard "key_guard -> None"
+	n=$("$AUDIT" --store "$D/store" --json | grep -c '"guard"')
+	[ "$n" -eq 15 ] || { "$AUDIT" --store "$D/store"; fail "$py: $n patches stored, not 15"; }
+	echo "ok: $py: SIGINT detaches, patches stay and are stored"
+	# SIGKILL while a crashing thread is parked: the agent sees EOF and lets
+	# the exception go on; the target survives and still answers.
+	start_watch "$D" "$TP"
+	kill -STOP "$TW"
+	echo "shape late" >"$D/cmd"
+	sleep 0.4
+	grep -q "^late" "$D/out" && { cat "$D/out" "$D/watch.err"; fail "$py: the crash was not parked while the debugger was stopped"; }
+	kill -KILL "$TW"
+	wait "$TW" 2>/dev/null
+	t0=$(date +%s%N)
+	wait_grep "^late crashed\$" "$D/out" 5
+	ms=$(( ($(date +%s%N) - t0) / 1000000 ))
+	[ $ms -lt 1000 ] || fail "$py: the parked thread waited ${ms} ms after the debugger died"
+	cmd "$D" key_guard "key_guard -> None"
+	kill -0 "$TP" || fail "$py: the target died with the debugger"
+	echo quit >"$D/cmd"
+	wait "$TP" || fail "$py: the target did not exit cleanly"
+	echo "ok: $py: SIGKILLed debugger, target unharmed"
+done
+echo PASS
