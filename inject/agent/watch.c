@@ -34,7 +34,10 @@ _Static_assert(sizeof(_Py_CODEUNIT) == 2, "3.11 code units are 16-bit");
 static int g_watching;
 static uint32_t g_mode = INJECT_WATCH_NONE;
 static uint32_t g_timeout_ms = 2000;
-static __thread int t_busy;          /* no re-entry per thread */
+/* No re-entry, per thread. initial-exec: a plain %fs access instead of a
+ * __tls_get_addr call on every exception (one int fits glibc's static TLS
+ * surplus, which is what dlopen'ed initial-exec variables use). */
+static __thread int t_busy __attribute__((tls_model("initial-exec")));
 
 /* Entry jump state: the original bytes, kept for the undo. */
 static uint8_t *g_entry;
@@ -527,7 +530,7 @@ static int agent_traceback_here(PyFrameObject *frame)
 	agent_stats.hook_calls++;
 	/* tb == NULL: the exception starts in this frame (a propagating one
 	 * already has the callee's entry). */
-	if (tb == NULL && g_watching && !t_busy && is_structural(exc)) {
+	if (tb == NULL && g_watching && is_structural(exc) && !t_busy) {
 		t_busy = 1;
 		consider(frame, &exc, &val, &newtb);
 		t_busy = 0;
