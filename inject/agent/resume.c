@@ -457,8 +457,15 @@ int agent_resume__run(_PyInterpreterFrame *f, PyObject **pexc, PyObject **pval, 
 		snprintf(msg, cap, "the function's code is not the patch for this frame");
 		return -EINVAL;
 	}
-	if (f->is_entry || !c || c->owner != FRAME_OWNED_BY_THREAD || _PyFrame_IsIncomplete(c)) {
+	if (f->is_entry || !c) {
 		snprintf(msg, cap, "the failing frame was entered from C: later calls are healed");
+		return -ENOTSUP;
+	}
+	/* The caller may be a generator's frame: it is resumed through the
+	 * same eval loop, which re-reads f_code, and _PyGen_yf reads its
+	 * prev_instr, rebased like everything else. */
+	if (c->owner == FRAME_OWNED_BY_FRAME_OBJECT || _PyFrame_IsIncomplete(c)) {
+		snprintf(msg, cap, "the caller's frame cannot be switched: later calls are healed");
 		return -ENOTSUP;
 	}
 	/* C is suspended in an inlined CALL: prev_instr is its last cache. */

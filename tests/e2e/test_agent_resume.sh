@@ -11,7 +11,8 @@
 # Then the cases of resume_cases.py: the loop inside `with lock:` (released
 # exactly once), try/finally (finally body once), a closure updating a
 # nonlocal through its cell, a method, a worker thread while other threads
-# run, an already specialized caller, and 100,000 records with 50,000 bad
+# run, an already specialized caller, a generator as the caller, and
+# 100,000 records with 50,000 bad
 # ones (one call; 500,000 more healed KeyErrors with memory flat).
 # Both interpreters, LD_PRELOAD and remote injection.
 . "$(dirname "$0")/test_agent_lib.sh"
@@ -38,7 +39,7 @@ for py in $(pythons); do
 	done
 	run "raise-$tag" preload "$py" raise 1 "^outcome TypeError calls=1"
 	run "fromc-$tag" preload "$py" fromc -95 "^outcome fromc thread=\['KeyError'\] later=\[2, -2, 6\]"
-	for c in with finally closure method thread quickened many; do
+	for c in with finally closure method thread quickened generator many; do
 		n="case-$c-$tag"
 		start_target "$n" preload "$py" "$FIX/resume_cases.py" "$W/$n" "$c"
 		start_client "$n" -n "$TP" watch 1 30 resume "$W/$n.spec"
