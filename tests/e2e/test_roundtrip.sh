@@ -22,4 +22,23 @@ quick=$(sed -n 's/^quickened: \([0-9]*\).*/\1/p' "$work/out")
 spec=$(sed -n 's/^distinct specialized opcodes seen: \([0-9]*\)/\1/p' "$work/out")
 [ "$quick" -gt 10 ] || { echo "only $quick quickened code objects"; exit 1; }
 [ "$spec" -gt 30 ] || { echo "only $spec specialized opcodes exercised"; exit 1; }
+
+# More corpora when this machine has them: Debian's dist-packages compiled
+# by the same interpreter, and the standard library of another CPython 3.11
+# (e.g. a pyenv 3.11.7 first on PATH): 3.11.x share one bytecode format.
+if [ -d /usr/lib/python3/dist-packages ]; then
+	"$PYTHON" "$SUTURE_ROOT/tests/fixtures/codedump.py" "$work/dist.dump" \
+		--dir=/usr/lib/python3/dist-packages
+	"$check" "$work/dist.dump" 50
+fi
+other=$(command -v python3.11 || true)
+if [ -n "$other" ] && [ "$("$other" -c 'import sys; print(sys.version)' 2>/dev/null)" != \
+	"$("$PYTHON" -c 'import sys; print(sys.version)')" ] &&
+	"$other" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' 2>/dev/null; then
+	echo "also: $("$other" -c 'import sys; print(sys.executable, sys.version.split()[0])')"
+	"$other" "$SUTURE_ROOT/tests/fixtures/codedump.py" "$work/other.dump" --stdlib --no-tests --sample
+	"$check" "$work/other.dump" 50
+else
+	echo "no other CPython 3.11 on PATH: second interpreter skipped"
+fi
 echo "roundtrip: ok"
