@@ -297,6 +297,14 @@ static int seize_one(struct attach_proc *proc, pid_t tid)
 			return attach__alive(proc->pid) ? 0
 							 : attach__fail(proc, -ESRCH, "process exited while being seized");
 		if (err == -EPERM) {
+			/* A thread that is exiting refuses attach with EPERM
+			 * (kernel/ptrace.c: exit_state set): not a permission
+			 * problem when the thread is gone or a zombie now. */
+			if (tid != proc->pid &&
+			    (thread_state(proc->pid, tid, &state) || state == 'Z' || state == 'X'))
+				return 0;
+			if (!attach__alive(proc->pid))
+				return attach__fail(proc, -ESRCH, "process exited while being seized");
 			tracer = status_field(proc->pid, tid, "TracerPid:");
 			if (tracer > 0 && tracer != getpid())
 				return attach__fail(proc, -EBUSY, "already traced by pid %ld (a debugger?)",
@@ -473,7 +481,9 @@ static int release_one(struct attach_proc *proc, struct attach_thread *t)
 		   (void *)(uintptr_t)(t->stop == ATTACH_STOP_SIGNAL ? t->pending_sig : 0)) < 0) {
 		e = -errno;
 		if (e == -ESRCH) {
-			waitpid(t->tid, &st, __WALL | WNOHANG); /* reap a dead thread */
+			/* Killed meanwhile: as its tracer we must reap it, or
+			 * the group leader's exit is never reported. */
+			attach__wait(t->tid, &st, 1000);
 			return 0;
 		}
 		return attach__fail(proc, e, "ptrace(DETACH, %d): %s", (int)t->tid, strerror(-e));

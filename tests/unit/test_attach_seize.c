@@ -318,3 +318,53 @@ Test(attach_seize, other_user_is_eperm_with_cause)
 	close(fds[0]);
 	child_end(&c);
 }
+
+static int child_exits_soon(int in, int out)
+{
+	pthread_t th;
+	char b;
+	long i;
+	for (i = 0; i < 4; i++)
+		pthread_create(&th, NULL, spin, (void *)i);
+	if (write(out, "R", 1) != 1)
+		return 2;
+	if (read(in, &b, 1) != 1) /* the parent has opened us: start the clock */
+		return 3;
+	usleep(20000 + (b & 7) * 3000);
+	_exit(0); /* every thread goes, possibly in the middle of a seize */
+}
+
+/* A process that exits while being seized, released or called into: only
+ * 0 or -ESRCH, never a hang or another error. */
+Test(attach_seize, exit_during_seize_is_esrch)
+{
+	int round;
+
+	for (round = 0; round < 10; round++) {
+		struct child c = child_start(child_exits_soon);
+		struct attach_proc *p;
+		uint64_t ret;
+		int err = 0, n = 0;
+
+		cr_assert(c.pid > 0);
+		cr_assert_eq(attach_proc__open(c.pid, &p), 0);
+		cr_assert_eq(write(c.wr, &(char){ (char)round }, 1), 1);
+		while (err == 0 && n++ < 100000) {
+			err = attach_proc__seize_all(p);
+			if (err == 0) {
+				int e = attach_proc__call_sym(p, attach_proc__thread(p, 0), "libc.so",
+							      "getpid", NULL, 0, &ret);
+				cr_assert(e == 0 || e == -ESRCH || e == -ENOENT, "call: %d %s", e,
+					  attach_proc__error(p));
+				err = attach_proc__release_all(p);
+				cr_assert(err == 0 || err == -ESRCH, "release: %d %s", err,
+					  attach_proc__error(p));
+			}
+		}
+		cr_assert_eq(err, -ESRCH, "seize: %d %s", err, attach_proc__error(p));
+		cr_assert(strstr(attach_proc__error(p), "exit") || strstr(attach_proc__error(p), "no such"),
+			  "%s", attach_proc__error(p));
+		attach_proc__close(p);
+		child_end(&c);
+	}
+}
