@@ -93,6 +93,14 @@ static void pages__drop(struct heal_pages *pc)
 	memset(pc->tag, 0, sizeof(pc->tag));
 }
 
+struct spec;
+
+/* A patch posted to the boot hook whose answer is still to be read. */
+struct pend {
+	struct spec *s;
+	char qualname[256], base[128];
+};
+
 struct heal {
 	struct inspect_proc *ip;
 	const struct inspect_reader *r;
@@ -115,6 +123,11 @@ struct heal {
 	int boot_fd;
 	uint64_t next_request;
 	char key_of[PATH_MAX], key[PATH_MAX];   /* file_key's last answer */
+	double t_read, t_synth, t_send;         /* load times, for --verbose */
+	struct pend *pend;                      /* boot: posted, not answered yet */
+	size_t npend, cappend;
+	char **hits;                            /* loaded, hit counts not yet stored */
+	size_t nhits;
 };
 
 static bool was_patched(const struct heal *h, uint64_t addr)
@@ -199,8 +212,11 @@ void heal__set_session(struct heal *h, struct inject_session *s)
 void heal__close(struct heal *h)
 {
 	if (h) {
+		heal__flush(h);
+		free(h->hits);
 		free(h->patched);
 		free(h->pages.data);
+		free(h->pend);
 	}
 	free(h);
 }
@@ -426,21 +442,30 @@ static void show_delta(struct heal *h, const struct heal_code *hc, const struct 
 	fflush(h->log);
 }
 
-/* PATCH over the boot hook's socket, and its PATCH_RESULT. */
-static int boot_patch(struct heal *h, const struct inject_patch *p, struct inject_patch_result *res,
-		      char *why, size_t cap)
+/* PATCH over the boot hook's socket, without waiting: the hook answers
+ * every frame in order (boot_result), so patches are pipelined. */
+static int boot_post(struct heal *h, const struct inject_patch *p, char *why, size_t cap)
 {
 	struct inject_buf b = { 0 };
 	struct inject_patch q = *p;
-	uint8_t hdr[INJECT_HDR_SIZE], *pl = NULL;
-	struct inject_hdr hd;
 	q.request_id = ++h->next_request;
 	int rc = inject_msg__encode_patch(&b, &q);
 	if (!rc)
 		rc = b.err ? b.err : inject_channel__write_all(h->boot_fd, b.data, b.len);
 	inject_buf__free(&b);
-	if (!rc)
-		rc = inject_channel__read_all(h->boot_fd, hdr, sizeof(hdr));
+	if (rc) {
+		snprintf(why, cap, "the agent's boot hook went away: %s", strerror(-rc));
+		return -EPIPE;
+	}
+	return 0;
+}
+
+/* The next PATCH_RESULT from the boot hook. */
+static int boot_result(struct heal *h, struct inject_patch_result *res, char *why, size_t cap)
+{
+	uint8_t hdr[INJECT_HDR_SIZE], *pl = NULL;
+	struct inject_hdr hd;
+	int rc = inject_channel__read_all(h->boot_fd, hdr, sizeof(hdr));
 	if (!rc)
 		rc = inject_msg__decode_hdr(hdr, hdr + sizeof(hdr), &hd);
 	if (!rc && (hd.type != INJECT_MSG_PATCH_RESULT || !hd.len || !(pl = malloc(hd.len))))
@@ -455,6 +480,13 @@ static int boot_patch(struct heal *h, const struct inject_patch *p, struct injec
 		return -EPIPE;
 	}
 	return 0;
+}
+
+static int boot_patch(struct heal *h, const struct inject_patch *p, struct inject_patch_result *res,
+		      char *why, size_t cap)
+{
+	int rc = boot_post(h, p, why, cap);
+	return rc ? rc : boot_result(h, res, why, cap);
 }
 
 /* Send and wait for the agent's answer. 0 installed; -EPIPE the agent is
@@ -498,6 +530,20 @@ static int open_store(struct heal *h, unsigned flags, struct store **out)
 	if (err && err != -ENOENT)
 		say(h, "%s", h->err[0] ? h->err : strerror(-err));
 	return err;
+}
+
+void heal__flush(struct heal *h)
+{
+	struct store *st = NULL;
+	if (!h || !h->nhits)
+		return;
+	if (open_store(h, 0, &st) == 0) {
+		store__record_hits(st, (const char *const *)h->hits, h->nhits, 0, NULL);
+		store__close(st);
+	}
+	for (size_t i = 0; i < h->nhits; i++)
+		free(h->hits[i]);
+	h->nhits = 0;
 }
 
 static void persist(struct heal *h, const struct heal_code *hc, const struct built *b,
@@ -885,6 +931,51 @@ static void mark_stale(struct heal *h, struct spec *s, const char *reason)
 	store__close(st);
 }
 
+static int pend__push(struct heal *h, struct spec *s, const char *qualname, const char *file)
+{
+	if (h->npend == h->cappend) {
+		size_t nc = h->cappend ? 2 * h->cappend : 64;
+		struct pend *v = realloc(h->pend, nc * sizeof(*v));
+		if (!v)
+			return -ENOMEM;
+		h->pend = v;
+		h->cappend = nc;
+	}
+	struct pend *p = &h->pend[h->npend++];
+	p->s = s;
+	scopy(p->qualname, sizeof(p->qualname), qualname);
+	scopy(p->base, sizeof(p->base), base_of(file));
+	return 0;
+}
+
+/* Read the boot hook's answers to the pipelined patches, in order. */
+static int boot_collect(struct heal *h, const char **hits, size_t *nhits)
+{
+	int rc = 0;
+	double t0 = now_ms();
+	for (size_t i = 0; i < h->npend; i++) {
+		struct pend *p = &h->pend[i];
+		struct inject_patch_result res;
+		char why[512];
+		if (rc == 0)
+			rc = boot_result(h, &res, why, sizeof(why));
+		if (rc == 0 && res.status)
+			snprintf(why, sizeof(why), "the agent refused the patch: %s", res.message);
+		if (rc || res.status) {
+			say(h, "failed: loading %s: %s", p->s->name, why);
+			h->st.failed++;
+			continue;
+		}
+		say(h, "already healed: %s %s -> %s in %s (%s:%d)", p->s->guard, p->s->target,
+		    p->s->fallback, p->qualname, p->base, p->s->line);
+		h->st.loaded++;
+		hits[(*nhits)++] = p->s->name;
+	}
+	h->npend = 0;
+	h->t_send += now_ms() - t0;
+	return rc;
+}
+
 /* Apply, in sequence, the stored patches whose code_id matches the live
  * code at nd; report the others of this function as stale. */
 static int load_node(struct heal *h, struct spec *v, size_t nv, const struct node *nd,
@@ -914,8 +1005,11 @@ static int load_node(struct heal *h, struct spec *v, size_t nv, const struct nod
 		struct heal_code hc;
 		uint64_t id = 0;
 		char cid[32], why[512];
+		double t0 = now_ms();
 		if (heal_code__read(h->r, addr, &hc))
 			break;
+		double t1 = now_ms();
+		h->t_read += t1 - t0;
 		guard_code__identity(&hc.info, &id);
 		snprintf(cid, sizeof(cid), "fnv64:%016llx", (unsigned long long)id);
 		struct spec *s = NULL;
@@ -940,8 +1034,11 @@ static int load_node(struct heal *h, struct spec *v, size_t nv, const struct nod
 		}
 		struct built b;
 		memset(&b, 0, sizeof(b));
-		if (redecide(&hc, s, &b, why, sizeof(why)) ||
-		    build_patch(h, &hc, &b, why, sizeof(why))) {
+		int bad = redecide(&hc, s, &b, why, sizeof(why)) ||
+			  build_patch(h, &hc, &b, why, sizeof(why));
+		double t2 = now_ms();
+		h->t_synth += t2 - t1;
+		if (bad) {
 			say(h, "stale: %s: %s; not applied", s->name, why);
 			h->st.stale++;
 			mark_stale(h, s, why);
@@ -957,8 +1054,41 @@ static int load_node(struct heal *h, struct spec *v, size_t nv, const struct nod
 			heal_code__free(&hc);
 			break;
 		}
+		/* Another guard of this function stored on top of this one? */
+		bool more = false;
+		for (size_t i = 0; i < nv && !more; i++)
+			more = !v[i].done && strcmp(v[i].qualname, c.qualname) == 0 &&
+			       strcmp(v[i].file, file) == 0;
+		int err;
+		if (h->boot_fd >= 0 && !more && (err = pend__push(h, s, c.qualname, file)) == 0) {
+			/* Pipelined: the answer is read by boot_collect. */
+			struct wire_patch w;
+			err = wire_patch__fill(&w, addr, &b.gp, why, sizeof(why));
+			if (!err)
+				err = boot_post(h, &w.p, why, sizeof(why));
+			wire_patch__free(&w);
+			if (err)
+				h->npend--;
+			h->t_send += now_ms() - t2;
+			guard_patch__release(&b.gp);
+			heal_code__free(&hc);
+			if (err) {
+				say(h, "failed: loading %s: %s", s->name, why);
+				h->st.failed++;
+				rc = err == -EPIPE ? -EPIPE : 0;
+			}
+			break;
+		}
+		/* In order: the answers posted before come first. */
+		if (h->boot_fd >= 0 && (err = boot_collect(h, hits, nhits))) {
+			guard_patch__release(&b.gp);
+			heal_code__free(&hc);
+			rc = err;
+			break;
+		}
 		struct inject_patch_result res;
-		int err = send_patch(h, addr, &b.gp, why, sizeof(why), &res);
+		err = send_patch(h, addr, &b.gp, why, sizeof(why), &res);
+		h->t_send += now_ms() - t2;
 		guard_patch__release(&b.gp);
 		heal_code__free(&hc);
 		if (err) {
@@ -972,11 +1102,6 @@ static int load_node(struct heal *h, struct spec *v, size_t nv, const struct nod
 		    c.qualname, base_of(file), s->line);
 		h->st.loaded++;
 		hits[(*nhits)++] = s->name;
-		/* Another guard of this function stored on top of this one? */
-		bool more = false;
-		for (size_t i = 0; i < nv && !more; i++)
-			more = !v[i].done && strcmp(v[i].qualname, c.qualname) == 0 &&
-			       strcmp(v[i].file, file) == 0;
 		if (!more)
 			break;
 		addr = reread_child(h, nd);
@@ -1018,8 +1143,11 @@ int heal__load_tree(struct heal *h, uint64_t root)
 	struct tree t = { 0 };
 	int rc = 0;
 
+	double t0 = now_ms();
+	unsigned loaded0 = h->st.loaded;
 	if (!h->o.program)
 		return 0;
+	h->t_read = h->t_synth = h->t_send = 0;
 	if (specs__load(h, &v, &nv) || nv == 0)
 		goto out;
 	pages__drop(&h->pages);
@@ -1030,16 +1158,28 @@ int heal__load_tree(struct heal *h, uint64_t root)
 		goto out;
 	}
 	/* The root itself (a module body) is never patched. */
+	h->npend = 0;
 	for (size_t i = 1; i < t.n && rc == 0; i++)
 		rc = load_node(h, v, nv, &t.v[i], hits, &nhits);
-	if (nhits && !h->o.dry_run) {
-		struct store *st = NULL;
-		if (open_store(h, 0, &st) == 0) {
-			store__record_hits(st, hits, nhits, 0, NULL);
-			store__close(st);
-		}
+	if (h->npend) {
+		int err = boot_collect(h, hits, &nhits);
+		if (err && !rc)
+			rc = err;
+	}
+	/* Hit counts are stored later (heal__flush): an fsync must not hold
+	 * the module that waits to run. */
+	for (size_t i = 0; i < nhits && !h->o.dry_run; i++) {
+		char **nv2 = realloc(h->hits, (h->nhits + 1) * sizeof(char *));
+		if (!nv2)
+			break;
+		h->hits = nv2;
+		if ((h->hits[h->nhits] = strdup(hits[i])))
+			h->nhits++;
 	}
 	free(hits);
+	if (h->o.verbose && h->st.loaded > loaded0)
+		say(h, "loaded %u patch(es) in %.2f ms (reading the code %.2f, synthesis and gate %.2f, "
+		    "agent %.2f)", h->st.loaded - loaded0, now_ms() - t0, h->t_read, h->t_synth, h->t_send);
 out:
 	h->pages.on = false;
 	free(t.v);

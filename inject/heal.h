@@ -122,6 +122,10 @@ int heal__load_tree(struct heal *h, uint64_t root);
  * over its socket fd while the module is parked before its body runs. */
 int heal__load_tree_boot(struct heal *h, uint64_t root, int fd);
 
+/* Store the hit counts of what heal__load_tree* installed (deferred so the
+ * waiting module is not held by an fsync; heal__close does it too). */
+void heal__flush(struct heal *h);
+
 /* The session may come after heal__open (s NULL until then). */
 void heal__set_session(struct heal *h, struct inject_session *s);
 

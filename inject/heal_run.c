@@ -243,6 +243,7 @@ static void sup__boot_answer(struct sup *u)
 	if (b.err || inject_channel__write_all(u->boot_fd, b.data, b.len))
 		sup__boot_close(u);
 	inject_buf__free(&b);
+	heal__flush(h);   /* the module runs meanwhile */
 }
 
 static double mono_ms(void)
