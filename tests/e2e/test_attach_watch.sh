@@ -162,6 +162,12 @@ for py in $pys; do
 	[ $ms -lt 1000 ] || fail "$py: the parked thread waited ${ms} ms after the debugger died"
 	cmd "$D" key_guard "key_guard -> None"
 	kill -0 "$TP" || fail "$py: the target died with the debugger"
+	# --timeout: stops by itself, detaching cleanly.
+	"$ATTACH" --pid "$TP" --watch --store "$D/store" --timeout 0.3 2>"$D/timeout.err" ||
+		{ cat "$D/timeout.err"; fail "$py: --timeout exit status"; }
+	grep -q "^\[suture\] timeout: stopped watching pid $TP" "$D/timeout.err" &&
+		grep -q "^\[suture\] detached" "$D/timeout.err" || { cat "$D/timeout.err"; fail "$py: --timeout"; }
+	cmd "$D" index_guard "index_guard -> None"
 	echo quit >"$D/cmd"
 	wait "$TP" || fail "$py: the target did not exit cleanly"
 	echo "ok: $py: SIGKILLed debugger, target unharmed"
