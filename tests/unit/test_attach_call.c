@@ -187,6 +187,10 @@ Test(attach_call, crash_in_callee_is_efault_and_thread_restored)
 	cr_assert(c.pid > 0);
 	cr_assert_eq(attach_proc__open(c.pid, &p), 0);
 	cr_assert_eq(attach_proc__seize_all(p), 0);
+	/* A first call leaves main (blocked in read) at a syscall-entry-stop:
+	 * the crash below then restores into a signal stop, which must turn
+	 * the pending syscall entry back into a restart. */
+	cr_assert_eq(attach_proc__call_sym(p, c.pid, "libc.so", "getpid", NULL, 0, &ret), 0);
 	/* Jump to an unmapped address: SIGSEGV inside "the callee". */
 	cr_assert_eq(attach_proc__call(p, c.pid, 0x10, NULL, 0, &ret), -EFAULT);
 	cr_assert(strstr(attach_proc__error(p), "crashed"), "%s", attach_proc__error(p));
@@ -214,6 +218,7 @@ Test(attach_call, timeout_abandons_and_restores)
 	cr_assert_eq(attach_proc__open(c.pid, &p), 0);
 	cr_assert_eq(attach_proc__seize_all(p), 0);
 	attach_proc__set_call_timeout(p, 200);
+	cr_assert_eq(attach_proc__call_sym(p, c.pid, "libc.so", "getppid", NULL, 0, &ret), 0);
 	/* pause() with every async signal blocked never returns. */
 	cr_assert_eq(attach_proc__call_sym(p, c.pid, "libc.so", "pause", NULL, 0, &ret), -ETIMEDOUT);
 	cr_assert(strstr(attach_proc__error(p), "did not return"), "%s", attach_proc__error(p));
