@@ -109,9 +109,13 @@ static struct user_regs_struct regs_for(const struct attach_arch_state *st, enum
 			r.orig_rax = SYS_restart_syscall;
 		else
 			r.orig_rax = (unsigned long long)-1;
-	} else if (st->at == ATTACH_AT_ENTRY && now == ATTACH_AT_EXIT && orig >= 0) {
+	} else if (st->at == ATTACH_AT_ENTRY && now == ATTACH_AT_EXIT && orig >= 0 &&
+		   !restartable(rax) && rax != -ERESTART_RESTARTBLOCK) {
 		/* The thread was about to enter syscall orig: make the
-		 * kernel's restart rule re-execute the syscall instruction. */
+		 * kernel's restart rule re-execute the syscall instruction.
+		 * (A state we translated from a way-out stop still holds its
+		 * original -ERESTART* value: that one is kept, so a signal
+		 * handler decides between restart and EINTR as it would.) */
 		r.rax = (unsigned long long)-ERESTARTNOINTR;
 	}
 	return r;
