@@ -73,7 +73,7 @@ static uint64_t sigbit(int sig)
 static int find_trap(struct attach_proc *proc, uint64_t *out)
 {
 	static const char *prefer[] = { "libc.so", NULL };
-	unsigned char buf[65536], b;
+	unsigned char buf[16384], b;
 	const struct attach_map *m;
 	size_t i, k, pass;
 	uint64_t a, len;

@@ -364,7 +364,7 @@ static bool has_debug_info(Elf *e)
 
 static int file_crc32(int fd, uint32_t *crc)
 {
-	unsigned char buf[65536];
+	unsigned char buf[16384];
 	uint32_t c = 0;
 	off_t off = 0;
 	ssize_t n;
