@@ -68,6 +68,7 @@ struct attach_proc {
 	/* The return stub (attach/arch.h), written into the slack after the
 	 * end of an executable segment; 0 if none could be placed. The bytes
 	 * it replaced are put back by attach_proc__close. */
+	bool no_stub;       /* attach_proc__set_return_stub(proc, 0) */
 	uint64_t stub_addr;
 	unsigned char stub_orig[32];
 	size_t stub_len;

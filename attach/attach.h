@@ -162,6 +162,9 @@ int attach_proc__call_sym(struct attach_proc *proc, pid_t tid, const char *lib_p
  * target restores itself), 0 when calls return through a plain int3 (a
  * debugger dying mid-call then kills the target with SIGTRAP). */
 uint64_t attach_proc__return_stub(const struct attach_proc *proc);
+/* enable = 0: never place the stub (nothing is written into the target's
+ * code pages); calls return through an int3. Default 1. */
+void attach_proc__set_return_stub(struct attach_proc *proc, int enable);
 /* Default 5000 ms. 0 means wait forever. */
 void attach_proc__set_call_timeout(struct attach_proc *proc, unsigned ms);
 

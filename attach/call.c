@@ -228,7 +228,7 @@ int attach_proc__call_args(struct attach_proc *proc, pid_t tid, uint64_t fn,
 			total += (args[i].len + 15) & ~(size_t)15;
 	}
 	/* The return: the self-restoring stub, else a plain int3. */
-	if (ensure_stub(proc, &stub)) {
+	if (proc->no_stub || ensure_stub(proc, &stub)) {
 		stub = 0;
 		err = find_trap(proc, &trap);
 		if (err)
@@ -448,7 +448,12 @@ out_free:
 
 uint64_t attach_proc__return_stub(const struct attach_proc *proc)
 {
-	return proc->stub_addr;
+	return proc->no_stub ? 0 : proc->stub_addr;
+}
+
+void attach_proc__set_return_stub(struct attach_proc *proc, int enable)
+{
+	proc->no_stub = !enable;
 }
 
 int attach_proc__call(struct attach_proc *proc, pid_t tid, uint64_t fn, const uint64_t *args,

@@ -115,7 +115,20 @@ static pid_t remote_tid(struct attach_proc *p, volatile pid_t *where)
 	return t;
 }
 
+static void calls_on_every_thread(int use_stub);
+
 Test(attach_call, getpid_strlen_on_every_thread_target_unharmed)
+{
+	calls_on_every_thread(1);
+}
+
+/* The same through the int3 return path (no write into code pages). */
+Test(attach_call, int3_return_path_target_unharmed)
+{
+	calls_on_every_thread(0);
+}
+
+static void calls_on_every_thread(int use_stub)
 {
 	struct child c = child_start(child_calls);
 	struct attach_proc *p;
@@ -127,6 +140,7 @@ Test(attach_call, getpid_strlen_on_every_thread_target_unharmed)
 
 	cr_assert(c.pid > 0);
 	cr_assert_eq(attach_proc__open(c.pid, &p), 0);
+	attach_proc__set_return_stub(p, use_stub);
 	cr_assert_eq(attach_proc__find_elf(p, "libc.so", &libc), 0);
 	cr_assert_eq(attach_elf__symbol(libc, "getpid", &getpid_fn, NULL), 0);
 	for (round = 0; round < 30; round++) {
@@ -150,6 +164,7 @@ Test(attach_call, getpid_strlen_on_every_thread_target_unharmed)
 		cr_assert_eq(attach_proc__release_all(p), 0);
 		usleep(3000);
 	}
+	cr_assert_eq(attach_proc__return_stub(p) != 0, use_stub != 0);
 	usleep(60000);
 	report(&c, r);
 	cr_assert_eq(r[1], 0, "%ld sleeps woke early or with EINTR", r[1]);
@@ -233,7 +248,19 @@ Test(attach_call, timeout_abandons_and_restores)
 
 /* Signals sent to the process and to the calling thread during a call are
  * delivered after the release, not swallowed. */
+static void foreign_signals(int use_stub);
+
 Test(attach_call, foreign_signals_during_call_are_redelivered)
+{
+	foreign_signals(1);
+}
+
+Test(attach_call, foreign_signals_redelivered_int3_path)
+{
+	foreign_signals(0);
+}
+
+static void foreign_signals(int use_stub)
 {
 	struct child c = child_start(child_calls);
 	struct attach_proc *p;
@@ -244,6 +271,7 @@ Test(attach_call, foreign_signals_during_call_are_redelivered)
 
 	cr_assert(c.pid > 0);
 	cr_assert_eq(attach_proc__open(c.pid, &p), 0);
+	attach_proc__set_return_stub(p, use_stub);
 	cr_assert_eq(attach_proc__seize_all(p), 0);
 	sender = fork();
 	if (sender == 0) {
