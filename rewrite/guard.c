@@ -144,7 +144,8 @@ static int finish(struct gctx *g, struct guard_patch *p, const struct cover_unit
 	extra = malloc((nblocks + 1) * sizeof(*extra));
 	if (!orig || !cov || !extra)
 		goto out;
-	memcpy(orig, rewrite_code__excs(g->code), norig * sizeof(*orig));
+	if (norig)
+		memcpy(orig, rewrite_code__excs(g->code), norig * sizeof(*orig));
 	/* First layout: offsets of the appended blocks. */
 	err = rewrite_code__encode(g->code, NULL, NULL, NULL, diag);
 	if (err < 0)
