@@ -154,6 +154,11 @@ void attach_arch__free(struct attach_arch_state *st)
 	free(st);
 }
 
+int attach_arch__native(const struct attach_arch_state *st)
+{
+	return st->regs.cs == 0x33; /* __USER_CS; 0x23 is the 32-bit __USER32_CS */
+}
+
 uint64_t attach_arch__sp(const struct attach_arch_state *st)
 {
 	return st->regs.rsp;

@@ -45,6 +45,9 @@ int attach_arch__save(pid_t tid, enum attach_arch_at at, struct attach_arch_stat
 int attach_arch__restore(pid_t tid, const struct attach_arch_state *st, enum attach_arch_at now);
 void attach_arch__free(struct attach_arch_state *st);
 
+/* Whether the thread runs in the native 64-bit mode this file calls in
+ * (not a 32-bit compat task). */
+int attach_arch__native(const struct attach_arch_state *st);
 /* The saved stack pointer and program counter. */
 uint64_t attach_arch__sp(const struct attach_arch_state *st);
 uint64_t attach_arch__pc(const struct attach_arch_state *st);

@@ -227,19 +227,26 @@ int attach_proc__call_args(struct attach_proc *proc, pid_t tid, uint64_t fn,
 		if (args[i].data)
 			total += (args[i].len + 15) & ~(size_t)15;
 	}
-	/* The return: the self-restoring stub, else a plain int3. */
-	if (proc->no_stub || ensure_stub(proc, &stub)) {
-		stub = 0;
-		err = find_trap(proc, &trap);
-		if (err)
-			return attach__fail(proc, err == -ESRCH ? -ESRCH : -ENOEXEC,
-					    "call: no place for a return stub and no int3 byte in any executable mapping");
-	}
-	retaddr = stub ? stub : trap;
 	err = attach_arch__save(tid, t->stop == ATTACH_STOP_SYSCALL ? ATTACH_AT_ENTRY : ATTACH_AT_EXIT,
 				&st);
 	if (err)
 		return attach__fail(proc, err, "call: save registers of %d: %s", (int)tid, strerror(-err));
+	if (!attach_arch__native(st)) {
+		attach_arch__free(st);
+		return attach__fail(proc, -ENOEXEC, "call: thread %d runs in 32-bit mode; only native %s calls",
+				    (int)tid, ATTACH_ARCH_NAME);
+	}
+	/* The return: the self-restoring stub, else a plain int3. */
+	if (proc->no_stub || ensure_stub(proc, &stub)) {
+		stub = 0;
+		err = find_trap(proc, &trap);
+		if (err) {
+			attach_arch__free(st);
+			return attach__fail(proc, err == -ESRCH ? -ESRCH : -ENOEXEC,
+					    "call: no place for a return stub and no int3 byte in any executable mapping");
+		}
+	}
+	retaddr = stub ? stub : trap;
 
 	/* Stack, from the red zone down: data arguments (16-aligned), then
 	 * the signal frame whose first word is the return address; the call's

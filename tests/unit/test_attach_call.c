@@ -374,3 +374,52 @@ Test(attach_call, debugger_killed_mid_call_thread_with_live_xmm)
 	die_mid_call(&c, &t_xmm);
 	cr_assert_eq(child_end(&c) & 0x7f, SIGKILL, "child died on its own");
 }
+
+/* A 32-bit process: seized and released fine, calls refused (the 64-bit
+ * calling convention would be garbage there), the target untouched. */
+Test(attach_call, compat_32bit_process_refused)
+{
+	char dir[] = "/tmp/attach-m32-XXXXXX", cmd[512], prog[256];
+	struct attach_proc *p;
+	struct attach_elf *exe;
+	uint64_t ret;
+	pid_t pid;
+	int i;
+
+	cr_assert(mkdtemp(dir));
+	snprintf(prog, sizeof(prog), "%s/m32", dir);
+	snprintf(cmd, sizeof(cmd),
+		 "cd %s && printf '.globl _start\\n_start:\\n1: pause\\n jmp 1b\\n' > m.S &&"
+		 " cc -m32 -nostdlib -static -o m32 m.S 2>/dev/null", dir);
+	if (system(cmd) != 0) {
+		snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+		cr_assert_eq(system(cmd), 0);
+		cr_skip_test("no 32-bit toolchain");
+	}
+	pid = fork();
+	if (pid == 0) {
+		execl(prog, prog, (char *)NULL);
+		_exit(127);
+	}
+	for (i = 0; i < 1000; i++) { /* until the exec happened */
+		char exe[256] = "", lnk[64];
+		snprintf(lnk, sizeof(lnk), "/proc/%d/exe", (int)pid);
+		if (readlink(lnk, exe, sizeof(exe) - 1) > 0 && !strcmp(exe, prog))
+			break;
+		usleep(1000);
+	}
+	cr_assert_eq(attach_proc__open(pid, &p), 0);
+	cr_assert_eq(attach_proc__find_elf(p, NULL, &exe), 0, "%s", attach_proc__error(p));
+	cr_assert_eq(strlen(attach_elf__build_id(exe)), 40);
+	cr_assert_eq(attach_proc__seize_all(p), 0, "%s", attach_proc__error(p));
+	cr_assert_eq(attach_proc__call(p, pid, 0x1000, NULL, 0, &ret), -ENOEXEC, "%s", attach_proc__error(p));
+	cr_assert(strstr(attach_proc__error(p), "32-bit"), "%s", attach_proc__error(p));
+	cr_assert_eq(attach_proc__release_all(p), 0);
+	attach_proc__close(p);
+	usleep(20000);
+	cr_assert_eq(proc_state(pid, pid), 'R', "the target still runs");
+	kill(pid, SIGKILL);
+	waitpid(pid, NULL, 0);
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+	cr_assert_eq(system(cmd), 0);
+}
