@@ -63,7 +63,10 @@ run_python() { # PY LABEL
 
 	start "$py" "$label"
 	sleep 0.2
-	"$DRIVER" calls "$tpid" "$CALLS" | tee "$work/$label.drv"
+	if ! "$DRIVER" calls "$tpid" "$CALLS" >"$work/$label.drv"; then
+		cat "$work/$label.drv"; echo "FAIL: $label: remote calls failed"; exit 1
+	fi
+	cat "$work/$label.drv"
 	# The calls landed on threads blocked in read() and in sleep too.
 	grep -Eq 'read [1-9]' "$work/$label.drv" || { echo "FAIL: no call on a thread blocked in read"; exit 1; }
 	grep -Eq 'sleep [1-9]' "$work/$label.drv" || { echo "FAIL: no call on a sleeping thread"; exit 1; }
