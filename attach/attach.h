@@ -105,7 +105,8 @@ int attach_proc__state(struct attach_proc *proc, char *state);
  *            missing CAP_SYS_PTRACE (other user, non-dumpable) is the cause;
  *   -EBUSY   already traced by another process (TracerPid in the message);
  *   -EAGAIN  the process is stopped by job control (SIGSTOP, state T); it is
- *            released again and stays stopped. Send SIGCONT first.
+ *            released again and stays stopped. Send SIGCONT first;
+ *   -ETIMEDOUT a thread did not stop within 3 s (uninterruptible sleep).
  * Every failure path releases whatever was seized. */
 int attach_proc__is_seized(const struct attach_proc *proc);
 /* A one-line message for an error of attach_proc__open() (which has no
@@ -141,7 +142,9 @@ void attach_elf__close(struct attach_elf *elf);
  * it; the thread is restored and the fault suppressed); -ETIMEDOUT the call
  * did not return in time (the thread is interrupted and restored: the call is
  * abandoned mid-way, so a lock it took may stay taken; pick a thread that
- * holds none, see attach_proc__pick_call_thread). */
+ * holds none, see attach_proc__pick_call_thread); -ENOEXEC the thread runs
+ * in 32-bit mode, or no return path could be placed; -E2BIG more than 64 KiB
+ * of data arguments. */
 struct attach_arg {
 	uint64_t value;   /* the argument, when data is NULL */
 	const void *data; /* else: len bytes copied onto the thread's stack below
