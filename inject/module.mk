@@ -4,6 +4,23 @@
 # table lookup.
 AGENT_EXTRA_SRC += inject/msg.c inject/channel.c rewrite/exctable.c
 
+# The agent is loaded with LD_PRELOAD by suture-run, so it also lands in
+# processes that are not Python (`#!/usr/bin/env python3`: env runs first).
+# Data symbols and function addresses are bound when a library loads, so
+# every Python symbol it may use (exception types, type objects, singletons,
+# PyTraceBack_Here whose address the watcher takes) is made weak: in a
+# process without them the library still loads, sees that Python is absent
+# and stays inert (nothing of Python is called there). The list comes from
+# the interpreter's own exports.
+AGENT_PYWEAK := $(BUILD)/gen/agent_pyweak.h
+$(AGENT_PYWEAK):
+	@mkdir -p $(@D)
+	nm -D --defined-only $(PYTHON) | awk '$$2 ~ /^[TDBRVW]$$/ && $$3 ~ /^_?Py/ \
+		{ sub(/@.*/, "", $$3); print "#pragma weak " $$3 }' | sort -u >$@.tmp
+	test -s $@.tmp && mv $@.tmp $@
+GEN_HDRS += $(AGENT_PYWEAK)
+$(BUILD)/obj/agent/%.o: override CFLAGS += -include $(AGENT_PYWEAK)
+
 # The test driver of tests/e2e/test_agent*.sh and test_watch*.sh (built with
 # the unit tests, which make check/test build).
 INJECT_CLIENT := $(BUILD)/tests/e2e/test_agent_client

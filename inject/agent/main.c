@@ -16,6 +16,7 @@
 #include "inject/agent/agent-py.h"
 #include "inject/channel.h"
 
+#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -673,11 +674,22 @@ out:
 /* ------------------------------------------------------------------ */
 /* Entry points                                                         */
 
+/* Whether this process is a Python interpreter: LD_PRELOAD also loads us
+ * into whatever runs first (`#!/usr/bin/env python3` starts env). Python
+ * data symbols are weak (inject/module.mk), so we get here either way. */
+static bool in_python(void)
+{
+	return dlsym(RTLD_DEFAULT, "Py_IsInitialized") != NULL &&
+	       dlsym(RTLD_DEFAULT, "PyTraceBack_Here") != NULL;
+}
+
 /* Start the agent thread if it is not running: the constructor calls it;
  * a debugger calls it (remote call) to restart a detached agent, since a
  * second dlopen of a loaded library runs no constructor. 0 or -errno. */
 __attribute__((visibility("default"))) int suture_agent_start(void)
 {
+	if (!in_python())
+		return -ENOEXEC;
 	pthread_t t;
 	sigset_t all, old;
 	int rc = 0;
@@ -767,6 +779,10 @@ done:
 __attribute__((constructor)) static void agent_ctor(void)
 {
 	pthread_condattr_t ca;
+	/* Not Python: stay inert, and keep LD_PRELOAD for the interpreter
+	 * this process may exec. */
+	if (!in_python())
+		return;
 	pthread_condattr_init(&ca);
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
 	pthread_cond_init(&g.cond, &ca);

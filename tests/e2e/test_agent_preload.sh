@@ -61,6 +61,18 @@ wait_pid "$TC" 10 || { cat "$W/w.client"; fail "waiting crash not reported"; }
 grep -q '^crash .*func=lookup' "$W/w.client" || fail "waiting crash: wrong report"
 echo "ok: a crash before the debugger connected waited for it"
 
+# Preloaded into a process that is not Python (a shell, or env running a
+# `#!/usr/bin/env python3.11` script), the agent loads, stays inert and
+# leaves LD_PRELOAD for the interpreter that process runs.
+LD_PRELOAD="$AGENT" sh -c 'echo "sh ok"' >"$W/sh" 2>&1 || { cat "$W/sh"; fail "a shell cannot run with the agent preloaded"; }
+grep -q '^sh ok$' "$W/sh" || { cat "$W/sh"; fail "shell output"; }
+printf '#!/usr/bin/env %s\nimport os\nprint("agent", "libsuture_agent" in open("/proc/self/maps").read())\n' \
+	"$PYTHON" >"$W/shebang.py"
+chmod +x "$W/shebang.py"
+LD_PRELOAD="$AGENT" "$W/shebang.py" >"$W/sb" 2>&1 || { cat "$W/sb"; fail "env + python with the agent preloaded"; }
+grep -q '^agent True$' "$W/sb" || { cat "$W/sb"; fail "the interpreter started by env did not get the agent"; }
+echo "ok: inert in a shell and in env, active in the interpreter env starts"
+
 # Children do not inherit the agent through LD_PRELOAD.
 LD_PRELOAD="$AGENT" "$PYTHON" -c 'import os, subprocess; print(subprocess.run(["sh", "-c", "echo pre=$LD_PRELOAD"], capture_output=True, text=True).stdout.strip())' >"$W/env" 2>&1
 grep -q '^pre=$' "$W/env" || { cat "$W/env"; fail "LD_PRELOAD inherited by a child"; }
