@@ -34,10 +34,37 @@ _Static_assert(sizeof(_Py_CODEUNIT) == 2, "3.11 code units are 16-bit");
 static int g_watching;
 static uint32_t g_mode = INJECT_WATCH_NONE;
 static uint32_t g_timeout_ms = 2000;
-/* No re-entry, per thread. initial-exec: a plain %fs access instead of a
- * __tls_get_addr call on every exception (one int fits glibc's static TLS
- * surplus, which is what dlopen'ed initial-exec variables use). */
-static __thread int t_busy __attribute__((tls_model("initial-exec")));
+/* No re-entry, per thread: the thread states inside consider(). Touched
+ * with the GIL held only (a parked or resuming thread stays listed while
+ * it lets the GIL go). Not thread-local storage: a dlopen'ed library's
+ * TLS costs a __tls_get_addr call per exception, or static TLS space that
+ * the target may not have left; the usual answer here is "nobody", one
+ * load. */
+#define MAX_BUSY 64
+static PyThreadState *g_busy[MAX_BUSY];
+static int g_nbusy;
+
+/* 1: ts entered (call busy_leave after), 0: ts is already inside (or the
+ * table is full): do not watch. */
+static int busy_enter(PyThreadState *ts)
+{
+	for (int i = 0; i < g_nbusy; i++)
+		if (g_busy[i] == ts)
+			return 0;
+	if (g_nbusy == MAX_BUSY)
+		return 0;
+	g_busy[g_nbusy++] = ts;
+	return 1;
+}
+
+static void busy_leave(PyThreadState *ts)
+{
+	for (int i = 0; i < g_nbusy; i++)
+		if (g_busy[i] == ts) {
+			g_busy[i] = g_busy[--g_nbusy];
+			return;
+		}
+}
 
 /* Entry jump state: the original bytes, kept for the undo. */
 static uint8_t *g_entry;
@@ -495,9 +522,9 @@ static void park(_PyInterpreterFrame *f, PyObject **pexc, PyObject **pval, PyObj
 
 /* Shared by the jump hook and the trace fallback: the error indicator is
  * clear, the exception is in the three pointers. */
-static void consider(PyFrameObject *frame, PyObject **pexc, PyObject **pval, PyObject **ptb)
+static void consider(PyThreadState *ts, PyFrameObject *frame, PyObject **pexc, PyObject **pval,
+		     PyObject **ptb)
 {
-	PyThreadState *ts = PyThreadState_Get();
 	_PyInterpreterFrame *f = frame->f_frame;
 	/* Only the frame being unwound: _PyTraceback_Add passes fake frames. */
 	if (!ts->cframe || f != ts->cframe->current_frame || _PyFrame_IsIncomplete(f))
@@ -530,10 +557,12 @@ static int agent_traceback_here(PyFrameObject *frame)
 	agent_stats.hook_calls++;
 	/* tb == NULL: the exception starts in this frame (a propagating one
 	 * already has the callee's entry). */
-	if (tb == NULL && g_watching && is_structural(exc) && !t_busy) {
-		t_busy = 1;
-		consider(frame, &exc, &val, &newtb);
-		t_busy = 0;
+	if (tb == NULL && g_watching && is_structural(exc)) {
+		PyThreadState *ts = PyThreadState_Get();
+		if (busy_enter(ts)) {
+			consider(ts, frame, &exc, &val, &newtb);
+			busy_leave(ts);
+		}
 	}
 	PyErr_Restore(exc, val, newtb);
 	Py_XDECREF(tb);
@@ -546,7 +575,7 @@ static int agent_traceback_here(PyFrameObject *frame)
 static int trace_cb(PyObject *obj, PyFrameObject *frame, int what, PyObject *arg)
 {
 	(void)obj;
-	if (what != PyTrace_EXCEPTION || !g_watching || t_busy || !PyTuple_Check(arg) ||
+	if (what != PyTrace_EXCEPTION || !g_watching || !PyTuple_Check(arg) ||
 	    PyTuple_GET_SIZE(arg) != 3)
 		return 0;
 	agent_stats.hook_calls++;
@@ -559,9 +588,11 @@ static int trace_cb(PyObject *obj, PyFrameObject *frame, int what, PyObject *arg
 	Py_INCREF(exc);
 	Py_INCREF(val);
 	Py_INCREF(tb);
-	t_busy = 1;
-	consider(frame, &exc, &val, &tb);
-	t_busy = 0;
+	PyThreadState *ts = PyThreadState_Get();
+	if (busy_enter(ts)) {
+		consider(ts, frame, &exc, &val, &tb);
+		busy_leave(ts);
+	}
 	Py_DECREF(exc);
 	Py_XDECREF(val);
 	Py_XDECREF(tb);
