@@ -1,0 +1,448 @@
+/* agent: boot-time installation of stored patches (suture-run).
+ *
+ * Self-contained: its own constructor, its own connection to the debugger,
+ * and it never touches the agent thread, its channel or install.c. It is
+ * active only when suture-run started us with SUTURE_AGENT_BOOT_FD (one end
+ * of a socketpair) and SUTURE_AGENT_BOOT (a file listing the absolute paths
+ * of the source files that have stored patches, possibly none); both
+ * variables are removed from the environment at once, and the descriptor is
+ * not inherited. The first module run after initialization is reported
+ * whatever its file, so suture-run can hold the program until its session
+ * with the agent is up.
+ *
+ * Mechanism (CPython 3.11.2 sources):
+ *   - PySys_AddAuditHook may be called before Py_Initialize: it stores the
+ *     hook in _PyRuntime.audit_hook_head (Python/sysmodule.c), which
+ *     _PyRuntimeState_Init preserves (Python/pystate.c);
+ *   - the audit event "exec" carries a module's code object right before its
+ *     body runs: for __main__ in run_mod() (Python/pythonrun.c), for every
+ *     import through builtins.exec (importlib's exec_module).
+ * When a listed file is about to run, the hook reports the module's code
+ * object with a CRASH-format frame (exc_type "", frame_addr 0; the debugger
+ * tells it apart by that) and serves PATCH frames for code objects nested in
+ * that module (functions, methods, comprehensions...: constants of the
+ * module code or of each other) until RELEASE. A patched code object replaces
+ * the original in its parent's co_consts before the module body has run, so
+ * the `def` statements create functions that are healed from their first
+ * call. The work runs on the importing thread itself, with the GIL taken
+ * only for Python work; socket waits release it.
+ *
+ * Frames are docs/formats/channel.md's (inject/msg.c encoders/decoders).
+ */
+#include "inject/agent/agent-py.h"
+#include "inject/agent/helpers.h"
+#include "inject/channel.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+/* How long the debugger may take to answer one frame. */
+#define BOOT_ANSWER_MS 10000
+#define BOOT_MAX_FILES 4096
+#define BOOT_MAX_DEPTH 64
+
+static struct {
+	int fd;
+	bool first_done;          /* the first module after initialization was reported */
+	char **files;
+	size_t nfiles;
+	uint64_t next_event;
+	pthread_mutex_t lock;     /* one module at a time on the socket */
+} boot = { .fd = -1, .lock = PTHREAD_MUTEX_INITIALIZER };
+
+static void boot_child(void)
+{
+	/* The connection belongs to the parent process. */
+	if (boot.fd >= 0)
+		close(boot.fd);
+	boot.fd = -1;
+	pthread_mutex_init(&boot.lock, NULL);
+}
+
+static void boot_off(void)
+{
+	if (boot.fd >= 0)
+		close(boot.fd);
+	boot.fd = -1;
+}
+
+static bool listed(const char *filename)
+{
+	char real[PATH_MAX];
+	if (!filename || filename[0] == '<' || !realpath(filename, real))
+		return false;
+	for (size_t i = 0; i < boot.nfiles; i++)
+		if (strcmp(boot.files[i], real) == 0)
+			return true;
+	return false;
+}
+
+/* ---- the socket, without the GIL ---- */
+
+static int send_buf(struct inject_buf *b)
+{
+	int rc = b->err ? b->err : inject_channel__write_all(boot.fd, b->data, b->len);
+	inject_buf__reset(b);
+	return rc;
+}
+
+/* One frame; *payload is malloc'ed (NULL when empty). */
+static int read_frame(struct inject_hdr *h, uint8_t **payload)
+{
+	uint8_t hdr[INJECT_HDR_SIZE];
+	struct pollfd pf = { .fd = boot.fd, .events = POLLIN };
+	*payload = NULL;
+	int n = poll(&pf, 1, BOOT_ANSWER_MS);
+	if (n <= 0)
+		return n == 0 ? -ETIMEDOUT : -errno;
+	int rc = inject_channel__read_all(boot.fd, hdr, sizeof hdr);
+	if (rc || (rc = inject_msg__decode_hdr(hdr, hdr + sizeof hdr, h)))
+		return rc;
+	if (h->len) {
+		if (!(*payload = malloc(h->len)))
+			return -ENOMEM;
+		if ((rc = inject_channel__read_all(boot.fd, *payload, h->len))) {
+			free(*payload);
+			*payload = NULL;
+			return rc;
+		}
+	}
+	return 0;
+}
+
+/* ---- building and placing the patched code (GIL held) ---- */
+
+static PyObject *build_const(struct inject_const_iter *it, PyObject *builtins, int depth)
+{
+	struct inject_const c;
+	if (depth > INJECT_MAX_CONST_DEPTH || inject_const_iter__next(it, &c) <= 0) {
+		PyErr_SetString(PyExc_ValueError, "patch constants truncated or nested too deep");
+		return NULL;
+	}
+	switch (c.kind) {
+	case INJECT_CONST_NONE: Py_RETURN_NONE;
+	case INJECT_CONST_TRUE: Py_RETURN_TRUE;
+	case INJECT_CONST_FALSE: Py_RETURN_FALSE;
+	case INJECT_CONST_ELLIPSIS: return Py_NewRef(Py_Ellipsis);
+	case INJECT_CONST_INT: return PyLong_FromLongLong(c.i);
+	case INJECT_CONST_FLOAT: return PyFloat_FromDouble(c.f);
+	case INJECT_CONST_STR: return PyUnicode_DecodeUTF8((const char *)c.data, (Py_ssize_t)c.len, "strict");
+	case INJECT_CONST_BYTES: return PyBytes_FromStringAndSize((const char *)c.data, (Py_ssize_t)c.len);
+	case INJECT_CONST_BUILTIN:
+	case INJECT_CONST_HELPER: {
+		char name[65];
+		size_t n = c.len < sizeof(name) - 1 ? c.len : sizeof(name) - 1;
+		memcpy(name, c.data, n);
+		name[n] = 0;
+		return c.kind == INJECT_CONST_HELPER ? suture_helpers__get(name)
+						     : PyObject_GetAttrString(builtins, name);
+	}
+	case INJECT_CONST_TUPLE: {
+		PyObject *t = PyTuple_New((Py_ssize_t)c.nitems);
+		for (size_t i = 0; t && i < c.nitems; i++) {
+			PyObject *item = build_const(it, builtins, depth + 1);
+			if (!item) {
+				Py_CLEAR(t);
+				break;
+			}
+			PyTuple_SET_ITEM(t, (Py_ssize_t)i, item);
+		}
+		return t;
+	}
+	}
+	PyErr_SetString(PyExc_ValueError, "unknown constant kind");
+	return NULL;
+}
+
+/* old.replace(co_code=..., ..., co_consts=old + appended, co_names=old + appended) */
+static PyObject *build_code(PyCodeObject *old, const struct inject_patch *p)
+{
+	PyObject *builtins = PyImport_ImportModule("builtins");
+	PyObject *consts = PyList_New(0), *names = PyList_New(0), *kw = PyDict_New();
+	PyObject *newc = NULL, *o;
+	struct inject_const_iter ci;
+	struct inject_name_iter ni;
+	const uint8_t *s;
+	size_t len;
+	int rc;
+
+	if (!builtins || !consts || !names || !kw)
+		goto out;
+	inject_const_iter__init(&ci, p);
+	for (size_t i = 0; i < p->nconsts; i++) {
+		if (!(o = build_const(&ci, builtins, 0)))
+			goto out;
+		rc = PyList_Append(consts, o);
+		Py_DECREF(o);
+		if (rc)
+			goto out;
+	}
+	inject_name_iter__init(&ni, p);
+	while ((rc = inject_name_iter__next(&ni, &s, &len)) > 0) {
+		if (!(o = PyUnicode_DecodeUTF8((const char *)s, (Py_ssize_t)len, "strict")))
+			goto out;
+		PyUnicode_InternInPlace(&o);
+		rc = PyList_Append(names, o);
+		Py_DECREF(o);
+		if (rc)
+			goto out;
+	}
+	PyObject *ct = PyList_AsTuple(consts), *nt = PyList_AsTuple(names);
+	struct { const char *key; PyObject *v; } items[] = {
+		{ "co_code", PyBytes_FromStringAndSize((const char *)p->code, (Py_ssize_t)p->code_len) },
+		{ "co_exceptiontable", PyBytes_FromStringAndSize((const char *)p->exctable,
+								  (Py_ssize_t)p->exctable_len) },
+		{ "co_linetable", PyBytes_FromStringAndSize((const char *)p->linetable,
+							     (Py_ssize_t)p->linetable_len) },
+		{ "co_stacksize", PyLong_FromUnsignedLong(p->stacksize) },
+		{ "co_consts", ct ? PySequence_Concat(old->co_consts, ct) : NULL },
+		{ "co_names", nt ? PySequence_Concat(old->co_names, nt) : NULL },
+	};
+	Py_XDECREF(ct);
+	Py_XDECREF(nt);
+	rc = 0;
+	for (size_t i = 0; i < sizeof(items) / sizeof(items[0]); i++) {
+		if (!rc && (!items[i].v || PyDict_SetItemString(kw, items[i].key, items[i].v)))
+			rc = -1;
+		Py_XDECREF(items[i].v);
+	}
+	if (rc)
+		goto out;
+	PyObject *replace = PyObject_GetAttrString((PyObject *)old, "replace");
+	PyObject *args = PyTuple_New(0);
+	if (replace && args)
+		newc = PyObject_Call(replace, args, kw);
+	Py_XDECREF(replace);
+	Py_XDECREF(args);
+out:
+	Py_XDECREF(builtins);
+	Py_XDECREF(consts);
+	Py_XDECREF(names);
+	Py_XDECREF(kw);
+	return newc;
+}
+
+/* The code object at addr under root: its parent and index in co_consts. */
+static bool find(PyCodeObject *root, uint64_t addr, PyCodeObject **parent, Py_ssize_t *index,
+		 int depth)
+{
+	PyObject *consts = root->co_consts;
+	if (depth > BOOT_MAX_DEPTH)
+		return false;
+	for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(consts); i++) {
+		PyObject *k = PyTuple_GET_ITEM(consts, i);
+		if (!PyCode_Check(k))
+			continue;
+		if ((uint64_t)(uintptr_t)k == addr) {
+			*parent = root;
+			*index = i;
+			return true;
+		}
+		if (find((PyCodeObject *)k, addr, parent, index, depth + 1))
+			return true;
+	}
+	return false;
+}
+
+/* Replace co_consts[index] of parent by newc. The parent has not run: a
+ * private tuple is changed in place, a shared one is copied first. */
+static int place(PyCodeObject *parent, Py_ssize_t index, PyObject *newc)
+{
+	PyObject *consts = parent->co_consts;
+	if (Py_REFCNT(consts) == 1) {
+		PyObject *old = PyTuple_GET_ITEM(consts, index);
+		PyTuple_SET_ITEM(consts, index, Py_NewRef(newc));
+		Py_DECREF(old);
+		return 0;
+	}
+	Py_ssize_t n = PyTuple_GET_SIZE(consts);
+	PyObject *copy = PyTuple_New(n);
+	if (!copy)
+		return -1;
+	for (Py_ssize_t i = 0; i < n; i++)
+		PyTuple_SET_ITEM(copy, i, Py_NewRef(i == index ? newc : PyTuple_GET_ITEM(consts, i)));
+	parent->co_consts = copy;
+	Py_DECREF(consts);
+	return 0;
+}
+
+static void install(PyCodeObject *root, const struct inject_patch *p, struct inject_patch_result *res)
+{
+	PyCodeObject *parent = NULL;
+	Py_ssize_t index = -1;
+	if (!find(root, p->code_addr, &parent, &index, 0)) {
+		res->status = -ENOENT;
+		snprintf(res->message, sizeof res->message,
+			 "agent boot: code object %#llx is not nested in the module about to run",
+			 (unsigned long long)p->code_addr);
+		return;
+	}
+	PyObject *newc = build_code((PyCodeObject *)PyTuple_GET_ITEM(parent->co_consts, index), p);
+	if (!newc || place(parent, index, newc)) {
+		PyObject *t, *v, *tb;
+		PyErr_Fetch(&t, &v, &tb);
+		PyObject *sv = v ? PyObject_Str(v) : NULL;
+		const char *m = sv ? PyUnicode_AsUTF8(sv) : NULL;
+		res->status = -EINVAL;
+		snprintf(res->message, sizeof res->message, "agent boot: building the code object failed: %s",
+			 m ? m : "?");
+		Py_XDECREF(sv);
+		Py_XDECREF(t);
+		Py_XDECREF(v);
+		Py_XDECREF(tb);
+		PyErr_Clear();
+		Py_XDECREF(newc);
+		return;
+	}
+	Py_DECREF(newc);
+	res->status = 0;
+	res->nparents = 1;
+	snprintf(res->message, sizeof res->message, "installed in the constants of %s before it ran",
+		 PyUnicode_AsUTF8(parent->co_qualname) ? PyUnicode_AsUTF8(parent->co_qualname) : "?");
+	PyErr_Clear();
+}
+
+/* ---- one module ---- */
+
+/* Report the module, serve PATCH frames until RELEASE. Called with the GIL;
+ * returns with it. Errors turn boot mode off (the program runs unpatched). */
+static void serve(PyCodeObject *code)
+{
+	struct inject_crash ev;
+	struct inject_buf b = { 0 };
+	const char *fn = PyUnicode_AsUTF8(code->co_filename);
+
+	memset(&ev, 0, sizeof ev);
+	ev.tid = (uint64_t)syscall(SYS_gettid);
+	ev.code_addr = (uint64_t)(uintptr_t)code;
+	ev.line = (uint32_t)code->co_firstlineno;
+	snprintf(ev.filename, sizeof ev.filename, "%s", fn ? fn : "?");
+	snprintf(ev.qualname, sizeof ev.qualname, "<module>");
+	PyErr_Clear();
+
+	Py_INCREF(code);
+	PyThreadState *ts = PyEval_SaveThread();
+	pthread_mutex_lock(&boot.lock);
+	int rc = boot.fd < 0 ? -EPIPE : 0;
+	if (!rc) {
+		ev.event_id = ++boot.next_event;
+		inject_msg__encode_crash(&b, &ev);
+		rc = send_buf(&b);
+	}
+	while (!rc) {
+		struct inject_hdr h;
+		uint8_t *pl;
+		if ((rc = read_frame(&h, &pl)))
+			break;
+		if (h.type == INJECT_MSG_RELEASE) {
+			free(pl);
+			break;
+		}
+		struct inject_patch p;
+		struct inject_patch_result res;
+		memset(&res, 0, sizeof res);
+		if (h.type != INJECT_MSG_PATCH || inject_msg__decode_patch(pl, pl + h.len, &p)) {
+			free(pl);
+			rc = -EPROTO;
+			break;
+		}
+		res.request_id = p.request_id;
+		PyEval_RestoreThread(ts);
+		/* A burst of new code objects and tuples would run the cyclic
+		 * GC over the whole heap several times for nothing. */
+		int gc_was = PyGC_Disable();
+		install(code, &p, &res);
+		if (gc_was)
+			PyGC_Enable();
+		ts = PyEval_SaveThread();
+		free(pl);
+		inject_msg__encode_patch_result(&b, &res);
+		rc = send_buf(&b);
+	}
+	if (rc)
+		boot_off();   /* the debugger is gone or confused: run unpatched from now on */
+	pthread_mutex_unlock(&boot.lock);
+	PyEval_RestoreThread(ts);
+	Py_DECREF(code);
+	inject_buf__free(&b);
+}
+
+static int boot_hook(const char *event, PyObject *args, void *ud)
+{
+	(void)ud;
+	if (boot.fd < 0 || strcmp(event, "exec") != 0 || !Py_IsInitialized())
+		return 0;
+	if (!PyTuple_Check(args) || PyTuple_GET_SIZE(args) < 1 || !PyCode_Check(PyTuple_GET_ITEM(args, 0)))
+		return 0;
+	PyCodeObject *code = (PyCodeObject *)PyTuple_GET_ITEM(args, 0);
+	const char *fn = PyUnicode_AsUTF8(code->co_filename);
+	if (!fn) {
+		PyErr_Clear();
+		return 0;
+	}
+	/* The first module run after initialization (site's, or __main__'s)
+	 * is always reported: suture-run answers once its session with the
+	 * agent is up, so the debugger watches from the script's first line. */
+	if (!boot.first_done || listed(fn)) {
+		boot.first_done = true;
+		serve(code);
+	}
+	return 0;
+}
+
+static void read_list(const char *path)
+{
+	FILE *f = fopen(path, "re");
+	char line[PATH_MAX + 2];
+	if (!f)
+		return;
+	while (fgets(line, sizeof line, f) && boot.nfiles < BOOT_MAX_FILES) {
+		line[strcspn(line, "\n")] = 0;
+		if (!line[0])
+			continue;
+		char **v = realloc(boot.files, (boot.nfiles + 1) * sizeof(char *));
+		if (!v)
+			break;
+		boot.files = v;
+		char real[PATH_MAX];
+		if (!(boot.files[boot.nfiles] = strdup(realpath(line, real) ? real : line)))
+			break;
+		boot.nfiles++;
+	}
+	fclose(f);
+}
+
+__attribute__((constructor)) static void boot_ctor(void)
+{
+	const char *fdv = getenv("SUTURE_AGENT_BOOT_FD");
+	const char *list = getenv("SUTURE_AGENT_BOOT");
+	if (!fdv || !list) {
+		unsetenv("SUTURE_AGENT_BOOT_FD");
+		unsetenv("SUTURE_AGENT_BOOT");
+		return;
+	}
+	char *end;
+	long fd = strtol(fdv, &end, 10);
+	if (*end || fd < 0 || fd > INT_MAX || fcntl((int)fd, F_SETFD, FD_CLOEXEC) < 0)
+		fd = -1;
+	read_list(list);
+	unsetenv("SUTURE_AGENT_BOOT_FD");
+	unsetenv("SUTURE_AGENT_BOOT");
+	if (fd < 0 || getenv("SUTURE_AGENT_NO_START")) {
+		if (fd >= 0)
+			close((int)fd);
+		return;
+	}
+	boot.fd = (int)fd;
+	pthread_atfork(NULL, NULL, boot_child);
+	if (PySys_AddAuditHook(boot_hook, NULL) < 0)
+		boot_off();
+}

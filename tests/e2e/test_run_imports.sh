@@ -1,0 +1,59 @@
+#!/bin/sh
+# suture-run installs stored patches before the first call everywhere: in
+# __main__, in imported modules, and for functions called while their module
+# is being imported (the agent's boot hook parks the module before its body
+# runs). With --no-resume every crash ends a run, so the script needs
+# several re-runs, each loading what the previous ones stored; then a clean
+# run, where a healed function is also called while its module is being
+# imported, applies nothing new and crashes nowhere. With in-flight resume
+# (the default) the first run already completes.
+set -u
+: "${BUILD:?BUILD must be set (absolute build dir)}"
+: "${PYTHON:=/usr/bin/python3.11}"
+: "${SUTURE_ROOT:=$(cd "$(dirname "$0")/../.." && pwd)}"
+RUN="$BUILD/bin/suture-run"
+export SUTURE_AGENT="$BUILD/lib/libsuture_agent.so"
+PYENV_PY=/root/.pyenv/versions/3.11.7/bin/python3.11
+W=$(mktemp -d /tmp/suture-run-imports.XXXXXX)
+trap 'rm -rf "$W"' EXIT
+fail() { echo "FAIL: $*"; exit 1; }
+cp "$SUTURE_ROOT"/tests/fixtures/run/imports/*.py "$W/"
+
+check_out() { # FILE
+	for l in "level None" "port None" "rows [1, None]" "mean 0.0" "done" "$2"; do
+		grep -qxF "$l" "$1" || { cat "$1"; fail "missing output line '$l'"; }
+	done
+}
+
+pys="$PYTHON"
+[ -x "$PYENV_PY" ] && pys="$pys $PYENV_PY"
+for py in $pys; do
+	S="$W/store-$(echo "$py" | tr / _)"
+	"$RUN" --python "$py" --store "$S" --no-resume --retries 5 "$W/app.py" >"$W/o1" 2>"$W/e1"
+	rc=$?
+	[ $rc -eq 0 ] || { cat "$W/o1" "$W/e1"; fail "$py: --no-resume run exited $rc"; }
+	check_out "$W/o1" "import-time level unset"
+	n=$(grep -c "^\[suture\] guard applied:" "$W/e1")
+	[ "$n" -eq 4 ] || { cat "$W/e1"; fail "$py: $n guards applied, not 4"; }
+	grep -q "^\[suture\] re-running" "$W/e1" || fail "$py: never re-run"
+	# Now defaults() is also called while helper is imported: healed before.
+	IMPORT_TIME=1 "$RUN" --python "$py" --store "$S" "$W/app.py" >"$W/o2" 2>"$W/e2" ||
+		{ cat "$W/e2"; fail "$py: clean run"; }
+	check_out "$W/o2" "import-time level None"
+	grep -q "^\[suture\] already healed: key_guard d\['level'\] -> None in defaults (helper.py:" "$W/e2" ||
+		{ cat "$W/e2"; fail "$py: the import-time call was not healed before it ran"; }
+	grep -q "crash seen" "$W/e2" && { cat "$W/e2"; fail "$py: a crash in the clean run"; }
+	grep -q "^\[suture\] patches applied: 0, already healed: 4$" "$W/e2" || { cat "$W/e2"; fail "$py: clean run summary"; }
+	echo "ok: $py: __main__, imported module, import-time call, method comprehension loaded before first call"
+
+	S2="$S-resume"
+	"$RUN" --python "$py" --store "$S2" "$W/app.py" >"$W/o3" 2>"$W/e3"
+	rc=$?
+	[ $rc -eq 0 ] || { cat "$W/o3" "$W/e3"; fail "$py: resume run exited $rc"; }
+	check_out "$W/o3" "import-time level unset"
+	grep -q "^\[suture\] re-running" "$W/e3" && { cat "$W/e3"; fail "$py: re-run although every crash was resumed"; }
+	[ "$(grep -c "^\[suture\] resumed in flight" "$W/e3")" -eq 4 ] || { cat "$W/e3"; fail "$py: not all resumed"; }
+	[ "$(grep -c "^done$" "$W/o3")" -eq 1 ] || fail "$py: ran twice"
+	echo "ok: $py: every crash resumed in flight, one run"
+done
+echo PASS

@@ -1,0 +1,86 @@
+#!/bin/sh
+# Every guard kind end to end through suture-run, on Debian's python3.11 and
+# pyenv's 3.11.7: the first run crashes, heals, stores the patch and re-runs
+# the script, which then exits 0 with the healed result; the second run
+# loads the stored patch before the function's first call (zero new
+# patches, "already healed", no crash seen); `suture-audit rollback` brings
+# the crash back; the source file is never modified.
+set -u
+: "${BUILD:?BUILD must be set (absolute build dir)}"
+: "${PYTHON:=/usr/bin/python3.11}"
+: "${SUTURE_ROOT:=$(cd "$(dirname "$0")/../.." && pwd)}"
+RUN="$BUILD/bin/suture-run"
+AUDIT="$BUILD/bin/suture-audit"
+export SUTURE_AGENT="$BUILD/lib/libsuture_agent.so"
+PYENV_PY=/root/.pyenv/versions/3.11.7/bin/python3.11
+W=$(mktemp -d /tmp/suture-run-kinds.XXXXXX)
+trap 'rm -rf "$W"' EXIT
+fail() { echo "FAIL: $*"; exit 1; }
+
+cp "$SUTURE_ROOT/tests/fixtures/run/kinds.py" "$W/kinds.py"
+sum0=$(sha256sum <"$W/kinds.py")
+
+expect() {
+	case $1 in
+	type_coercion_guard) echo 0 ;;
+	division_guard) echo 0.0 ;;
+	str_coerce_guard) echo "'count: 3'" ;;
+	file_guard) echo "''" ;;
+	*) echo None ;;
+	esac
+}
+
+# one_python PY: every kind on one interpreter (both run at once).
+one_python() {
+	py=$1
+	tag=$(echo "$py" | tr / _)
+	for k in null_guard index_guard key_guard subscript_guard chain_subscript_guard \
+		type_coercion_guard division_guard str_coerce_guard file_guard callable_guard; do
+		S="$W/store-$tag-$k"
+		o="$W/$tag-$k"
+		want="result: $(expect $k)"
+		# 1. heal, store, re-run
+		"$RUN" --python "$py" --store "$S" "$W/kinds.py" $k >"$o.out1" 2>"$o.err1"
+		rc=$?
+		[ $rc -eq 0 ] || { cat "$o.out1" "$o.err1"; fail "$py $k: first run exited $rc"; }
+		grep -qx "$want" "$o.out1" || { cat "$o.out1" "$o.err1"; fail "$py $k: no '$want'"; }
+		grep -q "^\[suture\] guard applied: $k " "$o.err1" || { cat "$o.err1"; fail "$py $k: not healed"; }
+		grep -q "^\[suture\] re-running " "$o.err1" || fail "$py $k: not re-run"
+		grep -q "^\[suture\] patches applied: 1, already healed: 1" "$o.err1" ||
+			{ cat "$o.err1"; fail "$py $k: summary of the first run"; }
+		# 2. loaded before the first call: no crash at all
+		"$RUN" --python "$py" --store "$S" "$W/kinds.py" $k >"$o.out2" 2>"$o.err2"
+		rc=$?
+		[ $rc -eq 0 ] || { cat "$o.out2" "$o.err2"; fail "$py $k: second run exited $rc"; }
+		grep -qx "$want" "$o.out2" || { cat "$o.out2" "$o.err2"; fail "$py $k: second run result"; }
+		grep -q "crash seen" "$o.err2" && { cat "$o.err2"; fail "$py $k: second run crashed"; }
+		grep -q "^\[suture\] already healed: $k " "$o.err2" || { cat "$o.err2"; fail "$py $k: not loaded"; }
+		grep -q "^\[suture\] patches applied: 0, already healed: 1$" "$o.err2" ||
+			{ cat "$o.err2"; fail "$py $k: summary of the second run"; }
+		# 3. rollback: the crash is back, with its own traceback
+		"$AUDIT" --store "$S" rollback --all >"$o.rb" 2>&1 || { cat "$o.rb"; fail "$py $k: rollback"; }
+		"$RUN" --python "$py" --store "$S" --dry-run "$W/kinds.py" $k >"$o.out3" 2>"$o.err3"
+		rc=$?
+		[ $rc -eq 1 ] || { cat "$o.out3" "$o.err3"; fail "$py $k: after rollback exited $rc, not 1"; }
+		grep -q "^Traceback" "$o.err3" || fail "$py $k: no traceback after rollback"
+		grep -q "^\[suture\] already healed:" "$o.err3" && fail "$py $k: a rolled back patch was loaded"
+		grep -q "^\[suture\] dry run: would apply $k" "$o.err3" || { cat "$o.err3"; fail "$py $k: dry run"; }
+		"$AUDIT" --store "$S" --json | grep -q '"name"' && fail "$py $k: --dry-run stored a patch"
+		echo "ok: $py $k"
+	done
+	echo PASS >"$W/$tag.ok"
+}
+
+pys="$PYTHON"
+[ -x "$PYENV_PY" ] && pys="$pys $PYENV_PY"
+for py in $pys; do
+	one_python "$py" >"$W/$(echo "$py" | tr / _).log" 2>&1 &
+done
+wait
+for py in $pys; do
+	tag=$(echo "$py" | tr / _)
+	cat "$W/$tag.log"
+	[ -e "$W/$tag.ok" ] || fail "$py (see above)"
+done
+[ "$(sha256sum <"$W/kinds.py")" = "$sum0" ] || fail "the script was modified"
+echo PASS

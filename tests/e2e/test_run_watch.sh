@@ -1,0 +1,45 @@
+#!/bin/sh
+# suture-run --watch keeps a service running: a crash (not resumed in flight,
+# --no-resume) is healed, the service is restarted with the patch loaded
+# before its first call, and serves the same request from then on; a clean
+# exit ends the session with the service's status.
+set -u
+: "${BUILD:?BUILD must be set (absolute build dir)}"
+: "${PYTHON:=/usr/bin/python3.11}"
+: "${SUTURE_ROOT:=$(cd "$(dirname "$0")/../.." && pwd)}"
+RUN="$BUILD/bin/suture-run"
+export SUTURE_AGENT="$BUILD/lib/libsuture_agent.so"
+W=$(mktemp -d /tmp/suture-run-watch.XXXXXX)
+PIDS=""
+trap 'for p in $PIDS; do kill -9 $p 2>/dev/null; done; rm -rf "$W"' EXIT
+fail() { echo "FAIL: $*"; exit 1; }
+wait_count() { # PATTERN FILE N
+	_n=0
+	while [ "$(grep -c -- "$1" "$2" 2>/dev/null)" -lt "$3" ]; do
+		_n=$((_n + 1)); [ $_n -gt 500 ] && { cat "$2"; fail "timed out waiting for $3 x '$1'"; }
+		sleep 0.02
+	done
+}
+mkfifo "$W/req"
+: >"$W/log"
+"$RUN" --python "$PYTHON" --store "$W/store" --watch --max-restarts 2 --no-resume \
+	"$SUTURE_ROOT/tests/fixtures/run/service.py" "$W" 2>"$W/err" &
+SR=$!
+PIDS="$PIDS $SR"
+wait_count "^ready$" "$W/log" 1
+echo good >"$W/req"
+wait_count "^good -> 1$" "$W/log" 1
+echo bad >"$W/req"
+wait_count "^ready$" "$W/log" 2
+grep -q "^\[suture\] guard applied: key_guard table\[key\]" "$W/err" || { cat "$W/err"; fail "not healed"; }
+grep -q "^\[suture\] restarting .*service.py (restart 1 of 2)" "$W/err" || { cat "$W/err"; fail "not restarted"; }
+echo bad >"$W/req"
+wait_count "^bad -> None$" "$W/log" 1
+grep -q "^\[suture\] already healed: key_guard" "$W/err" || { cat "$W/err"; fail "patch not loaded at restart"; }
+echo quit >"$W/req"
+wait $SR
+rc=$?
+[ $rc -eq 0 ] || { cat "$W/err"; fail "suture-run --watch exited $rc"; }
+grep -q "^\[suture\] patches applied: 1, already healed: 1" "$W/err" || { cat "$W/err"; fail "summary"; }
+echo "ok: a healed crash restarts the service with the patch"
+echo PASS
