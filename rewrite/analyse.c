@@ -244,6 +244,25 @@ static void sym_run(const struct gctx *g, int64_t from, int64_t to, struct symst
 	}
 }
 
+/* Pad (with "…" below) or trim st to exactly `need` items. More operands
+ * than the symbolic stack holds: all unknown. */
+static void fit(struct symstack *st, int need)
+{
+	if (need > SYM_MAX) {
+		st->n = 0;
+		need = SYM_MAX;
+	}
+	while (st->n < need) {
+		memmove(&st->s[1], &st->s[0], sizeof(st->s[0]) * (size_t)st->n);
+		st->n++;
+		st->s[0] = (struct sym){ .t = "…", .prec = PREC_ATOM, .src = -1 };
+	}
+	if (st->n > need) {
+		memmove(&st->s[0], &st->s[st->n - need], sizeof(st->s[0]) * (size_t)need);
+		st->n = need;
+	}
+}
+
 /* Operand texts of instruction idx (its inputs, bottom first) into st.
  * Unknown operands read "…". */
 static void operands_of(const struct gctx *g, int64_t idx, struct symstack *st)
@@ -255,16 +274,7 @@ static void operands_of(const struct gctx *g, int64_t idx, struct symstack *st)
 	int64_t start = operands_start(g, idx, need);
 	if (start >= 0)
 		sym_run(g, start, idx, st);
-	/* Pad or trim to exactly `need` items. */
-	while (st->n < need) {
-		memmove(&st->s[1], &st->s[0], sizeof(st->s[0]) * (size_t)st->n);
-		st->n++;
-		st->s[0] = (struct sym){ .t = "…", .prec = PREC_ATOM, .src = -1 };
-	}
-	if (st->n > need) {
-		memmove(&st->s[0], &st->s[st->n - need], sizeof(st->s[0]) * (size_t)need);
-		st->n = need;
-	}
+	fit(st, need);
 }
 
 /* The operands of a logical call: [callable-or-method, self-or-NULL..., args].
@@ -279,15 +289,7 @@ static void call_operands(const struct gctx *g, int64_t call, struct symstack *s
 	int64_t start = pre >= 0 ? operands_start(g, pre, need) : -1;
 	if (start >= 0)
 		sym_run(g, start, pre, st);
-	while (st->n < need) {
-		memmove(&st->s[1], &st->s[0], sizeof(st->s[0]) * (size_t)st->n);
-		st->n++;
-		st->s[0] = (struct sym){ .t = "…", .prec = PREC_ATOM, .src = -1 };
-	}
-	if (st->n > need) {
-		memmove(&st->s[0], &st->s[st->n - need], sizeof(st->s[0]) * (size_t)need);
-		st->n = need;
-	}
+	fit(st, need);
 }
 
 /* ---------------------------------------------------------------------- */
@@ -851,6 +853,11 @@ static void plan(const struct gctx *g, int64_t first, int64_t f, const struct ki
 		d->base_depth = g->in[first].depth - guard_op__inputs(g->in[first].opcode, g->in[first].arg) -
 				(d->kind == GUARD_FILE ? 2 : 0);
 		d->push_fallback = true;
+		if (d->base_depth < 0) {
+			refuse(d, GUARD_REFUSE_PLACEMENT,
+			       "the operands are not on the stack where the instruction expects them");
+			return;
+		}
 		guard__fmt(d->consumer, sizeof(d->consumer), "the instruction's own consumer");
 		guard__fmt(d->reason, sizeof(d->reason), "%s: %s calls helper %s",
 			   guard_kind__name(d->kind), d->target,
@@ -893,8 +900,8 @@ static void plan(const struct gctx *g, int64_t first, int64_t f, const struct ki
 	 * leaves there. */
 	const struct rewrite_exc *enc = rewrite_code__exc_at(g->code, g->in[first].offset);
 	int want = fl.base + (fl.push ? 1 : 0);
-	if ((enc && (int)enc->depth > fl.base) || fl.resume < 0 || (size_t)fl.resume >= g->n ||
-	    g->in[fl.resume].depth != want) {
+	if (fl.base < 0 || (enc && (int)enc->depth > fl.base) || fl.resume < 0 ||
+	    (size_t)fl.resume >= g->n || g->in[fl.resume].depth != want) {
 		refuse(d, GUARD_REFUSE_PLACEMENT,
 		       "no resume point with a consistent stack after the failing statement");
 		return;
