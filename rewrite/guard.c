@@ -311,44 +311,6 @@ static int synth_handler(struct gctx *g, const struct guard_decision *d, struct 
 	return 0;
 }
 
-/* The replaced instruction as laid out by the encoder, EXTENDED_ARG 0
- * prefixes then JUMP_FORWARD, becomes the jump first and NOP padding after
- * it (never executed: it follows an unconditional jump). Debug builds
- * assert that EXTENDED_ARG's own arg is not 0 (ceval.c, TARGET(EXTENDED_ARG)),
- * and python3.11-dbg is a supported target. Bytes only: locations and the
- * exception table are per unit and do not change. */
-static int pad_after_jump(struct rewrite_bytes *code, uint32_t unit, unsigned size)
-{
-	uint8_t *p = code->data + 2 * (size_t)unit;
-	uint32_t arg = 0;
-	for (unsigned k = 0; k < size; k++) {
-		int op = p[2 * k];
-		if (k + 1 < size ? op != EXTENDED_ARG : op != JUMP_FORWARD)
-			return -EINVAL;
-		arg = arg << 8 | p[2 * k + 1];
-	}
-	uint32_t target = unit + size + arg;      /* relative to the end of the jump */
-	unsigned njump = 1;
-	uint32_t rel = target - (unit + 1);
-	if (rel > 0xff) {
-		njump = 2;
-		rel = target - (unit + 2);
-		if (rel > 0xffff || size < 2)
-			return -ERANGE;
-	}
-	if (njump == 2) {
-		p[0] = EXTENDED_ARG;
-		p[1] = (uint8_t)(rel >> 8);   /* not 0: rel > 0xff */
-	}
-	p[2 * (njump - 1)] = JUMP_FORWARD;
-	p[2 * (njump - 1) + 1] = (uint8_t)rel;
-	for (unsigned k = njump; k < size; k++) {
-		p[2 * k] = NOP;
-		p[2 * k + 1] = 0;
-	}
-	return 0;
-}
-
 static int synth_redirect(struct gctx *g, const struct guard_decision *d, struct guard_patch *p,
 			  struct rewrite_diag *diag)
 {
@@ -374,7 +336,6 @@ static int synth_redirect(struct gctx *g, const struct guard_decision *d, struct
 		return -ERANGE;
 	uint32_t nargs = ri->arg;
 	uint32_t rep_unit = ri->offset;
-	unsigned rep_size = ri->size;
 	int64_t h = (int64_t)rewrite_code__ninstrs(g->code);
 	int64_t k;
 	if ((k = emit(g->code, LOAD_CONST, (uint32_t)c_helper, -1, &loc)) < 0)
@@ -403,9 +364,11 @@ static int synth_redirect(struct gctx *g, const struct guard_decision *d, struct
 	if ((k = emit(g->code, JUMP_BACKWARD, 0, after, &loc)) < 0)
 		return (int)k;
 	g->in = rewrite_code__instrs(g->code);   /* appends move the array */
-	/* Same size: EXTENDED_ARG prefixes fill the units the op's caches had. */
-	int err = rewrite_code__replace(g->code, (size_t)rep, JUMP_FORWARD, 0, h,
-					rep_size - 1);
+	/* The jump is shorter than the instruction it replaces: the encoder
+	 * keeps the slot with NOP units after the jump (instr.npad), never
+	 * with EXTENDED_ARG 0, which debug builds assert on (ceval.c,
+	 * TARGET(EXTENDED_ARG): assert(oparg)). */
+	int err = rewrite_code__replace(g->code, (size_t)rep, JUMP_FORWARD, 0, h, 0);
 	if (err < 0)
 		return err;
 	struct block blk = { .first = h, .last = k };
@@ -417,9 +380,6 @@ static int synth_redirect(struct gctx *g, const struct guard_decision *d, struct
 	err = finish(g, p, NULL, 0, NULL, &blk, 1, diag);
 	if (err < 0)
 		return err;
-	err = pad_after_jump(&p->code, rep_unit, rep_size);
-	if (err < 0)
-		return set_diag(diag, err, g->info, "the redirect jump does not fit the instruction");
 	const struct rewrite_instr *in = rewrite_code__instrs(g->code);
 	p->replaced_unit = rep_unit;
 	p->resume_unit = in[after].offset;
