@@ -424,6 +424,9 @@ __attribute__((constructor)) static void boot_ctor(void)
 {
 	const char *fdv = getenv("SUTURE_AGENT_BOOT_FD");
 	const char *list = getenv("SUTURE_AGENT_BOOT");
+	if (!fdv && !list)
+		return;   /* the usual case: never touch the environment (a remote
+			   * dlopen runs us while other threads may read it) */
 	if (!fdv || !list) {
 		unsetenv("SUTURE_AGENT_BOOT_FD");
 		unsetenv("SUTURE_AGENT_BOOT");
