@@ -263,12 +263,17 @@ static int supervise(const struct heal_run_opts *o, pid_t pid, int boot_fd, cons
 	int wstatus = 0;
 	bool reaped = false, session_gone = false;
 	struct inject_opts io = { .no_inject = true, .connect_timeout_ms = 1 };
+	char sock[INJECT_PATH_MAX] = "";
 
 	*healed_now = false;
 	/* How long a held script waits for the agent's session. */
 	double session_deadline = mono_ms() + 5000;
 	for (;;) {
-		if (!u.s && !session_gone && !reaped) {
+		/* Connect once the agent's socket exists (open's own retry loop
+		 * sleeps 5 ms between attempts; the script may be held meanwhile). */
+		if (!u.s && !session_gone && !reaped && !sock[0])
+			inject_socket_path(pid, sock, sizeof(sock));
+		if (!u.s && !session_gone && !reaped && sock[0] && access(sock, F_OK) == 0) {
 			if (inject_session__open(pid, &io, &u.s) == 0) {
 				if (o->verbose)
 					fprintf(stderr, "[suture] agent ready in pid %d (%s)\n", (int)pid,
@@ -304,7 +309,7 @@ static int supervise(const struct heal_run_opts *o, pid_t pid, int boot_fd, cons
 			si = (int)n++;
 		}
 		/* Until the session is up, retry it every few ms. */
-		int pr = poll(pf, n, u.s || session_gone ? 200 : 2);
+		int pr = poll(pf, n, u.s || session_gone ? 200 : 1);
 		if (pr < 0 && errno != EINTR)
 			break;
 		if (pr > 0 && bi >= 0 && pf[bi].revents && !u.pending)
