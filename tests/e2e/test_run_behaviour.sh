@@ -88,6 +88,15 @@ run --store "$W/s3" "$W/a/app.py" >"$W/a2.out" 2>"$W/a2.err" || fail "a/app.py s
 grep -q "^\[suture\] already healed: key_guard" "$W/a2.err" || { cat "$W/a2.err"; fail "a/app.py not loaded"; }
 echo "ok: patches stay with their program"
 
+# --- two guards in one function, loaded in chain -------------------------------
+cp "$FIX/two_sites.py" "$W/two.py"
+run --store "$W/s6" --no-resume "$W/two.py" >"$W/t1.out" 2>"$W/t1.err" || { cat "$W/t1.err"; fail "two sites: first run"; }
+[ "$(grep -c "^\[suture\] guard applied: key_guard" "$W/t1.err")" -eq 2 ] || { cat "$W/t1.err"; fail "two sites: guards"; }
+run --store "$W/s6" "$W/two.py" >"$W/t2.out" 2>"$W/t2.err" || fail "two sites: second run"
+grep -qx "result (None, None)" "$W/t2.out" || fail "two sites: result"
+grep -q "^\[suture\] patches applied: 0, already healed: 2$" "$W/t2.err" || { cat "$W/t2.err"; fail "two sites: not both loaded"; }
+echo "ok: two guards in one function"
+
 # --- --shadow: each use of a fallback is reported --------------------------------
 run --store "$W/s3" --shadow "$W/a/app.py" >"$W/sh.out" 2>"$W/sh.err" || fail "--shadow run"
 grep -q "^\[suture\] shadow: key_guard fallback None used in load (app.py:4): KeyError" "$W/sh.err" ||
