@@ -621,7 +621,7 @@ int guard_patch__info(const struct rewrite_code_info *info, const struct guard_p
 /* ---------------------------------------------------------------------- */
 /* Side-by-side disassembly                                               */
 
-#define COLW 66
+#define COLW 74
 
 static void print_cols(FILE *out, const char *l, const char *mark, const char *r)
 {
