@@ -10,12 +10,15 @@
 #  2. crash-to-patch: from the crash report's arrival to the agent's answer
 #     that the patch is installed (heal__on_crash's clock), over many crash
 #     sites.
-# Env: BUILD (absolute), PYTHON, ROUNDS (default 3), CRASHES (default 40).
+# Env: BUILD (absolute), PYTHON, ROUNDS (default 5), GDB_ROUNDS (default 2:
+# gdb reads python3.11's whole debug info each time, ~15-25 s a round here),
+# CRASHES (default 40).
 set -u
 : "${BUILD:?BUILD must be set}"
 : "${PYTHON:=/usr/bin/python3.11}"
 : "${SUTURE_ROOT:=$(cd "$(dirname "$0")/../.." && pwd)}"
-ROUNDS=${ROUNDS:-3}
+ROUNDS=${ROUNDS:-5}
+GDB_ROUNDS=${GDB_ROUNDS:-2}
 CRASHES=${CRASHES:-40}
 ATTACH=${SUTURE_ATTACH:-$BUILD/bin/suture-attach}
 AGENT="$BUILD/lib/libsuture_agent.so"
@@ -48,7 +51,7 @@ stats() { # numbers on stdin -> "median X, min Y, max Z"
 		printf "median %.3f, min %.3f, max %.3f (n=%d)", v[int((NR + 1) / 2)], v[1], v[NR], NR }'
 }
 
-echo "bench_heal: $PYTHON, $(nproc) cores, $ROUNDS rounds"
+echo "bench_heal: $PYTHON, $(nproc) cores, $ROUNDS rounds ($GDB_ROUNDS with gdb), load average $(cut -d' ' -f1-3 /proc/loadavg)"
 : >"$W/s.watch"; : >"$W/s.inj"; : >"$W/s.stop"; : >"$W/s.gap"; : >"$W/g.wall"; : >"$W/g.gap"
 for r in $(seq "$ROUNDS"); do
 	D="$W/s$r"; start "$D" 1
@@ -59,7 +62,7 @@ for r in $(seq "$ROUNDS"); do
 	echo "$a" >>"$W/s.watch"; echo "$b" >>"$W/s.inj"; echo "$c" >>"$W/s.stop"
 	gap "$D" >>"$W/s.gap"
 	echo quit >"$D/cmd"
-	if command -v gdb >/dev/null; then
+	if [ "$r" -le "$GDB_ROUNDS" ] && command -v gdb >/dev/null; then
 		G="$W/g$r"; start "$G" 1
 		t0=$(date +%s%N)
 		gdb -q -batch -nx -p "$TP" -ex "call (void*)dlopen(\"$AGENT\", 2)" >"$G/gdb.out" 2>&1
