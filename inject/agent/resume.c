@@ -82,13 +82,17 @@ static void put(struct bytes *b, uint8_t v)
 	b->p[b->len++] = v;
 }
 
-/* One instruction, with the EXTENDED_ARG prefixes its arg needs (at least
- * `min_prefix` of them, to keep a size fixed), then its zeroed caches. */
-static void emit(struct bytes *b, int op, uint32_t arg, int min_prefix)
+static int prefixes_for(uint32_t arg)
 {
-	int prefixes = arg > 0xffffff ? 3 : arg > 0xffff ? 2 : arg > 0xff ? 1 : 0;
-	if (prefixes < min_prefix)
-		prefixes = min_prefix;
+	return arg > 0xffffff ? 3 : arg > 0xffff ? 2 : arg > 0xff ? 1 : 0;
+}
+
+/* One instruction, with the EXTENDED_ARG prefixes its arg needs (never a
+ * zero one: CPython's compiler never emits it and debug builds assert
+ * against it), then its zeroed caches. */
+static void emit(struct bytes *b, int op, uint32_t arg)
+{
+	int prefixes = prefixes_for(arg);
 	for (int i = prefixes; i > 0; i--) {
 		put(b, EXTENDED_ARG);
 		put(b, (uint8_t)(arg >> (8 * i)));
@@ -277,18 +281,18 @@ static PyObject *build_k(_PyInterpreterFrame *f, PyCodeObject *patched, uint32_t
 		PyObject *v = f->localsplus[i];
 		if (!v) {
 			if (i >= patched->co_nlocalsplus)
-				emit(&code, PUSH_NULL, 0, 0);
+				emit(&code, PUSH_NULL, 0);
 			continue;
 		}
-		emit(&code, LOAD_CONST, (uint32_t)(nconsts + PyList_GET_SIZE(values)), 0);
+		emit(&code, LOAD_CONST, (uint32_t)(nconsts + PyList_GET_SIZE(values)));
 		if (i < patched->co_nlocalsplus)
-			emit(&code, STORE_FAST, (uint32_t)i, 0);
+			emit(&code, STORE_FAST, (uint32_t)i);
 		if (PyList_Append(values, v))
 			goto out;
 	}
-	/* A 4-unit jump (3 EXTENDED_ARG prefixes): it ends where the patched
-	 * code starts, so its arg is fallback_unit itself. */
-	emit(&code, JUMP_FORWARD, fallback_unit, 3);
+	/* The jump ends where the patched code starts, so its arg is
+	 * fallback_unit itself, whatever its size. */
+	emit(&code, JUMP_FORWARD, fallback_unit);
 	if (code.err)
 		goto out;
 	uint32_t shift = (uint32_t)(code.len / 2);
@@ -358,12 +362,16 @@ static PyObject *build_caller(PyCodeObject *c, uint32_t call, uint32_t call_end,
 	for (Py_ssize_t i = 0; i < PyBytes_GET_SIZE(co_code); i++)
 		put(&code, (uint8_t)PyBytes_AS_STRING(co_code)[i]);
 	uint32_t block = (uint32_t)(code.len / 2);
-	emit(&code, LOAD_CONST, (uint32_t)PyTuple_GET_SIZE(c->co_consts), 0);
-	emit(&code, SWAP, 2, 0);                 /* [decider, exc]: a method call */
-	emit(&code, PRECALL, 0, 0);
-	emit(&code, CALL, 0, 0);
-	uint32_t jump_end = (uint32_t)(code.len / 2) + 4;
-	emit(&code, JUMP_BACKWARD, jump_end - call_end, 3);
+	emit(&code, LOAD_CONST, (uint32_t)PyTuple_GET_SIZE(c->co_consts));
+	emit(&code, SWAP, 2);                    /* [decider, exc]: a method call */
+	emit(&code, PRECALL, 0);
+	emit(&code, CALL, 0);
+	/* Back to after the CALL; the arg counts from the jump's own end, so
+	 * settle its size (EXTENDED_ARG prefixes) first. */
+	uint32_t here = (uint32_t)(code.len / 2), size = 1;
+	while (1 + (uint32_t)prefixes_for(here + size - call_end) != size)
+		size = 1 + (uint32_t)prefixes_for(here + size - call_end);
+	emit(&code, JUMP_BACKWARD, here + size - call_end);
 	uint32_t block_end = (uint32_t)(code.len / 2);
 
 	if (decode_entries(c->co_exceptiontable, e, MAX_ENTRIES, &n)) {

@@ -9,6 +9,7 @@ AGENT="$BUILD/lib/libsuture_agent.so"
 CLIENT="$BUILD/tests/e2e/test_agent_client"
 FIX="$SUTURE_ROOT/tests/fixtures/agent"
 PYENV_PY=/root/.pyenv/versions/3.11.7/bin/python3.11
+DBG_PY=/usr/bin/python3.11-dbg
 export SUTURE_AGENT="$AGENT"
 [ -x "$CLIENT" ] && [ -f "$AGENT" ] || { echo "build $CLIENT and $AGENT first"; exit 1; }
 
@@ -25,6 +26,23 @@ fail() { echo "FAIL: $*"; exit 1; }
 pythons() {
 	echo "$PYTHON"
 	[ -x "$PYENV_PY" ] && echo "$PYENV_PY"
+	return 0
+}
+
+# A short distinct name for an interpreter, for state file names.
+pytag() {
+	case "$1" in
+	"$DBG_PY") echo dbg ;;
+	"$PYENV_PY") echo pyenv ;;
+	*) echo "$(basename "$(dirname "$(dirname "$1")")")" ;;
+	esac
+}
+
+# The same plus Debian's debug build (its assertions check the interpreter's
+# invariants after we touched frames and code objects), when installed.
+pythons_dbg() {
+	pythons
+	[ -x "$DBG_PY" ] && echo "$DBG_PY"
 	return 0
 }
 

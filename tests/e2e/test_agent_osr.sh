@@ -6,9 +6,9 @@
 # interpreters, LD_PRELOAD and remote injection.
 . "$(dirname "$0")/test_agent_lib.sh"
 
-for py in $(pythons); do
+for py in $(pythons_dbg); do
 	for how in preload plain; do
-		n="o-$how-$(basename "$(dirname "$(dirname "$py")")")"
+		n="o-$how-$(pytag "$py")"
 		opt=""; [ $how = preload ] && opt=-n
 		start_target "$n" $how "$py" "$FIX/osr_target.py" "$W/$n"
 		sleep 0.1

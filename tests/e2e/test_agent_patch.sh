@@ -12,9 +12,9 @@
 # interpreters, LD_PRELOAD and remote injection.
 . "$(dirname "$0")/test_agent_lib.sh"
 
-for py in $(pythons); do
+for py in $(pythons_dbg); do
 	for how in preload plain; do
-		n="p-$how-$(basename "$(dirname "$(dirname "$py")")")"
+		n="p-$how-$(pytag "$py")"
 		opt=""; [ $how = preload ] && opt=-n
 		start_target "$n" $how "$py" "$FIX/patch_target.py" "$W/$n"
 		# An unknown helper name is refused, nothing installed.

@@ -14,7 +14,8 @@
 # run, an already specialized caller, a generator as the caller, and
 # 100,000 records with 50,000 bad
 # ones (one call; 500,000 more healed KeyErrors with memory flat).
-# Both interpreters, LD_PRELOAD and remote injection.
+# Both interpreters, LD_PRELOAD and remote injection, and Debian's debug
+# interpreter (python3.11-dbg: its assertions check CPython's invariants).
 . "$(dirname "$0")/test_agent_lib.sh"
 
 run() { # name how py mode expected-status expected-outcome
@@ -31,8 +32,8 @@ run() { # name how py mode expected-status expected-outcome
 	echo "ok: $1: $(grep '^resumed' "$W/$1.client" | cut -c1-80) / $(head -1 "$W/$1.out" | cut -c1-70)"
 }
 
-for py in $(pythons); do
-	tag=$(basename "$(dirname "$(dirname "$py")")")
+for py in $(pythons_dbg); do
+	tag=$(pytag "$py")
 	for how in preload plain; do
 		run "ok-$how-$tag" $how "$py" ok 0 \
 			'^outcome \[0, 2, 4, 6, 8, -2, 12, 14, 16, 18\] calls=1 exc_info=None'

@@ -8,9 +8,9 @@
 # Entry-jump watcher and trace fallback, every interpreter.
 . "$(dirname "$0")/test_agent_lib.sh"
 
-for py in $(pythons); do
+for py in $(pythons_dbg); do
 	for mode in jump trace; do
-		n="h-$mode-$(basename "$(dirname "$(dirname "$py")")")"
+		n="h-$mode-$(pytag "$py")"
 		if [ $mode = trace ]; then export SUTURE_AGENT_MODE=trace; else unset SUTURE_AGENT_MODE; fi
 		start_target "$n" preload "$py" "$FIX/watch_target.py" "$W/$n" handled
 		start_client "$n" -n "$TP" watch 5 20

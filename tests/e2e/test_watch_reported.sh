@@ -22,8 +22,8 @@ run() { # name py
 	echo "ok: $1 ($2): 13 crashes reported where they happened"
 }
 
-for py in $(pythons); do
-	run "r-$(basename "$(dirname "$(dirname "$py")")")" "$py"
+for py in $(pythons_dbg); do
+	run "r-$(pytag "$py")" "$py"
 done
 SUTURE_AGENT_MODE=trace run r-trace "$PYTHON"
 echo PASS
