@@ -427,6 +427,11 @@ __attribute__((constructor)) static void boot_ctor(void)
 	if (!fdv && !list)
 		return;   /* the usual case: never touch the environment (a remote
 			   * dlopen runs us while other threads may read it) */
+	/* Python's symbols are weak in the agent: in a process that is not
+	 * the interpreter (a wrapper or `env` that will exec it) leave the
+	 * variables and the descriptor for the interpreter it starts. */
+	if (!Py_IsInitialized || !PySys_AddAuditHook)
+		return;
 	if (!fdv || !list) {
 		unsetenv("SUTURE_AGENT_BOOT_FD");
 		unsetenv("SUTURE_AGENT_BOOT");
