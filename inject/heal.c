@@ -577,6 +577,21 @@ static void persist(struct heal *h, const struct heal_code *hc, const struct bui
 	p.name = name;
 	if (open_store(h, STORE_F_CREATE, &st))
 		return;
+	/* The default name says module, function, line and guard; another
+	 * program (two scripts' __main__.load) or another Python may have a
+	 * patch of that name: keep both, ours named apart (deterministically,
+	 * so healing this program again replaces its own). */
+	const struct store_patch *old = store__find(st, name);
+	if (old && (strcmp(old->program, p.program) != 0 ||
+		    strcmp(old->python_version, p.python_version) != 0)) {
+		uint64_t hsh = 1469598103934665603ull;
+		for (const char *c = p.program; *c; c++)
+			hsh = (hsh ^ (uint8_t)*c) * 1099511628211ull;
+		for (const char *c = p.python_version; *c; c++)
+			hsh = (hsh ^ (uint8_t)*c) * 1099511628211ull;
+		size_t n = strlen(name);
+		snprintf(name + n, sizeof(name) - n, "@%08llx", (unsigned long long)(hsh & 0xffffffffu));
+	}
 	if (store__add(st, &p) == 0)
 		say(h, "stored patch %s in %s", name, store__path(st));
 	else

@@ -86,6 +86,11 @@ run --store "$W/s3" --dry-run "$W/b/app.py" >"$W/b.out" 2>"$W/b.err"
 grep -q "^\[suture\] already healed:" "$W/b.err" && fail "a's patch was loaded into b"
 run --store "$W/s3" "$W/a/app.py" >"$W/a2.out" 2>"$W/a2.err" || fail "a/app.py second run"
 grep -q "^\[suture\] already healed: key_guard" "$W/a2.err" || { cat "$W/a2.err"; fail "a/app.py not loaded"; }
+# Healing b as well keeps a's patch (same default name, another program).
+run --store "$W/s3" "$W/b/app.py" >/dev/null 2>"$W/b2.err" || { cat "$W/b2.err"; fail "b/app.py not healed"; }
+[ "$("$AUDIT" --store "$W/s3" --json | grep -c '"guard"')" -eq 2 ] || { "$AUDIT" --store "$W/s3"; fail "b's patch replaced a's"; }
+run --store "$W/s3" "$W/a/app.py" >/dev/null 2>"$W/a3.err" || fail "a/app.py third run"
+grep -q "^\[suture\] patches applied: 0, already healed: 1" "$W/a3.err" || { cat "$W/a3.err"; fail "a's patch lost"; }
 echo "ok: patches stay with their program"
 
 # --- two guards in one function, loaded in chain -------------------------------
