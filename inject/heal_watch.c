@@ -70,6 +70,9 @@ int heal_watch__run(pid_t pid, const struct heal_watch_opts *o)
 	};
 	if (heal_program__of_pid(pid, program, sizeof(program)) == 0)
 		ho.program = program;
+	else
+		fprintf(stderr, "[suture] pid %d runs no script file (python -m, -c or a REPL): "
+			"patches are applied but not stored\n", (int)pid);
 	if ((rc = heal__open(ip, s, &ho, &h))) {
 		fprintf(stderr, "[suture] pid %d: %s\n", (int)pid, strerror(-rc));
 		goto out;
