@@ -249,8 +249,13 @@ static PyObject *decide(PyObject *self, PyObject *exc)
 {
 	struct decider *d = PyCapsule_GetPointer(self, "suture.decider");
 	if (d && !d->used && exc == d->token) {
+		/* One shot: drop the exception (its traceback holds the failing
+		 * frame's locals) as soon as the result is delivered. */
+		PyObject *r = d->value;
 		d->used = 1;
-		return Py_NewRef(d->value);
+		d->value = NULL;
+		Py_CLEAR(d->token);
+		return r;
 	}
 	/* Anything else at that call site is the program's own: re-raise. */
 	if (PyExceptionInstance_Check(exc))

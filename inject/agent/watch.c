@@ -173,9 +173,18 @@ static int clause_matches(struct loads *l, PyObject *type, int ntuple)
 	int from = l->n - ntuple;
 	if (from < 0)
 		return -1;
-	for (int i = from; i < l->n; i++)
-		if (!l->v[i] || !(PyExceptionClass_Check(l->v[i])))
+	for (int i = from; i < l->n; i++) {
+		PyObject *v = l->v[i];
+		if (!v)
 			return -1;
+		if (PyTuple_Check(v)) {   /* a constant tuple of types */
+			for (Py_ssize_t k = 0; k < PyTuple_GET_SIZE(v); k++)
+				if (!PyExceptionClass_Check(PyTuple_GET_ITEM(v, k)))
+					return -1;
+		} else if (!PyExceptionClass_Check(v)) {
+			return -1;
+		}
+	}
 	for (int i = from; i < l->n; i++)
 		if (PyErr_GivenExceptionMatches(type, l->v[i]))
 			return 1;
@@ -205,6 +214,11 @@ static enum verdict classify_handler(_PyInterpreterFrame *f, const struct rewrit
 			break;
 		case LOAD_NAME:
 			loads_push(&l, global_named(f, co->co_names, in.arg));
+			tuple = 1;
+			break;
+		case LOAD_CONST:   /* guards name exception types as constants */
+			loads_push(&l, in.arg < (uint32_t)PyTuple_GET_SIZE(co->co_consts)
+					       ? PyTuple_GET_ITEM(co->co_consts, in.arg) : NULL);
 			tuple = 1;
 			break;
 		case LOAD_ATTR: {

@@ -5,7 +5,9 @@
 # with its locals and its loop iterator, every remaining record is
 # processed, the caller receives the result from the one call (the function
 # ran once), sys.exc_info() is clean, later calls are healed. When the
-# continuation itself raises, that exception is the call's outcome. When
+# continuation itself raises, that exception is the call's outcome. A later,
+# unrelated exception at the same call site in the same caller frame is
+# re-raised to the caller's own handler, never swallowed. When
 # the frame was entered from C (a thread's target), resume is refused with
 # its reason, the exception goes on untouched and later calls are healed.
 # Then the cases of resume_cases.py: the loop inside `with lock:` (released
@@ -39,6 +41,8 @@ for py in $(pythons_dbg); do
 			'^outcome \[0, 2, 4, 6, 8, -2, 12, 14, 16, 18\] calls=1 exc_info=None'
 	done
 	run "raise-$tag" preload "$py" raise 1 "^outcome TypeError calls=1"
+	run "again-$tag" preload "$py" again 0 \
+		"^outcome again \[\[0, 2, 4, 6, 8, -2, 12, 14, 16, 18\], 'TypeError'\] calls=2"
 	run "fromc-$tag" preload "$py" fromc -95 "^outcome fromc thread=\['KeyError'\] later=\[2, -2, 6\]"
 	for c in with finally closure method thread quickened generator many; do
 		n="case-$c-$tag"
