@@ -102,6 +102,16 @@ grep -qx "result (None, None)" "$W/t2.out" || fail "two sites: result"
 grep -q "^\[suture\] patches applied: 0, already healed: 2$" "$W/t2.err" || { cat "$W/t2.err"; fail "two sites: not both loaded"; }
 echo "ok: two guards in one function"
 
+# --- --verbose shows the bytecode delta side by side --------------------------------
+cp "$FIX/key_app.py" "$W/v.py"
+run --store "$W/s7" --dry-run "$W/v.py" >/dev/null 2>"$W/v.err"
+grep -q "^\[suture\] bytecode delta of load: .* original instructions unchanged, .* appended" "$W/v.err" &&
+	grep -q "^original  *patched$" "$W/v.err" && grep -q "BINARY_SUBSCR" "$W/v.err" &&
+	grep -q "^exception table (patched; + new):" "$W/v.err" || { cat "$W/v.err"; fail "--verbose delta"; }
+grep -q "^\[suture\] dry run: would apply key_guard cfg\['timeout'\] -> None" "$W/v.err" || fail "--dry-run line"
+[ -e "$W/s7/index.json" ] && grep -q '"name"' "$W/s7/index.json" && fail "--dry-run stored something"
+echo "ok: --verbose delta, --dry-run"
+
 # --- --shadow: each use of a fallback is reported --------------------------------
 run --store "$W/s3" --shadow "$W/a/app.py" >"$W/sh.out" 2>"$W/sh.err" || fail "--shadow run"
 grep -q "^\[suture\] shadow: key_guard fallback None used in load (app.py:4): KeyError" "$W/sh.err" ||
