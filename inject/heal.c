@@ -921,19 +921,23 @@ static int tree__walk(struct heal *h, struct tree *t, uint64_t addr, uint64_t pa
 	return 0;
 }
 
-/* Where the code at node now is (the agent replaced it in place). */
-static uint64_t reread_child(struct heal *h, const struct node *nd)
+/* Where the code of this function is now, after the agent replaced it:
+ * found again from the module (an enclosing function patched earlier in
+ * this load was replaced too, so the old parent may be gone) by qualified
+ * name and first line. 0 if it cannot be found. */
+static uint64_t reread_code(struct heal *h, uint64_t root, const char *qualname, int firstlineno)
 {
-	struct inspect_code pc;
-	uint64_t *items;
-	size_t n;
+	struct tree t = { 0 };
 	uint64_t a = 0;
-	if (!nd->parent || inspect_code__read(h->r, nd->parent, &pc) ||
-	    inspect_tuple__read(h->r, pc.consts, 1u << 16, &items, &n))
-		return 0;
-	if (nd->index < n)
-		a = items[nd->index];
-	free(items);
+	pages__drop(&h->pages);
+	if (tree__walk(h, &t, root, 0, 0, 0) == 0)
+		for (size_t i = 1; i < t.n && !a; i++) {
+			struct inspect_code c;
+			if (inspect_code__read(h->r, t.v[i].addr, &c) == 0 && c.firstlineno == firstlineno &&
+			    strcmp(c.qualname, qualname) == 0)
+				a = t.v[i].addr;
+		}
+	free(t.v);
 	return a;
 }
 
@@ -993,10 +997,11 @@ static int boot_collect(struct heal *h, const char **hits, size_t *nhits)
 
 /* Apply, in sequence, the stored patches whose code_id matches the live
  * code at nd; report the others of this function as stale. */
-static int load_node(struct heal *h, struct spec *v, size_t nv, const struct node *nd,
-		     const char **hits, size_t *nhits)
+static int load_node(struct heal *h, struct spec *v, size_t nv, uint64_t root,
+		     const struct node *nd, const char **hits, size_t *nhits)
 {
 	uint64_t addr = nd->addr;
+	bool chain_lost = false;   /* the patched code could not be found back */
 	struct inspect_code c;
 	char file[PATH_MAX];
 	int rc = 0;
@@ -1119,7 +1124,9 @@ static int load_node(struct heal *h, struct spec *v, size_t nv, const struct nod
 		hits[(*nhits)++] = s->name;
 		if (!more)
 			break;
-		addr = reread_child(h, nd);
+		addr = reread_code(h, root, c.qualname, c.firstlineno);
+		if (!addr)
+			chain_lost = true;
 	}
 	/* What is left for this function no longer matches its code. */
 	for (size_t i = 0; i < nv; i++) {
@@ -1133,6 +1140,10 @@ static int load_node(struct heal *h, struct spec *v, size_t nv, const struct nod
 		} else if (s->verdict == STORE_V_STALE) {
 			say(h, "stale: %s: marked stale earlier; not applied", s->name);
 			h->st.stale++;
+		} else if (chain_lost) {
+			say(h, "failed: %s: the once-patched %s could not be read back; not applied this time",
+			    s->name, c.qualname);
+			h->st.failed++;
 		} else if (rc == 0) {
 			say(h, "stale: %s: %s changed since the patch was made (code identity differs); "
 			    "not applied", s->name, c.qualname);
@@ -1175,7 +1186,7 @@ int heal__load_tree(struct heal *h, uint64_t root)
 	/* The root itself (a module body) is never patched. */
 	h->npend = 0;
 	for (size_t i = 1; i < t.n && rc == 0; i++)
-		rc = load_node(h, v, nv, &t.v[i], hits, &nhits);
+		rc = load_node(h, v, nv, root, &t.v[i], hits, &nhits);
 	if (h->npend) {
 		int err = boot_collect(h, hits, &nhits);
 		if (err && !rc)

@@ -100,7 +100,12 @@ run --store "$W/s6" --no-resume "$W/two.py" >"$W/t1.out" 2>"$W/t1.err" || { cat 
 run --store "$W/s6" "$W/two.py" >"$W/t2.out" 2>"$W/t2.err" || fail "two sites: second run"
 grep -qx "result (None, None)" "$W/t2.out" || fail "two sites: result"
 grep -q "^\[suture\] patches applied: 0, already healed: 2$" "$W/t2.err" || { cat "$W/t2.err"; fail "two sites: not both loaded"; }
-echo "ok: two guards in one function"
+cp "$FIX/nested_sites.py" "$W/nest.py"
+run --store "$W/s8" --no-resume --retries 5 "$W/nest.py" >"$W/n1.out" 2>"$W/n1.err" || { cat "$W/n1.err"; fail "nested: first run"; }
+run --store "$W/s8" "$W/nest.py" >"$W/n2.out" 2>"$W/n2.err" || fail "nested: second run"
+grep -qx "result (None, (None, None))" "$W/n2.out" || fail "nested: result"
+grep -q "^\[suture\] patches applied: 0, already healed: 3$" "$W/n2.err" || { cat "$W/n2.err"; fail "nested: not all loaded"; }
+echo "ok: two guards in one function, also nested in a patched one"
 
 # --- --verbose shows the bytecode delta side by side --------------------------------
 cp "$FIX/key_app.py" "$W/v.py"
