@@ -17,9 +17,9 @@
  * A function healed twice: the second guard is analysed on the live, already
  * guarded code, so its code_id is the identity of "original + first guard".
  * On load, patches of one function are applied in sequence: after each one
- * the new code object is read back from its parent's co_consts (the agent's
- * boot install replaces it in place) and the next patch whose code_id matches
- * is applied. Constants whose repr carries an address ("<type at 0x...>")
+ * the new code object is found again from the module (the agent's boot
+ * install replaced it in its parent's co_consts) and the next patch whose
+ * code_id matches is applied. Constants whose repr carries an address ("<type at 0x...>")
  * are described without it, so these identities are stable across runs.
  */
 #include "inject/heal.h"
@@ -876,8 +876,7 @@ static int redecide(const struct heal_code *hc, const struct spec *s, struct bui
 }
 
 struct node {
-	uint64_t addr, parent;
-	size_t index;          /* in the parent's co_consts */
+	uint64_t addr;
 };
 
 struct tree {
@@ -885,8 +884,7 @@ struct tree {
 	size_t n, cap;
 };
 
-static int tree__walk(struct heal *h, struct tree *t, uint64_t addr, uint64_t parent, size_t index,
-		      int depth)
+static int tree__walk(struct heal *h, struct tree *t, uint64_t addr, int depth)
 {
 	struct inspect_code c;
 	if (depth > MAX_DEPTH || t->n >= MAX_TREE)
@@ -901,7 +899,7 @@ static int tree__walk(struct heal *h, struct tree *t, uint64_t addr, uint64_t pa
 		t->v = nv;
 		t->cap = nc;
 	}
-	t->v[t->n++] = (struct node){ addr, parent, index };
+	t->v[t->n++] = (struct node){ addr };
 	uint64_t *items;
 	size_t n;
 	if (inspect_tuple__read(h->r, c.consts, 1u << 16, &items, &n))
@@ -910,7 +908,7 @@ static int tree__walk(struct heal *h, struct tree *t, uint64_t addr, uint64_t pa
 		char type[32];
 		if (inspect_value__type_name(h->r, items[i], type, sizeof(type)) == 0 &&
 		    strcmp(type, "code") == 0) {
-			int err = tree__walk(h, t, items[i], addr, i, depth + 1);
+			int err = tree__walk(h, t, items[i], depth + 1);
 			if (err) {
 				free(items);
 				return err;
@@ -930,7 +928,7 @@ static uint64_t reread_code(struct heal *h, uint64_t root, const char *qualname,
 	struct tree t = { 0 };
 	uint64_t a = 0;
 	pages__drop(&h->pages);
-	if (tree__walk(h, &t, root, 0, 0, 0) == 0)
+	if (tree__walk(h, &t, root, 0) == 0)
 		for (size_t i = 1; i < t.n && !a; i++) {
 			struct inspect_code c;
 			if (inspect_code__read(h->r, t.v[i].addr, &c) == 0 && c.firstlineno == firstlineno &&
@@ -1179,7 +1177,7 @@ int heal__load_tree(struct heal *h, uint64_t root)
 	pages__drop(&h->pages);
 	h->pages.on = true;
 	const char **hits = calloc(nv, sizeof(char *));
-	if (!hits || (rc = tree__walk(h, &t, root, 0, 0, 0))) {
+	if (!hits || (rc = tree__walk(h, &t, root, 0))) {
 		free(hits);
 		goto out;
 	}
