@@ -694,6 +694,7 @@ static bool refuse_early(const struct gctx *g, const struct guard_crash *crash, 
 struct kind_info {
 	enum fbclass fbc;
 	enum guard_fallback fb;
+	bool binary;                      /* file_guard: a binary mode */
 	int32_t links[GUARD_MAX_COVER];   /* chain_subscript_guard's links */
 	size_t nlinks;
 };
@@ -777,6 +778,13 @@ static void classify_call(const struct gctx *g, const struct guard_crash *crash,
 	} else if (exc_is(crash, "FileNotFoundError") && callable_is_builtin(g, fn, "open") && n >= 1) {
 		d->kind = GUARD_FILE;
 		k->fb = GUARD_FB_EMPTY_FILE;
+		/* A literal mode with 'b' in it (positional or mode=...):
+		 * the helper will hand on io.BytesIO(). */
+		for (int a = 3; a < n + 2 && a < st.n; a++) {
+			const char *t = st.s[a].t;
+			if ((t[0] == '\'' || t[0] == '"') && strchr(t, 'b') && strlen(t) <= 6)
+				k->binary = true;
+		}
 		guard__fmt(d->subject, sizeof(d->subject), "%s", st.s[2].t);
 		guard__fmt(d->target, sizeof(d->target), "open(%s%s)", st.s[2].t, n > 1 ? ", …" : "");
 	}
@@ -821,6 +829,7 @@ static void classify(const struct gctx *g, const struct guard_crash *crash, int6
 	int op = g->in[f].opcode;
 	k->fbc = FB_IS_NONE;
 	k->fb = GUARD_FB_NONE;
+	k->binary = false;
 	k->nlinks = 0;
 	if (exc_is(crash, "AttributeError") &&
 	    (op == LOAD_ATTR || op == LOAD_METHOD || op == STORE_ATTR || op == DELETE_ATTR))
@@ -967,6 +976,8 @@ int guard__analyse(const struct rewrite_code_info *info, const struct guard_cras
 		classify(&g, crash, f, d, &k);
 		if (d->kind != GUARD_NONE) {
 			fill_fallback(d, k.fb);
+			if (k.binary)
+				guard__fmt(d->fallback_text, sizeof(d->fallback_text), "io.BytesIO()");
 			plan(&g, first, f, &k, d);
 		}
 	}
