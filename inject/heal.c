@@ -128,6 +128,10 @@ struct heal {
 	size_t npend, cappend;
 	char **hits;                            /* loaded, hit counts not yet stored */
 	size_t nhits;
+	/* heal__load_live: the live code may carry our patches already (a
+	 * second attach): a mismatch is counted, never marked stale. */
+	bool live;
+	unsigned live_skipped;
 };
 
 static bool was_patched(const struct heal *h, uint64_t addr)
@@ -923,13 +927,17 @@ static int tree__walk(struct heal *h, struct tree *t, uint64_t addr, int depth)
  * found again from the module (an enclosing function patched earlier in
  * this load was replaced too, so the old parent may be gone) by qualified
  * name and first line. 0 if it cannot be found. */
-static uint64_t reread_code(struct heal *h, uint64_t root, const char *qualname, int firstlineno)
+static uint64_t reread_code(struct heal *h, uint64_t root, uint64_t func, const char *qualname,
+			    int firstlineno)
 {
 	struct tree t = { 0 };
 	uint64_t a = 0;
 	pages__drop(&h->pages);
+	/* Live: the function object holds its current code. */
+	if (func && h->r->read(h->r->ctx, func + (uint64_t)h->r->off->func_code, &root, 8))
+		return 0;
 	if (tree__walk(h, &t, root, 0) == 0)
-		for (size_t i = 1; i < t.n && !a; i++) {
+		for (size_t i = func ? 0 : 1; i < t.n && !a; i++) {
 			struct inspect_code c;
 			if (inspect_code__read(h->r, t.v[i].addr, &c) == 0 && c.firstlineno == firstlineno &&
 			    strcmp(c.qualname, qualname) == 0)
@@ -995,7 +1003,7 @@ static int boot_collect(struct heal *h, const char **hits, size_t *nhits)
 
 /* Apply, in sequence, the stored patches whose code_id matches the live
  * code at nd; report the others of this function as stale. */
-static int load_node(struct heal *h, struct spec *v, size_t nv, uint64_t root,
+static int load_node(struct heal *h, struct spec *v, size_t nv, uint64_t root, uint64_t func,
 		     const struct node *nd, const char **hits, size_t *nhits)
 {
 	uint64_t addr = nd->addr;
@@ -1122,7 +1130,7 @@ static int load_node(struct heal *h, struct spec *v, size_t nv, uint64_t root,
 		hits[(*nhits)++] = s->name;
 		if (!more)
 			break;
-		addr = reread_code(h, root, c.qualname, c.firstlineno);
+		addr = reread_code(h, root, func, c.qualname, c.firstlineno);
 		if (!addr)
 			chain_lost = true;
 	}
@@ -1132,7 +1140,9 @@ static int load_node(struct heal *h, struct spec *v, size_t nv, uint64_t root,
 		if (s->done || strcmp(s->qualname, c.qualname) != 0 || strcmp(s->file, file) != 0)
 			continue;
 		s->done = true;
-		if (s->verdict == STORE_V_EXPIRED) {
+		if (h->live && s->verdict != STORE_V_EXPIRED) {
+			h->live_skipped++;
+		} else if (s->verdict == STORE_V_EXPIRED) {
 			say(h, "expired: %s: not applied; fix the source", s->name);
 			h->st.expired++;
 		} else if (s->verdict == STORE_V_STALE) {
@@ -1184,7 +1194,7 @@ int heal__load_tree(struct heal *h, uint64_t root)
 	/* The root itself (a module body) is never patched. */
 	h->npend = 0;
 	for (size_t i = 1; i < t.n && rc == 0; i++)
-		rc = load_node(h, v, nv, root, &t.v[i], hits, &nhits);
+		rc = load_node(h, v, nv, root, 0, &t.v[i], hits, &nhits);
 	if (h->npend) {
 		int err = boot_collect(h, hits, &nhits);
 		if (err && !rc)
@@ -1207,6 +1217,92 @@ int heal__load_tree(struct heal *h, uint64_t root)
 out:
 	h->pages.on = false;
 	free(t.v);
+	specs__free(v, nv);
+	return rc;
+}
+
+/* Stored patches into a process that runs already (suture-attach --watch):
+ * the functions of the program's modules, found from sys.modules (module
+ * dicts' function values and the code nested in them), patched through the
+ * agent like a crash. Methods (in class dicts) are not reached from
+ * outside. Nothing is cached: the process runs meanwhile. */
+int heal__load_live(struct heal *h)
+{
+	const struct inspect_offsets *o = h->r->off;
+	struct spec *v = NULL;
+	size_t nv = 0, nhits = 0, n = 0;
+	uint64_t *keys = NULL, *vals = NULL, *mk = NULL, *mv = NULL, modules = 0;
+	const char **hits = NULL;
+	int rc = 0;
+	struct inspect_thread_iter it;
+	struct inspect_thread th;
+
+	if (!h->o.program || o->is_modules < 0 || o->mod_dict < 0 || o->func_code < 0)
+		return 0;
+	if (specs__load(h, &v, &nv) || nv == 0)
+		goto out;
+	h->live = true;
+	h->live_skipped = 0;
+	if (inspect_threads__begin(h->ip, &it) || inspect_threads__next(&it, &th) != 1 ||
+	    h->r->read(h->r->ctx, th.interp + (uint64_t)o->is_modules, &modules, 8))
+		goto out;
+	keys = calloc(4096, 8);
+	vals = calloc(4096, 8);
+	mk = calloc(4096, 8);
+	mv = calloc(4096, 8);
+	hits = calloc(nv, sizeof(char *));
+	if (!keys || !vals || !mk || !mv || !hits ||
+	    inspect_dict__items(h->r, modules, keys, vals, 4096, &n))
+		goto out;
+	for (size_t i = 0; i < n && rc == 0; i++) {
+		char type[32], fname[PATH_MAX], file[PATH_MAX];
+		uint64_t md = 0, f = 0;
+		size_t m = 0;
+		if (inspect_value__type_name(h->r, vals[i], type, sizeof(type)) || strcmp(type, "module") ||
+		    h->r->read(h->r->ctx, vals[i] + (uint64_t)o->mod_dict, &md, 8) ||
+		    inspect_dict__get(h->r, md, "__file__", &f) ||
+		    inspect_str__read(h->r, f, fname, sizeof(fname)))
+			continue;
+		file_key(h, fname, file, sizeof(file));
+		bool ours = false;
+		for (size_t k = 0; k < nv && !ours; k++)
+			ours = !v[k].done && strcmp(v[k].file, file) == 0;
+		if (!ours || inspect_dict__items(h->r, md, mk, mv, 4096, &m))
+			continue;
+		for (size_t j = 0; j < m && rc == 0; j++) {
+			uint64_t code;
+			struct tree t = { 0 };
+			if (inspect_value__type_name(h->r, mv[j], type, sizeof(type)) ||
+			    strcmp(type, "function") ||
+			    h->r->read(h->r->ctx, mv[j] + (uint64_t)o->func_code, &code, 8) ||
+			    tree__walk(h, &t, code, 0)) {
+				free(t.v);
+				continue;
+			}
+			for (size_t k = 0; k < t.n && rc == 0; k++)
+				rc = load_node(h, v, nv, code, mv[j], &t.v[k], hits, &nhits);
+			free(t.v);
+		}
+	}
+	for (size_t i = 0; i < nhits && !h->o.dry_run; i++) {
+		char **nh = realloc(h->hits, (h->nhits + 1) * sizeof(char *));
+		if (!nh)
+			break;
+		h->hits = nh;
+		if ((h->hits[h->nhits] = strdup(hits[i])))
+			h->nhits++;
+	}
+	heal__flush(h);
+	if (h->live_skipped)
+		say(h, "%u stored patch(es) not applied: the live code differs (patched in this process "
+		    "already, or its source changed)", h->live_skipped);
+out:
+	h->live = false;
+	free(keys);
+	free(vals);
+	free(mk);
+	free(mv);
+	free(hits);
 	specs__free(v, nv);
 	return rc;
 }

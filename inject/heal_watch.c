@@ -77,6 +77,12 @@ int heal_watch__run(pid_t pid, const struct heal_watch_opts *o)
 		fprintf(stderr, "[suture] pid %d: %s\n", (int)pid, strerror(-rc));
 		goto out;
 	}
+	/* Patches stored for this program earlier (another run, another
+	 * process) go into its live functions before we watch. */
+	if (heal__load_live(h) == -EPIPE) {
+		fprintf(stderr, "[suture] pid %d exited\n", (int)pid);
+		goto out;
+	}
 	fprintf(stderr, "[suture] watching pid %d\n", (int)pid);
 	if (o->verbose) {
 		struct inject_timings tm;

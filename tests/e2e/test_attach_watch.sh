@@ -8,7 +8,8 @@
 # started before the attach; handled exceptions (try/except in a caller,
 # hasattr, getattr with a default, iteration) are never reported. SIGINT
 # detaches cleanly (patches stay); a SIGKILLed debugger leaves a parked
-# thread to go on and the target survives.
+# thread to go on and the target survives; another process of the same
+# program gets the stored patches at attach.
 set -u
 : "${BUILD:?BUILD must be set (absolute build dir)}"
 : "${PYTHON:=/usr/bin/python3.11}"
@@ -171,5 +172,27 @@ for py in $pys; do
 	echo quit >"$D/cmd"
 	wait "$TP" || fail "$py: the target did not exit cleanly"
 	echo "ok: $py: SIGKILLed debugger, target unharmed"
+	# Another process of the same program: what was stored is installed
+	# into its live functions at attach (module functions and the code
+	# nested in them), before any crash.
+	D2="$D.again"
+	start_target "$D2" "$py"
+	"$ATTACH" --pid "$TP" --watch --store "$D/store" 2>"$D2/watch.err" &
+	TW=$!
+	PIDS="$PIDS $TW"
+	wait_grep "^\[suture\] watching pid $TP\$" "$D2/watch.err"
+	for k in null_guard key_guard division_guard str_coerce_guard file_guard callable_guard; do
+		grep -q "^\[suture\] already healed: $k " "$D2/watch.err" || { cat "$D2/watch.err"; fail "$py: $k not loaded at attach"; }
+		cmd "$D2" "$k" "$k -> $(healed $k)"
+	done
+	first=$(grep -c "^\[suture\] crash seen" "$D2/watch.err")
+	[ "$first" -eq 0 ] || { cat "$D2/watch.err"; fail "$py: a loaded function crashed"; }
+	kill -INT "$TW"
+	wait "$TW" || fail "$py: second watcher"
+	echo quit >"$D2/cmd"
+	wait "$TP" || fail "$py: the second target did not exit cleanly"
+	"$AUDIT" --store "$D/store" --json | grep -q '"status":[[:space:]]*"stale"' &&
+		{ "$AUDIT" --store "$D/store"; fail "$py: re-attaching marked patches stale"; }
+	echo "ok: $py: stored patches loaded into a running process at attach"
 done
 echo PASS
