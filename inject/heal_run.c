@@ -1,19 +1,23 @@
 /* inject/heal: suture-run, the supervisor of a script it starts itself.
  *
  * The child is the interpreter on the script, with libsuture_agent.so in
- * LD_PRELOAD (its constructor starts the agent before Py_Initialize) and
+ * LD_PRELOAD (its constructor starts the agent before Py_Initialize),
  * SUTURE_AGENT_BOOT naming a file that lists the source files with stored
- * patches: the agent's boot hook (an audit hook on "exec", which CPython
+ * patches and SUTURE_AGENT_BOOT_FD one end of a socket pair. The agent's
+ * boot hook (inject/agent/boot.c: an audit hook on "exec", which CPython
  * raises with a module's code object right before running its body, for
  * __main__ in run_mod and for imports through builtins.exec) parks the
- * thread there, we install the stored guards into the nested code objects,
- * and the module body then defines functions that are healed from their
- * first call.
+ * thread there and reports the module on that socket; we install the stored
+ * guards into its nested code objects over the same socket, and the module
+ * body then defines functions that are healed from their first call. The
+ * first module after initialization is always reported and answered only
+ * once our session with the agent is up, so crashes are watched from the
+ * script's first line.
  *
- * We are the debugger: crashes are analysed and patched as in --watch. The
- * crash that produced a patch goes on (the script dies, unless in-flight
- * resume exists), so the script is run again, at most `retries` times (or
- * `max_restarts` in --watch service mode). Arguments, stdin, stdout and the
+ * We are the debugger: crashes are analysed and patched as in --watch, and
+ * resumed in flight where the agent can. A crash that is not resumed goes
+ * on (the script dies), so the script is run again with the new patch, at
+ * most `retries` times (or `max_restarts` in --watch service mode). Arguments, stdin, stdout and the
  * exit status pass through; SIGINT/SIGTERM/SIGHUP sent to us are forwarded
  * (a terminal's SIGINT reaches the child directly, being in our process
  * group, and is not sent twice).
@@ -118,7 +122,8 @@ static pid_t start_child(const struct heal_run_opts *o, const char *agent, const
 		const char *pre = getenv("LD_PRELOAD");
 		char *val = malloc(strlen(agent) + (pre ? strlen(pre) : 0) + 2);
 		if (val) {
-			sprintf(val, "%s%s%s", agent, pre && *pre ? ":" : "", pre && *pre ? pre : "");
+			snprintf(val, strlen(agent) + (pre ? strlen(pre) : 0) + 2, "%s%s%s", agent,
+				 pre && *pre ? ":" : "", pre && *pre ? pre : "");
 			setenv("LD_PRELOAD", val, 1);
 		}
 		if (boot[0] && boot_child_fd >= 0) {
