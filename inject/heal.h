@@ -6,19 +6,21 @@
  *
  *   struct heal *h;
  *   heal__open(ip, session, &opts, &h);
+ *   heal__load_live(h);                         // --watch: stored patches first
  *   for (;;) {
- *           inject_session__next_event(session, 200, &ev);
- *           heal__on_event(h, &ev, &outcome);   // prints one [suture] line, releases ev
+ *           if (inject_session__next_event(session, 200, &ev) == 0)
+ *                   heal__on_crash(h, &ev, &outcome);   // [suture] lines; resumes or releases ev
  *   }
  *   heal__summary(h, stderr);
- *   heal__close(h);
+ *   heal__close(h);                             // also stores pending hit counts
  *
- * Stored patches are never code: heal__load_tree() walks the code objects
- * under a root (a module about to run, reported by the agent's boot hook),
- * and for each one matching a stored spec (file, qualified name) it checks
- * the live code's identity against the stored one (different: the patch is
- * stale, marked so and never applied), then synthesizes the guard again from
- * the live original and sends it. Expired patches are reported, not applied.
+ * Stored patches are never code: heal__load_tree_boot() walks the code
+ * objects under a root (a module about to run, reported by the agent's boot
+ * hook), and for each one matching a stored spec (file, qualified name) it
+ * checks the live code's identity against the stored one (different: the
+ * patch is stale, marked so and never applied), then synthesizes the guard
+ * again from the live original and sends it. Expired patches are reported,
+ * not applied.
  *
  * Output: one line per event on opts.log (stderr by default), prefixed
  * "[suture]". Errors: 0 or -errno; the message is in heal__error().
