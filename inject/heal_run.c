@@ -229,10 +229,14 @@ static void sup__boot_read(struct sup *u)
 	if (!rc)
 		rc = inject_msg__decode_crash(pl, pl + hd.len, &u->ev);
 	free(pl);
-	if (rc)
+	if (rc) {
 		sup__boot_close(u);   /* EOF: the child is exiting */
-	else
-		u->pending = true;
+		return;
+	}
+	u->pending = true;
+	/* The interpreter is initialized: read its layout now, while the
+	 * agent's session is coming up (it takes a few ms either way). */
+	sup__heal(u);
 }
 
 /* Load the module's stored patches, then let it run. */
