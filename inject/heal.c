@@ -132,6 +132,7 @@ struct heal {
 	 * second attach): a mismatch is counted, never marked stale. */
 	bool live;
 	unsigned live_skipped;
+	struct inject_buf posted;               /* boot: queued PATCH frames */
 };
 
 static bool was_patched(const struct heal *h, uint64_t addr)
@@ -221,6 +222,7 @@ void heal__close(struct heal *h)
 		free(h->patched);
 		free(h->pages.data);
 		free(h->pend);
+		inject_buf__free(&h->posted);
 	}
 	free(h);
 }
@@ -446,22 +448,28 @@ static void show_delta(struct heal *h, const struct heal_code *hc, const struct 
 	fflush(h->log);
 }
 
-/* PATCH over the boot hook's socket, without waiting: the hook answers
- * every frame in order (boot_result), so patches are pipelined. */
+/* PATCH for the boot hook, queued: the hook answers every frame in order
+ * (boot_result), so patches are pipelined, and written in one go
+ * (boot_send), so the parked importer wakes once for all of them. */
 static int boot_post(struct heal *h, const struct inject_patch *p, char *why, size_t cap)
 {
-	struct inject_buf b = { 0 };
 	struct inject_patch q = *p;
 	q.request_id = ++h->next_request;
-	int rc = inject_msg__encode_patch(&b, &q);
-	if (!rc)
-		rc = b.err ? b.err : inject_channel__write_all(h->boot_fd, b.data, b.len);
-	inject_buf__free(&b);
-	if (rc) {
-		snprintf(why, cap, "the agent's boot hook went away: %s", strerror(-rc));
-		return -EPIPE;
+	int rc = inject_msg__encode_patch(&h->posted, &q);
+	if (rc || h->posted.err) {
+		snprintf(why, cap, "cannot encode the patch: %s", strerror(rc ? -rc : -h->posted.err));
+		return rc ? rc : h->posted.err;
 	}
 	return 0;
+}
+
+static int boot_send(struct heal *h)
+{
+	int rc = 0;
+	if (h->posted.len)
+		rc = inject_channel__write_all(h->boot_fd, h->posted.data, h->posted.len);
+	inject_buf__reset(&h->posted);
+	return rc ? -EPIPE : 0;
 }
 
 /* The next PATCH_RESULT from the boot hook. */
@@ -490,6 +498,8 @@ static int boot_patch(struct heal *h, const struct inject_patch *p, struct injec
 		      char *why, size_t cap)
 {
 	int rc = boot_post(h, p, why, cap);
+	if (!rc && (rc = boot_send(h)))
+		snprintf(why, cap, "the agent's boot hook went away");
 	return rc ? rc : boot_result(h, res, why, cap);
 }
 
@@ -976,8 +986,8 @@ static int pend__push(struct heal *h, struct spec *s, const char *qualname, cons
 /* Read the boot hook's answers to the pipelined patches, in order. */
 static int boot_collect(struct heal *h, const char **hits, size_t *nhits)
 {
-	int rc = 0;
 	double t0 = now_ms();
+	int rc = boot_send(h);
 	for (size_t i = 0; i < h->npend; i++) {
 		struct pend *p = &h->pend[i];
 		struct inject_patch_result res;
@@ -1071,8 +1081,10 @@ static int load_node(struct heal *h, struct spec *v, size_t nv, uint64_t root, u
 			heal_code__free(&hc);
 			break;
 		}
-		if (h->o.verbose)
+		if (h->o.verbose) {
 			show_delta(h, &hc, &b);
+			t2 = now_ms();   /* printing is not the agent's time */
+		}
 		if (h->o.dry_run) {
 			say(h, "dry run: would load %s %s -> %s in %s (%s:%d)", s->guard, b.d.target,
 			    b.d.fallback_text, c.qualname, base_of(file), s->line);

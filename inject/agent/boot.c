@@ -340,6 +340,11 @@ static void serve(PyCodeObject *code)
 	while (!rc) {
 		struct inject_hdr h;
 		uint8_t *pl;
+		/* Answers go out when no more patches are waiting: the debugger
+		 * wakes once for a batch, not once a patch. */
+		struct pollfd more = { .fd = boot.fd, .events = POLLIN };
+		if (b.len && poll(&more, 1, 0) == 0 && (rc = send_buf(&b)))
+			break;
 		if ((rc = read_frame(&h, &pl)))
 			break;
 		if (h.type == INJECT_MSG_RELEASE) {
@@ -365,7 +370,7 @@ static void serve(PyCodeObject *code)
 		ts = PyEval_SaveThread();
 		free(pl);
 		inject_msg__encode_patch_result(&b, &res);
-		rc = send_buf(&b);
+		rc = b.err;
 	}
 	if (rc)
 		boot_off();   /* the debugger is gone or confused: run unpatched from now on */
