@@ -299,6 +299,26 @@ static enum verdict classify_handler(_PyInterpreterFrame *f, const struct rewrit
 	return CATCHES;
 }
 
+static int name_is(PyCodeObject *co, const char *s)
+{
+	return PyUnicode_CompareWithASCIIString(co->co_name, s) == 0;
+}
+
+/* threading.Thread._bootstrap_inner catches everything to hand it to
+ * threading.excepthook: for us that is the top of the thread. */
+static int is_thread_top(PyCodeObject *co)
+{
+	if (!name_is(co, "_bootstrap_inner"))
+		return 0;
+	Py_ssize_t n = PyUnicode_GET_LENGTH(co->co_filename);
+	PyObject *tail = PyUnicode_FromString("threading.py");
+	int r = tail && n >= 12 &&
+		PyUnicode_Tailmatch(co->co_filename, tail, 0, n, 1) == 1;
+	Py_XDECREF(tail);
+	PyErr_Clear();
+	return r;
+}
+
 /* Verdicts of frame_catches, per (code object, code unit, exception type):
  * handled exceptions in a loop ask the same question again and again. A
  * code object's bytes and table never change; a freed one whose address is
@@ -319,9 +339,12 @@ static struct vcache_entry *vcache_slot(PyCodeObject *co, uint32_t unit, PyObjec
 	return &g_vcache[(h ^ (h >> 9)) % VCACHE_SIZE];
 }
 
+enum { NO_HANDLER = 0, HANDLED = 1, THREAD_TOP = 2 };
+
 /* Whether frame f (at its current instruction) may catch `type`: follow
  * handlers and the re-raises of cleanups within the frame. A malformed
- * table cannot be judged: it counts as catching. */
+ * table cannot be judged: it counts as catching. THREAD_TOP: it catches,
+ * but it is threading's catch-all (the thread dies of it). */
 static int frame_catches(_PyInterpreterFrame *f, PyObject *type)
 {
 	PyCodeObject *co = f->f_code;
@@ -352,6 +375,8 @@ static int frame_catches(_PyInterpreterFrame *f, PyObject *type)
 		}
 		cacheable &= !dyn;
 	}
+	if (catches && is_thread_top(co))
+		catches = THREAD_TOP;
 	if (cacheable) {
 		slot->code = co;
 		slot->table = co->co_exceptiontable;
@@ -363,29 +388,9 @@ static int frame_catches(_PyInterpreterFrame *f, PyObject *type)
 	return catches;
 }
 
-static int name_is(PyCodeObject *co, const char *s)
-{
-	return PyUnicode_CompareWithASCIIString(co->co_name, s) == 0;
-}
-
 static int canonical_op(_PyInterpreterFrame *f)
 {
 	return _PyOpcode_Deopt[_Py_OPCODE(*f->prev_instr)];
-}
-
-/* threading.Thread._bootstrap_inner catches everything to hand it to
- * threading.excepthook: for us that is the top of the thread. */
-static int is_thread_top(PyCodeObject *co)
-{
-	if (!name_is(co, "_bootstrap_inner"))
-		return 0;
-	Py_ssize_t n = PyUnicode_GET_LENGTH(co->co_filename);
-	PyObject *tail = PyUnicode_FromString("threading.py");
-	int r = tail && n >= 12 &&
-		PyUnicode_Tailmatch(co->co_filename, tail, 0, n, 1) == 1;
-	Py_XDECREF(tail);
-	PyErr_Clear();
-	return r;
 }
 
 /* Whether caller's value stack area holds one of two objects. Only
@@ -464,11 +469,11 @@ static int is_crash(_PyInterpreterFrame *f, PyObject *type)
 	if (op == RAISE_VARARGS || op == RERAISE)
 		return 0;   /* deliberate: raise, assert, re-raise */
 	for (_PyInterpreterFrame *fr = f; fr; ) {
-		if (frame_catches(fr, type)) {
-			if (!is_thread_top(fr->f_code))
-				return 0;
+		int v = frame_catches(fr, type);
+		if (v == HANDLED)
+			return 0;
+		if (v == THREAD_TOP)
 			break;      /* what reaches it goes to threading.excepthook */
-		}
 		_PyInterpreterFrame *below = complete_previous(fr);
 		if (!below)
 			break;      /* the thread's or the program's top */
@@ -545,7 +550,7 @@ static void consider(PyThreadState *ts, PyFrameObject *frame, PyObject **pexc, P
 		return;
 	/* The cheapest verdict first: a handler right here that catches
 	 * (try/except in the same function) is the common handled case. */
-	if (frame_catches(f, *pexc))
+	if (frame_catches(f, *pexc) == HANDLED)
 		return;
 	if (!is_crash(f, *pexc))
 		return;
