@@ -67,6 +67,19 @@ static int agent_mapped(pid_t pid)
 	return found;
 }
 
+/* The watcher replaces PyTraceBack_Here: the target must export it, from
+ * its executable (Debian's static python3.11) or libpython3.11. */
+static int is_python(struct attach_proc *proc)
+{
+	struct attach_elf *elf;
+	uint64_t addr, size;
+	if (attach_proc__find_elf(proc, NULL, &elf) == 0 &&
+	    attach_elf__symbol(elf, "PyTraceBack_Here", &addr, &size) == 0)
+		return 1;
+	return attach_proc__find_elf(proc, "libpython3.11", &elf) == 0 &&
+	       attach_elf__symbol(elf, "PyTraceBack_Here", &addr, &size) == 0;
+}
+
 int inject__load_agent(pid_t pid, const char *agent_path, enum inject_how *how,
 		       uint64_t *stopped_ns, char *err, size_t cap)
 {
@@ -88,6 +101,12 @@ int inject__load_agent(pid_t pid, const char *agent_path, enum inject_how *how,
 		attach_explain_error(pid, rc, why, sizeof why);
 		snprintf(err, cap, "inject: pid %d: %s", (int)pid, why);
 		return rc;
+	}
+	if (!is_python(proc)) {
+		snprintf(err, cap, "inject: pid %d: not a CPython 3.11 process (no PyTraceBack_Here "
+			 "in its executable or a libpython3.11)", (int)pid);
+		rc = -ENOEXEC;
+		goto out;
 	}
 	t0 = inject__now_ns();
 	if ((rc = attach_proc__seize_all(proc)) || (rc = attach_proc__pick_call_thread(proc, &tid)))

@@ -393,13 +393,18 @@ int inject_session__send_patch(struct inject_session *s, const struct inject_pat
 	}
 	rc = send_buf(s, &b);
 	inject_buf__free(&b);
-	/* gc.get_objects() on a big heap takes a while; give it 30 s. */
-	if (rc || (rc = await(s, INJECT_MSG_PATCH_RESULT, 30000, &payload, &len)))
-		return rc;
-	rc = inject_msg__decode_patch_result(payload, payload + len, res);
-	free(payload);
-	if (rc || res->request_id != copy.request_id)
-		return fail(s, -EPROTO, "inject: pid %d: malformed PATCH_RESULT", (int)s->pid);
+	/* gc.get_objects() on a big heap takes a while; give it 30 s. An
+	 * answer to an earlier request that timed out may come first: skip it. */
+	for (;;) {
+		if (rc || (rc = await(s, INJECT_MSG_PATCH_RESULT, 30000, &payload, &len)))
+			return rc;
+		rc = inject_msg__decode_patch_result(payload, payload + len, res);
+		free(payload);
+		if (rc)
+			return fail(s, -EPROTO, "inject: pid %d: malformed PATCH_RESULT", (int)s->pid);
+		if (res->request_id == copy.request_id)
+			break;
+	}
 	if (res->status)
 		fail(s, 0, "%s", res->message);
 	return 0;
@@ -438,13 +443,16 @@ int inject_session__ping(struct inject_session *s, struct inject_pong *out)
 	inject_msg__encode_ping(&b, &ping);
 	int rc = send_buf(s, &b);
 	inject_buf__free(&b);
-	if (rc || (rc = await(s, INJECT_MSG_PONG, 5000, &p, &len)))
-		return rc;
-	rc = inject_msg__decode_pong(p, p + len, out);
-	free(p);
-	if (rc || out->cookie != ping.cookie)
-		return fail(s, -EPROTO, "inject: pid %d: malformed PONG", (int)s->pid);
-	return 0;
+	for (;;) {   /* skip the answer to an earlier ping that timed out */
+		if (rc || (rc = await(s, INJECT_MSG_PONG, 5000, &p, &len)))
+			return rc;
+		rc = inject_msg__decode_pong(p, p + len, out);
+		free(p);
+		if (rc)
+			return fail(s, -EPROTO, "inject: pid %d: malformed PONG", (int)s->pid);
+		if (out->cookie == ping.cookie)
+			return 0;
+	}
 }
 
 int inject_session__detach(struct inject_session *s)

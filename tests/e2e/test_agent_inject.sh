@@ -28,4 +28,13 @@ for py in $(pythons); do
 	"$PYTHON" "$FIX/check_reports.py" "$W/i-$tag.client" "$W/i-$tag.tb" 1 || fail "$py: report"
 	echo "ok: $py: injected, reused, detached, restarted, watching"
 done
+# A process that is not CPython is refused before any thread is stopped.
+sleep 30 &
+SP=$!
+PIDS="$PIDS $SP"
+"$CLIENT" "$SP" hello >"$W/ns" 2>&1 && fail "injected into sleep"
+grep -q 'not a CPython 3.11 process' "$W/ns" || { cat "$W/ns"; fail "refusal message"; }
+grep -q libsuture_agent "/proc/$SP/maps" && fail "agent mapped into sleep"
+kill -0 "$SP" || fail "sleep harmed"
+echo "ok: a process that is not CPython is refused, untouched"
 echo PASS
