@@ -30,6 +30,8 @@
  * -EPERM: the channel directory or peer failed the ownership checks;
  * -EPROTO: the agent answered something malformed or unexpected;
  * -EPIPE: the agent closed the channel (target exited or agent detached);
+ * -ENOEXEC: the target is not CPython 3.11 (no PyTraceBack_Here exported),
+ * or dlopen failed inside it (the message carries dlerror());
  * -ETIMEDOUT: nothing within the bound. A failure of the ptrace machinery
  * is reported as attach/ reports it (message "inject: pid N: attach: ...").
  *
