@@ -107,8 +107,8 @@ $(AGENT): $(patsubst inject/agent/%.c,$(BUILD)/obj/agent/%.o,$(AGENT_SRC)) \
 	$(CC) -shared -o $@ $^ -lpthread -ldl
 
 $(BUILD)/bin/%: cli/%.c $(CLI_LIBS) $$(GEN_HDRS)
-	@mkdir -p $(@D)
-	$(CC) $(ALL_CFLAGS) -o $@ $< $(CLI_LIBS) $(CLI_SYS)
+	@mkdir -p $(@D) $(BUILD)/obj/cli
+	$(CC) $(ALL_CFLAGS) -MF $(BUILD)/obj/cli/$*.d -o $@ $< $(CLI_LIBS) $(CLI_SYS)
 
 # tests/unit/test_<module>_<thing>.c links <module> and its dependencies.
 unit_mod = $(word 2,$(subst _, ,$(notdir $(1))))
@@ -166,4 +166,4 @@ install: all
 clean:
 	rm -rf $(BUILD)
 
--include $(shell find $(BUILD)/obj $(BUILD)/tests $(BUILD)/bin -name '*.d' 2>/dev/null)
+-include $(shell find $(BUILD)/obj $(BUILD)/tests -name '*.d' 2>/dev/null)

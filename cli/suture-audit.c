@@ -537,9 +537,10 @@ static void explain_one(const struct store_patch *p, int64_t now, const char *cw
 		break;
 	}
 	if (p->hits) {
-		char t[32] = "?";
+		char t[32] = "an unrecorded time";
 
-		store__format_time(p->last_hit, t, sizeof(t));
+		if (p->last_hit)
+			store__format_time(p->last_hit, t, sizeof(t));
 		snprintf(hit, sizeof(hit), "%llu", (unsigned long long)p->hits);
 		say("hits:", "%s, last at %s", hit, t);
 	} else {

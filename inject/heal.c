@@ -552,7 +552,8 @@ void heal__flush(struct heal *h)
 	if (!h || !h->nhits)
 		return;
 	if (open_store(h, 0, &st) == 0) {
-		store__record_hits(st, (const char *const *)h->hits, h->nhits, 0, NULL);
+		store__record_hits(st, (const char *const *)h->hits, h->nhits,
+				   store__now(), NULL);
 		store__close(st);
 	}
 	for (size_t i = 0; i < h->nhits; i++)

@@ -57,6 +57,9 @@ one_python() {
 		grep -q "^\[suture\] already healed: $k " "$o.err2" || { cat "$o.err2"; fail "$py $k: not loaded"; }
 		grep -q "^\[suture\] patches applied: 0, already healed: 1$" "$o.err2" ||
 			{ cat "$o.err2"; fail "$py $k: summary of the second run"; }
+		# the load is counted as a hit, with its time
+		"$AUDIT" --store "$S" --json >"$o.json" 2>&1 || fail "$py $k: audit --json"
+		grep -q '"last_hit":[[:space:]]*"20[0-9][0-9]-' "$o.json" || { cat "$o.json"; fail "$py $k: last_hit not recorded"; }
 		# 3. rollback: the crash is back, with its own traceback
 		"$AUDIT" --store "$S" rollback --all >"$o.rb" 2>&1 || { cat "$o.rb"; fail "$py $k: rollback"; }
 		"$RUN" --python "$py" --store "$S" --dry-run "$W/kinds.py" $k >"$o.out3" 2>"$o.err3"
