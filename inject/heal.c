@@ -101,6 +101,14 @@ struct pend {
 	char qualname[256], base[128];
 };
 
+/* A code object we replaced, and where its guard's fallback starts: a
+ * frame that kept the original (it could not take the new code while
+ * suspended) may still crash there, and be resumed in flight then. */
+struct heal_patched {
+	uint64_t code_addr;
+	uint32_t offset, fallback_unit, base_depth;
+};
+
 struct heal {
 	struct inspect_proc *ip;
 	const struct inspect_reader *r;
@@ -117,7 +125,7 @@ struct heal {
 	char err[512];
 	/* Code objects this session replaced: a second thread that crashed at
 	 * the same site before the patch landed reports the old code again. */
-	uint64_t *patched;
+	struct heal_patched *patched;
 	size_t npatched, cappatched;
 	/* While loading at the agent's boot hook: its socket (else -1). */
 	int boot_fd;
@@ -135,25 +143,28 @@ struct heal {
 	struct inject_buf posted;               /* boot: queued PATCH frames */
 };
 
-static bool was_patched(const struct heal *h, uint64_t addr)
+static const struct heal_patched *was_patched(const struct heal *h, uint64_t addr)
 {
 	for (size_t i = 0; i < h->npatched; i++)
-		if (h->patched[i] == addr)
-			return true;
-	return false;
+		if (h->patched[i].code_addr == addr)
+			return &h->patched[i];
+	return NULL;
 }
 
-static void note_patched(struct heal *h, uint64_t addr)
+static void note_patched(struct heal *h, uint64_t addr, uint32_t offset, const struct guard_patch *gp)
 {
 	if (h->npatched == h->cappatched) {
 		size_t nc = h->cappatched ? 2 * h->cappatched : 32;
-		uint64_t *v = realloc(h->patched, nc * sizeof(*v));
+		struct heal_patched *v = realloc(h->patched, nc * sizeof(*v));
 		if (!v)
-			return;   /* only a nicer message is lost */
+			return;   /* only a nicer message and a late resume are lost */
 		h->patched = v;
 		h->cappatched = nc;
 	}
-	h->patched[h->npatched++] = addr;
+	h->patched[h->npatched++] = (struct heal_patched){
+		.code_addr = addr, .offset = offset, .fallback_unit = gp->fallback_unit,
+		.base_depth = (uint32_t)gp->base_depth,
+	};
 }
 
 static double now_ms(void)
@@ -617,6 +628,34 @@ static void persist(struct heal *h, const struct heal_code *hc, const struct bui
 /* ------------------------------------------------------------------ */
 /* Crashes                                                              */
 
+/* Resume the parked call in flight from the guard's fallback (the patch
+ * is installed). Sets *released when the thread went on by itself, *oc
+ * to HEAL_RESUMED when its caller got the result. 0 or -EPIPE. */
+static int resume_call(struct heal *h, const struct inject_crash *ev, const char *qualname,
+		       uint32_t fallback_unit, uint32_t base_depth, bool *released,
+		       enum heal_outcome *oc)
+{
+	struct inject_resume_result rr;
+	int err = inject_session__resume(h->s, ev, fallback_unit, base_depth, &rr);
+	if (err == -EPIPE) {
+		*released = true;
+		return -EPIPE;
+	}
+	if (err == 0 && rr.status == INJECT_RESUMED) {
+		*released = true;
+		*oc = HEAL_RESUMED;
+		say(h, "resumed in flight: %s went on from the fallback; its caller got the result",
+		    qualname);
+	} else if (err == 0 && rr.status == INJECT_RESUME_RAISED) {
+		*released = true;
+		say(h, "resumed in flight, but the rest of %s raised: that exception goes on", qualname);
+	} else {
+		say(h, "not resumed in flight (%s): this crash goes on, later calls are healed",
+		    err ? inject_session__error(h->s) : rr.message);
+	}
+	return 0;
+}
+
 int heal__on_crash(struct heal *h, const struct inject_crash *ev, enum heal_outcome *outcome)
 {
 	struct heal_code hc;
@@ -635,7 +674,23 @@ int heal__on_crash(struct heal *h, const struct inject_crash *ev, enum heal_outc
 	say(h, "crash seen: %s%s%.160s in %s (%s:%u)", ev->exc_type, ev->message[0] ? ": " : "",
 	    ev->message, ev->qualname, base_of(ev->filename), ev->line);
 
-	if (was_patched(h, ev->code_addr)) {
+	const struct heal_patched *pp = was_patched(h, ev->code_addr);
+	if (pp && pp->offset == ev->offset && pp->fallback_unit && !h->o.no_resume) {
+		/* A frame suspended while its function was patched, which could
+		 * not take the new code (entered from C, or the guard needs more
+		 * stack than the frame has), reached the guarded instruction:
+		 * the installed patch lets its call go on in flight. */
+		say(h, "already patched: this frame of %s kept the original code (it could not "
+		    "take the new one while suspended)", ev->qualname);
+		enum heal_outcome late = HEAL_NONE;
+		rc = resume_call(h, ev, ev->qualname, pp->fallback_unit, pp->base_depth, &released,
+				 &late);
+		if (late == HEAL_RESUMED)
+			h->st.resumed++;   /* the patch was counted when it was applied */
+		oc = HEAL_NONE;
+		goto out;
+	}
+	if (pp) {
 		say(h, "already patched: %s was replaced a moment ago; this crash started before",
 		    ev->qualname);
 		oc = HEAL_NONE;
@@ -701,7 +756,7 @@ int heal__on_crash(struct heal *h, const struct inject_crash *ev, enum heal_outc
 		goto out_patch;
 	}
 	double t1 = now_ms();
-	note_patched(h, ev->code_addr);
+	note_patched(h, ev->code_addr, ev->offset, &b.gp);
 	say(h, "guard applied: %s %s -> %s (%s) in %s (%s:%u) [%u function(s), %.2f ms]",
 	    guard_kind__name(b.d.kind), b.d.target, b.d.fallback_text, b.d.consumer, hc.qualname,
 	    base_of(ev->filename), ev->line, res.nfunctions, t1 - t0);
@@ -709,26 +764,9 @@ int heal__on_crash(struct heal *h, const struct inject_crash *ev, enum heal_outc
 	/* In flight: the failing call continues from the fallback and its
 	 * caller gets the result (handler guards only: a redirect guard has
 	 * no fallback entry). Otherwise the exception goes on. */
-	if (!h->o.no_resume && b.gp.fallback_unit) {
-		struct inject_resume_result rr;
-		err = inject_session__resume(h->s, ev, b.gp.fallback_unit, (uint32_t)b.gp.base_depth, &rr);
-		if (err == -EPIPE) {
-			rc = -EPIPE;
-			released = true;
-		} else if (err == 0 && rr.status == INJECT_RESUMED) {
-			released = true;
-			oc = HEAL_RESUMED;
-			say(h, "resumed in flight: %s went on from the fallback; its caller got the result",
-			    hc.qualname);
-		} else if (err == 0 && rr.status == INJECT_RESUME_RAISED) {
-			released = true;
-			say(h, "resumed in flight, but the rest of %s raised: that exception goes on",
-			    hc.qualname);
-		} else {
-			say(h, "not resumed in flight (%s): this crash goes on, later calls are healed",
-			    err ? inject_session__error(h->s) : rr.message);
-		}
-	}
+	if (!h->o.no_resume && b.gp.fallback_unit)
+		rc = resume_call(h, ev, hc.qualname, b.gp.fallback_unit, (uint32_t)b.gp.base_depth,
+				 &released, &oc);
 	/* The thread goes on first: persisting (fsync) is not its business. */
 	if (!released) {
 		released = true;

@@ -37,6 +37,11 @@ void agent_watch__disable(void);
 int agent_resume__run(_PyInterpreterFrame *f, PyObject **pexc, PyObject **pval, PyObject **ptb,
 		      uint32_t fallback_unit, uint32_t base_depth, char *msg, size_t cap);
 
+/* resume.c: whether the handler at `target` of co is the block of a
+ * resumed call's one-shot decider, which re-raises every exception but
+ * the one it delivered for (so it never catches a new one). */
+int agent_resume__is_decider_block(PyCodeObject *co, uint32_t target);
+
 /* install.c: build the code object described by a PATCH and install it on
  * every function sharing the original and in enclosing code objects. */
 int agent_install__patch(const struct inject_patch *p, struct inject_patch_result *res);

@@ -183,6 +183,92 @@ static void put_no_location(struct bytes *b, size_t units)
 	}
 }
 
+/* Location-table integers (Objects/locations.md): 6-bit chunks, least
+ * significant first, bit 6 continues. */
+static void put_lt_varint(struct bytes *b, uint32_t v)
+{
+	while (v >= 64) {
+		put(b, (uint8_t)(64 | (v & 63)));
+		v >>= 6;
+	}
+	put(b, (uint8_t)v);
+}
+
+static int lt_varint(const uint8_t **pp, const uint8_t *end, uint32_t *out)
+{
+	uint32_t v = 0;
+	for (int shift = 0; shift <= 30; shift += 6) {
+		if (*pp >= end || (**pp & 0x80))
+			return -1;
+		uint8_t x = *(*pp)++;
+		v |= (uint32_t)(x & 63) << shift;
+		if (!(x & 64)) {
+			*out = v;
+			return 0;
+		}
+	}
+	return -1;
+}
+
+/* The line the table's deltas end on (co_firstlineno plus every entry's
+ * line delta; "no location" entries leave it alone), which the delta of
+ * an appended entry counts from. -1: malformed. */
+static int linetable_end_line(PyCodeObject *co, int *line)
+{
+	const uint8_t *p = (const uint8_t *)PyBytes_AS_STRING(co->co_linetable);
+	const uint8_t *end = p + PyBytes_GET_SIZE(co->co_linetable);
+	int l = co->co_firstlineno;
+	while (p < end) {
+		uint8_t first = *p++;
+		int kind = (first >> 3) & 15;
+		uint32_t u, skip;
+		if (!(first & 0x80))
+			return -1;
+		if (kind == 13 || kind == 14) {
+			if (lt_varint(&p, end, &u))
+				return -1;
+			l += (u & 1) ? -(int)(u >> 1) : (int)(u >> 1);
+			for (int i = 0; kind == 14 && i < 3; i++)
+				if (lt_varint(&p, end, &skip))
+					return -1;
+			continue;
+		}
+		if (kind == 15)
+			continue;
+		if (kind >= 10)
+			l += kind - 10;
+		p += kind >= 10 ? 2 : 1;
+		if (p > end)
+			return -1;
+	}
+	*line = l;
+	return 0;
+}
+
+/* `units` appended units located where the instruction at byte offset
+ * `at` of co is (long form, code 14), so a traceback through them names
+ * that instruction's line; no location if it has none. */
+static void put_location_of(struct bytes *b, PyCodeObject *co, int at, size_t units)
+{
+	int line, col, end_line, end_col, last;
+	if (!PyCode_Addr2Location(co, at, &line, &col, &end_line, &end_col) || line < 0 ||
+	    end_line < line || linetable_end_line(co, &last)) {
+		put_no_location(b, units);
+		return;
+	}
+	int delta = line - last;
+	while (units) {
+		size_t n = units > 8 ? 8 : units;
+		put(b, (uint8_t)(0x80 | (14 << 3) | (n - 1)));
+		put_lt_varint(b, delta < 0 ? ((uint32_t)-delta << 1) | 1 : (uint32_t)delta << 1);
+		put_lt_varint(b, (uint32_t)(end_line - line));
+		put_lt_varint(b, (uint32_t)(col + 1));
+		put_lt_varint(b, (uint32_t)(end_col + 1));
+		delta = 0;
+		units -= n;
+	}
+}
+
 static PyObject *bytes_obj(const struct bytes *b)
 {
 	return PyBytes_FromStringAndSize((const char *)b->p, (Py_ssize_t)b->len);
@@ -233,6 +319,7 @@ struct decider {
 	PyObject *token;   /* the exception F propagates */
 	PyObject *value;   /* K's result */
 	int used;
+	uint32_t block;    /* the unit its block starts at in the caller's code */
 };
 
 static void decider_free(PyObject *capsule)
@@ -257,16 +344,49 @@ static PyObject *decide(PyObject *self, PyObject *exc)
 		Py_CLEAR(d->token);
 		return r;
 	}
-	/* Anything else at that call site is the program's own: re-raise. */
-	if (PyExceptionInstance_Check(exc))
-		PyErr_SetObject((PyObject *)Py_TYPE(exc), exc);
-	else
+	/* Anything else at that call site is the program's own: re-raise it
+	 * as it came. The eval loop adds the caller's traceback entry again
+	 * when the block's CALL fails (the block carries the CALL's location),
+	 * so drop the one added when the exception entered at the original
+	 * CALL: the caller appears once, at its line. */
+	if (PyExceptionInstance_Check(exc)) {
+		PyObject *tb = PyException_GetTraceback(exc);
+		PyFrameObject *here = PyEval_GetFrame();
+		if (tb && here && ((PyTracebackObject *)tb)->tb_frame == here) {
+			PyObject *next = (PyObject *)((PyTracebackObject *)tb)->tb_next;
+			Py_XINCREF(next);
+			PyException_SetTraceback(exc, next ? next : Py_None);
+			Py_DECREF(tb);
+			tb = next;
+		}
+		PyErr_Restore(Py_NewRef((PyObject *)Py_TYPE(exc)), Py_NewRef(exc), tb);
+	} else
 		PyErr_SetString(PyExc_SystemError, "suture decider: not an exception");
 	return NULL;
 }
 
 static PyMethodDef decider_def = { "suture_resume_decider", decide, METH_O,
 				   "suture: deliver a resumed call's result once" };
+
+/* Deciders are the last constants of a caller's code: one per call
+ * resumed in that frame (a second resume at the same call chains its block
+ * to the first one's). */
+int agent_resume__is_decider_block(PyCodeObject *co, uint32_t target)
+{
+	for (Py_ssize_t i = PyTuple_GET_SIZE(co->co_consts) - 1; i >= 0; i--) {
+		PyObject *o = PyTuple_GET_ITEM(co->co_consts, i);
+		if (!PyCFunction_Check(o) || ((PyCFunctionObject *)o)->m_ml != &decider_def)
+			return 0;
+		struct decider *d = PyCapsule_GetPointer(PyCFunction_GET_SELF(o), "suture.decider");
+		if (!d) {
+			PyErr_Clear();
+			return 0;
+		}
+		if (target == d->block)
+			return 1;
+	}
+	return 0;
+}
 
 /* ------------------------------------------------------------------ */
 
@@ -391,6 +511,17 @@ static PyObject *build_caller(PyCodeObject *c, uint32_t call, uint32_t call_end,
 		if (e[i].start < call_end && call < e[i].end) {
 			cover = e[i];
 			covered = 1;
+			/* An earlier resume of this call left its decider here (it
+			 * delivered already): take its place rather than chain to
+			 * it, so the program's own entry stays one hop away. */
+			if (agent_resume__is_decider_block(c, e[i].target)) {
+				covered = 0;
+				for (size_t j = 0; j < n; j++)
+					if (e[j].start <= e[i].target && e[i].target < e[j].end) {
+						cover = e[j];
+						covered = 1;
+					}
+			}
 			struct entry lo = e[i], hi = e[i];
 			lo.end = call;
 			hi.start = call_end;
@@ -415,7 +546,7 @@ static PyObject *build_caller(PyCodeObject *c, uint32_t call, uint32_t call_end,
 	const uint8_t *lt = (const uint8_t *)PyBytes_AS_STRING(c->co_linetable);
 	for (Py_ssize_t i = 0; i < PyBytes_GET_SIZE(c->co_linetable); i++)
 		put(&lines, lt[i]);
-	put_no_location(&lines, block_end - block);
+	put_location_of(&lines, c, (int)call * 2, block_end - block);
 	if (code.err || table.err || lines.err)
 		goto done;
 	{
@@ -512,6 +643,7 @@ int agent_resume__run(_PyInterpreterFrame *f, PyObject **pexc, PyObject **pval, 
 	}
 	if (!(decider = PyCFunction_New(&decider_def, capsule)))
 		goto out;
+	d->block = (uint32_t)Py_SIZE(c->f_code);   /* build_caller appends it there */
 	if (!(c_new = build_caller(c->f_code, (uint32_t)call, (uint32_t)last + 1, depth, decider,
 				   msg, cap)))
 		goto out;

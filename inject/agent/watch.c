@@ -368,6 +368,12 @@ static int frame_catches(_PyInterpreterFrame *f, PyObject *type)
 		}
 		if (r < 0)
 			break;
+		if (agent_resume__is_decider_block(co, e.target)) {
+			/* A resumed call's decider catches nothing new: what
+			 * counts is the entry covering its block (the program's). */
+			unit = e.target;
+			continue;
+		}
 		int dyn = 0;
 		if (classify_handler(f, &e, type, &unit, &dyn) == CATCHES) {
 			cacheable &= !dyn;
