@@ -1,0 +1,82 @@
+#!/bin/sh
+# In-flight resume through `suture-attach --pid N --watch` (issue 6): the
+# job (tests/fixtures/resume/job.py) is started without suture and waits;
+# the watcher attaches to the running process (remote injection of the
+# agent), then the job is let go and reaches its bad record. It must finish
+# every record with its checks holding and exit 0, started once, with the
+# crash resumed in flight (the caller got the fallback):
+#   records    a loop calling a function per record
+#   loop       the failing frame is the loop itself, locals intact, exact
+#              traceback for a later unrelated exception at the call site
+#   osr        a loop suspended in a Python call gets the patch in its
+#              running frame: its own bad record is no second crash event
+#   thread     a worker thread while other threads keep ticking
+#   fallbacks  generator, coroutine, thread target, map() callback: reasons
+#              printed, later calls healed
+# On Debian's python3.11 and pyenv's 3.11.7 when installed.
+set -u
+: "${BUILD:?BUILD must be set (absolute build dir)}"
+: "${PYTHON:=/usr/bin/python3.11}"
+: "${SUTURE_ROOT:=$(cd "$(dirname "$0")/../.." && pwd)}"
+ATTACH="$BUILD/bin/suture-attach"
+JOB="$SUTURE_ROOT/tests/fixtures/resume/job.py"
+export SUTURE_AGENT="$BUILD/lib/libsuture_agent.so"
+PYENV_PY=/root/.pyenv/versions/3.11.7/bin/python3.11
+W=$(mktemp -d /tmp/suture-resume-watch.XXXXXX)
+PIDS=""
+trap 'for p in $PIDS; do kill -9 $p 2>/dev/null; done; rm -rf "$W"' EXIT
+fail() { echo "FAIL: $*"; exit 1; }
+
+wait_file() { # FILE SECONDS
+	_n=0
+	while [ ! -s "$1" ]; do
+		_n=$((_n + 1)); [ $_n -gt $(($2 * 50)) ] && fail "timed out waiting for $1"; sleep 0.02
+	done
+}
+
+# run PY CASE RESUMED CRASHES
+run() {
+	D="$W/$(echo "$1" | tr / _)-$2"
+	mkdir -p "$D"
+	"$1" "$JOB" "$D" "$2" wait >"$D/out" 2>"$D/target.err" &
+	TP=$!
+	PIDS="$PIDS $TP"
+	wait_file "$D/ready" 10
+	"$ATTACH" --pid "$TP" --watch --store "$D/store" 2>"$D/err" &
+	TW=$!
+	PIDS="$PIDS $TW"
+	_n=0
+	while ! grep -q "^\[suture\] watching pid $TP\$" "$D/err"; do
+		_n=$((_n + 1)); [ $_n -gt 500 ] && { cat "$D/err"; fail "$1 $2: watcher not ready"; }
+		sleep 0.02
+	done
+	touch "$D/go"
+	wait "$TP"
+	rc=$?
+	kill -INT "$TW" 2>/dev/null   # it may have stopped with the job already
+	wait "$TW" || { cat "$D/err"; fail "$1 $2: watcher exit status"; }
+	[ $rc -eq 0 ] || { cat "$D/out" "$D/target.err" "$D/err"; fail "$1 $2: job exit $rc"; }
+	grep -q "^FAIL" "$D/out" && { cat "$D/out"; fail "$1 $2: a check failed"; }
+	[ "$(wc -l <"$D/starts")" -eq 1 ] || fail "$1 $2: the job was started again"
+	r=$(grep -c "^\[suture\] resumed in flight: " "$D/err")
+	c=$(grep -c "^\[suture\] crash seen: " "$D/err")
+	[ "$r" -eq "$3" ] && [ "$c" -eq "$4" ] ||
+		{ cat "$D/err"; fail "$1 $2: $r resumed, $c crashes (expected $3, $4)"; }
+	echo "ok: $1 $2 (attached): $r resumed, $(grep -c '^ok' "$D/out") checks: $(grep '^ok' "$D/out" | tail -1 | cut -c4-80)"
+}
+
+pys="$PYTHON"
+[ -x "$PYENV_PY" ] && pys="$pys $PYENV_PY"
+for py in $pys; do
+	run "$py" records 1 1
+	grep -q "^\[suture\] guard applied: key_guard rec\['value'\] -> None (return) in process " "$D/err" ||
+		{ cat "$D/err"; fail "$py records: guard"; }
+	run "$py" loop 1 1
+	run "$py" osr 1 1
+	run "$py" thread 1 1
+	run "$py" fallbacks 0 4
+	[ "$(grep -c "^\[suture\] not resumed in flight (generator or coroutine frame" "$D/err")" -eq 2 ] &&
+		[ "$(grep -c "^\[suture\] not resumed in flight (the failing frame was entered from C" "$D/err")" -eq 2 ] ||
+		{ cat "$D/err"; fail "$py fallbacks: reasons"; }
+done
+echo PASS
