@@ -17,6 +17,10 @@
  * parent's co_consts: each parent gets a copy whose consts point to the new
  * code, installed the same way, recursively (a lambda in a comprehension in
  * a method replaces three code objects).
+ *
+ * Last, frames suspended in an inlined call whose code was replaced are
+ * switched to the new code (OSR, swap_frames below), so a loop that is
+ * already running picks the patch up at its next iteration.
  */
 #include "inject/agent/agent-py.h"
 
