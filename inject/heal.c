@@ -636,7 +636,9 @@ static int resume_call(struct heal *h, const struct inject_crash *ev, const char
 		       enum heal_outcome *oc)
 {
 	struct inject_resume_result rr;
+	double t0 = now_ms();
 	int err = inject_session__resume(h->s, ev, fallback_unit, base_depth, &rr);
+	double ms = now_ms() - t0;
 	if (err == -EPIPE) {
 		*released = true;
 		return -EPIPE;
@@ -644,8 +646,8 @@ static int resume_call(struct heal *h, const struct inject_crash *ev, const char
 	if (err == 0 && rr.status == INJECT_RESUMED) {
 		*released = true;
 		*oc = HEAL_RESUMED;
-		say(h, "resumed in flight: %s went on from the fallback; its caller got the result",
-		    qualname);
+		say(h, "resumed in flight: %s went on from the fallback; its caller got the result "
+		    "[%.2f ms]", qualname, ms);
 	} else if (err == 0 && rr.status == INJECT_RESUME_RAISED) {
 		*released = true;
 		say(h, "resumed in flight, but the rest of %s raised: that exception goes on", qualname);
