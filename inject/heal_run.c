@@ -36,6 +36,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/inotify.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -63,42 +64,102 @@ static void store_quiet(const char *msg, void *ctx)
 	(void)ctx;
 }
 
-/* The files that have stored patches for program, one absolute path a
- * line (none when the store is empty or missing), into a private temporary
- * file for the agent's boot hook. Its path in out. */
-static int write_boot_list(const struct heal_run_opts *o, const char *program, char *out, size_t cap)
+static double mono_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+/* The boot list: the script itself and the files that have stored
+ * patches for it, each named once (absolute real paths, a line each), in a
+ * private temporary file for the agent's boot hook. The file is made before
+ * the child starts (its path goes into the environment) and filled while
+ * the interpreter initializes: the hook reads it only after we answered the
+ * first module, so the store is parsed in parallel with Py_Initialize. */
+struct boot_list {
+	char path[64];
+	int fd;                   /* until filled */
+	char **files;             /* the files with patches (not the script) */
+	size_t nfiles;
+};
+
+static void boot_list__free(struct boot_list *bl)
+{
+	if (bl->fd >= 0)
+		close(bl->fd);
+	bl->fd = -1;
+	if (bl->path[0])
+		unlink(bl->path);
+	bl->path[0] = 0;
+	for (size_t i = 0; i < bl->nfiles; i++)
+		free(bl->files[i]);
+	free(bl->files);
+	bl->files = NULL;
+	bl->nfiles = 0;
+}
+
+static bool boot_list__has(const struct boot_list *bl, const char *file)
+{
+	for (size_t i = 0; i < bl->nfiles; i++)
+		if (strcmp(bl->files[i], file) == 0)
+			return true;
+	return false;
+}
+
+static int boot_list__create(struct boot_list *bl)
+{
+	memset(bl, 0, sizeof(*bl));
+	snprintf(bl->path, sizeof(bl->path), "/tmp/suture-boot.XXXXXX");
+	/* CLOEXEC: the child gets the path, never this descriptor. */
+	if ((bl->fd = mkostemp(bl->path, O_CLOEXEC)) < 0) {
+		bl->path[0] = 0;
+		return -errno;
+	}
+	return 0;
+}
+
+/* Write the list (the script first). On a store error the list names the
+ * script only: the hook still holds it until we are connected. */
+static int boot_list__fill(struct boot_list *bl, const struct heal_run_opts *o, const char *program,
+			   bool *written)
 {
 	struct store *st = NULL;
-	out[0] = 0;
 	store__set_print(store_quiet, NULL);   /* heal__load_tree reports problems */
 	int err = store__open(o->store_dir, STORE_F_RDONLY, &st);
 	if (err == -ENOENT)
 		err = 0;   /* nothing stored yet */
-	/* On a store error the list stays empty: the hook still holds the
-	 * script until we are connected. */
-	struct store_query q = { .program = program };
-	struct store_iter it;
-	char path[] = "/tmp/suture-boot.XXXXXX";
-	int fd = -1;
-	FILE *f = NULL;
-	if ((fd = mkstemp(path)) < 0 || !(f = fdopen(fd, "w"))) {
-		int e = -errno;
-		if (fd >= 0)
-			close(fd);
-		store__close(st);
-		return e;
-	}
 	if (st) {
+		struct store_query q = { .program = program };
+		struct store_iter it;
 		store_iter__init(&it, st, &q);
-		for (const struct store_patch *p; (p = store_iter__next(&it));)
-			fprintf(f, "%s\n", p->file);
+		for (const struct store_patch *p; (p = store_iter__next(&it));) {
+			if (boot_list__has(bl, p->file))
+				continue;
+			char **v = realloc(bl->files, (bl->nfiles + 1) * sizeof(char *));
+			if (!v || !(v[bl->nfiles] = strdup(p->file))) {
+				if (v)
+					bl->files = v;
+				err = -ENOMEM;
+				break;
+			}
+			bl->files = v;
+			bl->nfiles++;
+		}
 	}
 	store__close(st);
-	if (fclose(f)) {
-		unlink(path);
+	*written = false;
+	FILE *f = fdopen(bl->fd, "w");
+	if (!f)
 		return -errno;
-	}
-	snprintf(out, cap, "%s", path);
+	bl->fd = -1;
+	fprintf(f, "%s\n", program);
+	for (size_t i = 0; i < bl->nfiles; i++)
+		if (strcmp(bl->files[i], program) != 0)
+			fprintf(f, "%s\n", bl->files[i]);
+	if (fclose(f))
+		return -errno;
+	*written = true;
 	return err;
 }
 
@@ -181,7 +242,15 @@ struct sup {
 	struct heal *h;
 	bool inspect_failed;
 	bool pending;             /* a boot event waits for our answer */
+	bool hold;                /* ... and only once the session is up */
+	bool load;                /* ... after loading its module's patches */
+	unsigned nevents;
+	const struct boot_list *bl;
+	bool script_listed;       /* the hook will report the script's module */
 	struct inject_crash ev;
+	/* --verbose start-up clock, ms of CLOCK_MONOTONIC (0: not yet) */
+	double t_fork, t_first, t_session, t_event, t_held_from, t_held_to, t_load;
+	char held[96];            /* the module that was held */
 };
 
 /* inspect/ reads the child: opened at the first need (the interpreter is
@@ -214,7 +283,40 @@ static void sup__boot_close(struct sup *u)
 	u->pending = false;
 }
 
-/* The boot hook reports a module about to run (it waits for our answer). */
+/* Load the module's stored patches, then let it run. */
+static void sup__boot_answer(struct sup *u)
+{
+	struct heal *h = u->load ? sup__heal(u) : NULL;
+	u->pending = false;
+	double t = mono_ms();
+	if (h)
+		heal__load_tree_boot(h, u->ev.code_addr, u->boot_fd);
+	if (u->hold && !u->t_held_to) {
+		u->t_held_from = u->t_event;
+		u->t_load = mono_ms() - t;
+		const char *b = strrchr(u->ev.filename, '/');
+		b = b ? b + 1 : u->ev.filename;
+		size_t n = strnlen(b, sizeof(u->held) - 1);
+		memcpy(u->held, b, n);
+		u->held[n] = 0;
+	}
+	struct inject_buf b = { 0 };
+	struct inject_release r = { u->ev.event_id };
+	inject_msg__encode_release(&b, &r);
+	if (b.err || inject_channel__write_all(u->boot_fd, b.data, b.len))
+		sup__boot_close(u);
+	inject_buf__free(&b);
+	if (u->hold && !u->t_held_to)
+		u->t_held_to = mono_ms();
+	heal__flush(h);   /* the module runs meanwhile */
+}
+
+/* The boot hook reports a module about to run (it waits for our answer).
+ * Modules after the first are reported only when listed: their patches
+ * are loaded. The first is reported whatever it is: usually site's, which
+ * has no patches and runs at once when the script's own module will be
+ * reported (then that one is held until the session is up); else it is
+ * held itself. */
 static void sup__boot_read(struct sup *u)
 {
 	uint8_t hdr[INJECT_HDR_SIZE], *pl = NULL;
@@ -234,45 +336,49 @@ static void sup__boot_read(struct sup *u)
 		return;
 	}
 	u->pending = true;
+	u->hold = true;
+	u->load = true;
+	u->t_event = mono_ms();
+	if (!u->t_first)
+		u->t_first = u->t_event;
+	if (u->nevents++ == 0) {
+		/* The child's cwd is still ours: no user code ran yet. */
+		char real[PATH_MAX];
+		bool is_script = realpath(u->ev.filename, real) && strcmp(real, u->program) == 0;
+		u->load = is_script ? boot_list__has(u->bl, real)
+				    : (realpath(u->ev.filename, real) && boot_list__has(u->bl, real));
+		u->hold = is_script || !u->script_listed;
+	}
+	if (!u->hold) {
+		/* Nothing to wait for: it runs at once (its patches, if any,
+		 * loaded first); the layout is read while it runs. */
+		sup__boot_answer(u);
+		sup__heal(u);
+		return;
+	}
 	/* The interpreter is initialized: read its layout now, while the
 	 * agent's session is coming up (it takes a few ms either way). */
 	sup__heal(u);
-}
-
-/* Load the module's stored patches, then let it run. */
-static void sup__boot_answer(struct sup *u)
-{
-	struct heal *h = sup__heal(u);
-	u->pending = false;
-	if (h)
-		heal__load_tree_boot(h, u->ev.code_addr, u->boot_fd);
-	struct inject_buf b = { 0 };
-	struct inject_release r = { u->ev.event_id };
-	inject_msg__encode_release(&b, &r);
-	if (b.err || inject_channel__write_all(u->boot_fd, b.data, b.len))
-		sup__boot_close(u);
-	inject_buf__free(&b);
-	heal__flush(h);   /* the module runs meanwhile */
-}
-
-static double mono_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
 }
 
 /* Watch the child until it exits: boot events, the agent's session (tried
  * until it comes up: the agent opens it right after Py_Initialize), crash
  * reports. Returns the wait status. */
 static int supervise(const struct heal_run_opts *o, pid_t pid, int boot_fd, const char *program,
+		     const struct boot_list *bl, bool script_listed, double t_fork,
 		     struct heal_stats *total, bool *healed_now)
 {
-	struct sup u = { .o = o, .program = program, .pid = pid, .boot_fd = boot_fd };
+	struct sup u = { .o = o, .program = program, .pid = pid, .boot_fd = boot_fd, .bl = bl,
+			 .script_listed = script_listed, .t_fork = t_fork };
 	int wstatus = 0;
 	bool reaped = false, session_gone = false;
 	struct inject_opts io = { .no_inject = true, .connect_timeout_ms = 1 };
 	char sock[INJECT_PATH_MAX] = "";
+	/* The agent's bind() creates its socket in the channel directory: an
+	 * inotify watch there wakes us at once instead of a 1 ms retry loop
+	 * (which also took CPU from the starting interpreter). Without it
+	 * (no directory yet, no inotify) we retry every millisecond. */
+	int ino = -1;
 
 	*healed_now = false;
 	/* How long a held script waits for the agent's session. */
@@ -280,10 +386,23 @@ static int supervise(const struct heal_run_opts *o, pid_t pid, int boot_fd, cons
 	for (;;) {
 		/* Connect once the agent's socket exists (open's own retry loop
 		 * sleeps 5 ms between attempts; the script may be held meanwhile). */
-		if (!u.s && !session_gone && !reaped && !sock[0])
-			inject_socket_path(pid, sock, sizeof(sock));
+		if (!u.s && !session_gone && !reaped && !sock[0] &&
+		    inject_socket_path(pid, sock, sizeof(sock)) == 0) {
+			char dir[INJECT_PATH_MAX];
+			char *slash;
+			snprintf(dir, sizeof(dir), "%s", sock);
+			if ((slash = strrchr(dir, '/')) && slash != dir) {
+				*slash = 0;
+				ino = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+				if (ino >= 0 && inotify_add_watch(ino, dir, IN_CREATE | IN_MOVED_TO) < 0) {
+					close(ino);
+					ino = -1;
+				}
+			}
+		}
 		if (!u.s && !session_gone && !reaped && sock[0] && access(sock, F_OK) == 0) {
 			if (inject_session__open(pid, &io, &u.s) == 0) {
+				u.t_session = mono_ms();
 				if (o->verbose)
 					fprintf(stderr, "[suture] agent ready in pid %d (%s)\n", (int)pid,
 						inject_session__watch_detail(u.s));
@@ -294,6 +413,10 @@ static int supervise(const struct heal_run_opts *o, pid_t pid, int boot_fd, cons
 			} else {
 				u.s = NULL;
 			}
+		}
+		if (ino >= 0 && (u.s || session_gone || reaped)) {
+			close(ino);
+			ino = -1;
 		}
 		if (u.pending && (u.s || session_gone || mono_ms() > session_deadline)) {
 			if (!u.s && !session_gone)
@@ -306,9 +429,9 @@ static int supervise(const struct heal_run_opts *o, pid_t pid, int boot_fd, cons
 		 * without the agent); wait for it below. */
 		if (u.boot_fd < 0 && !u.s && (session_gone || reaped))
 			break;
-		struct pollfd pf[2];
+		struct pollfd pf[3];
 		nfds_t n = 0;
-		int bi = -1, si = -1;
+		int bi = -1, si = -1, ii = -1;
 		if (u.boot_fd >= 0 && !u.pending) {
 			pf[n] = (struct pollfd){ .fd = u.boot_fd, .events = POLLIN };
 			bi = (int)n++;
@@ -317,10 +440,22 @@ static int supervise(const struct heal_run_opts *o, pid_t pid, int boot_fd, cons
 			pf[n] = (struct pollfd){ .fd = inject_session__fd(u.s), .events = POLLIN };
 			si = (int)n++;
 		}
-		/* Until the session is up, retry it every few ms. */
-		int pr = poll(pf, n, u.s || session_gone ? 200 : 1);
+		if (ino >= 0) {
+			pf[n] = (struct pollfd){ .fd = ino, .events = POLLIN };
+			ii = (int)n++;
+		}
+		/* Until the session is up, retry it every millisecond, unless
+		 * inotify tells us when the socket appears (then the timeout only
+		 * bounds how late we notice a child that exits without it). */
+		int tmo = u.s || session_gone ? 200 : ino >= 0 && u.boot_fd >= 0 ? 50 : 1;
+		int pr = poll(pf, n, tmo);
 		if (pr < 0 && errno != EINTR)
 			break;
+		if (pr > 0 && ii >= 0 && pf[ii].revents) {
+			char evbuf[4096] __attribute__((aligned(__alignof__(struct inotify_event))));
+			while (read(ino, evbuf, sizeof(evbuf)) > 0)
+				;   /* any entry: access() above decides */
+		}
 		if (pr > 0 && bi >= 0 && pf[bi].revents && !u.pending)
 			sup__boot_read(&u);
 		if (pr > 0 && si >= 0 && pf[si].revents) {
@@ -350,6 +485,18 @@ static int supervise(const struct heal_run_opts *o, pid_t pid, int boot_fd, cons
 	}
 	if (!reaped && !u.s && !session_gone)
 		fprintf(stderr, "[suture] pid %d: %s\n", (int)pid, inject_last_error());
+	if (o->verbose || getenv("SUTURE_RUN_TIMING")) {
+		/* Where the start-up time goes (docs/performance.md);
+		 * SUTURE_RUN_TIMING=1 prints it without the rest of --verbose. */
+		double t_end = mono_ms();
+#define REL(t) ((t) ? (t) - u.t_fork : -1.0)
+		fprintf(stderr, "[suture] start-up clock (ms after fork, -1: never): first module %.2f, "
+			"agent session %.2f, %s held from %.2f to %.2f (%.2f ms, loading patches %.2f); "
+			"script ended %.2f\n", REL(u.t_first), REL(u.t_session),
+			u.held[0] ? u.held : "nothing", REL(u.t_held_from), REL(u.t_held_to),
+			u.t_held_to ? u.t_held_to - u.t_held_from : 0.0, u.t_load, t_end - u.t_fork);
+#undef REL
+	}
 	if (u.h) {
 		const struct heal_stats *st = heal__stats(u.h);
 		total->crashes += st->crashes;
@@ -362,6 +509,8 @@ static int supervise(const struct heal_run_opts *o, pid_t pid, int boot_fd, cons
 		total->stale += st->stale;
 		total->expired += st->expired;
 	}
+	if (ino >= 0)
+		close(ino);
 	heal__close(u.h);
 	inspect_proc__close(u.ip);
 	inject_session__close(u.s);
@@ -378,7 +527,7 @@ static int supervise(const struct heal_run_opts *o, pid_t pid, int boot_fd, cons
 
 int heal_run__main(const struct heal_run_opts *o, char **script_argv)
 {
-	char agent[PATH_MAX], program[PATH_MAX], boot[64];
+	char agent[PATH_MAX], program[PATH_MAX];
 	struct heal_stats total = { 0 };
 	int wstatus = 0;
 	char err[512];
@@ -401,32 +550,44 @@ int heal_run__main(const struct heal_run_opts *o, char **script_argv)
 
 	unsigned limit = o->watch ? o->max_restarts : o->retries;
 	for (unsigned run = 0;; run++) {
-		int rc = write_boot_list(o, program, boot, sizeof(boot));
+		struct boot_list bl;
+		int rc = boot_list__create(&bl);
 		if (rc)
-			fprintf(stderr, "[suture] the patch store cannot be read (%s): no patch is loaded\n",
+			fprintf(stderr, "[suture] boot list: %s: stored patches are not loaded\n",
 				strerror(-rc));
 		int sp[2] = { -1, -1 };
-		if (boot[0] && socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp)) {
+		if (bl.path[0] && socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp)) {
 			fprintf(stderr, "[suture] socketpair: %s: stored patches are not loaded\n",
 				strerror(errno));
-			unlink(boot);
-			boot[0] = 0;
+			boot_list__free(&bl);
 		}
-		pid_t pid = start_child(o, agent, boot, sp[1], script_argv, err, sizeof(err));
+		double t_fork = mono_ms();
+		pid_t pid = start_child(o, agent, bl.path, sp[1], script_argv, err, sizeof(err));
 		if (sp[1] >= 0)
 			close(sp[1]);
 		if (pid < 0) {
 			fprintf(stderr, "suture-run: %s\n", err);
 			if (sp[0] >= 0)
 				close(sp[0]);
-			if (boot[0])
-				unlink(boot);
+			boot_list__free(&bl);
 			return 127;
 		}
+		/* The interpreter initializes meanwhile. */
+		bool script_listed = false;
+		if (bl.path[0]) {
+			struct stat sb;
+			bool written;
+			rc = boot_list__fill(&bl, o, program, &written);
+			if (rc)
+				fprintf(stderr, "[suture] the patch store cannot be read (%s): no patch is loaded\n",
+					strerror(-rc));
+			/* The hook can name a regular script's module (not a
+			 * directory's or a zip's __main__) by its file. */
+			script_listed = written && stat(program, &sb) == 0 && S_ISREG(sb.st_mode);
+		}
 		bool healed;
-		wstatus = supervise(o, pid, sp[0], program, &total, &healed);
-		if (boot[0])
-			unlink(boot);
+		wstatus = supervise(o, pid, sp[0], program, &bl, script_listed, t_fork, &total, &healed);
+		boot_list__free(&bl);
 		bool failed = !(WIFEXITED(wstatus) && WEXITSTATUS(wstatus) == 0);
 		if (!healed || !failed || o->dry_run)
 			break;

@@ -4,11 +4,12 @@
  * and it never touches the agent thread, its channel or install.c. It is
  * active only when suture-run started us with SUTURE_AGENT_BOOT_FD (one end
  * of a socketpair) and SUTURE_AGENT_BOOT (a file listing the absolute paths
- * of the source files that have stored patches, possibly none); both
+ * of the script and of the source files that have stored patches); both
  * variables are removed from the environment at once, and the descriptor is
- * not inherited. The first module run after initialization is reported
- * whatever its file, so suture-run can hold the program until its session
- * with the agent is up.
+ * not inherited. The list is read after the first module was answered:
+ * suture-run fills it while the interpreter starts. The first module run
+ * after initialization is reported whatever its file, so suture-run can hold
+ * the program until its session with the agent is up.
  *
  * Mechanism (CPython 3.11.2 sources):
  *   - PySys_AddAuditHook may be called before Py_Initialize: it stores the
@@ -54,6 +55,7 @@ static struct {
 	bool first_done;          /* the first module after initialization was reported */
 	char **files;
 	size_t nfiles;
+	char *list_path;          /* read once the first module was answered */
 	uint64_t next_event;
 	pthread_mutex_t lock;     /* one module at a time on the socket */
 } boot = { .fd = -1, .lock = PTHREAD_MUTEX_INITIALIZER };
@@ -380,6 +382,8 @@ static void serve(PyCodeObject *code)
 	inject_buf__free(&b);
 }
 
+static void read_list(const char *path);
+
 static int boot_hook(const char *event, PyObject *args, void *ud)
 {
 	(void)ud;
@@ -394,10 +398,23 @@ static int boot_hook(const char *event, PyObject *args, void *ud)
 		return 0;
 	}
 	/* The first module run after initialization (site's, or __main__'s)
-	 * is always reported: suture-run answers once its session with the
-	 * agent is up, so the debugger watches from the script's first line. */
-	if (!boot.first_done || listed(fn)) {
+	 * is always reported: suture-run holds it (or, when the script itself
+	 * is listed, holds the script's module instead) until its session with
+	 * the agent is up, so the debugger watches from the script's first
+	 * line. */
+	if (!boot.first_done) {
 		boot.first_done = true;
+		serve(code);
+		/* suture-run writes the list while the interpreter starts (the
+		 * store is read in parallel with Py_Initialize) and before it
+		 * answers this first module. The GIL is held here, as in every
+		 * listed() call: nothing reads the list meanwhile. */
+		if (boot.list_path) {
+			read_list(boot.list_path);
+			free(boot.list_path);
+			boot.list_path = NULL;
+		}
+	} else if (listed(fn)) {
 		serve(code);
 	}
 	return 0;
@@ -418,7 +435,13 @@ static void read_list(const char *path)
 			break;
 		boot.files = v;
 		char real[PATH_MAX];
-		if (!(boot.files[boot.nfiles] = strdup(realpath(line, real) ? real : line)))
+		const char *entry = realpath(line, real) ? real : line;
+		bool dup = false;   /* a file is named once (suture-run dedups too) */
+		for (size_t i = 0; i < boot.nfiles && !dup; i++)
+			dup = strcmp(boot.files[i], entry) == 0;
+		if (dup)
+			continue;
+		if (!(boot.files[boot.nfiles] = strdup(entry)))
 			break;
 		boot.nfiles++;
 	}
@@ -446,7 +469,7 @@ __attribute__((constructor)) static void boot_ctor(void)
 	long fd = strtol(fdv, &end, 10);
 	if (*end || fd < 0 || fd > INT_MAX || fcntl((int)fd, F_SETFD, FD_CLOEXEC) < 0)
 		fd = -1;
-	read_list(list);
+	boot.list_path = strdup(list);
 	unsetenv("SUTURE_AGENT_BOOT_FD");
 	unsetenv("SUTURE_AGENT_BOOT");
 	if (fd < 0 || getenv("SUTURE_AGENT_NO_START")) {

@@ -67,5 +67,25 @@ names = [n for n, _ in confs]
 for n in names[1:]:
     print(f"added by {n}: wall {med(res[n][0]) - med(res[names[0]][0]):+.2f} ms (min to min "
           f"{min(res[n][0]) - min(res[names[0]][0]):+.2f} ms), CPU {med(res[n][1]) - med(res[names[0]][1]):+.2f} ms")
+
+# suture-run's own clock (ms after fork), medians over the runs.
+import re
+pat = re.compile(r"first module ([-0-9.]+), agent session ([-0-9.]+), .* held from ([-0-9.]+) to "
+                 r"([-0-9.]+) \(([-0-9.]+) ms, loading patches ([-0-9.]+)\); script ended ([-0-9.]+)")
+env = dict(os.environ, SUTURE_RUN_TIMING="1")
+for name, cmd in confs[1:]:
+    rows = []
+    for _ in range(runs):
+        p = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, text=True)
+        m = pat.search(p.stderr)
+        if m:
+            rows.append([float(x) for x in m.groups()])
+    if not rows:
+        print(f"{name}: no start-up clock line")
+        continue
+    col = lambda i: med([r[i] for r in rows])
+    print(f"clock of {name} (medians, ms after fork): interpreter at its first module {col(0):.2f}, "
+          f"agent session up {col(1):.2f}, script module held {col(2):.2f}..{col(3):.2f} "
+          f"({col(4):.2f} ms, of which loading patches {col(5):.2f}), script ended {col(6):.2f}")
 PY
 echo "load average: $(cut -d' ' -f1-3 /proc/loadavg) (wall figures grow with it)"
