@@ -192,6 +192,47 @@ static int clause_matches(struct loads *l, PyObject *type, int ntuple)
 }
 
 /* *dynamic is set when the verdict read a run-time value (not cacheable). */
+/* Whether a Python-level __exit__ can never suppress an exception: every
+ * RETURN_VALUE of its code returns a constant None or False (the implicit
+ * "return None" of a cleanup method, an explicit "return False") and no
+ * jump lands on one (a conditional expression would reach it with another
+ * value). Anything else (contextlib's __exit__, a computed return, a
+ * generator) may suppress. */
+static int exit_never_suppresses(PyObject *exit_fn)
+{
+	PyObject *fn = PyMethod_Check(exit_fn) ? PyMethod_GET_FUNCTION(exit_fn) : exit_fn;
+	if (!PyFunction_Check(fn))
+		return 0;
+	PyCodeObject *co = (PyCodeObject *)PyFunction_GET_CODE(fn);
+	uint32_t n = (uint32_t)Py_SIZE(co), prev_op = 0, prev_arg = 0;
+	struct insn in;
+	if (co->co_flags & (CO_GENERATOR | CO_COROUTINE | CO_ASYNC_GENERATOR))
+		return 0;
+	for (uint32_t u = 0; u < n; u = in.next) {
+		if (insn_at(co, u, &in))
+			return 0;
+		if (in.op == RETURN_VALUE) {
+			PyObject *c = prev_op == LOAD_CONST &&
+					      prev_arg < (uint32_t)PyTuple_GET_SIZE(co->co_consts)
+					      ? PyTuple_GET_ITEM(co->co_consts, prev_arg) : NULL;
+			if (c != Py_None && c != Py_False)
+				return 0;
+			/* No jump (either direction, to be safe) lands here. */
+			struct insn j;
+			for (uint32_t v = 0; v < n; v = j.next) {
+				if (insn_at(co, v, &j))
+					return 0;
+				if ((_PyOpcode_Jump[j.op >> 5] >> (j.op & 31)) & 1 &&
+				    (j.next + j.arg == u || j.next - j.arg == u))
+					return 0;
+			}
+		}
+		prev_op = (uint32_t)in.op;
+		prev_arg = in.arg;
+	}
+	return 1;
+}
+
 static enum verdict classify_handler(_PyInterpreterFrame *f, const struct rewrite_exc *e,
 				     PyObject *type, uint32_t *reraise_at, int *dynamic)
 {
@@ -251,12 +292,13 @@ static enum verdict classify_handler(_PyInterpreterFrame *f, const struct rewrit
 		case WITH_EXCEPT_START: {
 			/* The __exit__ bound method sits at depth-1 (PEEK(4) in
 			 * ceval's WITH_EXCEPT_START); C-implemented ones (locks,
-			 * files) never suppress, Python ones may. */
+			 * files) never suppress, Python ones may, unless every
+			 * return of theirs is a constant None or False. */
 			PyObject *exit_fn = NULL;
 			*dynamic = 1;
 			if (e->depth >= 1 && (int)e->depth <= co->co_stacksize)
 				exit_fn = f->localsplus[co->co_nlocalsplus + e->depth - 1];
-			if (!exit_fn || !PyCFunction_Check(exit_fn))
+			if (!exit_fn || (!PyCFunction_Check(exit_fn) && !exit_never_suppresses(exit_fn)))
 				return CATCHES;
 			break;   /* falls through to its RERAISE */
 		}

@@ -13,6 +13,10 @@
 #              with the right traceback lines (no extra entry)
 #   with       the loop inside `with lock:` (released once) and try/finally
 #              (the finally body runs exactly once)
+#   cm         `with` a Python context manager whose __exit__ never
+#              suppresses: a crash, resumed, __exit__ once with None; ones
+#              that may suppress (return True, a conditional return,
+#              contextlib.suppress) keep their exception: no crash event
 #   closure    cells keep working: closures created before the crash see
 #              later updates
 #   method, quickened (the caller's CALL specialized by 2000 calls first),
@@ -63,6 +67,7 @@ for py in $pys; do
 	run "$py" records 1 1
 	run "$py" loop 1 1
 	run "$py" with 2 2
+	run "$py" cm 1 1
 	for c in closure method quickened thread many osr; do
 		run "$py" $c 1 1
 	done
