@@ -30,8 +30,10 @@
 #              running frame: its own bad record later is no crash event
 #   grown      the same when the guard needs a deeper stack than the frame
 #              has: the frame keeps its code, its crash is resumed later
-#   fallbacks  generator, coroutine, a thread's target, a map() callback:
-#              each says why it is not resumed, later calls are healed
+#   fallbacks  generator, coroutine, a thread's target, a map() callback, a
+#              function under a *args decorator (called from C by
+#              CALL_FUNCTION_EX): each says why it is not resumed, later
+#              calls are healed
 set -u
 : "${BUILD:?BUILD must be set (absolute build dir)}"
 : "${PYTHON:=/usr/bin/python3.11}"
@@ -76,16 +78,15 @@ for py in $pys; do
 	run "$py" grown 2 2
 	grep -q "^\[suture\] already patched: this frame of small kept the original code" "$D/err" ||
 		{ cat "$D/err"; fail "$py grown: no reason for the late crash"; }
-	run "$py" fallbacks 0 4
-	for why in "generator or coroutine frame" "generator or coroutine frame" \
-		"the failing frame was entered from C" "the failing frame was entered from C"; do
-		n=$(grep -c "^\[suture\] not resumed in flight ($why" "$D/err")
-		[ "$n" -eq 2 ] || { cat "$D/err"; fail "$py fallbacks: '$why' said $n times, not 2"; }
+	run "$py" fallbacks 0 5
+	for why in "generator or coroutine frame:2" "the failing frame was entered from C:3"; do
+		n=$(grep -c "^\[suture\] not resumed in flight (${why%:*}" "$D/err")
+		[ "$n" -eq "${why##*:}" ] || { cat "$D/err"; fail "$py fallbacks: '${why%:*}' said $n times"; }
 	done
-	for f in gen coro target_fn mapped; do
+	for f in gen coro target_fn mapped decorated; do
 		grep -q "^\[suture\] guard applied: .* in $f " "$D/err" || { cat "$D/err"; fail "$py: $f not healed"; }
 	done
-	echo "ok: $(basename "$py"): fallback reasons printed (generator, coroutine, thread target, map callback)"
+	echo "ok: $py: fallback reasons printed (generator, coroutine, thread target, map callback, *args decorator)"
 done
 # The debug interpreter checks CPython's invariants (assertions) on the
 # resume paths. (Its sys.gettotalrefcount is no measure of the agent: the

@@ -11,7 +11,8 @@
 #   osr        a loop suspended in a Python call gets the patch in its
 #              running frame: its own bad record is no second crash event
 #   thread     a worker thread while other threads keep ticking
-#   fallbacks  generator, coroutine, thread target, map() callback: reasons
+#   fallbacks  generator, coroutine, thread target, map() callback, *args
+#              decorator: reasons
 #              printed, later calls healed
 # On Debian's python3.11 and pyenv's 3.11.7 when installed.
 set -u
@@ -74,9 +75,9 @@ for py in $pys; do
 	run "$py" loop 1 1
 	run "$py" osr 1 1
 	run "$py" thread 1 1
-	run "$py" fallbacks 0 4
+	run "$py" fallbacks 0 5
 	[ "$(grep -c "^\[suture\] not resumed in flight (generator or coroutine frame" "$D/err")" -eq 2 ] &&
-		[ "$(grep -c "^\[suture\] not resumed in flight (the failing frame was entered from C" "$D/err")" -eq 2 ] ||
+		[ "$(grep -c "^\[suture\] not resumed in flight (the failing frame was entered from C" "$D/err")" -eq 3 ] ||
 		{ cat "$D/err"; fail "$py fallbacks: reasons"; }
 done
 echo PASS
