@@ -10,9 +10,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <time.h>
 
 #include "inject/heal.h"
+#include "inject/inject.h"
 #include "inspect/inspect.h"
 
 #define SUTURE_VERSION "0.1.0"
@@ -29,9 +31,10 @@ enum exit_code {
 	EXIT_STOPPED = 8,
 	EXIT_EXITED = 9,
 	EXIT_NO_LAYOUT = 10,
+	EXIT_NO_AGENT = 11,
 };
 
-enum mode { MODE_NONE, MODE_DUMP, MODE_WATCH };
+enum mode { MODE_NONE, MODE_DUMP, MODE_WATCH, MODE_DETACH };
 
 struct args {
 	pid_t pid;
@@ -49,6 +52,7 @@ static void usage(FILE *f)
 	fprintf(f,
 		"usage: suture-attach --pid PID --dump [--locals] [--json] [--verbose]\n"
 		"       suture-attach --pid PID --watch [--store DIR] [--dry-run] [--verbose] [--timeout S] [--ttl DAYS]\n"
+		"       suture-attach --pid PID --detach\n"
 		"\n"
 		"  -p, --pid PID    the CPython 3.11 process to attach to\n"
 		"  -d, --dump       print every thread's Python stack, innermost frame first\n"
@@ -61,12 +65,14 @@ static void usage(FILE *f)
 		"      --dry-run    with --watch: analyse and report, change nothing\n"
 		"      --timeout S  with --watch: stop watching after S seconds\n"
 		"      --ttl DAYS   with --watch: lifetime of stored patches (1..36500)\n"
+		"      --detach     stop the agent left in the target (watcher removed,\n"
+		"                   channel closed); applied patches stay\n"
 		"  -h, --help       this help\n"
 		"  -V, --version    print the version\n"
 		"\n"
 		"Exit status: 0 ok, 2 usage, 3 no such process, 4 not Python, 5 not 3.11,\n"
 		"6 permission denied, 7 already traced, 8 stopped, 9 exited during the dump,\n"
-		"10 no interpreter layout, 1 other errors. See suture-attach(1).\n");
+		"10 no interpreter layout, 11 no agent to detach, 1 other errors. See suture-attach(1).\n");
 }
 
 static int parse_pid(const char *s, pid_t *pid)
@@ -82,7 +88,7 @@ static int parse_pid(const char *s, pid_t *pid)
 
 static int parse_args(int argc, char **argv, struct args *a)
 {
-	enum { OPT_NO_CACHE = 1000, OPT_STORE, OPT_DRY_RUN, OPT_TIMEOUT, OPT_TTL };
+	enum { OPT_NO_CACHE = 1000, OPT_STORE, OPT_DRY_RUN, OPT_TIMEOUT, OPT_TTL, OPT_DETACH };
 	static const struct option opts[] = {
 		{"pid", required_argument, NULL, 'p'},
 		{"dump", no_argument, NULL, 'd'},
@@ -95,6 +101,7 @@ static int parse_args(int argc, char **argv, struct args *a)
 		{"dry-run", no_argument, NULL, OPT_DRY_RUN},
 		{"timeout", required_argument, NULL, OPT_TIMEOUT},
 		{"ttl", required_argument, NULL, OPT_TTL},
+		{"detach", no_argument, NULL, OPT_DETACH},
 		{"help", no_argument, NULL, 'h'},
 		{"version", no_argument, NULL, 'V'},
 		{NULL, 0, NULL, 0},
@@ -116,6 +123,7 @@ static int parse_args(int argc, char **argv, struct args *a)
 		case 'v': a->verbose = true; break;
 		case OPT_NO_CACHE: a->no_cache = true; break;
 		case 'w': a->mode = MODE_WATCH; break;
+		case OPT_DETACH: a->mode = MODE_DETACH; break;
 		case OPT_STORE: a->store = optarg; break;
 		case OPT_DRY_RUN: a->dry_run = true; break;
 		case OPT_TIMEOUT:
@@ -150,14 +158,14 @@ static int parse_args(int argc, char **argv, struct args *a)
 	}
 	if (!a->pid || a->mode == MODE_NONE) {
 		fprintf(stderr, "suture-attach: %s (see --help)\n",
-			!a->pid ? "--pid is required" : "no mode given (--dump or --watch)");
+			!a->pid ? "--pid is required" : "no mode given (--dump, --watch or --detach)");
 		return EXIT_USAGE;
 	}
 	if (a->mode != MODE_WATCH && (a->store || a->dry_run || a->timeout > 0 || a->ttl)) {
 		fprintf(stderr, "suture-attach: --store, --dry-run, --timeout and --ttl go with --watch\n");
 		return EXIT_USAGE;
 	}
-	if (a->mode == MODE_WATCH && (a->locals || a->json)) {
+	if (a->mode != MODE_DUMP && (a->locals || a->json)) {
 		fprintf(stderr, "suture-attach: --locals and --json go with --dump\n");
 		return EXIT_USAGE;
 	}
@@ -228,6 +236,36 @@ static int run_dump(const struct args *a)
 	return EXIT_OK;
 }
 
+/* --detach: connect to an agent already serving in the target (never
+ * inject one) and tell it to stop: it removes its watcher, closes its
+ * channel and keeps every patch it installed. */
+static int run_detach(const struct args *a)
+{
+	struct inject_opts o = { .no_inject = true, .connect_timeout_ms = 200 };
+	struct inject_session *s = NULL;
+	int err = inject_session__open(a->pid, &o, &s);
+
+	if (err == -ENOENT || err == -ECONNREFUSED || err == -ETIMEDOUT) {
+		fprintf(stderr, "suture-attach: pid %d: no suture agent serves this process\n",
+			(int)a->pid);
+		return kill(a->pid, 0) && errno == ESRCH ? EXIT_NO_PROCESS : EXIT_NO_AGENT;
+	}
+	if (err) {
+		fprintf(stderr, "suture-attach: %s\n", inject_last_error());
+		return exit_for(err, false);
+	}
+	err = inject_session__detach(s);
+	if (err) {
+		fprintf(stderr, "suture-attach: %s\n", inject_session__error(s));
+		inject_session__close(s);
+		return EXIT_INTERNAL;
+	}
+	inject_session__close(s);
+	fprintf(stderr, "[suture] detached from pid %d: watcher removed, applied patches stay\n",
+		(int)a->pid);
+	return EXIT_OK;
+}
+
 int main(int argc, char **argv)
 {
 	struct args a = {0};
@@ -243,6 +281,8 @@ int main(int argc, char **argv)
 					     .ttl_days = a.ttl };
 		return heal_watch__run(a.pid, &o);
 	}
+	case MODE_DETACH:
+		return run_detach(&a);
 	case MODE_NONE:
 		break;
 	}

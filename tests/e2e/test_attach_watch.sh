@@ -163,7 +163,19 @@ for py in $pys; do
 	[ $ms -lt 1000 ] || fail "$py: the parked thread waited ${ms} ms after the debugger died"
 	cmd "$D" key_guard "key_guard -> None"
 	kill -0 "$TP" || fail "$py: the target died with the debugger"
-	# --timeout: stops by itself, detaching cleanly.
+	# --detach: the agent the killed debugger left behind stops serving;
+	# its patches stay; a second --detach finds no agent (exit 11).
+	sock="/tmp/suture-$(id -u)/agent-$TP.sock"
+	[ -S "$sock" ] || fail "$py: no agent socket after the debugger died"
+	"$ATTACH" --pid "$TP" --detach 2>"$D/detach.err" || { cat "$D/detach.err"; fail "$py: --detach"; }
+	grep -q "^\[suture\] detached from pid $TP" "$D/detach.err" || { cat "$D/detach.err"; fail "$py: --detach said"; }
+	[ -e "$sock" ] && fail "$py: the agent socket is still there after --detach"
+	cmd "$D" key_guard "key_guard -> None"
+	"$ATTACH" --pid "$TP" --detach 2>"$D/detach2.err"
+	rc=$?
+	[ $rc -eq 11 ] && grep -q "no suture agent serves" "$D/detach2.err" ||
+		{ cat "$D/detach2.err"; fail "$py: second --detach exited $rc"; }
+	# --timeout: stops by itself, detaching cleanly (and restarts the agent).
 	"$ATTACH" --pid "$TP" --watch --store "$D/store" --timeout 0.3 2>"$D/timeout.err" ||
 		{ cat "$D/timeout.err"; fail "$py: --timeout exit status"; }
 	grep -q "^\[suture\] timeout: stopped watching pid $TP" "$D/timeout.err" &&
