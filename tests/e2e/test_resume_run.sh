@@ -30,6 +30,10 @@
 #              running frame: its own bad record later is no crash event
 #   grown      the same when the guard needs a deeper stack than the frame
 #              has: the frame keeps its code, its crash is resumed later
+#   two        a second, different crash inside the continuation: not healed
+#              in flight (the watcher skips exceptions raised inside its own
+#              hook); the exception is the call's outcome and suture-run
+#              re-executes the job once with both guards
 #   fallbacks  generator, coroutine, a thread's target, a map() callback, a
 #              function under a *args decorator (called from C by
 #              CALL_FUNCTION_EX): each says why it is not resumed, later
@@ -74,6 +78,17 @@ for py in $pys; do
 		run "$py" $c 1 1
 	done
 	run "$py" distinct 20 20
+	# A second, different crash inside the resumed continuation is not
+	# healed in flight (known limit, see the fixture): the job is started
+	# a second time with both guards and completes.
+	D="$W/$(echo "$py" | tr / _)-two"
+	mkdir -p "$D"
+	timeout 120 "$RUN" --python "$py" --store "$D/store" "$JOB" "$D" two >"$D/out" 2>"$D/err" ||
+		{ cat "$D/out" "$D/err"; fail "$py two: exit status"; }
+	grep -q "^\[suture\] resumed in flight, but the rest of two_job raised" "$D/err" &&
+		[ "$(wc -l <"$D/starts")" -eq 2 ] && grep -q "^ok two: both" "$D/out" ||
+		{ cat "$D/out" "$D/err"; fail "$py two"; }
+	echo "ok: $py two: second crash in the continuation: re-executed once with both guards"
 	# grown: the main call resumed, then the suspended frame's own crash
 	run "$py" grown 2 2
 	grep -q "^\[suture\] already patched: this frame of small kept the original code" "$D/err" ||
