@@ -141,7 +141,14 @@ struct heal {
 	bool live;
 	unsigned live_skipped;
 	struct inject_buf posted;               /* boot: queued PATCH frames */
+	/* heal__preload: the specs read from the caller's store handle, for
+	 * the next heal__load_tree (used once). */
+	struct spec *pre;
+	size_t npre;
+	bool have_pre;
 };
+
+static void specs__free(struct spec *v, size_t n);
 
 static const struct heal_patched *was_patched(const struct heal *h, uint64_t addr)
 {
@@ -234,6 +241,7 @@ void heal__close(struct heal *h)
 		free(h->pages.data);
 		free(h->pend);
 		inject_buf__free(&h->posted);
+		specs__free(h->pre, h->npre);
 	}
 	free(h);
 }
@@ -562,7 +570,8 @@ void heal__flush(struct heal *h)
 	struct store *st = NULL;
 	if (!h || !h->nhits)
 		return;
-	if (open_store(h, 0, &st) == 0) {
+	/* Lazy: the transaction reads the index under the lock anyway. */
+	if (open_store(h, STORE_F_LAZY, &st) == 0) {
 		store__record_hits(st, (const char *const *)h->hits, h->nhits,
 				   store__now(), NULL);
 		store__close(st);
@@ -819,22 +828,16 @@ static void specs__free(struct spec *v, size_t n)
 	free(v);
 }
 
-static int specs__load(struct heal *h, struct spec **out, size_t *n)
+static int specs__from(struct heal *h, const struct store *st, struct spec **out, size_t *n)
 {
-	struct store *st = NULL;
 	*out = NULL;
 	*n = 0;
-	int err = open_store(h, STORE_F_RDONLY, &st);
-	if (err)
-		return err == -ENOENT ? 0 : err;
 	struct store_query q = { .program = h->o.program, .python_version = h->pyver };
 	struct store_iter it;
 	size_t cap = store__count(st) + 1;
 	struct spec *v = calloc(cap, sizeof(*v));
-	if (!v) {
-		store__close(st);
+	if (!v)
 		return -ENOMEM;
-	}
 	store_iter__init(&it, st, &q);
 	for (const struct store_patch *p; (p = store_iter__next(&it)) && *n < cap;) {
 		enum store_verdict vd = store_patch__verdict(p, &q);
@@ -856,13 +859,38 @@ static int specs__load(struct heal *h, struct spec **out, size_t *n)
 		if (!s->name || !s->guard || !s->qualname || !s->file || !s->target || !s->fallback ||
 		    !s->code_id || !s->window) {
 			specs__free(v, *n);
-			store__close(st);
+			*n = 0;
 			return -ENOMEM;
 		}
 	}
-	store__close(st);
 	*out = v;
 	return 0;
+}
+
+static int specs__load(struct heal *h, struct spec **out, size_t *n)
+{
+	struct store *st = NULL;
+	*out = NULL;
+	*n = 0;
+	int err = open_store(h, STORE_F_RDONLY, &st);
+	if (err)
+		return err == -ENOENT ? 0 : err;
+	err = specs__from(h, st, out, n);
+	store__close(st);
+	return err;
+}
+
+int heal__preload(struct heal *h, const struct store *st)
+{
+	specs__free(h->pre, h->npre);
+	h->pre = NULL;
+	h->npre = 0;
+	h->have_pre = false;
+	if (!h->o.program || !st)
+		return 0;
+	int err = specs__from(h, st, &h->pre, &h->npre);
+	h->have_pre = err == 0;
+	return err;
 }
 
 struct candidate {
@@ -1235,7 +1263,16 @@ int heal__load_tree(struct heal *h, uint64_t root)
 	if (!h->o.program)
 		return 0;
 	h->t_read = h->t_synth = h->t_send = 0;
-	if (specs__load(h, &v, &nv) || nv == 0)
+	if (h->have_pre) {   /* heal__preload: read while the module was not waiting */
+		v = h->pre;
+		nv = h->npre;
+		h->pre = NULL;
+		h->npre = 0;
+		h->have_pre = false;
+	} else if (specs__load(h, &v, &nv)) {
+		goto out;
+	}
+	if (nv == 0)
 		goto out;
 	pages__drop(&h->pages);
 	h->pages.on = true;

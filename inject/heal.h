@@ -130,6 +130,14 @@ int heal__load_live(struct heal *h);
  * over its socket fd while the module is parked before its body runs. */
 int heal__load_tree_boot(struct heal *h, uint64_t root, int fd);
 
+/* Read the stored patches now, from st (a handle the caller opened,
+ * possibly read-only, and still owns), for the next heal__load_tree*
+ * only: suture-run reads them while the interpreter starts, not while a
+ * module waits. st NULL: nothing (the load reads the store itself).
+ * 0 or -ENOMEM. */
+struct store;
+int heal__preload(struct heal *h, const struct store *st);
+
 /* Store the hit counts of what heal__load_tree* installed (deferred so the
  * waiting module is not held by an fsync; heal__close does it too). */
 void heal__flush(struct heal *h);

@@ -23,6 +23,7 @@
  * group, and is not sent twice).
  */
 #include "inject/heal.h"
+#include "inject/agent/boot.h"
 #include "inject/channel.h"
 #include "inject/inject-priv.h"
 #include "inspect/inspect.h"
@@ -82,6 +83,7 @@ struct boot_list {
 	int fd;                   /* until filled */
 	char **files;             /* the files with patches (not the script) */
 	size_t nfiles;
+	struct store *st;         /* read-only, kept for heal__preload */
 };
 
 static void boot_list__free(struct boot_list *bl)
@@ -97,6 +99,8 @@ static void boot_list__free(struct boot_list *bl)
 	free(bl->files);
 	bl->files = NULL;
 	bl->nfiles = 0;
+	store__close(bl->st);
+	bl->st = NULL;
 }
 
 static bool boot_list__has(const struct boot_list *bl, const char *file)
@@ -147,7 +151,7 @@ static int boot_list__fill(struct boot_list *bl, const struct heal_run_opts *o, 
 			bl->nfiles++;
 		}
 	}
-	store__close(st);
+	bl->st = st;   /* the same snapshot gives heal its specs (heal__preload) */
 	*written = false;
 	FILE *f = fdopen(bl->fd, "w");
 	if (!f)
@@ -242,7 +246,6 @@ struct sup {
 	struct heal *h;
 	bool inspect_failed;
 	bool pending;             /* a boot event waits for our answer */
-	bool hold;                /* ... and only once the session is up */
 	bool load;                /* ... after loading its module's patches */
 	unsigned nevents;
 	const struct boot_list *bl;
@@ -254,7 +257,8 @@ struct sup {
 };
 
 /* inspect/ reads the child: opened at the first need (the interpreter is
- * initialized by then, every library mapped). */
+ * initialized by then, every library mapped): when the agent's session
+ * comes up if there are patches to load, else at the first crash. */
 static struct heal *sup__heal(struct sup *u)
 {
 	char err[512];
@@ -273,6 +277,10 @@ static struct heal *sup__heal(struct sup *u)
 		u->inspect_failed = true;
 		return NULL;
 	}
+	/* The specs of the store snapshot the boot list came from (parsed
+	 * once), usually while the interpreter runs site: the module that
+	 * waits for its patches does not wait for the store too. */
+	heal__preload(u->h, u->bl->st);
 	return u->h;
 }
 
@@ -287,11 +295,12 @@ static void sup__boot_close(struct sup *u)
 static void sup__boot_answer(struct sup *u)
 {
 	struct heal *h = u->load ? sup__heal(u) : NULL;
+	bool first = !u->t_held_to;
 	u->pending = false;
 	double t = mono_ms();
 	if (h)
 		heal__load_tree_boot(h, u->ev.code_addr, u->boot_fd);
-	if (u->hold && !u->t_held_to) {
+	if (first) {
 		u->t_held_from = u->t_event;
 		u->t_load = mono_ms() - t;
 		const char *b = strrchr(u->ev.filename, '/');
@@ -306,17 +315,17 @@ static void sup__boot_answer(struct sup *u)
 	if (b.err || inject_channel__write_all(u->boot_fd, b.data, b.len))
 		sup__boot_close(u);
 	inject_buf__free(&b);
-	if (u->hold && !u->t_held_to)
+	if (first)
 		u->t_held_to = mono_ms();
 	heal__flush(h);   /* the module runs meanwhile */
 }
 
-/* The boot hook reports a module about to run (it waits for our answer).
- * Modules after the first are reported only when listed: their patches
- * are loaded. The first is reported whatever it is: usually site's, which
- * has no patches and runs at once when the script's own module will be
- * reported (then that one is held until the session is up); else it is
- * held itself. */
+/* The boot hook reports a module about to run and waits for our answer,
+ * which comes once the agent's session is up (crashes are watched from
+ * the module's first line) and its stored patches are installed. When the
+ * script is listed, only listed modules are reported (the script's own
+ * and those with patches); else the first module after initialization
+ * (site's) is reported too, whatever its file, and is held in its place. */
 static void sup__boot_read(struct sup *u)
 {
 	uint8_t hdr[INJECT_HDR_SIZE], *pl = NULL;
@@ -336,29 +345,38 @@ static void sup__boot_read(struct sup *u)
 		return;
 	}
 	u->pending = true;
-	u->hold = true;
-	u->load = true;
+	u->load = true;   /* reported because listed */
 	u->t_event = mono_ms();
 	if (!u->t_first)
 		u->t_first = u->t_event;
-	if (u->nevents++ == 0) {
-		/* The child's cwd is still ours: no user code ran yet. */
+	if (u->nevents++ == 0 || u->script_listed) {
+		/* The first module or the script's own: the child's cwd is
+		 * still ours (no user code ran yet). A listed module that is
+		 * not the script has patches (the child found it listed). */
 		char real[PATH_MAX];
-		bool is_script = realpath(u->ev.filename, real) && strcmp(real, u->program) == 0;
-		u->load = is_script ? boot_list__has(u->bl, real)
-				    : (realpath(u->ev.filename, real) && boot_list__has(u->bl, real));
-		u->hold = is_script || !u->script_listed;
-	}
-	if (!u->hold) {
-		/* Nothing to wait for: it runs at once (its patches, if any,
-		 * loaded first); the layout is read while it runs. */
-		sup__boot_answer(u);
-		sup__heal(u);
-		return;
+		bool known = realpath(u->ev.filename, real) != NULL;
+		if (known && strcmp(real, u->program) == 0)
+			u->load = boot_list__has(u->bl, real);
+		else if (!u->script_listed)
+			u->load = known && boot_list__has(u->bl, real);
 	}
 	/* The interpreter is initialized: read its layout now, while the
-	 * agent's session is coming up (it takes a few ms either way). */
-	sup__heal(u);
+	 * agent's session is coming up (it takes a few ms either way), when
+	 * patches are to be loaded; else at the first crash, if any. */
+	if (u->load)
+		sup__heal(u);
+}
+
+/* Tell the boot hook the list is complete; with the script listed, it
+ * reports listed modules only (no first-module hold before the script). */
+static int sup__boot_list_ready(int boot_fd, bool script_listed)
+{
+	struct inject_buf b = { 0 };
+	struct inject_release r = { script_listed ? BOOT_LIST_SCRIPT : BOOT_LIST_ANY };
+	inject_msg__encode_release(&b, &r);
+	int rc = b.err ? b.err : inject_channel__write_all(boot_fd, b.data, b.len);
+	inject_buf__free(&b);
+	return rc;
 }
 
 /* Watch the child until it exits: boot events, the agent's session (tried
@@ -406,9 +424,12 @@ static int supervise(const struct heal_run_opts *o, pid_t pid, int boot_fd, cons
 				if (o->verbose)
 					fprintf(stderr, "[suture] agent ready in pid %d (%s)\n", (int)pid,
 						inject_session__watch_detail(u.s));
+				/* Read the layout now if patches will be loaded
+				 * (usually while site runs); with none, at the
+				 * first crash: most runs never need it. */
 				if (u.h)
 					heal__set_session(u.h, u.s);
-				else
+				else if (bl->nfiles)
 					sup__heal(&u);
 			} else {
 				u.s = NULL;
@@ -584,6 +605,11 @@ int heal_run__main(const struct heal_run_opts *o, char **script_argv)
 			/* The hook can name a regular script's module (not a
 			 * directory's or a zip's __main__) by its file. */
 			script_listed = written && stat(program, &sb) == 0 && S_ISREG(sb.st_mode);
+		}
+		/* The hook reads this before the first module runs. */
+		if (sp[0] >= 0 && sup__boot_list_ready(sp[0], script_listed)) {
+			close(sp[0]);
+			sp[0] = -1;
 		}
 		bool healed;
 		wstatus = supervise(o, pid, sp[0], program, &bl, script_listed, t_fork, &total, &healed);

@@ -264,7 +264,7 @@ int store__open(const char *path, unsigned flags, struct store **out)
 	}
 	if ((r = check_owner_mode(s, &st, path, path)))
 		goto err;
-	if ((r = read_index(s, &s->idx)))
+	if (!(flags & STORE_F_LAZY) && (r = read_index(s, &s->idx)))
 		goto err;
 	*out = s;
 	return 0;

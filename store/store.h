@@ -114,6 +114,10 @@ struct store_patch {
 enum {
 	STORE_F_CREATE = 1u << 0,   /* create the directory (0700) if missing */
 	STORE_F_RDONLY = 1u << 1,   /* never change anything (no lock file either) */
+	STORE_F_LAZY = 1u << 2,     /* do not read the index at open: for a caller
+				     * that only changes the store (each change reads
+				     * it again under the lock); until then the handle
+				     * shows an empty store (store__reload reads it) */
 };
 
 /* Open the store at path (NULL: $SUTURE_STORE, else ".suture"). Checks the

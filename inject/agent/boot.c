@@ -6,10 +6,12 @@
  * of a socketpair) and SUTURE_AGENT_BOOT (a file listing the absolute paths
  * of the script and of the source files that have stored patches); both
  * variables are removed from the environment at once, and the descriptor is
- * not inherited. The list is read after the first module was answered:
- * suture-run fills it while the interpreter starts. The first module run
- * after initialization is reported whatever its file, so suture-run can hold
- * the program until its session with the agent is up.
+ * not inherited. suture-run fills the list while the interpreter starts
+ * and then sends a first frame (boot.h); the hook reads both when the first
+ * module after initialization is about to run. The listed script's module
+ * (or, when the script cannot be named by its file, that first module) is
+ * reported even without patches, so suture-run can hold the program until
+ * its session with the agent is up.
  *
  * Mechanism (CPython 3.11.2 sources):
  *   - PySys_AddAuditHook may be called before Py_Initialize: it stores the
@@ -31,6 +33,7 @@
  * Frames are docs/formats/channel.md's (inject/msg.c encoders/decoders).
  */
 #include "inject/agent/agent-py.h"
+#include "inject/agent/boot.h"
 #include "inject/agent/helpers.h"
 #include "inject/channel.h"
 
@@ -384,6 +387,38 @@ static void serve(PyCodeObject *code)
 
 static void read_list(const char *path);
 
+/* suture-run's first frame (boot.h). Called with the GIL, returns with it;
+ * true when only listed modules are to be reported. */
+static bool list_ready(void)
+{
+	struct inject_hdr h;
+	struct inject_release r;
+	uint8_t *pl = NULL;
+	PyThreadState *ts = PyEval_SaveThread();
+	pthread_mutex_lock(&boot.lock);
+	int rc = boot.fd < 0 ? -EPIPE : read_frame(&h, &pl);
+	if (!rc && (h.type != INJECT_MSG_RELEASE || inject_msg__decode_release(pl, pl + h.len, &r)))
+		rc = -EPROTO;
+	free(pl);
+	if (rc)
+		boot_off();   /* suture-run is gone or confused: run unpatched */
+	pthread_mutex_unlock(&boot.lock);
+	PyEval_RestoreThread(ts);
+	return rc == 0 && r.event_id == BOOT_LIST_SCRIPT;
+}
+
+/* The list, complete once suture-run's first frame came (it writes the
+ * file while the interpreter initializes). The GIL is held here, as in
+ * every listed() call: nothing reads the list meanwhile. */
+static void load_list(void)
+{
+	if (boot.list_path) {
+		read_list(boot.list_path);
+		free(boot.list_path);
+		boot.list_path = NULL;
+	}
+}
+
 static int boot_hook(const char *event, PyObject *args, void *ud)
 {
 	(void)ud;
@@ -397,23 +432,22 @@ static int boot_hook(const char *event, PyObject *args, void *ud)
 		PyErr_Clear();
 		return 0;
 	}
-	/* The first module run after initialization (site's, or __main__'s)
-	 * is always reported: suture-run holds it (or, when the script itself
-	 * is listed, holds the script's module instead) until its session with
-	 * the agent is up, so the debugger watches from the script's first
-	 * line. */
+	/* The first module after initialization: suture-run has said (its
+	 * first frame, normally in the socket long before) whether the
+	 * script itself is listed. Then only listed modules are reported and
+	 * suture-run holds the script's module until its session with the
+	 * agent is up; else this first module (site's) is reported whatever
+	 * its file, and held. Either way the debugger watches from the
+	 * script's first line. */
 	if (!boot.first_done) {
 		boot.first_done = true;
-		serve(code);
-		/* suture-run writes the list while the interpreter starts (the
-		 * store is read in parallel with Py_Initialize) and before it
-		 * answers this first module. The GIL is held here, as in every
-		 * listed() call: nothing reads the list meanwhile. */
-		if (boot.list_path) {
-			read_list(boot.list_path);
-			free(boot.list_path);
-			boot.list_path = NULL;
-		}
+		bool script_listed = list_ready();
+		if (script_listed)
+			load_list();
+		if (!script_listed || listed(fn))
+			serve(code);
+		if (!script_listed)
+			load_list();
 	} else if (listed(fn)) {
 		serve(code);
 	}
