@@ -511,7 +511,7 @@ static int supervise(const struct heal_run_opts *o, pid_t pid, int boot_fd, cons
 		 * SUTURE_RUN_TIMING=1 prints it without the rest of --verbose. */
 		double t_end = mono_ms();
 #define REL(t) ((t) ? (t) - u.t_fork : -1.0)
-		fprintf(stderr, "[suture] start-up clock (ms after fork, -1: never): first module %.2f, "
+		fprintf(stderr, "[suture] start-up clock (ms after fork, -1: never): first module reported %.2f, "
 			"agent session %.2f, %s held from %.2f to %.2f (%.2f ms, loading patches %.2f); "
 			"script ended %.2f\n", REL(u.t_first), REL(u.t_session),
 			u.held[0] ? u.held : "nothing", REL(u.t_held_from), REL(u.t_held_to),

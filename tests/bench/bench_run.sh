@@ -70,7 +70,7 @@ for n in names[1:]:
 
 # suture-run's own clock (ms after fork), medians over the runs.
 import re
-pat = re.compile(r"first module ([-0-9.]+), agent session ([-0-9.]+), .* held from ([-0-9.]+) to "
+pat = re.compile(r"first module reported ([-0-9.]+), agent session ([-0-9.]+), .* held from ([-0-9.]+) to "
                  r"([-0-9.]+) \(([-0-9.]+) ms, loading patches ([-0-9.]+)\); script ended ([-0-9.]+)")
 env = dict(os.environ, SUTURE_RUN_TIMING="1")
 for name, cmd in confs[1:]:
@@ -84,8 +84,20 @@ for name, cmd in confs[1:]:
         print(f"{name}: no start-up clock line")
         continue
     col = lambda i: med([r[i] for r in rows])
-    print(f"clock of {name} (medians, ms after fork): interpreter at its first module {col(0):.2f}, "
+    print(f"clock of {name} (medians, ms after fork): first module reported {col(0):.2f}, "
           f"agent session up {col(1):.2f}, script module held {col(2):.2f}..{col(3):.2f} "
           f"({col(4):.2f} ms, of which loading patches {col(5):.2f}), script ended {col(6):.2f}")
 PY
+# Instructions executed by suture-run itself (not the interpreter it
+# starts), from callgrind when valgrind is installed: unlike times, they
+# do not move with the machine's load.
+if command -v valgrind >/dev/null 2>&1; then
+	for st in empty store; do
+		what="empty store"
+		[ "$st" = store ] && what="$l stored patches"
+		valgrind --tool=callgrind --callgrind-out-file=/dev/null "$RUN" --python "$PYTHON" \
+			--store "$W/$st" "$S" quiet 2>&1 >/dev/null |
+			sed -n "s/.*I *refs: *\([0-9,]*\).*/suture-run's own instructions, $what: \1/p"
+	done
+fi
 echo "load average: $(cut -d' ' -f1-3 /proc/loadavg) (wall figures grow with it)"
