@@ -129,6 +129,19 @@ int inject_session__resume(struct inject_session *s, const struct inject_crash *
 /* Liveness and counters. */
 int inject_session__ping(struct inject_session *s, struct inject_pong *out);
 
+/* The patches installed in the target (the agent's registry, LIST in
+ * docs/formats/channel.md): *out is a malloc'ed array of *n entries (NULL
+ * when none), freed by the caller. Patches installed at start-up by
+ * suture-run's loader (inject/agent/boot.c) are not in it. 0, -EPIPE, or
+ * -EPROTO (an agent older than LIST refuses it and closes the channel). */
+int inject_session__list(struct inject_session *s, struct inject_live_patch **out, size_t *n);
+/* Give functions their original code back: name = a patch's name, NULL =
+ * all. 0 = answered (res->status: 0, -ENOENT no live patch of that name,
+ * -EBUSY another patch sits on top of it; res->message says so); the
+ * dry run changes nothing and counts what would be restored. */
+int inject_session__rollback(struct inject_session *s, const char *name, bool dry_run,
+			     struct inject_rollback_result *res);
+
 /* Remove the watcher and close the agent's channel (it answers BYE);
  * applied patches stay. The session can only be closed afterwards. */
 int inject_session__detach(struct inject_session *s);

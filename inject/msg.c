@@ -190,9 +190,9 @@ static int put_const(struct inject_buf *b, const struct inject_const *c, int dep
 	return -EINVAL;
 }
 
-int inject_msg__encode_patch(struct inject_buf *b, const struct inject_patch *m)
+/* PATCH's payload (shared by PATCH and PATCH_NAMED); 0 or -EINVAL. */
+static int put_patch_body(struct inject_buf *b, const struct inject_patch *m)
 {
-	size_t at = frame_begin(b, INJECT_MSG_PATCH);
 	put_u64(b, m->request_id);
 	put_u64(b, m->code_addr);
 	put_u32(b, m->stacksize);
@@ -203,14 +203,105 @@ int inject_msg__encode_patch(struct inject_buf *b, const struct inject_patch *m)
 	put_u32(b, (uint32_t)m->nconsts);
 	for (size_t i = 0; i < m->nconsts; i++) {
 		int rc = put_const(b, &m->consts[i], 0);
-		if (rc) {
-			b->len = at;
+		if (rc)
 			return rc;
-		}
 	}
 	put_u32(b, (uint32_t)m->nnames);
 	for (size_t i = 0; i < m->nnames; i++)
 		put_str(b, m->names[i]);
+	return 0;
+}
+
+int inject_msg__encode_patch(struct inject_buf *b, const struct inject_patch *m)
+{
+	size_t at = frame_begin(b, INJECT_MSG_PATCH);
+	int rc = put_patch_body(b, m);
+	if (rc) {
+		b->len = at;
+		return rc;
+	}
+	return frame_end(b, at);
+}
+
+static void put_meta(struct inject_buf *b, const struct inject_patch_meta *m)
+{
+	put_str(b, m->name);
+	put_str(b, m->guard);
+	put_str(b, m->target);
+	put_str(b, m->fallback);
+}
+
+int inject_msg__encode_patch_named(struct inject_buf *b, const struct inject_patch *m)
+{
+	size_t n = strnlen(m->meta.name, sizeof m->meta.name);
+	if (n == 0 || n > INJECT_NAME_MAX)
+		return -EINVAL;
+	size_t at = frame_begin(b, INJECT_MSG_PATCH_NAMED);
+	put_meta(b, &m->meta);
+	int rc = put_patch_body(b, m);
+	if (rc) {
+		b->len = at;
+		return rc;
+	}
+	return frame_end(b, at);
+}
+
+int inject_msg__encode_list(struct inject_buf *b, const struct inject_list *m)
+{
+	size_t at = frame_begin(b, INJECT_MSG_LIST);
+	put_u64(b, m->request_id);
+	return frame_end(b, at);
+}
+
+int inject_msg__list_result_begin(struct inject_buf *b, uint64_t request_id, uint32_t count,
+				  size_t *at)
+{
+	*at = frame_begin(b, INJECT_MSG_LIST_RESULT);
+	put_u64(b, request_id);
+	put_u32(b, count);
+	return b->err;
+}
+
+void inject_msg__list_result_entry(struct inject_buf *b, const struct inject_live_patch *e)
+{
+	put_meta(b, &e->meta);
+	put_str(b, e->qualname);
+	put_str(b, e->filename);
+	put_u32(b, e->first_line);
+	put_u32(b, e->flags);
+	put_u64(b, e->orig_addr);
+	put_u64(b, e->new_addr);
+	put_u64(b, e->installed_ms);
+	put_u32(b, e->nfunctions);
+	put_u32(b, e->nparents);
+	put_u32(b, e->nframes);
+	put_u32(b, e->live_functions);
+}
+
+int inject_msg__list_result_end(struct inject_buf *b, size_t at)
+{
+	return frame_end(b, at);
+}
+
+int inject_msg__encode_rollback(struct inject_buf *b, const struct inject_rollback *m)
+{
+	size_t at = frame_begin(b, INJECT_MSG_ROLLBACK);
+	put_u64(b, m->request_id);
+	put_u32(b, m->flags);
+	put_str(b, m->name);
+	return frame_end(b, at);
+}
+
+int inject_msg__encode_rollback_result(struct inject_buf *b,
+				       const struct inject_rollback_result *m)
+{
+	size_t at = frame_begin(b, INJECT_MSG_ROLLBACK_RESULT);
+	put_u64(b, m->request_id);
+	put_u32(b, (uint32_t)m->status);
+	put_u32(b, m->npatches);
+	put_u32(b, m->nfunctions);
+	put_u32(b, m->nframes);
+	put_str(b, m->message);
 	return frame_end(b, at);
 }
 
@@ -356,7 +447,7 @@ int inject_msg__decode_hdr(const uint8_t *p, const uint8_t *end, struct inject_h
 	h->type = get_u16(&r);
 	uint16_t zero = get_u16(&r);
 	if (r.bad || zero != 0 || h->len > INJECT_MAX_PAYLOAD ||
-	    h->type < INJECT_MSG_HELLO || h->type > INJECT_MSG_RESUME_RESULT)
+	    h->type < INJECT_MSG_HELLO || h->type > INJECT_MSG_LAST)
 		return -EINVAL;
 	return 0;
 }
@@ -449,10 +540,9 @@ static void skip_const(struct rd *r, int depth)
 	}
 }
 
-int inject_msg__decode_patch(const uint8_t *p, const uint8_t *end, struct inject_patch *m)
+static int get_patch_body(struct rd *rp, struct inject_patch *m)
 {
-	struct rd r = { p, end, 0 };
-	memset(m, 0, sizeof *m);
+	struct rd r = *rp;
 	m->request_id = get_u64(&r);
 	m->code_addr = get_u64(&r);
 	m->stacksize = get_u32(&r);
@@ -484,6 +574,127 @@ int inject_msg__decode_patch(const uint8_t *p, const uint8_t *end, struct inject
 	}
 	m->names_end = r.p;
 	m->nnames = nnames;
+	*rp = r;
+	return finish(&r);
+}
+
+int inject_msg__decode_patch(const uint8_t *p, const uint8_t *end, struct inject_patch *m)
+{
+	struct rd r = { p, end, 0 };
+	memset(m, 0, sizeof *m);
+	return get_patch_body(&r, m);
+}
+
+static void get_meta(struct rd *r, struct inject_patch_meta *m)
+{
+	get_str(r, m->name, sizeof m->name);
+	get_str(r, m->guard, sizeof m->guard);
+	get_str(r, m->target, sizeof m->target);
+	get_str(r, m->fallback, sizeof m->fallback);
+}
+
+int inject_msg__decode_patch_named(const uint8_t *p, const uint8_t *end, struct inject_patch *m)
+{
+	struct rd r = { p, end, 0 };
+	memset(m, 0, sizeof *m);
+	size_t n;
+	struct rd peek = r;
+	/* The name must arrive whole: a truncated name would roll back
+	 * something else. */
+	if (!get_blob(&peek, &n) || n == 0 || n > INJECT_NAME_MAX)
+		return -EINVAL;
+	get_meta(&r, &m->meta);
+	if (r.bad)
+		return -EINVAL;
+	return get_patch_body(&r, m);
+}
+
+int inject_msg__decode_list(const uint8_t *p, const uint8_t *end, struct inject_list *m)
+{
+	struct rd r = { p, end, 0 };
+	m->request_id = get_u64(&r);
+	return finish(&r);
+}
+
+static void get_live(struct rd *r, struct inject_live_patch *e)
+{
+	get_meta(r, &e->meta);
+	get_str(r, e->qualname, sizeof e->qualname);
+	get_str(r, e->filename, sizeof e->filename);
+	e->first_line = get_u32(r);
+	e->flags = get_u32(r);
+	e->orig_addr = get_u64(r);
+	e->new_addr = get_u64(r);
+	e->installed_ms = get_u64(r);
+	e->nfunctions = get_u32(r);
+	e->nparents = get_u32(r);
+	e->nframes = get_u32(r);
+	e->live_functions = get_u32(r);
+}
+
+int inject_msg__decode_list_result(const uint8_t *p, const uint8_t *end,
+				   struct inject_list_result *m)
+{
+	struct rd r = { p, end, 0 };
+	struct inject_live_patch e;
+	memset(m, 0, sizeof *m);
+	m->request_id = get_u64(&r);
+	m->count = get_u32(&r);
+	/* An entry takes at least 84 bytes: a larger count is a lie. */
+	if (r.bad || m->count > (size_t)(r.end - r.p) / 84)
+		return -EINVAL;
+	m->entries_p = r.p;
+	for (uint32_t i = 0; i < m->count && !r.bad; i++)
+		get_live(&r, &e);
+	m->entries_end = r.p;
+	return finish(&r);
+}
+
+void inject_live_iter__init(struct inject_live_iter *it, const struct inject_list_result *m)
+{
+	it->p = m->entries_p;
+	it->end = m->entries_end;
+}
+
+int inject_live_iter__next(struct inject_live_iter *it, struct inject_live_patch *e)
+{
+	struct rd r = { it->p, it->end, 0 };
+	if (it->p == it->end)
+		return 0;
+	get_live(&r, e);
+	if (r.bad)
+		return -EINVAL;
+	it->p = r.p;
+	return 1;
+}
+
+int inject_msg__decode_rollback(const uint8_t *p, const uint8_t *end, struct inject_rollback *m)
+{
+	struct rd r = { p, end, 0 };
+	size_t n;
+	m->request_id = get_u64(&r);
+	m->flags = get_u32(&r);
+	struct rd peek = r;
+	get_blob(&peek, &n);
+	get_str(&r, m->name, sizeof m->name);
+	if (r.bad || (m->flags & ~(INJECT_ROLLBACK_F_ALL | INJECT_ROLLBACK_F_DRY_RUN)) ||
+	    n > INJECT_NAME_MAX || ((m->flags & INJECT_ROLLBACK_F_ALL) ? n != 0 : n == 0))
+		return -EINVAL;
+	return finish(&r);
+}
+
+int inject_msg__decode_rollback_result(const uint8_t *p, const uint8_t *end,
+				       struct inject_rollback_result *m)
+{
+	struct rd r = { p, end, 0 };
+	m->request_id = get_u64(&r);
+	m->status = (int32_t)get_u32(&r);
+	m->npatches = get_u32(&r);
+	m->nfunctions = get_u32(&r);
+	m->nframes = get_u32(&r);
+	get_str(&r, m->message, sizeof m->message);
+	if (!r.bad && m->status > 0)
+		return -EINVAL;
 	return finish(&r);
 }
 

@@ -40,7 +40,13 @@ enum inject_msg_type {
 	INJECT_MSG_PONG = 11,        /* agent -> debugger */
 	INJECT_MSG_RESUME = 12,      /* debugger -> agent: resume a parked crash in flight */
 	INJECT_MSG_RESUME_RESULT = 13, /* agent -> debugger */
+	INJECT_MSG_PATCH_NAMED = 14, /* debugger -> agent: PATCH with a name and metadata */
+	INJECT_MSG_LIST = 15,        /* debugger -> agent: which patches are live */
+	INJECT_MSG_LIST_RESULT = 16, /* agent -> debugger */
+	INJECT_MSG_ROLLBACK = 17,    /* debugger -> agent: give functions their original code */
+	INJECT_MSG_ROLLBACK_RESULT = 18, /* agent -> debugger */
 };
+#define INJECT_MSG_LAST INJECT_MSG_ROLLBACK_RESULT
 
 /* How the agent watches exceptions (WELCOME.watch_mode). */
 enum inject_watch_mode {
@@ -111,6 +117,16 @@ struct inject_const {
 	size_t nitems;
 };
 
+/* Who a patch is (PATCH_NAMED): the store's name and what the agent
+ * reports back in LIST_RESULT. Text only; the agent never interprets it. */
+#define INJECT_NAME_MAX 512
+struct inject_patch_meta {
+	char name[INJECT_NAME_MAX + 1];  /* empty: an unnamed PATCH */
+	char guard[48];
+	char target[256];
+	char fallback[128];
+};
+
 /* A patch for one code object. The byte fields replace the original's;
  * consts and names are appended to the original's co_consts / co_names
  * (existing indexes stay valid). On decode, pointers point into the frame. */
@@ -128,6 +144,8 @@ struct inject_patch {
 	/* Decoder side: validated raw runs, walk with the iterators below. */
 	const uint8_t *consts_p, *consts_end;
 	const uint8_t *names_p, *names_end;
+	/* PATCH_NAMED only (ignored by encode_patch, zeroed by decode_patch). */
+	struct inject_patch_meta meta;
 };
 
 struct inject_patch_result {
@@ -159,6 +177,53 @@ enum inject_resume_status {
 struct inject_resume_result {
 	uint64_t event_id;
 	int32_t status;
+	char message[256];
+};
+
+/* LIST_RESULT: the agent's registry of installed patches. Entries are
+ * walked with inject_live_iter (validated by the decoder). */
+struct inject_live_patch {
+	struct inject_patch_meta meta;
+	char qualname[256];
+	char filename[512];
+	uint32_t first_line;
+	uint32_t flags;            /* INJECT_LIVE_F_* */
+	uint64_t orig_addr;        /* the original code object (kept alive by the agent) */
+	uint64_t new_addr;         /* the patched code object */
+	uint64_t installed_ms;     /* Unix time in milliseconds */
+	uint32_t nfunctions;       /* at install: function objects given the new code */
+	uint32_t nparents;         /* at install: enclosing code objects replaced */
+	uint32_t nframes;          /* at install: suspended frames switched */
+	uint32_t live_functions;   /* now: functions running the patch (or a replaced parent) */
+};
+#define INJECT_LIVE_F_STACKED 1u   /* installed on top of another live patch */
+
+struct inject_list {
+	uint64_t request_id;
+};
+
+struct inject_list_result {
+	uint64_t request_id;
+	uint32_t count;
+	const uint8_t *entries_p, *entries_end;   /* decoder side: into the frame */
+};
+
+/* ROLLBACK: by name (every registry entry of that name) or all. */
+#define INJECT_ROLLBACK_F_ALL 1u
+#define INJECT_ROLLBACK_F_DRY_RUN 2u
+struct inject_rollback {
+	uint64_t request_id;
+	uint32_t flags;
+	char name[INJECT_NAME_MAX + 1];   /* empty with F_ALL */
+};
+
+struct inject_rollback_result {
+	uint64_t request_id;
+	int32_t status;            /* 0, or -errno: -ENOENT no such live patch, -EBUSY another
+	                              patch was installed on top of it */
+	uint32_t npatches;         /* registry entries removed (or, dry run, that would be) */
+	uint32_t nfunctions;       /* function objects given their original code back */
+	uint32_t nframes;          /* suspended frames switched back */
 	char message[256];
 };
 
@@ -196,6 +261,18 @@ int inject_msg__encode_ping(struct inject_buf *b, const struct inject_ping *m);
 int inject_msg__encode_resume(struct inject_buf *b, const struct inject_resume *m);
 int inject_msg__encode_resume_result(struct inject_buf *b, const struct inject_resume_result *m);
 int inject_msg__encode_pong(struct inject_buf *b, const struct inject_pong *m);
+/* PATCH_NAMED: m->meta first, then PATCH's payload. -EINVAL if the name is
+ * empty or longer than INJECT_NAME_MAX. */
+int inject_msg__encode_patch_named(struct inject_buf *b, const struct inject_patch *m);
+int inject_msg__encode_list(struct inject_buf *b, const struct inject_list *m);
+/* LIST_RESULT is built in three steps: begin, one entry per patch, end. */
+int inject_msg__list_result_begin(struct inject_buf *b, uint64_t request_id, uint32_t count,
+				  size_t *at);
+void inject_msg__list_result_entry(struct inject_buf *b, const struct inject_live_patch *e);
+int inject_msg__list_result_end(struct inject_buf *b, size_t at);
+int inject_msg__encode_rollback(struct inject_buf *b, const struct inject_rollback *m);
+int inject_msg__encode_rollback_result(struct inject_buf *b,
+				       const struct inject_rollback_result *m);
 /* DETACH and BYE have no payload; ERROR carries one string. */
 int inject_msg__encode_empty(struct inject_buf *b, enum inject_msg_type type);
 int inject_msg__encode_error(struct inject_buf *b, const char *text);
@@ -220,6 +297,14 @@ int inject_msg__decode_resume(const uint8_t *p, const uint8_t *end, struct injec
 int inject_msg__decode_resume_result(const uint8_t *p, const uint8_t *end,
 				     struct inject_resume_result *m);
 int inject_msg__decode_pong(const uint8_t *p, const uint8_t *end, struct inject_pong *m);
+int inject_msg__decode_patch_named(const uint8_t *p, const uint8_t *end, struct inject_patch *m);
+int inject_msg__decode_list(const uint8_t *p, const uint8_t *end, struct inject_list *m);
+/* Validates every entry; walk them with inject_live_iter. */
+int inject_msg__decode_list_result(const uint8_t *p, const uint8_t *end,
+				   struct inject_list_result *m);
+int inject_msg__decode_rollback(const uint8_t *p, const uint8_t *end, struct inject_rollback *m);
+int inject_msg__decode_rollback_result(const uint8_t *p, const uint8_t *end,
+				       struct inject_rollback_result *m);
 int inject_msg__decode_error(const uint8_t *p, const uint8_t *end, char *text, size_t cap);
 int inject_msg__decode_empty(const uint8_t *p, const uint8_t *end);
 
@@ -242,5 +327,13 @@ struct inject_name_iter {
 void inject_name_iter__init(struct inject_name_iter *it, const struct inject_patch *m);
 /* 1 with (*s, *len) pointing into the frame (not NUL-terminated), 0 at the end. */
 int inject_name_iter__next(struct inject_name_iter *it, const uint8_t **s, size_t *len);
+
+/* Entries of a decoded LIST_RESULT, on the caller's stack: 1 with *e,
+ * 0 at the end, -EINVAL if malformed. */
+struct inject_live_iter {
+	const uint8_t *p, *end;
+};
+void inject_live_iter__init(struct inject_live_iter *it, const struct inject_list_result *m);
+int inject_live_iter__next(struct inject_live_iter *it, struct inject_live_patch *e);
 
 #endif

@@ -258,6 +258,17 @@ static int handshake(struct inject_session *s, const struct inject_opts *o)
 	inject_msg__encode_hello(&b, &hello);
 	int rc = send_buf(s, &b);
 	inject_buf__free(&b);
+	/* An agent that refuses us at once (another debugger is connected)
+	 * writes ERROR and closes, maybe before our HELLO arrived: the ERROR is
+	 * still queued on our side; read it for its cause. */
+	if (rc == -EPIPE) {
+		int r2 = await(s, INJECT_MSG_WELCOME, 200, &p, &len);
+		if (r2 == 0)
+			free(p);
+		if (r2 == -EPROTO)
+			return r2;
+		return fail(s, rc, "inject: pid %d: the agent's channel is closed", (int)s->pid);
+	}
 	if (rc || (rc = await(s, INJECT_MSG_WELCOME, 5000, &p, &len)))
 		return rc;
 	rc = inject_msg__decode_welcome(p, p + len, &s->welcome);
@@ -361,7 +372,8 @@ int inject_session__next_event(struct inject_session *s, int timeout_ms, struct 
 		}
 		free(p);
 		if (h.type != INJECT_MSG_PONG && h.type != INJECT_MSG_PATCH_RESULT &&
-		    h.type != INJECT_MSG_RESUME_RESULT)
+		    h.type != INJECT_MSG_RESUME_RESULT && h.type != INJECT_MSG_LIST_RESULT &&
+		    h.type != INJECT_MSG_ROLLBACK_RESULT)
 			return fail(s, -EPROTO, "inject: pid %d: unexpected frame type %u",
 				    (int)s->pid, h.type);
 	}
@@ -386,7 +398,8 @@ int inject_session__send_patch(struct inject_session *s, const struct inject_pat
 	uint32_t len;
 	if (!copy.request_id)
 		copy.request_id = ++s->next_request;
-	int rc = inject_msg__encode_patch(&b, &copy);
+	int rc = copy.meta.name[0] ? inject_msg__encode_patch_named(&b, &copy)
+				   : inject_msg__encode_patch(&b, &copy);
 	if (rc) {
 		inject_buf__free(&b);
 		return fail(s, rc, "inject: pid %d: cannot encode the patch", (int)s->pid);
@@ -430,6 +443,74 @@ int inject_session__resume(struct inject_session *s, const struct inject_crash *
 	if (rc || res->event_id != ev->event_id)
 		return fail(s, -EPROTO, "inject: pid %d: malformed RESUME_RESULT", (int)s->pid);
 	if (res->status < 0)
+		fail(s, 0, "%s", res->message);
+	return 0;
+}
+
+int inject_session__list(struct inject_session *s, struct inject_live_patch **out, size_t *n)
+{
+	struct inject_buf b = { 0 };
+	struct inject_list m = { ++s->next_request };
+	struct inject_list_result lr;
+	struct inject_live_iter it;
+	uint8_t *p;
+	uint32_t len;
+	*out = NULL;
+	*n = 0;
+	inject_msg__encode_list(&b, &m);
+	int rc = send_buf(s, &b);
+	inject_buf__free(&b);
+	for (;;) {   /* gc.get_objects() again: 30 s, as for a patch */
+		if (rc || (rc = await(s, INJECT_MSG_LIST_RESULT, 30000, &p, &len)))
+			return rc;
+		if (inject_msg__decode_list_result(p, p + len, &lr)) {
+			free(p);
+			return fail(s, -EPROTO, "inject: pid %d: malformed LIST_RESULT", (int)s->pid);
+		}
+		if (lr.request_id == m.request_id)
+			break;
+		free(p);
+	}
+	struct inject_live_patch *v = lr.count ? calloc(lr.count, sizeof *v) : NULL;
+	if (lr.count && !v) {
+		free(p);
+		return fail(s, -ENOMEM, "inject: pid %d: out of memory", (int)s->pid);
+	}
+	inject_live_iter__init(&it, &lr);
+	size_t k = 0;
+	while (k < lr.count && inject_live_iter__next(&it, &v[k]) > 0)
+		k++;
+	free(p);
+	*out = v;
+	*n = k;
+	return 0;
+}
+
+int inject_session__rollback(struct inject_session *s, const char *name, bool dry_run,
+			     struct inject_rollback_result *res)
+{
+	struct inject_buf b = { 0 };
+	struct inject_rollback m = { .request_id = ++s->next_request };
+	uint8_t *p;
+	uint32_t len;
+	if (name && strlen(name) > INJECT_NAME_MAX)
+		return fail(s, -ENAMETOOLONG, "inject: pid %d: patch name too long", (int)s->pid);
+	m.flags = (name ? 0 : INJECT_ROLLBACK_F_ALL) | (dry_run ? INJECT_ROLLBACK_F_DRY_RUN : 0);
+	snprintf(m.name, sizeof m.name, "%s", name ? name : "");
+	inject_msg__encode_rollback(&b, &m);
+	int rc = send_buf(s, &b);
+	inject_buf__free(&b);
+	for (;;) {
+		if (rc || (rc = await(s, INJECT_MSG_ROLLBACK_RESULT, 30000, &p, &len)))
+			return rc;
+		rc = inject_msg__decode_rollback_result(p, p + len, res);
+		free(p);
+		if (rc)
+			return fail(s, -EPROTO, "inject: pid %d: malformed ROLLBACK_RESULT", (int)s->pid);
+		if (res->request_id == m.request_id)
+			break;
+	}
+	if (res->status)
 		fail(s, 0, "%s", res->message);
 	return 0;
 }

@@ -46,4 +46,12 @@ int agent_resume__is_decider_block(PyCodeObject *co, uint32_t target);
  * every function sharing the original and in enclosing code objects. */
 int agent_install__patch(const struct inject_patch *p, struct inject_patch_result *res);
 
+/* install.c: the registry of installed patches (each keeps its original
+ * and patched code objects alive). list encodes a whole LIST_RESULT frame
+ * into b; rollback gives every function running a selected patch (or an
+ * enclosing copy made for it) its original code back, switches suspended
+ * frames back where their layout allows, and forgets the entries. */
+int agent_install__list(struct inject_buf *b, uint64_t request_id);
+int agent_install__rollback(const struct inject_rollback *m, struct inject_rollback_result *res);
+
 #endif

@@ -25,8 +25,11 @@
 #include "inject/agent/agent-py.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "inject/agent/helpers.h"
 
@@ -327,28 +330,45 @@ static int swap_frames(PyObject *pairs, struct inject_patch_result *res)
 	return 0;
 }
 
+static void registry__record(const struct inject_patch *p, PyObject *pairs,
+			     const struct inject_patch_result *res);
+
+/* Every live function object and every code object reachable from them.
+ * 0, or -ENOMEM with the error cleared (the caller frees what is set). */
+static int collect(PyObject **funcs, struct codes *all)
+{
+	PyObject *gc = NULL, *objs = NULL;
+	int rc = -ENOMEM;
+	if (!(gc = PyImport_ImportModule("gc")) ||
+	    !(objs = PyObject_CallMethod(gc, "get_objects", NULL)) || !PyList_Check(objs) ||
+	    !(*funcs = PyList_New(0)) || !(all->list = PyList_New(0)) || !(all->seen = PySet_New(NULL)))
+		goto out;
+	for (Py_ssize_t i = 0; i < PyList_GET_SIZE(objs); i++) {
+		PyObject *o = PyList_GET_ITEM(objs, i);
+		if (!PyFunction_Check(o))
+			continue;
+		if (PyList_Append(*funcs, o) || codes__add(all, ((PyFunctionObject *)o)->func_code))
+			goto out;
+	}
+	rc = 0;
+out:
+	PyErr_Clear();
+	Py_XDECREF(gc);
+	Py_XDECREF(objs);
+	return rc;
+}
+
 int agent_install__patch(const struct inject_patch *p, struct inject_patch_result *res)
 {
-	PyObject *gc = NULL, *objs = NULL, *funcs = NULL, *newc = NULL, *pairs = NULL;
+	PyObject *funcs = NULL, *newc = NULL, *pairs = NULL;
 	struct codes all = { NULL, NULL };
 	PyObject *old = NULL;
 	int rc = -ENOMEM;
 
 	res->nfunctions = res->nparents = res->nframes = 0;
 	res->message[0] = 0;
-	if (!(gc = PyImport_ImportModule("gc")) ||
-	    !(objs = PyObject_CallMethod(gc, "get_objects", NULL)) || !PyList_Check(objs) ||
-	    !(funcs = PyList_New(0)) || !(all.list = PyList_New(0)) || !(all.seen = PySet_New(NULL)) ||
-	    !(pairs = PyList_New(0)))
+	if (collect(&funcs, &all) || !(pairs = PyList_New(0)))
 		goto out;
-	for (Py_ssize_t i = 0; i < PyList_GET_SIZE(objs); i++) {
-		PyObject *o = PyList_GET_ITEM(objs, i);
-		if (!PyFunction_Check(o))
-			continue;
-		if (PyList_Append(funcs, o) || codes__add(&all, ((PyFunctionObject *)o)->func_code))
-			goto out;
-	}
-	Py_CLEAR(objs);
 	for (Py_ssize_t i = 0; i < PyList_GET_SIZE(all.list); i++)
 		if ((uint64_t)(uintptr_t)PyList_GET_ITEM(all.list, i) == p->code_addr)
 			old = PyList_GET_ITEM(all.list, i);
@@ -367,6 +387,8 @@ int agent_install__patch(const struct inject_patch *p, struct inject_patch_resul
 	if (rc == 0)
 		rc = swap_frames(pairs, res);
 	if (rc == 0)
+		registry__record(p, pairs, res);
+	if (rc == 0)
 		snprintf(res->message, sizeof res->message,
 			 "installed on %u function(s), %u enclosing code object(s), %u suspended frame(s)",
 			 res->nfunctions, res->nparents, res->nframes);
@@ -374,12 +396,219 @@ out:
 	if (rc == -ENOMEM && !res->message[0])
 		snprintf(res->message, sizeof res->message, "agent: out of memory walking objects");
 	PyErr_Clear();
-	Py_XDECREF(gc);
-	Py_XDECREF(objs);
 	Py_XDECREF(funcs);
 	Py_XDECREF(all.list);
 	Py_XDECREF(all.seen);
 	Py_XDECREF(newc);
 	Py_XDECREF(pairs);
+	return rc;
+}
+
+/* ------------------------------------------------------------------ */
+/* Registry of installed patches (LIST, ROLLBACK).                      */
+
+/* One PATCH that installed: the original code object and the patched one
+ * (both kept alive here), the enclosing copies made for it (kept alive
+ * too: frames may run them), and what the debugger called it. Touched only
+ * with the GIL held. */
+struct live_entry {
+	struct inject_patch_meta meta;
+	PyObject *orig, *patched;
+	PyObject *pairs;
+	uint64_t installed_ms;
+	uint32_t nfunctions, nparents, nframes;
+};
+
+static struct live_entry *g_live;
+static size_t g_nlive, g_cap_live;
+
+static uint64_t wall_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* Called by agent_install__patch after a successful install; a failure to
+ * record only costs the patch its listing and rollback (logged). */
+static void registry__record(const struct inject_patch *p, PyObject *pairs,
+			     const struct inject_patch_result *res)
+{
+	if (g_nlive == g_cap_live) {
+		size_t cap = g_cap_live ? 2 * g_cap_live : 16;
+		struct live_entry *v = realloc(g_live, cap * sizeof *v);
+		if (!v) {
+			agent__log("registry: out of memory, patch not recorded");
+			return;
+		}
+		g_live = v;
+		g_cap_live = cap;
+	}
+	PyObject *first = PyList_GET_ITEM(pairs, 0);   /* (original, patched) */
+	struct live_entry *e = &g_live[g_nlive++];
+	memset(e, 0, sizeof *e);
+	e->meta = p->meta;
+	e->orig = Py_NewRef(PyTuple_GET_ITEM(first, 0));
+	e->patched = Py_NewRef(PyTuple_GET_ITEM(first, 1));
+	e->pairs = Py_NewRef(pairs);
+	e->installed_ms = wall_ms();
+	e->nfunctions = res->nfunctions;
+	e->nparents = res->nparents;
+	e->nframes = res->nframes;
+}
+
+static uint32_t count_running(PyObject *funcs, const struct live_entry *e)
+{
+	uint32_t n = 0;
+	for (Py_ssize_t i = 0; i < PyList_GET_SIZE(funcs); i++)
+		if (((PyFunctionObject *)PyList_GET_ITEM(funcs, i))->func_code == e->patched)
+			n++;
+	return n;
+}
+
+int agent_install__list(struct inject_buf *b, uint64_t request_id)
+{
+	PyObject *funcs = NULL;
+	struct codes all = { NULL, NULL };
+	size_t at;
+	int rc = collect(&funcs, &all);
+	if (rc)
+		goto out;
+	inject_msg__list_result_begin(b, request_id, (uint32_t)g_nlive, &at);
+	for (size_t i = 0; i < g_nlive; i++) {
+		const struct live_entry *e = &g_live[i];
+		PyCodeObject *orig = (PyCodeObject *)e->orig;
+		struct inject_live_patch lp;
+		memset(&lp, 0, sizeof lp);
+		lp.meta = e->meta;
+		snprintf(lp.qualname, sizeof lp.qualname, "%s", utf8_or(orig->co_qualname));
+		snprintf(lp.filename, sizeof lp.filename, "%s", utf8_or(orig->co_filename));
+		lp.first_line = orig->co_firstlineno > 0 ? (uint32_t)orig->co_firstlineno : 0;
+		for (size_t k = 0; k < i; k++)
+			if (g_live[k].patched == e->orig)
+				lp.flags |= INJECT_LIVE_F_STACKED;
+		lp.orig_addr = (uint64_t)(uintptr_t)e->orig;
+		lp.new_addr = (uint64_t)(uintptr_t)e->patched;
+		lp.installed_ms = e->installed_ms;
+		lp.nfunctions = e->nfunctions;
+		lp.nparents = e->nparents;
+		lp.nframes = e->nframes;
+		lp.live_functions = count_running(funcs, e);
+		inject_msg__list_result_entry(b, &lp);
+	}
+	rc = inject_msg__list_result_end(b, at);
+out:
+	Py_XDECREF(funcs);
+	Py_XDECREF(all.list);
+	Py_XDECREF(all.seen);
+	return rc;
+}
+
+static bool rollback_selects(const struct inject_rollback *m, const struct live_entry *e)
+{
+	return (m->flags & INJECT_ROLLBACK_F_ALL) || strcmp(e->meta.name, m->name) == 0;
+}
+
+/* Undo one entry: installing is done again, backwards. Every function
+ * whose code is the patched object gets the original object back; every
+ * code object whose co_consts holds the patched one (the enclosing copies
+ * made at install, or later copies of them made for other patches in the
+ * same module) gets a copy holding the original, recursively, so functions
+ * created later from an enclosing code are unpatched too; suspended frames
+ * go back to the original where their offset exists there (not inside the
+ * appended guard block). */
+static int rollback_one(struct live_entry *e, struct inject_rollback_result *res)
+{
+	PyObject *funcs = NULL, *pairs = NULL;
+	struct codes all = { NULL, NULL };
+	struct inject_patch_result pr;
+	int rc = -ENOMEM;
+
+	memset(&pr, 0, sizeof pr);
+	if (collect(&funcs, &all) || !(pairs = PyList_New(0)))
+		goto out;
+	rc = install_everywhere(e->patched, e->orig, funcs, &all, &pr, pairs, 0);
+	if (rc == 0)
+		rc = swap_frames(pairs, &pr);
+	res->nfunctions += pr.nfunctions;
+	res->nframes += pr.nframes;
+	if (rc && pr.message[0])
+		snprintf(res->message, sizeof res->message, "%s", pr.message);
+	agent__log("rollback: %s: %u function(s), %u enclosing, %u frame(s): %d",
+		   e->meta.name, pr.nfunctions, pr.nparents, pr.nframes, rc);
+out:
+	PyErr_Clear();
+	Py_XDECREF(funcs);
+	Py_XDECREF(all.list);
+	Py_XDECREF(all.seen);
+	Py_XDECREF(pairs);
+	return rc;
+}
+
+int agent_install__rollback(const struct inject_rollback *m, struct inject_rollback_result *res)
+{
+	PyObject *funcs = NULL;
+	struct codes all = { NULL, NULL };
+	int rc = 0;
+	res->npatches = res->nfunctions = res->nframes = 0;
+	res->message[0] = 0;
+	for (size_t i = 0; i < g_nlive; i++)
+		if (rollback_selects(m, &g_live[i]))
+			res->npatches++;
+	if (!res->npatches) {
+		if (m->flags & INJECT_ROLLBACK_F_ALL)
+			snprintf(res->message, sizeof res->message, "no live patch");
+		else
+			snprintf(res->message, sizeof res->message,
+				 "agent: no live patch named '%.200s'", m->name);
+		return (m->flags & INJECT_ROLLBACK_F_ALL) ? 0 : -ENOENT;
+	}
+	/* A second guard in the same function was built on this patch's code:
+	 * rolling back only the first would drop the second with it. */
+	for (size_t i = 0; i < g_nlive; i++) {
+		if (!rollback_selects(m, &g_live[i]))
+			continue;
+		for (size_t k = i + 1; k < g_nlive; k++) {
+			if (rollback_selects(m, &g_live[k]) || g_live[k].orig != g_live[i].patched)
+				continue;
+			snprintf(res->message, sizeof res->message,
+				 "agent: patch '%.90s' was installed on top of '%.90s': roll it back "
+				 "first (or all)", g_live[k].meta.name[0] ? g_live[k].meta.name :
+				 "(unnamed)", g_live[i].meta.name);
+			return -EBUSY;
+		}
+	}
+	if (m->flags & INJECT_ROLLBACK_F_DRY_RUN) {
+		if ((rc = collect(&funcs, &all)) == 0)
+			for (size_t i = 0; i < g_nlive; i++)
+				if (rollback_selects(m, &g_live[i]))
+					res->nfunctions += count_running(funcs, &g_live[i]);
+		Py_XDECREF(funcs);
+		Py_XDECREF(all.list);
+		Py_XDECREF(all.seen);
+	} else {
+		/* Newest first: a stacked patch's original is its base's patched code. */
+		for (size_t i = g_nlive; rc == 0 && i-- > 0;) {
+			struct live_entry *e = &g_live[i];
+			if (!rollback_selects(m, e))
+				continue;
+			if ((rc = rollback_one(e, res)))
+				break;
+			/* The objects stay alive as long as frames or functions use them. */
+			Py_DECREF(e->orig);
+			Py_DECREF(e->patched);
+			Py_DECREF(e->pairs);
+			memmove(e, e + 1, (g_nlive - i - 1) * sizeof *e);
+			g_nlive--;
+		}
+	}
+	if (rc && !res->message[0])
+		snprintf(res->message, sizeof res->message, "agent: rollback failed: %s",
+			 strerror(-rc));
+	if (!rc)
+		snprintf(res->message, sizeof res->message,
+			 "%s %u patch(es): %u function(s), %u suspended frame(s)",
+			 (m->flags & INJECT_ROLLBACK_F_DRY_RUN) ? "would roll back" : "rolled back",
+			 res->npatches, res->nfunctions, res->nframes);
 	return rc;
 }

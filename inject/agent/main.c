@@ -438,13 +438,13 @@ static void on_resume(struct inject_buf *b, const uint8_t *p, const uint8_t *end
 	}
 }
 
-static void on_patch(struct inject_buf *b, const uint8_t *p, const uint8_t *end)
+static void on_patch(struct inject_buf *b, const uint8_t *p, const uint8_t *end, bool named)
 {
 	struct inject_patch m;
 	struct inject_patch_result res;
 	PyGILState_STATE st;
-	if (inject_msg__decode_patch(p, end, &m)) {
-		refuse(b, "agent: malformed PATCH");
+	if (named ? inject_msg__decode_patch_named(p, end, &m) : inject_msg__decode_patch(p, end, &m)) {
+		refuse(b, named ? "agent: malformed PATCH_NAMED" : "agent: malformed PATCH");
 		return;
 	}
 	memset(&res, 0, sizeof res);
@@ -460,6 +460,54 @@ static void on_patch(struct inject_buf *b, const uint8_t *p, const uint8_t *end)
 		   (unsigned long long)m.request_id, (unsigned long long)m.code_addr,
 		   res.status, res.nfunctions, res.nparents, res.message);
 	inject_msg__encode_patch_result(b, &res);
+	reply(b);
+}
+
+/* LIST: the registry, encoded with the GIL held (it reads code objects). */
+static void on_list(struct inject_buf *b, const uint8_t *p, const uint8_t *end)
+{
+	struct inject_list m;
+	PyGILState_STATE st;
+	int rc;
+	if (inject_msg__decode_list(p, end, &m)) {
+		refuse(b, "agent: malformed LIST");
+		return;
+	}
+	if (gil_take(&st)) {
+		refuse(b, "agent: interpreter finalizing");
+		return;
+	}
+	rc = agent_install__list(b, m.request_id);
+	PyGILState_Release(st);
+	if (rc) {
+		inject_buf__reset(b);
+		refuse(b, "agent: cannot list the installed patches (out of memory)");
+		return;
+	}
+	reply(b);
+}
+
+static void on_rollback(struct inject_buf *b, const uint8_t *p, const uint8_t *end)
+{
+	struct inject_rollback m;
+	struct inject_rollback_result res;
+	PyGILState_STATE st;
+	if (inject_msg__decode_rollback(p, end, &m)) {
+		refuse(b, "agent: malformed ROLLBACK");
+		return;
+	}
+	memset(&res, 0, sizeof res);
+	res.request_id = m.request_id;
+	if (gil_take(&st)) {
+		res.status = -ESHUTDOWN;
+		snprintf(res.message, sizeof res.message, "agent: interpreter finalizing");
+	} else {
+		res.status = agent_install__rollback(&m, &res);
+		PyGILState_Release(st);
+	}
+	agent__log("rollback %s%s: %d: %s", (m.flags & INJECT_ROLLBACK_F_ALL) ? "(all)" : m.name,
+		   (m.flags & INJECT_ROLLBACK_F_DRY_RUN) ? " (dry run)" : "", res.status, res.message);
+	inject_msg__encode_rollback_result(b, &res);
 	reply(b);
 }
 
@@ -559,7 +607,10 @@ static bool serve_one(struct inject_buf *b)
 		switch (h.type) {
 		case INJECT_MSG_HELLO: on_hello(b, p, end); break;
 		case INJECT_MSG_RELEASE: on_release(b, p, end); break;
-		case INJECT_MSG_PATCH: on_patch(b, p, end); break;
+		case INJECT_MSG_PATCH: on_patch(b, p, end, false); break;
+		case INJECT_MSG_PATCH_NAMED: on_patch(b, p, end, true); break;
+		case INJECT_MSG_LIST: on_list(b, p, end); break;
+		case INJECT_MSG_ROLLBACK: on_rollback(b, p, end); break;
 		case INJECT_MSG_RESUME: on_resume(b, p, end); break;
 		case INJECT_MSG_PING: on_ping(b, p, end); break;
 		case INJECT_MSG_DETACH:

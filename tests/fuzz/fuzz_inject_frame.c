@@ -1,7 +1,8 @@
 /* libFuzzer harness for the channel's decoders (inject/msg.c): the bytes a
  * debugger or an agent receives from the other process. The first byte
  * picks the decoder; the rest is the untrusted frame. A decoded patch is
- * walked with its iterators, as the agent does. */
+ * walked with its iterators, as the agent does; a LIST_RESULT's entries
+ * as the debugger does. */
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
@@ -27,9 +28,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		struct inject_pong pong;
 		struct inject_resume resume;
 		struct inject_resume_result rresult;
+		struct inject_list list;
+		struct inject_list_result lresult;
+		struct inject_rollback rollback;
+		struct inject_rollback_result bresult;
 	} m;
+	struct inject_live_patch live;
 	char text[64];
-	switch (data[0] % 13) {
+	switch (data[0] % 18) {
 	case 0:
 		inject_msg__decode_hdr(p, end, &m.hdr);
 		break;
@@ -80,6 +86,32 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		break;
 	case 12:
 		inject_msg__decode_resume_result(p, end, &m.rresult);
+		break;
+	case 13:
+		if (inject_msg__decode_patch_named(p, end, &m.patch) == 0) {
+			struct inject_const_iter it;
+			struct inject_const c;
+			inject_const_iter__init(&it, &m.patch);
+			while (inject_const_iter__next(&it, &c) > 0)
+				;
+		}
+		break;
+	case 14:
+		inject_msg__decode_list(p, end, &m.list);
+		break;
+	case 15:
+		if (inject_msg__decode_list_result(p, end, &m.lresult) == 0) {
+			struct inject_live_iter it;
+			inject_live_iter__init(&it, &m.lresult);
+			while (inject_live_iter__next(&it, &live) > 0)
+				;
+		}
+		break;
+	case 16:
+		inject_msg__decode_rollback(p, end, &m.rollback);
+		break;
+	case 17:
+		inject_msg__decode_rollback_result(p, end, &m.bresult);
 		break;
 	}
 	return 0;

@@ -221,3 +221,134 @@ Test(inject_msg, small_messages_roundtrip)
 	cr_assert_eq(inject_msg__decode_empty(p, p + 1), -EINVAL);
 	inject_buf__free(&b);
 }
+
+Test(inject_msg, patch_named_roundtrip_and_refusals)
+{
+	struct inject_buf b = { 0 };
+	static const uint8_t code[] = { 151, 0, 100, 0, 83, 0 };
+	struct inject_patch p = { .request_id = 5, .code_addr = 0x1000, .stacksize = 3,
+				  .code = code, .code_len = sizeof code };
+	struct inject_patch d;
+	struct inject_hdr h;
+	cr_assert_eq(inject_msg__encode_patch_named(&b, &p), -EINVAL, "a name is required");
+	strcpy(p.meta.name, "app.load:12:null_guard");
+	strcpy(p.meta.guard, "null_guard");
+	strcpy(p.meta.target, "user.name");
+	strcpy(p.meta.fallback, "None");
+	cr_assert_eq(inject_msg__encode_patch_named(&b, &p), 0);
+	const uint8_t *pl = payload(&b, &h);
+	cr_assert_eq(h.type, INJECT_MSG_PATCH_NAMED);
+	cr_assert_eq(inject_msg__decode_patch_named(pl, pl + h.len, &d), 0);
+	cr_assert_str_eq(d.meta.name, "app.load:12:null_guard");
+	cr_assert_str_eq(d.meta.guard, "null_guard");
+	cr_assert_str_eq(d.meta.target, "user.name");
+	cr_assert_str_eq(d.meta.fallback, "None");
+	cr_assert_eq(d.code_addr, 0x1000);
+	cr_assert_eq(d.code_len, sizeof code);
+	for (uint32_t n = 0; n < h.len; n++)
+		cr_assert_eq(inject_msg__decode_patch_named(pl, pl + n, &d), -EINVAL, "cut at %u", n);
+	/* An empty name is refused on decode too. */
+	uint8_t empty[4] = { 0, 0, 0, 0 };
+	cr_assert_eq(inject_msg__decode_patch_named(empty, empty + 4, &d), -EINVAL);
+	inject_buf__free(&b);
+}
+
+Test(inject_msg, list_result_roundtrip_and_lies)
+{
+	struct inject_buf b = { 0 };
+	struct inject_list l = { 11 }, dl;
+	struct inject_list_result r;
+	struct inject_live_patch e = { .first_line = 10, .flags = INJECT_LIVE_F_STACKED,
+				       .orig_addr = 1, .new_addr = 2, .installed_ms = 1234567,
+				       .nfunctions = 3, .nparents = 1, .nframes = 2,
+				       .live_functions = 4 }, got;
+	struct inject_live_iter it;
+	struct inject_hdr h;
+	size_t at;
+	cr_assert_eq(inject_msg__encode_list(&b, &l), 0);
+	const uint8_t *pl = payload(&b, &h);
+	cr_assert_eq(inject_msg__decode_list(pl, pl + h.len, &dl), 0);
+	cr_assert_eq(dl.request_id, 11);
+	inject_buf__reset(&b);
+	strcpy(e.meta.name, "m.f:3:key_guard");
+	strcpy(e.qualname, "f");
+	strcpy(e.filename, "/srv/m.py");
+	inject_msg__list_result_begin(&b, 11, 2, &at);
+	inject_msg__list_result_entry(&b, &e);
+	e.new_addr = 3;
+	inject_msg__list_result_entry(&b, &e);
+	cr_assert_eq(inject_msg__list_result_end(&b, at), 0);
+	pl = payload(&b, &h);
+	cr_assert_eq(h.type, INJECT_MSG_LIST_RESULT);
+	cr_assert_eq(inject_msg__decode_list_result(pl, pl + h.len, &r), 0);
+	cr_assert_eq(r.count, 2);
+	inject_live_iter__init(&it, &r);
+	cr_assert_eq(inject_live_iter__next(&it, &got), 1);
+	cr_assert_str_eq(got.meta.name, "m.f:3:key_guard");
+	cr_assert_str_eq(got.filename, "/srv/m.py");
+	cr_assert_eq(got.new_addr, 2);
+	cr_assert_eq(got.live_functions, 4);
+	cr_assert_eq(got.flags, INJECT_LIVE_F_STACKED);
+	cr_assert_eq(inject_live_iter__next(&it, &got), 1);
+	cr_assert_eq(got.new_addr, 3);
+	cr_assert_eq(inject_live_iter__next(&it, &got), 0);
+	for (uint32_t n = 0; n < h.len; n++)
+		cr_assert_eq(inject_msg__decode_list_result(pl, pl + n, &r), -EINVAL, "cut at %u", n);
+	/* A count beyond the entries is a lie. */
+	uint8_t lie[12] = { 11, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0, 0 };
+	cr_assert_eq(inject_msg__decode_list_result(lie, lie + 12, &r), -EINVAL);
+	inject_buf__free(&b);
+}
+
+Test(inject_msg, rollback_roundtrip_and_refusals)
+{
+	struct inject_buf b = { 0 };
+	struct inject_rollback m = { .request_id = 8 }, d;
+	struct inject_rollback_result res = { .request_id = 8, .status = -EBUSY, .npatches = 1,
+					      .nfunctions = 2, .nframes = 1 }, dr;
+	struct inject_hdr h;
+	strcpy(m.name, "m.f:3:key_guard");
+	cr_assert_eq(inject_msg__encode_rollback(&b, &m), 0);
+	const uint8_t *pl = payload(&b, &h);
+	cr_assert_eq(inject_msg__decode_rollback(pl, pl + h.len, &d), 0);
+	cr_assert_str_eq(d.name, "m.f:3:key_guard");
+	cr_assert_eq(d.flags, 0);
+	for (uint32_t n = 0; n < h.len; n++)
+		cr_assert_eq(inject_msg__decode_rollback(pl, pl + n, &d), -EINVAL, "cut at %u", n);
+	inject_buf__reset(&b);
+	/* ALL with a name, a name-less single rollback, unknown flags: refused. */
+	m.flags = INJECT_ROLLBACK_F_ALL;
+	inject_msg__encode_rollback(&b, &m);
+	pl = payload(&b, &h);
+	cr_assert_eq(inject_msg__decode_rollback(pl, pl + h.len, &d), -EINVAL);
+	inject_buf__reset(&b);
+	m.flags = 0;
+	m.name[0] = 0;
+	inject_msg__encode_rollback(&b, &m);
+	pl = payload(&b, &h);
+	cr_assert_eq(inject_msg__decode_rollback(pl, pl + h.len, &d), -EINVAL);
+	inject_buf__reset(&b);
+	m.flags = INJECT_ROLLBACK_F_ALL | INJECT_ROLLBACK_F_DRY_RUN | 4;
+	inject_msg__encode_rollback(&b, &m);
+	pl = payload(&b, &h);
+	cr_assert_eq(inject_msg__decode_rollback(pl, pl + h.len, &d), -EINVAL);
+	inject_buf__reset(&b);
+	m.flags = INJECT_ROLLBACK_F_ALL | INJECT_ROLLBACK_F_DRY_RUN;
+	inject_msg__encode_rollback(&b, &m);
+	pl = payload(&b, &h);
+	cr_assert_eq(inject_msg__decode_rollback(pl, pl + h.len, &d), 0);
+	inject_buf__reset(&b);
+	strcpy(res.message, "busy");
+	cr_assert_eq(inject_msg__encode_rollback_result(&b, &res), 0);
+	pl = payload(&b, &h);
+	cr_assert_eq(inject_msg__decode_rollback_result(pl, pl + h.len, &dr), 0);
+	cr_assert_eq(dr.status, -EBUSY);
+	cr_assert_eq(dr.nfunctions, 2);
+	cr_assert_str_eq(dr.message, "busy");
+	inject_buf__reset(&b);
+	res.status = 1;   /* positive statuses do not exist */
+	inject_msg__encode_rollback_result(&b, &res);
+	pl = payload(&b, &h);
+	cr_assert_eq(inject_msg__decode_rollback_result(pl, pl + h.len, &dr), -EINVAL);
+	inject_buf__free(&b);
+}
