@@ -3,15 +3,23 @@
  *   suture-audit [--store DIR] [--json]            table (or JSON) of patches
  *   suture-audit [--store DIR] explain [NAME]      plain-language account
  *   suture-audit [--store DIR] rollback NAME... | --all [--dry-run]
+ *   suture-audit --pid N [--json]                  patches live in process N
+ *   suture-audit --pid N rollback NAME... | --all  also from the process
  *
  * Exit codes are documented in docs/man/suture-audit.1 (EXIT STATUS).
  */
+#include "inject/heal.h"
+#include "inject/inject.h"
+#include "rewrite/guard.h"
+#include "store/code.h"
 #include "store/store.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <getopt.h>
+#include <signal.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,7 +35,10 @@ enum {
 	EXIT_USAGE = 2,
 	EXIT_NO_PATCH = 3,    /* NAME is not in the store */
 	EXIT_NO_STORE = 4,    /* no store directory */
-	EXIT_UNSUPPORTED = 5, /* --pid: needs the agent */
+	EXIT_UNSUPPORTED = 5, /* --pid: the agent there is too old to list */
+	EXIT_NO_AGENT = 6,    /* --pid: no suture agent in that process */
+	EXIT_NO_PROCESS = 7,  /* --pid: no such process */
+	EXIT_BUSY = 8,        /* --pid: the agent serves another debugger */
 };
 
 static const char *prog = "suture-audit";
@@ -44,6 +55,7 @@ static void usage(FILE *f)
 		"usage: %s [--store DIR] [--json]\n"
 		"       %s [--store DIR] explain [NAME]\n"
 		"       %s [--store DIR] rollback NAME... | --all [--dry-run]\n"
+		"       %s --pid N [--json] | --pid N rollback NAME... | --all [--dry-run]\n"
 		"\n"
 		"Lists the patches suture stored (guards that keep crashing code running),\n"
 		"explains them, and removes them.\n"
@@ -52,12 +64,14 @@ static void usage(FILE *f)
 		"  --json        list as JSON: {\"patches\": [...]}\n"
 		"  --all         rollback: every patch\n"
 		"  --dry-run     rollback: say what would be removed, remove nothing\n"
-		"  --pid N       the patches live in process N (needs the agent; not yet)\n"
+		"  --pid N       the patches live in process N (read from its suture agent);\n"
+		"                with rollback, also give its functions their original code\n"
 		"  --help, --version\n"
 		"\n"
-		"Exit: 0 ok, 1 store error, 2 usage, 3 no such patch, 4 no store,\n"
-		"5 not supported. See suture-audit(1).\n",
-		prog, prog, prog);
+		"Exit: 0 ok, 1 store or agent error, 2 usage, 3 no such patch, 4 no store,\n"
+		"5 agent too old, 6 no agent in that process, 7 no such process,\n"
+		"8 another debugger holds the agent. See suture-audit(1).\n",
+		prog, prog, prog, prog);
 }
 
 /* ---- formatting --------------------------------------------------------------- */
@@ -457,7 +471,50 @@ static void say(const char *label, const char *fmt, ...)
 	free(text);
 }
 
-static void explain_one(const struct store_patch *p, int64_t now, const char *cwd)
+/* The original and patched bytecode side by side, from the code file
+ * heal saved with the patch (store/code.h): the guard is synthesized again
+ * from that data, the way loading does from the live original. Display
+ * only: nothing of it is installed. */
+static void show_bytecode(const struct store *s, const struct store_patch *p)
+{
+	struct store_code c;
+	struct guard_decision d;
+	struct guard_patch gp;
+	struct rewrite_diag diag;
+	int err = store_code__load(store__path(s), p->code_id, &c);
+
+	if (err == -ENOENT || err == -EINVAL) {
+		say("bytecode:", "no saved original code for this patch (a store written before "
+		    "code files were kept, or %s/%s/ was cleaned): the explanation above is "
+		    "from the spec only", store__path(s), STORE_CODE_DIR);
+		return;
+	}
+	if (err) {
+		say("bytecode:", "the code file of %s is unreadable (%s): the explanation above "
+		    "is from the spec only", p->code_id, strerror(-err));
+		return;
+	}
+	memset(&gp, 0, sizeof(gp));
+	memset(&diag, 0, sizeof(diag));
+	if (heal_spec__redecide(&c.info, p->guard, p->anchor_offset, p->anchor_window, &d)) {
+		say("bytecode:", "the saved original code does not yield this %s at unit %u "
+		    "(the file does not match the spec)", p->guard, p->anchor_offset);
+	} else if ((err = guard__synthesize(&c.info, &d, &gp, &diag))) {
+		say("bytecode:", "the guard could not be synthesized again: %s",
+		    diag.msg[0] ? diag.msg : strerror(-err));
+	} else {
+		say("bytecode:", "original (left) and patched (right), around the guarded "
+		    "instruction at unit %u; then the appended block:", d.anchor_unit);
+		fflush(stdout);
+		guard_patch__dis(&c.info, &gp, d.anchor_unit, 4, stdout);
+		fflush(stdout);
+	}
+	guard_patch__release(&gp);
+	store_code__free(&c);
+}
+
+static void explain_one(const struct store *s, const struct store_patch *p, int64_t now,
+			const char *cwd)
 {
 	const struct guard_text *g = guard_text(p->guard);
 	enum store_status st = store_patch__status(p, now);
@@ -548,6 +605,7 @@ static void explain_one(const struct store_patch *p, int64_t now, const char *cw
 	}
 	say("fix:", "%s; then remove the patch: suture-audit rollback %s",
 	       g ? g->fix : "fix the source", p->name);
+	show_bytecode(s, p);
 }
 
 static int do_explain(const struct store *s, const char *name, int64_t now)
@@ -564,7 +622,7 @@ static int do_explain(const struct store *s, const char *name, int64_t now)
 			free(cwd);
 			return EXIT_NO_PATCH;
 		}
-		explain_one(p, now, cwd);
+		explain_one(s, p, now, cwd);
 		free(cwd);
 		return EXIT_OK;
 	}
@@ -575,7 +633,7 @@ static int do_explain(const struct store *s, const char *name, int64_t now)
 		if (!first)
 			putchar('\n');
 		first = 0;
-		explain_one(p, now, cwd);
+		explain_one(s, p, now, cwd);
 	}
 	free(cwd);
 	return EXIT_OK;
@@ -646,6 +704,322 @@ static int do_rollback(struct store *s, char **names, int nnames, int all, int d
 		free(line);
 	}
 	return EXIT_OK;
+}
+
+/* ---- --pid: the live process ------------------------------------------------------ */
+
+/* What the agent in process pid reports; stays NULL-safe for the store. */
+struct live {
+	long pid;
+	struct inject_session *s;
+	bool restarted;               /* we restarted a detached agent: detach again */
+	struct inject_live_patch *v;
+	size_t n;
+	char program[4096];           /* its main script ("" if none) */
+};
+
+/* Whether the agent library is mapped in pid (never inject one: auditing
+ * must not change a process that suture never touched). */
+static int agent_mapped(long pid)
+{
+	char path[64], line[4096];
+	int found = 0;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%ld/maps", pid);
+	if (!(f = fopen(path, "r")))
+		return -errno;
+	while (fgets(line, sizeof(line), f))
+		if (strstr(line, "libsuture_agent")) {
+			found = 1;
+			break;
+		}
+	fclose(f);
+	return found;
+}
+
+static int live_open(struct live *l, long pid)
+{
+	struct inject_opts o = { 0 };
+	int r;
+
+	memset(l, 0, sizeof(*l));
+	l->pid = pid;
+	if (kill((pid_t)pid, 0) && errno == ESRCH) {
+		fprintf(stderr, "%s: --pid %ld: no such process\n", prog, pid);
+		return EXIT_NO_PROCESS;
+	}
+	r = agent_mapped(pid);
+	if (r == -ENOENT) {
+		fprintf(stderr, "%s: --pid %ld: no such process\n", prog, pid);
+		return EXIT_NO_PROCESS;
+	}
+	if (r < 0) {
+		fprintf(stderr, "%s: --pid %ld: cannot read its memory map: %s\n", prog, pid,
+			strerror(-r));
+		return EXIT_NO_AGENT;
+	}
+	if (r == 0) {
+		fprintf(stderr, "%s: --pid %ld: no suture agent in this process (nothing was "
+			"healed in it live: run it under suture-run or suture-attach --watch)\n",
+			prog, pid);
+		return EXIT_NO_AGENT;
+	}
+	if ((r = inject_session__open((pid_t)pid, &o, &l->s))) {
+		const char *why = inject_last_error();
+		if (r == -ESRCH || (kill((pid_t)pid, 0) && errno == ESRCH)) {
+			fprintf(stderr, "%s: --pid %ld: no such process\n", prog, pid);
+			return EXIT_NO_PROCESS;
+		}
+		fprintf(stderr, "%s: --pid %ld: %s%s\n", prog, pid, why,
+			strstr(why, "another debugger") ? " (stop suture-run or suture-attach "
+			"--watch first; its patches stay)" : "");
+		return strstr(why, "another debugger") ? EXIT_BUSY : EXIT_NO_AGENT;
+	}
+	l->restarted = inject_session__how(l->s) == INJECT_HOW_RESTARTED;
+	if ((r = inject_session__list(l->s, &l->v, &l->n))) {
+		fprintf(stderr, "%s: --pid %ld: %s%s\n", prog, pid, inject_session__error(l->s),
+			r == -EPROTO ? " (an agent older than this suture-audit: it cannot list)" : "");
+		return r == -EPROTO ? EXIT_UNSUPPORTED : EXIT_FAIL;
+	}
+	if (heal_program__of_pid((pid_t)pid, l->program, sizeof(l->program)))
+		l->program[0] = 0;
+	return EXIT_OK;
+}
+
+static void live_close(struct live *l)
+{
+	/* A detached agent we restarted goes back to detached (watcher
+	 * removed); one that was serving stays as it was. */
+	if (l->s && l->restarted)
+		inject_session__detach(l->s);
+	inject_session__close(l->s);
+	free(l->v);
+	memset(l, 0, sizeof(*l));
+}
+
+static const struct inject_live_patch *live_find(const struct live *l, const char *name)
+{
+	for (size_t i = 0; i < l->n; i++)
+		if (strcmp(l->v[i].meta.name, name) == 0)
+			return &l->v[i];
+	return NULL;
+}
+
+/* Stored patches that belong to the live process's program. */
+static bool live_owns(const struct live *l, const struct store_patch *p)
+{
+	return l->program[0] && strcmp(p->program, l->program) == 0;
+}
+
+static const char *live_name(const struct inject_live_patch *e)
+{
+	return e->meta.name[0] ? e->meta.name : "(unnamed)";
+}
+
+static int live_table(const struct live *l, const struct store *s, int64_t now)
+{
+	const struct store_patch *p;
+	struct store_iter it;
+	size_t nlive = 0, nstored_only = 0;
+
+	printf("pid %ld%s%s\n", l->pid, l->program[0] ? ": " : "", l->program);
+	for (size_t i = 0; i < l->n; i++) {
+		const struct inject_live_patch *e = &l->v[i];
+		const struct store_patch *sp = s && e->meta.name[0] ? store__find(s, e->meta.name) : NULL;
+		char age[32];
+		int64_t t = (int64_t)(e->installed_ms / 1000);
+
+		fmt_duration(now > t ? now - t : 0, age, sizeof(age));
+		printf("live    %s\n", live_name(e));
+		printf("        %s on %s -> %s in %s (%s:%u)\n", e->meta.guard[0] ? e->meta.guard : "?",
+		       e->meta.target[0] ? e->meta.target : "?",
+		       e->meta.fallback[0] ? e->meta.fallback : "?", e->qualname, e->filename,
+		       e->first_line);
+		printf("        installed %s ago; %u function(s) now run it (%u at install, %u "
+		       "enclosing code object(s), %u suspended frame(s))%s\n", age, e->live_functions,
+		       e->nfunctions, e->nparents, e->nframes,
+		       (e->flags & INJECT_LIVE_F_STACKED) ? "; on top of another patch" : "");
+		if (!sp)
+			printf("        not in the store%s: it will not be loaded again\n",
+			       s ? "" : " (no store)");
+		else
+			printf("        stored: %s\n", store_status__str(store_patch__status(sp, now)));
+		nlive++;
+	}
+	if (s) {
+		store_iter__init(&it, s, &(struct store_query){ .now = now });
+		while ((p = store_iter__next(&it))) {
+			if (!live_owns(l, p) || live_find(l, p->name))
+				continue;
+			printf("stored  %s\n        %s on %s -> %s in %s.%s (%s:%d)\n        not live in "
+			       "this process (%s)\n", p->name, p->guard, p->target, p->fallback,
+			       p->module, p->qualname, p->file, p->line,
+			       store_status__str(store_patch__status(p, now)));
+			nstored_only++;
+		}
+	}
+	printf("%zu live patch%s, %zu stored but not live\n", nlive, nlive == 1 ? "" : "es",
+	       nstored_only);
+	return EXIT_OK;
+}
+
+static cJSON *live_json_one(const struct inject_live_patch *e, const struct store_patch *sp,
+			    int64_t now)
+{
+	cJSON *o = cJSON_CreateObject();
+	char addr[2][24];
+
+	snprintf(addr[0], sizeof(addr[0]), "%#llx", (unsigned long long)e->orig_addr);
+	snprintf(addr[1], sizeof(addr[1]), "%#llx", (unsigned long long)e->new_addr);
+	if (!o || !(e->meta.name[0] ? cJSON_AddStringToObject(o, "name", e->meta.name)
+				    : cJSON_AddNullToObject(o, "name")) ||
+	    !cJSON_AddStringToObject(o, "function", e->qualname) ||
+	    !cJSON_AddStringToObject(o, "file", e->filename) ||
+	    !cJSON_AddNumberToObject(o, "first_line", e->first_line) ||
+	    !cJSON_AddStringToObject(o, "guard", e->meta.guard) ||
+	    !cJSON_AddStringToObject(o, "target", e->meta.target) ||
+	    !cJSON_AddStringToObject(o, "fallback", e->meta.fallback) ||
+	    add_time(o, "installed", (int64_t)(e->installed_ms / 1000)) ||
+	    !cJSON_AddNumberToObject(o, "functions", e->nfunctions) ||
+	    !cJSON_AddNumberToObject(o, "live_functions", e->live_functions) ||
+	    !cJSON_AddNumberToObject(o, "parents", e->nparents) ||
+	    !cJSON_AddNumberToObject(o, "frames", e->nframes) ||
+	    !cJSON_AddBoolToObject(o, "stacked", (e->flags & INJECT_LIVE_F_STACKED) != 0) ||
+	    !cJSON_AddStringToObject(o, "original_code", addr[0]) ||
+	    !cJSON_AddStringToObject(o, "patched_code", addr[1]) ||
+	    !cJSON_AddTrueToObject(o, "live") ||
+	    !cJSON_AddBoolToObject(o, "stored", sp != NULL) ||
+	    add_opt(o, "status", sp ? store_status__str(store_patch__status(sp, now)) : NULL)) {
+		cJSON_Delete(o);
+		return NULL;
+	}
+	return o;
+}
+
+static int live_json(const struct live *l, const struct store *s, int64_t now)
+{
+	cJSON *root = cJSON_CreateObject(), *arr, *o;
+	const struct store_patch *p;
+	struct store_iter it;
+	char *text = NULL;
+	int rc = EXIT_FAIL;
+
+	if (!root || !cJSON_AddNumberToObject(root, "pid", (double)l->pid) ||
+	    add_opt(root, "program", l->program[0] ? l->program : NULL) ||
+	    !(arr = cJSON_AddArrayToObject(root, "patches")))
+		goto out;
+	for (size_t i = 0; i < l->n; i++) {
+		const struct inject_live_patch *e = &l->v[i];
+		o = live_json_one(e, s && e->meta.name[0] ? store__find(s, e->meta.name) : NULL, now);
+		if (!o || !cJSON_AddItemToArray(arr, o)) {
+			cJSON_Delete(o);
+			goto out;
+		}
+	}
+	if (s) {
+		store_iter__init(&it, s, &(struct store_query){ .now = now });
+		while ((p = store_iter__next(&it))) {
+			if (!live_owns(l, p) || live_find(l, p->name))
+				continue;
+			o = patch_json(p, now);
+			if (!o || !cJSON_AddFalseToObject(o, "live") ||
+			    !cJSON_AddTrueToObject(o, "stored") || !cJSON_AddItemToArray(arr, o)) {
+				cJSON_Delete(o);
+				goto out;
+			}
+		}
+	}
+	if (!(text = cJSON_Print(root)))
+		goto out;
+	printf("%s\n", text);
+	rc = EXIT_OK;
+out:
+	if (rc)
+		fprintf(stderr, "%s: out of memory\n", prog);
+	free(text);
+	cJSON_Delete(root);
+	return rc;
+}
+
+/* Live first (a refusal leaves the store as it was), then the store as
+ * without --pid. Every name must be live or stored before anything
+ * changes. */
+static int live_rollback(struct live *l, struct store *s, char **names, int nnames, int all,
+			 int dry)
+{
+	struct inject_rollback_result res;
+	int r;
+
+	for (int i = 0; !all && i < nnames; i++) {
+		if (!live_find(l, names[i]) && !(s && store__find(s, names[i]))) {
+			fprintf(stderr, "%s: no patch named \"%s\" live in pid %ld or stored%s%s; "
+				"nothing removed\n", prog, names[i], l->pid, s ? " in " : "",
+				s ? store__path(s) : "");
+			return EXIT_NO_PATCH;
+		}
+	}
+	for (int i = 0; i < (all ? 1 : nnames); i++) {
+		const char *name = all ? NULL : names[i];
+		if (name && !live_find(l, name)) {
+			printf("%s: not live in pid %ld\n", name, l->pid);
+			continue;
+		}
+		if ((r = inject_session__rollback(l->s, name, dry, &res))) {
+			fprintf(stderr, "%s: --pid %ld: %s\n", prog, l->pid, inject_session__error(l->s));
+			return EXIT_FAIL;
+		}
+		if (res.status) {
+			fprintf(stderr, "%s: --pid %ld: %s; nothing removed\n", prog, l->pid,
+				res.message);
+			return res.status == -ENOENT ? EXIT_NO_PATCH : EXIT_FAIL;
+		}
+		printf("pid %ld: %s\n", l->pid, res.message);
+	}
+	if (!s) {
+		printf("no store: nothing to remove on disk\n");
+		return EXIT_OK;
+	}
+	if (all)
+		return do_rollback(s, NULL, 0, 1, dry);
+	for (int i = 0; i < nnames; i++) {
+		if (!store__find(s, names[i])) {
+			printf("%s: not in %s\n", names[i], store__path(s));
+			continue;
+		}
+		if ((r = do_rollback(s, &names[i], 1, 0, dry)) != EXIT_OK)
+			return r;
+	}
+	return EXIT_OK;
+}
+
+/* --pid N: list or rollback against the live process and the store. A
+ * missing store is not an error here: the process may hold patches that
+ * were never stored (--no-store, another working directory). */
+static int live_main(const char *dir, const char *cmd, long pid, int json, char **args,
+		     int nargs, int all, int dry)
+{
+	bool rb = strcmp(cmd, "rollback") == 0;
+	struct store *s = NULL;
+	struct live l;
+	int rc, r;
+
+	if ((rc = live_open(&l, pid)) != EXIT_OK) {
+		live_close(&l);
+		return rc;
+	}
+	r = store__open(dir, rb && !dry ? 0 : STORE_F_RDONLY, &s);
+	if (r && r != -ENOENT) {
+		live_close(&l);
+		return EXIT_FAIL;
+	}
+	if (rb)
+		rc = live_rollback(&l, s, args, nargs, all, dry);
+	else
+		rc = json ? live_json(&l, s, store__now()) : live_table(&l, s, store__now());
+	store__close(s);
+	live_close(&l);
+	return rc;
 }
 
 /* ---- main ------------------------------------------------------------------------- */
@@ -726,12 +1100,8 @@ int main(int argc, char **argv)
 		usage(stderr);
 		return EXIT_USAGE;
 	}
-	if (pid) {
-		fprintf(stderr, "%s: --pid %ld: reading or changing the patches of a live process "
-			"needs the suture agent, which this build does not have yet; without --pid "
-			"the store on disk is used\n", prog, pid);
-		return EXIT_UNSUPPORTED;
-	}
+	if (pid && strcmp(cmd, "explain") != 0)
+		return live_main(dir, cmd, pid, json, args, nargs, all, dry);
 
 	r = store__open(dir, strcmp(cmd, "rollback") == 0 && !dry ? 0 : STORE_F_RDONLY, &s);
 	if (r == -ENOENT) {

@@ -219,9 +219,12 @@ expect_in "$WORK/err" "$S/index.json: world writable" "index permission message"
 chmod 0600 "$S/index.json"
 
 # ---- options -------------------------------------------------------------------
-run "$AUDIT" --store "$S" --pid 1
-expect_rc 5 "--pid (needs the agent)"
-expect_in "$WORK/err" "needs the suture agent" "--pid message"
+sleep 30 &
+SLEEP_PID=$!
+run "$AUDIT" --store "$S" --pid "$SLEEP_PID"
+kill "$SLEEP_PID" 2>/dev/null
+expect_rc 6 "--pid of a process without the agent"
+expect_in "$WORK/err" "no suture agent in this process" "--pid message"
 run "$AUDIT" --pid abc
 expect_rc 2 "--pid abc"
 run "$AUDIT" --bogus
