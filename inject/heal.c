@@ -26,7 +26,6 @@
 #include "inject/channel.h"
 #include "inspect/inspect.h"
 #include "rewrite/guard.h"
-#include "store/code.h"
 #include "store/store.h"
 
 #include <errno.h>
@@ -142,6 +141,10 @@ struct heal {
 	bool live;
 	unsigned live_skipped;
 	struct inject_buf posted;               /* boot: queued PATCH frames */
+	/* heal__load_tree_boot_release: the boot event to release right
+	 * behind the last posted patches (0: none), and whether it was. */
+	uint64_t boot_release;
+	bool boot_released;
 	/* heal__preload: the specs read from the caller's store handle, for
 	 * the next heal__load_tree (used once). */
 	struct spec *pre;
@@ -525,15 +528,12 @@ static int boot_patch(struct heal *h, const struct inject_patch *p, struct injec
 
 /* Send and wait for the agent's answer. 0 installed; -EPIPE the agent is
  * gone; other -errno: refused (why says it). */
-static int send_patch(struct heal *h, uint64_t code_addr, const struct guard_patch *gp,
-		      const struct inject_patch_meta *meta, char *why, size_t cap,
-		      struct inject_patch_result *res)
+static int send_patch(struct heal *h, uint64_t code_addr, const struct guard_patch *gp, char *why,
+		      size_t cap, struct inject_patch_result *res)
 {
 	struct wire_patch w;
 	pages__drop(&h->pages);   /* the target changes now */
 	int err = wire_patch__fill(&w, code_addr, gp, why, cap);
-	if (!err && meta)   /* named: the agent lists it and can roll it back */
-		w.p.meta = *meta;
 	if (!err) {
 		memset(res, 0, sizeof(*res));
 		if (h->boot_fd >= 0)
@@ -585,25 +585,6 @@ void heal__flush(struct heal *h)
 	h->nhits = 0;
 }
 
-/* The original code's parts, as data, for `suture-audit explain` to show
- * the bytecode side by side (store/code.h; never executed or installed).
- * Canonical bytes: the live ones may be quickened. A failure costs only
- * the side-by-side view. */
-static void save_code(struct heal *h, const struct store *st, const struct heal_code *hc,
-		      const char *code_id)
-{
-	struct rewrite_code_info ci = hc->info;
-	uint8_t *canon = malloc(ci.code_len ? ci.code_len : 1);
-	int err = canon ? rewrite_bytes__deopt(ci.code, ci.code_len, canon) : -ENOMEM;
-	if (!err) {
-		ci.code = canon;
-		err = store_code__save(store__path(st), code_id, &ci);
-	}
-	if (err)
-		say(h, "store: %s: no code file for explain: %s", store__path(st), strerror(-err));
-	free(canon);
-}
-
 static void persist(struct heal *h, const struct heal_code *hc, const struct built *b,
 		    const char *file, int line)
 {
@@ -650,35 +631,11 @@ static void persist(struct heal *h, const struct heal_code *hc, const struct bui
 		size_t n = strlen(name);
 		snprintf(name + n, sizeof(name) - n, "@%08llx", (unsigned long long)(hsh & 0xffffffffu));
 	}
-	if (store__add(st, &p) == 0) {
+	if (store__add(st, &p) == 0)
 		say(h, "stored patch %s in %s", name, store__path(st));
-		save_code(h, st, hc, b->code_id);
-	} else {
+	else
 		say(h, "%s", h->err);
-	}
 	store__close(st);
-}
-
-/* The name and text the agent keeps with a patch (LIST, ROLLBACK): the
- * store's default name, as persist() gives it (a name made distinct with
- * "@<hash>" for another program is not known before the store is open). */
-static void patch_meta(struct heal *h, const struct heal_code *hc, const struct built *b,
-		       const char *file, int line, struct inject_patch_meta *meta)
-{
-	char module[256];
-	memset(meta, 0, sizeof(*meta));
-	module_of(h, file, module, sizeof(module));
-	struct store_patch p = {
-		.guard = guard_kind__name(b->d.kind),
-		.module = module,
-		.qualname = hc->qualname,
-		.line = line > 0 ? line : (hc->firstlineno > 0 ? hc->firstlineno : 1),
-	};
-	if (store_patch__default_name(&p, meta->name, sizeof(meta->name)))
-		meta->name[0] = 0;
-	snprintf(meta->guard, sizeof(meta->guard), "%s", p.guard);
-	snprintf(meta->target, sizeof(meta->target), "%s", b->d.target);
-	snprintf(meta->fallback, sizeof(meta->fallback), "%s", b->d.fallback_text);
 }
 
 /* ------------------------------------------------------------------ */
@@ -803,9 +760,7 @@ int heal__on_crash(struct heal *h, const struct inject_crash *ev, enum heal_outc
 		goto out_patch;
 	}
 	struct inject_patch_result res;
-	struct inject_patch_meta meta;
-	patch_meta(h, &hc, &b, file, (int)ev->line, &meta);
-	err = send_patch(h, ev->code_addr, &b.gp, &meta, why, sizeof(why), &res);
+	err = send_patch(h, ev->code_addr, &b.gp, why, sizeof(why), &res);
 	if (err == -EPIPE) {
 		rc = -EPIPE;
 		say(h, "failed: %s", why);
@@ -1007,20 +962,6 @@ static int redecide(const struct heal_code *hc, const struct spec *s, struct bui
 	return -ESTALE;
 }
 
-int heal_spec__redecide(const struct rewrite_code_info *info, const char *guard, uint32_t anchor,
-			const char *window, struct guard_decision *d)
-{
-	struct heal_code hc = { .info = *info };
-	struct spec s = { .guard = (char *)guard, .anchor = anchor, .window = (char *)window };
-	struct built b;
-	char why[128];
-	memset(&b, 0, sizeof(b));
-	int err = redecide(&hc, &s, &b, why, sizeof(why));
-	if (!err)
-		*d = b.d;
-	return err;
-}
-
 struct node {
 	uint64_t addr;
 };
@@ -1116,10 +1057,19 @@ static int pend__push(struct heal *h, struct spec *s, const char *qualname, cons
 }
 
 /* Read the boot hook's answers to the pipelined patches, in order. */
-static int boot_collect(struct heal *h, const char **hits, size_t *nhits)
+static int boot_collect(struct heal *h, const char **hits, size_t *nhits, bool last)
 {
 	double t0 = now_ms();
+	/* The hook installs every PATCH before it reads a RELEASE: sent
+	 * behind the last patches, the module runs while we read answers. */
+	if (last && h->boot_release) {
+		struct inject_release r = { h->boot_release };
+		if (inject_msg__encode_release(&h->posted, &r) == 0 && !h->posted.err)
+			h->boot_released = true;
+	}
 	int rc = boot_send(h);
+	if (rc)
+		h->boot_released = false;
 	for (size_t i = 0; i < h->npend; i++) {
 		struct pend *p = &h->pend[i];
 		struct inject_patch_result res;
@@ -1250,19 +1200,14 @@ static int load_node(struct heal *h, struct spec *v, size_t nv, uint64_t root, u
 			break;
 		}
 		/* In order: the answers posted before come first. */
-		if (h->boot_fd >= 0 && (err = boot_collect(h, hits, nhits))) {
+		if (h->boot_fd >= 0 && (err = boot_collect(h, hits, nhits, false))) {
 			guard_patch__release(&b.gp);
 			heal_code__free(&hc);
 			rc = err;
 			break;
 		}
 		struct inject_patch_result res;
-		struct inject_patch_meta meta = { 0 };
-		snprintf(meta.name, sizeof(meta.name), "%s", s->name);
-		snprintf(meta.guard, sizeof(meta.guard), "%s", s->guard);
-		snprintf(meta.target, sizeof(meta.target), "%s", s->target);
-		snprintf(meta.fallback, sizeof(meta.fallback), "%s", s->fallback);
-		err = send_patch(h, addr, &b.gp, &meta, why, sizeof(why), &res);
+		err = send_patch(h, addr, &b.gp, why, sizeof(why), &res);
 		h->t_send += now_ms() - t2;
 		guard_patch__release(&b.gp);
 		heal_code__free(&hc);
@@ -1319,6 +1264,18 @@ int heal__load_tree_boot(struct heal *h, uint64_t root, int fd)
 	return rc;
 }
 
+int heal__load_tree_boot_release(struct heal *h, uint64_t root, int fd, uint64_t event_id,
+				 bool *released)
+{
+	h->boot_release = event_id;
+	h->boot_released = false;
+	int rc = heal__load_tree_boot(h, root, fd);
+	*released = h->boot_released;
+	h->boot_release = 0;
+	h->boot_released = false;
+	return rc;
+}
+
 int heal__load_tree(struct heal *h, uint64_t root)
 {
 	struct spec *v = NULL;
@@ -1354,7 +1311,7 @@ int heal__load_tree(struct heal *h, uint64_t root)
 	for (size_t i = 1; i < t.n && rc == 0; i++)
 		rc = load_node(h, v, nv, root, 0, &t.v[i], hits, &nhits);
 	if (h->npend) {
-		int err = boot_collect(h, hits, &nhits);
+		int err = boot_collect(h, hits, &nhits, true);
 		if (err && !rc)
 			rc = err;
 	}

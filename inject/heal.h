@@ -130,6 +130,13 @@ int heal__load_live(struct heal *h);
  * over its socket fd while the module is parked before its body runs. */
 int heal__load_tree_boot(struct heal *h, uint64_t root, int fd);
 
+/* The same, and when patches went out, the RELEASE of the hook's event_id
+ * right behind them (the hook installs them all before it reads it), so
+ * the module runs while the answers are read. *released: whether it was
+ * sent (else the caller releases the module). 0 or -EPIPE. */
+int heal__load_tree_boot_release(struct heal *h, uint64_t root, int fd, uint64_t event_id,
+				 bool *released);
+
 /* Read the stored patches now, from st (a handle the caller opened,
  * possibly read-only, and still owns), for the next heal__load_tree*
  * only: suture-run reads them while the interpreter starts, not while a
@@ -152,13 +159,6 @@ void heal__summary(const struct heal *h, FILE *out);
  * /proc/PID/cwd): the program identity --watch stores patches under.
  * -ENOENT if it has none (python -c, -m, a REPL). */
 int heal_program__of_pid(pid_t pid, char *buf, size_t cap);
-
-/* For `suture-audit explain`: the decision a stored spec (guard kind name,
- * anchor unit, anchor window "fnv64:...") makes on a code object, found
- * the way loading finds it. 0 with *d, or -ESTALE (no such decision). */
-struct guard_decision;
-int heal_spec__redecide(const struct rewrite_code_info *info, const char *guard, uint32_t anchor,
-			const char *window, struct guard_decision *d);
 
 /* ---- suture-attach --watch ---- */
 

@@ -295,11 +295,15 @@ static void sup__boot_close(struct sup *u)
 static void sup__boot_answer(struct sup *u)
 {
 	struct heal *h = u->load ? sup__heal(u) : NULL;
-	bool first = !u->t_held_to;
+	bool first = !u->t_held_to, released = false;
 	u->pending = false;
 	double t = mono_ms();
-	if (h)
-		heal__load_tree_boot(h, u->ev.code_addr, u->boot_fd);
+	/* The release goes right behind the patches when there are some. */
+	if (h && heal__load_tree_boot_release(h, u->ev.code_addr, u->boot_fd, u->ev.event_id,
+					      &released) == -EPIPE) {
+		sup__boot_close(u);
+		released = true;   /* nothing to send it on */
+	}
 	if (first) {
 		u->t_held_from = u->t_event;
 		u->t_load = mono_ms() - t;
@@ -309,14 +313,16 @@ static void sup__boot_answer(struct sup *u)
 		memcpy(u->held, b, n);
 		u->held[n] = 0;
 	}
-	struct inject_buf b = { 0 };
-	struct inject_release r = { u->ev.event_id };
-	inject_msg__encode_release(&b, &r);
-	if (b.err || inject_channel__write_all(u->boot_fd, b.data, b.len))
-		sup__boot_close(u);
-	inject_buf__free(&b);
+	if (!released) {
+		struct inject_buf b = { 0 };
+		struct inject_release r = { u->ev.event_id };
+		inject_msg__encode_release(&b, &r);
+		if (b.err || inject_channel__write_all(u->boot_fd, b.data, b.len))
+			sup__boot_close(u);
+		inject_buf__free(&b);
+	}
 	if (first)
-		u->t_held_to = mono_ms();
+		u->t_held_to = mono_ms();   /* with patches: once their answers are read */
 	heal__flush(h);   /* the module runs meanwhile */
 }
 

@@ -354,6 +354,10 @@ static void serve(PyCodeObject *code)
 			break;
 		if (h.type == INJECT_MSG_RELEASE) {
 			free(pl);
+			/* Patches sent right before the release are answered
+			 * now, before the module runs. */
+			if (b.len)
+				rc = send_buf(&b);
 			break;
 		}
 		struct inject_patch p;
