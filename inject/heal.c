@@ -26,6 +26,7 @@
 #include "inject/channel.h"
 #include "inspect/inspect.h"
 #include "rewrite/guard.h"
+#include "store/code.h"
 #include "store/store.h"
 
 #include <errno.h>
@@ -528,12 +529,15 @@ static int boot_patch(struct heal *h, const struct inject_patch *p, struct injec
 
 /* Send and wait for the agent's answer. 0 installed; -EPIPE the agent is
  * gone; other -errno: refused (why says it). */
-static int send_patch(struct heal *h, uint64_t code_addr, const struct guard_patch *gp, char *why,
-		      size_t cap, struct inject_patch_result *res)
+static int send_patch(struct heal *h, uint64_t code_addr, const struct guard_patch *gp,
+		      const struct inject_patch_meta *meta, char *why, size_t cap,
+		      struct inject_patch_result *res)
 {
 	struct wire_patch w;
 	pages__drop(&h->pages);   /* the target changes now */
 	int err = wire_patch__fill(&w, code_addr, gp, why, cap);
+	if (!err && meta)   /* named: the agent lists it and can roll it back */
+		w.p.meta = *meta;
 	if (!err) {
 		memset(res, 0, sizeof(*res));
 		if (h->boot_fd >= 0)
@@ -585,6 +589,25 @@ void heal__flush(struct heal *h)
 	h->nhits = 0;
 }
 
+/* The original code's parts, as data, for `suture-audit explain` to show
+ * the bytecode side by side (store/code.h; never executed or installed).
+ * Canonical bytes: the live ones may be quickened. A failure costs only
+ * the side-by-side view. */
+static void save_code(struct heal *h, const struct store *st, const struct heal_code *hc,
+		      const char *code_id)
+{
+	struct rewrite_code_info ci = hc->info;
+	uint8_t *canon = malloc(ci.code_len ? ci.code_len : 1);
+	int err = canon ? rewrite_bytes__deopt(ci.code, ci.code_len, canon) : -ENOMEM;
+	if (!err) {
+		ci.code = canon;
+		err = store_code__save(store__path(st), code_id, &ci);
+	}
+	if (err)
+		say(h, "store: %s: no code file for explain: %s", store__path(st), strerror(-err));
+	free(canon);
+}
+
 static void persist(struct heal *h, const struct heal_code *hc, const struct built *b,
 		    const char *file, int line)
 {
@@ -631,11 +654,35 @@ static void persist(struct heal *h, const struct heal_code *hc, const struct bui
 		size_t n = strlen(name);
 		snprintf(name + n, sizeof(name) - n, "@%08llx", (unsigned long long)(hsh & 0xffffffffu));
 	}
-	if (store__add(st, &p) == 0)
+	if (store__add(st, &p) == 0) {
 		say(h, "stored patch %s in %s", name, store__path(st));
-	else
+		save_code(h, st, hc, b->code_id);
+	} else {
 		say(h, "%s", h->err);
+	}
 	store__close(st);
+}
+
+/* The name and text the agent keeps with a patch (LIST, ROLLBACK): the
+ * store's default name, as persist() gives it (a name made distinct with
+ * "@<hash>" for another program is not known before the store is open). */
+static void patch_meta(struct heal *h, const struct heal_code *hc, const struct built *b,
+		       const char *file, int line, struct inject_patch_meta *meta)
+{
+	char module[256];
+	memset(meta, 0, sizeof(*meta));
+	module_of(h, file, module, sizeof(module));
+	struct store_patch p = {
+		.guard = guard_kind__name(b->d.kind),
+		.module = module,
+		.qualname = hc->qualname,
+		.line = line > 0 ? line : (hc->firstlineno > 0 ? hc->firstlineno : 1),
+	};
+	if (store_patch__default_name(&p, meta->name, sizeof(meta->name)))
+		meta->name[0] = 0;
+	snprintf(meta->guard, sizeof(meta->guard), "%s", p.guard);
+	snprintf(meta->target, sizeof(meta->target), "%s", b->d.target);
+	snprintf(meta->fallback, sizeof(meta->fallback), "%s", b->d.fallback_text);
 }
 
 /* ------------------------------------------------------------------ */
@@ -760,7 +807,9 @@ int heal__on_crash(struct heal *h, const struct inject_crash *ev, enum heal_outc
 		goto out_patch;
 	}
 	struct inject_patch_result res;
-	err = send_patch(h, ev->code_addr, &b.gp, why, sizeof(why), &res);
+	struct inject_patch_meta meta;
+	patch_meta(h, &hc, &b, file, (int)ev->line, &meta);
+	err = send_patch(h, ev->code_addr, &b.gp, &meta, why, sizeof(why), &res);
 	if (err == -EPIPE) {
 		rc = -EPIPE;
 		say(h, "failed: %s", why);
@@ -960,6 +1009,20 @@ static int redecide(const struct heal_code *hc, const struct spec *s, struct bui
 	}
 	snprintf(why, cap, "no %s decided at unit %u any more", s->guard, s->anchor);
 	return -ESTALE;
+}
+
+int heal_spec__redecide(const struct rewrite_code_info *info, const char *guard, uint32_t anchor,
+			const char *window, struct guard_decision *d)
+{
+	struct heal_code hc = { .info = *info };
+	struct spec s = { .guard = (char *)guard, .anchor = anchor, .window = (char *)window };
+	struct built b;
+	char why[128];
+	memset(&b, 0, sizeof(b));
+	int err = redecide(&hc, &s, &b, why, sizeof(why));
+	if (!err)
+		*d = b.d;
+	return err;
 }
 
 struct node {
@@ -1207,7 +1270,12 @@ static int load_node(struct heal *h, struct spec *v, size_t nv, uint64_t root, u
 			break;
 		}
 		struct inject_patch_result res;
-		err = send_patch(h, addr, &b.gp, why, sizeof(why), &res);
+		struct inject_patch_meta meta = { 0 };
+		snprintf(meta.name, sizeof(meta.name), "%s", s->name);
+		snprintf(meta.guard, sizeof(meta.guard), "%s", s->guard);
+		snprintf(meta.target, sizeof(meta.target), "%s", s->target);
+		snprintf(meta.fallback, sizeof(meta.fallback), "%s", s->fallback);
+		err = send_patch(h, addr, &b.gp, &meta, why, sizeof(why), &res);
 		h->t_send += now_ms() - t2;
 		guard_patch__release(&b.gp);
 		heal_code__free(&hc);
