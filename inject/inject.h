@@ -62,6 +62,10 @@ struct inject_opts {
 	/* Never use ptrace: only connect to an agent that is (or will be,
 	 * within connect_timeout_ms) there. */
 	bool no_inject;
+	/* An auditor (suture-audit --pid): HELLO_CONTROL instead of HELLO, so
+	 * an agent that serves another debugger still answers LIST, ROLLBACK
+	 * and PING (docs/formats/channel.md); no crashes are read. */
+	bool control;
 };
 
 /* What open did, for messages and tests. */

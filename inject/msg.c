@@ -118,6 +118,14 @@ int inject_msg__encode_hello(struct inject_buf *b, const struct inject_hello *m)
 	return frame_end(b, at);
 }
 
+int inject_msg__encode_hello_control(struct inject_buf *b, const struct inject_hello *m)
+{
+	size_t at = frame_begin(b, INJECT_MSG_HELLO_CONTROL);
+	put_u32(b, m->version);
+	put_u32(b, m->timeout_ms);
+	return frame_end(b, at);
+}
+
 int inject_msg__encode_welcome(struct inject_buf *b, const struct inject_welcome *m)
 {
 	size_t at = frame_begin(b, INJECT_MSG_WELCOME);

@@ -45,8 +45,9 @@ enum inject_msg_type {
 	INJECT_MSG_LIST_RESULT = 16, /* agent -> debugger */
 	INJECT_MSG_ROLLBACK = 17,    /* debugger -> agent: give functions their original code */
 	INJECT_MSG_ROLLBACK_RESULT = 18, /* agent -> debugger */
+	INJECT_MSG_HELLO_CONTROL = 19, /* an auditor: HELLO's payload; LIST, ROLLBACK, PING only */
 };
-#define INJECT_MSG_LAST INJECT_MSG_ROLLBACK_RESULT
+#define INJECT_MSG_LAST INJECT_MSG_HELLO_CONTROL
 
 /* How the agent watches exceptions (WELCOME.watch_mode). */
 enum inject_watch_mode {
@@ -251,6 +252,8 @@ void inject_buf__reset(struct inject_buf *b);
 
 /* Each appends one whole frame (header + payload). 0 or -ENOMEM / -E2BIG. */
 int inject_msg__encode_hello(struct inject_buf *b, const struct inject_hello *m);
+/* HELLO_CONTROL: HELLO's payload under type 19 (decode with decode_hello). */
+int inject_msg__encode_hello_control(struct inject_buf *b, const struct inject_hello *m);
 int inject_msg__encode_welcome(struct inject_buf *b, const struct inject_welcome *m);
 int inject_msg__encode_crash(struct inject_buf *b, const struct inject_crash *m);
 int inject_msg__encode_release(struct inject_buf *b, const struct inject_release *m);

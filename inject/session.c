@@ -255,7 +255,10 @@ static int handshake(struct inject_session *s, const struct inject_opts *o)
 	struct inject_hello hello = { INJECT_PROTO_VERSION, o ? o->park_timeout_ms : 0 };
 	uint8_t *p;
 	uint32_t len;
-	inject_msg__encode_hello(&b, &hello);
+	if (o && o->control)
+		inject_msg__encode_hello_control(&b, &hello);
+	else
+		inject_msg__encode_hello(&b, &hello);
 	int rc = send_buf(s, &b);
 	inject_buf__free(&b);
 	/* An agent that refuses us at once (another debugger is connected)

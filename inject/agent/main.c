@@ -322,6 +322,128 @@ static void refuse(struct inject_buf *b, const char *why)
 	pthread_mutex_unlock(&g.lock);
 }
 
+/* An auditor (suture-audit --pid) while a debugger is connected: its
+ * first frame is HELLO_CONTROL, then only LIST, ROLLBACK and PING, served
+ * here on the agent thread (the debugger's frames wait meanwhile, so the
+ * session is bounded: 10 s, 32 frames, 64 KiB a frame). Crashes are never
+ * reported to it. Anything else gets ERROR and the connection is closed. */
+static void serve_control(int fd)
+{
+	struct inject_buf b = { 0 };
+	struct timespec t0, now;
+	bool hello = false;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	for (int frames = 0; frames < 32; frames++) {
+		uint8_t hdr[INJECT_HDR_SIZE], *payload = NULL;
+		struct inject_hdr h;
+		struct pollfd pf = { .fd = fd, .events = POLLIN };
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		long left = 10000 - ((now.tv_sec - t0.tv_sec) * 1000 +
+				     (now.tv_nsec - t0.tv_nsec) / 1000000);
+		if (left <= 0 || poll(&pf, 1, (int)left) <= 0 ||
+		    inject_channel__read_all(fd, hdr, sizeof hdr) ||
+		    inject_msg__decode_hdr(hdr, hdr + sizeof hdr, &h) || h.len > (64u << 10) ||
+		    (h.len && !(payload = malloc(h.len))) ||
+		    (h.len && inject_channel__read_all(fd, payload, h.len))) {
+			free(payload);
+			break;
+		}
+		const uint8_t *p = payload, *end = payload + h.len;
+		const char *refuse_why = NULL;
+		PyGILState_STATE st;
+		if (!hello) {
+			struct inject_hello hm;
+			struct inject_welcome w;
+			if (h.type != INJECT_MSG_HELLO_CONTROL || inject_msg__decode_hello(p, end, &hm) ||
+			    hm.version != INJECT_PROTO_VERSION) {
+				refuse_why = "another debugger is connected";
+			} else {
+				memset(&w, 0, sizeof w);
+				w.version = INJECT_PROTO_VERSION;
+				w.pid = (uint32_t)getpid();
+				w.py_hexversion = (uint32_t)Py_Version;
+				pthread_mutex_lock(&g.lock);
+				w.watch_mode = g.mode;
+				snprintf(w.detail, sizeof w.detail, "%s", g.detail);
+				pthread_mutex_unlock(&g.lock);
+				inject_msg__encode_welcome(&b, &w);
+				hello = true;
+			}
+		} else if (h.type == INJECT_MSG_LIST) {
+			struct inject_list m;
+			if (inject_msg__decode_list(p, end, &m) || gil_take(&st)) {
+				refuse_why = "agent: malformed LIST, or the interpreter is finalizing";
+			} else {
+				int rc = agent_install__list(&b, m.request_id);
+				PyGILState_Release(st);
+				if (rc) {
+					inject_buf__reset(&b);
+					refuse_why = "agent: cannot list the installed patches";
+				}
+			}
+		} else if (h.type == INJECT_MSG_ROLLBACK) {
+			struct inject_rollback m;
+			struct inject_rollback_result res;
+			if (inject_msg__decode_rollback(p, end, &m)) {
+				refuse_why = "agent: malformed ROLLBACK";
+			} else {
+				memset(&res, 0, sizeof res);
+				res.request_id = m.request_id;
+				if (gil_take(&st)) {
+					res.status = -ESHUTDOWN;
+					snprintf(res.message, sizeof res.message,
+						 "agent: interpreter finalizing");
+				} else {
+					res.status = agent_install__rollback(&m, &res);
+					PyGILState_Release(st);
+				}
+				agent__log("rollback (auditor) %s: %d: %s",
+					   (m.flags & INJECT_ROLLBACK_F_ALL) ? "(all)" : m.name,
+					   res.status, res.message);
+				inject_msg__encode_rollback_result(&b, &res);
+			}
+		} else if (h.type == INJECT_MSG_PING) {
+			struct inject_ping ping;
+			struct inject_pong pong;
+			if (inject_msg__decode_ping(p, end, &ping)) {
+				refuse_why = "agent: malformed PING";
+			} else {
+				pthread_mutex_lock(&g.lock);
+				pong.cookie = ping.cookie;
+				pong.crashes = agent_stats.crashes;
+				pong.parked = agent_stats.parked;
+				pong.hook_calls = agent_stats.hook_calls;
+				pthread_mutex_unlock(&g.lock);
+				inject_msg__encode_pong(&b, &pong);
+			}
+		} else {
+			refuse_why = "agent: another debugger is connected: only LIST, ROLLBACK and "
+				     "PING are served to an auditor";
+		}
+		free(payload);
+		if (refuse_why) {
+			inject_buf__reset(&b);
+			inject_msg__encode_error(&b, refuse_why);
+		}
+		if (b.err || inject_channel__write_all(fd, b.data, b.len) || refuse_why)
+			break;
+		inject_buf__reset(&b);
+	}
+	inject_buf__free(&b);
+}
+
+/* Whether the first frame waiting on fd is HELLO_CONTROL (peeked, within
+ * a second: debuggers send their HELLO at once). */
+static bool is_auditor(int fd)
+{
+	uint8_t hdr[INJECT_HDR_SIZE];
+	struct pollfd pf = { .fd = fd, .events = POLLIN };
+	if (poll(&pf, 1, 1000) <= 0)
+		return false;
+	ssize_t n = recv(fd, hdr, sizeof hdr, MSG_PEEK | MSG_DONTWAIT);
+	return n == (ssize_t)sizeof hdr && (hdr[4] | hdr[5] << 8) == INJECT_MSG_HELLO_CONTROL;
+}
+
 static void accept_client(void)
 {
 	int fd = accept4(g.listen_fd, NULL, NULL, SOCK_CLOEXEC);
@@ -349,6 +471,15 @@ static void accept_client(void)
 	}
 	pthread_mutex_unlock(&g.lock);
 	if (busy) {
+		struct timeval tv = { 2, 0 };
+		setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+		setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+		if (is_auditor(fd)) {
+			agent__log("auditor pid %d connected", (int)cred.pid);
+			serve_control(fd);
+			close(fd);
+			return;
+		}
 		inject_msg__encode_error(&b, "another debugger is connected");
 		if (b.err == 0)
 			inject_channel__write_all(fd, b.data, b.len);
@@ -601,11 +732,14 @@ static bool serve_one(struct inject_buf *b)
 		return true;
 	}
 	const uint8_t *p = payload, *end = payload + h.len;
-	if (h.type != INJECT_MSG_HELLO && !g.ready) {
+	/* HELLO_CONTROL when no debugger is connected: an auditor is served as
+	 * one (it reads no crashes and leaves soon; parked threads then go on). */
+	if (h.type != INJECT_MSG_HELLO && h.type != INJECT_MSG_HELLO_CONTROL && !g.ready) {
 		refuse(b, "agent: HELLO expected first");
 	} else {
 		switch (h.type) {
-		case INJECT_MSG_HELLO: on_hello(b, p, end); break;
+		case INJECT_MSG_HELLO:
+		case INJECT_MSG_HELLO_CONTROL: on_hello(b, p, end); break;
 		case INJECT_MSG_RELEASE: on_release(b, p, end); break;
 		case INJECT_MSG_PATCH: on_patch(b, p, end, false); break;
 		case INJECT_MSG_PATCH_NAMED: on_patch(b, p, end, true); break;

@@ -352,3 +352,19 @@ Test(inject_msg, rollback_roundtrip_and_refusals)
 	cr_assert_eq(inject_msg__decode_rollback_result(pl, pl + h.len, &dr), -EINVAL);
 	inject_buf__free(&b);
 }
+
+Test(inject_msg, hello_control_is_hello_under_its_own_type)
+{
+	struct inject_buf b = { 0 };
+	struct inject_hello m = { INJECT_PROTO_VERSION, 250 }, d;
+	struct inject_hdr h;
+	cr_assert_eq(inject_msg__encode_hello_control(&b, &m), 0);
+	const uint8_t *pl = payload(&b, &h);
+	cr_assert_eq(h.type, INJECT_MSG_HELLO_CONTROL);
+	cr_assert_eq(inject_msg__decode_hello(pl, pl + h.len, &d), 0);
+	cr_assert_eq(d.version, INJECT_PROTO_VERSION);
+	cr_assert_eq(d.timeout_ms, 250);
+	uint8_t past[8] = { 0, 0, 0, 0, INJECT_MSG_LAST + 1, 0, 0, 0 };
+	cr_assert_eq(inject_msg__decode_hdr(past, past + 8, &h), -EINVAL);
+	inject_buf__free(&b);
+}
