@@ -73,6 +73,11 @@ start_target() {
 
 # start_client NAME ARGS... : the client in the background, output in
 # $W/NAME.client; returns once its session is open (the "how=" line).
+# A short command (hello) may write its lines and exit between our grep and
+# kill -0, and dash reaps a finished background job while it waits for any
+# foreground one (grep, sleep): kill -0 then fails for a client that
+# succeeded. So a client that is gone is judged by its output, read again;
+# its exit status stays available to wait/wait_pid.
 start_client() {
 	_sc_name=$1
 	shift
@@ -81,7 +86,13 @@ start_client() {
 	PIDS="$PIDS $TC"
 	_sc=0
 	while ! grep -q '^how=' "$W/$_sc_name.client" 2>/dev/null; do
-		kill -0 "$TC" 2>/dev/null || { cat "$W/$_sc_name.client.err"; fail "client $_sc_name exited early"; }
+		kill -0 "$TC" 2>/dev/null || {
+			grep -q '^how=' "$W/$_sc_name.client" 2>/dev/null && break
+			wait "$TC"
+			_sc=$?
+			cat "$W/$_sc_name.client" "$W/$_sc_name.client.err"
+			fail "client $_sc_name exited early (exit $_sc)"
+		}
 		_sc=$((_sc + 1))
 		[ $_sc -gt 500 ] && fail "client $_sc_name never connected"
 		sleep 0.02
