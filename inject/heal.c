@@ -479,7 +479,8 @@ static int boot_post(struct heal *h, const struct inject_patch *p, char *why, si
 {
 	struct inject_patch q = *p;
 	q.request_id = ++h->next_request;
-	int rc = inject_msg__encode_patch(&h->posted, &q);
+	int rc = q.meta.name[0] ? inject_msg__encode_patch_named(&h->posted, &q)
+				: inject_msg__encode_patch(&h->posted, &q);
 	if (rc || h->posted.err) {
 		snprintf(why, cap, "cannot encode the patch: %s", strerror(rc ? -rc : -h->posted.err));
 		return rc ? rc : h->posted.err;
@@ -1247,8 +1248,13 @@ static int load_node(struct heal *h, struct spec *v, size_t nv, uint64_t root, u
 			/* Pipelined: the answer is read by boot_collect. */
 			struct wire_patch w;
 			err = wire_patch__fill(&w, addr, &b.gp, why, sizeof(why));
-			if (!err)
+			if (!err) {   /* named: the agent lists it and can roll it back */
+				snprintf(w.p.meta.name, sizeof(w.p.meta.name), "%s", s->name);
+				snprintf(w.p.meta.guard, sizeof(w.p.meta.guard), "%s", s->guard);
+				snprintf(w.p.meta.target, sizeof(w.p.meta.target), "%s", s->target);
+				snprintf(w.p.meta.fallback, sizeof(w.p.meta.fallback), "%s", s->fallback);
 				err = boot_post(h, &w.p, why, sizeof(why));
+			}
 			wire_patch__free(&w);
 			if (err)
 				h->npend--;

@@ -134,9 +134,9 @@ int inject_session__resume(struct inject_session *s, const struct inject_crash *
 int inject_session__ping(struct inject_session *s, struct inject_pong *out);
 
 /* The patches installed in the target (the agent's registry, LIST in
- * docs/formats/channel.md): *out is a malloc'ed array of *n entries (NULL
- * when none), freed by the caller. Patches installed at start-up by
- * suture-run's loader (inject/agent/boot.c) are not in it. 0, -EPIPE, or
+ * docs/formats/channel.md), including those suture-run's loader installed
+ * at start-up: *out is a malloc'ed array of *n entries (NULL when none),
+ * freed by the caller. 0, -EPIPE, or
  * -EPROTO (an agent older than LIST refuses it and closes the channel). */
 int inject_session__list(struct inject_session *s, struct inject_live_patch **out, size_t *n);
 /* Give functions their original code back: name = a patch's name, NULL =

@@ -52,6 +52,9 @@ int agent_install__patch(const struct inject_patch *p, struct inject_patch_resul
  * enclosing copy made for it) its original code back, switches suspended
  * frames back where their layout allows, and forgets the entries. */
 int agent_install__list(struct inject_buf *b, uint64_t request_id);
+/* boot.c: a patch installed at start-up in its parent's co_consts (before
+ * any function of it exists) joins the registry too. */
+void agent_install__record_boot(PyObject *orig, PyObject *newc, const struct inject_patch *p);
 int agent_install__rollback(const struct inject_rollback *m, struct inject_rollback_result *res);
 
 #endif

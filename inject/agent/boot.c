@@ -290,7 +290,10 @@ static void install(PyCodeObject *root, const struct inject_patch *p, struct inj
 			 (unsigned long long)p->code_addr);
 		return;
 	}
-	PyObject *newc = build_code((PyCodeObject *)PyTuple_GET_ITEM(parent->co_consts, index), p);
+	/* Kept for the registry (LIST, ROLLBACK): place() may drop the tuple
+	 * that held the original. */
+	PyObject *orig = Py_NewRef(PyTuple_GET_ITEM(parent->co_consts, index));
+	PyObject *newc = build_code((PyCodeObject *)orig, p);
 	if (!newc || place(parent, index, newc)) {
 		PyObject *t, *v, *tb;
 		PyErr_Fetch(&t, &v, &tb);
@@ -305,8 +308,11 @@ static void install(PyCodeObject *root, const struct inject_patch *p, struct inj
 		Py_XDECREF(tb);
 		PyErr_Clear();
 		Py_XDECREF(newc);
+		Py_DECREF(orig);
 		return;
 	}
+	agent_install__record_boot(orig, newc, p);
+	Py_DECREF(orig);
 	Py_DECREF(newc);
 	res->status = 0;
 	res->nparents = 1;
@@ -363,7 +369,9 @@ static void serve(PyCodeObject *code)
 		struct inject_patch p;
 		struct inject_patch_result res;
 		memset(&res, 0, sizeof res);
-		if (h.type != INJECT_MSG_PATCH || inject_msg__decode_patch(pl, pl + h.len, &p)) {
+		if (h.type == INJECT_MSG_PATCH_NAMED ?
+			    inject_msg__decode_patch_named(pl, pl + h.len, &p) :
+			    (h.type != INJECT_MSG_PATCH || inject_msg__decode_patch(pl, pl + h.len, &p))) {
 			free(pl);
 			rc = -EPROTO;
 			break;

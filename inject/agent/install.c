@@ -457,6 +457,20 @@ static void registry__record(const struct inject_patch *p, PyObject *pairs,
 	e->nframes = res->nframes;
 }
 
+void agent_install__record_boot(PyObject *orig, PyObject *newc, const struct inject_patch *p)
+{
+	struct inject_patch_result res = { .nparents = 1 };
+	PyObject *pair = PyTuple_Pack(2, orig, newc);
+	PyObject *pairs = pair ? PyList_New(0) : NULL;
+	if (pairs && PyList_Append(pairs, pair) == 0)
+		registry__record(p, pairs, &res);
+	else
+		agent__log("registry: out of memory, boot patch not recorded");
+	PyErr_Clear();
+	Py_XDECREF(pair);
+	Py_XDECREF(pairs);
+}
+
 static uint32_t count_running(PyObject *funcs, const struct live_entry *e)
 {
 	uint32_t n = 0;

@@ -36,12 +36,13 @@ wait_grep() { # PATTERN FILE [SECONDS]
 
 # call NAME EXPECTED-LINE: run NAME in the target, wait for one more EXPECTED-LINE
 call() {
-	_c=$(grep -cxF "$2" "$W/out")
-	echo "$1" >"$W/cmd"
+	_w=${CW:-$W}
+	_c=$(grep -cxF "$2" "$_w/out")
+	echo "$1" >"$_w/cmd"
 	_n=0
-	while [ "$(grep -cxF "$2" "$W/out")" -le "$_c" ]; do
+	while [ "$(grep -cxF "$2" "$_w/out")" -le "$_c" ]; do
 		_n=$((_n + 1))
-		[ $_n -gt 500 ] && { cat "$W/out"; fail "$1: no '$2'"; }
+		[ $_n -gt 500 ] && { cat "$_w/out"; fail "$1: no '$2'"; }
 		sleep 0.02
 	done
 }
@@ -169,8 +170,37 @@ call greet "greet -> None"
 stop_watch
 ok "after rollback --all the watcher reports the crash again and heals it"
 
-# explain: the side-by-side bytecode from the code file, and without it.
 G2=$(sed -n 's/^\[suture\] stored patch \(__main__\.greet:[^ ]*\) in .*/\1/p' "$W/watch.err")
+
+# A patch suture-run's loader installs at start-up (before the first call)
+# is live too, and rolls back while suture-run stays attached.
+CW="$W/run"
+mkdir -p "$CW"
+mkfifo "$CW/cmd"
+: >"$CW/out"
+"$BUILD/bin/suture-run" --store "$S" -- "$TARGET" "$CW" 2>"$W/run.err" &
+RP=$!
+PIDS="$PIDS $RP"
+_n=0
+while [ ! -s "$CW/ready" ]; do
+	_n=$((_n + 1)); [ $_n -gt 500 ] && { cat "$W/run.err"; fail "suture-run target never ready"; }; sleep 0.02
+done
+TP2=$(cat "$CW/ready")
+call greet "greet -> None"
+audit --pid "$TP2"
+expect_rc 0 "--pid on a suture-run process"
+grep -q "^live    $G2\$" "$W/a.out" || { cat "$W/a.out" "$W/run.err"; fail "the boot patch is not listed live"; }
+audit --pid "$TP2" rollback "$G2"
+expect_rc 0 "rollback of a boot patch"
+call greet "greet crashed: AttributeError"
+echo quit >"$CW/cmd"
+wait "$RP" || { cat "$W/run.err"; fail "suture-run exit status"; }
+CW=
+ok "a patch loaded at start-up by suture-run is listed live and rolled back"
+G2=$(sed -n 's/^\[suture\] stored patch \(__main__\.greet:[^ ]*\) in .*/\1/p' "$W/run.err" | tail -n 1)
+[ -n "$G2" ] || { cat "$W/run.err"; fail "suture-run did not store greet's patch again"; }
+
+# explain: the side-by-side bytecode from the code file, and without it.
 audit explain "$G2"
 expect_rc 0 "explain"
 grep -q "original.*patched" "$W/a.out" || { cat "$W/a.out"; fail "no side-by-side header"; }
