@@ -80,8 +80,8 @@ static int is_python(struct attach_proc *proc)
 	       attach_elf__symbol(elf, "PyTraceBack_Here", &addr, &size) == 0;
 }
 
-int inject__load_agent(pid_t pid, const char *agent_path, enum inject_how *how,
-		       uint64_t *stopped_ns, char *err, size_t cap)
+static int load_once(pid_t pid, const char *agent_path, enum inject_how *how,
+		     uint64_t *stopped_ns, char *err, size_t cap)
 {
 	uint64_t t0 = 0;
 	struct attach_proc *proc = NULL;
@@ -115,6 +115,14 @@ int inject__load_agent(pid_t pid, const char *agent_path, enum inject_how *how,
 		*how = INJECT_HOW_RESTARTED;
 		rc = attach_proc__call_sym(proc, tid, "libsuture_agent", "suture_agent_start",
 					   NULL, 0, &ret);
+		if (rc == 0 && (int)ret == -EAGAIN) {
+			/* Busy (a lock held or the last agent thread not
+			 * gone yet, by threads we stopped): released, retried. */
+			snprintf(err, cap, "inject: pid %d: suture_agent_start() stayed busy",
+				 (int)pid);
+			rc = -EAGAIN;
+			goto out;
+		}
 		if (rc == 0 && (int)ret != 0) {
 			snprintf(err, cap, "inject: pid %d: suture_agent_start() failed: %s",
 				 (int)pid, strerror(-(int)ret));
@@ -151,4 +159,19 @@ fail:
 out:
 	attach_proc__close(proc);
 	return rc;
+}
+
+/* suture_agent_start() waits for nothing while the process is stopped: it
+ * answers -EAGAIN instead; the threads then run for a moment and the call
+ * is made again, for up to 5 s. */
+int inject__load_agent(pid_t pid, const char *agent_path, enum inject_how *how,
+		       uint64_t *stopped_ns, char *err, size_t cap)
+{
+	uint64_t deadline = inject__now_ns() + 5000000000ull;
+	for (;;) {
+		int rc = load_once(pid, agent_path, how, stopped_ns, err, cap);
+		if (rc != -EAGAIN || *how != INJECT_HOW_RESTARTED || inject__now_ns() > deadline)
+			return rc;
+		usleep(10000);
+	}
 }

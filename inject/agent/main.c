@@ -62,6 +62,10 @@ static struct {
 	.listen_fd = -1, .client_fd = -1, .lock_fd = -1,
 };
 
+/* The agent thread (joinable), until the next start joins it. */
+static pthread_t g_thread;
+static bool g_thread_live;
+
 static int g_verbose = -1;
 /* SUTURE_AGENT_WAIT_DEBUGGER_MS: how long a crash waits for a debugger to
  * connect when none is (0: not at all, the default). */
@@ -875,22 +879,28 @@ __attribute__((visibility("default"))) int suture_agent_start(void)
 {
 	if (!in_python())
 		return -ENOEXEC;
-	pthread_t t;
 	sigset_t all, old;
 	int rc = 0;
-	pthread_mutex_lock(&g.lock);
-	if (g.running && g.stopping) {
-		/* A detached agent thread still on its way out: let it end
-		 * (it has nothing left but closing descriptors). */
-		struct timespec dl;
-		clock_gettime(CLOCK_MONOTONIC, &dl);
-		dl.tv_sec += 2;
-		while (g.running && pthread_cond_timedwait(&g.cond, &g.lock, &dl) != ETIMEDOUT)
-			;
-	}
+	/* Called remotely, every other thread is stopped by the debugger: wait
+	 * for nothing another thread may hold (g.lock; the old agent thread on
+	 * its way out, which only the release lets end). The call cannot be
+	 * abandoned half-done (g.running set, no thread): -EAGAIN asks the
+	 * debugger to let the process run and call again. */
+	if (pthread_mutex_trylock(&g.lock))
+		return -EAGAIN;
 	if (g.running) {
+		rc = g.stopping ? -EAGAIN : 0;
 		pthread_mutex_unlock(&g.lock);
-		return g.stopping ? -EBUSY : 0;
+		return rc;
+	}
+	/* The old thread is joinable: joining frees its stack here, so no
+	 * exiting thread holds glibc's stack cache lock pthread_create takes. */
+	if (g_thread_live) {
+		if (pthread_tryjoin_np(g_thread, NULL)) {
+			pthread_mutex_unlock(&g.lock);
+			return -EAGAIN;
+		}
+		g_thread_live = false;
 	}
 	g.running = true;
 	g.stopping = false;
@@ -898,10 +908,10 @@ __attribute__((visibility("default"))) int suture_agent_start(void)
 	/* The thread takes no signal: they belong to the program. */
 	sigfillset(&all);
 	pthread_sigmask(SIG_BLOCK, &all, &old);
-	if (pthread_create(&t, NULL, agent_main, NULL))
+	if (pthread_create(&g_thread, NULL, agent_main, NULL))
 		rc = -EAGAIN;
 	else
-		pthread_detach(t);
+		g_thread_live = true;
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	if (rc) {
 		pthread_mutex_lock(&g.lock);
@@ -918,6 +928,7 @@ static void atfork_child(void)
 	agent_watch__disable();
 	g.ready = false;
 	g.running = false;
+	g_thread_live = false;   /* the parent's thread: not ours to join */
 	g.parked = NULL;
 	if (g.client_fd >= 0)
 		close(g.client_fd);
