@@ -32,6 +32,8 @@
 #include "attach/attach-priv.h"
 
 #define SEIZE_STOP_TIMEOUT_MS 3000
+/* How often a thread that has not stopped yet is checked for having exited. */
+#define SEIZE_SLICE_MS 20
 #define SEIZE_MAX_PASSES 1000
 
 static uint64_t now_ns(void)
@@ -346,7 +348,22 @@ static int wait_stopped(struct attach_proc *proc)
 			i++;
 			continue;
 		}
-		err = attach__wait(t->tid, &status, SEIZE_STOP_TIMEOUT_MS);
+		/* Wait in slices: a thread that exits while being seized may
+		 * linger as a zombie that never reports a stop (a group
+		 * leader waiting for its other threads), so look at its state
+		 * between slices instead of waiting out the whole bound. */
+		for (unsigned waited = 0;;) {
+			err = attach__wait(t->tid, &status, SEIZE_SLICE_MS);
+			if (err != -ETIMEDOUT)
+				break;
+			if (!attach__alive(t->tid)) {
+				err = -ESRCH;
+				break;
+			}
+			waited += SEIZE_SLICE_MS;
+			if (waited >= SEIZE_STOP_TIMEOUT_MS)
+				break;
+		}
 		if (err == 0)
 			err = record_stop(t, status);
 		if (err == -ESRCH || err == -ECHILD) {

@@ -273,7 +273,7 @@ static void foreign_signals(int use_stub)
 	cr_assert_eq(attach_proc__open(c.pid, &p), 0);
 	attach_proc__set_return_stub(p, use_stub);
 	cr_assert_eq(attach_proc__seize_all(p), 0);
-	sender = fork();
+	sender = test_fork();
 	if (sender == 0) {
 		usleep(50000);
 		kill(target, SIGRTMIN + 1);                          /* process-directed */
@@ -327,7 +327,7 @@ static void die_mid_call(struct child *c, volatile pid_t *which)
 	long r[4];
 
 	cr_assert_eq(pipe(sync), 0);
-	dbg = fork();
+	dbg = test_fork();
 	if (dbg == 0) {
 		struct attach_proc *p;
 		uint64_t ret;
@@ -396,7 +396,7 @@ Test(attach_call, compat_32bit_process_refused)
 		cr_assert_eq(system(cmd), 0);
 		cr_skip_test("no 32-bit toolchain");
 	}
-	pid = fork();
+	pid = test_fork();
 	if (pid == 0) {
 		execl(prog, prog, (char *)NULL);
 		_exit(127);

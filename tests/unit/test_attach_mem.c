@@ -150,7 +150,7 @@ Test(attach_mem, maps_and_pie_symbol_bias)
 /* Start a program and wait until it has mapped its executable. */
 static pid_t spawn(const char *const argv[])
 {
-	pid_t pid = fork();
+	pid_t pid = test_fork();
 	char exe[256], path[64];
 	int i;
 
@@ -282,7 +282,7 @@ Test(attach_mem, open_errors)
 {
 	struct attach_proc *p = (void *)1;
 	char msg[256];
-	pid_t pid = fork();
+	pid_t pid = test_fork();
 
 	if (pid == 0)
 		_exit(0);
@@ -363,7 +363,7 @@ Test(attach_mem, read_str_at_mapping_end)
 
 	cr_assert_eq(pipe(up), 0);
 	cr_assert_eq(pipe(down), 0);
-	pid = fork();
+	pid = test_fork();
 	if (pid == 0)
 		_exit(child_edge(down[0], up[1]));
 	cr_assert_eq(read(up[0], &addr, sizeof(addr)), (ssize_t)sizeof(addr));

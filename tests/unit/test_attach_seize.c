@@ -159,7 +159,7 @@ Test(attach_seize, already_traced_is_ebusy)
 
 	cr_assert(c.pid > 0);
 	cr_assert_eq(pipe(sync), 0);
-	tracer = fork();
+	tracer = test_fork();
 	if (tracer == 0) {
 		if (ptrace(PTRACE_SEIZE, c.pid, NULL, NULL) < 0)
 			_exit(1);
@@ -298,7 +298,7 @@ Test(attach_seize, other_user_is_eperm_with_cause)
 
 	cr_assert(c.pid > 0);
 	cr_assert_eq(pipe(fds), 0);
-	helper = fork();
+	helper = test_fork();
 	if (helper == 0) {
 		struct attach_proc *p = NULL;
 		int err;

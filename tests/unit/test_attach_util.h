@@ -9,9 +9,26 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+
+/* fork() for a test's own child processes: the child is killed when the
+ * test process ends, so a failed assertion (which ends the test before its
+ * cleanup runs) never leaves a busy child behind. */
+static inline pid_t test_fork(void)
+{
+	pid_t parent = getpid();
+	pid_t pid = fork();
+
+	if (pid == 0) {
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		if (getppid() != parent)
+			_exit(1);
+	}
+	return pid;
+}
 
 struct child {
 	pid_t pid;
@@ -29,7 +46,7 @@ static inline struct child child_start(int (*fn)(int in, int out))
 
 	if (pipe(up) || pipe(down))
 		return c;
-	c.pid = fork();
+	c.pid = test_fork();
 	if (c.pid == 0) {
 		close(up[0]);
 		close(down[1]);

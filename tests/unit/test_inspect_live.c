@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -45,9 +46,14 @@ static void start(void)
 	int fds[2];
 	cr_assert_eq(pipe(fds), 0);
 	const char *py = getenv("PYTHON") ? getenv("PYTHON") : "/usr/bin/python3.11";
+	pid_t parent = getpid();
 	child = fork();
 	cr_assert_geq(child, 0);
 	if (child == 0) {
+		/* dies with the test, even when an assertion ends it early */
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		if (getppid() != parent)
+			_exit(1);
 		dup2(fds[1], 1);
 		close(fds[0]);
 		execl(py, py, "-c", script, (char *)NULL);
