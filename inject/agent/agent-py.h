@@ -55,6 +55,11 @@ int agent_install__list(struct inject_buf *b, uint64_t request_id);
 /* boot.c: a patch installed at start-up in its parent's co_consts (before
  * any function of it exists) joins the registry too. */
 void agent_install__record_boot(PyObject *orig, PyObject *newc, const struct inject_patch *p);
+/* old.replace(...) with the patch's bytes, stack size and appended constants
+ * and names (GIL held). NULL on failure, with a one-line reason in err and
+ * no Python error left set. Shared by PATCH (install.c) and boot.c. */
+PyObject *agent_install__build_code(PyCodeObject *old, const struct inject_patch *p, char *err,
+				    size_t cap);
 int agent_install__rollback(const struct inject_rollback *m, struct inject_rollback_result *res);
 
 #endif

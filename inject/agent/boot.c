@@ -125,116 +125,6 @@ static int read_frame(struct inject_hdr *h, uint8_t **payload)
 
 /* ---- building and placing the patched code (GIL held) ---- */
 
-static PyObject *build_const(struct inject_const_iter *it, PyObject *builtins, int depth)
-{
-	struct inject_const c;
-	if (depth > INJECT_MAX_CONST_DEPTH || inject_const_iter__next(it, &c) <= 0) {
-		PyErr_SetString(PyExc_ValueError, "patch constants truncated or nested too deep");
-		return NULL;
-	}
-	switch (c.kind) {
-	case INJECT_CONST_NONE: Py_RETURN_NONE;
-	case INJECT_CONST_TRUE: Py_RETURN_TRUE;
-	case INJECT_CONST_FALSE: Py_RETURN_FALSE;
-	case INJECT_CONST_ELLIPSIS: return Py_NewRef(Py_Ellipsis);
-	case INJECT_CONST_INT: return PyLong_FromLongLong(c.i);
-	case INJECT_CONST_FLOAT: return PyFloat_FromDouble(c.f);
-	case INJECT_CONST_STR: return PyUnicode_DecodeUTF8((const char *)c.data, (Py_ssize_t)c.len, "strict");
-	case INJECT_CONST_BYTES: return PyBytes_FromStringAndSize((const char *)c.data, (Py_ssize_t)c.len);
-	case INJECT_CONST_BUILTIN:
-	case INJECT_CONST_HELPER: {
-		char name[65];
-		size_t n = c.len < sizeof(name) - 1 ? c.len : sizeof(name) - 1;
-		memcpy(name, c.data, n);
-		name[n] = 0;
-		return c.kind == INJECT_CONST_HELPER ? suture_helpers__get(name)
-						     : PyObject_GetAttrString(builtins, name);
-	}
-	case INJECT_CONST_TUPLE: {
-		PyObject *t = PyTuple_New((Py_ssize_t)c.nitems);
-		for (size_t i = 0; t && i < c.nitems; i++) {
-			PyObject *item = build_const(it, builtins, depth + 1);
-			if (!item) {
-				Py_CLEAR(t);
-				break;
-			}
-			PyTuple_SET_ITEM(t, (Py_ssize_t)i, item);
-		}
-		return t;
-	}
-	}
-	PyErr_SetString(PyExc_ValueError, "unknown constant kind");
-	return NULL;
-}
-
-/* old.replace(co_code=..., ..., co_consts=old + appended, co_names=old + appended) */
-static PyObject *build_code(PyCodeObject *old, const struct inject_patch *p)
-{
-	PyObject *builtins = PyImport_ImportModule("builtins");
-	PyObject *consts = PyList_New(0), *names = PyList_New(0), *kw = PyDict_New();
-	PyObject *newc = NULL, *o;
-	struct inject_const_iter ci;
-	struct inject_name_iter ni;
-	const uint8_t *s;
-	size_t len;
-	int rc;
-
-	if (!builtins || !consts || !names || !kw)
-		goto out;
-	inject_const_iter__init(&ci, p);
-	for (size_t i = 0; i < p->nconsts; i++) {
-		if (!(o = build_const(&ci, builtins, 0)))
-			goto out;
-		rc = PyList_Append(consts, o);
-		Py_DECREF(o);
-		if (rc)
-			goto out;
-	}
-	inject_name_iter__init(&ni, p);
-	while ((rc = inject_name_iter__next(&ni, &s, &len)) > 0) {
-		if (!(o = PyUnicode_DecodeUTF8((const char *)s, (Py_ssize_t)len, "strict")))
-			goto out;
-		PyUnicode_InternInPlace(&o);
-		rc = PyList_Append(names, o);
-		Py_DECREF(o);
-		if (rc)
-			goto out;
-	}
-	PyObject *ct = PyList_AsTuple(consts), *nt = PyList_AsTuple(names);
-	struct { const char *key; PyObject *v; } items[] = {
-		{ "co_code", PyBytes_FromStringAndSize((const char *)p->code, (Py_ssize_t)p->code_len) },
-		{ "co_exceptiontable", PyBytes_FromStringAndSize((const char *)p->exctable,
-								  (Py_ssize_t)p->exctable_len) },
-		{ "co_linetable", PyBytes_FromStringAndSize((const char *)p->linetable,
-							     (Py_ssize_t)p->linetable_len) },
-		{ "co_stacksize", PyLong_FromUnsignedLong(p->stacksize) },
-		{ "co_consts", ct ? PySequence_Concat(old->co_consts, ct) : NULL },
-		{ "co_names", nt ? PySequence_Concat(old->co_names, nt) : NULL },
-	};
-	Py_XDECREF(ct);
-	Py_XDECREF(nt);
-	rc = 0;
-	for (size_t i = 0; i < sizeof(items) / sizeof(items[0]); i++) {
-		if (!rc && (!items[i].v || PyDict_SetItemString(kw, items[i].key, items[i].v)))
-			rc = -1;
-		Py_XDECREF(items[i].v);
-	}
-	if (rc)
-		goto out;
-	PyObject *replace = PyObject_GetAttrString((PyObject *)old, "replace");
-	PyObject *args = PyTuple_New(0);
-	if (replace && args)
-		newc = PyObject_Call(replace, args, kw);
-	Py_XDECREF(replace);
-	Py_XDECREF(args);
-out:
-	Py_XDECREF(builtins);
-	Py_XDECREF(consts);
-	Py_XDECREF(names);
-	Py_XDECREF(kw);
-	return newc;
-}
-
 /* The code object at addr under root: its parent and index in co_consts. */
 static bool find(PyCodeObject *root, uint64_t addr, PyCodeObject **parent, Py_ssize_t *index,
 		 int depth)
@@ -293,21 +183,17 @@ static void install(PyCodeObject *root, const struct inject_patch *p, struct inj
 	/* Kept for the registry (LIST, ROLLBACK): place() may drop the tuple
 	 * that held the original. */
 	PyObject *orig = Py_NewRef(PyTuple_GET_ITEM(parent->co_consts, index));
-	PyObject *newc = build_code((PyCodeObject *)orig, p);
-	if (!newc || place(parent, index, newc)) {
-		PyObject *t, *v, *tb;
-		PyErr_Fetch(&t, &v, &tb);
-		PyObject *sv = v ? PyObject_Str(v) : NULL;
-		const char *m = sv ? PyUnicode_AsUTF8(sv) : NULL;
-		res->status = -EINVAL;
-		snprintf(res->message, sizeof res->message, "agent boot: building the code object failed: %s",
-			 m ? m : "?");
-		Py_XDECREF(sv);
-		Py_XDECREF(t);
-		Py_XDECREF(v);
-		Py_XDECREF(tb);
+	char err[sizeof res->message] = "";
+	PyObject *newc = agent_install__build_code((PyCodeObject *)orig, p, err, sizeof err);
+	if (newc && place(parent, index, newc)) {
+		snprintf(err, sizeof err, "agent boot: placing the new code in %s failed",
+			 PyUnicode_AsUTF8(parent->co_qualname) ? PyUnicode_AsUTF8(parent->co_qualname) : "?");
+		Py_CLEAR(newc);
+	}
+	if (!newc) {
 		PyErr_Clear();
-		Py_XDECREF(newc);
+		res->status = -EINVAL;
+		snprintf(res->message, sizeof res->message, "%s", err[0] ? err : "agent boot: building the code object failed");
 		Py_DECREF(orig);
 		return;
 	}

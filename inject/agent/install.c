@@ -129,7 +129,8 @@ static int set_new(PyObject *kw, const char *key, PyObject *value)
 	return rc;
 }
 
-static PyObject *build_code(PyCodeObject *old, const struct inject_patch *p, char *err, size_t cap)
+PyObject *agent_install__build_code(PyCodeObject *old, const struct inject_patch *p, char *err,
+				     size_t cap)
 {
 	PyObject *builtins = NULL, *consts = NULL, *names = NULL, *kw = NULL, *args = NULL;
 	PyObject *replace = NULL, *newc = NULL, *o;
@@ -379,7 +380,7 @@ int agent_install__patch(const struct inject_patch *p, struct inject_patch_resul
 			 (unsigned long long)p->code_addr);
 		goto out;
 	}
-	if (!(newc = build_code((PyCodeObject *)old, p, res->message, sizeof res->message))) {
+	if (!(newc = agent_install__build_code((PyCodeObject *)old, p, res->message, sizeof res->message))) {
 		rc = -EINVAL;
 		goto out;
 	}
