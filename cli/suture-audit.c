@@ -294,13 +294,27 @@ static cJSON *patch_json(const struct store_patch *p, int64_t now)
 	return o;
 }
 
+/* Print root as one JSON document and free it; NULL (a failed build) is
+ * reported as the allocation failure it is. */
+static int print_json(cJSON *root)
+{
+	char *text = root ? cJSON_Print(root) : NULL;
+
+	cJSON_Delete(root);
+	if (!text) {
+		fprintf(stderr, "%s: out of memory\n", prog);
+		return EXIT_FAIL;
+	}
+	printf("%s\n", text);
+	free(text);
+	return EXIT_OK;
+}
+
 static int list_json(const struct store *s, int64_t now)
 {
 	cJSON *root = cJSON_CreateObject(), *arr;
 	const struct store_patch *p;
 	struct store_iter it;
-	char *text = NULL;
-	int rc = EXIT_FAIL;
 
 	if (!root || !(arr = cJSON_AddArrayToObject(root, "patches")))
 		goto out;
@@ -313,16 +327,10 @@ static int list_json(const struct store *s, int64_t now)
 			goto out;
 		}
 	}
-	if (!(text = cJSON_Print(root)))
-		goto out;
-	printf("%s\n", text);
-	rc = EXIT_OK;
+	return print_json(root);
 out:
-	if (rc)
-		fprintf(stderr, "%s: out of memory\n", prog);
-	free(text);
 	cJSON_Delete(root);
-	return rc;
+	return print_json(NULL);
 }
 
 /* ---- explain ------------------------------------------------------------------- */
@@ -909,8 +917,6 @@ static int live_json(const struct live *l, const struct store *s, int64_t now)
 	cJSON *root = cJSON_CreateObject(), *arr, *o;
 	const struct store_patch *p;
 	struct store_iter it;
-	char *text = NULL;
-	int rc = EXIT_FAIL;
 
 	if (!root || !cJSON_AddNumberToObject(root, "pid", (double)l->pid) ||
 	    add_opt(root, "program", l->program[0] ? l->program : NULL) ||
@@ -937,16 +943,10 @@ static int live_json(const struct live *l, const struct store *s, int64_t now)
 			}
 		}
 	}
-	if (!(text = cJSON_Print(root)))
-		goto out;
-	printf("%s\n", text);
-	rc = EXIT_OK;
+	return print_json(root);
 out:
-	if (rc)
-		fprintf(stderr, "%s: out of memory\n", prog);
-	free(text);
 	cJSON_Delete(root);
-	return rc;
+	return print_json(NULL);
 }
 
 /* Live first (a refusal leaves the store as it was), then the store as
