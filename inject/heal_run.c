@@ -37,7 +37,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/inotify.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -168,7 +167,7 @@ static int boot_list__fill(struct boot_list *bl, const struct heal_run_opts *o, 
 }
 
 static pid_t start_child(const struct heal_run_opts *o, const char *agent, const char *boot,
-			 int boot_child_fd, char **script_argv, char *err, size_t cap)
+			 int boot_child_fd, int ready_child_fd, char **script_argv, char *err, size_t cap)
 {
 	int pfd[2];
 	if (pipe2(pfd, O_CLOEXEC)) {
@@ -198,6 +197,13 @@ static pid_t start_child(const struct heal_run_opts *o, const char *agent, const
 			snprintf(fdv, sizeof(fdv), "%d", boot_child_fd);
 			setenv("SUTURE_AGENT_BOOT", boot, 1);
 			setenv("SUTURE_AGENT_BOOT_FD", fdv, 1);
+		}
+		if (ready_child_fd >= 0) {
+			char fdv[16];
+			/* The agent writes a byte there once its socket listens. */
+			fcntl(ready_child_fd, F_SETFD, 0);
+			snprintf(fdv, sizeof(fdv), "%d", ready_child_fd);
+			setenv("SUTURE_AGENT_READY_FD", fdv, 1);
 		}
 		/* A crash before we are connected waits for us (bounded). */
 		setenv("SUTURE_AGENT_WAIT_DEBUGGER_MS", "5000", 1);
@@ -385,46 +391,34 @@ static int sup__boot_list_ready(int boot_fd, bool script_listed)
 	return rc;
 }
 
-/* Watch the child until it exits: boot events, the agent's session (tried
- * until it comes up: the agent opens it right after Py_Initialize), crash
+/* Watch the child until it exits: boot events, the agent's session (opened
+ * when the agent says its socket listens: a byte on ready_fd, or EOF there
+ * when it will not; without that pipe, tried every millisecond), crash
  * reports. Returns the wait status. */
-static int supervise(const struct heal_run_opts *o, pid_t pid, int boot_fd, const char *program,
-		     const struct boot_list *bl, bool script_listed, double t_fork,
-		     struct heal_stats *total, bool *healed_now)
+static int supervise(const struct heal_run_opts *o, pid_t pid, int boot_fd, int ready_fd,
+		     const char *program, const struct boot_list *bl, bool script_listed,
+		     double t_fork, struct heal_stats *total, bool *healed_now)
 {
 	struct sup u = { .o = o, .program = program, .pid = pid, .boot_fd = boot_fd, .bl = bl,
 			 .script_listed = script_listed, .t_fork = t_fork };
 	int wstatus = 0;
-	bool reaped = false, session_gone = false;
+	bool reaped = false, session_gone = false, ready = false;
 	struct inject_opts io = { .no_inject = true, .connect_timeout_ms = 1 };
 	char sock[INJECT_PATH_MAX] = "";
-	/* The agent's bind() creates its socket in the channel directory: an
-	 * inotify watch there wakes us at once instead of a 1 ms retry loop
-	 * (which also took CPU from the starting interpreter). Without it
-	 * (no directory yet, no inotify) we retry every millisecond. */
-	int ino = -1;
 
 	*healed_now = false;
 	/* How long a held script waits for the agent's session. */
 	double session_deadline = mono_ms() + 5000;
 	for (;;) {
-		/* Connect once the agent's socket exists (open's own retry loop
-		 * sleeps 5 ms between attempts; the script may be held meanwhile). */
-		if (!u.s && !session_gone && !reaped && !sock[0] &&
-		    inject_socket_path(pid, sock, sizeof(sock)) == 0) {
-			char dir[INJECT_PATH_MAX];
-			char *slash;
-			snprintf(dir, sizeof(dir), "%s", sock);
-			if ((slash = strrchr(dir, '/')) && slash != dir) {
-				*slash = 0;
-				ino = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
-				if (ino >= 0 && inotify_add_watch(ino, dir, IN_CREATE | IN_MOVED_TO) < 0) {
-					close(ino);
-					ino = -1;
-				}
-			}
+		bool try_open = false;
+		if (!u.s && !session_gone && !reaped) {
+			if (ready)
+				try_open = true;
+			else if (ready_fd < 0)   /* no pipe: look for the socket */
+				try_open = (sock[0] || inject_socket_path(pid, sock, sizeof(sock)) == 0) &&
+					   access(sock, F_OK) == 0;
 		}
-		if (!u.s && !session_gone && !reaped && sock[0] && access(sock, F_OK) == 0) {
+		if (try_open) {
 			if (inject_session__open(pid, &io, &u.s) == 0) {
 				u.t_session = mono_ms();
 				if (o->verbose)
@@ -439,11 +433,12 @@ static int supervise(const struct heal_run_opts *o, pid_t pid, int boot_fd, cons
 					sup__heal(&u);
 			} else {
 				u.s = NULL;
+				if (ready) {   /* it listens, yet refuses us: final */
+					fprintf(stderr, "[suture] pid %d: %s: crashes are not healed\n", (int)pid,
+						inject_last_error());
+					session_gone = true;
+				}
 			}
-		}
-		if (ino >= 0 && (u.s || session_gone || reaped)) {
-			close(ino);
-			ino = -1;
 		}
 		if (u.pending && (u.s || session_gone || mono_ms() > session_deadline)) {
 			if (!u.s && !session_gone)
@@ -458,7 +453,7 @@ static int supervise(const struct heal_run_opts *o, pid_t pid, int boot_fd, cons
 			break;
 		struct pollfd pf[3];
 		nfds_t n = 0;
-		int bi = -1, si = -1, ii = -1;
+		int bi = -1, si = -1, ri = -1;
 		if (u.boot_fd >= 0 && !u.pending) {
 			pf[n] = (struct pollfd){ .fd = u.boot_fd, .events = POLLIN };
 			bi = (int)n++;
@@ -467,21 +462,31 @@ static int supervise(const struct heal_run_opts *o, pid_t pid, int boot_fd, cons
 			pf[n] = (struct pollfd){ .fd = inject_session__fd(u.s), .events = POLLIN };
 			si = (int)n++;
 		}
-		if (ino >= 0) {
-			pf[n] = (struct pollfd){ .fd = ino, .events = POLLIN };
-			ii = (int)n++;
+		if (ready_fd >= 0) {
+			pf[n] = (struct pollfd){ .fd = ready_fd, .events = POLLIN };
+			ri = (int)n++;
 		}
-		/* Until the session is up, retry it every millisecond, unless
-		 * inotify tells us when the socket appears (then the timeout only
-		 * bounds how late we notice a child that exits without it). */
-		int tmo = u.s || session_gone ? 200 : ino >= 0 && u.boot_fd >= 0 ? 50 : 1;
+		/* Without the pipe, look for the session every millisecond; with
+		 * it, the timeout only bounds how late a child's exit is seen. */
+		int tmo = u.s || session_gone ? 200 : ready_fd >= 0 || ready ? 50 : 1;
 		int pr = poll(pf, n, tmo);
 		if (pr < 0 && errno != EINTR)
 			break;
-		if (pr > 0 && ii >= 0 && pf[ii].revents) {
-			char evbuf[4096] __attribute__((aligned(__alignof__(struct inotify_event))));
-			while (read(ino, evbuf, sizeof(evbuf)) > 0)
-				;   /* any entry: access() above decides */
+		if (pr > 0 && ri >= 0 && pf[ri].revents) {
+			char c;
+			ssize_t r = read(ready_fd, &c, 1);
+			if (r < 0 && errno == EINTR)
+				continue;
+			/* A byte: the socket listens. EOF: the agent will not come
+			 * up (the child exited, or the agent could not listen). */
+			ready = r == 1;
+			if (!ready && !u.s && !session_gone) {
+				fprintf(stderr, "[suture] pid %d: the agent did not come up: crashes are not healed\n",
+					(int)pid);
+				session_gone = true;
+			}
+			close(ready_fd);
+			ready_fd = -1;
 		}
 		if (pr > 0 && bi >= 0 && pf[bi].revents && !u.pending)
 			sup__boot_read(&u);
@@ -517,9 +522,9 @@ static int supervise(const struct heal_run_opts *o, pid_t pid, int boot_fd, cons
 		 * SUTURE_RUN_TIMING=1 prints it without the rest of --verbose. */
 		double t_end = mono_ms();
 #define REL(t) ((t) ? (t) - u.t_fork : -1.0)
-		fprintf(stderr, "[suture] start-up clock (ms after fork, -1: never): first module reported %.2f, "
+		fprintf(stderr, "[suture] start-up clock (ms after fork at %.3f monotonic, -1: never): first module reported %.2f, "
 			"agent session %.2f, %s held from %.2f to %.2f (%.2f ms, loading patches %.2f); "
-			"script ended %.2f\n", REL(u.t_first), REL(u.t_session),
+			"script ended %.2f\n", u.t_fork, REL(u.t_first), REL(u.t_session),
 			u.held[0] ? u.held : "nothing", REL(u.t_held_from), REL(u.t_held_to),
 			u.t_held_to ? u.t_held_to - u.t_held_from : 0.0, u.t_load, t_end - u.t_fork);
 #undef REL
@@ -536,8 +541,8 @@ static int supervise(const struct heal_run_opts *o, pid_t pid, int boot_fd, cons
 		total->stale += st->stale;
 		total->expired += st->expired;
 	}
-	if (ino >= 0)
-		close(ino);
+	if (ready_fd >= 0)
+		close(ready_fd);
 	heal__close(u.h);
 	inspect_proc__close(u.ip);
 	inject_session__close(u.s);
@@ -588,14 +593,22 @@ int heal_run__main(const struct heal_run_opts *o, char **script_argv)
 				strerror(errno));
 			boot_list__free(&bl);
 		}
+		/* The agent's "listening" notice (without it: polling). */
+		int rp[2] = { -1, -1 };
+		if (pipe2(rp, O_CLOEXEC))
+			rp[0] = rp[1] = -1;
 		double t_fork = mono_ms();
-		pid_t pid = start_child(o, agent, bl.path, sp[1], script_argv, err, sizeof(err));
+		pid_t pid = start_child(o, agent, bl.path, sp[1], rp[1], script_argv, err, sizeof(err));
 		if (sp[1] >= 0)
 			close(sp[1]);
+		if (rp[1] >= 0)
+			close(rp[1]);
 		if (pid < 0) {
 			fprintf(stderr, "suture-run: %s\n", err);
 			if (sp[0] >= 0)
 				close(sp[0]);
+			if (rp[0] >= 0)
+				close(rp[0]);
 			boot_list__free(&bl);
 			return 127;
 		}
@@ -618,7 +631,8 @@ int heal_run__main(const struct heal_run_opts *o, char **script_argv)
 			sp[0] = -1;
 		}
 		bool healed;
-		wstatus = supervise(o, pid, sp[0], program, &bl, script_listed, t_fork, &total, &healed);
+		wstatus = supervise(o, pid, sp[0], rp[0], program, &bl, script_listed, t_fork, &total,
+				    &healed);
 		boot_list__free(&bl);
 		bool failed = !(WIFEXITED(wstatus) && WEXITSTATUS(wstatus) == 0);
 		if (!healed || !failed || o->dry_run)

@@ -293,7 +293,7 @@ static int connect_wait(pid_t pid, uint32_t timeout_ms, int *fd, char *err, size
 			snprintf(err, cap, "inject: pid %d: the process exited", (int)pid);
 			return -ESRCH;
 		}
-		usleep(5000);
+		usleep(1000);   /* a connect costs little; a late session holds a script */
 	}
 }
 

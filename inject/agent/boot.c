@@ -233,6 +233,7 @@ static void serve(PyCodeObject *code)
 		ev.event_id = ++boot.next_event;
 		inject_msg__encode_crash(&b, &ev);
 		rc = send_buf(&b);
+		agent__log("boot: reported %s", ev.filename);
 	}
 	while (!rc) {
 		struct inject_hdr h;
@@ -279,6 +280,7 @@ static void serve(PyCodeObject *code)
 		boot_off();   /* the debugger is gone or confused: run unpatched from now on */
 	pthread_mutex_unlock(&boot.lock);
 	PyEval_RestoreThread(ts);
+	agent__log("boot: %s runs (%s)", ev.filename, rc ? strerror(-rc) : "released");
 	Py_DECREF(code);
 	inject_buf__free(&b);
 }
@@ -339,7 +341,9 @@ static int boot_hook(const char *event, PyObject *args, void *ud)
 	 * script's first line. */
 	if (!boot.first_done) {
 		boot.first_done = true;
+		agent__log("boot: first module %s", fn);
 		bool script_listed = list_ready();
+		agent__log("boot: list ready (%s)", script_listed ? "the script is listed" : "hold this module");
 		if (script_listed)
 			load_list();
 		if (!script_listed || listed(fn))

@@ -19,6 +19,7 @@
 #include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
@@ -70,6 +71,24 @@ static int g_verbose = -1;
 /* SUTURE_AGENT_WAIT_DEBUGGER_MS: how long a crash waits for a debugger to
  * connect when none is (0: not at all, the default). */
 static unsigned g_wait_debugger_ms;
+/* SUTURE_AGENT_READY_FD: a pipe's write end from suture-run, written once
+ * the channel listens and closed (EOF: no channel will come). */
+static int g_ready_fd = -1;
+
+static void ready_say(bool up)
+{
+	int fd = g_ready_fd;
+	g_ready_fd = -1;
+	if (fd < 0)
+		return;
+	if (up) {
+		ssize_t w;
+		do
+			w = write(fd, "1", 1);
+		while (w < 0 && errno == EINTR);
+	}
+	close(fd);
+}
 
 void agent__log(const char *fmt, ...)
 {
@@ -81,10 +100,14 @@ void agent__log(const char *fmt, ...)
 	if (!g_verbose)
 		return;
 	char line[600];
+	struct timespec ts;
 	va_start(ap, fmt);
 	vsnprintf(line, sizeof line, fmt, ap);
 	va_end(ap);
-	fprintf(stderr, "suture-agent[%d]: %s\n", (int)getpid(), line);
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	/* Monotonic milliseconds: comparable with the debugger's own clock. */
+	fprintf(stderr, "suture-agent[%d] %.3f: %s\n", (int)getpid(), ts.tv_sec * 1e3 + ts.tv_nsec / 1e6,
+		line);
 }
 
 /* ------------------------------------------------------------------ */
@@ -792,11 +815,18 @@ static int open_channel(void)
 		rc = -errno;
 		goto fail_lock;
 	}
-	snprintf(sa.sun_path, sizeof sa.sun_path, "%s", g.sock_path);
-	unlink(g.sock_path);   /* a previous process with our pid; we hold the lock */
-	if (bind(fd, (struct sockaddr *)&sa, sizeof sa) || chmod(g.sock_path, 0600) ||
-	    listen(fd, 4)) {
+	/* The socket gets its public name only once it listens: a debugger
+	 * woken by its appearance (suture-run watches the directory) must not
+	 * meet ECONNREFUSED and back off. rename() keeps the bound socket. */
+	char tmp[sizeof g.sock_path];
+	inject_channel__path(dir, pid, "sock-new", tmp, sizeof tmp);
+	snprintf(sa.sun_path, sizeof sa.sun_path, "%s", tmp);
+	unlink(tmp);           /* previous processes with our pid; we hold the lock */
+	unlink(g.sock_path);
+	if (bind(fd, (struct sockaddr *)&sa, sizeof sa) || chmod(tmp, 0600) || listen(fd, 4) ||
+	    rename(tmp, g.sock_path)) {
 		rc = -errno;
+		unlink(tmp);
 		goto fail_sock;
 	}
 	g.lock_fd = lfd;
@@ -818,10 +848,13 @@ static void *agent_main(void *arg)
 	/* LD_PRELOAD: wait for Py_Initialize to finish. */
 	while (!Py_IsInitialized())
 		usleep(2000);
+	agent__log("interpreter initialized");
 	if ((rc = open_channel())) {
 		agent__log("channel not opened: %s", strerror(-rc));
+		ready_say(false);
 		goto out;
 	}
+	ready_say(true);
 	const char *gt = getenv("SUTURE_AGENT_GIL_TIMEOUT_MS");
 	install_watcher(gt && *gt ? (unsigned)strtoul(gt, NULL, 10) : 5000);
 	agent__log("listening on %s", g.sock_path);
@@ -937,6 +970,9 @@ static void atfork_child(void)
 	if (g.lock_fd >= 0)
 		close(g.lock_fd);
 	g.client_fd = g.listen_fd = g.lock_fd = -1;
+	if (g_ready_fd >= 0)
+		close(g_ready_fd);   /* the parent's agent answers for itself */
+	g_ready_fd = -1;
 	pthread_mutex_init(&g.lock, NULL);
 }
 
@@ -986,12 +1022,25 @@ __attribute__((constructor)) static void agent_ctor(void)
 	pthread_atfork(NULL, NULL, atfork_child);
 	atexit(at_exit);
 	strip_preload();
+	const char *rf = getenv("SUTURE_AGENT_READY_FD");
+	if (rf && *rf) {
+		char *end;
+		long fd = strtol(rf, &end, 10);
+		/* Not inherited by the program's children. */
+		if (!*end && fd > 2 && fd < INT_MAX && fcntl((int)fd, F_SETFD, FD_CLOEXEC) == 0)
+			g_ready_fd = (int)fd;
+		unsetenv("SUTURE_AGENT_READY_FD");
+	}
 	const char *wd = getenv("SUTURE_AGENT_WAIT_DEBUGGER_MS");
 	if (wd && *wd)
 		g_wait_debugger_ms = (unsigned)strtoul(wd, NULL, 10);
 	/* Loaded as the _suture_helpers extension module by tests: stay inert. */
-	if (getenv("SUTURE_AGENT_NO_START"))
+	if (getenv("SUTURE_AGENT_NO_START")) {
+		ready_say(false);
 		return;
-	if (suture_agent_start())
+	}
+	if (suture_agent_start()) {
 		agent__log("cannot start the agent thread");
+		ready_say(false);
+	}
 }

@@ -34,6 +34,19 @@ grep -q "^\[suture\]" "$W/pt.out" && fail "suture wrote on the script's stdout"
 grep -q "^\[suture\] patches applied: 0, already healed: 0" "$W/pt.err" || fail "no summary"
 echo "ok: arguments, stdin, stdout, exit status"
 
+# --- an agent that never listens --------------------------------------------
+# It closes suture-run's ready pipe without a byte: suture-run says so at
+# once and the script runs on, unwatched, with its own exit status.
+echo "x" | SUTURE_AGENT_NO_START=1 run --store "$W/s0" "$FIX/passthrough.py" a -x 5 \
+	>"$W/ns.out" 2>"$W/ns.err"
+rc=$?
+[ $rc -eq 5 ] || { cat "$W/ns.err"; fail "no agent: exit status 5 came back as $rc"; }
+grep -q "^\[suture\] pid [0-9]*: the agent did not come up: crashes are not healed" "$W/ns.err" ||
+	{ cat "$W/ns.err"; fail "no agent: not reported"; }
+grep -q "agent ready" "$W/ns.err" && fail "no agent: yet connected"
+grep -qx "args: \['a', '-x'\]" "$W/ns.out" || { cat "$W/ns.out"; fail "no agent: the script did not run"; }
+echo "ok: an agent that never comes up is reported, the script runs"
+
 # --- signals ----------------------------------------------------------------
 "$RUN" --python "$PYTHON" --store "$W/s0" "$FIX/passthrough.py" sleep "$W/sleep.ready" \
 	>"$W/sig.out" 2>"$W/sig.err" &
