@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,8 +29,43 @@ struct store {
 	int lockfd;         /* -1 until the first change */
 	unsigned flags;
 	struct store_index idx;
+	/* Which index.json idx was read from (or written as): a transaction
+	 * that finds the same file under the lock copies idx instead of
+	 * parsing it again. The file is only ever replaced by rename. */
+	struct file_id {
+		bool valid;
+		dev_t dev;
+		ino_t ino;
+		off_t size;
+		struct timespec mtim, ctim;
+	} idx_id;
 	char err[STORE_ERR_MAX];
 };
+
+static struct file_id file_id_of(const struct stat *st)
+{
+	return (struct file_id){ .valid = true, .dev = st->st_dev, .ino = st->st_ino,
+				 .size = st->st_size, .mtim = st->st_mtim, .ctim = st->st_ctim };
+}
+
+static bool file_id__same(const struct file_id *a, const struct file_id *b)
+{
+	return a->valid && b->valid && a->dev == b->dev && a->ino == b->ino && a->size == b->size &&
+	       a->mtim.tv_sec == b->mtim.tv_sec && a->mtim.tv_nsec == b->mtim.tv_nsec &&
+	       a->ctim.tv_sec == b->ctim.tv_sec && a->ctim.tv_nsec == b->ctim.tv_nsec;
+}
+
+/* A deep copy of idx into *out (empty first); -ENOMEM. */
+static int index_dup(const struct store_index *idx, struct store_index *out)
+{
+	memset(out, 0, sizeof(*out));
+	for (size_t i = 0; i < idx->n; i++)
+		if (store_index__put(out, &idx->v[i])) {
+			store_index__free(out);
+			return -ENOMEM;
+		}
+	return 0;
+}
 
 /* ---- messages -------------------------------------------------------------- */
 
@@ -135,8 +171,11 @@ static void index_clear(struct store *s)
 	store_index__free(&s->idx);
 }
 
-/* Read and decode the index into *out (empty if there is none). */
-static int read_index(struct store *s, struct store_index *out)
+/* Read and decode the index into *out (empty if there is none); *id says
+ * which file that was (invalid: none). When it is the file s->idx came
+ * from, s->idx is copied instead (the caller holds the lock, or only
+ * reads). */
+static int read_index(struct store *s, struct store_index *out, struct file_id *id)
 {
 	char cause[STORE_ERR_MAX];
 	struct stat st;
@@ -144,7 +183,9 @@ static int read_index(struct store *s, struct store_index *out)
 	size_t got = 0;
 	int fd, r;
 
+	struct file_id prev = s->idx_id;   /* id may be &s->idx_id */
 	memset(out, 0, sizeof(*out));
+	memset(id, 0, sizeof(*id));
 	fd = openat(s->dirfd, INDEX_NAME, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
 	if (fd < 0) {
 		if (errno == ENOENT)
@@ -163,6 +204,12 @@ static int read_index(struct store *s, struct store_index *out)
 	}
 	if ((r = check_owner_mode(s, &st, s->index_path, s->index_path)))
 		goto out;
+	*id = file_id_of(&st);
+	if (file_id__same(id, &prev)) {
+		if ((r = index_dup(&s->idx, out)))
+			r = fail(s, r, s->index_path, "out of memory");
+		goto out;
+	}
 	if ((size_t)st.st_size > STORE_INDEX_MAX) {
 		r = fail(s, -EFBIG, s->index_path, "%lld bytes, more than the %u a store index "
 			 "may have", (long long)st.st_size, STORE_INDEX_MAX);
@@ -192,6 +239,8 @@ static int read_index(struct store *s, struct store_index *out)
 		goto out;
 	}
 	r = store_index__parse(buf, buf + got, out, cause, sizeof(cause));
+	if (r)
+		memset(id, 0, sizeof(*id));
 	if (r == -ENOMEM)
 		r = fail(s, r, s->index_path, "out of memory");
 	else if (r)
@@ -264,7 +313,7 @@ int store__open(const char *path, unsigned flags, struct store **out)
 	}
 	if ((r = check_owner_mode(s, &st, path, path)))
 		goto err;
-	if (!(flags & STORE_F_LAZY) && (r = read_index(s, &s->idx)))
+	if (!(flags & STORE_F_LAZY) && (r = read_index(s, &s->idx, &s->idx_id)))
 		goto err;
 	*out = s;
 	return 0;
@@ -291,12 +340,14 @@ void store__close(struct store *s)
 int store__reload(struct store *s)
 {
 	struct store_index fresh;
+	struct file_id id;
 	int r;
 
-	if ((r = read_index(s, &fresh)))
+	if ((r = read_index(s, &fresh, &id)))
 		return r;
 	index_clear(s);
 	s->idx = fresh;
+	s->idx_id = id;
 	return 0;
 }
 
@@ -368,8 +419,8 @@ static int write_all(int fd, const char *p, size_t n)
 }
 
 /* Replace index.json by the encoding of idx: temp file in the same directory,
- * fsync, rename over, fsync the directory. */
-static int write_index(struct store *s, const struct store_index *idx)
+ * fsync, rename over, fsync the directory. *id: the file written. */
+static int write_index(struct store *s, const struct store_index *idx, struct file_id *id)
 {
 	char tmp[64];
 	size_t len;
@@ -391,12 +442,17 @@ static int write_index(struct store *s, const struct store_index *idx)
 		r = fail(s, -errno, s->dir, "cannot create a temporary file: %s", strerror(errno));
 		goto out;
 	}
+	struct stat st;
+	memset(id, 0, sizeof(*id));
 	if ((r = write_all(fd, text, len)) ||
 	    (fchmod(fd, 0600) < 0 && (r = -errno)) ||
-	    (fsync(fd) < 0 && (r = -errno))) {
+	    (fsync(fd) < 0 && (r = -errno)) ||
+	    (fstat(fd, &st) < 0 && (r = -errno))) {
 		fail(s, r, s->dir, "writing %s: %s", tmp, strerror(-r));
 		goto unlink;
 	}
+	/* rename() changes the ctime: taken again below. */
+	*id = file_id_of(&st);
 	if (close(fd) < 0) {
 		fd = -1;
 		r = fail(s, -errno, s->dir, "writing %s: %s", tmp, strerror(errno));
@@ -411,6 +467,11 @@ static int write_index(struct store *s, const struct store_index *idx)
 		r = fail(s, -errno, s->dir, "fsync: %s", strerror(errno));
 		goto out;
 	}
+	/* Under the lock nobody replaced it since: its identity as renamed. */
+	if (fstatat(s->dirfd, INDEX_NAME, &st, AT_SYMLINK_NOFOLLOW) == 0 && st.st_ino == id->ino)
+		*id = file_id_of(&st);
+	else
+		memset(id, 0, sizeof(*id));
 	r = 0;
 	goto out;
 unlink:
@@ -451,13 +512,14 @@ typedef int (*change_fn)(struct store *s, struct store_index *idx, void *arg);
 static int transact(struct store *s, change_fn change, void *arg)
 {
 	struct store_index fresh;
+	struct file_id id;
 	int r;
 
 	if (s->flags & STORE_F_RDONLY)
 		return fail(s, -EROFS, s->dir, "opened read-only");
 	if ((r = lock_store(s)))
 		return r;
-	if ((r = read_index(s, &fresh)))
+	if ((r = read_index(s, &fresh, &id)))
 		goto unlock;
 	if ((r = change(s, &fresh, arg)) < 0) {
 		store_index__free(&fresh);
@@ -465,12 +527,14 @@ static int transact(struct store *s, change_fn change, void *arg)
 	}
 	if (r > 0)
 		remove_dead_temps(s);
-	if (r > 0 && (r = write_index(s, &fresh))) {
+	if (r > 0 && (r = write_index(s, &fresh, &id))) {
 		store_index__free(&fresh);
+		s->idx_id.valid = false;   /* what is on disk now is unknown */
 		goto unlock;
 	}
 	index_clear(s);
 	s->idx = fresh;
+	s->idx_id = id;
 	r = 0;
 unlock:
 	unlock_store(s);

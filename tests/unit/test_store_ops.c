@@ -147,6 +147,40 @@ Test(store_hits, record_hit)
 	rm_tree(dir);
 }
 
+/* A transaction copies the handle's own snapshot when index.json is the
+ * file it was read from or wrote, and parses again when anyone else
+ * replaced it, even with a file of the same size. */
+Test(store_hits, snapshot_reused_only_while_the_file_is_unchanged)
+{
+	char dir[256];
+	struct store *s = fresh(dir, sizeof(dir));
+	struct store *other, *check;
+	struct store_patch p[2] = { full_patch("a"), full_patch("b") };
+
+	p[0].hits = p[1].hits = 1;
+	cr_assert_eq(store__add_many(s, p, 2), 0);
+	/* Our own writes, one after the other: each starts from the last. */
+	for (int i = 0; i < 3; i++)
+		cr_assert_eq(store__record_hit(s, "a", 2000000000 + i), 0);
+	cr_assert_eq(store__find(s, "a")->hits, 4);
+	/* Another writer replaces the file with one of the same size. */
+	cr_assert_eq(store__open(dir, 0, &other), 0);
+	cr_assert_eq(store__record_hit(other, "b", 2000000000), 0);
+	cr_assert_eq(store__find(other, "b")->hits, 2);
+	store__close(other);
+	/* Our next transaction sees that write: nothing is lost. */
+	cr_assert_eq(store__record_hit(s, "a", 2000000009), 0);
+	cr_assert_eq(store__find(s, "a")->hits, 5);
+	cr_assert_eq(store__find(s, "b")->hits, 2, "a stale snapshot overwrote another writer");
+	store__close(s);
+	cr_assert_eq(store__open(dir, STORE_F_RDONLY, &check), 0);
+	cr_assert_eq(store__find(check, "a")->hits, 5);
+	cr_assert_eq(store__find(check, "b")->hits, 2);
+	cr_assert_eq(store__find(check, "a")->last_hit, 2000000009);
+	store__close(check);
+	rm_tree(dir);
+}
+
 Test(store_query, select_by_program_module_and_python)
 {
 	char dir[256];
