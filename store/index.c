@@ -11,6 +11,7 @@
 #include <inttypes.h>
 #include <math.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -743,89 +744,153 @@ out:
 
 /* ---- encode -------------------------------------------------------------- */
 
-static int encode_field(const struct field *f, const struct store_patch *p, cJSON *obj)
+
+/* The encoder writes the text itself, byte for byte what cJSON_Print
+ * gives for the same tree (tabs, "key":<tab>value, arrays as "[{", "}, {",
+ * "}]"; test_store_index checks it against cJSON): building a cJSON tree
+ * of every field and printing it cost ten times as much, paid by every
+ * run that records hits. */
+struct out {
+	char *p;
+	size_t n, cap;
+	bool oom;
+};
+
+static void out_put(struct out *o, const char *s, size_t n)
+{
+	if (o->oom)
+		return;
+	if (o->n + n + 2 > o->cap) {
+		size_t cap = o->cap ? o->cap : 4096;
+		while (o->n + n + 2 > cap)
+			cap *= 2;
+		char *p = realloc(o->p, cap);
+		if (!p) {
+			o->oom = true;
+			return;
+		}
+		o->p = p;
+		o->cap = cap;
+	}
+	memcpy(o->p + o->n, s, n);
+	o->n += n;
+}
+
+static void out_str(struct out *o, const char *s)
+{
+	out_put(o, s, strlen(s));
+}
+
+/* A JSON string as cJSON escapes it: quote, backslash, \b \f \n \r \t,
+ * other control characters as \u00xx; everything else as is. */
+static void out_quoted(struct out *o, const char *s)
+{
+	const char *run = s;
+	out_put(o, "\"", 1);
+	for (; *s; s++) {
+		unsigned char c = (unsigned char)*s;
+		const char *esc = NULL;
+		char u[8];
+		switch (c) {
+		case '"': esc = "\\\""; break;
+		case '\\': esc = "\\\\"; break;
+		case '\b': esc = "\\b"; break;
+		case '\f': esc = "\\f"; break;
+		case '\n': esc = "\\n"; break;
+		case '\r': esc = "\\r"; break;
+		case '\t': esc = "\\t"; break;
+		default:
+			if (c < 32) {
+				snprintf(u, sizeof(u), "\\u%04x", c);
+				esc = u;
+			}
+		}
+		if (!esc)
+			continue;
+		out_put(o, run, (size_t)(s - run));
+		out_str(o, esc);
+		run = s + 1;
+	}
+	out_put(o, run, (size_t)(s - run));
+	out_put(o, "\"", 1);
+}
+
+static void encode_field(const struct field *f, const struct store_patch *p, struct out *o)
 {
 	const char *base = (const char *)p;
 	const char *s;
 	char buf[32];
 	int64_t t;
-	cJSON *v = NULL;
 
+	out_str(o, "\t\t\t\"");
+	out_str(o, f->key);
+	out_str(o, "\":\t");
 	switch (f->type) {
 	case F_NAME:
 	case F_TEXT:
-		v = cJSON_CreateString(*(const char *const *)(base + f->off));
+		out_quoted(o, *(const char *const *)(base + f->off));
 		break;
 	case F_OPT_TEXT:
 		s = *(const char *const *)(base + f->off);
-		v = s ? cJSON_CreateString(s) : cJSON_CreateNull();
+		if (s)
+			out_quoted(o, s);
+		else
+			out_str(o, "null");
 		break;
 	case F_LINE:
-		v = cJSON_CreateNumber(*(const int *)(base + f->off));
+		snprintf(buf, sizeof(buf), "%d", *(const int *)(base + f->off));
+		out_str(o, buf);
 		break;
 	case F_U32:
 	case F_TTL:
-		v = cJSON_CreateNumber(*(const uint32_t *)(base + f->off));
+		snprintf(buf, sizeof(buf), "%" PRIu32, *(const uint32_t *)(base + f->off));
+		out_str(o, buf);
 		break;
-	case F_HITS:
-		v = cJSON_CreateNumber((double)*(const uint64_t *)(base + f->off));
+	case F_HITS:   /* at most STORE_HITS_MAX: 15 digits, printed whole by cJSON too */
+		snprintf(buf, sizeof(buf), "%" PRIu64, *(const uint64_t *)(base + f->off));
+		out_str(o, buf);
 		break;
 	case F_TIME:
 	case F_OPT_TIME:
 		t = *(const int64_t *)(base + f->off);
 		if (f->type == F_OPT_TIME && t == 0)
-			v = cJSON_CreateNull();
+			out_str(o, "null");
 		else if (store__format_time(t, buf, sizeof(buf)) == 0)
-			v = cJSON_CreateString(buf);
+			out_quoted(o, buf);
+		else
+			o->oom = true;   /* validated patches always format */
 		break;
 	case F_STATUS:
-		v = cJSON_CreateString(store_status__str(p->status));
+		out_quoted(o, store_status__str(p->status));
 		break;
 	}
-	if (!v)
-		return -ENOMEM;
-	if (!cJSON_AddItemToObject(obj, f->key, v)) {
-		cJSON_Delete(v);
-		return -ENOMEM;
-	}
-	return 0;
 }
 
 char *store_index__serialize(const struct store_index *idx, size_t *len)
 {
-	cJSON *root = cJSON_CreateObject(), *arr = NULL;
-	char *text = NULL, *out = NULL;
-	size_t n;
+	struct out o = { 0 };
+	char buf[32];
 
-	if (!root || !cJSON_AddStringToObject(root, "format", FORMAT_NAME) ||
-	    !cJSON_AddNumberToObject(root, "version", STORE_FORMAT_VERSION) ||
-	    !(arr = cJSON_AddArrayToObject(root, "patches")))
-		goto out;
+	out_str(&o, "{\n\t\"format\":\t");
+	out_quoted(&o, FORMAT_NAME);
+	snprintf(buf, sizeof(buf), ",\n\t\"version\":\t%d,\n", STORE_FORMAT_VERSION);
+	out_str(&o, buf);
+	out_str(&o, "\t\"patches\":\t[");
 	for (size_t i = 0; i < idx->n; i++) {
-		cJSON *obj = cJSON_CreateObject();
-
-		if (!obj)
-			goto out;
-		if (!cJSON_AddItemToArray(arr, obj)) {
-			cJSON_Delete(obj);
-			goto out;
+		out_str(&o, i ? ", {\n" : "{\n");
+		for (size_t k = 0; k < NFIELDS; k++) {
+			encode_field(&fields[k], &idx->v[i], &o);
+			out_str(&o, k + 1 < NFIELDS ? ",\n" : "\n");
 		}
-		for (size_t k = 0; k < NFIELDS; k++)
-			if (encode_field(&fields[k], &idx->v[i], obj))
-				goto out;
+		out_str(&o, "\t\t}");
 	}
-	if (!(text = cJSON_Print(root)))
-		goto out;
-	n = strlen(text);
-	if (!(out = malloc(n + 2)))
-		goto out;
-	memcpy(out, text, n);
-	out[n++] = '\n';
-	out[n] = '\0';
+	out_str(&o, "]\n}\n");
+	if (o.oom) {
+		free(o.p);
+		return NULL;
+	}
+	o.p[o.n] = '\0';
 	if (len)
-		*len = n;
-out:
-	free(text);
-	cJSON_Delete(root);
-	return out;
+		*len = o.n;
+	return o.p;
 }

@@ -4,7 +4,10 @@
 #include "test_store_util.h"
 #include "store/store-priv.h"
 
+#include <cjson/cJSON.h>
 #include <errno.h>
+#include <stdlib.h>
+#include <string.h>
 
 static void assert_same(const struct store_patch *a, const struct store_patch *b)
 {
@@ -73,6 +76,48 @@ Test(store_index, every_field_round_trips_through_disk)
 	cr_assert_eq(errno, ENOENT);
 	store__close(s);
 	rm_tree(dir);
+}
+
+/* The encoder writes the text itself: it must be byte for byte what
+ * cJSON_Print gives for the same document (docs/formats/store.md). */
+static void assert_cjson_form(const struct store_index *idx)
+{
+	size_t len;
+	char *text = store_index__serialize(idx, &len);
+	cr_assert_not_null(text);
+	cr_assert_eq(strlen(text), len);
+	cr_assert_eq(text[len - 1], '\n');
+	cJSON *tree = cJSON_Parse(text);
+	cr_assert_not_null(tree, "the encoder's text is not JSON: %s", text);
+	char *ref = cJSON_Print(tree);
+	cr_assert_not_null(ref);
+	text[len - 1] = '\0';
+	cr_assert_str_eq(text, ref);
+	free(ref);
+	cJSON_Delete(tree);
+	free(text);
+}
+
+Test(store_index, encoder_writes_what_cjson_prints)
+{
+	struct store_index idx = { 0 };
+	struct store_patch a = full_patch("app.config.Loader.load:47:key_guard");
+	struct store_patch b = full_patch("b");
+
+	assert_cjson_form(&idx);   /* no patches: "patches": [] */
+	b.consumer = NULL;
+	b.build_id = NULL;
+	b.last_hit = 0;
+	b.hits = STORE_HITS_MAX;
+	b.status = STORE_STATUS_STALE;
+	b.stale_reason = "back\\slash \"quoted\"\ttab caf\u00e9 \x01\x1f\b\f\n\r /";
+	b.target = "d[\"k\"] + '\\'";
+	b.anchor_offset = 0;
+	b.ttl_days = STORE_MAX_TTL_DAYS;
+	cr_assert_eq(store_index__put(&idx, &a), 0);
+	cr_assert_eq(store_index__put(&idx, &b), 0);
+	assert_cjson_form(&idx);
+	store_index__free(&idx);
 }
 
 Test(store_index, defaults_fill_created_and_ttl)
