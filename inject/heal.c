@@ -135,6 +135,8 @@ struct heal {
 	double t_read, t_synth, t_send;         /* load times, for --verbose */
 	struct pend *pend;                      /* boot: posted, not answered yet */
 	size_t npend, cappend;
+	size_t pend_read;                       /* ... of which answered (read) */
+	size_t pend_sent;                       /* ... of which written to the hook */
 	char **hits;                            /* loaded, hit counts not yet stored */
 	size_t nhits;
 	/* heal__load_live: the live code may carry our patches already (a
@@ -148,6 +150,7 @@ struct heal {
 	bool boot_released;
 	/* heal__preload: the specs read from the caller's store handle, for
 	 * the next heal__load_tree (used once). */
+	struct store *hit_st;                   /* heal__use_store, not ours */
 	struct spec *pre;
 	size_t npre;
 	bool have_pre;
@@ -574,13 +577,25 @@ static int open_store(struct heal *h, unsigned flags, struct store **out)
 	return err;
 }
 
+void heal__use_store(struct heal *h, struct store *st)
+{
+	if (h)
+		h->hit_st = st;
+}
+
 void heal__flush(struct heal *h)
 {
 	struct store *st = NULL;
 	if (!h || !h->nhits)
 		return;
-	/* Lazy: the transaction reads the index under the lock anyway. */
-	if (open_store(h, STORE_F_LAZY, &st) == 0) {
+	if (h->hit_st) {
+		h->err[0] = 0;
+		store__set_print(store_said, h);
+		if (store__record_hits(h->hit_st, (const char *const *)h->hits, h->nhits,
+				       store__now(), NULL) && h->err[0])
+			say(h, "%s", h->err);
+	} else if (open_store(h, STORE_F_LAZY, &st) == 0) {
+		/* Lazy: the transaction reads the index under the lock anyway. */
 		store__record_hits(st, (const char *const *)h->hits, h->nhits,
 				   store__now(), NULL);
 		store__close(st);
@@ -1120,22 +1135,17 @@ static int pend__push(struct heal *h, struct spec *s, const char *qualname, cons
 	return 0;
 }
 
-/* Read the boot hook's answers to the pipelined patches, in order. */
-static int boot_collect(struct heal *h, const char **hits, size_t *nhits, bool last)
+/* Pipelining: the hook builds the patched code of one chunk while we
+ * synthesize the next; at most BOOT_INFLIGHT patches are written and not
+ * answered yet, so neither side ever blocks on a full socket buffer. */
+#define BOOT_CHUNK 16
+#define BOOT_INFLIGHT (2 * BOOT_CHUNK)
+
+/* Read the hook's answers, in order, until at most `keep` are unread. */
+static int boot_answers(struct heal *h, const char **hits, size_t *nhits, size_t keep, int rc)
 {
-	double t0 = now_ms();
-	/* The hook installs every PATCH before it reads a RELEASE: sent
-	 * behind the last patches, the module runs while we read answers. */
-	if (last && h->boot_release) {
-		struct inject_release r = { h->boot_release };
-		if (inject_msg__encode_release(&h->posted, &r) == 0 && !h->posted.err)
-			h->boot_released = true;
-	}
-	int rc = boot_send(h);
-	if (rc)
-		h->boot_released = false;
-	for (size_t i = 0; i < h->npend; i++) {
-		struct pend *p = &h->pend[i];
+	while (h->pend_read < h->npend && h->pend_sent - h->pend_read > keep) {
+		struct pend *p = &h->pend[h->pend_read++];
 		struct inject_patch_result res;
 		char why[512];
 		if (rc == 0)
@@ -1152,7 +1162,34 @@ static int boot_collect(struct heal *h, const char **hits, size_t *nhits, bool l
 		h->st.loaded++;
 		hits[(*nhits)++] = p->s->name;
 	}
-	h->npend = 0;
+	return rc;
+}
+
+enum boot_flush { BOOT_CHUNKED, BOOT_DRAIN, BOOT_LAST };
+
+/* Write the patches posted so far and read answers: BOOT_CHUNKED once a
+ * chunk is full, reading only what keeps the pipeline within its bound;
+ * BOOT_DRAIN everything, every answer (a patch that must see the ones
+ * before it installed); BOOT_LAST the same with the RELEASE behind the
+ * patches, so the module runs while we read the answers. */
+static int boot_collect(struct heal *h, const char **hits, size_t *nhits, enum boot_flush how)
+{
+	if (how == BOOT_CHUNKED && h->npend - h->pend_sent < BOOT_CHUNK)
+		return 0;
+	double t0 = now_ms();
+	if (how == BOOT_LAST && h->boot_release) {
+		struct inject_release r = { h->boot_release };
+		if (inject_msg__encode_release(&h->posted, &r) == 0 && !h->posted.err)
+			h->boot_released = true;
+	}
+	int rc = boot_send(h);
+	if (rc)
+		h->boot_released = false;
+	/* On error what is unanswered is reported as failed. */
+	h->pend_sent = h->npend;
+	rc = boot_answers(h, hits, nhits, how == BOOT_CHUNKED && !rc ? BOOT_INFLIGHT : 0, rc);
+	if (how != BOOT_CHUNKED || rc)
+		h->npend = h->pend_read = h->pend_sent = 0;
 	h->t_send += now_ms() - t0;
 	return rc;
 }
@@ -1258,6 +1295,8 @@ static int load_node(struct heal *h, struct spec *v, size_t nv, uint64_t root, u
 			wire_patch__free(&w);
 			if (err)
 				h->npend--;
+			else if ((err = boot_collect(h, hits, nhits, BOOT_CHUNKED)))
+				snprintf(why, sizeof(why), "the agent's boot hook went away");
 			h->t_send += now_ms() - t2;
 			guard_patch__release(&b.gp);
 			heal_code__free(&hc);
@@ -1269,7 +1308,7 @@ static int load_node(struct heal *h, struct spec *v, size_t nv, uint64_t root, u
 			break;
 		}
 		/* In order: the answers posted before come first. */
-		if (h->boot_fd >= 0 && (err = boot_collect(h, hits, nhits, false))) {
+		if (h->boot_fd >= 0 && (err = boot_collect(h, hits, nhits, BOOT_DRAIN))) {
 			guard_patch__release(&b.gp);
 			heal_code__free(&hc);
 			rc = err;
@@ -1381,11 +1420,11 @@ int heal__load_tree(struct heal *h, uint64_t root)
 		goto out;
 	}
 	/* The root itself (a module body) is never patched. */
-	h->npend = 0;
+	h->npend = h->pend_read = h->pend_sent = 0;
 	for (size_t i = 1; i < t.n && rc == 0; i++)
 		rc = load_node(h, v, nv, root, 0, &t.v[i], hits, &nhits);
 	if (h->npend) {
-		int err = boot_collect(h, hits, &nhits, true);
+		int err = boot_collect(h, hits, &nhits, BOOT_LAST);
 		if (err && !rc)
 			rc = err;
 	}

@@ -148,6 +148,11 @@ int heal__preload(struct heal *h, const struct store *st);
 /* Store the hit counts of what heal__load_tree* installed (deferred so the
  * waiting module is not held by an fsync; heal__close does it too). */
 void heal__flush(struct heal *h);
+/* Write hit counts through st, a writable handle the caller keeps open
+ * while h lives (suture-run's boot-list handle): while index.json is the
+ * file st read, the transaction copies st's snapshot instead of parsing
+ * the index again. NULL: a handle of its own each time. */
+void heal__use_store(struct heal *h, struct store *st);
 
 /* The session may come after heal__open (s NULL until then). */
 void heal__set_session(struct heal *h, struct inject_session *s);

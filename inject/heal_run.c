@@ -82,7 +82,7 @@ struct boot_list {
 	int fd;                   /* until filled */
 	char **files;             /* the files with patches (not the script) */
 	size_t nfiles;
-	struct store *st;         /* read-only, kept for heal__preload */
+	struct store *st;         /* kept for heal__preload, heal__use_store */
 };
 
 static void boot_list__free(struct boot_list *bl)
@@ -129,7 +129,9 @@ static int boot_list__fill(struct boot_list *bl, const struct heal_run_opts *o, 
 {
 	struct store *st = NULL;
 	store__set_print(store_quiet, NULL);   /* heal__load_tree reports problems */
-	int err = store__open(o->store_dir, STORE_F_RDONLY, &st);
+	/* Writable (nothing is written here): heal records hit counts
+	 * through it, from the snapshot parsed now (heal__use_store). */
+	int err = store__open(o->store_dir, 0, &st);
 	if (err == -ENOENT)
 		err = 0;   /* nothing stored yet */
 	if (st) {
@@ -287,6 +289,7 @@ static struct heal *sup__heal(struct sup *u)
 	 * once), usually while the interpreter runs site: the module that
 	 * waits for its patches does not wait for the store too. */
 	heal__preload(u->h, u->bl->st);
+	heal__use_store(u->h, u->bl->st);
 	return u->h;
 }
 
