@@ -46,6 +46,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 /* How long the debugger may take to answer one frame. */
@@ -88,6 +89,13 @@ static bool listed(const char *filename)
 		if (strcmp(boot.files[i], real) == 0)
 			return true;
 	return false;
+}
+
+static double now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
 }
 
 /* ---- the socket, without the GIL ---- */
@@ -216,6 +224,8 @@ static void serve(PyCodeObject *code)
 	struct inject_crash ev;
 	struct inject_buf b = { 0 };
 	const char *fn = PyUnicode_AsUTF8(code->co_filename);
+	unsigned npatches = 0;
+	double busy_ms = 0;
 
 	memset(&ev, 0, sizeof ev);
 	ev.tid = (uint64_t)syscall(SYS_gettid);
@@ -268,7 +278,10 @@ static void serve(PyCodeObject *code)
 		/* A burst of new code objects and tuples would run the cyclic
 		 * GC over the whole heap several times for nothing. */
 		int gc_was = PyGC_Disable();
+		double t0 = now_ms();
 		install(code, &p, &res);
+		busy_ms += now_ms() - t0;
+		npatches++;
 		if (gc_was)
 			PyGC_Enable();
 		ts = PyEval_SaveThread();
@@ -280,7 +293,8 @@ static void serve(PyCodeObject *code)
 		boot_off();   /* the debugger is gone or confused: run unpatched from now on */
 	pthread_mutex_unlock(&boot.lock);
 	PyEval_RestoreThread(ts);
-	agent__log("boot: %s runs (%s)", ev.filename, rc ? strerror(-rc) : "released");
+	agent__log("boot: %s runs (%s; %u patches built and placed in %.2f ms)", ev.filename,
+		   rc ? strerror(-rc) : "released", npatches, busy_ms);
 	Py_DECREF(code);
 	inject_buf__free(&b);
 }
