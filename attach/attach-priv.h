@@ -40,6 +40,20 @@ struct attach_elf {
 	char build_id[2 * 64 + 1];
 	char *debug_path;   /* cached attach_elf__debug_file() result */
 	int debug_err;      /* 0 = not looked up yet, 1 = found, <0 = error */
+	/* Symbols by name, built at the first lookup: [0] .dynsym, [1] .symtab
+	 * (attach/elf.c). A process's tools look up a few dozen names in
+	 * tables of thousands; one sort beats a scan a name. */
+	struct attach_symidx {
+		bool built;
+		struct attach_symref {
+			const char *name;
+			void *data;         /* Elf_Data * of the table */
+			uint32_t i;         /* index in it */
+			bool hidden;        /* a non-default version (versym bit 15) */
+		} *v;
+		size_t n;
+		size_t link;            /* the tables' string section: sh_link */
+	} syms[2];
 };
 
 struct attach_proc {

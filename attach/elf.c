@@ -73,6 +73,8 @@ void attach_elf__close(struct attach_elf *elf)
 	free(elf->path);
 	free(elf->open_path);
 	free(elf->debug_path);
+	free(elf->syms[0].v);
+	free(elf->syms[1].v);
 	free(elf);
 }
 
@@ -267,62 +269,109 @@ const char *attach_elf__build_id(const struct attach_elf *elf)
 /* Search one symbol table section. For .dynsym, prefer the default version
  * (dlopen@@GLIBC_2.34 over the hidden compat dlopen@GLIBC_2.2.5): versym
  * entries with bit 15 set are hidden. */
-static int search_symtab(struct attach_elf *elf, Elf_Scn *scn, const GElf_Shdr *sh,
-			 Elf_Data *versym, const char *name, GElf_Sym *found)
+static int symref__cmp(const void *a, const void *b)
 {
-	Elf_Data *d = elf_getdata(scn, NULL);
-	GElf_Sym s;
-	const char *nm;
-	size_t i, count;
-	int have = 0;
+	const struct attach_symref *x = a, *y = b;
+	int c = strcmp(x->name, y->name);
+	if (c)
+		return c;
+	if (x->data != y->data)   /* tables in section order */
+		return x->data < y->data ? -1 : 1;
+	return x->i < y->i ? -1 : x->i > y->i;
+}
 
-	if (!d || !sh->sh_entsize)
-		return -ENOENT;
-	count = sh->sh_size / sh->sh_entsize;
-	for (i = 1; i < count; i++) {
-		if (!gelf_getsym(d, (int)i, &s) || s.st_shndx == SHN_UNDEF || !s.st_name)
+/* Every defined, named symbol of the tables of kind `kind`, sorted by
+ * name, then table, then index (the order a scan would meet them). */
+static int symidx__build(struct attach_elf *elf, int k, Elf64_Word kind)
+{
+	struct attach_symidx *x = &elf->syms[k];
+	Elf_Data *versym = NULL;
+	Elf_Scn *scn;
+	GElf_Shdr sh;
+	size_t cap = 0;
+
+	x->built = true;
+	if (kind == SHT_DYNSYM)
+		for (scn = NULL; (scn = elf_nextscn(EF(elf), scn));)
+			if (gelf_getshdr(scn, &sh) && sh.sh_type == SHT_GNU_versym)
+				versym = elf_getdata(scn, NULL);
+	for (scn = NULL; (scn = elf_nextscn(EF(elf), scn));) {
+		if (!gelf_getshdr(scn, &sh) || sh.sh_type != kind || !sh.sh_entsize)
 			continue;
-		nm = elf_strptr(EF(elf), sh->sh_link, s.st_name);
-		if (!nm || strcmp(nm, name))
+		Elf_Data *d = elf_getdata(scn, NULL);
+		size_t count = sh.sh_size / sh.sh_entsize;
+		if (!d)
 			continue;
-		*found = s;
-		have = 1;
-		if (versym && versym->d_buf && (i + 1) * 2 <= versym->d_size) {
-			uint16_t v;
-			memcpy(&v, (const char *)versym->d_buf + i * 2, 2);
-			if (v & 0x8000)
-				continue; /* hidden version: keep looking for the default */
+		for (size_t i = 1; i < count; i++) {
+			GElf_Sym s;
+			const char *nm;
+			if (!gelf_getsym(d, (int)i, &s) || s.st_shndx == SHN_UNDEF || !s.st_name ||
+			    !(nm = elf_strptr(EF(elf), sh.sh_link, s.st_name)))
+				continue;
+			if (x->n == cap) {
+				size_t nc = cap ? 2 * cap : 1024;
+				struct attach_symref *v = realloc(x->v, nc * sizeof(*v));
+				if (!v)
+					return -ENOMEM;
+				x->v = v;
+				cap = nc;
+			}
+			bool hidden = false;
+			if (versym && versym->d_buf && (i + 1) * 2 <= versym->d_size) {
+				uint16_t ver;
+				memcpy(&ver, (const char *)versym->d_buf + i * 2, 2);
+				hidden = ver & 0x8000;
+			}
+			x->v[x->n++] = (struct attach_symref){ nm, d, (uint32_t)i, hidden };
 		}
-		return 0;
 	}
-	return have ? 0 : -ENOENT;
+	qsort(x->v, x->n, sizeof(x->v[0]), symref__cmp);
+	return 0;
+}
+
+/* The symbol named `name` in the tables of one kind: the first of that
+ * name in a scan, but past hidden (non-default) versions to the default
+ * one when there is one. */
+static int symidx__find(struct attach_elf *elf, int k, Elf64_Word kind, const char *name,
+			GElf_Sym *found)
+{
+	struct attach_symidx *x = &elf->syms[k];
+	int err;
+	if (!x->built && (err = symidx__build(elf, k, kind)))
+		return err;
+	size_t lo = 0, hi = x->n;
+	while (lo < hi) {   /* the first entry not below name */
+		size_t mid = lo + (hi - lo) / 2;
+		if (strcmp(x->v[mid].name, name) < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	const struct attach_symref *pick = NULL;
+	for (size_t i = lo; i < x->n && strcmp(x->v[i].name, name) == 0; i++) {
+		pick = &x->v[i];
+		if (!pick->hidden)
+			break;
+	}
+	if (!pick || !gelf_getsym(pick->data, (int)pick->i, found))
+		return -ENOENT;
+	return 0;
 }
 
 int attach_elf__symbol_info(struct attach_elf *elf, const char *name, struct attach_sym *out)
 {
 	static const Elf64_Word kinds[2] = { SHT_DYNSYM, SHT_SYMTAB };
-	Elf_Scn *scn, *vscn;
-	Elf_Data *versym;
-	GElf_Shdr sh, vsh;
 	GElf_Sym s;
-	int k;
 
-	for (k = 0; k < 2; k++) {
-		versym = NULL;
-		if (kinds[k] == SHT_DYNSYM) {
-			for (vscn = NULL; (vscn = elf_nextscn(EF(elf), vscn));)
-				if (gelf_getshdr(vscn, &vsh) && vsh.sh_type == SHT_GNU_versym)
-					versym = elf_getdata(vscn, NULL);
-		}
-		for (scn = NULL; (scn = elf_nextscn(EF(elf), scn));) {
-			if (!gelf_getshdr(scn, &sh) || sh.sh_type != kinds[k])
-				continue;
-			if (search_symtab(elf, scn, &sh, versym, name, &s) == 0) {
-				out->addr = s.st_shndx == SHN_ABS ? s.st_value : s.st_value + elf->bias;
-				out->size = s.st_size;
-				out->type = GELF_ST_TYPE(s.st_info);
-				return 0;
-			}
+	for (int k = 0; k < 2; k++) {
+		int err = symidx__find(elf, k, kinds[k], name, &s);
+		if (err == -ENOMEM)
+			return attach__fail(elf->proc, err, "%s: out of memory", elf->path);
+		if (err == 0) {
+			out->addr = s.st_shndx == SHN_ABS ? s.st_value : s.st_value + elf->bias;
+			out->size = s.st_size;
+			out->type = GELF_ST_TYPE(s.st_info);
+			return 0;
 		}
 	}
 	return attach__fail(elf->proc, -ENOENT, "%s: no symbol %s", elf->path, name);

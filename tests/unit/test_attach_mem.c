@@ -1,6 +1,7 @@
 /* attach/: remote memory, maps, ELF lookup against child processes. */
 #include <criterion/criterion.h>
 #include <elf.h>
+#include <pthread.h>
 #include <sys/mman.h>
 
 #include "attach/attach.h"
@@ -137,6 +138,10 @@ Test(attach_mem, maps_and_pie_symbol_bias)
 	cr_assert_eq(attach_elf__symbol(libc, "getpid", &addr, NULL), 0);
 	cr_assert_eq(addr, (uint64_t)(uintptr_t)&getpid);
 	cr_assert_eq(attach_elf__symbol(libc, "dlopen", &addr, NULL), 0);
+	/* Two versions in libc (GLIBC_2.2.5 hidden, GLIBC_2.3.2 default):
+	 * the one a program links against. */
+	cr_assert_eq(attach_elf__symbol(libc, "pthread_cond_wait", &addr, NULL), 0);
+	cr_assert_eq(addr, (uint64_t)(uintptr_t)&pthread_cond_wait);
 	{
 		struct attach_sym s;
 		cr_assert_eq(attach_elf__symbol_info(libc, "strlen", &s), 0);
