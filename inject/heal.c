@@ -132,7 +132,7 @@ struct heal {
 	int boot_fd;
 	uint64_t next_request;
 	char key_of[PATH_MAX], key[PATH_MAX];   /* file_key's last answer */
-	double t_read, t_synth, t_send;         /* load times, for --verbose */
+	double t_walk, t_read, t_synth, t_send; /* load times, for --verbose */
 	struct pend *pend;                      /* boot: posted, not answered yet */
 	size_t npend, cappend;
 	size_t pend_read;                       /* ... of which answered (read) */
@@ -1400,7 +1400,7 @@ int heal__load_tree(struct heal *h, uint64_t root)
 	unsigned loaded0 = h->st.loaded;
 	if (!h->o.program)
 		return 0;
-	h->t_read = h->t_synth = h->t_send = 0;
+	h->t_walk = h->t_read = h->t_synth = h->t_send = 0;
 	if (h->have_pre) {   /* heal__preload: read while the module was not waiting */
 		v = h->pre;
 		nv = h->npre;
@@ -1415,10 +1415,12 @@ int heal__load_tree(struct heal *h, uint64_t root)
 	pages__drop(&h->pages);
 	h->pages.on = true;
 	const char **hits = calloc(nv, sizeof(char *));
+	double tw = now_ms();
 	if (!hits || (rc = tree__walk(h, &t, root, 0))) {
 		free(hits);
 		goto out;
 	}
+	h->t_walk = now_ms() - tw;
 	/* The root itself (a module body) is never patched. */
 	h->npend = h->pend_read = h->pend_sent = 0;
 	for (size_t i = 1; i < t.n && rc == 0; i++)
@@ -1440,8 +1442,9 @@ int heal__load_tree(struct heal *h, uint64_t root)
 	}
 	free(hits);
 	if (h->o.verbose && h->st.loaded > loaded0)
-		say(h, "loaded %u patch(es) in %.2f ms (reading the code %.2f, synthesis and gate %.2f, "
-		    "agent %.2f)", h->st.loaded - loaded0, now_ms() - t0, h->t_read, h->t_synth, h->t_send);
+		say(h, "loaded %u patch(es) in %.2f ms (walking the module's code %.2f, reading the code %.2f, "
+		    "synthesis and gate %.2f, agent %.2f)", h->st.loaded - loaded0, now_ms() - t0, h->t_walk,
+		    h->t_read, h->t_synth, h->t_send);
 out:
 	h->pages.on = false;
 	free(t.v);
