@@ -261,6 +261,7 @@ struct sup {
 	struct inject_crash ev;
 	/* --verbose start-up clock, ms of CLOCK_MONOTONIC (0: not yet) */
 	double t_fork, t_first, t_session, t_event, t_held_from, t_held_to, t_load;
+	double t_heal_from, t_heal_to;   /* inspect/ and heal opened */
 	char held[96];            /* the module that was held */
 };
 
@@ -272,6 +273,7 @@ static struct heal *sup__heal(struct sup *u)
 	char err[512];
 	if (u->h || u->inspect_failed)
 		return u->h;
+	u->t_heal_from = mono_ms();
 	if (inspect_proc__open(u->pid, NULL, &u->ip, err, sizeof(err))) {
 		fprintf(stderr, "[suture] %s: nothing is healed in this run\n", err);
 		u->inspect_failed = true;
@@ -290,6 +292,7 @@ static struct heal *sup__heal(struct sup *u)
 	 * waits for its patches does not wait for the store too. */
 	heal__preload(u->h, u->bl->st);
 	heal__use_store(u->h, u->bl->st);
+	u->t_heal_to = mono_ms();
 	return u->h;
 }
 
@@ -422,6 +425,13 @@ static int supervise(const struct heal_run_opts *o, pid_t pid, int boot_fd, int 
 					   access(sock, F_OK) == 0;
 		}
 		if (try_open) {
+			/* Patches to load: read the layout first (the interpreter
+			 * is initialized once the agent listens). The agent
+			 * installs its watcher meanwhile, which our handshake
+			 * would wait for anyway; the module it holds is answered
+			 * sooner. */
+			if (ready && bl->nfiles)
+				sup__heal(&u);
 			if (inject_session__open(pid, &io, &u.s) == 0) {
 				u.t_session = mono_ms();
 				if (o->verbose)
@@ -526,8 +536,9 @@ static int supervise(const struct heal_run_opts *o, pid_t pid, int boot_fd, int 
 		double t_end = mono_ms();
 #define REL(t) ((t) ? (t) - u.t_fork : -1.0)
 		fprintf(stderr, "[suture] start-up clock (ms after fork at %.3f monotonic, -1: never): first module reported %.2f, "
-			"agent session %.2f, %s held from %.2f to %.2f (%.2f ms, loading patches %.2f); "
-			"script ended %.2f\n", u.t_fork, REL(u.t_first), REL(u.t_session),
+			"agent session %.2f, layout and specs read from %.2f to %.2f, %s held from %.2f to %.2f "
+			"(%.2f ms, loading patches %.2f); script ended %.2f\n", u.t_fork, REL(u.t_first),
+			REL(u.t_session), REL(u.t_heal_from), REL(u.t_heal_to),
 			u.held[0] ? u.held : "nothing", REL(u.t_held_from), REL(u.t_held_to),
 			u.t_held_to ? u.t_held_to - u.t_held_from : 0.0, u.t_load, t_end - u.t_fork);
 #undef REL

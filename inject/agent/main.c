@@ -846,8 +846,9 @@ static void *agent_main(void *arg)
 	(void)arg;
 
 	/* LD_PRELOAD: wait for Py_Initialize to finish. */
+	/* Every 0.5 ms: a debugger may hold the script until we listen. */
 	while (!Py_IsInitialized())
-		usleep(2000);
+		usleep(500);
 	agent__log("interpreter initialized");
 	if ((rc = open_channel())) {
 		agent__log("channel not opened: %s", strerror(-rc));

@@ -70,7 +70,7 @@ for n in names[1:]:
 
 # suture-run's own clock (ms after fork), medians over the runs.
 import re
-pat = re.compile(r"first module reported ([-0-9.]+), agent session ([-0-9.]+), .* held from ([-0-9.]+) to "
+pat = re.compile(r"first module reported ([-0-9.]+), agent session ([-0-9.]+), .*, \S+ held from ([-0-9.]+) to "
                  r"([-0-9.]+) \(([-0-9.]+) ms, loading patches ([-0-9.]+)\); script ended ([-0-9.]+)")
 env = dict(os.environ, SUTURE_RUN_TIMING="1")
 for name, cmd in confs[1:]:
