@@ -511,13 +511,14 @@ static _PyInterpreterFrame *complete_previous(_PyInterpreterFrame *f)
 
 /* The walk of DESIGN.md section 5: the exception is a crash when nothing
  * outward may handle it. */
-static int is_crash(_PyInterpreterFrame *f, PyObject *type)
+static int is_crash(_PyInterpreterFrame *f, PyObject *type, int first)
 {
 	int op = _Py_OPCODE(*f->prev_instr);
 	if (op == RAISE_VARARGS || op == RERAISE)
 		return 0;   /* deliberate: raise, assert, re-raise */
 	for (_PyInterpreterFrame *fr = f; fr; ) {
-		int v = frame_catches(fr, type);
+		/* f's own verdict is known already (first). */
+		int v = fr == f ? first : frame_catches(fr, type);
 		if (v == HANDLED)
 			return 0;
 		if (v == THREAD_TOP)
@@ -598,11 +599,8 @@ static void consider(PyThreadState *ts, PyFrameObject *frame, PyObject **pexc, P
 		return;
 	/* The cheapest verdict first: a handler right here that catches
 	 * (try/except in the same function) is the common handled case. */
-	if (frame_catches(f, *pexc) == HANDLED)
-		return;
-	if (!is_crash(f, *pexc))
-		return;
-	if (!agent_channel__has_debugger() && !agent_channel__may_wait())
+	int here = frame_catches(f, *pexc);
+	if (here == HANDLED || !is_crash(f, *pexc, here))
 		return;
 	park(f, pexc, pval, ptb);
 }
@@ -624,7 +622,9 @@ static int agent_traceback_here(PyFrameObject *frame)
 	agent_stats.hook_calls++;
 	/* tb == NULL: the exception starts in this frame (a propagating one
 	 * already has the callee's entry). */
-	if (tb == NULL && g_watching && is_structural(exc)) {
+	/* Nobody to tell (no debugger, none awaited): nothing to decide. */
+	if (tb == NULL && g_watching && is_structural(exc) &&
+	    (agent_channel__has_debugger() || agent_channel__may_wait())) {
 		PyThreadState *ts = PyThreadState_Get();
 		if (busy_enter(ts)) {
 			consider(ts, frame, &exc, &val, &newtb);
@@ -650,7 +650,7 @@ static int trace_cb(PyObject *obj, PyFrameObject *frame, int what, PyObject *arg
 	PyObject *tb = PyTuple_GET_ITEM(arg, 2);
 	/* The newest entry is this frame's; no older one means it starts here. */
 	if (!PyTraceBack_Check(tb) || ((PyTracebackObject *)tb)->tb_next != NULL ||
-	    !is_structural(exc))
+	    !is_structural(exc) || !(agent_channel__has_debugger() || agent_channel__may_wait()))
 		return 0;
 	Py_INCREF(exc);
 	Py_INCREF(val);

@@ -4,9 +4,11 @@
 # iterations of KeyError raised and caught in a caller or the same frame,
 # getattr with a default, hasattr, int() of bad text). Ratios to an
 # unwatched run, best of RUNS each, interleaved:
-#   agent-jump   libsuture_agent.so, PyTraceBack_Here entry jump (default)
-#   agent-trace  libsuture_agent.so, C trace function fallback
+#   agent-jump   under suture-run (a debugger connected, so every exception
+#                is judged), PyTraceBack_Here entry jump (default)
+#   agent-trace  the same with the C trace function fallback
 #   settrace     a sys.settrace exception tracer (CodeSuture's approach)
+# The workload prints its own CPU time: suture-run's start-up is not in it.
 # Prints figures only.
 set -u
 : "${BUILD:=build}"
@@ -16,6 +18,8 @@ AGENT="$BUILD/lib/libsuture_agent.so"
 W="$ROOT/tests/fixtures/agent/bench_workload.py"
 RUNS=${RUNS:-7}
 [ -f "$AGENT" ] || { echo "build $AGENT first"; exit 1; }
+STORE=$(mktemp -d /tmp/bench_watch.store.XXXXXX)
+trap 'rm -rf "$STORE"' EXIT
 
 best() { sort -n | head -1; }
 : >/tmp/bench_watch.$$.plain; : >/tmp/bench_watch.$$.jump
@@ -23,8 +27,10 @@ best() { sort -n | head -1; }
 i=0
 while [ $i -lt "$RUNS" ]; do
 	"$PYTHON" "$W" >>/tmp/bench_watch.$$.plain
-	LD_PRELOAD="$AGENT" "$PYTHON" "$W" >>/tmp/bench_watch.$$.jump
-	SUTURE_AGENT_MODE=trace LD_PRELOAD="$AGENT" "$PYTHON" "$W" >>/tmp/bench_watch.$$.trace
+	SUTURE_AGENT="$AGENT" "$BUILD/bin/suture-run" --python "$PYTHON" --store "$STORE" "$W" \
+		>>/tmp/bench_watch.$$.jump 2>/dev/null
+	SUTURE_AGENT_MODE=trace SUTURE_AGENT="$AGENT" "$BUILD/bin/suture-run" --python "$PYTHON" \
+		--store "$STORE" "$W" >>/tmp/bench_watch.$$.trace 2>/dev/null
 	"$PYTHON" "$W" settrace >>/tmp/bench_watch.$$.settrace
 	i=$((i + 1))
 done
