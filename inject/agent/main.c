@@ -331,6 +331,37 @@ static void close_client_locked(const char *why)
 	release_all_locked(AGENT_VERDICT_NO_DEBUGGER);
 }
 
+/* The first part of a reply, sent while the caller still holds the GIL:
+ * a program that ends as soon as it runs again (its last loop switched to
+ * the patched code, say) would otherwise close the channel before the
+ * answer is out. Never blocks: what does not fit now goes out with
+ * reply_rest() once the GIL is released. Returns the bytes sent. */
+static size_t reply_early(struct inject_buf *b)
+{
+	size_t sent = 0;
+	pthread_mutex_lock(&g.lock);
+	while (b->err == 0 && g.client_fd >= 0 && sent < b->len) {
+		ssize_t n = send(g.client_fd, b->data + sent, b->len - sent, MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;   /* full (or failed: reply_rest says so) */
+		sent += (size_t)n;
+	}
+	/* Held until reply_rest: no other frame may come between the parts. */
+	return sent;
+}
+
+static void reply_rest(struct inject_buf *b, size_t sent)
+{
+	if (b->err == 0 && sent < b->len &&
+	    (g.client_fd < 0 ||
+	     inject_channel__write_all(g.client_fd, b->data + sent, b->len - sent) != 0))
+		close_client_locked("write failed");
+	pthread_mutex_unlock(&g.lock);
+	inject_buf__reset(b);
+}
+
 static void reply(struct inject_buf *b)
 {
 	pthread_mutex_lock(&g.lock);
@@ -610,15 +641,19 @@ static void on_patch(struct inject_buf *b, const uint8_t *p, const uint8_t *end,
 	if (gil_take(&st)) {
 		res.status = -ESHUTDOWN;
 		snprintf(res.message, sizeof res.message, "agent: interpreter finalizing");
+		inject_msg__encode_patch_result(b, &res);
+		reply(b);
 	} else {
 		res.status = agent_install__patch(&m, &res);
+		/* Answered before the program runs on (reply_early). */
+		inject_msg__encode_patch_result(b, &res);
+		size_t sent = reply_early(b);
 		PyGILState_Release(st);
+		reply_rest(b, sent);
 	}
 	agent__log("patch %llu for code %#llx: %d, %u functions, %u parents: %s",
 		   (unsigned long long)m.request_id, (unsigned long long)m.code_addr,
 		   res.status, res.nfunctions, res.nparents, res.message);
-	inject_msg__encode_patch_result(b, &res);
-	reply(b);
 }
 
 /* LIST: the registry, encoded with the GIL held (it reads code objects). */
