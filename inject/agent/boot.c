@@ -356,6 +356,10 @@ static int boot_hook(const char *event, PyObject *args, void *ud)
 	if (!boot.first_done) {
 		boot.first_done = true;
 		agent__log("boot: first module %s", fn);
+		/* The GIL is ours: the watcher goes in now rather than when
+		 * the agent's installer gets the GIL from us, which could be
+		 * as late as the script's module, held for the session. */
+		agent__install_watcher_here();
 		bool script_listed = list_ready();
 		agent__log("boot: list ready (%s)", script_listed ? "the script is listed" : "hold this module");
 		if (script_listed)

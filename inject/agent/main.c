@@ -58,6 +58,9 @@ static struct {
 	uint32_t mode;
 	char detail[160];
 	bool installed;
+	/* An install is under way (it may let the GIL go while it imports):
+	 * whoever claimed it under g.lock installs, the other waits on g.cond. */
+	bool installing;
 } g = {
 	.lock = PTHREAD_MUTEX_INITIALIZER,
 	.listen_fd = -1, .client_fd = -1, .lock_fd = -1,
@@ -242,29 +245,66 @@ static void record_install(uint32_t mode, const char *detail)
 	g.mode = mode;
 	snprintf(g.detail, sizeof g.detail, "%s", detail);
 	g.installed = mode != INJECT_WATCH_NONE;
+	g.installing = false;
+	pthread_cond_broadcast(&g.cond);
 	pthread_mutex_unlock(&g.lock);
+}
+
+/* Claim the install (true), or say it is done or another claim holds it.
+ * wait: until that other install has finished (call without the GIL:
+ * the other needs it). */
+static bool install_claim(bool wait)
+{
+	pthread_mutex_lock(&g.lock);
+	bool mine = g.running && !g.stopping && !g.installed && !g.installing;
+	if (mine)
+		g.installing = true;
+	while (!mine && wait && g.installing)
+		pthread_cond_wait(&g.cond, &g.lock);
+	pthread_mutex_unlock(&g.lock);
+	return mine;
 }
 
 /* Installing the watcher takes the GIL; a thread that never lets it go
  * (a long C call) must not keep the channel from coming up, so the attempt
  * runs on its own thread and the agent thread waits a bounded time. */
+/* With the GIL held, the install claimed. */
+static void install_claimed(void)
+{
+	uint32_t mode = INJECT_WATCH_NONE;
+	char detail[160] = "";
+	struct timespec t0, t1;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	agent_watch__install(&mode, detail, sizeof detail);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	record_install(mode, detail);
+	agent__log("watcher: %s (%.2f ms)", detail,
+		   (t1.tv_sec - t0.tv_sec) * 1e3 + (t1.tv_nsec - t0.tv_nsec) / 1e6);
+}
+
+void agent__install_watcher_here(void)
+{
+	/* An installer that claimed it first waits for the GIL we hold: it
+	 * goes on once we let the GIL go. */
+	if (install_claim(false))
+		install_claimed();
+}
+
 static void *installer_main(void *arg)
 {
 	struct installer *in = arg;
 	PyGILState_STATE st;
-	uint32_t mode = INJECT_WATCH_NONE;
-	char detail[160] = "";
 
-	if (gil_take(&st) == 0) {
-		if (!g.stopping)
-			agent_watch__install(&mode, detail, sizeof detail);
-		PyGILState_Release(st);
-	} else {
-		snprintf(detail, sizeof detail, "interpreter finalizing or not initialized");
+	/* Claimed before the GIL is asked for; the boot hook may hold both. */
+	if (install_claim(true)) {
+		if (gil_take(&st) == 0) {
+			install_claimed();
+			PyGILState_Release(st);
+		} else {
+			record_install(INJECT_WATCH_NONE, "interpreter finalizing or not initialized");
+			agent__log("watcher: interpreter finalizing or not initialized");
+		}
 	}
-	record_install(mode, detail);
-	agent__log("watcher: %s", detail);
-
 	pthread_mutex_lock(&in->lock);
 	in->done = true;
 	bool abandoned = in->abandoned;

@@ -72,7 +72,7 @@ static uint8_t g_orig[14];
 static size_t g_patch_len;
 
 /* The standard library's directory ("/usr/lib/python3.11/"). */
-static PyObject *g_stdlib_prefix;
+static PyObject *g_stdlib_prefix, *g_str_os;
 /* builtins.hasattr and builtins.getattr (immortal in practice). */
 static PyObject *g_hasattr, *g_getattr;
 
@@ -816,7 +816,11 @@ static void remove_trace(void)
 
 static void find_stdlib(void)
 {
-	PyObject *os = PyImport_ImportModule("os");
+	/* Imported at start-up already: no trip through the import system
+	 * (which runs Python code and may let the GIL go). */
+	PyObject *os = PyImport_GetModule(g_str_os ? g_str_os : (g_str_os = PyUnicode_InternFromString("os")));
+	if (!os && !PyErr_Occurred())
+		os = PyImport_ImportModule("os");
 	PyObject *file = os ? PyObject_GetAttrString(os, "__file__") : NULL;
 	Py_XDECREF(os);
 	if (file && PyUnicode_Check(file)) {
@@ -845,10 +849,14 @@ int agent_watch__install(uint32_t *mode, char *detail, size_t cap)
 	if (!g_stdlib_prefix)
 		find_stdlib();
 	if (!g_hasattr) {
-		PyObject *b = PyImport_ImportModule("builtins");
-		g_hasattr = b ? PyObject_GetAttrString(b, "hasattr") : NULL;
-		g_getattr = b ? PyObject_GetAttrString(b, "getattr") : NULL;
-		Py_XDECREF(b);
+		PyObject *b = PyEval_GetBuiltins();   /* borrowed: the dict */
+		if (!b) {
+			PyObject *m = PyImport_ImportModule("builtins");
+			b = m ? PyModule_GetDict(m) : NULL;
+			Py_XDECREF(m);   /* the module (and its dict) live on */
+		}
+		g_hasattr = b ? Py_XNewRef(PyDict_GetItemString(b, "hasattr")) : NULL;
+		g_getattr = b ? Py_XNewRef(PyDict_GetItemString(b, "getattr")) : NULL;
 		PyErr_Clear();
 	}
 	if (!want || strcmp(want, "trace") != 0) {

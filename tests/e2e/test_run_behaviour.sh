@@ -34,6 +34,20 @@ grep -q "^\[suture\]" "$W/pt.out" && fail "suture wrote on the script's stdout"
 grep -q "^\[suture\] patches applied: 0, already healed: 0" "$W/pt.err" || fail "no summary"
 echo "ok: arguments, stdin, stdout, exit status"
 
+# --- one watcher ---------------------------------------------------------------
+# The boot hook installs the watcher at the first module and the agent's own
+# installer must then leave it alone: one entry jump, never a second install
+# that would find the jump and add the trace fallback on top.
+i=0
+while [ $i -lt 10 ]; do
+	SUTURE_AGENT_VERBOSE=1 run --store "$W/s0" "$FIX/passthrough.py" 0 </dev/null >/dev/null 2>"$W/one.err"
+	[ "$(grep -c 'watcher: ' "$W/one.err")" -eq 1 ] || { cat "$W/one.err"; fail "watcher installed $(grep -c 'watcher: ' "$W/one.err") times"; }
+	grep -Eq "^\[suture\] agent ready in pid [0-9]* \((rel32|absolute) jump at PyTraceBack_Here" "$W/one.err" ||
+		{ cat "$W/one.err"; fail "the watcher is not the entry jump"; }
+	i=$((i + 1))
+done
+echo "ok: one watcher, the entry jump, installed once"
+
 # --- an agent that never listens --------------------------------------------
 # It closes suture-run's ready pipe without a byte: suture-run says so at
 # once and the script runs on, unwatched, with its own exit status.
