@@ -156,9 +156,10 @@ struct heal {
 	unsigned nest;
 };
 
-/* The agent nests at most 8 continuations per thread; a bound of our own
- * keeps our stack flat whatever it reports. */
-#define HEAL_MAX_NEST 8
+/* The agent nests at most 8 continuations per thread and refuses the
+ * resume past that (the crash is still patched and stored here); a bound
+ * of our own, above it, keeps our stack flat whatever an agent reports. */
+#define HEAL_MAX_NEST 16
 
 static void specs__free(struct spec *v, size_t n);
 

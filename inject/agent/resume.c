@@ -81,6 +81,23 @@ static int keep(PyObject *o)
  * and patched, and is that call's outcome. */
 #define MAX_NEST 8
 
+/* K's constants [from, to): the frame's values, loaded by its prologue
+ * only. Once K's call is over they are replaced by None (scrub), so
+ * nothing that keeps K's code (the keep ring, tracebacks, copies made for
+ * a decider) keeps the program's objects alive. */
+struct span {
+	Py_ssize_t from, to;
+};
+
+static void scrub(PyObject *consts, struct span v)
+{
+	for (Py_ssize_t i = v.from; i < v.to && i < PyTuple_GET_SIZE(consts); i++) {
+		PyObject *o = PyTuple_GET_ITEM(consts, i);
+		PyTuple_SET_ITEM(consts, i, Py_NewRef(Py_None));
+		Py_DECREF(o);
+	}
+}
+
 /* One running continuation, on the C stack of agent_resume__run while K
  * is called. All threads' levels are one list, newest first, touched with
  * the GIL held only; a thread pushes and pops its own in order, so its
@@ -92,6 +109,7 @@ struct level {
 	PyObject *kfunc;            /* K's function (alive during the call) */
 	PyCodeObject *patched;      /* the code K was built from (strong) */
 	uint32_t shift;             /* K's prologue, in units */
+	struct span values;         /* K's constants that only its prologue loads */
 	PyObject *token, *value;    /* set by a resume of K's own frame (strong) */
 	struct level *next;
 };
@@ -486,7 +504,8 @@ int agent_resume__is_decider_block(PyCodeObject *co, uint32_t target)
 /* ------------------------------------------------------------------ */
 
 static PyObject *build_k(_PyInterpreterFrame *f, PyCodeObject *patched, uint32_t fallback_unit,
-			 uint32_t base_depth, uint32_t *pshift, char *msg, size_t cap)
+			 uint32_t base_depth, uint32_t *pshift, struct span *pvalues, char *msg,
+			 size_t cap)
 {
 	struct bytes code = { 0 }, table = { 0 }, lines = { 0 };
 	struct entry *e = calloc(MAX_ENTRIES, sizeof *e);
@@ -517,6 +536,7 @@ static PyObject *build_k(_PyInterpreterFrame *f, PyCodeObject *patched, uint32_t
 		goto out;
 	uint32_t shift = (uint32_t)(code.len / 2);
 	*pshift = shift;
+	*pvalues = (struct span){ nconsts, nconsts + PyList_GET_SIZE(values) };
 	if (!(co_code = PyObject_GetAttrString((PyObject *)patched, "co_code")))
 		goto out;
 	for (Py_ssize_t i = 0; i < PyBytes_GET_SIZE(co_code); i++)
@@ -568,7 +588,7 @@ out:
 /* C's code with a handler at the CALL (units [call, call_end)) whose block
  * asks the decider. depth: C's stack depth without the call's inputs. */
 static PyObject *build_caller(PyCodeObject *c, uint32_t call, uint32_t call_end, uint32_t depth,
-			      PyObject *decider, char *msg, size_t cap)
+			      PyObject *decider, struct span values, char *msg, size_t cap)
 {
 	struct bytes code = { 0 }, table = { 0 }, lines = { 0 };
 	struct entry *e = calloc(MAX_ENTRIES + 4, sizeof *e), *out = NULL;
@@ -649,8 +669,12 @@ static PyObject *build_caller(PyCodeObject *c, uint32_t call, uint32_t call_end,
 		static const char *const keys[] = { "co_code", "co_exceptiontable", "co_linetable",
 						    "co_consts" };
 		PyObject *one = PyTuple_Pack(1, decider);
-		PyObject *vals[4] = { bytes_obj(&code), bytes_obj(&table), bytes_obj(&lines),
-				      one ? PySequence_Concat(c->co_consts, one) : NULL };
+		PyObject *consts = one ? PySequence_Concat(c->co_consts, one) : NULL;
+		/* C is a continuation's frame: its copy needs no values (its
+		 * prologue ran) and must not keep them. */
+		if (consts)
+			scrub(consts, values);
+		PyObject *vals[4] = { bytes_obj(&code), bytes_obj(&table), bytes_obj(&lines), consts };
 		Py_XDECREF(one);
 		r = replace((PyObject *)c, keys, vals, 4);
 	}
@@ -694,6 +718,8 @@ int agent_resume__run(_PyInterpreterFrame *f, PyObject **pexc, PyObject **pval, 
 	struct level me = { 0 };
 	uint32_t depth = 0, shift = 0;
 	ptrdiff_t call = 0, last = 0;
+	struct span values = { 0, 0 };
+	struct level *cl = NULL;
 	int rc = -EINVAL, nest = agent_resume__depth(ts);
 
 	msg[0] = 0;
@@ -733,9 +759,10 @@ int agent_resume__run(_PyInterpreterFrame *f, PyObject **pexc, PyObject **pval, 
 			return -ENOTSUP;
 		}
 		depth = (uint32_t)(c->stacktop - c->f_code->co_nlocalsplus);
+		cl = level_of_frame(c);   /* C may be a continuation's frame */
 	}
 
-	if (!(k = build_k(f, patched, fallback_unit, base_depth, &shift, msg, cap)))
+	if (!(k = build_k(f, patched, fallback_unit, base_depth, &shift, &values, msg, cap)))
 		goto out;
 	if (!(kfunc = PyFunction_New(k, f->f_globals)))
 		goto out;
@@ -758,7 +785,8 @@ int agent_resume__run(_PyInterpreterFrame *f, PyObject **pexc, PyObject **pval, 
 			goto out;
 		d->block = (uint32_t)Py_SIZE(c->f_code);   /* build_caller appends it there */
 		if (!(c_new = build_caller(c->f_code, (uint32_t)call, (uint32_t)last + 1, depth,
-					   decider, msg, cap)))
+					   decider, cl ? cl->values : (struct span){ 0, 0 }, msg,
+					   cap)))
 			goto out;
 		if (((PyCodeObject *)c_new)->co_stacksize < c->f_code->co_stacksize ||
 		    ((PyCodeObject *)c_new)->co_nlocalsplus != c->f_code->co_nlocalsplus) {
@@ -774,10 +802,27 @@ int agent_resume__run(_PyInterpreterFrame *f, PyObject **pexc, PyObject **pval, 
 	/* While K runs, this level lets the watcher see K's crashes (watch.c
 	 * asks agent_resume__depth) and tells where they are. */
 	me = (struct level){ ts, f, fn, kfunc, (PyCodeObject *)Py_NewRef((PyObject *)patched), shift,
-			     NULL, NULL, g_levels };
+			     values, NULL, NULL, g_levels };
 	g_levels = &me;
+	/* With the trace fallback, this runs inside the eval loop's call of
+	 * our trace function, where tracing is paused (call_trace's
+	 * PyThreadState_EnterTracing): lift that for K, so K's crashes reach
+	 * the watcher too, and put it back before returning there. */
+	int untrace = agent_watch__mode() == INJECT_WATCH_TRACE && ts->tracing > 0;
+	if (untrace)
+		PyThreadState_LeaveTracing(ts);
 	result = PyObject_CallNoArgs(kfunc);
+	if (untrace)
+		PyThreadState_EnterTracing(ts);
 	level_pop(&me);
+	{
+		/* K's frame is gone; its values go now (the exception, if
+		 * any, is held: no Python error is set while they are freed). */
+		PyObject *e0, *v0, *t0;
+		PyErr_Fetch(&e0, &v0, &t0);
+		scrub(((PyCodeObject *)k)->co_consts, values);
+		PyErr_Restore(e0, v0, t0);
+	}
 	if (!result) {
 		PyObject *e2, *v2, *t2;
 		PyErr_Fetch(&e2, &v2, &t2);
