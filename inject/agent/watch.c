@@ -539,9 +539,12 @@ static int is_crash(_PyInterpreterFrame *f, PyObject *type)
 		_PyInterpreterFrame *below = complete_previous(fr);
 		if (below && fr->is_entry && agent_resume__skips(fr, below)) {
 			/* A resumed call's continuation: what it raises leaves the
-			 * parked frame below bare, for that frame's caller. */
-			fr = below;
-			below = complete_previous(fr);
+			 * parked frame below bare, for that frame's caller; that
+			 * frame may be a continuation in turn (nested resumes). */
+			do {
+				fr = below;
+				below = complete_previous(fr);
+			} while (below && fr->is_entry && agent_resume__skips(fr, below));
 		} else if (below && fr->is_entry && c_may_swallow(fr, below, type)) {
 			return 0;
 		}
