@@ -154,7 +154,15 @@ struct heal {
 	struct spec *pre;
 	size_t npre;
 	bool have_pre;
+	/* Crashes being healed inside resumed calls (a continuation crashed
+	 * again before its answer): heal__on_crash runs nested this deep. */
+	unsigned nest;
 };
+
+/* The agent nests at most 8 continuations per thread and refuses the
+ * resume past that (the crash is still patched and stored here); a bound
+ * of our own, above it, keeps our stack flat whatever an agent reports. */
+#define HEAL_MAX_NEST 16
 
 static void specs__free(struct spec *v, size_t n);
 
@@ -704,6 +712,27 @@ static void patch_meta(struct heal *h, const struct heal_code *hc, const struct 
 /* ------------------------------------------------------------------ */
 /* Crashes                                                              */
 
+/* A crash inside the continuation of a resumed call of qualname: healed
+ * like any other (its resume may nest again), bounded. 0 or -EPIPE. */
+static int heal_nested(struct heal *h, const char *qualname, const struct inject_crash *in)
+{
+	if (h->nest >= HEAL_MAX_NEST) {
+		say(h, "the resumed call of %s crashed again in %s, %u resumed calls deep: not healed "
+		    "(that crash goes on)", qualname, in->qualname, h->nest);
+		return inject_session__release(h->s, in) == -EPIPE ? -EPIPE : 0;
+	}
+	say(h, "the resumed call of %s crashed again, in %s: healing it in flight too", qualname,
+	    in->qualname);
+	bool pages_on = h->pages.on;
+	h->nest++;
+	int rc = heal__on_crash(h, in, NULL);
+	h->nest--;
+	/* The target changed meanwhile: read it afresh. */
+	pages__drop(&h->pages);
+	h->pages.on = pages_on;
+	return rc;
+}
+
 /* Resume the parked call in flight from the guard's fallback (the patch
  * is installed). Sets *released when the thread went on by itself, *oc
  * to HEAL_RESUMED when its caller got the result. 0 or -EPIPE. */
@@ -712,8 +741,17 @@ static int resume_call(struct heal *h, const struct inject_crash *ev, const char
 		       enum heal_outcome *oc)
 {
 	struct inject_resume_result rr;
+	struct inject_crash in;
 	double t0 = now_ms();
-	int err = inject_session__resume(h->s, ev, fallback_unit, base_depth, &rr);
+	int err = inject_session__resume(h->s, ev, fallback_unit, base_depth, &rr, &in);
+	while (err == INJECT_RESUME_NESTED) {
+		/* The continuation crashed again (later in the call, or in a
+		 * function it calls): that thread is parked on the new crash
+		 * and answers ev only once it is dealt with. */
+		err = heal_nested(h, qualname, &in);
+		if (err == 0)
+			err = inject_session__resume_wait(h->s, ev, &rr, &in);
+	}
 	double ms = now_ms() - t0;
 	if (err == -EPIPE) {
 		*released = true;

@@ -125,10 +125,22 @@ int inject_session__send_patch(struct inject_session *s, const struct inject_pat
  * INJECT_RESUME_RAISED (the continuation raised: that exception goes on) or
  * -errno (not resumed: generator/coroutine, entered from C, a caller not at
  * a CALL...; the exception goes on untouched, later calls are healed),
- * with res->message. Call release afterwards only if status < 0. */
+ * with res->message. Call release afterwards only if status < 0.
+ *
+ * The continuation may crash again (a second crash later in the same call,
+ * or in a function it calls): the agent reports it from the same thread
+ * before its answer, parked. With nested non-NULL, such a CRASH (same tid
+ * as ev) ends the wait: INJECT_RESUME_NESTED with *nested filled; heal it
+ * like any crash (patch, resume or release it), then call
+ * inject_session__resume_wait(ev) for ev's own answer. With nested NULL
+ * it is kept for next_event (and ev's answer waits for its park bound).
+ * Crash reports of other threads are kept for next_event. */
+#define INJECT_RESUME_NESTED 1
 int inject_session__resume(struct inject_session *s, const struct inject_crash *ev,
 			   uint32_t fallback_unit, uint32_t base_depth,
-			   struct inject_resume_result *res);
+			   struct inject_resume_result *res, struct inject_crash *nested);
+int inject_session__resume_wait(struct inject_session *s, const struct inject_crash *ev,
+				struct inject_resume_result *res, struct inject_crash *nested);
 
 /* Liveness and counters. */
 int inject_session__ping(struct inject_session *s, struct inject_pong *out);

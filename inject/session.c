@@ -428,26 +428,70 @@ int inject_session__send_patch(struct inject_session *s, const struct inject_pat
 
 int inject_session__resume(struct inject_session *s, const struct inject_crash *ev,
 			   uint32_t fallback_unit, uint32_t base_depth,
-			   struct inject_resume_result *res)
+			   struct inject_resume_result *res, struct inject_crash *nested)
 {
 	struct inject_buf b = { 0 };
 	struct inject_resume r = { ev->event_id, fallback_unit, base_depth };
-	uint8_t *p;
-	uint32_t len;
 	inject_msg__encode_resume(&b, &r);
 	int rc = send_buf(s, &b);
 	inject_buf__free(&b);
+	return rc ? rc : inject_session__resume_wait(s, ev, res, nested);
+}
+
+int inject_session__resume_wait(struct inject_session *s, const struct inject_crash *ev,
+				struct inject_resume_result *res, struct inject_crash *nested)
+{
 	/* The continuation runs the rest of the failing call: no fixed bound
 	 * fits every program, 10 minutes keeps a wedged agent from hanging us. */
-	if (rc || (rc = await(s, INJECT_MSG_RESUME_RESULT, 600000, &p, &len)))
-		return rc;
-	rc = inject_msg__decode_resume_result(p, p + len, res);
-	free(p);
-	if (rc || res->event_id != ev->event_id)
-		return fail(s, -EPROTO, "inject: pid %d: malformed RESUME_RESULT", (int)s->pid);
-	if (res->status < 0)
-		fail(s, 0, "%s", res->message);
-	return 0;
+	long deadline = now_ms() + 600000;
+	for (;;) {
+		struct inject_hdr h;
+		uint8_t *p;
+		long left = deadline - now_ms();
+		int rc = read_frame(s, left < 0 ? 0 : (int)left, &h, &p);
+		if (rc == -ETIMEDOUT)
+			return fail(s, rc, "inject: pid %d: no answer from the agent", (int)s->pid);
+		if (rc)
+			return rc;
+		if (h.type == INJECT_MSG_RESUME_RESULT) {
+			rc = inject_msg__decode_resume_result(p, p + h.len, res);
+			free(p);
+			if (rc || res->event_id != ev->event_id)
+				return fail(s, -EPROTO, "inject: pid %d: malformed RESUME_RESULT",
+					    (int)s->pid);
+			if (res->status < 0)
+				fail(s, 0, "%s", res->message);
+			return 0;
+		}
+		if (h.type == INJECT_MSG_CRASH) {
+			struct inject_crash c;
+			rc = inject_msg__decode_crash(p, p + h.len, &c);
+			free(p);
+			if (rc)
+				return fail(s, -EPROTO, "inject: pid %d: malformed CRASH", (int)s->pid);
+			/* The resumed thread runs the continuation until it answers:
+			 * a crash it reports meanwhile is inside it, and parked
+			 * until handled; the answer cannot come before. */
+			if (nested && c.tid == ev->tid) {
+				*nested = c;
+				return INJECT_RESUME_NESTED;
+			}
+			if (s->qlen < QUEUE_MAX) {
+				s->queue[(s->qhead + s->qlen) % QUEUE_MAX] = c;
+				s->qlen++;
+			}
+			continue;
+		}
+		if (h.type == INJECT_MSG_ERROR) {
+			char text[256];
+			inject_msg__decode_error(p, p + h.len, text, sizeof text);
+			free(p);
+			return fail(s, -EPROTO, "inject: pid %d: the agent refused: %s", (int)s->pid, text);
+		}
+		free(p);
+		return fail(s, -EPROTO, "inject: pid %d: unexpected frame type %u from the agent",
+			    (int)s->pid, h.type);
+	}
 }
 
 int inject_session__list(struct inject_session *s, struct inject_live_patch **out, size_t *n)

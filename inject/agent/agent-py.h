@@ -39,9 +39,22 @@ void agent_watch__disable(void);
  * the three pointers, the error indicator clear), after its patch was
  * installed. INJECT_RESUMED, INJECT_RESUME_RAISED (the pointers now hold
  * the continuation's exception) or -errno with nothing changed; msg says
- * what happened. */
+ * what happened. f may be a continuation's own frame (a second crash in a
+ * resumed call): its result then goes to the resume that runs it. */
 int agent_resume__run(_PyInterpreterFrame *f, PyObject **pexc, PyObject **pval, PyObject **ptb,
 		      uint32_t fallback_unit, uint32_t base_depth, char *msg, size_t cap);
+
+/* resume.c: continuations running now (GIL held). depth: how many of the
+ * thread's are running (the watcher watches each level once). site: if f
+ * is the frame of the thread's innermost continuation K, its crash site in
+ * the function's code K was built from (1, *code and *unit replaced; -1
+ * inside K's prologue), else 0. skips: whether fr is a continuation's
+ * frame called by the resume of below (the frame parked in the watcher):
+ * what K raises leaves below without its handlers, so below is no
+ * handler to consider. */
+int agent_resume__depth(PyThreadState *ts);
+int agent_resume__site(_PyInterpreterFrame *f, PyCodeObject **code, uint32_t *unit);
+int agent_resume__skips(_PyInterpreterFrame *fr, _PyInterpreterFrame *below);
 
 /* resume.c: whether the handler at `target` of co is the block of a
  * resumed call's one-shot decider, which re-raises every exception but

@@ -22,6 +22,22 @@
  *       without running its handlers again (K ran what was left of F).
  *  If K raises, F likewise unwinds without handlers, with K's exception.
  *
+ * Nesting: while K runs, the watcher looks at this thread again (the
+ * continuation is outside the watcher's no-re-entry guard: see watch.c,
+ * busy_enter), so a second crash later in the same call is reported and
+ * resumed too, up to MAX_NEST continuations deep per thread:
+ *  - in a function K calls: the usual resume, with K's frame as the caller
+ *    (its code is ours; it takes a decider like any other code);
+ *  - in K's own frame: K was called from C (here) and its code belongs to
+ *    no function, so the crash is reported against the code K was built
+ *    from, at the offset less the prologue (the debugger patches the real
+ *    function on top of its first guard), and the resume builds K2 from
+ *    the function's new code and K's frame. K2's result is K's result:
+ *    K's frame unwinds without handlers and the resume that called K (its
+ *    level, below) takes the exception K propagates, compared by
+ *    identity, as that result. Nothing is delivered twice and no cleanup
+ *    runs twice: every frame that hands its work on unwinds bare.
+ *
  * Frames switched are handled as in OSR: prev_instr rebased by index, the
  * old code kept alive. Anything outside the preconditions (generator or
  * coroutine code, F entered from C, a caller not at a CALL, frame sizes
@@ -53,6 +69,103 @@ static int keep(PyObject *o)
 	g_kept[g_kept_next % KEEP] = Py_NewRef(o);
 	g_kept_next++;
 	Py_XDECREF(old);
+	return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* Continuations running now                                            */
+
+/* Continuations nest at most this deep per thread (a crash in K resumed as
+ * K2, a crash in K2 as K3...): each level holds a C-level eval loop on the
+ * thread's stack. Past it a crash in the innermost one is still reported
+ * and patched, and is that call's outcome. */
+#define MAX_NEST 8
+
+/* K's constants [from, to): the frame's values, loaded by its prologue
+ * only. Once K's call is over they are replaced by None (scrub), so
+ * nothing that keeps K's code (the keep ring, tracebacks, copies made for
+ * a decider) keeps the program's objects alive. */
+struct span {
+	Py_ssize_t from, to;
+};
+
+static void scrub(PyObject *consts, struct span v)
+{
+	for (Py_ssize_t i = v.from; i < v.to && i < PyTuple_GET_SIZE(consts); i++) {
+		PyObject *o = PyTuple_GET_ITEM(consts, i);
+		PyTuple_SET_ITEM(consts, i, Py_NewRef(Py_None));
+		Py_DECREF(o);
+	}
+}
+
+/* One running continuation, on the C stack of agent_resume__run while K
+ * is called. All threads' levels are one list, newest first, touched with
+ * the GIL held only; a thread pushes and pops its own in order, so its
+ * innermost level is the first of its own in the list. */
+struct level {
+	PyThreadState *ts;
+	_PyInterpreterFrame *f;     /* the frame parked in the watcher, running K */
+	PyFunctionObject *fn;       /* the real function (alive: f or an outer level holds it) */
+	PyObject *kfunc;            /* K's function (alive during the call) */
+	PyCodeObject *patched;      /* the code K was built from (strong) */
+	uint32_t shift;             /* K's prologue, in units */
+	struct span values;         /* K's constants that only its prologue loads */
+	PyObject *token, *value;    /* set by a resume of K's own frame (strong) */
+	struct level *next;
+};
+static struct level *g_levels;
+
+static struct level *level_top(PyThreadState *ts)
+{
+	for (struct level *l = g_levels; l; l = l->next)
+		if (l->ts == ts)
+			return l;
+	return NULL;
+}
+
+static void level_pop(struct level *me)
+{
+	for (struct level **pp = &g_levels; *pp; pp = &(*pp)->next)
+		if (*pp == me) {
+			*pp = me->next;
+			return;
+		}
+}
+
+int agent_resume__depth(PyThreadState *ts)
+{
+	int n = 0;
+	for (struct level *l = g_levels; l; l = l->next)
+		n += l->ts == ts;
+	return n;
+}
+
+/* The innermost continuation of this thread, if f is its K frame (a frame
+ * of K's function: K's code, or a copy of it with a decider). */
+static struct level *level_of_frame(_PyInterpreterFrame *f)
+{
+	struct level *l = level_top(PyThreadState_Get());
+	return l && f->f_func && (PyObject *)f->f_func == l->kfunc ? l : NULL;
+}
+
+int agent_resume__site(_PyInterpreterFrame *f, PyCodeObject **code, uint32_t *unit)
+{
+	struct level *l = level_of_frame(f);
+	if (!l)
+		return 0;
+	if (*unit < l->shift)
+		return -1;   /* the prologue raises nothing: not a site of the function */
+	*code = l->patched;
+	*unit -= l->shift;
+	return 1;
+}
+
+int agent_resume__skips(_PyInterpreterFrame *fr, _PyInterpreterFrame *below)
+{
+	PyThreadState *ts = PyThreadState_Get();
+	for (struct level *l = g_levels; l; l = l->next)
+		if (l->ts == ts && fr->f_func && (PyObject *)fr->f_func == l->kfunc && l->f == below)
+			return 1;
 	return 0;
 }
 
@@ -391,7 +504,8 @@ int agent_resume__is_decider_block(PyCodeObject *co, uint32_t target)
 /* ------------------------------------------------------------------ */
 
 static PyObject *build_k(_PyInterpreterFrame *f, PyCodeObject *patched, uint32_t fallback_unit,
-			 uint32_t base_depth, char *msg, size_t cap)
+			 uint32_t base_depth, uint32_t *pshift, struct span *pvalues, char *msg,
+			 size_t cap)
 {
 	struct bytes code = { 0 }, table = { 0 }, lines = { 0 };
 	struct entry *e = calloc(MAX_ENTRIES, sizeof *e);
@@ -421,6 +535,8 @@ static PyObject *build_k(_PyInterpreterFrame *f, PyCodeObject *patched, uint32_t
 	if (code.err)
 		goto out;
 	uint32_t shift = (uint32_t)(code.len / 2);
+	*pshift = shift;
+	*pvalues = (struct span){ nconsts, nconsts + PyList_GET_SIZE(values) };
 	if (!(co_code = PyObject_GetAttrString((PyObject *)patched, "co_code")))
 		goto out;
 	for (Py_ssize_t i = 0; i < PyBytes_GET_SIZE(co_code); i++)
@@ -472,7 +588,7 @@ out:
 /* C's code with a handler at the CALL (units [call, call_end)) whose block
  * asks the decider. depth: C's stack depth without the call's inputs. */
 static PyObject *build_caller(PyCodeObject *c, uint32_t call, uint32_t call_end, uint32_t depth,
-			      PyObject *decider, char *msg, size_t cap)
+			      PyObject *decider, struct span values, char *msg, size_t cap)
 {
 	struct bytes code = { 0 }, table = { 0 }, lines = { 0 };
 	struct entry *e = calloc(MAX_ENTRIES + 4, sizeof *e), *out = NULL;
@@ -553,8 +669,12 @@ static PyObject *build_caller(PyCodeObject *c, uint32_t call, uint32_t call_end,
 		static const char *const keys[] = { "co_code", "co_exceptiontable", "co_linetable",
 						    "co_consts" };
 		PyObject *one = PyTuple_Pack(1, decider);
-		PyObject *vals[4] = { bytes_obj(&code), bytes_obj(&table), bytes_obj(&lines),
-				      one ? PySequence_Concat(c->co_consts, one) : NULL };
+		PyObject *consts = one ? PySequence_Concat(c->co_consts, one) : NULL;
+		/* C is a continuation's frame: its copy needs no values (its
+		 * prologue ran) and must not keep them. */
+		if (consts)
+			scrub(consts, values);
+		PyObject *vals[4] = { bytes_obj(&code), bytes_obj(&table), bytes_obj(&lines), consts };
 		Py_XDECREF(one);
 		r = replace((PyObject *)c, keys, vals, 4);
 	}
@@ -582,48 +702,67 @@ static PyObject *without_handlers(PyCodeObject *co)
 int agent_resume__run(_PyInterpreterFrame *f, PyObject **pexc, PyObject **pval, PyObject **ptb,
 		      uint32_t fallback_unit, uint32_t base_depth, char *msg, size_t cap)
 {
+	PyThreadState *ts = PyThreadState_Get();
 	PyCodeObject *co = f->f_code;
-	PyFunctionObject *fn = f->f_func;
+	/* f may be the K frame of this thread's innermost continuation (its own
+	 * crash, reported against the code K was built from): then the real
+	 * function is that level's, and K's C caller takes the result. */
+	struct level *up = level_of_frame(f);
+	PyFunctionObject *fn = up ? up->fn : f->f_func;
+	PyCodeObject *seen = up ? up->patched : co;   /* the code the crash was reported in */
 	PyCodeObject *patched = fn ? (PyCodeObject *)fn->func_code : NULL;
 	_PyInterpreterFrame *c = f->previous;
 	PyObject *k = NULL, *kfunc = NULL, *result = NULL, *flat = NULL, *decider = NULL;
 	PyObject *c_new = NULL, *capsule = NULL;
 	struct decider *d = NULL;
-	int rc = -EINVAL;
+	struct level me = { 0 };
+	uint32_t depth = 0, shift = 0;
+	ptrdiff_t call = 0, last = 0;
+	struct span values = { 0, 0 };
+	struct level *cl = NULL;
+	int rc = -EINVAL, nest = agent_resume__depth(ts);
 
 	msg[0] = 0;
 	if (co->co_flags & (CO_GENERATOR | CO_COROUTINE | CO_ASYNC_GENERATOR | CO_ITERABLE_COROUTINE)) {
 		snprintf(msg, cap, "generator or coroutine frame: later calls are healed");
 		return -ENOTSUP;
 	}
-	if (!patched || patched == co || patched->co_nlocalsplus != co->co_nlocalsplus ||
+	if (!patched || patched == seen || patched->co_nlocalsplus != co->co_nlocalsplus ||
 	    fallback_unit >= (uint32_t)Py_SIZE(patched) || (int)base_depth > co->co_stacksize) {
 		snprintf(msg, cap, "the function's code is not the patch for this frame");
 		return -EINVAL;
 	}
-	if (f->is_entry || !c) {
-		snprintf(msg, cap, "the failing frame was entered from C: later calls are healed");
-		return -ENOTSUP;
+	if (nest >= MAX_NEST) {
+		snprintf(msg, cap, "%d resumed calls are running nested in this thread already: "
+			 "this crash is the call's outcome, later calls are healed", nest);
+		return -ELOOP;
 	}
-	/* The caller may be a generator's frame: it is resumed through the
-	 * same eval loop, which re-reads f_code, and _PyGen_yf reads its
-	 * prev_instr, rebased like everything else. */
-	if (c->owner == FRAME_OWNED_BY_FRAME_OBJECT || _PyFrame_IsIncomplete(c)) {
-		snprintf(msg, cap, "the caller's frame cannot be switched: later calls are healed");
-		return -ENOTSUP;
+	if (!up) {
+		if (f->is_entry || !c) {
+			snprintf(msg, cap, "the failing frame was entered from C: later calls are healed");
+			return -ENOTSUP;
+		}
+		/* The caller may be a generator's frame: it is resumed through
+		 * the same eval loop, which re-reads f_code, and _PyGen_yf reads
+		 * its prev_instr, rebased like everything else. */
+		if (c->owner == FRAME_OWNED_BY_FRAME_OBJECT || _PyFrame_IsIncomplete(c)) {
+			snprintf(msg, cap, "the caller's frame cannot be switched: later calls are healed");
+			return -ENOTSUP;
+		}
+		/* C is suspended in an inlined CALL: prev_instr is its last cache. */
+		last = c->prev_instr - _PyCode_CODE(c->f_code);
+		call = last - _PyOpcode_Caches[CALL];
+		if (call < 0 || last >= Py_SIZE(c->f_code) ||
+		    _PyOpcode_Deopt[_Py_OPCODE(_PyCode_CODE(c->f_code)[call])] != CALL ||
+		    c->stacktop < c->f_code->co_nlocalsplus) {
+			snprintf(msg, cap, "the caller is not suspended at a CALL: later calls are healed");
+			return -ENOTSUP;
+		}
+		depth = (uint32_t)(c->stacktop - c->f_code->co_nlocalsplus);
+		cl = level_of_frame(c);   /* C may be a continuation's frame */
 	}
-	/* C is suspended in an inlined CALL: prev_instr is its last cache. */
-	ptrdiff_t last = c->prev_instr - _PyCode_CODE(c->f_code);
-	ptrdiff_t call = last - _PyOpcode_Caches[CALL];
-	if (call < 0 || last >= Py_SIZE(c->f_code) ||
-	    _PyOpcode_Deopt[_Py_OPCODE(_PyCode_CODE(c->f_code)[call])] != CALL ||
-	    c->stacktop < c->f_code->co_nlocalsplus) {
-		snprintf(msg, cap, "the caller is not suspended at a CALL: later calls are healed");
-		return -ENOTSUP;
-	}
-	uint32_t depth = (uint32_t)(c->stacktop - c->f_code->co_nlocalsplus);
 
-	if (!(k = build_k(f, patched, fallback_unit, base_depth, msg, cap)))
+	if (!(k = build_k(f, patched, fallback_unit, base_depth, &shift, &values, msg, cap)))
 		goto out;
 	if (!(kfunc = PyFunction_New(k, f->f_globals)))
 		goto out;
@@ -633,43 +772,92 @@ int agent_resume__run(_PyInterpreterFrame *f, PyObject **pexc, PyObject **pval, 
 		goto out;
 	/* Everything that can fail is built before K runs: once it ran, its
 	 * effects are done and its result must be delivered. */
-	if (!(d = calloc(1, sizeof *d)))
-		goto out;
-	d->token = Py_NewRef(*pval);
-	if (!(capsule = PyCapsule_New(d, "suture.decider", decider_free))) {
-		Py_DECREF(d->token);
-		free(d);
-		goto out;
+	if (!up) {
+		if (!(d = calloc(1, sizeof *d)))
+			goto out;
+		d->token = Py_NewRef(*pval);
+		if (!(capsule = PyCapsule_New(d, "suture.decider", decider_free))) {
+			Py_DECREF(d->token);
+			free(d);
+			goto out;
+		}
+		if (!(decider = PyCFunction_New(&decider_def, capsule)))
+			goto out;
+		d->block = (uint32_t)Py_SIZE(c->f_code);   /* build_caller appends it there */
+		if (!(c_new = build_caller(c->f_code, (uint32_t)call, (uint32_t)last + 1, depth,
+					   decider, cl ? cl->values : (struct span){ 0, 0 }, msg,
+					   cap)))
+			goto out;
+		if (((PyCodeObject *)c_new)->co_stacksize < c->f_code->co_stacksize ||
+		    ((PyCodeObject *)c_new)->co_nlocalsplus != c->f_code->co_nlocalsplus) {
+			snprintf(msg, cap, "the caller's frame cannot take the new code");
+			goto out;
+		}
+		if (keep((PyObject *)c->f_code))
+			goto out;
 	}
-	if (!(decider = PyCFunction_New(&decider_def, capsule)))
-		goto out;
-	d->block = (uint32_t)Py_SIZE(c->f_code);   /* build_caller appends it there */
-	if (!(c_new = build_caller(c->f_code, (uint32_t)call, (uint32_t)last + 1, depth, decider,
-				   msg, cap)))
-		goto out;
-	if (((PyCodeObject *)c_new)->co_stacksize < c->f_code->co_stacksize ||
-	    ((PyCodeObject *)c_new)->co_nlocalsplus != c->f_code->co_nlocalsplus) {
-		snprintf(msg, cap, "the caller's frame cannot take the new code");
-		goto out;
-	}
-	if (keep((PyObject *)c->f_code) || keep((PyObject *)co))
+	if (keep((PyObject *)co))
 		goto out;
 
+	/* While K runs, this level lets the watcher see K's crashes (watch.c
+	 * asks agent_resume__depth) and tells where they are. */
+	me = (struct level){ ts, f, fn, kfunc, (PyCodeObject *)Py_NewRef((PyObject *)patched), shift,
+			     values, NULL, NULL, g_levels };
+	g_levels = &me;
+	/* With the trace fallback, this runs inside the eval loop's call of
+	 * our trace function, where tracing is paused (call_trace's
+	 * PyThreadState_EnterTracing): lift that for K, so K's crashes reach
+	 * the watcher too, and put it back before returning there. */
+	int untrace = agent_watch__mode() == INJECT_WATCH_TRACE && ts->tracing > 0;
+	if (untrace)
+		PyThreadState_LeaveTracing(ts);
 	result = PyObject_CallNoArgs(kfunc);
+	if (untrace)
+		PyThreadState_EnterTracing(ts);
+	level_pop(&me);
+	{
+		/* K's frame is gone; its values go now (the exception, if
+		 * any, is held: no Python error is set while they are freed). */
+		PyObject *e0, *v0, *t0;
+		PyErr_Fetch(&e0, &v0, &t0);
+		scrub(((PyCodeObject *)k)->co_consts, values);
+		PyErr_Restore(e0, v0, t0);
+	}
 	if (!result) {
-		/* K raised: that exception is the call's outcome. */
 		PyObject *e2, *v2, *t2;
 		PyErr_Fetch(&e2, &v2, &t2);
 		PyErr_NormalizeException(&e2, &v2, &t2);
+		if (me.token && v2 == me.token) {
+			/* K's own frame crashed, was resumed as K2 and unwound
+			 * bare with that exception: K2's result is K's. */
+			result = me.value;
+			me.value = NULL;
+			Py_XDECREF(e2);
+			Py_XDECREF(v2);
+			Py_XDECREF(t2);
+		} else {
+			/* K raised: that exception is the call's outcome. */
+			switch_frame(f, (PyCodeObject *)flat);
+			Py_XDECREF(*pexc);
+			Py_XDECREF(*pval);
+			Py_XDECREF(*ptb);
+			*pexc = e2;
+			*pval = v2;
+			*ptb = t2;
+			snprintf(msg, cap, "the continuation raised %s", ((PyTypeObject *)e2)->tp_name);
+			rc = INJECT_RESUME_RAISED;
+			goto out;
+		}
+	}
+	if (up) {
+		/* f is the K frame of the level below: it unwinds bare with the
+		 * exception it holds, which that level's resume takes as R. */
+		Py_XSETREF(up->token, Py_NewRef(*pval));
+		Py_XSETREF(up->value, Py_NewRef(result));
 		switch_frame(f, (PyCodeObject *)flat);
-		Py_XDECREF(*pexc);
-		Py_XDECREF(*pval);
-		Py_XDECREF(*ptb);
-		*pexc = e2;
-		*pval = v2;
-		*ptb = t2;
-		snprintf(msg, cap, "the continuation raised %s", ((PyTypeObject *)e2)->tp_name);
-		rc = INJECT_RESUME_RAISED;
+		snprintf(msg, cap, "resumed at unit %u inside the resumed call (%d deep); "
+			 "it returns the result", fallback_unit, nest);
+		rc = INJECT_RESUMED;
 		goto out;
 	}
 	d->value = Py_NewRef(result);
@@ -681,6 +869,9 @@ out:
 	if (rc < 0 && !msg[0])
 		snprintf(msg, cap, "agent: resume failed");
 	PyErr_Clear();
+	Py_XDECREF(me.patched);
+	Py_XDECREF(me.token);
+	Py_XDECREF(me.value);
 	Py_XDECREF(k);
 	Py_XDECREF(kfunc);
 	Py_XDECREF(result);

@@ -34,33 +34,47 @@ _Static_assert(sizeof(_Py_CODEUNIT) == 2, "3.11 code units are 16-bit");
 static int g_watching;
 static uint32_t g_mode = INJECT_WATCH_NONE;
 static uint32_t g_timeout_ms = 2000;
-/* No re-entry, per thread: the thread states inside consider(). Touched
- * with the GIL held only (a parked or resuming thread stays listed while
- * it lets the GIL go). Not thread-local storage: a dlopen'ed library's
- * TLS costs a __tls_get_addr call per exception, or static TLS space that
- * the target may not have left; the usual answer here is "nobody", one
- * load. */
+/* No re-entry, per thread and level: the (thread state, continuation
+ * depth) pairs inside consider(). Exceptions raised by our own work there
+ * (a __str__, a lookup) are never considered; a continuation run by a
+ * resume (resume.c) is a level deeper, so the crashes of the resumed call
+ * are watched like any others, and inside their consider() the same rule
+ * holds again. Touched with the GIL held only (a parked or resuming thread
+ * stays listed while it lets the GIL go). Not thread-local storage: a
+ * dlopen'ed library's TLS costs a __tls_get_addr call per exception, or
+ * static TLS space that the target may not have left; the usual answer
+ * here is "nobody", one load (the depth is only asked when ts is listed). */
 #define MAX_BUSY 64
-static PyThreadState *g_busy[MAX_BUSY];
+static struct busy {
+	PyThreadState *ts;
+	int depth;
+} g_busy[MAX_BUSY];
 static int g_nbusy;
 
-/* 1: ts entered (call busy_leave after), 0: ts is already inside (or the
- * table is full): do not watch. */
-static int busy_enter(PyThreadState *ts)
+/* 1: ts entered at *depth (call busy_leave with it after), 0: ts is
+ * already inside at its current level (or the table is full): do not
+ * watch. */
+static int busy_enter(PyThreadState *ts, int *depth)
 {
+	int d = -1;
 	for (int i = 0; i < g_nbusy; i++)
-		if (g_busy[i] == ts)
-			return 0;
+		if (g_busy[i].ts == ts) {
+			if (d < 0)
+				d = agent_resume__depth(ts);
+			if (g_busy[i].depth == d)
+				return 0;
+		}
 	if (g_nbusy == MAX_BUSY)
 		return 0;
-	g_busy[g_nbusy++] = ts;
+	*depth = d < 0 ? 0 : d;
+	g_busy[g_nbusy++] = (struct busy){ ts, *depth };
 	return 1;
 }
 
-static void busy_leave(PyThreadState *ts)
+static void busy_leave(PyThreadState *ts, int depth)
 {
 	for (int i = 0; i < g_nbusy; i++)
-		if (g_busy[i] == ts) {
+		if (g_busy[i].ts == ts && g_busy[i].depth == depth) {
 			g_busy[i] = g_busy[--g_nbusy];
 			return;
 		}
@@ -524,10 +538,19 @@ static int is_crash(_PyInterpreterFrame *f, PyObject *type, int first)
 		if (v == THREAD_TOP)
 			break;      /* what reaches it goes to threading.excepthook */
 		_PyInterpreterFrame *below = complete_previous(fr);
+		if (below && fr->is_entry && agent_resume__skips(fr, below)) {
+			/* A resumed call's continuation: what it raises leaves the
+			 * parked frame below bare, for that frame's caller; that
+			 * frame may be a continuation in turn (nested resumes). */
+			do {
+				fr = below;
+				below = complete_previous(fr);
+			} while (below && fr->is_entry && agent_resume__skips(fr, below));
+		} else if (below && fr->is_entry && c_may_swallow(fr, below, type)) {
+			return 0;
+		}
 		if (!below)
 			break;      /* the thread's or the program's top */
-		if (fr->is_entry && c_may_swallow(fr, below, type))
-			return 0;
 		fr = below;
 	}
 	return !in_stdlib(f->f_code);
@@ -554,6 +577,10 @@ static void park(_PyInterpreterFrame *f, PyObject **pexc, PyObject **pval, PyObj
 
 	memset(&c, 0, sizeof c);
 	unit_of(f, &unit);
+	/* A crash in a continuation's own frame is one of the function's code
+	 * the continuation was built from (same offsets past its prologue). */
+	if (agent_resume__site(f, &co, &unit) < 0)
+		return;
 	c.tid = (uint64_t)gettid();
 	c.thread_ident = (uint64_t)PyThread_get_thread_ident();
 	c.code_addr = (uint64_t)(uintptr_t)co;
@@ -626,9 +653,10 @@ static int agent_traceback_here(PyFrameObject *frame)
 	if (tb == NULL && g_watching && is_structural(exc) &&
 	    (agent_channel__has_debugger() || agent_channel__may_wait())) {
 		PyThreadState *ts = PyThreadState_Get();
-		if (busy_enter(ts)) {
+		int depth;
+		if (busy_enter(ts, &depth)) {
 			consider(ts, frame, &exc, &val, &newtb);
-			busy_leave(ts);
+			busy_leave(ts, depth);
 		}
 	}
 	PyErr_Restore(exc, val, newtb);
@@ -656,9 +684,10 @@ static int trace_cb(PyObject *obj, PyFrameObject *frame, int what, PyObject *arg
 	Py_INCREF(val);
 	Py_INCREF(tb);
 	PyThreadState *ts = PyThreadState_Get();
-	if (busy_enter(ts)) {
+	int depth;
+	if (busy_enter(ts, &depth)) {
 		consider(ts, frame, &exc, &val, &tb);
-		busy_leave(ts);
+		busy_leave(ts, depth);
 	}
 	Py_DECREF(exc);
 	Py_XDECREF(val);

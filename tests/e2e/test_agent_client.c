@@ -147,7 +147,7 @@ static int do_resume(struct inject_session *s, const struct inject_crash *ev, co
 		return 2;
 	struct timespec t0, t1;
 	clock_gettime(CLOCK_MONOTONIC, &t0);
-	if (inject_session__resume(s, ev, sp.fallback_unit, sp.base_depth, &res)) {
+	if (inject_session__resume(s, ev, sp.fallback_unit, sp.base_depth, &res, NULL)) {
 		fprintf(stderr, "%s\n", inject_session__error(s));
 		return 2;
 	}

@@ -30,10 +30,17 @@
 #              running frame: its own bad record later is no crash event
 #   grown      the same when the guard needs a deeper stack than the frame
 #              has: the frame keeps its code, its crash is resumed later
-#   two        a second, different crash inside the continuation: not healed
-#              in flight (the watcher skips exceptions raised inside its own
-#              hook); the exception is the call's outcome and suture-run
-#              re-executes the job once with both guards
+#   two        a second, different crash inside the continuation (nested
+#              resume): later in the same frame, in a function it calls,
+#              inside `with` + try/finally (cleanup once), three crashes in
+#              one call, and one outside a try/except that held the first
+#              ones: every crash healed and resumed in flight, started once,
+#              every guard stored, no exception/frame/record kept alive;
+#              again under the trace fallback (SUTURE_AGENT_MODE=trace), and
+#              a second run with the store heals them all at start-up
+#   deep       ten crashes in one call: the agent resumes 8 nested, the 9th
+#              is patched but not resumed (reason printed): it is the call's
+#              outcome and suture-run re-executes once with 9 guards
 #   fallbacks  generator, coroutine, a thread's target, a map() callback, a
 #              function under a *args decorator (called from C by
 #              CALL_FUNCTION_EX): each says why it is not resumed, later
@@ -53,7 +60,7 @@ fail() { echo "FAIL: $*"; exit 1; }
 
 # run PY CASE RESUMED CRASHES: one job under suture-run
 run() {
-	D="$W/$(echo "$1" | tr / _)-$2"
+	D="$W/$(echo "$1" | tr / _)-$2${TAG:-}"
 	mkdir -p "$D"
 	timeout 120 "$RUN" --python "$1" --store "$D/store" "$JOB" "$D" "$2" >"$D/out" 2>"$D/err"
 	rc=$?
@@ -67,6 +74,18 @@ run() {
 	echo "ok: $1 $2: $r resumed, $(grep -c '^ok' "$D/out") checks: $(grep '^ok' "$D/out" | tail -1 | cut -c4-90)"
 }
 
+# two_checks PY WHAT: after `run PY two`: nested crashes said, every guard stored.
+two_checks() {
+	n=$(grep -o "\[suture\] the resumed call of [a-z_]* crashed again, in [a-z_]*: healing it in flight too" "$D/err" | wc -l)
+	[ "$n" -eq 7 ] || { cat "$D/err"; fail "$1 two$2: $n nested crashes said (expected 7)"; }
+	"$BUILD/bin/suture-audit" --store "$D/store" >"$D/audit" 2>&1 || { cat "$D/audit"; fail "$1 two$2: audit"; }
+	for f in two_job:2 two_callee_job:1 two_part:1 two_with_job:2 three_job:3 two_try_job:3; do
+		n=$(grep -c "^__main__\.${f%:*}:[0-9]*:[a-z_]* .* active\$" "$D/audit")
+		[ "$n" -eq "${f#*:}" ] || { cat "$D/audit"; fail "$1 two$2: $n guards stored for ${f%:*}"; }
+	done
+	echo "ok: $1 two$2: 7 crashes inside resumed calls healed in flight, 12 guards stored"
+}
+
 pys="$PYTHON"
 [ -x "$PYENV_PY" ] && pys="$pys $PYENV_PY"
 for py in $pys; do
@@ -78,17 +97,41 @@ for py in $pys; do
 		run "$py" $c 1 1
 	done
 	run "$py" distinct 20 20
-	# A second, different crash inside the resumed continuation is not
-	# healed in flight (known limit, see the fixture): the job is started
-	# a second time with both guards and completes.
-	D="$W/$(echo "$py" | tr / _)-two"
+	# A second (third...) crash inside a resumed call: healed and resumed
+	# in flight, nested; the job is started once (run checks starts).
+	run "$py" two 12 12
+	two_checks "$py" ""
+	# The trace fallback lifts its paused tracing while a continuation runs.
+	SUTURE_AGENT_MODE=trace
+	export SUTURE_AGENT_MODE
+	TAG=-trace
+	run "$py" two 12 12
+	two_checks "$py" " (trace fallback)"
+	unset SUTURE_AGENT_MODE
+	TAG=
+	# A second run with that store: every guard installed at start-up.
+	D2="$D-again"
+	mkdir -p "$D2"
+	timeout 120 "$RUN" --python "$py" --store "$D/store" "$JOB" "$D2" two >"$D2/out" 2>"$D2/err" ||
+		{ cat "$D2/out" "$D2/err"; fail "$py two again: exit status"; }
+	[ "$(grep -c "^\[suture\] already healed: " "$D2/err")" -eq 12 ] &&
+		! grep -q "crash seen" "$D2/err" && ! grep -q "^FAIL" "$D2/out" ||
+		{ cat "$D2/out" "$D2/err"; fail "$py two again: not every guard loaded"; }
+	echo "ok: $py two: a second run loads the 12 stored guards, no crash"
+	# More nested crashes than the agent resumes (8 deep): the 9th is
+	# patched and stored, not resumed, and is the call's outcome; the job
+	# is re-executed once with 9 guards and its 10th crash is resumed.
+	D="$W/$(echo "$py" | tr / _)-deep"
 	mkdir -p "$D"
-	timeout 120 "$RUN" --python "$py" --store "$D/store" "$JOB" "$D" two >"$D/out" 2>"$D/err" ||
-		{ cat "$D/out" "$D/err"; fail "$py two: exit status"; }
-	grep -q "^\[suture\] resumed in flight, but the rest of two_job raised" "$D/err" &&
-		[ "$(wc -l <"$D/starts")" -eq 2 ] && grep -q "^ok two: both" "$D/out" ||
-		{ cat "$D/out" "$D/err"; fail "$py two"; }
-	echo "ok: $py two: second crash in the continuation: re-executed once with both guards"
+	timeout 120 "$RUN" --python "$py" --store "$D/store" "$JOB" "$D" deep >"$D/out" 2>"$D/err" ||
+		{ cat "$D/out" "$D/err"; fail "$py deep: exit status"; }
+	[ "$(wc -l <"$D/starts")" -eq 2 ] && grep -q "^ok deep: every key" "$D/out" &&
+		[ "$(grep -o "\[suture\] not resumed in flight (8 resumed calls are running nested in this thread already" "$D/err" | wc -l)" -eq 1 ] &&
+		[ "$(grep -o "\[suture\] resumed in flight, but the rest of deep_job raised" "$D/err" | wc -l)" -eq 8 ] &&
+		[ "$(grep -o "\[suture\] resumed in flight: " "$D/err" | wc -l)" -eq 1 ] &&
+		[ "$(grep -o "\[suture\] stored patch __main__.deep_job:" "$D/err" | wc -l)" -eq 10 ] ||
+		{ cat "$D/out" "$D/err"; fail "$py deep"; }
+	echo "ok: $py deep: 8 nested resumes, the 9th crash re-executed once with 9 guards, the 10th resumed"
 	# grown: the main call resumed, then the suspended frame's own crash
 	run "$py" grown 2 2
 	grep -q "^\[suture\] already patched: this frame of small kept the original code" "$D/err" ||
@@ -110,8 +153,8 @@ done
 # agent is built against the release headers, whose Py_INCREF/Py_DECREF do
 # not count; job.py checks the refcounts of the objects involved instead.)
 if [ -x "$DBG_PY" ]; then
-	for c in many loop with closure distinct; do
-		case $c in distinct) n=20 ;; with) n=2 ;; *) n=1 ;; esac
+	for c in many loop with closure distinct two; do
+		case $c in distinct) n=20 ;; two) n=12 ;; with) n=2 ;; *) n=1 ;; esac
 		run "$DBG_PY" $c $n $n
 	done
 fi

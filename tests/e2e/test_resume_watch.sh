@@ -11,6 +11,10 @@
 #   osr        a loop suspended in a Python call gets the patch in its
 #              running frame: its own bad record is no second crash event
 #   thread     a worker thread while other threads keep ticking
+#   two        second and third crashes inside resumed calls (same frame, a
+#              function it calls, with + finally, three in one call, past a
+#              parked frame's try/except): each healed and resumed in
+#              flight, nested; every guard stored
 #   fallbacks  generator, coroutine, thread target, map() callback, *args
 #              decorator: reasons
 #              printed, later calls healed
@@ -75,6 +79,11 @@ for py in $pys; do
 	run "$py" loop 1 1
 	run "$py" osr 1 1
 	run "$py" thread 1 1
+	run "$py" two 12 12
+	n=$(grep -c "^\[suture\] the resumed call of [a-z_]* crashed again, in [a-z_]*: healing it in flight too" "$D/err")
+	[ "$n" -eq 7 ] || { cat "$D/err"; fail "$py two: $n nested crashes said (expected 7)"; }
+	"$BUILD/bin/suture-audit" --store "$D/store" >"$D/audit" 2>&1 || { cat "$D/audit"; fail "$py two: audit"; }
+	[ "$(grep -c " active\$" "$D/audit")" -eq 12 ] || { cat "$D/audit"; fail "$py two: guards stored"; }
 	run "$py" fallbacks 0 5
 	[ "$(grep -c "^\[suture\] not resumed in flight (generator or coroutine frame" "$D/err")" -eq 2 ] &&
 		[ "$(grep -c "^\[suture\] not resumed in flight (the failing frame was entered from C" "$D/err")" -eq 3 ] ||
