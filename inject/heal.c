@@ -668,6 +668,17 @@ static void persist(struct heal *h, const struct heal_code *hc, const struct bui
 	 * patch of that name: keep both, ours named apart (deterministically,
 	 * so healing this program again replaces its own). */
 	const struct store_patch *old = store__find(st, name);
+	/* Another guard of the same kind on the same line of this function
+	 * (d["a"] + d["b"]) is a second patch, not a replacement: named
+	 * apart by its anchor. An active patch at the same anchor, or a stale
+	 * one, is replaced (the site healed again). */
+	if (old && strcmp(old->program, p.program) == 0 &&
+	    strcmp(old->python_version, p.python_version) == 0 &&
+	    old->status == STORE_STATUS_ACTIVE && old->anchor_offset != p.anchor_offset) {
+		size_t n = strlen(name);
+		snprintf(name + n, sizeof(name) - n, "#%u", p.anchor_offset);
+		old = store__find(st, name);
+	}
 	if (old && (strcmp(old->program, p.program) != 0 ||
 		    strcmp(old->python_version, p.python_version) != 0)) {
 		uint64_t hsh = 1469598103934665603ull;

@@ -132,7 +132,16 @@ run --store "$W/s8" --no-resume --retries 5 "$W/nest.py" >"$W/n1.out" 2>"$W/n1.e
 run --store "$W/s8" "$W/nest.py" >"$W/n2.out" 2>"$W/n2.err" || fail "nested: second run"
 grep -qx "result (None, (None, None))" "$W/n2.out" || fail "nested: result"
 grep -q "^\[suture\] patches applied: 0, already healed: 3$" "$W/n2.err" || { cat "$W/n2.err"; fail "nested: not all loaded"; }
-echo "ok: two guards in one function, also nested in a patched one"
+# Same kind, same line: two patches, not one replacing the other.
+cp "$FIX/one_line_sites.py" "$W/line.py"
+run --store "$W/s9" --no-resume "$W/line.py" >"$W/l1.out" 2>"$W/l1.err" || { cat "$W/l1.err"; fail "one line: first run"; }
+[ "$("$AUDIT" --store "$W/s9" --json | grep -c '"guard"')" -eq 2 ] || { "$AUDIT" --store "$W/s9"; fail "one line: a patch replaced the other"; }
+"$AUDIT" --store "$W/s9" --json | grep -q '"name":[[:space:]]*"__main__.f:4:key_guard#[0-9]*"' ||
+	{ "$AUDIT" --store "$W/s9" --json; fail "one line: the second is not named by its anchor"; }
+run --store "$W/s9" "$W/line.py" >"$W/l2.out" 2>"$W/l2.err" || { cat "$W/l2.err"; fail "one line: second run"; }
+grep -qx "result (None, None)" "$W/l2.out" || fail "one line: result"
+grep -q "^\[suture\] patches applied: 0, already healed: 2$" "$W/l2.err" || { cat "$W/l2.err"; fail "one line: not both loaded"; }
+echo "ok: two guards in one function, also nested in a patched one, also on one line"
 
 # --- --verbose shows the bytecode delta side by side --------------------------------
 cp "$FIX/key_app.py" "$W/v.py"
