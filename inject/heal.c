@@ -1456,24 +1456,33 @@ struct live_walk {
 };
 
 /* The stored patches of one function object: its code and the code nested
- * in it (comprehensions, lambdas, inner functions). Not a function: 0. The
- * agent installs a patch on every function sharing the code object, so
- * bound methods made before the patch and aliases follow. */
+ * in it (comprehensions, lambdas, inner functions), then the function a
+ * decorator wrapped, when functools.wraps left it in the wrapper's
+ * __wrapped__ (MAX_WRAPPED deep). Not a function: 0. The agent installs a
+ * patch on every function sharing the code object, so bound methods made
+ * before the patch, aliases and the wrapper's own reference follow. */
+#define MAX_WRAPPED 4
+
 static int load_func(struct heal *h, struct live_walk *w, uint64_t fn)
 {
-	char type[32];
-	uint64_t code;
-	struct tree t = { 0 };
+	const struct inspect_offsets *o = h->r->off;
 	int rc = 0;
-	if (inspect_value__type_name(h->r, fn, type, sizeof(type)) || strcmp(type, "function") ||
-	    h->r->read(h->r->ctx, fn + (uint64_t)h->r->off->func_code, &code, 8) ||
-	    tree__walk(h, &t, code, 0)) {
+	for (int depth = 0; depth <= MAX_WRAPPED && fn && rc == 0; depth++) {
+		char type[32];
+		uint64_t code, dict = 0, next = 0;
+		struct tree t = { 0 };
+		if (inspect_value__type_name(h->r, fn, type, sizeof(type)) || strcmp(type, "function") ||
+		    h->r->read(h->r->ctx, fn + (uint64_t)o->func_code, &code, 8))
+			break;
+		if (tree__walk(h, &t, code, 0) == 0)
+			for (size_t k = 0; k < t.n && rc == 0; k++)
+				rc = load_node(h, w->v, w->nv, code, fn, &t.v[k], w->hits, &w->nhits);
 		free(t.v);
-		return 0;
+		if (o->func_dict < 0 || h->r->read(h->r->ctx, fn + (uint64_t)o->func_dict, &dict, 8) ||
+		    !dict || inspect_dict__get(h->r, dict, "__wrapped__", &next) || next == fn)
+			break;
+		fn = next;
 	}
-	for (size_t k = 0; k < t.n && rc == 0; k++)
-		rc = load_node(h, w->v, w->nv, code, fn, &t.v[k], w->hits, &w->nhits);
-	free(t.v);
 	return rc;
 }
 
@@ -1535,8 +1544,9 @@ static int load_class(struct heal *h, struct live_walk *w, uint64_t cls, int dep
  * the functions of the program's modules, found from sys.modules: each
  * module dict's functions, its classes' methods (plain, staticmethod,
  * classmethod, property accessors; nested classes too, MAX_CLASS_DEPTH
- * deep), and the code nested in all of them, patched through the agent
- * like a crash. Nothing is cached: the process runs meanwhile. */
+ * deep), the functions decorators wrapped (__wrapped__), and the code
+ * nested in all of them, patched through the agent like a crash. Nothing
+ * is cached: the process runs meanwhile. */
 int heal__load_live(struct heal *h)
 {
 	const struct inspect_offsets *o = h->r->off;

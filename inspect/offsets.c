@@ -132,6 +132,7 @@ static const struct inspect_field fields[] = {
 	{"PyModuleObject", "md_dict", M, SLOT(mod_dict), 0},
 	{"PyFunctionObject", "func_qualname", M, SLOT(func_qualname), 0},
 	{"PyFunctionObject", "func_code", M, SLOT(func_code), 0},
+	{"PyFunctionObject", "func_dict", M, SLOT(func_dict), 0},
 	{"_heaptypeobject|PyHeapTypeObject", "ht_cached_keys", M, SLOT(ht_cached_keys), 0},
 };
 
@@ -265,7 +266,8 @@ static uint64_t fields_fingerprint(void)
 		uint64_t k = (uint64_t)f[i].kind << 32 | f[i].slot;
 		h = fnv1a(h, &k, sizeof(k));
 	}
-	/* v3: tp_dict, tp_base and the member descriptor rows (methods at attach). */
+	/* v3: tp_dict, tp_base, func_dict and the member descriptor rows (methods
+	 * and decorated functions at attach). */
 	h = fnv1a(h, "v3", 2);
 	return h;
 }

@@ -58,7 +58,7 @@ struct inspect_offsets {
 	int64_t set_used, set_mask, set_table, se_size, se_key;
 	/* generators and coroutines, frame objects, cells, modules, functions */
 	int64_t gen_code, gen_frame_state, gen_iframe, fo_frame, fo_back,
-		cell_ref, mod_dict, func_qualname, func_code, ht_cached_keys;
+		cell_ref, mod_dict, func_qualname, func_code, func_dict, ht_cached_keys;
 };
 
 /* One row of the field table: root type name (struct tag or typedef),

@@ -2,12 +2,13 @@
 # suture-attach --watch loads stored patches into methods, not only into
 # module-level functions. A first run under suture-run heals a method, a
 # staticmethod, a classmethod, a property getter and setter (both named
-# Parser.size), a method of a nested class and a module-level function, and
-# stores the patches. Then a fresh process of the same program is started
+# Parser.size), a decorated method (reached through the __wrapped__ that
+# functools.wraps leaves), a method of a nested class and a module-level
+# function, and stores the patches. Then a fresh process of the same program is started
 # plainly (no suture), suture-attach --watch attaches with that store: every
 # patch is "already healed" at attach, and each call with a bad record
 # returns the fallback without a crash, including through a bound method
-# captured before the attach. A second suture-run loads all seven too (the
+# captured before the attach. A second suture-run loads all eight too (the
 # getter's and setter's patches share a qualified name). Debian's
 # python3.11, its debug build and pyenv's 3.11.7.
 set -u
@@ -59,6 +60,7 @@ static|0.0|division_guard a / b -> 0.0 in Parser.ratio (
 classm|None|null_guard rec.level -> None in Parser.level (
 getter|0|type_coercion_guard int(self.raw) -> 0 in Parser.size (
 setter|None|key_guard rec\['n'\] -> None in Parser.size (
+decorated|None|key_guard rec\['tag'\] -> None in Parser.tagged (
 nested|None|key_guard rec\['name'\] -> None in Parser.Row.name (
 top|None|key_guard rec\['id'\] -> None in top ("
 
@@ -87,10 +89,10 @@ for py in $pys; do
 	wait $SR
 	rc=$?
 	[ $rc -eq 0 ] || { cat "$R/err"; fail "$py: suture-run exited $rc"; }
-	grep -q "^\[suture\] patches applied: 7, already healed: 0" "$R/err" || { cat "$R/err"; fail "$py: first run"; }
-	echo "ok: $py: suture-run healed and stored 7 patches (6 in classes)"
+	grep -q "^\[suture\] patches applied: 8, already healed: 0" "$R/err" || { cat "$R/err"; fail "$py: first run"; }
+	echo "ok: $py: suture-run healed and stored 8 patches (7 in classes)"
 
-	# 1b. suture-run again: all seven load before their first call; the
+	# 1b. suture-run again: all eight load before their first call; the
 	# getter's and the setter's patches (one qualified name, two functions)
 	# each go to their own function, neither is taken for stale.
 	R="$D/rerun"
@@ -108,9 +110,9 @@ for py in $pys; do
 	wait $SR
 	rc=$?
 	[ $rc -eq 0 ] || { cat "$R/err"; fail "$py: second suture-run exited $rc"; }
-	grep -q "^\[suture\] patches applied: 0, already healed: 7$" "$R/err" || { cat "$R/err"; fail "$py: second run"; }
+	grep -q "^\[suture\] patches applied: 0, already healed: 8$" "$R/err" || { cat "$R/err"; fail "$py: second run"; }
 	grep -q "stale" "$R/err" && { cat "$R/err"; fail "$py: second run: stale"; }
-	echo "ok: $py: a second suture-run loads all seven (getter and setter of one property apart)"
+	echo "ok: $py: a second suture-run loads all eight (getter and setter of one property apart)"
 
 	# 2. A fresh process of the same program, started plainly; attach.
 	A="$D/attach"
@@ -137,11 +139,11 @@ for py in $pys; do
 	grep -q "crash seen" "$A/err" && { cat "$A/err"; fail "$py: a loaded method crashed"; }
 	kill -INT "$TW"
 	wait "$TW" || { cat "$A/err"; fail "$py: watcher exit status"; }
-	grep -q "^\[suture\] patches applied: 0, already healed: 7$" "$A/err" || { cat "$A/err"; fail "$py: summary"; }
+	grep -q "^\[suture\] patches applied: 0, already healed: 8$" "$A/err" || { cat "$A/err"; fail "$py: summary"; }
 	echo quit >"$A/cmd"
 	wait "$TP" || fail "$py: the target did not exit cleanly"
 	"$AUDIT" --store "$S" --json | grep -q '"status":[[:space:]]*"stale"' &&
 		{ "$AUDIT" --store "$S"; fail "$py: a patch was marked stale"; }
-	echo "ok: $py: methods, staticmethod, classmethod, property getter and setter, nested class, module function and a bound method from before the attach loaded at attach"
+	echo "ok: $py: methods, staticmethod, classmethod, property getter and setter, decorated method, nested class, module function and a bound method from before the attach loaded at attach"
 done
 echo PASS

@@ -202,6 +202,11 @@ for py in $pys; do
 	grep -q "^\[suture\] already healed: key_guard self.d\['k'\] -> None in Box.get " "$D2/watch.err" ||
 		{ cat "$D2/watch.err"; fail "$py: the method Box.get not loaded at attach"; }
 	cmd "$D2" "shape method" "method -> None"
+	# A decorated function: the module holds functools.wraps' wrapper; the
+	# patched function is its __wrapped__.
+	grep -q "^\[suture\] already healed: key_guard d\['z'\] -> None in decorated " "$D2/watch.err" ||
+		{ cat "$D2/watch.err"; fail "$py: the decorated function not loaded at attach"; }
+	cmd "$D2" "shape decorated" "decorated -> None"
 	first=$(grep -c "^\[suture\] crash seen" "$D2/watch.err")
 	[ "$first" -eq 0 ] || { cat "$D2/watch.err"; fail "$py: a loaded function crashed"; }
 	kill -INT "$TW"
