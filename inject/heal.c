@@ -1463,21 +1463,47 @@ struct live_walk {
  * before the patch, aliases and the wrapper's own reference follow. */
 #define MAX_WRAPPED 4
 
+/* Whether a stored patch still waiting may be for the code named qualname
+ * or for code nested in it ("C.m.<locals>.<listcomp>"): a few reads
+ * instead of reading every function's code objects whole. */
+static bool wanted(const struct live_walk *w, const char *qualname)
+{
+	size_t n = strlen(qualname);
+	for (size_t i = 0; i < w->nv; i++) {
+		const struct spec *s = &w->v[i];
+		if (!s->done && strncmp(s->qualname, qualname, n) == 0 &&
+		    (s->qualname[n] == 0 || s->qualname[n] == '.'))
+			return true;
+	}
+	return false;
+}
+
 static int load_func(struct heal *h, struct live_walk *w, uint64_t fn)
 {
 	const struct inspect_offsets *o = h->r->off;
 	int rc = 0;
 	for (int depth = 0; depth <= MAX_WRAPPED && fn && rc == 0; depth++) {
-		char type[32];
-		uint64_t code, dict = 0, next = 0;
+		char type[32], qualname[256];
+		uint64_t code, qn, dict = 0, next = 0;
 		struct tree t = { 0 };
 		if (inspect_value__type_name(h->r, fn, type, sizeof(type)) || strcmp(type, "function") ||
 		    h->r->read(h->r->ctx, fn + (uint64_t)o->func_code, &code, 8))
 			break;
-		if (tree__walk(h, &t, code, 0) == 0)
-			for (size_t k = 0; k < t.n && rc == 0; k++)
-				rc = load_node(h, w->v, w->nv, code, fn, &t.v[k], w->hits, &w->nhits);
-		free(t.v);
+		/* The code's own name (a wrapper's __qualname__ is the wrapped one's). */
+		if (h->r->read(h->r->ctx, code + (uint64_t)o->co_qualname, &qn, 8) ||
+		    inspect_str__read(h->r, qn, qualname, sizeof(qualname)) || wanted(w, qualname)) {
+			/* What a patch is made from is read live, not from pages
+			 * cached while the process ran. */
+			pages__drop(&h->pages);
+			h->pages.on = false;
+			if (tree__walk(h, &t, code, 0) == 0)
+				for (size_t k = 0; k < t.n && rc == 0; k++)
+					rc = load_node(h, w->v, w->nv, code, fn, &t.v[k], w->hits,
+						       &w->nhits);
+			free(t.v);
+			pages__drop(&h->pages);
+			h->pages.on = true;
+		}
 		if (o->func_dict < 0 || h->r->read(h->r->ctx, fn + (uint64_t)o->func_dict, &dict, 8) ||
 		    !dict || inspect_dict__get(h->r, dict, "__wrapped__", &next) || next == fn)
 			break;
@@ -1545,8 +1571,14 @@ static int load_class(struct heal *h, struct live_walk *w, uint64_t cls, int dep
  * module dict's functions, its classes' methods (plain, staticmethod,
  * classmethod, property accessors; nested classes too, MAX_CLASS_DEPTH
  * deep), the functions decorators wrapped (__wrapped__), and the code
- * nested in all of them, patched through the agent like a crash. Nothing
- * is cached: the process runs meanwhile. */
+ * nested in all of them, patched through the agent like a crash.
+ *
+ * The process runs meanwhile. Finding the candidates (dicts, types, the
+ * names of code objects) reads through the page cache, a few pages for
+ * many small objects: a page gone stale while we walk can only make us
+ * miss a function or look at one for nothing. A candidate's code, which a
+ * patch is made from, is read live (load_func), and the agent finds the
+ * code again among the live functions before it replaces anything. */
 int heal__load_live(struct heal *h)
 {
 	const struct inspect_offsets *o = h->r->off;
@@ -1572,8 +1604,11 @@ int heal__load_live(struct heal *h)
 	mv = calloc(MAX_ATTRS, 8);
 	w.hits = calloc(w.nv, sizeof(char *));
 	w.classes = calloc(MAX_CLASSES, sizeof(*w.classes));
-	if (!keys || !vals || !mk || !mv || !w.hits || !w.classes ||
-	    inspect_dict__items(h->r, modules, keys, vals, MAX_ATTRS, &n))
+	if (!keys || !vals || !mk || !mv || !w.hits || !w.classes)
+		goto out;
+	pages__drop(&h->pages);
+	h->pages.on = true;
+	if (inspect_dict__items(h->r, modules, keys, vals, MAX_ATTRS, &n))
 		goto out;
 	for (size_t i = 0; i < n && rc == 0; i++) {
 		char type[32], fname[PATH_MAX], file[PATH_MAX];
@@ -1603,6 +1638,7 @@ int heal__load_live(struct heal *h)
 				rc = load_class(h, &w, mv[j], 0);
 		}
 	}
+	h->pages.on = false;
 	specs__sweep(h, w.v, w.nv, rc);
 	for (size_t i = 0; i < w.nhits && !h->o.dry_run; i++) {
 		char **nh = realloc(h->hits, (h->nhits + 1) * sizeof(char *));
@@ -1617,6 +1653,7 @@ int heal__load_live(struct heal *h)
 		say(h, "%u stored patch(es) not applied: the live code differs (patched in this process "
 		    "already, or its source changed)", h->live_skipped);
 out:
+	h->pages.on = false;
 	h->live = false;
 	free(keys);
 	free(vals);
