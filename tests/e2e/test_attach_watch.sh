@@ -207,6 +207,11 @@ for py in $pys; do
 	grep -q "^\[suture\] already healed: key_guard d\['z'\] -> None in decorated " "$D2/watch.err" ||
 		{ cat "$D2/watch.err"; fail "$py: the decorated function not loaded at attach"; }
 	cmd "$D2" "shape decorated" "decorated -> None"
+	# Code nested in a function: a comprehension, a closure's inner function.
+	grep -q "^\[suture\] already healed: key_guard r\['v'\] -> None in comp.<locals>.<listcomp> " "$D2/watch.err" ||
+		{ cat "$D2/watch.err"; fail "$py: the comprehension not loaded at attach"; }
+	cmd "$D2" "shape comp" "comp -> \[1, None\]"
+	cmd "$D2" "shape closure" "closure -> None"
 	first=$(grep -c "^\[suture\] crash seen" "$D2/watch.err")
 	[ "$first" -eq 0 ] || { cat "$D2/watch.err"; fail "$py: a loaded function crashed"; }
 	kill -INT "$TW"
