@@ -1455,20 +1455,16 @@ struct live_walk {
 	size_t nclasses;
 };
 
-/* The stored patches of one function object: its code and the code nested
- * in it (comprehensions, lambdas, inner functions), then the function a
- * decorator wrapped, when functools.wraps left it in the wrapper's
- * __wrapped__ (MAX_WRAPPED deep). Not a function: 0. The agent installs a
- * patch on every function sharing the code object, so bound methods made
- * before the patch, aliases and the wrapper's own reference follow. */
 #define MAX_WRAPPED 4
 
 /* Whether a stored patch still waiting may be for the code named qualname
  * or for code nested in it ("C.m.<locals>.<listcomp>"): a few reads
  * instead of reading every function's code objects whole. */
-static bool wanted(const struct live_walk *w, const char *qualname)
+static bool wanted(const struct live_walk *w, const char *qualname, size_t cap)
 {
 	size_t n = strlen(qualname);
+	if (n + 4 >= cap)
+		return true;   /* maybe cut short (at a UTF-8 boundary): look at it whole */
 	for (size_t i = 0; i < w->nv; i++) {
 		const struct spec *s = &w->v[i];
 		if (!s->done && strncmp(s->qualname, qualname, n) == 0 &&
@@ -1478,6 +1474,12 @@ static bool wanted(const struct live_walk *w, const char *qualname)
 	return false;
 }
 
+/* The stored patches of one function object: its code and the code nested
+ * in it (comprehensions, lambdas, inner functions), then the function a
+ * decorator wrapped, when functools.wraps left it in the wrapper's
+ * __wrapped__ (MAX_WRAPPED deep). Not a function: 0. The agent installs a
+ * patch on every function sharing the code object, so bound methods made
+ * before the patch, aliases and the wrapper's own reference follow. */
 static int load_func(struct heal *h, struct live_walk *w, uint64_t fn)
 {
 	const struct inspect_offsets *o = h->r->off;
@@ -1491,7 +1493,8 @@ static int load_func(struct heal *h, struct live_walk *w, uint64_t fn)
 			break;
 		/* The code's own name (a wrapper's __qualname__ is the wrapped one's). */
 		if (h->r->read(h->r->ctx, code + (uint64_t)o->co_qualname, &qn, 8) ||
-		    inspect_str__read(h->r, qn, qualname, sizeof(qualname)) || wanted(w, qualname)) {
+		    inspect_str__read(h->r, qn, qualname, sizeof(qualname)) ||
+		    wanted(w, qualname, sizeof(qualname))) {
 			/* What a patch is made from is read live, not from pages
 			 * cached while the process ran. */
 			pages__drop(&h->pages);
