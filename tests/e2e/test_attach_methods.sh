@@ -77,6 +77,7 @@ for py in $pys; do
 	SR=$!
 	PIDS="$PIDS $SR"
 	wait_ready "$R"
+	PIDS="$PIDS $(cat "$R/ready")"   # the script itself: a failure kills it too
 	n=0
 	echo "$CASES" | while IFS='|' read -r name val healed; do
 		n=$((n + 1))
@@ -101,6 +102,7 @@ for py in $pys; do
 	SR=$!
 	PIDS="$PIDS $SR"
 	wait_ready "$R"
+	PIDS="$PIDS $(cat "$R/ready")"   # the script itself: a failure kills it too
 	for call in getter:0 setter:None; do
 		echo "${call%%:*}" >"$R/cmd"
 		wait_grep "^${call%%:*} \(crashed\|->\)" "$R/out"
