@@ -932,9 +932,14 @@ struct spec {
 	char *name, *guard, *qualname, *file, *target, *fallback, *code_id, *window;
 	uint32_t anchor;
 	int line;
+	int first_line;       /* co_firstlineno of the function it was made for */
 	enum store_verdict verdict;
 	int64_t expires;
 	bool done;            /* applied, or reported */
+	/* A function of its qualname and file was seen, but at another first
+	 * line: a sibling of the same name (a property's getter and setter
+	 * are both "C.x") may still take it; specs__sweep decides at the end. */
+	bool seen;
 };
 
 static void specs__free(struct spec *v, size_t n)
@@ -972,6 +977,7 @@ static int specs__from(struct heal *h, const struct store *st, struct spec **out
 		s->window = strdup(p->anchor_window ? p->anchor_window : "");
 		s->anchor = p->anchor_offset;
 		s->line = p->line;
+		s->first_line = p->first_line;
 		s->verdict = vd;
 		s->expires = store_patch__expires(p);
 		if (!s->name || !s->guard || !s->qualname || !s->file || !s->target || !s->fallback ||
@@ -1243,6 +1249,41 @@ static int boot_collect(struct heal *h, const char **hits, size_t *nhits, enum b
 	return rc;
 }
 
+/* A stored patch of a function visited in this load that was not applied
+ * (rc: the load's status so far; chain_lost: its function's once-patched
+ * code could not be found back). */
+static void settle(struct heal *h, struct spec *s, bool chain_lost, int rc)
+{
+	s->done = true;
+	if (h->live && s->verdict != STORE_V_EXPIRED) {
+		h->live_skipped++;
+	} else if (s->verdict == STORE_V_EXPIRED) {
+		say(h, "expired: %s: not applied; fix the source", s->name);
+		h->st.expired++;
+	} else if (s->verdict == STORE_V_STALE) {
+		say(h, "stale: %s: marked stale earlier; not applied", s->name);
+		h->st.stale++;
+	} else if (chain_lost) {
+		say(h, "failed: %s: the once-patched %s could not be read back; not applied this time",
+		    s->name, s->qualname);
+		h->st.failed++;
+	} else if (rc == 0) {
+		say(h, "stale: %s: %s changed since the patch was made (code identity differs); "
+		    "not applied", s->name, s->qualname);
+		h->st.stale++;
+		mark_stale(h, s, "the function's code changed (code identity differs)");
+	}
+}
+
+/* After a load: the patches whose function was seen only at another first
+ * line (no sibling took them) no longer match the code. */
+static void specs__sweep(struct heal *h, struct spec *v, size_t nv, int rc)
+{
+	for (size_t i = 0; i < nv; i++)
+		if (!v[i].done && v[i].seen)
+			settle(h, &v[i], false, rc);
+}
+
 /* Apply, in sequence, the stored patches whose code_id matches the live
  * code at nd; report the others of this function as stale. */
 static int load_node(struct heal *h, struct spec *v, size_t nv, uint64_t root, uint64_t func,
@@ -1328,7 +1369,7 @@ static int load_node(struct heal *h, struct spec *v, size_t nv, uint64_t root, u
 		bool more = false;
 		for (size_t i = 0; i < nv && !more; i++)
 			more = !v[i].done && strcmp(v[i].qualname, c.qualname) == 0 &&
-			       strcmp(v[i].file, file) == 0;
+			       strcmp(v[i].file, file) == 0 && v[i].first_line == c.firstlineno;
 		int err;
 		if (h->boot_fd >= 0 && !more && (err = pend__push(h, s, c.qualname, file)) == 0) {
 			/* Pipelined: the answer is read by boot_collect. */
@@ -1390,30 +1431,18 @@ static int load_node(struct heal *h, struct spec *v, size_t nv, uint64_t root, u
 		if (!addr)
 			chain_lost = true;
 	}
-	/* What is left for this function no longer matches its code. */
+	/* What is left for this function no longer matches its code. Patches
+	 * made for another first line may belong to a sibling of the same
+	 * qualified name not visited yet: specs__sweep settles them. */
 	for (size_t i = 0; i < nv; i++) {
 		struct spec *s = &v[i];
 		if (s->done || strcmp(s->qualname, c.qualname) != 0 || strcmp(s->file, file) != 0)
 			continue;
-		s->done = true;
-		if (h->live && s->verdict != STORE_V_EXPIRED) {
-			h->live_skipped++;
-		} else if (s->verdict == STORE_V_EXPIRED) {
-			say(h, "expired: %s: not applied; fix the source", s->name);
-			h->st.expired++;
-		} else if (s->verdict == STORE_V_STALE) {
-			say(h, "stale: %s: marked stale earlier; not applied", s->name);
-			h->st.stale++;
-		} else if (chain_lost) {
-			say(h, "failed: %s: the once-patched %s could not be read back; not applied this time",
-			    s->name, c.qualname);
-			h->st.failed++;
-		} else if (rc == 0) {
-			say(h, "stale: %s: %s changed since the patch was made (code identity differs); "
-			    "not applied", s->name, c.qualname);
-			h->st.stale++;
-			mark_stale(h, s, "the function's code changed (code identity differs)");
+		if (s->first_line != c.firstlineno) {
+			s->seen = true;
+			continue;
 		}
+		settle(h, s, chain_lost, rc);
 	}
 	return rc;
 }
@@ -1479,6 +1508,7 @@ int heal__load_tree(struct heal *h, uint64_t root)
 		if (err && !rc)
 			rc = err;
 	}
+	specs__sweep(h, v, nv, rc);
 	/* Hit counts are stored later (heal__flush): an fsync must not hold
 	 * the module that waits to run. */
 	for (size_t i = 0; i < nhits && !h->o.dry_run; i++) {
@@ -1501,42 +1531,182 @@ out:
 	return rc;
 }
 
+#define MAX_CLASS_DEPTH 8     /* class statements nested in one another */
+#define MAX_CLASSES 4096      /* classes walked in one load */
+#define MAX_ATTRS 4096        /* entries of one module or class dict */
+
+/* One heal__load_live walk over the program's modules. */
+struct live_walk {
+	struct spec *v;
+	size_t nv;
+	const char **hits;
+	size_t nhits;
+	char modname[256];        /* the module being walked: its classes' __module__ */
+	uint64_t *classes;        /* classes walked already (aliases, cycles) */
+	size_t nclasses;
+};
+
+#define MAX_WRAPPED 4
+
+/* Whether a stored patch still waiting may be for the code named qualname
+ * or for code nested in it ("C.m.<locals>.<listcomp>"): a few reads
+ * instead of reading every function's code objects whole. */
+static bool wanted(const struct live_walk *w, const char *qualname, size_t cap)
+{
+	size_t n = strlen(qualname);
+	if (n + 4 >= cap)
+		return true;   /* maybe cut short (at a UTF-8 boundary): look at it whole */
+	for (size_t i = 0; i < w->nv; i++) {
+		const struct spec *s = &w->v[i];
+		if (!s->done && strncmp(s->qualname, qualname, n) == 0 &&
+		    (s->qualname[n] == 0 || s->qualname[n] == '.'))
+			return true;
+	}
+	return false;
+}
+
+/* The stored patches of one function object: its code and the code nested
+ * in it (comprehensions, lambdas, inner functions), then the function a
+ * decorator wrapped, when functools.wraps left it in the wrapper's
+ * __wrapped__ (MAX_WRAPPED deep). Not a function: 0. The agent installs a
+ * patch on every function sharing the code object, so bound methods made
+ * before the patch, aliases and the wrapper's own reference follow. */
+static int load_func(struct heal *h, struct live_walk *w, uint64_t fn)
+{
+	const struct inspect_offsets *o = h->r->off;
+	int rc = 0;
+	for (int depth = 0; depth <= MAX_WRAPPED && fn && rc == 0; depth++) {
+		char type[32], qualname[256];
+		uint64_t code, qn, dict = 0, next = 0;
+		struct tree t = { 0 };
+		if (inspect_value__type_name(h->r, fn, type, sizeof(type)) || strcmp(type, "function") ||
+		    h->r->read(h->r->ctx, fn + (uint64_t)o->func_code, &code, 8))
+			break;
+		/* The code's own name (a wrapper's __qualname__ is the wrapped one's). */
+		if (h->r->read(h->r->ctx, code + (uint64_t)o->co_qualname, &qn, 8) ||
+		    inspect_str__read(h->r, qn, qualname, sizeof(qualname)) ||
+		    wanted(w, qualname, sizeof(qualname))) {
+			/* What a patch is made from is read live, not from pages
+			 * cached while the process ran. */
+			pages__drop(&h->pages);
+			h->pages.on = false;
+			if (tree__walk(h, &t, code, 0) == 0)
+				for (size_t k = 0; k < t.n && rc == 0; k++)
+					rc = load_node(h, w->v, w->nv, code, fn, &t.v[k], w->hits,
+						       &w->nhits);
+			free(t.v);
+			pages__drop(&h->pages);
+			h->pages.on = true;
+		}
+		if (o->func_dict < 0 || h->r->read(h->r->ctx, fn + (uint64_t)o->func_dict, &dict, 8) ||
+		    !dict || inspect_dict__get(h->r, dict, "__wrapped__", &next) || next == fn)
+			break;
+		fn = next;
+	}
+	return rc;
+}
+
+static bool str_is(struct heal *h, uint64_t obj, const char *want)
+{
+	char buf[256];
+	return inspect_str__read(h->r, obj, buf, sizeof(buf)) == 0 && strcmp(buf, want) == 0;
+}
+
+/* A class of the module being walked (its __module__ says so: classes
+ * imported from elsewhere are that module's), and the classes nested in
+ * it: plain functions, the function inside a staticmethod or classmethod,
+ * a property's getter, setter and deleter. The wrappers' slots are found
+ * through their types' own member descriptors (inspect_object__member). */
+static int load_class(struct heal *h, struct live_walk *w, uint64_t cls, int depth)
+{
+	uint64_t flags, dict, mod, *keys = NULL, *vals = NULL;
+	size_t n = 0;
+	int rc = 0;
+	if (depth > MAX_CLASS_DEPTH || w->nclasses >= MAX_CLASSES ||
+	    inspect_type__check(h->r, cls, &flags) || !(flags & INSPECT_TPFLAGS_HEAPTYPE))
+		return 0;
+	for (size_t i = 0; i < w->nclasses; i++)
+		if (w->classes[i] == cls)
+			return 0;
+	w->classes[w->nclasses++] = cls;
+	if (inspect_type__dict(h->r, cls, &dict) || inspect_dict__get(h->r, dict, "__module__", &mod) ||
+	    !str_is(h, mod, w->modname))
+		return 0;
+	keys = malloc(MAX_ATTRS * sizeof(*keys));
+	vals = malloc(MAX_ATTRS * sizeof(*vals));
+	if (!keys || !vals || inspect_dict__items(h->r, dict, keys, vals, MAX_ATTRS, &n))
+		n = 0;
+	for (size_t i = 0; i < n && rc == 0; i++) {
+		static const char *const prop[] = { "fget", "fset", "fdel" };
+		char type[32];
+		uint64_t f;
+		if (inspect_value__type_name(h->r, vals[i], type, sizeof(type)))
+			continue;
+		if (strcmp(type, "function") == 0) {
+			rc = load_func(h, w, vals[i]);
+		} else if (strcmp(type, "staticmethod") == 0 || strcmp(type, "classmethod") == 0) {
+			if (inspect_object__member(h->r, vals[i], "__func__", &f) == 0 && f)
+				rc = load_func(h, w, f);
+		} else if (strcmp(type, "property") == 0) {
+			for (size_t k = 0; k < 3 && rc == 0; k++)
+				if (inspect_object__member(h->r, vals[i], prop[k], &f) == 0 && f)
+					rc = load_func(h, w, f);
+		} else if (inspect_type__check(h->r, vals[i], NULL) == 0) {
+			rc = load_class(h, w, vals[i], depth + 1);
+		}
+	}
+	free(keys);
+	free(vals);
+	return rc;
+}
+
 /* Stored patches into a process that runs already (suture-attach --watch):
- * the functions of the program's modules, found from sys.modules (module
- * dicts' function values and the code nested in them), patched through the
- * agent like a crash. Methods (in class dicts) are not reached from
- * outside. Nothing is cached: the process runs meanwhile. */
+ * the functions of the program's modules, found from sys.modules: each
+ * module dict's functions, its classes' methods (plain, staticmethod,
+ * classmethod, property accessors; nested classes too, MAX_CLASS_DEPTH
+ * deep), the functions decorators wrapped (__wrapped__), and the code
+ * nested in all of them, patched through the agent like a crash.
+ *
+ * The process runs meanwhile. Finding the candidates (dicts, types, the
+ * names of code objects) reads through the page cache, a few pages for
+ * many small objects: a page gone stale while we walk can only make us
+ * miss a function or look at one for nothing. A candidate's code, which a
+ * patch is made from, is read live (load_func), and the agent finds the
+ * code again among the live functions before it replaces anything. */
 int heal__load_live(struct heal *h)
 {
 	const struct inspect_offsets *o = h->r->off;
-	struct spec *v = NULL;
-	size_t nv = 0, nhits = 0, n = 0;
+	struct live_walk w = { 0 };
+	size_t n = 0;
 	uint64_t *keys = NULL, *vals = NULL, *mk = NULL, *mv = NULL, modules = 0;
-	const char **hits = NULL;
 	int rc = 0;
 	struct inspect_thread_iter it;
 	struct inspect_thread th;
 
 	if (!h->o.program || o->is_modules < 0 || o->mod_dict < 0 || o->func_code < 0)
 		return 0;
-	if (specs__load(h, &v, &nv) || nv == 0)
+	if (specs__load(h, &w.v, &w.nv) || w.nv == 0)
 		goto out;
 	h->live = true;
 	h->live_skipped = 0;
 	if (inspect_threads__begin(h->ip, &it) || inspect_threads__next(&it, &th) != 1 ||
 	    h->r->read(h->r->ctx, th.interp + (uint64_t)o->is_modules, &modules, 8))
 		goto out;
-	keys = calloc(4096, 8);
-	vals = calloc(4096, 8);
-	mk = calloc(4096, 8);
-	mv = calloc(4096, 8);
-	hits = calloc(nv, sizeof(char *));
-	if (!keys || !vals || !mk || !mv || !hits ||
-	    inspect_dict__items(h->r, modules, keys, vals, 4096, &n))
+	keys = calloc(MAX_ATTRS, 8);
+	vals = calloc(MAX_ATTRS, 8);
+	mk = calloc(MAX_ATTRS, 8);
+	mv = calloc(MAX_ATTRS, 8);
+	w.hits = calloc(w.nv, sizeof(char *));
+	w.classes = calloc(MAX_CLASSES, sizeof(*w.classes));
+	if (!keys || !vals || !mk || !mv || !w.hits || !w.classes)
+		goto out;
+	pages__drop(&h->pages);
+	h->pages.on = true;
+	if (inspect_dict__items(h->r, modules, keys, vals, MAX_ATTRS, &n))
 		goto out;
 	for (size_t i = 0; i < n && rc == 0; i++) {
 		char type[32], fname[PATH_MAX], file[PATH_MAX];
-		uint64_t md = 0, f = 0;
+		uint64_t md = 0, f = 0, name = 0;
 		size_t m = 0;
 		if (inspect_value__type_name(h->r, vals[i], type, sizeof(type)) || strcmp(type, "module") ||
 		    h->r->read(h->r->ctx, vals[i] + (uint64_t)o->mod_dict, &md, 8) ||
@@ -1545,31 +1715,31 @@ int heal__load_live(struct heal *h)
 			continue;
 		file_key(h, fname, file, sizeof(file));
 		bool ours = false;
-		for (size_t k = 0; k < nv && !ours; k++)
-			ours = !v[k].done && strcmp(v[k].file, file) == 0;
-		if (!ours || inspect_dict__items(h->r, md, mk, mv, 4096, &m))
+		for (size_t k = 0; k < w.nv && !ours; k++)
+			ours = !w.v[k].done && strcmp(w.v[k].file, file) == 0;
+		if (!ours || inspect_dict__items(h->r, md, mk, mv, MAX_ATTRS, &m))
 			continue;
+		if (inspect_dict__get(h->r, md, "__name__", &name) ||
+		    inspect_str__read(h->r, name, w.modname, sizeof(w.modname)))
+			w.modname[0] = 0;   /* its functions still; no class can match */
 		for (size_t j = 0; j < m && rc == 0; j++) {
-			uint64_t code;
-			struct tree t = { 0 };
-			if (inspect_value__type_name(h->r, mv[j], type, sizeof(type)) ||
-			    strcmp(type, "function") ||
-			    h->r->read(h->r->ctx, mv[j] + (uint64_t)o->func_code, &code, 8) ||
-			    tree__walk(h, &t, code, 0)) {
-				free(t.v);
+			if (inspect_value__type_name(h->r, mv[j], type, sizeof(type)))
 				continue;
-			}
-			for (size_t k = 0; k < t.n && rc == 0; k++)
-				rc = load_node(h, v, nv, code, mv[j], &t.v[k], hits, &nhits);
-			free(t.v);
+			if (strcmp(type, "function") == 0)
+				rc = load_func(h, &w, mv[j]);
+			else if (w.modname[0] && inspect_type__check(h->r, mv[j], NULL) == 0 &&
+				 o->tp_dict >= 0)
+				rc = load_class(h, &w, mv[j], 0);
 		}
 	}
-	for (size_t i = 0; i < nhits && !h->o.dry_run; i++) {
+	h->pages.on = false;
+	specs__sweep(h, w.v, w.nv, rc);
+	for (size_t i = 0; i < w.nhits && !h->o.dry_run; i++) {
 		char **nh = realloc(h->hits, (h->nhits + 1) * sizeof(char *));
 		if (!nh)
 			break;
 		h->hits = nh;
-		if ((h->hits[h->nhits] = strdup(hits[i])))
+		if ((h->hits[h->nhits] = strdup(w.hits[i])))
 			h->nhits++;
 	}
 	heal__flush(h);
@@ -1577,13 +1747,15 @@ int heal__load_live(struct heal *h)
 		say(h, "%u stored patch(es) not applied: the live code differs (patched in this process "
 		    "already, or its source changed)", h->live_skipped);
 out:
+	h->pages.on = false;
 	h->live = false;
 	free(keys);
 	free(vals);
 	free(mk);
 	free(mv);
-	free(hits);
-	specs__free(v, nv);
+	free(w.hits);
+	free(w.classes);
+	specs__free(w.v, w.nv);
 	return rc;
 }
 

@@ -121,9 +121,11 @@ int heal__on_crash(struct heal *h, const struct inject_crash *ev, enum heal_outc
 int heal__load_tree(struct heal *h, uint64_t root);
 
 /* The same for a process that runs already (suture-attach --watch): the
- * functions of the program's modules (module dicts, from sys.modules, and
- * the code nested in them; not methods) get their stored patches through
- * the agent. 0 or -EPIPE. */
+ * functions of the program's modules (module dicts, from sys.modules), the
+ * methods of their classes (plain, staticmethod, classmethod, property
+ * accessors, nested classes), the functions decorators wrapped (found
+ * through functools.wraps' __wrapped__) and the code nested in them get
+ * their stored patches through the agent. 0 or -EPIPE. */
 int heal__load_live(struct heal *h);
 
 /* The same at the agent's boot hook (inject/agent/boot.c): patches go

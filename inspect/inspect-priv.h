@@ -49,6 +49,9 @@ struct inspect_proc {
 /* Bounded reads through a reader: addr 0 or tiny gives -EFAULT. */
 int inspect__read(const struct inspect_reader *r, uint64_t addr, void *buf, size_t len);
 int inspect__read_u64(const struct inspect_reader *r, uint64_t addr, uint64_t *v);
+/* A printable ASCII C string at p (tp_name, PyMemberDef.name), at most
+ * len-1 bytes and 127: -EFAULT unreadable, -EINVAL empty or not printable. */
+int inspect__cstr(const struct inspect_reader *r, uint64_t p, char *buf, size_t len);
 /* Copy [addr, addr+len) now; later reads inside it are served locally.
  * Bounded (INSPECT_PREFETCH_MAX in total); -E2BIG past it. */
 int inspect__prefetch(struct inspect_proc *ip, uint64_t addr, size_t len);

@@ -57,7 +57,9 @@ struct inspect_types {
 	uint64_t type_long, type_bool, type_float, type_str, type_bytes,
 		type_tuple, type_list, type_dict, type_set, type_frozenset,
 		type_code, type_cell, type_gen, type_coro, type_asyncgen,
-		type_func, type_complex;
+		type_func, type_complex,
+		type_type,          /* PyType_Type: the type of classes */
+		type_member_descr;  /* PyMemberDescr_Type: a T_OBJECT member's descriptor */
 };
 
 struct inspect_reader {
@@ -112,6 +114,35 @@ int inspect_dict__get(const struct inspect_reader *r, uint64_t dict, const char 
 int inspect_object__attr(const struct inspect_reader *r, uint64_t obj, const char *name, uint64_t *value);
 /* An int that fits in 64 bits (unsigned or signed by *neg). -ERANGE: bigger. */
 int inspect_long__read(const struct inspect_reader *r, uint64_t addr, uint64_t *mag, bool *neg);
+
+/* ---- classes ---- */
+
+/* tp_flags bits (Include/object.h). */
+#define INSPECT_TPFLAGS_HEAPTYPE (1ULL << 9)        /* a class made by a class statement */
+#define INSPECT_TPFLAGS_READY (1ULL << 12)
+#define INSPECT_TPFLAGS_TYPE_SUBCLASS (1ULL << 31)  /* set on type and every metaclass */
+#define INSPECT_MAX_BASES 16   /* tp_base chain followed at most */
+
+/* Whether the object at addr is a class: its type is type itself
+ * (PyType_Type) or a metaclass (its tp_flags has Py_TPFLAGS_TYPE_SUBCLASS),
+ * and it is ready. 0 and its own tp_flags in *flags (may be NULL);
+ * -EINVAL: not a class; -EFAULT: unreadable. */
+int inspect_type__check(const struct inspect_reader *r, uint64_t addr, uint64_t *flags);
+/* A class's own namespace (tp_dict, what Cls.__dict__ shows: methods,
+ * nested classes), checked to be a dict. -EINVAL: not a class or no dict;
+ * -ENODATA: the layout has no tp_dict. */
+int inspect_type__dict(const struct inspect_reader *r, uint64_t type, uint64_t *dict);
+/* The object in obj's slot described by the T_OBJECT member descriptor
+ * `name` of obj's type (found in the type's tp_dict, else its tp_base
+ * chain): staticmethod and classmethod "__func__", property "fget", "fset",
+ * "fdel". The offset comes from the interpreter's own PyMemberDef, so no C
+ * struct of those objects is assumed; it must lie after the object header
+ * and inside tp_basicsize of the type defining it. 0 and *value (0 when
+ * the slot is empty); -ENOENT: no such member; -EINVAL: obj unreadable, or
+ * the descriptor is not a plausible T_OBJECT member; -ENODATA: the layout
+ * lacks the fields. */
+int inspect_object__member(const struct inspect_reader *r, uint64_t obj, const char *name,
+			   uint64_t *value);
 
 /* ---- line numbers (co_linetable, Objects/locations.md) ---- */
 

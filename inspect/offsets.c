@@ -80,6 +80,12 @@ static const struct inspect_field fields[] = {
 	{"_typeobject|PyTypeObject", "tp_name", M, SLOT(tp_name), 1},
 	{"_typeobject|PyTypeObject", "tp_flags", M, SLOT(tp_flags), 1},
 	{"_typeobject|PyTypeObject", "tp_basicsize", M, SLOT(tp_basicsize), 0},
+	{"_typeobject|PyTypeObject", "tp_dict", M, SLOT(tp_dict), 0},
+	{"_typeobject|PyTypeObject", "tp_base", M, SLOT(tp_base), 0},
+	{"PyMemberDescrObject", "d_member", M, SLOT(md_member), 0},
+	{"PyMemberDef", "name", M, SLOT(mdef_name), 0},
+	{"PyMemberDef", "type", M, SLOT(mdef_type), 0},
+	{"PyMemberDef", "offset", M, SLOT(mdef_offset), 0},
 	{"PyASCIIObject", "length", M, SLOT(us_length), 1},
 	{"PyASCIIObject", "state", M, SLOT(us_state), 1},
 	{"PyASCIIObject", "state.kind", BP, SLOT(us_kind_bit), 1},
@@ -126,6 +132,7 @@ static const struct inspect_field fields[] = {
 	{"PyModuleObject", "md_dict", M, SLOT(mod_dict), 0},
 	{"PyFunctionObject", "func_qualname", M, SLOT(func_qualname), 0},
 	{"PyFunctionObject", "func_code", M, SLOT(func_code), 0},
+	{"PyFunctionObject", "func_dict", M, SLOT(func_dict), 0},
 	{"_heaptypeobject|PyHeapTypeObject", "ht_cached_keys", M, SLOT(ht_cached_keys), 0},
 };
 
@@ -259,7 +266,9 @@ static uint64_t fields_fingerprint(void)
 		uint64_t k = (uint64_t)f[i].kind << 32 | f[i].slot;
 		h = fnv1a(h, &k, sizeof(k));
 	}
-	h = fnv1a(h, "v2", 2);
+	/* v3: tp_dict, tp_base, func_dict and the member descriptor rows (methods
+	 * and decorated functions at attach). */
+	h = fnv1a(h, "v3", 2);
 	return h;
 }
 

@@ -39,7 +39,11 @@ struct inspect_offsets {
 		co_nfreevars, co_localsplusnames, co_localspluskinds, co_filename,
 		co_name, co_qualname, co_linetable, co_code_adaptive;
 	/* PyObject, PyVarObject, PyTypeObject */
-	int64_t ob_refcnt, ob_type, ob_size, tp_name, tp_flags, tp_basicsize;
+	int64_t ob_refcnt, ob_type, ob_size, tp_name, tp_flags, tp_basicsize, tp_dict, tp_base;
+	/* PyMemberDescrObject, PyMemberDef: where a T_OBJECT member of a C
+	 * type lives (staticmethod.__func__, property.fget), as the type's own
+	 * member descriptors say */
+	int64_t md_member, mdef_name, mdef_type, mdef_offset;
 	/* str: PyASCIIObject, PyCompactUnicodeObject, PyUnicodeObject */
 	int64_t us_length, us_state, us_kind_bit, us_kind_bits, us_compact_bit,
 		us_ascii_bit, us_ready_bit, us_ascii_size, us_compact_size, us_data_any;
@@ -54,7 +58,7 @@ struct inspect_offsets {
 	int64_t set_used, set_mask, set_table, se_size, se_key;
 	/* generators and coroutines, frame objects, cells, modules, functions */
 	int64_t gen_code, gen_frame_state, gen_iframe, fo_frame, fo_back,
-		cell_ref, mod_dict, func_qualname, func_code, ht_cached_keys;
+		cell_ref, mod_dict, func_qualname, func_code, func_dict, ht_cached_keys;
 };
 
 /* One row of the field table: root type name (struct tag or typedef),

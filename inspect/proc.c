@@ -118,6 +118,8 @@ static void find_types(struct inspect_proc *ip)
 		{"PyAsyncGen_Type", offsetof(struct inspect_types, type_asyncgen)},
 		{"PyFunction_Type", offsetof(struct inspect_types, type_func)},
 		{"PyComplex_Type", offsetof(struct inspect_types, type_complex)},
+		{"PyType_Type", offsetof(struct inspect_types, type_type)},
+		{"PyMemberDescr_Type", offsetof(struct inspect_types, type_member_descr)},
 	};
 	for (size_t i = 0; i < sizeof(syms) / sizeof(syms[0]); i++) {
 		uint64_t addr = 0, size = 0;

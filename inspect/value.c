@@ -154,17 +154,14 @@ static int obj_size(const struct inspect_reader *r, uint64_t addr, int64_t *size
 	return inspect__read(r, addr + (uint64_t)r->off->ob_size, size, sizeof(*size));
 }
 
-static int type_name_of_type(const struct inspect_reader *r, uint64_t type, char *buf, size_t len)
+int inspect__cstr(const struct inspect_reader *r, uint64_t p, char *buf, size_t len)
 {
-	uint64_t p;
 	char tmp[TP_NAME_MAX];
 	if (len == 0)
 		return -EINVAL;
 	snprintf(buf, len, "?");
-	if (r->off->tp_name < 0 || inspect__read_u64(r, type + (uint64_t)r->off->tp_name, &p))
-		return -EFAULT;
-	/* tp_name is a C string of unknown length: read what can be read,
-	 * shrinking the window when it crosses into an unmapped page. */
+	/* A C string of unknown length: read what can be read, shrinking the
+	 * window when it crosses into an unmapped page. */
 	size_t n = sizeof(tmp) - 1;
 	while (n > 0 && inspect__read(r, p, tmp, n)) {
 		size_t to_page = (size_t)(((p | 4095) + 1) - p);
@@ -182,6 +179,17 @@ static int type_name_of_type(const struct inspect_reader *r, uint64_t type, char
 	}
 	buf[i] = 0;
 	return i ? 0 : -EINVAL;
+}
+
+static int type_name_of_type(const struct inspect_reader *r, uint64_t type, char *buf, size_t len)
+{
+	uint64_t p;
+	if (len == 0)
+		return -EINVAL;
+	snprintf(buf, len, "?");
+	if (r->off->tp_name < 0 || inspect__read_u64(r, type + (uint64_t)r->off->tp_name, &p))
+		return -EFAULT;
+	return inspect__cstr(r, p, buf, len);
 }
 
 int inspect_value__type_name(const struct inspect_reader *r, uint64_t addr, char *buf, size_t len)

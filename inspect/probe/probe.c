@@ -5,6 +5,7 @@
 #define Py_BUILD_CORE 1
 #include <Python.h>
 #include <frameobject.h>
+#include <structmember.h>
 #include <internal/pycore_runtime.h>
 #include <internal/pycore_interp.h>
 #include <internal/pycore_frame.h>
@@ -42,6 +43,8 @@ PyFrameObject *probe_frameobj;
 PyCellObject probe_cell;
 PyModuleObject probe_module;
 PyFunctionObject probe_function;
+PyMemberDescrObject probe_memberdescr;
+PyMemberDef probe_memberdef;
 const unsigned long probe_version = PY_VERSION_HEX;
 
 int main(void)

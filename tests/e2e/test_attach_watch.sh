@@ -9,7 +9,7 @@
 # hasattr, getattr with a default, iteration) are never reported. SIGINT
 # detaches cleanly (patches stay); a SIGKILLed debugger leaves a parked
 # thread to go on and the target survives; another process of the same
-# program gets the stored patches at attach.
+# program gets the stored patches at attach, a method's included.
 set -u
 : "${BUILD:?BUILD must be set (absolute build dir)}"
 : "${PYTHON:=/usr/bin/python3.11}"
@@ -185,8 +185,8 @@ for py in $pys; do
 	wait "$TP" || fail "$py: the target did not exit cleanly"
 	echo "ok: $py: SIGKILLed debugger, target unharmed"
 	# Another process of the same program: what was stored is installed
-	# into its live functions at attach (module functions and the code
-	# nested in them), before any crash.
+	# into its live functions at attach (module functions, methods and the
+	# code nested in them), before any crash.
 	D2="$D.again"
 	start_target "$D2" "$py"
 	"$ATTACH" --pid "$TP" --watch --store "$D/store" 2>"$D2/watch.err" &
@@ -197,6 +197,21 @@ for py in $pys; do
 		grep -q "^\[suture\] already healed: $k " "$D2/watch.err" || { cat "$D2/watch.err"; fail "$py: $k not loaded at attach"; }
 		cmd "$D2" "$k" "$k -> $(healed $k)"
 	done
+	# A method too (shapes.Box.get, called through a bound method made
+	# before the attach); test_attach_methods.sh has the other method kinds.
+	grep -q "^\[suture\] already healed: key_guard self.d\['k'\] -> None in Box.get " "$D2/watch.err" ||
+		{ cat "$D2/watch.err"; fail "$py: the method Box.get not loaded at attach"; }
+	cmd "$D2" "shape method" "method -> None"
+	# A decorated function: the module holds functools.wraps' wrapper; the
+	# patched function is its __wrapped__.
+	grep -q "^\[suture\] already healed: key_guard d\['z'\] -> None in decorated " "$D2/watch.err" ||
+		{ cat "$D2/watch.err"; fail "$py: the decorated function not loaded at attach"; }
+	cmd "$D2" "shape decorated" "decorated -> None"
+	# Code nested in a function: a comprehension, a closure's inner function.
+	grep -q "^\[suture\] already healed: key_guard r\['v'\] -> None in comp.<locals>.<listcomp> " "$D2/watch.err" ||
+		{ cat "$D2/watch.err"; fail "$py: the comprehension not loaded at attach"; }
+	cmd "$D2" "shape comp" "comp -> \[1, None\]"
+	cmd "$D2" "shape closure" "closure -> None"
 	first=$(grep -c "^\[suture\] crash seen" "$D2/watch.err")
 	[ "$first" -eq 0 ] || { cat "$D2/watch.err"; fail "$py: a loaded function crashed"; }
 	kill -INT "$TW"

@@ -6,7 +6,8 @@
  * reader, which serves the image and fails elsewhere; the layout is the
  * build-time probe table. Seeds (tests/fuzz/corpus/fuzz_inspect_objects)
  * are well-formed images of ints, strs of every kind, containers, dicts of
- * every keys kind, sets and code objects. */
+ * every keys kind, sets and code objects (their type_type and
+ * type_member_descr are 0: the fuzzer finds classes and descriptors). */
 #include <errno.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -62,6 +63,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	inspect_dict__get(&r, root, "a", &v);
 	inspect_object__attr(&r, root, "_name", &v);
 	inspect_long__read(&r, root, &v, &neg);
+	uint64_t flags, dict;
+	inspect_type__check(&r, root, &flags);
+	if (inspect_type__dict(&r, root, &dict) == 0)
+		inspect_dict__get(&r, dict, "m", &v);
+	inspect_object__member(&r, root, "__func__", &v);
 
 	struct inspect_code c;
 	if (inspect_code__read(&r, root, &c) == 0) {
