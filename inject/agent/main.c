@@ -3,9 +3,12 @@
  * The constructor only starts a thread (DESIGN.md section 3: never run
  * Python on the thread that loaded us, it may be a hijacked one). That
  * thread waits until the interpreter is initialized (LD_PRELOAD loads us
- * before Py_Initialize), takes the GIL with PyGILState_Ensure, installs the
- * watcher, then serves one debugger at a time on a Unix socket in a
- * directory only this user can enter (docs/formats/channel.md).
+ * before Py_Initialize), opens the channel, has the watcher installed with
+ * the GIL held (whichever comes first: a pending call the main thread runs
+ * at its next eval-breaker check, an installer thread's PyGILState_Ensure,
+ * or suture-run's boot hook at the first module), then serves one debugger
+ * at a time on a Unix socket in a directory only this user can enter
+ * (docs/formats/channel.md).
  *
  * A single instance per process: a flock on <dir>/agent-<pid>.lock, taken
  * before anything else, makes a second copy (LD_PRELOAD + dlopen of another
@@ -123,7 +126,12 @@ bool agent_channel__has_debugger(void)
 
 bool agent_channel__may_wait(void)
 {
-	return g_wait_debugger_ms != 0 && g.listen_fd >= 0;
+	/* Also before the channel is open: the agent thread may still wait
+	 * for Py_Initialize when an early crash comes. park() stops waiting
+	 * if the thread ends without a channel. */
+	return g_wait_debugger_ms != 0 &&
+	       (g.listen_fd >= 0 || (__atomic_load_n(&g.running, __ATOMIC_RELAXED) &&
+				     !__atomic_load_n(&g.stopping, __ATOMIC_RELAXED)));
 }
 
 static int send_locked(struct inject_buf *b)
@@ -160,7 +168,7 @@ enum agent_verdict agent_channel__park(struct inject_crash *crash, struct inject
 			dl.tv_sec++;
 			dl.tv_nsec -= 1000000000L;
 		}
-		while ((!g.ready || g.client_fd < 0) &&
+		while ((!g.ready || g.client_fd < 0) && g.running &&
 		       pthread_cond_timedwait(&g.cond, &g.lock, &dl) != ETIMEDOUT)
 			;
 	}
@@ -290,20 +298,44 @@ void agent__install_watcher_here(void)
 		install_claimed();
 }
 
+/* Until no install is under way (without the GIL: the installer needs it). */
+static void install_wait(void)
+{
+	pthread_mutex_lock(&g.lock);
+	while (g.installing)
+		pthread_cond_wait(&g.cond, &g.lock);
+	pthread_mutex_unlock(&g.lock);
+}
+
+/* A pending call: the interpreter's main thread runs it, with the GIL, at
+ * its next check of the eval breaker, within microseconds when it runs
+ * Python code; the installer thread would wait for the switch interval
+ * (5 ms) to get the GIL from it. Whoever comes first installs. */
+static int install_pending(void *arg)
+{
+	(void)arg;
+	agent__install_watcher_here();
+	return 0;
+}
+
 static void *installer_main(void *arg)
 {
 	struct installer *in = arg;
 	PyGILState_STATE st;
 
-	/* Claimed before the GIL is asked for; the boot hook may hold both. */
-	if (install_claim(true)) {
-		if (gil_take(&st) == 0) {
+	if (gil_take(&st) == 0) {
+		bool mine = install_claim(false);
+		if (mine)
 			install_claimed();
-			PyGILState_Release(st);
-		} else {
-			record_install(INJECT_WATCH_NONE, "interpreter finalizing or not initialized");
-			agent__log("watcher: interpreter finalizing or not initialized");
-		}
+		PyGILState_Release(st);
+		if (!mine)
+			install_wait();   /* the main thread's (pending call, boot hook) */
+	} else {
+		pthread_mutex_lock(&g.lock);
+		if (!g.installed && !g.installing)
+			snprintf(g.detail, sizeof g.detail, "interpreter finalizing or not initialized");
+		pthread_mutex_unlock(&g.lock);
+		agent__log("watcher: interpreter finalizing or not initialized");
 	}
 	pthread_mutex_lock(&in->lock);
 	in->done = true;
@@ -326,6 +358,7 @@ static void install_watcher(unsigned timeout_ms)
 	}
 	pthread_mutex_init(&in->lock, NULL);
 	pthread_cond_init(&in->cond, NULL);
+	Py_AddPendingCall(install_pending, NULL);   /* a full queue: the installer alone */
 	if (pthread_create(&t, NULL, installer_main, in)) {
 		free(in);
 		record_install(INJECT_WATCH_NONE, "cannot start the installer thread");
@@ -350,9 +383,13 @@ static void install_watcher(unsigned timeout_ms)
 	if (done) {
 		free(in);
 	} else {
-		/* The installer finishes on its own when the GIL frees. */
-		record_install(INJECT_WATCH_NONE, "the GIL was not released in time; "
-			       "the watcher will be installed when it is");
+		/* The installer finishes on its own when the GIL frees; until
+		 * then WELCOME says why there is no watcher. */
+		pthread_mutex_lock(&g.lock);
+		if (!g.installed)
+			snprintf(g.detail, sizeof g.detail, "the GIL was not released in time; "
+				 "the watcher will be installed when it is");
+		pthread_mutex_unlock(&g.lock);
 	}
 }
 
