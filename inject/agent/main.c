@@ -808,8 +808,10 @@ static void stop_channel(void)
 		unlink(g.sock_path);
 	}
 	g.listen_fd = -1;
-	if (g.lock_fd >= 0)
+	if (g.lock_fd >= 0) {
+		unlink(g.lock_path);
 		close(g.lock_fd);   /* drops the flock */
+	}
 	g.lock_fd = -1;
 	pthread_mutex_unlock(&g.lock);
 }
@@ -1093,6 +1095,11 @@ static void at_exit(void)
 {
 	if (g.listen_fd >= 0 && g.sock_path[0])
 		unlink(g.sock_path);
+	/* Ours while we hold it (one process has this pid; a second copy of
+	 * the library in it never retries): left behind, one file a pid
+	 * would pile up in the channel directory. */
+	if (g.lock_fd >= 0 && g.lock_path[0])
+		unlink(g.lock_path);
 }
 
 /* Remove our own path from LD_PRELOAD so the program's children (shells,

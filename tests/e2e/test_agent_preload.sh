@@ -26,6 +26,7 @@ for py in $(pythons); do
 	"$CLIENT" -n "$TP" detach >"$W/a3" || fail "$py: detach"
 	grep -q '^detached' "$W/a3" || fail "$py: no BYE"
 	[ -e "$sock" ] && fail "$py: socket left after detach"
+	[ -e "/tmp/suture-$uid/agent-$TP.lock" ] && fail "$py: lock file left after detach"
 	touch "$W/a-$tag.go"
 	wait_pid "$TP" 30; rc=$?
 	[ $rc -eq 1 ] || fail "$py: exit $rc after detach"
@@ -59,6 +60,9 @@ start_client w -n "$TP" watch 1 10
 wait_pid "$TP" 30
 wait_pid "$TC" 10 || { cat "$W/w.client"; fail "waiting crash not reported"; }
 grep -q '^crash .*func=lookup' "$W/w.client" || fail "waiting crash: wrong report"
+for f in sock lock; do
+	[ -e "/tmp/suture-$uid/agent-$TP.$f" ] && fail "agent-$TP.$f left after the process exited"
+done
 echo "ok: a crash before the debugger connected waited for it"
 
 # Preloaded into a process that is not Python (a shell, or env running a
