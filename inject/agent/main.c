@@ -323,7 +323,15 @@ static void *installer_main(void *arg)
 	struct installer *in = arg;
 	PyGILState_STATE st;
 
-	if (gil_take(&st) == 0) {
+	/* Installed already (the boot hook, the pending call), or under way:
+	 * nothing to ask the GIL for. */
+	install_wait();
+	pthread_mutex_lock(&g.lock);
+	bool done = g.installed;
+	pthread_mutex_unlock(&g.lock);
+	if (done) {
+		;
+	} else if (gil_take(&st) == 0) {
 		bool mine = install_claim(false);
 		if (mine)
 			install_claimed();
