@@ -23,37 +23,20 @@
 
 #define MAX_BASICSIZE ((int64_t)1 << 20)
 
-static int obj_type(const struct inspect_reader *r, uint64_t addr, uint64_t *type)
-{
-	if (r->off->ob_type < 0)
-		return -EINVAL;
-	int err = inspect__read_u64(r, addr + (uint64_t)r->off->ob_type, type);
-	if (!err && *type < INSPECT_MIN_ADDR)
-		err = -EINVAL;
-	return err;
-}
-
-static int type_flags(const struct inspect_reader *r, uint64_t type, uint64_t *flags)
-{
-	if (r->off->tp_flags < 0)
-		return -EINVAL;
-	return inspect__read_u64(r, type + (uint64_t)r->off->tp_flags, flags);
-}
-
 int inspect_type__check(const struct inspect_reader *r, uint64_t addr, uint64_t *flags)
 {
 	uint64_t meta, mflags, own;
-	int err = obj_type(r, addr, &meta);
+	int err = inspect__obj_type(r, addr, &meta);
 	if (err)
 		return err;
 	/* type(type) is type; a metaclass inherits Py_TPFLAGS_TYPE_SUBCLASS. */
 	if (!(r->types->type_type && meta == r->types->type_type)) {
-		if ((err = type_flags(r, meta, &mflags)))
+		if ((err = inspect__type_flags(r, meta, &mflags)))
 			return err;
 		if (!(mflags & INSPECT_TPFLAGS_TYPE_SUBCLASS))
 			return -EINVAL;
 	}
-	if ((err = type_flags(r, addr, &own)))
+	if ((err = inspect__type_flags(r, addr, &own)))
 		return err;
 	if (!(own & INSPECT_TPFLAGS_READY))
 		return -EINVAL;
@@ -72,7 +55,7 @@ int inspect_type__dict(const struct inspect_reader *r, uint64_t type, uint64_t *
 		return err == -EFAULT ? -EFAULT : -EINVAL;
 	if (inspect__read_u64(r, type + (uint64_t)r->off->tp_dict, &d))
 		return -EFAULT;
-	if (!d || !r->types->type_dict || obj_type(r, d, &dtype) || dtype != r->types->type_dict)
+	if (!d || !r->types->type_dict || inspect__obj_type(r, d, &dtype) || dtype != r->types->type_dict)
 		return -EINVAL;
 	*dict = d;
 	return 0;
@@ -88,7 +71,7 @@ static int member_offset(const struct inspect_reader *r, uint64_t defining, uint
 	int32_t kind;
 	int64_t off, basicsize;
 	char got[64];
-	if (!r->types->type_member_descr || obj_type(r, descr, &dtype) ||
+	if (!r->types->type_member_descr || inspect__obj_type(r, descr, &dtype) ||
 	    dtype != r->types->type_member_descr ||
 	    inspect__read_u64(r, descr + (uint64_t)o->md_member, &def) ||
 	    inspect__read_u64(r, def + (uint64_t)o->mdef_name, &namep) ||
@@ -115,7 +98,7 @@ int inspect_object__member(const struct inspect_reader *r, uint64_t obj, const c
 	if (o->tp_dict < 0 || o->tp_basicsize < 0 || o->md_member < 0 || o->mdef_name < 0 ||
 	    o->mdef_type < 0 || o->mdef_offset < 0)
 		return -ENODATA;
-	if (obj_type(r, obj, &type))
+	if (inspect__obj_type(r, obj, &type))
 		return -EINVAL;
 	for (unsigned depth = 0; type && depth < INSPECT_MAX_BASES; depth++) {
 		uint64_t dict, descr;

@@ -49,6 +49,10 @@ struct inspect_proc {
 /* Bounded reads through a reader: addr 0 or tiny gives -EFAULT. */
 int inspect__read(const struct inspect_reader *r, uint64_t addr, void *buf, size_t len);
 int inspect__read_u64(const struct inspect_reader *r, uint64_t addr, uint64_t *v);
+/* An object's ob_type, checked to be a plausible address (value.c). */
+int inspect__obj_type(const struct inspect_reader *r, uint64_t addr, uint64_t *type);
+/* A type object's tp_flags (value.c). */
+int inspect__type_flags(const struct inspect_reader *r, uint64_t type, uint64_t *flags);
 /* A printable ASCII C string at p (tp_name, PyMemberDef.name), at most
  * len-1 bytes and 127: -EFAULT unreadable, -EINVAL empty or not printable. */
 int inspect__cstr(const struct inspect_reader *r, uint64_t p, char *buf, size_t len);

@@ -137,7 +137,7 @@ int inspect_str__put_utf8(struct inspect_str *s, uint32_t cp, size_t limit)
 
 /* ---- object basics ---- */
 
-static int obj_type(const struct inspect_reader *r, uint64_t addr, uint64_t *type)
+int inspect__obj_type(const struct inspect_reader *r, uint64_t addr, uint64_t *type)
 {
 	if (r->off->ob_type < 0)
 		return -EINVAL;
@@ -197,13 +197,13 @@ int inspect_value__type_name(const struct inspect_reader *r, uint64_t addr, char
 	uint64_t type;
 	if (len)
 		snprintf(buf, len, "?");
-	int err = obj_type(r, addr, &type);
+	int err = inspect__obj_type(r, addr, &type);
 	if (err)
 		return err;
 	return type_name_of_type(r, type, buf, len);
 }
 
-static int type_flags(const struct inspect_reader *r, uint64_t type, uint64_t *flags)
+int inspect__type_flags(const struct inspect_reader *r, uint64_t type, uint64_t *flags)
 {
 	if (r->off->tp_flags < 0)
 		return -EINVAL;
@@ -282,7 +282,7 @@ static int is_str(const struct inspect_reader *r, uint64_t type)
 	uint64_t flags;
 	if (r->types->type_str && type == r->types->type_str)
 		return 1;
-	return type_flags(r, type, &flags) == 0 && (flags & TPFLAGS_UNICODE_SUBCLASS);
+	return inspect__type_flags(r, type, &flags) == 0 && (flags & TPFLAGS_UNICODE_SUBCLASS);
 }
 
 int inspect_str__read(const struct inspect_reader *r, uint64_t addr, char *buf, size_t len)
@@ -294,7 +294,7 @@ int inspect_str__read(const struct inspect_reader *r, uint64_t addr, char *buf, 
 	if (len == 0)
 		return -EINVAL;
 	buf[0] = 0;
-	int err = obj_type(r, addr, &type);
+	int err = inspect__obj_type(r, addr, &type);
 	if (err)
 		return err;
 	if (!is_str(r, type))
@@ -696,7 +696,7 @@ int inspect_dict__items(const struct inspect_reader *r, uint64_t dict, uint64_t 
 	struct dict_view v;
 	uint64_t dk, type;
 	*n = 0;
-	if (o->dict_used < 0 || obj_type(r, dict, &type) || !r->types->type_dict ||
+	if (o->dict_used < 0 || inspect__obj_type(r, dict, &type) || !r->types->type_dict ||
 	    type != r->types->type_dict ||
 	    inspect__read(r, dict + (uint64_t)o->dict_used, &v.used, sizeof(v.used)) ||
 	    inspect__read_u64(r, dict + (uint64_t)o->dict_keys, &dk) ||
@@ -740,7 +740,7 @@ int inspect_object__attr(const struct inspect_reader *r, uint64_t obj, const cha
 {
 	const struct inspect_offsets *o = r->off;
 	uint64_t type, flags, values = 0, dict = 0;
-	if (obj_type(r, obj, &type) || type_flags(r, type, &flags))
+	if (inspect__obj_type(r, obj, &type) || inspect__type_flags(r, type, &flags))
 		return -EINVAL;
 	if (!(flags & TPFLAGS_MANAGED_DICT) || obj < 4 * 8 + INSPECT_MIN_ADDR)
 		return -ENOENT;
@@ -777,7 +777,7 @@ int inspect_long__read(const struct inspect_reader *r, uint64_t addr, uint64_t *
 	uint64_t type;
 	int64_t size;
 	uint32_t d[3] = {0, 0, 0};
-	if (obj_type(r, addr, &type) || !r->types->type_long || type != r->types->type_long ||
+	if (inspect__obj_type(r, addr, &type) || !r->types->type_long || type != r->types->type_long ||
 	    o->long_digit < 0 || o->long_digit_size != 4 || obj_size(r, addr, &size))
 		return -EINVAL;
 	uint64_t nd = size < 0 ? (uint64_t)0 - (uint64_t)size : (uint64_t)size;
@@ -918,7 +918,7 @@ static int repr_any(const struct inspect_reader *r, uint64_t addr, const struct 
 		return puts_(out, "False", lim->max_out);
 	if (t->ellipsis && addr == t->ellipsis)
 		return puts_(out, "Ellipsis", lim->max_out);
-	if ((addr & 7) || obj_type(r, addr, &type))
+	if ((addr & 7) || inspect__obj_type(r, addr, &type))
 		return inspect_str__printf(out, lim->max_out, "<unreadable 0x%llx>", (unsigned long long)addr);
 	if (type == t->type_long && t->type_long)
 		return repr_long(r, addr, lim, out);
