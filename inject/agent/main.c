@@ -404,6 +404,22 @@ static void install_watcher(unsigned timeout_ms)
 /* ------------------------------------------------------------------ */
 /* The channel                                                          */
 
+/* WELCOME: who we are and how we watch (docs/formats/channel.md). */
+static void encode_welcome(struct inject_buf *b)
+{
+	struct inject_welcome w;
+	memset(&w, 0, sizeof w);
+	w.version = INJECT_PROTO_VERSION;
+	w.pid = (uint32_t)getpid();
+	w.py_hexversion = (uint32_t)Py_Version;
+	pthread_mutex_lock(&g.lock);
+	w.watch_mode = g.mode;
+	snprintf(w.detail, sizeof w.detail, "%s", g.detail);
+	pthread_mutex_unlock(&g.lock);
+	inject_msg__encode_welcome(b, &w);
+}
+
+
 static void close_client_locked(const char *why)
 {
 	if (g.client_fd >= 0) {
@@ -496,20 +512,11 @@ static void serve_control(int fd)
 		PyGILState_STATE st;
 		if (!hello) {
 			struct inject_hello hm;
-			struct inject_welcome w;
 			if (h.type != INJECT_MSG_HELLO_CONTROL || inject_msg__decode_hello(p, end, &hm) ||
 			    hm.version != INJECT_PROTO_VERSION) {
 				refuse_why = "another debugger is connected";
 			} else {
-				memset(&w, 0, sizeof w);
-				w.version = INJECT_PROTO_VERSION;
-				w.pid = (uint32_t)getpid();
-				w.py_hexversion = (uint32_t)Py_Version;
-				pthread_mutex_lock(&g.lock);
-				w.watch_mode = g.mode;
-				snprintf(w.detail, sizeof w.detail, "%s", g.detail);
-				pthread_mutex_unlock(&g.lock);
-				inject_msg__encode_welcome(&b, &w);
+				encode_welcome(&b);
 				hello = true;
 			}
 		} else if (h.type == INJECT_MSG_LIST) {
@@ -644,22 +651,13 @@ static void accept_client(void)
 static void on_hello(struct inject_buf *b, const uint8_t *p, const uint8_t *end)
 {
 	struct inject_hello h;
-	struct inject_welcome w;
 	if (inject_msg__decode_hello(p, end, &h) || h.version != INJECT_PROTO_VERSION) {
 		refuse(b, "agent: bad HELLO or protocol version");
 		return;
 	}
 	if (h.timeout_ms)
 		agent_watch__set_timeout(h.timeout_ms);
-	memset(&w, 0, sizeof w);
-	w.version = INJECT_PROTO_VERSION;
-	w.pid = (uint32_t)getpid();
-	w.py_hexversion = (uint32_t)Py_Version;
-	pthread_mutex_lock(&g.lock);
-	w.watch_mode = g.mode;
-	snprintf(w.detail, sizeof w.detail, "%s", g.detail);
-	pthread_mutex_unlock(&g.lock);
-	inject_msg__encode_welcome(b, &w);
+	encode_welcome(b);
 	reply(b);
 	pthread_mutex_lock(&g.lock);
 	__atomic_store_n(&g.ready, true, __ATOMIC_RELAXED);
