@@ -67,10 +67,14 @@ T=$PID
 # CAP_SYS_PTRACE may not read another user's process.
 id "$TUSER" >/dev/null 2>&1 || useradd -r -M -s /usr/sbin/nologin "$TUSER" || fail "useradd"
 U=$(id -u "$TUSER") G=$(id -g "$TUSER")
+# The other user runs copies from $WORK (0755): the checkout may sit in a
+# directory only root can enter (a fresh clone in mktemp -d, say).
+cp "$SA" "$WORK/suture-attach" && cp "$FIX/idle.py" "$WORK/idle.py" &&
+	chmod 755 "$WORK/suture-attach" && chmod 644 "$WORK/idle.py" || fail "copies for the other user"
 expect_rc "other user" 6 "^suture-attach: pid $T: permission denied" \
-	setpriv --reuid="$U" --regid="$G" --clear-groups env HOME="$WORK" "$SA" --pid "$T" --dump
+	setpriv --reuid="$U" --regid="$G" --clear-groups env HOME="$WORK" "$WORK/suture-attach" --pid "$T" --dump
 mkdir -p "$WORK/u" && chmod 777 "$WORK/u"
-setpriv --reuid="$U" --regid="$G" --clear-groups "$PYTHON" "$FIX/idle.py" "$WORK/u/ready" >/dev/null 2>&1 &
+setpriv --reuid="$U" --regid="$G" --clear-groups "$PYTHON" "$WORK/idle.py" "$WORK/u/ready" >/dev/null 2>&1 &
 UT=$!
 PIDS="$PIDS $UT"
 wait_for 30 test -f "$WORK/u/ready" || fail "user target never ready"
@@ -79,7 +83,7 @@ expect_rc "no CAP_SYS_PTRACE" 6 "^suture-attach: pid $UT: (permission denied|ptr
 # Yama ptrace_scope 1 forbids a same-user, non-descendant tracer.
 if [ -r /proc/sys/kernel/yama/ptrace_scope ] && [ "$(cat /proc/sys/kernel/yama/ptrace_scope)" -ge 1 ]; then
 	expect_rc "yama" 6 "^suture-attach: pid $UT: (permission denied|ptrace not permitted)" \
-		setpriv --reuid="$U" --regid="$G" --clear-groups env HOME="$WORK/u" "$SA" --pid "$UT" --dump
+		setpriv --reuid="$U" --regid="$G" --clear-groups env HOME="$WORK/u" "$WORK/suture-attach" --pid "$UT" --dump
 else
 	echo "skip: Yama is not active on this kernel (no /proc/sys/kernel/yama/ptrace_scope >= 1)"
 fi
