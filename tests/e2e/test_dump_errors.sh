@@ -69,8 +69,9 @@ id "$TUSER" >/dev/null 2>&1 || useradd -r -M -s /usr/sbin/nologin "$TUSER" || fa
 U=$(id -u "$TUSER") G=$(id -g "$TUSER")
 # The other user runs copies from $WORK (0755): the checkout may sit in a
 # directory only root can enter (a fresh clone in mktemp -d, say).
-cp "$SA" "$WORK/suture-attach" && cp "$FIX/idle.py" "$WORK/idle.py" &&
-	chmod 755 "$WORK/suture-attach" && chmod 644 "$WORK/idle.py" || fail "copies for the other user"
+cp "$SA" "$WORK/suture-attach" && cp "$FIX/idle.py" "$FIX/dumpexpect.py" "$WORK/" &&
+	chmod 755 "$WORK/suture-attach" && chmod 644 "$WORK/idle.py" "$WORK/dumpexpect.py" ||
+	fail "copies for the other user"
 expect_rc "other user" 6 "^suture-attach: pid $T: permission denied" \
 	setpriv --reuid="$U" --regid="$G" --clear-groups env HOME="$WORK" "$WORK/suture-attach" --pid "$T" --dump
 mkdir -p "$WORK/u" && chmod 777 "$WORK/u"
