@@ -335,10 +335,16 @@ static enum verdict classify_handler(_PyInterpreterFrame *f, const struct rewrit
 		case RERAISE:
 			*reraise_at = u;
 			return RERAISES;
+		case JUMP_FORWARD:
+			/* Within a handler (leaving it passes POP_EXCEPT): over
+			 * a nested try's own handler or an else branch, as in
+			 * importlib's "except: try: del sys.modules[name]
+			 * except KeyError: pass; raise". Forward only: no loop. */
+			u = in.next + in.arg;
+			continue;
 		case CHECK_EG_MATCH:       /* except*: cannot tell */
 		case RETURN_VALUE:         /* return in finally swallows */
 		case YIELD_VALUE:
-		case JUMP_FORWARD:
 		case JUMP_BACKWARD:
 		case JUMP_BACKWARD_NO_INTERRUPT:
 		case POP_JUMP_BACKWARD_IF_FALSE:

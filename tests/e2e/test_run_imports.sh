@@ -6,7 +6,8 @@
 # several re-runs, each loading what the previous ones stored; then a clean
 # run, where a healed function is also called while its module is being
 # imported, applies nothing new and crashes nowhere. With in-flight resume
-# (the default) the first run already completes.
+# (the default) the first run already completes, also when the first crash
+# happens while a module is being imported.
 set -u
 : "${BUILD:?BUILD must be set (absolute build dir)}"
 : "${PYTHON:=/usr/bin/python3.11}"
@@ -55,5 +56,19 @@ for py in $pys; do
 	[ "$(grep -c "^\[suture\] resumed in flight" "$W/e3")" -eq 4 ] || { cat "$W/e3"; fail "$py: not all resumed"; }
 	[ "$(grep -c "^done$" "$W/o3")" -eq 1 ] || fail "$py: ran twice"
 	echo "ok: $py: every crash resumed in flight, one run"
+
+	# A crash while helper is being imported, in the first run: seen
+	# through importlib's frames (whose handlers re-raise), healed and
+	# resumed in flight, so the import completes.
+	S3="$S-import"
+	IMPORT_TIME=1 "$RUN" --python "$py" --store "$S3" "$W/app.py" >"$W/o4" 2>"$W/e4"
+	rc=$?
+	[ $rc -eq 0 ] || { cat "$W/o4" "$W/e4"; fail "$py: import-time crash: exit $rc"; }
+	check_out "$W/o4" "import-time level None"
+	grep -q "^\[suture\] crash seen: KeyError: 'level' in defaults (helper.py:" "$W/e4" ||
+		{ cat "$W/e4"; fail "$py: the import-time crash was not seen"; }
+	grep -q "^\[suture\] re-running" "$W/e4" && { cat "$W/e4"; fail "$py: import-time crash: re-run"; }
+	[ "$(grep -c "^\[suture\] resumed in flight" "$W/e4")" -eq 4 ] || { cat "$W/e4"; fail "$py: import-time crash: not all resumed"; }
+	echo "ok: $py: a crash during an import healed and resumed in flight"
 done
 echo PASS
