@@ -147,8 +147,11 @@ int heal__load_tree_boot_release(struct heal *h, uint64_t root, int fd, uint64_t
 struct store;
 int heal__preload(struct heal *h, const struct store *st);
 
-/* Store the hit counts of what heal__load_tree* installed (deferred so the
- * waiting module is not held by an fsync; heal__close does it too). */
+/* Store the guard firings the agent reported (HITS frames the session
+ * collected) as hits / last_hit of the stored patches, in one transaction;
+ * nothing when there are none. Called off the start-up path: by the
+ * supervisor's loop now and then, when the session changes or ends
+ * (heal__set_session) and by heal__close. Loading a patch is no hit. */
 void heal__flush(struct heal *h);
 /* Write hit counts through st, a writable handle the caller keeps open
  * while h lives (suture-run's boot-list handle): while index.json is the

@@ -145,6 +145,14 @@ int inject_session__resume_wait(struct inject_session *s, const struct inject_cr
 /* Liveness and counters. */
 int inject_session__ping(struct inject_session *s, struct inject_pong *out);
 
+/* Guard firings the agent reported (HITS frames, which it sends on its own
+ * whenever guards fired, coalesced, before BYE and at the target's exit):
+ * every read of the session collects them, whatever it waits for; they
+ * add up per (name, original code address) here until taken. take moves
+ * them to *out (malloc'ed, *n entries, NULL when none; freed by the
+ * caller). 0 or -ENOMEM (then they stay). */
+int inject_session__take_hits(struct inject_session *s, struct inject_hit **out, size_t *n);
+
 /* The patches installed in the target (the agent's registry, LIST in
  * docs/formats/channel.md), including those suture-run's loader installed
  * at start-up: *out is a malloc'ed array of *n entries (NULL when none),
