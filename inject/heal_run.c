@@ -411,7 +411,7 @@ static int supervise(const struct heal_run_opts *o, pid_t pid, int boot_fd, int 
 			 .script_listed = script_listed, .t_fork = t_fork };
 	int wstatus = 0;
 	bool reaped = false, session_gone = false, ready = false;
-	struct inject_opts io = { .no_inject = true, .connect_timeout_ms = 1 };
+	struct inject_opts io = { .no_inject = true, .connect_timeout_ms = 1, .hits = true };
 	char sock[INJECT_PATH_MAX] = "";
 
 	*healed_now = false;

@@ -52,7 +52,7 @@ int heal_watch__run(pid_t pid, const struct heal_watch_opts *o)
 		fprintf(stderr, "[suture] %s\n", err[0] ? err : strerror(-rc));
 		goto out;
 	}
-	struct inject_opts io = { .agent_path = o->agent_path };
+	struct inject_opts io = { .agent_path = o->agent_path, .hits = true };
 	if ((rc = inject_session__open(pid, &io, &s))) {
 		fprintf(stderr, "[suture] %s\n", inject_last_error());
 		goto out;

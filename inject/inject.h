@@ -59,6 +59,10 @@ struct inject_opts {
 	/* How long to wait for the agent's socket after injecting (or for an
 	 * LD_PRELOAD agent to come up); 0: 5000 ms. */
 	uint32_t connect_timeout_ms;
+	/* Ask for HITS (guard firings, inject_session__take_hits): a debugger
+	 * that records them (suture-run, suture-attach --watch). Firings wait
+	 * in the agent until a debugger that asks for them connects. */
+	bool hits;
 	/* Never use ptrace: only connect to an agent that is (or will be,
 	 * within connect_timeout_ms) there. */
 	bool no_inject;

@@ -115,6 +115,7 @@ int inject_msg__encode_hello(struct inject_buf *b, const struct inject_hello *m)
 	size_t at = frame_begin(b, INJECT_MSG_HELLO);
 	put_u32(b, m->version);
 	put_u32(b, m->timeout_ms);
+	put_u32(b, m->flags);
 	return frame_end(b, at);
 }
 
@@ -123,6 +124,7 @@ int inject_msg__encode_hello_control(struct inject_buf *b, const struct inject_h
 	size_t at = frame_begin(b, INJECT_MSG_HELLO_CONTROL);
 	put_u32(b, m->version);
 	put_u32(b, m->timeout_ms);
+	put_u32(b, m->flags);
 	return frame_end(b, at);
 }
 
@@ -487,6 +489,9 @@ int inject_msg__decode_hello(const uint8_t *p, const uint8_t *end, struct inject
 	struct rd r = { p, end, 0 };
 	m->version = get_u32(&r);
 	m->timeout_ms = get_u32(&r);
+	m->flags = get_u32(&r);
+	if (!r.bad && (m->flags & ~INJECT_HELLO_F_HITS))
+		return -EINVAL;
 	return finish(&r);
 }
 

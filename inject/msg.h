@@ -66,7 +66,10 @@ struct inject_hdr {
 struct inject_hello {
 	uint32_t version;
 	uint32_t timeout_ms;   /* park bound the agent should use; 0 = keep */
+	uint32_t flags;        /* INJECT_HELLO_F_* */
 };
+/* The debugger records guard firings: the agent sends it HITS frames. */
+#define INJECT_HELLO_F_HITS 1u
 
 struct inject_welcome {
 	uint32_t version;

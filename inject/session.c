@@ -303,7 +303,8 @@ static int await(struct inject_session *s, uint16_t want, int timeout_ms, uint8_
 static int handshake(struct inject_session *s, const struct inject_opts *o)
 {
 	struct inject_buf b = { 0 };
-	struct inject_hello hello = { INJECT_PROTO_VERSION, o ? o->park_timeout_ms : 0 };
+	struct inject_hello hello = { INJECT_PROTO_VERSION, o ? o->park_timeout_ms : 0,
+				      o && o->hits && !o->control ? INJECT_HELLO_F_HITS : 0 };
 	uint8_t *p;
 	uint32_t len;
 	if (o && o->control)

@@ -51,7 +51,7 @@ static struct {
 	pthread_cond_t cond;      /* parked threads wait here */
 	int listen_fd, client_fd, lock_fd;
 	bool ready;               /* a debugger completed HELLO */
-	bool control;             /* ... an auditor's HELLO_CONTROL: no HITS for it */
+	bool hits;                /* ... which asked for HITS (INJECT_HELLO_F_HITS) */
 	bool running;             /* the agent thread exists */
 	bool stopping;
 	uint64_t next_event;
@@ -474,7 +474,8 @@ static void reply(struct inject_buf *b)
 }
 
 /* HITS (docs/formats/channel.md): the firings counted since the last one,
- * to the debugger (never to an auditor; with none connected they wait).
+ * to the debugger if it asked for them (INJECT_HELLO_F_HITS: suture-run,
+ * suture-attach --watch); else they wait for one that does.
  * No GIL needed: the counts are plain integers. deadline (CLOCK_REALTIME,
  * may be NULL) bounds the waits for the locks (the exit handler's case). */
 static void send_hits(const struct timespec *deadline)
@@ -482,7 +483,7 @@ static void send_hits(const struct timespec *deadline)
 	struct inject_buf hb = { 0 };
 	if (deadline ? pthread_mutex_timedlock(&g.lock, deadline) : pthread_mutex_lock(&g.lock))
 		return;
-	if (g.ready && !g.control && g.client_fd >= 0 && agent_install__hits(&hb, deadline) > 0 &&
+	if (g.ready && g.hits && g.client_fd >= 0 && agent_install__hits(&hb, deadline) > 0 &&
 	    send_locked(&hb) && g.client_fd >= 0)
 		shutdown(g.client_fd, SHUT_RDWR);   /* the agent thread sees EOF and closes */
 	pthread_mutex_unlock(&g.lock);
@@ -665,7 +666,7 @@ static void accept_client(void)
 	agent__log("debugger pid %d connected", (int)cred.pid);
 }
 
-static void on_hello(struct inject_buf *b, const uint8_t *p, const uint8_t *end, bool control)
+static void on_hello(struct inject_buf *b, const uint8_t *p, const uint8_t *end)
 {
 	struct inject_hello h;
 	if (inject_msg__decode_hello(p, end, &h) || h.version != INJECT_PROTO_VERSION) {
@@ -677,7 +678,7 @@ static void on_hello(struct inject_buf *b, const uint8_t *p, const uint8_t *end,
 	encode_welcome(b);
 	reply(b);
 	pthread_mutex_lock(&g.lock);
-	g.control = control;
+	g.hits = (h.flags & INJECT_HELLO_F_HITS) != 0;
 	__atomic_store_n(&g.ready, true, __ATOMIC_RELAXED);
 	pthread_cond_broadcast(&g.cond);   /* crashes waiting for a debugger */
 	pthread_mutex_unlock(&g.lock);
@@ -864,7 +865,7 @@ static void on_detach(struct inject_buf *b)
 	/* The debugger records firings up to BYE. */
 	if (agent_install__hits_pending()) {
 		pthread_mutex_lock(&g.lock);
-		if (g.client_fd >= 0 && !g.control && agent_install__hits(b, NULL) > 0 &&
+		if (g.client_fd >= 0 && g.hits && agent_install__hits(b, NULL) > 0 &&
 		    send_locked(b))
 			close_client_locked("write failed");
 		pthread_mutex_unlock(&g.lock);
@@ -914,7 +915,7 @@ static bool serve_one(struct inject_buf *b)
 		switch (h.type) {
 		case INJECT_MSG_HELLO:
 		case INJECT_MSG_HELLO_CONTROL:
-			on_hello(b, p, end, h.type == INJECT_MSG_HELLO_CONTROL);
+			on_hello(b, p, end);
 			break;
 		case INJECT_MSG_RELEASE: on_release(b, p, end); break;
 		case INJECT_MSG_PATCH: on_patch(b, p, end, false); break;
@@ -1027,7 +1028,8 @@ static void *agent_main(void *arg)
 		if (n > 0 && (pf[0].revents & POLLIN))
 			accept_client();
 		/* Firings, coalesced: at most one HITS every 100 ms. */
-		if (agent_install__hits_pending() && __atomic_load_n(&g.ready, __ATOMIC_RELAXED)) {
+		if (agent_install__hits_pending() && __atomic_load_n(&g.ready, __ATOMIC_RELAXED) &&
+		    g.hits) {
 			struct timespec now;
 			clock_gettime(CLOCK_MONOTONIC, &now);
 			if ((now.tv_sec - last_hits.tv_sec) * 1000 +
