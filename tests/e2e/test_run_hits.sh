@@ -1,15 +1,16 @@
 #!/bin/sh
 # A stored patch's hits count the times its guard fired, not the runs that
 # loaded it (tests/fixtures/run/hits_app.py), on Debian's python3.11 and
-# pyenv's 3.11.7: patches made and stored once (their counts then reset to
+# pyenv's 3.11.7: a crash resumed in flight is its new patch's first hit;
+# patches made and stored once (their counts then reset to
 # zero in index.json), a run where lookup's guard fires 3 times gives it 3
 # hits with last_hit set while unused (loaded, never called) keeps 0 and
 # null; a run with no firing changes nothing; a firing as the script's
 # very last statement is still counted (the agent's exit flush); two
 # guards stacked in one function are told apart (1 and 2); while a run is
 # held, suture-audit --pid shows the live firing counts, and the run's
-# firings land in the store when it ends; suture-attach --watch records
-# the firings of the patches it healed and loaded the same way.
+# firings land in the store when it ends. (suture-attach --watch:
+# test_attach_watch.sh.)
 set -u
 : "${BUILD:?BUILD must be set (absolute build dir)}"
 : "${PYTHON:=/usr/bin/python3.11}"
@@ -65,6 +66,12 @@ one_python() {
 	S="$W/store-$(echo "$py" | tr / _)"
 	run "$py" "$S" make
 	grep -q "^\[suture\] patches applied: 4" "$W/err" || { cat "$W/err"; fail "$py: make"; }
+	# A crash healed in flight (the call resumed from the new guard's
+	# fallback) is its patch's first hit.
+	if grep -q "^\[suture\] resumed in flight: lookup " "$W/err"; then
+		expect "$S" "$LOOKUP" 1 SET
+		ok "$py: a crash resumed in flight is one hit"
+	fi
 	# Start from zero: made patches may have fired already (resumed in
 	# flight counts one), which is not what is tested here.
 	"$PYTHON" - "$S/index.json" <<'PY'
