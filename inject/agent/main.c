@@ -1150,8 +1150,8 @@ static void at_exit(void)
 		clock_gettime(CLOCK_REALTIME, &dl);
 		dl.tv_sec += 1;
 		send_hits(&dl);
-		agent__log("hits: the last firings at exit%s",
-			   agent_install__hits_pending() ? " (not sent: no debugger asked for them, or a lock was held)" : "");
+		agent__log("hits: the last firings at exit%s", agent_install__hits_pending() ?
+			   " (not sent: no debugger asked for them, or a lock was held)" : "");
 	}
 	if (g.listen_fd >= 0 && g.sock_path[0])
 		unlink(g.sock_path);
