@@ -720,6 +720,15 @@ void agent_install__fired(void)
 	__atomic_store_n(&g_hits_dirty, 1, __ATOMIC_RELEASE);
 }
 
+/* Under g_reg_lock: an entry has firings not reported yet. */
+static bool unreported_left(void)
+{
+	for (size_t i = 0; i < g_nlive; i++)
+		if (__atomic_load_n(&g_live[i].fired, __ATOMIC_RELAXED) != g_live[i].reported)
+			return true;
+	return false;
+}
+
 bool agent_install__hits_pending(void)
 {
 	return __atomic_load_n(&g_hits_dirty, __ATOMIC_ACQUIRE) != 0;
@@ -735,6 +744,9 @@ int agent_install__hits(struct inject_buf *b, const struct timespec *deadline)
 	for (size_t i = 0; i < g_nlive; i++)
 		if (__atomic_load_n(&g_live[i].fired, __ATOMIC_RELAXED) != g_live[i].reported)
 			n++;
+	/* A guard may fire meanwhile (counts only grow): at most n live
+	 * entries go into this frame, the others into the next one. */
+	uint32_t nlive = n;
 	if (!(n += (uint32_t)g_ngone)) {
 		pthread_mutex_unlock(&g_reg_lock);
 		return 0;
@@ -742,11 +754,12 @@ int agent_install__hits(struct inject_buf *b, const struct timespec *deadline)
 	int rc = inject_msg__hits_begin(b, n, &at);
 	for (size_t i = 0; i < g_ngone; i++)
 		inject_msg__hits_entry(b, &g_gone[i]);
-	for (size_t i = 0; i < g_nlive; i++) {
+	for (size_t i = 0; i < g_nlive && nlive; i++) {
 		struct live_entry *e = &g_live[i];
 		uint64_t fired = __atomic_load_n(&e->fired, __ATOMIC_RELAXED);
 		if (fired == e->reported)
 			continue;
+		nlive--;
 		struct inject_hit h;
 		memset(&h, 0, sizeof h);
 		snprintf(h.name, sizeof h.name, "%s", e->meta.name);
@@ -759,6 +772,8 @@ int agent_install__hits(struct inject_buf *b, const struct timespec *deadline)
 	if (!rc)
 		rc = inject_msg__hits_end(b, at);
 	g_ngone = 0;
+	if (unreported_left())
+		__atomic_store_n(&g_hits_dirty, 1, __ATOMIC_RELEASE);
 	pthread_mutex_unlock(&g_reg_lock);
 	return rc ? rc : 1;
 }

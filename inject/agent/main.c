@@ -914,9 +914,7 @@ static bool serve_one(struct inject_buf *b)
 	} else {
 		switch (h.type) {
 		case INJECT_MSG_HELLO:
-		case INJECT_MSG_HELLO_CONTROL:
-			on_hello(b, p, end);
-			break;
+		case INJECT_MSG_HELLO_CONTROL: on_hello(b, p, end); break;
 		case INJECT_MSG_RELEASE: on_release(b, p, end); break;
 		case INJECT_MSG_PATCH: on_patch(b, p, end, false); break;
 		case INJECT_MSG_PATCH_NAMED: on_patch(b, p, end, true); break;

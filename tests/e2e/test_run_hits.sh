@@ -7,7 +7,8 @@
 # hits with last_hit set while unused (loaded, never called) keeps 0 and
 # null; a run with no firing changes nothing; a firing as the script's
 # very last statement is still counted (the agent's exit flush); two
-# guards stacked in one function are told apart (1 and 2); while a run is
+# guards stacked in one function are told apart (1 and 2); 80000 firings in
+# four threads, while the agent sends its counts, give 80000; while a run is
 # held, suture-audit --pid shows the live firing counts, and the run's
 # firings land in the store when it ends. (suture-attach --watch:
 # test_attach_watch.sh.)
@@ -26,10 +27,10 @@ fail() { echo "FAIL: $*"; exit 1; }
 ok() { echo "ok: $*"; }
 cp "$SUTURE_ROOT/tests/fixtures/run/hits_app.py" "$W/hits_app.py"
 
-LOOKUP=__main__.lookup:19:key_guard
-UNUSED=__main__.unused:23:null_guard
-PAIR_X=__main__.pair:27:key_guard
-PAIR_Y=__main__.pair:28:key_guard
+LOOKUP=__main__.lookup:22:key_guard
+UNUSED=__main__.unused:26:null_guard
+PAIR_X=__main__.pair:30:key_guard
+PAIR_Y=__main__.pair:31:key_guard
 
 # counts STORE: "name hits last_hit" lines, last_hit "-" when null
 counts() {
@@ -108,6 +109,15 @@ PY
 	expect "$S" "$LOOKUP" 4 SET
 	ok "$py: stacked guards in one function counted apart"
 
+	# Firings in four threads while the agent builds and sends its HITS
+	# frames: each is counted once, none is lost.
+	run "$py" "$S" burst
+	grep -qx "burst: 80000" "$W/out" || { cat "$W/out" "$W/err"; fail "$py: burst"; }
+	expect "$S" "$LOOKUP" 80004 SET
+	ok "$py: 80000 firings in 4 threads counted 80000"
+	run "$py" "$S" 2
+	expect "$S" "$LOOKUP" 80006 SET
+
 	# Live: the held run's agent reports its counts to suture-audit --pid.
 	rm -f "$W/fifo"
 	mkfifo "$W/fifo"
@@ -136,10 +146,10 @@ PY
 	echo go >"$W/fifo"
 	wait $rp || { cat "$W/hout" "$W/herr"; fail "$py: held run exited $?"; }
 	PIDS=""
-	expect "$S" "$LOOKUP" 6 SET
+	expect "$S" "$LOOKUP" 80008 SET
 	expect "$S" "$UNUSED" 0 NULL
 	ok "$py: live counts shown by suture-audit --pid, stored at the end"
-	"$AUDIT" --store "$S" explain "$LOOKUP" | grep -q "hits: *the guard fired 6 time(s)" ||
+	"$AUDIT" --store "$S" explain "$LOOKUP" | grep -q "hits: *the guard fired 80008 time(s)" ||
 		fail "$py: explain's hits line"
 	"$AUDIT" --store "$S" explain "$UNUSED" | grep -q "hits: *the guard never fired" ||
 		fail "$py: explain's hits line of a never fired patch"
