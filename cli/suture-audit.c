@@ -607,9 +607,10 @@ static void explain_one(const struct store *s, const struct store_patch *p, int6
 		if (p->last_hit)
 			store__format_time(p->last_hit, t, sizeof(t));
 		snprintf(hit, sizeof(hit), "%llu", (unsigned long long)p->hits);
-		say("hits:", "%s, last at %s", hit, t);
+		say("hits:", "the guard fired %s time(s) (healed that many crashes), last at %s",
+		    hit, t);
 	} else {
-		say("hits:", "none recorded");
+		say("hits:", "the guard never fired in a recorded run (loaded is not fired)");
 	}
 	say("fix:", "%s; then remove the patch: suture-audit rollback %s",
 	       g ? g->fix : "fix the source", p->name);
@@ -855,6 +856,14 @@ static int live_table(const struct live *l, const struct store *s, int64_t now)
 		       "enclosing code object(s), %u suspended frame(s))%s\n", age, e->live_functions,
 		       e->nfunctions, e->nparents, e->nframes,
 		       (e->flags & INJECT_LIVE_F_STACKED) ? "; on top of another patch" : "");
+		if (e->hits) {
+			char last[32] = "?";
+			store__format_time((int64_t)(e->last_hit_ms / 1000), last, sizeof(last));
+			printf("        fired %llu time(s) in this process, last at %s\n",
+			       (unsigned long long)e->hits, last);
+		} else {
+			printf("        never fired in this process\n");
+		}
 		if (!sp)
 			printf("        not in the store%s: it will not be loaded again\n",
 			       s ? "" : " (no store)");
@@ -900,6 +909,8 @@ static cJSON *live_json_one(const struct inject_live_patch *e, const struct stor
 	    !cJSON_AddNumberToObject(o, "live_functions", e->live_functions) ||
 	    !cJSON_AddNumberToObject(o, "parents", e->nparents) ||
 	    !cJSON_AddNumberToObject(o, "frames", e->nframes) ||
+	    !cJSON_AddNumberToObject(o, "live_hits", (double)e->hits) ||
+	    add_time(o, "live_last_hit", (int64_t)(e->last_hit_ms / 1000)) ||
 	    !cJSON_AddBoolToObject(o, "stacked", (e->flags & INJECT_LIVE_F_STACKED) != 0) ||
 	    !cJSON_AddStringToObject(o, "original_code", addr[0]) ||
 	    !cJSON_AddStringToObject(o, "patched_code", addr[1]) ||

@@ -108,6 +108,16 @@ struct pend {
 struct heal_patched {
 	uint64_t code_addr;
 	uint32_t offset, fallback_unit, base_depth;
+	/* The name persist() stored it under (it may differ from the agent's
+	 * name for it: "#anchor", "@hash"), for its HITS; empty: not stored. */
+	char *stored;
+};
+
+/* Firings received from the agent, not stored yet. */
+struct heal_hit {
+	char *name;
+	uint64_t count;
+	int64_t last;
 };
 
 struct heal {
@@ -137,7 +147,7 @@ struct heal {
 	size_t npend, cappend;
 	size_t pend_read;                       /* ... of which answered (read) */
 	size_t pend_sent;                       /* ... of which written to the hook */
-	char **hits;                            /* loaded, hit counts not yet stored */
+	struct heal_hit *hits;                  /* guard firings not yet stored */
 	size_t nhits;
 	/* heal__load_live: the live code may carry our patches already (a
 	 * second attach): a mismatch is counted, never marked stale. */
@@ -186,7 +196,7 @@ static void note_patched(struct heal *h, uint64_t addr, uint32_t offset, const s
 	}
 	h->patched[h->npatched++] = (struct heal_patched){
 		.code_addr = addr, .offset = offset, .fallback_unit = gp->fallback_unit,
-		.base_depth = (uint32_t)gp->base_depth,
+		.base_depth = (uint32_t)gp->base_depth, .stored = NULL,
 	};
 }
 
@@ -243,8 +253,12 @@ int heal__open(struct inspect_proc *ip, struct inject_session *s, const struct h
 	return 0;
 }
 
+static void take_hits(struct heal *h);
+
 void heal__set_session(struct heal *h, struct inject_session *s)
 {
+	if (h->s && h->s != s)
+		take_hits(h);   /* what the old session received is ours to store */
 	h->s = s;
 }
 
@@ -252,7 +266,11 @@ void heal__close(struct heal *h)
 {
 	if (h) {
 		heal__flush(h);
+		for (size_t i = 0; i < h->nhits; i++)
+			free(h->hits[i].name);
 		free(h->hits);
+		for (size_t i = 0; i < h->npatched; i++)
+			free(h->patched[i].stored);
 		free(h->patched);
 		free(h->pages.data);
 		free(h->pend);
@@ -591,25 +609,71 @@ void heal__use_store(struct heal *h, struct store *st)
 		h->hit_st = st;
 }
 
+/* The firings the session received (HITS frames), added to h->hits under
+ * the store's names: a patch made in this session by its code address (the
+ * agent knows it by the name it was sent with), one loaded by its name. */
+static void take_hits(struct heal *h)
+{
+	struct inject_hit *v = NULL;
+	size_t n = 0;
+	if (!h->s || inject_session__take_hits(h->s, &v, &n) || !n)
+		return;
+	for (size_t i = 0; i < n; i++) {
+		const char *name = v[i].name;
+		for (size_t k = 0; k < h->npatched; k++)
+			if (h->patched[k].code_addr == v[i].orig_addr && h->patched[k].stored)
+				name = h->patched[k].stored;
+		if (!name[0] || !h->o.program || h->o.dry_run)
+			continue;   /* an unnamed PATCH, or nothing is stored for this run */
+		if (h->o.verbose)
+			say(h, "guard fired: %s, %llu time(s)", name, (unsigned long long)v[i].count);
+		size_t k = 0;
+		while (k < h->nhits && strcmp(h->hits[k].name, name) != 0)
+			k++;
+		if (k == h->nhits) {
+			struct heal_hit *nv = realloc(h->hits, (h->nhits + 1) * sizeof(*nv));
+			char *copy = nv ? strdup(name) : NULL;
+			if (nv)
+				h->hits = nv;
+			if (!copy)
+				break;
+			h->hits[h->nhits++] = (struct heal_hit){ .name = copy };
+		}
+		h->hits[k].count += v[i].count;
+		int64_t last = (int64_t)(v[i].last_ms / 1000);
+		if (last > h->hits[k].last)
+			h->hits[k].last = last;
+	}
+	free(v);
+}
+
 void heal__flush(struct heal *h)
 {
 	struct store *st = NULL;
-	if (!h || !h->nhits)
+	if (!h)
 		return;
+	take_hits(h);
+	if (!h->nhits)
+		return;
+	struct store_hit_count *v = calloc(h->nhits, sizeof(*v));
+	if (!v)
+		return;   /* kept for the next flush */
+	for (size_t i = 0; i < h->nhits; i++)
+		v[i] = (struct store_hit_count){ h->hits[i].name, h->hits[i].count, h->hits[i].last };
+	h->err[0] = 0;
 	if (h->hit_st) {
-		h->err[0] = 0;
 		store__set_print(store_said, h);
-		if (store__record_hits(h->hit_st, (const char *const *)h->hits, h->nhits,
-				       store__now(), NULL) && h->err[0])
+		if (store__add_hits(h->hit_st, v, h->nhits, NULL) && h->err[0])
 			say(h, "%s", h->err);
 	} else if (open_store(h, STORE_F_LAZY, &st) == 0) {
 		/* Lazy: the transaction reads the index under the lock anyway. */
-		store__record_hits(st, (const char *const *)h->hits, h->nhits,
-				   store__now(), NULL);
+		if (store__add_hits(st, v, h->nhits, NULL) && h->err[0])
+			say(h, "%s", h->err);
 		store__close(st);
 	}
+	free(v);
 	for (size_t i = 0; i < h->nhits; i++)
-		free(h->hits[i]);
+		free(h->hits[i].name);
 	h->nhits = 0;
 }
 
@@ -632,8 +696,10 @@ static void save_code(struct heal *h, const struct store *st, const struct heal_
 	free(canon);
 }
 
+/* Store the patch just installed on code_addr. resumed: its fallback
+ * already healed the crash it was made for (in flight), its first hit. */
 static void persist(struct heal *h, const struct heal_code *hc, const struct built *b,
-		    const char *file, int line)
+		    const char *file, int line, uint64_t code_addr, bool resumed)
 {
 	char module[256], name[STORE_NAME_MAX + 1];
 	struct store *st = NULL;
@@ -689,8 +755,16 @@ static void persist(struct heal *h, const struct heal_code *hc, const struct bui
 		size_t n = strlen(name);
 		snprintf(name + n, sizeof(name) - n, "@%08llx", (unsigned long long)(hsh & 0xffffffffu));
 	}
+	if (resumed) {
+		p.hits = 1;
+		p.last_hit = store__now();
+	}
 	if (store__add(st, &p) == 0) {
 		say(h, "stored patch %s in %s", name, store__path(st));
+		/* Its firings come under the name the agent got (patch_meta). */
+		if (h->npatched && h->patched[h->npatched - 1].code_addr == code_addr &&
+		    !h->patched[h->npatched - 1].stored)
+			h->patched[h->npatched - 1].stored = strdup(name);
 		save_code(h, st, hc, b->code_id);
 	} else {
 		say(h, "%s", h->err);
@@ -902,7 +976,7 @@ int heal__on_crash(struct heal *h, const struct inject_crash *ev, enum heal_outc
 		if (inject_session__release(h->s, ev) == -EPIPE)
 			rc = -EPIPE;
 	}
-	persist(h, &hc, &b, file, (int)ev->line);
+	persist(h, &hc, &b, file, (int)ev->line, ev->code_addr, oc == HEAL_RESUMED);
 out_patch:
 	guard_patch__release(&b.gp);
 out_code:
@@ -1197,7 +1271,7 @@ static int pend__push(struct heal *h, struct spec *s, const char *qualname, cons
 #define BOOT_INFLIGHT (2 * BOOT_CHUNK)
 
 /* Read the hook's answers, in order, until at most `keep` are unread. */
-static int boot_answers(struct heal *h, const char **hits, size_t *nhits, size_t keep, int rc)
+static int boot_answers(struct heal *h, size_t keep, int rc)
 {
 	while (h->pend_read < h->npend && h->pend_sent - h->pend_read > keep) {
 		struct pend *p = &h->pend[h->pend_read++];
@@ -1215,7 +1289,6 @@ static int boot_answers(struct heal *h, const char **hits, size_t *nhits, size_t
 		say(h, "already healed: %s %s -> %s in %s (%s:%d)", p->s->guard, p->s->target,
 		    p->s->fallback, p->qualname, p->base, p->s->line);
 		h->st.loaded++;
-		hits[(*nhits)++] = p->s->name;
 	}
 	return rc;
 }
@@ -1227,7 +1300,7 @@ enum boot_flush { BOOT_CHUNKED, BOOT_DRAIN, BOOT_LAST };
  * BOOT_DRAIN everything, every answer (a patch that must see the ones
  * before it installed); BOOT_LAST the same with the RELEASE behind the
  * patches, so the module runs while we read the answers. */
-static int boot_collect(struct heal *h, const char **hits, size_t *nhits, enum boot_flush how)
+static int boot_collect(struct heal *h, enum boot_flush how)
 {
 	if (how == BOOT_CHUNKED && h->npend - h->pend_sent < BOOT_CHUNK)
 		return 0;
@@ -1242,7 +1315,7 @@ static int boot_collect(struct heal *h, const char **hits, size_t *nhits, enum b
 		h->boot_released = false;
 	/* On error what is unanswered is reported as failed. */
 	h->pend_sent = h->npend;
-	rc = boot_answers(h, hits, nhits, how == BOOT_CHUNKED && !rc ? BOOT_INFLIGHT : 0, rc);
+	rc = boot_answers(h, how == BOOT_CHUNKED && !rc ? BOOT_INFLIGHT : 0, rc);
 	if (how != BOOT_CHUNKED || rc)
 		h->npend = h->pend_read = h->pend_sent = 0;
 	h->t_send += now_ms() - t0;
@@ -1287,7 +1360,7 @@ static void specs__sweep(struct heal *h, struct spec *v, size_t nv, int rc)
 /* Apply, in sequence, the stored patches whose code_id matches the live
  * code at nd; report the others of this function as stale. */
 static int load_node(struct heal *h, struct spec *v, size_t nv, uint64_t root, uint64_t func,
-		     const struct node *nd, const char **hits, size_t *nhits)
+		     const struct node *nd)
 {
 	uint64_t addr = nd->addr;
 	bool chain_lost = false;   /* the patched code could not be found back */
@@ -1385,7 +1458,7 @@ static int load_node(struct heal *h, struct spec *v, size_t nv, uint64_t root, u
 			wire_patch__free(&w);
 			if (err)
 				h->npend--;
-			else if ((err = boot_collect(h, hits, nhits, BOOT_CHUNKED)))
+			else if ((err = boot_collect(h, BOOT_CHUNKED)))
 				snprintf(why, sizeof(why), "the agent's boot hook went away");
 			h->t_send += now_ms() - t2;
 			guard_patch__release(&b.gp);
@@ -1398,7 +1471,7 @@ static int load_node(struct heal *h, struct spec *v, size_t nv, uint64_t root, u
 			break;
 		}
 		/* In order: the answers posted before come first. */
-		if (h->boot_fd >= 0 && (err = boot_collect(h, hits, nhits, BOOT_DRAIN))) {
+		if (h->boot_fd >= 0 && (err = boot_collect(h, BOOT_DRAIN))) {
 			guard_patch__release(&b.gp);
 			heal_code__free(&hc);
 			rc = err;
@@ -1424,7 +1497,6 @@ static int load_node(struct heal *h, struct spec *v, size_t nv, uint64_t root, u
 		say(h, "already healed: %s %s -> %s in %s (%s:%d)", s->guard, s->target, s->fallback,
 		    c.qualname, base_of(file), s->line);
 		h->st.loaded++;
-		hits[(*nhits)++] = s->name;
 		if (!more)
 			break;
 		addr = reread_code(h, root, func, c.qualname, c.firstlineno);
@@ -1470,7 +1542,7 @@ int heal__load_tree_boot_release(struct heal *h, uint64_t root, int fd, uint64_t
 int heal__load_tree(struct heal *h, uint64_t root)
 {
 	struct spec *v = NULL;
-	size_t nv = 0, nhits = 0;
+	size_t nv = 0;
 	struct tree t = { 0 };
 	int rc = 0;
 
@@ -1492,34 +1564,20 @@ int heal__load_tree(struct heal *h, uint64_t root)
 		goto out;
 	pages__drop(&h->pages);
 	h->pages.on = true;
-	const char **hits = calloc(nv, sizeof(char *));
 	double tw = now_ms();
-	if (!hits || (rc = tree__walk(h, &t, root, 0))) {
-		free(hits);
+	if ((rc = tree__walk(h, &t, root, 0)))
 		goto out;
-	}
 	h->t_walk = now_ms() - tw;
 	/* The root itself (a module body) is never patched. */
 	h->npend = h->pend_read = h->pend_sent = 0;
 	for (size_t i = 1; i < t.n && rc == 0; i++)
-		rc = load_node(h, v, nv, root, 0, &t.v[i], hits, &nhits);
+		rc = load_node(h, v, nv, root, 0, &t.v[i]);
 	if (h->npend) {
-		int err = boot_collect(h, hits, &nhits, BOOT_LAST);
+		int err = boot_collect(h, BOOT_LAST);
 		if (err && !rc)
 			rc = err;
 	}
 	specs__sweep(h, v, nv, rc);
-	/* Hit counts are stored later (heal__flush): an fsync must not hold
-	 * the module that waits to run. */
-	for (size_t i = 0; i < nhits && !h->o.dry_run; i++) {
-		char **nv2 = realloc(h->hits, (h->nhits + 1) * sizeof(char *));
-		if (!nv2)
-			break;
-		h->hits = nv2;
-		if ((h->hits[h->nhits] = strdup(hits[i])))
-			h->nhits++;
-	}
-	free(hits);
 	if (h->o.verbose && h->st.loaded > loaded0)
 		say(h, "loaded %u patch(es) in %.2f ms (walking the module's code %.2f, reading the code %.2f, "
 		    "synthesis and gate %.2f, agent %.2f)", h->st.loaded - loaded0, now_ms() - t0, h->t_walk,
@@ -1539,8 +1597,6 @@ out:
 struct live_walk {
 	struct spec *v;
 	size_t nv;
-	const char **hits;
-	size_t nhits;
 	char modname[256];        /* the module being walked: its classes' __module__ */
 	uint64_t *classes;        /* classes walked already (aliases, cycles) */
 	size_t nclasses;
@@ -1592,8 +1648,7 @@ static int load_func(struct heal *h, struct live_walk *w, uint64_t fn)
 			h->pages.on = false;
 			if (tree__walk(h, &t, code, 0) == 0)
 				for (size_t k = 0; k < t.n && rc == 0; k++)
-					rc = load_node(h, w->v, w->nv, code, fn, &t.v[k], w->hits,
-						       &w->nhits);
+					rc = load_node(h, w->v, w->nv, code, fn, &t.v[k]);
 			free(t.v);
 			pages__drop(&h->pages);
 			h->pages.on = true;
@@ -1696,9 +1751,8 @@ int heal__load_live(struct heal *h)
 	vals = calloc(MAX_ATTRS, 8);
 	mk = calloc(MAX_ATTRS, 8);
 	mv = calloc(MAX_ATTRS, 8);
-	w.hits = calloc(w.nv, sizeof(char *));
 	w.classes = calloc(MAX_CLASSES, sizeof(*w.classes));
-	if (!keys || !vals || !mk || !mv || !w.hits || !w.classes)
+	if (!keys || !vals || !mk || !mv || !w.classes)
 		goto out;
 	pages__drop(&h->pages);
 	h->pages.on = true;
@@ -1734,15 +1788,6 @@ int heal__load_live(struct heal *h)
 	}
 	h->pages.on = false;
 	specs__sweep(h, w.v, w.nv, rc);
-	for (size_t i = 0; i < w.nhits && !h->o.dry_run; i++) {
-		char **nh = realloc(h->hits, (h->nhits + 1) * sizeof(char *));
-		if (!nh)
-			break;
-		h->hits = nh;
-		if ((h->hits[h->nhits] = strdup(w.hits[i])))
-			h->nhits++;
-	}
-	heal__flush(h);
 	if (h->live_skipped)
 		say(h, "%u stored patch(es) not applied: the live code differs (patched in this process "
 		    "already, or its source changed)", h->live_skipped);
@@ -1753,7 +1798,6 @@ out:
 	free(vals);
 	free(mk);
 	free(mv);
-	free(w.hits);
 	free(w.classes);
 	specs__free(w.v, w.nv);
 	return rc;

@@ -147,8 +147,11 @@ int heal__load_tree_boot_release(struct heal *h, uint64_t root, int fd, uint64_t
 struct store;
 int heal__preload(struct heal *h, const struct store *st);
 
-/* Store the hit counts of what heal__load_tree* installed (deferred so the
- * waiting module is not held by an fsync; heal__close does it too). */
+/* Store the guard firings the agent reported (HITS frames the session
+ * collected) as hits / last_hit of the stored patches, in one transaction;
+ * nothing when there are none. Called off the start-up path: by the
+ * supervisor's and the watcher's loops every few seconds, and by
+ * heal__close. Loading a patch is no hit. */
 void heal__flush(struct heal *h);
 /* Write hit counts through st, a writable handle the caller keeps open
  * while h lives (suture-run's boot-list handle): while index.json is the
@@ -156,7 +159,9 @@ void heal__flush(struct heal *h);
  * the index again. NULL: a handle of its own each time. */
 void heal__use_store(struct heal *h, struct store *st);
 
-/* The session may come after heal__open (s NULL until then). */
+/* The session may come after heal__open (s NULL until then). Replacing a
+ * session (NULL when it ended) first takes the firings it collected, so
+ * call it before inject_session__close. */
 void heal__set_session(struct heal *h, struct inject_session *s);
 
 /* "[suture] patches applied: N, already healed: N" (plus refusals etc.). */

@@ -335,7 +335,6 @@ static void sup__boot_answer(struct sup *u)
 	}
 	if (first)
 		u->t_held_to = mono_ms();   /* with patches: once their answers are read */
-	heal__flush(h);   /* the module runs meanwhile */
 }
 
 /* The boot hook reports a module about to run and waits for our answer,
@@ -397,6 +396,9 @@ static int sup__boot_list_ready(int boot_fd, bool script_listed)
 	return rc;
 }
 
+/* How often a long run stores the guard firings received meanwhile. */
+#define HITS_FLUSH_MS 5000.0
+
 /* Watch the child until it exits: boot events, the agent's session (opened
  * when the agent says its socket listens: a byte on ready_fd, or EOF there
  * when it will not; without that pipe, tried every millisecond), crash
@@ -409,12 +411,13 @@ static int supervise(const struct heal_run_opts *o, pid_t pid, int boot_fd, int 
 			 .script_listed = script_listed, .t_fork = t_fork };
 	int wstatus = 0;
 	bool reaped = false, session_gone = false, ready = false;
-	struct inject_opts io = { .no_inject = true, .connect_timeout_ms = 1 };
+	struct inject_opts io = { .no_inject = true, .connect_timeout_ms = 1, .hits = true };
 	char sock[INJECT_PATH_MAX] = "";
 
 	*healed_now = false;
 	/* How long a held script waits for the agent's session. */
 	double session_deadline = mono_ms() + 5000;
+	double t_flush = mono_ms();
 	for (;;) {
 		bool try_open = false;
 		if (!u.s && !session_gone && !reaped) {
@@ -516,12 +519,19 @@ static int supervise(const struct heal_run_opts *o, pid_t pid, int boot_fd, int 
 					*healed_now = true;
 			}
 			if (rc == -EPIPE || rc == -EPROTO) {
+				/* heal takes the firings the session received first. */
+				if (u.h)
+					heal__set_session(u.h, NULL);
 				inject_session__close(u.s);
 				u.s = NULL;
 				session_gone = true;
-				if (u.h)
-					heal__set_session(u.h, NULL);
 			}
+		}
+		/* Guard firings the agent reported: stored every few seconds
+		 * while the child runs, and when it ends (heal__close). */
+		if (u.h && mono_ms() - t_flush > HITS_FLUSH_MS) {
+			heal__flush(u.h);
+			t_flush = mono_ms();
 		}
 		if (!reaped && !u.s && waitpid(pid, &wstatus, WNOHANG) == pid)
 			reaped = true;

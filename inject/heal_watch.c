@@ -52,7 +52,7 @@ int heal_watch__run(pid_t pid, const struct heal_watch_opts *o)
 		fprintf(stderr, "[suture] %s\n", err[0] ? err : strerror(-rc));
 		goto out;
 	}
-	struct inject_opts io = { .agent_path = o->agent_path };
+	struct inject_opts io = { .agent_path = o->agent_path, .hits = true };
 	if ((rc = inject_session__open(pid, &io, &s))) {
 		fprintf(stderr, "[suture] %s\n", inject_last_error());
 		goto out;
@@ -96,6 +96,7 @@ int heal_watch__run(pid_t pid, const struct heal_watch_opts *o)
 	fflush(stderr);
 	status = 0;
 	double deadline = o->timeout_s > 0 ? now_s() + o->timeout_s : 0;
+	double t_flush = now_s();
 	while (!g_stop) {
 		struct inject_crash ev;
 		int wait_ms = 200;
@@ -109,6 +110,12 @@ int heal_watch__run(pid_t pid, const struct heal_watch_opts *o)
 				wait_ms = (int)(left * 1e3) + 1;
 		}
 		rc = inject_session__next_event(s, wait_ms, &ev);
+		/* Guard firings the agent reported: stored every few seconds
+		 * (and at the end, by heal__close). */
+		if (now_s() - t_flush > 5.0) {
+			heal__flush(h);
+			t_flush = now_s();
+		}
 		if (rc == -ETIMEDOUT || rc == -EINTR)
 			continue;
 		if (rc) {

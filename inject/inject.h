@@ -59,6 +59,10 @@ struct inject_opts {
 	/* How long to wait for the agent's socket after injecting (or for an
 	 * LD_PRELOAD agent to come up); 0: 5000 ms. */
 	uint32_t connect_timeout_ms;
+	/* Ask for HITS (guard firings, inject_session__take_hits): a debugger
+	 * that records them (suture-run, suture-attach --watch). Firings wait
+	 * in the agent until a debugger that asks for them connects. */
+	bool hits;
 	/* Never use ptrace: only connect to an agent that is (or will be,
 	 * within connect_timeout_ms) there. */
 	bool no_inject;
@@ -144,6 +148,14 @@ int inject_session__resume_wait(struct inject_session *s, const struct inject_cr
 
 /* Liveness and counters. */
 int inject_session__ping(struct inject_session *s, struct inject_pong *out);
+
+/* Guard firings the agent reported (HITS frames, which it sends on its own
+ * whenever guards fired, coalesced, before BYE and at the target's exit):
+ * every read of the session collects them, whatever it waits for; they
+ * add up per (name, original code address) here until taken. take moves
+ * them to *out (malloc'ed, *n entries, NULL when none; freed by the
+ * caller). 0 or -ENOMEM (then they stay). */
+int inject_session__take_hits(struct inject_session *s, struct inject_hit **out, size_t *n);
 
 /* The patches installed in the target (the agent's registry, LIST in
  * docs/formats/channel.md), including those suture-run's loader installed

@@ -115,6 +115,7 @@ int inject_msg__encode_hello(struct inject_buf *b, const struct inject_hello *m)
 	size_t at = frame_begin(b, INJECT_MSG_HELLO);
 	put_u32(b, m->version);
 	put_u32(b, m->timeout_ms);
+	put_u32(b, m->flags);
 	return frame_end(b, at);
 }
 
@@ -123,6 +124,7 @@ int inject_msg__encode_hello_control(struct inject_buf *b, const struct inject_h
 	size_t at = frame_begin(b, INJECT_MSG_HELLO_CONTROL);
 	put_u32(b, m->version);
 	put_u32(b, m->timeout_ms);
+	put_u32(b, m->flags);
 	return frame_end(b, at);
 }
 
@@ -284,6 +286,28 @@ void inject_msg__list_result_entry(struct inject_buf *b, const struct inject_liv
 	put_u32(b, e->nparents);
 	put_u32(b, e->nframes);
 	put_u32(b, e->live_functions);
+	put_u64(b, e->hits);
+	put_u64(b, e->last_hit_ms);
+}
+
+int inject_msg__hits_begin(struct inject_buf *b, uint32_t count, size_t *at)
+{
+	*at = frame_begin(b, INJECT_MSG_HITS);
+	put_u32(b, count);
+	return b->err;
+}
+
+void inject_msg__hits_entry(struct inject_buf *b, const struct inject_hit *e)
+{
+	put_str(b, e->name);
+	put_u64(b, e->orig_addr);
+	put_u64(b, e->count);
+	put_u64(b, e->last_ms);
+}
+
+int inject_msg__hits_end(struct inject_buf *b, size_t at)
+{
+	return frame_end(b, at);
 }
 
 int inject_msg__list_result_end(struct inject_buf *b, size_t at)
@@ -465,6 +489,9 @@ int inject_msg__decode_hello(const uint8_t *p, const uint8_t *end, struct inject
 	struct rd r = { p, end, 0 };
 	m->version = get_u32(&r);
 	m->timeout_ms = get_u32(&r);
+	m->flags = get_u32(&r);
+	if (!r.bad && (m->flags & ~INJECT_HELLO_F_HITS))
+		return -EINVAL;
 	return finish(&r);
 }
 
@@ -638,6 +665,8 @@ static void get_live(struct rd *r, struct inject_live_patch *e)
 	e->nparents = get_u32(r);
 	e->nframes = get_u32(r);
 	e->live_functions = get_u32(r);
+	e->hits = get_u64(r);
+	e->last_hit_ms = get_u64(r);
 }
 
 int inject_msg__decode_list_result(const uint8_t *p, const uint8_t *end,
@@ -648,8 +677,8 @@ int inject_msg__decode_list_result(const uint8_t *p, const uint8_t *end,
 	memset(m, 0, sizeof *m);
 	m->request_id = get_u64(&r);
 	m->count = get_u32(&r);
-	/* An entry takes at least 84 bytes: a larger count is a lie. */
-	if (r.bad || m->count > (size_t)(r.end - r.p) / 84)
+	/* An entry takes at least 100 bytes: a larger count is a lie. */
+	if (r.bad || m->count > (size_t)(r.end - r.p) / 100)
 		return -EINVAL;
 	m->entries_p = r.p;
 	for (uint32_t i = 0; i < m->count && !r.bad; i++)
@@ -670,6 +699,50 @@ int inject_live_iter__next(struct inject_live_iter *it, struct inject_live_patch
 	if (it->p == it->end)
 		return 0;
 	get_live(&r, e);
+	if (r.bad)
+		return -EINVAL;
+	it->p = r.p;
+	return 1;
+}
+
+static void get_hit(struct rd *r, struct inject_hit *e)
+{
+	get_str(r, e->name, sizeof e->name);
+	e->orig_addr = get_u64(r);
+	e->count = get_u64(r);
+	e->last_ms = get_u64(r);
+	if (e->count == 0)
+		r->bad = 1;
+}
+
+int inject_msg__decode_hits(const uint8_t *p, const uint8_t *end, struct inject_hits *m)
+{
+	struct rd r = { p, end, 0 };
+	struct inject_hit e;
+	memset(m, 0, sizeof *m);
+	m->count = get_u32(&r);
+	/* An entry takes at least 28 bytes: a larger count is a lie. */
+	if (r.bad || m->count > (size_t)(r.end - r.p) / 28)
+		return -EINVAL;
+	m->entries_p = r.p;
+	for (uint32_t i = 0; i < m->count && !r.bad; i++)
+		get_hit(&r, &e);
+	m->entries_end = r.p;
+	return finish(&r);
+}
+
+void inject_hits_iter__init(struct inject_hits_iter *it, const struct inject_hits *m)
+{
+	it->p = m->entries_p;
+	it->end = m->entries_end;
+}
+
+int inject_hits_iter__next(struct inject_hits_iter *it, struct inject_hit *e)
+{
+	struct rd r = { it->p, it->end, 0 };
+	if (it->p == it->end)
+		return 0;
+	get_hit(&r, e);
 	if (r.bad)
 		return -EINVAL;
 	it->p = r.p;

@@ -19,7 +19,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define INJECT_PROTO_VERSION 1u
+#define INJECT_PROTO_VERSION 2u
 #define INJECT_HDR_SIZE 8u
 /* The largest payload either side accepts (a patch is a few KiB). */
 #define INJECT_MAX_PAYLOAD (16u << 20)
@@ -46,8 +46,9 @@ enum inject_msg_type {
 	INJECT_MSG_ROLLBACK = 17,    /* debugger -> agent: give functions their original code */
 	INJECT_MSG_ROLLBACK_RESULT = 18, /* agent -> debugger */
 	INJECT_MSG_HELLO_CONTROL = 19, /* an auditor: HELLO's payload; LIST, ROLLBACK, PING only */
+	INJECT_MSG_HITS = 20,        /* agent -> debugger, unsolicited: guards that fired */
 };
-#define INJECT_MSG_LAST INJECT_MSG_HELLO_CONTROL
+#define INJECT_MSG_LAST INJECT_MSG_HITS
 
 /* How the agent watches exceptions (WELCOME.watch_mode). */
 enum inject_watch_mode {
@@ -65,7 +66,10 @@ struct inject_hdr {
 struct inject_hello {
 	uint32_t version;
 	uint32_t timeout_ms;   /* park bound the agent should use; 0 = keep */
+	uint32_t flags;        /* INJECT_HELLO_F_* */
 };
+/* The debugger records guard firings: the agent sends it HITS frames. */
+#define INJECT_HELLO_F_HITS 1u
 
 struct inject_welcome {
 	uint32_t version;
@@ -196,6 +200,8 @@ struct inject_live_patch {
 	uint32_t nparents;         /* at install: enclosing code objects replaced */
 	uint32_t nframes;          /* at install: suspended frames switched */
 	uint32_t live_functions;   /* now: functions running the patch (or a replaced parent) */
+	uint64_t hits;             /* times its guard fired (healed) since install */
+	uint64_t last_hit_ms;      /* Unix time in milliseconds of the last firing, 0: none */
 };
 #define INJECT_LIVE_F_STACKED 1u   /* installed on top of another live patch */
 
@@ -226,6 +232,21 @@ struct inject_rollback_result {
 	uint32_t nfunctions;       /* function objects given their original code back */
 	uint32_t nframes;          /* suspended frames switched back */
 	char message[256];
+};
+
+/* HITS: firings of installed guards since the last HITS, per registry
+ * entry (or per rolled-back entry whose firings were not reported yet).
+ * Entries are walked with inject_hits_iter (validated by the decoder). */
+struct inject_hit {
+	char name[INJECT_NAME_MAX + 1];   /* PATCH_NAMED's name; empty for a plain PATCH */
+	uint64_t orig_addr;        /* the code object the PATCH named */
+	uint64_t count;            /* firings since the last report (> 0) */
+	uint64_t last_ms;          /* Unix time in milliseconds of the last of them */
+};
+
+struct inject_hits {
+	uint32_t count;
+	const uint8_t *entries_p, *entries_end;   /* decoder side: into the frame */
 };
 
 struct inject_ping {
@@ -274,6 +295,10 @@ int inject_msg__list_result_begin(struct inject_buf *b, uint64_t request_id, uin
 void inject_msg__list_result_entry(struct inject_buf *b, const struct inject_live_patch *e);
 int inject_msg__list_result_end(struct inject_buf *b, size_t at);
 int inject_msg__encode_rollback(struct inject_buf *b, const struct inject_rollback *m);
+/* HITS is built like LIST_RESULT: begin, one entry per patch, end. */
+int inject_msg__hits_begin(struct inject_buf *b, uint32_t count, size_t *at);
+void inject_msg__hits_entry(struct inject_buf *b, const struct inject_hit *e);
+int inject_msg__hits_end(struct inject_buf *b, size_t at);
 int inject_msg__encode_rollback_result(struct inject_buf *b,
 				       const struct inject_rollback_result *m);
 /* DETACH and BYE have no payload; ERROR carries one string. */
@@ -305,6 +330,8 @@ int inject_msg__decode_list(const uint8_t *p, const uint8_t *end, struct inject_
 /* Validates every entry; walk them with inject_live_iter. */
 int inject_msg__decode_list_result(const uint8_t *p, const uint8_t *end,
 				   struct inject_list_result *m);
+/* Validates every entry (count > 0 each); walk them with inject_hits_iter. */
+int inject_msg__decode_hits(const uint8_t *p, const uint8_t *end, struct inject_hits *m);
 int inject_msg__decode_rollback(const uint8_t *p, const uint8_t *end, struct inject_rollback *m);
 int inject_msg__decode_rollback_result(const uint8_t *p, const uint8_t *end,
 				       struct inject_rollback_result *m);
@@ -338,5 +365,12 @@ struct inject_live_iter {
 };
 void inject_live_iter__init(struct inject_live_iter *it, const struct inject_list_result *m);
 int inject_live_iter__next(struct inject_live_iter *it, struct inject_live_patch *e);
+
+/* Entries of a decoded HITS, likewise. */
+struct inject_hits_iter {
+	const uint8_t *p, *end;
+};
+void inject_hits_iter__init(struct inject_hits_iter *it, const struct inject_hits *m);
+int inject_hits_iter__next(struct inject_hits_iter *it, struct inject_hit *e);
 
 #endif

@@ -28,6 +28,9 @@ struct inject_session {
 	size_t qhead, qlen;
 	bool detached;
 	struct inject_timings timings;
+	/* HITS received, not taken yet. */
+	struct inject_hit *hits;
+	size_t nhits;
 	char err[512];
 };
 
@@ -210,6 +213,49 @@ static int read_frame(struct inject_session *s, int timeout_ms, struct inject_hd
 	return 0;
 }
 
+/* A HITS frame: its counts join s->hits (a malformed one is dropped: the
+ * counts are statistics, the conversation goes on). Frees payload. */
+static void note_hits(struct inject_session *s, uint8_t *payload, uint32_t len)
+{
+	struct inject_hits m;
+	struct inject_hits_iter it;
+	struct inject_hit e;
+	if (inject_msg__decode_hits(payload, payload + len, &m) == 0) {
+		inject_hits_iter__init(&it, &m);
+		while (inject_hits_iter__next(&it, &e) > 0) {
+			size_t i = 0;
+			while (i < s->nhits && (s->hits[i].orig_addr != e.orig_addr ||
+						strcmp(s->hits[i].name, e.name) != 0))
+				i++;
+			if (i == s->nhits) {
+				struct inject_hit *v = realloc(s->hits, (s->nhits + 1) * sizeof *v);
+				if (!v)
+					break;
+				s->hits = v;
+				s->hits[s->nhits] = e;
+				s->hits[s->nhits++].count = 0;
+			}
+			s->hits[i].count += e.count;
+			if (e.last_ms > s->hits[i].last_ms)
+				s->hits[i].last_ms = e.last_ms;
+		}
+	}
+	free(payload);
+}
+
+int inject_session__take_hits(struct inject_session *s, struct inject_hit **out, size_t *n)
+{
+	*out = NULL;
+	*n = 0;
+	if (!s || !s->nhits)
+		return 0;
+	*out = s->hits;
+	*n = s->nhits;
+	s->hits = NULL;
+	s->nhits = 0;
+	return 0;
+}
+
 /* Wait for a frame of type `want`, queueing crash reports meanwhile. */
 static int await(struct inject_session *s, uint16_t want, int timeout_ms, uint8_t **payload,
 		 uint32_t *len)
@@ -228,6 +274,11 @@ static int await(struct inject_session *s, uint16_t want, int timeout_ms, uint8_
 		if (h.type == want) {
 			*len = h.len;
 			return 0;
+		}
+		if (h.type == INJECT_MSG_HITS) {
+			note_hits(s, *payload, h.len);
+			*payload = NULL;
+			continue;
 		}
 		if (h.type == INJECT_MSG_CRASH && s->qlen < QUEUE_MAX) {
 			struct inject_crash *c = &s->queue[(s->qhead + s->qlen) % QUEUE_MAX];
@@ -252,7 +303,8 @@ static int await(struct inject_session *s, uint16_t want, int timeout_ms, uint8_
 static int handshake(struct inject_session *s, const struct inject_opts *o)
 {
 	struct inject_buf b = { 0 };
-	struct inject_hello hello = { INJECT_PROTO_VERSION, o ? o->park_timeout_ms : 0 };
+	struct inject_hello hello = { INJECT_PROTO_VERSION, o ? o->park_timeout_ms : 0,
+				      o && o->hits && !o->control ? INJECT_HELLO_F_HITS : 0 };
 	uint8_t *p;
 	uint32_t len;
 	if (o && o->control)
@@ -345,6 +397,7 @@ void inject_session__close(struct inject_session *s)
 		return;
 	if (s->fd >= 0)
 		close(s->fd);
+	free(s->hits);
 	free(s);
 }
 
@@ -372,6 +425,10 @@ int inject_session__next_event(struct inject_session *s, int timeout_ms, struct 
 			if (rc)
 				return fail(s, -EPROTO, "inject: pid %d: malformed CRASH", (int)s->pid);
 			return 0;
+		}
+		if (h.type == INJECT_MSG_HITS) {
+			note_hits(s, p, h.len);
+			continue;
 		}
 		free(p);
 		if (h.type != INJECT_MSG_PONG && h.type != INJECT_MSG_PATCH_RESULT &&
@@ -480,6 +537,10 @@ int inject_session__resume_wait(struct inject_session *s, const struct inject_cr
 				s->queue[(s->qhead + s->qlen) % QUEUE_MAX] = c;
 				s->qlen++;
 			}
+			continue;
+		}
+		if (h.type == INJECT_MSG_HITS) {
+			note_hits(s, p, h.len);
 			continue;
 		}
 		if (h.type == INJECT_MSG_ERROR) {

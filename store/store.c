@@ -683,6 +683,48 @@ int store__record_hits(struct store *s, const char *const *names, size_t n,
 	return r;
 }
 
+struct counts_arg {
+	const struct store_hit_count *v;
+	size_t n;
+	size_t missing;
+};
+
+static int change_counts(struct store *s, struct store_index *idx, void *arg)
+{
+	struct counts_arg *a = arg;
+	int changed = 0;
+
+	(void)s;
+	for (size_t i = 0; i < a->n; i++) {
+		if (!a->v[i].count)
+			continue;
+		long at = store_index__find(idx, a->v[i].name);
+
+		if (at < 0) {
+			a->missing++;
+			continue;
+		}
+		struct store_patch *p = &idx->v[at];
+		p->hits = a->v[i].count >= STORE_HITS_MAX - p->hits ? STORE_HITS_MAX
+								      : p->hits + a->v[i].count;
+		if (a->v[i].last > p->last_hit)
+			p->last_hit = a->v[i].last;
+		changed = 1;
+	}
+	return changed;
+}
+
+int store__add_hits(struct store *s, const struct store_hit_count *v, size_t n,
+		    size_t *missing)
+{
+	struct counts_arg a = { v, n, 0 };
+	int r = transact(s, change_counts, &a);
+
+	if (missing)
+		*missing = a.missing;
+	return r;
+}
+
 struct status_arg {
 	const char *name;
 	enum store_status status;

@@ -154,6 +154,18 @@ int store__record_hit(struct store *s, const char *name, int64_t now);
  * (removed meanwhile) are skipped and counted in *missing (may be NULL). */
 int store__record_hits(struct store *s, const char *const *names, size_t n,
 		       int64_t now, size_t *missing);
+/* Firings counted elsewhere (suture-run and suture-attach --watch receive
+ * them from the agent): for each entry, hits += count (saturating at
+ * STORE_HITS_MAX) and last_hit = max(last_hit, last), all in one
+ * transaction; entries with count 0 are skipped, names missing from the
+ * store are counted in *missing (may be NULL). */
+struct store_hit_count {
+	const char *name;
+	uint64_t count;
+	int64_t last;               /* Unix seconds of the last firing */
+};
+int store__add_hits(struct store *s, const struct store_hit_count *v, size_t n,
+		    size_t *missing);
 /* The caller re-synthesized the guard and the live original did not match
  * (reason: free text, may be NULL), or matched again. -ENOENT: no such patch. */
 int store__mark_stale(struct store *s, const char *name, const char *reason);

@@ -37,6 +37,20 @@ bool agent_channel__may_wait(void);
 /* Log one line to stderr when SUTURE_AGENT_VERBOSE is set. */
 void agent__log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
+/* install.c: a guard healed something (its helper is about to return the
+ * fallback); called by helpers.c with the GIL held, on that path only.
+ * Counts one firing for the registry entry whose guard block the current
+ * frame is in (by its code object and instruction offset). */
+void agent_install__fired(void);
+/* install.c, callable without the GIL: whether a guard fired since the
+ * last agent_install__hits; and that call, which appends a HITS frame with
+ * every entry's firings since the last one to b (1), or nothing (0: none),
+ * marking them reported. deadline (CLOCK_REALTIME, may be NULL) bounds the
+ * wait for the registry's lock: -ETIMEDOUT. */
+struct timespec;
+bool agent_install__hits_pending(void);
+int agent_install__hits(struct inject_buf *b, const struct timespec *deadline);
+
 /* Counters shown in PONG. */
 struct agent_stats {
 	uint64_t hook_calls;

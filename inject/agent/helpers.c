@@ -7,6 +7,7 @@
  * traceback the program sees is the one it would have seen.
  */
 #include "inject/agent/helpers.h"
+#include "inject/agent/agent.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -145,6 +146,7 @@ static PyObject *verdict(PyObject *exc, int heal, const char *kind)
 		if (strcmp(kind, "division_guard") == 0 || strcmp(kind, "type_coercion_guard") == 0)
 			fb = number_fallback(exc);
 		shadow_report(kind, fb, exc);
+		agent_install__fired();
 		Py_RETURN_NONE;
 	}
 	return Py_NewRef(exc);
@@ -265,6 +267,7 @@ static PyObject *str_coerce(PyObject *const *args, Py_ssize_t nargs, int inplace
 	PyErr_NormalizeException(&et, &ev, &etb);
 	if (ev)
 		shadow_report("str_coerce_guard", "str(a) + str(b)", ev);
+	agent_install__fired();
 	Py_XDECREF(et);
 	Py_XDECREF(ev);
 	Py_XDECREF(etb);
@@ -334,6 +337,7 @@ static PyObject *h_open_or_empty(PyObject *self, PyObject *const *args, size_t n
 	PyErr_NormalizeException(&et, &ev, &etb);
 	if (ev)
 		shadow_report("file_guard", binary ? "io.BytesIO()" : "io.StringIO()", ev);
+	agent_install__fired();
 	Py_XDECREF(et);
 	Py_XDECREF(ev);
 	Py_XDECREF(etb);

@@ -25,6 +25,7 @@
 #include "inject/agent/agent-py.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -410,18 +411,31 @@ out:
 
 /* One PATCH that installed: the original code object and the patched one
  * (both kept alive here), the enclosing copies made for it (kept alive
- * too: frames may run them), and what the debugger called it. Touched only
- * with the GIL held. */
+ * too: frames may run them), and what the debugger called it. Changed only
+ * with the GIL held and g_reg_lock taken (the agent thread and the exit
+ * handler read the names and counts without the GIL). */
 struct live_entry {
 	struct inject_patch_meta meta;
 	PyObject *orig, *patched;
 	PyObject *pairs;
 	uint64_t installed_ms;
 	uint32_t nfunctions, nparents, nframes;
+	/* The guard's block: code units [orig_units, patched_units) of the
+	 * patched code (guards are appended, docs/guards.md). */
+	Py_ssize_t orig_units, patched_units;
+	/* Firings: counted with the GIL held (atomics: the readers hold
+	 * g_reg_lock only); reported = how many HITS already carried. */
+	uint64_t fired, reported, last_ms;
 };
 
 static struct live_entry *g_live;
 static size_t g_nlive, g_cap_live;
+static pthread_mutex_t g_reg_lock = PTHREAD_MUTEX_INITIALIZER;
+/* Firings of rolled-back entries not reported yet (under g_reg_lock). */
+static struct inject_hit *g_gone;
+static size_t g_ngone;
+/* A firing since the last agent_install__hits (a cheap check). */
+static int g_hits_dirty;
 
 static uint64_t wall_ms(void)
 {
@@ -437,16 +451,21 @@ static void registry__record(const struct inject_patch *p, PyObject *pairs,
 {
 	if (g_nlive == g_cap_live) {
 		size_t cap = g_cap_live ? 2 * g_cap_live : 16;
+		pthread_mutex_lock(&g_reg_lock);
 		struct live_entry *v = realloc(g_live, cap * sizeof *v);
+		if (v) {
+			g_live = v;
+			g_cap_live = cap;
+		}
+		pthread_mutex_unlock(&g_reg_lock);
 		if (!v) {
 			agent__log("registry: out of memory, patch not recorded");
 			return;
 		}
-		g_live = v;
-		g_cap_live = cap;
 	}
 	PyObject *first = PyList_GET_ITEM(pairs, 0);   /* (original, patched) */
-	struct live_entry *e = &g_live[g_nlive++];
+	pthread_mutex_lock(&g_reg_lock);
+	struct live_entry *e = &g_live[g_nlive];
 	memset(e, 0, sizeof *e);
 	e->meta = p->meta;
 	e->orig = Py_NewRef(PyTuple_GET_ITEM(first, 0));
@@ -456,6 +475,11 @@ static void registry__record(const struct inject_patch *p, PyObject *pairs,
 	e->nfunctions = res->nfunctions;
 	e->nparents = res->nparents;
 	e->nframes = res->nframes;
+	e->orig_units = Py_SIZE(e->orig);
+	e->patched_units = Py_SIZE(e->patched);
+	e->fired = e->reported = e->last_ms = 0;
+	g_nlive++;
+	pthread_mutex_unlock(&g_reg_lock);
 }
 
 void agent_install__record_boot(PyObject *orig, PyObject *newc, const struct inject_patch *p)
@@ -509,6 +533,8 @@ int agent_install__list(struct inject_buf *b, uint64_t request_id)
 		lp.nparents = e->nparents;
 		lp.nframes = e->nframes;
 		lp.live_functions = count_running(funcs, e);
+		lp.hits = __atomic_load_n(&e->fired, __ATOMIC_RELAXED);
+		lp.last_hit_ms = __atomic_load_n(&e->last_ms, __ATOMIC_RELAXED);
 		inject_msg__list_result_entry(b, &lp);
 	}
 	rc = inject_msg__list_result_end(b, at);
@@ -517,6 +543,25 @@ out:
 	Py_XDECREF(all.list);
 	Py_XDECREF(all.seen);
 	return rc;
+}
+
+/* Under g_reg_lock: a rolled-back entry's firings not reported yet wait
+ * in g_gone for the next HITS (lost only if memory runs out). */
+static void keep_unreported(const struct live_entry *e)
+{
+	uint64_t n = __atomic_load_n(&e->fired, __ATOMIC_RELAXED) - e->reported;
+	if (!n)
+		return;
+	struct inject_hit *v = realloc(g_gone, (g_ngone + 1) * sizeof *v);
+	if (!v)
+		return;
+	g_gone = v;
+	struct inject_hit *h = &g_gone[g_ngone++];
+	memset(h, 0, sizeof *h);
+	snprintf(h->name, sizeof h->name, "%s", e->meta.name);
+	h->orig_addr = (uint64_t)(uintptr_t)e->orig;
+	h->count = n;
+	h->last_ms = __atomic_load_n(&e->last_ms, __ATOMIC_RELAXED);
 }
 
 static bool rollback_selects(const struct inject_rollback *m, const struct live_entry *e)
@@ -613,8 +658,11 @@ int agent_install__rollback(const struct inject_rollback *m, struct inject_rollb
 			Py_DECREF(e->orig);
 			Py_DECREF(e->patched);
 			Py_DECREF(e->pairs);
+			pthread_mutex_lock(&g_reg_lock);
+			keep_unreported(e);
 			memmove(e, e + 1, (g_nlive - i - 1) * sizeof *e);
 			g_nlive--;
+			pthread_mutex_unlock(&g_reg_lock);
 		}
 	}
 	if (rc && !res->message[0])
@@ -626,4 +674,106 @@ int agent_install__rollback(const struct inject_rollback *m, struct inject_rollb
 			 (m->flags & INJECT_ROLLBACK_F_DRY_RUN) ? "would roll back" : "rolled back",
 			 res->npatches, res->nfunctions, res->nframes);
 	return rc;
+}
+
+/* ------------------------------------------------------------------ */
+/* Firings (HITS)                                                       */
+
+/* The entry whose guard block holds `unit` of `code`: the entry that
+ * produced code, or, the unit being below its block, the entry it was
+ * stacked on (a second guard in one function is appended after the
+ * first, whose block keeps its offsets), and so on down. */
+static struct live_entry *entry_of(PyObject *code, Py_ssize_t unit)
+{
+	for (int depth = 0; depth < 64; depth++) {
+		struct live_entry *e = NULL;
+		for (size_t i = g_nlive; i-- > 0;)
+			if (g_live[i].patched == code) {
+				e = &g_live[i];
+				break;
+			}
+		if (!e)
+			return NULL;
+		if (unit >= e->orig_units)
+			return unit < e->patched_units ? e : NULL;
+		code = e->orig;
+	}
+	return NULL;
+}
+
+void agent_install__fired(void)
+{
+	PyThreadState *ts = PyThreadState_Get();
+	/* A builtin helper pushes no frame: the current one runs the guard. */
+	_PyInterpreterFrame *f = ts && ts->cframe ? ts->cframe->current_frame : NULL;
+	if (!f || !f->prev_instr)
+		return;
+	Py_ssize_t unit = f->prev_instr - _PyCode_CODE(f->f_code);
+	struct live_entry *e = entry_of((PyObject *)f->f_code, unit);
+	if (!e) {
+		agent__log("hits: a guard fired in %s at unit %zd, in no registry entry's block",
+			   utf8_or(f->f_code->co_qualname), unit);
+		return;
+	}
+	__atomic_add_fetch(&e->fired, 1, __ATOMIC_RELAXED);
+	__atomic_store_n(&e->last_ms, wall_ms(), __ATOMIC_RELAXED);
+	__atomic_store_n(&g_hits_dirty, 1, __ATOMIC_RELEASE);
+}
+
+/* Under g_reg_lock: an entry has firings not reported yet. */
+static bool unreported_left(void)
+{
+	for (size_t i = 0; i < g_nlive; i++)
+		if (__atomic_load_n(&g_live[i].fired, __ATOMIC_RELAXED) != g_live[i].reported)
+			return true;
+	return false;
+}
+
+bool agent_install__hits_pending(void)
+{
+	return __atomic_load_n(&g_hits_dirty, __ATOMIC_ACQUIRE) != 0;
+}
+
+int agent_install__hits(struct inject_buf *b, const struct timespec *deadline)
+{
+	size_t at;
+	uint32_t n = 0;
+	if (deadline ? pthread_mutex_timedlock(&g_reg_lock, deadline) : pthread_mutex_lock(&g_reg_lock))
+		return -ETIMEDOUT;
+	__atomic_store_n(&g_hits_dirty, 0, __ATOMIC_RELEASE);
+	for (size_t i = 0; i < g_nlive; i++)
+		if (__atomic_load_n(&g_live[i].fired, __ATOMIC_RELAXED) != g_live[i].reported)
+			n++;
+	/* A guard may fire meanwhile (counts only grow): at most n live
+	 * entries go into this frame, the others into the next one. */
+	uint32_t nlive = n;
+	if (!(n += (uint32_t)g_ngone)) {
+		pthread_mutex_unlock(&g_reg_lock);
+		return 0;
+	}
+	int rc = inject_msg__hits_begin(b, n, &at);
+	for (size_t i = 0; i < g_ngone; i++)
+		inject_msg__hits_entry(b, &g_gone[i]);
+	for (size_t i = 0; i < g_nlive && nlive; i++) {
+		struct live_entry *e = &g_live[i];
+		uint64_t fired = __atomic_load_n(&e->fired, __ATOMIC_RELAXED);
+		if (fired == e->reported)
+			continue;
+		nlive--;
+		struct inject_hit h;
+		memset(&h, 0, sizeof h);
+		snprintf(h.name, sizeof h.name, "%s", e->meta.name);
+		h.orig_addr = (uint64_t)(uintptr_t)e->orig;
+		h.count = fired - e->reported;
+		h.last_ms = __atomic_load_n(&e->last_ms, __ATOMIC_RELAXED);
+		inject_msg__hits_entry(b, &h);
+		e->reported = fired;
+	}
+	if (!rc)
+		rc = inject_msg__hits_end(b, at);
+	g_ngone = 0;
+	if (unreported_left())
+		__atomic_store_n(&g_hits_dirty, 1, __ATOMIC_RELEASE);
+	pthread_mutex_unlock(&g_reg_lock);
+	return rc ? rc : 1;
 }

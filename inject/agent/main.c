@@ -51,6 +51,7 @@ static struct {
 	pthread_cond_t cond;      /* parked threads wait here */
 	int listen_fd, client_fd, lock_fd;
 	bool ready;               /* a debugger completed HELLO */
+	bool hits;                /* ... which asked for HITS (INJECT_HELLO_F_HITS) */
 	bool running;             /* the agent thread exists */
 	bool stopping;
 	uint64_t next_event;
@@ -472,6 +473,23 @@ static void reply(struct inject_buf *b)
 	inject_buf__reset(b);
 }
 
+/* HITS (docs/formats/channel.md): the firings counted since the last one,
+ * to the debugger if it asked for them (INJECT_HELLO_F_HITS: suture-run,
+ * suture-attach --watch); else they wait for one that does.
+ * No GIL needed: the counts are plain integers. deadline (CLOCK_REALTIME,
+ * may be NULL) bounds the waits for the locks (the exit handler's case). */
+static void send_hits(const struct timespec *deadline)
+{
+	struct inject_buf hb = { 0 };
+	if (deadline ? pthread_mutex_timedlock(&g.lock, deadline) : pthread_mutex_lock(&g.lock))
+		return;
+	if (g.ready && g.hits && g.client_fd >= 0 && agent_install__hits(&hb, deadline) > 0 &&
+	    send_locked(&hb) && g.client_fd >= 0)
+		shutdown(g.client_fd, SHUT_RDWR);   /* the agent thread sees EOF and closes */
+	pthread_mutex_unlock(&g.lock);
+	inject_buf__free(&hb);
+}
+
 static void refuse(struct inject_buf *b, const char *why)
 {
 	inject_msg__encode_error(b, why);
@@ -660,6 +678,7 @@ static void on_hello(struct inject_buf *b, const uint8_t *p, const uint8_t *end)
 	encode_welcome(b);
 	reply(b);
 	pthread_mutex_lock(&g.lock);
+	g.hits = (h.flags & INJECT_HELLO_F_HITS) != 0;
 	__atomic_store_n(&g.ready, true, __ATOMIC_RELAXED);
 	pthread_cond_broadcast(&g.cond);   /* crashes waiting for a debugger */
 	pthread_mutex_unlock(&g.lock);
@@ -843,6 +862,15 @@ static void on_detach(struct inject_buf *b)
 		PyGILState_Release(st);
 	}
 	record_install(INJECT_WATCH_NONE, "detached");
+	/* The debugger records firings up to BYE. */
+	if (agent_install__hits_pending()) {
+		pthread_mutex_lock(&g.lock);
+		if (g.client_fd >= 0 && g.hits && agent_install__hits(b, NULL) > 0 &&
+		    send_locked(b))
+			close_client_locked("write failed");
+		pthread_mutex_unlock(&g.lock);
+		inject_buf__reset(b);
+	}
 	inject_msg__encode_empty(b, INJECT_MSG_BYE);
 	reply(b);
 }
@@ -980,6 +1008,7 @@ static void *agent_main(void *arg)
 	install_watcher(gt && *gt ? (unsigned)strtoul(gt, NULL, 10) : 5000);
 	agent__log("listening on %s", g.sock_path);
 
+	struct timespec last_hits = { 0, 0 };
 	for (;;) {
 		struct pollfd pf[2] = {
 			{ .fd = g.listen_fd, .events = POLLIN },
@@ -996,6 +1025,17 @@ static void *agent_main(void *arg)
 				break;
 		if (n > 0 && (pf[0].revents & POLLIN))
 			accept_client();
+		/* Firings, coalesced: at most one HITS every 100 ms. */
+		if (agent_install__hits_pending() && __atomic_load_n(&g.ready, __ATOMIC_RELAXED) &&
+		    g.hits) {
+			struct timespec now;
+			clock_gettime(CLOCK_MONOTONIC, &now);
+			if ((now.tv_sec - last_hits.tv_sec) * 1000 +
+			    (now.tv_nsec - last_hits.tv_nsec) / 1000000 >= 100) {
+				send_hits(NULL);
+				last_hits = now;
+			}
+		}
 		if (agent_watch__mode() == INJECT_WATCH_TRACE) {
 			PyGILState_STATE st;
 			if (gil_take(&st) == 0) {
@@ -1099,6 +1139,18 @@ static void atfork_child(void)
 
 static void at_exit(void)
 {
+	/* Guards that fired since the last HITS (the last moments of the
+	 * program): sent before the process closes the channel. After
+	 * Py_FinalizeEx: no Python here, and a lock some other thread keeps
+	 * is waited for one second at most. */
+	if (agent_install__hits_pending()) {
+		struct timespec dl;
+		clock_gettime(CLOCK_REALTIME, &dl);
+		dl.tv_sec += 1;
+		send_hits(&dl);
+		agent__log("hits: the last firings at exit%s", agent_install__hits_pending() ?
+			   " (not sent: no debugger asked for them, or a lock was held)" : "");
+	}
 	if (g.listen_fd >= 0 && g.sock_path[0])
 		unlink(g.sock_path);
 	/* Ours while we hold it (one process has this pid; a second copy of

@@ -9,7 +9,11 @@
 # hasattr, getattr with a default, iteration) are never reported. SIGINT
 # detaches cleanly (patches stay); a SIGKILLed debugger leaves a parked
 # thread to go on and the target survives; another process of the same
-# program gets the stored patches at attach, a method's included.
+# program gets the stored patches at attach, a method's included. Hits:
+# each kind's guard fired once while the first watcher was attached (its
+# first call crashed), recorded when it detached; the second watcher
+# records the firings of the patches it loaded (one more each for the six
+# kinds called, sent by the agent before BYE at its SIGINT detach).
 set -u
 : "${BUILD:?BUILD must be set (absolute build dir)}"
 : "${PYTHON:=/usr/bin/python3.11}"
@@ -94,6 +98,17 @@ again() {
 	done
 }
 
+# kind_hits STORE: "KIND HITS ..." for kinds.py's ten functions, sorted
+kind_hits() {
+	"$AUDIT" --store "$1" --json >"$1.json" || fail "audit --json"
+	"$PYTHON" - "$1.json" <<'PY'
+import json, sys
+v = sorted((p["function"], p["hits"]) for p in json.load(open(sys.argv[1]))["patches"]
+           if p["module"] == "kinds")
+print(" ".join("%s %d" % x for x in v))
+PY
+}
+
 healed() {
 	case $1 in
 	type_coercion_guard) echo 0 ;;
@@ -148,6 +163,10 @@ for py in $pys; do
 	n=$("$AUDIT" --store "$D/store" --json | grep -c '"guard"')
 	[ "$n" -eq 15 ] || { "$AUDIT" --store "$D/store"; fail "$py: $n patches stored, not 15"; }
 	echo "ok: $py: SIGINT detaches, patches stay and are stored"
+	kind_hits "$D/store" >"$D/hits1"
+	[ "$(cat "$D/hits1")" = "callable_guard 1 chain_subscript_guard 1 division_guard 1 file_guard 1 index_guard 1 key_guard 1 null_guard 1 str_coerce_guard 1 subscript_guard 1 type_coercion_guard 1" ] ||
+		{ cat "$D/hits1"; fail "$py: hits after the first watcher"; }
+	echo "ok: $py: one firing each recorded (the call after the detach is not)"
 	# SIGKILL while a crashing thread is parked: the agent sees EOF and lets
 	# the exception go on; the target survives and still answers.
 	start_watch "$D" "$TP"
@@ -221,5 +240,16 @@ for py in $pys; do
 	"$AUDIT" --store "$D/store" --json | grep -q '"status":[[:space:]]*"stale"' &&
 		{ "$AUDIT" --store "$D/store"; fail "$py: re-attaching marked patches stale"; }
 	echo "ok: $py: stored patches loaded into a running process at attach"
+	kind_hits "$D/store" >"$D/hits2"
+	# key_guard was also called in the first process with no debugger (or a
+	# SIGKILLed one, or --detach, which do not ask for HITS) connected: those
+	# firings wait in its agent for the next watcher that records them (the
+	# --timeout one), unless the killed one had received them already.
+	sed 's/ key_guard [0-9]*//' "$D/hits2" >"$D/hits2b"
+	[ "$(cat "$D/hits2b")" = "callable_guard 2 chain_subscript_guard 1 division_guard 2 file_guard 2 index_guard 1 null_guard 2 str_coerce_guard 2 subscript_guard 1 type_coercion_guard 1" ] ||
+		{ cat "$D/hits2"; fail "$py: hits after the second watcher"; }
+	kh=$(sed 's/.* key_guard \([0-9]*\).*/\1/' "$D/hits2")
+	[ "$kh" -ge 3 ] && [ "$kh" -le 5 ] || { cat "$D/hits2"; fail "$py: key_guard hits $kh, not 3 to 5"; }
+	echo "ok: $py: the loaded patches' firings recorded at detach"
 done
 echo PASS

@@ -119,6 +119,12 @@ expect_rc 0 "explain NAME"
 expect_in "$WORK/out" "raises KeyError" "explain names the exception"
 expect_in "$WORK/out" "uses 30 instead" "explain names the fallback"
 expect_in "$WORK/out" "assigned to a variable" "explain judges the consumer"
+expect_in "$WORK/out" "hits:     the guard fired 3 time(s) (healed that many crashes), last at" \
+	"explain says how often the guard fired"
+expect_in "$WORK/out" "          2026-01-02T03:04:05Z" "explain says when it fired last"
+run "$AUDIT" --store "$S" explain app.stats.Stats.mean:40:division_guard
+expect_in "$WORK/out" "hits:     the guard never fired in a recorded run (loaded is not fired)" \
+	"explain says a guard never fired"
 run "$AUDIT" --store "$S" explain
 expect_rc 0 "explain all"
 expect_in "$WORK/out" "expired (made 10d0h ago, TTL 7 days)" "explain reports expiry"

@@ -3,7 +3,8 @@
 # pyenv's 3.11.7: the first run crashes, heals, stores the patch and re-runs
 # the script, which then exits 0 with the healed result; the second run
 # loads the stored patch before the function's first call (zero new
-# patches, "already healed", no crash seen); `suture-audit rollback` brings
+# patches, "already healed", no crash seen; the guard fired twice: hits 2);
+# `suture-audit rollback` brings
 # the crash back; the source file is never modified.
 set -u
 : "${BUILD:?BUILD must be set (absolute build dir)}"
@@ -57,8 +58,11 @@ one_python() {
 		grep -q "^\[suture\] already healed: $k " "$o.err2" || { cat "$o.err2"; fail "$py $k: not loaded"; }
 		grep -q "^\[suture\] patches applied: 0, already healed: 1$" "$o.err2" ||
 			{ cat "$o.err2"; fail "$py $k: summary of the second run"; }
-		# the load is counted as a hit, with its time
+		# hits: the guard fired once in the re-run and once in this run
+		# (a redirect guard's helper, or a handler's filter, counted each
+		# time; loading is not a hit), with its time
 		"$AUDIT" --store "$S" --json >"$o.json" 2>&1 || fail "$py $k: audit --json"
+		grep -q '"hits":[[:space:]]*2,' "$o.json" || { cat "$o.json"; fail "$py $k: hits not 2"; }
 		grep -q '"last_hit":[[:space:]]*"20[0-9][0-9]-' "$o.json" || { cat "$o.json"; fail "$py $k: last_hit not recorded"; }
 		# 3. rollback: the crash is back, with its own traceback
 		"$AUDIT" --store "$S" rollback --all >"$o.rb" 2>&1 || { cat "$o.rb"; fail "$py $k: rollback"; }

@@ -1,8 +1,8 @@
 /* libFuzzer harness for the channel's decoders (inject/msg.c): the bytes a
  * debugger or an agent receives from the other process. The first byte
  * picks the decoder; the rest is the untrusted frame. A decoded patch is
- * walked with its iterators, as the agent does; a LIST_RESULT's entries
- * as the debugger does. */
+ * walked with its iterators, as the agent does; a LIST_RESULT's and a
+ * HITS frame's entries as the debugger does. */
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
@@ -32,10 +32,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		struct inject_list_result lresult;
 		struct inject_rollback rollback;
 		struct inject_rollback_result bresult;
+		struct inject_hits hits;
 	} m;
 	struct inject_live_patch live;
+	struct inject_hit hit;
 	char text[64];
-	switch (data[0] % 18) {
+	switch (data[0] % 19) {
 	case 0:
 		inject_msg__decode_hdr(p, end, &m.hdr);
 		break;
@@ -112,6 +114,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		break;
 	case 17:
 		inject_msg__decode_rollback_result(p, end, &m.bresult);
+		break;
+	case 18:
+		if (inject_msg__decode_hits(p, end, &m.hits) == 0) {
+			struct inject_hits_iter it;
+			inject_hits_iter__init(&it, &m.hits);
+			while (inject_hits_iter__next(&it, &hit) > 0)
+				;
+		}
 		break;
 	}
 	return 0;

@@ -172,11 +172,16 @@ Test(inject_msg, small_messages_roundtrip)
 {
 	struct inject_buf b = { 0 };
 	struct inject_hdr h;
-	struct inject_hello hello = { INJECT_PROTO_VERSION, 300 }, hello2;
+	struct inject_hello hello = { INJECT_PROTO_VERSION, 300, INJECT_HELLO_F_HITS }, hello2;
 	cr_assert_eq(inject_msg__encode_hello(&b, &hello), 0);
 	const uint8_t *p = payload(&b, &h);
 	cr_assert_eq(inject_msg__decode_hello(p, p + h.len, &hello2), 0);
 	cr_assert_eq(hello2.timeout_ms, 300);
+	cr_assert_eq(hello2.flags, INJECT_HELLO_F_HITS);
+	/* A version 1 HELLO (no flags) and unknown flags are refused. */
+	cr_assert_eq(inject_msg__decode_hello(p, p + 8, &hello2), -EINVAL);
+	uint8_t bad[12] = { 2, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0 };
+	cr_assert_eq(inject_msg__decode_hello(bad, bad + 12, &hello2), -EINVAL);
 	cr_assert_eq(inject_msg__decode_hello(p, p + h.len + 0, &hello2), 0);
 	inject_buf__reset(&b);
 
@@ -261,7 +266,7 @@ Test(inject_msg, list_result_roundtrip_and_lies)
 	struct inject_live_patch e = { .first_line = 10, .flags = INJECT_LIVE_F_STACKED,
 				       .orig_addr = 1, .new_addr = 2, .installed_ms = 1234567,
 				       .nfunctions = 3, .nparents = 1, .nframes = 2,
-				       .live_functions = 4 }, got;
+				       .live_functions = 4, .hits = 7, .last_hit_ms = 1234999 }, got;
 	struct inject_live_iter it;
 	struct inject_hdr h;
 	size_t at;
@@ -289,6 +294,8 @@ Test(inject_msg, list_result_roundtrip_and_lies)
 	cr_assert_eq(got.new_addr, 2);
 	cr_assert_eq(got.live_functions, 4);
 	cr_assert_eq(got.flags, INJECT_LIVE_F_STACKED);
+	cr_assert_eq(got.hits, 7);
+	cr_assert_eq(got.last_hit_ms, 1234999);
 	cr_assert_eq(inject_live_iter__next(&it, &got), 1);
 	cr_assert_eq(got.new_addr, 3);
 	cr_assert_eq(inject_live_iter__next(&it, &got), 0);
@@ -356,7 +363,7 @@ Test(inject_msg, rollback_roundtrip_and_refusals)
 Test(inject_msg, hello_control_is_hello_under_its_own_type)
 {
 	struct inject_buf b = { 0 };
-	struct inject_hello m = { INJECT_PROTO_VERSION, 250 }, d;
+	struct inject_hello m = { INJECT_PROTO_VERSION, 250, 0 }, d;
 	struct inject_hdr h;
 	cr_assert_eq(inject_msg__encode_hello_control(&b, &m), 0);
 	const uint8_t *pl = payload(&b, &h);
@@ -366,5 +373,49 @@ Test(inject_msg, hello_control_is_hello_under_its_own_type)
 	cr_assert_eq(d.timeout_ms, 250);
 	uint8_t past[8] = { 0, 0, 0, 0, INJECT_MSG_LAST + 1, 0, 0, 0 };
 	cr_assert_eq(inject_msg__decode_hdr(past, past + 8, &h), -EINVAL);
+	inject_buf__free(&b);
+}
+
+Test(inject_msg, hits_roundtrip_and_lies)
+{
+	struct inject_buf b = { 0 };
+	struct inject_hdr h;
+	struct inject_hits m;
+	struct inject_hits_iter it;
+	struct inject_hit e = { .orig_addr = 0x7f0000001000, .count = 3, .last_ms = 1763710000123 }, got;
+	size_t at;
+	strcpy(e.name, "m.f:3:key_guard");
+	cr_assert_eq(inject_msg__hits_begin(&b, 2, &at), 0);
+	inject_msg__hits_entry(&b, &e);
+	e.name[0] = 0;   /* a plain PATCH's entry has no name */
+	e.count = 1;
+	inject_msg__hits_entry(&b, &e);
+	cr_assert_eq(inject_msg__hits_end(&b, at), 0);
+	const uint8_t *pl = payload(&b, &h);
+	cr_assert_eq(h.type, INJECT_MSG_HITS);
+	cr_assert_eq(inject_msg__decode_hits(pl, pl + h.len, &m), 0);
+	cr_assert_eq(m.count, 2);
+	inject_hits_iter__init(&it, &m);
+	cr_assert_eq(inject_hits_iter__next(&it, &got), 1);
+	cr_assert_str_eq(got.name, "m.f:3:key_guard");
+	cr_assert_eq(got.orig_addr, 0x7f0000001000);
+	cr_assert_eq(got.count, 3);
+	cr_assert_eq(got.last_ms, 1763710000123);
+	cr_assert_eq(inject_hits_iter__next(&it, &got), 1);
+	cr_assert_str_eq(got.name, "");
+	cr_assert_eq(got.count, 1);
+	cr_assert_eq(inject_hits_iter__next(&it, &got), 0);
+	for (uint32_t n = 0; n < h.len; n++)
+		cr_assert_eq(inject_msg__decode_hits(pl, pl + n, &m), -EINVAL, "cut at %u", n);
+	/* A count beyond the entries, and an entry of zero firings, are lies. */
+	uint8_t lie[4] = { 0xff, 0xff, 0, 0 };
+	cr_assert_eq(inject_msg__decode_hits(lie, lie + 4, &m), -EINVAL);
+	inject_buf__reset(&b);
+	e.count = 0;
+	inject_msg__hits_begin(&b, 1, &at);
+	inject_msg__hits_entry(&b, &e);
+	cr_assert_eq(inject_msg__hits_end(&b, at), 0);
+	pl = payload(&b, &h);
+	cr_assert_eq(inject_msg__decode_hits(pl, pl + h.len, &m), -EINVAL);
 	inject_buf__free(&b);
 }

@@ -147,6 +147,45 @@ Test(store_hits, record_hit)
 	rm_tree(dir);
 }
 
+/* Firing counts received from the agent: added, saturating, last_hit only
+ * moves forward, zero counts and missing names change nothing. */
+Test(store_hits, add_hits_adds_counts)
+{
+	char dir[256];
+	struct store *s = fresh(dir, sizeof(dir));
+	struct store *check;
+	struct store_patch p[2] = { full_patch("a"), full_patch("b") };
+	size_t missing = 0;
+
+	p[0].hits = 0;
+	p[0].last_hit = 0;
+	p[1].hits = STORE_HITS_MAX - 2;
+	cr_assert_eq(store__add_many(s, p, 2), 0);
+	struct store_hit_count v[] = {
+		{ "a", 3, 2000000000 }, { "gone", 5, 2000000000 }, { "b", 7, 1000 },
+	};
+	cr_assert_eq(store__add_hits(s, v, 3, &missing), 0);
+	cr_assert_eq(missing, 1);
+	cr_assert_eq(store__find(s, "a")->hits, 3);
+	cr_assert_eq(store__find(s, "a")->last_hit, 2000000000);
+	cr_assert_eq(store__find(s, "b")->hits, STORE_HITS_MAX);
+	cr_assert_eq(store__find(s, "b")->last_hit, p[1].last_hit, "an older firing moved last_hit back");
+	/* Zero firings: no change at all, last_hit included. */
+	struct store_hit_count z = { "a", 0, 2000000100 };
+	cr_assert_eq(store__add_hits(s, &z, 1, NULL), 0);
+	cr_assert_eq(store__find(s, "a")->hits, 3);
+	cr_assert_eq(store__find(s, "a")->last_hit, 2000000000);
+	/* Through the snapshot-reusing path, and seen by another reader. */
+	struct store_hit_count w = { "a", 2, 2000000050 };
+	cr_assert_eq(store__add_hits(s, &w, 1, NULL), 0);
+	store__close(s);
+	cr_assert_eq(store__open(dir, STORE_F_RDONLY, &check), 0);
+	cr_assert_eq(store__find(check, "a")->hits, 5);
+	cr_assert_eq(store__find(check, "a")->last_hit, 2000000050);
+	store__close(check);
+	rm_tree(dir);
+}
+
 /* A transaction copies the handle's own snapshot when index.json is the
  * file it was read from or wrote, and parses again when anyone else
  * replaced it, even with a file of the same size. */
