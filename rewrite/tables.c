@@ -309,14 +309,13 @@ int rewrite_linetable__decode(const uint8_t *p, const uint8_t *end, int firstlin
 			    loc_varint(&p, end, &c) || loc_varint(&p, end, &ec))
 				goto bad;
 			line += d;
-			if (!fits_i32(line) || !fits_i32(line + dl))
+			/* Columns are stored plus one: checked before the minus. */
+			if (!fits_i32(line) || !fits_i32(line + dl) || c > INT32_MAX || ec > INT32_MAX)
 				goto bad;
 			loc.line = (int32_t)line;
 			loc.end_line = (int32_t)(line + dl);
 			loc.col = (int32_t)c - 1;
 			loc.end_col = (int32_t)ec - 1;
-			if (c > INT32_MAX || ec > INT32_MAX)
-				goto bad;
 		}
 		if (len == cap) {
 			size_t nc = cap ? 2 * cap : 16;
