@@ -420,6 +420,35 @@ static void encode_welcome(struct inject_buf *b)
 	inject_msg__encode_welcome(b, &w);
 }
 
+/* ROLLBACK for the debugger or an auditor (who: for the log). */
+static void rollback_run(const struct inject_rollback *m, struct inject_rollback_result *res,
+			 const char *who)
+{
+	PyGILState_STATE st;
+	memset(res, 0, sizeof *res);
+	res->request_id = m->request_id;
+	if (gil_take(&st)) {
+		res->status = -ESHUTDOWN;
+		snprintf(res->message, sizeof res->message, "agent: interpreter finalizing");
+	} else {
+		res->status = agent_install__rollback(m, res);
+		PyGILState_Release(st);
+	}
+	agent__log("rollback%s %s%s: %d: %s", who, (m->flags & INJECT_ROLLBACK_F_ALL) ? "(all)" : m->name,
+		   (m->flags & INJECT_ROLLBACK_F_DRY_RUN) ? " (dry run)" : "", res->status, res->message);
+}
+
+/* PONG: the counters, read under the lock. */
+static void pong_of(const struct inject_ping *ping, struct inject_pong *pong)
+{
+	pthread_mutex_lock(&g.lock);
+	pong->cookie = ping->cookie;
+	pong->crashes = agent_stats.crashes;
+	pong->parked = agent_stats.parked;
+	pong->hook_calls = agent_stats.hook_calls;
+	pthread_mutex_unlock(&g.lock);
+}
+
 
 static void close_client_locked(const char *why)
 {
@@ -555,19 +584,7 @@ static void serve_control(int fd)
 			if (inject_msg__decode_rollback(p, end, &m)) {
 				refuse_why = "agent: malformed ROLLBACK";
 			} else {
-				memset(&res, 0, sizeof res);
-				res.request_id = m.request_id;
-				if (gil_take(&st)) {
-					res.status = -ESHUTDOWN;
-					snprintf(res.message, sizeof res.message,
-						 "agent: interpreter finalizing");
-				} else {
-					res.status = agent_install__rollback(&m, &res);
-					PyGILState_Release(st);
-				}
-				agent__log("rollback (auditor) %s: %d: %s",
-					   (m.flags & INJECT_ROLLBACK_F_ALL) ? "(all)" : m.name,
-					   res.status, res.message);
+				rollback_run(&m, &res, " (auditor)");
 				inject_msg__encode_rollback_result(&b, &res);
 			}
 		} else if (h.type == INJECT_MSG_PING) {
@@ -576,12 +593,7 @@ static void serve_control(int fd)
 			if (inject_msg__decode_ping(p, end, &ping)) {
 				refuse_why = "agent: malformed PING";
 			} else {
-				pthread_mutex_lock(&g.lock);
-				pong.cookie = ping.cookie;
-				pong.crashes = agent_stats.crashes;
-				pong.parked = agent_stats.parked;
-				pong.hook_calls = agent_stats.hook_calls;
-				pthread_mutex_unlock(&g.lock);
+				pong_of(&ping, &pong);
 				inject_msg__encode_pong(&b, &pong);
 			}
 		} else {
@@ -786,22 +798,11 @@ static void on_rollback(struct inject_buf *b, const uint8_t *p, const uint8_t *e
 {
 	struct inject_rollback m;
 	struct inject_rollback_result res;
-	PyGILState_STATE st;
 	if (inject_msg__decode_rollback(p, end, &m)) {
 		refuse(b, "agent: malformed ROLLBACK");
 		return;
 	}
-	memset(&res, 0, sizeof res);
-	res.request_id = m.request_id;
-	if (gil_take(&st)) {
-		res.status = -ESHUTDOWN;
-		snprintf(res.message, sizeof res.message, "agent: interpreter finalizing");
-	} else {
-		res.status = agent_install__rollback(&m, &res);
-		PyGILState_Release(st);
-	}
-	agent__log("rollback %s%s: %d: %s", (m.flags & INJECT_ROLLBACK_F_ALL) ? "(all)" : m.name,
-		   (m.flags & INJECT_ROLLBACK_F_DRY_RUN) ? " (dry run)" : "", res.status, res.message);
+	rollback_run(&m, &res, "");
 	inject_msg__encode_rollback_result(b, &res);
 	reply(b);
 }
@@ -814,12 +815,7 @@ static void on_ping(struct inject_buf *b, const uint8_t *p, const uint8_t *end)
 		refuse(b, "agent: malformed PING");
 		return;
 	}
-	pthread_mutex_lock(&g.lock);
-	pong.cookie = ping.cookie;
-	pong.crashes = agent_stats.crashes;
-	pong.parked = agent_stats.parked;
-	pong.hook_calls = agent_stats.hook_calls;
-	pthread_mutex_unlock(&g.lock);
+	pong_of(&ping, &pong);
 	inject_msg__encode_pong(b, &pong);
 	reply(b);
 }
