@@ -669,6 +669,42 @@ static void get_live(struct rd *r, struct inject_live_patch *e)
 	e->last_hit_ms = get_u64(r);
 }
 
+/* A count, then that many entries of at least min_size bytes each (a
+ * larger count is a lie), each read by get into scratch: checked whole
+ * here, walked again by entries_next. */
+typedef void (*get_entry_fn)(struct rd *r, void *e);
+
+static int get_entries(struct rd *r, uint32_t *count, size_t min_size, get_entry_fn get,
+		       void *scratch, const uint8_t **ep, const uint8_t **ee)
+{
+	*count = get_u32(r);
+	if (r->bad || *count > (size_t)(r->end - r->p) / min_size)
+		return -EINVAL;
+	*ep = r->p;
+	for (uint32_t i = 0; i < *count && !r->bad; i++)
+		get(r, scratch);
+	*ee = r->p;
+	return finish(r);
+}
+
+/* 1 with the next entry in e, 0 at the end, -EINVAL on a bad one. */
+static int entries_next(const uint8_t **p, const uint8_t *end, get_entry_fn get, void *e)
+{
+	struct rd r = { *p, end, 0 };
+	if (*p == end)
+		return 0;
+	get(&r, e);
+	if (r.bad)
+		return -EINVAL;
+	*p = r.p;
+	return 1;
+}
+
+static void get_live_entry(struct rd *r, void *e)
+{
+	get_live(r, e);
+}
+
 int inject_msg__decode_list_result(const uint8_t *p, const uint8_t *end,
 				   struct inject_list_result *m)
 {
@@ -676,15 +712,8 @@ int inject_msg__decode_list_result(const uint8_t *p, const uint8_t *end,
 	struct inject_live_patch e;
 	memset(m, 0, sizeof *m);
 	m->request_id = get_u64(&r);
-	m->count = get_u32(&r);
-	/* An entry takes at least 100 bytes: a larger count is a lie. */
-	if (r.bad || m->count > (size_t)(r.end - r.p) / 100)
-		return -EINVAL;
-	m->entries_p = r.p;
-	for (uint32_t i = 0; i < m->count && !r.bad; i++)
-		get_live(&r, &e);
-	m->entries_end = r.p;
-	return finish(&r);
+	/* An entry takes at least 100 bytes. */
+	return get_entries(&r, &m->count, 100, get_live_entry, &e, &m->entries_p, &m->entries_end);
 }
 
 void inject_live_iter__init(struct inject_live_iter *it, const struct inject_list_result *m)
@@ -695,18 +724,12 @@ void inject_live_iter__init(struct inject_live_iter *it, const struct inject_lis
 
 int inject_live_iter__next(struct inject_live_iter *it, struct inject_live_patch *e)
 {
-	struct rd r = { it->p, it->end, 0 };
-	if (it->p == it->end)
-		return 0;
-	get_live(&r, e);
-	if (r.bad)
-		return -EINVAL;
-	it->p = r.p;
-	return 1;
+	return entries_next(&it->p, it->end, get_live_entry, e);
 }
 
-static void get_hit(struct rd *r, struct inject_hit *e)
+static void get_hit(struct rd *r, void *v)
 {
+	struct inject_hit *e = v;
 	get_str(r, e->name, sizeof e->name);
 	e->orig_addr = get_u64(r);
 	e->count = get_u64(r);
@@ -720,15 +743,8 @@ int inject_msg__decode_hits(const uint8_t *p, const uint8_t *end, struct inject_
 	struct rd r = { p, end, 0 };
 	struct inject_hit e;
 	memset(m, 0, sizeof *m);
-	m->count = get_u32(&r);
-	/* An entry takes at least 28 bytes: a larger count is a lie. */
-	if (r.bad || m->count > (size_t)(r.end - r.p) / 28)
-		return -EINVAL;
-	m->entries_p = r.p;
-	for (uint32_t i = 0; i < m->count && !r.bad; i++)
-		get_hit(&r, &e);
-	m->entries_end = r.p;
-	return finish(&r);
+	/* An entry takes at least 28 bytes. */
+	return get_entries(&r, &m->count, 28, get_hit, &e, &m->entries_p, &m->entries_end);
 }
 
 void inject_hits_iter__init(struct inject_hits_iter *it, const struct inject_hits *m)
@@ -739,14 +755,7 @@ void inject_hits_iter__init(struct inject_hits_iter *it, const struct inject_hit
 
 int inject_hits_iter__next(struct inject_hits_iter *it, struct inject_hit *e)
 {
-	struct rd r = { it->p, it->end, 0 };
-	if (it->p == it->end)
-		return 0;
-	get_hit(&r, e);
-	if (r.bad)
-		return -EINVAL;
-	it->p = r.p;
-	return 1;
+	return entries_next(&it->p, it->end, get_hit, e);
 }
 
 int inject_msg__decode_rollback(const uint8_t *p, const uint8_t *end, struct inject_rollback *m)
