@@ -5,7 +5,7 @@
 #   make           build only (build/bin, build/lib)
 #   make install   PREFIX=/usr/local DESTDIR=
 #
-# Layout: every module (attach inspect rewrite store inject) is a static
+# Layout: every module (attach inspect rewrite store wire inject heal) is a static
 # library built from <module>/*.c; a module may add rules of its own in
 # <module>/module.mk (generators, extra flags). cli/suture-*.c are the
 # commands. tests/unit/test_<module>_*.c are Criterion binaries linked
@@ -25,20 +25,24 @@ WARN     := -Wall -Wextra -Werror
 BASE_CFLAGS = -std=c11 $(WARN) -D_GNU_SOURCE -I. -I$(BUILD)/gen $(PY_INC)
 ALL_CFLAGS  = $(BASE_CFLAGS) $(CFLAGS) -MMD -MP
 
-MODULES := attach inspect rewrite store inject
+MODULES := attach inspect rewrite store wire inject heal
 
 # Link order: a module's library is followed by the libraries it uses.
 LIBDEPS_attach  :=
 LIBDEPS_inspect := rewrite attach
 LIBDEPS_rewrite :=
 LIBDEPS_store   :=
-LIBDEPS_inject  := store inspect rewrite attach
+LIBDEPS_wire    :=
+LIBDEPS_inject  := wire attach
+LIBDEPS_heal    := inject wire store inspect rewrite attach
 # (inspect uses rewrite's location table)
 SYSLIBS_attach  := -lelf
 SYSLIBS_inspect := -ldwarf -lelf
 SYSLIBS_rewrite :=
 SYSLIBS_store   := -lcjson
+SYSLIBS_wire    :=
 SYSLIBS_inject  :=
+SYSLIBS_heal    :=
 
 lib_of   = $(BUILD)/lib/libsuture_$(1).a
 libs_for = $(foreach m,$(1) $(LIBDEPS_$(1)),$(call lib_of,$(m)))
@@ -48,7 +52,9 @@ SRC_attach  := $(wildcard attach/*.c)
 SRC_inspect := $(wildcard inspect/*.c)
 SRC_rewrite := $(wildcard rewrite/*.c)
 SRC_store   := $(wildcard store/*.c)
+SRC_wire    := $(wildcard wire/*.c)
 SRC_inject  := $(wildcard inject/*.c)
+SRC_heal    := $(wildcard heal/*.c)
 obj_of = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
 
 # Generated C sources (under $(BUILD)/gen) a module.mk may add to its module.
@@ -56,11 +62,13 @@ GEN_SRC_attach  :=
 GEN_SRC_inspect :=
 GEN_SRC_rewrite :=
 GEN_SRC_store   :=
+GEN_SRC_wire    :=
 GEN_SRC_inject  :=
+GEN_SRC_heal    :=
 # Generated headers every compile must wait for.
 GEN_HDRS :=
 
-AGENT_SRC := $(wildcard inject/agent/*.c)
+AGENT_SRC := $(wildcard agent/*.c)
 # Sources of other modules compiled into the agent as well (pure decoders
 # the agent needs in-process, e.g. the exception table); set in module.mk.
 AGENT_EXTRA_SRC :=
@@ -69,7 +77,7 @@ AGENT     := $(BUILD)/lib/libsuture_agent.so
 CLI_SRC  := $(wildcard cli/suture-*.c)
 CLI_BIN  := $(patsubst cli/%.c,$(BUILD)/bin/%,$(CLI_SRC))
 # Each command links every module; unused archive members are not pulled in.
-CLI_LIBS := $(foreach m,inject store inspect rewrite attach,$(call lib_of,$(m)))
+CLI_LIBS := $(foreach m,heal inject wire store inspect rewrite attach,$(call lib_of,$(m)))
 CLI_SYS  := -lcjson -ldwarf -lelf -lm
 
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
@@ -95,13 +103,13 @@ $(BUILD)/obj/%.o: %.c $$(GEN_HDRS)
 
 # The agent runs inside the target interpreter: position independent, only
 # its entry points visible, Python symbols resolved from the target itself.
-$(BUILD)/obj/agent/%.o: inject/agent/%.c $$(GEN_HDRS)
+$(BUILD)/obj/agent/%.o: agent/%.c $$(GEN_HDRS)
 	@mkdir -p $(@D)
 	$(CC) $(ALL_CFLAGS) -fPIC -fvisibility=hidden -c $< -o $@
 $(BUILD)/obj/agent-extra/%.o: %.c $$(GEN_HDRS)
 	@mkdir -p $(@D)
 	$(CC) $(ALL_CFLAGS) -fPIC -fvisibility=hidden -c $< -o $@
-$(AGENT): $(patsubst inject/agent/%.c,$(BUILD)/obj/agent/%.o,$(AGENT_SRC)) \
+$(AGENT): $(patsubst agent/%.c,$(BUILD)/obj/agent/%.o,$(AGENT_SRC)) \
 	  $$(patsubst %.c,$(BUILD)/obj/agent-extra/%.o,$$(AGENT_EXTRA_SRC))
 	@mkdir -p $(@D)
 	$(CC) -shared -o $@ $^ -lpthread -ldl

@@ -1,7 +1,7 @@
 /* suture-attach: attach to a running CPython 3.11.
  *
  * Modes (one per run): --dump prints every thread's Python stack (inspect/);
- * --watch heals structural crashes as they happen (inject/heal.h).
+ * --watch heals structural crashes as they happen (heal/heal.h).
  * The option table and the mode switch are the only places a new mode
  * touches. Exit codes are documented in docs/man/suture-attach.1. */
 #include <errno.h>
@@ -13,7 +13,7 @@
 #include <signal.h>
 #include <time.h>
 
-#include "inject/heal.h"
+#include "heal/heal.h"
 #include "inject/inject.h"
 #include "inspect/inspect.h"
 

@@ -8,7 +8,7 @@
  *
  * Exit codes are documented in docs/man/suture-audit.1 (EXIT STATUS).
  */
-#include "inject/heal.h"
+#include "heal/heal.h"
 #include "inject/inject.h"
 #include "rewrite/guard.h"
 #include "store/code.h"
@@ -722,7 +722,7 @@ struct live {
 	long pid;
 	struct inject_session *s;
 	bool restarted;               /* we restarted a detached agent: detach again */
-	struct inject_live_patch *v;
+	struct wire_live_patch *v;
 	size_t n;
 	char program[4096];           /* its main script ("" if none) */
 };
@@ -814,7 +814,7 @@ static void live_close(struct live *l)
 	memset(l, 0, sizeof(*l));
 }
 
-static const struct inject_live_patch *live_find(const struct live *l, const char *name)
+static const struct wire_live_patch *live_find(const struct live *l, const char *name)
 {
 	for (size_t i = 0; i < l->n; i++)
 		if (strcmp(l->v[i].meta.name, name) == 0)
@@ -828,7 +828,7 @@ static bool live_owns(const struct live *l, const struct store_patch *p)
 	return l->program[0] && strcmp(p->program, l->program) == 0;
 }
 
-static const char *live_name(const struct inject_live_patch *e)
+static const char *live_name(const struct wire_live_patch *e)
 {
 	return e->meta.name[0] ? e->meta.name : "(unnamed)";
 }
@@ -841,7 +841,7 @@ static int live_table(const struct live *l, const struct store *s, int64_t now)
 
 	printf("pid %ld%s%s\n", l->pid, l->program[0] ? ": " : "", l->program);
 	for (size_t i = 0; i < l->n; i++) {
-		const struct inject_live_patch *e = &l->v[i];
+		const struct wire_live_patch *e = &l->v[i];
 		const struct store_patch *sp = s && e->meta.name[0] ? store__find(s, e->meta.name) : NULL;
 		char age[32];
 		int64_t t = (int64_t)(e->installed_ms / 1000);
@@ -855,7 +855,7 @@ static int live_table(const struct live *l, const struct store *s, int64_t now)
 		printf("        installed %s ago; %u function(s) now run it (%u at install, %u "
 		       "enclosing code object(s), %u suspended frame(s))%s\n", age, e->live_functions,
 		       e->nfunctions, e->nparents, e->nframes,
-		       (e->flags & INJECT_LIVE_F_STACKED) ? "; on top of another patch" : "");
+		       (e->flags & WIRE_LIVE_F_STACKED) ? "; on top of another patch" : "");
 		if (e->hits) {
 			char last[32] = "?";
 			store__format_time((int64_t)(e->last_hit_ms / 1000), last, sizeof(last));
@@ -888,7 +888,7 @@ static int live_table(const struct live *l, const struct store *s, int64_t now)
 	return EXIT_OK;
 }
 
-static cJSON *live_json_one(const struct inject_live_patch *e, const struct store_patch *sp,
+static cJSON *live_json_one(const struct wire_live_patch *e, const struct store_patch *sp,
 			    int64_t now)
 {
 	cJSON *o = cJSON_CreateObject();
@@ -911,7 +911,7 @@ static cJSON *live_json_one(const struct inject_live_patch *e, const struct stor
 	    !cJSON_AddNumberToObject(o, "frames", e->nframes) ||
 	    !cJSON_AddNumberToObject(o, "live_hits", (double)e->hits) ||
 	    add_time(o, "live_last_hit", (int64_t)(e->last_hit_ms / 1000)) ||
-	    !cJSON_AddBoolToObject(o, "stacked", (e->flags & INJECT_LIVE_F_STACKED) != 0) ||
+	    !cJSON_AddBoolToObject(o, "stacked", (e->flags & WIRE_LIVE_F_STACKED) != 0) ||
 	    !cJSON_AddStringToObject(o, "original_code", addr[0]) ||
 	    !cJSON_AddStringToObject(o, "patched_code", addr[1]) ||
 	    !cJSON_AddTrueToObject(o, "live") ||
@@ -934,7 +934,7 @@ static int live_json(const struct live *l, const struct store *s, int64_t now)
 	    !(arr = cJSON_AddArrayToObject(root, "patches")))
 		goto out;
 	for (size_t i = 0; i < l->n; i++) {
-		const struct inject_live_patch *e = &l->v[i];
+		const struct wire_live_patch *e = &l->v[i];
 		o = live_json_one(e, s && e->meta.name[0] ? store__find(s, e->meta.name) : NULL, now);
 		if (!o || !cJSON_AddItemToArray(arr, o)) {
 			cJSON_Delete(o);
@@ -966,7 +966,7 @@ out:
 static int live_rollback(struct live *l, struct store *s, char **names, int nnames, int all,
 			 int dry)
 {
-	struct inject_rollback_result res;
+	struct wire_rollback_result res;
 	int r;
 
 	for (int i = 0; !all && i < nnames; i++) {

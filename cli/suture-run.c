@@ -1,7 +1,7 @@
 /* suture-run: run a Python 3.11 script under suture, healing structural
  * crashes and keeping the healed patches for the next runs.
  *
- * Options are parsed here; the supervisor is heal_run__main (inject/heal.h).
+ * Options are parsed here; the supervisor is heal_run__main (heal/heal.h).
  * See docs/man/suture-run.1. */
 #include <errno.h>
 #include <getopt.h>
@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "inject/heal.h"
+#include "heal/heal.h"
 
 #define SUTURE_VERSION "0.1.0"
 

@@ -13,7 +13,7 @@
  *   struct inject_opts o = { .agent_path = NULL };  // defaults
  *   if ((rc = inject_session__open(pid, &o, &s))) { fprintf(stderr, "%s\n", inject_last_error()); ... }
  *   for (;;) {
- *           struct inject_crash ev;
+ *           struct wire_crash ev;
  *           rc = inject_session__next_event(s, 1000, &ev);
  *           if (rc == -ETIMEDOUT) continue;
  *           if (rc) break;                          // -EPIPE: the target exited
@@ -44,7 +44,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#include "inject/msg.h"   /* inject_crash, inject_patch, inject_patch_result, inject_pong */
+#include "wire/msg.h"   /* wire_crash, wire_patch, wire_patch_result, wire_pong */
 
 struct inject_session;
 
@@ -89,7 +89,7 @@ const char *inject_last_error(void);
 
 pid_t inject_session__pid(const struct inject_session *s);
 enum inject_how inject_session__how(const struct inject_session *s);
-/* From the agent's WELCOME: enum inject_watch_mode and a sentence. */
+/* From the agent's WELCOME: enum wire_watch_mode and a sentence. */
 uint32_t inject_session__watch_mode(const struct inject_session *s);
 const char *inject_session__watch_detail(const struct inject_session *s);
 uint32_t inject_session__py_hexversion(const struct inject_session *s);
@@ -109,24 +109,24 @@ int inject_session__fd(const struct inject_session *s);
 /* Wait up to timeout_ms (-1: forever) for a crash report. 0 with *ev
  * filled; -ETIMEDOUT; -EPIPE when the agent is gone. The crashing thread
  * stays parked until inject_session__release (or the agent's bound). */
-int inject_session__next_event(struct inject_session *s, int timeout_ms, struct inject_crash *ev);
-int inject_session__release(struct inject_session *s, const struct inject_crash *ev);
+int inject_session__next_event(struct inject_session *s, int timeout_ms, struct wire_crash *ev);
+int inject_session__release(struct inject_session *s, const struct wire_crash *ev);
 
 /* Send a patch and wait for the agent's answer. Returns 0 when the answer
  * came (res->status says whether the agent installed it: 0 or -errno, with
  * res->message); -errno when the channel failed. request_id is assigned
  * here when p->request_id is 0. Crash reports arriving meanwhile are kept
  * for next_event. */
-int inject_session__send_patch(struct inject_session *s, const struct inject_patch *p,
-			       struct inject_patch_result *res);
+int inject_session__send_patch(struct inject_session *s, const struct wire_patch *p,
+			       struct wire_patch_result *res);
 
 /* In-flight resume of the parked crash ev (DESIGN.md section 6), after
  * inject_session__send_patch installed the patch for its frame's code:
  * the failing call continues from the guard's fallback (fallback_unit,
  * base_depth: guard_patch's fields) with its locals and live stack items,
  * and its caller receives the result; the thread is released by it.
- * Returns 0 when the agent answered: res->status is INJECT_RESUMED,
- * INJECT_RESUME_RAISED (the continuation raised: that exception goes on) or
+ * Returns 0 when the agent answered: res->status is WIRE_RESUMED,
+ * WIRE_RESUME_RAISED (the continuation raised: that exception goes on) or
  * -errno (not resumed: generator/coroutine, entered from C, a caller not at
  * a CALL...; the exception goes on untouched, later calls are healed),
  * with res->message. Call release afterwards only if status < 0.
@@ -140,14 +140,14 @@ int inject_session__send_patch(struct inject_session *s, const struct inject_pat
  * it is kept for next_event (and ev's answer waits for its park bound).
  * Crash reports of other threads are kept for next_event. */
 #define INJECT_RESUME_NESTED 1
-int inject_session__resume(struct inject_session *s, const struct inject_crash *ev,
+int inject_session__resume(struct inject_session *s, const struct wire_crash *ev,
 			   uint32_t fallback_unit, uint32_t base_depth,
-			   struct inject_resume_result *res, struct inject_crash *nested);
-int inject_session__resume_wait(struct inject_session *s, const struct inject_crash *ev,
-				struct inject_resume_result *res, struct inject_crash *nested);
+			   struct wire_resume_result *res, struct wire_crash *nested);
+int inject_session__resume_wait(struct inject_session *s, const struct wire_crash *ev,
+				struct wire_resume_result *res, struct wire_crash *nested);
 
 /* Liveness and counters. */
-int inject_session__ping(struct inject_session *s, struct inject_pong *out);
+int inject_session__ping(struct inject_session *s, struct wire_pong *out);
 
 /* Guard firings the agent reported (HITS frames, which it sends on its own
  * whenever guards fired, coalesced, before BYE and at the target's exit):
@@ -155,20 +155,20 @@ int inject_session__ping(struct inject_session *s, struct inject_pong *out);
  * add up per (name, original code address) here until taken. take moves
  * them to *out (malloc'ed, *n entries, NULL when none; freed by the
  * caller). 0 or -ENOMEM (then they stay). */
-int inject_session__take_hits(struct inject_session *s, struct inject_hit **out, size_t *n);
+int inject_session__take_hits(struct inject_session *s, struct wire_hit **out, size_t *n);
 
 /* The patches installed in the target (the agent's registry, LIST in
  * docs/formats/channel.md), including those suture-run's loader installed
  * at start-up: *out is a malloc'ed array of *n entries (NULL when none),
  * freed by the caller. 0, -EPIPE, or
  * -EPROTO (an agent older than LIST refuses it and closes the channel). */
-int inject_session__list(struct inject_session *s, struct inject_live_patch **out, size_t *n);
+int inject_session__list(struct inject_session *s, struct wire_live_patch **out, size_t *n);
 /* Give functions their original code back: name = a patch's name, NULL =
  * all. 0 = answered (res->status: 0, -ENOENT no live patch of that name,
  * -EBUSY another patch sits on top of it; res->message says so); the
  * dry run changes nothing and counts what would be restored. */
 int inject_session__rollback(struct inject_session *s, const char *name, bool dry_run,
-			     struct inject_rollback_result *res);
+			     struct wire_rollback_result *res);
 
 /* Remove the watcher and close the agent's channel (it answers BYE);
  * applied patches stay. The session can only be closed afterwards. */

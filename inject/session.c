@@ -1,6 +1,6 @@
 /* inject/: a debugger's session with the agent (inject/inject.h). */
 #include "inject/inject.h"
-#include "inject/channel.h"
+#include "wire/channel.h"
 #include "inject/inject-priv.h"
 
 #include <errno.h>
@@ -21,15 +21,15 @@ struct inject_session {
 	pid_t pid;
 	int fd;
 	enum inject_how how;
-	struct inject_welcome welcome;
+	struct wire_welcome welcome;
 	uint64_t next_request;
 	/* Crash reports that arrived while waiting for another answer. */
-	struct inject_crash queue[QUEUE_MAX];
+	struct wire_crash queue[QUEUE_MAX];
 	size_t qhead, qlen;
 	bool detached;
 	struct inject_timings timings;
 	/* HITS received, not taken yet. */
-	struct inject_hit *hits;
+	struct wire_hit *hits;
 	size_t nhits;
 	char err[512];
 };
@@ -89,12 +89,12 @@ int inject__target_uid(pid_t pid, uid_t *uid)
 
 int inject_socket_path(pid_t pid, char *buf, size_t cap)
 {
-	char dir[INJECT_PATH_MAX];
+	char dir[WIRE_PATH_MAX];
 	uid_t uid;
 	int rc = inject__target_uid(pid, &uid);
-	if (rc || (rc = inject_channel__dir(uid, dir, sizeof dir)))
+	if (rc || (rc = wire_channel__dir(uid, dir, sizeof dir)))
 		return rc;
-	return inject_channel__path(dir, pid, "sock", buf, cap);
+	return wire_channel__path(dir, pid, "sock", buf, cap);
 }
 
 /* The channel directory must be the target user's own (0700): anything
@@ -102,12 +102,12 @@ int inject_socket_path(pid_t pid, char *buf, size_t cap)
  * impostor too; this names the cause). */
 static int check_channel_dir(pid_t pid, char *err, size_t cap)
 {
-	char dir[INJECT_PATH_MAX];
+	char dir[WIRE_PATH_MAX];
 	uid_t uid;
 	int rc = inject__target_uid(pid, &uid);
-	if (rc || (rc = inject_channel__dir(uid, dir, sizeof dir)))
+	if (rc || (rc = wire_channel__dir(uid, dir, sizeof dir)))
 		return rc;
-	rc = inject_channel__check_dir(dir, uid);
+	rc = wire_channel__check_dir(dir, uid);
 	if (rc == -EPERM)
 		snprintf(err, cap, "inject: pid %d: %s is not a 0700 directory owned by uid %u",
 			 (int)pid, dir, (unsigned)uid);
@@ -117,7 +117,7 @@ static int check_channel_dir(pid_t pid, char *err, size_t cap)
 /* Connect to pid's agent and check that the peer really is pid. */
 int inject__connect(pid_t pid, int *out, char *err, size_t cap)
 {
-	char path[INJECT_PATH_MAX];
+	char path[WIRE_PATH_MAX];
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	struct ucred cred;
 	socklen_t len = sizeof cred;
@@ -170,12 +170,12 @@ static long now_ms(void)
 	return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
 }
 
-static int send_buf(struct inject_session *s, struct inject_buf *b)
+static int send_buf(struct inject_session *s, struct wire_buf *b)
 {
 	if (b->err)
 		return fail(s, b->err, "inject: pid %d: cannot encode a frame", (int)s->pid);
-	int rc = inject_channel__write_all(s->fd, b->data, b->len);
-	inject_buf__reset(b);
+	int rc = wire_channel__write_all(s->fd, b->data, b->len);
+	wire_buf__reset(b);
 	if (rc)
 		return fail(s, rc == -ECONNRESET ? -EPIPE : rc,
 			    "inject: pid %d: the agent's channel is closed", (int)s->pid);
@@ -183,10 +183,10 @@ static int send_buf(struct inject_session *s, struct inject_buf *b)
 }
 
 /* Read one frame within timeout_ms (-1 forever). *payload is malloc'ed. */
-static int read_frame(struct inject_session *s, int timeout_ms, struct inject_hdr *h,
+static int read_frame(struct inject_session *s, int timeout_ms, struct wire_hdr *h,
 		      uint8_t **payload)
 {
-	uint8_t hdr[INJECT_HDR_SIZE];
+	uint8_t hdr[WIRE_HDR_SIZE];
 	struct pollfd pf = { .fd = s->fd, .events = POLLIN };
 	*payload = NULL;
 	int n = poll(&pf, 1, timeout_ms);
@@ -194,16 +194,16 @@ static int read_frame(struct inject_session *s, int timeout_ms, struct inject_hd
 		return fail(s, -errno, "inject: pid %d: poll: %s", (int)s->pid, strerror(errno));
 	if (n == 0)
 		return -ETIMEDOUT;
-	int rc = inject_channel__read_all(s->fd, hdr, sizeof hdr);
+	int rc = wire_channel__read_all(s->fd, hdr, sizeof hdr);
 	if (rc)
 		return fail(s, -EPIPE, "inject: pid %d: the agent closed the channel", (int)s->pid);
-	if (inject_msg__decode_hdr(hdr, hdr + sizeof hdr, h))
+	if (wire_msg__decode_hdr(hdr, hdr + sizeof hdr, h))
 		return fail(s, -EPROTO, "inject: pid %d: malformed frame header from the agent",
 			    (int)s->pid);
 	if (h->len) {
 		if (!(*payload = malloc(h->len)))
 			return fail(s, -ENOMEM, "inject: pid %d: out of memory", (int)s->pid);
-		if (inject_channel__read_all(s->fd, *payload, h->len)) {
+		if (wire_channel__read_all(s->fd, *payload, h->len)) {
 			free(*payload);
 			*payload = NULL;
 			return fail(s, -EPIPE, "inject: pid %d: truncated frame from the agent",
@@ -217,18 +217,18 @@ static int read_frame(struct inject_session *s, int timeout_ms, struct inject_hd
  * counts are statistics, the conversation goes on). Frees payload. */
 static void note_hits(struct inject_session *s, uint8_t *payload, uint32_t len)
 {
-	struct inject_hits m;
-	struct inject_hits_iter it;
-	struct inject_hit e;
-	if (inject_msg__decode_hits(payload, payload + len, &m) == 0) {
-		inject_hits_iter__init(&it, &m);
-		while (inject_hits_iter__next(&it, &e) > 0) {
+	struct wire_hits m;
+	struct wire_hits_iter it;
+	struct wire_hit e;
+	if (wire_msg__decode_hits(payload, payload + len, &m) == 0) {
+		wire_hits_iter__init(&it, &m);
+		while (wire_hits_iter__next(&it, &e) > 0) {
 			size_t i = 0;
 			while (i < s->nhits && (s->hits[i].orig_addr != e.orig_addr ||
 						strcmp(s->hits[i].name, e.name) != 0))
 				i++;
 			if (i == s->nhits) {
-				struct inject_hit *v = realloc(s->hits, (s->nhits + 1) * sizeof *v);
+				struct wire_hit *v = realloc(s->hits, (s->nhits + 1) * sizeof *v);
 				if (!v)
 					break;
 				s->hits = v;
@@ -243,7 +243,7 @@ static void note_hits(struct inject_session *s, uint8_t *payload, uint32_t len)
 	free(payload);
 }
 
-int inject_session__take_hits(struct inject_session *s, struct inject_hit **out, size_t *n)
+int inject_session__take_hits(struct inject_session *s, struct wire_hit **out, size_t *n)
 {
 	*out = NULL;
 	*n = 0;
@@ -262,7 +262,7 @@ static int await(struct inject_session *s, uint16_t want, int timeout_ms, uint8_
 {
 	long deadline = now_ms() + timeout_ms;
 	for (;;) {
-		struct inject_hdr h;
+		struct wire_hdr h;
 		long left = timeout_ms < 0 ? -1 : deadline - now_ms();
 		if (timeout_ms >= 0 && left < 0)
 			left = 0;
@@ -275,26 +275,26 @@ static int await(struct inject_session *s, uint16_t want, int timeout_ms, uint8_
 			*len = h.len;
 			return 0;
 		}
-		if (h.type == INJECT_MSG_HITS) {
+		if (h.type == WIRE_MSG_HITS) {
 			note_hits(s, *payload, h.len);
 			*payload = NULL;
 			continue;
 		}
-		if (h.type == INJECT_MSG_CRASH && s->qlen < QUEUE_MAX) {
-			struct inject_crash *c = &s->queue[(s->qhead + s->qlen) % QUEUE_MAX];
-			if (inject_msg__decode_crash(*payload, *payload + h.len, c) == 0)
+		if (h.type == WIRE_MSG_CRASH && s->qlen < QUEUE_MAX) {
+			struct wire_crash *c = &s->queue[(s->qhead + s->qlen) % QUEUE_MAX];
+			if (wire_msg__decode_crash(*payload, *payload + h.len, c) == 0)
 				s->qlen++;
 			free(*payload);
 			continue;
 		}
-		if (h.type == INJECT_MSG_ERROR) {
+		if (h.type == WIRE_MSG_ERROR) {
 			char text[256];
-			inject_msg__decode_error(*payload, *payload + h.len, text, sizeof text);
+			wire_msg__decode_error(*payload, *payload + h.len, text, sizeof text);
 			free(*payload);
 			return fail(s, -EPROTO, "inject: pid %d: the agent refused: %s", (int)s->pid, text);
 		}
 		free(*payload);
-		if (h.type != INJECT_MSG_CRASH)
+		if (h.type != WIRE_MSG_CRASH)
 			return fail(s, -EPROTO, "inject: pid %d: unexpected frame type %u from the agent",
 				    (int)s->pid, h.type);
 	}
@@ -302,33 +302,33 @@ static int await(struct inject_session *s, uint16_t want, int timeout_ms, uint8_
 
 static int handshake(struct inject_session *s, const struct inject_opts *o)
 {
-	struct inject_buf b = { 0 };
-	struct inject_hello hello = { INJECT_PROTO_VERSION, o ? o->park_timeout_ms : 0,
-				      o && o->hits && !o->control ? INJECT_HELLO_F_HITS : 0 };
+	struct wire_buf b = { 0 };
+	struct wire_hello hello = { WIRE_PROTO_VERSION, o ? o->park_timeout_ms : 0,
+				      o && o->hits && !o->control ? WIRE_HELLO_F_HITS : 0 };
 	uint8_t *p;
 	uint32_t len;
 	if (o && o->control)
-		inject_msg__encode_hello_control(&b, &hello);
+		wire_msg__encode_hello_control(&b, &hello);
 	else
-		inject_msg__encode_hello(&b, &hello);
+		wire_msg__encode_hello(&b, &hello);
 	int rc = send_buf(s, &b);
-	inject_buf__free(&b);
+	wire_buf__free(&b);
 	/* An agent that refuses us at once (another debugger is connected)
 	 * writes ERROR and closes, maybe before our HELLO arrived: the ERROR is
 	 * still queued on our side; read it for its cause. */
 	if (rc == -EPIPE) {
-		int r2 = await(s, INJECT_MSG_WELCOME, 200, &p, &len);
+		int r2 = await(s, WIRE_MSG_WELCOME, 200, &p, &len);
 		if (r2 == 0)
 			free(p);
 		if (r2 == -EPROTO)
 			return r2;
 		return fail(s, rc, "inject: pid %d: the agent's channel is closed", (int)s->pid);
 	}
-	if (rc || (rc = await(s, INJECT_MSG_WELCOME, 5000, &p, &len)))
+	if (rc || (rc = await(s, WIRE_MSG_WELCOME, 5000, &p, &len)))
 		return rc;
-	rc = inject_msg__decode_welcome(p, p + len, &s->welcome);
+	rc = wire_msg__decode_welcome(p, p + len, &s->welcome);
 	free(p);
-	if (rc || s->welcome.version != INJECT_PROTO_VERSION || s->welcome.pid != (uint32_t)s->pid)
+	if (rc || s->welcome.version != WIRE_PROTO_VERSION || s->welcome.pid != (uint32_t)s->pid)
 		return fail(s, -EPROTO, "inject: pid %d: bad WELCOME from the agent", (int)s->pid);
 	return 0;
 }
@@ -401,7 +401,7 @@ void inject_session__close(struct inject_session *s)
 	free(s);
 }
 
-int inject_session__next_event(struct inject_session *s, int timeout_ms, struct inject_crash *ev)
+int inject_session__next_event(struct inject_session *s, int timeout_ms, struct wire_crash *ev)
 {
 	if (s->qlen) {
 		*ev = s->queue[s->qhead];
@@ -411,7 +411,7 @@ int inject_session__next_event(struct inject_session *s, int timeout_ms, struct 
 	}
 	long deadline = now_ms() + timeout_ms;
 	for (;;) {
-		struct inject_hdr h;
+		struct wire_hdr h;
 		uint8_t *p;
 		long left = timeout_ms < 0 ? -1 : deadline - now_ms();
 		if (timeout_ms >= 0 && left < 0)
@@ -419,59 +419,59 @@ int inject_session__next_event(struct inject_session *s, int timeout_ms, struct 
 		int rc = read_frame(s, (int)left, &h, &p);
 		if (rc)
 			return rc;
-		if (h.type == INJECT_MSG_CRASH) {
-			rc = inject_msg__decode_crash(p, p + h.len, ev);
+		if (h.type == WIRE_MSG_CRASH) {
+			rc = wire_msg__decode_crash(p, p + h.len, ev);
 			free(p);
 			if (rc)
 				return fail(s, -EPROTO, "inject: pid %d: malformed CRASH", (int)s->pid);
 			return 0;
 		}
-		if (h.type == INJECT_MSG_HITS) {
+		if (h.type == WIRE_MSG_HITS) {
 			note_hits(s, p, h.len);
 			continue;
 		}
 		free(p);
-		if (h.type != INJECT_MSG_PONG && h.type != INJECT_MSG_PATCH_RESULT &&
-		    h.type != INJECT_MSG_RESUME_RESULT && h.type != INJECT_MSG_LIST_RESULT &&
-		    h.type != INJECT_MSG_ROLLBACK_RESULT)
+		if (h.type != WIRE_MSG_PONG && h.type != WIRE_MSG_PATCH_RESULT &&
+		    h.type != WIRE_MSG_RESUME_RESULT && h.type != WIRE_MSG_LIST_RESULT &&
+		    h.type != WIRE_MSG_ROLLBACK_RESULT)
 			return fail(s, -EPROTO, "inject: pid %d: unexpected frame type %u",
 				    (int)s->pid, h.type);
 	}
 }
 
-int inject_session__release(struct inject_session *s, const struct inject_crash *ev)
+int inject_session__release(struct inject_session *s, const struct wire_crash *ev)
 {
-	struct inject_buf b = { 0 };
-	struct inject_release r = { ev->event_id };
-	inject_msg__encode_release(&b, &r);
+	struct wire_buf b = { 0 };
+	struct wire_release r = { ev->event_id };
+	wire_msg__encode_release(&b, &r);
 	int rc = send_buf(s, &b);
-	inject_buf__free(&b);
+	wire_buf__free(&b);
 	return rc;
 }
 
-int inject_session__send_patch(struct inject_session *s, const struct inject_patch *p,
-			       struct inject_patch_result *res)
+int inject_session__send_patch(struct inject_session *s, const struct wire_patch *p,
+			       struct wire_patch_result *res)
 {
-	struct inject_buf b = { 0 };
-	struct inject_patch copy = *p;
+	struct wire_buf b = { 0 };
+	struct wire_patch copy = *p;
 	uint8_t *payload;
 	uint32_t len;
 	if (!copy.request_id)
 		copy.request_id = ++s->next_request;
-	int rc = copy.meta.name[0] ? inject_msg__encode_patch_named(&b, &copy)
-				   : inject_msg__encode_patch(&b, &copy);
+	int rc = copy.meta.name[0] ? wire_msg__encode_patch_named(&b, &copy)
+				   : wire_msg__encode_patch(&b, &copy);
 	if (rc) {
-		inject_buf__free(&b);
+		wire_buf__free(&b);
 		return fail(s, rc, "inject: pid %d: cannot encode the patch", (int)s->pid);
 	}
 	rc = send_buf(s, &b);
-	inject_buf__free(&b);
+	wire_buf__free(&b);
 	/* gc.get_objects() on a big heap takes a while; give it 30 s. An
 	 * answer to an earlier request that timed out may come first: skip it. */
 	for (;;) {
-		if (rc || (rc = await(s, INJECT_MSG_PATCH_RESULT, 30000, &payload, &len)))
+		if (rc || (rc = await(s, WIRE_MSG_PATCH_RESULT, 30000, &payload, &len)))
 			return rc;
-		rc = inject_msg__decode_patch_result(payload, payload + len, res);
+		rc = wire_msg__decode_patch_result(payload, payload + len, res);
 		free(payload);
 		if (rc)
 			return fail(s, -EPROTO, "inject: pid %d: malformed PATCH_RESULT", (int)s->pid);
@@ -483,26 +483,26 @@ int inject_session__send_patch(struct inject_session *s, const struct inject_pat
 	return 0;
 }
 
-int inject_session__resume(struct inject_session *s, const struct inject_crash *ev,
+int inject_session__resume(struct inject_session *s, const struct wire_crash *ev,
 			   uint32_t fallback_unit, uint32_t base_depth,
-			   struct inject_resume_result *res, struct inject_crash *nested)
+			   struct wire_resume_result *res, struct wire_crash *nested)
 {
-	struct inject_buf b = { 0 };
-	struct inject_resume r = { ev->event_id, fallback_unit, base_depth };
-	inject_msg__encode_resume(&b, &r);
+	struct wire_buf b = { 0 };
+	struct wire_resume r = { ev->event_id, fallback_unit, base_depth };
+	wire_msg__encode_resume(&b, &r);
 	int rc = send_buf(s, &b);
-	inject_buf__free(&b);
+	wire_buf__free(&b);
 	return rc ? rc : inject_session__resume_wait(s, ev, res, nested);
 }
 
-int inject_session__resume_wait(struct inject_session *s, const struct inject_crash *ev,
-				struct inject_resume_result *res, struct inject_crash *nested)
+int inject_session__resume_wait(struct inject_session *s, const struct wire_crash *ev,
+				struct wire_resume_result *res, struct wire_crash *nested)
 {
 	/* The continuation runs the rest of the failing call: no fixed bound
 	 * fits every program, 10 minutes keeps a wedged agent from hanging us. */
 	long deadline = now_ms() + 600000;
 	for (;;) {
-		struct inject_hdr h;
+		struct wire_hdr h;
 		uint8_t *p;
 		long left = deadline - now_ms();
 		int rc = read_frame(s, left < 0 ? 0 : (int)left, &h, &p);
@@ -510,8 +510,8 @@ int inject_session__resume_wait(struct inject_session *s, const struct inject_cr
 			return fail(s, rc, "inject: pid %d: no answer from the agent", (int)s->pid);
 		if (rc)
 			return rc;
-		if (h.type == INJECT_MSG_RESUME_RESULT) {
-			rc = inject_msg__decode_resume_result(p, p + h.len, res);
+		if (h.type == WIRE_MSG_RESUME_RESULT) {
+			rc = wire_msg__decode_resume_result(p, p + h.len, res);
 			free(p);
 			if (rc || res->event_id != ev->event_id)
 				return fail(s, -EPROTO, "inject: pid %d: malformed RESUME_RESULT",
@@ -520,9 +520,9 @@ int inject_session__resume_wait(struct inject_session *s, const struct inject_cr
 				fail(s, 0, "%s", res->message);
 			return 0;
 		}
-		if (h.type == INJECT_MSG_CRASH) {
-			struct inject_crash c;
-			rc = inject_msg__decode_crash(p, p + h.len, &c);
+		if (h.type == WIRE_MSG_CRASH) {
+			struct wire_crash c;
+			rc = wire_msg__decode_crash(p, p + h.len, &c);
 			free(p);
 			if (rc)
 				return fail(s, -EPROTO, "inject: pid %d: malformed CRASH", (int)s->pid);
@@ -539,13 +539,13 @@ int inject_session__resume_wait(struct inject_session *s, const struct inject_cr
 			}
 			continue;
 		}
-		if (h.type == INJECT_MSG_HITS) {
+		if (h.type == WIRE_MSG_HITS) {
 			note_hits(s, p, h.len);
 			continue;
 		}
-		if (h.type == INJECT_MSG_ERROR) {
+		if (h.type == WIRE_MSG_ERROR) {
 			char text[256];
-			inject_msg__decode_error(p, p + h.len, text, sizeof text);
+			wire_msg__decode_error(p, p + h.len, text, sizeof text);
 			free(p);
 			return fail(s, -EPROTO, "inject: pid %d: the agent refused: %s", (int)s->pid, text);
 		}
@@ -555,23 +555,23 @@ int inject_session__resume_wait(struct inject_session *s, const struct inject_cr
 	}
 }
 
-int inject_session__list(struct inject_session *s, struct inject_live_patch **out, size_t *n)
+int inject_session__list(struct inject_session *s, struct wire_live_patch **out, size_t *n)
 {
-	struct inject_buf b = { 0 };
-	struct inject_list m = { ++s->next_request };
-	struct inject_list_result lr;
-	struct inject_live_iter it;
+	struct wire_buf b = { 0 };
+	struct wire_list m = { ++s->next_request };
+	struct wire_list_result lr;
+	struct wire_live_iter it;
 	uint8_t *p;
 	uint32_t len;
 	*out = NULL;
 	*n = 0;
-	inject_msg__encode_list(&b, &m);
+	wire_msg__encode_list(&b, &m);
 	int rc = send_buf(s, &b);
-	inject_buf__free(&b);
+	wire_buf__free(&b);
 	for (;;) {   /* gc.get_objects() again: 30 s, as for a patch */
-		if (rc || (rc = await(s, INJECT_MSG_LIST_RESULT, 30000, &p, &len)))
+		if (rc || (rc = await(s, WIRE_MSG_LIST_RESULT, 30000, &p, &len)))
 			return rc;
-		if (inject_msg__decode_list_result(p, p + len, &lr)) {
+		if (wire_msg__decode_list_result(p, p + len, &lr)) {
 			free(p);
 			return fail(s, -EPROTO, "inject: pid %d: malformed LIST_RESULT", (int)s->pid);
 		}
@@ -579,14 +579,14 @@ int inject_session__list(struct inject_session *s, struct inject_live_patch **ou
 			break;
 		free(p);
 	}
-	struct inject_live_patch *v = lr.count ? calloc(lr.count, sizeof *v) : NULL;
+	struct wire_live_patch *v = lr.count ? calloc(lr.count, sizeof *v) : NULL;
 	if (lr.count && !v) {
 		free(p);
 		return fail(s, -ENOMEM, "inject: pid %d: out of memory", (int)s->pid);
 	}
-	inject_live_iter__init(&it, &lr);
+	wire_live_iter__init(&it, &lr);
 	size_t k = 0;
-	while (k < lr.count && inject_live_iter__next(&it, &v[k]) > 0)
+	while (k < lr.count && wire_live_iter__next(&it, &v[k]) > 0)
 		k++;
 	free(p);
 	*out = v;
@@ -595,23 +595,23 @@ int inject_session__list(struct inject_session *s, struct inject_live_patch **ou
 }
 
 int inject_session__rollback(struct inject_session *s, const char *name, bool dry_run,
-			     struct inject_rollback_result *res)
+			     struct wire_rollback_result *res)
 {
-	struct inject_buf b = { 0 };
-	struct inject_rollback m = { .request_id = ++s->next_request };
+	struct wire_buf b = { 0 };
+	struct wire_rollback m = { .request_id = ++s->next_request };
 	uint8_t *p;
 	uint32_t len;
-	if (name && strlen(name) > INJECT_NAME_MAX)
+	if (name && strlen(name) > WIRE_NAME_MAX)
 		return fail(s, -ENAMETOOLONG, "inject: pid %d: patch name too long", (int)s->pid);
-	m.flags = (name ? 0 : INJECT_ROLLBACK_F_ALL) | (dry_run ? INJECT_ROLLBACK_F_DRY_RUN : 0);
+	m.flags = (name ? 0 : WIRE_ROLLBACK_F_ALL) | (dry_run ? WIRE_ROLLBACK_F_DRY_RUN : 0);
 	snprintf(m.name, sizeof m.name, "%s", name ? name : "");
-	inject_msg__encode_rollback(&b, &m);
+	wire_msg__encode_rollback(&b, &m);
 	int rc = send_buf(s, &b);
-	inject_buf__free(&b);
+	wire_buf__free(&b);
 	for (;;) {
-		if (rc || (rc = await(s, INJECT_MSG_ROLLBACK_RESULT, 30000, &p, &len)))
+		if (rc || (rc = await(s, WIRE_MSG_ROLLBACK_RESULT, 30000, &p, &len)))
 			return rc;
-		rc = inject_msg__decode_rollback_result(p, p + len, res);
+		rc = wire_msg__decode_rollback_result(p, p + len, res);
 		free(p);
 		if (rc)
 			return fail(s, -EPROTO, "inject: pid %d: malformed ROLLBACK_RESULT", (int)s->pid);
@@ -623,19 +623,19 @@ int inject_session__rollback(struct inject_session *s, const char *name, bool dr
 	return 0;
 }
 
-int inject_session__ping(struct inject_session *s, struct inject_pong *out)
+int inject_session__ping(struct inject_session *s, struct wire_pong *out)
 {
-	struct inject_buf b = { 0 };
-	struct inject_ping ping = { (uint64_t)now_ms() };
+	struct wire_buf b = { 0 };
+	struct wire_ping ping = { (uint64_t)now_ms() };
 	uint8_t *p;
 	uint32_t len;
-	inject_msg__encode_ping(&b, &ping);
+	wire_msg__encode_ping(&b, &ping);
 	int rc = send_buf(s, &b);
-	inject_buf__free(&b);
+	wire_buf__free(&b);
 	for (;;) {   /* skip the answer to an earlier ping that timed out */
-		if (rc || (rc = await(s, INJECT_MSG_PONG, 5000, &p, &len)))
+		if (rc || (rc = await(s, WIRE_MSG_PONG, 5000, &p, &len)))
 			return rc;
-		rc = inject_msg__decode_pong(p, p + len, out);
+		rc = wire_msg__decode_pong(p, p + len, out);
 		free(p);
 		if (rc)
 			return fail(s, -EPROTO, "inject: pid %d: malformed PONG", (int)s->pid);
@@ -646,15 +646,15 @@ int inject_session__ping(struct inject_session *s, struct inject_pong *out)
 
 int inject_session__detach(struct inject_session *s)
 {
-	struct inject_buf b = { 0 };
+	struct wire_buf b = { 0 };
 	uint8_t *p;
 	uint32_t len;
 	if (s->detached)
 		return 0;
-	inject_msg__encode_empty(&b, INJECT_MSG_DETACH);
+	wire_msg__encode_empty(&b, WIRE_MSG_DETACH);
 	int rc = send_buf(s, &b);
-	inject_buf__free(&b);
-	if (rc || (rc = await(s, INJECT_MSG_BYE, 10000, &p, &len)))
+	wire_buf__free(&b);
+	if (rc || (rc = await(s, WIRE_MSG_BYE, 10000, &p, &len)))
 		return rc;
 	free(p);
 	s->detached = true;

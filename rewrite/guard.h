@@ -153,7 +153,7 @@ enum guard_const_kind {
 	GUARD_CONST_FLOAT,         /* float: value.f */
 	GUARD_CONST_EXC_TYPE,      /* a builtin exception type: names[0] */
 	GUARD_CONST_EXC_TUPLE,     /* a tuple of builtin exception types: names[0..n) */
-	GUARD_CONST_HELPER,        /* a runtime helper (inject/agent/helpers.h): names[0] */
+	GUARD_CONST_HELPER,        /* a runtime helper (agent/helpers.h): names[0] */
 	GUARD_CONST_PROBE_EXC,     /* a private exception type nothing raises (tests) */
 	GUARD_CONST_NONE_TUPLE,    /* a tuple of value.i None */
 };

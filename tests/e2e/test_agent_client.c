@@ -32,10 +32,10 @@
 #define MAXC 32
 
 struct spec {
-	struct inject_patch p;
+	struct wire_patch p;
 	uint32_t fallback_unit, base_depth;
 	uint8_t *bufs[3];
-	struct inject_const consts[MAXC];
+	struct wire_const consts[MAXC];
 	char *cstr[MAXC];
 	char *names[MAXC];
 };
@@ -88,24 +88,24 @@ static int load_spec(const char *path, struct spec *sp)
 		} else if (!strcmp(line, "name") && sp->p.nnames < MAXC) {
 			sp->names[sp->p.nnames++] = strdup(sp1);
 		} else if (!strcmp(line, "const") && sp->p.nconsts < MAXC) {
-			struct inject_const *c = &sp->consts[sp->p.nconsts];
+			struct wire_const *c = &sp->consts[sp->p.nconsts];
 			char *arg = strchr(sp1, ' ');
 			if (arg)
 				*arg++ = 0;
 			if (!strcmp(sp1, "none")) {
-				c->kind = INJECT_CONST_NONE;
+				c->kind = WIRE_CONST_NONE;
 			} else if (!strcmp(sp1, "true")) {
-				c->kind = INJECT_CONST_TRUE;
+				c->kind = WIRE_CONST_TRUE;
 			} else if (!strcmp(sp1, "false")) {
-				c->kind = INJECT_CONST_FALSE;
+				c->kind = WIRE_CONST_FALSE;
 			} else if (!strcmp(sp1, "int") && arg) {
-				c->kind = INJECT_CONST_INT;
+				c->kind = WIRE_CONST_INT;
 				c->i = strtoll(arg, NULL, 0);
 			} else if (arg && (!strcmp(sp1, "str") || !strcmp(sp1, "builtin") ||
 					   !strcmp(sp1, "helper"))) {
-				c->kind = !strcmp(sp1, "str") ? INJECT_CONST_STR :
-					  !strcmp(sp1, "builtin") ? INJECT_CONST_BUILTIN :
-					  INJECT_CONST_HELPER;
+				c->kind = !strcmp(sp1, "str") ? WIRE_CONST_STR :
+					  !strcmp(sp1, "builtin") ? WIRE_CONST_BUILTIN :
+					  WIRE_CONST_HELPER;
 				sp->cstr[sp->p.nconsts] = strdup(arg);
 				c->data = (const uint8_t *)sp->cstr[sp->p.nconsts];
 				c->len = strlen(arg);
@@ -137,10 +137,10 @@ static void free_spec(struct spec *sp)
 	}
 }
 
-static int do_resume(struct inject_session *s, const struct inject_crash *ev, const char *path)
+static int do_resume(struct inject_session *s, const struct wire_crash *ev, const char *path)
 {
 	struct spec sp;
-	struct inject_resume_result res;
+	struct wire_resume_result res;
 	int rc = load_spec(path, &sp);
 	free_spec(&sp);
 	if (rc)
@@ -162,7 +162,7 @@ static int do_resume(struct inject_session *s, const struct inject_crash *ev, co
 static int do_patch(struct inject_session *s, const char *path)
 {
 	struct spec sp;
-	struct inject_patch_result res;
+	struct wire_patch_result res;
 	int rc;
 	if (load_spec(path, &sp)) {
 		free_spec(&sp);
@@ -221,7 +221,7 @@ int main(int argc, char **argv)
 	fflush(stdout);
 
 	if (!strcmp(cmd, "hello")) {
-		struct inject_pong pong;
+		struct wire_pong pong;
 		if ((rc = inject_session__ping(s, &pong))) {
 			fprintf(stderr, "%s\n", inject_session__error(s));
 			ret = 2;
@@ -245,7 +245,7 @@ int main(int argc, char **argv)
 		bool hold = !strcmp(what, "hold");
 		ret = 3;
 		while ((seen < want || hold) && time(NULL) < end) {
-			struct inject_crash ev;
+			struct wire_crash ev;
 			rc = inject_session__next_event(s, 200, &ev);
 			if (rc == -ETIMEDOUT)
 				continue;

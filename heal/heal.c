@@ -1,4 +1,4 @@
-/* inject/heal: crash -> guard -> patch -> store, and stored spec -> patch.
+/* heal: crash -> guard -> patch -> store, and stored spec -> patch.
  *
  * Everything the analysis needs is read from the target by inspect/ (the
  * agent never sends code): the failing code object's bytes, tables, names
@@ -22,8 +22,8 @@
  * code_id matches is applied. Constants whose repr carries an address ("<type at 0x...>")
  * are described without it, so these identities are stable across runs.
  */
-#include "inject/heal.h"
-#include "inject/channel.h"
+#include "heal/heal.h"
+#include "wire/channel.h"
 #include "inspect/inspect.h"
 #include "rewrite/guard.h"
 #include "store/code.h"
@@ -153,7 +153,7 @@ struct heal {
 	 * second attach): a mismatch is counted, never marked stale. */
 	bool live;
 	unsigned live_skipped;
-	struct inject_buf posted;               /* boot: queued PATCH frames */
+	struct wire_buf posted;               /* boot: queued PATCH frames */
 	/* heal__load_tree_boot_release: the boot event to release right
 	 * behind the last posted patches (0: none), and whether it was. */
 	uint64_t boot_release;
@@ -274,7 +274,7 @@ void heal__close(struct heal *h)
 		free(h->patched);
 		free(h->pages.data);
 		free(h->pend);
-		inject_buf__free(&h->posted);
+		wire_buf__free(&h->posted);
 		specs__free(h->pre, h->npre);
 	}
 	free(h);
@@ -382,38 +382,38 @@ static const char *base_of(const char *path)
 /* ------------------------------------------------------------------ */
 /* Guard patch -> PATCH message                                        */
 
-struct wire_patch {
-	struct inject_patch p;
-	struct inject_const consts[GUARD_MAX_CONSTS];
-	struct inject_const *items[GUARD_MAX_CONSTS];
+struct outgoing_patch {
+	struct wire_patch p;
+	struct wire_const consts[GUARD_MAX_CONSTS];
+	struct wire_const *items[GUARD_MAX_CONSTS];
 };
 
-static void wire_patch__free(struct wire_patch *w)
+static void outgoing__free(struct outgoing_patch *w)
 {
 	for (size_t i = 0; i < GUARD_MAX_CONSTS; i++)
 		free(w->items[i]);
 }
 
-static int str_const(struct inject_const *c, enum inject_const_kind kind, const char *s)
+static int str_const(struct wire_const *c, enum wire_const_kind kind, const char *s)
 {
-	*c = (struct inject_const){ .kind = kind, .data = (const uint8_t *)s, .len = strlen(s) };
+	*c = (struct wire_const){ .kind = kind, .data = (const uint8_t *)s, .len = strlen(s) };
 	return 0;
 }
 
 /* Constants are named, never serialized objects (docs/formats/channel.md). */
-static int wire_patch__fill(struct wire_patch *w, uint64_t code_addr, const struct guard_patch *gp,
+static int outgoing__fill(struct outgoing_patch *w, uint64_t code_addr, const struct guard_patch *gp,
 			    char *why, size_t cap)
 {
 	memset(w, 0, sizeof(*w));
 	for (size_t i = 0; i < gp->nconsts; i++) {
 		const struct guard_const *g = &gp->consts[i];
-		struct inject_const *c = &w->consts[i];
+		struct wire_const *c = &w->consts[i];
 		switch (g->kind) {
-		case GUARD_CONST_NONE: c->kind = INJECT_CONST_NONE; break;
-		case GUARD_CONST_INT: c->kind = INJECT_CONST_INT; c->i = g->i; break;
-		case GUARD_CONST_FLOAT: c->kind = INJECT_CONST_FLOAT; c->f = g->f; break;
-		case GUARD_CONST_EXC_TYPE: str_const(c, INJECT_CONST_BUILTIN, g->names[0]); break;
-		case GUARD_CONST_HELPER: str_const(c, INJECT_CONST_HELPER, g->names[0]); break;
+		case GUARD_CONST_NONE: c->kind = WIRE_CONST_NONE; break;
+		case GUARD_CONST_INT: c->kind = WIRE_CONST_INT; c->i = g->i; break;
+		case GUARD_CONST_FLOAT: c->kind = WIRE_CONST_FLOAT; c->f = g->f; break;
+		case GUARD_CONST_EXC_TYPE: str_const(c, WIRE_CONST_BUILTIN, g->names[0]); break;
+		case GUARD_CONST_HELPER: str_const(c, WIRE_CONST_HELPER, g->names[0]); break;
 		case GUARD_CONST_EXC_TUPLE:
 		case GUARD_CONST_NONE_TUPLE: {
 			size_t n = g->kind == GUARD_CONST_EXC_TUPLE ? g->nnames : (size_t)g->i;
@@ -421,17 +421,17 @@ static int wire_patch__fill(struct wire_patch *w, uint64_t code_addr, const stru
 				snprintf(why, cap, "a tuple constant of %lld items", (long long)g->i);
 				return -EINVAL;
 			}
-			struct inject_const *it = calloc(n + 1, sizeof(*it));
+			struct wire_const *it = calloc(n + 1, sizeof(*it));
 			if (!it)
 				return -ENOMEM;
 			w->items[i] = it;
 			for (size_t k = 0; k < n; k++) {
 				if (g->kind == GUARD_CONST_EXC_TUPLE)
-					str_const(&it[k], INJECT_CONST_BUILTIN, g->names[k]);
+					str_const(&it[k], WIRE_CONST_BUILTIN, g->names[k]);
 				else
-					it[k].kind = INJECT_CONST_NONE;
+					it[k].kind = WIRE_CONST_NONE;
 			}
-			*c = (struct inject_const){ .kind = INJECT_CONST_TUPLE, .items = it, .nitems = n };
+			*c = (struct wire_const){ .kind = WIRE_CONST_TUPLE, .items = it, .nitems = n };
 			break;
 		}
 		case GUARD_CONST_PROBE_EXC:
@@ -504,12 +504,12 @@ static void show_delta(struct heal *h, const struct heal_code *hc, const struct 
 /* PATCH for the boot hook, queued: the hook answers every frame in order
  * (boot_result), so patches are pipelined, and written in one go
  * (boot_send), so the parked importer wakes once for all of them. */
-static int boot_post(struct heal *h, const struct inject_patch *p, char *why, size_t cap)
+static int boot_post(struct heal *h, const struct wire_patch *p, char *why, size_t cap)
 {
-	struct inject_patch q = *p;
+	struct wire_patch q = *p;
 	q.request_id = ++h->next_request;
-	int rc = q.meta.name[0] ? inject_msg__encode_patch_named(&h->posted, &q)
-				: inject_msg__encode_patch(&h->posted, &q);
+	int rc = q.meta.name[0] ? wire_msg__encode_patch_named(&h->posted, &q)
+				: wire_msg__encode_patch(&h->posted, &q);
 	if (rc || h->posted.err) {
 		snprintf(why, cap, "cannot encode the patch: %s", strerror(rc ? -rc : -h->posted.err));
 		return rc ? rc : h->posted.err;
@@ -521,25 +521,25 @@ static int boot_send(struct heal *h)
 {
 	int rc = 0;
 	if (h->posted.len)
-		rc = inject_channel__write_all(h->boot_fd, h->posted.data, h->posted.len);
-	inject_buf__reset(&h->posted);
+		rc = wire_channel__write_all(h->boot_fd, h->posted.data, h->posted.len);
+	wire_buf__reset(&h->posted);
 	return rc ? -EPIPE : 0;
 }
 
 /* The next PATCH_RESULT from the boot hook. */
-static int boot_result(struct heal *h, struct inject_patch_result *res, char *why, size_t cap)
+static int boot_result(struct heal *h, struct wire_patch_result *res, char *why, size_t cap)
 {
-	uint8_t hdr[INJECT_HDR_SIZE], *pl = NULL;
-	struct inject_hdr hd;
-	int rc = inject_channel__read_all(h->boot_fd, hdr, sizeof(hdr));
+	uint8_t hdr[WIRE_HDR_SIZE], *pl = NULL;
+	struct wire_hdr hd;
+	int rc = wire_channel__read_all(h->boot_fd, hdr, sizeof(hdr));
 	if (!rc)
-		rc = inject_msg__decode_hdr(hdr, hdr + sizeof(hdr), &hd);
-	if (!rc && (hd.type != INJECT_MSG_PATCH_RESULT || !hd.len || !(pl = malloc(hd.len))))
+		rc = wire_msg__decode_hdr(hdr, hdr + sizeof(hdr), &hd);
+	if (!rc && (hd.type != WIRE_MSG_PATCH_RESULT || !hd.len || !(pl = malloc(hd.len))))
 		rc = -EPROTO;
 	if (!rc)
-		rc = inject_channel__read_all(h->boot_fd, pl, hd.len);
+		rc = wire_channel__read_all(h->boot_fd, pl, hd.len);
 	if (!rc)
-		rc = inject_msg__decode_patch_result(pl, pl + hd.len, res);
+		rc = wire_msg__decode_patch_result(pl, pl + hd.len, res);
 	free(pl);
 	if (rc) {
 		snprintf(why, cap, "the agent's boot hook did not answer: %s", strerror(-rc));
@@ -548,7 +548,7 @@ static int boot_result(struct heal *h, struct inject_patch_result *res, char *wh
 	return 0;
 }
 
-static int boot_patch(struct heal *h, const struct inject_patch *p, struct inject_patch_result *res,
+static int boot_patch(struct heal *h, const struct wire_patch *p, struct wire_patch_result *res,
 		      char *why, size_t cap)
 {
 	int rc = boot_post(h, p, why, cap);
@@ -560,12 +560,12 @@ static int boot_patch(struct heal *h, const struct inject_patch *p, struct injec
 /* Send and wait for the agent's answer. 0 installed; -EPIPE the agent is
  * gone; other -errno: refused (why says it). */
 static int send_patch(struct heal *h, uint64_t code_addr, const struct guard_patch *gp,
-		      const struct inject_patch_meta *meta, char *why, size_t cap,
-		      struct inject_patch_result *res)
+		      const struct wire_patch_meta *meta, char *why, size_t cap,
+		      struct wire_patch_result *res)
 {
-	struct wire_patch w;
+	struct outgoing_patch w;
 	pages__drop(&h->pages);   /* the target changes now */
-	int err = wire_patch__fill(&w, code_addr, gp, why, cap);
+	int err = outgoing__fill(&w, code_addr, gp, why, cap);
 	if (!err && meta)   /* named: the agent lists it and can roll it back */
 		w.p.meta = *meta;
 	if (!err) {
@@ -582,7 +582,7 @@ static int send_patch(struct heal *h, uint64_t code_addr, const struct guard_pat
 			snprintf(why, cap, "the agent refused the patch: %s", res->message);
 		}
 	}
-	wire_patch__free(&w);
+	outgoing__free(&w);
 	return err;
 }
 
@@ -614,7 +614,7 @@ void heal__use_store(struct heal *h, struct store *st)
  * agent knows it by the name it was sent with), one loaded by its name. */
 static void take_hits(struct heal *h)
 {
-	struct inject_hit *v = NULL;
+	struct wire_hit *v = NULL;
 	size_t n = 0;
 	if (!h->s || inject_session__take_hits(h->s, &v, &n) || !n)
 		return;
@@ -776,7 +776,7 @@ static void persist(struct heal *h, const struct heal_code *hc, const struct bui
  * store's default name, as persist() gives it (a name made distinct with
  * "@<hash>" for another program is not known before the store is open). */
 static void patch_meta(struct heal *h, const struct heal_code *hc, const struct built *b,
-		       const char *file, int line, struct inject_patch_meta *meta)
+		       const char *file, int line, struct wire_patch_meta *meta)
 {
 	char module[256];
 	memset(meta, 0, sizeof(*meta));
@@ -799,7 +799,7 @@ static void patch_meta(struct heal *h, const struct heal_code *hc, const struct 
 
 /* A crash inside the continuation of a resumed call of qualname: healed
  * like any other (its resume may nest again), bounded. 0 or -EPIPE. */
-static int heal_nested(struct heal *h, const char *qualname, const struct inject_crash *in)
+static int heal_nested(struct heal *h, const char *qualname, const struct wire_crash *in)
 {
 	if (h->nest >= HEAL_MAX_NEST) {
 		say(h, "the resumed call of %s crashed again in %s, %u resumed calls deep: not healed "
@@ -821,12 +821,12 @@ static int heal_nested(struct heal *h, const char *qualname, const struct inject
 /* Resume the parked call in flight from the guard's fallback (the patch
  * is installed). Sets *released when the thread went on by itself, *oc
  * to HEAL_RESUMED when its caller got the result. 0 or -EPIPE. */
-static int resume_call(struct heal *h, const struct inject_crash *ev, const char *qualname,
+static int resume_call(struct heal *h, const struct wire_crash *ev, const char *qualname,
 		       uint32_t fallback_unit, uint32_t base_depth, bool *released,
 		       enum heal_outcome *oc)
 {
-	struct inject_resume_result rr;
-	struct inject_crash in;
+	struct wire_resume_result rr;
+	struct wire_crash in;
 	double t0 = now_ms();
 	int err = inject_session__resume(h->s, ev, fallback_unit, base_depth, &rr, &in);
 	while (err == INJECT_RESUME_NESTED) {
@@ -842,12 +842,12 @@ static int resume_call(struct heal *h, const struct inject_crash *ev, const char
 		*released = true;
 		return -EPIPE;
 	}
-	if (err == 0 && rr.status == INJECT_RESUMED) {
+	if (err == 0 && rr.status == WIRE_RESUMED) {
 		*released = true;
 		*oc = HEAL_RESUMED;
 		say(h, "resumed in flight: %s went on from the fallback; its caller got the result "
 		    "[%.2f ms]", qualname, ms);
-	} else if (err == 0 && rr.status == INJECT_RESUME_RAISED) {
+	} else if (err == 0 && rr.status == WIRE_RESUME_RAISED) {
 		*released = true;
 		say(h, "resumed in flight, but the rest of %s raised: that exception goes on", qualname);
 	} else {
@@ -857,7 +857,7 @@ static int resume_call(struct heal *h, const struct inject_crash *ev, const char
 	return 0;
 }
 
-int heal__on_crash(struct heal *h, const struct inject_crash *ev, enum heal_outcome *outcome)
+int heal__on_crash(struct heal *h, const struct wire_crash *ev, enum heal_outcome *outcome)
 {
 	struct heal_code hc;
 	struct built b;
@@ -945,8 +945,8 @@ int heal__on_crash(struct heal *h, const struct inject_crash *ev, enum heal_outc
 		oc = HEAL_WOULD_APPLY;
 		goto out_patch;
 	}
-	struct inject_patch_result res;
-	struct inject_patch_meta meta;
+	struct wire_patch_result res;
+	struct wire_patch_meta meta;
 	patch_meta(h, &hc, &b, file, (int)ev->line, &meta);
 	err = send_patch(h, ev->code_addr, &b.gp, &meta, why, sizeof(why), &res);
 	if (err == -EPIPE) {
@@ -1275,7 +1275,7 @@ static int boot_answers(struct heal *h, size_t keep, int rc)
 {
 	while (h->pend_read < h->npend && h->pend_sent - h->pend_read > keep) {
 		struct pend *p = &h->pend[h->pend_read++];
-		struct inject_patch_result res;
+		struct wire_patch_result res;
 		char why[512];
 		if (rc == 0)
 			rc = boot_result(h, &res, why, sizeof(why));
@@ -1306,8 +1306,8 @@ static int boot_collect(struct heal *h, enum boot_flush how)
 		return 0;
 	double t0 = now_ms();
 	if (how == BOOT_LAST && h->boot_release) {
-		struct inject_release r = { h->boot_release };
-		if (inject_msg__encode_release(&h->posted, &r) == 0 && !h->posted.err)
+		struct wire_release r = { h->boot_release };
+		if (wire_msg__encode_release(&h->posted, &r) == 0 && !h->posted.err)
 			h->boot_released = true;
 	}
 	int rc = boot_send(h);
@@ -1446,8 +1446,8 @@ static int load_node(struct heal *h, struct spec *v, size_t nv, uint64_t root, u
 		int err;
 		if (h->boot_fd >= 0 && !more && (err = pend__push(h, s, c.qualname, file)) == 0) {
 			/* Pipelined: the answer is read by boot_collect. */
-			struct wire_patch w;
-			err = wire_patch__fill(&w, addr, &b.gp, why, sizeof(why));
+			struct outgoing_patch w;
+			err = outgoing__fill(&w, addr, &b.gp, why, sizeof(why));
 			if (!err) {   /* named: the agent lists it and can roll it back */
 				snprintf(w.p.meta.name, sizeof(w.p.meta.name), "%s", s->name);
 				snprintf(w.p.meta.guard, sizeof(w.p.meta.guard), "%s", s->guard);
@@ -1455,7 +1455,7 @@ static int load_node(struct heal *h, struct spec *v, size_t nv, uint64_t root, u
 				snprintf(w.p.meta.fallback, sizeof(w.p.meta.fallback), "%s", s->fallback);
 				err = boot_post(h, &w.p, why, sizeof(why));
 			}
-			wire_patch__free(&w);
+			outgoing__free(&w);
 			if (err)
 				h->npend--;
 			else if ((err = boot_collect(h, BOOT_CHUNKED)))
@@ -1477,8 +1477,8 @@ static int load_node(struct heal *h, struct spec *v, size_t nv, uint64_t root, u
 			rc = err;
 			break;
 		}
-		struct inject_patch_result res;
-		struct inject_patch_meta meta = { 0 };
+		struct wire_patch_result res;
+		struct wire_patch_meta meta = { 0 };
 		snprintf(meta.name, sizeof(meta.name), "%s", s->name);
 		snprintf(meta.guard, sizeof(meta.guard), "%s", s->guard);
 		snprintf(meta.target, sizeof(meta.target), "%s", s->target);

@@ -1,4 +1,4 @@
-/* inject/heal: suture-attach --pid N --watch.
+/* heal: suture-attach --pid N --watch.
  *
  * Attach (inspect/ reads the target; inject/ injects or reuses the agent,
  * ptrace is held only for the remote dlopen), then heal every crash the
@@ -7,7 +7,7 @@
  * channel closed, applied patches stay). If we die without detaching, even
  * by SIGKILL, the agent sees EOF and lets parked threads go on untouched.
  */
-#include "inject/heal.h"
+#include "heal/heal.h"
 #include "inspect/inspect.h"
 
 #include <errno.h>
@@ -57,7 +57,7 @@ int heal_watch__run(pid_t pid, const struct heal_watch_opts *o)
 		fprintf(stderr, "[suture] %s\n", inject_last_error());
 		goto out;
 	}
-	if (inject_session__watch_mode(s) == INJECT_WATCH_NONE) {
+	if (inject_session__watch_mode(s) == WIRE_WATCH_NONE) {
 		fprintf(stderr, "[suture] pid %d: the agent is not watching: %s\n", (int)pid,
 			inject_session__watch_detail(s));
 		goto out;
@@ -98,7 +98,7 @@ int heal_watch__run(pid_t pid, const struct heal_watch_opts *o)
 	double deadline = o->timeout_s > 0 ? now_s() + o->timeout_s : 0;
 	double t_flush = now_s();
 	while (!g_stop) {
-		struct inject_crash ev;
+		struct wire_crash ev;
 		int wait_ms = 200;
 		if (deadline) {
 			double left = deadline - now_s();

@@ -1,4 +1,4 @@
-/* inject/heal: the debugger's healing pipeline (suture-attach --watch,
+/* heal: the debugger's healing pipeline (suture-attach --watch,
  * suture-run). It joins inspect/ (the failing code object, read from the
  * target through DWARF-resolved offsets), rewrite/ (guard analysis,
  * synthesis, the diff gate), inject/ (the patch is sent to the agent, the
@@ -113,7 +113,7 @@ const struct heal_stats *heal__stats(const struct heal *h);
  * parked thread (its exception goes on untouched; later calls are healed).
  * *outcome (may be NULL) says what happened.
  * 0, or -EPIPE when the agent is gone (other failures are outcomes). */
-int heal__on_crash(struct heal *h, const struct inject_crash *ev, enum heal_outcome *outcome);
+int heal__on_crash(struct heal *h, const struct wire_crash *ev, enum heal_outcome *outcome);
 
 /* Install the stored patches that match code objects under root (the code
  * object itself and, through co_consts, everything nested in it). Prints
@@ -128,7 +128,7 @@ int heal__load_tree(struct heal *h, uint64_t root);
  * their stored patches through the agent. 0 or -EPIPE. */
 int heal__load_live(struct heal *h);
 
-/* The same at the agent's boot hook (inject/agent/boot.c): patches go
+/* The same at the agent's boot hook (agent/boot.c): patches go
  * over its socket fd while the module is parked before its body runs. */
 int heal__load_tree_boot(struct heal *h, uint64_t root, int fd);
 

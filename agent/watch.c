@@ -14,7 +14,7 @@
  * state gives the same events (PyTrace_EXCEPTION, right after
  * PyTraceBack_Here in the same `error:` path), at the price of tracing.
  */
-#include "inject/agent/agent-py.h"
+#include "agent/agent-py.h"
 #include "rewrite/rewrite.h"
 #include "opcode.h"
 #define NEED_OPCODE_TABLES
@@ -32,7 +32,7 @@ _Static_assert(sizeof(_Py_CODEUNIT) == 2, "3.11 code units are 16-bit");
 /* Every piece of state below is read and written with the GIL held, except
  * g_mode/g_timeout_ms which are plain words read by the channel. */
 static int g_watching;
-static uint32_t g_mode = INJECT_WATCH_NONE;
+static uint32_t g_mode = WIRE_WATCH_NONE;
 static uint32_t g_timeout_ms = 2000;
 /* No re-entry, per thread and level: the (thread state, continuation
  * depth) pairs inside consider(). Exceptions raised by our own work there
@@ -577,7 +577,7 @@ static void copy_utf8(char *dst, size_t cap, PyObject *s)
  * indicator is clear; it is normalized here for its message. */
 static void park(_PyInterpreterFrame *f, PyObject **pexc, PyObject **pval, PyObject **ptb)
 {
-	struct inject_crash c;
+	struct wire_crash c;
 	PyCodeObject *co = f->f_code;
 	uint32_t unit = 0;
 
@@ -603,12 +603,12 @@ static void park(_PyInterpreterFrame *f, PyObject **pexc, PyObject **pval, PyObj
 	copy_utf8(c.qualname, sizeof c.qualname, co->co_qualname);
 	PyErr_Clear();
 
-	struct inject_resume resume;
+	struct wire_resume resume;
 	PyThreadState *save = PyEval_SaveThread();
 	enum agent_verdict v = agent_channel__park(&c, &resume);
 	PyEval_RestoreThread(save);
 	if (v == AGENT_VERDICT_RESUME) {
-		struct inject_resume_result r = { c.event_id, 0, "" };
+		struct wire_resume_result r = { c.event_id, 0, "" };
 		r.status = agent_resume__run(f, pexc, pval, ptb, resume.fallback_unit,
 					     resume.base_depth, r.message, sizeof r.message);
 		PyErr_Clear();
@@ -767,14 +767,14 @@ static int install_jump(uint32_t *mode, char *detail, size_t cap)
 		code[0] = 0xe9;            /* jmp rel32 */
 		memcpy(code + 1, &r32, 4);
 		n = 5;
-		*mode = INJECT_WATCH_JUMP_REL32;
+		*mode = WIRE_WATCH_JUMP_REL32;
 	} else {
 		code[0] = 0xff;            /* jmp [rip+0]; .quad to */
 		code[1] = 0x25;
 		memset(code + 2, 0, 4);
 		memcpy(code + 6, &to, 8);
 		n = 14;
-		*mode = INJECT_WATCH_JUMP_ABS;
+		*mode = WIRE_WATCH_JUMP_ABS;
 	}
 	memcpy(g_orig, entry, n);
 	int rc = write_text(entry, code, n);
@@ -795,7 +795,7 @@ static int install_jump(uint32_t *mode, char *detail, size_t cap)
 
 void agent_watch__rescan_threads(void)
 {
-	if (g_mode != INJECT_WATCH_TRACE || !g_watching)
+	if (g_mode != WIRE_WATCH_TRACE || !g_watching)
 		return;
 	PyInterpreterState *interp = PyInterpreterState_Main();
 	for (PyThreadState *ts = PyInterpreterState_ThreadHead(interp); ts;
@@ -814,7 +814,7 @@ static PyObject *thread_hook(PyObject *self, PyObject *const *args, Py_ssize_t n
 	(void)self;
 	(void)args;
 	(void)nargs;
-	if (g_watching && g_mode == INJECT_WATCH_TRACE)
+	if (g_watching && g_mode == WIRE_WATCH_TRACE)
 		_PyEval_SetTrace(PyThreadState_Get(), trace_cb, NULL);
 	PyErr_Clear();
 	Py_RETURN_NONE;
@@ -904,11 +904,11 @@ int agent_watch__install(uint32_t *mode, char *detail, size_t cap)
 		agent__log("entry jump refused (%s); using the trace fallback", detail);
 	}
 	size_t used = strlen(detail);
-	g_mode = INJECT_WATCH_TRACE;
+	g_mode = WIRE_WATCH_TRACE;
 	g_watching = 1;
 	agent_watch__rescan_threads();
 	set_threading_hook(1);
-	*mode = INJECT_WATCH_TRACE;
+	*mode = WIRE_WATCH_TRACE;
 	snprintf(detail + used, cap - used, "%strace function on every thread%s",
 		 used ? "; " : "", rc == -EINVAL ? " (SUTURE_AGENT_MODE=trace)" : "");
 	return 0;
@@ -919,7 +919,7 @@ void agent_watch__remove(void)
 	if (!g_watching)
 		return;
 	g_watching = 0;
-	if (g_mode == INJECT_WATCH_TRACE) {
+	if (g_mode == WIRE_WATCH_TRACE) {
 		remove_trace();
 	} else if (g_entry) {
 		/* With the GIL held nobody is between PyTraceBack_Here's first
@@ -929,7 +929,7 @@ void agent_watch__remove(void)
 		if (write_text(g_entry, g_orig, g_patch_len) == 0)
 			g_entry = NULL;
 	}
-	g_mode = INJECT_WATCH_NONE;
+	g_mode = WIRE_WATCH_NONE;
 }
 
 uint32_t agent_watch__mode(void) { return g_mode; }

@@ -16,8 +16,8 @@
  * ends the thread; the code stays mapped (patched code may call our
  * helpers) and suture_agent_start() starts it again.
  */
-#include "inject/agent/agent-py.h"
-#include "inject/channel.h"
+#include "agent/agent-py.h"
+#include "wire/channel.h"
 
 #include <dlfcn.h>
 #include <errno.h>
@@ -42,7 +42,7 @@ struct agent_stats agent_stats;
 struct parked {
 	uint64_t id;
 	enum agent_verdict verdict;
-	struct inject_resume resume;
+	struct wire_resume resume;
 	struct parked *next;
 };
 
@@ -51,13 +51,13 @@ static struct {
 	pthread_cond_t cond;      /* parked threads wait here */
 	int listen_fd, client_fd, lock_fd;
 	bool ready;               /* a debugger completed HELLO */
-	bool hits;                /* ... which asked for HITS (INJECT_HELLO_F_HITS) */
+	bool hits;                /* ... which asked for HITS (WIRE_HELLO_F_HITS) */
 	bool running;             /* the agent thread exists */
 	bool stopping;
 	uint64_t next_event;
 	struct parked *parked;
-	char sock_path[INJECT_PATH_MAX];
-	char lock_path[INJECT_PATH_MAX];
+	char sock_path[WIRE_PATH_MAX];
+	char lock_path[WIRE_PATH_MAX];
 	/* The watcher's install result, for WELCOME. */
 	uint32_t mode;
 	char detail[160];
@@ -135,11 +135,11 @@ bool agent_channel__may_wait(void)
 				     !__atomic_load_n(&g.stopping, __ATOMIC_RELAXED)));
 }
 
-static int send_locked(struct inject_buf *b)
+static int send_locked(struct wire_buf *b)
 {
 	if (g.client_fd < 0)
 		return -ENOTCONN;
-	return inject_channel__write_all(g.client_fd, b->data, b->len);
+	return wire_channel__write_all(g.client_fd, b->data, b->len);
 }
 
 static void close_client_locked(const char *why);
@@ -152,10 +152,10 @@ static void release_all_locked(enum agent_verdict v)
 	pthread_cond_broadcast(&g.cond);
 }
 
-enum agent_verdict agent_channel__park(struct inject_crash *crash, struct inject_resume *resume)
+enum agent_verdict agent_channel__park(struct wire_crash *crash, struct wire_resume *resume)
 {
 	struct parked me = { .verdict = AGENT_VERDICT_PENDING };
-	struct inject_buf b = { 0 };
+	struct wire_buf b = { 0 };
 	struct timespec deadline;
 
 	pthread_mutex_lock(&g.lock);
@@ -178,14 +178,14 @@ enum agent_verdict agent_channel__park(struct inject_crash *crash, struct inject
 		return AGENT_VERDICT_NO_DEBUGGER;
 	}
 	me.id = crash->event_id = ++g.next_event;
-	if (inject_msg__encode_crash(&b, crash) || send_locked(&b)) {
+	if (wire_msg__encode_crash(&b, crash) || send_locked(&b)) {
 		if (g.client_fd >= 0)
 			shutdown(g.client_fd, SHUT_RDWR);   /* the agent thread closes it */
 		pthread_mutex_unlock(&g.lock);
-		inject_buf__free(&b);
+		wire_buf__free(&b);
 		return AGENT_VERDICT_NO_DEBUGGER;
 	}
-	inject_buf__free(&b);
+	wire_buf__free(&b);
 	me.next = g.parked;
 	g.parked = &me;
 	agent_stats.crashes++;
@@ -216,17 +216,17 @@ enum agent_verdict agent_channel__park(struct inject_crash *crash, struct inject
 	return me.verdict;
 }
 
-void agent_channel__resume_result(const struct inject_resume_result *r)
+void agent_channel__resume_result(const struct wire_resume_result *r)
 {
-	struct inject_buf b = { 0 };
+	struct wire_buf b = { 0 };
 	pthread_mutex_lock(&g.lock);
 	/* Only the agent thread closes the descriptor (it polls it); a failed
 	 * write here shuts it down, which the agent thread sees as EOF. */
-	if (inject_msg__encode_resume_result(&b, r) == 0 && g.ready && send_locked(&b) &&
+	if (wire_msg__encode_resume_result(&b, r) == 0 && g.ready && send_locked(&b) &&
 	    g.client_fd >= 0)
 		shutdown(g.client_fd, SHUT_RDWR);
 	pthread_mutex_unlock(&g.lock);
-	inject_buf__free(&b);
+	wire_buf__free(&b);
 }
 
 /* ------------------------------------------------------------------ */
@@ -253,7 +253,7 @@ static void record_install(uint32_t mode, const char *detail)
 	pthread_mutex_lock(&g.lock);
 	g.mode = mode;
 	snprintf(g.detail, sizeof g.detail, "%s", detail);
-	g.installed = mode != INJECT_WATCH_NONE;
+	g.installed = mode != WIRE_WATCH_NONE;
 	g.installing = false;
 	pthread_cond_broadcast(&g.cond);
 	pthread_mutex_unlock(&g.lock);
@@ -280,7 +280,7 @@ static bool install_claim(bool wait)
 /* With the GIL held, the install claimed. */
 static void install_claimed(void)
 {
-	uint32_t mode = INJECT_WATCH_NONE;
+	uint32_t mode = WIRE_WATCH_NONE;
 	char detail[160] = "";
 	struct timespec t0, t1;
 	clock_gettime(CLOCK_MONOTONIC, &t0);
@@ -362,7 +362,7 @@ static void install_watcher(unsigned timeout_ms)
 	pthread_t t;
 	struct timespec dl;
 	if (!in) {
-		record_install(INJECT_WATCH_NONE, "out of memory");
+		record_install(WIRE_WATCH_NONE, "out of memory");
 		return;
 	}
 	pthread_mutex_init(&in->lock, NULL);
@@ -370,7 +370,7 @@ static void install_watcher(unsigned timeout_ms)
 	Py_AddPendingCall(install_pending, NULL);   /* a full queue: the installer alone */
 	if (pthread_create(&t, NULL, installer_main, in)) {
 		free(in);
-		record_install(INJECT_WATCH_NONE, "cannot start the installer thread");
+		record_install(WIRE_WATCH_NONE, "cannot start the installer thread");
 		return;
 	}
 	pthread_detach(t);
@@ -406,22 +406,22 @@ static void install_watcher(unsigned timeout_ms)
 /* The channel                                                          */
 
 /* WELCOME: who we are and how we watch (docs/formats/channel.md). */
-static void encode_welcome(struct inject_buf *b)
+static void encode_welcome(struct wire_buf *b)
 {
-	struct inject_welcome w;
+	struct wire_welcome w;
 	memset(&w, 0, sizeof w);
-	w.version = INJECT_PROTO_VERSION;
+	w.version = WIRE_PROTO_VERSION;
 	w.pid = (uint32_t)getpid();
 	w.py_hexversion = (uint32_t)Py_Version;
 	pthread_mutex_lock(&g.lock);
 	w.watch_mode = g.mode;
 	snprintf(w.detail, sizeof w.detail, "%s", g.detail);
 	pthread_mutex_unlock(&g.lock);
-	inject_msg__encode_welcome(b, &w);
+	wire_msg__encode_welcome(b, &w);
 }
 
 /* ROLLBACK for the debugger or an auditor (who: for the log). */
-static void rollback_run(const struct inject_rollback *m, struct inject_rollback_result *res,
+static void rollback_run(const struct wire_rollback *m, struct wire_rollback_result *res,
 			 const char *who)
 {
 	PyGILState_STATE st;
@@ -434,12 +434,12 @@ static void rollback_run(const struct inject_rollback *m, struct inject_rollback
 		res->status = agent_install__rollback(m, res);
 		PyGILState_Release(st);
 	}
-	agent__log("rollback%s %s%s: %d: %s", who, (m->flags & INJECT_ROLLBACK_F_ALL) ? "(all)" : m->name,
-		   (m->flags & INJECT_ROLLBACK_F_DRY_RUN) ? " (dry run)" : "", res->status, res->message);
+	agent__log("rollback%s %s%s: %d: %s", who, (m->flags & WIRE_ROLLBACK_F_ALL) ? "(all)" : m->name,
+		   (m->flags & WIRE_ROLLBACK_F_DRY_RUN) ? " (dry run)" : "", res->status, res->message);
 }
 
 /* PONG: the counters, read under the lock. */
-static void pong_of(const struct inject_ping *ping, struct inject_pong *pong)
+static void pong_of(const struct wire_ping *ping, struct wire_pong *pong)
 {
 	pthread_mutex_lock(&g.lock);
 	pong->cookie = ping->cookie;
@@ -467,7 +467,7 @@ static void close_client_locked(const char *why)
  * the patched code, say) would otherwise close the channel before the
  * answer is out. Never blocks: what does not fit now goes out with
  * reply_rest() once the GIL is released. Returns the bytes sent. */
-static size_t reply_early(struct inject_buf *b)
+static size_t reply_early(struct wire_buf *b)
 {
 	size_t sent = 0;
 	pthread_mutex_lock(&g.lock);
@@ -483,45 +483,45 @@ static size_t reply_early(struct inject_buf *b)
 	return sent;
 }
 
-static void reply_rest(struct inject_buf *b, size_t sent)
+static void reply_rest(struct wire_buf *b, size_t sent)
 {
 	if (b->err == 0 && sent < b->len &&
 	    (g.client_fd < 0 ||
-	     inject_channel__write_all(g.client_fd, b->data + sent, b->len - sent) != 0))
+	     wire_channel__write_all(g.client_fd, b->data + sent, b->len - sent) != 0))
 		close_client_locked("write failed");
 	pthread_mutex_unlock(&g.lock);
-	inject_buf__reset(b);
+	wire_buf__reset(b);
 }
 
-static void reply(struct inject_buf *b)
+static void reply(struct wire_buf *b)
 {
 	pthread_mutex_lock(&g.lock);
 	if (b->err == 0 && send_locked(b) != 0)
 		close_client_locked("write failed");
 	pthread_mutex_unlock(&g.lock);
-	inject_buf__reset(b);
+	wire_buf__reset(b);
 }
 
 /* HITS (docs/formats/channel.md): the firings counted since the last one,
- * to the debugger if it asked for them (INJECT_HELLO_F_HITS: suture-run,
+ * to the debugger if it asked for them (WIRE_HELLO_F_HITS: suture-run,
  * suture-attach --watch); else they wait for one that does.
  * No GIL needed: the counts are plain integers. deadline (CLOCK_REALTIME,
  * may be NULL) bounds the waits for the locks (the exit handler's case). */
 static void send_hits(const struct timespec *deadline)
 {
-	struct inject_buf hb = { 0 };
+	struct wire_buf hb = { 0 };
 	if (deadline ? pthread_mutex_timedlock(&g.lock, deadline) : pthread_mutex_lock(&g.lock))
 		return;
 	if (g.ready && g.hits && g.client_fd >= 0 && agent_install__hits(&hb, deadline) > 0 &&
 	    send_locked(&hb) && g.client_fd >= 0)
 		shutdown(g.client_fd, SHUT_RDWR);   /* the agent thread sees EOF and closes */
 	pthread_mutex_unlock(&g.lock);
-	inject_buf__free(&hb);
+	wire_buf__free(&hb);
 }
 
-static void refuse(struct inject_buf *b, const char *why)
+static void refuse(struct wire_buf *b, const char *why)
 {
-	inject_msg__encode_error(b, why);
+	wire_msg__encode_error(b, why);
 	reply(b);
 	pthread_mutex_lock(&g.lock);
 	close_client_locked(why);
@@ -535,22 +535,22 @@ static void refuse(struct inject_buf *b, const char *why)
  * reported to it. Anything else gets ERROR and the connection is closed. */
 static void serve_control(int fd)
 {
-	struct inject_buf b = { 0 };
+	struct wire_buf b = { 0 };
 	struct timespec t0, now;
 	bool hello = false;
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	for (int frames = 0; frames < 32; frames++) {
-		uint8_t hdr[INJECT_HDR_SIZE], *payload = NULL;
-		struct inject_hdr h;
+		uint8_t hdr[WIRE_HDR_SIZE], *payload = NULL;
+		struct wire_hdr h;
 		struct pollfd pf = { .fd = fd, .events = POLLIN };
 		clock_gettime(CLOCK_MONOTONIC, &now);
 		long left = 10000 - ((now.tv_sec - t0.tv_sec) * 1000 +
 				     (now.tv_nsec - t0.tv_nsec) / 1000000);
 		if (left <= 0 || poll(&pf, 1, (int)left) <= 0 ||
-		    inject_channel__read_all(fd, hdr, sizeof hdr) ||
-		    inject_msg__decode_hdr(hdr, hdr + sizeof hdr, &h) || h.len > (64u << 10) ||
+		    wire_channel__read_all(fd, hdr, sizeof hdr) ||
+		    wire_msg__decode_hdr(hdr, hdr + sizeof hdr, &h) || h.len > (64u << 10) ||
 		    (h.len && !(payload = malloc(h.len))) ||
-		    (h.len && inject_channel__read_all(fd, payload, h.len))) {
+		    (h.len && wire_channel__read_all(fd, payload, h.len))) {
 			free(payload);
 			break;
 		}
@@ -558,43 +558,43 @@ static void serve_control(int fd)
 		const char *refuse_why = NULL;
 		PyGILState_STATE st;
 		if (!hello) {
-			struct inject_hello hm;
-			if (h.type != INJECT_MSG_HELLO_CONTROL || inject_msg__decode_hello(p, end, &hm) ||
-			    hm.version != INJECT_PROTO_VERSION) {
+			struct wire_hello hm;
+			if (h.type != WIRE_MSG_HELLO_CONTROL || wire_msg__decode_hello(p, end, &hm) ||
+			    hm.version != WIRE_PROTO_VERSION) {
 				refuse_why = "another debugger is connected";
 			} else {
 				encode_welcome(&b);
 				hello = true;
 			}
-		} else if (h.type == INJECT_MSG_LIST) {
-			struct inject_list m;
-			if (inject_msg__decode_list(p, end, &m) || gil_take(&st)) {
+		} else if (h.type == WIRE_MSG_LIST) {
+			struct wire_list m;
+			if (wire_msg__decode_list(p, end, &m) || gil_take(&st)) {
 				refuse_why = "agent: malformed LIST, or the interpreter is finalizing";
 			} else {
 				int rc = agent_install__list(&b, m.request_id);
 				PyGILState_Release(st);
 				if (rc) {
-					inject_buf__reset(&b);
+					wire_buf__reset(&b);
 					refuse_why = "agent: cannot list the installed patches";
 				}
 			}
-		} else if (h.type == INJECT_MSG_ROLLBACK) {
-			struct inject_rollback m;
-			struct inject_rollback_result res;
-			if (inject_msg__decode_rollback(p, end, &m)) {
+		} else if (h.type == WIRE_MSG_ROLLBACK) {
+			struct wire_rollback m;
+			struct wire_rollback_result res;
+			if (wire_msg__decode_rollback(p, end, &m)) {
 				refuse_why = "agent: malformed ROLLBACK";
 			} else {
 				rollback_run(&m, &res, " (auditor)");
-				inject_msg__encode_rollback_result(&b, &res);
+				wire_msg__encode_rollback_result(&b, &res);
 			}
-		} else if (h.type == INJECT_MSG_PING) {
-			struct inject_ping ping;
-			struct inject_pong pong;
-			if (inject_msg__decode_ping(p, end, &ping)) {
+		} else if (h.type == WIRE_MSG_PING) {
+			struct wire_ping ping;
+			struct wire_pong pong;
+			if (wire_msg__decode_ping(p, end, &ping)) {
 				refuse_why = "agent: malformed PING";
 			} else {
 				pong_of(&ping, &pong);
-				inject_msg__encode_pong(&b, &pong);
+				wire_msg__encode_pong(&b, &pong);
 			}
 		} else {
 			refuse_why = "agent: another debugger is connected: only LIST, ROLLBACK and "
@@ -602,26 +602,26 @@ static void serve_control(int fd)
 		}
 		free(payload);
 		if (refuse_why) {
-			inject_buf__reset(&b);
-			inject_msg__encode_error(&b, refuse_why);
+			wire_buf__reset(&b);
+			wire_msg__encode_error(&b, refuse_why);
 		}
-		if (b.err || inject_channel__write_all(fd, b.data, b.len) || refuse_why)
+		if (b.err || wire_channel__write_all(fd, b.data, b.len) || refuse_why)
 			break;
-		inject_buf__reset(&b);
+		wire_buf__reset(&b);
 	}
-	inject_buf__free(&b);
+	wire_buf__free(&b);
 }
 
 /* Whether the first frame waiting on fd is HELLO_CONTROL (peeked, within
  * a second: debuggers send their HELLO at once). */
 static bool is_auditor(int fd)
 {
-	uint8_t hdr[INJECT_HDR_SIZE];
+	uint8_t hdr[WIRE_HDR_SIZE];
 	struct pollfd pf = { .fd = fd, .events = POLLIN };
 	if (poll(&pf, 1, 1000) <= 0)
 		return false;
 	ssize_t n = recv(fd, hdr, sizeof hdr, MSG_PEEK | MSG_DONTWAIT);
-	return n == (ssize_t)sizeof hdr && (hdr[4] | hdr[5] << 8) == INJECT_MSG_HELLO_CONTROL;
+	return n == (ssize_t)sizeof hdr && (hdr[4] | hdr[5] << 8) == WIRE_MSG_HELLO_CONTROL;
 }
 
 static void accept_client(void)
@@ -629,7 +629,7 @@ static void accept_client(void)
 	int fd = accept4(g.listen_fd, NULL, NULL, SOCK_CLOEXEC);
 	struct ucred cred;
 	socklen_t len = sizeof cred;
-	struct inject_buf b = { 0 };
+	struct wire_buf b = { 0 };
 	if (fd < 0)
 		return;
 	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) ||
@@ -660,10 +660,10 @@ static void accept_client(void)
 			close(fd);
 			return;
 		}
-		inject_msg__encode_error(&b, "another debugger is connected");
+		wire_msg__encode_error(&b, "another debugger is connected");
 		if (b.err == 0)
-			inject_channel__write_all(fd, b.data, b.len);
-		inject_buf__free(&b);
+			wire_channel__write_all(fd, b.data, b.len);
+		wire_buf__free(&b);
 		close(fd);
 		return;
 	}
@@ -678,10 +678,10 @@ static void accept_client(void)
 	agent__log("debugger pid %d connected", (int)cred.pid);
 }
 
-static void on_hello(struct inject_buf *b, const uint8_t *p, const uint8_t *end)
+static void on_hello(struct wire_buf *b, const uint8_t *p, const uint8_t *end)
 {
-	struct inject_hello h;
-	if (inject_msg__decode_hello(p, end, &h) || h.version != INJECT_PROTO_VERSION) {
+	struct wire_hello h;
+	if (wire_msg__decode_hello(p, end, &h) || h.version != WIRE_PROTO_VERSION) {
 		refuse(b, "agent: bad HELLO or protocol version");
 		return;
 	}
@@ -690,16 +690,16 @@ static void on_hello(struct inject_buf *b, const uint8_t *p, const uint8_t *end)
 	encode_welcome(b);
 	reply(b);
 	pthread_mutex_lock(&g.lock);
-	g.hits = (h.flags & INJECT_HELLO_F_HITS) != 0;
+	g.hits = (h.flags & WIRE_HELLO_F_HITS) != 0;
 	__atomic_store_n(&g.ready, true, __ATOMIC_RELAXED);
 	pthread_cond_broadcast(&g.cond);   /* crashes waiting for a debugger */
 	pthread_mutex_unlock(&g.lock);
 }
 
-static void on_release(struct inject_buf *b, const uint8_t *p, const uint8_t *end)
+static void on_release(struct wire_buf *b, const uint8_t *p, const uint8_t *end)
 {
-	struct inject_release r;
-	if (inject_msg__decode_release(p, end, &r)) {
+	struct wire_release r;
+	if (wire_msg__decode_release(p, end, &r)) {
 		refuse(b, "agent: malformed RELEASE");
 		return;
 	}
@@ -714,11 +714,11 @@ static void on_release(struct inject_buf *b, const uint8_t *p, const uint8_t *en
 /* RESUME: the parked thread does the work (it owns the frames) and
  * answers RESUME_RESULT itself; an unknown or released event is answered
  * here. */
-static void on_resume(struct inject_buf *b, const uint8_t *p, const uint8_t *end)
+static void on_resume(struct wire_buf *b, const uint8_t *p, const uint8_t *end)
 {
-	struct inject_resume r;
+	struct wire_resume r;
 	bool found = false;
-	if (inject_msg__decode_resume(p, end, &r)) {
+	if (wire_msg__decode_resume(p, end, &r)) {
 		refuse(b, "agent: malformed RESUME");
 		return;
 	}
@@ -732,21 +732,21 @@ static void on_resume(struct inject_buf *b, const uint8_t *p, const uint8_t *end
 	pthread_cond_broadcast(&g.cond);
 	pthread_mutex_unlock(&g.lock);
 	if (!found) {
-		struct inject_resume_result res = { r.event_id, -ENOENT, "" };
+		struct wire_resume_result res = { r.event_id, -ENOENT, "" };
 		snprintf(res.message, sizeof res.message,
 			 "agent: event %llu is not parked (released or timed out)",
 			 (unsigned long long)r.event_id);
-		inject_msg__encode_resume_result(b, &res);
+		wire_msg__encode_resume_result(b, &res);
 		reply(b);
 	}
 }
 
-static void on_patch(struct inject_buf *b, const uint8_t *p, const uint8_t *end, bool named)
+static void on_patch(struct wire_buf *b, const uint8_t *p, const uint8_t *end, bool named)
 {
-	struct inject_patch m;
-	struct inject_patch_result res;
+	struct wire_patch m;
+	struct wire_patch_result res;
 	PyGILState_STATE st;
-	if (named ? inject_msg__decode_patch_named(p, end, &m) : inject_msg__decode_patch(p, end, &m)) {
+	if (named ? wire_msg__decode_patch_named(p, end, &m) : wire_msg__decode_patch(p, end, &m)) {
 		refuse(b, named ? "agent: malformed PATCH_NAMED" : "agent: malformed PATCH");
 		return;
 	}
@@ -755,12 +755,12 @@ static void on_patch(struct inject_buf *b, const uint8_t *p, const uint8_t *end,
 	if (gil_take(&st)) {
 		res.status = -ESHUTDOWN;
 		snprintf(res.message, sizeof res.message, "agent: interpreter finalizing");
-		inject_msg__encode_patch_result(b, &res);
+		wire_msg__encode_patch_result(b, &res);
 		reply(b);
 	} else {
 		res.status = agent_install__patch(&m, &res);
 		/* Answered before the program runs on (reply_early). */
-		inject_msg__encode_patch_result(b, &res);
+		wire_msg__encode_patch_result(b, &res);
 		size_t sent = reply_early(b);
 		PyGILState_Release(st);
 		reply_rest(b, sent);
@@ -771,12 +771,12 @@ static void on_patch(struct inject_buf *b, const uint8_t *p, const uint8_t *end,
 }
 
 /* LIST: the registry, encoded with the GIL held (it reads code objects). */
-static void on_list(struct inject_buf *b, const uint8_t *p, const uint8_t *end)
+static void on_list(struct wire_buf *b, const uint8_t *p, const uint8_t *end)
 {
-	struct inject_list m;
+	struct wire_list m;
 	PyGILState_STATE st;
 	int rc;
-	if (inject_msg__decode_list(p, end, &m)) {
+	if (wire_msg__decode_list(p, end, &m)) {
 		refuse(b, "agent: malformed LIST");
 		return;
 	}
@@ -787,36 +787,36 @@ static void on_list(struct inject_buf *b, const uint8_t *p, const uint8_t *end)
 	rc = agent_install__list(b, m.request_id);
 	PyGILState_Release(st);
 	if (rc) {
-		inject_buf__reset(b);
+		wire_buf__reset(b);
 		refuse(b, "agent: cannot list the installed patches (out of memory)");
 		return;
 	}
 	reply(b);
 }
 
-static void on_rollback(struct inject_buf *b, const uint8_t *p, const uint8_t *end)
+static void on_rollback(struct wire_buf *b, const uint8_t *p, const uint8_t *end)
 {
-	struct inject_rollback m;
-	struct inject_rollback_result res;
-	if (inject_msg__decode_rollback(p, end, &m)) {
+	struct wire_rollback m;
+	struct wire_rollback_result res;
+	if (wire_msg__decode_rollback(p, end, &m)) {
 		refuse(b, "agent: malformed ROLLBACK");
 		return;
 	}
 	rollback_run(&m, &res, "");
-	inject_msg__encode_rollback_result(b, &res);
+	wire_msg__encode_rollback_result(b, &res);
 	reply(b);
 }
 
-static void on_ping(struct inject_buf *b, const uint8_t *p, const uint8_t *end)
+static void on_ping(struct wire_buf *b, const uint8_t *p, const uint8_t *end)
 {
-	struct inject_ping ping;
-	struct inject_pong pong;
-	if (inject_msg__decode_ping(p, end, &ping)) {
+	struct wire_ping ping;
+	struct wire_pong pong;
+	if (wire_msg__decode_ping(p, end, &ping)) {
 		refuse(b, "agent: malformed PING");
 		return;
 	}
 	pong_of(&ping, &pong);
-	inject_msg__encode_pong(b, &pong);
+	wire_msg__encode_pong(b, &pong);
 	reply(b);
 }
 
@@ -840,7 +840,7 @@ static void stop_channel(void)
 /* DETACH: unwatch (with the GIL), take the socket away, answer BYE. The
  * socket goes before BYE, so a debugger that reconnects right after BYE
  * finds no stale listener (it restarts the agent instead). */
-static void on_detach(struct inject_buf *b)
+static void on_detach(struct wire_buf *b)
 {
 	PyGILState_STATE st;
 	g.stopping = true;
@@ -857,7 +857,7 @@ static void on_detach(struct inject_buf *b)
 		agent_watch__remove();
 		PyGILState_Release(st);
 	}
-	record_install(INJECT_WATCH_NONE, "detached");
+	record_install(WIRE_WATCH_NONE, "detached");
 	/* The debugger records firings up to BYE. */
 	if (agent_install__hits_pending()) {
 		pthread_mutex_lock(&g.lock);
@@ -865,29 +865,29 @@ static void on_detach(struct inject_buf *b)
 		    send_locked(b))
 			close_client_locked("write failed");
 		pthread_mutex_unlock(&g.lock);
-		inject_buf__reset(b);
+		wire_buf__reset(b);
 	}
-	inject_msg__encode_empty(b, INJECT_MSG_BYE);
+	wire_msg__encode_empty(b, WIRE_MSG_BYE);
 	reply(b);
 }
 
 /* One frame from the debugger; false when the agent must stop. */
-static bool serve_one(struct inject_buf *b)
+static bool serve_one(struct wire_buf *b)
 {
-	struct inject_hdr h;
-	uint8_t hdr[INJECT_HDR_SIZE];
+	struct wire_hdr h;
+	uint8_t hdr[WIRE_HDR_SIZE];
 	uint8_t *payload = NULL;
 	int fd = g.client_fd;
 	bool go_on = true;
 
-	int rc = inject_channel__read_all(fd, hdr, sizeof hdr);
+	int rc = wire_channel__read_all(fd, hdr, sizeof hdr);
 	if (rc) {
 		pthread_mutex_lock(&g.lock);
 		close_client_locked(rc == -EPIPE ? "EOF" : "read failed");
 		pthread_mutex_unlock(&g.lock);
 		return true;
 	}
-	if (inject_msg__decode_hdr(hdr, hdr + sizeof hdr, &h)) {
+	if (wire_msg__decode_hdr(hdr, hdr + sizeof hdr, &h)) {
 		refuse(b, "agent: malformed frame header");
 		return true;
 	}
@@ -895,7 +895,7 @@ static bool serve_one(struct inject_buf *b)
 		refuse(b, "agent: out of memory");
 		return true;
 	}
-	if (h.len && inject_channel__read_all(fd, payload, h.len)) {
+	if (h.len && wire_channel__read_all(fd, payload, h.len)) {
 		pthread_mutex_lock(&g.lock);
 		close_client_locked("truncated frame");
 		pthread_mutex_unlock(&g.lock);
@@ -905,21 +905,21 @@ static bool serve_one(struct inject_buf *b)
 	const uint8_t *p = payload, *end = payload + h.len;
 	/* HELLO_CONTROL when no debugger is connected: an auditor is served as
 	 * one (it reads no crashes and leaves soon; parked threads then go on). */
-	if (h.type != INJECT_MSG_HELLO && h.type != INJECT_MSG_HELLO_CONTROL && !g.ready) {
+	if (h.type != WIRE_MSG_HELLO && h.type != WIRE_MSG_HELLO_CONTROL && !g.ready) {
 		refuse(b, "agent: HELLO expected first");
 	} else {
 		switch (h.type) {
-		case INJECT_MSG_HELLO:
-		case INJECT_MSG_HELLO_CONTROL: on_hello(b, p, end); break;
-		case INJECT_MSG_RELEASE: on_release(b, p, end); break;
-		case INJECT_MSG_PATCH: on_patch(b, p, end, false); break;
-		case INJECT_MSG_PATCH_NAMED: on_patch(b, p, end, true); break;
-		case INJECT_MSG_LIST: on_list(b, p, end); break;
-		case INJECT_MSG_ROLLBACK: on_rollback(b, p, end); break;
-		case INJECT_MSG_RESUME: on_resume(b, p, end); break;
-		case INJECT_MSG_PING: on_ping(b, p, end); break;
-		case INJECT_MSG_DETACH:
-			if (inject_msg__decode_empty(p, end)) {
+		case WIRE_MSG_HELLO:
+		case WIRE_MSG_HELLO_CONTROL: on_hello(b, p, end); break;
+		case WIRE_MSG_RELEASE: on_release(b, p, end); break;
+		case WIRE_MSG_PATCH: on_patch(b, p, end, false); break;
+		case WIRE_MSG_PATCH_NAMED: on_patch(b, p, end, true); break;
+		case WIRE_MSG_LIST: on_list(b, p, end); break;
+		case WIRE_MSG_ROLLBACK: on_rollback(b, p, end); break;
+		case WIRE_MSG_RESUME: on_resume(b, p, end); break;
+		case WIRE_MSG_PING: on_ping(b, p, end); break;
+		case WIRE_MSG_DETACH:
+			if (wire_msg__decode_empty(p, end)) {
 				refuse(b, "agent: malformed DETACH");
 				break;
 			}
@@ -936,16 +936,16 @@ static bool serve_one(struct inject_buf *b)
 
 static int open_channel(void)
 {
-	char dir[INJECT_PATH_MAX];
+	char dir[WIRE_PATH_MAX];
 	int rc;
 	pid_t pid = getpid();
 	uid_t uid = getuid();
 
-	if ((rc = inject_channel__dir(uid, dir, sizeof dir)) ||
-	    (rc = inject_channel__ensure_dir(dir, uid)))
+	if ((rc = wire_channel__dir(uid, dir, sizeof dir)) ||
+	    (rc = wire_channel__ensure_dir(dir, uid)))
 		return rc;
-	inject_channel__path(dir, pid, "lock", g.lock_path, sizeof g.lock_path);
-	inject_channel__path(dir, pid, "sock", g.sock_path, sizeof g.sock_path);
+	wire_channel__path(dir, pid, "lock", g.lock_path, sizeof g.lock_path);
+	wire_channel__path(dir, pid, "sock", g.sock_path, sizeof g.sock_path);
 	int lfd = open(g.lock_path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
 	if (lfd < 0)
 		return -errno;
@@ -963,7 +963,7 @@ static int open_channel(void)
 	 * woken by its appearance (suture-run watches the directory) must not
 	 * meet ECONNREFUSED and back off. rename() keeps the bound socket. */
 	char tmp[sizeof g.sock_path];
-	inject_channel__path(dir, pid, "sock-new", tmp, sizeof tmp);
+	wire_channel__path(dir, pid, "sock-new", tmp, sizeof tmp);
 	snprintf(sa.sun_path, sizeof sa.sun_path, "%s", tmp);
 	unlink(tmp);           /* previous processes with our pid; we hold the lock */
 	unlink(g.sock_path);
@@ -985,7 +985,7 @@ fail_lock:
 
 static void *agent_main(void *arg)
 {
-	struct inject_buf b = { 0 };
+	struct wire_buf b = { 0 };
 	int rc;
 	(void)arg;
 
@@ -1032,7 +1032,7 @@ static void *agent_main(void *arg)
 				last_hits = now;
 			}
 		}
-		if (agent_watch__mode() == INJECT_WATCH_TRACE) {
+		if (agent_watch__mode() == WIRE_WATCH_TRACE) {
 			PyGILState_STATE st;
 			if (gil_take(&st) == 0) {
 				agent_watch__rescan_threads();
@@ -1042,7 +1042,7 @@ static void *agent_main(void *arg)
 	}
 	stop_channel();
 out:
-	inject_buf__free(&b);
+	wire_buf__free(&b);
 	pthread_mutex_lock(&g.lock);
 	g.running = false;
 	pthread_cond_broadcast(&g.cond);   /* a restart waiting for us to end */

@@ -6,8 +6,8 @@
  * fallback. Errors other than that one are left set, unchanged, so the
  * traceback the program sees is the one it would have seen.
  */
-#include "inject/agent/helpers.h"
-#include "inject/agent/agent.h"
+#include "agent/helpers.h"
+#include "agent/agent.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -1,4 +1,4 @@
-/* inject/heal: a live code object, read from outside, described as
+/* heal: a live code object, read from outside, described as
  * rewrite/ wants it (struct rewrite_code_info).
  *
  * Constants become type/repr texts, as the codedump fixture writes them
@@ -8,7 +8,7 @@
  * with its items sorted: its iteration order follows string hashes, which
  * PYTHONHASHSEED randomizes.
  */
-#include "inject/heal.h"
+#include "heal/heal.h"
 #include "inspect/inspect.h"
 
 #include <errno.h>

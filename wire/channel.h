@@ -1,4 +1,4 @@
-/* inject/: where the channel lives and how bytes cross it; shared by the
+/* wire/: where the channel lives and how bytes cross it; shared by the
  * debugger side and the agent (compiled into both).
  *
  * The socket is <dir>/agent-<pid>.sock, dir = /tmp/suture-<uid> (mode 0700,
@@ -10,20 +10,20 @@
 #include <stddef.h>
 #include <sys/types.h>
 
-#define INJECT_PATH_MAX 108   /* sizeof(sockaddr_un.sun_path) */
+#define WIRE_PATH_MAX 108   /* sizeof(sockaddr_un.sun_path) */
 
 /* "/tmp/suture-<uid>". -ENAMETOOLONG if it does not fit. */
-int inject_channel__dir(uid_t uid, char *buf, size_t cap);
+int wire_channel__dir(uid_t uid, char *buf, size_t cap);
 /* "<dir>/agent-<pid>.<ext>". */
-int inject_channel__path(const char *dir, pid_t pid, const char *ext, char *buf, size_t cap);
+int wire_channel__path(const char *dir, pid_t pid, const char *ext, char *buf, size_t cap);
 /* Create dir 0700 if missing; refuse (-EPERM) a dir that is a symlink,
  * not a directory, not owned by uid, or open to group/others. */
-int inject_channel__ensure_dir(const char *dir, uid_t uid);
+int wire_channel__ensure_dir(const char *dir, uid_t uid);
 /* The same checks without creating: 0 when dir is safe to use. */
-int inject_channel__check_dir(const char *dir, uid_t uid);
+int wire_channel__check_dir(const char *dir, uid_t uid);
 /* Whole writes (MSG_NOSIGNAL: a vanished peer gives -EPIPE, no signal)
  * and whole reads (-EPIPE on EOF, -EAGAIN on a receive timeout). */
-int inject_channel__write_all(int fd, const void *buf, size_t len);
-int inject_channel__read_all(int fd, void *buf, size_t len);
+int wire_channel__write_all(int fd, const void *buf, size_t len);
+int wire_channel__read_all(int fd, void *buf, size_t len);
 
 #endif

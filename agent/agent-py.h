@@ -11,11 +11,11 @@
 #include "internal/pycore_frame.h"
 #include "internal/pycore_traceback.h"   /* _PyTraceBack_FromFrame */
 
-#include "inject/agent/agent.h"
+#include "agent/agent.h"
 
 /* watch.c. install picks the entry jump, or the trace fallback when code
  * cannot be written (or SUTURE_AGENT_MODE=trace); *mode receives an
- * enum inject_watch_mode and detail a sentence for WELCOME. */
+ * enum wire_watch_mode and detail a sentence for WELCOME. */
 int agent_watch__install(uint32_t *mode, char *detail, size_t cap);
 /* main.c: install the watcher now, on the calling thread, which holds the
  * GIL (the boot hook, at the first module after initialization), instead of
@@ -37,7 +37,7 @@ void agent_watch__disable(void);
 
 /* resume.c: in-flight resume of the parked frame f (the exception held in
  * the three pointers, the error indicator clear), after its patch was
- * installed. INJECT_RESUMED, INJECT_RESUME_RAISED (the pointers now hold
+ * installed. WIRE_RESUMED, WIRE_RESUME_RAISED (the pointers now hold
  * the continuation's exception) or -errno with nothing changed; msg says
  * what happened. f may be a continuation's own frame (a second crash in a
  * resumed call): its result then goes to the resume that runs it. */
@@ -63,22 +63,22 @@ int agent_resume__is_decider_block(PyCodeObject *co, uint32_t target);
 
 /* install.c: build the code object described by a PATCH and install it on
  * every function sharing the original and in enclosing code objects. */
-int agent_install__patch(const struct inject_patch *p, struct inject_patch_result *res);
+int agent_install__patch(const struct wire_patch *p, struct wire_patch_result *res);
 
 /* install.c: the registry of installed patches (each keeps its original
  * and patched code objects alive). list encodes a whole LIST_RESULT frame
  * into b; rollback gives every function running a selected patch (or an
  * enclosing copy made for it) its original code back, switches suspended
  * frames back where their layout allows, and forgets the entries. */
-int agent_install__list(struct inject_buf *b, uint64_t request_id);
+int agent_install__list(struct wire_buf *b, uint64_t request_id);
 /* boot.c: a patch installed at start-up in its parent's co_consts (before
  * any function of it exists) joins the registry too. */
-void agent_install__record_boot(PyObject *orig, PyObject *newc, const struct inject_patch *p);
+void agent_install__record_boot(PyObject *orig, PyObject *newc, const struct wire_patch *p);
 /* old.replace(...) with the patch's bytes, stack size and appended constants
  * and names (GIL held). NULL on failure, with a one-line reason in err and
  * no Python error left set. Shared by PATCH (install.c) and boot.c. */
-PyObject *agent_install__build_code(PyCodeObject *old, const struct inject_patch *p, char *err,
+PyObject *agent_install__build_code(PyCodeObject *old, const struct wire_patch *p, char *err,
 				    size_t cap);
-int agent_install__rollback(const struct inject_rollback *m, struct inject_rollback_result *res);
+int agent_install__rollback(const struct wire_rollback *m, struct wire_rollback_result *res);
 
 #endif

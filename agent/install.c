@@ -22,7 +22,7 @@
  * switched to the new code (OSR, swap_frames below), so a loop that is
  * already running picks the patch up at its next iteration.
  */
-#include "inject/agent/agent-py.h"
+#include "agent/agent-py.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -32,7 +32,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "inject/agent/helpers.h"
+#include "agent/helpers.h"
 
 /* Every code object reachable from live functions, each once. */
 struct codes {
@@ -61,43 +61,43 @@ static int codes__add(struct codes *c, PyObject *code)
 }
 
 /* Appended constants, depth first: a TUPLE item is followed by its items. */
-static PyObject *build_const(struct inject_const_iter *it, PyObject *builtins, char *err,
+static PyObject *build_const(struct wire_const_iter *it, PyObject *builtins, char *err,
 			     size_t cap)
 {
-	struct inject_const c;
-	int rc = inject_const_iter__next(it, &c);
+	struct wire_const c;
+	int rc = wire_const_iter__next(it, &c);
 	if (rc <= 0) {
 		snprintf(err, cap, "agent: patch constants truncated");
 		return NULL;
 	}
 	switch (c.kind) {
-	case INJECT_CONST_NONE: Py_RETURN_NONE;
-	case INJECT_CONST_TRUE: Py_RETURN_TRUE;
-	case INJECT_CONST_FALSE: Py_RETURN_FALSE;
-	case INJECT_CONST_ELLIPSIS: return Py_NewRef(Py_Ellipsis);
-	case INJECT_CONST_INT: return PyLong_FromLongLong(c.i);
-	case INJECT_CONST_FLOAT: return PyFloat_FromDouble(c.f);
-	case INJECT_CONST_STR:
+	case WIRE_CONST_NONE: Py_RETURN_NONE;
+	case WIRE_CONST_TRUE: Py_RETURN_TRUE;
+	case WIRE_CONST_FALSE: Py_RETURN_FALSE;
+	case WIRE_CONST_ELLIPSIS: return Py_NewRef(Py_Ellipsis);
+	case WIRE_CONST_INT: return PyLong_FromLongLong(c.i);
+	case WIRE_CONST_FLOAT: return PyFloat_FromDouble(c.f);
+	case WIRE_CONST_STR:
 		return PyUnicode_DecodeUTF8((const char *)c.data, (Py_ssize_t)c.len, "strict");
-	case INJECT_CONST_BYTES:
+	case WIRE_CONST_BYTES:
 		return PyBytes_FromStringAndSize((const char *)c.data, (Py_ssize_t)c.len);
-	case INJECT_CONST_BUILTIN:
-	case INJECT_CONST_HELPER: {
+	case WIRE_CONST_BUILTIN:
+	case WIRE_CONST_HELPER: {
 		char name[65];
 		memcpy(name, c.data, c.len);   /* len <= 64, checked by the decoder */
 		name[c.len] = 0;
 		PyObject *o;
-		if (c.kind == INJECT_CONST_HELPER) {
+		if (c.kind == WIRE_CONST_HELPER) {
 			o = suture_helpers__get(name);
 		} else {
 			o = PyObject_GetAttrString(builtins, name);
 		}
 		if (!o)
 			snprintf(err, cap, "agent: no %s named '%s'",
-				 c.kind == INJECT_CONST_HELPER ? "helper" : "builtin", name);
+				 c.kind == WIRE_CONST_HELPER ? "helper" : "builtin", name);
 		return o;
 	}
-	case INJECT_CONST_TUPLE: {
+	case WIRE_CONST_TUPLE: {
 		PyObject *t = PyTuple_New((Py_ssize_t)c.nitems);
 		for (size_t i = 0; t && i < c.nitems; i++) {
 			PyObject *item = build_const(it, builtins, err, cap);
@@ -130,13 +130,13 @@ static int set_new(PyObject *kw, const char *key, PyObject *value)
 	return rc;
 }
 
-PyObject *agent_install__build_code(PyCodeObject *old, const struct inject_patch *p, char *err,
+PyObject *agent_install__build_code(PyCodeObject *old, const struct wire_patch *p, char *err,
 				     size_t cap)
 {
 	PyObject *builtins = NULL, *consts = NULL, *names = NULL, *kw = NULL, *args = NULL;
 	PyObject *replace = NULL, *newc = NULL, *o;
-	struct inject_const_iter ci;
-	struct inject_name_iter ni;
+	struct wire_const_iter ci;
+	struct wire_name_iter ni;
 	const uint8_t *s;
 	size_t len;
 	int rc;
@@ -144,7 +144,7 @@ PyObject *agent_install__build_code(PyCodeObject *old, const struct inject_patch
 	if (!(builtins = PyImport_ImportModule("builtins")) || !(consts = PyList_New(0)) ||
 	    !(names = PyList_New(0)))
 		goto out;
-	inject_const_iter__init(&ci, p);
+	wire_const_iter__init(&ci, p);
 	for (size_t i = 0; i < p->nconsts; i++) {
 		if (!(o = build_const(&ci, builtins, err, cap)))
 			goto out;
@@ -153,8 +153,8 @@ PyObject *agent_install__build_code(PyCodeObject *old, const struct inject_patch
 		if (rc)
 			goto out;
 	}
-	inject_name_iter__init(&ni, p);
-	while ((rc = inject_name_iter__next(&ni, &s, &len)) > 0) {
+	wire_name_iter__init(&ni, p);
+	while ((rc = wire_name_iter__next(&ni, &s, &len)) > 0) {
 		if (!(o = PyUnicode_DecodeUTF8((const char *)s, (Py_ssize_t)len, "strict")))
 			goto out;
 		PyUnicode_InternInPlace(&o);
@@ -211,7 +211,7 @@ static const char *utf8_or(PyObject *s)
 /* Give new to every function holding old and, for every code object whose
  * co_consts holds old, install a copy pointing to new. */
 static int install_everywhere(PyObject *old, PyObject *newc, PyObject *funcs, struct codes *all,
-			      struct inject_patch_result *res, PyObject *pairs, int depth)
+			      struct wire_patch_result *res, PyObject *pairs, int depth)
 {
 	PyObject *pair = PyTuple_Pack(2, old, newc);
 	if (!pair || PyList_Append(pairs, pair)) {
@@ -290,7 +290,7 @@ static PyObject *g_retired;
  * more. A frame running in a C-level eval loop (the current one, or one
  * whose callee was entered from C) keeps first_instr in a C local: never
  * touched. Generator frames are left alone (gi_code would disagree). */
-static int swap_frames(PyObject *pairs, struct inject_patch_result *res)
+static int swap_frames(PyObject *pairs, struct wire_patch_result *res)
 {
 	PyInterpreterState *interp = PyInterpreterState_Main();
 	if (!g_retired && !(g_retired = PyList_New(0)))
@@ -332,8 +332,8 @@ static int swap_frames(PyObject *pairs, struct inject_patch_result *res)
 	return 0;
 }
 
-static void registry__record(const struct inject_patch *p, PyObject *pairs,
-			     const struct inject_patch_result *res);
+static void registry__record(const struct wire_patch *p, PyObject *pairs,
+			     const struct wire_patch_result *res);
 
 /* Every live function object and every code object reachable from them.
  * 0, or -ENOMEM with the error cleared (the caller frees what is set). */
@@ -360,7 +360,7 @@ out:
 	return rc;
 }
 
-int agent_install__patch(const struct inject_patch *p, struct inject_patch_result *res)
+int agent_install__patch(const struct wire_patch *p, struct wire_patch_result *res)
 {
 	PyObject *funcs = NULL, *newc = NULL, *pairs = NULL;
 	struct codes all = { NULL, NULL };
@@ -415,7 +415,7 @@ out:
  * with the GIL held and g_reg_lock taken (the agent thread and the exit
  * handler read the names and counts without the GIL). */
 struct live_entry {
-	struct inject_patch_meta meta;
+	struct wire_patch_meta meta;
 	PyObject *orig, *patched;
 	PyObject *pairs;
 	uint64_t installed_ms;
@@ -432,7 +432,7 @@ static struct live_entry *g_live;
 static size_t g_nlive, g_cap_live;
 static pthread_mutex_t g_reg_lock = PTHREAD_MUTEX_INITIALIZER;
 /* Firings of rolled-back entries not reported yet (under g_reg_lock). */
-static struct inject_hit *g_gone;
+static struct wire_hit *g_gone;
 static size_t g_ngone;
 /* A firing since the last agent_install__hits (a cheap check). */
 static int g_hits_dirty;
@@ -446,8 +446,8 @@ static uint64_t wall_ms(void)
 
 /* Called by agent_install__patch after a successful install; a failure to
  * record only costs the patch its listing and rollback (logged). */
-static void registry__record(const struct inject_patch *p, PyObject *pairs,
-			     const struct inject_patch_result *res)
+static void registry__record(const struct wire_patch *p, PyObject *pairs,
+			     const struct wire_patch_result *res)
 {
 	if (g_nlive == g_cap_live) {
 		size_t cap = g_cap_live ? 2 * g_cap_live : 16;
@@ -482,9 +482,9 @@ static void registry__record(const struct inject_patch *p, PyObject *pairs,
 	pthread_mutex_unlock(&g_reg_lock);
 }
 
-void agent_install__record_boot(PyObject *orig, PyObject *newc, const struct inject_patch *p)
+void agent_install__record_boot(PyObject *orig, PyObject *newc, const struct wire_patch *p)
 {
-	struct inject_patch_result res = { .nparents = 1 };
+	struct wire_patch_result res = { .nparents = 1 };
 	PyObject *pair = PyTuple_Pack(2, orig, newc);
 	PyObject *pairs = pair ? PyList_New(0) : NULL;
 	if (pairs && PyList_Append(pairs, pair) == 0)
@@ -505,7 +505,7 @@ static uint32_t count_running(PyObject *funcs, const struct live_entry *e)
 	return n;
 }
 
-int agent_install__list(struct inject_buf *b, uint64_t request_id)
+int agent_install__list(struct wire_buf *b, uint64_t request_id)
 {
 	PyObject *funcs = NULL;
 	struct codes all = { NULL, NULL };
@@ -513,11 +513,11 @@ int agent_install__list(struct inject_buf *b, uint64_t request_id)
 	int rc = collect(&funcs, &all);
 	if (rc)
 		goto out;
-	inject_msg__list_result_begin(b, request_id, (uint32_t)g_nlive, &at);
+	wire_msg__list_result_begin(b, request_id, (uint32_t)g_nlive, &at);
 	for (size_t i = 0; i < g_nlive; i++) {
 		const struct live_entry *e = &g_live[i];
 		PyCodeObject *orig = (PyCodeObject *)e->orig;
-		struct inject_live_patch lp;
+		struct wire_live_patch lp;
 		memset(&lp, 0, sizeof lp);
 		lp.meta = e->meta;
 		snprintf(lp.qualname, sizeof lp.qualname, "%s", utf8_or(orig->co_qualname));
@@ -525,7 +525,7 @@ int agent_install__list(struct inject_buf *b, uint64_t request_id)
 		lp.first_line = orig->co_firstlineno > 0 ? (uint32_t)orig->co_firstlineno : 0;
 		for (size_t k = 0; k < i; k++)
 			if (g_live[k].patched == e->orig)
-				lp.flags |= INJECT_LIVE_F_STACKED;
+				lp.flags |= WIRE_LIVE_F_STACKED;
 		lp.orig_addr = (uint64_t)(uintptr_t)e->orig;
 		lp.new_addr = (uint64_t)(uintptr_t)e->patched;
 		lp.installed_ms = e->installed_ms;
@@ -535,9 +535,9 @@ int agent_install__list(struct inject_buf *b, uint64_t request_id)
 		lp.live_functions = count_running(funcs, e);
 		lp.hits = __atomic_load_n(&e->fired, __ATOMIC_RELAXED);
 		lp.last_hit_ms = __atomic_load_n(&e->last_ms, __ATOMIC_RELAXED);
-		inject_msg__list_result_entry(b, &lp);
+		wire_msg__list_result_entry(b, &lp);
 	}
-	rc = inject_msg__list_result_end(b, at);
+	rc = wire_msg__list_result_end(b, at);
 out:
 	Py_XDECREF(funcs);
 	Py_XDECREF(all.list);
@@ -552,11 +552,11 @@ static void keep_unreported(const struct live_entry *e)
 	uint64_t n = __atomic_load_n(&e->fired, __ATOMIC_RELAXED) - e->reported;
 	if (!n)
 		return;
-	struct inject_hit *v = realloc(g_gone, (g_ngone + 1) * sizeof *v);
+	struct wire_hit *v = realloc(g_gone, (g_ngone + 1) * sizeof *v);
 	if (!v)
 		return;
 	g_gone = v;
-	struct inject_hit *h = &g_gone[g_ngone++];
+	struct wire_hit *h = &g_gone[g_ngone++];
 	memset(h, 0, sizeof *h);
 	snprintf(h->name, sizeof h->name, "%s", e->meta.name);
 	h->orig_addr = (uint64_t)(uintptr_t)e->orig;
@@ -564,9 +564,9 @@ static void keep_unreported(const struct live_entry *e)
 	h->last_ms = __atomic_load_n(&e->last_ms, __ATOMIC_RELAXED);
 }
 
-static bool rollback_selects(const struct inject_rollback *m, const struct live_entry *e)
+static bool rollback_selects(const struct wire_rollback *m, const struct live_entry *e)
 {
-	return (m->flags & INJECT_ROLLBACK_F_ALL) || strcmp(e->meta.name, m->name) == 0;
+	return (m->flags & WIRE_ROLLBACK_F_ALL) || strcmp(e->meta.name, m->name) == 0;
 }
 
 /* Undo one entry: installing is done again, backwards. Every function
@@ -577,11 +577,11 @@ static bool rollback_selects(const struct inject_rollback *m, const struct live_
  * created later from an enclosing code are unpatched too; suspended frames
  * go back to the original where their offset exists there (not inside the
  * appended guard block). */
-static int rollback_one(struct live_entry *e, struct inject_rollback_result *res)
+static int rollback_one(struct live_entry *e, struct wire_rollback_result *res)
 {
 	PyObject *funcs = NULL, *pairs = NULL;
 	struct codes all = { NULL, NULL };
-	struct inject_patch_result pr;
+	struct wire_patch_result pr;
 	int rc = -ENOMEM;
 
 	memset(&pr, 0, sizeof pr);
@@ -605,7 +605,7 @@ out:
 	return rc;
 }
 
-int agent_install__rollback(const struct inject_rollback *m, struct inject_rollback_result *res)
+int agent_install__rollback(const struct wire_rollback *m, struct wire_rollback_result *res)
 {
 	PyObject *funcs = NULL;
 	struct codes all = { NULL, NULL };
@@ -616,12 +616,12 @@ int agent_install__rollback(const struct inject_rollback *m, struct inject_rollb
 		if (rollback_selects(m, &g_live[i]))
 			res->npatches++;
 	if (!res->npatches) {
-		if (m->flags & INJECT_ROLLBACK_F_ALL)
+		if (m->flags & WIRE_ROLLBACK_F_ALL)
 			snprintf(res->message, sizeof res->message, "no live patch");
 		else
 			snprintf(res->message, sizeof res->message,
 				 "agent: no live patch named '%.200s'", m->name);
-		return (m->flags & INJECT_ROLLBACK_F_ALL) ? 0 : -ENOENT;
+		return (m->flags & WIRE_ROLLBACK_F_ALL) ? 0 : -ENOENT;
 	}
 	/* A second guard in the same function was built on this patch's code:
 	 * rolling back only the first would drop the second with it. */
@@ -638,7 +638,7 @@ int agent_install__rollback(const struct inject_rollback *m, struct inject_rollb
 			return -EBUSY;
 		}
 	}
-	if (m->flags & INJECT_ROLLBACK_F_DRY_RUN) {
+	if (m->flags & WIRE_ROLLBACK_F_DRY_RUN) {
 		if ((rc = collect(&funcs, &all)) == 0)
 			for (size_t i = 0; i < g_nlive; i++)
 				if (rollback_selects(m, &g_live[i]))
@@ -671,7 +671,7 @@ int agent_install__rollback(const struct inject_rollback *m, struct inject_rollb
 	if (!rc)
 		snprintf(res->message, sizeof res->message,
 			 "%s %u patch(es): %u function(s), %u suspended frame(s)",
-			 (m->flags & INJECT_ROLLBACK_F_DRY_RUN) ? "would roll back" : "rolled back",
+			 (m->flags & WIRE_ROLLBACK_F_DRY_RUN) ? "would roll back" : "rolled back",
 			 res->npatches, res->nfunctions, res->nframes);
 	return rc;
 }
@@ -734,7 +734,7 @@ bool agent_install__hits_pending(void)
 	return __atomic_load_n(&g_hits_dirty, __ATOMIC_ACQUIRE) != 0;
 }
 
-int agent_install__hits(struct inject_buf *b, const struct timespec *deadline)
+int agent_install__hits(struct wire_buf *b, const struct timespec *deadline)
 {
 	size_t at;
 	uint32_t n = 0;
@@ -751,26 +751,26 @@ int agent_install__hits(struct inject_buf *b, const struct timespec *deadline)
 		pthread_mutex_unlock(&g_reg_lock);
 		return 0;
 	}
-	int rc = inject_msg__hits_begin(b, n, &at);
+	int rc = wire_msg__hits_begin(b, n, &at);
 	for (size_t i = 0; i < g_ngone; i++)
-		inject_msg__hits_entry(b, &g_gone[i]);
+		wire_msg__hits_entry(b, &g_gone[i]);
 	for (size_t i = 0; i < g_nlive && nlive; i++) {
 		struct live_entry *e = &g_live[i];
 		uint64_t fired = __atomic_load_n(&e->fired, __ATOMIC_RELAXED);
 		if (fired == e->reported)
 			continue;
 		nlive--;
-		struct inject_hit h;
+		struct wire_hit h;
 		memset(&h, 0, sizeof h);
 		snprintf(h.name, sizeof h.name, "%s", e->meta.name);
 		h.orig_addr = (uint64_t)(uintptr_t)e->orig;
 		h.count = fired - e->reported;
 		h.last_ms = __atomic_load_n(&e->last_ms, __ATOMIC_RELAXED);
-		inject_msg__hits_entry(b, &h);
+		wire_msg__hits_entry(b, &h);
 		e->reported = fired;
 	}
 	if (!rc)
-		rc = inject_msg__hits_end(b, at);
+		rc = wire_msg__hits_end(b, at);
 	g_ngone = 0;
 	if (unreported_left())
 		__atomic_store_n(&g_hits_dirty, 1, __ATOMIC_RELEASE);

@@ -30,12 +30,12 @@
  * call. The work runs on the importing thread itself, with the GIL taken
  * only for Python work; socket waits release it.
  *
- * Frames are docs/formats/channel.md's (inject/msg.c encoders/decoders).
+ * Frames are docs/formats/channel.md's (wire/msg.c encoders/decoders).
  */
-#include "inject/agent/agent-py.h"
-#include "inject/agent/boot.h"
-#include "inject/agent/helpers.h"
-#include "inject/channel.h"
+#include "agent/agent-py.h"
+#include "agent/boot.h"
+#include "agent/helpers.h"
+#include "wire/channel.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -100,29 +100,29 @@ static double now_ms(void)
 
 /* ---- the socket, without the GIL ---- */
 
-static int send_buf(struct inject_buf *b)
+static int send_buf(struct wire_buf *b)
 {
-	int rc = b->err ? b->err : inject_channel__write_all(boot.fd, b->data, b->len);
-	inject_buf__reset(b);
+	int rc = b->err ? b->err : wire_channel__write_all(boot.fd, b->data, b->len);
+	wire_buf__reset(b);
 	return rc;
 }
 
 /* One frame; *payload is malloc'ed (NULL when empty). */
-static int read_frame(struct inject_hdr *h, uint8_t **payload)
+static int read_frame(struct wire_hdr *h, uint8_t **payload)
 {
-	uint8_t hdr[INJECT_HDR_SIZE];
+	uint8_t hdr[WIRE_HDR_SIZE];
 	struct pollfd pf = { .fd = boot.fd, .events = POLLIN };
 	*payload = NULL;
 	int n = poll(&pf, 1, BOOT_ANSWER_MS);
 	if (n <= 0)
 		return n == 0 ? -ETIMEDOUT : -errno;
-	int rc = inject_channel__read_all(boot.fd, hdr, sizeof hdr);
-	if (rc || (rc = inject_msg__decode_hdr(hdr, hdr + sizeof hdr, h)))
+	int rc = wire_channel__read_all(boot.fd, hdr, sizeof hdr);
+	if (rc || (rc = wire_msg__decode_hdr(hdr, hdr + sizeof hdr, h)))
 		return rc;
 	if (h->len) {
 		if (!(*payload = malloc(h->len)))
 			return -ENOMEM;
-		if ((rc = inject_channel__read_all(boot.fd, *payload, h->len))) {
+		if ((rc = wire_channel__read_all(boot.fd, *payload, h->len))) {
 			free(*payload);
 			*payload = NULL;
 			return rc;
@@ -177,7 +177,7 @@ static int place(PyCodeObject *parent, Py_ssize_t index, PyObject *newc)
 	return 0;
 }
 
-static void install(PyCodeObject *root, const struct inject_patch *p, struct inject_patch_result *res)
+static void install(PyCodeObject *root, const struct wire_patch *p, struct wire_patch_result *res)
 {
 	PyCodeObject *parent = NULL;
 	Py_ssize_t index = -1;
@@ -221,8 +221,8 @@ static void install(PyCodeObject *root, const struct inject_patch *p, struct inj
  * returns with it. Errors turn boot mode off (the program runs unpatched). */
 static void serve(PyCodeObject *code)
 {
-	struct inject_crash ev;
-	struct inject_buf b = { 0 };
+	struct wire_crash ev;
+	struct wire_buf b = { 0 };
 	const char *fn = PyUnicode_AsUTF8(code->co_filename);
 	unsigned npatches = 0;
 	double busy_ms = 0;
@@ -241,12 +241,12 @@ static void serve(PyCodeObject *code)
 	int rc = boot.fd < 0 ? -EPIPE : 0;
 	if (!rc) {
 		ev.event_id = ++boot.next_event;
-		inject_msg__encode_crash(&b, &ev);
+		wire_msg__encode_crash(&b, &ev);
 		rc = send_buf(&b);
 		agent__log("boot: reported %s", ev.filename);
 	}
 	while (!rc) {
-		struct inject_hdr h;
+		struct wire_hdr h;
 		uint8_t *pl;
 		/* Answers go out when no more patches are waiting: the debugger
 		 * wakes once for a batch, not once a patch. */
@@ -255,7 +255,7 @@ static void serve(PyCodeObject *code)
 			break;
 		if ((rc = read_frame(&h, &pl)))
 			break;
-		if (h.type == INJECT_MSG_RELEASE) {
+		if (h.type == WIRE_MSG_RELEASE) {
 			free(pl);
 			/* Patches sent right before the release are answered
 			 * now, before the module runs. */
@@ -263,12 +263,12 @@ static void serve(PyCodeObject *code)
 				rc = send_buf(&b);
 			break;
 		}
-		struct inject_patch p;
-		struct inject_patch_result res;
+		struct wire_patch p;
+		struct wire_patch_result res;
 		memset(&res, 0, sizeof res);
-		if (h.type == INJECT_MSG_PATCH_NAMED ?
-			    inject_msg__decode_patch_named(pl, pl + h.len, &p) :
-			    (h.type != INJECT_MSG_PATCH || inject_msg__decode_patch(pl, pl + h.len, &p))) {
+		if (h.type == WIRE_MSG_PATCH_NAMED ?
+			    wire_msg__decode_patch_named(pl, pl + h.len, &p) :
+			    (h.type != WIRE_MSG_PATCH || wire_msg__decode_patch(pl, pl + h.len, &p))) {
 			free(pl);
 			rc = -EPROTO;
 			break;
@@ -286,7 +286,7 @@ static void serve(PyCodeObject *code)
 			PyGC_Enable();
 		ts = PyEval_SaveThread();
 		free(pl);
-		inject_msg__encode_patch_result(&b, &res);
+		wire_msg__encode_patch_result(&b, &res);
 		rc = b.err;
 	}
 	if (rc)
@@ -296,7 +296,7 @@ static void serve(PyCodeObject *code)
 	agent__log("boot: %s runs (%s; %u patches built and placed in %.2f ms)", ev.filename,
 		   rc ? strerror(-rc) : "released", npatches, busy_ms);
 	Py_DECREF(code);
-	inject_buf__free(&b);
+	wire_buf__free(&b);
 }
 
 static void read_list(const char *path);
@@ -305,13 +305,13 @@ static void read_list(const char *path);
  * true when only listed modules are to be reported. */
 static bool list_ready(void)
 {
-	struct inject_hdr h;
-	struct inject_release r;
+	struct wire_hdr h;
+	struct wire_release r;
 	uint8_t *pl = NULL;
 	PyThreadState *ts = PyEval_SaveThread();
 	pthread_mutex_lock(&boot.lock);
 	int rc = boot.fd < 0 ? -EPIPE : read_frame(&h, &pl);
-	if (!rc && (h.type != INJECT_MSG_RELEASE || inject_msg__decode_release(pl, pl + h.len, &r)))
+	if (!rc && (h.type != WIRE_MSG_RELEASE || wire_msg__decode_release(pl, pl + h.len, &r)))
 		rc = -EPROTO;
 	free(pl);
 	if (rc)

@@ -1,10 +1,10 @@
-/* inject/heal: suture-run, the supervisor of a script it starts itself.
+/* heal: suture-run, the supervisor of a script it starts itself.
  *
  * The child is the interpreter on the script, with libsuture_agent.so in
  * LD_PRELOAD (its constructor starts the agent before Py_Initialize),
  * SUTURE_AGENT_BOOT naming a file that lists the source files with stored
  * patches and SUTURE_AGENT_BOOT_FD one end of a socket pair. The agent's
- * boot hook (inject/agent/boot.c: an audit hook on "exec", which CPython
+ * boot hook (agent/boot.c: an audit hook on "exec", which CPython
  * raises with a module's code object right before running its body, for
  * __main__ in run_mod and for imports through builtins.exec) parks the
  * thread there and reports the module on that socket; we install the stored
@@ -22,9 +22,9 @@
  * (a terminal's SIGINT reaches the child directly, being in our process
  * group, and is not sent twice).
  */
-#include "inject/heal.h"
-#include "inject/agent/boot.h"
-#include "inject/channel.h"
+#include "heal/heal.h"
+#include "agent/boot.h"
+#include "wire/channel.h"
 #include "inject/inject-priv.h"
 #include "inspect/inspect.h"
 #include "store/store.h"
@@ -258,7 +258,7 @@ struct sup {
 	unsigned nevents;
 	const struct boot_list *bl;
 	bool script_listed;       /* the hook will report the script's module */
-	struct inject_crash ev;
+	struct wire_crash ev;
 	/* --verbose start-up clock, ms of CLOCK_MONOTONIC (0: not yet) */
 	double t_fork, t_first, t_session, t_event, t_held_from, t_held_to, t_load;
 	double t_heal_from, t_heal_to;   /* inspect/ and heal opened */
@@ -326,12 +326,12 @@ static void sup__boot_answer(struct sup *u)
 		u->held[n] = 0;
 	}
 	if (!released) {
-		struct inject_buf b = { 0 };
-		struct inject_release r = { u->ev.event_id };
-		inject_msg__encode_release(&b, &r);
-		if (b.err || inject_channel__write_all(u->boot_fd, b.data, b.len))
+		struct wire_buf b = { 0 };
+		struct wire_release r = { u->ev.event_id };
+		wire_msg__encode_release(&b, &r);
+		if (b.err || wire_channel__write_all(u->boot_fd, b.data, b.len))
 			sup__boot_close(u);
-		inject_buf__free(&b);
+		wire_buf__free(&b);
 	}
 	if (first)
 		u->t_held_to = mono_ms();   /* with patches: once their answers are read */
@@ -345,17 +345,17 @@ static void sup__boot_answer(struct sup *u)
  * (site's) is reported too, whatever its file, and is held in its place. */
 static void sup__boot_read(struct sup *u)
 {
-	uint8_t hdr[INJECT_HDR_SIZE], *pl = NULL;
-	struct inject_hdr hd;
-	int rc = inject_channel__read_all(u->boot_fd, hdr, sizeof(hdr));
+	uint8_t hdr[WIRE_HDR_SIZE], *pl = NULL;
+	struct wire_hdr hd;
+	int rc = wire_channel__read_all(u->boot_fd, hdr, sizeof(hdr));
 	if (!rc)
-		rc = inject_msg__decode_hdr(hdr, hdr + sizeof(hdr), &hd);
-	if (!rc && (hd.type != INJECT_MSG_CRASH || !hd.len || !(pl = malloc(hd.len))))
+		rc = wire_msg__decode_hdr(hdr, hdr + sizeof(hdr), &hd);
+	if (!rc && (hd.type != WIRE_MSG_CRASH || !hd.len || !(pl = malloc(hd.len))))
 		rc = -EPROTO;
 	if (!rc)
-		rc = inject_channel__read_all(u->boot_fd, pl, hd.len);
+		rc = wire_channel__read_all(u->boot_fd, pl, hd.len);
 	if (!rc)
-		rc = inject_msg__decode_crash(pl, pl + hd.len, &u->ev);
+		rc = wire_msg__decode_crash(pl, pl + hd.len, &u->ev);
 	free(pl);
 	if (rc) {
 		sup__boot_close(u);   /* EOF: the child is exiting */
@@ -388,11 +388,11 @@ static void sup__boot_read(struct sup *u)
  * reports listed modules only (no first-module hold before the script). */
 static int sup__boot_list_ready(int boot_fd, bool script_listed)
 {
-	struct inject_buf b = { 0 };
-	struct inject_release r = { script_listed ? BOOT_LIST_SCRIPT : BOOT_LIST_ANY };
-	inject_msg__encode_release(&b, &r);
-	int rc = b.err ? b.err : inject_channel__write_all(boot_fd, b.data, b.len);
-	inject_buf__free(&b);
+	struct wire_buf b = { 0 };
+	struct wire_release r = { script_listed ? BOOT_LIST_SCRIPT : BOOT_LIST_ANY };
+	wire_msg__encode_release(&b, &r);
+	int rc = b.err ? b.err : wire_channel__write_all(boot_fd, b.data, b.len);
+	wire_buf__free(&b);
 	return rc;
 }
 
@@ -412,7 +412,7 @@ static int supervise(const struct heal_run_opts *o, pid_t pid, int boot_fd, int 
 	int wstatus = 0;
 	bool reaped = false, session_gone = false, ready = false;
 	struct inject_opts io = { .no_inject = true, .connect_timeout_ms = 1, .hits = true };
-	char sock[INJECT_PATH_MAX] = "";
+	char sock[WIRE_PATH_MAX] = "";
 
 	*healed_now = false;
 	/* How long a held script waits for the agent's session. */
@@ -507,7 +507,7 @@ static int supervise(const struct heal_run_opts *o, pid_t pid, int boot_fd, int 
 		if (pr > 0 && bi >= 0 && pf[bi].revents && !u.pending)
 			sup__boot_read(&u);
 		if (pr > 0 && si >= 0 && pf[si].revents) {
-			struct inject_crash ev;
+			struct wire_crash ev;
 			int rc = inject_session__next_event(u.s, 0, &ev);
 			if (rc == 0) {
 				enum heal_outcome oc = HEAL_NONE;

@@ -1,8 +1,7 @@
-# inject/: the debugger side (libsuture_inject.a) and the agent
-# (libsuture_agent.so). The agent compiles in the channel's wire code, which
-# the debugger side shares, and rewrite-core's allocation-free exception
-# table lookup.
-AGENT_EXTRA_SRC += inject/msg.c inject/channel.c rewrite/exctable.c
+# agent/: libsuture_agent.so, loaded into the target. It compiles in the
+# channel's wire code (wire/), which the debugger side shares, and
+# rewrite-core's allocation-free exception table lookup.
+AGENT_EXTRA_SRC += wire/msg.c wire/channel.c rewrite/exctable.c
 
 # The agent is loaded with LD_PRELOAD by suture-run, so it also lands in
 # processes that are not Python (`#!/usr/bin/env python3`: env runs first).
@@ -24,7 +23,7 @@ $(BUILD)/obj/agent/%.o: override CFLAGS += -include $(AGENT_PYWEAK)
 # The test driver of tests/e2e/test_agent*.sh and test_watch*.sh (built with
 # the unit tests, which make check/test build).
 INJECT_CLIENT := $(BUILD)/tests/e2e/test_agent_client
-$(INJECT_CLIENT): tests/e2e/test_agent_client.c $(call libs_for,inject)
+$(INJECT_CLIENT): tests/e2e/test_agent_client.c $(call libs_for,heal)
 	@mkdir -p $(@D)
-	$(CC) $(ALL_CFLAGS) -o $@ $< $(call libs_for,inject) $(call sys_for,inject)
+	$(CC) $(ALL_CFLAGS) -o $@ $< $(call libs_for,heal) $(call sys_for,heal)
 unit: $(INJECT_CLIENT) $(AGENT)

@@ -43,7 +43,7 @@
  * coroutine code, F entered from C, a caller not at a CALL, frame sizes
  * that do not fit) is refused before anything changes.
  */
-#include "inject/agent/agent-py.h"
+#include "agent/agent-py.h"
 #include "opcode.h"
 #include "internal/pycore_opcode.h"   /* _PyOpcode_Deopt/_PyOpcode_Caches (defined in watch.c) */
 
@@ -808,7 +808,7 @@ int agent_resume__run(_PyInterpreterFrame *f, PyObject **pexc, PyObject **pval, 
 	 * our trace function, where tracing is paused (call_trace's
 	 * PyThreadState_EnterTracing): lift that for K, so K's crashes reach
 	 * the watcher too, and put it back before returning there. */
-	int untrace = agent_watch__mode() == INJECT_WATCH_TRACE && ts->tracing > 0;
+	int untrace = agent_watch__mode() == WIRE_WATCH_TRACE && ts->tracing > 0;
 	if (untrace)
 		PyThreadState_LeaveTracing(ts);
 	result = PyObject_CallNoArgs(kfunc);
@@ -845,7 +845,7 @@ int agent_resume__run(_PyInterpreterFrame *f, PyObject **pexc, PyObject **pval, 
 			*pval = v2;
 			*ptb = t2;
 			snprintf(msg, cap, "the continuation raised %s", ((PyTypeObject *)e2)->tp_name);
-			rc = INJECT_RESUME_RAISED;
+			rc = WIRE_RESUME_RAISED;
 			goto out;
 		}
 	}
@@ -857,14 +857,14 @@ int agent_resume__run(_PyInterpreterFrame *f, PyObject **pexc, PyObject **pval, 
 		switch_frame(f, (PyCodeObject *)flat);
 		snprintf(msg, cap, "resumed at unit %u inside the resumed call (%d deep); "
 			 "it returns the result", fallback_unit, nest);
-		rc = INJECT_RESUMED;
+		rc = WIRE_RESUMED;
 		goto out;
 	}
 	d->value = Py_NewRef(result);
 	switch_frame(c, (PyCodeObject *)c_new);
 	switch_frame(f, (PyCodeObject *)flat);
 	snprintf(msg, cap, "resumed at unit %u; the caller receives the result", fallback_unit);
-	rc = INJECT_RESUMED;
+	rc = WIRE_RESUMED;
 out:
 	if (rc < 0 && !msg[0])
 		snprintf(msg, cap, "agent: resume failed");

@@ -1,5 +1,5 @@
-/* inject/: channel wire forms. Spec: docs/formats/channel.md. */
-#include "inject/msg.h"
+/* wire/: channel wire forms. Spec: docs/formats/channel.md. */
+#include "wire/msg.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -10,7 +10,7 @@ _Static_assert(sizeof(double) == 8, "f64 constants are carried as 8 bytes");
 /* ------------------------------------------------------------------ */
 /* Encoding                                                           */
 
-void inject_buf__free(struct inject_buf *b)
+void wire_buf__free(struct wire_buf *b)
 {
 	if (!b)
 		return;
@@ -20,13 +20,13 @@ void inject_buf__free(struct inject_buf *b)
 	b->err = 0;
 }
 
-void inject_buf__reset(struct inject_buf *b)
+void wire_buf__reset(struct wire_buf *b)
 {
 	b->len = 0;
 	b->err = 0;
 }
 
-static void put(struct inject_buf *b, const void *src, size_t n)
+static void put(struct wire_buf *b, const void *src, size_t n)
 {
 	if (b->err)
 		return;
@@ -46,15 +46,15 @@ static void put(struct inject_buf *b, const void *src, size_t n)
 	b->len += n;
 }
 
-static void put_u8(struct inject_buf *b, uint8_t v) { put(b, &v, 1); }
+static void put_u8(struct wire_buf *b, uint8_t v) { put(b, &v, 1); }
 
-static void put_u16(struct inject_buf *b, uint16_t v)
+static void put_u16(struct wire_buf *b, uint16_t v)
 {
 	uint8_t x[2] = { (uint8_t)v, (uint8_t)(v >> 8) };
 	put(b, x, 2);
 }
 
-static void put_u32(struct inject_buf *b, uint32_t v)
+static void put_u32(struct wire_buf *b, uint32_t v)
 {
 	uint8_t x[4];
 	for (int i = 0; i < 4; i++)
@@ -62,7 +62,7 @@ static void put_u32(struct inject_buf *b, uint32_t v)
 	put(b, x, 4);
 }
 
-static void put_u64(struct inject_buf *b, uint64_t v)
+static void put_u64(struct wire_buf *b, uint64_t v)
 {
 	uint8_t x[8];
 	for (int i = 0; i < 8; i++)
@@ -70,9 +70,9 @@ static void put_u64(struct inject_buf *b, uint64_t v)
 	put(b, x, 8);
 }
 
-static void put_blob(struct inject_buf *b, const void *p, size_t n)
+static void put_blob(struct wire_buf *b, const void *p, size_t n)
 {
-	if (n > INJECT_MAX_PAYLOAD) {
+	if (n > WIRE_MAX_PAYLOAD) {
 		b->err = -E2BIG;
 		return;
 	}
@@ -80,14 +80,14 @@ static void put_blob(struct inject_buf *b, const void *p, size_t n)
 	put(b, p, n);
 }
 
-static void put_str(struct inject_buf *b, const char *s)
+static void put_str(struct wire_buf *b, const char *s)
 {
 	put_blob(b, s ? s : "", s ? strlen(s) : 0);
 }
 
 /* Frames are built in place: reserve the header, write the payload, then
  * fill the length in. */
-static size_t frame_begin(struct inject_buf *b, enum inject_msg_type type)
+static size_t frame_begin(struct wire_buf *b, enum wire_msg_type type)
 {
 	size_t at = b->len;
 	put_u32(b, 0);
@@ -96,12 +96,12 @@ static size_t frame_begin(struct inject_buf *b, enum inject_msg_type type)
 	return at;
 }
 
-static int frame_end(struct inject_buf *b, size_t at)
+static int frame_end(struct wire_buf *b, size_t at)
 {
 	if (b->err)
 		return b->err;
-	size_t n = b->len - at - INJECT_HDR_SIZE;
-	if (n > INJECT_MAX_PAYLOAD) {
+	size_t n = b->len - at - WIRE_HDR_SIZE;
+	if (n > WIRE_MAX_PAYLOAD) {
 		b->len = at;
 		return -E2BIG;
 	}
@@ -110,27 +110,27 @@ static int frame_end(struct inject_buf *b, size_t at)
 	return 0;
 }
 
-int inject_msg__encode_hello(struct inject_buf *b, const struct inject_hello *m)
+int wire_msg__encode_hello(struct wire_buf *b, const struct wire_hello *m)
 {
-	size_t at = frame_begin(b, INJECT_MSG_HELLO);
+	size_t at = frame_begin(b, WIRE_MSG_HELLO);
 	put_u32(b, m->version);
 	put_u32(b, m->timeout_ms);
 	put_u32(b, m->flags);
 	return frame_end(b, at);
 }
 
-int inject_msg__encode_hello_control(struct inject_buf *b, const struct inject_hello *m)
+int wire_msg__encode_hello_control(struct wire_buf *b, const struct wire_hello *m)
 {
-	size_t at = frame_begin(b, INJECT_MSG_HELLO_CONTROL);
+	size_t at = frame_begin(b, WIRE_MSG_HELLO_CONTROL);
 	put_u32(b, m->version);
 	put_u32(b, m->timeout_ms);
 	put_u32(b, m->flags);
 	return frame_end(b, at);
 }
 
-int inject_msg__encode_welcome(struct inject_buf *b, const struct inject_welcome *m)
+int wire_msg__encode_welcome(struct wire_buf *b, const struct wire_welcome *m)
 {
-	size_t at = frame_begin(b, INJECT_MSG_WELCOME);
+	size_t at = frame_begin(b, WIRE_MSG_WELCOME);
 	put_u32(b, m->version);
 	put_u32(b, m->pid);
 	put_u32(b, m->py_hexversion);
@@ -139,9 +139,9 @@ int inject_msg__encode_welcome(struct inject_buf *b, const struct inject_welcome
 	return frame_end(b, at);
 }
 
-int inject_msg__encode_crash(struct inject_buf *b, const struct inject_crash *m)
+int wire_msg__encode_crash(struct wire_buf *b, const struct wire_crash *m)
 {
-	size_t at = frame_begin(b, INJECT_MSG_CRASH);
+	size_t at = frame_begin(b, WIRE_MSG_CRASH);
 	put_u64(b, m->event_id);
 	put_u64(b, m->tid);
 	put_u64(b, m->thread_ident);
@@ -156,38 +156,38 @@ int inject_msg__encode_crash(struct inject_buf *b, const struct inject_crash *m)
 	return frame_end(b, at);
 }
 
-int inject_msg__encode_release(struct inject_buf *b, const struct inject_release *m)
+int wire_msg__encode_release(struct wire_buf *b, const struct wire_release *m)
 {
-	size_t at = frame_begin(b, INJECT_MSG_RELEASE);
+	size_t at = frame_begin(b, WIRE_MSG_RELEASE);
 	put_u64(b, m->event_id);
 	return frame_end(b, at);
 }
 
-static int put_const(struct inject_buf *b, const struct inject_const *c, int depth)
+static int put_const(struct wire_buf *b, const struct wire_const *c, int depth)
 {
 	uint64_t bits;
 	put_u8(b, (uint8_t)c->kind);
 	switch (c->kind) {
-	case INJECT_CONST_NONE:
-	case INJECT_CONST_TRUE:
-	case INJECT_CONST_FALSE:
-	case INJECT_CONST_ELLIPSIS:
+	case WIRE_CONST_NONE:
+	case WIRE_CONST_TRUE:
+	case WIRE_CONST_FALSE:
+	case WIRE_CONST_ELLIPSIS:
 		return 0;
-	case INJECT_CONST_INT:
+	case WIRE_CONST_INT:
 		put_u64(b, (uint64_t)c->i);
 		return 0;
-	case INJECT_CONST_FLOAT:
+	case WIRE_CONST_FLOAT:
 		memcpy(&bits, &c->f, 8);
 		put_u64(b, bits);
 		return 0;
-	case INJECT_CONST_STR:
-	case INJECT_CONST_BYTES:
-	case INJECT_CONST_BUILTIN:
-	case INJECT_CONST_HELPER:
+	case WIRE_CONST_STR:
+	case WIRE_CONST_BYTES:
+	case WIRE_CONST_BUILTIN:
+	case WIRE_CONST_HELPER:
 		put_blob(b, c->data, c->len);
 		return 0;
-	case INJECT_CONST_TUPLE:
-		if (depth >= INJECT_MAX_CONST_DEPTH || c->nitems > UINT32_MAX)
+	case WIRE_CONST_TUPLE:
+		if (depth >= WIRE_MAX_CONST_DEPTH || c->nitems > UINT32_MAX)
 			return -EINVAL;
 		put_u32(b, (uint32_t)c->nitems);
 		for (size_t i = 0; i < c->nitems; i++) {
@@ -201,7 +201,7 @@ static int put_const(struct inject_buf *b, const struct inject_const *c, int dep
 }
 
 /* PATCH's payload (shared by PATCH and PATCH_NAMED); 0 or -EINVAL. */
-static int put_patch_body(struct inject_buf *b, const struct inject_patch *m)
+static int put_patch_body(struct wire_buf *b, const struct wire_patch *m)
 {
 	put_u64(b, m->request_id);
 	put_u64(b, m->code_addr);
@@ -222,9 +222,9 @@ static int put_patch_body(struct inject_buf *b, const struct inject_patch *m)
 	return 0;
 }
 
-int inject_msg__encode_patch(struct inject_buf *b, const struct inject_patch *m)
+int wire_msg__encode_patch(struct wire_buf *b, const struct wire_patch *m)
 {
-	size_t at = frame_begin(b, INJECT_MSG_PATCH);
+	size_t at = frame_begin(b, WIRE_MSG_PATCH);
 	int rc = put_patch_body(b, m);
 	if (rc) {
 		b->len = at;
@@ -233,7 +233,7 @@ int inject_msg__encode_patch(struct inject_buf *b, const struct inject_patch *m)
 	return frame_end(b, at);
 }
 
-static void put_meta(struct inject_buf *b, const struct inject_patch_meta *m)
+static void put_meta(struct wire_buf *b, const struct wire_patch_meta *m)
 {
 	put_str(b, m->name);
 	put_str(b, m->guard);
@@ -241,12 +241,12 @@ static void put_meta(struct inject_buf *b, const struct inject_patch_meta *m)
 	put_str(b, m->fallback);
 }
 
-int inject_msg__encode_patch_named(struct inject_buf *b, const struct inject_patch *m)
+int wire_msg__encode_patch_named(struct wire_buf *b, const struct wire_patch *m)
 {
 	size_t n = strnlen(m->meta.name, sizeof m->meta.name);
-	if (n == 0 || n > INJECT_NAME_MAX)
+	if (n == 0 || n > WIRE_NAME_MAX)
 		return -EINVAL;
-	size_t at = frame_begin(b, INJECT_MSG_PATCH_NAMED);
+	size_t at = frame_begin(b, WIRE_MSG_PATCH_NAMED);
 	put_meta(b, &m->meta);
 	int rc = put_patch_body(b, m);
 	if (rc) {
@@ -256,23 +256,23 @@ int inject_msg__encode_patch_named(struct inject_buf *b, const struct inject_pat
 	return frame_end(b, at);
 }
 
-int inject_msg__encode_list(struct inject_buf *b, const struct inject_list *m)
+int wire_msg__encode_list(struct wire_buf *b, const struct wire_list *m)
 {
-	size_t at = frame_begin(b, INJECT_MSG_LIST);
+	size_t at = frame_begin(b, WIRE_MSG_LIST);
 	put_u64(b, m->request_id);
 	return frame_end(b, at);
 }
 
-int inject_msg__list_result_begin(struct inject_buf *b, uint64_t request_id, uint32_t count,
+int wire_msg__list_result_begin(struct wire_buf *b, uint64_t request_id, uint32_t count,
 				  size_t *at)
 {
-	*at = frame_begin(b, INJECT_MSG_LIST_RESULT);
+	*at = frame_begin(b, WIRE_MSG_LIST_RESULT);
 	put_u64(b, request_id);
 	put_u32(b, count);
 	return b->err;
 }
 
-void inject_msg__list_result_entry(struct inject_buf *b, const struct inject_live_patch *e)
+void wire_msg__list_result_entry(struct wire_buf *b, const struct wire_live_patch *e)
 {
 	put_meta(b, &e->meta);
 	put_str(b, e->qualname);
@@ -290,14 +290,14 @@ void inject_msg__list_result_entry(struct inject_buf *b, const struct inject_liv
 	put_u64(b, e->last_hit_ms);
 }
 
-int inject_msg__hits_begin(struct inject_buf *b, uint32_t count, size_t *at)
+int wire_msg__hits_begin(struct wire_buf *b, uint32_t count, size_t *at)
 {
-	*at = frame_begin(b, INJECT_MSG_HITS);
+	*at = frame_begin(b, WIRE_MSG_HITS);
 	put_u32(b, count);
 	return b->err;
 }
 
-void inject_msg__hits_entry(struct inject_buf *b, const struct inject_hit *e)
+void wire_msg__hits_entry(struct wire_buf *b, const struct wire_hit *e)
 {
 	put_str(b, e->name);
 	put_u64(b, e->orig_addr);
@@ -305,29 +305,29 @@ void inject_msg__hits_entry(struct inject_buf *b, const struct inject_hit *e)
 	put_u64(b, e->last_ms);
 }
 
-int inject_msg__hits_end(struct inject_buf *b, size_t at)
+int wire_msg__hits_end(struct wire_buf *b, size_t at)
 {
 	return frame_end(b, at);
 }
 
-int inject_msg__list_result_end(struct inject_buf *b, size_t at)
+int wire_msg__list_result_end(struct wire_buf *b, size_t at)
 {
 	return frame_end(b, at);
 }
 
-int inject_msg__encode_rollback(struct inject_buf *b, const struct inject_rollback *m)
+int wire_msg__encode_rollback(struct wire_buf *b, const struct wire_rollback *m)
 {
-	size_t at = frame_begin(b, INJECT_MSG_ROLLBACK);
+	size_t at = frame_begin(b, WIRE_MSG_ROLLBACK);
 	put_u64(b, m->request_id);
 	put_u32(b, m->flags);
 	put_str(b, m->name);
 	return frame_end(b, at);
 }
 
-int inject_msg__encode_rollback_result(struct inject_buf *b,
-				       const struct inject_rollback_result *m)
+int wire_msg__encode_rollback_result(struct wire_buf *b,
+				       const struct wire_rollback_result *m)
 {
-	size_t at = frame_begin(b, INJECT_MSG_ROLLBACK_RESULT);
+	size_t at = frame_begin(b, WIRE_MSG_ROLLBACK_RESULT);
 	put_u64(b, m->request_id);
 	put_u32(b, (uint32_t)m->status);
 	put_u32(b, m->npatches);
@@ -337,9 +337,9 @@ int inject_msg__encode_rollback_result(struct inject_buf *b,
 	return frame_end(b, at);
 }
 
-int inject_msg__encode_patch_result(struct inject_buf *b, const struct inject_patch_result *m)
+int wire_msg__encode_patch_result(struct wire_buf *b, const struct wire_patch_result *m)
 {
-	size_t at = frame_begin(b, INJECT_MSG_PATCH_RESULT);
+	size_t at = frame_begin(b, WIRE_MSG_PATCH_RESULT);
 	put_u64(b, m->request_id);
 	put_u32(b, (uint32_t)m->status);
 	put_u32(b, m->nfunctions);
@@ -349,16 +349,16 @@ int inject_msg__encode_patch_result(struct inject_buf *b, const struct inject_pa
 	return frame_end(b, at);
 }
 
-int inject_msg__encode_ping(struct inject_buf *b, const struct inject_ping *m)
+int wire_msg__encode_ping(struct wire_buf *b, const struct wire_ping *m)
 {
-	size_t at = frame_begin(b, INJECT_MSG_PING);
+	size_t at = frame_begin(b, WIRE_MSG_PING);
 	put_u64(b, m->cookie);
 	return frame_end(b, at);
 }
 
-int inject_msg__encode_pong(struct inject_buf *b, const struct inject_pong *m)
+int wire_msg__encode_pong(struct wire_buf *b, const struct wire_pong *m)
 {
-	size_t at = frame_begin(b, INJECT_MSG_PONG);
+	size_t at = frame_begin(b, WIRE_MSG_PONG);
 	put_u64(b, m->cookie);
 	put_u32(b, m->crashes);
 	put_u32(b, m->parked);
@@ -366,32 +366,32 @@ int inject_msg__encode_pong(struct inject_buf *b, const struct inject_pong *m)
 	return frame_end(b, at);
 }
 
-int inject_msg__encode_resume(struct inject_buf *b, const struct inject_resume *m)
+int wire_msg__encode_resume(struct wire_buf *b, const struct wire_resume *m)
 {
-	size_t at = frame_begin(b, INJECT_MSG_RESUME);
+	size_t at = frame_begin(b, WIRE_MSG_RESUME);
 	put_u64(b, m->event_id);
 	put_u32(b, m->fallback_unit);
 	put_u32(b, m->base_depth);
 	return frame_end(b, at);
 }
 
-int inject_msg__encode_resume_result(struct inject_buf *b, const struct inject_resume_result *m)
+int wire_msg__encode_resume_result(struct wire_buf *b, const struct wire_resume_result *m)
 {
-	size_t at = frame_begin(b, INJECT_MSG_RESUME_RESULT);
+	size_t at = frame_begin(b, WIRE_MSG_RESUME_RESULT);
 	put_u64(b, m->event_id);
 	put_u32(b, (uint32_t)m->status);
 	put_str(b, m->message);
 	return frame_end(b, at);
 }
 
-int inject_msg__encode_empty(struct inject_buf *b, enum inject_msg_type type)
+int wire_msg__encode_empty(struct wire_buf *b, enum wire_msg_type type)
 {
 	return frame_end(b, frame_begin(b, type));
 }
 
-int inject_msg__encode_error(struct inject_buf *b, const char *text)
+int wire_msg__encode_error(struct wire_buf *b, const char *text)
 {
-	size_t at = frame_begin(b, INJECT_MSG_ERROR);
+	size_t at = frame_begin(b, WIRE_MSG_ERROR);
 	put_str(b, text);
 	return frame_end(b, at);
 }
@@ -472,30 +472,30 @@ static int finish(const struct rd *r)
 	return (r->bad || r->p != r->end) ? -EINVAL : 0;
 }
 
-int inject_msg__decode_hdr(const uint8_t *p, const uint8_t *end, struct inject_hdr *h)
+int wire_msg__decode_hdr(const uint8_t *p, const uint8_t *end, struct wire_hdr *h)
 {
 	struct rd r = { p, end, 0 };
 	h->len = get_u32(&r);
 	h->type = get_u16(&r);
 	uint16_t zero = get_u16(&r);
-	if (r.bad || zero != 0 || h->len > INJECT_MAX_PAYLOAD ||
-	    h->type < INJECT_MSG_HELLO || h->type > INJECT_MSG_LAST)
+	if (r.bad || zero != 0 || h->len > WIRE_MAX_PAYLOAD ||
+	    h->type < WIRE_MSG_HELLO || h->type > WIRE_MSG_LAST)
 		return -EINVAL;
 	return 0;
 }
 
-int inject_msg__decode_hello(const uint8_t *p, const uint8_t *end, struct inject_hello *m)
+int wire_msg__decode_hello(const uint8_t *p, const uint8_t *end, struct wire_hello *m)
 {
 	struct rd r = { p, end, 0 };
 	m->version = get_u32(&r);
 	m->timeout_ms = get_u32(&r);
 	m->flags = get_u32(&r);
-	if (!r.bad && (m->flags & ~INJECT_HELLO_F_HITS))
+	if (!r.bad && (m->flags & ~WIRE_HELLO_F_HITS))
 		return -EINVAL;
 	return finish(&r);
 }
 
-int inject_msg__decode_welcome(const uint8_t *p, const uint8_t *end, struct inject_welcome *m)
+int wire_msg__decode_welcome(const uint8_t *p, const uint8_t *end, struct wire_welcome *m)
 {
 	struct rd r = { p, end, 0 };
 	m->version = get_u32(&r);
@@ -503,12 +503,12 @@ int inject_msg__decode_welcome(const uint8_t *p, const uint8_t *end, struct inje
 	m->py_hexversion = get_u32(&r);
 	m->watch_mode = get_u32(&r);
 	get_str(&r, m->detail, sizeof m->detail);
-	if (!r.bad && m->watch_mode > INJECT_WATCH_TRACE)
+	if (!r.bad && m->watch_mode > WIRE_WATCH_TRACE)
 		return -EINVAL;
 	return finish(&r);
 }
 
-int inject_msg__decode_crash(const uint8_t *p, const uint8_t *end, struct inject_crash *m)
+int wire_msg__decode_crash(const uint8_t *p, const uint8_t *end, struct wire_crash *m)
 {
 	struct rd r = { p, end, 0 };
 	m->event_id = get_u64(&r);
@@ -525,7 +525,7 @@ int inject_msg__decode_crash(const uint8_t *p, const uint8_t *end, struct inject
 	return finish(&r);
 }
 
-int inject_msg__decode_release(const uint8_t *p, const uint8_t *end, struct inject_release *m)
+int wire_msg__decode_release(const uint8_t *p, const uint8_t *end, struct wire_release *m)
 {
 	struct rd r = { p, end, 0 };
 	m->event_id = get_u64(&r);
@@ -541,28 +541,28 @@ static void skip_const(struct rd *r, int depth)
 	if (r->bad)
 		return;
 	switch (kind) {
-	case INJECT_CONST_NONE:
-	case INJECT_CONST_TRUE:
-	case INJECT_CONST_FALSE:
-	case INJECT_CONST_ELLIPSIS:
+	case WIRE_CONST_NONE:
+	case WIRE_CONST_TRUE:
+	case WIRE_CONST_FALSE:
+	case WIRE_CONST_ELLIPSIS:
 		return;
-	case INJECT_CONST_INT:
-	case INJECT_CONST_FLOAT:
+	case WIRE_CONST_INT:
+	case WIRE_CONST_FLOAT:
 		take(r, 8);
 		return;
-	case INJECT_CONST_STR:
-	case INJECT_CONST_BYTES:
+	case WIRE_CONST_STR:
+	case WIRE_CONST_BYTES:
 		get_blob(r, &n);
 		return;
-	case INJECT_CONST_BUILTIN:
-	case INJECT_CONST_HELPER:
+	case WIRE_CONST_BUILTIN:
+	case WIRE_CONST_HELPER:
 		/* Names: non-empty, at most 64 bytes. */
 		if (!get_blob(r, &n) || n == 0 || n > 64)
 			r->bad = 1;
 		return;
-	case INJECT_CONST_TUPLE: {
+	case WIRE_CONST_TUPLE: {
 		uint32_t count = get_u32(r);
-		if (depth >= INJECT_MAX_CONST_DEPTH || count > (size_t)(r->end - r->p)) {
+		if (depth >= WIRE_MAX_CONST_DEPTH || count > (size_t)(r->end - r->p)) {
 			r->bad = 1;
 			return;
 		}
@@ -575,7 +575,7 @@ static void skip_const(struct rd *r, int depth)
 	}
 }
 
-static int get_patch_body(struct rd *rp, struct inject_patch *m)
+static int get_patch_body(struct rd *rp, struct wire_patch *m)
 {
 	struct rd r = *rp;
 	m->request_id = get_u64(&r);
@@ -613,14 +613,14 @@ static int get_patch_body(struct rd *rp, struct inject_patch *m)
 	return finish(&r);
 }
 
-int inject_msg__decode_patch(const uint8_t *p, const uint8_t *end, struct inject_patch *m)
+int wire_msg__decode_patch(const uint8_t *p, const uint8_t *end, struct wire_patch *m)
 {
 	struct rd r = { p, end, 0 };
 	memset(m, 0, sizeof *m);
 	return get_patch_body(&r, m);
 }
 
-static void get_meta(struct rd *r, struct inject_patch_meta *m)
+static void get_meta(struct rd *r, struct wire_patch_meta *m)
 {
 	get_str(r, m->name, sizeof m->name);
 	get_str(r, m->guard, sizeof m->guard);
@@ -628,7 +628,7 @@ static void get_meta(struct rd *r, struct inject_patch_meta *m)
 	get_str(r, m->fallback, sizeof m->fallback);
 }
 
-int inject_msg__decode_patch_named(const uint8_t *p, const uint8_t *end, struct inject_patch *m)
+int wire_msg__decode_patch_named(const uint8_t *p, const uint8_t *end, struct wire_patch *m)
 {
 	struct rd r = { p, end, 0 };
 	memset(m, 0, sizeof *m);
@@ -636,7 +636,7 @@ int inject_msg__decode_patch_named(const uint8_t *p, const uint8_t *end, struct 
 	struct rd peek = r;
 	/* The name must arrive whole: a truncated name would roll back
 	 * something else. */
-	if (!get_blob(&peek, &n) || n == 0 || n > INJECT_NAME_MAX)
+	if (!get_blob(&peek, &n) || n == 0 || n > WIRE_NAME_MAX)
 		return -EINVAL;
 	get_meta(&r, &m->meta);
 	if (r.bad)
@@ -644,14 +644,14 @@ int inject_msg__decode_patch_named(const uint8_t *p, const uint8_t *end, struct 
 	return get_patch_body(&r, m);
 }
 
-int inject_msg__decode_list(const uint8_t *p, const uint8_t *end, struct inject_list *m)
+int wire_msg__decode_list(const uint8_t *p, const uint8_t *end, struct wire_list *m)
 {
 	struct rd r = { p, end, 0 };
 	m->request_id = get_u64(&r);
 	return finish(&r);
 }
 
-static void get_live(struct rd *r, struct inject_live_patch *e)
+static void get_live(struct rd *r, struct wire_live_patch *e)
 {
 	get_meta(r, &e->meta);
 	get_str(r, e->qualname, sizeof e->qualname);
@@ -705,31 +705,31 @@ static void get_live_entry(struct rd *r, void *e)
 	get_live(r, e);
 }
 
-int inject_msg__decode_list_result(const uint8_t *p, const uint8_t *end,
-				   struct inject_list_result *m)
+int wire_msg__decode_list_result(const uint8_t *p, const uint8_t *end,
+				   struct wire_list_result *m)
 {
 	struct rd r = { p, end, 0 };
-	struct inject_live_patch e;
+	struct wire_live_patch e;
 	memset(m, 0, sizeof *m);
 	m->request_id = get_u64(&r);
 	/* An entry takes at least 100 bytes. */
 	return get_entries(&r, &m->count, 100, get_live_entry, &e, &m->entries_p, &m->entries_end);
 }
 
-void inject_live_iter__init(struct inject_live_iter *it, const struct inject_list_result *m)
+void wire_live_iter__init(struct wire_live_iter *it, const struct wire_list_result *m)
 {
 	it->p = m->entries_p;
 	it->end = m->entries_end;
 }
 
-int inject_live_iter__next(struct inject_live_iter *it, struct inject_live_patch *e)
+int wire_live_iter__next(struct wire_live_iter *it, struct wire_live_patch *e)
 {
 	return entries_next(&it->p, it->end, get_live_entry, e);
 }
 
 static void get_hit(struct rd *r, void *v)
 {
-	struct inject_hit *e = v;
+	struct wire_hit *e = v;
 	get_str(r, e->name, sizeof e->name);
 	e->orig_addr = get_u64(r);
 	e->count = get_u64(r);
@@ -738,27 +738,27 @@ static void get_hit(struct rd *r, void *v)
 		r->bad = 1;
 }
 
-int inject_msg__decode_hits(const uint8_t *p, const uint8_t *end, struct inject_hits *m)
+int wire_msg__decode_hits(const uint8_t *p, const uint8_t *end, struct wire_hits *m)
 {
 	struct rd r = { p, end, 0 };
-	struct inject_hit e;
+	struct wire_hit e;
 	memset(m, 0, sizeof *m);
 	/* An entry takes at least 28 bytes. */
 	return get_entries(&r, &m->count, 28, get_hit, &e, &m->entries_p, &m->entries_end);
 }
 
-void inject_hits_iter__init(struct inject_hits_iter *it, const struct inject_hits *m)
+void wire_hits_iter__init(struct wire_hits_iter *it, const struct wire_hits *m)
 {
 	it->p = m->entries_p;
 	it->end = m->entries_end;
 }
 
-int inject_hits_iter__next(struct inject_hits_iter *it, struct inject_hit *e)
+int wire_hits_iter__next(struct wire_hits_iter *it, struct wire_hit *e)
 {
 	return entries_next(&it->p, it->end, get_hit, e);
 }
 
-int inject_msg__decode_rollback(const uint8_t *p, const uint8_t *end, struct inject_rollback *m)
+int wire_msg__decode_rollback(const uint8_t *p, const uint8_t *end, struct wire_rollback *m)
 {
 	struct rd r = { p, end, 0 };
 	size_t n;
@@ -767,14 +767,14 @@ int inject_msg__decode_rollback(const uint8_t *p, const uint8_t *end, struct inj
 	struct rd peek = r;
 	get_blob(&peek, &n);
 	get_str(&r, m->name, sizeof m->name);
-	if (r.bad || (m->flags & ~(INJECT_ROLLBACK_F_ALL | INJECT_ROLLBACK_F_DRY_RUN)) ||
-	    n > INJECT_NAME_MAX || ((m->flags & INJECT_ROLLBACK_F_ALL) ? n != 0 : n == 0))
+	if (r.bad || (m->flags & ~(WIRE_ROLLBACK_F_ALL | WIRE_ROLLBACK_F_DRY_RUN)) ||
+	    n > WIRE_NAME_MAX || ((m->flags & WIRE_ROLLBACK_F_ALL) ? n != 0 : n == 0))
 		return -EINVAL;
 	return finish(&r);
 }
 
-int inject_msg__decode_rollback_result(const uint8_t *p, const uint8_t *end,
-				       struct inject_rollback_result *m)
+int wire_msg__decode_rollback_result(const uint8_t *p, const uint8_t *end,
+				       struct wire_rollback_result *m)
 {
 	struct rd r = { p, end, 0 };
 	m->request_id = get_u64(&r);
@@ -788,13 +788,13 @@ int inject_msg__decode_rollback_result(const uint8_t *p, const uint8_t *end,
 	return finish(&r);
 }
 
-void inject_const_iter__init(struct inject_const_iter *it, const struct inject_patch *m)
+void wire_const_iter__init(struct wire_const_iter *it, const struct wire_patch *m)
 {
 	it->p = m->consts_p;
 	it->end = m->consts_end;
 }
 
-int inject_const_iter__next(struct inject_const_iter *it, struct inject_const *c)
+int wire_const_iter__next(struct wire_const_iter *it, struct wire_const *c)
 {
 	struct rd r = { it->p, it->end, 0 };
 	uint64_t bits;
@@ -802,27 +802,27 @@ int inject_const_iter__next(struct inject_const_iter *it, struct inject_const *c
 		return 0;
 	memset(c, 0, sizeof *c);
 	uint8_t kind = get_u8(&r);
-	c->kind = (enum inject_const_kind)kind;
+	c->kind = (enum wire_const_kind)kind;
 	switch (kind) {
-	case INJECT_CONST_NONE:
-	case INJECT_CONST_TRUE:
-	case INJECT_CONST_FALSE:
-	case INJECT_CONST_ELLIPSIS:
+	case WIRE_CONST_NONE:
+	case WIRE_CONST_TRUE:
+	case WIRE_CONST_FALSE:
+	case WIRE_CONST_ELLIPSIS:
 		break;
-	case INJECT_CONST_INT:
+	case WIRE_CONST_INT:
 		c->i = (int64_t)get_u64(&r);
 		break;
-	case INJECT_CONST_FLOAT:
+	case WIRE_CONST_FLOAT:
 		bits = get_u64(&r);
 		memcpy(&c->f, &bits, 8);
 		break;
-	case INJECT_CONST_STR:
-	case INJECT_CONST_BYTES:
-	case INJECT_CONST_BUILTIN:
-	case INJECT_CONST_HELPER:
+	case WIRE_CONST_STR:
+	case WIRE_CONST_BYTES:
+	case WIRE_CONST_BUILTIN:
+	case WIRE_CONST_HELPER:
 		c->data = get_blob(&r, &c->len);
 		break;
-	case INJECT_CONST_TUPLE:
+	case WIRE_CONST_TUPLE:
 		c->nitems = get_u32(&r);
 		break;
 	default:
@@ -834,13 +834,13 @@ int inject_const_iter__next(struct inject_const_iter *it, struct inject_const *c
 	return 1;
 }
 
-void inject_name_iter__init(struct inject_name_iter *it, const struct inject_patch *m)
+void wire_name_iter__init(struct wire_name_iter *it, const struct wire_patch *m)
 {
 	it->p = m->names_p;
 	it->end = m->names_end;
 }
 
-int inject_name_iter__next(struct inject_name_iter *it, const uint8_t **s, size_t *len)
+int wire_name_iter__next(struct wire_name_iter *it, const uint8_t **s, size_t *len)
 {
 	struct rd r = { it->p, it->end, 0 };
 	if (it->p == it->end)
@@ -852,8 +852,8 @@ int inject_name_iter__next(struct inject_name_iter *it, const uint8_t **s, size_
 	return 1;
 }
 
-int inject_msg__decode_patch_result(const uint8_t *p, const uint8_t *end,
-				    struct inject_patch_result *m)
+int wire_msg__decode_patch_result(const uint8_t *p, const uint8_t *end,
+				    struct wire_patch_result *m)
 {
 	struct rd r = { p, end, 0 };
 	m->request_id = get_u64(&r);
@@ -867,14 +867,14 @@ int inject_msg__decode_patch_result(const uint8_t *p, const uint8_t *end,
 	return finish(&r);
 }
 
-int inject_msg__decode_ping(const uint8_t *p, const uint8_t *end, struct inject_ping *m)
+int wire_msg__decode_ping(const uint8_t *p, const uint8_t *end, struct wire_ping *m)
 {
 	struct rd r = { p, end, 0 };
 	m->cookie = get_u64(&r);
 	return finish(&r);
 }
 
-int inject_msg__decode_pong(const uint8_t *p, const uint8_t *end, struct inject_pong *m)
+int wire_msg__decode_pong(const uint8_t *p, const uint8_t *end, struct wire_pong *m)
 {
 	struct rd r = { p, end, 0 };
 	m->cookie = get_u64(&r);
@@ -884,7 +884,7 @@ int inject_msg__decode_pong(const uint8_t *p, const uint8_t *end, struct inject_
 	return finish(&r);
 }
 
-int inject_msg__decode_resume(const uint8_t *p, const uint8_t *end, struct inject_resume *m)
+int wire_msg__decode_resume(const uint8_t *p, const uint8_t *end, struct wire_resume *m)
 {
 	struct rd r = { p, end, 0 };
 	m->event_id = get_u64(&r);
@@ -895,26 +895,26 @@ int inject_msg__decode_resume(const uint8_t *p, const uint8_t *end, struct injec
 	return finish(&r);
 }
 
-int inject_msg__decode_resume_result(const uint8_t *p, const uint8_t *end,
-				     struct inject_resume_result *m)
+int wire_msg__decode_resume_result(const uint8_t *p, const uint8_t *end,
+				     struct wire_resume_result *m)
 {
 	struct rd r = { p, end, 0 };
 	m->event_id = get_u64(&r);
 	m->status = (int32_t)get_u32(&r);
 	get_str(&r, m->message, sizeof m->message);
-	if (!r.bad && m->status > INJECT_RESUME_RAISED)
+	if (!r.bad && m->status > WIRE_RESUME_RAISED)
 		return -EINVAL;
 	return finish(&r);
 }
 
-int inject_msg__decode_error(const uint8_t *p, const uint8_t *end, char *text, size_t cap)
+int wire_msg__decode_error(const uint8_t *p, const uint8_t *end, char *text, size_t cap)
 {
 	struct rd r = { p, end, 0 };
 	get_str(&r, text, cap);
 	return finish(&r);
 }
 
-int inject_msg__decode_empty(const uint8_t *p, const uint8_t *end)
+int wire_msg__decode_empty(const uint8_t *p, const uint8_t *end)
 {
 	return p == end ? 0 : -EINVAL;
 }

@@ -13,7 +13,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "inject/msg.h"
+#include "wire/msg.h"
 
 /* What a parked thread learns when it wakes. */
 enum agent_verdict {
@@ -26,9 +26,9 @@ enum agent_verdict {
 
 /* main.c: report a crash and wait (called without the GIL). Fills
  * crash->event_id. */
-enum agent_verdict agent_channel__park(struct inject_crash *crash, struct inject_resume *resume);
+enum agent_verdict agent_channel__park(struct wire_crash *crash, struct wire_resume *resume);
 /* The parked thread's answer to RESUME (called without the GIL). */
-void agent_channel__resume_result(const struct inject_resume_result *r);
+void agent_channel__resume_result(const struct wire_resume_result *r);
 /* Whether a debugger has completed the handshake (a cheap read). */
 bool agent_channel__has_debugger(void);
 /* Whether a crash should wait for a debugger to connect
@@ -49,7 +49,7 @@ void agent_install__fired(void);
  * wait for the registry's lock: -ETIMEDOUT. */
 struct timespec;
 bool agent_install__hits_pending(void);
-int agent_install__hits(struct inject_buf *b, const struct timespec *deadline);
+int agent_install__hits(struct wire_buf *b, const struct timespec *deadline);
 
 /* Counters shown in PONG. */
 struct agent_stats {

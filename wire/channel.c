@@ -1,5 +1,5 @@
-/* inject/: channel paths and whole reads/writes (docs/formats/channel.md). */
-#include "inject/channel.h"
+/* wire/: channel paths and whole reads/writes (docs/formats/channel.md). */
+#include "wire/channel.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -7,19 +7,19 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-int inject_channel__dir(uid_t uid, char *buf, size_t cap)
+int wire_channel__dir(uid_t uid, char *buf, size_t cap)
 {
 	int n = snprintf(buf, cap, "/tmp/suture-%u", (unsigned)uid);
 	return (n < 0 || (size_t)n >= cap) ? -ENAMETOOLONG : 0;
 }
 
-int inject_channel__path(const char *dir, pid_t pid, const char *ext, char *buf, size_t cap)
+int wire_channel__path(const char *dir, pid_t pid, const char *ext, char *buf, size_t cap)
 {
 	int n = snprintf(buf, cap, "%s/agent-%d.%s", dir, (int)pid, ext);
 	return (n < 0 || (size_t)n >= cap) ? -ENAMETOOLONG : 0;
 }
 
-int inject_channel__check_dir(const char *dir, uid_t uid)
+int wire_channel__check_dir(const char *dir, uid_t uid)
 {
 	struct stat st;
 	if (lstat(dir, &st))
@@ -29,14 +29,14 @@ int inject_channel__check_dir(const char *dir, uid_t uid)
 	return 0;
 }
 
-int inject_channel__ensure_dir(const char *dir, uid_t uid)
+int wire_channel__ensure_dir(const char *dir, uid_t uid)
 {
 	if (mkdir(dir, 0700) && errno != EEXIST)
 		return -errno;
-	return inject_channel__check_dir(dir, uid);
+	return wire_channel__check_dir(dir, uid);
 }
 
-int inject_channel__write_all(int fd, const void *buf, size_t len)
+int wire_channel__write_all(int fd, const void *buf, size_t len)
 {
 	const char *p = buf;
 	while (len) {
@@ -52,7 +52,7 @@ int inject_channel__write_all(int fd, const void *buf, size_t len)
 	return 0;
 }
 
-int inject_channel__read_all(int fd, void *buf, size_t len)
+int wire_channel__read_all(int fd, void *buf, size_t len)
 {
 	char *p = buf;
 	while (len) {
