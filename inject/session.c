@@ -186,31 +186,21 @@ static int send_buf(struct inject_session *s, struct wire_buf *b)
 static int read_frame(struct inject_session *s, int timeout_ms, struct wire_hdr *h,
 		      uint8_t **payload)
 {
-	uint8_t hdr[WIRE_HDR_SIZE];
-	struct pollfd pf = { .fd = s->fd, .events = POLLIN };
-	*payload = NULL;
-	int n = poll(&pf, 1, timeout_ms);
-	if (n < 0)
-		return fail(s, -errno, "inject: pid %d: poll: %s", (int)s->pid, strerror(errno));
-	if (n == 0)
-		return -ETIMEDOUT;
-	int rc = wire_channel__read_all(s->fd, hdr, sizeof hdr);
-	if (rc)
-		return fail(s, -EPIPE, "inject: pid %d: the agent closed the channel", (int)s->pid);
-	if (wire_msg__decode_hdr(hdr, hdr + sizeof hdr, h))
-		return fail(s, -EPROTO, "inject: pid %d: malformed frame header from the agent",
+	int rc = wire_channel__read_frame(s->fd, timeout_ms, h, payload);
+	switch (rc) {
+	case 0:
+	case -ETIMEDOUT:
+		return rc;
+	case -EPIPE:
+		return fail(s, rc, "inject: pid %d: the agent closed the channel", (int)s->pid);
+	case -EPROTO:
+		return fail(s, rc, "inject: pid %d: malformed frame header from the agent",
 			    (int)s->pid);
-	if (h->len) {
-		if (!(*payload = malloc(h->len)))
-			return fail(s, -ENOMEM, "inject: pid %d: out of memory", (int)s->pid);
-		if (wire_channel__read_all(s->fd, *payload, h->len)) {
-			free(*payload);
-			*payload = NULL;
-			return fail(s, -EPIPE, "inject: pid %d: truncated frame from the agent",
-				    (int)s->pid);
-		}
+	case -ENOMEM:
+		return fail(s, rc, "inject: pid %d: out of memory", (int)s->pid);
+	default:
+		return fail(s, rc, "inject: pid %d: poll: %s", (int)s->pid, strerror(-rc));
 	}
-	return 0;
 }
 
 /* A HITS frame: its counts join s->hits (a malformed one is dropped: the

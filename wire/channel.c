@@ -1,7 +1,10 @@
 /* wire/: channel paths and whole reads/writes (docs/formats/channel.md). */
 #include "wire/channel.h"
+#include "wire/msg.h"
 
 #include <errno.h>
+#include <poll.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -67,5 +70,33 @@ int wire_channel__read_all(int fd, void *buf, size_t len)
 		p += n;
 		len -= (size_t)n;
 	}
+	return 0;
+}
+
+int wire_channel__read_frame(int fd, int timeout_ms, struct wire_hdr *h, uint8_t **payload)
+{
+	uint8_t hdr[WIRE_HDR_SIZE];
+	struct pollfd pf = { .fd = fd, .events = POLLIN };
+	*payload = NULL;
+	int n = poll(&pf, 1, timeout_ms);
+	if (n < 0)
+		return -errno;
+	if (n == 0)
+		return -ETIMEDOUT;
+	int rc = wire_channel__read_all(fd, hdr, sizeof hdr);
+	if (rc)
+		return rc == -EAGAIN ? -ETIMEDOUT : -EPIPE;
+	if (wire_msg__decode_hdr(hdr, hdr + sizeof hdr, h))
+		return -EPROTO;
+	if (!h->len)
+		return 0;
+	uint8_t *p = malloc(h->len);
+	if (!p)
+		return -ENOMEM;
+	if ((rc = wire_channel__read_all(fd, p, h->len))) {
+		free(p);
+		return rc == -EAGAIN ? -ETIMEDOUT : -EPIPE;
+	}
+	*payload = p;
 	return 0;
 }

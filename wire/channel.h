@@ -8,6 +8,7 @@
 #define SUTURE_INJECT_CHANNEL_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 #define WIRE_PATH_MAX 108   /* sizeof(sockaddr_un.sun_path) */
@@ -25,5 +26,15 @@ int wire_channel__check_dir(const char *dir, uid_t uid);
  * and whole reads (-EPIPE on EOF, -EAGAIN on a receive timeout). */
 int wire_channel__write_all(int fd, const void *buf, size_t len);
 int wire_channel__read_all(int fd, void *buf, size_t len);
+
+struct wire_hdr;
+/* Read one whole frame from fd: wait up to timeout_ms for its first byte
+ * (-1: no limit; 0: only if one is already there), then read the header
+ * and the payload. *payload is malloc'ed (NULL when the frame is empty)
+ * and the caller frees it. Returns 0; -ETIMEDOUT when nothing came in
+ * time; -EPIPE on EOF, also inside the frame (the peer is gone); -EPROTO
+ * for a header wire_msg__decode_hdr refuses; -ENOMEM; -errno of poll.
+ * The payload is not decoded: the caller's decoder checks it. */
+int wire_channel__read_frame(int fd, int timeout_ms, struct wire_hdr *h, uint8_t **payload);
 
 #endif
