@@ -489,7 +489,7 @@ static void show_bytecode(const struct store *s, const struct store_patch *p)
 	struct guard_decision d;
 	struct guard_patch gp;
 	struct rewrite_diag diag;
-	int err = store_code__load(store__path(s), p->code_id, &c);
+	int err = store_code__load(s, p->code_id, &c);
 
 	if (err == -ENOENT || err == -EINVAL) {
 		say("bytecode:", "no saved original code for this patch (a store written before "

@@ -681,7 +681,7 @@ void heal__flush(struct heal *h)
  * the bytecode side by side (store/code.h; never executed or installed).
  * Canonical bytes: the live ones may be quickened. A failure costs only
  * the side-by-side view. */
-static void save_code(struct heal *h, const struct store *st, const struct heal_code *hc,
+static void save_code(struct heal *h, struct store *st, const struct heal_code *hc,
 		      const char *code_id)
 {
 	struct rewrite_code_info ci = hc->info;
@@ -689,9 +689,11 @@ static void save_code(struct heal *h, const struct store *st, const struct heal_
 	int err = canon ? rewrite_bytes__deopt(ci.code, ci.code_len, canon) : -ENOMEM;
 	if (!err) {
 		ci.code = canon;
-		err = store_code__save(store__path(st), code_id, &ci);
+		err = store_code__save(st, code_id, &ci);
 	}
-	if (err)
+	if (err && store__error(st)[0])   /* the store's own message names the cause */
+		say(h, "%s (no code file for explain)", store__error(st));
+	else if (err)
 		say(h, "store: %s: no code file for explain: %s", store__path(st), strerror(-err));
 	free(canon);
 }
@@ -729,37 +731,13 @@ static void persist(struct heal *h, const struct heal_code *hc, const struct bui
 	p.name = name;
 	if (open_store(h, STORE_F_CREATE, &st))
 		return;
-	/* The default name says module, function, line and guard; another
-	 * program (two scripts' __main__.load) or another Python may have a
-	 * patch of that name: keep both, ours named apart (deterministically,
-	 * so healing this program again replaces its own). */
-	const struct store_patch *old = store__find(st, name);
-	/* Another guard of the same kind on the same line of this function
-	 * (d["a"] + d["b"]) is a second patch, not a replacement: named
-	 * apart by its anchor. An active patch at the same anchor, or a stale
-	 * one, is replaced (the site healed again). */
-	if (old && strcmp(old->program, p.program) == 0 &&
-	    strcmp(old->python_version, p.python_version) == 0 &&
-	    old->status == STORE_STATUS_ACTIVE && old->anchor_offset != p.anchor_offset) {
-		size_t n = strlen(name);
-		snprintf(name + n, sizeof(name) - n, "#%u", p.anchor_offset);
-		old = store__find(st, name);
-	}
-	if (old && (strcmp(old->program, p.program) != 0 ||
-		    strcmp(old->python_version, p.python_version) != 0)) {
-		uint64_t hsh = 1469598103934665603ull;
-		for (const char *c = p.program; *c; c++)
-			hsh = (hsh ^ (uint8_t)*c) * 1099511628211ull;
-		for (const char *c = p.python_version; *c; c++)
-			hsh = (hsh ^ (uint8_t)*c) * 1099511628211ull;
-		size_t n = strlen(name);
-		snprintf(name + n, sizeof(name) - n, "@%08llx", (unsigned long long)(hsh & 0xffffffffu));
-	}
 	if (resumed) {
 		p.hits = 1;
 		p.last_hit = store__now();
 	}
-	if (store__add(st, &p) == 0) {
+	/* The store names it apart from another program's, Python's or
+	 * anchor's patch of that name, under its lock (store__add_unique). */
+	if (store__add_unique(st, &p, name, sizeof(name)) == 0) {
 		say(h, "stored patch %s in %s", name, store__path(st));
 		/* Its firings come under the name the agent got (patch_meta). */
 		if (h->npatched && h->patched[h->npatched - 1].code_addr == code_addr &&

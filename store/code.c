@@ -1,6 +1,7 @@
 /* store/: display copies of original code objects. Format:
  * docs/formats/store.md ("Code files"). */
 #include "store/code.h"
+#include "store/store-priv.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -17,7 +18,8 @@
 #define CODE_MAX_ITEMS (1u << 16)
 #define CODE_MAX_FILE (64u << 20)
 
-int store_code__path(const char *store_dir, const char *code_id, char *buf, size_t size)
+/* "<hex>.json" for a code id "fnv64:<16 hex>"; -EINVAL for any other id. */
+static int file_name(const char *code_id, char *buf, size_t size)
 {
 	const char *hex = code_id;
 	if (strncmp(hex, "fnv64:", 6) != 0)
@@ -25,7 +27,17 @@ int store_code__path(const char *store_dir, const char *code_id, char *buf, size
 	hex += 6;
 	if (strlen(hex) != 16 || strspn(hex, "0123456789abcdef") != 16)
 		return -EINVAL;
-	int n = snprintf(buf, size, "%s/" STORE_CODE_DIR "/%s.json", store_dir, hex);
+	int n = snprintf(buf, size, "%s.json", hex);
+	return (n < 0 || (size_t)n >= size) ? -ENAMETOOLONG : 0;
+}
+
+int store_code__path(const char *store_dir, const char *code_id, char *buf, size_t size)
+{
+	char name[32];
+	int rc = file_name(code_id, name, sizeof(name));
+	if (rc)
+		return rc;
+	int n = snprintf(buf, size, "%s/" STORE_CODE_DIR "/%s", store_dir, name);
 	return (n < 0 || (size_t)n >= size) ? -ENAMETOOLONG : 0;
 }
 
@@ -108,59 +120,28 @@ out:
 	return text;
 }
 
-int store_code__save(const char *store_dir, const char *code_id,
-		     const struct rewrite_code_info *info)
+int store_code__save(struct store *s, const char *code_id, const struct rewrite_code_info *info)
 {
-	char path[PATH_MAX], dir[PATH_MAX], tmp[PATH_MAX + 16];
-	int rc = store_code__path(store_dir, code_id, path, sizeof(path));
-	int fd = -1, dfd = -1;
+	char name[32], dir[PATH_MAX];
+	int dfd = -1, rc = file_name(code_id, name, sizeof(name));
 	char *text = NULL;
 
 	if (rc)
 		return rc;
-	if (snprintf(dir, sizeof(dir), "%s/" STORE_CODE_DIR, store_dir) >= (int)sizeof(dir) ||
-	    snprintf(tmp, sizeof(tmp), "%s.tmp.%d", path, (int)getpid()) >= (int)sizeof(tmp))
+	if (snprintf(dir, sizeof(dir), "%s/" STORE_CODE_DIR, store__path(s)) >= (int)sizeof(dir))
 		return -ENAMETOOLONG;
-	if (mkdir(dir, 0700) < 0 && errno != EEXIST)
-		return -errno;
-	if (!(text = encode(code_id, info)))
-		return -ENOMEM;
-	size_t len = strlen(text), done = 0;
-	if ((fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600)) < 0) {
-		rc = -errno;
+	/* code/ gets the store directory's checks, relative to its checked
+	 * descriptor: a link or another user's directory there is refused. */
+	if ((rc = store_dir__open(s, store__fd(s), STORE_CODE_DIR, dir, true, &dfd)))
+		return rc;
+	if (!(text = encode(code_id, info))) {
+		rc = -ENOMEM;
 		goto out;
 	}
-	while (done < len) {
-		ssize_t w = write(fd, text + done, len - done);
-		if (w < 0) {
-			if (errno == EINTR)
-				continue;
-			rc = -errno;
-			goto out_unlink;
-		}
-		done += (size_t)w;
-	}
-	if (fsync(fd) < 0 || close(fd) < 0) {
-		fd = -1;
-		rc = -errno;
-		goto out_unlink;
-	}
-	fd = -1;
-	if (rename(tmp, path) < 0) {
-		rc = -errno;
-		goto out_unlink;
-	}
-	if ((dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) >= 0) {
-		fsync(dfd);
-		close(dfd);
-	}
-	goto out;
-out_unlink:
-	unlink(tmp);
+	rc = store_file__replace(s, dfd, dir, name, text, strlen(text), NULL);
 out:
-	if (fd >= 0)
-		close(fd);
 	free(text);
+	close(dfd);
 	return rc;
 }
 
@@ -239,11 +220,12 @@ static int get_str(const cJSON *o, const char *key, char **out)
 	return (cJSON_IsString(v) && (*out = strdup(v->valuestring))) ? 0 : -1;
 }
 
-static int decode(const char *text, const char *code_id, struct store_code *out)
+int store_code__decode(const char *p, const char *end, const char *code_id,
+		       struct store_code *out)
 {
 	struct code_mem *m = calloc(1, sizeof(*m));
 	struct rewrite_code_info *in = &out->info;
-	cJSON *o = cJSON_Parse(text);
+	cJSON *o = cJSON_ParseWithLength(p, (size_t)(end - p));
 	const cJSON *a, *item;
 	int v, flags;
 	size_t n;
@@ -327,25 +309,30 @@ bad:
 	return -EBADMSG;
 }
 
-int store_code__load(const char *store_dir, const char *code_id, struct store_code *out)
+int store_code__load(const struct store *s, const char *code_id, struct store_code *out)
 {
-	char path[PATH_MAX];
+	char name[32], dir[PATH_MAX], path[PATH_MAX + 32];
 	struct stat st;
 	char *text = NULL;
-	int rc = store_code__path(store_dir, code_id, path, sizeof(path));
-	int fd;
+	int rc = file_name(code_id, name, sizeof(name));
+	int dfd = -1, fd = -1;
+	size_t done = 0;
 
 	memset(out, 0, sizeof(*out));
 	if (rc)
 		return rc;
-	if ((fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)) < 0)
-		return errno == ELOOP ? -EBADMSG : -errno;
-	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_size > (off_t)CODE_MAX_FILE ||
-	    !(text = malloc((size_t)st.st_size + 1))) {
-		close(fd);
-		return -EBADMSG;
+	if (snprintf(dir, sizeof(dir), "%s/" STORE_CODE_DIR, store__path(s)) >= (int)sizeof(dir))
+		return -ENAMETOOLONG;
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	/* Reported through the print function, kept in no handle: s is the
+	 * caller's read-only view. */
+	if ((rc = store_dir__open(NULL, store__fd(s), STORE_CODE_DIR, dir, false, &dfd)) ||
+	    (rc = store_file__open(NULL, dfd, name, path, &fd, &st)))
+		goto out;
+	if (st.st_size > (off_t)CODE_MAX_FILE || !(text = malloc((size_t)st.st_size + 1))) {
+		rc = -EBADMSG;
+		goto out;
 	}
-	size_t done = 0;
 	while (done < (size_t)st.st_size) {
 		ssize_t r = read(fd, text + done, (size_t)st.st_size - done);
 		if (r < 0 && errno == EINTR)
@@ -354,9 +341,12 @@ int store_code__load(const char *store_dir, const char *code_id, struct store_co
 			break;
 		done += (size_t)r;
 	}
-	close(fd);
-	text[done] = 0;
-	rc = decode(text, code_id, out);
+	rc = store_code__decode(text, text + done, code_id, out);
+out:
 	free(text);
+	if (fd >= 0)
+		close(fd);
+	if (dfd >= 0)
+		close(dfd);
 	return rc;
 }

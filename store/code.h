@@ -20,14 +20,19 @@
 #define STORE_CODE_DIR "code"
 #define STORE_CODE_FORMAT 1
 
-/* The file's path for a code id ("fnv64:<16 hex>"): -EINVAL if the id is
- * not of that form (nothing else may become a file name). */
+struct store;
+
+/* The file's path for a code id ("fnv64:<16 hex>"), for messages: -EINVAL
+ * if the id is not of that form (nothing else may become a file name). */
 int store_code__path(const char *store_dir, const char *code_id, char *buf, size_t size);
 
-/* Write info as <store_dir>/code/<hex>.json: temp file, fsync, rename,
- * fsync the directory (mode 0600, the directory 0700). 0 or -errno. */
-int store_code__save(const char *store_dir, const char *code_id,
-		     const struct rewrite_code_info *info);
+/* Write info as <store>/code/<hex>.json: code/ is created mode 0700 or
+ * opened with the store directory's checks (no symbolic link, the
+ * caller's or root's, not group or world writable: -EPERM, -ENOTDIR), the
+ * file replaced atomically (a new temporary file of a random name, O_EXCL,
+ * mode 0600, fsync, rename, fsync of code/). 0 or -errno; a failure is
+ * reported through the store's print function and kept in s. */
+int store_code__save(struct store *s, const char *code_id, const struct rewrite_code_info *info);
 
 /* A loaded file: info points into storage owned here. */
 struct store_code {
@@ -35,9 +40,17 @@ struct store_code {
 	void *mem;   /* private */
 };
 
-/* 0; -ENOENT no such file (an older store); -EBADMSG malformed (any field
- * missing, of the wrong type, hex odd or invalid, counts inconsistent). */
-int store_code__load(const char *store_dir, const char *code_id, struct store_code *out);
+/* 0; -ENOENT no such file (an older store); -EPERM refused (code/ or the
+ * file is a symbolic link, another user's, or group or world writable;
+ * reported through the store's print function); -EBADMSG malformed (not a
+ * regular file, any field missing, of the wrong type, hex odd or invalid,
+ * counts inconsistent). */
+int store_code__load(const struct store *s, const char *code_id, struct store_code *out);
+/* Decode the bytes [p, end) of a code file for code_id: 0 or -EBADMSG
+ * (the file's name and the code_id inside must agree); store_code__load()
+ * and the fuzz harness. */
+int store_code__decode(const char *p, const char *end, const char *code_id,
+		       struct store_code *out);
 /* Accepts a zeroed or freed one. */
 void store_code__free(struct store_code *c);
 

@@ -5,6 +5,9 @@
 
 #include "store/store.h"
 
+#include <stdbool.h>
+#include <sys/stat.h>
+
 /* Patches in index order; every string is owned (malloc'd) by the index. */
 struct store_index {
 	struct store_patch *v;
@@ -33,5 +36,33 @@ long store_index__find(const struct store_index *idx, const char *name);
 void store_index__drop(struct store_index *idx, size_t i);
 /* Replace *slot (an owned string, may be NULL) by a copy of s (may be NULL). */
 int store_str__set(const char **slot, const char *s);
+
+/* Files and directories, for store.c and code.c (docs/formats/store.md,
+ * "Safety rules"). path: the object's path, for messages. Each reports its
+ * failure through the store's print function and, if s is not NULL, keeps
+ * it as s's last error. */
+
+/* The store directory's descriptor, checked at store__open(). */
+int store__fd(const struct store *s);
+/* Open the directory name in pfd into *out (creating it mode 0700 first if
+ * create), never through a symbolic link (-EPERM), checked on the
+ * descriptor: a directory (-ENOTDIR), owned by the caller or root and not
+ * group or world writable (-EPERM). -ENOENT (not reported): no such entry. */
+int store_dir__open(struct store *s, int pfd, const char *name, const char *path, bool create,
+		    int *out);
+/* Open the file name in dirfd for reading into *out, *st its fstat: never
+ * through a symbolic link (-EPERM) nor blocking on a FIFO; a regular file
+ * (-EBADMSG) owned by the caller or root, not group or world writable
+ * (-EPERM). -ENOENT (not reported): no such file. */
+int store_file__open(struct store *s, int dirfd, const char *name, const char *path, int *out,
+		     struct stat *st);
+/* Replace the file name in dirfd (dirpath: for messages) by len bytes of
+ * data: a new temporary file "."name".tmp.<16 hex from getrandom()>" created
+ * O_CREAT | O_EXCL | O_NOFOLLOW, checked on its descriptor (regular, ours,
+ * one link), fchmod 0600, written, fsync'd, renamed over name, then the
+ * directory fsync'd. *st (may be NULL): the file as written (before the
+ * rename). */
+int store_file__replace(struct store *s, int dirfd, const char *dirpath, const char *name,
+			const char *data, size_t len, struct stat *st);
 
 #endif

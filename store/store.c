@@ -5,19 +5,23 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
 #define INDEX_NAME "index.json"
 #define LOCK_NAME "lock"
-#define TMP_PREFIX ".index.json.tmp."
+/* "." + name + TMP_INFIX + 16 random hex digits: store_file__replace(). */
+#define TMP_INFIX ".tmp."
+#define TMP_PREFIX "." INDEX_NAME TMP_INFIX
 /* How long a writer waits for another one before giving up. */
 #define LOCK_TIMEOUT_MS 30000
 
@@ -166,6 +170,234 @@ static int check_owner_mode(struct store *s, const struct stat *st, const char *
 	return 0;
 }
 
+/* ---- files and directories ------------------------------------------------------- */
+
+/* The store is a directory other users may be able to reach: the working
+ * directory of a program run by root can be writable by someone else. So
+ * nothing is ever looked up by path twice: each directory and file is opened
+ * relative to the descriptor of its checked parent, the last component never
+ * through a symbolic link, and every check is made on the descriptor opened
+ * (docs/formats/store.md, "Safety rules"). */
+
+int store__fd(const struct store *s)
+{
+	return s->dirfd;
+}
+
+/* name in pfd is not a directory (openat said ENOTDIR or ELOOP): say
+ * whether it is a symbolic link (-EPERM, with its target) or something
+ * else (-ENOTDIR). */
+static int refuse_non_dir(struct store *s, int pfd, const char *name, const char *path)
+{
+	char target[256];
+	struct stat st;
+	ssize_t n;
+
+	if (fstatat(pfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISLNK(st.st_mode))
+		return fail(s, -ENOTDIR, path, "not a directory");
+	n = readlinkat(pfd, name, target, sizeof(target) - 1);
+	target[n < 0 ? 0 : n] = '\0';
+	return fail(s, -EPERM, path, "is a symbolic link%s%.200s%s: refusing it (a link could "
+		    "lead to another user's directory); give the real directory instead",
+		    n > 0 ? " (to " : "", target, n > 0 ? ")" : "");
+}
+
+int store_dir__open(struct store *s, int pfd, const char *name, const char *path, bool create,
+		    int *out)
+{
+	bool created = false;
+	struct stat st;
+	int fd, r;
+
+	*out = -1;
+	if (create) {
+		if (mkdirat(pfd, name, 0700) == 0)
+			created = true;
+		else if (errno != EEXIST)
+			return fail(s, -errno, path, "cannot create the directory: %s",
+				    strerror(errno));
+	}
+	fd = openat(pfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0) {
+		r = -errno;
+		if (r == -ENOTDIR || r == -ELOOP)
+			return refuse_non_dir(s, pfd, name, path);
+		if (r == -ENOENT)
+			return r;   /* the caller says what is missing */
+		return fail(s, r, path, "open: %s", strerror(-r));
+	}
+	if (fstat(fd, &st) < 0) {
+		r = fail(s, -errno, path, "fstat: %s", strerror(errno));
+		goto err;
+	}
+	/* umask may have taken bits away; make it exactly 0700. Only if it is
+	 * still ours: a directory swapped in since the mkdir is refused below. */
+	if (created && st.st_uid == geteuid()) {
+		if (fchmod(fd, 0700) < 0) {
+			r = fail(s, -errno, path, "chmod: %s", strerror(errno));
+			goto err;
+		}
+		st.st_mode = (st.st_mode & ~(mode_t)07777) | 0700;
+	}
+	if ((r = check_owner_mode(s, &st, path, path)))
+		goto err;
+	*out = fd;
+	return 0;
+err:
+	close(fd);
+	return r;
+}
+
+int store_file__open(struct store *s, int dirfd, const char *name, const char *path, int *out,
+		     struct stat *st)
+{
+	int fd, r;
+
+	*out = -1;
+	/* O_NONBLOCK: a FIFO planted there must not hang the reader. */
+	fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
+	if (fd < 0) {
+		if (errno == ENOENT)
+			return -ENOENT;
+		if (errno == ELOOP)
+			return fail(s, -EPERM, path, "is a symbolic link: refusing it");
+		return fail(s, -errno, path, "open: %s", strerror(errno));
+	}
+	if (fstat(fd, st) < 0) {
+		r = fail(s, -errno, path, "fstat: %s", strerror(errno));
+		goto err;
+	}
+	if (!S_ISREG(st->st_mode)) {
+		r = fail(s, -EBADMSG, path, "not a regular file");
+		goto err;
+	}
+	if ((r = check_owner_mode(s, st, path, path)))
+		goto err;
+	*out = fd;
+	return 0;
+err:
+	close(fd);
+	return r;
+}
+
+static int write_all(int fd, const char *p, size_t n)
+{
+	while (n) {
+		ssize_t w = write(fd, p, n);
+
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w < 0)
+			return -errno;
+		p += w;
+		n -= (size_t)w;
+	}
+	return 0;
+}
+
+/* Create a new temporary file for name in dirfd: "." name ".tmp." and 16
+ * hex digits from getrandom(), O_CREAT | O_EXCL | O_NOFOLLOW, so nothing
+ * planted at a name guessed in advance (a hard link to a file to
+ * overwrite, a symbolic link) is ever opened. Its name goes to tmp. */
+static int create_temp(struct store *s, int dirfd, const char *dirpath, const char *name,
+		       char *tmp, size_t size, int *out)
+{
+	uint64_t rnd;
+	ssize_t n;
+	int fd = -1, n_tries = 0, len;
+
+	*out = -1;
+	do {
+		do
+			n = getrandom(&rnd, sizeof(rnd), 0);
+		while (n < 0 && errno == EINTR);
+		if (n != (ssize_t)sizeof(rnd))
+			return fail(s, n < 0 ? -errno : -EIO, dirpath, "getrandom: %s",
+				    n < 0 ? strerror(errno) : "short read");
+		len = snprintf(tmp, size, ".%s" TMP_INFIX "%016llx", name, (unsigned long long)rnd);
+		if (len < 0 || (size_t)len >= size)
+			return fail(s, -ENAMETOOLONG, dirpath, "%s: name too long", name);
+		fd = openat(dirfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+	} while (fd < 0 && errno == EEXIST && ++n_tries < 16);
+	if (fd < 0)
+		return fail(s, -errno, dirpath, "cannot create a temporary file: %s", strerror(errno));
+	*out = fd;
+	return 0;
+}
+
+/* O_EXCL made it new: a regular file of ours with one link (and, once
+ * set, mode 0600; mode 0: not checked). Checked on the descriptor all the
+ * same: the docs promise it. */
+static int check_new_file(struct store *s, const struct stat *st, const char *dirpath,
+			  const char *tmp, mode_t mode)
+{
+	if (S_ISREG(st->st_mode) && st->st_uid == geteuid() && st->st_nlink == 1 &&
+	    (!mode || (st->st_mode & 07777) == mode))
+		return 0;
+	return fail(s, -EPERM, dirpath, "%s: not the file just created (uid %u, %lu links, "
+		    "mode %04o): refusing to write it", tmp, (unsigned)st->st_uid,
+		    (unsigned long)st->st_nlink, (unsigned)(st->st_mode & 07777));
+}
+
+int store_file__replace(struct store *s, int dirfd, const char *dirpath, const char *name,
+			const char *data, size_t len, struct stat *st)
+{
+	char tmp[NAME_MAX + 1];
+	char *path = join(dirpath, name);
+	struct stat mine;
+	int fd = -1, r;
+
+	if (!path)
+		return fail(s, -ENOMEM, dirpath, "out of memory");
+	if ((r = create_temp(s, dirfd, dirpath, name, tmp, sizeof(tmp), &fd)))
+		goto out;
+	/* O_EXCL made it new: a regular file of ours with one link. Checked on
+	 * the descriptor anyway, and the mode set whatever the umask was. */
+	if (fstat(fd, &mine) < 0) {
+		r = fail(s, -errno, dirpath, "%s: fstat: %s", tmp, strerror(errno));
+		goto unlink;
+	}
+	if ((r = check_new_file(s, &mine, dirpath, tmp, 0)))
+		goto unlink;
+	if (fchmod(fd, 0600) < 0) {
+		r = fail(s, -errno, dirpath, "%s: chmod: %s", tmp, strerror(errno));
+		goto unlink;
+	}
+	if ((r = write_all(fd, data, len)) ||
+	    (fsync(fd) < 0 && (r = -errno)) ||
+	    (fstat(fd, &mine) < 0 && (r = -errno))) {
+		fail(s, r, dirpath, "writing %s: %s", tmp, strerror(-r));
+		goto unlink;
+	}
+	if ((r = check_new_file(s, &mine, dirpath, tmp, 0600)))
+		goto unlink;
+	r = close(fd);
+	fd = -1;
+	if (r < 0) {
+		r = fail(s, -errno, dirpath, "writing %s: %s", tmp, strerror(errno));
+		goto unlink;
+	}
+	if (renameat(dirfd, tmp, dirfd, name) < 0) {
+		r = fail(s, -errno, path, "rename: %s", strerror(errno));
+		goto unlink;
+	}
+	if (st)
+		*st = mine;
+	if (fsync(dirfd) < 0) {
+		r = fail(s, -errno, dirpath, "fsync: %s", strerror(errno));
+		goto out;
+	}
+	r = 0;
+	goto out;
+unlink:
+	if (fd >= 0)
+		close(fd);
+	unlinkat(dirfd, tmp, 0);
+out:
+	free(path);
+	return r;
+}
+
 static void index_clear(struct store *s)
 {
 	store_index__free(&s->idx);
@@ -186,24 +418,9 @@ static int read_index(struct store *s, struct store_index *out, struct file_id *
 	struct file_id prev = s->idx_id;   /* id may be &s->idx_id */
 	memset(out, 0, sizeof(*out));
 	memset(id, 0, sizeof(*id));
-	fd = openat(s->dirfd, INDEX_NAME, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
-	if (fd < 0) {
-		if (errno == ENOENT)
-			return 0;
-		if (errno == ELOOP)
-			return fail(s, -EPERM, s->index_path, "is a symbolic link: refusing it");
-		return fail(s, -errno, s->index_path, "open: %s", strerror(errno));
-	}
-	if (fstat(fd, &st) < 0) {
-		r = fail(s, -errno, s->index_path, "fstat: %s", strerror(errno));
-		goto out;
-	}
-	if (!S_ISREG(st.st_mode)) {
-		r = fail(s, -EBADMSG, s->index_path, "not a regular file");
-		goto out;
-	}
-	if ((r = check_owner_mode(s, &st, s->index_path, s->index_path)))
-		goto out;
+	r = store_file__open(s, s->dirfd, INDEX_NAME, s->index_path, &fd, &st);
+	if (r)
+		return r == -ENOENT ? 0 : r;
 	*id = file_id_of(&st);
 	if (file_id__same(id, &prev)) {
 		if ((r = index_dup(&s->idx, out)))
@@ -253,11 +470,46 @@ out:
 	return r;
 }
 
+/* The store directory s->dir: its parent is opened as the caller names it
+ * (its owner's business), the store itself with store_dir__open(), never
+ * through a symbolic link. */
+static int open_store_dir(struct store *s, bool create)
+{
+	const char *slash = strrchr(s->dir, '/'), *name = s->dir;
+	char *parent = NULL;
+	int pfd, r;
+
+	if (!slash) {
+		pfd = open(".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	} else {
+		name = slash[1] ? slash + 1 : ".";   /* "/" itself */
+		if (!(parent = strndup(s->dir, slash == s->dir ? 1 : (size_t)(slash - s->dir))))
+			return fail(s, -ENOMEM, s->dir, "out of memory");
+		pfd = open(parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	}
+	if (pfd < 0) {
+		r = -errno;
+		if (create)
+			fail(s, r, s->dir, "cannot create the directory: %s", strerror(-r));
+		else if (r == -ENOENT)
+			fail(s, r, s->dir, "no such store (nothing was healed here?)");
+		else
+			fail(s, r, s->dir, "open %s: %s", parent ? parent : ".", strerror(-r));
+		goto out;
+	}
+	r = store_dir__open(s, pfd, name, s->dir, create, &s->dirfd);
+	if (r == -ENOENT)
+		fail(s, r, s->dir, "no such store (nothing was healed here?)");
+	close(pfd);
+out:
+	free(parent);
+	return r;
+}
+
 int store__open(const char *path, unsigned flags, struct store **out)
 {
 	struct store *s;
-	struct stat st;
-	int r, created = 0;
+	int r;
 
 	*out = NULL;
 	if (!path || !*path)
@@ -282,36 +534,7 @@ int store__open(const char *path, unsigned flags, struct store **out)
 		r = fail(s, -ENOMEM, path, "out of memory");
 		goto err;
 	}
-	if ((flags & STORE_F_CREATE) && !(flags & STORE_F_RDONLY)) {
-		if (mkdir(path, 0700) == 0)
-			created = 1;
-		else if (errno != EEXIST) {
-			r = fail(s, -errno, path, "cannot create the store directory: %s",
-				 strerror(errno));
-			goto err;
-		}
-	}
-	s->dirfd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (s->dirfd < 0) {
-		r = -errno;
-		if (r == -ENOENT)
-			fail(s, r, path, "no such store (nothing was healed here?)");
-		else if (r == -ENOTDIR)
-			fail(s, r, path, "not a directory");
-		else
-			fail(s, r, path, "open: %s", strerror(-r));
-		goto err;
-	}
-	/* umask may have taken bits away; make it exactly 0700. */
-	if (created && fchmod(s->dirfd, 0700) < 0) {
-		r = fail(s, -errno, path, "chmod: %s", strerror(errno));
-		goto err;
-	}
-	if (fstat(s->dirfd, &st) < 0) {
-		r = fail(s, -errno, path, "fstat: %s", strerror(errno));
-		goto err;
-	}
-	if ((r = check_owner_mode(s, &st, path, path)))
+	if ((r = open_store_dir(s, (flags & STORE_F_CREATE) && !(flags & STORE_F_RDONLY))))
 		goto err;
 	if (!(flags & STORE_F_LAZY) && (r = read_index(s, &s->idx, &s->idx_id)))
 		goto err;
@@ -361,7 +584,7 @@ static int lock_store(struct store *s)
 
 	if (s->lockfd < 0) {
 		s->lockfd = openat(s->dirfd, LOCK_NAME,
-				   O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+				   O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK, 0600);
 		if (s->lockfd < 0) {
 			if (errno == ELOOP)
 				return fail(s, -EPERM, s->lock_path, "is a symbolic link: refusing it");
@@ -369,6 +592,8 @@ static int lock_store(struct store *s)
 		}
 		if (fstat(s->lockfd, &st) < 0)
 			r = fail(s, -errno, s->lock_path, "fstat: %s", strerror(errno));
+		else if (!S_ISREG(st.st_mode))
+			r = fail(s, -EPERM, s->lock_path, "not a regular file: refusing it");
 		else
 			r = check_owner_mode(s, &st, s->lock_path, s->lock_path);
 		if (r) {
@@ -403,84 +628,28 @@ static void unlock_store(struct store *s)
 	flock(s->lockfd, LOCK_UN);
 }
 
-static int write_all(int fd, const char *p, size_t n)
-{
-	while (n) {
-		ssize_t w = write(fd, p, n);
-
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w < 0)
-			return -errno;
-		p += w;
-		n -= (size_t)w;
-	}
-	return 0;
-}
-
-/* Replace index.json by the encoding of idx: temp file in the same directory,
- * fsync, rename over, fsync the directory. *id: the file written. */
+/* Replace index.json by the encoding of idx (store_file__replace()).
+ * *id: the file written. */
 static int write_index(struct store *s, const struct store_index *idx, struct file_id *id)
 {
-	char tmp[64];
 	size_t len;
 	char *text = store_index__serialize(idx, &len);
-	int fd = -1, r;
-	unsigned tries = 0;
+	struct stat st, now;
+	int r;
 
+	memset(id, 0, sizeof(*id));
 	if (!text)
 		return fail(s, -ENOMEM, s->index_path, "out of memory");
-	for (;;) {
-		snprintf(tmp, sizeof(tmp), TMP_PREFIX "%d.%ld.%u", (int)getpid(),
-			 (long)random(), tries);
-		fd = openat(s->dirfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
-			    0600);
-		if (fd >= 0 || errno != EEXIST || ++tries > 100)
-			break;
-	}
-	if (fd < 0) {
-		r = fail(s, -errno, s->dir, "cannot create a temporary file: %s", strerror(errno));
-		goto out;
-	}
-	struct stat st;
-	memset(id, 0, sizeof(*id));
-	if ((r = write_all(fd, text, len)) ||
-	    (fchmod(fd, 0600) < 0 && (r = -errno)) ||
-	    (fsync(fd) < 0 && (r = -errno)) ||
-	    (fstat(fd, &st) < 0 && (r = -errno))) {
-		fail(s, r, s->dir, "writing %s: %s", tmp, strerror(-r));
-		goto unlink;
-	}
-	/* rename() changes the ctime: taken again below. */
-	*id = file_id_of(&st);
-	if (close(fd) < 0) {
-		fd = -1;
-		r = fail(s, -errno, s->dir, "writing %s: %s", tmp, strerror(errno));
-		goto unlink;
-	}
-	fd = -1;
-	if (renameat(s->dirfd, tmp, s->dirfd, INDEX_NAME) < 0) {
-		r = fail(s, -errno, s->index_path, "rename: %s", strerror(errno));
-		goto unlink;
-	}
-	if (fsync(s->dirfd) < 0) {
-		r = fail(s, -errno, s->dir, "fsync: %s", strerror(errno));
-		goto out;
-	}
-	/* Under the lock nobody replaced it since: its identity as renamed. */
-	if (fstatat(s->dirfd, INDEX_NAME, &st, AT_SYMLINK_NOFOLLOW) == 0 && st.st_ino == id->ino)
-		*id = file_id_of(&st);
-	else
-		memset(id, 0, sizeof(*id));
-	r = 0;
-	goto out;
-unlink:
-	if (fd >= 0)
-		close(fd);
-	unlinkat(s->dirfd, tmp, 0);
-out:
+	r = store_file__replace(s, s->dirfd, s->dir, INDEX_NAME, text, len, &st);
 	free(text);
-	return r;
+	if (r)
+		return r;
+	/* rename() changes the ctime: taken again. Under the lock nobody
+	 * replaced it since: its identity as renamed. */
+	if (fstatat(s->dirfd, INDEX_NAME, &now, AT_SYMLINK_NOFOLLOW) == 0 && now.st_ino == st.st_ino &&
+	    now.st_dev == st.st_dev)
+		*id = file_id_of(&now);
+	return 0;
 }
 
 /* Under the lock no writer is between creating and renaming its temporary
@@ -546,19 +715,98 @@ unlock:
 struct add_arg {
 	const struct store_patch *p;
 	size_t n;
+	char *name;     /* store__add_unique(): the name chosen (size bytes), else NULL */
+	size_t size;
 };
+
+/* FNV-1a of program and Python version: the "@<hash>" a name gets when
+ * another program or Python has it. Deterministic, so healing the same
+ * program again finds (and replaces) its own patch. */
+static uint32_t identity_hash(const struct store_patch *p)
+{
+	uint64_t h = 1469598103934665603ull;
+
+	for (const char *c = p->program; *c; c++)
+		h = (h ^ (uint8_t)*c) * 1099511628211ull;
+	for (const char *c = p->python_version; *c; c++)
+		h = (h ^ (uint8_t)*c) * 1099511628211ull;
+	return (uint32_t)h;
+}
+
+static bool same_program(const struct store_patch *a, const struct store_patch *b)
+{
+	return strcmp(a->program, b->program) == 0 &&
+	       strcmp(a->python_version, b->python_version) == 0;
+}
+
+/* Append text to name (a buffer of STORE_NAME_MAX + 1 bytes). */
+static int name_append(struct store *s, char *name, const char *fmt, unsigned long long v)
+{
+	size_t n = strlen(name);
+	int w = snprintf(name + n, STORE_NAME_MAX + 1 - n, fmt, v);
+
+	if (w < 0 || (size_t)w >= STORE_NAME_MAX + 1 - n)
+		return fail(s, -ENAMETOOLONG, s->dir, "patch \"%.200s\": the name made distinct is "
+			    "longer than %d bytes", name, STORE_NAME_MAX);
+	return 0;
+}
+
+/* The name p gets in idx, store__add_unique()'s rules, into name. */
+static int choose_name(struct store *s, const struct store_index *idx,
+		       const struct store_patch *p, char *name)
+{
+	long at = store_index__find(idx, p->name);
+	const struct store_patch *old = at < 0 ? NULL : &idx->v[at];
+	int r;
+
+	snprintf(name, STORE_NAME_MAX + 1, "%s", p->name);
+	/* Another guard of the same kind on the same line of this function
+	 * (d["a"] + d["b"]) is a second patch, not a replacement: named apart
+	 * by its anchor. An active patch at the same anchor, or a stale one,
+	 * is replaced (the site healed again). */
+	if (old && same_program(old, p) && old->status == STORE_STATUS_ACTIVE &&
+	    old->anchor_offset != p->anchor_offset) {
+		if ((r = name_append(s, name, "#%llu", p->anchor_offset)))
+			return r;
+		at = store_index__find(idx, name);
+		old = at < 0 ? NULL : &idx->v[at];
+	}
+	/* Another program (two scripts' __main__.load) or another Python has
+	 * the name: keep both, ours named apart. */
+	if (old && !same_program(old, p))
+		return name_append(s, name, "@%08llx", identity_hash(p));
+	return 0;
+}
 
 static int change_add(struct store *s, struct store_index *idx, void *arg)
 {
 	struct add_arg *a = arg;
 
+	if (a->name) {
+		char name[STORE_NAME_MAX + 1];
+		struct store_patch p = a->p[0];
+		int r;
+
+		if ((r = choose_name(s, idx, &p, name)))
+			return r;
+		if (strlen(name) >= a->size)
+			return fail(s, -ENAMETOOLONG, s->dir, "patch \"%.200s\": no room for its "
+				    "name (%zu bytes)", name, a->size);
+		p.name = name;
+		if (store_index__put(idx, &p))
+			return fail(s, -ENOMEM, s->index_path, "out of memory");
+		/* p.name may be the caller's buffer: copied only now. */
+		memcpy(a->name, name, strlen(name) + 1);
+		return 1;
+	}
 	for (size_t i = 0; i < a->n; i++)
 		if (store_index__put(idx, &a->p[i]))
 			return fail(s, -ENOMEM, s->index_path, "out of memory");
 	return 1;
 }
 
-int store__add_many(struct store *s, const struct store_patch *p, size_t n)
+/* Fill in created and ttl_days, validate, and add in one transaction. */
+static int add(struct store *s, const struct store_patch *p, size_t n, char *name, size_t size)
 {
 	char cause[STORE_ERR_MAX];
 	struct store_patch *filled;
@@ -581,17 +829,26 @@ int store__add_many(struct store *s, const struct store_patch *p, size_t n)
 			goto out;
 		}
 	}
-	a.p = filled;
-	a.n = n;
+	a = (struct add_arg){ .p = filled, .n = n, .name = name, .size = size };
 	r = transact(s, change_add, &a);
 out:
 	free(filled);
 	return r;
 }
 
+int store__add_many(struct store *s, const struct store_patch *p, size_t n)
+{
+	return add(s, p, n, NULL, 0);
+}
+
 int store__add(struct store *s, const struct store_patch *p)
 {
-	return store__add_many(s, p, 1);
+	return add(s, p, 1, NULL, 0);
+}
+
+int store__add_unique(struct store *s, const struct store_patch *p, char *name, size_t size)
+{
+	return add(s, p, 1, name, size);
 }
 
 static int no_such_patch(struct store *s, const char *name)

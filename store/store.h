@@ -9,16 +9,25 @@
  * specified in docs/formats/store.md.
  *
  * Safety rules enforced here:
- *   - the directory, the index and the lock file must belong to the caller's
- *     effective user (or root) and must not be group or world writable;
- *     a directory the store creates is mode 0700;
+ *   - the directory, the index, the lock file, code/ and its files must
+ *     belong to the caller's effective user (or root) and must not be group
+ *     or world writable; a directory the store creates is mode 0700, a file
+ *     0600;
+ *   - the store directory (its last component), code/ and every file in
+ *     them are opened without following a symbolic link, relative to the
+ *     checked descriptor of their directory, and checked on the descriptor
+ *     opened: a store reached through a link is refused;
+ *   - a file is written as a new temporary file whose name comes from
+ *     getrandom(), created O_EXCL | O_NOFOLLOW (nothing planted at a name
+ *     guessed in advance is ever opened), then renamed over the old one;
  *   - a corrupt, truncated or foreign index is never rewritten: opening it
  *     fails with -EBADMSG and the file stays as it is, for inspection;
  *   - every change is a transaction: take flock(LOCK_EX) on "lock", read the
  *     index again from disk, change it, write a temporary file in the same
  *     directory, fsync it, rename it over index.json, fsync the directory.
  *     Two processes changing one store at once lose nothing (patches are
- *     merged by name; the same name: the last writer wins);
+ *     merged by name; the same name: the last writer wins, unless added
+ *     with store__add_unique(), which names a different patch apart);
  *   - a patch past its TTL is reported expired and never returned as
  *     applicable (the check is made at read time against "now", never
  *     stored, so an old index cannot keep an expired patch alive).
@@ -29,9 +38,10 @@
  * passed to the print function (store__set_print(), default: stderr) and
  * kept as the handle's last error (store__error()). Meanings:
  *   -ENOENT     no such store directory (without STORE_F_CREATE) / no such patch
- *   -ENOTDIR    the store path is not a directory
- *   -EPERM      the store (directory, index or lock) is writable by others or
- *               owned by another user: refused
+ *   -ENOTDIR    the store path (or code/) is not a directory
+ *   -EPERM      the store (directory, index, lock, code/ or a code file) is
+ *               writable by others, owned by another user or a symbolic link:
+ *               refused
  *   -EBADMSG    the index is corrupt, truncated, foreign or of an unknown
  *               format version: refused, file kept
  *   -EINVAL     a patch given to store__add() is incomplete or malformed
@@ -144,6 +154,24 @@ const struct store_patch *store__find(const struct store *s, const char *name);
 int store__add(struct store *s, const struct store_patch *p);
 /* Add several in one transaction (all or nothing). */
 int store__add_many(struct store *s, const struct store_patch *p, size_t n);
+/* Add p, a patch just made, under p->name (its default name,
+ * store_patch__default_name()) or a name made distinct from it; the choice
+ * is made under the lock, on the index as it is then, so two processes
+ * healing the same site at once never replace each other's patch:
+ *   - the store's active patch of that name is this program's (same
+ *     program and Python) at another anchor_offset (a second guard of the
+ *     kind on the line): the name gets "#<anchor_offset>", and the rule
+ *     below is applied to that name;
+ *   - the patch of that name is another program's or another Python's:
+ *     the name gets "@<8 hex digits>", a hash of program and Python
+ *     version (the same each time, so healing this program again replaces
+ *     its own);
+ *   - else p takes the name, replacing this program's patch there (the
+ *     site healed again).
+ * The name used is copied into name (size bytes; may be the buffer
+ * p->name points to) on success. -ENAMETOOLONG: the distinct name would
+ * pass STORE_NAME_MAX or size. */
+int store__add_unique(struct store *s, const struct store_patch *p, char *name, size_t size);
 /* Remove one patch; -ENOENT if there is none of that name. */
 int store__remove(struct store *s, const char *name);
 /* Remove every patch; *removed (may be NULL) gets how many there were. */
