@@ -68,7 +68,7 @@ static int add_str(cJSON *o, const char *key, const char *v)
 	return cJSON_AddStringToObject(o, key, v ? v : "") ? 0 : -1;
 }
 
-static char *encode(const char *code_id, const struct rewrite_code_info *in)
+char *store_code__encode(const char *code_id, const struct rewrite_code_info *in)
 {
 	cJSON *o = cJSON_CreateObject(), *a, *item;
 	char *text = NULL;
@@ -134,7 +134,7 @@ int store_code__save(struct store *s, const char *code_id, const struct rewrite_
 	 * descriptor: a link or another user's directory there is refused. */
 	if ((rc = store_dir__open(s, store__fd(s), STORE_CODE_DIR, dir, true, &dfd)))
 		return rc;
-	if (!(text = encode(code_id, info))) {
+	if (!(text = store_code__encode(code_id, info))) {
 		rc = -ENOMEM;
 		goto out;
 	}

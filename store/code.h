@@ -46,9 +46,12 @@ struct store_code {
  * regular file, any field missing, of the wrong type, hex odd or invalid,
  * counts inconsistent). */
 int store_code__load(const struct store *s, const char *code_id, struct store_code *out);
+/* The file's text for info (malloc'd, NUL terminated), NULL on ENOMEM;
+ * store_code__save() writes it. */
+char *store_code__encode(const char *code_id, const struct rewrite_code_info *info);
 /* Decode the bytes [p, end) of a code file for code_id: 0 or -EBADMSG
  * (the file's name and the code_id inside must agree); store_code__load()
- * and the fuzz harness. */
+ * reads the file through it, tests/fuzz/fuzz_store_code.c fuzzes it. */
 int store_code__decode(const char *p, const char *end, const char *code_id,
 		       struct store_code *out);
 /* Accepts a zeroed or freed one. */
