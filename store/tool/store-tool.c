@@ -2,6 +2,8 @@
  * the real writers (suture-run, suture-attach) in end-to-end tests.
  *
  *   store-tool add   --store DIR --guard G --module M --qualname Q --line N [...]
+ *                    [--unique: named apart as a healer's new patch is]
+ *                    [--wait FILE: open the store, then add once FILE exists]
  *   store-tool fill  --store DIR --count N [--modules K] [--program P]
  *   store-tool hit   --store DIR NAME
  *   store-tool stale --store DIR NAME [REASON]
@@ -18,12 +20,15 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 static void usage(void)
 {
 	fprintf(stderr,
 		"usage: store-tool add|fill|hit|stale|find|bench --store DIR [options]\n"
 		"  add:   --guard G --module M --qualname Q --line N [--name N] [--file F]\n"
+		"         [--unique] (store__add_unique: the name chosen under the lock)\n"
+		"         [--wait FILE] (open the store, then add once FILE exists)\n"
 		"         [--first-line N] [--target T] [--fallback F] [--consumer C]\n"
 		"         [--placement value|statement|skip|redirect]\n"
 		"         [--offset N] [--window W] [--code-id ID] [--program P] [--python V]\n"
@@ -67,18 +72,18 @@ int main(int argc, char **argv)
 		{ "age", 1, 0, 'a' }, { "ttl", 1, 0, 'T' }, { "hits", 1, 0, 'h' },
 		{ "last-hit", 1, 0, 'L' }, { "stale", 1, 0, 'S' }, { "count", 1, 0, 'N' },
 		{ "modules", 1, 0, 'K' }, { "iterations", 1, 0, 'I' }, { "placement", 1, 0, 'x' },
-		{ 0, 0, 0, 0 },
+		{ "unique", 0, 0, 'u' }, { "wait", 1, 0, 'W' }, { 0, 0, 0, 0 },
 	};
 	struct store_patch p = {
 		.file = "app.py", .target = "x", .fallback = "None", .anchor_window = "w0",
 		.code_id = "c0", .program = "/tmp/app.py", .python_version = "3.11.2",
 		.first_line = 1,
 	};
-	const char *dir = NULL, *cmd, *module_q = NULL, *program_q = NULL, *python_q = NULL;
+	const char *dir = NULL, *wait_for = NULL, *cmd, *module_q = NULL, *program_q = NULL, *python_q = NULL;
 	long long v, count = 0, modules = 10, iterations = 1000, age = -1;
 	char namebuf[STORE_NAME_MAX + 1];
 	struct store *s = NULL;
-	int c, r, rc = 1, program_set = 0;
+	int c, r, rc = 1, program_set = 0, unique = 0;
 
 	if (argc < 2) {
 		usage();
@@ -100,6 +105,8 @@ int main(int argc, char **argv)
 		case 'b': p.fallback = optarg; break;
 		case 'c': p.consumer = optarg; break;
 		case 'x': p.placement = optarg; break;
+		case 'u': unique = 1; break;
+		case 'W': wait_for = optarg; break;
 		case 'o': if (num(optarg, 0, 1 << 30, &v)) return 2; p.anchor_offset = (uint32_t)v; break;
 		case 'w': p.anchor_window = optarg; break;
 		case 'i': p.code_id = optarg; break;
@@ -137,7 +144,17 @@ int main(int argc, char **argv)
 				return 1;
 			p.name = namebuf;
 		}
-		if (store__open(dir, STORE_F_CREATE, &s) || store__add(s, &p))
+		if (unique && p.name != namebuf) {
+			snprintf(namebuf, sizeof(namebuf), "%s", p.name);
+			p.name = namebuf;
+		}
+		if (store__open(dir, STORE_F_CREATE, &s))
+			goto out;
+		/* Racers: each has read the index (as a healer has when it
+		 * stores) before any of them adds. */
+		while (wait_for && access(wait_for, F_OK) != 0)
+			nanosleep(&(struct timespec){ .tv_nsec = 1000000 }, NULL);
+		if ((unique ? store__add_unique(s, &p, namebuf, sizeof(namebuf)) : store__add(s, &p)))
 			goto out;
 		printf("%s\n", p.name);
 	} else if (strcmp(cmd, "fill") == 0) {

@@ -2,8 +2,9 @@
 # The store across processes: several store-tool processes (standing in for
 # concurrent suture-run healers) add patches and count hits on one store at
 # once; nothing is lost, no temporary file is left, and the index stays
-# valid. Then: a patch made for one program is never selected for another
-# with the same module and function, and an expired one is never applicable.
+# valid; several adding one name at once keep every patch. Then: a patch
+# made for one program is never selected for another with the same module
+# and function, and an expired one is never applicable.
 set -u
 ROOT=${SUTURE_ROOT:-$(cd "$(dirname "$0")/../.." && pwd)}
 BUILD=${BUILD:-$ROOT/build}
@@ -58,6 +59,46 @@ left=$(ls -A "$S" | grep -v -e '^index.json$' -e '^lock$')
 [ -z "$left" ] && ok "no temporary files left" || fail "left behind: $left"
 [ "$(stat -c %a "$S")" = 700 ] && ok "store directory is 0700" || fail "mode $(stat -c %a "$S")"
 [ "$(stat -c %a "$S/index.json")" = 600 ] && ok "index is 0600" || fail "index mode $(stat -c %a "$S/index.json")"
+
+# One site healed by several programs at once: every racer has read the
+# index before any adds (--wait), each adds under the same default name,
+# and the name is chosen under the lock (store__add_unique, as suture-run
+# stores a new patch): no patch replaces another's, 20 rounds out of 20.
+ROUNDS=20
+RACERS=4
+r=0
+kept=0
+while [ $r -lt $ROUNDS ]; do
+	R=$WORK/race$r
+	pids=""
+	i=0
+	while [ $i -lt $RACERS ]; do
+		"$TOOL" add --unique --wait "$WORK/go$r" --store "$R" --guard key_guard \
+			--module __main__ --qualname load --line 4 --program "/srv/racer$i/app.py" \
+			>"$WORK/race$r.$i" &
+		pids="$pids $!"
+		i=$((i + 1))
+	done
+	# Let every racer open the store (create it, read the index).
+	n=0
+	while [ $n -lt 200 ] && ! [ -d "$R" ]; do
+		n=$((n + 1)); sleep 0.01
+	done
+	sleep 0.1
+	touch "$WORK/go$r"
+	for pid in $pids; do
+		wait "$pid" || fail "round $r: racer $pid failed"
+	done
+	n=$("$AUDIT" --store "$R" --json | grep -c '"name":')
+	names=$(cat "$WORK"/race$r.* | sort -u | wc -l)
+	if [ "$n" -eq $RACERS ] && [ "$names" -eq $RACERS ]; then
+		kept=$((kept + 1))
+	else
+		fail "round $r: $n patches stored and $names names given for $RACERS racers"
+	fi
+	r=$((r + 1))
+done
+[ $kept -eq $ROUNDS ] && ok "same-name racers kept every patch in $kept/$ROUNDS rounds"
 
 # Program identity: same module and function, two scripts.
 P=$WORK/p
