@@ -31,11 +31,12 @@ MODULES := attach inspect rewrite store wire inject heal
 LIBDEPS_attach  :=
 LIBDEPS_inspect := rewrite attach
 LIBDEPS_rewrite :=
-LIBDEPS_store   :=
+LIBDEPS_store   := rewrite
 LIBDEPS_wire    :=
 LIBDEPS_inject  := wire attach
 LIBDEPS_heal    := inject wire store inspect rewrite attach
-# (inspect uses rewrite's location table)
+# (inspect uses rewrite's location table; store validates kinds, placements
+# and consumers against rewrite/guards.c, pure data: only that member is pulled)
 SYSLIBS_attach  := -lelf
 SYSLIBS_inspect := -ldwarf -lelf
 SYSLIBS_rewrite :=

@@ -25,6 +25,7 @@ static void usage(void)
 		"usage: store-tool add|fill|hit|stale|find|bench --store DIR [options]\n"
 		"  add:   --guard G --module M --qualname Q --line N [--name N] [--file F]\n"
 		"         [--first-line N] [--target T] [--fallback F] [--consumer C]\n"
+		"         [--consumer-kind TOKEN]\n"
 		"         [--placement value|statement|skip|redirect]\n"
 		"         [--offset N] [--window W] [--code-id ID] [--program P] [--python V]\n"
 		"         [--build-id B] [--created ISO | --age SECONDS] [--ttl DAYS] [--hits N]\n"
@@ -67,6 +68,7 @@ int main(int argc, char **argv)
 		{ "age", 1, 0, 'a' }, { "ttl", 1, 0, 'T' }, { "hits", 1, 0, 'h' },
 		{ "last-hit", 1, 0, 'L' }, { "stale", 1, 0, 'S' }, { "count", 1, 0, 'N' },
 		{ "modules", 1, 0, 'K' }, { "iterations", 1, 0, 'I' }, { "placement", 1, 0, 'x' },
+		{ "consumer-kind", 1, 0, 'k' },
 		{ 0, 0, 0, 0 },
 	};
 	struct store_patch p = {
@@ -99,6 +101,7 @@ int main(int argc, char **argv)
 		case 't': p.target = optarg; break;
 		case 'b': p.fallback = optarg; break;
 		case 'c': p.consumer = optarg; break;
+		case 'k': p.consumer_kind = optarg; break;
 		case 'x': p.placement = optarg; break;
 		case 'o': if (num(optarg, 0, 1 << 30, &v)) return 2; p.anchor_offset = (uint32_t)v; break;
 		case 'w': p.anchor_window = optarg; break;
