@@ -31,11 +31,12 @@ MODULES := attach inspect rewrite store wire inject heal
 LIBDEPS_attach  :=
 LIBDEPS_inspect := rewrite attach
 LIBDEPS_rewrite :=
-LIBDEPS_store   :=
+LIBDEPS_store   := rewrite
 LIBDEPS_wire    :=
 LIBDEPS_inject  := wire attach
 LIBDEPS_heal    := inject wire store inspect rewrite attach
-# (inspect uses rewrite's location table)
+# (inspect uses rewrite's location table; store validates kinds, placements
+# and consumers against rewrite/guards.c, pure data: only that member is pulled)
 SYSLIBS_attach  := -lelf
 SYSLIBS_inspect := -ldwarf -lelf
 SYSLIBS_rewrite :=
@@ -76,9 +77,15 @@ AGENT     := $(BUILD)/lib/libsuture_agent.so
 
 CLI_SRC  := $(wildcard cli/suture-*.c)
 CLI_BIN  := $(patsubst cli/%.c,$(BUILD)/bin/%,$(CLI_SRC))
-# Each command links every module; unused archive members are not pulled in.
-CLI_LIBS := $(foreach m,heal inject wire store inspect rewrite attach,$(call lib_of,$(m)))
-CLI_SYS  := -lcjson -ldwarf -lelf -lm
+# Each command links every module (unused archive members are not pulled
+# in), unless LINK_<command> lists its own, in link order.
+CLI_MODS := heal inject wire store inspect rewrite attach
+# suture-audit reads the store and explains with rewrite/; --pid talks to the
+# agent through inject/. Not the pipeline (heal/) nor inspect/.
+LINK_suture-audit := store inject wire rewrite attach
+cli_mods = $(if $(LINK_$(1)),$(LINK_$(1)),$(CLI_MODS))
+cli_libs = $(foreach m,$(call cli_mods,$(1)),$(call lib_of,$(m)))
+cli_sys  = $(sort $(foreach m,$(call cli_mods,$(1)),$(SYSLIBS_$(m)))) -lm
 
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(patsubst tests/unit/%.c,$(BUILD)/tests/unit/%,$(UNIT_SRC))
@@ -114,9 +121,9 @@ $(AGENT): $(patsubst agent/%.c,$(BUILD)/obj/agent/%.o,$(AGENT_SRC)) \
 	@mkdir -p $(@D)
 	$(CC) -shared -o $@ $^ -lpthread -ldl
 
-$(BUILD)/bin/%: cli/%.c $(CLI_LIBS) $$(GEN_HDRS)
+$(BUILD)/bin/%: cli/%.c $$(call cli_libs,$$*) $$(GEN_HDRS)
 	@mkdir -p $(@D) $(BUILD)/obj/cli
-	$(CC) $(ALL_CFLAGS) -MF $(BUILD)/obj/cli/$*.d -o $@ $< $(CLI_LIBS) $(CLI_SYS)
+	$(CC) $(ALL_CFLAGS) -MF $(BUILD)/obj/cli/$*.d -o $@ $< $(call cli_libs,$*) $(call cli_sys,$*)
 
 # tests/unit/test_<module>_<thing>.c links <module> and its dependencies.
 unit_mod = $(word 2,$(subst _, ,$(notdir $(1))))

@@ -115,6 +115,13 @@ int attach_proc__is_seized(const struct attach_proc *proc);
  * -EBUSY the tracer's pid. */
 void attach_explain_error(pid_t pid, int err, char *buf, size_t size);
 
+/* The absolute path of the script a Python interpreter pid runs, from
+ * /proc/PID/cmdline (argv[0] is the interpreter; its options, -W and -X
+ * with their values, are skipped) resolved against /proc/PID/cwd. No
+ * ptrace. -ESRCH no such process; -ENOENT no script (python -c, -m, "-",
+ * a REPL). buf gets at most cap - 1 bytes. */
+int attach_pid__script(pid_t pid, char *buf, size_t cap);
+
 /* An ELF symbol with its kind. STT_GNU_IFUNC symbols resolve to their
  * resolver, not to the implementation: attach_proc__call_sym handles that. */
 struct attach_sym {

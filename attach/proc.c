@@ -311,3 +311,42 @@ int attach_proc__read_str(struct attach_proc *proc, uint64_t addr, char *buf, si
 	return attach__fail(proc, -ERANGE, "string at 0x%llx longer than %zu bytes",
 			    (unsigned long long)addr, size - 1);
 }
+
+int attach_pid__script(pid_t pid, char *buf, size_t cap)
+{
+	char path[64], cmd[8192], cwd[PATH_MAX];
+	snprintf(path, sizeof(path), "/proc/%d/cmdline", (int)pid);
+	FILE *f = fopen(path, "re");
+	if (!f)
+		return -ESRCH;
+	size_t n = fread(cmd, 1, sizeof(cmd) - 1, f);
+	fclose(f);
+	cmd[n] = 0;
+	snprintf(path, sizeof(path), "/proc/%d/cwd", (int)pid);
+	ssize_t l = readlink(path, cwd, sizeof(cwd) - 1);
+	cwd[l > 0 ? l : 0] = 0;
+	/* argv[0] is the interpreter; skip its options (those taking a value
+	 * too) up to the script. -c, -m and "-" have no script. */
+	size_t at = strlen(cmd) + 1;
+	while (at < n) {
+		const char *a = cmd + at;
+		at += strlen(a) + 1;
+		if (strcmp(a, "-c") == 0 || strcmp(a, "-m") == 0 || strcmp(a, "-") == 0)
+			return -ENOENT;
+		if (a[0] == '-' && a[1]) {
+			if ((strcmp(a, "-W") == 0 || strcmp(a, "-X") == 0) && at < n)
+				at += strlen(cmd + at) + 1;
+			if (a[1] == 'c' || a[1] == 'm')
+				return -ENOENT;
+			continue;
+		}
+		char joined[PATH_MAX * 3], real[PATH_MAX];
+		if (a[0] == '/')
+			snprintf(joined, sizeof(joined), "%s", a);
+		else
+			snprintf(joined, sizeof(joined), "%s/%s", cwd, a);
+		snprintf(buf, cap, "%s", realpath(joined, real) ? real : joined);
+		return 0;
+	}
+	return -ENOENT;
+}

@@ -8,7 +8,7 @@
  *
  * Exit codes are documented in docs/man/suture-audit.1 (EXIT STATUS).
  */
-#include "heal/heal.h"
+#include "attach/attach.h"
 #include "inject/inject.h"
 #include "rewrite/guard.h"
 #include "store/code.h"
@@ -271,6 +271,7 @@ static cJSON *patch_json(const struct store_patch *p, int64_t now)
 	    !cJSON_AddStringToObject(o, "target", p->target) ||
 	    !cJSON_AddStringToObject(o, "fallback", p->fallback) ||
 	    add_opt(o, "consumer", p->consumer) ||
+	    add_opt(o, "consumer_kind", p->consumer_kind) ||
 	    add_opt(o, "placement", p->placement) ||
 	    add_time(o, "created", p->created) ||
 	    !cJSON_AddNumberToObject(o, "ttl_days", p->ttl_days) ||
@@ -335,110 +336,19 @@ out:
 
 /* ---- explain ------------------------------------------------------------------- */
 
-struct guard_text {
-	const char *kind;
-	const char *exc;     /* the exception it catches */
-	const char *when;    /* "when <target> ..." */
-	const char *fix;     /* how to fix the source */
-};
-
-static const struct guard_text guard_texts[] = {
-	{ "null_guard", "AttributeError (or TypeError) on None",
-	  "a value in it is None, so using it failed",
-	  "decide what None means here: check for it before use, or make sure it is set" },
-	{ "index_guard", "IndexError",
-	  "the index is past the end of the sequence",
-	  "check the length first, or handle the empty/short case explicitly" },
-	{ "key_guard", "KeyError",
-	  "the key is missing from the mapping",
-	  "use .get() with a real default, or make sure the key is always present" },
-	{ "subscript_guard", "TypeError (object is not subscriptable)",
-	  "the object subscripted is None or not a container",
-	  "check the object before indexing it" },
-	{ "chain_subscript_guard", "KeyError, IndexError or TypeError in a chain of lookups",
-	  "some step of the chained lookup is missing or None",
-	  "validate the nested structure where it is read" },
-	{ "type_coercion_guard", "ValueError or TypeError from a conversion",
-	  "the value cannot be converted (for example int('abc') or float(None))",
-	  "validate the input before converting it" },
-	{ "division_guard", "ZeroDivisionError",
-	  "the divisor is zero",
-	  "handle the zero case explicitly" },
-	{ "str_coerce_guard", "TypeError (str combined with a non-str)",
-	  "a str is combined with a value of another type",
-	  "convert explicitly (str(), f-strings)" },
-	{ "file_guard", "FileNotFoundError",
-	  "the file does not exist",
-	  "create the file, fix its path, or handle its absence" },
-	{ "callable_guard", "TypeError ('NoneType' object is not callable)",
-	  "the thing called is None",
-	  "make sure the callable is set before it is called" },
-};
-
-static const struct guard_text *guard_text(const char *kind)
+/* The guard kinds and consumers, and what to say about them, are rewrite/'s
+ * tables (rewrite/guards.c); a spec carries the consumer's token
+ * (consumer_kind, docs/formats/store.md) next to its text. */
+static const struct guard_kind_info *guard_text(const char *kind)
 {
-	for (size_t i = 0; i < sizeof(guard_texts) / sizeof(guard_texts[0]); i++)
-		if (strcmp(guard_texts[i].kind, kind) == 0)
-			return &guard_texts[i];
-	return NULL;
+	return guard_kind__info(guard_kind__by_name(kind));
 }
 
-/* Where the fallback goes (DESIGN section 4): a consumer that accepts any
- * value gets the fallback; otherwise the whole statement is guarded or
- * skipped. c is rewrite/'s description of the consumer ("store x", "return",
- * "call argument", an opcode name ...). Returns the sentence for the
- * consumers known here, NULL otherwise. */
-static const char *consumer_text(const char *c)
+static enum guard_consumer consumer_of(const struct store_patch *p)
 {
-	static const struct { const char *prefix, *text; } t[] = {
-		{ "store attribute", "The value is stored in an attribute: storing accepts any "
-				     "value; code that later reads the attribute receives the "
-				     "fallback and must cope with it." },
-		{ "store item", "The value is stored into a container item: storing accepts any "
-				"value; readers of the container see the fallback." },
-		{ "store", "The value is assigned to a variable: storing accepts any value, so the "
-			   "fallback is safe at this instruction; code that later uses the variable "
-			   "receives the fallback and must cope with it." },
-		{ "return", "The value is returned: the caller receives the fallback instead, and "
-			    "must cope with it." },
-		{ "yield", "The value is yielded: the consumer of the generator receives the "
-			   "fallback." },
-		{ "call argument", "The value is passed as an argument: the callee receives the "
-				   "fallback and must accept it." },
-		{ "argument", "The value is passed as an argument: the callee receives the fallback "
-			      "and must accept it." },
-		{ "expression statement", "The value was going to be discarded (an expression "
-					  "statement): skipping it changes nothing else." },
-		{ "for loop", "The value was the iterable of a for loop: the loop is skipped, as "
-			      "if it were empty." },
-		{ "unpacking assignment", "The value was unpacked into several targets: each "
-					  "target gets None." },
-		{ "none (the", "The failing operation was itself a store or delete: it is skipped, "
-			       "so the old value (or no value) stays." },
-		{ "the instruction's own consumer", "The helper computes the result; whatever used "
-						    "the original result uses it unchanged." },
-		{ "operand", "The helper receives the operands and computes the result with the "
-			     "fallback rule; the result is used as the original value would have been." },
-		{ "BUILD_", "The value goes into a container being built (list, tuple, dict, set): "
-			    "building accepts any value; readers of the container see the fallback." },
-		{ "container", "The value goes into a container (list, tuple, dict, set): building "
-			       "accepts any value; readers of the container see the fallback." },
-		{ "COMPARE_OP", "The value is compared: == and != accept any value, so the fallback "
-				"is safe there (ordering comparisons may not be)." },
-		{ "IS_OP", "The value is compared with is / is not: that accepts any value, so the "
-			   "fallback is safe there." },
-		{ "compare", "The value is compared (is / ==): comparisons accept any value, so the "
-			     "fallback is safe there." },
-		{ "statement", "The value fed an operation that would fail on the fallback too, so "
-			       "the whole statement is guarded: an assignment gets the fallback, an "
-			       "augmented assignment or expression statement is skipped, a return "
-			       "returns the fallback." },
-	};
+	int c = guard_consumer__by_name(p->consumer_kind);
 
-	for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++)
-		if (strncmp(c, t[i].prefix, strlen(t[i].prefix)) == 0)
-			return t[i].text;
-	return NULL;
+	return c >= 0 ? (enum guard_consumer)c : guard_consumer__of_text(p->consumer);
 }
 
 /* Print "  label:    text" wrapped at 79 columns, continuation lines
@@ -486,6 +396,8 @@ static void say(const char *label, const char *fmt, ...)
 static void show_bytecode(const struct store *s, const struct store_patch *p)
 {
 	struct store_code c;
+	struct guard_spec spec = { .guard = p->guard, .anchor = p->anchor_offset,
+				   .window = p->anchor_window };
 	struct guard_decision d;
 	struct guard_patch gp;
 	struct rewrite_diag diag;
@@ -504,7 +416,7 @@ static void show_bytecode(const struct store *s, const struct store_patch *p)
 	}
 	memset(&gp, 0, sizeof(gp));
 	memset(&diag, 0, sizeof(diag));
-	if (heal_spec__redecide(&c.info, p->guard, p->anchor_offset, p->anchor_window, &d)) {
+	if (guard_spec__redecide(&c.info, &spec, &d, NULL)) {
 		say("bytecode:", "the saved original code does not yield this %s at unit %u "
 		    "(the file does not match the spec)", p->guard, p->anchor_offset);
 	} else if ((err = guard__synthesize(&c.info, &d, &gp, &diag))) {
@@ -524,48 +436,49 @@ static void show_bytecode(const struct store *s, const struct store_patch *p)
 static void explain_one(const struct store *s, const struct store_patch *p, int64_t now,
 			const char *cwd)
 {
-	const struct guard_text *g = guard_text(p->guard);
+	const struct guard_kind_info *g = guard_text(p->guard);
+	enum guard_consumer consumer = consumer_of(p);
 	enum store_status st = store_patch__status(p, now);
 	char age[32], left[32], hit[32];
-	const char *placement = p->placement;
+	int placement = guard_placement__by_name(p->placement);
 
 	/* Older specs without a placement: what the guard kind and the consumer
-	 * imply (redirect kinds; rewrite/'s "statement" consumer). */
-	if (!placement && (!strcmp(p->guard, "str_coerce_guard") || !strcmp(p->guard, "file_guard")))
-		placement = "redirect";
-	else if (!placement && p->consumer && !strcmp(p->consumer, "statement"))
-		placement = "statement";
+	 * imply (redirect kinds; older analysers' "statement" consumer). */
+	if (placement < 0 && g && g->redirect)
+		placement = GUARD_PLACE_REDIRECT;
+	else if (placement < 0 && consumer == GUARD_CONSUMER_STATEMENT)
+		placement = GUARD_PLACE_STATEMENT;
 	fmt_duration(now - p->created, age, sizeof(age));
 	fmt_duration(store_patch__expires(p) - now, left, sizeof(left));
 	printf("%s\n", p->name);
 	say("where:", "%s.%s in %s:%d (function starts at line %d)", p->module,
 	       p->qualname, short_file(p->file, cwd), p->line, p->first_line);
-	if (placement && !strcmp(placement, "redirect"))
+	if (placement == GUARD_PLACE_REDIRECT)
 		/* Redirect guards (DESIGN section 4): a helper gets the operands. */
 		say("what:", "a %s on %s. The instruction is redirected to a helper that does "
 		    "the same thing, except that where it would raise %s (%s) it gives %s, "
 		    "then the function goes on. Every other case behaves as before.",
-		    p->guard, p->target, g ? g->exc : "its error", g ? g->when : "?", p->fallback);
-	else if (placement && !strcmp(placement, "skip"))
+		    p->guard, p->target, g ? g->answers : "its error", g ? g->when : "?", p->fallback);
+	else if (placement == GUARD_PLACE_SKIP)
 		say("what:", "a %s on %s. When %s raises %s (%s), the guard catches it and "
 		    "skips the rest of the statement on line %d, then the function goes on. Any "
 		    "other exception, and the same error anywhere else, still propagates.",
-		    p->guard, p->target, p->target, g ? g->exc : "its error", g ? g->when : "?",
+		    p->guard, p->target, p->target, g ? g->answers : "its error", g ? g->when : "?",
 		    p->line);
-	else if (placement && !strcmp(placement, "statement"))
+	else if (placement == GUARD_PLACE_STATEMENT)
 		say("what:", "a %s on %s. When %s raises %s (%s), the guard catches it and "
 		    "finishes the statement on line %d with %s instead, then the function goes "
 		    "on. Any other exception, and the same error anywhere else, still "
-		    "propagates.", p->guard, p->target, p->target, g ? g->exc : "its error",
+		    "propagates.", p->guard, p->target, p->target, g ? g->answers : "its error",
 		    g ? g->when : "?", p->line, p->fallback);
 	else
 		say("what:", "a %s on %s. When %s raises %s (%s), the guard catches it at this "
 		    "one instruction and uses %s instead, then the function goes on. Any other "
 		    "exception, and the same error anywhere else, still propagates.",
-		    p->guard, p->target, p->target, g ? g->exc : "its error", g ? g->when : "?",
+		    p->guard, p->target, p->target, g ? g->answers : "its error", g ? g->when : "?",
 		    p->fallback);
 	if (p->consumer) {
-		const char *ct = consumer_text(p->consumer);
+		const char *ct = guard_consumer__explain(consumer);
 
 		if (ct)
 			say("safe?", "%s", ct);
@@ -798,7 +711,7 @@ static int live_open(struct live *l, long pid)
 			r == -EPROTO ? " (an agent older than this suture-audit: it cannot list)" : "");
 		return r == -EPROTO ? EXIT_UNSUPPORTED : EXIT_FAIL;
 	}
-	if (heal_program__of_pid((pid_t)pid, l->program, sizeof(l->program)))
+	if (attach_pid__script((pid_t)pid, l->program, sizeof(l->program)))
 		l->program[0] = 0;
 	return EXIT_OK;
 }

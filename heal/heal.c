@@ -24,6 +24,7 @@
  */
 #include "heal/heal.h"
 #include "wire/channel.h"
+#include "attach/attach.h"
 #include "inspect/inspect.h"
 #include "rewrite/guard.h"
 #include "store/code.h"
@@ -718,6 +719,7 @@ static void persist(struct heal *h, const struct heal_code *hc, const struct bui
 		.target = b->d.target[0] ? b->d.target : "?",
 		.fallback = b->d.fallback_text[0] ? b->d.fallback_text : "?",
 		.consumer = b->d.consumer[0] ? b->d.consumer : NULL,
+		.consumer_kind = b->d.consumer[0] ? guard_consumer__name(b->d.consumer_kind) : NULL,
 		.placement = guard_placement__name(b->d.placement),
 		.anchor_offset = b->d.anchor_unit,
 		.anchor_window = b->fp,
@@ -1069,83 +1071,20 @@ int heal__preload(struct heal *h, const struct store *st)
 	return err;
 }
 
-struct candidate {
-	const char *exc, *msg;
-};
-
-/* Crashes that give each guard kind (rewrite/analyse.c's classification). */
-static size_t candidates_for(enum guard_kind k, struct candidate *c)
-{
-	switch (k) {
-	case GUARD_NULL:
-		c[0] = (struct candidate){ "AttributeError", "'NoneType' object has no attribute 'x'" };
-		return 1;
-	case GUARD_INDEX: c[0] = (struct candidate){ "IndexError", "index out of range" }; return 1;
-	case GUARD_KEY: c[0] = (struct candidate){ "KeyError", "'key'" }; return 1;
-	case GUARD_SUBSCRIPT:
-		c[0] = (struct candidate){ "TypeError", "'NoneType' object is not subscriptable" };
-		return 1;
-	case GUARD_CHAIN_SUBSCRIPT:
-		c[0] = (struct candidate){ "KeyError", "'key'" };
-		c[1] = (struct candidate){ "IndexError", "index out of range" };
-		c[2] = (struct candidate){ "TypeError", "'NoneType' object is not subscriptable" };
-		return 3;
-	case GUARD_TYPE_COERCION:
-		c[0] = (struct candidate){ "ValueError", "invalid literal" };
-		c[1] = (struct candidate){ "TypeError", "argument must be a string or a number" };
-		return 2;
-	case GUARD_DIVISION: c[0] = (struct candidate){ "ZeroDivisionError", "division by zero" }; return 1;
-	case GUARD_STR_COERCE:
-		c[0] = (struct candidate){ "TypeError", "can only concatenate str (not \"int\") to str" };
-		c[1] = (struct candidate){ "TypeError", "unsupported operand type(s) for +: 'int' and 'str'" };
-		return 2;
-	case GUARD_FILE:
-		c[0] = (struct candidate){ "FileNotFoundError", "No such file or directory" };
-		return 1;
-	case GUARD_CALLABLE:
-		c[0] = (struct candidate){ "TypeError", "'NoneType' object is not callable" };
-		return 1;
-	default:
-		return 0;
-	}
-}
-
-/* The stored decision again, from the live original. 0 with b->d, or
- * -ESTALE (why says what no longer matches). */
+/* The stored decision again, from the live original (rewrite/redecide.c).
+ * 0 with b->d, or -ESTALE (why says what no longer matches). */
 static int redecide(const struct heal_code *hc, const struct spec *s, struct built *b, char *why,
 		    size_t cap)
 {
-	struct candidate cand[4];
-	enum guard_kind kind = guard_kind__by_name(s->guard);
-	size_t n = candidates_for(kind, cand);
-	for (size_t i = 0; i < n; i++) {
-		struct guard_crash c = { .unit = s->anchor, .exc_type = cand[i].exc,
-					 .message = cand[i].msg, .stdlib = -1 };
-		char fp[32];
-		if (guard__analyse(&hc->info, &c, &b->d, NULL) || b->d.kind != kind)
-			continue;
-		snprintf(fp, sizeof(fp), "fnv64:%016llx", (unsigned long long)b->d.fingerprint);
-		if (s->window[0] && strcmp(fp, s->window) != 0)
-			continue;
-		snprintf(b->fp, sizeof(b->fp), "%s", fp);
-		return 0;
+	struct guard_spec gs = { .guard = s->guard, .anchor = s->anchor, .window = s->window };
+	struct rewrite_diag diag = { 0 };
+	int err = guard_spec__redecide(&hc->info, &gs, &b->d, &diag);
+	if (err) {
+		snprintf(why, cap, "%s", diag.msg);
+		return err;
 	}
-	snprintf(why, cap, "no %s decided at unit %u any more", s->guard, s->anchor);
-	return -ESTALE;
-}
-
-int heal_spec__redecide(const struct rewrite_code_info *info, const char *guard, uint32_t anchor,
-			const char *window, struct guard_decision *d)
-{
-	struct heal_code hc = { .info = *info };
-	struct spec s = { .guard = (char *)guard, .anchor = anchor, .window = (char *)window };
-	struct built b;
-	char why[128];
-	memset(&b, 0, sizeof(b));
-	int err = redecide(&hc, &s, &b, why, sizeof(why));
-	if (!err)
-		*d = b.d;
-	return err;
+	guard_fingerprint__format(b->d.fingerprint, b->fp, sizeof(b->fp));
+	return 0;
 }
 
 struct node {
@@ -1785,39 +1724,5 @@ out:
 
 int heal_program__of_pid(pid_t pid, char *buf, size_t cap)
 {
-	char path[64], cmd[8192], cwd[PATH_MAX];
-	snprintf(path, sizeof(path), "/proc/%d/cmdline", (int)pid);
-	FILE *f = fopen(path, "re");
-	if (!f)
-		return -ESRCH;
-	size_t n = fread(cmd, 1, sizeof(cmd) - 1, f);
-	fclose(f);
-	cmd[n] = 0;
-	snprintf(path, sizeof(path), "/proc/%d/cwd", (int)pid);
-	ssize_t l = readlink(path, cwd, sizeof(cwd) - 1);
-	cwd[l > 0 ? l : 0] = 0;
-	/* argv[0] is the interpreter; skip its options (those taking a value
-	 * too) up to the script. -c, -m and "-" have no script. */
-	size_t at = strlen(cmd) + 1;
-	while (at < n) {
-		const char *a = cmd + at;
-		at += strlen(a) + 1;
-		if (strcmp(a, "-c") == 0 || strcmp(a, "-m") == 0 || strcmp(a, "-") == 0)
-			return -ENOENT;
-		if (a[0] == '-' && a[1]) {
-			if ((strcmp(a, "-W") == 0 || strcmp(a, "-X") == 0) && at < n)
-				at += strlen(cmd + at) + 1;
-			if (a[1] == 'c' || a[1] == 'm')
-				return -ENOENT;
-			continue;
-		}
-		char joined[PATH_MAX * 3], real[PATH_MAX];
-		if (a[0] == '/')
-			scopy(joined, sizeof(joined), a);
-		else
-			snprintf(joined, sizeof(joined), "%s/%s", cwd, a);
-		scopy(buf, cap, realpath(joined, real) ? real : joined);
-		return 0;
-	}
-	return -ENOENT;
+	return attach_pid__script(pid, buf, cap);
 }

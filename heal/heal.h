@@ -172,13 +172,6 @@ void heal__summary(const struct heal *h, FILE *out);
  * -ENOENT if it has none (python -c, -m, a REPL). */
 int heal_program__of_pid(pid_t pid, char *buf, size_t cap);
 
-/* For `suture-audit explain`: the decision a stored spec (guard kind name,
- * anchor unit, anchor window "fnv64:...") makes on a code object, found
- * the way loading finds it. 0 with *d, or -ESTALE (no such decision). */
-struct guard_decision;
-int heal_spec__redecide(const struct rewrite_code_info *info, const char *guard, uint32_t anchor,
-			const char *window, struct guard_decision *d);
-
 /* ---- suture-attach --watch ---- */
 
 struct heal_watch_opts {

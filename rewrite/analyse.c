@@ -350,34 +350,60 @@ struct flow {
 	bool push;             /* push the fallback before resuming */
 	enum guard_placement place;
 	char consumer[64];
+	enum guard_consumer kind;
 };
 
-static void consumer_text(const struct gctx *g, const struct rewrite_instr *in, char *buf, size_t len)
+/* The consumer instruction in, as text for people and as a token
+ * (guard_consumer__of_text() maps each text back to the same token). */
+static void set_consumer(struct flow *f, const struct gctx *g, const struct rewrite_instr *in)
 {
+	char *buf = f->consumer;
+	size_t len = sizeof(f->consumer);
 	switch (in->opcode) {
 	case STORE_FAST: case STORE_NAME: case STORE_GLOBAL: case STORE_DEREF:
 		guard__fmt(buf, len, "store %s", gctx__argtext(g, in));
+		f->kind = GUARD_CONSUMER_STORE;
 		break;
 	case STORE_ATTR:
 		guard__fmt(buf, len, "store attribute .%s", gctx__argtext(g, in));
+		f->kind = GUARD_CONSUMER_STORE_ATTR;
 		break;
 	case STORE_SUBSCR:
 		guard__fmt(buf, len, "store item");
+		f->kind = GUARD_CONSUMER_STORE_ITEM;
 		break;
 	case RETURN_VALUE:
 		guard__fmt(buf, len, "return");
+		f->kind = GUARD_CONSUMER_RETURN;
 		break;
 	case YIELD_VALUE:
 		guard__fmt(buf, len, "yield");
+		f->kind = GUARD_CONSUMER_YIELD;
 		break;
 	case POP_TOP:
 		guard__fmt(buf, len, "expression statement");
+		f->kind = GUARD_CONSUMER_DISCARD;
 		break;
 	case PRECALL:
 		guard__fmt(buf, len, "call argument");
+		f->kind = GUARD_CONSUMER_CALL_ARG;
+		break;
+	case BUILD_TUPLE: case BUILD_LIST: case BUILD_SET: case BUILD_MAP:
+	case BUILD_CONST_KEY_MAP:
+		guard__fmt(buf, len, "%s", rewrite_opcode__name(in->opcode));
+		f->kind = GUARD_CONSUMER_BUILD;
+		break;
+	case COMPARE_OP:
+		guard__fmt(buf, len, "%s", rewrite_opcode__name(in->opcode));
+		f->kind = GUARD_CONSUMER_COMPARE;
+		break;
+	case IS_OP:
+		guard__fmt(buf, len, "%s", rewrite_opcode__name(in->opcode));
+		f->kind = GUARD_CONSUMER_IDENTITY;
 		break;
 	default:
 		guard__fmt(buf, len, "%s", rewrite_opcode__name(in->opcode));
+		f->kind = GUARD_CONSUMER_OPCODE;
 	}
 }
 
@@ -462,6 +488,7 @@ static int follow(const struct gctx *g, int64_t prod, int slot, int width,
 			f->push = false;
 			f->place = GUARD_PLACE_SKIP;
 			guard__fmt(f->consumer, sizeof(f->consumer), "for loop (skipped)");
+			f->kind = GUARD_CONSUMER_FOR_LOOP;
 			return 0;
 		}
 		bool ok = width == 1 && !is_iter && !called && accepts(in, d, slot, fb);
@@ -474,7 +501,7 @@ static int follow(const struct gctx *g, int64_t prod, int slot, int width,
 			f->base = d - pops;
 			f->push = false;
 			f->place = GUARD_PLACE_SKIP;
-			consumer_text(g, in, f->consumer, sizeof(f->consumer));
+			set_consumer(f, g, in);
 			return 0;
 		}
 		if (ok) {
@@ -482,7 +509,7 @@ static int follow(const struct gctx *g, int64_t prod, int slot, int width,
 			f->push = true;
 			f->base = last_slot;
 			f->place = last == prod ? GUARD_PLACE_VALUE : GUARD_PLACE_STATEMENT;
-			consumer_text(g, in, f->consumer, sizeof(f->consumer));
+			set_consumer(f, g, in);
 			return 0;
 		}
 		if (op == UNPACK_SEQUENCE) {
@@ -494,6 +521,7 @@ static int follow(const struct gctx *g, int64_t prod, int slot, int width,
 			f->unpack = in->arg;
 			f->place = GUARD_PLACE_STATEMENT;
 			guard__fmt(f->consumer, sizeof(f->consumer), "unpacking assignment");
+			f->kind = GUARD_CONSUMER_UNPACK;
 			return 0;
 		}
 		/* It would fail on the fallback too: the value grows to this
@@ -513,7 +541,7 @@ static int follow(const struct gctx *g, int64_t prod, int slot, int width,
 			f->base = slot;
 			f->push = false;
 			f->place = GUARD_PLACE_SKIP;
-			consumer_text(g, in, f->consumer, sizeof(f->consumer));
+			set_consumer(f, g, in);
 			return 0;
 		}
 		i = end + 1;
@@ -855,7 +883,8 @@ static void plan(const struct gctx *g, int64_t first, int64_t f, const struct ki
 		 struct guard_decision *d)
 {
 	int op = g->in[f].opcode;
-	if (d->kind == GUARD_STR_COERCE || d->kind == GUARD_FILE) {
+	const struct guard_kind_info *ki = guard_kind__info(d->kind);
+	if (ki && ki->redirect) {
 		d->placement = GUARD_PLACE_REDIRECT;
 		d->ncover = 0;
 		d->resume = (int32_t)(f + 1);
@@ -868,10 +897,11 @@ static void plan(const struct gctx *g, int64_t first, int64_t f, const struct ki
 			return;
 		}
 		guard__fmt(d->consumer, sizeof(d->consumer), "the instruction's own consumer");
+		d->consumer_kind = GUARD_CONSUMER_HELPER;
 		guard__fmt(d->reason, sizeof(d->reason), "%s: %s calls helper %s",
-			   guard_kind__name(d->kind), d->target,
-			   d->kind == GUARD_FILE ? "open_or_empty" :
-			   g->in[f].arg == NB_INPLACE_ADD ? "str_coerce_inplace" : "str_coerce");
+			   ki->name, d->target,
+			   ki->helper_inplace && g->in[f].opcode == BINARY_OP &&
+			   g->in[f].arg == NB_INPLACE_ADD ? ki->helper_inplace : ki->helper);
 		return;
 	}
 	int64_t prod = f;
@@ -899,6 +929,7 @@ static void plan(const struct gctx *g, int64_t first, int64_t f, const struct ki
 		fl.place = GUARD_PLACE_SKIP;
 		guard__fmt(fl.consumer, sizeof(fl.consumer), "none (the %s is skipped)",
 			   op == DELETE_SUBSCR || op == DELETE_ATTR ? "delete" : "store");
+		fl.kind = GUARD_CONSUMER_SKIPPED;
 	} else if (follow(g, prod, slot, width, k->fbc, false, &fl) < 0) {
 		refuse(d, GUARD_REFUSE_PLACEMENT,
 		       "the failing value flows through control flow a guard cannot follow safely");
@@ -921,6 +952,7 @@ static void plan(const struct gctx *g, int64_t first, int64_t f, const struct ki
 	d->unpack = fl.unpack;
 	d->placement = fl.place;
 	guard__fmt(d->consumer, sizeof(d->consumer), "%s", fl.consumer);
+	d->consumer_kind = fl.kind;
 	if (!fl.push)
 		fill_fallback(d, GUARD_FB_NOTHING);
 	if (fl.unpack)

@@ -210,36 +210,6 @@ bool guard__builtin_exc(const char *name)
 	return false;
 }
 
-static const char *const kind_names[GUARD_KIND_COUNT] = {
-	[GUARD_NONE] = "none",
-	[GUARD_NULL] = "null_guard",
-	[GUARD_INDEX] = "index_guard",
-	[GUARD_KEY] = "key_guard",
-	[GUARD_SUBSCRIPT] = "subscript_guard",
-	[GUARD_CHAIN_SUBSCRIPT] = "chain_subscript_guard",
-	[GUARD_TYPE_COERCION] = "type_coercion_guard",
-	[GUARD_DIVISION] = "division_guard",
-	[GUARD_STR_COERCE] = "str_coerce_guard",
-	[GUARD_FILE] = "file_guard",
-	[GUARD_CALLABLE] = "callable_guard",
-	[GUARD_PROBE] = "probe",
-};
-
-const char *guard_kind__name(enum guard_kind kind)
-{
-	if ((unsigned)kind >= GUARD_KIND_COUNT)
-		return "?";
-	return kind_names[kind];
-}
-
-enum guard_kind guard_kind__by_name(const char *name)
-{
-	for (int k = 1; name && k < GUARD_KIND_COUNT; k++)
-		if (strcmp(name, kind_names[k]) == 0)
-			return (enum guard_kind)k;
-	return GUARD_NONE;
-}
-
 const char *guard_refusal__name(enum guard_refusal r)
 {
 	switch (r) {
@@ -252,17 +222,6 @@ const char *guard_refusal__name(enum guard_refusal r)
 	case GUARD_REFUSE_CALLEE: return "raised-in-callee";
 	case GUARD_REFUSE_UNHANDLED: return "not-structural";
 	case GUARD_REFUSE_PLACEMENT: return "no-safe-placement";
-	}
-	return "?";
-}
-
-const char *guard_placement__name(enum guard_placement p)
-{
-	switch (p) {
-	case GUARD_PLACE_VALUE: return "value";
-	case GUARD_PLACE_STATEMENT: return "statement";
-	case GUARD_PLACE_SKIP: return "skip";
-	case GUARD_PLACE_REDIRECT: return "redirect";
 	}
 	return "?";
 }

@@ -205,42 +205,16 @@ static int synth_handler(struct gctx *g, const struct guard_decision *d, struct 
 {
 	const struct rewrite_loc *loc0 = &g->in[d->anchor].loc;
 	struct rewrite_loc loc = *loc0;
-	struct guard_const match = { .kind = GUARD_CONST_EXC_TYPE, .nnames = 1 };
-	const char *filter = "match_here";
-	switch (d->kind) {
-	case GUARD_NULL:
-		match.names[0] = "AttributeError";
-		filter = "match_none_attr";
-		break;
-	case GUARD_INDEX:
-		match.names[0] = "IndexError";
-		break;
-	case GUARD_KEY:
-		match.names[0] = "KeyError";
-		break;
-	case GUARD_SUBSCRIPT:
-		match.names[0] = "TypeError";
-		filter = "match_none_subscript";
-		break;
-	case GUARD_CHAIN_SUBSCRIPT:
-		match = (struct guard_const){ .kind = GUARD_CONST_EXC_TUPLE, .nnames = 3,
-					      .names = { "KeyError", "IndexError", "TypeError" } };
-		filter = "match_chain";
-		break;
-	case GUARD_TYPE_COERCION:
-		match = (struct guard_const){ .kind = GUARD_CONST_EXC_TUPLE, .nnames = 2,
-					      .names = { "ValueError", "TypeError" } };
-		break;
-	case GUARD_DIVISION:
-		match.names[0] = "ZeroDivisionError";
-		break;
-	case GUARD_CALLABLE:
-		match.names[0] = "TypeError";
-		filter = "match_none_call";
-		break;
-	default:
+	/* The types and the filter come from the kind's row (rewrite/guards.c). */
+	const struct guard_kind_info *ki = guard_kind__info(d->kind);
+	if (!ki || ki->redirect || !ki->nexc || ki->nexc > GUARD_CONST_NAMES)
 		return set_diag(diag, -EINVAL, g->info, "not a handler guard kind");
-	}
+	struct guard_const match = { .kind = ki->nexc == 1 ? GUARD_CONST_EXC_TYPE :
+								GUARD_CONST_EXC_TUPLE,
+				     .nnames = ki->nexc };
+	for (size_t i = 0; i < ki->nexc; i++)
+		match.names[i] = ki->exc[i];
+	const char *filter = ki->helper;
 	int c_match = add_const(p, match);
 	int c_helper = add_const(p, (struct guard_const){ .kind = GUARD_CONST_HELPER, .nnames = 1,
 							  .names = { filter } });
@@ -317,17 +291,21 @@ static int synth_redirect(struct gctx *g, const struct guard_decision *d, struct
 	int64_t rep = d->anchor;   /* BINARY_OP, or the PRECALL of open(...) */
 	const struct rewrite_instr *ri = &g->in[rep];
 	struct rewrite_loc loc = ri->loc;
+	const struct guard_kind_info *ki = guard_kind__info(d->kind);
 	const char *helper;
 	int64_t after;
+	if (!ki || !ki->redirect)
+		return set_diag(diag, -EINVAL, g->info, "not a redirect guard kind");
+	helper = ki->helper;
 	if (d->kind == GUARD_STR_COERCE) {
 		if (ri->opcode != BINARY_OP)
 			return set_diag(diag, -EINVAL, g->info, "str_coerce_guard needs a BINARY_OP");
-		helper = ri->arg == NB_INPLACE_ADD ? "str_coerce_inplace" : "str_coerce";
+		if (ri->arg == NB_INPLACE_ADD)
+			helper = ki->helper_inplace;
 		after = rep + 1;
 	} else {
 		if (ri->opcode != PRECALL || (size_t)rep + 1 >= g->n || g->in[rep + 1].opcode != CALL)
 			return set_diag(diag, -EINVAL, g->info, "file_guard needs a PRECALL/CALL pair");
-		helper = "open_or_empty";
 		after = rep + 2;
 	}
 	int c_helper = add_const(p, (struct guard_const){ .kind = GUARD_CONST_HELPER, .nnames = 1,

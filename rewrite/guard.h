@@ -51,7 +51,7 @@ enum guard_kind {
 
 /* "null_guard" ...; "none" for GUARD_NONE, "probe" for GUARD_PROBE. */
 const char *guard_kind__name(enum guard_kind kind);
-/* The kind named name, GUARD_NONE if unknown. */
+/* The kind named name, GUARD_NONE if unknown ("none" and "probe" too). */
 enum guard_kind guard_kind__by_name(const char *name);
 
 enum guard_refusal {
@@ -83,7 +83,51 @@ enum guard_placement {
 	GUARD_PLACE_SKIP,          /* the statement is skipped (x op= e, e;, a loop over None) */
 	GUARD_PLACE_REDIRECT,      /* the instruction calls a runtime helper instead */
 };
+#define GUARD_PLACEMENT_COUNT (GUARD_PLACE_REDIRECT + 1)
+/* "value", "statement", "skip", "redirect" (the store's tokens). */
 const char *guard_placement__name(enum guard_placement p);
+/* The placement named name (>= 0), or -EINVAL. */
+int guard_placement__by_name(const char *name);
+
+/* What consumes the value the failing operation would have produced: the
+ * first instruction on the value's path that accepts the fallback, which
+ * is what makes the fallback safe there (docs/guards.md, "Consumers").
+ * guard_decision.consumer_kind; stored as its token next to the free
+ * text (docs/formats/store.md). Tokens are stable: never renamed. */
+enum guard_consumer {
+	GUARD_CONSUMER_UNKNOWN = 0,  /* "unknown": not recorded or not recognised */
+	GUARD_CONSUMER_STORE,        /* "store": x = ... (STORE_FAST/NAME/GLOBAL/DEREF) */
+	GUARD_CONSUMER_STORE_ATTR,   /* "store-attr": o.x = ... */
+	GUARD_CONSUMER_STORE_ITEM,   /* "store-item": c[k] = ... */
+	GUARD_CONSUMER_RETURN,       /* "return" */
+	GUARD_CONSUMER_YIELD,        /* "yield" */
+	GUARD_CONSUMER_CALL_ARG,     /* "call-arg": an argument of a call */
+	GUARD_CONSUMER_DISCARD,      /* "discard": an expression statement's POP_TOP */
+	GUARD_CONSUMER_FOR_LOOP,     /* "for-loop": the iterable of a loop, skipped */
+	GUARD_CONSUMER_UNPACK,       /* "unpack": a, b = ... */
+	GUARD_CONSUMER_SKIPPED,      /* "skipped": the failing store/delete itself */
+	GUARD_CONSUMER_HELPER,       /* "helper": a redirect guard's own consumer */
+	GUARD_CONSUMER_BUILD,        /* "build": BUILD_LIST/TUPLE/SET/MAP/CONST_KEY_MAP */
+	GUARD_CONSUMER_COMPARE,      /* "compare": COMPARE_OP */
+	GUARD_CONSUMER_IDENTITY,     /* "identity": IS_OP */
+	GUARD_CONSUMER_STATEMENT,    /* "statement": written by older analysers only */
+	GUARD_CONSUMER_OPCODE,       /* "opcode": another instruction, named by the text */
+};
+#define GUARD_CONSUMER_COUNT (GUARD_CONSUMER_OPCODE + 1)
+/* The token ("store", "call-arg" ...); "?" out of range. */
+const char *guard_consumer__name(enum guard_consumer c);
+/* The consumer whose token is name (>= 0), or -EINVAL. */
+int guard_consumer__by_name(const char *name);
+/* The consumer a free text names: the texts rewrite/ writes into
+ * guard_decision.consumer ("store x", "call argument", "BUILD_LIST" ...)
+ * and the older forms suture-audit recognised, by the same prefixes; an
+ * opcode name otherwise is GUARD_CONSUMER_OPCODE, anything else (or NULL)
+ * GUARD_CONSUMER_UNKNOWN. Migrates stores written before the token
+ * existed (docs/formats/store.md, version 1). */
+enum guard_consumer guard_consumer__of_text(const char *text);
+/* The sentence suture-audit explain gives for the consumer; NULL for
+ * UNKNOWN and OPCODE (the caller names the text instead). */
+const char *guard_consumer__explain(enum guard_consumer c);
 
 /* What the debugger knows about the crash. */
 struct guard_crash {
@@ -118,6 +162,7 @@ struct guard_decision {
 	char fallback_text[48];         /* "None", "0", "0.0", "str(a) + str(b)" ... */
 	enum guard_placement placement;
 	char consumer[64];              /* where the value goes: "store x", "return" ... */
+	enum guard_consumer consumer_kind;  /* the same as a token */
 	uint32_t anchor_unit;           /* first unit of the failing instruction */
 	int32_t anchor;                 /* its index in the decoded original */
 	/* The plan, in instruction indices of the decoded original. */
@@ -136,6 +181,73 @@ struct guard_decision {
  * outside it. */
 int guard__analyse(const struct rewrite_code_info *info, const struct guard_crash *crash,
 		   struct guard_decision *out, struct rewrite_diag *diag);
+
+/* ---------------------------------------------------------------------- */
+/* The guard kinds as data (rewrite/guards.c, docs/guards.md)              */
+
+/* A crash the classifier turns into a kind: what re-decision tries. */
+struct guard_sample {
+	const char *exc_type;      /* builtin type name, as the fingerprint hashes it */
+	const char *message;       /* str(exception), in a form the classifier accepts */
+};
+
+#define GUARD_KIND_MAX_EXC 3
+#define GUARD_KIND_MAX_SAMPLES 3
+/* Bits of guard_kind_info.placements. */
+#define GUARD_PLACES_HANDLER ((1u << GUARD_PLACE_VALUE) | (1u << GUARD_PLACE_STATEMENT) | \
+			      (1u << GUARD_PLACE_SKIP))
+#define GUARD_PLACES_REDIRECT (1u << GUARD_PLACE_REDIRECT)
+
+struct guard_kind_info {
+	enum guard_kind kind;
+	const char *name;          /* "key_guard": the store's token, the agent's too */
+	bool redirect;             /* the instruction calls a helper instead (else an
+				    * exception handler is appended) */
+	size_t nexc;
+	const char *exc[GUARD_KIND_MAX_EXC];  /* the types it answers; a handler
+				    * guard's CHECK_EXC_MATCH takes exactly these */
+	const char *helper;        /* handler: its precise filter; redirect: the
+				    * helper called (agent/helpers.h) */
+	const char *helper_inplace; /* redirect of x += y, else NULL */
+	unsigned placements;       /* 1u << guard_placement it may be decided with */
+	size_t nsamples;
+	struct guard_sample samples[GUARD_KIND_MAX_SAMPLES];
+	/* What suture-audit explain says. */
+	const char *answers;       /* "KeyError", "TypeError (object is not subscriptable)" */
+	const char *when;          /* "the key is missing from the mapping" */
+	const char *fix;           /* how to fix the source */
+};
+
+/* The description of a guard kind; NULL for GUARD_NONE, GUARD_PROBE and
+ * values out of range. Static data. */
+const struct guard_kind_info *guard_kind__info(enum guard_kind kind);
+/* Iteration over the healing kinds: for (k = GUARD_KIND_FIRST; k <= GUARD_KIND_LAST; k++). */
+#define GUARD_KIND_FIRST GUARD_NULL
+#define GUARD_KIND_LAST GUARD_CALLABLE
+
+/* "fnv64:<16 hex>": how a fingerprint or code identity is written in a
+ * spec (docs/formats/store.md). buf needs 23 bytes. */
+void guard_fingerprint__format(uint64_t hash, char *buf, size_t len);
+
+/* ---------------------------------------------------------------------- */
+/* Re-decision: a stored spec on a live code object                       */
+
+/* What a store keeps of a decision (docs/formats/store.md): the kind, the
+ * anchor and the fingerprint; the exception type is not stored. */
+struct guard_spec {
+	const char *guard;         /* kind name, "key_guard" */
+	uint32_t anchor;           /* unit of the guarded instruction */
+	const char *window;        /* "fnv64:<16 hex>" fingerprint; NULL or "": any */
+};
+
+/* The decision the spec makes on info, found again: each sample crash of
+ * the kind (guard_kind_info.samples) is analysed at the anchor, and the
+ * first that decides the same kind with the stored fingerprint (which
+ * hashes the exception type) wins. 0 with *d; -ESTALE when none does
+ * (diag says "no key_guard decided at unit 12 any more"); -EINVAL for an
+ * unknown kind name. */
+int guard_spec__redecide(const struct rewrite_code_info *info, const struct guard_spec *spec,
+			 struct guard_decision *d, struct rewrite_diag *diag);
 
 /* Whether a source path belongs to CPython's standard library
  * (".../lib/python3.11/..." outside site-packages/dist-packages, or

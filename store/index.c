@@ -5,6 +5,7 @@
  * data), and a failure names the field.
  */
 #include "store/store-priv.h"
+#include "rewrite/guard.h"   /* the guard vocabulary: rewrite/guards.c, pure data */
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -19,30 +20,19 @@
 
 #define FORMAT_NAME "suture-store"
 
-const char *const store_guard_kinds[] = {
-	"null_guard", "index_guard", "key_guard", "subscript_guard",
-	"chain_subscript_guard", "type_coercion_guard", "division_guard",
-	"str_coerce_guard", "file_guard", "callable_guard", NULL,
-};
-
 int store_guard__valid(const char *kind)
 {
-	if (!kind)
-		return 0;
-	for (size_t i = 0; store_guard_kinds[i]; i++)
-		if (strcmp(kind, store_guard_kinds[i]) == 0)
-			return 1;
-	return 0;
+	return guard_kind__info(guard_kind__by_name(kind)) != NULL;
 }
 
 int store_placement__valid(const char *text)
 {
-	static const char *const names[] = { "value", "statement", "skip", "redirect" };
+	return guard_placement__by_name(text) >= 0;
+}
 
-	for (size_t i = 0; text && i < sizeof(names) / sizeof(names[0]); i++)
-		if (strcmp(text, names[i]) == 0)
-			return 1;
-	return 0;
+int store_consumer__valid(const char *token)
+{
+	return guard_consumer__by_name(token) >= 0;
 }
 
 const char *store_status__str(enum store_status st)
@@ -215,6 +205,7 @@ int store_patch__validate(const struct store_patch *p, char *err, size_t errsz)
 	    (r = check_text("target", p->target, 1, err, errsz)) ||
 	    (r = check_text("fallback", p->fallback, 1, err, errsz)) ||
 	    (r = check_text("consumer", p->consumer, 0, err, errsz)) ||
+	    (r = check_text("consumer_kind", p->consumer_kind, 0, err, errsz)) ||
 	    (r = check_text("placement", p->placement, 0, err, errsz)) ||
 	    (r = check_text("anchor_window", p->anchor_window, 1, err, errsz)) ||
 	    (r = check_text("code_id", p->code_id, 1, err, errsz)) ||
@@ -225,6 +216,14 @@ int store_patch__validate(const struct store_patch *p, char *err, size_t errsz)
 		return r;
 	if (p->placement && !store_placement__valid(p->placement)) {
 		seterr(err, errsz, "placement: must be value, statement, skip or redirect");
+		return -EINVAL;
+	}
+	if (p->consumer_kind && !store_consumer__valid(p->consumer_kind)) {
+		seterr(err, errsz, "consumer_kind: unknown token \"%s\"", p->consumer_kind);
+		return -EINVAL;
+	}
+	if (p->consumer_kind && !p->consumer) {
+		seterr(err, errsz, "consumer_kind: given without a consumer");
 		return -EINVAL;
 	}
 	if (p->first_line < 1 || p->line < 1) {
@@ -281,6 +280,7 @@ static const struct field fields[] = {
 	FLD(target, F_TEXT),
 	FLD(fallback, F_TEXT),
 	FLD(consumer, F_OPT_TEXT),
+	FLD(consumer_kind, F_OPT_TEXT),
 	FLD(placement, F_OPT_TEXT),
 	FLD(anchor_offset, F_U32),
 	FLD(anchor_window, F_TEXT),
@@ -296,6 +296,21 @@ static const struct field fields[] = {
 	FLD(stale_reason, F_OPT_TEXT),
 };
 #define NFIELDS (sizeof(fields) / sizeof(fields[0]))
+/* Keys a version 1 index does not have (docs/formats/store.md). */
+static bool since_v2(const struct field *f)
+{
+	return strcmp(f->key, "consumer_kind") == 0;
+}
+
+/* A consumer text without its token gets the token the text names: how a
+ * version 1 patch (and a caller that gives only the text) is migrated. */
+static int derive_consumer_kind(struct store_patch *p)
+{
+	if (p->consumer_kind || !p->consumer)
+		return 0;
+	return store_str__set(&p->consumer_kind,
+			      guard_consumer__name(guard_consumer__of_text(p->consumer)));
+}
 
 
 int store_str__set(const char **slot, const char *s)
@@ -376,8 +391,10 @@ int store_index__put(struct store_index *idx, const struct store_patch *p)
 	struct store_patch copy;
 	long at = store_index__find(idx, p->name);
 
-	if (patch_copy(&copy, p))
+	if (patch_copy(&copy, p) || derive_consumer_kind(&copy)) {
+		patch_free(&copy);
 		return -ENOMEM;
+	}
 	if (at >= 0) {
 		patch_free(&idx->v[at]);
 		idx->v[at] = copy;
@@ -515,7 +532,7 @@ static int decode_field(const struct field *f, cJSON *j, struct store_patch *p,
 	return -EBADMSG;
 }
 
-static int decode_patch(cJSON *obj, size_t i, struct store_patch *p,
+static int decode_patch(cJSON *obj, size_t i, int version, struct store_patch *p,
 			char *err, size_t errsz)
 {
 	unsigned char seen[NFIELDS] = {0};
@@ -533,7 +550,7 @@ static int decode_patch(cJSON *obj, size_t i, struct store_patch *p,
 	cJSON_ArrayForEach(j, obj) {
 		const struct field *f = field_of(j->string, k++);
 
-		if (!f) {
+		if (!f || (version < 2 && since_v2(f))) {
 			seterr(err, errsz, "%s: unknown field \"%.64s\"", where,
 			       text_flaw(j->string) ? "?" : j->string);
 			goto fail;
@@ -550,7 +567,7 @@ static int decode_patch(cJSON *obj, size_t i, struct store_patch *p,
 		}
 	}
 	for (size_t k = 0; k < NFIELDS; k++) {
-		if (!seen[k]) {
+		if (!seen[k] && !(version < 2 && since_v2(&fields[k]))) {
 			seterr(err, errsz, "%s.%s: missing", where, fields[k].key);
 			goto fail;
 		}
@@ -563,6 +580,20 @@ static int decode_patch(cJSON *obj, size_t i, struct store_patch *p,
 		seterr(err, errsz, "%s.placement: expected \"value\", \"statement\", \"skip\", "
 		       "\"redirect\" or null", where);
 		goto fail;
+	}
+	if (p->consumer_kind && !store_consumer__valid(p->consumer_kind)) {
+		seterr(err, errsz, "%s.consumer_kind: unknown token \"%.64s\"", where,
+		       p->consumer_kind);
+		goto fail;
+	}
+	if (p->consumer_kind && !p->consumer) {
+		seterr(err, errsz, "%s.consumer_kind: given without a consumer", where);
+		goto fail;
+	}
+	if (derive_consumer_kind(p)) {
+		seterr(err, errsz, "out of memory");
+		patch_free(p);
+		return -ENOMEM;
 	}
 	return 0;
 fail:
@@ -629,7 +660,7 @@ int store_index__parse(const char *p, const char *end, struct store_index *out,
 	cJSON *root = NULL;
 	size_t len = (size_t)(end - p), line, col, i = 0, n, nslots;
 	size_t *slots = NULL;
-	int have_format = 0, have_version = 0, r = -EBADMSG;
+	int have_format = 0, have_version = 0, version, r = -EBADMSG;
 
 	memset(out, 0, sizeof(*out));
 	if (len == 0) {
@@ -673,11 +704,13 @@ int store_index__parse(const char *p, const char *end, struct store_index *out,
 		seterr(err, errsz, "\"version\": expected an integer");
 		goto out;
 	}
-	if (j->valuedouble != STORE_FORMAT_VERSION) {
-		seterr(err, errsz, "format version %g is not supported (this suture reads version %d)",
-		       j->valuedouble, STORE_FORMAT_VERSION);
+	if (j->valuedouble < STORE_FORMAT_VERSION_MIN || j->valuedouble > STORE_FORMAT_VERSION ||
+	    j->valuedouble != (int)j->valuedouble) {
+		seterr(err, errsz, "format version %g is not supported (this suture reads versions "
+		       "%d to %d)", j->valuedouble, STORE_FORMAT_VERSION_MIN, STORE_FORMAT_VERSION);
 		goto out;
 	}
+	version = (int)j->valuedouble;
 	cJSON_ArrayForEach(j, root) {
 		if (strcmp(j->string, "format") == 0 && !have_format++)
 			continue;
@@ -716,7 +749,7 @@ int store_index__parse(const char *p, const char *end, struct store_index *out,
 
 		if (i >= n) /* cannot happen: n counted the same list */
 			break;
-		if ((r = decode_patch(j, i, &idx.v[i], err, errsz)))
+		if ((r = decode_patch(j, i, version, &idx.v[i], err, errsz)))
 			goto out;
 		idx.n = i + 1;
 		for (h = name_hash(idx.v[i].name) % nslots; slots[h]; h = (h + 1) % nslots) {

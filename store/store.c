@@ -1,6 +1,7 @@
 /* The store on disk: directory checks, reading the index, transactions under
  * flock, atomic replacement, queries. Format: docs/formats/store.md. */
 #include "store/store-priv.h"
+#include "rewrite/guard.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -1011,7 +1012,7 @@ int store__mark_stale(struct store *s, const char *name, const char *reason)
 	if (reason) {
 		probe.stale_reason = reason;
 		probe.name = "x";
-		probe.guard = store_guard_kinds[0];
+		probe.guard = guard_kind__name(GUARD_KIND_FIRST);
 		probe.module = probe.qualname = probe.file = probe.target = probe.fallback = "x";
 		probe.anchor_window = probe.code_id = probe.program = probe.python_version = "x";
 		probe.first_line = probe.line = 1;

@@ -61,7 +61,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define STORE_FORMAT_VERSION    1
+#define STORE_FORMAT_VERSION    2
+/* The oldest version still read (and migrated on read; docs/formats/store.md). */
+#define STORE_FORMAT_VERSION_MIN 1
 #define STORE_DEFAULT_DIR       ".suture"
 #define STORE_ENV               "SUTURE_STORE"
 #define STORE_DEFAULT_TTL_DAYS  7
@@ -88,7 +90,8 @@ enum store_status {
  * record_hit, mark_*, reload) or store__close(). */
 struct store_patch {
 	const char *name;           /* stable id, see store_patch__default_name() */
-	const char *guard;          /* one of the kinds store_guard__valid() accepts */
+	const char *guard;          /* one of the kinds store_guard__valid() accepts
+	                               (guard_kind__name(), rewrite/guards.c) */
 	/* The function the guard is in. */
 	const char *module;         /* "app.config" */
 	const char *qualname;       /* "Loader.load" */
@@ -100,6 +103,10 @@ struct store_patch {
 	const char *fallback;       /* 30 */
 	const char *consumer;       /* what uses the value, as rewrite/ describes it:
 	                               "store x", "return", "call argument" (optional) */
+	const char *consumer_kind;  /* the same as a token, guard_consumer__name():
+	                               "store", "return", "call-arg" ... NULL with a
+	                               consumer: derived from its text when the patch
+	                               enters the index (guard_consumer__of_text) */
 	const char *placement;      /* "value", "statement", "skip" or "redirect"
 	                               (guard_placement__name(); optional, NULL) */
 	/* Where, and of what: identities computed by rewrite/, opaque here. */
@@ -247,12 +254,13 @@ int64_t store_patch__expires(const struct store_patch *p);
 int store_patch__default_name(const struct store_patch *p, char *buf, size_t size);
 
 /* 1 if text is a placement the store knows ("value", "statement", "skip",
- * "redirect"), else 0. */
+ * "redirect": guard_placement__name()), else 0. */
 int store_placement__valid(const char *text);
-/* 1 if kind is a guard kind the store knows, else 0. */
+/* 1 if kind is a guard kind the store knows (a healing kind of rewrite/'s
+ * table, guard_kind__info()), else 0. */
 int store_guard__valid(const char *kind);
-/* The known kinds, NULL terminated. */
-extern const char *const store_guard_kinds[];
+/* 1 if token is a consumer token (guard_consumer__by_name()), else 0. */
+int store_consumer__valid(const char *token);
 const char *store_status__str(enum store_status st);
 
 int64_t store__now(void);

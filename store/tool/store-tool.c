@@ -30,6 +30,7 @@ static void usage(void)
 		"         [--unique] (store__add_unique: the name chosen under the lock)\n"
 		"         [--wait FILE] (open the store, then add once FILE exists)\n"
 		"         [--first-line N] [--target T] [--fallback F] [--consumer C]\n"
+		"         [--consumer-kind TOKEN]\n"
 		"         [--placement value|statement|skip|redirect]\n"
 		"         [--offset N] [--window W] [--code-id ID] [--program P] [--python V]\n"
 		"         [--build-id B] [--created ISO | --age SECONDS] [--ttl DAYS] [--hits N]\n"
@@ -72,7 +73,8 @@ int main(int argc, char **argv)
 		{ "age", 1, 0, 'a' }, { "ttl", 1, 0, 'T' }, { "hits", 1, 0, 'h' },
 		{ "last-hit", 1, 0, 'L' }, { "stale", 1, 0, 'S' }, { "count", 1, 0, 'N' },
 		{ "modules", 1, 0, 'K' }, { "iterations", 1, 0, 'I' }, { "placement", 1, 0, 'x' },
-		{ "unique", 0, 0, 'u' }, { "wait", 1, 0, 'W' }, { 0, 0, 0, 0 },
+		{ "unique", 0, 0, 'u' }, { "wait", 1, 0, 'W' }, { "consumer-kind", 1, 0, 'k' },
+		{ 0, 0, 0, 0 },
 	};
 	struct store_patch p = {
 		.file = "app.py", .target = "x", .fallback = "None", .anchor_window = "w0",
@@ -104,6 +106,7 @@ int main(int argc, char **argv)
 		case 't': p.target = optarg; break;
 		case 'b': p.fallback = optarg; break;
 		case 'c': p.consumer = optarg; break;
+		case 'k': p.consumer_kind = optarg; break;
 		case 'x': p.placement = optarg; break;
 		case 'u': unique = 1; break;
 		case 'W': wait_for = optarg; break;

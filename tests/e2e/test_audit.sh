@@ -94,6 +94,7 @@ assert (a["function"], a["module"], a["file"], a["line"], a["first_line"]) == \
     ("load_config", "app", work + "/app.py", 12, 10), a
 assert (a["guard"], a["target"], a["fallback"], a["consumer"], a["placement"]) == \
     ("key_guard", 'cfg["timeout"]', "30", "store timeout", "value"), a
+assert a["consumer_kind"] == "store", a
 assert (a["ttl_days"], a["status"], a["hits"], a["last_hit"]) == \
     (7, "active", 3, "2026-01-02T03:04:05Z"), a
 created = datetime.datetime.strptime(a["created"], "%Y-%m-%dT%H:%M:%SZ").replace(
@@ -151,6 +152,42 @@ expect_in "$WORK/out" "Note: None has no attributes" "explain: None fallback not
 run "$AUDIT" --store "$E" explain skip
 expect_in "$WORK/out" "skips the rest of the" "explain: skip placement"
 expect_in "$WORK/out" "was going to be discarded" "explain: expression statement consumer"
+# The token decides, not the text: a text no release wrote, with its token.
+"$TOOL" add --store "$E" --name tok --guard key_guard --module a --qualname k \
+	--line 5 --target 'cfg["x"]' --fallback None --consumer "arg 2 of print" \
+	--consumer-kind call-arg --placement value >/dev/null
+run "$AUDIT" --store "$E" explain tok
+expect_in "$WORK/out" "passed as an argument" "explain: by consumer token"
+
+# A version 1 store (docs/formats/store.md, Versions): explained by the
+# tokens derived from its texts; reading it leaves the file as it was.
+V1=$WORK/v1-store
+mkdir -m 700 "$V1" && cp "$ROOT/tests/fixtures/store/index-v1.json" "$V1/index.json" &&
+	chmod 600 "$V1/index.json"
+run "$AUDIT" --store "$V1" explain p12
+expect_rc 0 "explain a version 1 store"
+expect_in "$WORK/out" "The instruction is redirected to a" "v1: redirect guard"
+expect_in "$WORK/out" "The helper computes the result" "v1: helper consumer"
+run "$AUDIT" --store "$V1" explain p8
+expect_in "$WORK/out" "the loop is skipped" "v1: for loop consumer"
+run "$AUDIT" --store "$V1" explain p22
+expect_in "$WORK/out" "finishes the statement" "v1: statement consumer implies the placement"
+run "$AUDIT" --store "$V1" explain p16
+expect_in "$WORK/out" "The value is consumed by: CONTAINS_OP." "v1: an opcode named by its text"
+run "$AUDIT" --store "$V1" --json
+if "$PYTHON" - "$WORK/out" <<'EOF2'
+import json, sys
+ps = {p["name"]: p for p in json.load(open(sys.argv[1]))["patches"]}
+assert (ps["p6"]["consumer"], ps["p6"]["consumer_kind"]) == ("call argument", "call-arg"), ps["p6"]
+assert ps["p17"]["consumer_kind"] is None, ps["p17"]
+EOF2
+then ok "v1: JSON has the derived tokens"; else fail "v1: JSON tokens"; fi
+cmp -s "$ROOT/tests/fixtures/store/index-v1.json" "$V1/index.json" && ok "v1: reading keeps the file" ||
+	fail "v1: reading rewrote the file"
+
+# suture-audit explains with rewrite/ alone: it links no pipeline (heal/).
+if nm "$AUDIT" | grep -q ' T heal_'; then fail "suture-audit links heal/"; else
+	ok "suture-audit does not link heal/"; fi
 
 # ---- rollback ------------------------------------------------------------------
 cp "$S/index.json" "$WORK/before.json"
@@ -246,7 +283,7 @@ expect_rc 0 "--help"
 expect_in "$WORK/out" "usage: suture-audit" "--help text"
 run "$AUDIT" --version
 expect_rc 0 "--version"
-expect_in "$WORK/out" "store format 1" "--version text"
+expect_in "$WORK/out" "store format 2" "--version text"
 
 echo "$fails failure(s)"
 [ "$fails" -eq 0 ]

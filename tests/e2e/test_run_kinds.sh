@@ -49,6 +49,18 @@ one_python() {
 		grep -q "^\[suture\] re-running " "$o.err1" || fail "$py $k: not re-run"
 		grep -q "^\[suture\] patches applied: 1, already healed: 1" "$o.err1" ||
 			{ cat "$o.err1"; fail "$py $k: summary of the first run"; }
+		# the spec carries the consumer's token (store format 2): a redirect's
+		# own consumer, else a token the analyser decides
+		"$AUDIT" --store "$S" --json >"$o.json" || fail "$py $k: suture-audit --json"
+		"$PYTHON" - "$o.json" "$k" <<'EOF' || { cat "$o.json"; fail "$py $k: consumer token"; }
+import json, sys
+(p,) = json.load(open(sys.argv[1]))["patches"]
+redirect = sys.argv[2] in ("str_coerce_guard", "file_guard")
+assert p["consumer"] and p["consumer_kind"], p
+assert (p["consumer_kind"] == "helper") == redirect, p
+assert p["consumer_kind"] not in ("unknown", "statement"), p
+EOF
+		grep -q '"version":	2,' "$S/index.json" || fail "$py $k: not a version 2 index"
 		# 2. loaded before the first call: no crash at all
 		"$RUN" --python "$py" --store "$S" "$W/kinds.py" $k >"$o.out2" 2>"$o.err2"
 		rc=$?

@@ -62,6 +62,7 @@ static __attribute__((unused)) struct store_patch full_patch(const char *name)
 		.target = "cfg[\"timeout\"]",
 		.fallback = "30",
 		.consumer = "store timeout",
+		.consumer_kind = "store",
 		.placement = "value",
 		.anchor_offset = 118,
 		.anchor_window = "LOAD_FAST/LOAD_CONST/BINARY_SUBSCR:9f3a",
