@@ -2,8 +2,8 @@
  *
  * The child is the interpreter on the script, with libsuture_agent.so in
  * LD_PRELOAD (its constructor starts the agent before Py_Initialize),
- * SUTURE_AGENT_BOOT naming a file that lists the source files with stored
- * patches and SUTURE_AGENT_BOOT_FD one end of a socket pair. The agent's
+ * WIRE_BOOT_ENV_LIST naming a file that lists the source files with stored
+ * patches and WIRE_BOOT_ENV_FD one end of a socket pair (wire/boot.h). The agent's
  * boot hook (agent/boot.c: an audit hook on "exec", which CPython
  * raises with a module's code object right before running its body, for
  * __main__ in run_mod and for imports through builtins.exec) parks the
@@ -23,7 +23,7 @@
  * group, and is not sent twice).
  */
 #include "heal/heal.h"
-#include "agent/boot.h"
+#include "wire/boot.h"
 #include "wire/channel.h"
 #include "inject/inject-priv.h"
 #include "inspect/inspect.h"
@@ -197,8 +197,8 @@ static pid_t start_child(const struct heal_run_opts *o, const char *agent, const
 			/* The boot hook's end of the socketpair survives exec. */
 			fcntl(boot_child_fd, F_SETFD, 0);
 			snprintf(fdv, sizeof(fdv), "%d", boot_child_fd);
-			setenv("SUTURE_AGENT_BOOT", boot, 1);
-			setenv("SUTURE_AGENT_BOOT_FD", fdv, 1);
+			setenv(WIRE_BOOT_ENV_LIST, boot, 1);
+			setenv(WIRE_BOOT_ENV_FD, fdv, 1);
 		}
 		if (ready_child_fd >= 0) {
 			char fdv[16];
@@ -345,15 +345,11 @@ static void sup__boot_answer(struct sup *u)
  * (site's) is reported too, whatever its file, and is held in its place. */
 static void sup__boot_read(struct sup *u)
 {
-	uint8_t hdr[WIRE_HDR_SIZE], *pl = NULL;
+	uint8_t *pl = NULL;
 	struct wire_hdr hd;
-	int rc = wire_channel__read_all(u->boot_fd, hdr, sizeof(hdr));
-	if (!rc)
-		rc = wire_msg__decode_hdr(hdr, hdr + sizeof(hdr), &hd);
-	if (!rc && (hd.type != WIRE_MSG_CRASH || !hd.len || !(pl = malloc(hd.len))))
+	int rc = wire_channel__read_frame(u->boot_fd, -1, &hd, &pl);
+	if (!rc && (hd.type != WIRE_MSG_CRASH || !pl))
 		rc = -EPROTO;
-	if (!rc)
-		rc = wire_channel__read_all(u->boot_fd, pl, hd.len);
 	if (!rc)
 		rc = wire_msg__decode_crash(pl, pl + hd.len, &u->ev);
 	free(pl);
