@@ -774,15 +774,15 @@ static int live_open(struct live *l, long pid)
 			prog, pid);
 		return EXIT_NO_AGENT;
 	}
-	r = inject_session__open((pid_t)pid, &o, &l->s);
-	if (r == -EPROTO && strstr(inject_last_error(), "another debugger")) {
+	char why[512] = "";
+	r = inject_session__open((pid_t)pid, &o, &l->s, why, sizeof(why));
+	if (r == -EPROTO && strstr(why, "another debugger")) {
 		/* suture-run or suture-attach --watch holds the agent: ask as an
 		 * auditor (LIST, ROLLBACK only; the debugger stays attached). */
 		o.control = true;
-		r = inject_session__open((pid_t)pid, &o, &l->s);
+		r = inject_session__open((pid_t)pid, &o, &l->s, why, sizeof(why));
 	}
 	if (r) {
-		const char *why = inject_last_error();
 		if (r == -ESRCH || (kill((pid_t)pid, 0) && errno == ESRCH)) {
 			fprintf(stderr, "%s: --pid %ld: no such process\n", prog, pid);
 			return EXIT_NO_PROCESS;

@@ -409,6 +409,7 @@ static int supervise(const struct heal_run_opts *o, pid_t pid, int boot_fd, int 
 	bool reaped = false, session_gone = false, ready = false;
 	struct inject_opts io = { .no_inject = true, .connect_timeout_ms = 1, .hits = true };
 	char sock[WIRE_PATH_MAX] = "";
+	char open_err[512] = "";   /* why the last session open failed */
 
 	*healed_now = false;
 	/* How long a held script waits for the agent's session. */
@@ -431,7 +432,7 @@ static int supervise(const struct heal_run_opts *o, pid_t pid, int boot_fd, int 
 			 * sooner. */
 			if (ready && bl->nfiles)
 				sup__heal(&u);
-			if (inject_session__open(pid, &io, &u.s) == 0) {
+			if (inject_session__open(pid, &io, &u.s, open_err, sizeof(open_err)) == 0) {
 				u.t_session = mono_ms();
 				if (o->verbose)
 					fprintf(stderr, "[suture] agent ready in pid %d (%s)\n", (int)pid,
@@ -447,7 +448,7 @@ static int supervise(const struct heal_run_opts *o, pid_t pid, int boot_fd, int 
 				u.s = NULL;
 				if (ready) {   /* it listens, yet refuses us: final */
 					fprintf(stderr, "[suture] pid %d: %s: crashes are not healed\n", (int)pid,
-						inject_last_error());
+						open_err);
 					session_gone = true;
 				}
 			}
@@ -535,7 +536,7 @@ static int supervise(const struct heal_run_opts *o, pid_t pid, int boot_fd, int 
 			break;
 	}
 	if (!reaped && !u.s && !session_gone)
-		fprintf(stderr, "[suture] pid %d: %s\n", (int)pid, inject_last_error());
+		fprintf(stderr, "[suture] pid %d: %s\n", (int)pid, open_err);
 	if (o->verbose || getenv("SUTURE_RUN_TIMING")) {
 		/* Where the start-up time goes (docs/performance.md);
 		 * SUTURE_RUN_TIMING=1 prints it without the rest of --verbose. */
