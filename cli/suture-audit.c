@@ -1026,7 +1026,7 @@ static int live_main(const char *dir, const char *cmd, long pid, int json, char 
 		live_close(&l);
 		return rc;
 	}
-	r = store__open(dir, rb && !dry ? 0 : STORE_F_RDONLY, &s);
+	r = store__open_print(dir, rb && !dry ? 0 : STORE_F_RDONLY, print_msg, NULL, &s);
 	if (r && r != -ENOENT) {
 		live_close(&l);
 		return EXIT_FAIL;
@@ -1062,7 +1062,6 @@ int main(int argc, char **argv)
 	char **args;
 	int nargs;
 
-	store__set_print(print_msg, NULL);
 	opterr = 0;
 	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		switch (c) {
@@ -1121,7 +1120,8 @@ int main(int argc, char **argv)
 	if (pid && strcmp(cmd, "explain") != 0)
 		return live_main(dir, cmd, pid, json, args, nargs, all, dry);
 
-	r = store__open(dir, strcmp(cmd, "rollback") == 0 && !dry ? 0 : STORE_F_RDONLY, &s);
+	r = store__open_print(dir, strcmp(cmd, "rollback") == 0 && !dry ? 0 : STORE_F_RDONLY, print_msg,
+			      NULL, &s);
 	if (r == -ENOENT) {
 		fprintf(stderr, "%s: give the store with --store DIR or $" STORE_ENV
 			" (default: ./" STORE_DEFAULT_DIR ")\n", prog);

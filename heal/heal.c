@@ -586,7 +586,8 @@ static int send_patch(struct heal *h, uint64_t code_addr, const struct guard_pat
 	return err;
 }
 
-/* store/ messages become [suture] lines (a missing store is no news). */
+/* store/ messages become [suture] lines (a missing store is no news). The
+ * handles that print here are opened and closed inside one call of ours. */
 static void store_said(const char *msg, void *ctx)
 {
 	struct heal *h = ctx;
@@ -596,8 +597,7 @@ static void store_said(const char *msg, void *ctx)
 static int open_store(struct heal *h, unsigned flags, struct store **out)
 {
 	h->err[0] = 0;
-	store__set_print(store_said, h);
-	int err = store__open(h->o.store_dir, flags, out);
+	int err = store__open_print(h->o.store_dir, flags, store_said, h, out);
 	if (err && err != -ENOENT)
 		say(h, "%s", h->err[0] ? h->err : strerror(-err));
 	return err;
@@ -662,9 +662,9 @@ void heal__flush(struct heal *h)
 		v[i] = (struct store_hit_count){ h->hits[i].name, h->hits[i].count, h->hits[i].last };
 	h->err[0] = 0;
 	if (h->hit_st) {
-		store__set_print(store_said, h);
-		if (store__add_hits(h->hit_st, v, h->nhits, NULL) && h->err[0])
-			say(h, "%s", h->err);
+		/* The caller's handle, quiet: its message is kept. */
+		if (store__add_hits(h->hit_st, v, h->nhits, NULL))
+			say(h, "%s", store__error(h->hit_st));
 	} else if (open_store(h, STORE_F_LAZY, &st) == 0) {
 		/* Lazy: the transaction reads the index under the lock anyway. */
 		if (store__add_hits(st, v, h->nhits, NULL) && h->err[0])

@@ -128,10 +128,10 @@ static int boot_list__fill(struct boot_list *bl, const struct heal_run_opts *o, 
 			   bool *written)
 {
 	struct store *st = NULL;
-	store__set_print(store_quiet, NULL);   /* heal__load_tree reports problems */
 	/* Writable (nothing is written here): heal records hit counts
-	 * through it, from the snapshot parsed now (heal__use_store). */
-	int err = store__open(o->store_dir, 0, &st);
+	 * through it, from the snapshot parsed now (heal__use_store). Quiet:
+	 * heal__load_tree reports problems, heal__flush its own failures. */
+	int err = store__open_print(o->store_dir, 0, store_quiet, NULL, &st);
 	if (err == -ENOENT)
 		err = 0;   /* nothing stored yet */
 	if (st) {
