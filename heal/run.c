@@ -22,7 +22,7 @@
  * (a terminal's SIGINT reaches the child directly, being in our process
  * group, and is not sent twice).
  */
-#include "heal/heal.h"
+#include "heal/heal-priv.h"
 #include "wire/boot.h"
 #include "wire/channel.h"
 #include "inject/inject-priv.h"
@@ -325,14 +325,8 @@ static void sup__boot_answer(struct sup *u)
 		memcpy(u->held, b, n);
 		u->held[n] = 0;
 	}
-	if (!released) {
-		struct wire_buf b = { 0 };
-		struct wire_release r = { u->ev.event_id };
-		wire_msg__encode_release(&b, &r);
-		if (b.err || wire_channel__write_all(u->boot_fd, b.data, b.len))
-			sup__boot_close(u);
-		wire_buf__free(&b);
-	}
+	if (!released && heal_boot__release(u->boot_fd, u->ev.event_id))
+		sup__boot_close(u);
 	if (first)
 		u->t_held_to = mono_ms();   /* with patches: once their answers are read */
 }
@@ -345,15 +339,7 @@ static void sup__boot_answer(struct sup *u)
  * (site's) is reported too, whatever its file, and is held in its place. */
 static void sup__boot_read(struct sup *u)
 {
-	uint8_t *pl = NULL;
-	struct wire_hdr hd;
-	int rc = wire_channel__read_frame(u->boot_fd, -1, &hd, &pl);
-	if (!rc && (hd.type != WIRE_MSG_CRASH || !pl))
-		rc = -EPROTO;
-	if (!rc)
-		rc = wire_msg__decode_crash(pl, pl + hd.len, &u->ev);
-	free(pl);
-	if (rc) {
+	if (heal_boot__next_module(u->boot_fd, &u->ev)) {
 		sup__boot_close(u);   /* EOF: the child is exiting */
 		return;
 	}
@@ -384,12 +370,7 @@ static void sup__boot_read(struct sup *u)
  * reports listed modules only (no first-module hold before the script). */
 static int sup__boot_list_ready(int boot_fd, bool script_listed)
 {
-	struct wire_buf b = { 0 };
-	struct wire_release r = { script_listed ? BOOT_LIST_SCRIPT : BOOT_LIST_ANY };
-	wire_msg__encode_release(&b, &r);
-	int rc = b.err ? b.err : wire_channel__write_all(boot_fd, b.data, b.len);
-	wire_buf__free(&b);
-	return rc;
+	return heal_boot__release(boot_fd, script_listed ? BOOT_LIST_SCRIPT : BOOT_LIST_ANY);
 }
 
 /* How often a long run stores the guard firings received meanwhile. */
