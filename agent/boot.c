@@ -33,7 +33,7 @@
  * Frames are docs/formats/channel.md's (wire/msg.c encoders/decoders).
  */
 #include "agent/agent-py.h"
-#include "agent/boot.h"
+#include "wire/boot.h"
 #include "agent/helpers.h"
 #include "wire/channel.h"
 

@@ -120,6 +120,12 @@ void attach_explain_error(pid_t pid, int err, char *buf, size_t size);
  * with their values, are skipped) resolved against /proc/PID/cwd. No
  * ptrace. -ESRCH no such process; -ENOENT no script (python -c, -m, "-",
  * a REPL). buf gets at most cap - 1 bytes. */
+/* The script of a python command line: the bytes of /proc/PID/cmdline in
+ * [p, end) (NUL-separated, the last NUL possibly missing). CPython 3.11's
+ * options are skipped (-W and -X take a value; --check-hash-based-pycs its
+ * mode); -c, -m, "-" and "" have no script: -ENOENT. *arg points into the
+ * input, *len bytes. Pure; tests/unit/test_attach_cmdline.c. */
+int attach_cmdline__script(const char *p, const char *end, const char **arg, size_t *len);
 int attach_pid__script(pid_t pid, char *buf, size_t cap);
 
 /* An ELF symbol with its kind. STT_GNU_IFUNC symbols resolve to their

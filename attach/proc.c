@@ -6,6 +6,7 @@
  * may do: it writes with FOLL_FORCE, like ptrace POKE).
  */
 #include <errno.h>
+#include <stdbool.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <signal.h>
@@ -312,41 +313,86 @@ int attach_proc__read_str(struct attach_proc *proc, uint64_t addr, char *buf, si
 			    (unsigned long long)addr, size - 1);
 }
 
+/* The next argument at *at: [a, a + n); *at moves past its NUL (or to end
+ * when the last one has none). false when there is none. */
+static bool next_arg(const char **at, const char *end, const char **a, size_t *n)
+{
+	if (*at >= end)
+		return false;
+	const char *nul = memchr(*at, 0, (size_t)(end - *at));
+	*a = *at;
+	*n = (size_t)((nul ? nul : end) - *at);
+	*at = nul ? nul + 1 : end;
+	return true;
+}
+
+/* CPython 3.11's options (Python/getopt.c, "bBc:dEhiIJm:OPqRsStuvVW:xX:?"):
+ * -c and -m end the options without a script file; -W and -X take a
+ * value, the rest of the argument or the next one. Long options are
+ * --help, --version (no program runs), --check-hash-based-pycs MODE. */
+int attach_cmdline__script(const char *p, const char *end, const char **arg, size_t *len)
+{
+	const char *at = p, *a;
+	size_t n;
+	if (!next_arg(&at, end, &a, &n))   /* argv[0], the interpreter */
+		return -ENOENT;
+	while (next_arg(&at, end, &a, &n)) {
+		if (n == 0 || (n == 1 && a[0] == '-'))
+			return -ENOENT;   /* "" is no file; "-" is stdin */
+		if (a[0] != '-') {
+			*arg = a;
+			*len = n;
+			return 0;
+		}
+		if (n == 2 && a[1] == '-') {   /* "--": the script follows */
+			if (!next_arg(&at, end, &a, &n) || n == 0)
+				return -ENOENT;
+			*arg = a;
+			*len = n;
+			return 0;
+		}
+		if (a[1] == '-') {
+			static const char pycs[] = "--check-hash-based-pycs";
+			if (n == sizeof(pycs) - 1 && memcmp(a, pycs, n) == 0)
+				next_arg(&at, end, &a, &n);   /* its mode */
+			continue;
+		}
+		for (size_t i = 1; i < n; i++) {
+			if (a[i] == 'c' || a[i] == 'm')
+				return -ENOENT;
+			if (a[i] == 'W' || a[i] == 'X') {
+				if (i + 1 == n)   /* the value is the next argument */
+					next_arg(&at, end, &a, &n);
+				break;
+			}
+		}
+	}
+	return -ENOENT;
+}
+
 int attach_pid__script(pid_t pid, char *buf, size_t cap)
 {
 	char path[64], cmd[8192], cwd[PATH_MAX];
+	const char *a;
+	size_t n;
 	snprintf(path, sizeof(path), "/proc/%d/cmdline", (int)pid);
 	FILE *f = fopen(path, "re");
 	if (!f)
 		return -ESRCH;
-	size_t n = fread(cmd, 1, sizeof(cmd) - 1, f);
+	size_t got = fread(cmd, 1, sizeof(cmd), f);
 	fclose(f);
-	cmd[n] = 0;
 	snprintf(path, sizeof(path), "/proc/%d/cwd", (int)pid);
 	ssize_t l = readlink(path, cwd, sizeof(cwd) - 1);
 	cwd[l > 0 ? l : 0] = 0;
-	/* argv[0] is the interpreter; skip its options (those taking a value
-	 * too) up to the script. -c, -m and "-" have no script. */
-	size_t at = strlen(cmd) + 1;
-	while (at < n) {
-		const char *a = cmd + at;
-		at += strlen(a) + 1;
-		if (strcmp(a, "-c") == 0 || strcmp(a, "-m") == 0 || strcmp(a, "-") == 0)
-			return -ENOENT;
-		if (a[0] == '-' && a[1]) {
-			if ((strcmp(a, "-W") == 0 || strcmp(a, "-X") == 0) && at < n)
-				at += strlen(cmd + at) + 1;
-			if (a[1] == 'c' || a[1] == 'm')
-				return -ENOENT;
-			continue;
-		}
-		char joined[PATH_MAX * 3], real[PATH_MAX];
-		if (a[0] == '/')
-			snprintf(joined, sizeof(joined), "%s", a);
-		else
-			snprintf(joined, sizeof(joined), "%s/%s", cwd, a);
-		snprintf(buf, cap, "%s", realpath(joined, real) ? real : joined);
-		return 0;
-	}
-	return -ENOENT;
+	int err = attach_cmdline__script(cmd, cmd + got, &a, &n);
+	if (err)
+		return err;
+	/* Relative to the target's working directory, then resolved. */
+	char joined[PATH_MAX * 2], real[PATH_MAX];
+	if (a[0] == '/' || !cwd[0])
+		snprintf(joined, sizeof(joined), "%.*s", (int)n, a);
+	else
+		snprintf(joined, sizeof(joined), "%s/%.*s", cwd, (int)n, a);
+	snprintf(buf, cap, "%s", realpath(joined, real) ? real : joined);
+	return 0;
 }

@@ -243,7 +243,8 @@ static int run_detach(const struct args *a)
 {
 	struct inject_opts o = { .no_inject = true, .connect_timeout_ms = 200 };
 	struct inject_session *s = NULL;
-	int err = inject_session__open(a->pid, &o, &s);
+	char why[512] = "";
+	int err = inject_session__open(a->pid, &o, &s, why, sizeof(why));
 
 	if (err == -ENOENT || err == -ECONNREFUSED || err == -ETIMEDOUT) {
 		fprintf(stderr, "suture-attach: pid %d: no suture agent serves this process\n",
@@ -251,7 +252,7 @@ static int run_detach(const struct args *a)
 		return kill(a->pid, 0) && errno == ESRCH ? EXIT_NO_PROCESS : EXIT_NO_AGENT;
 	}
 	if (err) {
-		fprintf(stderr, "suture-attach: %s\n", inject_last_error());
+		fprintf(stderr, "suture-attach: %s\n", why);
 		return exit_for(err, false);
 	}
 	err = inject_session__detach(s);

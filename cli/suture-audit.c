@@ -687,15 +687,15 @@ static int live_open(struct live *l, long pid)
 			prog, pid);
 		return EXIT_NO_AGENT;
 	}
-	r = inject_session__open((pid_t)pid, &o, &l->s);
-	if (r == -EPROTO && strstr(inject_last_error(), "another debugger")) {
+	char why[512] = "";
+	r = inject_session__open((pid_t)pid, &o, &l->s, why, sizeof(why));
+	if (r == -EPROTO && strstr(why, "another debugger")) {
 		/* suture-run or suture-attach --watch holds the agent: ask as an
 		 * auditor (LIST, ROLLBACK only; the debugger stays attached). */
 		o.control = true;
-		r = inject_session__open((pid_t)pid, &o, &l->s);
+		r = inject_session__open((pid_t)pid, &o, &l->s, why, sizeof(why));
 	}
 	if (r) {
-		const char *why = inject_last_error();
 		if (r == -ESRCH || (kill((pid_t)pid, 0) && errno == ESRCH)) {
 			fprintf(stderr, "%s: --pid %ld: no such process\n", prog, pid);
 			return EXIT_NO_PROCESS;
@@ -939,7 +939,7 @@ static int live_main(const char *dir, const char *cmd, long pid, int json, char 
 		live_close(&l);
 		return rc;
 	}
-	r = store__open(dir, rb && !dry ? 0 : STORE_F_RDONLY, &s);
+	r = store__open_print(dir, rb && !dry ? 0 : STORE_F_RDONLY, print_msg, NULL, &s);
 	if (r && r != -ENOENT) {
 		live_close(&l);
 		return EXIT_FAIL;
@@ -975,7 +975,6 @@ int main(int argc, char **argv)
 	char **args;
 	int nargs;
 
-	store__set_print(print_msg, NULL);
 	opterr = 0;
 	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		switch (c) {
@@ -1034,7 +1033,8 @@ int main(int argc, char **argv)
 	if (pid && strcmp(cmd, "explain") != 0)
 		return live_main(dir, cmd, pid, json, args, nargs, all, dry);
 
-	r = store__open(dir, strcmp(cmd, "rollback") == 0 && !dry ? 0 : STORE_F_RDONLY, &s);
+	r = store__open_print(dir, strcmp(cmd, "rollback") == 0 && !dry ? 0 : STORE_F_RDONLY, print_msg,
+			      NULL, &s);
 	if (r == -ENOENT) {
 		fprintf(stderr, "%s: give the store with --store DIR or $" STORE_ENV
 			" (default: ./" STORE_DEFAULT_DIR ")\n", prog);

@@ -2,8 +2,8 @@
  *
  * The child is the interpreter on the script, with libsuture_agent.so in
  * LD_PRELOAD (its constructor starts the agent before Py_Initialize),
- * SUTURE_AGENT_BOOT naming a file that lists the source files with stored
- * patches and SUTURE_AGENT_BOOT_FD one end of a socket pair. The agent's
+ * WIRE_BOOT_ENV_LIST naming a file that lists the source files with stored
+ * patches and WIRE_BOOT_ENV_FD one end of a socket pair (wire/boot.h). The agent's
  * boot hook (agent/boot.c: an audit hook on "exec", which CPython
  * raises with a module's code object right before running its body, for
  * __main__ in run_mod and for imports through builtins.exec) parks the
@@ -22,8 +22,8 @@
  * (a terminal's SIGINT reaches the child directly, being in our process
  * group, and is not sent twice).
  */
-#include "heal/heal.h"
-#include "agent/boot.h"
+#include "heal/heal-priv.h"
+#include "wire/boot.h"
 #include "wire/channel.h"
 #include "inject/inject-priv.h"
 #include "inspect/inspect.h"
@@ -128,10 +128,10 @@ static int boot_list__fill(struct boot_list *bl, const struct heal_run_opts *o, 
 			   bool *written)
 {
 	struct store *st = NULL;
-	store__set_print(store_quiet, NULL);   /* heal__load_tree reports problems */
 	/* Writable (nothing is written here): heal records hit counts
-	 * through it, from the snapshot parsed now (heal__use_store). */
-	int err = store__open(o->store_dir, 0, &st);
+	 * through it, from the snapshot parsed now (heal__use_store). Quiet:
+	 * heal__load_tree reports problems, heal__flush its own failures. */
+	int err = store__open_print(o->store_dir, 0, store_quiet, NULL, &st);
 	if (err == -ENOENT)
 		err = 0;   /* nothing stored yet */
 	if (st) {
@@ -197,8 +197,8 @@ static pid_t start_child(const struct heal_run_opts *o, const char *agent, const
 			/* The boot hook's end of the socketpair survives exec. */
 			fcntl(boot_child_fd, F_SETFD, 0);
 			snprintf(fdv, sizeof(fdv), "%d", boot_child_fd);
-			setenv("SUTURE_AGENT_BOOT", boot, 1);
-			setenv("SUTURE_AGENT_BOOT_FD", fdv, 1);
+			setenv(WIRE_BOOT_ENV_LIST, boot, 1);
+			setenv(WIRE_BOOT_ENV_FD, fdv, 1);
 		}
 		if (ready_child_fd >= 0) {
 			char fdv[16];
@@ -325,14 +325,8 @@ static void sup__boot_answer(struct sup *u)
 		memcpy(u->held, b, n);
 		u->held[n] = 0;
 	}
-	if (!released) {
-		struct wire_buf b = { 0 };
-		struct wire_release r = { u->ev.event_id };
-		wire_msg__encode_release(&b, &r);
-		if (b.err || wire_channel__write_all(u->boot_fd, b.data, b.len))
-			sup__boot_close(u);
-		wire_buf__free(&b);
-	}
+	if (!released && heal_boot__release(u->boot_fd, u->ev.event_id))
+		sup__boot_close(u);
 	if (first)
 		u->t_held_to = mono_ms();   /* with patches: once their answers are read */
 }
@@ -345,19 +339,7 @@ static void sup__boot_answer(struct sup *u)
  * (site's) is reported too, whatever its file, and is held in its place. */
 static void sup__boot_read(struct sup *u)
 {
-	uint8_t hdr[WIRE_HDR_SIZE], *pl = NULL;
-	struct wire_hdr hd;
-	int rc = wire_channel__read_all(u->boot_fd, hdr, sizeof(hdr));
-	if (!rc)
-		rc = wire_msg__decode_hdr(hdr, hdr + sizeof(hdr), &hd);
-	if (!rc && (hd.type != WIRE_MSG_CRASH || !hd.len || !(pl = malloc(hd.len))))
-		rc = -EPROTO;
-	if (!rc)
-		rc = wire_channel__read_all(u->boot_fd, pl, hd.len);
-	if (!rc)
-		rc = wire_msg__decode_crash(pl, pl + hd.len, &u->ev);
-	free(pl);
-	if (rc) {
+	if (heal_boot__next_module(u->boot_fd, &u->ev)) {
 		sup__boot_close(u);   /* EOF: the child is exiting */
 		return;
 	}
@@ -388,12 +370,7 @@ static void sup__boot_read(struct sup *u)
  * reports listed modules only (no first-module hold before the script). */
 static int sup__boot_list_ready(int boot_fd, bool script_listed)
 {
-	struct wire_buf b = { 0 };
-	struct wire_release r = { script_listed ? BOOT_LIST_SCRIPT : BOOT_LIST_ANY };
-	wire_msg__encode_release(&b, &r);
-	int rc = b.err ? b.err : wire_channel__write_all(boot_fd, b.data, b.len);
-	wire_buf__free(&b);
-	return rc;
+	return heal_boot__release(boot_fd, script_listed ? BOOT_LIST_SCRIPT : BOOT_LIST_ANY);
 }
 
 /* How often a long run stores the guard firings received meanwhile. */
@@ -413,6 +390,7 @@ static int supervise(const struct heal_run_opts *o, pid_t pid, int boot_fd, int 
 	bool reaped = false, session_gone = false, ready = false;
 	struct inject_opts io = { .no_inject = true, .connect_timeout_ms = 1, .hits = true };
 	char sock[WIRE_PATH_MAX] = "";
+	char open_err[512] = "";   /* why the last session open failed */
 
 	*healed_now = false;
 	/* How long a held script waits for the agent's session. */
@@ -435,7 +413,7 @@ static int supervise(const struct heal_run_opts *o, pid_t pid, int boot_fd, int 
 			 * sooner. */
 			if (ready && bl->nfiles)
 				sup__heal(&u);
-			if (inject_session__open(pid, &io, &u.s) == 0) {
+			if (inject_session__open(pid, &io, &u.s, open_err, sizeof(open_err)) == 0) {
 				u.t_session = mono_ms();
 				if (o->verbose)
 					fprintf(stderr, "[suture] agent ready in pid %d (%s)\n", (int)pid,
@@ -451,7 +429,7 @@ static int supervise(const struct heal_run_opts *o, pid_t pid, int boot_fd, int 
 				u.s = NULL;
 				if (ready) {   /* it listens, yet refuses us: final */
 					fprintf(stderr, "[suture] pid %d: %s: crashes are not healed\n", (int)pid,
-						inject_last_error());
+						open_err);
 					session_gone = true;
 				}
 			}
@@ -539,7 +517,7 @@ static int supervise(const struct heal_run_opts *o, pid_t pid, int boot_fd, int 
 			break;
 	}
 	if (!reaped && !u.s && !session_gone)
-		fprintf(stderr, "[suture] pid %d: %s\n", (int)pid, inject_last_error());
+		fprintf(stderr, "[suture] pid %d: %s\n", (int)pid, open_err);
 	if (o->verbose || getenv("SUTURE_RUN_TIMING")) {
 		/* Where the start-up time goes (docs/performance.md);
 		 * SUTURE_RUN_TIMING=1 prints it without the rest of --verbose. */

@@ -53,8 +53,8 @@ int heal_watch__run(pid_t pid, const struct heal_watch_opts *o)
 		goto out;
 	}
 	struct inject_opts io = { .agent_path = o->agent_path, .hits = true };
-	if ((rc = inject_session__open(pid, &io, &s))) {
-		fprintf(stderr, "[suture] %s\n", inject_last_error());
+	if ((rc = inject_session__open(pid, &io, &s, err, sizeof(err)))) {
+		fprintf(stderr, "[suture] %s\n", err);
 		goto out;
 	}
 	if (inject_session__watch_mode(s) == WIRE_WATCH_NONE) {

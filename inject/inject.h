@@ -11,7 +11,8 @@
  *
  *   struct inject_session *s;
  *   struct inject_opts o = { .agent_path = NULL };  // defaults
- *   if ((rc = inject_session__open(pid, &o, &s))) { fprintf(stderr, "%s\n", inject_last_error()); ... }
+ *   char err[512];
+ *   if ((rc = inject_session__open(pid, &o, &s, err, sizeof err))) { fprintf(stderr, "%s\n", err); ... }
  *   for (;;) {
  *           struct wire_crash ev;
  *           rc = inject_session__next_event(s, 1000, &ev);
@@ -25,8 +26,8 @@
  *   inject_session__close(s);
  *
  * Errors: 0 or -errno; each failure leaves a one-line message naming the
- * module, the pid and the cause in inject_session__error() (or, for open,
- * inject_last_error()). -ECONNREFUSED/-ENOENT: no agent serves the pid;
+ * module, the pid and the cause in inject_session__error() (for open, in
+ * its err buffer, as inspect_proc__open does). -ECONNREFUSED/-ENOENT: no agent serves the pid;
  * -EPERM: the channel directory or peer failed the ownership checks;
  * -EPROTO: the agent answered something malformed or unexpected;
  * -EPIPE: the agent closed the channel (target exited or agent detached);
@@ -79,13 +80,13 @@ enum inject_how {
 	INJECT_HOW_RESTARTED = 2,  /* mapped but detached: remote suture_agent_start() */
 };
 
-int inject_session__open(pid_t pid, const struct inject_opts *opts, struct inject_session **out);
+/* On failure err (errlen bytes, may be 0) gets the message, *out NULL. */
+int inject_session__open(pid_t pid, const struct inject_opts *opts, struct inject_session **out,
+			 char *err, size_t errlen);
 /* Accepts NULL. Closing without detach leaves the agent watching, idle
  * (parked threads are released at once: the agent sees EOF). */
 void inject_session__close(struct inject_session *s);
 const char *inject_session__error(const struct inject_session *s);
-/* The message of the last failed inject_session__open in this thread. */
-const char *inject_last_error(void);
 
 pid_t inject_session__pid(const struct inject_session *s);
 enum inject_how inject_session__how(const struct inject_session *s);

@@ -34,29 +34,20 @@ struct inject_session {
 	char err[512];
 };
 
-static __thread char last_error[512];
-
-const char *inject_last_error(void)
-{
-	return last_error;
-}
-
+static int fail(struct inject_session *s, int rc, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
 static int fail(struct inject_session *s, int rc, const char *fmt, ...)
 {
 	va_list ap;
-	char *dst = s ? s->err : last_error;
-	size_t cap = s ? sizeof s->err : sizeof last_error;
 	va_start(ap, fmt);
-	vsnprintf(dst, cap, fmt, ap);
+	vsnprintf(s->err, sizeof s->err, fmt, ap);
 	va_end(ap);
-	if (s)
-		snprintf(last_error, sizeof last_error, "%s", s->err);
 	return rc;
 }
 
 const char *inject_session__error(const struct inject_session *s)
 {
-	return s ? s->err : last_error;
+	return s ? s->err : "";
 }
 
 pid_t inject_session__pid(const struct inject_session *s) { return s->pid; }
@@ -339,7 +330,8 @@ static int connect_wait(pid_t pid, uint32_t timeout_ms, int *fd, char *err, size
 	}
 }
 
-int inject_session__open(pid_t pid, const struct inject_opts *opts, struct inject_session **out)
+int inject_session__open(pid_t pid, const struct inject_opts *opts, struct inject_session **out,
+			 char *err, size_t errlen)
 {
 	struct inject_opts dflt = { 0 };
 	const struct inject_opts *o = opts ? opts : &dflt;
@@ -348,8 +340,10 @@ int inject_session__open(pid_t pid, const struct inject_opts *opts, struct injec
 	int rc;
 
 	*out = NULL;
-	if (!s)
-		return fail(NULL, -ENOMEM, "inject: pid %d: out of memory", (int)pid);
+	if (!s) {
+		snprintf(err, errlen, "inject: pid %d: out of memory", (int)pid);
+		return -ENOMEM;
+	}
 	s->pid = pid;
 	s->fd = -1;
 	s->how = INJECT_HOW_CONNECTED;
@@ -365,18 +359,13 @@ int inject_session__open(pid_t pid, const struct inject_opts *opts, struct injec
 						  sizeof s->err);
 		}
 	}
-	if (rc) {
-		fail(NULL, rc, "%s", s->err);
+	if (rc || (rc = handshake(s, o)))
 		goto fail;
-	}
-	if ((rc = handshake(s, o))) {
-		snprintf(last_error, sizeof last_error, "%s", s->err);
-		goto fail;
-	}
 	s->timings.open_ns = inject__now_ns() - t0;
 	*out = s;
 	return 0;
 fail:
+	snprintf(err, errlen, "%s", s->err);
 	inject_session__close(s);
 	return rc;
 }

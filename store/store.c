@@ -45,6 +45,9 @@ struct store {
 		struct timespec mtim, ctim;
 	} idx_id;
 	char err[STORE_ERR_MAX];
+	/* Where messages go (store__open_print): the caller's. */
+	store_print_fn print;
+	void *print_ctx;
 };
 
 static struct file_id file_id_of(const struct stat *st)
@@ -80,20 +83,8 @@ static void print_default(const char *msg, void *ctx)
 	fprintf(stderr, "%s\n", msg);
 }
 
-static store_print_fn print_fn = print_default;
-static void *print_ctx;
-
-store_print_fn store__set_print(store_print_fn fn, void *ctx)
-{
-	store_print_fn old = print_fn;
-
-	print_fn = fn ? fn : print_default;
-	print_ctx = fn ? ctx : NULL;
-	return old;
-}
-
-/* Report "store: <object>: <cause>"; keep it in s->err if there is a handle.
- * Returns err so callers can "return fail(...)". */
+/* Report "store: <object>: <cause>" through s's print function and keep
+ * it in s->err. Returns err so callers can "return fail(...)". */
 static int fail(struct store *s, int err, const char *obj, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
 static int fail(struct store *s, int err, const char *obj, const char *fmt, ...)
@@ -107,14 +98,12 @@ static int fail(struct store *s, int err, const char *obj, const char *fmt, ...)
 	va_end(ap);
 	if (n < 0 || asprintf(&msg, "store: %s: %s", obj, cause) < 0) {
 		msg = NULL;
-		if (s)
-			snprintf(s->err, sizeof(s->err), "store: %s: out of memory", obj);
-		print_fn(s ? s->err : "store: out of memory", print_ctx);
+		snprintf(s->err, sizeof(s->err), "store: %s: out of memory", obj);
+		s->print(s->err, s->print_ctx);
 		goto out;
 	}
-	if (s)
-		snprintf(s->err, sizeof(s->err), "%s", msg);
-	print_fn(msg, print_ctx);
+	snprintf(s->err, sizeof(s->err), "%s", msg);
+	s->print(msg, s->print_ctx);
 out:
 	if (n >= 0)
 		free(cause);
@@ -509,6 +498,12 @@ out:
 
 int store__open(const char *path, unsigned flags, struct store **out)
 {
+	return store__open_print(path, flags, NULL, NULL, out);
+}
+
+int store__open_print(const char *path, unsigned flags, store_print_fn fn, void *ctx,
+		      struct store **out)
+{
 	struct store *s;
 	int r;
 
@@ -517,8 +512,18 @@ int store__open(const char *path, unsigned flags, struct store **out)
 		path = getenv(STORE_ENV);
 	if (!path || !*path)
 		path = STORE_DEFAULT_DIR;
-	if (!(s = calloc(1, sizeof(*s))))
-		return fail(NULL, -ENOMEM, path, "out of memory");
+	if (!fn) {
+		fn = print_default;
+		ctx = NULL;
+	}
+	if (!(s = calloc(1, sizeof(*s)))) {
+		char msg[STORE_ERR_MAX];
+		snprintf(msg, sizeof(msg), "store: %s: out of memory", path);
+		fn(msg, ctx);
+		return -ENOMEM;
+	}
+	s->print = fn;
+	s->print_ctx = ctx;
 	s->dirfd = -1;
 	s->lockfd = -1;
 	s->flags = flags;

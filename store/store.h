@@ -35,8 +35,8 @@
  * Errors: functions return 0 or -errno; a pointer return gives NULL. Every
  * failure produces one message naming the module, the object and the cause,
  * "store: /x/.suture/index.json: patches[2].line: expected an integer",
- * passed to the print function (store__set_print(), default: stderr) and
- * kept as the handle's last error (store__error()). Meanings:
+ * passed to the handle's print function (store__open_print(), default:
+ * stderr) and kept as the handle's last error (store__error()). Meanings:
  *   -ENOENT     no such store directory (without STORE_F_CREATE) / no such patch
  *   -ENOTDIR    the store path (or code/) is not a directory
  *   -EPERM      the store (directory, index, lock, code/ or a code file) is
@@ -141,6 +141,13 @@ enum {
  * directory's owner and mode, and reads and validates the index (a missing
  * index is an empty store). */
 int store__open(const char *path, unsigned flags, struct store **out);
+/* Messages: fn gets one line without a trailing newline. */
+typedef void (*store_print_fn)(const char *msg, void *ctx);
+/* store__open whose messages (its own failure's too) go to fn (NULL:
+ * stderr, followed by a newline) instead; ctx is the caller's and must
+ * outlive the handle: nothing else holds it. */
+int store__open_print(const char *path, unsigned flags, store_print_fn fn, void *ctx,
+		      struct store **out);
 /* Accepts NULL. */
 void store__close(struct store *s);
 
@@ -268,10 +275,5 @@ int64_t store__now(void);
 int store__format_time(int64_t t, char *buf, size_t size);
 /* Parse exactly that form; -EINVAL otherwise. */
 int store__parse_time(const char *text, int64_t *out);
-
-/* Messages: fn gets one line without a trailing newline. NULL restores the
- * default (stderr, followed by a newline). Returns the previous function. */
-typedef void (*store_print_fn)(const char *msg, void *ctx);
-store_print_fn store__set_print(store_print_fn fn, void *ctx);
 
 #endif

@@ -208,8 +208,9 @@ int main(int argc, char **argv)
 	char **rest = argv + optind + 2;
 	int nrest = argc - optind - 2;
 
-	if ((rc = inject_session__open(pid, &o, &s))) {
-		fprintf(stderr, "open: %s (%s)\n", inject_last_error(), strerror(-rc));
+	char err[512] = "";
+	if ((rc = inject_session__open(pid, &o, &s, err, sizeof(err)))) {
+		fprintf(stderr, "open: %s (%s)\n", err, strerror(-rc));
 		return 2;
 	}
 	struct inject_timings tm;

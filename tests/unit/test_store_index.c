@@ -64,12 +64,12 @@ Test(store_index, every_field_round_trips_through_disk)
 	b.target = "'total: ' + n";
 	b.anchor_offset = 0;
 	b.ttl_days = STORE_MAX_TTL_DAYS;
-	cr_assert_eq(store__open(dir, STORE_F_CREATE, &s), 0, "%s", last_msg);
+	cr_assert_eq(open_capturing(dir, STORE_F_CREATE, &s), 0, "%s", last_msg);
 	cr_assert_eq(store__add(s, &a), 0, "%s", last_msg);
 	cr_assert_eq(store__add(s, &b), 0, "%s", last_msg);
 	store__close(s);
 
-	cr_assert_eq(store__open(dir, STORE_F_RDONLY, &s), 0, "%s", last_msg);
+	cr_assert_eq(open_capturing(dir, STORE_F_RDONLY, &s), 0, "%s", last_msg);
 	cr_assert_eq(store__count(s), 2);
 	cr_assert_not_null(got = store__find(s, a.name));
 	assert_same(got, &a);
@@ -134,7 +134,7 @@ Test(store_index, defaults_fill_created_and_ttl)
 	tmp_store(dir, sizeof(dir));
 	a.created = 0;
 	a.ttl_days = 0;
-	cr_assert_eq(store__open(dir, STORE_F_CREATE, &s), 0);
+	cr_assert_eq(open_capturing(dir, STORE_F_CREATE, &s), 0);
 	cr_assert_eq(store__add(s, &a), 0);
 	cr_assert_geq(store__find(s, "a")->created, before);
 	cr_assert_leq(store__find(s, "a")->created, store__now());
@@ -150,7 +150,7 @@ Test(store_index, add_replaces_by_name)
 	struct store *s;
 
 	tmp_store(dir, sizeof(dir));
-	cr_assert_eq(store__open(dir, STORE_F_CREATE, &s), 0);
+	cr_assert_eq(open_capturing(dir, STORE_F_CREATE, &s), 0);
 	cr_assert_eq(store__add(s, &a), 0);
 	a.fallback = "60";
 	cr_assert_eq(store__add(s, &a), 0);
@@ -167,7 +167,7 @@ Test(store_index, invalid_patches_are_refused)
 	struct store_patch p;
 
 	tmp_store(dir, sizeof(dir));
-	cr_assert_eq(store__open(dir, STORE_F_CREATE, &s), 0);
+	cr_assert_eq(open_capturing(dir, STORE_F_CREATE, &s), 0);
 	p = full_patch("has space");
 	cr_assert_eq(store__add(s, &p), -EINVAL);
 	cr_assert(strstr(last_msg, "name: contains a space"), "%s", last_msg);
@@ -272,7 +272,7 @@ static void expect_refused(const char *text, size_t len, const char *cause)
 	cr_assert_eq(mkdir(dir, 0700), 0);
 	snprintf(index, sizeof(index), "%s/index.json", dir);
 	write_file(index, text, len);
-	r = store__open(dir, STORE_F_CREATE, &s);
+	r = open_capturing(dir, STORE_F_CREATE, &s);
 	cr_assert_eq(r, -EBADMSG, "open gave %d for %s", r, cause);
 	cr_assert_null(s);
 	cr_assert(strncmp(last_msg, "store: ", 7) == 0, "%s", last_msg);
@@ -297,7 +297,7 @@ Test(store_corrupt, truncated)
 
 	/* A real index cut at every tenth byte. */
 	tmp_store(dir, sizeof(dir));
-	cr_assert_eq(store__open(dir, STORE_F_CREATE, &s), 0);
+	cr_assert_eq(open_capturing(dir, STORE_F_CREATE, &s), 0);
 	cr_assert_eq(store__add(s, &p), 0);
 	store__close(s);
 	snprintf(index, sizeof(index), "%s/index.json", dir);
@@ -458,7 +458,7 @@ Test(store_corrupt, writes_refused_while_corrupt)
 	/* The store was fine when opened, then the index broke: every change
 	 * re-reads under the lock, so it must fail and leave the file alone. */
 	tmp_store(dir, sizeof(dir));
-	cr_assert_eq(store__open(dir, STORE_F_CREATE, &s), 0);
+	cr_assert_eq(open_capturing(dir, STORE_F_CREATE, &s), 0);
 	cr_assert_eq(store__add(s, &p), 0);
 	snprintf(index, sizeof(index), "%s/index.json", dir);
 	write_file(index, junk, strlen(junk));

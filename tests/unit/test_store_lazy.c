@@ -10,7 +10,7 @@ static struct store *fresh(char *dir, size_t size)
 	struct store *s;
 
 	tmp_store(dir, size);
-	cr_assert_eq(store__open(dir, STORE_F_CREATE, &s), 0, "%s", last_msg);
+	cr_assert_eq(open_capturing(dir, STORE_F_CREATE, &s), 0, "%s", last_msg);
 	return s;
 }
 
@@ -25,14 +25,14 @@ Test(store_lazy, hits_land_on_the_stored_index)
 	cr_assert_eq(store__add_many(s, p, 2), 0);
 	store__close(s);
 
-	cr_assert_eq(store__open(dir, STORE_F_LAZY, &s), 0, "%s", last_msg);
+	cr_assert_eq(open_capturing(dir, STORE_F_LAZY, &s), 0, "%s", last_msg);
 	cr_assert_eq(store__count(s), 0, "a lazy open reads no index");
 	cr_assert_eq(store__record_hits(s, names, 3, 2000000100, &missing), 0, "%s", last_msg);
 	cr_assert_eq(missing, 0);
 	cr_assert_eq(store__count(s), 2, "the change read the index");
 	store__close(s);
 
-	cr_assert_eq(store__open(dir, STORE_F_RDONLY, &s), 0, "%s", last_msg);
+	cr_assert_eq(open_capturing(dir, STORE_F_RDONLY, &s), 0, "%s", last_msg);
 	cr_assert_eq(store__count(s), 2, "no patch lost");
 	cr_assert_eq(store__find(s, "a")->hits, 44);
 	cr_assert_eq(store__find(s, "b")->hits, 43);
@@ -55,7 +55,7 @@ Test(store_lazy, corrupt_index_refused_by_the_change_and_kept)
 	fputs(junk, f);
 	fclose(f);
 
-	cr_assert_eq(store__open(dir, STORE_F_LAZY, &s), 0, "the lazy open does not look: %s", last_msg);
+	cr_assert_eq(open_capturing(dir, STORE_F_LAZY, &s), 0, "the lazy open does not look: %s", last_msg);
 	cr_assert_neq(store__record_hits(s, names, 1, 2000000100, NULL), 0, "a corrupt index is refused");
 	store__close(s);
 	f = fopen(path, "r");

@@ -13,7 +13,7 @@ static struct store *fresh(char *dir, size_t size)
 	struct store *s;
 
 	tmp_store(dir, size);
-	cr_assert_eq(store__open(dir, STORE_F_CREATE, &s), 0, "%s", last_msg);
+	cr_assert_eq(open_capturing(dir, STORE_F_CREATE, &s), 0, "%s", last_msg);
 	return s;
 }
 
@@ -51,7 +51,7 @@ Test(store_ttl, expiry_is_judged_at_read_time)
 	store__close(s);
 
 	/* The index never stores "expired": an old file cannot revive it. */
-	cr_assert_eq(store__open(dir, STORE_F_RDONLY, &s), 0);
+	cr_assert_eq(open_capturing(dir, STORE_F_RDONLY, &s), 0);
 	cr_assert_eq(store__find(s, "a")->status, STORE_STATUS_ACTIVE);
 	cr_assert_eq(store_patch__status(store__find(s, "a"), store__now()), STORE_STATUS_EXPIRED);
 	store__close(s);
@@ -77,7 +77,7 @@ Test(store_stale, mark_stale_and_active)
 	cr_assert_null(store_iter__next(&it));
 
 	/* Another handle sees it after reload. */
-	cr_assert_eq(store__open(dir, 0, &other), 0);
+	cr_assert_eq(open_capturing(dir, 0, &other), 0);
 	cr_assert_eq(store__find(other, "a")->status, STORE_STATUS_STALE);
 	cr_assert_eq(store__mark_active(other, "a"), 0);
 	cr_assert_null(store__find(other, "a")->stale_reason);
@@ -107,7 +107,7 @@ Test(store_rollback, by_name_and_all)
 	cr_assert(strstr(last_msg, "no patch named \"b\""), "%s", last_msg);
 	store__close(s);
 
-	cr_assert_eq(store__open(dir, 0, &s), 0);
+	cr_assert_eq(open_capturing(dir, 0, &s), 0);
 	cr_assert_eq(store__count(s), 2);
 	cr_assert_not_null(store__find(s, "a"));
 	cr_assert_not_null(store__find(s, "c"));
@@ -117,7 +117,7 @@ Test(store_rollback, by_name_and_all)
 	cr_assert_eq(store__remove_all(s, &n), 0);
 	cr_assert_eq(n, 0);
 	store__close(s);
-	cr_assert_eq(store__open(dir, 0, &s), 0);
+	cr_assert_eq(open_capturing(dir, 0, &s), 0);
 	cr_assert_eq(store__count(s), 0);
 	store__close(s);
 	rm_tree(dir);
@@ -179,7 +179,7 @@ Test(store_hits, add_hits_adds_counts)
 	struct store_hit_count w = { "a", 2, 2000000050 };
 	cr_assert_eq(store__add_hits(s, &w, 1, NULL), 0);
 	store__close(s);
-	cr_assert_eq(store__open(dir, STORE_F_RDONLY, &check), 0);
+	cr_assert_eq(open_capturing(dir, STORE_F_RDONLY, &check), 0);
 	cr_assert_eq(store__find(check, "a")->hits, 5);
 	cr_assert_eq(store__find(check, "a")->last_hit, 2000000050);
 	store__close(check);
@@ -203,7 +203,7 @@ Test(store_hits, snapshot_reused_only_while_the_file_is_unchanged)
 		cr_assert_eq(store__record_hit(s, "a", 2000000000 + i), 0);
 	cr_assert_eq(store__find(s, "a")->hits, 4);
 	/* Another writer replaces the file with one of the same size. */
-	cr_assert_eq(store__open(dir, 0, &other), 0);
+	cr_assert_eq(open_capturing(dir, 0, &other), 0);
 	cr_assert_eq(store__record_hit(other, "b", 2000000000), 0);
 	cr_assert_eq(store__find(other, "b")->hits, 2);
 	store__close(other);
@@ -212,7 +212,7 @@ Test(store_hits, snapshot_reused_only_while_the_file_is_unchanged)
 	cr_assert_eq(store__find(s, "a")->hits, 5);
 	cr_assert_eq(store__find(s, "b")->hits, 2, "a stale snapshot overwrote another writer");
 	store__close(s);
-	cr_assert_eq(store__open(dir, STORE_F_RDONLY, &check), 0);
+	cr_assert_eq(open_capturing(dir, STORE_F_RDONLY, &check), 0);
 	cr_assert_eq(store__find(check, "a")->hits, 5);
 	cr_assert_eq(store__find(check, "b")->hits, 2);
 	cr_assert_eq(store__find(check, "a")->last_hit, 2000000009);
@@ -282,7 +282,7 @@ Test(store_dir, created_0700_and_default_path)
 		char slash[300];
 
 		snprintf(slash, sizeof(slash), "%s//", dir);
-		cr_assert_eq(store__open(slash, 0, &s), 0);
+		cr_assert_eq(open_capturing(slash, 0, &s), 0);
 		cr_assert_str_eq(store__path(s), dir);
 		store__close(s);
 	}
@@ -291,12 +291,12 @@ Test(store_dir, created_0700_and_default_path)
 	cr_assert_not_null(getcwd(cwd, sizeof(cwd)));
 	cr_assert_eq(chdir(dir), 0);
 	unsetenv(STORE_ENV);
-	cr_assert_eq(store__open(NULL, STORE_F_CREATE, &s), 0);
+	cr_assert_eq(open_capturing(NULL, STORE_F_CREATE, &s), 0);
 	cr_assert_str_eq(store__path(s), ".suture");
 	store__close(s);
 	cr_assert_eq(stat(".suture", &st), 0);
 	setenv(STORE_ENV, "elsewhere", 1);
-	cr_assert_eq(store__open(NULL, STORE_F_CREATE, &s), 0);
+	cr_assert_eq(open_capturing(NULL, STORE_F_CREATE, &s), 0);
 	cr_assert_str_eq(store__path(s), "elsewhere");
 	cr_assert_str_eq(store__index_path(s), "elsewhere/index.json");
 	store__close(s);
@@ -310,12 +310,12 @@ Test(store_dir, missing_store)
 	struct store *s = (struct store *)1;
 
 	tmp_store(dir, sizeof(dir));
-	cr_assert_eq(store__open(dir, 0, &s), -ENOENT);
+	cr_assert_eq(open_capturing(dir, 0, &s), -ENOENT);
 	cr_assert_null(s);
 	cr_assert(strstr(last_msg, "no such store"), "%s", last_msg);
 	cr_assert(strstr(last_msg, dir), "%s", last_msg);
 	/* RDONLY never creates. */
-	cr_assert_eq(store__open(dir, STORE_F_CREATE | STORE_F_RDONLY, &s), -ENOENT);
+	cr_assert_eq(open_capturing(dir, STORE_F_CREATE | STORE_F_RDONLY, &s), -ENOENT);
 	rm_tree(dir);
 }
 
@@ -326,7 +326,7 @@ Test(store_dir, not_a_directory)
 
 	tmp_store(dir, sizeof(dir));
 	write_file(dir, "x", 1);
-	cr_assert_eq(store__open(dir, STORE_F_CREATE, &s), -ENOTDIR);
+	cr_assert_eq(open_capturing(dir, STORE_F_CREATE, &s), -ENOTDIR);
 	cr_assert(strstr(last_msg, "not a directory"), "%s", last_msg);
 	rm_tree(dir);
 }
@@ -335,7 +335,7 @@ static void expect_perm_refused(const char *dir, const char *what)
 {
 	struct store *s = NULL;
 
-	cr_assert_eq(store__open(dir, 0, &s), -EPERM, "%s not refused", what);
+	cr_assert_eq(open_capturing(dir, 0, &s), -EPERM, "%s not refused", what);
 	cr_assert_null(s);
 	cr_assert(strstr(last_msg, what), "expected \"%s\" in %s", what, last_msg);
 }
@@ -356,9 +356,9 @@ Test(store_perm, group_or_world_writable_directory_refused)
 	cr_assert_eq(chmod(dir, 01777), 0);
 	expect_perm_refused(dir, "world writable (mode 1777)");
 	/* Read-only use is refused too: others could have written anything. */
-	cr_assert_eq(store__open(dir, STORE_F_RDONLY, &s), -EPERM);
+	cr_assert_eq(open_capturing(dir, STORE_F_RDONLY, &s), -EPERM);
 	cr_assert_eq(chmod(dir, 0755), 0);
-	cr_assert_eq(store__open(dir, STORE_F_RDONLY, &s), 0);
+	cr_assert_eq(open_capturing(dir, STORE_F_RDONLY, &s), 0);
 	store__close(s);
 	rm_tree(dir);
 }
@@ -377,7 +377,7 @@ Test(store_perm, writable_index_or_lock_refused)
 	expect_perm_refused(dir, "index.json: group writable (mode 0620)");
 	cr_assert_eq(chmod(index, 0600), 0);
 	cr_assert_eq(chmod(lock, 0666), 0);
-	cr_assert_eq(store__open(dir, 0, &s), 0);
+	cr_assert_eq(open_capturing(dir, 0, &s), 0);
 	p.name = "b";
 	cr_assert_eq(store__add(s, &p), -EPERM);
 	cr_assert(strstr(last_msg, "lock: world writable"), "%s", last_msg);
@@ -428,7 +428,7 @@ Test(store_dir, read_only_handle_never_writes)
 
 	store__close(s);
 	snprintf(lock, sizeof(lock), "%s/lock", dir);
-	cr_assert_eq(store__open(dir, STORE_F_RDONLY, &s), 0);
+	cr_assert_eq(open_capturing(dir, STORE_F_RDONLY, &s), 0);
 	cr_assert_eq(store__add(s, &p), -EROFS);
 	cr_assert_eq(store__remove_all(s, NULL), -EROFS);
 	cr_assert_neq(stat(lock, &st), 0);
@@ -446,7 +446,7 @@ static void child_adds(const char *dir, int id)
 	struct store *s;
 	char name[64];
 
-	if (store__open(dir, STORE_F_CREATE, &s))
+	if (open_capturing(dir, STORE_F_CREATE, &s))
 		_exit(10);
 	for (int i = 0; i < NEACH; i++) {
 		struct store_patch p = full_patch(name);
@@ -487,7 +487,7 @@ Test(store_concurrency, writers_lose_nothing, .timeout = 60)
 		cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0,
 			  "child %d: status %#x: %s", i, status, last_msg);
 	}
-	cr_assert_eq(store__open(dir, STORE_F_RDONLY, &s), 0);
+	cr_assert_eq(open_capturing(dir, STORE_F_RDONLY, &s), 0);
 	cr_assert_eq(store__count(s), NPROC * NEACH + 1);
 	for (int i = 0; i < NPROC; i++) {
 		for (int j = 0; j < NEACH; j++) {

@@ -414,3 +414,26 @@ Test(store_unique, racing_heals_of_one_name_keep_every_patch, .timeout = 120)
 		rm_tree(dir);
 	}
 }
+
+/* Names already on disk must not change between versions: the @hash is the
+ * low 32 bits of FNV-1a 64 over program then Python version. */
+Test(store_unique, hash_suffix_is_pinned)
+{
+	char dir[256], name[STORE_NAME_MAX + 1];
+	struct store *s = fresh(dir, sizeof(dir));
+	struct store_patch p = full_patch(name);
+
+	p.program = "/srv/other.py";
+	snprintf(name, sizeof(name), "app.Loader.load:12:key_guard");
+	cr_assert_eq(store__add_unique(s, &p, name, sizeof(name)), 0);
+	p.program = "/srv/app.py";
+	snprintf(name, sizeof(name), "app.Loader.load:12:key_guard");
+	cr_assert_eq(store__add_unique(s, &p, name, sizeof(name)), 0);
+	cr_assert_str_eq(name, "app.Loader.load:12:key_guard@f71bc29d");
+	p.python_version = "3.11.4";
+	snprintf(name, sizeof(name), "app.Loader.load:12:key_guard");
+	cr_assert_eq(store__add_unique(s, &p, name, sizeof(name)), 0);
+	cr_assert_str_eq(name, "app.Loader.load:12:key_guard@f71bb86b");
+	store__close(s);
+	rm_tree(dir);
+}

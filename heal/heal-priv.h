@@ -1,0 +1,304 @@
+/* heal/: private declarations shared by the module's files (README.md
+ * says which file does what). */
+#ifndef SUTURE_HEAL_PRIV_H
+#define SUTURE_HEAL_PRIV_H
+
+#include "heal/heal.h"
+#include "inspect/inspect.h"
+#include "rewrite/guard.h"
+#include "store/store.h"
+#include "wire/msg.h"
+
+#include <limits.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define CO_OPTIMIZED 0x1
+
+/* ---- page cache (pages.c) ----
+ *
+ * A page cache over inspect's reader: reading a code object touches many
+ * small objects that sit on a few pages (one process_vm_readv a page
+ * instead of one a field). Valid only while the target cannot change what
+ * we read: it is filled while a crashing thread or an importing module is
+ * parked, and dropped after every patch we install and at the end of each
+ * event. Direct-mapped. */
+#define HEAL_PAGE 4096u
+#define HEAL_NPAGES 128u
+
+struct heal_pages {
+	const struct inspect_reader *under;
+	bool on;
+	uint64_t tag[HEAL_NPAGES];     /* page address + 1; 0 = empty */
+	uint8_t (*data)[HEAL_PAGE];    /* NULL: every read goes to under */
+};
+
+/* view becomes a reader like under whose reads go through pc (while
+ * pc->on). Without memory for the pages it reads directly. */
+void heal_pages__init(struct heal_pages *pc, const struct inspect_reader *under,
+		      struct inspect_reader *view);
+void heal_pages__drop(struct heal_pages *pc);
+void heal_pages__free(struct heal_pages *pc);   /* accepts a zeroed one */
+
+/* ---- patch senders (send.c) ----
+ *
+ * How a PATCH reaches the agent, whatever the transport: the live session
+ * (inject/, one patch and its answer at a time) or the agent's boot hook
+ * (a socket of its own, wire/boot.h, where patches are pipelined). The
+ * caller posts patches, flushes, and collects the answers in posting
+ * order; chunk and inflight say how the caller may pipeline: flush once
+ * `chunk` patches are posted, and keep at most `inflight` written ones
+ * unanswered (so neither side blocks on a full socket buffer). */
+struct heal_sender;
+
+struct heal_sender_ops {
+	/* Hand p over (its request id is assigned here): written at once or
+	 * queued. 0, or -errno with why: not sent (-EPIPE: the agent is gone). */
+	int (*post)(struct heal_sender *sd, const struct wire_patch *p, char *why, size_t cap);
+	/* Write what is queued. last: the final write of a load (the boot
+	 * sender puts the hook's RELEASE behind the patches). 0 or -EPIPE. */
+	int (*flush)(struct heal_sender *sd, bool last);
+	/* The answer to the oldest patch posted and not collected yet. 0 with
+	 * *res (res->status: whether the agent installed it), or -errno with
+	 * why: the transport failed (-EPIPE: the agent is gone). */
+	int (*collect)(struct heal_sender *sd, struct wire_patch_result *res, char *why, size_t cap);
+};
+
+struct heal_sender {
+	const struct heal_sender_ops *ops;
+	size_t chunk, inflight;
+};
+
+/* The live session: post sends and waits (inject_session__send_patch,
+ * which keeps crash reports arriving meanwhile); chunk 1, inflight 0. */
+struct heal_session_sender {
+	struct heal_sender base;
+	struct inject_session *s;      /* NULL: post fails with -ENOTCONN */
+	bool have;                     /* an answer not collected yet */
+	struct wire_patch_result res;
+};
+
+/* The boot hook's socket, while it holds a module: PATCH frames are
+ * queued and written in one go (the parked importer wakes once for them
+ * all); the hook answers each in order. */
+struct heal_boot_sender {
+	struct heal_sender base;
+	int fd;
+	uint64_t next_request, next_answer;
+	struct wire_buf posted;
+	uint64_t release;              /* the module's event id, RELEASEd behind
+					* the last patches (0: none) */
+	bool released;                 /* ... and it went out */
+};
+
+void heal_sender__session(struct heal_session_sender *ss, struct inject_session *s);
+void heal_sender__boot(struct heal_boot_sender *b, int fd, uint64_t release);
+void heal_sender__boot_free(struct heal_boot_sender *b);
+
+/* The boot socket as suture-run's supervisor speaks it (wire/boot.h): the
+ * hook's report of a module about to run (any other frame: -EPROTO; EOF:
+ * -EPIPE), and a RELEASE (the list mode before any report, or a module's
+ * event id). 0 or -errno. */
+int heal_boot__next_module(int fd, struct wire_crash *ev);
+int heal_boot__release(int fd, uint64_t event_id);
+
+/* ---- names (names.c): pure functions of their inputs ---- */
+
+/* Copy src into dst[cap], truncated, always terminated. */
+void heal_names__copy(char *dst, size_t cap, const char *src);
+/* The last component of path. */
+const char *heal_names__base(const char *path);
+/* co_filename as a path: "<...>" and "" as they are, absolute as it is,
+ * relative joined to cwd (unless cwd is ""). */
+void heal_names__join(const char *cwd, const char *file, char *out, size_t cap);
+/* The store's key for a file: heal_names__join, resolved by realpath when
+ * it exists. */
+void heal_names__file_key(const char *cwd, const char *file, char *out, size_t cap);
+/* The module a file is: "__main__" for the program itself (program may be
+ * NULL), a package's directory name for its __init__, else the file's
+ * name without its extension ("?" if empty). */
+void heal_names__module(const char *program, const char *absfile, char *out, size_t cap);
+
+/* ---- stored specs (spec.c) ---- */
+
+/* A stored patch of this program, copied out of the store. */
+struct spec {
+	char *name, *guard, *qualname, *file, *target, *fallback, *code_id, *window;
+	uint32_t anchor;
+	int line;
+	int first_line;       /* co_firstlineno of the function it was made for */
+	enum store_verdict verdict;
+	int64_t expires;
+	bool done;            /* applied, or reported */
+	/* A function of its qualname and file was seen, but at another first
+	 * line: a sibling of the same name (a property's getter and setter
+	 * are both "C.x") may still take it; specs__sweep decides at the end. */
+	bool seen;
+};
+
+/* The patches of program under python_version (those of another Python
+ * left out), copied from st. 0 or -ENOMEM. */
+int heal_specs__from(const struct store *st, const char *program, const char *python_version,
+		     struct spec **out, size_t *n);
+void heal_specs__free(struct spec *v, size_t n);
+/* Whether s, not applied or reported yet, is for the function qualname of
+ * file (the store's file key). */
+bool heal_spec__for(const struct spec *s, const char *qualname, const char *file);
+/* ... and may be applied to its live code whose identity is code_id (not
+ * marked stale). */
+bool heal_spec__applies(const struct spec *s, const char *qualname, const char *file,
+			const char *code_id);
+/* Whether a spec still waiting may be for the code named qualname or for
+ * code nested in it ("C.m" for "C.m.<locals>.<listcomp>", not "C.mm"):
+ * qualname was read into cap bytes, and one that may have been cut short
+ * is wanted (its code is looked at whole). */
+bool heal_specs__wanted(const struct spec *v, size_t nv, const char *qualname, size_t cap);
+
+/* ---- the pipeline's state ---- */
+
+/* A patch posted while loading whose answer is still to be read. */
+struct pend {
+	struct spec *s;
+	char qualname[256], base[128];
+};
+
+/* A code object we replaced, and where its guard's fallback starts: a
+ * frame that kept the original (it could not take the new code while
+ * suspended) may still crash there, and be resumed in flight then. */
+struct heal_patched {
+	uint64_t code_addr;
+	uint32_t offset, fallback_unit, base_depth;
+	/* The name persist() stored it under (it may differ from the agent's
+	 * name for it: "#anchor", "@hash"), for its HITS; empty: not stored. */
+	char *stored;
+};
+
+/* Firings received from the agent, not stored yet. */
+struct heal_hit {
+	char *name;
+	uint64_t count;
+	int64_t last;
+};
+
+struct heal {
+	struct inspect_proc *ip;
+	const struct inspect_reader *r;
+	struct inspect_reader cached;
+	struct heal_pages pages;
+	struct inject_session *s;
+	struct heal_session_sender sess;        /* s, as a patch sender */
+	struct heal_sender *send;               /* where patches go now: &sess.base,
+						 * or a boot hook's while it loads */
+	struct heal_opts o;
+	char program[PATH_MAX];
+	FILE *log;
+	pid_t pid;
+	char cwd[PATH_MAX];
+	char pyver[16];
+	struct heal_stats st;
+	char err[512];
+	/* Code objects this session replaced: a second thread that crashed at
+	 * the same site before the patch landed reports the old code again. */
+	struct heal_patched *patched;
+	size_t npatched, cappatched;
+	char key_of[PATH_MAX], key[PATH_MAX];   /* heal__file_key's last answer */
+	double t_walk, t_read, t_synth, t_send; /* load times, for --verbose */
+	struct pend *pend;                      /* posted, not answered yet */
+	size_t npend, cappend;
+	size_t pend_read;                       /* ... of which answered (read) */
+	size_t pend_sent;                       /* ... of which flushed */
+	struct heal_hit *hits;                  /* guard firings not yet stored */
+	size_t nhits;
+	/* heal__load_live: the live code may carry our patches already (a
+	 * second attach): a mismatch is counted, never marked stale. */
+	bool live;
+	unsigned live_skipped;
+	/* heal__preload: the specs read from the caller's store handle, for
+	 * the next heal__load_tree (used once). */
+	struct store *hit_st;                   /* heal__use_store, not ours */
+	struct spec *pre;
+	size_t npre;
+	bool have_pre;
+	/* Crashes being healed inside resumed calls (a continuation crashed
+	 * again before its answer): heal__on_crash runs nested this deep. */
+	unsigned nest;
+};
+
+/* ---- heal.c ---- */
+
+double heal__now_ms(void);
+/* One "[suture] ..." line on the log. */
+void heal__say(struct heal *h, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* heal_names__file_key from the target's cwd, remembering the last
+ * answer (every code object of a module has the same co_filename). */
+void heal__file_key(struct heal *h, const char *file, char *out, size_t cap);
+/* The store, with its messages as [suture] lines (a missing one is no
+ * news); the handle is the caller's to close before it returns. */
+int heal__open_store(struct heal *h, unsigned flags, struct store **out);
+const struct heal_patched *heal__was_patched(const struct heal *h, uint64_t addr);
+void heal__note_patched(struct heal *h, uint64_t addr, uint32_t offset,
+			const struct guard_patch *gp);
+
+/* ---- synthesis shared by crashes and loads (crash.c) ---- */
+
+struct built {
+	struct guard_decision d;
+	struct guard_patch gp;
+	struct guard_delta delta;
+	char fp[32], code_id[32];
+};
+
+/* Synthesize b->d's guard on hc and pass it through the diff gate. */
+int heal__build_patch(const struct heal_code *hc, struct built *b, char *why, size_t cap);
+/* --verbose: the delta and the patched code side by side. */
+void heal__show_delta(struct heal *h, const struct heal_code *hc, const struct built *b);
+
+/* ---- sending (send.c) ---- */
+
+/* The PATCH message for gp on the code at code_addr (constants are named,
+ * never serialized objects: docs/formats/channel.md). The message borrows
+ * gp's bytes; heal_outgoing__free releases what it allocated itself. */
+struct outgoing_patch {
+	struct wire_patch p;
+	struct wire_const consts[GUARD_MAX_CONSTS];
+	struct wire_const *items[GUARD_MAX_CONSTS];
+};
+int heal_outgoing__fill(struct outgoing_patch *w, uint64_t code_addr, const struct guard_patch *gp,
+			char *why, size_t cap);
+void heal_outgoing__free(struct outgoing_patch *w);
+
+/* Send one patch through h->send and wait for its answer (nothing else
+ * may be waiting for one). 0 installed; -EPIPE the agent is gone; other
+ * -errno: refused or not sent (why says it). */
+int heal__send_one(struct heal *h, uint64_t code_addr, const struct guard_patch *gp,
+		   const struct wire_patch_meta *meta, char *why, size_t cap,
+		   struct wire_patch_result *res);
+
+/* ---- loading (load.c) ---- */
+
+struct node {
+	uint64_t addr;
+};
+
+struct tree {
+	struct node *v;
+	size_t n, cap;
+};
+
+/* The code object at addr and, through co_consts, every code object
+ * nested in it, in walk order (the root first). 0 or -ENOMEM. */
+int heal__tree_walk(struct heal *h, struct tree *t, uint64_t addr, int depth);
+/* Apply, in sequence, the stored patches whose code_id matches the live
+ * code at nd; settle the others of its function. root: the module (or
+ * function) walked; func: the live function object, 0 at boot. 0 or
+ * -EPIPE. */
+int heal__load_node(struct heal *h, struct spec *v, size_t nv, uint64_t root, uint64_t func,
+		    const struct node *nd);
+/* The specs of this program from the store (none: 0 with *n 0). */
+int heal__specs_load(struct heal *h, struct spec **out, size_t *n);
+/* After a load: the patches whose function was seen only at another first
+ * line (no sibling took them) no longer match the code. */
+void heal__specs_sweep(struct heal *h, struct spec *v, size_t nv, int rc);
+
+#endif

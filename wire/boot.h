@@ -1,0 +1,39 @@
+/* wire/: the boot socket between suture-run (heal/run.c) and the agent's
+ * boot hook (agent/boot.c), what both sides must agree on.
+ *
+ * suture-run starts the interpreter with the agent in LD_PRELOAD and two
+ * variables: WIRE_BOOT_ENV_FD, the decimal number of the child's end of a
+ * socketpair (inherited across exec), and WIRE_BOOT_ENV_LIST, the path of
+ * a file naming the script and the source files with stored patches, one
+ * absolute real path a line. The hook removes both from the environment.
+ *
+ * Frames are docs/formats/channel.md's, used this way:
+ *   1. suture-run -> hook, once, before any report: RELEASE whose event id
+ *      is BOOT_LIST_SCRIPT or BOOT_LIST_ANY (below); the list file is
+ *      complete by then.
+ *   2. hook -> suture-run: a module about to run, as a CRASH frame with
+ *      exc_type "" and frame_addr 0, code_addr its code object, event_id
+ *      from 1 up (so neither value of 1. can be mistaken for an answer).
+ *   3. suture-run -> hook: PATCH frames for code objects nested in that
+ *      module, any number, pipelined; the hook answers each with one
+ *      PATCH_RESULT, in order.
+ *   4. suture-run -> hook: RELEASE of the event id: the module runs. It
+ *      may follow the last PATCH at once, before its answer is read.
+ */
+#ifndef SUTURE_WIRE_BOOT_H
+#define SUTURE_WIRE_BOOT_H
+
+#include <stdint.h>
+
+#define WIRE_BOOT_ENV_FD "SUTURE_AGENT_BOOT_FD"
+#define WIRE_BOOT_ENV_LIST "SUTURE_AGENT_BOOT"
+
+/* The list is complete and names the script itself: report listed modules
+ * only (suture-run holds the script's module until its session is up). */
+#define BOOT_LIST_SCRIPT ((uint64_t)0)
+/* The script cannot be named by its file (a directory, a zip) or the list
+ * is incomplete: report the first module after initialization whatever its
+ * file, and the listed ones after it. */
+#define BOOT_LIST_ANY UINT64_MAX
+
+#endif
