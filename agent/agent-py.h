@@ -17,7 +17,7 @@
  * cannot be written (or SUTURE_AGENT_MODE=trace); *mode receives an
  * enum wire_watch_mode and detail a sentence for WELCOME. */
 int agent_watch__install(uint32_t *mode, char *detail, size_t cap);
-/* main.c: install the watcher now, on the calling thread, which holds the
+/* installer.c: install the watcher now, on the calling thread, which holds the
  * GIL (the boot hook, at the first module after initialization), instead of
  * the agent's installer waiting for the main thread to give the GIL up;
  * recorded for WELCOME as the installer would. Nothing when the agent is
