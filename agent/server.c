@@ -78,7 +78,6 @@ static void pong_of(const struct wire_ping *ping, struct wire_pong *pong)
 	pthread_mutex_unlock(&agent_g.lock);
 }
 
-
 int agent_server__send_locked(struct wire_buf *b)
 {
 	if (agent_g.client_fd < 0)
@@ -108,7 +107,8 @@ static size_t reply_early(struct wire_buf *b)
 	size_t sent = 0;
 	pthread_mutex_lock(&agent_g.lock);
 	while (b->err == 0 && agent_g.client_fd >= 0 && sent < b->len) {
-		ssize_t n = send(agent_g.client_fd, b->data + sent, b->len - sent, MSG_NOSIGNAL | MSG_DONTWAIT);
+		ssize_t n = send(agent_g.client_fd, b->data + sent, b->len - sent,
+				 MSG_NOSIGNAL | MSG_DONTWAIT);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n <= 0)
@@ -146,10 +146,12 @@ static void reply(struct wire_buf *b)
 void agent_server__send_hits(const struct timespec *deadline)
 {
 	struct wire_buf hb = { 0 };
-	if (deadline ? pthread_mutex_timedlock(&agent_g.lock, deadline) : pthread_mutex_lock(&agent_g.lock))
+	if (deadline ? pthread_mutex_timedlock(&agent_g.lock, deadline)
+		     : pthread_mutex_lock(&agent_g.lock))
 		return;
-	if (agent_g.ready && agent_g.hits && agent_g.client_fd >= 0 && agent_install__hits(&hb, deadline) > 0 &&
-	    agent_server__send_locked(&hb) && agent_g.client_fd >= 0)
+	if (agent_g.ready && agent_g.hits && agent_g.client_fd >= 0 &&
+	    agent_install__hits(&hb, deadline) > 0 && agent_server__send_locked(&hb) &&
+	    agent_g.client_fd >= 0)
 		shutdown(agent_g.client_fd, SHUT_RDWR);   /* the agent thread sees EOF and closes */
 	pthread_mutex_unlock(&agent_g.lock);
 	wire_buf__free(&hb);
