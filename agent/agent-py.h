@@ -35,6 +35,15 @@ uint32_t agent_watch__timeout(void);
 /* After fork in the child: stop watching (the channel belongs to the parent). */
 void agent_watch__disable(void);
 
+/* crash.c (GIL held). init: what the decision looks up once (the standard
+ * library's directory, builtins.hasattr/getattr), before the watcher is
+ * on. decide: whether the exception of `type` that just started in f, the
+ * frame being unwound, is a crash (1) or may be handled (0). unit_of: f's
+ * current code unit, -1 when it is outside f's code. */
+void agent_crash__init(void);
+int agent_crash__decide(_PyInterpreterFrame *f, PyObject *type);
+int agent_crash__unit_of(_PyInterpreterFrame *f, uint32_t *unit);
+
 /* resume.c: in-flight resume of the parked frame f (the exception held in
  * the three pointers, the error indicator clear), after its patch was
  * installed. WIRE_RESUMED, WIRE_RESUME_RAISED (the pointers now hold
