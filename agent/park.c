@@ -1,4 +1,4 @@
-/* agent: parking crashing threads (DESIGN.md section 5; the frames are
+/* agent: parking crashing threads (agent/README.md; the frames are
  * docs/formats/channel.md's CRASH, RELEASE, RESUME and RESUME_RESULT).
  *
  * A thread whose exception the watcher judged a crash comes here without
