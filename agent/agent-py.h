@@ -17,7 +17,7 @@
  * cannot be written (or SUTURE_AGENT_MODE=trace); *mode receives an
  * enum wire_watch_mode and detail a sentence for WELCOME. */
 int agent_watch__install(uint32_t *mode, char *detail, size_t cap);
-/* main.c: install the watcher now, on the calling thread, which holds the
+/* installer.c: install the watcher now, on the calling thread, which holds the
  * GIL (the boot hook, at the first module after initialization), instead of
  * the agent's installer waiting for the main thread to give the GIL up;
  * recorded for WELCOME as the installer would. Nothing when the agent is
@@ -34,6 +34,15 @@ void agent_watch__set_timeout(uint32_t ms);
 uint32_t agent_watch__timeout(void);
 /* After fork in the child: stop watching (the channel belongs to the parent). */
 void agent_watch__disable(void);
+
+/* crash.c (GIL held). init: what the decision looks up once (the standard
+ * library's directory, builtins.hasattr/getattr), before the watcher is
+ * on. decide: whether the exception of `type` that just started in f, the
+ * frame being unwound, is a crash (1) or may be handled (0). unit_of: f's
+ * current code unit, -1 when it is outside f's code. */
+void agent_crash__init(void);
+int agent_crash__decide(_PyInterpreterFrame *f, PyObject *type);
+int agent_crash__unit_of(_PyInterpreterFrame *f, uint32_t *unit);
 
 /* resume.c: in-flight resume of the parked frame f (the exception held in
  * the three pointers, the error indicator clear), after its patch was

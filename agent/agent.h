@@ -1,11 +1,16 @@
 /* agent: private interfaces of libsuture_agent.so (loaded into the target).
  *
- * Pieces: main.c (constructor, the agent thread, the channel server),
- * watch.c (the PyTraceBack_Here replacement, the trace fallback, the crash
- * decision, parking), install.c (building and installing patched code
- * objects). The exception-table lookup is rewrite-core's
- * rewrite_exctable__find (rewrite/exctable.c, compiled in). Python types
- * appear only in agent-py.h.
+ * Pieces (agent/README.md): main.c (constructor, the agent thread's life),
+ * server.c (the channel server), park.c (crashing threads waiting for the
+ * debugger), installer.c (the GIL from the agent's threads, installing the
+ * watcher), watch.c (the PyTraceBack_Here replacement, the trace fallback),
+ * crash.c (the crash decision), resume.c (in-flight resume), install.c
+ * (building and installing patched code objects), boot.c (stored patches
+ * at start-up), helpers.c (the guards' runtime helpers). Codecs come from
+ * other modules, compiled in (agent/module.mk): the channel's (wire/),
+ * rewrite's allocation-free table and instruction codecs, attach's maps
+ * line parser. Python types appear only in agent-py.h; the state the
+ * agent thread's pieces share is in agent-priv.h.
  */
 #ifndef SUTURE_AGENT_H
 #define SUTURE_AGENT_H
@@ -24,7 +29,7 @@ enum agent_verdict {
 	AGENT_VERDICT_RESUME = 4,    /* resume in flight (parameters in *resume) */
 };
 
-/* main.c: report a crash and wait (called without the GIL). Fills
+/* park.c: report a crash and wait (called without the GIL). Fills
  * crash->event_id. */
 enum agent_verdict agent_channel__park(struct wire_crash *crash, struct wire_resume *resume);
 /* The parked thread's answer to RESUME (called without the GIL). */

@@ -107,30 +107,6 @@ static int send_buf(struct wire_buf *b)
 	return rc;
 }
 
-/* One frame; *payload is malloc'ed (NULL when empty). */
-static int read_frame(struct wire_hdr *h, uint8_t **payload)
-{
-	uint8_t hdr[WIRE_HDR_SIZE];
-	struct pollfd pf = { .fd = boot.fd, .events = POLLIN };
-	*payload = NULL;
-	int n = poll(&pf, 1, BOOT_ANSWER_MS);
-	if (n <= 0)
-		return n == 0 ? -ETIMEDOUT : -errno;
-	int rc = wire_channel__read_all(boot.fd, hdr, sizeof hdr);
-	if (rc || (rc = wire_msg__decode_hdr(hdr, hdr + sizeof hdr, h)))
-		return rc;
-	if (h->len) {
-		if (!(*payload = malloc(h->len)))
-			return -ENOMEM;
-		if ((rc = wire_channel__read_all(boot.fd, *payload, h->len))) {
-			free(*payload);
-			*payload = NULL;
-			return rc;
-		}
-	}
-	return 0;
-}
-
 /* ---- building and placing the patched code (GIL held) ---- */
 
 /* The code object at addr under root: its parent and index in co_consts. */
@@ -253,7 +229,7 @@ static void serve(PyCodeObject *code)
 		struct pollfd more = { .fd = boot.fd, .events = POLLIN };
 		if (b.len && poll(&more, 1, 0) == 0 && (rc = send_buf(&b)))
 			break;
-		if ((rc = read_frame(&h, &pl)))
+		if ((rc = wire_channel__read_frame(boot.fd, BOOT_ANSWER_MS, &h, &pl)))
 			break;
 		if (h.type == WIRE_MSG_RELEASE) {
 			free(pl);
@@ -310,7 +286,7 @@ static bool list_ready(void)
 	uint8_t *pl = NULL;
 	PyThreadState *ts = PyEval_SaveThread();
 	pthread_mutex_lock(&boot.lock);
-	int rc = boot.fd < 0 ? -EPIPE : read_frame(&h, &pl);
+	int rc = boot.fd < 0 ? -EPIPE : wire_channel__read_frame(boot.fd, BOOT_ANSWER_MS, &h, &pl);
 	if (!rc && (h.type != WIRE_MSG_RELEASE || wire_msg__decode_release(pl, pl + h.len, &r)))
 		rc = -EPROTO;
 	free(pl);

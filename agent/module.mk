@@ -1,7 +1,11 @@
 # agent/: libsuture_agent.so, loaded into the target. It compiles in the
-# channel's wire code (wire/), which the debugger side shares, and
-# rewrite-core's allocation-free exception table lookup.
-AGENT_EXTRA_SRC += wire/msg.c wire/channel.c rewrite/exctable.c
+# channel's wire code (wire/), which the debugger side shares, rewrite's
+# allocation-free codecs (exception table, location table, one instruction:
+# the same checked code rewrite/ builds with, fuzzed by
+# tests/fuzz/fuzz_rewrite_*) and attach/'s /proc/PID/maps line parser. Each
+# of these files needs nothing but its module's public header and libc.
+AGENT_EXTRA_SRC += wire/msg.c wire/channel.c rewrite/exctable.c rewrite/linetable.c \
+	rewrite/instr.c attach/maps.c
 
 # The agent is loaded with LD_PRELOAD by suture-run, so it also lands in
 # processes that are not Python (`#!/usr/bin/env python3`: env runs first).

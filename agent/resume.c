@@ -1,4 +1,4 @@
-/* agent: in-flight resume of a parked crash (DESIGN.md section 6).
+/* agent: in-flight resume of a parked crash (agent/README.md).
  *
  * Runs in the crashing thread, inside the watcher (the exception of frame F
  * is held, the error indicator clear), after the debugger installed the
@@ -44,8 +44,9 @@
  * that do not fit) is refused before anything changes.
  */
 #include "agent/agent-py.h"
+#include "rewrite/rewrite.h"
 #include "opcode.h"
-#include "internal/pycore_opcode.h"   /* _PyOpcode_Deopt/_PyOpcode_Caches (defined in watch.c) */
+#include "internal/pycore_opcode.h"   /* _PyOpcode_Deopt/_PyOpcode_Caches (defined in crash.c) */
 
 #include <errno.h>
 #include <stdio.h>
@@ -170,216 +171,142 @@ int agent_resume__skips(_PyInterpreterFrame *fr, _PyInterpreterFrame *below)
 }
 
 /* ------------------------------------------------------------------ */
-/* Byte builders                                                       */
+/* Byte builders: growable buffers filled by rewrite's allocation-free
+ * codecs (rewrite/instr.c, exctable.c, linetable.c, compiled in), the same
+ * checked code the debugger builds patches with. */
 
 struct bytes {
 	uint8_t *p;
 	size_t len, cap;
-	int err;
+	int err;   /* the first failure; every later write is dropped */
 };
 
-static void put(struct bytes *b, uint8_t v)
+/* Room for n more bytes at b->p + b->len, or NULL (b->err set). */
+static uint8_t *reserve(struct bytes *b, size_t n)
 {
 	if (b->err)
-		return;
-	if (b->len == b->cap) {
-		size_t cap = b->cap ? b->cap * 2 : 256;
-		uint8_t *n = realloc(b->p, cap);
-		if (!n) {
+		return NULL;
+	if (b->cap - b->len < n) {
+		size_t cap = b->cap ? b->cap : 256;
+		while (cap - b->len < n)
+			cap *= 2;
+		uint8_t *p = realloc(b->p, cap);
+		if (!p) {
 			b->err = -ENOMEM;
-			return;
+			return NULL;
 		}
-		b->p = n;
+		b->p = p;
 		b->cap = cap;
 	}
-	b->p[b->len++] = v;
+	return b->p + b->len;
 }
 
-static int prefixes_for(uint32_t arg)
+/* An encoder's result at the reserved room: bytes written, or -errno. */
+static void wrote(struct bytes *b, int w)
 {
-	return arg > 0xffffff ? 3 : arg > 0xffff ? 2 : arg > 0xff ? 1 : 0;
+	if (w < 0)
+		b->err = w;
+	else
+		b->len += (size_t)w;
 }
 
-/* One instruction, with the EXTENDED_ARG prefixes its arg needs (never a
- * zero one: CPython's compiler never emits it and debug builds assert
- * against it), then its zeroed caches. */
+static void put_bytes(struct bytes *b, const void *src, size_t n)
+{
+	uint8_t *p = reserve(b, n);
+	if (p && n) {
+		memcpy(p, src, n);
+		b->len += n;
+	}
+}
+
+/* One instruction with the fewest EXTENDED_ARG prefixes its arg needs
+ * (never a zero one: CPython's compiler never emits it and debug builds
+ * assert against it), then its zeroed caches. */
 static void emit(struct bytes *b, int op, uint32_t arg)
 {
-	int prefixes = prefixes_for(arg);
-	for (int i = prefixes; i > 0; i--) {
-		put(b, EXTENDED_ARG);
-		put(b, (uint8_t)(arg >> (8 * i)));
-	}
-	put(b, (uint8_t)op);
-	put(b, (uint8_t)arg);
-	for (int i = 0; i < _PyOpcode_Caches[op]; i++) {
-		put(b, 0);
-		put(b, 0);
-	}
+	unsigned prefixes = rewrite_instr__prefixes(arg), caches = _PyOpcode_Caches[op];
+	size_t n = 2 * ((size_t)prefixes + 1 + caches);
+	uint8_t *p = reserve(b, n);
+	if (p)
+		wrote(b, rewrite_instr__put(p, n, op, arg, prefixes, caches));
 }
 
-/* co_exceptiontable entries (docs/formats/exception-table.md). */
-struct entry {
-	uint32_t start, end, target, depth;
-	int lasti;
-};
-
-static int varint(const uint8_t **pp, const uint8_t *end, uint32_t *out)
-{
-	const uint8_t *p = *pp;
-	uint32_t v;
-	if (p >= end)
-		return -1;
-	v = *p & 63;
-	for (int n = 1; *p & 64; n++) {
-		if (++p >= end || n == 5)
-			return -1;
-		v = (v << 6) | (*p & 63);
-	}
-	*pp = p + 1;
-	*out = v;
-	return 0;
-}
-
-static int decode_entries(PyObject *table, struct entry *e, size_t cap, size_t *n)
+/* co_exceptiontable's entries (docs/formats/exception-table.md) into
+ * e[cap]: 0, or -1 when the table is malformed or has more than cap. */
+static int decode_entries(PyObject *table, struct rewrite_exc *e, size_t cap, size_t *n)
 {
 	const uint8_t *p = (const uint8_t *)PyBytes_AS_STRING(table);
 	const uint8_t *end = p + PyBytes_GET_SIZE(table);
+	struct rewrite_exc x;
+	int r;
 	*n = 0;
-	while (p < end) {
-		uint32_t start, size, target, dl;
-		if (*n == cap || !(*p & 0x80) || varint(&p, end, &start) || varint(&p, end, &size) ||
-		    varint(&p, end, &target) || varint(&p, end, &dl))
+	while ((r = rewrite_exctable__next(&p, end, &x)) == 1) {
+		if (*n == cap)
 			return -1;
-		e[*n] = (struct entry){ start, start + size, target, dl >> 1, (int)(dl & 1) };
-		(*n)++;
+		e[(*n)++] = x;
 	}
-	return 0;
+	return r < 0 ? -1 : 0;
 }
 
-static void put_varint(struct bytes *b, uint32_t v, int first)
-{
-	int shift = 0;
-	while ((v >> shift) >= 64 && shift < 24)
-		shift += 6;
-	for (; shift >= 0; shift -= 6) {
-		uint8_t x = (v >> shift) & 63;
-		if (shift)
-			x |= 64;
-		if (first) {
-			x |= 0x80;
-			first = 0;
-		}
-		put(b, x);
-	}
-}
-
-static void encode_entries(struct bytes *b, const struct entry *e, size_t n)
+/* Entries left empty by a split are dropped; a value beyond the table's
+ * 30 bits fails the buffer. */
+static void encode_entries(struct bytes *b, const struct rewrite_exc *e, size_t n)
 {
 	for (size_t i = 0; i < n; i++) {
 		if (e[i].end <= e[i].start)
 			continue;
-		put_varint(b, e[i].start, 1);
-		put_varint(b, e[i].end - e[i].start, 0);
-		put_varint(b, e[i].target, 0);
-		put_varint(b, e[i].depth << 1 | (uint32_t)e[i].lasti, 0);
+		uint8_t *p = reserve(b, REWRITE_EXCTABLE_ENTRY_MAX);
+		if (p)
+			wrote(b, rewrite_exctable__put_entry(p, REWRITE_EXCTABLE_ENTRY_MAX, &e[i]));
 	}
 }
 
-/* units of "no location" (docs/formats/location-table.md, code 15). */
-static void put_no_location(struct bytes *b, size_t units)
+/* `units` code units located at *loc (line -1: no location) in entries of
+ * at most 8 (docs/formats/location-table.md); *prev is the running line
+ * the table so far ends on. */
+static void put_location(struct bytes *b, const struct rewrite_loc *loc, size_t units,
+			 int64_t *prev)
 {
-	while (units) {
-		size_t n = units > 8 ? 8 : units;
-		put(b, (uint8_t)(0xf8 | (n - 1)));
+	while (units && !b->err) {
+		uint32_t n = units > 8 ? 8 : (uint32_t)units;
+		uint8_t *p = reserve(b, REWRITE_LINETABLE_ENTRY_MAX);
+		if (p)
+			wrote(b, rewrite_linetable__put_entry(p, REWRITE_LINETABLE_ENTRY_MAX, loc, n,
+								prev));
 		units -= n;
 	}
 }
 
-/* Location-table integers (Objects/locations.md): 6-bit chunks, least
- * significant first, bit 6 continues. */
-static void put_lt_varint(struct bytes *b, uint32_t v)
-{
-	while (v >= 64) {
-		put(b, (uint8_t)(64 | (v & 63)));
-		v >>= 6;
-	}
-	put(b, (uint8_t)v);
-}
-
-static int lt_varint(const uint8_t **pp, const uint8_t *end, uint32_t *out)
-{
-	uint32_t v = 0;
-	for (int shift = 0; shift <= 30; shift += 6) {
-		if (*pp >= end || (**pp & 0x80))
-			return -1;
-		uint8_t x = *(*pp)++;
-		v |= (uint32_t)(x & 63) << shift;
-		if (!(x & 64)) {
-			*out = v;
-			return 0;
-		}
-	}
-	return -1;
-}
-
-/* The line the table's deltas end on (co_firstlineno plus every entry's
- * line delta; "no location" entries leave it alone), which the delta of
- * an appended entry counts from. -1: malformed. */
-static int linetable_end_line(PyCodeObject *co, int *line)
+/* The line co's table ends on, which an appended entry's delta counts
+ * from. -1: malformed. */
+static int linetable_end_line(PyCodeObject *co, int64_t *line)
 {
 	const uint8_t *p = (const uint8_t *)PyBytes_AS_STRING(co->co_linetable);
-	const uint8_t *end = p + PyBytes_GET_SIZE(co->co_linetable);
-	int l = co->co_firstlineno;
-	while (p < end) {
-		uint8_t first = *p++;
-		int kind = (first >> 3) & 15;
-		uint32_t u, skip;
-		if (!(first & 0x80))
-			return -1;
-		if (kind == 13 || kind == 14) {
-			if (lt_varint(&p, end, &u))
-				return -1;
-			l += (u & 1) ? -(int)(u >> 1) : (int)(u >> 1);
-			for (int i = 0; kind == 14 && i < 3; i++)
-				if (lt_varint(&p, end, &skip))
-					return -1;
-			continue;
-		}
-		if (kind == 15)
-			continue;
-		if (kind >= 10)
-			l += kind - 10;
-		p += kind >= 10 ? 2 : 1;
-		if (p > end)
-			return -1;
-	}
-	*line = l;
+	struct rewrite_linetable_iter it;
+	struct rewrite_lentry e;
+	int r;
+	rewrite_linetable__iter_init(&it, p, p + PyBytes_GET_SIZE(co->co_linetable),
+				     co->co_firstlineno);
+	while ((r = rewrite_linetable__next(&it, &e)) == 1)
+		;
+	if (r < 0)
+		return -1;
+	*line = it.line;
 	return 0;
 }
 
 /* `units` appended units located where the instruction at byte offset
- * `at` of co is (long form, code 14), so a traceback through them names
- * that instruction's line; no location if it has none. */
+ * `at` of co is, so a traceback through them names that instruction's
+ * line; no location if it has none. */
 static void put_location_of(struct bytes *b, PyCodeObject *co, int at, size_t units)
 {
-	int line, col, end_line, end_col, last;
-	if (!PyCode_Addr2Location(co, at, &line, &col, &end_line, &end_col) || line < 0 ||
-	    end_line < line || linetable_end_line(co, &last)) {
-		put_no_location(b, units);
-		return;
-	}
-	int delta = line - last;
-	while (units) {
-		size_t n = units > 8 ? 8 : units;
-		put(b, (uint8_t)(0x80 | (14 << 3) | (n - 1)));
-		put_lt_varint(b, delta < 0 ? ((uint32_t)-delta << 1) | 1 : (uint32_t)delta << 1);
-		put_lt_varint(b, (uint32_t)(end_line - line));
-		put_lt_varint(b, (uint32_t)(col + 1));
-		put_lt_varint(b, (uint32_t)(end_col + 1));
-		delta = 0;
-		units -= n;
-	}
+	struct rewrite_loc loc = { -1, -1, -1, -1 };
+	int line, col, end_line, end_col;
+	int64_t last = 0;
+	if (PyCode_Addr2Location(co, at, &line, &col, &end_line, &end_col) && line >= 0 &&
+	    end_line >= line && linetable_end_line(co, &last) == 0)
+		loc = (struct rewrite_loc){ line, end_line, col, end_col };
+	put_location(b, &loc, units, &last);
 }
 
 static PyObject *bytes_obj(const struct bytes *b)
@@ -508,7 +435,7 @@ static PyObject *build_k(_PyInterpreterFrame *f, PyCodeObject *patched, uint32_t
 			 size_t cap)
 {
 	struct bytes code = { 0 }, table = { 0 }, lines = { 0 };
-	struct entry *e = calloc(MAX_ENTRIES, sizeof *e);
+	struct rewrite_exc *e = calloc(MAX_ENTRIES, sizeof *e);
 	PyObject *values = PyList_New(0), *co_code = NULL, *k = NULL;
 	Py_ssize_t nconsts = PyTuple_GET_SIZE(patched->co_consts);
 	size_t n = 0;
@@ -539,8 +466,7 @@ static PyObject *build_k(_PyInterpreterFrame *f, PyCodeObject *patched, uint32_t
 	*pvalues = (struct span){ nconsts, nconsts + PyList_GET_SIZE(values) };
 	if (!(co_code = PyObject_GetAttrString((PyObject *)patched, "co_code")))
 		goto out;
-	for (Py_ssize_t i = 0; i < PyBytes_GET_SIZE(co_code); i++)
-		put(&code, (uint8_t)PyBytes_AS_STRING(co_code)[i]);
+	put_bytes(&code, PyBytes_AS_STRING(co_code), (size_t)PyBytes_GET_SIZE(co_code));
 	if (decode_entries(patched->co_exceptiontable, e, MAX_ENTRIES, &n)) {
 		snprintf(msg, cap, "agent: resume: malformed exception table");
 		goto out;
@@ -551,10 +477,12 @@ static PyObject *build_k(_PyInterpreterFrame *f, PyCodeObject *patched, uint32_t
 		e[i].target += shift;
 	}
 	encode_entries(&table, e, n);
-	put_no_location(&lines, shift);
-	const uint8_t *lt = (const uint8_t *)PyBytes_AS_STRING(patched->co_linetable);
-	for (Py_ssize_t i = 0; i < PyBytes_GET_SIZE(patched->co_linetable); i++)
-		put(&lines, lt[i]);
+	/* The prologue has no location ("none" leaves the running line
+	 * alone), then the patched code's table as it is. */
+	int64_t first = patched->co_firstlineno;
+	put_location(&lines, &(struct rewrite_loc){ -1, -1, -1, -1 }, shift, &first);
+	put_bytes(&lines, PyBytes_AS_STRING(patched->co_linetable),
+		  (size_t)PyBytes_GET_SIZE(patched->co_linetable));
 	if (code.err || table.err || lines.err)
 		goto out;
 	{
@@ -591,17 +519,16 @@ static PyObject *build_caller(PyCodeObject *c, uint32_t call, uint32_t call_end,
 			      PyObject *decider, struct span values, char *msg, size_t cap)
 {
 	struct bytes code = { 0 }, table = { 0 }, lines = { 0 };
-	struct entry *e = calloc(MAX_ENTRIES + 4, sizeof *e), *out = NULL;
+	struct rewrite_exc *e = calloc(MAX_ENTRIES + 4, sizeof *e), *out = NULL;
 	PyObject *co_code = NULL, *r = NULL;
 	size_t n = 0, m = 0;
-	struct entry cover = { 0, 0, 0, 0, 0 };
+	struct rewrite_exc cover = { 0, 0, 0, 0, false };
 	int covered = 0;
 
 	if (!e || !(out = calloc(MAX_ENTRIES + 4, sizeof *out)) ||
 	    !(co_code = PyObject_GetAttrString((PyObject *)c, "co_code")))
 		goto done;
-	for (Py_ssize_t i = 0; i < PyBytes_GET_SIZE(co_code); i++)
-		put(&code, (uint8_t)PyBytes_AS_STRING(co_code)[i]);
+	put_bytes(&code, PyBytes_AS_STRING(co_code), (size_t)PyBytes_GET_SIZE(co_code));
 	uint32_t block = (uint32_t)(code.len / 2);
 	emit(&code, LOAD_CONST, (uint32_t)PyTuple_GET_SIZE(c->co_consts));
 	emit(&code, SWAP, 2);                    /* [decider, exc]: a method call */
@@ -610,8 +537,8 @@ static PyObject *build_caller(PyCodeObject *c, uint32_t call, uint32_t call_end,
 	/* Back to after the CALL; the arg counts from the jump's own end, so
 	 * settle its size (EXTENDED_ARG prefixes) first. */
 	uint32_t here = (uint32_t)(code.len / 2), size = 1;
-	while (1 + (uint32_t)prefixes_for(here + size - call_end) != size)
-		size = 1 + (uint32_t)prefixes_for(here + size - call_end);
+	while (1 + rewrite_instr__prefixes(here + size - call_end) != size)
+		size = 1 + rewrite_instr__prefixes(here + size - call_end);
 	emit(&code, JUMP_BACKWARD, here + size - call_end);
 	uint32_t block_end = (uint32_t)(code.len / 2);
 
@@ -621,7 +548,7 @@ static PyObject *build_caller(PyCodeObject *c, uint32_t call, uint32_t call_end,
 	}
 	/* Entries are sorted and never overlap; the one covering the CALL (if
 	 * any) covers all of it: split it around our entry. */
-	struct entry mine = { call, call_end, block, depth, 0 };
+	struct rewrite_exc mine = { call, call_end, block, depth, false };
 	int inserted = 0;
 	for (size_t i = 0; i < n; i++) {
 		if (e[i].start < call_end && call < e[i].end) {
@@ -638,7 +565,7 @@ static PyObject *build_caller(PyCodeObject *c, uint32_t call, uint32_t call_end,
 						covered = 1;
 					}
 			}
-			struct entry lo = e[i], hi = e[i];
+			struct rewrite_exc lo = e[i], hi = e[i];
 			lo.end = call;
 			hi.start = call_end;
 			out[m++] = lo;
@@ -657,11 +584,9 @@ static PyObject *build_caller(PyCodeObject *c, uint32_t call, uint32_t call_end,
 		out[m++] = mine;
 	/* A re-raise from the block still reaches the program's own handler. */
 	if (covered)
-		out[m++] = (struct entry){ block, block_end, cover.target, cover.depth, cover.lasti };
+		out[m++] = (struct rewrite_exc){ block, block_end, cover.target, cover.depth, cover.lasti };
 	encode_entries(&table, out, m);
-	const uint8_t *lt = (const uint8_t *)PyBytes_AS_STRING(c->co_linetable);
-	for (Py_ssize_t i = 0; i < PyBytes_GET_SIZE(c->co_linetable); i++)
-		put(&lines, lt[i]);
+	put_bytes(&lines, PyBytes_AS_STRING(c->co_linetable), (size_t)PyBytes_GET_SIZE(c->co_linetable));
 	put_location_of(&lines, c, (int)call * 2, block_end - block);
 	if (code.err || table.err || lines.err)
 		goto done;

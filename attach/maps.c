@@ -1,17 +1,18 @@
-/* attach/: /proc/PID/maps.
+/* attach/: the /proc/PID/maps line parser.
+ *
+ * Pure: no allocation, no libelf, nothing but attach.h, so the agent
+ * compiles this file into the target (agent/module.mk, AGENT_EXTRA_SRC) to
+ * read /proc/self/maps; attach_proc__refresh_maps (proc.c) reads the file.
+ * Fuzzed by tests/fuzz/fuzz_attach_maps.c.
  *
  * Line format (proc(5)): "start-end perms offset dev inode [path]", numbers
  * in hex except the inode, the path padded with spaces and taken verbatim to
  * the end of the line (it may contain spaces and end in " (deleted)").
  */
 #include <errno.h>
-#include <fcntl.h>
-#include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
-#include "attach/attach-priv.h"
+#include "attach/attach.h"
 
 static int hexval(char c)
 {
@@ -97,94 +98,4 @@ int attach_maps__parse_line(const char *p, const char *end, struct attach_map *o
 		*path_len = (size_t)((e ? e : end) - p);
 	}
 	return 0;
-}
-
-int attach_proc__refresh_maps(struct attach_proc *proc)
-{
-	char path[64];
-	char *text = NULL, *line, *nl, *t;
-	struct attach_map *maps = NULL, *m;
-	size_t len = 0, cap = 0, n = 0, mcap = 0, plen;
-	ssize_t got;
-	int fd, err;
-
-	snprintf(path, sizeof(path), "/proc/%d/maps", (int)proc->pid);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0) {
-		err = errno == ENOENT ? -ESRCH : -errno;
-		return attach__fail(proc, err, "open %s: %s", path, strerror(-err));
-	}
-	for (;;) {
-		if (cap - len < 4096) {
-			cap = cap ? cap * 2 : 65536;
-			t = realloc(text, cap + 1);
-			if (!t) {
-				err = -ENOMEM;
-				goto fail;
-			}
-			text = t;
-		}
-		got = read(fd, text + len, cap - len);
-		if (got < 0 && errno == EINTR)
-			continue;
-		if (got < 0) {
-			err = -errno;
-			goto fail;
-		}
-		if (got == 0)
-			break;
-		len += (size_t)got;
-	}
-	close(fd);
-	fd = -1;
-	if (len == 0 && !attach__alive(proc->pid)) {
-		err = -ESRCH;
-		goto fail;
-	}
-	text[len] = 0;
-	for (line = text; line < text + len; line = nl + 1) {
-		nl = memchr(line, '\n', (size_t)(text + len - line));
-		if (!nl)
-			nl = text + len;
-		if (n == mcap) {
-			mcap = mcap ? mcap * 2 : 256;
-			m = realloc(maps, mcap * sizeof(*maps));
-			if (!m) {
-				err = -ENOMEM;
-				goto fail;
-			}
-			maps = m;
-		}
-		if (attach_maps__parse_line(line, nl, &maps[n], &plen)) {
-			err = -EINVAL;
-			goto fail;
-		}
-		if (plen) /* terminate the path in place: the newline */
-			((char *)maps[n].path)[plen] = 0;
-		n++;
-	}
-	free(proc->maps);
-	free(proc->maps_text);
-	proc->maps = maps;
-	proc->maps_text = text;
-	proc->nmaps = n;
-	proc->maps_fresh = proc->seized;
-	return 0;
-fail:
-	if (fd >= 0)
-		close(fd);
-	free(maps);
-	free(text);
-	return attach__fail(proc, err, "reading /proc/%d/maps: %s", (int)proc->pid,
-			    strerror(-err));
-}
-
-size_t attach_proc__map_count(const struct attach_proc *proc)
-{
-	return proc->nmaps;
-}
-
-const struct attach_map *attach_proc__map(const struct attach_proc *proc, size_t i)
-{
-	return i < proc->nmaps ? &proc->maps[i] : NULL;
 }

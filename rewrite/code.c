@@ -446,7 +446,7 @@ int rw_layout(struct rewrite_code *code, struct rewrite_diag *diag)
 		if (in->target >= (int64_t)n || (in->target >= 0) != rewrite_opcode__is_jump(in->opcode))
 			return rw_fail(diag, info, -EINVAL, k, "instruction %zu: bad jump target %d",
 				       k, in->target);
-		unsigned need = rw_prefixes_for(in->arg);
+		unsigned need = rewrite_instr__prefixes(in->arg);
 		if (need > in->nprefix)
 			in->nprefix = (uint8_t)need;
 		in->npad = 0;
@@ -493,7 +493,7 @@ int rw_layout(struct rewrite_code *code, struct rewrite_diag *diag)
 			}
 			uint32_t arg = (uint32_t)(back ? end - t : t - end);
 			in->arg = arg;
-			unsigned need = rw_prefixes_for(arg);
+			unsigned need = rewrite_instr__prefixes(arg);
 			if (need > in->nprefix) {
 				/* grows into its padding first, if it has any */
 				in->nprefix = (uint8_t)need;
@@ -522,15 +522,18 @@ static int encode_code(const struct rewrite_code *code, struct rewrite_bytes *ou
 	for (size_t k = 0; k < code->ninstrs; k++) {
 		const struct rewrite_instr *in = &code->instrs[k];
 		size_t u = in->offset;
-		for (unsigned j = in->nprefix; j >= 1; j--, u++) {
-			RW_OP(p, u) = EXTENDED_ARG;
-			RW_ARG(p, u) = j >= 4 ? 0 : (uint8_t)(in->arg >> (8 * j));
+		/* caches zero, as in _PyCode_GetCode() (rewrite/instr.c) */
+		int w = u * 2 > len ? -ENOSPC
+				    : rewrite_instr__put(p + 2 * u, len - 2 * u, in->opcode, in->arg,
+							 in->nprefix, in->ncaches);
+		if (w < 0) {
+			free(p);
+			return w;
 		}
-		RW_OP(p, u) = in->opcode;
-		RW_ARG(p, u) = (uint8_t)in->arg;
-		/* caches stay zero, as in _PyCode_GetCode(); padding is NOP 0 */
+		/* padding is NOP 0 */
+		u += (size_t)w / 2;
 		for (unsigned j = 0; j < in->npad; j++)
-			RW_OP(p, u + 1 + in->ncaches + j) = NOP;
+			RW_OP(p, u + j) = NOP;
 	}
 	out->data = p;
 	out->len = len;

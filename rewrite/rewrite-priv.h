@@ -47,12 +47,6 @@ int rw_fail(struct rewrite_diag *diag, const struct rewrite_code_info *info, int
  * until sizes settle; -ERANGE if an original instruction would move. */
 int rw_layout(struct rewrite_code *code, struct rewrite_diag *diag);
 
-/* Number of EXTENDED_ARG prefixes arg needs. */
-static inline unsigned rw_prefixes_for(uint32_t arg)
-{
-	return arg < (1u << 8) ? 0 : arg < (1u << 16) ? 1 : arg < (1u << 24) ? 2 : 3;
-}
-
 /* Index of the instruction starting exactly at unit, -1 otherwise
  * (binary search over the laid-out offsets). */
 int64_t rw_instr_starting_at(const struct rewrite_code *code, uint32_t unit);

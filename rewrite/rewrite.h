@@ -303,6 +303,16 @@ int rewrite_exctable__find(const uint8_t *p, const uint8_t *end, uint32_t unit,
 			   struct rewrite_exc *out);
 int rewrite_exctable__encode(const struct rewrite_exc *e, size_t n,
 			     struct rewrite_bytes *out);
+/* The same form one entry at a time, without allocating (rewrite/exctable.c,
+ * compiled into the agent too). next reads the entry at *pp: 1 (*out filled,
+ * *pp past it), 0 at the end, -EINVAL when truncated or malformed (as
+ * decode), -ERANGE for an entry ending beyond 2^30 units; *pp is left alone
+ * on failure. put_entry writes one entry into buf[cap]: the bytes written,
+ * -ERANGE for an empty entry or a value beyond 2^30 (as encode), -ENOSPC
+ * when cap is short (REWRITE_EXCTABLE_ENTRY_MAX always suffices). */
+#define REWRITE_EXCTABLE_ENTRY_MAX 20
+int rewrite_exctable__next(const uint8_t **pp, const uint8_t *end, struct rewrite_exc *out);
+int rewrite_exctable__put_entry(uint8_t *buf, size_t cap, const struct rewrite_exc *e);
 
 /* Location table (docs/formats/location-table.md); lines are absolute,
  * firstlineno is the base of the first delta. Entries of 1..8 units. */
@@ -311,6 +321,41 @@ int rewrite_linetable__decode(const uint8_t *p, const uint8_t *end, int firstlin
 			      struct rewrite_diag *diag);
 int rewrite_linetable__encode(const struct rewrite_lentry *e, size_t n,
 			      int firstlineno, struct rewrite_bytes *out);
+/* The same form one entry at a time, without allocating
+ * (rewrite/linetable.c, compiled into the agent too). The iterator lives on
+ * the caller's stack: line is the start line the next delta counts from
+ * (firstlineno, then the last entry's that had one; after the last entry,
+ * where an appended entry's delta counts from), unit the next entry's first
+ * code unit. next: 1 (*out filled), 0 at the end, -EINVAL when truncated or
+ * malformed (as decode; the iterator stays at that entry). put_entry writes
+ * an entry of 1..8 units located at *l in the form compile.c's
+ * write_location_info_entry() picks, *prev being the running start line
+ * (updated): the bytes written, -ERANGE for a length out of 1..8, columns
+ * below -1, an end line before the start or a line delta beyond 31 bits,
+ * -ENOSPC when cap is short (REWRITE_LINETABLE_ENTRY_MAX always suffices). */
+#define REWRITE_LINETABLE_ENTRY_MAX 25
+struct rewrite_linetable_iter {
+	const uint8_t *p, *end;
+	int64_t line;
+	uint64_t unit;
+};
+void rewrite_linetable__iter_init(struct rewrite_linetable_iter *it, const uint8_t *p,
+				  const uint8_t *end, int firstlineno);
+int rewrite_linetable__next(struct rewrite_linetable_iter *it, struct rewrite_lentry *out);
+int rewrite_linetable__put_entry(uint8_t *buf, size_t cap, const struct rewrite_loc *l,
+				 uint32_t units, int64_t *prev);
+
+/* One instruction (docs/formats/bytecode.md), without allocating
+ * (rewrite/instr.c, compiled into the agent too). prefixes: the fewest
+ * EXTENDED_ARG prefixes arg needs (0..3). put writes nprefix prefixes (at
+ * least that many; the fourth and later carry 0), the op unit and ncaches
+ * zero CACHE units into buf[cap]: the bytes written, -EINVAL for an op,
+ * nprefix or ncaches beyond a byte, -ERANGE when nprefix is too few for
+ * arg, -ENOSPC when cap is short. ncaches is the caller's
+ * _PyOpcode_Caches[op] (rewrite_opcode__caches, or the interpreter's). */
+unsigned rewrite_instr__prefixes(uint32_t arg);
+int rewrite_instr__put(uint8_t *buf, size_t cap, int op, uint32_t arg, unsigned nprefix,
+		       unsigned ncaches);
 
 /* ---------------------------------------------------------------------- */
 /* Disassembly                                                            */

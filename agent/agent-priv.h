@@ -1,0 +1,93 @@
+/* agent: the state the agent thread, the channel server, parking and the
+ * watcher's installer share, and their interfaces to each other.
+ *
+ *   main.c       the constructor, suture_agent_start(), the agent thread's
+ *                life (wait for the interpreter, open, install, serve,
+ *                close), fork and exit
+ *   server.c     the channel: the listening socket, one debugger at a
+ *                time, an auditor beside it, every frame type's handler
+ *   park.c       crashing threads parked until the debugger answers
+ *   installer.c  the GIL from the agent's own threads, and installing the
+ *                watcher with it
+ *
+ * One instance per process (agent_g). Everything in it is guarded by
+ * agent_g.lock unless its comment says otherwise. Python types appear only
+ * through agent-py.h.
+ */
+#ifndef SUTURE_AGENT_PRIV_H
+#define SUTURE_AGENT_PRIV_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "agent/agent-py.h"
+#include "wire/channel.h"
+
+struct agent_parked;   /* park.c: one parked thread, on its own stack */
+
+struct agent_state {
+	pthread_mutex_t lock;     /* everything below, and writes to client_fd */
+	pthread_cond_t cond;      /* parked threads, install waiters, restarts */
+	/* Opened and closed by the agent thread only (the descriptors are
+	 * read without the lock by the thread that owns them). */
+	int listen_fd, client_fd, lock_fd;
+	bool ready;               /* a debugger completed HELLO (also read relaxed) */
+	bool hits;                /* ... which asked for HITS (WIRE_HELLO_F_HITS) */
+	bool running;             /* the agent thread exists (also read relaxed) */
+	bool stopping;            /* DETACH under way (also read relaxed) */
+	uint64_t next_event;
+	struct agent_parked *parked;
+	char sock_path[WIRE_PATH_MAX];
+	char lock_path[WIRE_PATH_MAX];
+	/* The watcher's install result, for WELCOME. */
+	uint32_t mode;
+	char detail[160];
+	bool installed;
+	/* An install is under way (it may let the GIL go while it imports):
+	 * whoever claimed it under the lock installs, the other waits on cond. */
+	bool installing;
+	/* SUTURE_AGENT_WAIT_DEBUGGER_MS: how long a crash waits for a debugger
+	 * to connect when none is (0: not at all, the default). Set by the
+	 * constructor before any thread exists. */
+	unsigned wait_debugger_ms;
+};
+extern struct agent_state agent_g;
+
+/* server.c (the agent thread). open: the lock file and the listening
+ * socket (0, -EALREADY when another copy of the agent serves this process,
+ * -errno). serve: accept and serve debuggers until DETACH or a poll
+ * failure. close: socket and lock gone (idempotent). */
+int agent_server__open(void);
+void agent_server__serve(void);
+void agent_server__close(void);
+/* HITS to the debugger if it asked for them; deadline (CLOCK_REALTIME, may
+ * be NULL) bounds the waits for the locks (the exit handler's case). */
+void agent_server__send_hits(const struct timespec *deadline);
+/* With agent_g.lock held: write a whole frame to the debugger (-ENOTCONN
+ * without one); close its connection, releasing parked threads. */
+int agent_server__send_locked(struct wire_buf *b);
+void agent_server__close_client_locked(const char *why);
+
+/* park.c, with agent_g.lock held: give every pending parked thread verdict
+ * v; give the one parked for event_id (if still pending) verdict v and, for
+ * RESUME, *resume. Both wake the parked threads; answer returns whether
+ * event_id was pending. */
+void agent_park__release_all_locked(enum agent_verdict v);
+bool agent_park__answer_locked(uint64_t event_id, enum agent_verdict v,
+			       const struct wire_resume *resume);
+
+/* installer.c. gil_take: PyGILState_Ensure refuses nothing and cannot time
+ * out, so the interpreter's state is checked first: 0 with the GIL held,
+ * -ESHUTDOWN when it is finalizing or not initialized. install: have the
+ * watcher installed (a pending call, an installer thread), waiting at most
+ * timeout_ms for it. record: the result WELCOME reports. */
+int agent__gil_take(PyGILState_STATE *st);
+void agent_installer__install(unsigned timeout_ms);
+void agent_installer__record(uint32_t mode, const char *detail);
+
+/* main.c: the monotonic or realtime clock plus ms. */
+void agent__deadline(clockid_t clock, unsigned ms, struct timespec *ts);
+
+#endif

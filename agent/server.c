@@ -1,0 +1,641 @@
+/* agent: the channel server (docs/formats/channel.md), on the agent thread.
+ *
+ * A Unix socket <dir>/agent-<pid>.sock in a directory only this user can
+ * enter, guarded by a flock on <dir>/agent-<pid>.lock taken first (a second
+ * copy of the agent in the process stays idle). One debugger at a time is
+ * served: its frames are read here (wire_channel__read_frame) and answered
+ * by one handler per frame type; the work that needs Python (PATCH, LIST,
+ * ROLLBACK, the watcher's removal at DETACH) takes the GIL for its length
+ * (agent__gil_take), everything else runs without it. A second connection
+ * while a debugger is served is an auditor (suture-audit --pid) if its
+ * first frame is HELLO_CONTROL: served here, bounded, and never told of
+ * crashes; anyone else gets ERROR.
+ *
+ * Writes to the debugger happen under agent_g.lock (parked threads write
+ * CRASH and RESUME_RESULT too: park.c); only the agent thread closes the
+ * descriptor, others shut it down on a failed write.
+ */
+#include "agent/agent-priv.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+/* How long a frame poll() announced may take to arrive whole. */
+#define SERVE_FRAME_MS 5000
+
+/* WELCOME: who we are and how we watch (docs/formats/channel.md). */
+static void encode_welcome(struct wire_buf *b)
+{
+	struct wire_welcome w;
+	memset(&w, 0, sizeof w);
+	w.version = WIRE_PROTO_VERSION;
+	w.pid = (uint32_t)getpid();
+	w.py_hexversion = (uint32_t)Py_Version;
+	pthread_mutex_lock(&agent_g.lock);
+	w.watch_mode = agent_g.mode;
+	snprintf(w.detail, sizeof w.detail, "%s", agent_g.detail);
+	pthread_mutex_unlock(&agent_g.lock);
+	wire_msg__encode_welcome(b, &w);
+}
+
+/* ROLLBACK for the debugger or an auditor (who: for the log). */
+static void rollback_run(const struct wire_rollback *m, struct wire_rollback_result *res,
+			 const char *who)
+{
+	PyGILState_STATE st;
+	memset(res, 0, sizeof *res);
+	res->request_id = m->request_id;
+	if (agent__gil_take(&st)) {
+		res->status = -ESHUTDOWN;
+		snprintf(res->message, sizeof res->message, "agent: interpreter finalizing");
+	} else {
+		res->status = agent_install__rollback(m, res);
+		PyGILState_Release(st);
+	}
+	agent__log("rollback%s %s%s: %d: %s", who, (m->flags & WIRE_ROLLBACK_F_ALL) ? "(all)" : m->name,
+		   (m->flags & WIRE_ROLLBACK_F_DRY_RUN) ? " (dry run)" : "", res->status, res->message);
+}
+
+/* PONG: the counters, read under the lock. */
+static void pong_of(const struct wire_ping *ping, struct wire_pong *pong)
+{
+	pthread_mutex_lock(&agent_g.lock);
+	pong->cookie = ping->cookie;
+	pong->crashes = agent_stats.crashes;
+	pong->parked = agent_stats.parked;
+	pong->hook_calls = agent_stats.hook_calls;
+	pthread_mutex_unlock(&agent_g.lock);
+}
+
+int agent_server__send_locked(struct wire_buf *b)
+{
+	if (agent_g.client_fd < 0)
+		return -ENOTCONN;
+	return wire_channel__write_all(agent_g.client_fd, b->data, b->len);
+}
+
+void agent_server__close_client_locked(const char *why)
+{
+	if (agent_g.client_fd >= 0) {
+		agent__log("debugger gone: %s", why);
+		close(agent_g.client_fd);
+	}
+	agent_g.client_fd = -1;
+	__atomic_store_n(&agent_g.ready, false, __ATOMIC_RELAXED);
+	/* Parked threads go on with their exception untouched. */
+	agent_park__release_all_locked(AGENT_VERDICT_NO_DEBUGGER);
+}
+
+/* The first part of a reply, sent while the caller still holds the GIL:
+ * a program that ends as soon as it runs again (its last loop switched to
+ * the patched code, say) would otherwise close the channel before the
+ * answer is out. Never blocks: what does not fit now goes out with
+ * reply_rest() once the GIL is released. Returns the bytes sent. */
+static size_t reply_early(struct wire_buf *b)
+{
+	size_t sent = 0;
+	pthread_mutex_lock(&agent_g.lock);
+	while (b->err == 0 && agent_g.client_fd >= 0 && sent < b->len) {
+		ssize_t n = send(agent_g.client_fd, b->data + sent, b->len - sent,
+				 MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;   /* full (or failed: reply_rest says so) */
+		sent += (size_t)n;
+	}
+	/* Held until reply_rest: no other frame may come between the parts. */
+	return sent;
+}
+
+static void reply_rest(struct wire_buf *b, size_t sent)
+{
+	if (b->err == 0 && sent < b->len &&
+	    (agent_g.client_fd < 0 ||
+	     wire_channel__write_all(agent_g.client_fd, b->data + sent, b->len - sent) != 0))
+		agent_server__close_client_locked("write failed");
+	pthread_mutex_unlock(&agent_g.lock);
+	wire_buf__reset(b);
+}
+
+static void reply(struct wire_buf *b)
+{
+	pthread_mutex_lock(&agent_g.lock);
+	if (b->err == 0 && agent_server__send_locked(b) != 0)
+		agent_server__close_client_locked("write failed");
+	pthread_mutex_unlock(&agent_g.lock);
+	wire_buf__reset(b);
+}
+
+/* HITS (docs/formats/channel.md): the firings counted since the last one,
+ * to the debugger if it asked for them (WIRE_HELLO_F_HITS: suture-run,
+ * suture-attach --watch); else they wait for one that does.
+ * No GIL needed: the counts are plain integers. deadline (CLOCK_REALTIME,
+ * may be NULL) bounds the waits for the locks (the exit handler's case). */
+void agent_server__send_hits(const struct timespec *deadline)
+{
+	struct wire_buf hb = { 0 };
+	if (deadline ? pthread_mutex_timedlock(&agent_g.lock, deadline)
+		     : pthread_mutex_lock(&agent_g.lock))
+		return;
+	if (agent_g.ready && agent_g.hits && agent_g.client_fd >= 0 &&
+	    agent_install__hits(&hb, deadline) > 0 && agent_server__send_locked(&hb) &&
+	    agent_g.client_fd >= 0)
+		shutdown(agent_g.client_fd, SHUT_RDWR);   /* the agent thread sees EOF and closes */
+	pthread_mutex_unlock(&agent_g.lock);
+	wire_buf__free(&hb);
+}
+
+static void refuse(struct wire_buf *b, const char *why)
+{
+	wire_msg__encode_error(b, why);
+	reply(b);
+	pthread_mutex_lock(&agent_g.lock);
+	agent_server__close_client_locked(why);
+	pthread_mutex_unlock(&agent_g.lock);
+}
+
+/* An auditor (suture-audit --pid) while a debugger is connected: its
+ * first frame is HELLO_CONTROL, then only LIST, ROLLBACK and PING, served
+ * here on the agent thread (the debugger's frames wait meanwhile, so the
+ * session is bounded: 10 s, 32 frames, 64 KiB a frame). Crashes are never
+ * reported to it. Anything else gets ERROR and the connection is closed. */
+static void serve_control(int fd)
+{
+	struct wire_buf b = { 0 };
+	struct timespec t0, now;
+	bool hello = false;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	for (int frames = 0; frames < 32; frames++) {
+		uint8_t *payload = NULL;
+		struct wire_hdr h;
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		long left = 10000 - ((now.tv_sec - t0.tv_sec) * 1000 +
+				     (now.tv_nsec - t0.tv_nsec) / 1000000);
+		if (left <= 0 || wire_channel__read_frame(fd, (int)left, &h, &payload) ||
+		    h.len > (64u << 10)) {
+			free(payload);
+			break;
+		}
+		const uint8_t *p = payload, *end = payload + h.len;
+		const char *refuse_why = NULL;
+		PyGILState_STATE st;
+		if (!hello) {
+			struct wire_hello hm;
+			if (h.type != WIRE_MSG_HELLO_CONTROL || wire_msg__decode_hello(p, end, &hm) ||
+			    hm.version != WIRE_PROTO_VERSION) {
+				refuse_why = "another debugger is connected";
+			} else {
+				encode_welcome(&b);
+				hello = true;
+			}
+		} else if (h.type == WIRE_MSG_LIST) {
+			struct wire_list m;
+			if (wire_msg__decode_list(p, end, &m) || agent__gil_take(&st)) {
+				refuse_why = "agent: malformed LIST, or the interpreter is finalizing";
+			} else {
+				int rc = agent_install__list(&b, m.request_id);
+				PyGILState_Release(st);
+				if (rc) {
+					wire_buf__reset(&b);
+					refuse_why = "agent: cannot list the installed patches";
+				}
+			}
+		} else if (h.type == WIRE_MSG_ROLLBACK) {
+			struct wire_rollback m;
+			struct wire_rollback_result res;
+			if (wire_msg__decode_rollback(p, end, &m)) {
+				refuse_why = "agent: malformed ROLLBACK";
+			} else {
+				rollback_run(&m, &res, " (auditor)");
+				wire_msg__encode_rollback_result(&b, &res);
+			}
+		} else if (h.type == WIRE_MSG_PING) {
+			struct wire_ping ping;
+			struct wire_pong pong;
+			if (wire_msg__decode_ping(p, end, &ping)) {
+				refuse_why = "agent: malformed PING";
+			} else {
+				pong_of(&ping, &pong);
+				wire_msg__encode_pong(&b, &pong);
+			}
+		} else {
+			refuse_why = "agent: another debugger is connected: only LIST, ROLLBACK and "
+				     "PING are served to an auditor";
+		}
+		free(payload);
+		if (refuse_why) {
+			wire_buf__reset(&b);
+			wire_msg__encode_error(&b, refuse_why);
+		}
+		if (b.err || wire_channel__write_all(fd, b.data, b.len) || refuse_why)
+			break;
+		wire_buf__reset(&b);
+	}
+	wire_buf__free(&b);
+}
+
+/* Whether the first frame waiting on fd is HELLO_CONTROL (peeked, within
+ * a second: debuggers send their HELLO at once). */
+static bool is_auditor(int fd)
+{
+	uint8_t hdr[WIRE_HDR_SIZE];
+	struct pollfd pf = { .fd = fd, .events = POLLIN };
+	if (poll(&pf, 1, 1000) <= 0)
+		return false;
+	ssize_t n = recv(fd, hdr, sizeof hdr, MSG_PEEK | MSG_DONTWAIT);
+	return n == (ssize_t)sizeof hdr && (hdr[4] | hdr[5] << 8) == WIRE_MSG_HELLO_CONTROL;
+}
+
+static void accept_client(void)
+{
+	int fd = accept4(agent_g.listen_fd, NULL, NULL, SOCK_CLOEXEC);
+	struct ucred cred;
+	socklen_t len = sizeof cred;
+	struct wire_buf b = { 0 };
+	if (fd < 0)
+		return;
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) ||
+	    (cred.uid != getuid() && cred.uid != 0)) {
+		agent__log("refused a peer of uid %u", (unsigned)cred.uid);
+		close(fd);
+		return;
+	}
+	pthread_mutex_lock(&agent_g.lock);
+	bool busy = agent_g.client_fd >= 0;
+	if (busy) {
+		/* A debugger that left while we were busy elsewhere. */
+		char c;
+		ssize_t r = recv(agent_g.client_fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+		if (r == 0 || (r < 0 && errno != EAGAIN && errno != EWOULDBLOCK)) {
+			agent_server__close_client_locked("EOF");
+			busy = false;
+		}
+	}
+	pthread_mutex_unlock(&agent_g.lock);
+	if (busy) {
+		struct timeval tv = { 2, 0 };
+		setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+		setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+		if (is_auditor(fd)) {
+			agent__log("auditor pid %d connected", (int)cred.pid);
+			serve_control(fd);
+			close(fd);
+			return;
+		}
+		wire_msg__encode_error(&b, "another debugger is connected");
+		if (b.err == 0)
+			wire_channel__write_all(fd, b.data, b.len);
+		wire_buf__free(&b);
+		close(fd);
+		return;
+	}
+	/* A debugger that stops mid-frame, or stops reading, must not hang
+	 * us (writes happen under agent_g.lock). */
+	struct timeval tv = { 5, 0 };
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+	pthread_mutex_lock(&agent_g.lock);
+	agent_g.client_fd = fd;
+	pthread_mutex_unlock(&agent_g.lock);
+	agent__log("debugger pid %d connected", (int)cred.pid);
+}
+
+static void on_hello(struct wire_buf *b, const uint8_t *p, const uint8_t *end)
+{
+	struct wire_hello h;
+	if (wire_msg__decode_hello(p, end, &h) || h.version != WIRE_PROTO_VERSION) {
+		refuse(b, "agent: bad HELLO or protocol version");
+		return;
+	}
+	if (h.timeout_ms)
+		agent_watch__set_timeout(h.timeout_ms);
+	encode_welcome(b);
+	reply(b);
+	pthread_mutex_lock(&agent_g.lock);
+	agent_g.hits = (h.flags & WIRE_HELLO_F_HITS) != 0;
+	__atomic_store_n(&agent_g.ready, true, __ATOMIC_RELAXED);
+	pthread_cond_broadcast(&agent_g.cond);   /* crashes waiting for a debugger */
+	pthread_mutex_unlock(&agent_g.lock);
+}
+
+static void on_release(struct wire_buf *b, const uint8_t *p, const uint8_t *end)
+{
+	struct wire_release r;
+	if (wire_msg__decode_release(p, end, &r)) {
+		refuse(b, "agent: malformed RELEASE");
+		return;
+	}
+	pthread_mutex_lock(&agent_g.lock);
+	agent_park__answer_locked(r.event_id, AGENT_VERDICT_RELEASE, NULL);
+	pthread_mutex_unlock(&agent_g.lock);
+}
+
+/* RESUME: the parked thread does the work (it owns the frames) and
+ * answers RESUME_RESULT itself; an unknown or released event is answered
+ * here. */
+static void on_resume(struct wire_buf *b, const uint8_t *p, const uint8_t *end)
+{
+	struct wire_resume r;
+	bool found = false;
+	if (wire_msg__decode_resume(p, end, &r)) {
+		refuse(b, "agent: malformed RESUME");
+		return;
+	}
+	pthread_mutex_lock(&agent_g.lock);
+	found = agent_park__answer_locked(r.event_id, AGENT_VERDICT_RESUME, &r);
+	pthread_mutex_unlock(&agent_g.lock);
+	if (!found) {
+		struct wire_resume_result res = { r.event_id, -ENOENT, "" };
+		snprintf(res.message, sizeof res.message,
+			 "agent: event %llu is not parked (released or timed out)",
+			 (unsigned long long)r.event_id);
+		wire_msg__encode_resume_result(b, &res);
+		reply(b);
+	}
+}
+
+static void on_patch(struct wire_buf *b, const uint8_t *p, const uint8_t *end, bool named)
+{
+	struct wire_patch m;
+	struct wire_patch_result res;
+	PyGILState_STATE st;
+	if (named ? wire_msg__decode_patch_named(p, end, &m) : wire_msg__decode_patch(p, end, &m)) {
+		refuse(b, named ? "agent: malformed PATCH_NAMED" : "agent: malformed PATCH");
+		return;
+	}
+	memset(&res, 0, sizeof res);
+	res.request_id = m.request_id;
+	if (agent__gil_take(&st)) {
+		res.status = -ESHUTDOWN;
+		snprintf(res.message, sizeof res.message, "agent: interpreter finalizing");
+		wire_msg__encode_patch_result(b, &res);
+		reply(b);
+	} else {
+		res.status = agent_install__patch(&m, &res);
+		/* Answered before the program runs on (reply_early). */
+		wire_msg__encode_patch_result(b, &res);
+		size_t sent = reply_early(b);
+		PyGILState_Release(st);
+		reply_rest(b, sent);
+	}
+	agent__log("patch %llu for code %#llx: %d, %u functions, %u parents: %s",
+		   (unsigned long long)m.request_id, (unsigned long long)m.code_addr,
+		   res.status, res.nfunctions, res.nparents, res.message);
+}
+
+/* LIST: the registry, encoded with the GIL held (it reads code objects). */
+static void on_list(struct wire_buf *b, const uint8_t *p, const uint8_t *end)
+{
+	struct wire_list m;
+	PyGILState_STATE st;
+	int rc;
+	if (wire_msg__decode_list(p, end, &m)) {
+		refuse(b, "agent: malformed LIST");
+		return;
+	}
+	if (agent__gil_take(&st)) {
+		refuse(b, "agent: interpreter finalizing");
+		return;
+	}
+	rc = agent_install__list(b, m.request_id);
+	PyGILState_Release(st);
+	if (rc) {
+		wire_buf__reset(b);
+		refuse(b, "agent: cannot list the installed patches (out of memory)");
+		return;
+	}
+	reply(b);
+}
+
+static void on_rollback(struct wire_buf *b, const uint8_t *p, const uint8_t *end)
+{
+	struct wire_rollback m;
+	struct wire_rollback_result res;
+	if (wire_msg__decode_rollback(p, end, &m)) {
+		refuse(b, "agent: malformed ROLLBACK");
+		return;
+	}
+	rollback_run(&m, &res, "");
+	wire_msg__encode_rollback_result(b, &res);
+	reply(b);
+}
+
+static void on_ping(struct wire_buf *b, const uint8_t *p, const uint8_t *end)
+{
+	struct wire_ping ping;
+	struct wire_pong pong;
+	if (wire_msg__decode_ping(p, end, &ping)) {
+		refuse(b, "agent: malformed PING");
+		return;
+	}
+	pong_of(&ping, &pong);
+	wire_msg__encode_pong(b, &pong);
+	reply(b);
+}
+
+void agent_server__close(void)
+{
+	pthread_mutex_lock(&agent_g.lock);
+	agent_server__close_client_locked("detached");
+	if (agent_g.listen_fd >= 0) {
+		close(agent_g.listen_fd);
+		unlink(agent_g.sock_path);
+	}
+	agent_g.listen_fd = -1;
+	if (agent_g.lock_fd >= 0) {
+		unlink(agent_g.lock_path);
+		close(agent_g.lock_fd);   /* drops the flock */
+	}
+	agent_g.lock_fd = -1;
+	pthread_mutex_unlock(&agent_g.lock);
+}
+
+/* DETACH: unwatch (with the GIL), take the socket away, answer BYE. The
+ * socket goes before BYE, so a debugger that reconnects right after BYE
+ * finds no stale listener (it restarts the agent instead). */
+static void on_detach(struct wire_buf *b)
+{
+	PyGILState_STATE st;
+	agent_g.stopping = true;
+	pthread_mutex_lock(&agent_g.lock);
+	__atomic_store_n(&agent_g.ready, false, __ATOMIC_RELAXED);
+	agent_park__release_all_locked(AGENT_VERDICT_RELEASE);
+	if (agent_g.listen_fd >= 0) {
+		close(agent_g.listen_fd);
+		unlink(agent_g.sock_path);
+	}
+	agent_g.listen_fd = -1;
+	pthread_mutex_unlock(&agent_g.lock);
+	if (agent__gil_take(&st) == 0) {
+		agent_watch__remove();
+		PyGILState_Release(st);
+	}
+	agent_installer__record(WIRE_WATCH_NONE, "detached");
+	/* The debugger records firings up to BYE. */
+	if (agent_install__hits_pending()) {
+		pthread_mutex_lock(&agent_g.lock);
+		if (agent_g.client_fd >= 0 && agent_g.hits && agent_install__hits(b, NULL) > 0 &&
+		    agent_server__send_locked(b))
+			agent_server__close_client_locked("write failed");
+		pthread_mutex_unlock(&agent_g.lock);
+		wire_buf__reset(b);
+	}
+	wire_msg__encode_empty(b, WIRE_MSG_BYE);
+	reply(b);
+}
+
+/* One frame from the debugger (poll said it is there); false when the
+ * agent must stop. */
+static bool serve_one(struct wire_buf *b)
+{
+	struct wire_hdr h;
+	uint8_t *payload = NULL;
+	bool go_on = true;
+
+	/* Waits only if the frame stalls midway (SO_RCVTIMEO bounds each read). */
+	int rc = wire_channel__read_frame(agent_g.client_fd, SERVE_FRAME_MS, &h, &payload);
+	if (rc == -EPROTO || rc == -ENOMEM) {
+		refuse(b, rc == -EPROTO ? "agent: malformed frame header" : "agent: out of memory");
+		return true;
+	}
+	if (rc) {
+		pthread_mutex_lock(&agent_g.lock);
+		agent_server__close_client_locked(rc == -EPIPE ? "EOF" : rc == -ETIMEDOUT ?
+						  "read timed out" : "read failed");
+		pthread_mutex_unlock(&agent_g.lock);
+		return true;
+	}
+	const uint8_t *p = payload, *end = payload + h.len;
+	/* HELLO_CONTROL when no debugger is connected: an auditor is served as
+	 * one (it reads no crashes and leaves soon; parked threads then go on). */
+	if (h.type != WIRE_MSG_HELLO && h.type != WIRE_MSG_HELLO_CONTROL && !agent_g.ready) {
+		refuse(b, "agent: HELLO expected first");
+	} else {
+		switch (h.type) {
+		case WIRE_MSG_HELLO:
+		case WIRE_MSG_HELLO_CONTROL: on_hello(b, p, end); break;
+		case WIRE_MSG_RELEASE: on_release(b, p, end); break;
+		case WIRE_MSG_PATCH: on_patch(b, p, end, false); break;
+		case WIRE_MSG_PATCH_NAMED: on_patch(b, p, end, true); break;
+		case WIRE_MSG_LIST: on_list(b, p, end); break;
+		case WIRE_MSG_ROLLBACK: on_rollback(b, p, end); break;
+		case WIRE_MSG_RESUME: on_resume(b, p, end); break;
+		case WIRE_MSG_PING: on_ping(b, p, end); break;
+		case WIRE_MSG_DETACH:
+			if (wire_msg__decode_empty(p, end)) {
+				refuse(b, "agent: malformed DETACH");
+				break;
+			}
+			on_detach(b);
+			go_on = false;
+			break;
+		default:
+			refuse(b, "agent: unexpected frame type");
+		}
+	}
+	free(payload);
+	return go_on;
+}
+
+int agent_server__open(void)
+{
+	char dir[WIRE_PATH_MAX];
+	int rc;
+	pid_t pid = getpid();
+	uid_t uid = getuid();
+
+	if ((rc = wire_channel__dir(uid, dir, sizeof dir)) ||
+	    (rc = wire_channel__ensure_dir(dir, uid)))
+		return rc;
+	wire_channel__path(dir, pid, "lock", agent_g.lock_path, sizeof agent_g.lock_path);
+	wire_channel__path(dir, pid, "sock", agent_g.sock_path, sizeof agent_g.sock_path);
+	int lfd = open(agent_g.lock_path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (lfd < 0)
+		return -errno;
+	if (flock(lfd, LOCK_EX | LOCK_NB)) {
+		close(lfd);
+		return -EALREADY;   /* another copy of the agent serves this process */
+	}
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	if (fd < 0) {
+		rc = -errno;
+		goto fail_lock;
+	}
+	/* The socket gets its public name only once it listens: a debugger
+	 * woken by its appearance (suture-run watches the directory) must not
+	 * meet ECONNREFUSED and back off. rename() keeps the bound socket. */
+	char tmp[sizeof agent_g.sock_path];
+	wire_channel__path(dir, pid, "sock-new", tmp, sizeof tmp);
+	snprintf(sa.sun_path, sizeof sa.sun_path, "%s", tmp);
+	unlink(tmp);           /* previous processes with our pid; we hold the lock */
+	unlink(agent_g.sock_path);
+	if (bind(fd, (struct sockaddr *)&sa, sizeof sa) || chmod(tmp, 0600) || listen(fd, 4) ||
+	    rename(tmp, agent_g.sock_path)) {
+		rc = -errno;
+		unlink(tmp);
+		goto fail_sock;
+	}
+	agent_g.lock_fd = lfd;
+	agent_g.listen_fd = fd;
+	return 0;
+fail_sock:
+	close(fd);
+fail_lock:
+	close(lfd);
+	return rc;
+}
+
+void agent_server__serve(void)
+{
+	struct wire_buf b = { 0 };
+	struct timespec last_hits = { 0, 0 };
+	for (;;) {
+		struct pollfd pf[2] = {
+			{ .fd = agent_g.listen_fd, .events = POLLIN },
+			{ .fd = agent_g.client_fd, .events = POLLIN },
+		};
+		int n = poll(pf, agent_g.client_fd >= 0 ? 2 : 1, 200);
+		if (n < 0 && errno != EINTR)
+			break;
+		/* The client first: its EOF must be seen before a new
+		 * debugger (often the same tool, reconnecting) is accepted. */
+		if (n > 0 && agent_g.client_fd >= 0 && pf[1].fd == agent_g.client_fd &&
+		    (pf[1].revents & (POLLIN | POLLHUP | POLLERR)))
+			if (!serve_one(&b))
+				break;
+		if (n > 0 && (pf[0].revents & POLLIN))
+			accept_client();
+		/* Firings, coalesced: at most one HITS every 100 ms. */
+		if (agent_install__hits_pending() &&
+		    __atomic_load_n(&agent_g.ready, __ATOMIC_RELAXED) && agent_g.hits) {
+			struct timespec now;
+			clock_gettime(CLOCK_MONOTONIC, &now);
+			if ((now.tv_sec - last_hits.tv_sec) * 1000 +
+			    (now.tv_nsec - last_hits.tv_nsec) / 1000000 >= 100) {
+				agent_server__send_hits(NULL);
+				last_hits = now;
+			}
+		}
+		if (agent_watch__mode() == WIRE_WATCH_TRACE) {
+			PyGILState_STATE st;
+			if (agent__gil_take(&st) == 0) {
+				agent_watch__rescan_threads();
+				PyGILState_Release(st);
+			}
+		}
+	}
+	wire_buf__free(&b);
+}
