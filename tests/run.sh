@@ -36,6 +36,8 @@ run_one() { # name, may-skip(yes|no), command...
 	if [ $rc -eq 0 ]; then
 		passed=$((passed + 1))
 		echo "PASS $name (${secs}s)"
+		# What a passing script could not test here (lib.sh's pythons).
+		grep '^absent: ' "$log" | sed 's/^/    /'
 	elif [ $rc -eq 77 ] && [ "$may_skip" = yes ]; then
 		skipped=$((skipped + 1))
 		echo "SKIP $name (${secs}s): $(tail -n 1 "$log")"

@@ -4,15 +4,9 @@
 # before its first call, and serves the same request from then on; a clean
 # exit ends the session with the service's status.
 set -u
-: "${BUILD:?BUILD must be set (absolute build dir)}"
-: "${PYTHON:=/usr/bin/python3.11}"
-: "${SUTURE_ROOT:=$(cd "$(dirname "$0")/../.." && pwd)}"
+. "$(dirname "$0")/lib.sh"
 RUN="$BUILD/bin/suture-run"
 export SUTURE_AGENT="$BUILD/lib/libsuture_agent.so"
-W=$(mktemp -d /tmp/suture-run-watch.XXXXXX)
-PIDS=""
-trap 'for p in $PIDS; do kill -9 $p 2>/dev/null; done; rm -rf "$W"' EXIT
-fail() { echo "FAIL: $*"; exit 1; }
 wait_count() { # PATTERN FILE N
 	_n=0
 	while [ "$(grep -c -- "$1" "$2" 2>/dev/null)" -lt "$3" ]; do
