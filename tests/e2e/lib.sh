@@ -33,8 +33,8 @@ FAILS=0
 # running under set -e from leaving the cleanup half done.
 cleanup() {
 	for _p in $PGIDS; do
-		kill -CONT -- "-$_p" 2>/dev/null || :
-		kill -KILL -- "-$_p" 2>/dev/null || :
+		kill -CONT "-$_p" 2>/dev/null || :
+		kill -KILL "-$_p" 2>/dev/null || :
 	done
 	for _p in $PIDS; do
 		kill -CONT "$_p" 2>/dev/null || :   # a stopped target still dies, but ptrace
@@ -70,7 +70,7 @@ stop_pid() {
 
 # stop_group PGID: end every process of a group start_group made.
 stop_group() {
-	kill -KILL -- "-$1" 2>/dev/null || :
+	kill -KILL "-$1" 2>/dev/null || :
 	wait "$1" 2>/dev/null || :
 	PGIDS=$(echo "$PGIDS" | tr ' ' '\n' | grep -vx "$1" | tr '\n' ' ' || :)
 	PIDS=$(echo "$PIDS" | tr ' ' '\n' | grep -vx "$1" | tr '\n' ' ' || :)
@@ -127,7 +127,8 @@ start_bg() {
 }
 
 # start_group NAME READY CMD...: the same, CMD leading a process group of its
-# own (setsid execs in place: BG is the group's id), so that stop_group and
+# own (a background job of a non-interactive shell leads no group, so setsid
+# execs in place: BG is the group's id), so that stop_group and
 # the exit cleanup end its children as well.
 start_group() {
 	_sb_name=$1 _sb_ready=$2
