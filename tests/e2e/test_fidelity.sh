@@ -32,11 +32,10 @@ done
 # The probe again under Debian's debug build, whose assertions check the
 # stack discipline and opargs of every executed block (statistics' suite,
 # slow there, is left out).
-DBG=${PYTHON_DBG:-/usr/bin/python3.11-dbg}
-if [ -x "$DBG" ]; then
+if DBG=$(py311_find dbg); then
 	# shellcheck disable=SC2086
 	"$DBG" "$SUTURE_ROOT/tests/fixtures/guards/fidelity.py" probe $(echo $TESTS | sed 's/test_statistics//')
 	echo "fidelity: probe under $DBG: CPython's test suites pass"
 else
-	echo "no $DBG: debug-build run skipped"
+	echo "absent: the probe under the debug build, not tested: $(py311_why dbg)"
 fi
