@@ -37,8 +37,8 @@ cleanup() {
 		kill -KILL "-$_p" 2>/dev/null || :
 	done
 	for _p in $PIDS; do
-		kill -CONT "$_p" 2>/dev/null || :   # a stopped target still dies, but ptrace
-		kill -KILL "$_p" 2>/dev/null || :   # stops are left cleaner this way
+		kill -CONT "$_p" 2>/dev/null || :   # a target a test left stopped
+		kill -KILL "$_p" 2>/dev/null || :
 		wait "$_p" 2>/dev/null || :
 	done
 	rm -rf "$W"
