@@ -9,7 +9,8 @@
 # library built from <module>/*.c; a module may add rules of its own in
 # <module>/module.mk (generators, extra flags). cli/suture-*.c are the
 # commands. tests/unit/test_<module>_*.c are Criterion binaries linked
-# against <module> and the modules it depends on. BUILD may be set to keep
+# against <module> and the modules it depends on; tests/tests.mk builds the
+# drivers the end-to-end scripts and benchmarks run. BUILD may be set to keep
 # several build trees apart (BUILD=build-x).
 
 BUILD    ?= build
@@ -95,6 +96,8 @@ UNIT_BIN := $(patsubst tests/unit/%.c,$(BUILD)/tests/unit/%,$(UNIT_SRC))
 all: $(CLI_BIN) $(AGENT)
 
 -include $(wildcard */module.mk)
+# The test drivers and benchmark programs (tests/tests.mk).
+include tests/tests.mk
 
 define module_rules
 $(1): $(call lib_of,$(1))

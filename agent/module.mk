@@ -23,11 +23,3 @@ $(AGENT_PYWEAK):
 	test -s $@.tmp && mv $@.tmp $@
 GEN_HDRS += $(AGENT_PYWEAK)
 $(BUILD)/obj/agent/%.o: override CFLAGS += -include $(AGENT_PYWEAK)
-
-# The test driver of tests/e2e/test_agent*.sh and test_watch*.sh (built with
-# the unit tests, which make check/test build).
-INJECT_CLIENT := $(BUILD)/tests/e2e/test_agent_client
-$(INJECT_CLIENT): tests/e2e/test_agent_client.c $(call libs_for,heal)
-	@mkdir -p $(@D)
-	$(CC) $(ALL_CFLAGS) -o $@ $< $(call libs_for,heal) $(call sys_for,heal)
-unit: $(INJECT_CLIENT) $(AGENT)

@@ -9,14 +9,17 @@
 # sites that were specialized before. Appended constants name a builtin
 # (KeyError) and a helper (guard_match), resolved in the target. A code
 # address that is not live and an unknown helper are refused. Both
-# interpreters, LD_PRELOAD and remote injection.
+# interpreters, LD_PRELOAD and remote injection. The agent's own log
+# (SUTURE_AGENT_VERBOSE) names each function given the new code: value's
+# code must reach both of its functions (value, and twin made on the same
+# code), not one of them plus the module's.
 . "$(dirname "$0")/test_agent_lib.sh"
 
 for py in $(pythons_dbg); do
 	for how in preload plain; do
 		n="p-$how-$(pytag "$py")"
 		opt=""; [ $how = preload ] && opt=-n
-		start_target "$n" $how "$py" "$FIX/patch_target.py" "$W/$n"
+		SUTURE_AGENT_VERBOSE=1 start_target "$n" $how "$py" "$FIX/patch_target.py" "$W/$n"
 		# An unknown helper name is refused, nothing installed.
 		sed 's/^const helper match_here/const helper no_such_helper/' "$W/$n.spec.value" >"$W/$n.spec.nohelper"
 		"$CLIENT" $opt "$TP" patch "$W/$n.spec.nohelper" >"$W/$n.r.nohelper" 2>&1 &&
@@ -27,7 +30,9 @@ for py in $(pythons_dbg); do
 			"$CLIENT" $opt "$TP" patch "$W/$n.spec.$code" >"$W/$n.r.$code" 2>&1 ||
 				{ cat "$W/$n.r.$code"; fail "$py $how: patch $code"; }
 		done
-		grep -q 'functions=[2-9]' "$W/$n.r.value" || fail "$py: value: alias/twin not both reached"
+		nv=$(grep -c 'patch: function value given the new code' "$W/$n.err")
+		[ "$nv" -eq 2 ] || { cat "$W/$n.r.value"; grep 'patch: ' "$W/$n.err";
+			fail "$py $how: value's code given to $nv function(s), not to value and twin"; }
 		grep -q 'parents=[1-9]' "$W/$n.r.inner" || fail "$py: inner: parent not replaced"
 		grep -q 'parents=[1-9]' "$W/$n.r.listcomp" || fail "$py: listcomp: parent not replaced"
 		# A patch for a code object that is not live is refused.

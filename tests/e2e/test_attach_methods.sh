@@ -12,29 +12,13 @@
 # getter's and setter's patches share a qualified name). Debian's
 # python3.11, its debug build and pyenv's 3.11.7.
 set -u
-: "${BUILD:?BUILD must be set (absolute build dir)}"
-: "${PYTHON:=/usr/bin/python3.11}"
-: "${SUTURE_ROOT:=$(cd "$(dirname "$0")/../.." && pwd)}"
+. "$(dirname "$0")/lib.sh"
 RUN="$BUILD/bin/suture-run"
 ATTACH="$BUILD/bin/suture-attach"
 AUDIT="$BUILD/bin/suture-audit"
 TARGET="$SUTURE_ROOT/tests/fixtures/heal/methods_target.py"
 export SUTURE_AGENT="$BUILD/lib/libsuture_agent.so"
-PYENV_PY=/root/.pyenv/versions/3.11.7/bin/python3.11
-DBG_PY=/usr/bin/python3.11-dbg
-W=$(mktemp -d /tmp/suture-attach-methods.XXXXXX)
-PIDS=""
-trap 'for p in $PIDS; do kill -9 $p 2>/dev/null; done; rm -rf "$W"' EXIT
-fail() { echo "FAIL: $*"; exit 1; }
 
-wait_grep() { # PATTERN FILE
-	_n=0
-	while ! grep -q -- "$1" "$2" 2>/dev/null; do
-		_n=$((_n + 1))
-		[ $_n -gt 500 ] && { cat "$2"; fail "timed out waiting for '$1' in $2"; }
-		sleep 0.02
-	done
-}
 wait_count() { # PATTERN FILE N
 	_n=0
 	while [ "$(grep -c -- "$1" "$2" 2>/dev/null)" -lt "$3" ]; do
@@ -64,9 +48,7 @@ decorated|None|key_guard rec\['tag'\] -> None in Parser.tagged (
 nested|None|key_guard rec\['name'\] -> None in Parser.Row.name (
 top|None|key_guard rec\['id'\] -> None in top ("
 
-pys="$PYTHON"
-[ -x "$DBG_PY" ] && pys="$pys $DBG_PY"
-[ -x "$PYENV_PY" ] && pys="$pys $PYENV_PY"
+pys=$(pythons python dbg pyenv)
 for py in $pys; do
 	D="$W/$(echo "$py" | tr / _)"
 	S="$D/store"

@@ -15,27 +15,12 @@
 # records the firings of the patches it loaded (one more each for the six
 # kinds called, sent by the agent before BYE at its SIGINT detach).
 set -u
-: "${BUILD:?BUILD must be set (absolute build dir)}"
-: "${PYTHON:=/usr/bin/python3.11}"
-: "${SUTURE_ROOT:=$(cd "$(dirname "$0")/../.." && pwd)}"
+. "$(dirname "$0")/lib.sh"
 ATTACH="$BUILD/bin/suture-attach"
 AUDIT="$BUILD/bin/suture-audit"
 TARGET="$SUTURE_ROOT/tests/fixtures/heal/watch_target.py"
 export SUTURE_AGENT="$BUILD/lib/libsuture_agent.so"
-PYENV_PY=/root/.pyenv/versions/3.11.7/bin/python3.11
-W=$(mktemp -d /tmp/suture-attach-watch.XXXXXX)
-PIDS=""
-trap 'for p in $PIDS; do kill -9 $p 2>/dev/null; done; rm -rf "$W"' EXIT
-fail() { echo "FAIL: $*"; exit 1; }
 
-wait_grep() { # PATTERN FILE [SECONDS]
-	_n=0
-	while ! grep -q -- "$1" "$2" 2>/dev/null; do
-		_n=$((_n + 1))
-		[ $_n -gt $(( ${3:-10} * 50 )) ] && { cat "$2"; fail "timed out waiting for '$1' in $2"; }
-		sleep 0.02
-	done
-}
 
 # cmd DIR LINE EXPECTED-OUT-LINE: send a command, wait for its result line
 cmd() {
@@ -119,8 +104,7 @@ healed() {
 	esac
 }
 
-pys="$PYTHON"
-[ -x "$PYENV_PY" ] && pys="$pys $PYENV_PY"
+pys=$(pythons python pyenv)
 for py in $pys; do
 	D="$W/$(echo "$py" | tr / _)"
 	resumed=""

@@ -5,31 +5,25 @@
 # exit codes of docs/man/suture-audit.1 (unknown name, corrupt index, bad
 # permissions, missing store, --pid, usage).
 set -u
-ROOT=${SUTURE_ROOT:-$(cd "$(dirname "$0")/../.." && pwd)}
-BUILD=${BUILD:-$ROOT/build}
-PYTHON=${PYTHON:-/usr/bin/python3.11}
+. "$(dirname "$0")/lib.sh"
 AUDIT=$BUILD/bin/suture-audit
 TOOL=$BUILD/tests/store-tool
 for b in "$AUDIT" "$TOOL"; do
-	[ -x "$b" ] || { echo "missing $b (build first)"; exit 1; }
+	[ -x "$b" ] || fail "missing $b (build first)"
 done
 
-WORK=$(cd "$(mktemp -d)" && pwd -P)  # physical: suture-audit shortens paths under getcwd()
-trap 'rm -rf "$WORK"' EXIT
-cd "$WORK" || exit 1
-fails=0
-fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
-ok() { echo "ok: $*"; }
+WORK=$W  # physical (lib.sh): suture-audit shortens paths under getcwd()
+cd "$WORK" || fail "cd $WORK"
 
 # run CMD...: stdout in $WORK/out, stderr in $WORK/err, status in $rc
 run() { "$@" >"$WORK/out" 2>"$WORK/err"; rc=$?; }
 expect_rc() { # want, what
 	if [ "$rc" -eq "$1" ]; then ok "$2 (exit $rc)"; else
-		fail "$2: exit $rc, wanted $1"; sed 's/^/    out: /' "$WORK/out"; sed 's/^/    err: /' "$WORK/err"; fi
+		note_fail "$2: exit $rc, wanted $1"; sed 's/^/    out: /' "$WORK/out"; sed 's/^/    err: /' "$WORK/err"; fi
 }
 expect_in() { # file, text, what
 	if grep -qF -- "$2" "$1"; then ok "$3"; else
-		fail "$3: no \"$2\" in:"; sed 's/^/    /' "$1"; fi
+		note_fail "$3: no \"$2\" in:"; sed 's/^/    /' "$1"; fi
 }
 
 S=$WORK/store
@@ -44,14 +38,14 @@ expect_in "$WORK/err" "suture-audit: store: $S: no such store" "missing store me
 "$TOOL" add --store "$S" --guard key_guard --module app --qualname load_config \
 	--file "$WORK/app.py" --first-line 10 --line 12 --target 'cfg["timeout"]' \
 	--fallback 30 --consumer "store timeout" --placement value --program "$WORK/app.py" --age $((2 * 86400 + 2 * 3600 + H)) \
-	--hits 3 --last-hit 2026-01-02T03:04:05Z >/dev/null || fail "store-tool add 1"
+	--hits 3 --last-hit 2026-01-02T03:04:05Z >/dev/null || note_fail "store-tool add 1"
 "$TOOL" add --store "$S" --guard division_guard --module app.stats --qualname Stats.mean \
 	--file "$WORK/stats.py" --line 40 --target 'total / count' --fallback 0 \
-	--consumer return --age $((10 * 86400 + H)) >/dev/null || fail "store-tool add 2"
+	--consumer return --age $((10 * 86400 + H)) >/dev/null || note_fail "store-tool add 2"
 "$TOOL" add --store "$S" --name app.main:5:null_guard --guard null_guard --module app \
 	--qualname main --file "$WORK/app.py" --line 5 --target user.name --fallback None \
-	--age $H --ttl 3 >/dev/null || fail "store-tool add 3"
-"$TOOL" stale --store "$S" app.main:5:null_guard "code_id differs" || fail "store-tool stale"
+	--age $H --ttl 3 >/dev/null || note_fail "store-tool add 3"
+"$TOOL" stale --store "$S" app.main:5:null_guard "code_id differs" || note_fail "store-tool stale"
 
 run "$AUDIT" --store "$S"
 expect_rc 0 "list"
@@ -65,14 +59,14 @@ app.main:5:null_guard                   app.main              app.py:5     null_
 1 stale: the code changed since the patch was made; never applied. Remove: suture-audit rollback NAME
 EOF
 if cmp -s "$WORK/want" "$WORK/out"; then ok "table exact"; else
-	fail "table differs:"; diff "$WORK/want" "$WORK/out" | sed 's/^/    /'; fi
+	note_fail "table differs:"; diff "$WORK/want" "$WORK/out" | sed 's/^/    /'; fi
 
 # The same through $SUTURE_STORE and through the default ./.suture.
 run env SUTURE_STORE="$S" "$AUDIT"
-cmp -s "$WORK/want" "$WORK/out" && ok "SUTURE_STORE" || fail "SUTURE_STORE listing differs"
+cmp -s "$WORK/want" "$WORK/out" && ok "SUTURE_STORE" || note_fail "SUTURE_STORE listing differs"
 mkdir "$WORK/proj" && cp -r "$S" "$WORK/proj/.suture"
 (cd "$WORK/proj" && env -u SUTURE_STORE "$AUDIT" >"$WORK/out2" 2>&1)
-grep -q "app.load_config:12:key_guard" "$WORK/out2" && ok "default ./.suture" || fail "default ./.suture"
+grep -q "app.load_config:12:key_guard" "$WORK/out2" && ok "default ./.suture" || note_fail "default ./.suture"
 
 # ---- JSON ---------------------------------------------------------------------
 run "$AUDIT" --store "$S" --json
@@ -112,7 +106,7 @@ for p in doc["patches"]:
     assert set(p["anchor"]) == {"offset", "window"}
 print("json ok")
 EOF
-then ok "JSON fields and statuses"; else fail "JSON check"; sed 's/^/    /' "$WORK/out"; fi
+then ok "JSON fields and statuses"; else note_fail "JSON check"; sed 's/^/    /' "$WORK/out"; fi
 
 # ---- explain ------------------------------------------------------------------
 run "$AUDIT" --store "$S" explain app.load_config:12:key_guard
@@ -196,23 +190,23 @@ expect_rc 3 "rollback unknown name"
 expect_in "$WORK/err" "no patch named \"nope\"; nothing removed" "unknown name message"
 run "$AUDIT" --store "$S" rollback app.main:5:null_guard nope
 expect_rc 3 "rollback with one unknown name"
-cmp -s "$WORK/before.json" "$S/index.json" && ok "nothing removed on error" || fail "store changed on error"
+cmp -s "$WORK/before.json" "$S/index.json" && ok "nothing removed on error" || note_fail "store changed on error"
 
 run "$AUDIT" --store "$S" rollback --all --dry-run
 expect_rc 0 "rollback --all --dry-run"
-[ "$(grep -c '^would remove ' "$WORK/out")" -eq 3 ] && ok "dry run lists 3" || fail "dry run output"
-cmp -s "$WORK/before.json" "$S/index.json" && ok "dry run changes nothing" || fail "dry run changed the store"
+[ "$(grep -c '^would remove ' "$WORK/out")" -eq 3 ] && ok "dry run lists 3" || note_fail "dry run output"
+cmp -s "$WORK/before.json" "$S/index.json" && ok "dry run changes nothing" || note_fail "dry run changed the store"
 run "$AUDIT" --store "$S" rollback --dry-run app.main:5:null_guard
 expect_rc 0 "rollback NAME --dry-run"
 expect_in "$WORK/out" "would remove app.main:5:null_guard (null_guard on user.name in app.main, $WORK/app.py:5)" "dry run by name"
-cmp -s "$WORK/before.json" "$S/index.json" && ok "dry run by name changes nothing" || fail "dry run by name changed the store"
+cmp -s "$WORK/before.json" "$S/index.json" && ok "dry run by name changes nothing" || note_fail "dry run by name changed the store"
 
 run "$AUDIT" --store "$S" rollback app.main:5:null_guard
 expect_rc 0 "rollback NAME"
 expect_in "$WORK/out" "removed app.main:5:null_guard (null_guard on user.name in app.main, $WORK/app.py:5)" "rollback says what"
 run "$AUDIT" --store "$S"
-grep -q "app.main:5:null_guard" "$WORK/out" && fail "rolled back patch still listed" || ok "rolled back patch gone"
-[ "$(wc -l <"$WORK/out")" -eq 5 ] && ok "two patches left" || fail "expected 2 rows"
+grep -q "app.main:5:null_guard" "$WORK/out" && note_fail "rolled back patch still listed" || ok "rolled back patch gone"
+[ "$(wc -l <"$WORK/out")" -eq 5 ] && ok "two patches left" || note_fail "expected 2 rows"
 
 run "$AUDIT" --store "$S" rollback --all
 expect_rc 0 "rollback --all"
@@ -221,7 +215,7 @@ run "$AUDIT" --store "$S"
 expect_rc 0 "list empty"
 expect_in "$WORK/out" "no patches in $S" "empty store"
 run "$AUDIT" --store "$S" --json
-[ "$(tr -d ' \t\n' <"$WORK/out")" = '{"patches":[]}' ] && ok "empty JSON" || fail "empty JSON: $(cat "$WORK/out")"
+[ "$(tr -d ' \t\n' <"$WORK/out")" = '{"patches":[]}' ] && ok "empty JSON" || note_fail "empty JSON: $(cat "$WORK/out")"
 
 # ---- corrupt index: refused, named, kept ------------------------------------------
 "$TOOL" add --store "$S" --guard index_guard --module m --qualname f --line 3 >/dev/null
@@ -234,7 +228,7 @@ expect_in "$WORK/err" "unexpected end of file (truncated?)" "corrupt message giv
 expect_in "$WORK/err" "mv $S/index.json $S/index.json.bad" "corrupt message says how to move it aside"
 run "$AUDIT" --store "$S" rollback --all
 expect_rc 1 "rollback on a corrupt index"
-cmp -s "$WORK/trunc.json" "$S/index.json" && ok "corrupt index kept byte for byte" || fail "corrupt index was changed"
+cmp -s "$WORK/trunc.json" "$S/index.json" && ok "corrupt index kept byte for byte" || note_fail "corrupt index was changed"
 printf '{"format": "suture-store", "version": 9, "patches": []}\n' >"$S/index.json"
 run "$AUDIT" --store "$S" --json
 expect_rc 1 "future version"
@@ -264,6 +258,7 @@ chmod 0600 "$S/index.json"
 # ---- options -------------------------------------------------------------------
 sleep 30 &
 SLEEP_PID=$!
+track "$SLEEP_PID"
 run "$AUDIT" --store "$S" --pid "$SLEEP_PID"
 kill "$SLEEP_PID" 2>/dev/null
 expect_rc 6 "--pid of a process without the agent"
@@ -285,5 +280,4 @@ run "$AUDIT" --version
 expect_rc 0 "--version"
 expect_in "$WORK/out" "store format 2" "--version text"
 
-echo "$fails failure(s)"
-[ "$fails" -eq 0 ]
+finish

@@ -11,28 +11,13 @@
 # the agent, a process that is gone, an unknown name. explain shows the original and patched bytecode
 # side by side, and falls back to the spec without the code file.
 set -u
-: "${BUILD:?BUILD must be set (absolute build dir)}"
-: "${PYTHON:=/usr/bin/python3.11}"
-: "${SUTURE_ROOT:=$(cd "$(dirname "$0")/../.." && pwd)}"
+. "$(dirname "$0")/lib.sh"
 ATTACH="$BUILD/bin/suture-attach"
 AUDIT="$BUILD/bin/suture-audit"
 TARGET="$SUTURE_ROOT/tests/fixtures/audit/live_target.py"
 export SUTURE_AGENT="$BUILD/lib/libsuture_agent.so"
-W=$(mktemp -d /tmp/suture-audit-live.XXXXXX)
-PIDS=""
-trap 'for p in $PIDS; do kill -9 $p 2>/dev/null; done; rm -rf "$W"' EXIT
-fail() { echo "FAIL: $*"; exit 1; }
-ok() { echo "ok: $*"; }
 S="$W/store"
 
-wait_grep() { # PATTERN FILE [SECONDS]
-	_n=0
-	while ! grep -q -- "$1" "$2" 2>/dev/null; do
-		_n=$((_n + 1))
-		[ $_n -gt $(( ${3:-10} * 50 )) ] && { cat "$2"; fail "timed out waiting for '$1' in $2"; }
-		sleep 0.02
-	done
-}
 
 # call NAME EXPECTED-LINE: run NAME in the target, wait for one more EXPECTED-LINE
 call() {

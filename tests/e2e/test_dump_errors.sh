@@ -22,10 +22,8 @@ expect_rc() {
 
 start_idle() { # PYTHON READYFILE [args]: sets PID
 	_py=$1 _ready=$2; shift 2
-	"$_py" "$FIX/idle.py" "$_ready" "$@" >/dev/null 2>&1 &
-	PID=$!
-	PIDS="$PIDS $PID"
-	wait_for 30 test -f "$_ready" || fail "$_py: idle target never ready"
+	READY_SECONDS=30 start_bg "idle-$(basename "$_ready")" "$_ready" "$_py" "$FIX/idle.py" "$_ready" "$@"
+	PID=$BG
 }
 
 # Usage errors.
@@ -49,10 +47,11 @@ PIDS="$PIDS $sp"
 expect_rc "not python" 4 "^suture-attach: pid $sp: not a Python process" "$SA" --pid $sp --dump
 stop_pid $sp
 
-# 5: Python, but not 3.11 (pyenv's other versions, when present).
-for v in 3.12.1 3.10.13; do
-	py=/root/.pyenv/versions/$v/bin/python${v%.*}
-	[ -x "$py" ] || { echo "skip: no $py"; continue; }
+# 5: Python, but not 3.11 (pyenv's 3.12 and 3.10 builds, when present).
+for m in 3.12 3.10; do
+	py=$(ls -d "${PYENV_ROOT:-$HOME/.pyenv}"/versions/$m.*/bin/python$m 2>/dev/null | sort -V | tail -n 1)
+	[ -n "$py" ] || { echo "absent: a pyenv $m build, the 'not 3.11' case for it not tested"; continue; }
+	v=$("$py" -c 'import platform; print(platform.python_version())') || fail "$py: no version"
 	start_idle "$py" "$WORK/ready-$v"
 	expect_rc "python $v" 5 "^suture-attach: pid $PID: (Python $v is not supported|Python older than 3.11)" \
 		"$SA" --pid "$PID" --dump
@@ -75,10 +74,9 @@ cp "$SA" "$WORK/suture-attach" && cp "$FIX/idle.py" "$FIX/dumpexpect.py" "$WORK/
 expect_rc "other user" 6 "^suture-attach: pid $T: permission denied" \
 	setpriv --reuid="$U" --regid="$G" --clear-groups env HOME="$WORK" "$WORK/suture-attach" --pid "$T" --dump
 mkdir -p "$WORK/u" && chmod 777 "$WORK/u"
-setpriv --reuid="$U" --regid="$G" --clear-groups "$PYTHON" "$WORK/idle.py" "$WORK/u/ready" >/dev/null 2>&1 &
-UT=$!
-PIDS="$PIDS $UT"
-wait_for 30 test -f "$WORK/u/ready" || fail "user target never ready"
+READY_SECONDS=30 start_bg user-idle "$WORK/u/ready" \
+	setpriv --reuid="$U" --regid="$G" --clear-groups "$PYTHON" "$WORK/idle.py" "$WORK/u/ready"
+UT=$BG
 expect_rc "no CAP_SYS_PTRACE" 6 "^suture-attach: pid $UT: (permission denied|ptrace not permitted)" \
 	setpriv --inh-caps=-sys_ptrace --bounding-set=-sys_ptrace "$SA" --pid "$UT" --dump --no-cache
 # Yama ptrace_scope 1 forbids a same-user, non-descendant tracer.

@@ -9,8 +9,7 @@
 set -u
 . "$SUTURE_ROOT/tests/fixtures/dump/lib.sh"
 
-for py in "$PYTHON" /usr/bin/python3.11-dbg "$PYENV_PY"; do
-	[ -x "$py" ] || { [ "$py" = "$PYENV_PY" ] && { echo "skip: no $py"; continue; }; fail "missing $py"; }
+for py in $(pythons python dbg pyenv); do
 	label=$(echo "$py" | tr '/' '_')
 	start_scene "$py" "$WORK/$label.expect.json"
 	check_dump "$PID" "$WORK/$label.expect.json" "$label"

@@ -7,10 +7,8 @@ set -u
 . "$SUTURE_ROOT/tests/fixtures/dump/lib.sh"
 N=${DUMP_STRESS_N:-1000}
 
-"$PYTHON" "$FIX/busy.py" "$WORK/ready" "$WORK/stop" >"$WORK/busy.out" 2>&1 &
-PID=$!
-PIDS="$PIDS $PID"
-wait_for 30 test -f "$WORK/ready" || fail "busy target never ready"
+READY_SECONDS=30 start_bg busy "$WORK/ready" "$PYTHON" "$FIX/busy.py" "$WORK/ready" "$WORK/stop"
+PID=$BG
 
 cat >"$WORK/check.py" <<'PY'
 import json, sys
@@ -39,12 +37,11 @@ while [ $i -lt "$N" ]; do
 		"$SA" --pid "$PID" --dump --locals >/dev/null 2>"$WORK/err" ||
 			fail "dump $i exited $?: $(cat "$WORK/err")"
 	fi
-	kill -0 "$PID" 2>/dev/null || fail "target died after dump $i: $(cat "$WORK/busy.out")"
+	kill -0 "$PID" 2>/dev/null || fail "target died after dump $i: $(cat "$WORK/busy.out" "$WORK/busy.err")"
 done
 touch "$WORK/stop"
-wait "$PID"
+wait_pid "$PID" 30
 rc=$?
-PIDS=""
-[ $rc -eq 0 ] || fail "target exited $rc: $(cat "$WORK/busy.out")"
+[ $rc -eq 0 ] || fail "target exited $rc: $(cat "$WORK/busy.out" "$WORK/busy.err")"
 grep -q '^ok [0-9]' "$WORK/busy.out" || fail "target output: $(cat "$WORK/busy.out")"
 echo "ok: $N dumps; target: $(cat "$WORK/busy.out")"

@@ -8,20 +8,19 @@
 # probe patch of every code object of the whole standard library (tests
 # included) must pass the diff gate and the verifier.
 set -eu
-: "${BUILD:?}" "${PYTHON:=/usr/bin/python3.11}" "${SUTURE_ROOT:=$(cd "$(dirname "$0")/../.." && pwd)}"
+. "$(dirname "$0")/lib.sh"
 for f in "$BUILD/tests/e2e/test_guards_tool" "$BUILD/lib/libsuture_agent.so"; do
-	[ -e "$f" ] || { echo "missing $f (make all unit)"; exit 1; }
+	[ -e "$f" ] || fail "missing $f (make all unit)"
 done
-export BUILD SUTURE_ROOT SUTURE_AGENT_NO_START=1
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
+export SUTURE_AGENT_NO_START=1
+work=$W
 "$PYTHON" "$SUTURE_ROOT/tests/fixtures/codedump.py" "$work/stdlib.dump" --stdlib 2>"$work/dump.log"
 cat "$work/dump.log"
 "$BUILD/tests/e2e/test_guards_tool" probe "$work/stdlib.dump" >"$work/probe.out"
 codes=$(wc -l <"$work/probe.out")
 ok=$(grep -c '"gate":"ok"' "$work/probe.out" || true)
 echo "fidelity: probe patches accepted by the diff gate: $ok of $codes code objects"
-[ "$codes" -gt 50000 ] && [ "$ok" -eq "$codes" ] || { grep -v '"gate":"ok"' "$work/probe.out" | head -5 | cut -c1-400; exit 1; }
+[ "$codes" -gt 50000 ] && [ "$ok" -eq "$codes" ] || { grep -v '"gate":"ok"' "$work/probe.out" | head -5 | cut -c1-400; fail "probe patches: $ok of $codes accepted"; }
 
 TESTS="test_json test_textwrap test_difflib test_statistics test_fractions test_heapq
 test_bisect test_shlex test_csv test_string test_base64"
@@ -33,11 +32,10 @@ done
 # The probe again under Debian's debug build, whose assertions check the
 # stack discipline and opargs of every executed block (statistics' suite,
 # slow there, is left out).
-DBG=${PYTHON_DBG:-/usr/bin/python3.11-dbg}
-if [ -x "$DBG" ]; then
+if DBG=$(py311_find dbg); then
 	# shellcheck disable=SC2086
 	"$DBG" "$SUTURE_ROOT/tests/fixtures/guards/fidelity.py" probe $(echo $TESTS | sed 's/test_statistics//')
 	echo "fidelity: probe under $DBG: CPython's test suites pass"
 else
-	echo "no $DBG: debug-build run skipped"
+	echo "absent: the probe under the debug build, not tested: $(py311_why dbg)"
 fi

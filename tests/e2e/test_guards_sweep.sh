@@ -5,11 +5,10 @@
 # of the structural exceptions: the analysis never fails, and every guard it
 # decides must synthesize, pass the verifier and the diff gate.
 set -eu
-: "${BUILD:?}" "${PYTHON:=/usr/bin/python3.11}" "${SUTURE_ROOT:=$(cd "$(dirname "$0")/../.." && pwd)}"
+. "$(dirname "$0")/lib.sh"
 tool="$BUILD/tests/e2e/test_guards_tool"
-[ -x "$tool" ] || { echo "missing $tool (make unit)"; exit 1; }
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
+[ -x "$tool" ] || fail "missing $tool (make unit)"
+work=$W
 L=$("$PYTHON" -c 'import sysconfig; print(sysconfig.get_paths()["stdlib"])')
 "$PYTHON" "$SUTURE_ROOT/tests/fixtures/codedump.py" "$work/sweep.dump" "$L"/json/*.py \
 	"$L/textwrap.py" "$L/difflib.py" "$L/statistics.py" "$L/fractions.py" "$L/shlex.py" \
@@ -20,6 +19,6 @@ L=$("$PYTHON" -c 'import sysconfig; print(sysconfig.get_paths()["stdlib"])')
 for k in null_guard index_guard key_guard subscript_guard chain_subscript_guard \
 	type_coercion_guard division_guard str_coerce_guard file_guard callable_guard; do
 	n=$(sed -n "s/^sweep: $k: \([0-9]*\) .*/\1/p" "$work/out")
-	[ "${n:-0}" -gt 5 ] || { echo "sweep: $k exercised ${n:-0} times"; exit 1; }
+	[ "${n:-0}" -gt 5 ] || fail "sweep: $k exercised ${n:-0} times"
 done
 echo "sweep: ok"

@@ -20,24 +20,10 @@
 #              printed, later calls healed
 # On Debian's python3.11 and pyenv's 3.11.7 when installed.
 set -u
-: "${BUILD:?BUILD must be set (absolute build dir)}"
-: "${PYTHON:=/usr/bin/python3.11}"
-: "${SUTURE_ROOT:=$(cd "$(dirname "$0")/../.." && pwd)}"
+. "$(dirname "$0")/lib.sh"
 ATTACH="$BUILD/bin/suture-attach"
 JOB="$SUTURE_ROOT/tests/fixtures/resume/job.py"
 export SUTURE_AGENT="$BUILD/lib/libsuture_agent.so"
-PYENV_PY=/root/.pyenv/versions/3.11.7/bin/python3.11
-W=$(mktemp -d /tmp/suture-resume-watch.XXXXXX)
-PIDS=""
-trap 'for p in $PIDS; do kill -9 $p 2>/dev/null; done; rm -rf "$W"' EXIT
-fail() { echo "FAIL: $*"; exit 1; }
-
-wait_file() { # FILE SECONDS
-	_n=0
-	while [ ! -s "$1" ]; do
-		_n=$((_n + 1)); [ $_n -gt $(($2 * 50)) ] && fail "timed out waiting for $1"; sleep 0.02
-	done
-}
 
 # run PY CASE RESUMED CRASHES
 run() {
@@ -70,8 +56,7 @@ run() {
 	echo "ok: $1 $2 (attached): $r resumed, $(grep -c '^ok' "$D/out") checks: $(grep '^ok' "$D/out" | tail -1 | cut -c4-80)"
 }
 
-pys="$PYTHON"
-[ -x "$PYENV_PY" ] && pys="$pys $PYENV_PY"
+pys=$(pythons python pyenv)
 for py in $pys; do
 	run "$py" records 1 1
 	grep -q "^\[suture\] guard applied: key_guard rec\['value'\] -> None (return) in process " "$D/err" ||

@@ -5,11 +5,10 @@
 # suture-dis must equal dis.get_instructions(); every line must carry a
 # stack depth.
 set -eu
-: "${BUILD:?}" "${PYTHON:=/usr/bin/python3.11}" "${SUTURE_ROOT:=$(cd "$(dirname "$0")/../.." && pwd)}"
+. "$(dirname "$0")/lib.sh"
 dis="$BUILD/bin/suture-dis"
-[ -x "$dis" ] || { echo "missing $dis"; exit 1; }
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
+[ -x "$dis" ] || fail "missing $dis"
+work=$W
 lib=$("$PYTHON" -c 'import sysconfig; print(sysconfig.get_paths()["stdlib"])')
 files="$lib/json/encoder.py $lib/textwrap.py $lib/contextlib.py $lib/asyncio/locks.py"
 "$PYTHON" "$SUTURE_ROOT/tests/fixtures/codedump.py" "$work/d.dump" $files
@@ -70,6 +69,6 @@ grep -q '^guard: key_guard' "$work/crash.out"
 grep -q '^diff gate: accepted' "$work/crash.out"
 grep -q 'BINARY_SUBSCR' "$work/crash.out"
 if "$dis" -q f --crash 3 "$work/crash.dump" 2>/dev/null; then
-	echo "a malformed --crash spec was accepted"; exit 1
+	fail "a malformed --crash spec was accepted"
 fi
 echo "suture-dis --crash: ok"

@@ -9,17 +9,11 @@
 # never applied); an expired patch is not applied and says so; two
 # suture-run on one store at once lose nothing.
 set -u
-: "${BUILD:?BUILD must be set (absolute build dir)}"
-: "${PYTHON:=/usr/bin/python3.11}"
-: "${SUTURE_ROOT:=$(cd "$(dirname "$0")/../.." && pwd)}"
+. "$(dirname "$0")/lib.sh"
 RUN="$BUILD/bin/suture-run"
 AUDIT="$BUILD/bin/suture-audit"
 FIX="$SUTURE_ROOT/tests/fixtures/run"
 export SUTURE_AGENT="$BUILD/lib/libsuture_agent.so"
-W=$(mktemp -d /tmp/suture-run-behaviour.XXXXXX)
-PIDS=""
-trap 'for p in $PIDS; do kill -9 $p 2>/dev/null; done; rm -rf "$W"' EXIT
-fail() { echo "FAIL: $*"; exit 1; }
 run() { "$RUN" --python "$PYTHON" --verbose "$@"; }
 connected() { grep -q "^\[suture\] agent ready in pid" "$1" || { cat "$1"; fail "$2: never connected"; }; }
 

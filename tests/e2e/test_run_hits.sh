@@ -13,18 +13,10 @@
 # firings land in the store when it ends. (suture-attach --watch:
 # test_attach_watch.sh.)
 set -u
-: "${BUILD:?BUILD must be set (absolute build dir)}"
-: "${PYTHON:=/usr/bin/python3.11}"
-: "${SUTURE_ROOT:=$(cd "$(dirname "$0")/../.." && pwd)}"
+. "$(dirname "$0")/lib.sh"
 RUN="$BUILD/bin/suture-run"
 AUDIT="$BUILD/bin/suture-audit"
 export SUTURE_AGENT="$BUILD/lib/libsuture_agent.so"
-PYENV_PY=/root/.pyenv/versions/3.11.7/bin/python3.11
-W=$(mktemp -d /tmp/suture-run-hits.XXXXXX)
-PIDS=""
-trap 'for p in $PIDS; do kill -9 $p 2>/dev/null; done; rm -rf "$W"' EXIT
-fail() { echo "FAIL: $*"; exit 1; }
-ok() { echo "ok: $*"; }
 cp "$SUTURE_ROOT/tests/fixtures/run/hits_app.py" "$W/hits_app.py"
 
 LOOKUP=__main__.lookup:22:key_guard
@@ -155,8 +147,7 @@ PY
 		fail "$py: explain's hits line of a never fired patch"
 }
 
-pys="$PYTHON"
-[ -x "$PYENV_PY" ] && pys="$pys $PYENV_PY"
+pys=$(pythons python pyenv)
 for py in $pys; do
 	one_python "$py"
 done

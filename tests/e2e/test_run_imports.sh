@@ -9,15 +9,9 @@
 # (the default) the first run already completes, also when the first crash
 # happens while a module is being imported.
 set -u
-: "${BUILD:?BUILD must be set (absolute build dir)}"
-: "${PYTHON:=/usr/bin/python3.11}"
-: "${SUTURE_ROOT:=$(cd "$(dirname "$0")/../.." && pwd)}"
+. "$(dirname "$0")/lib.sh"
 RUN="$BUILD/bin/suture-run"
 export SUTURE_AGENT="$BUILD/lib/libsuture_agent.so"
-PYENV_PY=/root/.pyenv/versions/3.11.7/bin/python3.11
-W=$(mktemp -d /tmp/suture-run-imports.XXXXXX)
-trap 'rm -rf "$W"' EXIT
-fail() { echo "FAIL: $*"; exit 1; }
 cp "$SUTURE_ROOT"/tests/fixtures/run/imports/*.py "$W/"
 
 check_out() { # FILE
@@ -26,8 +20,7 @@ check_out() { # FILE
 	done
 }
 
-pys="$PYTHON"
-[ -x "$PYENV_PY" ] && pys="$pys $PYENV_PY"
+pys=$(pythons python pyenv)
 for py in $pys; do
 	S="$W/store-$(echo "$py" | tr / _)"
 	"$RUN" --python "$py" --store "$S" --no-resume --retries 5 "$W/app.py" >"$W/o1" 2>"$W/e1"

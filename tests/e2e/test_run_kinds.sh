@@ -7,16 +7,10 @@
 # `suture-audit rollback` brings
 # the crash back; the source file is never modified.
 set -u
-: "${BUILD:?BUILD must be set (absolute build dir)}"
-: "${PYTHON:=/usr/bin/python3.11}"
-: "${SUTURE_ROOT:=$(cd "$(dirname "$0")/../.." && pwd)}"
+. "$(dirname "$0")/lib.sh"
 RUN="$BUILD/bin/suture-run"
 AUDIT="$BUILD/bin/suture-audit"
 export SUTURE_AGENT="$BUILD/lib/libsuture_agent.so"
-PYENV_PY=/root/.pyenv/versions/3.11.7/bin/python3.11
-W=$(mktemp -d /tmp/suture-run-kinds.XXXXXX)
-trap 'rm -rf "$W"' EXIT
-fail() { echo "FAIL: $*"; exit 1; }
 
 cp "$SUTURE_ROOT/tests/fixtures/run/kinds.py" "$W/kinds.py"
 sum0=$(sha256sum <"$W/kinds.py")
@@ -90,8 +84,7 @@ EOF
 	echo PASS >"$W/$tag.ok"
 }
 
-pys="$PYTHON"
-[ -x "$PYENV_PY" ] && pys="$pys $PYENV_PY"
+pys=$(pythons python pyenv)
 for py in $pys; do
 	one_python "$py" >"$W/$(echo "$py" | tr / _).log" 2>&1 &
 done

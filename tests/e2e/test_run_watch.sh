@@ -4,15 +4,9 @@
 # before its first call, and serves the same request from then on; a clean
 # exit ends the session with the service's status.
 set -u
-: "${BUILD:?BUILD must be set (absolute build dir)}"
-: "${PYTHON:=/usr/bin/python3.11}"
-: "${SUTURE_ROOT:=$(cd "$(dirname "$0")/../.." && pwd)}"
+. "$(dirname "$0")/lib.sh"
 RUN="$BUILD/bin/suture-run"
 export SUTURE_AGENT="$BUILD/lib/libsuture_agent.so"
-W=$(mktemp -d /tmp/suture-run-watch.XXXXXX)
-PIDS=""
-trap 'for p in $PIDS; do kill -9 $p 2>/dev/null; done; rm -rf "$W"' EXIT
-fail() { echo "FAIL: $*"; exit 1; }
 wait_count() { # PATTERN FILE N
 	_n=0
 	while [ "$(grep -c -- "$1" "$2" 2>/dev/null)" -lt "$3" ]; do
@@ -22,24 +16,24 @@ wait_count() { # PATTERN FILE N
 }
 mkfifo "$W/req"
 : >"$W/log"
-"$RUN" --python "$PYTHON" --store "$W/store" --watch --max-restarts 2 --no-resume \
-	"$SUTURE_ROOT/tests/fixtures/run/service.py" "$W" 2>"$W/err" &
-SR=$!
-PIDS="$PIDS $SR"
+# In a process group of its own: a failure ends the restarted services too.
+start_group run "$W/log" "$RUN" --python "$PYTHON" --store "$W/store" --watch --max-restarts 2 \
+	--no-resume "$SUTURE_ROOT/tests/fixtures/run/service.py" "$W"
+SR=$BG
 wait_count "^ready$" "$W/log" 1
 echo good >"$W/req"
 wait_count "^good -> 1$" "$W/log" 1
 echo bad >"$W/req"
 wait_count "^ready$" "$W/log" 2
-grep -q "^\[suture\] guard applied: key_guard table\[key\]" "$W/err" || { cat "$W/err"; fail "not healed"; }
-grep -q "^\[suture\] restarting .*service.py (restart 1 of 2)" "$W/err" || { cat "$W/err"; fail "not restarted"; }
+grep -q "^\[suture\] guard applied: key_guard table\[key\]" "$W/run.err" || { cat "$W/run.err"; fail "not healed"; }
+grep -q "^\[suture\] restarting .*service.py (restart 1 of 2)" "$W/run.err" || { cat "$W/run.err"; fail "not restarted"; }
 echo bad >"$W/req"
 wait_count "^bad -> None$" "$W/log" 1
-grep -q "^\[suture\] already healed: key_guard" "$W/err" || { cat "$W/err"; fail "patch not loaded at restart"; }
+grep -q "^\[suture\] already healed: key_guard" "$W/run.err" || { cat "$W/run.err"; fail "patch not loaded at restart"; }
 echo quit >"$W/req"
 wait $SR
 rc=$?
-[ $rc -eq 0 ] || { cat "$W/err"; fail "suture-run --watch exited $rc"; }
-grep -q "^\[suture\] patches applied: 1, already healed: 1" "$W/err" || { cat "$W/err"; fail "summary"; }
+[ $rc -eq 0 ] || { cat "$W/run.err"; fail "suture-run --watch exited $rc"; }
+grep -q "^\[suture\] patches applied: 1, already healed: 1" "$W/run.err" || { cat "$W/run.err"; fail "summary"; }
 echo "ok: a healed crash restarts the service with the patch"
 echo PASS

@@ -6,22 +6,17 @@
 # made for one program is never selected for another with the same module
 # and function, and an expired one is never applicable.
 set -u
-ROOT=${SUTURE_ROOT:-$(cd "$(dirname "$0")/../.." && pwd)}
-BUILD=${BUILD:-$ROOT/build}
+. "$(dirname "$0")/lib.sh"
 TOOL=$BUILD/tests/store-tool
 AUDIT=$BUILD/bin/suture-audit
-[ -x "$TOOL" ] && [ -x "$AUDIT" ] || { echo "build first"; exit 1; }
-WORK=$(mktemp -d)
-trap 'rm -rf "$WORK"' EXIT
+[ -x "$TOOL" ] && [ -x "$AUDIT" ] || fail "build $TOOL and $AUDIT first"
+WORK=$W
 S=$WORK/store
-fails=0
-fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
-ok() { echo "ok: $*"; }
 
 NPROC=6
 NEACH=15
 "$TOOL" add --store "$S" --name shared --guard key_guard --module m --qualname f --line 1 \
-	>/dev/null || fail "seed"
+	>/dev/null || note_fail "seed"
 pids=""
 p=0
 while [ $p -lt $NPROC ]; do
@@ -38,27 +33,27 @@ while [ $p -lt $NPROC ]; do
 	p=$((p + 1))
 done
 for pid in $pids; do
-	wait "$pid" || fail "writer $pid failed"
+	wait "$pid" || note_fail "writer $pid failed"
 done
 
-"$AUDIT" --store "$S" --json >"$WORK/json" || fail "audit after concurrent writes"
+"$AUDIT" --store "$S" --json >"$WORK/json" || note_fail "audit after concurrent writes"
 n=$(grep -c '"name":' "$WORK/json")
-[ "$n" -eq $((NPROC * NEACH + 1)) ] && ok "all $n patches present" || fail "$n patches, wanted $((NPROC * NEACH + 1))"
+[ "$n" -eq $((NPROC * NEACH + 1)) ] && ok "all $n patches present" || note_fail "$n patches, wanted $((NPROC * NEACH + 1))"
 p=0
 while [ $p -lt $NPROC ]; do
 	i=0
 	while [ $i -lt $NEACH ]; do
-		grep -q "\"name\":	\"w$p.$i\"" "$WORK/json" || fail "w$p.$i lost"
+		grep -q "\"name\":	\"w$p.$i\"" "$WORK/json" || note_fail "w$p.$i lost"
 		i=$((i + 1))
 	done
 	p=$((p + 1))
 done
 hits=$(tr -d '\n\t ' <"$WORK/json" | sed 's/.*"name":"shared"[^}]*"hits":\([0-9]*\).*/\1/')
-[ "$hits" = $((NPROC * NEACH)) ] && ok "shared hit count $hits" || fail "shared hits $hits, wanted $((NPROC * NEACH))"
+[ "$hits" = $((NPROC * NEACH)) ] && ok "shared hit count $hits" || note_fail "shared hits $hits, wanted $((NPROC * NEACH))"
 left=$(ls -A "$S" | grep -v -e '^index.json$' -e '^lock$')
-[ -z "$left" ] && ok "no temporary files left" || fail "left behind: $left"
-[ "$(stat -c %a "$S")" = 700 ] && ok "store directory is 0700" || fail "mode $(stat -c %a "$S")"
-[ "$(stat -c %a "$S/index.json")" = 600 ] && ok "index is 0600" || fail "index mode $(stat -c %a "$S/index.json")"
+[ -z "$left" ] && ok "no temporary files left" || note_fail "left behind: $left"
+[ "$(stat -c %a "$S")" = 700 ] && ok "store directory is 0700" || note_fail "mode $(stat -c %a "$S")"
+[ "$(stat -c %a "$S/index.json")" = 600 ] && ok "index is 0600" || note_fail "index mode $(stat -c %a "$S/index.json")"
 
 # One site healed by several programs at once: every racer has read the
 # index before any adds (--wait), each adds under the same default name,
@@ -111,11 +106,10 @@ P=$WORK/p
 "$TOOL" add --store "$P" --name gone --guard key_guard --module app --qualname load --line 7 \
 	--program /srv/one/app.py --stale "code changed" >/dev/null
 got=$("$TOOL" find --store "$P" --program /srv/one/app.py --module app | tr '\n' ' ')
-[ "$got" = "a " ] && ok "only the program's own live patch applies" || fail "selected: $got"
+[ "$got" = "a " ] && ok "only the program's own live patch applies" || note_fail "selected: $got"
 got=$("$TOOL" find --store "$P" --program /srv/two/app.py --module app | tr '\n' ' ')
-[ "$got" = "b " ] && ok "other program" || fail "selected for two: $got"
+[ "$got" = "b " ] && ok "other program" || note_fail "selected for two: $got"
 got=$("$TOOL" find --store "$P" --program /srv/one/app.py --module app --python 3.12.0 | tr '\n' ' ')
-[ -z "$got" ] && ok "another Python version gets nothing" || fail "selected under 3.12: $got"
+[ -z "$got" ] && ok "another Python version gets nothing" || note_fail "selected under 3.12: $got"
 
-echo "$fails failure(s)"
-[ "$fails" -eq 0 ]
+finish

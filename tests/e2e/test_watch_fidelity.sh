@@ -6,16 +6,19 @@
 # Needs Debian's libpython3.11-testsuite (CPython's tests). The suite runs
 # with SIGINT back at its default disposition (a background job of a
 # non-interactive shell starts with SIGINT ignored, and some of these tests
-# raise SIGINT on purpose).
+# raise SIGINT on purpose). Every structural exception these suites raise
+# is caught (assertRaises, try/except, threading's own handler around run()),
+# so the watcher must report no crash: any report is a false positive that
+# parked a thread of a passing program.
 . "$(dirname "$0")/test_agent_lib.sh"
 
 "$PYTHON" -c 'import test.test_traceback' 2>/dev/null ||
-	{ echo "CPython's test suite is not installed (libpython3.11-testsuite)"; exit 1; }
+	skip "CPython's test suite is not installed (libpython3.11-testsuite)"
 MODS="test_traceback test_exceptions test_sys_settrace test_generators test_with test_contextlib test_threading"
 env --default-signal=INT LD_PRELOAD="$AGENT" SUTURE_AGENT_WAIT_DEBUGGER_MS=3000 \
 	"$PYTHON" -m test $MODS >"$W/suite.out" 2>&1 &
 TP=$!
-PIDS="$PIDS $TP"
+track "$TP"
 sleep 0.3
 start_client suite -n "$TP" watch 100000 600
 grep -q '^how=0 mode=[12] ' "$W/suite.client" || { cat "$W/suite.client"; fail "not watching"; }
@@ -23,5 +26,7 @@ wait "$TP"; rc=$?
 wait "$TC" 2>/dev/null
 [ $rc -eq 0 ] || { tail -40 "$W/suite.out"; fail "CPython tests failed under the watcher (exit $rc)"; }
 grep -q "Tests result: SUCCESS" "$W/suite.out" || fail "no success line"
-echo "ok: $(grep -c '^crash' "$W/suite.client") crash reports; $(grep -E 'tests? OK' "$W/suite.out" | head -1)"
+n=$(grep -c '^crash' "$W/suite.client")
+[ "$n" -eq 0 ] || { grep '^crash' "$W/suite.client" | head -5; fail "$n crash report(s) for exceptions the suites catch"; }
+echo "ok: no crash reports; $(grep -E 'tests? OK' "$W/suite.out" | head -1)"
 echo PASS

@@ -57,11 +57,35 @@ Test(inspect_lines, long_function) { CHECK(g); }
 Test(inspect_lines, truncated_and_garbage_tables_fail)
 {
 	int line;
-	/* Every prefix that cuts an entry's operands fails or answers for a unit
-	 * it covers; none reads past the end. */
+	/* A prefix of the table answers for unit 40 exactly when it ends on an
+	 * entry boundary (a whole table: a cut entry anywhere is malformed) and
+	 * holds the entry covering that unit (entries start with bit 7 set and
+	 * cover (byte & 7) + 1 units, Objects/locations.md); any other prefix
+	 * fails. None reads past its end. */
+	size_t entry_end = 0;
+	int32_t units = 0;
+	for (size_t i = 0; i < sizeof(lt_f) && !entry_end; i++) {
+		if (!(lt_f[i] & 0x80))
+			continue;
+		size_t j = i + 1;
+		while (j < sizeof(lt_f) && !(lt_f[j] & 0x80))
+			j++;
+		units += (lt_f[i] & 7) + 1;
+		if (units > 40)
+			entry_end = j;
+	}
+	/* Both outcomes are exercised: some whole-entry prefixes past unit 40. */
+	cr_assert(entry_end > 0 && entry_end < sizeof(lt_f), "unit 40's entry is not inside lt_f");
 	for (size_t cut = 0; cut < sizeof(lt_f); cut++) {
+		line = -2;
 		int r = inspect_linetable__line(lt_f, lt_f + cut, first_f, 40, &line);
-		cr_expect(r == 0 || r == -EINVAL);
+		if (cut >= entry_end && (lt_f[cut] & 0x80)) {
+			cr_expect_eq(r, 0, "cut %zu: whole entries, unit covered, got %d", cut, r);
+			cr_expect_eq(line, lines_f[40], "cut %zu: line %d, python says %d", cut, line, lines_f[40]);
+		} else {
+			cr_expect_eq(r, -EINVAL, "cut %zu (unit 40's entry ends at %zu): got %d, line %d",
+				     cut, entry_end, r, line);
+		}
 	}
 	static const uint8_t bad[] = {0x00, 0x01};   /* no entry-start bit */
 	cr_expect_eq(inspect_linetable__line(bad, bad + 2, 1, 0, &line), -EINVAL);

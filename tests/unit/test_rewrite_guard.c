@@ -66,7 +66,39 @@ static struct guard_decision decide(const char *fn, int op, int nth, const char 
 	return d;
 }
 
-/* Synthesize and pass the gate; returns the delta. */
+/* What the block of patch p pushes at its fallback_unit, rendered like a
+ * decision's fallback_text ("None", "0", "0.0"): the LOAD_CONST there must
+ * name one of the patch's appended constants. */
+static void pushed_text(const struct rewrite_code_info *info, const struct guard_patch *p,
+			char *out, size_t len)
+{
+	struct rewrite_code_info pi;
+	struct rewrite_const *pc = NULL;
+	struct rewrite_code *c = NULL;
+	cr_assert_eq(guard_patch__info(info, p, &pi, &pc), 0);
+	cr_assert_eq(rewrite_code__decode(&pi, &c, NULL), 0);
+	const struct rewrite_instr *in = rewrite_code__instrs(c), *at = NULL;
+	for (size_t i = 0; i < rewrite_code__ninstrs(c); i++)
+		if (in[i].offset == p->fallback_unit)
+			at = &in[i];
+	cr_assert(at, "no instruction at the fallback unit %u", p->fallback_unit);
+	cr_assert_eq(at->opcode, LOAD_CONST, "%s at the fallback unit", rewrite_opcode__name(at->opcode));
+	cr_assert(at->arg >= p->nconsts_before && at->arg - p->nconsts_before < p->nconsts,
+		  "LOAD_CONST %u is not an appended constant", at->arg);
+	const struct guard_const *k = &p->consts[at->arg - p->nconsts_before];
+	switch (k->kind) {
+	case GUARD_CONST_NONE: snprintf(out, len, "None"); break;
+	case GUARD_CONST_INT: snprintf(out, len, "%lld", (long long)k->i); break;
+	case GUARD_CONST_FLOAT: snprintf(out, len, "%.1f", k->f); break;
+	default: snprintf(out, len, "(constant kind %d)", (int)k->kind); break;
+	}
+	rewrite_code__free(c);
+	free(pc);
+}
+
+/* Synthesize and pass the gate; returns the delta. A handler guard that
+ * pushes a fallback pushes the decision's (a redirect replaces the failing
+ * instruction by a helper call instead: no fallback_unit). */
 static struct guard_delta patch_ok(const char *fn, const struct guard_decision *d)
 {
 	const struct rewrite_code_info *info = code_named(fn);
@@ -80,6 +112,12 @@ static struct guard_delta patch_ok(const char *fn, const struct guard_decision *
 	cr_assert_eq(guard_diffgate__check(info, &pi, &dl, &diag), 0, "%s", diag.msg);
 	cr_assert_eq(p.orig_units, info->code_len / 2);
 	cr_assert(memcmp(p.code.data, info->code, info->code_len) == 0 || dl.replaced == 1);
+	if (d->push_fallback && d->placement != GUARD_PLACE_REDIRECT) {
+		char got[64];
+		pushed_text(info, &p, got, sizeof got);
+		cr_assert_str_eq(got, d->fallback_text, "the block pushes %s, the decision says %s",
+				 got, d->fallback_text);
+	}
 	free(pc);
 	guard_patch__release(&p);
 	return dl;
@@ -93,6 +131,7 @@ Test(guard, key_guard)
 	cr_assert_str_eq(d.subject, "cfg");
 	cr_assert_str_eq(d.fallback_text, "None");
 	cr_assert_eq(d.placement, GUARD_PLACE_VALUE);
+	cr_assert(d.push_fallback, "a value-placed guard pushes its fallback");
 	struct guard_delta dl = patch_ok("key", &d);
 	cr_assert_eq(dl.unchanged, dl.original);
 	cr_assert_eq(dl.guard_entries, 1);
@@ -119,6 +158,7 @@ Test(guard, division_guard)
 	cr_assert_str_eq(d.target, "total / count");
 	cr_assert_str_eq(d.subject, "count");
 	cr_assert_str_eq(d.fallback_text, "0.0");
+	cr_assert(d.push_fallback);
 	patch_ok("div", &d);
 }
 
@@ -139,6 +179,7 @@ Test(guard, type_coercion_guard)
 	cr_assert_str_eq(d.target, "int(s)");
 	cr_assert_str_eq(d.fallback_text, "0");
 	cr_assert_str_eq(d.consumer, "BINARY_OP", "0 + 1 is fine: value placement");
+	cr_assert(d.push_fallback);
 	patch_ok("coerce", &d);
 }
 
@@ -269,7 +310,7 @@ Test(guard, diffgate_rejects)
 	gate_rejects(moved, "changed");
 	gate_rejects(inserted, "LOAD_FAST at unit 1");
 	gate_rejects(overlapping, "rewrite");
-	gate_rejects(bad_lines, "");
+	gate_rejects(bad_lines, "has no location");
 }
 
 /* Rewrite the patched exception table of tryfinally's key guard with fn. */

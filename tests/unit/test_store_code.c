@@ -62,7 +62,13 @@ Test(store_code, roundtrip)
 	cr_assert_eq(c.info.code_len, sizeof code);
 	cr_assert_eq(memcmp(c.info.code, code, sizeof code), 0);
 	cr_assert_eq(c.info.exctable_len, sizeof exct);
+	cr_assert_eq(memcmp(c.info.exctable, exct, sizeof exct), 0, "exception table bytes differ");
+	cr_assert_eq(c.info.linetable_len, sizeof lines);
 	cr_assert_eq(memcmp(c.info.linetable, lines, sizeof lines), 0);
+	cr_assert_eq(c.info.stacksize, 1);
+	cr_assert_eq(c.info.argcount, 1);
+	cr_assert_eq(c.info.nlocals, 2);
+	cr_assert_str_eq(c.info.name, "greet");
 	cr_assert_eq(c.info.firstlineno, 21);
 	cr_assert_eq(c.info.flags, 3);
 	cr_assert_str_eq(c.info.qualname, "greet");
@@ -71,8 +77,13 @@ Test(store_code, roundtrip)
 	cr_assert_str_eq(c.info.names[0], "name");
 	cr_assert_eq(c.info.nlocalsplus, 2);
 	cr_assert_str_eq(c.info.localsplusnames[1], "x");
+	cr_assert_str_eq(c.info.localsplusnames[0], "user");
 	cr_assert_eq(c.info.localspluskinds[0], 0x26);
+	cr_assert_eq(c.info.localspluskinds[1], 0x20);
 	cr_assert_eq(c.info.nconsts, 2);
+	cr_assert_str_eq(c.info.consts[0].type, "NoneType");
+	cr_assert_str_eq(c.info.consts[0].repr, "None");
+	cr_assert_str_eq(c.info.consts[1].type, "str");
 	cr_assert_str_eq(c.info.consts[1].repr, "'a \"q\"'");
 	store_code__free(&c);
 	store_code__free(&c);   /* idempotent */
