@@ -15,6 +15,7 @@
  * PyTraceBack_Here in the same `error:` path), at the price of tracing.
  */
 #include "agent/agent-py.h"
+#include "agent/policy.h"
 #include "rewrite/rewrite.h"
 #include "opcode.h"
 #define NEED_OPCODE_TABLES
@@ -86,7 +87,7 @@ static uint8_t g_orig[14];
 static size_t g_patch_len;
 
 /* The standard library's directory ("/usr/lib/python3.11/"). */
-static PyObject *g_stdlib_prefix, *g_str_os;
+
 /* builtins.hasattr and builtins.getattr (immortal in practice). */
 static PyObject *g_hasattr, *g_getattr;
 
@@ -247,14 +248,75 @@ static int exit_never_suppresses(PyObject *exit_fn)
 	return 1;
 }
 
+/* Whether a loop body [from, to) of a handler may end the handling itself:
+ * a return, a yield, a POP_EXCEPT, or a jump out of the loop other than to
+ * its exit (a break past an else, a continue of an outer loop). */
+static int body_leaves(PyCodeObject *co, uint32_t from, uint32_t to)
+{
+	struct insn in;
+	for (uint32_t u = from; u < to; u = in.next) {
+		if (insn_at(co, u, &in))
+			return 1;
+		switch (in.op) {
+		case RETURN_VALUE:
+		case YIELD_VALUE:
+		case POP_EXCEPT:
+			return 1;
+		case JUMP_FORWARD:
+		case POP_JUMP_FORWARD_IF_TRUE:
+		case POP_JUMP_FORWARD_IF_FALSE:
+		case POP_JUMP_FORWARD_IF_NONE:
+		case POP_JUMP_FORWARD_IF_NOT_NONE:
+		case JUMP_IF_FALSE_OR_POP:
+		case JUMP_IF_TRUE_OR_POP:
+		case FOR_ITER:
+			if (in.next + in.arg > to)
+				return 1;
+			break;
+		case JUMP_BACKWARD:
+		case JUMP_BACKWARD_NO_INTERRUPT:
+		case POP_JUMP_BACKWARD_IF_FALSE:
+		case POP_JUMP_BACKWARD_IF_TRUE:
+		case POP_JUMP_BACKWARD_IF_NONE:
+		case POP_JUMP_BACKWARD_IF_NOT_NONE:
+			if (in.next - in.arg < from)
+				return 1;
+			break;
+		}
+	}
+	return 0;
+}
+
+/* Whether the clause that matched names Exception or BaseException: a
+ * catch-all, as a bare except is. */
+static int clause_is_broad(const struct loads *l, int ntuple)
+{
+	for (int i = l->n - ntuple; i >= 0 && i < l->n; i++) {
+		PyObject *v = l->v[i];
+		if (v == PyExc_Exception || v == PyExc_BaseException)
+			return 1;
+		if (v && PyTuple_Check(v))
+			for (Py_ssize_t k = 0; k < PyTuple_GET_SIZE(v); k++)
+				if (PyTuple_GET_ITEM(v, k) == PyExc_Exception ||
+				    PyTuple_GET_ITEM(v, k) == PyExc_BaseException)
+					return 1;
+	}
+	return 0;
+}
+
+/* *broad: the CATCHES verdict is a catch-all (except Exception/BaseException,
+ * a bare except), which in library code ends a unit of work. */
 static enum verdict classify_handler(_PyInterpreterFrame *f, const struct rewrite_exc *e,
-				     PyObject *type, uint32_t *reraise_at, int *dynamic)
+				     PyObject *type, uint32_t *reraise_at, int *dynamic, int *broad)
 {
 	PyCodeObject *co = f->f_code;
 	struct loads l = { .n = 0 };
 	struct insn in;
 	int tuple = 1;       /* items the next CHECK_EXC_MATCH tests */
+	int tested = 0;      /* a CHECK_EXC_MATCH or a with's __exit__ was met */
+	uint32_t loop_exit = 0;   /* the last forward conditional jump's target */
 	uint32_t u = e->target;
+	*broad = 0;
 
 	for (int steps = 0; steps < 512; steps++) {
 		if (insn_at(co, u, &in))
@@ -293,6 +355,9 @@ static enum verdict classify_handler(_PyInterpreterFrame *f, const struct rewrit
 		case CHECK_EXC_MATCH: {
 			int m = clause_matches(&l, type, tuple);
 			struct insn jump;
+			tested = 1;
+			if (m > 0)
+				*broad = clause_is_broad(&l, tuple);
 			if (m != 0)
 				return CATCHES;   /* matches, or cannot tell */
 			/* No match: POP_JUMP_FORWARD_IF_FALSE to the next clause. */
@@ -301,6 +366,7 @@ static enum verdict classify_handler(_PyInterpreterFrame *f, const struct rewrit
 			u = jump.next + jump.arg;
 			l.n = 0;
 			tuple = 1;
+			tested = 0;   /* the next clause: a bare except is broad */
 			continue;
 		}
 		case WITH_EXCEPT_START: {
@@ -310,9 +376,14 @@ static enum verdict classify_handler(_PyInterpreterFrame *f, const struct rewrit
 			 * return of theirs is a constant None or False. */
 			PyObject *exit_fn = NULL;
 			*dynamic = 1;
+			tested = 1;
 			if (e->depth >= 1 && (int)e->depth <= co->co_stacksize)
 				exit_fn = f->localsplus[co->co_nlocalsplus + e->depth - 1];
-			if (!exit_fn || (!PyCFunction_Check(exit_fn) && !exit_never_suppresses(exit_fn)))
+			if (!exit_fn)
+				return CATCHES;
+			if (!PyCFunction_Check(exit_fn) && !exit_never_suppresses(exit_fn) &&
+			    agent_policy__exit_may_suppress(exit_fn, type,
+							    agent_policy__is_library(co)))
 				return CATCHES;
 			break;   /* falls through to its RERAISE */
 		}
@@ -322,6 +393,7 @@ static enum verdict classify_handler(_PyInterpreterFrame *f, const struct rewrit
 		case POP_JUMP_FORWARD_IF_NOT_NONE:
 		case JUMP_IF_FALSE_OR_POP:
 		case JUMP_IF_TRUE_OR_POP:
+			loop_exit = in.next + in.arg;
 			break;   /* follow the fall-through path */
 		case POP_EXCEPT: {
 			/* Handled, unless it is the cleanup "COPY 3; POP_EXCEPT; RERAISE". */
@@ -330,6 +402,7 @@ static enum verdict classify_handler(_PyInterpreterFrame *f, const struct rewrit
 				*reraise_at = in.next;
 				return RERAISES;
 			}
+			*broad = !tested;   /* a bare except */
 			return CATCHES;
 		}
 		case RERAISE:
@@ -342,10 +415,32 @@ static enum verdict classify_handler(_PyInterpreterFrame *f, const struct rewrit
 			 * except KeyError: pass; raise". Forward only: no loop. */
 			u = in.next + in.arg;
 			continue;
+		case SEND:
+			/* async with: __aexit__'s awaitable is driven by a SEND
+			 * loop; its forward jump is the way out once it is done. */
+			u = in.next + in.arg;
+			continue;
+		case FOR_ITER:
+			/* A loop in the handler (a finally cancelling futures, an
+			 * except closing resources): past it, unless its body may
+			 * end the handling itself. */
+			if (body_leaves(co, u, in.next + in.arg))
+				return CATCHES;
+			u = in.next + in.arg;
+			continue;
+		case JUMP_BACKWARD:
+			/* The end of a while loop whose test jumped forward to
+			 * its exit (loop_exit): leave it there. */
+			if (loop_exit > u && in.next >= in.arg &&
+			    !body_leaves(co, in.next - in.arg, loop_exit)) {
+				u = loop_exit;
+				loop_exit = 0;
+				continue;
+			}
+			return CATCHES;
 		case CHECK_EG_MATCH:       /* except*: cannot tell */
 		case RETURN_VALUE:         /* return in finally swallows */
 		case YIELD_VALUE:
-		case JUMP_BACKWARD:
 		case JUMP_BACKWARD_NO_INTERRUPT:
 		case POP_JUMP_BACKWARD_IF_FALSE:
 		case POP_JUMP_BACKWARD_IF_TRUE:
@@ -401,12 +496,18 @@ static struct vcache_entry *vcache_slot(PyCodeObject *co, uint32_t unit, PyObjec
 	return &g_vcache[(h ^ (h >> 9)) % VCACHE_SIZE];
 }
 
-enum { NO_HANDLER = 0, HANDLED = 1, THREAD_TOP = 2 };
+enum {
+	NO_HANDLER = AGENT_NO_HANDLER,
+	HANDLED = AGENT_HANDLED,
+	THREAD_TOP = AGENT_THREAD_TOP,
+	BOUNDARY = AGENT_BOUNDARY,
+};
 
 /* Whether frame f (at its current instruction) may catch `type`: follow
  * handlers and the re-raises of cleanups within the frame. A malformed
  * table cannot be judged: it counts as catching. THREAD_TOP: it catches,
- * but it is threading's catch-all (the thread dies of it). */
+ * but it is threading's catch-all (the thread dies of it). BOUNDARY: a
+ * catch-all of library code (policy.h). */
 static int frame_catches(_PyInterpreterFrame *f, PyObject *type)
 {
 	PyCodeObject *co = f->f_code;
@@ -421,7 +522,7 @@ static int frame_catches(_PyInterpreterFrame *f, PyObject *type)
 		return slot->catches;
 	const uint8_t *p = (const uint8_t *)PyBytes_AS_STRING(co->co_exceptiontable);
 	const uint8_t *end = p + PyBytes_GET_SIZE(co->co_exceptiontable);
-	int catches = 1, cacheable = 1;
+	int catches = 1, cacheable = 1, broad = 0;
 	for (int hops = 0; hops < 16; hops++) {
 		int r = rewrite_exctable__find(p, end, unit, &e);
 		if (r == 0) {
@@ -437,7 +538,7 @@ static int frame_catches(_PyInterpreterFrame *f, PyObject *type)
 			continue;
 		}
 		int dyn = 0;
-		if (classify_handler(f, &e, type, &unit, &dyn) == CATCHES) {
+		if (classify_handler(f, &e, type, &unit, &dyn, &broad) == CATCHES) {
 			cacheable &= !dyn;
 			break;
 		}
@@ -445,6 +546,8 @@ static int frame_catches(_PyInterpreterFrame *f, PyObject *type)
 	}
 	if (catches && is_thread_top(co))
 		catches = THREAD_TOP;
+	else if (catches && broad && agent_policy__is_library(co))
+		catches = BOUNDARY;
 	if (cacheable) {
 		slot->code = co;
 		slot->table = co->co_exceptiontable;
@@ -454,6 +557,11 @@ static int frame_catches(_PyInterpreterFrame *f, PyObject *type)
 		slot->catches = catches;
 	}
 	return catches;
+}
+
+int agent_watch__frame_verdict(_PyInterpreterFrame *f, PyObject *type)
+{
+	return frame_catches(f, type);
 }
 
 static int canonical_op(_PyInterpreterFrame *f)
@@ -500,27 +608,6 @@ static int c_may_swallow(_PyInterpreterFrame *callee, _PyInterpreterFrame *calle
 	return 0;
 }
 
-static int in_stdlib(PyCodeObject *co)
-{
-	PyObject *fn = co->co_filename;
-	int r = 0;
-	if (!PyUnicode_Check(fn))
-		return 0;
-	if (PyUnicode_READ_CHAR(fn, 0) == '<') {
-		/* "<frozen os>": frozen standard modules. */
-		PyObject *frozen = PyUnicode_FromString("<frozen ");
-		r = frozen && PyUnicode_Tailmatch(fn, frozen, 0, PY_SSIZE_T_MAX, -1) == 1;
-		Py_XDECREF(frozen);
-	} else if (g_stdlib_prefix &&
-		   PyUnicode_Tailmatch(fn, g_stdlib_prefix, 0, PY_SSIZE_T_MAX, -1) == 1) {
-		PyObject *site = PyUnicode_FromString("-packages/");
-		r = site && PyUnicode_Contains(fn, site) == 0;
-		Py_XDECREF(site);
-	}
-	PyErr_Clear();
-	return r;
-}
-
 static _PyInterpreterFrame *complete_previous(_PyInterpreterFrame *f)
 {
 	for (f = f->previous; f; f = f->previous)
@@ -529,20 +616,22 @@ static _PyInterpreterFrame *complete_previous(_PyInterpreterFrame *f)
 	return NULL;
 }
 
-/* The walk of DESIGN.md section 5: the exception is a crash when nothing
- * outward may handle it. */
-static int is_crash(_PyInterpreterFrame *f, PyObject *type, int first)
+/* The walk outward from fr (whose own verdict is `first`, or -1 to compute
+ * it): 1 when nothing may handle the exception (a crash), 0 when something
+ * may. A broad library handler ends a unit of work: policy.c decides
+ * whether that is a crash (registries, transports and their consumers). */
+static int walk(_PyInterpreterFrame *fr, int first, PyObject *type, int depth)
 {
-	int op = _Py_OPCODE(*f->prev_instr);
-	if (op == RAISE_VARARGS || op == RERAISE)
-		return 0;   /* deliberate: raise, assert, re-raise */
-	for (_PyInterpreterFrame *fr = f; fr; ) {
-		/* f's own verdict is known already (first). */
-		int v = fr == f ? first : frame_catches(fr, type);
+	_PyInterpreterFrame *above = NULL;
+	while (fr) {
+		int v = first >= 0 ? first : frame_catches(fr, type);
+		first = -1;
 		if (v == HANDLED)
 			return 0;
 		if (v == THREAD_TOP)
-			break;      /* what reaches it goes to threading.excepthook */
+			return 1;   /* what reaches it goes to threading.excepthook */
+		if (v == BOUNDARY)
+			return agent_policy__boundary(fr, above, type, depth);
 		_PyInterpreterFrame *below = complete_previous(fr);
 		if (below && fr->is_entry && agent_resume__skips(fr, below)) {
 			/* A resumed call's continuation: what it raises leaves the
@@ -555,11 +644,25 @@ static int is_crash(_PyInterpreterFrame *f, PyObject *type, int first)
 		} else if (below && fr->is_entry && c_may_swallow(fr, below, type)) {
 			return 0;
 		}
-		if (!below)
-			break;      /* the thread's or the program's top */
-		fr = below;
+		above = fr;
+		fr = below;   /* NULL: the thread's or the program's top */
 	}
-	return !in_stdlib(f->f_code);
+	return 1;
+}
+
+int agent_watch__walk(_PyInterpreterFrame *from, PyObject *type, int depth)
+{
+	return walk(from, -1, type, depth);
+}
+
+/* The exception is a crash when it starts in application code, not by a
+ * deliberate raise, and nothing outward handles it (docs/design.md). */
+static int is_crash(_PyInterpreterFrame *f, PyObject *type, int first)
+{
+	int op = _Py_OPCODE(*f->prev_instr);
+	if (op == RAISE_VARARGS || op == RERAISE)
+		return 0;   /* deliberate: raise, assert, re-raise */
+	return walk(f, first, type, 0);
 }
 
 static void copy_utf8(char *dst, size_t cap, PyObject *s)
@@ -575,7 +678,26 @@ static void copy_utf8(char *dst, size_t cap, PyObject *s)
 /* A crash: report it and park (GIL released) until the debugger answers or
  * the bound passes. The exception is held in the three pointers, the error
  * indicator is clear; it is normalized here for its message. */
-static void park(_PyInterpreterFrame *f, PyObject **pexc, PyObject **pval, PyObject **ptb)
+/* The values of the last crashes reported (identity only, never
+ * dereferenced): a stored exception re-raised elsewhere is not reported a
+ * second time. GIL held. */
+#define REPORTED_RING 16
+static const void *g_reported[REPORTED_RING];
+static unsigned g_reported_at;
+
+static int was_reported(const void *val)
+{
+	for (unsigned i = 0; i < REPORTED_RING; i++)
+		if (val && g_reported[i] == val)
+			return 1;
+	return 0;
+}
+
+/* resumable: 0 when f is the frame of a call that returned already (a
+ * stored exception re-raised by its consumer): then only later calls are
+ * healed. */
+static void park(_PyInterpreterFrame *f, PyObject **pexc, PyObject **pval, PyObject **ptb,
+		 int resumable)
 {
 	struct wire_crash c;
 	PyCodeObject *co = f->f_code;
@@ -596,6 +718,7 @@ static void park(_PyInterpreterFrame *f, PyObject **pexc, PyObject **pval, PyObj
 	c.line = line > 0 ? (uint32_t)line : 0;
 	snprintf(c.exc_type, sizeof c.exc_type, "%s", ((PyTypeObject *)*pexc)->tp_name);
 	PyErr_NormalizeException(pexc, pval, ptb);
+	g_reported[g_reported_at++ % REPORTED_RING] = *pval;
 	PyObject *msg = *pval ? PyObject_Str(*pval) : NULL;
 	copy_utf8(c.message, sizeof c.message, msg);
 	Py_XDECREF(msg);
@@ -609,8 +732,15 @@ static void park(_PyInterpreterFrame *f, PyObject **pexc, PyObject **pval, PyObj
 	PyEval_RestoreThread(save);
 	if (v == AGENT_VERDICT_RESUME) {
 		struct wire_resume_result r = { c.event_id, 0, "" };
-		r.status = agent_resume__run(f, pexc, pval, ptb, resume.fallback_unit,
-					     resume.base_depth, r.message, sizeof r.message);
+		if (resumable) {
+			r.status = agent_resume__run(f, pexc, pval, ptb, resume.fallback_unit,
+						     resume.base_depth, r.message, sizeof r.message);
+		} else {
+			r.status = -EINVAL;
+			snprintf(r.message, sizeof r.message,
+				 "the failing call had returned: its exception was stored and "
+				 "re-raised by its consumer");
+		}
 		PyErr_Clear();
 		save = PyEval_SaveThread();
 		agent_channel__resume_result(&r);
@@ -630,12 +760,47 @@ static void consider(PyThreadState *ts, PyFrameObject *frame, PyObject **pexc, P
 	/* Only the frame being unwound: _PyTraceback_Add passes fake frames. */
 	if (!ts->cframe || f != ts->cframe->current_frame || _PyFrame_IsIncomplete(f))
 		return;
-	/* The cheapest verdict first: a handler right here that catches
-	 * (try/except in the same function) is the common handled case. */
+	/* Exceptions that start in library code are never crashes (libraries
+	 * use KeyError, IndexError... as control flow): the cheapest test
+	 * first, then a handler right here (try/except in the same function). */
+	if (agent_policy__is_library(f->f_code))
+		return;
 	int here = frame_catches(f, *pexc);
 	if (here == HANDLED || !is_crash(f, *pexc, here))
 		return;
-	park(f, pexc, pval, ptb);
+	park(f, pexc, pval, ptb, 1);
+}
+
+/* A structural exception that enters frame f other than from f's callee:
+ * stored by a transport (a future, a task) and re-raised by its consumer,
+ * whose code was not known when it started. If it began in application
+ * code (the innermost entry of its traceback) and nothing from here
+ * outward handles it, it is a crash of that origin, reported there. */
+static void consider_reraise(PyThreadState *ts, PyFrameObject *frame, PyObject **pexc,
+			     PyObject **pval, PyObject **ptb, PyObject *tb)
+{
+	_PyInterpreterFrame *f = frame->f_frame;
+	if (!ts->cframe || f != ts->cframe->current_frame || _PyFrame_IsIncomplete(f) ||
+	    !PyTraceBack_Check(tb) || was_reported(*pval))
+		return;
+	int op = canonical_op(f);
+	if ((op == RAISE_VARARGS || op == RERAISE) && !agent_policy__is_library(f->f_code))
+		return;   /* the application raises it again itself */
+	PyTracebackObject *o = (PyTracebackObject *)tb;
+	for (int i = 0; o->tb_next && i < 4096; i++)
+		o = o->tb_next;
+	if (!o->tb_frame || o->tb_frame == frame)
+		return;
+	_PyInterpreterFrame *of = o->tb_frame->f_frame;
+	struct insn in;
+	if (agent_policy__is_library(of->f_code) || o->tb_lasti < 0 ||
+	    insn_at(of->f_code, (uint32_t)o->tb_lasti / 2, &in) ||
+	    in.op == RAISE_VARARGS || in.op == RERAISE)
+		return;
+	int here = frame_catches(f, *pexc);
+	if (here == HANDLED || !walk(f, here, *pexc, 0))
+		return;
+	park(of, pexc, pval, ptb, 0);
 }
 
 /* ------------------------------------------------------------------ */
@@ -643,6 +808,15 @@ static void consider(PyThreadState *ts, PyFrameObject *frame, PyObject **pexc, P
 
 /* Reimplements Python/traceback.c:PyTraceBack_Here with exported API (so
  * the original entry needs no relocated instructions), then watches. */
+/* Per thread: the traceback the hook made last for a structural
+ * exception, and the frame that exception goes to next if it propagates
+ * (the caller of the frame it was made for). The next hook call on the
+ * thread with that traceback, at that frame, is the same exception
+ * propagating; any other arrival with a traceback is a re-raise. Compared
+ * by identity only. */
+static __thread PyObject *t_last_tb;
+static __thread _PyInterpreterFrame *t_last_caller;
+
 static int agent_traceback_here(PyFrameObject *frame)
 {
 	PyObject *exc, *val, *tb, *newtb;
@@ -653,17 +827,23 @@ static int agent_traceback_here(PyFrameObject *frame)
 		return -1;
 	}
 	agent_stats.hook_calls++;
-	/* tb == NULL: the exception starts in this frame (a propagating one
-	 * already has the callee's entry). */
 	/* Nobody to tell (no debugger, none awaited): nothing to decide. */
-	if (tb == NULL && g_watching && is_structural(exc) &&
+	if (g_watching && is_structural(exc) &&
 	    (agent_channel__has_debugger() || agent_channel__may_wait())) {
 		PyThreadState *ts = PyThreadState_Get();
+		_PyInterpreterFrame *caller = complete_previous(frame->f_frame);
+		int propagating = tb != NULL && tb == t_last_tb && frame->f_frame == t_last_caller;
 		int depth;
-		if (busy_enter(ts, &depth)) {
-			consider(ts, frame, &exc, &val, &newtb);
+		/* tb == NULL: the exception starts in this frame. */
+		if ((tb == NULL || !propagating) && busy_enter(ts, &depth)) {
+			if (tb == NULL)
+				consider(ts, frame, &exc, &val, &newtb);
+			else
+				consider_reraise(ts, frame, &exc, &val, &newtb, tb);
 			busy_leave(ts, depth);
 		}
+		t_last_tb = newtb;
+		t_last_caller = caller;
 	}
 	PyErr_Restore(exc, val, newtb);
 	Py_XDECREF(tb);
@@ -849,25 +1029,6 @@ static void remove_trace(void)
 
 /* ------------------------------------------------------------------ */
 
-static void find_stdlib(void)
-{
-	/* Imported at start-up already: no trip through the import system
-	 * (which runs Python code and may let the GIL go). */
-	PyObject *os = PyImport_GetModule(g_str_os ? g_str_os : (g_str_os = PyUnicode_InternFromString("os")));
-	if (!os && !PyErr_Occurred())
-		os = PyImport_ImportModule("os");
-	PyObject *file = os ? PyObject_GetAttrString(os, "__file__") : NULL;
-	Py_XDECREF(os);
-	if (file && PyUnicode_Check(file)) {
-		Py_ssize_t n = PyUnicode_GET_LENGTH(file);
-		Py_ssize_t slash = PyUnicode_FindChar(file, '/', 0, n, -1);
-		if (slash > 0)
-			g_stdlib_prefix = PyUnicode_Substring(file, 0, slash + 1);
-	}
-	Py_XDECREF(file);
-	PyErr_Clear();
-}
-
 int agent_watch__install(uint32_t *mode, char *detail, size_t cap)
 {
 	const char *want = getenv("SUTURE_AGENT_MODE");
@@ -881,8 +1042,7 @@ int agent_watch__install(uint32_t *mode, char *detail, size_t cap)
 	}
 	if (tmo && *tmo)
 		g_timeout_ms = (uint32_t)strtoul(tmo, NULL, 10);
-	if (!g_stdlib_prefix)
-		find_stdlib();
+	agent_policy__init();
 	if (!g_hasattr) {
 		PyObject *b = PyEval_GetBuiltins();   /* borrowed: the dict */
 		if (!b) {
