@@ -42,6 +42,12 @@ void agent_watch__disable(void);
  * current code unit, -1 when it is outside f's code. */
 void agent_crash__init(void);
 int agent_crash__decide(_PyInterpreterFrame *f, PyObject *type);
+/* An exception with a traceback tb arrived at frame f (the one being
+ * unwound) other than from f's callee: a stored exception re-raised by its
+ * consumer. Its origin's frame (the innermost of tb, owned by its frame
+ * object) when it began in application code, not by a deliberate raise,
+ * and nothing from f outward handles it; else NULL. */
+_PyInterpreterFrame *agent_crash__reraised(_PyInterpreterFrame *f, PyObject *tb, PyObject *type);
 int agent_crash__unit_of(_PyInterpreterFrame *f, uint32_t *unit);
 
 /* resume.c: in-flight resume of the parked frame f (the exception held in

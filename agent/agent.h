@@ -4,7 +4,8 @@
  * server.c (the channel server), park.c (crashing threads waiting for the
  * debugger), installer.c (the GIL from the agent's threads, installing the
  * watcher), watch.c (the PyTraceBack_Here replacement, the trace fallback),
- * crash.c (the crash decision), resume.c (in-flight resume), install.c
+ * crash.c (the crash decision), policy.c (library code, units of work,
+ * framework registries, transports), resume.c (in-flight resume), install.c
  * (building and installing patched code objects), boot.c (stored patches
  * at start-up), helpers.c (the guards' runtime helpers). Codecs come from
  * other modules, compiled in (agent/module.mk): the channel's (wire/),

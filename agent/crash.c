@@ -12,14 +12,17 @@
  * frames that is known to swallow (hasattr, the old iteration protocol,
  * __del__, dict lookups calling __eq__) counts as a handler; threading's
  * catch-all at a thread's top does not (the thread dies of it). Deliberate
- * raises (raise, assert, re-raise) and exceptions first seen in the
- * standard library are never crashes.
+ * raises (raise, assert, re-raise) and exceptions first seen in library
+ * code are never crashes. Beyond one frame's handlers (library code, units
+ * of work, framework registries, transports and their consumers):
+ * policy.c.
  *
  * Verdicts that depend only on code (not on run-time values) are cached
  * per (code object, unit, type): a handled exception in a loop asks the
  * same question again and again.
  */
 #include "agent/agent-py.h"
+#include "agent/policy.h"
 #include "rewrite/rewrite.h"
 #include "opcode.h"
 #define NEED_OPCODE_TABLES   /* _PyOpcode_Deopt/_Caches/_Jump, once: resume.c uses them too */
@@ -33,7 +36,6 @@ _Static_assert(sizeof(_Py_CODEUNIT) == 2, "3.11 code units are 16-bit");
 /* Set by agent_crash__init, with the GIL held, before the watcher is on;
  * read-only afterwards. The standard library's directory
  * ("/usr/lib/python3.11/"); builtins.hasattr and builtins.getattr. */
-static PyObject *g_stdlib_prefix, *g_str_os;
 static PyObject *g_hasattr, *g_getattr;
 
 int agent_crash__unit_of(_PyInterpreterFrame *f, uint32_t *unit)
@@ -178,14 +180,75 @@ static int exit_never_suppresses(PyObject *exit_fn)
 	return 1;
 }
 
+/* Whether a loop body [from, to) of a handler may end the handling itself:
+ * a return, a yield, a POP_EXCEPT, or a jump out of the loop other than to
+ * its exit (a break past an else, a continue of an outer loop). */
+static int body_leaves(PyCodeObject *co, uint32_t from, uint32_t to)
+{
+	struct insn in;
+	for (uint32_t u = from; u < to; u = in.next) {
+		if (insn_at(co, u, &in))
+			return 1;
+		switch (in.op) {
+		case RETURN_VALUE:
+		case YIELD_VALUE:
+		case POP_EXCEPT:
+			return 1;
+		case JUMP_FORWARD:
+		case POP_JUMP_FORWARD_IF_TRUE:
+		case POP_JUMP_FORWARD_IF_FALSE:
+		case POP_JUMP_FORWARD_IF_NONE:
+		case POP_JUMP_FORWARD_IF_NOT_NONE:
+		case JUMP_IF_FALSE_OR_POP:
+		case JUMP_IF_TRUE_OR_POP:
+		case FOR_ITER:
+			if (in.next + in.arg > to)
+				return 1;
+			break;
+		case JUMP_BACKWARD:
+		case JUMP_BACKWARD_NO_INTERRUPT:
+		case POP_JUMP_BACKWARD_IF_FALSE:
+		case POP_JUMP_BACKWARD_IF_TRUE:
+		case POP_JUMP_BACKWARD_IF_NONE:
+		case POP_JUMP_BACKWARD_IF_NOT_NONE:
+			if (in.next - in.arg < from)
+				return 1;
+			break;
+		}
+	}
+	return 0;
+}
+
+/* Whether the clause that matched names Exception or BaseException: a
+ * catch-all, as a bare except is. */
+static int clause_is_broad(const struct loads *l, int ntuple)
+{
+	for (int i = l->n - ntuple; i >= 0 && i < l->n; i++) {
+		PyObject *v = l->v[i];
+		if (v == PyExc_Exception || v == PyExc_BaseException)
+			return 1;
+		if (v && PyTuple_Check(v))
+			for (Py_ssize_t k = 0; k < PyTuple_GET_SIZE(v); k++)
+				if (PyTuple_GET_ITEM(v, k) == PyExc_Exception ||
+				    PyTuple_GET_ITEM(v, k) == PyExc_BaseException)
+					return 1;
+	}
+	return 0;
+}
+
+/* *broad: the CATCHES verdict is a catch-all (except Exception/BaseException,
+ * a bare except), which in library code ends a unit of work. */
 static enum verdict classify_handler(_PyInterpreterFrame *f, const struct rewrite_exc *e,
-				     PyObject *type, uint32_t *reraise_at, int *dynamic)
+				     PyObject *type, uint32_t *reraise_at, int *dynamic, int *broad)
 {
 	PyCodeObject *co = f->f_code;
 	struct loads l = { .n = 0 };
 	struct insn in;
 	int tuple = 1;       /* items the next CHECK_EXC_MATCH tests */
+	int tested = 0;      /* a CHECK_EXC_MATCH or a with's __exit__ was met */
+	uint32_t loop_exit = 0;   /* the last forward conditional jump's target */
 	uint32_t u = e->target;
+	*broad = 0;
 
 	for (int steps = 0; steps < 512; steps++) {
 		if (insn_at(co, u, &in))
@@ -224,6 +287,9 @@ static enum verdict classify_handler(_PyInterpreterFrame *f, const struct rewrit
 		case CHECK_EXC_MATCH: {
 			int m = clause_matches(&l, type, tuple);
 			struct insn jump;
+			tested = 1;
+			if (m > 0)
+				*broad = clause_is_broad(&l, tuple);
 			if (m != 0)
 				return CATCHES;   /* matches, or cannot tell */
 			/* No match: POP_JUMP_FORWARD_IF_FALSE to the next clause. */
@@ -232,6 +298,7 @@ static enum verdict classify_handler(_PyInterpreterFrame *f, const struct rewrit
 			u = jump.next + jump.arg;
 			l.n = 0;
 			tuple = 1;
+			tested = 0;   /* the next clause: a bare except is broad */
 			continue;
 		}
 		case WITH_EXCEPT_START: {
@@ -241,9 +308,14 @@ static enum verdict classify_handler(_PyInterpreterFrame *f, const struct rewrit
 			 * return of theirs is a constant None or False. */
 			PyObject *exit_fn = NULL;
 			*dynamic = 1;
+			tested = 1;
 			if (e->depth >= 1 && (int)e->depth <= co->co_stacksize)
 				exit_fn = f->localsplus[co->co_nlocalsplus + e->depth - 1];
-			if (!exit_fn || (!PyCFunction_Check(exit_fn) && !exit_never_suppresses(exit_fn)))
+			if (!exit_fn)
+				return CATCHES;
+			if (!PyCFunction_Check(exit_fn) && !exit_never_suppresses(exit_fn) &&
+			    agent_policy__exit_may_suppress(exit_fn, type,
+							    agent_policy__is_library(co)))
 				return CATCHES;
 			break;   /* falls through to its RERAISE */
 		}
@@ -253,6 +325,7 @@ static enum verdict classify_handler(_PyInterpreterFrame *f, const struct rewrit
 		case POP_JUMP_FORWARD_IF_NOT_NONE:
 		case JUMP_IF_FALSE_OR_POP:
 		case JUMP_IF_TRUE_OR_POP:
+			loop_exit = in.next + in.arg;
 			break;   /* follow the fall-through path */
 		case POP_EXCEPT: {
 			/* Handled, unless it is the cleanup "COPY 3; POP_EXCEPT; RERAISE". */
@@ -261,6 +334,7 @@ static enum verdict classify_handler(_PyInterpreterFrame *f, const struct rewrit
 				*reraise_at = in.next;
 				return RERAISES;
 			}
+			*broad = !tested;   /* a bare except */
 			return CATCHES;
 		}
 		case RERAISE:
@@ -273,10 +347,32 @@ static enum verdict classify_handler(_PyInterpreterFrame *f, const struct rewrit
 			 * except KeyError: pass; raise". Forward only: no loop. */
 			u = in.next + in.arg;
 			continue;
+		case SEND:
+			/* async with: __aexit__'s awaitable is driven by a SEND
+			 * loop; its forward jump is the way out once it is done. */
+			u = in.next + in.arg;
+			continue;
+		case FOR_ITER:
+			/* A loop in the handler (a finally cancelling futures, an
+			 * except closing resources): past it, unless its body may
+			 * end the handling itself. */
+			if (body_leaves(co, u, in.next + in.arg))
+				return CATCHES;
+			u = in.next + in.arg;
+			continue;
+		case JUMP_BACKWARD:
+			/* The end of a while loop whose test jumped forward to
+			 * its exit (loop_exit): leave it there. */
+			if (loop_exit > u && in.next >= in.arg &&
+			    !body_leaves(co, in.next - in.arg, loop_exit)) {
+				u = loop_exit;
+				loop_exit = 0;
+				continue;
+			}
+			return CATCHES;
 		case CHECK_EG_MATCH:       /* except*: cannot tell */
 		case RETURN_VALUE:         /* return in finally swallows */
 		case YIELD_VALUE:
-		case JUMP_BACKWARD:
 		case JUMP_BACKWARD_NO_INTERRUPT:
 		case POP_JUMP_BACKWARD_IF_FALSE:
 		case POP_JUMP_BACKWARD_IF_TRUE:
@@ -332,12 +428,18 @@ static struct vcache_entry *vcache_slot(PyCodeObject *co, uint32_t unit, PyObjec
 	return &g_vcache[(h ^ (h >> 9)) % VCACHE_SIZE];
 }
 
-enum { NO_HANDLER = 0, HANDLED = 1, THREAD_TOP = 2 };
+enum {
+	NO_HANDLER = AGENT_NO_HANDLER,
+	HANDLED = AGENT_HANDLED,
+	THREAD_TOP = AGENT_THREAD_TOP,
+	BOUNDARY = AGENT_BOUNDARY,
+};
 
 /* Whether frame f (at its current instruction) may catch `type`: follow
  * handlers and the re-raises of cleanups within the frame. A malformed
  * table cannot be judged: it counts as catching. THREAD_TOP: it catches,
- * but it is threading's catch-all (the thread dies of it). */
+ * but it is threading's catch-all (the thread dies of it). BOUNDARY: a
+ * catch-all of library code (policy.h). */
 static int frame_catches(_PyInterpreterFrame *f, PyObject *type)
 {
 	PyCodeObject *co = f->f_code;
@@ -352,7 +454,7 @@ static int frame_catches(_PyInterpreterFrame *f, PyObject *type)
 		return slot->catches;
 	const uint8_t *p = (const uint8_t *)PyBytes_AS_STRING(co->co_exceptiontable);
 	const uint8_t *end = p + PyBytes_GET_SIZE(co->co_exceptiontable);
-	int catches = 1, cacheable = 1;
+	int catches = 1, cacheable = 1, broad = 0;
 	for (int hops = 0; hops < 16; hops++) {
 		int r = rewrite_exctable__find(p, end, unit, &e);
 		if (r == 0) {
@@ -368,7 +470,7 @@ static int frame_catches(_PyInterpreterFrame *f, PyObject *type)
 			continue;
 		}
 		int dyn = 0;
-		if (classify_handler(f, &e, type, &unit, &dyn) == CATCHES) {
+		if (classify_handler(f, &e, type, &unit, &dyn, &broad) == CATCHES) {
 			cacheable &= !dyn;
 			break;
 		}
@@ -376,6 +478,8 @@ static int frame_catches(_PyInterpreterFrame *f, PyObject *type)
 	}
 	if (catches && is_thread_top(co))
 		catches = THREAD_TOP;
+	else if (catches && broad && agent_policy__is_library(co))
+		catches = BOUNDARY;
 	if (cacheable) {
 		slot->code = co;
 		slot->table = co->co_exceptiontable;
@@ -385,6 +489,11 @@ static int frame_catches(_PyInterpreterFrame *f, PyObject *type)
 		slot->catches = catches;
 	}
 	return catches;
+}
+
+int agent_watch__frame_verdict(_PyInterpreterFrame *f, PyObject *type)
+{
+	return frame_catches(f, type);
 }
 
 static int canonical_op(_PyInterpreterFrame *f)
@@ -431,27 +540,6 @@ static int c_may_swallow(_PyInterpreterFrame *callee, _PyInterpreterFrame *calle
 	return 0;
 }
 
-static int in_stdlib(PyCodeObject *co)
-{
-	PyObject *fn = co->co_filename;
-	int r = 0;
-	if (!PyUnicode_Check(fn))
-		return 0;
-	if (PyUnicode_READ_CHAR(fn, 0) == '<') {
-		/* "<frozen os>": frozen standard modules. */
-		PyObject *frozen = PyUnicode_FromString("<frozen ");
-		r = frozen && PyUnicode_Tailmatch(fn, frozen, 0, PY_SSIZE_T_MAX, -1) == 1;
-		Py_XDECREF(frozen);
-	} else if (g_stdlib_prefix &&
-		   PyUnicode_Tailmatch(fn, g_stdlib_prefix, 0, PY_SSIZE_T_MAX, -1) == 1) {
-		PyObject *site = PyUnicode_FromString("-packages/");
-		r = site && PyUnicode_Contains(fn, site) == 0;
-		Py_XDECREF(site);
-	}
-	PyErr_Clear();
-	return r;
-}
-
 static _PyInterpreterFrame *complete_previous(_PyInterpreterFrame *f)
 {
 	for (f = f->previous; f; f = f->previous)
@@ -460,20 +548,22 @@ static _PyInterpreterFrame *complete_previous(_PyInterpreterFrame *f)
 	return NULL;
 }
 
-/* The walk (top of this file): the exception is a crash when nothing
- * outward may handle it. */
-static int is_crash(_PyInterpreterFrame *f, PyObject *type, int first)
+/* The walk outward from fr (whose own verdict is `first`, or -1 to compute
+ * it): 1 when nothing may handle the exception (a crash), 0 when something
+ * may. A broad library handler ends a unit of work: policy.c decides
+ * whether that is a crash (registries, transports and their consumers). */
+static int walk(_PyInterpreterFrame *fr, int first, PyObject *type, int depth)
 {
-	int op = _Py_OPCODE(*f->prev_instr);
-	if (op == RAISE_VARARGS || op == RERAISE)
-		return 0;   /* deliberate: raise, assert, re-raise */
-	for (_PyInterpreterFrame *fr = f; fr; ) {
-		/* f's own verdict is known already (first). */
-		int v = fr == f ? first : frame_catches(fr, type);
+	_PyInterpreterFrame *above = NULL;
+	while (fr) {
+		int v = first >= 0 ? first : frame_catches(fr, type);
+		first = -1;
 		if (v == HANDLED)
 			return 0;
 		if (v == THREAD_TOP)
-			break;      /* what reaches it goes to threading.excepthook */
+			return 1;   /* what reaches it goes to threading.excepthook */
+		if (v == BOUNDARY)
+			return agent_policy__boundary(fr, above, type, depth);
 		_PyInterpreterFrame *below = complete_previous(fr);
 		if (below && fr->is_entry && agent_resume__skips(fr, below)) {
 			/* A resumed call's continuation: what it raises leaves the
@@ -486,38 +576,30 @@ static int is_crash(_PyInterpreterFrame *f, PyObject *type, int first)
 		} else if (below && fr->is_entry && c_may_swallow(fr, below, type)) {
 			return 0;
 		}
-		if (!below)
-			break;      /* the thread's or the program's top */
-		fr = below;
+		above = fr;
+		fr = below;   /* NULL: the thread's or the program's top */
 	}
-	return !in_stdlib(f->f_code);
+	return 1;
 }
 
-static void find_stdlib(void)
+int agent_watch__walk(_PyInterpreterFrame *from, PyObject *type, int depth)
 {
-	/* Imported at start-up already: no trip through the import system
-	 * (which runs Python code and may let the GIL go). */
-	if (!g_str_os)
-		g_str_os = PyUnicode_InternFromString("os");
-	PyObject *os = g_str_os ? PyImport_GetModule(g_str_os) : NULL;
-	if (!os && !PyErr_Occurred())
-		os = PyImport_ImportModule("os");
-	PyObject *file = os ? PyObject_GetAttrString(os, "__file__") : NULL;
-	Py_XDECREF(os);
-	if (file && PyUnicode_Check(file)) {
-		Py_ssize_t n = PyUnicode_GET_LENGTH(file);
-		Py_ssize_t slash = PyUnicode_FindChar(file, '/', 0, n, -1);
-		if (slash > 0)
-			g_stdlib_prefix = PyUnicode_Substring(file, 0, slash + 1);
-	}
-	Py_XDECREF(file);
-	PyErr_Clear();
+	return walk(from, -1, type, depth);
+}
+
+/* The exception is a crash when it starts in application code, not by a
+ * deliberate raise, and nothing outward handles it (docs/design.md). */
+static int is_crash(_PyInterpreterFrame *f, PyObject *type, int first)
+{
+	int op = _Py_OPCODE(*f->prev_instr);
+	if (op == RAISE_VARARGS || op == RERAISE)
+		return 0;   /* deliberate: raise, assert, re-raise */
+	return walk(f, first, type, 0);
 }
 
 void agent_crash__init(void)
 {
-	if (!g_stdlib_prefix)
-		find_stdlib();
+	agent_policy__init();
 	if (!g_hasattr) {
 		PyObject *b = PyEval_GetBuiltins();   /* borrowed: the dict */
 		if (!b) {
@@ -533,8 +615,33 @@ void agent_crash__init(void)
 
 int agent_crash__decide(_PyInterpreterFrame *f, PyObject *type)
 {
-	/* The cheapest verdict first: a handler right here that catches
-	 * (try/except in the same function) is the common handled case. */
+	/* Exceptions that start in library code are never crashes (libraries
+	 * use KeyError, IndexError... as control flow): the cheapest test
+	 * first, then a handler right here (try/except in the same function). */
+	if (agent_policy__is_library(f->f_code))
+		return 0;
 	int here = frame_catches(f, type);
 	return here != HANDLED && is_crash(f, type, here);
+}
+
+_PyInterpreterFrame *agent_crash__reraised(_PyInterpreterFrame *f, PyObject *tb, PyObject *type)
+{
+	int op = canonical_op(f);
+	if ((op == RAISE_VARARGS || op == RERAISE) && !agent_policy__is_library(f->f_code))
+		return NULL;   /* the application raises it again itself */
+	PyTracebackObject *o = (PyTracebackObject *)tb;
+	for (int i = 0; o->tb_next && i < 4096; i++)
+		o = o->tb_next;
+	if (!o->tb_frame)
+		return NULL;
+	_PyInterpreterFrame *of = o->tb_frame->f_frame;
+	struct insn in;
+	if (of == f || agent_policy__is_library(of->f_code) || o->tb_lasti < 0 ||
+	    insn_at(of->f_code, (uint32_t)o->tb_lasti / 2, &in) ||
+	    in.op == RAISE_VARARGS || in.op == RERAISE)
+		return NULL;
+	int here = frame_catches(f, type);
+	if (here == HANDLED || !walk(f, here, type, 0))
+		return NULL;
+	return of;
 }

@@ -113,7 +113,26 @@ static void copy_utf8(char *dst, size_t cap, PyObject *s)
 /* A crash: report it and park (GIL released) until the debugger answers or
  * the bound passes. The exception is held in the three pointers, the error
  * indicator is clear; it is normalized here for its message. */
-static void park(_PyInterpreterFrame *f, PyObject **pexc, PyObject **pval, PyObject **ptb)
+/* The values of the last crashes reported (identity only, never
+ * dereferenced): a stored exception re-raised elsewhere is not reported a
+ * second time. GIL held. */
+#define REPORTED_RING 16
+static const void *g_reported[REPORTED_RING];
+static unsigned g_reported_at;
+
+static int was_reported(const void *val)
+{
+	for (unsigned i = 0; i < REPORTED_RING; i++)
+		if (val && g_reported[i] == val)
+			return 1;
+	return 0;
+}
+
+/* resumable: 0 when f is the frame of a call that returned already (a
+ * stored exception re-raised by its consumer): then only later calls are
+ * healed. */
+static void park(_PyInterpreterFrame *f, PyObject **pexc, PyObject **pval, PyObject **ptb,
+		 int resumable)
 {
 	struct wire_crash c;
 	PyCodeObject *co = f->f_code;
@@ -134,6 +153,7 @@ static void park(_PyInterpreterFrame *f, PyObject **pexc, PyObject **pval, PyObj
 	c.line = line > 0 ? (uint32_t)line : 0;
 	snprintf(c.exc_type, sizeof c.exc_type, "%s", ((PyTypeObject *)*pexc)->tp_name);
 	PyErr_NormalizeException(pexc, pval, ptb);
+	g_reported[g_reported_at++ % REPORTED_RING] = *pval;
 	PyObject *msg = *pval ? PyObject_Str(*pval) : NULL;
 	copy_utf8(c.message, sizeof c.message, msg);
 	Py_XDECREF(msg);
@@ -147,8 +167,15 @@ static void park(_PyInterpreterFrame *f, PyObject **pexc, PyObject **pval, PyObj
 	PyEval_RestoreThread(save);
 	if (v == AGENT_VERDICT_RESUME) {
 		struct wire_resume_result r = { c.event_id, 0, "" };
-		r.status = agent_resume__run(f, pexc, pval, ptb, resume.fallback_unit,
-					     resume.base_depth, r.message, sizeof r.message);
+		if (resumable) {
+			r.status = agent_resume__run(f, pexc, pval, ptb, resume.fallback_unit,
+						     resume.base_depth, r.message, sizeof r.message);
+		} else {
+			r.status = -EINVAL;
+			snprintf(r.message, sizeof r.message,
+				 "the failing call had returned: its exception was stored and "
+				 "re-raised by its consumer");
+		}
 		PyErr_Clear();
 		save = PyEval_SaveThread();
 		agent_channel__resume_result(&r);
@@ -170,11 +197,45 @@ static void consider(PyThreadState *ts, PyFrameObject *frame, PyObject **pexc, P
 		return;
 	if (!agent_crash__decide(f, *pexc))
 		return;
-	park(f, pexc, pval, ptb);
+	park(f, pexc, pval, ptb, 1);
+}
+
+/* A structural exception that enters frame f other than from f's callee:
+ * stored by a transport (a future, a task) and re-raised by its consumer,
+ * whose code was not known when it started. If it began in application
+ * code and nothing from here outward handles it, it is a crash of that
+ * origin (crash.c), reported there. */
+static void consider_reraise(PyThreadState *ts, PyFrameObject *frame, PyObject **pexc,
+			     PyObject **pval, PyObject **ptb, PyObject *tb)
+{
+	_PyInterpreterFrame *f = frame->f_frame;
+	if (!ts->cframe || f != ts->cframe->current_frame || _PyFrame_IsIncomplete(f) ||
+	    !PyTraceBack_Check(tb) || was_reported(*pval))
+		return;
+	_PyInterpreterFrame *origin = agent_crash__reraised(f, tb, *pexc);
+	if (origin)
+		park(origin, pexc, pval, ptb, 0);
 }
 
 /* ------------------------------------------------------------------ */
 /* The PyTraceBack_Here replacement                                    */
+
+/* Per thread: the traceback the hook made last for a structural
+ * exception, and the frame that exception goes to next if it propagates
+ * (the caller of the frame it was made for). The next hook call on the
+ * thread with that traceback, at that frame, is the same exception
+ * propagating; any other arrival with a traceback is a re-raise. Compared
+ * by identity only. */
+static __thread PyObject *t_last_tb;
+static __thread _PyInterpreterFrame *t_last_caller;
+
+static _PyInterpreterFrame *caller_of(_PyInterpreterFrame *f)
+{
+	for (f = f->previous; f; f = f->previous)
+		if (!_PyFrame_IsIncomplete(f))
+			return f;
+	return NULL;
+}
 
 /* Reimplements Python/traceback.c:PyTraceBack_Here with exported API (so
  * the original entry needs no relocated instructions), then watches. */
@@ -188,17 +249,23 @@ static int agent_traceback_here(PyFrameObject *frame)
 		return -1;
 	}
 	agent_stats.hook_calls++;
-	/* tb == NULL: the exception starts in this frame (a propagating one
-	 * already has the callee's entry). */
 	/* Nobody to tell (no debugger, none awaited): nothing to decide. */
-	if (tb == NULL && g_watching && is_structural(exc) &&
+	if (g_watching && is_structural(exc) &&
 	    (agent_channel__has_debugger() || agent_channel__may_wait())) {
 		PyThreadState *ts = PyThreadState_Get();
+		_PyInterpreterFrame *caller = caller_of(frame->f_frame);
+		int propagating = tb != NULL && tb == t_last_tb && frame->f_frame == t_last_caller;
 		int depth;
-		if (busy_enter(ts, &depth)) {
-			consider(ts, frame, &exc, &val, &newtb);
+		/* tb == NULL: the exception starts in this frame. */
+		if ((tb == NULL || !propagating) && busy_enter(ts, &depth)) {
+			if (tb == NULL)
+				consider(ts, frame, &exc, &val, &newtb);
+			else
+				consider_reraise(ts, frame, &exc, &val, &newtb, tb);
 			busy_leave(ts, depth);
 		}
+		t_last_tb = newtb;
+		t_last_caller = caller;
 	}
 	PyErr_Restore(exc, val, newtb);
 	Py_XDECREF(tb);

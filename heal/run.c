@@ -49,9 +49,14 @@
 
 static volatile sig_atomic_t g_child = 0;
 
+/* Set when we were asked to stop (SIGINT, SIGTERM, SIGHUP): the program
+ * then ends because it was told to, and is never re-run. */
+static volatile sig_atomic_t g_stop_asked;
+
 static void forward(int sig, siginfo_t *si, void *uc)
 {
 	(void)uc;
+	g_stop_asked = 1;
 	/* SI_KERNEL: from the terminal, which signalled the whole process
 	 * group (the child too). Anything sent to us alone is passed on. */
 	if (g_child > 0 && (!si || si->si_code != SI_KERNEL))
@@ -637,7 +642,9 @@ int heal_run__main(const struct heal_run_opts *o, char **script_argv)
 				    &healed);
 		boot_list__free(&bl);
 		bool failed = !(WIFEXITED(wstatus) && WEXITSTATUS(wstatus) == 0);
-		if (!healed || !failed || o->dry_run)
+		/* A program stopped by a signal (ours, forwarded, or anyone's)
+		 * did not die of the healed crash: it is not run again. */
+		if (!healed || !failed || o->dry_run || g_stop_asked || WIFSIGNALED(wstatus))
 			break;
 		if (run >= limit) {
 			fprintf(stderr, "[suture] %s: giving up after %u %s\n", script_argv[0], run,

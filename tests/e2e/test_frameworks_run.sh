@@ -1,0 +1,117 @@
+#!/bin/sh
+# Where long-running jobs live, under suture-run (issue: a crash is what the
+# application does not handle). Jobs: a plain function called from an
+# asyncio coroutine and a with block whose @contextmanager does not catch
+# (healed in flight: started once); a crashing coroutine under gather, a
+# ThreadPoolExecutor map and a Celery task in eager mode (the failing frame
+# is a coroutine or was entered from C: healed for later calls, the job
+# re-run once); exceptions the application handles away from where they
+# start (a future's consumer, gather(return_exceptions=True), an awaiting
+# task, a @contextmanager, contextlib.suppress, its own catch-all) are never
+# patched. Servers (socketserver, http.server, wsgiref, Flask, Django,
+# aiohttp, FastAPI on uvicorn with an async and a sync view): the bad record
+# gets the fallback (at once where the view was called from Python, else
+# from its second request), the good ones keep their value, the process is
+# the same one throughout, and one patch is stored.
+set -u
+: "${BUILD:?BUILD must be set (absolute build dir)}"
+: "${PYTHON:=/usr/bin/python3.11}"
+: "${SUTURE_ROOT:=$(cd "$(dirname "$0")/../.." && pwd)}"
+RUN="$BUILD/bin/suture-run"
+AUDIT="$BUILD/bin/suture-audit"
+F="$SUTURE_ROOT/tests/fixtures/frameworks"
+export SUTURE_AGENT="$BUILD/lib/libsuture_agent.so"
+W=$(mktemp -d /tmp/suture-frameworks-run.XXXXXX)
+PG=""
+trap 'for g in $PG; do kill -KILL -$g 2>/dev/null; done; rm -rf "$W"' EXIT
+fail() { echo "FAIL: $*"; exit 1; }
+
+patches() { # STORE: how many patches it holds
+	"$AUDIT" --store "$1" --json 2>/dev/null | grep -c '"name"'
+}
+
+# job NAME EXPECTED-LINE STARTS PATCHES: run a script to its end
+job() {
+	S="$W/store-$1"
+	"$RUN" --python "$PYTHON" --store "$S" "$F/$1.py" >"$W/$1.out" 2>"$W/$1.err"
+	rc=$?
+	[ $rc -eq 0 ] || { cat "$W/$1.out" "$W/$1.err"; fail "$1: exited $rc"; }
+	grep -qxF "$2" "$W/$1.out" || { cat "$W/$1.out" "$W/$1.err"; fail "$1: no '$2'"; }
+	runs=$(( $(grep -c '^\[suture\] re-running' "$W/$1.err") + 1 ))
+	[ "$runs" -eq "$3" ] || { cat "$W/$1.err"; fail "$1: started $runs times, not $3"; }
+	n=$(patches "$S")
+	[ "$n" -eq "$4" ] || { cat "$W/$1.err"; fail "$1: $n patches stored, not $4"; }
+	echo "ok: $1 ($runs start(s), $n patch(es))"
+}
+
+job asyncio_call "total: 8" 1 1
+grep -q '^\[suture\] resumed in flight: parse went on' "$W/asyncio_call.err" ||
+	fail "asyncio_call: not resumed in flight"
+job contextmgr "result: (4, ['enter', 'exit'])" 1 1
+job asyncio_gather "got: [1, None, 3]" 2 1
+job pool_map "total: 8" 2 1
+if "$PYTHON" -c 'import celery' 2>/dev/null; then
+	job celery_eager "total: 8" 2 1
+else
+	echo "skip: celery_eager (python3-celery is not installed)"
+fi
+job deliberate "done" 1 0
+for l in "executor: handled by the consumer" "executor map: handled by the consumer" \
+	"gather: ['int', 'KeyError']" "gather: handled by the awaiting task" \
+	"task: handled by the awaiting task" "contextmanager: handled by the generator" \
+	"suppress: handled" "catch-all: handled by the application"; do
+	grep -qxF "$l" "$W/deliberate.out" || fail "deliberate: no '$l'"
+done
+grep -q 'crash seen' "$W/deliberate.err" && { cat "$W/deliberate.err"; fail "deliberate: a handled exception was reported"; }
+
+# server NAME FIRST-BAD PATHS-PREFIX: start under suture-run, request
+# good, bad, bad, good; FIRST-BAD is what the first bad request answers.
+server() {
+	name=$1 first=$2 pre=$3
+	d="$W/$name$(echo "$pre" | tr -d /)"
+	mkdir -p "$d"
+	setsid "$RUN" --python "$PYTHON" --store "$d/store" "$F/$name.py" "$d/ready" \
+		>"$d/out" 2>"$d/err" &
+	pg=$!
+	PG="$PG $pg"
+	n=0
+	while [ ! -s "$d/ready" ]; do
+		n=$((n + 1))
+		[ $n -gt 600 ] && { cat "$d/err"; fail "$name: never ready"; }
+		sleep 0.05
+	done
+	read -r port pid <"$d/ready"
+	line=""
+	[ "$name" = srv_socketserver ] && line=--line
+	"$PYTHON" "$F/client.py" $line "$port" "${pre}good" "${pre}bad" "${pre}bad" "${pre}good" \
+		>"$d/answers"
+	printf '200 value: 21\n%s\n200 value: None\n200 value: 21\n' "$first" >"$d/want"
+	cmp -s "$d/answers" "$d/want" || { cat "$d/answers" "$d/err"; fail "$name ${pre}: answers"; }
+	kill -0 "$pid" 2>/dev/null || fail "$name: the server process $pid is gone"
+	read -r port2 pid2 <"$d/ready"
+	[ "$pid2" = "$pid" ] || fail "$name: restarted"
+	kill -TERM -"$pg"
+	wait "$pg" 2>/dev/null
+	grep -q '^\[suture\] re-running' "$d/err" && { cat "$d/err"; fail "$name: re-run after it was stopped"; }
+	k=$(patches "$d/store")
+	[ "$k" -eq 1 ] || { cat "$d/err"; fail "$name: $k patches stored, not 1"; }
+	echo "ok: $name ${pre}(first bad request: $first)"
+}
+
+server srv_socketserver "200 value: None" ""
+server srv_httpserver "200 value: None" ""
+server srv_wsgiref "200 value: None" ""
+for fw in flask:srv_flask django:srv_django aiohttp:srv_aiohttp fastapi:srv_fastapi; do
+	mod=${fw%%:*} name=${fw#*:}
+	if ! "$PYTHON" -c "import $mod" 2>/dev/null; then
+		echo "skip: $name (python3-$mod is not installed)"
+		continue
+	fi
+	if [ "$name" = srv_fastapi ]; then
+		server srv_fastapi "500 error" "async/"
+		server srv_fastapi "500 error" "sync/"
+	else
+		server "$name" "500 error" ""
+	fi
+done
+echo PASS

@@ -1,0 +1,126 @@
+#!/bin/sh
+# Where long-running jobs live, under suture-attach --pid N --watch: the
+# target is started without suture and attached to while it runs. Servers
+# (socketserver, http.server, wsgiref, Flask, Django, aiohttp, FastAPI async
+# and sync views): the bad record gets the fallback (at once where the view
+# is called from Python, else from its second request), the process keeps
+# serving; before that, Django and FastAPI serve 100 requests (good ones
+# and unknown URLs, whose 404s are the frameworks' own exceptions) with no
+# crash reported. Jobs: an asyncio coroutine calling a crashing function
+# and a @contextmanager block are healed in flight (the job finishes,
+# started once); the deliberate-handling script reports nothing.
+set -u
+: "${BUILD:?BUILD must be set (absolute build dir)}"
+: "${PYTHON:=/usr/bin/python3.11}"
+: "${SUTURE_ROOT:=$(cd "$(dirname "$0")/../.." && pwd)}"
+ATTACH="$BUILD/bin/suture-attach"
+AUDIT="$BUILD/bin/suture-audit"
+F="$SUTURE_ROOT/tests/fixtures/frameworks"
+export SUTURE_AGENT="$BUILD/lib/libsuture_agent.so"
+W=$(mktemp -d /tmp/suture-frameworks-watch.XXXXXX)
+PG="" AT=""
+trap 'for a in $AT; do kill -KILL $a 2>/dev/null; done; for g in $PG; do kill -KILL -$g 2>/dev/null; done; rm -rf "$W"' EXIT
+fail() { echo "FAIL: $*"; exit 1; }
+
+patches() { "$AUDIT" --store "$1" --json 2>/dev/null | grep -c '"name"'; }
+
+wait_file() { # FILE WHAT
+	n=0
+	while [ ! -s "$1" ]; do
+		n=$((n + 1)); [ $n -gt 600 ] && fail "$2: never ready"; sleep 0.05
+	done
+}
+
+wait_grep() { # PATTERN FILE
+	n=0
+	while ! grep -q -- "$1" "$2" 2>/dev/null; do
+		n=$((n + 1)); [ $n -gt 600 ] && { cat "$2"; fail "timed out waiting for '$1'"; }
+		sleep 0.05
+	done
+}
+
+# start DIR ARGS...: a target in its own process group, then the watcher
+start() {
+	d=$1; shift
+	mkdir -p "$d"
+	setsid "$PYTHON" "$@" >"$d/out" 2>"$d/err" &
+	pg=$!
+	PG="$PG $pg"
+	wait_file "$d/ready" "$*"
+	read -r port pid <"$d/ready"
+	"$ATTACH" --pid "$pid" --watch --store "$d/store" 2>"$d/watch" &
+	at=$!
+	AT="$AT $at"
+	wait_grep "^\[suture\] watching pid $pid\$" "$d/watch"
+}
+
+stop() { # DIR
+	kill -INT "$at"
+	wait "$at" 2>/dev/null
+	kill -TERM -"$pg" 2>/dev/null
+	wait "$pg" 2>/dev/null
+}
+
+server() { # NAME FIRST-BAD PREFIX [WARMUP]
+	name=$1 first=$2 pre=$3
+	d="$W/$name$(echo "$pre" | tr -d /)"
+	start "$d" "$F/$name.py" "$d/ready"
+	line=""
+	[ "$name" = srv_socketserver ] && line=--line
+	if [ -n "${4:-}" ]; then
+		i=0 paths=""
+		while [ $i -lt 50 ]; do paths="$paths ${pre}good no/such/$i"; i=$((i + 1)); done
+		# shellcheck disable=SC2086
+		"$PYTHON" "$F/client.py" "$port" $paths >"$d/warm"
+		[ "$(grep -c '^200 value: 21$' "$d/warm")" -eq 50 ] || fail "$name: good requests"
+		[ "$(grep -c '^404 ' "$d/warm")" -eq 50 ] || { sort "$d/warm" | uniq -c; fail "$name: 404s"; }
+		grep -q 'crash seen' "$d/watch" && { cat "$d/watch"; fail "$name: a framework's own exception was reported"; }
+		[ "$(patches "$d/store")" -eq 0 ] || fail "$name: a patch after good requests"
+	fi
+	"$PYTHON" "$F/client.py" $line "$port" "${pre}good" "${pre}bad" "${pre}bad" "${pre}good" \
+		>"$d/answers"
+	printf '200 value: 21\n%s\n200 value: None\n200 value: 21\n' "$first" >"$d/want"
+	cmp -s "$d/answers" "$d/want" || { cat "$d/answers" "$d/watch"; fail "$name $pre: answers"; }
+	kill -0 "$pid" 2>/dev/null || fail "$name: the server process is gone"
+	stop "$d"
+	k=$(patches "$d/store")
+	[ "$k" -eq 1 ] || { cat "$d/watch"; fail "$name: $k patches stored, not 1"; }
+	echo "ok: $name $pre(first bad request: $first)"
+}
+
+server srv_socketserver "200 value: None" ""
+server srv_httpserver "200 value: None" ""
+server srv_wsgiref "200 value: None" ""
+for fw in flask:srv_flask django:srv_django aiohttp:srv_aiohttp fastapi:srv_fastapi; do
+	mod=${fw%%:*} name=${fw#*:}
+	if ! "$PYTHON" -c "import $mod" 2>/dev/null; then
+		echo "skip: $name (python3-$mod is not installed)"
+		continue
+	fi
+	case $name in
+	srv_fastapi)
+		server srv_fastapi "500 error" "async/" warm
+		server srv_fastapi "500 error" "sync/" ;;
+	srv_django) server srv_django "500 error" "" warm ;;
+	*) server "$name" "500 error" "" ;;
+	esac
+done
+
+job() { # NAME EXPECTED-LINE PATCHES
+	d="$W/job-$1"
+	start "$d" "$F/go.py" "$d/ready" "$d/go" "$F/$1.py"
+	: >"$d/go"
+	wait "$pg"
+	rc=$?
+	[ $rc -eq 0 ] || { cat "$d/out" "$d/err" "$d/watch"; fail "$1: exited $rc"; }
+	grep -qxF "$2" "$d/out" || { cat "$d/out" "$d/watch"; fail "$1: no '$2'"; }
+	wait "$at" 2>/dev/null
+	k=$(patches "$d/store")
+	[ "$k" -eq "$3" ] || { cat "$d/watch"; fail "$1: $k patches stored, not $3"; }
+	echo "ok: $1 under --watch ($k patch(es))"
+}
+job asyncio_call "total: 8" 1
+job contextmgr "result: (4, ['enter', 'exit'])" 1
+job deliberate "done" 0
+grep -q 'crash seen' "$W/job-deliberate/watch" && fail "deliberate: reported"
+echo PASS
