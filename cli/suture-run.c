@@ -28,6 +28,8 @@ static void usage(FILE *f)
 		"  --no-resume          never continue a crashing call in flight: heal later calls\n"
 		"  --watch              service mode: restart after each healed crash\n"
 		"  --max-restarts N     with --watch: at most N restarts (default 10)\n"
+		"  --app-path PATH      more application code (repeatable): crashes in it are\n"
+		"                       healed even inside site-packages (see WHAT COUNTS AS A CRASH)\n"
 		"  --python PATH        the interpreter (default /usr/bin/python3.11)\n"
 		"  --agent PATH         libsuture_agent.so (default: $SUTURE_AGENT, ../lib, PREFIX)\n"
 		"  -h, --help           this help\n"
@@ -48,9 +50,33 @@ static int parse_uint(const char *s, unsigned long max, unsigned long *out)
 	return 0;
 }
 
+/* --app-path: absolute, resolved, joined with ':' (SUTURE_APP_PATH). */
+static int add_app_path(struct heal_run_opts *o, const char *arg)
+{
+	char real[PATH_MAX];
+	if (!realpath(arg, real)) {
+		fprintf(stderr, "suture-run: --app-path %s: %s\n", arg, strerror(errno));
+		return -1;
+	}
+	if (strchr(real, ':')) {
+		fprintf(stderr, "suture-run: --app-path %s: a path with ':' cannot be listed\n", arg);
+		return -1;
+	}
+	size_t had = o->app_paths ? strlen(o->app_paths) : 0;
+	char *v = malloc(had + strlen(real) + 2);
+	if (!v) {
+		fprintf(stderr, "suture-run: out of memory\n");
+		return -1;
+	}
+	snprintf(v, had + strlen(real) + 2, "%s%s%s", had ? o->app_paths : "", had ? ":" : "", real);
+	free((char *)o->app_paths);
+	o->app_paths = v;
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
-	enum { O_STORE = 1000, O_DRY, O_SHADOW, O_TTL, O_RETRIES, O_WATCH, O_MAXR, O_PYTHON, O_AGENT, O_NO_RESUME };
+	enum { O_STORE = 1000, O_DRY, O_SHADOW, O_TTL, O_RETRIES, O_WATCH, O_MAXR, O_PYTHON, O_AGENT, O_NO_RESUME, O_APP_PATH };
 	static const struct option opts[] = {
 		{"store", required_argument, NULL, O_STORE},
 		{"dry-run", no_argument, NULL, O_DRY},
@@ -63,6 +89,7 @@ int main(int argc, char **argv)
 		{"python", required_argument, NULL, O_PYTHON},
 		{"agent", required_argument, NULL, O_AGENT},
 		{"no-resume", no_argument, NULL, O_NO_RESUME},
+		{"app-path", required_argument, NULL, O_APP_PATH},
 		{"help", no_argument, NULL, 'h'},
 		{"version", no_argument, NULL, 'V'},
 		{NULL, 0, NULL, 0},
@@ -88,6 +115,10 @@ int main(int argc, char **argv)
 		case O_PYTHON: o.python = optarg; break;
 		case O_AGENT: o.agent_path = optarg; break;
 		case O_NO_RESUME: o.no_resume = true; break;
+		case O_APP_PATH:
+			if (add_app_path(&o, optarg))
+				return 2;
+			break;
 		case O_TTL:
 			if (parse_uint(optarg, 36500, &v) || v == 0) {
 				fprintf(stderr, "suture-run: --ttl takes a number of days, 1 to 36500\n");

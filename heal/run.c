@@ -216,6 +216,17 @@ static pid_t start_child(const struct heal_run_opts *o, const char *agent, const
 		setenv("SUTURE_AGENT_WAIT_DEBUGGER_MS", "5000", 1);
 		if (o->shadow)
 			setenv("SUTURE_SHADOW", "1", 1);
+		if (o->app_paths) {
+			/* The agent's library/application split (policy.h). */
+			const char *had = getenv("SUTURE_APP_PATH");
+			size_t len = strlen(o->app_paths) + (had ? strlen(had) : 0) + 2;
+			char *apv = malloc(len);
+			if (apv) {
+				snprintf(apv, len, "%s%s%s", o->app_paths, had && *had ? ":" : "",
+					 had && *had ? had : "");
+				setenv("SUTURE_APP_PATH", apv, 1);
+			}
+		}
 		size_t n = 0;
 		while (script_argv[n])
 			n++;

@@ -55,6 +55,16 @@ if "$PYTHON" -c 'import celery' 2>/dev/null; then
 else
 	echo "skip: celery_eager (python3-celery is not installed)"
 fi
+# Application code inside a site-packages directory is library code (its
+# crash ends the job) unless --app-path names it (healed in flight).
+"$RUN" --python "$PYTHON" --store "$W/store-lib" "$F/app_path.py" >"$W/lib.out" 2>"$W/lib.err" &&
+	fail "app_path: a crash in site-packages code was healed without --app-path"
+grep -q 'crash seen' "$W/lib.err" && fail "app_path: site-packages code reported without --app-path"
+"$RUN" --python "$PYTHON" --store "$W/store-app" --app-path "$F/vendored/site-packages/vend" \
+	"$F/app_path.py" >"$W/app.out" 2>"$W/app.err" || { cat "$W/app.err"; fail "app_path: exited non-zero"; }
+grep -qxF "parsed: [1, None]" "$W/app.out" || { cat "$W/app.out" "$W/app.err"; fail "app_path: no fallback"; }
+grep -q '^\[suture\] resumed in flight: parse' "$W/app.err" || fail "app_path: not resumed in flight"
+echo "ok: --app-path"
 job deliberate "done" 1 0
 for l in "executor: handled by the consumer" "executor map: handled by the consumer" \
 	"gather: ['int', 'KeyError']" "gather: handled by the awaiting task" \
