@@ -156,7 +156,7 @@ expect_in "$WORK/out" "passed as an argument" "explain: by consumer token"
 # A version 1 store (docs/formats/store.md, Versions): explained by the
 # tokens derived from its texts; reading it leaves the file as it was.
 V1=$WORK/v1-store
-mkdir -m 700 "$V1" && cp "$ROOT/tests/fixtures/store/index-v1.json" "$V1/index.json" &&
+mkdir -m 700 "$V1" && cp "$SUTURE_ROOT/tests/fixtures/store/index-v1.json" "$V1/index.json" &&
 	chmod 600 "$V1/index.json"
 run "$AUDIT" --store "$V1" explain p12
 expect_rc 0 "explain a version 1 store"
@@ -176,7 +176,7 @@ assert (ps["p6"]["consumer"], ps["p6"]["consumer_kind"]) == ("call argument", "c
 assert ps["p17"]["consumer_kind"] is None, ps["p17"]
 EOF2
 then ok "v1: JSON has the derived tokens"; else fail "v1: JSON tokens"; fi
-cmp -s "$ROOT/tests/fixtures/store/index-v1.json" "$V1/index.json" && ok "v1: reading keeps the file" ||
+cmp -s "$SUTURE_ROOT/tests/fixtures/store/index-v1.json" "$V1/index.json" && ok "v1: reading keeps the file" ||
 	fail "v1: reading rewrote the file"
 
 # suture-audit explains with rewrite/ alone: it links no pipeline (heal/).
