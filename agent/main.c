@@ -1,6 +1,6 @@
 /* agent: libsuture_agent.so's entry, its thread and the channel server.
  *
- * The constructor only starts a thread (DESIGN.md section 3: never run
+ * The constructor only starts a thread (docs/design.md §4: never run
  * Python on the thread that loaded us, it may be a hijacked one). That
  * thread waits until the interpreter is initialized (LD_PRELOAD loads us
  * before Py_Initialize), opens the channel, has the watcher installed with

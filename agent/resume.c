@@ -1,4 +1,4 @@
-/* agent: in-flight resume of a parked crash (DESIGN.md section 6).
+/* agent: in-flight resume of a parked crash (docs/design.md §9).
  *
  * Runs in the crashing thread, inside the watcher (the exception of frame F
  * is held, the error indicator clear), after the debugger installed the

@@ -1,4 +1,4 @@
-/* agent: the crash watcher (DESIGN.md section 5).
+/* agent: the crash watcher (docs/design.md §5).
  *
  * The eval loop calls PyTraceBack_Here(frame) each time an exception enters
  * a Python frame through its `error:` label (Python/ceval.c). We replace
@@ -529,7 +529,7 @@ static _PyInterpreterFrame *complete_previous(_PyInterpreterFrame *f)
 	return NULL;
 }
 
-/* The walk of DESIGN.md section 5: the exception is a crash when nothing
+/* The walk of docs/design.md §6: the exception is a crash when nothing
  * outward may handle it. */
 static int is_crash(_PyInterpreterFrame *f, PyObject *type, int first)
 {

@@ -383,7 +383,7 @@ static const struct guard_text *guard_text(const char *kind)
 	return NULL;
 }
 
-/* Where the fallback goes (DESIGN section 4): a consumer that accepts any
+/* Where the fallback goes (docs/design.md §7): a consumer that accepts any
  * value gets the fallback; otherwise the whole statement is guarded or
  * skipped. c is rewrite/'s description of the consumer ("store x", "return",
  * "call argument", an opcode name ...). Returns the sentence for the
@@ -541,7 +541,7 @@ static void explain_one(const struct store *s, const struct store_patch *p, int6
 	say("where:", "%s.%s in %s:%d (function starts at line %d)", p->module,
 	       p->qualname, short_file(p->file, cwd), p->line, p->first_line);
 	if (placement && !strcmp(placement, "redirect"))
-		/* Redirect guards (DESIGN section 4): a helper gets the operands. */
+		/* Redirect guards (docs/design.md §7): a helper gets the operands. */
 		say("what:", "a %s on %s. The instruction is redirected to a helper that does "
 		    "the same thing, except that where it would raise %s (%s) it gives %s, "
 		    "then the function goes on. Every other case behaves as before.",

@@ -6,7 +6,7 @@
  * the patch before it is sent; the agent builds the code object from the
  * PATCH parts and installs it on every function sharing the original.
  *
- * The store keeps decisions, never code (DESIGN.md section 7). On load the
+ * The store keeps decisions, never code (docs/design.md §10). On load the
  * guard is synthesized again from the live original: the live code's
  * identity (guard_code__identity) must equal the stored one, and the crash
  * site's fingerprint must be found again at the stored anchor. The exception

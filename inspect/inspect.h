@@ -3,7 +3,7 @@
  * inspect_proc__open() finds _PyRuntime (exported in .dynsym of libpython
  * or of a static python executable; load bias from attach/), checks
  * Py_Version is 3.11 and resolves the layout (struct inspect_offsets) from
- * DWARF in DESIGN.md's order, cached per build-id. From there:
+ * DWARF in docs/design.md §2's order, cached per build-id. From there:
  *
  *   - live walking, allocation-free, iterators on the caller's stack:
  *     inspect_threads__begin/next (interpreters and thread states),
