@@ -1055,7 +1055,7 @@ out:
 
 /* Whether this process is a Python interpreter: LD_PRELOAD also loads us
  * into whatever runs first (`#!/usr/bin/env python3` starts env). Python
- * data symbols are weak (inject/module.mk), so we get here either way. */
+ * data symbols are weak (agent/module.mk), so we get here either way. */
 static bool in_python(void)
 {
 	return dlsym(RTLD_DEFAULT, "Py_IsInitialized") != NULL &&
