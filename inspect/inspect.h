@@ -78,7 +78,9 @@ struct inspect_limits {
 	unsigned max_digits;    /* 30-bit digits of an int (default 256) */
 	unsigned max_out;       /* bytes of one repr (default 4096) */
 };
+/* clang-format off */
 #define INSPECT_LIMITS_DEFAULT { 3, 16, 200, 256, 4096 }
+/* clang-format on */
 
 /* A growable output string. Free with inspect_str__free. */
 struct inspect_str {
