@@ -92,7 +92,7 @@ UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(patsubst tests/unit/%.c,$(BUILD)/tests/unit/%,$(UNIT_SRC))
 
 .SECONDEXPANSION:
-.PHONY: all deps demo test check install clean unit fuzz bench $(MODULES)
+.PHONY: all deps demo test check install clean unit fuzz bench format format-check $(MODULES)
 all: $(CLI_BIN) $(AGENT)
 
 -include $(wildcard */module.mk)
@@ -180,6 +180,17 @@ install: all
 	install -m 644 $(AGENT) $(DESTDIR)$(PREFIX)/lib/suture/
 	for m in docs/man/*.1; do [ -e "$$m" ] && install -m 644 "$$m" \
 		$(DESTDIR)$(PREFIX)/share/man/man1/ || true; done
+
+# The house style is .clang-format (Debian's clang-format 14, installed by
+# `make deps`). `make format` rewrites the tracked C sources in place;
+# `make format-check` changes nothing and fails, naming the files, when
+# any of them would change.
+CLANG_FORMAT ?= clang-format
+FORMAT_SRC    = $(shell git ls-files -- '*.c' '*.h' 2>/dev/null)
+format:
+	@$(CLANG_FORMAT) -i --style=file $(FORMAT_SRC)
+format-check:
+	@$(CLANG_FORMAT) --dry-run -Werror --style=file $(FORMAT_SRC)
 
 clean:
 	rm -rf $(BUILD)

@@ -1,5 +1,4 @@
-/* agent: building a patched code object and installing it (DESIGN.md
- * section 6, "new calls").
+/* agent: building a patched code object and installing it (docs/design.md §8).
  *
  * The patch (docs/formats/channel.md, PATCH) names the original code object
  * by address. The address is never dereferenced as such: the agent finds
@@ -281,7 +280,7 @@ static int install_everywhere(PyObject *old, PyObject *newc, PyObject *funcs, st
  * patch), as nothing tells us when every pointer into them is gone. */
 static PyObject *g_retired;
 
-/* OSR (DESIGN.md section 6): a frame suspended in an inlined Python call
+/* OSR (docs/design.md §8): a frame suspended in an inlined Python call
  * (its callee has is_entry == 0) re-reads f_code and prev_instr from its
  * _PyInterpreterFrame when the callee returns (ceval's resume_frame:
  * SET_LOCALS_FROM_FRAME), so it can be given the new code: offsets are

@@ -188,6 +188,7 @@ long attach_arch__peek_syscall(pid_t tid)
 int attach_arch__syscall_rank(long nr)
 {
 	switch (nr) {
+	/* clang-format off */
 	case SYS_read: case SYS_pread64: case SYS_readv: case SYS_preadv:
 	case SYS_poll: case SYS_ppoll: case SYS_select: case SYS_pselect6:
 	case SYS_epoll_wait: case SYS_epoll_pwait:
@@ -196,6 +197,7 @@ int attach_arch__syscall_rank(long nr)
 	case SYS_recvfrom: case SYS_recvmsg: case SYS_rt_sigsuspend:
 	case SYS_rt_sigtimedwait: case SYS_restart_syscall:
 		return 3;
+	/* clang-format on */
 	case SYS_futex:
 		return 1;
 	default:

@@ -92,7 +92,7 @@ pid_t attach_proc__thread(const struct attach_proc *proc, size_t i);
 int attach_proc__call(struct attach_proc *proc, pid_t tid, uint64_t fn,
 		      const uint64_t *args, unsigned nargs, uint64_t *ret);
 
-/* ---- Additions (additive; see /work/notes/attach.md) -------------------- */
+/* ---- Additions (additive; attach/README.md describes them) -------------- */
 
 /* The process state letter from /proc/PID/stat ('R', 'S', 'T' stopped by job
  * control, 't' traced, 'Z' zombie...), read now, without ptrace. -ESRCH when

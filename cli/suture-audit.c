@@ -454,7 +454,7 @@ static void explain_one(const struct store *s, const struct store_patch *p, int6
 	say("where:", "%s.%s in %s:%d (function starts at line %d)", p->module,
 	       p->qualname, short_file(p->file, cwd), p->line, p->first_line);
 	if (placement == GUARD_PLACE_REDIRECT)
-		/* Redirect guards (DESIGN section 4): a helper gets the operands. */
+		/* Redirect guards (docs/design.md §7): a helper gets the operands. */
 		say("what:", "a %s on %s. The instruction is redirected to a helper that does "
 		    "the same thing, except that where it would raise %s (%s) it gives %s, "
 		    "then the function goes on. Every other case behaves as before.",

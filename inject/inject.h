@@ -121,7 +121,7 @@ int inject_session__release(struct inject_session *s, const struct wire_crash *e
 int inject_session__send_patch(struct inject_session *s, const struct wire_patch *p,
 			       struct wire_patch_result *res);
 
-/* In-flight resume of the parked crash ev (DESIGN.md section 6), after
+/* In-flight resume of the parked crash ev (docs/design.md §9), after
  * inject_session__send_patch installed the patch for its frame's code:
  * the failing call continues from the guard's fallback (fallback_unit,
  * base_depth: guard_patch's fields) with its locals and live stack items,

@@ -1,4 +1,4 @@
-/* inject/: getting the agent to run inside a target (DESIGN.md section 3).
+/* inject/: getting the agent to run inside a target (docs/design.md §4).
  *
  * Through attach/: seize every thread, pick the one best suited for a call
  * (blocked in a sleeping syscall, no allocator or loader lock held), call

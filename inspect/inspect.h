@@ -3,7 +3,7 @@
  * inspect_proc__open() finds _PyRuntime (exported in .dynsym of libpython
  * or of a static python executable; load bias from attach/), checks
  * Py_Version is 3.11 and resolves the layout (struct inspect_offsets) from
- * DWARF in DESIGN.md's order, cached per build-id. From there:
+ * DWARF in docs/design.md §2's order, cached per build-id. From there:
  *
  *   - live walking, allocation-free, iterators on the caller's stack:
  *     inspect_threads__begin/next (interpreters and thread states),
@@ -78,7 +78,9 @@ struct inspect_limits {
 	unsigned max_digits;    /* 30-bit digits of an int (default 256) */
 	unsigned max_out;       /* bytes of one repr (default 4096) */
 };
+/* clang-format off */
 #define INSPECT_LIMITS_DEFAULT { 3, 16, 200, 256, 4096 }
+/* clang-format on */
 
 /* A growable output string. Free with inspect_str__free. */
 struct inspect_str {

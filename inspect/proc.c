@@ -1,7 +1,7 @@
 /* inspect/proc.c: open a live CPython 3.11, resolve its layout, walk its
  * interpreters, thread states and frames.
  *
- * DESIGN.md section 2: _PyRuntime from .dynsym plus the load bias,
+ * docs/design.md §2: _PyRuntime from .dynsym plus the load bias,
  * Py_Version checked, offsets from DWARF (own .debug_info, build-id file,
  * .gnu_debuglink, build-time probe), validated before trusted.
  */
@@ -134,7 +134,7 @@ static void find_types(struct inspect_proc *ip)
 		ip->types.set_dummy = v;
 }
 
-/* Which of DESIGN.md's sources attach_elf__debug_file() picked: the object
+/* Which of docs/design.md §2's sources attach_elf__debug_file() picked: the object
  * itself (same file, maybe through /proc/PID/map_files), a build-id file,
  * or else the .gnu_debuglink target. */
 static enum inspect_source classify(struct inspect_proc *ip, const char *dbg_path)

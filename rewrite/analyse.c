@@ -1,7 +1,7 @@
 /* rewrite/analyse.c: crash analysis. From a code object, the failing
  * instruction and the exception, decide the guard kind, the text users
  * read (reconstructed from the bytecode), the fallback and where it goes
- * (DESIGN.md section 4, docs/guards.md).
+ * (docs/design.md §7, docs/guards.md).
  *
  * Two small interpreters over the canonical instructions:
  * - a symbolic one that rebuilds the source text of an instruction's
@@ -304,6 +304,7 @@ static bool accepts(const struct rewrite_instr *in, int d, int slot, enum fbclas
 	int op = in->opcode;
 	int top = d - 1;   /* slot of TOS */
 	switch (op) {
+	/* clang-format off */
 	case STORE_FAST: case STORE_NAME: case STORE_GLOBAL: case STORE_DEREF:
 	case RETURN_VALUE: case YIELD_VALUE: case POP_TOP:
 	case BUILD_TUPLE: case BUILD_LIST: case BUILD_SET: case BUILD_MAP:
@@ -315,6 +316,7 @@ static bool accepts(const struct rewrite_instr *in, int d, int slot, enum fbclas
 	case POP_JUMP_BACKWARD_IF_NONE: case POP_JUMP_BACKWARD_IF_NOT_NONE:
 	case JUMP_IF_TRUE_OR_POP: case JUMP_IF_FALSE_OR_POP:
 		return true;
+	/* clang-format on */
 	case STORE_ATTR:                 /* [value, owner] */
 		return slot == top - 1;
 	case STORE_SUBSCR:               /* [value, container, key] */

@@ -1,6 +1,6 @@
 /* rewrite/diffgate.c: the semantic diff gate. A patched code object is
  * accepted only if it is the original plus appended blocks plus new
- * exception entries (DESIGN.md section 4): every original instruction is
+ * exception entries (docs/design.md §7): every original instruction is
  * byte-identical at its offset (a redirect guard may replace exactly one,
  * by a forward jump into the appended code padded with NOPs to the same
  * size), keeps its

@@ -54,6 +54,7 @@ uint64_t guard__fnv1a(uint64_t h, const void *p, size_t len)
 int guard_op__inputs(int op, uint32_t arg)
 {
 	switch (op) {
+	/* clang-format off */
 	case POP_TOP: case PUSH_EXC_INFO: case POP_EXCEPT:
 	case UNARY_POSITIVE: case UNARY_NEGATIVE: case UNARY_NOT: case UNARY_INVERT:
 	case GET_ITER: case GET_YIELD_FROM_ITER: case GET_AWAITABLE: case GET_AITER:
@@ -83,6 +84,7 @@ int guard_op__inputs(int op, uint32_t arg)
 	case RAISE_VARARGS: case BUILD_TUPLE: case BUILD_LIST: case BUILD_SET:
 	case BUILD_STRING: case BUILD_SLICE: case PRECALL: case COPY: case SWAP:
 		return (int)arg;
+	/* clang-format on */
 	case BUILD_MAP:
 		return 2 * (int)arg;
 	case BUILD_CONST_KEY_MAP:

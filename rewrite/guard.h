@@ -1,5 +1,5 @@
 /* rewrite/guard.h: crash analysis, guard synthesis, the semantic diff gate
- * and crash-site fingerprints (DESIGN.md section 4, docs/guards.md).
+ * and crash-site fingerprints (docs/design.md §7, docs/guards.md).
  *
  * The healing pipeline, for one crash:
  *
@@ -383,8 +383,8 @@ int guard_fingerprint__compute(const struct rewrite_code_info *info, uint32_t un
 			       const char *exc_type, struct guard_fingerprint *out,
 			       struct rewrite_diag *diag);
 
-/* The identity of an original code object for the patch store (DESIGN.md
- * section 7): FNV-1a 64 over the canonical bytes (quickened input is
+/* The identity of an original code object for the patch store
+ * (docs/design.md §10): FNV-1a 64 over the canonical bytes (quickened input is
  * deoptimized first), the exception and location tables, the constants'
  * type/repr texts, co_names, filename, qualname and first line. A stored
  * patch whose code_id differs from the live code's is stale.

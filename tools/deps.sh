@@ -10,7 +10,7 @@ set -eu
 PKGS="gcc make clang libclang-rt-14-dev pkg-config
 libelf-dev libdwarf-dev libcjson-dev libcriterion-dev
 python3.11 python3.11-dbg libpython3.11-dev libpython3.11-testsuite
-python3-bytecode gdb"
+python3-bytecode gdb clang-format"
 
 missing=""
 for p in $PKGS; do

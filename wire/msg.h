@@ -162,7 +162,7 @@ struct wire_patch_result {
 	char message[256];
 };
 
-/* In-flight resume of a parked crash (DESIGN.md section 6), sent after the
+/* In-flight resume of a parked crash (docs/design.md §9), sent after the
  * PATCH for the failing frame's code: the continuation enters the patched
  * code at fallback_unit with the frame's value stack cut to base_depth
  * (guard_patch.fallback_unit / .base_depth, docs/formats/patch.md). */

@@ -1,5 +1,5 @@
 #!/bin/sh
-# Live replacement of a running loop (DESIGN.md section 6, OSR): the
+# Live replacement of a running loop (docs/design.md §8, OSR): the
 # function's frame is suspended in an inlined Python call when the patch
 # arrives; the agent gives that frame the patched code (same offsets), and
 # the loop's next iteration runs it without the function returning. Both

@@ -1,5 +1,5 @@
 #!/bin/sh
-# In-flight resume (DESIGN.md section 6): a job's loop crashes on a bad
+# In-flight resume (docs/design.md §9): a job's loop crashes on a bad
 # record; the debugger installs a handler guard for the function and
 # resumes the parked call: the call continues from the failing statement
 # with its locals and its loop iterator, every remaining record is

@@ -1,5 +1,5 @@
 #!/bin/sh
-# Where the interpreter layout comes from, in DESIGN.md's order, and that
+# Where the interpreter layout comes from, in docs/design.md §2's order, and that
 # each source gives a correct dump:
 #   own .debug_info (python3.11-dbg, pyenv's libpython), the build-id debug
 #   file (Debian's stripped python3.11), a .gnu_debuglink file (a stripped

@@ -1,5 +1,5 @@
 #!/bin/sh
-# In-flight resume through suture-run (issue 6, DESIGN.md section 6), on
+# In-flight resume through suture-run (issue 6, docs/design.md §9), on
 # Debian's python3.11, pyenv's 3.11.7 when installed, and Debian's debug
 # interpreter for the refcount cases. Each case of
 # tests/fixtures/resume/job.py crashes in the middle of its work; the job

@@ -117,7 +117,7 @@ Test(verify, stacksize_respected)
 	rewrite_code__free(code);
 }
 
-/* A handler guard in miniature (DESIGN.md section 4): an entry covering
+/* A handler guard in miniature (docs/design.md §7): an entry covering
  * exactly BINARY_OP in `return a + b * 2`, at the depth before it minus its
  * two inputs, to an appended block that drops the exception, pushes None
  * and jumps back after the failing instruction. */
