@@ -10,48 +10,27 @@
 # and a @contextmanager block are healed in flight (the job finishes,
 # started once); the deliberate-handling script reports nothing.
 set -u
-: "${BUILD:?BUILD must be set (absolute build dir)}"
-: "${PYTHON:=/usr/bin/python3.11}"
-: "${SUTURE_ROOT:=$(cd "$(dirname "$0")/../.." && pwd)}"
+. "$(dirname "$0")/lib.sh"
 ATTACH="$BUILD/bin/suture-attach"
 AUDIT="$BUILD/bin/suture-audit"
 F="$SUTURE_ROOT/tests/fixtures/frameworks"
 export SUTURE_AGENT="$BUILD/lib/libsuture_agent.so"
-W=$(mktemp -d /tmp/suture-frameworks-watch.XXXXXX)
-PG="" AT=""
-trap 'for a in $AT; do kill -KILL $a 2>/dev/null; done; for g in $PG; do kill -KILL -$g 2>/dev/null; done; rm -rf "$W"' EXIT
-fail() { echo "FAIL: $*"; exit 1; }
 
 patches() { "$AUDIT" --store "$1" --json 2>/dev/null | grep -c '"name"'; }
-
-wait_file() { # FILE WHAT
-	n=0
-	while [ ! -s "$1" ]; do
-		n=$((n + 1)); [ $n -gt 600 ] && fail "$2: never ready"; sleep 0.05
-	done
-}
-
-wait_grep() { # PATTERN FILE
-	n=0
-	while ! grep -q -- "$1" "$2" 2>/dev/null; do
-		n=$((n + 1)); [ $n -gt 600 ] && { cat "$2"; fail "timed out waiting for '$1'"; }
-		sleep 0.05
-	done
-}
 
 # start DIR ARGS...: a target in its own process group, then the watcher
 start() {
 	d=$1; shift
 	mkdir -p "$d"
-	setsid "$PYTHON" "$@" >"$d/out" 2>"$d/err" &
-	pg=$!
-	PG="$PG $pg"
-	wait_file "$d/ready" "$*"
+	start_group "$(basename "$d")" "$d/ready" "$PYTHON" "$@"
+	pg=$BG
+	ln -sf "$W/$(basename "$d").out" "$d/out"
+	ln -sf "$W/$(basename "$d").err" "$d/err"
 	read -r port pid <"$d/ready"
 	"$ATTACH" --pid "$pid" --watch --store "$d/store" 2>"$d/watch" &
 	at=$!
-	AT="$AT $at"
-	wait_grep "^\[suture\] watching pid $pid\$" "$d/watch"
+	track "$at"
+	wait_grep "^\[suture\] watching pid $pid\$" "$d/watch" 30
 }
 
 stop() { # DIR
@@ -85,7 +64,7 @@ server() { # NAME FIRST-BAD PREFIX [WARMUP]
 	stop "$d"
 	k=$(patches "$d/store")
 	[ "$k" -eq 1 ] || { cat "$d/watch"; fail "$name: $k patches stored, not 1"; }
-	echo "ok: $name $pre(first bad request: $first)"
+	ok "$name $pre(first bad request: $first)"
 }
 
 server srv_socketserver "200 value: None" ""
@@ -94,7 +73,7 @@ server srv_wsgiref "200 value: None" ""
 for fw in flask:srv_flask django:srv_django aiohttp:srv_aiohttp fastapi:srv_fastapi; do
 	mod=${fw%%:*} name=${fw#*:}
 	if ! "$PYTHON" -c "import $mod" 2>/dev/null; then
-		echo "skip: $name (python3-$mod is not installed)"
+		echo "absent: python3-$mod, $name not tested"
 		continue
 	fi
 	case $name in
@@ -117,7 +96,7 @@ job() { # NAME EXPECTED-LINE PATCHES
 	wait "$at" 2>/dev/null
 	k=$(patches "$d/store")
 	[ "$k" -eq "$3" ] || { cat "$d/watch"; fail "$1: $k patches stored, not $3"; }
-	echo "ok: $1 under --watch ($k patch(es))"
+	ok "$1 under --watch ($k patch(es))"
 }
 job asyncio_call "total: 8" 1
 job contextmgr "result: (4, ['enter', 'exit'])" 1
