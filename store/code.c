@@ -324,10 +324,12 @@ int store_code__load(const struct store *s, const char *code_id, struct store_co
 	if (snprintf(dir, sizeof(dir), "%s/" STORE_CODE_DIR, store__path(s)) >= (int)sizeof(dir))
 		return -ENAMETOOLONG;
 	snprintf(path, sizeof(path), "%s/%s", dir, name);
-	/* Reported through the print function, kept in no handle: s is the
-	 * caller's read-only view. */
-	if ((rc = store_dir__open(NULL, store__fd(s), STORE_CODE_DIR, dir, false, &dfd)) ||
-	    (rc = store_file__open(NULL, dfd, name, path, &fd, &st)))
+	/* Reported through the handle's print function; its message buffer is
+	 * the only thing written (the handle is heap memory the caller passes
+	 * as a read-only view: the store's state is untouched). */
+	struct store *msgs = (struct store *)s;
+	if ((rc = store_dir__open(msgs, store__fd(s), STORE_CODE_DIR, dir, false, &dfd)) ||
+	    (rc = store_file__open(msgs, dfd, name, path, &fd, &st)))
 		goto out;
 	if (st.st_size > (off_t)CODE_MAX_FILE || !(text = malloc((size_t)st.st_size + 1))) {
 		rc = -EBADMSG;

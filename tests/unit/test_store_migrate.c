@@ -87,7 +87,7 @@ Test(store_migrate, v1_index_loads_with_derived_tokens)
 
 	v1_store(dir, sizeof(dir), index, sizeof(index));
 	before = read_file(index, &before_len);
-	cr_assert_eq(store__open(dir, STORE_F_RDONLY, &s), 0, "%s", last_msg);
+	cr_assert_eq(open_capturing(dir, STORE_F_RDONLY, &s), 0, "%s", last_msg);
 	assert_v1_tokens(s);
 	/* The other fields come through unchanged. */
 	cr_assert_not_null(p = store__find(s, "p23"));
@@ -118,14 +118,14 @@ Test(store_migrate, first_change_writes_version_2)
 	char *text;
 
 	v1_store(dir, sizeof(dir), index, sizeof(index));
-	cr_assert_eq(store__open(dir, 0, &s), 0, "%s", last_msg);
+	cr_assert_eq(open_capturing(dir, 0, &s), 0, "%s", last_msg);
 	cr_assert_eq(store__record_hit(s, "p1", 1764000000), 0, "%s", last_msg);
 	store__close(s);
 	text = read_file(index, &len);
 	cr_assert_not_null(strstr(text, "\"version\":\t2,"), "%.*s", 80, text);
 	cr_assert_not_null(strstr(text, "\"consumer_kind\":\t\"call-arg\""));
 	free(text);
-	cr_assert_eq(store__open(dir, STORE_F_RDONLY, &s), 0, "%s", last_msg);
+	cr_assert_eq(open_capturing(dir, STORE_F_RDONLY, &s), 0, "%s", last_msg);
 	assert_v1_tokens(s);
 	cr_assert_eq(store__find(s, "p1")->hits, 1);
 	store__close(s);
@@ -150,7 +150,7 @@ Test(store_migrate, version_2_round_trips)
 	b.consumer_kind = NULL;
 	c.consumer = NULL;
 	c.consumer_kind = NULL;
-	cr_assert_eq(store__open(dir, STORE_F_CREATE, &s), 0, "%s", last_msg);
+	cr_assert_eq(open_capturing(dir, STORE_F_CREATE, &s), 0, "%s", last_msg);
 	cr_assert_eq(store__add(s, &a), 0, "%s", last_msg);
 	cr_assert_eq(store__add(s, &b), 0, "%s", last_msg);
 	cr_assert_eq(store__add(s, &c), 0, "%s", last_msg);
@@ -164,7 +164,7 @@ Test(store_migrate, version_2_round_trips)
 	cr_assert(strstr(last_msg, "consumer_kind: given without a consumer"), "%s", last_msg);
 	store__close(s);
 
-	cr_assert_eq(store__open(dir, STORE_F_RDONLY, &s), 0, "%s", last_msg);
+	cr_assert_eq(open_capturing(dir, STORE_F_RDONLY, &s), 0, "%s", last_msg);
 	cr_assert_str_eq(store__find(s, "a")->consumer_kind, "store");
 	cr_assert_str_eq(store__find(s, "b")->consumer_kind, "call-arg");
 	cr_assert_null(store__find(s, "c")->consumer_kind);

@@ -28,7 +28,7 @@ static struct store *fresh(char *dir, size_t size)
 	struct store *s;
 
 	tmp_store(dir, size);
-	cr_assert_eq(store__open(dir, STORE_F_CREATE, &s), 0, "%s", last_msg);
+	cr_assert_eq(open_capturing(dir, STORE_F_CREATE, &s), 0, "%s", last_msg);
 	return s;
 }
 
@@ -73,7 +73,7 @@ Test(store_link, symlinked_store_refused_and_its_target_untouched)
 
 		s = (struct store *)1;
 		last_msg[0] = '\0';
-		cr_assert_eq(store__open(link, flags, &s), -EPERM, "flags %#x", flags);
+		cr_assert_eq(open_capturing(link, flags, &s), -EPERM, "flags %#x", flags);
 		cr_assert_null(s);
 		cr_assert(strstr(last_msg, link) && strstr(last_msg, "is a symbolic link") &&
 			  strstr(last_msg, real), "%s", last_msg);
@@ -82,20 +82,20 @@ Test(store_link, symlinked_store_refused_and_its_target_untouched)
 	cr_assert_eq(entries(real), 0, "something was written through the link");
 	/* A dangling link is refused too, and nothing is created at its target. */
 	cr_assert_eq(rmdir(real), 0);
-	cr_assert_eq(store__open(link, STORE_F_CREATE, &s), -EPERM);
+	cr_assert_eq(open_capturing(link, STORE_F_CREATE, &s), -EPERM);
 	cr_assert(strstr(last_msg, "is a symbolic link"), "%s", last_msg);
 	cr_assert_neq(access(real, F_OK), 0);
 	/* The real directory, named as it is, still works; so does a path whose
 	 * parent (not the store itself) is a link: the caller's business. */
 	cr_assert_eq(mkdir(real, 0700), 0);
-	cr_assert_eq(store__open(real, 0, &s), 0);
+	cr_assert_eq(open_capturing(real, 0, &s), 0);
 	cr_assert_eq(store__add(s, &p), 0);
 	store__close(s);
 	{
 		char via[400];
 
 		snprintf(via, sizeof(via), "%s/s", link);
-		cr_assert_eq(store__open(via, STORE_F_CREATE, &s), 0, "%s", last_msg);
+		cr_assert_eq(open_capturing(via, STORE_F_CREATE, &s), 0, "%s", last_msg);
 		store__close(s);
 	}
 	rm_tree(dir);
@@ -114,7 +114,7 @@ Test(store_link, default_store_in_the_working_directory)
 	cr_assert_eq(chdir(dir), 0);
 	cr_assert_eq(symlink(target, ".suture"), 0);
 	unsetenv(STORE_ENV);
-	cr_assert_eq(store__open(NULL, STORE_F_CREATE, &s), -EPERM);
+	cr_assert_eq(open_capturing(NULL, STORE_F_CREATE, &s), -EPERM);
 	cr_assert(strstr(last_msg, "store: .suture: is a symbolic link"), "%s", last_msg);
 	cr_assert_eq(chdir(cwd), 0);
 	cr_assert_eq(entries(target), 0);
@@ -129,7 +129,7 @@ Test(store_lock, a_lock_that_is_not_a_regular_file_is_refused)
 
 	store__close(s);
 	cr_assert_eq(mkfifo(at(lock, sizeof(lock), dir, "lock"), 0600), 0);
-	cr_assert_eq(store__open(dir, 0, &s), 0);
+	cr_assert_eq(open_capturing(dir, 0, &s), 0);
 	cr_assert_eq(store__add(s, &p), -EPERM);
 	cr_assert(strstr(last_msg, "lock: not a regular file"), "%s", last_msg);
 	store__close(s);
@@ -369,7 +369,7 @@ static void racer(const char *dir, int id, int go)
 
 	snprintf(prog, sizeof(prog), "/srv/racer%d/app.py", id);
 	p.program = prog;
-	if (store__open(dir, STORE_F_CREATE, &s))
+	if (open_capturing(dir, STORE_F_CREATE, &s))
 		_exit(10);
 	if (read(go, &c, 1) != 0)   /* EOF: every racer is released at once */
 		_exit(11);
@@ -407,7 +407,7 @@ Test(store_unique, racing_heals_of_one_name_keep_every_patch, .timeout = 120)
 			cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0,
 				  "round %d racer %d: status %#x", round, i, status);
 		}
-		cr_assert_eq(store__open(dir, STORE_F_RDONLY, &s), 0);
+		cr_assert_eq(open_capturing(dir, STORE_F_RDONLY, &s), 0);
 		cr_assert_eq(store__count(s), RACERS, "round %d: %zu of %d patches kept", round,
 			     store__count(s), RACERS);
 		store__close(s);
