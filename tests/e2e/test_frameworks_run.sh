@@ -8,7 +8,8 @@
 # re-run once); exceptions the application handles away from where they
 # start (a future's consumer, gather(return_exceptions=True), an awaiting
 # task, a @contextmanager, contextlib.suppress, its own catch-all) are never
-# patched. Servers (socketserver, http.server, wsgiref, Flask, Django,
+# patched; a crash in a caller whose callee was just resumed is healed in
+# flight as well. Servers (socketserver, http.server, wsgiref, Flask, Django,
 # aiohttp, FastAPI on uvicorn with an async and a sync view): the bad record
 # gets the fallback (at once where the view was called from Python, else
 # from its second request), the good ones keep their value, the process is
@@ -42,6 +43,11 @@ job asyncio_call "total: 8" 1 1
 grep -q '^\[suture\] resumed in flight: parse went on' "$W/asyncio_call.err" ||
 	fail "asyncio_call: not resumed in flight"
 job contextmgr "result: (4, ['enter', 'exit'])" 1 1
+# A crash in a caller whose call was just resumed in flight (it runs a
+# copy of its code then): healed in flight too.
+job caller_crash "result: None None" 1 2
+[ "$(grep -c '^\[suture\] resumed in flight' "$W/caller_crash.err")" -eq 2 ] ||
+	{ cat "$W/caller_crash.err"; fail "caller_crash: not both resumed"; }
 job asyncio_gather "got: [1, None, 3]" 2 1
 job pool_map "total: 8" 2 1
 if "$PYTHON" -c 'import celery' 2>/dev/null; then
