@@ -8,7 +8,8 @@
 # and unknown URLs, whose 404s are the frameworks' own exceptions) with no
 # crash reported. Jobs: an asyncio coroutine calling a crashing function
 # and a @contextmanager block are healed in flight (the job finishes,
-# started once); the deliberate-handling script reports nothing.
+# started once); the deliberate-handling script reports nothing;
+# application code inside site-packages is healed only with --app-path.
 set -u
 . "$(dirname "$0")/lib.sh"
 ATTACH="$BUILD/bin/suture-attach"
@@ -27,7 +28,8 @@ start() {
 	ln -sf "$W/$(basename "$d").out" "$d/out"
 	ln -sf "$W/$(basename "$d").err" "$d/err"
 	read -r port pid <"$d/ready"
-	"$ATTACH" --pid "$pid" --watch --store "$d/store" 2>"$d/watch" &
+	# shellcheck disable=SC2086
+	"$ATTACH" --pid "$pid" --watch --store "$d/store" ${ATTACH_ARGS:-} 2>"$d/watch" &
 	at=$!
 	track "$at"
 	wait_grep "^\[suture\] watching pid $pid\$" "$d/watch" 30
@@ -101,5 +103,15 @@ job() { # NAME EXPECTED-LINE PATCHES
 job asyncio_call "total: 8" 1
 job contextmgr "result: (4, ['enter', 'exit'])" 1
 job deliberate "done" 0
+# Application code in a site-packages directory: healed only when
+# --app-path names it (sent to the agent in HELLO).
+ATTACH_ARGS="--app-path $F/vendored/site-packages/vend" job app_path "parsed: [1, None]" 1
+d="$W/job-app_path-lib"
+start "$d" "$F/go.py" "$d/ready" "$d/go" "$F/app_path.py"
+: >"$d/go"
+wait "$pg" && fail "app_path: healed without --app-path"
+wait "$at" 2>/dev/null
+grep -q 'crash seen' "$d/watch" && fail "app_path: site-packages code reported without --app-path"
+ok "app_path: library code without --app-path"
 grep -q 'crash seen' "$W/job-deliberate/watch" && fail "deliberate: reported"
 echo PASS
