@@ -76,6 +76,11 @@ int agent_resume__skips(_PyInterpreterFrame *fr, _PyInterpreterFrame *below);
  * the one it delivered for (so it never catches a new one). */
 int agent_resume__is_decider_block(PyCodeObject *co, uint32_t target);
 
+/* resume.c: the code a resumed call's caller copy was made from (the
+ * function's own), or co itself when co is no such copy. A crash later in
+ * that caller is reported against the original, which functions own. */
+PyCodeObject *agent_resume__original(PyCodeObject *co);
+
 /* install.c: build the code object described by a PATCH and install it on
  * every function sharing the original and in enclosing code objects. */
 int agent_install__patch(const struct wire_patch *p, struct wire_patch_result *res);

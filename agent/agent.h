@@ -57,6 +57,11 @@ struct timespec;
 bool agent_install__hits_pending(void);
 int agent_install__hits(struct wire_buf *b, const struct timespec *deadline);
 
+/* policy.c, callable without the GIL (the server thread, on HELLO):
+ * application paths a debugger adds (suture-attach --app-path, ':'-
+ * separated, absolute); the watcher takes them at its next decision. */
+void agent_policy__offer_app_paths(const char *paths);
+
 /* Counters shown in PONG. */
 struct agent_stats {
 	uint64_t hook_calls;

@@ -153,7 +153,9 @@ static int exit_never_suppresses(PyObject *exit_fn)
 	PyCodeObject *co = (PyCodeObject *)PyFunction_GET_CODE(fn);
 	uint32_t n = (uint32_t)Py_SIZE(co), prev_op = 0, prev_arg = 0;
 	struct insn in;
-	if (co->co_flags & (CO_GENERATOR | CO_COROUTINE | CO_ASYNC_GENERATOR))
+	/* An async __aexit__ (a coroutine) is judged by its returns too: its
+	 * result is what the await gives WITH_EXCEPT_START's caller. */
+	if (co->co_flags & (CO_GENERATOR | CO_ASYNC_GENERATOR))
 		return 0;
 	for (uint32_t u = 0; u < n; u = in.next) {
 		if (insn_at(co, u, &in))

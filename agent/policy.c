@@ -5,13 +5,21 @@
 
 #include "internal/pycore_code.h"   /* _PyLocals_GetKind */
 
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
 #define MAX_DEPTH 8
 
 static PyObject *g_stdlib_prefix;   /* ".../lib/python3.11/", with its slash */
-static PyObject *g_app_paths;       /* list of str: SUTURE_APP_PATH entries */
+static PyObject *g_app_paths;       /* list of str: SUTURE_APP_PATH, then HELLO's */
+
+/* Paths a debugger offered (HELLO, on the server thread, no GIL): taken
+ * into g_app_paths by the watcher, with the GIL, when the generation
+ * moves. */
+static pthread_mutex_t g_offer_lock = PTHREAD_MUTEX_INITIALIZER;
+static char g_offered[WIRE_APP_PATHS_MAX];
+static unsigned g_offer_gen, g_taken_gen;
 
 /* ------------------------------------------------------------------ */
 /* Application or library                                              */
@@ -63,16 +71,15 @@ static void find_stdlib(void)
 	PyErr_Clear();
 }
 
-/* SUTURE_APP_PATH: absolute directories (or files) the user declared
- * application code, even inside site-packages. A directory matches the
- * files below it only, so /srv/app does not claim /srv/application. */
-static void read_app_paths(void)
+/* Absolute directories (or files) the user declared application code,
+ * even inside site-packages, ':'-separated, added to g_app_paths. A
+ * directory matches the files below it only, so /srv/app does not claim
+ * /srv/application. */
+static void add_app_paths(const char *v)
 {
-	const char *v = getenv("SUTURE_APP_PATH");
 	if (!v || !*v)
 		return;
-	g_app_paths = PyList_New(0);
-	if (!g_app_paths)
+	if (!g_app_paths && !(g_app_paths = PyList_New(0)))
 		goto out;
 	while (*v) {
 		const char *end = strchr(v, ':');
@@ -94,12 +101,38 @@ out:
 	PyErr_Clear();
 }
 
+void agent_policy__offer_app_paths(const char *paths)
+{
+	pthread_mutex_lock(&g_offer_lock);
+	snprintf(g_offered, sizeof g_offered, "%s", paths);
+	__atomic_add_fetch(&g_offer_gen, 1, __ATOMIC_RELEASE);
+	pthread_mutex_unlock(&g_offer_lock);
+}
+
+static void clear_lib_cache(void);
+
+/* GIL held: take paths offered since the last look. */
+static void take_offered(void)
+{
+	char copy[WIRE_APP_PATHS_MAX];
+	pthread_mutex_lock(&g_offer_lock);
+	g_taken_gen = g_offer_gen;
+	snprintf(copy, sizeof copy, "%s", g_offered);
+	pthread_mutex_unlock(&g_offer_lock);
+	add_app_paths(copy);
+	clear_lib_cache();
+	agent__log("application paths added by the debugger: %s", copy);
+}
+
 void agent_policy__init(void)
 {
+	static int env_read;
 	if (!g_stdlib_prefix)
 		find_stdlib();
-	if (!g_app_paths)
-		read_app_paths();
+	if (!env_read) {
+		env_read = 1;
+		add_app_paths(getenv("SUTURE_APP_PATH"));
+	}
 	agent__log("library code: %s, site-packages, dist-packages; application paths: %s",
 		   g_stdlib_prefix ? PyUnicode_AsUTF8(g_stdlib_prefix) : "(standard library not found)",
 		   getenv("SUTURE_APP_PATH") ? getenv("SUTURE_APP_PATH") : "(none)");
@@ -131,8 +164,15 @@ static struct {
 	int lib;
 } g_lib[LIBCACHE_SIZE];
 
+static void clear_lib_cache(void)
+{
+	memset(g_lib, 0, sizeof g_lib);
+}
+
 int agent_policy__is_library(PyCodeObject *co)
 {
+	if (__atomic_load_n(&g_offer_gen, __ATOMIC_ACQUIRE) != g_taken_gen)
+		take_offered();
 	uintptr_t h = (uintptr_t)co >> 4;
 	unsigned i = (unsigned)((h ^ (h >> 8)) % LIBCACHE_SIZE);
 	if (g_lib[i].code == co && g_lib[i].file == co->co_filename)
@@ -292,10 +332,24 @@ int agent_policy__exit_may_suppress(PyObject *exit_fn, PyObject *type, int libra
 		PyErr_Clear();
 		return r;
 	}
-	/* Any other context manager of library code (locks, transactions,
-	 * cancel scopes, timers) is taken not to swallow the application's
-	 * structural errors; the application's own may. */
-	return !library;
+	/* Context managers of libraries that suppress only their own
+	 * cancellation, or return what a C lock's __exit__ returns: an
+	 * application's error goes through them. */
+	static const struct {
+		const char *file_tail, *qualname;
+	} passes[] = {
+		{ "/threading.py", "Condition.__exit__" },
+		{ "/anyio/_backends/_asyncio.py", "CancelScope.__exit__" },
+		{ "/anyio/_backends/_asyncio.py", "CapacityLimiter.__aexit__" },
+		{ "/anyio/_backends/_asyncio.py", "TaskGroup.__aexit__" },
+		{ "/asyncio/timeouts.py", "Timeout.__aexit__" },
+	};
+	(void)library;
+	for (size_t i = 0; i < sizeof passes / sizeof passes[0]; i++)
+		if (code_is(co, passes[i].file_tail, passes[i].qualname))
+			return 0;
+	/* Any other may (assertRaises, pytest.raises, ExitStack...). */
+	return 1;
 }
 
 /* ------------------------------------------------------------------ */
@@ -551,7 +605,21 @@ struct boundary_rule {
 			int depth);
 };
 
+/* Test runners: their catch-all records an error as the test's result (a
+ * doctest example that expects a traceback, an error a test reports): the
+ * program handles it, by design. */
+static int test_runner(_PyInterpreterFrame *f, PyObject *type)
+{
+	(void)f;
+	(void)type;
+	return 1;
+}
+
 static const struct boundary_rule rules[] = {
+	{ "/doctest.py", "DocTestRunner.__run", test_runner, NULL },
+	{ "/unittest/case.py", "_Outcome.testPartExecutor", test_runner, NULL },
+	{ "/unittest/case.py", "TestCase.run", test_runner, NULL },
+	{ "/_pytest/runner.py", "CallInfo.from_call", test_runner, NULL },
 	{ "/flask/app.py", "Flask.full_dispatch_request", flask_registered, NULL },
 	{ "/django/core/handlers/base.py", "BaseHandler._get_response", django_registered, NULL },
 	{ "/django/core/handlers/base.py", "BaseHandler._get_response_async", django_registered,

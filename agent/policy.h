@@ -38,9 +38,9 @@ int agent_policy__is_library(PyCodeObject *co);
 
 /* A with block's __exit__ (exit_fn, Python code) is called with type: may
  * it suppress it? A @contextmanager's generator is judged by its own
- * handlers at its yield, contextlib.suppress by its types; any other
- * context manager may if the with block is the application's (library is
- * 0), and is taken not to in library code. */
+ * handlers at its yield, contextlib.suppress by its types, a few library
+ * context managers that suppress only their own cancellation (anyio's
+ * cancel scopes and limiters, asyncio.timeout) never do; any other may. */
 int agent_policy__exit_may_suppress(PyObject *exit_fn, PyObject *type, int library);
 
 /* fr's broad library handler catches type; above is the frame the walk came

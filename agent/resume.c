@@ -360,6 +360,9 @@ struct decider {
 	PyObject *value;   /* K's result */
 	int used;
 	uint32_t block;    /* the unit its block starts at in the caller's code */
+	PyObject *orig;    /* the caller's code the copy holding it was made from
+			    * (the function's, never a copy: a crash of the caller
+			    * later is reported against it) */
 };
 
 static void decider_free(PyObject *capsule)
@@ -368,6 +371,7 @@ static void decider_free(PyObject *capsule)
 	if (d) {
 		Py_XDECREF(d->token);
 		Py_XDECREF(d->value);
+		Py_XDECREF(d->orig);
 		free(d);
 	}
 }
@@ -411,6 +415,20 @@ static PyMethodDef decider_def = { "suture_resume_decider", decide, METH_O,
 /* Deciders are the last constants of a caller's code: one per call
  * resumed in that frame (a second resume at the same call chains its block
  * to the first one's). */
+PyCodeObject *agent_resume__original(PyCodeObject *co)
+{
+	Py_ssize_t n = PyTuple_GET_SIZE(co->co_consts);
+	PyObject *o = n ? PyTuple_GET_ITEM(co->co_consts, n - 1) : NULL;
+	if (!o || !PyCFunction_Check(o) || ((PyCFunctionObject *)o)->m_ml != &decider_def)
+		return co;
+	struct decider *d = PyCapsule_GetPointer(PyCFunction_GET_SELF(o), "suture.decider");
+	if (!d) {
+		PyErr_Clear();
+		return co;
+	}
+	return d->orig ? (PyCodeObject *)d->orig : co;
+}
+
 int agent_resume__is_decider_block(PyCodeObject *co, uint32_t target)
 {
 	for (Py_ssize_t i = PyTuple_GET_SIZE(co->co_consts) - 1; i >= 0; i--) {
@@ -709,6 +727,7 @@ int agent_resume__run(_PyInterpreterFrame *f, PyObject **pexc, PyObject **pval, 
 		if (!(decider = PyCFunction_New(&decider_def, capsule)))
 			goto out;
 		d->block = (uint32_t)Py_SIZE(c->f_code);   /* build_caller appends it there */
+		d->orig = Py_NewRef((PyObject *)agent_resume__original(c->f_code));
 		if (!(c_new = build_caller(c->f_code, (uint32_t)call, (uint32_t)last + 1, depth,
 					   decider, cl ? cl->values : (struct span){ 0, 0 }, msg,
 					   cap)))

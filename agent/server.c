@@ -321,6 +321,8 @@ static void on_hello(struct wire_buf *b, const uint8_t *p, const uint8_t *end)
 	}
 	if (h.timeout_ms)
 		agent_watch__set_timeout(h.timeout_ms);
+	if (h.flags & WIRE_HELLO_F_APP_PATHS)
+		agent_policy__offer_app_paths(h.app_paths);
 	encode_welcome(b);
 	reply(b);
 	pthread_mutex_lock(&agent_g.lock);

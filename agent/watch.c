@@ -144,6 +144,10 @@ static void park(_PyInterpreterFrame *f, PyObject **pexc, PyObject **pval, PyObj
 	 * the continuation was built from (same offsets past its prologue). */
 	if (agent_resume__site(f, &co, &unit) < 0)
 		return;
+	/* A caller whose callee was resumed runs a copy of its code (the
+	 * decider appended, offsets unchanged): its own crash is the
+	 * original's, which its function owns. */
+	co = agent_resume__original(co);
 	c.tid = (uint64_t)gettid();
 	c.thread_ident = (uint64_t)PyThread_get_thread_ident();
 	c.code_addr = (uint64_t)(uintptr_t)co;

@@ -45,6 +45,7 @@ struct args {
 	bool dry_run;
 	double timeout;
 	uint32_t ttl;
+	char *app_paths;   /* --app-path, resolved, ':'-joined */
 };
 
 static void usage(FILE *f)
@@ -52,6 +53,7 @@ static void usage(FILE *f)
 	fprintf(f,
 		"usage: suture-attach --pid PID --dump [--locals] [--json] [--verbose]\n"
 		"       suture-attach --pid PID --watch [--store DIR] [--dry-run] [--verbose] [--timeout S] [--ttl DAYS]\n"
+		"                     [--app-path PATH]...\n"
 		"       suture-attach --pid PID --detach\n"
 		"\n"
 		"  -p, --pid PID    the CPython 3.11 process to attach to\n"
@@ -65,6 +67,8 @@ static void usage(FILE *f)
 		"      --dry-run    with --watch: analyse and report, change nothing\n"
 		"      --timeout S  with --watch: stop watching after S seconds\n"
 		"      --ttl DAYS   with --watch: lifetime of stored patches (1..36500)\n"
+		"      --app-path P with --watch: more application code (repeatable), healed\n"
+		"                   even inside site-packages (see WHAT COUNTS AS A CRASH)\n"
 		"      --detach     stop the agent left in the target (watcher removed,\n"
 		"                   channel closed); applied patches stay\n"
 		"  -h, --help       this help\n"
@@ -88,7 +92,7 @@ static int parse_pid(const char *s, pid_t *pid)
 
 static int parse_args(int argc, char **argv, struct args *a)
 {
-	enum { OPT_NO_CACHE = 1000, OPT_STORE, OPT_DRY_RUN, OPT_TIMEOUT, OPT_TTL, OPT_DETACH };
+	enum { OPT_NO_CACHE = 1000, OPT_STORE, OPT_DRY_RUN, OPT_TIMEOUT, OPT_TTL, OPT_DETACH, OPT_APP_PATH };
 	static const struct option opts[] = {
 		{"pid", required_argument, NULL, 'p'},
 		{"dump", no_argument, NULL, 'd'},
@@ -98,6 +102,7 @@ static int parse_args(int argc, char **argv, struct args *a)
 		{"no-cache", no_argument, NULL, OPT_NO_CACHE},
 		{"watch", no_argument, NULL, 'w'},
 		{"store", required_argument, NULL, OPT_STORE},
+		{"app-path", required_argument, NULL, OPT_APP_PATH},
 		{"dry-run", no_argument, NULL, OPT_DRY_RUN},
 		{"timeout", required_argument, NULL, OPT_TIMEOUT},
 		{"ttl", required_argument, NULL, OPT_TTL},
@@ -125,6 +130,26 @@ static int parse_args(int argc, char **argv, struct args *a)
 		case 'w': a->mode = MODE_WATCH; break;
 		case OPT_DETACH: a->mode = MODE_DETACH; break;
 		case OPT_STORE: a->store = optarg; break;
+		case OPT_APP_PATH: {
+			char real[PATH_MAX];
+			size_t had = a->app_paths ? strlen(a->app_paths) : 0;
+			if (!realpath(optarg, real)) {
+				fprintf(stderr, "suture-attach: --app-path %s: %s\n", optarg, strerror(errno));
+				return EXIT_USAGE;
+			}
+			char *v = malloc(had + strlen(real) + 2);
+			if (!v || strchr(real, ':')) {
+				fprintf(stderr, "suture-attach: --app-path %s: %s\n", optarg,
+					v ? "a path with ':' cannot be listed" : "out of memory");
+				free(v);
+				return EXIT_USAGE;
+			}
+			snprintf(v, had + strlen(real) + 2, "%s%s%s", had ? a->app_paths : "",
+				 had ? ":" : "", real);
+			free(a->app_paths);
+			a->app_paths = v;
+			break;
+		}
 		case OPT_DRY_RUN: a->dry_run = true; break;
 		case OPT_TIMEOUT:
 			errno = 0;
@@ -279,7 +304,7 @@ int main(int argc, char **argv)
 	case MODE_WATCH: {
 		struct heal_watch_opts o = { .store_dir = a.store, .dry_run = a.dry_run,
 					     .verbose = a.verbose, .timeout_s = a.timeout,
-					     .ttl_days = a.ttl };
+					     .ttl_days = a.ttl, .app_paths = a.app_paths };
 		return heal_watch__run(a.pid, &o);
 	}
 	case MODE_DETACH:

@@ -180,6 +180,7 @@ struct heal_watch_opts {
 	double timeout_s;          /* 0: until the target exits or a signal */
 	uint32_t ttl_days;
 	const char *agent_path;    /* NULL: the usual search (inject.h) */
+	const char *app_paths;     /* --app-path: ':'-joined absolute paths, or NULL */
 };
 
 /* Attach to pid, inject (or reuse) the agent, print "[suture] watching pid

@@ -52,7 +52,8 @@ int heal_watch__run(pid_t pid, const struct heal_watch_opts *o)
 		fprintf(stderr, "[suture] %s\n", err[0] ? err : strerror(-rc));
 		goto out;
 	}
-	struct inject_opts io = { .agent_path = o->agent_path, .hits = true };
+	struct inject_opts io = { .agent_path = o->agent_path, .hits = true,
+				  .app_paths = o->app_paths };
 	if ((rc = inject_session__open(pid, &io, &s, err, sizeof(err)))) {
 		fprintf(stderr, "[suture] %s\n", err);
 		goto out;

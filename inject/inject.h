@@ -71,6 +71,9 @@ struct inject_opts {
 	 * an agent that serves another debugger still answers LIST, ROLLBACK
 	 * and PING (docs/formats/channel.md); no crashes are read. */
 	bool control;
+	/* More application code for the agent's crash decision (absolute
+	 * paths, ':'-separated: suture-attach --app-path); NULL: none. */
+	const char *app_paths;
 };
 
 /* What open did, for messages and tests. */

@@ -284,14 +284,28 @@ static int await(struct inject_session *s, uint16_t want, int timeout_ms, uint8_
 static int handshake(struct inject_session *s, const struct inject_opts *o)
 {
 	struct wire_buf b = { 0 };
-	struct wire_hello hello = { WIRE_PROTO_VERSION, o ? o->park_timeout_ms : 0,
-				      o && o->hits && !o->control ? WIRE_HELLO_F_HITS : 0 };
+	struct wire_hello *hello = calloc(1, sizeof *hello);   /* 4 KiB of paths */
+	if (!hello)
+		return fail(s, -ENOMEM, "inject: pid %d: out of memory", (int)s->pid);
+	hello->version = WIRE_PROTO_VERSION;
+	hello->timeout_ms = o ? o->park_timeout_ms : 0;
+	hello->flags = o && o->hits && !o->control ? WIRE_HELLO_F_HITS : 0;
+	if (o && o->app_paths && o->app_paths[0] && !o->control) {
+		if (strlen(o->app_paths) >= sizeof hello->app_paths) {
+			free(hello);
+			return fail(s, -ENAMETOOLONG, "inject: pid %d: --app-path: over %zu bytes",
+				    (int)s->pid, sizeof hello->app_paths - 1);
+		}
+		hello->flags |= WIRE_HELLO_F_APP_PATHS;
+		snprintf(hello->app_paths, sizeof hello->app_paths, "%s", o->app_paths);
+	}
 	uint8_t *p;
 	uint32_t len;
 	if (o && o->control)
-		wire_msg__encode_hello_control(&b, &hello);
+		wire_msg__encode_hello_control(&b, hello);
 	else
-		wire_msg__encode_hello(&b, &hello);
+		wire_msg__encode_hello(&b, hello);
+	free(hello);
 	int rc = send_buf(s, &b);
 	wire_buf__free(&b);
 	/* An agent that refuses us at once (another debugger is connected)

@@ -116,6 +116,14 @@ int wire_msg__encode_hello(struct wire_buf *b, const struct wire_hello *m)
 	put_u32(b, m->version);
 	put_u32(b, m->timeout_ms);
 	put_u32(b, m->flags);
+	if (m->flags & WIRE_HELLO_F_APP_PATHS) {
+		size_t n = strnlen(m->app_paths, sizeof(m->app_paths));
+		if (n == sizeof(m->app_paths)) {
+			b->err = -ENAMETOOLONG;
+			return b->err;
+		}
+		put_blob(b, m->app_paths, n);
+	}
 	return frame_end(b, at);
 }
 
@@ -490,8 +498,17 @@ int wire_msg__decode_hello(const uint8_t *p, const uint8_t *end, struct wire_hel
 	m->version = get_u32(&r);
 	m->timeout_ms = get_u32(&r);
 	m->flags = get_u32(&r);
-	if (!r.bad && (m->flags & ~WIRE_HELLO_F_HITS))
+	m->app_paths[0] = 0;
+	if (!r.bad && (m->flags & ~(WIRE_HELLO_F_HITS | WIRE_HELLO_F_APP_PATHS)))
 		return -EINVAL;
+	if (!r.bad && (m->flags & WIRE_HELLO_F_APP_PATHS)) {
+		size_t n;
+		const uint8_t *s = get_blob(&r, &n);
+		if (!s || n >= sizeof(m->app_paths) || memchr(s, 0, n))
+			return -EINVAL;
+		memcpy(m->app_paths, s, n);
+		m->app_paths[n] = 0;
+	}
 	return finish(&r);
 }
 

@@ -63,13 +63,20 @@ struct wire_hdr {
 	uint16_t type;
 };
 
+#define WIRE_APP_PATHS_MAX 4096   /* bytes of HELLO's application paths */
+
 struct wire_hello {
 	uint32_t version;
 	uint32_t timeout_ms;   /* park bound the agent should use; 0 = keep */
 	uint32_t flags;        /* WIRE_HELLO_F_* */
+	/* With WIRE_HELLO_F_APP_PATHS: absolute paths of more application
+	 * code, ':'-separated (suture-attach --app-path), < WIRE_APP_PATHS_MAX. */
+	char app_paths[WIRE_APP_PATHS_MAX];
 };
 /* The debugger records guard firings: the agent sends it HITS frames. */
 #define WIRE_HELLO_F_HITS 1u
+/* A string of application paths follows the flags. */
+#define WIRE_HELLO_F_APP_PATHS 2u
 
 struct wire_welcome {
 	uint32_t version;

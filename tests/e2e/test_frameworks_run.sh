@@ -8,23 +8,18 @@
 # re-run once); exceptions the application handles away from where they
 # start (a future's consumer, gather(return_exceptions=True), an awaiting
 # task, a @contextmanager, contextlib.suppress, its own catch-all) are never
-# patched. Servers (socketserver, http.server, wsgiref, Flask, Django,
+# patched; a crash in a caller whose callee was just resumed is healed in
+# flight as well. Servers (socketserver, http.server, wsgiref, Flask, Django,
 # aiohttp, FastAPI on uvicorn with an async and a sync view): the bad record
 # gets the fallback (at once where the view was called from Python, else
 # from its second request), the good ones keep their value, the process is
 # the same one throughout, and one patch is stored.
 set -u
-: "${BUILD:?BUILD must be set (absolute build dir)}"
-: "${PYTHON:=/usr/bin/python3.11}"
-: "${SUTURE_ROOT:=$(cd "$(dirname "$0")/../.." && pwd)}"
+. "$(dirname "$0")/lib.sh"
 RUN="$BUILD/bin/suture-run"
 AUDIT="$BUILD/bin/suture-audit"
 F="$SUTURE_ROOT/tests/fixtures/frameworks"
 export SUTURE_AGENT="$BUILD/lib/libsuture_agent.so"
-W=$(mktemp -d /tmp/suture-frameworks-run.XXXXXX)
-PG=""
-trap 'for g in $PG; do kill -KILL -$g 2>/dev/null; done; rm -rf "$W"' EXIT
-fail() { echo "FAIL: $*"; exit 1; }
 
 patches() { # STORE: how many patches it holds
 	"$AUDIT" --store "$1" --json 2>/dev/null | grep -c '"name"'
@@ -41,19 +36,24 @@ job() {
 	[ "$runs" -eq "$3" ] || { cat "$W/$1.err"; fail "$1: started $runs times, not $3"; }
 	n=$(patches "$S")
 	[ "$n" -eq "$4" ] || { cat "$W/$1.err"; fail "$1: $n patches stored, not $4"; }
-	echo "ok: $1 ($runs start(s), $n patch(es))"
+	ok "$1 ($runs start(s), $n patch(es))"
 }
 
 job asyncio_call "total: 8" 1 1
 grep -q '^\[suture\] resumed in flight: parse went on' "$W/asyncio_call.err" ||
 	fail "asyncio_call: not resumed in flight"
 job contextmgr "result: (4, ['enter', 'exit'])" 1 1
+# A crash in a caller whose call was just resumed in flight (it runs a
+# copy of its code then): healed in flight too.
+job caller_crash "result: None None" 1 2
+[ "$(grep -c '^\[suture\] resumed in flight' "$W/caller_crash.err")" -eq 2 ] ||
+	{ cat "$W/caller_crash.err"; fail "caller_crash: not both resumed"; }
 job asyncio_gather "got: [1, None, 3]" 2 1
 job pool_map "total: 8" 2 1
 if "$PYTHON" -c 'import celery' 2>/dev/null; then
 	job celery_eager "total: 8" 2 1
 else
-	echo "skip: celery_eager (python3-celery is not installed)"
+	echo "absent: python3-celery, celery_eager not tested"
 fi
 # Application code inside a site-packages directory is library code (its
 # crash ends the job) unless --app-path names it (healed in flight).
@@ -64,7 +64,7 @@ grep -q 'crash seen' "$W/lib.err" && fail "app_path: site-packages code reported
 	"$F/app_path.py" >"$W/app.out" 2>"$W/app.err" || { cat "$W/app.err"; fail "app_path: exited non-zero"; }
 grep -qxF "parsed: [1, None]" "$W/app.out" || { cat "$W/app.out" "$W/app.err"; fail "app_path: no fallback"; }
 grep -q '^\[suture\] resumed in flight: parse' "$W/app.err" || fail "app_path: not resumed in flight"
-echo "ok: --app-path"
+ok "--app-path"
 job deliberate "done" 1 0
 for l in "executor: handled by the consumer" "executor map: handled by the consumer" \
 	"gather: ['int', 'KeyError']" "gather: handled by the awaiting task" \
@@ -80,16 +80,10 @@ server() {
 	name=$1 first=$2 pre=$3
 	d="$W/$name$(echo "$pre" | tr -d /)"
 	mkdir -p "$d"
-	setsid "$RUN" --python "$PYTHON" --store "$d/store" "$F/$name.py" "$d/ready" \
-		>"$d/out" 2>"$d/err" &
-	pg=$!
-	PG="$PG $pg"
-	n=0
-	while [ ! -s "$d/ready" ]; do
-		n=$((n + 1))
-		[ $n -gt 600 ] && { cat "$d/err"; fail "$name: never ready"; }
-		sleep 0.05
-	done
+	start_group "$name$(echo "$pre" | tr -d /)" "$d/ready" \
+		"$RUN" --python "$PYTHON" --store "$d/store" "$F/$name.py" "$d/ready"
+	pg=$BG
+	ln -sf "$W/$name$(echo "$pre" | tr -d /).err" "$d/err"
 	read -r port pid <"$d/ready"
 	line=""
 	[ "$name" = srv_socketserver ] && line=--line
@@ -102,10 +96,11 @@ server() {
 	[ "$pid2" = "$pid" ] || fail "$name: restarted"
 	kill -TERM -"$pg"
 	wait "$pg" 2>/dev/null
+	PGIDS=$(echo "$PGIDS" | tr ' ' '\n' | grep -vx "$pg" | tr '\n' ' ' || :)
 	grep -q '^\[suture\] re-running' "$d/err" && { cat "$d/err"; fail "$name: re-run after it was stopped"; }
 	k=$(patches "$d/store")
 	[ "$k" -eq 1 ] || { cat "$d/err"; fail "$name: $k patches stored, not 1"; }
-	echo "ok: $name ${pre}(first bad request: $first)"
+	ok "$name ${pre}(first bad request: $first)"
 }
 
 server srv_socketserver "200 value: None" ""
@@ -114,7 +109,7 @@ server srv_wsgiref "200 value: None" ""
 for fw in flask:srv_flask django:srv_django aiohttp:srv_aiohttp fastapi:srv_fastapi; do
 	mod=${fw%%:*} name=${fw#*:}
 	if ! "$PYTHON" -c "import $mod" 2>/dev/null; then
-		echo "skip: $name (python3-$mod is not installed)"
+		echo "absent: python3-$mod, $name not tested"
 		continue
 	fi
 	if [ "$name" = srv_fastapi ]; then

@@ -8,50 +8,31 @@
 # and unknown URLs, whose 404s are the frameworks' own exceptions) with no
 # crash reported. Jobs: an asyncio coroutine calling a crashing function
 # and a @contextmanager block are healed in flight (the job finishes,
-# started once); the deliberate-handling script reports nothing.
+# started once); the deliberate-handling script reports nothing;
+# application code inside site-packages is healed only with --app-path.
 set -u
-: "${BUILD:?BUILD must be set (absolute build dir)}"
-: "${PYTHON:=/usr/bin/python3.11}"
-: "${SUTURE_ROOT:=$(cd "$(dirname "$0")/../.." && pwd)}"
+. "$(dirname "$0")/lib.sh"
 ATTACH="$BUILD/bin/suture-attach"
 AUDIT="$BUILD/bin/suture-audit"
 F="$SUTURE_ROOT/tests/fixtures/frameworks"
 export SUTURE_AGENT="$BUILD/lib/libsuture_agent.so"
-W=$(mktemp -d /tmp/suture-frameworks-watch.XXXXXX)
-PG="" AT=""
-trap 'for a in $AT; do kill -KILL $a 2>/dev/null; done; for g in $PG; do kill -KILL -$g 2>/dev/null; done; rm -rf "$W"' EXIT
-fail() { echo "FAIL: $*"; exit 1; }
 
 patches() { "$AUDIT" --store "$1" --json 2>/dev/null | grep -c '"name"'; }
-
-wait_file() { # FILE WHAT
-	n=0
-	while [ ! -s "$1" ]; do
-		n=$((n + 1)); [ $n -gt 600 ] && fail "$2: never ready"; sleep 0.05
-	done
-}
-
-wait_grep() { # PATTERN FILE
-	n=0
-	while ! grep -q -- "$1" "$2" 2>/dev/null; do
-		n=$((n + 1)); [ $n -gt 600 ] && { cat "$2"; fail "timed out waiting for '$1'"; }
-		sleep 0.05
-	done
-}
 
 # start DIR ARGS...: a target in its own process group, then the watcher
 start() {
 	d=$1; shift
 	mkdir -p "$d"
-	setsid "$PYTHON" "$@" >"$d/out" 2>"$d/err" &
-	pg=$!
-	PG="$PG $pg"
-	wait_file "$d/ready" "$*"
+	start_group "$(basename "$d")" "$d/ready" "$PYTHON" "$@"
+	pg=$BG
+	ln -sf "$W/$(basename "$d").out" "$d/out"
+	ln -sf "$W/$(basename "$d").err" "$d/err"
 	read -r port pid <"$d/ready"
-	"$ATTACH" --pid "$pid" --watch --store "$d/store" 2>"$d/watch" &
+	# shellcheck disable=SC2086
+	"$ATTACH" --pid "$pid" --watch --store "$d/store" ${ATTACH_ARGS:-} 2>"$d/watch" &
 	at=$!
-	AT="$AT $at"
-	wait_grep "^\[suture\] watching pid $pid\$" "$d/watch"
+	track "$at"
+	wait_grep "^\[suture\] watching pid $pid\$" "$d/watch" 30
 }
 
 stop() { # DIR
@@ -85,7 +66,7 @@ server() { # NAME FIRST-BAD PREFIX [WARMUP]
 	stop "$d"
 	k=$(patches "$d/store")
 	[ "$k" -eq 1 ] || { cat "$d/watch"; fail "$name: $k patches stored, not 1"; }
-	echo "ok: $name $pre(first bad request: $first)"
+	ok "$name $pre(first bad request: $first)"
 }
 
 server srv_socketserver "200 value: None" ""
@@ -94,7 +75,7 @@ server srv_wsgiref "200 value: None" ""
 for fw in flask:srv_flask django:srv_django aiohttp:srv_aiohttp fastapi:srv_fastapi; do
 	mod=${fw%%:*} name=${fw#*:}
 	if ! "$PYTHON" -c "import $mod" 2>/dev/null; then
-		echo "skip: $name (python3-$mod is not installed)"
+		echo "absent: python3-$mod, $name not tested"
 		continue
 	fi
 	case $name in
@@ -117,10 +98,20 @@ job() { # NAME EXPECTED-LINE PATCHES
 	wait "$at" 2>/dev/null
 	k=$(patches "$d/store")
 	[ "$k" -eq "$3" ] || { cat "$d/watch"; fail "$1: $k patches stored, not $3"; }
-	echo "ok: $1 under --watch ($k patch(es))"
+	ok "$1 under --watch ($k patch(es))"
 }
 job asyncio_call "total: 8" 1
 job contextmgr "result: (4, ['enter', 'exit'])" 1
 job deliberate "done" 0
+# Application code in a site-packages directory: healed only when
+# --app-path names it (sent to the agent in HELLO).
+ATTACH_ARGS="--app-path $F/vendored/site-packages/vend" job app_path "parsed: [1, None]" 1
+d="$W/job-app_path-lib"
+start "$d" "$F/go.py" "$d/ready" "$d/go" "$F/app_path.py"
+: >"$d/go"
+wait "$pg" && fail "app_path: healed without --app-path"
+wait "$at" 2>/dev/null
+grep -q 'crash seen' "$d/watch" && fail "app_path: site-packages code reported without --app-path"
+ok "app_path: library code without --app-path"
 grep -q 'crash seen' "$W/job-deliberate/watch" && fail "deliberate: reported"
 echo PASS

@@ -3,6 +3,8 @@
  * counts and over-deep nesting. */
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "wire/msg.h"
@@ -172,7 +174,7 @@ Test(inject_msg, small_messages_roundtrip)
 {
 	struct wire_buf b = { 0 };
 	struct wire_hdr h;
-	struct wire_hello hello = { WIRE_PROTO_VERSION, 300, WIRE_HELLO_F_HITS }, hello2;
+	struct wire_hello hello = { .version = WIRE_PROTO_VERSION, .timeout_ms = 300, .flags = WIRE_HELLO_F_HITS }, hello2;
 	cr_assert_eq(wire_msg__encode_hello(&b, &hello), 0);
 	const uint8_t *p = payload(&b, &h);
 	cr_assert_eq(wire_msg__decode_hello(p, p + h.len, &hello2), 0);
@@ -180,7 +182,10 @@ Test(inject_msg, small_messages_roundtrip)
 	cr_assert_eq(hello2.flags, WIRE_HELLO_F_HITS);
 	/* A version 1 HELLO (no flags) and unknown flags are refused. */
 	cr_assert_eq(wire_msg__decode_hello(p, p + 8, &hello2), -EINVAL);
-	uint8_t bad[12] = { 2, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0 };
+	uint8_t bad[12] = { 2, 0, 0, 0, 0, 0, 0, 0, 4, 0, 0, 0 };
+	cr_assert_eq(wire_msg__decode_hello(bad, bad + 12, &hello2), -EINVAL);
+	/* The application-paths flag without its string. */
+	bad[8] = 2;
 	cr_assert_eq(wire_msg__decode_hello(bad, bad + 12, &hello2), -EINVAL);
 	cr_assert_eq(wire_msg__decode_hello(p, p + h.len + 0, &hello2), 0);
 	wire_buf__reset(&b);
@@ -363,7 +368,7 @@ Test(inject_msg, rollback_roundtrip_and_refusals)
 Test(inject_msg, hello_control_is_hello_under_its_own_type)
 {
 	struct wire_buf b = { 0 };
-	struct wire_hello m = { WIRE_PROTO_VERSION, 250, 0 }, d;
+	struct wire_hello m = { .version = WIRE_PROTO_VERSION, .timeout_ms = 250 }, d;
 	struct wire_hdr h;
 	cr_assert_eq(wire_msg__encode_hello_control(&b, &m), 0);
 	const uint8_t *pl = payload(&b, &h);
@@ -417,5 +422,38 @@ Test(inject_msg, hits_roundtrip_and_lies)
 	cr_assert_eq(wire_msg__hits_end(&b, at), 0);
 	pl = payload(&b, &h);
 	cr_assert_eq(wire_msg__decode_hits(pl, pl + h.len, &m), -EINVAL);
+	wire_buf__free(&b);
+}
+
+Test(inject_msg, hello_carries_application_paths)
+{
+	static struct wire_hello m, d;
+	struct wire_buf b = { 0 };
+	struct wire_hdr h;
+	m.version = WIRE_PROTO_VERSION;
+	m.flags = WIRE_HELLO_F_HITS | WIRE_HELLO_F_APP_PATHS;
+	snprintf(m.app_paths, sizeof m.app_paths, "/srv/app:/opt/lib/site-packages/mine");
+	cr_assert_eq(wire_msg__encode_hello(&b, &m), 0);
+	const uint8_t *p = payload(&b, &h);
+	cr_assert_eq(wire_msg__decode_hello(p, p + h.len, &d), 0);
+	cr_assert_eq(d.flags, m.flags);
+	cr_assert_str_eq(d.app_paths, "/srv/app:/opt/lib/site-packages/mine");
+	/* Cut anywhere inside the string: refused. */
+	for (uint32_t n = 12; n < h.len; n++)
+		cr_assert_eq(wire_msg__decode_hello(p, p + n, &d), -EINVAL, "cut at %u", n);
+	/* A NUL inside the string: refused. */
+	uint8_t *q = malloc(h.len);
+	memcpy(q, p, h.len);
+	q[h.len - 3] = 0;
+	cr_assert_eq(wire_msg__decode_hello(q, q + h.len, &d), -EINVAL);
+	free(q);
+	/* Without the flag nothing follows the flags, and trailing bytes are refused. */
+	m.flags = 0;
+	wire_buf__reset(&b);
+	cr_assert_eq(wire_msg__encode_hello(&b, &m), 0);
+	p = payload(&b, &h);
+	cr_assert_eq(h.len, 12);
+	cr_assert_eq(wire_msg__decode_hello(p, p + h.len, &d), 0);
+	cr_assert_str_eq(d.app_paths, "");
 	wire_buf__free(&b);
 }
