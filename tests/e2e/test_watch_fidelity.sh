@@ -26,7 +26,15 @@ wait "$TP"; rc=$?
 wait "$TC" 2>/dev/null
 [ $rc -eq 0 ] || { tail -40 "$W/suite.out"; fail "CPython tests failed under the watcher (exit $rc)"; }
 grep -q "Tests result: SUCCESS" "$W/suite.out" || fail "no success line"
-n=$(grep -c '^crash' "$W/suite.client")
-[ "$n" -eq 0 ] || { grep '^crash' "$W/suite.client" | head -5; fail "$n crash report(s) for exceptions the suites catch"; }
-echo "ok: no crash reports; $(grep -E 'tests? OK' "$W/suite.out" | head -1)"
+# Module-level code the suites compile and exec at run time (a temporary
+# file, no site-packages: application code) and whose error a bare except
+# of the suite (library code) captures is a unit of work's end by
+# suture's rule (docs/design.md §6); module-level code is reported only,
+# never patched, so such reports are counted apart. Any report in a
+# function is a false positive.
+n=$(grep '^crash' "$W/suite.client" | grep -vc ' func=<module> ')
+m=$(grep '^crash' "$W/suite.client" | grep -c ' func=<module> ')
+[ "$n" -eq 0 ] || { grep '^crash' "$W/suite.client" | grep -v ' func=<module> ' | head -5; fail "$n crash report(s) for exceptions the suites catch"; }
+[ "$m" -le 4 ] || { grep '^crash' "$W/suite.client" | head -5; fail "$m module-level reports (at most the 2 exec'd temporary files, twice, are expected)"; }
+echo "ok: no crash reports in functions ($m module-level); $(grep -E 'tests? OK' "$W/suite.out" | head -1)"
 echo PASS
