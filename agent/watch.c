@@ -18,6 +18,7 @@
  * PyTraceBack_Here in the same `error:` path), at the price of tracing.
  */
 #include "agent/agent-py.h"
+#include "agent/policy.h"
 #include "agent/arch.h"
 #include "attach/attach.h"
 
@@ -224,14 +225,26 @@ static void consider_reraise(PyThreadState *ts, PyFrameObject *frame, PyObject *
 /* ------------------------------------------------------------------ */
 /* The PyTraceBack_Here replacement                                    */
 
-/* Per thread: the traceback the hook made last for a structural
- * exception, and the frame that exception goes to next if it propagates
- * (the caller of the frame it was made for). The next hook call on the
- * thread with that traceback, at that frame, is the same exception
- * propagating; any other arrival with a traceback is a re-raise. Compared
- * by identity only. */
-static __thread PyObject *t_last_tb;
-static __thread _PyInterpreterFrame *t_last_caller;
+/* Per thread (keyed by thread state, direct-mapped: TLS would cost a
+ * __tls_get_addr call per exception, see g_busy): the traceback the hook
+ * made last for a structural exception, and the frame that exception goes
+ * to next if it propagates (the caller of the frame it was made for). The
+ * next hook call on the thread with that traceback, at that frame, is the
+ * same exception propagating; any other arrival with a traceback is a
+ * re-raise. Compared by identity only. Two threads sharing a slot only
+ * cost a re-raise check that finds what the first check found. GIL held. */
+#define LAST_SLOTS 64
+static struct last {
+	PyThreadState *ts;
+	PyObject *tb;
+	_PyInterpreterFrame *caller;
+} g_last[LAST_SLOTS];
+
+static struct last *last_of(PyThreadState *ts)
+{
+	uintptr_t h = (uintptr_t)ts >> 4;
+	return &g_last[(h ^ (h >> 7)) % LAST_SLOTS];
+}
 
 static _PyInterpreterFrame *caller_of(_PyInterpreterFrame *f)
 {
@@ -257,19 +270,24 @@ static int agent_traceback_here(PyFrameObject *frame)
 	if (g_watching && is_structural(exc) &&
 	    (agent_channel__has_debugger() || agent_channel__may_wait())) {
 		PyThreadState *ts = PyThreadState_Get();
+		struct last *l = last_of(ts);
 		_PyInterpreterFrame *caller = caller_of(frame->f_frame);
-		int propagating = tb != NULL && tb == t_last_tb && frame->f_frame == t_last_caller;
+		int propagating = tb != NULL && l->ts == ts && l->tb == tb &&
+				  l->caller == frame->f_frame;
 		int depth;
-		/* tb == NULL: the exception starts in this frame. */
-		if ((tb == NULL || !propagating) && busy_enter(ts, &depth)) {
-			if (tb == NULL)
-				consider(ts, frame, &exc, &val, &newtb);
-			else
-				consider_reraise(ts, frame, &exc, &val, &newtb, tb);
-			busy_leave(ts, depth);
+		/* tb == NULL: the exception starts in this frame (library code:
+		 * never a crash, the cheapest answer first). */
+		if (tb == NULL ? !agent_policy__is_library(frame->f_frame->f_code) : !propagating) {
+			if (busy_enter(ts, &depth)) {
+				if (tb == NULL)
+					consider(ts, frame, &exc, &val, &newtb);
+				else
+					consider_reraise(ts, frame, &exc, &val, &newtb, tb);
+				busy_leave(ts, depth);
+			}
 		}
-		t_last_tb = newtb;
-		t_last_caller = caller;
+		l = last_of(ts);   /* consider may have run code on this thread */
+		*l = (struct last){ ts, newtb, caller };
 	}
 	PyErr_Restore(exc, val, newtb);
 	Py_XDECREF(tb);
