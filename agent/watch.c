@@ -20,6 +20,8 @@
 #include "agent/agent-py.h"
 #include "agent/policy.h"
 #include "agent/arch.h"
+#include "opcode.h"
+#include "internal/pycore_opcode.h"   /* _PyOpcode_Deopt (defined in crash.c) */
 #include "attach/attach.h"
 
 #include <errno.h>
@@ -225,35 +227,6 @@ static void consider_reraise(PyThreadState *ts, PyFrameObject *frame, PyObject *
 /* ------------------------------------------------------------------ */
 /* The PyTraceBack_Here replacement                                    */
 
-/* Per thread (keyed by thread state, direct-mapped: TLS would cost a
- * __tls_get_addr call per exception, see g_busy): the traceback the hook
- * made last for a structural exception, and the frame that exception goes
- * to next if it propagates (the caller of the frame it was made for). The
- * next hook call on the thread with that traceback, at that frame, is the
- * same exception propagating; any other arrival with a traceback is a
- * re-raise. Compared by identity only. Two threads sharing a slot only
- * cost a re-raise check that finds what the first check found. GIL held. */
-#define LAST_SLOTS 64
-static struct last {
-	PyThreadState *ts;
-	PyObject *tb;
-	_PyInterpreterFrame *caller;
-} g_last[LAST_SLOTS];
-
-static struct last *last_of(PyThreadState *ts)
-{
-	uintptr_t h = (uintptr_t)ts >> 4;
-	return &g_last[(h ^ (h >> 7)) % LAST_SLOTS];
-}
-
-static _PyInterpreterFrame *caller_of(_PyInterpreterFrame *f)
-{
-	for (f = f->previous; f; f = f->previous)
-		if (!_PyFrame_IsIncomplete(f))
-			return f;
-	return NULL;
-}
-
 /* Reimplements Python/traceback.c:PyTraceBack_Here with exported API (so
  * the original entry needs no relocated instructions), then watches. */
 static int agent_traceback_here(PyFrameObject *frame)
@@ -270,14 +243,18 @@ static int agent_traceback_here(PyFrameObject *frame)
 	if (g_watching && is_structural(exc) &&
 	    (agent_channel__has_debugger() || agent_channel__may_wait())) {
 		PyThreadState *ts = PyThreadState_Get();
-		struct last *l = last_of(ts);
-		_PyInterpreterFrame *caller = caller_of(frame->f_frame);
-		int propagating = tb != NULL && l->ts == ts && l->tb == tb &&
-				  l->caller == frame->f_frame;
+		_PyInterpreterFrame *f = frame->f_frame;
 		int depth;
 		/* tb == NULL: the exception starts in this frame (library code:
-		 * never a crash, the cheapest answer first). */
-		if (tb == NULL ? !agent_policy__is_library(frame->f_frame->f_code) : !propagating) {
+		 * never a crash, the cheapest answer first). With a traceback,
+		 * it propagates from a callee (nothing to do), unless this frame
+		 * raised it itself with entries of other frames only: a stored
+		 * exception re-raised by a consumer (`raise self._exception`),
+		 * one load and two compares. */
+		if (tb == NULL ? !agent_policy__is_library(f->f_code)
+			       : (_PyOpcode_Deopt[_Py_OPCODE(*f->prev_instr)] == RAISE_VARARGS &&
+				  PyTraceBack_Check(tb) &&
+				  ((PyTracebackObject *)tb)->tb_frame != frame)) {
 			if (busy_enter(ts, &depth)) {
 				if (tb == NULL)
 					consider(ts, frame, &exc, &val, &newtb);
@@ -286,8 +263,6 @@ static int agent_traceback_here(PyFrameObject *frame)
 				busy_leave(ts, depth);
 			}
 		}
-		l = last_of(ts);   /* consider may have run code on this thread */
-		*l = (struct last){ ts, newtb, caller };
 	}
 	PyErr_Restore(exc, val, newtb);
 	Py_XDECREF(tb);
