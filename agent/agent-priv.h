@@ -25,18 +25,18 @@
 #include "agent/agent-py.h"
 #include "wire/channel.h"
 
-struct agent_parked;   /* park.c: one parked thread, on its own stack */
+struct agent_parked; /* park.c: one parked thread, on its own stack */
 
 struct agent_state {
-	pthread_mutex_t lock;     /* everything below, and writes to client_fd */
-	pthread_cond_t cond;      /* parked threads, install waiters, restarts */
+	pthread_mutex_t lock; /* everything below, and writes to client_fd */
+	pthread_cond_t cond;  /* parked threads, install waiters, restarts */
 	/* Opened and closed by the agent thread only (the descriptors are
 	 * read without the lock by the thread that owns them). */
 	int listen_fd, client_fd, lock_fd;
-	bool ready;               /* a debugger completed HELLO (also read relaxed) */
-	bool hits;                /* ... which asked for HITS (WIRE_HELLO_F_HITS) */
-	bool running;             /* the agent thread exists (also read relaxed) */
-	bool stopping;            /* DETACH under way (also read relaxed) */
+	bool ready;    /* a debugger completed HELLO (also read relaxed) */
+	bool hits;     /* ... which asked for HITS (WIRE_HELLO_F_HITS) */
+	bool running;  /* the agent thread exists (also read relaxed) */
+	bool stopping; /* DETACH under way (also read relaxed) */
 	uint64_t next_event;
 	struct agent_parked *parked;
 	char sock_path[WIRE_PATH_MAX];

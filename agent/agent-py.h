@@ -5,11 +5,11 @@
 
 #define PY_SSIZE_T_CLEAN
 #ifndef Py_BUILD_CORE
-#define Py_BUILD_CORE 1   /* _PyInterpreterFrame, struct _frame */
+#define Py_BUILD_CORE 1 /* _PyInterpreterFrame, struct _frame */
 #endif
 #include <Python.h>
 #include "internal/pycore_frame.h"
-#include "internal/pycore_traceback.h"   /* _PyTraceBack_FromFrame */
+#include "internal/pycore_traceback.h" /* _PyTraceBack_FromFrame */
 
 #include "agent/agent.h"
 

@@ -24,10 +24,10 @@
 /* What a parked thread learns when it wakes. */
 enum agent_verdict {
 	AGENT_VERDICT_PENDING = 0,
-	AGENT_VERDICT_RELEASE = 1,   /* the debugger answered: go on */
-	AGENT_VERDICT_TIMEOUT = 2,   /* nobody answered in time: go on */
+	AGENT_VERDICT_RELEASE = 1,     /* the debugger answered: go on */
+	AGENT_VERDICT_TIMEOUT = 2,     /* nobody answered in time: go on */
 	AGENT_VERDICT_NO_DEBUGGER = 3, /* no debugger connected, or it left */
-	AGENT_VERDICT_RESUME = 4,    /* resume in flight (parameters in *resume) */
+	AGENT_VERDICT_RESUME = 4,      /* resume in flight (parameters in *resume) */
 };
 
 /* park.c: report a crash and wait (called without the GIL). Fills

@@ -16,7 +16,7 @@
 
 #define X86_JMP_REL32 0xe9
 #define X86_JMP_RM 0xff
-#define X86_MODRM_RIP_DISP32_4 0x25   /* mod 00, reg /4 (jmp), rm 101 (rip) */
+#define X86_MODRM_RIP_DISP32_4 0x25 /* mod 00, reg /4 (jmp), rm 101 (rip) */
 
 _Static_assert(sizeof(uintptr_t) == 8, "x86-64 addresses are 8 bytes");
 _Static_assert(AGENT_ARCH_JUMP_MAX >= 6 + 8, "jmp [rip+0] and its target");

@@ -24,9 +24,9 @@
 /* A jump to write at an entry point. */
 struct agent_arch_jump {
 	uint8_t code[AGENT_ARCH_JUMP_MAX];
-	size_t len;          /* bytes of code used; the bytes saved for the undo */
-	uint32_t mode;       /* enum wire_watch_mode: WELCOME's watch_mode */
-	const char *form;    /* its name for WELCOME's detail ("rel32") */
+	size_t len;       /* bytes of code used; the bytes saved for the undo */
+	uint32_t mode;    /* enum wire_watch_mode: WELCOME's watch_mode */
+	const char *form; /* its name for WELCOME's detail ("rel32") */
 };
 
 /* Whether the code at entry already starts with a jump (another copy of

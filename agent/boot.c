@@ -56,12 +56,12 @@
 
 static struct {
 	int fd;
-	bool first_done;          /* the first module after initialization was reported */
+	bool first_done; /* the first module after initialization was reported */
 	char **files;
 	size_t nfiles;
-	char *list_path;          /* read once the first module was answered */
+	char *list_path; /* read once the first module was answered */
 	uint64_t next_event;
-	pthread_mutex_t lock;     /* one module at a time on the socket */
+	pthread_mutex_t lock; /* one module at a time on the socket */
 } boot = { .fd = -1, .lock = PTHREAD_MUTEX_INITIALIZER };
 
 static void boot_child(void)
@@ -147,7 +147,8 @@ static int place(PyCodeObject *parent, Py_ssize_t index, PyObject *newc)
 	if (!copy)
 		return -1;
 	for (Py_ssize_t i = 0; i < n; i++)
-		PyTuple_SET_ITEM(copy, i, Py_NewRef(i == index ? newc : PyTuple_GET_ITEM(consts, i)));
+		PyTuple_SET_ITEM(copy, i,
+				 Py_NewRef(i == index ? newc : PyTuple_GET_ITEM(consts, i)));
 	parent->co_consts = copy;
 	Py_DECREF(consts);
 	return 0;
@@ -171,13 +172,16 @@ static void install(PyCodeObject *root, const struct wire_patch *p, struct wire_
 	PyObject *newc = agent_install__build_code((PyCodeObject *)orig, p, err, sizeof err);
 	if (newc && place(parent, index, newc)) {
 		snprintf(err, sizeof err, "agent boot: placing the new code in %s failed",
-			 PyUnicode_AsUTF8(parent->co_qualname) ? PyUnicode_AsUTF8(parent->co_qualname) : "?");
+			 PyUnicode_AsUTF8(parent->co_qualname)
+				 ? PyUnicode_AsUTF8(parent->co_qualname)
+				 : "?");
 		Py_CLEAR(newc);
 	}
 	if (!newc) {
 		PyErr_Clear();
 		res->status = -EINVAL;
-		snprintf(res->message, sizeof res->message, "%s", err[0] ? err : "agent boot: building the code object failed");
+		snprintf(res->message, sizeof res->message, "%s",
+			 err[0] ? err : "agent boot: building the code object failed");
 		Py_DECREF(orig);
 		return;
 	}
@@ -186,8 +190,10 @@ static void install(PyCodeObject *root, const struct wire_patch *p, struct wire_
 	Py_DECREF(newc);
 	res->status = 0;
 	res->nparents = 1;
-	snprintf(res->message, sizeof res->message, "installed in the constants of %s before it ran",
-		 PyUnicode_AsUTF8(parent->co_qualname) ? PyUnicode_AsUTF8(parent->co_qualname) : "?");
+	snprintf(res->message, sizeof res->message,
+		 "installed in the constants of %s before it ran",
+		 PyUnicode_AsUTF8(parent->co_qualname) ? PyUnicode_AsUTF8(parent->co_qualname)
+						       : "?");
 	PyErr_Clear();
 }
 
@@ -242,9 +248,10 @@ static void serve(PyCodeObject *code)
 		struct wire_patch p;
 		struct wire_patch_result res;
 		memset(&res, 0, sizeof res);
-		if (h.type == WIRE_MSG_PATCH_NAMED ?
-			    wire_msg__decode_patch_named(pl, pl + h.len, &p) :
-			    (h.type != WIRE_MSG_PATCH || wire_msg__decode_patch(pl, pl + h.len, &p))) {
+		if (h.type == WIRE_MSG_PATCH_NAMED
+			    ? wire_msg__decode_patch_named(pl, pl + h.len, &p)
+			    : (h.type != WIRE_MSG_PATCH ||
+			       wire_msg__decode_patch(pl, pl + h.len, &p))) {
 			free(pl);
 			rc = -EPROTO;
 			break;
@@ -266,7 +273,7 @@ static void serve(PyCodeObject *code)
 		rc = b.err;
 	}
 	if (rc)
-		boot_off();   /* the debugger is gone or confused: run unpatched from now on */
+		boot_off(); /* the debugger is gone or confused: run unpatched from now on */
 	pthread_mutex_unlock(&boot.lock);
 	PyEval_RestoreThread(ts);
 	agent__log("boot: %s runs (%s; %u patches built and placed in %.2f ms)", ev.filename,
@@ -291,7 +298,7 @@ static bool list_ready(void)
 		rc = -EPROTO;
 	free(pl);
 	if (rc)
-		boot_off();   /* suture-run is gone or confused: run unpatched */
+		boot_off(); /* suture-run is gone or confused: run unpatched */
 	pthread_mutex_unlock(&boot.lock);
 	PyEval_RestoreThread(ts);
 	return rc == 0 && r.event_id == BOOT_LIST_SCRIPT;
@@ -314,7 +321,8 @@ static int boot_hook(const char *event, PyObject *args, void *ud)
 	(void)ud;
 	if (boot.fd < 0 || strcmp(event, "exec") != 0 || !Py_IsInitialized())
 		return 0;
-	if (!PyTuple_Check(args) || PyTuple_GET_SIZE(args) < 1 || !PyCode_Check(PyTuple_GET_ITEM(args, 0)))
+	if (!PyTuple_Check(args) || PyTuple_GET_SIZE(args) < 1 ||
+	    !PyCode_Check(PyTuple_GET_ITEM(args, 0)))
 		return 0;
 	PyCodeObject *code = (PyCodeObject *)PyTuple_GET_ITEM(args, 0);
 	const char *fn = PyUnicode_AsUTF8(code->co_filename);
@@ -337,7 +345,8 @@ static int boot_hook(const char *event, PyObject *args, void *ud)
 		 * as late as the script's module, held for the session. */
 		agent__install_watcher_here();
 		bool script_listed = list_ready();
-		agent__log("boot: list ready (%s)", script_listed ? "the script is listed" : "hold this module");
+		agent__log("boot: list ready (%s)",
+			   script_listed ? "the script is listed" : "hold this module");
 		if (script_listed)
 			load_list();
 		if (!script_listed || listed(fn))
@@ -366,7 +375,7 @@ static void read_list(const char *path)
 		boot.files = v;
 		char real[PATH_MAX];
 		const char *entry = realpath(line, real) ? real : line;
-		bool dup = false;   /* a file is named once (suture-run dedups too) */
+		bool dup = false; /* a file is named once (suture-run dedups too) */
 		for (size_t i = 0; i < boot.nfiles && !dup; i++)
 			dup = strcmp(boot.files[i], entry) == 0;
 		if (dup)
@@ -383,7 +392,7 @@ __attribute__((constructor)) static void boot_ctor(void)
 	const char *fdv = getenv("SUTURE_AGENT_BOOT_FD");
 	const char *list = getenv("SUTURE_AGENT_BOOT");
 	if (!fdv && !list)
-		return;   /* the usual case: never touch the environment (a remote
+		return; /* the usual case: never touch the environment (a remote
 			   * dlopen runs us while other threads may read it) */
 	/* Python's symbols are weak in the agent: in a process that is not
 	 * the interpreter (a wrapper or `env` that will exec it) leave the

@@ -25,7 +25,7 @@
 #include "agent/policy.h"
 #include "rewrite/rewrite.h"
 #include "opcode.h"
-#define NEED_OPCODE_TABLES   /* _PyOpcode_Deopt/_Caches/_Jump, once: resume.c uses them too */
+#define NEED_OPCODE_TABLES /* _PyOpcode_Deopt/_Caches/_Jump, once: resume.c uses them too */
 #include "internal/pycore_opcode.h"
 
 #include <stdio.h>
@@ -59,9 +59,9 @@ int agent_crash__unit_of(_PyInterpreterFrame *f, uint32_t *unit)
 enum verdict { CATCHES, RERAISES };
 
 struct insn {
-	int op;          /* canonical */
+	int op; /* canonical */
 	uint32_t arg;
-	uint32_t next;   /* unit after the instruction and its caches */
+	uint32_t next; /* unit after the instruction and its caches */
 };
 
 static int insn_at(PyCodeObject *co, uint32_t u, struct insn *in)
@@ -88,7 +88,7 @@ static int insn_at(PyCodeObject *co, uint32_t u, struct insn *in)
  * code: a global or builtin name, an attribute of a module, a tuple of those. */
 #define MAX_LOADS 8
 struct loads {
-	PyObject *v[MAX_LOADS];   /* borrowed; NULL = unknown */
+	PyObject *v[MAX_LOADS]; /* borrowed; NULL = unknown */
 	int n;
 };
 
@@ -124,7 +124,7 @@ static int clause_matches(struct loads *l, PyObject *type, int ntuple)
 		PyObject *v = l->v[i];
 		if (!v)
 			return -1;
-		if (PyTuple_Check(v)) {   /* a constant tuple of types */
+		if (PyTuple_Check(v)) { /* a constant tuple of types */
 			for (Py_ssize_t k = 0; k < PyTuple_GET_SIZE(v); k++)
 				if (!PyExceptionClass_Check(PyTuple_GET_ITEM(v, k)))
 					return -1;
@@ -162,8 +162,10 @@ static int exit_never_suppresses(PyObject *exit_fn)
 			return 0;
 		if (in.op == RETURN_VALUE) {
 			PyObject *c = prev_op == LOAD_CONST &&
-					      prev_arg < (uint32_t)PyTuple_GET_SIZE(co->co_consts)
-					      ? PyTuple_GET_ITEM(co->co_consts, prev_arg) : NULL;
+						      prev_arg < (uint32_t)PyTuple_GET_SIZE(
+									 co->co_consts)
+					      ? PyTuple_GET_ITEM(co->co_consts, prev_arg)
+					      : NULL;
 			if (c != Py_None && c != Py_False)
 				return 0;
 			/* No jump (either direction, to be safe) lands here. */
@@ -246,9 +248,9 @@ static enum verdict classify_handler(_PyInterpreterFrame *f, const struct rewrit
 	PyCodeObject *co = f->f_code;
 	struct loads l = { .n = 0 };
 	struct insn in;
-	int tuple = 1;       /* items the next CHECK_EXC_MATCH tests */
-	int tested = 0;      /* a CHECK_EXC_MATCH or a with's __exit__ was met */
-	uint32_t loop_exit = 0;   /* the last forward conditional jump's target */
+	int tuple = 1;          /* items the next CHECK_EXC_MATCH tests */
+	int tested = 0;         /* a CHECK_EXC_MATCH or a with's __exit__ was met */
+	uint32_t loop_exit = 0; /* the last forward conditional jump's target */
 	uint32_t u = e->target;
 	*broad = 0;
 
@@ -267,14 +269,16 @@ static enum verdict classify_handler(_PyInterpreterFrame *f, const struct rewrit
 			loads_push(&l, global_named(f, co->co_names, in.arg));
 			tuple = 1;
 			break;
-		case LOAD_CONST:   /* guards name exception types as constants */
+		case LOAD_CONST: /* guards name exception types as constants */
 			loads_push(&l, in.arg < (uint32_t)PyTuple_GET_SIZE(co->co_consts)
-					       ? PyTuple_GET_ITEM(co->co_consts, in.arg) : NULL);
+					       ? PyTuple_GET_ITEM(co->co_consts, in.arg)
+					       : NULL);
 			tuple = 1;
 			break;
 		case LOAD_ATTR: {
 			PyObject *mod = l.n ? l.v[l.n - 1] : NULL, *v = NULL;
-			if (mod && PyModule_Check(mod) && in.arg < (uint32_t)PyTuple_GET_SIZE(co->co_names)) {
+			if (mod && PyModule_Check(mod) &&
+			    in.arg < (uint32_t)PyTuple_GET_SIZE(co->co_names)) {
 				v = PyDict_GetItemWithError(PyModule_GetDict(mod),
 							    PyTuple_GET_ITEM(co->co_names, in.arg));
 				PyErr_Clear();
@@ -293,14 +297,14 @@ static enum verdict classify_handler(_PyInterpreterFrame *f, const struct rewrit
 			if (m > 0)
 				*broad = clause_is_broad(&l, tuple);
 			if (m != 0)
-				return CATCHES;   /* matches, or cannot tell */
+				return CATCHES; /* matches, or cannot tell */
 			/* No match: POP_JUMP_FORWARD_IF_FALSE to the next clause. */
 			if (insn_at(co, in.next, &jump) || jump.op != POP_JUMP_FORWARD_IF_FALSE)
 				return CATCHES;
 			u = jump.next + jump.arg;
 			l.n = 0;
 			tuple = 1;
-			tested = 0;   /* the next clause: a bare except is broad */
+			tested = 0; /* the next clause: a bare except is broad */
 			continue;
 		}
 		case WITH_EXCEPT_START: {
@@ -319,7 +323,7 @@ static enum verdict classify_handler(_PyInterpreterFrame *f, const struct rewrit
 			    agent_policy__exit_may_suppress(exit_fn, type,
 							    agent_policy__is_library(co)))
 				return CATCHES;
-			break;   /* falls through to its RERAISE */
+			break; /* falls through to its RERAISE */
 		}
 		case POP_JUMP_FORWARD_IF_TRUE:
 		case POP_JUMP_FORWARD_IF_FALSE:
@@ -328,7 +332,7 @@ static enum verdict classify_handler(_PyInterpreterFrame *f, const struct rewrit
 		case JUMP_IF_FALSE_OR_POP:
 		case JUMP_IF_TRUE_OR_POP:
 			loop_exit = in.next + in.arg;
-			break;   /* follow the fall-through path */
+			break; /* follow the fall-through path */
 		case POP_EXCEPT: {
 			/* Handled, unless it is the cleanup "COPY 3; POP_EXCEPT; RERAISE". */
 			struct insn nx;
@@ -336,7 +340,7 @@ static enum verdict classify_handler(_PyInterpreterFrame *f, const struct rewrit
 				*reraise_at = in.next;
 				return RERAISES;
 			}
-			*broad = !tested;   /* a bare except */
+			*broad = !tested; /* a bare except */
 			return CATCHES;
 		}
 		case RERAISE:
@@ -372,8 +376,8 @@ static enum verdict classify_handler(_PyInterpreterFrame *f, const struct rewrit
 				continue;
 			}
 			return CATCHES;
-		case CHECK_EG_MATCH:       /* except*: cannot tell */
-		case RETURN_VALUE:         /* return in finally swallows */
+		case CHECK_EG_MATCH: /* except*: cannot tell */
+		case RETURN_VALUE:   /* return in finally swallows */
 		case YIELD_VALUE:
 		case JUMP_BACKWARD_NO_INTERRUPT:
 		case POP_JUMP_BACKWARD_IF_FALSE:
@@ -403,8 +407,7 @@ static int is_thread_top(PyCodeObject *co)
 		return 0;
 	Py_ssize_t n = PyUnicode_GET_LENGTH(co->co_filename);
 	PyObject *tail = PyUnicode_FromString("threading.py");
-	int r = tail && n >= 12 &&
-		PyUnicode_Tailmatch(co->co_filename, tail, 0, n, 1) == 1;
+	int r = tail && n >= 12 && PyUnicode_Tailmatch(co->co_filename, tail, 0, n, 1) == 1;
 	Py_XDECREF(tail);
 	PyErr_Clear();
 	return r;
@@ -426,7 +429,8 @@ static struct vcache_entry g_vcache[VCACHE_SIZE];
 
 static struct vcache_entry *vcache_slot(PyCodeObject *co, uint32_t unit, PyObject *type)
 {
-	uintptr_t h = ((uintptr_t)co >> 4) ^ ((uintptr_t)type >> 4) ^ ((uintptr_t)unit * 2654435761u);
+	uintptr_t h = ((uintptr_t)co >> 4) ^ ((uintptr_t)type >> 4) ^
+		      ((uintptr_t)unit * 2654435761u);
 	return &g_vcache[(h ^ (h >> 9)) % VCACHE_SIZE];
 }
 
@@ -518,8 +522,7 @@ static int stack_holds(_PyInterpreterFrame *caller, PyObject *a, PyObject *b)
 
 /* callee was entered from C (is_entry), called by the Python frame caller.
  * Could that C code swallow `type`? */
-static int c_may_swallow(_PyInterpreterFrame *callee, _PyInterpreterFrame *caller,
-			 PyObject *type)
+static int c_may_swallow(_PyInterpreterFrame *callee, _PyInterpreterFrame *caller, PyObject *type)
 {
 	PyCodeObject *co = callee->f_code;
 	int op = canonical_op(caller);
@@ -563,7 +566,7 @@ static int walk(_PyInterpreterFrame *fr, int first, PyObject *type, int depth)
 		if (v == HANDLED)
 			return 0;
 		if (v == THREAD_TOP)
-			return 1;   /* what reaches it goes to threading.excepthook */
+			return 1; /* what reaches it goes to threading.excepthook */
 		if (v == BOUNDARY)
 			return agent_policy__boundary(fr, above, type, depth);
 		_PyInterpreterFrame *below = complete_previous(fr);
@@ -579,7 +582,7 @@ static int walk(_PyInterpreterFrame *fr, int first, PyObject *type, int depth)
 			return 0;
 		}
 		above = fr;
-		fr = below;   /* NULL: the thread's or the program's top */
+		fr = below; /* NULL: the thread's or the program's top */
 	}
 	return 1;
 }
@@ -595,7 +598,7 @@ static int is_crash(_PyInterpreterFrame *f, PyObject *type, int first)
 {
 	int op = _Py_OPCODE(*f->prev_instr);
 	if (op == RAISE_VARARGS || op == RERAISE)
-		return 0;   /* deliberate: raise, assert, re-raise */
+		return 0; /* deliberate: raise, assert, re-raise */
 	return walk(f, first, type, 0);
 }
 
@@ -603,11 +606,11 @@ void agent_crash__init(void)
 {
 	agent_policy__init();
 	if (!g_hasattr) {
-		PyObject *b = PyEval_GetBuiltins();   /* borrowed: the dict */
+		PyObject *b = PyEval_GetBuiltins(); /* borrowed: the dict */
 		if (!b) {
 			PyObject *m = PyImport_ImportModule("builtins");
 			b = m ? PyModule_GetDict(m) : NULL;
-			Py_XDECREF(m);   /* the module (and its dict) live on */
+			Py_XDECREF(m); /* the module (and its dict) live on */
 		}
 		g_hasattr = b ? Py_XNewRef(PyDict_GetItemString(b, "hasattr")) : NULL;
 		g_getattr = b ? Py_XNewRef(PyDict_GetItemString(b, "getattr")) : NULL;
@@ -630,7 +633,7 @@ _PyInterpreterFrame *agent_crash__reraised(_PyInterpreterFrame *f, PyObject *tb,
 {
 	int op = canonical_op(f);
 	if ((op == RAISE_VARARGS || op == RERAISE) && !agent_policy__is_library(f->f_code))
-		return NULL;   /* the application raises it again itself */
+		return NULL; /* the application raises it again itself */
 	PyTracebackObject *o = (PyTracebackObject *)tb;
 	for (int i = 0; o->tb_next && i < 4096; i++)
 		o = o->tb_next;
@@ -639,8 +642,8 @@ _PyInterpreterFrame *agent_crash__reraised(_PyInterpreterFrame *f, PyObject *tb,
 	_PyInterpreterFrame *of = o->tb_frame->f_frame;
 	struct insn in;
 	if (of == f || agent_policy__is_library(of->f_code) || o->tb_lasti < 0 ||
-	    insn_at(of->f_code, (uint32_t)o->tb_lasti / 2, &in) ||
-	    in.op == RAISE_VARARGS || in.op == RERAISE)
+	    insn_at(of->f_code, (uint32_t)o->tb_lasti / 2, &in) || in.op == RAISE_VARARGS ||
+	    in.op == RERAISE)
 		return NULL;
 	int here = frame_catches(f, type);
 	if (here == HANDLED || !walk(f, here, type, 0))

@@ -39,9 +39,9 @@ static void shadow_report(const char *kind, const char *fallback, PyObject *exc)
 	const char *qual = "?", *file = "?", *type = "?", *msg = "";
 	int line = -1;
 	PyObject *q = NULL, *r = NULL;
-	PyFrameObject *f = PyEval_GetFrame();   /* borrowed */
+	PyFrameObject *f = PyEval_GetFrame(); /* borrowed */
 	if (f) {
-		PyCodeObject *code = PyFrame_GetCode(f);   /* new reference */
+		PyCodeObject *code = PyFrame_GetCode(f); /* new reference */
 		line = PyFrame_GetLineNumber(f);
 		q = PyObject_GetAttrString((PyObject *)code, "co_qualname");
 		qual = q ? PyUnicode_AsUTF8(q) : NULL;
@@ -56,9 +56,12 @@ static void shadow_report(const char *kind, const char *fallback, PyObject *exc)
 		msg = r ? PyUnicode_AsUTF8(r) : NULL;
 	}
 	const char *base = file ? strrchr(file, '/') : NULL;
-	fprintf(stderr, "[suture] shadow: %s fallback %s used in %s (%s:%d): %s %s swallowed\n", kind,
-		fallback, qual ? qual : "?", base ? base + 1 : file ? file : "?", line, type,
-		msg ? msg : "");
+	fprintf(stderr, "[suture] shadow: %s fallback %s used in %s (%s:%d): %s %s swallowed\n",
+		kind, fallback, qual ? qual : "?",
+		base   ? base + 1
+		: file ? file
+		       : "?",
+		line, type, msg ? msg : "");
 	fflush(stderr);
 	Py_XDECREF(q);
 	Py_XDECREF(r);
@@ -211,8 +214,10 @@ static PyObject *h_match_none_subscript(PyObject *self, PyObject *const *args, P
 	if (check_exc(args, nargs, "match_none_subscript") < 0)
 		return NULL;
 	PyObject *e = args[0];
-	return verdict(e, raised_here(e) && PyErr_GivenExceptionMatches(e, PyExc_TypeError) &&
-				  message_is(e, NOT_SUBSCRIPTABLE), "subscript_guard");
+	return verdict(e,
+		       raised_here(e) && PyErr_GivenExceptionMatches(e, PyExc_TypeError) &&
+			       message_is(e, NOT_SUBSCRIPTABLE),
+		       "subscript_guard");
 }
 
 static PyObject *h_match_none_call(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
@@ -221,8 +226,10 @@ static PyObject *h_match_none_call(PyObject *self, PyObject *const *args, Py_ssi
 	if (check_exc(args, nargs, "match_none_call") < 0)
 		return NULL;
 	PyObject *e = args[0];
-	return verdict(e, raised_here(e) && PyErr_GivenExceptionMatches(e, PyExc_TypeError) &&
-				  message_is(e, NOT_CALLABLE), "callable_guard");
+	return verdict(e,
+		       raised_here(e) && PyErr_GivenExceptionMatches(e, PyExc_TypeError) &&
+			       message_is(e, NOT_CALLABLE),
+		       "callable_guard");
 }
 
 static PyObject *h_match_chain(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
@@ -231,11 +238,12 @@ static PyObject *h_match_chain(PyObject *self, PyObject *const *args, Py_ssize_t
 	if (check_exc(args, nargs, "match_chain") < 0)
 		return NULL;
 	PyObject *e = args[0];
-	return verdict(e, raised_here(e) &&
-			  (PyErr_GivenExceptionMatches(e, PyExc_KeyError) ||
-			   PyErr_GivenExceptionMatches(e, PyExc_IndexError) ||
-			   (PyErr_GivenExceptionMatches(e, PyExc_TypeError) &&
-			    message_is(e, NOT_SUBSCRIPTABLE))), "chain_subscript_guard");
+	return verdict(e,
+		       raised_here(e) && (PyErr_GivenExceptionMatches(e, PyExc_KeyError) ||
+					  PyErr_GivenExceptionMatches(e, PyExc_IndexError) ||
+					  (PyErr_GivenExceptionMatches(e, PyExc_TypeError) &&
+					   message_is(e, NOT_SUBSCRIPTABLE))),
+		       "chain_subscript_guard");
 }
 
 /* a + b (or a += b); if that raises TypeError and one side is a str, the
@@ -345,24 +353,24 @@ static PyObject *h_open_or_empty(PyObject *self, PyObject *const *args, size_t n
 }
 
 static PyMethodDef helper_defs[] = {
-	{"match_here", (PyCFunction)(void (*)(void))h_match_here, METH_FASTCALL,
-	 "match_here(exc): None if exc was raised by the guarded instruction, else exc"},
-	{"match_none_attr", (PyCFunction)(void (*)(void))h_match_none_attr, METH_FASTCALL,
-	 "match_none_attr(exc): None for an AttributeError on None raised here, else exc"},
-	{"match_none_subscript", (PyCFunction)(void (*)(void))h_match_none_subscript, METH_FASTCALL,
-	 "match_none_subscript(exc): None for subscripting None here, else exc"},
-	{"match_none_call", (PyCFunction)(void (*)(void))h_match_none_call, METH_FASTCALL,
-	 "match_none_call(exc): None for calling None here, else exc"},
-	{"match_chain", (PyCFunction)(void (*)(void))h_match_chain, METH_FASTCALL,
-	 "match_chain(exc): None for a missing/None link raised here, else exc"},
-	{"str_coerce", (PyCFunction)(void (*)(void))h_str_coerce, METH_FASTCALL,
-	 "str_coerce(a, b): a + b, or str(a) + str(b) if that fails on a str"},
-	{"str_coerce_inplace", (PyCFunction)(void (*)(void))h_str_coerce_inplace, METH_FASTCALL,
-	 "str_coerce_inplace(a, b): a += b, or str(a) + str(b) if that fails on a str"},
-	{"open_or_empty", (PyCFunction)(void (*)(void))h_open_or_empty,
-	 METH_FASTCALL | METH_KEYWORDS,
-	 "open_or_empty(opener, *args, **kw): opener(...), or an empty in-memory file"},
-	{NULL, NULL, 0, NULL},
+	{ "match_here", (PyCFunction)(void (*)(void))h_match_here, METH_FASTCALL,
+	  "match_here(exc): None if exc was raised by the guarded instruction, else exc" },
+	{ "match_none_attr", (PyCFunction)(void (*)(void))h_match_none_attr, METH_FASTCALL,
+	  "match_none_attr(exc): None for an AttributeError on None raised here, else exc" },
+	{ "match_none_subscript", (PyCFunction)(void (*)(void))h_match_none_subscript,
+	  METH_FASTCALL, "match_none_subscript(exc): None for subscripting None here, else exc" },
+	{ "match_none_call", (PyCFunction)(void (*)(void))h_match_none_call, METH_FASTCALL,
+	  "match_none_call(exc): None for calling None here, else exc" },
+	{ "match_chain", (PyCFunction)(void (*)(void))h_match_chain, METH_FASTCALL,
+	  "match_chain(exc): None for a missing/None link raised here, else exc" },
+	{ "str_coerce", (PyCFunction)(void (*)(void))h_str_coerce, METH_FASTCALL,
+	  "str_coerce(a, b): a + b, or str(a) + str(b) if that fails on a str" },
+	{ "str_coerce_inplace", (PyCFunction)(void (*)(void))h_str_coerce_inplace, METH_FASTCALL,
+	  "str_coerce_inplace(a, b): a += b, or str(a) + str(b) if that fails on a str" },
+	{ "open_or_empty", (PyCFunction)(void (*)(void))h_open_or_empty,
+	  METH_FASTCALL | METH_KEYWORDS,
+	  "open_or_empty(opener, *args, **kw): opener(...), or an empty in-memory file" },
+	{ NULL, NULL, 0, NULL },
 };
 
 PyObject *suture_helpers__get(const char *name)
@@ -375,9 +383,15 @@ PyObject *suture_helpers__get(const char *name)
 }
 
 static struct PyModuleDef helpers_module = {
-	PyModuleDef_HEAD_INIT, "_suture_helpers",
+	PyModuleDef_HEAD_INIT,
+	"_suture_helpers",
 	"suture's runtime helpers for guards (tests load libsuture_agent.so as this module)",
-	-1, helper_defs, NULL, NULL, NULL, NULL,
+	-1,
+	helper_defs,
+	NULL,
+	NULL,
+	NULL,
+	NULL,
 };
 
 PyMODINIT_FUNC PyInit__suture_helpers(void)

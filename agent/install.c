@@ -35,8 +35,8 @@
 
 /* Every code object reachable from live functions, each once. */
 struct codes {
-	PyObject *list;   /* codes, strong references */
-	PyObject *seen;   /* set of addresses (ints): code equality is by value */
+	PyObject *list; /* codes, strong references */
+	PyObject *seen; /* set of addresses (ints): code equality is by value */
 };
 
 static int codes__add(struct codes *c, PyObject *code)
@@ -60,8 +60,7 @@ static int codes__add(struct codes *c, PyObject *code)
 }
 
 /* Appended constants, depth first: a TUPLE item is followed by its items. */
-static PyObject *build_const(struct wire_const_iter *it, PyObject *builtins, char *err,
-			     size_t cap)
+static PyObject *build_const(struct wire_const_iter *it, PyObject *builtins, char *err, size_t cap)
 {
 	struct wire_const c;
 	int rc = wire_const_iter__next(it, &c);
@@ -70,12 +69,18 @@ static PyObject *build_const(struct wire_const_iter *it, PyObject *builtins, cha
 		return NULL;
 	}
 	switch (c.kind) {
-	case WIRE_CONST_NONE: Py_RETURN_NONE;
-	case WIRE_CONST_TRUE: Py_RETURN_TRUE;
-	case WIRE_CONST_FALSE: Py_RETURN_FALSE;
-	case WIRE_CONST_ELLIPSIS: return Py_NewRef(Py_Ellipsis);
-	case WIRE_CONST_INT: return PyLong_FromLongLong(c.i);
-	case WIRE_CONST_FLOAT: return PyFloat_FromDouble(c.f);
+	case WIRE_CONST_NONE:
+		Py_RETURN_NONE;
+	case WIRE_CONST_TRUE:
+		Py_RETURN_TRUE;
+	case WIRE_CONST_FALSE:
+		Py_RETURN_FALSE;
+	case WIRE_CONST_ELLIPSIS:
+		return Py_NewRef(Py_Ellipsis);
+	case WIRE_CONST_INT:
+		return PyLong_FromLongLong(c.i);
+	case WIRE_CONST_FLOAT:
+		return PyFloat_FromDouble(c.f);
 	case WIRE_CONST_STR:
 		return PyUnicode_DecodeUTF8((const char *)c.data, (Py_ssize_t)c.len, "strict");
 	case WIRE_CONST_BYTES:
@@ -83,7 +88,7 @@ static PyObject *build_const(struct wire_const_iter *it, PyObject *builtins, cha
 	case WIRE_CONST_BUILTIN:
 	case WIRE_CONST_HELPER: {
 		char name[65];
-		memcpy(name, c.data, c.len);   /* len <= 64, checked by the decoder */
+		memcpy(name, c.data, c.len); /* len <= 64, checked by the decoder */
 		name[c.len] = 0;
 		PyObject *o;
 		if (c.kind == WIRE_CONST_HELPER) {
@@ -130,7 +135,7 @@ static int set_new(PyObject *kw, const char *key, PyObject *value)
 }
 
 PyObject *agent_install__build_code(PyCodeObject *old, const struct wire_patch *p, char *err,
-				     size_t cap)
+				    size_t cap)
 {
 	PyObject *builtins = NULL, *consts = NULL, *names = NULL, *kw = NULL, *args = NULL;
 	PyObject *replace = NULL, *newc = NULL, *o;
@@ -164,12 +169,14 @@ PyObject *agent_install__build_code(PyCodeObject *old, const struct wire_patch *
 	}
 	if (!(kw = PyDict_New()) || !(args = PyTuple_New(0)))
 		goto out;
-	if (set_new(kw, "co_code", PyBytes_FromStringAndSize((const char *)p->code,
-							     (Py_ssize_t)p->code_len)) ||
-	    set_new(kw, "co_exceptiontable", PyBytes_FromStringAndSize((const char *)p->exctable,
-									(Py_ssize_t)p->exctable_len)) ||
-	    set_new(kw, "co_linetable", PyBytes_FromStringAndSize((const char *)p->linetable,
-								   (Py_ssize_t)p->linetable_len)) ||
+	if (set_new(kw, "co_code",
+		    PyBytes_FromStringAndSize((const char *)p->code, (Py_ssize_t)p->code_len)) ||
+	    set_new(kw, "co_exceptiontable",
+		    PyBytes_FromStringAndSize((const char *)p->exctable,
+					      (Py_ssize_t)p->exctable_len)) ||
+	    set_new(kw, "co_linetable",
+		    PyBytes_FromStringAndSize((const char *)p->linetable,
+					      (Py_ssize_t)p->linetable_len)) ||
 	    set_new(kw, "co_stacksize", PyLong_FromUnsignedLong(p->stacksize)) ||
 	    set_new(kw, "co_consts", concat(old->co_consts, consts)) ||
 	    set_new(kw, "co_names", concat(old->co_names, names)))
@@ -228,8 +235,9 @@ static int install_everywhere(PyObject *old, PyObject *newc, PyObject *funcs, st
 			continue;
 		if (PyObject_SetAttrString(f, "__code__", newc)) {
 			PyErr_Clear();
-			snprintf(res->message, sizeof res->message,
-				 "agent: the function refused the new code (free variables differ?)");
+			snprintf(
+				res->message, sizeof res->message,
+				"agent: the function refused the new code (free variables differ?)");
 			return -EINVAL;
 		}
 		res->nfunctions++;
@@ -268,7 +276,8 @@ static int install_everywhere(PyObject *old, PyObject *newc, PyObject *funcs, st
 		}
 		res->nparents++;
 		agent__log("patch: enclosing code %s replaced", utf8_or(parent->co_qualname));
-		int rc = install_everywhere((PyObject *)parent, np, funcs, all, res, pairs, depth + 1);
+		int rc = install_everywhere((PyObject *)parent, np, funcs, all, res, pairs,
+					    depth + 1);
 		Py_DECREF(np);
 		if (rc)
 			return rc;
@@ -294,7 +303,8 @@ static int swap_frames(PyObject *pairs, struct wire_patch_result *res)
 	PyInterpreterState *interp = PyInterpreterState_Main();
 	if (!g_retired && !(g_retired = PyList_New(0)))
 		return -ENOMEM;
-	for (PyThreadState *ts = PyInterpreterState_ThreadHead(interp); ts; ts = PyThreadState_Next(ts)) {
+	for (PyThreadState *ts = PyInterpreterState_ThreadHead(interp); ts;
+	     ts = PyThreadState_Next(ts)) {
 		if (!ts->cframe)
 			continue;
 		_PyInterpreterFrame *callee = ts->cframe->current_frame;
@@ -322,7 +332,7 @@ static int swap_frames(PyObject *pairs, struct wire_patch_result *res)
 					return -ENOMEM;
 				f->f_code = (PyCodeObject *)Py_NewRef((PyObject *)nc);
 				f->prev_instr = _PyCode_CODE(nc) + at;
-				Py_DECREF(old);   /* the frame's reference; g_retired keeps it */
+				Py_DECREF(old); /* the frame's reference; g_retired keeps it */
 				res->nframes++;
 				break;
 			}
@@ -342,7 +352,8 @@ static int collect(PyObject **funcs, struct codes *all)
 	int rc = -ENOMEM;
 	if (!(gc = PyImport_ImportModule("gc")) ||
 	    !(objs = PyObject_CallMethod(gc, "get_objects", NULL)) || !PyList_Check(objs) ||
-	    !(*funcs = PyList_New(0)) || !(all->list = PyList_New(0)) || !(all->seen = PySet_New(NULL)))
+	    !(*funcs = PyList_New(0)) || !(all->list = PyList_New(0)) ||
+	    !(all->seen = PySet_New(NULL)))
 		goto out;
 	for (Py_ssize_t i = 0; i < PyList_GET_SIZE(objs); i++) {
 		PyObject *o = PyList_GET_ITEM(objs, i);
@@ -380,7 +391,8 @@ int agent_install__patch(const struct wire_patch *p, struct wire_patch_result *r
 			 (unsigned long long)p->code_addr);
 		goto out;
 	}
-	if (!(newc = agent_install__build_code((PyCodeObject *)old, p, res->message, sizeof res->message))) {
+	if (!(newc = agent_install__build_code((PyCodeObject *)old, p, res->message,
+					       sizeof res->message))) {
 		rc = -EINVAL;
 		goto out;
 	}
@@ -390,9 +402,10 @@ int agent_install__patch(const struct wire_patch *p, struct wire_patch_result *r
 	if (rc == 0)
 		registry__record(p, pairs, res);
 	if (rc == 0)
-		snprintf(res->message, sizeof res->message,
-			 "installed on %u function(s), %u enclosing code object(s), %u suspended frame(s)",
-			 res->nfunctions, res->nparents, res->nframes);
+		snprintf(
+			res->message, sizeof res->message,
+			"installed on %u function(s), %u enclosing code object(s), %u suspended frame(s)",
+			res->nfunctions, res->nparents, res->nframes);
 out:
 	if (rc == -ENOMEM && !res->message[0])
 		snprintf(res->message, sizeof res->message, "agent: out of memory walking objects");
@@ -462,7 +475,7 @@ static void registry__record(const struct wire_patch *p, PyObject *pairs,
 			return;
 		}
 	}
-	PyObject *first = PyList_GET_ITEM(pairs, 0);   /* (original, patched) */
+	PyObject *first = PyList_GET_ITEM(pairs, 0); /* (original, patched) */
 	pthread_mutex_lock(&g_reg_lock);
 	struct live_entry *e = &g_live[g_nlive];
 	memset(e, 0, sizeof *e);
@@ -593,8 +606,8 @@ static int rollback_one(struct live_entry *e, struct wire_rollback_result *res)
 	res->nframes += pr.nframes;
 	if (rc && pr.message[0])
 		snprintf(res->message, sizeof res->message, "%s", pr.message);
-	agent__log("rollback: %s: %u function(s), %u enclosing, %u frame(s): %d",
-		   e->meta.name, pr.nfunctions, pr.nparents, pr.nframes, rc);
+	agent__log("rollback: %s: %u function(s), %u enclosing, %u frame(s): %d", e->meta.name,
+		   pr.nfunctions, pr.nparents, pr.nframes, rc);
 out:
 	PyErr_Clear();
 	Py_XDECREF(funcs);
@@ -630,10 +643,12 @@ int agent_install__rollback(const struct wire_rollback *m, struct wire_rollback_
 		for (size_t k = i + 1; k < g_nlive; k++) {
 			if (rollback_selects(m, &g_live[k]) || g_live[k].orig != g_live[i].patched)
 				continue;
-			snprintf(res->message, sizeof res->message,
-				 "agent: patch '%.90s' was installed on top of '%.90s': roll it back "
-				 "first (or all)", g_live[k].meta.name[0] ? g_live[k].meta.name :
-				 "(unnamed)", g_live[i].meta.name);
+			snprintf(
+				res->message, sizeof res->message,
+				"agent: patch '%.90s' was installed on top of '%.90s': roll it back "
+				"first (or all)",
+				g_live[k].meta.name[0] ? g_live[k].meta.name : "(unnamed)",
+				g_live[i].meta.name);
 			return -EBUSY;
 		}
 	}
@@ -737,7 +752,8 @@ int agent_install__hits(struct wire_buf *b, const struct timespec *deadline)
 {
 	size_t at;
 	uint32_t n = 0;
-	if (deadline ? pthread_mutex_timedlock(&g_reg_lock, deadline) : pthread_mutex_lock(&g_reg_lock))
+	if (deadline ? pthread_mutex_timedlock(&g_reg_lock, deadline)
+		     : pthread_mutex_lock(&g_reg_lock))
 		return -ETIMEDOUT;
 	__atomic_store_n(&g_hits_dirty, 0, __ATOMIC_RELEASE);
 	for (size_t i = 0; i < g_nlive; i++)

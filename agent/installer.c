@@ -51,7 +51,8 @@ void agent_installer__record(uint32_t mode, const char *detail)
 static bool install_claim(bool wait)
 {
 	pthread_mutex_lock(&agent_g.lock);
-	bool mine = agent_g.running && !agent_g.stopping && !agent_g.installed && !agent_g.installing;
+	bool mine = agent_g.running && !agent_g.stopping && !agent_g.installed &&
+		    !agent_g.installing;
 	if (mine)
 		agent_g.installing = true;
 	while (!mine && wait && agent_g.installing)
@@ -121,11 +122,12 @@ static void *installer_main(void *arg)
 			install_claimed();
 		PyGILState_Release(st);
 		if (!mine)
-			install_wait();   /* the main thread's (pending call, boot hook) */
+			install_wait(); /* the main thread's (pending call, boot hook) */
 	} else {
 		pthread_mutex_lock(&agent_g.lock);
 		if (!agent_g.installed && !agent_g.installing)
-			snprintf(agent_g.detail, sizeof agent_g.detail, "interpreter finalizing or not initialized");
+			snprintf(agent_g.detail, sizeof agent_g.detail,
+				 "interpreter finalizing or not initialized");
 		pthread_mutex_unlock(&agent_g.lock);
 		agent__log("watcher: interpreter finalizing or not initialized");
 	}
@@ -150,14 +152,14 @@ void agent_installer__install(unsigned timeout_ms)
 	}
 	pthread_mutex_init(&in->lock, NULL);
 	pthread_cond_init(&in->cond, NULL);
-	Py_AddPendingCall(install_pending, NULL);   /* a full queue: the installer alone */
+	Py_AddPendingCall(install_pending, NULL); /* a full queue: the installer alone */
 	if (pthread_create(&t, NULL, installer_main, in)) {
 		free(in);
 		agent_installer__record(WIRE_WATCH_NONE, "cannot start the installer thread");
 		return;
 	}
 	pthread_detach(t);
-	agent__deadline(CLOCK_REALTIME, timeout_ms, &dl);   /* in->cond: the default clock */
+	agent__deadline(CLOCK_REALTIME, timeout_ms, &dl); /* in->cond: the default clock */
 	pthread_mutex_lock(&in->lock);
 	while (!in->done)
 		if (pthread_cond_timedwait(&in->cond, &in->lock, &dl) == ETIMEDOUT)
@@ -173,7 +175,8 @@ void agent_installer__install(unsigned timeout_ms)
 		 * then WELCOME says why there is no watcher. */
 		pthread_mutex_lock(&agent_g.lock);
 		if (!agent_g.installed)
-			snprintf(agent_g.detail, sizeof agent_g.detail, "the GIL was not released in time; "
+			snprintf(agent_g.detail, sizeof agent_g.detail,
+				 "the GIL was not released in time; "
 				 "the watcher will be installed when it is");
 		pthread_mutex_unlock(&agent_g.lock);
 	}

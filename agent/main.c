@@ -33,7 +33,9 @@ struct agent_stats agent_stats;
 
 struct agent_state agent_g = {
 	.lock = PTHREAD_MUTEX_INITIALIZER,
-	.listen_fd = -1, .client_fd = -1, .lock_fd = -1,
+	.listen_fd = -1,
+	.client_fd = -1,
+	.lock_fd = -1,
 };
 
 /* The agent thread (joinable), until the next start joins it. */
@@ -76,8 +78,8 @@ void agent__log(const char *fmt, ...)
 	va_end(ap);
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	/* Monotonic milliseconds: comparable with the debugger's own clock. */
-	fprintf(stderr, "suture-agent[%d] %.3f: %s\n", (int)getpid(), ts.tv_sec * 1e3 + ts.tv_nsec / 1e6,
-		line);
+	fprintf(stderr, "suture-agent[%d] %.3f: %s\n", (int)getpid(),
+		ts.tv_sec * 1e3 + ts.tv_nsec / 1e6, line);
 }
 
 void agent__deadline(clockid_t clock, unsigned ms, struct timespec *ts)
@@ -116,7 +118,7 @@ static void *agent_main(void *arg)
 out:
 	pthread_mutex_lock(&agent_g.lock);
 	agent_g.running = false;
-	pthread_cond_broadcast(&agent_g.cond);   /* a restart waiting for us to end */
+	pthread_cond_broadcast(&agent_g.cond); /* a restart waiting for us to end */
 	pthread_mutex_unlock(&agent_g.lock);
 	return NULL;
 }
@@ -189,7 +191,7 @@ static void atfork_child(void)
 	agent_watch__disable();
 	agent_g.ready = false;
 	agent_g.running = false;
-	g_thread_live = false;   /* the parent's thread: not ours to join */
+	g_thread_live = false; /* the parent's thread: not ours to join */
 	agent_g.parked = NULL;
 	if (agent_g.client_fd >= 0)
 		close(agent_g.client_fd);
@@ -199,7 +201,7 @@ static void atfork_child(void)
 		close(agent_g.lock_fd);
 	agent_g.client_fd = agent_g.listen_fd = agent_g.lock_fd = -1;
 	if (g_ready_fd >= 0)
-		close(g_ready_fd);   /* the parent's agent answers for itself */
+		close(g_ready_fd); /* the parent's agent answers for itself */
 	g_ready_fd = -1;
 	pthread_mutex_init(&agent_g.lock, NULL);
 }
@@ -214,8 +216,10 @@ static void at_exit(void)
 		struct timespec dl;
 		agent__deadline(CLOCK_REALTIME, 1000, &dl);
 		agent_server__send_hits(&dl);
-		agent__log("hits: the last firings at exit%s", agent_install__hits_pending() ?
-			   " (not sent: no debugger asked for them, or a lock was held)" : "");
+		agent__log("hits: the last firings at exit%s",
+			   agent_install__hits_pending()
+				   ? " (not sent: no debugger asked for them, or a lock was held)"
+				   : "");
 	}
 	if (agent_g.listen_fd >= 0 && agent_g.sock_path[0])
 		unlink(agent_g.sock_path);

@@ -82,7 +82,7 @@ enum agent_verdict agent_channel__park(struct wire_crash *crash, struct wire_res
 	me.id = crash->event_id = ++agent_g.next_event;
 	if (wire_msg__encode_crash(&b, crash) || agent_server__send_locked(&b)) {
 		if (agent_g.client_fd >= 0)
-			shutdown(agent_g.client_fd, SHUT_RDWR);   /* the agent thread closes it */
+			shutdown(agent_g.client_fd, SHUT_RDWR); /* the agent thread closes it */
 		pthread_mutex_unlock(&agent_g.lock);
 		wire_buf__free(&b);
 		return AGENT_VERDICT_NO_DEBUGGER;

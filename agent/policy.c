@@ -3,7 +3,7 @@
  * crash"). GIL held throughout; no program code is run. */
 #include "agent/policy.h"
 
-#include "internal/pycore_code.h"   /* _PyLocals_GetKind */
+#include "internal/pycore_code.h" /* _PyLocals_GetKind */
 
 #include <pthread.h>
 #include <stdlib.h>
@@ -11,8 +11,8 @@
 
 #define MAX_DEPTH 8
 
-static PyObject *g_stdlib_prefix;   /* ".../lib/python3.11/", with its slash */
-static PyObject *g_app_paths;       /* list of str: SUTURE_APP_PATH, then HELLO's */
+static PyObject *g_stdlib_prefix; /* ".../lib/python3.11/", with its slash */
+static PyObject *g_app_paths;     /* list of str: SUTURE_APP_PATH, then HELLO's */
 
 /* Paths a debugger offered (HELLO, on the server thread, no GIL): taken
  * into g_app_paths by the watcher, with the GIL, when the generation
@@ -134,7 +134,8 @@ void agent_policy__init(void)
 		add_app_paths(getenv("SUTURE_APP_PATH"));
 	}
 	agent__log("library code: %s, site-packages, dist-packages; application paths: %s",
-		   g_stdlib_prefix ? PyUnicode_AsUTF8(g_stdlib_prefix) : "(standard library not found)",
+		   g_stdlib_prefix ? PyUnicode_AsUTF8(g_stdlib_prefix)
+				   : "(standard library not found)",
 		   getenv("SUTURE_APP_PATH") ? getenv("SUTURE_APP_PATH") : "(none)");
 	PyErr_Clear();
 }
@@ -203,7 +204,9 @@ static PyObject *local_named(_PyInterpreterFrame *f, const char *name)
 		if (PyUnicode_CompareWithASCIIString(PyTuple_GET_ITEM(names, i), name) != 0)
 			continue;
 		PyObject *v = f->localsplus[i];
-		if (v && (_PyLocals_GetKind(co->co_localspluskinds, i) & (CO_FAST_CELL | CO_FAST_FREE)) &&
+		if (v &&
+		    (_PyLocals_GetKind(co->co_localspluskinds, i) &
+		     (CO_FAST_CELL | CO_FAST_FREE)) &&
 		    PyCell_Check(v))
 			v = PyCell_GET(v);
 		return v;
@@ -268,7 +271,8 @@ static PyObject *attr_c(PyObject *obj, const char *name)
 {
 	PyObject *key = PyUnicode_InternFromString(name), *v = NULL;
 	PyObject *descr = key ? _PyType_Lookup(Py_TYPE(obj), key) : NULL;
-	if (descr && (Py_TYPE(descr) == &PyGetSetDescr_Type || Py_TYPE(descr) == &PyMemberDescr_Type))
+	if (descr &&
+	    (Py_TYPE(descr) == &PyGetSetDescr_Type || Py_TYPE(descr) == &PyMemberDescr_Type))
 		v = Py_TYPE(descr)->tp_descr_get(descr, obj, (PyObject *)Py_TYPE(obj));
 	Py_XDECREF(key);
 	PyErr_Clear();
@@ -286,7 +290,7 @@ static int mro_in(PyObject *map, PyObject *type)
 	for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(mro); i++) {
 		PyObject *cls = PyTuple_GET_ITEM(mro, i);
 		if (Py_TYPE(cls) != &PyType_Type)
-			return 0;   /* a metaclass could run code on __eq__ */
+			return 0; /* a metaclass could run code on __eq__ */
 		if (PyDict_GetItemWithError(map, cls))
 			return 1;
 		PyErr_Clear();
@@ -304,7 +308,8 @@ static _PyInterpreterFrame *suspended_frame(PyObject *g)
 	if (!(PyGen_CheckExact(g) || PyCoro_CheckExact(g) || PyAsyncGen_CheckExact(g)))
 		return NULL;
 	PyGenObject *gen = (PyGenObject *)g;
-	return gen->gi_frame_state == FRAME_SUSPENDED ? (_PyInterpreterFrame *)gen->gi_iframe : NULL;
+	return gen->gi_frame_state == FRAME_SUSPENDED ? (_PyInterpreterFrame *)gen->gi_iframe
+						      : NULL;
 }
 
 int agent_policy__exit_may_suppress(PyObject *exit_fn, PyObject *type, int library)
@@ -368,7 +373,9 @@ static int flask_registered(_PyInterpreterFrame *f, PyObject *type)
 		Py_ssize_t pos = 0;
 		PyObject *k, *scope;
 		while (!r && PyDict_Next(spec, &pos, &k, &scope)) {
-			PyObject *map = PyDict_Check(scope) ? PyDict_GetItemWithError(scope, Py_None) : NULL;
+			PyObject *map = PyDict_Check(scope)
+						? PyDict_GetItemWithError(scope, Py_None)
+						: NULL;
 			r = map && mro_in(map, type);
 		}
 	}
@@ -485,12 +492,12 @@ static int callback_consumer(PyObject *cb, PyObject *type, int depth)
 		PyObject *rex = closure_named(cb, "return_exceptions");
 		PyObject *outer = closure_named(cb, "outer");
 		if (!rex || rex != Py_False)
-			return 0;   /* return_exceptions=True: a result, not an error */
+			return 0; /* return_exceptions=True: a result, not an error */
 		return outer ? future_consumers(outer, type, depth + 1) : 0;
 	}
 	if (code_is(co, "/asyncio/base_events.py", "_run_until_complete_cb"))
 		return loop_caller(type, depth);
-	return 0;   /* a consumer we cannot judge: leave it alone */
+	return 0; /* a consumer we cannot judge: leave it alone */
 }
 
 /* The consumers of an asyncio future: its done-callbacks. None yet: the
@@ -572,7 +579,8 @@ static int futures_workitem(_PyInterpreterFrame *f, _PyInterpreterFrame *above, 
 					   "Executor.map.<locals>.result_iterator")) {
 				PyObject *fs = local_named(c, "fs");
 				if (fs && PyList_Check(fs))
-					for (Py_ssize_t i = 0; i < PyList_GET_SIZE(fs) && !found; i++)
+					for (Py_ssize_t i = 0; i < PyList_GET_SIZE(fs) && !found;
+					     i++)
 						found = PyList_GET_ITEM(fs, i) == fut;
 			}
 			if (found)

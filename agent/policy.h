@@ -25,10 +25,10 @@
 
 /* Frame verdicts (watch.c's frame_catches). */
 enum agent_catch {
-	AGENT_NO_HANDLER = 0,  /* nothing in this frame may catch it */
-	AGENT_HANDLED = 1,     /* a handler here may catch it */
-	AGENT_THREAD_TOP = 2,  /* threading's catch-all: the thread dies of it */
-	AGENT_BOUNDARY = 3,    /* a broad library handler: a unit of work ends */
+	AGENT_NO_HANDLER = 0, /* nothing in this frame may catch it */
+	AGENT_HANDLED = 1,    /* a handler here may catch it */
+	AGENT_THREAD_TOP = 2, /* threading's catch-all: the thread dies of it */
+	AGENT_BOUNDARY = 3,   /* a broad library handler: a unit of work ends */
 };
 
 /* Reads the standard library's directory and SUTURE_APP_PATH once. */

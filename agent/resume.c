@@ -46,7 +46,7 @@
 #include "agent/agent-py.h"
 #include "rewrite/rewrite.h"
 #include "opcode.h"
-#include "internal/pycore_opcode.h"   /* _PyOpcode_Deopt/_PyOpcode_Caches (defined in crash.c) */
+#include "internal/pycore_opcode.h" /* _PyOpcode_Deopt/_PyOpcode_Caches (defined in crash.c) */
 
 #include <errno.h>
 #include <stdio.h>
@@ -105,13 +105,13 @@ static void scrub(PyObject *consts, struct span v)
  * innermost level is the first of its own in the list. */
 struct level {
 	PyThreadState *ts;
-	_PyInterpreterFrame *f;     /* the frame parked in the watcher, running K */
-	PyFunctionObject *fn;       /* the real function (alive: f or an outer level holds it) */
-	PyObject *kfunc;            /* K's function (alive during the call) */
-	PyCodeObject *patched;      /* the code K was built from (strong) */
-	uint32_t shift;             /* K's prologue, in units */
-	struct span values;         /* K's constants that only its prologue loads */
-	PyObject *token, *value;    /* set by a resume of K's own frame (strong) */
+	_PyInterpreterFrame *f;  /* the frame parked in the watcher, running K */
+	PyFunctionObject *fn;    /* the real function (alive: f or an outer level holds it) */
+	PyObject *kfunc;         /* K's function (alive during the call) */
+	PyCodeObject *patched;   /* the code K was built from (strong) */
+	uint32_t shift;          /* K's prologue, in units */
+	struct span values;      /* K's constants that only its prologue loads */
+	PyObject *token, *value; /* set by a resume of K's own frame (strong) */
 	struct level *next;
 };
 static struct level *g_levels;
@@ -155,7 +155,7 @@ int agent_resume__site(_PyInterpreterFrame *f, PyCodeObject **code, uint32_t *un
 	if (!l)
 		return 0;
 	if (*unit < l->shift)
-		return -1;   /* the prologue raises nothing: not a site of the function */
+		return -1; /* the prologue raises nothing: not a site of the function */
 	*code = l->patched;
 	*unit -= l->shift;
 	return 1;
@@ -165,7 +165,8 @@ int agent_resume__skips(_PyInterpreterFrame *fr, _PyInterpreterFrame *below)
 {
 	PyThreadState *ts = PyThreadState_Get();
 	for (struct level *l = g_levels; l; l = l->next)
-		if (l->ts == ts && fr->f_func && (PyObject *)fr->f_func == l->kfunc && l->f == below)
+		if (l->ts == ts && fr->f_func && (PyObject *)fr->f_func == l->kfunc &&
+		    l->f == below)
 			return 1;
 	return 0;
 }
@@ -178,7 +179,7 @@ int agent_resume__skips(_PyInterpreterFrame *fr, _PyInterpreterFrame *below)
 struct bytes {
 	uint8_t *p;
 	size_t len, cap;
-	int err;   /* the first failure; every later write is dropped */
+	int err; /* the first failure; every later write is dropped */
 };
 
 /* Room for n more bytes at b->p + b->len, or NULL (b->err set). */
@@ -271,8 +272,8 @@ static void put_location(struct bytes *b, const struct rewrite_loc *loc, size_t 
 		uint32_t n = units > 8 ? 8 : (uint32_t)units;
 		uint8_t *p = reserve(b, REWRITE_LINETABLE_ENTRY_MAX);
 		if (p)
-			wrote(b, rewrite_linetable__put_entry(p, REWRITE_LINETABLE_ENTRY_MAX, loc, n,
-								prev));
+			wrote(b, rewrite_linetable__put_entry(p, REWRITE_LINETABLE_ENTRY_MAX, loc,
+							      n, prev));
 		units -= n;
 	}
 }
@@ -356,11 +357,11 @@ static void switch_frame(_PyInterpreterFrame *f, PyCodeObject *nc)
 /* The one-shot decider                                                 */
 
 struct decider {
-	PyObject *token;   /* the exception F propagates */
-	PyObject *value;   /* K's result */
+	PyObject *token; /* the exception F propagates */
+	PyObject *value; /* K's result */
 	int used;
-	uint32_t block;    /* the unit its block starts at in the caller's code */
-	PyObject *orig;    /* the caller's code the copy holding it was made from
+	uint32_t block; /* the unit its block starts at in the caller's code */
+	PyObject *orig; /* the caller's code the copy holding it was made from
 			    * (the function's, never a copy: a crash of the caller
 			    * later is reported against it) */
 };
@@ -504,15 +505,21 @@ static PyObject *build_k(_PyInterpreterFrame *f, PyCodeObject *patched, uint32_t
 	if (code.err || table.err || lines.err)
 		goto out;
 	{
-		static const char *const keys[] = { "co_code", "co_exceptiontable", "co_linetable",
-						    "co_consts", "co_argcount", "co_posonlyargcount",
-						    "co_kwonlyargcount", "co_flags", "co_stacksize" };
+		static const char *const keys[] = { "co_code",           "co_exceptiontable",
+						    "co_linetable",      "co_consts",
+						    "co_argcount",       "co_posonlyargcount",
+						    "co_kwonlyargcount", "co_flags",
+						    "co_stacksize" };
 		int stack = patched->co_stacksize > (int)base_depth ? patched->co_stacksize
-								     : (int)base_depth;
+								    : (int)base_depth;
 		PyObject *vals[9] = {
-			bytes_obj(&code), bytes_obj(&table), bytes_obj(&lines),
-			concat_tuple(patched->co_consts, values), PyLong_FromLong(0),
-			PyLong_FromLong(0), PyLong_FromLong(0),
+			bytes_obj(&code),
+			bytes_obj(&table),
+			bytes_obj(&lines),
+			concat_tuple(patched->co_consts, values),
+			PyLong_FromLong(0),
+			PyLong_FromLong(0),
+			PyLong_FromLong(0),
 			PyLong_FromLong(patched->co_flags & ~(CO_VARARGS | CO_VARKEYWORDS)),
 			PyLong_FromLong(stack),
 		};
@@ -549,7 +556,7 @@ static PyObject *build_caller(PyCodeObject *c, uint32_t call, uint32_t call_end,
 	put_bytes(&code, PyBytes_AS_STRING(co_code), (size_t)PyBytes_GET_SIZE(co_code));
 	uint32_t block = (uint32_t)(code.len / 2);
 	emit(&code, LOAD_CONST, (uint32_t)PyTuple_GET_SIZE(c->co_consts));
-	emit(&code, SWAP, 2);                    /* [decider, exc]: a method call */
+	emit(&code, SWAP, 2); /* [decider, exc]: a method call */
 	emit(&code, PRECALL, 0);
 	emit(&code, CALL, 0);
 	/* Back to after the CALL; the arg counts from the jump's own end, so
@@ -602,9 +609,11 @@ static PyObject *build_caller(PyCodeObject *c, uint32_t call, uint32_t call_end,
 		out[m++] = mine;
 	/* A re-raise from the block still reaches the program's own handler. */
 	if (covered)
-		out[m++] = (struct rewrite_exc){ block, block_end, cover.target, cover.depth, cover.lasti };
+		out[m++] = (struct rewrite_exc){ block, block_end, cover.target, cover.depth,
+						 cover.lasti };
 	encode_entries(&table, out, m);
-	put_bytes(&lines, PyBytes_AS_STRING(c->co_linetable), (size_t)PyBytes_GET_SIZE(c->co_linetable));
+	put_bytes(&lines, PyBytes_AS_STRING(c->co_linetable),
+		  (size_t)PyBytes_GET_SIZE(c->co_linetable));
 	put_location_of(&lines, c, (int)call * 2, block_end - block);
 	if (code.err || table.err || lines.err)
 		goto done;
@@ -617,7 +626,8 @@ static PyObject *build_caller(PyCodeObject *c, uint32_t call, uint32_t call_end,
 		 * prologue ran) and must not keep them. */
 		if (consts)
 			scrub(consts, values);
-		PyObject *vals[4] = { bytes_obj(&code), bytes_obj(&table), bytes_obj(&lines), consts };
+		PyObject *vals[4] = { bytes_obj(&code), bytes_obj(&table), bytes_obj(&lines),
+				      consts };
 		Py_XDECREF(one);
 		r = replace((PyObject *)c, keys, vals, 4);
 	}
@@ -652,7 +662,7 @@ int agent_resume__run(_PyInterpreterFrame *f, PyObject **pexc, PyObject **pval, 
 	 * function is that level's, and K's C caller takes the result. */
 	struct level *up = level_of_frame(f);
 	PyFunctionObject *fn = up ? up->fn : f->f_func;
-	PyCodeObject *seen = up ? up->patched : co;   /* the code the crash was reported in */
+	PyCodeObject *seen = up ? up->patched : co; /* the code the crash was reported in */
 	PyCodeObject *patched = fn ? (PyCodeObject *)fn->func_code : NULL;
 	_PyInterpreterFrame *c = f->previous;
 	PyObject *k = NULL, *kfunc = NULL, *result = NULL, *flat = NULL, *decider = NULL;
@@ -666,7 +676,8 @@ int agent_resume__run(_PyInterpreterFrame *f, PyObject **pexc, PyObject **pval, 
 	int rc = -EINVAL, nest = agent_resume__depth(ts);
 
 	msg[0] = 0;
-	if (co->co_flags & (CO_GENERATOR | CO_COROUTINE | CO_ASYNC_GENERATOR | CO_ITERABLE_COROUTINE)) {
+	if (co->co_flags &
+	    (CO_GENERATOR | CO_COROUTINE | CO_ASYNC_GENERATOR | CO_ITERABLE_COROUTINE)) {
 		snprintf(msg, cap, "generator or coroutine frame: later calls are healed");
 		return -ENOTSUP;
 	}
@@ -676,20 +687,24 @@ int agent_resume__run(_PyInterpreterFrame *f, PyObject **pexc, PyObject **pval, 
 		return -EINVAL;
 	}
 	if (nest >= MAX_NEST) {
-		snprintf(msg, cap, "%d resumed calls are running nested in this thread already: "
-			 "this crash is the call's outcome, later calls are healed", nest);
+		snprintf(msg, cap,
+			 "%d resumed calls are running nested in this thread already: "
+			 "this crash is the call's outcome, later calls are healed",
+			 nest);
 		return -ELOOP;
 	}
 	if (!up) {
 		if (f->is_entry || !c) {
-			snprintf(msg, cap, "the failing frame was entered from C: later calls are healed");
+			snprintf(msg, cap,
+				 "the failing frame was entered from C: later calls are healed");
 			return -ENOTSUP;
 		}
 		/* The caller may be a generator's frame: it is resumed through
 		 * the same eval loop, which re-reads f_code, and _PyGen_yf reads
 		 * its prev_instr, rebased like everything else. */
 		if (c->owner == FRAME_OWNED_BY_FRAME_OBJECT || _PyFrame_IsIncomplete(c)) {
-			snprintf(msg, cap, "the caller's frame cannot be switched: later calls are healed");
+			snprintf(msg, cap,
+				 "the caller's frame cannot be switched: later calls are healed");
 			return -ENOTSUP;
 		}
 		/* C is suspended in an inlined CALL: prev_instr is its last cache. */
@@ -698,11 +713,12 @@ int agent_resume__run(_PyInterpreterFrame *f, PyObject **pexc, PyObject **pval, 
 		if (call < 0 || last >= Py_SIZE(c->f_code) ||
 		    _PyOpcode_Deopt[_Py_OPCODE(_PyCode_CODE(c->f_code)[call])] != CALL ||
 		    c->stacktop < c->f_code->co_nlocalsplus) {
-			snprintf(msg, cap, "the caller is not suspended at a CALL: later calls are healed");
+			snprintf(msg, cap,
+				 "the caller is not suspended at a CALL: later calls are healed");
 			return -ENOTSUP;
 		}
 		depth = (uint32_t)(c->stacktop - c->f_code->co_nlocalsplus);
-		cl = level_of_frame(c);   /* C may be a continuation's frame */
+		cl = level_of_frame(c); /* C may be a continuation's frame */
 	}
 
 	if (!(k = build_k(f, patched, fallback_unit, base_depth, &shift, &values, msg, cap)))
@@ -726,7 +742,7 @@ int agent_resume__run(_PyInterpreterFrame *f, PyObject **pexc, PyObject **pval, 
 		}
 		if (!(decider = PyCFunction_New(&decider_def, capsule)))
 			goto out;
-		d->block = (uint32_t)Py_SIZE(c->f_code);   /* build_caller appends it there */
+		d->block = (uint32_t)Py_SIZE(c->f_code); /* build_caller appends it there */
 		d->orig = Py_NewRef((PyObject *)agent_resume__original(c->f_code));
 		if (!(c_new = build_caller(c->f_code, (uint32_t)call, (uint32_t)last + 1, depth,
 					   decider, cl ? cl->values : (struct span){ 0, 0 }, msg,
@@ -745,8 +761,10 @@ int agent_resume__run(_PyInterpreterFrame *f, PyObject **pexc, PyObject **pval, 
 
 	/* While K runs, this level lets the watcher see K's crashes (watch.c
 	 * asks agent_resume__depth) and tells where they are. */
-	me = (struct level){ ts, f, fn, kfunc, (PyCodeObject *)Py_NewRef((PyObject *)patched), shift,
-			     values, NULL, NULL, g_levels };
+	me = (struct level){
+		ts,    f,      fn,   kfunc, (PyCodeObject *)Py_NewRef((PyObject *)patched),
+		shift, values, NULL, NULL,  g_levels
+	};
 	g_levels = &me;
 	/* With the trace fallback, this runs inside the eval loop's call of
 	 * our trace function, where tracing is paused (call_trace's
@@ -788,7 +806,8 @@ int agent_resume__run(_PyInterpreterFrame *f, PyObject **pexc, PyObject **pval, 
 			*pexc = e2;
 			*pval = v2;
 			*ptb = t2;
-			snprintf(msg, cap, "the continuation raised %s", ((PyTypeObject *)e2)->tp_name);
+			snprintf(msg, cap, "the continuation raised %s",
+				 ((PyTypeObject *)e2)->tp_name);
 			rc = WIRE_RESUME_RAISED;
 			goto out;
 		}
@@ -799,8 +818,10 @@ int agent_resume__run(_PyInterpreterFrame *f, PyObject **pexc, PyObject **pval, 
 		Py_XSETREF(up->token, Py_NewRef(*pval));
 		Py_XSETREF(up->value, Py_NewRef(result));
 		switch_frame(f, (PyCodeObject *)flat);
-		snprintf(msg, cap, "resumed at unit %u inside the resumed call (%d deep); "
-			 "it returns the result", fallback_unit, nest);
+		snprintf(msg, cap,
+			 "resumed at unit %u inside the resumed call (%d deep); "
+			 "it returns the result",
+			 fallback_unit, nest);
 		rc = WIRE_RESUMED;
 		goto out;
 	}

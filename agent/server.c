@@ -63,8 +63,10 @@ static void rollback_run(const struct wire_rollback *m, struct wire_rollback_res
 		res->status = agent_install__rollback(m, res);
 		PyGILState_Release(st);
 	}
-	agent__log("rollback%s %s%s: %d: %s", who, (m->flags & WIRE_ROLLBACK_F_ALL) ? "(all)" : m->name,
-		   (m->flags & WIRE_ROLLBACK_F_DRY_RUN) ? " (dry run)" : "", res->status, res->message);
+	agent__log("rollback%s %s%s: %d: %s", who,
+		   (m->flags & WIRE_ROLLBACK_F_ALL) ? "(all)" : m->name,
+		   (m->flags & WIRE_ROLLBACK_F_DRY_RUN) ? " (dry run)" : "", res->status,
+		   res->message);
 }
 
 /* PONG: the counters, read under the lock. */
@@ -112,7 +114,7 @@ static size_t reply_early(struct wire_buf *b)
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n <= 0)
-			break;   /* full (or failed: reply_rest says so) */
+			break; /* full (or failed: reply_rest says so) */
 		sent += (size_t)n;
 	}
 	/* Held until reply_rest: no other frame may come between the parts. */
@@ -152,7 +154,7 @@ void agent_server__send_hits(const struct timespec *deadline)
 	if (agent_g.ready && agent_g.hits && agent_g.client_fd >= 0 &&
 	    agent_install__hits(&hb, deadline) > 0 && agent_server__send_locked(&hb) &&
 	    agent_g.client_fd >= 0)
-		shutdown(agent_g.client_fd, SHUT_RDWR);   /* the agent thread sees EOF and closes */
+		shutdown(agent_g.client_fd, SHUT_RDWR); /* the agent thread sees EOF and closes */
 	pthread_mutex_unlock(&agent_g.lock);
 	wire_buf__free(&hb);
 }
@@ -193,7 +195,8 @@ static void serve_control(int fd)
 		PyGILState_STATE st;
 		if (!hello) {
 			struct wire_hello hm;
-			if (h.type != WIRE_MSG_HELLO_CONTROL || wire_msg__decode_hello(p, end, &hm) ||
+			if (h.type != WIRE_MSG_HELLO_CONTROL ||
+			    wire_msg__decode_hello(p, end, &hm) ||
 			    hm.version != WIRE_PROTO_VERSION) {
 				refuse_why = "another debugger is connected";
 			} else {
@@ -203,7 +206,8 @@ static void serve_control(int fd)
 		} else if (h.type == WIRE_MSG_LIST) {
 			struct wire_list m;
 			if (wire_msg__decode_list(p, end, &m) || agent__gil_take(&st)) {
-				refuse_why = "agent: malformed LIST, or the interpreter is finalizing";
+				refuse_why =
+					"agent: malformed LIST, or the interpreter is finalizing";
 			} else {
 				int rc = agent_install__list(&b, m.request_id);
 				PyGILState_Release(st);
@@ -231,8 +235,9 @@ static void serve_control(int fd)
 				wire_msg__encode_pong(&b, &pong);
 			}
 		} else {
-			refuse_why = "agent: another debugger is connected: only LIST, ROLLBACK and "
-				     "PING are served to an auditor";
+			refuse_why =
+				"agent: another debugger is connected: only LIST, ROLLBACK and "
+				"PING are served to an auditor";
 		}
 		free(payload);
 		if (refuse_why) {
@@ -328,7 +333,7 @@ static void on_hello(struct wire_buf *b, const uint8_t *p, const uint8_t *end)
 	pthread_mutex_lock(&agent_g.lock);
 	agent_g.hits = (h.flags & WIRE_HELLO_F_HITS) != 0;
 	__atomic_store_n(&agent_g.ready, true, __ATOMIC_RELAXED);
-	pthread_cond_broadcast(&agent_g.cond);   /* crashes waiting for a debugger */
+	pthread_cond_broadcast(&agent_g.cond); /* crashes waiting for a debugger */
 	pthread_mutex_unlock(&agent_g.lock);
 }
 
@@ -393,8 +398,8 @@ static void on_patch(struct wire_buf *b, const uint8_t *p, const uint8_t *end, b
 		reply_rest(b, sent);
 	}
 	agent__log("patch %llu for code %#llx: %d, %u functions, %u parents: %s",
-		   (unsigned long long)m.request_id, (unsigned long long)m.code_addr,
-		   res.status, res.nfunctions, res.nparents, res.message);
+		   (unsigned long long)m.request_id, (unsigned long long)m.code_addr, res.status,
+		   res.nfunctions, res.nparents, res.message);
 }
 
 /* LIST: the registry, encoded with the GIL held (it reads code objects). */
@@ -458,7 +463,7 @@ void agent_server__close(void)
 	agent_g.listen_fd = -1;
 	if (agent_g.lock_fd >= 0) {
 		unlink(agent_g.lock_path);
-		close(agent_g.lock_fd);   /* drops the flock */
+		close(agent_g.lock_fd); /* drops the flock */
 	}
 	agent_g.lock_fd = -1;
 	pthread_mutex_unlock(&agent_g.lock);
@@ -514,8 +519,9 @@ static bool serve_one(struct wire_buf *b)
 	}
 	if (rc) {
 		pthread_mutex_lock(&agent_g.lock);
-		agent_server__close_client_locked(rc == -EPIPE ? "EOF" : rc == -ETIMEDOUT ?
-						  "read timed out" : "read failed");
+		agent_server__close_client_locked(rc == -EPIPE       ? "EOF"
+						  : rc == -ETIMEDOUT ? "read timed out"
+								     : "read failed");
 		pthread_mutex_unlock(&agent_g.lock);
 		return true;
 	}
@@ -527,14 +533,30 @@ static bool serve_one(struct wire_buf *b)
 	} else {
 		switch (h.type) {
 		case WIRE_MSG_HELLO:
-		case WIRE_MSG_HELLO_CONTROL: on_hello(b, p, end); break;
-		case WIRE_MSG_RELEASE: on_release(b, p, end); break;
-		case WIRE_MSG_PATCH: on_patch(b, p, end, false); break;
-		case WIRE_MSG_PATCH_NAMED: on_patch(b, p, end, true); break;
-		case WIRE_MSG_LIST: on_list(b, p, end); break;
-		case WIRE_MSG_ROLLBACK: on_rollback(b, p, end); break;
-		case WIRE_MSG_RESUME: on_resume(b, p, end); break;
-		case WIRE_MSG_PING: on_ping(b, p, end); break;
+		case WIRE_MSG_HELLO_CONTROL:
+			on_hello(b, p, end);
+			break;
+		case WIRE_MSG_RELEASE:
+			on_release(b, p, end);
+			break;
+		case WIRE_MSG_PATCH:
+			on_patch(b, p, end, false);
+			break;
+		case WIRE_MSG_PATCH_NAMED:
+			on_patch(b, p, end, true);
+			break;
+		case WIRE_MSG_LIST:
+			on_list(b, p, end);
+			break;
+		case WIRE_MSG_ROLLBACK:
+			on_rollback(b, p, end);
+			break;
+		case WIRE_MSG_RESUME:
+			on_resume(b, p, end);
+			break;
+		case WIRE_MSG_PING:
+			on_ping(b, p, end);
+			break;
 		case WIRE_MSG_DETACH:
 			if (wire_msg__decode_empty(p, end)) {
 				refuse(b, "agent: malformed DETACH");
@@ -568,7 +590,7 @@ int agent_server__open(void)
 		return -errno;
 	if (flock(lfd, LOCK_EX | LOCK_NB)) {
 		close(lfd);
-		return -EALREADY;   /* another copy of the agent serves this process */
+		return -EALREADY; /* another copy of the agent serves this process */
 	}
 	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
@@ -582,7 +604,7 @@ int agent_server__open(void)
 	char tmp[sizeof agent_g.sock_path];
 	wire_channel__path(dir, pid, "sock-new", tmp, sizeof tmp);
 	snprintf(sa.sun_path, sizeof sa.sun_path, "%s", tmp);
-	unlink(tmp);           /* previous processes with our pid; we hold the lock */
+	unlink(tmp); /* previous processes with our pid; we hold the lock */
 	unlink(agent_g.sock_path);
 	if (bind(fd, (struct sockaddr *)&sa, sizeof sa) || chmod(tmp, 0600) || listen(fd, 4) ||
 	    rename(tmp, agent_g.sock_path)) {
@@ -626,7 +648,8 @@ void agent_server__serve(void)
 			struct timespec now;
 			clock_gettime(CLOCK_MONOTONIC, &now);
 			if ((now.tv_sec - last_hits.tv_sec) * 1000 +
-			    (now.tv_nsec - last_hits.tv_nsec) / 1000000 >= 100) {
+				    (now.tv_nsec - last_hits.tv_nsec) / 1000000 >=
+			    100) {
 				agent_server__send_hits(NULL);
 				last_hits = now;
 			}

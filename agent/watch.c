@@ -21,7 +21,7 @@
 #include "agent/policy.h"
 #include "agent/arch.h"
 #include "opcode.h"
-#include "internal/pycore_opcode.h"   /* _PyOpcode_Deopt (defined in crash.c) */
+#include "internal/pycore_opcode.h" /* _PyOpcode_Deopt (defined in crash.c) */
 #include "attach/attach.h"
 
 #include <errno.h>
@@ -97,10 +97,9 @@ static int agent_traceback_here(PyFrameObject *frame);
  * signalling, not a structural accident. */
 static int is_structural(PyObject *type)
 {
-	return type == PyExc_AttributeError || type == PyExc_KeyError ||
-	       type == PyExc_IndexError || type == PyExc_ZeroDivisionError ||
-	       type == PyExc_ValueError || type == PyExc_TypeError ||
-	       type == PyExc_FileNotFoundError;
+	return type == PyExc_AttributeError || type == PyExc_KeyError || type == PyExc_IndexError ||
+	       type == PyExc_ZeroDivisionError || type == PyExc_ValueError ||
+	       type == PyExc_TypeError || type == PyExc_FileNotFoundError;
 }
 
 static void copy_utf8(char *dst, size_t cap, PyObject *s)
@@ -176,7 +175,8 @@ static void park(_PyInterpreterFrame *f, PyObject **pexc, PyObject **pval, PyObj
 		struct wire_resume_result r = { c.event_id, 0, "" };
 		if (resumable) {
 			r.status = agent_resume__run(f, pexc, pval, ptb, resume.fallback_unit,
-						     resume.base_depth, r.message, sizeof r.message);
+						     resume.base_depth, r.message,
+						     sizeof r.message);
 		} else {
 			r.status = -EINVAL;
 			snprintf(r.message, sizeof r.message,
@@ -188,9 +188,8 @@ static void park(_PyInterpreterFrame *f, PyObject **pexc, PyObject **pval, PyObj
 		agent_channel__resume_result(&r);
 		PyEval_RestoreThread(save);
 	}
-	agent__log("crash %llu in %s (%s:%u) %s: verdict %d",
-		   (unsigned long long)c.event_id, c.qualname, c.filename, c.line,
-		   c.exc_type, (int)v);
+	agent__log("crash %llu in %s (%s:%u) %s: verdict %d", (unsigned long long)c.event_id,
+		   c.qualname, c.filename, c.line, c.exc_type, (int)v);
 }
 
 /* Shared by the jump hook and the trace fallback: the error indicator is
@@ -360,7 +359,8 @@ static int install_jump(uint32_t *mode, char *detail, size_t cap)
 
 	/* Someone (another agent copy, a profiler) already redirected it. */
 	if (agent_arch__starts_with_jump(entry)) {
-		snprintf(detail, cap, "PyTraceBack_Here at %p already starts with a jump", (void *)entry);
+		snprintf(detail, cap, "PyTraceBack_Here at %p already starts with a jump",
+			 (void *)entry);
 		return -EEXIST;
 	}
 	agent_arch__jump((uintptr_t)entry, to, &j);
@@ -409,16 +409,16 @@ static PyObject *thread_hook(PyObject *self, PyObject *const *args, Py_ssize_t n
 	Py_RETURN_NONE;
 }
 
-static PyMethodDef thread_hook_def = {
-	"suture_thread_hook", (PyCFunction)(void (*)(void))thread_hook, METH_FASTCALL,
-	"suture agent: watch a new thread"
-};
+static PyMethodDef thread_hook_def = { "suture_thread_hook",
+				       (PyCFunction)(void (*)(void))thread_hook, METH_FASTCALL,
+				       "suture agent: watch a new thread" };
 
 static void set_threading_hook(int on)
 {
 	PyObject *threading = PyImport_ImportModule("threading");
 	PyObject *fn = on ? PyCFunction_New(&thread_hook_def, NULL) : Py_NewRef(Py_None);
-	PyObject *r = (threading && fn) ? PyObject_CallMethod(threading, "settrace", "O", fn) : NULL;
+	PyObject *r = (threading && fn) ? PyObject_CallMethod(threading, "settrace", "O", fn)
+					: NULL;
 	Py_XDECREF(r);
 	Py_XDECREF(fn);
 	Py_XDECREF(threading);
@@ -465,8 +465,8 @@ int agent_watch__install(uint32_t *mode, char *detail, size_t cap)
 	agent_watch__rescan_threads();
 	set_threading_hook(1);
 	*mode = WIRE_WATCH_TRACE;
-	snprintf(detail + used, cap - used, "%strace function on every thread%s",
-		 used ? "; " : "", rc == -EINVAL ? " (SUTURE_AGENT_MODE=trace)" : "");
+	snprintf(detail + used, cap - used, "%strace function on every thread%s", used ? "; " : "",
+		 rc == -EINVAL ? " (SUTURE_AGENT_MODE=trace)" : "");
 	return 0;
 }
 
@@ -488,9 +488,18 @@ void agent_watch__remove(void)
 	g_mode = WIRE_WATCH_NONE;
 }
 
-uint32_t agent_watch__mode(void) { return g_mode; }
-void agent_watch__set_timeout(uint32_t ms) { g_timeout_ms = ms; }
-uint32_t agent_watch__timeout(void) { return g_timeout_ms; }
+uint32_t agent_watch__mode(void)
+{
+	return g_mode;
+}
+void agent_watch__set_timeout(uint32_t ms)
+{
+	g_timeout_ms = ms;
+}
+uint32_t agent_watch__timeout(void)
+{
+	return g_timeout_ms;
+}
 
 void agent_watch__disable(void)
 {

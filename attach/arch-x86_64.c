@@ -44,9 +44,9 @@ _Static_assert(ATTACH_ARCH_MAX_ARGS == 6, "six integer argument registers");
 struct attach_arch_state {
 	struct user_regs_struct regs;
 	enum attach_arch_at at;
-	uint64_t sigmask; /* kernel sigset_t: 64 bits on x86-64 */
-	size_t xlen;      /* bytes of xstate (or fpregs when !xsave) */
-	int xsave;        /* 1: NT_X86_XSTATE, 0: PTRACE_GETFPREGS */
+	uint64_t sigmask;       /* kernel sigset_t: 64 bits on x86-64 */
+	size_t xlen;            /* bytes of xstate (or fpregs when !xsave) */
+	int xsave;              /* 1: NT_X86_XSTATE, 0: PTRACE_GETFPREGS */
 	unsigned char xstate[]; /* 64-byte alignment not needed: the kernel copies */
 };
 
@@ -136,7 +136,8 @@ int attach_arch__restore(pid_t tid, const struct attach_arch_state *st, enum att
 	if (st->xsave) {
 		iov.iov_base = (void *)st->xstate;
 		iov.iov_len = st->xlen;
-		if (ptrace(PTRACE_SETREGSET, tid, (void *)(uintptr_t)NT_X86_XSTATE, &iov) < 0 && !err)
+		if (ptrace(PTRACE_SETREGSET, tid, (void *)(uintptr_t)NT_X86_XSTATE, &iov) < 0 &&
+		    !err)
 			err = -errno;
 	} else if (ptrace(PTRACE_SETFPREGS, tid, NULL, (void *)st->xstate) < 0 && !err) {
 		err = -errno;
@@ -251,9 +252,7 @@ uint64_t attach_arch__trap_pc(uint64_t trap_addr)
 
 /* mov %rax,-0x8(%rsp); mov $SYS_rt_sigreturn,%eax; syscall */
 static const unsigned char stub_code[] = {
-	0x48, 0x89, 0x44, 0x24, 0xf8,
-	0xb8, SYS_rt_sigreturn, 0x00, 0x00, 0x00,
-	0x0f, 0x05,
+	0x48, 0x89, 0x44, 0x24, 0xf8, 0xb8, SYS_rt_sigreturn, 0x00, 0x00, 0x00, 0x0f, 0x05,
 };
 _Static_assert(SYS_rt_sigreturn == 15, "x86-64 rt_sigreturn");
 
@@ -323,11 +322,24 @@ int attach_arch__frame(const struct attach_arch_state *st, uint64_t below, uint6
 	 * rejects with EINVAL (the kernel ignores that error there) leave the
 	 * thread's own alternate stack untouched. */
 	uc.uc_stack.ss_flags = 0x40;
-	sc->r8 = r.r8; sc->r9 = r.r9; sc->r10 = r.r10; sc->r11 = r.r11;
-	sc->r12 = r.r12; sc->r13 = r.r13; sc->r14 = r.r14; sc->r15 = r.r15;
-	sc->rdi = r.rdi; sc->rsi = r.rsi; sc->rbp = r.rbp; sc->rbx = r.rbx;
-	sc->rdx = r.rdx; sc->rax = r.rax; sc->rcx = r.rcx; sc->rsp = r.rsp;
-	sc->rip = r.rip; sc->eflags = r.eflags;
+	sc->r8 = r.r8;
+	sc->r9 = r.r9;
+	sc->r10 = r.r10;
+	sc->r11 = r.r11;
+	sc->r12 = r.r12;
+	sc->r13 = r.r13;
+	sc->r14 = r.r14;
+	sc->r15 = r.r15;
+	sc->rdi = r.rdi;
+	sc->rsi = r.rsi;
+	sc->rbp = r.rbp;
+	sc->rbx = r.rbx;
+	sc->rdx = r.rdx;
+	sc->rax = r.rax;
+	sc->rcx = r.rcx;
+	sc->rsp = r.rsp;
+	sc->rip = r.rip;
+	sc->eflags = r.eflags;
 	sc->cs = (unsigned short)r.cs;
 	sc->__pad0 = (unsigned short)r.ss;
 	sc->__fpstate_word = fp;

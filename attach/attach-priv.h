@@ -11,7 +11,7 @@
 
 /* How a seized thread is stopped. */
 enum attach_stop {
-	ATTACH_STOP_NONE = 0, /* not stopped (never seen while seized) */
+	ATTACH_STOP_NONE = 0,  /* not stopped (never seen while seized) */
 	ATTACH_STOP_INTERRUPT, /* PTRACE_EVENT_STOP after PTRACE_INTERRUPT */
 	ATTACH_STOP_GROUP,     /* PTRACE_EVENT_STOP for a job-control stop */
 	ATTACH_STOP_SIGNAL,    /* signal-delivery-stop: pending_sig to re-inject */
@@ -31,42 +31,45 @@ struct attach_thread {
 struct attach_elf {
 	struct attach_proc *proc;
 	struct attach_elf *next; /* proc's list */
-	char *path;         /* as in /proc/PID/maps */
-	char *open_path;    /* what we opened: /proc/PID/map_files/... or root */
+	char *path;              /* as in /proc/PID/maps */
+	char *open_path;         /* what we opened: /proc/PID/map_files/... or root */
 	int fd;
-	void *elf;          /* Elf * (libelf), kept opaque here */
+	void *elf; /* Elf * (libelf), kept opaque here */
 	uint64_t bias;
 	uint64_t map_start; /* lowest mapping the bias was computed from */
 	char build_id[2 * 64 + 1];
-	char *debug_path;   /* cached attach_elf__debug_file() result */
-	int debug_err;      /* 0 = not looked up yet, 1 = found, <0 = error */
+	char *debug_path; /* cached attach_elf__debug_file() result */
+	int debug_err;    /* 0 = not looked up yet, 1 = found, <0 = error */
 	/* Symbols by name, built at the first lookup: [0] .dynsym, [1] .symtab
 	 * (attach/elf.c). A process's tools look up a few dozen names in
 	 * tables of thousands; one sort beats a scan a name. */
 	struct attach_symidx {
 		bool built;
+		/* Kept by hand: clang-format 14 writes "} * v". */
+		/* clang-format off */
 		struct attach_symref {
 			const char *name;
-			void *data;         /* Elf_Data * of the table */
-			uint32_t i;         /* index in it */
-			bool hidden;        /* a non-default version (versym bit 15) */
+			void *data;  /* Elf_Data * of the table */
+			uint32_t i;  /* index in it */
+			bool hidden; /* a non-default version (versym bit 15) */
 		} *v;
+		/* clang-format on */
 		size_t n;
-		size_t link;            /* the tables' string section: sh_link */
+		size_t link; /* the tables' string section: sh_link */
 	} syms[2];
 };
 
 struct attach_proc {
 	pid_t pid;
-	int mem_fd;         /* /proc/PID/mem, -1 if it could not be opened */
+	int mem_fd; /* /proc/PID/mem, -1 if it could not be opened */
 	bool mem_writable;
-	bool no_vm_readv;   /* process_vm_readv unavailable: use mem_fd */
+	bool no_vm_readv; /* process_vm_readv unavailable: use mem_fd */
 	char err[256];
 
 	/* maps */
 	struct attach_map *maps;
 	size_t nmaps;
-	char *maps_text;    /* the raw file; map paths point into it */
+	char *maps_text; /* the raw file; map paths point into it */
 
 	/* threads */
 	struct attach_thread *threads;
@@ -82,7 +85,7 @@ struct attach_proc {
 	/* The return stub (attach/arch.h), written into the slack after the
 	 * end of an executable segment; 0 if none could be placed. The bytes
 	 * it replaced are put back by attach_proc__close. */
-	bool no_stub;       /* attach_proc__set_return_stub(proc, 0) */
+	bool no_stub; /* attach_proc__set_return_stub(proc, 0) */
 	uint64_t stub_addr;
 	unsigned char stub_orig[32];
 	size_t stub_len;

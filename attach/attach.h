@@ -50,7 +50,7 @@ int attach_proc__readv(struct attach_proc *proc, const struct attach_iov *iov, s
 /* Mappings from /proc/PID/maps, refreshed on demand. */
 struct attach_map {
 	uint64_t start, end, offset;
-	char perms[5];   /* "r-xp" */
+	char perms[5];    /* "r-xp" */
 	const char *path; /* "" for anonymous; valid until the next refresh */
 };
 int attach_proc__refresh_maps(struct attach_proc *proc);
@@ -89,8 +89,8 @@ pid_t attach_proc__thread(const struct attach_proc *proc, size_t i);
 /* Call fn(args...) on stopped thread tid (one of the seized threads), with
  * every register, the extended state and the signal mask restored after.
  * ret receives rax. 0: the call ran; -errno: it could not be run. */
-int attach_proc__call(struct attach_proc *proc, pid_t tid, uint64_t fn,
-		      const uint64_t *args, unsigned nargs, uint64_t *ret);
+int attach_proc__call(struct attach_proc *proc, pid_t tid, uint64_t fn, const uint64_t *args,
+		      unsigned nargs, uint64_t *ret);
 
 /* ---- Additions (additive; attach/README.md describes them) -------------- */
 

@@ -78,8 +78,8 @@ static int find_trap(struct attach_proc *proc, uint64_t *out)
 	size_t i, k, pass;
 	uint64_t a, len;
 
-	if (proc->trap_addr &&
-	    attach_proc__read(proc, proc->trap_addr, &b, 1) == 0 && b == ATTACH_ARCH_TRAP_BYTE) {
+	if (proc->trap_addr && attach_proc__read(proc, proc->trap_addr, &b, 1) == 0 &&
+	    b == ATTACH_ARCH_TRAP_BYTE) {
 		*out = proc->trap_addr;
 		return 0;
 	}
@@ -119,8 +119,8 @@ struct foreign {
 	siginfo_t info;
 };
 
-static void note_foreign(struct attach_thread *t, struct foreign *extra, size_t *nextra,
-			 size_t cap, int sig)
+static void note_foreign(struct attach_thread *t, struct foreign *extra, size_t *nextra, size_t cap,
+			 int sig)
 {
 	siginfo_t si;
 
@@ -156,21 +156,23 @@ static int ensure_stub(struct attach_proc *proc, uint64_t *out)
 	if (n > sizeof(cur))
 		return -ENOENT;
 	if (proc->stub_addr) {
-		if (attach_proc__read(proc, proc->stub_addr, cur, n) == 0 && !memcmp(cur, code, n)) {
+		if (attach_proc__read(proc, proc->stub_addr, cur, n) == 0 &&
+		    !memcmp(cur, code, n)) {
 			*out = proc->stub_addr;
 			return 0;
 		}
 		proc->stub_addr = 0; /* unmapped or changed: place it again */
 	}
 	for (i = 0; i < sizeof(owners) / sizeof(owners[0]); i++) {
-		if (attach_proc__find_elf(proc, owners[i], &elf) || attach__exec_slack(elf, &at, &len))
+		if (attach_proc__find_elf(proc, owners[i], &elf) ||
+		    attach__exec_slack(elf, &at, &len))
 			continue;
 		uint64_t a = (at + 15) & ~(uint64_t)15;
 		if (a + n > at + len)
 			continue;
 		if (attach_proc__read(proc, a, proc->stub_orig, n) ||
-		    attach_proc__write(proc, a, code, n) ||
-		    attach_proc__read(proc, a, cur, n) || memcmp(cur, code, n))
+		    attach_proc__write(proc, a, code, n) || attach_proc__read(proc, a, cur, n) ||
+		    memcmp(cur, code, n))
 			continue;
 		proc->stub_addr = a;
 		proc->stub_len = n;
@@ -223,17 +225,21 @@ int attach_proc__call_args(struct attach_proc *proc, pid_t tid, uint64_t fn,
 		return attach__fail(proc, -EAGAIN, "call: stopped by job control (SIGSTOP)");
 	for (i = 0; i < nargs; i++) {
 		if (args[i].data && args[i].len > CALL_DATA_MAX - total)
-			return attach__fail(proc, -E2BIG, "call: more than %d bytes of data", CALL_DATA_MAX);
+			return attach__fail(proc, -E2BIG, "call: more than %d bytes of data",
+					    CALL_DATA_MAX);
 		if (args[i].data)
 			total += (args[i].len + 15) & ~(size_t)15;
 	}
-	err = attach_arch__save(tid, t->stop == ATTACH_STOP_SYSCALL ? ATTACH_AT_ENTRY : ATTACH_AT_EXIT,
+	err = attach_arch__save(tid,
+				t->stop == ATTACH_STOP_SYSCALL ? ATTACH_AT_ENTRY : ATTACH_AT_EXIT,
 				&st);
 	if (err)
-		return attach__fail(proc, err, "call: save registers of %d: %s", (int)tid, strerror(-err));
+		return attach__fail(proc, err, "call: save registers of %d: %s", (int)tid,
+				    strerror(-err));
 	if (!attach_arch__native(st)) {
 		attach_arch__free(st);
-		return attach__fail(proc, -ENOEXEC, "call: thread %d runs in 32-bit mode; only native %s calls",
+		return attach__fail(proc, -ENOEXEC,
+				    "call: thread %d runs in 32-bit mode; only native %s calls",
 				    (int)tid, ATTACH_ARCH_NAME);
 	}
 	/* The return: the self-restoring stub, else a plain int3. */
@@ -242,8 +248,9 @@ int attach_proc__call_args(struct attach_proc *proc, pid_t tid, uint64_t fn,
 		err = find_trap(proc, &trap);
 		if (err) {
 			attach_arch__free(st);
-			return attach__fail(proc, err == -ESRCH ? -ESRCH : -ENOEXEC,
-					    "call: no place for a return stub and no int3 byte in any executable mapping");
+			return attach__fail(
+				proc, err == -ESRCH ? -ESRCH : -ENOEXEC,
+				"call: no place for a return stub and no int3 byte in any executable mapping");
 		}
 	}
 	retaddr = stub ? stub : trap;
@@ -309,7 +316,8 @@ int attach_proc__call_args(struct attach_proc *proc, pid_t tid, uint64_t fn,
 			clock_gettime(CLOCK_MONOTONIC, &t1);
 			el = (uint64_t)(t1.tv_sec - t0.tv_sec) * 1000 +
 			     (uint64_t)((t1.tv_nsec - t0.tv_nsec) / 1000000);
-			left = el >= proc->call_timeout_ms ? 1 : proc->call_timeout_ms - (unsigned)el;
+			left = el >= proc->call_timeout_ms ? 1
+							   : proc->call_timeout_ms - (unsigned)el;
 		}
 		err = attach__wait(tid, &status, left);
 		if (err == -ETIMEDOUT) {
@@ -332,8 +340,10 @@ int attach_proc__call_args(struct attach_proc *proc, pid_t tid, uint64_t fn,
 			if ((status >> 16) == 0 && !is_fault_signal(WSTOPSIG(status)))
 				note_foreign(t, extra, &nextra, 8, WSTOPSIG(status));
 			t->stop = (status >> 16) == 0 ? ATTACH_STOP_SIGNAL : ATTACH_STOP_INTERRUPT;
-			attach__fail(proc, -ETIMEDOUT, "call: 0x%llx on thread %d did not return within %u ms; abandoned",
-				     (unsigned long long)fn, (int)tid, proc->call_timeout_ms);
+			attach__fail(
+				proc, -ETIMEDOUT,
+				"call: 0x%llx on thread %d did not return within %u ms; abandoned",
+				(unsigned long long)fn, (int)tid, proc->call_timeout_ms);
 			err = -ETIMEDOUT;
 			goto out_restore_msg;
 		}
@@ -356,7 +366,8 @@ int attach_proc__call_args(struct attach_proc *proc, pid_t tid, uint64_t fn,
 			if (r == 1) {
 				err = attach_proc__read(proc, frame, &rax, sizeof(rax));
 				if (err) {
-					err = attach__fail(proc, err, "call: read the return value");
+					err = attach__fail(proc, err,
+							   "call: read the return value");
 					t->stop = ATTACH_STOP_SYSCALL;
 					now = ATTACH_AT_ENTRY;
 					goto out_restore_msg;
@@ -391,10 +402,11 @@ int attach_proc__call_args(struct attach_proc *proc, pid_t tid, uint64_t fn,
 			/* A fault raised by the CPU inside the callee (si_code > 0:
 			 * kernel-made, not kill/tgkill/sigqueue). Suppressed. */
 			t->stop = ATTACH_STOP_SIGNAL;
-			attach__fail(proc, -EFAULT,
-				     "call: 0x%llx on thread %d crashed: %s at pc 0x%llx (addr %p); thread restored",
-				     (unsigned long long)fn, (int)tid, strsignal(sig),
-				     (unsigned long long)pc, si.si_addr);
+			attach__fail(
+				proc, -EFAULT,
+				"call: 0x%llx on thread %d crashed: %s at pc 0x%llx (addr %p); thread restored",
+				(unsigned long long)fn, (int)tid, strsignal(sig),
+				(unsigned long long)pc, si.si_addr);
 			err = -EFAULT;
 			goto out_restore_msg;
 		}
@@ -411,7 +423,8 @@ int attach_proc__call_args(struct attach_proc *proc, pid_t tid, uint64_t fn,
 		*ret = rax;
 	err = attach_arch__restore(tid, st, now);
 	if (err)
-		attach__fail(proc, err, "call: restore registers of %d: %s", (int)tid, strerror(-err));
+		attach__fail(proc, err, "call: restore registers of %d: %s", (int)tid,
+			     strerror(-err));
 	goto out_unblock;
 
 out_restore:
@@ -419,7 +432,8 @@ out_restore:
 		     (int)tid, strerror(-err));
 out_restore_msg:
 	/* Never resumed (setup failed): still in its original stop. */
-	if (attach_arch__restore(tid, st, t->stop == ATTACH_STOP_SYSCALL ? ATTACH_AT_ENTRY : now) == 0 &&
+	if (attach_arch__restore(tid, st, t->stop == ATTACH_STOP_SYSCALL ? ATTACH_AT_ENTRY : now) ==
+		    0 &&
 	    t->stop == ATTACH_STOP_NONE)
 		t->stop = ATTACH_STOP_INTERRUPT;
 	goto out_unblock;
@@ -523,7 +537,7 @@ int attach_proc__pick_call_thread(struct attach_proc *proc, pid_t *tid)
 			continue;
 		if (attach_arch__save(proc->threads[i].tid,
 				      proc->threads[i].stop == ATTACH_STOP_SYSCALL ? ATTACH_AT_ENTRY
-									   : ATTACH_AT_EXIT,
+										   : ATTACH_AT_EXIT,
 				      &st))
 			continue;
 		rank = attach_arch__syscall_rank(attach_arch__syscall(st));

@@ -92,8 +92,9 @@ static void read_build_id(struct attach_elf *elf)
 		if (!gelf_getshdr(scn, &sh) || sh.sh_type != SHT_NOTE)
 			continue;
 		d = elf_getdata(scn, NULL);
-		if (d && d->d_buf && attach_elf__parse_build_id(d->d_buf, (uint8_t *)d->d_buf + d->d_size,
-						       elf->build_id, sizeof(elf->build_id)) == 0)
+		if (d && d->d_buf &&
+		    attach_elf__parse_build_id(d->d_buf, (uint8_t *)d->d_buf + d->d_size,
+					       elf->build_id, sizeof(elf->build_id)) == 0)
 			return;
 	}
 	if (elf_getphdrnum(EF(elf), &nph))
@@ -102,8 +103,9 @@ static void read_build_id(struct attach_elf *elf)
 		if (!gelf_getphdr(EF(elf), (int)i, &ph) || ph.p_type != PT_NOTE)
 			continue;
 		d = elf_getdata_rawchunk(EF(elf), (int64_t)ph.p_offset, ph.p_filesz, ELF_T_NHDR);
-		if (d && d->d_buf && attach_elf__parse_build_id(d->d_buf, (uint8_t *)d->d_buf + d->d_size,
-						       elf->build_id, sizeof(elf->build_id)) == 0)
+		if (d && d->d_buf &&
+		    attach_elf__parse_build_id(d->d_buf, (uint8_t *)d->d_buf + d->d_size,
+					       elf->build_id, sizeof(elf->build_id)) == 0)
 			return;
 	}
 	elf->build_id[0] = 0;
@@ -187,7 +189,8 @@ int attach_proc__find_elf(struct attach_proc *proc, const char *name_prefix,
 		if (elf->map_start != low->start) {
 			err = compute_bias(elf, low);
 			if (err)
-				return attach__fail(proc, err, "%s: no PT_LOAD segment at file offset 0x%llx",
+				return attach__fail(proc, err,
+						    "%s: no PT_LOAD segment at file offset 0x%llx",
 						    want, (unsigned long long)low->offset);
 			elf->map_start = low->start;
 		}
@@ -275,7 +278,7 @@ static int symref__cmp(const void *a, const void *b)
 	int c = strcmp(x->name, y->name);
 	if (c)
 		return c;
-	if (x->data != y->data)   /* tables in section order */
+	if (x->data != y->data) /* tables in section order */
 		return x->data < y->data ? -1 : 1;
 	return x->i < y->i ? -1 : x->i > y->i;
 }
@@ -340,7 +343,7 @@ static int symidx__find(struct attach_elf *elf, int k, Elf64_Word kind, const ch
 	if (!x->built && (err = symidx__build(elf, k, kind)))
 		return err;
 	size_t lo = 0, hi = x->n;
-	while (lo < hi) {   /* the first entry not below name */
+	while (lo < hi) { /* the first entry not below name */
 		size_t mid = lo + (hi - lo) / 2;
 		if (strcmp(x->v[mid].name, name) < 0)
 			lo = mid + 1;
@@ -543,9 +546,10 @@ int attach_elf__debug_file(struct attach_elf *elf, const char **path)
 		elf->debug_err = err ? err : 1;
 	}
 	if (elf->debug_err < 0)
-		return attach__fail(elf->proc, elf->debug_err,
-				    "%s: no DWARF (no .debug_info, no build-id file for %s, no .gnu_debuglink match)",
-				    elf->path, elf->build_id[0] ? elf->build_id : "(none)");
+		return attach__fail(
+			elf->proc, elf->debug_err,
+			"%s: no DWARF (no .debug_info, no build-id file for %s, no .gnu_debuglink match)",
+			elf->path, elf->build_id[0] ? elf->build_id : "(none)");
 	*path = elf->debug_path;
 	return 0;
 }
@@ -560,7 +564,8 @@ int attach__exec_slack(struct attach_elf *elf, uint64_t *addr, uint64_t *len)
 	if (elf_getphdrnum(EF(elf), &nph))
 		return -EINVAL;
 	for (i = 0; i < nph; i++) {
-		if (!gelf_getphdr(EF(elf), (int)i, &ph) || ph.p_type != PT_LOAD || !(ph.p_flags & PF_X))
+		if (!gelf_getphdr(EF(elf), (int)i, &ph) || ph.p_type != PT_LOAD ||
+		    !(ph.p_flags & PF_X))
 			continue;
 		end = elf->bias + ph.p_vaddr + ph.p_memsz;
 		page_end = (end + pg - 1) & ~(pg - 1);

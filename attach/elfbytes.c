@@ -42,7 +42,8 @@ int attach_elf__parse_build_id(const uint8_t *p, const uint8_t *end, char *hex, 
 		/* pad4 of a 32-bit value cannot wrap a 64-bit size_t */
 		if (name_sz > (size_t)(end - p) || desc_sz > (size_t)(end - p) - name_sz) {
 			/* The last descriptor may legally lack its padding. */
-			if (name_sz > (size_t)(end - p) || nh.n_descsz > (size_t)(end - p) - name_sz)
+			if (name_sz > (size_t)(end - p) ||
+			    nh.n_descsz > (size_t)(end - p) - name_sz)
 				return -EINVAL;
 			desc_sz = nh.n_descsz;
 		}

@@ -192,7 +192,8 @@ static int mem_file_io(struct attach_proc *proc, uint64_t addr, void *buf, size_
 			n = pwrite(proc->mem_fd, (const char *)buf + done, len - done,
 				   (off_t)(addr + done));
 		else
-			n = pread(proc->mem_fd, (char *)buf + done, len - done, (off_t)(addr + done));
+			n = pread(proc->mem_fd, (char *)buf + done, len - done,
+				  (off_t)(addr + done));
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0)
@@ -245,8 +246,9 @@ int attach_proc__readv(struct attach_proc *proc, const struct attach_iov *iov, s
 		for (k = 0; k < ATTACH_IOV_BATCH && i < n; k++, i++) {
 			err = mem_file_io(proc, iov[i].addr, iov[i].buf, iov[i].len, false);
 			if (err)
-				return attach__fail(proc, err, "read %zu bytes at 0x%llx: %s", iov[i].len,
-						    (unsigned long long)iov[i].addr, strerror(-err));
+				return attach__fail(proc, err, "read %zu bytes at 0x%llx: %s",
+						    iov[i].len, (unsigned long long)iov[i].addr,
+						    strerror(-err));
 		}
 	}
 	for (; i < n; i++) {
@@ -334,17 +336,17 @@ int attach_cmdline__script(const char *p, const char *end, const char **arg, siz
 {
 	const char *at = p, *a;
 	size_t n;
-	if (!next_arg(&at, end, &a, &n))   /* argv[0], the interpreter */
+	if (!next_arg(&at, end, &a, &n)) /* argv[0], the interpreter */
 		return -ENOENT;
 	while (next_arg(&at, end, &a, &n)) {
 		if (n == 0 || (n == 1 && a[0] == '-'))
-			return -ENOENT;   /* "" is no file; "-" is stdin */
+			return -ENOENT; /* "" is no file; "-" is stdin */
 		if (a[0] != '-') {
 			*arg = a;
 			*len = n;
 			return 0;
 		}
-		if (n == 2 && a[1] == '-') {   /* "--": the script follows */
+		if (n == 2 && a[1] == '-') { /* "--": the script follows */
 			if (!next_arg(&at, end, &a, &n) || n == 0)
 				return -ENOENT;
 			*arg = a;
@@ -354,14 +356,14 @@ int attach_cmdline__script(const char *p, const char *end, const char **arg, siz
 		if (a[1] == '-') {
 			static const char pycs[] = "--check-hash-based-pycs";
 			if (n == sizeof(pycs) - 1 && memcmp(a, pycs, n) == 0)
-				next_arg(&at, end, &a, &n);   /* its mode */
+				next_arg(&at, end, &a, &n); /* its mode */
 			continue;
 		}
 		for (size_t i = 1; i < n; i++) {
 			if (a[i] == 'c' || a[i] == 'm')
 				return -ENOENT;
 			if (a[i] == 'W' || a[i] == 'X') {
-				if (i + 1 == n)   /* the value is the next argument */
+				if (i + 1 == n) /* the value is the next argument */
 					next_arg(&at, end, &a, &n);
 				break;
 			}
@@ -474,8 +476,7 @@ fail:
 		close(fd);
 	free(maps);
 	free(text);
-	return attach__fail(proc, err, "reading /proc/%d/maps: %s", (int)proc->pid,
-			    strerror(-err));
+	return attach__fail(proc, err, "reading /proc/%d/maps: %s", (int)proc->pid, strerror(-err));
 }
 
 size_t attach_proc__map_count(const struct attach_proc *proc)

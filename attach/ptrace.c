@@ -156,22 +156,28 @@ void attach_explain_error(pid_t pid, int err, char *buf, size_t size)
 	}
 	uid = status_field(pid, 0, "Uid:");
 	if (scope == 3) {
-		snprintf(buf, size, "attach: pid %d: not permitted: Yama ptrace_scope=3 forbids all ptrace attach",
-			 (int)pid);
+		snprintf(
+			buf, size,
+			"attach: pid %d: not permitted: Yama ptrace_scope=3 forbids all ptrace attach",
+			(int)pid);
 	} else if (scope >= 1 && !have_cap_sys_ptrace()) {
-		snprintf(buf, size,
-			 "attach: pid %d: not permitted: Yama ptrace_scope=%ld allows %s; run with CAP_SYS_PTRACE (e.g. as root) or set kernel.yama.ptrace_scope=0",
-			 (int)pid, scope, scope == 1 ? "only descendants" : "only CAP_SYS_PTRACE");
+		snprintf(
+			buf, size,
+			"attach: pid %d: not permitted: Yama ptrace_scope=%ld allows %s; run with CAP_SYS_PTRACE (e.g. as root) or set kernel.yama.ptrace_scope=0",
+			(int)pid, scope, scope == 1 ? "only descendants" : "only CAP_SYS_PTRACE");
 	} else if (uid >= 0 && uid != (long)getuid() && !have_cap_sys_ptrace()) {
-		snprintf(buf, size,
-			 "attach: pid %d: not permitted: it runs as uid %ld, we are uid %ld without CAP_SYS_PTRACE",
-			 (int)pid, uid, (long)getuid());
+		snprintf(
+			buf, size,
+			"attach: pid %d: not permitted: it runs as uid %ld, we are uid %ld without CAP_SYS_PTRACE",
+			(int)pid, uid, (long)getuid());
 	} else if (!have_cap_sys_ptrace()) {
-		snprintf(buf, size,
-			 "attach: pid %d: not permitted: not dumpable (setuid/setcap or prctl) and we lack CAP_SYS_PTRACE",
-			 (int)pid);
+		snprintf(
+			buf, size,
+			"attach: pid %d: not permitted: not dumpable (setuid/setcap or prctl) and we lack CAP_SYS_PTRACE",
+			(int)pid);
 	} else {
-		snprintf(buf, size, "attach: pid %d: not permitted (LSM policy?) despite CAP_SYS_PTRACE",
+		snprintf(buf, size,
+			 "attach: pid %d: not permitted (LSM policy?) despite CAP_SYS_PTRACE",
 			 (int)pid);
 	}
 }
@@ -296,8 +302,10 @@ static int seize_one(struct attach_proc *proc, pid_t tid)
 	if (ptrace(PTRACE_SEIZE, tid, NULL, (void *)(uintptr_t)PTRACE_O_TRACESYSGOOD) < 0) {
 		err = -errno;
 		if (err == -ESRCH)
-			return attach__alive(proc->pid) ? 0
-							 : attach__fail(proc, -ESRCH, "process exited while being seized");
+			return attach__alive(proc->pid)
+				       ? 0
+				       : attach__fail(proc, -ESRCH,
+						      "process exited while being seized");
 		if (err == -EPERM) {
 			/* A thread that is exiting refuses attach with EPERM
 			 * (kernel/ptrace.c: exit_state set): not a permission
@@ -306,10 +314,12 @@ static int seize_one(struct attach_proc *proc, pid_t tid)
 			    (thread_state(proc->pid, tid, &state) || state == 'Z' || state == 'X'))
 				return 0;
 			if (!attach__alive(proc->pid))
-				return attach__fail(proc, -ESRCH, "process exited while being seized");
+				return attach__fail(proc, -ESRCH,
+						    "process exited while being seized");
 			tracer = status_field(proc->pid, tid, "TracerPid:");
 			if (tracer > 0 && tracer != getpid())
-				return attach__fail(proc, -EBUSY, "already traced by pid %ld (a debugger?)",
+				return attach__fail(proc, -EBUSY,
+						    "already traced by pid %ld (a debugger?)",
 						    tracer);
 			attach_explain_error(proc->pid, err, msg, sizeof(msg));
 			snprintf(proc->err, sizeof(proc->err), "%s", msg);
@@ -329,10 +339,13 @@ static int seize_one(struct attach_proc *proc, pid_t tid)
 			int st;
 			attach__wait(tid, &st, 100);
 			thread_remove(proc, tid);
-			return attach__alive(proc->pid) ? 0
-							 : attach__fail(proc, -ESRCH, "process exited while being seized");
+			return attach__alive(proc->pid)
+				       ? 0
+				       : attach__fail(proc, -ESRCH,
+						      "process exited while being seized");
 		}
-		return attach__fail(proc, err, "ptrace(INTERRUPT, %d): %s", (int)tid, strerror(-err));
+		return attach__fail(proc, err, "ptrace(INTERRUPT, %d): %s", (int)tid,
+				    strerror(-err));
 	}
 	return 1;
 }
@@ -370,15 +383,18 @@ static int wait_stopped(struct attach_proc *proc)
 			pid_t tid = t->tid;
 			thread_remove(proc, tid);
 			if (!attach__alive(proc->pid))
-				return attach__fail(proc, -ESRCH, "process exited while being seized");
+				return attach__fail(proc, -ESRCH,
+						    "process exited while being seized");
 			continue;
 		}
 		if (err == -ETIMEDOUT)
-			return attach__fail(proc, -ETIMEDOUT,
-					    "thread %d did not stop within %d ms (uninterruptible sleep?)",
-					    (int)t->tid, SEIZE_STOP_TIMEOUT_MS);
+			return attach__fail(
+				proc, -ETIMEDOUT,
+				"thread %d did not stop within %d ms (uninterruptible sleep?)",
+				(int)t->tid, SEIZE_STOP_TIMEOUT_MS);
 		if (err)
-			return attach__fail(proc, err, "waitpid(%d): %s", (int)t->tid, strerror(-err));
+			return attach__fail(proc, err, "waitpid(%d): %s", (int)t->tid,
+					    strerror(-err));
 		i++;
 	}
 	return 0;
@@ -430,7 +446,8 @@ int attach_proc__seize_all(struct attach_proc *proc)
 		return attach__fail(proc, -ESRCH, "process exited (zombie)");
 	tracer = status_field(proc->pid, 0, "TracerPid:");
 	if (tracer > 0 && tracer != getpid())
-		return attach__fail(proc, -EBUSY, "already traced by pid %ld (a debugger?)", tracer);
+		return attach__fail(proc, -EBUSY, "already traced by pid %ld (a debugger?)",
+				    tracer);
 
 	proc->seized = true; /* from here on every failure releases */
 	proc->maps_fresh = false;
@@ -463,19 +480,19 @@ int attach_proc__seize_all(struct attach_proc *proc)
 	}
 	for (i = 0; i < proc->nthreads; i++) {
 		if (proc->threads[i].stop == ATTACH_STOP_GROUP) {
-			r = attach__fail(proc, -EAGAIN,
-					 "stopped by job control (SIGSTOP, state T); left stopped, send SIGCONT first");
+			r = attach__fail(
+				proc, -EAGAIN,
+				"stopped by job control (SIGSTOP, state T); left stopped, send SIGCONT first");
 			goto fail;
 		}
 	}
 	return 0;
-fail:
-	{
-		char keep[sizeof(proc->err)];
-		memcpy(keep, proc->err, sizeof(keep));
-		attach_proc__release_all(proc);
-		memcpy(proc->err, keep, sizeof(keep));
-	}
+fail : {
+	char keep[sizeof(proc->err)];
+	memcpy(keep, proc->err, sizeof(keep));
+	attach_proc__release_all(proc);
+	memcpy(proc->err, keep, sizeof(keep));
+}
 	return r;
 }
 
@@ -526,7 +543,8 @@ int attach_proc__release_all(struct attach_proc *proc)
 			t = &proc->threads[i];
 			if (t->tid == 0)
 				continue;
-			if (pass == 0 && t->stop != ATTACH_STOP_NONE && attach_arch__peek_syscall(t->tid) < 0)
+			if (pass == 0 && t->stop != ATTACH_STOP_NONE &&
+			    attach_arch__peek_syscall(t->tid) < 0)
 				continue;
 			e = release_one(proc, t);
 			if (e && !err)

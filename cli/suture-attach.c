@@ -45,7 +45,7 @@ struct args {
 	bool dry_run;
 	double timeout;
 	uint32_t ttl;
-	char *app_paths;   /* --app-path, resolved, ':'-joined */
+	char *app_paths; /* --app-path, resolved, ':'-joined */
 };
 
 static void usage(FILE *f)
@@ -92,24 +92,32 @@ static int parse_pid(const char *s, pid_t *pid)
 
 static int parse_args(int argc, char **argv, struct args *a)
 {
-	enum { OPT_NO_CACHE = 1000, OPT_STORE, OPT_DRY_RUN, OPT_TIMEOUT, OPT_TTL, OPT_DETACH, OPT_APP_PATH };
+	enum {
+		OPT_NO_CACHE = 1000,
+		OPT_STORE,
+		OPT_DRY_RUN,
+		OPT_TIMEOUT,
+		OPT_TTL,
+		OPT_DETACH,
+		OPT_APP_PATH
+	};
 	static const struct option opts[] = {
-		{"pid", required_argument, NULL, 'p'},
-		{"dump", no_argument, NULL, 'd'},
-		{"locals", no_argument, NULL, 'l'},
-		{"json", no_argument, NULL, 'j'},
-		{"verbose", no_argument, NULL, 'v'},
-		{"no-cache", no_argument, NULL, OPT_NO_CACHE},
-		{"watch", no_argument, NULL, 'w'},
-		{"store", required_argument, NULL, OPT_STORE},
-		{"app-path", required_argument, NULL, OPT_APP_PATH},
-		{"dry-run", no_argument, NULL, OPT_DRY_RUN},
-		{"timeout", required_argument, NULL, OPT_TIMEOUT},
-		{"ttl", required_argument, NULL, OPT_TTL},
-		{"detach", no_argument, NULL, OPT_DETACH},
-		{"help", no_argument, NULL, 'h'},
-		{"version", no_argument, NULL, 'V'},
-		{NULL, 0, NULL, 0},
+		{ "pid", required_argument, NULL, 'p' },
+		{ "dump", no_argument, NULL, 'd' },
+		{ "locals", no_argument, NULL, 'l' },
+		{ "json", no_argument, NULL, 'j' },
+		{ "verbose", no_argument, NULL, 'v' },
+		{ "no-cache", no_argument, NULL, OPT_NO_CACHE },
+		{ "watch", no_argument, NULL, 'w' },
+		{ "store", required_argument, NULL, OPT_STORE },
+		{ "app-path", required_argument, NULL, OPT_APP_PATH },
+		{ "dry-run", no_argument, NULL, OPT_DRY_RUN },
+		{ "timeout", required_argument, NULL, OPT_TIMEOUT },
+		{ "ttl", required_argument, NULL, OPT_TTL },
+		{ "detach", no_argument, NULL, OPT_DETACH },
+		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
+		{ NULL, 0, NULL, 0 },
 	};
 	int c;
 	opterr = 0;
@@ -122,19 +130,36 @@ static int parse_args(int argc, char **argv, struct args *a)
 				return EXIT_USAGE;
 			}
 			break;
-		case 'd': a->mode = MODE_DUMP; break;
-		case 'l': a->locals = true; break;
-		case 'j': a->json = true; break;
-		case 'v': a->verbose = true; break;
-		case OPT_NO_CACHE: a->no_cache = true; break;
-		case 'w': a->mode = MODE_WATCH; break;
-		case OPT_DETACH: a->mode = MODE_DETACH; break;
-		case OPT_STORE: a->store = optarg; break;
+		case 'd':
+			a->mode = MODE_DUMP;
+			break;
+		case 'l':
+			a->locals = true;
+			break;
+		case 'j':
+			a->json = true;
+			break;
+		case 'v':
+			a->verbose = true;
+			break;
+		case OPT_NO_CACHE:
+			a->no_cache = true;
+			break;
+		case 'w':
+			a->mode = MODE_WATCH;
+			break;
+		case OPT_DETACH:
+			a->mode = MODE_DETACH;
+			break;
+		case OPT_STORE:
+			a->store = optarg;
+			break;
 		case OPT_APP_PATH: {
 			char real[PATH_MAX];
 			size_t had = a->app_paths ? strlen(a->app_paths) : 0;
 			if (!realpath(optarg, real)) {
-				fprintf(stderr, "suture-attach: --app-path %s: %s\n", optarg, strerror(errno));
+				fprintf(stderr, "suture-attach: --app-path %s: %s\n", optarg,
+					strerror(errno));
 				return EXIT_USAGE;
 			}
 			char *v = malloc(had + strlen(real) + 2);
@@ -150,12 +175,15 @@ static int parse_args(int argc, char **argv, struct args *a)
 			a->app_paths = v;
 			break;
 		}
-		case OPT_DRY_RUN: a->dry_run = true; break;
+		case OPT_DRY_RUN:
+			a->dry_run = true;
+			break;
 		case OPT_TIMEOUT:
 			errno = 0;
 			a->timeout = strtod(optarg, &end);
 			if (errno || *end || end == optarg || !(a->timeout >= 0)) {
-				fprintf(stderr, "suture-attach: bad --timeout '%s' (seconds)\n", optarg);
+				fprintf(stderr, "suture-attach: bad --timeout '%s' (seconds)\n",
+					optarg);
 				return EXIT_USAGE;
 			}
 			break;
@@ -163,16 +191,22 @@ static int parse_args(int argc, char **argv, struct args *a)
 			errno = 0;
 			long v = strtol(optarg, &end, 10);
 			if (errno || *end || end == optarg || v < 1 || v > 36500) {
-				fprintf(stderr, "suture-attach: bad --ttl '%s' (1..36500 days)\n", optarg);
+				fprintf(stderr, "suture-attach: bad --ttl '%s' (1..36500 days)\n",
+					optarg);
 				return EXIT_USAGE;
 			}
 			a->ttl = (uint32_t)v;
 			break;
 		}
-		case 'h': usage(stdout); exit(EXIT_OK);
-		case 'V': printf("suture-attach " SUTURE_VERSION "\n"); exit(EXIT_OK);
+		case 'h':
+			usage(stdout);
+			exit(EXIT_OK);
+		case 'V':
+			printf("suture-attach " SUTURE_VERSION "\n");
+			exit(EXIT_OK);
 		default:
-			fprintf(stderr, "suture-attach: unknown or incomplete option '%s' (see --help)\n",
+			fprintf(stderr,
+				"suture-attach: unknown or incomplete option '%s' (see --help)\n",
 				argv[optind - 1]);
 			return EXIT_USAGE;
 		}
@@ -183,11 +217,13 @@ static int parse_args(int argc, char **argv, struct args *a)
 	}
 	if (!a->pid || a->mode == MODE_NONE) {
 		fprintf(stderr, "suture-attach: %s (see --help)\n",
-			!a->pid ? "--pid is required" : "no mode given (--dump, --watch or --detach)");
+			!a->pid ? "--pid is required"
+				: "no mode given (--dump, --watch or --detach)");
 		return EXIT_USAGE;
 	}
 	if (a->mode != MODE_WATCH && (a->store || a->dry_run || a->timeout > 0 || a->ttl)) {
-		fprintf(stderr, "suture-attach: --store, --dry-run, --timeout and --ttl go with --watch\n");
+		fprintf(stderr,
+			"suture-attach: --store, --dry-run, --timeout and --ttl go with --watch\n");
 		return EXIT_USAGE;
 	}
 	if (a->mode != MODE_DUMP && (a->locals || a->json)) {
@@ -200,13 +236,21 @@ static int parse_args(int argc, char **argv, struct args *a)
 static int exit_for(int err, bool opened)
 {
 	switch (-err) {
-	case ESRCH: return opened ? EXIT_EXITED : EXIT_NO_PROCESS;
-	case EPERM: case EACCES: return EXIT_PERMISSION;
-	case ENOEXEC: return EXIT_NOT_PYTHON;
-	case EPROTONOSUPPORT: return EXIT_BAD_VERSION;
-	case EBUSY: return EXIT_TRACED;
-	case EAGAIN: return EXIT_STOPPED;
-	case ENODATA: return EXIT_NO_LAYOUT;
+	case ESRCH:
+		return opened ? EXIT_EXITED : EXIT_NO_PROCESS;
+	case EPERM:
+	case EACCES:
+		return EXIT_PERMISSION;
+	case ENOEXEC:
+		return EXIT_NOT_PYTHON;
+	case EPROTONOSUPPORT:
+		return EXIT_BAD_VERSION;
+	case EBUSY:
+		return EXIT_TRACED;
+	case EAGAIN:
+		return EXIT_STOPPED;
+	case ENODATA:
+		return EXIT_NO_LAYOUT;
 	}
 	return EXIT_INTERNAL;
 }
@@ -227,7 +271,7 @@ static int run_dump(const struct args *a)
 	struct inspect_opts o = { .no_cache = a->no_cache, .verbose = a->verbose ? stderr : NULL };
 	struct inspect_proc *ip = NULL;
 	struct inspect_snapshot *snap = NULL;
-	struct inspect_snap_stats st = {0};
+	struct inspect_snap_stats st = { 0 };
 	char err[512];
 	struct timespec t0, t1;
 	clock_gettime(CLOCK_MONOTONIC, &t0);
@@ -243,15 +287,18 @@ static int run_dump(const struct args *a)
 		inspect_proc__close(ip);
 		return exit_for(rc, true);
 	}
-	rc = a->json ? inspect_snapshot__print_json(snap, ip, stdout) : inspect_snapshot__print(snap, ip, stdout);
+	rc = a->json ? inspect_snapshot__print_json(snap, ip, stdout)
+		     : inspect_snapshot__print(snap, ip, stdout);
 	if (a->verbose)
 		fprintf(stderr, "suture-attach: pid %d: open %.3f ms\n", (int)a->pid,
-			(double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6);
+			(double)(t1.tv_sec - t0.tv_sec) * 1e3 +
+				(double)(t1.tv_nsec - t0.tv_nsec) / 1e6);
 	if (a->verbose)
-		fprintf(stderr, "suture-attach: pid %d: %u threads, %u frames, %u reads (%u while stopped); "
+		fprintf(stderr,
+			"suture-attach: pid %d: %u threads, %u frames, %u reads (%u while stopped); "
 			"target stopped %.3f ms (stop %.3f, copy %.3f, resume %.3f), dump %.3f ms\n",
-			(int)a->pid, st.threads, st.frames, st.reads, st.copy_reads, st.stopped_ms, st.seize_ms,
-			st.copy_ms, st.release_ms, st.total_ms);
+			(int)a->pid, st.threads, st.frames, st.reads, st.copy_reads, st.stopped_ms,
+			st.seize_ms, st.copy_ms, st.release_ms, st.total_ms);
 	inspect_snapshot__free(snap);
 	inspect_proc__close(ip);
 	if (fflush(stdout) || rc) {
@@ -294,7 +341,7 @@ static int run_detach(const struct args *a)
 
 int main(int argc, char **argv)
 {
-	struct args a = {0};
+	struct args a = { 0 };
 	int rc = parse_args(argc, argv, &a);
 	if (rc != EXIT_OK)
 		return rc;
@@ -302,9 +349,12 @@ int main(int argc, char **argv)
 	case MODE_DUMP:
 		return run_dump(&a);
 	case MODE_WATCH: {
-		struct heal_watch_opts o = { .store_dir = a.store, .dry_run = a.dry_run,
-					     .verbose = a.verbose, .timeout_s = a.timeout,
-					     .ttl_days = a.ttl, .app_paths = a.app_paths };
+		struct heal_watch_opts o = { .store_dir = a.store,
+					     .dry_run = a.dry_run,
+					     .verbose = a.verbose,
+					     .timeout_s = a.timeout,
+					     .ttl_days = a.ttl,
+					     .app_paths = a.app_paths };
 		return heal_watch__run(a.pid, &o);
 	}
 	case MODE_DETACH:

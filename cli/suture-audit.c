@@ -31,7 +31,7 @@
 
 enum {
 	EXIT_OK = 0,
-	EXIT_FAIL = 1,        /* store refused, corrupt or unwritable */
+	EXIT_FAIL = 1, /* store refused, corrupt or unwritable */
 	EXIT_USAGE = 2,
 	EXIT_NO_PATCH = 3,    /* NAME is not in the store */
 	EXIT_NO_STORE = 4,    /* no store directory */
@@ -60,7 +60,8 @@ static void usage(FILE *f)
 		"Lists the patches suture stored (guards that keep crashing code running),\n"
 		"explains them, and removes them.\n"
 		"\n"
-		"  --store DIR   the store (default: $" STORE_ENV ", else ./" STORE_DEFAULT_DIR ")\n"
+		"  --store DIR   the store (default: $" STORE_ENV ", else ./" STORE_DEFAULT_DIR
+		")\n"
 		"  --json        list as JSON: {\"patches\": [...]}\n"
 		"  --all         rollback: every patch\n"
 		"  --dry-run     rollback: say what would be removed, remove nothing\n"
@@ -117,8 +118,8 @@ static size_t width(const char *s)
 
 #define NCOLS 10
 static const char *const heads[NCOLS] = {
-	"NAME", "FUNCTION", "FILE:LINE", "GUARD", "TARGET", "FALLBACK", "AGE",
-	"TTL LEFT", "HITS", "STATUS",
+	"NAME",     "FUNCTION", "FILE:LINE", "GUARD", "TARGET",
+	"FALLBACK", "AGE",      "TTL LEFT",  "HITS",  "STATUS",
 };
 
 struct row {
@@ -213,9 +214,14 @@ static int list_table(const struct store *s, int64_t now)
 			goto out;
 		}
 		switch (store_patch__status(p, now)) {
-		case STORE_STATUS_STALE: nstale++; break;
-		case STORE_STATUS_EXPIRED: nexpired++; break;
-		case STORE_STATUS_ACTIVE: break;
+		case STORE_STATUS_STALE:
+			nstale++;
+			break;
+		case STORE_STATUS_EXPIRED:
+			nexpired++;
+			break;
+		case STORE_STATUS_ACTIVE:
+			break;
 		}
 		for (int i = 0; i < NCOLS; i++)
 			if (width(rows[k].cell[i]) > w[i])
@@ -227,10 +233,12 @@ static int list_table(const struct store *s, int64_t now)
 		print_line(rows[i].cell, w);
 	if (nexpired)
 		printf("\n%zu expired: no longer applied, so the crash will come back. Fix the "
-		       "source, then: suture-audit rollback NAME\n", nexpired);
+		       "source, then: suture-audit rollback NAME\n",
+		       nexpired);
 	if (nstale)
 		printf("%s%zu stale: the code changed since the patch was made; never applied. "
-		       "Remove: suture-audit rollback NAME\n", nexpired ? "" : "\n", nstale);
+		       "Remove: suture-audit rollback NAME\n",
+		       nexpired ? "" : "\n", nstale);
 out:
 	for (size_t i = 0; i < k; i++)
 		row_free(&rows[i]);
@@ -270,10 +278,8 @@ static cJSON *patch_json(const struct store_patch *p, int64_t now)
 	    !cJSON_AddStringToObject(o, "guard", p->guard) ||
 	    !cJSON_AddStringToObject(o, "target", p->target) ||
 	    !cJSON_AddStringToObject(o, "fallback", p->fallback) ||
-	    add_opt(o, "consumer", p->consumer) ||
-	    add_opt(o, "consumer_kind", p->consumer_kind) ||
-	    add_opt(o, "placement", p->placement) ||
-	    add_time(o, "created", p->created) ||
+	    add_opt(o, "consumer", p->consumer) || add_opt(o, "consumer_kind", p->consumer_kind) ||
+	    add_opt(o, "placement", p->placement) || add_time(o, "created", p->created) ||
 	    !cJSON_AddNumberToObject(o, "ttl_days", p->ttl_days) ||
 	    add_time(o, "expires", store_patch__expires(p)) ||
 	    !cJSON_AddNumberToObject(o, "age_seconds", (double)(now - p->created)) ||
@@ -353,8 +359,7 @@ static enum guard_consumer consumer_of(const struct store_patch *p)
 
 /* Print "  label:    text" wrapped at 79 columns, continuation lines
  * indented under the text. */
-static void say(const char *label, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
+static void say(const char *label, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void say(const char *label, const char *fmt, ...)
 {
 	enum { INDENT = 12, COLS = 79 };
@@ -396,7 +401,8 @@ static void say(const char *label, const char *fmt, ...)
 static void show_bytecode(const struct store *s, const struct store_patch *p)
 {
 	struct store_code c;
-	struct guard_spec spec = { .guard = p->guard, .anchor = p->anchor_offset,
+	struct guard_spec spec = { .guard = p->guard,
+				   .anchor = p->anchor_offset,
 				   .window = p->anchor_window };
 	struct guard_decision d;
 	struct guard_patch gp;
@@ -404,27 +410,35 @@ static void show_bytecode(const struct store *s, const struct store_patch *p)
 	int err = store_code__load(s, p->code_id, &c);
 
 	if (err == -ENOENT || err == -EINVAL) {
-		say("bytecode:", "no saved original code for this patch (a store written before "
+		say("bytecode:",
+		    "no saved original code for this patch (a store written before "
 		    "code files were kept, or %s/%s/ was cleaned): the explanation above is "
-		    "from the spec only", store__path(s), STORE_CODE_DIR);
+		    "from the spec only",
+		    store__path(s), STORE_CODE_DIR);
 		return;
 	}
 	if (err) {
-		say("bytecode:", "the code file of %s is unreadable (%s): the explanation above "
-		    "is from the spec only", p->code_id, strerror(-err));
+		say("bytecode:",
+		    "the code file of %s is unreadable (%s): the explanation above "
+		    "is from the spec only",
+		    p->code_id, strerror(-err));
 		return;
 	}
 	memset(&gp, 0, sizeof(gp));
 	memset(&diag, 0, sizeof(diag));
 	if (guard_spec__redecide(&c.info, &spec, &d, NULL)) {
-		say("bytecode:", "the saved original code does not yield this %s at unit %u "
-		    "(the file does not match the spec)", p->guard, p->anchor_offset);
+		say("bytecode:",
+		    "the saved original code does not yield this %s at unit %u "
+		    "(the file does not match the spec)",
+		    p->guard, p->anchor_offset);
 	} else if ((err = guard__synthesize(&c.info, &d, &gp, &diag))) {
 		say("bytecode:", "the guard could not be synthesized again: %s",
 		    diag.msg[0] ? diag.msg : strerror(-err));
 	} else {
-		say("bytecode:", "original (left) and patched (right), around the guarded "
-		    "instruction at unit %u; then the appended block:", d.anchor_unit);
+		say("bytecode:",
+		    "original (left) and patched (right), around the guarded "
+		    "instruction at unit %u; then the appended block:",
+		    d.anchor_unit);
 		fflush(stdout);
 		guard_patch__dis(&c.info, &gp, d.anchor_unit, 4, stdout);
 		fflush(stdout);
@@ -451,28 +465,34 @@ static void explain_one(const struct store *s, const struct store_patch *p, int6
 	fmt_duration(now - p->created, age, sizeof(age));
 	fmt_duration(store_patch__expires(p) - now, left, sizeof(left));
 	printf("%s\n", p->name);
-	say("where:", "%s.%s in %s:%d (function starts at line %d)", p->module,
-	       p->qualname, short_file(p->file, cwd), p->line, p->first_line);
+	say("where:", "%s.%s in %s:%d (function starts at line %d)", p->module, p->qualname,
+	    short_file(p->file, cwd), p->line, p->first_line);
 	if (placement == GUARD_PLACE_REDIRECT)
 		/* Redirect guards (docs/design.md §7): a helper gets the operands. */
-		say("what:", "a %s on %s. The instruction is redirected to a helper that does "
+		say("what:",
+		    "a %s on %s. The instruction is redirected to a helper that does "
 		    "the same thing, except that where it would raise %s (%s) it gives %s, "
 		    "then the function goes on. Every other case behaves as before.",
-		    p->guard, p->target, g ? g->answers : "its error", g ? g->when : "?", p->fallback);
+		    p->guard, p->target, g ? g->answers : "its error", g ? g->when : "?",
+		    p->fallback);
 	else if (placement == GUARD_PLACE_SKIP)
-		say("what:", "a %s on %s. When %s raises %s (%s), the guard catches it and "
+		say("what:",
+		    "a %s on %s. When %s raises %s (%s), the guard catches it and "
 		    "skips the rest of the statement on line %d, then the function goes on. Any "
 		    "other exception, and the same error anywhere else, still propagates.",
 		    p->guard, p->target, p->target, g ? g->answers : "its error", g ? g->when : "?",
 		    p->line);
 	else if (placement == GUARD_PLACE_STATEMENT)
-		say("what:", "a %s on %s. When %s raises %s (%s), the guard catches it and "
+		say("what:",
+		    "a %s on %s. When %s raises %s (%s), the guard catches it and "
 		    "finishes the statement on line %d with %s instead, then the function goes "
 		    "on. Any other exception, and the same error anywhere else, still "
-		    "propagates.", p->guard, p->target, p->target, g ? g->answers : "its error",
-		    g ? g->when : "?", p->line, p->fallback);
+		    "propagates.",
+		    p->guard, p->target, p->target, g ? g->answers : "its error", g ? g->when : "?",
+		    p->line, p->fallback);
 	else
-		say("what:", "a %s on %s. When %s raises %s (%s), the guard catches it at this "
+		say("what:",
+		    "a %s on %s. When %s raises %s (%s), the guard catches it at this "
 		    "one instruction and uses %s instead, then the function goes on. Any other "
 		    "exception, and the same error anywhere else, still propagates.",
 		    p->guard, p->target, p->target, g ? g->answers : "its error", g ? g->when : "?",
@@ -486,15 +506,17 @@ static void explain_one(const struct store *s, const struct store_patch *p, int6
 			say("safe?", "The value is consumed by: %s. Check that this accepts %s.",
 			    p->consumer, p->fallback);
 	} else {
-		say("safe?", "The patch does not record what consumes the value; check that the "
-		       "code after line %d accepts %s.", p->line, p->fallback);
+		say("safe?",
+		    "The patch does not record what consumes the value; check that the "
+		    "code after line %d accepts %s.",
+		    p->line, p->fallback);
 	}
 	if (strcmp(p->fallback, "None") == 0)
 		say("", "Note: None has no attributes and cannot be indexed, added to or called; "
-		    "code that later does so with this value fails there instead.");
+			"code that later does so with this value fails there instead.");
 	else if (strcmp(p->fallback, "0") == 0 || strcmp(p->fallback, "0.0") == 0)
 		say("", "Note: 0 is a number like any other: sums, averages and counts computed "
-		    "from it look valid but may be wrong.");
+			"from it look valid but may be wrong.");
 	else if (!strcmp(p->fallback, "\"\"") || !strcmp(p->fallback, "''") ||
 		 !strcmp(p->fallback, "[]") || !strcmp(p->fallback, "{}") ||
 		 !strcmp(p->fallback, "()"))
@@ -502,16 +524,19 @@ static void explain_one(const struct store *s, const struct store_patch *p, int6
 	switch (st) {
 	case STORE_STATUS_ACTIVE:
 		say("status:", "active: applied to %s (Python %s); made %s ago, expires in %s",
-		       p->program, p->python_version, age, left);
+		    p->program, p->python_version, age, left);
 		break;
 	case STORE_STATUS_EXPIRED:
-		say("status:", "expired (made %s ago, TTL %u days): no longer applied, so the "
-		       "crash will come back", age, p->ttl_days);
+		say("status:",
+		    "expired (made %s ago, TTL %u days): no longer applied, so the "
+		    "crash will come back",
+		    age, p->ttl_days);
 		break;
 	case STORE_STATUS_STALE:
-		say("status:", "stale: the code changed since the patch was made%s%s; never "
-		       "applied", p->stale_reason ? ": " : "",
-		       p->stale_reason ? p->stale_reason : "");
+		say("status:",
+		    "stale: the code changed since the patch was made%s%s; never "
+		    "applied",
+		    p->stale_reason ? ": " : "", p->stale_reason ? p->stale_reason : "");
 		break;
 	}
 	if (p->hits) {
@@ -526,7 +551,7 @@ static void explain_one(const struct store *s, const struct store_patch *p, int6
 		say("hits:", "the guard never fired in a recorded run (loaded is not fired)");
 	}
 	say("fix:", "%s; then remove the patch: suture-audit rollback %s",
-	       g ? g->fix : "fix the source", p->name);
+	    g ? g->fix : "fix the source", p->name);
 	show_bytecode(s, p);
 }
 
@@ -539,8 +564,10 @@ static int do_explain(const struct store *s, const char *name, int64_t now)
 
 	if (name) {
 		if (!(p = store__find(s, name))) {
-			fprintf(stderr, "%s: %s: no patch named \"%s\" (list them: suture-audit "
-				"--store %s)\n", prog, store__path(s), name, store__path(s));
+			fprintf(stderr,
+				"%s: %s: no patch named \"%s\" (list them: suture-audit "
+				"--store %s)\n",
+				prog, store__path(s), name, store__path(s));
 			free(cwd);
 			return EXIT_NO_PATCH;
 		}
@@ -565,8 +592,8 @@ static int do_explain(const struct store *s, const char *name, int64_t now)
 
 static void describe(const char *verb, const struct store_patch *p)
 {
-	printf("%s %s (%s on %s in %s.%s, %s:%d)\n", verb, p->name, p->guard, p->target,
-	       p->module, p->qualname, p->file, p->line);
+	printf("%s %s (%s on %s in %s.%s, %s:%d)\n", verb, p->name, p->guard, p->target, p->module,
+	       p->qualname, p->file, p->line);
 }
 
 static int do_rollback(struct store *s, char **names, int nnames, int all, int dry)
@@ -595,9 +622,10 @@ static int do_rollback(struct store *s, char **names, int nnames, int all, int d
 	/* All names must exist before anything is removed. */
 	for (int i = 0; i < nnames; i++) {
 		if (!store__find(s, names[i])) {
-			fprintf(stderr, "%s: %s: no patch named \"%s\"; nothing removed (list them: "
-				"suture-audit --store %s)\n", prog, store__path(s), names[i],
-				store__path(s));
+			fprintf(stderr,
+				"%s: %s: no patch named \"%s\"; nothing removed (list them: "
+				"suture-audit --store %s)\n",
+				prog, store__path(s), names[i], store__path(s));
 			return EXIT_NO_PATCH;
 		}
 	}
@@ -634,10 +662,10 @@ static int do_rollback(struct store *s, char **names, int nnames, int all, int d
 struct live {
 	long pid;
 	struct inject_session *s;
-	bool restarted;               /* we restarted a detached agent: detach again */
+	bool restarted; /* we restarted a detached agent: detach again */
 	struct wire_live_patch *v;
 	size_t n;
-	char program[4096];           /* its main script ("" if none) */
+	char program[4096]; /* its main script ("" if none) */
 };
 
 /* Whether the agent library is mapped in pid (never inject one: auditing
@@ -682,7 +710,8 @@ static int live_open(struct live *l, long pid)
 		return EXIT_NO_AGENT;
 	}
 	if (r == 0) {
-		fprintf(stderr, "%s: --pid %ld: no suture agent in this process (nothing was "
+		fprintf(stderr,
+			"%s: --pid %ld: no suture agent in this process (nothing was "
 			"healed in it live: run it under suture-run or suture-attach --watch)\n",
 			prog, pid);
 		return EXIT_NO_AGENT;
@@ -702,13 +731,15 @@ static int live_open(struct live *l, long pid)
 		}
 		fprintf(stderr, "%s: --pid %ld: %s%s\n", prog, pid, why,
 			strstr(why, "another debugger") ? " (stop suture-run or suture-attach "
-			"--watch first; its patches stay)" : "");
+							  "--watch first; its patches stay)"
+							: "");
 		return strstr(why, "another debugger") ? EXIT_BUSY : EXIT_NO_AGENT;
 	}
 	l->restarted = inject_session__how(l->s) == INJECT_HOW_RESTARTED;
 	if ((r = inject_session__list(l->s, &l->v, &l->n))) {
 		fprintf(stderr, "%s: --pid %ld: %s%s\n", prog, pid, inject_session__error(l->s),
-			r == -EPROTO ? " (an agent older than this suture-audit: it cannot list)" : "");
+			r == -EPROTO ? " (an agent older than this suture-audit: it cannot list)"
+				     : "");
 		return r == -EPROTO ? EXIT_UNSUPPORTED : EXIT_FAIL;
 	}
 	if (attach_pid__script((pid_t)pid, l->program, sizeof(l->program)))
@@ -755,19 +786,21 @@ static int live_table(const struct live *l, const struct store *s, int64_t now)
 	printf("pid %ld%s%s\n", l->pid, l->program[0] ? ": " : "", l->program);
 	for (size_t i = 0; i < l->n; i++) {
 		const struct wire_live_patch *e = &l->v[i];
-		const struct store_patch *sp = s && e->meta.name[0] ? store__find(s, e->meta.name) : NULL;
+		const struct store_patch *sp = s && e->meta.name[0] ? store__find(s, e->meta.name)
+								    : NULL;
 		char age[32];
 		int64_t t = (int64_t)(e->installed_ms / 1000);
 
 		fmt_duration(now > t ? now - t : 0, age, sizeof(age));
 		printf("live    %s\n", live_name(e));
-		printf("        %s on %s -> %s in %s (%s:%u)\n", e->meta.guard[0] ? e->meta.guard : "?",
+		printf("        %s on %s -> %s in %s (%s:%u)\n",
+		       e->meta.guard[0] ? e->meta.guard : "?",
 		       e->meta.target[0] ? e->meta.target : "?",
 		       e->meta.fallback[0] ? e->meta.fallback : "?", e->qualname, e->filename,
 		       e->first_line);
 		printf("        installed %s ago; %u function(s) now run it (%u at install, %u "
-		       "enclosing code object(s), %u suspended frame(s))%s\n", age, e->live_functions,
-		       e->nfunctions, e->nparents, e->nframes,
+		       "enclosing code object(s), %u suspended frame(s))%s\n",
+		       age, e->live_functions, e->nfunctions, e->nparents, e->nframes,
 		       (e->flags & WIRE_LIVE_F_STACKED) ? "; on top of another patch" : "");
 		if (e->hits) {
 			char last[32] = "?";
@@ -781,7 +814,8 @@ static int live_table(const struct live *l, const struct store *s, int64_t now)
 			printf("        not in the store%s: it will not be loaded again\n",
 			       s ? "" : " (no store)");
 		else
-			printf("        stored: %s\n", store_status__str(store_patch__status(sp, now)));
+			printf("        stored: %s\n",
+			       store_status__str(store_patch__status(sp, now)));
 		nlive++;
 	}
 	if (s) {
@@ -790,9 +824,9 @@ static int live_table(const struct live *l, const struct store *s, int64_t now)
 			if (!live_owns(l, p) || live_find(l, p->name))
 				continue;
 			printf("stored  %s\n        %s on %s -> %s in %s.%s (%s:%d)\n        not live in "
-			       "this process (%s)\n", p->name, p->guard, p->target, p->fallback,
-			       p->module, p->qualname, p->file, p->line,
-			       store_status__str(store_patch__status(p, now)));
+			       "this process (%s)\n",
+			       p->name, p->guard, p->target, p->fallback, p->module, p->qualname,
+			       p->file, p->line, store_status__str(store_patch__status(p, now)));
 			nstored_only++;
 		}
 	}
@@ -809,8 +843,9 @@ static cJSON *live_json_one(const struct wire_live_patch *e, const struct store_
 
 	snprintf(addr[0], sizeof(addr[0]), "%#llx", (unsigned long long)e->orig_addr);
 	snprintf(addr[1], sizeof(addr[1]), "%#llx", (unsigned long long)e->new_addr);
-	if (!o || !(e->meta.name[0] ? cJSON_AddStringToObject(o, "name", e->meta.name)
-				    : cJSON_AddNullToObject(o, "name")) ||
+	if (!o ||
+	    !(e->meta.name[0] ? cJSON_AddStringToObject(o, "name", e->meta.name)
+			      : cJSON_AddNullToObject(o, "name")) ||
 	    !cJSON_AddStringToObject(o, "function", e->qualname) ||
 	    !cJSON_AddStringToObject(o, "file", e->filename) ||
 	    !cJSON_AddNumberToObject(o, "first_line", e->first_line) ||
@@ -827,8 +862,7 @@ static cJSON *live_json_one(const struct wire_live_patch *e, const struct store_
 	    !cJSON_AddBoolToObject(o, "stacked", (e->flags & WIRE_LIVE_F_STACKED) != 0) ||
 	    !cJSON_AddStringToObject(o, "original_code", addr[0]) ||
 	    !cJSON_AddStringToObject(o, "patched_code", addr[1]) ||
-	    !cJSON_AddTrueToObject(o, "live") ||
-	    !cJSON_AddBoolToObject(o, "stored", sp != NULL) ||
+	    !cJSON_AddTrueToObject(o, "live") || !cJSON_AddBoolToObject(o, "stored", sp != NULL) ||
 	    add_opt(o, "status", sp ? store_status__str(store_patch__status(sp, now)) : NULL)) {
 		cJSON_Delete(o);
 		return NULL;
@@ -848,7 +882,8 @@ static int live_json(const struct live *l, const struct store *s, int64_t now)
 		goto out;
 	for (size_t i = 0; i < l->n; i++) {
 		const struct wire_live_patch *e = &l->v[i];
-		o = live_json_one(e, s && e->meta.name[0] ? store__find(s, e->meta.name) : NULL, now);
+		o = live_json_one(e, s && e->meta.name[0] ? store__find(s, e->meta.name) : NULL,
+				  now);
 		if (!o || !cJSON_AddItemToArray(arr, o)) {
 			cJSON_Delete(o);
 			goto out;
@@ -884,9 +919,10 @@ static int live_rollback(struct live *l, struct store *s, char **names, int nnam
 
 	for (int i = 0; !all && i < nnames; i++) {
 		if (!live_find(l, names[i]) && !(s && store__find(s, names[i]))) {
-			fprintf(stderr, "%s: no patch named \"%s\" live in pid %ld or stored%s%s; "
-				"nothing removed\n", prog, names[i], l->pid, s ? " in " : "",
-				s ? store__path(s) : "");
+			fprintf(stderr,
+				"%s: no patch named \"%s\" live in pid %ld or stored%s%s; "
+				"nothing removed\n",
+				prog, names[i], l->pid, s ? " in " : "", s ? store__path(s) : "");
 			return EXIT_NO_PATCH;
 		}
 	}
@@ -897,7 +933,8 @@ static int live_rollback(struct live *l, struct store *s, char **names, int nnam
 			continue;
 		}
 		if ((r = inject_session__rollback(l->s, name, dry, &res))) {
-			fprintf(stderr, "%s: --pid %ld: %s\n", prog, l->pid, inject_session__error(l->s));
+			fprintf(stderr, "%s: --pid %ld: %s\n", prog, l->pid,
+				inject_session__error(l->s));
 			return EXIT_FAIL;
 		}
 		if (res.status) {
@@ -927,8 +964,8 @@ static int live_rollback(struct live *l, struct store *s, char **names, int nnam
 /* --pid N: list or rollback against the live process and the store. A
  * missing store is not an error here: the process may hold patches that
  * were never stored (--no-store, another working directory). */
-static int live_main(const char *dir, const char *cmd, long pid, int json, char **args,
-		     int nargs, int all, int dry)
+static int live_main(const char *dir, const char *cmd, long pid, int json, char **args, int nargs,
+		     int all, int dry)
 {
 	bool rb = strcmp(cmd, "rollback") == 0;
 	struct store *s = NULL;
@@ -958,14 +995,10 @@ static int live_main(const char *dir, const char *cmd, long pid, int json, char 
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{ "store", required_argument, 0, 's' },
-		{ "json", no_argument, 0, 'j' },
-		{ "all", no_argument, 0, 'a' },
-		{ "dry-run", no_argument, 0, 'n' },
-		{ "pid", required_argument, 0, 'p' },
-		{ "help", no_argument, 0, 'h' },
-		{ "version", no_argument, 0, 'V' },
-		{ 0, 0, 0, 0 },
+		{ "store", required_argument, 0, 's' }, { "json", no_argument, 0, 'j' },
+		{ "all", no_argument, 0, 'a' },         { "dry-run", no_argument, 0, 'n' },
+		{ "pid", required_argument, 0, 'p' },   { "help", no_argument, 0, 'h' },
+		{ "version", no_argument, 0, 'V' },     { 0, 0, 0, 0 },
 	};
 	const char *dir = NULL, *cmd = "list";
 	int json = 0, all = 0, dry = 0, c, rc, r;
@@ -978,22 +1011,33 @@ int main(int argc, char **argv)
 	opterr = 0;
 	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		switch (c) {
-		case 's': dir = optarg; break;
-		case 'j': json = 1; break;
-		case 'a': all = 1; break;
-		case 'n': dry = 1; break;
+		case 's':
+			dir = optarg;
+			break;
+		case 'j':
+			json = 1;
+			break;
+		case 'a':
+			all = 1;
+			break;
+		case 'n':
+			dry = 1;
+			break;
 		case 'p': {
 			char *end;
 
 			errno = 0;
 			pid = strtol(optarg, &end, 10);
 			if (errno || end == optarg || *end || pid <= 0 || pid > 4194304) {
-				fprintf(stderr, "%s: --pid: \"%s\" is not a process id\n", prog, optarg);
+				fprintf(stderr, "%s: --pid: \"%s\" is not a process id\n", prog,
+					optarg);
 				return EXIT_USAGE;
 			}
 			break;
 		}
-		case 'h': usage(stdout); return EXIT_OK;
+		case 'h':
+			usage(stdout);
+			return EXIT_OK;
 		case 'V':
 			printf("suture-audit %s (store format %d)\n", SUTURE_VERSION,
 			       STORE_FORMAT_VERSION);
@@ -1003,8 +1047,8 @@ int main(int argc, char **argv)
 				fprintf(stderr, "%s: option -%c: unknown or missing its argument\n",
 					prog, optopt);
 			else
-				fprintf(stderr, "%s: %s: unknown option or missing argument\n", prog,
-					argv[optind - 1]);
+				fprintf(stderr, "%s: %s: unknown option or missing argument\n",
+					prog, argv[optind - 1]);
 			usage(stderr);
 			return EXIT_USAGE;
 		}
@@ -1033,11 +1077,13 @@ int main(int argc, char **argv)
 	if (pid && strcmp(cmd, "explain") != 0)
 		return live_main(dir, cmd, pid, json, args, nargs, all, dry);
 
-	r = store__open_print(dir, strcmp(cmd, "rollback") == 0 && !dry ? 0 : STORE_F_RDONLY, print_msg,
-			      NULL, &s);
+	r = store__open_print(dir, strcmp(cmd, "rollback") == 0 && !dry ? 0 : STORE_F_RDONLY,
+			      print_msg, NULL, &s);
 	if (r == -ENOENT) {
-		fprintf(stderr, "%s: give the store with --store DIR or $" STORE_ENV
-			" (default: ./" STORE_DEFAULT_DIR ")\n", prog);
+		fprintf(stderr,
+			"%s: give the store with --store DIR or $" STORE_ENV
+			" (default: ./" STORE_DEFAULT_DIR ")\n",
+			prog);
 		return EXIT_NO_STORE;
 	}
 	if (r)

@@ -67,14 +67,30 @@ int main(int argc, char **argv)
 	unsigned flags = REWRITE_DIS_DEPTH | REWRITE_DIS_LINES;
 	while ((c = getopt_long(argc, argv, "q:f:c:ah", opts, NULL)) != -1) {
 		switch (c) {
-		case 'q': want_q = optarg; break;
-		case 'f': want_f = optarg; break;
-		case 'a': all = 1; break;
-		case 'D': flags &= ~REWRITE_DIS_DEPTH; break;
-		case 'L': flags &= ~REWRITE_DIS_LINES; break;
-		case 'c': crash_spec = optarg; break;
-		case 'h': usage(stdout); return 0;
-		default: usage(stderr); return 2;
+		case 'q':
+			want_q = optarg;
+			break;
+		case 'f':
+			want_f = optarg;
+			break;
+		case 'a':
+			all = 1;
+			break;
+		case 'D':
+			flags &= ~REWRITE_DIS_DEPTH;
+			break;
+		case 'L':
+			flags &= ~REWRITE_DIS_LINES;
+			break;
+		case 'c':
+			crash_spec = optarg;
+			break;
+		case 'h':
+			usage(stdout);
+			return 0;
+		default:
+			usage(stderr);
+			return 2;
 		}
 	}
 	if (optind != argc - 1) {
@@ -88,7 +104,8 @@ int main(int argc, char **argv)
 		errno = 0;
 		unsigned long unit = strtoul(crash_spec, &end, 0);
 		if (errno || end == crash_spec || *end != ':' || unit > UINT32_MAX || !end[1]) {
-			fprintf(stderr, "suture-dis: --crash wants UNIT:EXCTYPE[:MESSAGE], got '%s'\n",
+			fprintf(stderr,
+				"suture-dis: --crash wants UNIT:EXCTYPE[:MESSAGE], got '%s'\n",
 				crash_spec);
 			return 2;
 		}

@@ -59,7 +59,8 @@ static int add_app_path(struct heal_run_opts *o, const char *arg)
 		return -1;
 	}
 	if (strchr(real, ':')) {
-		fprintf(stderr, "suture-run: --app-path %s: a path with ':' cannot be listed\n", arg);
+		fprintf(stderr, "suture-run: --app-path %s: a path with ':' cannot be listed\n",
+			arg);
 		return -1;
 	}
 	size_t had = o->app_paths ? strlen(o->app_paths) : 0;
@@ -68,7 +69,8 @@ static int add_app_path(struct heal_run_opts *o, const char *arg)
 		fprintf(stderr, "suture-run: out of memory\n");
 		return -1;
 	}
-	snprintf(v, had + strlen(real) + 2, "%s%s%s", had ? o->app_paths : "", had ? ":" : "", real);
+	snprintf(v, had + strlen(real) + 2, "%s%s%s", had ? o->app_paths : "", had ? ":" : "",
+		 real);
 	free((char *)o->app_paths);
 	o->app_paths = v;
 	return 0;
@@ -76,23 +78,35 @@ static int add_app_path(struct heal_run_opts *o, const char *arg)
 
 int main(int argc, char **argv)
 {
-	enum { O_STORE = 1000, O_DRY, O_SHADOW, O_TTL, O_RETRIES, O_WATCH, O_MAXR, O_PYTHON, O_AGENT, O_NO_RESUME, O_APP_PATH };
+	enum {
+		O_STORE = 1000,
+		O_DRY,
+		O_SHADOW,
+		O_TTL,
+		O_RETRIES,
+		O_WATCH,
+		O_MAXR,
+		O_PYTHON,
+		O_AGENT,
+		O_NO_RESUME,
+		O_APP_PATH
+	};
 	static const struct option opts[] = {
-		{"store", required_argument, NULL, O_STORE},
-		{"dry-run", no_argument, NULL, O_DRY},
-		{"verbose", no_argument, NULL, 'v'},
-		{"shadow", no_argument, NULL, O_SHADOW},
-		{"ttl", required_argument, NULL, O_TTL},
-		{"retries", required_argument, NULL, O_RETRIES},
-		{"watch", no_argument, NULL, O_WATCH},
-		{"max-restarts", required_argument, NULL, O_MAXR},
-		{"python", required_argument, NULL, O_PYTHON},
-		{"agent", required_argument, NULL, O_AGENT},
-		{"no-resume", no_argument, NULL, O_NO_RESUME},
-		{"app-path", required_argument, NULL, O_APP_PATH},
-		{"help", no_argument, NULL, 'h'},
-		{"version", no_argument, NULL, 'V'},
-		{NULL, 0, NULL, 0},
+		{ "store", required_argument, NULL, O_STORE },
+		{ "dry-run", no_argument, NULL, O_DRY },
+		{ "verbose", no_argument, NULL, 'v' },
+		{ "shadow", no_argument, NULL, O_SHADOW },
+		{ "ttl", required_argument, NULL, O_TTL },
+		{ "retries", required_argument, NULL, O_RETRIES },
+		{ "watch", no_argument, NULL, O_WATCH },
+		{ "max-restarts", required_argument, NULL, O_MAXR },
+		{ "python", required_argument, NULL, O_PYTHON },
+		{ "agent", required_argument, NULL, O_AGENT },
+		{ "no-resume", no_argument, NULL, O_NO_RESUME },
+		{ "app-path", required_argument, NULL, O_APP_PATH },
+		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
+		{ NULL, 0, NULL, 0 },
 	};
 	struct heal_run_opts o = {
 		.python = "/usr/bin/python3.11",
@@ -107,28 +121,46 @@ int main(int argc, char **argv)
 	/* "+": stop at the script; its own options are its business. */
 	while ((c = getopt_long(argc, argv, "+vhV", opts, NULL)) != -1) {
 		switch (c) {
-		case O_STORE: o.store_dir = optarg; break;
-		case O_DRY: o.dry_run = true; break;
-		case 'v': o.verbose = true; break;
-		case O_SHADOW: o.shadow = true; break;
-		case O_WATCH: o.watch = true; break;
-		case O_PYTHON: o.python = optarg; break;
-		case O_AGENT: o.agent_path = optarg; break;
-		case O_NO_RESUME: o.no_resume = true; break;
+		case O_STORE:
+			o.store_dir = optarg;
+			break;
+		case O_DRY:
+			o.dry_run = true;
+			break;
+		case 'v':
+			o.verbose = true;
+			break;
+		case O_SHADOW:
+			o.shadow = true;
+			break;
+		case O_WATCH:
+			o.watch = true;
+			break;
+		case O_PYTHON:
+			o.python = optarg;
+			break;
+		case O_AGENT:
+			o.agent_path = optarg;
+			break;
+		case O_NO_RESUME:
+			o.no_resume = true;
+			break;
 		case O_APP_PATH:
 			if (add_app_path(&o, optarg))
 				return 2;
 			break;
 		case O_TTL:
 			if (parse_uint(optarg, 36500, &v) || v == 0) {
-				fprintf(stderr, "suture-run: --ttl takes a number of days, 1 to 36500\n");
+				fprintf(stderr,
+					"suture-run: --ttl takes a number of days, 1 to 36500\n");
 				return 2;
 			}
 			o.ttl_days = (uint32_t)v;
 			break;
 		case O_RETRIES:
 			if (parse_uint(optarg, 1000, &v)) {
-				fprintf(stderr, "suture-run: --retries takes a number, 0 to 1000\n");
+				fprintf(stderr,
+					"suture-run: --retries takes a number, 0 to 1000\n");
 				return 2;
 			}
 			o.retries = (unsigned)v;
@@ -141,10 +173,15 @@ int main(int argc, char **argv)
 			o.max_restarts = (unsigned)v;
 			maxr = true;
 			break;
-		case 'h': usage(stdout); return 0;
-		case 'V': printf("suture-run " SUTURE_VERSION "\n"); return 0;
+		case 'h':
+			usage(stdout);
+			return 0;
+		case 'V':
+			printf("suture-run " SUTURE_VERSION "\n");
+			return 0;
 		default:
-			fprintf(stderr, "suture-run: unknown or incomplete option '%s'\n", argv[optind - 1]);
+			fprintf(stderr, "suture-run: unknown or incomplete option '%s'\n",
+				argv[optind - 1]);
 			usage(stderr);
 			return 2;
 		}

@@ -174,7 +174,7 @@ static int read_consts(const struct inspect_reader *r, struct heal_code *hc)
 				return err;
 			}
 			repr = strcmp(type, "frozenset") == 0 ? canonical_set_repr(s.p ? s.p : "")
-							       : strdup(s.p ? s.p : "");
+							      : strdup(s.p ? s.p : "");
 			inspect_str__free(&s);
 		}
 		if (repr)
@@ -211,8 +211,10 @@ int heal_code__read(const struct inspect_reader *r, uint64_t addr, struct heal_c
 		goto fail;
 	in->code = hc->code;
 	in->code_len = len;
-	if ((err = inspect_bytes__read(r, c.exctable, MAX_TABLE, &hc->exctable, &in->exctable_len)) ||
-	    (err = inspect_bytes__read(r, c.linetable, MAX_TABLE, &hc->linetable, &in->linetable_len)) ||
+	if ((err = inspect_bytes__read(r, c.exctable, MAX_TABLE, &hc->exctable,
+				       &in->exctable_len)) ||
+	    (err = inspect_bytes__read(r, c.linetable, MAX_TABLE, &hc->linetable,
+				       &in->linetable_len)) ||
 	    (err = inspect_bytes__read(r, c.localspluskinds, MAX_ITEMS, &hc->kinds, &n)))
 		goto fail;
 	in->exctable = hc->exctable;

@@ -74,10 +74,11 @@ static void save_code(struct heal *h, struct store *st, const struct heal_code *
 		ci.code = canon;
 		err = store_code__save(st, code_id, &ci);
 	}
-	if (err && store__error(st)[0])   /* the store's own message names the cause */
+	if (err && store__error(st)[0]) /* the store's own message names the cause */
 		heal__say(h, "%s (no code file for explain)", store__error(st));
 	else if (err)
-		heal__say(h, "store: %s: no code file for explain: %s", store__path(st), strerror(-err));
+		heal__say(h, "store: %s: no code file for explain: %s", store__path(st),
+			  strerror(-err));
 	free(canon);
 }
 
@@ -164,12 +165,15 @@ static void patch_meta(struct heal *h, const struct heal_code *hc, const struct 
 static int heal_nested(struct heal *h, const char *qualname, const struct wire_crash *in)
 {
 	if (h->nest >= HEAL_MAX_NEST) {
-		heal__say(h, "the resumed call of %s crashed again in %s, %u resumed calls deep: not healed "
-		          "(that crash goes on)", qualname, in->qualname, h->nest);
+		heal__say(
+			h,
+			"the resumed call of %s crashed again in %s, %u resumed calls deep: not healed "
+			"(that crash goes on)",
+			qualname, in->qualname, h->nest);
 		return inject_session__release(h->s, in) == -EPIPE ? -EPIPE : 0;
 	}
-	heal__say(h, "the resumed call of %s crashed again, in %s: healing it in flight too", qualname,
-	          in->qualname);
+	heal__say(h, "the resumed call of %s crashed again, in %s: healing it in flight too",
+		  qualname, in->qualname);
 	bool pages_on = h->pages.on;
 	h->nest++;
 	int rc = heal__on_crash(h, in, NULL);
@@ -207,14 +211,19 @@ static int resume_call(struct heal *h, const struct wire_crash *ev, const char *
 	if (err == 0 && rr.status == WIRE_RESUMED) {
 		*released = true;
 		*oc = HEAL_RESUMED;
-		heal__say(h, "resumed in flight: %s went on from the fallback; its caller got the result "
-		          "[%.2f ms]", qualname, ms);
+		heal__say(
+			h,
+			"resumed in flight: %s went on from the fallback; its caller got the result "
+			"[%.2f ms]",
+			qualname, ms);
 	} else if (err == 0 && rr.status == WIRE_RESUME_RAISED) {
 		*released = true;
-		heal__say(h, "resumed in flight, but the rest of %s raised: that exception goes on", qualname);
+		heal__say(h, "resumed in flight, but the rest of %s raised: that exception goes on",
+			  qualname);
 	} else {
-		heal__say(h, "not resumed in flight (%s): this crash goes on, later calls are healed",
-		          err ? inject_session__error(h->s) : rr.message);
+		heal__say(h,
+			  "not resumed in flight (%s): this crash goes on, later calls are healed",
+			  err ? inject_session__error(h->s) : rr.message);
 	}
 	return 0;
 }
@@ -234,8 +243,9 @@ int heal__on_crash(struct heal *h, const struct wire_crash *ev, enum heal_outcom
 	heal_pages__drop(&h->pages);
 	h->pages.on = true;
 	heal__file_key(h, ev->filename, file, sizeof(file));
-	heal__say(h, "crash seen: %s%s%.160s in %s (%s:%u)", ev->exc_type, ev->message[0] ? ": " : "",
-	          ev->message, ev->qualname, heal_names__base(ev->filename), ev->line);
+	heal__say(h, "crash seen: %s%s%.160s in %s (%s:%u)", ev->exc_type,
+		  ev->message[0] ? ": " : "", ev->message, ev->qualname,
+		  heal_names__base(ev->filename), ev->line);
 
 	const struct heal_patched *pp = heal__was_patched(h, ev->code_addr);
 	if (pp && pp->offset == ev->offset && pp->fallback_unit && !h->o.no_resume) {
@@ -243,32 +253,36 @@ int heal__on_crash(struct heal *h, const struct wire_crash *ev, enum heal_outcom
 		 * not take the new code (entered from C, or the guard needs more
 		 * stack than the frame has), reached the guarded instruction:
 		 * the installed patch lets its call go on in flight. */
-		heal__say(h, "already patched: this frame of %s kept the original code (it could not "
-		          "take the new one while suspended)", ev->qualname);
+		heal__say(h,
+			  "already patched: this frame of %s kept the original code (it could not "
+			  "take the new one while suspended)",
+			  ev->qualname);
 		enum heal_outcome late = HEAL_NONE;
 		rc = resume_call(h, ev, ev->qualname, pp->fallback_unit, pp->base_depth, &released,
 				 &late);
 		if (late == HEAL_RESUMED)
-			h->st.resumed++;   /* the patch was counted when it was applied */
+			h->st.resumed++; /* the patch was counted when it was applied */
 		oc = HEAL_NONE;
 		goto out;
 	}
 	if (pp) {
-		heal__say(h, "already patched: %s was replaced a moment ago; this crash started before",
-		          ev->qualname);
+		heal__say(
+			h,
+			"already patched: %s was replaced a moment ago; this crash started before",
+			ev->qualname);
 		oc = HEAL_NONE;
 		goto out;
 	}
 	if ((err = heal_code__read(h->r, ev->code_addr, &hc))) {
 		heal__say(h, "failed: cannot read the code object of %s at %#llx: %s", ev->qualname,
-		          (unsigned long long)ev->code_addr, strerror(-err));
+			  (unsigned long long)ev->code_addr, strerror(-err));
 		goto out;
 	}
 	if (!(hc.flags & CO_OPTIMIZED)) {
 		/* A module or class body runs once: a guard could never be
 		 * used, and re-running the program would crash the same way. */
 		heal__say(h, "not patched: the crash is at module level (%s, %s:%u): reported only",
-		          hc.qualname, heal_names__base(ev->filename), ev->line);
+			  hc.qualname, heal_names__base(ev->filename), ev->line);
 		oc = HEAL_MODULE_LEVEL;
 		goto out_code;
 	}
@@ -276,17 +290,18 @@ int heal__on_crash(struct heal *h, const struct wire_crash *ev, enum heal_outcom
 		.unit = ev->offset / 2,
 		.exc_type = ev->exc_type,
 		.message = ev->message,
-		.in_callee = false,   /* the agent reports the frame the exception starts in */
+		.in_callee = false, /* the agent reports the frame the exception starts in */
 		.stdlib = -1,
 	};
 	struct rewrite_diag diag = { 0 };
 	if ((err = guard__analyse(&hc.info, &c, &b.d, &diag))) {
-		heal__say(h, "failed: analysis of %s: %s", hc.qualname, diag.msg[0] ? diag.msg : strerror(-err));
+		heal__say(h, "failed: analysis of %s: %s", hc.qualname,
+			  diag.msg[0] ? diag.msg : strerror(-err));
 		goto out_code;
 	}
 	if (b.d.kind == GUARD_NONE) {
 		heal__say(h, "refused: %s (%s in %s, %s:%u)", b.d.reason, ev->exc_type, hc.qualname,
-		          heal_names__base(ev->filename), ev->line);
+			  heal_names__base(ev->filename), ev->line);
 		oc = HEAL_REFUSED;
 		goto out_code;
 	}
@@ -301,9 +316,9 @@ int heal__on_crash(struct heal *h, const struct wire_crash *ev, enum heal_outcom
 	if (h->o.verbose)
 		heal__show_delta(h, &hc, &b);
 	if (h->o.dry_run) {
-		heal__say(h, "dry run: would apply %s %s -> %s (%s) in %s (%s:%u)", guard_kind__name(b.d.kind),
-		          b.d.target, b.d.fallback_text, b.d.consumer, hc.qualname, heal_names__base(ev->filename),
-		          ev->line);
+		heal__say(h, "dry run: would apply %s %s -> %s (%s) in %s (%s:%u)",
+			  guard_kind__name(b.d.kind), b.d.target, b.d.fallback_text, b.d.consumer,
+			  hc.qualname, heal_names__base(ev->filename), ev->line);
 		oc = HEAL_WOULD_APPLY;
 		goto out_patch;
 	}
@@ -323,8 +338,8 @@ int heal__on_crash(struct heal *h, const struct wire_crash *ev, enum heal_outcom
 	double t1 = heal__now_ms();
 	heal__note_patched(h, ev->code_addr, ev->offset, &b.gp);
 	heal__say(h, "guard applied: %s %s -> %s (%s) in %s (%s:%u) [%u function(s), %.2f ms]",
-	          guard_kind__name(b.d.kind), b.d.target, b.d.fallback_text, b.d.consumer, hc.qualname,
-	          heal_names__base(ev->filename), ev->line, res.nfunctions, t1 - t0);
+		  guard_kind__name(b.d.kind), b.d.target, b.d.fallback_text, b.d.consumer,
+		  hc.qualname, heal_names__base(ev->filename), ev->line, res.nfunctions, t1 - t0);
 	oc = HEAL_APPLIED;
 	/* In flight: the failing call continues from the fallback and its
 	 * caller gets the result (handler guards only: a redirect guard has
@@ -345,12 +360,25 @@ out_code:
 	heal_code__free(&hc);
 out:
 	switch (oc) {
-	case HEAL_APPLIED: h->st.applied++; break;
-	case HEAL_RESUMED: h->st.applied++; h->st.resumed++; break;
-	case HEAL_WOULD_APPLY: h->st.would_apply++; break;
-	case HEAL_REFUSED: case HEAL_MODULE_LEVEL: h->st.refused++; break;
-	case HEAL_FAILED: h->st.failed++; break;
-	case HEAL_NONE: break;
+	case HEAL_APPLIED:
+		h->st.applied++;
+		break;
+	case HEAL_RESUMED:
+		h->st.applied++;
+		h->st.resumed++;
+		break;
+	case HEAL_WOULD_APPLY:
+		h->st.would_apply++;
+		break;
+	case HEAL_REFUSED:
+	case HEAL_MODULE_LEVEL:
+		h->st.refused++;
+		break;
+	case HEAL_FAILED:
+		h->st.failed++;
+		break;
+	case HEAL_NONE:
+		break;
 	}
 	h->pages.on = false;
 	if (!released && rc != -EPIPE && inject_session__release(h->s, ev) == -EPIPE)
@@ -359,4 +387,3 @@ out:
 		*outcome = oc;
 	return rc;
 }
-

@@ -30,8 +30,8 @@
 struct heal_pages {
 	const struct inspect_reader *under;
 	bool on;
-	uint64_t tag[HEAL_NPAGES];     /* page address + 1; 0 = empty */
-	uint8_t (*data)[HEAL_PAGE];    /* NULL: every read goes to under */
+	uint64_t tag[HEAL_NPAGES];  /* page address + 1; 0 = empty */
+	uint8_t (*data)[HEAL_PAGE]; /* NULL: every read goes to under */
 };
 
 /* view becomes a reader like under whose reads go through pc (while
@@ -39,7 +39,7 @@ struct heal_pages {
 void heal_pages__init(struct heal_pages *pc, const struct inspect_reader *under,
 		      struct inspect_reader *view);
 void heal_pages__drop(struct heal_pages *pc);
-void heal_pages__free(struct heal_pages *pc);   /* accepts a zeroed one */
+void heal_pages__free(struct heal_pages *pc); /* accepts a zeroed one */
 
 /* ---- patch senders (send.c) ----
  *
@@ -62,7 +62,8 @@ struct heal_sender_ops {
 	/* The answer to the oldest patch posted and not collected yet. 0 with
 	 * *res (res->status: whether the agent installed it), or -errno with
 	 * why: the transport failed (-EPIPE: the agent is gone). */
-	int (*collect)(struct heal_sender *sd, struct wire_patch_result *res, char *why, size_t cap);
+	int (*collect)(struct heal_sender *sd, struct wire_patch_result *res, char *why,
+		       size_t cap);
 };
 
 struct heal_sender {
@@ -74,8 +75,8 @@ struct heal_sender {
  * which keeps crash reports arriving meanwhile); chunk 1, inflight 0. */
 struct heal_session_sender {
 	struct heal_sender base;
-	struct inject_session *s;      /* NULL: post fails with -ENOTCONN */
-	bool have;                     /* an answer not collected yet */
+	struct inject_session *s; /* NULL: post fails with -ENOTCONN */
+	bool have;                /* an answer not collected yet */
 	struct wire_patch_result res;
 };
 
@@ -87,9 +88,9 @@ struct heal_boot_sender {
 	int fd;
 	uint64_t next_request, next_answer;
 	struct wire_buf posted;
-	uint64_t release;              /* the module's event id, RELEASEd behind
+	uint64_t release; /* the module's event id, RELEASEd behind
 					* the last patches (0: none) */
-	bool released;                 /* ... and it went out */
+	bool released;    /* ... and it went out */
 };
 
 void heal_sender__session(struct heal_session_sender *ss, struct inject_session *s);
@@ -127,10 +128,10 @@ struct spec {
 	char *name, *guard, *qualname, *file, *target, *fallback, *code_id, *window;
 	uint32_t anchor;
 	int line;
-	int first_line;       /* co_firstlineno of the function it was made for */
+	int first_line; /* co_firstlineno of the function it was made for */
 	enum store_verdict verdict;
 	int64_t expires;
-	bool done;            /* applied, or reported */
+	bool done; /* applied, or reported */
 	/* A function of its qualname and file was seen, but at another first
 	 * line: a sibling of the same name (a property's getter and setter
 	 * are both "C.x") may still take it; specs__sweep decides at the end. */
@@ -187,8 +188,8 @@ struct heal {
 	struct inspect_reader cached;
 	struct heal_pages pages;
 	struct inject_session *s;
-	struct heal_session_sender sess;        /* s, as a patch sender */
-	struct heal_sender *send;               /* where patches go now: &sess.base,
+	struct heal_session_sender sess; /* s, as a patch sender */
+	struct heal_sender *send;        /* where patches go now: &sess.base,
 						 * or a boot hook's while it loads */
 	struct heal_opts o;
 	char program[PATH_MAX];
@@ -206,9 +207,9 @@ struct heal {
 	double t_walk, t_read, t_synth, t_send; /* load times, for --verbose */
 	struct pend *pend;                      /* posted, not answered yet */
 	size_t npend, cappend;
-	size_t pend_read;                       /* ... of which answered (read) */
-	size_t pend_sent;                       /* ... of which flushed */
-	struct heal_hit *hits;                  /* guard firings not yet stored */
+	size_t pend_read;      /* ... of which answered (read) */
+	size_t pend_sent;      /* ... of which flushed */
+	struct heal_hit *hits; /* guard firings not yet stored */
 	size_t nhits;
 	/* heal__load_live: the live code may carry our patches already (a
 	 * second attach): a mismatch is counted, never marked stale. */
@@ -216,7 +217,7 @@ struct heal {
 	unsigned live_skipped;
 	/* heal__preload: the specs read from the caller's store handle, for
 	 * the next heal__load_tree (used once). */
-	struct store *hit_st;                   /* heal__use_store, not ours */
+	struct store *hit_st; /* heal__use_store, not ours */
 	struct spec *pre;
 	size_t npre;
 	bool have_pre;

@@ -43,19 +43,23 @@ const struct heal_patched *heal__was_patched(const struct heal *h, uint64_t addr
 	return NULL;
 }
 
-void heal__note_patched(struct heal *h, uint64_t addr, uint32_t offset, const struct guard_patch *gp)
+void heal__note_patched(struct heal *h, uint64_t addr, uint32_t offset,
+			const struct guard_patch *gp)
 {
 	if (h->npatched == h->cappatched) {
 		size_t nc = h->cappatched ? 2 * h->cappatched : 32;
 		struct heal_patched *v = realloc(h->patched, nc * sizeof(*v));
 		if (!v)
-			return;   /* only a nicer message and a late resume are lost */
+			return; /* only a nicer message and a late resume are lost */
 		h->patched = v;
 		h->cappatched = nc;
 	}
 	h->patched[h->npatched++] = (struct heal_patched){
-		.code_addr = addr, .offset = offset, .fallback_unit = gp->fallback_unit,
-		.base_depth = (uint32_t)gp->base_depth, .stored = NULL,
+		.code_addr = addr,
+		.offset = offset,
+		.fallback_unit = gp->fallback_unit,
+		.base_depth = (uint32_t)gp->base_depth,
+		.stored = NULL,
 	};
 }
 
@@ -113,7 +117,7 @@ static void take_hits(struct heal *h);
 void heal__set_session(struct heal *h, struct inject_session *s)
 {
 	if (h->s && h->s != s)
-		take_hits(h);   /* what the old session received is ours to store */
+		take_hits(h); /* what the old session received is ours to store */
 	h->s = s;
 	heal_sender__session(&h->sess, s);
 }
@@ -153,18 +157,19 @@ void heal__summary(const struct heal *h, FILE *out)
 		at += (size_t)snprintf(extra + at, sizeof(extra) - at, ", would apply: %u",
 				       h->st.would_apply);
 	if (h->st.refused && at < sizeof(extra))
-		at += (size_t)snprintf(extra + at, sizeof(extra) - at, ", refused: %u", h->st.refused);
+		at += (size_t)snprintf(extra + at, sizeof(extra) - at, ", refused: %u",
+				       h->st.refused);
 	if (h->st.stale && at < sizeof(extra))
 		at += (size_t)snprintf(extra + at, sizeof(extra) - at, ", stale: %u", h->st.stale);
 	if (h->st.expired && at < sizeof(extra))
-		at += (size_t)snprintf(extra + at, sizeof(extra) - at, ", expired: %u", h->st.expired);
+		at += (size_t)snprintf(extra + at, sizeof(extra) - at, ", expired: %u",
+				       h->st.expired);
 	if (h->st.failed && at < sizeof(extra))
 		snprintf(extra + at, sizeof(extra) - at, ", failed: %u", h->st.failed);
 	fprintf(out, "[suture] patches applied: %u, already healed: %u%s\n", h->st.applied,
 		h->st.loaded, extra);
 	fflush(out);
 }
-
 
 void heal__file_key(struct heal *h, const char *file, char *out, size_t cap)
 {
@@ -218,9 +223,10 @@ static void take_hits(struct heal *h)
 			if (h->patched[k].code_addr == v[i].orig_addr && h->patched[k].stored)
 				name = h->patched[k].stored;
 		if (!name[0] || !h->o.program || h->o.dry_run)
-			continue;   /* an unnamed PATCH, or nothing is stored for this run */
+			continue; /* an unnamed PATCH, or nothing is stored for this run */
 		if (h->o.verbose)
-			heal__say(h, "guard fired: %s, %llu time(s)", name, (unsigned long long)v[i].count);
+			heal__say(h, "guard fired: %s, %llu time(s)", name,
+				  (unsigned long long)v[i].count);
 		size_t k = 0;
 		while (k < h->nhits && strcmp(h->hits[k].name, name) != 0)
 			k++;
@@ -251,9 +257,10 @@ void heal__flush(struct heal *h)
 		return;
 	struct store_hit_count *v = calloc(h->nhits, sizeof(*v));
 	if (!v)
-		return;   /* kept for the next flush */
+		return; /* kept for the next flush */
 	for (size_t i = 0; i < h->nhits; i++)
-		v[i] = (struct store_hit_count){ h->hits[i].name, h->hits[i].count, h->hits[i].last };
+		v[i] = (struct store_hit_count){ h->hits[i].name, h->hits[i].count,
+						 h->hits[i].last };
 	h->err[0] = 0;
 	if (h->hit_st) {
 		/* The caller's handle, quiet: its message is kept. */
@@ -270,7 +277,6 @@ void heal__flush(struct heal *h)
 		free(h->hits[i].name);
 	h->nhits = 0;
 }
-
 
 int heal_program__of_pid(pid_t pid, char *buf, size_t cap)
 {

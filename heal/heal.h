@@ -46,9 +46,9 @@ struct heal_code {
 	int firstlineno;
 	uint32_t flags;
 	char name[128], qualname[256], filename[512];
-	uint64_t consts_obj;       /* co_consts tuple in the target */
+	uint64_t consts_obj; /* co_consts tuple in the target */
 	size_t nconsts;
-	uint64_t *const_addrs;     /* co_consts items in the target */
+	uint64_t *const_addrs; /* co_consts items in the target */
 	struct rewrite_code_info info;
 	/* Owned storage behind info. */
 	uint8_t *code, *exctable, *linetable, *kinds;
@@ -68,28 +68,28 @@ void heal_code__free(struct heal_code *hc);
 /* ---- the pipeline ---- */
 
 struct heal_opts {
-	const char *store_dir;     /* NULL: $SUTURE_STORE, else ".suture" */
-	const char *program;       /* the store's program identity: the main
+	const char *store_dir; /* NULL: $SUTURE_STORE, else ".suture" */
+	const char *program;   /* the store's program identity: the main
 				    * script's absolute path (NULL: unknown,
 				    * nothing is stored or loaded) */
-	uint32_t ttl_days;         /* 0: the store's default (7) */
-	bool dry_run;              /* report what would be patched; patch and store nothing */
-	bool verbose;              /* the bytecode delta, side by side */
-	bool no_store;             /* heal, but persist nothing */
-	bool no_resume;            /* never resume the crashing call in flight */
-	FILE *log;                 /* NULL: stderr */
+	uint32_t ttl_days;     /* 0: the store's default (7) */
+	bool dry_run;          /* report what would be patched; patch and store nothing */
+	bool verbose;          /* the bytecode delta, side by side */
+	bool no_store;         /* heal, but persist nothing */
+	bool no_resume;        /* never resume the crashing call in flight */
+	FILE *log;             /* NULL: stderr */
 };
 
 enum heal_outcome {
-	HEAL_NONE = 0,             /* nothing done (an event that is not a crash) */
-	HEAL_APPLIED,              /* guard synthesized, sent and installed; the
+	HEAL_NONE = 0,     /* nothing done (an event that is not a crash) */
+	HEAL_APPLIED,      /* guard synthesized, sent and installed; the
 				    * crash itself goes on (later calls are healed) */
-	HEAL_RESUMED,              /* ... and the crashing call went on in flight
+	HEAL_RESUMED,      /* ... and the crashing call went on in flight
 				    * from the guard's fallback: no crash at all */
-	HEAL_WOULD_APPLY,          /* --dry-run */
-	HEAL_REFUSED,              /* the guard analysis said no (reason printed) */
-	HEAL_MODULE_LEVEL,         /* a crash in a module or class body: reported only */
-	HEAL_FAILED,               /* reading, synthesis, the gate or the agent failed */
+	HEAL_WOULD_APPLY,  /* --dry-run */
+	HEAL_REFUSED,      /* the guard analysis said no (reason printed) */
+	HEAL_MODULE_LEVEL, /* a crash in a module or class body: reported only */
+	HEAL_FAILED,       /* reading, synthesis, the gate or the agent failed */
 };
 
 struct heal_stats {
@@ -103,7 +103,7 @@ struct heal;
  * be NULL for now: heal__set_session); both stay the caller's. The store is opened per change (never held). */
 int heal__open(struct inspect_proc *ip, struct inject_session *s, const struct heal_opts *o,
 	       struct heal **out);
-void heal__close(struct heal *h);   /* accepts NULL */
+void heal__close(struct heal *h); /* accepts NULL */
 const char *heal__error(const struct heal *h);
 const struct heal_stats *heal__stats(const struct heal *h);
 
@@ -177,10 +177,10 @@ int heal_program__of_pid(pid_t pid, char *buf, size_t cap);
 struct heal_watch_opts {
 	const char *store_dir;
 	bool dry_run, verbose;
-	double timeout_s;          /* 0: until the target exits or a signal */
+	double timeout_s; /* 0: until the target exits or a signal */
 	uint32_t ttl_days;
-	const char *agent_path;    /* NULL: the usual search (inject.h) */
-	const char *app_paths;     /* --app-path: ':'-joined absolute paths, or NULL */
+	const char *agent_path; /* NULL: the usual search (inject.h) */
+	const char *app_paths;  /* --app-path: ':'-joined absolute paths, or NULL */
 };
 
 /* Attach to pid, inject (or reuse) the agent, print "[suture] watching pid
@@ -193,15 +193,15 @@ int heal_watch__run(pid_t pid, const struct heal_watch_opts *o);
 /* ---- suture-run ---- */
 
 struct heal_run_opts {
-	const char *python;        /* the interpreter (default /usr/bin/python3.11) */
-	const char *agent_path;    /* NULL: the usual search (inject.h) */
+	const char *python;     /* the interpreter (default /usr/bin/python3.11) */
+	const char *agent_path; /* NULL: the usual search (inject.h) */
 	const char *store_dir;
 	bool dry_run, verbose, shadow, watch;
-	bool no_resume;            /* never resume a crashing call in flight */
-	const char *app_paths;     /* --app-path: ':'-joined absolute paths, or NULL */
+	bool no_resume;        /* never resume a crashing call in flight */
+	const char *app_paths; /* --app-path: ':'-joined absolute paths, or NULL */
 	uint32_t ttl_days;
-	unsigned retries;          /* re-runs after a healed crash (default 3) */
-	unsigned max_restarts;     /* --watch: restarts after a healed crash */
+	unsigned retries;      /* re-runs after a healed crash (default 3) */
+	unsigned max_restarts; /* --watch: restarts after a healed crash */
 };
 
 /* Run script_argv[0] (the script) with script_argv[1..] under python and

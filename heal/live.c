@@ -9,16 +9,16 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define MAX_CLASS_DEPTH 8     /* class statements nested in one another */
-#define MAX_CLASSES 4096      /* classes walked in one load */
-#define MAX_ATTRS 4096        /* entries of one module or class dict */
+#define MAX_CLASS_DEPTH 8 /* class statements nested in one another */
+#define MAX_CLASSES 4096  /* classes walked in one load */
+#define MAX_ATTRS 4096    /* entries of one module or class dict */
 
 /* One heal__load_live walk over the program's modules. */
 struct live_walk {
 	struct spec *v;
 	size_t nv;
-	char modname[256];        /* the module being walked: its classes' __module__ */
-	uint64_t *classes;        /* classes walked already (aliases, cycles) */
+	char modname[256]; /* the module being walked: its classes' __module__ */
+	uint64_t *classes; /* classes walked already (aliases, cycles) */
 	size_t nclasses;
 };
 
@@ -38,7 +38,8 @@ static int load_func(struct heal *h, struct live_walk *w, uint64_t fn)
 		char type[32], qualname[256];
 		uint64_t code, qn, dict = 0, next = 0;
 		struct tree t = { 0 };
-		if (inspect_value__type_name(h->r, fn, type, sizeof(type)) || strcmp(type, "function") ||
+		if (inspect_value__type_name(h->r, fn, type, sizeof(type)) ||
+		    strcmp(type, "function") ||
 		    h->r->read(h->r->ctx, fn + (uint64_t)o->func_code, &code, 8))
 			break;
 		/* The code's own name (a wrapper's __qualname__ is the wrapped one's). */
@@ -56,8 +57,9 @@ static int load_func(struct heal *h, struct live_walk *w, uint64_t fn)
 			heal_pages__drop(&h->pages);
 			h->pages.on = true;
 		}
-		if (o->func_dict < 0 || h->r->read(h->r->ctx, fn + (uint64_t)o->func_dict, &dict, 8) ||
-		    !dict || inspect_dict__get(h->r, dict, "__wrapped__", &next) || next == fn)
+		if (o->func_dict < 0 ||
+		    h->r->read(h->r->ctx, fn + (uint64_t)o->func_dict, &dict, 8) || !dict ||
+		    inspect_dict__get(h->r, dict, "__wrapped__", &next) || next == fn)
 			break;
 		fn = next;
 	}
@@ -87,8 +89,8 @@ static int load_class(struct heal *h, struct live_walk *w, uint64_t cls, int dep
 		if (w->classes[i] == cls)
 			return 0;
 	w->classes[w->nclasses++] = cls;
-	if (inspect_type__dict(h->r, cls, &dict) || inspect_dict__get(h->r, dict, "__module__", &mod) ||
-	    !str_is(h, mod, w->modname))
+	if (inspect_type__dict(h->r, cls, &dict) ||
+	    inspect_dict__get(h->r, dict, "__module__", &mod) || !str_is(h, mod, w->modname))
 		return 0;
 	keys = malloc(MAX_ATTRS * sizeof(*keys));
 	vals = malloc(MAX_ATTRS * sizeof(*vals));
@@ -165,7 +167,8 @@ int heal__load_live(struct heal *h)
 		char type[32], fname[PATH_MAX], file[PATH_MAX];
 		uint64_t md = 0, f = 0, name = 0;
 		size_t m = 0;
-		if (inspect_value__type_name(h->r, vals[i], type, sizeof(type)) || strcmp(type, "module") ||
+		if (inspect_value__type_name(h->r, vals[i], type, sizeof(type)) ||
+		    strcmp(type, "module") ||
 		    h->r->read(h->r->ctx, vals[i] + (uint64_t)o->mod_dict, &md, 8) ||
 		    inspect_dict__get(h->r, md, "__file__", &f) ||
 		    inspect_str__read(h->r, f, fname, sizeof(fname)))
@@ -178,7 +181,7 @@ int heal__load_live(struct heal *h)
 			continue;
 		if (inspect_dict__get(h->r, md, "__name__", &name) ||
 		    inspect_str__read(h->r, name, w.modname, sizeof(w.modname)))
-			w.modname[0] = 0;   /* its functions still; no class can match */
+			w.modname[0] = 0; /* its functions still; no class can match */
 		for (size_t j = 0; j < m && rc == 0; j++) {
 			if (inspect_value__type_name(h->r, mv[j], type, sizeof(type)))
 				continue;
@@ -192,8 +195,11 @@ int heal__load_live(struct heal *h)
 	h->pages.on = false;
 	heal__specs_sweep(h, w.v, w.nv, rc);
 	if (h->live_skipped)
-		heal__say(h, "%u stored patch(es) not applied: the live code differs (patched in this process "
-		          "already, or its source changed)", h->live_skipped);
+		heal__say(
+			h,
+			"%u stored patch(es) not applied: the live code differs (patched in this process "
+			"already, or its source changed)",
+			h->live_skipped);
 out:
 	h->pages.on = false;
 	h->live = false;
@@ -205,4 +211,3 @@ out:
 	heal_specs__free(w.v, w.nv);
 	return rc;
 }
-

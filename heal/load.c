@@ -48,7 +48,6 @@ int heal__preload(struct heal *h, const struct store *st)
 	return err;
 }
 
-
 int heal__tree_walk(struct heal *h, struct tree *t, uint64_t addr, int depth)
 {
 	struct inspect_code c;
@@ -100,8 +99,8 @@ static uint64_t reread_code(struct heal *h, uint64_t root, uint64_t func, const 
 	if (heal__tree_walk(h, &t, root, 0) == 0)
 		for (size_t i = func ? 0 : 1; i < t.n && !a; i++) {
 			struct inspect_code c;
-			if (inspect_code__read(h->r, t.v[i].addr, &c) == 0 && c.firstlineno == firstlineno &&
-			    strcmp(c.qualname, qualname) == 0)
+			if (inspect_code__read(h->r, t.v[i].addr, &c) == 0 &&
+			    c.firstlineno == firstlineno && strcmp(c.qualname, qualname) == 0)
 				a = t.v[i].addr;
 		}
 	free(t.v);
@@ -204,12 +203,16 @@ static void settle(struct heal *h, struct spec *s, bool chain_lost, int rc)
 		heal__say(h, "stale: %s: marked stale earlier; not applied", s->name);
 		h->st.stale++;
 	} else if (chain_lost) {
-		heal__say(h, "failed: %s: the once-patched %s could not be read back; not applied this time",
-		          s->name, s->qualname);
+		heal__say(
+			h,
+			"failed: %s: the once-patched %s could not be read back; not applied this time",
+			s->name, s->qualname);
 		h->st.failed++;
 	} else if (rc == 0) {
-		heal__say(h, "stale: %s: %s changed since the patch was made (code identity differs); "
-		          "not applied", s->name, s->qualname);
+		heal__say(h,
+			  "stale: %s: %s changed since the patch was made (code identity differs); "
+			  "not applied",
+			  s->name, s->qualname);
 		h->st.stale++;
 		mark_stale(h, s, "the function's code changed (code identity differs)");
 	}
@@ -226,7 +229,7 @@ int heal__load_node(struct heal *h, struct spec *v, size_t nv, uint64_t root, ui
 		    const struct node *nd)
 {
 	uint64_t addr = nd->addr;
-	bool chain_lost = false;   /* the patched code could not be found back */
+	bool chain_lost = false; /* the patched code could not be found back */
 	struct inspect_code c;
 	char file[PATH_MAX];
 	int rc = 0;
@@ -269,17 +272,22 @@ int heal__load_node(struct heal *h, struct spec *v, size_t nv, uint64_t root, ui
 		if (s->verdict == STORE_V_EXPIRED) {
 			char when[32] = "?";
 			store__format_time(s->expires, when, sizeof(when));
-			heal__say(h, "expired: %s (%s %s in %s, %s:%d) expired %s: not applied; fix the source",
-			          s->name, s->guard, s->target, c.qualname, heal_names__base(file), s->line, when);
+			heal__say(
+				h,
+				"expired: %s (%s %s in %s, %s:%d) expired %s: not applied; fix the source",
+				s->name, s->guard, s->target, c.qualname, heal_names__base(file),
+				s->line, when);
 			h->st.expired++;
 			heal_code__free(&hc);
-			continue;   /* the next patch of the chain cannot match either */
+			continue; /* the next patch of the chain cannot match either */
 		}
 		struct built b;
 		memset(&b, 0, sizeof(b));
 		/* The stored decision again, from the live original
 		 * (rewrite/redecide.c): -ESTALE says what no longer matches. */
-		struct guard_spec gs = { .guard = s->guard, .anchor = s->anchor, .window = s->window };
+		struct guard_spec gs = { .guard = s->guard,
+					 .anchor = s->anchor,
+					 .window = s->window };
 		struct rewrite_diag diag = { 0 };
 		int bad = guard_spec__redecide(&hc.info, &gs, &b.d, &diag);
 		if (bad) {
@@ -299,11 +307,12 @@ int heal__load_node(struct heal *h, struct spec *v, size_t nv, uint64_t root, ui
 		}
 		if (h->o.verbose) {
 			heal__show_delta(h, &hc, &b);
-			t2 = heal__now_ms();   /* printing is not the agent's time */
+			t2 = heal__now_ms(); /* printing is not the agent's time */
 		}
 		if (h->o.dry_run) {
-			heal__say(h, "dry run: would load %s %s -> %s in %s (%s:%d)", s->guard, b.d.target,
-			          b.d.fallback_text, c.qualname, heal_names__base(file), s->line);
+			heal__say(h, "dry run: would load %s %s -> %s in %s (%s:%d)", s->guard,
+				  b.d.target, b.d.fallback_text, c.qualname, heal_names__base(file),
+				  s->line);
 			guard_patch__release(&b.gp);
 			heal_code__free(&hc);
 			break;
@@ -311,10 +320,11 @@ int heal__load_node(struct heal *h, struct spec *v, size_t nv, uint64_t root, ui
 		/* Another guard of this function stored on top of this one? */
 		bool more = false;
 		for (size_t i = 0; i < nv && !more; i++)
-			more = heal_spec__for(&v[i], c.qualname, file) && v[i].first_line == c.firstlineno;
+			more = heal_spec__for(&v[i], c.qualname, file) &&
+			       v[i].first_line == c.firstlineno;
 		struct outgoing_patch w;
 		int err = heal_outgoing__fill(&w, addr, &b.gp, why, sizeof(why));
-		if (!err) {   /* named: the agent lists it and can roll it back */
+		if (!err) { /* named: the agent lists it and can roll it back */
 			snprintf(w.p.meta.name, sizeof(w.p.meta.name), "%s", s->name);
 			snprintf(w.p.meta.guard, sizeof(w.p.meta.guard), "%s", s->guard);
 			snprintf(w.p.meta.target, sizeof(w.p.meta.target), "%s", s->target);
@@ -339,7 +349,7 @@ int heal__load_node(struct heal *h, struct spec *v, size_t nv, uint64_t root, ui
 		 * a patch another one of this function goes on top of must be
 		 * installed before the code is read again. */
 		unsigned failed = h->st.failed;
-		h->t_send += heal__now_ms() - t2;   /* collect counts its own */
+		h->t_send += heal__now_ms() - t2; /* collect counts its own */
 		err = collect(h, more ? LOAD_DRAIN : LOAD_CHUNKED);
 		if (err) {
 			rc = err == -EPIPE ? -EPIPE : 0;
@@ -399,7 +409,7 @@ int heal__load_tree(struct heal *h, uint64_t root)
 	if (!h->o.program)
 		return 0;
 	h->t_walk = h->t_read = h->t_synth = h->t_send = 0;
-	if (h->have_pre) {   /* heal__preload: read while the module was not waiting */
+	if (h->have_pre) { /* heal__preload: read while the module was not waiting */
 		v = h->pre;
 		nv = h->npre;
 		h->pre = NULL;
@@ -427,13 +437,15 @@ int heal__load_tree(struct heal *h, uint64_t root)
 	}
 	heal__specs_sweep(h, v, nv, rc);
 	if (h->o.verbose && h->st.loaded > loaded0)
-		heal__say(h, "loaded %u patch(es) in %.2f ms (walking the module's code %.2f, reading the code %.2f, "
-		          "synthesis and gate %.2f, agent %.2f)", h->st.loaded - loaded0, heal__now_ms() - t0, h->t_walk,
-		          h->t_read, h->t_synth, h->t_send);
+		heal__say(
+			h,
+			"loaded %u patch(es) in %.2f ms (walking the module's code %.2f, reading the code %.2f, "
+			"synthesis and gate %.2f, agent %.2f)",
+			h->st.loaded - loaded0, heal__now_ms() - t0, h->t_walk, h->t_read,
+			h->t_synth, h->t_send);
 out:
 	h->pages.on = false;
 	free(t.v);
 	heal_specs__free(v, nv);
 	return rc;
 }
-

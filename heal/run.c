@@ -84,10 +84,10 @@ static double mono_ms(void)
  * first module, so the store is parsed in parallel with Py_Initialize. */
 struct boot_list {
 	char path[64];
-	int fd;                   /* until filled */
-	char **files;             /* the files with patches (not the script) */
+	int fd;       /* until filled */
+	char **files; /* the files with patches (not the script) */
 	size_t nfiles;
-	struct store *st;         /* kept for heal__preload, heal__use_store */
+	struct store *st; /* kept for heal__preload, heal__use_store */
 };
 
 static void boot_list__free(struct boot_list *bl)
@@ -138,7 +138,7 @@ static int boot_list__fill(struct boot_list *bl, const struct heal_run_opts *o, 
 	 * heal__load_tree reports problems, heal__flush its own failures. */
 	int err = store__open_print(o->store_dir, 0, store_quiet, NULL, &st);
 	if (err == -ENOENT)
-		err = 0;   /* nothing stored yet */
+		err = 0; /* nothing stored yet */
 	if (st) {
 		struct store_query q = { .program = program };
 		struct store_iter it;
@@ -157,7 +157,7 @@ static int boot_list__fill(struct boot_list *bl, const struct heal_run_opts *o, 
 			bl->nfiles++;
 		}
 	}
-	bl->st = st;   /* the same snapshot gives heal its specs (heal__preload) */
+	bl->st = st; /* the same snapshot gives heal its specs (heal__preload) */
 	*written = false;
 	FILE *f = fdopen(bl->fd, "w");
 	if (!f)
@@ -174,7 +174,8 @@ static int boot_list__fill(struct boot_list *bl, const struct heal_run_opts *o, 
 }
 
 static pid_t start_child(const struct heal_run_opts *o, const char *agent, const char *boot,
-			 int boot_child_fd, int ready_child_fd, char **script_argv, char *err, size_t cap)
+			 int boot_child_fd, int ready_child_fd, char **script_argv, char *err,
+			 size_t cap)
 {
 	int pfd[2];
 	if (pipe2(pfd, O_CLOEXEC)) {
@@ -269,16 +270,16 @@ struct sup {
 	struct inspect_proc *ip;
 	struct heal *h;
 	bool inspect_failed;
-	bool pending;             /* a boot event waits for our answer */
-	bool load;                /* ... after loading its module's patches */
+	bool pending; /* a boot event waits for our answer */
+	bool load;    /* ... after loading its module's patches */
 	unsigned nevents;
 	const struct boot_list *bl;
-	bool script_listed;       /* the hook will report the script's module */
+	bool script_listed; /* the hook will report the script's module */
 	struct wire_crash ev;
 	/* --verbose start-up clock, ms of CLOCK_MONOTONIC (0: not yet) */
 	double t_fork, t_first, t_session, t_event, t_held_from, t_held_to, t_load;
-	double t_heal_from, t_heal_to;   /* inspect/ and heal opened */
-	char held[96];            /* the module that was held */
+	double t_heal_from, t_heal_to; /* inspect/ and heal opened */
+	char held[96];                 /* the module that was held */
 };
 
 /* inspect/ reads the child: opened at the first need (the interpreter is
@@ -296,8 +297,12 @@ static struct heal *sup__heal(struct sup *u)
 		return NULL;
 	}
 	struct heal_opts ho = {
-		.store_dir = u->o->store_dir, .program = u->program, .ttl_days = u->o->ttl_days,
-		.dry_run = u->o->dry_run, .verbose = u->o->verbose, .no_resume = u->o->no_resume,
+		.store_dir = u->o->store_dir,
+		.program = u->program,
+		.ttl_days = u->o->ttl_days,
+		.dry_run = u->o->dry_run,
+		.verbose = u->o->verbose,
+		.no_resume = u->o->no_resume,
 	};
 	if (heal__open(u->ip, u->s, &ho, &u->h)) {
 		u->inspect_failed = true;
@@ -330,7 +335,7 @@ static void sup__boot_answer(struct sup *u)
 	if (h && heal__load_tree_boot_release(h, u->ev.code_addr, u->boot_fd, u->ev.event_id,
 					      &released) == -EPIPE) {
 		sup__boot_close(u);
-		released = true;   /* nothing to send it on */
+		released = true; /* nothing to send it on */
 	}
 	if (first) {
 		u->t_held_from = u->t_event;
@@ -344,7 +349,7 @@ static void sup__boot_answer(struct sup *u)
 	if (!released && heal_boot__release(u->boot_fd, u->ev.event_id))
 		sup__boot_close(u);
 	if (first)
-		u->t_held_to = mono_ms();   /* with patches: once their answers are read */
+		u->t_held_to = mono_ms(); /* with patches: once their answers are read */
 }
 
 /* The boot hook reports a module about to run and waits for our answer,
@@ -356,11 +361,11 @@ static void sup__boot_answer(struct sup *u)
 static void sup__boot_read(struct sup *u)
 {
 	if (heal_boot__next_module(u->boot_fd, &u->ev)) {
-		sup__boot_close(u);   /* EOF: the child is exiting */
+		sup__boot_close(u); /* EOF: the child is exiting */
 		return;
 	}
 	u->pending = true;
-	u->load = true;   /* reported because listed */
+	u->load = true; /* reported because listed */
 	u->t_event = mono_ms();
 	if (!u->t_first)
 		u->t_first = u->t_event;
@@ -400,13 +405,18 @@ static int supervise(const struct heal_run_opts *o, pid_t pid, int boot_fd, int 
 		     const char *program, const struct boot_list *bl, bool script_listed,
 		     double t_fork, struct heal_stats *total, bool *healed_now)
 {
-	struct sup u = { .o = o, .program = program, .pid = pid, .boot_fd = boot_fd, .bl = bl,
-			 .script_listed = script_listed, .t_fork = t_fork };
+	struct sup u = { .o = o,
+			 .program = program,
+			 .pid = pid,
+			 .boot_fd = boot_fd,
+			 .bl = bl,
+			 .script_listed = script_listed,
+			 .t_fork = t_fork };
 	int wstatus = 0;
 	bool reaped = false, session_gone = false, ready = false;
 	struct inject_opts io = { .no_inject = true, .connect_timeout_ms = 1, .hits = true };
 	char sock[WIRE_PATH_MAX] = "";
-	char open_err[512] = "";   /* why the last session open failed */
+	char open_err[512] = ""; /* why the last session open failed */
 
 	*healed_now = false;
 	/* How long a held script waits for the agent's session. */
@@ -417,8 +427,9 @@ static int supervise(const struct heal_run_opts *o, pid_t pid, int boot_fd, int 
 		if (!u.s && !session_gone && !reaped) {
 			if (ready)
 				try_open = true;
-			else if (ready_fd < 0)   /* no pipe: look for the socket */
-				try_open = (sock[0] || inject_socket_path(pid, sock, sizeof(sock)) == 0) &&
+			else if (ready_fd < 0) /* no pipe: look for the socket */
+				try_open = (sock[0] ||
+					    inject_socket_path(pid, sock, sizeof(sock)) == 0) &&
 					   access(sock, F_OK) == 0;
 		}
 		if (try_open) {
@@ -432,8 +443,8 @@ static int supervise(const struct heal_run_opts *o, pid_t pid, int boot_fd, int 
 			if (inject_session__open(pid, &io, &u.s, open_err, sizeof(open_err)) == 0) {
 				u.t_session = mono_ms();
 				if (o->verbose)
-					fprintf(stderr, "[suture] agent ready in pid %d (%s)\n", (int)pid,
-						inject_session__watch_detail(u.s));
+					fprintf(stderr, "[suture] agent ready in pid %d (%s)\n",
+						(int)pid, inject_session__watch_detail(u.s));
 				/* Read the layout now if patches will be loaded
 				 * (usually while site runs); with none, at the
 				 * first crash: most runs never need it. */
@@ -443,16 +454,18 @@ static int supervise(const struct heal_run_opts *o, pid_t pid, int boot_fd, int 
 					sup__heal(&u);
 			} else {
 				u.s = NULL;
-				if (ready) {   /* it listens, yet refuses us: final */
-					fprintf(stderr, "[suture] pid %d: %s: crashes are not healed\n", (int)pid,
-						open_err);
+				if (ready) { /* it listens, yet refuses us: final */
+					fprintf(stderr,
+						"[suture] pid %d: %s: crashes are not healed\n",
+						(int)pid, open_err);
 					session_gone = true;
 				}
 			}
 		}
 		if (u.pending && (u.s || session_gone || mono_ms() > session_deadline)) {
 			if (!u.s && !session_gone)
-				fprintf(stderr, "[suture] pid %d: the agent did not come up: crashes are not healed\n",
+				fprintf(stderr,
+					"[suture] pid %d: the agent did not come up: crashes are not healed\n",
 					(int)pid);
 			session_gone = session_gone || !u.s;
 			sup__boot_answer(&u);
@@ -491,7 +504,8 @@ static int supervise(const struct heal_run_opts *o, pid_t pid, int boot_fd, int 
 			 * up (the child exited, or the agent could not listen). */
 			ready = r == 1;
 			if (!ready && !u.s && !session_gone) {
-				fprintf(stderr, "[suture] pid %d: the agent did not come up: crashes are not healed\n",
+				fprintf(stderr,
+					"[suture] pid %d: the agent did not come up: crashes are not healed\n",
 					(int)pid);
 				session_gone = true;
 			}
@@ -538,13 +552,15 @@ static int supervise(const struct heal_run_opts *o, pid_t pid, int boot_fd, int 
 		/* Where the start-up time goes (docs/performance.md);
 		 * SUTURE_RUN_TIMING=1 prints it without the rest of --verbose. */
 		double t_end = mono_ms();
-#define REL(t) ((t) ? (t) - u.t_fork : -1.0)
-		fprintf(stderr, "[suture] start-up clock (ms after fork at %.3f monotonic, -1: never): first module reported %.2f, "
+#define REL(t) ((t) ? (t)-u.t_fork : -1.0)
+		fprintf(stderr,
+			"[suture] start-up clock (ms after fork at %.3f monotonic, -1: never): first module reported %.2f, "
 			"agent session %.2f, layout and specs read from %.2f to %.2f, %s held from %.2f to %.2f "
-			"(%.2f ms, loading patches %.2f); script ended %.2f\n", u.t_fork, REL(u.t_first),
-			REL(u.t_session), REL(u.t_heal_from), REL(u.t_heal_to),
-			u.held[0] ? u.held : "nothing", REL(u.t_held_from), REL(u.t_held_to),
-			u.t_held_to ? u.t_held_to - u.t_held_from : 0.0, u.t_load, t_end - u.t_fork);
+			"(%.2f ms, loading patches %.2f); script ended %.2f\n",
+			u.t_fork, REL(u.t_first), REL(u.t_session), REL(u.t_heal_from),
+			REL(u.t_heal_to), u.held[0] ? u.held : "nothing", REL(u.t_held_from),
+			REL(u.t_held_to), u.t_held_to ? u.t_held_to - u.t_held_from : 0.0, u.t_load,
+			t_end - u.t_fork);
 #undef REL
 	}
 	if (u.h) {
@@ -555,7 +571,7 @@ static int supervise(const struct heal_run_opts *o, pid_t pid, int boot_fd, int 
 		total->would_apply += st->would_apply;
 		total->refused += st->refused;
 		total->failed += st->failed;
-		total->loaded = st->loaded;     /* what the last run loaded */
+		total->loaded = st->loaded; /* what the last run loaded */
 		total->stale += st->stale;
 		total->expired += st->expired;
 	}
@@ -583,7 +599,8 @@ int heal_run__main(const struct heal_run_opts *o, char **script_argv)
 	char err[512];
 
 	if (inject__agent_path(o->agent_path, agent, sizeof(agent))) {
-		fprintf(stderr, "suture-run: libsuture_agent.so not found (looked at %s, $SUTURE_AGENT, "
+		fprintf(stderr,
+			"suture-run: libsuture_agent.so not found (looked at %s, $SUTURE_AGENT, "
 			"../lib next to suture-run, %s/lib/suture)\n",
 			o->agent_path ? o->agent_path : "-", SUTURE_PREFIX);
 		return 1;
@@ -616,7 +633,8 @@ int heal_run__main(const struct heal_run_opts *o, char **script_argv)
 		if (pipe2(rp, O_CLOEXEC))
 			rp[0] = rp[1] = -1;
 		double t_fork = mono_ms();
-		pid_t pid = start_child(o, agent, bl.path, sp[1], rp[1], script_argv, err, sizeof(err));
+		pid_t pid = start_child(o, agent, bl.path, sp[1], rp[1], script_argv, err,
+					sizeof(err));
 		if (sp[1] >= 0)
 			close(sp[1]);
 		if (rp[1] >= 0)
@@ -637,7 +655,8 @@ int heal_run__main(const struct heal_run_opts *o, char **script_argv)
 			bool written;
 			rc = boot_list__fill(&bl, o, program, &written);
 			if (rc)
-				fprintf(stderr, "[suture] the patch store cannot be read (%s): no patch is loaded\n",
+				fprintf(stderr,
+					"[suture] the patch store cannot be read (%s): no patch is loaded\n",
 					strerror(-rc));
 			/* The hook can name a regular script's module (not a
 			 * directory's or a zip's __main__) by its file. */
@@ -649,8 +668,8 @@ int heal_run__main(const struct heal_run_opts *o, char **script_argv)
 			sp[0] = -1;
 		}
 		bool healed;
-		wstatus = supervise(o, pid, sp[0], rp[0], program, &bl, script_listed, t_fork, &total,
-				    &healed);
+		wstatus = supervise(o, pid, sp[0], rp[0], program, &bl, script_listed, t_fork,
+				    &total, &healed);
 		boot_list__free(&bl);
 		bool failed = !(WIFEXITED(wstatus) && WEXITSTATUS(wstatus) == 0);
 		/* A program stopped by a signal (ours, forwarded, or anyone's)
@@ -663,18 +682,22 @@ int heal_run__main(const struct heal_run_opts *o, char **script_argv)
 			break;
 		}
 		if (o->watch)
-			fprintf(stderr, "[suture] restarting %s (restart %u of %u) with the new patch\n",
+			fprintf(stderr,
+				"[suture] restarting %s (restart %u of %u) with the new patch\n",
 				script_argv[0], run + 1, limit);
 		else
-			fprintf(stderr, "[suture] re-running %s (attempt %u of %u) with the new patch\n",
+			fprintf(stderr,
+				"[suture] re-running %s (attempt %u of %u) with the new patch\n",
 				script_argv[0], run + 2, limit + 1);
 	}
 	char extra[160] = "";
 	size_t at = 0;
 	if (total.would_apply)
-		at += (size_t)snprintf(extra + at, sizeof(extra) - at, ", would apply: %u", total.would_apply);
+		at += (size_t)snprintf(extra + at, sizeof(extra) - at, ", would apply: %u",
+				       total.would_apply);
 	if (total.refused && at < sizeof(extra))
-		at += (size_t)snprintf(extra + at, sizeof(extra) - at, ", not patched: %u", total.refused);
+		at += (size_t)snprintf(extra + at, sizeof(extra) - at, ", not patched: %u",
+				       total.refused);
 	if (total.stale && at < sizeof(extra))
 		at += (size_t)snprintf(extra + at, sizeof(extra) - at, ", stale: %u", total.stale);
 	if (total.expired && at < sizeof(extra))

@@ -38,16 +38,29 @@ int heal_outgoing__fill(struct outgoing_patch *w, uint64_t code_addr, const stru
 		const struct guard_const *g = &gp->consts[i];
 		struct wire_const *c = &w->consts[i];
 		switch (g->kind) {
-		case GUARD_CONST_NONE: c->kind = WIRE_CONST_NONE; break;
-		case GUARD_CONST_INT: c->kind = WIRE_CONST_INT; c->i = g->i; break;
-		case GUARD_CONST_FLOAT: c->kind = WIRE_CONST_FLOAT; c->f = g->f; break;
-		case GUARD_CONST_EXC_TYPE: str_const(c, WIRE_CONST_BUILTIN, g->names[0]); break;
-		case GUARD_CONST_HELPER: str_const(c, WIRE_CONST_HELPER, g->names[0]); break;
+		case GUARD_CONST_NONE:
+			c->kind = WIRE_CONST_NONE;
+			break;
+		case GUARD_CONST_INT:
+			c->kind = WIRE_CONST_INT;
+			c->i = g->i;
+			break;
+		case GUARD_CONST_FLOAT:
+			c->kind = WIRE_CONST_FLOAT;
+			c->f = g->f;
+			break;
+		case GUARD_CONST_EXC_TYPE:
+			str_const(c, WIRE_CONST_BUILTIN, g->names[0]);
+			break;
+		case GUARD_CONST_HELPER:
+			str_const(c, WIRE_CONST_HELPER, g->names[0]);
+			break;
 		case GUARD_CONST_EXC_TUPLE:
 		case GUARD_CONST_NONE_TUPLE: {
 			size_t n = g->kind == GUARD_CONST_EXC_TUPLE ? g->nnames : (size_t)g->i;
 			if (g->kind == GUARD_CONST_NONE_TUPLE && (g->i < 0 || g->i > 4096)) {
-				snprintf(why, cap, "a tuple constant of %lld items", (long long)g->i);
+				snprintf(why, cap, "a tuple constant of %lld items",
+					 (long long)g->i);
 				return -EINVAL;
 			}
 			struct wire_const *it = calloc(n + 1, sizeof(*it));
@@ -60,12 +73,15 @@ int heal_outgoing__fill(struct outgoing_patch *w, uint64_t code_addr, const stru
 				else
 					it[k].kind = WIRE_CONST_NONE;
 			}
-			*c = (struct wire_const){ .kind = WIRE_CONST_TUPLE, .items = it, .nitems = n };
+			*c = (struct wire_const){ .kind = WIRE_CONST_TUPLE,
+						  .items = it,
+						  .nitems = n };
 			break;
 		}
 		case GUARD_CONST_PROBE_EXC:
 		default:
-			snprintf(why, cap, "constant kind %s cannot be sent", guard_const_kind__name(g->kind));
+			snprintf(why, cap, "constant kind %s cannot be sent",
+				 guard_const_kind__name(g->kind));
 			return -EINVAL;
 		}
 	}
@@ -81,7 +97,6 @@ int heal_outgoing__fill(struct outgoing_patch *w, uint64_t code_addr, const stru
 	w->p.nconsts = gp->nconsts;
 	return 0;
 }
-
 
 /* ------------------------------------------------------------------ */
 /* The live session                                                     */
@@ -110,7 +125,7 @@ static int session_post(struct heal_sender *sd, const struct wire_patch *p, char
 static int session_flush(struct heal_sender *sd, bool last)
 {
 	(void)sd;
-	(void)last;   /* every post was written and answered already */
+	(void)last; /* every post was written and answered already */
 	return 0;
 }
 
@@ -128,13 +143,17 @@ static int session_collect(struct heal_sender *sd, struct wire_patch_result *res
 }
 
 static const struct heal_sender_ops session_ops = {
-	.post = session_post, .flush = session_flush, .collect = session_collect,
+	.post = session_post,
+	.flush = session_flush,
+	.collect = session_collect,
 };
 
 void heal_sender__session(struct heal_session_sender *ss, struct inject_session *s)
 {
-	*ss = (struct heal_session_sender){ .base = { .ops = &session_ops, .chunk = 1, .inflight = 0 },
-					    .s = s };
+	*ss = (struct heal_session_sender){
+		.base = { .ops = &session_ops, .chunk = 1, .inflight = 0 },
+		.s = s
+	};
 }
 
 /* ------------------------------------------------------------------ */
@@ -155,7 +174,8 @@ static int boot_post(struct heal_sender *sd, const struct wire_patch *p, char *w
 				: wire_msg__encode_patch(&b->posted, &q);
 	if (rc || b->posted.err) {
 		b->next_request--;
-		snprintf(why, cap, "cannot encode the patch: %s", strerror(rc ? -rc : -b->posted.err));
+		snprintf(why, cap, "cannot encode the patch: %s",
+			 strerror(rc ? -rc : -b->posted.err));
 		return rc ? rc : b->posted.err;
 	}
 	return 0;
@@ -201,14 +221,17 @@ static int boot_collect(struct heal_sender *sd, struct wire_patch_result *res, c
 }
 
 static const struct heal_sender_ops boot_ops = {
-	.post = boot_post, .flush = boot_flush, .collect = boot_collect,
+	.post = boot_post,
+	.flush = boot_flush,
+	.collect = boot_collect,
 };
 
 void heal_sender__boot(struct heal_boot_sender *b, int fd, uint64_t release)
 {
 	*b = (struct heal_boot_sender){
 		.base = { .ops = &boot_ops, .chunk = BOOT_CHUNK, .inflight = BOOT_INFLIGHT },
-		.fd = fd, .release = release,
+		.fd = fd,
+		.release = release,
 	};
 }
 
@@ -248,10 +271,10 @@ int heal__send_one(struct heal *h, uint64_t code_addr, const struct guard_patch 
 {
 	struct heal_sender *sd = h->send;
 	struct outgoing_patch w;
-	heal_pages__drop(&h->pages);   /* the target changes now */
+	heal_pages__drop(&h->pages); /* the target changes now */
 	memset(res, 0, sizeof(*res));
 	int err = heal_outgoing__fill(&w, code_addr, gp, why, cap);
-	if (!err && meta)   /* named: the agent lists it and can roll it back */
+	if (!err && meta) /* named: the agent lists it and can roll it back */
 		w.p.meta = *meta;
 	if (!err)
 		err = sd->ops->post(sd, &w.p, why, cap);

@@ -9,8 +9,14 @@
 void heal_specs__free(struct spec *v, size_t n)
 {
 	for (size_t i = 0; i < n; i++) {
-		free(v[i].name); free(v[i].guard); free(v[i].qualname); free(v[i].file);
-		free(v[i].target); free(v[i].fallback); free(v[i].code_id); free(v[i].window);
+		free(v[i].name);
+		free(v[i].guard);
+		free(v[i].qualname);
+		free(v[i].file);
+		free(v[i].target);
+		free(v[i].fallback);
+		free(v[i].code_id);
+		free(v[i].window);
 	}
 	free(v);
 }
@@ -45,8 +51,8 @@ int heal_specs__from(const struct store *st, const char *program, const char *py
 		s->first_line = p->first_line;
 		s->verdict = vd;
 		s->expires = store_patch__expires(p);
-		if (!s->name || !s->guard || !s->qualname || !s->file || !s->target || !s->fallback ||
-		    !s->code_id || !s->window) {
+		if (!s->name || !s->guard || !s->qualname || !s->file || !s->target ||
+		    !s->fallback || !s->code_id || !s->window) {
 			heal_specs__free(v, *n);
 			*n = 0;
 			return -ENOMEM;
@@ -72,7 +78,7 @@ bool heal_specs__wanted(const struct spec *v, size_t nv, const char *qualname, s
 {
 	size_t n = strlen(qualname);
 	if (n + 4 >= cap)
-		return true;   /* maybe cut short (at a UTF-8 boundary): look at it whole */
+		return true; /* maybe cut short (at a UTF-8 boundary): look at it whole */
 	for (size_t i = 0; i < nv; i++) {
 		const struct spec *s = &v[i];
 		if (!s->done && strncmp(s->qualname, qualname, n) == 0 &&

@@ -52,7 +52,8 @@ int heal_watch__run(pid_t pid, const struct heal_watch_opts *o)
 		fprintf(stderr, "[suture] %s\n", err[0] ? err : strerror(-rc));
 		goto out;
 	}
-	struct inject_opts io = { .agent_path = o->agent_path, .hits = true,
+	struct inject_opts io = { .agent_path = o->agent_path,
+				  .hits = true,
 				  .app_paths = o->app_paths };
 	if ((rc = inject_session__open(pid, &io, &s, err, sizeof(err)))) {
 		fprintf(stderr, "[suture] %s\n", err);
@@ -72,8 +73,10 @@ int heal_watch__run(pid_t pid, const struct heal_watch_opts *o)
 	if (heal_program__of_pid(pid, program, sizeof(program)) == 0)
 		ho.program = program;
 	else
-		fprintf(stderr, "[suture] pid %d runs no script file (python -m, -c or a REPL): "
-			"patches are applied but not stored\n", (int)pid);
+		fprintf(stderr,
+			"[suture] pid %d runs no script file (python -m, -c or a REPL): "
+			"patches are applied but not stored\n",
+			(int)pid);
 	if ((rc = heal__open(ip, s, &ho, &h))) {
 		fprintf(stderr, "[suture] pid %d: %s\n", (int)pid, strerror(-rc));
 		goto out;
@@ -88,11 +91,13 @@ int heal_watch__run(pid_t pid, const struct heal_watch_opts *o)
 	if (o->verbose) {
 		struct inject_timings tm;
 		inject_session__timings(s, &tm);
-		fprintf(stderr, "[suture] agent %s (%s), program %s; watching %.2f ms after start, "
+		fprintf(stderr,
+			"[suture] agent %s (%s), program %s; watching %.2f ms after start, "
 			"injection %.2f ms, target stopped %.3f ms\n",
 			inject_session__how(s) == INJECT_HOW_CONNECTED ? "reused" : "injected",
-			inject_session__watch_detail(s), ho.program ? ho.program : "(none: nothing stored)",
-			(now_s() - t0) * 1e3, tm.open_ns / 1e6, tm.stopped_ns / 1e6);
+			inject_session__watch_detail(s),
+			ho.program ? ho.program : "(none: nothing stored)", (now_s() - t0) * 1e3,
+			tm.open_ns / 1e6, tm.stopped_ns / 1e6);
 	}
 	fflush(stderr);
 	status = 0;
@@ -104,7 +109,8 @@ int heal_watch__run(pid_t pid, const struct heal_watch_opts *o)
 		if (deadline) {
 			double left = deadline - now_s();
 			if (left <= 0) {
-				fprintf(stderr, "[suture] timeout: stopped watching pid %d\n", (int)pid);
+				fprintf(stderr, "[suture] timeout: stopped watching pid %d\n",
+					(int)pid);
 				break;
 			}
 			if (left * 1e3 < wait_ms)
@@ -133,7 +139,8 @@ int heal_watch__run(pid_t pid, const struct heal_watch_opts *o)
 		}
 	}
 	if (g_stop)
-		fprintf(stderr, "[suture] %s: detaching from pid %d\n", strsignal(g_stop), (int)pid);
+		fprintf(stderr, "[suture] %s: detaching from pid %d\n", strsignal(g_stop),
+			(int)pid);
 	if (inject_session__detach(s) == 0)
 		fprintf(stderr, "[suture] detached: watcher removed, applied patches stay\n");
 out_noddetach:

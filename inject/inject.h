@@ -45,7 +45,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#include "wire/msg.h"   /* wire_crash, wire_patch, wire_patch_result, wire_pong */
+#include "wire/msg.h" /* wire_crash, wire_patch, wire_patch_result, wire_pong */
 
 struct inject_session;
 
@@ -78,9 +78,9 @@ struct inject_opts {
 
 /* What open did, for messages and tests. */
 enum inject_how {
-	INJECT_HOW_CONNECTED = 0,  /* an agent was already serving */
-	INJECT_HOW_DLOPEN = 1,     /* remote dlopen of the agent */
-	INJECT_HOW_RESTARTED = 2,  /* mapped but detached: remote suture_agent_start() */
+	INJECT_HOW_CONNECTED = 0, /* an agent was already serving */
+	INJECT_HOW_DLOPEN = 1,    /* remote dlopen of the agent */
+	INJECT_HOW_RESTARTED = 2, /* mapped but detached: remote suture_agent_start() */
 };
 
 /* On failure err (errlen bytes, may be 0) gets the message, *out NULL. */

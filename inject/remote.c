@@ -44,7 +44,7 @@ int inject__agent_path(const char *explicit_path, char *buf, size_t cap)
 		if (realpath(tries[i], buf) && strlen(buf) < cap && access(buf, R_OK) == 0)
 			return 0;
 		if (i < 2)
-			return -ENOENT;   /* asked for a path that is not there */
+			return -ENOENT; /* asked for a path that is not there */
 	}
 	snprintf(cand, sizeof cand, "%s/lib/suture/libsuture_agent.so", SUTURE_PREFIX);
 	if (realpath(cand, buf) && strlen(buf) < cap)
@@ -80,8 +80,8 @@ static int is_python(struct attach_proc *proc)
 	       attach_elf__symbol(elf, "PyTraceBack_Here", &addr, &size) == 0;
 }
 
-static int load_once(pid_t pid, const char *agent_path, enum inject_how *how,
-		     uint64_t *stopped_ns, char *err, size_t cap)
+static int load_once(pid_t pid, const char *agent_path, enum inject_how *how, uint64_t *stopped_ns,
+		     char *err, size_t cap)
 {
 	uint64_t t0 = 0;
 	struct attach_proc *proc = NULL;
@@ -103,8 +103,10 @@ static int load_once(pid_t pid, const char *agent_path, enum inject_how *how,
 		return rc;
 	}
 	if (!is_python(proc)) {
-		snprintf(err, cap, "inject: pid %d: not a CPython 3.11 process (no PyTraceBack_Here "
-			 "in its executable or a libpython3.11)", (int)pid);
+		snprintf(err, cap,
+			 "inject: pid %d: not a CPython 3.11 process (no PyTraceBack_Here "
+			 "in its executable or a libpython3.11)",
+			 (int)pid);
 		rc = -ENOEXEC;
 		goto out;
 	}
@@ -113,8 +115,8 @@ static int load_once(pid_t pid, const char *agent_path, enum inject_how *how,
 		goto fail;
 	if (mapped) {
 		*how = INJECT_HOW_RESTARTED;
-		rc = attach_proc__call_sym(proc, tid, "libsuture_agent", "suture_agent_start",
-					   NULL, 0, &ret);
+		rc = attach_proc__call_sym(proc, tid, "libsuture_agent", "suture_agent_start", NULL,
+					   0, &ret);
 		if (rc == 0 && (int)ret == -EAGAIN) {
 			/* Busy (a lock held or the last agent thread not
 			 * gone yet, by threads we stopped): released, retried. */
@@ -140,7 +142,8 @@ static int load_once(pid_t pid, const char *agent_path, enum inject_how *how,
 			/* dlerror() points into the target; read its message. */
 			uint64_t msg = 0;
 			char text[200] = "";
-			if (attach_proc__call_sym(proc, tid, "libc.so", "dlerror", NULL, 0, &msg) == 0 &&
+			if (attach_proc__call_sym(proc, tid, "libc.so", "dlerror", NULL, 0, &msg) ==
+				    0 &&
 			    msg && attach_proc__read(proc, msg, text, sizeof text - 1) == 0)
 				text[sizeof text - 1] = 0;
 			snprintf(err, cap, "inject: pid %d: dlopen(%s) failed in the target: %s",
@@ -151,7 +154,7 @@ static int load_once(pid_t pid, const char *agent_path, enum inject_how *how,
 	}
 	if (rc)
 		goto fail;
-	attach_proc__close(proc);   /* releases every thread */
+	attach_proc__close(proc); /* releases every thread */
 	*stopped_ns = inject__now_ns() - t0;
 	return 0;
 fail:

@@ -50,12 +50,30 @@ const char *inject_session__error(const struct inject_session *s)
 	return s ? s->err : "";
 }
 
-pid_t inject_session__pid(const struct inject_session *s) { return s->pid; }
-enum inject_how inject_session__how(const struct inject_session *s) { return s->how; }
-uint32_t inject_session__watch_mode(const struct inject_session *s) { return s->welcome.watch_mode; }
-const char *inject_session__watch_detail(const struct inject_session *s) { return s->welcome.detail; }
-uint32_t inject_session__py_hexversion(const struct inject_session *s) { return s->welcome.py_hexversion; }
-int inject_session__fd(const struct inject_session *s) { return s->fd; }
+pid_t inject_session__pid(const struct inject_session *s)
+{
+	return s->pid;
+}
+enum inject_how inject_session__how(const struct inject_session *s)
+{
+	return s->how;
+}
+uint32_t inject_session__watch_mode(const struct inject_session *s)
+{
+	return s->welcome.watch_mode;
+}
+const char *inject_session__watch_detail(const struct inject_session *s)
+{
+	return s->welcome.detail;
+}
+uint32_t inject_session__py_hexversion(const struct inject_session *s)
+{
+	return s->welcome.py_hexversion;
+}
+int inject_session__fd(const struct inject_session *s)
+{
+	return s->fd;
+}
 
 /* The target's real uid names its channel directory. */
 int inject__target_uid(pid_t pid, uid_t *uid)
@@ -119,7 +137,8 @@ int inject__connect(pid_t pid, int *out, char *err, size_t cap)
 	}
 	if ((rc = check_channel_dir(pid, err, cap))) {
 		if (rc != -EPERM)
-			snprintf(err, cap, "inject: pid %d: no agent channel (%s)", (int)pid, strerror(-rc));
+			snprintf(err, cap, "inject: pid %d: no agent channel (%s)", (int)pid,
+				 strerror(-rc));
 		return rc;
 	}
 	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -272,11 +291,13 @@ static int await(struct inject_session *s, uint16_t want, int timeout_ms, uint8_
 			char text[256];
 			wire_msg__decode_error(*payload, *payload + h.len, text, sizeof text);
 			free(*payload);
-			return fail(s, -EPROTO, "inject: pid %d: the agent refused: %s", (int)s->pid, text);
+			return fail(s, -EPROTO, "inject: pid %d: the agent refused: %s",
+				    (int)s->pid, text);
 		}
 		free(*payload);
 		if (h.type != WIRE_MSG_CRASH)
-			return fail(s, -EPROTO, "inject: pid %d: unexpected frame type %u from the agent",
+			return fail(s, -EPROTO,
+				    "inject: pid %d: unexpected frame type %u from the agent",
 				    (int)s->pid, h.type);
 	}
 }
@@ -284,7 +305,7 @@ static int await(struct inject_session *s, uint16_t want, int timeout_ms, uint8_
 static int handshake(struct inject_session *s, const struct inject_opts *o)
 {
 	struct wire_buf b = { 0 };
-	struct wire_hello *hello = calloc(1, sizeof *hello);   /* 4 KiB of paths */
+	struct wire_hello *hello = calloc(1, sizeof *hello); /* 4 KiB of paths */
 	if (!hello)
 		return fail(s, -ENOMEM, "inject: pid %d: out of memory", (int)s->pid);
 	hello->version = WIRE_PROTO_VERSION;
@@ -340,7 +361,7 @@ static int connect_wait(pid_t pid, uint32_t timeout_ms, int *fd, char *err, size
 			snprintf(err, cap, "inject: pid %d: the process exited", (int)pid);
 			return -ESRCH;
 		}
-		usleep(1000);   /* a connect costs little; a late session holds a script */
+		usleep(1000); /* a connect costs little; a late session holds a script */
 	}
 }
 
@@ -364,7 +385,8 @@ int inject_session__open(pid_t pid, const struct inject_opts *opts, struct injec
 	rc = inject__connect(pid, &s->fd, s->err, sizeof s->err);
 	if (rc == -ENOENT || rc == -ECONNREFUSED) {
 		if (o->no_inject) {
-			rc = connect_wait(pid, o->connect_timeout_ms, &s->fd, s->err, sizeof s->err);
+			rc = connect_wait(pid, o->connect_timeout_ms, &s->fd, s->err,
+					  sizeof s->err);
 		} else {
 			rc = inject__load_agent(pid, o->agent_path, &s->how, &s->timings.stopped_ns,
 						s->err, sizeof s->err);
@@ -416,7 +438,8 @@ int inject_session__next_event(struct inject_session *s, int timeout_ms, struct 
 			rc = wire_msg__decode_crash(p, p + h.len, ev);
 			free(p);
 			if (rc)
-				return fail(s, -EPROTO, "inject: pid %d: malformed CRASH", (int)s->pid);
+				return fail(s, -EPROTO, "inject: pid %d: malformed CRASH",
+					    (int)s->pid);
 			return 0;
 		}
 		if (h.type == WIRE_MSG_HITS) {
@@ -467,7 +490,8 @@ int inject_session__send_patch(struct inject_session *s, const struct wire_patch
 		rc = wire_msg__decode_patch_result(payload, payload + len, res);
 		free(payload);
 		if (rc)
-			return fail(s, -EPROTO, "inject: pid %d: malformed PATCH_RESULT", (int)s->pid);
+			return fail(s, -EPROTO, "inject: pid %d: malformed PATCH_RESULT",
+				    (int)s->pid);
 		if (res->request_id == copy.request_id)
 			break;
 	}
@@ -518,7 +542,8 @@ int inject_session__resume_wait(struct inject_session *s, const struct wire_cras
 			rc = wire_msg__decode_crash(p, p + h.len, &c);
 			free(p);
 			if (rc)
-				return fail(s, -EPROTO, "inject: pid %d: malformed CRASH", (int)s->pid);
+				return fail(s, -EPROTO, "inject: pid %d: malformed CRASH",
+					    (int)s->pid);
 			/* The resumed thread runs the continuation until it answers:
 			 * a crash it reports meanwhile is inside it, and parked
 			 * until handled; the answer cannot come before. */
@@ -540,7 +565,8 @@ int inject_session__resume_wait(struct inject_session *s, const struct wire_cras
 			char text[256];
 			wire_msg__decode_error(p, p + h.len, text, sizeof text);
 			free(p);
-			return fail(s, -EPROTO, "inject: pid %d: the agent refused: %s", (int)s->pid, text);
+			return fail(s, -EPROTO, "inject: pid %d: the agent refused: %s",
+				    (int)s->pid, text);
 		}
 		free(p);
 		return fail(s, -EPROTO, "inject: pid %d: unexpected frame type %u from the agent",
@@ -561,12 +587,13 @@ int inject_session__list(struct inject_session *s, struct wire_live_patch **out,
 	wire_msg__encode_list(&b, &m);
 	int rc = send_buf(s, &b);
 	wire_buf__free(&b);
-	for (;;) {   /* gc.get_objects() again: 30 s, as for a patch */
+	for (;;) { /* gc.get_objects() again: 30 s, as for a patch */
 		if (rc || (rc = await(s, WIRE_MSG_LIST_RESULT, 30000, &p, &len)))
 			return rc;
 		if (wire_msg__decode_list_result(p, p + len, &lr)) {
 			free(p);
-			return fail(s, -EPROTO, "inject: pid %d: malformed LIST_RESULT", (int)s->pid);
+			return fail(s, -EPROTO, "inject: pid %d: malformed LIST_RESULT",
+				    (int)s->pid);
 		}
 		if (lr.request_id == m.request_id)
 			break;
@@ -607,7 +634,8 @@ int inject_session__rollback(struct inject_session *s, const char *name, bool dr
 		rc = wire_msg__decode_rollback_result(p, p + len, res);
 		free(p);
 		if (rc)
-			return fail(s, -EPROTO, "inject: pid %d: malformed ROLLBACK_RESULT", (int)s->pid);
+			return fail(s, -EPROTO, "inject: pid %d: malformed ROLLBACK_RESULT",
+				    (int)s->pid);
 		if (res->request_id == m.request_id)
 			break;
 	}
@@ -625,7 +653,7 @@ int inject_session__ping(struct inject_session *s, struct wire_pong *out)
 	wire_msg__encode_ping(&b, &ping);
 	int rc = send_buf(s, &b);
 	wire_buf__free(&b);
-	for (;;) {   /* skip the answer to an earlier ping that timed out */
+	for (;;) { /* skip the answer to an earlier ping that timed out */
 		if (rc || (rc = await(s, WIRE_MSG_PONG, 5000, &p, &len)))
 			return rc;
 		rc = wire_msg__decode_pong(p, p + len, out);

@@ -55,7 +55,8 @@ int inspect_type__dict(const struct inspect_reader *r, uint64_t type, uint64_t *
 		return err == -EFAULT ? -EFAULT : -EINVAL;
 	if (inspect__read_u64(r, type + (uint64_t)r->off->tp_dict, &d))
 		return -EFAULT;
-	if (!d || !r->types->type_dict || inspect__obj_type(r, d, &dtype) || dtype != r->types->type_dict)
+	if (!d || !r->types->type_dict || inspect__obj_type(r, d, &dtype) ||
+	    dtype != r->types->type_dict)
 		return -EINVAL;
 	*dict = d;
 	return 0;

@@ -11,8 +11,8 @@
 /* The location table is decoded by rewrite/ (the one decoder of that wire
  * form in suture); the lookup walks its entries, which are contiguous from
  * unit 0. */
-int inspect_linetable__line(const uint8_t *p, const uint8_t *end, int firstlineno,
-			    int32_t unit, int *line)
+int inspect_linetable__line(const uint8_t *p, const uint8_t *end, int firstlineno, int32_t unit,
+			    int *line)
 {
 	struct rewrite_lentry *e = NULL;
 	size_t n = 0;
@@ -107,8 +107,8 @@ int inspect_code__read(const struct inspect_reader *r, uint64_t addr, struct ins
 	return 0;
 }
 
-int inspect_bytes__read(const struct inspect_reader *r, uint64_t addr, size_t max,
-			uint8_t **buf, size_t *len)
+int inspect_bytes__read(const struct inspect_reader *r, uint64_t addr, size_t max, uint8_t **buf,
+			size_t *len)
 {
 	const struct inspect_offsets *o = r->off;
 	uint64_t type;
@@ -139,8 +139,8 @@ int inspect_bytes__read(const struct inspect_reader *r, uint64_t addr, size_t ma
 	return 0;
 }
 
-int inspect_tuple__read(const struct inspect_reader *r, uint64_t addr, size_t max,
-			uint64_t **items, size_t *n)
+int inspect_tuple__read(const struct inspect_reader *r, uint64_t addr, size_t max, uint64_t **items,
+			size_t *n)
 {
 	const struct inspect_offsets *o = r->off;
 	uint64_t type;
@@ -173,8 +173,8 @@ int inspect_tuple__read(const struct inspect_reader *r, uint64_t addr, size_t ma
  * anything the compiler emits for one code object. */
 #define MAX_TABLE (1u << 20)
 
-int inspect_code__line(const struct inspect_reader *r, const struct inspect_code *c,
-		       int32_t unit, int *line)
+int inspect_code__line(const struct inspect_reader *r, const struct inspect_code *c, int32_t unit,
+		       int *line)
 {
 	uint8_t *t;
 	size_t n;
@@ -190,24 +190,26 @@ int inspect_code__line(const struct inspect_reader *r, const struct inspect_code
 	return err;
 }
 
-int inspect_code__local(const struct inspect_reader *r, const struct inspect_code *c,
-			int32_t i, char *name, size_t len, uint8_t *kind)
+int inspect_code__local(const struct inspect_reader *r, const struct inspect_code *c, int32_t i,
+			char *name, size_t len, uint8_t *kind)
 {
 	const struct inspect_offsets *o = r->off;
 	uint64_t nameobj;
 	if (i < 0 || i >= c->nlocalsplus)
 		return -EINVAL;
-	int err = inspect__read_u64(r, c->localsplusnames + (uint64_t)o->tuple_item + 8 * (uint64_t)i,
+	int err = inspect__read_u64(r,
+				    c->localsplusnames + (uint64_t)o->tuple_item + 8 * (uint64_t)i,
 				    &nameobj);
 	if (!err && kind)
-		err = inspect__read(r, c->localspluskinds + (uint64_t)o->bytes_sval + (uint64_t)i, kind, 1);
+		err = inspect__read(r, c->localspluskinds + (uint64_t)o->bytes_sval + (uint64_t)i,
+				    kind, 1);
 	if (!err)
 		err = inspect_str__read(r, nameobj, name, len);
 	return err;
 }
 
-int inspect_code__units(const struct inspect_reader *r, const struct inspect_code *c,
-			uint8_t **buf, size_t *len)
+int inspect_code__units(const struct inspect_reader *r, const struct inspect_code *c, uint8_t **buf,
+			size_t *len)
 {
 	size_t n = (size_t)c->ncodeunits * 2;
 	uint8_t *b = malloc(n ? n : 1);

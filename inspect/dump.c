@@ -26,9 +26,12 @@ static const char *frame_kind(const struct inspect_snap_frame *f)
 static const char *owner_name(uint8_t owner)
 {
 	switch (owner) {
-	case INSPECT_OWNED_BY_THREAD: return "thread";
-	case INSPECT_OWNED_BY_GENERATOR: return "generator";
-	case INSPECT_OWNED_BY_FRAME_OBJECT: return "frame_object";
+	case INSPECT_OWNED_BY_THREAD:
+		return "thread";
+	case INSPECT_OWNED_BY_GENERATOR:
+		return "generator";
+	case INSPECT_OWNED_BY_FRAME_OBJECT:
+		return "frame_object";
 	}
 	return "?";
 }
@@ -40,19 +43,21 @@ int inspect_snapshot__print(const struct inspect_snapshot *s, struct inspect_pro
 		(v >> 8) & 0xff, inspect_proc__python_path(ip));
 	for (size_t i = 0; i < inspect_snapshot__nthreads(s); i++) {
 		const struct inspect_snap_thread *t = inspect_snapshot__thread(s, i);
-		fprintf(out, "\nThread %llu \"%s\"%s\n", (unsigned long long)t->raw.native_id, t->name,
-			t->holds_gil ? " (holds the GIL)" : "");
+		fprintf(out, "\nThread %llu \"%s\"%s\n", (unsigned long long)t->raw.native_id,
+			t->name, t->holds_gil ? " (holds the GIL)" : "");
 		if (t->nframes == 0 && !t->walk_err)
 			fprintf(out, "    (no Python frames)\n");
 		for (size_t j = 0; j < t->nframes; j++) {
 			const struct inspect_snap_frame *f = &t->frames[j];
 			const char *kind = frame_kind(f);
 			if (!f->code) {
-				fprintf(out, "    <unreadable code object 0x%llx>\n", (unsigned long long)f->raw.code);
+				fprintf(out, "    <unreadable code object 0x%llx>\n",
+					(unsigned long long)f->raw.code);
 				continue;
 			}
 			if (f->line >= 0)
-				fprintf(out, "    %s (%s:%d)", f->code->qualname, f->code->filename, f->line);
+				fprintf(out, "    %s (%s:%d)", f->code->qualname, f->code->filename,
+					f->line);
 			else
 				fprintf(out, "    %s (%s:?)", f->code->qualname, f->code->filename);
 			if (kind)
@@ -61,7 +66,8 @@ int inspect_snapshot__print(const struct inspect_snapshot *s, struct inspect_pro
 				fprintf(out, " [entry]");
 			fputc('\n', out);
 			for (size_t k = 0; k < f->nlocals; k++)
-				fprintf(out, "        %s = %s\n", f->locals[k].name, f->locals[k].repr);
+				fprintf(out, "        %s = %s\n", f->locals[k].name,
+					f->locals[k].repr);
 		}
 		if (t->walk_err)
 			fprintf(out, "    <frame chain ends early: %s>\n", strerror(-t->walk_err));
@@ -113,14 +119,17 @@ static cJSON *frame_json(const struct inspect_snap_frame *f)
 			cJSON_AddStringToObject(l, "repr", f->locals[k].repr);
 			if (f->locals[k].kind & (INSPECT_FAST_CELL | INSPECT_FAST_FREE))
 				cJSON_AddStringToObject(l, "storage",
-							f->locals[k].kind & INSPECT_FAST_FREE ? "free" : "cell");
+							f->locals[k].kind & INSPECT_FAST_FREE
+								? "free"
+								: "cell");
 			cJSON_AddItemToArray(locals, l);
 		}
 	}
 	return o;
 }
 
-int inspect_snapshot__print_json(const struct inspect_snapshot *s, struct inspect_proc *ip, FILE *out)
+int inspect_snapshot__print_json(const struct inspect_snapshot *s, struct inspect_proc *ip,
+				 FILE *out)
 {
 	char ver[32], ident[32];
 	const char *src_path = NULL;

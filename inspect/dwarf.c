@@ -118,16 +118,16 @@ static Dwarf_Die strip(Dwarf_Debug dbg, Dwarf_Die die)
 }
 
 struct member_hit {
-	int64_t byte_off;  /* from the start of the searched aggregate */
-	int64_t bit_pos;   /* bit position from the same start, bitfields only */
+	int64_t byte_off; /* from the start of the searched aggregate */
+	int64_t bit_pos;  /* bit position from the same start, bitfields only */
 	int64_t bit_size;
-	Dwarf_Die die;     /* the member DIE, to free */
+	Dwarf_Die die; /* the member DIE, to free */
 };
 
 /* Find member `name` in aggregate `agg` (struct or union DIE), searching
  * anonymous members too. 1 found, 0 not. */
-static int find_member(Dwarf_Debug dbg, Dwarf_Die agg, const char *name, size_t len,
-		       int depth, struct member_hit *hit)
+static int find_member(Dwarf_Debug dbg, Dwarf_Die agg, const char *name, size_t len, int depth,
+		       struct member_hit *hit)
 {
 	Dwarf_Die child = NULL, next = NULL;
 	Dwarf_Error e = NULL;
@@ -154,7 +154,8 @@ static int find_member(Dwarf_Debug dbg, Dwarf_Die agg, const char *name, size_t 
 					int64_t bo = die_udata(child, DW_AT_bit_offset);
 					int64_t bs = die_udata(child, DW_AT_byte_size);
 					if (bo >= 0 && bs > 0)
-						hit->bit_pos = loc * 8 + bs * 8 - bo - hit->bit_size;
+						hit->bit_pos = loc * 8 + bs * 8 - bo -
+							       hit->bit_size;
 				}
 				hit->die = child;
 				return 1;
@@ -163,7 +164,8 @@ static int find_member(Dwarf_Debug dbg, Dwarf_Die agg, const char *name, size_t 
 				Dwarf_Die t = strip(dbg, die_type(dbg, child));
 				if (t) {
 					int tt = die_tag(t);
-					int ok = (tt == DW_TAG_structure_type || tt == DW_TAG_union_type) &&
+					int ok = (tt == DW_TAG_structure_type ||
+						  tt == DW_TAG_union_type) &&
 						 find_member(dbg, t, name, len, depth + 1, hit);
 					dwarf_dealloc_die(t);
 					if (ok) {
@@ -224,7 +226,7 @@ static int64_t resolve(Dwarf_Debug dbg, Dwarf_Off off, const struct inspect_fiel
 		const char *dot = strchr(p, '.');
 		size_t len = dot ? (size_t)(dot - p) : strlen(p);
 		int tag = die_tag(die);
-		struct member_hit hit = {0};
+		struct member_hit hit = { 0 };
 		if ((tag != DW_TAG_structure_type && tag != DW_TAG_union_type) ||
 		    !find_member(dbg, die, p, len, 0, &hit)) {
 			dwarf_dealloc_die(die);
@@ -338,8 +340,8 @@ static void scan_unit(struct walker *w, Dwarf_Die cu)
 		dwarf_dealloc_die(d);
 }
 
-int inspect_offsets__from_dwarf(const char *path, struct inspect_offsets *o,
-				char *err, size_t errlen)
+int inspect_offsets__from_dwarf(const char *path, struct inspect_offsets *o, char *err,
+				size_t errlen)
 {
 	struct walker w;
 	Dwarf_Error e = NULL;
@@ -368,8 +370,8 @@ int inspect_offsets__from_dwarf(const char *path, struct inspect_offsets *o,
 		Dwarf_Unsigned next_off = 0;
 		Dwarf_Half cu_type = 0;
 		Dwarf_Die cu = NULL;
-		r = dwarf_next_cu_header_d(w.dbg, 1, NULL, NULL, NULL, NULL, NULL, NULL,
-					   NULL, NULL, &next_off, &cu_type, &e);
+		r = dwarf_next_cu_header_d(w.dbg, 1, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+					   &next_off, &cu_type, &e);
 		if (r != DW_DLV_OK)
 			break;
 		if (w.nfound == w.nroots)

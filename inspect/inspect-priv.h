@@ -21,14 +21,14 @@ struct inspect_region {
 #define INSPECT_PAGE 4096u
 #define INSPECT_NPAGES 1024u
 struct inspect_page {
-	uint64_t addr;              /* page address + 1; 0 = empty slot */
+	uint64_t addr; /* page address + 1; 0 = empty slot */
 	uint8_t data[INSPECT_PAGE];
 };
 
 struct inspect_proc {
 	pid_t pid;
 	struct attach_proc *ap;
-	struct attach_elf *elf;     /* holds _PyRuntime */
+	struct attach_elf *elf; /* holds _PyRuntime */
 	struct inspect_offsets off;
 	struct inspect_types types;
 	struct inspect_reader reader;
@@ -36,7 +36,7 @@ struct inspect_proc {
 	char source_path[4096];
 	uint64_t runtime;
 	uint32_t version;
-	unsigned long reads;        /* remote reads issued, for stats */
+	unsigned long reads; /* remote reads issued, for stats */
 	struct inspect_region *regions;
 	size_t nregions, cap_regions, region_bytes;
 	struct inspect_page *pages; /* NULL: no page cache */

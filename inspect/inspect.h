@@ -54,12 +54,11 @@ typedef int (*inspect_read_fn)(void *ctx, uint64_t addr, void *buf, size_t len);
 /* Addresses of the objects and types decoders recognise (0 = unknown). */
 struct inspect_types {
 	uint64_t none, true_obj, false_obj, ellipsis, set_dummy;
-	uint64_t type_long, type_bool, type_float, type_str, type_bytes,
-		type_tuple, type_list, type_dict, type_set, type_frozenset,
-		type_code, type_cell, type_gen, type_coro, type_asyncgen,
-		type_func, type_complex,
-		type_type,          /* PyType_Type: the type of classes */
-		type_member_descr;  /* PyMemberDescr_Type: a T_OBJECT member's descriptor */
+	uint64_t type_long, type_bool, type_float, type_str, type_bytes, type_tuple, type_list,
+		type_dict, type_set, type_frozenset, type_code, type_cell, type_gen, type_coro,
+		type_asyncgen, type_func, type_complex,
+		type_type,         /* PyType_Type: the type of classes */
+		type_member_descr; /* PyMemberDescr_Type: a T_OBJECT member's descriptor */
 };
 
 struct inspect_reader {
@@ -72,11 +71,11 @@ struct inspect_reader {
 /* ---- values ---- */
 
 struct inspect_limits {
-	unsigned max_depth;     /* container nesting shown (default 3) */
-	unsigned max_items;     /* elements per container (default 16) */
-	unsigned max_str;       /* characters of a str/bytes (default 200) */
-	unsigned max_digits;    /* 30-bit digits of an int (default 256) */
-	unsigned max_out;       /* bytes of one repr (default 4096) */
+	unsigned max_depth;  /* container nesting shown (default 3) */
+	unsigned max_items;  /* elements per container (default 16) */
+	unsigned max_str;    /* characters of a str/bytes (default 200) */
+	unsigned max_digits; /* 30-bit digits of an int (default 256) */
+	unsigned max_out;    /* bytes of one repr (default 4096) */
 };
 /* clang-format off */
 #define INSPECT_LIMITS_DEFAULT { 3, 16, 200, 256, 4096 }
@@ -86,7 +85,7 @@ struct inspect_limits {
 struct inspect_str {
 	char *p;
 	size_t len, cap;
-	bool truncated;         /* hit the limit: output ends with "..." */
+	bool truncated; /* hit the limit: output ends with "..." */
 };
 void inspect_str__free(struct inspect_str *s);
 
@@ -99,8 +98,7 @@ void inspect_str__free(struct inspect_str *s);
 int inspect_value__repr(const struct inspect_reader *r, uint64_t addr,
 			const struct inspect_limits *lim, struct inspect_str *out);
 /* The tp_name of the object's type into buf ("?" if unreadable). */
-int inspect_value__type_name(const struct inspect_reader *r, uint64_t addr,
-			     char *buf, size_t len);
+int inspect_value__type_name(const struct inspect_reader *r, uint64_t addr, char *buf, size_t len);
 /* A str object's UTF-8 text (bounded by len-1 bytes, NUL-terminated).
  * -EINVAL: not a str; -EFAULT: unreadable. */
 int inspect_str__read(const struct inspect_reader *r, uint64_t addr, char *buf, size_t len);
@@ -110,20 +108,22 @@ int inspect_str__read(const struct inspect_reader *r, uint64_t addr, char *buf, 
 int inspect_dict__items(const struct inspect_reader *r, uint64_t dict, uint64_t *keys,
 			uint64_t *values, size_t max, size_t *n);
 /* The value of str key `key` in a dict; -ENOENT when absent. */
-int inspect_dict__get(const struct inspect_reader *r, uint64_t dict, const char *key, uint64_t *value);
+int inspect_dict__get(const struct inspect_reader *r, uint64_t dict, const char *key,
+		      uint64_t *value);
 /* Instance attribute `name` of obj, from its managed dict (3.11: values
  * before the object, keys shared in the heap type) or its __dict__. */
-int inspect_object__attr(const struct inspect_reader *r, uint64_t obj, const char *name, uint64_t *value);
+int inspect_object__attr(const struct inspect_reader *r, uint64_t obj, const char *name,
+			 uint64_t *value);
 /* An int that fits in 64 bits (unsigned or signed by *neg). -ERANGE: bigger. */
 int inspect_long__read(const struct inspect_reader *r, uint64_t addr, uint64_t *mag, bool *neg);
 
 /* ---- classes ---- */
 
 /* tp_flags bits (Include/object.h). */
-#define INSPECT_TPFLAGS_HEAPTYPE (1ULL << 9)        /* a class made by a class statement */
+#define INSPECT_TPFLAGS_HEAPTYPE (1ULL << 9) /* a class made by a class statement */
 #define INSPECT_TPFLAGS_READY (1ULL << 12)
-#define INSPECT_TPFLAGS_TYPE_SUBCLASS (1ULL << 31)  /* set on type and every metaclass */
-#define INSPECT_MAX_BASES 16   /* tp_base chain followed at most */
+#define INSPECT_TPFLAGS_TYPE_SUBCLASS (1ULL << 31) /* set on type and every metaclass */
+#define INSPECT_MAX_BASES 16                       /* tp_base chain followed at most */
 
 /* Whether the object at addr is a class: its type is type itself
  * (PyType_Type) or a metaclass (its tp_flags has Py_TPFLAGS_TYPE_SUBCLASS),
@@ -152,21 +152,21 @@ int inspect_object__member(const struct inspect_reader *r, uint64_t obj, const c
  * co_firstlineno: 0 and *line (-1 if the unit has no line), or -EINVAL
  * when the table is malformed or does not reach the unit. A negative unit
  * (a frame that has not started) gives firstlineno, as CPython does. */
-int inspect_linetable__line(const uint8_t *p, const uint8_t *end, int firstlineno,
-			    int32_t unit, int *line);
+int inspect_linetable__line(const uint8_t *p, const uint8_t *end, int firstlineno, int32_t unit,
+			    int *line);
 
 /* ---- a process ---- */
 
 struct inspect_proc;
 
 struct inspect_opts {
-	const char *cache_dir;  /* NULL: $XDG_CACHE_HOME/suture or ~/.cache/suture */
-	bool no_cache;          /* neither read nor write the layout cache */
-	FILE *verbose;          /* where to say which layout source was used, or NULL */
+	const char *cache_dir; /* NULL: $XDG_CACHE_HOME/suture or ~/.cache/suture */
+	bool no_cache;         /* neither read nor write the layout cache */
+	FILE *verbose;         /* where to say which layout source was used, or NULL */
 };
 
-int inspect_proc__open(pid_t pid, const struct inspect_opts *opts,
-		       struct inspect_proc **out, char *err, size_t errlen);
+int inspect_proc__open(pid_t pid, const struct inspect_opts *opts, struct inspect_proc **out,
+		       char *err, size_t errlen);
 /* Accepts NULL. Also closes the attach handle it opened. */
 void inspect_proc__close(struct inspect_proc *ip);
 pid_t inspect_proc__pid(const struct inspect_proc *ip);
@@ -177,8 +177,8 @@ const struct inspect_offsets *inspect_proc__offsets(const struct inspect_proc *i
 enum inspect_source inspect_proc__source(const struct inspect_proc *ip, const char **path);
 /* A reader over the process memory, for the decoders above. */
 const struct inspect_reader *inspect_proc__reader(const struct inspect_proc *ip);
-uint64_t inspect_proc__runtime(const struct inspect_proc *ip);   /* &_PyRuntime */
-uint32_t inspect_proc__version(const struct inspect_proc *ip);   /* Py_Version */
+uint64_t inspect_proc__runtime(const struct inspect_proc *ip); /* &_PyRuntime */
+uint32_t inspect_proc__version(const struct inspect_proc *ip); /* Py_Version */
 /* The ELF (executable or libpython) that holds _PyRuntime. */
 const char *inspect_proc__python_path(const struct inspect_proc *ip);
 
@@ -187,9 +187,9 @@ const char *inspect_proc__python_path(const struct inspect_proc *ip);
 struct inspect_thread {
 	uint64_t tstate, interp;
 	int64_t interp_id;
-	uint64_t thread_id;         /* pthread_t (threading.get_ident()) */
-	uint64_t native_id;         /* kernel tid */
-	uint64_t current_frame;     /* tstate->cframe->current_frame, 0 if none */
+	uint64_t thread_id;                      /* pthread_t (threading.get_ident()) */
+	uint64_t native_id;                      /* kernel tid */
+	uint64_t current_frame;                  /* tstate->cframe->current_frame, 0 if none */
 	uint64_t datastack_chunk, datastack_top; /* where its frames live */
 };
 struct inspect_thread_iter {
@@ -206,27 +206,34 @@ int inspect_proc__gil_holder(struct inspect_proc *ip, uint64_t *tstate);
 
 /* ---- frames ---- */
 
-enum { INSPECT_OWNED_BY_THREAD = 0, INSPECT_OWNED_BY_GENERATOR = 1,
-       INSPECT_OWNED_BY_FRAME_OBJECT = 2 };
+enum {
+	INSPECT_OWNED_BY_THREAD = 0,
+	INSPECT_OWNED_BY_GENERATOR = 1,
+	INSPECT_OWNED_BY_FRAME_OBJECT = 2
+};
 
-#define INSPECT_MAX_FRAMES 100000   /* a longer chain is taken as corrupt */
+#define INSPECT_MAX_FRAMES 100000 /* a longer chain is taken as corrupt */
 
 struct inspect_frame {
-	uint64_t addr;              /* the _PyInterpreterFrame */
+	uint64_t addr; /* the _PyInterpreterFrame */
 	uint64_t code, func, globals, builtins, locals, frame_obj, previous;
 	uint64_t prev_instr;
-	int32_t lasti;              /* code unit of prev_instr; -1 not started */
-	int32_t stacktop;           /* slots of localsplus in use; -1 if running */
+	int32_t lasti;    /* code unit of prev_instr; -1 not started */
+	int32_t stacktop; /* slots of localsplus in use; -1 if running */
 	uint8_t is_entry, owner;
-	int32_t nlocalsplus;        /* from the code object */
-	uint64_t localsplus_addr;   /* localsplus[0] */
+	int32_t nlocalsplus;      /* from the code object */
+	uint64_t localsplus_addr; /* localsplus[0] */
 };
 struct inspect_frame_iter {
 	struct inspect_proc *ip;
 	uint64_t next;
 	unsigned count;
 	/* Checked code objects seen in this walk (recursion repeats them). */
-	struct { uint64_t addr; int64_t nunits; int32_t nlocalsplus; } codes[8];
+	struct {
+		uint64_t addr;
+		int64_t nunits;
+		int32_t nlocalsplus;
+	} codes[8];
 };
 int inspect_frames__begin(struct inspect_proc *ip, uint64_t first_frame,
 			  struct inspect_frame_iter *it);
@@ -248,56 +255,59 @@ int inspect_frame__slots(struct inspect_proc *ip, const struct inspect_frame *f,
 /* ---- code objects ---- */
 
 /* co_flags bits (Include/cpython/code.h) and localsplus kinds. */
-enum { INSPECT_CO_GENERATOR = 0x20, INSPECT_CO_COROUTINE = 0x80,
-       INSPECT_CO_ASYNC_GENERATOR = 0x200 };
+enum {
+	INSPECT_CO_GENERATOR = 0x20,
+	INSPECT_CO_COROUTINE = 0x80,
+	INSPECT_CO_ASYNC_GENERATOR = 0x200
+};
 enum { INSPECT_FAST_LOCAL = 0x20, INSPECT_FAST_CELL = 0x40, INSPECT_FAST_FREE = 0x80 };
 
 struct inspect_code {
 	uint64_t addr;
 	char name[128], qualname[256], filename[512];
-	int32_t firstlineno, argcount, posonlyargcount, kwonlyargcount, stacksize,
-		flags, nlocalsplus, nlocals, nplaincellvars, ncellvars, nfreevars;
-	uint32_t ncodeunits;        /* Py_SIZE(code) */
-	uint64_t code_adaptive;     /* address of the (quickened) code units */
-	uint64_t consts, names, exctable, linetable, localsplusnames, localspluskinds,
-		filename_obj, name_obj, qualname_obj;
+	int32_t firstlineno, argcount, posonlyargcount, kwonlyargcount, stacksize, flags,
+		nlocalsplus, nlocals, nplaincellvars, ncellvars, nfreevars;
+	uint32_t ncodeunits;    /* Py_SIZE(code) */
+	uint64_t code_adaptive; /* address of the (quickened) code units */
+	uint64_t consts, names, exctable, linetable, localsplusnames, localspluskinds, filename_obj,
+		name_obj, qualname_obj;
 };
 /* Reads the header and the three names. -EINVAL: not a code object. */
 int inspect_code__read(const struct inspect_reader *r, uint64_t addr, struct inspect_code *c);
 /* Line of code unit `unit` (reads co_linetable). */
-int inspect_code__line(const struct inspect_reader *r, const struct inspect_code *c,
-		       int32_t unit, int *line);
+int inspect_code__line(const struct inspect_reader *r, const struct inspect_code *c, int32_t unit,
+		       int *line);
 /* Name and kind of localsplus slot i. */
-int inspect_code__local(const struct inspect_reader *r, const struct inspect_code *c,
-			int32_t i, char *name, size_t len, uint8_t *kind);
+int inspect_code__local(const struct inspect_reader *r, const struct inspect_code *c, int32_t i,
+			char *name, size_t len, uint8_t *kind);
 /* The code units as they are in memory (quickened): malloc'd, 2*ncodeunits bytes. */
-int inspect_code__units(const struct inspect_reader *r, const struct inspect_code *c,
-			uint8_t **buf, size_t *len);
+int inspect_code__units(const struct inspect_reader *r, const struct inspect_code *c, uint8_t **buf,
+			size_t *len);
 /* A bytes object's contents, malloc'd (co_linetable, co_exceptiontable,
  * co_localspluskinds). At most max bytes, else -E2BIG. */
-int inspect_bytes__read(const struct inspect_reader *r, uint64_t addr, size_t max,
-			uint8_t **buf, size_t *len);
+int inspect_bytes__read(const struct inspect_reader *r, uint64_t addr, size_t max, uint8_t **buf,
+			size_t *len);
 /* A tuple's item addresses, malloc'd (co_consts, co_names). */
-int inspect_tuple__read(const struct inspect_reader *r, uint64_t addr, size_t max,
-			uint64_t **items, size_t *n);
+int inspect_tuple__read(const struct inspect_reader *r, uint64_t addr, size_t max, uint64_t **items,
+			size_t *n);
 
 /* ---- snapshots (the dump) ---- */
 
 struct inspect_snapshot;
 
 enum {
-	INSPECT_SNAP_LOCALS = 1,    /* decode local variables */
+	INSPECT_SNAP_LOCALS = 1, /* decode local variables */
 };
 struct inspect_snap_stats {
-	double stopped_ms;          /* from the first stop to the last resume */
+	double stopped_ms;                    /* from the first stop to the last resume */
 	double seize_ms, copy_ms, release_ms; /* its three parts */
 	double total_ms;
 	unsigned threads, frames, reads;
-	unsigned copy_reads;        /* remote reads while threads were stopped */
+	unsigned copy_reads; /* remote reads while threads were stopped */
 };
 int inspect_proc__snapshot(struct inspect_proc *ip, unsigned flags,
-			   const struct inspect_limits *lim,
-			   struct inspect_snapshot **out, struct inspect_snap_stats *stats);
+			   const struct inspect_limits *lim, struct inspect_snapshot **out,
+			   struct inspect_snap_stats *stats);
 void inspect_snapshot__free(struct inspect_snapshot *s);
 
 /* Read access to a snapshot (arrays owned by it). */
@@ -307,29 +317,31 @@ struct inspect_snap_local {
 	char type[64];
 	uint8_t kind;
 };
-#define INSPECT_MAX_LOCALS_SHOWN 256  /* localsplus slots decoded a frame */
+#define INSPECT_MAX_LOCALS_SHOWN 256 /* localsplus slots decoded a frame */
 
 struct inspect_snap_frame {
 	struct inspect_frame raw;
 	const struct inspect_code *code; /* NULL when unreadable; shared by frames */
-	int line;                   /* -1 unknown */
+	int line;                        /* -1 unknown */
 	size_t nlocals;
 	struct inspect_snap_local *locals;
 };
 struct inspect_snap_thread {
 	struct inspect_thread raw;
-	char name[64];              /* threading's name when found, else comm */
-	char comm[64];              /* /proc/PID/task/TID/comm */
+	char name[64]; /* threading's name when found, else comm */
+	char comm[64]; /* /proc/PID/task/TID/comm */
 	bool holds_gil;
-	int walk_err;               /* 0, or why the frame walk stopped early */
+	int walk_err; /* 0, or why the frame walk stopped early */
 	size_t nframes;
 	struct inspect_snap_frame *frames; /* innermost first */
 };
 size_t inspect_snapshot__nthreads(const struct inspect_snapshot *s);
-const struct inspect_snap_thread *inspect_snapshot__thread(const struct inspect_snapshot *s, size_t i);
+const struct inspect_snap_thread *inspect_snapshot__thread(const struct inspect_snapshot *s,
+							   size_t i);
 
 /* Print py-spy style text, or one JSON document. */
 int inspect_snapshot__print(const struct inspect_snapshot *s, struct inspect_proc *ip, FILE *out);
-int inspect_snapshot__print_json(const struct inspect_snapshot *s, struct inspect_proc *ip, FILE *out);
+int inspect_snapshot__print_json(const struct inspect_snapshot *s, struct inspect_proc *ip,
+				 FILE *out);
 
 #endif

@@ -20,120 +20,121 @@
  * several spellings are tried in order. Paths follow members through
  * nested structs, typedefs and anonymous members. */
 static const struct inspect_field fields[] = {
-	{"pyruntimestate|_PyRuntimeState", "interpreters.head", M, SLOT(rt_interp_head), 1},
-	{"pyruntimestate|_PyRuntimeState", "ceval.gil.locked", M, SLOT(rt_gil_locked), 0},
-	{"pyruntimestate|_PyRuntimeState", "ceval.gil.last_holder", M, SLOT(rt_gil_holder), 0},
-	{"pyruntimestate|_PyRuntimeState", "_finalizing", M, SLOT(rt_finalizing), 0},
-	{"_is|PyInterpreterState", "next", M, SLOT(is_next), 1},
-	{"_is|PyInterpreterState", "threads.head", M, SLOT(is_threads_head), 1},
-	{"_is|PyInterpreterState", "id", M, SLOT(is_id), 1},
-	{"_is|PyInterpreterState", "modules", M, SLOT(is_modules), 0},
-	{"_ts|PyThreadState", "next", M, SLOT(ts_next), 1},
-	{"_ts|PyThreadState", "interp", M, SLOT(ts_interp), 1},
-	{"_ts|PyThreadState", "cframe", M, SLOT(ts_cframe), 1},
-	{"_ts|PyThreadState", "thread_id", M, SLOT(ts_thread_id), 1},
-	{"_ts|PyThreadState", "native_thread_id", M, SLOT(ts_native_thread_id), 1},
-	{"_ts|PyThreadState", "", SZ, SLOT(ts_size), 1},
-	{"_ts|PyThreadState", "datastack_chunk", M, SLOT(ts_datastack_chunk), 0},
-	{"_ts|PyThreadState", "datastack_top", M, SLOT(ts_datastack_top), 0},
-	{"_stack_chunk|_PyStackChunk", "previous", M, SLOT(sc_previous), 0},
-	{"_stack_chunk|_PyStackChunk", "size", M, SLOT(sc_size), 0},
-	{"_stack_chunk|_PyStackChunk", "top", M, SLOT(sc_top), 0},
-	{"_stack_chunk|_PyStackChunk", "data", M, SLOT(sc_data), 0},
-	{"_PyCFrame", "current_frame", M, SLOT(cf_current_frame), 1},
-	{"_PyInterpreterFrame", "f_func", M, SLOT(fr_func), 1},
-	{"_PyInterpreterFrame", "f_globals", M, SLOT(fr_globals), 1},
-	{"_PyInterpreterFrame", "f_builtins", M, SLOT(fr_builtins), 1},
-	{"_PyInterpreterFrame", "f_locals", M, SLOT(fr_locals), 1},
-	{"_PyInterpreterFrame", "f_code", M, SLOT(fr_code), 1},
-	{"_PyInterpreterFrame", "frame_obj", M, SLOT(fr_frame_obj), 1},
-	{"_PyInterpreterFrame", "previous", M, SLOT(fr_previous), 1},
-	{"_PyInterpreterFrame", "prev_instr", M, SLOT(fr_prev_instr), 1},
-	{"_PyInterpreterFrame", "stacktop", M, SLOT(fr_stacktop), 1},
-	{"_PyInterpreterFrame", "is_entry", M, SLOT(fr_is_entry), 1},
-	{"_PyInterpreterFrame", "owner", M, SLOT(fr_owner), 1},
-	{"_PyInterpreterFrame", "localsplus", M, SLOT(fr_localsplus), 1},
-	{"PyCodeObject", "co_consts", M, SLOT(co_consts), 1},
-	{"PyCodeObject", "co_names", M, SLOT(co_names), 1},
-	{"PyCodeObject", "co_exceptiontable", M, SLOT(co_exceptiontable), 1},
-	{"PyCodeObject", "co_flags", M, SLOT(co_flags), 1},
-	{"PyCodeObject", "co_argcount", M, SLOT(co_argcount), 1},
-	{"PyCodeObject", "co_posonlyargcount", M, SLOT(co_posonlyargcount), 1},
-	{"PyCodeObject", "co_kwonlyargcount", M, SLOT(co_kwonlyargcount), 1},
-	{"PyCodeObject", "co_stacksize", M, SLOT(co_stacksize), 1},
-	{"PyCodeObject", "co_firstlineno", M, SLOT(co_firstlineno), 1},
-	{"PyCodeObject", "co_nlocalsplus", M, SLOT(co_nlocalsplus), 1},
-	{"PyCodeObject", "co_nlocals", M, SLOT(co_nlocals), 1},
-	{"PyCodeObject", "co_nplaincellvars", M, SLOT(co_nplaincellvars), 1},
-	{"PyCodeObject", "co_ncellvars", M, SLOT(co_ncellvars), 1},
-	{"PyCodeObject", "co_nfreevars", M, SLOT(co_nfreevars), 1},
-	{"PyCodeObject", "co_localsplusnames", M, SLOT(co_localsplusnames), 1},
-	{"PyCodeObject", "co_localspluskinds", M, SLOT(co_localspluskinds), 1},
-	{"PyCodeObject", "co_filename", M, SLOT(co_filename), 1},
-	{"PyCodeObject", "co_name", M, SLOT(co_name), 1},
-	{"PyCodeObject", "co_qualname", M, SLOT(co_qualname), 1},
-	{"PyCodeObject", "co_linetable", M, SLOT(co_linetable), 1},
-	{"PyCodeObject", "co_code_adaptive", M, SLOT(co_code_adaptive), 1},
-	{"_object|PyObject", "ob_refcnt", M, SLOT(ob_refcnt), 1},
-	{"_object|PyObject", "ob_type", M, SLOT(ob_type), 1},
-	{"PyVarObject", "ob_size", M, SLOT(ob_size), 1},
-	{"_typeobject|PyTypeObject", "tp_name", M, SLOT(tp_name), 1},
-	{"_typeobject|PyTypeObject", "tp_flags", M, SLOT(tp_flags), 1},
-	{"_typeobject|PyTypeObject", "tp_basicsize", M, SLOT(tp_basicsize), 0},
-	{"_typeobject|PyTypeObject", "tp_dict", M, SLOT(tp_dict), 0},
-	{"_typeobject|PyTypeObject", "tp_base", M, SLOT(tp_base), 0},
-	{"PyMemberDescrObject", "d_member", M, SLOT(md_member), 0},
-	{"PyMemberDef", "name", M, SLOT(mdef_name), 0},
-	{"PyMemberDef", "type", M, SLOT(mdef_type), 0},
-	{"PyMemberDef", "offset", M, SLOT(mdef_offset), 0},
-	{"PyASCIIObject", "length", M, SLOT(us_length), 1},
-	{"PyASCIIObject", "state", M, SLOT(us_state), 1},
-	{"PyASCIIObject", "state.kind", BP, SLOT(us_kind_bit), 1},
-	{"PyASCIIObject", "state.kind", BS, SLOT(us_kind_bits), 1},
-	{"PyASCIIObject", "state.compact", BP, SLOT(us_compact_bit), 1},
-	{"PyASCIIObject", "state.ascii", BP, SLOT(us_ascii_bit), 1},
-	{"PyASCIIObject", "state.ready", BP, SLOT(us_ready_bit), 1},
-	{"PyASCIIObject", "", SZ, SLOT(us_ascii_size), 1},
-	{"PyCompactUnicodeObject", "", SZ, SLOT(us_compact_size), 1},
-	{"PyUnicodeObject", "data.any", M, SLOT(us_data_any), 1},
-	{"_longobject|PyLongObject", "ob_digit", M, SLOT(long_digit), 0},
-	{"_longobject|PyLongObject", "ob_digit", MS, SLOT(long_digit_size), 0},
-	{"PyFloatObject", "ob_fval", M, SLOT(float_fval), 0},
-	{"PyBytesObject", "ob_sval", M, SLOT(bytes_sval), 0},
-	{"PyTupleObject", "ob_item", M, SLOT(tuple_item), 1},
-	{"PyListObject", "ob_item", M, SLOT(list_item), 0},
-	{"PyListObject", "allocated", M, SLOT(list_allocated), 0},
-	{"PyDictObject", "ma_used", M, SLOT(dict_used), 0},
-	{"PyDictObject", "ma_keys", M, SLOT(dict_keys), 0},
-	{"PyDictObject", "ma_values", M, SLOT(dict_values), 0},
-	{"_dictkeysobject|PyDictKeysObject", "dk_log2_size", M, SLOT(dk_log2_size), 0},
-	{"_dictkeysobject|PyDictKeysObject", "dk_log2_index_bytes", M, SLOT(dk_log2_index_bytes), 0},
-	{"_dictkeysobject|PyDictKeysObject", "dk_kind", M, SLOT(dk_kind), 0},
-	{"_dictkeysobject|PyDictKeysObject", "dk_nentries", M, SLOT(dk_nentries), 0},
-	{"_dictkeysobject|PyDictKeysObject", "dk_indices", M, SLOT(dk_indices), 0},
-	{"PyDictKeyEntry", "", SZ, SLOT(dke_size), 0},
-	{"PyDictKeyEntry", "me_key", M, SLOT(dke_key), 0},
-	{"PyDictKeyEntry", "me_value", M, SLOT(dke_value), 0},
-	{"PyDictUnicodeEntry", "", SZ, SLOT(dku_size), 0},
-	{"PyDictUnicodeEntry", "me_key", M, SLOT(dku_key), 0},
-	{"PyDictUnicodeEntry", "me_value", M, SLOT(dku_value), 0},
-	{"_dictvalues|PyDictValues", "values", M, SLOT(dv_values), 0},
-	{"PySetObject", "used", M, SLOT(set_used), 0},
-	{"PySetObject", "mask", M, SLOT(set_mask), 0},
-	{"PySetObject", "table", M, SLOT(set_table), 0},
-	{"setentry", "", SZ, SLOT(se_size), 0},
-	{"setentry", "key", M, SLOT(se_key), 0},
-	{"PyGenObject", "gi_code", M, SLOT(gen_code), 0},
-	{"PyGenObject", "gi_frame_state", M, SLOT(gen_frame_state), 0},
-	{"PyGenObject", "gi_iframe", M, SLOT(gen_iframe), 0},
-	{"_frame|PyFrameObject", "f_frame", M, SLOT(fo_frame), 0},
-	{"_frame|PyFrameObject", "f_back", M, SLOT(fo_back), 0},
-	{"PyCellObject", "ob_ref", M, SLOT(cell_ref), 0},
-	{"PyModuleObject", "md_dict", M, SLOT(mod_dict), 0},
-	{"PyFunctionObject", "func_qualname", M, SLOT(func_qualname), 0},
-	{"PyFunctionObject", "func_code", M, SLOT(func_code), 0},
-	{"PyFunctionObject", "func_dict", M, SLOT(func_dict), 0},
-	{"_heaptypeobject|PyHeapTypeObject", "ht_cached_keys", M, SLOT(ht_cached_keys), 0},
+	{ "pyruntimestate|_PyRuntimeState", "interpreters.head", M, SLOT(rt_interp_head), 1 },
+	{ "pyruntimestate|_PyRuntimeState", "ceval.gil.locked", M, SLOT(rt_gil_locked), 0 },
+	{ "pyruntimestate|_PyRuntimeState", "ceval.gil.last_holder", M, SLOT(rt_gil_holder), 0 },
+	{ "pyruntimestate|_PyRuntimeState", "_finalizing", M, SLOT(rt_finalizing), 0 },
+	{ "_is|PyInterpreterState", "next", M, SLOT(is_next), 1 },
+	{ "_is|PyInterpreterState", "threads.head", M, SLOT(is_threads_head), 1 },
+	{ "_is|PyInterpreterState", "id", M, SLOT(is_id), 1 },
+	{ "_is|PyInterpreterState", "modules", M, SLOT(is_modules), 0 },
+	{ "_ts|PyThreadState", "next", M, SLOT(ts_next), 1 },
+	{ "_ts|PyThreadState", "interp", M, SLOT(ts_interp), 1 },
+	{ "_ts|PyThreadState", "cframe", M, SLOT(ts_cframe), 1 },
+	{ "_ts|PyThreadState", "thread_id", M, SLOT(ts_thread_id), 1 },
+	{ "_ts|PyThreadState", "native_thread_id", M, SLOT(ts_native_thread_id), 1 },
+	{ "_ts|PyThreadState", "", SZ, SLOT(ts_size), 1 },
+	{ "_ts|PyThreadState", "datastack_chunk", M, SLOT(ts_datastack_chunk), 0 },
+	{ "_ts|PyThreadState", "datastack_top", M, SLOT(ts_datastack_top), 0 },
+	{ "_stack_chunk|_PyStackChunk", "previous", M, SLOT(sc_previous), 0 },
+	{ "_stack_chunk|_PyStackChunk", "size", M, SLOT(sc_size), 0 },
+	{ "_stack_chunk|_PyStackChunk", "top", M, SLOT(sc_top), 0 },
+	{ "_stack_chunk|_PyStackChunk", "data", M, SLOT(sc_data), 0 },
+	{ "_PyCFrame", "current_frame", M, SLOT(cf_current_frame), 1 },
+	{ "_PyInterpreterFrame", "f_func", M, SLOT(fr_func), 1 },
+	{ "_PyInterpreterFrame", "f_globals", M, SLOT(fr_globals), 1 },
+	{ "_PyInterpreterFrame", "f_builtins", M, SLOT(fr_builtins), 1 },
+	{ "_PyInterpreterFrame", "f_locals", M, SLOT(fr_locals), 1 },
+	{ "_PyInterpreterFrame", "f_code", M, SLOT(fr_code), 1 },
+	{ "_PyInterpreterFrame", "frame_obj", M, SLOT(fr_frame_obj), 1 },
+	{ "_PyInterpreterFrame", "previous", M, SLOT(fr_previous), 1 },
+	{ "_PyInterpreterFrame", "prev_instr", M, SLOT(fr_prev_instr), 1 },
+	{ "_PyInterpreterFrame", "stacktop", M, SLOT(fr_stacktop), 1 },
+	{ "_PyInterpreterFrame", "is_entry", M, SLOT(fr_is_entry), 1 },
+	{ "_PyInterpreterFrame", "owner", M, SLOT(fr_owner), 1 },
+	{ "_PyInterpreterFrame", "localsplus", M, SLOT(fr_localsplus), 1 },
+	{ "PyCodeObject", "co_consts", M, SLOT(co_consts), 1 },
+	{ "PyCodeObject", "co_names", M, SLOT(co_names), 1 },
+	{ "PyCodeObject", "co_exceptiontable", M, SLOT(co_exceptiontable), 1 },
+	{ "PyCodeObject", "co_flags", M, SLOT(co_flags), 1 },
+	{ "PyCodeObject", "co_argcount", M, SLOT(co_argcount), 1 },
+	{ "PyCodeObject", "co_posonlyargcount", M, SLOT(co_posonlyargcount), 1 },
+	{ "PyCodeObject", "co_kwonlyargcount", M, SLOT(co_kwonlyargcount), 1 },
+	{ "PyCodeObject", "co_stacksize", M, SLOT(co_stacksize), 1 },
+	{ "PyCodeObject", "co_firstlineno", M, SLOT(co_firstlineno), 1 },
+	{ "PyCodeObject", "co_nlocalsplus", M, SLOT(co_nlocalsplus), 1 },
+	{ "PyCodeObject", "co_nlocals", M, SLOT(co_nlocals), 1 },
+	{ "PyCodeObject", "co_nplaincellvars", M, SLOT(co_nplaincellvars), 1 },
+	{ "PyCodeObject", "co_ncellvars", M, SLOT(co_ncellvars), 1 },
+	{ "PyCodeObject", "co_nfreevars", M, SLOT(co_nfreevars), 1 },
+	{ "PyCodeObject", "co_localsplusnames", M, SLOT(co_localsplusnames), 1 },
+	{ "PyCodeObject", "co_localspluskinds", M, SLOT(co_localspluskinds), 1 },
+	{ "PyCodeObject", "co_filename", M, SLOT(co_filename), 1 },
+	{ "PyCodeObject", "co_name", M, SLOT(co_name), 1 },
+	{ "PyCodeObject", "co_qualname", M, SLOT(co_qualname), 1 },
+	{ "PyCodeObject", "co_linetable", M, SLOT(co_linetable), 1 },
+	{ "PyCodeObject", "co_code_adaptive", M, SLOT(co_code_adaptive), 1 },
+	{ "_object|PyObject", "ob_refcnt", M, SLOT(ob_refcnt), 1 },
+	{ "_object|PyObject", "ob_type", M, SLOT(ob_type), 1 },
+	{ "PyVarObject", "ob_size", M, SLOT(ob_size), 1 },
+	{ "_typeobject|PyTypeObject", "tp_name", M, SLOT(tp_name), 1 },
+	{ "_typeobject|PyTypeObject", "tp_flags", M, SLOT(tp_flags), 1 },
+	{ "_typeobject|PyTypeObject", "tp_basicsize", M, SLOT(tp_basicsize), 0 },
+	{ "_typeobject|PyTypeObject", "tp_dict", M, SLOT(tp_dict), 0 },
+	{ "_typeobject|PyTypeObject", "tp_base", M, SLOT(tp_base), 0 },
+	{ "PyMemberDescrObject", "d_member", M, SLOT(md_member), 0 },
+	{ "PyMemberDef", "name", M, SLOT(mdef_name), 0 },
+	{ "PyMemberDef", "type", M, SLOT(mdef_type), 0 },
+	{ "PyMemberDef", "offset", M, SLOT(mdef_offset), 0 },
+	{ "PyASCIIObject", "length", M, SLOT(us_length), 1 },
+	{ "PyASCIIObject", "state", M, SLOT(us_state), 1 },
+	{ "PyASCIIObject", "state.kind", BP, SLOT(us_kind_bit), 1 },
+	{ "PyASCIIObject", "state.kind", BS, SLOT(us_kind_bits), 1 },
+	{ "PyASCIIObject", "state.compact", BP, SLOT(us_compact_bit), 1 },
+	{ "PyASCIIObject", "state.ascii", BP, SLOT(us_ascii_bit), 1 },
+	{ "PyASCIIObject", "state.ready", BP, SLOT(us_ready_bit), 1 },
+	{ "PyASCIIObject", "", SZ, SLOT(us_ascii_size), 1 },
+	{ "PyCompactUnicodeObject", "", SZ, SLOT(us_compact_size), 1 },
+	{ "PyUnicodeObject", "data.any", M, SLOT(us_data_any), 1 },
+	{ "_longobject|PyLongObject", "ob_digit", M, SLOT(long_digit), 0 },
+	{ "_longobject|PyLongObject", "ob_digit", MS, SLOT(long_digit_size), 0 },
+	{ "PyFloatObject", "ob_fval", M, SLOT(float_fval), 0 },
+	{ "PyBytesObject", "ob_sval", M, SLOT(bytes_sval), 0 },
+	{ "PyTupleObject", "ob_item", M, SLOT(tuple_item), 1 },
+	{ "PyListObject", "ob_item", M, SLOT(list_item), 0 },
+	{ "PyListObject", "allocated", M, SLOT(list_allocated), 0 },
+	{ "PyDictObject", "ma_used", M, SLOT(dict_used), 0 },
+	{ "PyDictObject", "ma_keys", M, SLOT(dict_keys), 0 },
+	{ "PyDictObject", "ma_values", M, SLOT(dict_values), 0 },
+	{ "_dictkeysobject|PyDictKeysObject", "dk_log2_size", M, SLOT(dk_log2_size), 0 },
+	{ "_dictkeysobject|PyDictKeysObject", "dk_log2_index_bytes", M, SLOT(dk_log2_index_bytes),
+	  0 },
+	{ "_dictkeysobject|PyDictKeysObject", "dk_kind", M, SLOT(dk_kind), 0 },
+	{ "_dictkeysobject|PyDictKeysObject", "dk_nentries", M, SLOT(dk_nentries), 0 },
+	{ "_dictkeysobject|PyDictKeysObject", "dk_indices", M, SLOT(dk_indices), 0 },
+	{ "PyDictKeyEntry", "", SZ, SLOT(dke_size), 0 },
+	{ "PyDictKeyEntry", "me_key", M, SLOT(dke_key), 0 },
+	{ "PyDictKeyEntry", "me_value", M, SLOT(dke_value), 0 },
+	{ "PyDictUnicodeEntry", "", SZ, SLOT(dku_size), 0 },
+	{ "PyDictUnicodeEntry", "me_key", M, SLOT(dku_key), 0 },
+	{ "PyDictUnicodeEntry", "me_value", M, SLOT(dku_value), 0 },
+	{ "_dictvalues|PyDictValues", "values", M, SLOT(dv_values), 0 },
+	{ "PySetObject", "used", M, SLOT(set_used), 0 },
+	{ "PySetObject", "mask", M, SLOT(set_mask), 0 },
+	{ "PySetObject", "table", M, SLOT(set_table), 0 },
+	{ "setentry", "", SZ, SLOT(se_size), 0 },
+	{ "setentry", "key", M, SLOT(se_key), 0 },
+	{ "PyGenObject", "gi_code", M, SLOT(gen_code), 0 },
+	{ "PyGenObject", "gi_frame_state", M, SLOT(gen_frame_state), 0 },
+	{ "PyGenObject", "gi_iframe", M, SLOT(gen_iframe), 0 },
+	{ "_frame|PyFrameObject", "f_frame", M, SLOT(fo_frame), 0 },
+	{ "_frame|PyFrameObject", "f_back", M, SLOT(fo_back), 0 },
+	{ "PyCellObject", "ob_ref", M, SLOT(cell_ref), 0 },
+	{ "PyModuleObject", "md_dict", M, SLOT(mod_dict), 0 },
+	{ "PyFunctionObject", "func_qualname", M, SLOT(func_qualname), 0 },
+	{ "PyFunctionObject", "func_code", M, SLOT(func_code), 0 },
+	{ "PyFunctionObject", "func_dict", M, SLOT(func_dict), 0 },
+	{ "_heaptypeobject|PyHeapTypeObject", "ht_cached_keys", M, SLOT(ht_cached_keys), 0 },
 };
 
 #undef M
@@ -169,11 +170,16 @@ const char *inspect_offsets__slot_name(size_t slot)
 const char *inspect_source__name(enum inspect_source src)
 {
 	switch (src) {
-	case INSPECT_SRC_OWN: return "own .debug_info";
-	case INSPECT_SRC_BUILD_ID: return "build-id debug file";
-	case INSPECT_SRC_DEBUGLINK: return ".gnu_debuglink file";
-	case INSPECT_SRC_PROBE: return "build-time probe table";
-	case INSPECT_SRC_NONE: break;
+	case INSPECT_SRC_OWN:
+		return "own .debug_info";
+	case INSPECT_SRC_BUILD_ID:
+		return "build-id debug file";
+	case INSPECT_SRC_DEBUGLINK:
+		return ".gnu_debuglink file";
+	case INSPECT_SRC_PROBE:
+		return "build-time probe table";
+	case INSPECT_SRC_NONE:
+		break;
 	}
 	return "none";
 }
@@ -229,11 +235,11 @@ int inspect_offsets__check(const struct inspect_offsets *o, const char **missing
 
 struct cache_header {
 	uint64_t magic;
-	uint64_t fields_fp;   /* fingerprint of the field table */
+	uint64_t fields_fp; /* fingerprint of the field table */
 	char build_id[128];
 	uint32_t source;
 	uint32_t nslots;
-	uint64_t checksum;    /* FNV-1a over this header (checksum 0) and the slots */
+	uint64_t checksum; /* FNV-1a over this header (checksum 0) and the slots */
 };
 
 static uint64_t fnv1a(uint64_t h, const void *p, size_t n);
@@ -304,8 +310,8 @@ static int cache_path(const char *dir, const char *build_id, char *buf, size_t l
 	return (n < 0 || (size_t)n >= len) ? -ENAMETOOLONG : 0;
 }
 
-int inspect_offsets__cache_load(const char *dir, const char *build_id,
-				struct inspect_offsets *o, enum inspect_source *src)
+int inspect_offsets__cache_load(const char *dir, const char *build_id, struct inspect_offsets *o,
+				enum inspect_source *src)
 {
 	char path[4096];
 	struct cache_header h;
@@ -328,9 +334,8 @@ int inspect_offsets__cache_load(const char *dir, const char *build_id,
 	if (h.magic != CACHE_MAGIC || h.fields_fp != fields_fingerprint() ||
 	    h.nslots != sizeof(tmp) / sizeof(int64_t) ||
 	    memchr(h.build_id, 0, sizeof(h.build_id)) == NULL ||
-	    strcmp(h.build_id, build_id) != 0 ||
-	    h.source < INSPECT_SRC_OWN || h.source > INSPECT_SRC_PROBE ||
-	    h.checksum != entry_checksum(&h, &tmp))
+	    strcmp(h.build_id, build_id) != 0 || h.source < INSPECT_SRC_OWN ||
+	    h.source > INSPECT_SRC_PROBE || h.checksum != entry_checksum(&h, &tmp))
 		return -EBADMSG;
 	if (inspect_offsets__check(&tmp, NULL))
 		return -EBADMSG;

@@ -29,15 +29,14 @@ struct inspect_offsets {
 	/* _PyCFrame */
 	int64_t cf_current_frame;
 	/* _PyInterpreterFrame */
-	int64_t fr_func, fr_globals, fr_builtins, fr_locals, fr_code, fr_frame_obj,
-		fr_previous, fr_prev_instr, fr_stacktop, fr_is_entry, fr_owner,
-		fr_localsplus;
+	int64_t fr_func, fr_globals, fr_builtins, fr_locals, fr_code, fr_frame_obj, fr_previous,
+		fr_prev_instr, fr_stacktop, fr_is_entry, fr_owner, fr_localsplus;
 	/* PyCodeObject */
-	int64_t co_consts, co_names, co_exceptiontable, co_flags, co_argcount,
-		co_posonlyargcount, co_kwonlyargcount, co_stacksize, co_firstlineno,
-		co_nlocalsplus, co_nlocals, co_nplaincellvars, co_ncellvars,
-		co_nfreevars, co_localsplusnames, co_localspluskinds, co_filename,
-		co_name, co_qualname, co_linetable, co_code_adaptive;
+	int64_t co_consts, co_names, co_exceptiontable, co_flags, co_argcount, co_posonlyargcount,
+		co_kwonlyargcount, co_stacksize, co_firstlineno, co_nlocalsplus, co_nlocals,
+		co_nplaincellvars, co_ncellvars, co_nfreevars, co_localsplusnames,
+		co_localspluskinds, co_filename, co_name, co_qualname, co_linetable,
+		co_code_adaptive;
 	/* PyObject, PyVarObject, PyTypeObject */
 	int64_t ob_refcnt, ob_type, ob_size, tp_name, tp_flags, tp_basicsize, tp_dict, tp_base;
 	/* PyMemberDescrObject, PyMemberDef: where a T_OBJECT member of a C
@@ -45,20 +44,20 @@ struct inspect_offsets {
 	 * member descriptors say */
 	int64_t md_member, mdef_name, mdef_type, mdef_offset;
 	/* str: PyASCIIObject, PyCompactUnicodeObject, PyUnicodeObject */
-	int64_t us_length, us_state, us_kind_bit, us_kind_bits, us_compact_bit,
-		us_ascii_bit, us_ready_bit, us_ascii_size, us_compact_size, us_data_any;
+	int64_t us_length, us_state, us_kind_bit, us_kind_bits, us_compact_bit, us_ascii_bit,
+		us_ready_bit, us_ascii_size, us_compact_size, us_data_any;
 	/* int, float, bytes, tuple, list */
-	int64_t long_digit, long_digit_size, float_fval, bytes_sval, tuple_item,
-		list_item, list_allocated;
+	int64_t long_digit, long_digit_size, float_fval, bytes_sval, tuple_item, list_item,
+		list_allocated;
 	/* dict (3.11 keys layout) */
-	int64_t dict_used, dict_keys, dict_values, dk_log2_size, dk_log2_index_bytes,
-		dk_kind, dk_nentries, dk_indices, dke_size, dke_key, dke_value,
-		dku_size, dku_key, dku_value, dv_values;
+	int64_t dict_used, dict_keys, dict_values, dk_log2_size, dk_log2_index_bytes, dk_kind,
+		dk_nentries, dk_indices, dke_size, dke_key, dke_value, dku_size, dku_key, dku_value,
+		dv_values;
 	/* set */
 	int64_t set_used, set_mask, set_table, se_size, se_key;
 	/* generators and coroutines, frame objects, cells, modules, functions */
-	int64_t gen_code, gen_frame_state, gen_iframe, fo_frame, fo_back,
-		cell_ref, mod_dict, func_qualname, func_code, func_dict, ht_cached_keys;
+	int64_t gen_code, gen_frame_state, gen_iframe, fo_frame, fo_back, cell_ref, mod_dict,
+		func_qualname, func_code, func_dict, ht_cached_keys;
 };
 
 /* One row of the field table: root type name (struct tag or typedef),
@@ -71,11 +70,11 @@ enum inspect_field_kind {
 	INSPECT_FIELD_MEMBSIZE, /* byte size of the member's type (array element for arrays) */
 };
 struct inspect_field {
-	const char *root;       /* e.g. "_PyRuntimeState"; alternatives split by '|' */
+	const char *root; /* e.g. "_PyRuntimeState"; alternatives split by '|' */
 	const char *path;
 	enum inspect_field_kind kind;
-	size_t slot;            /* offsetof(struct inspect_offsets, ...) */
-	int required;           /* the walker cannot run without it */
+	size_t slot;  /* offsetof(struct inspect_offsets, ...) */
+	int required; /* the walker cannot run without it */
 };
 const struct inspect_field *inspect_offsets__fields(size_t *n);
 const char *inspect_offsets__slot_name(size_t slot);
@@ -83,10 +82,10 @@ const char *inspect_offsets__slot_name(size_t slot);
 /* Where a layout came from. */
 enum inspect_source {
 	INSPECT_SRC_NONE = 0,
-	INSPECT_SRC_OWN,        /* the object's own .debug_info */
-	INSPECT_SRC_BUILD_ID,   /* /usr/lib/debug/.build-id/xx/rest.debug */
-	INSPECT_SRC_DEBUGLINK,  /* .gnu_debuglink */
-	INSPECT_SRC_PROBE,      /* table generated at build time from the headers */
+	INSPECT_SRC_OWN,       /* the object's own .debug_info */
+	INSPECT_SRC_BUILD_ID,  /* /usr/lib/debug/.build-id/xx/rest.debug */
+	INSPECT_SRC_DEBUGLINK, /* .gnu_debuglink */
+	INSPECT_SRC_PROBE,     /* table generated at build time from the headers */
 };
 const char *inspect_source__name(enum inspect_source src);
 
@@ -101,8 +100,8 @@ int inspect_offsets__check(const struct inspect_offsets *o, const char **missing
 /* Fill o from the DWARF in path (an ELF file with .debug_info). Fields not
  * found stay -1. -ENOENT: no such file; -ENODATA: no DWARF or none of the
  * types; -EINVAL: libdwarf rejected the file. err gets a one-line cause. */
-int inspect_offsets__from_dwarf(const char *path, struct inspect_offsets *o,
-				char *err, size_t errlen);
+int inspect_offsets__from_dwarf(const char *path, struct inspect_offsets *o, char *err,
+				size_t errlen);
 
 /* The table generated at build time from inspect/probe/probe.c, compiled
  * with -g against the installed python3.11 headers. */
@@ -114,8 +113,8 @@ uint32_t inspect_offsets__probe_version(void);
  * or the dir given). Entries are checked on load: magic, field-table
  * fingerprint, build-id, checksum; a bad entry is -EBADMSG and ignored.
  * Writes are atomic (temp file, fsync, rename). -ENOENT: no entry. */
-int inspect_offsets__cache_load(const char *dir, const char *build_id,
-				struct inspect_offsets *o, enum inspect_source *src);
+int inspect_offsets__cache_load(const char *dir, const char *build_id, struct inspect_offsets *o,
+				enum inspect_source *src);
 int inspect_offsets__cache_store(const char *dir, const char *build_id,
 				 const struct inspect_offsets *o, enum inspect_source src);
 /* The default cache directory, written into buf. -ENOENT if no HOME. */

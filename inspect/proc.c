@@ -40,7 +40,8 @@ static int proc_read(void *ctx, uint64_t addr, void *buf, size_t len)
 	struct inspect_proc *ip = ctx;
 	for (size_t i = 0; i < ip->nregions; i++) {
 		const struct inspect_region *g = &ip->regions[i];
-		if (addr >= g->addr && addr - g->addr <= g->len && len <= g->len - (addr - g->addr)) {
+		if (addr >= g->addr && addr - g->addr <= g->len &&
+		    len <= g->len - (addr - g->addr)) {
 			memcpy(buf, g->buf + (addr - g->addr), len);
 			return 0;
 		}
@@ -97,29 +98,29 @@ static void find_types(struct inspect_proc *ip)
 		const char *sym;
 		size_t slot;
 	} syms[] = {
-		{"_Py_NoneStruct", offsetof(struct inspect_types, none)},
-		{"_Py_TrueStruct", offsetof(struct inspect_types, true_obj)},
-		{"_Py_FalseStruct", offsetof(struct inspect_types, false_obj)},
-		{"_Py_EllipsisObject", offsetof(struct inspect_types, ellipsis)},
-		{"PyLong_Type", offsetof(struct inspect_types, type_long)},
-		{"PyBool_Type", offsetof(struct inspect_types, type_bool)},
-		{"PyFloat_Type", offsetof(struct inspect_types, type_float)},
-		{"PyUnicode_Type", offsetof(struct inspect_types, type_str)},
-		{"PyBytes_Type", offsetof(struct inspect_types, type_bytes)},
-		{"PyTuple_Type", offsetof(struct inspect_types, type_tuple)},
-		{"PyList_Type", offsetof(struct inspect_types, type_list)},
-		{"PyDict_Type", offsetof(struct inspect_types, type_dict)},
-		{"PySet_Type", offsetof(struct inspect_types, type_set)},
-		{"PyFrozenSet_Type", offsetof(struct inspect_types, type_frozenset)},
-		{"PyCode_Type", offsetof(struct inspect_types, type_code)},
-		{"PyCell_Type", offsetof(struct inspect_types, type_cell)},
-		{"PyGen_Type", offsetof(struct inspect_types, type_gen)},
-		{"PyCoro_Type", offsetof(struct inspect_types, type_coro)},
-		{"PyAsyncGen_Type", offsetof(struct inspect_types, type_asyncgen)},
-		{"PyFunction_Type", offsetof(struct inspect_types, type_func)},
-		{"PyComplex_Type", offsetof(struct inspect_types, type_complex)},
-		{"PyType_Type", offsetof(struct inspect_types, type_type)},
-		{"PyMemberDescr_Type", offsetof(struct inspect_types, type_member_descr)},
+		{ "_Py_NoneStruct", offsetof(struct inspect_types, none) },
+		{ "_Py_TrueStruct", offsetof(struct inspect_types, true_obj) },
+		{ "_Py_FalseStruct", offsetof(struct inspect_types, false_obj) },
+		{ "_Py_EllipsisObject", offsetof(struct inspect_types, ellipsis) },
+		{ "PyLong_Type", offsetof(struct inspect_types, type_long) },
+		{ "PyBool_Type", offsetof(struct inspect_types, type_bool) },
+		{ "PyFloat_Type", offsetof(struct inspect_types, type_float) },
+		{ "PyUnicode_Type", offsetof(struct inspect_types, type_str) },
+		{ "PyBytes_Type", offsetof(struct inspect_types, type_bytes) },
+		{ "PyTuple_Type", offsetof(struct inspect_types, type_tuple) },
+		{ "PyList_Type", offsetof(struct inspect_types, type_list) },
+		{ "PyDict_Type", offsetof(struct inspect_types, type_dict) },
+		{ "PySet_Type", offsetof(struct inspect_types, type_set) },
+		{ "PyFrozenSet_Type", offsetof(struct inspect_types, type_frozenset) },
+		{ "PyCode_Type", offsetof(struct inspect_types, type_code) },
+		{ "PyCell_Type", offsetof(struct inspect_types, type_cell) },
+		{ "PyGen_Type", offsetof(struct inspect_types, type_gen) },
+		{ "PyCoro_Type", offsetof(struct inspect_types, type_coro) },
+		{ "PyAsyncGen_Type", offsetof(struct inspect_types, type_asyncgen) },
+		{ "PyFunction_Type", offsetof(struct inspect_types, type_func) },
+		{ "PyComplex_Type", offsetof(struct inspect_types, type_complex) },
+		{ "PyType_Type", offsetof(struct inspect_types, type_type) },
+		{ "PyMemberDescr_Type", offsetof(struct inspect_types, type_member_descr) },
 	};
 	for (size_t i = 0; i < sizeof(syms) / sizeof(syms[0]); i++) {
 		uint64_t addr = 0, size = 0;
@@ -172,16 +173,19 @@ static int resolve_layout(struct inspect_proc *ip, const struct inspect_opts *op
 	char err[512] = "";
 	int have_cache = !(opts && opts->no_cache) && build_id[0] &&
 			 (opts && opts->cache_dir
-				  ? snprintf(cache_dir, sizeof(cache_dir), "%s", opts->cache_dir) > 0
+				  ? snprintf(cache_dir, sizeof(cache_dir), "%s", opts->cache_dir) >
+					    0
 				  : inspect_offsets__cache_dir(cache_dir, sizeof(cache_dir)) == 0);
 
-	int cr = have_cache ? inspect_offsets__cache_load(cache_dir, build_id, &ip->off, &ip->source)
-			    : -ENOENT;
+	int cr = have_cache
+			 ? inspect_offsets__cache_load(cache_dir, build_id, &ip->off, &ip->source)
+			 : -ENOENT;
 	if (cr == -EBADMSG)
 		say(opts, "inspect: pid %d: layout cache entry for %s is damaged or stale: ignored",
 		    (int)ip->pid, build_id);
 	if (cr == 0) {
-		snprintf(ip->source_path, sizeof(ip->source_path), "%s/offsets-%s.bin", cache_dir, build_id);
+		snprintf(ip->source_path, sizeof(ip->source_path), "%s/offsets-%s.bin", cache_dir,
+			 build_id);
 		say(opts, "inspect: pid %d: layout from cache %s (first resolved from the %s)",
 		    (int)ip->pid, ip->source_path, inspect_source__name(ip->source));
 		return 0;
@@ -201,7 +205,8 @@ static int resolve_layout(struct inspect_proc *ip, const struct inspect_opts *op
 			    r ? err : missing);
 		}
 	} else {
-		say(opts, "inspect: pid %d: no DWARF for %s (no .debug_info, build-id or debuglink file)",
+		say(opts,
+		    "inspect: pid %d: no DWARF for %s (no .debug_info, build-id or debuglink file)",
 		    (int)ip->pid, attach_elf__path(ip->elf));
 	}
 	if (ip->source == INSPECT_SRC_NONE) {
@@ -211,13 +216,15 @@ static int resolve_layout(struct inspect_proc *ip, const struct inspect_opts *op
 		if ((pv >> 16) != (ip->version >> 16))
 			return inspect__fail(ip, -ENODATA,
 					     "no DWARF for %s and the probe table is for %u.%u",
-					     attach_elf__path(ip->elf), pv >> 24, (pv >> 16) & 0xff);
+					     attach_elf__path(ip->elf), pv >> 24,
+					     (pv >> 16) & 0xff);
 		inspect_offsets__from_probe(&ip->off);
 		ip->source = INSPECT_SRC_PROBE;
 		snprintf(ip->source_path, sizeof(ip->source_path), "probe (headers %u.%u.%u)",
 			 pv >> 24, (pv >> 16) & 0xff, (pv >> 8) & 0xff);
 		say(opts, "inspect: pid %d: layout from %s (headers %u.%u.%u)", (int)ip->pid,
-		    inspect_source__name(ip->source), pv >> 24, (pv >> 16) & 0xff, (pv >> 8) & 0xff);
+		    inspect_source__name(ip->source), pv >> 24, (pv >> 16) & 0xff,
+		    (pv >> 8) & 0xff);
 	}
 	if (inspect_offsets__check(&ip->off, &missing))
 		return inspect__fail(ip, -ENODATA, "layout incomplete: no %s", missing);
@@ -237,8 +244,8 @@ static int map_attach_err(int err)
 	return err == -EACCES ? -EPERM : err;
 }
 
-int inspect_proc__open(pid_t pid, const struct inspect_opts *opts,
-		       struct inspect_proc **out, char *errbuf, size_t errlen)
+int inspect_proc__open(pid_t pid, const struct inspect_opts *opts, struct inspect_proc **out,
+		       char *errbuf, size_t errlen)
 {
 	struct inspect_proc *ip = calloc(1, sizeof(*ip));
 	uint64_t size = 0, vaddr = 0;
@@ -255,7 +262,8 @@ int inspect_proc__open(pid_t pid, const struct inspect_opts *opts,
 			inspect__fail(ip, err, "no such process");
 		else if (err == -EPERM || err == -EACCES)
 			inspect__fail(ip, -EPERM, "permission denied (%s)",
-				      ip->ap ? attach_proc__error(ip->ap) : "cannot read its memory");
+				      ip->ap ? attach_proc__error(ip->ap)
+					     : "cannot read its memory");
 		else
 			inspect__fail(ip, err, "cannot open: %s", strerror(-err));
 		err = map_attach_err(err);
@@ -272,17 +280,20 @@ int inspect_proc__open(pid_t pid, const struct inspect_opts *opts,
 			goto fail;
 		}
 		if (err == -EPERM || err == -EACCES) {
-			err = inspect__fail(ip, -EPERM, "permission denied (%s)", attach_proc__error(ip->ap));
+			err = inspect__fail(ip, -EPERM, "permission denied (%s)",
+					    attach_proc__error(ip->ap));
 			goto fail;
 		}
 		if (err || attach_elf__symbol(ip->elf, "_PyRuntime", &ip->runtime, &size)) {
-			err = inspect__fail(ip, -ENOEXEC, "not a Python process (no _PyRuntime symbol)");
+			err = inspect__fail(ip, -ENOEXEC,
+					    "not a Python process (no _PyRuntime symbol)");
 			goto fail;
 		}
 	}
 	if (attach_elf__symbol(ip->elf, "Py_Version", &vaddr, &size)) {
 		err = inspect__fail(ip, -EPROTONOSUPPORT,
-				    "Python older than 3.11 (no Py_Version in %s)", attach_elf__path(ip->elf));
+				    "Python older than 3.11 (no Py_Version in %s)",
+				    attach_elf__path(ip->elf));
 		goto fail;
 	}
 	err = attach_proc__read(ip->ap, vaddr, &ip->version, sizeof(ip->version));
@@ -292,8 +303,10 @@ int inspect_proc__open(pid_t pid, const struct inspect_opts *opts,
 		goto fail;
 	}
 	if ((ip->version >> 16) != 0x030b) {
-		err = inspect__fail(ip, -EPROTONOSUPPORT, "Python %u.%u.%u is not supported (3.11 only)",
-				    ip->version >> 24, (ip->version >> 16) & 0xff, (ip->version >> 8) & 0xff);
+		err = inspect__fail(ip, -EPROTONOSUPPORT,
+				    "Python %u.%u.%u is not supported (3.11 only)",
+				    ip->version >> 24, (ip->version >> 16) & 0xff,
+				    (ip->version >> 8) & 0xff);
 		goto fail;
 	}
 	err = resolve_layout(ip, opts);
@@ -364,14 +377,38 @@ void inspect_proc__close(struct inspect_proc *ip)
 	free(ip);
 }
 
-pid_t inspect_proc__pid(const struct inspect_proc *ip) { return ip->pid; }
-const char *inspect_proc__error(const struct inspect_proc *ip) { return ip->err; }
-struct attach_proc *inspect_proc__attach(struct inspect_proc *ip) { return ip->ap; }
-const struct inspect_offsets *inspect_proc__offsets(const struct inspect_proc *ip) { return &ip->off; }
-const struct inspect_reader *inspect_proc__reader(const struct inspect_proc *ip) { return &ip->reader; }
-uint64_t inspect_proc__runtime(const struct inspect_proc *ip) { return ip->runtime; }
-uint32_t inspect_proc__version(const struct inspect_proc *ip) { return ip->version; }
-const char *inspect_proc__python_path(const struct inspect_proc *ip) { return attach_elf__path(ip->elf); }
+pid_t inspect_proc__pid(const struct inspect_proc *ip)
+{
+	return ip->pid;
+}
+const char *inspect_proc__error(const struct inspect_proc *ip)
+{
+	return ip->err;
+}
+struct attach_proc *inspect_proc__attach(struct inspect_proc *ip)
+{
+	return ip->ap;
+}
+const struct inspect_offsets *inspect_proc__offsets(const struct inspect_proc *ip)
+{
+	return &ip->off;
+}
+const struct inspect_reader *inspect_proc__reader(const struct inspect_proc *ip)
+{
+	return &ip->reader;
+}
+uint64_t inspect_proc__runtime(const struct inspect_proc *ip)
+{
+	return ip->runtime;
+}
+uint32_t inspect_proc__version(const struct inspect_proc *ip)
+{
+	return ip->version;
+}
+const char *inspect_proc__python_path(const struct inspect_proc *ip)
+{
+	return attach_elf__path(ip->elf);
+}
 
 enum inspect_source inspect_proc__source(const struct inspect_proc *ip, const char **path)
 {
@@ -386,9 +423,11 @@ int inspect_threads__begin(struct inspect_proc *ip, struct inspect_thread_iter *
 {
 	memset(it, 0, sizeof(*it));
 	it->ip = ip;
-	int err = inspect__read_u64(&ip->reader, ip->runtime + (uint64_t)ip->off.rt_interp_head, &it->interp);
+	int err = inspect__read_u64(&ip->reader, ip->runtime + (uint64_t)ip->off.rt_interp_head,
+				    &it->interp);
 	if (err)
-		return inspect__fail(ip, err, "cannot read _PyRuntime.interpreters.head: %s", strerror(-err));
+		return inspect__fail(ip, err, "cannot read _PyRuntime.interpreters.head: %s",
+				     strerror(-err));
 	if (it->interp &&
 	    (err = inspect__read_u64(&ip->reader, it->interp + (uint64_t)ip->off.is_threads_head,
 				     &it->next_tstate)))
@@ -407,8 +446,10 @@ int inspect_threads__next(struct inspect_thread_iter *it, struct inspect_thread 
 		/* Next interpreter. */
 		if (++it->ninterps > MAX_INTERPS)
 			return inspect__fail(ip, -ELOOP, "more than %d interpreters", MAX_INTERPS);
-		if ((err = inspect__read_u64(&ip->reader, it->interp + (uint64_t)o->is_next, &it->interp)))
-			return inspect__fail(ip, err, "cannot read interpreter list: %s", strerror(-err));
+		if ((err = inspect__read_u64(&ip->reader, it->interp + (uint64_t)o->is_next,
+					     &it->interp)))
+			return inspect__fail(ip, err, "cannot read interpreter list: %s",
+					     strerror(-err));
 		if (it->interp &&
 		    (err = inspect__read_u64(&ip->reader, it->interp + (uint64_t)o->is_threads_head,
 					     &it->next_tstate)))
@@ -418,7 +459,8 @@ int inspect_threads__next(struct inspect_thread_iter *it, struct inspect_thread 
 	if (!it->interp)
 		return 0;
 	if (++it->nthreads > MAX_THREADS)
-		return inspect__fail(ip, -ELOOP, "thread list longer than %d: corrupt", MAX_THREADS);
+		return inspect__fail(ip, -ELOOP, "thread list longer than %d: corrupt",
+				     MAX_THREADS);
 	size_t len = (size_t)o->ts_size;
 	if (len > sizeof(buf) || len < (size_t)o->ts_native_thread_id + 8)
 		return inspect__fail(ip, -EINVAL, "implausible PyThreadState size %zu", len);
@@ -440,14 +482,15 @@ int inspect_threads__next(struct inspect_thread_iter *it, struct inspect_thread 
 		memcpy(&t->datastack_top, buf + o->ts_datastack_top, 8);
 	}
 	if (interp != it->interp)
-		return inspect__fail(ip, -EINVAL, "thread state 0x%llx: interp 0x%llx is not 0x%llx",
+		return inspect__fail(ip, -EINVAL,
+				     "thread state 0x%llx: interp 0x%llx is not 0x%llx",
 				     (unsigned long long)ts, (unsigned long long)interp,
 				     (unsigned long long)it->interp);
 	t->interp = interp;
 	if ((err = inspect__read(&ip->reader, interp + (uint64_t)o->is_id, &t->interp_id, 8)))
 		return inspect__fail(ip, err, "cannot read interpreter id: %s", strerror(-err));
-	if (cframe &&
-	    (err = inspect__read_u64(&ip->reader, cframe + (uint64_t)o->cf_current_frame, &t->current_frame)))
+	if (cframe && (err = inspect__read_u64(&ip->reader, cframe + (uint64_t)o->cf_current_frame,
+					       &t->current_frame)))
 		return inspect__fail(ip, err, "thread %llu: cannot read cframe 0x%llx: %s",
 				     (unsigned long long)t->native_id, (unsigned long long)cframe,
 				     strerror(-err));
@@ -463,7 +506,8 @@ int inspect_proc__gil_holder(struct inspect_proc *ip, uint64_t *tstate)
 		return -ENODATA;
 	int err = inspect__read(&ip->reader, ip->runtime + (uint64_t)o->rt_gil_locked, &locked, 4);
 	if (!err && locked)
-		err = inspect__read_u64(&ip->reader, ip->runtime + (uint64_t)o->rt_gil_holder, tstate);
+		err = inspect__read_u64(&ip->reader, ip->runtime + (uint64_t)o->rt_gil_holder,
+					tstate);
 	return err;
 }
 
@@ -552,9 +596,11 @@ static int frame_read(struct inspect_proc *ip, uint64_t addr, struct inspect_fra
 int inspect_frame__slots(struct inspect_proc *ip, const struct inspect_frame *f, uint32_t first,
 			 uint32_t n, uint64_t *slots)
 {
-	if (f->nlocalsplus < 0 || first > (uint32_t)f->nlocalsplus || n > (uint32_t)f->nlocalsplus - first)
+	if (f->nlocalsplus < 0 || first > (uint32_t)f->nlocalsplus ||
+	    n > (uint32_t)f->nlocalsplus - first)
 		return -EINVAL;
-	return inspect__read(&ip->reader, f->localsplus_addr + 8 * (uint64_t)first, slots, 8 * (size_t)n);
+	return inspect__read(&ip->reader, f->localsplus_addr + 8 * (uint64_t)first, slots,
+			     8 * (size_t)n);
 }
 
 int inspect_frame__read(struct inspect_proc *ip, uint64_t addr, struct inspect_frame *f)
@@ -585,7 +631,8 @@ int inspect_gen__frame(struct inspect_proc *ip, uint64_t gen, struct inspect_fra
 	return frame_read(ip, gen + (uint64_t)o->gen_iframe, f, NULL);
 }
 
-int inspect_frames__begin(struct inspect_proc *ip, uint64_t first_frame, struct inspect_frame_iter *it)
+int inspect_frames__begin(struct inspect_proc *ip, uint64_t first_frame,
+			  struct inspect_frame_iter *it)
 {
 	memset(it, 0, sizeof(*it));
 	it->ip = ip;

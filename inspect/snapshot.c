@@ -35,9 +35,13 @@ struct inspect_snapshot {
 	struct code_block *codes;
 };
 
-size_t inspect_snapshot__nthreads(const struct inspect_snapshot *s) { return s->nthreads; }
+size_t inspect_snapshot__nthreads(const struct inspect_snapshot *s)
+{
+	return s->nthreads;
+}
 
-const struct inspect_snap_thread *inspect_snapshot__thread(const struct inspect_snapshot *s, size_t i)
+const struct inspect_snap_thread *inspect_snapshot__thread(const struct inspect_snapshot *s,
+							   size_t i)
 {
 	return i < s->nthreads ? &s->threads[i] : NULL;
 }
@@ -90,14 +94,17 @@ static int check_state(struct inspect_proc *ip)
 			while (*p == ' ' || *p == '\t')
 				p++;
 			if (*p == 'T')
-				err = inspect__fail(ip, -EAGAIN, "process is stopped (SIGSTOP); "
-						    "resume it with kill -CONT %d", (int)ip->pid);
+				err = inspect__fail(ip, -EAGAIN,
+						    "process is stopped (SIGSTOP); "
+						    "resume it with kill -CONT %d",
+						    (int)ip->pid);
 			else if (*p == 'Z' || *p == 'X')
 				err = inspect__fail(ip, -ESRCH, "process exited during the dump");
 		} else if (!strncmp(line, "TracerPid:", 10)) {
 			long tracer = strtol(line + 10, NULL, 10);
 			if (tracer != 0 && tracer != (long)getpid() && !err)
-				err = inspect__fail(ip, -EBUSY, "already traced by pid %ld", tracer);
+				err = inspect__fail(ip, -EBUSY, "already traced by pid %ld",
+						    tracer);
 		}
 	}
 	fclose(f);
@@ -138,8 +145,8 @@ static void prefetch_stack(struct inspect_proc *ip, const struct inspect_thread 
 		    inspect__prefetch(ip, chunk, (size_t)(top - chunk)))
 			return;
 		uint64_t prev = 0, ptop = 0;
-		if (inspect__read_u64(&ip->reader, chunk + (uint64_t)o->sc_previous, &prev) || !prev ||
-		    inspect__read_u64(&ip->reader, prev + (uint64_t)o->sc_top, &ptop) ||
+		if (inspect__read_u64(&ip->reader, chunk + (uint64_t)o->sc_previous, &prev) ||
+		    !prev || inspect__read_u64(&ip->reader, prev + (uint64_t)o->sc_top, &ptop) ||
 		    ptop > MAX_CHUNK_BYTES / 8)
 			return;
 		chunk = prev;
@@ -157,7 +164,8 @@ static int copy_stacks(struct inspect_proc *ip, struct inspect_snapshot *s)
 		return err;
 	s->gil_known = inspect_proc__gil_holder(ip, &s->gil_holder) == 0;
 	while ((r = inspect_threads__next(&it, &t)) == 1) {
-		if ((err = grow((void **)&s->threads, &s->cap, s->nthreads + 1, sizeof(*s->threads))))
+		if ((err = grow((void **)&s->threads, &s->cap, s->nthreads + 1,
+				sizeof(*s->threads))))
 			return err;
 		struct inspect_snap_thread *st = &s->threads[s->nthreads++];
 		size_t fcap = 0;
@@ -168,14 +176,16 @@ static int copy_stacks(struct inspect_proc *ip, struct inspect_snapshot *s)
 		prefetch_stack(ip, &t);
 		inspect_frames__begin(ip, t.current_frame, &fit);
 		while ((r = inspect_frames__next(&fit, &f)) == 1) {
-			if ((err = grow((void **)&st->frames, &fcap, st->nframes + 1, sizeof(*st->frames))))
+			if ((err = grow((void **)&st->frames, &fcap, st->nframes + 1,
+					sizeof(*st->frames))))
 				return err;
 			st->frames[st->nframes++].raw = f;
 			/* Generator frames live in their generator object, outside
 			 * the data stack: copy their locals now too. */
 			if (f.owner != INSPECT_OWNED_BY_THREAD && f.nlocalsplus > 0) {
-				uint32_t n = f.nlocalsplus < INSPECT_MAX_LOCALS_SHOWN ? (uint32_t)f.nlocalsplus
-										       : INSPECT_MAX_LOCALS_SHOWN;
+				uint32_t n = f.nlocalsplus < INSPECT_MAX_LOCALS_SHOWN
+						     ? (uint32_t)f.nlocalsplus
+						     : INSPECT_MAX_LOCALS_SHOWN;
 				inspect__prefetch(ip, f.localsplus_addr, 8 * (size_t)n);
 			}
 		}
@@ -221,7 +231,8 @@ static void python_thread_names(struct inspect_proc *ip, struct inspect_snapshot
 	    inspect__read_u64(r, threading + (uint64_t)o->mod_dict, &md) ||
 	    inspect_dict__get(r, md, "_active", &active))
 		return;
-	uint64_t *k = malloc(MAX_ACTIVE * sizeof(uint64_t)), *v = malloc(MAX_ACTIVE * sizeof(uint64_t));
+	uint64_t *k = malloc(MAX_ACTIVE * sizeof(uint64_t)),
+		 *v = malloc(MAX_ACTIVE * sizeof(uint64_t));
 	size_t n = 0;
 	if (k && v && inspect_dict__items(r, active, k, v, MAX_ACTIVE, &n) == 0) {
 		for (size_t i = 0; i < n; i++) {
@@ -321,7 +332,7 @@ static int decode_locals(struct inspect_proc *ip, struct inspect_snap_frame *sf,
 			}
 		}
 		struct inspect_snap_local *l = &sf->locals[sf->nlocals];
-		struct inspect_str str = {0};
+		struct inspect_str str = { 0 };
 		int err = inspect_value__repr(r, v, lim, &str);
 		if (err) {
 			inspect_str__free(&str);
@@ -339,8 +350,8 @@ static int decode_locals(struct inspect_proc *ip, struct inspect_snap_frame *sf,
 }
 
 int inspect_proc__snapshot(struct inspect_proc *ip, unsigned flags,
-			   const struct inspect_limits *lim,
-			   struct inspect_snapshot **out, struct inspect_snap_stats *stats)
+			   const struct inspect_limits *lim, struct inspect_snapshot **out,
+			   struct inspect_snap_stats *stats)
 {
 	static const struct inspect_limits dflt = INSPECT_LIMITS_DEFAULT;
 	struct inspect_snapshot *s = calloc(1, sizeof(*s));
@@ -365,7 +376,8 @@ int inspect_proc__snapshot(struct inspect_proc *ip, unsigned flags,
 			inspect__fail(ip, err = -EPERM, "ptrace not permitted (%s)",
 				      attach_proc__error(ip->ap));
 		else
-			inspect__fail(ip, err, "cannot stop threads: %s", attach_proc__error(ip->ap));
+			inspect__fail(ip, err, "cannot stop threads: %s",
+				      attach_proc__error(ip->ap));
 		goto fail;
 	}
 	double t_seized = now_ms();
@@ -380,7 +392,8 @@ int inspect_proc__snapshot(struct inspect_proc *ip, unsigned flags,
 		if (rel == -ESRCH)
 			err = inspect__fail(ip, -ESRCH, "process exited during the dump");
 		else
-			err = inspect__fail(ip, rel, "cannot resume threads: %s", attach_proc__error(ip->ap));
+			err = inspect__fail(ip, rel, "cannot resume threads: %s",
+					    attach_proc__error(ip->ap));
 	}
 	if (err)
 		goto fail;

@@ -15,7 +15,7 @@
 
 /* Bounds on what a sane 3.11 object can claim, before any limit of ours. */
 #define MAX_SANE_LEN ((int64_t)1 << 40)
-#define MAX_SCAN 4096             /* dict/set slots examined at most */
+#define MAX_SCAN 4096 /* dict/set slots examined at most */
 #define TP_NAME_MAX 128
 
 /* tp_flags bits (Include/object.h) used to tell subclasses apart. */
@@ -106,7 +106,8 @@ int inspect_str__printf(struct inspect_str *s, size_t limit, const char *fmt, ..
 	va_end(ap);
 	if (n < 0)
 		return -EINVAL;
-	return inspect_str__putn(s, buf, (size_t)n < sizeof(buf) ? (size_t)n : sizeof(buf) - 1, limit);
+	return inspect_str__putn(s, buf, (size_t)n < sizeof(buf) ? (size_t)n : sizeof(buf) - 1,
+				 limit);
 }
 
 int inspect_str__put_utf8(struct inspect_str *s, uint32_t cp, size_t limit)
@@ -214,7 +215,7 @@ int inspect__type_flags(const struct inspect_reader *r, uint64_t type, uint64_t 
 
 struct ustr {
 	int64_t length;
-	unsigned kind;   /* 1, 2 or 4 bytes a character */
+	unsigned kind; /* 1, 2 or 4 bytes a character */
 	uint64_t data;
 };
 
@@ -236,8 +237,8 @@ static int ustr_open(const struct inspect_reader *r, uint64_t addr, struct ustr 
 	unsigned compact = (state >> (o->us_compact_bit - base)) & 1;
 	unsigned ascii = (state >> (o->us_ascii_bit - base)) & 1;
 	unsigned ready = (state >> (o->us_ready_bit - base)) & 1;
-	if (!ready || (u->kind != 1 && u->kind != 2 && u->kind != 4) ||
-	    (ascii && u->kind != 1) || u->length < 0 || u->length > MAX_SANE_LEN)
+	if (!ready || (u->kind != 1 && u->kind != 2 && u->kind != 4) || (ascii && u->kind != 1) ||
+	    u->length < 0 || u->length > MAX_SANE_LEN)
 		return -EINVAL;
 	if (compact)
 		u->data = addr + (uint64_t)(ascii ? o->us_ascii_size : o->us_compact_size);
@@ -247,8 +248,8 @@ static int ustr_open(const struct inspect_reader *r, uint64_t addr, struct ustr 
 }
 
 /* Read up to max code points into cps (caller's array of max entries). */
-static int ustr_chars(const struct inspect_reader *r, const struct ustr *u, uint32_t *cps, size_t max,
-		      size_t *n)
+static int ustr_chars(const struct inspect_reader *r, const struct ustr *u, uint32_t *cps,
+		      size_t max, size_t *n)
 {
 	size_t cnt = (uint64_t)u->length < max ? (size_t)u->length : max;
 	unsigned char buf[1024];
@@ -304,7 +305,7 @@ int inspect_str__read(const struct inspect_reader *r, uint64_t addr, char *buf, 
 		err = ustr_chars(r, &u, cps, sizeof(cps) / sizeof(cps[0]), &n);
 	if (err)
 		return err;
-	struct inspect_str s = {0};
+	struct inspect_str s = { 0 };
 	for (size_t i = 0; i < n && !err; i++) {
 		uint32_t c = cps[i];
 		if (c > 0x10ffff || (c >= 0xd800 && c <= 0xdfff))
@@ -334,10 +335,14 @@ int inspect_str__read(const struct inspect_reader *r, uint64_t addr, char *buf, 
 static int repr_cp(struct inspect_str *s, uint32_t c, char quote, size_t limit)
 {
 	switch (c) {
-	case '\\': return puts_(s, "\\\\", limit);
-	case '\t': return puts_(s, "\\t", limit);
-	case '\n': return puts_(s, "\\n", limit);
-	case '\r': return puts_(s, "\\r", limit);
+	case '\\':
+		return puts_(s, "\\\\", limit);
+	case '\t':
+		return puts_(s, "\\t", limit);
+	case '\n':
+		return puts_(s, "\\n", limit);
+	case '\r':
+		return puts_(s, "\\r", limit);
 	}
 	if (c == (uint32_t)quote)
 		return inspect_str__printf(s, limit, "\\%c", quote);
@@ -389,8 +394,8 @@ static int repr_str(const struct inspect_reader *r, uint64_t addr, const struct 
 
 /* ---- int ---- */
 
-static int repr_long(const struct inspect_reader *r, uint64_t addr, const struct inspect_limits *lim,
-		     struct inspect_str *out)
+static int repr_long(const struct inspect_reader *r, uint64_t addr,
+		     const struct inspect_limits *lim, struct inspect_str *out)
 {
 	const struct inspect_offsets *o = r->off;
 	int64_t size;
@@ -423,7 +428,8 @@ static int repr_long(const struct inspect_reader *r, uint64_t addr, const struct
 	for (uint64_t i = 0; i < nd; i++) {
 		d[i] = dsz == 2 ? (uint32_t)raw[2 * i] | (uint32_t)raw[2 * i + 1] << 8
 				: (uint32_t)raw[4 * i] | (uint32_t)raw[4 * i + 1] << 8 |
-				  (uint32_t)raw[4 * i + 2] << 16 | (uint32_t)raw[4 * i + 3] << 24;
+					  (uint32_t)raw[4 * i + 2] << 16 |
+					  (uint32_t)raw[4 * i + 3] << 24;
 		if (d[i] >> shift) {
 			err = inspect_str__printf(out, lim->max_out, "<invalid int at 0x%llx>",
 						  (unsigned long long)addr);
@@ -460,7 +466,8 @@ out:
 	free(dec);
 	return err;
 bad:
-	return inspect_str__printf(out, lim->max_out, "<invalid int at 0x%llx>", (unsigned long long)addr);
+	return inspect_str__printf(out, lim->max_out, "<invalid int at 0x%llx>",
+				   (unsigned long long)addr);
 }
 
 /* ---- float: repr() is the shortest string that reads back the same ---- */
@@ -492,7 +499,7 @@ static int repr_double(double v, struct inspect_str *out, size_t limit)
 	int exp = *p == 'e' ? atoi(p + 1) : 0;
 	while (nd > 1 && digits[nd - 1] == '0')
 		digits[--nd] = 0;
-	struct inspect_str t = {0};
+	struct inspect_str t = { 0 };
 	int err = 0;
 	size_t L = sizeof(buf);
 	if (neg)
@@ -507,7 +514,8 @@ static int repr_double(double v, struct inspect_str *out, size_t limit)
 				err = inspect_str__putn(&t, digits + 1, nd - 1, L);
 		}
 		if (!err)
-			err = inspect_str__printf(&t, L, "e%c%02d", exp < 0 ? '-' : '+', exp < 0 ? -exp : exp);
+			err = inspect_str__printf(&t, L, "e%c%02d", exp < 0 ? '-' : '+',
+						  exp < 0 ? -exp : exp);
 	} else if (exp < 0) {
 		if (!err)
 			err = inspect_str__putn(&t, "0.", 2, L);
@@ -533,8 +541,8 @@ static int repr_double(double v, struct inspect_str *out, size_t limit)
 
 /* ---- bytes ---- */
 
-static int repr_bytes(const struct inspect_reader *r, uint64_t addr, const struct inspect_limits *lim,
-		      struct inspect_str *out)
+static int repr_bytes(const struct inspect_reader *r, uint64_t addr,
+		      const struct inspect_limits *lim, struct inspect_str *out)
 {
 	int64_t size;
 	if (r->off->bytes_sval < 0 || obj_size(r, addr, &size) || size < 0 || size > MAX_SANE_LEN)
@@ -586,8 +594,8 @@ static int repr_any(const struct inspect_reader *r, uint64_t addr, const struct 
 
 /* Items of a tuple or list: n pointers at items_addr. */
 static int repr_seq(const struct inspect_reader *r, uint64_t addr, uint64_t items_addr, int64_t n,
-		    const char *open, const char *close, int tuple, const struct inspect_limits *lim,
-		    unsigned depth, struct inspect_str *out)
+		    const char *open, const char *close, int tuple,
+		    const struct inspect_limits *lim, unsigned depth, struct inspect_str *out)
 {
 	int err = puts_(out, open, lim->max_out);
 	if (err)
@@ -646,7 +654,8 @@ static int dict_keys_view(const struct inspect_reader *r, uint64_t keys, struct 
 	v->esize = kind == 0 ? o->dke_size : o->dku_size;
 	v->koff = kind == 0 ? o->dke_key : o->dku_key;
 	v->voff = kind == 0 ? o->dke_value : o->dku_value;
-	if (v->koff < 0 || v->voff < 0 || v->koff + 8 > v->esize || v->voff + 8 > v->esize || v->esize > 64)
+	if (v->koff < 0 || v->voff < 0 || v->koff + 8 > v->esize || v->voff + 8 > v->esize ||
+	    v->esize > 64)
 		return -EINVAL;
 	return 0;
 }
@@ -711,11 +720,12 @@ int inspect_dict__items(const struct inspect_reader *r, uint64_t dict, uint64_t 
 static int str_equals(const struct inspect_reader *r, uint64_t addr, const char *want)
 {
 	char buf[128];
-	return strlen(want) < sizeof(buf) - 1 && inspect_str__read(r, addr, buf, sizeof(buf)) == 0 &&
-	       strcmp(buf, want) == 0;
+	return strlen(want) < sizeof(buf) - 1 &&
+	       inspect_str__read(r, addr, buf, sizeof(buf)) == 0 && strcmp(buf, want) == 0;
 }
 
-int inspect_dict__get(const struct inspect_reader *r, uint64_t dict, const char *key, uint64_t *value)
+int inspect_dict__get(const struct inspect_reader *r, uint64_t dict, const char *key,
+		      uint64_t *value)
 {
 	uint64_t *k = malloc(MAX_SCAN * sizeof(uint64_t)), *v = malloc(MAX_SCAN * sizeof(uint64_t));
 	size_t n = 0;
@@ -736,7 +746,8 @@ int inspect_dict__get(const struct inspect_reader *r, uint64_t dict, const char 
 
 #define TPFLAGS_MANAGED_DICT (1UL << 4)
 
-int inspect_object__attr(const struct inspect_reader *r, uint64_t obj, const char *name, uint64_t *value)
+int inspect_object__attr(const struct inspect_reader *r, uint64_t obj, const char *name,
+			 uint64_t *value)
 {
 	const struct inspect_offsets *o = r->off;
 	uint64_t type, flags, values = 0, dict = 0;
@@ -776,9 +787,10 @@ int inspect_long__read(const struct inspect_reader *r, uint64_t addr, uint64_t *
 	const struct inspect_offsets *o = r->off;
 	uint64_t type;
 	int64_t size;
-	uint32_t d[3] = {0, 0, 0};
-	if (inspect__obj_type(r, addr, &type) || !r->types->type_long || type != r->types->type_long ||
-	    o->long_digit < 0 || o->long_digit_size != 4 || obj_size(r, addr, &size))
+	uint32_t d[3] = { 0, 0, 0 };
+	if (inspect__obj_type(r, addr, &type) || !r->types->type_long ||
+	    type != r->types->type_long || o->long_digit < 0 || o->long_digit_size != 4 ||
+	    obj_size(r, addr, &size))
 		return -EINVAL;
 	uint64_t nd = size < 0 ? (uint64_t)0 - (uint64_t)size : (uint64_t)size;
 	if (nd > 3)
@@ -792,13 +804,13 @@ int inspect_long__read(const struct inspect_reader *r, uint64_t addr, uint64_t *
 	return 0;
 }
 
-static int repr_dict(const struct inspect_reader *r, uint64_t addr, const struct inspect_limits *lim,
-		     unsigned depth, struct inspect_str *out)
+static int repr_dict(const struct inspect_reader *r, uint64_t addr,
+		     const struct inspect_limits *lim, unsigned depth, struct inspect_str *out)
 {
 	const struct inspect_offsets *o = r->off;
 	int64_t used;
-	if (o->dict_used < 0 || inspect__read(r, addr + (uint64_t)o->dict_used, &used, sizeof(used)) ||
-	    used < 0)
+	if (o->dict_used < 0 ||
+	    inspect__read(r, addr + (uint64_t)o->dict_used, &used, sizeof(used)) || used < 0)
 		goto bad;
 	if (used == 0)
 		return puts_(out, "{}", lim->max_out);
@@ -838,7 +850,8 @@ out:
 	free(v);
 	return err;
 bad:
-	return inspect_str__printf(out, lim->max_out, "<invalid dict at 0x%llx>", (unsigned long long)addr);
+	return inspect_str__printf(out, lim->max_out, "<invalid dict at 0x%llx>",
+				   (unsigned long long)addr);
 }
 
 static int repr_set(const struct inspect_reader *r, uint64_t addr, int frozen,
@@ -851,8 +864,8 @@ static int repr_set(const struct inspect_reader *r, uint64_t addr, int frozen,
 	    o->se_size > 64 ||
 	    inspect__read(r, addr + (uint64_t)o->set_used, &used, sizeof(used)) ||
 	    inspect__read(r, addr + (uint64_t)o->set_mask, &mask, sizeof(mask)) ||
-	    inspect__read_u64(r, addr + (uint64_t)o->set_table, &table) ||
-	    used < 0 || mask < 0 || mask > ((int64_t)1 << 40) || (mask & (mask + 1)) || used > mask + 1)
+	    inspect__read_u64(r, addr + (uint64_t)o->set_table, &table) || used < 0 || mask < 0 ||
+	    mask > ((int64_t)1 << 40) || (mask & (mask + 1)) || used > mask + 1)
 		return inspect_str__printf(out, lim->max_out, "<invalid %s at 0x%llx>",
 					   frozen ? "frozenset" : "set", (unsigned long long)addr);
 	if (used == 0)
@@ -868,7 +881,8 @@ static int repr_set(const struct inspect_reader *r, uint64_t addr, int frozen,
 		return -ENOMEM;
 	if (inspect__read(r, table, tb, scan * (size_t)o->se_size)) {
 		free(tb);
-		return inspect_str__printf(out, lim->max_out, "<unreadable table>%s", frozen ? "})" : "}");
+		return inspect_str__printf(out, lim->max_out, "<unreadable table>%s",
+					   frozen ? "})" : "}");
 	}
 	size_t shown = 0;
 	for (size_t i = 0; i < scan && !err && !out->truncated; i++) {
@@ -896,8 +910,10 @@ static int repr_other(const struct inspect_reader *r, uint64_t addr, uint64_t ty
 {
 	char name[TP_NAME_MAX];
 	if (type_name_of_type(r, type, name, sizeof(name)))
-		return inspect_str__printf(out, lim->max_out, "<object at 0x%llx>", (unsigned long long)addr);
-	return inspect_str__printf(out, lim->max_out, "<%s at 0x%llx>", name, (unsigned long long)addr);
+		return inspect_str__printf(out, lim->max_out, "<object at 0x%llx>",
+					   (unsigned long long)addr);
+	return inspect_str__printf(out, lim->max_out, "<%s at 0x%llx>", name,
+				   (unsigned long long)addr);
 }
 
 static int repr_any(const struct inspect_reader *r, uint64_t addr, const struct inspect_limits *lim,
@@ -919,7 +935,8 @@ static int repr_any(const struct inspect_reader *r, uint64_t addr, const struct 
 	if (t->ellipsis && addr == t->ellipsis)
 		return puts_(out, "Ellipsis", lim->max_out);
 	if ((addr & 7) || inspect__obj_type(r, addr, &type))
-		return inspect_str__printf(out, lim->max_out, "<unreadable 0x%llx>", (unsigned long long)addr);
+		return inspect_str__printf(out, lim->max_out, "<unreadable 0x%llx>",
+					   (unsigned long long)addr);
 	if (type == t->type_long && t->type_long)
 		return repr_long(r, addr, lim, out);
 	if (type == t->type_str && t->type_str)
@@ -927,7 +944,8 @@ static int repr_any(const struct inspect_reader *r, uint64_t addr, const struct 
 	if (type == t->type_float && t->type_float && o->float_fval >= 0) {
 		double v;
 		if (inspect__read(r, addr + (uint64_t)o->float_fval, &v, sizeof(v)))
-			return inspect_str__printf(out, lim->max_out, "<unreadable float at 0x%llx>",
+			return inspect_str__printf(out, lim->max_out,
+						   "<unreadable float at 0x%llx>",
 						   (unsigned long long)addr);
 		return repr_double(v, out, lim->max_out);
 	}
@@ -938,36 +956,39 @@ static int repr_any(const struct inspect_reader *r, uint64_t addr, const struct 
 		if (obj_size(r, addr, &n) || n < 0 || n > MAX_SANE_LEN)
 			return inspect_str__printf(out, lim->max_out, "<invalid tuple at 0x%llx>",
 						   (unsigned long long)addr);
-		return repr_seq(r, addr, addr + (uint64_t)o->tuple_item, n, "(", ")", 1, lim, depth, out);
+		return repr_seq(r, addr, addr + (uint64_t)o->tuple_item, n, "(", ")", 1, lim, depth,
+				out);
 	}
 	if (type == t->type_list && t->type_list && o->list_item >= 0) {
 		int64_t n;
 		uint64_t items;
 		if (obj_size(r, addr, &n) || n < 0 || n > MAX_SANE_LEN ||
-		    inspect__read_u64(r, addr + (uint64_t)o->list_item, &items) || (n > 0 && !items))
+		    inspect__read_u64(r, addr + (uint64_t)o->list_item, &items) ||
+		    (n > 0 && !items))
 			return inspect_str__printf(out, lim->max_out, "<invalid list at 0x%llx>",
 						   (unsigned long long)addr);
 		return repr_seq(r, addr, items, n, "[", "]", 0, lim, depth, out);
 	}
 	if (type == t->type_dict && t->type_dict)
 		return repr_dict(r, addr, lim, depth, out);
-	if ((type == t->type_set && t->type_set) || (type == t->type_frozenset && t->type_frozenset))
+	if ((type == t->type_set && t->type_set) ||
+	    (type == t->type_frozenset && t->type_frozenset))
 		return repr_set(r, addr, type == t->type_frozenset, lim, depth, out);
 	if (type == t->type_code && t->type_code) {
 		char name[128];
 		uint64_t n;
 		if (!inspect__read_u64(r, addr + (uint64_t)o->co_name, &n) &&
 		    !inspect_str__read(r, n, name, sizeof(name)))
-			return inspect_str__printf(out, lim->max_out, "<code object %s at 0x%llx>", name,
-						   (unsigned long long)addr);
+			return inspect_str__printf(out, lim->max_out, "<code object %s at 0x%llx>",
+						   name, (unsigned long long)addr);
 	}
 	if (type == t->type_func && t->type_func && o->func_qualname >= 0) {
 		char name[128];
 		uint64_t n;
 		if (!inspect__read_u64(r, addr + (uint64_t)o->func_qualname, &n) &&
 		    !inspect_str__read(r, n, name, sizeof(name)))
-			return inspect_str__printf(out, lim->max_out, "<function %s at 0x%llx>", name,
-						   (unsigned long long)addr);
+			return inspect_str__printf(out, lim->max_out, "<function %s at 0x%llx>",
+						   name, (unsigned long long)addr);
 	}
 	return repr_other(r, addr, type, lim, out);
 }

@@ -31,7 +31,7 @@ struct sym {
 	char t[96];
 	uint8_t prec;
 	uint8_t mark;
-	int32_t src;   /* instruction that produced it, -1 if unknown */
+	int32_t src; /* instruction that produced it, -1 if unknown */
 };
 
 #define SYM_MAX 64
@@ -39,7 +39,7 @@ struct sym {
 struct symstack {
 	struct sym s[SYM_MAX];
 	int n;
-	int kwnames;   /* pending KW_NAMES const index, -1 */
+	int kwnames; /* pending KW_NAMES const index, -1 */
 };
 
 static void sym_push(struct symstack *st, const char *t, int prec, int mark, int32_t src)
@@ -73,7 +73,7 @@ static void sym_text(const struct sym *s, int min, char *buf, size_t len)
 static const char *binop_text(uint32_t arg)
 {
 	static const char *const ops[] = {
-		"+", "&", "//", "<<", "@", "*", "%", "|", "**", ">>", "-", "/", "^",
+		"+",  "&",  "//",  "<<",  "@",  "*",  "%",  "|",  "**",  ">>",  "-",  "/",  "^",
 		"+=", "&=", "//=", "<<=", "@=", "*=", "%=", "|=", "**=", ">>=", "-=", "/=", "^=",
 	};
 	return arg < sizeof(ops) / sizeof(ops[0]) ? ops[arg] : "?";
@@ -114,15 +114,21 @@ static void sym_run(const struct gctx *g, int64_t from, int64_t to, struct symst
 		int op = in->opcode;
 		const char *arg = gctx__argtext(g, in);
 		switch (op) {
-		case NOP: case RESUME: case CACHE:
+		case NOP:
+		case RESUME:
+		case CACHE:
 			break;
 		case LOAD_GLOBAL:
 			if (in->arg & 1)
 				sym_push(st, "NULL", PREC_ATOM, SYM_NULL, (int32_t)i);
 			sym_push(st, arg, PREC_ATOM, SYM_VALUE, (int32_t)i);
 			break;
-		case LOAD_FAST: case LOAD_NAME: case LOAD_DEREF: case LOAD_CLASSDEREF:
-		case LOAD_CLOSURE: case LOAD_CONST:
+		case LOAD_FAST:
+		case LOAD_NAME:
+		case LOAD_DEREF:
+		case LOAD_CLASSDEREF:
+		case LOAD_CLOSURE:
+		case LOAD_CONST:
 			sym_push(st, arg, PREC_ATOM, SYM_VALUE, (int32_t)i);
 			break;
 		case PUSH_NULL:
@@ -153,7 +159,10 @@ static void sym_run(const struct gctx *g, int64_t from, int64_t to, struct symst
 			sym_push(st, t, PREC_ATOM, SYM_VALUE, (int32_t)i);
 			break;
 		}
-		case BINARY_OP: case COMPARE_OP: case IS_OP: case CONTAINS_OP: {
+		case BINARY_OP:
+		case COMPARE_OP:
+		case IS_OP:
+		case CONTAINS_OP: {
 			struct sym r = sym_pop(st), l = sym_pop(st);
 			const char *o;
 			int prec = PREC_CMP;
@@ -174,21 +183,27 @@ static void sym_run(const struct gctx *g, int64_t from, int64_t to, struct symst
 			sym_push(st, t, prec, SYM_VALUE, (int32_t)i);
 			break;
 		}
-		case UNARY_NEGATIVE: case UNARY_NOT: case UNARY_INVERT: case UNARY_POSITIVE: {
+		case UNARY_NEGATIVE:
+		case UNARY_NOT:
+		case UNARY_INVERT:
+		case UNARY_POSITIVE: {
 			struct sym v = sym_pop(st);
 			sym_text(&v, PREC_UNARY, a, sizeof(a));
-			const char *o = op == UNARY_NEGATIVE ? "-" : op == UNARY_NOT ? "not " :
-					op == UNARY_INVERT ? "~" : "+";
+			const char *o = op == UNARY_NEGATIVE ? "-"
+					: op == UNARY_NOT    ? "not "
+					: op == UNARY_INVERT ? "~"
+							     : "+";
 			char t[120];
 			guard__fmt(t, sizeof(t), "%s%s", o, a);
-			sym_push(st, t, op == UNARY_NOT ? PREC_LOW : PREC_UNARY, SYM_VALUE, (int32_t)i);
+			sym_push(st, t, op == UNARY_NOT ? PREC_LOW : PREC_UNARY, SYM_VALUE,
+				 (int32_t)i);
 			break;
 		}
 		case KW_NAMES:
 			st->kwnames = (int)in->arg;
 			break;
 		case PRECALL:
-			break;   /* CALL does the work in the text */
+			break; /* CALL does the work in the text */
 		case CALL: {
 			int n = (int)in->arg;
 			if (n > 16 || st->n < n + 2) {
@@ -200,7 +215,9 @@ static void sym_run(const struct gctx *g, int64_t from, int64_t to, struct symst
 			size_t used = 0;
 			int base = st->n - n;
 			for (int k = 0; k < n; k++) {
-				used += (size_t)snprintf(args + used, used < sizeof(args) ? sizeof(args) - used : 0,
+				used += (size_t)snprintf(args + used,
+							 used < sizeof(args) ? sizeof(args) - used
+									     : 0,
 							 "%s%s", k ? ", " : "", st->s[base + k].t);
 				if (used >= sizeof(args))
 					used = sizeof(args) - 1;
@@ -215,10 +232,12 @@ static void sym_run(const struct gctx *g, int64_t from, int64_t to, struct symst
 			sym_push(st, t, PREC_ATOM, SYM_VALUE, (int32_t)i);
 			break;
 		}
-		case BUILD_TUPLE: case BUILD_LIST: {
+		case BUILD_TUPLE:
+		case BUILD_LIST: {
 			int n = (int)in->arg;
 			st->n = st->n >= n ? st->n - n : 0;
-			sym_push(st, op == BUILD_LIST ? "[…]" : "(…)", PREC_ATOM, SYM_VALUE, (int32_t)i);
+			sym_push(st, op == BUILD_LIST ? "[…]" : "(…)", PREC_ATOM, SYM_VALUE,
+				 (int32_t)i);
 			break;
 		}
 		case COPY:
@@ -285,7 +304,7 @@ static void call_operands(const struct gctx *g, int64_t call, struct symstack *s
 	int need = n + 2;
 	st->n = 0;
 	st->kwnames = -1;
-	int64_t pre = call - 1;   /* PRECALL */
+	int64_t pre = call - 1; /* PRECALL */
 	int64_t start = pre >= 0 ? operands_start(g, pre, need) : -1;
 	if (start >= 0)
 		sym_run(g, start, pre, st);
@@ -302,7 +321,7 @@ enum fbclass { FB_IS_NONE, FB_IS_NUMBER };
 static bool accepts(const struct rewrite_instr *in, int d, int slot, enum fbclass fb)
 {
 	int op = in->opcode;
-	int top = d - 1;   /* slot of TOS */
+	int top = d - 1; /* slot of TOS */
 	switch (op) {
 	/* clang-format off */
 	case STORE_FAST: case STORE_NAME: case STORE_GLOBAL: case STORE_DEREF:
@@ -317,28 +336,30 @@ static bool accepts(const struct rewrite_instr *in, int d, int slot, enum fbclas
 	case JUMP_IF_TRUE_OR_POP: case JUMP_IF_FALSE_OR_POP:
 		return true;
 	/* clang-format on */
-	case STORE_ATTR:                 /* [value, owner] */
+	case STORE_ATTR: /* [value, owner] */
 		return slot == top - 1;
-	case STORE_SUBSCR:               /* [value, container, key] */
+	case STORE_SUBSCR: /* [value, container, key] */
 		return slot == top - 2;
-	case CONTAINS_OP:                /* [element, container] */
+	case CONTAINS_OP: /* [element, container] */
 		return slot == top - 1;
 	case COMPARE_OP:
 		return fb == FB_IS_NUMBER || in->arg == 2 || in->arg == 3;
-	case PRECALL:                    /* only its arguments: they are what it consumes */
+	case PRECALL: /* only its arguments: they are what it consumes */
 		return true;
 	case BINARY_OP:
 		if (fb != FB_IS_NUMBER)
 			return false;
 		/* The fallback 0 as a divisor would fail again. */
-		if (slot == top && (in->arg == NB_TRUE_DIVIDE || in->arg == NB_FLOOR_DIVIDE ||
-				    in->arg == NB_REMAINDER || in->arg == NB_INPLACE_TRUE_DIVIDE ||
-				    in->arg == NB_INPLACE_FLOOR_DIVIDE || in->arg == NB_INPLACE_REMAINDER))
+		if (slot == top &&
+		    (in->arg == NB_TRUE_DIVIDE || in->arg == NB_FLOOR_DIVIDE ||
+		     in->arg == NB_REMAINDER || in->arg == NB_INPLACE_TRUE_DIVIDE ||
+		     in->arg == NB_INPLACE_FLOOR_DIVIDE || in->arg == NB_INPLACE_REMAINDER))
 			return false;
 		return true;
-	case UNARY_NEGATIVE: case UNARY_POSITIVE:
+	case UNARY_NEGATIVE:
+	case UNARY_POSITIVE:
 		return fb == FB_IS_NUMBER;
-	case BINARY_SUBSCR:              /* a number is a fine key, never a container */
+	case BINARY_SUBSCR: /* a number is a fine key, never a container */
 		return fb == FB_IS_NUMBER && slot == top;
 	default:
 		return false;
@@ -346,10 +367,10 @@ static bool accepts(const struct rewrite_instr *in, int d, int slot, enum fbclas
 }
 
 struct flow {
-	uint32_t unpack;       /* > 0: the fallback is a tuple of that many None */
-	int32_t resume;        /* instruction to continue at */
-	int32_t base;          /* stack depth the handler pops to */
-	bool push;             /* push the fallback before resuming */
+	uint32_t unpack; /* > 0: the fallback is a tuple of that many None */
+	int32_t resume;  /* instruction to continue at */
+	int32_t base;    /* stack depth the handler pops to */
+	bool push;       /* push the fallback before resuming */
 	enum guard_placement place;
 	char consumer[64];
 	enum guard_consumer kind;
@@ -362,7 +383,10 @@ static void set_consumer(struct flow *f, const struct gctx *g, const struct rewr
 	char *buf = f->consumer;
 	size_t len = sizeof(f->consumer);
 	switch (in->opcode) {
-	case STORE_FAST: case STORE_NAME: case STORE_GLOBAL: case STORE_DEREF:
+	case STORE_FAST:
+	case STORE_NAME:
+	case STORE_GLOBAL:
+	case STORE_DEREF:
 		guard__fmt(buf, len, "store %s", gctx__argtext(g, in));
 		f->kind = GUARD_CONSUMER_STORE;
 		break;
@@ -390,7 +414,10 @@ static void set_consumer(struct flow *f, const struct gctx *g, const struct rewr
 		guard__fmt(buf, len, "call argument");
 		f->kind = GUARD_CONSUMER_CALL_ARG;
 		break;
-	case BUILD_TUPLE: case BUILD_LIST: case BUILD_SET: case BUILD_MAP:
+	case BUILD_TUPLE:
+	case BUILD_LIST:
+	case BUILD_SET:
+	case BUILD_MAP:
 	case BUILD_CONST_KEY_MAP:
 		guard__fmt(buf, len, "%s", rewrite_opcode__name(in->opcode));
 		f->kind = GUARD_CONSUMER_BUILD;
@@ -412,11 +439,11 @@ static void set_consumer(struct flow *f, const struct gctx *g, const struct rewr
 /* Follow the value produced by instruction `prod` (its outputs start at
  * slot `slot`, `width` items) to where the fallback can go. 0 with *f
  * filled, -1 if the flow is beyond what a guard may assume. */
-static int follow(const struct gctx *g, int64_t prod, int slot, int width,
-		  enum fbclass fb, bool is_iter, struct flow *f)
+static int follow(const struct gctx *g, int64_t prod, int slot, int width, enum fbclass fb,
+		  bool is_iter, struct flow *f)
 {
-	int64_t last = prod;          /* last instruction that produced the value */
-	int last_slot = slot;         /* where the value was right after it (SWAPs move it) */
+	int64_t last = prod;  /* last instruction that produced the value */
+	int last_slot = slot; /* where the value was right after it (SWAPs move it) */
 	bool inplace = false;
 	int64_t i = prod + 1;
 	for (int steps = 0; steps < 4096; steps++) {
@@ -440,7 +467,7 @@ static int follow(const struct gctx *g, int64_t prod, int slot, int width,
 		if (op == COPY) {
 			int src = d - (int)in->arg;
 			if (src >= slot && src <= slot + width - 1)
-				return -1;   /* the value is duplicated */
+				return -1; /* the value is duplicated */
 			i++;
 			continue;
 		}
@@ -460,10 +487,10 @@ static int follow(const struct gctx *g, int64_t prod, int slot, int width,
 		 * one instruction. */
 		int pops = guard_op__inputs(op, in->arg);
 		int pushes = guard_op__outputs(op, in->arg);
-		int64_t end = i;   /* last instruction of this logical op */
-		bool called = false;  /* the value is the callable */
+		int64_t end = i;     /* last instruction of this logical op */
+		bool called = false; /* the value is the callable */
 		if (op == PRECALL && (size_t)i + 1 < g->n && g->in[i + 1].opcode == CALL) {
-			called = d - pops > slot;   /* the arguments are above the value */
+			called = d - pops > slot; /* the arguments are above the value */
 			if (called || is_iter) {
 				pops = pops + 2;
 				pushes = 1;
@@ -659,12 +686,24 @@ static void fill_fallback(struct guard_decision *d, enum guard_fallback fb)
 	d->fallback = fb;
 	const char *t = "None";
 	switch (fb) {
-	case GUARD_FB_NOTHING: t = "nothing (statement skipped)"; break;
-	case GUARD_FB_NONE: t = "None"; break;
-	case GUARD_FB_INT0: t = "0"; break;
-	case GUARD_FB_FLOAT0: t = "0.0"; break;
-	case GUARD_FB_STR_CONCAT: t = "str(a) + str(b)"; break;
-	case GUARD_FB_EMPTY_FILE: t = "io.StringIO()"; break;
+	case GUARD_FB_NOTHING:
+		t = "nothing (statement skipped)";
+		break;
+	case GUARD_FB_NONE:
+		t = "None";
+		break;
+	case GUARD_FB_INT0:
+		t = "0";
+		break;
+	case GUARD_FB_FLOAT0:
+		t = "0.0";
+		break;
+	case GUARD_FB_STR_CONCAT:
+		t = "str(a) + str(b)";
+		break;
+	case GUARD_FB_EMPTY_FILE:
+		t = "io.StringIO()";
+		break;
 	}
 	guard__fmt(d->fallback_text, sizeof(d->fallback_text), "%s", t);
 }
@@ -681,9 +720,10 @@ static bool refuse_early(const struct gctx *g, const struct guard_crash *crash, 
 	 * caller's data. Then deliberate raises: never structural crashes. */
 	bool stdlib = crash->stdlib < 0 ? guard__is_stdlib_path(info->filename) : crash->stdlib > 0;
 	if (stdlib) {
-		guard__fmt(buf, sizeof(buf),
-			   "raised inside the standard library (%s): the bug is in the caller's data, not here",
-			   info->filename ? info->filename : "?");
+		guard__fmt(
+			buf, sizeof(buf),
+			"raised inside the standard library (%s): the bug is in the caller's data, not here",
+			info->filename ? info->filename : "?");
 		refuse(d, GUARD_REFUSE_STDLIB, buf);
 		return true;
 	}
@@ -724,8 +764,8 @@ static bool refuse_early(const struct gctx *g, const struct guard_crash *crash, 
 struct kind_info {
 	enum fbclass fbc;
 	enum guard_fallback fb;
-	bool binary;                      /* file_guard: a binary mode */
-	int32_t links[GUARD_MAX_COVER];   /* chain_subscript_guard's links */
+	bool binary;                    /* file_guard: a binary mode */
+	int32_t links[GUARD_MAX_COVER]; /* chain_subscript_guard's links */
 	size_t nlinks;
 };
 
@@ -754,15 +794,17 @@ static void classify_subscript(const struct gctx *g, const struct guard_crash *c
 	int op = g->in[f].opcode;
 	if (exc_is(crash, "TypeError") &&
 	    !(msg_has(crash, "not subscriptable") || msg_has(crash, "does not support item"))) {
-		refuse(d, GUARD_REFUSE_UNHANDLED, "TypeError at a subscript that is not about None");
+		refuse(d, GUARD_REFUSE_UNHANDLED,
+		       "TypeError at a subscript that is not about None");
 		return;
 	}
 	if (exc_is(crash, "KeyError") && op == STORE_SUBSCR) {
 		refuse(d, GUARD_REFUSE_UNHANDLED, "KeyError while storing an item");
 		return;
 	}
-	d->kind = exc_is(crash, "IndexError") ? GUARD_INDEX :
-		  exc_is(crash, "KeyError") ? GUARD_KEY : GUARD_SUBSCRIPT;
+	d->kind = exc_is(crash, "IndexError") ? GUARD_INDEX
+		  : exc_is(crash, "KeyError") ? GUARD_KEY
+					      : GUARD_SUBSCRIPT;
 	struct symstack st;
 	operands_of(g, f, &st);
 	struct sym *cont = &st.s[op == STORE_SUBSCR ? 1 : 0];
@@ -797,7 +839,8 @@ static void classify_call(const struct gctx *g, const struct guard_crash *crash,
 		d->kind = GUARD_CALLABLE;
 		guard__fmt(d->subject, sizeof(d->subject), "%s", fn->t);
 		guard__fmt(d->target, sizeof(d->target), "%s(…)", fa);
-	} else if ((exc_is(crash, "ValueError") || exc_is(crash, "TypeError")) && (n == 1 || n == 2) &&
+	} else if ((exc_is(crash, "ValueError") || exc_is(crash, "TypeError")) &&
+		   (n == 1 || n == 2) &&
 		   (callable_is_builtin(g, fn, "int") || callable_is_builtin(g, fn, "float"))) {
 		d->kind = GUARD_TYPE_COERCION;
 		k->fbc = FB_IS_NUMBER;
@@ -805,7 +848,8 @@ static void classify_call(const struct gctx *g, const struct guard_crash *crash,
 		guard__fmt(d->subject, sizeof(d->subject), "%s", st.s[2].t);
 		guard__fmt(d->target, sizeof(d->target), "%s(%s%s%s)", fn->t, st.s[2].t,
 			   n == 2 ? ", " : "", n == 2 ? st.s[3].t : "");
-	} else if (exc_is(crash, "FileNotFoundError") && callable_is_builtin(g, fn, "open") && n >= 1) {
+	} else if (exc_is(crash, "FileNotFoundError") && callable_is_builtin(g, fn, "open") &&
+		   n >= 1) {
 		d->kind = GUARD_FILE;
 		k->fb = GUARD_FB_EMPTY_FILE;
 		/* A literal mode with 'b' in it (positional or mode=...):
@@ -816,7 +860,8 @@ static void classify_call(const struct gctx *g, const struct guard_crash *crash,
 				k->binary = true;
 		}
 		guard__fmt(d->subject, sizeof(d->subject), "%s", st.s[2].t);
-		guard__fmt(d->target, sizeof(d->target), "open(%s%s)", st.s[2].t, n > 1 ? ", …" : "");
+		guard__fmt(d->target, sizeof(d->target), "open(%s%s)", st.s[2].t,
+			   n > 1 ? ", …" : "");
 	}
 }
 
@@ -826,26 +871,29 @@ static void classify_binop(const struct gctx *g, const struct guard_crash *crash
 	struct symstack st;
 	operands_of(g, f, &st);
 	char l[100], r[100];
-	sym_text(&st.s[0], PREC_BIN, l, sizeof(l));   /* left-associative */
+	sym_text(&st.s[0], PREC_BIN, l, sizeof(l)); /* left-associative */
 	sym_text(&st.s[1], PREC_BIN + 1, r, sizeof(r));
 	uint32_t a = g->in[f].arg;
 	if (exc_is(crash, "ZeroDivisionError") &&
 	    (a == NB_TRUE_DIVIDE || a == NB_FLOOR_DIVIDE || a == NB_REMAINDER ||
-	     a == NB_INPLACE_TRUE_DIVIDE || a == NB_INPLACE_FLOOR_DIVIDE || a == NB_INPLACE_REMAINDER)) {
+	     a == NB_INPLACE_TRUE_DIVIDE || a == NB_INPLACE_FLOOR_DIVIDE ||
+	     a == NB_INPLACE_REMAINDER)) {
 		d->kind = GUARD_DIVISION;
 		k->fbc = FB_IS_NUMBER;
-		k->fb = (a == NB_TRUE_DIVIDE || a == NB_INPLACE_TRUE_DIVIDE) ? GUARD_FB_FLOAT0 :
-									      GUARD_FB_INT0;
+		k->fb = (a == NB_TRUE_DIVIDE || a == NB_INPLACE_TRUE_DIVIDE) ? GUARD_FB_FLOAT0
+									     : GUARD_FB_INT0;
 		guard__fmt(d->subject, sizeof(d->subject), "%s", st.s[1].t);
 		guard__fmt(d->target, sizeof(d->target), "%s %s %s", l, binop_text(a), r);
 	} else if (exc_is(crash, "TypeError") && (a == NB_ADD || a == NB_INPLACE_ADD) &&
 		   (msg_starts(crash, "can only concatenate str") ||
-		    (msg_starts(crash, "unsupported operand type(s) for +") && msg_has(crash, "'str'")))) {
+		    (msg_starts(crash, "unsupported operand type(s) for +") &&
+		     msg_has(crash, "'str'")))) {
 		d->kind = GUARD_STR_COERCE;
 		k->fb = GUARD_FB_STR_CONCAT;
 		/* The operand that is not a str: the right one for "can only
 		 * concatenate str (not X) to str", else the one before 'str'. */
-		bool right = msg_starts(crash, "can only concatenate str") || !msg_has(crash, "and 'str'");
+		bool right = msg_starts(crash, "can only concatenate str") ||
+			     !msg_has(crash, "and 'str'");
 		guard__fmt(d->subject, sizeof(d->subject), "%s", right ? st.s[1].t : st.s[0].t);
 		guard__fmt(d->target, sizeof(d->target), "%s %s %s", l, binop_text(a), r);
 	}
@@ -874,7 +922,8 @@ static void classify(const struct gctx *g, const struct guard_crash *crash, int6
 		classify_binop(g, crash, f, d, k);
 	if (d->kind == GUARD_NONE && d->refusal == GUARD_OK) {
 		char buf[224];
-		guard__fmt(buf, sizeof(buf), "%s at %s is not one of the structural crashes suture heals",
+		guard__fmt(buf, sizeof(buf),
+			   "%s at %s is not one of the structural crashes suture heals",
 			   crash->exc_type, rewrite_opcode__name(op));
 		refuse(d, GUARD_REFUSE_UNHANDLED, buf);
 	}
@@ -890,7 +939,8 @@ static void plan(const struct gctx *g, int64_t first, int64_t f, const struct ki
 		d->placement = GUARD_PLACE_REDIRECT;
 		d->ncover = 0;
 		d->resume = (int32_t)(f + 1);
-		d->base_depth = g->in[first].depth - guard_op__inputs(g->in[first].opcode, g->in[first].arg) -
+		d->base_depth = g->in[first].depth -
+				guard_op__inputs(g->in[first].opcode, g->in[first].arg) -
 				(d->kind == GUARD_FILE ? 2 : 0);
 		d->push_fallback = true;
 		if (d->base_depth < 0) {
@@ -900,10 +950,12 @@ static void plan(const struct gctx *g, int64_t first, int64_t f, const struct ki
 		}
 		guard__fmt(d->consumer, sizeof(d->consumer), "the instruction's own consumer");
 		d->consumer_kind = GUARD_CONSUMER_HELPER;
-		guard__fmt(d->reason, sizeof(d->reason), "%s: %s calls helper %s",
-			   ki->name, d->target,
+		guard__fmt(d->reason, sizeof(d->reason), "%s: %s calls helper %s", ki->name,
+			   d->target,
 			   ki->helper_inplace && g->in[f].opcode == BINARY_OP &&
-			   g->in[f].arg == NB_INPLACE_ADD ? ki->helper_inplace : ki->helper);
+					   g->in[f].arg == NB_INPLACE_ADD
+				   ? ki->helper_inplace
+				   : ki->helper);
 		return;
 	}
 	int64_t prod = f;
@@ -919,7 +971,7 @@ static void plan(const struct gctx *g, int64_t first, int64_t f, const struct ki
 		d->cover[0] = (struct guard_cover){ (int32_t)first, (int32_t)f };
 		slot = g->in[first].depth - guard_op__inputs(g->in[first].opcode, g->in[first].arg);
 		if (op == CALL)
-			slot = g->in[f].depth - 2;   /* below the callable pair */
+			slot = g->in[f].depth - 2; /* below the callable pair */
 	}
 	int width = op == CALL ? 1 : guard_op__outputs(g->in[prod].opcode, g->in[prod].arg);
 	struct flow fl = { 0 };
@@ -958,8 +1010,8 @@ static void plan(const struct gctx *g, int64_t first, int64_t f, const struct ki
 	if (!fl.push)
 		fill_fallback(d, GUARD_FB_NOTHING);
 	if (fl.unpack)
-		guard__fmt(d->fallback_text, sizeof(d->fallback_text), "None for each of %u targets",
-			   fl.unpack);
+		guard__fmt(d->fallback_text, sizeof(d->fallback_text),
+			   "None for each of %u targets", fl.unpack);
 	guard__fmt(d->reason, sizeof(d->reason), "%s: %s yields %s (%s, %s)",
 		   guard_kind__name(d->kind), d->target, d->fallback_text,
 		   guard_placement__name(d->placement), d->consumer);
@@ -1011,7 +1063,8 @@ int guard__analyse(const struct rewrite_code_info *info, const struct guard_cras
 		if (d->kind != GUARD_NONE) {
 			fill_fallback(d, k.fb);
 			if (k.binary)
-				guard__fmt(d->fallback_text, sizeof(d->fallback_text), "io.BytesIO()");
+				guard__fmt(d->fallback_text, sizeof(d->fallback_text),
+					   "io.BytesIO()");
 			plan(&g, first, f, &k, d);
 		}
 	}

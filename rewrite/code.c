@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <opcode.h>  /* CPython's opcode numbers */
+#include <opcode.h> /* CPython's opcode numbers */
 
 #include "rewrite/rewrite-priv.h"
 
@@ -94,30 +94,33 @@ int rewrite_code__decode(const struct rewrite_code_info *info, struct rewrite_co
 		for (;;) {
 			op = rewrite_opcode__deopt(RW_OP(p, i));
 			if (op < 0) {
-				err = rw_fail(diag, info, -EINVAL, i, "unknown opcode %u at unit %u",
-					      RW_OP(p, i), i);
+				err = rw_fail(diag, info, -EINVAL, i,
+					      "unknown opcode %u at unit %u", RW_OP(p, i), i);
 				goto fail;
 			}
 			if (op != RW_OP(p, i))
 				code->quickened = true;
 			if (arg > 0xffffff) {
 				err = rw_fail(diag, info, -EINVAL, i,
-					      "EXTENDED_ARG prefixes overflow 32 bits at unit %u", i);
+					      "EXTENDED_ARG prefixes overflow 32 bits at unit %u",
+					      i);
 				goto fail;
 			}
 			arg = (arg << 8) | RW_ARG(p, i);
 			if (op != EXTENDED_ARG)
 				break;
 			if (nprefix == 255) {
-				err = rw_fail(diag, info, -EINVAL, i, "too many EXTENDED_ARG at unit %u", i);
+				err = rw_fail(diag, info, -EINVAL, i,
+					      "too many EXTENDED_ARG at unit %u", i);
 				goto fail;
 			}
 			nprefix++;
 			i++;
 			if (i >= n) {
-				err = rw_fail(diag, info, -EINVAL, start,
-					      "EXTENDED_ARG at unit %u runs off the end of the code",
-					      start);
+				err = rw_fail(
+					diag, info, -EINVAL, start,
+					"EXTENDED_ARG at unit %u runs off the end of the code",
+					start);
 				goto fail;
 			}
 		}
@@ -141,9 +144,14 @@ int rewrite_code__decode(const struct rewrite_code_info *info, struct rewrite_co
 			goto fail;
 		}
 		code->instrs[code->ninstrs++] = (struct rewrite_instr){
-			.offset = start, .arg = arg, .opcode = (uint8_t)op,
-			.nprefix = (uint8_t)nprefix, .ncaches = (uint8_t)caches,
-			.size = (uint8_t)(nprefix + 1 + caches), .target = -1, .depth = -1,
+			.offset = start,
+			.arg = arg,
+			.opcode = (uint8_t)op,
+			.nprefix = (uint8_t)nprefix,
+			.ncaches = (uint8_t)caches,
+			.size = (uint8_t)(nprefix + 1 + caches),
+			.target = -1,
+			.depth = -1,
 			.loc = { -1, -1, -1, -1 },
 		};
 		i += 1 + caches;
@@ -159,8 +167,8 @@ int rewrite_code__decode(const struct rewrite_code_info *info, struct rewrite_co
 		int64_t idx = (t >= 0 && t < n) ? rw_instr_starting_at(code, (uint32_t)t) : -1;
 		if (idx < 0) {
 			err = rw_fail(diag, info, -EINVAL, in->offset,
-				      "%s at unit %u jumps to unit %lld, %s", rw_opinfo[in->opcode].name,
-				      in->offset, (long long)t,
+				      "%s at unit %u jumps to unit %lld, %s",
+				      rw_opinfo[in->opcode].name, in->offset, (long long)t,
 				      (t < 0 || t >= n) ? "outside the code"
 							: "inside an instruction");
 			goto fail;
@@ -200,8 +208,8 @@ int rewrite_code__decode(const struct rewrite_code_info *info, struct rewrite_co
 		}
 		err = rewrite_linetable__decode(info->linetable,
 						info->linetable + info->linetable_len,
-						info->firstlineno, &code->lentries, &code->nlentries,
-						diag);
+						info->firstlineno, &code->lentries,
+						&code->nlentries, diag);
 		if (err) {
 			char msg[sizeof(diag->msg)];
 			if (diag)
@@ -217,8 +225,7 @@ int rewrite_code__decode(const struct rewrite_code_info *info, struct rewrite_co
 	for (size_t k = 0; k < code->ninstrs; k++) {
 		struct rewrite_instr *in = &code->instrs[k];
 		uint32_t u = in->offset + in->nprefix;
-		while (e < code->nlentries &&
-		       code->lentries[e].start + code->lentries[e].len <= u)
+		while (e < code->nlentries && code->lentries[e].start + code->lentries[e].len <= u)
 			e++;
 		if (e < code->nlentries && code->lentries[e].start <= u)
 			in->loc = code->lentries[e].loc;
@@ -308,8 +315,7 @@ const struct rewrite_lentry *rewrite_code__lentries(const struct rewrite_code *c
 	return code->lentries;
 }
 
-int rewrite_code__unit_loc(const struct rewrite_code *code, uint32_t unit,
-			   struct rewrite_loc *loc)
+int rewrite_code__unit_loc(const struct rewrite_code *code, uint32_t unit, struct rewrite_loc *loc)
 {
 	size_t lo = 0, hi = code->nlentries;
 	while (lo < hi) {
@@ -341,8 +347,8 @@ static int check_new(int opcode, int64_t target)
 	return 0;
 }
 
-int64_t rewrite_code__append(struct rewrite_code *code, int opcode, uint32_t arg,
-			     int64_t target, const struct rewrite_loc *loc, unsigned nprefix)
+int64_t rewrite_code__append(struct rewrite_code *code, int opcode, uint32_t arg, int64_t target,
+			     const struct rewrite_loc *loc, unsigned nprefix)
 {
 	int err = check_new(opcode, target);
 	if (err)
@@ -360,10 +366,14 @@ int64_t rewrite_code__append(struct rewrite_code *code, int opcode, uint32_t arg
 		off = last->offset + last->size;
 	}
 	code->instrs[code->ninstrs] = (struct rewrite_instr){
-		.offset = off, .arg = rewrite_opcode__is_jump(opcode) ? 0 : arg,
-		.opcode = (uint8_t)opcode, .nprefix = (uint8_t)nprefix,
-		.ncaches = (uint8_t)caches, .size = (uint8_t)(nprefix + 1 + caches),
-		.target = (int32_t)target, .depth = -1,
+		.offset = off,
+		.arg = rewrite_opcode__is_jump(opcode) ? 0 : arg,
+		.opcode = (uint8_t)opcode,
+		.nprefix = (uint8_t)nprefix,
+		.ncaches = (uint8_t)caches,
+		.size = (uint8_t)(nprefix + 1 + caches),
+		.target = (int32_t)target,
+		.depth = -1,
 		.loc = loc ? *loc : (struct rewrite_loc){ -1, -1, -1, -1 },
 	};
 	code->nunits = off + code->instrs[code->ninstrs].size;
@@ -386,7 +396,7 @@ int rewrite_code__replace(struct rewrite_code *code, size_t index, int opcode, u
 	in->target = (int32_t)target;
 	in->nprefix = (uint8_t)nprefix;
 	in->ncaches = rw_opinfo[opcode].caches;
-	in->npad = 0;   /* recomputed by the layout for original instructions */
+	in->npad = 0; /* recomputed by the layout for original instructions */
 	in->size = (uint8_t)(nprefix + 1 + in->ncaches);
 	code->laid_out = false;
 	code->analysed = false;
@@ -418,7 +428,7 @@ int rewrite_code__add_exc(struct rewrite_code *code, const struct rewrite_exc *e
 		pos--;
 	if ((pos > 0 && code->excs[pos - 1].end > e->start) ||
 	    (pos < code->nexc && code->excs[pos].start < e->end))
-		return -EINVAL;  /* would overlap */
+		return -EINVAL; /* would overlap */
 	if (code->nexc == code->exccap) {
 		size_t cap = code->exccap ? 2 * code->exccap : 4;
 		struct rewrite_exc *p = realloc(code->excs, cap * sizeof(*p));
@@ -443,9 +453,10 @@ int rw_layout(struct rewrite_code *code, struct rewrite_diag *diag)
 	size_t n = code->ninstrs;
 	for (size_t k = 0; k < n; k++) {
 		struct rewrite_instr *in = &code->instrs[k];
-		if (in->target >= (int64_t)n || (in->target >= 0) != rewrite_opcode__is_jump(in->opcode))
-			return rw_fail(diag, info, -EINVAL, k, "instruction %zu: bad jump target %d",
-				       k, in->target);
+		if (in->target >= (int64_t)n ||
+		    (in->target >= 0) != rewrite_opcode__is_jump(in->opcode))
+			return rw_fail(diag, info, -EINVAL, k,
+				       "instruction %zu: bad jump target %d", k, in->target);
 		unsigned need = rewrite_instr__prefixes(in->arg);
 		if (need > in->nprefix)
 			in->nprefix = (uint8_t)need;
@@ -462,7 +473,7 @@ int rw_layout(struct rewrite_code *code, struct rewrite_diag *diag)
 			in->offset = (uint32_t)off;
 			if (k < code->noriginal) {
 				uint32_t slot = (k + 1 < code->noriginal ? code->orig_offset[k + 1]
-									  : code->norig_units) -
+									 : code->norig_units) -
 						code->orig_offset[k];
 				unsigned content = in->nprefix + 1u + in->ncaches;
 				in->npad = (uint8_t)(content < slot ? slot - content : 0);
@@ -524,8 +535,8 @@ static int encode_code(const struct rewrite_code *code, struct rewrite_bytes *ou
 		size_t u = in->offset;
 		/* caches zero, as in _PyCode_GetCode() (rewrite/instr.c) */
 		int w = u * 2 > len ? -ENOSPC
-				    : rewrite_instr__put(p + 2 * u, len - 2 * u, in->opcode, in->arg,
-							 in->nprefix, in->ncaches);
+				    : rewrite_instr__put(p + 2 * u, len - 2 * u, in->opcode,
+							 in->arg, in->nprefix, in->ncaches);
 		if (w < 0) {
 			free(p);
 			return w;

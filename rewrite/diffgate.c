@@ -50,8 +50,8 @@ static bool same_loc(const struct rewrite_loc *x, const struct rewrite_loc *y)
 }
 
 int guard_diffgate__check(const struct rewrite_code_info *orig,
-			  const struct rewrite_code_info *patched,
-			  struct guard_delta *delta, struct rewrite_diag *diag)
+			  const struct rewrite_code_info *patched, struct guard_delta *delta,
+			  struct rewrite_diag *diag)
 {
 	struct guard_delta dl = { .replaced_unit = -1 };
 	struct rewrite_code *a = NULL, *b = NULL;
@@ -76,7 +76,8 @@ int guard_diffgate__check(const struct rewrite_code_info *orig,
 	err = -EINVAL;
 	uint32_t units = (uint32_t)(orig->code_len / 2);
 	if (patched->code_len < orig->code_len) {
-		err = reject(diag, orig, -1, "the patched code is shorter than the original (%u units)", units);
+		err = reject(diag, orig, -1,
+			     "the patched code is shorter than the original (%u units)", units);
 		goto out;
 	}
 	size_t na = rewrite_code__ninstrs(a), nb = rewrite_code__ninstrs(b);
@@ -106,10 +107,11 @@ int guard_diffgate__check(const struct rewrite_code_info *orig,
 		bool padded = ib[k - 1].offset + ib[k - 1].size == end;
 		if (dl.replaced || !padded || ib[j].opcode != JUMP_FORWARD || ib[j].target < 0 ||
 		    ib[ib[j].target].offset < units) {
-			err = reject(diag, orig, ia[i].offset,
-				     "original instruction %s at unit %u was changed (only one may be "
-				     "replaced, by a jump into appended code)",
-				     rewrite_opcode__name(ia[i].opcode), ia[i].offset);
+			err = reject(
+				diag, orig, ia[i].offset,
+				"original instruction %s at unit %u was changed (only one may be "
+				"replaced, by a jump into appended code)",
+				rewrite_opcode__name(ia[i].opcode), ia[i].offset);
 			goto out;
 		}
 		dl.replaced = 1;
@@ -145,7 +147,8 @@ int guard_diffgate__check(const struct rewrite_code_info *orig,
 		}
 		if (g->end > units) {
 			err = reject(diag, orig, g->start,
-				     "an entry straddles the end of the original code at unit %u", g->start);
+				     "an entry straddles the end of the original code at unit %u",
+				     g->start);
 			goto out;
 		}
 		if (g->target < units) {
@@ -165,21 +168,25 @@ int guard_diffgate__check(const struct rewrite_code_info *orig,
 		if (s < 0 || e < 0 || ia[s].offset != g->start ||
 		    ia[e].offset + ia[e].size != g->end) {
 			err = reject(diag, orig, g->start,
-				     "a guard entry covers part of an instruction at unit %u", g->start);
+				     "a guard entry covers part of an instruction at unit %u",
+				     g->start);
 			goto out;
 		}
 		const struct rewrite_exc *was = rewrite_code__exc_at(a, g->start);
 		for (uint32_t u = g->start; u < g->end; u++)
 			if (!same_handler(rewrite_code__exc_at(a, u), was)) {
 				err = reject(diag, orig, u,
-					     "a guard entry spans two original handlers at unit %u", u);
+					     "a guard entry spans two original handlers at unit %u",
+					     u);
 				goto out;
 			}
 		const struct rewrite_exc *blk = rewrite_code__exc_at(b, g->target);
 		if (!same_handler(blk, was)) {
-			err = reject(diag, orig, g->target,
-				     "the guard block at unit %u is not covered by the handler of the "
-				     "code it guards", g->target);
+			err = reject(
+				diag, orig, g->target,
+				"the guard block at unit %u is not covered by the handler of the "
+				"code it guards",
+				g->target);
 			goto out;
 		}
 		for (int64_t x = s; x <= e && nguarded < na; x++)
@@ -205,7 +212,8 @@ int guard_diffgate__check(const struct rewrite_code_info *orig,
 			ok = same_loc(&guarded_locs[k], &lb);
 		if (!ok) {
 			err = reject(diag, orig, u,
-				     "appended unit %u has a location no guarded instruction has", u);
+				     "appended unit %u has a location no guarded instruction has",
+				     u);
 			goto out;
 		}
 	}
@@ -230,7 +238,8 @@ int guard_delta__format(const struct guard_delta *d, char *buf, size_t len)
 {
 	char rep[48] = "";
 	if (d->replaced)
-		guard__fmt(rep, sizeof(rep), "1 replaced (unit %lld), ", (long long)d->replaced_unit);
+		guard__fmt(rep, sizeof(rep), "1 replaced (unit %lld), ",
+			   (long long)d->replaced_unit);
 	int n = snprintf(buf, len,
 			 "%zu original instructions unchanged, %s%zu appended (%u units), "
 			 "exception entries %zu -> %zu (%zu guard), stack %d -> %d",

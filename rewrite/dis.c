@@ -33,7 +33,8 @@ static const char *name_at(const char *const *v, size_t n, uint32_t i)
 	return (v && i < n && v[i]) ? v[i] : NULL;
 }
 
-static void put_argval(struct fmt *f, const struct rewrite_code *code, const struct rewrite_instr *in)
+static void put_argval(struct fmt *f, const struct rewrite_code *code,
+		       const struct rewrite_instr *in)
 {
 	const struct rewrite_code_info *info = code->info;
 	const char *s = NULL;
@@ -55,8 +56,8 @@ static void put_argval(struct fmt *f, const struct rewrite_code *code, const str
 	}
 	case REWRITE_ARG_LOCAL:
 	case REWRITE_ARG_FREE:
-		s = name_at(info->localsplusnames, info->nlocalsplus > 0 ? (size_t)info->nlocalsplus : 0,
-			    in->arg);
+		s = name_at(info->localsplusnames,
+			    info->nlocalsplus > 0 ? (size_t)info->nlocalsplus : 0, in->arg);
 		if (s)
 			put(f, " (%s)", s);
 		return;
@@ -117,7 +118,8 @@ int rewrite_code__dis(const struct rewrite_code *code, unsigned flags, FILE *out
 {
 	const struct rewrite_code_info *info = code->info;
 	char line[512];
-	fprintf(out, "code %s (%s:%d): %zu instructions, %u units, co_stacksize %d, co_flags 0x%x\n",
+	fprintf(out,
+		"code %s (%s:%d): %zu instructions, %u units, co_stacksize %d, co_flags 0x%x\n",
 		info->qualname ? info->qualname : "?", info->filename ? info->filename : "?",
 		info->firstlineno, code->ninstrs, code->nunits, info->stacksize, info->flags);
 	for (size_t k = 0; k < code->ninstrs; k++) {
@@ -130,8 +132,8 @@ int rewrite_code__dis(const struct rewrite_code *code, unsigned flags, FILE *out
 		fprintf(out, "exception table (bytes):\n");
 		for (size_t x = 0; x < code->nexc; x++) {
 			const struct rewrite_exc *e = &code->excs[x];
-			fprintf(out, "  %u to %u -> %u [%u]%s\n", 2 * e->start, 2 * e->end, 2 * e->target,
-				e->depth, e->lasti ? " lasti" : "");
+			fprintf(out, "  %u to %u -> %u [%u]%s\n", 2 * e->start, 2 * e->end,
+				2 * e->target, e->depth, e->lasti ? " lasti" : "");
 		}
 	}
 	if (flags & REWRITE_DIS_LINES) {

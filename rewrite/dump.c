@@ -222,7 +222,8 @@ int rewrite_dump__open(const char *path, struct rewrite_dump **out, struct rewri
 			size_t nc = cap ? 2 * cap : 1 << 20;
 			uint8_t *nb = realloc(buf, nc);
 			if (!nb) {
-				err = rw_fail(diag, NULL, -ENOMEM, -1, "codedump: %s: out of memory", path);
+				err = rw_fail(diag, NULL, -ENOMEM, -1,
+					      "codedump: %s: out of memory", path);
 				fclose(f);
 				goto out;
 			}
@@ -233,7 +234,8 @@ int rewrite_dump__open(const char *path, struct rewrite_dump **out, struct rewri
 		len += got;
 		if (got == 0) {
 			if (ferror(f))
-				err = rw_fail(diag, NULL, -EIO, -1, "codedump: %s: read error", path);
+				err = rw_fail(diag, NULL, -EIO, -1, "codedump: %s: read error",
+					      path);
 			break;
 		}
 	}

@@ -70,8 +70,11 @@ int rewrite_exctable__next(const uint8_t **pp, const uint8_t *end, struct rewrit
 	if ((uint64_t)start + size > EXC_MAX_VALUE)
 		return -ERANGE;
 	*out = (struct rewrite_exc){
-		.start = start, .end = start + size, .target = target,
-		.depth = dl >> 1, .lasti = dl & 1,
+		.start = start,
+		.end = start + size,
+		.target = target,
+		.depth = dl >> 1,
+		.lasti = dl & 1,
 	};
 	*pp = p;
 	return 1;

@@ -34,7 +34,9 @@ int guard_fingerprint__compute(const struct rewrite_code_info *info, uint32_t un
 		rewrite_code__free(code);
 		return -EINVAL;
 	}
-	struct gctx g = { .info = info, .code = code, .in = rewrite_code__instrs(code),
+	struct gctx g = { .info = info,
+			  .code = code,
+			  .in = rewrite_code__instrs(code),
 			  .n = rewrite_code__ninstrs(code) };
 	/* A call fails at its PRECALL (specialized builtin calls) or at its
 	 * CALL: one site either way. */
@@ -47,13 +49,16 @@ int guard_fingerprint__compute(const struct rewrite_code_info *info, uint32_t un
 		const struct rewrite_instr *in = &g.in[i];
 		char arg[96];
 		switch (rewrite_opcode__argkind(in->opcode)) {
-		case REWRITE_ARG_NAME: case REWRITE_ARG_LOCAL: case REWRITE_ARG_FREE:
+		case REWRITE_ARG_NAME:
+		case REWRITE_ARG_LOCAL:
+		case REWRITE_ARG_FREE:
 		case REWRITE_ARG_CONST:
 			guard__fmt(arg, sizeof(arg), "%s%s", gctx__argtext(&g, in),
 				   in->opcode == LOAD_GLOBAL && (in->arg & 1) ? "+NULL" : "");
 			break;
 		case REWRITE_ARG_JUMP:
-			guard__fmt(arg, sizeof(arg), "%+d", in->target >= 0 ? (int)(in->target - i) : 0);
+			guard__fmt(arg, sizeof(arg), "%+d",
+				   in->target >= 0 ? (int)(in->target - i) : 0);
 			break;
 		case REWRITE_ARG_NONE:
 			arg[0] = '\0';
@@ -83,7 +88,7 @@ int guard_fingerprint__compute(const struct rewrite_code_info *info, uint32_t un
 static uint64_t hash_str(uint64_t h, const char *s)
 {
 	s = s ? s : "";
-	return guard__fnv1a(h, s, strlen(s) + 1);   /* the NUL separates fields */
+	return guard__fnv1a(h, s, strlen(s) + 1); /* the NUL separates fields */
 }
 
 int guard_code__identity(const struct rewrite_code_info *info, uint64_t *id)

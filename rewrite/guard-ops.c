@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <opcode.h>   /* CPython 3.11's opcode numbers (installed headers) */
+#include <opcode.h> /* CPython 3.11's opcode numbers (installed headers) */
 
 void guard__fmt(char *buf, size_t len, const char *fmt, ...)
 {
@@ -183,21 +183,63 @@ const char *gctx__argtext(const struct gctx *g, const struct rewrite_instr *ins)
 }
 
 static const char *const builtin_excs[] = {
-	"BaseException", "BaseExceptionGroup", "Exception", "ExceptionGroup",
-	"GeneratorExit", "KeyboardInterrupt", "SystemExit", "ArithmeticError",
-	"AssertionError", "AttributeError", "BufferError", "EOFError", "ImportError",
-	"LookupError", "MemoryError", "NameError", "OSError", "ReferenceError",
-	"RuntimeError", "StopAsyncIteration", "StopIteration", "SyntaxError",
-	"SystemError", "TypeError", "ValueError", "FloatingPointError",
-	"OverflowError", "ZeroDivisionError", "ModuleNotFoundError", "IndexError",
-	"KeyError", "UnboundLocalError", "BlockingIOError", "ChildProcessError",
-	"ConnectionError", "BrokenPipeError", "ConnectionAbortedError",
-	"ConnectionRefusedError", "ConnectionResetError", "FileExistsError",
-	"FileNotFoundError", "InterruptedError", "IsADirectoryError",
-	"NotADirectoryError", "PermissionError", "ProcessLookupError", "TimeoutError",
-	"NotImplementedError", "RecursionError", "IndentationError", "TabError",
-	"UnicodeError", "UnicodeDecodeError", "UnicodeEncodeError",
-	"UnicodeTranslateError", "EnvironmentError", "IOError",
+	"BaseException",
+	"BaseExceptionGroup",
+	"Exception",
+	"ExceptionGroup",
+	"GeneratorExit",
+	"KeyboardInterrupt",
+	"SystemExit",
+	"ArithmeticError",
+	"AssertionError",
+	"AttributeError",
+	"BufferError",
+	"EOFError",
+	"ImportError",
+	"LookupError",
+	"MemoryError",
+	"NameError",
+	"OSError",
+	"ReferenceError",
+	"RuntimeError",
+	"StopAsyncIteration",
+	"StopIteration",
+	"SyntaxError",
+	"SystemError",
+	"TypeError",
+	"ValueError",
+	"FloatingPointError",
+	"OverflowError",
+	"ZeroDivisionError",
+	"ModuleNotFoundError",
+	"IndexError",
+	"KeyError",
+	"UnboundLocalError",
+	"BlockingIOError",
+	"ChildProcessError",
+	"ConnectionError",
+	"BrokenPipeError",
+	"ConnectionAbortedError",
+	"ConnectionRefusedError",
+	"ConnectionResetError",
+	"FileExistsError",
+	"FileNotFoundError",
+	"InterruptedError",
+	"IsADirectoryError",
+	"NotADirectoryError",
+	"PermissionError",
+	"ProcessLookupError",
+	"TimeoutError",
+	"NotImplementedError",
+	"RecursionError",
+	"IndentationError",
+	"TabError",
+	"UnicodeError",
+	"UnicodeDecodeError",
+	"UnicodeEncodeError",
+	"UnicodeTranslateError",
+	"EnvironmentError",
+	"IOError",
 };
 
 bool guard__builtin_exc(const char *name)
@@ -215,15 +257,24 @@ bool guard__builtin_exc(const char *name)
 const char *guard_refusal__name(enum guard_refusal r)
 {
 	switch (r) {
-	case GUARD_OK: return "ok";
-	case GUARD_REFUSE_RAISE: return "explicit-raise";
-	case GUARD_REFUSE_ASSERT: return "assert";
-	case GUARD_REFUSE_RERAISE: return "reraise";
-	case GUARD_REFUSE_CUSTOM: return "custom-exception";
-	case GUARD_REFUSE_STDLIB: return "stdlib";
-	case GUARD_REFUSE_CALLEE: return "raised-in-callee";
-	case GUARD_REFUSE_UNHANDLED: return "not-structural";
-	case GUARD_REFUSE_PLACEMENT: return "no-safe-placement";
+	case GUARD_OK:
+		return "ok";
+	case GUARD_REFUSE_RAISE:
+		return "explicit-raise";
+	case GUARD_REFUSE_ASSERT:
+		return "assert";
+	case GUARD_REFUSE_RERAISE:
+		return "reraise";
+	case GUARD_REFUSE_CUSTOM:
+		return "custom-exception";
+	case GUARD_REFUSE_STDLIB:
+		return "stdlib";
+	case GUARD_REFUSE_CALLEE:
+		return "raised-in-callee";
+	case GUARD_REFUSE_UNHANDLED:
+		return "not-structural";
+	case GUARD_REFUSE_PLACEMENT:
+		return "no-safe-placement";
 	}
 	return "?";
 }
@@ -231,14 +282,22 @@ const char *guard_refusal__name(enum guard_refusal r)
 const char *guard_const_kind__name(enum guard_const_kind k)
 {
 	switch (k) {
-	case GUARD_CONST_NONE: return "none";
-	case GUARD_CONST_INT: return "int";
-	case GUARD_CONST_FLOAT: return "float";
-	case GUARD_CONST_EXC_TYPE: return "exc_type";
-	case GUARD_CONST_EXC_TUPLE: return "exc_tuple";
-	case GUARD_CONST_HELPER: return "helper";
-	case GUARD_CONST_PROBE_EXC: return "probe_exc";
-	case GUARD_CONST_NONE_TUPLE: return "none_tuple";
+	case GUARD_CONST_NONE:
+		return "none";
+	case GUARD_CONST_INT:
+		return "int";
+	case GUARD_CONST_FLOAT:
+		return "float";
+	case GUARD_CONST_EXC_TYPE:
+		return "exc_type";
+	case GUARD_CONST_EXC_TUPLE:
+		return "exc_tuple";
+	case GUARD_CONST_HELPER:
+		return "helper";
+	case GUARD_CONST_PROBE_EXC:
+		return "probe_exc";
+	case GUARD_CONST_NONE_TUPLE:
+		return "none_tuple";
 	}
 	return "?";
 }

@@ -9,15 +9,15 @@
 struct gctx {
 	const struct rewrite_code_info *info;
 	struct rewrite_code *code;
-	const struct rewrite_instr *in;  /* original instructions (valid until an append) */
+	const struct rewrite_instr *in; /* original instructions (valid until an append) */
 	size_t n;
 	int max_depth;
-	uint8_t *jump_target;            /* n flags: some jump or handler lands here */
+	uint8_t *jump_target; /* n flags: some jump or handler lands here */
 };
 
 /* Decode info and analyse stack depths; -EINVAL with diag on bad code. */
 int gctx__open(struct gctx *g, const struct rewrite_code_info *info, struct rewrite_diag *diag);
-void gctx__close(struct gctx *g);   /* accepts a zeroed gctx */
+void gctx__close(struct gctx *g); /* accepts a zeroed gctx */
 
 /* Stack items a canonical instruction consumes and produces on the
  * fall-through path, in compile.c's static model (PRECALL pops its
@@ -42,7 +42,6 @@ uint64_t guard__fnv1a(uint64_t h, const void *p, size_t len);
 #define GUARD_FNV_SEED 0xcbf29ce484222325ULL
 
 /* snprintf that never overflows and always terminates. */
-void guard__fmt(char *buf, size_t len, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+void guard__fmt(char *buf, size_t len, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 #endif

@@ -39,7 +39,6 @@
 
 #include <opcode.h>
 
-
 static int verify_patch(const struct rewrite_code_info *info, const struct guard_patch *p,
 			struct rewrite_diag *diag);
 
@@ -126,7 +125,7 @@ static int build_table(const struct rewrite_exc *orig, size_t norig, const struc
 /* Encode, lay the new table out with the block offsets now known, encode
  * again, analyse and verify. Fills the byte fields and stacksize. */
 struct block {
-	int64_t first, last;          /* appended instruction indices */
+	int64_t first, last;           /* appended instruction indices */
 	const struct rewrite_exc *enc; /* entry covering the guarded code, or NULL */
 	struct rewrite_exc enc_copy;
 };
@@ -195,7 +194,9 @@ static struct cover_unit cover_of(const struct gctx *g, const struct guard_cover
 {
 	const struct rewrite_instr *a = &g->in[c->first], *b = &g->in[c->last];
 	struct cover_unit u = { .start = a->offset, .end = b->offset + b->size };
-	u.entry = (struct rewrite_exc){ .start = u.start, .end = u.end, .depth = (uint32_t)depth,
+	u.entry = (struct rewrite_exc){ .start = u.start,
+					.end = u.end,
+					.depth = (uint32_t)depth,
 					.lasti = true };
 	return u;
 }
@@ -209,14 +210,15 @@ static int synth_handler(struct gctx *g, const struct guard_decision *d, struct 
 	const struct guard_kind_info *ki = guard_kind__info(d->kind);
 	if (!ki || ki->redirect || !ki->nexc || ki->nexc > GUARD_CONST_NAMES)
 		return set_diag(diag, -EINVAL, g->info, "not a handler guard kind");
-	struct guard_const match = { .kind = ki->nexc == 1 ? GUARD_CONST_EXC_TYPE :
-								GUARD_CONST_EXC_TUPLE,
+	struct guard_const match = { .kind = ki->nexc == 1 ? GUARD_CONST_EXC_TYPE
+							   : GUARD_CONST_EXC_TUPLE,
 				     .nnames = ki->nexc };
 	for (size_t i = 0; i < ki->nexc; i++)
 		match.names[i] = ki->exc[i];
 	const char *filter = ki->helper;
 	int c_match = add_const(p, match);
-	int c_helper = add_const(p, (struct guard_const){ .kind = GUARD_CONST_HELPER, .nnames = 1,
+	int c_helper = add_const(p, (struct guard_const){ .kind = GUARD_CONST_HELPER,
+							  .nnames = 1,
 							  .names = { filter } });
 	int c_fb = -1;
 	if (d->push_fallback) {
@@ -233,7 +235,7 @@ static int synth_handler(struct gctx *g, const struct guard_decision *d, struct 
 		return -ERANGE;
 
 	int64_t h = (int64_t)rewrite_code__ninstrs(g->code);
-	int64_t r = h + 12 + (d->push_fallback ? 1 : 0);   /* index of RERAISE */
+	int64_t r = h + 12 + (d->push_fallback ? 1 : 0); /* index of RERAISE */
 	int64_t k;
 	if ((k = emit(g->code, LOAD_CONST, (uint32_t)c_match, -1, &loc)) < 0 ||
 	    (k = emit(g->code, CHECK_EXC_MATCH, 0, -1, &loc)) < 0 ||
@@ -255,10 +257,11 @@ static int synth_handler(struct gctx *g, const struct guard_decision *d, struct 
 		return (int)k;
 	if (k != r)
 		return set_diag(diag, -EINVAL, g->info, "handler block layout mismatch");
-	g->in = rewrite_code__instrs(g->code);   /* appends move the array */
+	g->in = rewrite_code__instrs(g->code); /* appends move the array */
 
 	struct block blk = { .first = h, .last = r };
-	const struct rewrite_exc *enc = rewrite_code__exc_at(g->code, g->in[d->cover[0].first].offset);
+	const struct rewrite_exc *enc = rewrite_code__exc_at(g->code,
+							     g->in[d->cover[0].first].offset);
 	if (enc) {
 		blk.enc = enc;
 		blk.enc_copy = *enc;
@@ -266,8 +269,8 @@ static int synth_handler(struct gctx *g, const struct guard_decision *d, struct 
 	struct cover_unit cov[GUARD_MAX_COVER];
 	int64_t cov_block[GUARD_MAX_COVER];
 	for (size_t c = 0; c < d->ncover; c++) {
-		const struct rewrite_exc *e2 = rewrite_code__exc_at(g->code,
-								    g->in[d->cover[c].first].offset);
+		const struct rewrite_exc *e2 =
+			rewrite_code__exc_at(g->code, g->in[d->cover[c].first].offset);
 		if ((e2 == NULL) != (enc == NULL) ||
 		    (e2 && (e2->target != enc->target || e2->depth != enc->depth)))
 			return set_diag(diag, -EINVAL, g->info,
@@ -288,7 +291,7 @@ static int synth_handler(struct gctx *g, const struct guard_decision *d, struct 
 static int synth_redirect(struct gctx *g, const struct guard_decision *d, struct guard_patch *p,
 			  struct rewrite_diag *diag)
 {
-	int64_t rep = d->anchor;   /* BINARY_OP, or the PRECALL of open(...) */
+	int64_t rep = d->anchor; /* BINARY_OP, or the PRECALL of open(...) */
 	const struct rewrite_instr *ri = &g->in[rep];
 	struct rewrite_loc loc = ri->loc;
 	const struct guard_kind_info *ki = guard_kind__info(d->kind);
@@ -299,16 +302,20 @@ static int synth_redirect(struct gctx *g, const struct guard_decision *d, struct
 	helper = ki->helper;
 	if (d->kind == GUARD_STR_COERCE) {
 		if (ri->opcode != BINARY_OP)
-			return set_diag(diag, -EINVAL, g->info, "str_coerce_guard needs a BINARY_OP");
+			return set_diag(diag, -EINVAL, g->info,
+					"str_coerce_guard needs a BINARY_OP");
 		if (ri->arg == NB_INPLACE_ADD)
 			helper = ki->helper_inplace;
 		after = rep + 1;
 	} else {
-		if (ri->opcode != PRECALL || (size_t)rep + 1 >= g->n || g->in[rep + 1].opcode != CALL)
-			return set_diag(diag, -EINVAL, g->info, "file_guard needs a PRECALL/CALL pair");
+		if (ri->opcode != PRECALL || (size_t)rep + 1 >= g->n ||
+		    g->in[rep + 1].opcode != CALL)
+			return set_diag(diag, -EINVAL, g->info,
+					"file_guard needs a PRECALL/CALL pair");
 		after = rep + 2;
 	}
-	int c_helper = add_const(p, (struct guard_const){ .kind = GUARD_CONST_HELPER, .nnames = 1,
+	int c_helper = add_const(p, (struct guard_const){ .kind = GUARD_CONST_HELPER,
+							  .nnames = 1,
 							  .names = { helper } });
 	if (c_helper < 0)
 		return -ERANGE;
@@ -341,7 +348,7 @@ static int synth_redirect(struct gctx *g, const struct guard_decision *d, struct
 	}
 	if ((k = emit(g->code, JUMP_BACKWARD, 0, after, &loc)) < 0)
 		return (int)k;
-	g->in = rewrite_code__instrs(g->code);   /* appends move the array */
+	g->in = rewrite_code__instrs(g->code); /* appends move the array */
 	/* The jump is shorter than the instruction it replaces: the encoder
 	 * keeps the slot with NOP units after the jump (instr.npad), never
 	 * with EXTENDED_ARG 0, which debug builds assert on (ceval.c,
@@ -377,8 +384,8 @@ int guard__synthesize(const struct rewrite_code_info *info, const struct guard_d
 	int err = gctx__open(&g, info, diag);
 	if (err < 0)
 		return err;
-	if (d->anchor < 0 || (size_t)d->anchor >= g.n || d->resume < 0 || (size_t)d->resume >= g.n ||
-	    d->ncover > GUARD_MAX_COVER) {
+	if (d->anchor < 0 || (size_t)d->anchor >= g.n || d->resume < 0 ||
+	    (size_t)d->resume >= g.n || d->ncover > GUARD_MAX_COVER) {
 		err = set_diag(diag, -EINVAL, info, "decision does not fit this code object");
 		goto out;
 	}
@@ -404,7 +411,7 @@ out:
 struct probe_group {
 	struct rewrite_loc loc;
 	int32_t base;
-	int64_t enc;     /* index of the enclosing original entry, -1 */
+	int64_t enc; /* index of the enclosing original entry, -1 */
 	struct block blk;
 };
 
@@ -475,8 +482,10 @@ int guard__synthesize_probe(const struct rewrite_code_info *info, struct guard_p
 		}
 		cov[ncov].start = in->offset;
 		cov[ncov].end = in->offset + in->size;
-		cov[ncov].entry = (struct rewrite_exc){ .start = cov[ncov].start, .end = cov[ncov].end,
-							.depth = (uint32_t)base, .lasti = true };
+		cov[ncov].entry = (struct rewrite_exc){ .start = cov[ncov].start,
+							.end = cov[ncov].end,
+							.depth = (uint32_t)base,
+							.lasti = true };
 		cov_block[ncov] = (int64_t)gi;
 		ncov++;
 	}
@@ -558,17 +567,25 @@ void guard_patch__release(struct guard_patch *p)
 static struct rewrite_const const_text(const struct guard_const *c)
 {
 	switch (c->kind) {
-	case GUARD_CONST_NONE: return (struct rewrite_const){ "NoneType", "None" };
+	case GUARD_CONST_NONE:
+		return (struct rewrite_const){ "NoneType", "None" };
 	case GUARD_CONST_INT: {
 		static const char *const small[] = { "0", "1", "2", "3", "4", "5", "6", "7" };
-		return (struct rewrite_const){ "int", c->i >= 0 && c->i < 8 ? small[c->i] : "<int>" };
+		return (struct rewrite_const){ "int",
+					       c->i >= 0 && c->i < 8 ? small[c->i] : "<int>" };
 	}
-	case GUARD_CONST_FLOAT: return (struct rewrite_const){ "float", "0.0" };
-	case GUARD_CONST_EXC_TYPE: return (struct rewrite_const){ "type", c->names[0] };
-	case GUARD_CONST_EXC_TUPLE: return (struct rewrite_const){ "tuple", "(<exception types>)" };
-	case GUARD_CONST_HELPER: return (struct rewrite_const){ "builtin_function_or_method", c->names[0] };
-	case GUARD_CONST_PROBE_EXC: return (struct rewrite_const){ "type", "<probe exception>" };
-	case GUARD_CONST_NONE_TUPLE: return (struct rewrite_const){ "tuple", "(None, ...)" };
+	case GUARD_CONST_FLOAT:
+		return (struct rewrite_const){ "float", "0.0" };
+	case GUARD_CONST_EXC_TYPE:
+		return (struct rewrite_const){ "type", c->names[0] };
+	case GUARD_CONST_EXC_TUPLE:
+		return (struct rewrite_const){ "tuple", "(<exception types>)" };
+	case GUARD_CONST_HELPER:
+		return (struct rewrite_const){ "builtin_function_or_method", c->names[0] };
+	case GUARD_CONST_PROBE_EXC:
+		return (struct rewrite_const){ "type", "<probe exception>" };
+	case GUARD_CONST_NONE_TUPLE:
+		return (struct rewrite_const){ "tuple", "(None, ...)" };
 	}
 	return (struct rewrite_const){ "?", "?" };
 }
@@ -663,7 +680,8 @@ int guard_patch__dis(const struct rewrite_code_info *info, const struct guard_pa
 	for (size_t k = 0; k < rewrite_code__nexc(b); k++) {
 		bool isnew = eb[k].target >= p->orig_units;
 		fprintf(out, "  %s %u to %u -> %u [%u]%s\n", isnew ? "+" : " ", eb[k].start * 2,
-			eb[k].end * 2 - 2, eb[k].target * 2, eb[k].depth, eb[k].lasti ? " lasti" : "");
+			eb[k].end * 2 - 2, eb[k].target * 2, eb[k].depth,
+			eb[k].lasti ? " lasti" : "");
 	}
 	fprintf(out, "stack size %d -> %d\n", info->stacksize, p->stacksize);
 out:
@@ -689,7 +707,8 @@ int guard__explain(const struct rewrite_code_info *info, const struct guard_cras
 		fprintf(out, "no guard (%s): %s\n", guard_refusal__name(d.refusal), d.reason);
 		return 0;
 	}
-	fprintf(out, "guard: %s\ntarget: %s (subject %s)\nfallback: %s\nplacement: %s, %s\n"
+	fprintf(out,
+		"guard: %s\ntarget: %s (subject %s)\nfallback: %s\nplacement: %s, %s\n"
 		"fingerprint: %016llx\n",
 		guard_kind__name(d.kind), d.target, d.subject, d.fallback_text,
 		guard_placement__name(d.placement), d.consumer, (unsigned long long)d.fingerprint);

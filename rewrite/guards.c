@@ -19,8 +19,11 @@
 
 static const struct guard_kind_info kinds[] = {
 	{
-		.kind = GUARD_NULL, .name = "null_guard",
-		.nexc = 1, .exc = { "AttributeError" }, .helper = "match_none_attr",
+		.kind = GUARD_NULL,
+		.name = "null_guard",
+		.nexc = 1,
+		.exc = { "AttributeError" },
+		.helper = "match_none_attr",
 		.placements = GUARD_PLACES_HANDLER,
 		.nsamples = 1,
 		.samples = { { "AttributeError", "'NoneType' object has no attribute 'x'" } },
@@ -29,26 +32,37 @@ static const struct guard_kind_info kinds[] = {
 		.fix = "decide what None means here: check for it before use, or make sure it is set",
 	},
 	{
-		.kind = GUARD_INDEX, .name = "index_guard",
-		.nexc = 1, .exc = { "IndexError" }, .helper = "match_here",
+		.kind = GUARD_INDEX,
+		.name = "index_guard",
+		.nexc = 1,
+		.exc = { "IndexError" },
+		.helper = "match_here",
 		.placements = GUARD_PLACES_HANDLER,
-		.nsamples = 1, .samples = { { "IndexError", "index out of range" } },
+		.nsamples = 1,
+		.samples = { { "IndexError", "index out of range" } },
 		.answers = "IndexError",
 		.when = "the index is past the end of the sequence",
 		.fix = "check the length first, or handle the empty/short case explicitly",
 	},
 	{
-		.kind = GUARD_KEY, .name = "key_guard",
-		.nexc = 1, .exc = { "KeyError" }, .helper = "match_here",
+		.kind = GUARD_KEY,
+		.name = "key_guard",
+		.nexc = 1,
+		.exc = { "KeyError" },
+		.helper = "match_here",
 		.placements = GUARD_PLACES_HANDLER,
-		.nsamples = 1, .samples = { { "KeyError", "'key'" } },
+		.nsamples = 1,
+		.samples = { { "KeyError", "'key'" } },
 		.answers = "KeyError",
 		.when = "the key is missing from the mapping",
 		.fix = "use .get() with a real default, or make sure the key is always present",
 	},
 	{
-		.kind = GUARD_SUBSCRIPT, .name = "subscript_guard",
-		.nexc = 1, .exc = { "TypeError" }, .helper = "match_none_subscript",
+		.kind = GUARD_SUBSCRIPT,
+		.name = "subscript_guard",
+		.nexc = 1,
+		.exc = { "TypeError" },
+		.helper = "match_none_subscript",
 		.placements = GUARD_PLACES_HANDLER,
 		.nsamples = 1,
 		.samples = { { "TypeError", "'NoneType' object is not subscriptable" } },
@@ -57,19 +71,26 @@ static const struct guard_kind_info kinds[] = {
 		.fix = "check the object before indexing it",
 	},
 	{
-		.kind = GUARD_CHAIN_SUBSCRIPT, .name = "chain_subscript_guard",
-		.nexc = 3, .exc = { "KeyError", "IndexError", "TypeError" }, .helper = "match_chain",
+		.kind = GUARD_CHAIN_SUBSCRIPT,
+		.name = "chain_subscript_guard",
+		.nexc = 3,
+		.exc = { "KeyError", "IndexError", "TypeError" },
+		.helper = "match_chain",
 		.placements = GUARD_PLACES_HANDLER,
 		.nsamples = 3,
-		.samples = { { "KeyError", "'key'" }, { "IndexError", "index out of range" },
+		.samples = { { "KeyError", "'key'" },
+			     { "IndexError", "index out of range" },
 			     { "TypeError", "'NoneType' object is not subscriptable" } },
 		.answers = "KeyError, IndexError or TypeError in a chain of lookups",
 		.when = "some step of the chained lookup is missing or None",
 		.fix = "validate the nested structure where it is read",
 	},
 	{
-		.kind = GUARD_TYPE_COERCION, .name = "type_coercion_guard",
-		.nexc = 2, .exc = { "ValueError", "TypeError" }, .helper = "match_here",
+		.kind = GUARD_TYPE_COERCION,
+		.name = "type_coercion_guard",
+		.nexc = 2,
+		.exc = { "ValueError", "TypeError" },
+		.helper = "match_here",
 		.placements = GUARD_PLACES_HANDLER,
 		.nsamples = 2,
 		.samples = { { "ValueError", "invalid literal" },
@@ -79,40 +100,58 @@ static const struct guard_kind_info kinds[] = {
 		.fix = "validate the input before converting it",
 	},
 	{
-		.kind = GUARD_DIVISION, .name = "division_guard",
-		.nexc = 1, .exc = { "ZeroDivisionError" }, .helper = "match_here",
+		.kind = GUARD_DIVISION,
+		.name = "division_guard",
+		.nexc = 1,
+		.exc = { "ZeroDivisionError" },
+		.helper = "match_here",
 		.placements = GUARD_PLACES_HANDLER,
-		.nsamples = 1, .samples = { { "ZeroDivisionError", "division by zero" } },
+		.nsamples = 1,
+		.samples = { { "ZeroDivisionError", "division by zero" } },
 		.answers = "ZeroDivisionError",
 		.when = "the divisor is zero",
 		.fix = "handle the zero case explicitly",
 	},
 	{
-		.kind = GUARD_STR_COERCE, .name = "str_coerce_guard", .redirect = true,
-		.nexc = 1, .exc = { "TypeError" },
-		.helper = "str_coerce", .helper_inplace = "str_coerce_inplace",
+		.kind = GUARD_STR_COERCE,
+		.name = "str_coerce_guard",
+		.redirect = true,
+		.nexc = 1,
+		.exc = { "TypeError" },
+		.helper = "str_coerce",
+		.helper_inplace = "str_coerce_inplace",
 		.placements = GUARD_PLACES_REDIRECT,
 		.nsamples = 2,
 		.samples = { { "TypeError", "can only concatenate str (not \"int\") to str" },
-			     { "TypeError", "unsupported operand type(s) for +: 'int' and 'str'" } },
+			     { "TypeError",
+			       "unsupported operand type(s) for +: 'int' and 'str'" } },
 		.answers = "TypeError (str combined with a non-str)",
 		.when = "a str is combined with a value of another type",
 		.fix = "convert explicitly (str(), f-strings)",
 	},
 	{
-		.kind = GUARD_FILE, .name = "file_guard", .redirect = true,
-		.nexc = 1, .exc = { "FileNotFoundError" }, .helper = "open_or_empty",
+		.kind = GUARD_FILE,
+		.name = "file_guard",
+		.redirect = true,
+		.nexc = 1,
+		.exc = { "FileNotFoundError" },
+		.helper = "open_or_empty",
 		.placements = GUARD_PLACES_REDIRECT,
-		.nsamples = 1, .samples = { { "FileNotFoundError", "No such file or directory" } },
+		.nsamples = 1,
+		.samples = { { "FileNotFoundError", "No such file or directory" } },
 		.answers = "FileNotFoundError",
 		.when = "the file does not exist",
 		.fix = "create the file, fix its path, or handle its absence",
 	},
 	{
-		.kind = GUARD_CALLABLE, .name = "callable_guard",
-		.nexc = 1, .exc = { "TypeError" }, .helper = "match_none_call",
+		.kind = GUARD_CALLABLE,
+		.name = "callable_guard",
+		.nexc = 1,
+		.exc = { "TypeError" },
+		.helper = "match_none_call",
 		.placements = GUARD_PLACES_HANDLER,
-		.nsamples = 1, .samples = { { "TypeError", "'NoneType' object is not callable" } },
+		.nsamples = 1,
+		.samples = { { "TypeError", "'NoneType' object is not callable" } },
 		.answers = "TypeError ('NoneType' object is not callable)",
 		.when = "the thing called is None",
 		.fix = "make sure the callable is set before it is called",
@@ -177,51 +216,51 @@ struct consumer_row {
 static const struct consumer_row consumers[GUARD_CONSUMER_COUNT] = {
 	[GUARD_CONSUMER_UNKNOWN] = { "unknown", NULL },
 	[GUARD_CONSUMER_STORE] = { "store",
-		"The value is assigned to a variable: storing accepts any value, so the "
-		"fallback is safe at this instruction; code that later uses the variable "
-		"receives the fallback and must cope with it." },
+				   "The value is assigned to a variable: storing accepts any value, so the "
+				   "fallback is safe at this instruction; code that later uses the variable "
+				   "receives the fallback and must cope with it." },
 	[GUARD_CONSUMER_STORE_ATTR] = { "store-attr",
-		"The value is stored in an attribute: storing accepts any value; code that "
-		"later reads the attribute receives the fallback and must cope with it." },
+					"The value is stored in an attribute: storing accepts any value; code that "
+					"later reads the attribute receives the fallback and must cope with it." },
 	[GUARD_CONSUMER_STORE_ITEM] = { "store-item",
-		"The value is stored into a container item: storing accepts any value; "
-		"readers of the container see the fallback." },
+					"The value is stored into a container item: storing accepts any value; "
+					"readers of the container see the fallback." },
 	[GUARD_CONSUMER_RETURN] = { "return",
-		"The value is returned: the caller receives the fallback instead, and must "
-		"cope with it." },
+				    "The value is returned: the caller receives the fallback instead, and must "
+				    "cope with it." },
 	[GUARD_CONSUMER_YIELD] = { "yield",
-		"The value is yielded: the consumer of the generator receives the fallback." },
+				   "The value is yielded: the consumer of the generator receives the fallback." },
 	[GUARD_CONSUMER_CALL_ARG] = { "call-arg",
-		"The value is passed as an argument: the callee receives the fallback and "
-		"must accept it." },
+				      "The value is passed as an argument: the callee receives the fallback and "
+				      "must accept it." },
 	[GUARD_CONSUMER_DISCARD] = { "discard",
-		"The value was going to be discarded (an expression statement): skipping it "
-		"changes nothing else." },
+				     "The value was going to be discarded (an expression statement): skipping it "
+				     "changes nothing else." },
 	[GUARD_CONSUMER_FOR_LOOP] = { "for-loop",
-		"The value was the iterable of a for loop: the loop is skipped, as if it "
-		"were empty." },
+				      "The value was the iterable of a for loop: the loop is skipped, as if it "
+				      "were empty." },
 	[GUARD_CONSUMER_UNPACK] = { "unpack",
-		"The value was unpacked into several targets: each target gets None." },
+				    "The value was unpacked into several targets: each target gets None." },
 	[GUARD_CONSUMER_SKIPPED] = { "skipped",
-		"The failing operation was itself a store or delete: it is skipped, so the "
-		"old value (or no value) stays." },
+				     "The failing operation was itself a store or delete: it is skipped, so the "
+				     "old value (or no value) stays." },
 	[GUARD_CONSUMER_HELPER] = { "helper",
-		"The helper computes the result; whatever used the original result uses it "
-		"unchanged." },
+				    "The helper computes the result; whatever used the original result uses it "
+				    "unchanged." },
 	[GUARD_CONSUMER_BUILD] = { "build",
-		"The value goes into a container being built (list, tuple, dict, set): "
-		"building accepts any value; readers of the container see the fallback." },
+				   "The value goes into a container being built (list, tuple, dict, set): "
+				   "building accepts any value; readers of the container see the fallback." },
 	[GUARD_CONSUMER_COMPARE] = { "compare",
-		"The value is compared: == and != accept any value, so the fallback is safe "
-		"there (ordering comparisons may not be)." },
+				     "The value is compared: == and != accept any value, so the fallback is safe "
+				     "there (ordering comparisons may not be)." },
 	[GUARD_CONSUMER_IDENTITY] = { "identity",
-		"The value is compared with is / is not: that accepts any value, so the "
-		"fallback is safe there." },
+				      "The value is compared with is / is not: that accepts any value, so the "
+				      "fallback is safe there." },
 	[GUARD_CONSUMER_STATEMENT] = { "statement",
-		"The value fed an operation that would fail on the fallback too, so the "
-		"whole statement is guarded: an assignment gets the fallback, an augmented "
-		"assignment or expression statement is skipped, a return returns the "
-		"fallback." },
+				       "The value fed an operation that would fail on the fallback too, so the "
+				       "whole statement is guarded: an assignment gets the fallback, an augmented "
+				       "assignment or expression statement is skipped, a return returns the "
+				       "fallback." },
 	[GUARD_CONSUMER_OPCODE] = { "opcode", NULL },
 };
 

@@ -12,7 +12,7 @@
 #include <errno.h>
 #include <stdint.h>
 
-#include <opcode.h>   /* CPython's opcode numbers: EXTENDED_ARG */
+#include <opcode.h> /* CPython's opcode numbers: EXTENDED_ARG */
 
 #include "rewrite/rewrite.h"
 

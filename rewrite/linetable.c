@@ -19,8 +19,8 @@
 #include "rewrite/rewrite.h"
 
 enum {
-	LOC_SHORT0 = 0,       /* ..9 */
-	LOC_ONE_LINE0 = 10,   /* ..12 */
+	LOC_SHORT0 = 0,     /* ..9 */
+	LOC_ONE_LINE0 = 10, /* ..12 */
 	LOC_NO_COLUMNS = 13,
 	LOC_LONG = 14,
 	LOC_NONE = 15,
@@ -38,7 +38,7 @@ static int loc_varint(const uint8_t **pp, const uint8_t *end, uint32_t *out)
 			return -EINVAL;
 		uint8_t b = *p++;
 		if (shift == 30 && (b & 0x3f) > 3)
-			return -EINVAL;  /* beyond 32 bits */
+			return -EINVAL; /* beyond 32 bits */
 		v |= (uint32_t)(b & 0x3f) << shift;
 		if (!(b & 0x40))
 			break;

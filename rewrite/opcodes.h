@@ -16,11 +16,11 @@
 
 /* How a stack effect depends on the oparg. */
 enum rw_effect_kind {
-	RW_EFFECT_INVALID = 0,  /* no stack effect: not a canonical opcode */
-	RW_EFFECT_AFFINE,       /* a + b*arg */
-	RW_EFFECT_LOW4,         /* table[arg & 15] */
-	RW_EFFECT_BYTES,        /* a + b*(arg & 0xff) + c*(arg >> 8) */
-	RW_EFFECT_SMALL,        /* arg < 16 ? table[arg] : a + b*arg */
+	RW_EFFECT_INVALID = 0, /* no stack effect: not a canonical opcode */
+	RW_EFFECT_AFFINE,      /* a + b*arg */
+	RW_EFFECT_LOW4,        /* table[arg & 15] */
+	RW_EFFECT_BYTES,       /* a + b*(arg & 0xff) + c*(arg >> 8) */
+	RW_EFFECT_SMALL,       /* arg < 16 ? table[arg] : a + b*arg */
 };
 
 struct rw_effect {
@@ -30,22 +30,22 @@ struct rw_effect {
 };
 
 enum rw_opflag {
-	RW_OP_VALID = 1,        /* a known opcode (canonical or specialized) */
-	RW_OP_CANONICAL = 2,    /* deopt maps it to itself */
+	RW_OP_VALID = 1,     /* a known opcode (canonical or specialized) */
+	RW_OP_CANONICAL = 2, /* deopt maps it to itself */
 	RW_OP_HASARG = 4,
-	RW_OP_JUMP = 8,         /* relative jump */
+	RW_OP_JUMP = 8, /* relative jump */
 	RW_OP_BACKWARD = 16,
 	RW_OP_TERMINATOR = 32,
 };
 
 struct rw_opinfo {
-	const char *name;       /* NULL if unknown */
+	const char *name; /* NULL if unknown */
 	uint8_t deopt;
 	uint8_t caches;
 	uint8_t flags;
-	uint8_t argkind;        /* enum rewrite_argkind */
-	int16_t reverse;        /* the jump in the other direction, -1 */
-	struct rw_effect effect[2];  /* [jump] */
+	uint8_t argkind;            /* enum rewrite_argkind */
+	int16_t reverse;            /* the jump in the other direction, -1 */
+	struct rw_effect effect[2]; /* [jump] */
 };
 
 extern const struct rw_opinfo rw_opinfo[256];

@@ -21,14 +21,17 @@ int guard_spec__redecide(const struct rewrite_code_info *info, const struct guar
 		if (diag) {
 			diag->err = -EINVAL;
 			diag->where = -1;
-			guard__fmt(diag->msg, sizeof(diag->msg), "guard: spec: unknown guard kind \"%s\"",
+			guard__fmt(diag->msg, sizeof(diag->msg),
+				   "guard: spec: unknown guard kind \"%s\"",
 				   spec->guard ? spec->guard : "(null)");
 		}
 		return -EINVAL;
 	}
 	for (size_t i = 0; i < ki->nsamples; i++) {
-		struct guard_crash c = { .unit = spec->anchor, .exc_type = ki->samples[i].exc_type,
-					 .message = ki->samples[i].message, .stdlib = -1 };
+		struct guard_crash c = { .unit = spec->anchor,
+					 .exc_type = ki->samples[i].exc_type,
+					 .message = ki->samples[i].message,
+					 .stdlib = -1 };
 		char fp[32];
 		if (guard__analyse(info, &c, d, NULL) || d->kind != kind)
 			continue;
@@ -40,8 +43,8 @@ int guard_spec__redecide(const struct rewrite_code_info *info, const struct guar
 	if (diag) {
 		diag->err = -ESTALE;
 		diag->where = spec->anchor;
-		guard__fmt(diag->msg, sizeof(diag->msg), "no %s decided at unit %u any more", ki->name,
-			   spec->anchor);
+		guard__fmt(diag->msg, sizeof(diag->msg), "no %s decided at unit %u any more",
+			   ki->name, spec->anchor);
 	}
 	return -ESTALE;
 }

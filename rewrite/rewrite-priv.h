@@ -25,8 +25,8 @@ struct rewrite_code {
 	const struct rewrite_code_info *info;
 	struct rewrite_instr *instrs;
 	size_t ninstrs, instrcap, noriginal;
-	uint32_t *orig_offset;      /* offsets of the original instructions */
-	uint32_t nunits;            /* as of decode or the last layout */
+	uint32_t *orig_offset; /* offsets of the original instructions */
+	uint32_t nunits;       /* as of decode or the last layout */
 	uint32_t norig_units;
 	struct rewrite_exc *excs;
 	size_t nexc, exccap;
@@ -34,14 +34,14 @@ struct rewrite_code {
 	size_t nlentries;
 	bool quickened;
 	bool analysed;
-	bool laid_out;              /* offsets/args of every instruction known */
+	bool laid_out; /* offsets/args of every instruction known */
 	int max_depth;
 };
 
 /* Fill diag (if any) and return err. The message is prefixed with
  * "rewrite: " and, when code is known, the code object's name and place. */
-int rw_fail(struct rewrite_diag *diag, const struct rewrite_code_info *info, int err,
-	    int64_t where, const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+int rw_fail(struct rewrite_diag *diag, const struct rewrite_code_info *info, int err, int64_t where,
+	    const char *fmt, ...) __attribute__((format(printf, 5, 6)));
 
 /* Compute offsets, EXTENDED_ARG counts and jump args of every instruction
  * until sizes settle; -ERANGE if an original instruction would move. */

@@ -43,8 +43,8 @@
 /* Diagnostics                                                            */
 
 struct rewrite_diag {
-	int err;          /* the -errno that was returned, 0 if none */
-	int64_t where;    /* code unit (or table byte) of the problem, -1 if none */
+	int err;       /* the -errno that was returned, 0 if none */
+	int64_t where; /* code unit (or table byte) of the problem, -1 if none */
 	char msg[256];
 };
 
@@ -52,16 +52,16 @@ struct rewrite_diag {
 /* Opcodes (tables generated from CPython's headers at build time)        */
 
 /* Every byte value 0..255 is accepted; unknown ones give NULL / false / -1. */
-const char *rewrite_opcode__name(int op);        /* canonical or specialized */
-int rewrite_opcode__by_name(const char *name);   /* -1 if unknown */
+const char *rewrite_opcode__name(int op);      /* canonical or specialized */
+int rewrite_opcode__by_name(const char *name); /* -1 if unknown */
 /* Canonical opcode of op (CPython's _PyOpcode_Deopt), -1 if op is unknown.
  * Canonical opcodes map to themselves. */
 int rewrite_opcode__deopt(int op);
 /* Inline CACHE units after a canonical op (_PyOpcode_Caches). */
 int rewrite_opcode__caches(int op);
-bool rewrite_opcode__has_arg(int op);            /* op >= HAVE_ARGUMENT */
-bool rewrite_opcode__is_jump(int op);            /* relative jump (hasjrel) */
-bool rewrite_opcode__is_backward(int op);        /* jumps backward */
+bool rewrite_opcode__has_arg(int op);     /* op >= HAVE_ARGUMENT */
+bool rewrite_opcode__is_jump(int op);     /* relative jump (hasjrel) */
+bool rewrite_opcode__is_backward(int op); /* jumps backward */
 /* The same jump in the other direction (JUMP_FORWARD <-> JUMP_BACKWARD,
  * POP_JUMP_FORWARD_IF_X <-> POP_JUMP_BACKWARD_IF_X), -1 if none. */
 int rewrite_opcode__reverse_jump(int op);
@@ -72,13 +72,13 @@ bool rewrite_opcode__is_terminator(int op);
 /* What an instruction's arg indexes (from CPython's opcode module). */
 enum rewrite_argkind {
 	REWRITE_ARG_NONE = 0,
-	REWRITE_ARG_PLAIN,    /* a count, a flag, a NB_* operator ... */
-	REWRITE_ARG_CONST,    /* co_consts[arg] */
-	REWRITE_ARG_NAME,     /* co_names[arg] (LOAD_GLOBAL: arg>>1) */
-	REWRITE_ARG_LOCAL,    /* co_localsplusnames[arg] (fast locals) */
-	REWRITE_ARG_FREE,     /* co_localsplusnames[arg] (cell/free) */
-	REWRITE_ARG_JUMP,     /* relative jump, see rewrite_opcode__is_jump */
-	REWRITE_ARG_COMPARE,  /* cmp_op[arg] */
+	REWRITE_ARG_PLAIN,   /* a count, a flag, a NB_* operator ... */
+	REWRITE_ARG_CONST,   /* co_consts[arg] */
+	REWRITE_ARG_NAME,    /* co_names[arg] (LOAD_GLOBAL: arg>>1) */
+	REWRITE_ARG_LOCAL,   /* co_localsplusnames[arg] (fast locals) */
+	REWRITE_ARG_FREE,    /* co_localsplusnames[arg] (cell/free) */
+	REWRITE_ARG_JUMP,    /* relative jump, see rewrite_opcode__is_jump */
+	REWRITE_ARG_COMPARE, /* cmp_op[arg] */
 };
 enum rewrite_argkind rewrite_opcode__argkind(int op);
 
@@ -91,38 +91,38 @@ int rewrite_opcode__stack_effect(int op, uint32_t arg, int jump, int *effect);
 /* Input: a code object described by the caller                           */
 
 enum rewrite_localkind { /* co_localspluskinds bits (internal/pycore_code.h) */
-	REWRITE_LOCAL_LOCAL = 0x20,
-	REWRITE_LOCAL_CELL = 0x40,
-	REWRITE_LOCAL_FREE = 0x80,
+			 REWRITE_LOCAL_LOCAL = 0x20,
+			 REWRITE_LOCAL_CELL = 0x40,
+			 REWRITE_LOCAL_FREE = 0x80,
 };
 
 struct rewrite_const {
-	const char *type;   /* Python type name: "int", "str", "code", "tuple" ... */
-	const char *repr;   /* repr() text (for "code": its qualname) */
+	const char *type; /* Python type name: "int", "str", "code", "tuple" ... */
+	const char *repr; /* repr() text (for "code": its qualname) */
 };
 
 /* All pointers are borrowed: the info (and what it points to) must outlive
  * every rewrite_code decoded from it. Strings may be NULL when unknown. */
 struct rewrite_code_info {
-	const uint8_t *code;        /* co_code, or co_code_adaptive (quickened) */
-	size_t code_len;            /* bytes, even */
-	const uint8_t *exctable;    /* co_exceptiontable */
+	const uint8_t *code;     /* co_code, or co_code_adaptive (quickened) */
+	size_t code_len;         /* bytes, even */
+	const uint8_t *exctable; /* co_exceptiontable */
 	size_t exctable_len;
-	const uint8_t *linetable;   /* co_linetable */
+	const uint8_t *linetable; /* co_linetable */
 	size_t linetable_len;
 	int firstlineno;
 	int stacksize;
-	uint32_t flags;             /* co_flags (CO_GENERATOR = 0x20 ...) */
+	uint32_t flags; /* co_flags (CO_GENERATOR = 0x20 ...) */
 	int argcount, posonlyargcount, kwonlyargcount;
-	int nlocalsplus;            /* len(co_localsplusnames) */
-	int nlocals;                /* co_nlocals */
+	int nlocalsplus; /* len(co_localsplusnames) */
+	int nlocals;     /* co_nlocals */
 	const char *filename, *name, *qualname;
 	size_t nnames;
-	const char *const *names;               /* co_names */
-	const char *const *localsplusnames;     /* nlocalsplus entries */
-	const uint8_t *localspluskinds;         /* nlocalsplus entries */
+	const char *const *names;           /* co_names */
+	const char *const *localsplusnames; /* nlocalsplus entries */
+	const uint8_t *localspluskinds;     /* nlocalsplus entries */
 	size_t nconsts;
-	const struct rewrite_const *consts;     /* co_consts */
+	const struct rewrite_const *consts; /* co_consts */
 };
 
 /* ---------------------------------------------------------------------- */
@@ -134,19 +134,19 @@ struct rewrite_loc {
 };
 
 struct rewrite_instr {
-	uint32_t offset;   /* code unit of the first EXTENDED_ARG (or the op) */
-	uint32_t arg;      /* EXTENDED_ARG prefixes folded in */
-	uint8_t opcode;    /* canonical */
-	uint8_t nprefix;   /* EXTENDED_ARG units before the op */
-	uint8_t ncaches;   /* inline CACHE units after the op */
-	uint8_t size;      /* nprefix + 1 + ncaches + npad code units */
-	uint8_t npad;      /* NOP units after the caches (a replaced instruction
+	uint32_t offset;        /* code unit of the first EXTENDED_ARG (or the op) */
+	uint32_t arg;           /* EXTENDED_ARG prefixes folded in */
+	uint8_t opcode;         /* canonical */
+	uint8_t nprefix;        /* EXTENDED_ARG units before the op */
+	uint8_t ncaches;        /* inline CACHE units after the op */
+	uint8_t size;           /* nprefix + 1 + ncaches + npad code units */
+	uint8_t npad;           /* NOP units after the caches (a replaced instruction
 			    * shorter than the original); 0 when decoded.
 			    * Jumps count from offset + size - npad. */
-	int32_t target;    /* jump target as an instruction index, -1 if none */
-	int32_t depth;     /* stack depth before it (rewrite_code__analyse), -1
+	int32_t target;         /* jump target as an instruction index, -1 if none */
+	int32_t depth;          /* stack depth before it (rewrite_code__analyse), -1
 			    * if not analysed or unreachable */
-	struct rewrite_loc loc;  /* location of the op's code unit */
+	struct rewrite_loc loc; /* location of the op's code unit */
 };
 
 /* One exception table entry, in code units; end is exclusive. On a raise
@@ -164,7 +164,7 @@ struct rewrite_lentry {
 	struct rewrite_loc loc;
 };
 
-struct rewrite_code;   /* opaque */
+struct rewrite_code; /* opaque */
 
 /* Decode info into a model. Quickened bytes are accepted and deoptimized
  * (specialized ops mapped back, caches ignored). Fails with -EINVAL on
@@ -172,8 +172,8 @@ struct rewrite_code;   /* opaque */
  * an instruction cut by the end of the code, a jump that lands outside
  * the code or inside an instruction, malformed table varints. The
  * structural checks that need the whole picture are in verify. */
-int rewrite_code__decode(const struct rewrite_code_info *info,
-			 struct rewrite_code **out, struct rewrite_diag *diag);
+int rewrite_code__decode(const struct rewrite_code_info *info, struct rewrite_code **out,
+			 struct rewrite_diag *diag);
 /* Accepts NULL. */
 void rewrite_code__free(struct rewrite_code *code);
 
@@ -202,8 +202,7 @@ const struct rewrite_exc *rewrite_code__exc_at(const struct rewrite_code *code, 
 size_t rewrite_code__nlentries(const struct rewrite_code *code);
 const struct rewrite_lentry *rewrite_code__lentries(const struct rewrite_code *code);
 /* Location of one code unit; -ENOENT if the table does not cover it. */
-int rewrite_code__unit_loc(const struct rewrite_code *code, uint32_t unit,
-			   struct rewrite_loc *loc);
+int rewrite_code__unit_loc(const struct rewrite_code *code, uint32_t unit, struct rewrite_loc *loc);
 
 /* ---------------------------------------------------------------------- */
 /* Analysis and verification                                              */
@@ -217,8 +216,7 @@ int rewrite_code__unit_loc(const struct rewrite_code *code, uint32_t unit,
  * stores in co_stacksize). -EINVAL on a negative depth, two different
  * depths at one instruction, flow falling off the end, a covered
  * instruction whose depth is below its handler's depth. */
-int rewrite_code__analyse(struct rewrite_code *code, int *max_depth,
-			  struct rewrite_diag *diag);
+int rewrite_code__analyse(struct rewrite_code *code, int *max_depth, struct rewrite_diag *diag);
 
 /* Structural checks (run analyse first, or it is run for you): every jump
  * lands on an instruction start; exception entries sorted, non-empty,
@@ -239,9 +237,8 @@ int rewrite_code__verify(struct rewrite_code *code, struct rewrite_diag *diag);
  * appended instructions are provisional (jumps counted without prefixes)
  * until the next encode, which lays everything out; the original
  * instructions never move. */
-int64_t rewrite_code__append(struct rewrite_code *code, int opcode, uint32_t arg,
-			     int64_t target, const struct rewrite_loc *loc,
-			     unsigned nprefix);
+int64_t rewrite_code__append(struct rewrite_code *code, int opcode, uint32_t arg, int64_t target,
+			     const struct rewrite_loc *loc, unsigned nprefix);
 /* Replace an instruction in place (redirect guards): new opcode, arg,
  * target, keeping its location; nprefix is the minimum number of
  * EXTENDED_ARG prefixes (pass 0: the encoder adds what the arg needs). An
@@ -250,8 +247,8 @@ int64_t rewrite_code__append(struct rewrite_code *code, int opcode, uint32_t arg
  * unconditional jump, and never a redundant EXTENDED_ARG 0, which trips
  * assert(oparg) in debug interpreters); when it is longer, encode fails
  * with -ERANGE (later original instructions would move). */
-int rewrite_code__replace(struct rewrite_code *code, size_t index, int opcode,
-			  uint32_t arg, int64_t target, unsigned nprefix);
+int rewrite_code__replace(struct rewrite_code *code, size_t index, int opcode, uint32_t arg,
+			  int64_t target, unsigned nprefix);
 /* Add an exception entry; entries must stay sorted and non-overlapping
  * (split enclosing ranges yourself with rewrite_code__set_excs). */
 int rewrite_code__add_exc(struct rewrite_code *code, const struct rewrite_exc *e);
@@ -262,10 +259,10 @@ int rewrite_code__set_excs(struct rewrite_code *code, const struct rewrite_exc *
 /* Encoding                                                               */
 
 struct rewrite_bytes {
-	uint8_t *data;   /* malloc'ed, never NULL on success; rewrite_bytes__free() */
+	uint8_t *data; /* malloc'ed, never NULL on success; rewrite_bytes__free() */
 	size_t len;
 };
-void rewrite_bytes__free(struct rewrite_bytes *b);   /* accepts NULL data */
+void rewrite_bytes__free(struct rewrite_bytes *b); /* accepts NULL data */
 
 /* Lay out the instructions (offsets, EXTENDED_ARG counts, relative jump
  * args; re-encoded until sizes settle: an instruction keeps its size
@@ -293,16 +290,15 @@ int rewrite_bytes__deopt(const uint8_t *in, size_t len, uint8_t *out);
 /* Exception table (docs/formats/exception-table.md). Decode fails with
  * -EINVAL on truncation, a missing entry-start bit, a varint over 30 bits.
  * *out is malloc'ed (free()), *n entries. */
-int rewrite_exctable__decode(const uint8_t *p, const uint8_t *end,
-			     struct rewrite_exc **out, size_t *n, struct rewrite_diag *diag);
+int rewrite_exctable__decode(const uint8_t *p, const uint8_t *end, struct rewrite_exc **out,
+			     size_t *n, struct rewrite_diag *diag);
 /* The entry covering code unit `unit`, scanning the bytes without
  * allocating: 1 found (*out filled), 0 none, -EINVAL malformed or
  * truncated. Self-contained in rewrite/exctable.c (the agent compiles it
  * in: AGENT_EXTRA_SRC += rewrite/exctable.c). */
 int rewrite_exctable__find(const uint8_t *p, const uint8_t *end, uint32_t unit,
 			   struct rewrite_exc *out);
-int rewrite_exctable__encode(const struct rewrite_exc *e, size_t n,
-			     struct rewrite_bytes *out);
+int rewrite_exctable__encode(const struct rewrite_exc *e, size_t n, struct rewrite_bytes *out);
 /* The same form one entry at a time, without allocating (rewrite/exctable.c,
  * compiled into the agent too). next reads the entry at *pp: 1 (*out filled,
  * *pp past it), 0 at the end, -EINVAL when truncated or malformed (as
@@ -317,10 +313,9 @@ int rewrite_exctable__put_entry(uint8_t *buf, size_t cap, const struct rewrite_e
 /* Location table (docs/formats/location-table.md); lines are absolute,
  * firstlineno is the base of the first delta. Entries of 1..8 units. */
 int rewrite_linetable__decode(const uint8_t *p, const uint8_t *end, int firstlineno,
-			      struct rewrite_lentry **out, size_t *n,
-			      struct rewrite_diag *diag);
-int rewrite_linetable__encode(const struct rewrite_lentry *e, size_t n,
-			      int firstlineno, struct rewrite_bytes *out);
+			      struct rewrite_lentry **out, size_t *n, struct rewrite_diag *diag);
+int rewrite_linetable__encode(const struct rewrite_lentry *e, size_t n, int firstlineno,
+			      struct rewrite_bytes *out);
 /* The same form one entry at a time, without allocating
  * (rewrite/linetable.c, compiled into the agent too). The iterator lives on
  * the caller's stack: line is the start line the next delta counts from
@@ -361,15 +356,15 @@ int rewrite_instr__put(uint8_t *buf, size_t cap, int op, uint32_t arg, unsigned 
 /* Disassembly                                                            */
 
 enum rewrite_dis_flags {
-	REWRITE_DIS_DEPTH = 1,     /* show the stack depth column */
-	REWRITE_DIS_LINES = 2,     /* show line numbers */
+	REWRITE_DIS_DEPTH = 1, /* show the stack depth column */
+	REWRITE_DIS_LINES = 2, /* show line numbers */
 };
 
 /* Format one instruction as a single line (no newline), snprintf-style:
  * returns the length it needs, writes at most len bytes (NUL included).
  * "  12 L3    LOAD_GLOBAL        1 (NULL + print)  d=0" */
-int rewrite_code__format_instr(const struct rewrite_code *code, size_t index,
-			       unsigned flags, char *buf, size_t len);
+int rewrite_code__format_instr(const struct rewrite_code *code, size_t index, unsigned flags,
+			       char *buf, size_t len);
 /* Print a header, every instruction, the exception table and the
  * location table to out. */
 int rewrite_code__dis(const struct rewrite_code *code, unsigned flags, FILE *out);
@@ -378,24 +373,22 @@ int rewrite_code__dis(const struct rewrite_code *code, unsigned flags, FILE *out
 /* Code dumps (docs/formats/codedump.md, written by tests/fixtures/codedump.py) */
 
 struct rewrite_dump_entry {
-	struct rewrite_code_info info;  /* strings point into the dump */
-	const uint8_t *adaptive;        /* co_code_adaptive, NULL if not dumped */
+	struct rewrite_code_info info; /* strings point into the dump */
+	const uint8_t *adaptive;       /* co_code_adaptive, NULL if not dumped */
 	size_t adaptive_len;
-	int64_t parent;                 /* index of the enclosing code, -1 */
+	int64_t parent; /* index of the enclosing code, -1 */
 };
-struct rewrite_dump;   /* opaque */
+struct rewrite_dump; /* opaque */
 
 /* Read a dump file (whole, into memory) or parse bytes (copied). -EINVAL
  * on a bad magic, truncation, counts beyond the data, unterminated
  * strings. */
-int rewrite_dump__open(const char *path, struct rewrite_dump **out,
-		       struct rewrite_diag *diag);
-int rewrite_dump__parse(const uint8_t *p, const uint8_t *end,
-			struct rewrite_dump **out, struct rewrite_diag *diag);
-void rewrite_dump__close(struct rewrite_dump *dump);   /* accepts NULL */
+int rewrite_dump__open(const char *path, struct rewrite_dump **out, struct rewrite_diag *diag);
+int rewrite_dump__parse(const uint8_t *p, const uint8_t *end, struct rewrite_dump **out,
+			struct rewrite_diag *diag);
+void rewrite_dump__close(struct rewrite_dump *dump); /* accepts NULL */
 size_t rewrite_dump__count(const struct rewrite_dump *dump);
 /* Entry i (0 <= i < count), valid until close. */
-const struct rewrite_dump_entry *rewrite_dump__entry(const struct rewrite_dump *dump,
-						     size_t i);
+const struct rewrite_dump_entry *rewrite_dump__entry(const struct rewrite_dump *dump, size_t i);
 
 #endif /* SUTURE_REWRITE_H */

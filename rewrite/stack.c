@@ -50,12 +50,15 @@ int rewrite_code__analyse(struct rewrite_code *code, int *max_depth, struct rewr
 	for (size_t k = 1; k < code->nexc; k++)
 		if (code->excs[k].start < code->excs[k - 1].end)
 			return rw_fail(diag, info, -EINVAL, code->excs[k].start,
-				       "exception entries %zu and %zu overlap or are unsorted", k - 1, k);
+				       "exception entries %zu and %zu overlap or are unsorted",
+				       k - 1, k);
 	/* Handler of every instruction, looked up at its op unit (the unit
 	 * ceval reports as prev_instr), and the handler's instruction. */
 	int64_t *hidx = malloc((n ? n : 1) * sizeof(*hidx));
 	int64_t *htarget = malloc((code->nexc ? code->nexc : 1) * sizeof(*htarget));
-	struct walk w = { .code = code, .diag = diag, .todo = malloc((n ? n : 1) * sizeof(size_t)) };
+	struct walk w = { .code = code,
+			  .diag = diag,
+			  .todo = malloc((n ? n : 1) * sizeof(size_t)) };
 	if (!hidx || !htarget || !w.todo) {
 		err = rw_fail(diag, info, -ENOMEM, -1, "out of memory");
 		goto out;
@@ -63,9 +66,10 @@ int rewrite_code__analyse(struct rewrite_code *code, int *max_depth, struct rewr
 	for (size_t x = 0; x < code->nexc; x++) {
 		htarget[x] = rw_instr_starting_at(code, code->excs[x].target);
 		if (htarget[x] < 0) {
-			err = rw_fail(diag, info, -EINVAL, code->excs[x].target,
-				      "exception entry %zu: handler at unit %u is not an instruction start",
-				      x, code->excs[x].target);
+			err = rw_fail(
+				diag, info, -EINVAL, code->excs[x].target,
+				"exception entry %zu: handler at unit %u is not an instruction start",
+				x, code->excs[x].target);
 			goto out;
 		}
 	}
@@ -79,7 +83,8 @@ int rewrite_code__analyse(struct rewrite_code *code, int *max_depth, struct rewr
 		in->depth = -1;
 	}
 
-	int start = (info->flags & (RW_CO_GENERATOR | RW_CO_COROUTINE | RW_CO_ASYNC_GENERATOR)) ? 1 : 0;
+	int start = (info->flags & (RW_CO_GENERATOR | RW_CO_COROUTINE | RW_CO_ASYNC_GENERATOR)) ? 1
+												: 0;
 	if (n == 0) {
 		err = rw_fail(diag, info, -EINVAL, -1, "no instructions");
 		goto out;
@@ -94,9 +99,10 @@ int rewrite_code__analyse(struct rewrite_code *code, int *max_depth, struct rewr
 			if (hidx[k] >= 0) {
 				const struct rewrite_exc *h = &code->excs[hidx[k]];
 				if (d < h->depth) {
-					err = rw_fail(diag, info, -EINVAL, in->offset,
-						      "depth %lld at unit %u is below its handler's depth %u",
-						      (long long)d, in->offset, h->depth);
+					err = rw_fail(
+						diag, info, -EINVAL, in->offset,
+						"depth %lld at unit %u is below its handler's depth %u",
+						(long long)d, in->offset, h->depth);
 					goto out;
 				}
 				if ((err = reach(&w, k, (size_t)htarget[hidx[k]],
@@ -114,8 +120,8 @@ int rewrite_code__analyse(struct rewrite_code *code, int *max_depth, struct rewr
 			int64_t nd = d + e0;
 			if (nd < 0) {
 				err = rw_fail(diag, info, -EINVAL, in->offset,
-					      "stack underflow at unit %u (%s, depth %lld)", in->offset,
-					      rw_opinfo[in->opcode].name, (long long)d);
+					      "stack underflow at unit %u (%s, depth %lld)",
+					      in->offset, rw_opinfo[in->opcode].name, (long long)d);
 				goto out;
 			}
 			if (nd > w.max)

@@ -15,8 +15,8 @@
 
 #include "rewrite/rewrite-priv.h"
 
-int rw_fail(struct rewrite_diag *diag, const struct rewrite_code_info *info, int err,
-	    int64_t where, const char *fmt, ...)
+int rw_fail(struct rewrite_diag *diag, const struct rewrite_code_info *info, int err, int64_t where,
+	    const char *fmt, ...)
 {
 	if (!diag)
 		return err;
@@ -25,7 +25,9 @@ int rw_fail(struct rewrite_diag *diag, const struct rewrite_code_info *info, int
 	int n;
 	if (info)
 		n = snprintf(diag->msg, sizeof(diag->msg), "rewrite: code '%s' (%s:%d): ",
-			     info->qualname ? info->qualname : info->name ? info->name : "?",
+			     info->qualname ? info->qualname
+			     : info->name   ? info->name
+					    : "?",
 			     info->filename ? info->filename : "?", info->firstlineno);
 	else
 		n = snprintf(diag->msg, sizeof(diag->msg), "rewrite: ");
@@ -74,7 +76,7 @@ static void obuf_put(struct obuf *o, uint8_t byte)
 static int obuf_finish(struct obuf *o, struct rewrite_bytes *out)
 {
 	if (!o->err && !o->p && !(o->p = malloc(1)))
-		o->err = -ENOMEM;  /* data is never NULL on success, even when empty */
+		o->err = -ENOMEM; /* data is never NULL on success, even when empty */
 	if (o->err) {
 		free(o->p);
 		return o->err;
@@ -121,8 +123,8 @@ static void obuf_append(struct obuf *o, const uint8_t *p, size_t n)
 /* ---------------------------------------------------------------------- */
 /* Exception table: the entry codec is rewrite/exctable.c's.               */
 
-int rewrite_exctable__decode(const uint8_t *p, const uint8_t *end,
-			     struct rewrite_exc **out, size_t *n, struct rewrite_diag *diag)
+int rewrite_exctable__decode(const uint8_t *p, const uint8_t *end, struct rewrite_exc **out,
+			     size_t *n, struct rewrite_diag *diag)
 {
 	const uint8_t *base = p;
 	struct rewrite_exc *e = NULL, x;
@@ -148,7 +150,8 @@ int rewrite_exctable__decode(const uint8_t *p, const uint8_t *end,
 			struct rewrite_exc *ne = realloc(e, nc * sizeof(*e));
 			if (!ne) {
 				free(e);
-				return rw_fail(diag, NULL, -ENOMEM, -1, "exception table: out of memory");
+				return rw_fail(diag, NULL, -ENOMEM, -1,
+					       "exception table: out of memory");
 			}
 			e = ne;
 			cap = nc;
@@ -200,7 +203,8 @@ int rewrite_linetable__decode(const uint8_t *p, const uint8_t *end, int firstlin
 			struct rewrite_lentry *ne = realloc(e, nc * sizeof(*e));
 			if (!ne) {
 				free(e);
-				return rw_fail(diag, NULL, -ENOMEM, -1, "location table: out of memory");
+				return rw_fail(diag, NULL, -ENOMEM, -1,
+					       "location table: out of memory");
 			}
 			e = ne;
 			cap = nc;
@@ -213,8 +217,7 @@ int rewrite_linetable__decode(const uint8_t *p, const uint8_t *end, int firstlin
 }
 
 /* One entry of 1..8 units into o; *prev is the running start line. */
-static int loc_put_entry(struct obuf *o, const struct rewrite_loc *l, uint32_t units,
-			 int64_t *prev)
+static int loc_put_entry(struct obuf *o, const struct rewrite_loc *l, uint32_t units, int64_t *prev)
 {
 	uint8_t item[REWRITE_LINETABLE_ENTRY_MAX];
 	int w = rewrite_linetable__put_entry(item, sizeof item, l, units, prev);

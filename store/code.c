@@ -96,9 +96,11 @@ char *store_code__encode(const char *code_id, const struct rewrite_code_info *in
 	for (int i = 0; i < in->nlocalsplus; i++) {
 		cJSON *pair = cJSON_CreateArray();
 		if (!pair || !cJSON_AddItemToArray(a, pair) ||
-		    !(item = cJSON_CreateString(in->localsplusnames[i] ? in->localsplusnames[i] : "")) ||
+		    !(item = cJSON_CreateString(in->localsplusnames[i] ? in->localsplusnames[i]
+								       : "")) ||
 		    !cJSON_AddItemToArray(pair, item) ||
-		    !(item = cJSON_CreateNumber(in->localspluskinds ? in->localspluskinds[i] : 0)) ||
+		    !(item = cJSON_CreateNumber(in->localspluskinds ? in->localspluskinds[i]
+								    : 0)) ||
 		    !cJSON_AddItemToArray(pair, item))
 			goto out;
 	}
@@ -149,7 +151,7 @@ out:
 struct code_mem {
 	char *filename, *name, *qualname;
 	uint8_t *code, *exctable, *linetable, *kinds;
-	char **names, **lpnames, **cstrs;   /* cstrs: 2 per constant */
+	char **names, **lpnames, **cstrs; /* cstrs: 2 per constant */
 	size_t nnames, nlp, nconsts;
 	struct rewrite_const *consts;
 };
@@ -164,9 +166,17 @@ static void mem_free(struct code_mem *m)
 		free(m->lpnames[i]);
 	for (size_t i = 0; m->cstrs && i < 2 * m->nconsts; i++)
 		free(m->cstrs[i]);
-	free(m->filename); free(m->name); free(m->qualname);
-	free(m->code); free(m->exctable); free(m->linetable); free(m->kinds);
-	free(m->names); free(m->lpnames); free(m->cstrs); free(m->consts);
+	free(m->filename);
+	free(m->name);
+	free(m->qualname);
+	free(m->code);
+	free(m->exctable);
+	free(m->linetable);
+	free(m->kinds);
+	free(m->names);
+	free(m->lpnames);
+	free(m->cstrs);
+	free(m->consts);
 	free(m);
 }
 
@@ -220,8 +230,7 @@ static int get_str(const cJSON *o, const char *key, char **out)
 	return (cJSON_IsString(v) && (*out = strdup(v->valuestring))) ? 0 : -1;
 }
 
-int store_code__decode(const char *p, const char *end, const char *code_id,
-		       struct store_code *out)
+int store_code__decode(const char *p, const char *end, const char *code_id, struct store_code *out)
 {
 	struct code_mem *m = calloc(1, sizeof(*m));
 	struct rewrite_code_info *in = &out->info;
@@ -241,18 +250,19 @@ int store_code__decode(const char *p, const char *end, const char *code_id,
 	    get_int(o, "stacksize", &in->stacksize) || get_int(o, "flags", &flags) ||
 	    get_int(o, "argcount", &in->argcount) ||
 	    get_int(o, "posonlyargcount", &in->posonlyargcount) ||
-	    get_int(o, "kwonlyargcount", &in->kwonlyargcount) || get_int(o, "nlocals", &in->nlocals) ||
-	    get_hex(o, "code", &m->code, &in->code_len) ||
+	    get_int(o, "kwonlyargcount", &in->kwonlyargcount) ||
+	    get_int(o, "nlocals", &in->nlocals) || get_hex(o, "code", &m->code, &in->code_len) ||
 	    get_hex(o, "exceptiontable", &m->exctable, &in->exctable_len) ||
-	    get_hex(o, "linetable", &m->linetable, &in->linetable_len) ||
-	    in->code_len == 0 || in->code_len % 2 || in->stacksize < 0)
+	    get_hex(o, "linetable", &m->linetable, &in->linetable_len) || in->code_len == 0 ||
+	    in->code_len % 2 || in->stacksize < 0)
 		goto bad;
 	in->flags = (uint32_t)flags;
 	a = cJSON_GetObjectItemCaseSensitive(o, "names");
 	if (!cJSON_IsArray(a) || (n = (size_t)cJSON_GetArraySize(a)) > CODE_MAX_ITEMS ||
 	    !(m->names = calloc(n + 1, sizeof(char *))))
 		goto bad;
-	cJSON_ArrayForEach(item, a) {
+	cJSON_ArrayForEach(item, a)
+	{
 		if (!cJSON_IsString(item) || !(m->names[m->nnames] = strdup(item->valuestring)))
 			goto bad;
 		m->nnames++;
@@ -261,7 +271,8 @@ int store_code__decode(const char *p, const char *end, const char *code_id,
 	if (!cJSON_IsArray(a) || (n = (size_t)cJSON_GetArraySize(a)) > CODE_MAX_ITEMS ||
 	    !(m->lpnames = calloc(n + 1, sizeof(char *))) || !(m->kinds = calloc(n + 1, 1)))
 		goto bad;
-	cJSON_ArrayForEach(item, a) {
+	cJSON_ArrayForEach(item, a)
+	{
 		const cJSON *nm = cJSON_GetArrayItem(item, 0), *k = cJSON_GetArrayItem(item, 1);
 		if (!cJSON_IsArray(item) || cJSON_GetArraySize(item) != 2 || !cJSON_IsString(nm) ||
 		    !cJSON_IsNumber(k) || k->valuedouble < 0 || k->valuedouble > 255 ||
@@ -274,7 +285,8 @@ int store_code__decode(const char *p, const char *end, const char *code_id,
 	    !(m->consts = calloc(n + 1, sizeof(*m->consts))) ||
 	    !(m->cstrs = calloc(2 * n + 1, sizeof(char *))))
 		goto bad;
-	cJSON_ArrayForEach(item, a) {
+	cJSON_ArrayForEach(item, a)
+	{
 		const cJSON *t = cJSON_GetArrayItem(item, 0), *r = cJSON_GetArrayItem(item, 1);
 		if (!cJSON_IsArray(item) || cJSON_GetArraySize(item) != 2 || !cJSON_IsString(t) ||
 		    !cJSON_IsString(r))

@@ -15,7 +15,7 @@
 
 #include <stddef.h>
 
-#include "rewrite/rewrite.h"   /* struct rewrite_code_info (a plain struct) */
+#include "rewrite/rewrite.h" /* struct rewrite_code_info (a plain struct) */
 
 #define STORE_CODE_DIR "code"
 #define STORE_CODE_FORMAT 1
@@ -37,7 +37,7 @@ int store_code__save(struct store *s, const char *code_id, const struct rewrite_
 /* A loaded file: info points into storage owned here. */
 struct store_code {
 	struct rewrite_code_info info;
-	void *mem;   /* private */
+	void *mem; /* private */
 };
 
 /* 0; -ENOENT no such file (an older store); -EPERM refused (code/ or the
@@ -52,8 +52,7 @@ char *store_code__encode(const char *code_id, const struct rewrite_code_info *in
 /* Decode the bytes [p, end) of a code file for code_id: 0 or -EBADMSG
  * (the file's name and the code_id inside must agree); store_code__load()
  * reads the file through it, tests/fuzz/fuzz_store_code.c fuzzes it. */
-int store_code__decode(const char *p, const char *end, const char *code_id,
-		       struct store_code *out);
+int store_code__decode(const char *p, const char *end, const char *code_id, struct store_code *out);
 /* Accepts a zeroed or freed one. */
 void store_code__free(struct store_code *c);
 

@@ -5,7 +5,7 @@
  * data), and a failure names the field.
  */
 #include "store/store-priv.h"
-#include "rewrite/guard.h"   /* the guard vocabulary: rewrite/guards.c, pure data */
+#include "rewrite/guard.h" /* the guard vocabulary: rewrite/guards.c, pure data */
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -38,9 +38,12 @@ int store_consumer__valid(const char *token)
 const char *store_status__str(enum store_status st)
 {
 	switch (st) {
-	case STORE_STATUS_ACTIVE: return "active";
-	case STORE_STATUS_STALE: return "stale";
-	case STORE_STATUS_EXPIRED: return "expired";
+	case STORE_STATUS_ACTIVE:
+		return "active";
+	case STORE_STATUS_STALE:
+		return "stale";
+	case STORE_STATUS_EXPIRED:
+		return "expired";
 	}
 	return "unknown";
 }
@@ -125,10 +128,17 @@ static const char *text_flaw(const char *s)
 			p++;
 			continue;
 		}
-		if (c >= 0xc2 && c <= 0xdf) { need = 1; cp = c & 0x1f; }
-		else if (c >= 0xe0 && c <= 0xef) { need = 2; cp = c & 0x0f; }
-		else if (c >= 0xf0 && c <= 0xf4) { need = 3; cp = c & 0x07; }
-		else return "is not valid UTF-8";
+		if (c >= 0xc2 && c <= 0xdf) {
+			need = 1;
+			cp = c & 0x1f;
+		} else if (c >= 0xe0 && c <= 0xef) {
+			need = 2;
+			cp = c & 0x0f;
+		} else if (c >= 0xf0 && c <= 0xf4) {
+			need = 3;
+			cp = c & 0x07;
+		} else
+			return "is not valid UTF-8";
 		p++;
 		for (unsigned i = 0; i < need; i++, p++) {
 			if ((*p & 0xc0) != 0x80)
@@ -158,8 +168,7 @@ static const char *name_flaw(const char *s)
 	return NULL;
 }
 
-static int check_text(const char *field, const char *s, int required,
-		      char *err, size_t errsz)
+static int check_text(const char *field, const char *s, int required, char *err, size_t errsz)
 {
 	const char *flaw;
 
@@ -238,8 +247,8 @@ int store_patch__validate(const struct store_patch *p, char *err, size_t errsz)
 		seterr(err, errsz, "created: out of range");
 		return -EINVAL;
 	}
-	if (p->last_hit && (store__format_time(p->last_hit, buf, sizeof(buf)) < 0 ||
-			    p->last_hit < 0)) {
+	if (p->last_hit &&
+	    (store__format_time(p->last_hit, buf, sizeof(buf)) < 0 || p->last_hit < 0)) {
 		seterr(err, errsz, "last_hit: out of range");
 		return -EINVAL;
 	}
@@ -261,14 +270,27 @@ int store_patch__validate(const struct store_patch *p, char *err, size_t errsz)
 /* ---- the in-memory index ----------------------------------------------- */
 
 /* Field descriptions drive both the decoder and the encoder, in index order. */
-enum ftype { F_NAME, F_TEXT, F_OPT_TEXT, F_LINE, F_U32, F_TIME, F_OPT_TIME,
-	     F_TTL, F_HITS, F_STATUS };
+enum ftype {
+	F_NAME,
+	F_TEXT,
+	F_OPT_TEXT,
+	F_LINE,
+	F_U32,
+	F_TIME,
+	F_OPT_TIME,
+	F_TTL,
+	F_HITS,
+	F_STATUS
+};
 struct field {
 	const char *key;
 	enum ftype type;
 	size_t off;
 };
-#define FLD(k, t) { #k, t, offsetof(struct store_patch, k) }
+#define FLD(k, t)                                      \
+	{                                              \
+#k, t, offsetof(struct store_patch, k) \
+	}
 static const struct field fields[] = {
 	FLD(name, F_NAME),
 	FLD(guard, F_TEXT),
@@ -312,7 +334,6 @@ static int derive_consumer_kind(struct store_patch *p)
 			      guard_consumer__name(guard_consumer__of_text(p->consumer)));
 }
 
-
 int store_str__set(const char **slot, const char *s)
 {
 	char *copy = NULL;
@@ -353,7 +374,8 @@ static int patch_copy(struct store_patch *dst, const struct store_patch *src)
 		const struct field *f = &fields[k];
 
 		if (is_string_field(f) &&
-		    store_str__set(string_slot(dst, f), *string_slot((struct store_patch *)src, f))) {
+		    store_str__set(string_slot(dst, f),
+				   *string_slot((struct store_patch *)src, f))) {
 			patch_free(dst);
 			return -ENOMEM;
 		}
@@ -417,7 +439,6 @@ int store_index__put(struct store_index *idx, const struct store_patch *p)
 
 /* ---- decode -------------------------------------------------------------- */
 
-
 /* hint: where the key usually is (the encoder writes them in table order). */
 static const struct field *field_of(const char *key, size_t hint)
 {
@@ -443,8 +464,8 @@ static int json_int(const cJSON *j, double lo, double hi, int64_t *out)
 	return 0;
 }
 
-static int decode_field(const struct field *f, cJSON *j, struct store_patch *p,
-			const char *where, char *err, size_t errsz)
+static int decode_field(const struct field *f, cJSON *j, struct store_patch *p, const char *where,
+			char *err, size_t errsz)
 {
 	char *base = (char *)p;
 	const char **slot = (const char **)(base + f->off);
@@ -493,8 +514,8 @@ static int decode_field(const struct field *f, cJSON *j, struct store_patch *p,
 		return 0;
 	case F_TTL:
 		if (json_int(j, 1, STORE_MAX_TTL_DAYS, &v)) {
-			seterr(err, errsz, "%s.%s: expected an integer from 1 to %d", where,
-			       f->key, STORE_MAX_TTL_DAYS);
+			seterr(err, errsz, "%s.%s: expected an integer from 1 to %d", where, f->key,
+			       STORE_MAX_TTL_DAYS);
 			return -EBADMSG;
 		}
 		*(uint32_t *)(base + f->off) = (uint32_t)v;
@@ -524,7 +545,8 @@ static int decode_field(const struct field *f, cJSON *j, struct store_patch *p,
 		else if (cJSON_IsString(j) && strcmp(j->valuestring, "stale") == 0)
 			p->status = STORE_STATUS_STALE;
 		else {
-			seterr(err, errsz, "%s.%s: expected \"active\" or \"stale\"", where, f->key);
+			seterr(err, errsz, "%s.%s: expected \"active\" or \"stale\"", where,
+			       f->key);
 			return -EBADMSG;
 		}
 		return 0;
@@ -532,10 +554,10 @@ static int decode_field(const struct field *f, cJSON *j, struct store_patch *p,
 	return -EBADMSG;
 }
 
-static int decode_patch(cJSON *obj, size_t i, int version, struct store_patch *p,
-			char *err, size_t errsz)
+static int decode_patch(cJSON *obj, size_t i, int version, struct store_patch *p, char *err,
+			size_t errsz)
 {
-	unsigned char seen[NFIELDS] = {0};
+	unsigned char seen[NFIELDS] = { 0 };
 	size_t k = 0;
 	char where[48];
 	cJSON *j;
@@ -547,7 +569,8 @@ static int decode_patch(cJSON *obj, size_t i, int version, struct store_patch *p
 		seterr(err, errsz, "%s: expected an object", where);
 		return -EBADMSG;
 	}
-	cJSON_ArrayForEach(j, obj) {
+	cJSON_ArrayForEach(j, obj)
+	{
 		const struct field *f = field_of(j->string, k++);
 
 		if (!f || (version < 2 && since_v2(f))) {
@@ -577,8 +600,10 @@ static int decode_patch(cJSON *obj, size_t i, int version, struct store_patch *p
 		goto fail;
 	}
 	if (p->placement && !store_placement__valid(p->placement)) {
-		seterr(err, errsz, "%s.placement: expected \"value\", \"statement\", \"skip\", "
-		       "\"redirect\" or null", where);
+		seterr(err, errsz,
+		       "%s.placement: expected \"value\", \"statement\", \"skip\", "
+		       "\"redirect\" or null",
+		       where);
 		goto fail;
 	}
 	if (p->consumer_kind && !store_consumer__valid(p->consumer_kind)) {
@@ -651,10 +676,10 @@ static void line_col(const char *start, const char *at, size_t *line, size_t *co
 	}
 }
 
-int store_index__parse(const char *p, const char *end, struct store_index *out,
-		       char *err, size_t errsz)
+int store_index__parse(const char *p, const char *end, struct store_index *out, char *err,
+		       size_t errsz)
 {
-	struct store_index idx = {0};
+	struct store_index idx = { 0 };
 	const char *stop = NULL;
 	cJSON *j, *patches = NULL;
 	cJSON *root = NULL;
@@ -684,7 +709,8 @@ int store_index__parse(const char *p, const char *end, struct store_index *out,
 	for (const char *q = stop; q && q < end; q++) {
 		if (*q != ' ' && *q != '\t' && *q != '\n' && *q != '\r') {
 			line_col(p, q, &line, &col);
-			seterr(err, errsz, "line %zu, column %zu: data after the JSON value", line, col);
+			seterr(err, errsz, "line %zu, column %zu: data after the JSON value", line,
+			       col);
 			goto out;
 		}
 	}
@@ -706,12 +732,15 @@ int store_index__parse(const char *p, const char *end, struct store_index *out,
 	}
 	if (j->valuedouble < STORE_FORMAT_VERSION_MIN || j->valuedouble > STORE_FORMAT_VERSION ||
 	    j->valuedouble != (int)j->valuedouble) {
-		seterr(err, errsz, "format version %g is not supported (this suture reads versions "
-		       "%d to %d)", j->valuedouble, STORE_FORMAT_VERSION_MIN, STORE_FORMAT_VERSION);
+		seterr(err, errsz,
+		       "format version %g is not supported (this suture reads versions "
+		       "%d to %d)",
+		       j->valuedouble, STORE_FORMAT_VERSION_MIN, STORE_FORMAT_VERSION);
 		goto out;
 	}
 	version = (int)j->valuedouble;
-	cJSON_ArrayForEach(j, root) {
+	cJSON_ArrayForEach(j, root)
+	{
 		if (strcmp(j->string, "format") == 0 && !have_format++)
 			continue;
 		if (strcmp(j->string, "version") == 0 && !have_version++)
@@ -722,8 +751,11 @@ int store_index__parse(const char *p, const char *end, struct store_index *out,
 		}
 		seterr(err, errsz, "%s field \"%.64s\" at the top level",
 		       field_of(j->string, 0) || !strcmp(j->string, "format") ||
-		       !strcmp(j->string, "version") || !strcmp(j->string, "patches")
-		       ? "duplicate" : "unknown", text_flaw(j->string) ? "?" : j->string);
+				       !strcmp(j->string, "version") ||
+				       !strcmp(j->string, "patches")
+			       ? "duplicate"
+			       : "unknown",
+		       text_flaw(j->string) ? "?" : j->string);
 		goto out;
 	}
 	if (!cJSON_IsArray(patches)) {
@@ -744,7 +776,8 @@ int store_index__parse(const char *p, const char *end, struct store_index *out,
 		r = -ENOMEM;
 		goto out;
 	}
-	cJSON_ArrayForEach(j, patches) {
+	cJSON_ArrayForEach(j, patches)
+	{
 		size_t h;
 
 		if (i >= n) /* cannot happen: n counted the same list */
@@ -776,7 +809,6 @@ out:
 }
 
 /* ---- encode -------------------------------------------------------------- */
-
 
 /* The encoder writes the text itself, byte for byte what cJSON_Print
  * gives for the same tree (tabs, "key":<tab>value, arrays as "[{", "}, {",
@@ -825,13 +857,27 @@ static void out_quoted(struct out *o, const char *s)
 		const char *esc = NULL;
 		char u[8];
 		switch (c) {
-		case '"': esc = "\\\""; break;
-		case '\\': esc = "\\\\"; break;
-		case '\b': esc = "\\b"; break;
-		case '\f': esc = "\\f"; break;
-		case '\n': esc = "\\n"; break;
-		case '\r': esc = "\\r"; break;
-		case '\t': esc = "\\t"; break;
+		case '"':
+			esc = "\\\"";
+			break;
+		case '\\':
+			esc = "\\\\";
+			break;
+		case '\b':
+			esc = "\\b";
+			break;
+		case '\f':
+			esc = "\\f";
+			break;
+		case '\n':
+			esc = "\\n";
+			break;
+		case '\r':
+			esc = "\\r";
+			break;
+		case '\t':
+			esc = "\\t";
+			break;
 		default:
 			if (c < 32) {
 				snprintf(u, sizeof(u), "\\u%04x", c);
@@ -879,7 +925,7 @@ static void encode_field(const struct field *f, const struct store_patch *p, str
 		snprintf(buf, sizeof(buf), "%" PRIu32, *(const uint32_t *)(base + f->off));
 		out_str(o, buf);
 		break;
-	case F_HITS:   /* at most STORE_HITS_MAX: 15 digits, printed whole by cJSON too */
+	case F_HITS: /* at most STORE_HITS_MAX: 15 digits, printed whole by cJSON too */
 		snprintf(buf, sizeof(buf), "%" PRIu64, *(const uint64_t *)(base + f->off));
 		out_str(o, buf);
 		break;
@@ -891,7 +937,7 @@ static void encode_field(const struct field *f, const struct store_patch *p, str
 		else if (store__format_time(t, buf, sizeof(buf)) == 0)
 			out_quoted(o, buf);
 		else
-			o->oom = true;   /* validated patches always format */
+			o->oom = true; /* validated patches always format */
 		break;
 	case F_STATUS:
 		out_quoted(o, store_status__str(p->status));

@@ -19,8 +19,8 @@ struct store_index {
 /* Decode an index from the bytes [p, end). On failure returns -EBADMSG (or
  * -ENOMEM) and writes the cause into err ("line 3, column 7: invalid JSON",
  * "patches[2].line: expected an integer"); *out is left empty. */
-int store_index__parse(const char *p, const char *end, struct store_index *out,
-		       char *err, size_t errsz);
+int store_index__parse(const char *p, const char *end, struct store_index *out, char *err,
+		       size_t errsz);
 /* The JSON form of idx, malloc'd, ending in a newline; NULL on ENOMEM. */
 char *store_index__serialize(const struct store_index *idx, size_t *len);
 void store_index__free(struct store_index *idx);

@@ -27,11 +27,11 @@
 #define LOCK_TIMEOUT_MS 30000
 
 struct store {
-	char *dir;          /* as given, for messages and paths */
-	char *index_path;   /* dir/index.json, for messages */
+	char *dir;        /* as given, for messages and paths */
+	char *index_path; /* dir/index.json, for messages */
 	char *lock_path;
-	int dirfd;          /* every file is opened relative to this */
-	int lockfd;         /* -1 until the first change */
+	int dirfd;  /* every file is opened relative to this */
+	int lockfd; /* -1 until the first change */
 	unsigned flags;
 	struct store_index idx;
 	/* Which index.json idx was read from (or written as): a transaction
@@ -52,8 +52,12 @@ struct store {
 
 static struct file_id file_id_of(const struct stat *st)
 {
-	return (struct file_id){ .valid = true, .dev = st->st_dev, .ino = st->st_ino,
-				 .size = st->st_size, .mtim = st->st_mtim, .ctim = st->st_ctim };
+	return (struct file_id){ .valid = true,
+				 .dev = st->st_dev,
+				 .ino = st->st_ino,
+				 .size = st->st_size,
+				 .mtim = st->st_mtim,
+				 .ctim = st->st_ctim };
 }
 
 static bool file_id__same(const struct file_id *a, const struct file_id *b)
@@ -150,10 +154,13 @@ static int check_owner_mode(struct store *s, const struct stat *st, const char *
 	uid_t me = geteuid();
 
 	if (st->st_uid != me && st->st_uid != 0)
-		return fail(s, -EPERM, obj, "owned by uid %u, not by you (uid %u): refusing a "
-			    "store another user controls", (unsigned)st->st_uid, (unsigned)me);
+		return fail(s, -EPERM, obj,
+			    "owned by uid %u, not by you (uid %u): refusing a "
+			    "store another user controls",
+			    (unsigned)st->st_uid, (unsigned)me);
 	if (st->st_mode & (S_IWGRP | S_IWOTH))
-		return fail(s, -EPERM, obj, "%s writable (mode %04o): refusing a store other "
+		return fail(s, -EPERM, obj,
+			    "%s writable (mode %04o): refusing a store other "
 			    "users can change; run: chmod go-w %s",
 			    (st->st_mode & S_IWOTH) ? "world" : "group",
 			    (unsigned)(st->st_mode & 07777), dirpath ? dirpath : obj);
@@ -187,7 +194,8 @@ static int refuse_non_dir(struct store *s, int pfd, const char *name, const char
 		return fail(s, -ENOTDIR, path, "not a directory");
 	n = readlinkat(pfd, name, target, sizeof(target) - 1);
 	target[n < 0 ? 0 : n] = '\0';
-	return fail(s, -EPERM, path, "is a symbolic link%s%.200s%s: refusing it (a link could "
+	return fail(s, -EPERM, path,
+		    "is a symbolic link%s%.200s%s: refusing it (a link could "
 		    "lead to another user's directory); give the real directory instead",
 		    n > 0 ? " (to " : "", target, n > 0 ? ")" : "");
 }
@@ -213,7 +221,7 @@ int store_dir__open(struct store *s, int pfd, const char *name, const char *path
 		if (r == -ENOTDIR || r == -ELOOP)
 			return refuse_non_dir(s, pfd, name, path);
 		if (r == -ENOENT)
-			return r;   /* the caller says what is missing */
+			return r; /* the caller says what is missing */
 		return fail(s, r, path, "open: %s", strerror(-r));
 	}
 	if (fstat(fd, &st) < 0) {
@@ -289,8 +297,8 @@ static int write_all(int fd, const char *p, size_t n)
  * hex digits from getrandom(), O_CREAT | O_EXCL | O_NOFOLLOW, so nothing
  * planted at a name guessed in advance (a hard link to a file to
  * overwrite, a symbolic link) is ever opened. Its name goes to tmp. */
-static int create_temp(struct store *s, int dirfd, const char *dirpath, const char *name,
-		       char *tmp, size_t size, int *out)
+static int create_temp(struct store *s, int dirfd, const char *dirpath, const char *name, char *tmp,
+		       size_t size, int *out)
 {
 	uint64_t rnd;
 	ssize_t n;
@@ -310,7 +318,8 @@ static int create_temp(struct store *s, int dirfd, const char *dirpath, const ch
 		fd = openat(dirfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
 	} while (fd < 0 && errno == EEXIST && ++n_tries < 16);
 	if (fd < 0)
-		return fail(s, -errno, dirpath, "cannot create a temporary file: %s", strerror(errno));
+		return fail(s, -errno, dirpath, "cannot create a temporary file: %s",
+			    strerror(errno));
 	*out = fd;
 	return 0;
 }
@@ -324,9 +333,11 @@ static int check_new_file(struct store *s, const struct stat *st, const char *di
 	if (S_ISREG(st->st_mode) && st->st_uid == geteuid() && st->st_nlink == 1 &&
 	    (!mode || (st->st_mode & 07777) == mode))
 		return 0;
-	return fail(s, -EPERM, dirpath, "%s: not the file just created (uid %u, %lu links, "
-		    "mode %04o): refusing to write it", tmp, (unsigned)st->st_uid,
-		    (unsigned long)st->st_nlink, (unsigned)(st->st_mode & 07777));
+	return fail(s, -EPERM, dirpath,
+		    "%s: not the file just created (uid %u, %lu links, "
+		    "mode %04o): refusing to write it",
+		    tmp, (unsigned)st->st_uid, (unsigned long)st->st_nlink,
+		    (unsigned)(st->st_mode & 07777));
 }
 
 int store_file__replace(struct store *s, int dirfd, const char *dirpath, const char *name,
@@ -353,8 +364,7 @@ int store_file__replace(struct store *s, int dirfd, const char *dirpath, const c
 		r = fail(s, -errno, dirpath, "%s: chmod: %s", tmp, strerror(errno));
 		goto unlink;
 	}
-	if ((r = write_all(fd, data, len)) ||
-	    (fsync(fd) < 0 && (r = -errno)) ||
+	if ((r = write_all(fd, data, len)) || (fsync(fd) < 0 && (r = -errno)) ||
 	    (fstat(fd, &mine) < 0 && (r = -errno))) {
 		fail(s, r, dirpath, "writing %s: %s", tmp, strerror(-r));
 		goto unlink;
@@ -405,7 +415,7 @@ static int read_index(struct store *s, struct store_index *out, struct file_id *
 	size_t got = 0;
 	int fd, r;
 
-	struct file_id prev = s->idx_id;   /* id may be &s->idx_id */
+	struct file_id prev = s->idx_id; /* id may be &s->idx_id */
 	memset(out, 0, sizeof(*out));
 	memset(id, 0, sizeof(*id));
 	r = store_file__open(s, s->dirfd, INDEX_NAME, s->index_path, &fd, &st);
@@ -418,8 +428,10 @@ static int read_index(struct store *s, struct store_index *out, struct file_id *
 		goto out;
 	}
 	if ((size_t)st.st_size > STORE_INDEX_MAX) {
-		r = fail(s, -EFBIG, s->index_path, "%lld bytes, more than the %u a store index "
-			 "may have", (long long)st.st_size, STORE_INDEX_MAX);
+		r = fail(s, -EFBIG, s->index_path,
+			 "%lld bytes, more than the %u a store index "
+			 "may have",
+			 (long long)st.st_size, STORE_INDEX_MAX);
 		goto out;
 	}
 	if (!(buf = malloc((size_t)st.st_size + 1))) {
@@ -451,9 +463,10 @@ static int read_index(struct store *s, struct store_index *out, struct file_id *
 	if (r == -ENOMEM)
 		r = fail(s, r, s->index_path, "out of memory");
 	else if (r)
-		r = fail(s, r, s->index_path, "%s; the file is kept as it is: move it aside "
-			 "(mv %s %s.bad) to start an empty store", cause, s->index_path,
-			 s->index_path);
+		r = fail(s, r, s->index_path,
+			 "%s; the file is kept as it is: move it aside "
+			 "(mv %s %s.bad) to start an empty store",
+			 cause, s->index_path, s->index_path);
 out:
 	free(buf);
 	close(fd);
@@ -472,7 +485,7 @@ static int open_store_dir(struct store *s, bool create)
 	if (!slash) {
 		pfd = open(".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	} else {
-		name = slash[1] ? slash + 1 : ".";   /* "/" itself */
+		name = slash[1] ? slash + 1 : "."; /* "/" itself */
 		if (!(parent = strndup(s->dir, slash == s->dir ? 1 : (size_t)(slash - s->dir))))
 			return fail(s, -ENOMEM, s->dir, "out of memory");
 		pfd = open(parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -535,8 +548,7 @@ int store__open_print(const char *path, unsigned flags, store_print_fn fn, void 
 	for (size_t n = strlen(s->dir); n > 1 && s->dir[n - 1] == '/'; n--)
 		s->dir[n - 1] = '\0';
 	path = s->dir;
-	if (!(s->index_path = join(path, INDEX_NAME)) ||
-	    !(s->lock_path = join(path, LOCK_NAME))) {
+	if (!(s->index_path = join(path, INDEX_NAME)) || !(s->lock_path = join(path, LOCK_NAME))) {
 		r = fail(s, -ENOMEM, path, "out of memory");
 		goto err;
 	}
@@ -593,7 +605,8 @@ static int lock_store(struct store *s)
 				   O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK, 0600);
 		if (s->lockfd < 0) {
 			if (errno == ELOOP)
-				return fail(s, -EPERM, s->lock_path, "is a symbolic link: refusing it");
+				return fail(s, -EPERM, s->lock_path,
+					    "is a symbolic link: refusing it");
 			return fail(s, -errno, s->lock_path, "open: %s", strerror(errno));
 		}
 		if (fstat(s->lockfd, &st) < 0)
@@ -617,8 +630,10 @@ static int lock_store(struct store *s)
 		if (errno != EWOULDBLOCK)
 			return fail(s, -errno, s->lock_path, "flock: %s", strerror(errno));
 		if (waited >= LOCK_TIMEOUT_MS)
-			return fail(s, -ETIMEDOUT, s->lock_path, "another process has held the "
-				    "store lock for %d s", LOCK_TIMEOUT_MS / 1000);
+			return fail(s, -ETIMEDOUT, s->lock_path,
+				    "another process has held the "
+				    "store lock for %d s",
+				    LOCK_TIMEOUT_MS / 1000);
 		ts.tv_sec = 0;
 		ts.tv_nsec = step * 1000000L;
 		nanosleep(&ts, NULL);
@@ -652,8 +667,8 @@ static int write_index(struct store *s, const struct store_index *idx, struct fi
 		return r;
 	/* rename() changes the ctime: taken again. Under the lock nobody
 	 * replaced it since: its identity as renamed. */
-	if (fstatat(s->dirfd, INDEX_NAME, &now, AT_SYMLINK_NOFOLLOW) == 0 && now.st_ino == st.st_ino &&
-	    now.st_dev == st.st_dev)
+	if (fstatat(s->dirfd, INDEX_NAME, &now, AT_SYMLINK_NOFOLLOW) == 0 &&
+	    now.st_ino == st.st_ino && now.st_dev == st.st_dev)
 		*id = file_id_of(&now);
 	return 0;
 }
@@ -704,7 +719,7 @@ static int transact(struct store *s, change_fn change, void *arg)
 		remove_dead_temps(s);
 	if (r > 0 && (r = write_index(s, &fresh, &id))) {
 		store_index__free(&fresh);
-		s->idx_id.valid = false;   /* what is on disk now is unknown */
+		s->idx_id.valid = false; /* what is on disk now is unknown */
 		goto unlock;
 	}
 	index_clear(s);
@@ -721,7 +736,7 @@ unlock:
 struct add_arg {
 	const struct store_patch *p;
 	size_t n;
-	char *name;     /* store__add_unique(): the name chosen (size bytes), else NULL */
+	char *name; /* store__add_unique(): the name chosen (size bytes), else NULL */
 	size_t size;
 };
 
@@ -752,14 +767,16 @@ static int name_append(struct store *s, char *name, const char *fmt, unsigned lo
 	int w = snprintf(name + n, STORE_NAME_MAX + 1 - n, fmt, v);
 
 	if (w < 0 || (size_t)w >= STORE_NAME_MAX + 1 - n)
-		return fail(s, -ENAMETOOLONG, s->dir, "patch \"%.200s\": the name made distinct is "
-			    "longer than %d bytes", name, STORE_NAME_MAX);
+		return fail(s, -ENAMETOOLONG, s->dir,
+			    "patch \"%.200s\": the name made distinct is "
+			    "longer than %d bytes",
+			    name, STORE_NAME_MAX);
 	return 0;
 }
 
 /* The name p gets in idx, store__add_unique()'s rules, into name. */
-static int choose_name(struct store *s, const struct store_index *idx,
-		       const struct store_patch *p, char *name)
+static int choose_name(struct store *s, const struct store_index *idx, const struct store_patch *p,
+		       char *name)
 {
 	long at = store_index__find(idx, p->name);
 	const struct store_patch *old = at < 0 ? NULL : &idx->v[at];
@@ -796,8 +813,10 @@ static int change_add(struct store *s, struct store_index *idx, void *arg)
 		if ((r = choose_name(s, idx, &p, name)))
 			return r;
 		if (strlen(name) >= a->size)
-			return fail(s, -ENAMETOOLONG, s->dir, "patch \"%.200s\": no room for its "
-				    "name (%zu bytes)", name, a->size);
+			return fail(s, -ENAMETOOLONG, s->dir,
+				    "patch \"%.200s\": no room for its "
+				    "name (%zu bytes)",
+				    name, a->size);
 		p.name = name;
 		if (store_index__put(idx, &p))
 			return fail(s, -ENOMEM, s->index_path, "out of memory");
@@ -829,9 +848,8 @@ static int add(struct store *s, const struct store_patch *p, size_t n, char *nam
 		if (!filled[i].ttl_days)
 			filled[i].ttl_days = STORE_DEFAULT_TTL_DAYS;
 		if (store_patch__validate(&filled[i], cause, sizeof(cause))) {
-			r = fail(s, -EINVAL, s->dir, "patch %s%.200s%s: %s",
-				 p[i].name ? "\"" : "", p[i].name ? p[i].name : "#", p[i].name ? "\"" : "",
-				 cause);
+			r = fail(s, -EINVAL, s->dir, "patch %s%.200s%s: %s", p[i].name ? "\"" : "",
+				 p[i].name ? p[i].name : "#", p[i].name ? "\"" : "", cause);
 			goto out;
 		}
 	}
@@ -935,8 +953,8 @@ int store__record_hit(struct store *s, const char *name, int64_t now)
 	return transact(s, change_hits, &a);
 }
 
-int store__record_hits(struct store *s, const char *const *names, size_t n,
-		       int64_t now, size_t *missing)
+int store__record_hits(struct store *s, const char *const *names, size_t n, int64_t now,
+		       size_t *missing)
 {
 	struct hits_arg a = { names, n, now, 0, 0 };
 	int r = transact(s, change_hits, &a);
@@ -969,7 +987,7 @@ static int change_counts(struct store *s, struct store_index *idx, void *arg)
 		}
 		struct store_patch *p = &idx->v[at];
 		p->hits = a->v[i].count >= STORE_HITS_MAX - p->hits ? STORE_HITS_MAX
-								      : p->hits + a->v[i].count;
+								    : p->hits + a->v[i].count;
 		if (a->v[i].last > p->last_hit)
 			p->last_hit = a->v[i].last;
 		changed = 1;
@@ -977,8 +995,7 @@ static int change_counts(struct store *s, struct store_index *idx, void *arg)
 	return changed;
 }
 
-int store__add_hits(struct store *s, const struct store_hit_count *v, size_t n,
-		    size_t *missing)
+int store__add_hits(struct store *s, const struct store_hit_count *v, size_t n, size_t *missing)
 {
 	struct counts_arg a = { v, n, 0 };
 	int r = transact(s, change_counts, &a);
@@ -1010,7 +1027,7 @@ static int change_status(struct store *s, struct store_index *idx, void *arg)
 int store__mark_stale(struct store *s, const char *name, const char *reason)
 {
 	char cause[STORE_ERR_MAX];
-	struct store_patch probe = {0};
+	struct store_patch probe = { 0 };
 	struct status_arg a = { name, STORE_STATUS_STALE, reason };
 
 	/* Validate the reason as the index would. */
@@ -1068,15 +1085,17 @@ enum store_status store_patch__status(const struct store_patch *p, int64_t now)
 	return STORE_STATUS_ACTIVE;
 }
 
-enum store_verdict store_patch__verdict(const struct store_patch *p,
-					 const struct store_query *q)
+enum store_verdict store_patch__verdict(const struct store_patch *p, const struct store_query *q)
 {
 	int64_t now = q && q->now ? q->now : store__now();
 
 	switch (store_patch__status(p, now)) {
-	case STORE_STATUS_STALE: return STORE_V_STALE;
-	case STORE_STATUS_EXPIRED: return STORE_V_EXPIRED;
-	case STORE_STATUS_ACTIVE: break;
+	case STORE_STATUS_STALE:
+		return STORE_V_STALE;
+	case STORE_STATUS_EXPIRED:
+		return STORE_V_EXPIRED;
+	case STORE_STATUS_ACTIVE:
+		break;
 	}
 	if (q && q->python_version && strcmp(q->python_version, p->python_version) != 0)
 		return STORE_V_OTHER_PYTHON;
@@ -1088,16 +1107,19 @@ enum store_verdict store_patch__verdict(const struct store_patch *p,
 const char *store_verdict__str(enum store_verdict v)
 {
 	switch (v) {
-	case STORE_OK: return "applicable";
-	case STORE_V_STALE: return "stale (the source changed)";
-	case STORE_V_EXPIRED: return "expired";
-	case STORE_V_OTHER_PYTHON: return "made for another Python build";
+	case STORE_OK:
+		return "applicable";
+	case STORE_V_STALE:
+		return "stale (the source changed)";
+	case STORE_V_EXPIRED:
+		return "expired";
+	case STORE_V_OTHER_PYTHON:
+		return "made for another Python build";
 	}
 	return "unknown";
 }
 
-void store_iter__init(struct store_iter *it, const struct store *s,
-		      const struct store_query *q)
+void store_iter__init(struct store_iter *it, const struct store *s, const struct store_query *q)
 {
 	memset(it, 0, sizeof(*it));
 	it->s = s;

@@ -61,27 +61,27 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define STORE_FORMAT_VERSION    2
+#define STORE_FORMAT_VERSION 2
 /* The oldest version still read (and migrated on read; docs/formats/store.md). */
 #define STORE_FORMAT_VERSION_MIN 1
-#define STORE_DEFAULT_DIR       ".suture"
-#define STORE_ENV               "SUTURE_STORE"
-#define STORE_DEFAULT_TTL_DAYS  7
-#define STORE_MAX_TTL_DAYS      36500
-#define STORE_INDEX_MAX         (64u << 20)
+#define STORE_DEFAULT_DIR ".suture"
+#define STORE_ENV "SUTURE_STORE"
+#define STORE_DEFAULT_TTL_DAYS 7
+#define STORE_MAX_TTL_DAYS 36500
+#define STORE_INDEX_MAX (64u << 20)
 /* Longest accepted string field, in bytes (UTF-8, no NUL). */
-#define STORE_STR_MAX           4096
+#define STORE_STR_MAX 4096
 /* Longest patch name; names are printable, without spaces or control bytes. */
-#define STORE_NAME_MAX          512
+#define STORE_NAME_MAX 512
 /* Hit counts saturate here (exact in JSON's doubles and in cJSON's output). */
-#define STORE_HITS_MAX          999999999999999ull
+#define STORE_HITS_MAX 999999999999999ull
 
 struct store;
 
 enum store_status {
-	STORE_STATUS_ACTIVE = 0,  /* may be applied (unless expired) */
-	STORE_STATUS_STALE,       /* the live original no longer matches */
-	STORE_STATUS_EXPIRED,     /* past created + ttl_days; derived, never stored */
+	STORE_STATUS_ACTIVE = 0, /* may be applied (unless expired) */
+	STORE_STATUS_STALE,      /* the live original no longer matches */
+	STORE_STATUS_EXPIRED,    /* past created + ttl_days; derived, never stored */
 };
 
 /* One patch. In store__add() every pointer is the caller's and is copied.
@@ -89,25 +89,25 @@ enum store_status {
  * valid until the next call that changes or reloads the handle (add, remove,
  * record_hit, mark_*, reload) or store__close(). */
 struct store_patch {
-	const char *name;           /* stable id, see store_patch__default_name() */
-	const char *guard;          /* one of the kinds store_guard__valid() accepts
+	const char *name;  /* stable id, see store_patch__default_name() */
+	const char *guard; /* one of the kinds store_guard__valid() accepts
 	                               (guard_kind__name(), rewrite/guards.c) */
 	/* The function the guard is in. */
-	const char *module;         /* "app.config" */
-	const char *qualname;       /* "Loader.load" */
-	const char *file;           /* co_filename */
-	int first_line;             /* co_firstlineno, >= 1 */
-	int line;                   /* line of the guarded instruction, >= 1 */
+	const char *module;   /* "app.config" */
+	const char *qualname; /* "Loader.load" */
+	const char *file;     /* co_filename */
+	int first_line;       /* co_firstlineno, >= 1 */
+	int line;             /* line of the guarded instruction, >= 1 */
 	/* What the guard does, as text for people (never evaluated). */
-	const char *target;         /* cfg["timeout"] */
-	const char *fallback;       /* 30 */
-	const char *consumer;       /* what uses the value, as rewrite/ describes it:
+	const char *target;        /* cfg["timeout"] */
+	const char *fallback;      /* 30 */
+	const char *consumer;      /* what uses the value, as rewrite/ describes it:
 	                               "store x", "return", "call argument" (optional) */
-	const char *consumer_kind;  /* the same as a token, guard_consumer__name():
+	const char *consumer_kind; /* the same as a token, guard_consumer__name():
 	                               "store", "return", "call-arg" ... NULL with a
 	                               consumer: derived from its text when the patch
 	                               enters the index (guard_consumer__of_text) */
-	const char *placement;      /* "value", "statement", "skip" or "redirect"
+	const char *placement;     /* "value", "statement", "skip" or "redirect"
 	                               (guard_placement__name(); optional, NULL) */
 	/* Where, and of what: identities computed by rewrite/, opaque here. */
 	uint32_t anchor_offset;     /* offset of the guarded instruction, code units */
@@ -119,19 +119,19 @@ struct store_patch {
 	const char *python_version; /* "3.11.2" */
 	const char *build_id;       /* interpreter build id (optional, NULL) */
 	/* Life cycle. */
-	int64_t created;            /* 0 in store__add(): now */
-	uint32_t ttl_days;          /* 0 in store__add(): STORE_DEFAULT_TTL_DAYS */
-	uint64_t hits;              /* <= STORE_HITS_MAX */
-	int64_t last_hit;           /* 0: never */
-	enum store_status status;   /* ACTIVE or STALE as stored */
-	const char *stale_reason;   /* optional, NULL */
+	int64_t created;          /* 0 in store__add(): now */
+	uint32_t ttl_days;        /* 0 in store__add(): STORE_DEFAULT_TTL_DAYS */
+	uint64_t hits;            /* <= STORE_HITS_MAX */
+	int64_t last_hit;         /* 0: never */
+	enum store_status status; /* ACTIVE or STALE as stored */
+	const char *stale_reason; /* optional, NULL */
 };
 
 /* Flags for store__open(). */
 enum {
-	STORE_F_CREATE = 1u << 0,   /* create the directory (0700) if missing */
-	STORE_F_RDONLY = 1u << 1,   /* never change anything (no lock file either) */
-	STORE_F_LAZY = 1u << 2,     /* do not read the index at open: for a caller
+	STORE_F_CREATE = 1u << 0, /* create the directory (0700) if missing */
+	STORE_F_RDONLY = 1u << 1, /* never change anything (no lock file either) */
+	STORE_F_LAZY = 1u << 2,   /* do not read the index at open: for a caller
 				     * that only changes the store (each change reads
 				     * it again under the lock); until then the handle
 				     * shows an empty store (store__reload reads it) */
@@ -194,8 +194,8 @@ int store__remove_all(struct store *s, size_t *removed);
 int store__record_hit(struct store *s, const char *name, int64_t now);
 /* The same for n names in one transaction; names missing from the store
  * (removed meanwhile) are skipped and counted in *missing (may be NULL). */
-int store__record_hits(struct store *s, const char *const *names, size_t n,
-		       int64_t now, size_t *missing);
+int store__record_hits(struct store *s, const char *const *names, size_t n, int64_t now,
+		       size_t *missing);
 /* Firings counted elsewhere (suture-run and suture-attach --watch receive
  * them from the agent): for each entry, hits += count (saturating at
  * STORE_HITS_MAX) and last_hit = max(last_hit, last), all in one
@@ -204,10 +204,9 @@ int store__record_hits(struct store *s, const char *const *names, size_t n,
 struct store_hit_count {
 	const char *name;
 	uint64_t count;
-	int64_t last;               /* Unix seconds of the last firing */
+	int64_t last; /* Unix seconds of the last firing */
 };
-int store__add_hits(struct store *s, const struct store_hit_count *v, size_t n,
-		    size_t *missing);
+int store__add_hits(struct store *s, const struct store_hit_count *v, size_t n, size_t *missing);
 /* The caller re-synthesized the guard and the live original did not match
  * (reason: free text, may be NULL), or matched again. -ENOENT: no such patch. */
 int store__mark_stale(struct store *s, const char *name, const char *reason);
@@ -222,7 +221,7 @@ struct store_query {
 	 * never applies (build_id only compared when both sides have one). */
 	const char *python_version;
 	const char *build_id;
-	int64_t now;                /* for expiry; 0: store__now() */
+	int64_t now; /* for expiry; 0: store__now() */
 	unsigned flags;
 };
 enum {
@@ -232,12 +231,11 @@ enum {
 /* Why a selected patch may or may not be applied. */
 enum store_verdict {
 	STORE_OK = 0,
-	STORE_V_STALE,          /* marked stale */
-	STORE_V_EXPIRED,        /* past its TTL */
-	STORE_V_OTHER_PYTHON,   /* made under another Python version or build */
+	STORE_V_STALE,        /* marked stale */
+	STORE_V_EXPIRED,      /* past its TTL */
+	STORE_V_OTHER_PYTHON, /* made under another Python version or build */
 };
-enum store_verdict store_patch__verdict(const struct store_patch *p,
-					 const struct store_query *q);
+enum store_verdict store_patch__verdict(const struct store_patch *p, const struct store_query *q);
 const char *store_verdict__str(enum store_verdict v);
 
 /* Iteration on the caller's stack; never allocates. q (copied, may be NULL:
@@ -247,8 +245,7 @@ struct store_iter {
 	struct store_query q;
 	size_t next;
 };
-void store_iter__init(struct store_iter *it, const struct store *s,
-		      const struct store_query *q);
+void store_iter__init(struct store_iter *it, const struct store *s, const struct store_query *q);
 const struct store_patch *store_iter__next(struct store_iter *it);
 
 /* ACTIVE, STALE or EXPIRED at time now. */

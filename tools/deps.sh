@@ -2,6 +2,10 @@
 # Install what suture needs to build and test, from Debian's archive only.
 # Idempotent: does nothing (and needs no network) when everything is present.
 #
+# The frameworks are Debian's (bookworm's python3 is 3.11): the end-to-end
+# tests of what counts as a crash run real Flask, Django, aiohttp, FastAPI
+# on uvicorn and Celery applications (tests/e2e/test_frameworks_*.sh).
+#
 # python3.11, python3.11-dbg and libpython3.11-dev are installed together so
 # apt picks one version for all of them: the build-id debug file shipped by
 # python3.11-dbg only describes the /usr/bin/python3.11 of the same version.
@@ -10,7 +14,9 @@ set -eu
 PKGS="gcc make clang libclang-rt-14-dev pkg-config
 libelf-dev libdwarf-dev libcjson-dev libcriterion-dev
 python3.11 python3.11-dbg libpython3.11-dev libpython3.11-testsuite
-python3-bytecode gdb clang-format"
+python3-bytecode gdb clang-format
+python3-flask python3-django python3-aiohttp python3-fastapi python3-uvicorn
+gunicorn python3-celery"
 
 missing=""
 for p in $PKGS; do

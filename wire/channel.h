@@ -11,7 +11,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#define WIRE_PATH_MAX 108   /* sizeof(sockaddr_un.sun_path) */
+#define WIRE_PATH_MAX 108 /* sizeof(sockaddr_un.sun_path) */
 
 /* "/tmp/suture-<uid>". -ENAMETOOLONG if it does not fit. */
 int wire_channel__dir(uid_t uid, char *buf, size_t cap);

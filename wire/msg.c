@@ -46,7 +46,10 @@ static void put(struct wire_buf *b, const void *src, size_t n)
 	b->len += n;
 }
 
-static void put_u8(struct wire_buf *b, uint8_t v) { put(b, &v, 1); }
+static void put_u8(struct wire_buf *b, uint8_t v)
+{
+	put(b, &v, 1);
+}
 
 static void put_u16(struct wire_buf *b, uint16_t v)
 {
@@ -271,8 +274,7 @@ int wire_msg__encode_list(struct wire_buf *b, const struct wire_list *m)
 	return frame_end(b, at);
 }
 
-int wire_msg__list_result_begin(struct wire_buf *b, uint64_t request_id, uint32_t count,
-				  size_t *at)
+int wire_msg__list_result_begin(struct wire_buf *b, uint64_t request_id, uint32_t count, size_t *at)
 {
 	*at = frame_begin(b, WIRE_MSG_LIST_RESULT);
 	put_u64(b, request_id);
@@ -332,8 +334,7 @@ int wire_msg__encode_rollback(struct wire_buf *b, const struct wire_rollback *m)
 	return frame_end(b, at);
 }
 
-int wire_msg__encode_rollback_result(struct wire_buf *b,
-				       const struct wire_rollback_result *m)
+int wire_msg__encode_rollback_result(struct wire_buf *b, const struct wire_rollback_result *m)
 {
 	size_t at = frame_begin(b, WIRE_MSG_ROLLBACK_RESULT);
 	put_u64(b, m->request_id);
@@ -486,8 +487,8 @@ int wire_msg__decode_hdr(const uint8_t *p, const uint8_t *end, struct wire_hdr *
 	h->len = get_u32(&r);
 	h->type = get_u16(&r);
 	uint16_t zero = get_u16(&r);
-	if (r.bad || zero != 0 || h->len > WIRE_MAX_PAYLOAD ||
-	    h->type < WIRE_MSG_HELLO || h->type > WIRE_MSG_LAST)
+	if (r.bad || zero != 0 || h->len > WIRE_MAX_PAYLOAD || h->type < WIRE_MSG_HELLO ||
+	    h->type > WIRE_MSG_LAST)
 		return -EINVAL;
 	return 0;
 }
@@ -722,8 +723,7 @@ static void get_live_entry(struct rd *r, void *e)
 	get_live(r, e);
 }
 
-int wire_msg__decode_list_result(const uint8_t *p, const uint8_t *end,
-				   struct wire_list_result *m)
+int wire_msg__decode_list_result(const uint8_t *p, const uint8_t *end, struct wire_list_result *m)
 {
 	struct rd r = { p, end, 0 };
 	struct wire_live_patch e;
@@ -791,7 +791,7 @@ int wire_msg__decode_rollback(const uint8_t *p, const uint8_t *end, struct wire_
 }
 
 int wire_msg__decode_rollback_result(const uint8_t *p, const uint8_t *end,
-				       struct wire_rollback_result *m)
+				     struct wire_rollback_result *m)
 {
 	struct rd r = { p, end, 0 };
 	m->request_id = get_u64(&r);
@@ -869,8 +869,7 @@ int wire_name_iter__next(struct wire_name_iter *it, const uint8_t **s, size_t *l
 	return 1;
 }
 
-int wire_msg__decode_patch_result(const uint8_t *p, const uint8_t *end,
-				    struct wire_patch_result *m)
+int wire_msg__decode_patch_result(const uint8_t *p, const uint8_t *end, struct wire_patch_result *m)
 {
 	struct rd r = { p, end, 0 };
 	m->request_id = get_u64(&r);
@@ -913,7 +912,7 @@ int wire_msg__decode_resume(const uint8_t *p, const uint8_t *end, struct wire_re
 }
 
 int wire_msg__decode_resume_result(const uint8_t *p, const uint8_t *end,
-				     struct wire_resume_result *m)
+				   struct wire_resume_result *m)
 {
 	struct rd r = { p, end, 0 };
 	m->event_id = get_u64(&r);

@@ -27,26 +27,26 @@
 #define WIRE_MAX_CONST_DEPTH 8
 
 enum wire_msg_type {
-	WIRE_MSG_HELLO = 1,        /* debugger -> agent */
-	WIRE_MSG_WELCOME = 2,      /* agent -> debugger */
-	WIRE_MSG_CRASH = 3,        /* agent -> debugger: a parked thread */
-	WIRE_MSG_RELEASE = 4,      /* debugger -> agent: let the exception go on */
-	WIRE_MSG_PATCH = 5,        /* debugger -> agent */
-	WIRE_MSG_PATCH_RESULT = 6, /* agent -> debugger */
-	WIRE_MSG_DETACH = 7,       /* debugger -> agent: unwatch, close */
-	WIRE_MSG_BYE = 8,          /* agent -> debugger: detached */
-	WIRE_MSG_ERROR = 9,        /* agent -> debugger: a frame was refused */
-	WIRE_MSG_PING = 10,        /* debugger -> agent */
-	WIRE_MSG_PONG = 11,        /* agent -> debugger */
-	WIRE_MSG_RESUME = 12,      /* debugger -> agent: resume a parked crash in flight */
-	WIRE_MSG_RESUME_RESULT = 13, /* agent -> debugger */
-	WIRE_MSG_PATCH_NAMED = 14, /* debugger -> agent: PATCH with a name and metadata */
-	WIRE_MSG_LIST = 15,        /* debugger -> agent: which patches are live */
-	WIRE_MSG_LIST_RESULT = 16, /* agent -> debugger */
-	WIRE_MSG_ROLLBACK = 17,    /* debugger -> agent: give functions their original code */
+	WIRE_MSG_HELLO = 1,            /* debugger -> agent */
+	WIRE_MSG_WELCOME = 2,          /* agent -> debugger */
+	WIRE_MSG_CRASH = 3,            /* agent -> debugger: a parked thread */
+	WIRE_MSG_RELEASE = 4,          /* debugger -> agent: let the exception go on */
+	WIRE_MSG_PATCH = 5,            /* debugger -> agent */
+	WIRE_MSG_PATCH_RESULT = 6,     /* agent -> debugger */
+	WIRE_MSG_DETACH = 7,           /* debugger -> agent: unwatch, close */
+	WIRE_MSG_BYE = 8,              /* agent -> debugger: detached */
+	WIRE_MSG_ERROR = 9,            /* agent -> debugger: a frame was refused */
+	WIRE_MSG_PING = 10,            /* debugger -> agent */
+	WIRE_MSG_PONG = 11,            /* agent -> debugger */
+	WIRE_MSG_RESUME = 12,          /* debugger -> agent: resume a parked crash in flight */
+	WIRE_MSG_RESUME_RESULT = 13,   /* agent -> debugger */
+	WIRE_MSG_PATCH_NAMED = 14,     /* debugger -> agent: PATCH with a name and metadata */
+	WIRE_MSG_LIST = 15,            /* debugger -> agent: which patches are live */
+	WIRE_MSG_LIST_RESULT = 16,     /* agent -> debugger */
+	WIRE_MSG_ROLLBACK = 17,        /* debugger -> agent: give functions their original code */
 	WIRE_MSG_ROLLBACK_RESULT = 18, /* agent -> debugger */
-	WIRE_MSG_HELLO_CONTROL = 19, /* an auditor: HELLO's payload; LIST, ROLLBACK, PING only */
-	WIRE_MSG_HITS = 20,        /* agent -> debugger, unsolicited: guards that fired */
+	WIRE_MSG_HELLO_CONTROL = 19,   /* an auditor: HELLO's payload; LIST, ROLLBACK, PING only */
+	WIRE_MSG_HITS = 20,            /* agent -> debugger, unsolicited: guards that fired */
 };
 #define WIRE_MSG_LAST WIRE_MSG_HITS
 
@@ -63,12 +63,12 @@ struct wire_hdr {
 	uint16_t type;
 };
 
-#define WIRE_APP_PATHS_MAX 4096   /* bytes of HELLO's application paths */
+#define WIRE_APP_PATHS_MAX 4096 /* bytes of HELLO's application paths */
 
 struct wire_hello {
 	uint32_t version;
-	uint32_t timeout_ms;   /* park bound the agent should use; 0 = keep */
-	uint32_t flags;        /* WIRE_HELLO_F_* */
+	uint32_t timeout_ms; /* park bound the agent should use; 0 = keep */
+	uint32_t flags;      /* WIRE_HELLO_F_* */
 	/* With WIRE_HELLO_F_APP_PATHS: absolute paths of more application
 	 * code, ':'-separated (suture-attach --app-path), < WIRE_APP_PATHS_MAX. */
 	char app_paths[WIRE_APP_PATHS_MAX];
@@ -82,8 +82,8 @@ struct wire_welcome {
 	uint32_t version;
 	uint32_t pid;
 	uint32_t py_hexversion;
-	uint32_t watch_mode;   /* enum wire_watch_mode */
-	char detail[160];      /* human-readable watch detail / refusal cause */
+	uint32_t watch_mode; /* enum wire_watch_mode */
+	char detail[160];    /* human-readable watch detail / refusal cause */
 };
 
 struct wire_crash {
@@ -109,13 +109,13 @@ enum wire_const_kind {
 	WIRE_CONST_NONE = 0,
 	WIRE_CONST_TRUE = 1,
 	WIRE_CONST_FALSE = 2,
-	WIRE_CONST_INT = 3,       /* i64 */
-	WIRE_CONST_FLOAT = 4,     /* f64 bits */
-	WIRE_CONST_STR = 5,       /* utf-8 */
+	WIRE_CONST_INT = 3,   /* i64 */
+	WIRE_CONST_FLOAT = 4, /* f64 bits */
+	WIRE_CONST_STR = 5,   /* utf-8 */
 	WIRE_CONST_BYTES = 6,
-	WIRE_CONST_BUILTIN = 7,   /* a name looked up in builtins (KeyError) */
-	WIRE_CONST_HELPER = 8,    /* a name from agent/helpers.h */
-	WIRE_CONST_TUPLE = 9,     /* u32 count, then items */
+	WIRE_CONST_BUILTIN = 7, /* a name looked up in builtins (KeyError) */
+	WIRE_CONST_HELPER = 8,  /* a name from agent/helpers.h */
+	WIRE_CONST_TUPLE = 9,   /* u32 count, then items */
 	WIRE_CONST_ELLIPSIS = 10,
 };
 
@@ -123,7 +123,7 @@ struct wire_const {
 	enum wire_const_kind kind;
 	int64_t i;
 	double f;
-	const uint8_t *data;          /* STR, BYTES, BUILTIN, HELPER: not NUL-terminated */
+	const uint8_t *data; /* STR, BYTES, BUILTIN, HELPER: not NUL-terminated */
 	size_t len;
 	const struct wire_const *items; /* TUPLE (encoder side only) */
 	size_t nitems;
@@ -133,7 +133,7 @@ struct wire_const {
  * reports back in LIST_RESULT. Text only; the agent never interprets it. */
 #define WIRE_NAME_MAX 512
 struct wire_patch_meta {
-	char name[WIRE_NAME_MAX + 1];  /* empty: an unnamed PATCH */
+	char name[WIRE_NAME_MAX + 1]; /* empty: an unnamed PATCH */
 	char guard[48];
 	char target[256];
 	char fallback[128];
@@ -144,15 +144,20 @@ struct wire_patch_meta {
  * (existing indexes stay valid). On decode, pointers point into the frame. */
 struct wire_patch {
 	uint64_t request_id;
-	uint64_t code_addr;        /* the original code object in the target */
-	uint32_t stacksize;        /* new co_stacksize */
-	uint32_t flags;            /* reserved, 0 */
-	const uint8_t *code; size_t code_len;
-	const uint8_t *exctable; size_t exctable_len;
-	const uint8_t *linetable; size_t linetable_len;
+	uint64_t code_addr; /* the original code object in the target */
+	uint32_t stacksize; /* new co_stacksize */
+	uint32_t flags;     /* reserved, 0 */
+	const uint8_t *code;
+	size_t code_len;
+	const uint8_t *exctable;
+	size_t exctable_len;
+	const uint8_t *linetable;
+	size_t linetable_len;
 	/* Encoder side: arrays. */
-	const struct wire_const *consts; size_t nconsts;
-	const char *const *names; size_t nnames;
+	const struct wire_const *consts;
+	size_t nconsts;
+	const char *const *names;
+	size_t nnames;
 	/* Decoder side: validated raw runs, walk with the iterators below. */
 	const uint8_t *consts_p, *consts_end;
 	const uint8_t *names_p, *names_end;
@@ -162,10 +167,10 @@ struct wire_patch {
 
 struct wire_patch_result {
 	uint64_t request_id;
-	int32_t status;           /* 0 or -errno */
-	uint32_t nfunctions;      /* function objects given the new code */
-	uint32_t nparents;        /* enclosing code objects replaced */
-	uint32_t nframes;         /* suspended frames switched (OSR) */
+	int32_t status;      /* 0 or -errno */
+	uint32_t nfunctions; /* function objects given the new code */
+	uint32_t nparents;   /* enclosing code objects replaced */
+	uint32_t nframes;    /* suspended frames switched (OSR) */
 	char message[256];
 };
 
@@ -199,18 +204,18 @@ struct wire_live_patch {
 	char qualname[256];
 	char filename[512];
 	uint32_t first_line;
-	uint32_t flags;            /* WIRE_LIVE_F_* */
-	uint64_t orig_addr;        /* the original code object (kept alive by the agent) */
-	uint64_t new_addr;         /* the patched code object */
-	uint64_t installed_ms;     /* Unix time in milliseconds */
-	uint32_t nfunctions;       /* at install: function objects given the new code */
-	uint32_t nparents;         /* at install: enclosing code objects replaced */
-	uint32_t nframes;          /* at install: suspended frames switched */
-	uint32_t live_functions;   /* now: functions running the patch (or a replaced parent) */
-	uint64_t hits;             /* times its guard fired (healed) since install */
-	uint64_t last_hit_ms;      /* Unix time in milliseconds of the last firing, 0: none */
+	uint32_t flags;          /* WIRE_LIVE_F_* */
+	uint64_t orig_addr;      /* the original code object (kept alive by the agent) */
+	uint64_t new_addr;       /* the patched code object */
+	uint64_t installed_ms;   /* Unix time in milliseconds */
+	uint32_t nfunctions;     /* at install: function objects given the new code */
+	uint32_t nparents;       /* at install: enclosing code objects replaced */
+	uint32_t nframes;        /* at install: suspended frames switched */
+	uint32_t live_functions; /* now: functions running the patch (or a replaced parent) */
+	uint64_t hits;           /* times its guard fired (healed) since install */
+	uint64_t last_hit_ms;    /* Unix time in milliseconds of the last firing, 0: none */
 };
-#define WIRE_LIVE_F_STACKED 1u   /* installed on top of another live patch */
+#define WIRE_LIVE_F_STACKED 1u /* installed on top of another live patch */
 
 struct wire_list {
 	uint64_t request_id;
@@ -219,7 +224,7 @@ struct wire_list {
 struct wire_list_result {
 	uint64_t request_id;
 	uint32_t count;
-	const uint8_t *entries_p, *entries_end;   /* decoder side: into the frame */
+	const uint8_t *entries_p, *entries_end; /* decoder side: into the frame */
 };
 
 /* ROLLBACK: by name (every registry entry of that name) or all. */
@@ -228,16 +233,16 @@ struct wire_list_result {
 struct wire_rollback {
 	uint64_t request_id;
 	uint32_t flags;
-	char name[WIRE_NAME_MAX + 1];   /* empty with F_ALL */
+	char name[WIRE_NAME_MAX + 1]; /* empty with F_ALL */
 };
 
 struct wire_rollback_result {
 	uint64_t request_id;
-	int32_t status;            /* 0, or -errno: -ENOENT no such live patch, -EBUSY another
+	int32_t status;      /* 0, or -errno: -ENOENT no such live patch, -EBUSY another
 	                              patch was installed on top of it */
-	uint32_t npatches;         /* registry entries removed (or, dry run, that would be) */
-	uint32_t nfunctions;       /* function objects given their original code back */
-	uint32_t nframes;          /* suspended frames switched back */
+	uint32_t npatches;   /* registry entries removed (or, dry run, that would be) */
+	uint32_t nfunctions; /* function objects given their original code back */
+	uint32_t nframes;    /* suspended frames switched back */
 	char message[256];
 };
 
@@ -245,15 +250,15 @@ struct wire_rollback_result {
  * entry (or per rolled-back entry whose firings were not reported yet).
  * Entries are walked with wire_hits_iter (validated by the decoder). */
 struct wire_hit {
-	char name[WIRE_NAME_MAX + 1];   /* PATCH_NAMED's name; empty for a plain PATCH */
-	uint64_t orig_addr;        /* the code object the PATCH named */
-	uint64_t count;            /* firings since the last report (> 0) */
-	uint64_t last_ms;          /* Unix time in milliseconds of the last of them */
+	char name[WIRE_NAME_MAX + 1]; /* PATCH_NAMED's name; empty for a plain PATCH */
+	uint64_t orig_addr;           /* the code object the PATCH named */
+	uint64_t count;               /* firings since the last report (> 0) */
+	uint64_t last_ms;             /* Unix time in milliseconds of the last of them */
 };
 
 struct wire_hits {
 	uint32_t count;
-	const uint8_t *entries_p, *entries_end;   /* decoder side: into the frame */
+	const uint8_t *entries_p, *entries_end; /* decoder side: into the frame */
 };
 
 struct wire_ping {
@@ -262,9 +267,9 @@ struct wire_ping {
 
 struct wire_pong {
 	uint64_t cookie;
-	uint32_t crashes;         /* crashes reported since load */
-	uint32_t parked;          /* threads parked right now */
-	uint64_t hook_calls;      /* watcher entries (all exceptions) */
+	uint32_t crashes;    /* crashes reported since load */
+	uint32_t parked;     /* threads parked right now */
+	uint64_t hook_calls; /* watcher entries (all exceptions) */
 };
 
 /* ------------------------------------------------------------------ */
@@ -275,7 +280,7 @@ struct wire_buf {
 	size_t len, cap;
 	int err;
 };
-void wire_buf__free(struct wire_buf *b);      /* accepts zeroed */
+void wire_buf__free(struct wire_buf *b); /* accepts zeroed */
 void wire_buf__reset(struct wire_buf *b);
 
 /* Each appends one whole frame (header + payload). 0 or -ENOMEM / -E2BIG. */
@@ -298,7 +303,7 @@ int wire_msg__encode_patch_named(struct wire_buf *b, const struct wire_patch *m)
 int wire_msg__encode_list(struct wire_buf *b, const struct wire_list *m);
 /* LIST_RESULT is built in three steps: begin, one entry per patch, end. */
 int wire_msg__list_result_begin(struct wire_buf *b, uint64_t request_id, uint32_t count,
-				  size_t *at);
+				size_t *at);
 void wire_msg__list_result_entry(struct wire_buf *b, const struct wire_live_patch *e);
 int wire_msg__list_result_end(struct wire_buf *b, size_t at);
 int wire_msg__encode_rollback(struct wire_buf *b, const struct wire_rollback *m);
@@ -306,8 +311,7 @@ int wire_msg__encode_rollback(struct wire_buf *b, const struct wire_rollback *m)
 int wire_msg__hits_begin(struct wire_buf *b, uint32_t count, size_t *at);
 void wire_msg__hits_entry(struct wire_buf *b, const struct wire_hit *e);
 int wire_msg__hits_end(struct wire_buf *b, size_t at);
-int wire_msg__encode_rollback_result(struct wire_buf *b,
-				       const struct wire_rollback_result *m);
+int wire_msg__encode_rollback_result(struct wire_buf *b, const struct wire_rollback_result *m);
 /* DETACH and BYE have no payload; ERROR carries one string. */
 int wire_msg__encode_empty(struct wire_buf *b, enum wire_msg_type type);
 int wire_msg__encode_error(struct wire_buf *b, const char *text);
@@ -326,22 +330,21 @@ int wire_msg__decode_crash(const uint8_t *p, const uint8_t *end, struct wire_cra
 int wire_msg__decode_release(const uint8_t *p, const uint8_t *end, struct wire_release *m);
 int wire_msg__decode_patch(const uint8_t *p, const uint8_t *end, struct wire_patch *m);
 int wire_msg__decode_patch_result(const uint8_t *p, const uint8_t *end,
-				    struct wire_patch_result *m);
+				  struct wire_patch_result *m);
 int wire_msg__decode_ping(const uint8_t *p, const uint8_t *end, struct wire_ping *m);
 int wire_msg__decode_resume(const uint8_t *p, const uint8_t *end, struct wire_resume *m);
 int wire_msg__decode_resume_result(const uint8_t *p, const uint8_t *end,
-				     struct wire_resume_result *m);
+				   struct wire_resume_result *m);
 int wire_msg__decode_pong(const uint8_t *p, const uint8_t *end, struct wire_pong *m);
 int wire_msg__decode_patch_named(const uint8_t *p, const uint8_t *end, struct wire_patch *m);
 int wire_msg__decode_list(const uint8_t *p, const uint8_t *end, struct wire_list *m);
 /* Validates every entry; walk them with wire_live_iter. */
-int wire_msg__decode_list_result(const uint8_t *p, const uint8_t *end,
-				   struct wire_list_result *m);
+int wire_msg__decode_list_result(const uint8_t *p, const uint8_t *end, struct wire_list_result *m);
 /* Validates every entry (count > 0 each); walk them with wire_hits_iter. */
 int wire_msg__decode_hits(const uint8_t *p, const uint8_t *end, struct wire_hits *m);
 int wire_msg__decode_rollback(const uint8_t *p, const uint8_t *end, struct wire_rollback *m);
 int wire_msg__decode_rollback_result(const uint8_t *p, const uint8_t *end,
-				       struct wire_rollback_result *m);
+				     struct wire_rollback_result *m);
 int wire_msg__decode_error(const uint8_t *p, const uint8_t *end, char *text, size_t cap);
 int wire_msg__decode_empty(const uint8_t *p, const uint8_t *end);
 

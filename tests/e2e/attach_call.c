@@ -126,12 +126,14 @@ static int do_calls(pid_t pid, long want)
 		for (i = 0; i < attach_proc__thread_count(p); i++) {
 			pid_t tid = attach_proc__thread(p, i);
 			long sc = task_syscall(pid, tid);
-			struct attach_arg s = { .data = "a string written by the debugger", .len = 33 };
+			struct attach_arg s = { .data = "a string written by the debugger",
+						.len = 33 };
 			/* x86-64 numbers: read 0, clock_nanosleep 230, select 23,
 			 * poll 7, futex 202 */
 			if (sc == 0)
 				in_read++;
-			else if (sc == 230 || sc == 35 || sc == 23 || sc == 7 || sc == 270 || sc == 271)
+			else if (sc == 230 || sc == 35 || sc == 23 || sc == 7 || sc == 270 ||
+				 sc == 271)
 				in_sleep++;
 			else if (sc == 202)
 				in_futex++;
@@ -150,8 +152,8 @@ static int do_calls(pid_t pid, long want)
 			}
 			err = attach_proc__call(p, tid, f_getppid, NULL, 0, &ret);
 			if (err || (long)ret != ppid) {
-				fprintf(stderr, "getppid on %d: err %d ret %lld want %ld: %s\n", tid, err,
-					(long long)ret, ppid, attach_proc__error(p));
+				fprintf(stderr, "getppid on %d: err %d ret %lld want %ld: %s\n",
+					tid, err, (long long)ret, ppid, attach_proc__error(p));
 				return 1;
 			}
 			err = attach_proc__call_sym(p, tid, "libc.so", "strlen", &s, 1, &ret);

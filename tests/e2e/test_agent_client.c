@@ -103,9 +103,9 @@ static int load_spec(const char *path, struct spec *sp)
 				c->i = strtoll(arg, NULL, 0);
 			} else if (arg && (!strcmp(sp1, "str") || !strcmp(sp1, "builtin") ||
 					   !strcmp(sp1, "helper"))) {
-				c->kind = !strcmp(sp1, "str") ? WIRE_CONST_STR :
-					  !strcmp(sp1, "builtin") ? WIRE_CONST_BUILTIN :
-					  WIRE_CONST_HELPER;
+				c->kind = !strcmp(sp1, "str")       ? WIRE_CONST_STR
+					  : !strcmp(sp1, "builtin") ? WIRE_CONST_BUILTIN
+								    : WIRE_CONST_HELPER;
 				sp->cstr[sp->p.nconsts] = strdup(arg);
 				c->data = (const uint8_t *)sp->cstr[sp->p.nconsts];
 				c->len = strlen(arg);
@@ -200,7 +200,8 @@ int main(int argc, char **argv)
 			return 2;
 	}
 	if (argc - optind < 2) {
-		fprintf(stderr, "usage: %s [-n] [-t MS] PID hello|watch|patch|detach ...\n", argv[0]);
+		fprintf(stderr, "usage: %s [-n] [-t MS] PID hello|watch|patch|detach ...\n",
+			argv[0]);
 		return 2;
 	}
 	pid_t pid = atoi(argv[optind]);
@@ -227,8 +228,8 @@ int main(int argc, char **argv)
 			fprintf(stderr, "%s\n", inject_session__error(s));
 			ret = 2;
 		} else {
-			printf("pong crashes=%u parked=%u hook_calls=%llu\n", pong.crashes, pong.parked,
-			       (unsigned long long)pong.hook_calls);
+			printf("pong crashes=%u parked=%u hook_calls=%llu\n", pong.crashes,
+			       pong.parked, (unsigned long long)pong.hook_calls);
 		}
 	} else if (!strcmp(cmd, "detach")) {
 		if ((rc = inject_session__detach(s))) {
@@ -261,7 +262,8 @@ int main(int argc, char **argv)
 			       "type=%s func=%s file=%s msg=%s\n",
 			       (unsigned long long)ev.tid, (unsigned long long)ev.thread_ident,
 			       (unsigned long long)ev.code_addr, (unsigned long long)ev.frame_addr,
-			       ev.offset, ev.line, ev.exc_type, ev.qualname, ev.filename, ev.message);
+			       ev.offset, ev.line, ev.exc_type, ev.qualname, ev.filename,
+			       ev.message);
 			fflush(stdout);
 			if ((!strcmp(what, "patch") || !strcmp(what, "resume")) && nrest >= 4 &&
 			    do_patch(s, rest[3]))
@@ -270,7 +272,7 @@ int main(int argc, char **argv)
 				int r = do_resume(s, &ev, rest[3]);
 				if (r)
 					ret = 1;
-				if (r != 1) {   /* resumed (or the channel failed): no release */
+				if (r != 1) { /* resumed (or the channel failed): no release */
 					if (seen == want && ret == 3)
 						ret = 0;
 					continue;

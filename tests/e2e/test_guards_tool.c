@@ -105,7 +105,8 @@ static int cmd_heal(const struct rewrite_dump *dump, int argc, char **argv, bool
 	const struct rewrite_code_info *info = &ent->info;
 	if (argc > 7 && strcmp(argv[7], "quickened") == 0) {
 		if (!ent->adaptive) {
-			fprintf(stderr, "test_guards_tool: code object %zu was not quickened\n", idx);
+			fprintf(stderr, "test_guards_tool: code object %zu was not quickened\n",
+				idx);
 			return 2;
 		}
 		qinfo.code = ent->adaptive;
@@ -222,7 +223,9 @@ static int cmd_all(const struct rewrite_dump *dump, bool probe)
 
 static int cmd_sweep(const struct rewrite_dump *dump)
 {
-	static const struct { const char *type, *msg; } crashes[] = {
+	static const struct {
+		const char *type, *msg;
+	} crashes[] = {
 		{ "AttributeError", "'NoneType' object has no attribute 'x'" },
 		{ "KeyError", "'k'" },
 		{ "IndexError", "list index out of range" },
@@ -233,7 +236,8 @@ static int cmd_sweep(const struct rewrite_dump *dump)
 		{ "TypeError", "can only concatenate str (not \"int\") to str" },
 		{ "FileNotFoundError", "[Errno 2] No such file or directory: 'x'" },
 	};
-	size_t per_kind[GUARD_KIND_COUNT] = { 0 }, refused = 0, placement = 0, tried = 0, failed = 0;
+	size_t per_kind[GUARD_KIND_COUNT] = { 0 }, refused = 0, placement = 0, tried = 0,
+	       failed = 0;
 	for (size_t i = 0; i < rewrite_dump__count(dump); i++) {
 		const struct rewrite_code_info *info = &rewrite_dump__entry(dump, i)->info;
 		struct rewrite_code *c = NULL;
@@ -246,8 +250,10 @@ static int cmd_sweep(const struct rewrite_dump *dump)
 		for (size_t k = 0; k < n; k++) {
 			uint32_t unit = in[k].offset;
 			for (size_t x = 0; x < sizeof(crashes) / sizeof(crashes[0]); x++) {
-				struct guard_crash cr = { .unit = unit, .exc_type = crashes[x].type,
-							  .message = crashes[x].msg, .stdlib = 0 };
+				struct guard_crash cr = { .unit = unit,
+							  .exc_type = crashes[x].type,
+							  .message = crashes[x].msg,
+							  .stdlib = 0 };
 				struct guard_decision d;
 				struct rewrite_diag diag = { 0 };
 				tried++;
@@ -259,7 +265,8 @@ static int cmd_sweep(const struct rewrite_dump *dump)
 				if (d.kind == GUARD_NONE) {
 					refused++;
 					placement += d.refusal == GUARD_REFUSE_PLACEMENT;
-					if (d.refusal == GUARD_REFUSE_PLACEMENT && getenv("SWEEP_VERBOSE"))
+					if (d.refusal == GUARD_REFUSE_PLACEMENT &&
+					    getenv("SWEEP_VERBOSE"))
 						fprintf(stderr, "placement: %s unit %u %s %s\n",
 							info->qualname ? info->qualname : "?", unit,
 							crashes[x].type, d.target);
@@ -280,7 +287,8 @@ static int cmd_sweep(const struct rewrite_dump *dump)
 					if (failed++ < 5)
 						fprintf(stderr, "%s at unit %u of %s: %s\n",
 							guard_kind__name(d.kind), unit,
-							info->qualname ? info->qualname : "?", diag.msg);
+							info->qualname ? info->qualname : "?",
+							diag.msg);
 					continue;
 				}
 				per_kind[d.kind]++;
@@ -333,8 +341,10 @@ static int cmd_bench(const struct rewrite_dump *dump)
 		for (size_t k = 0; k < rewrite_code__ninstrs(c); k++) {
 			if (strcmp(rewrite_opcode__name(in[k].opcode), "BINARY_SUBSCR") != 0)
 				continue;
-			struct guard_crash cr = { .unit = in[k].offset, .exc_type = "KeyError",
-						  .message = "'k'", .stdlib = 0 };
+			struct guard_crash cr = { .unit = in[k].offset,
+						  .exc_type = "KeyError",
+						  .message = "'k'",
+						  .stdlib = 0 };
 			struct guard_decision d;
 			a = now();
 			analysed++;

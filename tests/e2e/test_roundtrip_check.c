@@ -44,7 +44,11 @@ int main(int argc, char **argv)
 	long reported = 0;
 	bool specialized[256] = { false };
 	char buf[512];
-#define REPORT(...) do { if (reported++ < max_reported) fprintf(stderr, __VA_ARGS__); } while (0)
+#define REPORT(...)                                   \
+	do {                                          \
+		if (reported++ < max_reported)        \
+			fprintf(stderr, __VA_ARGS__); \
+	} while (0)
 	for (size_t i = 0; i < n; i++) {
 		const struct rewrite_dump_entry *e = rewrite_dump__entry(dump, i);
 		const struct rewrite_code_info *in = &e->info;
@@ -94,7 +98,8 @@ int main(int argc, char **argv)
 			}
 			if (!same(&x, in->exctable, in->exctable_len)) {
 				exc_diff++;
-				REPORT("co_exceptiontable differs: %s\n", who(in, buf, sizeof(buf)));
+				REPORT("co_exceptiontable differs: %s\n",
+				       who(in, buf, sizeof(buf)));
 			}
 			if (!same(&l, in->linetable, in->linetable_len)) {
 				line_diff++;
@@ -110,7 +115,8 @@ int main(int argc, char **argv)
 			quick++;
 			for (size_t u = 0; u + 1 < e->adaptive_len; u += 2) {
 				int op = e->adaptive[u];
-				if (rewrite_opcode__deopt(op) >= 0 && rewrite_opcode__deopt(op) != op)
+				if (rewrite_opcode__deopt(op) >= 0 &&
+				    rewrite_opcode__deopt(op) != op)
 					specialized[op] = true;
 			}
 			int ok = e->adaptive_len == in->code_len;
@@ -136,14 +142,16 @@ int main(int argc, char **argv)
 			}
 			if (!ok) {
 				quick_fail++;
-				REPORT("quickened form does not deopt back: %s\n", who(in, buf, sizeof(buf)));
+				REPORT("quickened form does not deopt back: %s\n",
+				       who(in, buf, sizeof(buf)));
 			}
 		}
 	}
-	printf("code objects: %zu (with EXTENDED_ARG: %zu, with exception table: %zu)\n", n, ext, excs);
+	printf("code objects: %zu (with EXTENDED_ARG: %zu, with exception table: %zu)\n", n, ext,
+	       excs);
 	printf("decode failures: %zu, analyse/verify failures: %zu\n", decode_fail, verify_fail);
-	printf("byte differences: co_code %zu, co_exceptiontable %zu, co_linetable %zu\n", code_diff,
-	       exc_diff, line_diff);
+	printf("byte differences: co_code %zu, co_exceptiontable %zu, co_linetable %zu\n",
+	       code_diff, exc_diff, line_diff);
 	printf("max depth != co_stacksize: %zu; below it with dead handler code: %zu\n", depth_diff,
 	       depth_below);
 	size_t nspec = 0;

@@ -20,8 +20,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	memcpy(buf, data, size);
 	/* vary the output size with the first byte to reach -ENOSPC */
 	hexsz = size ? (size_t)(data[0] % sizeof(hex)) + 1 : sizeof(hex);
-	if (attach_elf__parse_build_id(buf, buf + size, hex, hexsz) == 0 &&
-	    strlen(hex) >= hexsz)
+	if (attach_elf__parse_build_id(buf, buf + size, hex, hexsz) == 0 && strlen(hex) >= hexsz)
 		abort();
 	if (attach_elf__parse_debuglink(buf, buf + size, &name, &nlen, &crc) == 0 &&
 	    (name != (const char *)buf || nlen >= size || name[nlen] != 0))

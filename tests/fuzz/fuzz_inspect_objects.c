@@ -50,7 +50,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct inspect_reader r = { image_read, &im, &off, &types };
 
 	struct inspect_limits lim = INSPECT_LIMITS_DEFAULT;
-	struct inspect_str s = {0};
+	struct inspect_str s = { 0 };
 	inspect_value__repr(&r, root, &lim, &s);
 	inspect_str__free(&s);
 

@@ -57,8 +57,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		(void)rewrite_code__verify(code, &diag);
 	char line[256];
 	for (size_t k = 0; k < rewrite_code__ninstrs(code); k++)
-		(void)rewrite_code__format_instr(code, k, REWRITE_DIS_DEPTH | REWRITE_DIS_LINES, line,
-						 sizeof(line));
+		(void)rewrite_code__format_instr(code, k, REWRITE_DIS_DEPTH | REWRITE_DIS_LINES,
+						 line, sizeof(line));
 	uint8_t *deopt = malloc(in.code_len);
 	if (deopt && rewrite_bytes__deopt(in.code, in.code_len, deopt) != 0)
 		__builtin_trap(); /* decode accepted what deopt refuses */

@@ -35,7 +35,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		int w = rewrite_exctable__put_entry(buf, sizeof buf, &x);
 		if (w == -ERANGE && x.end > x.start && x.target < (1u << 30) &&
 		    x.depth < (1u << 29))
-			__builtin_trap();   /* a valid entry must be writable */
+			__builtin_trap(); /* a valid entry must be writable */
 		if (w < 0)
 			continue;
 		const uint8_t *q = buf;

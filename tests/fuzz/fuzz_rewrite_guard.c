@@ -61,11 +61,22 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (!names[0])
 		init_tables();
 	struct rewrite_code_info info = {
-		.code = data + 2, .code_len = (size - 2) & ~(size_t)1,
-		.flags = data[0] & 1 ? 0x20 : 0x03, .stacksize = 64, .firstlineno = 1,
-		.filename = "fuzz.py", .name = "f", .qualname = "f",
-		.nnames = NTAB, .names = names, .nlocalsplus = NTAB, .nlocals = NTAB,
-		.localsplusnames = locals, .localspluskinds = kinds, .nconsts = NTAB, .consts = consts,
+		.code = data + 2,
+		.code_len = (size - 2) & ~(size_t)1,
+		.flags = data[0] & 1 ? 0x20 : 0x03,
+		.stacksize = 64,
+		.firstlineno = 1,
+		.filename = "fuzz.py",
+		.name = "f",
+		.qualname = "f",
+		.nnames = NTAB,
+		.names = names,
+		.nlocalsplus = NTAB,
+		.nlocals = NTAB,
+		.localsplusnames = locals,
+		.localspluskinds = kinds,
+		.nconsts = NTAB,
+		.consts = consts,
 	};
 	struct rewrite_code *c = NULL;
 	int maxd;
@@ -89,8 +100,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	const struct rewrite_instr *in = rewrite_code__instrs(c);
 	size_t x = data[1] % (sizeof(crashes) / sizeof(crashes[0]));
 	for (size_t k = 0; k < n; k++) {
-		struct guard_crash cr = { .unit = in[k].offset, .exc_type = crashes[x].type,
-					  .message = crashes[x].msg, .stdlib = 0 };
+		struct guard_crash cr = { .unit = in[k].offset,
+					  .exc_type = crashes[x].type,
+					  .message = crashes[x].msg,
+					  .stdlib = 0 };
 		struct guard_decision d;
 		struct rewrite_diag diag = { 0 };
 		must(guard__analyse(&info, &cr, &d, &diag) == 0, "analyse", &diag);

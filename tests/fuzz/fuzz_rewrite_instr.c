@@ -21,7 +21,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	unsigned nprefix = in[5] % 8, ncaches = in[6] % 8;
 	size_t cap = (size_t)in[7] % 40;
 	if (op == EXTENDED_ARG)
-		op = NOP;   /* the encoder writes the op unit as given */
+		op = NOP; /* the encoder writes the op unit as given */
 	memset(buf, 0xa5, sizeof buf);
 	int w = rewrite_instr__put(buf, cap, op, arg, nprefix, ncaches);
 	size_t want = 2 * ((size_t)nprefix + 1 + ncaches);

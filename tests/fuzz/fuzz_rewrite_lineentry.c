@@ -46,7 +46,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		if (x.loc.col >= 0 && x.loc.end_col >= 0 &&
 		    (y.loc.col != x.loc.col || y.loc.end_col != x.loc.end_col))
 			__builtin_trap();
-		if (rewrite_linetable__put_entry(buf, (size_t)w - 1, &x.loc, x.len, &prev) != -ENOSPC)
+		if (rewrite_linetable__put_entry(buf, (size_t)w - 1, &x.loc, x.len, &prev) !=
+		    -ENOSPC)
 			__builtin_trap();
 	}
 	if (r != 0 && r != -EINVAL)

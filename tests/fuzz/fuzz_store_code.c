@@ -64,7 +64,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		store_code__free(&again);
 		store_code__free(&c);
 	} else if (c.mem) {
-		abort();   /* a refusal leaves nothing to free */
+		abort(); /* a refusal leaves nothing to free */
 	}
 	free(buf);
 	return 0;

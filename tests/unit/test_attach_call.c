@@ -149,17 +149,18 @@ static void calls_on_every_thread(int use_stub)
 		for (i = 0; i < attach_proc__thread_count(p); i++) {
 			pid_t tid = attach_proc__thread(p, i);
 			struct attach_arg s = { .data = "sixteen chars...", .len = 17 };
-			cr_assert_eq(attach_proc__call(p, tid, getpid_fn, NULL, 0, &ret), 0,
-				     "%s", attach_proc__error(p));
+			cr_assert_eq(attach_proc__call(p, tid, getpid_fn, NULL, 0, &ret), 0, "%s",
+				     attach_proc__error(p));
 			cr_assert_eq(ret, (uint64_t)c.pid);
-			cr_assert_eq(attach_proc__call_sym(p, tid, "libc.so", "strlen", &s, 1, &ret), 0,
-				     "%s", attach_proc__error(p));
+			cr_assert_eq(attach_proc__call_sym(p, tid, "libc.so", "strlen", &s, 1,
+							   &ret),
+				     0, "%s", attach_proc__error(p));
 			cr_assert_eq(ret, 16);
 			/* strtod returns in %xmm0: clobbers the keeper's pattern
 			 * unless the extended state is restored. */
 			struct attach_arg d[2] = { { .data = "2.5", .len = 4 }, { .value = 0 } };
-			cr_assert_eq(attach_proc__call_sym(p, tid, "libc.so", "strtod", d, 2, &ret), 0,
-				     "%s", attach_proc__error(p));
+			cr_assert_eq(attach_proc__call_sym(p, tid, "libc.so", "strtod", d, 2, &ret),
+				     0, "%s", attach_proc__error(p));
 		}
 		cr_assert_eq(attach_proc__release_all(p), 0);
 		usleep(3000);
@@ -211,7 +212,8 @@ Test(attach_call, crash_in_callee_is_efault_and_thread_restored)
 	cr_assert(strstr(attach_proc__error(p), "crashed"), "%s", attach_proc__error(p));
 	/* strlen(NULL): a fault inside libc. */
 	cr_assert_eq(attach_proc__call_sym(p, c.pid, "libc.so", "strlen",
-					   &(struct attach_arg){ .value = arg }, 1, &ret), -EFAULT);
+					   &(struct attach_arg){ .value = arg }, 1, &ret),
+		     -EFAULT);
 	/* The thread is usable again. */
 	cr_assert_eq(attach_proc__call_sym(p, c.pid, "libc.so", "getpid", NULL, 0, &ret), 0);
 	cr_assert_eq(ret, (uint64_t)c.pid);
@@ -235,7 +237,8 @@ Test(attach_call, timeout_abandons_and_restores)
 	attach_proc__set_call_timeout(p, 200);
 	cr_assert_eq(attach_proc__call_sym(p, c.pid, "libc.so", "getppid", NULL, 0, &ret), 0);
 	/* pause() with every async signal blocked never returns. */
-	cr_assert_eq(attach_proc__call_sym(p, c.pid, "libc.so", "pause", NULL, 0, &ret), -ETIMEDOUT);
+	cr_assert_eq(attach_proc__call_sym(p, c.pid, "libc.so", "pause", NULL, 0, &ret),
+		     -ETIMEDOUT);
 	cr_assert(strstr(attach_proc__error(p), "did not return"), "%s", attach_proc__error(p));
 	cr_assert_eq(attach_proc__call_sym(p, c.pid, "libc.so", "getppid", NULL, 0, &ret), 0);
 	cr_assert_eq(ret, (uint64_t)getpid());
@@ -276,8 +279,8 @@ static void foreign_signals(int use_stub)
 	sender = test_fork();
 	if (sender == 0) {
 		usleep(50000);
-		kill(target, SIGRTMIN + 1);                          /* process-directed */
-		syscall(SYS_tgkill, target, target, SIGRTMIN + 1);  /* to the calling thread */
+		kill(target, SIGRTMIN + 1);                        /* process-directed */
+		syscall(SYS_tgkill, target, target, SIGRTMIN + 1); /* to the calling thread */
 		/* A synchronous-type signal is never blocked by the call: it
 		 * stops the call as a foreign signal-delivery-stop. */
 		syscall(SYS_tgkill, target, target, SIGBUS);
@@ -285,8 +288,8 @@ static void foreign_signals(int use_stub)
 	}
 	/* usleep(300 ms) in the main thread while the sender fires. */
 	cr_assert_eq(attach_proc__call_sym(p, c.pid, "libc.so", "usleep",
-					   &(struct attach_arg){ .value = 300000 }, 1, &ret), 0,
-		     "%s", attach_proc__error(p));
+					   &(struct attach_arg){ .value = 300000 }, 1, &ret),
+		     0, "%s", attach_proc__error(p));
 	cr_assert_eq(ret, 0, "usleep returned %lld (signals must be blocked during the call)",
 		     (long long)ret);
 	waitpid(sender, NULL, 0);
@@ -310,8 +313,10 @@ Test(attach_call, argument_errors)
 	cr_assert_eq(attach_proc__seize_all(p), 0);
 	cr_assert_eq(attach_proc__call(p, c.pid, 0x1000, args, 7, &ret), -EINVAL);
 	cr_assert_eq(attach_proc__call(p, 1, 0x1000, NULL, 0, &ret), -EINVAL);
-	cr_assert_eq(attach_proc__call_sym(p, c.pid, "libc.so", "no_such_fn", NULL, 0, &ret), -ENOENT);
-	cr_assert_eq(attach_proc__call_sym(p, c.pid, "libnope.so", "getpid", NULL, 0, &ret), -ENOENT);
+	cr_assert_eq(attach_proc__call_sym(p, c.pid, "libc.so", "no_such_fn", NULL, 0, &ret),
+		     -ENOENT);
+	cr_assert_eq(attach_proc__call_sym(p, c.pid, "libnope.so", "getpid", NULL, 0, &ret),
+		     -ENOENT);
 	attach_proc__close(p);
 	child_end(&c);
 }
@@ -391,7 +396,8 @@ Test(attach_call, compat_32bit_process_refused)
 	snprintf(prog, sizeof(prog), "%s/m32", dir);
 	snprintf(cmd, sizeof(cmd),
 		 "cd %s && printf '.globl _start\\n_start:\\n1: pause\\n jmp 1b\\n' > m.S &&"
-		 " cc -m32 -nostdlib -static -o m32 m.S 2>/dev/null", dir);
+		 " cc -m32 -nostdlib -static -o m32 m.S 2>/dev/null",
+		 dir);
 	if (system(cmd) != 0) {
 		snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
 		cr_assert_eq(system(cmd), 0);
@@ -419,8 +425,9 @@ Test(attach_call, compat_32bit_process_refused)
 		cr_assert_eq(system(cmd), 0);
 		cr_assert_eq(n, (ssize_t)sizeof(err), "exec probe: short report from the child");
 		if (err == ENOEXEC)
-			cr_skip_test("this kernel cannot run 32-bit programs (exec: %s; no IA32 emulation)",
-				     strerror(err));
+			cr_skip_test(
+				"this kernel cannot run 32-bit programs (exec: %s; no IA32 emulation)",
+				strerror(err));
 		cr_assert_fail("exec of the 32-bit program failed: %s", strerror(err));
 	}
 	for (i = 0; i < 1000; i++) { /* until /proc shows the new image */
@@ -434,7 +441,8 @@ Test(attach_call, compat_32bit_process_refused)
 	cr_assert_eq(attach_proc__find_elf(p, NULL, &exe), 0, "%s", attach_proc__error(p));
 	cr_assert_eq(strlen(attach_elf__build_id(exe)), 40);
 	cr_assert_eq(attach_proc__seize_all(p), 0, "%s", attach_proc__error(p));
-	cr_assert_eq(attach_proc__call(p, pid, 0x1000, NULL, 0, &ret), -ENOEXEC, "%s", attach_proc__error(p));
+	cr_assert_eq(attach_proc__call(p, pid, 0x1000, NULL, 0, &ret), -ENOEXEC, "%s",
+		     attach_proc__error(p));
 	cr_assert(strstr(attach_proc__error(p), "32-bit"), "%s", attach_proc__error(p));
 	cr_assert_eq(attach_proc__release_all(p), 0);
 	attach_proc__close(p);

@@ -48,7 +48,7 @@ Test(attach_cmdline, empty_and_interpreter_only)
 {
 	no_script("", 0);
 	no_script(CMD("python3.11\0"));
-	no_script(CMD("python3.11"));   /* NUL-less */
+	no_script(CMD("python3.11")); /* NUL-less */
 }
 
 Test(attach_cmdline, plain_script)
@@ -69,11 +69,11 @@ Test(attach_cmdline, module_and_command_have_no_script)
 	no_script(CMD("python3\0-mpkg\0"));
 	no_script(CMD("python3\0-c\0print(1)\0"));
 	no_script(CMD("python3\0-cprint(1)\0"));
-	no_script(CMD("python3\0-Bc\0import app\0"));   /* clustered: -B -c */
+	no_script(CMD("python3\0-Bc\0import app\0")); /* clustered: -B -c */
 	no_script(CMD("python3\0-u\0-m\0app\0"));
-	no_script(CMD("python3\0-\0"));                /* stdin */
-	no_script(CMD("python3\0-i\0"));               /* a REPL */
-	no_script(CMD("python3\0\0"));                 /* "" is no file */
+	no_script(CMD("python3\0-\0"));  /* stdin */
+	no_script(CMD("python3\0-i\0")); /* a REPL */
+	no_script(CMD("python3\0\0"));   /* "" is no file */
 }
 
 Test(attach_cmdline, interpreter_flags_are_skipped)

@@ -46,7 +46,8 @@ Test(attach_mem, read_write_roundtrip)
 	cr_assert_eq(attach_proc__read(p, (uint64_t)(uintptr_t)&shared_word, &w, 8), 0);
 	cr_assert_eq(w, 0x1122334455667788ull);
 	cr_assert_eq(attach_proc__write(p, (uint64_t)(uintptr_t)shared_buf, "written by the parent",
-					22), 0);
+					22),
+		     0);
 	w = 42;
 	cr_assert_eq(attach_proc__write(p, (uint64_t)(uintptr_t)&shared_word, &w, 8), 0);
 	/* Read back what we wrote. */
@@ -126,8 +127,8 @@ Test(attach_mem, maps_and_pie_symbol_bias)
 	cr_assert(strstr(attach_elf__path(exe), "test_attach_mem"));
 	/* PIE: the bias is the random load address, not 0. */
 	cr_assert_neq(attach_elf__bias(exe), 0);
-	cr_assert_eq(attach_elf__symbol(exe, "attach_test_marker", &addr, &size), 0,
-		     "%s", attach_proc__error(p));
+	cr_assert_eq(attach_elf__symbol(exe, "attach_test_marker", &addr, &size), 0, "%s",
+		     attach_proc__error(p));
 	cr_assert_eq(addr, (uint64_t)(uintptr_t)&attach_test_marker);
 	cr_assert_gt(size, 0);
 	cr_assert_eq(attach_elf__symbol(exe, "no_such_symbol_xyz", &addr, NULL), -ENOENT);
@@ -188,7 +189,8 @@ static void end(pid_t pid)
 
 Test(attach_mem, python_build_id_debug_file_and_runtime)
 {
-	const char *const argv[] = { "/usr/bin/python3.11", "-c", "import time; time.sleep(30)", NULL };
+	const char *const argv[] = { "/usr/bin/python3.11", "-c", "import time; time.sleep(30)",
+				     NULL };
 	pid_t pid = spawn(argv);
 	struct attach_proc *p;
 	struct attach_elf *exe;
@@ -201,8 +203,10 @@ Test(attach_mem, python_build_id_debug_file_and_runtime)
 	cr_assert_str_eq(attach_elf__path(exe), "/usr/bin/python3.11");
 	cr_assert_str_eq(attach_elf__build_id(exe), "c561f3aa7232f2bd6ac6d56bd475f1c154a00486");
 	cr_assert_eq(attach_elf__debug_file(exe, &dbg), 0, "%s", attach_proc__error(p));
-	cr_assert(strstr(dbg, "/usr/lib/debug/.build-id/c5/61f3aa7232f2bd6ac6d56bd475f1c154a00486.debug"),
-		  "%s", dbg);
+	cr_assert(
+		strstr(dbg,
+		       "/usr/lib/debug/.build-id/c5/61f3aa7232f2bd6ac6d56bd475f1c154a00486.debug"),
+		"%s", dbg);
 	/* Py_Version is exported: reading it through the symbol proves the
 	 * address (bias included) is right. */
 	cr_assert_eq(attach_elf__symbol(exe, "Py_Version", &addr, NULL), 0);
@@ -228,7 +232,8 @@ Test(attach_mem, pyenv_libpython_has_its_own_dwarf)
 		cr_skip_test("no pyenv 3.11.7 on this machine");
 	pid = spawn(argv);
 	cr_assert_eq(attach_proc__open(pid, &p), 0);
-	cr_assert_eq(attach_proc__find_elf(p, "libpython3.11", &lib), 0, "%s", attach_proc__error(p));
+	cr_assert_eq(attach_proc__find_elf(p, "libpython3.11", &lib), 0, "%s",
+		     attach_proc__error(p));
 	cr_assert_neq(attach_elf__bias(lib), 0);
 	cr_assert_eq(attach_elf__symbol(lib, "Py_Version", &addr, NULL), 0);
 	cr_assert_eq(attach_proc__read(p, addr, &ver, sizeof(ver)), 0);
@@ -253,11 +258,12 @@ Test(attach_mem, debuglink_with_crc)
 	cr_assert(mkdtemp(dir));
 	snprintf(prog, sizeof(prog), "%s/prog", dir);
 	snprintf(dbgf, sizeof(dbgf), "%s/prog.debug", dir);
-	snprintf(cmd, sizeof(cmd),
-		 "cd %s && printf 'int main(void){for(;;)__asm__ volatile(\"pause\");}\\n' > p.c &&"
-		 " cc -g -Wl,--build-id=none -o prog p.c && objcopy --only-keep-debug prog prog.debug &&"
-		 " strip --strip-debug prog && objcopy --add-gnu-debuglink=prog.debug prog",
-		 dir);
+	snprintf(
+		cmd, sizeof(cmd),
+		"cd %s && printf 'int main(void){for(;;)__asm__ volatile(\"pause\");}\\n' > p.c &&"
+		" cc -g -Wl,--build-id=none -o prog p.c && objcopy --only-keep-debug prog prog.debug &&"
+		" strip --strip-debug prog && objcopy --add-gnu-debuglink=prog.debug prog",
+		dir);
 	cr_assert_eq(system(cmd), 0);
 	{
 		const char *const argv[] = { prog, NULL };
@@ -305,14 +311,21 @@ Test(attach_mem, parsers)
 {
 	struct attach_map m;
 	size_t plen;
-	const char *l1 = "7f0000001000-7f0000002000 r-xp 00001000 08:01 123456     /usr/lib/x y.so (deleted)";
+	const char *l1 =
+		"7f0000001000-7f0000002000 r-xp 00001000 08:01 123456     /usr/lib/x y.so (deleted)";
 	const char *l2 = "7ffc0000-7ffc1000 rw-p 00000000 00:00 0 ";
-	const char *bad[] = { "", "zz-10 r-xp 0 0:0 0", "10-5 r-xp 0 0:0 0", "1-2 rwxq 0 0:0 0",
-			      "1-2 r-xp 0 0:0", "1-2 r-xp 0 0:0 x", "11111111111111111-2 r-xp 0 0:0 0" };
+	const char *bad[] = { "",
+			      "zz-10 r-xp 0 0:0 0",
+			      "10-5 r-xp 0 0:0 0",
+			      "1-2 rwxq 0 0:0 0",
+			      "1-2 r-xp 0 0:0",
+			      "1-2 r-xp 0 0:0 x",
+			      "11111111111111111-2 r-xp 0 0:0 0" };
 	size_t i;
 	char hex[64];
 	/* A GNU build-id note: namesz 4, descsz 4, type 3, "GNU\0", desc. */
-	const uint8_t note[] = { 4, 0, 0, 0, 4, 0, 0, 0, 3, 0, 0, 0, 'G', 'N', 'U', 0, 0xde, 0xad, 0xbe, 0xef };
+	const uint8_t note[] = { 4, 0, 0,   0,   4,   0, 0,    0,    3,    0,
+				 0, 0, 'G', 'N', 'U', 0, 0xde, 0xad, 0xbe, 0xef };
 	const uint8_t link[] = { 'a', '.', 'd', 'e', 'b', 'u', 'g', 0, 0x78, 0x56, 0x34, 0x12 };
 	const char *name;
 	size_t nlen;
@@ -327,12 +340,13 @@ Test(attach_mem, parsers)
 	cr_assert_eq(attach_maps__parse_line(l2, l2 + strlen(l2), &m, &plen), 0);
 	cr_assert_eq(plen, 0);
 	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
-		cr_assert_eq(attach_maps__parse_line(bad[i], bad[i] + strlen(bad[i]), &m, &plen), -EINVAL,
-			     "accepted %s", bad[i]);
+		cr_assert_eq(attach_maps__parse_line(bad[i], bad[i] + strlen(bad[i]), &m, &plen),
+			     -EINVAL, "accepted %s", bad[i]);
 
 	cr_assert_eq(attach_elf__parse_build_id(note, note + sizeof(note), hex, sizeof(hex)), 0);
 	cr_assert_str_eq(hex, "deadbeef");
-	cr_assert_eq(attach_elf__parse_build_id(note, note + sizeof(note) - 1, hex, sizeof(hex)), -EINVAL);
+	cr_assert_eq(attach_elf__parse_build_id(note, note + sizeof(note) - 1, hex, sizeof(hex)),
+		     -EINVAL);
 	cr_assert_eq(attach_elf__parse_build_id(note, note + sizeof(note), hex, 8), -ENOSPC);
 	cr_assert_eq(attach_elf__parse_debuglink(link, link + sizeof(link), &name, &nlen, &crc), 0);
 	cr_assert_eq(nlen, 7);
@@ -378,9 +392,11 @@ Test(attach_mem, read_str_at_mapping_end)
 	cr_assert_str_eq(buf, "tail!");
 	/* a plain read of the same size runs into the unmapped page */
 	cr_assert_eq(attach_proc__read(p, (uint64_t)(uintptr_t)addr, buf, sizeof(buf)), -EFAULT);
-	cr_assert_eq(attach_proc__read_str(p, (uint64_t)(uintptr_t)addr, small, sizeof(small)), -ERANGE);
+	cr_assert_eq(attach_proc__read_str(p, (uint64_t)(uintptr_t)addr, small, sizeof(small)),
+		     -ERANGE);
 	cr_assert_str_eq(small, "tai");
-	cr_assert_eq(attach_proc__read_str(p, (uint64_t)(uintptr_t)addr - 100, buf, sizeof(buf)), -ERANGE);
+	cr_assert_eq(attach_proc__read_str(p, (uint64_t)(uintptr_t)addr - 100, buf, sizeof(buf)),
+		     -ERANGE);
 	cr_assert_eq(attach_proc__read_str(p, 16, buf, sizeof(buf)), -EFAULT);
 	attach_proc__close(p);
 	kill(pid, SIGKILL);

@@ -171,7 +171,8 @@ Test(attach_seize, already_traced_is_ebusy)
 	cr_assert_eq(read(sync[0], &b, 1), 1);
 	cr_assert_eq(attach_proc__open(c.pid, &p), 0);
 	cr_assert_eq(attach_proc__seize_all(p), -EBUSY);
-	cr_assert(strstr(attach_proc__error(p), "already traced by pid"), "%s", attach_proc__error(p));
+	cr_assert(strstr(attach_proc__error(p), "already traced by pid"), "%s",
+		  attach_proc__error(p));
 	cr_assert_not(attach_proc__is_seized(p));
 	{
 		char want[32];
@@ -352,8 +353,8 @@ Test(attach_seize, exit_during_seize_is_esrch)
 		while (err == 0 && n++ < 100000) {
 			err = attach_proc__seize_all(p);
 			if (err == 0) {
-				int e = attach_proc__call_sym(p, attach_proc__thread(p, 0), "libc.so",
-							      "getpid", NULL, 0, &ret);
+				int e = attach_proc__call_sym(p, attach_proc__thread(p, 0),
+							      "libc.so", "getpid", NULL, 0, &ret);
 				cr_assert(e == 0 || e == -ESRCH || e == -ENOENT, "call: %d %s", e,
 					  attach_proc__error(p));
 				err = attach_proc__release_all(p);
@@ -362,7 +363,8 @@ Test(attach_seize, exit_during_seize_is_esrch)
 			}
 		}
 		cr_assert_eq(err, -ESRCH, "seize: %d %s", err, attach_proc__error(p));
-		cr_assert(strstr(attach_proc__error(p), "exit") || strstr(attach_proc__error(p), "no such"),
+		cr_assert(strstr(attach_proc__error(p), "exit") ||
+				  strstr(attach_proc__error(p), "no such"),
 			  "%s", attach_proc__error(p));
 		attach_proc__close(p);
 		child_end(&c);

@@ -14,8 +14,10 @@
 
 static struct spec spec(const char *qualname, const char *file, const char *code_id)
 {
-	return (struct spec){ .qualname = (char *)qualname, .file = (char *)file,
-			      .code_id = (char *)code_id, .verdict = STORE_OK };
+	return (struct spec){ .qualname = (char *)qualname,
+			      .file = (char *)file,
+			      .code_id = (char *)code_id,
+			      .verdict = STORE_OK };
 }
 
 Test(heal_specs, applies_to_its_own_function_and_identity)
@@ -24,7 +26,8 @@ Test(heal_specs, applies_to_its_own_function_and_identity)
 	cr_assert(heal_spec__for(&s, "Loader.load", "/srv/app.py"));
 	cr_assert(heal_spec__applies(&s, "Loader.load", "/srv/app.py", "fnv64:00000000000000aa"));
 	/* Another identity: the source changed, or another guard comes first. */
-	cr_assert_not(heal_spec__applies(&s, "Loader.load", "/srv/app.py", "fnv64:00000000000000ab"));
+	cr_assert_not(
+		heal_spec__applies(&s, "Loader.load", "/srv/app.py", "fnv64:00000000000000ab"));
 	/* Same name elsewhere. */
 	cr_assert_not(heal_spec__for(&s, "Loader.load", "/srv/other.py"));
 	cr_assert_not(heal_spec__for(&s, "Loader.loads", "/srv/app.py"));
@@ -35,9 +38,9 @@ Test(heal_specs, done_or_stale_specs_do_not_apply)
 {
 	struct spec s = spec("f", "/srv/app.py", "fnv64:1");
 	s.verdict = STORE_V_STALE;
-	cr_assert(heal_spec__for(&s, "f", "/srv/app.py"));   /* still reported for f */
+	cr_assert(heal_spec__for(&s, "f", "/srv/app.py")); /* still reported for f */
 	cr_assert_not(heal_spec__applies(&s, "f", "/srv/app.py", "fnv64:1"));
-	s.verdict = STORE_V_EXPIRED;   /* taken, then reported expired */
+	s.verdict = STORE_V_EXPIRED; /* taken, then reported expired */
 	cr_assert(heal_spec__applies(&s, "f", "/srv/app.py", "fnv64:1"));
 	s.done = true;
 	cr_assert_not(heal_spec__for(&s, "f", "/srv/app.py"));
@@ -67,7 +70,9 @@ Test(heal_specs, wanted_for_the_function_and_code_nested_in_it)
 
 static int rm_one(const char *p, const struct stat *st, int flag, struct FTW *f)
 {
-	(void)st; (void)flag; (void)f;
+	(void)st;
+	(void)flag;
+	(void)f;
 	return remove(p);
 }
 
@@ -81,10 +86,20 @@ static void add(struct store *st, const char *name, const char *program, const c
 		const char *qualname)
 {
 	struct store_patch p = {
-		.name = name, .guard = "key_guard", .module = "app", .qualname = qualname,
-		.file = "/srv/app.py", .first_line = 3, .line = 5, .target = "d[\"k\"]",
-		.fallback = "None", .anchor_offset = 12, .anchor_window = "fnv64:0000000000000001",
-		.code_id = "fnv64:0000000000000002", .program = program, .python_version = pyver,
+		.name = name,
+		.guard = "key_guard",
+		.module = "app",
+		.qualname = qualname,
+		.file = "/srv/app.py",
+		.first_line = 3,
+		.line = 5,
+		.target = "d[\"k\"]",
+		.fallback = "None",
+		.anchor_offset = 12,
+		.anchor_window = "fnv64:0000000000000001",
+		.code_id = "fnv64:0000000000000002",
+		.program = program,
+		.python_version = pyver,
 	};
 	cr_assert_eq(store__add(st, &p), 0, "%s", store__error(st));
 }
@@ -113,7 +128,8 @@ Test(heal_specs, copied_from_the_store_for_one_program_and_python)
 		cr_assert_eq(v[i].anchor, 12);
 		cr_assert_eq(v[i].first_line, 3);
 		cr_assert_str_eq(v[i].window, "fnv64:0000000000000001");
-		cr_assert_eq(v[i].verdict, strcmp(v[i].name, "stale") == 0 ? STORE_V_STALE : STORE_OK);
+		cr_assert_eq(v[i].verdict,
+			     strcmp(v[i].name, "stale") == 0 ? STORE_V_STALE : STORE_OK);
 		cr_assert_not(v[i].done);
 	}
 	heal_specs__free(v, n);

@@ -61,19 +61,26 @@ static void build(struct world *w)
 	mock_put64(m, w->sm_type, m->off.tp_dict, mock_dict(m, &k1, &w->descr, 1, 1, 0));
 	w->sm = mock_obj(m, w->sm_type, 32);
 	mock_put64(m, w->sm, 16, w->fn);
-	uint64_t ks[2] = {mock_str(m, "run"), mock_str(m, "helper")};
-	uint64_t vs[2] = {w->fn, w->sm};
+	uint64_t ks[2] = { mock_str(m, "run"), mock_str(m, "helper") };
+	uint64_t vs[2] = { w->fn, w->sm };
 	w->cls = mock_obj(m, m->types.type_type, 1024);
 	put_flags(m, w->cls, INSPECT_TPFLAGS_HEAPTYPE | INSPECT_TPFLAGS_READY);
 	mock_put64(m, w->cls, m->off.tp_dict, mock_dict(m, ks, vs, 2, 1, 0));
 	/* A metaclass (a subclass of type) and a class made with it. */
 	w->meta = mock_obj(m, m->types.type_type, 1024);
-	put_flags(m, w->meta, INSPECT_TPFLAGS_TYPE_SUBCLASS | INSPECT_TPFLAGS_HEAPTYPE | INSPECT_TPFLAGS_READY);
+	put_flags(m, w->meta,
+		  INSPECT_TPFLAGS_TYPE_SUBCLASS | INSPECT_TPFLAGS_HEAPTYPE | INSPECT_TPFLAGS_READY);
 }
 
 static struct world w;
-static void setup(void) { build(&w); }
-static void teardown(void) { mock_fini(&w.m); }
+static void setup(void)
+{
+	build(&w);
+}
+static void teardown(void)
+{
+	mock_fini(&w.m);
+}
 TestSuite(inspect_class, .init = setup, .fini = teardown);
 
 Test(inspect_class, classes_and_their_dicts)
@@ -135,17 +142,23 @@ Test(inspect_class, implausible_descriptors_are_refused)
 {
 	struct mock *m = &w.m;
 	uint64_t got = 0;
-	struct { const char *name; int32_t kind; int64_t off; } bad[] = {
-		{"__wrapped__", 6, 16},   /* another row than the one asked for */
-		{"__func__", 1, 16},      /* T_INT, not an object slot */
-		{"__func__", 6, 8},       /* inside the header: ob_type */
-		{"__func__", 6, 20},      /* misaligned */
-		{"__func__", 6, 32},      /* past tp_basicsize */
-		{"__func__", 6, -16},
+	struct {
+		const char *name;
+		int32_t kind;
+		int64_t off;
+	} bad[] = {
+		{ "__wrapped__", 6, 16 }, /* another row than the one asked for */
+		{ "__func__", 1, 16 },    /* T_INT, not an object slot */
+		{ "__func__", 6, 8 },     /* inside the header: ob_type */
+		{ "__func__", 6, 20 },    /* misaligned */
+		{ "__func__", 6, 32 },    /* past tp_basicsize */
+		{ "__func__", 6, -16 },
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-		mock_put64(m, w.descr, m->off.md_member, member_def(m, bad[i].name, bad[i].kind, bad[i].off));
-		cr_expect_eq(inspect_object__member(&m->reader, w.sm, "__func__", &got), -EINVAL, "row %zu", i);
+		mock_put64(m, w.descr, m->off.md_member,
+			   member_def(m, bad[i].name, bad[i].kind, bad[i].off));
+		cr_expect_eq(inspect_object__member(&m->reader, w.sm, "__func__", &got), -EINVAL,
+			     "row %zu", i);
 	}
 	mock_put64(m, w.descr, m->off.md_member, w.row);
 	cr_expect_eq(inspect_object__member(&m->reader, w.sm, "__func__", &got), 0);
@@ -208,7 +221,7 @@ static pid_t start(const char *py, unsigned long long *ids)
 		_exit(127);
 	}
 	close(out[1]);
-	close(in[0]);   /* the write end stays open in us until exit: stdin blocks */
+	close(in[0]); /* the write end stays open in us until exit: stdin blocks */
 	FILE *f = fdopen(out[0], "r");
 	int n = 0;
 	for (int i = 0; i < NIDS; i++)
@@ -218,12 +231,14 @@ static pid_t start(const char *py, unsigned long long *ids)
 	return child;
 }
 
-static void check_reader(const char *what, const struct inspect_reader *r, const unsigned long long *ids)
+static void check_reader(const char *what, const struct inspect_reader *r,
+			 const unsigned long long *ids)
 {
 	uint64_t flags = 0, dict = 0, got = 0;
 	cr_assert_eq(inspect_type__check(r, ids[K], &flags), 0, "%s", what);
 	cr_expect(flags & INSPECT_TPFLAGS_HEAPTYPE, "%s", what);
-	cr_expect_eq(inspect_type__check(r, ids[MM], NULL), 0, "%s: class made by a metaclass", what);
+	cr_expect_eq(inspect_type__check(r, ids[MM], NULL), 0, "%s: class made by a metaclass",
+		     what);
 	cr_expect_eq(inspect_type__check(r, ids[INT], &flags), 0, "%s: int", what);
 	cr_expect(!(flags & INSPECT_TPFLAGS_HEAPTYPE), "%s: int is static", what);
 	cr_expect_eq(inspect_type__check(r, ids[INST], NULL), -EINVAL, "%s: an instance", what);
@@ -252,7 +267,7 @@ static void check_reader(const char *what, const struct inspect_reader *r, const
 static void live(const char *py, enum inspect_source want)
 {
 	unsigned long long ids[NIDS];
-	if (access(py, X_OK) != 0)   /* pyenv and the debug build are optional */
+	if (access(py, X_OK) != 0) /* pyenv and the debug build are optional */
 		cr_skip_test("no %s on this machine", py);
 	pid_t child = start(py, ids);
 	char err[512], cache[] = "/tmp/suture-class-cache-XXXXXX";

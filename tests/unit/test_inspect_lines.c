@@ -40,7 +40,8 @@ static void check(const uint8_t *lt, size_t ltlen, const int *lines, size_t n, i
 		int line = -2;
 		cr_assert_eq(inspect_linetable__line(lt, lt + ltlen, first, (int32_t)u, &line), 0,
 			     "unit %zu", u);
-		cr_expect_eq(line, lines[u], "unit %zu: line %d, python says %d", u, line, lines[u]);
+		cr_expect_eq(line, lines[u], "unit %zu: line %d, python says %d", u, line,
+			     lines[u]);
 	}
 	int line;
 	/* Past the end of the table, and a frame that has not started. */
@@ -49,12 +50,22 @@ static void check(const uint8_t *lt, size_t ltlen, const int *lines, size_t n, i
 	cr_expect_eq(line, first);
 }
 
-#define CHECK(name) check(lt_##name, sizeof(lt_##name), lines_##name, \
-			  sizeof(lines_##name) / sizeof(int), first_##name)
+#define CHECK(name)                                                                           \
+	check(lt_##name, sizeof(lt_##name), lines_##name, sizeof(lines_##name) / sizeof(int), \
+	      first_##name)
 
-Test(inspect_lines, function_with_try_and_multiline_return) { CHECK(f); }
-Test(inspect_lines, list_comprehension) { CHECK(listcomp); }
-Test(inspect_lines, long_function) { CHECK(g); }
+Test(inspect_lines, function_with_try_and_multiline_return)
+{
+	CHECK(f);
+}
+Test(inspect_lines, list_comprehension)
+{
+	CHECK(listcomp);
+}
+Test(inspect_lines, long_function)
+{
+	CHECK(g);
+}
 
 Test(inspect_lines, truncated_and_garbage_tables_fail)
 {
@@ -83,17 +94,19 @@ Test(inspect_lines, truncated_and_garbage_tables_fail)
 		int r = inspect_linetable__line(lt_f, lt_f + cut, first_f, 40, &line);
 		if (cut >= entry_end && (lt_f[cut] & 0x80)) {
 			cr_expect_eq(r, 0, "cut %zu: whole entries, unit covered, got %d", cut, r);
-			cr_expect_eq(line, lines_f[40], "cut %zu: line %d, python says %d", cut, line, lines_f[40]);
+			cr_expect_eq(line, lines_f[40], "cut %zu: line %d, python says %d", cut,
+				     line, lines_f[40]);
 		} else {
-			cr_expect_eq(r, -EINVAL, "cut %zu (unit 40's entry ends at %zu): got %d, line %d",
-				     cut, entry_end, r, line);
+			cr_expect_eq(r, -EINVAL,
+				     "cut %zu (unit 40's entry ends at %zu): got %d, line %d", cut,
+				     entry_end, r, line);
 		}
 	}
-	static const uint8_t bad[] = {0x00, 0x01};   /* no entry-start bit */
+	static const uint8_t bad[] = { 0x00, 0x01 }; /* no entry-start bit */
 	cr_expect_eq(inspect_linetable__line(bad, bad + 2, 1, 0, &line), -EINVAL);
-	static const uint8_t cut[] = {0xf0, 0x41};   /* long form, varint never ends */
+	static const uint8_t cut[] = { 0xf0, 0x41 }; /* long form, varint never ends */
 	cr_expect_eq(inspect_linetable__line(cut, cut + 2, 1, 0, &line), -EINVAL);
-	static const uint8_t none[] = {0xf8};       /* code 15: no location */
+	static const uint8_t none[] = { 0xf8 }; /* code 15: no location */
 	cr_expect_eq(inspect_linetable__line(none, none + 1, 1, 0, &line), 0);
 	cr_expect_eq(line, -1);
 }

@@ -61,8 +61,9 @@ static void start(void)
 	}
 	close(fds[1]);
 	FILE *f = fdopen(fds[0], "r");
-	cr_assert_eq(fscanf(f, "%llu %llu %llu %d", &gen_addr, &code_addr, &worker_tid, &acquire_line), 4,
-		     "no ready line from python");
+	cr_assert_eq(fscanf(f, "%llu %llu %llu %d", &gen_addr, &code_addr, &worker_tid,
+			    &acquire_line),
+		     4, "no ready line from python");
 	fclose(f);
 }
 
@@ -79,7 +80,7 @@ TestSuite(inspect_live, .init = start, .fini = stop, .timeout = 60);
 static char *repr(struct inspect_proc *ip, uint64_t addr)
 {
 	static char buf[256];
-	struct inspect_str s = {0};
+	struct inspect_str s = { 0 };
 	cr_assert_eq(inspect_value__repr(inspect_proc__reader(ip), addr, NULL, &s), 0);
 	snprintf(buf, sizeof(buf), "%s", s.p);
 	inspect_str__free(&s);
@@ -130,8 +131,8 @@ Test(inspect_live, threads_frames_code_and_generators)
 	uint64_t slots[4];
 	cr_assert_eq(inspect_frame__slots(ip, &f, 0, 4, slots), 0);
 	cr_expect_eq(inspect_frame__slots(ip, &f, 2, 3, slots), -EINVAL);
-	const char *want[4] = {"3", "'four'", "'abc'", "(3, 'four')"};
-	const char *names[4] = {"a", "b", "s", "t"};
+	const char *want[4] = { "3", "'four'", "'abc'", "(3, 'four')" };
+	const char *names[4] = { "a", "b", "s", "t" };
 	for (int i = 0; i < 4; i++) {
 		char name[32];
 		uint8_t kind;
@@ -190,7 +191,8 @@ Test(inspect_live, open_errors)
 {
 	struct inspect_proc *ip = (void *)1;
 	char err[512];
-	cr_expect_eq(inspect_proc__open(getpid(), NULL, &ip, err, sizeof(err)), -ENOEXEC, "%s", err);
+	cr_expect_eq(inspect_proc__open(getpid(), NULL, &ip, err, sizeof(err)), -ENOEXEC, "%s",
+		     err);
 	cr_expect_null(ip);
 	cr_expect(strstr(err, "not a Python process") != NULL, "%s", err);
 	inspect_proc__close(NULL);

@@ -33,7 +33,10 @@ static inline int mock_read(void *ctx, uint64_t addr, void *buf, size_t len)
 	return 0;
 }
 
-static uint8_t *mock_at(struct mock *m, uint64_t addr) { return m->mem + (addr - MOCK_BASE); }
+static uint8_t *mock_at(struct mock *m, uint64_t addr)
+{
+	return m->mem + (addr - MOCK_BASE);
+}
 
 static inline uint64_t mock_alloc(struct mock *m, size_t n)
 {
@@ -49,7 +52,10 @@ static inline void mock_put(struct mock *m, uint64_t addr, int64_t off, const vo
 {
 	memcpy(mock_at(m, addr + (uint64_t)off), v, n);
 }
-static inline void mock_put64(struct mock *m, uint64_t addr, int64_t off, uint64_t v) { mock_put(m, addr, off, &v, 8); }
+static inline void mock_put64(struct mock *m, uint64_t addr, int64_t off, uint64_t v)
+{
+	mock_put(m, addr, off, &v, 8);
+}
 
 static inline uint64_t mock_cstr(struct mock *m, const char *s)
 {
@@ -104,10 +110,14 @@ static inline void mock_init(struct mock *m)
 	m->reader.types = &m->types;
 }
 
-static inline void mock_fini(struct mock *m) { free(m->mem); }
+static inline void mock_fini(struct mock *m)
+{
+	free(m->mem);
+}
 
 /* Set a bitfield given its bit position from the object's start. */
-static inline void mock_bits(struct mock *m, uint64_t obj, int64_t bitpos, unsigned nbits, uint32_t v)
+static inline void mock_bits(struct mock *m, uint64_t obj, int64_t bitpos, unsigned nbits,
+			     uint32_t v)
 {
 	uint8_t *p = mock_at(m, obj);
 	for (unsigned i = 0; i < nbits; i++) {
@@ -115,7 +125,7 @@ static inline void mock_bits(struct mock *m, uint64_t obj, int64_t bitpos, unsig
 		if (v >> i & 1)
 			p[b / 8] |= (uint8_t)(1u << (b % 8));
 		else
-			p[b / 8] &= (uint8_t)~(1u << (b % 8));
+			p[b / 8] &= (uint8_t) ~(1u << (b % 8));
 	}
 }
 
@@ -219,7 +229,8 @@ static inline uint64_t mock_list(struct mock *m, const uint64_t *items, size_t n
 }
 
 /* A dict: kind 0 (general) or 1 (unicode keys); split: values array apart. */
-static inline uint64_t mock_dict(struct mock *m, const uint64_t *k, const uint64_t *v, size_t n, int kind, int split)
+static inline uint64_t mock_dict(struct mock *m, const uint64_t *k, const uint64_t *v, size_t n,
+				 int kind, int split)
 {
 	uint8_t log2 = 3;
 	while (((size_t)1 << log2) * 2 < n * 3 + 1)
@@ -229,7 +240,7 @@ static inline uint64_t mock_dict(struct mock *m, const uint64_t *k, const uint64
 	int64_t koff = kind == 0 ? m->off.dke_key : m->off.dku_key;
 	int64_t voff = kind == 0 ? m->off.dke_value : m->off.dku_value;
 	uint64_t keys = mock_alloc(m, (size_t)m->off.dk_indices + ((size_t)1 << log2_index_bytes) +
-					     (size_t)esize * (n + 1));
+					      (size_t)esize * (n + 1));
 	uint8_t kd = (uint8_t)(split ? 2 : kind);
 	int64_t nent = (int64_t)n;
 	mock_put(m, keys, m->off.dk_log2_size, &log2, 1);
@@ -254,11 +265,13 @@ static inline uint64_t mock_dict(struct mock *m, const uint64_t *k, const uint64
 	return d;
 }
 
-static inline uint64_t mock_set(struct mock *m, const uint64_t *k, size_t n, size_t slots, int frozen)
+static inline uint64_t mock_set(struct mock *m, const uint64_t *k, size_t n, size_t slots,
+				int frozen)
 {
 	uint64_t table = mock_alloc(m, (size_t)m->off.se_size * slots);
 	for (size_t i = 0; i < n; i++)
-		mock_put64(m, table + (i * 3 % slots) * (uint64_t)m->off.se_size, m->off.se_key, k[i]);
+		mock_put64(m, table + (i * 3 % slots) * (uint64_t)m->off.se_size, m->off.se_key,
+			   k[i]);
 	uint64_t s = mock_obj(m, frozen ? m->types.type_frozenset : m->types.type_set, 256);
 	int64_t used = 0, mask = (int64_t)slots - 1;
 	for (size_t i = 0; i < n; i++)

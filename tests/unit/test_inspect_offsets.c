@@ -27,19 +27,21 @@ static void load(const char *path, struct inspect_offsets *o)
 	cr_assert_eq(inspect_offsets__check(o, &missing), 0, "%s: missing %s", path, missing);
 }
 
-static void agree(const struct inspect_offsets *a, const char *an,
-		  const struct inspect_offsets *b, const char *bn)
+static void agree(const struct inspect_offsets *a, const char *an, const struct inspect_offsets *b,
+		  const char *bn)
 {
 	size_t n;
 	const struct inspect_field *f = inspect_offsets__fields(&n);
 	size_t shared = 0;
 	for (size_t i = 0; i < n; i++) {
-		int64_t x = inspect_offsets__get(a, f[i].slot), y = inspect_offsets__get(b, f[i].slot);
+		int64_t x = inspect_offsets__get(a, f[i].slot),
+			y = inspect_offsets__get(b, f[i].slot);
 		if (x < 0 || y < 0)
 			continue;
 		shared++;
-		cr_expect_eq(x, y, "%s: %s says %lld, %s says %lld", inspect_offsets__slot_name(f[i].slot),
-			     an, (long long)x, bn, (long long)y);
+		cr_expect_eq(x, y, "%s: %s says %lld, %s says %lld",
+			     inspect_offsets__slot_name(f[i].slot), an, (long long)x, bn,
+			     (long long)y);
 	}
 	cr_expect_geq(shared, n - 2, "only %zu of %zu fields shared", shared, n);
 }
@@ -149,8 +151,8 @@ Test(inspect_offsets, cache_round_trip_and_damage)
 		fseek(f, at, SEEK_SET);
 		fputc(c ^ 0x5a, f);
 		fclose(f);
-		cr_expect_eq(inspect_offsets__cache_load(sub, id, &back, &src), -EBADMSG, "byte %lld",
-			     (long long)at);
+		cr_expect_eq(inspect_offsets__cache_load(sub, id, &back, &src), -EBADMSG,
+			     "byte %lld", (long long)at);
 		f = fopen(path, "r+b");
 		fseek(f, at, SEEK_SET);
 		fputc(c, f);

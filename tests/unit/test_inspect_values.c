@@ -9,15 +9,21 @@
 
 static struct mock m;
 
-static void setup(void) { mock_init(&m); }
-static void teardown(void) { mock_fini(&m); }
+static void setup(void)
+{
+	mock_init(&m);
+}
+static void teardown(void)
+{
+	mock_fini(&m);
+}
 
 TestSuite(inspect_values, .init = setup, .fini = teardown);
 
 static char *repr_lim(uint64_t addr, const struct inspect_limits *lim)
 {
 	static char out[8192];
-	struct inspect_str s = {0};
+	struct inspect_str s = { 0 };
 	cr_assert_eq(inspect_value__repr(&m.reader, addr, lim, &s), 0);
 	cr_assert_not_null(s.p);
 	snprintf(out, sizeof(out), "%s", s.p);
@@ -25,7 +31,10 @@ static char *repr_lim(uint64_t addr, const struct inspect_limits *lim)
 	return out;
 }
 
-static char *repr(uint64_t addr) { return repr_lim(addr, NULL); }
+static char *repr(uint64_t addr)
+{
+	return repr_lim(addr, NULL);
+}
 
 Test(inspect_values, singletons)
 {
@@ -48,12 +57,13 @@ Test(inspect_values, small_ints)
 Test(inspect_values, big_ints)
 {
 	/* 2**100 = digits (30-bit): [0, 0, 0, 1 << 10] */
-	uint32_t d[4] = {0, 0, 0, 1u << 10};
+	uint32_t d[4] = { 0, 0, 0, 1u << 10 };
 	cr_expect_str_eq(repr(mock_long_digits(&m, d, 4, 0)), "1267650600228229401496703205376");
 	cr_expect_str_eq(repr(mock_long_digits(&m, d, 4, 1)), "-1267650600228229401496703205376");
 	/* 10**18 exactly crosses a base-10**9 limb: 10**18 = 0xDE0B6B3A7640000 */
 	uint64_t v = 1000000000000000000ull;
-	uint32_t e[3] = {(uint32_t)(v & 0x3fffffff), (uint32_t)(v >> 30 & 0x3fffffff), (uint32_t)(v >> 60)};
+	uint32_t e[3] = { (uint32_t)(v & 0x3fffffff), (uint32_t)(v >> 30 & 0x3fffffff),
+			  (uint32_t)(v >> 60) };
 	cr_expect_str_eq(repr(mock_long_digits(&m, e, 3, 0)), "1000000000000000000");
 	/* Too many digits: summarised, not decoded. */
 	static uint32_t many[300];
@@ -64,7 +74,7 @@ Test(inspect_values, big_ints)
 	snprintf(want, sizeof(want), "<int of 300 digits at 0x%llx>", (unsigned long long)big);
 	cr_expect_str_eq(repr(big), want);
 	/* A digit with bits above 30 is not an int CPython could make. */
-	uint32_t bad[2] = {1, 0x40000000};
+	uint32_t bad[2] = { 1, 0x40000000 };
 	uint64_t b = mock_long_digits(&m, bad, 2, 0);
 	snprintf(want, sizeof(want), "<invalid int at 0x%llx>", (unsigned long long)b);
 	cr_expect_str_eq(repr(b), want);
@@ -95,13 +105,16 @@ Test(inspect_values, strings_all_kinds)
 	cr_expect_str_eq(repr(mock_str(&m, "'\"")), "'\\'\"'");
 	cr_expect_str_eq(repr(mock_str(&m, "a\tb\nc\\")), "'a\\tb\\nc\\\\'");
 	cr_expect_str_eq(repr(mock_str(&m, "\x01\x7f")), "'\\x01\\x7f'");
-	cr_expect_str_eq(repr(mock_str(&m, "h\xc3\xa9llo")), "'h\xc3\xa9llo'");             /* latin-1 kind */
-	cr_expect_str_eq(repr(mock_str(&m, "\xe2\x98\x83")), "'\xe2\x98\x83'");             /* UCS-2 */
-	cr_expect_str_eq(repr(mock_str(&m, "\xf0\x9d\x84\x9e!")), "'\xf0\x9d\x84\x9e!'");  /* UCS-4 */
-	uint32_t sur[1] = {0xdc80};
+	cr_expect_str_eq(repr(mock_str(&m, "h\xc3\xa9llo")), "'h\xc3\xa9llo'"); /* latin-1 kind */
+	cr_expect_str_eq(repr(mock_str(&m, "\xe2\x98\x83")), "'\xe2\x98\x83'"); /* UCS-2 */
+	cr_expect_str_eq(repr(mock_str(&m, "\xf0\x9d\x84\x9e!")),
+			 "'\xf0\x9d\x84\x9e!'"); /* UCS-4 */
+	uint32_t sur[1] = { 0xdc80 };
 	cr_expect_str_eq(repr(mock_str_cps(&m, sur, 1)), "'\\udc80'");
 	char name[64];
-	cr_expect_eq(inspect_str__read(&m.reader, mock_str(&m, "f\xc3\xbcnf_\xce\xb4"), name, sizeof(name)), 0);
+	cr_expect_eq(inspect_str__read(&m.reader, mock_str(&m, "f\xc3\xbcnf_\xce\xb4"), name,
+				       sizeof(name)),
+		     0);
 	cr_expect_str_eq(name, "f\xc3\xbcnf_\xce\xb4");
 	cr_expect_eq(inspect_str__read(&m.reader, mock_long(&m, 3), name, sizeof(name)), -EINVAL);
 }
@@ -129,12 +142,12 @@ Test(inspect_values, bytes)
 Test(inspect_values, sequences)
 {
 	uint64_t one = mock_long(&m, 1), two = mock_long(&m, 2);
-	uint64_t t1[1] = {one};
+	uint64_t t1[1] = { one };
 	cr_expect_str_eq(repr(mock_tuple(&m, t1, 1)), "(1,)");
 	cr_expect_str_eq(repr(mock_tuple(&m, NULL, 0)), "()");
-	uint64_t items[3] = {one, mock_str(&m, "x"), m.types.none};
+	uint64_t items[3] = { one, mock_str(&m, "x"), m.types.none };
 	uint64_t inner = mock_tuple(&m, items, 3);
-	uint64_t l[3] = {inner, two, mock_list(&m, NULL, 0)};
+	uint64_t l[3] = { inner, two, mock_list(&m, NULL, 0) };
 	cr_expect_str_eq(repr(mock_list(&m, l, 3)), "[(1, 'x', None), 2, []]");
 }
 
@@ -155,23 +168,23 @@ Test(inspect_values, limits_items_and_depth)
 
 Test(inspect_values, dicts_every_kind)
 {
-	uint64_t k[3] = {mock_str(&m, "a"), mock_str(&m, "b"), mock_str(&m, "c")};
-	uint64_t v[3] = {mock_long(&m, 1), m.types.none, mock_float(&m, 2.5)};
+	uint64_t k[3] = { mock_str(&m, "a"), mock_str(&m, "b"), mock_str(&m, "c") };
+	uint64_t v[3] = { mock_long(&m, 1), m.types.none, mock_float(&m, 2.5) };
 	cr_expect_str_eq(repr(mock_dict(&m, k, v, 3, 1, 0)), "{'a': 1, 'b': None, 'c': 2.5}");
 	cr_expect_str_eq(repr(mock_dict(&m, k, v, 3, 1, 1)), "{'a': 1, 'b': None, 'c': 2.5}");
-	uint64_t gk[2] = {mock_long(&m, 2), mock_str(&m, "k")};
-	uint64_t gv[2] = {mock_bytes(&m, "z", 1), m.types.true_obj};
+	uint64_t gk[2] = { mock_long(&m, 2), mock_str(&m, "k") };
+	uint64_t gv[2] = { mock_bytes(&m, "z", 1), m.types.true_obj };
 	cr_expect_str_eq(repr(mock_dict(&m, gk, gv, 2, 0, 0)), "{2: b'z', 'k': True}");
 	/* A deleted entry (NULL key and value) is skipped. */
-	uint64_t dk[3] = {k[0], 0, k[2]};
-	uint64_t dv[3] = {v[0], 0, v[2]};
+	uint64_t dk[3] = { k[0], 0, k[2] };
+	uint64_t dv[3] = { v[0], 0, v[2] };
 	cr_expect_str_eq(repr(mock_dict(&m, dk, dv, 3, 1, 0)), "{'a': 1, 'c': 2.5}");
 	cr_expect_str_eq(repr(mock_dict(&m, NULL, NULL, 0, 1, 0)), "{}");
 }
 
 Test(inspect_values, sets)
 {
-	uint64_t k[3] = {mock_long(&m, 1), m.types.set_dummy, mock_long(&m, 3)};
+	uint64_t k[3] = { mock_long(&m, 1), m.types.set_dummy, mock_long(&m, 3) };
 	cr_expect_str_eq(repr(mock_set(&m, k, 3, 8, 0)), "{1, 3}");
 	cr_expect_str_eq(repr(mock_set(&m, k, 0, 8, 0)), "set()");
 	cr_expect_str_eq(repr(mock_set(&m, k, 1, 8, 1)), "frozenset({1})");
@@ -216,13 +229,14 @@ Test(inspect_values, self_referencing_list_is_bounded)
 	mock_put64(&m, l, m.off.list_item, arr);
 	mock_put64(&m, arr, 0, l);
 	mock_put64(&m, arr, 8, l);
-	cr_expect_str_eq(repr(l), "[[[[...], [...]], [[...], [...]]], [[[...], [...]], [[...], [...]]]]");
+	cr_expect_str_eq(repr(l),
+			 "[[[[...], [...]], [[...], [...]]], [[[...], [...]], [[...], [...]]]]");
 }
 
 Test(inspect_values, dict_lookup_and_instance_attributes)
 {
-	uint64_t k[2] = {mock_str(&m, "threading"), mock_str(&m, "sys")};
-	uint64_t v[2] = {mock_long(&m, 11), mock_long(&m, 22)};
+	uint64_t k[2] = { mock_str(&m, "threading"), mock_str(&m, "sys") };
+	uint64_t v[2] = { mock_long(&m, 11), mock_long(&m, 22) };
 	uint64_t d = mock_dict(&m, k, v, 2, 1, 0);
 	uint64_t got = 0;
 	cr_expect_eq(inspect_dict__get(&m.reader, d, "sys", &got), 0);
@@ -232,8 +246,8 @@ Test(inspect_values, dict_lookup_and_instance_attributes)
 
 	/* A heap-type instance with a managed dict: values array at obj[-4],
 	 * keys shared in the type's ht_cached_keys (3.11). */
-	uint64_t names[2] = {mock_str(&m, "_name"), mock_str(&m, "_ident")};
-	uint64_t vals[2] = {mock_str(&m, "worker-1"), mock_long(&m, 7)};
+	uint64_t names[2] = { mock_str(&m, "_name"), mock_str(&m, "_ident") };
+	uint64_t vals[2] = { mock_str(&m, "worker-1"), mock_long(&m, 7) };
 	uint64_t split = mock_dict(&m, names, vals, 2, 1, 1);
 	uint64_t keys, values;
 	memcpy(&keys, mock_at(&m, split + (uint64_t)m.off.dict_keys), 8);
@@ -262,6 +276,7 @@ Test(inspect_values, dict_lookup_and_instance_attributes)
 	cr_expect_eq(inspect_long__read(&m.reader, mock_long(&m, -140234567890123), &mag, &neg), 0);
 	cr_expect_eq(mag, 140234567890123ull);
 	cr_expect(neg);
-	uint32_t big[4] = {1, 1, 1, 1};
-	cr_expect_eq(inspect_long__read(&m.reader, mock_long_digits(&m, big, 4, 0), &mag, &neg), -ERANGE);
+	uint32_t big[4] = { 1, 1, 1, 1 };
+	cr_expect_eq(inspect_long__read(&m.reader, mock_long_digits(&m, big, 4, 0), &mag, &neg),
+		     -ERANGE);
 }

@@ -91,12 +91,14 @@ static const struct kind_case kind_cases[] = {
 };
 #define NKIND_CASES (sizeof(kind_cases) / sizeof(kind_cases[0]))
 
-static __attribute__((unused)) struct guard_decision
-decide(const char *fn, int op, int nth, const char *exc, const char *msg)
+static __attribute__((unused)) struct guard_decision decide(const char *fn, int op, int nth,
+							    const char *exc, const char *msg)
 {
 	const struct rewrite_code_info *info = code_named(fn);
-	struct guard_crash crash = { .unit = unit_of(info, op, nth), .exc_type = exc,
-				     .message = msg, .stdlib = 0 };
+	struct guard_crash crash = { .unit = unit_of(info, op, nth),
+				     .exc_type = exc,
+				     .message = msg,
+				     .stdlib = 0 };
 	struct guard_decision d;
 	struct rewrite_diag diag = { 0 };
 

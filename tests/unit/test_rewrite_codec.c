@@ -42,7 +42,8 @@ Test(exctable, encodes_like_cpython)
 	struct rewrite_exc *e;
 	size_t n;
 	cr_assert_eq(rewrite_exctable__decode(in.exctable, in.exctable + in.exctable_len, &e, &n,
-					      NULL), 0);
+					      NULL),
+		     0);
 	cr_assert_gt(n, 1);
 	struct rewrite_bytes b = { 0 };
 	cr_assert_eq(rewrite_exctable__encode(e, n, &b), 0);
@@ -53,8 +54,11 @@ Test(exctable, encodes_like_cpython)
 
 Test(exctable, varint_chunks_msb_first)
 {
-	struct rewrite_exc e = { .start = 0x41, .end = 0x41 + 1, .target = (1u << 24) + 5,
-				 .depth = 3, .lasti = true };
+	struct rewrite_exc e = { .start = 0x41,
+				 .end = 0x41 + 1,
+				 .target = (1u << 24) + 5,
+				 .depth = 3,
+				 .lasti = true };
 	struct rewrite_bytes b = { 0 };
 	cr_assert_eq(rewrite_exctable__encode(&e, 1, &b), 0);
 	/* start 0x41 = 1<<6 | 1: 0x80|0x40|1, then 1; size 1; target 2^24+5:
@@ -93,8 +97,9 @@ Test(exctable, random_round_trip)
 	cr_assert_eq(n, 64);
 	for (int i = 0; i < 64; i++)
 		cr_assert(d[i].start == e[i].start && d[i].end == e[i].end &&
-			  d[i].target == e[i].target && d[i].depth == e[i].depth &&
-			  d[i].lasti == e[i].lasti, "entry %d", i);
+				  d[i].target == e[i].target && d[i].depth == e[i].depth &&
+				  d[i].lasti == e[i].lasti,
+			  "entry %d", i);
 	free(d);
 	rewrite_bytes__free(&b);
 }
@@ -175,8 +180,10 @@ Test(linetable, every_form_round_trips)
 	cr_assert_eq(dn, n);
 	for (size_t i = 0; i < n; i++) {
 		cr_assert(d[i].start == e[i].start && d[i].len == e[i].len, "entry %zu", i);
-		cr_assert(d[i].loc.line == e[i].loc.line && d[i].loc.end_line == e[i].loc.end_line &&
-			  d[i].loc.col == e[i].loc.col && d[i].loc.end_col == e[i].loc.end_col,
+		cr_assert(d[i].loc.line == e[i].loc.line &&
+				  d[i].loc.end_line == e[i].loc.end_line &&
+				  d[i].loc.col == e[i].loc.col &&
+				  d[i].loc.end_col == e[i].loc.end_col,
 			  "entry %zu: %d %d %d %d", i, d[i].loc.line, d[i].loc.end_line,
 			  d[i].loc.col, d[i].loc.end_col);
 	}
@@ -204,8 +211,10 @@ Test(linetable, cpython_tables_re_encode)
 		struct rewrite_code_info in = snippet_info(all_snippets[s]);
 		struct rewrite_lentry *d;
 		size_t n;
-		cr_assert_eq(rewrite_linetable__decode(in.linetable, in.linetable + in.linetable_len,
-						       in.firstlineno, &d, &n, NULL), 0);
+		cr_assert_eq(rewrite_linetable__decode(in.linetable,
+						       in.linetable + in.linetable_len,
+						       in.firstlineno, &d, &n, NULL),
+			     0);
 		struct rewrite_bytes b = { 0 };
 		cr_assert_eq(rewrite_linetable__encode(d, n, in.firstlineno, &b), 0);
 		expect_bytes(&b, in.linetable, in.linetable_len);
@@ -233,9 +242,11 @@ Test(linetable, truncation_rejected)
 			cr_assert_eq(err, -EINVAL, "cut at %zu", cut);
 		}
 	}
-	static const uint8_t cont_bad[] = { 0x80 | (14 << 3), 0x40 };      /* varint cut */
-	static const uint8_t nofirst[] = { 0x10 };                         /* no entry bit */
-	static const uint8_t toolong[] = { 0x80 | (13 << 3), 0x41, 0x41, 0x41, 0x41, 0x41, 0x41, 0x01 };
+	static const uint8_t cont_bad[] = { 0x80 | (14 << 3), 0x40 }; /* varint cut */
+	static const uint8_t nofirst[] = { 0x10 };                    /* no entry bit */
+	static const uint8_t toolong[] = {
+		0x80 | (13 << 3), 0x41, 0x41, 0x41, 0x41, 0x41, 0x41, 0x01
+	};
 	cr_assert_eq(rewrite_linetable__decode(cont_bad, cont_bad + 2, 1, &d, &n, NULL), -EINVAL);
 	cr_assert_eq(rewrite_linetable__decode(nofirst, nofirst + 1, 1, &d, &n, NULL), -EINVAL);
 	cr_assert_eq(rewrite_linetable__decode(toolong, toolong + sizeof(toolong), 1, &d, &n, NULL),
@@ -385,7 +396,8 @@ Test(code, replace_pads_with_nops_or_fails)
 	cr_assert_eq(at + 1 + b.data[2 * at + 1], in.code_len / 2);
 	cr_assert_eq(b.data[2 * at + 2], NOP);
 	cr_assert_eq(b.data[2 * at + 3], 0);
-	cr_assert(memcmp(b.data + 2 * (at + 2), in.code + 2 * (at + 2), in.code_len - 2 * (at + 2)) == 0);
+	cr_assert(memcmp(b.data + 2 * (at + 2), in.code + 2 * (at + 2),
+			 in.code_len - 2 * (at + 2)) == 0);
 	rewrite_bytes__free(&b);
 	/* the patched bytes decode: the padding is a NOP instruction */
 	struct rewrite_code *back;
@@ -453,10 +465,38 @@ Test(code, deopt_quickened)
 	cr_assert(lg > 0 && eq > 0 && ll > 0);
 	cr_assert_eq(rewrite_opcode__deopt(lg), LOAD_GLOBAL);
 	cr_assert_eq(rewrite_opcode__caches(LOAD_GLOBAL), 5);
-	uint8_t q[] = { U(RESUME, 0), U(lg, 1), 7, 7, 1, 2, 3, 4, 5, 6, 8, 9, U(eq, 1), U(ll, 2),
-			U(LOAD_FAST, 1), U(RETURN_VALUE, 0) };
-	uint8_t want[] = { U(RESUME, 0), U(LOAD_GLOBAL, 1), 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-			   U(EXTENDED_ARG, 1), U(LOAD_FAST, 2), U(LOAD_FAST, 1), U(RETURN_VALUE, 0) };
+	uint8_t q[] = { U(RESUME, 0),
+			U(lg, 1),
+			7,
+			7,
+			1,
+			2,
+			3,
+			4,
+			5,
+			6,
+			8,
+			9,
+			U(eq, 1),
+			U(ll, 2),
+			U(LOAD_FAST, 1),
+			U(RETURN_VALUE, 0) };
+	uint8_t want[] = { U(RESUME, 0),
+			   U(LOAD_GLOBAL, 1),
+			   0,
+			   0,
+			   0,
+			   0,
+			   0,
+			   0,
+			   0,
+			   0,
+			   0,
+			   0,
+			   U(EXTENDED_ARG, 1),
+			   U(LOAD_FAST, 2),
+			   U(LOAD_FAST, 1),
+			   U(RETURN_VALUE, 0) };
 	uint8_t out[sizeof(q)];
 	cr_assert_eq(rewrite_bytes__deopt(q, sizeof(q), out), 0);
 	cr_assert(memcmp(out, want, sizeof(want)) == 0);
@@ -519,7 +559,8 @@ Test(code, bad_tables_rejected_by_decode)
 	struct rewrite_code *code;
 	struct rewrite_diag diag = { 0 };
 	cr_assert_eq(rewrite_code__decode(&in, &code, &diag), -EINVAL);
-	cr_assert(strstr(diag.msg, "tryexc") && strstr(diag.msg, "exception table"), "%s", diag.msg);
+	cr_assert(strstr(diag.msg, "tryexc") && strstr(diag.msg, "exception table"), "%s",
+		  diag.msg);
 	in = snippet_info(&snip_tryexc);
 	in.linetable_len -= 1;
 	cr_assert_eq(rewrite_code__decode(&in, &code, &diag), -EINVAL);

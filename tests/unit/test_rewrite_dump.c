@@ -43,19 +43,21 @@ static void record(struct w *w, int32_t parent, const char *qualname)
 	str(w, "m.py");
 	str(w, "f");
 	str(w, qualname);
-	u32(w, 3);  /* firstlineno */
-	u32(w, 1);  /* stacksize */
-	u32(w, 3);  /* flags */
-	u32(w, 1);  /* argcount */
+	u32(w, 3); /* firstlineno */
+	u32(w, 1); /* stacksize */
+	u32(w, 3); /* flags */
+	u32(w, 1); /* argcount */
 	u32(w, 0);
 	u32(w, 0);
-	u32(w, 1);  /* nlocals */
-	u32(w, 1);  /* nlocalsplus */
-	static const uint8_t code[] = { 151, 0, 124, 0, 83, 0 }; /* RESUME, LOAD_FAST 0, RETURN_VALUE */
+	u32(w, 1); /* nlocals */
+	u32(w, 1); /* nlocalsplus */
+	static const uint8_t code[] = {
+		151, 0, 124, 0, 83, 0
+	}; /* RESUME, LOAD_FAST 0, RETURN_VALUE */
 	static const uint8_t lines[] = { 0x80, 0x00, 0xd8, 0x0b, 0x0c, 0x88, 0x71 };
 	blob(w, code, sizeof(code));
-	blob(w, NULL, UINT32_MAX);      /* no adaptive bytes */
-	blob(w, NULL, 0);               /* no exception table */
+	blob(w, NULL, UINT32_MAX); /* no adaptive bytes */
+	blob(w, NULL, 0);          /* no exception table */
 	blob(w, lines, sizeof(lines));
 	u32(w, 1);
 	str(w, "print");
@@ -117,7 +119,8 @@ Test(dump, truncation_and_bad_headers_refused)
 	struct w w = sample();
 	struct rewrite_dump *d;
 	for (size_t cut = 0; cut < w.n; cut++)
-		cr_assert_eq(rewrite_dump__parse(w.b, w.b + cut, &d, NULL), -EINVAL, "cut %zu", cut);
+		cr_assert_eq(rewrite_dump__parse(w.b, w.b + cut, &d, NULL), -EINVAL, "cut %zu",
+			     cut);
 	struct w bad = w;
 	bad.b[0] = 'X';
 	cr_assert_eq(rewrite_dump__parse(bad.b, bad.b + bad.n, &d, NULL), -EINVAL);

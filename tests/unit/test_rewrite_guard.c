@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "rewrite/guard-priv.h"   /* guard_op__inputs/outputs */
+#include "rewrite/guard-priv.h" /* guard_op__inputs/outputs */
 
 static struct rewrite_dump *dump;
 
@@ -55,10 +55,13 @@ static uint32_t unit_of(const struct rewrite_code_info *info, int op, int nth)
 	return 0;
 }
 
-static struct guard_decision decide(const char *fn, int op, int nth, const char *exc, const char *msg)
+static struct guard_decision decide(const char *fn, int op, int nth, const char *exc,
+				    const char *msg)
 {
 	const struct rewrite_code_info *info = code_named(fn);
-	struct guard_crash crash = { .unit = unit_of(info, op, nth), .exc_type = exc, .message = msg,
+	struct guard_crash crash = { .unit = unit_of(info, op, nth),
+				     .exc_type = exc,
+				     .message = msg,
 				     .stdlib = 0 };
 	struct guard_decision d;
 	struct rewrite_diag diag = { 0 };
@@ -82,15 +85,24 @@ static void pushed_text(const struct rewrite_code_info *info, const struct guard
 		if (in[i].offset == p->fallback_unit)
 			at = &in[i];
 	cr_assert(at, "no instruction at the fallback unit %u", p->fallback_unit);
-	cr_assert_eq(at->opcode, LOAD_CONST, "%s at the fallback unit", rewrite_opcode__name(at->opcode));
+	cr_assert_eq(at->opcode, LOAD_CONST, "%s at the fallback unit",
+		     rewrite_opcode__name(at->opcode));
 	cr_assert(at->arg >= p->nconsts_before && at->arg - p->nconsts_before < p->nconsts,
 		  "LOAD_CONST %u is not an appended constant", at->arg);
 	const struct guard_const *k = &p->consts[at->arg - p->nconsts_before];
 	switch (k->kind) {
-	case GUARD_CONST_NONE: snprintf(out, len, "None"); break;
-	case GUARD_CONST_INT: snprintf(out, len, "%lld", (long long)k->i); break;
-	case GUARD_CONST_FLOAT: snprintf(out, len, "%.1f", k->f); break;
-	default: snprintf(out, len, "(constant kind %d)", (int)k->kind); break;
+	case GUARD_CONST_NONE:
+		snprintf(out, len, "None");
+		break;
+	case GUARD_CONST_INT:
+		snprintf(out, len, "%lld", (long long)k->i);
+		break;
+	case GUARD_CONST_FLOAT:
+		snprintf(out, len, "%.1f", k->f);
+		break;
+	default:
+		snprintf(out, len, "(constant kind %d)", (int)k->kind);
+		break;
 	}
 	rewrite_code__free(c);
 	free(pc);
@@ -153,7 +165,8 @@ Test(guard, null_guard)
 
 Test(guard, division_guard)
 {
-	struct guard_decision d = decide("div", BINARY_OP, 0, "ZeroDivisionError", "division by zero");
+	struct guard_decision d = decide("div", BINARY_OP, 0, "ZeroDivisionError",
+					 "division by zero");
 	cr_assert_eq(d.kind, GUARD_DIVISION);
 	cr_assert_str_eq(d.target, "total / count");
 	cr_assert_str_eq(d.subject, "count");
@@ -164,7 +177,8 @@ Test(guard, division_guard)
 
 Test(guard, callable_guard)
 {
-	struct guard_decision d = decide("call", CALL, 0, "TypeError", "'NoneType' object is not callable");
+	struct guard_decision d = decide("call", CALL, 0, "TypeError",
+					 "'NoneType' object is not callable");
 	cr_assert_eq(d.kind, GUARD_CALLABLE);
 	cr_assert_str_eq(d.subject, "callback");
 	cr_assert_eq(d.cover[0].last - d.cover[0].first, 1, "PRECALL and CALL covered together");
@@ -231,8 +245,10 @@ Test(guard, refusals)
 	cr_assert_eq(d.refusal, GUARD_REFUSE_CUSTOM);
 	cr_assert(strstr(d.reason, "app.ConfigError"));
 	const struct rewrite_code_info *info = code_named("key");
-	struct guard_crash crash = { .unit = unit_of(info, BINARY_SUBSCR, 0), .exc_type = "KeyError",
-				     .message = "'k'", .in_callee = true };
+	struct guard_crash crash = { .unit = unit_of(info, BINARY_SUBSCR, 0),
+				     .exc_type = "KeyError",
+				     .message = "'k'",
+				     .in_callee = true };
 	cr_assert_eq(guard__analyse(info, &crash, &d, NULL), 0);
 	cr_assert_eq(d.refusal, GUARD_REFUSE_CALLEE);
 	crash.in_callee = false;
@@ -247,7 +263,8 @@ Test(guard, refusals)
 }
 
 /* A patch the gate must reject after one corruption. */
-static void gate_rejects(void (*corrupt)(struct rewrite_code_info *, uint8_t *, uint8_t *, uint8_t *),
+static void gate_rejects(void (*corrupt)(struct rewrite_code_info *, uint8_t *, uint8_t *,
+					 uint8_t *),
 			 const char *expect)
 {
 	const struct rewrite_code_info *info = code_named("key");
@@ -302,7 +319,7 @@ static void overlapping(struct rewrite_code_info *pi, uint8_t *code, uint8_t *e,
 static void bad_lines(struct rewrite_code_info *pi, uint8_t *code, uint8_t *e, uint8_t *l)
 {
 	(void)code, (void)e, (void)l;
-	pi->linetable_len -= 2;   /* the tail loses its locations */
+	pi->linetable_len -= 2; /* the tail loses its locations */
 }
 
 Test(guard, diffgate_rejects)
@@ -324,8 +341,9 @@ static void gate_rejects_table(void (*fn)(struct rewrite_exc *e, size_t *n, uint
 	cr_assert_eq(guard__synthesize(info, &d, &p, NULL), 0);
 	struct rewrite_exc *e = NULL;
 	size_t n = 0;
-	cr_assert_eq(rewrite_exctable__decode(p.exctable.data, p.exctable.data + p.exctable.len,
-					      &e, &n, NULL), 0);
+	cr_assert_eq(rewrite_exctable__decode(p.exctable.data, p.exctable.data + p.exctable.len, &e,
+					      &n, NULL),
+		     0);
 	fn(e, &n, p.orig_units);
 	struct rewrite_bytes t = { 0 };
 	cr_assert_eq(rewrite_exctable__encode(e, n, &t), 0);
@@ -401,8 +419,11 @@ Test(guard, fingerprint)
 	cr_assert(strstr(a.window, ">BINARY_SUBSCR"), "%s", a.window);
 	cr_assert(strstr(a.window, "LOAD_CONST 'timeout'"), "%s", a.window);
 	const struct rewrite_code_info *ci = code_named("coerce");
-	cr_assert_eq(guard_fingerprint__compute(ci, unit_of(ci, PRECALL, 0), "ValueError", &b, NULL), 0);
-	cr_assert_eq(guard_fingerprint__compute(ci, unit_of(ci, CALL, 0), "ValueError", &c, NULL), 0);
+	cr_assert_eq(guard_fingerprint__compute(ci, unit_of(ci, PRECALL, 0), "ValueError", &b,
+						NULL),
+		     0);
+	cr_assert_eq(guard_fingerprint__compute(ci, unit_of(ci, CALL, 0), "ValueError", &c, NULL),
+		     0);
 	cr_assert_eq(b.hash, c.hash, "PRECALL and CALL are one call site");
 	cr_assert_eq(guard_fingerprint__compute(info, u, "IndexError", &c, NULL), 0);
 	cr_assert_neq(a.hash, c.hash);
@@ -431,9 +452,10 @@ Test(guard, op_inputs_consistent)
 				continue;
 			if ((op == BUILD_SLICE && arg < 2) || (op == RAISE_VARARGS && arg > 2) ||
 			    ((op == COPY || op == SWAP) && arg == 0))
-				continue;   /* args the compiler never emits */
+				continue; /* args the compiler never emits */
 			cr_assert_geq(guard_op__outputs(op, arg), 0, "%s %u: inputs %d, effect %d",
-				      rewrite_opcode__name(op), arg, guard_op__inputs(op, arg), eff);
+				      rewrite_opcode__name(op), arg, guard_op__inputs(op, arg),
+				      eff);
 			checked++;
 		}
 	}
@@ -447,7 +469,9 @@ Test(guard, op_inputs_consistent)
 Test(guard, fmt_keeps_utf8_whole)
 {
 	char buf[6];
-	guard__fmt(buf, sizeof(buf), "%s", "ab\xe2\x80\xa6" "cd");   /* ab…cd */
+	guard__fmt(buf, sizeof(buf), "%s",
+		   "ab\xe2\x80\xa6"
+		   "cd"); /* ab…cd */
 	cr_assert_str_eq(buf, "ab\xe2\x80\xa6");
 	guard__fmt(buf, sizeof(buf), "%s", "abcd\xe2\x80\xa6");
 	cr_assert_str_eq(buf, "abcd");
@@ -458,7 +482,8 @@ Test(guard, fmt_keeps_utf8_whole)
 Test(guard, explain_side_by_side)
 {
 	const struct rewrite_code_info *info = code_named("concat");
-	struct guard_crash crash = { .unit = unit_of(info, BINARY_OP, 0), .exc_type = "TypeError",
+	struct guard_crash crash = { .unit = unit_of(info, BINARY_OP, 0),
+				     .exc_type = "TypeError",
 				     .message = "can only concatenate str (not \"int\") to str" };
 	char *buf = NULL;
 	size_t len = 0;
@@ -474,7 +499,8 @@ Test(guard, explain_side_by_side)
 	free(buf);
 	/* A refusal says why. */
 	info = code_named("raises");
-	crash = (struct guard_crash){ .unit = unit_of(info, RAISE_VARARGS, 0), .exc_type = "ValueError" };
+	crash = (struct guard_crash){ .unit = unit_of(info, RAISE_VARARGS, 0),
+				      .exc_type = "ValueError" };
 	out = open_memstream(&buf, &len);
 	cr_assert_eq(guard__explain(info, &crash, 3, out), 0);
 	fclose(out);

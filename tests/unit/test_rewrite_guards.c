@@ -4,7 +4,7 @@
  * matches, the helper it calls); the analyser's consumer texts map back to
  * the tokens it decides, and every token has its own name. */
 #include "test_rewrite_cases.h"
-#include "rewrite/guard-priv.h"   /* guard__builtin_exc */
+#include "rewrite/guard-priv.h" /* guard__builtin_exc */
 
 #include <errno.h>
 
@@ -37,8 +37,9 @@ Test(guards, every_kind_has_a_complete_row)
 			cr_assert(guard__builtin_exc(k->exc[i]), "%s: %s", k->name, k->exc[i]);
 		cr_assert_not_null(k->helper, "%s", k->name);
 		cr_assert(k->redirect || !k->helper_inplace, "%s", k->name);
-		cr_assert_eq(k->placements, k->redirect ? GUARD_PLACES_REDIRECT : GUARD_PLACES_HANDLER,
-			     "%s", k->name);
+		cr_assert_eq(k->placements,
+			     k->redirect ? GUARD_PLACES_REDIRECT : GUARD_PLACES_HANDLER, "%s",
+			     k->name);
 		/* Re-decision recovers the exception type from the samples: they
 		 * cover every type the kind answers, and no other. */
 		cr_assert(k->nsamples >= 1 && k->nsamples <= GUARD_KIND_MAX_SAMPLES, "%s", k->name);
@@ -93,7 +94,8 @@ Test(guards, synthesizer_follows_the_table)
 		seen |= 1u << kc->kind;
 		cr_assert(k->placements & (1u << d.placement), "%s decided %s", k->name,
 			  guard_placement__name(d.placement));
-		cr_assert_eq(guard__synthesize(code_named(kc->fn), &d, &p, &diag), 0, "%s", diag.msg);
+		cr_assert_eq(guard__synthesize(code_named(kc->fn), &d, &p, &diag), 0, "%s",
+			     diag.msg);
 		cr_assert_eq(p.kind, kc->kind);
 		for (size_t c = 0; c < p.nconsts; c++)
 			if (p.consts[c].kind == GUARD_CONST_HELPER)
@@ -103,14 +105,16 @@ Test(guards, synthesizer_follows_the_table)
 			cr_assert_geq(p.replaced_unit, 0, "%s replaces no instruction", k->name);
 			cr_assert_eq(p.nentries, 0, "%s added handler entries", k->name);
 			cr_assert(!strcmp(helper->names[0], k->helper) ||
-				  (k->helper_inplace && !strcmp(helper->names[0], k->helper_inplace)),
+					  (k->helper_inplace &&
+					   !strcmp(helper->names[0], k->helper_inplace)),
 				  "%s calls %s", k->name, helper->names[0]);
 		} else {
 			const struct guard_const *m = &p.consts[0];
 
 			cr_assert_eq(p.replaced_unit, -1, "%s replaced an instruction", k->name);
 			cr_assert_geq(p.nentries, 1, "%s added no handler entry", k->name);
-			cr_assert_eq(m->kind, k->nexc == 1 ? GUARD_CONST_EXC_TYPE : GUARD_CONST_EXC_TUPLE);
+			cr_assert_eq(m->kind,
+				     k->nexc == 1 ? GUARD_CONST_EXC_TYPE : GUARD_CONST_EXC_TUPLE);
 			cr_assert_eq(m->nnames, k->nexc, "%s", k->name);
 			for (size_t n = 0; n < k->nexc; n++)
 				cr_assert_str_eq(m->names[n], k->exc[n], "%s", k->name);

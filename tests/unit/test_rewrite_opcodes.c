@@ -33,8 +33,8 @@ static void check_arg(effect_fn f, int op, long arg, long *checked)
 		if (want == INT_MAX) {
 			cr_assert_eq(err, -EINVAL, "op %d arg %ld: expected no effect", op, arg);
 		} else {
-			cr_assert_eq(err, 0, "op %d (%s) arg %ld jump %d", op, rewrite_opcode__name(op),
-				     arg, jump);
+			cr_assert_eq(err, 0, "op %d (%s) arg %ld jump %d", op,
+				     rewrite_opcode__name(op), arg, jump);
 			cr_assert_eq(got, want, "op %s arg %ld jump %d: %d != %d",
 				     rewrite_opcode__name(op), arg, jump, got, want);
 		}
@@ -96,7 +96,8 @@ Test(opcodes, tables_match_pycore_opcode)
 	cr_assert(rewrite_opcode__is_backward(POP_JUMP_BACKWARD_IF_NONE));
 	cr_assert(!rewrite_opcode__is_backward(JUMP_FORWARD));
 	cr_assert_eq(rewrite_opcode__reverse_jump(JUMP_FORWARD), JUMP_BACKWARD);
-	cr_assert_eq(rewrite_opcode__reverse_jump(POP_JUMP_FORWARD_IF_TRUE), POP_JUMP_BACKWARD_IF_TRUE);
+	cr_assert_eq(rewrite_opcode__reverse_jump(POP_JUMP_FORWARD_IF_TRUE),
+		     POP_JUMP_BACKWARD_IF_TRUE);
 	cr_assert_eq(rewrite_opcode__reverse_jump(FOR_ITER), -1);
 	cr_assert(rewrite_opcode__is_terminator(RERAISE));
 	cr_assert(rewrite_opcode__is_terminator(JUMP_BACKWARD_NO_INTERRUPT));

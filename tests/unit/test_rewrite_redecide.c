@@ -11,7 +11,8 @@ TestSuite(redecide, .init = cases_open, .fini = cases_close);
 static struct guard_spec spec_of(const struct guard_decision *d, char *window, size_t len)
 {
 	guard_fingerprint__format(d->fingerprint, window, len);
-	return (struct guard_spec){ .guard = guard_kind__name(d->kind), .anchor = d->anchor_unit,
+	return (struct guard_spec){ .guard = guard_kind__name(d->kind),
+				    .anchor = d->anchor_unit,
 				    .window = window };
 }
 
@@ -96,8 +97,11 @@ Test(redecide, classifier_and_samples_are_inverses)
 
 				for (size_t i = 0; i < k->nsamples; i++) {
 					struct guard_crash crash = {
-						.unit = unit, .exc_type = k->samples[i].exc_type,
-						.message = k->samples[i].message, .stdlib = 0 };
+						.unit = unit,
+						.exc_type = k->samples[i].exc_type,
+						.message = k->samples[i].message,
+						.stdlib = 0
+					};
 					struct guard_decision d, again;
 					struct rewrite_diag diag = { 0 };
 					char window[32];
@@ -105,19 +109,23 @@ Test(redecide, classifier_and_samples_are_inverses)
 					cr_assert_eq(guard__analyse(info, &crash, &d, NULL), 0);
 					if (d.kind == GUARD_NONE)
 						continue;
-					const struct guard_kind_info *got = guard_kind__info(d.kind);
+					const struct guard_kind_info *got = guard_kind__info(
+						d.kind);
 					bool answers = false;
 					for (size_t x = 0; x < got->nexc; x++)
 						answers |= !strcmp(got->exc[x], crash.exc_type);
-					cr_assert(answers, "%s at unit %u of %s: %s does not answer %s",
-						  got->name, unit, info->name, got->name, crash.exc_type);
+					cr_assert(answers,
+						  "%s at unit %u of %s: %s does not answer %s",
+						  got->name, unit, info->name, got->name,
+						  crash.exc_type);
 					struct guard_spec s = spec_of(&d, window, sizeof(window));
-					cr_assert_eq(guard_spec__redecide(info, &s, &again, &diag), 0,
-						     "%s at unit %u of %s (%s): %s", got->name, unit,
-						     info->name, crash.exc_type, diag.msg);
+					cr_assert_eq(guard_spec__redecide(info, &s, &again, &diag),
+						     0, "%s at unit %u of %s (%s): %s", got->name,
+						     unit, info->name, crash.exc_type, diag.msg);
 					assert_same_decision(&d, &again);
-					cr_assert_eq(guard_consumer__of_text(d.consumer), d.consumer_kind,
-						     "%s: \"%s\"", info->name, d.consumer);
+					cr_assert_eq(guard_consumer__of_text(d.consumer),
+						     d.consumer_kind, "%s: \"%s\"", info->name,
+						     d.consumer);
 					decided++;
 					kinds |= 1u << d.kind;
 				}

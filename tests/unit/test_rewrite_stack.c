@@ -126,8 +126,10 @@ Test(stack, inconsistent_code_rejected)
 	static const uint8_t under[] = { U(RESUME, 0), U(POP_TOP, 0), U(RETURN_VALUE, 0) };
 	cr_assert_eq(analyse_err(under, sizeof(under), NULL, 0, "underflow"), -EINVAL);
 	/* a join reached at depth 0 by the jump and at depth 1 by falling through */
-	static const uint8_t join[] = { U(RESUME, 0), U(LOAD_CONST, 0), U(POP_JUMP_FORWARD_IF_TRUE, 1),
-					U(LOAD_CONST, 0), U(LOAD_CONST, 0), U(RETURN_VALUE, 0) };
+	static const uint8_t join[] = {
+		U(RESUME, 0),     U(LOAD_CONST, 0), U(POP_JUMP_FORWARD_IF_TRUE, 1),
+		U(LOAD_CONST, 0), U(LOAD_CONST, 0), U(RETURN_VALUE, 0)
+	};
 	cr_assert_eq(analyse_err(join, sizeof(join), NULL, 0, "inconsistent stack depth at unit 4"),
 		     -EINVAL);
 	static const uint8_t falls[] = { U(RESUME, 0), U(LOAD_CONST, 0), U(POP_TOP, 0) };
@@ -136,13 +138,15 @@ Test(stack, inconsistent_code_rejected)
 	static const uint8_t body[] = { U(RESUME, 0), U(LOAD_CONST, 0), U(RETURN_VALUE, 0),
 					U(RERAISE, 0) };
 	static const uint8_t exc[] = { 0x80 | 0, 1, 3, 3 << 1 };
-	cr_assert_eq(analyse_err(body, sizeof(body), exc, sizeof(exc), "below its handler"), -EINVAL);
+	cr_assert_eq(analyse_err(body, sizeof(body), exc, sizeof(exc), "below its handler"),
+		     -EINVAL);
 	/* RERAISE at depth 0 reached by a handler at depth -? no: at depth 1 is fine,
 	 * but a handler landing inside an instruction is rejected */
 	static const uint8_t body2[] = { U(RESUME, 0), U(LOAD_CONST, 0), U(BINARY_OP, 0), U(0, 0),
 					 U(RETURN_VALUE, 0) };
 	static const uint8_t exc2[] = { 0x80 | 0, 1, 3, 0 };
-	cr_assert_eq(analyse_err(body2, sizeof(body2), exc2, sizeof(exc2), "not an instruction start"),
+	cr_assert_eq(analyse_err(body2, sizeof(body2), exc2, sizeof(exc2),
+				 "not an instruction start"),
 		     -EINVAL);
 }
 

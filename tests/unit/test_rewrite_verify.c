@@ -130,7 +130,7 @@ Test(verify, guard_shaped_edit_verifies_after_encode)
 	size_t k = 0;
 	for (size_t i = 0, seen = 0; i < rewrite_code__ninstrs(code); i++)
 		if (ins[i].opcode == BINARY_OP && seen++ == 1)
-			k = i;   /* the `+` */
+			k = i; /* the `+` */
 	cr_assert_gt(k, 0);
 	struct rewrite_loc loc = ins[k].loc;
 	uint32_t start = ins[k].offset, end = ins[k].offset + ins[k].size;

@@ -43,11 +43,27 @@ static const struct rewrite_const consts[] = { { "NoneType", "None" }, { "str", 
 static struct rewrite_code_info sample(void)
 {
 	return (struct rewrite_code_info){
-		.code = code, .code_len = sizeof code, .exctable = exct, .exctable_len = sizeof exct,
-		.linetable = lines, .linetable_len = sizeof lines, .firstlineno = 21, .stacksize = 1,
-		.flags = 3, .argcount = 1, .nlocalsplus = 2, .nlocals = 2, .filename = "/srv/app.py",
-		.name = "greet", .qualname = "greet", .nnames = 1, .names = names,
-		.localsplusnames = lp, .localspluskinds = kinds, .nconsts = 2, .consts = consts,
+		.code = code,
+		.code_len = sizeof code,
+		.exctable = exct,
+		.exctable_len = sizeof exct,
+		.linetable = lines,
+		.linetable_len = sizeof lines,
+		.firstlineno = 21,
+		.stacksize = 1,
+		.flags = 3,
+		.argcount = 1,
+		.nlocalsplus = 2,
+		.nlocals = 2,
+		.filename = "/srv/app.py",
+		.name = "greet",
+		.qualname = "greet",
+		.nnames = 1,
+		.names = names,
+		.localsplusnames = lp,
+		.localspluskinds = kinds,
+		.nconsts = 2,
+		.consts = consts,
 	};
 }
 
@@ -86,7 +102,7 @@ Test(store_code, roundtrip)
 	cr_assert_str_eq(c.info.consts[1].type, "str");
 	cr_assert_str_eq(c.info.consts[1].repr, "'a \"q\"'");
 	store_code__free(&c);
-	store_code__free(&c);   /* idempotent */
+	store_code__free(&c); /* idempotent */
 	char path[512];
 	struct stat st;
 	cr_assert_eq(store_code__path(dir, ID, path, sizeof path), 0);
@@ -112,14 +128,14 @@ static void write_file(const char *text)
 	cr_assert_not_null(f);
 	fputs(text, f);
 	fclose(f);
-	cr_assert_eq(chmod(path, 0600), 0);   /* whatever the umask: not refused for its mode */
+	cr_assert_eq(chmod(path, 0600), 0); /* whatever the umask: not refused for its mode */
 }
 
 Test(store_code, damaged_files_are_refused)
 {
 	struct rewrite_code_info in = sample();
 	struct store_code c;
-	cr_assert_eq(store_code__save(st, ID, &in), 0);   /* creates code/ */
+	cr_assert_eq(store_code__save(st, ID, &in), 0); /* creates code/ */
 	const char *bad[] = {
 		"",
 		"{",
@@ -148,10 +164,11 @@ Test(store_code, damaged_files_are_refused)
 		cr_assert_eq(store_code__load(st, ID, &c), -EBADMSG, "case %zu", i);
 	}
 	/* The smallest valid file loads. */
-	write_file("{\"format\":1,\"code_id\":\"fnv64:0123456789abcdef\",\"filename\":\"f\",\"name\":\"n\","
-		   "\"qualname\":\"q\",\"firstlineno\":1,\"stacksize\":1,\"flags\":0,\"argcount\":0,"
-		   "\"posonlyargcount\":0,\"kwonlyargcount\":0,\"nlocals\":0,\"code\":\"9700\","
-		   "\"exceptiontable\":\"\",\"linetable\":\"\",\"names\":[],\"localsplus\":[],\"consts\":[]}");
+	write_file(
+		"{\"format\":1,\"code_id\":\"fnv64:0123456789abcdef\",\"filename\":\"f\",\"name\":\"n\","
+		"\"qualname\":\"q\",\"firstlineno\":1,\"stacksize\":1,\"flags\":0,\"argcount\":0,"
+		"\"posonlyargcount\":0,\"kwonlyargcount\":0,\"nlocals\":0,\"code\":\"9700\","
+		"\"exceptiontable\":\"\",\"linetable\":\"\",\"names\":[],\"localsplus\":[],\"consts\":[]}");
 	cr_assert_eq(store_code__load(st, ID, &c), 0);
 	cr_assert_eq(c.info.code_len, 2);
 	store_code__free(&c);

@@ -107,7 +107,7 @@ Test(store_index, encoder_writes_what_cjson_prints)
 	struct store_patch a = full_patch("app.config.Loader.load:47:key_guard");
 	struct store_patch b = full_patch("b");
 
-	assert_cjson_form(&idx);   /* no patches: "patches": [] */
+	assert_cjson_form(&idx); /* no patches: "patches": [] */
 	b.consumer = NULL;
 	b.consumer_kind = NULL;
 	b.build_id = NULL;
@@ -174,7 +174,8 @@ Test(store_index, invalid_patches_are_refused)
 	p = full_patch("a");
 	p.guard = "magic_guard";
 	cr_assert_eq(store__add(s, &p), -EINVAL);
-	cr_assert(strstr(last_msg, ": patch \"a\": guard: unknown kind \"magic_guard\""), "%s", last_msg);
+	cr_assert(strstr(last_msg, ": patch \"a\": guard: unknown kind \"magic_guard\""), "%s",
+		  last_msg);
 	p = full_patch("a");
 	p.line = 0;
 	cr_assert_eq(store__add(s, &p), -EINVAL);
@@ -209,9 +210,10 @@ Test(store_index, guard_kinds)
 	/* The ten kinds of docs/formats/store.md, by name: the store takes
 	 * them from rewrite/'s table, which must still have every one. */
 	static const char *const kinds[] = {
-		"null_guard", "index_guard", "key_guard", "subscript_guard",
-		"chain_subscript_guard", "type_coercion_guard", "division_guard",
-		"str_coerce_guard", "file_guard", "callable_guard",
+		"null_guard",      "index_guard",           "key_guard",
+		"subscript_guard", "chain_subscript_guard", "type_coercion_guard",
+		"division_guard",  "str_coerce_guard",      "file_guard",
+		"callable_guard",
 	};
 	for (size_t i = 0; i < 10; i++)
 		cr_assert(store_guard__valid(kinds[i]), "%s", kinds[i]);
@@ -332,14 +334,17 @@ Test(store_corrupt, foreign_json)
 
 Test(store_corrupt, wrong_version)
 {
-	const char *v2 = "{\"format\": \"suture-store\", \"version\": 2, \"patches\": [], \"new\": 1}";
+	const char *v2 =
+		"{\"format\": \"suture-store\", \"version\": 2, \"patches\": [], \"new\": 1}";
 	const char *vs = "{\"format\": \"suture-store\", \"version\": \"1\", \"patches\": []}";
 
 	const char *v0 = "{\"format\": \"suture-store\", \"version\": 0, \"patches\": []}";
-	const char *v3 = "{\"format\": \"suture-store\", \"version\": 3, \"patches\": [], \"new\": 1}";
+	const char *v3 =
+		"{\"format\": \"suture-store\", \"version\": 3, \"patches\": [], \"new\": 1}";
 	const char *vf = "{\"format\": \"suture-store\", \"version\": 1.5, \"patches\": []}";
 
-	expect_refused(v3, strlen(v3), "format version 3 is not supported (this suture reads "
+	expect_refused(v3, strlen(v3),
+		       "format version 3 is not supported (this suture reads "
 		       "versions 1 to 2)");
 	expect_refused(v0, strlen(v0), "format version 0 is not supported");
 	expect_refused(vf, strlen(vf), "format version 1.5 is not supported");
@@ -352,7 +357,8 @@ Test(store_corrupt, top_level_shape)
 	const char *a = "{\"format\": \"suture-store\", \"version\": 1}";
 	const char *b = "{\"format\": \"suture-store\", \"version\": 1, \"patches\": {}}";
 	const char *c = "{\"format\": \"suture-store\", \"version\": 1, \"patches\": [], \"x\": 1}";
-	const char *d = "{\"format\": \"suture-store\", \"version\": 1, \"patches\": [], \"patches\": []}";
+	const char *d =
+		"{\"format\": \"suture-store\", \"version\": 1, \"patches\": [], \"patches\": []}";
 
 	expect_refused(a, strlen(a), "\"patches\": missing");
 	expect_refused(b, strlen(b), "\"patches\": expected an array");
@@ -363,7 +369,7 @@ Test(store_corrupt, top_level_shape)
 /* A valid patch object with one field's value replaced (or removed: NULL). */
 static void expect_field_refused(const char *field, const char *value, const char *cause)
 {
-	struct store_index idx = {0};
+	struct store_index idx = { 0 };
 	struct store_patch p = full_patch("a");
 	char *text, *buf, key[64];
 	char *at, *val_end;
@@ -401,16 +407,19 @@ Test(store_corrupt, wrong_types)
 	expect_field_refused("created", "1763700000", "patches[0].created: expected a UTC time");
 	expect_field_refused("created", "\"yesterday\"", "patches[0].created: expected a UTC time");
 	expect_field_refused("ttl_days", "0", "patches[0].ttl_days: expected an integer from 1");
-	expect_field_refused("status", "\"expired\"", "patches[0].status: expected \"active\" or \"stale\"");
+	expect_field_refused("status", "\"expired\"",
+			     "patches[0].status: expected \"active\" or \"stale\"");
 	expect_field_refused("target", "\"\"", "patches[0].target: is empty");
 	expect_field_refused("consumer", "[]", "patches[0].consumer: expected a string");
 	expect_field_refused("placement", "\"inline\"", "patches[0].placement: expected \"value\"");
 	expect_field_refused("consumer_kind", "\"frob\"",
 			     "patches[0].consumer_kind: unknown token \"frob\"");
 	expect_field_refused("consumer_kind", "7", "patches[0].consumer_kind: expected a string");
-	expect_field_refused("consumer", "null", "patches[0].consumer_kind: given without a consumer");
+	expect_field_refused("consumer", "null",
+			     "patches[0].consumer_kind: given without a consumer");
 	expect_field_refused("code_id", NULL, "patches[0].code_id: missing");
-	expect_field_refused("fallback", "\"a\\u0001b\"", "patches[0].fallback: contains a control character");
+	expect_field_refused("fallback", "\"a\\u0001b\"",
+			     "patches[0].fallback: contains a control character");
 }
 
 Test(store_corrupt, patch_shape)
@@ -427,7 +436,7 @@ Test(store_corrupt, patch_shape)
 
 Test(store_corrupt, duplicate_names)
 {
-	struct store_index idx = {0};
+	struct store_index idx = { 0 };
 	struct store_patch p = full_patch("a");
 	char *text, *dup, *first, *second;
 	size_t len;

@@ -55,8 +55,10 @@ Test(store_lazy, corrupt_index_refused_by_the_change_and_kept)
 	fputs(junk, f);
 	fclose(f);
 
-	cr_assert_eq(open_capturing(dir, STORE_F_LAZY, &s), 0, "the lazy open does not look: %s", last_msg);
-	cr_assert_neq(store__record_hits(s, names, 1, 2000000100, NULL), 0, "a corrupt index is refused");
+	cr_assert_eq(open_capturing(dir, STORE_F_LAZY, &s), 0, "the lazy open does not look: %s",
+		     last_msg);
+	cr_assert_neq(store__record_hits(s, names, 1, 2000000100, NULL), 0,
+		      "a corrupt index is refused");
 	store__close(s);
 	f = fopen(path, "r");
 	cr_assert_not_null(f);

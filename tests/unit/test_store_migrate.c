@@ -197,7 +197,8 @@ Test(store_migrate, keys_per_version)
 	size_t len;
 
 	cr_assert_eq(store_index__parse(v1_with_kind, v1_with_kind + strlen(v1_with_kind), &idx,
-					err, sizeof(err)), -EBADMSG);
+					err, sizeof(err)),
+		     -EBADMSG);
 	cr_assert(strstr(err, "patches[0]: unknown field \"consumer_kind\""), "%s", err);
 	/* Version 2 without the key. */
 	cr_assert_eq(store_index__put(&idx, &p), 0);
@@ -206,7 +207,8 @@ Test(store_migrate, keys_per_version)
 	cr_assert_not_null(at = strstr(text, "\t\t\t\"consumer_kind\":\t\"store\",\n"));
 	memmove(at, at + strlen("\t\t\t\"consumer_kind\":\t\"store\",\n"),
 		strlen(at + strlen("\t\t\t\"consumer_kind\":\t\"store\",\n")) + 1);
-	cr_assert_eq(store_index__parse(text, text + strlen(text), &idx, err, sizeof(err)), -EBADMSG);
+	cr_assert_eq(store_index__parse(text, text + strlen(text), &idx, err, sizeof(err)),
+		     -EBADMSG);
 	cr_assert(strstr(err, "patches[0].consumer_kind: missing"), "%s", err);
 	free(text);
 }

@@ -162,14 +162,17 @@ Test(store_hits, add_hits_adds_counts)
 	p[1].hits = STORE_HITS_MAX - 2;
 	cr_assert_eq(store__add_many(s, p, 2), 0);
 	struct store_hit_count v[] = {
-		{ "a", 3, 2000000000 }, { "gone", 5, 2000000000 }, { "b", 7, 1000 },
+		{ "a", 3, 2000000000 },
+		{ "gone", 5, 2000000000 },
+		{ "b", 7, 1000 },
 	};
 	cr_assert_eq(store__add_hits(s, v, 3, &missing), 0);
 	cr_assert_eq(missing, 1);
 	cr_assert_eq(store__find(s, "a")->hits, 3);
 	cr_assert_eq(store__find(s, "a")->last_hit, 2000000000);
 	cr_assert_eq(store__find(s, "b")->hits, STORE_HITS_MAX);
-	cr_assert_eq(store__find(s, "b")->last_hit, p[1].last_hit, "an older firing moved last_hit back");
+	cr_assert_eq(store__find(s, "b")->last_hit, p[1].last_hit,
+		     "an older firing moved last_hit back");
 	/* Zero firings: no change at all, last_hit included. */
 	struct store_hit_count z = { "a", 0, 2000000100 };
 	cr_assert_eq(store__add_hits(s, &z, 1, NULL), 0);
@@ -226,8 +229,10 @@ Test(store_query, select_by_program_module_and_python)
 	struct store *s = fresh(dir, sizeof(dir));
 	struct store_patch p[4] = { full_patch("a"), full_patch("b"), full_patch("c"),
 				    full_patch("d") };
-	struct store_query q = { .program = "/srv/app/main.py", .module = "app.config",
-				 .python_version = "3.11.2", .now = 1763700001,
+	struct store_query q = { .program = "/srv/app/main.py",
+				 .module = "app.config",
+				 .python_version = "3.11.2",
+				 .now = 1763700001,
 				 .flags = STORE_Q_APPLICABLE };
 	struct store_iter it;
 	const struct store_patch *got;
@@ -484,8 +489,8 @@ Test(store_concurrency, writers_lose_nothing, .timeout = 60)
 		int status;
 
 		cr_assert_eq(waitpid(pids[i], &status, 0), pids[i]);
-		cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0,
-			  "child %d: status %#x: %s", i, status, last_msg);
+		cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child %d: status %#x: %s",
+			  i, status, last_msg);
 	}
 	cr_assert_eq(open_capturing(dir, STORE_F_RDONLY, &s), 0);
 	cr_assert_eq(store__count(s), NPROC * NEACH + 1);

@@ -18,8 +18,13 @@ static const uint8_t code[] = { 151, 0, 124, 0, 83, 0 };
 static struct rewrite_code_info sample(void)
 {
 	return (struct rewrite_code_info){
-		.code = code, .code_len = sizeof code, .firstlineno = 1, .stacksize = 1,
-		.filename = "/srv/app.py", .name = "f", .qualname = "f",
+		.code = code,
+		.code_len = sizeof code,
+		.firstlineno = 1,
+		.stacksize = 1,
+		.filename = "/srv/app.py",
+		.name = "f",
+		.qualname = "f",
 	};
 }
 
@@ -76,7 +81,8 @@ Test(store_link, symlinked_store_refused_and_its_target_untouched)
 		cr_assert_eq(open_capturing(link, flags, &s), -EPERM, "flags %#x", flags);
 		cr_assert_null(s);
 		cr_assert(strstr(last_msg, link) && strstr(last_msg, "is a symbolic link") &&
-			  strstr(last_msg, real), "%s", last_msg);
+				  strstr(last_msg, real),
+			  "%s", last_msg);
 		cr_assert_null(strchr(last_msg, '\n'), "one line: %s", last_msg);
 	}
 	cr_assert_eq(entries(real), 0, "something was written through the link");
@@ -244,7 +250,7 @@ Test(store_code_dir, nothing_planted_at_a_guessable_name_is_written)
 	size_t len;
 	char *text;
 
-	cr_assert_eq(store_code__save(s, ID, &in), 0);   /* code/ exists */
+	cr_assert_eq(store_code__save(s, ID, &in), 0); /* code/ exists */
 	cr_assert_eq(store_code__path(dir, ID, file, sizeof(file)), 0);
 	cr_assert_eq(unlink(file), 0);
 	snprintf(victim, sizeof(victim), "%s.victim", dir);
@@ -371,7 +377,7 @@ static void racer(const char *dir, int id, int go)
 	p.program = prog;
 	if (open_capturing(dir, STORE_F_CREATE, &s))
 		_exit(10);
-	if (read(go, &c, 1) != 0)   /* EOF: every racer is released at once */
+	if (read(go, &c, 1) != 0) /* EOF: every racer is released at once */
 		_exit(11);
 	if (store__add_unique(s, &p, name, sizeof(name)))
 		_exit(12);
@@ -398,7 +404,7 @@ Test(store_unique, racing_heals_of_one_name_keep_every_patch, .timeout = 120)
 			}
 		}
 		close(go[0]);
-		usleep(20000);   /* every racer has opened the store (read the index) */
+		usleep(20000); /* every racer has opened the store (read the index) */
 		close(go[1]);
 		for (int i = 0; i < RACERS; i++) {
 			int status;

@@ -22,7 +22,8 @@ static void capture(const char *msg, void *ctx)
 
 /* store__open whose messages land in last_msg (the handle's own print
  * function: there is no process-wide one). */
-static __attribute__((unused)) int open_capturing(const char *path, unsigned flags, struct store **out)
+static __attribute__((unused)) int open_capturing(const char *path, unsigned flags,
+						  struct store **out)
 {
 	return store__open_print(path, flags, capture, last_msg, out);
 }
@@ -40,7 +41,9 @@ static char *tmp_store(char *buf, size_t size)
 
 static int rm_one(const char *p, const struct stat *st, int flag, struct FTW *f)
 {
-	(void)st; (void)flag; (void)f;
+	(void)st;
+	(void)flag;
+	(void)f;
 	return remove(p);
 }
 

@@ -34,9 +34,13 @@ Test(inject_msg, header_rejects_bad_frames)
 Test(inject_msg, crash_roundtrip_and_truncation)
 {
 	struct wire_buf b = { 0 };
-	struct wire_crash c = { .event_id = 7, .tid = 4242, .thread_ident = 99,
-				  .code_addr = 0x7f0000001000ull, .frame_addr = 0x7f0000002000ull,
-				  .offset = 16, .line = 52 };
+	struct wire_crash c = { .event_id = 7,
+				.tid = 4242,
+				.thread_ident = 99,
+				.code_addr = 0x7f0000001000ull,
+				.frame_addr = 0x7f0000002000ull,
+				.offset = 16,
+				.line = 52 };
 	struct wire_crash d;
 	struct wire_hdr h;
 	strcpy(c.exc_type, "KeyError");
@@ -87,10 +91,17 @@ Test(inject_msg, patch_roundtrip_with_nested_constants)
 		{ .kind = WIRE_CONST_FLOAT, .f = 2.5 },
 	};
 	const char *names[2] = { "get", "suture_marker" };
-	struct wire_patch m = { .request_id = 3, .code_addr = 0x1234, .stacksize = 4,
-				  .code = code, .code_len = sizeof code, .exctable = exc,
-				  .exctable_len = sizeof exc, .consts = consts, .nconsts = 4,
-				  .names = names, .nnames = 2 };
+	struct wire_patch m = { .request_id = 3,
+				.code_addr = 0x1234,
+				.stacksize = 4,
+				.code = code,
+				.code_len = sizeof code,
+				.exctable = exc,
+				.exctable_len = sizeof exc,
+				.consts = consts,
+				.nconsts = 4,
+				.names = names,
+				.nnames = 2 };
 	struct wire_buf b = { 0 };
 	struct wire_hdr h;
 	struct wire_patch d;
@@ -106,7 +117,7 @@ Test(inject_msg, patch_roundtrip_with_nested_constants)
 
 	struct wire_const_iter it;
 	int kinds[] = { WIRE_CONST_NONE, WIRE_CONST_TUPLE, WIRE_CONST_BUILTIN,
-			WIRE_CONST_INT, WIRE_CONST_STR, WIRE_CONST_FLOAT };
+			WIRE_CONST_INT,  WIRE_CONST_STR,   WIRE_CONST_FLOAT };
 	wire_const_iter__init(&it, &d);
 	for (int i = 0; i < 6; i++) {
 		cr_assert_eq(wire_const_iter__next(&it, &c), 1);
@@ -150,8 +161,9 @@ Test(inject_msg, patch_refuses_lies)
 	/* A tuple nested deeper than the limit is refused by the encoder. */
 	struct wire_const chain[WIRE_MAX_CONST_DEPTH + 2];
 	for (int i = 0; i < WIRE_MAX_CONST_DEPTH + 1; i++)
-		chain[i] = (struct wire_const){ .kind = WIRE_CONST_TUPLE, .items = &chain[i + 1],
-						  .nitems = 1 };
+		chain[i] = (struct wire_const){ .kind = WIRE_CONST_TUPLE,
+						.items = &chain[i + 1],
+						.nitems = 1 };
 	chain[WIRE_MAX_CONST_DEPTH + 1] = (struct wire_const){ .kind = WIRE_CONST_NONE };
 	static const uint8_t code[] = { 9, 0 };
 	struct wire_patch deep = { .code = code, .code_len = 2, .consts = chain, .nconsts = 1 };
@@ -162,10 +174,11 @@ Test(inject_msg, patch_refuses_lies)
 	/* A constant count beyond the bytes present. */
 	uint8_t raw[64] = { 0 };
 	size_t at = 8 + 8 + 4 + 4;
-	raw[at] = 2;                    /* code blob len 2 */
+	raw[at] = 2; /* code blob len 2 */
 	at += 4 + 2;
-	at += 4 + 4;                    /* empty exctable, linetable */
-	raw[at] = 0xff; raw[at + 1] = 0xff; /* nconsts 65535 */
+	at += 4 + 4; /* empty exctable, linetable */
+	raw[at] = 0xff;
+	raw[at + 1] = 0xff; /* nconsts 65535 */
 	at += 4;
 	cr_assert_eq(wire_msg__decode_patch(raw, raw + at + 4, &d), -EINVAL);
 }
@@ -174,7 +187,10 @@ Test(inject_msg, small_messages_roundtrip)
 {
 	struct wire_buf b = { 0 };
 	struct wire_hdr h;
-	struct wire_hello hello = { .version = WIRE_PROTO_VERSION, .timeout_ms = 300, .flags = WIRE_HELLO_F_HITS }, hello2;
+	struct wire_hello hello = { .version = WIRE_PROTO_VERSION,
+				    .timeout_ms = 300,
+				    .flags = WIRE_HELLO_F_HITS },
+			  hello2;
 	cr_assert_eq(wire_msg__encode_hello(&b, &hello), 0);
 	const uint8_t *p = payload(&b, &h);
 	cr_assert_eq(wire_msg__decode_hello(p, p + h.len, &hello2), 0);
@@ -190,7 +206,8 @@ Test(inject_msg, small_messages_roundtrip)
 	cr_assert_eq(wire_msg__decode_hello(p, p + h.len + 0, &hello2), 0);
 	wire_buf__reset(&b);
 
-	struct wire_welcome w = { WIRE_PROTO_VERSION, 42, 0x30b02f0, WIRE_WATCH_JUMP_ABS, "jump" }, w2;
+	struct wire_welcome w = { WIRE_PROTO_VERSION, 42, 0x30b02f0, WIRE_WATCH_JUMP_ABS, "jump" },
+			    w2;
 	cr_assert_eq(wire_msg__encode_welcome(&b, &w), 0);
 	p = payload(&b, &h);
 	cr_assert_eq(wire_msg__decode_welcome(p, p + h.len, &w2), 0);
@@ -236,8 +253,11 @@ Test(inject_msg, patch_named_roundtrip_and_refusals)
 {
 	struct wire_buf b = { 0 };
 	static const uint8_t code[] = { 151, 0, 100, 0, 83, 0 };
-	struct wire_patch p = { .request_id = 5, .code_addr = 0x1000, .stacksize = 3,
-				  .code = code, .code_len = sizeof code };
+	struct wire_patch p = { .request_id = 5,
+				.code_addr = 0x1000,
+				.stacksize = 3,
+				.code = code,
+				.code_len = sizeof code };
 	struct wire_patch d;
 	struct wire_hdr h;
 	cr_assert_eq(wire_msg__encode_patch_named(&b, &p), -EINVAL, "a name is required");
@@ -268,10 +288,18 @@ Test(inject_msg, list_result_roundtrip_and_lies)
 	struct wire_buf b = { 0 };
 	struct wire_list l = { 11 }, dl;
 	struct wire_list_result r;
-	struct wire_live_patch e = { .first_line = 10, .flags = WIRE_LIVE_F_STACKED,
-				       .orig_addr = 1, .new_addr = 2, .installed_ms = 1234567,
-				       .nfunctions = 3, .nparents = 1, .nframes = 2,
-				       .live_functions = 4, .hits = 7, .last_hit_ms = 1234999 }, got;
+	struct wire_live_patch e = { .first_line = 10,
+				     .flags = WIRE_LIVE_F_STACKED,
+				     .orig_addr = 1,
+				     .new_addr = 2,
+				     .installed_ms = 1234567,
+				     .nfunctions = 3,
+				     .nparents = 1,
+				     .nframes = 2,
+				     .live_functions = 4,
+				     .hits = 7,
+				     .last_hit_ms = 1234999 },
+			       got;
 	struct wire_live_iter it;
 	struct wire_hdr h;
 	size_t at;
@@ -316,8 +344,12 @@ Test(inject_msg, rollback_roundtrip_and_refusals)
 {
 	struct wire_buf b = { 0 };
 	struct wire_rollback m = { .request_id = 8 }, d;
-	struct wire_rollback_result res = { .request_id = 8, .status = -EBUSY, .npatches = 1,
-					      .nfunctions = 2, .nframes = 1 }, dr;
+	struct wire_rollback_result res = { .request_id = 8,
+					    .status = -EBUSY,
+					    .npatches = 1,
+					    .nfunctions = 2,
+					    .nframes = 1 },
+				    dr;
 	struct wire_hdr h;
 	strcpy(m.name, "m.f:3:key_guard");
 	cr_assert_eq(wire_msg__encode_rollback(&b, &m), 0);
@@ -358,7 +390,7 @@ Test(inject_msg, rollback_roundtrip_and_refusals)
 	cr_assert_eq(dr.nfunctions, 2);
 	cr_assert_str_eq(dr.message, "busy");
 	wire_buf__reset(&b);
-	res.status = 1;   /* positive statuses do not exist */
+	res.status = 1; /* positive statuses do not exist */
 	wire_msg__encode_rollback_result(&b, &res);
 	pl = payload(&b, &h);
 	cr_assert_eq(wire_msg__decode_rollback_result(pl, pl + h.len, &dr), -EINVAL);
@@ -387,12 +419,13 @@ Test(inject_msg, hits_roundtrip_and_lies)
 	struct wire_hdr h;
 	struct wire_hits m;
 	struct wire_hits_iter it;
-	struct wire_hit e = { .orig_addr = 0x7f0000001000, .count = 3, .last_ms = 1763710000123 }, got;
+	struct wire_hit e = { .orig_addr = 0x7f0000001000, .count = 3, .last_ms = 1763710000123 },
+			got;
 	size_t at;
 	strcpy(e.name, "m.f:3:key_guard");
 	cr_assert_eq(wire_msg__hits_begin(&b, 2, &at), 0);
 	wire_msg__hits_entry(&b, &e);
-	e.name[0] = 0;   /* a plain PATCH's entry has no name */
+	e.name[0] = 0; /* a plain PATCH's entry has no name */
 	e.count = 1;
 	wire_msg__hits_entry(&b, &e);
 	cr_assert_eq(wire_msg__hits_end(&b, at), 0);
