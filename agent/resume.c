@@ -42,6 +42,10 @@
  * old code kept alive. Anything outside the preconditions (generator or
  * coroutine code, F entered from C, a caller not at a CALL, frame sizes
  * that do not fit) is refused before anything changes.
+ *
+ * One file over 800 lines: building the continuation K, the caller's
+ * decider copy and running them share the level bookkeeping and the
+ * frame layout rules; split, each half would need the other's internals.
  */
 #include "agent/agent-py.h"
 #include "rewrite/rewrite.h"

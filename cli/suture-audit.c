@@ -7,6 +7,10 @@
  *   suture-audit --pid N rollback NAME... | --all  also from the process
  *
  * Exit codes are documented in docs/man/suture-audit.1 (EXIT STATUS).
+ *
+ * One file over 800 lines: one command's subcommands and their output
+ * (table, JSON, explain, rollback, --pid); its logic is rewrite/'s and
+ * store/'s.
  */
 #include "attach/attach.h"
 #include "inject/inject.h"

@@ -4,6 +4,9 @@
  * pointer read from the target is checked against limits before use. A
  * value that cannot be decoded becomes descriptive text, never an error:
  * only running out of memory fails. Layouts: docs/formats/interpreter-structs.md.
+ *
+ * One file over 800 lines: one bounded reader per CPython type (str,
+ * bytes, int, float, containers, instances), all under the same limits.
  */
 #include "inspect/inspect-priv.h"
 

@@ -3,6 +3,9 @@
  * checked for presence, type, range and encoding, unknown fields and
  * duplicates are errors (an index we would rewrite without them would lose
  * data), and a failure names the field.
+ *
+ * One file over 800 lines: the decoder and the encoder of one format,
+ * field by field, kept side by side so a field cannot change in one alone.
  */
 #include "store/store-priv.h"
 #include "rewrite/guard.h" /* the guard vocabulary: rewrite/guards.c, pure data */

@@ -1,5 +1,10 @@
 /* The store on disk: directory checks, reading the index, transactions under
- * flock, atomic replacement, queries. Format: docs/formats/store.md. */
+ * flock, atomic replacement, queries. Format: docs/formats/store.md.
+ *
+ * One file over 800 lines: the directory and file checks, the lock and
+ * the transactions share the checked directory descriptors and the
+ * handle's message buffer; the safety rules read in one place.
+ */
 #include "store/store-priv.h"
 #include "rewrite/guard.h"
 

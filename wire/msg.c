@@ -1,4 +1,8 @@
-/* wire/: channel wire forms. Spec: docs/formats/channel.md. */
+/* wire/: channel wire forms. Spec: docs/formats/channel.md.
+ *
+ * One file over 800 lines: one small encoder and one checked decoder per
+ * message type, in channel.md's order, so the format and its code read
+ * side by side. */
 #include "wire/msg.h"
 
 #include <errno.h>
