@@ -349,12 +349,17 @@ int main(int argc, char **argv)
 	case MODE_DUMP:
 		return run_dump(&a);
 	case MODE_WATCH: {
+		char *paths = NULL, err[512];
+		if (heal_config__app_paths(a.store, a.app_paths, &paths, err, sizeof(err))) {
+			fprintf(stderr, "suture-attach: %s\n", err);
+			return EXIT_USAGE;
+		}
 		struct heal_watch_opts o = { .store_dir = a.store,
 					     .dry_run = a.dry_run,
 					     .verbose = a.verbose,
 					     .timeout_s = a.timeout,
 					     .ttl_days = a.ttl,
-					     .app_paths = a.app_paths };
+					     .app_paths = paths };
 		return heal_watch__run(a.pid, &o);
 	}
 	case MODE_DETACH:

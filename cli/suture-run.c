@@ -195,5 +195,11 @@ int main(int argc, char **argv)
 		usage(stderr);
 		return 2;
 	}
+	char *paths = NULL, err[512];
+	if (heal_config__app_paths(o.store_dir, o.app_paths, &paths, err, sizeof(err))) {
+		fprintf(stderr, "suture-run: %s\n", err);
+		return 2;
+	}
+	o.app_paths = paths;
 	return heal_run__main(&o, argv + optind);
 }

@@ -172,6 +172,14 @@ void heal__summary(const struct heal *h, FILE *out);
  * -ENOENT if it has none (python -c, -m, a REPL). */
 int heal_program__of_pid(pid_t pid, char *buf, size_t cap);
 
+/* The application paths for the agent: cli (--app-path's, ':'-joined, may
+ * be NULL) and the store's config.json "app_paths" (the store at store_dir,
+ * NULL: the default; an absent store or file adds nothing). *out: malloc'ed
+ * ':'-joined list, or NULL when there is none. A config.json that is
+ * malformed or fails the store's checks: -errno, err says why in one line. */
+int heal_config__app_paths(const char *store_dir, const char *cli, char **out, char *err,
+			   size_t errlen);
+
 /* ---- suture-attach --watch ---- */
 
 struct heal_watch_opts {

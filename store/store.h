@@ -69,6 +69,7 @@
 #define STORE_DEFAULT_TTL_DAYS 7
 #define STORE_MAX_TTL_DAYS 36500
 #define STORE_INDEX_MAX (64u << 20)
+#define STORE_CONFIG "config.json" /* the user's settings (store/config.c) */
 /* Longest accepted string field, in bytes (UTF-8, no NUL). */
 #define STORE_STR_MAX 4096
 /* Longest patch name; names are printable, without spaces or control bytes. */
@@ -272,5 +273,13 @@ int64_t store__now(void);
 int store__format_time(int64_t t, char *buf, size_t size);
 /* Parse exactly that form; -EINVAL otherwise. */
 int store__parse_time(const char *text, int64_t *out);
+
+/* The application paths config.json names ({"app_paths": ["/abs", ...]},
+ * docs/formats/store.md), joined with ':' into out[cap] ("" when the file
+ * or the key is absent): more application code for the crash decision,
+ * added to --app-path's. -EBADMSG (a malformed file: unknown keys, a
+ * relative path, one with ':'), -EPERM (the file fails the store's checks),
+ * -ENAMETOOLONG; err says which and why in one line. */
+int store_config__app_paths(struct store *s, char *out, size_t cap, char *err, size_t errlen);
 
 #endif

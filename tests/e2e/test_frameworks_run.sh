@@ -65,6 +65,19 @@ grep -q 'crash seen' "$W/lib.err" && fail "app_path: site-packages code reported
 grep -qxF "parsed: [1, None]" "$W/app.out" || { cat "$W/app.out" "$W/app.err"; fail "app_path: no fallback"; }
 grep -q '^\[suture\] resumed in flight: parse' "$W/app.err" || fail "app_path: not resumed in flight"
 ok "--app-path"
+# The same from the store's config.json; a malformed one is refused in one line.
+mkdir -m 700 "$W/store-conf"
+printf '{"app_paths": ["%s"]}\n' "$F/vendored/site-packages/vend" >"$W/store-conf/config.json"
+chmod 600 "$W/store-conf/config.json"
+"$RUN" --python "$PYTHON" --store "$W/store-conf" "$F/app_path.py" >"$W/conf.out" 2>"$W/conf.err" ||
+	{ cat "$W/conf.err"; fail "config.json app_paths: exited non-zero"; }
+grep -qxF "parsed: [1, None]" "$W/conf.out" || { cat "$W/conf.err"; fail "config.json app_paths: no fallback"; }
+printf '{"app_paths": ["relative"]}\n' >"$W/store-conf/config.json"
+"$RUN" --python "$PYTHON" --store "$W/store-conf" "$F/app_path.py" >"$W/conf2.out" 2>"$W/conf2.err"
+rc=$?
+[ $rc -eq 2 ] && [ "$(wc -l <"$W/conf2.err")" -eq 1 ] && grep -q 'config.json' "$W/conf2.err" ||
+	{ cat "$W/conf2.err"; fail "a malformed config.json: exit $rc"; }
+ok "config.json app_paths"
 job deliberate "done" 1 0
 for l in "executor: handled by the consumer" "executor map: handled by the consumer" \
 	"gather: ['int', 'KeyError']" "gather: handled by the awaiting task" \

@@ -1,0 +1,46 @@
+/* heal: the application paths a session gives the agent: --app-path's and
+ * those the store's config.json names (store_config__app_paths). */
+#include "heal/heal.h"
+#include "store/store.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void quiet(const char *msg, void *ctx)
+{
+	(void)msg;
+	(void)ctx;
+}
+
+int heal_config__app_paths(const char *store_dir, const char *cli, char **out, char *err,
+			   size_t errlen)
+{
+	char conf[8192];
+	struct store *st = NULL;
+	int rc;
+
+	*out = NULL;
+	err[0] = 0;
+	conf[0] = 0;
+	rc = store__open_print(store_dir, STORE_F_RDONLY | STORE_F_LAZY, quiet, NULL, &st);
+	if (rc == 0) {
+		rc = store_config__app_paths(st, conf, sizeof(conf), err, errlen);
+		store__close(st);
+		if (rc)
+			return rc;
+	} else if (rc != -ENOENT) {
+		/* A store that cannot be opened is reported where it is used. */
+		conf[0] = 0;
+	}
+	size_t a = cli ? strlen(cli) : 0, b = strlen(conf);
+	if (!a && !b)
+		return 0;
+	if (!(*out = malloc(a + b + 2))) {
+		snprintf(err, errlen, "out of memory");
+		return -ENOMEM;
+	}
+	snprintf(*out, a + b + 2, "%s%s%s", a ? cli : "", a && b ? ":" : "", conf);
+	return 0;
+}
