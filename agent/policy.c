@@ -601,6 +601,20 @@ static int anyio_worker(_PyInterpreterFrame *f, _PyInterpreterFrame *above, PyOb
 	return fut ? future_consumers(fut, type, depth) : 0;
 }
 
+/* Celery's tracer stores a task's exception in its result (eager mode:
+ * EagerResult; a worker: the result backend); the consumer is whoever calls
+ * .get() later, not known yet: the exception is left alone here and judged
+ * when .get() raises it again (crash.c, a re-raise). */
+static int celery_tracer(_PyInterpreterFrame *f, _PyInterpreterFrame *above, PyObject *type,
+			 int depth)
+{
+	(void)f;
+	(void)above;
+	(void)type;
+	(void)depth;
+	return 0;
+}
+
 /* ------------------------------------------------------------------ */
 /* The table                                                           */
 
@@ -639,6 +653,7 @@ static const struct boundary_rule rules[] = {
 	{ "/asyncio/events.py", "Handle._run", NULL, asyncio_handle },
 	{ "/concurrent/futures/thread.py", "_WorkItem.run", NULL, futures_workitem },
 	{ "/anyio/_backends/_asyncio.py", "WorkerThread.run", NULL, anyio_worker },
+	{ "/celery/app/trace.py", "build_tracer.<locals>.trace_task", NULL, celery_tracer },
 };
 
 int agent_policy__boundary(_PyInterpreterFrame *fr, _PyInterpreterFrame *above, PyObject *type,

@@ -52,6 +52,9 @@ job asyncio_gather "got: [1, None, 3]" 2 1
 job pool_map "total: 8" 2 1
 if "$PYTHON" -c 'import celery' 2>/dev/null; then
 	job celery_eager "total: 8" 2 1
+	job celery_deliberate "total: 8" 1 0
+	grep -qxF "celery: handled by the caller" "$W/celery_deliberate.out" ||
+		fail "celery_deliberate: not handled by the caller"
 else
 	echo "absent: python3-celery, celery_eager not tested"
 fi
