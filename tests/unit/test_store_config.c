@@ -46,8 +46,8 @@ Test(store_config, absent_file_adds_nothing)
 Test(store_config, paths_are_joined)
 {
 	char dir[256], out[256], err[256];
-	struct store *s =
-		with_config(dir, sizeof(dir), "{\"app_paths\": [\"/srv/app\", \"/opt/mine\"]}");
+	struct store *s = with_config(dir, sizeof(dir),
+				      "{\"app_paths\": [\"/srv/app\", \"/opt/mine\"]}");
 	cr_assert_eq(paths_of(s, out, sizeof(out), err), 0, "%s", err);
 	cr_assert_str_eq(out, "/srv/app:/opt/mine");
 	store__close(s);
@@ -57,9 +57,12 @@ Test(store_config, paths_are_joined)
 Test(store_config, malformed_files_are_refused_with_a_reason)
 {
 	static const char *const bad[] = {
-		"{\"app_paths\": [\"relative/dir\"]}", "{\"app_paths\": [\"/a:b\"]}",
-		"{\"app_paths\": \"/srv/app\"}",       "{\"app_path\": [\"/srv/app\"]}",
-		"[\"/srv/app\"]",                      "{\"app_paths\": [1]}",
+		"{\"app_paths\": [\"relative/dir\"]}",
+		"{\"app_paths\": [\"/a:b\"]}",
+		"{\"app_paths\": \"/srv/app\"}",
+		"{\"app_path\": [\"/srv/app\"]}",
+		"[\"/srv/app\"]",
+		"{\"app_paths\": [1]}",
 		"not json",
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
