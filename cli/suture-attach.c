@@ -74,7 +74,7 @@ static void usage(FILE *f)
 		"  -h, --help       this help\n"
 		"  -V, --version    print the version\n"
 		"\n"
-		"Exit status: 0 ok, 2 usage, 3 no such process, 4 not Python, 5 not 3.11,\n"
+		"Exit status: 0 ok, 2 usage (or a thread id), 3 no such process, 4 not Python, 5 not 3.11,\n"
 		"6 permission denied, 7 already traced, 8 stopped, 9 exited during the dump,\n"
 		"10 no interpreter layout, 11 no agent to detach, 1 other errors. See suture-attach(1).\n");
 }
@@ -266,6 +266,31 @@ static void report(const char *msg, pid_t pid, int err)
 		fprintf(stderr, "suture-attach: pid %d: %s\n", (int)pid, strerror(-err));
 }
 
+/* A thread id names a task of another process: /proc/TID exists (not
+ * listed, but reachable) and its Tgid is the process. Attaching to it would
+ * inject into the process and then look for a channel named after the TID,
+ * so refuse before touching the target. Returns 0, or the exit code after
+ * printing the one-line error. A pid with no /proc entry is left to the
+ * mode, which reports "no such process". */
+static int refuse_thread_id(pid_t pid)
+{
+	char path[64], line[256];
+	long tgid = -1;
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+	FILE *f = fopen(path, "re");
+	if (!f)
+		return EXIT_OK;
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "Tgid: %ld", &tgid) == 1)
+			break;
+	fclose(f);
+	if (tgid <= 0 || tgid == (long)pid)
+		return EXIT_OK;
+	fprintf(stderr, "suture-attach: %d is a thread of process %ld: give --pid %ld\n", (int)pid,
+		tgid, tgid);
+	return EXIT_USAGE;
+}
+
 static int run_dump(const struct args *a)
 {
 	struct inspect_opts o = { .no_cache = a->no_cache, .verbose = a->verbose ? stderr : NULL };
@@ -344,6 +369,8 @@ int main(int argc, char **argv)
 	struct args a = { 0 };
 	int rc = parse_args(argc, argv, &a);
 	if (rc != EXIT_OK)
+		return rc;
+	if ((rc = refuse_thread_id(a.pid)) != EXIT_OK)
 		return rc;
 	switch (a.mode) {
 	case MODE_DUMP:
