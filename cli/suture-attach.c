@@ -255,11 +255,16 @@ static int exit_for(int err, bool opened)
 	return EXIT_INTERNAL;
 }
 
-/* inspect's messages start "inspect: pid N: ..."; ours "suture-attach: pid N: ...". */
+/* The modules' messages start "inspect: pid N: ..." (or inject:, attach:,
+ * heal:); ours "suture-attach: pid N: ...": one prefix. */
 static void report(const char *msg, pid_t pid, int err)
 {
-	if (!strncmp(msg, "inspect: ", 9))
-		msg += 9;
+	static const char *const mods[] = { "inspect: ", "inject: ", "attach: ", "heal: " };
+	for (size_t i = 0; i < sizeof(mods) / sizeof(mods[0]); i++)
+		if (!strncmp(msg, mods[i], strlen(mods[i]))) {
+			msg += strlen(mods[i]);
+			break;
+		}
 	if (msg[0])
 		fprintf(stderr, "suture-attach: %s\n", msg);
 	else
@@ -382,7 +387,11 @@ int main(int argc, char **argv)
 					     .timeout_s = a.timeout,
 					     .ttl_days = a.ttl,
 					     .app_paths = a.app_paths };
-		return heal_watch__run(a.pid, &o);
+		char err[512];
+		rc = heal_watch__run(a.pid, &o, err, sizeof(err));
+		if (rc)
+			report(err, a.pid, rc);
+		return rc ? exit_for(rc, false) : EXIT_OK;
 	}
 	case MODE_DETACH:
 		return run_detach(&a);

@@ -11,6 +11,14 @@ $(ATTACH_E2E): tests/e2e/attach_call.c $(call lib_of,attach)
 	@mkdir -p $(@D)
 	$(CC) $(ALL_CFLAGS) -o $@ $< $(call lib_of,attach) -lelf
 
+# A binary that exports CPython's symbols and lies (tests/e2e/
+# test_attach_errors.sh): -rdynamic puts them in .dynsym, where inspect/ looks.
+FAKE_PYTHON := $(BUILD)/tests/e2e/fake_python
+all: $(FAKE_PYTHON)
+$(FAKE_PYTHON): tests/fixtures/attach_errors/fake_python.c
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) -rdynamic -o $@ $<
+
 # The client of the agent's channel (tests/e2e/test_agent*.sh and
 # test_watch*.sh); those scripts need the agent too. Built with the unit
 # tests, which make check/test build.

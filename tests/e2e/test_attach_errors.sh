@@ -3,7 +3,10 @@
 # touches them, with one line on stderr and the exit code of
 # docs/man/suture-attach.1, and leaves nothing behind:
 #   a thread id given as --pid (2, "N is a thread of process P: give --pid P"),
-#   for --dump too; nothing injected into the process.
+#   for --dump too; nothing injected into the process;
+#   a binary that exports CPython's symbols but lies (fake_python): --watch
+#   refuses it with --dump's exit code and message, injects nothing, and
+#   the target lives on.
 set -u
 . "$(dirname "$0")/lib.sh"
 SA="$BUILD/bin/suture-attach"
@@ -40,5 +43,16 @@ for mode in --watch --dump; do
 	untouched "$P"
 done
 stop_pid "$P"
+
+# A lying CPython: --dump's refusal is --watch's.
+start_bg fake "$W/fake" "$BUILD/tests/e2e/fake_python" "$W/fake"
+F=$BG
+"$SA" --pid "$F" --dump >/dev/null 2>"$W/dump.err"
+drc=$?
+[ "$drc" -ne 0 ] || fail "--dump accepted the fake CPython"
+expect_rc "fake CPython --watch" "$drc" "^$(sed 's/[][\\.*^$]/\\&/g' "$W/dump.err")\$" \
+	"$SA" --pid "$F" --watch --timeout 2
+untouched "$F"
+stop_pid "$F"
 
 echo PASS
