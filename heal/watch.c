@@ -83,8 +83,14 @@ int heal_watch__run(pid_t pid, const struct heal_watch_opts *o, char *err, size_
 	struct inject_opts io = { .agent_path = o->agent_path,
 				  .hits = true,
 				  .app_paths = o->app_paths };
-	if ((status = inject_session__open(pid, &io, &s, err, errlen)))
+	if ((status = inject_session__open(pid, &io, &s, err, errlen))) {
+		/* Gone in the middle (a remote call, the wait for the socket):
+		 * said once, whichever step noticed. */
+		if (status == -ESRCH)
+			snprintf(err, errlen, "inject: pid %d: process exited during the attach",
+				 (int)pid);
 		goto out;
+	}
 	if (inject_session__watch_mode(s) == WIRE_WATCH_NONE) {
 		snprintf(err, errlen, "heal: pid %d: the agent is not watching: %s", (int)pid,
 			 inject_session__watch_detail(s));

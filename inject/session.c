@@ -1,5 +1,6 @@
 /* inject/: a debugger's session with the agent (inject/inject.h). */
 #include "inject/inject.h"
+#include "attach/attach.h"
 #include "wire/channel.h"
 #include "inject/inject-priv.h"
 
@@ -357,8 +358,9 @@ static int connect_wait(pid_t pid, uint32_t timeout_ms, int *fd, char *err, size
 		int rc = inject__connect(pid, fd, err, cap);
 		if (rc == 0 || (rc != -ENOENT && rc != -ECONNREFUSED) || now_ms() > deadline)
 			return rc;
-		if (kill(pid, 0) && errno == ESRCH) {
-			snprintf(err, cap, "inject: pid %d: the process exited", (int)pid);
+		/* A zombie answers kill(pid, 0): ask /proc whether it runs. */
+		if (!attach_pid__alive(pid)) {
+			snprintf(err, cap, "inject: pid %d: process exited", (int)pid);
 			return -ESRCH;
 		}
 		usleep(1000); /* a connect costs little; a late session holds a script */
