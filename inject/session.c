@@ -124,6 +124,18 @@ static int check_channel_dir(pid_t pid, char *err, size_t cap)
 	return rc;
 }
 
+/* Before looking the agent up: remove the files of agents whose
+ * processes died without removing them (docs/formats/channel.md, "Stale
+ * files"), in the target user's directory if it is safe to use. */
+static void sweep_channel_dir(pid_t pid)
+{
+	char dir[WIRE_PATH_MAX];
+	uid_t uid;
+	if (!inject__target_uid(pid, &uid) && !wire_channel__dir(uid, dir, sizeof dir) &&
+	    !wire_channel__check_dir(dir, uid))
+		wire_channel__sweep(dir);
+}
+
 /* Connect to pid's agent and check that the peer really is pid. */
 int inject__connect(pid_t pid, int *out, char *err, size_t cap)
 {
@@ -384,6 +396,7 @@ int inject_session__open(pid_t pid, const struct inject_opts *opts, struct injec
 	s->pid = pid;
 	s->fd = -1;
 	s->how = INJECT_HOW_CONNECTED;
+	sweep_channel_dir(pid);
 	rc = inject__connect(pid, &s->fd, s->err, sizeof s->err);
 	if (rc == -ENOENT || rc == -ECONNREFUSED) {
 		if (o->no_inject) {
