@@ -583,6 +583,9 @@ int agent_server__open(void)
 	if ((rc = wire_channel__dir(uid, dir, sizeof dir)) ||
 	    (rc = wire_channel__ensure_dir(dir, uid)))
 		return rc;
+	/* Files of processes killed before their agent could remove them
+	 * (docs/formats/channel.md, "Stale files"). */
+	wire_channel__sweep(dir);
 	wire_channel__path(dir, pid, "lock", agent_g.lock_path, sizeof agent_g.lock_path);
 	wire_channel__path(dir, pid, "sock", agent_g.sock_path, sizeof agent_g.sock_path);
 	int lfd = open(agent_g.lock_path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);

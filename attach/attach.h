@@ -15,6 +15,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdbool.h>
 #include <sys/types.h>
 
 struct attach_proc;
@@ -114,6 +115,9 @@ int attach_proc__is_seized(const struct attach_proc *proc);
  * ptrace_scope, another uid without CAP_SYS_PTRACE, not dumpable), for
  * -EBUSY the tracer's pid. */
 void attach_explain_error(pid_t pid, int err, char *buf, size_t size);
+/* Whether pid runs: false once it exited, even while it is a zombie not
+ * yet reaped by its parent (kill(pid, 0) still succeeds then). */
+bool attach_pid__alive(pid_t pid);
 
 /* The absolute path of the script a Python interpreter pid runs, from
  * /proc/PID/cmdline (argv[0] is the interpreter; its options, -W and -X

@@ -61,6 +61,11 @@ bool attach__alive(pid_t pid)
 	return state != 'Z' && state != 'X' && state != 0;
 }
 
+bool attach_pid__alive(pid_t pid)
+{
+	return attach__alive(pid);
+}
+
 int attach_proc__state(struct attach_proc *proc, char *state)
 {
 	char path[64], buf[512];

@@ -69,6 +69,11 @@ int attach__wait(pid_t tid, int *status, unsigned timeout_ms)
 			sched_yield();
 			continue;
 		}
+		/* A thread of a process that exited stays a zombie, never
+		 * reported, while its group has other traced threads we have
+		 * not reaped: ask /proc now and then rather than wait it out. */
+		if (spins % 32 == 0 && !attach__alive(tid))
+			return -ESRCH;
 		nap.tv_sec = 0;
 		nap.tv_nsec = (long)(el / 16 < 1000000 ? el / 16 + 10000 : 1000000);
 		nanosleep(&nap, NULL);

@@ -74,7 +74,7 @@ static void usage(FILE *f)
 		"  -h, --help       this help\n"
 		"  -V, --version    print the version\n"
 		"\n"
-		"Exit status: 0 ok, 2 usage, 3 no such process, 4 not Python, 5 not 3.11,\n"
+		"Exit status: 0 ok, 2 usage (or a thread id), 3 no such process, 4 not Python, 5 not 3.11,\n"
 		"6 permission denied, 7 already traced, 8 stopped, 9 exited during the dump,\n"
 		"10 no interpreter layout, 11 no agent to detach, 1 other errors. See suture-attach(1).\n");
 }
@@ -255,15 +255,45 @@ static int exit_for(int err, bool opened)
 	return EXIT_INTERNAL;
 }
 
-/* inspect's messages start "inspect: pid N: ..."; ours "suture-attach: pid N: ...". */
+/* The modules' messages start "inspect: pid N: ..." (or inject:, attach:,
+ * heal:); ours "suture-attach: pid N: ...": one prefix. */
 static void report(const char *msg, pid_t pid, int err)
 {
-	if (!strncmp(msg, "inspect: ", 9))
-		msg += 9;
+	static const char *const mods[] = { "inspect: ", "inject: ", "attach: ", "heal: " };
+	for (size_t i = 0; i < sizeof(mods) / sizeof(mods[0]); i++)
+		if (!strncmp(msg, mods[i], strlen(mods[i]))) {
+			msg += strlen(mods[i]);
+			break;
+		}
 	if (msg[0])
 		fprintf(stderr, "suture-attach: %s\n", msg);
 	else
 		fprintf(stderr, "suture-attach: pid %d: %s\n", (int)pid, strerror(-err));
+}
+
+/* A thread id names a task of another process: /proc/TID exists (not
+ * listed, but reachable) and its Tgid is the process. Attaching to it would
+ * inject into the process and then look for a channel named after the TID,
+ * so refuse before touching the target. Returns 0, or the exit code after
+ * printing the one-line error. A pid with no /proc entry is left to the
+ * mode, which reports "no such process". */
+static int refuse_thread_id(pid_t pid)
+{
+	char path[64], line[256];
+	long tgid = -1;
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+	FILE *f = fopen(path, "re");
+	if (!f)
+		return EXIT_OK;
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "Tgid: %ld", &tgid) == 1)
+			break;
+	fclose(f);
+	if (tgid <= 0 || tgid == (long)pid)
+		return EXIT_OK;
+	fprintf(stderr, "suture-attach: %d is a thread of process %ld: give --pid %ld\n", (int)pid,
+		tgid, tgid);
+	return EXIT_USAGE;
 }
 
 static int run_dump(const struct args *a)
@@ -345,6 +375,8 @@ int main(int argc, char **argv)
 	int rc = parse_args(argc, argv, &a);
 	if (rc != EXIT_OK)
 		return rc;
+	if ((rc = refuse_thread_id(a.pid)) != EXIT_OK)
+		return rc;
 	switch (a.mode) {
 	case MODE_DUMP:
 		return run_dump(&a);
@@ -360,7 +392,10 @@ int main(int argc, char **argv)
 					     .timeout_s = a.timeout,
 					     .ttl_days = a.ttl,
 					     .app_paths = paths };
-		return heal_watch__run(a.pid, &o);
+		rc = heal_watch__run(a.pid, &o, err, sizeof(err));
+		if (rc)
+			report(err, a.pid, rc);
+		return rc ? exit_for(rc, false) : EXIT_OK;
 	}
 	case MODE_DETACH:
 		return run_detach(&a);

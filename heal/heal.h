@@ -194,9 +194,15 @@ struct heal_watch_opts {
 /* Attach to pid, inject (or reuse) the agent, print "[suture] watching pid
  * N", heal crashes until the target exits, the timeout passes, or SIGINT /
  * SIGTERM / SIGHUP arrive (then detach the agent: watcher removed, channel
- * closed, applied patches stay). Returns a process exit status: 0 ok, 1
- * failure (a message was printed). */
-int heal_watch__run(pid_t pid, const struct heal_watch_opts *o);
+ * closed, applied patches stay). Before injecting, the target must pass
+ * what suture-attach --dump checks (inspect_proc__open and a snapshot of
+ * its threads). Returns 0 (watched until one of those ends), or -errno with
+ * the one-line message (module, pid, cause) in err, as inspect_proc__open
+ * and inject_session__open give them: -ESRCH no such process (or it
+ * exited during the attach), -EPERM, -ENOEXEC not CPython, -EPROTONOSUPPORT
+ * not 3.11, -EBUSY already traced, -EAGAIN stopped, -ENODATA no layout;
+ * anything else is another failure. */
+int heal_watch__run(pid_t pid, const struct heal_watch_opts *o, char *err, size_t errlen);
 
 /* ---- suture-run ---- */
 

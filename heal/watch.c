@@ -32,36 +32,69 @@ static double now_s(void)
 	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
-int heal_watch__run(pid_t pid, const struct heal_watch_opts *o)
+/* What --dump checks, before anything is injected: the interpreter's
+ * layout (inspect_proc__open) and one snapshot of its threads. A binary
+ * that exports _PyRuntime but is no running CPython fails here with the
+ * dump's error instead of getting an agent that never opens its channel. */
+static int check_target(pid_t pid, struct inspect_proc **ip, char *err, size_t errlen)
+{
+	struct inspect_snapshot *snap = NULL;
+	int rc = inspect_proc__open(pid, NULL, ip, err, errlen);
+	if (rc)
+		return rc;
+	rc = inspect_proc__snapshot(*ip, 0, NULL, &snap, NULL);
+	if (rc == -ESRCH) {
+		snprintf(err, errlen, "inspect: pid %d: process exited", (int)pid);
+		return rc;
+	}
+	if (rc) {
+		snprintf(err, errlen, "%s", inspect_proc__error(*ip));
+		return rc;
+	}
+	if (!inspect_snapshot__nthreads(snap)) {
+		snprintf(err, errlen,
+			 "inspect: pid %d: no Python thread: not a running CPython interpreter",
+			 (int)pid);
+		rc = -ENOEXEC;
+	}
+	inspect_snapshot__free(snap);
+	return rc;
+}
+
+int heal_watch__run(pid_t pid, const struct heal_watch_opts *o, char *err, size_t errlen)
 {
 	struct inspect_proc *ip = NULL;
 	struct inject_session *s = NULL;
 	struct heal *h = NULL;
-	char err[512] = "", program[PATH_MAX];
-	int status = 1, rc;
+	char program[PATH_MAX];
+	int status = 0, rc;
 	double t0 = now_s();
 	struct sigaction sa = { .sa_handler = on_signal }, old[3];
 	const int sigs[3] = { SIGINT, SIGTERM, SIGHUP };
 
+	err[0] = 0;
 	/* No SA_RESTART: a signal ends the wait for the next event at once. */
 	sigemptyset(&sa.sa_mask);
 	for (int i = 0; i < 3; i++)
 		sigaction(sigs[i], &sa, &old[i]);
 
-	if ((rc = inspect_proc__open(pid, NULL, &ip, err, sizeof(err)))) {
-		fprintf(stderr, "[suture] %s\n", err[0] ? err : strerror(-rc));
+	if ((status = check_target(pid, &ip, err, errlen)))
 		goto out;
-	}
 	struct inject_opts io = { .agent_path = o->agent_path,
 				  .hits = true,
 				  .app_paths = o->app_paths };
-	if ((rc = inject_session__open(pid, &io, &s, err, sizeof(err)))) {
-		fprintf(stderr, "[suture] %s\n", err);
+	if ((status = inject_session__open(pid, &io, &s, err, errlen))) {
+		/* Gone in the middle (a remote call, the wait for the socket):
+		 * said once, whichever step noticed. */
+		if (status == -ESRCH)
+			snprintf(err, errlen, "inject: pid %d: process exited during the attach",
+				 (int)pid);
 		goto out;
 	}
 	if (inject_session__watch_mode(s) == WIRE_WATCH_NONE) {
-		fprintf(stderr, "[suture] pid %d: the agent is not watching: %s\n", (int)pid,
-			inject_session__watch_detail(s));
+		snprintf(err, errlen, "heal: pid %d: the agent is not watching: %s", (int)pid,
+			 inject_session__watch_detail(s));
+		status = -EPROTO;
 		goto out;
 	}
 	struct heal_opts ho = {
@@ -77,8 +110,8 @@ int heal_watch__run(pid_t pid, const struct heal_watch_opts *o)
 			"[suture] pid %d runs no script file (python -m, -c or a REPL): "
 			"patches are applied but not stored\n",
 			(int)pid);
-	if ((rc = heal__open(ip, s, &ho, &h))) {
-		fprintf(stderr, "[suture] pid %d: %s\n", (int)pid, strerror(-rc));
+	if ((status = heal__open(ip, s, &ho, &h))) {
+		snprintf(err, errlen, "heal: pid %d: %s", (int)pid, strerror(-status));
 		goto out;
 	}
 	/* Patches stored for this program earlier (another run, another
@@ -100,7 +133,6 @@ int heal_watch__run(pid_t pid, const struct heal_watch_opts *o)
 			tm.open_ns / 1e6, tm.stopped_ns / 1e6);
 	}
 	fflush(stderr);
-	status = 0;
 	double deadline = o->timeout_s > 0 ? now_s() + o->timeout_s : 0;
 	double t_flush = now_s();
 	while (!g_stop) {
@@ -127,10 +159,12 @@ int heal_watch__run(pid_t pid, const struct heal_watch_opts *o)
 			continue;
 		if (rc) {
 			/* -EPIPE: the agent is gone, i.e. the target exited. */
-			fprintf(stderr, "[suture] pid %d %s\n", (int)pid,
-				rc == -EPIPE ? "exited" : inject_session__error(s));
-			if (rc != -EPIPE)
-				status = 1;
+			if (rc == -EPIPE) {
+				fprintf(stderr, "[suture] pid %d exited\n", (int)pid);
+			} else {
+				snprintf(err, errlen, "%s", inject_session__error(s));
+				status = rc;
+			}
 			goto out_noddetach;
 		}
 		if (heal__on_crash(h, &ev, NULL) == -EPIPE) {

@@ -99,7 +99,7 @@ static int load_once(pid_t pid, const char *agent_path, enum inject_how *how, ui
 	if ((rc = attach_proc__open(pid, &proc))) {
 		char why[256];
 		attach_explain_error(pid, rc, why, sizeof why);
-		snprintf(err, cap, "inject: pid %d: %s", (int)pid, why);
+		snprintf(err, cap, "%s", why); /* "attach: pid N: ..." */
 		return rc;
 	}
 	if (!is_python(proc)) {
@@ -158,7 +158,7 @@ static int load_once(pid_t pid, const char *agent_path, enum inject_how *how, ui
 	*stopped_ns = inject__now_ns() - t0;
 	return 0;
 fail:
-	snprintf(err, cap, "inject: pid %d: attach: %s", (int)pid, attach_proc__error(proc));
+	snprintf(err, cap, "%s", attach_proc__error(proc)); /* "attach: pid N: ..." */
 out:
 	attach_proc__close(proc);
 	return rc;

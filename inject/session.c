@@ -1,5 +1,6 @@
 /* inject/: a debugger's session with the agent (inject/inject.h). */
 #include "inject/inject.h"
+#include "attach/attach.h"
 #include "wire/channel.h"
 #include "inject/inject-priv.h"
 
@@ -121,6 +122,18 @@ static int check_channel_dir(pid_t pid, char *err, size_t cap)
 		snprintf(err, cap, "inject: pid %d: %s is not a 0700 directory owned by uid %u",
 			 (int)pid, dir, (unsigned)uid);
 	return rc;
+}
+
+/* Before looking the agent up: remove the files of agents whose
+ * processes died without removing them (docs/formats/channel.md, "Stale
+ * files"), in the target user's directory if it is safe to use. */
+static void sweep_channel_dir(pid_t pid)
+{
+	char dir[WIRE_PATH_MAX];
+	uid_t uid;
+	if (!inject__target_uid(pid, &uid) && !wire_channel__dir(uid, dir, sizeof dir) &&
+	    !wire_channel__check_dir(dir, uid))
+		wire_channel__sweep(dir);
 }
 
 /* Connect to pid's agent and check that the peer really is pid. */
@@ -357,8 +370,9 @@ static int connect_wait(pid_t pid, uint32_t timeout_ms, int *fd, char *err, size
 		int rc = inject__connect(pid, fd, err, cap);
 		if (rc == 0 || (rc != -ENOENT && rc != -ECONNREFUSED) || now_ms() > deadline)
 			return rc;
-		if (kill(pid, 0) && errno == ESRCH) {
-			snprintf(err, cap, "inject: pid %d: the process exited", (int)pid);
+		/* A zombie answers kill(pid, 0): ask /proc whether it runs. */
+		if (!attach_pid__alive(pid)) {
+			snprintf(err, cap, "inject: pid %d: process exited", (int)pid);
 			return -ESRCH;
 		}
 		usleep(1000); /* a connect costs little; a late session holds a script */
@@ -382,6 +396,7 @@ int inject_session__open(pid_t pid, const struct inject_opts *opts, struct injec
 	s->pid = pid;
 	s->fd = -1;
 	s->how = INJECT_HOW_CONNECTED;
+	sweep_channel_dir(pid);
 	rc = inject__connect(pid, &s->fd, s->err, sizeof s->err);
 	if (rc == -ENOENT || rc == -ECONNREFUSED) {
 		if (o->no_inject) {

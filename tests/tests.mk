@@ -11,6 +11,21 @@ $(ATTACH_E2E): tests/e2e/attach_call.c $(call lib_of,attach)
 	@mkdir -p $(@D)
 	$(CC) $(ALL_CFLAGS) -o $@ $< $(call lib_of,attach) -lelf
 
+# A binary that exports CPython's symbols and lies (tests/e2e/
+# test_attach_errors.sh): -rdynamic puts them in .dynsym, where inspect/ looks.
+FAKE_PYTHON := $(BUILD)/tests/e2e/fake_python
+all: $(FAKE_PYTHON)
+$(FAKE_PYTHON): tests/fixtures/attach_errors/fake_python.c
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) -rdynamic -o $@ $<
+
+# An "agent" whose target exits while it is loaded (test_attach_errors.sh).
+EXIT_ON_LOAD := $(BUILD)/tests/e2e/exit_on_load.so
+all: $(EXIT_ON_LOAD)
+$(EXIT_ON_LOAD): tests/fixtures/attach_errors/exit_on_load.c
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) -shared -fPIC -o $@ $< -lpthread
+
 # The client of the agent's channel (tests/e2e/test_agent*.sh and
 # test_watch*.sh); those scripts need the agent too. Built with the unit
 # tests, which make check/test build.

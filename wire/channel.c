@@ -2,12 +2,17 @@
 #include "wire/channel.h"
 #include "wire/msg.h"
 
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <stdlib.h>
 #include <stdio.h>
+#include <string.h>
+#include <sys/file.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 int wire_channel__dir(uid_t uid, char *buf, size_t cap)
@@ -37,6 +42,101 @@ int wire_channel__ensure_dir(const char *dir, uid_t uid)
 	if (mkdir(dir, 0700) && errno != EEXIST)
 		return -errno;
 	return wire_channel__check_dir(dir, uid);
+}
+
+/* Seconds since the epoch at which pid started (field 22 of
+ * /proc/PID/stat, clock ticks after boot, plus btime of /proc/stat), or
+ * -ESRCH when it is gone or a zombie (a pid nobody serves from). */
+static int proc_started(pid_t pid, time_t *start)
+{
+	char path[64], buf[1024];
+	unsigned long long ticks = 0, btime = 0;
+	snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -ESRCH;
+	ssize_t n = read(fd, buf, sizeof buf - 1);
+	close(fd);
+	if (n <= 0)
+		return -ESRCH;
+	buf[n] = 0;
+	const char *p = strrchr(buf, ')'); /* comm may hold spaces and parens */
+	if (!p || p[1] != ' ' || p[2] == 'Z' || p[2] == 'X')
+		return -ESRCH;
+	/* After ") ": field 3 (state); starttime is field 22. */
+	if (sscanf(p + 2,
+		   "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %*u %*u %*d %*d %*d %*d %*d "
+		   "%*d %llu",
+		   &ticks) != 1)
+		return -EINVAL;
+	FILE *f = fopen("/proc/stat", "re");
+	if (!f)
+		return -errno;
+	while (fgets(buf, sizeof buf, f))
+		if (sscanf(buf, "btime %llu", &btime) == 1)
+			break;
+	fclose(f);
+	long hz = sysconf(_SC_CLK_TCK);
+	if (!btime || hz <= 0)
+		return -EINVAL;
+	*start = (time_t)(btime + ticks / (unsigned long long)hz);
+	return 0;
+}
+
+/* One agent-<pid>.lock: removed with its sockets when stale. Staleness
+ * is decided before the flock is tried, so that a live agent that is just
+ * starting (open, then flock) never meets our lock instead of its own. */
+static int sweep_one(const char *dir, pid_t pid)
+{
+	char path[WIRE_PATH_MAX];
+	struct stat fst, pst;
+	time_t start = 0;
+	int rc = 0, fd;
+	if (wire_channel__path(dir, pid, "lock", path, sizeof path) || lstat(path, &pst) ||
+	    !S_ISREG(pst.st_mode))
+		return 0;
+	int alive = proc_started(pid, &start);
+	if (alive == -EINVAL)
+		return 0; /* cannot tell: keep */
+	/* Whole seconds on both sides: a lock written in the second the
+	 * process started is its own (its agent serves, is starting, or left
+	 * it on detach). */
+	if (alive == 0 && pst.st_mtime >= start - 1)
+		return 0;
+	fd = open(path, O_RDWR | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+	if (fd < 0)
+		return 0;
+	/* Held: an agent serves from it after all. Replaced since the lstat:
+	 * a new agent's. */
+	if (flock(fd, LOCK_EX | LOCK_NB) || fstat(fd, &fst) || fst.st_ino != pst.st_ino ||
+	    fst.st_dev != pst.st_dev)
+		goto out;
+	static const char *const exts[] = { "sock", "sock-new" };
+	for (size_t i = 0; i < sizeof exts / sizeof exts[0]; i++)
+		if (!wire_channel__path(dir, pid, exts[i], path, sizeof path))
+			unlink(path);
+	wire_channel__path(dir, pid, "lock", path, sizeof path);
+	rc = unlink(path) == 0;
+out:
+	close(fd); /* drops the flock */
+	return rc;
+}
+
+int wire_channel__sweep(const char *dir)
+{
+	DIR *d = opendir(dir);
+	struct dirent *e;
+	int cleaned = 0;
+	if (!d)
+		return -errno;
+	while ((e = readdir(d))) {
+		int pid, len = 0;
+		if (sscanf(e->d_name, "agent-%d.lock%n", &pid, &len) == 1 && pid > 0 &&
+		    e->d_name[len] == 0)
+			cleaned += sweep_one(dir, (pid_t)pid);
+	}
+	closedir(d);
+	return cleaned;
 }
 
 int wire_channel__write_all(int fd, const void *buf, size_t len)

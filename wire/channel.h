@@ -22,6 +22,14 @@ int wire_channel__path(const char *dir, pid_t pid, const char *ext, char *buf, s
 int wire_channel__ensure_dir(const char *dir, uid_t uid);
 /* The same checks without creating: 0 when dir is safe to use. */
 int wire_channel__check_dir(const char *dir, uid_t uid);
+/* Remove the stale channel files in dir (docs/formats/channel.md, "Stale
+ * files"): for each agent-<pid>.lock whose flock can be taken at once (no
+ * agent holds it) and whose pid is dead (gone or a zombie) or was started
+ * after the lock file was last written (the pid was reused), the lock and
+ * agent-<pid>.sock / .sock-new. A held lock is never touched, so a live
+ * agent's files stay. Best effort: returns how many pids it cleaned, or
+ * -errno when dir cannot be read. dir must have passed check_dir. */
+int wire_channel__sweep(const char *dir);
 /* Whole writes (MSG_NOSIGNAL: a vanished peer gives -EPIPE, no signal)
  * and whole reads (-EPIPE on EOF, -EAGAIN on a receive timeout). */
 int wire_channel__write_all(int fd, const void *buf, size_t len);
