@@ -208,7 +208,7 @@ struct heal_run_opts {
 	bool no_resume;        /* never resume a crashing call in flight */
 	const char *app_paths; /* --app-path: ':'-joined absolute paths, or NULL */
 	uint32_t ttl_days;
-	unsigned retries;      /* re-runs after a healed crash (default 3) */
+	unsigned retries;      /* re-runs after a healed crash (default 3; 0: never) */
 	unsigned max_restarts; /* --watch: restarts after a healed crash */
 };
 

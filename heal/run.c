@@ -591,6 +591,31 @@ static int supervise(const struct heal_run_opts *o, pid_t pid, int boot_fd, int 
 	return wstatus;
 }
 
+/* Whether a re-run would find the script's standard input as the first run
+ * did. A terminal is read afresh, /dev/null is always empty and a closed
+ * stdin stays closed; a pipe, a socket or a file is consumed by the first
+ * run (the re-run would read what is left, usually nothing, and look like
+ * a success). Anything else is not re-run either. *what: why not. */
+static bool stdin_rereadable(const char **what)
+{
+	struct stat sb, null;
+	if (isatty(STDIN_FILENO) || (fstat(STDIN_FILENO, &sb) && errno == EBADF))
+		return true;
+	*what = "was not a terminal";
+	if (fstat(STDIN_FILENO, &sb))
+		return false;
+	if (S_ISCHR(sb.st_mode) && stat("/dev/null", &null) == 0 && S_ISCHR(null.st_mode) &&
+	    sb.st_rdev == null.st_rdev)
+		return true;
+	if (S_ISFIFO(sb.st_mode))
+		*what = "was a pipe and is consumed";
+	else if (S_ISSOCK(sb.st_mode))
+		*what = "was a socket and is consumed";
+	else if (S_ISREG(sb.st_mode))
+		*what = "was a file and is consumed";
+	return false;
+}
+
 int heal_run__main(const struct heal_run_opts *o, char **script_argv)
 {
 	char agent[PATH_MAX], program[PATH_MAX];
@@ -616,6 +641,9 @@ int heal_run__main(const struct heal_run_opts *o, char **script_argv)
 	sigaction(SIGHUP, &sa, NULL);
 
 	unsigned limit = o->watch ? o->max_restarts : o->retries;
+	/* Judged before the first run: it reads the pipe or file. */
+	const char *stdin_what = "";
+	bool rereadable = stdin_rereadable(&stdin_what);
 	for (unsigned run = 0;; run++) {
 		struct boot_list bl;
 		int rc = boot_list__create(&bl);
@@ -676,6 +704,19 @@ int heal_run__main(const struct heal_run_opts *o, char **script_argv)
 		 * did not die of the healed crash: it is not run again. */
 		if (!healed || !failed || o->dry_run || g_stop_asked || WIFSIGNALED(wstatus))
 			break;
+		const char *again = o->watch ? "restarting" : "re-running";
+		if (limit == 0) {
+			fprintf(stderr,
+				"[suture] not %s %s: %s 0; the patch is stored for the next run\n",
+				again, script_argv[0], o->watch ? "--max-restarts" : "--retries");
+			break;
+		}
+		if (!rereadable) {
+			fprintf(stderr,
+				"[suture] not %s %s: its standard input %s; the patch is stored for the next run\n",
+				again, script_argv[0], stdin_what);
+			break;
+		}
 		if (run >= limit) {
 			fprintf(stderr, "[suture] %s: giving up after %u %s\n", script_argv[0], run,
 				o->watch ? "restarts" : "re-runs");
@@ -687,7 +728,9 @@ int heal_run__main(const struct heal_run_opts *o, char **script_argv)
 				script_argv[0], run + 1, limit);
 		else
 			fprintf(stderr,
-				"[suture] re-running %s (attempt %u of %u) with the new patch\n",
+				"[suture] re-running %s from the start (attempt %u of %u) with the new "
+				"patch: the crash was not resumed in flight; what ran before it runs "
+				"again (--retries 0: never)\n",
 				script_argv[0], run + 2, limit + 1);
 	}
 	char extra[160] = "";
