@@ -31,12 +31,14 @@ static void usage(FILE *f)
 		"  --max-restarts N     with --watch: at most N restarts (default 10)\n"
 		"  --app-path PATH      more application code (repeatable): crashes in it are\n"
 		"                       healed even inside site-packages (see WHAT COUNTS AS A CRASH)\n"
-		"  --python PATH        the interpreter (default /usr/bin/python3.11)\n"
+		"  --python PATH        the interpreter, a CPython 3.11 (default\n"
+		"                       /usr/bin/python3.11; a bare name is looked up on PATH)\n"
 		"  --agent PATH         libsuture_agent.so (default: $SUTURE_AGENT, ../lib, PREFIX)\n"
 		"  -h, --help           this help\n"
 		"  -V, --version        print the version\n"
 		"\n"
-		"suture's own lines go to stderr, prefixed [suture]. Exit status: the script's.\n"
+		"suture's own lines go to stderr, prefixed [suture]. Exit status: the script's;\n"
+		"2 usage, 5 the interpreter is not CPython 3.11, 127 it cannot be run.\n"
 		"See suture-run(1).\n");
 }
 

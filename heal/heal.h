@@ -215,7 +215,9 @@ struct heal_run_opts {
 /* Run script_argv[0] (the script) with script_argv[1..] under python and
  * the agent, heal, re-run; prints the session summary. Returns the exit
  * status for suture-run: the script's own (a script killed by a signal
- * makes us die by it too), 127 if it could not be started. */
+ * makes us die by it too), 5 if python is not CPython 3.11 (checked
+ * before it runs; a name without '/' is looked up on PATH), 127 if it
+ * could not be started. */
 int heal_run__main(const struct heal_run_opts *o, char **script_argv);
 
 #endif
