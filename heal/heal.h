@@ -202,6 +202,7 @@ int heal_watch__run(pid_t pid, const struct heal_watch_opts *o);
 
 struct heal_run_opts {
 	const char *python;     /* the interpreter (default /usr/bin/python3.11) */
+	bool python_from_venv;  /* python is $VIRTUAL_ENV/bin/python (no --python) */
 	const char *agent_path; /* NULL: the usual search (inject.h) */
 	const char *store_dir;
 	bool dry_run, verbose, shadow, watch;

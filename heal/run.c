@@ -695,8 +695,11 @@ static int python_ask_version(const char *py, uint32_t *hv, char *impl, size_t c
  * linked builds such as Debian's) without running it; else (a shared
  * libpython, an older Python, a wrapper script) the interpreter is asked.
  * Returns 0, or the exit status after a one-line message. */
-static int python_check(const char *py)
+static int python_check(const char *py, bool from_venv)
 {
+	const char *whose = from_venv ? " (the active virtual environment's: $VIRTUAL_ENV; "
+					"--python PATH names another)"
+				      : "";
 	uint64_t word = 0;
 	uint32_t hv = 0;
 	char impl[32] = "Python";
@@ -708,17 +711,17 @@ static int python_check(const char *py)
 		err = python_ask_version(py, &hv, impl, sizeof(impl));
 	if (err == -EPROTO) {
 		fprintf(stderr,
-			"suture-run: %s did not report a Python version; suture needs CPython 3.11\n",
-			py);
+			"suture-run: %s did not report a Python version; suture needs CPython 3.11%s\n",
+			py, whose);
 		return 5;
 	}
 	if (err) {
-		fprintf(stderr, "suture-run: cannot run %s: %s\n", py, strerror(-err));
+		fprintf(stderr, "suture-run: cannot run %s: %s%s\n", py, strerror(-err), whose);
 		return 127;
 	}
 	if (strcmp(impl, "Python") != 0 || (hv >> 16) != 0x030b) {
-		fprintf(stderr, "suture-run: %s is %s %u.%u.%u; suture needs CPython 3.11\n", py,
-			impl, hv >> 24, (hv >> 16) & 0xff, (hv >> 8) & 0xff);
+		fprintf(stderr, "suture-run: %s is %s %u.%u.%u; suture needs CPython 3.11%s\n", py,
+			impl, hv >> 24, (hv >> 16) & 0xff, (hv >> 8) & 0xff, whose);
 		return 5;
 	}
 	return 0;
@@ -742,7 +745,7 @@ int heal_run__main(const struct heal_run_opts *opts, char **script_argv)
 		}
 		ro.python = python;
 	}
-	int bad = python_check(ro.python);
+	int bad = python_check(ro.python, ro.python_from_venv);
 	if (bad)
 		return bad;
 	if (inject__agent_path(o->agent_path, agent, sizeof(agent))) {
