@@ -78,6 +78,13 @@ int attach_elf__symbol(struct attach_elf *elf, const char *name, uint64_t *addr,
  * the usual directories. -ENOENT when none. The path is valid while elf is. */
 int attach_elf__debug_file(struct attach_elf *elf, const char **path);
 
+/* An unsigned integer object (4 or 8 bytes) exported by an ELF file on
+ * disk (its .dynsym), read without running it: CPython 3.11+ exports its
+ * version there as Py_Version (an unsigned long). -ENOENT when not
+ * exported (or another size), -ENOEXEC when the file is not a
+ * little-endian ELF (a script), -errno when it cannot be read. */
+int attach_elf__file_uint(const char *path, const char *name, uint64_t *out);
+
 /* Threads: stop every thread (PTRACE_SEIZE + PTRACE_INTERRUPT, looping over
  * /proc/PID/task until no new thread appears) and release them all. -EBUSY:
  * already traced by another process. */

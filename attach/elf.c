@@ -583,3 +583,64 @@ int attach__exec_slack(struct attach_elf *elf, uint64_t *addr, uint64_t *len)
 	}
 	return -ENOENT;
 }
+
+/* The section holding sym's bytes in the file, and their offset there. */
+static int sym_file_offset(Elf *e, const GElf_Sym *sym, uint64_t *off)
+{
+	GElf_Shdr sh;
+	Elf_Scn *scn = elf_getscn(e, sym->st_shndx);
+	if (!scn || !gelf_getshdr(scn, &sh) || sh.sh_type == SHT_NOBITS)
+		return -ENOENT;
+	if (sym->st_value < sh.sh_addr || sym->st_value - sh.sh_addr > sh.sh_size ||
+	    sh.sh_size - (sym->st_value - sh.sh_addr) < sym->st_size)
+		return -ENOEXEC;
+	*off = sh.sh_offset + (sym->st_value - sh.sh_addr);
+	return 0;
+}
+
+int attach_elf__file_uint(const char *path, const char *name, uint64_t *out)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	int err = -ENOENT;
+	elf_version(EV_CURRENT);
+	Elf *e = elf_begin(fd, ELF_C_READ_MMAP, NULL);
+	GElf_Ehdr eh;
+	if (!e || elf_kind(e) != ELF_K_ELF || !gelf_getehdr(e, &eh) ||
+	    eh.e_ident[EI_DATA] != ELFDATA2LSB) {
+		err = -ENOEXEC;
+		goto out;
+	}
+	for (Elf_Scn *scn = NULL; (scn = elf_nextscn(e, scn));) {
+		GElf_Shdr sh;
+		if (!gelf_getshdr(scn, &sh) || sh.sh_type != SHT_DYNSYM || !sh.sh_entsize)
+			continue;
+		Elf_Data *d = elf_getdata(scn, NULL);
+		size_t n = sh.sh_size / sh.sh_entsize;
+		for (size_t i = 1; d && i < n && i <= INT_MAX; i++) {
+			GElf_Sym sym;
+			if (!gelf_getsym(d, (int)i, &sym))
+				break;
+			const char *nm = elf_strptr(e, sh.sh_link, sym.st_name);
+			if (!nm || strcmp(nm, name) != 0 || sym.st_shndx == SHN_UNDEF ||
+			    sym.st_shndx >= SHN_LORESERVE || (sym.st_size != 4 && sym.st_size != 8))
+				continue;
+			uint64_t off;
+			if ((err = sym_file_offset(e, &sym, &off)))
+				goto out;
+			/* Little-endian: the low bytes first, whatever the size. */
+			uint64_t v = 0;
+			ssize_t r = pread(fd, &v, sym.st_size, (off_t)off);
+			err = r == (ssize_t)sym.st_size ? 0 : r < 0 ? -errno : -ENOEXEC;
+			if (!err)
+				*out = v;
+			goto out;
+		}
+	}
+out:
+	if (e)
+		elf_end(e);
+	close(fd);
+	return err;
+}

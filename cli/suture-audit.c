@@ -53,6 +53,49 @@ static void print_msg(const char *msg, void *ctx)
 	fprintf(stderr, "%s: %s\n", prog, msg);
 }
 
+/* Messages of the store's opening, held until it is known whether the
+ * store is absent (a listing then prints an empty list, quietly); printed
+ * at once after that. */
+struct held_msgs {
+	bool hold;
+	char *text; /* lines, each ending with '\n' */
+	size_t len;
+};
+
+static void print_msg_held(const char *msg, void *ctx)
+{
+	struct held_msgs *h = ctx;
+	size_t n = strlen(prog) + strlen(msg) + 3;
+	char *t = h->hold ? realloc(h->text, h->len + n + 1) : NULL;
+	if (!t) {
+		print_msg(msg, NULL);
+		return;
+	}
+	h->text = t;
+	h->len += (size_t)snprintf(t + h->len, n + 1, "%s: %s\n", prog, msg);
+}
+
+/* Print the held messages (to a terminal only, when quiet) and hold no more. */
+static void held_msgs__release(struct held_msgs *h, bool quiet)
+{
+	if (h->text && (!quiet || isatty(STDERR_FILENO)))
+		fputs(h->text, stderr);
+	free(h->text);
+	h->text = NULL;
+	h->len = 0;
+	h->hold = false;
+}
+
+/* The store directory as store__open_print() chooses it. */
+static const char *store_dir_named(const char *dir)
+{
+	if (dir && *dir)
+		return dir;
+	if ((dir = getenv(STORE_ENV)) && *dir)
+		return dir;
+	return STORE_DEFAULT_DIR;
+}
+
 static void usage(FILE *f)
 {
 	fprintf(f,
@@ -73,7 +116,8 @@ static void usage(FILE *f)
 		"                with rollback, also give its functions their original code\n"
 		"  --help, --version\n"
 		"\n"
-		"Exit: 0 ok, 1 store or agent error, 2 usage, 3 no such patch, 4 no store,\n"
+		"Exit: 0 ok (also listing where no store is), 1 store or agent error, 2 usage,\n"
+		"3 no such patch, 4 no store (explain, rollback),\n"
 		"5 agent too old, 6 no agent in that process, 7 no such process,\n"
 		"8 another debugger holds the agent. See suture-audit(1).\n",
 		prog, prog, prog, prog);
@@ -329,6 +373,8 @@ static int list_json(const struct store *s, int64_t now)
 
 	if (!root || !(arr = cJSON_AddArrayToObject(root, "patches")))
 		goto out;
+	if (!s) /* no store: no patches */
+		return print_json(root);
 	store_iter__init(&it, s, &(struct store_query){ .now = now });
 	while ((p = store_iter__next(&it))) {
 		cJSON *o = patch_json(p, now);
@@ -1008,6 +1054,7 @@ int main(int argc, char **argv)
 	int json = 0, all = 0, dry = 0, c, rc, r;
 	long pid = 0;
 	struct store *s = NULL;
+	struct held_msgs held = { .hold = true };
 	int64_t now;
 	char **args;
 	int nargs;
@@ -1082,7 +1129,19 @@ int main(int argc, char **argv)
 		return live_main(dir, cmd, pid, json, args, nargs, all, dry);
 
 	r = store__open_print(dir, strcmp(cmd, "rollback") == 0 && !dry ? 0 : STORE_F_RDONLY,
-			      print_msg, NULL, &s);
+			      print_msg_held, &held, &s);
+	if (r == -ENOENT && strcmp(cmd, "list") == 0) {
+		/* Nothing was healed here yet: an empty list, as for an empty
+		 * store (scripts read it), and a note for a person only. */
+		held_msgs__release(&held, true);
+		if (json)
+			rc = list_json(NULL, store__now());
+		else
+			rc = printf("no patches in %s\n", store_dir_named(dir)) < 0 ? EXIT_FAIL
+										    : EXIT_OK;
+		goto flush;
+	}
+	held_msgs__release(&held, false);
 	if (r == -ENOENT) {
 		fprintf(stderr,
 			"%s: give the store with --store DIR or $" STORE_ENV
@@ -1100,6 +1159,7 @@ int main(int argc, char **argv)
 	else
 		rc = do_rollback(s, args, nargs, all, dry);
 	store__close(s);
+flush:
 	if (fflush(stdout) != 0 && rc == EXIT_OK) {
 		fprintf(stderr, "%s: writing output: %s\n", prog, strerror(errno));
 		rc = EXIT_FAIL;

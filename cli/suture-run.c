@@ -24,18 +24,22 @@ static void usage(FILE *f)
 		"  --verbose            show each patch's bytecode delta, side by side\n"
 		"  --shadow             warn each time a guard's fallback value is used\n"
 		"  --ttl DAYS           lifetime of new patches (default 7)\n"
-		"  --retries N          re-runs after a healed crash (default 3)\n"
+		"  --retries N          re-runs after a healed crash (default 3; 0: never; never\n"
+		"                       with a piped or redirected stdin)\n"
 		"  --no-resume          never continue a crashing call in flight: heal later calls\n"
 		"  --watch              service mode: restart after each healed crash\n"
 		"  --max-restarts N     with --watch: at most N restarts (default 10)\n"
 		"  --app-path PATH      more application code (repeatable): crashes in it are\n"
 		"                       healed even inside site-packages (see WHAT COUNTS AS A CRASH)\n"
-		"  --python PATH        the interpreter (default /usr/bin/python3.11)\n"
+		"  --python PATH        the interpreter, a CPython 3.11 (default: $VIRTUAL_ENV/bin/python\n"
+		"                       in an activated venv, else /usr/bin/python3.11; a bare\n"
+		"                       name is looked up on PATH)\n"
 		"  --agent PATH         libsuture_agent.so (default: $SUTURE_AGENT, ../lib, PREFIX)\n"
 		"  -h, --help           this help\n"
 		"  -V, --version        print the version\n"
 		"\n"
-		"suture's own lines go to stderr, prefixed [suture]. Exit status: the script's.\n"
+		"suture's own lines go to stderr, prefixed [suture]. Exit status: the script's;\n"
+		"2 usage, 5 the interpreter is not CPython 3.11, 127 it cannot be run.\n"
 		"See suture-run(1).\n");
 }
 
@@ -115,7 +119,8 @@ int main(int argc, char **argv)
 	};
 	unsigned long v;
 	int c;
-	bool maxr = false;
+	bool maxr = false, python_given = false;
+	char *venv_python = NULL;
 
 	opterr = 0;
 	/* "+": stop at the script; its own options are its business. */
@@ -138,6 +143,7 @@ int main(int argc, char **argv)
 			break;
 		case O_PYTHON:
 			o.python = optarg;
+			python_given = true;
 			break;
 		case O_AGENT:
 			o.agent_path = optarg;
@@ -201,5 +207,21 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	o.app_paths = paths;
-	return heal_run__main(&o, argv + optind);
+	/* In an activated virtual environment its interpreter is the one
+	 * the user means (its packages, its sys.prefix), as `python` would
+	 * be; it is checked like any other (heal_run__main). */
+	const char *venv = getenv("VIRTUAL_ENV");
+	if (!python_given && venv && *venv) {
+		size_t len = strlen(venv) + sizeof("/bin/python");
+		if (!(venv_python = malloc(len))) {
+			fprintf(stderr, "suture-run: out of memory\n");
+			return 1;
+		}
+		snprintf(venv_python, len, "%s/bin/python", venv);
+		o.python = venv_python;
+		o.python_from_venv = true;
+	}
+	int rc = heal_run__main(&o, argv + optind);
+	free(venv_python);
+	return rc;
 }

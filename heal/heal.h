@@ -208,20 +208,23 @@ int heal_watch__run(pid_t pid, const struct heal_watch_opts *o, char *err, size_
 
 struct heal_run_opts {
 	const char *python;     /* the interpreter (default /usr/bin/python3.11) */
+	bool python_from_venv;  /* python is $VIRTUAL_ENV/bin/python (no --python) */
 	const char *agent_path; /* NULL: the usual search (inject.h) */
 	const char *store_dir;
 	bool dry_run, verbose, shadow, watch;
 	bool no_resume;        /* never resume a crashing call in flight */
 	const char *app_paths; /* --app-path: ':'-joined absolute paths, or NULL */
 	uint32_t ttl_days;
-	unsigned retries;      /* re-runs after a healed crash (default 3) */
+	unsigned retries;      /* re-runs after a healed crash (default 3; 0: never) */
 	unsigned max_restarts; /* --watch: restarts after a healed crash */
 };
 
 /* Run script_argv[0] (the script) with script_argv[1..] under python and
  * the agent, heal, re-run; prints the session summary. Returns the exit
  * status for suture-run: the script's own (a script killed by a signal
- * makes us die by it too), 127 if it could not be started. */
+ * makes us die by it too), 5 if python is not CPython 3.11 (checked
+ * before it runs; a name without '/' is looked up on PATH), 127 if it
+ * could not be started. */
 int heal_run__main(const struct heal_run_opts *o, char **script_argv);
 
 #endif

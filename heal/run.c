@@ -23,6 +23,7 @@
  * group, and is not sent twice).
  */
 #include "heal/heal-priv.h"
+#include "attach/attach.h"
 #include "wire/boot.h"
 #include "wire/channel.h"
 #include "inject/inject-priv.h"
@@ -34,6 +35,7 @@
 #include <limits.h>
 #include <poll.h>
 #include <signal.h>
+#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -591,13 +593,161 @@ static int supervise(const struct heal_run_opts *o, pid_t pid, int boot_fd, int 
 	return wstatus;
 }
 
-int heal_run__main(const struct heal_run_opts *o, char **script_argv)
+/* Whether a re-run would find the script's standard input as the first run
+ * did. A terminal is read afresh, /dev/null is always empty and a closed
+ * stdin stays closed; a pipe, a socket or a file is consumed by the first
+ * run (the re-run would read what is left, usually nothing, and look like
+ * a success). Anything else is not re-run either. *what: why not. */
+static bool stdin_rereadable(const char **what)
+{
+	struct stat sb, null;
+	if (isatty(STDIN_FILENO) || (fstat(STDIN_FILENO, &sb) && errno == EBADF))
+		return true;
+	*what = "was not a terminal";
+	if (fstat(STDIN_FILENO, &sb))
+		return false;
+	if (S_ISCHR(sb.st_mode) && stat("/dev/null", &null) == 0 && S_ISCHR(null.st_mode) &&
+	    sb.st_rdev == null.st_rdev)
+		return true;
+	if (S_ISFIFO(sb.st_mode))
+		*what = "was a pipe and is consumed";
+	else if (S_ISSOCK(sb.st_mode))
+		*what = "was a socket and is consumed";
+	else if (S_ISREG(sb.st_mode))
+		*what = "was a file and is consumed";
+	return false;
+}
+
+/* --python NAME without a '/': the first executable NAME on PATH, as a shell
+ * would find it. -ENOENT when none. */
+static int python_on_path(const char *name, char *out, size_t cap)
+{
+	const char *path = getenv("PATH");
+	if (!path || !*path)
+		path = "/usr/local/bin:/usr/bin:/bin";
+	for (const char *p = path;; p++) {
+		const char *end = strchrnul(p, ':');
+		struct stat sb;
+		int n = snprintf(out, cap, "%.*s/%s", end == p ? 1 : (int)(end - p),
+				 end == p ? "." : p, name);
+		if (n > 0 && (size_t)n < cap && stat(out, &sb) == 0 && S_ISREG(sb.st_mode) &&
+		    access(out, X_OK) == 0)
+			return 0;
+		if (!*end)
+			return -ENOENT;
+		p = end;
+	}
+}
+
+/* The interpreter's sys.hexversion and implementation, asked of itself
+ * (-I -S: no site, no environment; stdin /dev/null: the script's is not
+ * touched). -EPROTO when it does not answer as a Python would. */
+static int python_ask_version(const char *py, uint32_t *hv, char *impl, size_t cap)
+{
+	static const char code[] = "import sys; print(sys.hexversion, sys.implementation.name)";
+	char *argv[] = { (char *)py, "-I", "-S", "-c", (char *)code, NULL };
+	posix_spawn_file_actions_t fa;
+	int pfd[2], err;
+	pid_t pid;
+	if (pipe2(pfd, O_CLOEXEC))
+		return -errno;
+	posix_spawn_file_actions_init(&fa);
+	posix_spawn_file_actions_addopen(&fa, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
+	posix_spawn_file_actions_adddup2(&fa, pfd[1], STDOUT_FILENO);
+	posix_spawn_file_actions_addopen(&fa, STDERR_FILENO, "/dev/null", O_WRONLY, 0);
+	err = posix_spawn(&pid, py, &fa, NULL, argv, environ);
+	posix_spawn_file_actions_destroy(&fa);
+	close(pfd[1]);
+	if (err) {
+		close(pfd[0]);
+		return -err;
+	}
+	char buf[128];
+	size_t len = 0;
+	for (;;) {
+		ssize_t r = read(pfd[0], buf + len, sizeof(buf) - 1 - len);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			break;
+		len += (size_t)r;
+		if (len == sizeof(buf) - 1)
+			break;
+	}
+	buf[len] = 0;
+	close(pfd[0]);
+	int ws;
+	while (waitpid(pid, &ws, 0) < 0 && errno == EINTR)
+		;
+	unsigned long v;
+	char name[32];
+	if (sscanf(buf, "%lu %31s", &v, name) != 2 || v > UINT32_MAX)
+		return -EPROTO;
+	*hv = (uint32_t)v;
+	snprintf(impl, cap, "%s", strcmp(name, "cpython") == 0 ? "Python" : name);
+	return 0;
+}
+
+/* Refuse an interpreter other than CPython 3.11 before anything is
+ * preloaded into it: the agent is built against 3.11's structures and
+ * kills any other (3.12 aborts, 3.10 faults). The version is read from the
+ * executable's Py_Version (exported by CPython 3.11 and later, statically
+ * linked builds such as Debian's) without running it; else (a shared
+ * libpython, an older Python, a wrapper script) the interpreter is asked.
+ * Returns 0, or the exit status after a one-line message. */
+static int python_check(const char *py, bool from_venv)
+{
+	const char *whose = from_venv ? " (the active virtual environment's: $VIRTUAL_ENV; "
+					"--python PATH names another)"
+				      : "";
+	uint64_t word = 0;
+	uint32_t hv = 0;
+	char impl[32] = "Python";
+	int err = attach_elf__file_uint(py, "Py_Version", &word);
+	if (!err && word > UINT32_MAX)
+		err = -ENOENT; /* not a hexversion: ask */
+	hv = (uint32_t)word;
+	if (err == -ENOENT || err == -ENOEXEC)
+		err = python_ask_version(py, &hv, impl, sizeof(impl));
+	if (err == -EPROTO) {
+		fprintf(stderr,
+			"suture-run: %s did not report a Python version; suture needs CPython 3.11%s\n",
+			py, whose);
+		return 5;
+	}
+	if (err) {
+		fprintf(stderr, "suture-run: cannot run %s: %s%s\n", py, strerror(-err), whose);
+		return 127;
+	}
+	if (strcmp(impl, "Python") != 0 || (hv >> 16) != 0x030b) {
+		fprintf(stderr, "suture-run: %s is %s %u.%u.%u; suture needs CPython 3.11%s\n", py,
+			impl, hv >> 24, (hv >> 16) & 0xff, (hv >> 8) & 0xff, whose);
+		return 5;
+	}
+	return 0;
+}
+
+int heal_run__main(const struct heal_run_opts *opts, char **script_argv)
 {
 	char agent[PATH_MAX], program[PATH_MAX];
 	struct heal_stats total = { 0 };
 	int wstatus = 0;
 	char err[512];
 
+	char python[PATH_MAX];
+	struct heal_run_opts ro = *opts;
+	const struct heal_run_opts *o = &ro;
+
+	if (!strchr(ro.python, '/')) {
+		if (python_on_path(ro.python, python, sizeof(python))) {
+			fprintf(stderr, "suture-run: %s: not found on PATH\n", ro.python);
+			return 127;
+		}
+		ro.python = python;
+	}
+	int bad = python_check(ro.python, ro.python_from_venv);
+	if (bad)
+		return bad;
 	if (inject__agent_path(o->agent_path, agent, sizeof(agent))) {
 		fprintf(stderr,
 			"suture-run: libsuture_agent.so not found (looked at %s, $SUTURE_AGENT, "
@@ -616,6 +766,9 @@ int heal_run__main(const struct heal_run_opts *o, char **script_argv)
 	sigaction(SIGHUP, &sa, NULL);
 
 	unsigned limit = o->watch ? o->max_restarts : o->retries;
+	/* Judged before the first run: it reads the pipe or file. */
+	const char *stdin_what = "";
+	bool rereadable = stdin_rereadable(&stdin_what);
 	for (unsigned run = 0;; run++) {
 		struct boot_list bl;
 		int rc = boot_list__create(&bl);
@@ -676,6 +829,19 @@ int heal_run__main(const struct heal_run_opts *o, char **script_argv)
 		 * did not die of the healed crash: it is not run again. */
 		if (!healed || !failed || o->dry_run || g_stop_asked || WIFSIGNALED(wstatus))
 			break;
+		const char *again = o->watch ? "restarting" : "re-running";
+		if (limit == 0) {
+			fprintf(stderr,
+				"[suture] not %s %s: %s 0; the patch is stored for the next run\n",
+				again, script_argv[0], o->watch ? "--max-restarts" : "--retries");
+			break;
+		}
+		if (!rereadable) {
+			fprintf(stderr,
+				"[suture] not %s %s: its standard input %s; the patch is stored for the next run\n",
+				again, script_argv[0], stdin_what);
+			break;
+		}
 		if (run >= limit) {
 			fprintf(stderr, "[suture] %s: giving up after %u %s\n", script_argv[0], run,
 				o->watch ? "restarts" : "re-runs");
@@ -687,7 +853,9 @@ int heal_run__main(const struct heal_run_opts *o, char **script_argv)
 				script_argv[0], run + 1, limit);
 		else
 			fprintf(stderr,
-				"[suture] re-running %s (attempt %u of %u) with the new patch\n",
+				"[suture] re-running %s from the start (attempt %u of %u) with the new "
+				"patch: the crash was not resumed in flight; what ran before it runs "
+				"again (--retries 0: never)\n",
 				script_argv[0], run + 2, limit + 1);
 	}
 	char extra[160] = "";

@@ -30,7 +30,7 @@ run_one() { # name, may-skip(yes|no), command...
 	log="$LOGS/$name.log"
 	mkdir -p "$(dirname "$log")"
 	start=$(date +%s)
-	timeout --kill-after=10 "$TEST_TIMEOUT" "$@" >"$log" 2>&1
+	timeout --kill-after=10 "$TEST_TIMEOUT" "$@" </dev/null >"$log" 2>&1
 	rc=$?
 	secs=$(( $(date +%s) - start ))
 	if [ $rc -eq 0 ]; then

@@ -30,9 +30,32 @@ S=$WORK/store
 H=1800   # half an hour, keeps ages away from display boundaries
 
 # ---- missing store ---------------------------------------------------------
+# Listing: an empty list, as for an empty store (compared below), exit 0,
+# nothing on stderr unless it is a terminal. explain and rollback: exit 4.
 run "$AUDIT" --store "$S"
-expect_rc 4 "missing store"
+expect_rc 0 "missing store: list"
+expect_in "$WORK/out" "no patches in $S" "missing store: no patches"
+[ -s "$WORK/err" ] && { note_fail "missing store: stderr not a tty, yet:"; sed 's/^/    /' "$WORK/err"; }
+run "$AUDIT" --store "$S" --json
+expect_rc 0 "missing store: --json"
+cp "$WORK/out" "$WORK/absent.json"
+[ -s "$WORK/err" ] && note_fail "missing store: --json wrote on stderr: $(cat "$WORK/err")"
+[ "$(tr -d ' \t\n' <"$WORK/out")" = '{"patches":[]}' ] && ok "missing store: empty JSON" ||
+	note_fail "missing store: JSON: $(cat "$WORK/out")"
+if command -v script >/dev/null 2>&1; then
+	# stderr a terminal: the one-line note.
+	script -qec "\"$AUDIT\" --store \"$S\" >/dev/null" /dev/null >"$WORK/tty" 2>&1 </dev/null
+	[ "$(tr -d '\r' <"$WORK/tty")" = "suture-audit: store: $S: no such store (nothing was healed here?)" ] &&
+		ok "missing store: the note on a terminal" || note_fail "missing store: terminal: $(cat "$WORK/tty")"
+else
+	echo "absent: script(1): the note on a terminal is not tested"
+fi
+[ -e "$S" ] && note_fail "missing store: listing created it"
+run "$AUDIT" --store "$S" explain
+expect_rc 4 "missing store: explain"
 expect_in "$WORK/err" "suture-audit: store: $S: no such store" "missing store message"
+run "$AUDIT" --store "$S" rollback --all
+expect_rc 4 "missing store: rollback"
 
 # ---- a store with an active, an expired and a stale patch --------------------
 "$TOOL" add --store "$S" --guard key_guard --module app --qualname load_config \
@@ -216,6 +239,8 @@ expect_rc 0 "list empty"
 expect_in "$WORK/out" "no patches in $S" "empty store"
 run "$AUDIT" --store "$S" --json
 [ "$(tr -d ' \t\n' <"$WORK/out")" = '{"patches":[]}' ] && ok "empty JSON" || note_fail "empty JSON: $(cat "$WORK/out")"
+cmp -s "$WORK/out" "$WORK/absent.json" && ok "missing store: the same JSON as an empty store" ||
+	note_fail "missing store: JSON differs from an empty store's"
 
 # ---- corrupt index: refused, named, kept ------------------------------------------
 "$TOOL" add --store "$S" --guard index_guard --module m --qualname f --line 3 >/dev/null
