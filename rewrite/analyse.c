@@ -46,6 +46,14 @@ struct symstack {
 	int kwnames; /* pending KW_NAMES const index, -1 */
 };
 
+/* An instruction's argument as an int for stack arithmetic: clamped far
+ * above any real stack depth, so hostile bytes (EXTENDED_ARG chains up to
+ * 2^32 - 1) never turn into negative counts or wrapped indexes. */
+static int arg_int(uint32_t arg)
+{
+	return arg > (1u << 20) ? (int)(1u << 20) : (int)arg;
+}
+
 static void sym_push(struct symstack *st, const char *t, int prec, int mark, int32_t src)
 {
 	if (st->n >= SYM_MAX)
@@ -204,12 +212,12 @@ static void sym_run(const struct gctx *g, int64_t from, int64_t to, struct symst
 			break;
 		}
 		case KW_NAMES:
-			st->kwnames = (int)in->arg;
+			st->kwnames = arg_int(in->arg);
 			break;
 		case PRECALL:
 			break; /* CALL does the work in the text */
 		case CALL: {
-			int n = (int)in->arg;
+			int n = arg_int(in->arg);
 			if (n > 16 || st->n < n + 2) {
 				st->n = 0;
 				sym_push(st, "…", PREC_ATOM, SYM_VALUE, (int32_t)i);
@@ -238,23 +246,23 @@ static void sym_run(const struct gctx *g, int64_t from, int64_t to, struct symst
 		}
 		case BUILD_TUPLE:
 		case BUILD_LIST: {
-			int n = (int)in->arg;
+			int n = arg_int(in->arg);
 			st->n = st->n >= n ? st->n - n : 0;
 			sym_push(st, op == BUILD_LIST ? "[…]" : "(…)", PREC_ATOM, SYM_VALUE,
 				 (int32_t)i);
 			break;
 		}
 		case COPY:
-			if ((int)in->arg >= 1 && st->n >= (int)in->arg && st->n < SYM_MAX)
-				st->s[st->n] = st->s[st->n - (int)in->arg], st->n++;
+			if (arg_int(in->arg) >= 1 && st->n >= arg_int(in->arg) && st->n < SYM_MAX)
+				st->s[st->n] = st->s[st->n - arg_int(in->arg)], st->n++;
 			else
 				sym_push(st, "…", PREC_ATOM, SYM_VALUE, -1);
 			break;
 		case SWAP:
-			if ((int)in->arg >= 2 && st->n >= (int)in->arg) {
+			if (arg_int(in->arg) >= 2 && st->n >= arg_int(in->arg)) {
 				struct sym t = st->s[st->n - 1];
-				st->s[st->n - 1] = st->s[st->n - (int)in->arg];
-				st->s[st->n - (int)in->arg] = t;
+				st->s[st->n - 1] = st->s[st->n - arg_int(in->arg)];
+				st->s[st->n - arg_int(in->arg)] = t;
 			}
 			break;
 		default: {
@@ -304,7 +312,7 @@ static void operands_of(const struct gctx *g, int64_t idx, struct symstack *st)
  * For a CALL at idx the items PRECALL consumed are rebuilt too. */
 static void call_operands(const struct gctx *g, int64_t call, struct symstack *st)
 {
-	int n = (int)g->in[call].arg;
+	int n = arg_int(g->in[call].arg);
 	int need = n + 2;
 	st->n = 0;
 	st->kwnames = -1;
@@ -469,14 +477,14 @@ static int follow(const struct gctx *g, int64_t prod, int slot, int width, enum 
 		if (op == JUMP_BACKWARD || op == JUMP_BACKWARD_NO_INTERRUPT)
 			return -1;
 		if (op == COPY) {
-			int src = d - (int)in->arg;
+			int src = d - arg_int(in->arg);
 			if (src >= slot && src <= slot + width - 1)
 				return -1; /* the value is duplicated */
 			i++;
 			continue;
 		}
 		if (op == SWAP) {
-			int other = d - (int)in->arg;
+			int other = d - arg_int(in->arg);
 			if (width != 1 && (other >= slot || d - 1 >= slot))
 				return -1;
 			if (slot == d - 1)
@@ -835,7 +843,7 @@ static void classify_call(const struct gctx *g, const struct guard_crash *crash,
 {
 	struct symstack st;
 	call_operands(g, f, &st);
-	int n = (int)g->in[f].arg;
+	int n = arg_int(g->in[f].arg);
 	const struct sym *fn = st.s[1].mark == SYM_SELF ? &st.s[0] : &st.s[1];
 	char fa[100];
 	sym_text(fn, PREC_ATOM, fa, sizeof(fa));

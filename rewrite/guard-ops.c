@@ -51,8 +51,15 @@ uint64_t guard__fnv1a(uint64_t h, const void *p, size_t len)
  * PRECALL, as stack_effect() says). Instructions that only peek (COPY,
  * SWAP, LIST_APPEND's list ...) count what they reach, so the outputs
  * formula below still gives what they leave. */
+/* An argument past any real stack depth (a code object's co_stacksize is
+ * far below it) is clamped, so counts derived from it (2 * arg + 2) stay
+ * positive ints: analysed code may be hostile bytes (fuzz_rewrite_guard). */
+#define GUARD_ARG_MAX (1u << 20)
+
 int guard_op__inputs(int op, uint32_t arg)
 {
+	if (arg > GUARD_ARG_MAX)
+		arg = GUARD_ARG_MAX;
 	switch (op) {
 	/* clang-format off */
 	case POP_TOP: case PUSH_EXC_INFO: case POP_EXCEPT:
@@ -105,9 +112,12 @@ int guard_op__inputs(int op, uint32_t arg)
 int guard_op__outputs(int op, uint32_t arg)
 {
 	int eff = 0;
+	if (arg > GUARD_ARG_MAX)
+		arg = GUARD_ARG_MAX;
 	if (rewrite_opcode__stack_effect(op, arg, 0, &eff) < 0)
 		return 0;
-	return guard_op__inputs(op, arg) + eff;
+	int n = guard_op__inputs(op, arg) + eff;
+	return n < 0 ? 0 : n;
 }
 
 int gctx__open(struct gctx *g, const struct rewrite_code_info *info, struct rewrite_diag *diag)
