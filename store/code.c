@@ -240,7 +240,10 @@ int store_code__decode(const char *p, const char *end, const char *code_id, stru
 	size_t n;
 
 	memset(out, 0, sizeof(*out));
-	if (!m || !o || get_int(o, "format", &v) || v != STORE_CODE_FORMAT)
+	/* A NUL inside a JSON string (\u0000) would end it early for every C
+	 * string read from it: such a file is refused, not read short. */
+	if (!m || !o || memmem(p, (size_t)(end - p), "\\u0000", 6) ||
+	    get_int(o, "format", &v) || v != STORE_CODE_FORMAT)
 		goto bad;
 	item = cJSON_GetObjectItemCaseSensitive(o, "code_id");
 	if (!cJSON_IsString(item) || strcmp(item->valuestring, code_id) != 0)
@@ -254,7 +257,7 @@ int store_code__decode(const char *p, const char *end, const char *code_id, stru
 	    get_int(o, "nlocals", &in->nlocals) || get_hex(o, "code", &m->code, &in->code_len) ||
 	    get_hex(o, "exceptiontable", &m->exctable, &in->exctable_len) ||
 	    get_hex(o, "linetable", &m->linetable, &in->linetable_len) || in->code_len == 0 ||
-	    in->code_len % 2 || in->stacksize < 0)
+	    in->code_len % 2 || in->stacksize < 0 || flags < 0)
 		goto bad;
 	in->flags = (uint32_t)flags;
 	a = cJSON_GetObjectItemCaseSensitive(o, "names");
