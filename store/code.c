@@ -242,8 +242,8 @@ int store_code__decode(const char *p, const char *end, const char *code_id, stru
 	memset(out, 0, sizeof(*out));
 	/* A NUL inside a JSON string (\u0000) would end it early for every C
 	 * string read from it: such a file is refused, not read short. */
-	if (!m || !o || memmem(p, (size_t)(end - p), "\\u0000", 6) ||
-	    get_int(o, "format", &v) || v != STORE_CODE_FORMAT)
+	if (!m || !o || memmem(p, (size_t)(end - p), "\\u0000", 6) || get_int(o, "format", &v) ||
+	    v != STORE_CODE_FORMAT)
 		goto bad;
 	item = cJSON_GetObjectItemCaseSensitive(o, "code_id");
 	if (!cJSON_IsString(item) || strcmp(item->valuestring, code_id) != 0)
