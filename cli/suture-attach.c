@@ -155,24 +155,11 @@ static int parse_args(int argc, char **argv, struct args *a)
 			a->store = optarg;
 			break;
 		case OPT_APP_PATH: {
-			char real[PATH_MAX];
-			size_t had = a->app_paths ? strlen(a->app_paths) : 0;
-			if (!realpath(optarg, real)) {
-				fprintf(stderr, "suture-attach: --app-path %s: %s\n", optarg,
-					strerror(errno));
+			char err[512];
+			if (heal_config__add_app_path(&a->app_paths, optarg, err, sizeof(err))) {
+				fprintf(stderr, "suture-attach: %s\n", err);
 				return EXIT_USAGE;
 			}
-			char *v = malloc(had + strlen(real) + 2);
-			if (!v || strchr(real, ':')) {
-				fprintf(stderr, "suture-attach: --app-path %s: %s\n", optarg,
-					v ? "a path with ':' cannot be listed" : "out of memory");
-				free(v);
-				return EXIT_USAGE;
-			}
-			snprintf(v, had + strlen(real) + 2, "%s%s%s", had ? a->app_paths : "",
-				 had ? ":" : "", real);
-			free(a->app_paths);
-			a->app_paths = v;
 			break;
 		}
 		case OPT_DRY_RUN:

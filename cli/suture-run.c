@@ -54,34 +54,9 @@ static int parse_uint(const char *s, unsigned long max, unsigned long *out)
 	return 0;
 }
 
-/* --app-path: absolute, resolved, joined with ':' (SUTURE_APP_PATH). */
-static int add_app_path(struct heal_run_opts *o, const char *arg)
-{
-	char real[PATH_MAX];
-	if (!realpath(arg, real)) {
-		fprintf(stderr, "suture-run: --app-path %s: %s\n", arg, strerror(errno));
-		return -1;
-	}
-	if (strchr(real, ':')) {
-		fprintf(stderr, "suture-run: --app-path %s: a path with ':' cannot be listed\n",
-			arg);
-		return -1;
-	}
-	size_t had = o->app_paths ? strlen(o->app_paths) : 0;
-	char *v = malloc(had + strlen(real) + 2);
-	if (!v) {
-		fprintf(stderr, "suture-run: out of memory\n");
-		return -1;
-	}
-	snprintf(v, had + strlen(real) + 2, "%s%s%s", had ? o->app_paths : "", had ? ":" : "",
-		 real);
-	free((char *)o->app_paths);
-	o->app_paths = v;
-	return 0;
-}
-
 int main(int argc, char **argv)
 {
+	char *app_paths = NULL, err[512];
 	enum {
 		O_STORE = 1000,
 		O_DRY,
@@ -152,8 +127,11 @@ int main(int argc, char **argv)
 			o.no_resume = true;
 			break;
 		case O_APP_PATH:
-			if (add_app_path(&o, optarg))
+			if (heal_config__add_app_path(&app_paths, optarg, err, sizeof(err))) {
+				fprintf(stderr, "suture-run: %s\n", err);
 				return 2;
+			}
+			o.app_paths = app_paths;
 			break;
 		case O_TTL:
 			if (parse_uint(optarg, 36500, &v) || v == 0) {
@@ -201,7 +179,7 @@ int main(int argc, char **argv)
 		usage(stderr);
 		return 2;
 	}
-	char *paths = NULL, err[512];
+	char *paths = NULL;
 	if (heal_config__app_paths(o.store_dir, o.app_paths, &paths, err, sizeof(err))) {
 		fprintf(stderr, "suture-run: %s\n", err);
 		return 2;

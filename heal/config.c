@@ -4,6 +4,7 @@
 #include "store/store.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,5 +43,28 @@ int heal_config__app_paths(const char *store_dir, const char *cli, char **out, c
 		return -ENOMEM;
 	}
 	snprintf(*out, a + b + 2, "%s%s%s", a ? cli : "", a && b ? ":" : "", conf);
+	return 0;
+}
+
+int heal_config__add_app_path(char **list, const char *arg, char *err, size_t errlen)
+{
+	char real[PATH_MAX];
+	if (!realpath(arg, real)) {
+		snprintf(err, errlen, "--app-path %s: %s", arg, strerror(errno));
+		return -errno;
+	}
+	if (strchr(real, ':')) {
+		snprintf(err, errlen, "--app-path %s: a path with ':' cannot be listed", arg);
+		return -EINVAL;
+	}
+	size_t had = *list ? strlen(*list) : 0, len = had + strlen(real) + 2;
+	char *v = malloc(len);
+	if (!v) {
+		snprintf(err, errlen, "out of memory");
+		return -ENOMEM;
+	}
+	snprintf(v, len, "%s%s%s", had ? *list : "", had ? ":" : "", real);
+	free(*list);
+	*list = v;
 	return 0;
 }

@@ -179,6 +179,10 @@ int heal_program__of_pid(pid_t pid, char *buf, size_t cap);
  * malformed or fails the store's checks: -errno, err says why in one line. */
 int heal_config__app_paths(const char *store_dir, const char *cli, char **out, char *err,
 			   size_t errlen);
+/* One --app-path argument: resolved (realpath) and appended to the
+ * malloc'ed ':'-joined *list (NULL: empty). -errno with err in one line:
+ * no such path, or one containing ':'. */
+int heal_config__add_app_path(char **list, const char *arg, char *err, size_t errlen);
 
 /* ---- suture-attach --watch ---- */
 
