@@ -456,6 +456,8 @@ int guard__synthesize_probe(const struct rewrite_code_info *info, struct guard_p
 			continue;
 		const struct rewrite_exc *e = rewrite_code__exc_at(g.code, in->offset);
 		int32_t base = in->depth - guard_op__inputs(in->opcode, in->arg);
+		if (rewrite_code__send_loop_jump(g.code, i))
+			base = in->depth - REWRITE_SEND_LOOP_DROP;
 		if (e && (int32_t)e->depth > base)
 			base = (int32_t)e->depth;
 		if (base < 0)
