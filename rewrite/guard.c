@@ -408,6 +408,14 @@ out:
 /* ---------------------------------------------------------------------- */
 /* The fidelity probe                                                     */
 
+/* One block per (stack base, enclosing entry, line), located at the first
+ * guarded instruction of its line: an exception entering it from an
+ * instruction of the same line is a forward move within the line, which
+ * CPython's line tracing does not report (Python/ceval.c,
+ * maybe_call_line_trace; RERAISE n > 0, whose raise comes from another
+ * line, is left uncovered), and RERAISE 1 restores the raising instruction
+ * before the enclosing handler is entered, so trace events, tracebacks
+ * and f_lineno read as without the probe (docs/formats/patch.md). */
 struct probe_group {
 	struct rewrite_loc loc;
 	int32_t base;
@@ -452,7 +460,11 @@ int guard__synthesize_probe(const struct rewrite_code_info *info, struct guard_p
 		}
 	for (size_t i = start; i < n0; i++) {
 		const struct rewrite_instr *in = &g.in[i];
-		if (in->depth < 0)
+		/* RERAISE n > 0 restores the frame's instruction to the lasti
+		 * on the stack (another line) before it raises: a block behind
+		 * it would be entered from that line. The exception was seen
+		 * where it was first raised. */
+		if (in->depth < 0 || (in->opcode == RERAISE && in->arg > 0))
 			continue;
 		const struct rewrite_exc *e = rewrite_code__exc_at(g.code, in->offset);
 		int32_t base = in->depth - guard_op__inputs(in->opcode, in->arg);
@@ -465,11 +477,13 @@ int guard__synthesize_probe(const struct rewrite_code_info *info, struct guard_p
 		int64_t ei = e ? e - excs : -1;
 		size_t gi;
 		for (gi = 0; gi < ngroups; gi++)
-			if (groups[gi].base == base && groups[gi].enc == ei)
+			if (groups[gi].base == base && groups[gi].enc == ei &&
+			    groups[gi].loc.line == in->loc.line)
 				break;
 		if (gi == ngroups) {
 			groups[gi].base = base;
 			groups[gi].enc = ei;
+			groups[gi].loc = in->loc;
 			if (e) {
 				groups[gi].blk.enc = e;
 				groups[gi].blk.enc_copy = *e;
@@ -494,15 +508,6 @@ int guard__synthesize_probe(const struct rewrite_code_info *info, struct guard_p
 	blocks = calloc(ngroups + 1, sizeof(*blocks));
 	if (!blocks)
 		goto out;
-	/* Each block takes the location of its first guarded instruction, so
-	 * a traceback through it reads the same. Read them before appending:
-	 * appends move the instruction array. */
-	for (size_t gi = 0; gi < ngroups; gi++)
-		for (size_t c = 0; c < ncov; c++)
-			if (cov_block[c] == (int64_t)gi) {
-				groups[gi].loc = g.in[gctx__at(&g, cov[c].start)].loc;
-				break;
-			}
 	for (size_t gi = 0; gi < ngroups; gi++) {
 		/* The exception was not ours: RERAISE 1 either way. */
 		struct rewrite_loc loc = groups[gi].loc;
