@@ -92,7 +92,7 @@ UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(patsubst tests/unit/%.c,$(BUILD)/tests/unit/%,$(UNIT_SRC))
 
 .SECONDEXPANSION:
-.PHONY: all deps demo test check install clean unit fuzz bench format format-check $(MODULES)
+.PHONY: all deps demo test check install clean unit fuzz bench mutate fidelity format format-check $(MODULES)
 all: $(CLI_BIN) $(AGENT)
 
 -include $(wildcard */module.mk)
@@ -164,6 +164,14 @@ test: deps
 # Tests only, assuming dependencies and a build are present.
 check: all unit fuzz
 	BUILD=$(BUILD) PYTHON=$(PYTHON) sh tests/run.sh $(T)
+
+# The whole-library fidelity sweep (tools/fidelity.sh, docs/fidelity.md).
+fidelity: deps all unit
+	BUILD=$(BUILD) PYTHON=$(PYTHON) sh tools/fidelity.sh
+
+# Plant known bugs one at a time; every one must fail a test (tools/mutate.sh).
+mutate: deps
+	sh tools/mutate.sh
 
 demo: deps
 	$(MAKE) all
