@@ -79,6 +79,9 @@ struct agent_probe {
 	bool has_cond;
 	struct expr_consts fmt_k[PROBE_FMT_MAX_EXPRS];
 	struct expr_consts cond_k;
+	/* The code objects holding the line (strong), and after ARM the
+	 * (original, probed) pairs the patches made. */
+	PyObject *origs, *pairs;
 };
 
 static struct agent_probe g_probes[AGENT_PROBES];
@@ -89,6 +92,8 @@ static pthread_cond_t g_park_cond = PTHREAD_COND_INITIALIZER;
 static uint64_t g_parked_event, g_released_event;
 /* Set when the debugger left with probes in place (agent_g.lock). */
 static bool g_orphans;
+
+static void trace_update_all(void);
 
 static uint64_t now_ns(clockid_t clk)
 {
@@ -735,6 +740,268 @@ PyObject *agent_probe__hit(PyObject *self, PyObject *const *args, Py_ssize_t nar
 }
 
 /* ------------------------------------------------------------------ */
+/* Running frames                                                      */
+
+/* A frame current in a C-level eval loop keeps first_instr, consts and
+ * names in C locals (ceval.c SET_LOCALS_FROM_FRAME, run only at
+ * resume_frame): it cannot be given the probed code. Its thread gets a
+ * C trace function instead, for as long as such a frame lives there:
+ *   - a line event of that frame on the probe's line is a hit;
+ *   - a call event of an inlined callee (is_entry == 0) means the caller
+ *     is suspended and re-reads f_code and prev_instr when the callee
+ *     returns: it is switched to the probed code then (as install.c's OSR
+ *     does), and the trace function goes once nothing needs it.
+ * After a probe is cleared the same switch goes the other way for a frame
+ * that still runs the probed code (g_stale: its (original, probed)
+ * pairs). A thread the program traces itself (sys.settrace, a profiler,
+ * the watcher's trace fallback) is left alone. */
+
+static PyObject *g_stale;   /* (original, probed) pairs of cleared probes */
+static PyObject *g_retired; /* code objects taken out of frames: kept for good */
+
+/* The probed code of p for orig, if p's patch made one. */
+static PyObject *probed_of(const struct agent_probe *p, PyObject *orig)
+{
+	for (Py_ssize_t i = 0; p->pairs && i < PyList_GET_SIZE(p->pairs); i++) {
+		PyObject *pair = PyList_GET_ITEM(p->pairs, i);
+		if (PyTuple_GET_ITEM(pair, 0) == orig)
+			return PyTuple_GET_ITEM(pair, 1);
+	}
+	return NULL;
+}
+
+static bool is_orig_of(const struct agent_probe *p, PyObject *code)
+{
+	for (Py_ssize_t i = 0; p->origs && i < PyList_GET_SIZE(p->origs); i++)
+		if (PyList_GET_ITEM(p->origs, i) == code)
+			return true;
+	return false;
+}
+
+/* Whether code is a logpoint patch of probe id: its last two constants
+ * are the probe_hit helper and id (rewrite/guard.c appends them so). */
+static bool is_probed_code(PyObject *code, uint32_t id)
+{
+	PyObject *k = ((PyCodeObject *)code)->co_consts;
+	Py_ssize_t n = PyTuple_GET_SIZE(k);
+	if (n < 2)
+		return false;
+	PyObject *h = PyTuple_GET_ITEM(k, n - 2), *v = PyTuple_GET_ITEM(k, n - 1);
+	return PyCFunction_Check(h) &&
+	       ((PyCFunctionObject *)h)->m_ml->ml_meth ==
+		       (PyCFunction)(void (*)(void))agent_probe__hit &&
+	       PyLong_CheckExact(v) && PyLong_AsLong(v) == (long)id;
+}
+
+/* After the patches: which probed code object each original became. */
+static void find_pairs(struct agent_probe *p)
+{
+	Py_CLEAR(p->pairs);
+	PyObject *gc = PyImport_ImportModule("gc");
+	PyObject *objs = gc ? PyObject_CallMethod(gc, "get_objects", NULL) : NULL;
+	Py_XDECREF(gc);
+	if (!objs || !PyList_Check(objs) || !(p->pairs = PyList_New(0)))
+		goto out;
+	for (Py_ssize_t i = 0; i < PyList_GET_SIZE(objs); i++) {
+		PyObject *o = PyList_GET_ITEM(objs, i);
+		if (!PyFunction_Check(o))
+			continue;
+		PyObject *x = PyFunction_GET_CODE(o);
+		if (!is_probed_code(x, p->id))
+			continue;
+		for (Py_ssize_t k = 0; k < PyList_GET_SIZE(p->origs); k++) {
+			PyCodeObject *c = (PyCodeObject *)PyList_GET_ITEM(p->origs, k);
+			PyCodeObject *xc = (PyCodeObject *)x;
+			if (c->co_firstlineno != xc->co_firstlineno ||
+			    PyUnicode_Compare(c->co_qualname, xc->co_qualname) != 0 ||
+			    probed_of(p, (PyObject *)c))
+				continue;
+			PyObject *pair = PyTuple_Pack(2, (PyObject *)c, x);
+			if (!pair || PyList_Append(p->pairs, pair)) {
+				Py_XDECREF(pair);
+				goto out;
+			}
+			Py_DECREF(pair);
+		}
+	}
+out:
+	PyErr_Clear();
+	Py_XDECREF(objs);
+}
+
+/* Switch a suspended frame from code `from` to code `to` (same offsets
+ * for every original instruction). */
+static bool osr(_PyInterpreterFrame *f, PyObject *from, PyObject *to)
+{
+	PyCodeObject *a = (PyCodeObject *)from, *b = (PyCodeObject *)to;
+	ptrdiff_t at = f->prev_instr - _PyCode_CODE(a);
+	if (f->f_code != a || a->co_nlocalsplus != b->co_nlocalsplus ||
+	    b->co_stacksize > a->co_stacksize || at < 0 || at >= Py_SIZE(a) || at >= Py_SIZE(b))
+		return false;
+	if ((!g_retired && !(g_retired = PyList_New(0))) || PyList_Append(g_retired, from)) {
+		PyErr_Clear();
+		return false;
+	}
+	f->f_code = (PyCodeObject *)Py_NewRef(to);
+	f->prev_instr = _PyCode_CODE(b) + at;
+	Py_DECREF(from); /* the frame's reference; g_retired keeps it */
+	return true;
+}
+
+/* What a frame running `code` needs: 1 a hit by line events (an original
+ * of an active probe), 2 a switch back (a cleared probe's code), 0 none.
+ * *pair: the (original, probed) pair for a switch. */
+static int frame_need(PyObject *code, PyObject **from, PyObject **to)
+{
+	for (int i = 0; i < AGENT_PROBES; i++) {
+		struct agent_probe *p = &g_probes[i];
+		if (!p->used || !__atomic_load_n(&p->active, __ATOMIC_RELAXED) ||
+		    !is_orig_of(p, code))
+			continue;
+		*from = code;
+		*to = probed_of(p, code);
+		return 1;
+	}
+	for (Py_ssize_t i = 0; g_stale && i < PyList_GET_SIZE(g_stale); i++) {
+		PyObject *pair = PyList_GET_ITEM(g_stale, i);
+		if (PyTuple_GET_ITEM(pair, 1) == code) {
+			*from = code;
+			*to = PyTuple_GET_ITEM(pair, 0);
+			return 2;
+		}
+	}
+	return 0;
+}
+
+static int probe_trace(PyObject *obj, PyFrameObject *fo, int what, PyObject *arg);
+
+/* Whether the thread has a frame that needs the trace function. */
+static bool thread_needs(PyThreadState *ts)
+{
+	PyObject *from, *to;
+	for (_PyInterpreterFrame *f = ts->cframe ? ts->cframe->current_frame : NULL; f;
+	     f = f->previous)
+		if (!_PyFrame_IsIncomplete(f) && f->owner == FRAME_OWNED_BY_THREAD &&
+		    frame_need((PyObject *)f->f_code, &from, &to))
+			return true;
+	return false;
+}
+
+/* internal/pycore_pystate.h's _PyThreadState_UpdateTracingState (which
+ * cannot be included next to Python.h's GC macros): the flag the eval loop
+ * ors into every opcode while a trace or profile function is set. */
+static void update_tracing(PyThreadState *ts)
+{
+	bool on = ts->tracing == 0 && (ts->c_tracefunc || ts->c_profilefunc);
+	ts->cframe->use_tracing = on ? 255 : 0;
+}
+
+static bool trace_on(PyThreadState *ts)
+{
+	if (ts->c_tracefunc == probe_trace)
+		return true;
+	if (ts->c_tracefunc || ts->c_profilefunc || !ts->cframe)
+		return false; /* the program's own tracer or profiler, or the watcher's */
+	ts->c_traceobj = NULL;
+	ts->c_tracefunc = probe_trace;
+	update_tracing(ts);
+	return true;
+}
+
+static void trace_off(PyThreadState *ts)
+{
+	if (ts->c_tracefunc != probe_trace)
+		return;
+	ts->c_tracefunc = NULL;
+	ts->c_traceobj = NULL;
+	if (ts->cframe)
+		update_tracing(ts);
+}
+
+static int probe_trace(PyObject *obj, PyFrameObject *fo, int what, PyObject *arg)
+{
+	(void)obj;
+	(void)arg;
+	_PyInterpreterFrame *f = fo->f_frame;
+	PyObject *from, *to;
+	PyObject *et, *ev, *etb;
+	PyErr_Fetch(&et, &ev, &etb);
+	if (what == PyTrace_LINE && frame_need((PyObject *)f->f_code, &from, &to) == 1) {
+		int line = PyFrame_GetLineNumber(fo);
+		for (int i = 0; i < AGENT_PROBES; i++) {
+			struct agent_probe *p = &g_probes[i];
+			if (p->used && __atomic_load_n(&p->active, __ATOMIC_RELAXED) &&
+			    (int)p->line == line && is_orig_of(p, (PyObject *)f->f_code))
+				hit(p, f, line);
+		}
+	} else if (what == PyTrace_CALL && !f->is_entry && f->previous &&
+		   f->previous->owner == FRAME_OWNED_BY_THREAD &&
+		   frame_need((PyObject *)f->previous->f_code, &from, &to) && to) {
+		/* The caller is suspended in this inlined call: it takes the
+		 * other code when the callee returns. */
+		osr(f->previous, from, to);
+	}
+	if (what == PyTrace_RETURN || what == PyTrace_CALL) {
+		PyThreadState *ts = PyThreadState_Get();
+		/* The returning frame is still on the chain: it is leaving. */
+		bool need = false;
+		for (_PyInterpreterFrame *g = ts->cframe ? ts->cframe->current_frame : NULL;
+		     g && !need; g = g->previous)
+			if ((what != PyTrace_RETURN || g != f) && !_PyFrame_IsIncomplete(g) &&
+			    g->owner == FRAME_OWNED_BY_THREAD &&
+			    frame_need((PyObject *)g->f_code, &from, &to))
+				need = true;
+		if (!need)
+			trace_off(ts);
+	}
+	PyErr_Clear();
+	PyErr_Restore(et, ev, etb);
+	return 0;
+}
+
+/* At ARM: every thread with a frame of p's originals gets the trace
+ * function (frames install.c could switch run the probed code already).
+ * The number of such frames. */
+static unsigned trace_running(struct agent_probe *p)
+{
+	unsigned n = 0;
+	if (!g_stale && !(g_stale = PyList_New(0)))
+		PyErr_Clear();
+	for (PyThreadState *ts = PyInterpreterState_ThreadHead(PyInterpreterState_Main()); ts;
+	     ts = PyThreadState_Next(ts)) {
+		unsigned here = 0;
+		for (_PyInterpreterFrame *f = ts->cframe ? ts->cframe->current_frame : NULL; f;
+		     f = f->previous)
+			if (!_PyFrame_IsIncomplete(f) && f->owner == FRAME_OWNED_BY_THREAD &&
+			    is_orig_of(p, (PyObject *)f->f_code))
+				here++;
+		if (here && trace_on(ts))
+			n += here;
+		else if (here)
+			agent__log(
+				"probe %u: a thread traces itself: %u running frame(s) not probed",
+				p->id, here);
+	}
+	return n;
+}
+
+/* After a change: trace the threads that need it, and only those. */
+static void trace_update_all(void)
+{
+	bool any = false;
+	for (PyThreadState *ts = PyInterpreterState_ThreadHead(PyInterpreterState_Main()); ts;
+	     ts = PyThreadState_Next(ts)) {
+		if (thread_needs(ts)) {
+			any |= trace_on(ts);
+		} else {
+			trace_off(ts);
+		}
+	}
+	if (!any && g_stale)
+		PyList_SetSlice(g_stale, 0, PyList_GET_SIZE(g_stale), NULL);
+}
+
+/* ------------------------------------------------------------------ */
 /* Registration                                                        */
 
 static void consts_free(struct expr_consts *k)
@@ -785,6 +1052,8 @@ static void probe_free(struct agent_probe *p)
 	consts_free(&p->cond_k);
 	for (int i = 0; i < PROBE_FMT_MAX_EXPRS; i++)
 		consts_free(&p->fmt_k[i]);
+	Py_CLEAR(p->origs);
+	Py_CLEAR(p->pairs);
 	memset(p, 0, sizeof *p);
 }
 
@@ -967,6 +1236,19 @@ static void set_locked_gil(const struct wire_probe_set *m, struct wire_probe_res
 		r->codes[r->ncodes++] = (uint64_t)(uintptr_t)co;
 	}
 	Py_DECREF(codes);
+	if (r->ncodes && !(p->origs = PyList_New(0))) {
+		PyErr_Clear();
+		probe_free(p);
+		result_msg(r, -ENOMEM, "agent: out of memory");
+		return;
+	}
+	for (uint32_t i = 0; i < r->ncodes; i++)
+		if (PyList_Append(p->origs, (PyObject *)(uintptr_t)r->codes[i])) {
+			PyErr_Clear();
+			probe_free(p);
+			result_msg(r, -ENOMEM, "agent: out of memory");
+			return;
+		}
 	if (!r->ncodes) {
 		probe_free(p);
 		if (!ln.any) {
@@ -1032,7 +1314,9 @@ void agent_probe__on_arm(struct wire_buf *b, const struct wire_probe_ctl *m)
 		} else {
 			p->armed = true;
 			__atomic_store_n(&p->active, 1, __ATOMIC_RELAXED);
-			result_msg(&r, 0, "probe %u armed", p->id);
+			find_pairs(p);
+			unsigned n = trace_running(p);
+			result_msg(&r, 0, "probe %u armed; %u running frame(s) traced", p->id, n);
 		}
 		PyGILState_Release(st);
 	}
@@ -1057,7 +1341,15 @@ static void clear_one(struct agent_probe *p, struct wire_probe_result *r)
 	}
 	agent__log("probe %u cleared: %u function(s), %u frame(s) restored (%d)", p->id,
 		   rr.nfunctions, rr.nframes, rc);
+	/* Frames still running the probed code (current in their C eval
+	 * loop when the rollback came) are switched back at their next
+	 * Python call by the trace function. */
+	if (p->pairs && g_stale)
+		for (Py_ssize_t i = 0; i < PyList_GET_SIZE(p->pairs); i++)
+			if (PyList_Append(g_stale, PyList_GET_ITEM(p->pairs, i)))
+				PyErr_Clear();
 	probe_free(p);
+	trace_update_all();
 }
 
 void agent_probe__on_clear(struct wire_buf *b, const struct wire_probe_ctl *m)

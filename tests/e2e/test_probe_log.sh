@@ -8,7 +8,9 @@
 # hitting one probe are all reported; a property is refused (its getter
 # would raise in the target); a line without code and an expression with a
 # call are refused with one line each and leave the target untouched; a
-# SIGKILLed suture-attach leaves no probe behind.
+# SIGKILLed suture-attach leaves no probe behind. Calls already running:
+# a loop that never calls Python code (its frame never leaves the C eval
+# loop) and a loop in the function that calls work() are both reported.
 set -u
 . "$(dirname "$0")/lib.sh"
 ATTACH="$BUILD/bin/suture-attach"
@@ -17,6 +19,8 @@ export SUTURE_AGENT="$BUILD/lib/libsuture_agent.so"
 PY=${PYTHON:-/usr/bin/python3.11}
 LABEL=$(grep -n 'label = box.tag' "$T" | cut -d: -f1)
 BLANK=$((LABEL + 2)) # the blank line after "return total"
+SPIN=$(grep -n 'acc = acc + i' "$T" | cut -d: -f1)
+CALLER=$(grep -n 'r = work(i, box, items)' "$T" | cut -d: -f1)
 
 run_target() { # DIR MODE N: start it, TP its pid
 	mkdir -p "$1"
@@ -116,3 +120,28 @@ PYEOF
 wait_pid $TP 30 >/dev/null
 grep -qx "same yes" "$D/check" || fail "threads: code not restored"
 ok "4 threads reported by one probe, code restored"
+
+# 5. Calls already running: spin() never calls Python code, so its frame
+# stays in its C eval loop (a line-trace function reports it); loop()
+# calls work() and is switched to the probed code at that call.
+D="$W/spin"
+run_target "$D" spin 4000
+"$ATTACH" --pid $TP --log "$T:$SPIN" 'i={i} acc={acc}' --count 4 --timeout 10 >"$D/lines" 2>"$D/attach.err" ||
+	fail "spin: $(cat "$D/attach.err")"
+[ "$(wc -l <"$D/lines")" -eq 4 ] || fail "spin: $(cat "$D/lines")"
+while read -r l; do
+	i=${l#i=}
+	i=${i%% *}
+	[ "$l" = "i=$i acc=$((i * (i - 1) / 2))" ] || fail "spin line '$l'"
+done <"$D/lines"
+wait_pid $TP 30 >/dev/null
+grep -qx "spin yes" "$D/check" || fail "spin: constants changed"
+ok "a running loop that never calls Python code is probed"
+D="$W/caller"
+run_target "$D" loop 300
+"$ATTACH" --pid $TP --log "$T:$CALLER" 'i={i}' --count 3 --timeout 10 >"$D/lines" 2>"$D/attach.err" ||
+	fail "caller: $(cat "$D/attach.err")"
+[ "$(wc -l <"$D/lines")" -eq 3 ] || fail "caller: $(cat "$D/lines")"
+wait_pid $TP 30 >/dev/null
+cmp -s "$W/base/out" "$D/out" || fail "caller: output changed"
+ok "the loop calling work(), running at attach, is probed"
