@@ -5,7 +5,7 @@
 #   make           build only (build/bin, build/lib)
 #   make install   PREFIX=/usr/local DESTDIR=
 #
-# Layout: every module (attach inspect rewrite store wire inject heal) is a static
+# Layout: every module (attach inspect rewrite store wire inject probe heal) is a static
 # library built from <module>/*.c; a module may add rules of its own in
 # <module>/module.mk (generators, extra flags). cli/suture-*.c are the
 # commands. tests/unit/test_<module>_*.c are Criterion binaries linked
