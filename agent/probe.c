@@ -647,8 +647,26 @@ static bool rate_allows(struct agent_probe *p)
 	return true;
 }
 
-/* One hit of p in frame f (the GIL held). */
+/* One hit of p in frame f (the GIL held). Not re-entered: an allocation
+ * of ours may run the garbage collector, whose finalizers are program code
+ * that may run a probed line on this thread; that line is dropped. */
+static bool g_in_hit;
+
+static void hit_once(struct agent_probe *p, _PyInterpreterFrame *f, int line);
+
 static void hit(struct agent_probe *p, _PyInterpreterFrame *f, int line)
+{
+	if (g_in_hit) {
+		p->dropped++;
+		p->dropped_since++;
+		return;
+	}
+	g_in_hit = true;
+	hit_once(p, f, line);
+	g_in_hit = false;
+}
+
+static void hit_once(struct agent_probe *p, _PyInterpreterFrame *f, int line)
 {
 	if (p->has_cond) {
 		struct ev ev = { .src = p->cond_text, .e = &p->cond, .k = &p->cond_k, .f = f };
@@ -717,8 +735,10 @@ static void hit(struct agent_probe *p, _PyInterpreterFrame *f, int line)
 		return;
 	}
 	p->dropped_since = 0;
-	if (rc == 0 && p->snapshot)
+	if (rc == 0 && p->snapshot) {
+		g_in_hit = false; /* other threads may report meanwhile */
 		park(m.event_id);
+	}
 }
 
 PyObject *agent_probe__hit(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
@@ -1071,6 +1091,11 @@ static bool file_matches(PyObject *filename, const char *file)
 	size_t a = strlen(fn), b = strlen(file);
 	if (file[0] != '/' && a > b && fn[a - b - 1] == '/' && !strcmp(fn + a - b, file))
 		return true;
+	/* Different base names never resolve to one file through realpath
+	 * (symlinks aside): skip the system calls for them. */
+	const char *ba = strrchr(fn, '/'), *bb = strrchr(file, '/');
+	if (strcmp(ba ? ba + 1 : fn, bb ? bb + 1 : file) != 0)
+		return false;
 	char ra[4096], rb[4096];
 	return realpath(fn, ra) && realpath(file, rb) && !strcmp(ra, rb);
 }

@@ -713,5 +713,10 @@ void agent_server__serve(void)
 			}
 		}
 	}
+	/* DETACH (or a poll failure) with probes still set: they go too. */
+	pthread_mutex_lock(&agent_g.lock);
+	agent_probe__disconnected_locked();
+	pthread_mutex_unlock(&agent_g.lock);
+	agent_probe__clear_orphans();
 	wire_buf__free(&b);
 }

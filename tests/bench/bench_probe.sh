@@ -4,7 +4,8 @@
 # timed before the probe, with it (the default rate limit on: about 100
 # lines a second are printed, the rest counted as dropped), with a probe
 # whose --if is false, and after the probe is removed. The cost of a hit
-# is the difference over the executions. Best of 3 each. Figures only.
+# is the difference over the executions. CPU time of the running thread,
+# best of 3 each. Figures only.
 set -u
 : "${BUILD:?}" "${PYTHON:=/usr/bin/python3.11}" "${SUTURE_ROOT:=$(cd "$(dirname "$0")/../.." && pwd)}"
 ATTACH="$BUILD/bin/suture-attach"
@@ -28,7 +29,7 @@ exec 3>"$W/cmd"
 i=0
 while [ ! -s "$W/ready" ]; do i=$((i + 1)); [ $i -gt 500 ] && { echo "target not ready"; exit 1; }; sleep 0.02; done
 
-# best3 LABEL: three runs of hot(N), the best wall time
+# best3: three runs of hot(N), the least CPU time
 best3() {
 	best=
 	for k in 1 2 3; do
@@ -68,7 +69,7 @@ probe_off
 after=$(best3)
 echo "quit" >&3
 awk -v n="$N" -v b="$base" -v p="$probed" -v c="$cond" -v a="$after" -v l="$lines" -v d="${dropped:-0}" 'BEGIN {
-	printf "line executed %d times: %.3f s before the probe (%.1f ns a time)\n", n, b, b * 1e9 / n
+	printf "line executed %d times: %.3f s CPU before the probe (%.1f ns a time)\n", n, b, b * 1e9 / n
 	printf "probed, rate limit on: %.3f s; %.1f ns a hit more; %d lines printed, %d dropped over the 3 runs\n", p, (p - b) * 1e9 / n, l, d
 	printf "probed with --if false: %.3f s; %.1f ns a hit more\n", c, (c - b) * 1e9 / n
 	printf "after the probe was removed: %.3f s (x%.3f of before)\n", a, a / b
