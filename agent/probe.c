@@ -1341,6 +1341,7 @@ void agent_probe__on_arm(struct wire_buf *b, const struct wire_probe_ctl *m)
 			__atomic_store_n(&p->active, 1, __ATOMIC_RELAXED);
 			find_pairs(p);
 			unsigned n = trace_running(p);
+			r.hits = n; /* ARM: frames given the line-trace function */
 			result_msg(&r, 0, "probe %u armed; %u running frame(s) traced", p->id, n);
 		}
 		PyGILState_Release(st);

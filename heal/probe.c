@@ -421,7 +421,7 @@ int heal_probe__run(pid_t pid, const struct heal_probe_opts *o, char *err, size_
 	}
 	set = true;
 	ps.id = res.probe_id;
-	unsigned installed = 0;
+	unsigned installed = 0, unreachable = 0;
 	char why[1024] = "";
 	for (uint32_t i = 0; i < res.ncodes; i++) {
 		rc = install_code(&ps, res.codes[i], why, sizeof why);
@@ -432,10 +432,12 @@ int heal_probe__run(pid_t pid, const struct heal_probe_opts *o, char *err, size_
 		}
 		if (rc == 0)
 			installed++;
+		else if (rc == -ENOENT)
+			unreachable++; /* no function holds it (a module body): running frames only */
 		else if (o->verbose)
 			fprintf(stderr, "[suture] probe: %s\n", why);
 	}
-	if (!installed) {
+	if (!installed && !unreachable) {
 		status = -EOPNOTSUPP;
 		snprintf(err, errlen, "heal: pid %d: cannot probe %s:%d: %s", (int)pid, o->file,
 			 o->line, why);
@@ -446,8 +448,19 @@ int heal_probe__run(pid_t pid, const struct heal_probe_opts *o, char *err, size_
 			 res.message);
 		goto out;
 	}
-	fprintf(stderr, "[suture] probe %s:%d set in pid %d (%u code object%s)\n", o->file, o->line,
-		(int)pid, installed, installed == 1 ? "" : "s");
+	if (!installed && !res.hits) {
+		status = -EOPNOTSUPP;
+		snprintf(
+			err, errlen,
+			"heal: pid %d: cannot probe %s:%d: no function holds that code and no frame "
+			"runs it",
+			(int)pid, o->file, o->line);
+		goto out;
+	}
+	fprintf(stderr,
+		"[suture] probe %s:%d set in pid %d (%u code object%s, %llu running frame%s)\n",
+		o->file, o->line, (int)pid, installed, installed == 1 ? "" : "s",
+		(unsigned long long)res.hits, res.hits == 1 ? "" : "s");
 	/* Crash reports queued by the session while patches went out. */
 	struct wire_crash ev;
 	while (inject_session__next_event(ps.s, 0, &ev) == 0)

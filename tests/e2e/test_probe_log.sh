@@ -145,3 +145,24 @@ run_target "$D" loop 300
 wait_pid $TP 30 >/dev/null
 cmp -s "$W/base/out" "$D/out" || fail "caller: output changed"
 ok "the loop calling work(), running at attach, is probed"
+
+# 6. A loop in a module body (code no function holds), running at attach.
+M="$SUTURE_ROOT/tests/fixtures/probe/module_loop.py"
+ML=$(grep -n 'total += i' "$M" | cut -d: -f1)
+D="$W/module"
+mkdir -p "$D"
+"$PY" "$M" "$D" 3000 >"$D/out" 2>"$D/err" &
+TP=$!
+track $TP
+wait_file "$D/ready" 20
+"$ATTACH" --pid $TP --log "$M:$ML" 'i={i} total={total}' --count 3 --timeout 10 >"$D/lines" \
+	2>"$D/attach.err" || fail "module loop: $(cat "$D/attach.err")"
+[ "$(wc -l <"$D/lines")" -eq 3 ] || fail "module loop: $(cat "$D/lines")"
+while read -r l; do
+	i=${l#i=}
+	i=${i%% *}
+	[ "$l" = "i=$i total=$((i * (i - 1) / 2))" ] || fail "module loop line '$l'"
+done <"$D/lines"
+wait_pid $TP 30 >/dev/null
+[ "$(cat "$D/out")" = "4498500" ] || fail "module loop output: $(cat "$D/out")"
+ok "a loop in a module body, running at attach, is probed"
