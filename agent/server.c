@@ -16,6 +16,7 @@
  * descriptor, others shut it down on a failed write.
  */
 #include "agent/agent-priv.h"
+#include "agent/probe.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -97,6 +98,8 @@ void agent_server__close_client_locked(const char *why)
 	__atomic_store_n(&agent_g.ready, false, __ATOMIC_RELAXED);
 	/* Parked threads go on with their exception untouched. */
 	agent_park__release_all_locked(AGENT_VERDICT_NO_DEBUGGER);
+	/* Probes stop now; their code goes at the serve loop's next turn. */
+	agent_probe__disconnected_locked();
 }
 
 /* The first part of a reply, sent while the caller still holds the GIL:
@@ -503,6 +506,42 @@ static void on_detach(struct wire_buf *b)
 	reply(b);
 }
 
+/* The probes' frames (agent/probe.c, docs/formats/channel.md "Probes"). */
+static void on_probe(struct wire_buf *b, uint16_t type, const uint8_t *p, const uint8_t *end)
+{
+	static struct wire_probe_set set;
+	struct wire_probe_ctl ctl;
+	uint64_t ev;
+	switch (type) {
+	case WIRE_MSG_PROBE_SET:
+		if (wire_msg__decode_probe_set(p, end, &set)) {
+			refuse(b, "agent: malformed PROBE_SET");
+			return;
+		}
+		agent_probe__on_set(b, &set);
+		break;
+	case WIRE_MSG_PROBE_ARM:
+	case WIRE_MSG_PROBE_CLEAR:
+		if (wire_msg__decode_probe_ctl(p, end, &ctl)) {
+			refuse(b, "agent: malformed PROBE_ARM/CLEAR");
+			return;
+		}
+		if (type == WIRE_MSG_PROBE_ARM)
+			agent_probe__on_arm(b, &ctl);
+		else
+			agent_probe__on_clear(b, &ctl);
+		break;
+	default:
+		if (wire_msg__decode_probe_release(p, end, &ev)) {
+			refuse(b, "agent: malformed PROBE_RELEASE");
+			return;
+		}
+		agent_probe__release(ev);
+		return;
+	}
+	reply(b);
+}
+
 /* One frame from the debugger (poll said it is there); false when the
  * agent must stop. */
 static bool serve_one(struct wire_buf *b)
@@ -556,6 +595,12 @@ static bool serve_one(struct wire_buf *b)
 			break;
 		case WIRE_MSG_PING:
 			on_ping(b, p, end);
+			break;
+		case WIRE_MSG_PROBE_SET:
+		case WIRE_MSG_PROBE_ARM:
+		case WIRE_MSG_PROBE_CLEAR:
+		case WIRE_MSG_PROBE_RELEASE:
+			on_probe(b, h.type, p, end);
 			break;
 		case WIRE_MSG_DETACH:
 			if (wire_msg__decode_empty(p, end)) {
@@ -643,6 +688,9 @@ void agent_server__serve(void)
 		    (pf[1].revents & (POLLIN | POLLHUP | POLLERR)))
 			if (!serve_one(&b))
 				break;
+		/* A debugger that left its probes: their code goes before the
+		 * next one is accepted. */
+		agent_probe__clear_orphans();
 		if (n > 0 && (pf[0].revents & POLLIN))
 			accept_client();
 		/* Firings, coalesced: at most one HITS every 100 ms. */
@@ -665,5 +713,10 @@ void agent_server__serve(void)
 			}
 		}
 	}
+	/* DETACH (or a poll failure) with probes still set: they go too. */
+	pthread_mutex_lock(&agent_g.lock);
+	agent_probe__disconnected_locked();
+	pthread_mutex_unlock(&agent_g.lock);
+	agent_probe__clear_orphans();
 	wire_buf__free(&b);
 }

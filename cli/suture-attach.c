@@ -1,7 +1,8 @@
 /* suture-attach: attach to a running CPython 3.11.
  *
  * Modes (one per run): --dump prints every thread's Python stack (inspect/);
- * --watch heals structural crashes as they happen (heal/heal.h).
+ * --watch heals structural crashes as they happen (heal/heal.h); --log and
+ * --snapshot set a live probe (heal/probe.c).
  * The option table and the mode switch are the only places a new mode
  * touches. Exit codes are documented in docs/man/suture-attach.1. */
 #include <errno.h>
@@ -32,9 +33,11 @@ enum exit_code {
 	EXIT_EXITED = 9,
 	EXIT_NO_LAYOUT = 10,
 	EXIT_NO_AGENT = 11,
+	EXIT_PROBE_REFUSED = 12, /* no code on that line, or the line cannot be probed */
+	EXIT_NO_SNAPSHOT = 13,   /* --snapshot: the line did not run within --timeout */
 };
 
-enum mode { MODE_NONE, MODE_DUMP, MODE_WATCH, MODE_DETACH };
+enum mode { MODE_NONE, MODE_DUMP, MODE_WATCH, MODE_DETACH, MODE_LOG, MODE_SNAPSHOT };
 
 struct args {
 	pid_t pid;
@@ -46,6 +49,8 @@ struct args {
 	double timeout;
 	uint32_t ttl;
 	char *app_paths; /* --app-path, resolved, ':'-joined */
+	/* --log / --snapshot */
+	struct heal_probe_opts probe;
 };
 
 static void usage(FILE *f)
@@ -54,6 +59,9 @@ static void usage(FILE *f)
 		"usage: suture-attach --pid PID --dump [--locals] [--json] [--verbose]\n"
 		"       suture-attach --pid PID --watch [--store DIR] [--dry-run] [--verbose] [--timeout S] [--ttl DAYS]\n"
 		"                     [--app-path PATH]...\n"
+		"       suture-attach --pid PID --log FILE:LINE 'TEXT {expr}...' [--if COND] [--count K]\n"
+		"                     [--timeout S] [--json]\n"
+		"       suture-attach --pid PID --snapshot FILE:LINE [--if COND] [--timeout S] [--json]\n"
 		"       suture-attach --pid PID --detach\n"
 		"\n"
 		"  -p, --pid PID    the CPython 3.11 process to attach to\n"
@@ -69,6 +77,12 @@ static void usage(FILE *f)
 		"      --ttl DAYS   with --watch: lifetime of stored patches (1..36500)\n"
 		"      --app-path P with --watch: more application code (repeatable), healed\n"
 		"                   even inside site-packages (see WHAT COUNTS AS A CRASH)\n"
+		"      --log FILE:LINE TEXT  print TEXT each time a thread runs LINE, each {expr}\n"
+		"                   evaluated in that frame (no program code runs); removed on exit\n"
+		"      --snapshot FILE:LINE  print the stack and locals of the first thread that\n"
+		"                   runs LINE (as --dump --locals), then remove the probe\n"
+		"      --if COND    with --log/--snapshot: only when COND holds\n"
+		"      --count K    with --log: stop after K lines\n"
 		"      --detach     stop the agent left in the target (watcher removed,\n"
 		"                   channel closed); applied patches stay\n"
 		"  -h, --help       this help\n"
@@ -76,7 +90,8 @@ static void usage(FILE *f)
 		"\n"
 		"Exit status: 0 ok, 2 usage (or a thread id), 3 no such process, 4 not Python, 5 not 3.11,\n"
 		"6 permission denied, 7 already traced, 8 stopped, 9 exited during the dump,\n"
-		"10 no interpreter layout, 11 no agent to detach, 1 other errors. See suture-attach(1).\n");
+		"10 no interpreter layout, 11 no agent to detach, 12 probe refused (no code on the line),\n"
+		"13 no snapshot within --timeout, 1 other errors. See suture-attach(1).\n");
 }
 
 static int parse_pid(const char *s, pid_t *pid)
@@ -90,6 +105,25 @@ static int parse_pid(const char *s, pid_t *pid)
 	return 0;
 }
 
+/* FILE:LINE (the last colon splits: a path may hold colons). */
+static int parse_probe_where(char *arg, struct heal_probe_opts *p)
+{
+	char *colon = strrchr(arg, ':'), *end;
+	long v = 0;
+	if (colon) {
+		errno = 0;
+		v = strtol(colon + 1, &end, 10);
+	}
+	if (!colon || colon == arg || errno || *end || end == colon + 1 || v < 1 || v > INT_MAX) {
+		fprintf(stderr, "suture-attach: bad probe place '%s' (FILE:LINE)\n", arg);
+		return -EINVAL;
+	}
+	*colon = 0;
+	p->file = arg;
+	p->line = (int)v;
+	return 0;
+}
+
 static int parse_args(int argc, char **argv, struct args *a)
 {
 	enum {
@@ -99,7 +133,11 @@ static int parse_args(int argc, char **argv, struct args *a)
 		OPT_TIMEOUT,
 		OPT_TTL,
 		OPT_DETACH,
-		OPT_APP_PATH
+		OPT_APP_PATH,
+		OPT_LOG,
+		OPT_SNAPSHOT,
+		OPT_IF,
+		OPT_COUNT
 	};
 	static const struct option opts[] = {
 		{ "pid", required_argument, NULL, 'p' },
@@ -115,6 +153,10 @@ static int parse_args(int argc, char **argv, struct args *a)
 		{ "timeout", required_argument, NULL, OPT_TIMEOUT },
 		{ "ttl", required_argument, NULL, OPT_TTL },
 		{ "detach", no_argument, NULL, OPT_DETACH },
+		{ "log", required_argument, NULL, OPT_LOG },
+		{ "snapshot", required_argument, NULL, OPT_SNAPSHOT },
+		{ "if", required_argument, NULL, OPT_IF },
+		{ "count", required_argument, NULL, OPT_COUNT },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
@@ -151,6 +193,35 @@ static int parse_args(int argc, char **argv, struct args *a)
 		case OPT_DETACH:
 			a->mode = MODE_DETACH;
 			break;
+		case OPT_LOG:
+		case OPT_SNAPSHOT:
+			a->mode = c == OPT_LOG ? MODE_LOG : MODE_SNAPSHOT;
+			if (parse_probe_where(optarg, &a->probe))
+				return EXIT_USAGE;
+			if (c == OPT_LOG) {
+				/* TEXT is the next word: --log FILE:LINE 'TEXT' */
+				if (optind >= argc) {
+					fprintf(stderr,
+						"suture-attach: --log FILE:LINE needs a TEXT\n");
+					return EXIT_USAGE;
+				}
+				a->probe.format = argv[optind++];
+			}
+			break;
+		case OPT_IF:
+			a->probe.cond = optarg;
+			break;
+		case OPT_COUNT: {
+			errno = 0;
+			long v = strtol(optarg, &end, 10);
+			if (errno || *end || end == optarg || v < 1 || v > 1000000000) {
+				fprintf(stderr, "suture-attach: bad --count '%s' (1..1000000000)\n",
+					optarg);
+				return EXIT_USAGE;
+			}
+			a->probe.count = (uint32_t)v;
+			break;
+		}
 		case OPT_STORE:
 			a->store = optarg;
 			break;
@@ -205,16 +276,33 @@ static int parse_args(int argc, char **argv, struct args *a)
 	if (!a->pid || a->mode == MODE_NONE) {
 		fprintf(stderr, "suture-attach: %s (see --help)\n",
 			!a->pid ? "--pid is required"
-				: "no mode given (--dump, --watch or --detach)");
+				: "no mode given (--dump, --watch, --log, --snapshot or --detach)");
 		return EXIT_USAGE;
 	}
-	if (a->mode != MODE_WATCH && (a->store || a->dry_run || a->timeout > 0 || a->ttl)) {
+	bool probe = a->mode == MODE_LOG || a->mode == MODE_SNAPSHOT;
+	if (a->mode != MODE_WATCH && (a->store || a->dry_run || a->ttl)) {
+		fprintf(stderr, "suture-attach: --store, --dry-run and --ttl go with --watch\n");
+		return EXIT_USAGE;
+	}
+	if (a->mode != MODE_WATCH && !probe && a->timeout > 0) {
 		fprintf(stderr,
-			"suture-attach: --store, --dry-run, --timeout and --ttl go with --watch\n");
+			"suture-attach: --timeout goes with --watch, --log or --snapshot\n");
 		return EXIT_USAGE;
 	}
-	if (a->mode != MODE_DUMP && (a->locals || a->json)) {
-		fprintf(stderr, "suture-attach: --locals and --json go with --dump\n");
+	if (a->mode != MODE_DUMP && a->locals) {
+		fprintf(stderr, "suture-attach: --locals goes with --dump\n");
+		return EXIT_USAGE;
+	}
+	if (a->mode != MODE_DUMP && !probe && a->json) {
+		fprintf(stderr, "suture-attach: --json goes with --dump, --log or --snapshot\n");
+		return EXIT_USAGE;
+	}
+	if (!probe && a->probe.cond) {
+		fprintf(stderr, "suture-attach: --if goes with --log or --snapshot\n");
+		return EXIT_USAGE;
+	}
+	if (a->mode != MODE_LOG && a->probe.count) {
+		fprintf(stderr, "suture-attach: --count goes with --log\n");
 		return EXIT_USAGE;
 	}
 	return EXIT_OK;
@@ -356,6 +444,33 @@ static int run_detach(const struct args *a)
 	return EXIT_OK;
 }
 
+/* --log / --snapshot (heal/probe.c). A bad expression is refused before
+ * the target is touched. */
+static int run_probe(struct args *a)
+{
+	char err[1024];
+	struct heal_probe_opts *p = &a->probe;
+	p->snapshot = a->mode == MODE_SNAPSHOT;
+	p->json = a->json;
+	p->verbose = a->verbose;
+	p->timeout_s = a->timeout;
+	p->rate = HEAL_PROBE_RATE;
+	int rc = heal_probe__check(p, err, sizeof(err));
+	if (rc) {
+		fprintf(stderr, "suture-attach: %s\n", err);
+		return EXIT_USAGE;
+	}
+	rc = heal_probe__run(a->pid, p, err, sizeof(err));
+	if (!rc)
+		return EXIT_OK;
+	report(err, a->pid, rc);
+	if (rc == -ENOENT || rc == -EOPNOTSUPP)
+		return EXIT_PROBE_REFUSED;
+	if (rc == -ETIMEDOUT)
+		return EXIT_NO_SNAPSHOT;
+	return exit_for(rc, false);
+}
+
 int main(int argc, char **argv)
 {
 	struct args a = { 0 };
@@ -386,6 +501,9 @@ int main(int argc, char **argv)
 	}
 	case MODE_DETACH:
 		return run_detach(&a);
+	case MODE_LOG:
+	case MODE_SNAPSHOT:
+		return run_probe(&a);
 	case MODE_NONE:
 		break;
 	}

@@ -208,6 +208,41 @@ struct heal_watch_opts {
  * anything else is another failure. */
 int heal_watch__run(pid_t pid, const struct heal_watch_opts *o, char *err, size_t errlen);
 
+/* ---- suture-attach --log / --snapshot (probe.c) ---- */
+
+/* The default rate limit of a probe: lines a second (a burst of as many). */
+#define HEAL_PROBE_RATE 100u
+
+struct heal_probe_opts {
+	const char *file; /* FILE of FILE:LINE, matched against co_filename */
+	int line;
+	const char *format; /* --log TEXT; NULL with --snapshot */
+	const char *cond;   /* --if COND; NULL: every time */
+	uint32_t count;     /* --count K: stop after K lines; 0: no limit */
+	uint32_t rate;      /* lines a second before lines are dropped; 0: no limit */
+	double timeout_s;   /* --timeout S; 0: none */
+	bool snapshot;      /* --snapshot: the first hit's stack, then stop */
+	bool json, verbose;
+	const char *agent_path; /* NULL: the usual search (inject.h) */
+	FILE *out;              /* NULL: stdout */
+};
+
+/* Parse the format and the condition as the agent will (probe/probe.h):
+ * 0, or -EINVAL (syntax), -EPERM (a call or an assignment), -E2BIG, with
+ * a one-line reason in why. Touches nothing. */
+int heal_probe__check(const struct heal_probe_opts *o, char *why, size_t cap);
+
+/* Set the probe in pid, print one line per hit on o->out (JSON objects
+ * with o->json; the thread's stack for a snapshot) until o->count lines,
+ * the timeout, SIGINT/SIGTERM/SIGHUP or the target's exit, then remove it:
+ * every function and suspended frame runs its original code again. 0, or
+ * -errno with a one-line message in err: as heal_watch__run for the
+ * attach; -ENOENT no live code on that line (the message names the
+ * nearest lines with code) or no live code of that file; -EOPNOTSUPP the
+ * line cannot be probed; -ETIMEDOUT no snapshot within the timeout;
+ * refusals of heal_probe__check. */
+int heal_probe__run(pid_t pid, const struct heal_probe_opts *o, char *err, size_t errlen);
+
 /* ---- suture-run ---- */
 
 struct heal_run_opts {

@@ -491,8 +491,7 @@ int wire_msg__decode_hdr(const uint8_t *p, const uint8_t *end, struct wire_hdr *
 	h->len = get_u32(&r);
 	h->type = get_u16(&r);
 	uint16_t zero = get_u16(&r);
-	if (r.bad || zero != 0 || h->len > WIRE_MAX_PAYLOAD || h->type < WIRE_MSG_HELLO ||
-	    h->type > WIRE_MSG_LAST)
+	if (r.bad || zero != 0 || h->len > WIRE_MAX_PAYLOAD || !WIRE_MSG_IS_DEFINED(h->type))
 		return -EINVAL;
 	return 0;
 }
@@ -937,4 +936,167 @@ int wire_msg__decode_error(const uint8_t *p, const uint8_t *end, char *text, siz
 int wire_msg__decode_empty(const uint8_t *p, const uint8_t *end)
 {
 	return p == end ? 0 : -EINVAL;
+}
+
+/* ------------------------------------------------------------------ */
+/* Probes (docs/formats/channel.md, "Probes")                          */
+
+int wire_msg__encode_probe_set(struct wire_buf *b, const struct wire_probe_set *m)
+{
+	size_t at = frame_begin(b, WIRE_MSG_PROBE_SET);
+	put_u64(b, m->request_id);
+	put_u32(b, m->flags);
+	put_u32(b, m->count);
+	put_u32(b, m->rate);
+	put_u32(b, m->line);
+	put_str(b, m->file);
+	put_str(b, m->format);
+	put_str(b, m->cond);
+	return frame_end(b, at);
+}
+
+int wire_msg__encode_probe_result(struct wire_buf *b, const struct wire_probe_result *m)
+{
+	if (m->ncodes > WIRE_PROBE_MAX_CODES)
+		return -EINVAL;
+	size_t at = frame_begin(b, WIRE_MSG_PROBE_RESULT);
+	put_u64(b, m->request_id);
+	put_u32(b, (uint32_t)m->status);
+	put_u32(b, m->probe_id);
+	put_u64(b, m->hits);
+	put_u64(b, m->dropped);
+	put_u32(b, m->ncodes);
+	for (uint32_t i = 0; i < m->ncodes; i++)
+		put_u64(b, m->codes[i]);
+	put_str(b, m->message);
+	return frame_end(b, at);
+}
+
+int wire_msg__encode_probe_ctl(struct wire_buf *b, enum wire_msg_type type,
+			       const struct wire_probe_ctl *m)
+{
+	if (type != WIRE_MSG_PROBE_ARM && type != WIRE_MSG_PROBE_CLEAR)
+		return -EINVAL;
+	size_t at = frame_begin(b, type);
+	put_u64(b, m->request_id);
+	put_u32(b, m->probe_id);
+	return frame_end(b, at);
+}
+
+int wire_msg__encode_probe_hit(struct wire_buf *b, const struct wire_probe_hit *m)
+{
+	if (m->nvalues > WIRE_PROBE_MAX_VALUES)
+		return -EINVAL;
+	size_t at = frame_begin(b, WIRE_MSG_PROBE_HIT);
+	put_u32(b, m->probe_id);
+	put_u32(b, m->flags);
+	put_u64(b, m->event_id);
+	put_u64(b, m->time_ns);
+	put_u64(b, m->tid);
+	put_u64(b, m->thread_ident);
+	put_u32(b, m->line);
+	put_u64(b, m->dropped);
+	put_u32(b, m->nvalues);
+	for (uint32_t i = 0; i < m->nvalues; i++) {
+		size_t n = m->values[i] ? strlen(m->values[i]) : 0;
+		put_blob(b, m->values[i] ? m->values[i] : "",
+			 n > WIRE_PROBE_VALUE_MAX ? WIRE_PROBE_VALUE_MAX : n);
+	}
+	return frame_end(b, at);
+}
+
+int wire_msg__encode_probe_release(struct wire_buf *b, uint64_t event_id)
+{
+	size_t at = frame_begin(b, WIRE_MSG_PROBE_RELEASE);
+	put_u64(b, event_id);
+	return frame_end(b, at);
+}
+
+/* A string that must fit whole (the agent parses it): -EINVAL otherwise. */
+static void get_str_whole(struct rd *r, char *dst, size_t cap)
+{
+	size_t n;
+	const uint8_t *s = get_blob(r, &n);
+	dst[0] = 0;
+	if (!s)
+		return;
+	if (n > cap - 1 || memchr(s, 0, n)) {
+		r->bad = 1;
+		return;
+	}
+	memcpy(dst, s, n);
+	dst[n] = 0;
+}
+
+int wire_msg__decode_probe_set(const uint8_t *p, const uint8_t *end, struct wire_probe_set *m)
+{
+	struct rd r = { p, end, 0 };
+	m->request_id = get_u64(&r);
+	m->flags = get_u32(&r);
+	m->count = get_u32(&r);
+	m->rate = get_u32(&r);
+	m->line = get_u32(&r);
+	get_str_whole(&r, m->file, sizeof m->file);
+	get_str_whole(&r, m->format, sizeof m->format);
+	get_str_whole(&r, m->cond, sizeof m->cond);
+	if (!r.bad && ((m->flags & ~WIRE_PROBE_F_SNAPSHOT) || m->line == 0 || !m->file[0]))
+		return -EINVAL;
+	return finish(&r);
+}
+
+int wire_msg__decode_probe_result(const uint8_t *p, const uint8_t *end, struct wire_probe_result *m)
+{
+	struct rd r = { p, end, 0 };
+	m->request_id = get_u64(&r);
+	m->status = (int32_t)get_u32(&r);
+	m->probe_id = get_u32(&r);
+	m->hits = get_u64(&r);
+	m->dropped = get_u64(&r);
+	m->ncodes = get_u32(&r);
+	if (r.bad || m->ncodes > WIRE_PROBE_MAX_CODES || m->status > 0)
+		return -EINVAL;
+	for (uint32_t i = 0; i < m->ncodes; i++)
+		m->codes[i] = get_u64(&r);
+	get_str(&r, m->message, sizeof m->message);
+	return finish(&r);
+}
+
+int wire_msg__decode_probe_ctl(const uint8_t *p, const uint8_t *end, struct wire_probe_ctl *m)
+{
+	struct rd r = { p, end, 0 };
+	m->request_id = get_u64(&r);
+	m->probe_id = get_u32(&r);
+	return finish(&r);
+}
+
+int wire_msg__decode_probe_hit(const uint8_t *p, const uint8_t *end, struct wire_probe_hit *m)
+{
+	struct rd r = { p, end, 0 };
+	m->probe_id = get_u32(&r);
+	m->flags = get_u32(&r);
+	m->event_id = get_u64(&r);
+	m->time_ns = get_u64(&r);
+	m->tid = get_u64(&r);
+	m->thread_ident = get_u64(&r);
+	m->line = get_u32(&r);
+	m->dropped = get_u64(&r);
+	m->nvalues = get_u32(&r);
+	if (r.bad || m->nvalues > WIRE_PROBE_MAX_VALUES || (m->flags & ~WIRE_PROBE_F_PARKED))
+		return -EINVAL;
+	for (uint32_t i = 0; i < m->nvalues; i++) {
+		size_t n;
+		const uint8_t *s = get_blob(&r, &n);
+		if (!s || n > WIRE_PROBE_VALUE_MAX)
+			return -EINVAL;
+		m->values[i] = (const char *)s;
+		m->value_len[i] = (uint32_t)n;
+	}
+	return finish(&r);
+}
+
+int wire_msg__decode_probe_release(const uint8_t *p, const uint8_t *end, uint64_t *event_id)
+{
+	struct rd r = { p, end, 0 };
+	*event_id = get_u64(&r);
+	return finish(&r);
 }

@@ -47,8 +47,19 @@ enum wire_msg_type {
 	WIRE_MSG_ROLLBACK_RESULT = 18, /* agent -> debugger */
 	WIRE_MSG_HELLO_CONTROL = 19,   /* an auditor: HELLO's payload; LIST, ROLLBACK, PING only */
 	WIRE_MSG_HITS = 20,            /* agent -> debugger, unsolicited: guards that fired */
+	/* Live probes (suture-attach --log/--snapshot), 40..49. */
+	WIRE_MSG_PROBE_SET = 40,     /* debugger -> agent: register a probe, find its code */
+	WIRE_MSG_PROBE_RESULT = 41,  /* agent -> debugger: answer to SET, ARM, CLEAR */
+	WIRE_MSG_PROBE_ARM = 42,     /* debugger -> agent: the probe starts reporting */
+	WIRE_MSG_PROBE_CLEAR = 43,   /* debugger -> agent: remove a probe (or all) */
+	WIRE_MSG_PROBE_HIT = 44,     /* agent -> debugger, unsolicited: a probed line ran */
+	WIRE_MSG_PROBE_RELEASE = 45, /* debugger -> agent: a snapshot's parked thread goes on */
 };
-#define WIRE_MSG_LAST WIRE_MSG_HITS
+#define WIRE_MSG_LAST WIRE_MSG_PROBE_RELEASE
+/* Types between HITS and the probes' range are not (yet) defined. */
+#define WIRE_MSG_IS_DEFINED(t)                              \
+	(((t) >= WIRE_MSG_HELLO && (t) <= WIRE_MSG_HITS) || \
+	 ((t) >= WIRE_MSG_PROBE_SET && (t) <= WIRE_MSG_PROBE_RELEASE))
 
 /* How the agent watches exceptions (WELCOME.watch_mode). */
 enum wire_watch_mode {
@@ -272,6 +283,59 @@ struct wire_pong {
 	uint64_t hook_calls; /* watcher entries (all exceptions) */
 };
 
+/* Live probes (docs/formats/channel.md, "Probes"). The texts are parsed
+ * by the agent with probe/parse.c; the wire only bounds them. */
+#define WIRE_PROBE_TEXT_MAX 1024 /* bytes of a format or a condition */
+#define WIRE_PROBE_MAX_CODES 64  /* code objects a SET may name */
+#define WIRE_PROBE_MAX_VALUES 8  /* values a HIT carries */
+#define WIRE_PROBE_VALUE_MAX 4096
+#define WIRE_PROBE_F_SNAPSHOT 1u /* SET: park the first hit for a stack capture */
+#define WIRE_PROBE_F_PARKED 1u   /* HIT: the thread waits for PROBE_RELEASE */
+
+struct wire_probe_set {
+	uint64_t request_id;
+	uint32_t flags; /* WIRE_PROBE_F_SNAPSHOT */
+	uint32_t count; /* hits before the probe stops, 0: no limit */
+	uint32_t rate;  /* hits a second before lines are dropped, 0: no limit */
+	uint32_t line;
+	char file[512];
+	char format[WIRE_PROBE_TEXT_MAX + 1];
+	char cond[WIRE_PROBE_TEXT_MAX + 1]; /* empty: always */
+};
+
+struct wire_probe_result {
+	uint64_t request_id;
+	int32_t status;    /* 0 or -errno */
+	uint32_t probe_id; /* SET: the id the agent gave the probe */
+	uint64_t hits;     /* CLEAR: lines reported */
+	uint64_t dropped;  /* CLEAR: lines dropped by the rate limit */
+	uint32_t ncodes;   /* SET: code objects holding the line */
+	uint64_t codes[WIRE_PROBE_MAX_CODES];
+	char message[256];
+};
+
+/* ARM, CLEAR (probe_id 0: every probe). */
+struct wire_probe_ctl {
+	uint64_t request_id;
+	uint32_t probe_id;
+};
+
+struct wire_probe_hit {
+	uint32_t probe_id;
+	uint32_t flags;    /* WIRE_PROBE_F_PARKED */
+	uint64_t event_id; /* PARKED: what PROBE_RELEASE names */
+	uint64_t time_ns;  /* CLOCK_REALTIME */
+	uint64_t tid;      /* kernel thread id */
+	uint64_t thread_ident;
+	uint32_t line;
+	uint64_t dropped; /* lines dropped since the previous HIT */
+	uint32_t nvalues;
+	/* Rendered values, in the format's field order. Encoder: NUL-terminated
+	 * strings; decoder: pointers into the frame, not NUL-terminated. */
+	const char *values[WIRE_PROBE_MAX_VALUES];
+	uint32_t value_len[WIRE_PROBE_MAX_VALUES];
+};
+
 /* ------------------------------------------------------------------ */
 /* Encoding                                                           */
 
@@ -316,6 +380,14 @@ int wire_msg__encode_rollback_result(struct wire_buf *b, const struct wire_rollb
 int wire_msg__encode_empty(struct wire_buf *b, enum wire_msg_type type);
 int wire_msg__encode_error(struct wire_buf *b, const char *text);
 
+int wire_msg__encode_probe_set(struct wire_buf *b, const struct wire_probe_set *m);
+int wire_msg__encode_probe_result(struct wire_buf *b, const struct wire_probe_result *m);
+/* type: WIRE_MSG_PROBE_ARM or WIRE_MSG_PROBE_CLEAR. */
+int wire_msg__encode_probe_ctl(struct wire_buf *b, enum wire_msg_type type,
+			       const struct wire_probe_ctl *m);
+int wire_msg__encode_probe_hit(struct wire_buf *b, const struct wire_probe_hit *m);
+int wire_msg__encode_probe_release(struct wire_buf *b, uint64_t event_id);
+
 /* ------------------------------------------------------------------ */
 /* Decoding                                                           */
 
@@ -347,6 +419,15 @@ int wire_msg__decode_rollback_result(const uint8_t *p, const uint8_t *end,
 				     struct wire_rollback_result *m);
 int wire_msg__decode_error(const uint8_t *p, const uint8_t *end, char *text, size_t cap);
 int wire_msg__decode_empty(const uint8_t *p, const uint8_t *end);
+
+/* Probes: texts longer than their buffers, counts over the maxima and
+ * unknown flags are -EINVAL, never truncated. */
+int wire_msg__decode_probe_set(const uint8_t *p, const uint8_t *end, struct wire_probe_set *m);
+int wire_msg__decode_probe_result(const uint8_t *p, const uint8_t *end,
+				  struct wire_probe_result *m);
+int wire_msg__decode_probe_ctl(const uint8_t *p, const uint8_t *end, struct wire_probe_ctl *m);
+int wire_msg__decode_probe_hit(const uint8_t *p, const uint8_t *end, struct wire_probe_hit *m);
+int wire_msg__decode_probe_release(const uint8_t *p, const uint8_t *end, uint64_t *event_id);
 
 /* Iterators over a decoded patch's appended constants and names, on the
  * caller's stack; they never allocate. Usage:
