@@ -63,9 +63,9 @@ Test(probe_parse, refuses_calls_and_state_changes)
 
 Test(probe_parse, refuses_what_it_does_not_know)
 {
-	const char *bad[] = { "",        "a <",      "a < b < c", "[1, 2]", "x[1:2]",
-			      "a ** 2",  "x if y else z", "f'x'",  "0x10",  "a.1",
-			      "'open",   "a\nb",     "not",      "(a",     "a)" };
+	const char *bad[] = { "",       "a <",           "a < b < c", "[1, 2]", "x[1:2]",
+			      "a ** 2", "x if y else z", "f'x'",      "0x10",   "a.1",
+			      "'open",  "a\nb",          "not",       "(a",     "a)" };
 	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
 		cr_assert_eq(parse(bad[i]), -EINVAL, "%s gave %d", bad[i], parse(bad[i]));
 	char deep[200];
