@@ -100,5 +100,14 @@ void agent_install__record_boot(PyObject *orig, PyObject *newc, const struct wir
 PyObject *agent_install__build_code(PyCodeObject *old, const struct wire_patch *p, char *err,
 				    size_t cap);
 int agent_install__rollback(const struct wire_rollback *m, struct wire_rollback_result *res);
+/* install.c: every live function object (gc.get_objects()), as PATCH finds
+ * them: a new list in *funcs, 0, or -ENOMEM with no error left set. */
+int agent_install__functions(PyObject **funcs);
+
+/* reload.c: RELOAD (edit and continue, docs/design.md §10): compile the
+ * source in the target, give every function whose code changed the new
+ * code, add new functions; appends the whole RELOAD_RESULT frame to b.
+ * 0, or -ENOMEM when the frame could not be built. */
+int agent_reload__run(const struct wire_reload *m, struct wire_buf *b);
 
 #endif

@@ -370,6 +370,18 @@ out:
 	return rc;
 }
 
+int agent_install__functions(PyObject **funcs)
+{
+	struct codes all = { NULL, NULL };
+	*funcs = NULL;
+	int rc = collect(funcs, &all);
+	Py_XDECREF(all.list);
+	Py_XDECREF(all.seen);
+	if (rc)
+		Py_CLEAR(*funcs);
+	return rc;
+}
+
 int agent_install__patch(const struct wire_patch *p, struct wire_patch_result *res)
 {
 	PyObject *funcs = NULL, *newc = NULL, *pairs = NULL;

@@ -69,6 +69,30 @@ static void rollback_run(const struct wire_rollback *m, struct wire_rollback_res
 		   res->message);
 }
 
+/* RELOAD for the debugger or an auditor (suture-attach --reload beside a
+ * --watch): the whole RELOAD_RESULT frame into b, or an ERROR. */
+static void reload_run(struct wire_buf *b, const uint8_t *p, const uint8_t *end, const char *who)
+{
+	static struct wire_reload m; /* the agent thread's alone; 4 KiB of path */
+	PyGILState_STATE st;
+	if (wire_msg__decode_reload(p, end, &m)) {
+		wire_msg__encode_error(b, "agent: malformed RELOAD");
+		return;
+	}
+	if (agent__gil_take(&st)) {
+		wire_msg__encode_error(b, "agent: interpreter finalizing");
+		return;
+	}
+	int rc = agent_reload__run(&m, b);
+	PyGILState_Release(st);
+	if (rc) {
+		wire_buf__reset(b);
+		wire_msg__encode_error(b,
+				       "agent: cannot encode the reload's result (out of memory)");
+	}
+	agent__log("reload%s of %s answered", who, m.path);
+}
+
 /* PONG: the counters, read under the lock. */
 static void pong_of(const struct wire_ping *ping, struct wire_pong *pong)
 {
@@ -185,8 +209,9 @@ static void serve_control(int fd)
 		clock_gettime(CLOCK_MONOTONIC, &now);
 		long left = 10000 - ((now.tv_sec - t0.tv_sec) * 1000 +
 				     (now.tv_nsec - t0.tv_nsec) / 1000000);
+		/* A RELOAD carries a module's source: up to 4 MiB. */
 		if (left <= 0 || wire_channel__read_frame(fd, (int)left, &h, &payload) ||
-		    h.len > (64u << 10)) {
+		    h.len > (h.type == WIRE_MSG_RELOAD ? (4u << 20) : (64u << 10))) {
 			free(payload);
 			break;
 		}
@@ -225,6 +250,8 @@ static void serve_control(int fd)
 				rollback_run(&m, &res, " (auditor)");
 				wire_msg__encode_rollback_result(&b, &res);
 			}
+		} else if (h.type == WIRE_MSG_RELOAD) {
+			reload_run(&b, p, end, " (auditor)");
 		} else if (h.type == WIRE_MSG_PING) {
 			struct wire_ping ping;
 			struct wire_pong pong;
@@ -235,9 +262,8 @@ static void serve_control(int fd)
 				wire_msg__encode_pong(&b, &pong);
 			}
 		} else {
-			refuse_why =
-				"agent: another debugger is connected: only LIST, ROLLBACK and "
-				"PING are served to an auditor";
+			refuse_why = "agent: another debugger is connected: only LIST, ROLLBACK, "
+				     "RELOAD and PING are served to an auditor";
 		}
 		free(payload);
 		if (refuse_why) {
@@ -556,6 +582,10 @@ static bool serve_one(struct wire_buf *b)
 			break;
 		case WIRE_MSG_PING:
 			on_ping(b, p, end);
+			break;
+		case WIRE_MSG_RELOAD:
+			reload_run(b, p, end, "");
+			reply(b);
 			break;
 		case WIRE_MSG_DETACH:
 			if (wire_msg__decode_empty(p, end)) {

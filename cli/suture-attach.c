@@ -1,7 +1,8 @@
 /* suture-attach: attach to a running CPython 3.11.
  *
  * Modes (one per run): --dump prints every thread's Python stack (inspect/);
- * --watch heals structural crashes as they happen (heal/heal.h).
+ * --watch heals structural crashes as they happen (heal/heal.h);
+ * --reload pushes edited sources into the target (heal_reload__run).
  * The option table and the mode switch are the only places a new mode
  * touches. Exit codes are documented in docs/man/suture-attach.1. */
 #include <errno.h>
@@ -32,9 +33,11 @@ enum exit_code {
 	EXIT_EXITED = 9,
 	EXIT_NO_LAYOUT = 10,
 	EXIT_NO_AGENT = 11,
+	EXIT_NOT_LOADED = 12, /* --reload: no module of the target comes from FILE */
+	EXIT_NO_COMPILE = 13, /* --reload: FILE does not compile (target unchanged) */
 };
 
-enum mode { MODE_NONE, MODE_DUMP, MODE_WATCH, MODE_DETACH };
+enum mode { MODE_NONE, MODE_DUMP, MODE_WATCH, MODE_DETACH, MODE_RELOAD };
 
 struct args {
 	pid_t pid;
@@ -46,6 +49,9 @@ struct args {
 	double timeout;
 	uint32_t ttl;
 	char *app_paths; /* --app-path, resolved, ':'-joined */
+	/* --reload FILE [FILE...]: argv[reload_at..argc) after parsing */
+	char **reload_files;
+	size_t nreload;
 };
 
 static void usage(FILE *f)
@@ -55,6 +61,7 @@ static void usage(FILE *f)
 		"       suture-attach --pid PID --watch [--store DIR] [--dry-run] [--verbose] [--timeout S] [--ttl DAYS]\n"
 		"                     [--app-path PATH]...\n"
 		"       suture-attach --pid PID --detach\n"
+		"       suture-attach --pid PID --reload FILE [FILE...]\n"
 		"\n"
 		"  -p, --pid PID    the CPython 3.11 process to attach to\n"
 		"  -d, --dump       print every thread's Python stack, innermost frame first\n"
@@ -69,6 +76,8 @@ static void usage(FILE *f)
 		"      --ttl DAYS   with --watch: lifetime of stored patches (1..36500)\n"
 		"      --app-path P with --watch: more application code (repeatable), healed\n"
 		"                   even inside site-packages (see WHAT COUNTS AS A CRASH)\n"
+		"  -r, --reload F.. recompile the edited module source(s) F in the target;\n"
+		"                   every changed function runs the new code (edit and continue)\n"
 		"      --detach     stop the agent left in the target (watcher removed,\n"
 		"                   channel closed); applied patches stay\n"
 		"  -h, --help       this help\n"
@@ -76,7 +85,8 @@ static void usage(FILE *f)
 		"\n"
 		"Exit status: 0 ok, 2 usage (or a thread id), 3 no such process, 4 not Python, 5 not 3.11,\n"
 		"6 permission denied, 7 already traced, 8 stopped, 9 exited during the dump,\n"
-		"10 no interpreter layout, 11 no agent to detach, 1 other errors. See suture-attach(1).\n");
+		"10 no interpreter layout, 11 no agent to detach, 12 FILE not loaded in the target,\n"
+		"13 FILE does not compile, 1 other errors. See suture-attach(1).\n");
 }
 
 static int parse_pid(const char *s, pid_t *pid)
@@ -115,6 +125,7 @@ static int parse_args(int argc, char **argv, struct args *a)
 		{ "timeout", required_argument, NULL, OPT_TIMEOUT },
 		{ "ttl", required_argument, NULL, OPT_TTL },
 		{ "detach", no_argument, NULL, OPT_DETACH },
+		{ "reload", required_argument, NULL, 'r' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
@@ -122,7 +133,7 @@ static int parse_args(int argc, char **argv, struct args *a)
 	int c;
 	opterr = 0;
 	char *end;
-	while ((c = getopt_long(argc, argv, "p:dljwvhV", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "p:dljwvr:hV", opts, NULL)) != -1) {
 		switch (c) {
 		case 'p':
 			if (parse_pid(optarg, &a->pid)) {
@@ -150,6 +161,10 @@ static int parse_args(int argc, char **argv, struct args *a)
 			break;
 		case OPT_DETACH:
 			a->mode = MODE_DETACH;
+			break;
+		case 'r':
+			a->mode = MODE_RELOAD;
+			a->reload_files = &argv[optind - 1]; /* its argument */
 			break;
 		case OPT_STORE:
 			a->store = optarg;
@@ -198,17 +213,31 @@ static int parse_args(int argc, char **argv, struct args *a)
 			return EXIT_USAGE;
 		}
 	}
-	if (optind < argc) {
+	if (a->mode == MODE_RELOAD) {
+		/* getopt moved the other FILEs behind the options: the first
+		 * one (--reload's argument) joins them. */
+		char **v = calloc((size_t)(argc - optind + 1), sizeof *v);
+		if (!v) {
+			fprintf(stderr, "suture-attach: out of memory\n");
+			return EXIT_INTERNAL;
+		}
+		v[0] = *a->reload_files;
+		for (int i = optind; i < argc; i++)
+			v[1 + (size_t)(i - optind)] = argv[i];
+		a->reload_files = v;
+		a->nreload = (size_t)(argc - optind + 1);
+	} else if (optind < argc) {
 		fprintf(stderr, "suture-attach: unexpected argument '%s'\n", argv[optind]);
 		return EXIT_USAGE;
 	}
 	if (!a->pid || a->mode == MODE_NONE) {
 		fprintf(stderr, "suture-attach: %s (see --help)\n",
 			!a->pid ? "--pid is required"
-				: "no mode given (--dump, --watch or --detach)");
+				: "no mode given (--dump, --watch, --reload or --detach)");
 		return EXIT_USAGE;
 	}
-	if (a->mode != MODE_WATCH && (a->store || a->dry_run || a->timeout > 0 || a->ttl)) {
+	if (a->mode != MODE_WATCH &&
+	    (a->dry_run || a->timeout > 0 || a->ttl || (a->store && a->mode != MODE_RELOAD))) {
 		fprintf(stderr,
 			"suture-attach: --store, --dry-run, --timeout and --ttl go with --watch\n");
 		return EXIT_USAGE;
@@ -386,6 +415,18 @@ int main(int argc, char **argv)
 	}
 	case MODE_DETACH:
 		return run_detach(&a);
+	case MODE_RELOAD: {
+		char err[1024];
+		struct heal_reload_opts o = { .verbose = a.verbose };
+		rc = heal_reload__run(a.pid, a.reload_files, a.nreload, &o, err, sizeof(err));
+		if (rc)
+			report(err, a.pid, rc);
+		return rc == 0         ? EXIT_OK
+		       : rc == -EBADF  ? EXIT_USAGE
+		       : rc == -ENOENT ? EXIT_NOT_LOADED
+		       : rc == -EINVAL ? EXIT_NO_COMPILE
+				       : exit_for(rc, false);
+	}
 	case MODE_NONE:
 		break;
 	}

@@ -302,4 +302,9 @@ int heal__specs_load(struct heal *h, struct spec **out, size_t *n);
  * line (no sibling took them) no longer match the code. */
 void heal__specs_sweep(struct heal *h, struct spec *v, size_t nv, int rc);
 
+/* watch.c: what --dump checks before anything is injected (the layout,
+ * one snapshot of the threads); *ip stays open on success. -errno with
+ * the one-line message in err. Shared by --watch and --reload. */
+int heal__check_target(pid_t pid, struct inspect_proc **ip, char *err, size_t errlen);
+
 #endif

@@ -208,6 +208,28 @@ struct heal_watch_opts {
  * anything else is another failure. */
 int heal_watch__run(pid_t pid, const struct heal_watch_opts *o, char *err, size_t errlen);
 
+/* ---- suture-attach --reload (edit and continue) ---- */
+
+struct heal_reload_opts {
+	const char *agent_path; /* NULL: the usual search (inject.h) */
+	bool verbose;
+	FILE *out; /* the result lines; NULL: stdout */
+};
+
+/* For each file (in order): read it, find the module loaded from its real
+ * path in pid, recompile it there, switch every changed function (one
+ * "reloaded" / "refused" / "added" line each on o->out, then a summary).
+ * The target is checked as --dump checks it, the agent injected or
+ * reused (served beside a --watch). Returns 0 when every file was applied
+ * (perhaps partly: refusals are lines, not errors), else -errno with a
+ * one-line message in err, at the first file that failed (earlier ones
+ * stay applied): -EBADF a file cannot be read here; -ENOENT no module of
+ * the target was loaded from it; -EINVAL it does not compile (err names
+ * the SyntaxError's file and line; that module is unchanged); the
+ * attach's errors as heal_watch__run gives them. */
+int heal_reload__run(pid_t pid, char *const *files, size_t nfiles, const struct heal_reload_opts *o,
+		     char *err, size_t errlen);
+
 /* ---- suture-run ---- */
 
 struct heal_run_opts {

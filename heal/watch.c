@@ -36,7 +36,7 @@ static double now_s(void)
  * layout (inspect_proc__open) and one snapshot of its threads. A binary
  * that exports _PyRuntime but is no running CPython fails here with the
  * dump's error instead of getting an agent that never opens its channel. */
-static int check_target(pid_t pid, struct inspect_proc **ip, char *err, size_t errlen)
+int heal__check_target(pid_t pid, struct inspect_proc **ip, char *err, size_t errlen)
 {
 	struct inspect_snapshot *snap = NULL;
 	int rc = inspect_proc__open(pid, NULL, ip, err, errlen);
@@ -78,7 +78,7 @@ int heal_watch__run(pid_t pid, const struct heal_watch_opts *o, char *err, size_
 	for (int i = 0; i < 3; i++)
 		sigaction(sigs[i], &sa, &old[i]);
 
-	if ((status = check_target(pid, &ip, err, errlen)))
+	if ((status = heal__check_target(pid, &ip, err, errlen)))
 		goto out;
 	struct inject_opts io = { .agent_path = o->agent_path,
 				  .hits = true,

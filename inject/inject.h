@@ -174,6 +174,16 @@ int inject_session__list(struct inject_session *s, struct wire_live_patch **out,
 int inject_session__rollback(struct inject_session *s, const char *name, bool dry_run,
 			     struct wire_rollback_result *res);
 
+/* Edit and continue (RELOAD, docs/formats/channel.md): the module loaded
+ * from real path `path` is recompiled in the target from source[0..len)
+ * and its changed functions switched. 0 when the agent answered: res
+ * (status 0, or -ENOENT / -EINVAL with res->message) and its entries,
+ * walked with wire_reload_iter, which point into *frame (malloc'ed, freed
+ * by the caller, NULL on failure); -errno when the channel failed.
+ * Served beside another debugger too (as an auditor's request). */
+int inject_session__reload(struct inject_session *s, const char *path, const void *source,
+			   size_t len, struct wire_reload_result *res, uint8_t **frame);
+
 /* Remove the watcher and close the agent's channel (it answers BYE);
  * applied patches stay. The session can only be closed afterwards. */
 int inject_session__detach(struct inject_session *s);

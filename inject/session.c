@@ -696,3 +696,45 @@ int inject_session__detach(struct inject_session *s)
 	s->detached = true;
 	return 0;
 }
+
+int inject_session__reload(struct inject_session *s, const char *path, const void *source,
+			   size_t len, struct wire_reload_result *res, uint8_t **frame)
+{
+	static struct wire_reload m; /* 4 KiB of path; one thread drives sessions */
+	struct wire_buf b = { 0 };
+	uint8_t *p;
+	uint32_t plen;
+	*frame = NULL;
+	memset(&m, 0, sizeof m);
+	m.request_id = ++s->next_request;
+	if (strlen(path) >= sizeof m.path)
+		return fail(s, -ENAMETOOLONG, "inject: pid %d: %s: path too long", (int)s->pid,
+			    path);
+	snprintf(m.path, sizeof m.path, "%s", path);
+	m.source = source;
+	m.source_len = len;
+	int rc = wire_msg__encode_reload(&b, &m);
+	if (rc) {
+		wire_buf__free(&b);
+		return fail(s, rc, "inject: pid %d: %s: cannot encode the reload (%s)", (int)s->pid,
+			    path, strerror(-rc));
+	}
+	rc = send_buf(s, &b);
+	wire_buf__free(&b);
+	for (;;) { /* compiling and gc.get_objects(): 30 s, as for a patch */
+		if (rc || (rc = await(s, WIRE_MSG_RELOAD_RESULT, 30000, &p, &plen)))
+			return rc;
+		if (wire_msg__decode_reload_result(p, p + plen, res)) {
+			free(p);
+			return fail(s, -EPROTO, "inject: pid %d: malformed RELOAD_RESULT",
+				    (int)s->pid);
+		}
+		if (res->request_id == m.request_id)
+			break;
+		free(p);
+	}
+	*frame = p;
+	if (res->status)
+		fail(s, 0, "%s", res->message);
+	return 0;
+}

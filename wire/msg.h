@@ -47,8 +47,11 @@ enum wire_msg_type {
 	WIRE_MSG_ROLLBACK_RESULT = 18, /* agent -> debugger */
 	WIRE_MSG_HELLO_CONTROL = 19,   /* an auditor: HELLO's payload; LIST, ROLLBACK, PING only */
 	WIRE_MSG_HITS = 20,            /* agent -> debugger, unsolicited: guards that fired */
+	/* 33-39: edit and continue (docs/formats/channel.md, "Reload"). */
+	WIRE_MSG_RELOAD = 33,        /* debugger or auditor -> agent: a module's new source */
+	WIRE_MSG_RELOAD_RESULT = 34, /* agent -> debugger */
 };
-#define WIRE_MSG_LAST WIRE_MSG_HITS
+#define WIRE_MSG_LAST WIRE_MSG_RELOAD_RESULT
 
 /* How the agent watches exceptions (WELCOME.watch_mode). */
 enum wire_watch_mode {
@@ -261,6 +264,45 @@ struct wire_hits {
 	const uint8_t *entries_p, *entries_end; /* decoder side: into the frame */
 };
 
+/* RELOAD (edit and continue): the module loaded from `path` (a real
+ * path, matched against the real path of each module's __file__) is
+ * recompiled from `source` inside the target and every function whose
+ * code changed gets the new code. On decode, source points into the frame. */
+#define WIRE_RELOAD_PATH_MAX 4096
+struct wire_reload {
+	uint64_t request_id;
+	uint32_t flags; /* reserved, 0 */
+	char path[WIRE_RELOAD_PATH_MAX];
+	const uint8_t *source;
+	size_t source_len;
+};
+
+/* One line of a RELOAD_RESULT. */
+enum wire_reload_kind {
+	WIRE_RELOAD_RELOADED = 1, /* the function's code changed; every reference runs it */
+	WIRE_RELOAD_REFUSED = 2,  /* changed, but cannot be switched (detail says why) */
+	WIRE_RELOAD_ADDED = 3,    /* new in the file, added to its module or class */
+	WIRE_RELOAD_KEPT = 4,     /* new in the file, not added (detail says why) */
+};
+struct wire_reload_entry {
+	uint32_t kind;       /* enum wire_reload_kind */
+	uint32_t line;       /* first line in the new source */
+	uint32_t nfunctions; /* function objects given the new code */
+	char qualname[256];
+	char detail[256];
+};
+
+struct wire_reload_result {
+	uint64_t request_id;
+	int32_t status; /* 0, or -errno: -ENOENT no module from that path, -EINVAL
+	                   the source does not compile (message: the SyntaxError) */
+	uint32_t moved; /* functions whose lines only moved (given the new lines) */
+	char message[512];
+	uint32_t count;
+	const uint8_t *entries_p, *entries_end; /* decoder side: into the frame */
+	char name[WIRE_NAME_MAX + 1];           /* the registry name of this reload, or empty */
+};
+
 struct wire_ping {
 	uint64_t cookie;
 };
@@ -312,6 +354,14 @@ int wire_msg__hits_begin(struct wire_buf *b, uint32_t count, size_t *at);
 void wire_msg__hits_entry(struct wire_buf *b, const struct wire_hit *e);
 int wire_msg__hits_end(struct wire_buf *b, size_t at);
 int wire_msg__encode_rollback_result(struct wire_buf *b, const struct wire_rollback_result *m);
+/* RELOAD: -ENAMETOOLONG for a path that does not fit. */
+int wire_msg__encode_reload(struct wire_buf *b, const struct wire_reload *m);
+/* RELOAD_RESULT is built like LIST_RESULT: begin (m's fixed part and the
+ * count), one entry each, end. */
+int wire_msg__reload_result_begin(struct wire_buf *b, const struct wire_reload_result *m,
+				  size_t *at);
+void wire_msg__reload_result_entry(struct wire_buf *b, const struct wire_reload_entry *e);
+int wire_msg__reload_result_end(struct wire_buf *b, size_t at);
 /* DETACH and BYE have no payload; ERROR carries one string. */
 int wire_msg__encode_empty(struct wire_buf *b, enum wire_msg_type type);
 int wire_msg__encode_error(struct wire_buf *b, const char *text);
@@ -345,6 +395,10 @@ int wire_msg__decode_hits(const uint8_t *p, const uint8_t *end, struct wire_hits
 int wire_msg__decode_rollback(const uint8_t *p, const uint8_t *end, struct wire_rollback *m);
 int wire_msg__decode_rollback_result(const uint8_t *p, const uint8_t *end,
 				     struct wire_rollback_result *m);
+int wire_msg__decode_reload(const uint8_t *p, const uint8_t *end, struct wire_reload *m);
+/* Validates every entry (kind known); walk them with wire_reload_iter. */
+int wire_msg__decode_reload_result(const uint8_t *p, const uint8_t *end,
+				   struct wire_reload_result *m);
 int wire_msg__decode_error(const uint8_t *p, const uint8_t *end, char *text, size_t cap);
 int wire_msg__decode_empty(const uint8_t *p, const uint8_t *end);
 
@@ -382,5 +436,12 @@ struct wire_hits_iter {
 };
 void wire_hits_iter__init(struct wire_hits_iter *it, const struct wire_hits *m);
 int wire_hits_iter__next(struct wire_hits_iter *it, struct wire_hit *e);
+
+/* Entries of a decoded RELOAD_RESULT, likewise. */
+struct wire_reload_iter {
+	const uint8_t *p, *end;
+};
+void wire_reload_iter__init(struct wire_reload_iter *it, const struct wire_reload_result *m);
+int wire_reload_iter__next(struct wire_reload_iter *it, struct wire_reload_entry *e);
 
 #endif
