@@ -103,6 +103,9 @@ int agent_install__rollback(const struct wire_rollback *m, struct wire_rollback_
 /* install.c: every live function object (gc.get_objects()), as PATCH finds
  * them: a new list in *funcs, 0, or -ENOMEM with no error left set. */
 int agent_install__functions(PyObject **funcs);
+/* install.c: the code a live patch (and the patches stacked under it) was
+ * made from, or code itself when no registry entry produced it (borrowed). */
+PyObject *agent_install__original_of(PyObject *code);
 
 /* reload.c: RELOAD (edit and continue, docs/design.md §10): compile the
  * source in the target, give every function whose code changed the new

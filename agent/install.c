@@ -520,6 +520,19 @@ void agent_install__record_boot(PyObject *orig, PyObject *newc, const struct wir
 	Py_XDECREF(pairs);
 }
 
+PyObject *agent_install__original_of(PyObject *code)
+{
+	for (int depth = 0; depth < 64; depth++) {
+		size_t i = g_nlive;
+		while (i-- > 0 && g_live[i].patched != code)
+			;
+		if (i == (size_t)-1)
+			break;
+		code = g_live[i].orig;
+	}
+	return code;
+}
+
 static uint32_t count_running(PyObject *funcs, const struct live_entry *e)
 {
 	uint32_t n = 0;

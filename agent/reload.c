@@ -137,7 +137,8 @@ static int code_same(PyCodeObject *a, PyCodeObject *b, bool *lines)
 	if (n != PyTuple_GET_SIZE(b->co_consts))
 		return 0;
 	for (Py_ssize_t i = 0; i < n && r == 1; i++) {
-		PyObject *x = PyTuple_GET_ITEM(a->co_consts, i), *y = PyTuple_GET_ITEM(b->co_consts, i);
+		PyObject *x = PyTuple_GET_ITEM(a->co_consts, i),
+			 *y = PyTuple_GET_ITEM(b->co_consts, i);
 		if (PyCode_Check(x) && PyCode_Check(y))
 			r = code_same((PyCodeObject *)x, (PyCodeObject *)y, lines);
 		else
@@ -314,7 +315,8 @@ static const char *plain_def(PyCodeObject *parent, PyObject *co)
 				      : "it is decorated (module statements are not re-run)";
 			break;
 		}
-		if (state == 0 && op == LOAD_CONST && (Py_ssize_t)arg < PyTuple_GET_SIZE(parent->co_consts) &&
+		if (state == 0 && op == LOAD_CONST &&
+		    (Py_ssize_t)arg < PyTuple_GET_SIZE(parent->co_consts) &&
 		    PyTuple_GET_ITEM(parent->co_consts, arg) == co)
 			state = 1;
 		i += _PyOpcode_Caches[_PyOpcode_Deopt[op]];
@@ -368,7 +370,8 @@ static int add_new(struct reload *rl, PyCodeObject *co, PyCodeObject *parent)
 		rc = add_entry(rl, WIRE_RELOAD_KEPT, co, 0, "not added: the assignment failed");
 		goto out;
 	}
-	rc = add_entry(rl, WIRE_RELOAD_ADDED, co, 1, "added to %s", owner ? "its class" : "the module");
+	rc = add_entry(rl, WIRE_RELOAD_ADDED, co, 1, "added to %s",
+		       owner ? "its class" : "the module");
 out:
 	Py_XDECREF(owner);
 	Py_XDECREF(fn);
@@ -491,11 +494,16 @@ static int reload_unit(struct reload *rl, PyCodeObject *old, PyCodeObject **unit
 				 "cannot tell which is which",
 				 PyList_GET_SIZE(cands), nold);
 	PyCodeObject *nw = (PyCodeObject *)PyTuple_GET_ITEM(PyList_GET_ITEM(cands, rank), 0);
+	/* A function suture guarded runs its patch: the source's code is
+	 * compared with what the patch was made from. Unchanged, it keeps its
+	 * guard (even if its lines moved: the guard holds the old lines). */
+	PyCodeObject *base = (PyCodeObject *)agent_install__original_of(
+		(PyObject *)agent_resume__original(old));
 	bool lines = false;
-	int same = code_same(old, nw, &lines);
+	int same = code_same(base, nw, &lines);
 	if (same < 0)
 		return -ENOMEM;
-	if (same && !lines)
+	if (same && (!lines || base != old))
 		return 0;
 	PyObject *pairs = PyList_New(0);
 	char why[256] = "";
@@ -571,10 +579,10 @@ static int reload_module(struct reload *rl, const struct wire_reload *m,
 		for (Py_ssize_t k = 0; rc == 0 && k < PyList_GET_SIZE(list); k++)
 			if (!has_old(units, nunits, qn))
 				rc = add_new(rl,
-					     (PyCodeObject *)PyTuple_GET_ITEM(PyList_GET_ITEM(list, k),
-									      0),
-					     (PyCodeObject *)PyTuple_GET_ITEM(PyList_GET_ITEM(list, k),
-									      1));
+					     (PyCodeObject *)
+						     PyTuple_GET_ITEM(PyList_GET_ITEM(list, k), 0),
+					     (PyCodeObject *)
+						     PyTuple_GET_ITEM(PyList_GET_ITEM(list, k), 1));
 out:
 	if (rc == -ENOMEM && !res->message[0])
 		snprintf(res->message, sizeof res->message, "agent: out of memory");
@@ -585,6 +593,10 @@ out:
 	Py_XDECREF(defs);
 	return rc;
 }
+
+/* Reloads that changed something, numbered in this process: the name
+ * one is listed and rolled back by (agent thread only). */
+static unsigned g_reloads;
 
 int agent_reload__run(const struct wire_reload *m, struct wire_buf *b)
 {
@@ -598,7 +610,8 @@ int agent_reload__run(const struct wire_reload *m, struct wire_buf *b)
 	if (!(mod = find_module(m->path))) {
 		res.status = -ENOENT;
 		snprintf(res.message, sizeof res.message,
-			 "%.400s is not loaded in the target (no module has it as __file__)", m->path);
+			 "%.400s is not loaded in the target (no module has it as __file__)",
+			 m->path);
 	} else {
 		rl.globals = PyModule_GetDict(mod);
 		rl.filename = Py_XNewRef(PyDict_GetItemString(rl.globals, "__file__"));
@@ -612,6 +625,11 @@ int agent_reload__run(const struct wire_reload *m, struct wire_buf *b)
 			nadd += rl.v[i].kind == WIRE_RELOAD_ADDED;
 		}
 		res.moved = rl.moved;
+		if (nrel || nadd || rl.moved) {
+			const char *base = strrchr(m->path, '/');
+			snprintf(res.name, sizeof res.name, "reload:%.400s#%u",
+				 base ? base + 1 : m->path, ++g_reloads);
+		}
 		snprintf(res.message, sizeof res.message,
 			 "%u reloaded, %u refused, %u added, %u moved", nrel, nref, nadd, rl.moved);
 	} else {

@@ -61,7 +61,7 @@ static void usage(FILE *f)
 		"       suture-attach --pid PID --watch [--store DIR] [--dry-run] [--verbose] [--timeout S] [--ttl DAYS]\n"
 		"                     [--app-path PATH]...\n"
 		"       suture-attach --pid PID --detach\n"
-		"       suture-attach --pid PID --reload FILE [FILE...]\n"
+		"       suture-attach --pid PID --reload FILE [FILE...] [--store DIR]\n"
 		"\n"
 		"  -p, --pid PID    the CPython 3.11 process to attach to\n"
 		"  -d, --dump       print every thread's Python stack, innermost frame first\n"
@@ -70,7 +70,8 @@ static void usage(FILE *f)
 		"  -v, --verbose    say where the interpreter layout came from, and timings\n"
 		"      --no-cache   neither read nor write the layout cache\n"
 		"  -w, --watch      heal structural crashes in the target as they happen\n"
-		"      --store DIR  with --watch: the patch store\n"
+		"      --store DIR  with --watch: the patch store; with --reload: the store\n"
+		"                   whose patches of reloaded functions retire\n"
 		"      --dry-run    with --watch: analyse and report, change nothing\n"
 		"      --timeout S  with --watch: stop watching after S seconds\n"
 		"      --ttl DAYS   with --watch: lifetime of stored patches (1..36500)\n"
@@ -417,7 +418,7 @@ int main(int argc, char **argv)
 		return run_detach(&a);
 	case MODE_RELOAD: {
 		char err[1024];
-		struct heal_reload_opts o = { .verbose = a.verbose };
+		struct heal_reload_opts o = { .store_dir = a.store, .verbose = a.verbose };
 		rc = heal_reload__run(a.pid, a.reload_files, a.nreload, &o, err, sizeof(err));
 		if (rc)
 			report(err, a.pid, rc);

@@ -214,7 +214,7 @@ static int row_fill(struct row *r, const struct store_patch *p, int64_t now, con
 	r->cell[7] = strdup(buf);
 	snprintf(buf, sizeof(buf), "%llu", (unsigned long long)p->hits);
 	r->cell[8] = strdup(buf);
-	r->cell[9] = strdup(store_status__str(st));
+	r->cell[9] = strdup(store_patch__superseded_by(p) ? "superseded" : store_status__str(st));
 	for (int i = 0; i < NCOLS; i++) {
 		if (!r->cell[i]) {
 			row_free(r);
@@ -236,7 +236,7 @@ static void print_line(char *const cell[NCOLS], const size_t w[NCOLS])
 
 static int list_table(const struct store *s, int64_t now)
 {
-	size_t n = store__count(s), w[NCOLS], nstale = 0, nexpired = 0, k = 0;
+	size_t n = store__count(s), w[NCOLS], nstale = 0, nexpired = 0, nsuper = 0, k = 0;
 	struct row *rows = calloc(n ? n : 1, sizeof(*rows));
 	char *cwd = getcwd(NULL, 0);
 	const struct store_patch *p;
@@ -263,7 +263,10 @@ static int list_table(const struct store *s, int64_t now)
 		}
 		switch (store_patch__status(p, now)) {
 		case STORE_STATUS_STALE:
-			nstale++;
+			if (store_patch__superseded_by(p))
+				nsuper++;
+			else
+				nstale++;
 			break;
 		case STORE_STATUS_EXPIRED:
 			nexpired++;
@@ -287,6 +290,10 @@ static int list_table(const struct store *s, int64_t now)
 		printf("%s%zu stale: the code changed since the patch was made; never applied. "
 		       "Remove: suture-audit rollback NAME\n",
 		       nexpired ? "" : "\n", nstale);
+	if (nsuper)
+		printf("%s%zu superseded: the function's fixed source was reloaded into the process "
+		       "(suture-attach --reload); never applied. Remove: suture-audit rollback NAME\n",
+		       nexpired || nstale ? "" : "\n", nsuper);
 out:
 	for (size_t i = 0; i < k; i++)
 		row_free(&rows[i]);
@@ -334,6 +341,7 @@ static cJSON *patch_json(const struct store_patch *p, int64_t now)
 	    !cJSON_AddNumberToObject(o, "ttl_left_seconds", (double)(left > 0 ? left : 0)) ||
 	    !cJSON_AddStringToObject(o, "status", store_status__str(st)) ||
 	    add_opt(o, "stale_reason", p->stale_reason) ||
+	    add_opt(o, "superseded_by", store_patch__superseded_by(p)) ||
 	    !cJSON_AddNumberToObject(o, "hits", (double)p->hits) ||
 	    add_time(o, "last_hit", p->last_hit) ||
 	    !cJSON_AddStringToObject(o, "program", p->program) ||
@@ -583,10 +591,16 @@ static void explain_one(const struct store *s, const struct store_patch *p, int6
 		    age, p->ttl_days);
 		break;
 	case STORE_STATUS_STALE:
-		say("status:",
-		    "stale: the code changed since the patch was made%s%s; never "
-		    "applied",
-		    p->stale_reason ? ": " : "", p->stale_reason ? p->stale_reason : "");
+		if (store_patch__superseded_by(p))
+			say("status:",
+			    "superseded by the reload %s: the function's fixed source runs "
+			    "in the process; never applied",
+			    store_patch__superseded_by(p));
+		else
+			say("status:",
+			    "stale: the code changed since the patch was made%s%s; never "
+			    "applied",
+			    p->stale_reason ? ": " : "", p->stale_reason ? p->stale_reason : "");
 		break;
 	}
 	if (p->hits) {

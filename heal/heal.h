@@ -212,6 +212,9 @@ int heal_watch__run(pid_t pid, const struct heal_watch_opts *o, char *err, size_
 
 struct heal_reload_opts {
 	const char *agent_path; /* NULL: the usual search (inject.h) */
+	/* The store whose patches of reloaded functions retire (superseded by
+	 * the reload); NULL: the default store ($SUTURE_STORE, .suture). */
+	const char *store_dir;
 	bool verbose;
 	FILE *out; /* the result lines; NULL: stdout */
 };
@@ -219,6 +222,10 @@ struct heal_reload_opts {
 /* For each file (in order): read it, find the module loaded from its real
  * path in pid, recompile it there, switch every changed function (one
  * "reloaded" / "refused" / "added" line each on o->out, then a summary).
+ * The store's active patches of this program in a reloaded function (or
+ * nested in it) are marked superseded by the reload (one "superseded" line
+ * each; a missing store is no store to change, a store that cannot be
+ * changed is a warning line: the reload happened).
  * The target is checked as --dump checks it, the agent injected or
  * reused (served beside a --watch). Returns 0 when every file was applied
  * (perhaps partly: refusals are lines, not errors), else -errno with a

@@ -18,6 +18,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+static void store_quiet(const char *msg, void *ctx)
+{
+	(void)msg;
+	(void)ctx;
+}
+
 /* The largest source sent (the agent's bound for a RELOAD frame). */
 #define RELOAD_MAX_SOURCE ((4u << 20) - 8192)
 
@@ -71,6 +77,75 @@ static const char *kind_word(uint32_t kind)
 	}
 }
 
+/* Whether a stored patch is in the reloaded unit qualname: the unit or
+ * code nested in it. */
+static bool in_unit(const char *patch_qualname, const char *unit)
+{
+	size_t n = strlen(unit);
+	return !strncmp(patch_qualname, unit, n) &&
+	       (patch_qualname[n] == 0 || patch_qualname[n] == '.');
+}
+
+/* Retire the store's patches of the functions res reloaded. */
+static void supersede(struct inject_session *s, const char *real,
+		      const struct wire_reload_result *res, const struct heal_reload_opts *o,
+		      FILE *out)
+{
+	struct store *st = NULL;
+	struct store_iter it;
+	const struct store_patch *p;
+	char program[PATH_MAX], file[PATH_MAX], reason[WIRE_NAME_MAX + 128], when[32];
+	char **names = NULL;
+	size_t n = 0;
+	pid_t pid = inject_session__pid(s);
+
+	if (!res->name[0] || heal_program__of_pid(pid, program, sizeof program))
+		return;
+	int rc = store__open_print(o->store_dir, 0, store_quiet, NULL, &st);
+	if (rc == -ENOENT)
+		return;
+	if (rc) {
+		fprintf(out,
+			"[suture] warning: the store's patches of reloaded functions stay "
+			"active: %s\n",
+			st ? store__error(st) : strerror(-rc));
+		store__close(st);
+		return;
+	}
+	store_iter__init(&it, st, &(struct store_query){ .program = program });
+	while ((p = store_iter__next(&it))) {
+		struct wire_reload_iter ri;
+		struct wire_reload_entry e;
+		bool hit = false;
+		if (p->status != STORE_STATUS_ACTIVE || !realpath(p->file, file) ||
+		    strcmp(file, real))
+			continue;
+		wire_reload_iter__init(&ri, res);
+		while (!hit && wire_reload_iter__next(&ri, &e) > 0)
+			hit = e.kind == WIRE_RELOAD_RELOADED && in_unit(p->qualname, e.qualname);
+		char **v = hit ? realloc(names, (n + 1) * sizeof *v) : NULL;
+		if (v && (v[n] = strdup(p->name))) {
+			names = v;
+			n++;
+		} else if (v) {
+			names = v;
+		}
+	}
+	store__format_time(store__now(), when, sizeof when);
+	snprintf(reason, sizeof reason, "%s (pid %d, %s)", res->name, (int)pid, when);
+	for (size_t i = 0; i < n; i++) {
+		if (store__mark_superseded(st, names[i], reason))
+			fprintf(out, "[suture] warning: %s stays active: %s\n", names[i],
+				store__error(st));
+		else
+			fprintf(out, "[suture] superseded %s: its function was reloaded (%s)\n",
+				names[i], res->name);
+		free(names[i]);
+	}
+	free(names);
+	store__close(st);
+}
+
 static int reload_one(struct inject_session *s, const char *file, const struct heal_reload_opts *o,
 		      FILE *out, char *err, size_t errlen)
 {
@@ -115,13 +190,13 @@ static int reload_one(struct inject_session *s, const char *file, const struct h
 			fprintf(out, ": %s\n", e.detail);
 	}
 	fprintf(out, "[suture] pid %d: %s: %s\n", (int)inject_session__pid(s), file, res.message);
-	(void)o;
+	supersede(s, real, &res, o, out);
 	free(frame);
 	return 0;
 }
 
-int heal_reload__run(pid_t pid, char *const *files, size_t nfiles,
-		     const struct heal_reload_opts *o, char *err, size_t errlen)
+int heal_reload__run(pid_t pid, char *const *files, size_t nfiles, const struct heal_reload_opts *o,
+		     char *err, size_t errlen)
 {
 	struct inspect_proc *ip = NULL;
 	struct inject_session *s = NULL;
