@@ -100,6 +100,19 @@ void agent_install__record_boot(PyObject *orig, PyObject *newc, const struct wir
 PyObject *agent_install__build_code(PyCodeObject *old, const struct wire_patch *p, char *err,
 				    size_t cap);
 int agent_install__rollback(const struct wire_rollback *m, struct wire_rollback_result *res);
+/* park.c (GIL held): after a reload switched functions, tell the
+ * debugger about each held crash whose frame's function now has other
+ * code (HELD_CHANGED; reload is the reload's name). */
+void agent_park__reloaded(const char *reload);
+
+/* resume.c: restart the held frame f in its function's new code (RESTART,
+ * docs/design.md §13): a continuation K built from the new code, locals
+ * taken by the map, the value stack cut to r->base_depth, entered at
+ * r->unit; its result goes to f's caller as a resume's does. Same results
+ * as agent_resume__run. */
+int agent_resume__restart(_PyInterpreterFrame *f, PyObject **pexc, PyObject **pval, PyObject **ptb,
+			  const struct wire_restart *r, char *msg, size_t cap);
+
 /* install.c: every live function object (gc.get_objects()), as PATCH finds
  * them: a new list in *funcs, 0, or -ENOMEM with no error left set. */
 int agent_install__functions(PyObject **funcs);

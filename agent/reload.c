@@ -630,6 +630,10 @@ int agent_reload__run(const struct wire_reload *m, struct wire_buf *b)
 			snprintf(res.name, sizeof res.name, "reload:%.400s#%u",
 				 base ? base + 1 : m->path, ++g_reloads);
 		}
+		/* Held crashes whose function now runs other code restart there
+		 * (the debugger that holds them works out where). */
+		if (nrel)
+			agent_park__reloaded(res.name);
 		snprintf(res.message, sizeof res.message,
 			 "%u reloaded, %u refused, %u added, %u moved", nrel, nref, nadd, rl.moved);
 	} else {

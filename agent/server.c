@@ -119,6 +119,7 @@ void agent_server__close_client_locked(const char *why)
 	}
 	agent_g.client_fd = -1;
 	__atomic_store_n(&agent_g.ready, false, __ATOMIC_RELAXED);
+	__atomic_store_n(&agent_g.hold, false, __ATOMIC_RELAXED);
 	/* Parked threads go on with their exception untouched. */
 	agent_park__release_all_locked(AGENT_VERDICT_NO_DEBUGGER);
 }
@@ -358,6 +359,7 @@ static void on_hello(struct wire_buf *b, const uint8_t *p, const uint8_t *end)
 	reply(b);
 	pthread_mutex_lock(&agent_g.lock);
 	agent_g.hits = (h.flags & WIRE_HELLO_F_HITS) != 0;
+	__atomic_store_n(&agent_g.hold, (h.flags & WIRE_HELLO_F_HOLD) != 0, __ATOMIC_RELAXED);
 	__atomic_store_n(&agent_g.ready, true, __ATOMIC_RELAXED);
 	pthread_cond_broadcast(&agent_g.cond); /* crashes waiting for a debugger */
 	pthread_mutex_unlock(&agent_g.lock);
@@ -394,6 +396,30 @@ static void on_resume(struct wire_buf *b, const uint8_t *p, const uint8_t *end)
 		snprintf(res.message, sizeof res.message,
 			 "agent: event %llu is not parked (released or timed out)",
 			 (unsigned long long)r.event_id);
+		wire_msg__encode_resume_result(b, &res);
+		reply(b);
+	}
+}
+
+/* RESTART: the held thread does the work (it owns the frame) and answers
+ * RESUME_RESULT itself; an event that is not held (released, or never
+ * held) is answered here. */
+static void on_restart(struct wire_buf *b, const uint8_t *p, const uint8_t *end)
+{
+	struct wire_restart *r = malloc(sizeof *r);
+	if (!r || wire_msg__decode_restart(p, end, r)) {
+		free(r);
+		refuse(b, r ? "agent: malformed RESTART" : "agent: out of memory");
+		return;
+	}
+	uint64_t id = r->event_id;
+	pthread_mutex_lock(&agent_g.lock);
+	bool found = agent_park__restart_locked(id, r); /* takes r */
+	pthread_mutex_unlock(&agent_g.lock);
+	if (!found) {
+		struct wire_resume_result res = { id, -ENOENT, "" };
+		snprintf(res.message, sizeof res.message, "agent: event %llu is not held",
+			 (unsigned long long)id);
 		wire_msg__encode_resume_result(b, &res);
 		reply(b);
 	}
@@ -586,6 +612,9 @@ static bool serve_one(struct wire_buf *b)
 		case WIRE_MSG_RELOAD:
 			reload_run(b, p, end, "");
 			reply(b);
+			break;
+		case WIRE_MSG_RESTART:
+			on_restart(b, p, end);
 			break;
 		case WIRE_MSG_DETACH:
 			if (wire_msg__decode_empty(p, end)) {

@@ -45,7 +45,7 @@ struct args {
 	bool locals, json, verbose, no_cache;
 	/* --watch */
 	const char *store;
-	bool dry_run;
+	bool dry_run, hold;
 	double timeout;
 	uint32_t ttl;
 	char *app_paths; /* --app-path, resolved, ':'-joined */
@@ -58,7 +58,7 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 		"usage: suture-attach --pid PID --dump [--locals] [--json] [--verbose]\n"
-		"       suture-attach --pid PID --watch [--store DIR] [--dry-run] [--verbose] [--timeout S] [--ttl DAYS]\n"
+		"       suture-attach --pid PID --watch [--hold] [--store DIR] [--dry-run] [--verbose] [--timeout S] [--ttl DAYS]\n"
 		"                     [--app-path PATH]...\n"
 		"       suture-attach --pid PID --detach\n"
 		"       suture-attach --pid PID --reload FILE [FILE...] [--store DIR]\n"
@@ -73,6 +73,9 @@ static void usage(FILE *f)
 		"      --store DIR  with --watch: the patch store; with --reload: the store\n"
 		"                   whose patches of reloaded functions retire\n"
 		"      --dry-run    with --watch: analyse and report, change nothing\n"
+		"      --hold       with --watch: hold every crash (its thread parked in the\n"
+		"                   crashing function) until its fixed source is reloaded\n"
+		"                   (--reload: it restarts at the failing line) or ^C\n"
 		"      --timeout S  with --watch: stop watching after S seconds\n"
 		"      --ttl DAYS   with --watch: lifetime of stored patches (1..36500)\n"
 		"      --app-path P with --watch: more application code (repeatable), healed\n"
@@ -110,7 +113,8 @@ static int parse_args(int argc, char **argv, struct args *a)
 		OPT_TIMEOUT,
 		OPT_TTL,
 		OPT_DETACH,
-		OPT_APP_PATH
+		OPT_APP_PATH,
+		OPT_HOLD
 	};
 	static const struct option opts[] = {
 		{ "pid", required_argument, NULL, 'p' },
@@ -123,6 +127,7 @@ static int parse_args(int argc, char **argv, struct args *a)
 		{ "store", required_argument, NULL, OPT_STORE },
 		{ "app-path", required_argument, NULL, OPT_APP_PATH },
 		{ "dry-run", no_argument, NULL, OPT_DRY_RUN },
+		{ "hold", no_argument, NULL, OPT_HOLD },
 		{ "timeout", required_argument, NULL, OPT_TIMEOUT },
 		{ "ttl", required_argument, NULL, OPT_TTL },
 		{ "detach", no_argument, NULL, OPT_DETACH },
@@ -180,6 +185,9 @@ static int parse_args(int argc, char **argv, struct args *a)
 		}
 		case OPT_DRY_RUN:
 			a->dry_run = true;
+			break;
+		case OPT_HOLD:
+			a->hold = true;
 			break;
 		case OPT_TIMEOUT:
 			errno = 0;
@@ -405,6 +413,7 @@ int main(int argc, char **argv)
 		}
 		struct heal_watch_opts o = { .store_dir = a.store,
 					     .dry_run = a.dry_run,
+					     .hold = a.hold,
 					     .verbose = a.verbose,
 					     .timeout_s = a.timeout,
 					     .ttl_days = a.ttl,

@@ -193,6 +193,10 @@ struct heal_watch_opts {
 	uint32_t ttl_days;
 	const char *agent_path; /* NULL: the usual search (inject.h) */
 	const char *app_paths;  /* --app-path: ':'-joined absolute paths, or NULL */
+	/* --hold: hold crashes instead of guarding them (any exception that
+	 * ends a thread of application code); a reload of the function
+	 * restarts the held call at its failing line in the new code. */
+	bool hold;
 };
 
 /* Attach to pid, inject (or reuse) the agent, print "[suture] watching pid

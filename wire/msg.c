@@ -439,6 +439,32 @@ int wire_msg__reload_result_end(struct wire_buf *b, size_t at)
 	return frame_end(b, at);
 }
 
+int wire_msg__encode_held_changed(struct wire_buf *b, const struct wire_held_changed *m)
+{
+	size_t at = frame_begin(b, WIRE_MSG_HELD_CHANGED);
+	put_u64(b, m->event_id);
+	put_u64(b, m->code_addr);
+	put_str(b, m->reload);
+	return frame_end(b, at);
+}
+
+int wire_msg__encode_restart(struct wire_buf *b, const struct wire_restart *m)
+{
+	if (m->nmap > WIRE_RESTART_MAX_LOCALS) {
+		b->err = -EINVAL;
+		return b->err;
+	}
+	size_t at = frame_begin(b, WIRE_MSG_RESTART);
+	put_u64(b, m->event_id);
+	put_u64(b, m->code_addr);
+	put_u32(b, m->unit);
+	put_u32(b, m->base_depth);
+	put_u32(b, m->nmap);
+	for (uint32_t i = 0; i < m->nmap; i++)
+		put_u32(b, (uint32_t)m->map[i]);
+	return frame_end(b, at);
+}
+
 int wire_msg__encode_empty(struct wire_buf *b, enum wire_msg_type type)
 {
 	return frame_end(b, frame_begin(b, type));
@@ -546,7 +572,8 @@ int wire_msg__decode_hello(const uint8_t *p, const uint8_t *end, struct wire_hel
 	m->timeout_ms = get_u32(&r);
 	m->flags = get_u32(&r);
 	m->app_paths[0] = 0;
-	if (!r.bad && (m->flags & ~(WIRE_HELLO_F_HITS | WIRE_HELLO_F_APP_PATHS)))
+	if (!r.bad &&
+	    (m->flags & ~(WIRE_HELLO_F_HITS | WIRE_HELLO_F_APP_PATHS | WIRE_HELLO_F_HOLD)))
 		return -EINVAL;
 	if (!r.bad && (m->flags & WIRE_HELLO_F_APP_PATHS)) {
 		size_t n;
@@ -864,6 +891,34 @@ int wire_msg__decode_reload(const uint8_t *p, const uint8_t *end, struct wire_re
 	/* A path that was cut, empty, or holds a NUL names another file. */
 	if (r.bad || m->flags || n == 0 || n >= sizeof m->path || strlen(m->path) != n)
 		return -EINVAL;
+	return finish(&r);
+}
+
+int wire_msg__decode_held_changed(const uint8_t *p, const uint8_t *end, struct wire_held_changed *m)
+{
+	struct rd r = { p, end, 0 };
+	m->event_id = get_u64(&r);
+	m->code_addr = get_u64(&r);
+	get_str(&r, m->reload, sizeof m->reload);
+	return finish(&r);
+}
+
+int wire_msg__decode_restart(const uint8_t *p, const uint8_t *end, struct wire_restart *m)
+{
+	struct rd r = { p, end, 0 };
+	m->event_id = get_u64(&r);
+	m->code_addr = get_u64(&r);
+	m->unit = get_u32(&r);
+	m->base_depth = get_u32(&r);
+	m->nmap = get_u32(&r);
+	if (r.bad || m->unit >= (1u << 24) || m->base_depth >= (1u << 20) ||
+	    m->nmap > WIRE_RESTART_MAX_LOCALS || m->nmap > (size_t)(r.end - r.p) / 4)
+		return -EINVAL;
+	for (uint32_t i = 0; i < m->nmap; i++) {
+		m->map[i] = (int32_t)get_u32(&r);
+		if (m->map[i] < -1 || m->map[i] > WIRE_RESTART_MAX_LOCALS)
+			return -EINVAL;
+	}
 	return finish(&r);
 }
 

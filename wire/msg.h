@@ -50,8 +50,10 @@ enum wire_msg_type {
 	/* 33-39: edit and continue (docs/formats/channel.md, "Reload"). */
 	WIRE_MSG_RELOAD = 33,        /* debugger or auditor -> agent: a module's new source */
 	WIRE_MSG_RELOAD_RESULT = 34, /* agent -> debugger */
+	WIRE_MSG_HELD_CHANGED = 35,  /* agent -> debugger: a reload changed a held function */
+	WIRE_MSG_RESTART = 36,       /* debugger -> agent: restart a held frame in the new code */
 };
-#define WIRE_MSG_LAST WIRE_MSG_RELOAD_RESULT
+#define WIRE_MSG_LAST WIRE_MSG_RESTART
 
 /* How the agent watches exceptions (WELCOME.watch_mode). */
 enum wire_watch_mode {
@@ -80,6 +82,10 @@ struct wire_hello {
 #define WIRE_HELLO_F_HITS 1u
 /* A string of application paths follows the flags. */
 #define WIRE_HELLO_F_APP_PATHS 2u
+/* Hold crashes instead of guarding them (suture-attach --watch --hold):
+ * any exception that would end a thread of application code is reported,
+ * deliberate raises included, and a parked crash waits without a bound. */
+#define WIRE_HELLO_F_HOLD 4u
 
 struct wire_welcome {
 	uint32_t version;
@@ -303,6 +309,28 @@ struct wire_reload_result {
 	char name[WIRE_NAME_MAX + 1];           /* the registry name of this reload, or empty */
 };
 
+/* HELD_CHANGED: a reload gave the function of held event event_id new
+ * code (its frame still runs the old one). */
+struct wire_held_changed {
+	uint64_t event_id;
+	uint64_t code_addr; /* the function's new code object */
+	char reload[WIRE_NAME_MAX + 1];
+};
+
+/* RESTART: run the held frame of event_id again from code unit `unit` of
+ * the function's new code (code_addr, which must still be its code), with
+ * the frame's value stack cut to base_depth items and new local i taken
+ * from old local map[i] (-1: unbound). Answered by RESUME_RESULT. */
+#define WIRE_RESTART_MAX_LOCALS 65535
+struct wire_restart {
+	uint64_t event_id;
+	uint64_t code_addr;
+	uint32_t unit;
+	uint32_t base_depth;
+	uint32_t nmap;
+	int32_t map[WIRE_RESTART_MAX_LOCALS];
+};
+
 struct wire_ping {
 	uint64_t cookie;
 };
@@ -362,6 +390,9 @@ int wire_msg__reload_result_begin(struct wire_buf *b, const struct wire_reload_r
 				  size_t *at);
 void wire_msg__reload_result_entry(struct wire_buf *b, const struct wire_reload_entry *e);
 int wire_msg__reload_result_end(struct wire_buf *b, size_t at);
+int wire_msg__encode_held_changed(struct wire_buf *b, const struct wire_held_changed *m);
+/* -EINVAL for nmap over WIRE_RESTART_MAX_LOCALS. */
+int wire_msg__encode_restart(struct wire_buf *b, const struct wire_restart *m);
 /* DETACH and BYE have no payload; ERROR carries one string. */
 int wire_msg__encode_empty(struct wire_buf *b, enum wire_msg_type type);
 int wire_msg__encode_error(struct wire_buf *b, const char *text);
@@ -399,6 +430,10 @@ int wire_msg__decode_reload(const uint8_t *p, const uint8_t *end, struct wire_re
 /* Validates every entry (kind known); walk them with wire_reload_iter. */
 int wire_msg__decode_reload_result(const uint8_t *p, const uint8_t *end,
 				   struct wire_reload_result *m);
+int wire_msg__decode_held_changed(const uint8_t *p, const uint8_t *end,
+				  struct wire_held_changed *m);
+/* map entries are -1 or below 2^16; unit below 2^24, base_depth below 2^20. */
+int wire_msg__decode_restart(const uint8_t *p, const uint8_t *end, struct wire_restart *m);
 int wire_msg__decode_error(const uint8_t *p, const uint8_t *end, char *text, size_t cap);
 int wire_msg__decode_empty(const uint8_t *p, const uint8_t *end);
 

@@ -28,7 +28,8 @@ Test(store_supersede, marked_read_back_never_applied)
 	cr_assert_not_null(p);
 	cr_assert_eq(p->status, STORE_STATUS_STALE);
 	cr_assert_str_eq(store_patch__superseded_by(p), "reload:config.py#1 (pid 42, now)");
-	struct store_query q = { .program = a.program, .python_version = a.python_version,
+	struct store_query q = { .program = a.program,
+				 .python_version = a.python_version,
 				 .flags = STORE_Q_APPLICABLE };
 	cr_assert_eq(store_patch__verdict(p, &q), STORE_V_STALE);
 	p = store__find(s, b.name);
@@ -45,6 +46,7 @@ Test(store_supersede, marked_read_back_never_applied)
 	fclose(f);
 	text[n] = 0;
 	cr_assert_not_null(strstr(text, "\"version\":\t2"));
-	cr_assert_not_null(strstr(text, "\"stale_reason\":\t\"superseded by reload reload:config.py#1"));
+	cr_assert_not_null(
+		strstr(text, "\"stale_reason\":\t\"superseded by reload reload:config.py#1"));
 	rm_tree(dir);
 }

@@ -1,5 +1,5 @@
-/* wire/: the reload messages (docs/formats/channel.md, "Reload"): RELOAD
- * and RELOAD_RESULT round-trip; truncation, trailing bytes, lying counts,
+/* wire/: the reload messages (docs/formats/channel.md, "Reload", "Held
+ * crashes"): RELOAD, RELOAD_RESULT, HELD_CHANGED and RESTART round-trip; truncation, trailing bytes, lying counts,
  * unknown kinds, a positive status, an empty, cut or NUL-holding path are
  * refused. */
 #include <criterion/criterion.h>
@@ -109,5 +109,62 @@ Test(wire_reload, result_roundtrip_and_refusals)
 	q[8] = 1;
 	cr_assert_eq(wire_msg__decode_reload_result(q, q + h.len, &rd), -EINVAL);
 	free(q);
+	wire_buf__free(&b);
+}
+
+static struct wire_restart rs, rsd; /* 256 KiB each */
+
+Test(wire_reload, held_changed_and_restart)
+{
+	struct wire_buf b = { 0 };
+	struct wire_hdr h;
+	struct wire_held_changed hc = { .event_id = 3, .code_addr = 0x7f0000001000ull }, hd;
+	strcpy(hc.reload, "reload:job.py#1");
+	cr_assert_eq(wire_msg__encode_held_changed(&b, &hc), 0);
+	const uint8_t *p = payload(&b, &h);
+	cr_assert_eq(h.type, WIRE_MSG_HELD_CHANGED);
+	cr_assert_eq(wire_msg__decode_held_changed(p, p + h.len, &hd), 0);
+	cr_assert_eq(hd.code_addr, hc.code_addr);
+	cr_assert_str_eq(hd.reload, "reload:job.py#1");
+	for (uint32_t cut = 0; cut < h.len; cut++)
+		cr_assert_eq(wire_msg__decode_held_changed(p, p + cut, &hd), -EINVAL);
+
+	wire_buf__reset(&b);
+	rs.event_id = 3;
+	rs.code_addr = 0x7f0000002000ull;
+	rs.unit = 40;
+	rs.base_depth = 1;
+	rs.nmap = 4;
+	rs.map[0] = 0;
+	rs.map[1] = 1;
+	rs.map[2] = 2;
+	rs.map[3] = -1;
+	cr_assert_eq(wire_msg__encode_restart(&b, &rs), 0);
+	p = payload(&b, &h);
+	cr_assert_eq(h.type, WIRE_MSG_RESTART);
+	cr_assert_eq(wire_msg__decode_restart(p, p + h.len, &rsd), 0);
+	cr_assert_eq(rsd.unit, 40);
+	cr_assert_eq(rsd.base_depth, 1);
+	cr_assert_eq(rsd.nmap, 4);
+	cr_assert_eq(rsd.map[3], -1);
+	cr_assert_eq(rsd.map[2], 2);
+	for (uint32_t cut = 0; cut < h.len; cut++)
+		cr_assert_eq(wire_msg__decode_restart(p, p + cut, &rsd), -EINVAL);
+	/* A map entry below -1, a lying count, a unit past 2^24. */
+	uint8_t *q = malloc(h.len);
+	memcpy(q, p, h.len);
+	q[h.len - 4] = 0xfe; /* map[3] = -2 */
+	cr_assert_eq(wire_msg__decode_restart(q, q + h.len, &rsd), -EINVAL);
+	memcpy(q, p, h.len);
+	q[24] = 5; /* nmap */
+	cr_assert_eq(wire_msg__decode_restart(q, q + h.len, &rsd), -EINVAL);
+	memcpy(q, p, h.len);
+	q[19] = 1; /* unit's top byte */
+	cr_assert_eq(wire_msg__decode_restart(q, q + h.len, &rsd), -EINVAL);
+	free(q);
+	/* Too many locals are not encoded. */
+	wire_buf__reset(&b);
+	rs.nmap = WIRE_RESTART_MAX_LOCALS + 1;
+	cr_assert_eq(wire_msg__encode_restart(&b, &rs), -EINVAL);
 	wire_buf__free(&b);
 }
