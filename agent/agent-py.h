@@ -91,6 +91,11 @@ int agent_install__patch(const struct wire_patch *p, struct wire_patch_result *r
  * enclosing copy made for it) its original code back, switches suspended
  * frames back where their layout allows, and forgets the entries. */
 int agent_install__list(struct wire_buf *b, uint64_t request_id);
+/* reload.c: a reload's unit joins the registry under the reload's name
+ * (listed with WIRE_LIVE_F_RELOAD; a ROLLBACK of that name gives every
+ * function running one of the pairs' new code its old code back). pairs:
+ * (old, new) tuples, the unit's first. */
+void agent_install__record_reload(const char *name, PyObject *pairs, uint32_t nfunctions);
 /* boot.c: a patch installed at start-up in its parent's co_consts (before
  * any function of it exists) joins the registry too. */
 void agent_install__record_boot(PyObject *orig, PyObject *newc, const struct wire_patch *p);
@@ -116,8 +121,9 @@ int agent_resume__restart(_PyInterpreterFrame *f, PyObject **pexc, PyObject **pv
 /* install.c: every live function object (gc.get_objects()), as PATCH finds
  * them: a new list in *funcs, 0, or -ENOMEM with no error left set. */
 int agent_install__functions(PyObject **funcs);
-/* install.c: the code a live patch (and the patches stacked under it) was
- * made from, or code itself when no registry entry produced it (borrowed). */
+/* install.c: the code a live guard patch (and the guards stacked under it)
+ * was made from, or code itself when no guard entry produced it (a
+ * reload's code is its own original: borrowed). */
 PyObject *agent_install__original_of(PyObject *code);
 
 /* reload.c: RELOAD (edit and continue, docs/design.md §10): compile the

@@ -450,6 +450,9 @@ struct live_entry {
 	/* Firings: counted with the GIL held (atomics: the readers hold
 	 * g_reg_lock only); reported = how many HITS already carried. */
 	uint64_t fired, reported, last_ms;
+	/* A reload's unit (reload.c), not a guard: pairs are (old, new) for
+	 * the unit and its nested code; no guard block. */
+	bool reload;
 };
 
 static struct live_entry *g_live;
@@ -506,6 +509,23 @@ static void registry__record(const struct wire_patch *p, PyObject *pairs,
 	pthread_mutex_unlock(&g_reg_lock);
 }
 
+void agent_install__record_reload(const char *name, PyObject *pairs, uint32_t nfunctions)
+{
+	struct wire_patch p;
+	struct wire_patch_result res = { .nfunctions = nfunctions };
+	memset(&p, 0, sizeof p);
+	snprintf(p.meta.name, sizeof p.meta.name, "%s", name);
+	snprintf(p.meta.guard, sizeof p.meta.guard, "reload");
+	size_t before = g_nlive;
+	registry__record(&p, pairs, &res);
+	if (g_nlive > before) {
+		pthread_mutex_lock(&g_reg_lock);
+		g_live[before].reload = true;
+		g_live[before].orig_units = g_live[before].patched_units; /* no guard block */
+		pthread_mutex_unlock(&g_reg_lock);
+	}
+}
+
 void agent_install__record_boot(PyObject *orig, PyObject *newc, const struct wire_patch *p)
 {
 	struct wire_patch_result res = { .nparents = 1 };
@@ -524,7 +544,7 @@ PyObject *agent_install__original_of(PyObject *code)
 {
 	for (int depth = 0; depth < 64; depth++) {
 		size_t i = g_nlive;
-		while (i-- > 0 && g_live[i].patched != code)
+		while (i-- > 0 && (g_live[i].patched != code || g_live[i].reload))
 			;
 		if (i == (size_t)-1)
 			break;
@@ -533,12 +553,21 @@ PyObject *agent_install__original_of(PyObject *code)
 	return code;
 }
 
+/* Functions running the entry's code: the patched code, or for a reload
+ * any of its new code objects (closures made from nested code too). */
 static uint32_t count_running(PyObject *funcs, const struct live_entry *e)
 {
 	uint32_t n = 0;
-	for (Py_ssize_t i = 0; i < PyList_GET_SIZE(funcs); i++)
-		if (((PyFunctionObject *)PyList_GET_ITEM(funcs, i))->func_code == e->patched)
-			n++;
+	Py_ssize_t np = e->reload ? PyList_GET_SIZE(e->pairs) : 1;
+	for (Py_ssize_t i = 0; i < PyList_GET_SIZE(funcs); i++) {
+		PyObject *code = ((PyFunctionObject *)PyList_GET_ITEM(funcs, i))->func_code;
+		for (Py_ssize_t k = 0; k < np; k++)
+			if (code == (e->reload ? PyTuple_GET_ITEM(PyList_GET_ITEM(e->pairs, k), 1)
+					       : e->patched)) {
+				n++;
+				break;
+			}
+	}
 	return n;
 }
 
@@ -563,6 +592,8 @@ int agent_install__list(struct wire_buf *b, uint64_t request_id)
 		for (size_t k = 0; k < i; k++)
 			if (g_live[k].patched == e->orig)
 				lp.flags |= WIRE_LIVE_F_STACKED;
+		if (e->reload)
+			lp.flags |= WIRE_LIVE_F_RELOAD;
 		lp.orig_addr = (uint64_t)(uintptr_t)e->orig;
 		lp.new_addr = (uint64_t)(uintptr_t)e->patched;
 		lp.installed_ms = e->installed_ms;
@@ -614,6 +645,30 @@ static bool rollback_selects(const struct wire_rollback *m, const struct live_en
  * created later from an enclosing code are unpatched too; suspended frames
  * go back to the original where their offset exists there (not inside the
  * appended guard block). */
+/* A reload's unit back: every function running one of its new code
+ * objects (the unit's, or nested code's: closures made since) gets the old
+ * one again. Calls running keep their code, as at the reload. */
+static int rollback_reload(struct live_entry *e, PyObject *funcs, struct wire_rollback_result *res)
+{
+	for (Py_ssize_t i = 0; i < PyList_GET_SIZE(e->pairs); i++) {
+		PyObject *old = PyTuple_GET_ITEM(PyList_GET_ITEM(e->pairs, i), 0);
+		PyObject *nw = PyTuple_GET_ITEM(PyList_GET_ITEM(e->pairs, i), 1);
+		for (Py_ssize_t k = 0; k < PyList_GET_SIZE(funcs); k++) {
+			PyObject *f = PyList_GET_ITEM(funcs, k);
+			if (((PyFunctionObject *)f)->func_code != nw)
+				continue;
+			if (PyObject_SetAttrString(f, "__code__", old)) {
+				PyErr_Clear();
+				snprintf(res->message, sizeof res->message,
+					 "agent: a function refused its previous code");
+				return -EINVAL;
+			}
+			res->nfunctions++;
+		}
+	}
+	return 0;
+}
+
 static int rollback_one(struct live_entry *e, struct wire_rollback_result *res)
 {
 	PyObject *funcs = NULL, *pairs = NULL;
@@ -624,6 +679,11 @@ static int rollback_one(struct live_entry *e, struct wire_rollback_result *res)
 	memset(&pr, 0, sizeof pr);
 	if (collect(&funcs, &all) || !(pairs = PyList_New(0)))
 		goto out;
+	if (e->reload) {
+		rc = rollback_reload(e, funcs, res);
+		agent__log("rollback: %s (reload): %d", e->meta.name, rc);
+		goto out;
+	}
 	rc = install_everywhere(e->patched, e->orig, funcs, &all, &pr, pairs, 0);
 	if (rc == 0)
 		rc = swap_frames(pairs, &pr);

@@ -41,6 +41,7 @@
 #include "internal/pycore_opcode.h" /* _PyOpcode_Caches (defined in crash.c) */
 
 struct reload {
+	PyObject *done;     /* (pairs, nfunctions) of each unit switched, for the registry */
 	PyObject *globals;  /* the module's dict */
 	PyObject *filename; /* what its code objects carry as co_filename */
 	PyObject *funcs;    /* every live function */
@@ -517,6 +518,10 @@ static int reload_unit(struct reload *rl, PyCodeObject *old, PyCodeObject **unit
 		rc = same ? 0 : add_entry(rl, WIRE_RELOAD_REFUSED, nw, 0, "%s", why);
 	} else {
 		uint32_t nf = switch_pairs(rl, pairs, &err);
+		PyObject *t = Py_BuildValue("(OI)", pairs, (unsigned)nf);
+		if (!t || PyList_Append(rl->done, t))
+			PyErr_Clear(); /* only its listing and rollback are lost */
+		Py_XDECREF(t);
 		if (same)
 			rl->moved++;
 		else if (err)
@@ -612,6 +617,9 @@ int agent_reload__run(const struct wire_reload *m, struct wire_buf *b)
 		snprintf(res.message, sizeof res.message,
 			 "%.400s is not loaded in the target (no module has it as __file__)",
 			 m->path);
+	} else if (!(rl.done = PyList_New(0))) {
+		res.status = -ENOMEM;
+		snprintf(res.message, sizeof res.message, "agent: out of memory");
 	} else {
 		rl.globals = PyModule_GetDict(mod);
 		rl.filename = Py_XNewRef(PyDict_GetItemString(rl.globals, "__file__"));
@@ -632,6 +640,12 @@ int agent_reload__run(const struct wire_reload *m, struct wire_buf *b)
 		}
 		/* Held crashes whose function now runs other code restart there
 		 * (the debugger that holds them works out where). */
+		for (Py_ssize_t i = 0; res.name[0] && i < PyList_GET_SIZE(rl.done); i++) {
+			PyObject *t = PyList_GET_ITEM(rl.done, i);
+			agent_install__record_reload(res.name, PyTuple_GET_ITEM(t, 0),
+						     (uint32_t)PyLong_AsUnsignedLong(
+							     PyTuple_GET_ITEM(t, 1)));
+		}
 		if (nrel)
 			agent_park__reloaded(res.name);
 		snprintf(res.message, sizeof res.message,
@@ -647,6 +661,7 @@ int agent_reload__run(const struct wire_reload *m, struct wire_buf *b)
 		rc = wire_msg__reload_result_end(b, at);
 	agent__log("reload %s: %d: %s", m->path, res.status, res.message);
 	free(rl.v);
+	Py_XDECREF(rl.done);
 	Py_XDECREF(rl.funcs);
 	Py_XDECREF(rl.filename);
 	Py_XDECREF(mod);

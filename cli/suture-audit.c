@@ -847,6 +847,8 @@ static int live_table(const struct live *l, const struct store *s, int64_t now)
 	struct store_iter it;
 	size_t nlive = 0, nstored_only = 0;
 
+	size_t nreload = 0;
+
 	printf("pid %ld%s%s\n", l->pid, l->program[0] ? ": " : "", l->program);
 	for (size_t i = 0; i < l->n; i++) {
 		const struct wire_live_patch *e = &l->v[i];
@@ -856,6 +858,24 @@ static int live_table(const struct live *l, const struct store *s, int64_t now)
 		int64_t t = (int64_t)(e->installed_ms / 1000);
 
 		fmt_duration(now > t ? now - t : 0, age, sizeof(age));
+		if (e->flags & WIRE_LIVE_F_RELOAD) {
+			/* A reload (suture-attach --reload): one entry per function
+			 * it switched, all under the reload's name. */
+			bool first = i == 0 || !(l->v[i - 1].flags & WIRE_LIVE_F_RELOAD) ||
+				     strcmp(l->v[i - 1].meta.name, e->meta.name) != 0;
+			if (first)
+				printf("reload  %s, %s ago; rollback restores the previous code in "
+				       "every reference: %s --pid %ld rollback %s\n",
+				       live_name(e), age, prog, l->pid, live_name(e));
+			printf("        %s (%s:%u): %u function object(s) run it (%u at the "
+			       "reload)%s\n",
+			       e->qualname, e->filename, e->first_line, e->live_functions,
+			       e->nfunctions,
+			       (e->flags & WIRE_LIVE_F_STACKED) ? "; on top of an earlier change"
+								: "");
+			nreload++;
+			continue;
+		}
 		printf("live    %s\n", live_name(e));
 		printf("        %s on %s -> %s in %s (%s:%u)\n",
 		       e->meta.guard[0] ? e->meta.guard : "?",
@@ -894,8 +914,11 @@ static int live_table(const struct live *l, const struct store *s, int64_t now)
 			nstored_only++;
 		}
 	}
-	printf("%zu live patch%s, %zu stored but not live\n", nlive, nlive == 1 ? "" : "es",
+	printf("%zu live patch%s, %zu stored but not live", nlive, nlive == 1 ? "" : "es",
 	       nstored_only);
+	if (nreload)
+		printf(", %zu reloaded function%s", nreload, nreload == 1 ? "" : "s");
+	printf("\n");
 	return EXIT_OK;
 }
 
@@ -924,6 +947,7 @@ static cJSON *live_json_one(const struct wire_live_patch *e, const struct store_
 	    !cJSON_AddNumberToObject(o, "live_hits", (double)e->hits) ||
 	    add_time(o, "live_last_hit", (int64_t)(e->last_hit_ms / 1000)) ||
 	    !cJSON_AddBoolToObject(o, "stacked", (e->flags & WIRE_LIVE_F_STACKED) != 0) ||
+	    !cJSON_AddBoolToObject(o, "reload", (e->flags & WIRE_LIVE_F_RELOAD) != 0) ||
 	    !cJSON_AddStringToObject(o, "original_code", addr[0]) ||
 	    !cJSON_AddStringToObject(o, "patched_code", addr[1]) ||
 	    !cJSON_AddTrueToObject(o, "live") || !cJSON_AddBoolToObject(o, "stored", sp != NULL) ||

@@ -225,6 +225,7 @@ struct wire_live_patch {
 	uint64_t last_hit_ms;    /* Unix time in milliseconds of the last firing, 0: none */
 };
 #define WIRE_LIVE_F_STACKED 1u /* installed on top of another live patch */
+#define WIRE_LIVE_F_RELOAD 2u  /* a reload's function (suture-attach --reload), not a guard */
 
 struct wire_list {
 	uint64_t request_id;
