@@ -456,6 +456,11 @@ struct live_entry {
 };
 
 static struct live_entry *g_live;
+/* Guard entries in the registry (not reloads): without any, a code
+ * object is its own original and nothing need be searched (a reload of a
+ * thousand functions asks a thousand times). */
+static size_t g_nguards;
+
 static size_t g_nlive, g_cap_live;
 static pthread_mutex_t g_reg_lock = PTHREAD_MUTEX_INITIALIZER;
 /* Firings of rolled-back entries not reported yet (under g_reg_lock). */
@@ -506,6 +511,7 @@ static void registry__record(const struct wire_patch *p, PyObject *pairs,
 	e->patched_units = Py_SIZE(e->patched);
 	e->fired = e->reported = e->last_ms = 0;
 	g_nlive++;
+	g_nguards++; /* a reload's entry is taken back out by record_reload */
 	pthread_mutex_unlock(&g_reg_lock);
 }
 
@@ -521,6 +527,7 @@ void agent_install__record_reload(const char *name, PyObject *pairs, uint32_t nf
 	if (g_nlive > before) {
 		pthread_mutex_lock(&g_reg_lock);
 		g_live[before].reload = true;
+		g_nguards--;
 		g_live[before].orig_units = g_live[before].patched_units; /* no guard block */
 		pthread_mutex_unlock(&g_reg_lock);
 	}
@@ -542,7 +549,7 @@ void agent_install__record_boot(PyObject *orig, PyObject *newc, const struct wir
 
 PyObject *agent_install__original_of(PyObject *code)
 {
-	for (int depth = 0; depth < 64; depth++) {
+	for (int depth = 0; g_nguards && depth < 64; depth++) {
 		size_t i = g_nlive;
 		while (i-- > 0 && (g_live[i].patched != code || g_live[i].reload))
 			;
@@ -758,6 +765,8 @@ int agent_install__rollback(const struct wire_rollback *m, struct wire_rollback_
 			Py_DECREF(e->patched);
 			Py_DECREF(e->pairs);
 			pthread_mutex_lock(&g_reg_lock);
+			if (!e->reload)
+				g_nguards--;
 			keep_unreported(e);
 			memmove(e, e + 1, (g_nlive - i - 1) * sizeof *e);
 			g_nlive--;

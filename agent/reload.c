@@ -45,6 +45,8 @@ struct reload {
 	PyObject *globals;  /* the module's dict */
 	PyObject *filename; /* what its code objects carry as co_filename */
 	PyObject *funcs;    /* every live function */
+	PyObject *by_code;  /* code address (int) -> list of the functions running it */
+	PyObject *olds;     /* qualname -> list of the old units of that name, by line */
 	struct wire_reload_entry *v;
 	size_t n, cap;
 	uint32_t moved;
@@ -222,10 +224,14 @@ static uint32_t switch_pairs(struct reload *rl, PyObject *pairs, int *err)
 	for (Py_ssize_t i = 0; i < PyList_GET_SIZE(pairs); i++) {
 		PyObject *old = PyTuple_GET_ITEM(PyList_GET_ITEM(pairs, i), 0);
 		PyObject *nw = PyTuple_GET_ITEM(PyList_GET_ITEM(pairs, i), 1);
-		for (Py_ssize_t k = 0; k < PyList_GET_SIZE(rl->funcs); k++) {
-			PyObject *f = PyList_GET_ITEM(rl->funcs, k);
+		PyObject *key = PyLong_FromVoidPtr(old);
+		PyObject *fs = key ? PyDict_GetItemWithError(rl->by_code, key) : NULL;
+		Py_XDECREF(key);
+		PyErr_Clear();
+		for (Py_ssize_t k = 0; fs && k < PyList_GET_SIZE(fs); k++) {
+			PyObject *f = PyList_GET_ITEM(fs, k);
 			if (((PyFunctionObject *)f)->func_code != old)
-				continue;
+				continue; /* switched by an earlier pair */
 			if (PyObject_SetAttrString(f, "__code__", nw)) {
 				PyErr_Clear();
 				*err = -EINVAL;
@@ -235,6 +241,40 @@ static uint32_t switch_pairs(struct reload *rl, PyObject *pairs, int *err)
 		}
 	}
 	return n;
+}
+
+/* key -> list of values, appending v (borrowed key and value). */
+static int multi_add(PyObject *d, PyObject *key, PyObject *v)
+{
+	PyObject *list = PyDict_GetItemWithError(d, key);
+	if (!list) {
+		if (PyErr_Occurred() || !(list = PyList_New(0)) || PyDict_SetItem(d, key, list)) {
+			Py_XDECREF(list);
+			return -1;
+		}
+		Py_DECREF(list);
+	}
+	return PyList_Append(list, v);
+}
+
+/* rl->by_code and rl->olds: one pass each, so that a module of thousands
+ * of functions costs lookups, not products. */
+static int index_olds(struct reload *rl, PyCodeObject **units, size_t nunits)
+{
+	if (!(rl->by_code = PyDict_New()) || !(rl->olds = PyDict_New()))
+		return -1;
+	for (Py_ssize_t i = 0; i < PyList_GET_SIZE(rl->funcs); i++) {
+		PyObject *f = PyList_GET_ITEM(rl->funcs, i);
+		PyObject *key = PyLong_FromVoidPtr(((PyFunctionObject *)f)->func_code);
+		int r = key ? multi_add(rl->by_code, key, f) : -1;
+		Py_XDECREF(key);
+		if (r)
+			return -1;
+	}
+	for (size_t i = 0; i < nunits; i++)
+		if (multi_add(rl->olds, units[i]->co_qualname, (PyObject *)units[i]))
+			return -1;
+	return 0;
 }
 
 /* ------------------------------------------------------------------ */
@@ -473,8 +513,7 @@ static PyCodeObject **old_units(struct reload *rl, size_t *n)
 }
 
 /* One unit: old code against the new definitions of its qualname. */
-static int reload_unit(struct reload *rl, PyCodeObject *old, PyCodeObject **units, size_t nunits,
-		       PyObject *defs)
+static int reload_unit(struct reload *rl, PyCodeObject *old, PyObject *defs)
 {
 	PyObject *cands = PyDict_GetItemWithError(defs, old->co_qualname);
 	if (!cands) {
@@ -482,13 +521,14 @@ static int reload_unit(struct reload *rl, PyCodeObject *old, PyCodeObject **unit
 		return 0; /* gone from the file: the live function keeps its code */
 	}
 	/* Same qualname several times (getter and setter): pair by rank. */
-	Py_ssize_t rank = 0, nold = 0;
-	for (size_t i = 0; i < nunits; i++)
-		if (eq(units[i]->co_qualname, old->co_qualname) == 1) {
-			if (units[i] == old)
-				rank = nold;
-			nold++;
-		}
+	PyObject *same_name = PyDict_GetItemWithError(rl->olds, old->co_qualname);
+	Py_ssize_t rank = 0, nold = same_name ? PyList_GET_SIZE(same_name) : 0;
+	while (rank < nold && PyList_GET_ITEM(same_name, rank) != (PyObject *)old)
+		rank++;
+	if (rank == nold) {
+		PyErr_Clear();
+		return -ENOMEM;
+	}
 	if (nold != PyList_GET_SIZE(cands))
 		return add_entry(rl, WIRE_RELOAD_REFUSED, old, 0,
 				 "defined %zd time(s) in the file, %zd live definition(s): "
@@ -535,15 +575,6 @@ static int reload_unit(struct reload *rl, PyCodeObject *old, PyCodeObject **unit
 	return rc;
 }
 
-/* Whether new code of qualname qn has an old unit. */
-static bool has_old(PyCodeObject **units, size_t n, PyObject *qn)
-{
-	for (size_t i = 0; i < n; i++)
-		if (eq(units[i]->co_qualname, qn) == 1)
-			return true;
-	return false;
-}
-
 static int reload_module(struct reload *rl, const struct wire_reload *m,
 			 struct wire_reload_result *res)
 {
@@ -562,7 +593,8 @@ static int reload_module(struct reload *rl, const struct wire_reload *m,
 		goto out;
 	memcpy(src, m->source, m->source_len);
 	src[m->source_len] = 0;
-	if (agent_install__functions(&rl->funcs) || !(units = old_units(rl, &nunits)))
+	if (agent_install__functions(&rl->funcs) || !(units = old_units(rl, &nunits)) ||
+	    index_olds(rl, units, nunits))
 		goto out;
 	/* The name the live code carries (normally __file__ itself). */
 	if (nunits)
@@ -576,13 +608,13 @@ static int reload_module(struct reload *rl, const struct wire_reload *m,
 		goto out;
 	rc = 0;
 	for (size_t i = 0; i < nunits && rc == 0; i++)
-		rc = reload_unit(rl, units[i], units, nunits, defs);
+		rc = reload_unit(rl, units[i], defs);
 	/* New in the file, in source order (a dict keeps insertion order). */
 	PyObject *qn, *list;
 	Py_ssize_t pos = 0;
 	while (rc == 0 && PyDict_Next(defs, &pos, &qn, &list))
 		for (Py_ssize_t k = 0; rc == 0 && k < PyList_GET_SIZE(list); k++)
-			if (!has_old(units, nunits, qn))
+			if (PyDict_Contains(rl->olds, qn) == 0)
 				rc = add_new(rl,
 					     (PyCodeObject *)
 						     PyTuple_GET_ITEM(PyList_GET_ITEM(list, k), 0),
@@ -663,6 +695,8 @@ int agent_reload__run(const struct wire_reload *m, struct wire_buf *b)
 	free(rl.v);
 	Py_XDECREF(rl.done);
 	Py_XDECREF(rl.funcs);
+	Py_XDECREF(rl.by_code);
+	Py_XDECREF(rl.olds);
 	Py_XDECREF(rl.filename);
 	Py_XDECREF(mod);
 	PyErr_Clear();

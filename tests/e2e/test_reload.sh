@@ -5,7 +5,8 @@
 # module, a bound method saved at start, a callback in a dict, a
 # functools.wraps wrapper, a static method's comprehension, a closure. After
 # the edit and the reload, later records use the new code through all of
-# them, and a function new in the file is added to the module. Refusals
+# them, and a function new in the file is added to the module; a call
+# running during the reload finishes in the old code. Refusals
 # leave the target unchanged: a syntax error (exit 13, its file and line), a
 # file the target never imported (exit 12), a closure whose free variables
 # changed (refused line, exit 0, the closure keeps its code), a bad pid.
@@ -37,20 +38,30 @@ for py in $(pythons); do
 	P=$BG
 	rec_after 0 "attr=10 alias=10 bound=11 cb=10 wrapped=10 halve=10 closure=15 bonus=-"
 
-	# The fix, and a new function.
-	sed -i 's/return x \* 2$/return x * 3/' "$D/app/helpers.py"
+	# The fix, and a new function, while a call of slow() runs (it began
+	# within the last 20 ms and lasts 1.5 s).
+	sed -i 's/return x \* 2$/return x * 3/; s/    return "old"$/    return "new"/' "$D/app/helpers.py"
 	printf '\n\ndef bonus(x):\n    return x + 100\n' >>"$D/app/helpers.py"
+	wait_grep "^slow -> old" "$D/out"
+	ns=$(grep -c "^slow started" "$D/out")
+	wait_for 5 sh -c "[ \$(grep -c '^slow started' '$D/out') -gt $ns ]" || fail "$py: slow() not called again"
 	"$ATTACH" --pid "$P" --reload "$D/app/helpers.py" >"$D/r1.out" 2>"$D/r1.err" ||
 		{ cat "$D/r1.err"; fail "$py: reload exited $?"; }
-	grep -q "^\[suture\] reloaded score ($D/app/helpers.py:6)" "$D/r1.out" ||
+	nold=$(grep -c "^slow -> old" "$D/out")
+	grep -q "^\[suture\] reloaded score ($D/app/helpers.py:7)" "$D/r1.out" ||
 		{ cat "$D/r1.out"; fail "$py: no 'reloaded score' line"; }
 	grep -q "^\[suture\] reloaded wrapped_score " "$D/r1.out" || fail "$py: wrapped_score not reloaded"
+	grep -q "^\[suture\] reloaded slow " "$D/r1.out" || fail "$py: slow not reloaded"
 	grep -q "^\[suture\] added bonus " "$D/r1.out" || fail "$py: bonus not added"
-	[ "$(grep -c '^\[suture\] reloaded ' "$D/r1.out")" -eq 2 ] ||
+	[ "$(grep -c '^\[suture\] reloaded ' "$D/r1.out")" -eq 3 ] ||
 		{ cat "$D/r1.out"; fail "$py: unchanged functions reported as reloaded"; }
 	n=$(last_rec)
 	rec_after "$n" "attr=15 alias=15 bound=16 cb=15 wrapped=15 halve=10 closure=15 bonus=105"
 	ok "$py: reloaded through the attribute, an alias, a bound method, a callback, a wrapper; bonus added"
+	wait_grep "^slow -> new" "$D/out"
+	[ "$(grep -c "^slow -> old" "$D/out")" -eq $((nold + 1)) ] ||
+		{ cat "$D/out" | grep slow; fail "$py: the call running during the reload did not finish in the old code"; }
+	ok "$py: the call of slow() running during the reload finished in the old code, the next ran the new"
 
 	# A comprehension inside a static method, and a closure's body.
 	sed -i 's|v // 2 for v|v // 4 for v|; s|        return x + k$|        return x + k + 1|' "$D/app/helpers.py"

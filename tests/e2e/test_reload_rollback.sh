@@ -36,9 +36,9 @@ rec_after "$n" "attr=20 alias=20 bound=21 cb=20 wrapped=20 halve=10 closure=16"
 grep -q "^reload  reload:helpers.py#1, .* ago; rollback restores the previous code in every reference: suture-audit --pid $P rollback reload:helpers.py#1\$" a1.out ||
 	{ cat a1.out; fail "reload #1 not listed"; }
 grep -q "^reload  reload:helpers.py#2, " a1.out || { cat a1.out; fail "reload #2 not listed"; }
-grep -q "^        score ($D/app/helpers.py:6): 0 function object(s) run it (1 at the reload)\$" a1.out ||
+grep -q "^        score ($D/app/helpers.py:7): 0 function object(s) run it (1 at the reload)\$" a1.out ||
 	{ cat a1.out; fail "reload #1's score line"; }
-grep -q "^        make_offset ($D/app/helpers.py:32): 2 function object(s) run it" a1.out ||
+grep -q "^        make_offset ($D/app/helpers.py:33): 2 function object(s) run it" a1.out ||
 	{ cat a1.out; fail "reload #1's closure line"; }
 grep -q ", 5 reloaded functions\$" a1.out || { cat a1.out; fail "the summary"; }
 "$AUDIT" --pid "$P" --json >a1.json 2>/dev/null
