@@ -80,7 +80,7 @@ reload_ms() {
 		t0=$(now_ms)
 		"$ATTACH" --pid "$JOB" --reload "$W/mod.py" >"$W/$1.out" 2>&1 || { cat "$W/$1.out"; exit 1; }
 		t1=$(now_ms)
-		echo "$t1 - $t0" | bc >>"$W/$1.ms"
+		awk -v a="$t1" -v b="$t0" 'BEGIN { printf "%.3f\n", a - b }' >>"$W/$1.ms"
 		awk '/connected$/ { c = $2 } /: reload .*answered$|reload .* of .* answered$/ { if (c) print ($2 - c) * 1; c = 0 }' \
 			"$W/agent.log" | tail -n 1 | tr -d ':' >>"$W/$1.agent"
 	done
@@ -145,7 +145,7 @@ for r in $(seq 1 "$HOLDS"); do
 	t0=$(now_ms)
 	"$ATTACH" --pid "$JOB" --reload "$H/held.py" >"$H/reload.out" 2>&1 || { cat "$H/reload.out"; exit 1; }
 	wait "$JOB"
-	echo "$(cat "$H/t7") - $t0" | bc >>"$W/hold.ms"
+	awk -v a="$(cat "$H/t7")" -v b="$t0" 'BEGIN { printf "%.3f\n", a - b }' >>"$W/hold.ms"
 	sed -n 's/^\[suture\] restarted: .* \[\([0-9.]*\) ms\]$/\1/p' "$H/watch.err" >>"$W/holder.ms"
 	wait "$HOLDER" 2>/dev/null
 	JOB=""
