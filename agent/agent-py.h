@@ -68,6 +68,11 @@ int agent_resume__run(_PyInterpreterFrame *f, PyObject **pexc, PyObject **pval, 
  * what K raises leaves below without its handlers, so below is no
  * handler to consider. */
 int agent_resume__depth(PyThreadState *ts);
+/* resume.c (GIL held): the function f runs for (a continuation's frame:
+ * the real function it continues, else f_func); whether fn is the
+ * function object of a continuation running now (not the program's). */
+PyFunctionObject *agent_resume__function_of(_PyInterpreterFrame *f);
+int agent_resume__is_continuation(PyObject *fn);
 int agent_resume__site(_PyInterpreterFrame *f, PyCodeObject **code, uint32_t *unit);
 int agent_resume__skips(_PyInterpreterFrame *fr, _PyInterpreterFrame *below);
 

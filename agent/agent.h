@@ -32,11 +32,12 @@ enum agent_verdict {
 };
 
 /* park.c: report a crash and wait (called without the GIL). Fills
- * crash->event_id. frame: the parked _PyInterpreterFrame (a held crash's
- * function is watched for reloads through it). While a debugger holds
+ * crash->event_id. frame: the parked _PyInterpreterFrame, code: the code
+ * object the crash is reported in (a held crash's function is watched for
+ * reloads through them: told when it runs other code). While a debugger holds
  * crashes (WIRE_HELLO_F_HOLD) the wait has no bound. RESTART gives a
  * malloc'ed *restart the caller frees. */
-enum agent_verdict agent_channel__park(struct wire_crash *crash, void *frame,
+enum agent_verdict agent_channel__park(struct wire_crash *crash, void *frame, void *code,
 				       struct wire_resume *resume, struct wire_restart **restart);
 /* Whether the debugger holds crashes (a cheap read). */
 bool agent_channel__holds(void);

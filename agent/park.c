@@ -55,7 +55,7 @@ void agent_park__reloaded(const char *reload)
 	for (struct agent_parked *q = agent_g.parked; q; q = q->next) {
 		/* The parked thread waits inside its frame's unwinding: the
 		 * frame and its function are alive; we hold the GIL. */
-		PyFunctionObject *fn = q->held ? q->frame->f_func : NULL;
+		PyFunctionObject *fn = q->held ? agent_resume__function_of(q->frame) : NULL;
 		if (!fn || q->verdict != AGENT_VERDICT_PENDING || fn->func_code == q->code ||
 		    fn->func_code == q->told)
 			continue;
@@ -112,7 +112,7 @@ bool agent_park__answer_locked(uint64_t event_id, enum agent_verdict v,
 	return found;
 }
 
-enum agent_verdict agent_channel__park(struct wire_crash *crash, void *frame,
+enum agent_verdict agent_channel__park(struct wire_crash *crash, void *frame, void *code,
 				       struct wire_resume *resume, struct wire_restart **restart)
 {
 	struct agent_parked me = { .verdict = AGENT_VERDICT_PENDING };
@@ -142,12 +142,10 @@ enum agent_verdict agent_channel__park(struct wire_crash *crash, void *frame,
 	}
 	wire_buf__free(&b);
 	/* Held: until the debugger answers or leaves, however long the user
-	 * takes to fix the source. The frame is this thread's current one,
-	 * which nothing switches while it waits here (OSR leaves current
-	 * frames alone), so its code is read without the GIL. */
-	me.held = agent_g.hold && frame;
+	 * takes to fix the source. */
+	me.held = agent_g.hold && frame && code;
 	me.frame = frame;
-	me.code = frame ? (PyObject *)((_PyInterpreterFrame *)frame)->f_code : NULL;
+	me.code = code;
 	me.next = agent_g.parked;
 	agent_g.parked = &me;
 	agent_stats.crashes++;

@@ -488,8 +488,11 @@ static PyCodeObject **old_units(struct reload *rl, size_t *n)
 	for (Py_ssize_t i = 0; i < PyList_GET_SIZE(rl->funcs); i++) {
 		PyFunctionObject *f = (PyFunctionObject *)PyList_GET_ITEM(rl->funcs, i);
 		PyCodeObject *co = (PyCodeObject *)f->func_code;
+		/* A resumed or restarted call's continuation is no definition:
+		 * its function dies with the call. */
 		if (f->func_globals != rl->globals || eq(co->co_filename, rl->filename) != 1 ||
-		    strstr(utf8_or(co->co_qualname), "<locals>"))
+		    strstr(utf8_or(co->co_qualname), "<locals>") ||
+		    agent_resume__is_continuation((PyObject *)f))
 			continue;
 		bool dup = false;
 		for (size_t k = 0; k < *n && !dup; k++)

@@ -154,6 +154,23 @@ static struct level *level_of_frame(_PyInterpreterFrame *f)
 	return l && f->f_func && (PyObject *)f->f_func == l->kfunc ? l : NULL;
 }
 
+PyFunctionObject *agent_resume__function_of(_PyInterpreterFrame *f)
+{
+	/* Any thread's levels: the agent thread asks about parked frames. */
+	for (struct level *l = g_levels; l; l = l->next)
+		if (f->f_func && (PyObject *)f->f_func == l->kfunc)
+			return l->fn;
+	return f->f_func;
+}
+
+int agent_resume__is_continuation(PyObject *fn)
+{
+	for (struct level *l = g_levels; l; l = l->next)
+		if (l->kfunc == fn)
+			return 1;
+	return 0;
+}
+
 int agent_resume__site(_PyInterpreterFrame *f, PyCodeObject **code, uint32_t *unit)
 {
 	struct level *l = level_of_frame(f);
@@ -684,14 +701,13 @@ int agent_resume__run(_PyInterpreterFrame *f, PyObject **pexc, PyObject **pval, 
 int agent_resume__restart(_PyInterpreterFrame *f, PyObject **pexc, PyObject **pval, PyObject **ptb,
 			  const struct wire_restart *r, char *msg, size_t cap)
 {
-	PyFunctionObject *fn = f->f_func;
+	/* f may be a continuation's own frame (a crash held inside a call
+	 * restarted or resumed before): its function is the level's, and its
+	 * locals are laid out as the code the continuation was built from. */
+	PyFunctionObject *fn = agent_resume__function_of(f);
 	PyCodeObject *nc = fn ? (PyCodeObject *)fn->func_code : NULL;
 	PyCodeObject *oc = f->f_code;
 	msg[0] = 0;
-	if (level_of_frame(f)) {
-		snprintf(msg, cap, "the held frame is a resumed call's continuation");
-		return -ENOTSUP;
-	}
 	if (!nc || (uint64_t)(uintptr_t)nc != r->code_addr) {
 		snprintf(msg, cap, "the function's code changed again since: reload once more");
 		return -ESTALE;

@@ -186,7 +186,7 @@ static void park(_PyInterpreterFrame *f, PyObject **pexc, PyObject **pval, PyObj
 	enum agent_verdict v;
 again:
 	save = PyEval_SaveThread();
-	v = agent_channel__park(&c, f, &resume, &restart);
+	v = agent_channel__park(&c, f, co, &resume, &restart);
 	PyEval_RestoreThread(save);
 	if (v == AGENT_VERDICT_RESTART) {
 		/* A held crash whose function was reloaded: run it again from

@@ -235,8 +235,20 @@ int heal_hold__on_changed(struct heal *h, struct heal_holds *hs, const struct wi
 		free(r);
 		return 0;
 	}
-	err = inject_session__restart(h->s, &e->ev, r, &res);
+	struct wire_crash nested;
+	err = inject_session__restart(h->s, &e->ev, r, &res, &nested);
 	free(r);
+	if (err == INJECT_RESUME_NESTED) {
+		/* The restarted call crashed again further on: that crash is
+		 * held in its turn (its frame is the continuation's), this one's
+		 * answer comes when the call is over. */
+		heal__say(h,
+			  "restarted: %s at line %d of the new code (was %u), with its locals; "
+			  "it crashed again [%.2f ms]",
+			  e->ev.qualname, new_line, e->ev.line, now_ms() - t0);
+		drop(hs, i);
+		return heal_hold__on_crash(h, hs, &nested);
+	}
 	if (err)
 		return err == -EPIPE ? -EPIPE : 0;
 	if (res.status == WIRE_RESUMED) {

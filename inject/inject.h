@@ -164,9 +164,13 @@ int inject_session__resume_wait(struct inject_session *s, const struct wire_cras
  * when the agent answered, res->status as for a resume (WIRE_RESUMED: the
  * call went on in the new code and its caller got the result;
  * WIRE_RESUME_RAISED: the restarted code raised, that exception goes on;
- * < 0: not restarted, the crash is still held). */
+ * < 0: not restarted, the crash is held again as a new event). A crash
+ * inside the restarted call (held too) ends the wait as for a resume:
+ * INJECT_RESUME_NESTED with *nested; ev's own answer comes when that call
+ * is over (next_event skips it). */
 int inject_session__restart(struct inject_session *s, const struct wire_crash *ev,
-			    const struct wire_restart *r, struct wire_resume_result *res);
+			    const struct wire_restart *r, struct wire_resume_result *res,
+			    struct wire_crash *nested);
 
 /* Liveness and counters. */
 int inject_session__ping(struct inject_session *s, struct wire_pong *out);

@@ -633,13 +633,14 @@ int inject_session__resume_wait(struct inject_session *s, const struct wire_cras
 }
 
 int inject_session__restart(struct inject_session *s, const struct wire_crash *ev,
-			    const struct wire_restart *r, struct wire_resume_result *res)
+			    const struct wire_restart *r, struct wire_resume_result *res,
+			    struct wire_crash *nested)
 {
 	struct wire_buf b = { 0 };
 	wire_msg__encode_restart(&b, r);
 	int rc = send_buf(s, &b);
 	wire_buf__free(&b);
-	return rc ? rc : inject_session__resume_wait(s, ev, res, NULL);
+	return rc ? rc : inject_session__resume_wait(s, ev, res, nested);
 }
 
 int inject_session__list(struct inject_session *s, struct wire_live_patch **out, size_t *n)
