@@ -245,10 +245,10 @@ static int parse_args(int argc, char **argv, struct args *a)
 				: "no mode given (--dump, --watch, --reload or --detach)");
 		return EXIT_USAGE;
 	}
-	if (a->mode != MODE_WATCH &&
-	    (a->dry_run || a->timeout > 0 || a->ttl || (a->store && a->mode != MODE_RELOAD))) {
-		fprintf(stderr,
-			"suture-attach: --store, --dry-run, --timeout and --ttl go with --watch\n");
+	if (a->mode != MODE_WATCH && (a->dry_run || a->hold || a->timeout > 0 || a->ttl ||
+				      (a->store && a->mode != MODE_RELOAD))) {
+		fprintf(stderr, "suture-attach: --dry-run, --hold, --timeout and --ttl go with "
+				"--watch; --store with --watch or --reload\n");
 		return EXIT_USAGE;
 	}
 	if (a->mode != MODE_DUMP && (a->locals || a->json)) {

@@ -31,6 +31,11 @@ start_job() { # DIR [PRICE-EXPRESSION]
 	wait_grep "^\[suture\] held: AssertionError: negative quantity in record 7 in process (job.py:31); fix the source, then: suture-attach --pid $P --reload $1/app/job.py" "$1/watch.err"
 }
 
+# --hold belongs to --watch.
+"$ATTACH" --pid $$ --reload "$0" --hold 2>"$W/usage.err"
+[ $? -eq 2 ] && grep -q "^suture-attach: --dry-run, --hold, --timeout and --ttl go with --watch" "$W/usage.err" ||
+	{ cat "$W/usage.err"; fail "--hold without --watch is not a usage error"; }
+
 D="$W/fix"
 start_job "$D"
 t1=$(cat "$D/ticks")
