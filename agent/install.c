@@ -20,6 +20,11 @@
  * Last, frames suspended in an inlined call whose code was replaced are
  * switched to the new code (OSR, swap_frames below), so a loop that is
  * already running picks the patch up at its next iteration.
+ *
+ * One file over 800 lines: the registry (LIST, ROLLBACK, HITS, and the
+ * reloads' entries, agent_install__record_reload) undoes what the install
+ * walk does (collect, install_everywhere, swap_frames) with the same
+ * walk; split, each half would export the other's internals.
  */
 #include "agent/agent-py.h"
 
