@@ -70,6 +70,30 @@ static void rollback_run(const struct wire_rollback *m, struct wire_rollback_res
 		   res->message);
 }
 
+/* RELOAD for the debugger or an auditor (suture-attach --reload beside a
+ * --watch): the whole RELOAD_RESULT frame into b, or an ERROR. */
+static void reload_run(struct wire_buf *b, const uint8_t *p, const uint8_t *end, const char *who)
+{
+	static struct wire_reload m; /* the agent thread's alone; 4 KiB of path */
+	PyGILState_STATE st;
+	if (wire_msg__decode_reload(p, end, &m)) {
+		wire_msg__encode_error(b, "agent: malformed RELOAD");
+		return;
+	}
+	if (agent__gil_take(&st)) {
+		wire_msg__encode_error(b, "agent: interpreter finalizing");
+		return;
+	}
+	int rc = agent_reload__run(&m, b);
+	PyGILState_Release(st);
+	if (rc) {
+		wire_buf__reset(b);
+		wire_msg__encode_error(b,
+				       "agent: cannot encode the reload's result (out of memory)");
+	}
+	agent__log("reload%s of %s answered", who, m.path);
+}
+
 /* PONG: the counters, read under the lock. */
 static void pong_of(const struct wire_ping *ping, struct wire_pong *pong)
 {
@@ -96,6 +120,7 @@ void agent_server__close_client_locked(const char *why)
 	}
 	agent_g.client_fd = -1;
 	__atomic_store_n(&agent_g.ready, false, __ATOMIC_RELAXED);
+	__atomic_store_n(&agent_g.hold, false, __ATOMIC_RELAXED);
 	/* Parked threads go on with their exception untouched. */
 	agent_park__release_all_locked(AGENT_VERDICT_NO_DEBUGGER);
 	/* Probes stop now; their code goes at the serve loop's next turn. */
@@ -188,8 +213,9 @@ static void serve_control(int fd)
 		clock_gettime(CLOCK_MONOTONIC, &now);
 		long left = 10000 - ((now.tv_sec - t0.tv_sec) * 1000 +
 				     (now.tv_nsec - t0.tv_nsec) / 1000000);
+		/* A RELOAD carries a module's source: up to 4 MiB. */
 		if (left <= 0 || wire_channel__read_frame(fd, (int)left, &h, &payload) ||
-		    h.len > (64u << 10)) {
+		    h.len > (h.type == WIRE_MSG_RELOAD ? (4u << 20) : (64u << 10))) {
 			free(payload);
 			break;
 		}
@@ -228,6 +254,8 @@ static void serve_control(int fd)
 				rollback_run(&m, &res, " (auditor)");
 				wire_msg__encode_rollback_result(&b, &res);
 			}
+		} else if (h.type == WIRE_MSG_RELOAD) {
+			reload_run(&b, p, end, " (auditor)");
 		} else if (h.type == WIRE_MSG_PING) {
 			struct wire_ping ping;
 			struct wire_pong pong;
@@ -238,9 +266,8 @@ static void serve_control(int fd)
 				wire_msg__encode_pong(&b, &pong);
 			}
 		} else {
-			refuse_why =
-				"agent: another debugger is connected: only LIST, ROLLBACK and "
-				"PING are served to an auditor";
+			refuse_why = "agent: another debugger is connected: only LIST, ROLLBACK, "
+				     "RELOAD and PING are served to an auditor";
 		}
 		free(payload);
 		if (refuse_why) {
@@ -335,6 +362,7 @@ static void on_hello(struct wire_buf *b, const uint8_t *p, const uint8_t *end)
 	reply(b);
 	pthread_mutex_lock(&agent_g.lock);
 	agent_g.hits = (h.flags & WIRE_HELLO_F_HITS) != 0;
+	__atomic_store_n(&agent_g.hold, (h.flags & WIRE_HELLO_F_HOLD) != 0, __ATOMIC_RELAXED);
 	__atomic_store_n(&agent_g.ready, true, __ATOMIC_RELAXED);
 	pthread_cond_broadcast(&agent_g.cond); /* crashes waiting for a debugger */
 	pthread_mutex_unlock(&agent_g.lock);
@@ -371,6 +399,30 @@ static void on_resume(struct wire_buf *b, const uint8_t *p, const uint8_t *end)
 		snprintf(res.message, sizeof res.message,
 			 "agent: event %llu is not parked (released or timed out)",
 			 (unsigned long long)r.event_id);
+		wire_msg__encode_resume_result(b, &res);
+		reply(b);
+	}
+}
+
+/* RESTART: the held thread does the work (it owns the frame) and answers
+ * RESUME_RESULT itself; an event that is not held (released, or never
+ * held) is answered here. */
+static void on_restart(struct wire_buf *b, const uint8_t *p, const uint8_t *end)
+{
+	struct wire_restart *r = malloc(sizeof *r);
+	if (!r || wire_msg__decode_restart(p, end, r)) {
+		free(r);
+		refuse(b, r ? "agent: malformed RESTART" : "agent: out of memory");
+		return;
+	}
+	uint64_t id = r->event_id;
+	pthread_mutex_lock(&agent_g.lock);
+	bool found = agent_park__restart_locked(id, r); /* takes r */
+	pthread_mutex_unlock(&agent_g.lock);
+	if (!found) {
+		struct wire_resume_result res = { id, -ENOENT, "" };
+		snprintf(res.message, sizeof res.message, "agent: event %llu is not held",
+			 (unsigned long long)id);
 		wire_msg__encode_resume_result(b, &res);
 		reply(b);
 	}
@@ -601,6 +653,13 @@ static bool serve_one(struct wire_buf *b)
 		case WIRE_MSG_PROBE_CLEAR:
 		case WIRE_MSG_PROBE_RELEASE:
 			on_probe(b, h.type, p, end);
+			break;
+		case WIRE_MSG_RELOAD:
+			reload_run(b, p, end, "");
+			reply(b);
+			break;
+		case WIRE_MSG_RESTART:
+			on_restart(b, p, end);
 			break;
 		case WIRE_MSG_DETACH:
 			if (wire_msg__decode_empty(p, end)) {

@@ -2,7 +2,8 @@
  *
  * Modes (one per run): --dump prints every thread's Python stack (inspect/);
  * --watch heals structural crashes as they happen (heal/heal.h); --log and
- * --snapshot set a live probe (heal/probe.c).
+ * --snapshot set a live probe (heal/probe.c); --reload pushes edited sources
+ * into the target (heal_reload__run).
  * The option table and the mode switch are the only places a new mode
  * touches. Exit codes are documented in docs/man/suture-attach.1. */
 #include <errno.h>
@@ -33,11 +34,14 @@ enum exit_code {
 	EXIT_EXITED = 9,
 	EXIT_NO_LAYOUT = 10,
 	EXIT_NO_AGENT = 11,
-	EXIT_PROBE_REFUSED = 12, /* no code on that line, or the line cannot be probed */
-	EXIT_NO_SNAPSHOT = 13,   /* --snapshot: the line did not run within --timeout */
+	EXIT_NOT_FOUND = 12,   /* --reload: no module of the target comes from FILE;
+				* --log/--snapshot: no code on that line, or it cannot
+				* be probed */
+	EXIT_NO_COMPILE = 13,  /* --reload: FILE does not compile (target unchanged) */
+	EXIT_NO_SNAPSHOT = 14, /* --snapshot: the line did not run within --timeout */
 };
 
-enum mode { MODE_NONE, MODE_DUMP, MODE_WATCH, MODE_DETACH, MODE_LOG, MODE_SNAPSHOT };
+enum mode { MODE_NONE, MODE_DUMP, MODE_WATCH, MODE_DETACH, MODE_LOG, MODE_SNAPSHOT, MODE_RELOAD };
 
 struct args {
 	pid_t pid;
@@ -45,24 +49,28 @@ struct args {
 	bool locals, json, verbose, no_cache;
 	/* --watch */
 	const char *store;
-	bool dry_run;
+	bool dry_run, hold;
 	double timeout;
 	uint32_t ttl;
 	char *app_paths; /* --app-path, resolved, ':'-joined */
 	/* --log / --snapshot */
 	struct heal_probe_opts probe;
+	/* --reload FILE [FILE...]: argv[reload_at..argc) after parsing */
+	char **reload_files;
+	size_t nreload;
 };
 
 static void usage(FILE *f)
 {
 	fprintf(f,
 		"usage: suture-attach --pid PID --dump [--locals] [--json] [--verbose]\n"
-		"       suture-attach --pid PID --watch [--store DIR] [--dry-run] [--verbose] [--timeout S] [--ttl DAYS]\n"
+		"       suture-attach --pid PID --watch [--hold] [--store DIR] [--dry-run] [--verbose] [--timeout S] [--ttl DAYS]\n"
 		"                     [--app-path PATH]...\n"
 		"       suture-attach --pid PID --log FILE:LINE 'TEXT {expr}...' [--if COND] [--count K]\n"
 		"                     [--timeout S] [--json]\n"
 		"       suture-attach --pid PID --snapshot FILE:LINE [--if COND] [--timeout S] [--json]\n"
 		"       suture-attach --pid PID --detach\n"
+		"       suture-attach --pid PID --reload FILE [FILE...] [--store DIR]\n"
 		"\n"
 		"  -p, --pid PID    the CPython 3.11 process to attach to\n"
 		"  -d, --dump       print every thread's Python stack, innermost frame first\n"
@@ -71,8 +79,12 @@ static void usage(FILE *f)
 		"  -v, --verbose    say where the interpreter layout came from, and timings\n"
 		"      --no-cache   neither read nor write the layout cache\n"
 		"  -w, --watch      heal structural crashes in the target as they happen\n"
-		"      --store DIR  with --watch: the patch store\n"
+		"      --store DIR  with --watch: the patch store; with --reload: the store\n"
+		"                   whose patches of reloaded functions retire\n"
 		"      --dry-run    with --watch: analyse and report, change nothing\n"
+		"      --hold       with --watch: hold every crash (its thread parked in the\n"
+		"                   crashing function) until its fixed source is reloaded\n"
+		"                   (--reload: it restarts at the failing line) or ^C\n"
 		"      --timeout S  with --watch: stop watching after S seconds\n"
 		"      --ttl DAYS   with --watch: lifetime of stored patches (1..36500)\n"
 		"      --app-path P with --watch: more application code (repeatable), healed\n"
@@ -83,6 +95,8 @@ static void usage(FILE *f)
 		"                   runs LINE (as --dump --locals), then remove the probe\n"
 		"      --if COND    with --log/--snapshot: only when COND holds\n"
 		"      --count K    with --log: stop after K lines\n"
+		"  -r, --reload F.. recompile the edited module source(s) F in the target;\n"
+		"                   every changed function runs the new code (edit and continue)\n"
 		"      --detach     stop the agent left in the target (watcher removed,\n"
 		"                   channel closed); applied patches stay\n"
 		"  -h, --help       this help\n"
@@ -90,8 +104,9 @@ static void usage(FILE *f)
 		"\n"
 		"Exit status: 0 ok, 2 usage (or a thread id), 3 no such process, 4 not Python, 5 not 3.11,\n"
 		"6 permission denied, 7 already traced, 8 stopped, 9 exited during the dump,\n"
-		"10 no interpreter layout, 11 no agent to detach, 12 probe refused (no code on the line),\n"
-		"13 no snapshot within --timeout, 1 other errors. See suture-attach(1).\n");
+		"10 no interpreter layout, 11 no agent to detach, 12 FILE not loaded in the target\n"
+		"or no code on LINE, 13 FILE does not compile, 14 no snapshot within --timeout,\n"
+		"1 other errors. See suture-attach(1).\n");
 }
 
 static int parse_pid(const char *s, pid_t *pid)
@@ -137,7 +152,8 @@ static int parse_args(int argc, char **argv, struct args *a)
 		OPT_LOG,
 		OPT_SNAPSHOT,
 		OPT_IF,
-		OPT_COUNT
+		OPT_COUNT,
+		OPT_HOLD
 	};
 	static const struct option opts[] = {
 		{ "pid", required_argument, NULL, 'p' },
@@ -150,6 +166,7 @@ static int parse_args(int argc, char **argv, struct args *a)
 		{ "store", required_argument, NULL, OPT_STORE },
 		{ "app-path", required_argument, NULL, OPT_APP_PATH },
 		{ "dry-run", no_argument, NULL, OPT_DRY_RUN },
+		{ "hold", no_argument, NULL, OPT_HOLD },
 		{ "timeout", required_argument, NULL, OPT_TIMEOUT },
 		{ "ttl", required_argument, NULL, OPT_TTL },
 		{ "detach", no_argument, NULL, OPT_DETACH },
@@ -157,6 +174,7 @@ static int parse_args(int argc, char **argv, struct args *a)
 		{ "snapshot", required_argument, NULL, OPT_SNAPSHOT },
 		{ "if", required_argument, NULL, OPT_IF },
 		{ "count", required_argument, NULL, OPT_COUNT },
+		{ "reload", required_argument, NULL, 'r' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
@@ -164,7 +182,7 @@ static int parse_args(int argc, char **argv, struct args *a)
 	int c;
 	opterr = 0;
 	char *end;
-	while ((c = getopt_long(argc, argv, "p:dljwvhV", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "p:dljwvr:hV", opts, NULL)) != -1) {
 		switch (c) {
 		case 'p':
 			if (parse_pid(optarg, &a->pid)) {
@@ -222,6 +240,10 @@ static int parse_args(int argc, char **argv, struct args *a)
 			a->probe.count = (uint32_t)v;
 			break;
 		}
+		case 'r':
+			a->mode = MODE_RELOAD;
+			a->reload_files = &argv[optind - 1]; /* its argument */
+			break;
 		case OPT_STORE:
 			a->store = optarg;
 			break;
@@ -235,6 +257,9 @@ static int parse_args(int argc, char **argv, struct args *a)
 		}
 		case OPT_DRY_RUN:
 			a->dry_run = true;
+			break;
+		case OPT_HOLD:
+			a->hold = true;
 			break;
 		case OPT_TIMEOUT:
 			errno = 0;
@@ -269,19 +294,34 @@ static int parse_args(int argc, char **argv, struct args *a)
 			return EXIT_USAGE;
 		}
 	}
-	if (optind < argc) {
+	if (a->mode == MODE_RELOAD) {
+		/* getopt moved the other FILEs behind the options: the first
+		 * one (--reload's argument) joins them. */
+		char **v = calloc((size_t)(argc - optind + 1), sizeof *v);
+		if (!v) {
+			fprintf(stderr, "suture-attach: out of memory\n");
+			return EXIT_INTERNAL;
+		}
+		v[0] = *a->reload_files;
+		for (int i = optind; i < argc; i++)
+			v[1 + (size_t)(i - optind)] = argv[i];
+		a->reload_files = v;
+		a->nreload = (size_t)(argc - optind + 1);
+	} else if (optind < argc) {
 		fprintf(stderr, "suture-attach: unexpected argument '%s'\n", argv[optind]);
 		return EXIT_USAGE;
 	}
 	if (!a->pid || a->mode == MODE_NONE) {
 		fprintf(stderr, "suture-attach: %s (see --help)\n",
 			!a->pid ? "--pid is required"
-				: "no mode given (--dump, --watch, --log, --snapshot or --detach)");
+				: "no mode given (--dump, --watch, --log, --snapshot, --reload or --detach)");
 		return EXIT_USAGE;
 	}
 	bool probe = a->mode == MODE_LOG || a->mode == MODE_SNAPSHOT;
-	if (a->mode != MODE_WATCH && (a->store || a->dry_run || a->ttl)) {
-		fprintf(stderr, "suture-attach: --store, --dry-run and --ttl go with --watch\n");
+	if (a->mode != MODE_WATCH &&
+	    (a->dry_run || a->hold || a->ttl || (a->store && a->mode != MODE_RELOAD))) {
+		fprintf(stderr, "suture-attach: --dry-run, --hold and --ttl go with --watch; "
+				"--store with --watch or --reload\n");
 		return EXIT_USAGE;
 	}
 	if (a->mode != MODE_WATCH && !probe && a->timeout > 0) {
@@ -465,7 +505,7 @@ static int run_probe(struct args *a)
 		return EXIT_OK;
 	report(err, a->pid, rc);
 	if (rc == -ENOENT || rc == -EOPNOTSUPP)
-		return EXIT_PROBE_REFUSED;
+		return EXIT_NOT_FOUND;
 	if (rc == -ETIMEDOUT)
 		return EXIT_NO_SNAPSHOT;
 	return exit_for(rc, false);
@@ -490,6 +530,7 @@ int main(int argc, char **argv)
 		}
 		struct heal_watch_opts o = { .store_dir = a.store,
 					     .dry_run = a.dry_run,
+					     .hold = a.hold,
 					     .verbose = a.verbose,
 					     .timeout_s = a.timeout,
 					     .ttl_days = a.ttl,
@@ -504,6 +545,18 @@ int main(int argc, char **argv)
 	case MODE_LOG:
 	case MODE_SNAPSHOT:
 		return run_probe(&a);
+	case MODE_RELOAD: {
+		char err[1024];
+		struct heal_reload_opts o = { .store_dir = a.store, .verbose = a.verbose };
+		rc = heal_reload__run(a.pid, a.reload_files, a.nreload, &o, err, sizeof(err));
+		if (rc)
+			report(err, a.pid, rc);
+		return rc == 0         ? EXIT_OK
+		       : rc == -EBADF  ? EXIT_USAGE
+		       : rc == -ENOENT ? EXIT_NOT_FOUND
+		       : rc == -EINVAL ? EXIT_NO_COMPILE
+				       : exit_for(rc, false);
+	}
 	case MODE_NONE:
 		break;
 	}

@@ -193,6 +193,10 @@ struct heal_watch_opts {
 	uint32_t ttl_days;
 	const char *agent_path; /* NULL: the usual search (inject.h) */
 	const char *app_paths;  /* --app-path: ':'-joined absolute paths, or NULL */
+	/* --hold: hold crashes instead of guarding them (any exception that
+	 * ends a thread of application code); a reload of the function
+	 * restarts the held call at its failing line in the new code. */
+	bool hold;
 };
 
 /* Attach to pid, inject (or reuse) the agent, print "[suture] watching pid
@@ -242,6 +246,34 @@ int heal_probe__check(const struct heal_probe_opts *o, char *why, size_t cap);
  * line cannot be probed; -ETIMEDOUT no snapshot within the timeout;
  * refusals of heal_probe__check. */
 int heal_probe__run(pid_t pid, const struct heal_probe_opts *o, char *err, size_t errlen);
+/* ---- suture-attach --reload (edit and continue) ---- */
+
+struct heal_reload_opts {
+	const char *agent_path; /* NULL: the usual search (inject.h) */
+	/* The store whose patches of reloaded functions retire (superseded by
+	 * the reload); NULL: the default store ($SUTURE_STORE, .suture). */
+	const char *store_dir;
+	bool verbose;
+	FILE *out; /* the result lines; NULL: stdout */
+};
+
+/* For each file (in order): read it, find the module loaded from its real
+ * path in pid, recompile it there, switch every changed function (one
+ * "reloaded" / "refused" / "added" line each on o->out, then a summary).
+ * The store's active patches of this program in a reloaded function (or
+ * nested in it) are marked superseded by the reload (one "superseded" line
+ * each; a missing store is no store to change, a store that cannot be
+ * changed is a warning line: the reload happened).
+ * The target is checked as --dump checks it, the agent injected or
+ * reused (served beside a --watch). Returns 0 when every file was applied
+ * (perhaps partly: refusals are lines, not errors), else -errno with a
+ * one-line message in err, at the first file that failed (earlier ones
+ * stay applied): -EBADF a file cannot be read here; -ENOENT no module of
+ * the target was loaded from it; -EINVAL it does not compile (err names
+ * the SyntaxError's file and line; that module is unchanged); the
+ * attach's errors as heal_watch__run gives them. */
+int heal_reload__run(pid_t pid, char *const *files, size_t nfiles, const struct heal_reload_opts *o,
+		     char *err, size_t errlen);
 
 /* ---- suture-run ---- */
 

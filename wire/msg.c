@@ -397,6 +397,74 @@ int wire_msg__encode_resume_result(struct wire_buf *b, const struct wire_resume_
 	return frame_end(b, at);
 }
 
+int wire_msg__encode_reload(struct wire_buf *b, const struct wire_reload *m)
+{
+	size_t n = strnlen(m->path, sizeof m->path);
+	if (n == sizeof m->path || n == 0) {
+		b->err = n ? -ENAMETOOLONG : -EINVAL;
+		return b->err;
+	}
+	size_t at = frame_begin(b, WIRE_MSG_RELOAD);
+	put_u64(b, m->request_id);
+	put_u32(b, m->flags);
+	put_str(b, m->path);
+	put_blob(b, m->source, m->source_len);
+	return frame_end(b, at);
+}
+
+int wire_msg__reload_result_begin(struct wire_buf *b, const struct wire_reload_result *m,
+				  size_t *at)
+{
+	*at = frame_begin(b, WIRE_MSG_RELOAD_RESULT);
+	put_u64(b, m->request_id);
+	put_u32(b, (uint32_t)m->status);
+	put_u32(b, m->moved);
+	put_str(b, m->message);
+	put_str(b, m->name);
+	put_u32(b, m->count);
+	return b->err;
+}
+
+void wire_msg__reload_result_entry(struct wire_buf *b, const struct wire_reload_entry *e)
+{
+	put_u32(b, e->kind);
+	put_u32(b, e->line);
+	put_u32(b, e->nfunctions);
+	put_str(b, e->qualname);
+	put_str(b, e->detail);
+}
+
+int wire_msg__reload_result_end(struct wire_buf *b, size_t at)
+{
+	return frame_end(b, at);
+}
+
+int wire_msg__encode_held_changed(struct wire_buf *b, const struct wire_held_changed *m)
+{
+	size_t at = frame_begin(b, WIRE_MSG_HELD_CHANGED);
+	put_u64(b, m->event_id);
+	put_u64(b, m->code_addr);
+	put_str(b, m->reload);
+	return frame_end(b, at);
+}
+
+int wire_msg__encode_restart(struct wire_buf *b, const struct wire_restart *m)
+{
+	if (m->nmap > WIRE_RESTART_MAX_LOCALS) {
+		b->err = -EINVAL;
+		return b->err;
+	}
+	size_t at = frame_begin(b, WIRE_MSG_RESTART);
+	put_u64(b, m->event_id);
+	put_u64(b, m->code_addr);
+	put_u32(b, m->unit);
+	put_u32(b, m->base_depth);
+	put_u32(b, m->nmap);
+	for (uint32_t i = 0; i < m->nmap; i++)
+		put_u32(b, (uint32_t)m->map[i]);
+	return frame_end(b, at);
+}
+
 int wire_msg__encode_empty(struct wire_buf *b, enum wire_msg_type type)
 {
 	return frame_end(b, frame_begin(b, type));
@@ -503,7 +571,8 @@ int wire_msg__decode_hello(const uint8_t *p, const uint8_t *end, struct wire_hel
 	m->timeout_ms = get_u32(&r);
 	m->flags = get_u32(&r);
 	m->app_paths[0] = 0;
-	if (!r.bad && (m->flags & ~(WIRE_HELLO_F_HITS | WIRE_HELLO_F_APP_PATHS)))
+	if (!r.bad &&
+	    (m->flags & ~(WIRE_HELLO_F_HITS | WIRE_HELLO_F_APP_PATHS | WIRE_HELLO_F_HOLD)))
 		return -EINVAL;
 	if (!r.bad && (m->flags & WIRE_HELLO_F_APP_PATHS)) {
 		size_t n;
@@ -806,6 +875,90 @@ int wire_msg__decode_rollback_result(const uint8_t *p, const uint8_t *end,
 	if (!r.bad && m->status > 0)
 		return -EINVAL;
 	return finish(&r);
+}
+
+int wire_msg__decode_reload(const uint8_t *p, const uint8_t *end, struct wire_reload *m)
+{
+	struct rd r = { p, end, 0 };
+	size_t n;
+	m->request_id = get_u64(&r);
+	m->flags = get_u32(&r);
+	struct rd peek = r;
+	get_blob(&peek, &n);
+	get_str(&r, m->path, sizeof m->path);
+	m->source = get_blob(&r, &m->source_len);
+	/* A path that was cut, empty, or holds a NUL names another file. */
+	if (r.bad || m->flags || n == 0 || n >= sizeof m->path || strlen(m->path) != n)
+		return -EINVAL;
+	return finish(&r);
+}
+
+int wire_msg__decode_held_changed(const uint8_t *p, const uint8_t *end, struct wire_held_changed *m)
+{
+	struct rd r = { p, end, 0 };
+	m->event_id = get_u64(&r);
+	m->code_addr = get_u64(&r);
+	get_str(&r, m->reload, sizeof m->reload);
+	return finish(&r);
+}
+
+int wire_msg__decode_restart(const uint8_t *p, const uint8_t *end, struct wire_restart *m)
+{
+	struct rd r = { p, end, 0 };
+	m->event_id = get_u64(&r);
+	m->code_addr = get_u64(&r);
+	m->unit = get_u32(&r);
+	m->base_depth = get_u32(&r);
+	m->nmap = get_u32(&r);
+	if (r.bad || m->unit >= (1u << 24) || m->base_depth >= (1u << 20) ||
+	    m->nmap > WIRE_RESTART_MAX_LOCALS || m->nmap > (size_t)(r.end - r.p) / 4)
+		return -EINVAL;
+	for (uint32_t i = 0; i < m->nmap; i++) {
+		m->map[i] = (int32_t)get_u32(&r);
+		if (m->map[i] < -1 || m->map[i] > WIRE_RESTART_MAX_LOCALS)
+			return -EINVAL;
+	}
+	return finish(&r);
+}
+
+static void get_reload_entry(struct rd *r, void *v)
+{
+	struct wire_reload_entry *e = v;
+	e->kind = get_u32(r);
+	e->line = get_u32(r);
+	e->nfunctions = get_u32(r);
+	get_str(r, e->qualname, sizeof e->qualname);
+	get_str(r, e->detail, sizeof e->detail);
+	if (e->kind < WIRE_RELOAD_RELOADED || e->kind > WIRE_RELOAD_KEPT)
+		r->bad = 1;
+}
+
+int wire_msg__decode_reload_result(const uint8_t *p, const uint8_t *end,
+				   struct wire_reload_result *m)
+{
+	struct rd r = { p, end, 0 };
+	struct wire_reload_entry e;
+	memset(m, 0, sizeof *m);
+	m->request_id = get_u64(&r);
+	m->status = (int32_t)get_u32(&r);
+	m->moved = get_u32(&r);
+	get_str(&r, m->message, sizeof m->message);
+	get_str(&r, m->name, sizeof m->name);
+	if (r.bad || m->status > 0)
+		return -EINVAL;
+	/* An entry takes at least 20 bytes. */
+	return get_entries(&r, &m->count, 20, get_reload_entry, &e, &m->entries_p, &m->entries_end);
+}
+
+void wire_reload_iter__init(struct wire_reload_iter *it, const struct wire_reload_result *m)
+{
+	it->p = m->entries_p;
+	it->end = m->entries_end;
+}
+
+int wire_reload_iter__next(struct wire_reload_iter *it, struct wire_reload_entry *e)
+{
+	return entries_next(&it->p, it->end, get_reload_entry, e);
 }
 
 void wire_const_iter__init(struct wire_const_iter *it, const struct wire_patch *m)

@@ -70,8 +70,8 @@ D="$W/never"
 run_target "$D" loop 300
 "$ATTACH" --pid $TP --snapshot "$T:$LABEL" --if 'i < 0' --timeout 1 >"$D/snap" 2>"$D/attach.err"
 rc=$?
-[ $rc -eq 13 ] || fail "no hit within --timeout: exit $rc, expected 13: $(cat "$D/attach.err")"
+[ $rc -eq 14 ] || fail "no hit within --timeout: exit $rc, expected 14: $(cat "$D/attach.err")"
 [ -s "$D/snap" ] && fail "a snapshot without a hit"
 wait_pid $TP 30 >/dev/null
 grep -qx "same yes" "$D/check" || fail "timeout: code not restored"
-ok "no hit within --timeout: exit 13, probe removed"
+ok "no hit within --timeout: exit 14, probe removed"
