@@ -575,14 +575,20 @@ static bool serve_one(struct wire_buf *b)
 
 int agent_server__open(void)
 {
-	char dir[WIRE_PATH_MAX];
-	int rc;
+	char dir[WIRE_PATH_MAX], why[256];
+	int rc, dirfd = -1, rootfd;
 	pid_t pid = getpid();
 	uid_t uid = getuid();
 
-	if ((rc = wire_channel__dir(uid, dir, sizeof dir)) ||
-	    (rc = wire_channel__ensure_dir(dir, uid)))
+	if ((rootfd = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC)) < 0)
+		return -errno;
+	rc = wire_channel__place(rootfd, uid, true, &dirfd, dir, sizeof dir, why, sizeof why);
+	close(rootfd);
+	if (rc) {
+		agent__log("channel: %s", why);
 		return rc;
+	}
+	close(dirfd);
 	/* Files of processes killed before their agent could remove them
 	 * (docs/formats/channel.md, "Stale files"). */
 	wire_channel__sweep(dir);

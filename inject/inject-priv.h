@@ -2,15 +2,35 @@
 #ifndef SUTURE_INJECT_PRIV_H
 #define SUTURE_INJECT_PRIV_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
 
 #include "inject/inject.h"
 
-int inject__target_uid(pid_t pid, uid_t *uid);
-/* Connect to pid's agent socket; the peer must be pid (SO_PEERCRED). */
-int inject__connect(pid_t pid, int *fd, char *err, size_t cap);
+/* A target as its namespaces make it (target.c). */
+struct inject_target {
+	pid_t pid;        /* in our pid namespace */
+	pid_t nspid;      /* in its own (NSpid's last field): names its socket */
+	uid_t uid, nsuid; /* real uid: as we see it, as it sees itself */
+	gid_t gid, nsgid;
+	bool other_user, other_pid, other_mnt; /* namespaces not ours */
+	bool join_user;                        /* our uid is neither its uid nor 0 in its user ns */
+	int rootfd;                            /* /proc/PID/root, O_PATH */
+	bool has_xdg;                          /* XDG_RUNTIME_DIR in its environment */
+	char xdg[256];
+};
+/* Read pid's namespaces and ids; open its root. 0 or -errno
+ * with a one-line message naming the namespace that cannot be read. */
+int inject__target_open(pid_t pid, struct inject_target *t, char *err, size_t cap);
+void inject__target_close(struct inject_target *t);
+/* Connect to its agent's socket (through its root); the peer must be the target (SO_PEERCRED).
+ * -ENOENT/-ECONNREFUSED: no agent (yet); -EPERM: the place is refused. */
+int inject__target_connect(const struct inject_target *t, int *fd, char *err, size_t cap);
+/* The socket's path as we can reach it (through /proc/PID/root when its
+ * mount namespace is not ours). */
+int inject__target_sock_path(const struct inject_target *t, char *buf, size_t cap);
 /* Make the agent run in pid: remote dlopen, or remote suture_agent_start()
  * when the library is mapped already (remote.c). */
 int inject__load_agent(pid_t pid, const char *agent_path, enum inject_how *how,

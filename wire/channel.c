@@ -5,6 +5,9 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/openat2.h>
+#include <stdarg.h>
+#include <sys/syscall.h>
 #include <poll.h>
 #include <stdlib.h>
 #include <stdio.h>
@@ -15,33 +18,106 @@
 #include <time.h>
 #include <unistd.h>
 
-int wire_channel__dir(uid_t uid, char *buf, size_t cap)
-{
-	int n = snprintf(buf, cap, "/tmp/suture-%u", (unsigned)uid);
-	return (n < 0 || (size_t)n >= cap) ? -ENAMETOOLONG : 0;
-}
-
 int wire_channel__path(const char *dir, pid_t pid, const char *ext, char *buf, size_t cap)
 {
 	int n = snprintf(buf, cap, "%s/agent-%d.%s", dir, (int)pid, ext);
 	return (n < 0 || (size_t)n >= cap) ? -ENAMETOOLONG : 0;
 }
 
-int wire_channel__check_dir(const char *dir, uid_t uid)
+/* path resolved as the process whose root is rootfd sees it: symlinks
+ * inside that tree stay inside it, magic links are refused. */
+static int open_in_root(int rootfd, const char *path, uint64_t flags)
+{
+	struct open_how how = { .flags = flags | O_PATH | O_CLOEXEC,
+				.resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS };
+	int fd = (int)syscall(SYS_openat2, rootfd, path, &how, sizeof how);
+	return fd < 0 ? -errno : fd;
+}
+
+static int why_set(char *why, size_t cap, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+static int why_set(char *why, size_t cap, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	if (cap)
+		vsnprintf(why, cap, fmt, ap);
+	va_end(ap);
+	return -EPERM;
+}
+
+/* The rules of a channel directory, on its opened descriptor: a
+ * directory (not a symlink), owned by uid, nothing for group or others. */
+static int check_fd(int fd, uid_t uid, const char *name, char *why, size_t cap)
 {
 	struct stat st;
-	if (lstat(dir, &st))
+	if (fstat(fd, &st))
 		return -errno;
-	if (!S_ISDIR(st.st_mode) || st.st_uid != uid || (st.st_mode & 077))
-		return -EPERM;
+	if (S_ISLNK(st.st_mode))
+		return why_set(why, cap, "%s is a symlink", name);
+	if (!S_ISDIR(st.st_mode))
+		return why_set(why, cap, "%s is not a directory", name);
+	if (st.st_uid != uid)
+		return why_set(why, cap, "%s is owned by uid %u, not %u", name, (unsigned)st.st_uid,
+			       (unsigned)uid);
+	if (st.st_mode & 077)
+		return why_set(why, cap, "%s is open to group or others (mode %03o)", name,
+			       (unsigned)(st.st_mode & 0777));
 	return 0;
 }
 
-int wire_channel__ensure_dir(const char *dir, uid_t uid)
+/* parent/name, created 0700 when asked, checked. -ENOENT when missing. */
+static int sub_dir(int parent, const char *pname, const char *name, uid_t uid, bool create,
+		   char *dir, size_t cap, char *why, size_t wcap)
 {
-	if (mkdir(dir, 0700) && errno != EEXIST)
+	int n = snprintf(dir, cap, "%s/%s", strcmp(pname, "/") ? pname : "", name);
+	if (n < 0 || (size_t)n >= cap)
+		return -ENAMETOOLONG;
+	if (create && mkdirat(parent, name, 0700) && errno != EEXIST) {
+		int rc = -errno;
+		why_set(why, wcap, "cannot create %s: %s", dir, strerror(-rc));
+		return rc;
+	}
+	struct open_how how = { .flags = O_PATH | O_NOFOLLOW | O_CLOEXEC,
+				.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS };
+	int fd = (int)syscall(SYS_openat2, parent, name, &how, sizeof how);
+	if (fd < 0) {
+		/* ELOOP: RESOLVE_NO_SYMLINKS met a symlink at the name. */
+		if (errno == ELOOP)
+			return why_set(why, wcap, "%s is a symlink", dir);
 		return -errno;
-	return wire_channel__check_dir(dir, uid);
+	}
+	int rc = check_fd(fd, uid, dir, why, wcap);
+	if (rc) {
+		close(fd);
+		return rc;
+	}
+	return fd;
+}
+
+int wire_channel__place(int rootfd, uid_t uid, bool create, int *dirfd, char *dir, size_t cap,
+			char *why, size_t wcap)
+{
+	char name[32];
+	int pfd, fd;
+	if (wcap)
+		why[0] = 0;
+	*dirfd = -1;
+	pfd = open_in_root(rootfd, "/tmp", O_DIRECTORY);
+	if (pfd < 0) {
+		if (wcap)
+			snprintf(why, wcap, "no /tmp in its root (%s)", strerror(-pfd));
+		return pfd == -ENOENT ? -ENOENT : -EPERM;
+	}
+	snprintf(name, sizeof name, "suture-%u", (unsigned)uid);
+	fd = sub_dir(pfd, "/tmp", name, uid, create, dir, cap, why, wcap);
+	close(pfd);
+	if (fd == -ENOENT && wcap)
+		snprintf(why, wcap, "no /tmp/%s", name);
+	if (fd < 0)
+		return fd;
+	*dirfd = fd;
+	return 0;
 }
 
 /* Seconds since the epoch at which pid started (field 22 of

@@ -1,8 +1,10 @@
-/* wire/: the channel directory's ownership rules and paths
- * (docs/formats/channel.md): a directory that is a symlink, open to
- * others, or owned by someone else is refused by both sides. */
+/* wire/: where the channel lives (wire_channel__place, docs/formats/
+ * channel.md "Where"): /tmp/suture-<uid> in the process's root; a
+ * directory that is a symlink, open to others, or owned by someone else is
+ * refused by both sides. */
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,41 +31,79 @@ static void teardown(void)
 
 TestSuite(inject_channel, .init = setup, .fini = teardown);
 
+/* place() in a root of our own: base/ stands for "/" of a process. */
+static int place(uid_t uid, bool create, char *dir, char *why)
+{
+	int root = open(base, O_PATH | O_DIRECTORY), fd = -1;
+	cr_assert_geq(root, 0);
+	int rc = wire_channel__place(root, uid, create, &fd, dir, WIRE_PATH_MAX, why, 256);
+	close(root);
+	if (fd >= 0)
+		close(fd);
+	cr_assert((rc == 0) == (fd >= 0), "a descriptor exactly on success");
+	return rc;
+}
+
+static void mk(const char *rel, mode_t mode)
+{
+	char p[256];
+	snprintf(p, sizeof p, "%s/%s", base, rel);
+	cr_assert_eq(mkdir(p, mode), 0, "mkdir %s", p);
+	cr_assert_eq(chmod(p, mode), 0);
+}
+
 Test(inject_channel, paths)
 {
-	char dir[WIRE_PATH_MAX], buf[WIRE_PATH_MAX];
-	cr_assert_eq(wire_channel__dir(1000, dir, sizeof dir), 0);
-	cr_assert_str_eq(dir, "/tmp/suture-1000");
-	cr_assert_eq(wire_channel__path(dir, 4242, "sock", buf, sizeof buf), 0);
+	char buf[WIRE_PATH_MAX];
+	cr_assert_eq(wire_channel__path("/tmp/suture-1000", 4242, "sock", buf, sizeof buf), 0);
 	cr_assert_str_eq(buf, "/tmp/suture-1000/agent-4242.sock");
 	char small[8];
-	cr_assert_eq(wire_channel__dir(1000, small, sizeof small), -ENAMETOOLONG);
+	cr_assert_eq(wire_channel__path("/tmp/suture-1000", 1, "sock", small, sizeof small),
+		     -ENAMETOOLONG);
 }
 
-Test(inject_channel, creates_private_dir)
+Test(inject_channel, tmp_dir_created_private_and_found_again)
 {
-	char dir[128];
+	char dir[WIRE_PATH_MAX], why[256], want[64], p[256];
 	struct stat st;
-	snprintf(dir, sizeof dir, "%s/ch", base);
-	cr_assert_eq(wire_channel__ensure_dir(dir, getuid()), 0);
-	cr_assert_eq(stat(dir, &st), 0);
+	uid_t me = getuid();
+	mk("tmp", 01777);
+	cr_assert_eq(place(me, false, dir, why), -ENOENT, "nothing yet, not created");
+	cr_assert_eq(place(me, true, dir, why), 0, "%s", why);
+	snprintf(want, sizeof want, "/tmp/suture-%u", (unsigned)me);
+	cr_assert_str_eq(dir, want, "the path as the process sees it");
+	snprintf(p, sizeof p, "%s%s", base, want);
+	cr_assert_eq(stat(p, &st), 0);
 	cr_assert_eq(st.st_mode & 0777, 0700);
-	cr_assert_eq(wire_channel__ensure_dir(dir, getuid()), 0, "existing dir reused");
-	cr_assert_eq(wire_channel__check_dir(dir, getuid()), 0);
+	cr_assert_eq(place(me, false, dir, why), 0, "found by the debugger's side");
+	cr_assert_str_eq(dir, want);
 }
 
-Test(inject_channel, refuses_open_symlinked_or_foreign_dirs)
+Test(inject_channel, symlink_refused)
 {
-	char dir[128], link[128];
-	snprintf(dir, sizeof dir, "%s/open", base);
-	cr_assert_eq(mkdir(dir, 0700), 0);
-	cr_assert_eq(chmod(dir, 0755), 0);
-	cr_assert_eq(wire_channel__ensure_dir(dir, getuid()), -EPERM, "group/other bits");
-	cr_assert_eq(chmod(dir, 0700), 0);
-	snprintf(link, sizeof link, "%s/link", base);
-	cr_assert_eq(symlink(dir, link), 0);
-	cr_assert_eq(wire_channel__check_dir(link, getuid()), -EPERM, "symlink");
-	cr_assert_eq(wire_channel__check_dir(dir, getuid() + 1), -EPERM, "other owner");
-	snprintf(dir, sizeof dir, "%s/missing", base);
-	cr_assert_eq(wire_channel__check_dir(dir, getuid()), -ENOENT);
+	char dir[WIRE_PATH_MAX], why[256], p[256], t[256];
+	uid_t me = getuid();
+	mk("tmp", 01777);
+	mk("elsewhere", 0700);
+	snprintf(t, sizeof t, "%s/elsewhere", base);
+	snprintf(p, sizeof p, "%s/tmp/suture-%u", base, (unsigned)me);
+	cr_assert_eq(symlink(t, p), 0);
+	cr_assert_eq(place(me, false, dir, why), -EPERM);
+	cr_assert(strstr(why, "is a symlink"), "%s", why);
+	cr_assert_eq(place(me, true, dir, why), -EPERM, "not replaced either");
+}
+
+Test(inject_channel, foreign_or_open_refused)
+{
+	char dir[WIRE_PATH_MAX], why[256], name[160];
+	uid_t me = getuid();
+	mk("tmp", 01777);
+	snprintf(name, sizeof name, "tmp/suture-%u", (unsigned)me);
+	mk(name, 0755);
+	cr_assert_eq(place(me, true, dir, why), -EPERM);
+	cr_assert(strstr(why, "open to group or others (mode 755)"), "%s", why);
+	snprintf(name, sizeof name, "%s/tmp/suture-%u", base, (unsigned)me + 1);
+	cr_assert_eq(mkdir(name, 0700), 0);
+	cr_assert_eq(place(me + 1, false, dir, why), -EPERM);
+	cr_assert(strstr(why, "is owned by uid"), "%s", why);
 }

@@ -1,0 +1,190 @@
+/* inject/: a target seen through its namespaces (docs/design.md §11,
+ * "Targets in other namespaces").
+ *
+ * The agent names its channel after itself as it sees itself: its pid in
+ * its own pid namespace, its uid in its own user namespace, a directory
+ * inside its own root. The debugger therefore reads the target's NSpid
+ * (/proc/PID/status: the last field is the innermost namespace), maps its
+ * uid through /proc/PID/uid_map, and resolves the directory under
+ * /proc/PID/root with openat2(RESOLVE_IN_ROOT), so that a symlink inside
+ * the target's tree resolves in the target's tree, never in ours. The
+ * socket is then reached as /proc/self/fd/DIRFD/agent-NSPID.sock.
+ *
+ */
+#include "inject/inject-priv.h"
+#include "wire/channel.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/openat2.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+/* Whether /proc/self/ns/NAME and /proc/PID/ns/NAME are one namespace.
+ * 1 same, 0 other, -errno when PID's cannot be read. */
+static int same_ns(pid_t pid, const char *name)
+{
+	char path[64];
+	struct stat a, b;
+	snprintf(path, sizeof path, "/proc/%d/ns/%s", (int)pid, name);
+	if (stat(path, &b))
+		return errno == ENOENT ? -ESRCH : -errno;
+	snprintf(path, sizeof path, "/proc/self/ns/%s", name);
+	if (stat(path, &a))
+		return -errno;
+	return a.st_dev == b.st_dev && a.st_ino == b.st_ino;
+}
+
+/* "Uid:", "Gid:" (first field: real) and "NSpid:" (last field) of
+ * /proc/PID/status, as we see them. */
+static int read_status(pid_t pid, uid_t *uid, gid_t *gid, pid_t *nspid)
+{
+	char path[64], line[512];
+	int got = 0;
+	snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
+	FILE *f = fopen(path, "re");
+	if (!f)
+		return errno == ENOENT ? -ESRCH : -errno;
+	*nspid = pid; /* kernels without NSpid: no pid namespaces seen */
+	while (fgets(line, sizeof line, f)) {
+		unsigned v;
+		if (sscanf(line, "Uid: %u", &v) == 1) {
+			*uid = (uid_t)v;
+			got |= 1;
+		} else if (sscanf(line, "Gid: %u", &v) == 1) {
+			*gid = (gid_t)v;
+			got |= 2;
+		} else if (strncmp(line, "NSpid:", 6) == 0) {
+			char *last = NULL, *save = NULL;
+			for (char *t = strtok_r(line + 6, " \t\n", &save); t;
+			     t = strtok_r(NULL, " \t\n", &save))
+				last = t;
+			if (last)
+				*nspid = (pid_t)strtol(last, NULL, 10);
+		}
+	}
+	fclose(f);
+	return got == 3 && *nspid > 0 ? 0 : -EINVAL;
+}
+
+void inject__target_close(struct inject_target *t)
+{
+	if (t->rootfd >= 0)
+		close(t->rootfd);
+	t->rootfd = -1;
+}
+
+int inject__target_open(pid_t pid, struct inject_target *t, char *err, size_t cap)
+{
+	int rc;
+	memset(t, 0, sizeof *t);
+	t->pid = pid;
+	t->rootfd = -1;
+	if ((rc = read_status(pid, &t->uid, &t->gid, &t->nspid))) {
+		snprintf(err, cap, "inject: pid %d: %s", (int)pid,
+			 rc == -ESRCH ? "no such process" : "unreadable /proc/PID/status");
+		return rc == -EINVAL ? -ESRCH : rc;
+	}
+	int su = same_ns(pid, "user"), sp = same_ns(pid, "pid"), sm = same_ns(pid, "mnt");
+	if (su < 0 || sp < 0 || sm < 0) {
+		rc = su < 0 ? su : sp < 0 ? sp : sm;
+		snprintf(err, cap, "inject: pid %d: cannot read its namespaces (/proc/%d/ns): %s",
+			 (int)pid, (int)pid, strerror(-rc));
+		return rc;
+	}
+	t->other_user = !su;
+	t->other_pid = !sp;
+	t->other_mnt = !sm;
+	char path[64];
+	snprintf(path, sizeof path, "/proc/%d/root", (int)pid);
+	t->rootfd = open(path, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	if (t->rootfd < 0) {
+		rc = errno == ENOENT ? -ESRCH : -errno;
+		snprintf(err, cap, "inject: pid %d: mount namespace: cannot open %s: %s", (int)pid,
+			 path, strerror(-rc));
+		return rc;
+	}
+	return 0;
+}
+
+static int connect_path(const char *path, int *out)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	snprintf(sa.sun_path, sizeof sa.sun_path, "%s", path);
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	if (connect(fd, (struct sockaddr *)&sa, sizeof sa)) {
+		int rc = -errno;
+		close(fd);
+		return rc;
+	}
+	*out = fd;
+	return 0;
+}
+
+int inject__target_connect(const struct inject_target *t, int *out, char *err, size_t cap)
+{
+	char dir[WIRE_PATH_MAX], why[256] = "", path[WIRE_PATH_MAX];
+	struct ucred cred;
+	socklen_t len = sizeof cred;
+	int dirfd = -1, fd = -1;
+	int rc = wire_channel__place(t->rootfd, t->uid, false, &dirfd, dir, sizeof dir, why,
+				     sizeof why);
+	if (rc) {
+		if (rc == -ENOENT)
+			snprintf(err, cap, "inject: pid %d: no agent channel (%s)", (int)t->pid,
+				 why[0] ? why : "no channel directory");
+		else
+			snprintf(err, cap, "inject: pid %d: channel refused: %s", (int)t->pid, why);
+		return rc;
+	}
+	/* Files of agents killed before they could remove them. Their names
+	 * carry pids of the target's pid namespace: judged only when it is
+	 * ours (the agent sweeps its own directory when it starts). */
+	if (!t->other_pid) {
+		snprintf(path, sizeof path, "/proc/self/fd/%d", dirfd);
+		wire_channel__sweep(path);
+	}
+	char name[32];
+	snprintf(name, sizeof name, "agent-%d.sock", (int)t->nspid);
+	snprintf(path, sizeof path, "/proc/self/fd/%d/%s", dirfd, name);
+	rc = connect_path(path, &fd);
+	close(dirfd);
+	if (rc) {
+		snprintf(err, cap, "inject: pid %d: connect %s/agent-%d.sock%s: %s", (int)t->pid,
+			 dir, (int)t->nspid, t->other_mnt ? " (in its mount namespace)" : "",
+			 strerror(-rc));
+		return rc;
+	}
+	/* SO_PEERCRED gives the agent's pid in our namespace: the target. */
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) || cred.pid != t->pid) {
+		snprintf(err, cap, "inject: pid %d: %s/agent-%d.sock is served by pid %d, not the target",
+			 (int)t->pid, dir, (int)t->nspid, (int)cred.pid);
+		close(fd);
+		return -EPERM;
+	}
+	*out = fd;
+	return 0;
+}
+
+int inject__target_sock_path(const struct inject_target *t, char *buf, size_t cap)
+{
+	char dir[WIRE_PATH_MAX], why[256];
+	int dirfd = -1;
+	int rc = wire_channel__place(t->rootfd, t->uid, false, &dirfd, dir, sizeof dir, why,
+				     sizeof why);
+	if (rc)
+		return rc;
+	close(dirfd);
+	int n = t->other_mnt ? snprintf(buf, cap, "/proc/%d/root%s/agent-%d.sock", (int)t->pid, dir,
+					(int)t->nspid)
+			     : snprintf(buf, cap, "%s/agent-%d.sock", dir, (int)t->nspid);
+	return n < 0 || (size_t)n >= cap ? -ENAMETOOLONG : 0;
+}

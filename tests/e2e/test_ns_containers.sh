@@ -1,0 +1,67 @@
+#!/bin/sh
+# Targets in simulated containers, reached from the host (issue 12 item 3):
+#   mnt    mount + pid namespaces, a private tmpfs on /tmp
+#   net    the same plus a network namespace
+# In each: --dump, --watch heals a real crash (the thread's lookup returns
+# None from then on), suture-audit --pid lists the live patch.
+set -u
+. "$(dirname "$0")/lib.sh"
+ATTACH="$BUILD/bin/suture-attach"
+AUDIT="$BUILD/bin/suture-audit"
+export SUTURE_AGENT="$BUILD/lib/libsuture_agent.so"
+py_need PY python
+[ "$(id -u)" = 0 ] || skip "needs root (namespaces)"
+unshare --mount --pid --fork true 2>/dev/null || skip "unshare --mount --pid fails here"
+TARGET="$SUTURE_ROOT/tests/fixtures/ns/ns_target.py"
+chmod 755 "$W"
+
+# start MODE DIR: the target in its namespaces; HP its pid on the host.
+start() {
+	_m=$1 _d=$2
+	mkdir -p "$_d"
+	cp "$TARGET" "$_d/t.py"
+	chmod 777 "$_d"
+	# DIR stays visible through the private /tmp: parked on /mnt (inside
+	# the namespace only), then bound back at its own path.
+	_inner='mount --bind "$1" /mnt && mount -t tmpfs -o mode=1777 tmpfs /tmp && mkdir -p "$1" && mount --bind /mnt "$1" && exec "$2" "$1/t.py" "$1"'
+	case $_m in
+	mnt) set -- unshare --mount --pid --fork ;;
+	net) set -- unshare --mount --pid --net --fork ;;
+	esac
+	start_group "$_m" "$_d/ready" "$@" sh -c "$_inner" sh "$_d" "$PY"
+	_n=0
+	HP=""
+	while [ -z "$HP" ]; do
+		HP=$(cat "/proc/$BG/task/$BG/children" 2>/dev/null | tr -d ' ')
+		_n=$((_n + 1)); [ $_n -gt 200 ] && fail "$_m: no target process"; sleep 0.02
+	done
+	_in=$(cut -d' ' -f1 "$_d/ready")
+	[ "$_in" != "$HP" ] || fail "$_m: the target is not in a pid namespace of its own"
+}
+
+check_mode() {
+	_m=$1 _d="$W/$1"
+	start "$_m" "$_d"
+	"$ATTACH" --pid "$HP" --dump >"$_d/dump.out" 2>"$_d/dump.err" ||
+		{ cat "$_d/dump.err"; fail "$_m: --dump"; }
+	grep -q "t.py" "$_d/dump.out" || { cat "$_d/dump.out"; fail "$_m: --dump shows no frame of t.py"; }
+	"$ATTACH" --pid "$HP" --watch --store "$_d/store" 2>"$_d/watch.err" &
+	_tw=$!
+	PIDS="$PIDS $_tw"
+	wait_grep "^\[suture\] watching pid $HP\$" "$_d/watch.err" ||
+		{ cat "$_d/watch.err"; fail "$_m: --watch never watched"; }
+	wait_grep "^ok None" "$W/$_m.out" || { cat "$_d/watch.err"; fail "$_m: the crash was not healed"; }
+	grep -q "^\[suture\] stored patch __main__.lookup:" "$_d/watch.err" || fail "$_m: no stored patch"
+	"$AUDIT" --pid "$HP" --store "$_d/store" >"$_d/audit.out" 2>"$_d/audit.err" ||
+		{ cat "$_d/audit.err"; fail "$_m: suture-audit --pid"; }
+	grep -q "^live .*__main__.lookup:" "$_d/audit.out" || { cat "$_d/audit.out"; fail "$_m: audit lists no live patch"; }
+	kill -INT "$_tw"
+	wait "$_tw" 2>/dev/null || :
+	grep -q "^\[suture\] detached" "$_d/watch.err" || { cat "$_d/watch.err"; fail "$_m: no clean detach"; }
+	stop_group "$BG"
+	ok "$_m: --dump, --watch (healed), suture-audit --pid"
+}
+
+check_mode mnt
+if unshare --net true 2>/dev/null; then check_mode net; else echo "absent: network namespaces ($(unshare --net true 2>&1))"; fi
+echo PASS
