@@ -582,7 +582,7 @@ int agent_server__open(void)
 
 	if ((rootfd = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC)) < 0)
 		return -errno;
-	rc = wire_channel__place(rootfd, uid, true, &dirfd, dir, sizeof dir, why, sizeof why);
+	rc = wire_channel__place(rootfd, uid, uid, true, &dirfd, dir, sizeof dir, why, sizeof why);
 	close(rootfd);
 	if (rc) {
 		agent__log("channel: %s", why);

@@ -25,12 +25,18 @@ struct inject_target {
  * with a one-line message naming the namespace that cannot be read. */
 int inject__target_open(pid_t pid, struct inject_target *t, char *err, size_t cap);
 void inject__target_close(struct inject_target *t);
-/* Connect to its agent's socket (through its root); the peer must be the target (SO_PEERCRED).
+/* Before injecting: whether we can join its user namespace when needed. */
+int inject__target_check_user(const struct inject_target *t, char *err, size_t cap);
+/* Connect to its agent's socket (through its root, as its uid when the
+ * user namespace needs it); the peer must be the target (SO_PEERCRED).
  * -ENOENT/-ECONNREFUSED: no agent (yet); -EPERM: the place is refused. */
 int inject__target_connect(const struct inject_target *t, int *fd, char *err, size_t cap);
 /* The socket's path as we can reach it (through /proc/PID/root when its
  * mount namespace is not ours). */
 int inject__target_sock_path(const struct inject_target *t, char *buf, size_t cap);
+/* id inside pid's user namespace through /proc/PID/uid_map or gid_map;
+ * -ERANGE when not mapped. */
+int inject__map_id(pid_t pid, const char *map, unsigned id, unsigned *inside);
 /* Make the agent run in pid: remote dlopen, or remote suture_agent_start()
  * when the library is mapped already (remote.c). */
 int inject__load_agent(pid_t pid, const char *agent_path, enum inject_how *how,

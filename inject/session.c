@@ -320,6 +320,11 @@ int inject_session__open(pid_t pid, const struct inject_opts *opts, struct injec
 		if (o->no_inject) {
 			rc = connect_wait(&t, o->connect_timeout_ms, &s->fd, s->err, sizeof s->err);
 		} else {
+			/* Everything that would make the agent unreachable once
+			 * loaded is checked first: a refusal leaves nothing in
+			 * the target. */
+			if ((rc = inject__target_check_user(&t, s->err, sizeof s->err)))
+				goto fail;
 			rc = inject__load_agent(pid, o->agent_path, &s->how, &s->timings.stopped_ns,
 						s->err, sizeof s->err);
 			if (rc == 0)

@@ -10,13 +10,22 @@
  * the target's tree resolves in the target's tree, never in ours. The
  * socket is then reached as /proc/self/fd/DIRFD/agent-NSPID.sock.
  *
+ * A target in another user namespace sees a host root as the overflow uid
+ * (65534), which its agent refuses like any other user. A child of the
+ * debugger joins the target's user namespace (setns needs CAP_SYS_ADMIN
+ * over it: root, or the user who created it), takes the target's own uid
+ * and gid there (kernel uid = the target's), connects, and passes the
+ * connected descriptor back over SCM_RIGHTS; the agent's peer check is
+ * unchanged and still refuses everyone else.
  */
 #include "inject/inject-priv.h"
 #include "wire/channel.h"
 
 #include <errno.h>
+#include <grp.h>
 #include <fcntl.h>
 #include <linux/openat2.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,6 +33,7 @@
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 /* Whether /proc/self/ns/NAME and /proc/PID/ns/NAME are one namespace.
@@ -73,6 +83,30 @@ static int read_status(pid_t pid, uid_t *uid, gid_t *gid, pid_t *nspid)
 	return got == 3 && *nspid > 0 ? 0 : -EINVAL;
 }
 
+/* id as seen inside PID's user namespace, from /proc/PID/{uid,gid}_map
+ * ("inside outside count", outside relative to our namespace when it is
+ * not PID's). -ERANGE: id is not mapped there. */
+int inject__map_id(pid_t pid, const char *map, unsigned id, unsigned *inside)
+{
+	char path[64], line[128];
+	int rc = -ERANGE;
+	snprintf(path, sizeof path, "/proc/%d/%s", (int)pid, map);
+	FILE *f = fopen(path, "re");
+	if (!f)
+		return errno == ENOENT ? -ESRCH : -errno;
+	while (fgets(line, sizeof line, f)) {
+		unsigned long in, out, count;
+		if (sscanf(line, "%lu %lu %lu", &in, &out, &count) == 3 && id >= out &&
+		    id - out < count) {
+			*inside = (unsigned)(in + (id - out));
+			rc = 0;
+			break;
+		}
+	}
+	fclose(f);
+	return rc;
+}
+
 void inject__target_close(struct inject_target *t)
 {
 	if (t->rootfd >= 0)
@@ -101,6 +135,19 @@ int inject__target_open(pid_t pid, struct inject_target *t, char *err, size_t ca
 	t->other_user = !su;
 	t->other_pid = !sp;
 	t->other_mnt = !sm;
+	unsigned v;
+	if ((rc = inject__map_id(pid, "uid_map", t->uid, &v)) ||
+	    (t->nsuid = v, rc = inject__map_id(pid, "gid_map", t->gid, &v))) {
+		snprintf(err, cap,
+			 "inject: pid %d: user namespace: its uid %u or gid %u is not mapped (%s)",
+			 (int)pid, (unsigned)t->uid, (unsigned)t->gid, strerror(-rc));
+		return rc;
+	}
+	t->nsgid = v;
+	/* Our effective uid as the target's namespace sees it: its agent
+	 * accepts its own uid and 0 there; anything else needs the join. */
+	t->join_user = t->other_user &&
+		       (inject__map_id(pid, "uid_map", geteuid(), &v) || (v != t->nsuid && v != 0));
 	char path[64];
 	snprintf(path, sizeof path, "/proc/%d/root", (int)pid);
 	t->rootfd = open(path, O_PATH | O_DIRECTORY | O_CLOEXEC);
@@ -113,20 +160,137 @@ int inject__target_open(pid_t pid, struct inject_target *t, char *err, size_t ca
 	return 0;
 }
 
-static int connect_path(const char *path, int *out)
+/* setns into the target's user namespace, then its uid and gid there.
+ * Runs in a forked child of a possibly threaded debugger: system calls
+ * only. Supplementary groups are dropped where the namespace allows it. */
+static int join_user(const struct inject_target *t, int nsfd)
+{
+	if (setns(nsfd, CLONE_NEWUSER))
+		return -errno;
+	(void)setgroups(0, NULL); /* "deny" in /proc/PID/setgroups: keep ours */
+	if (setresgid(t->nsgid, t->nsgid, t->nsgid) || setresuid(t->nsuid, t->nsuid, t->nsuid))
+		return -errno;
+	return 0;
+}
+
+int inject__target_check_user(const struct inject_target *t, char *err, size_t cap)
+{
+	if (!t->join_user)
+		return 0;
+	char path[64];
+	snprintf(path, sizeof path, "/proc/%d/ns/user", (int)t->pid);
+	int nsfd = open(path, O_RDONLY | O_CLOEXEC), rc, st;
+	if (nsfd < 0) {
+		rc = -errno;
+		goto out;
+	}
+	pid_t c = fork();
+	if (c < 0) {
+		rc = -errno;
+		close(nsfd);
+		goto out;
+	}
+	if (c == 0)
+		_exit(-join_user(t, nsfd));
+	close(nsfd);
+	while (waitpid(c, &st, 0) < 0 && errno == EINTR)
+		;
+	rc = WIFEXITED(st) ? -WEXITSTATUS(st) : -ECHILD;
+out:
+	if (rc)
+		snprintf(
+			err, cap,
+			"inject: pid %d: user namespace: cannot join it as its uid %u (%s); its agent "
+			"would refuse our uid %u, not mapped there",
+			(int)t->pid, (unsigned)t->nsuid, strerror(-rc), (unsigned)geteuid());
+	return rc;
+}
+
+/* connect() to path, in a child inside the target's user namespace when
+ * needed; the connected descriptor comes back over SCM_RIGHTS. */
+static int connect_as(const struct inject_target *t, const char *path, int *out)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	snprintf(sa.sun_path, sizeof sa.sun_path, "%s", path);
-	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0)
+	if (!t->join_user) {
+		int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		if (fd < 0)
+			return -errno;
+		if (connect(fd, (struct sockaddr *)&sa, sizeof sa)) {
+			int rc = -errno;
+			close(fd);
+			return rc;
+		}
+		*out = fd;
+		return 0;
+	}
+	char nspath[64];
+	int sp[2], nsfd, st, rc;
+	snprintf(nspath, sizeof nspath, "/proc/%d/ns/user", (int)t->pid);
+	if ((nsfd = open(nspath, O_RDONLY | O_CLOEXEC)) < 0)
 		return -errno;
-	if (connect(fd, (struct sockaddr *)&sa, sizeof sa)) {
-		int rc = -errno;
-		close(fd);
+	if (socketpair(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0, sp)) {
+		rc = -errno;
+		close(nsfd);
 		return rc;
 	}
-	*out = fd;
-	return 0;
+	pid_t c = fork();
+	if (c < 0) {
+		rc = -errno;
+		goto out;
+	}
+	if (c == 0) {
+		int fd = -1, r = join_user(t, nsfd);
+		if (!r && (fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0)
+			r = -errno;
+		if (!r && connect(fd, (struct sockaddr *)&sa, sizeof sa))
+			r = -errno;
+		union {
+			char buf[CMSG_SPACE(sizeof(int))];
+			struct cmsghdr align;
+		} u;
+		struct iovec iov = { .iov_base = &r, .iov_len = sizeof r };
+		struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1 };
+		if (!r) {
+			m.msg_control = u.buf;
+			m.msg_controllen = sizeof u.buf;
+			struct cmsghdr *cm = CMSG_FIRSTHDR(&m);
+			cm->cmsg_level = SOL_SOCKET;
+			cm->cmsg_type = SCM_RIGHTS;
+			cm->cmsg_len = CMSG_LEN(sizeof(int));
+			memcpy(CMSG_DATA(cm), &fd, sizeof fd);
+		}
+		_exit(sendmsg(sp[1], &m, 0) < 0);
+	}
+	{
+		int r = -EIO;
+		union {
+			char buf[CMSG_SPACE(sizeof(int))];
+			struct cmsghdr align;
+		} u;
+		struct iovec iov = { .iov_base = &r, .iov_len = sizeof r };
+		struct msghdr m = { .msg_iov = &iov,
+				    .msg_iovlen = 1,
+				    .msg_control = u.buf,
+				    .msg_controllen = sizeof u.buf };
+		close(sp[1]);
+		sp[1] = -1;
+		ssize_t n = recvmsg(sp[0], &m, MSG_CMSG_CLOEXEC);
+		struct cmsghdr *cm = n == (ssize_t)sizeof r ? CMSG_FIRSTHDR(&m) : NULL;
+		rc = n == (ssize_t)sizeof r ? r : -EIO;
+		if (cm && cm->cmsg_type == SCM_RIGHTS)
+			memcpy(out, CMSG_DATA(cm), sizeof *out);
+		else if (!rc)
+			rc = -EIO;
+		while (waitpid(c, &st, 0) < 0 && errno == EINTR)
+			;
+	}
+out:
+	close(nsfd);
+	close(sp[0]);
+	if (sp[1] >= 0)
+		close(sp[1]);
+	return rc;
 }
 
 int inject__target_connect(const struct inject_target *t, int *out, char *err, size_t cap)
@@ -135,8 +299,8 @@ int inject__target_connect(const struct inject_target *t, int *out, char *err, s
 	struct ucred cred;
 	socklen_t len = sizeof cred;
 	int dirfd = -1, fd = -1;
-	int rc = wire_channel__place(t->rootfd, t->uid, false, &dirfd, dir, sizeof dir, why,
-				     sizeof why);
+	int rc = wire_channel__place(t->rootfd, t->nsuid, t->uid, false, &dirfd, dir, sizeof dir,
+				     why, sizeof why);
 	if (rc) {
 		if (rc == -ENOENT)
 			snprintf(err, cap, "inject: pid %d: no agent channel (%s)", (int)t->pid,
@@ -155,7 +319,12 @@ int inject__target_connect(const struct inject_target *t, int *out, char *err, s
 	char name[32];
 	snprintf(name, sizeof name, "agent-%d.sock", (int)t->nspid);
 	snprintf(path, sizeof path, "/proc/self/fd/%d/%s", dirfd, name);
-	rc = connect_path(path, &fd);
+	/* No socket yet (a debugger waiting for the agent polls here): say
+	 * so without forking into the user namespace. */
+	if (t->join_user && faccessat(dirfd, name, F_OK, AT_SYMLINK_NOFOLLOW))
+		rc = -errno;
+	else
+		rc = connect_as(t, path, &fd);
 	close(dirfd);
 	if (rc) {
 		snprintf(err, cap, "inject: pid %d: connect %s/agent-%d.sock%s: %s", (int)t->pid,
@@ -165,7 +334,8 @@ int inject__target_connect(const struct inject_target *t, int *out, char *err, s
 	}
 	/* SO_PEERCRED gives the agent's pid in our namespace: the target. */
 	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) || cred.pid != t->pid) {
-		snprintf(err, cap, "inject: pid %d: %s/agent-%d.sock is served by pid %d, not the target",
+		snprintf(err, cap,
+			 "inject: pid %d: %s/agent-%d.sock is served by pid %d, not the target",
 			 (int)t->pid, dir, (int)t->nspid, (int)cred.pid);
 		close(fd);
 		return -EPERM;
@@ -178,8 +348,8 @@ int inject__target_sock_path(const struct inject_target *t, char *buf, size_t ca
 {
 	char dir[WIRE_PATH_MAX], why[256];
 	int dirfd = -1;
-	int rc = wire_channel__place(t->rootfd, t->uid, false, &dirfd, dir, sizeof dir, why,
-				     sizeof why);
+	int rc = wire_channel__place(t->rootfd, t->nsuid, t->uid, false, &dirfd, dir, sizeof dir,
+				     why, sizeof why);
 	if (rc)
 		return rc;
 	close(dirfd);

@@ -95,8 +95,8 @@ static int sub_dir(int parent, const char *pname, const char *name, uid_t uid, b
 	return fd;
 }
 
-int wire_channel__place(int rootfd, uid_t uid, bool create, int *dirfd, char *dir, size_t cap,
-			char *why, size_t wcap)
+int wire_channel__place(int rootfd, uid_t uid, uid_t owner, bool create, int *dirfd, char *dir,
+			size_t cap, char *why, size_t wcap)
 {
 	char name[32];
 	int pfd, fd;
@@ -110,7 +110,7 @@ int wire_channel__place(int rootfd, uid_t uid, bool create, int *dirfd, char *di
 		return pfd == -ENOENT ? -ENOENT : -EPERM;
 	}
 	snprintf(name, sizeof name, "suture-%u", (unsigned)uid);
-	fd = sub_dir(pfd, "/tmp", name, uid, create, dir, cap, why, wcap);
+	fd = sub_dir(pfd, "/tmp", name, owner, create, dir, cap, why, wcap);
 	close(pfd);
 	if (fd == -ENOENT && wcap)
 		snprintf(why, wcap, "no /tmp/%s", name);

@@ -21,15 +21,17 @@ int wire_channel__path(const char *dir, pid_t pid, const char *ext, char *buf, s
 /* Where a process's channel lives; the one rule both sides follow
  * (docs/formats/channel.md, "Where"): /tmp/suture-<uid> in the process's
  * root. rootfd is that root (the agent: "/"; a debugger: /proc/PID/root);
- * paths are resolved inside it. uid is the process's real uid. The
- * directory is used only if it is a directory (not a symlink), owned by
- * uid, mode 0700 or tighter. create: make it when missing (the agent).
+ * paths are resolved inside it. uid is the process's real uid as the
+ * process itself sees it (it names the place); owner is that uid as the
+ * caller's stat() shows it (they differ when a debugger looks into another
+ * user namespace). The directory is used only if it is a directory (not a
+ * symlink), owned by owner, mode 0700 or tighter. create: make it when missing (the agent).
  * Gives an O_PATH descriptor of it in *dirfd (the caller closes) and its
  * path as the process sees it in dir. Returns 0; -ENOENT nothing there yet
  * (create unset); -EPERM refused; -errno. why gets a one-line reason on
  * failure. */
-int wire_channel__place(int rootfd, uid_t uid, bool create, int *dirfd, char *dir, size_t cap,
-			char *why, size_t wcap);
+int wire_channel__place(int rootfd, uid_t uid, uid_t owner, bool create, int *dirfd, char *dir,
+			size_t cap, char *why, size_t wcap);
 /* Remove the stale channel files in dir (docs/formats/channel.md, "Stale
  * files"): for each agent-<pid>.lock whose flock can be taken at once (no
  * agent holds it) and whose pid is dead (gone or a zombie) or was started

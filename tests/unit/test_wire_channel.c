@@ -36,7 +36,7 @@ static int place(uid_t uid, bool create, char *dir, char *why)
 {
 	int root = open(base, O_PATH | O_DIRECTORY), fd = -1;
 	cr_assert_geq(root, 0);
-	int rc = wire_channel__place(root, uid, create, &fd, dir, WIRE_PATH_MAX, why, 256);
+	int rc = wire_channel__place(root, uid, uid, create, &fd, dir, WIRE_PATH_MAX, why, 256);
 	close(root);
 	if (fd >= 0)
 		close(fd);
