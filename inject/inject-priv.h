@@ -25,8 +25,10 @@ struct inject_target {
  * with a one-line message naming the namespace that cannot be read. */
 int inject__target_open(pid_t pid, struct inject_target *t, char *err, size_t cap);
 void inject__target_close(struct inject_target *t);
-/* Before injecting: whether we can join its user namespace when needed. */
+/* Before injecting: whether we can join its user namespace when needed,
+ * and whether its root has the /proc the agent is loaded through. */
 int inject__target_check_user(const struct inject_target *t, char *err, size_t cap);
+int inject__target_check_proc(const struct inject_target *t, char *err, size_t cap);
 /* Connect to its agent's socket (through its root, as its uid when the
  * user namespace needs it); the peer must be the target (SO_PEERCRED).
  * -ENOENT/-ECONNREFUSED: no agent (yet); -EPERM: the place is refused. */

@@ -323,7 +323,8 @@ int inject_session__open(pid_t pid, const struct inject_opts *opts, struct injec
 			/* Everything that would make the agent unreachable once
 			 * loaded is checked first: a refusal leaves nothing in
 			 * the target. */
-			if ((rc = inject__target_check_user(&t, s->err, sizeof s->err)))
+			if ((rc = inject__target_check_user(&t, s->err, sizeof s->err)) ||
+			    (rc = inject__target_check_proc(&t, s->err, sizeof s->err)))
 				goto fail;
 			rc = inject__load_agent(pid, o->agent_path, &s->how, &s->timings.stopped_ns,
 						s->err, sizeof s->err);

@@ -24,6 +24,7 @@
 #include <errno.h>
 #include <grp.h>
 #include <fcntl.h>
+#include <linux/magic.h>
 #include <linux/openat2.h>
 #include <sched.h>
 #include <stdio.h>
@@ -31,6 +32,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/syscall.h>
 #include <sys/un.h>
 #include <sys/wait.h>
@@ -357,4 +359,27 @@ int inject__target_sock_path(const struct inject_target *t, char *buf, size_t ca
 					(int)t->nspid)
 			     : snprintf(buf, cap, "%s/agent-%d.sock", dir, (int)t->nspid);
 	return n < 0 || (size_t)n >= cap ? -ENAMETOOLONG : 0;
+}
+
+/* The agent is loaded from a memfd as /proc/self/fd/N: the target's root
+ * must have a procfs at /proc. */
+int inject__target_check_proc(const struct inject_target *t, char *err, size_t cap)
+{
+	struct open_how how = { .flags = O_PATH | O_DIRECTORY | O_CLOEXEC,
+				.resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS };
+	struct statfs sf;
+	int fd = (int)syscall(SYS_openat2, t->rootfd, "proc", &how, sizeof how);
+	int rc = fd < 0                          ? -errno
+		 : fstatfs(fd, &sf)              ? -errno
+		 : sf.f_type != PROC_SUPER_MAGIC ? -ENOENT
+						 : 0;
+	if (fd >= 0)
+		close(fd);
+	if (rc)
+		snprintf(
+			err, cap,
+			"inject: pid %d: mount namespace: no procfs at /proc in its root (%s): the "
+			"agent is loaded as /proc/self/fd/N",
+			(int)t->pid, rc == -ENOENT ? "not mounted" : strerror(-rc));
+	return rc;
 }

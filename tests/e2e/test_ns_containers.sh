@@ -4,15 +4,19 @@
 #   net    the same plus a network namespace
 #   user   the same plus a user namespace (--map-root-user) made by another
 #          user: the host's root is not mapped in it, so the debugger joins it
+#   chroot the mount + pid case inside a minimal root (bind-mounted /usr,
+#          a /proc, a private /tmp) where the agent's host path does not exist
 # In each: --dump, --watch heals a real crash (the thread's lookup returns
-# None from then on), suture-audit --pid lists the live patch.
+# None from then on), suture-audit --pid lists the live patch. Then a root
+# without /proc (the agent cannot be loaded from a memfd there): a one-line
+# error naming the mount namespace, and nothing of suture in the target.
 set -u
 . "$(dirname "$0")/lib.sh"
 ATTACH="$BUILD/bin/suture-attach"
 AUDIT="$BUILD/bin/suture-audit"
 export SUTURE_AGENT="$BUILD/lib/libsuture_agent.so"
 py_need PY python
-[ "$(id -u)" = 0 ] || skip "needs root (namespaces, a test user)"
+[ "$(id -u)" = 0 ] || skip "needs root (namespaces, a test user, chroot)"
 unshare --mount --pid --fork true 2>/dev/null || skip "unshare --mount --pid fails here"
 TARGET="$SUTURE_ROOT/tests/fixtures/ns/ns_target.py"
 USR=sutns$$
@@ -34,8 +38,16 @@ start() {
 	net) set -- unshare --mount --pid --net --fork ;;
 	user) set -- setpriv --reuid="$USR" --regid="$USR" --clear-groups \
 		unshare --user --map-root-user --mount --pid --fork ;;
+	chroot | noproc)
+		_r="$_d/root"
+		mkdir -p "$_r/usr" "$_r/tmp" "$_r/proc" "$_r/dev" "$_r$_d"
+		for _l in bin lib lib64 sbin; do [ -L "/$_l" ] && ln -s "usr/$_l" "$_r/$_l"; done
+		_mp='mount -t proc proc "$3/proc" && '
+		[ "$_m" = noproc ] && _mp=''
+		_inner='mount --rbind /usr "$3/usr" && mount --bind /dev "$3/dev" && '$_mp'mount -t tmpfs -o mode=1777 tmpfs "$3/tmp" && mkdir -p "$3$1" && mount --bind "$1" "$3$1" && exec chroot "$3" "$2" "$1/t.py" "$1"'
+		set -- unshare --mount --pid --fork ;;
 	esac
-	start_group "$_m" "$_d/ready" "$@" sh -c "$_inner" sh "$_d" "$PY"
+	start_group "$_m" "$_d/ready" "$@" sh -c "$_inner" sh "$_d" "$PY" "${_r:-}"
 	_n=0
 	HP=""
 	while [ -z "$HP" ]; do
@@ -51,6 +63,9 @@ agent_mapped() { grep -q libsuture_agent "/proc/$1/maps"; }
 check_mode() {
 	_m=$1 _d="$W/$1"
 	start "$_m" "$_d"
+	if [ "$_m" = chroot ]; then
+		[ -e "/proc/$HP/root$SUTURE_AGENT" ] && fail "chroot: the agent's host path exists in the target's root"
+	fi
 	if [ "$_m" = user ]; then
 		# A debugger that may ptrace (CAP_SYS_PTRACE) but not join the
 		# namespace (no CAP_SYS_ADMIN over it): refused before anything is
@@ -104,4 +119,16 @@ if useradd -M -s /usr/sbin/nologin "$USR" 2>/dev/null &&
 else
 	echo "absent: unprivileged user namespaces or useradd, not tested"
 fi
+check_mode chroot
+
+# A root with no /proc: refused before anything is loaded.
+D="$W/noproc"
+start noproc "$D"
+"$ATTACH" --pid "$HP" --watch --store "$D/store" >"$D/watch.out" 2>"$D/watch.err"
+rc=$?
+[ "$rc" -ne 0 ] || fail "noproc: --watch succeeded"
+[ "$(wc -l <"$D/watch.err")" -eq 1 ] || { cat "$D/watch.err"; fail "noproc: not a one-line error"; }
+grep -q "mount namespace: no procfs at /proc" "$D/watch.err" || { cat "$D/watch.err"; fail "noproc: the error does not say which"; }
+agent_mapped "$HP" && fail "noproc: the agent was left loaded"
+ok "noproc: $(cat "$D/watch.err"), nothing loaded"
 echo PASS
