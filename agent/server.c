@@ -573,22 +573,43 @@ static bool serve_one(struct wire_buf *b)
 	return go_on;
 }
 
+/* XDG_RUNTIME_DIR as a debugger outside reads it: from the environment
+ * block the process started with (/proc/self/environ), so that a program
+ * that changed it since still meets its debugger; getenv() without /proc. */
+static bool own_xdg(char *buf, size_t cap)
+{
+	char env[16384];
+	size_t len = 0;
+	int fd = open("/proc/self/environ", O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		const char *x = getenv("XDG_RUNTIME_DIR");
+		return x && snprintf(buf, cap, "%s", x) < (int)cap;
+	}
+	for (ssize_t r; len < sizeof env && (r = read(fd, env + len, sizeof env - len)) > 0;)
+		len += (size_t)r;
+	close(fd);
+	return wire_channel__xdg(env, env + len, buf, cap) == 0;
+}
+
 int agent_server__open(void)
 {
-	char dir[WIRE_PATH_MAX], why[256];
+	char dir[WIRE_PATH_MAX], why[256], xdg[256];
 	int rc, dirfd = -1, rootfd;
 	pid_t pid = getpid();
 	uid_t uid = getuid();
 
 	if ((rootfd = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC)) < 0)
 		return -errno;
-	rc = wire_channel__place(rootfd, uid, uid, true, &dirfd, dir, sizeof dir, why, sizeof why);
+	rc = wire_channel__place(rootfd, uid, uid, own_xdg(xdg, sizeof xdg) ? xdg : NULL, true,
+				 &dirfd, dir, sizeof dir, why, sizeof why);
 	close(rootfd);
 	if (rc) {
 		agent__log("channel: %s", why);
 		return rc;
 	}
 	close(dirfd);
+	if (why[0])
+		agent__log("channel: %s", why);
 	/* Files of processes killed before their agent could remove them
 	 * (docs/formats/channel.md, "Stale files"). */
 	wire_channel__sweep(dir);

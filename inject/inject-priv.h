@@ -21,7 +21,7 @@ struct inject_target {
 	bool has_xdg;                          /* XDG_RUNTIME_DIR in its environment */
 	char xdg[256];
 };
-/* Read pid's namespaces and ids; open its root. 0 or -errno
+/* Read pid's namespaces, ids and environment; open its root. 0 or -errno
  * with a one-line message naming the namespace that cannot be read. */
 int inject__target_open(pid_t pid, struct inject_target *t, char *err, size_t cap);
 void inject__target_close(struct inject_target *t);
@@ -33,6 +33,9 @@ int inject__target_check_proc(const struct inject_target *t, char *err, size_t c
  * user namespace needs it); the peer must be the target (SO_PEERCRED).
  * -ENOENT/-ECONNREFUSED: no agent (yet); -EPERM: the place is refused. */
 int inject__target_connect(const struct inject_target *t, int *fd, char *err, size_t cap);
+/* wire_channel__place() for the target, nothing created: 0, -ENOENT (not
+ * made yet), -EPERM refused (why says why). */
+int inject__target_place(const struct inject_target *t, char *why, size_t cap);
 /* The socket's path as we can reach it (through /proc/PID/root when its
  * mount namespace is not ours). */
 int inject__target_sock_path(const struct inject_target *t, char *buf, size_t cap);

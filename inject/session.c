@@ -88,6 +88,17 @@ int inject_socket_path(pid_t pid, char *buf, size_t cap)
 	return rc;
 }
 
+int inject_channel_check(pid_t pid, char *why, size_t cap)
+{
+	struct inject_target t;
+	char err[256];
+	int rc = inject__target_open(pid, &t, err, sizeof err);
+	if (rc == 0)
+		rc = inject__target_place(&t, why, cap);
+	inject__target_close(&t);
+	return rc == -EPERM ? rc : rc == -ENOENT ? 0 : rc;
+}
+
 uint64_t inject__now_ns(void)
 {
 	struct timespec ts;

@@ -109,6 +109,36 @@ int inject__map_id(pid_t pid, const char *map, unsigned id, unsigned *inside)
 	return rc;
 }
 
+/* XDG_RUNTIME_DIR from the target's initial environment (/proc/PID/environ:
+ * the block the kernel gave it; the agent reads its own the same way). */
+static void read_xdg(pid_t pid, char *buf, size_t cap, bool *has)
+{
+	char path[64];
+	*has = false;
+	snprintf(path, sizeof path, "/proc/%d/environ", (int)pid);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return;
+	size_t len = 0, size = 0;
+	char *env = NULL;
+	for (;;) {
+		if (len == size) {
+			char *n = size < (1u << 20) ? realloc(env, size = size ? 2 * size : 4096)
+						    : NULL;
+			if (!n)
+				break;
+			env = n;
+		}
+		ssize_t r = read(fd, env + len, size - len);
+		if (r <= 0)
+			break;
+		len += (size_t)r;
+	}
+	close(fd);
+	*has = env && wire_channel__xdg(env, env + len, buf, cap) == 0;
+	free(env);
+}
+
 void inject__target_close(struct inject_target *t)
 {
 	if (t->rootfd >= 0)
@@ -159,6 +189,7 @@ int inject__target_open(pid_t pid, struct inject_target *t, char *err, size_t ca
 			 path, strerror(-rc));
 		return rc;
 	}
+	read_xdg(pid, t->xdg, sizeof t->xdg, &t->has_xdg);
 	return 0;
 }
 
@@ -301,8 +332,8 @@ int inject__target_connect(const struct inject_target *t, int *out, char *err, s
 	struct ucred cred;
 	socklen_t len = sizeof cred;
 	int dirfd = -1, fd = -1;
-	int rc = wire_channel__place(t->rootfd, t->nsuid, t->uid, false, &dirfd, dir, sizeof dir,
-				     why, sizeof why);
+	int rc = wire_channel__place(t->rootfd, t->nsuid, t->uid, t->has_xdg ? t->xdg : NULL, false,
+				     &dirfd, dir, sizeof dir, why, sizeof why);
 	if (rc) {
 		if (rc == -ENOENT)
 			snprintf(err, cap, "inject: pid %d: no agent channel (%s)", (int)t->pid,
@@ -346,12 +377,23 @@ int inject__target_connect(const struct inject_target *t, int *out, char *err, s
 	return 0;
 }
 
+int inject__target_place(const struct inject_target *t, char *why, size_t cap)
+{
+	char dir[WIRE_PATH_MAX];
+	int dirfd = -1;
+	int rc = wire_channel__place(t->rootfd, t->nsuid, t->uid, t->has_xdg ? t->xdg : NULL, false,
+				     &dirfd, dir, sizeof dir, why, cap);
+	if (dirfd >= 0)
+		close(dirfd);
+	return rc;
+}
+
 int inject__target_sock_path(const struct inject_target *t, char *buf, size_t cap)
 {
 	char dir[WIRE_PATH_MAX], why[256];
 	int dirfd = -1;
-	int rc = wire_channel__place(t->rootfd, t->nsuid, t->uid, false, &dirfd, dir, sizeof dir,
-				     why, sizeof why);
+	int rc = wire_channel__place(t->rootfd, t->nsuid, t->uid, t->has_xdg ? t->xdg : NULL, false,
+				     &dirfd, dir, sizeof dir, why, sizeof why);
 	if (rc)
 		return rc;
 	close(dirfd);

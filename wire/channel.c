@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <linux/openat2.h>
 #include <stdarg.h>
+#include <sys/random.h>
 #include <sys/syscall.h>
 #include <poll.h>
 #include <stdlib.h>
@@ -22,6 +23,26 @@ int wire_channel__path(const char *dir, pid_t pid, const char *ext, char *buf, s
 {
 	int n = snprintf(buf, cap, "%s/agent-%d.%s", dir, (int)pid, ext);
 	return (n < 0 || (size_t)n >= cap) ? -ENAMETOOLONG : 0;
+}
+
+int wire_channel__xdg(const char *p, const char *end, char *buf, size_t cap)
+{
+	static const char key[] = "XDG_RUNTIME_DIR=";
+	while (p < end) {
+		const char *nul = memchr(p, 0, (size_t)(end - p));
+		const char *e = nul ? nul : end;
+		size_t n = (size_t)(e - p);
+		if (n > sizeof key - 1 && memcmp(p, key, sizeof key - 1) == 0) {
+			n -= sizeof key - 1;
+			if (n >= cap)
+				return -ENAMETOOLONG;
+			memcpy(buf, p + sizeof key - 1, n);
+			buf[n] = 0;
+			return 0;
+		}
+		p = e + 1;
+	}
+	return -ENOENT;
 }
 
 /* path resolved as the process whose root is rootfd sees it: symlinks
@@ -95,27 +116,106 @@ static int sub_dir(int parent, const char *pname, const char *name, uid_t uid, b
 	return fd;
 }
 
-int wire_channel__place(int rootfd, uid_t uid, uid_t owner, bool create, int *dirfd, char *dir,
-			size_t cap, char *why, size_t wcap)
+/* The private fallbacks in /tmp once /tmp/suture-<uid> is taken by
+ * someone else: /tmp/suture-<uid>.<random>, found again by ownership
+ * (only uid or root can own one). The smallest name wins, so that two
+ * agents creating one each at once, and every debugger, agree. */
+static int scan_private(int tmpfd, uid_t uid, uid_t owner, bool create, char *dir, size_t cap)
 {
-	char name[32];
-	int pfd, fd;
+	char prefix[32], best[64] = "";
+	snprintf(prefix, sizeof prefix, "suture-%u.", (unsigned)uid);
+	for (int round = 0; round < 2; round++) {
+		int dfd = openat(tmpfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		DIR *d = dfd < 0 ? NULL : fdopendir(dfd);
+		struct dirent *e;
+		if (!d) {
+			if (dfd >= 0)
+				close(dfd);
+			return -errno;
+		}
+		while ((e = readdir(d))) {
+			char tmp[WIRE_PATH_MAX], w[8];
+			if (strncmp(e->d_name, prefix, strlen(prefix)) ||
+			    strlen(e->d_name) >= sizeof best ||
+			    (best[0] && strcmp(e->d_name, best) >= 0))
+				continue;
+			int fd = sub_dir(tmpfd, "/tmp", e->d_name, owner, false, tmp, sizeof tmp, w,
+					 0);
+			if (fd >= 0) {
+				close(fd);
+				snprintf(best, sizeof best, "%s", e->d_name);
+			}
+		}
+		closedir(d);
+		if (best[0] || !create || round)
+			break;
+		uint64_t r;
+		if (getrandom(&r, sizeof r, 0) != sizeof r)
+			return -EIO;
+		char name[64];
+		snprintf(name, sizeof name, "%s%016llx", prefix, (unsigned long long)r);
+		if (mkdirat(tmpfd, name, 0700))
+			return -errno;
+	}
+	if (!best[0])
+		return -ENOENT;
+	char w[8];
+	return sub_dir(tmpfd, "/tmp", best, owner, false, dir, cap, w, 0);
+}
+
+int wire_channel__place(int rootfd, uid_t uid, uid_t owner, const char *xdg, bool create,
+			int *dirfd, char *dir, size_t cap, char *why, size_t wcap)
+{
+	char name[32], note[160] = "";
+	int pfd, fd, rc;
 	if (wcap)
 		why[0] = 0;
 	*dirfd = -1;
+	if (xdg && xdg[0] == '/') {
+		pfd = open_in_root(rootfd, xdg, O_DIRECTORY);
+		if (pfd >= 0) {
+			/* XDG Base Directory: owned by the user, 0700. */
+			char label[WIRE_PATH_MAX];
+			snprintf(label, sizeof label, "XDG_RUNTIME_DIR %s", xdg);
+			rc = check_fd(pfd, owner, label, why, wcap);
+			fd = rc ? rc
+				: sub_dir(pfd, xdg, "suture", owner, create, dir, cap, why, wcap);
+			close(pfd);
+			if (fd == -ENOENT && wcap)
+				snprintf(why, wcap, "no %s/suture", xdg);
+			if (fd < 0)
+				return fd;
+			*dirfd = fd;
+			return 0;
+		}
+		/* Set but absent in this root (an environment carried into a
+		 * container): /tmp, and say so. */
+		snprintf(note, sizeof note, "; XDG_RUNTIME_DIR %s: %s", xdg, strerror(-pfd));
+	}
 	pfd = open_in_root(rootfd, "/tmp", O_DIRECTORY);
 	if (pfd < 0) {
 		if (wcap)
-			snprintf(why, wcap, "no /tmp in its root (%s)", strerror(-pfd));
+			snprintf(why, wcap, "no /tmp in its root (%s)%s", strerror(-pfd), note);
 		return pfd == -ENOENT ? -ENOENT : -EPERM;
 	}
 	snprintf(name, sizeof name, "suture-%u", (unsigned)uid);
-	fd = sub_dir(pfd, "/tmp", name, owner, create, dir, cap, why, wcap);
+	char squat[200] = "";
+	fd = sub_dir(pfd, "/tmp", name, owner, create, dir, cap, squat, sizeof squat);
+	if (fd == -EPERM) /* taken by someone else: a private one instead */
+		fd = scan_private(pfd, uid, owner, create, dir, cap);
 	close(pfd);
-	if (fd == -ENOENT && wcap)
-		snprintf(why, wcap, "no /tmp/%s", name);
-	if (fd < 0)
+	if (fd < 0) {
+		if (wcap && squat[0] && fd == -ENOENT)
+			snprintf(why, wcap, "%s, and no private /tmp/%s.* yet%s", squat, name,
+				 note);
+		else if (wcap && squat[0])
+			snprintf(why, wcap, "%s%s", squat, note);
+		else if (wcap)
+			snprintf(why, wcap, "no /tmp/%s%s", name, note);
 		return fd;
+	}
+	if (wcap && squat[0])
+		snprintf(why, wcap, "%s: passed over%s", squat, note);
 	*dirfd = fd;
 	return 0;
 }

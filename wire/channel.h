@@ -19,19 +19,30 @@
 int wire_channel__path(const char *dir, pid_t pid, const char *ext, char *buf, size_t cap);
 
 /* Where a process's channel lives; the one rule both sides follow
- * (docs/formats/channel.md, "Where"): /tmp/suture-<uid> in the process's
- * root. rootfd is that root (the agent: "/"; a debugger: /proc/PID/root);
- * paths are resolved inside it. uid is the process's real uid as the
- * process itself sees it (it names the place); owner is that uid as the
- * caller's stat() shows it (they differ when a debugger looks into another
- * user namespace). The directory is used only if it is a directory (not a
- * symlink), owned by owner, mode 0700 or tighter. create: make it when missing (the agent).
+ * (docs/formats/channel.md, "Where"). rootfd is the process's root (the
+ * agent: "/"; a debugger: /proc/PID/root); paths are resolved inside it.
+ * uid is the process's real uid and xdg its XDG_RUNTIME_DIR (NULL when
+ * unset), both as the process itself sees them (they name the place);
+ * owner is that uid as the caller's stat() shows it (they differ when a
+ * debugger looks into another user namespace).
+ *   1. xdg set and present: <xdg>/suture. xdg must be owned by uid and
+ *      closed to group and others, else refused (-EPERM).
+ *   2. else /tmp/suture-<uid>, when it is uid's own;
+ *   3. else (someone else made that name) the private
+ *      /tmp/suture-<uid>.<random> of smallest name that uid owns, made
+ *      when create is set: squatting the predictable name diverts
+ *      suture, never disables it.
+ * A directory is used only if it is a directory (not a symlink), owned by
+ * owner, mode 0700 or tighter. create: make what is missing (the agent).
  * Gives an O_PATH descriptor of it in *dirfd (the caller closes) and its
  * path as the process sees it in dir. Returns 0; -ENOENT nothing there yet
  * (create unset); -EPERM refused; -errno. why gets a one-line reason on
- * failure. */
-int wire_channel__place(int rootfd, uid_t uid, uid_t owner, bool create, int *dirfd, char *dir,
-			size_t cap, char *why, size_t wcap);
+ * failure, and on success a note when a place was passed over. */
+int wire_channel__place(int rootfd, uid_t uid, uid_t owner, const char *xdg, bool create,
+			int *dirfd, char *dir, size_t cap, char *why, size_t wcap);
+/* XDG_RUNTIME_DIR out of an environment block (NUL-separated "K=V", as
+ * /proc/PID/environ): 0, -ENOENT when absent, -ENAMETOOLONG. */
+int wire_channel__xdg(const char *p, const char *end, char *buf, size_t cap);
 /* Remove the stale channel files in dir (docs/formats/channel.md, "Stale
  * files"): for each agent-<pid>.lock whose flock can be taken at once (no
  * agent holds it) and whose pid is dead (gone or a zombie) or was started
