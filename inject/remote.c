@@ -136,7 +136,10 @@ static int load_memfd(struct attach_proc *proc, pid_t tid, const char *lib, char
 	snprintf(path, sizeof path, "/proc/self/fd/%d", tfd);
 	struct attach_arg args[2] = {
 		{ .data = path, .len = strlen(path) + 1 },
-		{ .value = RTLD_NOW },
+		/* Global, as an LD_PRELOAD agent is: a debugger that cannot
+		 * read the memfd's ELF later finds suture_agent_start with
+		 * dlsym(RTLD_DEFAULT) (start_by_dlsym). */
+		{ .value = RTLD_NOW | RTLD_GLOBAL },
 	};
 	rc = attach_proc__call_sym(proc, tid, "libc.so", "dlopen", args, 2, &ret);
 	if (rc == 0 && ret == 0) {
@@ -162,6 +165,24 @@ close_remote:
 	struct attach_arg cargs[1] = { { .value = (uint64_t)tfd } };
 	int rc2 = attach_proc__call_sym(proc, tid, "libc.so", "close", cargs, 1, &ret);
 	return rc ? rc : rc2;
+}
+
+/* suture_agent_start() found by the target's own dlsym(RTLD_DEFAULT), for
+ * a debugger that cannot open the memfd the agent was loaded from
+ * (/proc/PID/map_files needs CAP_CHECKPOINT_RESTORE; the memfd has no
+ * path). */
+static int start_by_dlsym(struct attach_proc *proc, pid_t tid, uint64_t *ret)
+{
+	static const char sym[] = "suture_agent_start";
+	struct attach_arg args[2] = { { .value = 0 /* RTLD_DEFAULT */ },
+				      { .data = sym, .len = sizeof sym } };
+	uint64_t fn = 0;
+	int rc = attach_proc__call_sym(proc, tid, "libc.so", "dlsym", args, 2, &fn);
+	if (rc)
+		return rc;
+	if (!fn)
+		return -ENOENT;
+	return attach_proc__call_args(proc, tid, fn, NULL, 0, ret);
 }
 
 static int load_once(pid_t pid, const char *agent_path, enum inject_how *how, uint64_t *stopped_ns,
@@ -201,6 +222,8 @@ static int load_once(pid_t pid, const char *agent_path, enum inject_how *how, ui
 		*how = INJECT_HOW_RESTARTED;
 		rc = attach_proc__call_sym(proc, tid, "libsuture_agent", "suture_agent_start", NULL,
 					   0, &ret);
+		if (rc == -ENOENT || rc == -EACCES || rc == -EPERM)
+			rc = start_by_dlsym(proc, tid, &ret);
 		if (rc == 0 && (int)ret == -EAGAIN) {
 			/* Busy (a lock held or the last agent thread not
 			 * gone yet, by threads we stopped): released, retried. */
