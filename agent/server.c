@@ -17,6 +17,7 @@
  */
 #include "agent/agent-priv.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -591,6 +592,33 @@ static bool own_xdg(char *buf, size_t cap)
 	return wire_channel__xdg(env, env + len, buf, cap) == 0;
 }
 
+/* A debugger loaded us from a memfd (inject/remote.c) and left its
+ * descriptor to us: the mapping keeps the library, so it is closed here,
+ * on the agent thread, rather than by one more remote call while the
+ * process was stopped. Any descriptor naming our memfd is ours (the
+ * program never sees its number). */
+static void close_own_memfd(void)
+{
+	DIR *d = opendir("/proc/self/fd");
+	struct dirent *e;
+	if (!d)
+		return;
+	while ((e = readdir(d))) {
+		char path[64], link[64];
+		int fd = atoi(e->d_name);
+		if (fd <= 2 || fd == dirfd(d))
+			continue;
+		snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
+		ssize_t n = readlink(path, link, sizeof link - 1);
+		if (n <= 0)
+			continue;
+		link[n] = 0;
+		if (strncmp(link, "/memfd:libsuture_agent.so", 25) == 0)
+			close(fd);
+	}
+	closedir(d);
+}
+
 int agent_server__open(void)
 {
 	char dir[WIRE_PATH_MAX], why[256], xdg[256];
@@ -598,6 +626,7 @@ int agent_server__open(void)
 	pid_t pid = getpid();
 	uid_t uid = getuid();
 
+	close_own_memfd();
 	if ((rootfd = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC)) < 0)
 		return -errno;
 	rc = wire_channel__place(rootfd, uid, uid, own_xdg(xdg, sizeof xdg) ? xdg : NULL, true,

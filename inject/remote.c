@@ -85,7 +85,7 @@ static int is_python(struct attach_proc *proc)
 
 /* Copy the library at lib into a memfd of the target (made there by a
  * remote memfd_create, taken here with pidfd_getfd, filled and sealed),
- * then dlopen("/proc/self/fd/N") in the target and close N there: no path
+ * then dlopen("/proc/self/fd/N") in the target (the agent closes N): no path
  * of ours needs to exist in its mount namespace, and no file is left
  * anywhere. The mapping shows as /memfd:libsuture_agent.so (deleted).
  * 0; -ENOEXEC with err set when a call in the target failed; else the
@@ -161,10 +161,15 @@ close_remote:
 		close(mfd);
 	if (pidfd >= 0)
 		close(pidfd);
-	/* The mapping keeps the memory; the descriptor goes. */
+	/* Loaded: the agent closes the descriptor itself, on its own thread
+	 * once the process runs again (agent/server.c, close_own_memfd), which
+	 * spares one remote call while every thread is stopped. Not loaded:
+	 * nothing in the target knows it, so it is closed here. */
+	if (rc == 0)
+		return 0;
 	struct attach_arg cargs[1] = { { .value = (uint64_t)tfd } };
-	int rc2 = attach_proc__call_sym(proc, tid, "libc.so", "close", cargs, 1, &ret);
-	return rc ? rc : rc2;
+	attach_proc__call_sym(proc, tid, "libc.so", "close", cargs, 1, &ret);
+	return rc;
 }
 
 /* suture_agent_start() found by the target's own dlsym(RTLD_DEFAULT), for
