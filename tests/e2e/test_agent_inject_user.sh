@@ -12,7 +12,10 @@ py_need PY python
 [ "$(id -u)" = 0 ] || skip "needs root (creates a user)"
 U=sutu$$
 useradd -M -s /usr/sbin/nologin "$U" || skip "useradd failed"
-trap 'cleanup; userdel "$U" 2>/dev/null || :' EXIT
+UU=$(id -u "$U")
+# The agent's channel directory (the target runs as U, with the host's /tmp).
+trap 'cleanup; rm -rf "/tmp/suture-$UU" "/tmp/suture-$UU".*; userdel "$U" 2>/dev/null || :' EXIT
+rm -rf "/tmp/suture-$UU" "/tmp/suture-$UU".* # an earlier user's with this uid
 chmod 755 "$W"
 D="$W/t"
 mkdir -p "$D" && chmod 777 "$D"
