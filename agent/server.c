@@ -18,6 +18,7 @@
 #include "agent/agent-priv.h"
 #include "agent/probe.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -677,16 +678,71 @@ static bool serve_one(struct wire_buf *b)
 	return go_on;
 }
 
+/* XDG_RUNTIME_DIR as a debugger outside reads it: from the environment
+ * block the process started with (/proc/self/environ), so that a program
+ * that changed it since still meets its debugger; getenv() without /proc. */
+static bool own_xdg(char *buf, size_t cap)
+{
+	char env[16384];
+	size_t len = 0;
+	int fd = open("/proc/self/environ", O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		const char *x = getenv("XDG_RUNTIME_DIR");
+		return x && snprintf(buf, cap, "%s", x) < (int)cap;
+	}
+	for (ssize_t r; len < sizeof env && (r = read(fd, env + len, sizeof env - len)) > 0;)
+		len += (size_t)r;
+	close(fd);
+	return wire_channel__xdg(env, env + len, buf, cap) == 0;
+}
+
+/* A debugger loaded us from a memfd (inject/remote.c) and left its
+ * descriptor to us: the mapping keeps the library, so it is closed here,
+ * on the agent thread, rather than by one more remote call while the
+ * process was stopped. Any descriptor naming our memfd is ours (the
+ * program never sees its number). */
+static void close_own_memfd(void)
+{
+	DIR *d = opendir("/proc/self/fd");
+	struct dirent *e;
+	if (!d)
+		return;
+	while ((e = readdir(d))) {
+		char path[64], link[64];
+		int fd = atoi(e->d_name);
+		if (fd <= 2 || fd == dirfd(d))
+			continue;
+		snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
+		ssize_t n = readlink(path, link, sizeof link - 1);
+		if (n <= 0)
+			continue;
+		link[n] = 0;
+		if (strncmp(link, "/memfd:libsuture_agent.so", 25) == 0)
+			close(fd);
+	}
+	closedir(d);
+}
+
 int agent_server__open(void)
 {
-	char dir[WIRE_PATH_MAX];
-	int rc;
+	char dir[WIRE_PATH_MAX], why[256], xdg[256];
+	int rc, dirfd = -1, rootfd;
 	pid_t pid = getpid();
 	uid_t uid = getuid();
 
-	if ((rc = wire_channel__dir(uid, dir, sizeof dir)) ||
-	    (rc = wire_channel__ensure_dir(dir, uid)))
+	close_own_memfd();
+	if ((rootfd = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC)) < 0)
+		return -errno;
+	rc = wire_channel__place(rootfd, uid, uid, own_xdg(xdg, sizeof xdg) ? xdg : NULL, true,
+				 &dirfd, dir, sizeof dir, why, sizeof why);
+	close(rootfd);
+	if (rc) {
+		agent__log("channel: %s", why);
 		return rc;
+	}
+	close(dirfd);
+	if (why[0])
+		agent__log("channel: %s", why);
 	/* Files of processes killed before their agent could remove them
 	 * (docs/formats/channel.md, "Stale files"). */
 	wire_channel__sweep(dir);

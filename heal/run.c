@@ -399,6 +399,23 @@ static int sup__boot_list_ready(int boot_fd, bool script_listed)
 /* How often a long run stores the guard firings received meanwhile. */
 #define HITS_FLUSH_MS 5000.0
 
+/* The agent will not serve: say why when its channel directory is the
+ * cause (a squatted or foreign XDG_RUNTIME_DIR), which the agent cannot
+ * tell us itself. */
+static void say_no_agent(pid_t pid)
+{
+	char why[256];
+	if (inject_channel_check(pid, why, sizeof why) == -EPERM)
+		fprintf(stderr,
+			"[suture] pid %d: the agent did not come up: channel directory refused: %s: "
+			"crashes are not healed\n",
+			(int)pid, why);
+	else
+		fprintf(stderr,
+			"[suture] pid %d: the agent did not come up: crashes are not healed\n",
+			(int)pid);
+}
+
 /* Watch the child until it exits: boot events, the agent's session (opened
  * when the agent says its socket listens: a byte on ready_fd, or EOF there
  * when it will not; without that pipe, tried every millisecond), crash
@@ -466,9 +483,7 @@ static int supervise(const struct heal_run_opts *o, pid_t pid, int boot_fd, int 
 		}
 		if (u.pending && (u.s || session_gone || mono_ms() > session_deadline)) {
 			if (!u.s && !session_gone)
-				fprintf(stderr,
-					"[suture] pid %d: the agent did not come up: crashes are not healed\n",
-					(int)pid);
+				say_no_agent(pid);
 			session_gone = session_gone || !u.s;
 			sup__boot_answer(&u);
 		}
@@ -506,9 +521,7 @@ static int supervise(const struct heal_run_opts *o, pid_t pid, int boot_fd, int 
 			 * up (the child exited, or the agent could not listen). */
 			ready = r == 1;
 			if (!ready && !u.s && !session_gone) {
-				fprintf(stderr,
-					"[suture] pid %d: the agent did not come up: crashes are not healed\n",
-					(int)pid);
+				say_no_agent(pid);
 				session_gone = true;
 			}
 			close(ready_fd);

@@ -210,7 +210,13 @@ int inject_session__reload(struct inject_session *s, const char *path, const voi
  * applied patches stay. The session can only be closed afterwards. */
 int inject_session__detach(struct inject_session *s);
 
-/* The channel socket path for pid (for messages). */
+/* The channel socket path for pid, as this process can reach it (through
+ * /proc/PID/root when pid's mount namespace is not ours). */
 int inject_socket_path(pid_t pid, char *buf, size_t cap);
+/* Whether pid's channel directory is refused (wire_channel__place): -EPERM
+ * with why set to the one-line cause (XDG_RUNTIME_DIR owned by another
+ * user, open to others...); 0 when usable or not made yet; -errno when pid
+ * cannot be read. For messages when an agent did not come up. */
+int inject_channel_check(pid_t pid, char *why, size_t cap);
 
 #endif
