@@ -87,7 +87,7 @@ check_mode() {
 	wait_grep "^\[suture\] watching pid $HP\$" "$_d/watch.err" ||
 		{ cat "$_d/watch.err"; fail "$_m: --watch never watched"; }
 	wait_grep "^ok None" "$W/$_m.out" || { cat "$_d/watch.err"; fail "$_m: the crash was not healed"; }
-	grep -q "^\[suture\] stored patch __main__.lookup:" "$_d/watch.err" || fail "$_m: no stored patch"
+	wait_grep "^\[suture\] stored patch __main__.lookup:" "$_d/watch.err" 10
 	"$AUDIT" --pid "$HP" --store "$_d/store" >"$_d/audit.out" 2>"$_d/audit.err" ||
 		{ cat "$_d/audit.err"; fail "$_m: suture-audit --pid"; }
 	grep -q "^live .*__main__.lookup:" "$_d/audit.out" || { cat "$_d/audit.out"; fail "$_m: audit lists no live patch"; }
