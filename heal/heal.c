@@ -78,8 +78,17 @@ void heal__say(struct heal *h, const char *fmt, ...)
 	vsnprintf(line, sizeof(line), fmt, ap);
 	va_end(ap);
 	/* One write per line: several tools may share the terminal. */
-	fprintf(h->log, "[suture] %s\n", line);
+	if (h->tag)
+		fprintf(h->log, "[suture] pid %d: %s\n", (int)h->pid, line);
+	else
+		fprintf(h->log, "[suture] %s\n", line);
 	fflush(h->log);
+}
+
+void heal__set_tag(struct heal *h, bool on)
+{
+	if (h)
+		h->tag = on;
 }
 
 int heal__open(struct inspect_proc *ip, struct inject_session *s, const struct heal_opts *o,

@@ -164,6 +164,9 @@ void heal__use_store(struct heal *h, struct store *st);
  * call it before inject_session__close. */
 void heal__set_session(struct heal *h, struct inject_session *s);
 
+/* Lines name the process ("[suture] pid N: ..."): one of several in a
+ * process tree. */
+void heal__set_tag(struct heal *h, bool on);
 /* "[suture] patches applied: N, already healed: N" (plus refusals etc.). */
 void heal__summary(const struct heal *h, FILE *out);
 
@@ -207,6 +210,51 @@ struct heal_watch_opts {
  * not 3.11, -EBUSY already traced, -EAGAIN stopped, -ENODATA no layout;
  * anything else is another failure. */
 int heal_watch__run(pid_t pid, const struct heal_watch_opts *o, char *err, size_t errlen);
+
+/* ---- process trees (heal/tree.c, docs/design.md §12) ---- */
+
+/* The processes forked from a root the caller watches itself: one agent
+ * session, reader and heal handle each, one store. */
+struct heal_tree_opts {
+	struct heal_opts heal;  /* for every member (program: the root's) */
+	const char *agent_path; /* NULL: the usual search (inject.h) */
+	const char *app_paths;  /* --app-path, or NULL */
+};
+struct heal_tree;
+struct pollfd;
+int heal_tree__open(pid_t root, const struct heal_tree_opts *o, struct heal_tree **out);
+/* detach: DETACH every member's agent first (watcher removed). sum (may
+ * be NULL) gets what the members did added (loaded patches aside). NULL t
+ * ok. */
+void heal_tree__close(struct heal_tree *t, bool detach, struct heal_stats *sum);
+/* Add pid: connect to its agent (a FORKED child: it listens already), or
+ * with inject, inject or reuse one (ptrace: suture-attach). A process
+ * whose attach fails is left as it was and said so unless it is gone.
+ * Its stored patches are loaded when the tree made some or it was
+ * injected. 0 (also: already in, or the root) or -errno. */
+int heal_tree__add(struct heal_tree *t, pid_t pid, bool inject);
+/* The root's descendants in /proc running its executable, injected. */
+int heal_tree__add_descendants(struct heal_tree *t);
+/* The children s's agent reported (FORKED), added. */
+void heal_tree__take_forked(struct heal_tree *t, struct inject_session *s);
+/* The members' session descriptors, appended to pf (n of cap used). */
+void heal_tree__pollfds(const struct heal_tree *t, struct pollfd *pf, size_t *n, size_t cap);
+/* Serve what the members' agents sent: crashes healed, FORKED children
+ * added, exited members dropped. Returns how many patches were made;
+ * *applied_in: the pid of the last; *not_resumed set when one crash went
+ * on (its work failed: suture-run may run the script again). */
+int heal_tree__step(struct heal_tree *t, pid_t *applied_in, bool *not_resumed);
+/* A patch was made in `except` (a member or the root): every other
+ * member gets the stored patches into its live code. */
+void heal_tree__propagate(struct heal_tree *t, pid_t except);
+/* Store the members' guard firings (heal__flush each). */
+void heal_tree__flush(struct heal_tree *t);
+/* fn on each member's session; the first error. */
+int heal_tree__each(struct heal_tree *t, int (*fn)(pid_t pid, struct inject_session *s, void *ctx),
+		    void *ctx);
+size_t heal_tree__size(const struct heal_tree *t);
+/* More than one process was ever watched (lines then name the pid). */
+bool heal_tree__several(const struct heal_tree *t);
 
 /* ---- suture-run ---- */
 

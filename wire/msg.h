@@ -47,8 +47,9 @@ enum wire_msg_type {
 	WIRE_MSG_ROLLBACK_RESULT = 18, /* agent -> debugger */
 	WIRE_MSG_HELLO_CONTROL = 19,   /* an auditor: HELLO's payload; LIST, ROLLBACK, PING only */
 	WIRE_MSG_HITS = 20,            /* agent -> debugger, unsolicited: guards that fired */
+	WIRE_MSG_FORKED = 21, /* agent -> debugger, unsolicited: a child has its own agent */
 };
-#define WIRE_MSG_LAST WIRE_MSG_HITS
+#define WIRE_MSG_LAST WIRE_MSG_FORKED
 
 /* How the agent watches exceptions (WELCOME.watch_mode). */
 enum wire_watch_mode {
@@ -77,6 +78,10 @@ struct wire_hello {
 #define WIRE_HELLO_F_HITS 1u
 /* A string of application paths follows the flags. */
 #define WIRE_HELLO_F_APP_PATHS 2u
+/* The debugger follows the process tree: the agent sends it FORKED for
+ * every child whose agent opened its channel, and a child's crash waits
+ * (bounded) for a debugger to connect to it. */
+#define WIRE_HELLO_F_TREE 4u
 
 struct wire_welcome {
 	uint32_t version;
@@ -265,6 +270,13 @@ struct wire_ping {
 	uint64_t cookie;
 };
 
+/* FORKED: a process forked (directly or further down) from the agent's
+ * process, whose own agent now listens on its own channel. */
+struct wire_forked {
+	uint32_t pid;  /* the child, > 0 */
+	uint32_t ppid; /* its parent when it forked, > 0 */
+};
+
 struct wire_pong {
 	uint64_t cookie;
 	uint32_t crashes;    /* crashes reported since load */
@@ -294,6 +306,7 @@ int wire_msg__encode_release(struct wire_buf *b, const struct wire_release *m);
 int wire_msg__encode_patch(struct wire_buf *b, const struct wire_patch *m);
 int wire_msg__encode_patch_result(struct wire_buf *b, const struct wire_patch_result *m);
 int wire_msg__encode_ping(struct wire_buf *b, const struct wire_ping *m);
+int wire_msg__encode_forked(struct wire_buf *b, const struct wire_forked *m);
 int wire_msg__encode_resume(struct wire_buf *b, const struct wire_resume *m);
 int wire_msg__encode_resume_result(struct wire_buf *b, const struct wire_resume_result *m);
 int wire_msg__encode_pong(struct wire_buf *b, const struct wire_pong *m);
@@ -332,6 +345,8 @@ int wire_msg__decode_patch(const uint8_t *p, const uint8_t *end, struct wire_pat
 int wire_msg__decode_patch_result(const uint8_t *p, const uint8_t *end,
 				  struct wire_patch_result *m);
 int wire_msg__decode_ping(const uint8_t *p, const uint8_t *end, struct wire_ping *m);
+/* -EINVAL on a zero pid or ppid. */
+int wire_msg__decode_forked(const uint8_t *p, const uint8_t *end, struct wire_forked *m);
 int wire_msg__decode_resume(const uint8_t *p, const uint8_t *end, struct wire_resume *m);
 int wire_msg__decode_resume_result(const uint8_t *p, const uint8_t *end,
 				   struct wire_resume_result *m);
