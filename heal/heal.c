@@ -91,6 +91,18 @@ void heal__set_tag(struct heal *h, bool on)
 		h->tag = on;
 }
 
+void heal__add_stats(struct heal *h, const struct heal_stats *more)
+{
+	h->st.crashes += more->crashes;
+	h->st.applied += more->applied;
+	h->st.resumed += more->resumed;
+	h->st.would_apply += more->would_apply;
+	h->st.refused += more->refused;
+	h->st.failed += more->failed;
+	h->st.stale += more->stale;
+	h->st.expired += more->expired;
+}
+
 int heal__open(struct inspect_proc *ip, struct inject_session *s, const struct heal_opts *o,
 	       struct heal **out)
 {

@@ -28,6 +28,7 @@
 #ifndef SUTURE_INJECT_HEAL_H
 #define SUTURE_INJECT_HEAL_H
 
+#include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -167,6 +168,9 @@ void heal__set_session(struct heal *h, struct inject_session *s);
 /* Lines name the process ("[suture] pid N: ..."): one of several in a
  * process tree. */
 void heal__set_tag(struct heal *h, bool on);
+/* Add what other processes' heal handles did (a tree's) to h's stats, for
+ * heal__summary. */
+void heal__add_stats(struct heal *h, const struct heal_stats *more);
 /* "[suture] patches applied: N, already healed: N" (plus refusals etc.). */
 void heal__summary(const struct heal *h, FILE *out);
 
@@ -233,17 +237,19 @@ void heal_tree__close(struct heal_tree *t, bool detach, struct heal_stats *sum);
  * Its stored patches are loaded when the tree made some or it was
  * injected. 0 (also: already in, or the root) or -errno. */
 int heal_tree__add(struct heal_tree *t, pid_t pid, bool inject);
-/* The root's descendants in /proc running its executable, injected. */
-int heal_tree__add_descendants(struct heal_tree *t);
+/* The root's descendants in /proc running its executable, injected, until
+ * *stop (may be NULL) is set. */
+int heal_tree__add_descendants(struct heal_tree *t, volatile sig_atomic_t *stop);
 /* The children s's agent reported (FORKED), added. */
 void heal_tree__take_forked(struct heal_tree *t, struct inject_session *s);
 /* The members' session descriptors, appended to pf (n of cap used). */
 void heal_tree__pollfds(const struct heal_tree *t, struct pollfd *pf, size_t *n, size_t cap);
-/* Serve what the members' agents sent: crashes healed, FORKED children
- * added, exited members dropped. Returns how many patches were made;
- * *applied_in: the pid of the last; *not_resumed set when one crash went
- * on (its work failed: suture-run may run the script again). */
-int heal_tree__step(struct heal_tree *t, pid_t *applied_in, bool *not_resumed);
+/* Serve what the members' agents sent: crashes healed (each patch sent
+ * to the other members at once), FORKED children added, exited members
+ * dropped. Returns how many patches were made (the caller sends them to
+ * the root); *not_resumed set when one crash went on (its work failed:
+ * suture-run may run the script again). */
+int heal_tree__step(struct heal_tree *t, bool *not_resumed);
 /* A patch was made in `except` (a member or the root): every other
  * member gets the stored patches into its live code. */
 void heal_tree__propagate(struct heal_tree *t, pid_t except);

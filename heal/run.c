@@ -567,9 +567,8 @@ static int supervise(const struct heal_run_opts *o, pid_t pid, int boot_fd, int 
 			}
 		}
 		if (tree_ready) {
-			pid_t who = 0;
 			bool went_on = false;
-			int made = heal_tree__step(tree, &who, &went_on);
+			int made = heal_tree__step(tree, &went_on);
 			if (u.h && heal_tree__several(tree))
 				heal__set_tag(u.h, true);
 			/* A worker's crash that went on may fail the script:
@@ -577,7 +576,6 @@ static int supervise(const struct heal_run_opts *o, pid_t pid, int boot_fd, int 
 			if (went_on)
 				*healed_now = true;
 			if (made > 0) {
-				heal_tree__propagate(tree, who);
 				/* ... and the script's own process, so that what
 				 * it forks later is born healed. */
 				if (u.s && sup__heal(&u))

@@ -13,9 +13,9 @@
  * that imported the module after it forked has its own code objects.
  */
 #include "heal/heal-priv.h"
+#include "attach/attach.h"
 #include "inspect/inspect.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <limits.h>
 #include <poll.h>
@@ -38,8 +38,8 @@ struct heal_tree {
 	pid_t root;
 	struct heal_member *m;
 	size_t n, cap;
-	unsigned seen;     /* processes ever in the tree, the root included */
-	unsigned patches;  /* patches made in the tree since it was opened */
+	unsigned seen;    /* processes ever in the tree, the root included */
+	unsigned patches; /* patches made in the tree since it was opened */
 	struct heal_stats total;
 };
 
@@ -107,7 +107,6 @@ bool heal_tree__several(const struct heal_tree *t)
 {
 	return t && t->seen > 1;
 }
-
 
 static struct heal_member *member__find(struct heal_tree *t, pid_t pid)
 {
@@ -201,81 +200,20 @@ void heal_tree__take_forked(struct heal_tree *t, struct inject_session *s)
 			heal_tree__add(t, (pid_t)f[i].pid, false);
 }
 
-/* /proc/PID/stat's ppid (field 4, after the parenthesized name). */
-static pid_t ppid_of(pid_t pid)
+int heal_tree__add_descendants(struct heal_tree *t, volatile sig_atomic_t *stop)
 {
-	char path[64], buf[512];
-	snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
-	FILE *f = fopen(path, "r");
-	if (!f)
-		return -1;
-	size_t n = fread(buf, 1, sizeof buf - 1, f);
-	fclose(f);
-	buf[n] = 0;
-	char *p = strrchr(buf, ')');
-	int ppid;
-	if (!p || sscanf(p + 1, " %*c %d", &ppid) != 1)
-		return -1;
-	return ppid;
-}
-
-static bool same_exe(pid_t a, pid_t b)
-{
-	char pa[64], pb[64], ea[PATH_MAX], eb[PATH_MAX];
-	snprintf(pa, sizeof pa, "/proc/%d/exe", (int)a);
-	snprintf(pb, sizeof pb, "/proc/%d/exe", (int)b);
-	ssize_t na = readlink(pa, ea, sizeof ea - 1), nb = readlink(pb, eb, sizeof eb - 1);
-	if (na <= 0 || nb <= 0)
-		return false;
-	ea[na] = eb[nb] = 0;
-	return strcmp(ea, eb) == 0;
-}
-
-int heal_tree__add_descendants(struct heal_tree *t)
-{
-	/* Up to 4096 processes: pid and ppid of each, then the closure. */
 	enum { MAXP = 4096 };
-	pid_t(*pp)[2] = calloc(MAXP, sizeof *pp);
+	pid_t *d = calloc(MAXP, sizeof *d);
 	size_t n = 0;
-	if (!pp)
+	if (!d)
 		return -ENOMEM;
-	DIR *d = opendir("/proc");
-	if (!d) {
-		free(pp);
-		return -errno;
-	}
-	for (struct dirent *e; (e = readdir(d)) && n < MAXP;) {
-		char *end;
-		long pid = strtol(e->d_name, &end, 10);
-		if (*end || pid <= 0)
-			continue;
-		pid_t ppid = ppid_of((pid_t)pid);
-		if (ppid > 0) {
-			pp[n][0] = (pid_t)pid;
-			pp[n][1] = ppid;
-			n++;
-		}
-	}
-	closedir(d);
-	/* Breadth first from the root: parents are added before children. */
-	pid_t *q = calloc(MAXP, sizeof *q);
-	size_t qn = 0;
-	if (!q) {
-		free(pp);
-		return -ENOMEM;
-	}
-	q[qn++] = t->root;
-	for (size_t qi = 0; qi < qn; qi++)
-		for (size_t i = 0; i < n && qn < MAXP; i++)
-			if (pp[i][1] == q[qi]) {
-				q[qn++] = pp[i][0];
-				/* The same CPython (a fork, not a helper it ran). */
-				if (same_exe(pp[i][0], t->root))
-					heal_tree__add(t, pp[i][0], true);
-			}
-	free(q);
-	free(pp);
-	return 0;
+	int rc = attach_pid__descendants(t->root, d, MAXP, &n);
+	/* Parents first; the same CPython (a fork, not a program it ran). */
+	for (size_t i = 0; i < n && !(stop && *stop); i++)
+		if (attach_pid__same_exe(d[i], t->root))
+			heal_tree__add(t, d[i], true);
+	free(d);
+	return rc;
 }
 
 void heal_tree__pollfds(const struct heal_tree *t, struct pollfd *pf, size_t *n, size_t cap)
@@ -309,7 +247,7 @@ static void member__gone(struct heal_tree *t, size_t i)
 	t->m[i] = t->m[--t->n];
 }
 
-int heal_tree__step(struct heal_tree *t, pid_t *applied_in, bool *not_resumed)
+int heal_tree__step(struct heal_tree *t, bool *not_resumed)
 {
 	int applied = 0;
 	for (size_t i = 0; i < t->n;) {
@@ -322,12 +260,17 @@ int heal_tree__step(struct heal_tree *t, pid_t *applied_in, bool *not_resumed)
 			rc = h ? heal__on_crash(h, &ev, &oc) : inject_session__release(m->s, &ev);
 			if (rc)
 				break;
-			if (oc == HEAL_APPLIED || oc == HEAL_RESUMED) {
-				applied++;
-				*applied_in = m->pid;
-			}
 			if (oc == HEAL_APPLIED)
 				*not_resumed = true;
+			if (oc == HEAL_APPLIED || oc == HEAL_RESUMED) {
+				applied++;
+				/* At once: a sibling's crash on the same code,
+				 * queued meanwhile, then meets code replaced a
+				 * moment ago instead of being healed twice. */
+				pid_t pid = m->pid;
+				heal_tree__propagate(t, pid);
+				m = member__find(t, pid);
+			}
 		}
 		pid_t pid = m->pid;
 		struct inject_session *s = m->s;
