@@ -95,4 +95,26 @@ for p in $master $(cat "$W/pf.workers"); do
 	[ ! -S "/tmp/suture-$(id -u)/agent-$p.sock" ] || fail "prefork: pid $p still has a channel"
 done
 ok "prefork: healed in flight, master patched, a respawned worker healed without a crash, all detached"
+
+# suture-audit --pid MASTER: the tree's patches and live hits; rollback
+# reaches every process and the store.
+"$AUDIT" --pid "$master" --store "$S" >"$W/audit" 2>&1 || { cat "$W/audit"; fail "audit: failed"; }
+[ "$(grep -c '^pid [0-9]*: ' "$W/audit")" -eq 3 ] || { cat "$W/audit"; fail "audit: not 3 processes"; }
+grep -q "^3 processes in the tree of pid $master\$" "$W/audit" || { cat "$W/audit"; fail "audit: tree line"; }
+[ "$(grep -c '^live    __main__.handle:' "$W/audit")" -eq 3 ] || { cat "$W/audit"; fail "audit: not live in all 3"; }
+grep -q 'fired [0-9]* time(s) in this process' "$W/audit" || { cat "$W/audit"; fail "audit: no live hits"; }
+"$AUDIT" --pid "$master" --store "$S" --json >"$W/audit.json" 2>&1 || fail "audit --json failed"
+"$PYTHON" -c 'import json, sys
+d = json.load(open(sys.argv[1]))
+assert len(d["tree"]) == 2 and all(t["patches"] for t in d["tree"]), d' "$W/audit.json" ||
+	{ cat "$W/audit.json"; fail "audit --json: the tree"; }
+"$AUDIT" --pid "$master" --store "$S" rollback --all >"$W/rollback" 2>&1 ||
+	{ cat "$W/rollback"; fail "rollback failed"; }
+[ "$(grep -c '^pid [0-9]*: ' "$W/rollback")" -eq 3 ] || { cat "$W/rollback"; fail "rollback: not 3 processes"; }
+[ "$(patches "$S")" -eq 0 ] || fail "rollback: still stored"
+"$AUDIT" --pid "$master" --store "$S" >"$W/audit2" 2>&1
+[ "$(grep -c '^live ' "$W/audit2")" -eq 0 ] || { cat "$W/audit2"; fail "rollback: still live"; }
+ask b >"$W/ask4"
+! grep -q '^value: None' "$W/ask4" || { cat "$W/ask4"; fail "rollback: the fallback is still given"; }
+ok "suture-audit --pid MASTER: 3 processes, live hits, rollback reached all"
 echo PASS
