@@ -19,7 +19,6 @@
 #include <errno.h>
 #include <limits.h>
 #include <poll.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -155,8 +154,9 @@ int heal_tree__add(struct heal_tree *t, pid_t pid, bool inject)
 		.hits = true,
 		.tree = true,
 		.no_inject = !inject,
-		/* A child announced by FORKED listens already. */
-		.connect_timeout_ms = inject ? 0 : 2000,
+		/* A child announced by FORKED listens already (unless it exec'd
+		 * or exited since: not worth waiting for). */
+		.connect_timeout_ms = inject ? 0 : 250,
 	};
 	struct heal_member m = { .pid = pid };
 	int rc = inject_session__open(pid, &io, &m.s, err, sizeof err);
@@ -173,21 +173,20 @@ int heal_tree__add(struct heal_tree *t, pid_t pid, bool inject)
 	if (rc) {
 		/* Gone already (a short-lived child, one that exec'd): quiet
 		 * unless it still runs. */
-		if (kill(pid, 0) == 0 && rc != -ESRCH)
+		if (attach_pid__alive(pid) && attach_pid__same_exe(pid, t->root) && rc != -ESRCH)
 			fprintf(stderr, "[suture] pid %d: not watched: %s\n", (int)pid, err);
 		return rc;
 	}
 	t->m[t->n++] = m;
 	t->seen++;
 	fprintf(stderr, "[suture] watching pid %d (of the tree of %d)\n", (int)pid, (int)t->root);
-	/* Forked before a patch reached its parent, or found at attach: the
-	 * stored patches go into its live code. */
-	if (t->patches || inject) {
-		struct heal_member *nm = &t->m[t->n - 1];
-		struct heal *h = member__heal(t, nm);
-		if (h)
-			heal__load_live(h); /* gone meanwhile: the next step sees its EOF */
-	}
+	/* Its reader and heal handle now: they also store the firings of the
+	 * patches it inherited (HITS), crash or not. Forked before a patch
+	 * reached its parent, or found at attach: the stored patches go into
+	 * its live code. */
+	struct heal *h = member__heal(t, &t->m[t->n - 1]);
+	if (h && (t->patches || inject))
+		heal__load_live(h); /* gone meanwhile: the next step sees its EOF */
 	return 0;
 }
 

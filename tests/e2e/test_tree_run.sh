@@ -58,6 +58,7 @@ master=$(pgrep -P "$RUNPID" | head -n 1)
 wait_grep "^\[suture\] pid $master: already healed" "$W/prefork.err" 10
 crashes=$(grep -c 'crash seen' "$W/prefork.err")
 cp "$W/pf.workers" "$W/pf.old"
+sleep 0.3 # the agents report firings every 100 ms: the victim's are in
 victim=$(head -n 1 "$W/pf.old")
 kill -KILL "$victim"
 wait_for 10 sh -c "! grep -qx '$victim' '$W/pf.workers' && [ \$(wc -l <'$W/pf.workers') -eq 2 ]" ||
@@ -76,7 +77,31 @@ done
 [ "$(grep -c 'crash seen' "$W/prefork.err")" -eq "$crashes" ] ||
 	{ cat "$W/prefork.err"; fail "prefork: a new crash after the respawn"; }
 [ "$(patches "$S")" -eq 1 ] || fail "prefork: not one patch stored"
+sleep 0.3
 kill -TERM "$RUNPID"
 wait_pid "$RUNPID" 20 || :
+# The guard's firings in every worker (the respawned one's too) are stored.
+hits=$("$AUDIT" --store "$S" --json | "$PYTHON" -c 'import json, sys; print(sum(p["hits"] for p in json.load(sys.stdin)["patches"]))')
+answered=$(cat "$W/ask2" "$W/ask3" | grep -c '^value: None')
+[ "$hits" -ge "$answered" ] || { cat "$W/prefork.err"; fail "prefork: $hits hits stored for $answered healed answers"; }
 ok "prefork: healed in flight, siblings and master patched, a respawned worker healed without a crash"
+
+# Run again: the stored patch is loaded at the start, the workers fork
+# healed; no crash, and the firings in workers that never crashed nor got a
+# patch in this run are stored too.
+rm -f "$W/pf.ready"
+start_group prefork2 "$W/pf.ready" "$RUN" --python "$PYTHON" --store "$S" "$F/prefork.py" "$W/pf"
+RUNPID=$BG
+port=$(cat "$W/pf.ready")
+wait_for 10 sh -c "[ \$(grep -c '^\[suture\] watching pid' '$W/prefork2.err') -ge 2 ]" ||
+	{ cat "$W/prefork2.err"; fail "prefork again: workers not watched"; }
+ask b b b b b b >"$W/ask5"
+[ "$(grep -c '^value: None pid' "$W/ask5")" -eq 6 ] || { cat "$W/ask5"; fail "prefork again: not healed"; }
+sleep 0.3
+kill -TERM "$RUNPID"
+wait_pid "$RUNPID" 20 || :
+! grep -q 'crash seen' "$W/prefork2.err" || { cat "$W/prefork2.err"; fail "prefork again: a crash"; }
+hits2=$("$AUDIT" --store "$S" --json | "$PYTHON" -c 'import json, sys; print(sum(p["hits"] for p in json.load(sys.stdin)["patches"]))')
+[ "$hits2" -ge $((hits + 6)) ] || { cat "$W/prefork2.err"; fail "prefork again: $hits2 hits stored, not $hits + 6"; }
+ok "prefork again: born healed, the workers' firings stored"
 echo PASS
