@@ -195,6 +195,7 @@ struct heal {
 	char program[PATH_MAX];
 	FILE *log;
 	pid_t pid;
+	bool tag; /* heal__set_tag: lines name the pid */
 	char cwd[PATH_MAX];
 	char pyver[16];
 	struct heal_stats st;

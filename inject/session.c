@@ -36,6 +36,9 @@ struct inject_session {
 	/* HITS received, not taken yet. */
 	struct wire_hit *hits;
 	size_t nhits;
+	/* FORKED received, not taken yet (the oldest dropped when full). */
+	struct wire_forked forked[64];
+	size_t nforked;
 	char err[512];
 };
 
@@ -184,6 +187,32 @@ static void note_hits(struct inject_session *s, uint8_t *payload, uint32_t len)
 	free(payload);
 }
 
+/* A FORKED frame: the child joins s->forked (a malformed one is dropped). */
+static void note_forked(struct inject_session *s, uint8_t *payload, uint32_t len)
+{
+	struct wire_forked f;
+	if (wire_msg__decode_forked(payload, payload + len, &f) == 0) {
+		size_t cap = sizeof s->forked / sizeof s->forked[0];
+		if (s->nforked == cap) {
+			memmove(s->forked, s->forked + 1, (cap - 1) * sizeof s->forked[0]);
+			s->nforked--;
+		}
+		s->forked[s->nforked++] = f;
+	}
+	free(payload);
+}
+
+size_t inject_session__take_forked(struct inject_session *s, struct wire_forked *out, size_t cap)
+{
+	size_t n = s && s->nforked < cap ? s->nforked : cap;
+	if (!s)
+		return 0;
+	memcpy(out, s->forked, n * sizeof *out);
+	memmove(s->forked, s->forked + n, (s->nforked - n) * sizeof *out);
+	s->nforked -= n;
+	return n;
+}
+
 int inject_session__take_hits(struct inject_session *s, struct wire_hit **out, size_t *n)
 {
 	*out = NULL;
@@ -237,6 +266,11 @@ static int await(struct inject_session *s, uint16_t want, int timeout_ms, uint8_
 			*payload = NULL;
 			continue;
 		}
+		if (h.type == WIRE_MSG_FORKED) {
+			note_forked(s, *payload, h.len);
+			*payload = NULL;
+			continue;
+		}
 		if (h.type == WIRE_MSG_CRASH && s->qlen < QUEUE_MAX) {
 			struct wire_crash *c = &s->queue[(s->qhead + s->qlen) % QUEUE_MAX];
 			if (wire_msg__decode_crash(*payload, *payload + h.len, c) == 0)
@@ -270,6 +304,8 @@ static int handshake(struct inject_session *s, const struct inject_opts *o)
 	hello->flags = o && o->hits && !o->control ? WIRE_HELLO_F_HITS : 0;
 	if (o && o->hold && !o->control)
 		hello->flags |= WIRE_HELLO_F_HOLD;
+	if (o && o->tree && !o->control)
+		hello->flags |= WIRE_HELLO_F_TREE;
 	if (o && o->app_paths && o->app_paths[0] && !o->control) {
 		if (strlen(o->app_paths) >= sizeof hello->app_paths) {
 			free(hello);
@@ -436,6 +472,10 @@ int inject_session__next_event(struct inject_session *s, int timeout_ms, struct 
 			note_held(s, p, h.len);
 			return held_event(s, ev);
 		}
+		if (h.type == WIRE_MSG_FORKED) {
+			note_forked(s, p, h.len);
+			continue;
+		}
 		free(p);
 		if (h.type != WIRE_MSG_PONG && h.type != WIRE_MSG_PATCH_RESULT &&
 		    h.type != WIRE_MSG_RESUME_RESULT && h.type != WIRE_MSG_LIST_RESULT &&
@@ -553,6 +593,10 @@ int inject_session__resume_wait(struct inject_session *s, const struct wire_cras
 		}
 		if (h.type == WIRE_MSG_HELD_CHANGED) {
 			note_held(s, p, h.len);
+			continue;
+		}
+		if (h.type == WIRE_MSG_FORKED) {
+			note_forked(s, p, h.len);
 			continue;
 		}
 		if (h.type == WIRE_MSG_ERROR) {
