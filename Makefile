@@ -69,6 +69,12 @@ GEN_SRC_inject  :=
 GEN_SRC_heal    :=
 # Generated headers every compile must wait for.
 GEN_HDRS :=
+# The install prefix compiled into the commands (where inject/remote.c
+# looks for the agent after the places relative to the executable's real
+# path): rewritten only when PREFIX changes, so `make install PREFIX=/usr`
+# after a plain `make` recompiles that one file and relinks. DESTDIR is
+# never compiled in.
+PREFIX_H := $(BUILD)/gen/suture-prefix.h
 
 AGENT_SRC := $(wildcard agent/*.c)
 # Sources of other modules compiled into the agent as well (pure decoders
@@ -96,6 +102,13 @@ UNIT_BIN := $(patsubst tests/unit/%.c,$(BUILD)/tests/unit/%,$(UNIT_SRC))
 all: $(CLI_BIN) $(AGENT)
 
 -include $(wildcard */module.mk)
+
+$(PREFIX_H): FORCE
+	@mkdir -p $(@D)
+	@printf '#define SUTURE_PREFIX "%s"\n' '$(PREFIX)' >$@.tmp
+	@if cmp -s $@.tmp $@; then rm -f $@.tmp; else mv $@.tmp $@; fi
+FORCE:
+$(BUILD)/obj/inject/remote.o: $(PREFIX_H)
 # The test drivers and benchmark programs (tests/tests.mk).
 include tests/tests.mk
 

@@ -34,7 +34,7 @@ static void usage(FILE *f)
 		"  --python PATH        the interpreter, a CPython 3.11 (default: $VIRTUAL_ENV/bin/python\n"
 		"                       in an activated venv, else /usr/bin/python3.11; a bare\n"
 		"                       name is looked up on PATH)\n"
-		"  --agent PATH         libsuture_agent.so (default: $SUTURE_AGENT, ../lib, PREFIX)\n"
+		"  --agent PATH         libsuture_agent.so (default: $SUTURE_AGENT, ../lib/suture, PREFIX)\n"
 		"  -h, --help           this help\n"
 		"  -V, --version        print the version\n"
 		"\n"

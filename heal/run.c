@@ -45,10 +45,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#ifndef SUTURE_PREFIX
-#define SUTURE_PREFIX "/usr/local"
-#endif
-
 static volatile sig_atomic_t g_child = 0;
 
 /* Set when we were asked to stop (SIGINT, SIGTERM, SIGHUP): the program
@@ -749,10 +745,9 @@ int heal_run__main(const struct heal_run_opts *opts, char **script_argv)
 	if (bad)
 		return bad;
 	if (inject__agent_path(o->agent_path, agent, sizeof(agent))) {
-		fprintf(stderr,
-			"suture-run: libsuture_agent.so not found (looked at %s, $SUTURE_AGENT, "
-			"../lib next to suture-run, %s/lib/suture)\n",
-			o->agent_path ? o->agent_path : "-", SUTURE_PREFIX);
+		char where[2 * PATH_MAX];
+		inject__agent_places(o->agent_path, where, sizeof(where));
+		fprintf(stderr, "suture-run: libsuture_agent.so not found (looked in %s)\n", where);
 		return 1;
 	}
 	if (!realpath(script_argv[0], program)) {
