@@ -18,6 +18,8 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 		"usage: suture-run [options] [--] script.py [args...]\n"
+		"       suture-run [options] -m module [args...]\n"
+		"       suture-run [options] -- python3.11 [python options] (script.py | -m module) [args...]\n"
 		"\n"
 		"  --store DIR          patch store (default $SUTURE_STORE, else ./.suture)\n"
 		"  --dry-run            report what would be patched; patch and store nothing\n"
@@ -31,6 +33,8 @@ static void usage(FILE *f)
 		"  --max-restarts N     with --watch: at most N restarts (default 10)\n"
 		"  --app-path PATH      more application code (repeatable): crashes in it are\n"
 		"                       healed even inside site-packages (see WHAT COUNTS AS A CRASH)\n"
+		"  -m MODULE            run a module as python -m does (found in the working\n"
+		"                       directory or $PYTHONPATH for the store)\n"
 		"  --python PATH        the interpreter, a CPython 3.11 (default: $VIRTUAL_ENV/bin/python\n"
 		"                       in an activated venv, else /usr/bin/python3.11; a bare\n"
 		"                       name is looked up on PATH)\n"
@@ -95,11 +99,12 @@ int main(int argc, char **argv)
 	unsigned long v;
 	int c;
 	bool maxr = false, python_given = false;
+	const char *module = NULL;
 	char *venv_python = NULL;
 
 	opterr = 0;
 	/* "+": stop at the script; its own options are its business. */
-	while ((c = getopt_long(argc, argv, "+vhV", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "+vhVm:", opts, NULL)) != -1) {
 		switch (c) {
 		case O_STORE:
 			o.store_dir = optarg;
@@ -109,6 +114,9 @@ int main(int argc, char **argv)
 			break;
 		case 'v':
 			o.verbose = true;
+			break;
+		case 'm':
+			module = optarg;
 			break;
 		case O_SHADOW:
 			o.shadow = true;
@@ -174,10 +182,32 @@ int main(int argc, char **argv)
 		fprintf(stderr, "suture-run: --max-restarts goes with --watch\n");
 		return 2;
 	}
-	if (optind >= argc) {
-		fprintf(stderr, "suture-run: no script given\n");
-		usage(stderr);
+	/* suture-run -m NAME args: the interpreter's "-m NAME args". */
+	char **words = argv + optind, **mwords = NULL;
+	if (module) {
+		if (!(mwords = calloc((size_t)(argc - optind) + 3, sizeof(char *)))) {
+			fprintf(stderr, "suture-run: out of memory\n");
+			return 1;
+		}
+		mwords[0] = "-m";
+		mwords[1] = (char *)module;
+		memcpy(mwords + 2, argv + optind, (size_t)(argc - optind + 1) * sizeof(char *));
+		words = mwords;
+	}
+	if (heal_cmdline__parse(words, &o.cmd, err, sizeof(err))) {
+		fprintf(stderr, "suture-run: %s (see suture-run --help)\n", err);
 		return 2;
+	}
+	if (o.cmd.python) {
+		if (python_given) {
+			fprintf(stderr,
+				"suture-run: --python %s and an interpreter after the options "
+				"(%s): give one\n",
+				o.python, o.cmd.python);
+			return 2;
+		}
+		o.python = o.cmd.python;
+		python_given = true;
 	}
 	char *paths = NULL;
 	if (heal_config__app_paths(o.store_dir, o.app_paths, &paths, err, sizeof(err))) {
@@ -199,7 +229,8 @@ int main(int argc, char **argv)
 		o.python = venv_python;
 		o.python_from_venv = true;
 	}
-	int rc = heal_run__main(&o, argv + optind);
+	int rc = heal_run__main(&o);
 	free(venv_python);
+	free(mwords);
 	return rc;
 }

@@ -210,6 +210,26 @@ int heal_watch__run(pid_t pid, const struct heal_watch_opts *o, char *err, size_
 
 /* ---- suture-run ---- */
 
+/* What suture-run runs (heal/cmdline.c): the words after its options,
+ * "script.py args", "-m NAME args", or "python3.11 [options] (script.py |
+ * -m NAME) args". args is what follows the interpreter, passed as typed. */
+struct heal_cmdline {
+	const char *python; /* an interpreter named first, or NULL */
+	char **args;        /* the interpreter's arguments (pointers into words) */
+	const char *script; /* the script file, or NULL with module */
+	const char *module; /* -m's module name, or NULL with script */
+};
+/* Parse words (NULL-terminated). -EINVAL with a one-line err: nothing to
+ * run, -c, a script on stdin ('-'), an option without its value. */
+int heal_cmdline__parse(char **words, struct heal_cmdline *out, char *err, size_t cap);
+/* Whether word names a Python interpreter (python, python3, python3.11,
+ * python3.11d, python3.11-dbg; any directory). */
+bool heal_cmdline__is_python(const char *word);
+/* The file runpy would run for -m name, searched in dirs (NULL-terminated;
+ * empty entries skipped): DIR/a/b.py, or DIR/a/b/__main__.py for a package.
+ * -ENOENT where none is, -EINVAL for a name that is no module name. */
+int heal_cmdline__module_file(const char *name, const char *const *dirs, char *out, size_t cap);
+
 struct heal_run_opts {
 	const char *python;     /* the interpreter (default /usr/bin/python3.11) */
 	bool python_from_venv;  /* python is $VIRTUAL_ENV/bin/python (no --python) */
@@ -221,14 +241,17 @@ struct heal_run_opts {
 	uint32_t ttl_days;
 	unsigned retries;      /* re-runs after a healed crash (default 3; 0: never) */
 	unsigned max_restarts; /* --watch: restarts after a healed crash */
+	/* What to run; python above is cmd.python's when one was named. */
+	struct heal_cmdline cmd;
 };
 
-/* Run script_argv[0] (the script) with script_argv[1..] under python and
- * the agent, heal, re-run; prints the session summary. Returns the exit
+/* Run python with o->cmd.args (a script, or -m and a module, found in the
+ * working directory and $PYTHONPATH for the program's identity) under the
+ * agent, heal, re-run; prints the session summary. Returns the exit
  * status for suture-run: the script's own (a script killed by a signal
  * makes us die by it too), 5 if python is not CPython 3.11 (checked
  * before it runs; a name without '/' is looked up on PATH), 127 if it
  * could not be started. */
-int heal_run__main(const struct heal_run_opts *o, char **script_argv);
+int heal_run__main(const struct heal_run_opts *o);
 
 #endif

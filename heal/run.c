@@ -172,7 +172,7 @@ static int boot_list__fill(struct boot_list *bl, const struct heal_run_opts *o, 
 }
 
 static pid_t start_child(const struct heal_run_opts *o, const char *agent, const char *boot,
-			 int boot_child_fd, int ready_child_fd, char **script_argv, char *err,
+			 int boot_child_fd, int ready_child_fd, char **py_args, char *err,
 			 size_t cap)
 {
 	int pfd[2];
@@ -227,13 +227,13 @@ static pid_t start_child(const struct heal_run_opts *o, const char *agent, const
 			}
 		}
 		size_t n = 0;
-		while (script_argv[n])
+		while (py_args[n])
 			n++;
 		char **argv = calloc(n + 2, sizeof(char *));
 		if (argv) {
 			argv[0] = (char *)o->python;
 			for (size_t i = 0; i < n; i++)
-				argv[i + 1] = script_argv[i];
+				argv[i + 1] = py_args[i];
 			execv(o->python, argv);
 		}
 		int e = errno;
@@ -723,8 +723,43 @@ static int python_check(const char *py, bool from_venv)
 	return 0;
 }
 
-int heal_run__main(const struct heal_run_opts *opts, char **script_argv)
+/* The program's identity for the store: the script's real path; for -m,
+ * the file runpy will run, found where python -m looks first (the working
+ * directory, then $PYTHONPATH), else "-m NAME" (an installed package: its
+ * patches are kept under that name). *what: how messages name it. */
+static int program_of(const struct heal_cmdline *cmd, char *program, size_t cap, char *what,
+		      size_t wcap)
 {
+	if (cmd->script) {
+		snprintf(what, wcap, "%s", cmd->script);
+		if (!realpath(cmd->script, program)) {
+			fprintf(stderr, "suture-run: %s: %s\n", cmd->script, strerror(errno));
+			return 2;
+		}
+		return 0;
+	}
+	snprintf(what, wcap, "-m %s", cmd->module);
+	char cwd[PATH_MAX], file[PATH_MAX];
+	const char *pp = getenv("PYTHONPATH");
+	char *ppc = strdup(pp ? pp : "");
+	const char *dirs[64] = { getcwd(cwd, sizeof(cwd)) ? cwd : "" };
+	size_t nd = 1;
+	for (char *save = NULL, *t = ppc ? strtok_r(ppc, ":", &save) : NULL; t && nd < 63;
+	     t = strtok_r(NULL, ":", &save))
+		dirs[nd++] = t;
+	dirs[nd] = NULL;
+	if (heal_cmdline__module_file(cmd->module, dirs, file, sizeof(file)) == 0 &&
+	    realpath(file, program))
+		;
+	else
+		snprintf(program, cap, "-m %s", cmd->module);
+	free(ppc);
+	return 0;
+}
+
+int heal_run__main(const struct heal_run_opts *opts)
+{
+	char what[PATH_MAX + 8];
 	char agent[PATH_MAX], program[PATH_MAX];
 	struct heal_stats total = { 0 };
 	int wstatus = 0;
@@ -750,10 +785,9 @@ int heal_run__main(const struct heal_run_opts *opts, char **script_argv)
 		fprintf(stderr, "suture-run: libsuture_agent.so not found (looked in %s)\n", where);
 		return 1;
 	}
-	if (!realpath(script_argv[0], program)) {
-		fprintf(stderr, "suture-run: %s: %s\n", script_argv[0], strerror(errno));
-		return 2;
-	}
+	int bad_program = program_of(&o->cmd, program, sizeof(program), what, sizeof(what));
+	if (bad_program)
+		return bad_program;
 	struct sigaction sa = { .sa_sigaction = forward, .sa_flags = SA_SIGINFO | SA_RESTART };
 	sigemptyset(&sa.sa_mask);
 	sigaction(SIGINT, &sa, NULL);
@@ -781,7 +815,7 @@ int heal_run__main(const struct heal_run_opts *opts, char **script_argv)
 		if (pipe2(rp, O_CLOEXEC))
 			rp[0] = rp[1] = -1;
 		double t_fork = mono_ms();
-		pid_t pid = start_child(o, agent, bl.path, sp[1], rp[1], script_argv, err,
+		pid_t pid = start_child(o, agent, bl.path, sp[1], rp[1], o->cmd.args, err,
 					sizeof(err));
 		if (sp[1] >= 0)
 			close(sp[1]);
@@ -828,30 +862,30 @@ int heal_run__main(const struct heal_run_opts *opts, char **script_argv)
 		if (limit == 0) {
 			fprintf(stderr,
 				"[suture] not %s %s: %s 0; the patch is stored for the next run\n",
-				again, script_argv[0], o->watch ? "--max-restarts" : "--retries");
+				again, what, o->watch ? "--max-restarts" : "--retries");
 			break;
 		}
 		if (!rereadable) {
 			fprintf(stderr,
 				"[suture] not %s %s: its standard input %s; the patch is stored for the next run\n",
-				again, script_argv[0], stdin_what);
+				again, what, stdin_what);
 			break;
 		}
 		if (run >= limit) {
-			fprintf(stderr, "[suture] %s: giving up after %u %s\n", script_argv[0], run,
+			fprintf(stderr, "[suture] %s: giving up after %u %s\n", what, run,
 				o->watch ? "restarts" : "re-runs");
 			break;
 		}
 		if (o->watch)
 			fprintf(stderr,
 				"[suture] restarting %s (restart %u of %u) with the new patch\n",
-				script_argv[0], run + 1, limit);
+				what, run + 1, limit);
 		else
 			fprintf(stderr,
 				"[suture] re-running %s from the start (attempt %u of %u) with the new "
 				"patch: the crash was not resumed in flight; what ran before it runs "
 				"again (--retries 0: never)\n",
-				script_argv[0], run + 2, limit + 1);
+				what, run + 2, limit + 1);
 	}
 	char extra[160] = "";
 	size_t at = 0;
