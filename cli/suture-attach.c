@@ -368,7 +368,9 @@ int main(int argc, char **argv)
 	case MODE_DUMP:
 		return run_dump(&a);
 	case MODE_WATCH: {
-		char *paths = NULL, err[512];
+		char *paths = NULL, err[512], store_buf[PATH_MAX];
+		/* No --store: the store found from the target's program. */
+		a.store = heal_config__store_of_pid(a.pid, a.store, store_buf, sizeof(store_buf));
 		if (heal_config__app_paths(a.store, a.app_paths, &paths, err, sizeof(err))) {
 			fprintf(stderr, "suture-attach: %s\n", err);
 			return EXIT_USAGE;

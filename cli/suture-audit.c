@@ -23,6 +23,7 @@
 #include <getopt.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <limits.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -107,8 +108,9 @@ static void usage(FILE *f)
 		"Lists the patches suture stored (guards that keep crashing code running),\n"
 		"explains them, and removes them.\n"
 		"\n"
-		"  --store DIR   the store (default: $" STORE_ENV ", else ./" STORE_DEFAULT_DIR
-		")\n"
+		"  --store DIR   the store (default: $" STORE_ENV ", else the " STORE_DEFAULT_DIR
+		" found from\n"
+		"                the working directory up, as git finds .git)\n"
 		"  --json        list as JSON: {\"patches\": [...]}\n"
 		"  --all         rollback: every patch\n"
 		"  --dry-run     rollback: say what would be removed, remove nothing\n"
@@ -1127,6 +1129,13 @@ int main(int argc, char **argv)
 	}
 	if (pid && strcmp(cmd, "explain") != 0)
 		return live_main(dir, cmd, pid, json, args, nargs, all, dry);
+	/* Neither --store nor $SUTURE_STORE: the .suture found from here up,
+	 * as suture-run finds it from a script in this tree (store__locate). */
+	char located[PATH_MAX];
+	bool found;
+	if (!(dir && *dir) && !(getenv(STORE_ENV) && *getenv(STORE_ENV)) &&
+	    store__locate(NULL, located, sizeof(located), &found) == 0)
+		dir = located;
 
 	r = store__open_print(dir, strcmp(cmd, "rollback") == 0 && !dry ? 0 : STORE_F_RDONLY,
 			      print_msg_held, &held, &s);
@@ -1144,8 +1153,9 @@ int main(int argc, char **argv)
 	held_msgs__release(&held, false);
 	if (r == -ENOENT) {
 		fprintf(stderr,
-			"%s: give the store with --store DIR or $" STORE_ENV
-			" (default: ./" STORE_DEFAULT_DIR ")\n",
+			"%s: no store here: give it with --store DIR or $" STORE_ENV
+			" (default: the " STORE_DEFAULT_DIR
+			" found from the working directory up)\n",
 			prog);
 		return EXIT_NO_STORE;
 	}

@@ -209,12 +209,6 @@ int main(int argc, char **argv)
 		o.python = o.cmd.python;
 		python_given = true;
 	}
-	char *paths = NULL;
-	if (heal_config__app_paths(o.store_dir, o.app_paths, &paths, err, sizeof(err))) {
-		fprintf(stderr, "suture-run: %s\n", err);
-		return 2;
-	}
-	o.app_paths = paths;
 	/* In an activated virtual environment its interpreter is the one
 	 * the user means (its packages, its sys.prefix), as `python` would
 	 * be; it is checked like any other (heal_run__main). */

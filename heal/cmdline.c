@@ -38,8 +38,9 @@ static int parse_python(char **w, struct heal_cmdline *out, char *err, size_t ca
 		const char *a = w[i];
 		if (a[0] != '-' || !a[1]) {
 			if (strcmp(a, "-") == 0) {
-				snprintf(err, cap, "a script from standard input ('-') cannot be healed: "
-						   "give a script file or -m module");
+				snprintf(err, cap,
+					 "a script from standard input ('-') cannot be healed: "
+					 "give a script file or -m module");
 				return -EINVAL;
 			}
 			out->script = a;
@@ -63,8 +64,9 @@ static int parse_python(char **w, struct heal_cmdline *out, char *err, size_t ca
 		for (size_t k = 1; a[k]; k++) {
 			char c = a[k];
 			if (c == 'c') {
-				snprintf(err, cap, "-c runs no file whose code can be healed: "
-						   "give a script file or -m module");
+				snprintf(err, cap,
+					 "-c runs no file whose code can be healed: "
+					 "give a script file or -m module");
 				return -EINVAL;
 			}
 			if (c == 'm') {
@@ -91,7 +93,8 @@ static int parse_python(char **w, struct heal_cmdline *out, char *err, size_t ca
 		}
 	}
 none:
-	snprintf(err, cap, "no script or -m module after %s", out->python ? out->python : "the options");
+	snprintf(err, cap, "no script or -m module after %s",
+		 out->python ? out->python : "the options");
 	return -EINVAL;
 }
 

@@ -310,7 +310,14 @@ int heal__on_crash(struct heal *h, const struct wire_crash *ev, enum heal_outcom
 		goto out_code;
 	}
 	uint64_t id = 0;
+	/* The identity names the file by its key (resolved against the
+	 * target's working directory), not by co_filename as the program was
+	 * started: `python app.py` in app/ and `python ../app/app.py`
+	 * elsewhere are one program with one stored patch. */
+	const char *co_file = hc.info.filename;
+	hc.info.filename = file;
 	guard_code__identity(&hc.info, &id);
+	hc.info.filename = co_file;
 	snprintf(b.code_id, sizeof(b.code_id), "fnv64:%016llx", (unsigned long long)id);
 	snprintf(b.fp, sizeof(b.fp), "fnv64:%016llx", (unsigned long long)b.d.fingerprint);
 	if (h->o.verbose)

@@ -179,6 +179,18 @@ int heal_program__of_pid(pid_t pid, char *buf, size_t cap);
  * malformed or fails the store's checks: -errno, err says why in one line. */
 int heal_config__app_paths(const char *store_dir, const char *cli, char **out, char *err,
 			   size_t errlen);
+/* The store a command uses: store_dir when given; NULL (store__open's
+ * $SUTURE_STORE) when that is set; else the store found from program
+ * (store__locate: walking up from its directory; NULL, or a path that is
+ * not absolute: from the working directory), written to buf. With say, a
+ * store that does not exist yet is announced on stderr in one line
+ * ("[suture] patches of job.py will be kept in DIR ..."). */
+const char *heal_config__store(const char *store_dir, const char *program, char *buf, size_t cap,
+			       bool say);
+/* The same for suture-attach --watch: the store found from pid's script
+ * (/proc/PID/cmdline and cwd), or from its working directory when it runs
+ * none (python -m, -c). */
+const char *heal_config__store_of_pid(pid_t pid, const char *store_dir, char *buf, size_t cap);
 /* One --app-path argument: resolved (realpath) and appended to the
  * malloc'ed ':'-joined *list (NULL: empty). -errno with err in one line:
  * no such path, or one containing ':'. */

@@ -258,7 +258,10 @@ int heal__load_node(struct heal *h, struct spec *v, size_t nv, uint64_t root, ui
 			break;
 		double t1 = heal__now_ms();
 		h->t_read += t1 - t0;
+		const char *co_file = hc.info.filename;
+		hc.info.filename = file; /* the file key, as heal__on_crash hashes it */
 		guard_code__identity(&hc.info, &id);
+		hc.info.filename = co_file;
 		snprintf(cid, sizeof(cid), "fnv64:%016llx", (unsigned long long)id);
 		struct spec *s = NULL;
 		for (size_t i = 0; i < nv && !s; i++)

@@ -788,6 +788,15 @@ int heal_run__main(const struct heal_run_opts *opts)
 	int bad_program = program_of(&o->cmd, program, sizeof(program), what, sizeof(what));
 	if (bad_program)
 		return bad_program;
+	/* The store next to the program (store__locate), said when new. */
+	char store_buf[PATH_MAX], *paths = NULL;
+	ro.store_dir = heal_config__store(ro.store_dir, program, store_buf, sizeof(store_buf),
+					  !ro.dry_run);
+	if (heal_config__app_paths(ro.store_dir, ro.app_paths, &paths, err, sizeof(err))) {
+		fprintf(stderr, "suture-run: %s\n", err);
+		return 2;
+	}
+	ro.app_paths = paths;
 	struct sigaction sa = { .sa_sigaction = forward, .sa_flags = SA_SIGINFO | SA_RESTART };
 	sigemptyset(&sa.sa_mask);
 	sigaction(SIGINT, &sa, NULL);
@@ -901,6 +910,7 @@ int heal_run__main(const struct heal_run_opts *opts)
 		snprintf(extra + at, sizeof(extra) - at, ", expired: %u", total.expired);
 	fprintf(stderr, "[suture] patches applied: %u, already healed: %u%s\n", total.applied,
 		total.loaded, extra);
+	free(paths);
 	fflush(stderr);
 	if (WIFSIGNALED(wstatus)) {
 		int sig = WTERMSIG(wstatus);

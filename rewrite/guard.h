@@ -386,7 +386,8 @@ int guard_fingerprint__compute(const struct rewrite_code_info *info, uint32_t un
 /* The identity of an original code object for the patch store
  * (docs/design.md §10): FNV-1a 64 over the canonical bytes (quickened input is
  * deoptimized first), the exception and location tables, the constants'
- * type/repr texts, co_names, filename, qualname and first line. A stored
+ * type/repr texts, co_names, filename (heal passes the file's resolved key),
+ * qualname and first line. A stored
  * patch whose code_id differs from the live code's is stale.
  * 0, or -EINVAL for an odd or unknown-opcode code. */
 int guard_code__identity(const struct rewrite_code_info *info, uint64_t *id);

@@ -42,7 +42,8 @@ Test(heal_cmdline, module_from_suture_run)
 
 Test(heal_cmdline, interpreter_flags)
 {
-	char *w[] = { "python3.11", "-X", "utf8", "-u", "-OO", "-W", "error", "-m", "pkg", "-v", NULL };
+	char *w[] = { "python3.11", "-X", "utf8", "-u", "-OO", "-W",
+		      "error",      "-m", "pkg",  "-v", NULL };
 	struct heal_cmdline c;
 	cr_assert_eq(parse(w, &c), 0);
 	cr_assert_str_eq(c.python, "python3.11");
