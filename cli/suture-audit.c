@@ -103,6 +103,7 @@ static void usage(FILE *f)
 		"usage: %s [--store DIR] [--json]\n"
 		"       %s [--store DIR] explain [NAME]\n"
 		"       %s [--store DIR] rollback NAME... | --all [--dry-run]\n"
+		"       %s [--store DIR] renew NAME... [--ttl DAYS] [--dry-run]\n"
 		"       %s --pid N [--json] | --pid N rollback NAME... | --all [--dry-run]\n"
 		"\n"
 		"Lists the patches suture stored (guards that keep crashing code running),\n"
@@ -113,7 +114,8 @@ static void usage(FILE *f)
 		"                the working directory up, as git finds .git)\n"
 		"  --json        list as JSON: {\"patches\": [...]}\n"
 		"  --all         rollback: every patch\n"
-		"  --dry-run     rollback: say what would be removed, remove nothing\n"
+		"  --dry-run     rollback, renew: say what would be done, change nothing\n"
+		"  --ttl DAYS    renew: the patch expires DAYS from now (default: its own TTL)\n"
 		"  --pid N       the patches live in process N (read from its suture agent);\n"
 		"                with rollback, also give its functions their original code\n"
 		"  --help, --version\n"
@@ -122,7 +124,7 @@ static void usage(FILE *f)
 		"3 no such patch, 4 no store (explain, rollback),\n"
 		"5 agent too old, 6 no agent in that process, 7 no such process,\n"
 		"8 another debugger holds the agent. See suture-audit(1).\n",
-		prog, prog, prog, prog);
+		prog, prog, prog, prog, prog);
 }
 
 /* ---- formatting --------------------------------------------------------------- */
@@ -282,8 +284,9 @@ static int list_table(const struct store *s, int64_t now)
 	for (size_t i = 0; i < k; i++)
 		print_line(rows[i].cell, w);
 	if (nexpired)
-		printf("\n%zu expired: no longer applied, so the crash will come back. Fix the "
-		       "source, then: suture-audit rollback NAME\n",
+		printf("\n%zu expired: no longer applied, and the crash is reported, not healed "
+		       "again. Fix the source, then: suture-audit rollback NAME; or keep the "
+		       "patch: suture-audit renew NAME [--ttl DAYS]\n",
 		       nexpired);
 	if (nstale)
 		printf("%s%zu stale: the code changed since the patch was made; never applied. "
@@ -580,9 +583,10 @@ static void explain_one(const struct store *s, const struct store_patch *p, int6
 		break;
 	case STORE_STATUS_EXPIRED:
 		say("status:",
-		    "expired (made %s ago, TTL %u days): no longer applied, so the "
-		    "crash will come back",
-		    age, p->ttl_days);
+		    "expired (made %s ago, TTL %u days): no longer applied; the crash "
+		    "is reported, not healed again, until the patch is renewed "
+		    "(suture-audit renew %s)",
+		    age, p->ttl_days, p->name);
 		break;
 	case STORE_STATUS_STALE:
 		say("status:",
@@ -646,6 +650,46 @@ static void describe(const char *verb, const struct store_patch *p)
 {
 	printf("%s %s (%s on %s in %s.%s, %s:%d)\n", verb, p->name, p->guard, p->target, p->module,
 	       p->qualname, p->file, p->line);
+}
+
+/* renew NAME... [--ttl DAYS]: an expired patch applies again (and a live
+ * one lives longer): it expires DAYS (default: its own TTL) from now. */
+static int do_renew(struct store *s, char **names, int nnames, unsigned ttl, int dry, int64_t now)
+{
+	for (int i = 0; i < nnames; i++) {
+		if (!store__find(s, names[i])) {
+			fprintf(stderr,
+				"%s: %s: no patch named \"%s\"; nothing renewed (list them: "
+				"suture-audit --store %s)\n",
+				prog, store__path(s), names[i], store__path(s));
+			return EXIT_NO_PATCH;
+		}
+	}
+	for (int i = 0; i < nnames; i++) {
+		const struct store_patch *p = store__find(s, names[i]);
+		char until[32] = "?";
+		if (!p)
+			continue;
+		if (p->status == STORE_STATUS_STALE) {
+			fprintf(stderr,
+				"%s: %s is stale (the code changed since it was made): renewing "
+				"cannot make it apply; remove it: suture-audit rollback %s\n",
+				prog, names[i], names[i]);
+			return EXIT_FAIL;
+		}
+		unsigned days = ttl ? ttl : p->ttl_days;
+		if (!dry) {
+			if (store__renew(s, names[i], ttl, now))
+				return EXIT_FAIL;
+			if (!(p = store__find(s, names[i])))
+				continue;
+		}
+		store__format_time(dry ? now + (int64_t)days * 86400 : store_patch__expires(p),
+				   until, sizeof(until));
+		printf("%s %s: applies again until %s (%u days)\n", dry ? "would renew" : "renewed",
+		       names[i], until, days);
+	}
+	return EXIT_OK;
 }
 
 static int do_rollback(struct store *s, char **names, int nnames, int all, int dry)
@@ -1047,13 +1091,19 @@ static int live_main(const char *dir, const char *cmd, long pid, int json, char 
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{ "store", required_argument, 0, 's' }, { "json", no_argument, 0, 'j' },
-		{ "all", no_argument, 0, 'a' },         { "dry-run", no_argument, 0, 'n' },
-		{ "pid", required_argument, 0, 'p' },   { "help", no_argument, 0, 'h' },
-		{ "version", no_argument, 0, 'V' },     { 0, 0, 0, 0 },
+		{ "store", required_argument, 0, 's' },
+		{ "json", no_argument, 0, 'j' },
+		{ "all", no_argument, 0, 'a' },
+		{ "dry-run", no_argument, 0, 'n' },
+		{ "pid", required_argument, 0, 'p' },
+		{ "help", no_argument, 0, 'h' },
+		{ "version", no_argument, 0, 'V' },
+		{ "ttl", required_argument, 0, 't' },
+		{ 0, 0, 0, 0 },
 	};
 	const char *dir = NULL, *cmd = "list";
 	int json = 0, all = 0, dry = 0, c, rc, r;
+	unsigned ttl = 0;
 	long pid = 0;
 	struct store *s = NULL;
 	struct held_msgs held = { .hold = true };
@@ -1076,6 +1126,19 @@ int main(int argc, char **argv)
 		case 'n':
 			dry = 1;
 			break;
+		case 't': {
+			char *end;
+
+			errno = 0;
+			long v = strtol(optarg, &end, 10);
+			if (errno || end == optarg || *end || v < 1 || v > STORE_MAX_TTL_DAYS) {
+				fprintf(stderr, "%s: --ttl takes a number of days, 1 to %d\n", prog,
+					STORE_MAX_TTL_DAYS);
+				return EXIT_USAGE;
+			}
+			ttl = (unsigned)v;
+			break;
+		}
 		case 'p': {
 			char *end;
 
@@ -1122,11 +1185,16 @@ int main(int argc, char **argv)
 	} else if (strcmp(cmd, "rollback") == 0) {
 		if (json || (all && nargs) || (!all && !nargs))
 			goto bad_usage;
+	} else if (strcmp(cmd, "renew") == 0) {
+		if (json || all || !nargs || pid)
+			goto bad_usage;
 	} else {
 		fprintf(stderr, "%s: unknown command \"%s\"\n", prog, cmd);
 		usage(stderr);
 		return EXIT_USAGE;
 	}
+	if (ttl && strcmp(cmd, "renew") != 0)
+		goto bad_usage;
 	if (pid && strcmp(cmd, "explain") != 0)
 		return live_main(dir, cmd, pid, json, args, nargs, all, dry);
 	/* Neither --store nor $SUTURE_STORE: the .suture found from here up,
@@ -1137,7 +1205,10 @@ int main(int argc, char **argv)
 	    store__locate(NULL, located, sizeof(located), &found) == 0)
 		dir = located;
 
-	r = store__open_print(dir, strcmp(cmd, "rollback") == 0 && !dry ? 0 : STORE_F_RDONLY,
+	r = store__open_print(dir,
+			      (!strcmp(cmd, "rollback") || !strcmp(cmd, "renew")) && !dry
+				      ? 0
+				      : STORE_F_RDONLY,
 			      print_msg_held, &held, &s);
 	if (r == -ENOENT && strcmp(cmd, "list") == 0) {
 		/* Nothing was healed here yet: an empty list, as for an empty
@@ -1166,6 +1237,8 @@ int main(int argc, char **argv)
 		rc = json ? list_json(s, now) : list_table(s, now);
 	else if (strcmp(cmd, "explain") == 0)
 		rc = do_explain(s, nargs ? args[0] : NULL, now);
+	else if (strcmp(cmd, "renew") == 0)
+		rc = do_renew(s, args, nargs, ttl, dry, now);
 	else
 		rc = do_rollback(s, args, nargs, all, dry);
 	store__close(s);

@@ -82,6 +82,41 @@ static void save_code(struct heal *h, struct store *st, const struct heal_code *
 	free(canon);
 }
 
+static void store_silent(const char *msg, void *ctx)
+{
+	(void)msg;
+	(void)ctx;
+}
+
+/* The stored patch of this program for this very site (same file, code
+ * identity and anchor) when it is past its TTL: such a crash is not healed
+ * again with a fresh TTL, it is reported (docs/guards.md "Expiry"); the
+ * user renews the patch (suture-audit renew) or fixes the source. */
+static bool expired_here(struct heal *h, const struct heal_code *hc, const struct built *b,
+			 const char *file, char *name, size_t cap, char *when, size_t wcap)
+{
+	struct store *st = NULL;
+	bool found = false;
+	if (!h->o.program ||
+	    store__open_print(h->o.store_dir, STORE_F_RDONLY, store_silent, NULL, &st))
+		return false;
+	struct store_query q = { .program = h->o.program, .qualname = hc->qualname };
+	struct store_iter it;
+	int64_t now = store__now();
+	store_iter__init(&it, st, &q);
+	for (const struct store_patch *p; !found && (p = store_iter__next(&it));) {
+		if (strcmp(p->file, file) || strcmp(p->code_id, b->code_id) ||
+		    strcmp(p->anchor_window, b->fp) || strcmp(p->python_version, h->pyver) ||
+		    store_patch__status(p, now) != STORE_STATUS_EXPIRED)
+			continue;
+		snprintf(name, cap, "%s", p->name);
+		store__format_time(store_patch__expires(p), when, wcap);
+		found = true;
+	}
+	store__close(st);
+	return found;
+}
+
 /* Store the patch just installed on code_addr. resumed: its fallback
  * already healed the crash it was made for (in flight), its first hit. */
 static void persist(struct heal *h, const struct heal_code *hc, const struct built *b,
@@ -320,6 +355,16 @@ int heal__on_crash(struct heal *h, const struct wire_crash *ev, enum heal_outcom
 	hc.info.filename = co_file;
 	snprintf(b.code_id, sizeof(b.code_id), "fnv64:%016llx", (unsigned long long)id);
 	snprintf(b.fp, sizeof(b.fp), "fnv64:%016llx", (unsigned long long)b.d.fingerprint);
+	char old_name[STORE_NAME_MAX + 1], when[32] = "?";
+	if (expired_here(h, &hc, &b, file, old_name, sizeof(old_name), when, sizeof(when))) {
+		heal__say(h,
+			  "not healed: %s (%s in %s, %s:%u) expired %s; renew it to apply it again "
+			  "(suture-audit renew %s) or fix the source",
+			  old_name, ev->exc_type, hc.qualname, heal_names__base(ev->filename),
+			  ev->line, when, old_name);
+		oc = HEAL_REFUSED;
+		goto out_patch;
+	}
 	if (h->o.verbose)
 		heal__show_delta(h, &hc, &b);
 	if (h->o.dry_run) {

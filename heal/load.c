@@ -197,7 +197,10 @@ static void settle(struct heal *h, struct spec *s, bool chain_lost, int rc)
 	if (h->live && s->verdict != STORE_V_EXPIRED) {
 		h->live_skipped++;
 	} else if (s->verdict == STORE_V_EXPIRED) {
-		heal__say(h, "expired: %s: not applied; fix the source", s->name);
+		heal__say(h,
+			  "expired: %s: not applied, and its crash is not healed again; fix the "
+			  "source, or renew it (suture-audit renew %s)",
+			  s->name, s->name);
 		h->st.expired++;
 	} else if (s->verdict == STORE_V_STALE) {
 		heal__say(h, "stale: %s: marked stale earlier; not applied", s->name);
@@ -277,9 +280,11 @@ int heal__load_node(struct heal *h, struct spec *v, size_t nv, uint64_t root, ui
 			store__format_time(s->expires, when, sizeof(when));
 			heal__say(
 				h,
-				"expired: %s (%s %s in %s, %s:%d) expired %s: not applied; fix the source",
+				"expired: %s (%s %s in %s, %s:%d) expired %s: not applied, and its "
+				"crash is not healed again; fix the source, or renew it (suture-audit "
+				"renew %s)",
 				s->name, s->guard, s->target, c.qualname, heal_names__base(file),
-				s->line, when);
+				s->line, when, s->name);
 			h->st.expired++;
 			heal_code__free(&hc);
 			continue; /* the next patch of the chain cannot match either */

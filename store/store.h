@@ -222,6 +222,11 @@ int store__add_hits(struct store *s, const struct store_hit_count *v, size_t n, 
  * (reason: free text, may be NULL), or matched again. -ENOENT: no such patch. */
 int store__mark_stale(struct store *s, const char *name, const char *reason);
 int store__mark_active(struct store *s, const char *name);
+/* Renew a patch's life (suture-audit renew): it expires ttl_days from now
+ * (0: its own TTL), rounded up to a whole day; its creation time stays.
+ * An expired patch applies again. -ENOENT no such patch, -EINVAL a life
+ * over STORE_MAX_TTL_DAYS. now: 0 for store__now(). */
+int store__renew(struct store *s, const char *name, uint32_t ttl_days, int64_t now);
 
 /* Selecting patches. Every selector that is NULL matches anything. */
 struct store_query {

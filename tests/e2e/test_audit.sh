@@ -78,7 +78,7 @@ app.load_config:12:key_guard            app.load_config       app.py:12    key_g
 app.stats.Stats.mean:40:division_guard  app.stats.Stats.mean  stats.py:40  division_guard  total / count   0         10d0h  -         0     expired
 app.main:5:null_guard                   app.main              app.py:5     null_guard      user.name       None      30m    2d23h     0     stale
 
-1 expired: no longer applied, so the crash will come back. Fix the source, then: suture-audit rollback NAME
+1 expired: no longer applied, and the crash is reported, not healed again. Fix the source, then: suture-audit rollback NAME; or keep the patch: suture-audit renew NAME [--ttl DAYS]
 1 stale: the code changed since the patch was made; never applied. Remove: suture-audit rollback NAME
 EOF
 if cmp -s "$WORK/want" "$WORK/out"; then ok "table exact"; else
