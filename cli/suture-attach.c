@@ -52,14 +52,16 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 		"usage: suture-attach --pid PID --dump [--locals] [--json] [--verbose]\n"
-		"       suture-attach --pid PID --watch [--store DIR] [--dry-run] [--verbose] [--timeout S] [--ttl DAYS]\n"
+		"       suture-attach --pid PID --watch [--store DIR] [--dry-run] [--verbose] [--json] [--timeout S] [--ttl DAYS]\n"
 		"                     [--app-path PATH]...\n"
 		"       suture-attach --pid PID --detach\n"
 		"\n"
 		"  -p, --pid PID    the CPython 3.11 process to attach to\n"
 		"  -d, --dump       print every thread's Python stack, innermost frame first\n"
 		"  -l, --locals     with --dump: also print local variables\n"
-		"  -j, --json       with --dump: one JSON document instead of text\n"
+		"  -j, --json       with --dump: one JSON document instead of text; with --watch:\n"
+		"                   one JSON object a line on stdout per event (crash, guard\n"
+		"                   applied, resumed, refused, stored; docs/formats/events.md)\n"
 		"  -v, --verbose    say where the interpreter layout came from, and timings\n"
 		"      --no-cache   neither read nor write the layout cache\n"
 		"  -w, --watch      heal structural crashes in the target as they happen\n"
@@ -213,8 +215,12 @@ static int parse_args(int argc, char **argv, struct args *a)
 			"suture-attach: --store, --dry-run, --timeout and --ttl go with --watch\n");
 		return EXIT_USAGE;
 	}
-	if (a->mode != MODE_DUMP && (a->locals || a->json)) {
-		fprintf(stderr, "suture-attach: --locals and --json go with --dump\n");
+	if (a->mode != MODE_DUMP && a->locals) {
+		fprintf(stderr, "suture-attach: --locals goes with --dump\n");
+		return EXIT_USAGE;
+	}
+	if (a->mode != MODE_DUMP && a->mode != MODE_WATCH && a->json) {
+		fprintf(stderr, "suture-attach: --json goes with --dump or --watch\n");
 		return EXIT_USAGE;
 	}
 	return EXIT_OK;
@@ -380,6 +386,8 @@ int main(int argc, char **argv)
 					     .verbose = a.verbose,
 					     .timeout_s = a.timeout,
 					     .ttl_days = a.ttl,
+					     .events = a.json ? stdout : NULL,
+					     .store_found = a.store == store_buf,
 					     .app_paths = paths };
 		rc = heal_watch__run(a.pid, &o, err, sizeof(err));
 		if (rc)

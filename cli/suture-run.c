@@ -31,6 +31,9 @@ static void usage(FILE *f)
 		"  --no-resume          never continue a crashing call in flight: heal later calls\n"
 		"  --watch              service mode: restart after each healed crash\n"
 		"  --max-restarts N     with --watch: at most N restarts (default 10)\n"
+		"  --json[=FILE]        one JSON object a line per event (crash, guard applied,\n"
+		"                       resumed, refused, stored) on stdout, shared with the\n"
+		"                       program's own stdout, or appended to FILE\n"
 		"  --app-path PATH      more application code (repeatable): crashes in it are\n"
 		"                       healed even inside site-packages (see WHAT COUNTS AS A CRASH)\n"
 		"  -m MODULE            run a module as python -m does (found in the working\n"
@@ -72,7 +75,8 @@ int main(int argc, char **argv)
 		O_PYTHON,
 		O_AGENT,
 		O_NO_RESUME,
-		O_APP_PATH
+		O_APP_PATH,
+		O_JSON
 	};
 	static const struct option opts[] = {
 		{ "store", required_argument, NULL, O_STORE },
@@ -87,6 +91,7 @@ int main(int argc, char **argv)
 		{ "agent", required_argument, NULL, O_AGENT },
 		{ "no-resume", no_argument, NULL, O_NO_RESUME },
 		{ "app-path", required_argument, NULL, O_APP_PATH },
+		{ "json", optional_argument, NULL, O_JSON },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
@@ -133,6 +138,16 @@ int main(int argc, char **argv)
 			break;
 		case O_NO_RESUME:
 			o.no_resume = true;
+			break;
+		case O_JSON:
+			/* stdout is the program's too: a file keeps them apart. */
+			if (!optarg || strcmp(optarg, "-") == 0) {
+				o.events = stdout;
+			} else if (!(o.events = fopen(optarg, "ae"))) {
+				fprintf(stderr, "suture-run: --json=%s: %s\n", optarg,
+					strerror(errno));
+				return 2;
+			}
 			break;
 		case O_APP_PATH:
 			if (heal_config__add_app_path(&app_paths, optarg, err, sizeof(err))) {

@@ -9,7 +9,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 static void quiet(const char *msg, void *ctx)
@@ -72,8 +71,7 @@ int heal_config__add_app_path(char **list, const char *arg, char *err, size_t er
 	return 0;
 }
 
-const char *heal_config__store(const char *store_dir, const char *program, char *buf, size_t cap,
-			       bool say)
+const char *heal_config__store(const char *store_dir, const char *program, char *buf, size_t cap)
 {
 	const char *env = getenv(STORE_ENV);
 	bool exists;
@@ -83,17 +81,7 @@ const char *heal_config__store(const char *store_dir, const char *program, char 
 		return NULL; /* store__open takes $SUTURE_STORE */
 	if (store__locate(program, buf, cap, &exists))
 		return NULL; /* ./.suture, as before */
-	struct stat sb;
-	if (!exists && say && lstat(buf, &sb) && errno == ENOENT) {
-		const char *base = program ? strrchr(program, '/') : NULL;
-		fprintf(stderr,
-			"[suture] patches of %s will be kept in %s (the store found from the "
-			"program; --store or $SUTURE_STORE choose another)\n",
-			base && base[1] && program[0] == '/' ? base + 1
-			: program                            ? program
-							     : "this program",
-			buf);
-	}
+	(void)exists;
 	return buf;
 }
 
@@ -107,8 +95,8 @@ const char *heal_config__store_of_pid(pid_t pid, const char *store_dir, char *bu
 		snprintf(link, sizeof(link), "/proc/%d/cwd", (int)pid);
 		ssize_t n = readlink(link, prog, sizeof(prog) - 3);
 		if (n <= 0)
-			return heal_config__store(NULL, NULL, buf, cap, false);
+			return heal_config__store(NULL, NULL, buf, cap);
 		memcpy(prog + n, "/.", 3);
 	}
-	return heal_config__store(NULL, prog, buf, cap, true);
+	return heal_config__store(NULL, prog, buf, cap);
 }

@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 /* The agent nests at most 8 continuations per thread and refuses the
  * resume past that (the crash is still patched and stored here); a bound
@@ -149,8 +150,17 @@ static void persist(struct heal *h, const struct heal_code *hc, const struct bui
 	if (store_patch__default_name(&p, name, sizeof(name)))
 		return;
 	p.name = name;
+	struct stat sb;
+	bool is_new = h->o.store_found && h->o.store_dir && lstat(h->o.store_dir, &sb) != 0 &&
+		      errno == ENOENT;
 	if (heal__open_store(h, STORE_F_CREATE, &st))
 		return;
+	if (is_new)
+		heal__say(h,
+			  "new store %s, found from the program (the first .suture up from its "
+			  "directory, else beside its top package); --store or $SUTURE_STORE "
+			  "choose another",
+			  store__path(st));
 	if (resumed) {
 		p.hits = 1;
 		p.last_hit = store__now();
@@ -159,6 +169,9 @@ static void persist(struct heal *h, const struct heal_code *hc, const struct bui
 	 * anchor's patch of that name, under its lock (store__add_unique). */
 	if (store__add_unique(st, &p, name, sizeof(name)) == 0) {
 		heal__say(h, "stored patch %s in %s", name, store__path(st));
+		heal_event__emit(h->o.events, h->pid, "stored", "s:name", name, "s:store",
+				 store__path(st), "s:function", hc->qualname, "s:file", file,
+				 "i:line", (long long)p.line, NULL);
 		/* Its firings come under the name the agent got (patch_meta). */
 		if (h->npatched && h->patched[h->npatched - 1].code_addr == code_addr &&
 		    !h->patched[h->npatched - 1].stored)
@@ -251,14 +264,21 @@ static int resume_call(struct heal *h, const struct wire_crash *ev, const char *
 			"resumed in flight: %s went on from the fallback; its caller got the result "
 			"[%.2f ms]",
 			qualname, ms);
+		heal_event__emit(h->o.events, h->pid, "resumed", "s:function", qualname, "f:ms", ms,
+				 NULL);
 	} else if (err == 0 && rr.status == WIRE_RESUME_RAISED) {
 		*released = true;
 		heal__say(h, "resumed in flight, but the rest of %s raised: that exception goes on",
 			  qualname);
+		heal_event__emit(h->o.events, h->pid, "resume_raised", "s:function", qualname,
+				 NULL);
 	} else {
+		const char *why = err ? inject_session__error(h->s) : rr.message;
 		heal__say(h,
 			  "not resumed in flight (%s): this crash goes on, later calls are healed",
-			  err ? inject_session__error(h->s) : rr.message);
+			  why);
+		heal_event__emit(h->o.events, h->pid, "not_resumed", "s:function", qualname,
+				 "s:reason", why, NULL);
 	}
 	return 0;
 }
@@ -281,6 +301,9 @@ int heal__on_crash(struct heal *h, const struct wire_crash *ev, enum heal_outcom
 	heal__say(h, "crash seen: %s%s%.160s in %s (%s:%u)", ev->exc_type,
 		  ev->message[0] ? ": " : "", ev->message, ev->qualname,
 		  heal_names__base(ev->filename), ev->line);
+	heal_event__emit(h->o.events, h->pid, "crash", "s:exc_type", ev->exc_type, "s:message",
+			 ev->message, "s:function", ev->qualname, "s:file", file, "i:line",
+			 (long long)ev->line, NULL);
 
 	const struct heal_patched *pp = heal__was_patched(h, ev->code_addr);
 	if (pp && pp->offset == ev->offset && pp->fallback_unit && !h->o.no_resume) {
@@ -318,6 +341,10 @@ int heal__on_crash(struct heal *h, const struct wire_crash *ev, enum heal_outcom
 		 * used, and re-running the program would crash the same way. */
 		heal__say(h, "not patched: the crash is at module level (%s, %s:%u): reported only",
 			  hc.qualname, heal_names__base(ev->filename), ev->line);
+		heal_event__emit(h->o.events, h->pid, "refused", "s:reason",
+				 "the crash is at module level", "s:exc_type", ev->exc_type,
+				 "s:function", hc.qualname, "s:file", file, "i:line",
+				 (long long)ev->line, NULL);
 		oc = HEAL_MODULE_LEVEL;
 		goto out_code;
 	}
@@ -337,6 +364,9 @@ int heal__on_crash(struct heal *h, const struct wire_crash *ev, enum heal_outcom
 	if (b.d.kind == GUARD_NONE) {
 		heal__say(h, "refused: %s (%s in %s, %s:%u)", b.d.reason, ev->exc_type, hc.qualname,
 			  heal_names__base(ev->filename), ev->line);
+		heal_event__emit(h->o.events, h->pid, "refused", "s:reason", b.d.reason,
+				 "s:exc_type", ev->exc_type, "s:function", hc.qualname, "s:file",
+				 file, "i:line", (long long)ev->line, NULL);
 		oc = HEAL_REFUSED;
 		goto out_code;
 	}
@@ -362,6 +392,10 @@ int heal__on_crash(struct heal *h, const struct wire_crash *ev, enum heal_outcom
 			  "(suture-audit renew %s) or fix the source",
 			  old_name, ev->exc_type, hc.qualname, heal_names__base(ev->filename),
 			  ev->line, when, old_name);
+		heal_event__emit(h->o.events, h->pid, "refused", "s:reason", "expired", "s:patch",
+				 old_name, "s:expired", when, "s:exc_type", ev->exc_type,
+				 "s:function", hc.qualname, "s:file", file, "i:line",
+				 (long long)ev->line, NULL);
 		oc = HEAL_REFUSED;
 		goto out_patch;
 	}
@@ -371,6 +405,10 @@ int heal__on_crash(struct heal *h, const struct wire_crash *ev, enum heal_outcom
 		heal__say(h, "dry run: would apply %s %s -> %s (%s) in %s (%s:%u)",
 			  guard_kind__name(b.d.kind), b.d.target, b.d.fallback_text, b.d.consumer,
 			  hc.qualname, heal_names__base(ev->filename), ev->line);
+		heal_event__emit(h->o.events, h->pid, "would_apply", "s:guard",
+				 guard_kind__name(b.d.kind), "s:target", b.d.target, "s:fallback",
+				 b.d.fallback_text, "s:consumer", b.d.consumer, "s:function",
+				 hc.qualname, "s:file", file, "i:line", (long long)ev->line, NULL);
 		oc = HEAL_WOULD_APPLY;
 		goto out_patch;
 	}
@@ -392,6 +430,11 @@ int heal__on_crash(struct heal *h, const struct wire_crash *ev, enum heal_outcom
 	heal__say(h, "guard applied: %s %s -> %s (%s) in %s (%s:%u) [%u function(s), %.2f ms]",
 		  guard_kind__name(b.d.kind), b.d.target, b.d.fallback_text, b.d.consumer,
 		  hc.qualname, heal_names__base(ev->filename), ev->line, res.nfunctions, t1 - t0);
+	heal_event__emit(h->o.events, h->pid, "guard_applied", "s:guard",
+			 guard_kind__name(b.d.kind), "s:target", b.d.target, "s:fallback",
+			 b.d.fallback_text, "s:consumer", b.d.consumer, "s:function", hc.qualname,
+			 "s:file", file, "i:line", (long long)ev->line, "i:functions",
+			 (long long)res.nfunctions, "f:ms", t1 - t0, NULL);
 	oc = HEAL_APPLIED;
 	/* In flight: the failing call continues from the fallback and its
 	 * caller gets the result (handler guards only: a redirect guard has
@@ -428,6 +471,8 @@ out:
 		break;
 	case HEAL_FAILED:
 		h->st.failed++;
+		heal_event__emit(h->o.events, h->pid, "failed", "s:message", h->last, "s:function",
+				 ev->qualname, "s:file", file, "i:line", (long long)ev->line, NULL);
 		break;
 	case HEAL_NONE:
 		break;

@@ -77,6 +77,7 @@ void heal__say(struct heal *h, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(line, sizeof(line), fmt, ap);
 	va_end(ap);
+	memcpy(h->last, line, sizeof(h->last));
 	/* One write per line: several tools may share the terminal. */
 	fprintf(h->log, "[suture] %s\n", line);
 	fflush(h->log);

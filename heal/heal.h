@@ -78,6 +78,9 @@ struct heal_opts {
 	bool no_store;         /* heal, but persist nothing */
 	bool no_resume;        /* never resume the crashing call in flight */
 	FILE *log;             /* NULL: stderr */
+	FILE *events;          /* --json: one JSON object a line (NULL: none) */
+	bool store_found;      /* store_dir was found from the program (not
+				    * named): say so when the first patch makes it */
 };
 
 enum heal_outcome {
@@ -182,11 +185,9 @@ int heal_config__app_paths(const char *store_dir, const char *cli, char **out, c
 /* The store a command uses: store_dir when given; NULL (store__open's
  * $SUTURE_STORE) when that is set; else the store found from program
  * (store__locate: walking up from its directory; NULL, or a path that is
- * not absolute: from the working directory), written to buf. With say, a
- * store that does not exist yet is announced on stderr in one line
- * ("[suture] patches of job.py will be kept in DIR ..."). */
-const char *heal_config__store(const char *store_dir, const char *program, char *buf, size_t cap,
-			       bool say);
+ * not absolute: from the working directory), written to buf and returned
+ * (then heal_opts.store_found: its creation is announced). */
+const char *heal_config__store(const char *store_dir, const char *program, char *buf, size_t cap);
 /* The same for suture-attach --watch: the store found from pid's script
  * (/proc/PID/cmdline and cwd), or from its working directory when it runs
  * none (python -m, -c). */
@@ -205,6 +206,8 @@ struct heal_watch_opts {
 	uint32_t ttl_days;
 	const char *agent_path; /* NULL: the usual search (inject.h) */
 	const char *app_paths;  /* --app-path: ':'-joined absolute paths, or NULL */
+	FILE *events;           /* --json: the event lines (heal_opts.events) */
+	bool store_found;       /* heal_opts.store_found */
 };
 
 /* Attach to pid, inject (or reuse) the agent, print "[suture] watching pid
@@ -253,6 +256,8 @@ struct heal_run_opts {
 	uint32_t ttl_days;
 	unsigned retries;      /* re-runs after a healed crash (default 3; 0: never) */
 	unsigned max_restarts; /* --watch: restarts after a healed crash */
+	FILE *events;          /* --json: one JSON object a line per event (NULL: none) */
+	bool store_found;      /* heal_opts.store_found (set by heal_run__main) */
 	/* What to run; python above is cmd.python's when one was named. */
 	struct heal_cmdline cmd;
 };

@@ -159,6 +159,10 @@ static int answers(struct heal *h, size_t keep, int rc, const char *gone)
 		}
 		heal__say(h, "already healed: %s %s -> %s in %s (%s:%d)", p->s->guard, p->s->target,
 			  p->s->fallback, p->qualname, p->base, p->s->line);
+		heal_event__emit(h->o.events, h->pid, "loaded", "s:name", p->s->name, "s:guard",
+				 p->s->guard, "s:target", p->s->target, "s:fallback",
+				 p->s->fallback, "s:function", p->qualname, "i:line",
+				 (long long)p->s->line, NULL);
 		h->st.loaded++;
 	}
 	return rc;

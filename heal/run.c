@@ -301,6 +301,8 @@ static struct heal *sup__heal(struct sup *u)
 		.dry_run = u->o->dry_run,
 		.verbose = u->o->verbose,
 		.no_resume = u->o->no_resume,
+		.events = u->o->events,
+		.store_found = u->o->store_found,
 	};
 	if (heal__open(u->ip, u->s, &ho, &u->h)) {
 		u->inspect_failed = true;
@@ -788,10 +790,10 @@ int heal_run__main(const struct heal_run_opts *opts)
 	int bad_program = program_of(&o->cmd, program, sizeof(program), what, sizeof(what));
 	if (bad_program)
 		return bad_program;
-	/* The store next to the program (store__locate), said when new. */
+	/* The store found from the program (store__locate), said when made. */
 	char store_buf[PATH_MAX], *paths = NULL;
-	ro.store_dir = heal_config__store(ro.store_dir, program, store_buf, sizeof(store_buf),
-					  !ro.dry_run);
+	ro.store_dir = heal_config__store(ro.store_dir, program, store_buf, sizeof(store_buf));
+	ro.store_found = ro.store_dir == store_buf;
 	if (heal_config__app_paths(ro.store_dir, ro.app_paths, &paths, err, sizeof(err))) {
 		fprintf(stderr, "suture-run: %s\n", err);
 		return 2;
@@ -807,6 +809,7 @@ int heal_run__main(const struct heal_run_opts *opts)
 	/* Judged before the first run: it reads the pipe or file. */
 	const char *stdin_what = "";
 	bool rereadable = stdin_rereadable(&stdin_what);
+	pid_t last_pid = 0;
 	for (unsigned run = 0;; run++) {
 		struct boot_list bl;
 		int rc = boot_list__create(&bl);
@@ -826,6 +829,7 @@ int heal_run__main(const struct heal_run_opts *opts)
 		double t_fork = mono_ms();
 		pid_t pid = start_child(o, agent, bl.path, sp[1], rp[1], o->cmd.args, err,
 					sizeof(err));
+		last_pid = pid > 0 ? pid : last_pid;
 		if (sp[1] >= 0)
 			close(sp[1]);
 		if (rp[1] >= 0)
@@ -885,6 +889,9 @@ int heal_run__main(const struct heal_run_opts *opts)
 				o->watch ? "restarts" : "re-runs");
 			break;
 		}
+		heal_event__emit(o->events, pid, o->watch ? "restart" : "rerun", "s:program", what,
+				 "i:attempt", (long long)(run + 2), "i:of", (long long)(limit + 1),
+				 NULL);
 		if (o->watch)
 			fprintf(stderr,
 				"[suture] restarting %s (restart %u of %u) with the new patch\n",
@@ -911,6 +918,11 @@ int heal_run__main(const struct heal_run_opts *opts)
 	fprintf(stderr, "[suture] patches applied: %u, already healed: %u%s\n", total.applied,
 		total.loaded, extra);
 	free(paths);
+	heal_event__emit(o->events, last_pid, "exit", "s:program", what, "i:status",
+			 (long long)(WIFEXITED(wstatus) ? WEXITSTATUS(wstatus) : -1), "i:signal",
+			 (long long)(WIFSIGNALED(wstatus) ? WTERMSIG(wstatus) : 0), "i:applied",
+			 (long long)total.applied, "i:loaded", (long long)total.loaded, "i:refused",
+			 (long long)total.refused, NULL);
 	fflush(stderr);
 	if (WIFSIGNALED(wstatus)) {
 		int sig = WTERMSIG(wstatus);

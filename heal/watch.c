@@ -102,6 +102,8 @@ int heal_watch__run(pid_t pid, const struct heal_watch_opts *o, char *err, size_
 		.ttl_days = o->ttl_days,
 		.dry_run = o->dry_run,
 		.verbose = o->verbose,
+		.events = o->events,
+		.store_found = o->store_found,
 	};
 	if (heal_program__of_pid(pid, program, sizeof(program)) == 0)
 		ho.program = program;

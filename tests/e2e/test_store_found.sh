@@ -1,8 +1,8 @@
 #!/bin/sh
 # The store is found from the program, not the working directory (issue 16
 # item 5): from the script's directory up, the first .suture of ours (as git
-# finds .git), else .suture beside the script's top package; said on first
-# use. Run from another directory, a script heals once and the next run
+# finds .git), else .suture beside the script's top package; said when the
+# first patch makes it. Run from another directory, a script heals once and the next run
 # uses the stored patch; a --watch started elsewhere stores where the next
 # run looks; suture-audit finds it from a subdirectory; --store and
 # $SUTURE_STORE still choose; another user's .suture up the tree is passed
@@ -39,7 +39,7 @@ cd "$W/elsewhere" || fail "cd"
 "$RUN" --python "$PYTHON" ../proj/app/job.py </dev/null >"$W/1.out" 2>"$W/1.err" ||
 	{ cat "$W/1.err"; fail "first run: exit"; }
 grep -qx "timeout None" "$W/1.out" || { cat "$W/1.err"; fail "first run: not healed"; }
-grep -qx "\[suture\] patches of job.py will be kept in $W/proj/app/\.suture (the store found from the program; --store or \$SUTURE_STORE choose another)" \
+grep -qx "\[suture\] new store $W/proj/app/\.suture, found from the program (the first \.suture up from its directory, else beside its top package); --store or \$SUTURE_STORE choose another" \
 	"$W/1.err" || { cat "$W/1.err"; fail "first run: the store's place not said"; }
 [ -d "$W/proj/app/.suture" ] || fail "no store beside the script"
 [ -e "$W/elsewhere/.suture" ] && fail "a store was made in the working directory"
@@ -49,7 +49,7 @@ cd / || fail "cd /"
 "$RUN" --python "$PYTHON" "$W/proj/app/job.py" </dev/null >"$W/2.out" 2>"$W/2.err" || { cat "$W/2.err"; fail "second run: exit"; }
 grep -q "^\[suture\] already healed: key_guard cfg\['timeout'\]" "$W/2.err" ||
 	{ cat "$W/2.err"; fail "second run from /: the stored patch was not used"; }
-grep -q "will be kept in" "$W/2.err" && { cat "$W/2.err"; fail "second run: the place said again"; }
+grep -q "new store" "$W/2.err" && { cat "$W/2.err"; fail "second run: the place said again"; }
 grep -q "^\[suture\] stored patch" "$W/2.err" && { cat "$W/2.err"; fail "second run: healed again"; }
 ok "the second run, from /, uses the stored patch"
 
@@ -87,7 +87,7 @@ sed -n '1,5p' "$W/proj/app/job.py" >"$W/proj/pkg/sub/tool.py"
 echo 'print("timeout", load({}))' >>"$W/proj/pkg/sub/tool.py"
 cp "$W/proj/pkg/sub/tool.py" "$W/proj/app2/other.py"
 "$RUN" --python "$PYTHON" "$W/proj/pkg/sub/tool.py" </dev/null >"$W/p.out" 2>"$W/p.err" || { cat "$W/p.err"; fail "package script"; }
-grep -q "will be kept in $W/proj/\.suture " "$W/p.err" || { cat "$W/p.err"; fail "package script: not beside the top package"; }
+grep -q "new store $W/proj/\.suture, " "$W/p.err" || { cat "$W/p.err"; fail "package script: not beside the top package"; }
 "$RUN" --python "$PYTHON" "$W/proj/app2/other.py" </dev/null >"$W/o.out" 2>"$W/o.err" || { cat "$W/o.err"; fail "app2"; }
 grep -q "^\[suture\] stored patch .* in $W/proj/\.suture\$" "$W/o.err" || { cat "$W/o.err"; fail "app2: the store up the tree not found"; }
 ok "a package's script: .suture beside the top package, found from app2/ up"
@@ -107,7 +107,7 @@ if id nobody >/dev/null 2>&1; then
 	chown nobody "$W/shared/.suture"
 	cp "$W/proj/app2/other.py" "$W/shared/x/job.py"
 	"$RUN" --python "$PYTHON" "$W/shared/x/job.py" </dev/null >"$W/n.out" 2>"$W/n.err" || { cat "$W/n.err"; fail "shared"; }
-	grep -q "will be kept in $W/shared/x/\.suture " "$W/n.err" || { cat "$W/n.err"; fail "another user's .suture was taken"; }
+	grep -q "new store $W/shared/x/\.suture, " "$W/n.err" || { cat "$W/n.err"; fail "another user's .suture was taken"; }
 	ok "another user's .suture up the tree is passed over"
 else
 	echo "absent: user nobody: another user's .suture not tested"
