@@ -1,6 +1,6 @@
 # suture: an external debugger that heals crashing CPython 3.11 programs.
 #
-#   make demo      install dependencies, build, run suture on an example crash
+#   make demo      install what building needs, build, run suture on an example crash
 #   make test      install dependencies, build, run every test
 #   make           build only (build/bin, build/lib)
 #   make install   PREFIX=/usr/local DESTDIR=
@@ -178,7 +178,9 @@ test: deps
 check: all unit fuzz
 	BUILD=$(BUILD) PYTHON=$(PYTHON) sh tests/run.sh $(T)
 
-demo: deps
+# The demo installs only what building and running needs (tools/deps.sh build).
+demo:
+	@sh tools/deps.sh build
 	$(MAKE) all
 	BUILD=$(BUILD) PYTHON=$(PYTHON) sh tools/demo.sh
 
@@ -193,6 +195,8 @@ install: all
 	install -m 644 $(AGENT) $(DESTDIR)$(PREFIX)/lib/suture/
 	for m in docs/man/*.1; do [ -e "$$m" ] && install -m 644 "$$m" \
 		$(DESTDIR)$(PREFIX)/share/man/man1/ || true; done
+	install -d $(DESTDIR)$(PREFIX)/share/man/man7
+	install -m 644 docs/man/suture.7 $(DESTDIR)$(PREFIX)/share/man/man7/
 
 # The house style is .clang-format (Debian's clang-format 14, installed by
 # `make deps`). `make format` rewrites the tracked C sources in place;

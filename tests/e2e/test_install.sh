@@ -20,13 +20,23 @@ D="$W/dest"
 make -s -C "$SUTURE_ROOT" BUILD="$W/build" PREFIX=/usr DESTDIR="$D" install >"$W/make.log" 2>&1 ||
 	{ cat "$W/make.log"; fail "make install DESTDIR=$D PREFIX=/usr"; }
 for f in bin/suture-run bin/suture-attach bin/suture-audit bin/suture-dis lib/suture/libsuture_agent.so \
-	share/man/man1/suture-run.1; do
+	share/man/man1/suture-run.1 share/man/man1/suture-dis.1 share/man/man7/suture.7; do
 	[ -f "$D/usr/$f" ] || fail "not installed: /usr/$f"
 done
 for f in "$D"/usr/bin/* "$D/usr/lib/suture/libsuture_agent.so"; do
 	grep -aqF "$D" "$f" && fail "$f contains the DESTDIR $D"
 done
 ok "make install DESTDIR PREFIX=/usr: the tree, no DESTDIR inside"
+if command -v man >/dev/null 2>&1; then
+	for page in suture suture-run suture-attach suture-audit suture-dis; do
+		MANWIDTH=100 man -M "$D/usr/share/man" -P cat "$page" 2>/dev/null >"$W/man.txt" ||
+			fail "man $page: not found in the installed tree"
+		grep -q "^NAME" "$W/man.txt" && grep -q "^EXAMPLES" "$W/man.txt" || fail "man $page: no NAME or EXAMPLES"
+	done
+	ok "man suture (the overview) and the four commands' pages, from the installed tree"
+else
+	echo "absent: man: the installed pages are not read"
+fi
 
 cat >"$W/job.py" <<'PY'
 import os, sys, time
