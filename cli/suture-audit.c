@@ -28,6 +28,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <unistd.h>
 
 #ifndef SUTURE_VERSION
@@ -228,12 +229,92 @@ static int row_fill(struct row *r, const struct store_patch *p, int64_t now, con
 	return 0;
 }
 
+/* Colour on a terminal only, and never with NO_COLOR set (no-color.org). */
+static bool use_colour(void)
+{
+	const char *nc = getenv("NO_COLOR");
+	const char *term = getenv("TERM");
+	return isatty(STDOUT_FILENO) && !(nc && *nc) && !(term && !strcmp(term, "dumb"));
+}
+
+/* The terminal's width when stdout is one (COLUMNS first), else 0: a pipe
+ * or a file gets whole cells, for scripts. */
+static size_t term_width(void)
+{
+	struct winsize ws;
+	const char *c = getenv("COLUMNS");
+	if (!isatty(STDOUT_FILENO))
+		return 0;
+	if (c && atoi(c) > 0)
+		return (size_t)atoi(c);
+	return ioctl(STDOUT_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col ? ws.ws_col : 0;
+}
+
+/* Fit the line to cols: first the FUNCTION column goes (the name holds
+ * it: module.qualname:line:guard; width 0, not printed), then the text
+ * columns (name, file, target, fallback) narrow, the widest first, each
+ * keeping at least 6 columns. */
+static void fit_columns(size_t w[NCOLS], size_t cols)
+{
+	static const int narrowable[] = { 0, 2, 4, 5 };
+	size_t total = 2 * (NCOLS - 1);
+	for (int i = 0; i < NCOLS; i++)
+		total += w[i];
+	if (cols && total > cols) {
+		total -= w[1] + 2;
+		w[1] = 0;
+	}
+	while (cols && total > cols) {
+		int widest = -1;
+		for (size_t k = 0; k < sizeof(narrowable) / sizeof(narrowable[0]); k++) {
+			int i = narrowable[k];
+			if (w[i] > 6 && (widest < 0 || w[i] > w[widest]))
+				widest = i;
+		}
+		if (widest < 0)
+			break;
+		w[widest]--;
+		total--;
+	}
+}
+
+/* A cell cut to n columns: its start and an ellipsis. */
+static void put_cut(const char *s, size_t n)
+{
+	size_t cols = 0;
+	if (width(s) <= n) {
+		fputs(s, stdout);
+		return;
+	}
+	for (; *s && cols + 1 < n; s++) {
+		putchar(*s);
+		if ((((unsigned char)s[1]) & 0xc0) != 0x80)
+			cols++;
+	}
+	fputs("\u2026", stdout);
+}
+
 static void print_line(char *const cell[NCOLS], const size_t w[NCOLS])
 {
+	static const char *const colour[] = { [STORE_STATUS_ACTIVE] = "\033[32m",
+					      [STORE_STATUS_STALE] = "\033[33m",
+					      [STORE_STATUS_EXPIRED] = "\033[31m" };
 	for (int i = 0; i < NCOLS; i++) {
-		fputs(cell[i], stdout);
+		size_t shown = width(cell[i]) > w[i] ? w[i] : width(cell[i]);
+		const char *c = NULL;
+		if (!w[i])
+			continue; /* left out to fit the terminal */
+		if (i == NCOLS - 1 && use_colour())
+			for (int st = STORE_STATUS_ACTIVE; st <= STORE_STATUS_EXPIRED; st++)
+				if (!strcmp(cell[i], store_status__str((enum store_status)st)))
+					c = colour[st];
+		if (c)
+			fputs(c, stdout);
+		put_cut(cell[i], w[i]);
+		if (c)
+			fputs("\033[0m", stdout);
 		if (i + 1 < NCOLS)
-			printf("%*s", (int)(w[i] - width(cell[i]) + 2), "");
+			printf("%*s", (int)(w[i] - shown + 2), "");
 	}
 	putchar('\n');
 }
@@ -280,6 +361,7 @@ static int list_table(const struct store *s, int64_t now)
 				w[i] = width(rows[k].cell[i]);
 		k++;
 	}
+	fit_columns(w, term_width());
 	print_line((char *const *)heads, w);
 	for (size_t i = 0; i < k; i++)
 		print_line(rows[i].cell, w);
@@ -609,6 +691,68 @@ static void explain_one(const struct store *s, const struct store_patch *p, int6
 	say("fix:", "%s; then remove the patch: suture-audit rollback %s",
 	    g ? g->fix : "fix the source", p->name);
 	show_bytecode(s, p);
+}
+
+/* Whether word names patch p other than by its full name: its function
+ * ("load"), qualified name ("Config.load"), module and qualified name
+ * ("app.load"), or its name without the guard ("app.load:12"). */
+static bool names_patch(const struct store_patch *p, const char *word)
+{
+	size_t mlen = strlen(p->module), wlen = strlen(word);
+	const char *last = strrchr(p->qualname, '.');
+	if (!strcmp(p->qualname, word) || (last && !strcmp(last + 1, word)))
+		return true;
+	if (wlen > mlen && !strncmp(word, p->module, mlen) && word[mlen] == '.' &&
+	    !strcmp(word + mlen + 1, p->qualname))
+		return true;
+	return !strncmp(p->name, word, wlen) && p->name[wlen] == ':' &&
+	       strchr(p->name + wlen + 1, ':') != NULL;
+}
+
+/* Each word a patch's full name, or the one patch it names otherwise
+ * (names_patch); words replaced in place by malloc'ed full names. 0, or
+ * EXIT_NO_PATCH after one line naming the word and what it matched. */
+static int resolve_names(const struct store *s, char **words, int n, const char *verb)
+{
+	for (int i = 0; i < n; i++) {
+		const struct store_patch *p, *one = NULL;
+		struct store_iter it;
+		size_t count = 0;
+		char *list = NULL;
+		size_t len = 0;
+		if (store__find(s, words[i]))
+			continue;
+		FILE *mem = open_memstream(&list, &len);
+		store_iter__init(&it, s, NULL);
+		while ((p = store_iter__next(&it))) {
+			if (!names_patch(p, words[i]))
+				continue;
+			if (mem && count < 4)
+				fprintf(mem, "%s%s", count ? ", " : "", p->name);
+			one = p;
+			count++;
+		}
+		if (mem)
+			fclose(mem);
+		if (count == 1 && (words[i] = strdup(one->name))) {
+			free(list);
+			continue;
+		}
+		if (count > 1)
+			fprintf(stderr,
+				"%s: \"%s\" names %zu patches (%s%s); nothing %s: give the full "
+				"name\n",
+				prog, words[i], count, list ? list : "", count > 4 ? ", ..." : "",
+				verb);
+		else
+			fprintf(stderr,
+				"%s: %s: no patch named \"%s\"; nothing %s (list them: "
+				"suture-audit --store %s)\n",
+				prog, store__path(s), words[i], verb, store__path(s));
+		free(list);
+		return EXIT_NO_PATCH;
+	}
+	return 0;
 }
 
 static int do_explain(const struct store *s, const char *name, int64_t now)
@@ -1233,6 +1377,15 @@ int main(int argc, char **argv)
 	if (r)
 		return EXIT_FAIL;
 	now = store__now();
+	/* A function's name will do where it names one patch. */
+	if (strcmp(cmd, "list") != 0 && nargs &&
+	    (rc = resolve_names(s, args, nargs,
+				!strcmp(cmd, "explain") ? "explained"
+				: !strcmp(cmd, "renew") ? "renewed"
+							: "removed"))) {
+		store__close(s);
+		return rc;
+	}
 	if (strcmp(cmd, "list") == 0)
 		rc = json ? list_json(s, now) : list_table(s, now);
 	else if (strcmp(cmd, "explain") == 0)

@@ -262,7 +262,7 @@ static int resume_call(struct heal *h, const struct wire_crash *ev, const char *
 		heal__say(
 			h,
 			"resumed in flight: %s went on from the fallback; its caller got the result "
-			"[%.2f ms]",
+			"(the call returned %.2f ms later)",
 			qualname, ms);
 		heal_event__emit(h->o.events, h->pid, "resumed", "s:function", qualname, "f:ms", ms,
 				 NULL);
@@ -332,8 +332,8 @@ int heal__on_crash(struct heal *h, const struct wire_crash *ev, enum heal_outcom
 		goto out;
 	}
 	if ((err = heal_code__read(h->r, ev->code_addr, &hc))) {
-		heal__say(h, "failed: cannot read the code object of %s at %#llx: %s", ev->qualname,
-			  (unsigned long long)ev->code_addr, strerror(-err));
+		heal__say(h, "failed: the code of %s could not be read from the process (%s)",
+			  ev->qualname, strerror(-err));
 		goto out;
 	}
 	if (!(hc.flags & CO_OPTIMIZED)) {
@@ -427,9 +427,12 @@ int heal__on_crash(struct heal *h, const struct wire_crash *ev, enum heal_outcom
 	}
 	double t1 = heal__now_ms();
 	heal__note_patched(h, ev->code_addr, ev->offset, &b.gp);
-	heal__say(h, "guard applied: %s %s -> %s (%s) in %s (%s:%u) [%u function(s), %.2f ms]",
-		  guard_kind__name(b.d.kind), b.d.target, b.d.fallback_text, b.d.consumer,
-		  hc.qualname, heal_names__base(ev->filename), ev->line, res.nfunctions, t1 - t0);
+	heal__say(
+		h,
+		"guard applied: %s %s -> %s (%s) in %s (%s:%u); installed in %u function%s in %.2f ms",
+		guard_kind__name(b.d.kind), b.d.target, b.d.fallback_text, b.d.consumer,
+		hc.qualname, heal_names__base(ev->filename), ev->line, res.nfunctions,
+		res.nfunctions == 1 ? "" : "s", t1 - t0);
 	heal_event__emit(h->o.events, h->pid, "guard_applied", "s:guard",
 			 guard_kind__name(b.d.kind), "s:target", b.d.target, "s:fallback",
 			 b.d.fallback_text, "s:consumer", b.d.consumer, "s:function", hc.qualname,

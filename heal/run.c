@@ -61,10 +61,10 @@ static void forward(int sig, siginfo_t *si, void *uc)
 		kill((pid_t)g_child, sig);
 }
 
-static void store_quiet(const char *msg, void *ctx)
+/* The store's one-line message ("store: PATH: cause"), kept for ours. */
+static void store_keep(const char *msg, void *ctx)
 {
-	(void)msg;
-	(void)ctx;
+	snprintf(ctx, 512, "%s", msg);
 }
 
 static double mono_ms(void)
@@ -86,6 +86,7 @@ struct boot_list {
 	char **files; /* the files with patches (not the script) */
 	size_t nfiles;
 	struct store *st; /* kept for heal__preload, heal__use_store */
+	char why[512];    /* the store's message when it could not be read */
 };
 
 static void boot_list__free(struct boot_list *bl)
@@ -134,7 +135,7 @@ static int boot_list__fill(struct boot_list *bl, const struct heal_run_opts *o, 
 	/* Writable (nothing is written here): heal records hit counts
 	 * through it, from the snapshot parsed now (heal__use_store). Quiet:
 	 * heal__load_tree reports problems, heal__flush its own failures. */
-	int err = store__open_print(o->store_dir, 0, store_quiet, NULL, &st);
+	int err = store__open_print(o->store_dir, 0, store_keep, bl->why, &st);
 	if (err == -ENOENT)
 		err = 0; /* nothing stored yet */
 	if (st) {
@@ -814,7 +815,9 @@ int heal_run__main(const struct heal_run_opts *opts)
 		struct boot_list bl;
 		int rc = boot_list__create(&bl);
 		if (rc)
-			fprintf(stderr, "[suture] boot list: %s: stored patches are not loaded\n",
+			fprintf(stderr,
+				"[suture] no stored patch is loaded: no temporary file for the list of "
+				"files to patch (%s)\n",
 				strerror(-rc));
 		int sp[2] = { -1, -1 };
 		if (bl.path[0] && socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp)) {
@@ -850,9 +853,10 @@ int heal_run__main(const struct heal_run_opts *opts)
 			bool written;
 			rc = boot_list__fill(&bl, o, program, &written);
 			if (rc)
-				fprintf(stderr,
-					"[suture] the patch store cannot be read (%s): no patch is loaded\n",
-					strerror(-rc));
+				fprintf(stderr, "[suture] no stored patch is loaded: %s\n",
+					bl.why[0]       ? bl.why
+					: rc == -ENOMEM ? "out of memory"
+							: "the boot list cannot be written");
 			/* The hook can name a regular script's module (not a
 			 * directory's or a zip's __main__) by its file. */
 			script_listed = written && stat(program, &sb) == 0 && S_ISREG(sb.st_mode);
