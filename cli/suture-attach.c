@@ -17,22 +17,8 @@
 #include "inject/inject.h"
 #include "inspect/inspect.h"
 
-#define SUTURE_VERSION "0.1.0"
-
-enum exit_code {
-	EXIT_OK = 0,
-	EXIT_INTERNAL = 1,
-	EXIT_USAGE = 2,
-	EXIT_NO_PROCESS = 3,
-	EXIT_NOT_PYTHON = 4,
-	EXIT_BAD_VERSION = 5,
-	EXIT_PERMISSION = 6,
-	EXIT_TRACED = 7,
-	EXIT_STOPPED = 8,
-	EXIT_EXITED = 9,
-	EXIT_NO_LAYOUT = 10,
-	EXIT_NO_AGENT = 11,
-};
+#include "cli/exit.h" /* one table for every command */
+#define EXIT_INTERNAL EXIT_FAIL
 
 enum mode { MODE_NONE, MODE_DUMP, MODE_WATCH, MODE_DETACH };
 
@@ -47,6 +33,17 @@ struct args {
 	uint32_t ttl;
 	char *app_paths; /* --app-path, resolved, ':'-joined */
 };
+
+/* --dump, --watch and --detach are three things to do: one at a time. */
+static int set_mode(struct args *a, enum mode m)
+{
+	if (a->mode != MODE_NONE && a->mode != m) {
+		fprintf(stderr, "suture-attach: --dump, --watch and --detach: give one of them\n");
+		return -EINVAL;
+	}
+	a->mode = m;
+	return 0;
+}
 
 static void usage(FILE *f)
 {
@@ -133,7 +130,8 @@ static int parse_args(int argc, char **argv, struct args *a)
 			}
 			break;
 		case 'd':
-			a->mode = MODE_DUMP;
+			if (set_mode(a, MODE_DUMP))
+				return EXIT_USAGE;
 			break;
 		case 'l':
 			a->locals = true;
@@ -148,10 +146,12 @@ static int parse_args(int argc, char **argv, struct args *a)
 			a->no_cache = true;
 			break;
 		case 'w':
-			a->mode = MODE_WATCH;
+			if (set_mode(a, MODE_WATCH))
+				return EXIT_USAGE;
 			break;
 		case OPT_DETACH:
-			a->mode = MODE_DETACH;
+			if (set_mode(a, MODE_DETACH))
+				return EXIT_USAGE;
 			break;
 		case OPT_STORE:
 			a->store = optarg;
@@ -195,7 +195,7 @@ static int parse_args(int argc, char **argv, struct args *a)
 			exit(EXIT_OK);
 		default:
 			fprintf(stderr,
-				"suture-attach: unknown or incomplete option '%s' (see --help)\n",
+				"suture-attach: unknown or incomplete option '%s' (see suture-attach --help)\n",
 				argv[optind - 1]);
 			return EXIT_USAGE;
 		}

@@ -31,21 +31,7 @@
 #include <sys/ioctl.h>
 #include <unistd.h>
 
-#ifndef SUTURE_VERSION
-#define SUTURE_VERSION "0.1.0"
-#endif
-
-enum {
-	EXIT_OK = 0,
-	EXIT_FAIL = 1, /* store refused, corrupt or unwritable */
-	EXIT_USAGE = 2,
-	EXIT_NO_PATCH = 3,    /* NAME is not in the store */
-	EXIT_NO_STORE = 4,    /* no store directory */
-	EXIT_UNSUPPORTED = 5, /* --pid: the agent there is too old to list */
-	EXIT_NO_AGENT = 6,    /* --pid: no suture agent in that process */
-	EXIT_NO_PROCESS = 7,  /* --pid: no such process */
-	EXIT_BUSY = 8,        /* --pid: the agent serves another debugger */
-};
+#include "cli/exit.h"
 
 static const char *prog = "suture-audit";
 
@@ -117,14 +103,14 @@ static void usage(FILE *f)
 		"  --all         rollback: every patch\n"
 		"  --dry-run     rollback, renew: say what would be done, change nothing\n"
 		"  --ttl DAYS    renew: the patch expires DAYS from now (default: its own TTL)\n"
-		"  --pid N       the patches live in process N (read from its suture agent);\n"
+		"  -p, --pid N   the patches live in process N (read from its suture agent);\n"
 		"                with rollback, also give its functions their original code\n"
-		"  --help, --version\n"
+		"  -h, --help, -V, --version\n"
 		"\n"
 		"Exit: 0 ok (also listing where no store is), 1 store or agent error, 2 usage,\n"
-		"3 no such patch, 4 no store (explain, rollback),\n"
-		"5 agent too old, 6 no agent in that process, 7 no such process,\n"
-		"8 another debugger holds the agent. See suture-audit(1).\n",
+		"3 no such process, 11 no agent in that process, 12 no such patch (or a name\n"
+		"naming several), 13 no store (explain, rollback, renew), 14 agent too old,\n"
+		"15 another debugger holds the agent: one table for every command, suture(7).\n",
 		prog, prog, prog, prog, prog);
 }
 
@@ -973,14 +959,14 @@ static int live_open(struct live *l, long pid)
 			strstr(why, "another debugger") ? " (stop suture-run or suture-attach "
 							  "--watch first; its patches stay)"
 							: "");
-		return strstr(why, "another debugger") ? EXIT_BUSY : EXIT_NO_AGENT;
+		return strstr(why, "another debugger") ? EXIT_AGENT_BUSY : EXIT_NO_AGENT;
 	}
 	l->restarted = inject_session__how(l->s) == INJECT_HOW_RESTARTED;
 	if ((r = inject_session__list(l->s, &l->v, &l->n))) {
 		fprintf(stderr, "%s: --pid %ld: %s%s\n", prog, pid, inject_session__error(l->s),
 			r == -EPROTO ? " (an agent older than this suture-audit: it cannot list)"
 				     : "");
-		return r == -EPROTO ? EXIT_UNSUPPORTED : EXIT_FAIL;
+		return r == -EPROTO ? EXIT_AGENT_OLD : EXIT_FAIL;
 	}
 	if (attach_pid__script((pid_t)pid, l->program, sizeof(l->program)))
 		l->program[0] = 0;
@@ -1256,7 +1242,7 @@ int main(int argc, char **argv)
 	int nargs;
 
 	opterr = 0;
-	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "p:hV", opts, NULL)) != -1) {
 		switch (c) {
 		case 's':
 			dir = optarg;
@@ -1303,13 +1289,8 @@ int main(int argc, char **argv)
 			       STORE_FORMAT_VERSION);
 			return EXIT_OK;
 		default:
-			if (optopt)
-				fprintf(stderr, "%s: option -%c: unknown or missing its argument\n",
-					prog, optopt);
-			else
-				fprintf(stderr, "%s: %s: unknown option or missing argument\n",
-					prog, argv[optind - 1]);
-			usage(stderr);
+			fprintf(stderr, "%s: unknown or incomplete option '%s' (see %s --help)\n",
+				prog, argv[optind - 1], prog);
 			return EXIT_USAGE;
 		}
 	}
@@ -1333,8 +1314,9 @@ int main(int argc, char **argv)
 		if (json || all || !nargs || pid)
 			goto bad_usage;
 	} else {
-		fprintf(stderr, "%s: unknown command \"%s\"\n", prog, cmd);
-		usage(stderr);
+		fprintf(stderr,
+			"%s: unknown command \"%s\" (list, explain, rollback, renew; see %s --help)\n",
+			prog, cmd, prog);
 		return EXIT_USAGE;
 	}
 	if (ttl && strcmp(cmd, "renew") != 0)
@@ -1402,7 +1384,6 @@ flush:
 	}
 	return rc;
 bad_usage:
-	fprintf(stderr, "%s: %s: wrong arguments\n", prog, cmd);
-	usage(stderr);
+	fprintf(stderr, "%s: %s: wrong arguments (see %s --help)\n", prog, cmd, prog);
 	return EXIT_USAGE;
 }

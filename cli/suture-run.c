@@ -10,9 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cli/exit.h"
 #include "heal/heal.h"
-
-#define SUTURE_VERSION "0.1.0"
 
 static void usage(FILE *f)
 {
@@ -46,7 +45,8 @@ static void usage(FILE *f)
 		"  -V, --version        print the version\n"
 		"\n"
 		"suture's own lines go to stderr, prefixed [suture]. Exit status: the script's;\n"
-		"2 usage, 5 the interpreter is not CPython 3.11, 127 it cannot be run.\n"
+		"1 no agent library, 2 usage, 5 the interpreter is not CPython 3.11, 127 it\n"
+		"cannot be run (one table for every command: suture(7)).\n"
 		"See suture-run(1).\n");
 }
 
@@ -146,13 +146,13 @@ int main(int argc, char **argv)
 			} else if (!(o.events = fopen(optarg, "ae"))) {
 				fprintf(stderr, "suture-run: --json=%s: %s\n", optarg,
 					strerror(errno));
-				return 2;
+				return EXIT_USAGE;
 			}
 			break;
 		case O_APP_PATH:
 			if (heal_config__add_app_path(&app_paths, optarg, err, sizeof(err))) {
 				fprintf(stderr, "suture-run: %s\n", err);
-				return 2;
+				return EXIT_USAGE;
 			}
 			o.app_paths = app_paths;
 			break;
@@ -160,7 +160,7 @@ int main(int argc, char **argv)
 			if (parse_uint(optarg, 36500, &v) || v == 0) {
 				fprintf(stderr,
 					"suture-run: --ttl takes a number of days, 1 to 36500\n");
-				return 2;
+				return EXIT_USAGE;
 			}
 			o.ttl_days = (uint32_t)v;
 			break;
@@ -168,41 +168,41 @@ int main(int argc, char **argv)
 			if (parse_uint(optarg, 1000, &v)) {
 				fprintf(stderr,
 					"suture-run: --retries takes a number, 0 to 1000\n");
-				return 2;
+				return EXIT_USAGE;
 			}
 			o.retries = (unsigned)v;
 			break;
 		case O_MAXR:
 			if (parse_uint(optarg, 1000000, &v)) {
 				fprintf(stderr, "suture-run: --max-restarts takes a number\n");
-				return 2;
+				return EXIT_USAGE;
 			}
 			o.max_restarts = (unsigned)v;
 			maxr = true;
 			break;
 		case 'h':
 			usage(stdout);
-			return 0;
+			return EXIT_OK;
 		case 'V':
 			printf("suture-run " SUTURE_VERSION "\n");
-			return 0;
+			return EXIT_OK;
 		default:
-			fprintf(stderr, "suture-run: unknown or incomplete option '%s'\n",
+			fprintf(stderr,
+				"suture-run: unknown or incomplete option '%s' (see suture-run --help)\n",
 				argv[optind - 1]);
-			usage(stderr);
-			return 2;
+			return EXIT_USAGE;
 		}
 	}
 	if (maxr && !o.watch) {
 		fprintf(stderr, "suture-run: --max-restarts goes with --watch\n");
-		return 2;
+		return EXIT_USAGE;
 	}
 	/* suture-run -m NAME args: the interpreter's "-m NAME args". */
 	char **words = argv + optind, **mwords = NULL;
 	if (module) {
 		if (!(mwords = calloc((size_t)(argc - optind) + 3, sizeof(char *)))) {
 			fprintf(stderr, "suture-run: out of memory\n");
-			return 1;
+			return EXIT_FAIL;
 		}
 		mwords[0] = "-m";
 		mwords[1] = (char *)module;
@@ -211,7 +211,7 @@ int main(int argc, char **argv)
 	}
 	if (heal_cmdline__parse(words, &o.cmd, err, sizeof(err))) {
 		fprintf(stderr, "suture-run: %s (see suture-run --help)\n", err);
-		return 2;
+		return EXIT_USAGE;
 	}
 	if (o.cmd.python) {
 		if (python_given) {
@@ -219,7 +219,7 @@ int main(int argc, char **argv)
 				"suture-run: --python %s and an interpreter after the options "
 				"(%s): give one\n",
 				o.python, o.cmd.python);
-			return 2;
+			return EXIT_USAGE;
 		}
 		o.python = o.cmd.python;
 		python_given = true;
@@ -232,7 +232,7 @@ int main(int argc, char **argv)
 		size_t len = strlen(venv) + sizeof("/bin/python");
 		if (!(venv_python = malloc(len))) {
 			fprintf(stderr, "suture-run: out of memory\n");
-			return 1;
+			return EXIT_FAIL;
 		}
 		snprintf(venv_python, len, "%s/bin/python", venv);
 		o.python = venv_python;

@@ -1,7 +1,7 @@
 #!/bin/sh
 # What a user can read and type (issue 16 item 9, part): explain, rollback
 # and renew take a function's name where it names one patch (an ambiguous
-# one is refused, naming the candidates, exit 3); the table fits the
+# one is refused, naming the candidates, exit 12); the table fits the
 # terminal (cut cells end in an ellipsis), whole in a pipe; colour on a
 # terminal only, never with NO_COLOR; suture-run's lines say what their
 # figures are and show no addresses.
@@ -38,14 +38,14 @@ ok "suture-run's lines: what each figure is, no address"
 [ "$(head -1 "$W/e.out")" = "__main__.port:5:key_guard" ] || { head -3 "$W/e.out"; fail "explain port: not that patch"; }
 "$AUDIT" --store "$S" explain load >"$W/e2.out" 2>"$W/e2.err"
 rc=$?
-[ $rc -eq 3 ] || { cat "$W/e2.err"; fail "explain load (two patches): exit $rc, not 3"; }
+[ $rc -eq 12 ] || { cat "$W/e2.err"; fail "explain load (two patches): exit $rc, not 12"; }
 [ "$(wc -l <"$W/e2.err")" -eq 1 ] && grep -q '^suture-audit: "load" names 2 patches (__main__.load:2:key_guard, __main__.load:2:key_guard@[0-9a-f]*); nothing explained: give the full name$' "$W/e2.err" ||
 	{ cat "$W/e2.err"; fail "explain load: the ambiguity not said in one line"; }
 "$AUDIT" --store "$S" renew port --ttl 2 >"$W/r.out" 2>&1 || { cat "$W/r.out"; fail "renew port"; }
 grep -q "^renewed __main__.port:5:key_guard: " "$W/r.out" || { cat "$W/r.out"; fail "renew port: line"; }
 "$AUDIT" --store "$S" rollback __main__.port >"$W/b.out" 2>&1 || { cat "$W/b.out"; fail "rollback __main__.port"; }
 "$AUDIT" --store "$S" --json | grep -q '"__main__.port:5:key_guard"' && fail "rollback __main__.port: still stored"
-"$AUDIT" --store "$S" rollback nosuch >/dev/null 2>&1; [ $? -eq 3 ] || fail "rollback nosuch: not 3"
+"$AUDIT" --store "$S" rollback nosuch >/dev/null 2>&1; [ $? -eq 12 ] || fail "rollback nosuch: not 12"
 ok "explain/renew/rollback by function name; an ambiguous one refused with its candidates"
 
 # The table on an 80-column terminal (a pty through script(1)), in a pipe.

@@ -50,7 +50,7 @@ ok "an expired patch stays off: its crash is reported, not re-healed; --ttl 1 ke
 
 # Renewing: refusals first.
 "$AUDIT" --store "$S" renew nosuch >"$W/r.out" 2>"$W/r.err"; rc=$?
-[ $rc -eq 3 ] || { cat "$W/r.err"; fail "renew nosuch: exit $rc, not 3"; }
+[ $rc -eq 12 ] || { cat "$W/r.err"; fail "renew nosuch: exit $rc, not 12"; }
 "$AUDIT" --store "$S" --ttl 3 >"$W/r.out" 2>"$W/r.err"; rc=$?
 [ $rc -eq 2 ] || { cat "$W/r.err"; fail "--ttl without renew: exit $rc, not 2"; }
 "$AUDIT" --store "$S" renew "$NAME" --ttl 0 >"$W/r.out" 2>"$W/r.err"; rc=$?
