@@ -90,8 +90,9 @@ const char *heal_config__store_of_pid(pid_t pid, const char *store_dir, char *bu
 	char prog[PATH_MAX], link[64];
 	if (store_dir)
 		return store_dir;
-	if (heal_program__of_pid(pid, prog, sizeof(prog))) {
-		/* No script (python -m, -c): from the target's working directory. */
+	if (heal_program__of_pid(pid, prog, sizeof(prog)) || prog[0] != '/') {
+		/* No script file (-c, an installed module): from the target's
+		 * working directory. */
 		snprintf(link, sizeof(link), "/proc/%d/cwd", (int)pid);
 		ssize_t n = readlink(link, prog, sizeof(prog) - 3);
 		if (n <= 0)

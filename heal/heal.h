@@ -171,8 +171,10 @@ void heal__set_session(struct heal *h, struct inject_session *s);
 void heal__summary(const struct heal *h, FILE *out);
 
 /* The absolute path of the main script of pid (from /proc/PID/cmdline and
- * /proc/PID/cwd): the program identity --watch stores patches under.
- * -ENOENT if it has none (python -c, -m, a REPL). */
+ * /proc/PID/cwd): the program identity --watch stores patches under; for
+ * `python -m NAME` the module's file as suture-run finds it (the target's
+ * working directory and PYTHONPATH), else "-m NAME" as suture-run keys it.
+ * -ENOENT if it has none (python -c, a REPL). */
 int heal_program__of_pid(pid_t pid, char *buf, size_t cap);
 
 /* The application paths for the agent: cli (--app-path's, ':'-joined, may

@@ -109,7 +109,7 @@ int heal_watch__run(pid_t pid, const struct heal_watch_opts *o, char *err, size_
 		ho.program = program;
 	else
 		fprintf(stderr,
-			"[suture] pid %d runs no script file (python -m, -c or a REPL): "
+			"[suture] pid %d runs no script file (python -c or a REPL): "
 			"patches are applied but not stored\n",
 			(int)pid);
 	if ((status = heal__open(ip, s, &ho, &h))) {

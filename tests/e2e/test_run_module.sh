@@ -62,6 +62,43 @@ grep -qx "mod __main__ \['y'\] O=0 B=1 utf8=0" "$W/s.out" || { cat "$W/s.out"; f
 grep -qx "timeout None" "$W/s.out" || { cat "$W/s.err"; fail "-- python script.py: not healed"; }
 ok "-- $PYTHON -B script.py y"
 
+# A `python -m svc` started without suture, healed by --watch: its patch is
+# kept under the module's file, where `suture-run -m svc` finds it.
+mkdir -p "$W/app/svc" "$W/t"
+: >"$W/app/svc/__init__.py"
+cat >"$W/app/svc/__main__.py" <<'PY'
+import os, sys, time
+
+def port(cfg):
+    return cfg["port"]
+
+d = sys.argv[1] if len(sys.argv) > 1 else None
+if d:
+    with open(d + "/ready", "w") as f:
+        f.write(str(os.getpid()))
+    while not os.path.exists(d + "/go"):
+        time.sleep(0.01)
+print("port", port({}), flush=True)
+PY
+(cd "$W/app" && exec "$PYTHON" -m svc "$W/t") >"$W/t/out" 2>"$W/t/err" &
+TP=$!
+track "$TP"
+wait_file "$W/t/ready" 10
+"$BUILD/bin/suture-attach" --pid "$TP" --watch --store "$W/s5" 2>"$W/t/watch.err" &
+TW=$!
+track "$TW"
+wait_grep "^\[suture\] watching pid $TP\$" "$W/t/watch.err" 20
+touch "$W/t/go"
+wait_pid "$TP" 30 || { cat "$W/t/watch.err"; fail "python -m svc under --watch failed"; }
+kill -INT "$TW" 2>/dev/null
+wait_pid "$TW" 20 || { cat "$W/t/watch.err"; fail "--watch of python -m: exit status"; }
+grep -q "^\[suture\] stored patch __main__.port:4:key_guard in $W/s5\$" "$W/t/watch.err" ||
+	{ cat "$W/t/watch.err"; fail "--watch of python -m svc: not stored"; }
+(cd "$W/app" && "$RUN" --store "$W/s5" -m svc </dev/null >"$W/w.out" 2>"$W/w.err") || { cat "$W/w.err"; fail "-m svc after --watch"; }
+grep -q "^\[suture\] already healed: key_guard cfg\['port'\]" "$W/w.err" ||
+	{ cat "$W/w.err"; fail "suture-run -m svc: the patch --watch stored was not loaded"; }
+ok "--watch of python -m svc stores under the module's file; suture-run -m svc loads it"
+
 refused() { # MESSAGE-PATTERN ARGS...
 	_pat=$1; shift
 	"$RUN" --store "$W/s4" "$@" </dev/null >"$W/r.out" 2>"$W/r.err"
