@@ -482,6 +482,9 @@ static enum guard_consumer consumer_of(const struct store_patch *p)
 
 /* Print "  label:    text" wrapped at 79 columns, continuation lines
  * indented under the text. */
+/* A space say() never breaks a line at (a command to copy stays whole). */
+#define NBSP "\x1f"
+
 static void say(const char *label, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void say(const char *label, const char *fmt, ...)
 {
@@ -510,7 +513,8 @@ static void say(const char *label, const char *fmt, ...)
 			putchar(' ');
 			col++;
 		}
-		fputs(word, stdout);
+		for (const char *c = word; *c; c++)
+			putchar(*c == NBSP[0] ? ' ' : *c);
 		col += w;
 	}
 	putchar('\n');
@@ -653,7 +657,7 @@ static void explain_one(const struct store *s, const struct store_patch *p, int6
 		say("status:",
 		    "expired (made %s ago, TTL %u days): no longer applied; the crash "
 		    "is reported, not healed again, until the patch is renewed "
-		    "(suture-audit renew %s)",
+		    "(suture-audit" NBSP "renew" NBSP "%s)",
 		    age, p->ttl_days, p->name);
 		break;
 	case STORE_STATUS_STALE:
@@ -674,7 +678,7 @@ static void explain_one(const struct store *s, const struct store_patch *p, int6
 	} else {
 		say("hits:", "the guard never fired in a recorded run (loaded is not fired)");
 	}
-	say("fix:", "%s; then remove the patch: suture-audit rollback %s",
+	say("fix:", "%s; then remove the patch: suture-audit" NBSP "rollback" NBSP "%s",
 	    g ? g->fix : "fix the source", p->name);
 	show_bytecode(s, p);
 }

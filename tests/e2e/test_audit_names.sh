@@ -3,7 +3,8 @@
 # and renew take a function's name where it names one patch (an ambiguous
 # one is refused, naming the candidates, exit 12); the table fits the
 # terminal (cut cells end in an ellipsis), whole in a pipe; colour on a
-# terminal only, never with NO_COLOR; suture-run's lines say what their
+# terminal only, never with NO_COLOR; explain never breaks the command it
+# gives across lines; suture-run's lines say what their
 # figures are and show no addresses.
 set -u
 . "$(dirname "$0")/lib.sh"
@@ -36,6 +37,8 @@ ok "suture-run's lines: what each figure is, no address"
 
 "$AUDIT" --store "$S" explain port >"$W/e.out" 2>"$W/e.err" || { cat "$W/e.err"; fail "explain port: exit"; }
 [ "$(head -1 "$W/e.out")" = "__main__.port:5:key_guard" ] || { head -3 "$W/e.out"; fail "explain port: not that patch"; }
+grep -q "^ *\(.* \)\{0,1\}suture-audit rollback __main__\.port:5:key_guard\$" "$W/e.out" ||
+	{ cat "$W/e.out"; fail "explain: the rollback command is broken across lines"; }
 "$AUDIT" --store "$S" explain load >"$W/e2.out" 2>"$W/e2.err"
 rc=$?
 [ $rc -eq 12 ] || { cat "$W/e2.err"; fail "explain load (two patches): exit $rc, not 12"; }
