@@ -35,6 +35,7 @@ struct agent_state {
 	int listen_fd, client_fd, lock_fd;
 	bool ready;    /* a debugger completed HELLO (also read relaxed) */
 	bool hits;     /* ... which asked for HITS (WIRE_HELLO_F_HITS) */
+	bool hold;     /* ... which holds crashes (WIRE_HELLO_F_HOLD; also read relaxed) */
 	bool running;  /* the agent thread exists (also read relaxed) */
 	bool stopping; /* DETACH under way (also read relaxed) */
 	uint64_t next_event;
@@ -77,6 +78,9 @@ void agent_server__close_client_locked(const char *why);
 void agent_park__release_all_locked(enum agent_verdict v);
 bool agent_park__answer_locked(uint64_t event_id, enum agent_verdict v,
 			       const struct wire_resume *resume);
+/* park.c, with agent_g.lock held: give the held event_id, if pending,
+ * RESTART with *r (taken: freed here when not). */
+bool agent_park__restart_locked(uint64_t event_id, struct wire_restart *r);
 
 /* installer.c. gil_take: PyGILState_Ensure refuses nothing and cannot time
  * out, so the interpreter's state is checked first: 0 with the GIL held,

@@ -16,6 +16,7 @@
  * descriptor, others shut it down on a failed write.
  */
 #include "agent/agent-priv.h"
+#include "agent/probe.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -69,6 +70,30 @@ static void rollback_run(const struct wire_rollback *m, struct wire_rollback_res
 		   res->message);
 }
 
+/* RELOAD for the debugger or an auditor (suture-attach --reload beside a
+ * --watch): the whole RELOAD_RESULT frame into b, or an ERROR. */
+static void reload_run(struct wire_buf *b, const uint8_t *p, const uint8_t *end, const char *who)
+{
+	static struct wire_reload m; /* the agent thread's alone; 4 KiB of path */
+	PyGILState_STATE st;
+	if (wire_msg__decode_reload(p, end, &m)) {
+		wire_msg__encode_error(b, "agent: malformed RELOAD");
+		return;
+	}
+	if (agent__gil_take(&st)) {
+		wire_msg__encode_error(b, "agent: interpreter finalizing");
+		return;
+	}
+	int rc = agent_reload__run(&m, b);
+	PyGILState_Release(st);
+	if (rc) {
+		wire_buf__reset(b);
+		wire_msg__encode_error(b,
+				       "agent: cannot encode the reload's result (out of memory)");
+	}
+	agent__log("reload%s of %s answered", who, m.path);
+}
+
 /* PONG: the counters, read under the lock. */
 static void pong_of(const struct wire_ping *ping, struct wire_pong *pong)
 {
@@ -95,8 +120,11 @@ void agent_server__close_client_locked(const char *why)
 	}
 	agent_g.client_fd = -1;
 	__atomic_store_n(&agent_g.ready, false, __ATOMIC_RELAXED);
+	__atomic_store_n(&agent_g.hold, false, __ATOMIC_RELAXED);
 	/* Parked threads go on with their exception untouched. */
 	agent_park__release_all_locked(AGENT_VERDICT_NO_DEBUGGER);
+	/* Probes stop now; their code goes at the serve loop's next turn. */
+	agent_probe__disconnected_locked();
 }
 
 /* The first part of a reply, sent while the caller still holds the GIL:
@@ -185,8 +213,9 @@ static void serve_control(int fd)
 		clock_gettime(CLOCK_MONOTONIC, &now);
 		long left = 10000 - ((now.tv_sec - t0.tv_sec) * 1000 +
 				     (now.tv_nsec - t0.tv_nsec) / 1000000);
+		/* A RELOAD carries a module's source: up to 4 MiB. */
 		if (left <= 0 || wire_channel__read_frame(fd, (int)left, &h, &payload) ||
-		    h.len > (64u << 10)) {
+		    h.len > (h.type == WIRE_MSG_RELOAD ? (4u << 20) : (64u << 10))) {
 			free(payload);
 			break;
 		}
@@ -225,6 +254,8 @@ static void serve_control(int fd)
 				rollback_run(&m, &res, " (auditor)");
 				wire_msg__encode_rollback_result(&b, &res);
 			}
+		} else if (h.type == WIRE_MSG_RELOAD) {
+			reload_run(&b, p, end, " (auditor)");
 		} else if (h.type == WIRE_MSG_PING) {
 			struct wire_ping ping;
 			struct wire_pong pong;
@@ -235,9 +266,8 @@ static void serve_control(int fd)
 				wire_msg__encode_pong(&b, &pong);
 			}
 		} else {
-			refuse_why =
-				"agent: another debugger is connected: only LIST, ROLLBACK and "
-				"PING are served to an auditor";
+			refuse_why = "agent: another debugger is connected: only LIST, ROLLBACK, "
+				     "RELOAD and PING are served to an auditor";
 		}
 		free(payload);
 		if (refuse_why) {
@@ -332,6 +362,7 @@ static void on_hello(struct wire_buf *b, const uint8_t *p, const uint8_t *end)
 	reply(b);
 	pthread_mutex_lock(&agent_g.lock);
 	agent_g.hits = (h.flags & WIRE_HELLO_F_HITS) != 0;
+	__atomic_store_n(&agent_g.hold, (h.flags & WIRE_HELLO_F_HOLD) != 0, __ATOMIC_RELAXED);
 	__atomic_store_n(&agent_g.ready, true, __ATOMIC_RELAXED);
 	pthread_cond_broadcast(&agent_g.cond); /* crashes waiting for a debugger */
 	pthread_mutex_unlock(&agent_g.lock);
@@ -368,6 +399,30 @@ static void on_resume(struct wire_buf *b, const uint8_t *p, const uint8_t *end)
 		snprintf(res.message, sizeof res.message,
 			 "agent: event %llu is not parked (released or timed out)",
 			 (unsigned long long)r.event_id);
+		wire_msg__encode_resume_result(b, &res);
+		reply(b);
+	}
+}
+
+/* RESTART: the held thread does the work (it owns the frame) and answers
+ * RESUME_RESULT itself; an event that is not held (released, or never
+ * held) is answered here. */
+static void on_restart(struct wire_buf *b, const uint8_t *p, const uint8_t *end)
+{
+	struct wire_restart *r = malloc(sizeof *r);
+	if (!r || wire_msg__decode_restart(p, end, r)) {
+		free(r);
+		refuse(b, r ? "agent: malformed RESTART" : "agent: out of memory");
+		return;
+	}
+	uint64_t id = r->event_id;
+	pthread_mutex_lock(&agent_g.lock);
+	bool found = agent_park__restart_locked(id, r); /* takes r */
+	pthread_mutex_unlock(&agent_g.lock);
+	if (!found) {
+		struct wire_resume_result res = { id, -ENOENT, "" };
+		snprintf(res.message, sizeof res.message, "agent: event %llu is not held",
+			 (unsigned long long)id);
 		wire_msg__encode_resume_result(b, &res);
 		reply(b);
 	}
@@ -503,6 +558,42 @@ static void on_detach(struct wire_buf *b)
 	reply(b);
 }
 
+/* The probes' frames (agent/probe.c, docs/formats/channel.md "Probes"). */
+static void on_probe(struct wire_buf *b, uint16_t type, const uint8_t *p, const uint8_t *end)
+{
+	static struct wire_probe_set set;
+	struct wire_probe_ctl ctl;
+	uint64_t ev;
+	switch (type) {
+	case WIRE_MSG_PROBE_SET:
+		if (wire_msg__decode_probe_set(p, end, &set)) {
+			refuse(b, "agent: malformed PROBE_SET");
+			return;
+		}
+		agent_probe__on_set(b, &set);
+		break;
+	case WIRE_MSG_PROBE_ARM:
+	case WIRE_MSG_PROBE_CLEAR:
+		if (wire_msg__decode_probe_ctl(p, end, &ctl)) {
+			refuse(b, "agent: malformed PROBE_ARM/CLEAR");
+			return;
+		}
+		if (type == WIRE_MSG_PROBE_ARM)
+			agent_probe__on_arm(b, &ctl);
+		else
+			agent_probe__on_clear(b, &ctl);
+		break;
+	default:
+		if (wire_msg__decode_probe_release(p, end, &ev)) {
+			refuse(b, "agent: malformed PROBE_RELEASE");
+			return;
+		}
+		agent_probe__release(ev);
+		return;
+	}
+	reply(b);
+}
+
 /* One frame from the debugger (poll said it is there); false when the
  * agent must stop. */
 static bool serve_one(struct wire_buf *b)
@@ -556,6 +647,19 @@ static bool serve_one(struct wire_buf *b)
 			break;
 		case WIRE_MSG_PING:
 			on_ping(b, p, end);
+			break;
+		case WIRE_MSG_PROBE_SET:
+		case WIRE_MSG_PROBE_ARM:
+		case WIRE_MSG_PROBE_CLEAR:
+		case WIRE_MSG_PROBE_RELEASE:
+			on_probe(b, h.type, p, end);
+			break;
+		case WIRE_MSG_RELOAD:
+			reload_run(b, p, end, "");
+			reply(b);
+			break;
+		case WIRE_MSG_RESTART:
+			on_restart(b, p, end);
 			break;
 		case WIRE_MSG_DETACH:
 			if (wire_msg__decode_empty(p, end)) {
@@ -643,6 +747,9 @@ void agent_server__serve(void)
 		    (pf[1].revents & (POLLIN | POLLHUP | POLLERR)))
 			if (!serve_one(&b))
 				break;
+		/* A debugger that left its probes: their code goes before the
+		 * next one is accepted. */
+		agent_probe__clear_orphans();
 		if (n > 0 && (pf[0].revents & POLLIN))
 			accept_client();
 		/* Firings, coalesced: at most one HITS every 100 ms. */
@@ -665,5 +772,10 @@ void agent_server__serve(void)
 			}
 		}
 	}
+	/* DETACH (or a poll failure) with probes still set: they go too. */
+	pthread_mutex_lock(&agent_g.lock);
+	agent_probe__disconnected_locked();
+	pthread_mutex_unlock(&agent_g.lock);
+	agent_probe__clear_orphans();
 	wire_buf__free(&b);
 }

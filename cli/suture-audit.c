@@ -109,8 +109,8 @@ static void usage(FILE *f)
 		"\n"
 		"Exit: 0 ok (also listing where no store is), 1 store or agent error, 2 usage,\n"
 		"3 no such process, 11 no agent in that process, 12 no such patch (or a name\n"
-		"naming several), 13 no store (explain, rollback, renew), 14 agent too old,\n"
-		"15 another debugger holds the agent: one table for every command, suture(7).\n",
+		"naming several), 15 no store (explain, rollback, renew), 16 agent too old,\n"
+		"17 another debugger holds the agent: one table for every command, suture(7).\n",
 		prog, prog, prog, prog, prog);
 }
 
@@ -205,7 +205,7 @@ static int row_fill(struct row *r, const struct store_patch *p, int64_t now, con
 	r->cell[7] = strdup(buf);
 	snprintf(buf, sizeof(buf), "%llu", (unsigned long long)p->hits);
 	r->cell[8] = strdup(buf);
-	r->cell[9] = strdup(store_status__str(st));
+	r->cell[9] = strdup(store_patch__superseded_by(p) ? "superseded" : store_status__str(st));
 	for (int i = 0; i < NCOLS; i++) {
 		if (!r->cell[i]) {
 			row_free(r);
@@ -307,7 +307,7 @@ static void print_line(char *const cell[NCOLS], const size_t w[NCOLS])
 
 static int list_table(const struct store *s, int64_t now)
 {
-	size_t n = store__count(s), w[NCOLS], nstale = 0, nexpired = 0, k = 0;
+	size_t n = store__count(s), w[NCOLS], nstale = 0, nexpired = 0, nsuper = 0, k = 0;
 	struct row *rows = calloc(n ? n : 1, sizeof(*rows));
 	char *cwd = getcwd(NULL, 0);
 	const struct store_patch *p;
@@ -334,7 +334,10 @@ static int list_table(const struct store *s, int64_t now)
 		}
 		switch (store_patch__status(p, now)) {
 		case STORE_STATUS_STALE:
-			nstale++;
+			if (store_patch__superseded_by(p))
+				nsuper++;
+			else
+				nstale++;
 			break;
 		case STORE_STATUS_EXPIRED:
 			nexpired++;
@@ -360,6 +363,10 @@ static int list_table(const struct store *s, int64_t now)
 		printf("%s%zu stale: the code changed since the patch was made; never applied. "
 		       "Remove: suture-audit rollback NAME\n",
 		       nexpired ? "" : "\n", nstale);
+	if (nsuper)
+		printf("%s%zu superseded: the function's fixed source was reloaded into the process "
+		       "(suture-attach --reload); never applied. Remove: suture-audit rollback NAME\n",
+		       nexpired || nstale ? "" : "\n", nsuper);
 out:
 	for (size_t i = 0; i < k; i++)
 		row_free(&rows[i]);
@@ -407,6 +414,7 @@ static cJSON *patch_json(const struct store_patch *p, int64_t now)
 	    !cJSON_AddNumberToObject(o, "ttl_left_seconds", (double)(left > 0 ? left : 0)) ||
 	    !cJSON_AddStringToObject(o, "status", store_status__str(st)) ||
 	    add_opt(o, "stale_reason", p->stale_reason) ||
+	    add_opt(o, "superseded_by", store_patch__superseded_by(p)) ||
 	    !cJSON_AddNumberToObject(o, "hits", (double)p->hits) ||
 	    add_time(o, "last_hit", p->last_hit) ||
 	    !cJSON_AddStringToObject(o, "program", p->program) ||
@@ -661,10 +669,16 @@ static void explain_one(const struct store *s, const struct store_patch *p, int6
 		    age, p->ttl_days, p->name);
 		break;
 	case STORE_STATUS_STALE:
-		say("status:",
-		    "stale: the code changed since the patch was made%s%s; never "
-		    "applied",
-		    p->stale_reason ? ": " : "", p->stale_reason ? p->stale_reason : "");
+		if (store_patch__superseded_by(p))
+			say("status:",
+			    "superseded by the reload %s: the function's fixed source runs "
+			    "in the process; never applied",
+			    store_patch__superseded_by(p));
+		else
+			say("status:",
+			    "stale: the code changed since the patch was made%s%s; never "
+			    "applied",
+			    p->stale_reason ? ": " : "", p->stale_reason ? p->stale_reason : "");
 		break;
 	}
 	if (p->hits) {
@@ -1013,6 +1027,8 @@ static int live_table(const struct live *l, const struct store *s, int64_t now)
 	struct store_iter it;
 	size_t nlive = 0, nstored_only = 0;
 
+	size_t nreload = 0;
+
 	printf("pid %ld%s%s\n", l->pid, l->program[0] ? ": " : "", l->program);
 	for (size_t i = 0; i < l->n; i++) {
 		const struct wire_live_patch *e = &l->v[i];
@@ -1022,6 +1038,24 @@ static int live_table(const struct live *l, const struct store *s, int64_t now)
 		int64_t t = (int64_t)(e->installed_ms / 1000);
 
 		fmt_duration(now > t ? now - t : 0, age, sizeof(age));
+		if (e->flags & WIRE_LIVE_F_RELOAD) {
+			/* A reload (suture-attach --reload): one entry per function
+			 * it switched, all under the reload's name. */
+			bool first = i == 0 || !(l->v[i - 1].flags & WIRE_LIVE_F_RELOAD) ||
+				     strcmp(l->v[i - 1].meta.name, e->meta.name) != 0;
+			if (first)
+				printf("reload  %s, %s ago; rollback restores the previous code in "
+				       "every reference: %s --pid %ld rollback %s\n",
+				       live_name(e), age, prog, l->pid, live_name(e));
+			printf("        %s (%s:%u): %u function object(s) run it (%u at the "
+			       "reload)%s\n",
+			       e->qualname, e->filename, e->first_line, e->live_functions,
+			       e->nfunctions,
+			       (e->flags & WIRE_LIVE_F_STACKED) ? "; on top of an earlier change"
+								: "");
+			nreload++;
+			continue;
+		}
 		printf("live    %s\n", live_name(e));
 		printf("        %s on %s -> %s in %s (%s:%u)\n",
 		       e->meta.guard[0] ? e->meta.guard : "?",
@@ -1060,8 +1094,11 @@ static int live_table(const struct live *l, const struct store *s, int64_t now)
 			nstored_only++;
 		}
 	}
-	printf("%zu live patch%s, %zu stored but not live\n", nlive, nlive == 1 ? "" : "es",
+	printf("%zu live patch%s, %zu stored but not live", nlive, nlive == 1 ? "" : "es",
 	       nstored_only);
+	if (nreload)
+		printf(", %zu reloaded function%s", nreload, nreload == 1 ? "" : "s");
+	printf("\n");
 	return EXIT_OK;
 }
 
@@ -1090,6 +1127,7 @@ static cJSON *live_json_one(const struct wire_live_patch *e, const struct store_
 	    !cJSON_AddNumberToObject(o, "live_hits", (double)e->hits) ||
 	    add_time(o, "live_last_hit", (int64_t)(e->last_hit_ms / 1000)) ||
 	    !cJSON_AddBoolToObject(o, "stacked", (e->flags & WIRE_LIVE_F_STACKED) != 0) ||
+	    !cJSON_AddBoolToObject(o, "reload", (e->flags & WIRE_LIVE_F_RELOAD) != 0) ||
 	    !cJSON_AddStringToObject(o, "original_code", addr[0]) ||
 	    !cJSON_AddStringToObject(o, "patched_code", addr[1]) ||
 	    !cJSON_AddTrueToObject(o, "live") || !cJSON_AddBoolToObject(o, "stored", sp != NULL) ||

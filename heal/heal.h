@@ -210,6 +210,10 @@ struct heal_watch_opts {
 	const char *app_paths;  /* --app-path: ':'-joined absolute paths, or NULL */
 	FILE *events;           /* --json: the event lines (heal_opts.events) */
 	bool store_found;       /* heal_opts.store_found */
+	/* --hold: hold crashes instead of guarding them (any exception that
+	 * ends a thread of application code); a reload of the function
+	 * restarts the held call at its failing line in the new code. */
+	bool hold;
 };
 
 /* Attach to pid, inject (or reuse) the agent, print "[suture] watching pid
@@ -224,6 +228,69 @@ struct heal_watch_opts {
  * not 3.11, -EBUSY already traced, -EAGAIN stopped, -ENODATA no layout;
  * anything else is another failure. */
 int heal_watch__run(pid_t pid, const struct heal_watch_opts *o, char *err, size_t errlen);
+
+/* ---- suture-attach --log / --snapshot (probe.c) ---- */
+
+/* The default rate limit of a probe: lines a second (a burst of as many). */
+#define HEAL_PROBE_RATE 100u
+
+struct heal_probe_opts {
+	const char *file; /* FILE of FILE:LINE, matched against co_filename */
+	int line;
+	const char *format; /* --log TEXT; NULL with --snapshot */
+	const char *cond;   /* --if COND; NULL: every time */
+	uint32_t count;     /* --count K: stop after K lines; 0: no limit */
+	uint32_t rate;      /* lines a second before lines are dropped; 0: no limit */
+	double timeout_s;   /* --timeout S; 0: none */
+	bool snapshot;      /* --snapshot: the first hit's stack, then stop */
+	bool json, verbose;
+	const char *agent_path; /* NULL: the usual search (inject.h) */
+	FILE *out;              /* NULL: stdout */
+};
+
+/* Parse the format and the condition as the agent will (probe/probe.h):
+ * 0, or -EINVAL (syntax), -EPERM (a call or an assignment), -E2BIG, with
+ * a one-line reason in why. Touches nothing. */
+int heal_probe__check(const struct heal_probe_opts *o, char *why, size_t cap);
+
+/* Set the probe in pid, print one line per hit on o->out (JSON objects
+ * with o->json; the thread's stack for a snapshot) until o->count lines,
+ * the timeout, SIGINT/SIGTERM/SIGHUP or the target's exit, then remove it:
+ * every function and suspended frame runs its original code again. 0, or
+ * -errno with a one-line message in err: as heal_watch__run for the
+ * attach; -ENOENT no live code on that line (the message names the
+ * nearest lines with code) or no live code of that file; -EOPNOTSUPP the
+ * line cannot be probed; -ETIMEDOUT no snapshot within the timeout;
+ * refusals of heal_probe__check. */
+int heal_probe__run(pid_t pid, const struct heal_probe_opts *o, char *err, size_t errlen);
+/* ---- suture-attach --reload (edit and continue) ---- */
+
+struct heal_reload_opts {
+	const char *agent_path; /* NULL: the usual search (inject.h) */
+	/* The store whose patches of reloaded functions retire (superseded by
+	 * the reload); NULL: the default store ($SUTURE_STORE, .suture). */
+	const char *store_dir;
+	bool verbose;
+	FILE *out; /* the result lines; NULL: stdout */
+};
+
+/* For each file (in order): read it, find the module loaded from its real
+ * path in pid, recompile it there, switch every changed function (one
+ * "reloaded" / "refused" / "added" line each on o->out, then a summary).
+ * The store's active patches of this program in a reloaded function (or
+ * nested in it) are marked superseded by the reload (one "superseded" line
+ * each; a missing store is no store to change, a store that cannot be
+ * changed is a warning line: the reload happened).
+ * The target is checked as --dump checks it, the agent injected or
+ * reused (served beside a --watch). Returns 0 when every file was applied
+ * (perhaps partly: refusals are lines, not errors), else -errno with a
+ * one-line message in err, at the first file that failed (earlier ones
+ * stay applied): -EBADF a file cannot be read here; -ENOENT no module of
+ * the target was loaded from it; -EINVAL it does not compile (err names
+ * the SyntaxError's file and line; that module is unchanged); the
+ * attach's errors as heal_watch__run gives them. */
+int heal_reload__run(pid_t pid, char *const *files, size_t nfiles, const struct heal_reload_opts *o,
+		     char *err, size_t errlen);
 
 /* ---- suture-run ---- */
 

@@ -7,7 +7,7 @@
  * channel closed, applied patches stay). If we die without detaching, even
  * by SIGKILL, the agent sees EOF and lets parked threads go on untouched.
  */
-#include "heal/heal.h"
+#include "heal/heal-priv.h"
 #include "inspect/inspect.h"
 
 #include <errno.h>
@@ -36,7 +36,7 @@ static double now_s(void)
  * layout (inspect_proc__open) and one snapshot of its threads. A binary
  * that exports _PyRuntime but is no running CPython fails here with the
  * dump's error instead of getting an agent that never opens its channel. */
-static int check_target(pid_t pid, struct inspect_proc **ip, char *err, size_t errlen)
+int heal__check_target(pid_t pid, struct inspect_proc **ip, char *err, size_t errlen)
 {
 	struct inspect_snapshot *snap = NULL;
 	int rc = inspect_proc__open(pid, NULL, ip, err, errlen);
@@ -66,6 +66,7 @@ int heal_watch__run(pid_t pid, const struct heal_watch_opts *o, char *err, size_
 	struct inspect_proc *ip = NULL;
 	struct inject_session *s = NULL;
 	struct heal *h = NULL;
+	struct heal_holds holds = { 0 }; /* --hold: the crashes held now */
 	char program[PATH_MAX];
 	int status = 0, rc;
 	double t0 = now_s();
@@ -78,11 +79,12 @@ int heal_watch__run(pid_t pid, const struct heal_watch_opts *o, char *err, size_
 	for (int i = 0; i < 3; i++)
 		sigaction(sigs[i], &sa, &old[i]);
 
-	if ((status = check_target(pid, &ip, err, errlen)))
+	if ((status = heal__check_target(pid, &ip, err, errlen)))
 		goto out;
 	struct inject_opts io = { .agent_path = o->agent_path,
 				  .hits = true,
-				  .app_paths = o->app_paths };
+				  .app_paths = o->app_paths,
+				  .hold = o->hold };
 	if ((status = inject_session__open(pid, &io, &s, err, errlen))) {
 		/* Gone in the middle (a remote call, the wait for the socket):
 		 * said once, whichever step noticed. */
@@ -122,7 +124,8 @@ int heal_watch__run(pid_t pid, const struct heal_watch_opts *o, char *err, size_
 		fprintf(stderr, "[suture] pid %d exited\n", (int)pid);
 		goto out;
 	}
-	fprintf(stderr, "[suture] watching pid %d\n", (int)pid);
+	fprintf(stderr, "[suture] watching pid %d%s\n", (int)pid,
+		o->hold ? ": crashes are held until their source is fixed and reloaded" : "");
 	if (o->verbose) {
 		struct inject_timings tm;
 		inject_session__timings(s, &tm);
@@ -159,7 +162,7 @@ int heal_watch__run(pid_t pid, const struct heal_watch_opts *o, char *err, size_
 		}
 		if (rc == -ETIMEDOUT || rc == -EINTR)
 			continue;
-		if (rc) {
+		if (rc < 0) {
 			/* -EPIPE: the agent is gone, i.e. the target exited. */
 			if (rc == -EPIPE) {
 				fprintf(stderr, "[suture] pid %d exited\n", (int)pid);
@@ -169,6 +172,17 @@ int heal_watch__run(pid_t pid, const struct heal_watch_opts *o, char *err, size_
 			}
 			goto out_noddetach;
 		}
+		if (o->hold) {
+			rc = rc == INJECT_EVENT_HELD_CHANGED ? heal_hold__on_changed(h, &holds, &ev)
+							     : heal_hold__on_crash(h, &holds, &ev);
+			if (rc == -EPIPE) {
+				fprintf(stderr, "[suture] pid %d exited\n", (int)pid);
+				goto out_noddetach;
+			}
+			continue;
+		}
+		if (rc == INJECT_EVENT_HELD_CHANGED)
+			continue;
 		if (heal__on_crash(h, &ev, NULL) == -EPIPE) {
 			fprintf(stderr, "[suture] pid %d exited\n", (int)pid);
 			goto out_noddetach;
@@ -177,12 +191,16 @@ int heal_watch__run(pid_t pid, const struct heal_watch_opts *o, char *err, size_
 	if (g_stop)
 		fprintf(stderr, "[suture] %s: detaching from pid %d\n", strsignal(g_stop),
 			(int)pid);
+	if (holds.n)
+		fprintf(stderr, "[suture] released %zu held crash(es): the exception goes on\n",
+			holds.n);
 	if (inject_session__detach(s) == 0)
 		fprintf(stderr, "[suture] detached: watcher removed, applied patches stay\n");
 out_noddetach:
 	if (h)
 		heal__summary(h, stderr);
 out:
+	heal_hold__free(&holds);
 	heal__close(h);
 	inject_session__close(s);
 	inspect_proc__close(ip);

@@ -29,6 +29,9 @@ struct inject_session {
 	size_t qhead, qlen;
 	bool detached;
 	struct inject_timings timings;
+	/* HELD_CHANGED frames not read by next_event yet. */
+	struct wire_held_changed held[8];
+	size_t nheld;
 	/* HITS received, not taken yet. */
 	struct wire_hit *hits;
 	size_t nhits;
@@ -269,6 +272,17 @@ int inject_session__take_hits(struct inject_session *s, struct wire_hit **out, s
 	return 0;
 }
 
+/* A HELD_CHANGED frame arrived while something else was awaited: kept
+ * for next_event (a malformed one, or one past the queue, is dropped: the
+ * held crash stays held and a later reload tells again). Frees payload. */
+static void note_held(struct inject_session *s, uint8_t *payload, uint32_t len)
+{
+	if (s->nheld < sizeof s->held / sizeof s->held[0] &&
+	    wire_msg__decode_held_changed(payload, payload + len, &s->held[s->nheld]) == 0)
+		s->nheld++;
+	free(payload);
+}
+
 /* Wait for a frame of type `want`, queueing crash reports meanwhile. */
 static int await(struct inject_session *s, uint16_t want, int timeout_ms, uint8_t **payload,
 		 uint32_t *len)
@@ -290,6 +304,11 @@ static int await(struct inject_session *s, uint16_t want, int timeout_ms, uint8_
 		}
 		if (h.type == WIRE_MSG_HITS) {
 			note_hits(s, *payload, h.len);
+			*payload = NULL;
+			continue;
+		}
+		if (h.type == WIRE_MSG_HELD_CHANGED) {
+			note_held(s, *payload, h.len);
 			*payload = NULL;
 			continue;
 		}
@@ -324,6 +343,8 @@ static int handshake(struct inject_session *s, const struct inject_opts *o)
 	hello->version = WIRE_PROTO_VERSION;
 	hello->timeout_ms = o ? o->park_timeout_ms : 0;
 	hello->flags = o && o->hits && !o->control ? WIRE_HELLO_F_HITS : 0;
+	if (o && o->hold && !o->control)
+		hello->flags |= WIRE_HELLO_F_HOLD;
 	if (o && o->app_paths && o->app_paths[0] && !o->control) {
 		if (strlen(o->app_paths) >= sizeof hello->app_paths) {
 			free(hello);
@@ -431,8 +452,22 @@ void inject_session__close(struct inject_session *s)
 	free(s);
 }
 
+/* A HELD_CHANGED as an event: event id, the new code in code_addr, the
+ * reload's name in message. */
+static int held_event(struct inject_session *s, struct wire_crash *ev)
+{
+	memset(ev, 0, sizeof *ev);
+	ev->event_id = s->held[0].event_id;
+	ev->code_addr = s->held[0].code_addr;
+	snprintf(ev->message, sizeof ev->message, "%.500s", s->held[0].reload);
+	memmove(&s->held[0], &s->held[1], --s->nheld * sizeof s->held[0]);
+	return INJECT_EVENT_HELD_CHANGED;
+}
+
 int inject_session__next_event(struct inject_session *s, int timeout_ms, struct wire_crash *ev)
 {
+	if (s->nheld)
+		return held_event(s, ev);
 	if (s->qlen) {
 		*ev = s->queue[s->qhead];
 		s->qhead = (s->qhead + 1) % QUEUE_MAX;
@@ -460,6 +495,10 @@ int inject_session__next_event(struct inject_session *s, int timeout_ms, struct 
 		if (h.type == WIRE_MSG_HITS) {
 			note_hits(s, p, h.len);
 			continue;
+		}
+		if (h.type == WIRE_MSG_HELD_CHANGED) {
+			note_held(s, p, h.len);
+			return held_event(s, ev);
 		}
 		free(p);
 		if (h.type != WIRE_MSG_PONG && h.type != WIRE_MSG_PATCH_RESULT &&
@@ -576,6 +615,10 @@ int inject_session__resume_wait(struct inject_session *s, const struct wire_cras
 			note_hits(s, p, h.len);
 			continue;
 		}
+		if (h.type == WIRE_MSG_HELD_CHANGED) {
+			note_held(s, p, h.len);
+			continue;
+		}
 		if (h.type == WIRE_MSG_ERROR) {
 			char text[256];
 			wire_msg__decode_error(p, p + h.len, text, sizeof text);
@@ -587,6 +630,17 @@ int inject_session__resume_wait(struct inject_session *s, const struct wire_cras
 		return fail(s, -EPROTO, "inject: pid %d: unexpected frame type %u from the agent",
 			    (int)s->pid, h.type);
 	}
+}
+
+int inject_session__restart(struct inject_session *s, const struct wire_crash *ev,
+			    const struct wire_restart *r, struct wire_resume_result *res,
+			    struct wire_crash *nested)
+{
+	struct wire_buf b = { 0 };
+	wire_msg__encode_restart(&b, r);
+	int rc = send_buf(s, &b);
+	wire_buf__free(&b);
+	return rc ? rc : inject_session__resume_wait(s, ev, res, nested);
 }
 
 int inject_session__list(struct inject_session *s, struct wire_live_patch **out, size_t *n)
@@ -694,5 +748,47 @@ int inject_session__detach(struct inject_session *s)
 		return rc;
 	free(p);
 	s->detached = true;
+	return 0;
+}
+
+int inject_session__reload(struct inject_session *s, const char *path, const void *source,
+			   size_t len, struct wire_reload_result *res, uint8_t **frame)
+{
+	static struct wire_reload m; /* 4 KiB of path; one thread drives sessions */
+	struct wire_buf b = { 0 };
+	uint8_t *p;
+	uint32_t plen;
+	*frame = NULL;
+	memset(&m, 0, sizeof m);
+	m.request_id = ++s->next_request;
+	if (strlen(path) >= sizeof m.path)
+		return fail(s, -ENAMETOOLONG, "inject: pid %d: %s: path too long", (int)s->pid,
+			    path);
+	snprintf(m.path, sizeof m.path, "%s", path);
+	m.source = source;
+	m.source_len = len;
+	int rc = wire_msg__encode_reload(&b, &m);
+	if (rc) {
+		wire_buf__free(&b);
+		return fail(s, rc, "inject: pid %d: %s: cannot encode the reload (%s)", (int)s->pid,
+			    path, strerror(-rc));
+	}
+	rc = send_buf(s, &b);
+	wire_buf__free(&b);
+	for (;;) { /* compiling and gc.get_objects(): 30 s, as for a patch */
+		if (rc || (rc = await(s, WIRE_MSG_RELOAD_RESULT, 30000, &p, &plen)))
+			return rc;
+		if (wire_msg__decode_reload_result(p, p + plen, res)) {
+			free(p);
+			return fail(s, -EPROTO, "inject: pid %d: malformed RELOAD_RESULT",
+				    (int)s->pid);
+		}
+		if (res->request_id == m.request_id)
+			break;
+		free(p);
+	}
+	*frame = p;
+	if (res->status)
+		fail(s, 0, "%s", res->message);
 	return 0;
 }

@@ -227,6 +227,15 @@ int store__mark_active(struct store *s, const char *name);
  * An expired patch applies again. -ENOENT no such patch, -EINVAL a life
  * over STORE_MAX_TTL_DAYS. now: 0 for store__now(). */
 int store__renew(struct store *s, const char *name, uint32_t ttl_days, int64_t now);
+/* A reload gave the patch's function new code (suture-attach --reload):
+ * stored as stale with the reason STORE_SUPERSEDED_PREFIX + reload (what
+ * the reload is called: its registry name, pid, time). -ENOENT: no such
+ * patch; -ENAMETOOLONG: the reason would pass STORE_STR_MAX. */
+#define STORE_SUPERSEDED_PREFIX "superseded by reload "
+int store__mark_superseded(struct store *s, const char *name, const char *reload);
+/* What superseded p (the text after the prefix), or NULL when p is not a
+ * stale patch whose reason says so. */
+const char *store_patch__superseded_by(const struct store_patch *p);
 
 /* Selecting patches. Every selector that is NULL matches anything. */
 struct store_query {
