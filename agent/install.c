@@ -842,6 +842,15 @@ static bool unreported_left(void)
 	return false;
 }
 
+void agent_install__atfork_child(void)
+{
+	pthread_mutex_init(&g_reg_lock, NULL);
+	for (size_t i = 0; i < g_nlive; i++)
+		g_live[i].reported = g_live[i].fired;
+	g_ngone = 0;
+	g_hits_dirty = 0;
+}
+
 bool agent_install__hits_pending(void)
 {
 	return __atomic_load_n(&g_hits_dirty, __ATOMIC_ACQUIRE) != 0;

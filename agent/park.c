@@ -81,6 +81,10 @@ bool agent_channel__has_debugger(void)
 
 bool agent_channel__may_wait(void)
 {
+	/* A fork whose agent is not started yet (no os.fork(): a C fork):
+	 * here the GIL is held, a safe point to start it; the crash then
+	 * waits for its channel and a debugger like an early one at boot. */
+	agent__fork_start();
 	/* Also before the channel is open: the agent thread may still wait
 	 * for Py_Initialize when an early crash comes. park() stops waiting
 	 * if the thread ends without a channel. */

@@ -18,6 +18,7 @@
 #include "agent/agent-priv.h"
 #include "agent/probe.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -363,7 +364,17 @@ static void on_hello(struct wire_buf *b, const uint8_t *p, const uint8_t *end)
 	pthread_mutex_lock(&agent_g.lock);
 	agent_g.hits = (h.flags & WIRE_HELLO_F_HITS) != 0;
 	__atomic_store_n(&agent_g.hold, (h.flags & WIRE_HELLO_F_HOLD) != 0, __ATOMIC_RELAXED);
+	agent_g.tree = (h.flags & WIRE_HELLO_F_TREE) != 0;
 	__atomic_store_n(&agent_g.ready, true, __ATOMIC_RELAXED);
+	/* Children that came up while no debugger followed the tree. */
+	for (unsigned i = 0; agent_g.tree && i < agent_g.nforked_queue; i++) {
+		struct wire_forked f = { agent_g.forked_queue[i][0], agent_g.forked_queue[i][1] };
+		if (wire_msg__encode_forked(b, &f) == 0 && agent_server__send_locked(b))
+			break;
+		wire_buf__reset(b);
+	}
+	wire_buf__reset(b);
+	agent_g.nforked_queue = 0;
 	pthread_cond_broadcast(&agent_g.cond); /* crashes waiting for a debugger */
 	pthread_mutex_unlock(&agent_g.lock);
 }
@@ -521,6 +532,11 @@ void agent_server__close(void)
 		close(agent_g.lock_fd); /* drops the flock */
 	}
 	agent_g.lock_fd = -1;
+	if (agent_g.fork_rd >= 0)
+		close(agent_g.fork_rd);
+	if (agent_g.fork_wr >= 0)
+		close(agent_g.fork_wr);
+	agent_g.fork_rd = agent_g.fork_wr = -1;
 	pthread_mutex_unlock(&agent_g.lock);
 }
 
@@ -677,16 +693,71 @@ static bool serve_one(struct wire_buf *b)
 	return go_on;
 }
 
+/* XDG_RUNTIME_DIR as a debugger outside reads it: from the environment
+ * block the process started with (/proc/self/environ), so that a program
+ * that changed it since still meets its debugger; getenv() without /proc. */
+static bool own_xdg(char *buf, size_t cap)
+{
+	char env[16384];
+	size_t len = 0;
+	int fd = open("/proc/self/environ", O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		const char *x = getenv("XDG_RUNTIME_DIR");
+		return x && snprintf(buf, cap, "%s", x) < (int)cap;
+	}
+	for (ssize_t r; len < sizeof env && (r = read(fd, env + len, sizeof env - len)) > 0;)
+		len += (size_t)r;
+	close(fd);
+	return wire_channel__xdg(env, env + len, buf, cap) == 0;
+}
+
+/* A debugger loaded us from a memfd (inject/remote.c) and left its
+ * descriptor to us: the mapping keeps the library, so it is closed here,
+ * on the agent thread, rather than by one more remote call while the
+ * process was stopped. Any descriptor naming our memfd is ours (the
+ * program never sees its number). */
+static void close_own_memfd(void)
+{
+	DIR *d = opendir("/proc/self/fd");
+	struct dirent *e;
+	if (!d)
+		return;
+	while ((e = readdir(d))) {
+		char path[64], link[64];
+		int fd = atoi(e->d_name);
+		if (fd <= 2 || fd == dirfd(d))
+			continue;
+		snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
+		ssize_t n = readlink(path, link, sizeof link - 1);
+		if (n <= 0)
+			continue;
+		link[n] = 0;
+		if (strncmp(link, "/memfd:libsuture_agent.so", 25) == 0)
+			close(fd);
+	}
+	closedir(d);
+}
+
 int agent_server__open(void)
 {
-	char dir[WIRE_PATH_MAX];
-	int rc;
+	char dir[WIRE_PATH_MAX], why[256], xdg[256];
+	int rc, dirfd = -1, rootfd;
 	pid_t pid = getpid();
 	uid_t uid = getuid();
 
-	if ((rc = wire_channel__dir(uid, dir, sizeof dir)) ||
-	    (rc = wire_channel__ensure_dir(dir, uid)))
+	close_own_memfd();
+	if ((rootfd = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC)) < 0)
+		return -errno;
+	rc = wire_channel__place(rootfd, uid, uid, own_xdg(xdg, sizeof xdg) ? xdg : NULL, true,
+				 &dirfd, dir, sizeof dir, why, sizeof why);
+	close(rootfd);
+	if (rc) {
+		agent__log("channel: %s", why);
 		return rc;
+	}
+	close(dirfd);
+	if (why[0])
+		agent__log("channel: %s", why);
 	/* Files of processes killed before their agent could remove them
 	 * (docs/formats/channel.md, "Stale files"). */
 	wire_channel__sweep(dir);
@@ -721,6 +792,15 @@ int agent_server__open(void)
 	}
 	agent_g.lock_fd = lfd;
 	agent_g.listen_fd = fd;
+	/* Children's notices (agent_server__fork_announce); without the
+	 * pipe, children still get their agent, only no FORKED is sent. */
+	int pp[2];
+	if (pipe2(pp, O_CLOEXEC) == 0) {
+		fcntl(pp[1], F_SETFL, O_NONBLOCK); /* a child never waits on us */
+		fcntl(pp[0], F_SETFL, O_NONBLOCK);
+		agent_g.fork_rd = pp[0];
+		agent_g.fork_wr = pp[1];
+	}
 	return 0;
 fail_sock:
 	close(fd);
@@ -729,22 +809,74 @@ fail_lock:
 	return rc;
 }
 
+void agent_server__fork_announce(void)
+{
+	int fd = agent_g.parent_fork_wr;
+	if (fd < 0)
+		return;
+	agent_g.parent_fork_wr = -1;
+	/* One write of 8 bytes (< PIPE_BUF): atomic among siblings. */
+	uint32_t note[2] = { (uint32_t)getpid(), (uint32_t)getppid() };
+	ssize_t w;
+	do
+		w = write(fd, note, sizeof note);
+	while (w < 0 && errno == EINTR);
+	if (w != (ssize_t)sizeof note)
+		agent__log("fork: the parent's agent was not told (%s)",
+			   w < 0 ? strerror(errno) : "short write");
+	close(fd);
+}
+
+/* Children's notices: FORKED to a debugger that follows the tree, else
+ * queued for the next one that does. */
+static void forked_read(struct wire_buf *b)
+{
+	uint32_t note[2];
+	ssize_t r;
+	while ((r = read(agent_g.fork_rd, note, sizeof note)) == (ssize_t)sizeof note) {
+		if (!note[0] || !note[1] || note[0] > INT32_MAX || note[1] > INT32_MAX)
+			continue;
+		agent__log("fork: child %u (parent %u) listens", note[0], note[1]);
+		pthread_mutex_lock(&agent_g.lock);
+		if (agent_g.ready && agent_g.tree && agent_g.client_fd >= 0) {
+			struct wire_forked f = { note[0], note[1] };
+			if (wire_msg__encode_forked(b, &f) == 0 && agent_server__send_locked(b))
+				agent_server__close_client_locked("write failed");
+			wire_buf__reset(b);
+		} else {
+			unsigned n = agent_g.nforked_queue;
+			if (n == sizeof agent_g.forked_queue / sizeof agent_g.forked_queue[0]) {
+				memmove(agent_g.forked_queue, agent_g.forked_queue + 1,
+					(n - 1) * sizeof agent_g.forked_queue[0]);
+				n--;
+			}
+			agent_g.forked_queue[n][0] = note[0];
+			agent_g.forked_queue[n][1] = note[1];
+			agent_g.nforked_queue = n + 1;
+		}
+		pthread_mutex_unlock(&agent_g.lock);
+	}
+}
+
 void agent_server__serve(void)
 {
 	struct wire_buf b = { 0 };
 	struct timespec last_hits = { 0, 0 };
 	for (;;) {
-		struct pollfd pf[2] = {
+		struct pollfd pf[3] = {
 			{ .fd = agent_g.listen_fd, .events = POLLIN },
+			{ .fd = agent_g.fork_rd, .events = POLLIN },
 			{ .fd = agent_g.client_fd, .events = POLLIN },
 		};
-		int n = poll(pf, agent_g.client_fd >= 0 ? 2 : 1, 200);
+		int n = poll(pf, agent_g.client_fd >= 0 ? 3 : 2, 200);
 		if (n < 0 && errno != EINTR)
 			break;
+		if (n > 0 && agent_g.fork_rd >= 0 && (pf[1].revents & POLLIN))
+			forked_read(&b);
 		/* The client first: its EOF must be seen before a new
 		 * debugger (often the same tool, reconnecting) is accepted. */
-		if (n > 0 && agent_g.client_fd >= 0 && pf[1].fd == agent_g.client_fd &&
-		    (pf[1].revents & (POLLIN | POLLHUP | POLLERR)))
+		if (n > 0 && agent_g.client_fd >= 0 && pf[2].fd == agent_g.client_fd &&
+		    (pf[2].revents & (POLLIN | POLLHUP | POLLERR)))
 			if (!serve_one(&b))
 				break;
 		/* A debugger that left its probes: their code goes before the

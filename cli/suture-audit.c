@@ -1021,7 +1021,7 @@ static const char *live_name(const struct wire_live_patch *e)
 	return e->meta.name[0] ? e->meta.name : "(unnamed)";
 }
 
-static int live_table(const struct live *l, const struct store *s, int64_t now)
+static int live_table(const struct live *l, const struct store *s, int64_t now, bool stored_too)
 {
 	const struct store_patch *p;
 	struct store_iter it;
@@ -1082,7 +1082,7 @@ static int live_table(const struct live *l, const struct store *s, int64_t now)
 			       store_status__str(store_patch__status(sp, now)));
 		nlive++;
 	}
-	if (s) {
+	if (s && stored_too) {
 		store_iter__init(&it, s, &(struct store_query){ .now = now });
 		while ((p = store_iter__next(&it))) {
 			if (!live_owns(l, p) || live_find(l, p->name))
@@ -1094,8 +1094,11 @@ static int live_table(const struct live *l, const struct store *s, int64_t now)
 			nstored_only++;
 		}
 	}
-	printf("%zu live patch%s, %zu stored but not live", nlive, nlive == 1 ? "" : "es",
-	       nstored_only);
+	if (stored_too)
+		printf("%zu live patch%s, %zu stored but not live", nlive, nlive == 1 ? "" : "es",
+		       nstored_only);
+	else
+		printf("%zu live patch%s", nlive, nlive == 1 ? "" : "es");
 	if (nreload)
 		printf(", %zu reloaded function%s", nreload, nreload == 1 ? "" : "s");
 	printf("\n");
@@ -1138,7 +1141,10 @@ static cJSON *live_json_one(const struct wire_live_patch *e, const struct store_
 	return o;
 }
 
-static int live_json(const struct live *l, const struct store *s, int64_t now)
+/* One process's document: pid, program, its live patches and, with
+ * stored_too, the stored ones of its program not live in it. NULL: out
+ * of memory. */
+static cJSON *live_doc(const struct live *l, const struct store *s, int64_t now, bool stored_too)
 {
 	cJSON *root = cJSON_CreateObject(), *arr, *o;
 	const struct store_patch *p;
@@ -1157,7 +1163,7 @@ static int live_json(const struct live *l, const struct store *s, int64_t now)
 			goto out;
 		}
 	}
-	if (s) {
+	if (s && stored_too) {
 		store_iter__init(&it, s, &(struct store_query){ .now = now });
 		while ((p = store_iter__next(&it))) {
 			if (!live_owns(l, p) || live_find(l, p->name))
@@ -1170,6 +1176,28 @@ static int live_json(const struct live *l, const struct store *s, int64_t now)
 			}
 		}
 	}
+	return root;
+out:
+	cJSON_Delete(root);
+	return NULL;
+}
+
+/* The root's document; the other processes of its tree, if any, in its
+ * "tree" array (same shape, live patches only). */
+static int live_json(const struct live *ls, size_t nl, const struct store *s, int64_t now)
+{
+	cJSON *root = live_doc(&ls[0], s, now, true), *arr;
+	if (!root || nl < 2)
+		return print_json(root);
+	if (!(arr = cJSON_AddArrayToObject(root, "tree")))
+		goto out;
+	for (size_t i = 1; i < nl; i++) {
+		cJSON *o = live_doc(&ls[i], s, now, false);
+		if (!o || !cJSON_AddItemToArray(arr, o)) {
+			cJSON_Delete(o);
+			goto out;
+		}
+	}
 	return print_json(root);
 out:
 	cJSON_Delete(root);
@@ -1179,38 +1207,55 @@ out:
 /* Live first (a refusal leaves the store as it was), then the store as
  * without --pid. Every name must be live or stored before anything
  * changes. */
-static int live_rollback(struct live *l, struct store *s, char **names, int nnames, int all,
-			 int dry)
+static bool live_any(const struct live *ls, size_t nl, const char *name)
+{
+	for (size_t i = 0; i < nl; i++)
+		if (live_find(&ls[i], name))
+			return true;
+	return false;
+}
+
+static int live_rollback(struct live *ls, size_t nl, struct store *s, char **names, int nnames,
+			 int all, int dry)
 {
 	struct wire_rollback_result res;
 	int r;
 
 	for (int i = 0; !all && i < nnames; i++) {
-		if (!live_find(l, names[i]) && !(s && store__find(s, names[i]))) {
+		if (!live_any(ls, nl, names[i]) && !(s && store__find(s, names[i]))) {
 			fprintf(stderr,
-				"%s: no patch named \"%s\" live in pid %ld or stored%s%s; "
+				"%s: no patch named \"%s\" live in pid %ld%s or stored%s%s; "
 				"nothing removed\n",
-				prog, names[i], l->pid, s ? " in " : "", s ? store__path(s) : "");
+				prog, names[i], ls[0].pid, nl > 1 ? "'s tree" : "", s ? " in " : "",
+				s ? store__path(s) : "");
 			return EXIT_NO_PATCH;
 		}
 	}
-	for (int i = 0; i < (all ? 1 : nnames); i++) {
-		const char *name = all ? NULL : names[i];
-		if (name && !live_find(l, name)) {
-			printf("%s: not live in pid %ld\n", name, l->pid);
-			continue;
+	/* Every process of the tree: a patch propagated to siblings and the
+	 * master is live in each. */
+	for (size_t k = 0; k < nl; k++) {
+		struct live *l = &ls[k];
+		for (int i = 0; i < (all ? 1 : nnames); i++) {
+			const char *name = all ? NULL : names[i];
+			if (name && !live_find(l, name)) {
+				if (nl == 1)
+					printf("%s: not live in pid %ld\n", name, l->pid);
+				continue;
+			}
+			if (all && nl > 1 && !l->n)
+				continue;
+			if ((r = inject_session__rollback(l->s, name, dry, &res))) {
+				fprintf(stderr, "%s: --pid %ld: %s\n", prog, l->pid,
+					inject_session__error(l->s));
+				return EXIT_FAIL;
+			}
+			if (res.status) {
+				fprintf(stderr, "%s: --pid %ld: %s; nothing removed\n", prog,
+					l->pid, res.message);
+				return res.status == -ENOENT ? EXIT_NO_PATCH : EXIT_FAIL;
+			}
+			printf("pid %ld: %s\n", l->pid, res.message);
 		}
-		if ((r = inject_session__rollback(l->s, name, dry, &res))) {
-			fprintf(stderr, "%s: --pid %ld: %s\n", prog, l->pid,
-				inject_session__error(l->s));
-			return EXIT_FAIL;
-		}
-		if (res.status) {
-			fprintf(stderr, "%s: --pid %ld: %s; nothing removed\n", prog, l->pid,
-				res.message);
-			return res.status == -ENOENT ? EXIT_NO_PATCH : EXIT_FAIL;
-		}
-		printf("pid %ld: %s\n", l->pid, res.message);
 	}
 	if (!s) {
 		printf("no store: nothing to remove on disk\n");
@@ -1232,29 +1277,68 @@ static int live_rollback(struct live *l, struct store *s, char **names, int nnam
 /* --pid N: list or rollback against the live process and the store. A
  * missing store is not an error here: the process may hold patches that
  * were never stored (--no-store, another working directory). */
+#define LIVE_TREE_MAX 256 /* processes of a tree audited */
+
+/* The other processes of pid's tree that have an agent (descendants
+ * running its executable, docs/design.md §15), opened after ls[0]. A
+ * descendant that cannot be asked is said so and skipped. */
+static size_t live_tree(struct live *ls, long pid)
+{
+	pid_t d[LIVE_TREE_MAX];
+	size_t nd = 0, nl = 1;
+	if (attach_pid__descendants((pid_t)pid, d, LIVE_TREE_MAX, &nd))
+		return nl;
+	for (size_t i = 0; i < nd && nl < LIVE_TREE_MAX; i++) {
+		if (!attach_pid__same_exe(d[i], (pid_t)pid) || agent_mapped(d[i]) != 1)
+			continue;
+		if (live_open(&ls[nl], d[i]) == EXIT_OK)
+			nl++;
+		else
+			live_close(&ls[nl]);
+	}
+	return nl;
+}
+
+/* --pid N: list or rollback against the live process (and the processes
+ * forked from it that have an agent) and the store. A missing store is
+ * not an error here: the process may hold patches that were never stored
+ * (--no-store, another working directory). */
 static int live_main(const char *dir, const char *cmd, long pid, int json, char **args, int nargs,
 		     int all, int dry)
 {
 	bool rb = strcmp(cmd, "rollback") == 0;
 	struct store *s = NULL;
-	struct live l;
+	struct live *ls = calloc(LIVE_TREE_MAX, sizeof *ls);
+	size_t nl = 1;
 	int rc, r;
 
-	if ((rc = live_open(&l, pid)) != EXIT_OK) {
-		live_close(&l);
-		return rc;
-	}
-	r = store__open_print(dir, rb && !dry ? 0 : STORE_F_RDONLY, print_msg, NULL, &s);
-	if (r && r != -ENOENT) {
-		live_close(&l);
+	if (!ls) {
+		fprintf(stderr, "%s: out of memory\n", prog);
 		return EXIT_FAIL;
 	}
-	if (rb)
-		rc = live_rollback(&l, s, args, nargs, all, dry);
-	else
-		rc = json ? live_json(&l, s, store__now()) : live_table(&l, s, store__now());
+	if ((rc = live_open(&ls[0], pid)) != EXIT_OK)
+		goto out;
+	nl = live_tree(ls, pid);
+	r = store__open_print(dir, rb && !dry ? 0 : STORE_F_RDONLY, print_msg, NULL, &s);
+	if (r && r != -ENOENT) {
+		rc = EXIT_FAIL;
+		goto out;
+	}
+	if (rb) {
+		rc = live_rollback(ls, nl, s, args, nargs, all, dry);
+	} else if (json) {
+		rc = live_json(ls, nl, s, store__now());
+	} else {
+		for (size_t i = 0; i < nl; i++)
+			rc = live_table(&ls[i], s, store__now(), i == 0);
+		if (nl > 1)
+			printf("%zu processes in the tree of pid %ld\n", nl, pid);
+	}
 	store__close(s);
-	live_close(&l);
+out:
+	for (size_t i = 0; i < nl; i++)
+		live_close(&ls[i]);
+	free(ls);
 	return rc;
 }
 

@@ -196,6 +196,7 @@ struct heal {
 	FILE *log;
 	char last[1024]; /* the last "[suture]" line, for a "failed" event */
 	pid_t pid;
+	bool tag; /* heal__set_tag: lines name the pid */
 	char cwd[PATH_MAX];
 	char pyver[16];
 	struct heal_stats st;

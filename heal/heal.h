@@ -28,6 +28,7 @@
 #ifndef SUTURE_INJECT_HEAL_H
 #define SUTURE_INJECT_HEAL_H
 
+#include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -167,6 +168,12 @@ void heal__use_store(struct heal *h, struct store *st);
  * call it before inject_session__close. */
 void heal__set_session(struct heal *h, struct inject_session *s);
 
+/* Lines name the process ("[suture] pid N: ..."): one of several in a
+ * process tree. */
+void heal__set_tag(struct heal *h, bool on);
+/* Add what other processes' heal handles did (a tree's) to h's stats, for
+ * heal__summary. */
+void heal__add_stats(struct heal *h, const struct heal_stats *more);
 /* "[suture] patches applied: N, already healed: N" (plus refusals etc.). */
 void heal__summary(const struct heal *h, FILE *out);
 
@@ -263,6 +270,7 @@ int heal_probe__check(const struct heal_probe_opts *o, char *why, size_t cap);
  * line cannot be probed; -ETIMEDOUT no snapshot within the timeout;
  * refusals of heal_probe__check. */
 int heal_probe__run(pid_t pid, const struct heal_probe_opts *o, char *err, size_t errlen);
+
 /* ---- suture-attach --reload (edit and continue) ---- */
 
 struct heal_reload_opts {
@@ -291,6 +299,53 @@ struct heal_reload_opts {
  * attach's errors as heal_watch__run gives them. */
 int heal_reload__run(pid_t pid, char *const *files, size_t nfiles, const struct heal_reload_opts *o,
 		     char *err, size_t errlen);
+
+/* ---- process trees (heal/tree.c, docs/design.md §15) ---- */
+
+/* The processes forked from a root the caller watches itself: one agent
+ * session, reader and heal handle each, one store. */
+struct heal_tree_opts {
+	struct heal_opts heal;  /* for every member (program: the root's) */
+	const char *agent_path; /* NULL: the usual search (inject.h) */
+	const char *app_paths;  /* --app-path, or NULL */
+};
+struct heal_tree;
+struct pollfd;
+int heal_tree__open(pid_t root, const struct heal_tree_opts *o, struct heal_tree **out);
+/* detach: DETACH every member's agent first (watcher removed). sum (may
+ * be NULL) gets what the members did added (loaded patches aside). NULL t
+ * ok. */
+void heal_tree__close(struct heal_tree *t, bool detach, struct heal_stats *sum);
+/* Add pid: connect to its agent (a FORKED child: it listens already), or
+ * with inject, inject or reuse one (ptrace: suture-attach). A process
+ * whose attach fails is left as it was and said so unless it is gone.
+ * Its stored patches are loaded when the tree made some or it was
+ * injected. 0 (also: already in, or the root) or -errno. */
+int heal_tree__add(struct heal_tree *t, pid_t pid, bool inject);
+/* The root's descendants in /proc running its executable, injected, until
+ * *stop (may be NULL) is set. */
+int heal_tree__add_descendants(struct heal_tree *t, volatile sig_atomic_t *stop);
+/* The children s's agent reported (FORKED), added. */
+void heal_tree__take_forked(struct heal_tree *t, struct inject_session *s);
+/* The members' session descriptors, appended to pf (n of cap used). */
+void heal_tree__pollfds(const struct heal_tree *t, struct pollfd *pf, size_t *n, size_t cap);
+/* Serve what the members' agents sent: crashes healed (each patch sent
+ * to the other members at once), FORKED children added, exited members
+ * dropped. Returns how many patches were made (the caller sends them to
+ * the root); *not_resumed set when one crash went on (its work failed:
+ * suture-run may run the script again). */
+int heal_tree__step(struct heal_tree *t, bool *not_resumed);
+/* A patch was made in `except` (a member or the root): every other
+ * member gets the stored patches into its live code. */
+void heal_tree__propagate(struct heal_tree *t, pid_t except);
+/* Store the members' guard firings (heal__flush each). */
+void heal_tree__flush(struct heal_tree *t);
+/* fn on each member's session; the first error. */
+int heal_tree__each(struct heal_tree *t, int (*fn)(pid_t pid, struct inject_session *s, void *ctx),
+		    void *ctx);
+size_t heal_tree__size(const struct heal_tree *t);
+/* More than one process was ever watched (lines then name the pid). */
+bool heal_tree__several(const struct heal_tree *t);
 
 /* ---- suture-run ---- */
 

@@ -64,6 +64,10 @@ struct inject_opts {
 	 * that records them (suture-run, suture-attach --watch). Firings wait
 	 * in the agent until a debugger that asks for them connects. */
 	bool hits;
+	/* Follow the process tree (WIRE_HELLO_F_TREE): the agent reports each
+	 * child whose own agent came up (inject_session__take_forked), and a
+	 * child's crash waits for a debugger to connect to it. */
+	bool tree;
 	/* Never use ptrace: only connect to an agent that is (or will be,
 	 * within connect_timeout_ms) there. */
 	bool no_inject;
@@ -181,6 +185,9 @@ int inject_session__ping(struct inject_session *s, struct wire_pong *out);
  * add up per (name, original code address) here until taken. take moves
  * them to *out (malloc'ed, *n entries, NULL when none; freed by the
  * caller). 0 or -ENOMEM (then they stay). */
+/* The children the agent reported (FORKED) since the last call, oldest
+ * first, at most cap of them; the rest stay. Returns how many. */
+size_t inject_session__take_forked(struct inject_session *s, struct wire_forked *out, size_t cap);
 int inject_session__take_hits(struct inject_session *s, struct wire_hit **out, size_t *n);
 
 /* The patches installed in the target (the agent's registry, LIST in
@@ -210,7 +217,13 @@ int inject_session__reload(struct inject_session *s, const char *path, const voi
  * applied patches stay. The session can only be closed afterwards. */
 int inject_session__detach(struct inject_session *s);
 
-/* The channel socket path for pid (for messages). */
+/* The channel socket path for pid, as this process can reach it (through
+ * /proc/PID/root when pid's mount namespace is not ours). */
 int inject_socket_path(pid_t pid, char *buf, size_t cap);
+/* Whether pid's channel directory is refused (wire_channel__place): -EPERM
+ * with why set to the one-line cause (XDG_RUNTIME_DIR owned by another
+ * user, open to others...); 0 when usable or not made yet; -errno when pid
+ * cannot be read. For messages when an agent did not come up. */
+int inject_channel_check(pid_t pid, char *why, size_t cap);
 
 #endif

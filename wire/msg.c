@@ -5,6 +5,7 @@
  * side by side. */
 #include "wire/msg.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -369,6 +370,16 @@ int wire_msg__encode_ping(struct wire_buf *b, const struct wire_ping *m)
 	return frame_end(b, at);
 }
 
+/* docs/formats/channel.md, "Process trees (FORKED)". */
+int wire_msg__encode_forked(struct wire_buf *b, const struct wire_forked *m)
+{
+	assert(m->pid && m->ppid);
+	size_t at = frame_begin(b, WIRE_MSG_FORKED);
+	put_u32(b, m->pid);
+	put_u32(b, m->ppid);
+	return frame_end(b, at);
+}
+
 int wire_msg__encode_pong(struct wire_buf *b, const struct wire_pong *m)
 {
 	size_t at = frame_begin(b, WIRE_MSG_PONG);
@@ -571,8 +582,8 @@ int wire_msg__decode_hello(const uint8_t *p, const uint8_t *end, struct wire_hel
 	m->timeout_ms = get_u32(&r);
 	m->flags = get_u32(&r);
 	m->app_paths[0] = 0;
-	if (!r.bad &&
-	    (m->flags & ~(WIRE_HELLO_F_HITS | WIRE_HELLO_F_APP_PATHS | WIRE_HELLO_F_HOLD)))
+	if (!r.bad && (m->flags & ~(WIRE_HELLO_F_HITS | WIRE_HELLO_F_APP_PATHS | WIRE_HELLO_F_HOLD |
+				    WIRE_HELLO_F_TREE)))
 		return -EINVAL;
 	if (!r.bad && (m->flags & WIRE_HELLO_F_APP_PATHS)) {
 		size_t n;
@@ -1043,6 +1054,16 @@ int wire_msg__decode_ping(const uint8_t *p, const uint8_t *end, struct wire_ping
 {
 	struct rd r = { p, end, 0 };
 	m->cookie = get_u64(&r);
+	return finish(&r);
+}
+
+int wire_msg__decode_forked(const uint8_t *p, const uint8_t *end, struct wire_forked *m)
+{
+	struct rd r = { p, end, 0 };
+	m->pid = get_u32(&r);
+	m->ppid = get_u32(&r);
+	if (!r.bad && (!m->pid || !m->ppid || m->pid > INT32_MAX || m->ppid > INT32_MAX))
+		return -EINVAL;
 	return finish(&r);
 }
 

@@ -47,6 +47,7 @@ enum wire_msg_type {
 	WIRE_MSG_ROLLBACK_RESULT = 18, /* agent -> debugger */
 	WIRE_MSG_HELLO_CONTROL = 19,   /* an auditor: HELLO's payload; LIST, ROLLBACK, PING only */
 	WIRE_MSG_HITS = 20,            /* agent -> debugger, unsolicited: guards that fired */
+	WIRE_MSG_FORKED = 21, /* agent -> debugger, unsolicited: a child has its own agent */
 	/* 33-39: edit and continue (docs/formats/channel.md, "Reload"). */
 	WIRE_MSG_RELOAD = 33,        /* debugger or auditor -> agent: a module's new source */
 	WIRE_MSG_RELOAD_RESULT = 34, /* agent -> debugger */
@@ -63,7 +64,7 @@ enum wire_msg_type {
 #define WIRE_MSG_LAST WIRE_MSG_PROBE_RELEASE
 /* The ranges in use; the types between them are not (yet) defined. */
 #define WIRE_MSG_IS_DEFINED(t)                                  \
-	(((t) >= WIRE_MSG_HELLO && (t) <= WIRE_MSG_HITS) ||     \
+	(((t) >= WIRE_MSG_HELLO && (t) <= WIRE_MSG_FORKED) ||   \
 	 ((t) >= WIRE_MSG_RELOAD && (t) <= WIRE_MSG_RESTART) || \
 	 ((t) >= WIRE_MSG_PROBE_SET && (t) <= WIRE_MSG_PROBE_RELEASE))
 
@@ -98,6 +99,10 @@ struct wire_hello {
  * any exception that would end a thread of application code is reported,
  * deliberate raises included, and a parked crash waits without a bound. */
 #define WIRE_HELLO_F_HOLD 4u
+/* The debugger follows the process tree: the agent sends it FORKED for
+ * every child whose agent opened its channel, and a child's crash waits
+ * (bounded) for a debugger to connect to it. */
+#define WIRE_HELLO_F_TREE 8u
 
 struct wire_welcome {
 	uint32_t version;
@@ -348,6 +353,13 @@ struct wire_ping {
 	uint64_t cookie;
 };
 
+/* FORKED: a process forked (directly or further down) from the agent's
+ * process, whose own agent now listens on its own channel. */
+struct wire_forked {
+	uint32_t pid;  /* the child, > 0 */
+	uint32_t ppid; /* its parent when it forked, > 0 */
+};
+
 struct wire_pong {
 	uint64_t cookie;
 	uint32_t crashes;    /* crashes reported since load */
@@ -430,6 +442,7 @@ int wire_msg__encode_release(struct wire_buf *b, const struct wire_release *m);
 int wire_msg__encode_patch(struct wire_buf *b, const struct wire_patch *m);
 int wire_msg__encode_patch_result(struct wire_buf *b, const struct wire_patch_result *m);
 int wire_msg__encode_ping(struct wire_buf *b, const struct wire_ping *m);
+int wire_msg__encode_forked(struct wire_buf *b, const struct wire_forked *m);
 int wire_msg__encode_resume(struct wire_buf *b, const struct wire_resume *m);
 int wire_msg__encode_resume_result(struct wire_buf *b, const struct wire_resume_result *m);
 int wire_msg__encode_pong(struct wire_buf *b, const struct wire_pong *m);
@@ -487,6 +500,8 @@ int wire_msg__decode_patch(const uint8_t *p, const uint8_t *end, struct wire_pat
 int wire_msg__decode_patch_result(const uint8_t *p, const uint8_t *end,
 				  struct wire_patch_result *m);
 int wire_msg__decode_ping(const uint8_t *p, const uint8_t *end, struct wire_ping *m);
+/* -EINVAL on a zero pid or ppid. */
+int wire_msg__decode_forked(const uint8_t *p, const uint8_t *end, struct wire_forked *m);
 int wire_msg__decode_resume(const uint8_t *p, const uint8_t *end, struct wire_resume *m);
 int wire_msg__decode_resume_result(const uint8_t *p, const uint8_t *end,
 				   struct wire_resume_result *m);

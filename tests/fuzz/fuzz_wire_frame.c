@@ -34,6 +34,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		struct wire_rollback rollback;
 		struct wire_rollback_result bresult;
 		struct wire_hits hits;
+		struct wire_forked forked;
 	} m;
 	struct wire_live_patch live;
 	struct wire_hit hit;
@@ -67,7 +68,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		}
 		return 0;
 	}
-	switch (data[0] % 19) {
+	switch (data[0] % 20) {
 	case 0:
 		wire_msg__decode_hdr(p, end, &m.hdr);
 		break;
@@ -152,6 +153,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			while (wire_hits_iter__next(&it, &hit) > 0)
 				;
 		}
+		break;
+	case 19:
+		wire_msg__decode_forked(p, end, &m.forked);
 		break;
 	}
 	return 0;

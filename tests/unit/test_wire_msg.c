@@ -196,10 +196,10 @@ Test(inject_msg, small_messages_roundtrip)
 	cr_assert_eq(wire_msg__decode_hello(p, p + h.len, &hello2), 0);
 	cr_assert_eq(hello2.timeout_ms, 300);
 	cr_assert_eq(hello2.flags, WIRE_HELLO_F_HITS);
-	/* A version 1 HELLO (no flags) and unknown flags (8: the first one past
-	 * WIRE_HELLO_F_HOLD) are refused. */
+	/* A version 1 HELLO (no flags) and unknown flags (16: the first one past
+	 * WIRE_HELLO_F_TREE) are refused. */
 	cr_assert_eq(wire_msg__decode_hello(p, p + 8, &hello2), -EINVAL);
-	uint8_t bad[12] = { 2, 0, 0, 0, 0, 0, 0, 0, 8, 0, 0, 0 };
+	uint8_t bad[12] = { 2, 0, 0, 0, 0, 0, 0, 0, 16, 0, 0, 0 };
 	cr_assert_eq(wire_msg__decode_hello(bad, bad + 12, &hello2), -EINVAL);
 	/* The application-paths flag without its string. */
 	bad[8] = 2;
@@ -543,5 +543,34 @@ Test(inject_msg, probe_messages_roundtrip_and_lies)
 	cr_assert_eq(r2.codes[1], 0x2000);
 	cr_assert_eq(r2.status, -ENOENT);
 	cr_assert_str_eq(r2.message, "no code at line 12");
+	wire_buf__free(&b);
+}
+
+Test(inject_msg, forked_roundtrip_and_lies)
+{
+	struct wire_buf b = { 0 };
+	struct wire_forked m = { .pid = 4243, .ppid = 4242 }, d;
+	struct wire_hdr h;
+	cr_assert_eq(wire_msg__encode_forked(&b, &m), 0);
+	const uint8_t *pl = payload(&b, &h);
+	cr_assert_eq(h.type, WIRE_MSG_FORKED);
+	cr_assert_eq(h.len, 8);
+	cr_assert_eq(wire_msg__decode_forked(pl, pl + h.len, &d), 0);
+	cr_assert_eq(d.pid, 4243);
+	cr_assert_eq(d.ppid, 4242);
+	cr_assert_eq(wire_msg__decode_forked(pl, pl + 7, &d), -EINVAL);
+	uint8_t zero[8] = { 0, 0, 0, 0, 1, 0, 0, 0 };
+	cr_assert_eq(wire_msg__decode_forked(zero, zero + 8, &d), -EINVAL);
+	uint8_t big[8] = { 1, 0, 0, 0x80, 1, 0, 0, 0 };
+	cr_assert_eq(wire_msg__decode_forked(big, big + 8, &d), -EINVAL);
+	uint8_t longer[9] = { 1, 0, 0, 0, 1, 0, 0, 0, 0 };
+	cr_assert_eq(wire_msg__decode_forked(longer, longer + 9, &d), -EINVAL);
+	/* A HELLO may ask for it. */
+	struct wire_hello hm = { .version = WIRE_PROTO_VERSION, .flags = WIRE_HELLO_F_TREE }, hd;
+	wire_buf__reset(&b);
+	cr_assert_eq(wire_msg__encode_hello(&b, &hm), 0);
+	pl = payload(&b, &h);
+	cr_assert_eq(wire_msg__decode_hello(pl, pl + h.len, &hd), 0);
+	cr_assert_eq(hd.flags, WIRE_HELLO_F_TREE);
 	wire_buf__free(&b);
 }
