@@ -411,7 +411,7 @@ Test(inject_msg, hello_control_is_hello_under_its_own_type)
 	cr_assert_eq(d.timeout_ms, 250);
 	uint8_t past[8] = { 0, 0, 0, 0, WIRE_MSG_LAST + 1, 0, 0, 0 };
 	cr_assert_eq(wire_msg__decode_hdr(past, past + 8, &h), -EINVAL);
-	uint8_t gap[8] = { 0, 0, 0, 0, WIRE_MSG_HITS + 1, 0, 0, 0 };
+	uint8_t gap[8] = { 0, 0, 0, 0, WIRE_MSG_FORKED + 1, 0, 0, 0 };
 	cr_assert_eq(wire_msg__decode_hdr(gap, gap + 8, &h), -EINVAL);
 	wire_buf__free(&b);
 }
