@@ -1,6 +1,6 @@
 # suture: an external debugger that heals crashing CPython 3.11 programs.
 #
-#   make demo      install dependencies, build, run suture on an example crash
+#   make demo      install what building needs, build, run suture on an example crash
 #   make test      install dependencies, build, run every test
 #   make           build only (build/bin, build/lib)
 #   make install   PREFIX=/usr/local DESTDIR=
@@ -73,6 +73,12 @@ GEN_SRC_probe   :=
 GEN_SRC_heal    :=
 # Generated headers every compile must wait for.
 GEN_HDRS :=
+# The install prefix compiled into the commands (where inject/remote.c
+# looks for the agent after the places relative to the executable's real
+# path): rewritten only when PREFIX changes, so `make install PREFIX=/usr`
+# after a plain `make` recompiles that one file and relinks. DESTDIR is
+# never compiled in.
+PREFIX_H := $(BUILD)/gen/suture-prefix.h
 
 AGENT_SRC := $(wildcard agent/*.c)
 # Sources of other modules compiled into the agent as well (pure decoders
@@ -100,6 +106,13 @@ UNIT_BIN := $(patsubst tests/unit/%.c,$(BUILD)/tests/unit/%,$(UNIT_SRC))
 all: $(CLI_BIN) $(AGENT)
 
 -include $(wildcard */module.mk)
+
+$(PREFIX_H): FORCE
+	@mkdir -p $(@D)
+	@printf '#define SUTURE_PREFIX "%s"\n' '$(PREFIX)' >$@.tmp
+	@if cmp -s $@.tmp $@; then rm -f $@.tmp; else mv $@.tmp $@; fi
+FORCE:
+$(BUILD)/obj/inject/remote.o: $(PREFIX_H)
 # The test drivers and benchmark programs (tests/tests.mk).
 include tests/tests.mk
 
@@ -177,7 +190,9 @@ fidelity: deps all unit
 mutate: deps
 	sh tools/mutate.sh
 
-demo: deps
+# The demo installs only what building and running needs (tools/deps.sh build).
+demo:
+	@sh tools/deps.sh build
 	$(MAKE) all
 	BUILD=$(BUILD) PYTHON=$(PYTHON) sh tools/demo.sh
 
@@ -192,6 +207,8 @@ install: all
 	install -m 644 $(AGENT) $(DESTDIR)$(PREFIX)/lib/suture/
 	for m in docs/man/*.1; do [ -e "$$m" ] && install -m 644 "$$m" \
 		$(DESTDIR)$(PREFIX)/share/man/man1/ || true; done
+	install -d $(DESTDIR)$(PREFIX)/share/man/man7
+	install -m 644 docs/man/suture.7 $(DESTDIR)$(PREFIX)/share/man/man7/
 
 # The house style is .clang-format (Debian's clang-format 14, installed by
 # `make deps`). `make format` rewrites the tracked C sources in place;

@@ -37,6 +37,7 @@
 #include "agent/helpers.h"
 #include "wire/channel.h"
 
+#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -387,6 +388,100 @@ static void read_list(const char *path)
 	fclose(f);
 }
 
+/* A debug build (Py_DEBUG: python3.11-dbg) exports _Py_RefTotal; its
+ * default allocators carry the debug hooks from the start. */
+static bool py_debug_build(void)
+{
+	return dlsym(RTLD_DEFAULT, "_Py_RefTotal") != NULL;
+}
+
+/* Whether the interpreter's raw allocator will carry the memory debug
+ * hooks once pre-initialized (Python/preconfig.c, Objects/obmalloc.c in
+ * 3.11): a PYTHONMALLOC ending in "debug" (any other value: none), else -X
+ * dev or PYTHONDEVMODE, else the build's default; -E and -I make the
+ * variables ignored. Read from our own command line (/proc/self/cmdline:
+ * the interpreter's options come before the script, -c or -m) and
+ * environment. */
+static bool debug_hooks_ahead(void)
+{
+	char cmd[4096];
+	bool ignore_env = false, dev = false;
+	int fd = open("/proc/self/cmdline", O_RDONLY | O_CLOEXEC);
+	ssize_t n = fd >= 0 ? read(fd, cmd, sizeof(cmd) - 1) : -1;
+	if (fd >= 0)
+		close(fd);
+	if (n > 0) {
+		cmd[n] = 0;
+		const char *end = cmd + n;
+		const char *a = cmd + strlen(cmd) + 1; /* past argv[0] */
+		for (; a < end && a[0] == '-' && a[1] && strcmp(a, "--"); a += strlen(a) + 1) {
+			if (a[1] == '-')
+				continue; /* --check-hash-based-pycs MODE: MODE is no option */
+			bool stop = false;
+			for (const char *c = a + 1; *c && !stop; c++) {
+				if (*c == 'E' || *c == 'I') {
+					ignore_env = true;
+				} else if (*c == 'X' || *c == 'W') {
+					const char *v = c[1] ? c + 1 : a + strlen(a) + 1;
+					if (!c[1])
+						a = v < end ? v
+							    : end - 1; /* the value is the next word */
+					if (*c == 'X' && v < end && !strcmp(v, "dev"))
+						dev = true;
+					break;
+				} else if (*c == 'c' || *c == 'm') {
+					stop = true;
+				}
+			}
+			if (stop)
+				break;
+		}
+	}
+	const char *m = ignore_env ? NULL : getenv("PYTHONMALLOC");
+	const char *d = ignore_env ? NULL : getenv("PYTHONDEVMODE");
+	if (m && *m) {
+		size_t l = strlen(m);
+		return l >= 5 && !strcmp(m + l - 5, "debug");
+	}
+	return dev || (d && *d) || py_debug_build();
+}
+
+static void *raw_malloc(void *ctx, size_t n)
+{
+	(void)ctx;
+	return malloc(n ? n : 1);
+}
+static void *raw_calloc(void *ctx, size_t k, size_t n)
+{
+	(void)ctx;
+	return calloc(k && n ? k : 1, k && n ? n : 1);
+}
+static void *raw_realloc(void *ctx, void *p, size_t n)
+{
+	(void)ctx;
+	return realloc(p, n ? n : 1);
+}
+static void raw_free(void *ctx, void *p)
+{
+	(void)ctx;
+	free(p);
+}
+
+/* Make the raw allocator now what it will be after the pre-initialization
+ * (see the caller): the debug hooks over the defaults, or plain malloc. */
+static void raw_allocator_as_ahead(void)
+{
+	bool want = debug_hooks_ahead(), have = py_debug_build();
+	if (want == have || !PyMem_SetupDebugHooks || !PyMem_SetAllocator)
+		return;
+	if (want) {
+		PyMem_SetupDebugHooks();
+	} else {
+		PyMemAllocatorEx a = { NULL, raw_malloc, raw_calloc, raw_realloc, raw_free };
+		PyMem_SetAllocator(PYMEM_DOMAIN_RAW, &a);
+	}
+}
+
 __attribute__((constructor)) static void boot_ctor(void)
 {
 	const char *fdv = getenv("SUTURE_AGENT_BOOT_FD");
@@ -418,6 +513,15 @@ __attribute__((constructor)) static void boot_ctor(void)
 	}
 	boot.fd = (int)fd;
 	pthread_atfork(NULL, NULL, boot_child);
+	/* The hook's entry is allocated now with the raw allocator of this
+	 * moment (Python/sysmodule.c) and freed at the interpreter's end with
+	 * the raw allocator of then (_PySys_ClearAuditHooks). When the
+	 * pre-initialization will change it (-X dev, PYTHONMALLOC), the change
+	 * is made first, or the free of a block the other allocator made is a
+	 * fatal "bad ID" (or glibc's "invalid pointer") at exit: the debug
+	 * hooks over the defaults as the pre-initialization installs them (a
+	 * second setup keeps them), or plain malloc as PYTHONMALLOC=malloc's. */
+	raw_allocator_as_ahead();
 	if (PySys_AddAuditHook(boot_hook, NULL) < 0)
 		boot_off();
 }

@@ -19,27 +19,8 @@
 #include "inject/inject.h"
 #include "inspect/inspect.h"
 
-#define SUTURE_VERSION "0.1.0"
-
-enum exit_code {
-	EXIT_OK = 0,
-	EXIT_INTERNAL = 1,
-	EXIT_USAGE = 2,
-	EXIT_NO_PROCESS = 3,
-	EXIT_NOT_PYTHON = 4,
-	EXIT_BAD_VERSION = 5,
-	EXIT_PERMISSION = 6,
-	EXIT_TRACED = 7,
-	EXIT_STOPPED = 8,
-	EXIT_EXITED = 9,
-	EXIT_NO_LAYOUT = 10,
-	EXIT_NO_AGENT = 11,
-	EXIT_NOT_FOUND = 12,   /* --reload: no module of the target comes from FILE;
-				* --log/--snapshot: no code on that line, or it cannot
-				* be probed */
-	EXIT_NO_COMPILE = 13,  /* --reload: FILE does not compile (target unchanged) */
-	EXIT_NO_SNAPSHOT = 14, /* --snapshot: the line did not run within --timeout */
-};
+#include "cli/exit.h" /* one table for every command */
+#define EXIT_INTERNAL EXIT_FAIL
 
 enum mode { MODE_NONE, MODE_DUMP, MODE_WATCH, MODE_DETACH, MODE_LOG, MODE_SNAPSHOT, MODE_RELOAD };
 
@@ -60,11 +41,22 @@ struct args {
 	size_t nreload;
 };
 
+/* --dump, --watch and --detach are three things to do: one at a time. */
+static int set_mode(struct args *a, enum mode m)
+{
+	if (a->mode != MODE_NONE && a->mode != m) {
+		fprintf(stderr, "suture-attach: --dump, --watch and --detach: give one of them\n");
+		return -EINVAL;
+	}
+	a->mode = m;
+	return 0;
+}
+
 static void usage(FILE *f)
 {
 	fprintf(f,
 		"usage: suture-attach --pid PID --dump [--locals] [--json] [--verbose]\n"
-		"       suture-attach --pid PID --watch [--hold] [--store DIR] [--dry-run] [--verbose] [--timeout S] [--ttl DAYS]\n"
+		"       suture-attach --pid PID --watch [--hold] [--store DIR] [--dry-run] [--verbose] [--json] [--timeout S] [--ttl DAYS]\n"
 		"                     [--app-path PATH]...\n"
 		"       suture-attach --pid PID --log FILE:LINE 'TEXT {expr}...' [--if COND] [--count K]\n"
 		"                     [--timeout S] [--json]\n"
@@ -75,7 +67,9 @@ static void usage(FILE *f)
 		"  -p, --pid PID    the CPython 3.11 process to attach to\n"
 		"  -d, --dump       print every thread's Python stack, innermost frame first\n"
 		"  -l, --locals     with --dump: also print local variables\n"
-		"  -j, --json       with --dump: one JSON document instead of text\n"
+		"  -j, --json       with --dump: one JSON document instead of text; with --watch:\n"
+		"                   one JSON object a line on stdout per event (crash, guard\n"
+		"                   applied, resumed, refused, stored; docs/formats/events.md)\n"
 		"  -v, --verbose    say where the interpreter layout came from, and timings\n"
 		"      --no-cache   neither read nor write the layout cache\n"
 		"  -w, --watch      heal structural crashes in the target as they happen\n"
@@ -191,7 +185,8 @@ static int parse_args(int argc, char **argv, struct args *a)
 			}
 			break;
 		case 'd':
-			a->mode = MODE_DUMP;
+			if (set_mode(a, MODE_DUMP))
+				return EXIT_USAGE;
 			break;
 		case 'l':
 			a->locals = true;
@@ -206,10 +201,12 @@ static int parse_args(int argc, char **argv, struct args *a)
 			a->no_cache = true;
 			break;
 		case 'w':
-			a->mode = MODE_WATCH;
+			if (set_mode(a, MODE_WATCH))
+				return EXIT_USAGE;
 			break;
 		case OPT_DETACH:
-			a->mode = MODE_DETACH;
+			if (set_mode(a, MODE_DETACH))
+				return EXIT_USAGE;
 			break;
 		case OPT_LOG:
 		case OPT_SNAPSHOT:
@@ -289,7 +286,7 @@ static int parse_args(int argc, char **argv, struct args *a)
 			exit(EXIT_OK);
 		default:
 			fprintf(stderr,
-				"suture-attach: unknown or incomplete option '%s' (see --help)\n",
+				"suture-attach: unknown or incomplete option '%s' (see suture-attach --help)\n",
 				argv[optind - 1]);
 			return EXIT_USAGE;
 		}
@@ -333,8 +330,9 @@ static int parse_args(int argc, char **argv, struct args *a)
 		fprintf(stderr, "suture-attach: --locals goes with --dump\n");
 		return EXIT_USAGE;
 	}
-	if (a->mode != MODE_DUMP && !probe && a->json) {
-		fprintf(stderr, "suture-attach: --json goes with --dump, --log or --snapshot\n");
+	if (a->mode != MODE_DUMP && a->mode != MODE_WATCH && !probe && a->json) {
+		fprintf(stderr,
+			"suture-attach: --json goes with --dump, --watch, --log or --snapshot\n");
 		return EXIT_USAGE;
 	}
 	if (!probe && a->probe.cond) {
@@ -523,7 +521,9 @@ int main(int argc, char **argv)
 	case MODE_DUMP:
 		return run_dump(&a);
 	case MODE_WATCH: {
-		char *paths = NULL, err[512];
+		char *paths = NULL, err[512], store_buf[PATH_MAX];
+		/* No --store: the store found from the target's program. */
+		a.store = heal_config__store_of_pid(a.pid, a.store, store_buf, sizeof(store_buf));
 		if (heal_config__app_paths(a.store, a.app_paths, &paths, err, sizeof(err))) {
 			fprintf(stderr, "suture-attach: %s\n", err);
 			return EXIT_USAGE;
@@ -534,6 +534,8 @@ int main(int argc, char **argv)
 					     .verbose = a.verbose,
 					     .timeout_s = a.timeout,
 					     .ttl_days = a.ttl,
+					     .events = a.json ? stdout : NULL,
+					     .store_found = a.store == store_buf,
 					     .app_paths = paths };
 		rc = heal_watch__run(a.pid, &o, err, sizeof(err));
 		if (rc)

@@ -23,27 +23,15 @@
 #include <getopt.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <limits.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <unistd.h>
 
-#ifndef SUTURE_VERSION
-#define SUTURE_VERSION "0.1.0"
-#endif
-
-enum {
-	EXIT_OK = 0,
-	EXIT_FAIL = 1, /* store refused, corrupt or unwritable */
-	EXIT_USAGE = 2,
-	EXIT_NO_PATCH = 3,    /* NAME is not in the store */
-	EXIT_NO_STORE = 4,    /* no store directory */
-	EXIT_UNSUPPORTED = 5, /* --pid: the agent there is too old to list */
-	EXIT_NO_AGENT = 6,    /* --pid: no suture agent in that process */
-	EXIT_NO_PROCESS = 7,  /* --pid: no such process */
-	EXIT_BUSY = 8,        /* --pid: the agent serves another debugger */
-};
+#include "cli/exit.h"
 
 static const char *prog = "suture-audit";
 
@@ -102,25 +90,28 @@ static void usage(FILE *f)
 		"usage: %s [--store DIR] [--json]\n"
 		"       %s [--store DIR] explain [NAME]\n"
 		"       %s [--store DIR] rollback NAME... | --all [--dry-run]\n"
+		"       %s [--store DIR] renew NAME... [--ttl DAYS] [--dry-run]\n"
 		"       %s --pid N [--json] | --pid N rollback NAME... | --all [--dry-run]\n"
 		"\n"
 		"Lists the patches suture stored (guards that keep crashing code running),\n"
 		"explains them, and removes them.\n"
 		"\n"
-		"  --store DIR   the store (default: $" STORE_ENV ", else ./" STORE_DEFAULT_DIR
-		")\n"
+		"  --store DIR   the store (default: $" STORE_ENV ", else the " STORE_DEFAULT_DIR
+		" found from\n"
+		"                the working directory up, as git finds .git)\n"
 		"  --json        list as JSON: {\"patches\": [...]}\n"
 		"  --all         rollback: every patch\n"
-		"  --dry-run     rollback: say what would be removed, remove nothing\n"
-		"  --pid N       the patches live in process N (read from its suture agent);\n"
+		"  --dry-run     rollback, renew: say what would be done, change nothing\n"
+		"  --ttl DAYS    renew: the patch expires DAYS from now (default: its own TTL)\n"
+		"  -p, --pid N   the patches live in process N (read from its suture agent);\n"
 		"                with rollback, also give its functions their original code\n"
-		"  --help, --version\n"
+		"  -h, --help, -V, --version\n"
 		"\n"
 		"Exit: 0 ok (also listing where no store is), 1 store or agent error, 2 usage,\n"
-		"3 no such patch, 4 no store (explain, rollback),\n"
-		"5 agent too old, 6 no agent in that process, 7 no such process,\n"
-		"8 another debugger holds the agent. See suture-audit(1).\n",
-		prog, prog, prog, prog);
+		"3 no such process, 11 no agent in that process, 12 no such patch (or a name\n"
+		"naming several), 15 no store (explain, rollback, renew), 16 agent too old,\n"
+		"17 another debugger holds the agent: one table for every command, suture(7).\n",
+		prog, prog, prog, prog, prog);
 }
 
 /* ---- formatting --------------------------------------------------------------- */
@@ -224,12 +215,92 @@ static int row_fill(struct row *r, const struct store_patch *p, int64_t now, con
 	return 0;
 }
 
+/* Colour on a terminal only, and never with NO_COLOR set (no-color.org). */
+static bool use_colour(void)
+{
+	const char *nc = getenv("NO_COLOR");
+	const char *term = getenv("TERM");
+	return isatty(STDOUT_FILENO) && !(nc && *nc) && !(term && !strcmp(term, "dumb"));
+}
+
+/* The terminal's width when stdout is one (COLUMNS first), else 0: a pipe
+ * or a file gets whole cells, for scripts. */
+static size_t term_width(void)
+{
+	struct winsize ws;
+	const char *c = getenv("COLUMNS");
+	if (!isatty(STDOUT_FILENO))
+		return 0;
+	if (c && atoi(c) > 0)
+		return (size_t)atoi(c);
+	return ioctl(STDOUT_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col ? ws.ws_col : 0;
+}
+
+/* Fit the line to cols: first the FUNCTION column goes (the name holds
+ * it: module.qualname:line:guard; width 0, not printed), then the text
+ * columns (name, file, target, fallback) narrow, the widest first, each
+ * keeping at least 6 columns. */
+static void fit_columns(size_t w[NCOLS], size_t cols)
+{
+	static const int narrowable[] = { 0, 2, 4, 5 };
+	size_t total = 2 * (NCOLS - 1);
+	for (int i = 0; i < NCOLS; i++)
+		total += w[i];
+	if (cols && total > cols) {
+		total -= w[1] + 2;
+		w[1] = 0;
+	}
+	while (cols && total > cols) {
+		int widest = -1;
+		for (size_t k = 0; k < sizeof(narrowable) / sizeof(narrowable[0]); k++) {
+			int i = narrowable[k];
+			if (w[i] > 6 && (widest < 0 || w[i] > w[widest]))
+				widest = i;
+		}
+		if (widest < 0)
+			break;
+		w[widest]--;
+		total--;
+	}
+}
+
+/* A cell cut to n columns: its start and an ellipsis. */
+static void put_cut(const char *s, size_t n)
+{
+	size_t cols = 0;
+	if (width(s) <= n) {
+		fputs(s, stdout);
+		return;
+	}
+	for (; *s && cols + 1 < n; s++) {
+		putchar(*s);
+		if ((((unsigned char)s[1]) & 0xc0) != 0x80)
+			cols++;
+	}
+	fputs("\u2026", stdout);
+}
+
 static void print_line(char *const cell[NCOLS], const size_t w[NCOLS])
 {
+	static const char *const colour[] = { [STORE_STATUS_ACTIVE] = "\033[32m",
+					      [STORE_STATUS_STALE] = "\033[33m",
+					      [STORE_STATUS_EXPIRED] = "\033[31m" };
 	for (int i = 0; i < NCOLS; i++) {
-		fputs(cell[i], stdout);
+		size_t shown = width(cell[i]) > w[i] ? w[i] : width(cell[i]);
+		const char *c = NULL;
+		if (!w[i])
+			continue; /* left out to fit the terminal */
+		if (i == NCOLS - 1 && use_colour())
+			for (int st = STORE_STATUS_ACTIVE; st <= STORE_STATUS_EXPIRED; st++)
+				if (!strcmp(cell[i], store_status__str((enum store_status)st)))
+					c = colour[st];
+		if (c)
+			fputs(c, stdout);
+		put_cut(cell[i], w[i]);
+		if (c)
+			fputs("\033[0m", stdout);
 		if (i + 1 < NCOLS)
-			printf("%*s", (int)(w[i] - width(cell[i]) + 2), "");
+			printf("%*s", (int)(w[i] - shown + 2), "");
 	}
 	putchar('\n');
 }
@@ -279,12 +350,14 @@ static int list_table(const struct store *s, int64_t now)
 				w[i] = width(rows[k].cell[i]);
 		k++;
 	}
+	fit_columns(w, term_width());
 	print_line((char *const *)heads, w);
 	for (size_t i = 0; i < k; i++)
 		print_line(rows[i].cell, w);
 	if (nexpired)
-		printf("\n%zu expired: no longer applied, so the crash will come back. Fix the "
-		       "source, then: suture-audit rollback NAME\n",
+		printf("\n%zu expired: no longer applied, and the crash is reported, not healed "
+		       "again. Fix the source, then: suture-audit rollback NAME; or keep the "
+		       "patch: suture-audit renew NAME [--ttl DAYS]\n",
 		       nexpired);
 	if (nstale)
 		printf("%s%zu stale: the code changed since the patch was made; never applied. "
@@ -417,6 +490,9 @@ static enum guard_consumer consumer_of(const struct store_patch *p)
 
 /* Print "  label:    text" wrapped at 79 columns, continuation lines
  * indented under the text. */
+/* A space say() never breaks a line at (a command to copy stays whole). */
+#define NBSP "\x1f"
+
 static void say(const char *label, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void say(const char *label, const char *fmt, ...)
 {
@@ -445,7 +521,8 @@ static void say(const char *label, const char *fmt, ...)
 			putchar(' ');
 			col++;
 		}
-		fputs(word, stdout);
+		for (const char *c = word; *c; c++)
+			putchar(*c == NBSP[0] ? ' ' : *c);
 		col += w;
 	}
 	putchar('\n');
@@ -586,9 +663,10 @@ static void explain_one(const struct store *s, const struct store_patch *p, int6
 		break;
 	case STORE_STATUS_EXPIRED:
 		say("status:",
-		    "expired (made %s ago, TTL %u days): no longer applied, so the "
-		    "crash will come back",
-		    age, p->ttl_days);
+		    "expired (made %s ago, TTL %u days): no longer applied; the crash "
+		    "is reported, not healed again, until the patch is renewed "
+		    "(suture-audit" NBSP "renew" NBSP "%s)",
+		    age, p->ttl_days, p->name);
 		break;
 	case STORE_STATUS_STALE:
 		if (store_patch__superseded_by(p))
@@ -614,9 +692,71 @@ static void explain_one(const struct store *s, const struct store_patch *p, int6
 	} else {
 		say("hits:", "the guard never fired in a recorded run (loaded is not fired)");
 	}
-	say("fix:", "%s; then remove the patch: suture-audit rollback %s",
+	say("fix:", "%s; then remove the patch: suture-audit" NBSP "rollback" NBSP "%s",
 	    g ? g->fix : "fix the source", p->name);
 	show_bytecode(s, p);
+}
+
+/* Whether word names patch p other than by its full name: its function
+ * ("load"), qualified name ("Config.load"), module and qualified name
+ * ("app.load"), or its name without the guard ("app.load:12"). */
+static bool names_patch(const struct store_patch *p, const char *word)
+{
+	size_t mlen = strlen(p->module), wlen = strlen(word);
+	const char *last = strrchr(p->qualname, '.');
+	if (!strcmp(p->qualname, word) || (last && !strcmp(last + 1, word)))
+		return true;
+	if (wlen > mlen && !strncmp(word, p->module, mlen) && word[mlen] == '.' &&
+	    !strcmp(word + mlen + 1, p->qualname))
+		return true;
+	return !strncmp(p->name, word, wlen) && p->name[wlen] == ':' &&
+	       strchr(p->name + wlen + 1, ':') != NULL;
+}
+
+/* Each word a patch's full name, or the one patch it names otherwise
+ * (names_patch); words replaced in place by malloc'ed full names. 0, or
+ * EXIT_NO_PATCH after one line naming the word and what it matched. */
+static int resolve_names(const struct store *s, char **words, int n, const char *verb)
+{
+	for (int i = 0; i < n; i++) {
+		const struct store_patch *p, *one = NULL;
+		struct store_iter it;
+		size_t count = 0;
+		char *list = NULL;
+		size_t len = 0;
+		if (store__find(s, words[i]))
+			continue;
+		FILE *mem = open_memstream(&list, &len);
+		store_iter__init(&it, s, NULL);
+		while ((p = store_iter__next(&it))) {
+			if (!names_patch(p, words[i]))
+				continue;
+			if (mem && count < 4)
+				fprintf(mem, "%s%s", count ? ", " : "", p->name);
+			one = p;
+			count++;
+		}
+		if (mem)
+			fclose(mem);
+		if (count == 1 && (words[i] = strdup(one->name))) {
+			free(list);
+			continue;
+		}
+		if (count > 1)
+			fprintf(stderr,
+				"%s: \"%s\" names %zu patches (%s%s); nothing %s: give the full "
+				"name\n",
+				prog, words[i], count, list ? list : "", count > 4 ? ", ..." : "",
+				verb);
+		else
+			fprintf(stderr,
+				"%s: %s: no patch named \"%s\"; nothing %s (list them: "
+				"suture-audit --store %s)\n",
+				prog, store__path(s), words[i], verb, store__path(s));
+		free(list);
+		return EXIT_NO_PATCH;
+	}
+	return 0;
 }
 
 static int do_explain(const struct store *s, const char *name, int64_t now)
@@ -658,6 +798,46 @@ static void describe(const char *verb, const struct store_patch *p)
 {
 	printf("%s %s (%s on %s in %s.%s, %s:%d)\n", verb, p->name, p->guard, p->target, p->module,
 	       p->qualname, p->file, p->line);
+}
+
+/* renew NAME... [--ttl DAYS]: an expired patch applies again (and a live
+ * one lives longer): it expires DAYS (default: its own TTL) from now. */
+static int do_renew(struct store *s, char **names, int nnames, unsigned ttl, int dry, int64_t now)
+{
+	for (int i = 0; i < nnames; i++) {
+		if (!store__find(s, names[i])) {
+			fprintf(stderr,
+				"%s: %s: no patch named \"%s\"; nothing renewed (list them: "
+				"suture-audit --store %s)\n",
+				prog, store__path(s), names[i], store__path(s));
+			return EXIT_NO_PATCH;
+		}
+	}
+	for (int i = 0; i < nnames; i++) {
+		const struct store_patch *p = store__find(s, names[i]);
+		char until[32] = "?";
+		if (!p)
+			continue;
+		if (p->status == STORE_STATUS_STALE) {
+			fprintf(stderr,
+				"%s: %s is stale (the code changed since it was made): renewing "
+				"cannot make it apply; remove it: suture-audit rollback %s\n",
+				prog, names[i], names[i]);
+			return EXIT_FAIL;
+		}
+		unsigned days = ttl ? ttl : p->ttl_days;
+		if (!dry) {
+			if (store__renew(s, names[i], ttl, now))
+				return EXIT_FAIL;
+			if (!(p = store__find(s, names[i])))
+				continue;
+		}
+		store__format_time(dry ? now + (int64_t)days * 86400 : store_patch__expires(p),
+				   until, sizeof(until));
+		printf("%s %s: applies again until %s (%u days)\n", dry ? "would renew" : "renewed",
+		       names[i], until, days);
+	}
+	return EXIT_OK;
 }
 
 static int do_rollback(struct store *s, char **names, int nnames, int all, int dry)
@@ -797,14 +977,14 @@ static int live_open(struct live *l, long pid)
 			strstr(why, "another debugger") ? " (stop suture-run or suture-attach "
 							  "--watch first; its patches stay)"
 							: "");
-		return strstr(why, "another debugger") ? EXIT_BUSY : EXIT_NO_AGENT;
+		return strstr(why, "another debugger") ? EXIT_AGENT_BUSY : EXIT_NO_AGENT;
 	}
 	l->restarted = inject_session__how(l->s) == INJECT_HOW_RESTARTED;
 	if ((r = inject_session__list(l->s, &l->v, &l->n))) {
 		fprintf(stderr, "%s: --pid %ld: %s%s\n", prog, pid, inject_session__error(l->s),
 			r == -EPROTO ? " (an agent older than this suture-audit: it cannot list)"
 				     : "");
-		return r == -EPROTO ? EXIT_UNSUPPORTED : EXIT_FAIL;
+		return r == -EPROTO ? EXIT_AGENT_OLD : EXIT_FAIL;
 	}
 	if (attach_pid__script((pid_t)pid, l->program, sizeof(l->program)))
 		l->program[0] = 0;
@@ -1167,13 +1347,19 @@ out:
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{ "store", required_argument, 0, 's' }, { "json", no_argument, 0, 'j' },
-		{ "all", no_argument, 0, 'a' },         { "dry-run", no_argument, 0, 'n' },
-		{ "pid", required_argument, 0, 'p' },   { "help", no_argument, 0, 'h' },
-		{ "version", no_argument, 0, 'V' },     { 0, 0, 0, 0 },
+		{ "store", required_argument, 0, 's' },
+		{ "json", no_argument, 0, 'j' },
+		{ "all", no_argument, 0, 'a' },
+		{ "dry-run", no_argument, 0, 'n' },
+		{ "pid", required_argument, 0, 'p' },
+		{ "help", no_argument, 0, 'h' },
+		{ "version", no_argument, 0, 'V' },
+		{ "ttl", required_argument, 0, 't' },
+		{ 0, 0, 0, 0 },
 	};
 	const char *dir = NULL, *cmd = "list";
 	int json = 0, all = 0, dry = 0, c, rc, r;
+	unsigned ttl = 0;
 	long pid = 0;
 	struct store *s = NULL;
 	struct held_msgs held = { .hold = true };
@@ -1182,7 +1368,7 @@ int main(int argc, char **argv)
 	int nargs;
 
 	opterr = 0;
-	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "p:hV", opts, NULL)) != -1) {
 		switch (c) {
 		case 's':
 			dir = optarg;
@@ -1196,6 +1382,19 @@ int main(int argc, char **argv)
 		case 'n':
 			dry = 1;
 			break;
+		case 't': {
+			char *end;
+
+			errno = 0;
+			long v = strtol(optarg, &end, 10);
+			if (errno || end == optarg || *end || v < 1 || v > STORE_MAX_TTL_DAYS) {
+				fprintf(stderr, "%s: --ttl takes a number of days, 1 to %d\n", prog,
+					STORE_MAX_TTL_DAYS);
+				return EXIT_USAGE;
+			}
+			ttl = (unsigned)v;
+			break;
+		}
 		case 'p': {
 			char *end;
 
@@ -1216,13 +1415,8 @@ int main(int argc, char **argv)
 			       STORE_FORMAT_VERSION);
 			return EXIT_OK;
 		default:
-			if (optopt)
-				fprintf(stderr, "%s: option -%c: unknown or missing its argument\n",
-					prog, optopt);
-			else
-				fprintf(stderr, "%s: %s: unknown option or missing argument\n",
-					prog, argv[optind - 1]);
-			usage(stderr);
+			fprintf(stderr, "%s: unknown or incomplete option '%s' (see %s --help)\n",
+				prog, argv[optind - 1], prog);
 			return EXIT_USAGE;
 		}
 	}
@@ -1242,15 +1436,31 @@ int main(int argc, char **argv)
 	} else if (strcmp(cmd, "rollback") == 0) {
 		if (json || (all && nargs) || (!all && !nargs))
 			goto bad_usage;
+	} else if (strcmp(cmd, "renew") == 0) {
+		if (json || all || !nargs || pid)
+			goto bad_usage;
 	} else {
-		fprintf(stderr, "%s: unknown command \"%s\"\n", prog, cmd);
-		usage(stderr);
+		fprintf(stderr,
+			"%s: unknown command \"%s\" (list, explain, rollback, renew; see %s --help)\n",
+			prog, cmd, prog);
 		return EXIT_USAGE;
 	}
+	if (ttl && strcmp(cmd, "renew") != 0)
+		goto bad_usage;
 	if (pid && strcmp(cmd, "explain") != 0)
 		return live_main(dir, cmd, pid, json, args, nargs, all, dry);
+	/* Neither --store nor $SUTURE_STORE: the .suture found from here up,
+	 * as suture-run finds it from a script in this tree (store__locate). */
+	char located[PATH_MAX];
+	bool found;
+	if (!(dir && *dir) && !(getenv(STORE_ENV) && *getenv(STORE_ENV)) &&
+	    store__locate(NULL, located, sizeof(located), &found) == 0)
+		dir = located;
 
-	r = store__open_print(dir, strcmp(cmd, "rollback") == 0 && !dry ? 0 : STORE_F_RDONLY,
+	r = store__open_print(dir,
+			      (!strcmp(cmd, "rollback") || !strcmp(cmd, "renew")) && !dry
+				      ? 0
+				      : STORE_F_RDONLY,
 			      print_msg_held, &held, &s);
 	if (r == -ENOENT && strcmp(cmd, "list") == 0) {
 		/* Nothing was healed here yet: an empty list, as for an empty
@@ -1266,18 +1476,30 @@ int main(int argc, char **argv)
 	held_msgs__release(&held, false);
 	if (r == -ENOENT) {
 		fprintf(stderr,
-			"%s: give the store with --store DIR or $" STORE_ENV
-			" (default: ./" STORE_DEFAULT_DIR ")\n",
+			"%s: no store here: give it with --store DIR or $" STORE_ENV
+			" (default: the " STORE_DEFAULT_DIR
+			" found from the working directory up)\n",
 			prog);
 		return EXIT_NO_STORE;
 	}
 	if (r)
 		return EXIT_FAIL;
 	now = store__now();
+	/* A function's name will do where it names one patch. */
+	if (strcmp(cmd, "list") != 0 && nargs &&
+	    (rc = resolve_names(s, args, nargs,
+				!strcmp(cmd, "explain") ? "explained"
+				: !strcmp(cmd, "renew") ? "renewed"
+							: "removed"))) {
+		store__close(s);
+		return rc;
+	}
 	if (strcmp(cmd, "list") == 0)
 		rc = json ? list_json(s, now) : list_table(s, now);
 	else if (strcmp(cmd, "explain") == 0)
 		rc = do_explain(s, nargs ? args[0] : NULL, now);
+	else if (strcmp(cmd, "renew") == 0)
+		rc = do_renew(s, args, nargs, ttl, dry, now);
 	else
 		rc = do_rollback(s, args, nargs, all, dry);
 	store__close(s);
@@ -1288,7 +1510,6 @@ flush:
 	}
 	return rc;
 bad_usage:
-	fprintf(stderr, "%s: %s: wrong arguments\n", prog, cmd);
-	usage(stderr);
+	fprintf(stderr, "%s: %s: wrong arguments (see %s --help)\n", prog, cmd, prog);
 	return EXIT_USAGE;
 }

@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cli/exit.h"
 #include "rewrite/guard.h"
 #include "rewrite/rewrite.h"
 
@@ -34,7 +35,10 @@ static void usage(FILE *out)
 		"  -c, --crash UNIT:EXCTYPE[:MESSAGE]\n"
 		"                       explain the guard for that exception raised at code\n"
 		"                       unit UNIT (bytes / 2) of the selected code object\n"
-		"  -h, --help\n"
+		"  -h, --help           this help\n"
+		"  -V, --version        print the version\n"
+		"Exit: 0 every code object decoded and verified, 1 one did not or none\n"
+		"matched, 2 usage (one table for every command: suture(7)).\n"
 		"DUMP is a codedump file; make one from a source file with\n"
 		"  /usr/bin/python3.11 tests/fixtures/codedump.py out.dump prog.py\n");
 }
@@ -59,13 +63,15 @@ int main(int argc, char **argv)
 		{ "no-lines", no_argument, NULL, 'L' },
 		{ "crash", required_argument, NULL, 'c' },
 		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *want_q = NULL, *want_f = NULL;
 	char *crash_spec = NULL;
 	int all = 0, c;
 	unsigned flags = REWRITE_DIS_DEPTH | REWRITE_DIS_LINES;
-	while ((c = getopt_long(argc, argv, "q:f:c:ah", opts, NULL)) != -1) {
+	opterr = 0; /* one line of ours instead of getopt's */
+	while ((c = getopt_long(argc, argv, "q:f:c:ahV", opts, NULL)) != -1) {
 		switch (c) {
 		case 'q':
 			want_q = optarg;
@@ -87,15 +93,20 @@ int main(int argc, char **argv)
 			break;
 		case 'h':
 			usage(stdout);
-			return 0;
+			return EXIT_OK;
+		case 'V':
+			printf("suture-dis " SUTURE_VERSION "\n");
+			return EXIT_OK;
 		default:
-			usage(stderr);
-			return 2;
+			fprintf(stderr,
+				"suture-dis: unknown or incomplete option '%s' (see suture-dis --help)\n",
+				argv[optind - 1]);
+			return EXIT_USAGE;
 		}
 	}
 	if (optind != argc - 1) {
-		usage(stderr);
-		return 2;
+		fprintf(stderr, "suture-dis: give one dump file (see suture-dis --help)\n");
+		return EXIT_USAGE;
 	}
 	struct guard_crash crash = { .stdlib = -1 };
 	if (crash_spec) {

@@ -10,14 +10,15 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cli/exit.h"
 #include "heal/heal.h"
-
-#define SUTURE_VERSION "0.1.0"
 
 static void usage(FILE *f)
 {
 	fprintf(f,
 		"usage: suture-run [options] [--] script.py [args...]\n"
+		"       suture-run [options] -m module [args...]\n"
+		"       suture-run [options] -- python3.11 [python options] (script.py | -m module) [args...]\n"
 		"\n"
 		"  --store DIR          patch store (default $SUTURE_STORE, else ./.suture)\n"
 		"  --dry-run            report what would be patched; patch and store nothing\n"
@@ -29,17 +30,23 @@ static void usage(FILE *f)
 		"  --no-resume          never continue a crashing call in flight: heal later calls\n"
 		"  --watch              service mode: restart after each healed crash\n"
 		"  --max-restarts N     with --watch: at most N restarts (default 10)\n"
+		"  --json[=FILE]        one JSON object a line per event (crash, guard applied,\n"
+		"                       resumed, refused, stored) on stdout, shared with the\n"
+		"                       program's own stdout, or appended to FILE\n"
 		"  --app-path PATH      more application code (repeatable): crashes in it are\n"
 		"                       healed even inside site-packages (see WHAT COUNTS AS A CRASH)\n"
+		"  -m MODULE            run a module as python -m does (found in the working\n"
+		"                       directory or $PYTHONPATH for the store)\n"
 		"  --python PATH        the interpreter, a CPython 3.11 (default: $VIRTUAL_ENV/bin/python\n"
 		"                       in an activated venv, else /usr/bin/python3.11; a bare\n"
 		"                       name is looked up on PATH)\n"
-		"  --agent PATH         libsuture_agent.so (default: $SUTURE_AGENT, ../lib, PREFIX)\n"
+		"  --agent PATH         libsuture_agent.so (default: $SUTURE_AGENT, ../lib/suture, PREFIX)\n"
 		"  -h, --help           this help\n"
 		"  -V, --version        print the version\n"
 		"\n"
 		"suture's own lines go to stderr, prefixed [suture]. Exit status: the script's;\n"
-		"2 usage, 5 the interpreter is not CPython 3.11, 127 it cannot be run.\n"
+		"1 no agent library, 2 usage, 5 the interpreter is not CPython 3.11, 127 it\n"
+		"cannot be run (one table for every command: suture(7)).\n"
 		"See suture-run(1).\n");
 }
 
@@ -68,7 +75,8 @@ int main(int argc, char **argv)
 		O_PYTHON,
 		O_AGENT,
 		O_NO_RESUME,
-		O_APP_PATH
+		O_APP_PATH,
+		O_JSON
 	};
 	static const struct option opts[] = {
 		{ "store", required_argument, NULL, O_STORE },
@@ -83,6 +91,7 @@ int main(int argc, char **argv)
 		{ "agent", required_argument, NULL, O_AGENT },
 		{ "no-resume", no_argument, NULL, O_NO_RESUME },
 		{ "app-path", required_argument, NULL, O_APP_PATH },
+		{ "json", optional_argument, NULL, O_JSON },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
@@ -95,11 +104,12 @@ int main(int argc, char **argv)
 	unsigned long v;
 	int c;
 	bool maxr = false, python_given = false;
+	const char *module = NULL;
 	char *venv_python = NULL;
 
 	opterr = 0;
 	/* "+": stop at the script; its own options are its business. */
-	while ((c = getopt_long(argc, argv, "+vhV", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "+vhVm:", opts, NULL)) != -1) {
 		switch (c) {
 		case O_STORE:
 			o.store_dir = optarg;
@@ -109,6 +119,9 @@ int main(int argc, char **argv)
 			break;
 		case 'v':
 			o.verbose = true;
+			break;
+		case 'm':
+			module = optarg;
 			break;
 		case O_SHADOW:
 			o.shadow = true;
@@ -126,10 +139,20 @@ int main(int argc, char **argv)
 		case O_NO_RESUME:
 			o.no_resume = true;
 			break;
+		case O_JSON:
+			/* stdout is the program's too: a file keeps them apart. */
+			if (!optarg || strcmp(optarg, "-") == 0) {
+				o.events = stdout;
+			} else if (!(o.events = fopen(optarg, "ae"))) {
+				fprintf(stderr, "suture-run: --json=%s: %s\n", optarg,
+					strerror(errno));
+				return EXIT_USAGE;
+			}
+			break;
 		case O_APP_PATH:
 			if (heal_config__add_app_path(&app_paths, optarg, err, sizeof(err))) {
 				fprintf(stderr, "suture-run: %s\n", err);
-				return 2;
+				return EXIT_USAGE;
 			}
 			o.app_paths = app_paths;
 			break;
@@ -137,7 +160,7 @@ int main(int argc, char **argv)
 			if (parse_uint(optarg, 36500, &v) || v == 0) {
 				fprintf(stderr,
 					"suture-run: --ttl takes a number of days, 1 to 36500\n");
-				return 2;
+				return EXIT_USAGE;
 			}
 			o.ttl_days = (uint32_t)v;
 			break;
@@ -145,46 +168,62 @@ int main(int argc, char **argv)
 			if (parse_uint(optarg, 1000, &v)) {
 				fprintf(stderr,
 					"suture-run: --retries takes a number, 0 to 1000\n");
-				return 2;
+				return EXIT_USAGE;
 			}
 			o.retries = (unsigned)v;
 			break;
 		case O_MAXR:
 			if (parse_uint(optarg, 1000000, &v)) {
 				fprintf(stderr, "suture-run: --max-restarts takes a number\n");
-				return 2;
+				return EXIT_USAGE;
 			}
 			o.max_restarts = (unsigned)v;
 			maxr = true;
 			break;
 		case 'h':
 			usage(stdout);
-			return 0;
+			return EXIT_OK;
 		case 'V':
 			printf("suture-run " SUTURE_VERSION "\n");
-			return 0;
+			return EXIT_OK;
 		default:
-			fprintf(stderr, "suture-run: unknown or incomplete option '%s'\n",
+			fprintf(stderr,
+				"suture-run: unknown or incomplete option '%s' (see suture-run --help)\n",
 				argv[optind - 1]);
-			usage(stderr);
-			return 2;
+			return EXIT_USAGE;
 		}
 	}
 	if (maxr && !o.watch) {
 		fprintf(stderr, "suture-run: --max-restarts goes with --watch\n");
-		return 2;
+		return EXIT_USAGE;
 	}
-	if (optind >= argc) {
-		fprintf(stderr, "suture-run: no script given\n");
-		usage(stderr);
-		return 2;
+	/* suture-run -m NAME args: the interpreter's "-m NAME args". */
+	char **words = argv + optind, **mwords = NULL;
+	if (module) {
+		if (!(mwords = calloc((size_t)(argc - optind) + 3, sizeof(char *)))) {
+			fprintf(stderr, "suture-run: out of memory\n");
+			return EXIT_FAIL;
+		}
+		mwords[0] = "-m";
+		mwords[1] = (char *)module;
+		memcpy(mwords + 2, argv + optind, (size_t)(argc - optind + 1) * sizeof(char *));
+		words = mwords;
 	}
-	char *paths = NULL;
-	if (heal_config__app_paths(o.store_dir, o.app_paths, &paths, err, sizeof(err))) {
-		fprintf(stderr, "suture-run: %s\n", err);
-		return 2;
+	if (heal_cmdline__parse(words, &o.cmd, err, sizeof(err))) {
+		fprintf(stderr, "suture-run: %s (see suture-run --help)\n", err);
+		return EXIT_USAGE;
 	}
-	o.app_paths = paths;
+	if (o.cmd.python) {
+		if (python_given) {
+			fprintf(stderr,
+				"suture-run: --python %s and an interpreter after the options "
+				"(%s): give one\n",
+				o.python, o.cmd.python);
+			return EXIT_USAGE;
+		}
+		o.python = o.cmd.python;
+		python_given = true;
+	}
 	/* In an activated virtual environment its interpreter is the one
 	 * the user means (its packages, its sys.prefix), as `python` would
 	 * be; it is checked like any other (heal_run__main). */
@@ -193,13 +232,14 @@ int main(int argc, char **argv)
 		size_t len = strlen(venv) + sizeof("/bin/python");
 		if (!(venv_python = malloc(len))) {
 			fprintf(stderr, "suture-run: out of memory\n");
-			return 1;
+			return EXIT_FAIL;
 		}
 		snprintf(venv_python, len, "%s/bin/python", venv);
 		o.python = venv_python;
 		o.python_from_venv = true;
 	}
-	int rc = heal_run__main(&o, argv + optind);
+	int rc = heal_run__main(&o);
 	free(venv_python);
+	free(mwords);
 	return rc;
 }

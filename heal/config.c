@@ -1,5 +1,6 @@
 /* heal: the application paths a session gives the agent: --app-path's and
- * those the store's config.json names (store_config__app_paths). */
+ * those the store's config.json names (store_config__app_paths); which
+ * store a command uses when none is named (store__locate). */
 #include "heal/heal.h"
 #include "store/store.h"
 
@@ -8,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static void quiet(const char *msg, void *ctx)
 {
@@ -67,4 +69,35 @@ int heal_config__add_app_path(char **list, const char *arg, char *err, size_t er
 	free(*list);
 	*list = v;
 	return 0;
+}
+
+const char *heal_config__store(const char *store_dir, const char *program, char *buf, size_t cap)
+{
+	const char *env = getenv(STORE_ENV);
+	bool exists;
+	if (store_dir)
+		return store_dir;
+	if (env && *env)
+		return NULL; /* store__open takes $SUTURE_STORE */
+	if (store__locate(program, buf, cap, &exists))
+		return NULL; /* ./.suture, as before */
+	(void)exists;
+	return buf;
+}
+
+const char *heal_config__store_of_pid(pid_t pid, const char *store_dir, char *buf, size_t cap)
+{
+	char prog[PATH_MAX], link[64];
+	if (store_dir)
+		return store_dir;
+	if (heal_program__of_pid(pid, prog, sizeof(prog)) || prog[0] != '/') {
+		/* No script file (-c, an installed module): from the target's
+		 * working directory. */
+		snprintf(link, sizeof(link), "/proc/%d/cwd", (int)pid);
+		ssize_t n = readlink(link, prog, sizeof(prog) - 3);
+		if (n <= 0)
+			return heal_config__store(NULL, NULL, buf, cap);
+		memcpy(prog + n, "/.", 3);
+	}
+	return heal_config__store(NULL, prog, buf, cap);
 }

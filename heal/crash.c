@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 /* The agent nests at most 8 continuations per thread and refuses the
  * resume past that (the crash is still patched and stored here); a bound
@@ -82,6 +83,41 @@ static void save_code(struct heal *h, struct store *st, const struct heal_code *
 	free(canon);
 }
 
+static void store_silent(const char *msg, void *ctx)
+{
+	(void)msg;
+	(void)ctx;
+}
+
+/* The stored patch of this program for this very site (same file, code
+ * identity and anchor) when it is past its TTL: such a crash is not healed
+ * again with a fresh TTL, it is reported (docs/guards.md "Expiry"); the
+ * user renews the patch (suture-audit renew) or fixes the source. */
+static bool expired_here(struct heal *h, const struct heal_code *hc, const struct built *b,
+			 const char *file, char *name, size_t cap, char *when, size_t wcap)
+{
+	struct store *st = NULL;
+	bool found = false;
+	if (!h->o.program ||
+	    store__open_print(h->o.store_dir, STORE_F_RDONLY, store_silent, NULL, &st))
+		return false;
+	struct store_query q = { .program = h->o.program, .qualname = hc->qualname };
+	struct store_iter it;
+	int64_t now = store__now();
+	store_iter__init(&it, st, &q);
+	for (const struct store_patch *p; !found && (p = store_iter__next(&it));) {
+		if (strcmp(p->file, file) || strcmp(p->code_id, b->code_id) ||
+		    strcmp(p->anchor_window, b->fp) || strcmp(p->python_version, h->pyver) ||
+		    store_patch__status(p, now) != STORE_STATUS_EXPIRED)
+			continue;
+		snprintf(name, cap, "%s", p->name);
+		store__format_time(store_patch__expires(p), when, wcap);
+		found = true;
+	}
+	store__close(st);
+	return found;
+}
+
 /* Store the patch just installed on code_addr. resumed: its fallback
  * already healed the crash it was made for (in flight), its first hit. */
 static void persist(struct heal *h, const struct heal_code *hc, const struct built *b,
@@ -114,8 +150,17 @@ static void persist(struct heal *h, const struct heal_code *hc, const struct bui
 	if (store_patch__default_name(&p, name, sizeof(name)))
 		return;
 	p.name = name;
+	struct stat sb;
+	bool is_new = h->o.store_found && h->o.store_dir && lstat(h->o.store_dir, &sb) != 0 &&
+		      errno == ENOENT;
 	if (heal__open_store(h, STORE_F_CREATE, &st))
 		return;
+	if (is_new)
+		heal__say(h,
+			  "new store %s, found from the program (the first .suture up from its "
+			  "directory, else beside its top package); --store or $SUTURE_STORE "
+			  "choose another",
+			  store__path(st));
 	if (resumed) {
 		p.hits = 1;
 		p.last_hit = store__now();
@@ -124,6 +169,9 @@ static void persist(struct heal *h, const struct heal_code *hc, const struct bui
 	 * anchor's patch of that name, under its lock (store__add_unique). */
 	if (store__add_unique(st, &p, name, sizeof(name)) == 0) {
 		heal__say(h, "stored patch %s in %s", name, store__path(st));
+		heal_event__emit(h->o.events, h->pid, "stored", "s:name", name, "s:store",
+				 store__path(st), "s:function", hc->qualname, "s:file", file,
+				 "i:line", (long long)p.line, NULL);
 		/* Its firings come under the name the agent got (patch_meta). */
 		if (h->npatched && h->patched[h->npatched - 1].code_addr == code_addr &&
 		    !h->patched[h->npatched - 1].stored)
@@ -214,16 +262,23 @@ static int resume_call(struct heal *h, const struct wire_crash *ev, const char *
 		heal__say(
 			h,
 			"resumed in flight: %s went on from the fallback; its caller got the result "
-			"[%.2f ms]",
+			"(the call returned %.2f ms later)",
 			qualname, ms);
+		heal_event__emit(h->o.events, h->pid, "resumed", "s:function", qualname, "f:ms", ms,
+				 NULL);
 	} else if (err == 0 && rr.status == WIRE_RESUME_RAISED) {
 		*released = true;
 		heal__say(h, "resumed in flight, but the rest of %s raised: that exception goes on",
 			  qualname);
+		heal_event__emit(h->o.events, h->pid, "resume_raised", "s:function", qualname,
+				 NULL);
 	} else {
+		const char *why = err ? inject_session__error(h->s) : rr.message;
 		heal__say(h,
 			  "not resumed in flight (%s): this crash goes on, later calls are healed",
-			  err ? inject_session__error(h->s) : rr.message);
+			  why);
+		heal_event__emit(h->o.events, h->pid, "not_resumed", "s:function", qualname,
+				 "s:reason", why, NULL);
 	}
 	return 0;
 }
@@ -246,6 +301,9 @@ int heal__on_crash(struct heal *h, const struct wire_crash *ev, enum heal_outcom
 	heal__say(h, "crash seen: %s%s%.160s in %s (%s:%u)", ev->exc_type,
 		  ev->message[0] ? ": " : "", ev->message, ev->qualname,
 		  heal_names__base(ev->filename), ev->line);
+	heal_event__emit(h->o.events, h->pid, "crash", "s:exc_type", ev->exc_type, "s:message",
+			 ev->message, "s:function", ev->qualname, "s:file", file, "i:line",
+			 (long long)ev->line, NULL);
 
 	const struct heal_patched *pp = heal__was_patched(h, ev->code_addr);
 	if (pp && pp->offset == ev->offset && pp->fallback_unit && !h->o.no_resume) {
@@ -274,8 +332,8 @@ int heal__on_crash(struct heal *h, const struct wire_crash *ev, enum heal_outcom
 		goto out;
 	}
 	if ((err = heal_code__read(h->r, ev->code_addr, &hc))) {
-		heal__say(h, "failed: cannot read the code object of %s at %#llx: %s", ev->qualname,
-			  (unsigned long long)ev->code_addr, strerror(-err));
+		heal__say(h, "failed: the code of %s could not be read from the process (%s)",
+			  ev->qualname, strerror(-err));
 		goto out;
 	}
 	if (!(hc.flags & CO_OPTIMIZED)) {
@@ -283,6 +341,10 @@ int heal__on_crash(struct heal *h, const struct wire_crash *ev, enum heal_outcom
 		 * used, and re-running the program would crash the same way. */
 		heal__say(h, "not patched: the crash is at module level (%s, %s:%u): reported only",
 			  hc.qualname, heal_names__base(ev->filename), ev->line);
+		heal_event__emit(h->o.events, h->pid, "refused", "s:reason",
+				 "the crash is at module level", "s:exc_type", ev->exc_type,
+				 "s:function", hc.qualname, "s:file", file, "i:line",
+				 (long long)ev->line, NULL);
 		oc = HEAL_MODULE_LEVEL;
 		goto out_code;
 	}
@@ -302,6 +364,9 @@ int heal__on_crash(struct heal *h, const struct wire_crash *ev, enum heal_outcom
 	if (b.d.kind == GUARD_NONE) {
 		heal__say(h, "refused: %s (%s in %s, %s:%u)", b.d.reason, ev->exc_type, hc.qualname,
 			  heal_names__base(ev->filename), ev->line);
+		heal_event__emit(h->o.events, h->pid, "refused", "s:reason", b.d.reason,
+				 "s:exc_type", ev->exc_type, "s:function", hc.qualname, "s:file",
+				 file, "i:line", (long long)ev->line, NULL);
 		oc = HEAL_REFUSED;
 		goto out_code;
 	}
@@ -310,15 +375,40 @@ int heal__on_crash(struct heal *h, const struct wire_crash *ev, enum heal_outcom
 		goto out_code;
 	}
 	uint64_t id = 0;
+	/* The identity names the file by its key (resolved against the
+	 * target's working directory), not by co_filename as the program was
+	 * started: `python app.py` in app/ and `python ../app/app.py`
+	 * elsewhere are one program with one stored patch. */
+	const char *co_file = hc.info.filename;
+	hc.info.filename = file;
 	guard_code__identity(&hc.info, &id);
+	hc.info.filename = co_file;
 	snprintf(b.code_id, sizeof(b.code_id), "fnv64:%016llx", (unsigned long long)id);
 	snprintf(b.fp, sizeof(b.fp), "fnv64:%016llx", (unsigned long long)b.d.fingerprint);
+	char old_name[STORE_NAME_MAX + 1], when[32] = "?";
+	if (expired_here(h, &hc, &b, file, old_name, sizeof(old_name), when, sizeof(when))) {
+		heal__say(h,
+			  "not healed: %s (%s in %s, %s:%u) expired %s; renew it to apply it again "
+			  "(suture-audit renew %s) or fix the source",
+			  old_name, ev->exc_type, hc.qualname, heal_names__base(ev->filename),
+			  ev->line, when, old_name);
+		heal_event__emit(h->o.events, h->pid, "refused", "s:reason", "expired", "s:patch",
+				 old_name, "s:expired", when, "s:exc_type", ev->exc_type,
+				 "s:function", hc.qualname, "s:file", file, "i:line",
+				 (long long)ev->line, NULL);
+		oc = HEAL_REFUSED;
+		goto out_patch;
+	}
 	if (h->o.verbose)
 		heal__show_delta(h, &hc, &b);
 	if (h->o.dry_run) {
 		heal__say(h, "dry run: would apply %s %s -> %s (%s) in %s (%s:%u)",
 			  guard_kind__name(b.d.kind), b.d.target, b.d.fallback_text, b.d.consumer,
 			  hc.qualname, heal_names__base(ev->filename), ev->line);
+		heal_event__emit(h->o.events, h->pid, "would_apply", "s:guard",
+				 guard_kind__name(b.d.kind), "s:target", b.d.target, "s:fallback",
+				 b.d.fallback_text, "s:consumer", b.d.consumer, "s:function",
+				 hc.qualname, "s:file", file, "i:line", (long long)ev->line, NULL);
 		oc = HEAL_WOULD_APPLY;
 		goto out_patch;
 	}
@@ -337,9 +427,17 @@ int heal__on_crash(struct heal *h, const struct wire_crash *ev, enum heal_outcom
 	}
 	double t1 = heal__now_ms();
 	heal__note_patched(h, ev->code_addr, ev->offset, &b.gp);
-	heal__say(h, "guard applied: %s %s -> %s (%s) in %s (%s:%u) [%u function(s), %.2f ms]",
-		  guard_kind__name(b.d.kind), b.d.target, b.d.fallback_text, b.d.consumer,
-		  hc.qualname, heal_names__base(ev->filename), ev->line, res.nfunctions, t1 - t0);
+	heal__say(
+		h,
+		"guard applied: %s %s -> %s (%s) in %s (%s:%u); installed in %u function%s in %.2f ms",
+		guard_kind__name(b.d.kind), b.d.target, b.d.fallback_text, b.d.consumer,
+		hc.qualname, heal_names__base(ev->filename), ev->line, res.nfunctions,
+		res.nfunctions == 1 ? "" : "s", t1 - t0);
+	heal_event__emit(h->o.events, h->pid, "guard_applied", "s:guard",
+			 guard_kind__name(b.d.kind), "s:target", b.d.target, "s:fallback",
+			 b.d.fallback_text, "s:consumer", b.d.consumer, "s:function", hc.qualname,
+			 "s:file", file, "i:line", (long long)ev->line, "i:functions",
+			 (long long)res.nfunctions, "f:ms", t1 - t0, NULL);
 	oc = HEAL_APPLIED;
 	/* In flight: the failing call continues from the fallback and its
 	 * caller gets the result (handler guards only: a redirect guard has
@@ -376,6 +474,8 @@ out:
 		break;
 	case HEAL_FAILED:
 		h->st.failed++;
+		heal_event__emit(h->o.events, h->pid, "failed", "s:message", h->last, "s:function",
+				 ev->qualname, "s:file", file, "i:line", (long long)ev->line, NULL);
 		break;
 	case HEAL_NONE:
 		break;

@@ -194,6 +194,7 @@ struct heal {
 	struct heal_opts o;
 	char program[PATH_MAX];
 	FILE *log;
+	char last[1024]; /* the last "[suture]" line, for a "failed" event */
 	pid_t pid;
 	bool tag; /* heal__set_tag: lines name the pid */
 	char cwd[PATH_MAX];
@@ -232,6 +233,13 @@ struct heal {
 double heal__now_ms(void);
 /* One "[suture] ..." line on the log. */
 void heal__say(struct heal *h, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* ---- events.c ---- */
+
+/* One JSON event line on out (NULL: nothing): {"event": event, "time",
+ * "pid", then the (spec, value) pairs up to NULL: "s:key" a string,
+ * "i:key" a long long, "f:key" a double. docs/formats/events.md. */
+void heal_event__emit(FILE *out, pid_t pid, const char *event, ...);
 /* heal_names__file_key from the target's cwd, remembering the last
  * answer (every code object of a module has the same co_filename). */
 void heal__file_key(struct heal *h, const char *file, char *out, size_t cap);

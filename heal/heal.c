@@ -28,6 +28,8 @@
 #include "attach/attach.h"
 
 #include <errno.h>
+#include <limits.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -77,6 +79,7 @@ void heal__say(struct heal *h, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(line, sizeof(line), fmt, ap);
 	va_end(ap);
+	memcpy(h->last, line, sizeof(h->last));
 	/* One write per line: several tools may share the terminal. */
 	if (h->tag)
 		fprintf(h->log, "[suture] pid %d: %s\n", (int)h->pid, line);
@@ -299,7 +302,64 @@ void heal__flush(struct heal *h)
 	h->nhits = 0;
 }
 
+/* /proc/PID/<what>, whole (up to cap - 1 bytes, NUL-terminated): its length. */
+static ssize_t read_proc(pid_t pid, const char *what, char *buf, size_t cap)
+{
+	char path[64];
+	snprintf(path, sizeof(path), "/proc/%d/%s", (int)pid, what);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	ssize_t n = read(fd, buf, cap - 1);
+	close(fd);
+	if (n >= 0)
+		buf[n] = 0;
+	return n;
+}
+
+/* A `python -m NAME` target: the file runpy runs, found as suture-run finds
+ * it (heal/cmdline.c: the target's working directory, then its
+ * PYTHONPATH), else "-m NAME", the key suture-run uses for it too. */
+static int program_of_module(pid_t pid, char *buf, size_t cap)
+{
+	static char cmd[8192], env[65536];
+	char *words[256], cwd[PATH_MAX], file[PATH_MAX], err[256];
+	struct heal_cmdline cl;
+	size_t nw = 0;
+	ssize_t n = read_proc(pid, "cmdline", cmd, sizeof(cmd));
+	if (n <= 0)
+		return -ENOENT;
+	for (char *a = cmd; a < cmd + n && nw < 255; a += strlen(a) + 1)
+		words[nw++] = a;
+	words[nw] = NULL;
+	if (!heal_cmdline__is_python(words[0]) ||
+	    heal_cmdline__parse(words, &cl, err, sizeof(err)) || !cl.module)
+		return -ENOENT;
+	char link[64];
+	snprintf(link, sizeof(link), "/proc/%d/cwd", (int)pid);
+	ssize_t l = readlink(link, cwd, sizeof(cwd) - 1);
+	cwd[l > 0 ? l : 0] = 0;
+	const char *dirs[64] = { cwd };
+	size_t nd = 1;
+	ssize_t ne = read_proc(pid, "environ", env, sizeof(env));
+	for (char *e = env; ne > 0 && e < env + ne; e += strlen(e) + 1) {
+		if (strncmp(e, "PYTHONPATH=", 11))
+			continue;
+		for (char *save = NULL, *t = strtok_r(e + 11, ":", &save); t && nd < 63;
+		     t = strtok_r(NULL, ":", &save))
+			dirs[nd++] = t;
+		break;
+	}
+	dirs[nd] = NULL;
+	if (heal_cmdline__module_file(cl.module, dirs, file, sizeof(file)) == 0 &&
+	    realpath(file, buf) && strlen(buf) < cap)
+		return 0;
+	snprintf(buf, cap, "-m %s", cl.module);
+	return 0;
+}
+
 int heal_program__of_pid(pid_t pid, char *buf, size_t cap)
 {
-	return attach_pid__script(pid, buf, cap);
+	int rc = attach_pid__script(pid, buf, cap);
+	return rc == -ENOENT ? program_of_module(pid, buf, cap) : rc;
 }

@@ -79,6 +79,9 @@ struct heal_opts {
 	bool no_store;         /* heal, but persist nothing */
 	bool no_resume;        /* never resume the crashing call in flight */
 	FILE *log;             /* NULL: stderr */
+	FILE *events;          /* --json: one JSON object a line (NULL: none) */
+	bool store_found;      /* store_dir was found from the program (not
+				    * named): say so when the first patch makes it */
 };
 
 enum heal_outcome {
@@ -175,8 +178,10 @@ void heal__add_stats(struct heal *h, const struct heal_stats *more);
 void heal__summary(const struct heal *h, FILE *out);
 
 /* The absolute path of the main script of pid (from /proc/PID/cmdline and
- * /proc/PID/cwd): the program identity --watch stores patches under.
- * -ENOENT if it has none (python -c, -m, a REPL). */
+ * /proc/PID/cwd): the program identity --watch stores patches under; for
+ * `python -m NAME` the module's file as suture-run finds it (the target's
+ * working directory and PYTHONPATH), else "-m NAME" as suture-run keys it.
+ * -ENOENT if it has none (python -c, a REPL). */
 int heal_program__of_pid(pid_t pid, char *buf, size_t cap);
 
 /* The application paths for the agent: cli (--app-path's, ':'-joined, may
@@ -186,6 +191,16 @@ int heal_program__of_pid(pid_t pid, char *buf, size_t cap);
  * malformed or fails the store's checks: -errno, err says why in one line. */
 int heal_config__app_paths(const char *store_dir, const char *cli, char **out, char *err,
 			   size_t errlen);
+/* The store a command uses: store_dir when given; NULL (store__open's
+ * $SUTURE_STORE) when that is set; else the store found from program
+ * (store__locate: walking up from its directory; NULL, or a path that is
+ * not absolute: from the working directory), written to buf and returned
+ * (then heal_opts.store_found: its creation is announced). */
+const char *heal_config__store(const char *store_dir, const char *program, char *buf, size_t cap);
+/* The same for suture-attach --watch: the store found from pid's script
+ * (/proc/PID/cmdline and cwd), or from its working directory when it runs
+ * none (python -m, -c). */
+const char *heal_config__store_of_pid(pid_t pid, const char *store_dir, char *buf, size_t cap);
 /* One --app-path argument: resolved (realpath) and appended to the
  * malloc'ed ':'-joined *list (NULL: empty). -errno with err in one line:
  * no such path, or one containing ':'. */
@@ -200,6 +215,8 @@ struct heal_watch_opts {
 	uint32_t ttl_days;
 	const char *agent_path; /* NULL: the usual search (inject.h) */
 	const char *app_paths;  /* --app-path: ':'-joined absolute paths, or NULL */
+	FILE *events;           /* --json: the event lines (heal_opts.events) */
+	bool store_found;       /* heal_opts.store_found */
 	/* --hold: hold crashes instead of guarding them (any exception that
 	 * ends a thread of application code); a reload of the function
 	 * restarts the held call at its failing line in the new code. */
@@ -332,6 +349,26 @@ bool heal_tree__several(const struct heal_tree *t);
 
 /* ---- suture-run ---- */
 
+/* What suture-run runs (heal/cmdline.c): the words after its options,
+ * "script.py args", "-m NAME args", or "python3.11 [options] (script.py |
+ * -m NAME) args". args is what follows the interpreter, passed as typed. */
+struct heal_cmdline {
+	const char *python; /* an interpreter named first, or NULL */
+	char **args;        /* the interpreter's arguments (pointers into words) */
+	const char *script; /* the script file, or NULL with module */
+	const char *module; /* -m's module name, or NULL with script */
+};
+/* Parse words (NULL-terminated). -EINVAL with a one-line err: nothing to
+ * run, -c, a script on stdin ('-'), an option without its value. */
+int heal_cmdline__parse(char **words, struct heal_cmdline *out, char *err, size_t cap);
+/* Whether word names a Python interpreter (python, python3, python3.11,
+ * python3.11d, python3.11-dbg; any directory). */
+bool heal_cmdline__is_python(const char *word);
+/* The file runpy would run for -m name, searched in dirs (NULL-terminated;
+ * empty entries skipped): DIR/a/b.py, or DIR/a/b/__main__.py for a package.
+ * -ENOENT where none is, -EINVAL for a name that is no module name. */
+int heal_cmdline__module_file(const char *name, const char *const *dirs, char *out, size_t cap);
+
 struct heal_run_opts {
 	const char *python;     /* the interpreter (default /usr/bin/python3.11) */
 	bool python_from_venv;  /* python is $VIRTUAL_ENV/bin/python (no --python) */
@@ -343,14 +380,19 @@ struct heal_run_opts {
 	uint32_t ttl_days;
 	unsigned retries;      /* re-runs after a healed crash (default 3; 0: never) */
 	unsigned max_restarts; /* --watch: restarts after a healed crash */
+	FILE *events;          /* --json: one JSON object a line per event (NULL: none) */
+	bool store_found;      /* heal_opts.store_found (set by heal_run__main) */
+	/* What to run; python above is cmd.python's when one was named. */
+	struct heal_cmdline cmd;
 };
 
-/* Run script_argv[0] (the script) with script_argv[1..] under python and
- * the agent, heal, re-run; prints the session summary. Returns the exit
+/* Run python with o->cmd.args (a script, or -m and a module, found in the
+ * working directory and $PYTHONPATH for the program's identity) under the
+ * agent, heal, re-run; prints the session summary. Returns the exit
  * status for suture-run: the script's own (a script killed by a signal
  * makes us die by it too), 5 if python is not CPython 3.11 (checked
  * before it runs; a name without '/' is looked up on PATH), 127 if it
  * could not be started. */
-int heal_run__main(const struct heal_run_opts *o, char **script_argv);
+int heal_run__main(const struct heal_run_opts *o);
 
 #endif

@@ -159,6 +159,10 @@ static int answers(struct heal *h, size_t keep, int rc, const char *gone)
 		}
 		heal__say(h, "already healed: %s %s -> %s in %s (%s:%d)", p->s->guard, p->s->target,
 			  p->s->fallback, p->qualname, p->base, p->s->line);
+		heal_event__emit(h->o.events, h->pid, "loaded", "s:name", p->s->name, "s:guard",
+				 p->s->guard, "s:target", p->s->target, "s:fallback",
+				 p->s->fallback, "s:function", p->qualname, "i:line",
+				 (long long)p->s->line, NULL);
 		h->st.loaded++;
 	}
 	return rc;
@@ -197,7 +201,10 @@ static void settle(struct heal *h, struct spec *s, bool chain_lost, int rc)
 	if (h->live && s->verdict != STORE_V_EXPIRED) {
 		h->live_skipped++;
 	} else if (s->verdict == STORE_V_EXPIRED) {
-		heal__say(h, "expired: %s: not applied; fix the source", s->name);
+		heal__say(h,
+			  "expired: %s: not applied, and its crash is not healed again; fix the "
+			  "source, or renew it (suture-audit renew %s)",
+			  s->name, s->name);
 		h->st.expired++;
 	} else if (s->verdict == STORE_V_STALE) {
 		heal__say(h, "stale: %s: marked stale earlier; not applied", s->name);
@@ -258,7 +265,10 @@ int heal__load_node(struct heal *h, struct spec *v, size_t nv, uint64_t root, ui
 			break;
 		double t1 = heal__now_ms();
 		h->t_read += t1 - t0;
+		const char *co_file = hc.info.filename;
+		hc.info.filename = file; /* the file key, as heal__on_crash hashes it */
 		guard_code__identity(&hc.info, &id);
+		hc.info.filename = co_file;
 		snprintf(cid, sizeof(cid), "fnv64:%016llx", (unsigned long long)id);
 		struct spec *s = NULL;
 		for (size_t i = 0; i < nv && !s; i++)
@@ -274,9 +284,11 @@ int heal__load_node(struct heal *h, struct spec *v, size_t nv, uint64_t root, ui
 			store__format_time(s->expires, when, sizeof(when));
 			heal__say(
 				h,
-				"expired: %s (%s %s in %s, %s:%d) expired %s: not applied; fix the source",
+				"expired: %s (%s %s in %s, %s:%d) expired %s: not applied, and its "
+				"crash is not healed again; fix the source, or renew it (suture-audit "
+				"renew %s)",
 				s->name, s->guard, s->target, c.qualname, heal_names__base(file),
-				s->line, when);
+				s->line, when, s->name);
 			h->st.expired++;
 			heal_code__free(&hc);
 			continue; /* the next patch of the chain cannot match either */

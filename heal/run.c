@@ -45,10 +45,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#ifndef SUTURE_PREFIX
-#define SUTURE_PREFIX "/usr/local"
-#endif
-
 static volatile sig_atomic_t g_child = 0;
 
 /* Set when we were asked to stop (SIGINT, SIGTERM, SIGHUP): the program
@@ -65,10 +61,10 @@ static void forward(int sig, siginfo_t *si, void *uc)
 		kill((pid_t)g_child, sig);
 }
 
-static void store_quiet(const char *msg, void *ctx)
+/* The store's one-line message ("store: PATH: cause"), kept for ours. */
+static void store_keep(const char *msg, void *ctx)
 {
-	(void)msg;
-	(void)ctx;
+	snprintf(ctx, 512, "%s", msg);
 }
 
 static double mono_ms(void)
@@ -90,6 +86,7 @@ struct boot_list {
 	char **files; /* the files with patches (not the script) */
 	size_t nfiles;
 	struct store *st; /* kept for heal__preload, heal__use_store */
+	char why[512];    /* the store's message when it could not be read */
 };
 
 static void boot_list__free(struct boot_list *bl)
@@ -138,7 +135,7 @@ static int boot_list__fill(struct boot_list *bl, const struct heal_run_opts *o, 
 	/* Writable (nothing is written here): heal records hit counts
 	 * through it, from the snapshot parsed now (heal__use_store). Quiet:
 	 * heal__load_tree reports problems, heal__flush its own failures. */
-	int err = store__open_print(o->store_dir, 0, store_quiet, NULL, &st);
+	int err = store__open_print(o->store_dir, 0, store_keep, bl->why, &st);
 	if (err == -ENOENT)
 		err = 0; /* nothing stored yet */
 	if (st) {
@@ -176,7 +173,7 @@ static int boot_list__fill(struct boot_list *bl, const struct heal_run_opts *o, 
 }
 
 static pid_t start_child(const struct heal_run_opts *o, const char *agent, const char *boot,
-			 int boot_child_fd, int ready_child_fd, char **script_argv, char *err,
+			 int boot_child_fd, int ready_child_fd, char **py_args, char *err,
 			 size_t cap)
 {
 	int pfd[2];
@@ -231,13 +228,13 @@ static pid_t start_child(const struct heal_run_opts *o, const char *agent, const
 			}
 		}
 		size_t n = 0;
-		while (script_argv[n])
+		while (py_args[n])
 			n++;
 		char **argv = calloc(n + 2, sizeof(char *));
 		if (argv) {
 			argv[0] = (char *)o->python;
 			for (size_t i = 0; i < n; i++)
-				argv[i + 1] = script_argv[i];
+				argv[i + 1] = py_args[i];
 			execv(o->python, argv);
 		}
 		int e = errno;
@@ -306,6 +303,8 @@ static struct heal *sup__heal(struct sup *u)
 		.dry_run = u->o->dry_run,
 		.verbose = u->o->verbose,
 		.no_resume = u->o->no_resume,
+		.events = u->o->events,
+		.store_found = u->o->store_found,
 	};
 	if (heal__open(u->ip, u->s, &ho, &u->h)) {
 		u->inspect_failed = true;
@@ -791,8 +790,43 @@ static int python_check(const char *py, bool from_venv)
 	return 0;
 }
 
-int heal_run__main(const struct heal_run_opts *opts, char **script_argv)
+/* The program's identity for the store: the script's real path; for -m,
+ * the file runpy will run, found where python -m looks first (the working
+ * directory, then $PYTHONPATH), else "-m NAME" (an installed package: its
+ * patches are kept under that name). *what: how messages name it. */
+static int program_of(const struct heal_cmdline *cmd, char *program, size_t cap, char *what,
+		      size_t wcap)
 {
+	if (cmd->script) {
+		snprintf(what, wcap, "%s", cmd->script);
+		if (!realpath(cmd->script, program)) {
+			fprintf(stderr, "suture-run: %s: %s\n", cmd->script, strerror(errno));
+			return 2;
+		}
+		return 0;
+	}
+	snprintf(what, wcap, "-m %s", cmd->module);
+	char cwd[PATH_MAX], file[PATH_MAX];
+	const char *pp = getenv("PYTHONPATH");
+	char *ppc = strdup(pp ? pp : "");
+	const char *dirs[64] = { getcwd(cwd, sizeof(cwd)) ? cwd : "" };
+	size_t nd = 1;
+	for (char *save = NULL, *t = ppc ? strtok_r(ppc, ":", &save) : NULL; t && nd < 63;
+	     t = strtok_r(NULL, ":", &save))
+		dirs[nd++] = t;
+	dirs[nd] = NULL;
+	if (heal_cmdline__module_file(cmd->module, dirs, file, sizeof(file)) == 0 &&
+	    realpath(file, program))
+		;
+	else
+		snprintf(program, cap, "-m %s", cmd->module);
+	free(ppc);
+	return 0;
+}
+
+int heal_run__main(const struct heal_run_opts *opts)
+{
+	char what[PATH_MAX + 8];
 	char agent[PATH_MAX], program[PATH_MAX];
 	struct heal_stats total = { 0 };
 	int wstatus = 0;
@@ -813,16 +847,23 @@ int heal_run__main(const struct heal_run_opts *opts, char **script_argv)
 	if (bad)
 		return bad;
 	if (inject__agent_path(o->agent_path, agent, sizeof(agent))) {
-		fprintf(stderr,
-			"suture-run: libsuture_agent.so not found (looked at %s, $SUTURE_AGENT, "
-			"../lib next to suture-run, %s/lib/suture)\n",
-			o->agent_path ? o->agent_path : "-", SUTURE_PREFIX);
+		char where[2 * PATH_MAX];
+		inject__agent_places(o->agent_path, where, sizeof(where));
+		fprintf(stderr, "suture-run: libsuture_agent.so not found (looked in %s)\n", where);
 		return 1;
 	}
-	if (!realpath(script_argv[0], program)) {
-		fprintf(stderr, "suture-run: %s: %s\n", script_argv[0], strerror(errno));
+	int bad_program = program_of(&o->cmd, program, sizeof(program), what, sizeof(what));
+	if (bad_program)
+		return bad_program;
+	/* The store found from the program (store__locate), said when made. */
+	char store_buf[PATH_MAX], *paths = NULL;
+	ro.store_dir = heal_config__store(ro.store_dir, program, store_buf, sizeof(store_buf));
+	ro.store_found = ro.store_dir == store_buf;
+	if (heal_config__app_paths(ro.store_dir, ro.app_paths, &paths, err, sizeof(err))) {
+		fprintf(stderr, "suture-run: %s\n", err);
 		return 2;
 	}
+	ro.app_paths = paths;
 	struct sigaction sa = { .sa_sigaction = forward, .sa_flags = SA_SIGINFO | SA_RESTART };
 	sigemptyset(&sa.sa_mask);
 	sigaction(SIGINT, &sa, NULL);
@@ -833,11 +874,14 @@ int heal_run__main(const struct heal_run_opts *opts, char **script_argv)
 	/* Judged before the first run: it reads the pipe or file. */
 	const char *stdin_what = "";
 	bool rereadable = stdin_rereadable(&stdin_what);
+	pid_t last_pid = 0;
 	for (unsigned run = 0;; run++) {
 		struct boot_list bl;
 		int rc = boot_list__create(&bl);
 		if (rc)
-			fprintf(stderr, "[suture] boot list: %s: stored patches are not loaded\n",
+			fprintf(stderr,
+				"[suture] no stored patch is loaded: no temporary file for the list of "
+				"files to patch (%s)\n",
 				strerror(-rc));
 		int sp[2] = { -1, -1 };
 		if (bl.path[0] && socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp)) {
@@ -850,8 +894,9 @@ int heal_run__main(const struct heal_run_opts *opts, char **script_argv)
 		if (pipe2(rp, O_CLOEXEC))
 			rp[0] = rp[1] = -1;
 		double t_fork = mono_ms();
-		pid_t pid = start_child(o, agent, bl.path, sp[1], rp[1], script_argv, err,
+		pid_t pid = start_child(o, agent, bl.path, sp[1], rp[1], o->cmd.args, err,
 					sizeof(err));
+		last_pid = pid > 0 ? pid : last_pid;
 		if (sp[1] >= 0)
 			close(sp[1]);
 		if (rp[1] >= 0)
@@ -872,9 +917,10 @@ int heal_run__main(const struct heal_run_opts *opts, char **script_argv)
 			bool written;
 			rc = boot_list__fill(&bl, o, program, &written);
 			if (rc)
-				fprintf(stderr,
-					"[suture] the patch store cannot be read (%s): no patch is loaded\n",
-					strerror(-rc));
+				fprintf(stderr, "[suture] no stored patch is loaded: %s\n",
+					bl.why[0]       ? bl.why
+					: rc == -ENOMEM ? "out of memory"
+							: "the boot list cannot be written");
 			/* The hook can name a regular script's module (not a
 			 * directory's or a zip's __main__) by its file. */
 			script_listed = written && stat(program, &sb) == 0 && S_ISREG(sb.st_mode);
@@ -897,30 +943,33 @@ int heal_run__main(const struct heal_run_opts *opts, char **script_argv)
 		if (limit == 0) {
 			fprintf(stderr,
 				"[suture] not %s %s: %s 0; the patch is stored for the next run\n",
-				again, script_argv[0], o->watch ? "--max-restarts" : "--retries");
+				again, what, o->watch ? "--max-restarts" : "--retries");
 			break;
 		}
 		if (!rereadable) {
 			fprintf(stderr,
 				"[suture] not %s %s: its standard input %s; the patch is stored for the next run\n",
-				again, script_argv[0], stdin_what);
+				again, what, stdin_what);
 			break;
 		}
 		if (run >= limit) {
-			fprintf(stderr, "[suture] %s: giving up after %u %s\n", script_argv[0], run,
+			fprintf(stderr, "[suture] %s: giving up after %u %s\n", what, run,
 				o->watch ? "restarts" : "re-runs");
 			break;
 		}
+		heal_event__emit(o->events, pid, o->watch ? "restart" : "rerun", "s:program", what,
+				 "i:attempt", (long long)(run + 2), "i:of", (long long)(limit + 1),
+				 NULL);
 		if (o->watch)
 			fprintf(stderr,
 				"[suture] restarting %s (restart %u of %u) with the new patch\n",
-				script_argv[0], run + 1, limit);
+				what, run + 1, limit);
 		else
 			fprintf(stderr,
 				"[suture] re-running %s from the start (attempt %u of %u) with the new "
 				"patch: the crash was not resumed in flight; what ran before it runs "
 				"again (--retries 0: never)\n",
-				script_argv[0], run + 2, limit + 1);
+				what, run + 2, limit + 1);
 	}
 	char extra[160] = "";
 	size_t at = 0;
@@ -936,6 +985,12 @@ int heal_run__main(const struct heal_run_opts *opts, char **script_argv)
 		snprintf(extra + at, sizeof(extra) - at, ", expired: %u", total.expired);
 	fprintf(stderr, "[suture] patches applied: %u, already healed: %u%s\n", total.applied,
 		total.loaded, extra);
+	free(paths);
+	heal_event__emit(o->events, last_pid, "exit", "s:program", what, "i:status",
+			 (long long)(WIFEXITED(wstatus) ? WEXITSTATUS(wstatus) : -1), "i:signal",
+			 (long long)(WIFSIGNALED(wstatus) ? WTERMSIG(wstatus) : 0), "i:applied",
+			 (long long)total.applied, "i:loaded", (long long)total.loaded, "i:refused",
+			 (long long)total.refused, NULL);
 	fflush(stderr);
 	if (WIFSIGNALED(wstatus)) {
 		int sig = WTERMSIG(wstatus);

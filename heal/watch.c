@@ -110,12 +110,14 @@ int heal_watch__run(pid_t pid, const struct heal_watch_opts *o, char *err, size_
 		.ttl_days = o->ttl_days,
 		.dry_run = o->dry_run,
 		.verbose = o->verbose,
+		.events = o->events,
+		.store_found = o->store_found,
 	};
 	if (heal_program__of_pid(pid, program, sizeof(program)) == 0)
 		ho.program = program;
 	else
 		fprintf(stderr,
-			"[suture] pid %d runs no script file (python -m, -c or a REPL): "
+			"[suture] pid %d runs no script file (python -c or a REPL): "
 			"patches are applied but not stored\n",
 			(int)pid);
 	if ((status = heal__open(ip, s, &ho, &h))) {

@@ -47,8 +47,11 @@ int inject__map_id(pid_t pid, const char *map, unsigned id, unsigned *inside);
 int inject__load_agent(pid_t pid, const char *agent_path, enum inject_how *how,
 		       uint64_t *stopped_ns, char *err, size_t cap);
 uint64_t inject__now_ns(void);
-/* The agent library to inject: explicit, $SUTURE_AGENT, ../lib next to
- * our executable, then the install prefix. Absolute, existing. */
+/* The agent library to inject: explicit, $SUTURE_AGENT, ../lib/suture and
+ * ../lib next to our executable's real path, then the compiled-in install
+ * prefix's lib/suture. Absolute, existing; -ENOENT when none is. */
 int inject__agent_path(const char *explicit_path, char *buf, size_t cap);
+/* Where inject__agent_path looks, for a message: one line into buf. */
+void inject__agent_places(const char *explicit_path, char *buf, size_t cap);
 
 #endif

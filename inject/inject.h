@@ -51,8 +51,8 @@ struct inject_session;
 
 struct inject_opts {
 	/* Absolute path of libsuture_agent.so; NULL: $SUTURE_AGENT, else the
-	 * libsuture_agent.so next to the running executable's ../lib/, else
-	 * PREFIX/lib/suture/. */
+	 * libsuture_agent.so in the running executable's ../lib/suture/ (an
+	 * installed tree) or ../lib/ (the build tree), else PREFIX/lib/suture/. */
 	const char *agent_path;
 	/* How long a crashing thread stays parked waiting for us (sent in
 	 * HELLO); 0: the agent's default (2000 ms, SUTURE_AGENT_TIMEOUT_MS). */

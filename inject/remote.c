@@ -22,37 +22,71 @@
 #include <string.h>
 #include <unistd.h>
 
-#ifndef SUTURE_PREFIX
-#define SUTURE_PREFIX "/usr/local"
-#endif
+/* SUTURE_PREFIX: make's PREFIX at build time (never DESTDIR). */
+#include "suture-prefix.h"
+
+/* The directory of our own executable, symbolic links resolved
+ * (/proc/self/exe is the real path): a link to suture-run on PATH, or a
+ * tree installed under DESTDIR and not yet moved, still finds its agent. */
+static int exe_dir(char *buf, size_t cap)
+{
+	ssize_t n = readlink("/proc/self/exe", buf, cap - 1);
+	if (n <= 0 || (size_t)n >= cap - 1)
+		return -ENOENT;
+	buf[n] = 0;
+	char *slash = strrchr(buf, '/');
+	if (!slash)
+		return -ENOENT;
+	*slash = 0;
+	return 0;
+}
+
+/* Where the agent is looked for after an explicit path and $SUTURE_AGENT,
+ * in order: an installed tree (PREFIX/bin and PREFIX/lib/suture, for any
+ * PREFIX), the build tree (build/bin and build/lib), the compiled-in
+ * PREFIX. */
+static const char *const rel_places[] = { "../lib/suture", "../lib" };
 
 int inject__agent_path(const char *explicit_path, char *buf, size_t cap)
 {
-	char exe[PATH_MAX - 64], cand[PATH_MAX];
+	char dir[PATH_MAX - 64], cand[PATH_MAX];
 	const char *env = getenv("SUTURE_AGENT");
-	const char *tries[3] = { explicit_path, env, NULL };
-	ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-	if (n > 0) {
-		exe[n] = 0;
-		char *slash = strrchr(exe, '/');
-		if (slash) {
-			*slash = 0;
-			snprintf(cand, sizeof cand, "%s/../lib/libsuture_agent.so", exe);
-			tries[2] = cand;
+	const char *asked[2] = { explicit_path, env };
+	for (int i = 0; i < 2; i++) {
+		if (!asked[i] || !*asked[i])
+			continue;
+		if (realpath(asked[i], buf) && strlen(buf) < cap && access(buf, R_OK) == 0)
+			return 0;
+		return -ENOENT; /* asked for a path that is not there */
+	}
+	if (exe_dir(dir, sizeof dir) == 0) {
+		for (size_t i = 0; i < sizeof rel_places / sizeof rel_places[0]; i++) {
+			snprintf(cand, sizeof cand, "%s/%s/libsuture_agent.so", dir, rel_places[i]);
+			if (realpath(cand, buf) && strlen(buf) < cap && access(buf, R_OK) == 0)
+				return 0;
 		}
 	}
-	for (int i = 0; i < 3; i++) {
-		if (!tries[i] || !*tries[i])
-			continue;
-		if (realpath(tries[i], buf) && strlen(buf) < cap && access(buf, R_OK) == 0)
-			return 0;
-		if (i < 2)
-			return -ENOENT; /* asked for a path that is not there */
-	}
 	snprintf(cand, sizeof cand, "%s/lib/suture/libsuture_agent.so", SUTURE_PREFIX);
-	if (realpath(cand, buf) && strlen(buf) < cap)
+	if (realpath(cand, buf) && strlen(buf) < cap && access(buf, R_OK) == 0)
 		return 0;
 	return -ENOENT;
+}
+
+void inject__agent_places(const char *explicit_path, char *buf, size_t cap)
+{
+	char dir[PATH_MAX - 64];
+	const char *env = getenv("SUTURE_AGENT");
+	if (explicit_path && *explicit_path) {
+		snprintf(buf, cap, "%s", explicit_path);
+		return;
+	}
+	if (env && *env) {
+		snprintf(buf, cap, "%s ($SUTURE_AGENT)", env);
+		return;
+	}
+	if (exe_dir(dir, sizeof dir))
+		snprintf(dir, sizeof dir, "(own directory unknown)");
+	snprintf(buf, cap, "%s/../lib/suture, %s/../lib, %s/lib/suture", dir, dir, SUTURE_PREFIX);
 }
 
 /* Whether pid maps a file whose name starts with libsuture_agent. */
@@ -202,8 +236,10 @@ static int load_once(pid_t pid, const char *agent_path, enum inject_how *how, ui
 	int mapped = agent_mapped(pid);
 
 	if (!mapped && (rc = inject__agent_path(agent_path, lib, sizeof lib))) {
-		snprintf(err, cap, "inject: pid %d: libsuture_agent.so not found (%s)", (int)pid,
-			 agent_path ? agent_path : "set SUTURE_AGENT");
+		char where[PATH_MAX * 2];
+		inject__agent_places(agent_path, where, sizeof where);
+		snprintf(err, cap, "inject: pid %d: libsuture_agent.so not found (looked in %s)",
+			 (int)pid, where);
 		return rc;
 	}
 	if ((rc = attach_proc__open(pid, &proc))) {

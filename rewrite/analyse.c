@@ -1,7 +1,7 @@
 /* rewrite/analyse.c: crash analysis. From a code object, the failing
  * instruction and the exception, decide the guard kind, the text users
  * read (reconstructed from the bytecode), the fallback and where it goes
- * (docs/design.md §7, docs/guards.md).
+ * (docs/design.md §7, docs/formats/guards.md).
  *
  * Two small interpreters over the canonical instructions:
  * - a symbolic one that rebuilds the source text of an instruction's

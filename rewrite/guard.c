@@ -1,4 +1,4 @@
-/* rewrite/guard.c: guard synthesis (docs/design.md §7, docs/guards.md,
+/* rewrite/guard.c: guard synthesis (docs/design.md §7, docs/formats/guards.md,
  * patch format in docs/formats/patch.md).
  *
  * Handler guard, appended after the original code; the new entry covers the

@@ -1,5 +1,5 @@
 /* rewrite/guard.h: crash analysis, guard synthesis, the semantic diff gate
- * and crash-site fingerprints (docs/design.md §7, docs/guards.md).
+ * and crash-site fingerprints (docs/design.md §7, docs/formats/guards.md).
  *
  * The healing pipeline, for one crash:
  *
@@ -91,7 +91,7 @@ int guard_placement__by_name(const char *name);
 
 /* What consumes the value the failing operation would have produced: the
  * first instruction on the value's path that accepts the fallback, which
- * is what makes the fallback safe there (docs/guards.md, "Consumers").
+ * is what makes the fallback safe there (docs/formats/guards.md, "Consumers").
  * guard_decision.consumer_kind; stored as its token next to the free
  * text (docs/formats/store.md). Tokens are stable: never renamed. */
 enum guard_consumer {
@@ -183,7 +183,7 @@ int guard__analyse(const struct rewrite_code_info *info, const struct guard_cras
 		   struct guard_decision *out, struct rewrite_diag *diag);
 
 /* ---------------------------------------------------------------------- */
-/* The guard kinds as data (rewrite/guards.c, docs/guards.md)              */
+/* The guard kinds as data (rewrite/guards.c, docs/formats/guards.md)              */
 
 /* A crash the classifier turns into a kind: what re-decision tries. */
 struct guard_sample {
@@ -400,7 +400,8 @@ int guard_fingerprint__compute(const struct rewrite_code_info *info, uint32_t un
 /* The identity of an original code object for the patch store
  * (docs/design.md §10): FNV-1a 64 over the canonical bytes (quickened input is
  * deoptimized first), the exception and location tables, the constants'
- * type/repr texts, co_names, filename, qualname and first line. A stored
+ * type/repr texts, co_names, filename (heal passes the file's resolved key),
+ * qualname and first line. A stored
  * patch whose code_id differs from the live code's is stale.
  * 0, or -EINVAL for an odd or unknown-opcode code. */
 int guard_code__identity(const struct rewrite_code_info *info, uint64_t *id);

@@ -1,4 +1,4 @@
-/* rewrite/guards.c: the guard vocabulary as data (docs/guards.md).
+/* rewrite/guards.c: the guard vocabulary as data (docs/formats/guards.md).
  *
  * One table says, for each guard kind, its name (the token the store
  * keeps and the agent reports), the exception types it answers, whether it

@@ -1,5 +1,5 @@
 /* rewrite/redecide.c: a stored spec's decision found again on a live code
- * object (docs/formats/store.md, "Applying"; docs/guards.md).
+ * object (docs/formats/store.md, "Applying"; docs/formats/guards.md).
  *
  * A store keeps the guard kind, the anchor and the fingerprint, never the
  * exception: the fingerprint hashes the exception type, so trying each

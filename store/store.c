@@ -1051,6 +1051,44 @@ int store__mark_stale(struct store *s, const char *name, const char *reason)
 	return transact(s, change_status, &a);
 }
 
+struct renew_arg {
+	const char *name;
+	uint32_t ttl_days;
+	int64_t now;
+};
+
+/* created stays (the patch's age is true): the TTL grows so that the
+ * patch expires ttl_days (or its own TTL) from now, rounded up to a day. */
+static int change_ttl(struct store *s, struct store_index *idx, void *arg)
+{
+	struct renew_arg *a = arg;
+	long at = store_index__find(idx, a->name);
+
+	if (at < 0)
+		return no_such_patch(s, a->name);
+	struct store_patch *p = &idx->v[at];
+	uint32_t ttl = a->ttl_days ? a->ttl_days : p->ttl_days;
+	int64_t age = a->now > p->created ? a->now - p->created : 0;
+	int64_t days = (age + 86399) / 86400 + (int64_t)ttl;
+	if (days > STORE_MAX_TTL_DAYS)
+		return fail(
+			s, -EINVAL, s->dir,
+			"patch \"%.200s\": renewed for %u days it would live %lld days, over %d",
+			a->name, ttl, (long long)days, STORE_MAX_TTL_DAYS);
+	p->ttl_days = (uint32_t)days;
+	return 1;
+}
+
+int store__renew(struct store *s, const char *name, uint32_t ttl_days, int64_t now)
+{
+	struct renew_arg a = { name, ttl_days, now ? now : store__now() };
+
+	if (ttl_days > STORE_MAX_TTL_DAYS)
+		return fail(s, -EINVAL, s->dir, "a TTL of %u days is over %d", ttl_days,
+			    STORE_MAX_TTL_DAYS);
+	return transact(s, change_ttl, &a);
+}
+
 int store__mark_active(struct store *s, const char *name)
 {
 	struct status_arg a = { name, STORE_STATUS_ACTIVE, NULL };

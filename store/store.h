@@ -1,7 +1,7 @@
 /* store/: the patch store on disk.
  *
- * A store is a directory (default ".suture" in the working directory, or
- * $SUTURE_STORE) holding one JSON index, "index.json", and a lock file,
+ * A store is a directory (--store, $SUTURE_STORE, or by default the
+ * ".suture" found from the program: store__locate) holding one JSON index, "index.json", and a lock file,
  * "lock". The index lists patches as specs, never as code: guard kind,
  * target text, fallback, the anchor and the identity of the original code.
  * Whoever applies a patch synthesizes the guard again from the live original
@@ -58,6 +58,7 @@
 #ifndef SUTURE_STORE_H
 #define SUTURE_STORE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -152,6 +153,15 @@ int store__open_print(const char *path, unsigned flags, store_print_fn fn, void 
 /* Accepts NULL. */
 void store__close(struct store *s);
 
+/* The default store of a program (locate.c), when neither --store nor
+ * $SUTURE_STORE names one: from program's directory (an absolute path;
+ * NULL or anything else: the working directory) up to "/", the first
+ * ".suture" directory owned by us or root, as git finds .git (*exists
+ * true); else ".suture" beside the program's top package (up while the
+ * directory has __init__.py; *exists false, nothing is created). Absolute.
+ * -ENAMETOOLONG, or getcwd's -errno. */
+int store__locate(const char *program, char *out, size_t cap, bool *exists);
+
 /* The directory as given / the index file's path, for messages. */
 const char *store__path(const struct store *s);
 const char *store__index_path(const struct store *s);
@@ -212,6 +222,11 @@ int store__add_hits(struct store *s, const struct store_hit_count *v, size_t n, 
  * (reason: free text, may be NULL), or matched again. -ENOENT: no such patch. */
 int store__mark_stale(struct store *s, const char *name, const char *reason);
 int store__mark_active(struct store *s, const char *name);
+/* Renew a patch's life (suture-audit renew): it expires ttl_days from now
+ * (0: its own TTL), rounded up to a whole day; its creation time stays.
+ * An expired patch applies again. -ENOENT no such patch, -EINVAL a life
+ * over STORE_MAX_TTL_DAYS. now: 0 for store__now(). */
+int store__renew(struct store *s, const char *name, uint32_t ttl_days, int64_t now);
 /* A reload gave the patch's function new code (suture-attach --reload):
  * stored as stale with the reason STORE_SUPERSEDED_PREFIX + reload (what
  * the reload is called: its registry name, pid, time). -ENOENT: no such

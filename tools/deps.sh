@@ -1,6 +1,11 @@
 #!/bin/sh
 # Install what suture needs to build and test, from Debian's archive only.
 # Idempotent: does nothing (and needs no network) when everything is present.
+#   tools/deps.sh          everything the tests use (make test, make deps)
+#   tools/deps.sh build    only what building and running suture needs
+#                          (make demo): no python3.11-dbg (the built-in
+#                          layout table serves Debian's python3.11), no
+#                          Criterion, clang or the frameworks
 #
 # The frameworks are Debian's (bookworm's python3 is 3.11): the end-to-end
 # tests of what counts as a crash run real Flask, Django, aiohttp, FastAPI
@@ -18,6 +23,10 @@ python3-bytecode gdb clang-format strace
 python3-flask python3-django python3-aiohttp python3-fastapi python3-uvicorn
 gunicorn python3-celery"
 
+if [ "${1:-}" = build ]; then
+	PKGS="gcc make pkg-config libelf-dev libdwarf-dev libcjson-dev python3.11 libpython3.11-dev"
+fi
+
 missing=""
 for p in $PKGS; do
 	if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed'; then
@@ -26,7 +35,7 @@ for p in $PKGS; do
 done
 
 ver() { dpkg-query -W -f='${Version}' "$1" 2>/dev/null || true; }
-if [ -z "$missing" ] && [ "$(ver python3.11)" = "$(ver python3.11-dbg)" ] &&
+if [ -z "$missing" ] && { [ "${1:-}" = build ] || [ "$(ver python3.11)" = "$(ver python3.11-dbg)" ]; } &&
    [ "$(ver python3.11)" = "$(ver libpython3.11-dev)" ]; then
 	exit 0
 fi
@@ -43,7 +52,7 @@ apt-get update -q >&2
 # shellcheck disable=SC2086
 apt-get install -y -q --no-install-recommends $PKGS >&2
 
-if [ "$(ver python3.11)" != "$(ver python3.11-dbg)" ]; then
+if [ "${1:-}" != build ] && [ "$(ver python3.11)" != "$(ver python3.11-dbg)" ]; then
 	echo "deps: python3.11 $(ver python3.11) and python3.11-dbg $(ver python3.11-dbg) differ" >&2
 	exit 1
 fi

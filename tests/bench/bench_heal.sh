@@ -95,6 +95,6 @@ for i in $(seq 0 $((CRASHES - 1))); do
 	echo "crash $i" >"$D/cmd"; wait_grep "^done $i\$" "$D/out"
 done
 kill -INT $TW; wait $TW
-grep "guard applied" "$D/watch.err" | sed 's/.*function(s), \([0-9.]*\) ms\]$/\1/' >"$W/c.lat"
+grep "guard applied" "$D/watch.err" | sed 's/.*; installed in [0-9]* functions\{0,1\} in \([0-9.]*\) ms$/\1/' >"$W/c.lat"
 echo "crash-to-patch, $CRASHES crash sites (ms): $(stats <"$W/c.lat")"
 echo quit >"$D/cmd"

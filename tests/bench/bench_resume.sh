@@ -5,8 +5,8 @@
 #     is resumed in flight. Per call, the job's own clock around the call
 #     (crash, report, analysis, patch, install, resume, result delivered to
 #     the caller: an upper bound of "crash report to the caller having its
-#     result"), and suture's own "guard applied [x ms]" (report arrival to
-#     patch installed) and "resumed in flight [x ms]" (resume request to the
+#     result"), and suture's own "guard applied ... in x ms" (report arrival to
+#     patch installed) and "resumed in flight ... returned x ms later" (resume request to the
 #     agent's answer that the caller has the result). Crashes spaced by 50 ms, then in a burst (the next
 #     crash waits while suture stores the previous patch with fsync), then
 #     in a burst with the store on tmpfs.
@@ -45,7 +45,7 @@ latency() {
 	sed -n 's/^\[suture\] guard applied: .*, \([0-9.]*\) ms\]$/\1/p' "$L/err" | sort -n >"$L/patch_ms"
 	echo "crash-to-resumed, $1: $resumed of $CRASHES calls resumed in flight ($PYTHON):"
 	echo "  whole crashing call (job's clock):   p50 $(pct "$L/call_ms" 50) ms  p90 $(pct "$L/call_ms" 90) ms  max $(pct "$L/call_ms" 100) ms"
-	sed -n 's/^\[suture\] resumed in flight: .* \[\([0-9.]*\) ms\]$/\1/p' "$L/err" | sort -n >"$L/resume_ms"
+	sed -n 's/^\[suture\] resumed in flight: .* (the call returned \([0-9.]*\) ms later)$/\1/p' "$L/err" | sort -n >"$L/resume_ms"
 	echo "  report -> patch installed (suture): p50 $(pct "$L/patch_ms" 50) ms  p90 $(pct "$L/patch_ms" 90) ms  max $(pct "$L/patch_ms" 100) ms"
 	echo "  resume request -> caller has result: p50 $(pct "$L/resume_ms" 50) ms  p90 $(pct "$L/resume_ms" 90) ms  max $(pct "$L/resume_ms" 100) ms"
 	paste "$L/patch_ms" "$L/resume_ms" | awk '{ print $1 + $2 }' | sort -n >"$L/sum_ms"

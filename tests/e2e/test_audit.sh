@@ -31,7 +31,7 @@ H=1800   # half an hour, keeps ages away from display boundaries
 
 # ---- missing store ---------------------------------------------------------
 # Listing: an empty list, as for an empty store (compared below), exit 0,
-# nothing on stderr unless it is a terminal. explain and rollback: exit 4.
+# nothing on stderr unless it is a terminal. explain and rollback: exit 15.
 run "$AUDIT" --store "$S"
 expect_rc 0 "missing store: list"
 expect_in "$WORK/out" "no patches in $S" "missing store: no patches"
@@ -52,10 +52,10 @@ else
 fi
 [ -e "$S" ] && note_fail "missing store: listing created it"
 run "$AUDIT" --store "$S" explain
-expect_rc 4 "missing store: explain"
+expect_rc 15 "missing store: explain"
 expect_in "$WORK/err" "suture-audit: store: $S: no such store" "missing store message"
 run "$AUDIT" --store "$S" rollback --all
-expect_rc 4 "missing store: rollback"
+expect_rc 15 "missing store: rollback"
 
 # ---- a store with an active, an expired and a stale patch --------------------
 "$TOOL" add --store "$S" --guard key_guard --module app --qualname load_config \
@@ -78,7 +78,7 @@ app.load_config:12:key_guard            app.load_config       app.py:12    key_g
 app.stats.Stats.mean:40:division_guard  app.stats.Stats.mean  stats.py:40  division_guard  total / count   0         10d0h  -         0     expired
 app.main:5:null_guard                   app.main              app.py:5     null_guard      user.name       None      30m    2d23h     0     stale
 
-1 expired: no longer applied, so the crash will come back. Fix the source, then: suture-audit rollback NAME
+1 expired: no longer applied, and the crash is reported, not healed again. Fix the source, then: suture-audit rollback NAME; or keep the patch: suture-audit renew NAME [--ttl DAYS]
 1 stale: the code changed since the patch was made; never applied. Remove: suture-audit rollback NAME
 EOF
 if cmp -s "$WORK/want" "$WORK/out"; then ok "table exact"; else
@@ -148,7 +148,7 @@ expect_rc 0 "explain all"
 expect_in "$WORK/out" "expired (made 10d0h ago, TTL 7 days)" "explain reports expiry"
 expect_in "$WORK/out" "code_id differs" "explain reports staleness"
 run "$AUDIT" --store "$S" explain nope
-expect_rc 3 "explain unknown name"
+expect_rc 12 "explain unknown name"
 E=$WORK/explain-store
 "$TOOL" add --store "$E" --name redir --guard str_coerce_guard --module a --qualname f \
 	--line 3 --target "'n=' + n" --fallback "'n=' + str(n)" \
@@ -209,10 +209,10 @@ if nm "$AUDIT" | grep -q ' T heal_'; then fail "suture-audit links heal/"; else
 # ---- rollback ------------------------------------------------------------------
 cp "$S/index.json" "$WORK/before.json"
 run "$AUDIT" --store "$S" rollback nope
-expect_rc 3 "rollback unknown name"
+expect_rc 12 "rollback unknown name"
 expect_in "$WORK/err" "no patch named \"nope\"; nothing removed" "unknown name message"
 run "$AUDIT" --store "$S" rollback app.main:5:null_guard nope
-expect_rc 3 "rollback with one unknown name"
+expect_rc 12 "rollback with one unknown name"
 cmp -s "$WORK/before.json" "$S/index.json" && ok "nothing removed on error" || note_fail "store changed on error"
 
 run "$AUDIT" --store "$S" rollback --all --dry-run
@@ -299,7 +299,7 @@ SLEEP_PID=$!
 track "$SLEEP_PID"
 run "$AUDIT" --store "$S" --pid "$SLEEP_PID"
 kill "$SLEEP_PID" 2>/dev/null
-expect_rc 6 "--pid of a process without the agent"
+expect_rc 11 "--pid of a process without the agent"
 expect_in "$WORK/err" "no suture agent in this process" "--pid message"
 run "$AUDIT" --pid abc
 expect_rc 2 "--pid abc"

@@ -114,9 +114,9 @@ ok "--all --dry-run --pid changes nothing"
 
 # Unknown name: nothing changes.
 audit --pid "$TP" rollback no.such:1:null_guard
-expect_rc 3 "rollback of an unknown name"
+expect_rc 12 "rollback of an unknown name"
 [ "$(cksum <"$S/index.json")" = "$sum0" ] || fail "an unknown name changed the store"
-ok "unknown name: exit 3, nothing removed"
+ok "unknown name: exit 12, nothing removed"
 
 # Roll back greet's patch: the original code returns, ratio keeps its patch.
 audit --pid "$TP" rollback "$G"
@@ -205,12 +205,12 @@ sleep 30 &
 SP=$!
 PIDS="$PIDS $SP"
 audit --pid "$SP"
-expect_rc 6 "--pid without an agent"
+expect_rc 11 "--pid without an agent"
 grep -q "no suture agent in this process" "$W/a.err" || fail "no-agent message"
 kill "$SP"
 wait "$SP" 2>/dev/null
 audit --pid "$SP"
-expect_rc 7 "--pid of a process that is gone"
+expect_rc 3 "--pid of a process that is gone"
 grep -q "no such process" "$W/a.err" || fail "gone message"
 ok "errors: no agent (6), no such process (7)"
 

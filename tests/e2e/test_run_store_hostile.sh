@@ -66,7 +66,7 @@ as_user ln -s "$W/rootdir" "$W/cwd/.suture" || fail "the user could not plant th
 rc=$?
 [ $rc -eq 0 ] || { cat "$W/1.err"; fail "default store: the script's exit status $rc, not 0"; }
 grep -q "^timeout None$" "$W/1.out" || { cat "$W/1.out" "$W/1.err"; fail "the crash was not healed"; }
-grep -qx "\[suture\] store: \.suture: is a symbolic link (to $W/rootdir): refusing it.*" "$W/1.err" ||
+grep -qx "\[suture\] store: $W/cwd/\.suture: is a symbolic link (to $W/rootdir): refusing it.*" "$W/1.err" ||
 	{ cat "$W/1.err"; fail "default store: no one-line refusal naming .suture and the link"; }
 untouched "default store"
 "$RUN" --python "$PYTHON" --store "$W/cwd/.suture" "$W/cwd/app.py" >/dev/null 2>"$W/1b.err"
