@@ -6,6 +6,7 @@
  * interpreter (agent/reload.c), so the code objects are exactly what an
  * import would have made. The session is an auditor's (HELLO_CONTROL):
  * a reload may come while another suture-attach --watch is connected. */
+#include "attach/attach.h"
 #include "heal/heal-priv.h"
 #include "inject/inject.h"
 
@@ -147,7 +148,7 @@ static void supersede(struct inject_session *s, const char *real,
 }
 
 static int reload_one(struct inject_session *s, const char *file, const struct heal_reload_opts *o,
-		      FILE *out, char *err, size_t errlen)
+		      bool tag, FILE *out, char *err, size_t errlen)
 {
 	char real[PATH_MAX], *src = NULL;
 	size_t len = 0;
@@ -181,7 +182,11 @@ static int reload_one(struct inject_session *s, const char *file, const struct h
 	}
 	wire_reload_iter__init(&it, &res);
 	while (wire_reload_iter__next(&it, &e) > 0) {
-		fprintf(out, "[suture] %s %s (%s:%u)", kind_word(e.kind), e.qualname, file, e.line);
+		if (tag)
+			fprintf(out, "[suture] pid %d: ", (int)inject_session__pid(s));
+		else
+			fprintf(out, "[suture] ");
+		fprintf(out, "%s %s (%s:%u)", kind_word(e.kind), e.qualname, file, e.line);
 		if (e.kind == WIRE_RELOAD_RELOADED)
 			fprintf(out, ": %u function object(s) run the new code\n", e.nfunctions);
 		else if (e.kind == WIRE_RELOAD_ADDED)
@@ -193,6 +198,35 @@ static int reload_one(struct inject_session *s, const char *file, const struct h
 	supersede(s, real, &res, o, out);
 	free(frame);
 	return 0;
+}
+
+/* The root was reloaded: each process of its tree gets the same files.
+ * A member that cannot be reached, or that never loaded a file, is said
+ * in one line and skipped: the reload of the root stands. */
+static void reload_tree(const pid_t *kids, size_t nk, char *const *files, size_t nfiles,
+			const struct heal_reload_opts *o, FILE *out)
+{
+	struct inject_opts io = { .agent_path = o->agent_path, .control = true };
+	for (size_t k = 0; k < nk; k++) {
+		char err[1024] = "";
+		struct inspect_proc *ip = NULL;
+		struct inject_session *s = NULL;
+		int rc = heal__check_target(kids[k], &ip, err, sizeof(err));
+		if (rc == 0)
+			rc = inject_session__open(kids[k], &io, &s, err, sizeof(err));
+		for (size_t i = 0; i < nfiles && rc == 0; i++) {
+			rc = reload_one(s, files[i], o, true, out, err, sizeof(err));
+			if (rc == -ENOENT) {
+				/* This member never imported it: nothing to switch. */
+				fprintf(out, "[suture] %s\n", err);
+				rc = 0;
+			}
+		}
+		if (rc && rc != -ESRCH)
+			fprintf(out, "[suture] pid %d: not reloaded: %s\n", (int)kids[k], err);
+		inject_session__close(s);
+		inspect_proc__close(ip);
+	}
 }
 
 int heal_reload__run(pid_t pid, char *const *files, size_t nfiles, const struct heal_reload_opts *o,
@@ -217,8 +251,20 @@ int heal_reload__run(pid_t pid, char *const *files, size_t nfiles, const struct 
 		goto out;
 	if ((rc = inject_session__open(pid, &io, &s, err, errlen)))
 		goto out;
+	/* The rest of the process tree (docs/design.md §15): the processes
+	 * forked from it that run its executable run the same modules. */
+	pid_t kids[256];
+	size_t nkids = 0;
+	if (attach_pid__descendants(pid, kids, sizeof(kids) / sizeof(kids[0]), &nkids) < 0)
+		nkids = 0;
+	size_t nk = 0;
+	for (size_t k = 0; k < nkids; k++)
+		if (attach_pid__same_exe(pid, kids[k]))
+			kids[nk++] = kids[k];
 	for (size_t i = 0; i < nfiles && rc == 0; i++)
-		rc = reload_one(s, files[i], o, out, err, errlen);
+		rc = reload_one(s, files[i], o, nk > 0, out, err, errlen);
+	if (rc == 0 && nk)
+		reload_tree(kids, nk, files, nfiles, o, out);
 out:
 	fflush(out);
 	inject_session__close(s);
