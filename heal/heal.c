@@ -94,16 +94,21 @@ void heal__set_tag(struct heal *h, bool on)
 		h->tag = on;
 }
 
+void heal_stats__add(struct heal_stats *to, const struct heal_stats *more)
+{
+	to->crashes += more->crashes;
+	to->applied += more->applied;
+	to->resumed += more->resumed;
+	to->would_apply += more->would_apply;
+	to->refused += more->refused;
+	to->failed += more->failed;
+	to->stale += more->stale;
+	to->expired += more->expired;
+}
+
 void heal__add_stats(struct heal *h, const struct heal_stats *more)
 {
-	h->st.crashes += more->crashes;
-	h->st.applied += more->applied;
-	h->st.resumed += more->resumed;
-	h->st.would_apply += more->would_apply;
-	h->st.refused += more->refused;
-	h->st.failed += more->failed;
-	h->st.stale += more->stale;
-	h->st.expired += more->expired;
+	heal_stats__add(&h->st, more);
 }
 
 int heal__open(struct inspect_proc *ip, struct inject_session *s, const struct heal_opts *o,

@@ -174,6 +174,9 @@ void heal__set_tag(struct heal *h, bool on);
 /* Add what other processes' heal handles did (a tree's) to h's stats, for
  * heal__summary. */
 void heal__add_stats(struct heal *h, const struct heal_stats *more);
+/* to += more, every counter but `loaded` (whose sum means something else
+ * to each caller). */
+void heal_stats__add(struct heal_stats *to, const struct heal_stats *more);
 /* "[suture] patches applied: N, already healed: N" (plus refusals etc.). */
 void heal__summary(const struct heal *h, FILE *out);
 

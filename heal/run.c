@@ -628,15 +628,8 @@ static int supervise(const struct heal_run_opts *o, pid_t pid, int boot_fd, int 
 	}
 	if (u.h) {
 		const struct heal_stats *st = heal__stats(u.h);
-		total->crashes += st->crashes;
-		total->applied += st->applied;
-		total->resumed += st->resumed;
-		total->would_apply += st->would_apply;
-		total->refused += st->refused;
-		total->failed += st->failed;
+		heal_stats__add(total, st);
 		total->loaded = st->loaded; /* what the last run loaded */
-		total->stale += st->stale;
-		total->expired += st->expired;
 	}
 	/* Processes that outlive the script are left to run unwatched. */
 	heal_tree__close(tree, false, total);

@@ -58,15 +58,8 @@ static void member__close(struct heal_member *m, struct heal_stats *total, bool 
 {
 	if (m->h) {
 		const struct heal_stats *st = heal__stats(m->h);
-		total->crashes += st->crashes;
-		total->applied += st->applied;
-		total->resumed += st->resumed;
-		total->would_apply += st->would_apply;
-		total->refused += st->refused;
-		total->failed += st->failed;
+		heal_stats__add(total, st);
 		total->loaded += st->loaded;
-		total->stale += st->stale;
-		total->expired += st->expired;
 		heal__set_session(m->h, NULL);
 	}
 	if (detach && m->s)
