@@ -12,20 +12,7 @@ RUN="$BUILD/bin/suture-run"
 ATTACH="$BUILD/bin/suture-attach"
 export SUTURE_AGENT="$BUILD/lib/libsuture_agent.so"
 unset SUTURE_STORE VIRTUAL_ENV
-cat >"$W/job.py" <<'PY'
-import os, sys, time
-
-def load(cfg):
-    return cfg["timeout"]
-
-d = sys.argv[1] if len(sys.argv) > 1 else None
-if d:
-    with open(d + "/ready", "w") as f:
-        f.write(str(os.getpid()))
-    while not os.path.exists(d + "/go"):
-        time.sleep(0.01)
-print("timeout", load({}), flush=True)
-PY
+cp "$SUTURE_ROOT/tests/fixtures/run/wait_job.py" "$W/job.py"
 printf 'cfg = {}\nprint(cfg["port"])\n' >"$W/top.py"
 
 # check.py OUT EXPECTED-EVENTS...: every JSON line parses; the events, in order.

@@ -38,20 +38,7 @@ else
 	echo "absent: man: the installed pages are not read"
 fi
 
-cat >"$W/job.py" <<'PY'
-import os, sys, time
-
-def load(cfg):
-    return cfg["timeout"]
-
-d = sys.argv[1] if len(sys.argv) > 1 else None
-if d:
-    with open(d + "/ready", "w") as f:
-        f.write(str(os.getpid()))
-    while not os.path.exists(d + "/go"):
-        time.sleep(0.01)
-print("timeout", load({}), flush=True)
-PY
+cp "$SUTURE_ROOT/tests/fixtures/run/wait_job.py" "$W/job.py"
 
 PATH="$D/usr/bin:$PATH"
 export PATH
