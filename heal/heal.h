@@ -263,9 +263,12 @@ struct heal_probe_opts {
  * a one-line reason in why. Touches nothing. */
 int heal_probe__check(const struct heal_probe_opts *o, char *why, size_t cap);
 
-/* Set the probe in pid, print one line per hit on o->out (JSON objects
- * with o->json; the thread's stack for a snapshot) until o->count lines,
- * the timeout, SIGINT/SIGTERM/SIGHUP or the target's exit, then remove it:
+/* Set the probe in pid and in every descendant running its executable
+ * (docs/design.md §15; a descendant that cannot take it is a line on
+ * stderr), print one line per hit on o->out (prefixed "[pid N] " when more
+ * than one process is probed; JSON objects with o->json; the first hit's
+ * thread stack for a snapshot) until o->count lines over the tree, the
+ * timeout, SIGINT/SIGTERM/SIGHUP or every process's exit, then remove it:
  * every function and suspended frame runs its original code again. 0, or
  * -errno with a one-line message in err: as heal_watch__run for the
  * attach; -ENOENT no live code on that line (the message names the
