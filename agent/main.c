@@ -15,6 +15,7 @@
  * helpers) and suture_agent_start() starts it again.
  */
 #include "agent/agent-priv.h"
+#include "agent/probe.h"
 
 #include <dlfcn.h>
 #include <errno.h>
@@ -250,6 +251,7 @@ static void atfork_child(void)
 	pthread_cond_init(&agent_g.cond, &ca);
 	pthread_condattr_destroy(&ca);
 	agent_install__atfork_child();
+	agent_probe__atfork_child();
 	__atomic_store_n(&agent_g.forked, had, __ATOMIC_RELEASE);
 }
 

@@ -1416,6 +1416,24 @@ void agent_probe__disconnected_locked(void)
 	pthread_cond_broadcast(&g_park_cond);
 }
 
+/* In a forked child (async-signal-safe: plain stores, no lock): the probes
+ * belong to the parent's debugger, which never talks to this process. They
+ * stop reporting now, and the child's agent thread rolls their code back
+ * (clear_orphans, before it accepts a debugger), so the child runs the
+ * original code as every process does once the probe is gone. */
+void agent_probe__atfork_child(void)
+{
+	bool any = false;
+	for (int i = 0; i < AGENT_PROBES; i++)
+		if (g_probes[i].used) {
+			g_probes[i].active = 0;
+			any = true;
+		}
+	g_orphans = any;
+	g_in_hit = false;
+	pthread_cond_init(&g_park_cond, NULL);
+}
+
 void agent_probe__clear_orphans(void)
 {
 	PyGILState_STATE st;

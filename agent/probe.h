@@ -31,6 +31,9 @@ void agent_probe__release(uint64_t event_id);
  * held) then removes their patches and trace functions. */
 void agent_probe__disconnected_locked(void);
 void agent_probe__clear_orphans(void);
+/* After fork, in the child (async-signal-safe): the inherited probes stop
+ * reporting and become orphans, rolled back by the child's agent thread. */
+void agent_probe__atfork_child(void);
 
 /* The helper the logpoint calls (agent/helpers.c lists it as "probe_hit"):
  * probe_hit(id) -> None, never raises. */

@@ -99,3 +99,24 @@ grep -qx "        k = 2" "$D/snap" || fail "work's k is not 2: $(cat "$D/snap")"
 ok "--snapshot on the master: worker 2's stack and locals at its hit"
 stop_tree "$D"
 ok "after the snapshot each process runs work's original code"
+
+# 5. A worker forked while a probe is set inherits the probed code: it is
+# not probed (its agent drops the parent's probes at once) and runs the
+# original code, as every process does once the probe is gone.
+D="$W/late"
+start_tree "$D"
+"$ATTACH" --pid "$M" --log "$T:$LINE" 'k={k}' --timeout 4 >"$D/lines" 2>"$D/attach.err" &
+LP=$!
+track "$LP"
+wait_grep "probe $T:$LINE set in pid $W2" "$D/attach.err" 15
+touch "$D/spawn"
+wait_file "$D/late" 10
+read -r L <"$D/late"
+wait "$LP" || fail "--log --timeout: $(cat "$D/attach.err")"
+grep -q "^\[pid $L\]" "$D/lines" && fail "the worker forked during the probe reported lines"
+sleep 0.5
+touch "$D/stop"
+wait_pid "$M" 30 >/dev/null || fail "the tree did not stop"
+[ -f "$D/check.$L" ] || fail "no check from the late worker $L"
+grep -qx "same yes" "$D/check.$L" || fail "the worker forked during the probe still runs the probed code: $(cat "$D/check.$L")"
+ok "a worker forked while the probe was set runs the original code (not probed)"
