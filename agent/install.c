@@ -302,7 +302,7 @@ static PyObject *g_retired;
  * value stack was sized from the original, so the new one must not need
  * more. A frame running in a C-level eval loop (the current one, or one
  * whose callee was entered from C) keeps first_instr in a C local: never
- * touched. Generator frames are left alone (gi_code would disagree). */
+ * touched. Generator frames: swap_generators. */
 static int swap_frames(PyObject *pairs, struct wire_patch_result *res)
 {
 	PyInterpreterState *interp = PyInterpreterState_Main();
@@ -344,6 +344,64 @@ static int swap_frames(PyObject *pairs, struct wire_patch_result *res)
 		}
 	}
 	return 0;
+}
+
+/* A suspended generator, coroutine or async generator (FRAME_CREATED or
+ * FRAME_SUSPENDED: not on any thread's stack) takes the new code the same
+ * way: resuming it pushes its frame and the eval loop starts from
+ * SET_LOCALS_FROM_FRAME, re-reading f_code and prev_instr. gi_code follows,
+ * so the object and its frame agree (_PyGen_yf reads the frame's next
+ * instruction, gen.gi_code the object's). The frame was sized from the
+ * original code when the generator was made: a deeper stack keeps it out.
+ * A loop in progress inside a generator or coroutine then runs the patched
+ * code from its next resumption (a probe reports it, a guard heals it). */
+static int swap_generators(PyObject *pairs, struct wire_patch_result *res)
+{
+	PyObject *gc = NULL, *objs = NULL;
+	int rc = -ENOMEM;
+	if (!(gc = PyImport_ImportModule("gc")) ||
+	    !(objs = PyObject_CallMethod(gc, "get_objects", NULL)) || !PyList_Check(objs))
+		goto out;
+	for (Py_ssize_t k = 0; k < PyList_GET_SIZE(objs); k++) {
+		PyObject *o = PyList_GET_ITEM(objs, k);
+		if (!PyGen_CheckExact(o) && !PyCoro_CheckExact(o) && !PyAsyncGen_CheckExact(o))
+			continue;
+		PyGenObject *g = (PyGenObject *)o;
+		if (g->gi_frame_state != FRAME_CREATED && g->gi_frame_state != FRAME_SUSPENDED)
+			continue;
+		_PyInterpreterFrame *f = (_PyInterpreterFrame *)g->gi_iframe;
+		for (Py_ssize_t i = 0; i < PyList_GET_SIZE(pairs); i++) {
+			PyObject *pair = PyList_GET_ITEM(pairs, i);
+			PyCodeObject *old = (PyCodeObject *)PyTuple_GET_ITEM(pair, 0);
+			PyCodeObject *nc = (PyCodeObject *)PyTuple_GET_ITEM(pair, 1);
+			if (f->f_code != old || g->gi_code != old)
+				continue;
+			ptrdiff_t at = f->prev_instr - _PyCode_CODE(old);
+			bool created = g->gi_frame_state == FRAME_CREATED;
+			if (nc->co_nlocalsplus != old->co_nlocalsplus ||
+			    nc->co_stacksize > old->co_stacksize || at < (created ? -1 : 0) ||
+			    at >= Py_SIZE(old) || at >= Py_SIZE(nc)) {
+				agent__log("osr: suspended %s kept its code",
+					   utf8_or(old->co_qualname));
+				break;
+			}
+			if (PyList_Append(g_retired, (PyObject *)old))
+				goto out;
+			f->f_code = (PyCodeObject *)Py_NewRef((PyObject *)nc);
+			f->prev_instr = _PyCode_CODE(nc) + at;
+			Py_DECREF(old); /* the frame's reference; g_retired keeps it */
+			g->gi_code = (PyCodeObject *)Py_NewRef((PyObject *)nc);
+			Py_DECREF(old); /* the generator's */
+			res->nframes++;
+			break;
+		}
+	}
+	rc = 0;
+out:
+	PyErr_Clear();
+	Py_XDECREF(gc);
+	Py_XDECREF(objs);
+	return rc;
 }
 
 static void registry__record(const struct wire_patch *p, PyObject *pairs,
@@ -416,6 +474,8 @@ int agent_install__patch(const struct wire_patch *p, struct wire_patch_result *r
 	rc = install_everywhere(old, newc, funcs, &all, res, pairs, 0);
 	if (rc == 0)
 		rc = swap_frames(pairs, res);
+	if (rc == 0)
+		rc = swap_generators(pairs, res);
 	if (rc == 0)
 		registry__record(p, pairs, res);
 	if (rc == 0)
@@ -699,6 +759,8 @@ static int rollback_one(struct live_entry *e, struct wire_rollback_result *res)
 	rc = install_everywhere(e->patched, e->orig, funcs, &all, &pr, pairs, 0);
 	if (rc == 0)
 		rc = swap_frames(pairs, &pr);
+	if (rc == 0)
+		rc = swap_generators(pairs, &pr);
 	res->nfunctions += pr.nfunctions;
 	res->nframes += pr.nframes;
 	if (rc && pr.message[0])
