@@ -71,12 +71,21 @@ int heal_watch__run(pid_t pid, const struct heal_watch_opts *o, char *err, size_
 	double t0 = now_s();
 	struct sigaction sa = { .sa_handler = on_signal }, old[3];
 	const int sigs[3] = { SIGINT, SIGTERM, SIGHUP };
+	sigset_t stops, oldmask;
 
 	err[0] = 0;
-	/* No SA_RESTART: a signal ends the wait for the next event at once. */
+	/* The stop signals are taken only while we wait for the next event
+	 * (no SA_RESTART: one ends that wait at once); everywhere else they
+	 * stay pending, so none cuts a heal or the detach short: a second
+	 * Ctrl-C, or timeout(1)'s TERM sent twice, while we detach would
+	 * interrupt the wait for BYE and lose it with the HITS before it. */
 	sigemptyset(&sa.sa_mask);
-	for (int i = 0; i < 3; i++)
+	sigemptyset(&stops);
+	for (int i = 0; i < 3; i++) {
 		sigaction(sigs[i], &sa, &old[i]);
+		sigaddset(&stops, sigs[i]);
+	}
+	sigprocmask(SIG_BLOCK, &stops, &oldmask);
 
 	if ((status = check_target(pid, &ip, err, errlen)))
 		goto out;
@@ -148,7 +157,9 @@ int heal_watch__run(pid_t pid, const struct heal_watch_opts *o, char *err, size_
 			if (left * 1e3 < wait_ms)
 				wait_ms = (int)(left * 1e3) + 1;
 		}
-		rc = inject_session__next_event(s, wait_ms, &ev);
+		sigprocmask(SIG_UNBLOCK, &stops, NULL); /* a pending one is taken here */
+		rc = g_stop ? -EINTR : inject_session__next_event(s, wait_ms, &ev);
+		sigprocmask(SIG_BLOCK, &stops, NULL);
 		/* Guard firings the agent reported: stored every few seconds
 		 * (and at the end, by heal__close). */
 		if (now_s() - t_flush > 5.0) {
@@ -175,8 +186,14 @@ int heal_watch__run(pid_t pid, const struct heal_watch_opts *o, char *err, size_
 	if (g_stop)
 		fprintf(stderr, "[suture] %s: detaching from pid %d\n", strsignal(g_stop),
 			(int)pid);
-	if (inject_session__detach(s) == 0)
+	if ((rc = inject_session__detach(s)) == 0) {
 		fprintf(stderr, "[suture] detached: watcher removed, applied patches stay\n");
+	} else if (rc == -EPIPE) {
+		fprintf(stderr, "[suture] pid %d exited\n", (int)pid);
+	} else {
+		snprintf(err, errlen, "%s", inject_session__error(s));
+		status = rc;
+	}
 out_noddetach:
 	if (h)
 		heal__summary(h, stderr);
@@ -184,7 +201,11 @@ out:
 	heal__close(h);
 	inject_session__close(s);
 	inspect_proc__close(ip);
+	/* Signals that came meanwhile go to on_signal (nothing left to stop),
+	 * not to the handlers restored next: the exit status stays ours. */
+	sigprocmask(SIG_UNBLOCK, &stops, NULL);
 	for (int i = 0; i < 3; i++)
 		sigaction(sigs[i], &old[i], NULL);
+	sigprocmask(SIG_SETMASK, &oldmask, NULL);
 	return status;
 }
