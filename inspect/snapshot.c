@@ -30,6 +30,8 @@ struct code_block {
 struct inspect_snapshot {
 	size_t nthreads, cap;
 	struct inspect_snap_thread *threads;
+	size_t nbreaks, bcap;
+	struct inspect_thread *breaks;
 	uint64_t gil_holder;
 	int gil_known;
 	struct code_block *codes;
@@ -44,6 +46,71 @@ const struct inspect_snap_thread *inspect_snapshot__thread(const struct inspect_
 							   size_t i)
 {
 	return i < s->nthreads ? &s->threads[i] : NULL;
+}
+
+size_t inspect_snapshot__nbreaks(const struct inspect_snapshot *s)
+{
+	return s->nbreaks;
+}
+
+const struct inspect_thread *inspect_snapshot__break(const struct inspect_snapshot *s, size_t i)
+{
+	return i < s->nbreaks ? &s->breaks[i] : NULL;
+}
+
+static const char *errtext(int err)
+{
+	switch (err) {
+	case -EFAULT:
+		return "unreadable";
+	case -EINVAL:
+		return "fails validation";
+	default:
+		return strerror(-err);
+	}
+}
+
+void inspect_snap_thread__why(const struct inspect_snap_thread *t, char *buf, size_t cap)
+{
+	unsigned long long at = (unsigned long long)t->walk_at;
+	if (t->raw.err)
+		snprintf(buf, cap, "thread state 0x%llx: cframe 0x%llx %s: frames not shown",
+			 (unsigned long long)t->raw.tstate, (unsigned long long)t->raw.cframe,
+			 errtext(t->raw.err));
+	else if (t->walk_err == -ELOOP)
+		snprintf(buf, cap,
+			 "frame chain ends early: it loops back to frame 0x%llx (corrupt)", at);
+	else if (t->walk_err == -E2BIG)
+		snprintf(buf, cap, "frame chain ends early: over %d frames, the rest not shown",
+			 INSPECT_MAX_FRAMES);
+	else if (t->walk_err)
+		snprintf(buf, cap, "frame chain ends early: frame 0x%llx %s", at,
+			 errtext(t->walk_err));
+	else if (cap)
+		buf[0] = 0;
+}
+
+void inspect_snap_break__why(const struct inspect_thread *b, char *buf, size_t cap)
+{
+	unsigned long long ts = (unsigned long long)b->tstate;
+	long long id = (long long)b->interp_id;
+	if (b->err == -ELOOP)
+		snprintf(buf, cap,
+			 "thread list of interpreter %lld loops back to thread state 0x%llx "
+			 "(corrupt): each thread shown once",
+			 id, ts);
+	else if (b->err == -E2BIG)
+		snprintf(buf, cap, "over 4096 thread states: the rest not shown");
+	else if (b->err == -EINVAL)
+		snprintf(buf, cap,
+			 "thread list of interpreter %lld links to 0x%llx, no thread state of it "
+			 "(corrupt): the threads after it not shown",
+			 id, ts);
+	else
+		snprintf(buf, cap,
+			 "thread list of interpreter %lld links to 0x%llx, %s: the threads after "
+			 "it not shown",
+			 id, ts, errtext(b->err));
 }
 
 void inspect_snapshot__free(struct inspect_snapshot *s)
@@ -62,6 +129,7 @@ void inspect_snapshot__free(struct inspect_snapshot *s)
 		free(t->frames);
 	}
 	free(s->threads);
+	free(s->breaks);
 	while (s->codes) {
 		struct code_block *b = s->codes;
 		s->codes = b->next;
@@ -154,7 +222,47 @@ static void prefetch_stack(struct inspect_proc *ip, const struct inspect_thread 
 	}
 }
 
-/* Stopped phase: copy thread states and frames. */
+static int addr_cmp(const void *a, const void *b)
+{
+	const uint64_t *x = a, *y = b;
+	if (x[0] != y[0])
+		return x[0] < y[0] ? -1 : 1;
+	return x[1] < y[1] ? -1 : x[1] > y[1];
+}
+
+/* A walk that found a loop may have taken the loop's frames twice
+ * (inspect_frames__next): keep the frames up to the first one seen
+ * before, and say where the chain loops back to. */
+static int trim_loop(struct inspect_snap_thread *st)
+{
+	size_t n = st->nframes, cut = n;
+	uint64_t(*v)[2] = malloc((n ? n : 1) * sizeof(*v));
+	if (!v)
+		return -ENOMEM;
+	for (size_t i = 0; i < n; i++) {
+		v[i][0] = st->frames[i].raw.addr;
+		v[i][1] = i;
+	}
+	qsort(v, n, sizeof(*v), addr_cmp);
+	for (size_t i = 1; i < n; i++)
+		if (v[i][0] == v[i - 1][0] && v[i][1] < cut)
+			cut = (size_t)v[i][1]; /* a second sighting */
+	free(v);
+	st->nframes = cut;
+	st->walk_at = cut ? st->frames[cut - 1].raw.previous : st->raw.current_frame;
+	return 0;
+}
+
+static bool thread_listed(const struct inspect_snapshot *s, uint64_t tstate)
+{
+	for (size_t i = 0; i < s->nthreads; i++)
+		if (s->threads[i].raw.tstate == tstate)
+			return true;
+	return false;
+}
+
+/* Stopped phase: copy thread states and frames. A bad thread state or
+ * frame is marked where it is (inspect.h), never the end of the dump. */
 static int copy_stacks(struct inspect_proc *ip, struct inspect_snapshot *s)
 {
 	struct inspect_thread_iter it;
@@ -164,6 +272,21 @@ static int copy_stacks(struct inspect_proc *ip, struct inspect_snapshot *s)
 		return err;
 	s->gil_known = inspect_proc__gil_holder(ip, &s->gil_holder) == 0;
 	while ((r = inspect_threads__next(&it, &t)) == 1) {
+		if (t.broken_link) {
+			uint8_t probe;
+			if (t.err == -EFAULT &&
+			    attach_proc__read(ip->ap, ip->runtime, &probe, 1) == -ESRCH)
+				return inspect__fail(ip, -ESRCH, "process exited during the dump");
+			if ((err = grow((void **)&s->breaks, &s->bcap, s->nbreaks + 1,
+					sizeof(*s->breaks))))
+				return err;
+			s->breaks[s->nbreaks++] = t;
+			continue;
+		}
+		/* A thread-list cycle: its thread states come round again
+		 * before the iterator tells. */
+		if (thread_listed(s, t.tstate))
+			continue;
 		if ((err = grow((void **)&s->threads, &s->cap, s->nthreads + 1,
 				sizeof(*s->threads))))
 			return err;
@@ -171,6 +294,8 @@ static int copy_stacks(struct inspect_proc *ip, struct inspect_snapshot *s)
 		size_t fcap = 0;
 		st->raw = t;
 		st->holds_gil = s->gil_known && s->gil_holder == t.tstate;
+		if (t.err)
+			continue;
 		struct inspect_frame_iter fit;
 		struct inspect_frame f;
 		prefetch_stack(ip, &t);
@@ -192,6 +317,10 @@ static int copy_stacks(struct inspect_proc *ip, struct inspect_snapshot *s)
 		if (r == -ESRCH)
 			return inspect__fail(ip, -ESRCH, "process exited during the dump");
 		st->walk_err = r;
+		st->walk_at = st->nframes ? st->frames[st->nframes - 1].raw.previous
+					  : t.current_frame;
+		if (r == -ELOOP && (err = trim_loop(st)))
+			return err;
 	}
 	if (r == -ESRCH || (r < 0 && attach_proc__read(ip->ap, ip->runtime, &t, 1) == -ESRCH))
 		return inspect__fail(ip, -ESRCH, "process exited during the dump");
