@@ -29,6 +29,7 @@ PIDS="$PIDS $TP"
 wait_file "$W/ready" 10
 
 start_watch() {
+	rm -f "$W/watch.err" # a fresh file: the last one says "watching" already
 	"$ATTACH" --pid "$TP" --watch --store "$W/store" 2>"$W/watch.err" &
 	TW=$!
 	PIDS="$PIDS $TW"

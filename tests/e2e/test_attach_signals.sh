@@ -24,6 +24,9 @@ wait_file "$W/ready" 10
 
 # watch: a watcher, its stderr in $W/watch.err, its pid in TW.
 watch() {
+	# A fresh file: the last one says "watching" already (and a signal
+	# sent before the watcher installs its handlers is lost).
+	rm -f "$W/watch.err"
 	"$ATTACH" --pid "$TP" --watch --store "$S" 2>"$W/watch.err" &
 	TW=$!
 	PIDS="$PIDS $TW"
