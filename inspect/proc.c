@@ -38,11 +38,16 @@ int inspect__fail(struct inspect_proc *ip, int err, const char *fmt, ...)
 static int proc_read(void *ctx, uint64_t addr, void *buf, size_t len)
 {
 	struct inspect_proc *ip = ctx;
-	for (size_t i = 0; i < ip->nregions; i++) {
+	size_t last = ip->last_region < ip->nregions ? ip->last_region : 0;
+	for (size_t k = 0; k < ip->nregions; k++) {
+		/* The region of the last hit first (swapped with the first):
+		 * a frame walk stays in one. */
+		size_t i = k == 0 ? last : k == last ? 0 : k;
 		const struct inspect_region *g = &ip->regions[i];
 		if (addr >= g->addr && addr - g->addr <= g->len &&
 		    len <= g->len - (addr - g->addr)) {
 			memcpy(buf, g->buf + (addr - g->addr), len);
+			ip->last_region = i;
 			return 0;
 		}
 	}

@@ -27,6 +27,23 @@ struct code_block {
 	bool ok[CODE_BLOCK];
 };
 
+/* A code object's local names and kinds, read once for all its frames
+ * (a recursion or a pool of workers repeats them). */
+struct local_names {
+	struct local_names *next;
+	const struct inspect_code *code;
+	uint32_t n;
+	char **name; /* NULL entry: unreadable, shown as <local N> */
+	uint8_t *kind;
+};
+
+/* Type names by type object, read once (a dump shows few types). */
+#define TYPE_CACHE 64
+struct type_name {
+	uint64_t type;
+	char name[64];
+};
+
 struct inspect_snapshot {
 	size_t nthreads, cap;
 	struct inspect_snap_thread *threads;
@@ -35,6 +52,9 @@ struct inspect_snapshot {
 	uint64_t gil_holder;
 	int gil_known;
 	struct code_block *codes;
+	struct local_names *locals; /* decode only */
+	struct type_name types[TYPE_CACHE];
+	size_t ntypes;
 };
 
 size_t inspect_snapshot__nthreads(const struct inspect_snapshot *s)
@@ -130,6 +150,15 @@ void inspect_snapshot__free(struct inspect_snapshot *s)
 	}
 	free(s->threads);
 	free(s->breaks);
+	while (s->locals) {
+		struct local_names *l = s->locals;
+		s->locals = l->next;
+		for (uint32_t i = 0; i < l->n; i++)
+			free(l->name[i]);
+		free(l->name);
+		free(l->kind);
+		free(l);
+	}
 	while (s->codes) {
 		struct code_block *b = s->codes;
 		s->codes = b->next;
@@ -429,8 +458,56 @@ static const struct inspect_code *snap_code(struct inspect_proc *ip, struct insp
 	return b->ok[i] ? &b->codes[i] : NULL;
 }
 
-static int decode_locals(struct inspect_proc *ip, struct inspect_snap_frame *sf,
-			 const struct inspect_limits *lim)
+/* The names and kinds of code's first n locals, read at its first frame. */
+static struct local_names *local_names(struct inspect_proc *ip, struct inspect_snapshot *s,
+				       const struct inspect_code *code, uint32_t n)
+{
+	struct local_names *l;
+	for (l = s->locals; l; l = l->next)
+		if (l->code == code && l->n >= n)
+			return l;
+	if (!(l = calloc(1, sizeof(*l))) || !(l->name = calloc(n, sizeof(*l->name))) ||
+	    !(l->kind = calloc(n, 1))) {
+		if (l)
+			free(l->name);
+		free(l);
+		return NULL;
+	}
+	l->code = code;
+	l->n = n;
+	l->next = s->locals;
+	s->locals = l;
+	for (uint32_t i = 0; i < n; i++) {
+		char name[128];
+		if (inspect_code__local(&ip->reader, code, (int32_t)i, name, sizeof(name),
+					&l->kind[i]) == 0 &&
+		    !(l->name[i] = strdup(name)))
+			return NULL;
+	}
+	return l;
+}
+
+static void type_name(struct inspect_proc *ip, struct inspect_snapshot *s, uint64_t v, char *buf,
+		      size_t len)
+{
+	uint64_t type;
+	snprintf(buf, len, "?");
+	if (inspect__obj_type(&ip->reader, v, &type))
+		return;
+	for (size_t i = 0; i < s->ntypes; i++)
+		if (s->types[i].type == type) {
+			snprintf(buf, len, "%s", s->types[i].name);
+			return;
+		}
+	if (inspect__type_name(&ip->reader, type, buf, len) == 0 && s->ntypes < TYPE_CACHE &&
+	    strlen(buf) < sizeof(s->types[0].name)) {
+		s->types[s->ntypes].type = type;
+		snprintf(s->types[s->ntypes++].name, sizeof(s->types[0].name), "%s", buf);
+	}
+}
+
+static int decode_locals(struct inspect_proc *ip, struct inspect_snapshot *s,
+			 struct inspect_snap_frame *sf, const struct inspect_limits *lim)
 {
 	const struct inspect_reader *r = &ip->reader;
 	uint64_t slots[INSPECT_MAX_LOCALS_SHOWN];
@@ -440,15 +517,18 @@ static int decode_locals(struct inspect_proc *ip, struct inspect_snap_frame *sf,
 	if (!n || inspect_frame__slots(ip, &sf->raw, 0, n, slots))
 		return 0;
 	sf->locals = calloc(n, sizeof(*sf->locals));
-	if (!sf->locals)
+	struct local_names *ln = sf->locals ? local_names(ip, s, sf->code, n) : NULL;
+	if (!ln)
 		return -ENOMEM;
 	for (uint32_t i = 0; i < n; i++) {
 		char name[128];
-		uint8_t kind = 0;
+		uint8_t kind = ln->kind[i];
 		uint64_t v = slots[i];
 		if (!v)
 			continue; /* unbound */
-		if (inspect_code__local(r, sf->code, (int32_t)i, name, sizeof(name), &kind))
+		if (ln->name[i])
+			snprintf(name, sizeof(name), "%s", ln->name[i]);
+		else
 			snprintf(name, sizeof(name), "<local %u>", i);
 		/* Cells (made by MAKE_CELL, or copied in by COPY_FREE_VARS) hold
 		 * the value; an empty cell is an unbound variable. */
@@ -472,7 +552,7 @@ static int decode_locals(struct inspect_proc *ip, struct inspect_snap_frame *sf,
 		if (!l->name)
 			return -ENOMEM;
 		l->kind = kind;
-		inspect_value__type_name(r, v, l->type, sizeof(l->type));
+		type_name(ip, s, v, l->type, sizeof(l->type));
 		sf->nlocals++;
 	}
 	return 0;
@@ -531,6 +611,11 @@ int inspect_proc__snapshot(struct inspect_proc *ip, unsigned flags,
 	 * still comes from the copies taken while stopped; the rest through a
 	 * page cache that lives for this decode only. */
 	unsigned nframes = 0;
+	struct {
+		uint64_t code;
+		int32_t lasti;
+		int line;
+	} lines[16] = { { 0, 0, 0 } };
 	if ((err = inspect__page_cache_on(ip)))
 		goto fail;
 	for (size_t i = 0; i < s->nthreads; i++) {
@@ -547,9 +632,20 @@ int inspect_proc__snapshot(struct inspect_proc *ip, unsigned flags,
 			}
 			if (!sf->code)
 				continue;
-			if (inspect_code__line(&ip->reader, sf->code, sf->raw.lasti, &sf->line))
-				sf->line = -1;
-			if ((flags & INSPECT_SNAP_LOCALS) && (err = decode_locals(ip, sf, lim)))
+			/* A recursion repeats (code, instruction): its line once. */
+			size_t slot = (size_t)((sf->raw.code >> 4) ^ (uint32_t)sf->raw.lasti) % 16;
+			if (lines[slot].code == sf->raw.code &&
+			    lines[slot].lasti == sf->raw.lasti) {
+				sf->line = lines[slot].line;
+			} else {
+				if (inspect_code__line(&ip->reader, sf->code, sf->raw.lasti,
+						       &sf->line))
+					sf->line = -1;
+				lines[slot].code = sf->raw.code;
+				lines[slot].lasti = sf->raw.lasti;
+				lines[slot].line = sf->line;
+			}
+			if ((flags & INSPECT_SNAP_LOCALS) && (err = decode_locals(ip, s, sf, lim)))
 				goto fail;
 		}
 	}
