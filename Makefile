@@ -5,7 +5,7 @@
 #   make           build only (build/bin, build/lib)
 #   make install   PREFIX=/usr/local DESTDIR=
 #
-# Layout: every module (attach inspect rewrite store wire inject heal) is a static
+# Layout: every module (attach inspect rewrite store wire inject probe heal) is a static
 # library built from <module>/*.c; a module may add rules of its own in
 # <module>/module.mk (generators, extra flags). cli/suture-*.c are the
 # commands. tests/unit/test_<module>_*.c are Criterion binaries linked
@@ -26,7 +26,7 @@ WARN     := -Wall -Wextra -Werror
 BASE_CFLAGS = -std=c11 $(WARN) -D_GNU_SOURCE -I. -I$(BUILD)/gen $(PY_INC)
 ALL_CFLAGS  = $(BASE_CFLAGS) $(CFLAGS) -MMD -MP
 
-MODULES := attach inspect rewrite store wire inject heal
+MODULES := attach inspect rewrite store wire inject probe heal
 
 # Link order: a module's library is followed by the libraries it uses.
 LIBDEPS_attach  :=
@@ -35,7 +35,8 @@ LIBDEPS_rewrite :=
 LIBDEPS_store   := rewrite
 LIBDEPS_wire    :=
 LIBDEPS_inject  := wire attach
-LIBDEPS_heal    := inject wire store inspect rewrite attach
+LIBDEPS_probe   :=
+LIBDEPS_heal    := inject wire store inspect rewrite attach probe
 # (inspect uses rewrite's location table; store validates kinds, placements
 # and consumers against rewrite/guards.c, pure data: only that member is pulled)
 SYSLIBS_attach  := -lelf
@@ -44,6 +45,7 @@ SYSLIBS_rewrite :=
 SYSLIBS_store   := -lcjson
 SYSLIBS_wire    :=
 SYSLIBS_inject  :=
+SYSLIBS_probe   := -lm
 SYSLIBS_heal    :=
 
 lib_of   = $(BUILD)/lib/libsuture_$(1).a
@@ -56,6 +58,7 @@ SRC_rewrite := $(wildcard rewrite/*.c)
 SRC_store   := $(wildcard store/*.c)
 SRC_wire    := $(wildcard wire/*.c)
 SRC_inject  := $(wildcard inject/*.c)
+SRC_probe   := $(wildcard probe/*.c)
 SRC_heal    := $(wildcard heal/*.c)
 obj_of = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
 
@@ -66,6 +69,7 @@ GEN_SRC_rewrite :=
 GEN_SRC_store   :=
 GEN_SRC_wire    :=
 GEN_SRC_inject  :=
+GEN_SRC_probe   :=
 GEN_SRC_heal    :=
 # Generated headers every compile must wait for.
 GEN_HDRS :=
@@ -80,7 +84,7 @@ CLI_SRC  := $(wildcard cli/suture-*.c)
 CLI_BIN  := $(patsubst cli/%.c,$(BUILD)/bin/%,$(CLI_SRC))
 # Each command links every module (unused archive members are not pulled
 # in), unless LINK_<command> lists its own, in link order.
-CLI_MODS := heal inject wire store inspect rewrite attach
+CLI_MODS := heal inject wire store inspect rewrite attach probe
 # suture-audit reads the store and explains with rewrite/; --pid talks to the
 # agent through inject/. Not the pipeline (heal/) nor inspect/.
 LINK_suture-audit := store inject wire rewrite attach
@@ -92,7 +96,7 @@ UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(patsubst tests/unit/%.c,$(BUILD)/tests/unit/%,$(UNIT_SRC))
 
 .SECONDEXPANSION:
-.PHONY: all deps demo test check install clean unit fuzz bench format format-check $(MODULES)
+.PHONY: all deps demo test check install clean unit fuzz bench mutate fidelity format format-check $(MODULES)
 all: $(CLI_BIN) $(AGENT)
 
 -include $(wildcard */module.mk)
@@ -164,6 +168,14 @@ test: deps
 # Tests only, assuming dependencies and a build are present.
 check: all unit fuzz
 	BUILD=$(BUILD) PYTHON=$(PYTHON) sh tests/run.sh $(T)
+
+# The whole-library fidelity sweep (tools/fidelity.sh, docs/fidelity.md).
+fidelity: deps all unit
+	BUILD=$(BUILD) PYTHON=$(PYTHON) sh tools/fidelity.sh
+
+# Plant known bugs one at a time; every one must fail a test (tools/mutate.sh).
+mutate: deps
+	sh tools/mutate.sh
 
 demo: deps
 	$(MAKE) all

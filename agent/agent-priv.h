@@ -35,6 +35,7 @@ struct agent_state {
 	int listen_fd, client_fd, lock_fd;
 	bool ready;    /* a debugger completed HELLO (also read relaxed) */
 	bool hits;     /* ... which asked for HITS (WIRE_HELLO_F_HITS) */
+	bool hold;     /* ... which holds crashes (WIRE_HELLO_F_HOLD; also read relaxed) */
 	bool running;  /* the agent thread exists (also read relaxed) */
 	bool stopping; /* DETACH under way (also read relaxed) */
 	uint64_t next_event;
@@ -52,6 +53,22 @@ struct agent_state {
 	 * to connect when none is (0: not at all, the default). Set by the
 	 * constructor before any thread exists. */
 	unsigned wait_debugger_ms;
+	/* Process trees (docs/design.md §15). tree: the debugger asked for
+	 * FORKED (WIRE_HELLO_F_TREE). fork_rd/fork_wr: a pipe (CLOEXEC, the
+	 * write end non-blocking) made with the channel; a forked child's
+	 * agent writes its pid and its parent's there once its own channel
+	 * listens, and the agent thread turns that into FORKED.
+	 * parent_fork_wr: in a child, the write end it inherited (the
+	 * nearest ancestor's agent that had a channel), until it is used.
+	 * forked: this process is a fork whose agent thread is not started
+	 * yet (the Python after-fork callback or the first exception the
+	 * hook sees starts it). forked_queue: notices read while no tree
+	 * debugger was connected, sent at its HELLO (the oldest dropped). */
+	bool tree;
+	int fork_rd, fork_wr, parent_fork_wr;
+	bool forked;
+	uint32_t forked_queue[32][2];
+	unsigned nforked_queue;
 };
 extern struct agent_state agent_g;
 
@@ -77,6 +94,9 @@ void agent_server__close_client_locked(const char *why);
 void agent_park__release_all_locked(enum agent_verdict v);
 bool agent_park__answer_locked(uint64_t event_id, enum agent_verdict v,
 			       const struct wire_resume *resume);
+/* park.c, with agent_g.lock held: give the held event_id, if pending,
+ * RESTART with *r (taken: freed here when not). */
+bool agent_park__restart_locked(uint64_t event_id, struct wire_restart *r);
 
 /* installer.c. gil_take: PyGILState_Ensure refuses nothing and cannot time
  * out, so the interpreter's state is checked first: 0 with the GIL held,
@@ -89,5 +109,19 @@ void agent_installer__record(uint32_t mode, const char *detail);
 
 /* main.c: the monotonic or realtime clock plus ms. */
 void agent__deadline(clockid_t clock, unsigned ms, struct timespec *ts);
+/* main.c: in a forked child whose agent is not started yet, start it (the
+ * caller holds the GIL: a safe point, after CPython's own after-fork
+ * work). Cheap when there is nothing to do. */
+void agent__fork_start(void);
+/* main.c, on the agent thread with the GIL held: have CPython call
+ * agent__fork_start in every child os.fork() makes (os.register_at_fork),
+ * once per process tree. */
+void agent__fork_register(void);
+/* server.c, on a child's agent thread once its channel listens: tell the
+ * parent's agent (the inherited pipe), then make this process's own. */
+void agent_server__fork_announce(void);
+/* install.c, in a forked child: the registry lock is new and the firings
+ * counted so far are the parent's to report. */
+void agent_install__atfork_child(void);
 
 #endif

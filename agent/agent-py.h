@@ -68,6 +68,11 @@ int agent_resume__run(_PyInterpreterFrame *f, PyObject **pexc, PyObject **pval, 
  * what K raises leaves below without its handlers, so below is no
  * handler to consider. */
 int agent_resume__depth(PyThreadState *ts);
+/* resume.c (GIL held): the function f runs for (a continuation's frame:
+ * the real function it continues, else f_func); whether fn is the
+ * function object of a continuation running now (not the program's). */
+PyFunctionObject *agent_resume__function_of(_PyInterpreterFrame *f);
+int agent_resume__is_continuation(PyObject *fn);
 int agent_resume__site(_PyInterpreterFrame *f, PyCodeObject **code, uint32_t *unit);
 int agent_resume__skips(_PyInterpreterFrame *fr, _PyInterpreterFrame *below);
 
@@ -91,6 +96,11 @@ int agent_install__patch(const struct wire_patch *p, struct wire_patch_result *r
  * enclosing copy made for it) its original code back, switches suspended
  * frames back where their layout allows, and forgets the entries. */
 int agent_install__list(struct wire_buf *b, uint64_t request_id);
+/* reload.c: a reload's unit joins the registry under the reload's name
+ * (listed with WIRE_LIVE_F_RELOAD; a ROLLBACK of that name gives every
+ * function running one of the pairs' new code its old code back). pairs:
+ * (old, new) tuples, the unit's first. */
+void agent_install__record_reload(const char *name, PyObject *pairs, uint32_t nfunctions);
 /* boot.c: a patch installed at start-up in its parent's co_consts (before
  * any function of it exists) joins the registry too. */
 void agent_install__record_boot(PyObject *orig, PyObject *newc, const struct wire_patch *p);
@@ -100,5 +110,31 @@ void agent_install__record_boot(PyObject *orig, PyObject *newc, const struct wir
 PyObject *agent_install__build_code(PyCodeObject *old, const struct wire_patch *p, char *err,
 				    size_t cap);
 int agent_install__rollback(const struct wire_rollback *m, struct wire_rollback_result *res);
+/* park.c (GIL held): after a reload switched functions, tell the
+ * debugger about each held crash whose frame's function now has other
+ * code (HELD_CHANGED; reload is the reload's name). */
+void agent_park__reloaded(const char *reload);
+
+/* resume.c: restart the held frame f in its function's new code (RESTART,
+ * docs/design.md §14): a continuation K built from the new code, locals
+ * taken by the map, the value stack cut to r->base_depth, entered at
+ * r->unit; its result goes to f's caller as a resume's does. Same results
+ * as agent_resume__run. */
+int agent_resume__restart(_PyInterpreterFrame *f, PyObject **pexc, PyObject **pval, PyObject **ptb,
+			  const struct wire_restart *r, char *msg, size_t cap);
+
+/* install.c: every live function object (gc.get_objects()), as PATCH finds
+ * them: a new list in *funcs, 0, or -ENOMEM with no error left set. */
+int agent_install__functions(PyObject **funcs);
+/* install.c: the code a live guard patch (and the guards stacked under it)
+ * was made from, or code itself when no guard entry produced it (a
+ * reload's code is its own original: borrowed). */
+PyObject *agent_install__original_of(PyObject *code);
+
+/* reload.c: RELOAD (edit and continue, docs/design.md §10): compile the
+ * source in the target, give every function whose code changed the new
+ * code, add new functions; appends the whole RELOAD_RESULT frame to b.
+ * 0, or -ENOMEM when the frame could not be built. */
+int agent_reload__run(const struct wire_reload *m, struct wire_buf *b);
 
 #endif

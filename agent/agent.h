@@ -28,11 +28,19 @@ enum agent_verdict {
 	AGENT_VERDICT_TIMEOUT = 2,     /* nobody answered in time: go on */
 	AGENT_VERDICT_NO_DEBUGGER = 3, /* no debugger connected, or it left */
 	AGENT_VERDICT_RESUME = 4,      /* resume in flight (parameters in *resume) */
+	AGENT_VERDICT_RESTART = 5,     /* a held crash restarts in the new code (*restart) */
 };
 
 /* park.c: report a crash and wait (called without the GIL). Fills
- * crash->event_id. */
-enum agent_verdict agent_channel__park(struct wire_crash *crash, struct wire_resume *resume);
+ * crash->event_id. frame: the parked _PyInterpreterFrame, code: the code
+ * object the crash is reported in (a held crash's function is watched for
+ * reloads through them: told when it runs other code). While a debugger holds
+ * crashes (WIRE_HELLO_F_HOLD) the wait has no bound. RESTART gives a
+ * malloc'ed *restart the caller frees. */
+enum agent_verdict agent_channel__park(struct wire_crash *crash, void *frame, void *code,
+				       struct wire_resume *resume, struct wire_restart **restart);
+/* Whether the debugger holds crashes (a cheap read). */
+bool agent_channel__holds(void);
 /* The parked thread's answer to RESUME (called without the GIL). */
 void agent_channel__resume_result(const struct wire_resume_result *r);
 /* Whether a debugger has completed the handshake (a cheap read). */

@@ -597,8 +597,11 @@ int agent_watch__walk(_PyInterpreterFrame *from, PyObject *type, int depth)
 static int is_crash(_PyInterpreterFrame *f, PyObject *type, int first)
 {
 	int op = _Py_OPCODE(*f->prev_instr);
-	if (op == RAISE_VARARGS || op == RERAISE)
-		return 0; /* deliberate: raise, assert, re-raise */
+	/* Deliberate: raise, assert, re-raise; held nonetheless while the
+	 * debugger holds crashes (an assertion is what --hold is for), a
+	 * re-raise never (it was judged where it started). */
+	if (op == RERAISE || (op == RAISE_VARARGS && !agent_channel__holds()))
+		return 0;
 	return walk(f, first, type, 0);
 }
 

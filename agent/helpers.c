@@ -8,6 +8,7 @@
  */
 #include "agent/helpers.h"
 #include "agent/agent.h"
+#include "agent/probe.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -370,6 +371,8 @@ static PyMethodDef helper_defs[] = {
 	{ "open_or_empty", (PyCFunction)(void (*)(void))h_open_or_empty,
 	  METH_FASTCALL | METH_KEYWORDS,
 	  "open_or_empty(opener, *args, **kw): opener(...), or an empty in-memory file" },
+	{ "probe_hit", (PyCFunction)(void (*)(void))agent_probe__hit, METH_FASTCALL,
+	  "probe_hit(id): report a live probe's line (agent/probe.c); None, never raises" },
 	{ NULL, NULL, 0, NULL },
 };
 

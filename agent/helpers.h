@@ -22,7 +22,8 @@
  * there is no such helper. Filters of handler guards (exc -> None to heal,
  * or exc to re-raise): "match_here", "match_none_attr",
  * "match_none_subscript", "match_none_call", "match_chain". Redirect
- * helpers: "str_coerce", "str_coerce_inplace", "open_or_empty". */
+ * helpers: "str_coerce", "str_coerce_inplace", "open_or_empty". Probes:
+ * "probe_hit" (agent/probe.h). */
 PyObject *suture_helpers__get(const char *name);
 
 #endif

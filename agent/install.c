@@ -20,6 +20,11 @@
  * Last, frames suspended in an inlined call whose code was replaced are
  * switched to the new code (OSR, swap_frames below), so a loop that is
  * already running picks the patch up at its next iteration.
+ *
+ * One file over 800 lines: the registry (LIST, ROLLBACK, HITS, and the
+ * reloads' entries, agent_install__record_reload) undoes what the install
+ * walk does (collect, install_everywhere, swap_frames) with the same
+ * walk; split, each half would export the other's internals.
  */
 #include "agent/agent-py.h"
 
@@ -370,6 +375,18 @@ out:
 	return rc;
 }
 
+int agent_install__functions(PyObject **funcs)
+{
+	struct codes all = { NULL, NULL };
+	*funcs = NULL;
+	int rc = collect(funcs, &all);
+	Py_XDECREF(all.list);
+	Py_XDECREF(all.seen);
+	if (rc)
+		Py_CLEAR(*funcs);
+	return rc;
+}
+
 int agent_install__patch(const struct wire_patch *p, struct wire_patch_result *res)
 {
 	PyObject *funcs = NULL, *newc = NULL, *pairs = NULL;
@@ -438,9 +455,17 @@ struct live_entry {
 	/* Firings: counted with the GIL held (atomics: the readers hold
 	 * g_reg_lock only); reported = how many HITS already carried. */
 	uint64_t fired, reported, last_ms;
+	/* A reload's unit (reload.c), not a guard: pairs are (old, new) for
+	 * the unit and its nested code; no guard block. */
+	bool reload;
 };
 
 static struct live_entry *g_live;
+/* Guard entries in the registry (not reloads): without any, a code
+ * object is its own original and nothing need be searched (a reload of a
+ * thousand functions asks a thousand times). */
+static size_t g_nguards;
+
 static size_t g_nlive, g_cap_live;
 static pthread_mutex_t g_reg_lock = PTHREAD_MUTEX_INITIALIZER;
 /* Firings of rolled-back entries not reported yet (under g_reg_lock). */
@@ -491,7 +516,26 @@ static void registry__record(const struct wire_patch *p, PyObject *pairs,
 	e->patched_units = Py_SIZE(e->patched);
 	e->fired = e->reported = e->last_ms = 0;
 	g_nlive++;
+	g_nguards++; /* a reload's entry is taken back out by record_reload */
 	pthread_mutex_unlock(&g_reg_lock);
+}
+
+void agent_install__record_reload(const char *name, PyObject *pairs, uint32_t nfunctions)
+{
+	struct wire_patch p;
+	struct wire_patch_result res = { .nfunctions = nfunctions };
+	memset(&p, 0, sizeof p);
+	snprintf(p.meta.name, sizeof p.meta.name, "%s", name);
+	snprintf(p.meta.guard, sizeof p.meta.guard, "reload");
+	size_t before = g_nlive;
+	registry__record(&p, pairs, &res);
+	if (g_nlive > before) {
+		pthread_mutex_lock(&g_reg_lock);
+		g_live[before].reload = true;
+		g_nguards--;
+		g_live[before].orig_units = g_live[before].patched_units; /* no guard block */
+		pthread_mutex_unlock(&g_reg_lock);
+	}
 }
 
 void agent_install__record_boot(PyObject *orig, PyObject *newc, const struct wire_patch *p)
@@ -508,12 +552,34 @@ void agent_install__record_boot(PyObject *orig, PyObject *newc, const struct wir
 	Py_XDECREF(pairs);
 }
 
+PyObject *agent_install__original_of(PyObject *code)
+{
+	for (int depth = 0; g_nguards && depth < 64; depth++) {
+		size_t i = g_nlive;
+		while (i-- > 0 && (g_live[i].patched != code || g_live[i].reload))
+			;
+		if (i == (size_t)-1)
+			break;
+		code = g_live[i].orig;
+	}
+	return code;
+}
+
+/* Functions running the entry's code: the patched code, or for a reload
+ * any of its new code objects (closures made from nested code too). */
 static uint32_t count_running(PyObject *funcs, const struct live_entry *e)
 {
 	uint32_t n = 0;
-	for (Py_ssize_t i = 0; i < PyList_GET_SIZE(funcs); i++)
-		if (((PyFunctionObject *)PyList_GET_ITEM(funcs, i))->func_code == e->patched)
-			n++;
+	Py_ssize_t np = e->reload ? PyList_GET_SIZE(e->pairs) : 1;
+	for (Py_ssize_t i = 0; i < PyList_GET_SIZE(funcs); i++) {
+		PyObject *code = ((PyFunctionObject *)PyList_GET_ITEM(funcs, i))->func_code;
+		for (Py_ssize_t k = 0; k < np; k++)
+			if (code == (e->reload ? PyTuple_GET_ITEM(PyList_GET_ITEM(e->pairs, k), 1)
+					       : e->patched)) {
+				n++;
+				break;
+			}
+	}
 	return n;
 }
 
@@ -538,6 +604,8 @@ int agent_install__list(struct wire_buf *b, uint64_t request_id)
 		for (size_t k = 0; k < i; k++)
 			if (g_live[k].patched == e->orig)
 				lp.flags |= WIRE_LIVE_F_STACKED;
+		if (e->reload)
+			lp.flags |= WIRE_LIVE_F_RELOAD;
 		lp.orig_addr = (uint64_t)(uintptr_t)e->orig;
 		lp.new_addr = (uint64_t)(uintptr_t)e->patched;
 		lp.installed_ms = e->installed_ms;
@@ -589,6 +657,30 @@ static bool rollback_selects(const struct wire_rollback *m, const struct live_en
  * created later from an enclosing code are unpatched too; suspended frames
  * go back to the original where their offset exists there (not inside the
  * appended guard block). */
+/* A reload's unit back: every function running one of its new code
+ * objects (the unit's, or nested code's: closures made since) gets the old
+ * one again. Calls running keep their code, as at the reload. */
+static int rollback_reload(struct live_entry *e, PyObject *funcs, struct wire_rollback_result *res)
+{
+	for (Py_ssize_t i = 0; i < PyList_GET_SIZE(e->pairs); i++) {
+		PyObject *old = PyTuple_GET_ITEM(PyList_GET_ITEM(e->pairs, i), 0);
+		PyObject *nw = PyTuple_GET_ITEM(PyList_GET_ITEM(e->pairs, i), 1);
+		for (Py_ssize_t k = 0; k < PyList_GET_SIZE(funcs); k++) {
+			PyObject *f = PyList_GET_ITEM(funcs, k);
+			if (((PyFunctionObject *)f)->func_code != nw)
+				continue;
+			if (PyObject_SetAttrString(f, "__code__", old)) {
+				PyErr_Clear();
+				snprintf(res->message, sizeof res->message,
+					 "agent: a function refused its previous code");
+				return -EINVAL;
+			}
+			res->nfunctions++;
+		}
+	}
+	return 0;
+}
+
 static int rollback_one(struct live_entry *e, struct wire_rollback_result *res)
 {
 	PyObject *funcs = NULL, *pairs = NULL;
@@ -599,6 +691,11 @@ static int rollback_one(struct live_entry *e, struct wire_rollback_result *res)
 	memset(&pr, 0, sizeof pr);
 	if (collect(&funcs, &all) || !(pairs = PyList_New(0)))
 		goto out;
+	if (e->reload) {
+		rc = rollback_reload(e, funcs, res);
+		agent__log("rollback: %s (reload): %d", e->meta.name, rc);
+		goto out;
+	}
 	rc = install_everywhere(e->patched, e->orig, funcs, &all, &pr, pairs, 0);
 	if (rc == 0)
 		rc = swap_frames(pairs, &pr);
@@ -673,6 +770,8 @@ int agent_install__rollback(const struct wire_rollback *m, struct wire_rollback_
 			Py_DECREF(e->patched);
 			Py_DECREF(e->pairs);
 			pthread_mutex_lock(&g_reg_lock);
+			if (!e->reload)
+				g_nguards--;
 			keep_unreported(e);
 			memmove(e, e + 1, (g_nlive - i - 1) * sizeof *e);
 			g_nlive--;
@@ -741,6 +840,15 @@ static bool unreported_left(void)
 		if (__atomic_load_n(&g_live[i].fired, __ATOMIC_RELAXED) != g_live[i].reported)
 			return true;
 	return false;
+}
+
+void agent_install__atfork_child(void)
+{
+	pthread_mutex_init(&g_reg_lock, NULL);
+	for (size_t i = 0; i < g_nlive; i++)
+		g_live[i].reported = g_live[i].fired;
+	g_ngone = 0;
+	g_hits_dirty = 0;
 }
 
 bool agent_install__hits_pending(void)

@@ -69,6 +69,8 @@ static void install_claimed(void)
 	struct timespec t0, t1;
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	agent_watch__install(&mode, detail, sizeof detail);
+	if (mode != WIRE_WATCH_NONE)
+		agent__fork_register(); /* children of os.fork() get an agent */
 	clock_gettime(CLOCK_MONOTONIC, &t1);
 	agent_installer__record(mode, detail);
 	agent__log("watcher: %s (%.2f ms)", detail,

@@ -36,6 +36,9 @@ struct agent_state agent_g = {
 	.listen_fd = -1,
 	.client_fd = -1,
 	.lock_fd = -1,
+	.fork_rd = -1,
+	.fork_wr = -1,
+	.parent_fork_wr = -1,
 };
 
 /* The agent thread (joinable), until the next start joins it. */
@@ -110,8 +113,15 @@ static void *agent_main(void *arg)
 		goto out;
 	}
 	ready_say(true);
-	const char *gt = getenv("SUTURE_AGENT_GIL_TIMEOUT_MS");
-	agent_installer__install(gt && *gt ? (unsigned)strtoul(gt, NULL, 10) : 5000);
+	/* A forked child: the parent's agent tells its debugger about us. */
+	agent_server__fork_announce();
+	pthread_mutex_lock(&agent_g.lock);
+	bool installed = agent_g.installed; /* a fork keeps its parent's watcher */
+	pthread_mutex_unlock(&agent_g.lock);
+	if (!installed) {
+		const char *gt = getenv("SUTURE_AGENT_GIL_TIMEOUT_MS");
+		agent_installer__install(gt && *gt ? (unsigned)strtoul(gt, NULL, 10) : 5000);
+	}
 	agent__log("listening on %s", agent_g.sock_path);
 	agent_server__serve();
 	agent_server__close();
@@ -184,15 +194,33 @@ __attribute__((visibility("default"))) int suture_agent_start(void)
 	return rc;
 }
 
-/* After fork the child has no agent thread and must not speak on the
- * parent's connection: it keeps the (pass-through) hook only. */
+/* After fork (docs/design.md §15) the child is a copy of the thread that
+ * forked: the agent thread, parked threads and whoever held agent_g.lock
+ * or the registry's lock are not in it. This handler runs in the child
+ * right after fork(), before CPython's own after-fork work, where only
+ * async-signal-safe work is sure to be legal: it closes the parent's
+ * descriptors and resets state with plain stores (the mutexes and the
+ * condition are initialized again, as glibc does its own). The watcher
+ * stays installed. The child's agent thread is started later from a safe
+ * point (agent__fork_start): CPython's after-fork callback, or the first
+ * exception the watcher sees, whichever comes first; that thread opens
+ * the child's own channel (named after its own pid) and tells the
+ * parent's agent. A crash that comes before the channel is up waits for a
+ * debugger, as at boot, when the parent's debugger follows the tree. */
 static void atfork_child(void)
 {
-	agent_watch__disable();
+	bool had = agent_g.running || agent_g.forked;
+	bool follow = agent_g.tree && agent_g.ready;
+	pthread_condattr_t ca;
 	agent_g.ready = false;
+	agent_g.hits = false;
+	agent_g.tree = false;
 	agent_g.running = false;
+	agent_g.stopping = false;
+	agent_g.installing = false;
 	g_thread_live = false; /* the parent's thread: not ours to join */
 	agent_g.parked = NULL;
+	agent_g.nforked_queue = 0;
 	if (agent_g.client_fd >= 0)
 		close(agent_g.client_fd);
 	if (agent_g.listen_fd >= 0)
@@ -200,10 +228,81 @@ static void atfork_child(void)
 	if (agent_g.lock_fd >= 0)
 		close(agent_g.lock_fd);
 	agent_g.client_fd = agent_g.listen_fd = agent_g.lock_fd = -1;
+	agent_g.sock_path[0] = agent_g.lock_path[0] = 0;
+	if (agent_g.fork_rd >= 0)
+		close(agent_g.fork_rd);
+	agent_g.fork_rd = -1;
+	/* The nearest ancestor's agent with a channel hears of us. */
+	if (agent_g.fork_wr >= 0) {
+		if (agent_g.parent_fork_wr >= 0)
+			close(agent_g.parent_fork_wr);
+		agent_g.parent_fork_wr = agent_g.fork_wr;
+	}
+	agent_g.fork_wr = -1;
 	if (g_ready_fd >= 0)
 		close(g_ready_fd); /* the parent's agent answers for itself */
 	g_ready_fd = -1;
+	if (follow && agent_g.wait_debugger_ms < 5000)
+		agent_g.wait_debugger_ms = 5000;
 	pthread_mutex_init(&agent_g.lock, NULL);
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&agent_g.cond, &ca);
+	pthread_condattr_destroy(&ca);
+	agent_install__atfork_child();
+	__atomic_store_n(&agent_g.forked, had, __ATOMIC_RELEASE);
+}
+
+void agent__fork_start(void)
+{
+	if (!__atomic_load_n(&agent_g.forked, __ATOMIC_ACQUIRE) ||
+	    !__atomic_exchange_n(&agent_g.forked, false, __ATOMIC_ACQ_REL))
+		return;
+	int rc = suture_agent_start();
+	if (rc)
+		agent__log("fork: the agent thread did not start: %s", strerror(-rc));
+}
+
+/* os.register_at_fork(after_in_child=...): CPython runs it in the child
+ * of os.fork() (multiprocessing, gunicorn, concurrent.futures) with the
+ * GIL held, once its interpreter state is valid again. */
+static PyObject *after_fork_child(PyObject *self, PyObject *noargs)
+{
+	(void)self;
+	(void)noargs;
+	agent__fork_start();
+	Py_RETURN_NONE;
+}
+
+static PyMethodDef g_after_fork_def = { "_suture_after_fork", after_fork_child, METH_NOARGS, NULL };
+/* Inherited by children: the interpreter's callback list is too. */
+static bool g_fork_registered;
+
+void agent__fork_register(void)
+{
+	if (g_fork_registered)
+		return;
+	PyObject *et, *ev, *etb;
+	PyErr_Fetch(&et, &ev, &etb); /* the install's caller may be raising */
+	PyObject *os = PyImport_ImportModule("os");
+	PyObject *reg = os ? PyObject_GetAttrString(os, "register_at_fork") : NULL;
+	PyObject *fn = reg ? PyCFunction_New(&g_after_fork_def, NULL) : NULL;
+	PyObject *args = fn ? PyTuple_New(0) : NULL;
+	PyObject *kw = args ? Py_BuildValue("{s:O}", "after_in_child", fn) : NULL;
+	PyObject *r = kw ? PyObject_Call(reg, args, kw) : NULL;
+	if (r)
+		g_fork_registered = true;
+	else
+		agent__log("fork: os.register_at_fork failed: children start their agent at "
+			   "their first exception");
+	PyErr_Clear();
+	Py_XDECREF(r);
+	Py_XDECREF(kw);
+	Py_XDECREF(args);
+	Py_XDECREF(fn);
+	Py_XDECREF(reg);
+	Py_XDECREF(os);
+	PyErr_Restore(et, ev, etb);
 }
 
 static void at_exit(void)

@@ -5,7 +5,7 @@
 # tests/fuzz/fuzz_rewrite_*) and attach/'s /proc/PID/maps line parser. Each
 # of these files needs nothing but its module's public header and libc.
 AGENT_EXTRA_SRC += wire/msg.c wire/channel.c rewrite/exctable.c rewrite/linetable.c \
-	rewrite/instr.c attach/maps.c
+	rewrite/instr.c attach/maps.c probe/parse.c
 
 # The agent is loaded with LD_PRELOAD by suture-run, so it also lands in
 # processes that are not Python (`#!/usr/bin/env python3`: env runs first).

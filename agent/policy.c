@@ -637,6 +637,14 @@ static int test_runner(_PyInterpreterFrame *f, PyObject *type)
 	return 1;
 }
 
+/* Not in the table, by design: process workers. multiprocessing's pool
+ * `worker` (except Exception), concurrent.futures' `_process_worker`
+ * (except BaseException) and `BaseProcess._bootstrap` (bare except) send
+ * the exception to another process, pickled without its frames, or print
+ * it: no consumer in this process can handle it, so their broad handler
+ * ends a unit of work like any other library catch-all (return 1 below):
+ * a crash in the worker, healed there (docs/design.md §6, §15;
+ * tests/e2e/test_tree_*.sh). */
 static const struct boundary_rule rules[] = {
 	{ "/doctest.py", "DocTestRunner.__run", test_runner, NULL },
 	{ "/unittest/case.py", "_Outcome.testPartExecutor", test_runner, NULL },

@@ -51,6 +51,7 @@
 #include "rewrite/rewrite.h"
 #include "opcode.h"
 #include "internal/pycore_opcode.h" /* _PyOpcode_Deopt/_PyOpcode_Caches (defined in crash.c) */
+#include "internal/pycore_code.h"   /* _PyLocals_GetKind, CO_FAST_CELL/FREE */
 
 #include <errno.h>
 #include <stdio.h>
@@ -151,6 +152,23 @@ static struct level *level_of_frame(_PyInterpreterFrame *f)
 {
 	struct level *l = level_top(PyThreadState_Get());
 	return l && f->f_func && (PyObject *)f->f_func == l->kfunc ? l : NULL;
+}
+
+PyFunctionObject *agent_resume__function_of(_PyInterpreterFrame *f)
+{
+	/* Any thread's levels: the agent thread asks about parked frames. */
+	for (struct level *l = g_levels; l; l = l->next)
+		if (f->f_func && (PyObject *)f->f_func == l->kfunc)
+			return l->fn;
+	return f->f_func;
+}
+
+int agent_resume__is_continuation(PyObject *fn)
+{
+	for (struct level *l = g_levels; l; l = l->next)
+		if (l->kfunc == fn)
+			return 1;
+	return 0;
 }
 
 int agent_resume__site(_PyInterpreterFrame *f, PyCodeObject **code, uint32_t *unit)
@@ -453,9 +471,11 @@ int agent_resume__is_decider_block(PyCodeObject *co, uint32_t target)
 
 /* ------------------------------------------------------------------ */
 
+/* map (NULL: the identity, same layout): K's local i is f's local map[i]
+ * (-1: unbound), the stack items come from above f's own locals. */
 static PyObject *build_k(_PyInterpreterFrame *f, PyCodeObject *patched, uint32_t fallback_unit,
-			 uint32_t base_depth, uint32_t *pshift, struct span *pvalues, char *msg,
-			 size_t cap)
+			 uint32_t base_depth, const int32_t *map, uint32_t *pshift,
+			 struct span *pvalues, char *msg, size_t cap)
 {
 	struct bytes code = { 0 }, table = { 0 }, lines = { 0 };
 	struct rewrite_exc *e = calloc(MAX_ENTRIES, sizeof *e);
@@ -467,7 +487,14 @@ static PyObject *build_k(_PyInterpreterFrame *f, PyCodeObject *patched, uint32_t
 		goto out;
 	/* Locals (and cells, raw), then the live stack items. */
 	for (int i = 0; i < patched->co_nlocalsplus + (int)base_depth; i++) {
-		PyObject *v = f->localsplus[i];
+		PyObject *v;
+		if (!map)
+			v = f->localsplus[i];
+		else if (i < patched->co_nlocalsplus)
+			v = map[i] >= 0 ? f->localsplus[map[i]] : NULL;
+		else
+			v = f->localsplus[f->f_code->co_nlocalsplus +
+					  (i - patched->co_nlocalsplus)];
 		if (!v) {
 			if (i >= patched->co_nlocalsplus)
 				emit(&code, PUSH_NULL, 0);
@@ -656,8 +683,58 @@ static PyObject *without_handlers(PyCodeObject *co)
 	return replace((PyObject *)co, keys, vals, 1);
 }
 
+static int run(_PyInterpreterFrame *f, PyObject **pexc, PyObject **pval, PyObject **ptb,
+	       uint32_t fallback_unit, uint32_t base_depth, const int32_t *map, char *msg,
+	       size_t cap);
+
 int agent_resume__run(_PyInterpreterFrame *f, PyObject **pexc, PyObject **pval, PyObject **ptb,
 		      uint32_t fallback_unit, uint32_t base_depth, char *msg, size_t cap)
+{
+	return run(f, pexc, pval, ptb, fallback_unit, base_depth, NULL, msg, cap);
+}
+
+/* The kinds that must agree between an old local and the new one it
+ * fills: a cell stays a cell (closures made before hold it), a free
+ * variable stays free. */
+#define CELL_OR_FREE (CO_FAST_CELL | CO_FAST_FREE)
+
+int agent_resume__restart(_PyInterpreterFrame *f, PyObject **pexc, PyObject **pval, PyObject **ptb,
+			  const struct wire_restart *r, char *msg, size_t cap)
+{
+	/* f may be a continuation's own frame (a crash held inside a call
+	 * restarted or resumed before): its function is the level's, and its
+	 * locals are laid out as the code the continuation was built from. */
+	PyFunctionObject *fn = agent_resume__function_of(f);
+	PyCodeObject *nc = fn ? (PyCodeObject *)fn->func_code : NULL;
+	PyCodeObject *oc = f->f_code;
+	msg[0] = 0;
+	if (!nc || (uint64_t)(uintptr_t)nc != r->code_addr) {
+		snprintf(msg, cap, "the function's code changed again since: reload once more");
+		return -ESTALE;
+	}
+	if (r->nmap != (uint32_t)nc->co_nlocalsplus || r->unit >= (uint32_t)Py_SIZE(nc) ||
+	    (int)r->base_depth > oc->co_stacksize || (int)r->base_depth > nc->co_stacksize) {
+		snprintf(msg, cap, "the restart does not fit the new code");
+		return -EINVAL;
+	}
+	for (uint32_t i = 0; i < r->nmap; i++) {
+		int32_t j = r->map[i];
+		_PyLocals_Kind kn = _PyLocals_GetKind(nc->co_localspluskinds, (int)i);
+		if (j >= oc->co_nlocalsplus ||
+		    (j >= 0 && (_PyLocals_GetKind(oc->co_localspluskinds, j) & CELL_OR_FREE) !=
+				       (kn & CELL_OR_FREE)) ||
+		    (j < 0 && (kn & CELL_OR_FREE))) {
+			snprintf(msg, cap, "local %u of the new code cannot take the old value",
+				 (unsigned)i);
+			return -EINVAL;
+		}
+	}
+	return run(f, pexc, pval, ptb, r->unit, r->base_depth, r->map, msg, cap);
+}
+
+static int run(_PyInterpreterFrame *f, PyObject **pexc, PyObject **pval, PyObject **ptb,
+	       uint32_t fallback_unit, uint32_t base_depth, const int32_t *map, char *msg,
+	       size_t cap)
 {
 	PyThreadState *ts = PyThreadState_Get();
 	PyCodeObject *co = f->f_code;
@@ -685,7 +762,8 @@ int agent_resume__run(_PyInterpreterFrame *f, PyObject **pexc, PyObject **pval, 
 		snprintf(msg, cap, "generator or coroutine frame: later calls are healed");
 		return -ENOTSUP;
 	}
-	if (!patched || patched == seen || patched->co_nlocalsplus != co->co_nlocalsplus ||
+	if (!patched || patched == seen ||
+	    (!map && patched->co_nlocalsplus != co->co_nlocalsplus) ||
 	    fallback_unit >= (uint32_t)Py_SIZE(patched) || (int)base_depth > co->co_stacksize) {
 		snprintf(msg, cap, "the function's code is not the patch for this frame");
 		return -EINVAL;
@@ -725,7 +803,7 @@ int agent_resume__run(_PyInterpreterFrame *f, PyObject **pexc, PyObject **pval, 
 		cl = level_of_frame(c); /* C may be a continuation's frame */
 	}
 
-	if (!(k = build_k(f, patched, fallback_unit, base_depth, &shift, &values, msg, cap)))
+	if (!(k = build_k(f, patched, fallback_unit, base_depth, map, &shift, &values, msg, cap)))
 		goto out;
 	if (!(kfunc = PyFunction_New(k, f->f_globals)))
 		goto out;

@@ -10,8 +10,8 @@
  * reading (an auditor stopped with Ctrl-Z) delays nobody, and a parked
  * crash is answered as soon as its debugger speaks. A connection is
  * judged by its first frame: HELLO makes it the debugger (one at a time),
- * HELLO_CONTROL an auditor (suture-audit --pid: LIST, ROLLBACK, PING;
- * never told of crashes). The debugger's frames are answered by one
+ * HELLO_CONTROL an auditor (suture-audit --pid: LIST, ROLLBACK, RELOAD,
+ * PING; never told of crashes). The debugger's frames are answered by one
  * handler per frame type; the work that needs Python (PATCH, LIST,
  * ROLLBACK, the watcher's removal at DETACH) takes the GIL for its length
  * (agent__gil_take), everything else runs without it.
@@ -22,7 +22,9 @@
  * write.
  */
 #include "agent/agent-priv.h"
+#include "agent/probe.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -73,6 +75,30 @@ static void rollback_run(const struct wire_rollback *m, struct wire_rollback_res
 		   (m->flags & WIRE_ROLLBACK_F_ALL) ? "(all)" : m->name,
 		   (m->flags & WIRE_ROLLBACK_F_DRY_RUN) ? " (dry run)" : "", res->status,
 		   res->message);
+}
+
+/* RELOAD for the debugger or an auditor (suture-attach --reload beside a
+ * --watch): the whole RELOAD_RESULT frame into b, or an ERROR. */
+static void reload_run(struct wire_buf *b, const uint8_t *p, const uint8_t *end, const char *who)
+{
+	static struct wire_reload m; /* the agent thread's alone; 4 KiB of path */
+	PyGILState_STATE st;
+	if (wire_msg__decode_reload(p, end, &m)) {
+		wire_msg__encode_error(b, "agent: malformed RELOAD");
+		return;
+	}
+	if (agent__gil_take(&st)) {
+		wire_msg__encode_error(b, "agent: interpreter finalizing");
+		return;
+	}
+	int rc = agent_reload__run(&m, b);
+	PyGILState_Release(st);
+	if (rc) {
+		wire_buf__reset(b);
+		wire_msg__encode_error(b,
+				       "agent: cannot encode the reload's result (out of memory)");
+	}
+	agent__log("reload%s of %s answered", who, m.path);
 }
 
 /* PONG: the counters, read under the lock. */
@@ -183,8 +209,11 @@ void agent_server__close_client_locked(const char *why)
 	agent_g.client_fd = -1;
 	frame_in__reset(&g_dbg_in); /* only the agent thread closes it, and reads it */
 	__atomic_store_n(&agent_g.ready, false, __ATOMIC_RELAXED);
+	__atomic_store_n(&agent_g.hold, false, __ATOMIC_RELAXED);
 	/* Parked threads go on with their exception untouched. */
 	agent_park__release_all_locked(AGENT_VERDICT_NO_DEBUGGER);
+	/* Probes stop now; their code goes at the serve loop's next turn. */
+	agent_probe__disconnected_locked();
 }
 
 /* The first part of a reply, sent while the caller still holds the GIL:
@@ -271,7 +300,18 @@ static void on_hello(struct wire_buf *b, const uint8_t *p, const uint8_t *end)
 	reply(b);
 	pthread_mutex_lock(&agent_g.lock);
 	agent_g.hits = (h.flags & WIRE_HELLO_F_HITS) != 0;
+	__atomic_store_n(&agent_g.hold, (h.flags & WIRE_HELLO_F_HOLD) != 0, __ATOMIC_RELAXED);
+	agent_g.tree = (h.flags & WIRE_HELLO_F_TREE) != 0;
 	__atomic_store_n(&agent_g.ready, true, __ATOMIC_RELAXED);
+	/* Children that came up while no debugger followed the tree. */
+	for (unsigned i = 0; agent_g.tree && i < agent_g.nforked_queue; i++) {
+		struct wire_forked f = { agent_g.forked_queue[i][0], agent_g.forked_queue[i][1] };
+		if (wire_msg__encode_forked(b, &f) == 0 && agent_server__send_locked(b))
+			break;
+		wire_buf__reset(b);
+	}
+	wire_buf__reset(b);
+	agent_g.nforked_queue = 0;
 	pthread_cond_broadcast(&agent_g.cond); /* crashes waiting for a debugger */
 	pthread_mutex_unlock(&agent_g.lock);
 }
@@ -307,6 +347,30 @@ static void on_resume(struct wire_buf *b, const uint8_t *p, const uint8_t *end)
 		snprintf(res.message, sizeof res.message,
 			 "agent: event %llu is not parked (released or timed out)",
 			 (unsigned long long)r.event_id);
+		wire_msg__encode_resume_result(b, &res);
+		reply(b);
+	}
+}
+
+/* RESTART: the held thread does the work (it owns the frame) and answers
+ * RESUME_RESULT itself; an event that is not held (released, or never
+ * held) is answered here. */
+static void on_restart(struct wire_buf *b, const uint8_t *p, const uint8_t *end)
+{
+	struct wire_restart *r = malloc(sizeof *r);
+	if (!r || wire_msg__decode_restart(p, end, r)) {
+		free(r);
+		refuse(b, r ? "agent: malformed RESTART" : "agent: out of memory");
+		return;
+	}
+	uint64_t id = r->event_id;
+	pthread_mutex_lock(&agent_g.lock);
+	bool found = agent_park__restart_locked(id, r); /* takes r */
+	pthread_mutex_unlock(&agent_g.lock);
+	if (!found) {
+		struct wire_resume_result res = { id, -ENOENT, "" };
+		snprintf(res.message, sizeof res.message, "agent: event %llu is not held",
+			 (unsigned long long)id);
 		wire_msg__encode_resume_result(b, &res);
 		reply(b);
 	}
@@ -405,6 +469,11 @@ void agent_server__close(void)
 		close(agent_g.lock_fd); /* drops the flock */
 	}
 	agent_g.lock_fd = -1;
+	if (agent_g.fork_rd >= 0)
+		close(agent_g.fork_rd);
+	if (agent_g.fork_wr >= 0)
+		close(agent_g.fork_wr);
+	agent_g.fork_rd = agent_g.fork_wr = -1;
 	pthread_mutex_unlock(&agent_g.lock);
 }
 
@@ -439,6 +508,42 @@ static void on_detach(struct wire_buf *b)
 		wire_buf__reset(b);
 	}
 	wire_msg__encode_empty(b, WIRE_MSG_BYE);
+	reply(b);
+}
+
+/* The probes' frames (agent/probe.c, docs/formats/channel.md "Probes"). */
+static void on_probe(struct wire_buf *b, uint16_t type, const uint8_t *p, const uint8_t *end)
+{
+	static struct wire_probe_set set;
+	struct wire_probe_ctl ctl;
+	uint64_t ev;
+	switch (type) {
+	case WIRE_MSG_PROBE_SET:
+		if (wire_msg__decode_probe_set(p, end, &set)) {
+			refuse(b, "agent: malformed PROBE_SET");
+			return;
+		}
+		agent_probe__on_set(b, &set);
+		break;
+	case WIRE_MSG_PROBE_ARM:
+	case WIRE_MSG_PROBE_CLEAR:
+		if (wire_msg__decode_probe_ctl(p, end, &ctl)) {
+			refuse(b, "agent: malformed PROBE_ARM/CLEAR");
+			return;
+		}
+		if (type == WIRE_MSG_PROBE_ARM)
+			agent_probe__on_arm(b, &ctl);
+		else
+			agent_probe__on_clear(b, &ctl);
+		break;
+	default:
+		if (wire_msg__decode_probe_release(p, end, &ev)) {
+			refuse(b, "agent: malformed PROBE_RELEASE");
+			return;
+		}
+		agent_probe__release(ev);
+		return;
+	}
 	reply(b);
 }
 
@@ -495,6 +600,19 @@ static bool serve_debugger(struct wire_buf *b)
 		case WIRE_MSG_PING:
 			on_ping(b, p, end);
 			break;
+		case WIRE_MSG_PROBE_SET:
+		case WIRE_MSG_PROBE_ARM:
+		case WIRE_MSG_PROBE_CLEAR:
+		case WIRE_MSG_PROBE_RELEASE:
+			on_probe(b, h.type, p, end);
+			break;
+		case WIRE_MSG_RELOAD:
+			reload_run(b, p, end, "");
+			reply(b);
+			break;
+		case WIRE_MSG_RESTART:
+			on_restart(b, p, end);
+			break;
 		case WIRE_MSG_DETACH:
 			if (wire_msg__decode_empty(p, end)) {
 				refuse(b, "agent: malformed DETACH");
@@ -529,6 +647,7 @@ static bool serve_debugger(struct wire_buf *b)
 #define AUDIT_SESSION_MS 10000
 #define AUDIT_FRAMES 32
 #define PEER_FRAME_MAX (64u << 10)
+#define AUDIT_RELOAD_MAX (4u << 20)
 
 enum peer_role { PEER_FREE = 0, PEER_NEW, PEER_AUDITOR };
 
@@ -611,6 +730,10 @@ static void peer__audit(struct peer *p, const struct wire_hdr *h, const uint8_t 
 	PyGILState_STATE st;
 	if (++p->frames > AUDIT_FRAMES) {
 		peer__refuse(p, "agent: auditor session over its bound (32 frames)");
+	} else if (h->len > PEER_FRAME_MAX && h->type != WIRE_MSG_RELOAD) {
+		peer__refuse(p, "agent: frame too large for an auditor");
+	} else if (h->type == WIRE_MSG_RELOAD) {
+		reload_run(b, pl, end, " (auditor)");
 	} else if (h->type == WIRE_MSG_LIST) {
 		struct wire_list m;
 		if (wire_msg__decode_list(pl, end, &m) || agent__gil_take(&st)) {
@@ -640,8 +763,8 @@ static void peer__audit(struct peer *p, const struct wire_hdr *h, const uint8_t 
 		pong_of(&ping, &pong);
 		wire_msg__encode_pong(b, &pong);
 	} else {
-		peer__refuse(p, "agent: another debugger is connected: only LIST, ROLLBACK and "
-				"PING are served to an auditor");
+		peer__refuse(p, "agent: another debugger is connected: only LIST, ROLLBACK, "
+				"RELOAD and PING are served to an auditor");
 	}
 }
 
@@ -711,7 +834,10 @@ static void peer__io(struct peer *p, short revents, struct wire_buf *b)
 	}
 	if (!(revents & (POLLIN | POLLHUP | POLLERR)))
 		return;
-	int rc = frame_in__pump(p->fd, &p->in, PEER_FRAME_MAX);
+	/* A RELOAD carries a module's source: up to 4 MiB (peer__audit checks
+	 * the other types against PEER_FRAME_MAX). */
+	int rc = frame_in__pump(p->fd, &p->in,
+				p->role == PEER_AUDITOR ? AUDIT_RELOAD_MAX : PEER_FRAME_MAX);
 	if (rc == 0)
 		return;
 	if (rc == -EPROTO || rc == -EMSGSIZE) {
@@ -790,16 +916,71 @@ static void peers__reset(void)
 	}
 }
 
+/* XDG_RUNTIME_DIR as a debugger outside reads it: from the environment
+ * block the process started with (/proc/self/environ), so that a program
+ * that changed it since still meets its debugger; getenv() without /proc. */
+static bool own_xdg(char *buf, size_t cap)
+{
+	char env[16384];
+	size_t len = 0;
+	int fd = open("/proc/self/environ", O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		const char *x = getenv("XDG_RUNTIME_DIR");
+		return x && snprintf(buf, cap, "%s", x) < (int)cap;
+	}
+	for (ssize_t r; len < sizeof env && (r = read(fd, env + len, sizeof env - len)) > 0;)
+		len += (size_t)r;
+	close(fd);
+	return wire_channel__xdg(env, env + len, buf, cap) == 0;
+}
+
+/* A debugger loaded us from a memfd (inject/remote.c) and left its
+ * descriptor to us: the mapping keeps the library, so it is closed here,
+ * on the agent thread, rather than by one more remote call while the
+ * process was stopped. Any descriptor naming our memfd is ours (the
+ * program never sees its number). */
+static void close_own_memfd(void)
+{
+	DIR *d = opendir("/proc/self/fd");
+	struct dirent *e;
+	if (!d)
+		return;
+	while ((e = readdir(d))) {
+		char path[64], link[64];
+		int fd = atoi(e->d_name);
+		if (fd <= 2 || fd == dirfd(d))
+			continue;
+		snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
+		ssize_t n = readlink(path, link, sizeof link - 1);
+		if (n <= 0)
+			continue;
+		link[n] = 0;
+		if (strncmp(link, "/memfd:libsuture_agent.so", 25) == 0)
+			close(fd);
+	}
+	closedir(d);
+}
+
 int agent_server__open(void)
 {
-	char dir[WIRE_PATH_MAX];
-	int rc;
+	char dir[WIRE_PATH_MAX], why[256], xdg[256];
+	int rc, dirfd = -1, rootfd;
 	pid_t pid = getpid();
 	uid_t uid = getuid();
 
-	if ((rc = wire_channel__dir(uid, dir, sizeof dir)) ||
-	    (rc = wire_channel__ensure_dir(dir, uid)))
+	close_own_memfd();
+	if ((rootfd = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC)) < 0)
+		return -errno;
+	rc = wire_channel__place(rootfd, uid, uid, own_xdg(xdg, sizeof xdg) ? xdg : NULL, true,
+				 &dirfd, dir, sizeof dir, why, sizeof why);
+	close(rootfd);
+	if (rc) {
+		agent__log("channel: %s", why);
 		return rc;
+	}
+	close(dirfd);
+	if (why[0])
+		agent__log("channel: %s", why);
 	/* Files of processes killed before their agent could remove them
 	 * (docs/formats/channel.md, "Stale files"). */
 	wire_channel__sweep(dir);
@@ -834,6 +1015,15 @@ int agent_server__open(void)
 	}
 	agent_g.lock_fd = lfd;
 	agent_g.listen_fd = fd;
+	/* Children's notices (agent_server__fork_announce); without the
+	 * pipe, children still get their agent, only no FORKED is sent. */
+	int pp[2];
+	if (pipe2(pp, O_CLOEXEC) == 0) {
+		fcntl(pp[1], F_SETFL, O_NONBLOCK); /* a child never waits on us */
+		fcntl(pp[0], F_SETFL, O_NONBLOCK);
+		agent_g.fork_rd = pp[0];
+		agent_g.fork_wr = pp[1];
+	}
 	return 0;
 fail_sock:
 	close(fd);
@@ -842,17 +1032,67 @@ fail_lock:
 	return rc;
 }
 
+void agent_server__fork_announce(void)
+{
+	int fd = agent_g.parent_fork_wr;
+	if (fd < 0)
+		return;
+	agent_g.parent_fork_wr = -1;
+	/* One write of 8 bytes (< PIPE_BUF): atomic among siblings. */
+	uint32_t note[2] = { (uint32_t)getpid(), (uint32_t)getppid() };
+	ssize_t w;
+	do
+		w = write(fd, note, sizeof note);
+	while (w < 0 && errno == EINTR);
+	if (w != (ssize_t)sizeof note)
+		agent__log("fork: the parent's agent was not told (%s)",
+			   w < 0 ? strerror(errno) : "short write");
+	close(fd);
+}
+
+/* Children's notices: FORKED to a debugger that follows the tree, else
+ * queued for the next one that does. */
+static void forked_read(struct wire_buf *b)
+{
+	uint32_t note[2];
+	ssize_t r;
+	while ((r = read(agent_g.fork_rd, note, sizeof note)) == (ssize_t)sizeof note) {
+		if (!note[0] || !note[1] || note[0] > INT32_MAX || note[1] > INT32_MAX)
+			continue;
+		agent__log("fork: child %u (parent %u) listens", note[0], note[1]);
+		pthread_mutex_lock(&agent_g.lock);
+		if (agent_g.ready && agent_g.tree && agent_g.client_fd >= 0) {
+			struct wire_forked f = { note[0], note[1] };
+			if (wire_msg__encode_forked(b, &f) == 0 && agent_server__send_locked(b))
+				agent_server__close_client_locked("write failed");
+			wire_buf__reset(b);
+		} else {
+			unsigned n = agent_g.nforked_queue;
+			if (n == sizeof agent_g.forked_queue / sizeof agent_g.forked_queue[0]) {
+				memmove(agent_g.forked_queue, agent_g.forked_queue + 1,
+					(n - 1) * sizeof agent_g.forked_queue[0]);
+				n--;
+			}
+			agent_g.forked_queue[n][0] = note[0];
+			agent_g.forked_queue[n][1] = note[1];
+			agent_g.nforked_queue = n + 1;
+		}
+		pthread_mutex_unlock(&agent_g.lock);
+	}
+}
+
 void agent_server__serve(void)
 {
 	struct wire_buf b = { 0 };
 	struct timespec last_hits = { 0, 0 };
 	peers__reset();
 	for (;;) {
-		struct pollfd pf[2 + PEERS_MAX];
-		struct peer *of[2 + PEERS_MAX];
-		int np = 1, dbg = -1;
+		struct pollfd pf[3 + PEERS_MAX];
+		struct peer *of[3 + PEERS_MAX];
+		int np = 2, dbg = -1;
 		long now = now_ms(), wake = now + 200;
 		pf[0] = (struct pollfd){ .fd = agent_g.listen_fd, .events = POLLIN };
+		pf[1] = (struct pollfd){ .fd = agent_g.fork_rd, .events = POLLIN };
 		if (agent_g.client_fd >= 0) {
 			dbg = np;
 			pf[np++] = (struct pollfd){ .fd = agent_g.client_fd, .events = POLLIN };
@@ -872,13 +1112,18 @@ void agent_server__serve(void)
 		int n = poll(pf, (nfds_t)np, wake > now ? (int)(wake - now) : 0);
 		if (n < 0 && errno != EINTR)
 			break;
+		if (n > 0 && agent_g.fork_rd >= 0 && (pf[1].revents & POLLIN))
+			forked_read(&b);
 		/* The debugger first: its EOF must be seen before a new
 		 * debugger (often the same tool, reconnecting) says HELLO. */
 		if (n > 0 && dbg >= 0 && agent_g.client_fd == pf[dbg].fd &&
 		    (pf[dbg].revents & (POLLIN | POLLHUP | POLLERR)))
 			if (!serve_debugger(&b))
 				break;
-		for (int i = 1; n > 0 && i < np; i++)
+		/* A debugger that left its probes: their code goes before the
+		 * next one is accepted. */
+		agent_probe__clear_orphans();
+		for (int i = 2; n > 0 && i < np; i++)
 			if (i != dbg && pf[i].revents && of[i]->role != PEER_FREE &&
 			    of[i]->fd == pf[i].fd)
 				peer__io(of[i], pf[i].revents, &b);
@@ -917,6 +1162,11 @@ void agent_server__serve(void)
 			}
 		}
 	}
+	/* DETACH (or a poll failure) with probes still set: they go too. */
+	pthread_mutex_lock(&agent_g.lock);
+	agent_probe__disconnected_locked();
+	pthread_mutex_unlock(&agent_g.lock);
+	agent_probe__clear_orphans();
 	for (int i = 0; i < PEERS_MAX; i++)
 		peer__drop(&g_peers[i], NULL);
 	wire_buf__free(&b);

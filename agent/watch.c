@@ -102,6 +102,19 @@ static int is_structural(PyObject *type)
 	       type == PyExc_TypeError || type == PyExc_FileNotFoundError;
 }
 
+/* While the debugger holds crashes (suture-attach --watch --hold), any
+ * exception may end a thread: an AssertionError, the program's own
+ * classes. Not the ones that stop a program on purpose (SystemExit,
+ * KeyboardInterrupt, GeneratorExit: not Exception subclasses) nor the
+ * iteration protocol's. One relaxed load when nobody holds. */
+static int is_holdable(PyObject *type)
+{
+	return agent_channel__holds() && PyType_Check(type) &&
+	       PyType_IsSubtype((PyTypeObject *)type, (PyTypeObject *)PyExc_Exception) &&
+	       !PyType_IsSubtype((PyTypeObject *)type, (PyTypeObject *)PyExc_StopIteration) &&
+	       !PyType_IsSubtype((PyTypeObject *)type, (PyTypeObject *)PyExc_StopAsyncIteration);
+}
+
 static void copy_utf8(char *dst, size_t cap, PyObject *s)
 {
 	const char *u = (s && PyUnicode_Check(s)) ? PyUnicode_AsUTF8(s) : NULL;
@@ -168,10 +181,37 @@ static void park(_PyInterpreterFrame *f, PyObject **pexc, PyObject **pval, PyObj
 	PyErr_Clear();
 
 	struct wire_resume resume;
-	PyThreadState *save = PyEval_SaveThread();
-	enum agent_verdict v = agent_channel__park(&c, &resume);
+	struct wire_restart *restart = NULL;
+	PyThreadState *save;
+	enum agent_verdict v;
+again:
+	save = PyEval_SaveThread();
+	v = agent_channel__park(&c, f, co, &resume, &restart);
 	PyEval_RestoreThread(save);
-	if (v == AGENT_VERDICT_RESUME) {
+	if (v == AGENT_VERDICT_RESTART) {
+		/* A held crash whose function was reloaded: run it again from
+		 * the failing line in the new code (resume.c). */
+		struct wire_resume_result r = { c.event_id, 0, "" };
+		if (resumable)
+			r.status = agent_resume__restart(f, pexc, pval, ptb, restart, r.message,
+							 sizeof r.message);
+		else {
+			r.status = -EINVAL;
+			snprintf(r.message, sizeof r.message,
+				 "the failing call had returned: its exception was stored and "
+				 "re-raised by its consumer");
+		}
+		free(restart);
+		restart = NULL;
+		PyErr_Clear();
+		save = PyEval_SaveThread();
+		agent_channel__resume_result(&r);
+		PyEval_RestoreThread(save);
+		/* Not restarted (nothing changed): still held, as a new event,
+		 * for the next reload. */
+		if (r.status < 0 && resumable)
+			goto again;
+	} else if (v == AGENT_VERDICT_RESUME) {
 		struct wire_resume_result r = { c.event_id, 0, "" };
 		if (resumable) {
 			r.status = agent_resume__run(f, pexc, pval, ptb, resume.fallback_unit,
@@ -239,7 +279,7 @@ static int agent_traceback_here(PyFrameObject *frame)
 	}
 	agent_stats.hook_calls++;
 	/* Nobody to tell (no debugger, none awaited): nothing to decide. */
-	if (g_watching && is_structural(exc) &&
+	if (g_watching && (is_structural(exc) || is_holdable(exc)) &&
 	    (agent_channel__has_debugger() || agent_channel__may_wait())) {
 		PyThreadState *ts = PyThreadState_Get();
 		_PyInterpreterFrame *f = frame->f_frame;
@@ -282,7 +322,8 @@ static int trace_cb(PyObject *obj, PyFrameObject *frame, int what, PyObject *arg
 	PyObject *tb = PyTuple_GET_ITEM(arg, 2);
 	/* The newest entry is this frame's; no older one means it starts here. */
 	if (!PyTraceBack_Check(tb) || ((PyTracebackObject *)tb)->tb_next != NULL ||
-	    !is_structural(exc) || !(agent_channel__has_debugger() || agent_channel__may_wait()))
+	    !(is_structural(exc) || is_holdable(exc)) ||
+	    !(agent_channel__has_debugger() || agent_channel__may_wait()))
 		return 0;
 	Py_INCREF(exc);
 	Py_INCREF(val);

@@ -139,6 +139,14 @@ bool attach_pid__alive(pid_t pid);
 int attach_cmdline__script(const char *p, const char *end, const char **arg, size_t *len);
 int attach_pid__script(pid_t pid, char *buf, size_t cap);
 
+/* The processes forked from root, children before grandchildren (from
+ * /proc/PID/stat, no ptrace): at most cap pids into out, *n of them. 0,
+ * -ENOMEM, or /proc's -errno. */
+int attach_pid__descendants(pid_t root, pid_t *out, size_t cap, size_t *n);
+/* Whether a and b run the same executable (/proc/PID/exe): a fork rather
+ * than a program it ran. False when either cannot be read. */
+bool attach_pid__same_exe(pid_t a, pid_t b);
+
 /* An ELF symbol with its kind. STT_GNU_IFUNC symbols resolve to their
  * resolver, not to the implementation: attach_proc__call_sym handles that. */
 struct attach_sym {

@@ -17,10 +17,13 @@
 
 #define EF(e) ((Elf *)(e)->elf)
 
+/* A memfd maps as "/memfd:NAME (deleted)": NAME is its basename (the
+ * agent is loaded that way, inject/remote.c). */
 static const char *base_name(const char *path)
 {
 	const char *s = strrchr(path, '/');
-	return s ? s + 1 : path;
+	s = s ? s + 1 : path;
+	return strncmp(s, "memfd:", 6) == 0 ? s + 6 : s;
 }
 
 /* Open path for reading, first as the target sees it (its root), then ours. */

@@ -1,7 +1,9 @@
 /* suture-attach: attach to a running CPython 3.11.
  *
  * Modes (one per run): --dump prints every thread's Python stack (inspect/);
- * --watch heals structural crashes as they happen (heal/heal.h).
+ * --watch heals structural crashes as they happen (heal/heal.h); --log and
+ * --snapshot set a live probe (heal/probe.c); --reload pushes edited sources
+ * into the target (heal_reload__run).
  * The option table and the mode switch are the only places a new mode
  * touches. Exit codes are documented in docs/man/suture-attach.1. */
 #include <errno.h>
@@ -32,9 +34,14 @@ enum exit_code {
 	EXIT_EXITED = 9,
 	EXIT_NO_LAYOUT = 10,
 	EXIT_NO_AGENT = 11,
+	EXIT_NOT_FOUND = 12,   /* --reload: no module of the target comes from FILE;
+				* --log/--snapshot: no code on that line, or it cannot
+				* be probed */
+	EXIT_NO_COMPILE = 13,  /* --reload: FILE does not compile (target unchanged) */
+	EXIT_NO_SNAPSHOT = 14, /* --snapshot: the line did not run within --timeout */
 };
 
-enum mode { MODE_NONE, MODE_DUMP, MODE_WATCH, MODE_DETACH };
+enum mode { MODE_NONE, MODE_DUMP, MODE_WATCH, MODE_DETACH, MODE_LOG, MODE_SNAPSHOT, MODE_RELOAD };
 
 struct args {
 	pid_t pid;
@@ -42,19 +49,28 @@ struct args {
 	bool locals, json, verbose, no_cache;
 	/* --watch */
 	const char *store;
-	bool dry_run;
+	bool dry_run, hold;
 	double timeout;
 	uint32_t ttl;
 	char *app_paths; /* --app-path, resolved, ':'-joined */
+	/* --log / --snapshot */
+	struct heal_probe_opts probe;
+	/* --reload FILE [FILE...]: argv[reload_at..argc) after parsing */
+	char **reload_files;
+	size_t nreload;
 };
 
 static void usage(FILE *f)
 {
 	fprintf(f,
 		"usage: suture-attach --pid PID --dump [--locals] [--json] [--verbose]\n"
-		"       suture-attach --pid PID --watch [--store DIR] [--dry-run] [--verbose] [--timeout S] [--ttl DAYS]\n"
+		"       suture-attach --pid PID --watch [--hold] [--store DIR] [--dry-run] [--verbose] [--timeout S] [--ttl DAYS]\n"
 		"                     [--app-path PATH]...\n"
+		"       suture-attach --pid PID --log FILE:LINE 'TEXT {expr}...' [--if COND] [--count K]\n"
+		"                     [--timeout S] [--json]\n"
+		"       suture-attach --pid PID --snapshot FILE:LINE [--if COND] [--timeout S] [--json]\n"
 		"       suture-attach --pid PID --detach\n"
+		"       suture-attach --pid PID --reload FILE [FILE...] [--store DIR]\n"
 		"\n"
 		"  -p, --pid PID    the CPython 3.11 process to attach to\n"
 		"  -d, --dump       print every thread's Python stack, innermost frame first\n"
@@ -63,12 +79,24 @@ static void usage(FILE *f)
 		"  -v, --verbose    say where the interpreter layout came from, and timings\n"
 		"      --no-cache   neither read nor write the layout cache\n"
 		"  -w, --watch      heal structural crashes in the target as they happen\n"
-		"      --store DIR  with --watch: the patch store\n"
+		"      --store DIR  with --watch: the patch store; with --reload: the store\n"
+		"                   whose patches of reloaded functions retire\n"
 		"      --dry-run    with --watch: analyse and report, change nothing\n"
+		"      --hold       with --watch: hold every crash (its thread parked in the\n"
+		"                   crashing function) until its fixed source is reloaded\n"
+		"                   (--reload: it restarts at the failing line) or ^C\n"
 		"      --timeout S  with --watch: stop watching after S seconds\n"
 		"      --ttl DAYS   with --watch: lifetime of stored patches (1..36500)\n"
 		"      --app-path P with --watch: more application code (repeatable), healed\n"
 		"                   even inside site-packages (see WHAT COUNTS AS A CRASH)\n"
+		"      --log FILE:LINE TEXT  print TEXT each time a thread runs LINE, each {expr}\n"
+		"                   evaluated in that frame (no program code runs); removed on exit\n"
+		"      --snapshot FILE:LINE  print the stack and locals of the first thread that\n"
+		"                   runs LINE (as --dump --locals), then remove the probe\n"
+		"      --if COND    with --log/--snapshot: only when COND holds\n"
+		"      --count K    with --log: stop after K lines\n"
+		"  -r, --reload F.. recompile the edited module source(s) F in the target;\n"
+		"                   every changed function runs the new code (edit and continue)\n"
 		"      --detach     stop the agent left in the target (watcher removed,\n"
 		"                   channel closed); applied patches stay\n"
 		"  -h, --help       this help\n"
@@ -76,7 +104,9 @@ static void usage(FILE *f)
 		"\n"
 		"Exit status: 0 ok, 2 usage (or a thread id), 3 no such process, 4 not Python, 5 not 3.11,\n"
 		"6 permission denied, 7 already traced, 8 stopped, 9 exited during the dump,\n"
-		"10 no interpreter layout, 11 no agent to detach, 1 other errors. See suture-attach(1).\n");
+		"10 no interpreter layout, 11 no agent to detach, 12 FILE not loaded in the target\n"
+		"or no code on LINE, 13 FILE does not compile, 14 no snapshot within --timeout,\n"
+		"1 other errors. See suture-attach(1).\n");
 }
 
 static int parse_pid(const char *s, pid_t *pid)
@@ -90,6 +120,25 @@ static int parse_pid(const char *s, pid_t *pid)
 	return 0;
 }
 
+/* FILE:LINE (the last colon splits: a path may hold colons). */
+static int parse_probe_where(char *arg, struct heal_probe_opts *p)
+{
+	char *colon = strrchr(arg, ':'), *end;
+	long v = 0;
+	if (colon) {
+		errno = 0;
+		v = strtol(colon + 1, &end, 10);
+	}
+	if (!colon || colon == arg || errno || *end || end == colon + 1 || v < 1 || v > INT_MAX) {
+		fprintf(stderr, "suture-attach: bad probe place '%s' (FILE:LINE)\n", arg);
+		return -EINVAL;
+	}
+	*colon = 0;
+	p->file = arg;
+	p->line = (int)v;
+	return 0;
+}
+
 static int parse_args(int argc, char **argv, struct args *a)
 {
 	enum {
@@ -99,7 +148,12 @@ static int parse_args(int argc, char **argv, struct args *a)
 		OPT_TIMEOUT,
 		OPT_TTL,
 		OPT_DETACH,
-		OPT_APP_PATH
+		OPT_APP_PATH,
+		OPT_LOG,
+		OPT_SNAPSHOT,
+		OPT_IF,
+		OPT_COUNT,
+		OPT_HOLD
 	};
 	static const struct option opts[] = {
 		{ "pid", required_argument, NULL, 'p' },
@@ -112,9 +166,15 @@ static int parse_args(int argc, char **argv, struct args *a)
 		{ "store", required_argument, NULL, OPT_STORE },
 		{ "app-path", required_argument, NULL, OPT_APP_PATH },
 		{ "dry-run", no_argument, NULL, OPT_DRY_RUN },
+		{ "hold", no_argument, NULL, OPT_HOLD },
 		{ "timeout", required_argument, NULL, OPT_TIMEOUT },
 		{ "ttl", required_argument, NULL, OPT_TTL },
 		{ "detach", no_argument, NULL, OPT_DETACH },
+		{ "log", required_argument, NULL, OPT_LOG },
+		{ "snapshot", required_argument, NULL, OPT_SNAPSHOT },
+		{ "if", required_argument, NULL, OPT_IF },
+		{ "count", required_argument, NULL, OPT_COUNT },
+		{ "reload", required_argument, NULL, 'r' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
@@ -122,7 +182,7 @@ static int parse_args(int argc, char **argv, struct args *a)
 	int c;
 	opterr = 0;
 	char *end;
-	while ((c = getopt_long(argc, argv, "p:dljwvhV", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "p:dljwvr:hV", opts, NULL)) != -1) {
 		switch (c) {
 		case 'p':
 			if (parse_pid(optarg, &a->pid)) {
@@ -151,6 +211,39 @@ static int parse_args(int argc, char **argv, struct args *a)
 		case OPT_DETACH:
 			a->mode = MODE_DETACH;
 			break;
+		case OPT_LOG:
+		case OPT_SNAPSHOT:
+			a->mode = c == OPT_LOG ? MODE_LOG : MODE_SNAPSHOT;
+			if (parse_probe_where(optarg, &a->probe))
+				return EXIT_USAGE;
+			if (c == OPT_LOG) {
+				/* TEXT is the next word: --log FILE:LINE 'TEXT' */
+				if (optind >= argc) {
+					fprintf(stderr,
+						"suture-attach: --log FILE:LINE needs a TEXT\n");
+					return EXIT_USAGE;
+				}
+				a->probe.format = argv[optind++];
+			}
+			break;
+		case OPT_IF:
+			a->probe.cond = optarg;
+			break;
+		case OPT_COUNT: {
+			errno = 0;
+			long v = strtol(optarg, &end, 10);
+			if (errno || *end || end == optarg || v < 1 || v > 1000000000) {
+				fprintf(stderr, "suture-attach: bad --count '%s' (1..1000000000)\n",
+					optarg);
+				return EXIT_USAGE;
+			}
+			a->probe.count = (uint32_t)v;
+			break;
+		}
+		case 'r':
+			a->mode = MODE_RELOAD;
+			a->reload_files = &argv[optind - 1]; /* its argument */
+			break;
 		case OPT_STORE:
 			a->store = optarg;
 			break;
@@ -164,6 +257,9 @@ static int parse_args(int argc, char **argv, struct args *a)
 		}
 		case OPT_DRY_RUN:
 			a->dry_run = true;
+			break;
+		case OPT_HOLD:
+			a->hold = true;
 			break;
 		case OPT_TIMEOUT:
 			errno = 0;
@@ -198,23 +294,55 @@ static int parse_args(int argc, char **argv, struct args *a)
 			return EXIT_USAGE;
 		}
 	}
-	if (optind < argc) {
+	if (a->mode == MODE_RELOAD) {
+		/* getopt moved the other FILEs behind the options: the first
+		 * one (--reload's argument) joins them. */
+		char **v = calloc((size_t)(argc - optind + 1), sizeof *v);
+		if (!v) {
+			fprintf(stderr, "suture-attach: out of memory\n");
+			return EXIT_INTERNAL;
+		}
+		v[0] = *a->reload_files;
+		for (int i = optind; i < argc; i++)
+			v[1 + (size_t)(i - optind)] = argv[i];
+		a->reload_files = v;
+		a->nreload = (size_t)(argc - optind + 1);
+	} else if (optind < argc) {
 		fprintf(stderr, "suture-attach: unexpected argument '%s'\n", argv[optind]);
 		return EXIT_USAGE;
 	}
 	if (!a->pid || a->mode == MODE_NONE) {
 		fprintf(stderr, "suture-attach: %s (see --help)\n",
 			!a->pid ? "--pid is required"
-				: "no mode given (--dump, --watch or --detach)");
+				: "no mode given (--dump, --watch, --log, --snapshot, --reload or --detach)");
 		return EXIT_USAGE;
 	}
-	if (a->mode != MODE_WATCH && (a->store || a->dry_run || a->timeout > 0 || a->ttl)) {
+	bool probe = a->mode == MODE_LOG || a->mode == MODE_SNAPSHOT;
+	if (a->mode != MODE_WATCH &&
+	    (a->dry_run || a->hold || a->ttl || (a->store && a->mode != MODE_RELOAD))) {
+		fprintf(stderr, "suture-attach: --dry-run, --hold and --ttl go with --watch; "
+				"--store with --watch or --reload\n");
+		return EXIT_USAGE;
+	}
+	if (a->mode != MODE_WATCH && !probe && a->timeout > 0) {
 		fprintf(stderr,
-			"suture-attach: --store, --dry-run, --timeout and --ttl go with --watch\n");
+			"suture-attach: --timeout goes with --watch, --log or --snapshot\n");
 		return EXIT_USAGE;
 	}
-	if (a->mode != MODE_DUMP && (a->locals || a->json)) {
-		fprintf(stderr, "suture-attach: --locals and --json go with --dump\n");
+	if (a->mode != MODE_DUMP && a->locals) {
+		fprintf(stderr, "suture-attach: --locals goes with --dump\n");
+		return EXIT_USAGE;
+	}
+	if (a->mode != MODE_DUMP && !probe && a->json) {
+		fprintf(stderr, "suture-attach: --json goes with --dump, --log or --snapshot\n");
+		return EXIT_USAGE;
+	}
+	if (!probe && a->probe.cond) {
+		fprintf(stderr, "suture-attach: --if goes with --log or --snapshot\n");
+		return EXIT_USAGE;
+	}
+	if (a->mode != MODE_LOG && a->probe.count) {
+		fprintf(stderr, "suture-attach: --count goes with --log\n");
 		return EXIT_USAGE;
 	}
 	return EXIT_OK;
@@ -356,6 +484,33 @@ static int run_detach(const struct args *a)
 	return EXIT_OK;
 }
 
+/* --log / --snapshot (heal/probe.c). A bad expression is refused before
+ * the target is touched. */
+static int run_probe(struct args *a)
+{
+	char err[1024];
+	struct heal_probe_opts *p = &a->probe;
+	p->snapshot = a->mode == MODE_SNAPSHOT;
+	p->json = a->json;
+	p->verbose = a->verbose;
+	p->timeout_s = a->timeout;
+	p->rate = HEAL_PROBE_RATE;
+	int rc = heal_probe__check(p, err, sizeof(err));
+	if (rc) {
+		fprintf(stderr, "suture-attach: %s\n", err);
+		return EXIT_USAGE;
+	}
+	rc = heal_probe__run(a->pid, p, err, sizeof(err));
+	if (!rc)
+		return EXIT_OK;
+	report(err, a->pid, rc);
+	if (rc == -ENOENT || rc == -EOPNOTSUPP)
+		return EXIT_NOT_FOUND;
+	if (rc == -ETIMEDOUT)
+		return EXIT_NO_SNAPSHOT;
+	return exit_for(rc, false);
+}
+
 int main(int argc, char **argv)
 {
 	struct args a = { 0 };
@@ -375,6 +530,7 @@ int main(int argc, char **argv)
 		}
 		struct heal_watch_opts o = { .store_dir = a.store,
 					     .dry_run = a.dry_run,
+					     .hold = a.hold,
 					     .verbose = a.verbose,
 					     .timeout_s = a.timeout,
 					     .ttl_days = a.ttl,
@@ -386,6 +542,21 @@ int main(int argc, char **argv)
 	}
 	case MODE_DETACH:
 		return run_detach(&a);
+	case MODE_LOG:
+	case MODE_SNAPSHOT:
+		return run_probe(&a);
+	case MODE_RELOAD: {
+		char err[1024];
+		struct heal_reload_opts o = { .store_dir = a.store, .verbose = a.verbose };
+		rc = heal_reload__run(a.pid, a.reload_files, a.nreload, &o, err, sizeof(err));
+		if (rc)
+			report(err, a.pid, rc);
+		return rc == 0         ? EXIT_OK
+		       : rc == -EBADF  ? EXIT_USAGE
+		       : rc == -ENOENT ? EXIT_NOT_FOUND
+		       : rc == -EINVAL ? EXIT_NO_COMPILE
+				       : exit_for(rc, false);
+	}
 	case MODE_NONE:
 		break;
 	}

@@ -214,7 +214,7 @@ static int row_fill(struct row *r, const struct store_patch *p, int64_t now, con
 	r->cell[7] = strdup(buf);
 	snprintf(buf, sizeof(buf), "%llu", (unsigned long long)p->hits);
 	r->cell[8] = strdup(buf);
-	r->cell[9] = strdup(store_status__str(st));
+	r->cell[9] = strdup(store_patch__superseded_by(p) ? "superseded" : store_status__str(st));
 	for (int i = 0; i < NCOLS; i++) {
 		if (!r->cell[i]) {
 			row_free(r);
@@ -236,7 +236,7 @@ static void print_line(char *const cell[NCOLS], const size_t w[NCOLS])
 
 static int list_table(const struct store *s, int64_t now)
 {
-	size_t n = store__count(s), w[NCOLS], nstale = 0, nexpired = 0, k = 0;
+	size_t n = store__count(s), w[NCOLS], nstale = 0, nexpired = 0, nsuper = 0, k = 0;
 	struct row *rows = calloc(n ? n : 1, sizeof(*rows));
 	char *cwd = getcwd(NULL, 0);
 	const struct store_patch *p;
@@ -263,7 +263,10 @@ static int list_table(const struct store *s, int64_t now)
 		}
 		switch (store_patch__status(p, now)) {
 		case STORE_STATUS_STALE:
-			nstale++;
+			if (store_patch__superseded_by(p))
+				nsuper++;
+			else
+				nstale++;
 			break;
 		case STORE_STATUS_EXPIRED:
 			nexpired++;
@@ -287,6 +290,10 @@ static int list_table(const struct store *s, int64_t now)
 		printf("%s%zu stale: the code changed since the patch was made; never applied. "
 		       "Remove: suture-audit rollback NAME\n",
 		       nexpired ? "" : "\n", nstale);
+	if (nsuper)
+		printf("%s%zu superseded: the function's fixed source was reloaded into the process "
+		       "(suture-attach --reload); never applied. Remove: suture-audit rollback NAME\n",
+		       nexpired || nstale ? "" : "\n", nsuper);
 out:
 	for (size_t i = 0; i < k; i++)
 		row_free(&rows[i]);
@@ -334,6 +341,7 @@ static cJSON *patch_json(const struct store_patch *p, int64_t now)
 	    !cJSON_AddNumberToObject(o, "ttl_left_seconds", (double)(left > 0 ? left : 0)) ||
 	    !cJSON_AddStringToObject(o, "status", store_status__str(st)) ||
 	    add_opt(o, "stale_reason", p->stale_reason) ||
+	    add_opt(o, "superseded_by", store_patch__superseded_by(p)) ||
 	    !cJSON_AddNumberToObject(o, "hits", (double)p->hits) ||
 	    add_time(o, "last_hit", p->last_hit) ||
 	    !cJSON_AddStringToObject(o, "program", p->program) ||
@@ -583,10 +591,16 @@ static void explain_one(const struct store *s, const struct store_patch *p, int6
 		    age, p->ttl_days);
 		break;
 	case STORE_STATUS_STALE:
-		say("status:",
-		    "stale: the code changed since the patch was made%s%s; never "
-		    "applied",
-		    p->stale_reason ? ": " : "", p->stale_reason ? p->stale_reason : "");
+		if (store_patch__superseded_by(p))
+			say("status:",
+			    "superseded by the reload %s: the function's fixed source runs "
+			    "in the process; never applied",
+			    store_patch__superseded_by(p));
+		else
+			say("status:",
+			    "stale: the code changed since the patch was made%s%s; never "
+			    "applied",
+			    p->stale_reason ? ": " : "", p->stale_reason ? p->stale_reason : "");
 		break;
 	}
 	if (p->hits) {
@@ -827,11 +841,13 @@ static const char *live_name(const struct wire_live_patch *e)
 	return e->meta.name[0] ? e->meta.name : "(unnamed)";
 }
 
-static int live_table(const struct live *l, const struct store *s, int64_t now)
+static int live_table(const struct live *l, const struct store *s, int64_t now, bool stored_too)
 {
 	const struct store_patch *p;
 	struct store_iter it;
 	size_t nlive = 0, nstored_only = 0;
+
+	size_t nreload = 0;
 
 	printf("pid %ld%s%s\n", l->pid, l->program[0] ? ": " : "", l->program);
 	for (size_t i = 0; i < l->n; i++) {
@@ -842,6 +858,24 @@ static int live_table(const struct live *l, const struct store *s, int64_t now)
 		int64_t t = (int64_t)(e->installed_ms / 1000);
 
 		fmt_duration(now > t ? now - t : 0, age, sizeof(age));
+		if (e->flags & WIRE_LIVE_F_RELOAD) {
+			/* A reload (suture-attach --reload): one entry per function
+			 * it switched, all under the reload's name. */
+			bool first = i == 0 || !(l->v[i - 1].flags & WIRE_LIVE_F_RELOAD) ||
+				     strcmp(l->v[i - 1].meta.name, e->meta.name) != 0;
+			if (first)
+				printf("reload  %s, %s ago; rollback restores the previous code in "
+				       "every reference: %s --pid %ld rollback %s\n",
+				       live_name(e), age, prog, l->pid, live_name(e));
+			printf("        %s (%s:%u): %u function object(s) run it (%u at the "
+			       "reload)%s\n",
+			       e->qualname, e->filename, e->first_line, e->live_functions,
+			       e->nfunctions,
+			       (e->flags & WIRE_LIVE_F_STACKED) ? "; on top of an earlier change"
+								: "");
+			nreload++;
+			continue;
+		}
 		printf("live    %s\n", live_name(e));
 		printf("        %s on %s -> %s in %s (%s:%u)\n",
 		       e->meta.guard[0] ? e->meta.guard : "?",
@@ -868,7 +902,7 @@ static int live_table(const struct live *l, const struct store *s, int64_t now)
 			       store_status__str(store_patch__status(sp, now)));
 		nlive++;
 	}
-	if (s) {
+	if (s && stored_too) {
 		store_iter__init(&it, s, &(struct store_query){ .now = now });
 		while ((p = store_iter__next(&it))) {
 			if (!live_owns(l, p) || live_find(l, p->name))
@@ -880,8 +914,14 @@ static int live_table(const struct live *l, const struct store *s, int64_t now)
 			nstored_only++;
 		}
 	}
-	printf("%zu live patch%s, %zu stored but not live\n", nlive, nlive == 1 ? "" : "es",
-	       nstored_only);
+	if (stored_too)
+		printf("%zu live patch%s, %zu stored but not live", nlive, nlive == 1 ? "" : "es",
+		       nstored_only);
+	else
+		printf("%zu live patch%s", nlive, nlive == 1 ? "" : "es");
+	if (nreload)
+		printf(", %zu reloaded function%s", nreload, nreload == 1 ? "" : "s");
+	printf("\n");
 	return EXIT_OK;
 }
 
@@ -910,6 +950,7 @@ static cJSON *live_json_one(const struct wire_live_patch *e, const struct store_
 	    !cJSON_AddNumberToObject(o, "live_hits", (double)e->hits) ||
 	    add_time(o, "live_last_hit", (int64_t)(e->last_hit_ms / 1000)) ||
 	    !cJSON_AddBoolToObject(o, "stacked", (e->flags & WIRE_LIVE_F_STACKED) != 0) ||
+	    !cJSON_AddBoolToObject(o, "reload", (e->flags & WIRE_LIVE_F_RELOAD) != 0) ||
 	    !cJSON_AddStringToObject(o, "original_code", addr[0]) ||
 	    !cJSON_AddStringToObject(o, "patched_code", addr[1]) ||
 	    !cJSON_AddTrueToObject(o, "live") || !cJSON_AddBoolToObject(o, "stored", sp != NULL) ||
@@ -920,7 +961,10 @@ static cJSON *live_json_one(const struct wire_live_patch *e, const struct store_
 	return o;
 }
 
-static int live_json(const struct live *l, const struct store *s, int64_t now)
+/* One process's document: pid, program, its live patches and, with
+ * stored_too, the stored ones of its program not live in it. NULL: out
+ * of memory. */
+static cJSON *live_doc(const struct live *l, const struct store *s, int64_t now, bool stored_too)
 {
 	cJSON *root = cJSON_CreateObject(), *arr, *o;
 	const struct store_patch *p;
@@ -939,7 +983,7 @@ static int live_json(const struct live *l, const struct store *s, int64_t now)
 			goto out;
 		}
 	}
-	if (s) {
+	if (s && stored_too) {
 		store_iter__init(&it, s, &(struct store_query){ .now = now });
 		while ((p = store_iter__next(&it))) {
 			if (!live_owns(l, p) || live_find(l, p->name))
@@ -952,6 +996,28 @@ static int live_json(const struct live *l, const struct store *s, int64_t now)
 			}
 		}
 	}
+	return root;
+out:
+	cJSON_Delete(root);
+	return NULL;
+}
+
+/* The root's document; the other processes of its tree, if any, in its
+ * "tree" array (same shape, live patches only). */
+static int live_json(const struct live *ls, size_t nl, const struct store *s, int64_t now)
+{
+	cJSON *root = live_doc(&ls[0], s, now, true), *arr;
+	if (!root || nl < 2)
+		return print_json(root);
+	if (!(arr = cJSON_AddArrayToObject(root, "tree")))
+		goto out;
+	for (size_t i = 1; i < nl; i++) {
+		cJSON *o = live_doc(&ls[i], s, now, false);
+		if (!o || !cJSON_AddItemToArray(arr, o)) {
+			cJSON_Delete(o);
+			goto out;
+		}
+	}
 	return print_json(root);
 out:
 	cJSON_Delete(root);
@@ -961,38 +1027,55 @@ out:
 /* Live first (a refusal leaves the store as it was), then the store as
  * without --pid. Every name must be live or stored before anything
  * changes. */
-static int live_rollback(struct live *l, struct store *s, char **names, int nnames, int all,
-			 int dry)
+static bool live_any(const struct live *ls, size_t nl, const char *name)
+{
+	for (size_t i = 0; i < nl; i++)
+		if (live_find(&ls[i], name))
+			return true;
+	return false;
+}
+
+static int live_rollback(struct live *ls, size_t nl, struct store *s, char **names, int nnames,
+			 int all, int dry)
 {
 	struct wire_rollback_result res;
 	int r;
 
 	for (int i = 0; !all && i < nnames; i++) {
-		if (!live_find(l, names[i]) && !(s && store__find(s, names[i]))) {
+		if (!live_any(ls, nl, names[i]) && !(s && store__find(s, names[i]))) {
 			fprintf(stderr,
-				"%s: no patch named \"%s\" live in pid %ld or stored%s%s; "
+				"%s: no patch named \"%s\" live in pid %ld%s or stored%s%s; "
 				"nothing removed\n",
-				prog, names[i], l->pid, s ? " in " : "", s ? store__path(s) : "");
+				prog, names[i], ls[0].pid, nl > 1 ? "'s tree" : "", s ? " in " : "",
+				s ? store__path(s) : "");
 			return EXIT_NO_PATCH;
 		}
 	}
-	for (int i = 0; i < (all ? 1 : nnames); i++) {
-		const char *name = all ? NULL : names[i];
-		if (name && !live_find(l, name)) {
-			printf("%s: not live in pid %ld\n", name, l->pid);
-			continue;
+	/* Every process of the tree: a patch propagated to siblings and the
+	 * master is live in each. */
+	for (size_t k = 0; k < nl; k++) {
+		struct live *l = &ls[k];
+		for (int i = 0; i < (all ? 1 : nnames); i++) {
+			const char *name = all ? NULL : names[i];
+			if (name && !live_find(l, name)) {
+				if (nl == 1)
+					printf("%s: not live in pid %ld\n", name, l->pid);
+				continue;
+			}
+			if (all && nl > 1 && !l->n)
+				continue;
+			if ((r = inject_session__rollback(l->s, name, dry, &res))) {
+				fprintf(stderr, "%s: --pid %ld: %s\n", prog, l->pid,
+					inject_session__error(l->s));
+				return EXIT_FAIL;
+			}
+			if (res.status) {
+				fprintf(stderr, "%s: --pid %ld: %s; nothing removed\n", prog,
+					l->pid, res.message);
+				return res.status == -ENOENT ? EXIT_NO_PATCH : EXIT_FAIL;
+			}
+			printf("pid %ld: %s\n", l->pid, res.message);
 		}
-		if ((r = inject_session__rollback(l->s, name, dry, &res))) {
-			fprintf(stderr, "%s: --pid %ld: %s\n", prog, l->pid,
-				inject_session__error(l->s));
-			return EXIT_FAIL;
-		}
-		if (res.status) {
-			fprintf(stderr, "%s: --pid %ld: %s; nothing removed\n", prog, l->pid,
-				res.message);
-			return res.status == -ENOENT ? EXIT_NO_PATCH : EXIT_FAIL;
-		}
-		printf("pid %ld: %s\n", l->pid, res.message);
 	}
 	if (!s) {
 		printf("no store: nothing to remove on disk\n");
@@ -1014,29 +1097,68 @@ static int live_rollback(struct live *l, struct store *s, char **names, int nnam
 /* --pid N: list or rollback against the live process and the store. A
  * missing store is not an error here: the process may hold patches that
  * were never stored (--no-store, another working directory). */
+#define LIVE_TREE_MAX 256 /* processes of a tree audited */
+
+/* The other processes of pid's tree that have an agent (descendants
+ * running its executable, docs/design.md §15), opened after ls[0]. A
+ * descendant that cannot be asked is said so and skipped. */
+static size_t live_tree(struct live *ls, long pid)
+{
+	pid_t d[LIVE_TREE_MAX];
+	size_t nd = 0, nl = 1;
+	if (attach_pid__descendants((pid_t)pid, d, LIVE_TREE_MAX, &nd))
+		return nl;
+	for (size_t i = 0; i < nd && nl < LIVE_TREE_MAX; i++) {
+		if (!attach_pid__same_exe(d[i], (pid_t)pid) || agent_mapped(d[i]) != 1)
+			continue;
+		if (live_open(&ls[nl], d[i]) == EXIT_OK)
+			nl++;
+		else
+			live_close(&ls[nl]);
+	}
+	return nl;
+}
+
+/* --pid N: list or rollback against the live process (and the processes
+ * forked from it that have an agent) and the store. A missing store is
+ * not an error here: the process may hold patches that were never stored
+ * (--no-store, another working directory). */
 static int live_main(const char *dir, const char *cmd, long pid, int json, char **args, int nargs,
 		     int all, int dry)
 {
 	bool rb = strcmp(cmd, "rollback") == 0;
 	struct store *s = NULL;
-	struct live l;
+	struct live *ls = calloc(LIVE_TREE_MAX, sizeof *ls);
+	size_t nl = 1;
 	int rc, r;
 
-	if ((rc = live_open(&l, pid)) != EXIT_OK) {
-		live_close(&l);
-		return rc;
-	}
-	r = store__open_print(dir, rb && !dry ? 0 : STORE_F_RDONLY, print_msg, NULL, &s);
-	if (r && r != -ENOENT) {
-		live_close(&l);
+	if (!ls) {
+		fprintf(stderr, "%s: out of memory\n", prog);
 		return EXIT_FAIL;
 	}
-	if (rb)
-		rc = live_rollback(&l, s, args, nargs, all, dry);
-	else
-		rc = json ? live_json(&l, s, store__now()) : live_table(&l, s, store__now());
+	if ((rc = live_open(&ls[0], pid)) != EXIT_OK)
+		goto out;
+	nl = live_tree(ls, pid);
+	r = store__open_print(dir, rb && !dry ? 0 : STORE_F_RDONLY, print_msg, NULL, &s);
+	if (r && r != -ENOENT) {
+		rc = EXIT_FAIL;
+		goto out;
+	}
+	if (rb) {
+		rc = live_rollback(ls, nl, s, args, nargs, all, dry);
+	} else if (json) {
+		rc = live_json(ls, nl, s, store__now());
+	} else {
+		for (size_t i = 0; i < nl; i++)
+			rc = live_table(&ls[i], s, store__now(), i == 0);
+		if (nl > 1)
+			printf("%zu processes in the tree of pid %ld\n", nl, pid);
+	}
 	store__close(s);
-	live_close(&l);
+out:
+	for (size_t i = 0; i < nl; i++)
+		live_close(&ls[i]);
+	free(ls);
 	return rc;
 }
 

@@ -195,6 +195,7 @@ struct heal {
 	char program[PATH_MAX];
 	FILE *log;
 	pid_t pid;
+	bool tag; /* heal__set_tag: lines name the pid */
 	char cwd[PATH_MAX];
 	char pyver[16];
 	struct heal_stats st;
@@ -301,5 +302,40 @@ int heal__specs_load(struct heal *h, struct spec **out, size_t *n);
 /* After a load: the patches whose function was seen only at another first
  * line (no sibling took them) no longer match the code. */
 void heal__specs_sweep(struct heal *h, struct spec *v, size_t nv, int rc);
+
+/* watch.c: what --dump checks before anything is injected (the layout,
+ * one snapshot of the threads); *ip stays open on success. -errno with
+ * the one-line message in err. Shared by --watch and --reload. */
+int heal__check_target(pid_t pid, struct inspect_proc **ip, char *err, size_t errlen);
+
+/* linemap.c: line `line` (1-based) of text old in the edited text now
+ * (docs/design.md §14): above the edited region it keeps its number, below
+ * it moves with the region's change in length, inside it keeps its
+ * distance from the region's start, clamped to it; right below lines
+ * inserted, it is the first of them. -1: the line is past old's end, or
+ * the edit deleted the region it was in. */
+int heal_linemap__map(const char *old, size_t old_len, const char *now, size_t now_len, int line);
+
+/* hold.c: suture-attach --watch --hold. Crashes held, with the source text
+ * each one's file had when it was held (the frame runs that text's code). */
+struct heal_held {
+	struct wire_crash ev;
+	char *src; /* NULL: the file could not be read */
+	size_t src_len;
+	bool reparked; /* a restart failed: its next CRASH is this crash again */
+};
+struct heal_holds {
+	struct heal_held *v;
+	size_t n;
+};
+/* A crash the agent holds: print the "held" line with what to run next,
+ * keep the file's text. -ENOMEM (the crash stays held). */
+int heal_hold__on_crash(struct heal *h, struct heal_holds *hs, const struct wire_crash *ev);
+/* A reload gave a held crash's function new code (chg: event id, the new
+ * code's address, the reload's name): find where its failing line starts
+ * in the new code and restart it there. 0, or -EPIPE when the agent is
+ * gone; a restart that cannot be made is a line, the crash stays held. */
+int heal_hold__on_changed(struct heal *h, struct heal_holds *hs, const struct wire_crash *chg);
+void heal_hold__free(struct heal_holds *hs);
 
 #endif

@@ -78,8 +78,29 @@ void heal__say(struct heal *h, const char *fmt, ...)
 	vsnprintf(line, sizeof(line), fmt, ap);
 	va_end(ap);
 	/* One write per line: several tools may share the terminal. */
-	fprintf(h->log, "[suture] %s\n", line);
+	if (h->tag)
+		fprintf(h->log, "[suture] pid %d: %s\n", (int)h->pid, line);
+	else
+		fprintf(h->log, "[suture] %s\n", line);
 	fflush(h->log);
+}
+
+void heal__set_tag(struct heal *h, bool on)
+{
+	if (h)
+		h->tag = on;
+}
+
+void heal__add_stats(struct heal *h, const struct heal_stats *more)
+{
+	h->st.crashes += more->crashes;
+	h->st.applied += more->applied;
+	h->st.resumed += more->resumed;
+	h->st.would_apply += more->would_apply;
+	h->st.refused += more->refused;
+	h->st.failed += more->failed;
+	h->st.stale += more->stale;
+	h->st.expired += more->expired;
 }
 
 int heal__open(struct inspect_proc *ip, struct inject_session *s, const struct heal_opts *o,

@@ -28,6 +28,7 @@
 #ifndef SUTURE_INJECT_HEAL_H
 #define SUTURE_INJECT_HEAL_H
 
+#include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -164,6 +165,12 @@ void heal__use_store(struct heal *h, struct store *st);
  * call it before inject_session__close. */
 void heal__set_session(struct heal *h, struct inject_session *s);
 
+/* Lines name the process ("[suture] pid N: ..."): one of several in a
+ * process tree. */
+void heal__set_tag(struct heal *h, bool on);
+/* Add what other processes' heal handles did (a tree's) to h's stats, for
+ * heal__summary. */
+void heal__add_stats(struct heal *h, const struct heal_stats *more);
 /* "[suture] patches applied: N, already healed: N" (plus refusals etc.). */
 void heal__summary(const struct heal *h, FILE *out);
 
@@ -193,6 +200,10 @@ struct heal_watch_opts {
 	uint32_t ttl_days;
 	const char *agent_path; /* NULL: the usual search (inject.h) */
 	const char *app_paths;  /* --app-path: ':'-joined absolute paths, or NULL */
+	/* --hold: hold crashes instead of guarding them (any exception that
+	 * ends a thread of application code); a reload of the function
+	 * restarts the held call at its failing line in the new code. */
+	bool hold;
 };
 
 /* Attach to pid, inject (or reuse) the agent, print "[suture] watching pid
@@ -207,6 +218,117 @@ struct heal_watch_opts {
  * not 3.11, -EBUSY already traced, -EAGAIN stopped, -ENODATA no layout;
  * anything else is another failure. */
 int heal_watch__run(pid_t pid, const struct heal_watch_opts *o, char *err, size_t errlen);
+
+/* ---- suture-attach --log / --snapshot (probe.c) ---- */
+
+/* The default rate limit of a probe: lines a second (a burst of as many). */
+#define HEAL_PROBE_RATE 100u
+
+struct heal_probe_opts {
+	const char *file; /* FILE of FILE:LINE, matched against co_filename */
+	int line;
+	const char *format; /* --log TEXT; NULL with --snapshot */
+	const char *cond;   /* --if COND; NULL: every time */
+	uint32_t count;     /* --count K: stop after K lines; 0: no limit */
+	uint32_t rate;      /* lines a second before lines are dropped; 0: no limit */
+	double timeout_s;   /* --timeout S; 0: none */
+	bool snapshot;      /* --snapshot: the first hit's stack, then stop */
+	bool json, verbose;
+	const char *agent_path; /* NULL: the usual search (inject.h) */
+	FILE *out;              /* NULL: stdout */
+};
+
+/* Parse the format and the condition as the agent will (probe/probe.h):
+ * 0, or -EINVAL (syntax), -EPERM (a call or an assignment), -E2BIG, with
+ * a one-line reason in why. Touches nothing. */
+int heal_probe__check(const struct heal_probe_opts *o, char *why, size_t cap);
+
+/* Set the probe in pid, print one line per hit on o->out (JSON objects
+ * with o->json; the thread's stack for a snapshot) until o->count lines,
+ * the timeout, SIGINT/SIGTERM/SIGHUP or the target's exit, then remove it:
+ * every function and suspended frame runs its original code again. 0, or
+ * -errno with a one-line message in err: as heal_watch__run for the
+ * attach; -ENOENT no live code on that line (the message names the
+ * nearest lines with code) or no live code of that file; -EOPNOTSUPP the
+ * line cannot be probed; -ETIMEDOUT no snapshot within the timeout;
+ * refusals of heal_probe__check. */
+int heal_probe__run(pid_t pid, const struct heal_probe_opts *o, char *err, size_t errlen);
+
+/* ---- suture-attach --reload (edit and continue) ---- */
+
+struct heal_reload_opts {
+	const char *agent_path; /* NULL: the usual search (inject.h) */
+	/* The store whose patches of reloaded functions retire (superseded by
+	 * the reload); NULL: the default store ($SUTURE_STORE, .suture). */
+	const char *store_dir;
+	bool verbose;
+	FILE *out; /* the result lines; NULL: stdout */
+};
+
+/* For each file (in order): read it, find the module loaded from its real
+ * path in pid, recompile it there, switch every changed function (one
+ * "reloaded" / "refused" / "added" line each on o->out, then a summary).
+ * The store's active patches of this program in a reloaded function (or
+ * nested in it) are marked superseded by the reload (one "superseded" line
+ * each; a missing store is no store to change, a store that cannot be
+ * changed is a warning line: the reload happened).
+ * The target is checked as --dump checks it, the agent injected or
+ * reused (served beside a --watch). Returns 0 when every file was applied
+ * (perhaps partly: refusals are lines, not errors), else -errno with a
+ * one-line message in err, at the first file that failed (earlier ones
+ * stay applied): -EBADF a file cannot be read here; -ENOENT no module of
+ * the target was loaded from it; -EINVAL it does not compile (err names
+ * the SyntaxError's file and line; that module is unchanged); the
+ * attach's errors as heal_watch__run gives them. */
+int heal_reload__run(pid_t pid, char *const *files, size_t nfiles, const struct heal_reload_opts *o,
+		     char *err, size_t errlen);
+
+/* ---- process trees (heal/tree.c, docs/design.md §15) ---- */
+
+/* The processes forked from a root the caller watches itself: one agent
+ * session, reader and heal handle each, one store. */
+struct heal_tree_opts {
+	struct heal_opts heal;  /* for every member (program: the root's) */
+	const char *agent_path; /* NULL: the usual search (inject.h) */
+	const char *app_paths;  /* --app-path, or NULL */
+};
+struct heal_tree;
+struct pollfd;
+int heal_tree__open(pid_t root, const struct heal_tree_opts *o, struct heal_tree **out);
+/* detach: DETACH every member's agent first (watcher removed). sum (may
+ * be NULL) gets what the members did added (loaded patches aside). NULL t
+ * ok. */
+void heal_tree__close(struct heal_tree *t, bool detach, struct heal_stats *sum);
+/* Add pid: connect to its agent (a FORKED child: it listens already), or
+ * with inject, inject or reuse one (ptrace: suture-attach). A process
+ * whose attach fails is left as it was and said so unless it is gone.
+ * Its stored patches are loaded when the tree made some or it was
+ * injected. 0 (also: already in, or the root) or -errno. */
+int heal_tree__add(struct heal_tree *t, pid_t pid, bool inject);
+/* The root's descendants in /proc running its executable, injected, until
+ * *stop (may be NULL) is set. */
+int heal_tree__add_descendants(struct heal_tree *t, volatile sig_atomic_t *stop);
+/* The children s's agent reported (FORKED), added. */
+void heal_tree__take_forked(struct heal_tree *t, struct inject_session *s);
+/* The members' session descriptors, appended to pf (n of cap used). */
+void heal_tree__pollfds(const struct heal_tree *t, struct pollfd *pf, size_t *n, size_t cap);
+/* Serve what the members' agents sent: crashes healed (each patch sent
+ * to the other members at once), FORKED children added, exited members
+ * dropped. Returns how many patches were made (the caller sends them to
+ * the root); *not_resumed set when one crash went on (its work failed:
+ * suture-run may run the script again). */
+int heal_tree__step(struct heal_tree *t, bool *not_resumed);
+/* A patch was made in `except` (a member or the root): every other
+ * member gets the stored patches into its live code. */
+void heal_tree__propagate(struct heal_tree *t, pid_t except);
+/* Store the members' guard firings (heal__flush each). */
+void heal_tree__flush(struct heal_tree *t);
+/* fn on each member's session; the first error. */
+int heal_tree__each(struct heal_tree *t, int (*fn)(pid_t pid, struct inject_session *s, void *ctx),
+		    void *ctx);
+size_t heal_tree__size(const struct heal_tree *t);
+/* More than one process was ever watched (lines then name the pid). */
+bool heal_tree__several(const struct heal_tree *t);
 
 /* ---- suture-run ---- */
 

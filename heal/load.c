@@ -335,6 +335,11 @@ int heal__load_node(struct heal *h, struct spec *v, size_t nv, uint64_t root, ui
 		}
 		if (!err && (err = h->send->ops->post(h->send, &w.p, why, sizeof(why))))
 			h->npend--;
+		/* A live process (a sibling in a tree, say) may have crashed on
+		 * the original a moment before: its report is then about code
+		 * this load replaced (heal__on_crash says so, or resumes it). */
+		if (!err && h->live)
+			heal__note_patched(h, addr, s->anchor, &b.gp);
 		heal_outgoing__free(&w);
 		guard_patch__release(&b.gp);
 		heal_code__free(&hc);

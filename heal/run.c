@@ -282,6 +282,7 @@ struct sup {
 	double t_fork, t_first, t_session, t_event, t_held_from, t_held_to, t_load;
 	double t_heal_from, t_heal_to; /* inspect/ and heal opened */
 	char held[96];                 /* the module that was held */
+	struct heal_tree *tree;        /* the processes it forks */
 };
 
 /* inspect/ reads the child: opened at the first need (the interpreter is
@@ -316,6 +317,7 @@ static struct heal *sup__heal(struct sup *u)
 	heal__preload(u->h, u->bl->st);
 	heal__use_store(u->h, u->bl->st);
 	u->t_heal_to = mono_ms();
+	heal__set_tag(u->h, heal_tree__several(u->tree));
 	return u->h;
 }
 
@@ -399,6 +401,23 @@ static int sup__boot_list_ready(int boot_fd, bool script_listed)
 /* How often a long run stores the guard firings received meanwhile. */
 #define HITS_FLUSH_MS 5000.0
 
+/* The agent will not serve: say why when its channel directory is the
+ * cause (a squatted or foreign XDG_RUNTIME_DIR), which the agent cannot
+ * tell us itself. */
+static void say_no_agent(pid_t pid)
+{
+	char why[256];
+	if (inject_channel_check(pid, why, sizeof why) == -EPERM)
+		fprintf(stderr,
+			"[suture] pid %d: the agent did not come up: channel directory refused: %s: "
+			"crashes are not healed\n",
+			(int)pid, why);
+	else
+		fprintf(stderr,
+			"[suture] pid %d: the agent did not come up: crashes are not healed\n",
+			(int)pid);
+}
+
 /* Watch the child until it exits: boot events, the agent's session (opened
  * when the agent says its socket listens: a byte on ready_fd, or EOF there
  * when it will not; without that pipe, tried every millisecond), crash
@@ -416,7 +435,24 @@ static int supervise(const struct heal_run_opts *o, pid_t pid, int boot_fd, int 
 			 .t_fork = t_fork };
 	int wstatus = 0;
 	bool reaped = false, session_gone = false, ready = false;
-	struct inject_opts io = { .no_inject = true, .connect_timeout_ms = 1, .hits = true };
+	struct inject_opts io = { .no_inject = true,
+				  .connect_timeout_ms = 1,
+				  .hits = true,
+				  .tree = true };
+	/* The processes the script forks (heal/tree.c): their agents come up
+	 * on their own and are reported by their parent's (FORKED). */
+	struct heal_tree *tree = NULL;
+	struct heal_tree_opts to = { .heal = { .store_dir = o->store_dir,
+					       .program = program,
+					       .ttl_days = o->ttl_days,
+					       .dry_run = o->dry_run,
+					       .verbose = o->verbose,
+					       .no_resume = o->no_resume },
+				     .agent_path = o->agent_path,
+				     .app_paths = o->app_paths };
+	if (heal_tree__open(pid, &to, &tree))
+		fprintf(stderr, "[suture] out of memory: forked processes are not watched\n");
+	u.tree = tree;
 	char sock[WIRE_PATH_MAX] = "";
 	char open_err[512] = ""; /* why the last session open failed */
 
@@ -466,9 +502,7 @@ static int supervise(const struct heal_run_opts *o, pid_t pid, int boot_fd, int 
 		}
 		if (u.pending && (u.s || session_gone || mono_ms() > session_deadline)) {
 			if (!u.s && !session_gone)
-				fprintf(stderr,
-					"[suture] pid %d: the agent did not come up: crashes are not healed\n",
-					(int)pid);
+				say_no_agent(pid);
 			session_gone = session_gone || !u.s;
 			sup__boot_answer(&u);
 		}
@@ -476,7 +510,7 @@ static int supervise(const struct heal_run_opts *o, pid_t pid, int boot_fd, int 
 		 * without the agent); wait for it below. */
 		if (u.boot_fd < 0 && !u.s && (session_gone || reaped))
 			break;
-		struct pollfd pf[3];
+		struct pollfd pf[3 + 256];
 		nfds_t n = 0;
 		int bi = -1, si = -1, ri = -1;
 		if (u.boot_fd >= 0 && !u.pending) {
@@ -491,12 +525,17 @@ static int supervise(const struct heal_run_opts *o, pid_t pid, int boot_fd, int 
 			pf[n] = (struct pollfd){ .fd = ready_fd, .events = POLLIN };
 			ri = (int)n++;
 		}
+		size_t tn = n;
+		heal_tree__pollfds(tree, pf, &tn, sizeof(pf) / sizeof(pf[0]));
+		bool tree_ready = false;
 		/* Without the pipe, look for the session every millisecond; with
 		 * it, the timeout only bounds how late a child's exit is seen. */
 		int tmo = u.s || session_gone ? 200 : ready_fd >= 0 || ready ? 50 : 1;
-		int pr = poll(pf, n, tmo);
+		int pr = poll(pf, (nfds_t)tn, tmo);
 		if (pr < 0 && errno != EINTR)
 			break;
+		for (size_t i = n; pr > 0 && i < tn; i++)
+			tree_ready = tree_ready || pf[i].revents;
 		if (pr > 0 && ri >= 0 && pf[ri].revents) {
 			char c;
 			ssize_t r = read(ready_fd, &c, 1);
@@ -506,9 +545,7 @@ static int supervise(const struct heal_run_opts *o, pid_t pid, int boot_fd, int 
 			 * up (the child exited, or the agent could not listen). */
 			ready = r == 1;
 			if (!ready && !u.s && !session_gone) {
-				fprintf(stderr,
-					"[suture] pid %d: the agent did not come up: crashes are not healed\n",
-					(int)pid);
+				say_no_agent(pid);
 				session_gone = true;
 			}
 			close(ready_fd);
@@ -527,7 +564,12 @@ static int supervise(const struct heal_run_opts *o, pid_t pid, int boot_fd, int 
 					rc = inject_session__release(u.s, &ev);
 				if (oc == HEAL_APPLIED)
 					*healed_now = true;
+				/* The rest of the tree gets it (later forks inherit). */
+				if ((oc == HEAL_APPLIED || oc == HEAL_RESUMED) &&
+				    heal_tree__size(tree))
+					heal_tree__propagate(tree, pid);
 			}
+			heal_tree__take_forked(tree, u.s);
 			if (rc == -EPIPE || rc == -EPROTO) {
 				/* heal takes the firings the session received first. */
 				if (u.h)
@@ -537,10 +579,30 @@ static int supervise(const struct heal_run_opts *o, pid_t pid, int boot_fd, int 
 				session_gone = true;
 			}
 		}
+		if (tree_ready) {
+			bool went_on = false;
+			int made = heal_tree__step(tree, &went_on);
+			if (u.h && heal_tree__several(tree))
+				heal__set_tag(u.h, true);
+			/* A worker's crash that went on may fail the script:
+			 * re-run as for the script's own. */
+			if (went_on)
+				*healed_now = true;
+			if (made > 0) {
+				/* ... and the script's own process, so that what
+				 * it forks later is born healed. */
+				if (u.s && sup__heal(&u))
+					heal__load_live(u.h);
+			}
+		}
+		if (u.h && heal_tree__several(tree))
+			heal__set_tag(u.h, true);
 		/* Guard firings the agent reported: stored every few seconds
 		 * while the child runs, and when it ends (heal__close). */
-		if (u.h && mono_ms() - t_flush > HITS_FLUSH_MS) {
-			heal__flush(u.h);
+		if (mono_ms() - t_flush > HITS_FLUSH_MS) {
+			if (u.h)
+				heal__flush(u.h);
+			heal_tree__flush(tree);
 			t_flush = mono_ms();
 		}
 		if (!reaped && !u.s && waitpid(pid, &wstatus, WNOHANG) == pid)
@@ -577,6 +639,8 @@ static int supervise(const struct heal_run_opts *o, pid_t pid, int boot_fd, int 
 		total->stale += st->stale;
 		total->expired += st->expired;
 	}
+	/* Processes that outlive the script are left to run unwatched. */
+	heal_tree__close(tree, false, total);
 	if (ready_fd >= 0)
 		close(ready_fd);
 	heal__close(u.h);

@@ -7,11 +7,12 @@
  * channel closed, applied patches stay). If we die without detaching, even
  * by SIGKILL, the agent sees EOF and lets parked threads go on untouched.
  */
-#include "heal/heal.h"
+#include "heal/heal-priv.h"
 #include "inspect/inspect.h"
 
 #include <errno.h>
 #include <limits.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -36,7 +37,7 @@ static double now_s(void)
  * layout (inspect_proc__open) and one snapshot of its threads. A binary
  * that exports _PyRuntime but is no running CPython fails here with the
  * dump's error instead of getting an agent that never opens its channel. */
-static int check_target(pid_t pid, struct inspect_proc **ip, char *err, size_t errlen)
+int heal__check_target(pid_t pid, struct inspect_proc **ip, char *err, size_t errlen)
 {
 	struct inspect_snapshot *snap = NULL;
 	int rc = inspect_proc__open(pid, NULL, ip, err, errlen);
@@ -66,6 +67,9 @@ int heal_watch__run(pid_t pid, const struct heal_watch_opts *o, char *err, size_
 	struct inspect_proc *ip = NULL;
 	struct inject_session *s = NULL;
 	struct heal *h = NULL;
+	struct heal_holds holds = { 0 }; /* --hold: the crashes held now */
+	struct heal_tree *tree = NULL;
+	struct heal_stats tree_st = { 0 };
 	char program[PATH_MAX];
 	int status = 0, rc;
 	double t0 = now_s();
@@ -87,11 +91,15 @@ int heal_watch__run(pid_t pid, const struct heal_watch_opts *o, char *err, size_
 	}
 	sigprocmask(SIG_BLOCK, &stops, &oldmask);
 
-	if ((status = check_target(pid, &ip, err, errlen)))
+	if ((status = heal__check_target(pid, &ip, err, errlen)))
 		goto out;
+	/* tree: the agent reports every child that gets an agent of its own
+	 * (a fork after this point), and such a child's crash waits for us. */
 	struct inject_opts io = { .agent_path = o->agent_path,
 				  .hits = true,
-				  .app_paths = o->app_paths };
+				  .tree = true,
+				  .app_paths = o->app_paths,
+				  .hold = o->hold };
 	if ((status = inject_session__open(pid, &io, &s, err, errlen))) {
 		/* Gone in the middle (a remote call, the wait for the socket):
 		 * said once, whichever step noticed. */
@@ -104,7 +112,7 @@ int heal_watch__run(pid_t pid, const struct heal_watch_opts *o, char *err, size_
 		snprintf(err, errlen, "heal: pid %d: the agent is not watching: %s", (int)pid,
 			 inject_session__watch_detail(s));
 		status = -EPROTO;
-		goto out;
+		goto out_undo;
 	}
 	struct heal_opts ho = {
 		.store_dir = o->store_dir,
@@ -121,7 +129,7 @@ int heal_watch__run(pid_t pid, const struct heal_watch_opts *o, char *err, size_
 			(int)pid);
 	if ((status = heal__open(ip, s, &ho, &h))) {
 		snprintf(err, errlen, "heal: pid %d: %s", (int)pid, strerror(-status));
-		goto out;
+		goto out_undo;
 	}
 	/* Patches stored for this program earlier (another run, another
 	 * process) go into its live functions before we watch. */
@@ -129,17 +137,30 @@ int heal_watch__run(pid_t pid, const struct heal_watch_opts *o, char *err, size_
 		fprintf(stderr, "[suture] pid %d exited\n", (int)pid);
 		goto out;
 	}
-	fprintf(stderr, "[suture] watching pid %d\n", (int)pid);
+	fprintf(stderr, "[suture] watching pid %d%s\n", (int)pid,
+		o->hold ? ": crashes are held until their source is fixed and reloaded" : "");
+	/* The rest of the tree (docs/design.md §15): the processes it forked
+	 * already, found in /proc, each injected; later forks are reported by
+	 * their parent's agent. */
+	struct heal_tree_opts to = { .heal = ho,
+				     .agent_path = o->agent_path,
+				     .app_paths = o->app_paths };
+	if (heal_tree__open(pid, &to, &tree) == 0) {
+		heal_tree__add_descendants(tree, &g_stop);
+		heal_tree__take_forked(tree, s);
+		if (heal_tree__several(tree))
+			heal__set_tag(h, true);
+	}
 	if (o->verbose) {
 		struct inject_timings tm;
 		inject_session__timings(s, &tm);
 		fprintf(stderr,
 			"[suture] agent %s (%s), program %s; watching %.2f ms after start, "
-			"injection %.2f ms, target stopped %.3f ms\n",
+			"injection %.2f ms, target stopped %.3f ms, %zu more process(es) in its tree\n",
 			inject_session__how(s) == INJECT_HOW_CONNECTED ? "reused" : "injected",
 			inject_session__watch_detail(s),
 			ho.program ? ho.program : "(none: nothing stored)", (now_s() - t0) * 1e3,
-			tm.open_ns / 1e6, tm.stopped_ns / 1e6);
+			tm.open_ns / 1e6, tm.stopped_ns / 1e6, heal_tree__size(tree));
 	}
 	fflush(stderr);
 	double deadline = o->timeout_s > 0 ? now_s() + o->timeout_s : 0;
@@ -157,35 +178,79 @@ int heal_watch__run(pid_t pid, const struct heal_watch_opts *o, char *err, size_
 			if (left * 1e3 < wait_ms)
 				wait_ms = (int)(left * 1e3) + 1;
 		}
+		struct pollfd pf[1 + 256];
+		size_t n = 1;
+		pf[0] = (struct pollfd){ .fd = inject_session__fd(s), .events = POLLIN };
+		heal_tree__pollfds(tree, pf, &n, sizeof(pf) / sizeof(pf[0]));
 		sigprocmask(SIG_UNBLOCK, &stops, NULL); /* a pending one is taken here */
-		rc = g_stop ? -EINTR : inject_session__next_event(s, wait_ms, &ev);
+		int pr = g_stop ? -1 : poll(pf, (nfds_t)n, wait_ms);
 		sigprocmask(SIG_BLOCK, &stops, NULL);
 		/* Guard firings the agent reported: stored every few seconds
 		 * (and at the end, by heal__close). */
 		if (now_s() - t_flush > 5.0) {
 			heal__flush(h);
+			heal_tree__flush(tree);
 			t_flush = now_s();
 		}
+		if (pr <= 0)
+			continue;
+		bool tree_ready = false;
+		for (size_t i = 1; i < n; i++)
+			tree_ready = tree_ready || pf[i].revents;
+		if (tree_ready) {
+			bool went_on = false;
+			if (heal_tree__step(tree, &went_on) > 0) {
+				/* ... and the root, so that later forks are born
+				 * healed. */
+				heal__load_live(h);
+			}
+			if (heal_tree__several(tree))
+				heal__set_tag(h, true);
+		}
+		if (!pf[0].revents)
+			continue;
+		while ((rc = inject_session__next_event(s, 0, &ev)) >= 0) {
+			if (o->hold) {
+				/* --hold (docs/design.md §14): held, not guarded. */
+				int hr = rc == INJECT_EVENT_HELD_CHANGED
+						 ? heal_hold__on_changed(h, &holds, &ev)
+						 : heal_hold__on_crash(h, &holds, &ev);
+				if (hr == -EPIPE) {
+					rc = -EPIPE;
+					break;
+				}
+				continue;
+			}
+			if (rc == INJECT_EVENT_HELD_CHANGED)
+				continue;
+			enum heal_outcome oc = HEAL_NONE;
+			if (heal__on_crash(h, &ev, &oc) == -EPIPE) {
+				rc = -EPIPE;
+				break;
+			}
+			if ((oc == HEAL_APPLIED || oc == HEAL_RESUMED) && heal_tree__size(tree))
+				heal_tree__propagate(tree, pid);
+		}
+		heal_tree__take_forked(tree, s);
+		if (heal_tree__several(tree))
+			heal__set_tag(h, true);
 		if (rc == -ETIMEDOUT || rc == -EINTR)
 			continue;
-		if (rc) {
-			/* -EPIPE: the agent is gone, i.e. the target exited. */
-			if (rc == -EPIPE) {
-				fprintf(stderr, "[suture] pid %d exited\n", (int)pid);
-			} else {
-				snprintf(err, errlen, "%s", inject_session__error(s));
-				status = rc;
-			}
-			goto out_noddetach;
-		}
-		if (heal__on_crash(h, &ev, NULL) == -EPIPE) {
+		/* -EPIPE: the agent is gone, i.e. the target exited. */
+		if (rc == -EPIPE) {
 			fprintf(stderr, "[suture] pid %d exited\n", (int)pid);
-			goto out_noddetach;
+		} else {
+			snprintf(err, errlen, "%s", inject_session__error(s));
+			status = rc;
 		}
+		goto out_noddetach;
 	}
 	if (g_stop)
 		fprintf(stderr, "[suture] %s: detaching from pid %d\n", strsignal(g_stop),
 			(int)pid);
+	if (holds.n)
+		fprintf(stderr, "[suture] released %zu held crash(es): the exception goes on\n",
+			holds.n);
 	if ((rc = inject_session__detach(s)) == 0) {
 		fprintf(stderr, "[suture] detached: watcher removed, applied patches stay\n");
 	} else if (rc == -EPIPE) {
@@ -194,10 +259,25 @@ int heal_watch__run(pid_t pid, const struct heal_watch_opts *o, char *err, size_
 		snprintf(err, errlen, "%s", inject_session__error(s));
 		status = rc;
 	}
+	/* Every process of the tree is detached the same way. */
+	heal_tree__close(tree, true, &tree_st);
+	tree = NULL;
 out_noddetach:
-	if (h)
+	/* The target exited: its children (if any still run) are released,
+	 * their agents wait for the next debugger. */
+	heal_tree__close(tree, false, &tree_st);
+	if (h) {
+		heal__add_stats(h, &tree_st);
 		heal__summary(h, stderr);
+	}
+	goto out;
+out_undo:
+	/* Failed mid-attach: an agent we loaded is detached again (watcher
+	 * removed, thread ended), so the target is left as it was. */
+	if (s && inject_session__how(s) != INJECT_HOW_CONNECTED)
+		inject_session__detach(s);
 out:
+	heal_hold__free(&holds);
 	heal__close(h);
 	inject_session__close(s);
 	inspect_proc__close(ip);

@@ -64,6 +64,10 @@ struct inject_opts {
 	 * that records them (suture-run, suture-attach --watch). Firings wait
 	 * in the agent until a debugger that asks for them connects. */
 	bool hits;
+	/* Follow the process tree (WIRE_HELLO_F_TREE): the agent reports each
+	 * child whose own agent came up (inject_session__take_forked), and a
+	 * child's crash waits for a debugger to connect to it. */
+	bool tree;
 	/* Never use ptrace: only connect to an agent that is (or will be,
 	 * within connect_timeout_ms) there. */
 	bool no_inject;
@@ -74,6 +78,11 @@ struct inject_opts {
 	/* More application code for the agent's crash decision (absolute
 	 * paths, ':'-separated: suture-attach --app-path); NULL: none. */
 	const char *app_paths;
+	/* Hold crashes (suture-attach --watch --hold, WIRE_HELLO_F_HOLD): any
+	 * exception ending a thread of application code is reported and its
+	 * thread stays parked, without a bound, until released, restarted
+	 * or we leave. */
+	bool hold;
 };
 
 /* What open did, for messages and tests. */
@@ -112,7 +121,11 @@ int inject_session__fd(const struct inject_session *s);
 
 /* Wait up to timeout_ms (-1: forever) for a crash report. 0 with *ev
  * filled; -ETIMEDOUT; -EPIPE when the agent is gone. The crashing thread
- * stays parked until inject_session__release (or the agent's bound). */
+ * stays parked until inject_session__release (or the agent's bound).
+ * With hold: INJECT_EVENT_HELD_CHANGED when a reload gave the function of
+ * held event ev->event_id new code (ev->code_addr; the reload's name in
+ * ev->message; nothing else of *ev is set). */
+#define INJECT_EVENT_HELD_CHANGED 1
 int inject_session__next_event(struct inject_session *s, int timeout_ms, struct wire_crash *ev);
 int inject_session__release(struct inject_session *s, const struct wire_crash *ev);
 
@@ -150,6 +163,19 @@ int inject_session__resume(struct inject_session *s, const struct wire_crash *ev
 int inject_session__resume_wait(struct inject_session *s, const struct wire_crash *ev,
 				struct wire_resume_result *res, struct wire_crash *nested);
 
+/* Restart the held crash ev in its function's new code (RESTART,
+ * docs/formats/channel.md): r says where and how locals map. Returns 0
+ * when the agent answered, res->status as for a resume (WIRE_RESUMED: the
+ * call went on in the new code and its caller got the result;
+ * WIRE_RESUME_RAISED: the restarted code raised, that exception goes on;
+ * < 0: not restarted, the crash is held again as a new event). A crash
+ * inside the restarted call (held too) ends the wait as for a resume:
+ * INJECT_RESUME_NESTED with *nested; ev's own answer comes when that call
+ * is over (next_event skips it). */
+int inject_session__restart(struct inject_session *s, const struct wire_crash *ev,
+			    const struct wire_restart *r, struct wire_resume_result *res,
+			    struct wire_crash *nested);
+
 /* Liveness and counters. */
 int inject_session__ping(struct inject_session *s, struct wire_pong *out);
 
@@ -159,6 +185,9 @@ int inject_session__ping(struct inject_session *s, struct wire_pong *out);
  * add up per (name, original code address) here until taken. take moves
  * them to *out (malloc'ed, *n entries, NULL when none; freed by the
  * caller). 0 or -ENOMEM (then they stay). */
+/* The children the agent reported (FORKED) since the last call, oldest
+ * first, at most cap of them; the rest stay. Returns how many. */
+size_t inject_session__take_forked(struct inject_session *s, struct wire_forked *out, size_t cap);
 int inject_session__take_hits(struct inject_session *s, struct wire_hit **out, size_t *n);
 
 /* The patches installed in the target (the agent's registry, LIST in
@@ -174,11 +203,27 @@ int inject_session__list(struct inject_session *s, struct wire_live_patch **out,
 int inject_session__rollback(struct inject_session *s, const char *name, bool dry_run,
 			     struct wire_rollback_result *res);
 
+/* Edit and continue (RELOAD, docs/formats/channel.md): the module loaded
+ * from real path `path` is recompiled in the target from source[0..len)
+ * and its changed functions switched. 0 when the agent answered: res
+ * (status 0, or -ENOENT / -EINVAL with res->message) and its entries,
+ * walked with wire_reload_iter, which point into *frame (malloc'ed, freed
+ * by the caller, NULL on failure); -errno when the channel failed.
+ * Served beside another debugger too (as an auditor's request). */
+int inject_session__reload(struct inject_session *s, const char *path, const void *source,
+			   size_t len, struct wire_reload_result *res, uint8_t **frame);
+
 /* Remove the watcher and close the agent's channel (it answers BYE);
  * applied patches stay. The session can only be closed afterwards. */
 int inject_session__detach(struct inject_session *s);
 
-/* The channel socket path for pid (for messages). */
+/* The channel socket path for pid, as this process can reach it (through
+ * /proc/PID/root when pid's mount namespace is not ours). */
 int inject_socket_path(pid_t pid, char *buf, size_t cap);
+/* Whether pid's channel directory is refused (wire_channel__place): -EPERM
+ * with why set to the one-line cause (XDG_RUNTIME_DIR owned by another
+ * user, open to others...); 0 when usable or not made yet; -errno when pid
+ * cannot be read. For messages when an agent did not come up. */
+int inject_channel_check(pid_t pid, char *why, size_t cap);
 
 #endif

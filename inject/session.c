@@ -20,6 +20,7 @@
 
 struct inject_session {
 	pid_t pid;
+	pid_t nspid; /* the agent's own pid (WELCOME), in its pid namespace */
 	int fd;
 	enum inject_how how;
 	struct wire_welcome welcome;
@@ -29,9 +30,15 @@ struct inject_session {
 	size_t qhead, qlen;
 	bool detached;
 	struct inject_timings timings;
+	/* HELD_CHANGED frames not read by next_event yet. */
+	struct wire_held_changed held[8];
+	size_t nheld;
 	/* HITS received, not taken yet. */
 	struct wire_hit *hits;
 	size_t nhits;
+	/* FORKED received, not taken yet (the oldest dropped when full). */
+	struct wire_forked forked[64];
+	size_t nforked;
 	char err[512];
 };
 
@@ -76,102 +83,26 @@ int inject_session__fd(const struct inject_session *s)
 	return s->fd;
 }
 
-/* The target's real uid names its channel directory. */
-int inject__target_uid(pid_t pid, uid_t *uid)
-{
-	char path[64], line[256];
-	snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
-	FILE *f = fopen(path, "re");
-	int rc = -ESRCH;
-	if (!f)
-		return errno == ENOENT ? -ESRCH : -errno;
-	while (fgets(line, sizeof line, f)) {
-		unsigned u;
-		if (sscanf(line, "Uid: %u", &u) == 1) {
-			*uid = (uid_t)u;
-			rc = 0;
-			break;
-		}
-	}
-	fclose(f);
-	return rc;
-}
-
 int inject_socket_path(pid_t pid, char *buf, size_t cap)
 {
-	char dir[WIRE_PATH_MAX];
-	uid_t uid;
-	int rc = inject__target_uid(pid, &uid);
-	if (rc || (rc = wire_channel__dir(uid, dir, sizeof dir)))
-		return rc;
-	return wire_channel__path(dir, pid, "sock", buf, cap);
-}
-
-/* The channel directory must be the target user's own (0700): anything
- * else is refused before connecting (the peer check would catch an
- * impostor too; this names the cause). */
-static int check_channel_dir(pid_t pid, char *err, size_t cap)
-{
-	char dir[WIRE_PATH_MAX];
-	uid_t uid;
-	int rc = inject__target_uid(pid, &uid);
-	if (rc || (rc = wire_channel__dir(uid, dir, sizeof dir)))
-		return rc;
-	rc = wire_channel__check_dir(dir, uid);
-	if (rc == -EPERM)
-		snprintf(err, cap, "inject: pid %d: %s is not a 0700 directory owned by uid %u",
-			 (int)pid, dir, (unsigned)uid);
+	struct inject_target t;
+	char err[256];
+	int rc = inject__target_open(pid, &t, err, sizeof err);
+	if (rc == 0)
+		rc = inject__target_sock_path(&t, buf, cap);
+	inject__target_close(&t);
 	return rc;
 }
 
-/* Before looking the agent up: remove the files of agents whose
- * processes died without removing them (docs/formats/channel.md, "Stale
- * files"), in the target user's directory if it is safe to use. */
-static void sweep_channel_dir(pid_t pid)
+int inject_channel_check(pid_t pid, char *why, size_t cap)
 {
-	char dir[WIRE_PATH_MAX];
-	uid_t uid;
-	if (!inject__target_uid(pid, &uid) && !wire_channel__dir(uid, dir, sizeof dir) &&
-	    !wire_channel__check_dir(dir, uid))
-		wire_channel__sweep(dir);
-}
-
-/* Connect to pid's agent and check that the peer really is pid. */
-int inject__connect(pid_t pid, int *out, char *err, size_t cap)
-{
-	char path[WIRE_PATH_MAX];
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	struct ucred cred;
-	socklen_t len = sizeof cred;
-	int rc = inject_socket_path(pid, path, sizeof path);
-	if (rc) {
-		snprintf(err, cap, "inject: pid %d: no such process", (int)pid);
-		return rc;
-	}
-	if ((rc = check_channel_dir(pid, err, cap))) {
-		if (rc != -EPERM)
-			snprintf(err, cap, "inject: pid %d: no agent channel (%s)", (int)pid,
-				 strerror(-rc));
-		return rc;
-	}
-	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return -errno;
-	snprintf(sa.sun_path, sizeof sa.sun_path, "%s", path);
-	if (connect(fd, (struct sockaddr *)&sa, sizeof sa)) {
-		rc = -errno;
-		snprintf(err, cap, "inject: pid %d: connect %s: %s", (int)pid, path, strerror(-rc));
-		close(fd);
-		return rc;
-	}
-	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) || cred.pid != pid) {
-		snprintf(err, cap, "inject: pid %d: %s is served by pid %d, not the target",
-			 (int)pid, path, (int)cred.pid);
-		close(fd);
-		return -EPERM;
-	}
-	*out = fd;
-	return 0;
+	struct inject_target t;
+	char err[256];
+	int rc = inject__target_open(pid, &t, err, sizeof err);
+	if (rc == 0)
+		rc = inject__target_place(&t, why, cap);
+	inject__target_close(&t);
+	return rc == -EPERM ? rc : rc == -ENOENT ? 0 : rc;
 }
 
 uint64_t inject__now_ns(void)
@@ -256,6 +187,32 @@ static void note_hits(struct inject_session *s, uint8_t *payload, uint32_t len)
 	free(payload);
 }
 
+/* A FORKED frame: the child joins s->forked (a malformed one is dropped). */
+static void note_forked(struct inject_session *s, uint8_t *payload, uint32_t len)
+{
+	struct wire_forked f;
+	if (wire_msg__decode_forked(payload, payload + len, &f) == 0) {
+		size_t cap = sizeof s->forked / sizeof s->forked[0];
+		if (s->nforked == cap) {
+			memmove(s->forked, s->forked + 1, (cap - 1) * sizeof s->forked[0]);
+			s->nforked--;
+		}
+		s->forked[s->nforked++] = f;
+	}
+	free(payload);
+}
+
+size_t inject_session__take_forked(struct inject_session *s, struct wire_forked *out, size_t cap)
+{
+	size_t n = s && s->nforked < cap ? s->nforked : cap;
+	if (!s)
+		return 0;
+	memcpy(out, s->forked, n * sizeof *out);
+	memmove(s->forked, s->forked + n, (s->nforked - n) * sizeof *out);
+	s->nforked -= n;
+	return n;
+}
+
 int inject_session__take_hits(struct inject_session *s, struct wire_hit **out, size_t *n)
 {
 	*out = NULL;
@@ -267,6 +224,17 @@ int inject_session__take_hits(struct inject_session *s, struct wire_hit **out, s
 	s->hits = NULL;
 	s->nhits = 0;
 	return 0;
+}
+
+/* A HELD_CHANGED frame arrived while something else was awaited: kept
+ * for next_event (a malformed one, or one past the queue, is dropped: the
+ * held crash stays held and a later reload tells again). Frees payload. */
+static void note_held(struct inject_session *s, uint8_t *payload, uint32_t len)
+{
+	if (s->nheld < sizeof s->held / sizeof s->held[0] &&
+	    wire_msg__decode_held_changed(payload, payload + len, &s->held[s->nheld]) == 0)
+		s->nheld++;
+	free(payload);
 }
 
 /* Wait for a frame of type `want`, queueing crash reports meanwhile. */
@@ -290,6 +258,16 @@ static int await(struct inject_session *s, uint16_t want, int timeout_ms, uint8_
 		}
 		if (h.type == WIRE_MSG_HITS) {
 			note_hits(s, *payload, h.len);
+			*payload = NULL;
+			continue;
+		}
+		if (h.type == WIRE_MSG_HELD_CHANGED) {
+			note_held(s, *payload, h.len);
+			*payload = NULL;
+			continue;
+		}
+		if (h.type == WIRE_MSG_FORKED) {
+			note_forked(s, *payload, h.len);
 			*payload = NULL;
 			continue;
 		}
@@ -324,6 +302,10 @@ static int handshake(struct inject_session *s, const struct inject_opts *o)
 	hello->version = WIRE_PROTO_VERSION;
 	hello->timeout_ms = o ? o->park_timeout_ms : 0;
 	hello->flags = o && o->hits && !o->control ? WIRE_HELLO_F_HITS : 0;
+	if (o && o->hold && !o->control)
+		hello->flags |= WIRE_HELLO_F_HOLD;
+	if (o && o->tree && !o->control)
+		hello->flags |= WIRE_HELLO_F_TREE;
 	if (o && o->app_paths && o->app_paths[0] && !o->control) {
 		if (strlen(o->app_paths) >= sizeof hello->app_paths) {
 			free(hello);
@@ -357,22 +339,23 @@ static int handshake(struct inject_session *s, const struct inject_opts *o)
 		return rc;
 	rc = wire_msg__decode_welcome(p, p + len, &s->welcome);
 	free(p);
-	if (rc || s->welcome.version != WIRE_PROTO_VERSION || s->welcome.pid != (uint32_t)s->pid)
+	if (rc || s->welcome.version != WIRE_PROTO_VERSION || s->welcome.pid != (uint32_t)s->nspid)
 		return fail(s, -EPROTO, "inject: pid %d: bad WELCOME from the agent", (int)s->pid);
 	return 0;
 }
 
 /* Connect, retrying until the agent's socket appears or the bound passes. */
-static int connect_wait(pid_t pid, uint32_t timeout_ms, int *fd, char *err, size_t cap)
+static int connect_wait(const struct inject_target *t, uint32_t timeout_ms, int *fd, char *err,
+			size_t cap)
 {
 	long deadline = now_ms() + (timeout_ms ? timeout_ms : 5000);
 	for (;;) {
-		int rc = inject__connect(pid, fd, err, cap);
+		int rc = inject__target_connect(t, fd, err, cap);
 		if (rc == 0 || (rc != -ENOENT && rc != -ECONNREFUSED) || now_ms() > deadline)
 			return rc;
 		/* A zombie answers kill(pid, 0): ask /proc whether it runs. */
-		if (!attach_pid__alive(pid)) {
-			snprintf(err, cap, "inject: pid %d: process exited", (int)pid);
+		if (!attach_pid__alive(t->pid)) {
+			snprintf(err, cap, "inject: pid %d: process exited", (int)t->pid);
 			return -ESRCH;
 		}
 		usleep(1000); /* a connect costs little; a late session holds a script */
@@ -385,6 +368,7 @@ int inject_session__open(pid_t pid, const struct inject_opts *opts, struct injec
 	struct inject_opts dflt = { 0 };
 	const struct inject_opts *o = opts ? opts : &dflt;
 	struct inject_session *s = calloc(1, sizeof *s);
+	struct inject_target t = { .rootfd = -1 };
 	uint64_t t0 = inject__now_ns();
 	int rc;
 
@@ -396,26 +380,35 @@ int inject_session__open(pid_t pid, const struct inject_opts *opts, struct injec
 	s->pid = pid;
 	s->fd = -1;
 	s->how = INJECT_HOW_CONNECTED;
-	sweep_channel_dir(pid);
-	rc = inject__connect(pid, &s->fd, s->err, sizeof s->err);
+	if ((rc = inject__target_open(pid, &t, s->err, sizeof s->err)))
+		goto fail;
+	s->nspid = t.nspid;
+	rc = inject__target_connect(&t, &s->fd, s->err, sizeof s->err);
 	if (rc == -ENOENT || rc == -ECONNREFUSED) {
 		if (o->no_inject) {
-			rc = connect_wait(pid, o->connect_timeout_ms, &s->fd, s->err,
-					  sizeof s->err);
+			rc = connect_wait(&t, o->connect_timeout_ms, &s->fd, s->err, sizeof s->err);
 		} else {
+			/* Everything that would make the agent unreachable once
+			 * loaded is checked first: a refusal leaves nothing in
+			 * the target. */
+			if ((rc = inject__target_check_user(&t, s->err, sizeof s->err)) ||
+			    (rc = inject__target_check_proc(&t, s->err, sizeof s->err)))
+				goto fail;
 			rc = inject__load_agent(pid, o->agent_path, &s->how, &s->timings.stopped_ns,
 						s->err, sizeof s->err);
 			if (rc == 0)
-				rc = connect_wait(pid, o->connect_timeout_ms, &s->fd, s->err,
+				rc = connect_wait(&t, o->connect_timeout_ms, &s->fd, s->err,
 						  sizeof s->err);
 		}
 	}
 	if (rc || (rc = handshake(s, o)))
 		goto fail;
+	inject__target_close(&t);
 	s->timings.open_ns = inject__now_ns() - t0;
 	*out = s;
 	return 0;
 fail:
+	inject__target_close(&t);
 	snprintf(err, errlen, "%s", s->err);
 	inject_session__close(s);
 	return rc;
@@ -431,8 +424,22 @@ void inject_session__close(struct inject_session *s)
 	free(s);
 }
 
+/* A HELD_CHANGED as an event: event id, the new code in code_addr, the
+ * reload's name in message. */
+static int held_event(struct inject_session *s, struct wire_crash *ev)
+{
+	memset(ev, 0, sizeof *ev);
+	ev->event_id = s->held[0].event_id;
+	ev->code_addr = s->held[0].code_addr;
+	snprintf(ev->message, sizeof ev->message, "%.500s", s->held[0].reload);
+	memmove(&s->held[0], &s->held[1], --s->nheld * sizeof s->held[0]);
+	return INJECT_EVENT_HELD_CHANGED;
+}
+
 int inject_session__next_event(struct inject_session *s, int timeout_ms, struct wire_crash *ev)
 {
+	if (s->nheld)
+		return held_event(s, ev);
 	if (s->qlen) {
 		*ev = s->queue[s->qhead];
 		s->qhead = (s->qhead + 1) % QUEUE_MAX;
@@ -459,6 +466,14 @@ int inject_session__next_event(struct inject_session *s, int timeout_ms, struct 
 		}
 		if (h.type == WIRE_MSG_HITS) {
 			note_hits(s, p, h.len);
+			continue;
+		}
+		if (h.type == WIRE_MSG_HELD_CHANGED) {
+			note_held(s, p, h.len);
+			return held_event(s, ev);
+		}
+		if (h.type == WIRE_MSG_FORKED) {
+			note_forked(s, p, h.len);
 			continue;
 		}
 		free(p);
@@ -576,6 +591,14 @@ int inject_session__resume_wait(struct inject_session *s, const struct wire_cras
 			note_hits(s, p, h.len);
 			continue;
 		}
+		if (h.type == WIRE_MSG_HELD_CHANGED) {
+			note_held(s, p, h.len);
+			continue;
+		}
+		if (h.type == WIRE_MSG_FORKED) {
+			note_forked(s, p, h.len);
+			continue;
+		}
 		if (h.type == WIRE_MSG_ERROR) {
 			char text[256];
 			wire_msg__decode_error(p, p + h.len, text, sizeof text);
@@ -587,6 +610,17 @@ int inject_session__resume_wait(struct inject_session *s, const struct wire_cras
 		return fail(s, -EPROTO, "inject: pid %d: unexpected frame type %u from the agent",
 			    (int)s->pid, h.type);
 	}
+}
+
+int inject_session__restart(struct inject_session *s, const struct wire_crash *ev,
+			    const struct wire_restart *r, struct wire_resume_result *res,
+			    struct wire_crash *nested)
+{
+	struct wire_buf b = { 0 };
+	wire_msg__encode_restart(&b, r);
+	int rc = send_buf(s, &b);
+	wire_buf__free(&b);
+	return rc ? rc : inject_session__resume_wait(s, ev, res, nested);
 }
 
 int inject_session__list(struct inject_session *s, struct wire_live_patch **out, size_t *n)
@@ -694,5 +728,47 @@ int inject_session__detach(struct inject_session *s)
 		return rc;
 	free(p);
 	s->detached = true;
+	return 0;
+}
+
+int inject_session__reload(struct inject_session *s, const char *path, const void *source,
+			   size_t len, struct wire_reload_result *res, uint8_t **frame)
+{
+	static struct wire_reload m; /* 4 KiB of path; one thread drives sessions */
+	struct wire_buf b = { 0 };
+	uint8_t *p;
+	uint32_t plen;
+	*frame = NULL;
+	memset(&m, 0, sizeof m);
+	m.request_id = ++s->next_request;
+	if (strlen(path) >= sizeof m.path)
+		return fail(s, -ENAMETOOLONG, "inject: pid %d: %s: path too long", (int)s->pid,
+			    path);
+	snprintf(m.path, sizeof m.path, "%s", path);
+	m.source = source;
+	m.source_len = len;
+	int rc = wire_msg__encode_reload(&b, &m);
+	if (rc) {
+		wire_buf__free(&b);
+		return fail(s, rc, "inject: pid %d: %s: cannot encode the reload (%s)", (int)s->pid,
+			    path, strerror(-rc));
+	}
+	rc = send_buf(s, &b);
+	wire_buf__free(&b);
+	for (;;) { /* compiling and gc.get_objects(): 30 s, as for a patch */
+		if (rc || (rc = await(s, WIRE_MSG_RELOAD_RESULT, 30000, &p, &plen)))
+			return rc;
+		if (wire_msg__decode_reload_result(p, p + plen, res)) {
+			free(p);
+			return fail(s, -EPROTO, "inject: pid %d: malformed RELOAD_RESULT",
+				    (int)s->pid);
+		}
+		if (res->request_id == m.request_id)
+			break;
+		free(p);
+	}
+	*frame = p;
+	if (res->status)
+		fail(s, 0, "%s", res->message);
 	return 0;
 }

@@ -334,6 +334,9 @@ int inspect_proc__snapshot(struct inspect_proc *ip, unsigned flags,
 			   const struct inspect_limits *lim, struct inspect_snapshot **out,
 			   struct inspect_snap_stats *stats);
 void inspect_snapshot__free(struct inspect_snapshot *s);
+/* Drop every thread but the one whose kernel tid is native_id (a probe's
+ * snapshot shows the thread that hit it). 0, or -ENOENT (nothing dropped). */
+int inspect_snapshot__keep_thread(struct inspect_snapshot *s, uint64_t native_id);
 
 /* Read access to a snapshot (arrays owned by it). */
 struct inspect_snap_local {

@@ -133,21 +133,40 @@ void inspect_snap_break__why(const struct inspect_thread *b, char *buf, size_t c
 			 id, ts, errtext(b->err));
 }
 
+static void thread_free(struct inspect_snap_thread *t)
+{
+	for (size_t j = 0; j < t->nframes; j++) {
+		for (size_t k = 0; k < t->frames[j].nlocals; k++) {
+			free(t->frames[j].locals[k].name);
+			free(t->frames[j].locals[k].repr);
+		}
+		free(t->frames[j].locals);
+	}
+	free(t->frames);
+}
+
+int inspect_snapshot__keep_thread(struct inspect_snapshot *s, uint64_t native_id)
+{
+	size_t keep = s->nthreads;
+	for (size_t i = 0; i < s->nthreads; i++)
+		if (s->threads[i].raw.native_id == native_id)
+			keep = i;
+	if (keep == s->nthreads)
+		return -ENOENT;
+	for (size_t i = 0; i < s->nthreads; i++)
+		if (i != keep)
+			thread_free(&s->threads[i]);
+	s->threads[0] = s->threads[keep];
+	s->nthreads = 1;
+	return 0;
+}
+
 void inspect_snapshot__free(struct inspect_snapshot *s)
 {
 	if (!s)
 		return;
-	for (size_t i = 0; i < s->nthreads; i++) {
-		struct inspect_snap_thread *t = &s->threads[i];
-		for (size_t j = 0; j < t->nframes; j++) {
-			for (size_t k = 0; k < t->frames[j].nlocals; k++) {
-				free(t->frames[j].locals[k].name);
-				free(t->frames[j].locals[k].repr);
-			}
-			free(t->frames[j].locals);
-		}
-		free(t->frames);
-	}
+	for (size_t i = 0; i < s->nthreads; i++)
+		thread_free(&s->threads[i]);
 	free(s->threads);
 	free(s->breaks);
 	while (s->locals) {

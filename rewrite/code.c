@@ -24,6 +24,13 @@ static int grow_instrs(struct rewrite_code *code, size_t want)
 	return 0;
 }
 
+bool rewrite_code__send_loop_jump(const struct rewrite_code *code, size_t i)
+{
+	const struct rewrite_instr *in = &code->instrs[i];
+	return in->opcode == JUMP_BACKWARD_NO_INTERRUPT && in->target >= 0 &&
+	       (size_t)in->target < code->ninstrs && code->instrs[in->target].opcode == SEND;
+}
+
 int64_t rw_instr_starting_at(const struct rewrite_code *code, uint32_t unit)
 {
 	size_t lo = 0, hi = code->ninstrs;

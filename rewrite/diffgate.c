@@ -189,6 +189,23 @@ int guard_diffgate__check(const struct rewrite_code_info *orig,
 				g->target);
 			goto out;
 		}
+		/* One line per entry: the block is entered from an instruction
+		 * of its own line (a forward move CPython's line tracing does
+		 * not report), so no trace event is added. Not a RERAISE n > 0:
+		 * it raises as the instruction on its stack, any line. */
+		struct rewrite_loc bl;
+		if (rewrite_code__unit_loc(b, g->target, &bl) < 0)
+			bl.line = -2;
+		for (int64_t x = s; x <= e; x++)
+			if (ia[x].loc.line != bl.line ||
+			    (ia[x].opcode == RERAISE && ia[x].arg > 0)) {
+				err = reject(
+					diag, orig, ia[x].offset,
+					"a guard entry covers %s on line %d but its block at unit %u is on line %d (a trace event would be added)",
+					rewrite_opcode__name(ia[x].opcode), ia[x].loc.line,
+					g->target, bl.line);
+				goto out;
+			}
 		for (int64_t x = s; x <= e && nguarded < na; x++)
 			guarded_locs[nguarded++] = ia[x].loc;
 	}

@@ -373,6 +373,158 @@ static int synth_redirect(struct gctx *g, const struct guard_decision *d, struct
 	return 0;
 }
 
+/* ---------------------------------------------------------------------- */
+/* Probes (suture-attach --log/--snapshot, docs/design.md §12)             */
+
+/* Instructions a logpoint may not displace into its block: the call pair
+ * (a specialized PRECALL finishes the call and skips the CALL after it:
+ * ceval.c SKIP_CALL), the frame prologue, and generator plumbing. */
+static bool logpoint_displaceable(int op)
+{
+	switch (op) {
+	case PRECALL:
+	case CALL:
+	case KW_NAMES:
+	case RESUME:
+	case RETURN_GENERATOR:
+	case MAKE_CELL:
+	case COPY_FREE_VARS:
+	case YIELD_VALUE:
+	case SEND:
+	case ASYNC_GEN_WRAP:
+	case GET_AWAITABLE:
+	case FOR_ITER:             /* forward only: no variant reaches back */
+	case JUMP_IF_FALSE_OR_POP: /* likewise */
+	case JUMP_IF_TRUE_OR_POP:
+	case EXTENDED_ARG:
+	case CACHE:
+		return false;
+	}
+	return true;
+}
+
+/* Instructions before the probed one that change no local and no global:
+ * evaluating the probe after them sees what it would have seen before. */
+static bool logpoint_pure_push(int op)
+{
+	return op == LOAD_FAST || op == LOAD_CONST || op == NOP || op == PUSH_NULL ||
+	       op == LOAD_CLOSURE || op == LOAD_DEREF || op == COPY;
+}
+
+static bool logpoint_terminator(int op)
+{
+	return op == RETURN_VALUE || op == JUMP_FORWARD || op == JUMP_BACKWARD ||
+	       op == JUMP_BACKWARD_NO_INTERRUPT || op == RAISE_VARARGS || op == RERAISE;
+}
+
+/* One attempt: the jump replaces instruction rep. */
+static int synth_logpoint_at(const struct rewrite_code_info *info, size_t rep, int64_t probe_id,
+			     const char *helper, struct guard_patch *p, struct rewrite_diag *diag)
+{
+	struct gctx g;
+	int err = gctx__open(&g, info, diag);
+	if (err < 0)
+		return err;
+	memset(p, 0, sizeof(*p));
+	p->replaced_unit = -1;
+	p->kind = GUARD_PROBE;
+	p->nconsts_before = info->nconsts;
+	p->orig_units = rewrite_code__nunits(g.code);
+	const struct rewrite_instr ri = g.in[rep];
+	const struct rewrite_loc loc = ri.loc;
+	int c_helper = add_const(p, (struct guard_const){ .kind = GUARD_CONST_HELPER,
+							  .nnames = 1,
+							  .names = { helper } });
+	int c_id = add_const(p, (struct guard_const){ .kind = GUARD_CONST_INT, .i = probe_id });
+	int64_t h = (int64_t)rewrite_code__ninstrs(g.code), k;
+	/* [helper, id] with PRECALL 0 / CALL 0: the method form, helper(id),
+	 * two stack slots and no NULL. */
+	if ((k = emit(g.code, LOAD_CONST, (uint32_t)c_helper, -1, &loc)) < 0 ||
+	    (k = emit(g.code, LOAD_CONST, (uint32_t)c_id, -1, &loc)) < 0 ||
+	    (k = emit(g.code, PRECALL, 0, -1, &loc)) < 0 ||
+	    (k = emit(g.code, CALL, 0, -1, &loc)) < 0 ||
+	    (k = emit(g.code, POP_TOP, 0, -1, &loc)) < 0 ||
+	    (k = emit(g.code, ri.opcode, ri.arg, ri.target, &loc)) < 0 ||
+	    (!logpoint_terminator(ri.opcode) &&
+	     (k = emit(g.code, JUMP_BACKWARD, 0, (int64_t)rep + 1, &loc)) < 0)) {
+		err = (int)k;
+		goto out;
+	}
+	err = rewrite_code__replace(g.code, rep, JUMP_FORWARD, 0, h, 0);
+	if (err < 0)
+		goto out;
+	struct block blk = { .first = h, .last = k };
+	const struct rewrite_exc *enc = rewrite_code__exc_at(g.code, ri.offset);
+	if (enc) {
+		blk.enc = enc;
+		blk.enc_copy = *enc;
+	}
+	err = finish(&g, p, NULL, 0, NULL, &blk, 1, diag);
+	if (err < 0)
+		goto out;
+	p->replaced_unit = ri.offset;
+	p->resume_unit = ri.offset + ri.size;
+	p->base_depth = ri.depth;
+	err = verify_patch(info, p, diag);
+out:
+	gctx__close(&g);
+	if (err < 0)
+		guard_patch__release(p);
+	return err;
+}
+
+int guard__synthesize_logpoint(const struct rewrite_code_info *info, int line, int64_t probe_id,
+			       const char *helper, struct guard_patch *out,
+			       struct rewrite_diag *diag)
+{
+	struct gctx g;
+	memset(out, 0, sizeof(*out));
+	out->replaced_unit = -1;
+	int err = gctx__open(&g, info, diag);
+	if (err < 0)
+		return err;
+	size_t start = 0, first = g.n;
+	for (size_t i = 0; i < g.n; i++)
+		if (g.in[i].opcode == RESUME) {
+			start = i + 1;
+			break;
+		}
+	for (size_t i = start; i < g.n; i++)
+		if (g.in[i].loc.line == line && g.in[i].depth >= 0) {
+			first = i;
+			break;
+		}
+	if (first == g.n) {
+		err = set_diag(diag, -ENOENT, info, "no reachable instruction on that line");
+		gctx__close(&g);
+		return err;
+	}
+	/* Candidates: the line's first instruction, else a later one of the
+	 * same run if everything before it only pushes (a one-unit jump
+	 * reaches 255 units; a bigger instruction holds an EXTENDED_ARG). */
+	size_t cand[16], ncand = 0;
+	for (size_t i = first; i < g.n && ncand < 16 && g.in[i].loc.line == line; i++) {
+		if (i > first && g.jump_target[i])
+			break;
+		if (logpoint_displaceable(g.in[i].opcode))
+			cand[ncand++] = i;
+		if (!logpoint_pure_push(g.in[i].opcode))
+			break;
+	}
+	int first_op = g.in[first].opcode;
+	gctx__close(&g);
+	if (!ncand)
+		return set_diag(
+			diag, -EOPNOTSUPP, info,
+			first_op == PRECALL || first_op == CALL || first_op == KW_NAMES
+				? "the line starts inside a call"
+				: "the line starts with an instruction a probe cannot displace");
+	err = -ERANGE;
+	for (size_t c = 0; c < ncand && err == -ERANGE; c++)
+		err = synth_logpoint_at(info, cand[c], probe_id, helper, out, diag);
+	return err;
+}
+
 int guard__synthesize(const struct rewrite_code_info *info, const struct guard_decision *d,
 		      struct guard_patch *out, struct rewrite_diag *diag)
 {
@@ -408,6 +560,14 @@ out:
 /* ---------------------------------------------------------------------- */
 /* The fidelity probe                                                     */
 
+/* One block per (stack base, enclosing entry, line), located at the first
+ * guarded instruction of its line: an exception entering it from an
+ * instruction of the same line is a forward move within the line, which
+ * CPython's line tracing does not report (Python/ceval.c,
+ * maybe_call_line_trace; RERAISE n > 0, whose raise comes from another
+ * line, is left uncovered), and RERAISE 1 restores the raising instruction
+ * before the enclosing handler is entered, so trace events, tracebacks
+ * and f_lineno read as without the probe (docs/formats/patch.md). */
 struct probe_group {
 	struct rewrite_loc loc;
 	int32_t base;
@@ -452,10 +612,16 @@ int guard__synthesize_probe(const struct rewrite_code_info *info, struct guard_p
 		}
 	for (size_t i = start; i < n0; i++) {
 		const struct rewrite_instr *in = &g.in[i];
-		if (in->depth < 0)
+		/* RERAISE n > 0 restores the frame's instruction to the lasti
+		 * on the stack (another line) before it raises: a block behind
+		 * it would be entered from that line. The exception was seen
+		 * where it was first raised. */
+		if (in->depth < 0 || (in->opcode == RERAISE && in->arg > 0))
 			continue;
 		const struct rewrite_exc *e = rewrite_code__exc_at(g.code, in->offset);
 		int32_t base = in->depth - guard_op__inputs(in->opcode, in->arg);
+		if (rewrite_code__send_loop_jump(g.code, i))
+			base = in->depth - REWRITE_SEND_LOOP_DROP;
 		if (e && (int32_t)e->depth > base)
 			base = (int32_t)e->depth;
 		if (base < 0)
@@ -463,11 +629,13 @@ int guard__synthesize_probe(const struct rewrite_code_info *info, struct guard_p
 		int64_t ei = e ? e - excs : -1;
 		size_t gi;
 		for (gi = 0; gi < ngroups; gi++)
-			if (groups[gi].base == base && groups[gi].enc == ei)
+			if (groups[gi].base == base && groups[gi].enc == ei &&
+			    groups[gi].loc.line == in->loc.line)
 				break;
 		if (gi == ngroups) {
 			groups[gi].base = base;
 			groups[gi].enc = ei;
+			groups[gi].loc = in->loc;
 			if (e) {
 				groups[gi].blk.enc = e;
 				groups[gi].blk.enc_copy = *e;
@@ -492,15 +660,6 @@ int guard__synthesize_probe(const struct rewrite_code_info *info, struct guard_p
 	blocks = calloc(ngroups + 1, sizeof(*blocks));
 	if (!blocks)
 		goto out;
-	/* Each block takes the location of its first guarded instruction, so
-	 * a traceback through it reads the same. Read them before appending:
-	 * appends move the instruction array. */
-	for (size_t gi = 0; gi < ngroups; gi++)
-		for (size_t c = 0; c < ncov; c++)
-			if (cov_block[c] == (int64_t)gi) {
-				groups[gi].loc = g.in[gctx__at(&g, cov[c].start)].loc;
-				break;
-			}
 	for (size_t gi = 0; gi < ngroups; gi++) {
 		/* The exception was not ours: RERAISE 1 either way. */
 		struct rewrite_loc loc = groups[gi].loc;

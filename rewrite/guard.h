@@ -312,6 +312,20 @@ int guard__synthesize(const struct rewrite_code_info *info, const struct guard_d
 int guard__synthesize_probe(const struct rewrite_code_info *info, struct guard_patch *out,
 			    struct rewrite_diag *diag);
 
+/* A logpoint (docs/design.md §12): the first instruction of `line` (or,
+ * when a jump cannot fit there, a later one of the same run that only
+ * pushes come after) is replaced by a same-size JUMP_FORWARD into an
+ * appended block that calls helper(probe_id) (method form, two stack
+ * slots), runs the displaced instruction with its own caches and jumps
+ * back after it. kind GUARD_PROBE, replaced_unit set, resume_unit the
+ * unit after the replaced instruction. -ENOENT: no reachable instruction
+ * on that line; -EOPNOTSUPP: the line starts with an instruction that
+ * cannot be displaced (a call's PRECALL/CALL, the prologue); -ERANGE: no
+ * candidate holds the jump. */
+int guard__synthesize_logpoint(const struct rewrite_code_info *info, int line, int64_t probe_id,
+			       const char *helper, struct guard_patch *out,
+			       struct rewrite_diag *diag);
+
 /* Frees the bytes; accepts a zeroed or already released patch. */
 void guard_patch__release(struct guard_patch *p);
 

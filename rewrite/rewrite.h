@@ -192,6 +192,17 @@ int64_t rewrite_code__instr_at(const struct rewrite_code *code, uint32_t unit);
 /* Total code units (as of the last decode or encode). */
 uint32_t rewrite_code__nunits(const struct rewrite_code *code);
 
+/* Whether instruction i is the SEND loop's back jump (yield from, await,
+ * async for/with): a JUMP_BACKWARD_NO_INTERRUPT whose target is SEND. Nothing
+ * raises there in the loop itself, but gen.throw()/coroutine.throw() into
+ * a frame suspended in the loop, when the subiterator raises, pops the
+ * subiterator, moves the frame's instruction pointer to this jump and
+ * raises with the stack REWRITE_SEND_LOOP_DROP below the analysed depth (the
+ * sent value and the subiterator gone: Objects/genobject.c, _gen_throw).
+ * An exception entry covering it must not pop to more than that. */
+#define REWRITE_SEND_LOOP_DROP 2
+bool rewrite_code__send_loop_jump(const struct rewrite_code *code, size_t i);
+
 /* Exception table, sorted by start. Valid until the next add. */
 size_t rewrite_code__nexc(const struct rewrite_code *code);
 const struct rewrite_exc *rewrite_code__excs(const struct rewrite_code *code);

@@ -80,6 +80,17 @@ int rewrite_code__verify(struct rewrite_code *code, struct rewrite_diag *diag)
 				diag, info, -EINVAL, e->target,
 				"exception entry %zu: handler at unit %u is entered at depth %u but analysed at %d",
 				x, e->target, e->depth + e->lasti + 1, hd);
+		for (int64_t i = rw_instr_starting_at(code, e->start);
+		     i >= 0 && (size_t)i < n && code->instrs[i].offset < e->end; i++) {
+			const struct rewrite_instr *in = &code->instrs[i];
+			if (in->depth >= 0 && rewrite_code__send_loop_jump(code, (size_t)i) &&
+			    (int32_t)e->depth > in->depth - REWRITE_SEND_LOOP_DROP)
+				return rw_fail(
+					diag, info, -EINVAL, in->offset,
+					"exception entry %zu covers the SEND loop's back jump at unit %u at depth %u; a throw() into the loop raises there at depth %d",
+					x, in->offset, e->depth,
+					in->depth - REWRITE_SEND_LOOP_DROP);
+		}
 	}
 	if (max > info->stacksize)
 		return rw_fail(diag, info, -EINVAL, -1,

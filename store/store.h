@@ -212,6 +212,15 @@ int store__add_hits(struct store *s, const struct store_hit_count *v, size_t n, 
  * (reason: free text, may be NULL), or matched again. -ENOENT: no such patch. */
 int store__mark_stale(struct store *s, const char *name, const char *reason);
 int store__mark_active(struct store *s, const char *name);
+/* A reload gave the patch's function new code (suture-attach --reload):
+ * stored as stale with the reason STORE_SUPERSEDED_PREFIX + reload (what
+ * the reload is called: its registry name, pid, time). -ENOENT: no such
+ * patch; -ENAMETOOLONG: the reason would pass STORE_STR_MAX. */
+#define STORE_SUPERSEDED_PREFIX "superseded by reload "
+int store__mark_superseded(struct store *s, const char *name, const char *reload);
+/* What superseded p (the text after the prefix), or NULL when p is not a
+ * stale patch whose reason says so. */
+const char *store_patch__superseded_by(const struct store_patch *p);
 
 /* Selecting patches. Every selector that is NULL matches anything. */
 struct store_query {

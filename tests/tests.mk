@@ -11,6 +11,14 @@ $(ATTACH_E2E): tests/e2e/attach_call.c $(call lib_of,attach)
 	@mkdir -p $(@D)
 	$(CC) $(ALL_CFLAGS) -o $@ $< $(call lib_of,attach) -lelf
 
+# A thread whose general registers are checked across remote calls
+# (tests/e2e/test_attach_regs.sh).
+REGS_TARGET := $(BUILD)/tests/e2e/regs_target
+all: $(REGS_TARGET)
+$(REGS_TARGET): tests/fixtures/attach/regs_target.c
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) -pthread -o $@ $<
+
 # A binary that exports CPython's symbols and lies (tests/e2e/
 # test_attach_errors.sh): -rdynamic puts them in .dynsym, where inspect/ looks.
 FAKE_PYTHON := $(BUILD)/tests/e2e/fake_python

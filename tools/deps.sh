@@ -14,7 +14,7 @@ set -eu
 PKGS="gcc make clang libclang-rt-14-dev pkg-config
 libelf-dev libdwarf-dev libcjson-dev libcriterion-dev
 python3.11 python3.11-dbg libpython3.11-dev libpython3.11-testsuite
-python3-bytecode gdb clang-format
+python3-bytecode gdb clang-format strace
 python3-flask python3-django python3-aiohttp python3-fastapi python3-uvicorn
 gunicorn python3-celery"
 

@@ -5,6 +5,10 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/openat2.h>
+#include <stdarg.h>
+#include <sys/random.h>
+#include <sys/syscall.h>
 #include <poll.h>
 #include <stdlib.h>
 #include <stdio.h>
@@ -15,33 +19,205 @@
 #include <time.h>
 #include <unistd.h>
 
-int wire_channel__dir(uid_t uid, char *buf, size_t cap)
-{
-	int n = snprintf(buf, cap, "/tmp/suture-%u", (unsigned)uid);
-	return (n < 0 || (size_t)n >= cap) ? -ENAMETOOLONG : 0;
-}
-
 int wire_channel__path(const char *dir, pid_t pid, const char *ext, char *buf, size_t cap)
 {
 	int n = snprintf(buf, cap, "%s/agent-%d.%s", dir, (int)pid, ext);
 	return (n < 0 || (size_t)n >= cap) ? -ENAMETOOLONG : 0;
 }
 
-int wire_channel__check_dir(const char *dir, uid_t uid)
+int wire_channel__xdg(const char *p, const char *end, char *buf, size_t cap)
+{
+	static const char key[] = "XDG_RUNTIME_DIR=";
+	while (p < end) {
+		const char *nul = memchr(p, 0, (size_t)(end - p));
+		const char *e = nul ? nul : end;
+		size_t n = (size_t)(e - p);
+		if (n > sizeof key - 1 && memcmp(p, key, sizeof key - 1) == 0) {
+			n -= sizeof key - 1;
+			if (n >= cap)
+				return -ENAMETOOLONG;
+			memcpy(buf, p + sizeof key - 1, n);
+			buf[n] = 0;
+			return 0;
+		}
+		p = e + 1;
+	}
+	return -ENOENT;
+}
+
+/* path resolved as the process whose root is rootfd sees it: symlinks
+ * inside that tree stay inside it, magic links are refused. */
+static int open_in_root(int rootfd, const char *path, uint64_t flags)
+{
+	struct open_how how = { .flags = flags | O_PATH | O_CLOEXEC,
+				.resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS };
+	int fd = (int)syscall(SYS_openat2, rootfd, path, &how, sizeof how);
+	return fd < 0 ? -errno : fd;
+}
+
+static int why_set(char *why, size_t cap, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+static int why_set(char *why, size_t cap, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	if (cap)
+		vsnprintf(why, cap, fmt, ap);
+	va_end(ap);
+	return -EPERM;
+}
+
+/* The rules of a channel directory, on its opened descriptor: a
+ * directory (not a symlink), owned by uid, nothing for group or others. */
+static int check_fd(int fd, uid_t uid, const char *name, char *why, size_t cap)
 {
 	struct stat st;
-	if (lstat(dir, &st))
+	if (fstat(fd, &st))
 		return -errno;
-	if (!S_ISDIR(st.st_mode) || st.st_uid != uid || (st.st_mode & 077))
-		return -EPERM;
+	if (S_ISLNK(st.st_mode))
+		return why_set(why, cap, "%s is a symlink", name);
+	if (!S_ISDIR(st.st_mode))
+		return why_set(why, cap, "%s is not a directory", name);
+	if (st.st_uid != uid)
+		return why_set(why, cap, "%s is owned by uid %u, not %u", name, (unsigned)st.st_uid,
+			       (unsigned)uid);
+	if (st.st_mode & 077)
+		return why_set(why, cap, "%s is open to group or others (mode %03o)", name,
+			       (unsigned)(st.st_mode & 0777));
 	return 0;
 }
 
-int wire_channel__ensure_dir(const char *dir, uid_t uid)
+/* parent/name, created 0700 when asked, checked. -ENOENT when missing. */
+static int sub_dir(int parent, const char *pname, const char *name, uid_t uid, bool create,
+		   char *dir, size_t cap, char *why, size_t wcap)
 {
-	if (mkdir(dir, 0700) && errno != EEXIST)
+	int n = snprintf(dir, cap, "%s/%s", strcmp(pname, "/") ? pname : "", name);
+	if (n < 0 || (size_t)n >= cap)
+		return -ENAMETOOLONG;
+	if (create && mkdirat(parent, name, 0700) && errno != EEXIST) {
+		int rc = -errno;
+		why_set(why, wcap, "cannot create %s: %s", dir, strerror(-rc));
+		return rc;
+	}
+	struct open_how how = { .flags = O_PATH | O_NOFOLLOW | O_CLOEXEC,
+				.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS };
+	int fd = (int)syscall(SYS_openat2, parent, name, &how, sizeof how);
+	if (fd < 0) {
+		/* ELOOP: RESOLVE_NO_SYMLINKS met a symlink at the name. */
+		if (errno == ELOOP)
+			return why_set(why, wcap, "%s is a symlink", dir);
 		return -errno;
-	return wire_channel__check_dir(dir, uid);
+	}
+	int rc = check_fd(fd, uid, dir, why, wcap);
+	if (rc) {
+		close(fd);
+		return rc;
+	}
+	return fd;
+}
+
+/* The private fallbacks in /tmp once /tmp/suture-<uid> is taken by
+ * someone else: /tmp/suture-<uid>.<random>, found again by ownership
+ * (only uid or root can own one). The smallest name wins, so that two
+ * agents creating one each at once, and every debugger, agree. */
+static int scan_private(int tmpfd, uid_t uid, uid_t owner, bool create, char *dir, size_t cap)
+{
+	char prefix[32], best[64] = "";
+	snprintf(prefix, sizeof prefix, "suture-%u.", (unsigned)uid);
+	for (int round = 0; round < 2; round++) {
+		int dfd = openat(tmpfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		DIR *d = dfd < 0 ? NULL : fdopendir(dfd);
+		struct dirent *e;
+		if (!d) {
+			if (dfd >= 0)
+				close(dfd);
+			return -errno;
+		}
+		while ((e = readdir(d))) {
+			char tmp[WIRE_PATH_MAX], w[8];
+			if (strncmp(e->d_name, prefix, strlen(prefix)) ||
+			    strlen(e->d_name) >= sizeof best ||
+			    (best[0] && strcmp(e->d_name, best) >= 0))
+				continue;
+			int fd = sub_dir(tmpfd, "/tmp", e->d_name, owner, false, tmp, sizeof tmp, w,
+					 0);
+			if (fd >= 0) {
+				close(fd);
+				snprintf(best, sizeof best, "%s", e->d_name);
+			}
+		}
+		closedir(d);
+		if (best[0] || !create || round)
+			break;
+		uint64_t r;
+		if (getrandom(&r, sizeof r, 0) != sizeof r)
+			return -EIO;
+		char name[64];
+		snprintf(name, sizeof name, "%s%016llx", prefix, (unsigned long long)r);
+		if (mkdirat(tmpfd, name, 0700))
+			return -errno;
+	}
+	if (!best[0])
+		return -ENOENT;
+	char w[8];
+	return sub_dir(tmpfd, "/tmp", best, owner, false, dir, cap, w, 0);
+}
+
+int wire_channel__place(int rootfd, uid_t uid, uid_t owner, const char *xdg, bool create,
+			int *dirfd, char *dir, size_t cap, char *why, size_t wcap)
+{
+	char name[32], note[160] = "";
+	int pfd, fd, rc;
+	if (wcap)
+		why[0] = 0;
+	*dirfd = -1;
+	if (xdg && xdg[0] == '/') {
+		pfd = open_in_root(rootfd, xdg, O_DIRECTORY);
+		if (pfd >= 0) {
+			/* XDG Base Directory: owned by the user, 0700. */
+			char label[WIRE_PATH_MAX];
+			snprintf(label, sizeof label, "XDG_RUNTIME_DIR %s", xdg);
+			rc = check_fd(pfd, owner, label, why, wcap);
+			fd = rc ? rc
+				: sub_dir(pfd, xdg, "suture", owner, create, dir, cap, why, wcap);
+			close(pfd);
+			if (fd == -ENOENT && wcap)
+				snprintf(why, wcap, "no %s/suture", xdg);
+			if (fd < 0)
+				return fd;
+			*dirfd = fd;
+			return 0;
+		}
+		/* Set but absent in this root (an environment carried into a
+		 * container): /tmp, and say so. */
+		snprintf(note, sizeof note, "; XDG_RUNTIME_DIR %s: %s", xdg, strerror(-pfd));
+	}
+	pfd = open_in_root(rootfd, "/tmp", O_DIRECTORY);
+	if (pfd < 0) {
+		if (wcap)
+			snprintf(why, wcap, "no /tmp in its root (%s)%s", strerror(-pfd), note);
+		return pfd == -ENOENT ? -ENOENT : -EPERM;
+	}
+	snprintf(name, sizeof name, "suture-%u", (unsigned)uid);
+	char squat[200] = "";
+	fd = sub_dir(pfd, "/tmp", name, owner, create, dir, cap, squat, sizeof squat);
+	if (fd == -EPERM) /* taken by someone else: a private one instead */
+		fd = scan_private(pfd, uid, owner, create, dir, cap);
+	close(pfd);
+	if (fd < 0) {
+		if (wcap && squat[0] && fd == -ENOENT)
+			snprintf(why, wcap, "%s, and no private /tmp/%s.* yet%s", squat, name,
+				 note);
+		else if (wcap && squat[0])
+			snprintf(why, wcap, "%s%s", squat, note);
+		else if (wcap)
+			snprintf(why, wcap, "no /tmp/%s%s", name, note);
+		return fd;
+	}
+	if (wcap && squat[0])
+		snprintf(why, wcap, "%s: passed over%s", squat, note);
+	*dirfd = fd;
+	return 0;
 }
 
 /* Seconds since the epoch at which pid started (field 22 of

@@ -1,34 +1,55 @@
 /* wire/: where the channel lives and how bytes cross it; shared by the
  * debugger side and the agent (compiled into both).
  *
- * The socket is <dir>/agent-<pid>.sock, dir = /tmp/suture-<uid> (mode 0700,
- * owned by uid, not a symlink), where uid is the target's real uid. The
- * agent also holds <dir>/agent-<pid>.lock (flock) while it serves. */
+ * The socket is <dir>/agent-<pid>.sock, dir chosen by wire_channel__place()
+ * (mode 0700, owned by uid, not a symlink), where pid and uid are the
+ * target's own (in its namespaces). The agent also holds
+ * <dir>/agent-<pid>.lock (flock) while it serves. */
 #ifndef SUTURE_INJECT_CHANNEL_H
 #define SUTURE_INJECT_CHANNEL_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
 
 #define WIRE_PATH_MAX 108 /* sizeof(sockaddr_un.sun_path) */
 
-/* "/tmp/suture-<uid>". -ENAMETOOLONG if it does not fit. */
-int wire_channel__dir(uid_t uid, char *buf, size_t cap);
 /* "<dir>/agent-<pid>.<ext>". */
 int wire_channel__path(const char *dir, pid_t pid, const char *ext, char *buf, size_t cap);
-/* Create dir 0700 if missing; refuse (-EPERM) a dir that is a symlink,
- * not a directory, not owned by uid, or open to group/others. */
-int wire_channel__ensure_dir(const char *dir, uid_t uid);
-/* The same checks without creating: 0 when dir is safe to use. */
-int wire_channel__check_dir(const char *dir, uid_t uid);
+
+/* Where a process's channel lives; the one rule both sides follow
+ * (docs/formats/channel.md, "Where"). rootfd is the process's root (the
+ * agent: "/"; a debugger: /proc/PID/root); paths are resolved inside it.
+ * uid is the process's real uid and xdg its XDG_RUNTIME_DIR (NULL when
+ * unset), both as the process itself sees them (they name the place);
+ * owner is that uid as the caller's stat() shows it (they differ when a
+ * debugger looks into another user namespace).
+ *   1. xdg set and present: <xdg>/suture. xdg must be owned by uid and
+ *      closed to group and others, else refused (-EPERM).
+ *   2. else /tmp/suture-<uid>, when it is uid's own;
+ *   3. else (someone else made that name) the private
+ *      /tmp/suture-<uid>.<random> of smallest name that uid owns, made
+ *      when create is set: squatting the predictable name diverts
+ *      suture, never disables it.
+ * A directory is used only if it is a directory (not a symlink), owned by
+ * owner, mode 0700 or tighter. create: make what is missing (the agent).
+ * Gives an O_PATH descriptor of it in *dirfd (the caller closes) and its
+ * path as the process sees it in dir. Returns 0; -ENOENT nothing there yet
+ * (create unset); -EPERM refused; -errno. why gets a one-line reason on
+ * failure, and on success a note when a place was passed over. */
+int wire_channel__place(int rootfd, uid_t uid, uid_t owner, const char *xdg, bool create,
+			int *dirfd, char *dir, size_t cap, char *why, size_t wcap);
+/* XDG_RUNTIME_DIR out of an environment block (NUL-separated "K=V", as
+ * /proc/PID/environ): 0, -ENOENT when absent, -ENAMETOOLONG. */
+int wire_channel__xdg(const char *p, const char *end, char *buf, size_t cap);
 /* Remove the stale channel files in dir (docs/formats/channel.md, "Stale
  * files"): for each agent-<pid>.lock whose flock can be taken at once (no
  * agent holds it) and whose pid is dead (gone or a zombie) or was started
  * after the lock file was last written (the pid was reused), the lock and
  * agent-<pid>.sock / .sock-new. A held lock is never touched, so a live
  * agent's files stay. Best effort: returns how many pids it cleaned, or
- * -errno when dir cannot be read. dir must have passed check_dir. */
+ * -errno when dir cannot be read. dir must come from wire_channel__place(). */
 int wire_channel__sweep(const char *dir);
 /* Whole writes (MSG_NOSIGNAL: a vanished peer gives -EPIPE, no signal)
  * and whole reads (-EPIPE on EOF, -EAGAIN on a receive timeout). */

@@ -5,6 +5,7 @@
  * side by side. */
 #include "wire/msg.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -369,6 +370,16 @@ int wire_msg__encode_ping(struct wire_buf *b, const struct wire_ping *m)
 	return frame_end(b, at);
 }
 
+/* docs/formats/channel.md, "Process trees (FORKED)". */
+int wire_msg__encode_forked(struct wire_buf *b, const struct wire_forked *m)
+{
+	assert(m->pid && m->ppid);
+	size_t at = frame_begin(b, WIRE_MSG_FORKED);
+	put_u32(b, m->pid);
+	put_u32(b, m->ppid);
+	return frame_end(b, at);
+}
+
 int wire_msg__encode_pong(struct wire_buf *b, const struct wire_pong *m)
 {
 	size_t at = frame_begin(b, WIRE_MSG_PONG);
@@ -394,6 +405,74 @@ int wire_msg__encode_resume_result(struct wire_buf *b, const struct wire_resume_
 	put_u64(b, m->event_id);
 	put_u32(b, (uint32_t)m->status);
 	put_str(b, m->message);
+	return frame_end(b, at);
+}
+
+int wire_msg__encode_reload(struct wire_buf *b, const struct wire_reload *m)
+{
+	size_t n = strnlen(m->path, sizeof m->path);
+	if (n == sizeof m->path || n == 0) {
+		b->err = n ? -ENAMETOOLONG : -EINVAL;
+		return b->err;
+	}
+	size_t at = frame_begin(b, WIRE_MSG_RELOAD);
+	put_u64(b, m->request_id);
+	put_u32(b, m->flags);
+	put_str(b, m->path);
+	put_blob(b, m->source, m->source_len);
+	return frame_end(b, at);
+}
+
+int wire_msg__reload_result_begin(struct wire_buf *b, const struct wire_reload_result *m,
+				  size_t *at)
+{
+	*at = frame_begin(b, WIRE_MSG_RELOAD_RESULT);
+	put_u64(b, m->request_id);
+	put_u32(b, (uint32_t)m->status);
+	put_u32(b, m->moved);
+	put_str(b, m->message);
+	put_str(b, m->name);
+	put_u32(b, m->count);
+	return b->err;
+}
+
+void wire_msg__reload_result_entry(struct wire_buf *b, const struct wire_reload_entry *e)
+{
+	put_u32(b, e->kind);
+	put_u32(b, e->line);
+	put_u32(b, e->nfunctions);
+	put_str(b, e->qualname);
+	put_str(b, e->detail);
+}
+
+int wire_msg__reload_result_end(struct wire_buf *b, size_t at)
+{
+	return frame_end(b, at);
+}
+
+int wire_msg__encode_held_changed(struct wire_buf *b, const struct wire_held_changed *m)
+{
+	size_t at = frame_begin(b, WIRE_MSG_HELD_CHANGED);
+	put_u64(b, m->event_id);
+	put_u64(b, m->code_addr);
+	put_str(b, m->reload);
+	return frame_end(b, at);
+}
+
+int wire_msg__encode_restart(struct wire_buf *b, const struct wire_restart *m)
+{
+	if (m->nmap > WIRE_RESTART_MAX_LOCALS) {
+		b->err = -EINVAL;
+		return b->err;
+	}
+	size_t at = frame_begin(b, WIRE_MSG_RESTART);
+	put_u64(b, m->event_id);
+	put_u64(b, m->code_addr);
+	put_u32(b, m->unit);
+	put_u32(b, m->base_depth);
+	put_u32(b, m->nmap);
+	for (uint32_t i = 0; i < m->nmap; i++)
+		put_u32(b, (uint32_t)m->map[i]);
 	return frame_end(b, at);
 }
 
@@ -491,8 +570,7 @@ int wire_msg__decode_hdr(const uint8_t *p, const uint8_t *end, struct wire_hdr *
 	h->len = get_u32(&r);
 	h->type = get_u16(&r);
 	uint16_t zero = get_u16(&r);
-	if (r.bad || zero != 0 || h->len > WIRE_MAX_PAYLOAD || h->type < WIRE_MSG_HELLO ||
-	    h->type > WIRE_MSG_LAST)
+	if (r.bad || zero != 0 || h->len > WIRE_MAX_PAYLOAD || !WIRE_MSG_IS_DEFINED(h->type))
 		return -EINVAL;
 	return 0;
 }
@@ -504,7 +582,8 @@ int wire_msg__decode_hello(const uint8_t *p, const uint8_t *end, struct wire_hel
 	m->timeout_ms = get_u32(&r);
 	m->flags = get_u32(&r);
 	m->app_paths[0] = 0;
-	if (!r.bad && (m->flags & ~(WIRE_HELLO_F_HITS | WIRE_HELLO_F_APP_PATHS)))
+	if (!r.bad && (m->flags & ~(WIRE_HELLO_F_HITS | WIRE_HELLO_F_APP_PATHS | WIRE_HELLO_F_HOLD |
+				    WIRE_HELLO_F_TREE)))
 		return -EINVAL;
 	if (!r.bad && (m->flags & WIRE_HELLO_F_APP_PATHS)) {
 		size_t n;
@@ -809,6 +888,90 @@ int wire_msg__decode_rollback_result(const uint8_t *p, const uint8_t *end,
 	return finish(&r);
 }
 
+int wire_msg__decode_reload(const uint8_t *p, const uint8_t *end, struct wire_reload *m)
+{
+	struct rd r = { p, end, 0 };
+	size_t n;
+	m->request_id = get_u64(&r);
+	m->flags = get_u32(&r);
+	struct rd peek = r;
+	get_blob(&peek, &n);
+	get_str(&r, m->path, sizeof m->path);
+	m->source = get_blob(&r, &m->source_len);
+	/* A path that was cut, empty, or holds a NUL names another file. */
+	if (r.bad || m->flags || n == 0 || n >= sizeof m->path || strlen(m->path) != n)
+		return -EINVAL;
+	return finish(&r);
+}
+
+int wire_msg__decode_held_changed(const uint8_t *p, const uint8_t *end, struct wire_held_changed *m)
+{
+	struct rd r = { p, end, 0 };
+	m->event_id = get_u64(&r);
+	m->code_addr = get_u64(&r);
+	get_str(&r, m->reload, sizeof m->reload);
+	return finish(&r);
+}
+
+int wire_msg__decode_restart(const uint8_t *p, const uint8_t *end, struct wire_restart *m)
+{
+	struct rd r = { p, end, 0 };
+	m->event_id = get_u64(&r);
+	m->code_addr = get_u64(&r);
+	m->unit = get_u32(&r);
+	m->base_depth = get_u32(&r);
+	m->nmap = get_u32(&r);
+	if (r.bad || m->unit >= (1u << 24) || m->base_depth >= (1u << 20) ||
+	    m->nmap > WIRE_RESTART_MAX_LOCALS || m->nmap > (size_t)(r.end - r.p) / 4)
+		return -EINVAL;
+	for (uint32_t i = 0; i < m->nmap; i++) {
+		m->map[i] = (int32_t)get_u32(&r);
+		if (m->map[i] < -1 || m->map[i] > WIRE_RESTART_MAX_LOCALS)
+			return -EINVAL;
+	}
+	return finish(&r);
+}
+
+static void get_reload_entry(struct rd *r, void *v)
+{
+	struct wire_reload_entry *e = v;
+	e->kind = get_u32(r);
+	e->line = get_u32(r);
+	e->nfunctions = get_u32(r);
+	get_str(r, e->qualname, sizeof e->qualname);
+	get_str(r, e->detail, sizeof e->detail);
+	if (e->kind < WIRE_RELOAD_RELOADED || e->kind > WIRE_RELOAD_KEPT)
+		r->bad = 1;
+}
+
+int wire_msg__decode_reload_result(const uint8_t *p, const uint8_t *end,
+				   struct wire_reload_result *m)
+{
+	struct rd r = { p, end, 0 };
+	struct wire_reload_entry e;
+	memset(m, 0, sizeof *m);
+	m->request_id = get_u64(&r);
+	m->status = (int32_t)get_u32(&r);
+	m->moved = get_u32(&r);
+	get_str(&r, m->message, sizeof m->message);
+	get_str(&r, m->name, sizeof m->name);
+	if (r.bad || m->status > 0)
+		return -EINVAL;
+	/* An entry takes at least 20 bytes. */
+	return get_entries(&r, &m->count, 20, get_reload_entry, &e, &m->entries_p, &m->entries_end);
+}
+
+void wire_reload_iter__init(struct wire_reload_iter *it, const struct wire_reload_result *m)
+{
+	it->p = m->entries_p;
+	it->end = m->entries_end;
+}
+
+int wire_reload_iter__next(struct wire_reload_iter *it, struct wire_reload_entry *e)
+{
+	return entries_next(&it->p, it->end, get_reload_entry, e);
+}
+
 void wire_const_iter__init(struct wire_const_iter *it, const struct wire_patch *m)
 {
 	it->p = m->consts_p;
@@ -894,6 +1057,16 @@ int wire_msg__decode_ping(const uint8_t *p, const uint8_t *end, struct wire_ping
 	return finish(&r);
 }
 
+int wire_msg__decode_forked(const uint8_t *p, const uint8_t *end, struct wire_forked *m)
+{
+	struct rd r = { p, end, 0 };
+	m->pid = get_u32(&r);
+	m->ppid = get_u32(&r);
+	if (!r.bad && (!m->pid || !m->ppid || m->pid > INT32_MAX || m->ppid > INT32_MAX))
+		return -EINVAL;
+	return finish(&r);
+}
+
 int wire_msg__decode_pong(const uint8_t *p, const uint8_t *end, struct wire_pong *m)
 {
 	struct rd r = { p, end, 0 };
@@ -937,4 +1110,167 @@ int wire_msg__decode_error(const uint8_t *p, const uint8_t *end, char *text, siz
 int wire_msg__decode_empty(const uint8_t *p, const uint8_t *end)
 {
 	return p == end ? 0 : -EINVAL;
+}
+
+/* ------------------------------------------------------------------ */
+/* Probes (docs/formats/channel.md, "Probes")                          */
+
+int wire_msg__encode_probe_set(struct wire_buf *b, const struct wire_probe_set *m)
+{
+	size_t at = frame_begin(b, WIRE_MSG_PROBE_SET);
+	put_u64(b, m->request_id);
+	put_u32(b, m->flags);
+	put_u32(b, m->count);
+	put_u32(b, m->rate);
+	put_u32(b, m->line);
+	put_str(b, m->file);
+	put_str(b, m->format);
+	put_str(b, m->cond);
+	return frame_end(b, at);
+}
+
+int wire_msg__encode_probe_result(struct wire_buf *b, const struct wire_probe_result *m)
+{
+	if (m->ncodes > WIRE_PROBE_MAX_CODES)
+		return -EINVAL;
+	size_t at = frame_begin(b, WIRE_MSG_PROBE_RESULT);
+	put_u64(b, m->request_id);
+	put_u32(b, (uint32_t)m->status);
+	put_u32(b, m->probe_id);
+	put_u64(b, m->hits);
+	put_u64(b, m->dropped);
+	put_u32(b, m->ncodes);
+	for (uint32_t i = 0; i < m->ncodes; i++)
+		put_u64(b, m->codes[i]);
+	put_str(b, m->message);
+	return frame_end(b, at);
+}
+
+int wire_msg__encode_probe_ctl(struct wire_buf *b, enum wire_msg_type type,
+			       const struct wire_probe_ctl *m)
+{
+	if (type != WIRE_MSG_PROBE_ARM && type != WIRE_MSG_PROBE_CLEAR)
+		return -EINVAL;
+	size_t at = frame_begin(b, type);
+	put_u64(b, m->request_id);
+	put_u32(b, m->probe_id);
+	return frame_end(b, at);
+}
+
+int wire_msg__encode_probe_hit(struct wire_buf *b, const struct wire_probe_hit *m)
+{
+	if (m->nvalues > WIRE_PROBE_MAX_VALUES)
+		return -EINVAL;
+	size_t at = frame_begin(b, WIRE_MSG_PROBE_HIT);
+	put_u32(b, m->probe_id);
+	put_u32(b, m->flags);
+	put_u64(b, m->event_id);
+	put_u64(b, m->time_ns);
+	put_u64(b, m->tid);
+	put_u64(b, m->thread_ident);
+	put_u32(b, m->line);
+	put_u64(b, m->dropped);
+	put_u32(b, m->nvalues);
+	for (uint32_t i = 0; i < m->nvalues; i++) {
+		size_t n = m->values[i] ? strlen(m->values[i]) : 0;
+		put_blob(b, m->values[i] ? m->values[i] : "",
+			 n > WIRE_PROBE_VALUE_MAX ? WIRE_PROBE_VALUE_MAX : n);
+	}
+	return frame_end(b, at);
+}
+
+int wire_msg__encode_probe_release(struct wire_buf *b, uint64_t event_id)
+{
+	size_t at = frame_begin(b, WIRE_MSG_PROBE_RELEASE);
+	put_u64(b, event_id);
+	return frame_end(b, at);
+}
+
+/* A string that must fit whole (the agent parses it): -EINVAL otherwise. */
+static void get_str_whole(struct rd *r, char *dst, size_t cap)
+{
+	size_t n;
+	const uint8_t *s = get_blob(r, &n);
+	dst[0] = 0;
+	if (!s)
+		return;
+	if (n > cap - 1 || memchr(s, 0, n)) {
+		r->bad = 1;
+		return;
+	}
+	memcpy(dst, s, n);
+	dst[n] = 0;
+}
+
+int wire_msg__decode_probe_set(const uint8_t *p, const uint8_t *end, struct wire_probe_set *m)
+{
+	struct rd r = { p, end, 0 };
+	m->request_id = get_u64(&r);
+	m->flags = get_u32(&r);
+	m->count = get_u32(&r);
+	m->rate = get_u32(&r);
+	m->line = get_u32(&r);
+	get_str_whole(&r, m->file, sizeof m->file);
+	get_str_whole(&r, m->format, sizeof m->format);
+	get_str_whole(&r, m->cond, sizeof m->cond);
+	if (!r.bad && ((m->flags & ~WIRE_PROBE_F_SNAPSHOT) || m->line == 0 || !m->file[0]))
+		return -EINVAL;
+	return finish(&r);
+}
+
+int wire_msg__decode_probe_result(const uint8_t *p, const uint8_t *end, struct wire_probe_result *m)
+{
+	struct rd r = { p, end, 0 };
+	m->request_id = get_u64(&r);
+	m->status = (int32_t)get_u32(&r);
+	m->probe_id = get_u32(&r);
+	m->hits = get_u64(&r);
+	m->dropped = get_u64(&r);
+	m->ncodes = get_u32(&r);
+	if (r.bad || m->ncodes > WIRE_PROBE_MAX_CODES || m->status > 0)
+		return -EINVAL;
+	for (uint32_t i = 0; i < m->ncodes; i++)
+		m->codes[i] = get_u64(&r);
+	get_str(&r, m->message, sizeof m->message);
+	return finish(&r);
+}
+
+int wire_msg__decode_probe_ctl(const uint8_t *p, const uint8_t *end, struct wire_probe_ctl *m)
+{
+	struct rd r = { p, end, 0 };
+	m->request_id = get_u64(&r);
+	m->probe_id = get_u32(&r);
+	return finish(&r);
+}
+
+int wire_msg__decode_probe_hit(const uint8_t *p, const uint8_t *end, struct wire_probe_hit *m)
+{
+	struct rd r = { p, end, 0 };
+	m->probe_id = get_u32(&r);
+	m->flags = get_u32(&r);
+	m->event_id = get_u64(&r);
+	m->time_ns = get_u64(&r);
+	m->tid = get_u64(&r);
+	m->thread_ident = get_u64(&r);
+	m->line = get_u32(&r);
+	m->dropped = get_u64(&r);
+	m->nvalues = get_u32(&r);
+	if (r.bad || m->nvalues > WIRE_PROBE_MAX_VALUES || (m->flags & ~WIRE_PROBE_F_PARKED))
+		return -EINVAL;
+	for (uint32_t i = 0; i < m->nvalues; i++) {
+		size_t n;
+		const uint8_t *s = get_blob(&r, &n);
+		if (!s || n > WIRE_PROBE_VALUE_MAX)
+			return -EINVAL;
+		m->values[i] = (const char *)s;
+		m->value_len[i] = (uint32_t)n;
+	}
+	return finish(&r);
+}
+
+int wire_msg__decode_probe_release(const uint8_t *p, const uint8_t *end, uint64_t *event_id)
+{
+	struct rd r = { p, end, 0 };
+	*event_id = get_u64(&r);
+	return finish(&r);
 }

@@ -47,8 +47,26 @@ enum wire_msg_type {
 	WIRE_MSG_ROLLBACK_RESULT = 18, /* agent -> debugger */
 	WIRE_MSG_HELLO_CONTROL = 19,   /* an auditor: HELLO's payload; LIST, ROLLBACK, PING only */
 	WIRE_MSG_HITS = 20,            /* agent -> debugger, unsolicited: guards that fired */
+	WIRE_MSG_FORKED = 21, /* agent -> debugger, unsolicited: a child has its own agent */
+	/* 33-39: edit and continue (docs/formats/channel.md, "Reload"). */
+	WIRE_MSG_RELOAD = 33,        /* debugger or auditor -> agent: a module's new source */
+	WIRE_MSG_RELOAD_RESULT = 34, /* agent -> debugger */
+	WIRE_MSG_HELD_CHANGED = 35,  /* agent -> debugger: a reload changed a held function */
+	WIRE_MSG_RESTART = 36,       /* debugger -> agent: restart a held frame in the new code */
+	/* Live probes (suture-attach --log/--snapshot), 40..49. */
+	WIRE_MSG_PROBE_SET = 40,     /* debugger -> agent: register a probe, find its code */
+	WIRE_MSG_PROBE_RESULT = 41,  /* agent -> debugger: answer to SET, ARM, CLEAR */
+	WIRE_MSG_PROBE_ARM = 42,     /* debugger -> agent: the probe starts reporting */
+	WIRE_MSG_PROBE_CLEAR = 43,   /* debugger -> agent: remove a probe (or all) */
+	WIRE_MSG_PROBE_HIT = 44,     /* agent -> debugger, unsolicited: a probed line ran */
+	WIRE_MSG_PROBE_RELEASE = 45, /* debugger -> agent: a snapshot's parked thread goes on */
 };
-#define WIRE_MSG_LAST WIRE_MSG_HITS
+#define WIRE_MSG_LAST WIRE_MSG_PROBE_RELEASE
+/* The ranges in use; the types between them are not (yet) defined. */
+#define WIRE_MSG_IS_DEFINED(t)                                  \
+	(((t) >= WIRE_MSG_HELLO && (t) <= WIRE_MSG_FORKED) ||   \
+	 ((t) >= WIRE_MSG_RELOAD && (t) <= WIRE_MSG_RESTART) || \
+	 ((t) >= WIRE_MSG_PROBE_SET && (t) <= WIRE_MSG_PROBE_RELEASE))
 
 /* How the agent watches exceptions (WELCOME.watch_mode). */
 enum wire_watch_mode {
@@ -77,6 +95,14 @@ struct wire_hello {
 #define WIRE_HELLO_F_HITS 1u
 /* A string of application paths follows the flags. */
 #define WIRE_HELLO_F_APP_PATHS 2u
+/* Hold crashes instead of guarding them (suture-attach --watch --hold):
+ * any exception that would end a thread of application code is reported,
+ * deliberate raises included, and a parked crash waits without a bound. */
+#define WIRE_HELLO_F_HOLD 4u
+/* The debugger follows the process tree: the agent sends it FORKED for
+ * every child whose agent opened its channel, and a child's crash waits
+ * (bounded) for a debugger to connect to it. */
+#define WIRE_HELLO_F_TREE 8u
 
 struct wire_welcome {
 	uint32_t version;
@@ -216,6 +242,7 @@ struct wire_live_patch {
 	uint64_t last_hit_ms;    /* Unix time in milliseconds of the last firing, 0: none */
 };
 #define WIRE_LIVE_F_STACKED 1u /* installed on top of another live patch */
+#define WIRE_LIVE_F_RELOAD 2u  /* a reload's function (suture-attach --reload), not a guard */
 
 struct wire_list {
 	uint64_t request_id;
@@ -261,8 +288,76 @@ struct wire_hits {
 	const uint8_t *entries_p, *entries_end; /* decoder side: into the frame */
 };
 
+/* RELOAD (edit and continue): the module loaded from `path` (a real
+ * path, matched against the real path of each module's __file__) is
+ * recompiled from `source` inside the target and every function whose
+ * code changed gets the new code. On decode, source points into the frame. */
+#define WIRE_RELOAD_PATH_MAX 4096
+struct wire_reload {
+	uint64_t request_id;
+	uint32_t flags; /* reserved, 0 */
+	char path[WIRE_RELOAD_PATH_MAX];
+	const uint8_t *source;
+	size_t source_len;
+};
+
+/* One line of a RELOAD_RESULT. */
+enum wire_reload_kind {
+	WIRE_RELOAD_RELOADED = 1, /* the function's code changed; every reference runs it */
+	WIRE_RELOAD_REFUSED = 2,  /* changed, but cannot be switched (detail says why) */
+	WIRE_RELOAD_ADDED = 3,    /* new in the file, added to its module or class */
+	WIRE_RELOAD_KEPT = 4,     /* new in the file, not added (detail says why) */
+};
+struct wire_reload_entry {
+	uint32_t kind;       /* enum wire_reload_kind */
+	uint32_t line;       /* first line in the new source */
+	uint32_t nfunctions; /* function objects given the new code */
+	char qualname[256];
+	char detail[256];
+};
+
+struct wire_reload_result {
+	uint64_t request_id;
+	int32_t status; /* 0, or -errno: -ENOENT no module from that path, -EINVAL
+	                   the source does not compile (message: the SyntaxError) */
+	uint32_t moved; /* functions whose lines only moved (given the new lines) */
+	char message[512];
+	uint32_t count;
+	const uint8_t *entries_p, *entries_end; /* decoder side: into the frame */
+	char name[WIRE_NAME_MAX + 1];           /* the registry name of this reload, or empty */
+};
+
+/* HELD_CHANGED: a reload gave the function of held event event_id new
+ * code (its frame still runs the old one). */
+struct wire_held_changed {
+	uint64_t event_id;
+	uint64_t code_addr; /* the function's new code object */
+	char reload[WIRE_NAME_MAX + 1];
+};
+
+/* RESTART: run the held frame of event_id again from code unit `unit` of
+ * the function's new code (code_addr, which must still be its code), with
+ * the frame's value stack cut to base_depth items and new local i taken
+ * from old local map[i] (-1: unbound). Answered by RESUME_RESULT. */
+#define WIRE_RESTART_MAX_LOCALS 65535
+struct wire_restart {
+	uint64_t event_id;
+	uint64_t code_addr;
+	uint32_t unit;
+	uint32_t base_depth;
+	uint32_t nmap;
+	int32_t map[WIRE_RESTART_MAX_LOCALS];
+};
+
 struct wire_ping {
 	uint64_t cookie;
+};
+
+/* FORKED: a process forked (directly or further down) from the agent's
+ * process, whose own agent now listens on its own channel. */
+struct wire_forked {
+	uint32_t pid;  /* the child, > 0 */
+	uint32_t ppid; /* its parent when it forked, > 0 */
 };
 
 struct wire_pong {
@@ -270,6 +365,59 @@ struct wire_pong {
 	uint32_t crashes;    /* crashes reported since load */
 	uint32_t parked;     /* threads parked right now */
 	uint64_t hook_calls; /* watcher entries (all exceptions) */
+};
+
+/* Live probes (docs/formats/channel.md, "Probes"). The texts are parsed
+ * by the agent with probe/parse.c; the wire only bounds them. */
+#define WIRE_PROBE_TEXT_MAX 1024 /* bytes of a format or a condition */
+#define WIRE_PROBE_MAX_CODES 64  /* code objects a SET may name */
+#define WIRE_PROBE_MAX_VALUES 8  /* values a HIT carries */
+#define WIRE_PROBE_VALUE_MAX 4096
+#define WIRE_PROBE_F_SNAPSHOT 1u /* SET: park the first hit for a stack capture */
+#define WIRE_PROBE_F_PARKED 1u   /* HIT: the thread waits for PROBE_RELEASE */
+
+struct wire_probe_set {
+	uint64_t request_id;
+	uint32_t flags; /* WIRE_PROBE_F_SNAPSHOT */
+	uint32_t count; /* hits before the probe stops, 0: no limit */
+	uint32_t rate;  /* hits a second before lines are dropped, 0: no limit */
+	uint32_t line;
+	char file[512];
+	char format[WIRE_PROBE_TEXT_MAX + 1];
+	char cond[WIRE_PROBE_TEXT_MAX + 1]; /* empty: always */
+};
+
+struct wire_probe_result {
+	uint64_t request_id;
+	int32_t status;    /* 0 or -errno */
+	uint32_t probe_id; /* SET: the id the agent gave the probe */
+	uint64_t hits;     /* CLEAR: lines reported */
+	uint64_t dropped;  /* CLEAR: lines dropped by the rate limit */
+	uint32_t ncodes;   /* SET: code objects holding the line */
+	uint64_t codes[WIRE_PROBE_MAX_CODES];
+	char message[256];
+};
+
+/* ARM, CLEAR (probe_id 0: every probe). */
+struct wire_probe_ctl {
+	uint64_t request_id;
+	uint32_t probe_id;
+};
+
+struct wire_probe_hit {
+	uint32_t probe_id;
+	uint32_t flags;    /* WIRE_PROBE_F_PARKED */
+	uint64_t event_id; /* PARKED: what PROBE_RELEASE names */
+	uint64_t time_ns;  /* CLOCK_REALTIME */
+	uint64_t tid;      /* kernel thread id */
+	uint64_t thread_ident;
+	uint32_t line;
+	uint64_t dropped; /* lines dropped since the previous HIT */
+	uint32_t nvalues;
+	/* Rendered values, in the format's field order. Encoder: NUL-terminated
+	 * strings; decoder: pointers into the frame, not NUL-terminated. */
+	const char *values[WIRE_PROBE_MAX_VALUES];
+	uint32_t value_len[WIRE_PROBE_MAX_VALUES];
 };
 
 /* ------------------------------------------------------------------ */
@@ -294,6 +442,7 @@ int wire_msg__encode_release(struct wire_buf *b, const struct wire_release *m);
 int wire_msg__encode_patch(struct wire_buf *b, const struct wire_patch *m);
 int wire_msg__encode_patch_result(struct wire_buf *b, const struct wire_patch_result *m);
 int wire_msg__encode_ping(struct wire_buf *b, const struct wire_ping *m);
+int wire_msg__encode_forked(struct wire_buf *b, const struct wire_forked *m);
 int wire_msg__encode_resume(struct wire_buf *b, const struct wire_resume *m);
 int wire_msg__encode_resume_result(struct wire_buf *b, const struct wire_resume_result *m);
 int wire_msg__encode_pong(struct wire_buf *b, const struct wire_pong *m);
@@ -312,9 +461,28 @@ int wire_msg__hits_begin(struct wire_buf *b, uint32_t count, size_t *at);
 void wire_msg__hits_entry(struct wire_buf *b, const struct wire_hit *e);
 int wire_msg__hits_end(struct wire_buf *b, size_t at);
 int wire_msg__encode_rollback_result(struct wire_buf *b, const struct wire_rollback_result *m);
+/* RELOAD: -ENAMETOOLONG for a path that does not fit. */
+int wire_msg__encode_reload(struct wire_buf *b, const struct wire_reload *m);
+/* RELOAD_RESULT is built like LIST_RESULT: begin (m's fixed part and the
+ * count), one entry each, end. */
+int wire_msg__reload_result_begin(struct wire_buf *b, const struct wire_reload_result *m,
+				  size_t *at);
+void wire_msg__reload_result_entry(struct wire_buf *b, const struct wire_reload_entry *e);
+int wire_msg__reload_result_end(struct wire_buf *b, size_t at);
+int wire_msg__encode_held_changed(struct wire_buf *b, const struct wire_held_changed *m);
+/* -EINVAL for nmap over WIRE_RESTART_MAX_LOCALS. */
+int wire_msg__encode_restart(struct wire_buf *b, const struct wire_restart *m);
 /* DETACH and BYE have no payload; ERROR carries one string. */
 int wire_msg__encode_empty(struct wire_buf *b, enum wire_msg_type type);
 int wire_msg__encode_error(struct wire_buf *b, const char *text);
+
+int wire_msg__encode_probe_set(struct wire_buf *b, const struct wire_probe_set *m);
+int wire_msg__encode_probe_result(struct wire_buf *b, const struct wire_probe_result *m);
+/* type: WIRE_MSG_PROBE_ARM or WIRE_MSG_PROBE_CLEAR. */
+int wire_msg__encode_probe_ctl(struct wire_buf *b, enum wire_msg_type type,
+			       const struct wire_probe_ctl *m);
+int wire_msg__encode_probe_hit(struct wire_buf *b, const struct wire_probe_hit *m);
+int wire_msg__encode_probe_release(struct wire_buf *b, uint64_t event_id);
 
 /* ------------------------------------------------------------------ */
 /* Decoding                                                           */
@@ -332,6 +500,8 @@ int wire_msg__decode_patch(const uint8_t *p, const uint8_t *end, struct wire_pat
 int wire_msg__decode_patch_result(const uint8_t *p, const uint8_t *end,
 				  struct wire_patch_result *m);
 int wire_msg__decode_ping(const uint8_t *p, const uint8_t *end, struct wire_ping *m);
+/* -EINVAL on a zero pid or ppid. */
+int wire_msg__decode_forked(const uint8_t *p, const uint8_t *end, struct wire_forked *m);
 int wire_msg__decode_resume(const uint8_t *p, const uint8_t *end, struct wire_resume *m);
 int wire_msg__decode_resume_result(const uint8_t *p, const uint8_t *end,
 				   struct wire_resume_result *m);
@@ -345,8 +515,25 @@ int wire_msg__decode_hits(const uint8_t *p, const uint8_t *end, struct wire_hits
 int wire_msg__decode_rollback(const uint8_t *p, const uint8_t *end, struct wire_rollback *m);
 int wire_msg__decode_rollback_result(const uint8_t *p, const uint8_t *end,
 				     struct wire_rollback_result *m);
+int wire_msg__decode_reload(const uint8_t *p, const uint8_t *end, struct wire_reload *m);
+/* Validates every entry (kind known); walk them with wire_reload_iter. */
+int wire_msg__decode_reload_result(const uint8_t *p, const uint8_t *end,
+				   struct wire_reload_result *m);
+int wire_msg__decode_held_changed(const uint8_t *p, const uint8_t *end,
+				  struct wire_held_changed *m);
+/* map entries are -1 or below 2^16; unit below 2^24, base_depth below 2^20. */
+int wire_msg__decode_restart(const uint8_t *p, const uint8_t *end, struct wire_restart *m);
 int wire_msg__decode_error(const uint8_t *p, const uint8_t *end, char *text, size_t cap);
 int wire_msg__decode_empty(const uint8_t *p, const uint8_t *end);
+
+/* Probes: texts longer than their buffers, counts over the maxima and
+ * unknown flags are -EINVAL, never truncated. */
+int wire_msg__decode_probe_set(const uint8_t *p, const uint8_t *end, struct wire_probe_set *m);
+int wire_msg__decode_probe_result(const uint8_t *p, const uint8_t *end,
+				  struct wire_probe_result *m);
+int wire_msg__decode_probe_ctl(const uint8_t *p, const uint8_t *end, struct wire_probe_ctl *m);
+int wire_msg__decode_probe_hit(const uint8_t *p, const uint8_t *end, struct wire_probe_hit *m);
+int wire_msg__decode_probe_release(const uint8_t *p, const uint8_t *end, uint64_t *event_id);
 
 /* Iterators over a decoded patch's appended constants and names, on the
  * caller's stack; they never allocate. Usage:
@@ -382,5 +569,12 @@ struct wire_hits_iter {
 };
 void wire_hits_iter__init(struct wire_hits_iter *it, const struct wire_hits *m);
 int wire_hits_iter__next(struct wire_hits_iter *it, struct wire_hit *e);
+
+/* Entries of a decoded RELOAD_RESULT, likewise. */
+struct wire_reload_iter {
+	const uint8_t *p, *end;
+};
+void wire_reload_iter__init(struct wire_reload_iter *it, const struct wire_reload_result *m);
+int wire_reload_iter__next(struct wire_reload_iter *it, struct wire_reload_entry *e);
 
 #endif

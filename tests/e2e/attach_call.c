@@ -8,6 +8,10 @@
  *                               kind of syscall.
  *   attach_call dlopen PID LIB  dlopen(LIB, RTLD_NOW) on the best thread;
  *                               prints the handle and whether LIB is mapped.
+ *   attach_call stall PID TID US  usleep(US) on thread TID: prints "calling",
+ *                               then "returned" when the call came back and
+ *                               the process was released (test_attach_regs.sh
+ *                               kills it in between).
  * Exit 0 only if every check held.
  */
 #include <dlfcn.h>
@@ -232,12 +236,47 @@ static int do_dlopen(pid_t pid, const char *lib)
 	return handle && mapped ? 0 : 1;
 }
 
+static int do_stall(pid_t pid, pid_t tid, long us)
+{
+	struct attach_proc *p;
+	uint64_t ret = 0, arg = (uint64_t)us;
+	int err;
+
+	if ((err = attach_proc__open(pid, &p))) {
+		fprintf(stderr, "open %d: %d\n", pid, err);
+		return 1;
+	}
+	if ((err = attach_proc__seize_all(p))) {
+		fprintf(stderr, "%s\n", attach_proc__error(p));
+		return 1;
+	}
+	printf("calling\n");
+	fflush(stdout);
+	struct attach_arg a = { .value = arg };
+	err = attach_proc__call_sym(p, tid, "libc.so", "usleep", &a, 1, &ret);
+	if (err || ret != 0) {
+		fprintf(stderr, "usleep on %d: err %d ret %lld: %s\n", tid, err, (long long)ret,
+			attach_proc__error(p));
+		return 1;
+	}
+	if (attach_proc__release_all(p)) {
+		fprintf(stderr, "%s\n", attach_proc__error(p));
+		return 1;
+	}
+	attach_proc__close(p);
+	printf("returned\n");
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
+	if (argc == 5 && !strcmp(argv[1], "stall"))
+		return do_stall((pid_t)atoi(argv[2]), (pid_t)atoi(argv[3]), atol(argv[4]));
 	if (argc == 4 && !strcmp(argv[1], "calls"))
 		return do_calls((pid_t)atoi(argv[2]), atol(argv[3]));
 	if (argc == 4 && !strcmp(argv[1], "dlopen"))
 		return do_dlopen((pid_t)atoi(argv[2]), argv[3]);
-	fprintf(stderr, "usage: attach_call calls PID N | attach_call dlopen PID LIB\n");
+	fprintf(stderr, "usage: attach_call calls PID N | attach_call dlopen PID LIB | "
+			"attach_call stall PID TID US\n");
 	return 2;
 }

@@ -20,6 +20,10 @@ set -u
 case "$BUILD" in /*) ;; *) BUILD="$SUTURE_ROOT/$BUILD" ;; esac
 : "${PYTHON:=/usr/bin/python3.11}"
 export BUILD PYTHON SUTURE_ROOT
+# Channel directories are /tmp/suture-UID in the tests (a login session's
+# XDG_RUNTIME_DIR would move them: docs/formats/channel.md, "Where it lives");
+# tests of XDG_RUNTIME_DIR set it themselves.
+unset XDG_RUNTIME_DIR
 
 # W: the test's scratch directory (physical path: suture-audit shortens
 # paths under getcwd(), a symlinked /tmp would defeat it).

@@ -191,16 +191,18 @@ int main(int argc, char **argv)
 	struct inject_session *s = NULL;
 	int opt, rc, ret = 0;
 
-	while ((opt = getopt(argc, argv, "nt:")) != -1) {
+	while ((opt = getopt(argc, argv, "nft:")) != -1) {
 		if (opt == 'n')
 			o.no_inject = true;
+		else if (opt == 'f')
+			o.tree = true; /* FORKED notices, printed by watch */
 		else if (opt == 't')
 			o.park_timeout_ms = (uint32_t)atoi(optarg);
 		else
 			return 2;
 	}
 	if (argc - optind < 2) {
-		fprintf(stderr, "usage: %s [-n] [-t MS] PID hello|watch|patch|detach ...\n",
+		fprintf(stderr, "usage: %s [-n] [-f] [-t MS] PID hello|watch|patch|detach ...\n",
 			argv[0]);
 		return 2;
 	}
@@ -249,6 +251,11 @@ int main(int argc, char **argv)
 		while ((seen < want || hold) && time(NULL) < end) {
 			struct wire_crash ev;
 			rc = inject_session__next_event(s, 200, &ev);
+			struct wire_forked fk[8];
+			size_t nfk = inject_session__take_forked(s, fk, 8);
+			for (size_t i = 0; i < nfk; i++)
+				printf("forked pid=%u ppid=%u\n", fk[i].pid, fk[i].ppid);
+			fflush(stdout);
 			if (rc == -ETIMEDOUT)
 				continue;
 			if (rc) {

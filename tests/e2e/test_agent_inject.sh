@@ -1,5 +1,6 @@
 #!/bin/sh
-# Injection into a running interpreter by remote dlopen (attach/): the
+# Injection into a running interpreter by remote dlopen of a memfd
+# holding the agent (attach/, inject/remote.c): the
 # first session injects (how=1), the second finds and reuses the agent
 # (how=0, still one copy mapped), a detach closes the channel, the next
 # session restarts the mapped agent (how=2, suture_agent_start) and its
@@ -16,8 +17,10 @@ for py in $(pythons); do
 	grep -q '^how=1 mode=[12] ' "$W/i1" || { cat "$W/i1"; fail "$py: not a dlopen"; }
 	"$CLIENT" "$TP" hello >"$W/i2" 2>&1 || { cat "$W/i2"; fail "$py: second"; }
 	grep -q '^how=0 ' "$W/i2" || { cat "$W/i2"; fail "$py: second injection did not reuse"; }
-	[ "$(grep -c 'libsuture_agent.so$' "/proc/$TP/maps" | tr -d ' ')" -ge 1 ] || fail "$py: not mapped"
-	[ "$(awk '/libsuture_agent.so$/ {print $6}' "/proc/$TP/maps" | sort -u | wc -l)" = 1 ] || fail "$py: two copies"
+	# Loaded from a memfd (no path of ours in the target; no file left).
+	[ "$(grep -c '/memfd:libsuture_agent.so (deleted)$' "/proc/$TP/maps" | tr -d ' ')" -ge 1 ] || fail "$py: not mapped from a memfd"
+	[ "$(awk '/libsuture_agent.so/ {print $5}' "/proc/$TP/maps" | sort -u | wc -l)" = 1 ] || fail "$py: two copies"
+	ls -l "/proc/$TP/fd" | grep -q memfd && fail "$py: the memfd's descriptor was left open in the target"
 	"$CLIENT" "$TP" detach >"$W/i3" 2>&1 || { cat "$W/i3"; fail "$py: detach"; }
 	start_client "i-$tag" "$TP" watch 1 30
 	grep -q '^how=2 mode=[12] ' "$W/i-$tag.client" || { cat "$W/i-$tag.client"; fail "$py: not restarted"; }

@@ -218,6 +218,7 @@ cmp -s "$WORK/before.json" "$S/index.json" && ok "nothing removed on error" || n
 run "$AUDIT" --store "$S" rollback --all --dry-run
 expect_rc 0 "rollback --all --dry-run"
 [ "$(grep -c '^would remove ' "$WORK/out")" -eq 3 ] && ok "dry run lists 3" || note_fail "dry run output"
+cp "$WORK/out" "$WORK/dryall"
 cmp -s "$WORK/before.json" "$S/index.json" && ok "dry run changes nothing" || note_fail "dry run changed the store"
 run "$AUDIT" --store "$S" rollback --dry-run app.main:5:null_guard
 expect_rc 0 "rollback NAME --dry-run"
@@ -230,6 +231,18 @@ expect_in "$WORK/out" "removed app.main:5:null_guard (null_guard on user.name in
 run "$AUDIT" --store "$S"
 grep -q "app.main:5:null_guard" "$WORK/out" && note_fail "rolled back patch still listed" || ok "rolled back patch gone"
 [ "$(wc -l <"$WORK/out")" -eq 5 ] && ok "two patches left" || note_fail "expected 2 rows"
+
+# Two names at once remove both (each once): the index keeps the rest.
+cp "$S/index.json" "$WORK/two.json"
+two=$(sed -n 's/^would remove \([^ ]*\) .*/\1/p' "$WORK/dryall" | grep -v '^app.main:5:null_guard$' | tr '\n' ' ')
+[ "$(echo $two | wc -w)" -eq 2 ] || note_fail "expected two names left, got: $two"
+# shellcheck disable=SC2086
+run "$AUDIT" --store "$S" rollback $two
+expect_rc 0 "rollback A B"
+[ "$(grep -c '^removed ' "$WORK/out")" -eq 2 ] && ok "rollback A B says two removed" || note_fail "rollback A B output: $(cat "$WORK/out")"
+run "$AUDIT" --store "$S"
+expect_in "$WORK/out" "no patches in $S" "rollback A B removed both"
+cp "$WORK/two.json" "$S/index.json"
 
 run "$AUDIT" --store "$S" rollback --all
 expect_rc 0 "rollback --all"

@@ -39,3 +39,13 @@ if DBG=$(py311_find dbg); then
 else
 	echo "absent: the probe under the debug build, not tested: $(py311_why dbg)"
 fi
+# Tracing sees no probe: the tracing suites' own functions (what they
+# trace) carry the probe, and every event they compare is unchanged (one
+# block per line, entered only from its own line: issue 17, item 2).
+TRACING="test_sys_settrace test_pdb test_trace"
+for py in "$PYTHON" ${DBG:+"$DBG"}; do
+	# shellcheck disable=SC2086
+	"$py" "$SUTURE_ROOT/tests/fixtures/guards/fidelity.py" probe --self $TRACING
+	echo "fidelity: probe under $py: $TRACING pass with their own code probed"
+done
+echo PASS

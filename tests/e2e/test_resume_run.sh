@@ -7,6 +7,8 @@
 # (no re-execution), with the expected number of "resumed in flight" lines:
 #   records    a loop calling a function per record: the bad record's result
 #              is the fallback
+#   argument   the crash inside a call's argument (str(rec["k"])): the
+#              continuation keeps the call's NULL stack slot
 #   loop       the failing frame is the loop itself: every iteration done,
 #              locals intact; sys.exc_info() clean; a later ZeroDivisionError
 #              at the same (resumed) call site reaches the caller's handler
@@ -82,6 +84,7 @@ two_checks() {
 pys=$(pythons python pyenv)
 for py in $pys; do
 	run "$py" records 1 1
+	run "$py" argument 1 1
 	run "$py" loop 1 1
 	run "$py" with 2 2
 	run "$py" cm 1 1

@@ -173,6 +173,16 @@ PY
 run --store "$W/s3" "$W/a/app.py" >"$W/e2.out" 2>"$W/e2.err" || fail "edited app.py, third run"
 grep -q "^\[suture\] patches applied: 0, already healed: 1" "$W/e2.err" || { cat "$W/e2.err"; fail "new patch not loaded"; }
 echo "ok: a source edit retires the stale patch"
+# The same when the edit comes after the guarded line (same line numbers up
+# to it): the stored bytes are the old function's, never applied to the new.
+cp "$FIX/key_app.py" "$W/after.py"
+run --store "$W/s8" "$W/after.py" >/dev/null 2>"$W/af.err" || { cat "$W/af.err"; fail "after.py not healed"; }
+sed -i 's/^    return timeout$/    return timeout if timeout else -1/' "$W/after.py"
+grep -q 'return timeout if timeout else -1' "$W/after.py" || fail "sed did not edit after.py"
+run --store "$W/s8" "$W/after.py" >"$W/af2.out" 2>"$W/af2.err" || { cat "$W/af2.err"; fail "edited after.py not healed"; }
+grep -q "^\[suture\] stale: __main__.load:4:key_guard" "$W/af2.err" || { cat "$W/af2.err"; fail "an edit after the guarded line: stale not reported"; }
+grep -q "^timeout -1$" "$W/af2.out" || { cat "$W/af2.out" "$W/af2.err"; fail "an edit after the guarded line: the old code ran"; }
+echo "ok: an edit after the guarded line retires the patch too (the new code runs)"
 
 # --- expiry ------------------------------------------------------------------------
 cp "$FIX/key_app.py" "$W/c.py"

@@ -2,7 +2,8 @@
  * debugger or an agent receives from the other process. The first byte
  * picks the decoder; the rest is the untrusted frame. A decoded patch is
  * walked with its iterators, as the agent does; a LIST_RESULT's and a
- * HITS frame's entries as the debugger does. */
+ * HITS frame's entries as the debugger does. A first byte of 0xf0 or
+ * more picks a probe message's decoder. */
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
@@ -33,11 +34,41 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		struct wire_rollback rollback;
 		struct wire_rollback_result bresult;
 		struct wire_hits hits;
+		struct wire_forked forked;
 	} m;
 	struct wire_live_patch live;
 	struct wire_hit hit;
 	char text[64];
-	switch (data[0] % 19) {
+	if (data[0] >= 0xf0) {
+		/* The probes' messages (docs/formats/channel.md, "Probes"). */
+		static struct wire_probe_set set;
+		struct wire_probe_result res;
+		struct wire_probe_ctl ctl;
+		struct wire_probe_hit ph;
+		uint64_t ev;
+		switch (data[0] % 5) {
+		case 0:
+			wire_msg__decode_probe_set(p, end, &set);
+			break;
+		case 1:
+			wire_msg__decode_probe_result(p, end, &res);
+			break;
+		case 2:
+			wire_msg__decode_probe_ctl(p, end, &ctl);
+			break;
+		case 3:
+			if (wire_msg__decode_probe_hit(p, end, &ph) == 0)
+				for (uint32_t i = 0; i < ph.nvalues; i++)
+					if (ph.values[i] + ph.value_len[i] > (const char *)end)
+						__builtin_trap();
+			break;
+		case 4:
+			wire_msg__decode_probe_release(p, end, &ev);
+			break;
+		}
+		return 0;
+	}
+	switch (data[0] % 20) {
 	case 0:
 		wire_msg__decode_hdr(p, end, &m.hdr);
 		break;
@@ -122,6 +153,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			while (wire_hits_iter__next(&it, &hit) > 0)
 				;
 		}
+		break;
+	case 19:
+		wire_msg__decode_forked(p, end, &m.forked);
 		break;
 	}
 	return 0;

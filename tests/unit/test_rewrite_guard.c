@@ -322,8 +322,22 @@ static void bad_lines(struct rewrite_code_info *pi, uint8_t *code, uint8_t *e, u
 	pi->linetable_len -= 2; /* the tail loses its locations */
 }
 
+static void later_unit(struct rewrite_code_info *pi, uint8_t *code, uint8_t *e, uint8_t *l)
+{
+	(void)e, (void)l;
+	/* The first inline CACHE unit of BINARY_SUBSCR gets a value: the
+	 * instruction's first unit is intact, a later one is not. */
+	for (size_t u = 0; u + 1 < pi->code_len / 2; u++)
+		if (code[2 * u] == BINARY_SUBSCR) {
+			code[2 * (u + 1) + 1] ^= 0x40;
+			return;
+		}
+	cr_assert_fail("no BINARY_SUBSCR in the key snippet");
+}
+
 Test(guard, diffgate_rejects)
 {
+	gate_rejects(later_unit, "BINARY_SUBSCR at unit");
 	gate_rejects(moved, "changed");
 	gate_rejects(inserted, "LOAD_FAST at unit 1");
 	gate_rejects(overlapping, "rewrite");

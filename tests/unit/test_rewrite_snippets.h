@@ -85,6 +85,21 @@ static const struct snippet snip_big = {
 	.flags = 0x3,
 };
 
+/* delegate: co_stacksize 2, co_flags 0x23, firstlineno 330 (yield from: a SEND loop) */
+static const struct snippet snip_delegate = {
+	.name = "delegate",
+	.code = "\x4b\x00\x01\x00\x97\x00\x7c\x00\x45\x00\x64\x00\x7b\x03\x56\x00\x97\x02\x86\x04\x01\x00\x64\x00\x53\x00",
+	.code_len = 26,
+	.exc = "",
+	.exc_len = 0,
+	.lines =
+		"\xe8\x00\xe8\x00\x80\x00\xd8\x0f\x11\x80\x4d\x80\x4d\x80\x4d\x80\x4d\x80\x4d\x80\x4d\x80\x4d\x80\x4d\x80\x4d",
+	.lines_len = 27,
+	.firstlineno = 330,
+	.stacksize = 2,
+	.flags = 0x23,
+};
+
 static inline struct rewrite_code_info snippet_info(const struct snippet *s)
 {
 	struct rewrite_code_info in;
@@ -104,7 +119,7 @@ static inline struct rewrite_code_info snippet_info(const struct snippet *s)
 }
 
 static const struct snippet *const all_snippets[] = {
-	&snip_simple, &snip_tryexc, &snip_withloop, &snip_gen, &snip_big,
+	&snip_simple, &snip_tryexc, &snip_withloop, &snip_gen, &snip_big, &snip_delegate,
 };
 
 #endif

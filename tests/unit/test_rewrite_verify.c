@@ -169,3 +169,40 @@ Test(verify, guard_shaped_edit_verifies_after_encode)
 	rewrite_bytes__free(&l);
 	rewrite_code__free(code);
 }
+
+/* A throw() into a generator suspended in a SEND loop (yield from, await)
+ * raises at the loop's JUMP_BACKWARD_NO_INTERRUPT two below its analysed
+ * depth (Objects/genobject.c, _gen_throw): an entry popping to the
+ * analysed depth there fails CPython's `STACK_LEVEL() >= level` (checked by
+ * python3.11-dbg), one popping to the lower depth is sound. */
+Test(verify, send_loop_back_jump_is_entered_two_lower)
+{
+	struct rewrite_code_info in = snippet_info(&snip_delegate);
+	struct rewrite_code *code = decode(&in);
+	cr_assert_eq(rewrite_code__analyse(code, NULL, NULL), 0);
+	const struct rewrite_instr *ins = rewrite_code__instrs(code);
+	size_t n = rewrite_code__ninstrs(code), j = n, r = n;
+	for (size_t i = 0; i < n; i++) {
+		if (rewrite_code__send_loop_jump(code, i))
+			j = i;
+		if (ins[i].opcode == RETURN_VALUE)
+			r = i;
+	}
+	cr_assert(j < n && r < n, "no SEND loop or no RETURN_VALUE in the snippet");
+	cr_assert_eq(ins[j].depth, 2, "back jump analysed at depth %d", ins[j].depth);
+	/* Targets analysed at the depth each entry enters them with (depth + 1:
+	 * the exception), so only the rule under test can fail: RETURN_VALUE
+	 * sits at depth 1, the back jump itself at 2. */
+	struct rewrite_exc e = { .start = ins[j].offset,
+				 .end = ins[j].offset + ins[j].size,
+				 .target = ins[r].offset,
+				 .depth = 0,
+				 .lasti = false };
+	cr_assert_eq(rewrite_code__add_exc(code, &e), 0);
+	expect_verify(code, 0, NULL);
+	e.depth = 1;
+	e.target = ins[j].offset;
+	cr_assert_eq(rewrite_code__set_excs(code, &e, 1), 0);
+	expect_verify(code, -EINVAL, "SEND loop's back jump");
+	rewrite_code__free(code);
+}

@@ -1,8 +1,10 @@
-/* wire/: the channel directory's ownership rules and paths
- * (docs/formats/channel.md): a directory that is a symlink, open to
- * others, or owned by someone else is refused by both sides. */
+/* wire/: where the channel lives (wire_channel__place, docs/formats/
+ * channel.md "Where"): XDG_RUNTIME_DIR first, /tmp/suture-<uid>, a private
+ * fallback when that name is squatted; a directory that is a symlink, open
+ * to others, or owned by someone else is refused by both sides. */
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,41 +31,140 @@ static void teardown(void)
 
 TestSuite(inject_channel, .init = setup, .fini = teardown);
 
+/* place() in a root of our own: base/ stands for "/" of a process. */
+static int place(uid_t uid, const char *xdg, bool create, char *dir, char *why)
+{
+	int root = open(base, O_PATH | O_DIRECTORY), fd = -1;
+	cr_assert_geq(root, 0);
+	int rc = wire_channel__place(root, uid, uid, xdg, create, &fd, dir, WIRE_PATH_MAX, why,
+				     256);
+	close(root);
+	if (fd >= 0)
+		close(fd);
+	cr_assert((rc == 0) == (fd >= 0), "a descriptor exactly on success");
+	return rc;
+}
+
+static void mk(const char *rel, mode_t mode)
+{
+	char p[256];
+	snprintf(p, sizeof p, "%s/%s", base, rel);
+	cr_assert_eq(mkdir(p, mode), 0, "mkdir %s", p);
+	cr_assert_eq(chmod(p, mode), 0);
+}
+
 Test(inject_channel, paths)
 {
-	char dir[WIRE_PATH_MAX], buf[WIRE_PATH_MAX];
-	cr_assert_eq(wire_channel__dir(1000, dir, sizeof dir), 0);
-	cr_assert_str_eq(dir, "/tmp/suture-1000");
-	cr_assert_eq(wire_channel__path(dir, 4242, "sock", buf, sizeof buf), 0);
+	char buf[WIRE_PATH_MAX];
+	cr_assert_eq(wire_channel__path("/tmp/suture-1000", 4242, "sock", buf, sizeof buf), 0);
 	cr_assert_str_eq(buf, "/tmp/suture-1000/agent-4242.sock");
 	char small[8];
-	cr_assert_eq(wire_channel__dir(1000, small, sizeof small), -ENAMETOOLONG);
+	cr_assert_eq(wire_channel__path("/tmp/suture-1000", 1, "sock", small, sizeof small),
+		     -ENAMETOOLONG);
 }
 
-Test(inject_channel, creates_private_dir)
+Test(inject_channel, tmp_dir_created_private_and_found_again)
 {
-	char dir[128];
+	char dir[WIRE_PATH_MAX], why[256], want[64], p[256];
 	struct stat st;
-	snprintf(dir, sizeof dir, "%s/ch", base);
-	cr_assert_eq(wire_channel__ensure_dir(dir, getuid()), 0);
-	cr_assert_eq(stat(dir, &st), 0);
+	uid_t me = getuid();
+	mk("tmp", 01777);
+	cr_assert_eq(place(me, NULL, false, dir, why), -ENOENT, "nothing yet, not created");
+	cr_assert_eq(place(me, NULL, true, dir, why), 0, "%s", why);
+	snprintf(want, sizeof want, "/tmp/suture-%u", (unsigned)me);
+	cr_assert_str_eq(dir, want, "the path as the process sees it");
+	snprintf(p, sizeof p, "%s%s", base, want);
+	cr_assert_eq(stat(p, &st), 0);
 	cr_assert_eq(st.st_mode & 0777, 0700);
-	cr_assert_eq(wire_channel__ensure_dir(dir, getuid()), 0, "existing dir reused");
-	cr_assert_eq(wire_channel__check_dir(dir, getuid()), 0);
+	cr_assert_eq(place(me, NULL, false, dir, why), 0, "found by the debugger's side");
+	cr_assert_str_eq(dir, want);
 }
 
-Test(inject_channel, refuses_open_symlinked_or_foreign_dirs)
+Test(inject_channel, xdg_runtime_dir_first_and_checked)
 {
-	char dir[128], link[128];
-	snprintf(dir, sizeof dir, "%s/open", base);
-	cr_assert_eq(mkdir(dir, 0700), 0);
-	cr_assert_eq(chmod(dir, 0755), 0);
-	cr_assert_eq(wire_channel__ensure_dir(dir, getuid()), -EPERM, "group/other bits");
-	cr_assert_eq(chmod(dir, 0700), 0);
-	snprintf(link, sizeof link, "%s/link", base);
-	cr_assert_eq(symlink(dir, link), 0);
-	cr_assert_eq(wire_channel__check_dir(link, getuid()), -EPERM, "symlink");
-	cr_assert_eq(wire_channel__check_dir(dir, getuid() + 1), -EPERM, "other owner");
-	snprintf(dir, sizeof dir, "%s/missing", base);
-	cr_assert_eq(wire_channel__check_dir(dir, getuid()), -ENOENT);
+	char dir[WIRE_PATH_MAX], why[256];
+	uid_t me = getuid();
+	mk("tmp", 01777);
+	mk("run", 0755);
+	mk("run/user", 0755);
+	mk("run/user/x", 0700);
+	cr_assert_eq(place(me, "/run/user/x", true, dir, why), 0, "%s", why);
+	cr_assert_str_eq(dir, "/run/user/x/suture");
+	/* Open to others: refused, and why says so. */
+	char p[256];
+	snprintf(p, sizeof p, "%s/run/user/x", base);
+	cr_assert_eq(chmod(p, 0755), 0);
+	cr_assert_eq(place(me, "/run/user/x", true, dir, why), -EPERM);
+	cr_assert(strstr(why, "XDG_RUNTIME_DIR /run/user/x is open to group or others"), "%s", why);
+	/* Someone else's: refused. */
+	cr_assert_eq(chmod(p, 0700), 0);
+	cr_assert_eq(place(me + 1, "/run/user/x", true, dir, why), -EPERM);
+	cr_assert(strstr(why, "is owned by uid"), "%s", why);
+	/* Set but absent in this root (carried into a container): /tmp. */
+	cr_assert_eq(place(me, "/run/user/none", true, dir, why), 0, "%s", why);
+	cr_assert(strncmp(dir, "/tmp/suture-", 12) == 0, "%s", dir);
+}
+
+Test(inject_channel, squatted_tmp_name_is_passed_over)
+{
+	char dir[WIRE_PATH_MAX], dir2[WIRE_PATH_MAX], why[256], name[64];
+	uid_t me = getuid();
+	mk("tmp", 01777);
+	/* A directory of that name, but open to others (as if another user
+	 * made it for us): passed over for a private one, found again. */
+	snprintf(name, sizeof name, "tmp/suture-%u", (unsigned)me);
+	mk(name, 0777);
+	cr_assert_eq(place(me, NULL, false, dir, why), -ENOENT, "not created: %s", why);
+	cr_assert(strstr(why, "open to group or others"), "%s", why);
+	cr_assert_eq(place(me, NULL, true, dir, why), 0, "%s", why);
+	cr_assert(strstr(why, "passed over"), "%s", why);
+	snprintf(name, sizeof name, "/tmp/suture-%u.", (unsigned)me);
+	cr_assert(strncmp(dir, name, strlen(name)) == 0, "%s", dir);
+	cr_assert_eq(place(me, NULL, false, dir2, why), 0, "%s", why);
+	cr_assert_str_eq(dir, dir2, "both sides agree");
+	cr_assert_eq(place(me, NULL, true, dir2, why), 0, "%s", why);
+	cr_assert_str_eq(dir, dir2, "an agent started later uses the same one");
+}
+
+Test(inject_channel, symlink_refused)
+{
+	char dir[WIRE_PATH_MAX], why[256], p[256], t[256];
+	uid_t me = getuid();
+	mk("tmp", 01777);
+	mk("elsewhere", 0700);
+	snprintf(t, sizeof t, "%s/elsewhere", base);
+	snprintf(p, sizeof p, "%s/tmp/suture-%u", base, (unsigned)me);
+	cr_assert_eq(symlink(t, p), 0);
+	/* Passed over, like any name someone else made: never followed. */
+	cr_assert_eq(place(me, NULL, false, dir, why), -ENOENT);
+	cr_assert(strstr(why, "is a symlink"), "%s", why);
+	cr_assert_eq(place(me, NULL, true, dir, why), 0, "%s", why);
+	cr_assert(strstr(dir, ".") != NULL, "a private one: %s", dir);
+}
+
+Test(inject_channel, xdg_from_environ_block)
+{
+	static const char env[] = "A=1\0XDG_RUNTIME_DIR=/run/user/7\0B=2";
+	char buf[64];
+	cr_assert_eq(wire_channel__xdg(env, env + sizeof env - 1, buf, sizeof buf), 0);
+	cr_assert_str_eq(buf, "/run/user/7");
+	cr_assert_eq(wire_channel__xdg(env, env + 3, buf, sizeof buf), -ENOENT);
+	char small[4];
+	cr_assert_eq(wire_channel__xdg(env, env + sizeof env - 1, small, sizeof small),
+		     -ENAMETOOLONG);
+	/* Truncated inside the value: no NUL, still bounded by end. */
+	cr_assert_eq(wire_channel__xdg(env, env + 24, buf, sizeof buf), 0);
+	cr_assert_str_eq(buf, "/run");
+}
+
+Test(inject_channel, foreign_owner_passed_over)
+{
+	char dir[WIRE_PATH_MAX], why[256], name[160];
+	uid_t me = getuid();
+	mk("tmp", 01777);
+	/* /tmp/suture-<me+1> made by us: not uid me+1's, so not its channel. */
+	snprintf(name, sizeof name, "%s/tmp/suture-%u", base, (unsigned)me + 1);
+	cr_assert_eq(mkdir(name, 0700), 0);
+	cr_assert_eq(place(me + 1, NULL, false, dir, why), -ENOENT);
+	cr_assert(strstr(why, "is owned by uid"), "%s", why);
 }

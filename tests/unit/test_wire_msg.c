@@ -196,9 +196,10 @@ Test(inject_msg, small_messages_roundtrip)
 	cr_assert_eq(wire_msg__decode_hello(p, p + h.len, &hello2), 0);
 	cr_assert_eq(hello2.timeout_ms, 300);
 	cr_assert_eq(hello2.flags, WIRE_HELLO_F_HITS);
-	/* A version 1 HELLO (no flags) and unknown flags are refused. */
+	/* A version 1 HELLO (no flags) and unknown flags (16: the first one past
+	 * WIRE_HELLO_F_TREE) are refused. */
 	cr_assert_eq(wire_msg__decode_hello(p, p + 8, &hello2), -EINVAL);
-	uint8_t bad[12] = { 2, 0, 0, 0, 0, 0, 0, 0, 4, 0, 0, 0 };
+	uint8_t bad[12] = { 2, 0, 0, 0, 0, 0, 0, 0, 16, 0, 0, 0 };
 	cr_assert_eq(wire_msg__decode_hello(bad, bad + 12, &hello2), -EINVAL);
 	/* The application-paths flag without its string. */
 	bad[8] = 2;
@@ -410,6 +411,8 @@ Test(inject_msg, hello_control_is_hello_under_its_own_type)
 	cr_assert_eq(d.timeout_ms, 250);
 	uint8_t past[8] = { 0, 0, 0, 0, WIRE_MSG_LAST + 1, 0, 0, 0 };
 	cr_assert_eq(wire_msg__decode_hdr(past, past + 8, &h), -EINVAL);
+	uint8_t gap[8] = { 0, 0, 0, 0, WIRE_MSG_FORKED + 1, 0, 0, 0 };
+	cr_assert_eq(wire_msg__decode_hdr(gap, gap + 8, &h), -EINVAL);
 	wire_buf__free(&b);
 }
 
@@ -488,5 +491,86 @@ Test(inject_msg, hello_carries_application_paths)
 	cr_assert_eq(h.len, 12);
 	cr_assert_eq(wire_msg__decode_hello(p, p + h.len, &d), 0);
 	cr_assert_str_eq(d.app_paths, "");
+	wire_buf__free(&b);
+}
+
+Test(inject_msg, probe_messages_roundtrip_and_lies)
+{
+	struct wire_buf b = { 0 };
+	struct wire_hdr h;
+	static struct wire_probe_set set, set2;
+	memset(&set, 0, sizeof set);
+	set.request_id = 7;
+	set.count = 5;
+	set.rate = 100;
+	set.line = 12;
+	strcpy(set.file, "app.py");
+	strcpy(set.format, "i={i}");
+	strcpy(set.cond, "i == 3");
+	cr_assert_eq(wire_msg__encode_probe_set(&b, &set), 0);
+	const uint8_t *pl = payload(&b, &h);
+	cr_assert_eq(h.type, WIRE_MSG_PROBE_SET);
+	cr_assert_eq(wire_msg__decode_probe_set(pl, pl + h.len, &set2), 0);
+	cr_assert_str_eq(set2.format, "i={i}");
+	cr_assert_str_eq(set2.cond, "i == 3");
+	cr_assert_eq(set2.line, 12);
+	cr_assert_neq(wire_msg__decode_probe_set(pl, pl + h.len - 1, &set2), 0);
+	wire_buf__reset(&b);
+
+	struct wire_probe_hit hit = { .probe_id = 3, .line = 12, .dropped = 9, .nvalues = 2 }, got;
+	hit.values[0] = "1";
+	hit.values[1] = "'x'";
+	cr_assert_eq(wire_msg__encode_probe_hit(&b, &hit), 0);
+	pl = payload(&b, &h);
+	cr_assert_eq(wire_msg__decode_probe_hit(pl, pl + h.len, &got), 0);
+	cr_assert_eq(got.nvalues, 2);
+	cr_assert_eq(got.value_len[1], 3);
+	cr_assert_eq(memcmp(got.values[1], "'x'", 3), 0);
+	cr_assert_eq(got.dropped, 9);
+	/* a count the bytes cannot hold */
+	uint8_t *raw = (uint8_t *)pl;
+	raw[4 + 4 + 8 + 8 + 8 + 8 + 4 + 8] = 200;
+	cr_assert_eq(wire_msg__decode_probe_hit(pl, pl + h.len, &got), -EINVAL);
+	wire_buf__reset(&b);
+
+	struct wire_probe_result r = { .request_id = 7, .status = -ENOENT, .ncodes = 2 }, r2;
+	r.codes[0] = 0x1000;
+	r.codes[1] = 0x2000;
+	strcpy(r.message, "no code at line 12");
+	cr_assert_eq(wire_msg__encode_probe_result(&b, &r), 0);
+	pl = payload(&b, &h);
+	cr_assert_eq(wire_msg__decode_probe_result(pl, pl + h.len, &r2), 0);
+	cr_assert_eq(r2.codes[1], 0x2000);
+	cr_assert_eq(r2.status, -ENOENT);
+	cr_assert_str_eq(r2.message, "no code at line 12");
+	wire_buf__free(&b);
+}
+
+Test(inject_msg, forked_roundtrip_and_lies)
+{
+	struct wire_buf b = { 0 };
+	struct wire_forked m = { .pid = 4243, .ppid = 4242 }, d;
+	struct wire_hdr h;
+	cr_assert_eq(wire_msg__encode_forked(&b, &m), 0);
+	const uint8_t *pl = payload(&b, &h);
+	cr_assert_eq(h.type, WIRE_MSG_FORKED);
+	cr_assert_eq(h.len, 8);
+	cr_assert_eq(wire_msg__decode_forked(pl, pl + h.len, &d), 0);
+	cr_assert_eq(d.pid, 4243);
+	cr_assert_eq(d.ppid, 4242);
+	cr_assert_eq(wire_msg__decode_forked(pl, pl + 7, &d), -EINVAL);
+	uint8_t zero[8] = { 0, 0, 0, 0, 1, 0, 0, 0 };
+	cr_assert_eq(wire_msg__decode_forked(zero, zero + 8, &d), -EINVAL);
+	uint8_t big[8] = { 1, 0, 0, 0x80, 1, 0, 0, 0 };
+	cr_assert_eq(wire_msg__decode_forked(big, big + 8, &d), -EINVAL);
+	uint8_t longer[9] = { 1, 0, 0, 0, 1, 0, 0, 0, 0 };
+	cr_assert_eq(wire_msg__decode_forked(longer, longer + 9, &d), -EINVAL);
+	/* A HELLO may ask for it. */
+	struct wire_hello hm = { .version = WIRE_PROTO_VERSION, .flags = WIRE_HELLO_F_TREE }, hd;
+	wire_buf__reset(&b);
+	cr_assert_eq(wire_msg__encode_hello(&b, &hm), 0);
+	pl = payload(&b, &h);
+	cr_assert_eq(wire_msg__decode_hello(pl, pl + h.len, &hd), 0);
+	cr_assert_eq(hd.flags, WIRE_HELLO_F_TREE);
 	wire_buf__free(&b);
 }

@@ -1,0 +1,307 @@
+/* heal: a process tree (docs/design.md §15): the processes forked from
+ * the one suture-run started or suture-attach --watch attached to, each
+ * with its own agent session, reader and heal handle, one store.
+ *
+ * The root stays its caller's (run.c's supervisor, watch.c's loop); the
+ * tree holds the other processes. They come from FORKED notices (any
+ * member's agent, or the root's, reports a child whose own agent listens:
+ * connected to, never injected) and, for --watch, from /proc at attach
+ * (descendants running the root's interpreter: injected). A patch made in
+ * one process is stored there once; every other process of the tree (the
+ * root too, through the caller, so later forks inherit it) gets the stored
+ * patches re-derived from its own live code (heal__load_live): a process
+ * that imported the module after it forked has its own code objects.
+ */
+#include "heal/heal-priv.h"
+#include "attach/attach.h"
+#include "inspect/inspect.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+struct heal_member {
+	pid_t pid;
+	struct inject_session *s;
+	struct inspect_proc *ip;
+	struct heal *h;
+	bool inspect_failed;
+};
+
+struct heal_tree {
+	struct heal_tree_opts o;
+	pid_t root;
+	struct heal_member *m;
+	size_t n, cap;
+	unsigned seen;    /* processes ever in the tree, the root included */
+	unsigned patches; /* patches made in the tree since it was opened */
+	struct heal_stats total;
+};
+
+int heal_tree__open(pid_t root, const struct heal_tree_opts *o, struct heal_tree **out)
+{
+	struct heal_tree *t = calloc(1, sizeof *t);
+	if (!t)
+		return -ENOMEM;
+	t->o = *o;
+	t->root = root;
+	t->seen = 1;
+	*out = t;
+	return 0;
+}
+
+static void member__close(struct heal_member *m, struct heal_stats *total, bool detach)
+{
+	if (m->h) {
+		const struct heal_stats *st = heal__stats(m->h);
+		total->crashes += st->crashes;
+		total->applied += st->applied;
+		total->resumed += st->resumed;
+		total->would_apply += st->would_apply;
+		total->refused += st->refused;
+		total->failed += st->failed;
+		total->loaded += st->loaded;
+		total->stale += st->stale;
+		total->expired += st->expired;
+		heal__set_session(m->h, NULL);
+	}
+	if (detach && m->s)
+		inject_session__detach(m->s);
+	heal__close(m->h);
+	inject_session__close(m->s);
+	inspect_proc__close(m->ip);
+	memset(m, 0, sizeof *m);
+}
+
+void heal_tree__close(struct heal_tree *t, bool detach, struct heal_stats *sum)
+{
+	if (!t)
+		return;
+	for (size_t i = 0; i < t->n; i++)
+		member__close(&t->m[i], &t->total, detach);
+	if (sum) {
+		sum->crashes += t->total.crashes;
+		sum->applied += t->total.applied;
+		sum->resumed += t->total.resumed;
+		sum->would_apply += t->total.would_apply;
+		sum->refused += t->total.refused;
+		sum->failed += t->total.failed;
+		sum->stale += t->total.stale;
+		sum->expired += t->total.expired;
+	}
+	free(t->m);
+	free(t);
+}
+
+size_t heal_tree__size(const struct heal_tree *t)
+{
+	return t ? t->n : 0;
+}
+
+bool heal_tree__several(const struct heal_tree *t)
+{
+	return t && t->seen > 1;
+}
+
+static struct heal_member *member__find(struct heal_tree *t, pid_t pid)
+{
+	for (size_t i = 0; i < t->n; i++)
+		if (t->m[i].pid == pid)
+			return &t->m[i];
+	return NULL;
+}
+
+/* The reader and heal handle, at the first need (a crash, a patch from a
+ * sibling). */
+static struct heal *member__heal(struct heal_tree *t, struct heal_member *m)
+{
+	char err[512];
+	if (m->h || m->inspect_failed)
+		return m->h;
+	if (inspect_proc__open(m->pid, NULL, &m->ip, err, sizeof err)) {
+		fprintf(stderr, "[suture] pid %d: %s: nothing is healed in it\n", (int)m->pid, err);
+		m->inspect_failed = true;
+		return NULL;
+	}
+	if (heal__open(m->ip, m->s, &t->o.heal, &m->h)) {
+		m->inspect_failed = true;
+		return NULL;
+	}
+	heal__set_tag(m->h, true);
+	return m->h;
+}
+
+int heal_tree__add(struct heal_tree *t, pid_t pid, bool inject)
+{
+	char err[512];
+	if (pid <= 0 || pid == t->root || member__find(t, pid))
+		return 0;
+	if (t->n == t->cap) {
+		size_t cap = t->cap ? 2 * t->cap : 8;
+		struct heal_member *v = realloc(t->m, cap * sizeof *v);
+		if (!v)
+			return -ENOMEM;
+		t->m = v;
+		t->cap = cap;
+	}
+	struct inject_opts io = {
+		.agent_path = t->o.agent_path,
+		.app_paths = t->o.app_paths,
+		.hits = true,
+		.tree = true,
+		.no_inject = !inject,
+		/* A child announced by FORKED listens already (unless it exec'd
+		 * or exited since: not worth waiting for). */
+		.connect_timeout_ms = inject ? 0 : 250,
+	};
+	struct heal_member m = { .pid = pid };
+	int rc = inject_session__open(pid, &io, &m.s, err, sizeof err);
+	if (rc == 0 && inject_session__watch_mode(m.s) == WIRE_WATCH_NONE) {
+		snprintf(err, sizeof err, "heal: pid %d: the agent is not watching: %s", (int)pid,
+			 inject_session__watch_detail(m.s));
+		/* Left as it was: an agent we injected is detached again. */
+		if (inject_session__how(m.s) != INJECT_HOW_CONNECTED)
+			inject_session__detach(m.s);
+		inject_session__close(m.s);
+		m.s = NULL;
+		rc = -EPROTO;
+	}
+	if (rc) {
+		/* Gone already (a short-lived child, one that exec'd): quiet
+		 * unless it still runs. */
+		if (attach_pid__alive(pid) && attach_pid__same_exe(pid, t->root) && rc != -ESRCH)
+			fprintf(stderr, "[suture] pid %d: not watched: %s\n", (int)pid, err);
+		return rc;
+	}
+	t->m[t->n++] = m;
+	t->seen++;
+	fprintf(stderr, "[suture] watching pid %d (of the tree of %d)\n", (int)pid, (int)t->root);
+	/* Its reader and heal handle now: they also store the firings of the
+	 * patches it inherited (HITS), crash or not. Forked before a patch
+	 * reached its parent, or found at attach: the stored patches go into
+	 * its live code. */
+	struct heal *h = member__heal(t, &t->m[t->n - 1]);
+	if (h && (t->patches || inject))
+		heal__load_live(h); /* gone meanwhile: the next step sees its EOF */
+	return 0;
+}
+
+void heal_tree__take_forked(struct heal_tree *t, struct inject_session *s)
+{
+	struct wire_forked f[16];
+	size_t n;
+	while (s && (n = inject_session__take_forked(s, f, 16)) > 0)
+		for (size_t i = 0; i < n; i++)
+			heal_tree__add(t, (pid_t)f[i].pid, false);
+}
+
+int heal_tree__add_descendants(struct heal_tree *t, volatile sig_atomic_t *stop)
+{
+	enum { MAXP = 4096 };
+	pid_t *d = calloc(MAXP, sizeof *d);
+	size_t n = 0;
+	if (!d)
+		return -ENOMEM;
+	int rc = attach_pid__descendants(t->root, d, MAXP, &n);
+	/* Parents first; the same CPython (a fork, not a program it ran). */
+	for (size_t i = 0; i < n && !(stop && *stop); i++)
+		if (attach_pid__same_exe(d[i], t->root))
+			heal_tree__add(t, d[i], true);
+	free(d);
+	return rc;
+}
+
+void heal_tree__pollfds(const struct heal_tree *t, struct pollfd *pf, size_t *n, size_t cap)
+{
+	for (size_t i = 0; i < t->n && *n < cap; i++)
+		if (t->m[i].s)
+			pf[(*n)++] = (struct pollfd){ .fd = inject_session__fd(t->m[i].s),
+						      .events = POLLIN };
+}
+
+/* Every member but `except` gets the stored patches (a patch was just
+ * made in `except`, or in the root). */
+void heal_tree__propagate(struct heal_tree *t, pid_t except)
+{
+	t->patches++;
+	for (size_t i = 0; i < t->n; i++) {
+		struct heal_member *m = &t->m[i];
+		if (m->pid == except || !m->s)
+			continue;
+		struct heal *h = member__heal(t, m);
+		if (h)
+			heal__load_live(h);
+	}
+}
+
+static void member__gone(struct heal_tree *t, size_t i)
+{
+	struct heal_member *m = &t->m[i];
+	fprintf(stderr, "[suture] pid %d exited\n", (int)m->pid);
+	member__close(m, &t->total, false);
+	t->m[i] = t->m[--t->n];
+}
+
+int heal_tree__step(struct heal_tree *t, bool *not_resumed)
+{
+	int applied = 0;
+	for (size_t i = 0; i < t->n;) {
+		struct heal_member *m = &t->m[i];
+		struct wire_crash ev;
+		int rc;
+		while ((rc = inject_session__next_event(m->s, 0, &ev)) == 0) {
+			enum heal_outcome oc = HEAL_NONE;
+			struct heal *h = member__heal(t, m);
+			rc = h ? heal__on_crash(h, &ev, &oc) : inject_session__release(m->s, &ev);
+			if (rc)
+				break;
+			if (oc == HEAL_APPLIED)
+				*not_resumed = true;
+			if (oc == HEAL_APPLIED || oc == HEAL_RESUMED) {
+				applied++;
+				/* At once: a sibling's crash on the same code,
+				 * queued meanwhile, then meets code replaced a
+				 * moment ago instead of being healed twice. */
+				pid_t pid = m->pid;
+				heal_tree__propagate(t, pid);
+				m = member__find(t, pid);
+			}
+		}
+		pid_t pid = m->pid;
+		struct inject_session *s = m->s;
+		if (rc == -EPIPE || rc == -EPROTO) {
+			heal_tree__take_forked(t, s);
+			member__gone(t, i);
+			continue;
+		}
+		heal_tree__take_forked(t, s);
+		/* take_forked may have grown (moved) the array. */
+		m = member__find(t, pid);
+		i = (size_t)(m - t->m) + 1;
+	}
+	return applied;
+}
+
+void heal_tree__flush(struct heal_tree *t)
+{
+	for (size_t i = 0; i < t->n; i++)
+		if (t->m[i].h)
+			heal__flush(t->m[i].h);
+}
+
+int heal_tree__each(struct heal_tree *t, int (*fn)(pid_t pid, struct inject_session *s, void *ctx),
+		    void *ctx)
+{
+	int rc = 0;
+	for (size_t i = 0; i < t->n; i++)
+		if (t->m[i].s) {
+			int r = fn(t->m[i].pid, t->m[i].s, ctx);
+			if (r && !rc)
+				rc = r;
+		}
+	return rc;
+}
