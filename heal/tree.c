@@ -32,6 +32,9 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <dirent.h>
+#include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 struct heal_member {
@@ -63,9 +66,43 @@ struct heal_tree {
 	size_t files_len;
 };
 
+/* Directories a debugger killed with SIGKILL left: ours (same owner),
+ * older than a minute, their socket refusing connections. */
+static void sweep_stale(void)
+{
+	DIR *d = opendir("/tmp");
+	struct dirent *e;
+	if (!d)
+		return;
+	while ((e = readdir(d))) {
+		char dir[300], sock[320];
+		struct stat st;
+		struct sockaddr_un a = { .sun_family = AF_UNIX };
+		if (strncmp(e->d_name, "suture-tree.", 12) != 0)
+			continue;
+		snprintf(dir, sizeof dir, "/tmp/%s", e->d_name);
+		snprintf(sock, sizeof sock, "%s/s", dir);
+		if (lstat(dir, &st) || !S_ISDIR(st.st_mode) || st.st_uid != geteuid() ||
+		    st.st_mtime > time(NULL) - 60 || lstat(sock, &st) || !S_ISSOCK(st.st_mode) ||
+		    strlen(sock) >= sizeof a.sun_path)
+			continue;
+		snprintf(a.sun_path, sizeof a.sun_path, "%s", sock);
+		int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		if (fd < 0)
+			continue;
+		if (connect(fd, (struct sockaddr *)&a, sizeof a) < 0 && errno == ECONNREFUSED) {
+			unlink(sock);
+			rmdir(dir);
+		}
+		close(fd);
+	}
+	closedir(d);
+}
+
 /* The socket forked children report module execs on (tree_files). */
 static void listen_open(struct heal_tree *t)
 {
+	sweep_stale();
 	struct sockaddr_un a = { .sun_family = AF_UNIX };
 	t->lfd = -1;
 	snprintf(t->dir, sizeof t->dir, "/tmp/suture-tree.XXXXXX");
