@@ -416,8 +416,8 @@ static void read_list(const char *path)
  * patches are in the module's constants before its first line runs.
  *
  * The list has its own lock, never held while waiting for anything: the
- * agent thread changes it without the GIL (which a parked crash may hold
- * for as long as the debugger takes). A process whose debugger never
+ * agent thread changes it without the GIL (which the program may keep for
+ * a long C call, while the debugger awaits the answer). A process whose debugger never
  * lists a file gets no hook; without a debugger listening, connect fails
  * at once. */
 
