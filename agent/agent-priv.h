@@ -120,6 +120,16 @@ void agent__fork_register(void);
 /* server.c, on a child's agent thread once its channel listens: tell the
  * parent's agent (the inherited pipe), then make this process's own. */
 void agent_server__fork_announce(void);
+/* boot.c, on the agent thread: TREE_FILES (docs/formats/channel.md,
+ * "Process trees"): the list every later fork reports its module execs
+ * from; TREE_FILES_RESULT encoded in b. -EINVAL malformed. Never waits for
+ * the GIL. */
+struct wire_buf;
+int agent_boot__tree_files(struct wire_buf *b, const uint8_t *p, const uint8_t *end);
+/* boot.c, in a forked child with the GIL (the after-fork callback): the
+ * audit hook that reports listed module execs, if the inherited list has
+ * files. */
+void agent_boot__tree_child(void);
 /* install.c, in a forked child: the registry lock is new and the firings
  * counted so far are the parent's to report. */
 void agent_install__atfork_child(void);

@@ -1,8 +1,9 @@
-/* agent: boot-time installation of stored patches (suture-run).
+/* agent: boot-time installation of stored patches (suture-run), and the
+ * same for modules a forked child imports (TREE_FILES, at the end).
  *
  * Self-contained: its own constructor, its own connection to the debugger,
- * and it never touches the agent thread, its channel or install.c. It is
- * active only when suture-run started us with SUTURE_AGENT_BOOT_FD (one end
+ * and it never touches the agent thread, its channel or install.c (the
+ * agent thread only hands it TREE_FILES' list). The boot hook is active only when suture-run started us with SUTURE_AGENT_BOOT_FD (one end
  * of a socketpair) and SUTURE_AGENT_BOOT (a file listing the absolute paths
  * of the script and of the source files that have stored patches); both
  * variables are removed from the environment at once, and the descriptor is
@@ -32,7 +33,7 @@
  *
  * Frames are docs/formats/channel.md's (wire/msg.c encoders/decoders).
  */
-#include "agent/agent-py.h"
+#include "agent/agent-priv.h"
 #include "wire/boot.h"
 #include "agent/helpers.h"
 #include "wire/channel.h"
@@ -46,7 +47,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
+#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -101,9 +104,9 @@ static double now_ms(void)
 
 /* ---- the socket, without the GIL ---- */
 
-static int send_buf(struct wire_buf *b)
+static int send_buf(int fd, struct wire_buf *b)
 {
-	int rc = b->err ? b->err : wire_channel__write_all(boot.fd, b->data, b->len);
+	int rc = b->err ? b->err : wire_channel__write_all(fd, b->data, b->len);
 	wire_buf__reset(b);
 	return rc;
 }
@@ -200,9 +203,11 @@ static void install(PyCodeObject *root, const struct wire_patch *p, struct wire_
 
 /* ---- one module ---- */
 
-/* Report the module, serve PATCH frames until RELEASE. Called with the GIL;
- * returns with it. Errors turn boot mode off (the program runs unpatched). */
-static void serve(PyCodeObject *code)
+/* Report the module on *fdp, serve PATCH frames until RELEASE, each
+ * answer awaited answer_ms at most. Called with the GIL; returns with it.
+ * lock (may be NULL) is held meanwhile. Errors close *fdp (boot mode off:
+ * the program runs unpatched). */
+static void serve_on(int *fdp, pthread_mutex_t *lock, int answer_ms, PyCodeObject *code)
 {
 	struct wire_crash ev;
 	struct wire_buf b = { 0 };
@@ -220,12 +225,13 @@ static void serve(PyCodeObject *code)
 
 	Py_INCREF(code);
 	PyThreadState *ts = PyEval_SaveThread();
-	pthread_mutex_lock(&boot.lock);
-	int rc = boot.fd < 0 ? -EPIPE : 0;
+	if (lock)
+		pthread_mutex_lock(lock);
+	int rc = *fdp < 0 ? -EPIPE : 0;
 	if (!rc) {
-		ev.event_id = ++boot.next_event;
+		ev.event_id = __atomic_add_fetch(&boot.next_event, 1, __ATOMIC_RELAXED);
 		wire_msg__encode_crash(&b, &ev);
-		rc = send_buf(&b);
+		rc = send_buf(*fdp, &b);
 		agent__log("boot: reported %s", ev.filename);
 	}
 	while (!rc) {
@@ -233,17 +239,17 @@ static void serve(PyCodeObject *code)
 		uint8_t *pl;
 		/* Answers go out when no more patches are waiting: the debugger
 		 * wakes once for a batch, not once a patch. */
-		struct pollfd more = { .fd = boot.fd, .events = POLLIN };
-		if (b.len && poll(&more, 1, 0) == 0 && (rc = send_buf(&b)))
+		struct pollfd more = { .fd = *fdp, .events = POLLIN };
+		if (b.len && poll(&more, 1, 0) == 0 && (rc = send_buf(*fdp, &b)))
 			break;
-		if ((rc = wire_channel__read_frame(boot.fd, BOOT_ANSWER_MS, &h, &pl)))
+		if ((rc = wire_channel__read_frame(*fdp, answer_ms, &h, &pl)))
 			break;
 		if (h.type == WIRE_MSG_RELEASE) {
 			free(pl);
 			/* Patches sent right before the release are answered
 			 * now, before the module runs. */
 			if (b.len)
-				rc = send_buf(&b);
+				rc = send_buf(*fdp, &b);
 			break;
 		}
 		struct wire_patch p;
@@ -273,14 +279,22 @@ static void serve(PyCodeObject *code)
 		wire_msg__encode_patch_result(&b, &res);
 		rc = b.err;
 	}
-	if (rc)
-		boot_off(); /* the debugger is gone or confused: run unpatched from now on */
-	pthread_mutex_unlock(&boot.lock);
+	if (rc && *fdp >= 0) {
+		close(*fdp); /* the debugger is gone or confused: run unpatched from now on */
+		*fdp = -1;
+	}
+	if (lock)
+		pthread_mutex_unlock(lock);
 	PyEval_RestoreThread(ts);
 	agent__log("boot: %s runs (%s; %u patches built and placed in %.2f ms)", ev.filename,
 		   rc ? strerror(-rc) : "released", npatches, busy_ms);
 	Py_DECREF(code);
 	wire_buf__free(&b);
+}
+
+static void serve(PyCodeObject *code)
+{
+	serve_on(&boot.fd, &boot.lock, BOOT_ANSWER_MS, code);
 }
 
 static void read_list(const char *path);
@@ -386,6 +400,178 @@ static void read_list(const char *path)
 		boot.nfiles++;
 	}
 	fclose(f);
+}
+
+/* ---- forked children (docs/design.md §15) ----
+ *
+ * A process tree's debugger (suture-run, suture-attach --watch) sends
+ * TREE_FILES: its socket and the files that have stored patches. The list
+ * lives in this process's memory, so every later fork inherits it (and
+ * gets it anew when the debugger's list changes). A forked child that
+ * inherited files adds an audit hook from CPython's after-fork callback
+ * (agent_boot__tree_child: the GIL held, before the child runs any of its
+ * own code); when it is about to run the body of a module from a listed
+ * file (a gunicorn worker importing the application after the fork), its
+ * importing thread connects to that socket and is served as above: the
+ * patches are in the module's constants before its first line runs.
+ *
+ * The list has its own lock, never held while waiting for anything: the
+ * agent thread changes it without the GIL (which the program may keep for
+ * a long C call, while the debugger awaits the answer). A process whose debugger never
+ * lists a file gets no hook; without a debugger listening, connect fails
+ * at once. */
+
+#define TREE_ANSWER_MS 5000
+
+static struct {
+	pthread_mutex_t lock; /* sock, files, nfiles */
+	char sock[sizeof(((struct sockaddr_un *)0)->sun_path)];
+	char **files;
+	size_t nfiles;
+	bool atfork; /* the fork handlers are registered */
+	bool hooked; /* the audit hook is in (GIL) */
+} tree = { .lock = PTHREAD_MUTEX_INITIALIZER };
+
+/* A fork copies the list whole: never in the middle of a change. */
+static void tree_prepare(void)
+{
+	pthread_mutex_lock(&tree.lock);
+}
+static void tree_parent(void)
+{
+	pthread_mutex_unlock(&tree.lock);
+}
+static void tree_child(void)
+{
+	pthread_mutex_init(&tree.lock, NULL);
+}
+
+/* With tree.lock held: filename's module is listed; *sock gets the socket. */
+static bool tree_listed(const char *filename, char *sock, size_t cap)
+{
+	char real[PATH_MAX];
+	if (!tree.nfiles || filename[0] == '<' || !realpath(filename, real))
+		return false;
+	for (size_t i = 0; i < tree.nfiles; i++)
+		if (strcmp(tree.files[i], real) == 0) {
+			snprintf(sock, cap, "%s", tree.sock);
+			return true;
+		}
+	return false;
+}
+
+/* A connection to the debugger's socket, or -1 (none listens, or its
+ * backlog is full: the module runs unpatched rather than wait). */
+static int tree_connect(const char *sock)
+{
+	struct sockaddr_un a = { .sun_family = AF_UNIX };
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd < 0)
+		return -1;
+	snprintf(a.sun_path, sizeof a.sun_path, "%s", sock);
+	if (connect(fd, (struct sockaddr *)&a, sizeof a) < 0 ||
+	    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK) < 0) {
+		agent__log("tree: %s not reached: %s", sock, strerror(errno));
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+static int tree_hook(const char *event, PyObject *args, void *ud)
+{
+	(void)ud;
+	if (boot.fd >= 0 || strcmp(event, "exec") != 0)
+		return 0;
+	if (!PyTuple_Check(args) || PyTuple_GET_SIZE(args) < 1 ||
+	    !PyCode_Check(PyTuple_GET_ITEM(args, 0)))
+		return 0;
+	PyCodeObject *code = (PyCodeObject *)PyTuple_GET_ITEM(args, 0);
+	const char *fn = PyUnicode_AsUTF8(code->co_filename);
+	if (!fn) {
+		PyErr_Clear();
+		return 0;
+	}
+	char sock[sizeof tree.sock];
+	pthread_mutex_lock(&tree.lock);
+	bool listed = tree_listed(fn, sock, sizeof sock);
+	pthread_mutex_unlock(&tree.lock);
+	if (!listed)
+		return 0;
+	/* A fork CPython does not know of: our agent starts here (we hold
+	 * the GIL: a safe point), so the debugger can add this process. */
+	agent__fork_start();
+	int fd = tree_connect(sock);
+	if (fd < 0)
+		return 0;
+	serve_on(&fd, NULL, TREE_ANSWER_MS, code);
+	if (fd >= 0)
+		close(fd);
+	return 0;
+}
+
+void agent_boot__tree_child(void)
+{
+	pthread_mutex_lock(&tree.lock);
+	bool want = tree.nfiles && !tree.hooked;
+	pthread_mutex_unlock(&tree.lock);
+	if (!want)
+		return;
+	if (PySys_AddAuditHook(tree_hook, NULL) == 0)
+		tree.hooked = true;
+	else
+		PyErr_Clear();
+	agent__log("tree: module execs of listed files are reported%s",
+		   tree.hooked ? "" : ": no (the audit hook was refused)");
+}
+
+/* Replace the list by m's (tree.lock held). */
+static void tree_files_set(const struct wire_tree_files *m)
+{
+	for (size_t i = 0; i < tree.nfiles; i++)
+		free(tree.files[i]);
+	free(tree.files);
+	tree.files = NULL;
+	tree.nfiles = 0;
+	snprintf(tree.sock, sizeof tree.sock, "%s", m->sock);
+	const char *p = m->files, *end = m->files + m->files_len;
+	while (p && p < end && tree.nfiles < BOOT_MAX_FILES) {
+		const char *nl = memchr(p, '\n', (size_t)(end - p));
+		size_t n = (size_t)((nl ? nl : end) - p);
+		char *f = n && n < PATH_MAX ? strndup(p, n) : NULL;
+		p = nl ? nl + 1 : end;
+		if (!f)
+			continue;
+		char real[PATH_MAX];
+		if (realpath(f, real)) {
+			free(f);
+			f = strdup(real);
+		}
+		char **v = f ? realloc(tree.files, (tree.nfiles + 1) * sizeof(char *)) : NULL;
+		if (!v) {
+			free(f);
+			break;
+		}
+		tree.files = v;
+		tree.files[tree.nfiles++] = f;
+	}
+}
+
+int agent_boot__tree_files(struct wire_buf *b, const uint8_t *p, const uint8_t *end)
+{
+	struct wire_tree_files m;
+	if (wire_msg__decode_tree_files(p, end, &m))
+		return -EINVAL;
+	/* Only this (agent) thread registers, once. */
+	if (!tree.atfork && pthread_atfork(tree_prepare, tree_parent, tree_child) == 0)
+		tree.atfork = true;
+	pthread_mutex_lock(&tree.lock);
+	tree_files_set(&m);
+	uint32_t n = (uint32_t)tree.nfiles;
+	pthread_mutex_unlock(&tree.lock);
+	agent__log("tree: %u file(s) reported to %s by later forks", n, m.sock);
+	wire_msg__encode_tree_files_result(b, n);
+	return 0;
 }
 
 /* A debug build (Py_DEBUG: python3.11-dbg) exports _Py_RefTotal; its

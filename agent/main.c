@@ -272,6 +272,7 @@ static PyObject *after_fork_child(PyObject *self, PyObject *noargs)
 {
 	(void)self;
 	(void)noargs;
+	agent_boot__tree_child(); /* before the child imports anything */
 	agent__fork_start();
 	Py_RETURN_NONE;
 }

@@ -613,6 +613,12 @@ static bool serve_debugger(struct wire_buf *b)
 		case WIRE_MSG_RESTART:
 			on_restart(b, p, end);
 			break;
+		case WIRE_MSG_TREE_FILES:
+			if (agent_boot__tree_files(b, p, end))
+				refuse(b, "agent: malformed TREE_FILES");
+			else
+				reply(b);
+			break;
 		case WIRE_MSG_DETACH:
 			if (wire_msg__decode_empty(p, end)) {
 				refuse(b, "agent: malformed DETACH");

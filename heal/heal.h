@@ -344,6 +344,9 @@ int heal_tree__step(struct heal_tree *t, bool *not_resumed);
 /* A patch was made in `except` (a member or the root): every other
  * member gets the stored patches into its live code. */
 void heal_tree__propagate(struct heal_tree *t, pid_t except);
+/* The root's session and heal handle (the caller's; NULL: none now):
+ * a new session gets TREE_FILES (forked imports, design §15). */
+void heal_tree__set_root(struct heal_tree *t, struct inject_session *s, struct heal *h);
 /* Store the members' guard firings (heal__flush each). */
 void heal_tree__flush(struct heal_tree *t);
 /* fn on each member's session; the first error. */

@@ -509,6 +509,8 @@ static int supervise(const struct heal_run_opts *o, pid_t pid, int boot_fd, int 
 		 * without the agent); wait for it below. */
 		if (u.boot_fd < 0 && !u.s && (session_gone || reaped))
 			break;
+		/* Its session gets TREE_FILES when it comes (design §15). */
+		heal_tree__set_root(tree, u.s, u.h);
 		struct pollfd pf[3 + 256];
 		nfds_t n = 0;
 		int bi = -1, si = -1, ri = -1;
@@ -552,10 +554,13 @@ static int supervise(const struct heal_run_opts *o, pid_t pid, int boot_fd, int 
 		}
 		if (pr > 0 && bi >= 0 && pf[bi].revents && !u.pending)
 			sup__boot_read(&u);
-		if (pr > 0 && si >= 0 && pf[si].revents) {
+		/* Not only when its socket is readable: a crash read while we
+		 * awaited an answer on the session (TREE_FILES after a patch)
+		 * waits in the session's queue. */
+		if (si >= 0) {
 			struct wire_crash ev;
-			int rc = inject_session__next_event(u.s, 0, &ev);
-			if (rc == 0) {
+			int rc;
+			while ((rc = inject_session__next_event(u.s, 0, &ev)) == 0) {
 				enum heal_outcome oc = HEAL_NONE;
 				if (sup__heal(&u))
 					rc = heal__on_crash(u.h, &ev, &oc);
@@ -564,9 +569,10 @@ static int supervise(const struct heal_run_opts *o, pid_t pid, int boot_fd, int 
 				if (oc == HEAL_APPLIED)
 					*healed_now = true;
 				/* The rest of the tree gets it (later forks inherit). */
-				if ((oc == HEAL_APPLIED || oc == HEAL_RESUMED) &&
-				    heal_tree__size(tree))
+				if (oc == HEAL_APPLIED || oc == HEAL_RESUMED)
 					heal_tree__propagate(tree, pid);
+				if (rc)
+					break;
 			}
 			heal_tree__take_forked(tree, u.s);
 			if (rc == -EPIPE || rc == -EPROTO) {
@@ -578,7 +584,9 @@ static int supervise(const struct heal_run_opts *o, pid_t pid, int boot_fd, int 
 				session_gone = true;
 			}
 		}
-		if (tree_ready) {
+		/* Every turn (as the root's session above): the members'
+		 * queues too. */
+		if (tree_ready || heal_tree__size(tree)) {
 			bool went_on = false;
 			int made = heal_tree__step(tree, &went_on);
 			if (u.h && heal_tree__several(tree))

@@ -11,17 +11,30 @@
  * root too, through the caller, so later forks inherit it) gets the stored
  * patches re-derived from its own live code (heal__load_live): a process
  * that imported the module after it forked has its own code objects.
+ *
+ * A process that imports a module after it forked (a gunicorn worker
+ * without --preload) gets its stored patches before the module's first
+ * line: every agent of the tree gets TREE_FILES (our socket, the files
+ * that have stored patches; forks inherit the list), and a process about
+ * to run a listed file's module connects to that socket and is served as
+ * suture-run's boot channel is (heal__load_tree_boot_release).
  */
 #include "heal/heal-priv.h"
 #include "attach/attach.h"
 #include "inspect/inspect.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <dirent.h>
+#include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 struct heal_member {
@@ -40,7 +53,78 @@ struct heal_tree {
 	unsigned seen;    /* processes ever in the tree, the root included */
 	unsigned patches; /* patches made in the tree since it was opened */
 	struct heal_stats total;
+	/* Forked imports: our listening socket (-1: none) in a private
+	 * directory, the root's session and heal handle (the caller's), the
+	 * files last listed ('\n'-separated). */
+	int lfd;
+	char dir[32];
+	char sock[108];
+	struct inject_session *root_s;
+	struct heal *root_h;
+	struct inject_session *root_listed; /* the root session TREE_FILES went to */
+	char *files;
+	size_t files_len;
 };
+
+/* Directories a debugger killed with SIGKILL left: ours (same owner),
+ * older than a minute, their socket refusing connections. */
+static void sweep_stale(void)
+{
+	DIR *d = opendir("/tmp");
+	struct dirent *e;
+	if (!d)
+		return;
+	while ((e = readdir(d))) {
+		char dir[300], sock[320];
+		struct stat st;
+		struct sockaddr_un a = { .sun_family = AF_UNIX };
+		if (strncmp(e->d_name, "suture-tree.", 12) != 0)
+			continue;
+		snprintf(dir, sizeof dir, "/tmp/%s", e->d_name);
+		snprintf(sock, sizeof sock, "%s/s", dir);
+		if (lstat(dir, &st) || !S_ISDIR(st.st_mode) || st.st_uid != geteuid() ||
+		    st.st_mtime > time(NULL) - 60 || lstat(sock, &st) || !S_ISSOCK(st.st_mode) ||
+		    strlen(sock) >= sizeof a.sun_path)
+			continue;
+		snprintf(a.sun_path, sizeof a.sun_path, "%s", sock);
+		int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		if (fd < 0)
+			continue;
+		if (connect(fd, (struct sockaddr *)&a, sizeof a) < 0 && errno == ECONNREFUSED) {
+			unlink(sock);
+			rmdir(dir);
+		}
+		close(fd);
+	}
+	closedir(d);
+}
+
+/* The socket forked children report module execs on (tree_files). */
+static void listen_open(struct heal_tree *t)
+{
+	sweep_stale();
+	struct sockaddr_un a = { .sun_family = AF_UNIX };
+	t->lfd = -1;
+	snprintf(t->dir, sizeof t->dir, "/tmp/suture-tree.XXXXXX");
+	if (!mkdtemp(t->dir)) {
+		t->dir[0] = 0;
+		goto fail;
+	}
+	snprintf(t->sock, sizeof t->sock, "%s/s", t->dir);
+	snprintf(a.sun_path, sizeof a.sun_path, "%s", t->sock);
+	t->lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (t->lfd >= 0 && bind(t->lfd, (struct sockaddr *)&a, sizeof a) == 0 &&
+	    listen(t->lfd, 64) == 0)
+		return;
+fail:
+	fprintf(stderr,
+		"[suture] heal: tree socket: %s: modules imported after a fork meet their "
+		"stored patches only once loaded\n",
+		strerror(errno));
+	if (t->lfd >= 0)
+		close(t->lfd);
+	t->lfd = -1;
+}
 
 int heal_tree__open(pid_t root, const struct heal_tree_opts *o, struct heal_tree **out)
 {
@@ -50,6 +134,7 @@ int heal_tree__open(pid_t root, const struct heal_tree_opts *o, struct heal_tree
 	t->o = *o;
 	t->root = root;
 	t->seen = 1;
+	listen_open(t);
 	*out = t;
 	return 0;
 }
@@ -87,6 +172,13 @@ void heal_tree__close(struct heal_tree *t, bool detach, struct heal_stats *sum)
 		sum->expired += t->total.expired;
 	}
 	free(t->m);
+	if (t->lfd >= 0) {
+		close(t->lfd);
+		unlink(t->sock);
+	}
+	if (t->dir[0])
+		rmdir(t->dir);
+	free(t->files);
 	free(t);
 }
 
@@ -126,6 +218,84 @@ static struct heal *member__heal(struct heal_tree *t, struct heal_member *m)
 	}
 	heal__set_tag(m->h, true);
 	return m->h;
+}
+
+/* The files with stored patches for the program, re-read from the store
+ * (through h): true when the list changed. */
+static bool files_refresh(struct heal_tree *t, struct heal *h)
+{
+	struct store *st = NULL;
+	char *v = NULL;
+	size_t len = 0, cap = 0;
+	if (!h || !t->o.heal.program || heal__open_store(h, STORE_F_RDONLY, &st))
+		return false;
+	struct store_query q = { .program = t->o.heal.program };
+	struct store_iter it;
+	store_iter__init(&it, st, &q);
+	for (const struct store_patch *p; (p = store_iter__next(&it));) {
+		size_t n = strlen(p->file);
+		bool dup = false;
+		for (const char *x = v; x && x < v + len && !dup;) {
+			const char *nl = memchr(x, '\n', (size_t)(v + len - x));
+			size_t xn = (size_t)((nl ? nl : v + len) - x);
+			dup = xn == n && memcmp(x, p->file, n) == 0;
+			x = nl ? nl + 1 : v + len;
+		}
+		if (dup || !n || strchr(p->file, '\n'))
+			continue;
+		if (len + n + 2 > cap) {
+			size_t nc = (len + n + 2) * 2;
+			char *w = realloc(v, nc);
+			if (!w)
+				break;
+			v = w;
+			cap = nc;
+		}
+		if (len)
+			v[len++] = '\n';
+		memcpy(v + len, p->file, n);
+		len += n;
+	}
+	store__close(st);
+	bool changed = len != t->files_len || (len && memcmp(v, t->files, len) != 0);
+	if (changed) {
+		free(t->files);
+		t->files = v;
+		t->files_len = len;
+	} else {
+		free(v);
+	}
+	return changed;
+}
+
+/* TREE_FILES to one agent: it and its later forks report those files'
+ * module execs to us. */
+static void files_send(struct heal_tree *t, pid_t pid, struct inject_session *s)
+{
+	uint32_t kept = 0;
+	if (t->lfd < 0 || !s || !t->files_len)
+		return;
+	if (inject_session__tree_files(s, t->sock, t->files, t->files_len, &kept) == 0) {
+		if (t->o.heal.verbose)
+			fprintf(stderr,
+				"[suture] pid %d: %u file(s) with stored patches reported "
+				"by its forks before their modules run\n",
+				(int)pid, kept);
+	}
+}
+
+void heal_tree__set_root(struct heal_tree *t, struct inject_session *s, struct heal *h)
+{
+	if (!t)
+		return;
+	t->root_s = s;
+	t->root_h = h;
+	/* Once a session: the store is read when its heal handle exists. */
+	if (s && h && s != t->root_listed) {
+		t->root_listed = s;
+		files_refresh(t, h);
+		files_send(t, t->root, s);
+	}
 }
 
 int heal_tree__add(struct heal_tree *t, pid_t pid, bool inject)
@@ -180,6 +350,9 @@ int heal_tree__add(struct heal_tree *t, pid_t pid, bool inject)
 	struct heal *h = member__heal(t, &t->m[t->n - 1]);
 	if (h && (t->patches || inject))
 		heal__load_live(h); /* gone meanwhile: the next step sees its EOF */
+	if (!t->files)
+		files_refresh(t, h);
+	files_send(t, pid, t->m[t->n - 1].s);
 	return 0;
 }
 
@@ -214,13 +387,27 @@ void heal_tree__pollfds(const struct heal_tree *t, struct pollfd *pf, size_t *n,
 		if (t->m[i].s)
 			pf[(*n)++] = (struct pollfd){ .fd = inject_session__fd(t->m[i].s),
 						      .events = POLLIN };
+	if (t->lfd >= 0 && *n < cap)
+		pf[(*n)++] = (struct pollfd){ .fd = t->lfd, .events = POLLIN };
 }
 
 /* Every member but `except` gets the stored patches (a patch was just
  * made in `except`, or in the root). */
 void heal_tree__propagate(struct heal_tree *t, pid_t except)
 {
+	if (!t)
+		return;
 	t->patches++;
+	/* A new file with patches: every agent lists it (later forks
+	 * inherit the list from the root). */
+	struct heal *any = t->root_h;
+	for (size_t i = 0; !any && i < t->n; i++)
+		any = t->m[i].h;
+	if (files_refresh(t, any)) {
+		files_send(t, t->root, t->root_s);
+		for (size_t i = 0; i < t->n; i++)
+			files_send(t, t->m[i].pid, t->m[i].s);
+	}
 	for (size_t i = 0; i < t->n; i++) {
 		struct heal_member *m = &t->m[i];
 		if (m->pid == except || !m->s)
@@ -239,9 +426,49 @@ static void member__gone(struct heal_tree *t, size_t i)
 	t->m[i] = t->m[--t->n];
 }
 
+/* A process about to run a listed file's module (connected to our
+ * socket): its stored patches go into the module's code first, then it
+ * runs. A child not yet announced by FORKED is added now. */
+static void boot_serve(struct heal_tree *t, int cfd)
+{
+	struct ucred cr;
+	socklen_t cl = sizeof cr;
+	struct wire_crash ev;
+	struct timeval tv = { .tv_sec = 5 };
+	bool released = false;
+	struct pollfd pf = { .fd = cfd, .events = POLLIN };
+	if (getsockopt(cfd, SOL_SOCKET, SO_PEERCRED, &cr, &cl) || cr.pid <= 0 ||
+	    fcntl(cfd, F_SETFL, 0) < 0 ||
+	    setsockopt(cfd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) || poll(&pf, 1, 5000) != 1 ||
+	    heal_boot__next_module(cfd, &ev))
+		return;
+	struct heal *h = NULL;
+	if (cr.pid == t->root) {
+		h = t->root_h;
+	} else {
+		heal_tree__add(t, cr.pid, false);
+		struct heal_member *m = member__find(t, cr.pid);
+		h = m ? member__heal(t, m) : NULL;
+	}
+	unsigned before = h ? heal__stats(h)->loaded : 0;
+	if (h &&
+	    heal__load_tree_boot_release(h, ev.code_addr, cfd, ev.event_id, &released) == -EPIPE)
+		return;
+	if (h && heal__stats(h)->loaded > before)
+		fprintf(stderr, "[suture] pid %d: %u stored patch(es) installed before %s ran\n",
+			(int)cr.pid, heal__stats(h)->loaded - before,
+			heal_names__base(ev.filename));
+	if (!released)
+		heal_boot__release(cfd, ev.event_id);
+}
+
 int heal_tree__step(struct heal_tree *t, bool *not_resumed)
 {
 	int applied = 0;
+	for (int cfd; t->lfd >= 0 && (cfd = accept4(t->lfd, NULL, NULL, SOCK_CLOEXEC)) >= 0;) {
+		boot_serve(t, cfd);
+		close(cfd);
+	}
 	for (size_t i = 0; i < t->n;) {
 		struct heal_member *m = &t->m[i];
 		struct wire_crash ev;

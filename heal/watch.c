@@ -148,6 +148,7 @@ int heal_watch__run(pid_t pid, const struct heal_watch_opts *o, char *err, size_
 				     .agent_path = o->agent_path,
 				     .app_paths = o->app_paths };
 	if (heal_tree__open(pid, &to, &tree) == 0) {
+		heal_tree__set_root(tree, s, h);
 		heal_tree__add_descendants(tree, &g_stop);
 		heal_tree__take_forked(tree, s);
 		if (heal_tree__several(tree))
@@ -194,12 +195,12 @@ int heal_watch__run(pid_t pid, const struct heal_watch_opts *o, char *err, size_
 			heal_tree__flush(tree);
 			t_flush = now_s();
 		}
-		if (pr <= 0)
+		if (pr < 0)
 			continue;
-		bool tree_ready = false;
-		for (size_t i = 1; i < n; i++)
-			tree_ready = tree_ready || pf[i].revents;
-		if (tree_ready) {
+		/* Every turn, not only when a socket is readable: a crash read
+		 * while we awaited an answer on a session (TREE_FILES, a
+		 * sibling's patch) waits in that session's queue. */
+		if (tree) {
 			bool went_on = false;
 			if (heal_tree__step(tree, &went_on) > 0) {
 				/* ... and the root, so that later forks are born
@@ -209,8 +210,6 @@ int heal_watch__run(pid_t pid, const struct heal_watch_opts *o, char *err, size_
 			if (heal_tree__several(tree))
 				heal__set_tag(h, true);
 		}
-		if (!pf[0].revents)
-			continue;
 		while ((rc = inject_session__next_event(s, 0, &ev)) >= 0) {
 			if (o->hold) {
 				/* --hold (docs/design.md §14): held, not guarded. */
@@ -230,7 +229,7 @@ int heal_watch__run(pid_t pid, const struct heal_watch_opts *o, char *err, size_
 				rc = -EPIPE;
 				break;
 			}
-			if ((oc == HEAL_APPLIED || oc == HEAL_RESUMED) && heal_tree__size(tree))
+			if (oc == HEAL_APPLIED || oc == HEAL_RESUMED)
 				heal_tree__propagate(tree, pid);
 		}
 		heal_tree__take_forked(tree, s);

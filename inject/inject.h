@@ -176,6 +176,12 @@ int inject_session__restart(struct inject_session *s, const struct wire_crash *e
 			    const struct wire_restart *r, struct wire_resume_result *res,
 			    struct wire_crash *nested);
 
+/* TREE_FILES: the agent's process and every later fork report a module
+ * about to run from one of files ('\n'-separated real paths, len bytes;
+ * empty: none) on the debugger's socket sock (docs/formats/channel.md,
+ * "Process trees"). *kept: how many the agent kept. 0 or -errno. */
+int inject_session__tree_files(struct inject_session *s, const char *sock, const char *files,
+			       size_t len, uint32_t *kept);
 /* Liveness and counters. */
 int inject_session__ping(struct inject_session *s, struct wire_pong *out);
 

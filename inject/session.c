@@ -479,7 +479,7 @@ int inject_session__next_event(struct inject_session *s, int timeout_ms, struct 
 		free(p);
 		if (h.type != WIRE_MSG_PONG && h.type != WIRE_MSG_PATCH_RESULT &&
 		    h.type != WIRE_MSG_RESUME_RESULT && h.type != WIRE_MSG_LIST_RESULT &&
-		    h.type != WIRE_MSG_ROLLBACK_RESULT)
+		    h.type != WIRE_MSG_ROLLBACK_RESULT && h.type != WIRE_MSG_TREE_FILES_RESULT)
 			return fail(s, -EPROTO, "inject: pid %d: unexpected frame type %u",
 				    (int)s->pid, h.type);
 	}
@@ -690,6 +690,26 @@ int inject_session__rollback(struct inject_session *s, const char *name, bool dr
 	}
 	if (res->status)
 		fail(s, 0, "%s", res->message);
+	return 0;
+}
+
+int inject_session__tree_files(struct inject_session *s, const char *sock, const char *files,
+			       size_t len, uint32_t *kept)
+{
+	struct wire_buf b = { 0 };
+	struct wire_tree_files m = { .files = files, .files_len = len };
+	uint8_t *p;
+	uint32_t n;
+	snprintf(m.sock, sizeof m.sock, "%s", sock);
+	wire_msg__encode_tree_files(&b, &m);
+	int rc = send_buf(s, &b);
+	wire_buf__free(&b);
+	if (rc || (rc = await(s, WIRE_MSG_TREE_FILES_RESULT, 5000, &p, &n)))
+		return rc;
+	rc = wire_msg__decode_tree_files_result(p, p + n, kept);
+	free(p);
+	if (rc)
+		return fail(s, -EPROTO, "inject: pid %d: malformed TREE_FILES_RESULT", (int)s->pid);
 	return 0;
 }
 

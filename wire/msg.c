@@ -380,6 +380,30 @@ int wire_msg__encode_forked(struct wire_buf *b, const struct wire_forked *m)
 	return frame_end(b, at);
 }
 
+int wire_msg__encode_tree_files(struct wire_buf *b, const struct wire_tree_files *m)
+{
+	size_t n = strnlen(m->sock, sizeof m->sock);
+	if (n == sizeof m->sock || (n == 0 && m->files_len)) {
+		b->err = n ? -ENAMETOOLONG : -EINVAL;
+		return b->err;
+	}
+	if (m->files_len > WIRE_TREE_FILES_MAX) {
+		b->err = -E2BIG;
+		return b->err;
+	}
+	size_t at = frame_begin(b, WIRE_MSG_TREE_FILES);
+	put_str(b, m->sock);
+	put_blob(b, m->files, m->files_len);
+	return frame_end(b, at);
+}
+
+int wire_msg__encode_tree_files_result(struct wire_buf *b, uint32_t nfiles)
+{
+	size_t at = frame_begin(b, WIRE_MSG_TREE_FILES_RESULT);
+	put_u32(b, nfiles);
+	return frame_end(b, at);
+}
+
 int wire_msg__encode_pong(struct wire_buf *b, const struct wire_pong *m)
 {
 	size_t at = frame_begin(b, WIRE_MSG_PONG);
@@ -1064,6 +1088,30 @@ int wire_msg__decode_forked(const uint8_t *p, const uint8_t *end, struct wire_fo
 	m->ppid = get_u32(&r);
 	if (!r.bad && (!m->pid || !m->ppid || m->pid > INT32_MAX || m->ppid > INT32_MAX))
 		return -EINVAL;
+	return finish(&r);
+}
+
+int wire_msg__decode_tree_files(const uint8_t *p, const uint8_t *end, struct wire_tree_files *m)
+{
+	struct rd r = { p, end, 0 };
+	size_t n;
+	struct rd peek = r;
+	get_blob(&peek, &n);
+	get_str(&r, m->sock, sizeof m->sock);
+	const uint8_t *f = get_blob(&r, &m->files_len);
+	m->files = (const char *)f;
+	/* A cut or NUL-holding socket path names another socket; files need
+	 * a socket to report to. */
+	if (r.bad || n >= sizeof m->sock || strlen(m->sock) != n || (n == 0 && m->files_len) ||
+	    m->files_len > WIRE_TREE_FILES_MAX || (f && memchr(f, 0, m->files_len)))
+		return -EINVAL;
+	return finish(&r);
+}
+
+int wire_msg__decode_tree_files_result(const uint8_t *p, const uint8_t *end, uint32_t *nfiles)
+{
+	struct rd r = { p, end, 0 };
+	*nfiles = get_u32(&r);
 	return finish(&r);
 }
 

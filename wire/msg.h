@@ -47,7 +47,9 @@ enum wire_msg_type {
 	WIRE_MSG_ROLLBACK_RESULT = 18, /* agent -> debugger */
 	WIRE_MSG_HELLO_CONTROL = 19,   /* an auditor: HELLO's payload; LIST, ROLLBACK, PING only */
 	WIRE_MSG_HITS = 20,            /* agent -> debugger, unsolicited: guards that fired */
-	WIRE_MSG_FORKED = 21, /* agent -> debugger, unsolicited: a child has its own agent */
+	WIRE_MSG_FORKED = 21,     /* agent -> debugger, unsolicited: a child has its own agent */
+	WIRE_MSG_TREE_FILES = 22, /* debugger -> agent: files forked children report */
+	WIRE_MSG_TREE_FILES_RESULT = 23, /* agent -> debugger */
 	/* 33-39: edit and continue (docs/formats/channel.md, "Reload"). */
 	WIRE_MSG_RELOAD = 33,        /* debugger or auditor -> agent: a module's new source */
 	WIRE_MSG_RELOAD_RESULT = 34, /* agent -> debugger */
@@ -63,9 +65,9 @@ enum wire_msg_type {
 };
 #define WIRE_MSG_LAST WIRE_MSG_PROBE_RELEASE
 /* The ranges in use; the types between them are not (yet) defined. */
-#define WIRE_MSG_IS_DEFINED(t)                                  \
-	(((t) >= WIRE_MSG_HELLO && (t) <= WIRE_MSG_FORKED) ||   \
-	 ((t) >= WIRE_MSG_RELOAD && (t) <= WIRE_MSG_RESTART) || \
+#define WIRE_MSG_IS_DEFINED(t)                                           \
+	(((t) >= WIRE_MSG_HELLO && (t) <= WIRE_MSG_TREE_FILES_RESULT) || \
+	 ((t) >= WIRE_MSG_RELOAD && (t) <= WIRE_MSG_RESTART) ||          \
 	 ((t) >= WIRE_MSG_PROBE_SET && (t) <= WIRE_MSG_PROBE_RELEASE))
 
 /* How the agent watches exceptions (WELCOME.watch_mode). */
@@ -360,6 +362,18 @@ struct wire_forked {
 	uint32_t ppid; /* its parent when it forked, > 0 */
 };
 
+/* TREE_FILES: the debugger's socket a forked child connects to when it is
+ * about to run the body of a module from one of the files (its stored
+ * patches are installed then, docs/formats/channel.md "Process trees"), and
+ * the files (absolute real paths, '\n'-separated, NUL-free; empty: none,
+ * the children report nothing). files points into the decoded payload. */
+#define WIRE_TREE_FILES_MAX (1u << 20)
+struct wire_tree_files {
+	char sock[108]; /* sizeof(sockaddr_un.sun_path) */
+	const char *files;
+	size_t files_len;
+};
+
 struct wire_pong {
 	uint64_t cookie;
 	uint32_t crashes;    /* crashes reported since load */
@@ -443,6 +457,10 @@ int wire_msg__encode_patch(struct wire_buf *b, const struct wire_patch *m);
 int wire_msg__encode_patch_result(struct wire_buf *b, const struct wire_patch_result *m);
 int wire_msg__encode_ping(struct wire_buf *b, const struct wire_ping *m);
 int wire_msg__encode_forked(struct wire_buf *b, const struct wire_forked *m);
+/* -ENAMETOOLONG: sock does not fit a socket address; -E2BIG: files over
+ * WIRE_TREE_FILES_MAX. The result carries the count of files kept. */
+int wire_msg__encode_tree_files(struct wire_buf *b, const struct wire_tree_files *m);
+int wire_msg__encode_tree_files_result(struct wire_buf *b, uint32_t nfiles);
 int wire_msg__encode_resume(struct wire_buf *b, const struct wire_resume *m);
 int wire_msg__encode_resume_result(struct wire_buf *b, const struct wire_resume_result *m);
 int wire_msg__encode_pong(struct wire_buf *b, const struct wire_pong *m);
@@ -502,6 +520,8 @@ int wire_msg__decode_patch_result(const uint8_t *p, const uint8_t *end,
 int wire_msg__decode_ping(const uint8_t *p, const uint8_t *end, struct wire_ping *m);
 /* -EINVAL on a zero pid or ppid. */
 int wire_msg__decode_forked(const uint8_t *p, const uint8_t *end, struct wire_forked *m);
+int wire_msg__decode_tree_files(const uint8_t *p, const uint8_t *end, struct wire_tree_files *m);
+int wire_msg__decode_tree_files_result(const uint8_t *p, const uint8_t *end, uint32_t *nfiles);
 int wire_msg__decode_resume(const uint8_t *p, const uint8_t *end, struct wire_resume *m);
 int wire_msg__decode_resume_result(const uint8_t *p, const uint8_t *end,
 				   struct wire_resume_result *m);

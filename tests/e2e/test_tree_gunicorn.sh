@@ -1,11 +1,14 @@
 #!/bin/sh
 # gunicorn (Debian's) with 2 sync workers serving a Flask app (preloaded in
-# the master), under suture-run and under suture-attach --pid MASTER --watch
+# the master; TREE_PRELOAD=0, test_tree_gunicorn_nopreload.sh: imported by
+# each worker after the fork), under suture-run and under suture-attach --pid MASTER --watch
 # alone: the bad record's crash in a worker is healed (the request that
 # crashed, and one a sibling served before the patch reached it, get a 500;
 # every later one the fallback, from both workers), one patch is stored; a
 # worker killed by its pid is respawned by the master already healed, and
-# answers the bad record with the fallback without a new crash.
+# answers the bad record with the fallback without a new crash (without
+# --preload: its import of the app met the stored patch before its first
+# line ran).
 set -u
 . "$(dirname "$0")/lib.sh"
 RUN="$BUILD/bin/suture-run"
@@ -58,6 +61,10 @@ scenario() {
 	! grep -v '^value: None pid' "$W/$n.ask3" || { cat "$log"; fail "$n: respawned worker not healed"; }
 	[ "$(grep -c 'crash seen' "$log")" -eq "$crashes" ] ||
 		{ cat "$log"; fail "$n: a new crash after the respawn"; }
+	if [ "${TREE_PRELOAD:-1}" = 0 ]; then
+		grep -q "^\[suture\] pid $fresh: 1 stored patch(es) installed before gapp.py ran" "$log" ||
+			{ cat "$log"; fail "$n: the respawned worker's import did not get the patch first"; }
+	fi
 }
 
 # Under suture-run.

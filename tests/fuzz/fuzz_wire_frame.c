@@ -35,6 +35,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		struct wire_rollback_result bresult;
 		struct wire_hits hits;
 		struct wire_forked forked;
+		struct wire_tree_files tree;
 	} m;
 	struct wire_live_patch live;
 	struct wire_hit hit;
@@ -68,7 +69,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		}
 		return 0;
 	}
-	switch (data[0] % 20) {
+	switch (data[0] % 21) {
 	case 0:
 		wire_msg__decode_hdr(p, end, &m.hdr);
 		break;
@@ -156,6 +157,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		break;
 	case 19:
 		wire_msg__decode_forked(p, end, &m.forked);
+		break;
+	case 20:
+		if (wire_msg__decode_tree_files(p, end, &m.tree) == 0 && m.tree.files_len)
+			(void)memchr(m.tree.files, '\n', m.tree.files_len);
 		break;
 	}
 	return 0;

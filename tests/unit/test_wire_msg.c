@@ -411,7 +411,7 @@ Test(inject_msg, hello_control_is_hello_under_its_own_type)
 	cr_assert_eq(d.timeout_ms, 250);
 	uint8_t past[8] = { 0, 0, 0, 0, WIRE_MSG_LAST + 1, 0, 0, 0 };
 	cr_assert_eq(wire_msg__decode_hdr(past, past + 8, &h), -EINVAL);
-	uint8_t gap[8] = { 0, 0, 0, 0, WIRE_MSG_FORKED + 1, 0, 0, 0 };
+	uint8_t gap[8] = { 0, 0, 0, 0, WIRE_MSG_TREE_FILES_RESULT + 1, 0, 0, 0 };
 	cr_assert_eq(wire_msg__decode_hdr(gap, gap + 8, &h), -EINVAL);
 	wire_buf__free(&b);
 }
@@ -572,5 +572,40 @@ Test(inject_msg, forked_roundtrip_and_lies)
 	pl = payload(&b, &h);
 	cr_assert_eq(wire_msg__decode_hello(pl, pl + h.len, &hd), 0);
 	cr_assert_eq(hd.flags, WIRE_HELLO_F_TREE);
+	wire_buf__free(&b);
+}
+
+Test(inject_msg, tree_files_roundtrip_and_lies)
+{
+	struct wire_buf b = { 0 };
+	struct wire_tree_files m = { .sock = "/tmp/suture-tree.abc/s",
+				     .files = "/a.py\n/b.py",
+				     .files_len = 11 },
+			       d;
+	struct wire_hdr h;
+	uint32_t n;
+	cr_assert_eq(wire_msg__encode_tree_files(&b, &m), 0);
+	const uint8_t *pl = payload(&b, &h);
+	cr_assert_eq(h.type, WIRE_MSG_TREE_FILES);
+	cr_assert_eq(wire_msg__decode_tree_files(pl, pl + h.len, &d), 0);
+	cr_assert_str_eq(d.sock, m.sock);
+	cr_assert_eq(d.files_len, 11);
+	cr_assert_eq(memcmp(d.files, "/a.py\n/b.py", 11), 0);
+	cr_assert_eq(wire_msg__decode_tree_files(pl, pl + h.len - 1, &d), -EINVAL);
+	/* A NUL in the files, files without a socket. */
+	uint8_t *w = (uint8_t *)pl + h.len - 3;
+	*w = 0;
+	cr_assert_eq(wire_msg__decode_tree_files(pl, pl + h.len, &d), -EINVAL);
+	wire_buf__reset(&b);
+	struct wire_tree_files nosock = { .files = "/a.py", .files_len = 5 };
+	cr_assert_eq(wire_msg__encode_tree_files(&b, &nosock), -EINVAL);
+	wire_buf__reset(&b);
+	uint8_t lie[] = { 0, 0, 0, 0, 5, 0, 0, 0, '/', 'a', '.', 'p', 'y' };
+	cr_assert_eq(wire_msg__decode_tree_files(lie, lie + sizeof lie, &d), -EINVAL);
+	cr_assert_eq(wire_msg__encode_tree_files_result(&b, 2), 0);
+	pl = payload(&b, &h);
+	cr_assert_eq(h.type, WIRE_MSG_TREE_FILES_RESULT);
+	cr_assert_eq(wire_msg__decode_tree_files_result(pl, pl + h.len, &n), 0);
+	cr_assert_eq(n, 2);
 	wire_buf__free(&b);
 }
