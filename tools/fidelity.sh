@@ -24,7 +24,7 @@ done
 SUITES="test_generators test_coroutines test_asyncgen test_contextlib test_contextlib_async
 test_sys_settrace test_pdb test_trace test_with test_scope test_raise test_exceptions
 test_exception_group test_except_star test_traceback test_warnings test_patma test_unpack
-test_class test_descr test_property test_super test_types test_contextvars
+test_class test_descr test_property test_super test_types test_context
 test_asyncio.test_tasks test_asyncio.test_futures test_asyncio.test_locks
 test_asyncio.test_queues test_asyncio.test_taskgroups test_asyncio.test_timeouts
 test_asyncio.test_streams test_asyncio.test_pep492
@@ -35,7 +35,7 @@ test_configparser test_fnmatch test_glob test_posixpath test_genericpath test_sh
 test_tempfile test_struct test_binascii test_hmac test_random test_calendar test_pprint
 test_reprlib test_weakref test_doctest test_unittest test_ast test_tokenize test_html
 test_htmlparser test_urlparse test_uuid test_ipaddress test_gzip test_queue test_sched
-test_graphlib test_getopt test_optparse test_cmd test_quopri test_plistlib test_tomllib
+test_graphlib test_getopt test_optparse test_cmd test_quopri test_plistlib test_colorsys
 test_gettext test_mimetypes test_netrc test_zipfile"
 [ $# -gt 0 ] && SUITES="$*"
 
