@@ -239,3 +239,18 @@ pytag() {
 	done
 	basename "$(dirname "$(dirname "$1")")"
 }
+
+# user_reaches_build USER: USER (a test's own unprivileged user) can run the
+# built commands and read the agent; else skip naming the directory that
+# stops it (a clone under a 0700 `mktemp -d`, a private home).
+user_reaches_build() {
+	setpriv --reuid="$1" --regid="$1" --clear-groups \
+		test -x "$BUILD/bin/suture-attach" -a -r "$BUILD/lib/libsuture_agent.so" && return 0
+	_urb=$BUILD
+	_urb_bad=$BUILD
+	while [ "$_urb" != / ]; do
+		setpriv --reuid="$1" --regid="$1" --clear-groups test -x "$_urb" || _urb_bad=$_urb
+		_urb=$(dirname "$_urb")
+	done
+	skip "user $1 cannot reach the build: $_urb_bad is not searchable by other users"
+}

@@ -16,6 +16,7 @@ UU=$(id -u "$U")
 # The agent's channel directory (the target runs as U, with the host's /tmp).
 trap 'cleanup; rm -rf "/tmp/suture-$UU" "/tmp/suture-$UU".*; userdel "$U" 2>/dev/null || :' EXIT
 rm -rf "/tmp/suture-$UU" "/tmp/suture-$UU".* # an earlier user's with this uid
+user_reaches_build "$U"
 chmod 755 "$W"
 D="$W/t"
 mkdir -p "$D" && chmod 777 "$D"

@@ -29,6 +29,7 @@ cleanup_users() {
 	userdel "$A" 2>/dev/null || :
 }
 trap 'cleanup; cleanup_users' EXIT
+user_reaches_build "$V"
 # Left by an earlier user that had this uid (removed since): V's now.
 rm -rf "$SQ" "$SQ".*
 chmod 755 "$W"
