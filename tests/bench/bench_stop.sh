@@ -10,7 +10,9 @@
 #    dlopen: every thread seized, one calls dlopen, all released) and its
 #    --verbose line gives "target stopped" (first PTRACE_SEIZE to the last
 #    thread released), "injection" and "watching ... after start". ROUNDS
-#    (default 20) targets, median and max.
+#    (default 20) targets, median and max. BEFORE=<build dir>: the same
+#    rounds also inject with that build (the two alternate, one target
+#    each), for a before/after at the same load.
 # 2. The dump's wall time: `suture-attach --pid N --dump --locals` on a
 #    4-thread target 50 frames deep each (tests/fixtures/dump/
 #    bench_target.py, 207 frames with the main thread), from spawn to exit,
@@ -18,6 +20,7 @@
 #    with stdout to /dev/null, perf_counter around each); DUMPS (default
 #    200) runs, median, p90 and max; idle machine (no hogs), then under
 #    LOAD hogs.
+# ONLY=stop: part 1 alone.
 set -u
 BUILD=${BUILD:-build}
 PYTHON=${PYTHON:-/usr/bin/python3.11}
@@ -26,6 +29,8 @@ SA="$BUILD/bin/suture-attach"
 ROUNDS=${ROUNDS:-20}
 DUMPS=${DUMPS:-200}
 LOAD=${LOAD:-2}
+BEFORE=${BEFORE:-}
+ONLY=${ONLY:-}
 export SUTURE_AGENT="$BUILD/lib/libsuture_agent.so"
 W=$(mktemp -d /tmp/suture-bench-stop.XXXXXX)
 PIDS=""
@@ -69,21 +74,31 @@ hogs "$LOAD"
 : >"$W/stop"
 : >"$W/inj"
 : >"$W/watch"
-r=0
-while [ $r -lt "$ROUNDS" ]; do
+: >"$W/b.stop"
+: >"$W/b.inj"
+: >"$W/b.watch"
+# inject SUTURE-ATTACH PREFIX: one fresh target, one first injection, its
+# figures appended to $W/PREFIXstop, ...inj, ...watch.
+inject() {
 	rm -f "$W/t.ready" "$W/t.stop"
 	"$PYTHON" "$ROOT/tests/fixtures/agent/busy_target.py" "$W/t" >/dev/null 2>&1 &
 	TP=$!
 	PIDS="$PIDS $TP"
 	ready "$W/t.ready"
 	sleep 0.2
-	"$SA" --pid "$TP" --watch --store "$W/store" --verbose --timeout 0.05 2>"$W/a.err"
+	SUTURE_AGENT="$(dirname "$(dirname "$1")")/lib/libsuture_agent.so" \
+		"$1" --pid "$TP" --watch --store "$W/store$2" --verbose --timeout 0.05 2>"$W/a.err"
 	grep -q "injected" "$W/a.err" || { cat "$W/a.err"; echo "bench_stop: not a first injection" >&2; exit 1; }
-	sed -n 's/.*target stopped \([0-9.]*\) ms.*/\1/p' "$W/a.err" >>"$W/stop"
-	sed -n 's/.*injection \([0-9.]*\) ms.*/\1/p' "$W/a.err" >>"$W/inj"
-	sed -n 's/.*; watching \([0-9.]*\) ms after start.*/\1/p' "$W/a.err" >>"$W/watch"
+	sed -n 's/.*target stopped \([0-9.]*\) ms.*/\1/p' "$W/a.err" >>"$W/${2}stop"
+	sed -n 's/.*injection \([0-9.]*\) ms.*/\1/p' "$W/a.err" >>"$W/${2}inj"
+	sed -n 's/.*; watching \([0-9.]*\) ms after start.*/\1/p' "$W/a.err" >>"$W/${2}watch"
 	kill -9 "$TP" 2>/dev/null
 	wait "$TP" 2>/dev/null
+}
+r=0
+while [ $r -lt "$ROUNDS" ]; do
+	[ -n "$BEFORE" ] && inject "$BEFORE/bin/suture-attach" b.
+	inject "$SA" ""
 	r=$((r + 1))
 done
 hogs_stop
@@ -91,6 +106,14 @@ echo "first injection, busy 4-thread target, $LOAD hogs:"
 echo "  target stopped:       $(stats <"$W/stop")"
 echo "  injection:            $(stats <"$W/inj")"
 echo "  start to watching:    $(stats <"$W/watch")"
+if [ -n "$BEFORE" ]; then
+	echo "the same rounds with BEFORE=$BEFORE:"
+	echo "  target stopped:       $(stats <"$W/b.stop")"
+	echo "  injection:            $(stats <"$W/b.inj")"
+	echo "  start to watching:    $(stats <"$W/b.watch")"
+fi
+echo "load average after part 1: $(cut -d' ' -f1-3 /proc/loadavg)"
+[ "$ONLY" = stop ] && exit 0
 
 # ---- 2. the dump's wall time ----
 "$PYTHON" "$ROOT/tests/fixtures/dump/bench_target.py" "$W/d.ready" >/dev/null 2>&1 &
