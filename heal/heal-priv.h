@@ -233,6 +233,10 @@ struct heal {
 double heal__now_ms(void);
 /* One "[suture] ..." line on the log. */
 void heal__say(struct heal *h, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* A progress line (a crash seen, a guard applied, a patch stored or
+ * loaded): as heal__say, but not printed with heal_opts.quiet. What failed,
+ * was refused or needs the user goes through heal__say. */
+void heal__note(struct heal *h, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* ---- events.c ---- */
 

@@ -157,8 +157,8 @@ static int answers(struct heal *h, size_t keep, int rc, const char *gone)
 				heal_names__copy(why, sizeof(why), gone);
 			continue;
 		}
-		heal__say(h, "already healed: %s %s -> %s in %s (%s:%d)", p->s->guard, p->s->target,
-			  p->s->fallback, p->qualname, p->base, p->s->line);
+		heal__note(h, "already healed: %s %s -> %s in %s (%s:%d)", p->s->guard,
+			   p->s->target, p->s->fallback, p->qualname, p->base, p->s->line);
 		heal_event__emit(h->o.events, h->pid, "loaded", "s:name", p->s->name, "s:guard",
 				 p->s->guard, "s:target", p->s->target, "s:fallback",
 				 p->s->fallback, "s:function", p->qualname, "i:line",
@@ -454,7 +454,7 @@ int heal__load_tree(struct heal *h, uint64_t root)
 	}
 	heal__specs_sweep(h, v, nv, rc);
 	if (h->o.verbose && h->st.loaded > loaded0)
-		heal__say(
+		heal__note(
 			h,
 			"loaded %u patch(es) in %.2f ms (walking the module's code %.2f, reading the code %.2f, "
 			"synthesis and gate %.2f, agent %.2f)",
