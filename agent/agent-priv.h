@@ -107,6 +107,12 @@ int agent__gil_take(PyGILState_STATE *st);
 void agent_installer__install(unsigned timeout_ms);
 void agent_installer__record(uint32_t mode, const char *detail);
 
+/* main.c: the interpreter is initialized (the boot hook's first module):
+ * wakes the agent thread that waits for Py_Initialize's end. */
+void agent__interpreter_up(void);
+/* boot.c: the boot hook is set (suture-run started us): it will call
+ * agent__interpreter_up, so the agent thread need not poll. */
+bool agent_boot__active(void);
 /* main.c: the monotonic or realtime clock plus ms. */
 void agent__deadline(clockid_t clock, unsigned ms, struct timespec *ts);
 /* main.c: in a forked child whose agent is not started yet, start it (the

@@ -45,6 +45,7 @@ struct attach_elf {
 	 * tables of thousands; one sort beats a scan a name. */
 	struct attach_symidx {
 		bool built;
+		bool no_gnu_hash; /* .dynsym has no usable .gnu.hash: sort */
 		/* Kept by hand: clang-format 14 writes "} * v". */
 		/* clang-format off */
 		struct attach_symref {

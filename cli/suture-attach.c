@@ -27,7 +27,7 @@ enum mode { MODE_NONE, MODE_DUMP, MODE_WATCH, MODE_DETACH, MODE_LOG, MODE_SNAPSH
 struct args {
 	pid_t pid;
 	enum mode mode;
-	bool locals, json, verbose, no_cache;
+	bool locals, json, verbose, no_cache, quiet;
 	/* --watch */
 	const char *store;
 	bool dry_run, hold;
@@ -57,11 +57,11 @@ static void usage(FILE *f)
 	fprintf(f,
 		"usage: suture-attach --pid PID --dump [--locals] [--json] [--verbose]\n"
 		"       suture-attach --pid PID --watch [--hold] [--store DIR] [--dry-run] [--verbose] [--json] [--timeout S] [--ttl DAYS]\n"
-		"                     [--app-path PATH]...\n"
+		"                     [--app-path PATH]... [--quiet]\n"
 		"       suture-attach --pid PID --log FILE:LINE 'TEXT {expr}...' [--if COND] [--count K]\n"
 		"                     [--timeout S] [--json]\n"
 		"       suture-attach --pid PID --snapshot FILE:LINE [--if COND] [--timeout S] [--json]\n"
-		"       suture-attach --pid PID --detach\n"
+		"       suture-attach --pid PID --detach [--quiet]\n"
 		"       suture-attach --pid PID --reload FILE [FILE...] [--store DIR]\n"
 		"\n"
 		"  -p, --pid PID    the CPython 3.11 process to attach to\n"
@@ -71,6 +71,11 @@ static void usage(FILE *f)
 		"                   one JSON object a line on stdout per event (crash, guard\n"
 		"                   applied, resumed, refused, stored; docs/formats/events.md)\n"
 		"  -v, --verbose    say where the interpreter layout came from, and timings\n"
+		"  -q, --quiet      no [suture] progress lines: --watch's watching, crash seen,\n"
+		"                   guard applied, stored, exited, detached; --detach's\n"
+		"                   confirmation; --log's end. Errors, refusals and what needs\n"
+		"                   you still print; a dump, probe lines and --reload's results\n"
+		"                   are the output and stay\n"
 		"      --no-cache   neither read nor write the layout cache\n"
 		"  -w, --watch      heal structural crashes in the target as they happen\n"
 		"      --store DIR  with --watch: the patch store; with --reload: the store\n"
@@ -155,6 +160,7 @@ static int parse_args(int argc, char **argv, struct args *a)
 		{ "locals", no_argument, NULL, 'l' },
 		{ "json", no_argument, NULL, 'j' },
 		{ "verbose", no_argument, NULL, 'v' },
+		{ "quiet", no_argument, NULL, 'q' },
 		{ "no-cache", no_argument, NULL, OPT_NO_CACHE },
 		{ "watch", no_argument, NULL, 'w' },
 		{ "store", required_argument, NULL, OPT_STORE },
@@ -176,7 +182,7 @@ static int parse_args(int argc, char **argv, struct args *a)
 	int c;
 	opterr = 0;
 	char *end;
-	while ((c = getopt_long(argc, argv, "p:dljwvr:hV", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "p:dljwvqr:hV", opts, NULL)) != -1) {
 		switch (c) {
 		case 'p':
 			if (parse_pid(optarg, &a->pid)) {
@@ -196,6 +202,9 @@ static int parse_args(int argc, char **argv, struct args *a)
 			break;
 		case 'v':
 			a->verbose = true;
+			break;
+		case 'q':
+			a->quiet = true;
 			break;
 		case OPT_NO_CACHE:
 			a->no_cache = true;
@@ -324,6 +333,10 @@ static int parse_args(int argc, char **argv, struct args *a)
 	if (a->mode != MODE_WATCH && !probe && a->timeout > 0) {
 		fprintf(stderr,
 			"suture-attach: --timeout goes with --watch, --log or --snapshot\n");
+		return EXIT_USAGE;
+	}
+	if (a->quiet && a->verbose) {
+		fprintf(stderr, "suture-attach: --quiet and --verbose: give one of them\n");
 		return EXIT_USAGE;
 	}
 	if (a->mode != MODE_DUMP && a->locals) {
@@ -477,8 +490,10 @@ static int run_detach(const struct args *a)
 		return EXIT_INTERNAL;
 	}
 	inject_session__close(s);
-	fprintf(stderr, "[suture] detached from pid %d: watcher removed, applied patches stay\n",
-		(int)a->pid);
+	if (!a->quiet)
+		fprintf(stderr,
+			"[suture] detached from pid %d: watcher removed, applied patches stay\n",
+			(int)a->pid);
 	return EXIT_OK;
 }
 
@@ -491,6 +506,7 @@ static int run_probe(struct args *a)
 	p->snapshot = a->mode == MODE_SNAPSHOT;
 	p->json = a->json;
 	p->verbose = a->verbose;
+	p->quiet = a->quiet;
 	p->timeout_s = a->timeout;
 	p->rate = HEAL_PROBE_RATE;
 	int rc = heal_probe__check(p, err, sizeof(err));
@@ -536,6 +552,7 @@ int main(int argc, char **argv)
 					     .ttl_days = a.ttl,
 					     .events = a.json ? stdout : NULL,
 					     .store_found = a.store == store_buf,
+					     .quiet = a.quiet,
 					     .app_paths = paths };
 		rc = heal_watch__run(a.pid, &o, err, sizeof(err));
 		if (rc)

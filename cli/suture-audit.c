@@ -35,6 +35,22 @@
 
 static const char *prog = "suture-audit";
 
+/* --quiet: the confirmations of list, rollback and renew ("no patches in
+ * DIR", "removed NAME ...", "renewed NAME ...") are not printed; listings,
+ * explanations and every error are. */
+static bool quiet;
+
+static void note(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void note(const char *fmt, ...)
+{
+	va_list ap;
+	if (quiet)
+		return;
+	va_start(ap, fmt);
+	vprintf(fmt, ap);
+	va_end(ap);
+}
+
 static void print_msg(const char *msg, void *ctx)
 {
 	(void)ctx;
@@ -105,6 +121,8 @@ static void usage(FILE *f)
 		"  --ttl DAYS    renew: the patch expires DAYS from now (default: its own TTL)\n"
 		"  -p, --pid N   the patches live in process N (read from its suture agent);\n"
 		"                with rollback, also give its functions their original code\n"
+		"  -q, --quiet   list, rollback, renew: no confirmation lines (\"no patches\n"
+		"                in DIR\", \"removed ...\", \"renewed ...\"); errors still print\n"
 		"  -h, --help, -V, --version\n"
 		"\n"
 		"Exit: 0 ok (also listing where no store is), 1 store or agent error, 2 usage,\n"
@@ -320,7 +338,7 @@ static int list_table(const struct store *s, int64_t now)
 		return EXIT_FAIL;
 	}
 	if (n == 0) {
-		printf("no patches in %s\n", store__path(s));
+		note("no patches in %s\n", store__path(s));
 		goto out;
 	}
 	for (int i = 0; i < NCOLS; i++)
@@ -796,8 +814,8 @@ static int do_explain(const struct store *s, const char *name, int64_t now)
 
 static void describe(const char *verb, const struct store_patch *p)
 {
-	printf("%s %s (%s on %s in %s.%s, %s:%d)\n", verb, p->name, p->guard, p->target, p->module,
-	       p->qualname, p->file, p->line);
+	note("%s %s (%s on %s in %s.%s, %s:%d)\n", verb, p->name, p->guard, p->target, p->module,
+	     p->qualname, p->file, p->line);
 }
 
 /* renew NAME... [--ttl DAYS]: an expired patch applies again (and a live
@@ -834,8 +852,8 @@ static int do_renew(struct store *s, char **names, int nnames, unsigned ttl, int
 		}
 		store__format_time(dry ? now + (int64_t)days * 86400 : store_patch__expires(p),
 				   until, sizeof(until));
-		printf("%s %s: applies again until %s (%u days)\n", dry ? "would renew" : "renewed",
-		       names[i], until, days);
+		note("%s %s: applies again until %s (%u days)\n", dry ? "would renew" : "renewed",
+		     names[i], until, days);
 	}
 	return EXIT_OK;
 }
@@ -849,7 +867,7 @@ static int do_rollback(struct store *s, char **names, int nnames, int all, int d
 
 	if (all) {
 		if (store__count(s) == 0) {
-			printf("no patches in %s\n", store__path(s));
+			note("no patches in %s\n", store__path(s));
 			return EXIT_OK;
 		}
 		store_iter__init(&it, s, NULL);
@@ -859,8 +877,8 @@ static int do_rollback(struct store *s, char **names, int nnames, int all, int d
 			return EXIT_OK;
 		if (store__remove_all(s, &removed))
 			return EXIT_FAIL;
-		printf("%zu patch%s removed from %s\n", removed, removed == 1 ? "" : "es",
-		       store__path(s));
+		note("%zu patch%s removed from %s\n", removed, removed == 1 ? "" : "es",
+		     store__path(s));
 		return EXIT_OK;
 	}
 	/* All names must exist before anything is removed. */
@@ -894,7 +912,7 @@ static int do_rollback(struct store *s, char **names, int nnames, int all, int d
 			free(line);
 			return r == -ENOENT ? EXIT_NO_PATCH : EXIT_FAIL;
 		}
-		printf("%s %s (%s)\n", verb, names[i], line ? line : "");
+		note("%s %s (%s)\n", verb, names[i], line ? line : "");
 		free(line);
 	}
 	return EXIT_OK;
@@ -1239,7 +1257,7 @@ static int live_rollback(struct live *ls, size_t nl, struct store *s, char **nam
 			const char *name = all ? NULL : names[i];
 			if (name && !live_find(l, name)) {
 				if (nl == 1)
-					printf("%s: not live in pid %ld\n", name, l->pid);
+					note("%s: not live in pid %ld\n", name, l->pid);
 				continue;
 			}
 			if (all && nl > 1 && !l->n)
@@ -1254,18 +1272,18 @@ static int live_rollback(struct live *ls, size_t nl, struct store *s, char **nam
 					l->pid, res.message);
 				return res.status == -ENOENT ? EXIT_NO_PATCH : EXIT_FAIL;
 			}
-			printf("pid %ld: %s\n", l->pid, res.message);
+			note("pid %ld: %s\n", l->pid, res.message);
 		}
 	}
 	if (!s) {
-		printf("no store: nothing to remove on disk\n");
+		note("no store: nothing to remove on disk\n");
 		return EXIT_OK;
 	}
 	if (all)
 		return do_rollback(s, NULL, 0, 1, dry);
 	for (int i = 0; i < nnames; i++) {
 		if (!store__find(s, names[i])) {
-			printf("%s: not in %s\n", names[i], store__path(s));
+			note("%s: not in %s\n", names[i], store__path(s));
 			continue;
 		}
 		if ((r = do_rollback(s, &names[i], 1, 0, dry)) != EXIT_OK)
@@ -1347,15 +1365,11 @@ out:
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{ "store", required_argument, 0, 's' },
-		{ "json", no_argument, 0, 'j' },
-		{ "all", no_argument, 0, 'a' },
-		{ "dry-run", no_argument, 0, 'n' },
-		{ "pid", required_argument, 0, 'p' },
-		{ "help", no_argument, 0, 'h' },
-		{ "version", no_argument, 0, 'V' },
-		{ "ttl", required_argument, 0, 't' },
-		{ 0, 0, 0, 0 },
+		{ "store", required_argument, 0, 's' }, { "json", no_argument, 0, 'j' },
+		{ "all", no_argument, 0, 'a' },         { "dry-run", no_argument, 0, 'n' },
+		{ "pid", required_argument, 0, 'p' },   { "help", no_argument, 0, 'h' },
+		{ "version", no_argument, 0, 'V' },     { "ttl", required_argument, 0, 't' },
+		{ "quiet", no_argument, 0, 'q' },       { 0, 0, 0, 0 },
 	};
 	const char *dir = NULL, *cmd = "list";
 	int json = 0, all = 0, dry = 0, c, rc, r;
@@ -1368,8 +1382,11 @@ int main(int argc, char **argv)
 	int nargs;
 
 	opterr = 0;
-	while ((c = getopt_long(argc, argv, "p:hV", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "p:qhV", opts, NULL)) != -1) {
 		switch (c) {
+		case 'q':
+			quiet = true;
+			break;
 		case 's':
 			dir = optarg;
 			break;
@@ -1447,6 +1464,12 @@ int main(int argc, char **argv)
 	}
 	if (ttl && strcmp(cmd, "renew") != 0)
 		goto bad_usage;
+	if (quiet && (dry || strcmp(cmd, "explain") == 0)) {
+		fprintf(stderr,
+			"%s: --quiet goes with list, rollback and renew, not with %s (see %s --help)\n",
+			prog, dry ? "--dry-run" : "explain", prog);
+		return EXIT_USAGE;
+	}
 	if (pid && strcmp(cmd, "explain") != 0)
 		return live_main(dir, cmd, pid, json, args, nargs, all, dry);
 	/* Neither --store nor $SUTURE_STORE: the .suture found from here up,
@@ -1469,8 +1492,9 @@ int main(int argc, char **argv)
 		if (json)
 			rc = list_json(NULL, store__now());
 		else
-			rc = printf("no patches in %s\n", store_dir_named(dir)) < 0 ? EXIT_FAIL
-										    : EXIT_OK;
+			rc = quiet || printf("no patches in %s\n", store_dir_named(dir)) >= 0
+				     ? EXIT_OK
+				     : EXIT_FAIL;
 		goto flush;
 	}
 	held_msgs__release(&held, false);

@@ -22,14 +22,19 @@ static void usage(FILE *f)
 		"\n"
 		"  --store DIR          patch store (default $SUTURE_STORE, else ./.suture)\n"
 		"  --dry-run            report what would be patched; patch and store nothing\n"
-		"  --verbose            show each patch's bytecode delta, side by side\n"
+		"  -v, --verbose        show each patch's bytecode delta, side by side\n"
 		"  --shadow             warn each time a guard's fallback value is used\n"
 		"  --ttl DAYS           lifetime of new patches (default 7)\n"
 		"  --retries N          re-runs after a healed crash (default 3; 0: never; never\n"
 		"                       with a piped or redirected stdin)\n"
 		"  --no-resume          never continue a crashing call in flight: heal later calls\n"
-		"  --watch              service mode: restart after each healed crash\n"
-		"  --max-restarts N     with --watch: at most N restarts (default 10)\n"
+		"  --restart            service mode: restart the program after each healed crash\n"
+		"                       (was --watch, still accepted: suture-attach --watch heals\n"
+		"                       a running process, without restarting it)\n"
+		"  --max-restarts N     with --restart: at most N restarts (default 10)\n"
+		"  -q, --quiet          no progress lines (crash seen, guard applied, stored,\n"
+		"                       already healed, restarting, the summary); what failed, was\n"
+		"                       refused, is re-run or needs you, and every error, still print\n"
 		"  --json[=FILE]        one JSON object a line per event (crash, guard applied,\n"
 		"                       resumed, refused, stored) on stdout, shared with the\n"
 		"                       program's own stdout, or appended to FILE\n"
@@ -70,6 +75,7 @@ int main(int argc, char **argv)
 		O_SHADOW,
 		O_TTL,
 		O_RETRIES,
+		O_RESTART,
 		O_WATCH,
 		O_MAXR,
 		O_PYTHON,
@@ -85,7 +91,9 @@ int main(int argc, char **argv)
 		{ "shadow", no_argument, NULL, O_SHADOW },
 		{ "ttl", required_argument, NULL, O_TTL },
 		{ "retries", required_argument, NULL, O_RETRIES },
-		{ "watch", no_argument, NULL, O_WATCH },
+		{ "restart", no_argument, NULL, O_RESTART },
+		{ "watch", no_argument, NULL, O_WATCH }, /* deprecated: --restart */
+		{ "quiet", no_argument, NULL, 'q' },
 		{ "max-restarts", required_argument, NULL, O_MAXR },
 		{ "python", required_argument, NULL, O_PYTHON },
 		{ "agent", required_argument, NULL, O_AGENT },
@@ -103,13 +111,13 @@ int main(int argc, char **argv)
 	};
 	unsigned long v;
 	int c;
-	bool maxr = false, python_given = false;
+	bool maxr = false, python_given = false, said_watch = false;
 	const char *module = NULL;
 	char *venv_python = NULL;
 
 	opterr = 0;
 	/* "+": stop at the script; its own options are its business. */
-	while ((c = getopt_long(argc, argv, "+vhVm:", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "+vqhVm:", opts, NULL)) != -1) {
 		switch (c) {
 		case O_STORE:
 			o.store_dir = optarg;
@@ -127,7 +135,19 @@ int main(int argc, char **argv)
 			o.shadow = true;
 			break;
 		case O_WATCH:
-			o.watch = true;
+			/* The old spelling: "--watch" is suture-attach's "heal a
+			 * running process live"; said once, then as --restart. */
+			if (!said_watch)
+				fprintf(stderr,
+					"suture-run: --watch is deprecated: it is --restart "
+					"(restart after each healed crash); it will go away\n");
+			said_watch = true;
+			/* fall through */
+		case O_RESTART:
+			o.restart = true;
+			break;
+		case 'q':
+			o.quiet = true;
 			break;
 		case O_PYTHON:
 			o.python = optarg;
@@ -193,8 +213,12 @@ int main(int argc, char **argv)
 			return EXIT_USAGE;
 		}
 	}
-	if (maxr && !o.watch) {
-		fprintf(stderr, "suture-run: --max-restarts goes with --watch\n");
+	if (maxr && !o.restart) {
+		fprintf(stderr, "suture-run: --max-restarts goes with --restart\n");
+		return EXIT_USAGE;
+	}
+	if (o.quiet && o.verbose) {
+		fprintf(stderr, "suture-run: --quiet and --verbose: give one of them\n");
 		return EXIT_USAGE;
 	}
 	/* suture-run -m NAME args: the interpreter's "-m NAME args". */

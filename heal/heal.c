@@ -88,6 +88,23 @@ void heal__say(struct heal *h, const char *fmt, ...)
 	fflush(h->log);
 }
 
+void heal__note(struct heal *h, const char *fmt, ...)
+{
+	char line[1024];
+	va_list ap;
+	if (!h->o.quiet) {
+		va_start(ap, fmt);
+		vsnprintf(line, sizeof(line), fmt, ap);
+		va_end(ap);
+		heal__say(h, "%s", line);
+		return;
+	}
+	va_start(ap, fmt);
+	vsnprintf(line, sizeof(line), fmt, ap);
+	va_end(ap);
+	memcpy(h->last, line, sizeof(h->last));
+}
+
 void heal__set_tag(struct heal *h, bool on)
 {
 	if (h)
@@ -182,6 +199,8 @@ void heal__summary(const struct heal *h, FILE *out)
 {
 	char extra[256] = "";
 	size_t at = 0;
+	if (h->o.quiet)
+		return;
 	if (h->st.would_apply)
 		at += (size_t)snprintf(extra + at, sizeof(extra) - at, ", would apply: %u",
 				       h->st.would_apply);
@@ -254,8 +273,8 @@ static void take_hits(struct heal *h)
 		if (!name[0] || !h->o.program || h->o.dry_run)
 			continue; /* an unnamed PATCH, or nothing is stored for this run */
 		if (h->o.verbose)
-			heal__say(h, "guard fired: %s, %llu time(s)", name,
-				  (unsigned long long)v[i].count);
+			heal__note(h, "guard fired: %s, %llu time(s)", name,
+				   (unsigned long long)v[i].count);
 		size_t k = 0;
 		while (k < h->nhits && strcmp(h->hits[k].name, name) != 0)
 			k++;

@@ -82,6 +82,8 @@ struct heal_opts {
 	FILE *events;          /* --json: one JSON object a line (NULL: none) */
 	bool store_found;      /* store_dir was found from the program (not
 				    * named): say so when the first patch makes it */
+	bool quiet;            /* --quiet: no progress lines (heal__note), only
+				    * what failed, was refused or needs the user */
 };
 
 enum heal_outcome {
@@ -177,7 +179,8 @@ void heal__add_stats(struct heal *h, const struct heal_stats *more);
 /* to += more, every counter but `loaded` (whose sum means something else
  * to each caller). */
 void heal_stats__add(struct heal_stats *to, const struct heal_stats *more);
-/* "[suture] patches applied: N, already healed: N" (plus refusals etc.). */
+/* "[suture] patches applied: N, already healed: N" (plus refusals etc.);
+ * not printed with heal_opts.quiet. */
 void heal__summary(const struct heal *h, FILE *out);
 
 /* The absolute path of the main script of pid (from /proc/PID/cmdline and
@@ -220,6 +223,7 @@ struct heal_watch_opts {
 	const char *app_paths;  /* --app-path: ':'-joined absolute paths, or NULL */
 	FILE *events;           /* --json: the event lines (heal_opts.events) */
 	bool store_found;       /* heal_opts.store_found */
+	bool quiet;             /* heal_opts.quiet; no watching/exited/detached lines */
 	/* --hold: hold crashes instead of guarding them (any exception that
 	 * ends a thread of application code); a reload of the function
 	 * restarts the held call at its failing line in the new code. */
@@ -254,6 +258,7 @@ struct heal_probe_opts {
 	double timeout_s;   /* --timeout S; 0: none */
 	bool snapshot;      /* --snapshot: the first hit's stack, then stop */
 	bool json, verbose;
+	bool quiet;             /* no progress lines on stderr (probe set, removed, exited) */
 	const char *agent_path; /* NULL: the usual search (inject.h) */
 	FILE *out;              /* NULL: stdout */
 };
@@ -383,12 +388,14 @@ struct heal_run_opts {
 	bool python_from_venv;  /* python is $VIRTUAL_ENV/bin/python (no --python) */
 	const char *agent_path; /* NULL: the usual search (inject.h) */
 	const char *store_dir;
-	bool dry_run, verbose, shadow, watch;
+	bool dry_run, verbose, shadow;
+	bool restart;          /* --restart: restart the program after each healed crash */
+	bool quiet;            /* --quiet: suture's progress lines are not printed */
 	bool no_resume;        /* never resume a crashing call in flight */
 	const char *app_paths; /* --app-path: ':'-joined absolute paths, or NULL */
 	uint32_t ttl_days;
 	unsigned retries;      /* re-runs after a healed crash (default 3; 0: never) */
-	unsigned max_restarts; /* --watch: restarts after a healed crash */
+	unsigned max_restarts; /* --restart: restarts after a healed crash */
 	FILE *events;          /* --json: one JSON object a line per event (NULL: none) */
 	bool store_found;      /* heal_opts.store_found (set by heal_run__main) */
 	/* What to run; python above is cmd.python's when one was named. */

@@ -305,6 +305,7 @@ static struct heal *sup__heal(struct sup *u)
 		.no_resume = u->o->no_resume,
 		.events = u->o->events,
 		.store_found = u->o->store_found,
+		.quiet = u->o->quiet,
 	};
 	if (heal__open(u->ip, u->s, &ho, &u->h)) {
 		u->inspect_failed = true;
@@ -446,7 +447,8 @@ static int supervise(const struct heal_run_opts *o, pid_t pid, int boot_fd, int 
 					       .ttl_days = o->ttl_days,
 					       .dry_run = o->dry_run,
 					       .verbose = o->verbose,
-					       .no_resume = o->no_resume },
+					       .no_resume = o->no_resume,
+					       .quiet = o->quiet },
 				     .agent_path = o->agent_path,
 				     .app_paths = o->app_paths };
 	if (heal_tree__open(pid, &to, &tree))
@@ -871,7 +873,7 @@ int heal_run__main(const struct heal_run_opts *opts)
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGHUP, &sa, NULL);
 
-	unsigned limit = o->watch ? o->max_restarts : o->retries;
+	unsigned limit = o->restart ? o->max_restarts : o->retries;
 	/* Judged before the first run: it reads the pipe or file. */
 	const char *stdin_what = "";
 	bool rereadable = stdin_rereadable(&stdin_what);
@@ -940,11 +942,11 @@ int heal_run__main(const struct heal_run_opts *opts)
 		 * did not die of the healed crash: it is not run again. */
 		if (!healed || !failed || o->dry_run || g_stop_asked || WIFSIGNALED(wstatus))
 			break;
-		const char *again = o->watch ? "restarting" : "re-running";
+		const char *again = o->restart ? "restarting" : "re-running";
 		if (limit == 0) {
 			fprintf(stderr,
 				"[suture] not %s %s: %s 0; the patch is stored for the next run\n",
-				again, what, o->watch ? "--max-restarts" : "--retries");
+				again, what, o->restart ? "--max-restarts" : "--retries");
 			break;
 		}
 		if (!rereadable) {
@@ -955,17 +957,17 @@ int heal_run__main(const struct heal_run_opts *opts)
 		}
 		if (run >= limit) {
 			fprintf(stderr, "[suture] %s: giving up after %u %s\n", what, run,
-				o->watch ? "restarts" : "re-runs");
+				o->restart ? "restarts" : "re-runs");
 			break;
 		}
-		heal_event__emit(o->events, pid, o->watch ? "restart" : "rerun", "s:program", what,
-				 "i:attempt", (long long)(run + 2), "i:of", (long long)(limit + 1),
-				 NULL);
-		if (o->watch)
+		heal_event__emit(o->events, pid, o->restart ? "restart" : "rerun", "s:program",
+				 what, "i:attempt", (long long)(run + 2), "i:of",
+				 (long long)(limit + 1), NULL);
+		if (o->restart && !o->quiet)
 			fprintf(stderr,
 				"[suture] restarting %s (restart %u of %u) with the new patch\n",
 				what, run + 1, limit);
-		else
+		else if (!o->restart)
 			fprintf(stderr,
 				"[suture] re-running %s from the start (attempt %u of %u) with the new "
 				"patch: the crash was not resumed in flight; what ran before it runs "
@@ -984,8 +986,9 @@ int heal_run__main(const struct heal_run_opts *opts)
 		at += (size_t)snprintf(extra + at, sizeof(extra) - at, ", stale: %u", total.stale);
 	if (total.expired && at < sizeof(extra))
 		snprintf(extra + at, sizeof(extra) - at, ", expired: %u", total.expired);
-	fprintf(stderr, "[suture] patches applied: %u, already healed: %u%s\n", total.applied,
-		total.loaded, extra);
+	if (!o->quiet)
+		fprintf(stderr, "[suture] patches applied: %u, already healed: %u%s\n",
+			total.applied, total.loaded, extra);
 	free(paths);
 	heal_event__emit(o->events, last_pid, "exit", "s:program", what, "i:status",
 			 (long long)(WIFEXITED(wstatus) ? WEXITSTATUS(wstatus) : -1), "i:signal",

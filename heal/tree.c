@@ -342,7 +342,9 @@ int heal_tree__add(struct heal_tree *t, pid_t pid, bool inject)
 	}
 	t->m[t->n++] = m;
 	t->seen++;
-	fprintf(stderr, "[suture] watching pid %d (of the tree of %d)\n", (int)pid, (int)t->root);
+	if (!t->o.heal.quiet)
+		fprintf(stderr, "[suture] watching pid %d (of the tree of %d)\n", (int)pid,
+			(int)t->root);
 	/* Its reader and heal handle now: they also store the firings of the
 	 * patches it inherited (HITS), crash or not. Forked before a patch
 	 * reached its parent, or found at attach: the stored patches go into
@@ -421,7 +423,8 @@ void heal_tree__propagate(struct heal_tree *t, pid_t except)
 static void member__gone(struct heal_tree *t, size_t i)
 {
 	struct heal_member *m = &t->m[i];
-	fprintf(stderr, "[suture] pid %d exited\n", (int)m->pid);
+	if (!t->o.heal.quiet)
+		fprintf(stderr, "[suture] pid %d exited\n", (int)m->pid);
 	member__close(m, &t->total, false);
 	t->m[i] = t->m[--t->n];
 }
@@ -454,7 +457,7 @@ static void boot_serve(struct heal_tree *t, int cfd)
 	if (h &&
 	    heal__load_tree_boot_release(h, ev.code_addr, cfd, ev.event_id, &released) == -EPIPE)
 		return;
-	if (h && heal__stats(h)->loaded > before)
+	if (h && heal__stats(h)->loaded > before && !t->o.heal.quiet)
 		fprintf(stderr, "[suture] pid %d: %u stored patch(es) installed before %s ran\n",
 			(int)cr.pid, heal__stats(h)->loaded - before,
 			heal_names__base(ev.filename));

@@ -121,6 +121,7 @@ int heal_watch__run(pid_t pid, const struct heal_watch_opts *o, char *err, size_
 		.verbose = o->verbose,
 		.events = o->events,
 		.store_found = o->store_found,
+		.quiet = o->quiet,
 	};
 	if (heal_program__of_pid(pid, program, sizeof(program)) == 0)
 		ho.program = program;
@@ -136,11 +137,14 @@ int heal_watch__run(pid_t pid, const struct heal_watch_opts *o, char *err, size_
 	/* Patches stored for this program earlier (another run, another
 	 * process) go into its live functions before we watch. */
 	if (heal__load_live(h) == -EPIPE) {
-		fprintf(stderr, "[suture] pid %d exited\n", (int)pid);
+		if (!o->quiet)
+			fprintf(stderr, "[suture] pid %d exited\n", (int)pid);
 		goto out;
 	}
-	fprintf(stderr, "[suture] watching pid %d%s\n", (int)pid,
-		o->hold ? ": crashes are held until their source is fixed and reloaded" : "");
+	if (!o->quiet)
+		fprintf(stderr, "[suture] watching pid %d%s\n", (int)pid,
+			o->hold ? ": crashes are held until their source is fixed and reloaded"
+				: "");
 	/* The rest of the tree (docs/design.md §15): the processes it forked
 	 * already, found in /proc, each injected; later forks are reported by
 	 * their parent's agent. */
@@ -174,8 +178,10 @@ int heal_watch__run(pid_t pid, const struct heal_watch_opts *o, char *err, size_
 		if (deadline) {
 			double left = deadline - now_s();
 			if (left <= 0) {
-				fprintf(stderr, "[suture] timeout: stopped watching pid %d\n",
-					(int)pid);
+				if (!o->quiet)
+					fprintf(stderr,
+						"[suture] timeout: stopped watching pid %d\n",
+						(int)pid);
 				break;
 			}
 			if (left * 1e3 < wait_ms)
@@ -239,21 +245,23 @@ int heal_watch__run(pid_t pid, const struct heal_watch_opts *o, char *err, size_
 			continue;
 		/* -EPIPE: the agent is gone, i.e. the target exited. */
 		if (rc == -EPIPE) {
-			fprintf(stderr, "[suture] pid %d exited\n", (int)pid);
+			if (!o->quiet)
+				fprintf(stderr, "[suture] pid %d exited\n", (int)pid);
 		} else {
 			snprintf(err, errlen, "%s", inject_session__error(s));
 			status = rc;
 		}
 		goto out_noddetach;
 	}
-	if (g_stop)
+	if (g_stop && !o->quiet)
 		fprintf(stderr, "[suture] %s: detaching from pid %d\n", strsignal(g_stop),
 			(int)pid);
 	if (holds.n)
 		fprintf(stderr, "[suture] released %zu held crash(es): the exception goes on\n",
 			holds.n);
 	if ((rc = inject_session__detach(s)) == 0) {
-		fprintf(stderr, "[suture] detached: watcher removed, applied patches stay\n");
+		if (!o->quiet)
+			fprintf(stderr, "[suture] detached: watcher removed, applied patches stay\n");
 	} else if (rc == -EPIPE) {
 		fprintf(stderr, "[suture] pid %d exited\n", (int)pid);
 	} else {
