@@ -323,6 +323,11 @@ static void at_exit(void)
 				   ? " (not sent: no debugger asked for them, or a lock was held)"
 				   : "");
 	}
+	if (agent_handled__pending()) {
+		struct timespec dl;
+		agent__deadline(CLOCK_REALTIME, 1000, &dl);
+		agent_server__send_handled(&dl);
+	}
 	if (agent_g.listen_fd >= 0 && agent_g.sock_path[0])
 		unlink(agent_g.sock_path);
 	/* Ours while we hold it (one process has this pid; a second copy of

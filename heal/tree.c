@@ -315,6 +315,8 @@ int heal_tree__add(struct heal_tree *t, pid_t pid, bool inject)
 		.agent_path = t->o.agent_path,
 		.app_paths = t->o.app_paths,
 		.hits = true,
+		.handled = true,
+		.heal_handled = t->o.heal.heal_handled,
 		.tree = true,
 		.no_inject = !inject,
 		/* A child announced by FORKED listens already (unless it exec'd

@@ -90,7 +90,9 @@ int heal_watch__run(pid_t pid, const struct heal_watch_opts *o, char *err, size_
 				  .hits = true,
 				  .tree = true,
 				  .app_paths = o->app_paths,
-				  .hold = o->hold };
+				  .hold = o->hold,
+				  .handled = true,
+				  .heal_handled = o->heal_handled };
 	if ((status = inject_session__open(pid, &io, &s, err, errlen))) {
 		/* Gone in the middle (a remote call, the wait for the socket):
 		 * said once, whichever step noticed. */
@@ -112,6 +114,7 @@ int heal_watch__run(pid_t pid, const struct heal_watch_opts *o, char *err, size_
 		.verbose = o->verbose,
 		.events = o->events,
 		.store_found = o->store_found,
+		.heal_handled = o->heal_handled,
 	};
 	if (heal_program__of_pid(pid, program, sizeof(program)) == 0)
 		ho.program = program;
