@@ -53,10 +53,15 @@ grep -q "^\[suture\] handled crash: KeyError at $SITE, caught by the application
 grep -q "patches applied: 0," "$D/err" || { cat "$D/err"; fail "run 1 patched"; }
 handled_listed "$W/s1" 3
 ok "suture-run: not patched, listed 3 times"
-# Counts add up over runs.
-"$RUN" --store "$W/s1" "$JOB" "$D" >"$D/out" 2>"$D/err" || fail "run 1b exit"
+# Counts add up over runs; --json has a "handled" event.
+"$RUN" --store "$W/s1" --json="$D/events" "$JOB" "$D" >"$D/out" 2>"$D/err" || fail "run 1b exit"
 handled_listed "$W/s1" 6
-ok "suture-run again: 6"
+"$PYTHON" -c 'import json,sys
+ev=[json.loads(l) for l in open(sys.argv[1])]
+h=[e for e in ev if e["event"]=="handled"]
+assert len(h)==1 and h[0]["site"]==sys.argv[2] and h[0]["exc_type"]=="KeyError" and h[0]["count"]==3, ev' \
+	"$D/events" "$SITE" || { cat "$D/events"; fail "run 1b: handled event"; }
+ok "suture-run again: 6, and a handled event"
 
 # 2. --heal-handled: patched, resumed, the handler not entered.
 D="$W/r2"; mkdir -p "$D"
