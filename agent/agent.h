@@ -79,6 +79,8 @@ void agent_policy__offer_app_paths(const char *paths);
  * appended to b: 1, or -errno (-ETIMEDOUT: deadline, CLOCK_REALTIME, may
  * be NULL, passed waiting for the lock). */
 void agent_handled__offer(const char *sites, bool report);
+/* The agent thread's poll tick: when each moved count was last seen. */
+void agent_handled__tick(void);
 bool agent_handled__pending(void);
 bool agent_handled__wanted(void);
 int agent_handled__encode(struct wire_buf *b, enum wire_msg_type type,

@@ -11,14 +11,19 @@
  *
  * Costs: nothing on any other path (crash.c calls in only when the walk
  * ended at such a handler); per such exception one probe of a small hash
- * of (code, code unit, type), an atomic add and a coarse clock read. The
+ * of (code, code unit, type) and an increment (the GIL makes the watcher
+ * the only writer: no locked instruction). When it was last seen is
+ * stamped by the agent thread, which looks at its poll tick (every 200 ms
+ * at most) whether a count moved: the time is that tick's. The
  * table is bounded (HANDLED_MAX sites; more are logged, not listed).
  *
  * Threads: the watcher (GIL held) inserts and counts; the agent thread
  * (no GIL) reads entries [0, g_n) to encode reports: an entry's strings
  * are written before g_n publishes it (release) and never change after;
- * count and last_ms are atomics. The sites offered by HELLO come through
- * a mutex and a generation, as application paths do (policy.c).
+ * count is stored whole (an atomic store) by the one writer; last_ms and
+ * the report marks are the agent thread's, under g_report_lock. The sites
+ * offered by HELLO come through a mutex and a generation, as application
+ * paths do (policy.c).
  */
 #include "agent/agent-py.h"
 #include "agent/policy.h"
@@ -40,9 +45,11 @@ struct handled {
 	char site[WIRE_SITE_MAX + 1];
 	char alt[WIRE_SITE_MAX + 1]; /* "stem.qualname:line" of a __main__ site, else "" */
 	char exc_type[128];
-	uint64_t count, last_ms; /* atomics */
-	uint64_t reported;       /* agent thread only, under g_report_lock */
-	unsigned opt_gen;        /* the generation opted was computed for */
+	uint64_t count;    /* written whole by the GIL holder */
+	uint64_t last_ms;  /* agent thread only, under g_report_lock: stamped ... */
+	uint64_t stamped;  /* ... when it saw count move from this */
+	uint64_t reported; /* agent thread only, under g_report_lock */
+	unsigned opt_gen;  /* the generation opted was computed for */
 	bool opted;
 };
 
@@ -56,7 +63,11 @@ static struct slot {
 	int at; /* index + 1; 0: empty */
 } g_slots[SLOTS];
 
-static int g_dirty; /* a count moved since the last report */
+/* A count moved since the last report (DIRTY_REPORT) / the last stamp
+ * (DIRTY_STAMP). Set by the watcher, cleared by the agent thread. */
+#define DIRTY_REPORT 1
+#define DIRTY_STAMP 2
+static int g_dirty;
 static bool g_report; /* a debugger asked for HANDLED (WIRE_HELLO_F_HANDLED) */
 static pthread_mutex_t g_report_lock = PTHREAD_MUTEX_INITIALIZER;
 
@@ -101,7 +112,8 @@ static bool opted(struct handled *e)
 		return e->opted;
 	e->opted = false;
 	for (int i = 0; i < g_nopt && !e->opted; i++)
-		e->opted = strcmp(g_opt[i], e->site) == 0 || (e->alt[0] && strcmp(g_opt[i], e->alt) == 0);
+		e->opted = strcmp(g_opt[i], e->site) == 0 ||
+			   (e->alt[0] && strcmp(g_opt[i], e->alt) == 0);
 	e->opt_gen = g_taken_gen;
 	return e->opted;
 }
@@ -119,8 +131,8 @@ static const char *utf8_or(PyObject *s, const char *dflt)
  * so), a package's directory for its __init__, else the file's stem. *stem
  * gets the file's stem for the program too (the other name a user may
  * give its sites). */
-static void module_of(_PyInterpreterFrame *f, const char *file, char *out, size_t cap,
-		      char *stem, size_t scap)
+static void module_of(_PyInterpreterFrame *f, const char *file, char *out, size_t cap, char *stem,
+		      size_t scap)
 {
 	const char *base = strrchr(file, '/');
 	base = base ? base + 1 : file;
@@ -137,7 +149,7 @@ static void module_of(_PyInterpreterFrame *f, const char *file, char *out, size_
 	}
 	snprintf(stem, scap, "%s", name[0] ? name : "?");
 	PyObject *mn = PyDict_Check(f->f_globals) ? PyDict_GetItemString(f->f_globals, "__name__")
-						   : NULL;
+						  : NULL;
 	PyErr_Clear();
 	if (mn && PyUnicode_Check(mn) && PyUnicode_CompareWithASCIIString(mn, "__main__") == 0)
 		snprintf(out, cap, "__main__");
@@ -153,8 +165,7 @@ static uint64_t now_ms(void)
 }
 
 /* A new entry for (co, line, type), or an existing one of the same site. */
-static struct handled *entry_for(_PyInterpreterFrame *f, PyCodeObject *co, int line,
-				 PyObject *type)
+static struct handled *entry_for(_PyInterpreterFrame *f, PyCodeObject *co, int line, PyObject *type)
 {
 	unsigned n = g_n;
 	for (unsigned i = 0; i < n; i++)
@@ -190,49 +201,83 @@ int agent_handled__note(_PyInterpreterFrame *f, PyObject *type)
 {
 	if (__atomic_load_n(&g_offer_gen, __ATOMIC_ACQUIRE) != g_taken_gen)
 		take_offered();
-	uint32_t unit = 0;
-	PyCodeObject *co = f->f_code;
-	if (agent_crash__unit_of(f, &unit))
+	/* Keyed by the frame's own code and unit: what they stand for (the
+	 * site of a continuation's frame, of a caller running a resumed copy:
+	 * the original function's, as park() reports crashes) is worked out
+	 * once, on a miss. */
+	PyCodeObject *raw = f->f_code;
+	uint32_t runit = 0;
+	if (agent_crash__unit_of(f, &runit))
 		return 0;
-	/* A continuation's frame, or a caller running a resumed copy: the
-	 * site is the original function's (as park() reports crashes). */
-	if (agent_resume__site(f, &co, &unit) < 0)
-		return 0;
-	co = agent_resume__original(co);
-	uintptr_t h = ((uintptr_t)co >> 4) ^ ((uintptr_t)type >> 4) ^ (unit * 2654435761u);
+	uintptr_t h = ((uintptr_t)raw >> 4) ^ ((uintptr_t)type >> 4) ^ (runit * 2654435761u);
 	unsigned i = (unsigned)((h ^ (h >> 11)) % SLOTS);
 	struct handled *e = NULL;
+	struct slot *free_slot = NULL;
 	for (int probe = 0; probe < 8; probe++, i = (i + 1) % SLOTS) {
 		struct slot *s = &g_slots[i];
-		if (s->at && s->code == co && s->file == co->co_filename && s->type == type &&
-		    s->unit == unit) {
+		if (!s->at) {
+			free_slot = s;
+			break;
+		}
+		if (s->code == raw && s->file == raw->co_filename && s->type == type &&
+		    s->unit == runit) {
 			e = &g_tab[s->at - 1];
 			break;
 		}
-		if (!s->at) {
-			int line = PyCode_Addr2Line(co, (int)(unit * 2));
-			if (!(e = entry_for(f, co, line, type)))
-				return 0;
-			*s = (struct slot){ co, co->co_filename, type, unit, (int)(e - g_tab) + 1 };
-			break;
-		}
 	}
-	if (!e) /* eight collisions: the slow way, uncached */
-		e = entry_for(f, co, PyCode_Addr2Line(co, (int)(unit * 2)), type);
-	if (!e)
-		return 0;
+	if (!e) {
+		PyCodeObject *co = raw;
+		uint32_t unit = runit;
+		if (agent_resume__site(f, &co, &unit) < 0)
+			return 0;
+		co = agent_resume__original(co);
+		if (!(e = entry_for(f, co, PyCode_Addr2Line(co, (int)(unit * 2)), type)))
+			return 0;
+		/* Eight collisions: no slot, the slow way next time too. */
+		if (free_slot)
+			*free_slot = (struct slot){ raw, raw->co_filename, type, runit,
+						    (int)(e - g_tab) + 1 };
+	}
 	if (opted(e))
 		return 1;
-	__atomic_add_fetch(&e->count, 1, __ATOMIC_RELAXED);
-	__atomic_store_n(&e->last_ms, now_ms(), __ATOMIC_RELAXED);
-	if (!__atomic_load_n(&g_dirty, __ATOMIC_RELAXED))
-		__atomic_store_n(&g_dirty, 1, __ATOMIC_RELEASE);
+	/* One writer at a time (the GIL): a plain increment, stored whole
+	 * for the agent thread's load (no locked instruction). */
+	__atomic_store_n(&e->count, __atomic_load_n(&e->count, __ATOMIC_RELAXED) + 1,
+			 __ATOMIC_RELAXED);
+	if (__atomic_load_n(&g_dirty, __ATOMIC_RELAXED) != (DIRTY_REPORT | DIRTY_STAMP))
+		__atomic_store_n(&g_dirty, DIRTY_REPORT | DIRTY_STAMP, __ATOMIC_RELEASE);
 	return 0;
+}
+
+/* With g_report_lock: last_ms of the entries whose count moved. */
+static void stamp_locked(void)
+{
+	if (!(__atomic_fetch_and(&g_dirty, ~DIRTY_STAMP, __ATOMIC_ACQ_REL) & DIRTY_STAMP))
+		return;
+	uint64_t now = now_ms();
+	unsigned n = __atomic_load_n(&g_n, __ATOMIC_ACQUIRE);
+	for (unsigned i = 0; i < n; i++) {
+		uint64_t c = __atomic_load_n(&g_tab[i].count, __ATOMIC_RELAXED);
+		if (c != g_tab[i].stamped) {
+			g_tab[i].stamped = c;
+			g_tab[i].last_ms = now;
+		}
+	}
+}
+
+void agent_handled__tick(void)
+{
+	if (!(__atomic_load_n(&g_dirty, __ATOMIC_ACQUIRE) & DIRTY_STAMP))
+		return;
+	pthread_mutex_lock(&g_report_lock);
+	stamp_locked();
+	pthread_mutex_unlock(&g_report_lock);
 }
 
 bool agent_handled__pending(void)
 {
-	return __atomic_load_n(&g_dirty, __ATOMIC_ACQUIRE) && __atomic_load_n(&g_report, __ATOMIC_RELAXED);
+	return (__atomic_load_n(&g_dirty, __ATOMIC_ACQUIRE) & DIRTY_REPORT) &&
+	       __atomic_load_n(&g_report, __ATOMIC_RELAXED);
 }
 
 bool agent_handled__wanted(void)
@@ -240,7 +285,8 @@ bool agent_handled__wanted(void)
 	return __atomic_load_n(&g_report, __ATOMIC_RELAXED);
 }
 
-int agent_handled__encode(struct wire_buf *b, enum wire_msg_type type, const struct timespec *deadline)
+int agent_handled__encode(struct wire_buf *b, enum wire_msg_type type,
+			  const struct timespec *deadline)
 {
 	static struct wire_handled_entry out[HANDLED_MAX];
 	bool totals = type == WIRE_MSG_HANDLED_RESULT;
@@ -249,8 +295,9 @@ int agent_handled__encode(struct wire_buf *b, enum wire_msg_type type, const str
 	if (deadline ? pthread_mutex_timedlock(&g_report_lock, deadline)
 		     : pthread_mutex_lock(&g_report_lock))
 		return -ETIMEDOUT;
+	stamp_locked();
 	if (!totals)
-		__atomic_store_n(&g_dirty, 0, __ATOMIC_RELEASE);
+		__atomic_fetch_and(&g_dirty, ~DIRTY_REPORT, __ATOMIC_ACQ_REL);
 	unsigned n = __atomic_load_n(&g_n, __ATOMIC_ACQUIRE);
 	for (unsigned i = 0; i < n; i++) {
 		struct handled *e = &g_tab[i];
@@ -260,10 +307,11 @@ int agent_handled__encode(struct wire_buf *b, enum wire_msg_type type, const str
 			e->reported = c;
 		if (!d)
 			continue;
-		uint64_t last = __atomic_load_n(&e->last_ms, __ATOMIC_RELAXED);
+		uint64_t last = e->last_ms;
 		/* Several code units of one line are one site. */
 		uint32_t j = 0;
-		while (j < k && (strcmp(out[j].site, e->site) || strcmp(out[j].exc_type, e->exc_type)))
+		while (j < k &&
+		       (strcmp(out[j].site, e->site) || strcmp(out[j].exc_type, e->exc_type)))
 			j++;
 		if (j == k) {
 			memset(&out[k], 0, sizeof out[k]);

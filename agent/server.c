@@ -948,7 +948,9 @@ void agent_server__serve(void)
 				last_hits = now;
 			}
 		}
-		/* Handled crashes, coalesced the same way. */
+		/* Handled crashes, coalesced the same way; when they were
+		 * last seen is this tick's time. */
+		agent_handled__tick();
 		if (agent_handled__pending() && __atomic_load_n(&agent_g.ready, __ATOMIC_RELAXED)) {
 			struct timespec now;
 			clock_gettime(CLOCK_MONOTONIC, &now);
