@@ -255,6 +255,9 @@ out_noddetach:
 	heal_tree__close(tree, false, &tree_st);
 	if (h) {
 		heal__add_stats(h, &tree_st);
+		/* What the agent reported up to BYE or its exit (handled
+		 * crashes said, firings stored) before the summary line. */
+		heal__flush(h);
 		heal__summary(h, stderr);
 	}
 	goto out;

@@ -120,6 +120,26 @@ grep -q "^out \[2, 6\]" "$W/w1/out" || fail "watch 1 output"
 grep -q "^\[suture\] handled crash: KeyError at $SITE" "$W/w1/err" || { cat "$W/w1/err"; fail "watch 1: no line"; }
 handled_listed "$W/s5" 3
 ok "suture-attach --watch: not patched, listed"
+# Detached (^C) from a job that keeps running: the counts come before BYE,
+# and are said before the summary line.
+D="$W/w3"; mkdir -p "$D"
+"$PYTHON" "$JOB" "$D" hold >"$D/out" 2>"$D/target.err" &
+TP=$!; track $TP
+wait_file "$D/ready" 10
+"$ATTACH" --pid "$TP" --watch --store "$W/s6" 2>"$D/err" &
+TW=$!; track $TW
+wait_grep "^\[suture\] watching pid $TP\$" "$D/err" 20
+touch "$D/go"
+wait_file "$D/done" 20
+kill -INT "$TW"
+wait_pid "$TW" 20 || { cat "$D/err"; fail "w3: watcher exit"; }
+handled_listed "$W/s6" 3
+h=$(grep -n "handled crash: KeyError at $SITE" "$D/err" | cut -d: -f1)
+p=$(grep -n "patches applied:" "$D/err" | cut -d: -f1)
+[ -n "$h" ] && [ -n "$p" ] && [ "$h" -lt "$p" ] || { cat "$D/err"; fail "w3: handled line not before the summary"; }
+touch "$D/stop"
+wait_pid "$TP" 20 >/dev/null || :
+ok "suture-attach --watch detached by ^C: the counts before BYE are stored"
 watch "$W/w2" "$W/s5" --heal-handled job.work:29
 healed "$W/w2" "$W/w2/err"
 ok "suture-attach --watch --heal-handled: patched, records got the fallback"
