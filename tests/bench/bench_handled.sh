@@ -24,6 +24,9 @@ AGENT="$BUILD/lib/libsuture_agent.so"
 ROUNDS=${ROUNDS:-7}
 REQS=${REQS:-1500}
 WORKLOADS=${WORKLOADS:-json lookups django app}
+# Iterations of each workload's loop: long enough (about half a second
+# plain) that a busy machine's noise is not the figure.
+export BENCH_N=${BENCH_N:-150000}
 [ -f "$AGENT" ] || { echo "build $AGENT first"; exit 1; }
 FX="$ROOT/tests/fixtures/frameworks"
 T=$(mktemp -d /tmp/bench_handled.XXXXXX)
@@ -63,7 +66,7 @@ attached() {
 	wait "$_tw"
 }
 
-echo "python: $PYTHON, rounds: $ROUNDS, load before: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "python: $PYTHON, rounds: $ROUNDS, BENCH_N: $BENCH_N, load before: $(cut -d' ' -f1-3 /proc/loadavg)"
 for w in $WORKLOADS; do : >"$T/$w.plain"; : >"$T/$w.run"; : >"$T/$w.attach"; done
 r=0
 while [ $r -lt "$ROUNDS" ]; do
