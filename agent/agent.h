@@ -81,6 +81,8 @@ void agent_policy__offer_app_paths(const char *paths);
 void agent_handled__offer(const char *sites, bool report);
 /* The agent thread's poll tick: when each moved count was last seen. */
 void agent_handled__tick(void);
+/* In a forked child (one thread): the parent's counts are not the child's. */
+void agent_handled__atfork_child(void);
 bool agent_handled__pending(void);
 bool agent_handled__wanted(void);
 int agent_handled__encode(struct wire_buf *b, enum wire_msg_type type,

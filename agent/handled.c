@@ -274,6 +274,20 @@ void agent_handled__tick(void)
 	pthread_mutex_unlock(&g_report_lock);
 }
 
+void agent_handled__atfork_child(void)
+{
+	/* The parent's counts are the parent's (its debugger stores them):
+	 * the child counts from zero; the sites stay known. Its own
+	 * debugger's HELLO says whether it wants them. The locks may have
+	 * been held by the parent's agent thread at the fork. */
+	pthread_mutex_init(&g_report_lock, NULL);
+	pthread_mutex_init(&g_offer_lock, NULL);
+	for (unsigned i = 0; i < g_n; i++)
+		g_tab[i].count = g_tab[i].reported = g_tab[i].stamped = g_tab[i].last_ms = 0;
+	g_dirty = 0;
+	g_report = false;
+}
+
 bool agent_handled__pending(void)
 {
 	return (__atomic_load_n(&g_dirty, __ATOMIC_ACQUIRE) & DIRTY_REPORT) &&

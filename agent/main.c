@@ -252,6 +252,7 @@ static void atfork_child(void)
 	pthread_condattr_destroy(&ca);
 	agent_install__atfork_child();
 	agent_probe__atfork_child();
+	agent_handled__atfork_child();
 	__atomic_store_n(&agent_g.forked, had, __ATOMIC_RELEASE);
 }
 

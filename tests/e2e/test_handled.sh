@@ -82,6 +82,15 @@ grep -q "heal_handled" "$D/err" || { cat "$D/err"; fail "malformed heal_handled:
 [ $? -eq 2 ] || fail "--heal-handled without a line: not a usage error"
 ok "config.json heal_handled, and malformed sites refused"
 
+# 3b. A forked child counts its own handled crashes, not its parent's
+# again (3 in the parent, 2 in the child: 5), through the tree's member.
+D="$W/r3b"; mkdir -p "$D"
+"$RUN" --store "$W/s3b" "$SUTURE_ROOT/tests/fixtures/handled/fork.py" >"$D/out" 2>"$D/err" ||
+	{ cat "$D/err"; fail "fork run exit"; }
+"$AUDIT" --store "$W/s3b" >"$D/audit" 2>&1
+grep -Eq "^__main__.work:15 +KeyError +5 " "$D/audit" || { cat "$D/audit" "$D/err"; fail "fork: not 5"; }
+ok "a forked child's handled crashes counted apart from its parent's"
+
 # 4. suture-audit --pid: live counts.
 D="$W/r4"; mkdir -p "$D"
 "$RUN" --store "$W/s4" "$JOB" "$D" hold >"$D/out" 2>"$D/err" &
