@@ -82,6 +82,8 @@ void agent_server__close(void);
 /* HITS to the debugger if it asked for them; deadline (CLOCK_REALTIME, may
  * be NULL) bounds the waits for the locks (the exit handler's case). */
 void agent_server__send_hits(const struct timespec *deadline);
+/* The same for handled crashes (HANDLED, WIRE_HELLO_F_HANDLED). */
+void agent_server__send_handled(const struct timespec *deadline);
 /* With agent_g.lock held: write a whole frame to the debugger (-ENOTCONN
  * without one); close its connection, releasing parked threads. */
 int agent_server__send_locked(struct wire_buf *b);

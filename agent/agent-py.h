@@ -49,6 +49,15 @@ int agent_crash__decide(_PyInterpreterFrame *f, PyObject *type);
  * and nothing from f outward handles it; else NULL. */
 _PyInterpreterFrame *agent_crash__reraised(_PyInterpreterFrame *f, PyObject *tb, PyObject *type);
 int agent_crash__unit_of(_PyInterpreterFrame *f, uint32_t *unit);
+/* decide's answer for a crash that is one only because its site was opted
+ * in with --heal-handled (handled.c): the application's own catch-all
+ * would handle it. */
+#define AGENT_CRASH_OPTED_IN 2
+
+/* handled.c: f (application code) raised `type`, and the first handler
+ * on the way out is the application's own catch-all. 1: its site was
+ * opted in (--heal-handled): a crash; 0: counted as a handled crash. */
+int agent_handled__note(_PyInterpreterFrame *f, PyObject *type);
 
 /* resume.c: in-flight resume of the parked frame f (the exception held in
  * the three pointers, the error indicator clear), after its patch was

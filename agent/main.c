@@ -288,6 +288,7 @@ static void atfork_child(void)
 	pthread_condattr_destroy(&ca);
 	agent_install__atfork_child();
 	agent_probe__atfork_child();
+	agent_handled__atfork_child();
 	__atomic_store_n(&agent_g.forked, had, __ATOMIC_RELEASE);
 }
 
@@ -358,6 +359,11 @@ static void at_exit(void)
 			   agent_install__hits_pending()
 				   ? " (not sent: no debugger asked for them, or a lock was held)"
 				   : "");
+	}
+	if (agent_handled__pending()) {
+		struct timespec dl;
+		agent__deadline(CLOCK_REALTIME, 1000, &dl);
+		agent_server__send_handled(&dl);
 	}
 	if (agent_g.listen_fd >= 0 && agent_g.sock_path[0])
 		unlink(agent_g.sock_path);

@@ -276,6 +276,31 @@ void agent_server__send_hits(const struct timespec *deadline)
 	wire_buf__free(&hb);
 }
 
+/* HANDLED (docs/formats/channel.md): the handled crashes counted since the
+ * last one, to the debugger if it asked for them (WIRE_HELLO_F_HANDLED);
+ * deadline as for HITS. */
+void agent_server__send_handled(const struct timespec *deadline)
+{
+	struct wire_buf hb = { 0 };
+	if (deadline ? pthread_mutex_timedlock(&agent_g.lock, deadline)
+		     : pthread_mutex_lock(&agent_g.lock))
+		return;
+	if (agent_g.ready && agent_handled__wanted() && agent_g.client_fd >= 0 &&
+	    agent_handled__encode(&hb, WIRE_MSG_HANDLED, deadline) > 0 &&
+	    agent_server__send_locked(&hb) && agent_g.client_fd >= 0)
+		shutdown(agent_g.client_fd, SHUT_RDWR); /* the agent thread sees EOF and closes */
+	pthread_mutex_unlock(&agent_g.lock);
+	wire_buf__free(&hb);
+}
+
+/* HANDLED_LIST: the totals, to a debugger or an auditor. */
+static int handled_list(struct wire_buf *b, const uint8_t *p, const uint8_t *end)
+{
+	if (wire_msg__decode_empty(p, end))
+		return -EINVAL;
+	return agent_handled__encode(b, WIRE_MSG_HANDLED_RESULT, NULL) < 0 ? -EIO : 0;
+}
+
 static void refuse(struct wire_buf *b, const char *why)
 {
 	wire_msg__encode_error(b, why);
@@ -296,6 +321,8 @@ static void on_hello(struct wire_buf *b, const uint8_t *p, const uint8_t *end)
 		agent_watch__set_timeout(h.timeout_ms);
 	if (h.flags & WIRE_HELLO_F_APP_PATHS)
 		agent_policy__offer_app_paths(h.app_paths);
+	/* Every HELLO says which sites are opted in (none without the flag). */
+	agent_handled__offer(h.heal_handled, (h.flags & WIRE_HELLO_F_HANDLED) != 0);
 	encode_welcome(b);
 	reply(b);
 	pthread_mutex_lock(&agent_g.lock);
@@ -507,6 +534,16 @@ static void on_detach(struct wire_buf *b)
 		pthread_mutex_unlock(&agent_g.lock);
 		wire_buf__reset(b);
 	}
+	/* ... and handled crashes too. */
+	if (agent_handled__pending()) {
+		pthread_mutex_lock(&agent_g.lock);
+		if (agent_g.client_fd >= 0 &&
+		    agent_handled__encode(b, WIRE_MSG_HANDLED, NULL) > 0 &&
+		    agent_server__send_locked(b))
+			agent_server__close_client_locked("write failed");
+		pthread_mutex_unlock(&agent_g.lock);
+		wire_buf__reset(b);
+	}
 	wire_msg__encode_empty(b, WIRE_MSG_BYE);
 	reply(b);
 }
@@ -612,6 +649,12 @@ static bool serve_debugger(struct wire_buf *b)
 			break;
 		case WIRE_MSG_RESTART:
 			on_restart(b, p, end);
+			break;
+		case WIRE_MSG_HANDLED_LIST:
+			if (handled_list(b, p, end))
+				refuse(b, "agent: malformed HANDLED_LIST");
+			else
+				reply(b);
 			break;
 		case WIRE_MSG_TREE_FILES:
 			if (agent_boot__tree_files(b, p, end))
@@ -759,6 +802,9 @@ static void peer__audit(struct peer *p, const struct wire_hdr *h, const uint8_t 
 		}
 		rollback_run(&m, &res, " (auditor)");
 		wire_msg__encode_rollback_result(b, &res);
+	} else if (h->type == WIRE_MSG_HANDLED_LIST) {
+		if (handled_list(b, pl, end))
+			peer__refuse(p, "agent: malformed HANDLED_LIST");
 	} else if (h->type == WIRE_MSG_PING) {
 		struct wire_ping ping;
 		struct wire_pong pong;
@@ -770,7 +816,7 @@ static void peer__audit(struct peer *p, const struct wire_hdr *h, const uint8_t 
 		wire_msg__encode_pong(b, &pong);
 	} else {
 		peer__refuse(p, "agent: another debugger is connected: only LIST, ROLLBACK, "
-				"RELOAD and PING are served to an auditor");
+				"RELOAD, HANDLED_LIST and PING are served to an auditor");
 	}
 }
 
@@ -1090,7 +1136,7 @@ static void forked_read(struct wire_buf *b)
 void agent_server__serve(void)
 {
 	struct wire_buf b = { 0 };
-	struct timespec last_hits = { 0, 0 };
+	struct timespec last_hits = { 0, 0 }, last_handled = { 0, 0 };
 	peers__reset();
 	for (;;) {
 		struct pollfd pf[3 + PEERS_MAX];
@@ -1158,6 +1204,19 @@ void agent_server__serve(void)
 			    100) {
 				agent_server__send_hits(NULL);
 				last_hits = ts;
+			}
+		}
+		/* Handled crashes, coalesced the same way; when they were
+		 * last seen is this tick's time. */
+		agent_handled__tick();
+		if (agent_handled__pending() && __atomic_load_n(&agent_g.ready, __ATOMIC_RELAXED)) {
+			struct timespec now;
+			clock_gettime(CLOCK_MONOTONIC, &now);
+			if ((now.tv_sec - last_handled.tv_sec) * 1000 +
+				    (now.tv_nsec - last_handled.tv_nsec) / 1000000 >=
+			    100) {
+				agent_server__send_handled(NULL);
+				last_handled = now;
 			}
 		}
 		if (agent_watch__mode() == WIRE_WATCH_TRACE) {

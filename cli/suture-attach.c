@@ -33,7 +33,8 @@ struct args {
 	bool dry_run, hold;
 	double timeout;
 	uint32_t ttl;
-	char *app_paths; /* --app-path, resolved, ':'-joined */
+	char *app_paths;    /* --app-path, resolved, ':'-joined */
+	char *heal_handled; /* --heal-handled, '\n'-joined */
 	/* --log / --snapshot */
 	struct heal_probe_opts probe;
 	/* --reload FILE [FILE...]: argv[reload_at..argc) after parsing */
@@ -57,7 +58,7 @@ static void usage(FILE *f)
 	fprintf(f,
 		"usage: suture-attach --pid PID --dump [--locals] [--json] [--verbose]\n"
 		"       suture-attach --pid PID --watch [--hold] [--store DIR] [--dry-run] [--verbose] [--json] [--timeout S] [--ttl DAYS]\n"
-		"                     [--app-path PATH]... [--quiet]\n"
+		"                     [--app-path PATH]... [--heal-handled SITE]... [--quiet]\n"
 		"       suture-attach --pid PID --log FILE:LINE 'TEXT {expr}...' [--if COND] [--count K]\n"
 		"                     [--timeout S] [--json]\n"
 		"       suture-attach --pid PID --snapshot FILE:LINE [--if COND] [--timeout S] [--json]\n"
@@ -88,6 +89,9 @@ static void usage(FILE *f)
 		"      --ttl DAYS   with --watch: lifetime of stored patches (1..36500)\n"
 		"      --app-path P with --watch: more application code (repeatable), healed\n"
 		"                   even inside site-packages (see WHAT COUNTS AS A CRASH)\n"
+		"      --heal-handled SITE  with --watch: heal crashes at SITE (module.qualname:line,\n"
+		"                   as suture-audit lists handled crashes) although the program's\n"
+		"                   own catch-all handles them (repeatable)\n"
 		"      --log FILE:LINE TEXT  print TEXT each time a thread runs LINE, each {expr}\n"
 		"                   evaluated in that frame (no program code runs); removed on exit\n"
 		"      --snapshot FILE:LINE  print the stack and locals of the first thread that\n"
@@ -148,6 +152,7 @@ static int parse_args(int argc, char **argv, struct args *a)
 		OPT_TTL,
 		OPT_DETACH,
 		OPT_APP_PATH,
+		OPT_HEAL_HANDLED,
 		OPT_LOG,
 		OPT_SNAPSHOT,
 		OPT_IF,
@@ -165,6 +170,7 @@ static int parse_args(int argc, char **argv, struct args *a)
 		{ "watch", no_argument, NULL, 'w' },
 		{ "store", required_argument, NULL, OPT_STORE },
 		{ "app-path", required_argument, NULL, OPT_APP_PATH },
+		{ "heal-handled", required_argument, NULL, OPT_HEAL_HANDLED },
 		{ "dry-run", no_argument, NULL, OPT_DRY_RUN },
 		{ "hold", no_argument, NULL, OPT_HOLD },
 		{ "timeout", required_argument, NULL, OPT_TIMEOUT },
@@ -256,6 +262,15 @@ static int parse_args(int argc, char **argv, struct args *a)
 		case OPT_APP_PATH: {
 			char err[512];
 			if (heal_config__add_app_path(&a->app_paths, optarg, err, sizeof(err))) {
+				fprintf(stderr, "suture-attach: %s\n", err);
+				return EXIT_USAGE;
+			}
+			break;
+		}
+		case OPT_HEAL_HANDLED: {
+			char err[512];
+			if (heal_config__add_heal_handled(&a->heal_handled, optarg, err,
+							  sizeof(err))) {
 				fprintf(stderr, "suture-attach: %s\n", err);
 				return EXIT_USAGE;
 			}
@@ -537,10 +552,14 @@ int main(int argc, char **argv)
 	case MODE_DUMP:
 		return run_dump(&a);
 	case MODE_WATCH: {
-		char *paths = NULL, err[512], store_buf[PATH_MAX];
+		char *paths = NULL, *sites = NULL, err[512], store_buf[PATH_MAX];
 		/* No --store: the store found from the target's program. */
 		a.store = heal_config__store_of_pid(a.pid, a.store, store_buf, sizeof(store_buf));
 		if (heal_config__app_paths(a.store, a.app_paths, &paths, err, sizeof(err))) {
+			fprintf(stderr, "suture-attach: %s\n", err);
+			return EXIT_USAGE;
+		}
+		if (heal_config__heal_handled(a.store, a.heal_handled, &sites, err, sizeof(err))) {
 			fprintf(stderr, "suture-attach: %s\n", err);
 			return EXIT_USAGE;
 		}
@@ -553,7 +572,8 @@ int main(int argc, char **argv)
 					     .events = a.json ? stdout : NULL,
 					     .store_found = a.store == store_buf,
 					     .quiet = a.quiet,
-					     .app_paths = paths };
+					     .app_paths = paths,
+					     .heal_handled = sites };
 		rc = heal_watch__run(a.pid, &o, err, sizeof(err));
 		if (rc)
 			report(err, a.pid, rc);

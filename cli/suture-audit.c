@@ -110,7 +110,9 @@ static void usage(FILE *f)
 		"       %s --pid N [--json] | --pid N rollback NAME... | --all [--dry-run]\n"
 		"\n"
 		"Lists the patches suture stored (guards that keep crashing code running),\n"
-		"explains them, and removes them.\n"
+		"explains them, and removes them; then the handled crashes (sites where the\n"
+		"program's own catch-all caught a structural exception: not patched; heal one\n"
+		"with suture-run/suture-attach --heal-handled SITE).\n"
 		"\n"
 		"  --store DIR   the store (default: $" STORE_ENV ", else the " STORE_DEFAULT_DIR
 		" found from\n"
@@ -323,6 +325,76 @@ static void print_line(char *const cell[NCOLS], const size_t w[NCOLS])
 	putchar('\n');
 }
 
+/* ---- handled crashes ---------------------------------------------------------- */
+
+static int add_time(cJSON *o, const char *key, int64_t t);
+
+/* One handled crash, from the store or a live agent. */
+struct handled_row {
+	const char *site, *type, *program; /* program: NULL live */
+	uint64_t count;
+	int64_t last; /* Unix seconds; 0 unknown */
+};
+
+/* The "handled crashes" section: what the program's own catch-all caught
+ * (not patched), site, type, count, last seen. */
+static void print_handled(const struct handled_row *v, size_t n, int64_t now, bool lead)
+{
+	size_t ws = 4, wt = 4;
+	if (!n)
+		return;
+	for (size_t i = 0; i < n; i++) {
+		if (width(v[i].site) > ws)
+			ws = width(v[i].site);
+		if (width(v[i].type) > wt)
+			wt = width(v[i].type);
+	}
+	printf("%shandled crashes (the program's own catch-all caught them: not patched; heal "
+	       "one with --heal-handled SITE):\n",
+	       lead ? "\n" : "");
+	printf("%-*s  %-*s  %8s  %s\n", (int)ws, "SITE", (int)wt, "TYPE", "COUNT", "LAST SEEN");
+	for (size_t i = 0; i < n; i++) {
+		char ago[32] = "?";
+		if (v[i].last > 0) {
+			fmt_duration(now > v[i].last ? now - v[i].last : 0, ago, sizeof(ago));
+			strncat(ago, " ago", sizeof(ago) - strlen(ago) - 1);
+		}
+		printf("%-*s  %-*s  %8llu  %s\n", (int)ws, v[i].site, (int)wt, v[i].type,
+		       (unsigned long long)v[i].count, ago);
+	}
+}
+
+static void print_stored_handled(const struct store *s, int64_t now, bool lead)
+{
+	size_t n = store__handled_count(s);
+	struct handled_row *v = n ? calloc(n, sizeof(*v)) : NULL;
+	if (!v)
+		return;
+	for (size_t i = 0; i < n; i++) {
+		const struct store_handled *e = store__handled_at(s, i);
+		v[i] = (struct handled_row){ e->site, e->exc_type, e->program, e->count,
+					     e->last_seen };
+	}
+	print_handled(v, n, now, lead);
+	free(v);
+}
+
+/* {"site", "type", "count", "last_seen", "program"?} into arr. */
+static int handled_json(cJSON *arr, const struct handled_row *r)
+{
+	cJSON *o = cJSON_CreateObject();
+	if (!o || !cJSON_AddStringToObject(o, "site", r->site) ||
+	    !cJSON_AddStringToObject(o, "type", r->type) ||
+	    !cJSON_AddNumberToObject(o, "count", (double)r->count) ||
+	    add_time(o, "last_seen", r->last) ||
+	    (r->program && !cJSON_AddStringToObject(o, "program", r->program)) ||
+	    !cJSON_AddItemToArray(arr, o)) {
+		cJSON_Delete(o);
+		return -1;
+	}
+	return 0;
+}
+
 static int list_table(const struct store *s, int64_t now)
 {
 	size_t n = store__count(s), w[NCOLS], nstale = 0, nexpired = 0, nsuper = 0, k = 0;
@@ -339,6 +411,7 @@ static int list_table(const struct store *s, int64_t now)
 	}
 	if (n == 0) {
 		note("no patches in %s\n", store__path(s));
+		print_stored_handled(s, now, true);
 		goto out;
 	}
 	for (int i = 0; i < NCOLS; i++)
@@ -385,6 +458,7 @@ static int list_table(const struct store *s, int64_t now)
 		printf("%s%zu superseded: the function's fixed source was reloaded into the process "
 		       "(suture-attach --reload); never applied. Remove: suture-audit rollback NAME\n",
 		       nexpired || nstale ? "" : "\n", nsuper);
+	print_stored_handled(s, now, true);
 out:
 	for (size_t i = 0; i < k; i++)
 		row_free(&rows[i]);
@@ -481,6 +555,19 @@ static int list_json(const struct store *s, int64_t now)
 		if (!o || !cJSON_AddItemToArray(arr, o)) {
 			cJSON_Delete(o);
 			goto out;
+		}
+	}
+	/* Only when there are some: {"patches": []} stays what it was. */
+	if (store__handled_count(s)) {
+		cJSON *h = cJSON_AddArrayToObject(root, "handled");
+		if (!h)
+			goto out;
+		for (size_t i = 0; i < store__handled_count(s); i++) {
+			const struct store_handled *e = store__handled_at(s, i);
+			struct handled_row r = { e->site, e->exc_type, e->program, e->count,
+						 e->last_seen };
+			if (handled_json(h, &r))
+				goto out;
 		}
 	}
 	return print_json(root);
@@ -927,8 +1014,33 @@ struct live {
 	bool restarted; /* we restarted a detached agent: detach again */
 	struct wire_live_patch *v;
 	size_t n;
-	char program[4096]; /* its main script ("" if none) */
+	char program[4096];            /* its main script ("" if none) */
+	struct wire_handled_entry *hv; /* handled crashes so far (live_handled) */
+	size_t nh;
 };
+
+/* The agent's handled crashes (HANDLED_LIST), for a listing only: an
+ * agent older than this one does not know the frame and closes the
+ * connection, so nothing else is asked after it. */
+static void live_handled(struct live *l)
+{
+	if (inject_session__list_handled(l->s, &l->hv, &l->nh)) {
+		l->hv = NULL;
+		l->nh = 0;
+	}
+}
+
+static void live_print_handled(const struct live *l, int64_t now)
+{
+	struct handled_row *v = l->nh ? calloc(l->nh, sizeof(*v)) : NULL;
+	if (!v)
+		return;
+	for (size_t i = 0; i < l->nh; i++)
+		v[i] = (struct handled_row){ l->hv[i].site, l->hv[i].exc_type, NULL, l->hv[i].count,
+					     (int64_t)(l->hv[i].last_ms / 1000) };
+	print_handled(v, l->nh, now, true);
+	free(v);
+}
 
 /* Whether the agent library is mapped in pid (never inject one: auditing
  * must not change a process that suture never touched). */
@@ -1016,6 +1128,7 @@ static void live_close(struct live *l)
 	if (l->s && l->restarted)
 		inject_session__detach(l->s);
 	inject_session__close(l->s);
+	free(l->hv);
 	free(l->v);
 	memset(l, 0, sizeof(*l));
 }
@@ -1172,6 +1285,18 @@ static cJSON *live_doc(const struct live *l, const struct store *s, int64_t now,
 	    add_opt(root, "program", l->program[0] ? l->program : NULL) ||
 	    !(arr = cJSON_AddArrayToObject(root, "patches")))
 		goto out;
+	if (l->nh) {
+		cJSON *h = cJSON_AddArrayToObject(root, "handled");
+		if (!h)
+			goto out;
+		for (size_t i = 0; i < l->nh; i++) {
+			struct handled_row r = { l->hv[i].site, l->hv[i].exc_type, NULL,
+						 l->hv[i].count,
+						 (int64_t)(l->hv[i].last_ms / 1000) };
+			if (handled_json(h, &r))
+				goto out;
+		}
+	}
 	for (size_t i = 0; i < l->n; i++) {
 		const struct wire_live_patch *e = &l->v[i];
 		o = live_json_one(e, s && e->meta.name[0] ? store__find(s, e->meta.name) : NULL,
@@ -1342,13 +1467,17 @@ static int live_main(const char *dir, const char *cmd, long pid, int json, char 
 		rc = EXIT_FAIL;
 		goto out;
 	}
+	for (size_t i = 0; !rb && i < nl; i++)
+		live_handled(&ls[i]);
 	if (rb) {
 		rc = live_rollback(ls, nl, s, args, nargs, all, dry);
 	} else if (json) {
 		rc = live_json(ls, nl, s, store__now());
 	} else {
-		for (size_t i = 0; i < nl; i++)
+		for (size_t i = 0; i < nl; i++) {
 			rc = live_table(&ls[i], s, store__now(), i == 0);
+			live_print_handled(&ls[i], store__now());
+		}
 		if (nl > 1)
 			printf("%zu processes in the tree of pid %ld\n", nl, pid);
 	}

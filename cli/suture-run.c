@@ -40,6 +40,9 @@ static void usage(FILE *f)
 		"                       program's own stdout, or appended to FILE\n"
 		"  --app-path PATH      more application code (repeatable): crashes in it are\n"
 		"                       healed even inside site-packages (see WHAT COUNTS AS A CRASH)\n"
+		"  --heal-handled SITE  heal crashes at SITE (module.qualname:line, as suture-audit\n"
+		"                       lists handled crashes) although the program's own catch-all\n"
+		"                       handles them (repeatable)\n"
 		"  -m MODULE            run a module as python -m does (found in the working\n"
 		"                       directory or $PYTHONPATH for the store)\n"
 		"  --python PATH        the interpreter, a CPython 3.11 (default: $VIRTUAL_ENV/bin/python\n"
@@ -68,7 +71,7 @@ static int parse_uint(const char *s, unsigned long max, unsigned long *out)
 
 int main(int argc, char **argv)
 {
-	char *app_paths = NULL, err[512];
+	char *app_paths = NULL, *sites = NULL, err[512];
 	enum {
 		O_STORE = 1000,
 		O_DRY,
@@ -82,6 +85,7 @@ int main(int argc, char **argv)
 		O_AGENT,
 		O_NO_RESUME,
 		O_APP_PATH,
+		O_HEAL_HANDLED,
 		O_JSON
 	};
 	static const struct option opts[] = {
@@ -99,6 +103,7 @@ int main(int argc, char **argv)
 		{ "agent", required_argument, NULL, O_AGENT },
 		{ "no-resume", no_argument, NULL, O_NO_RESUME },
 		{ "app-path", required_argument, NULL, O_APP_PATH },
+		{ "heal-handled", required_argument, NULL, O_HEAL_HANDLED },
 		{ "json", optional_argument, NULL, O_JSON },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
@@ -175,6 +180,13 @@ int main(int argc, char **argv)
 				return EXIT_USAGE;
 			}
 			o.app_paths = app_paths;
+			break;
+		case O_HEAL_HANDLED:
+			if (heal_config__add_heal_handled(&sites, optarg, err, sizeof(err))) {
+				fprintf(stderr, "suture-run: %s\n", err);
+				return EXIT_USAGE;
+			}
+			o.heal_handled = sites;
 			break;
 		case O_TTL:
 			if (parse_uint(optarg, 36500, &v) || v == 0) {

@@ -298,9 +298,16 @@ int heal__on_crash(struct heal *h, const struct wire_crash *ev, enum heal_outcom
 	heal_pages__drop(&h->pages);
 	h->pages.on = true;
 	heal__file_key(h, ev->filename, file, sizeof(file));
-	heal__note(h, "crash seen: %s%s%.160s in %s (%s:%u)", ev->exc_type,
+	char site[WIRE_SITE_MAX + 1024];
+	/* A site opted in: the agent reports what the application's own
+	 * catch-all would have handled there; the line says why it is one. */
+	bool opted = heal__opted_in(h, ev, site, sizeof(site));
+	heal__note(h, "crash seen: %s%s%.160s in %s (%s:%u)%s%s", ev->exc_type,
 		   ev->message[0] ? ": " : "", ev->message, ev->qualname,
-		   heal_names__base(ev->filename), ev->line);
+		   heal_names__base(ev->filename), ev->line,
+		   opted ? ", handled by the application's catch-all but healed: --heal-handled "
+			 : "",
+		   opted ? site : "");
 	heal_event__emit(h->o.events, h->pid, "crash", "s:exc_type", ev->exc_type, "s:message",
 			 ev->message, "s:function", ev->qualname, "s:file", file, "i:line",
 			 (long long)ev->line, NULL);

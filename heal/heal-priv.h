@@ -189,6 +189,13 @@ struct heal_hit {
 	int64_t last;
 };
 
+/* Handled crashes received from the agent, not stored yet. */
+struct heal_handled {
+	char *site, *exc_type;
+	uint64_t count;
+	int64_t last;
+};
+
 struct heal {
 	struct inspect_proc *ip;
 	const struct inspect_reader *r;
@@ -220,6 +227,10 @@ struct heal {
 	size_t pend_sent;      /* ... of which flushed */
 	struct heal_hit *hits; /* guard firings not yet stored */
 	size_t nhits;
+	struct heal_handled *handled; /* handled crashes not yet stored */
+	size_t nhandled;
+	char **handled_seen; /* sites (with their type) already announced */
+	size_t nhandled_seen;
 	/* heal__load_live: the live code may carry our patches already (a
 	 * second attach): a mismatch is counted, never marked stale. */
 	bool live;
@@ -244,6 +255,10 @@ void heal__say(struct heal *h, const char *fmt, ...) __attribute__((format(print
  * loaded): as heal__say, but not printed with heal_opts.quiet. What failed,
  * was refused or needs the user goes through heal__say. */
 void heal__note(struct heal *h, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Whether the crash ev is at a site the user opted in with --heal-handled
+ * (heal_opts.heal_handled): its site ("module.qualname:line") in site. */
+bool heal__opted_in(struct heal *h, const struct wire_crash *ev, char *site, size_t cap);
 
 /* ---- events.c ---- */
 

@@ -268,6 +268,7 @@ struct sup {
 	struct inject_session *s;
 	struct inspect_proc *ip;
 	struct heal *h;
+	struct heal *hr; /* reports only (heal__open_reports), while h is NULL */
 	bool inspect_failed;
 	bool pending; /* a boot event waits for our answer */
 	bool load;    /* ... after loading its module's patches */
@@ -281,6 +282,32 @@ struct sup {
 	char held[96];                 /* the module that was held */
 	struct heal_tree *tree;        /* the processes it forks */
 };
+
+/* Handled crashes reported while no crash opened h (the usual case: the
+ * program handles its own): a reports-only handle takes and stores them.
+ * ending: the session goes (what it received is taken now). */
+static void sup__handled(struct sup *u, bool ending)
+{
+	if (u->h || !u->s)
+		return;
+	if (!u->hr) {
+		if (!inject_session__has_handled(u->s))
+			return;
+		struct heal_opts ho = {
+			.store_dir = u->o->store_dir,
+			.program = u->program,
+			.dry_run = u->o->dry_run,
+			.verbose = u->o->verbose,
+			.events = u->o->events,
+			.heal_handled = u->o->heal_handled,
+		};
+		if (heal__open_reports(u->pid, u->s, &ho, &u->hr))
+			return;
+		heal__use_store(u->hr, u->bl->st);
+	}
+	if (ending)
+		heal__set_session(u->hr, NULL);
+}
 
 /* inspect/ reads the child: opened at the first need (the interpreter is
  * initialized by then, every library mapped): when the agent's session
@@ -306,6 +333,7 @@ static struct heal *sup__heal(struct sup *u)
 		.events = u->o->events,
 		.store_found = u->o->store_found,
 		.quiet = u->o->quiet,
+		.heal_handled = u->o->heal_handled,
 	};
 	if (heal__open(u->ip, u->s, &ho, &u->h)) {
 		u->inspect_failed = true;
@@ -438,7 +466,9 @@ static int supervise(const struct heal_run_opts *o, pid_t pid, int boot_fd, int 
 	struct inject_opts io = { .no_inject = true,
 				  .connect_timeout_ms = 1,
 				  .hits = true,
-				  .tree = true };
+				  .tree = true,
+				  .handled = true,
+				  .heal_handled = o->heal_handled };
 	/* The processes the script forks (heal/tree.c): their agents come up
 	 * on their own and are reported by their parent's (FORKED). */
 	struct heal_tree *tree = NULL;
@@ -448,7 +478,8 @@ static int supervise(const struct heal_run_opts *o, pid_t pid, int boot_fd, int 
 					       .dry_run = o->dry_run,
 					       .verbose = o->verbose,
 					       .no_resume = o->no_resume,
-					       .quiet = o->quiet },
+					       .quiet = o->quiet,
+					       .heal_handled = o->heal_handled },
 				     .agent_path = o->agent_path,
 				     .app_paths = o->app_paths };
 	if (heal_tree__open(pid, &to, &tree))
@@ -581,6 +612,7 @@ static int supervise(const struct heal_run_opts *o, pid_t pid, int boot_fd, int 
 				/* heal takes the firings the session received first. */
 				if (u.h)
 					heal__set_session(u.h, NULL);
+				sup__handled(&u, true);
 				inject_session__close(u.s);
 				u.s = NULL;
 				session_gone = true;
@@ -611,6 +643,8 @@ static int supervise(const struct heal_run_opts *o, pid_t pid, int boot_fd, int 
 		if (mono_ms() - t_flush > HITS_FLUSH_MS) {
 			if (u.h)
 				heal__flush(u.h);
+			sup__handled(&u, false);
+			heal__flush(u.hr);
 			heal_tree__flush(tree);
 			t_flush = mono_ms();
 		}
@@ -646,6 +680,8 @@ static int supervise(const struct heal_run_opts *o, pid_t pid, int boot_fd, int 
 	if (ready_fd >= 0)
 		close(ready_fd);
 	heal__close(u.h);
+	sup__handled(&u, true);
+	heal__close(u.hr);
 	inspect_proc__close(u.ip);
 	inject_session__close(u.s);
 	if (u.boot_fd >= 0)
@@ -867,6 +903,13 @@ int heal_run__main(const struct heal_run_opts *opts)
 		return 2;
 	}
 	ro.app_paths = paths;
+	char *sites = NULL;
+	if (heal_config__heal_handled(ro.store_dir, ro.heal_handled, &sites, err, sizeof(err))) {
+		fprintf(stderr, "suture-run: %s\n", err);
+		free(paths);
+		return 2;
+	}
+	ro.heal_handled = sites;
 	struct sigaction sa = { .sa_sigaction = forward, .sa_flags = SA_SIGINFO | SA_RESTART };
 	sigemptyset(&sa.sa_mask);
 	sigaction(SIGINT, &sa, NULL);
@@ -990,6 +1033,7 @@ int heal_run__main(const struct heal_run_opts *opts)
 		fprintf(stderr, "[suture] patches applied: %u, already healed: %u%s\n",
 			total.applied, total.loaded, extra);
 	free(paths);
+	free(sites);
 	heal_event__emit(o->events, last_pid, "exit", "s:program", what, "i:status",
 			 (long long)(WIFEXITED(wstatus) ? WEXITSTATUS(wstatus) : -1), "i:signal",
 			 (long long)(WIFSIGNALED(wstatus) ? WTERMSIG(wstatus) : 0), "i:applied",

@@ -99,7 +99,9 @@ int heal_watch__run(pid_t pid, const struct heal_watch_opts *o, char *err, size_
 				  .hits = true,
 				  .tree = true,
 				  .app_paths = o->app_paths,
-				  .hold = o->hold };
+				  .hold = o->hold,
+				  .handled = true,
+				  .heal_handled = o->heal_handled };
 	if ((status = inject_session__open(pid, &io, &s, err, errlen))) {
 		/* Gone in the middle (a remote call, the wait for the socket):
 		 * said once, whichever step noticed. */
@@ -122,6 +124,7 @@ int heal_watch__run(pid_t pid, const struct heal_watch_opts *o, char *err, size_
 		.events = o->events,
 		.store_found = o->store_found,
 		.quiet = o->quiet,
+		.heal_handled = o->heal_handled,
 	};
 	if (heal_program__of_pid(pid, program, sizeof(program)) == 0)
 		ho.program = program;
@@ -261,7 +264,8 @@ int heal_watch__run(pid_t pid, const struct heal_watch_opts *o, char *err, size_
 			holds.n);
 	if ((rc = inject_session__detach(s)) == 0) {
 		if (!o->quiet)
-			fprintf(stderr, "[suture] detached: watcher removed, applied patches stay\n");
+			fprintf(stderr,
+				"[suture] detached: watcher removed, applied patches stay\n");
 	} else if (rc == -EPIPE) {
 		fprintf(stderr, "[suture] pid %d exited\n", (int)pid);
 	} else {
@@ -277,6 +281,9 @@ out_noddetach:
 	heal_tree__close(tree, false, &tree_st);
 	if (h) {
 		heal__add_stats(h, &tree_st);
+		/* What the agent reported up to BYE or its exit (handled
+		 * crashes said, firings stored) before the summary line. */
+		heal__flush(h);
 		heal__summary(h, stderr);
 	}
 	goto out;
