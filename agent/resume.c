@@ -18,6 +18,9 @@
  *       propagate gives R (once); any other re-raises, so a later real
  *       crash at that call is never swallowed. The block is covered by the
  *       entry that covered the CALL, so C's own handlers still apply.
+ *       F entered from C (is_entry: f(*a, **kw), partial, a callback of C
+ *       code) returns R itself to its C caller: see "Returning K's result
+ *       to a C caller" below.
  *  F  gets a copy of its code with no exception-table entries and unwinds
  *       without running its handlers again (K ran what was left of F).
  *  If K raises, F likewise unwinds without handlers, with K's exception.
@@ -40,8 +43,9 @@
  *
  * Frames switched are handled as in OSR: prev_instr rebased by index, the
  * old code kept alive. Anything outside the preconditions (generator or
- * coroutine code, F entered from C, a caller not at a CALL, frame sizes
- * that do not fit) is refused before anything changes.
+ * coroutine code, a caller not at a CALL, frame sizes that do not fit, a
+ * frame entered from C in a thread that traces or profiles) is refused
+ * before anything changes.
  *
  * One file over 800 lines: building the continuation K, the caller's
  * decider copy and running them share the level bookkeeping and the
@@ -683,6 +687,162 @@ static PyObject *without_handlers(PyCodeObject *co)
 	return replace((PyObject *)co, keys, vals, 1);
 }
 
+/* ------------------------------------------------------------------ */
+/* Returning K's result to a C caller                                   */
+
+/* F entered from C (is_entry: partial, f(*a, **kw), a bound method or a
+ * callback called by C code) runs in its own C eval loop, whose caller
+ * (_PyEval_Vector) takes whatever that loop returns. After the watcher
+ * returns, the loop looks up a handler in F's code object's exception
+ * table (frame->f_code) and jumps into the bytes it started with
+ * (first_instr, a C local): only F's own bytes can run. So F's own code
+ * object gets, for that lookup only, a table with one entry covering the
+ * failing instruction whose target is a RETURN_VALUE of F's bytes; and
+ * the thread a one-shot trace function with the frame's per-opcode event
+ * on (Python/ceval.c, DO_TRACING: it saves the stack pointer, calls the
+ * trace function, then reloads stack and next instruction from the frame).
+ * At that event, before RETURN_VALUE runs, the function puts the table
+ * back, takes itself off, and replaces the exception on F's value stack
+ * (the handler's only item, depth 0) by K's result: RETURN_VALUE returns
+ * it to the C caller with no exception set, and F's frame is cleared by
+ * its owner as after any return. No other thread can run in between: the
+ * table is swapped after the watcher's last GIL release and put back at
+ * the next instruction dispatch of the same thread, with no eval-breaker
+ * check between (exception_unwind, then DO_TRACING). */
+struct entry_return {
+	PyThreadState *ts; /* non-NULL: prepared */
+	int armed;         /* the table swapped, the trace function set */
+	_PyInterpreterFrame *f;
+	PyFrameObject *fo;      /* f's frame object (strong) */
+	PyCodeObject *co;       /* f's code object (strong) */
+	PyObject *table;        /* armed: co's own table, taken out; else ours (strong) */
+	PyObject *value;        /* K's result (strong) */
+	Py_tracefunc tracefunc; /* the thread's, put back (none: refused before) */
+	PyObject *traceobj;
+	char trace_opcodes;
+};
+static struct entry_return g_er;
+
+static void er_drop(void)
+{
+	Py_XDECREF(g_er.fo);
+	Py_XDECREF(g_er.co);
+	Py_XDECREF(g_er.table);
+	Py_XDECREF(g_er.value);
+	g_er = (struct entry_return){ 0 };
+}
+
+/* Put everything back; the value stays with the caller of this. */
+static void er_disarm(void)
+{
+	PyObject *ours = (PyObject *)g_er.co->co_exceptiontable;
+	g_er.co->co_exceptiontable = g_er.table;
+	g_er.table = ours;
+	g_er.fo->f_trace_opcodes = g_er.trace_opcodes;
+	g_er.ts->c_tracefunc = g_er.tracefunc;
+	g_er.ts->c_traceobj = g_er.traceobj;
+	/* Inside a trace call PyThreadState_LeaveTracing recomputes this. */
+	if (!g_er.ts->tracing)
+		g_er.ts->cframe->use_tracing = (g_er.ts->c_tracefunc || g_er.ts->c_profilefunc)
+						       ? 255
+						       : 0;
+	g_er.armed = 0;
+}
+
+static int er_trace(PyObject *obj, PyFrameObject *frame, int what, PyObject *arg)
+{
+	(void)obj;
+	(void)arg;
+	/* The exception event of the watcher's own error path comes first
+	 * (call_exc_trace): not yet. */
+	if (!g_er.armed || (what != PyTrace_LINE && what != PyTrace_OPCODE) ||
+	    frame->f_frame != g_er.f)
+		return 0;
+	_PyInterpreterFrame *f = g_er.f;
+	PyObject **top = &f->localsplus[f->stacktop - 1];
+	PyObject *exc = *top;
+	*top = g_er.value; /* the stack takes the reference */
+	g_er.value = NULL;
+	er_disarm();
+	er_drop();
+	Py_XDECREF(exc);
+	return 0;
+}
+
+void agent_resume__arm(PyThreadState *ts)
+{
+	if (g_er.ts != ts || g_er.armed)
+		return;
+	PyObject *own = g_er.co->co_exceptiontable;
+	g_er.co->co_exceptiontable = g_er.table;
+	g_er.table = own;
+	g_er.trace_opcodes = g_er.fo->f_trace_opcodes;
+	g_er.fo->f_trace_opcodes = 1;
+	g_er.tracefunc = ts->c_tracefunc;
+	g_er.traceobj = ts->c_traceobj;
+	ts->c_tracefunc = er_trace;
+	ts->c_traceobj = NULL;
+	ts->cframe->use_tracing = 255;
+	g_er.armed = 1;
+}
+
+void agent_resume__settle(void)
+{
+	/* Armed, yet another exception reached the watcher: the loop did not
+	 * get to the trace event (no memory for the line table): the call
+	 * keeps that error and nothing of ours stays. */
+	if (g_er.armed) {
+		er_disarm();
+		er_drop();
+	}
+}
+
+/* The first RETURN_VALUE of co at or after its first traceable
+ * instruction (DO_TRACING only calls the trace function from there). */
+static int return_unit(PyCodeObject *co, uint32_t *unit)
+{
+	_Py_CODEUNIT *c = _PyCode_CODE(co);
+	for (Py_ssize_t i = 0; i < Py_SIZE(co);) {
+		int op = _PyOpcode_Deopt[_Py_OPCODE(c[i])];
+		if (op == RETURN_VALUE && i >= co->_co_firsttraceable) {
+			*unit = (uint32_t)i;
+			return 0;
+		}
+		i += 1 + _PyOpcode_Caches[op];
+	}
+	return -1;
+}
+
+/* Why F, entered from C, cannot hand K's result to its C caller; NULL if
+ * it can. The table for the return is built into *table. */
+static const char *entry_refusal(_PyInterpreterFrame *f, PyObject **table)
+{
+	PyThreadState *ts = PyThreadState_Get();
+	PyCodeObject *co = f->f_code;
+	uint32_t ret, at = (uint32_t)(f->prev_instr - _PyCode_CODE(co));
+	if (f->owner != FRAME_OWNED_BY_THREAD || !f->frame_obj)
+		return "the failing frame was entered from C and is not the thread's own";
+	if (!(co->co_flags & CO_OPTIMIZED))
+		return "the failing frame is a module or class body run from C";
+	if (ts->tracing || ts->c_tracefunc || ts->c_profilefunc)
+		return "the failing frame was entered from C and the thread has a trace or "
+		       "profile function (the result would have to pass through it)";
+	if (g_er.ts)
+		return "another result is on its way to a C caller";
+	if (at >= (uint32_t)Py_SIZE(co) || return_unit(co, &ret))
+		return "the failing frame was entered from C and its code has no return "
+		       "instruction to hand the result back with";
+	int op = _PyOpcode_Deopt[_Py_OPCODE(_PyCode_CODE(co)[at])];
+	struct rewrite_exc e = { at, at + 1 + _PyOpcode_Caches[op], ret, 0, false };
+	uint8_t b[REWRITE_EXCTABLE_ENTRY_MAX];
+	int n = rewrite_exctable__put_entry(b, sizeof b, &e);
+	if (n < 0 || !(*table = PyBytes_FromStringAndSize((const char *)b, n))) {
+		PyErr_Clear();
+		return "agent: resume: cannot build the return to the C caller";
+	}
+	return NULL;
+}
+
 static int run(_PyInterpreterFrame *f, PyObject **pexc, PyObject **pval, PyObject **ptb,
 	       uint32_t fallback_unit, uint32_t base_depth, const int32_t *map, char *msg,
 	       size_t cap);
@@ -747,7 +907,7 @@ static int run(_PyInterpreterFrame *f, PyObject **pexc, PyObject **pval, PyObjec
 	PyCodeObject *patched = fn ? (PyCodeObject *)fn->func_code : NULL;
 	_PyInterpreterFrame *c = f->previous;
 	PyObject *k = NULL, *kfunc = NULL, *result = NULL, *flat = NULL, *decider = NULL;
-	PyObject *c_new = NULL, *capsule = NULL;
+	PyObject *c_new = NULL, *capsule = NULL, *ret_table = NULL;
 	struct decider *d = NULL;
 	struct level me = { 0 };
 	uint32_t depth = 0, shift = 0;
@@ -775,12 +935,14 @@ static int run(_PyInterpreterFrame *f, PyObject **pexc, PyObject **pval, PyObjec
 			 nest);
 		return -ELOOP;
 	}
-	if (!up) {
-		if (f->is_entry || !c) {
-			snprintf(msg, cap,
-				 "the failing frame was entered from C: later calls are healed");
+	int entry = !up && (f->is_entry || !c);
+	if (entry) {
+		const char *why = entry_refusal(f, &ret_table);
+		if (why) {
+			snprintf(msg, cap, "%s: later calls are healed", why);
 			return -ENOTSUP;
 		}
+	} else if (!up) {
 		/* The caller may be a generator's frame: it is resumed through
 		 * the same eval loop, which re-reads f_code, and _PyGen_yf reads
 		 * its prev_instr, rebased like everything else. */
@@ -813,7 +975,7 @@ static int run(_PyInterpreterFrame *f, PyObject **pexc, PyObject **pval, PyObjec
 		goto out;
 	/* Everything that can fail is built before K runs: once it ran, its
 	 * effects are done and its result must be delivered. */
-	if (!up) {
+	if (!up && !entry) {
 		if (!(d = calloc(1, sizeof *d)))
 			goto out;
 		d->token = Py_NewRef(*pval);
@@ -907,6 +1069,23 @@ static int run(_PyInterpreterFrame *f, PyObject **pexc, PyObject **pval, PyObjec
 		rc = WIRE_RESUMED;
 		goto out;
 	}
+	if (entry) {
+		/* Armed by the watcher once it is done (agent_resume__arm):
+		 * nothing may run between the swap and F's next dispatch. */
+		g_er = (struct entry_return){
+			.ts = ts,
+			.f = f,
+			.fo = (PyFrameObject *)Py_NewRef((PyObject *)f->frame_obj),
+			.co = (PyCodeObject *)Py_NewRef((PyObject *)co),
+			.table = ret_table,
+			.value = Py_NewRef(result),
+		};
+		ret_table = NULL;
+		snprintf(msg, cap, "resumed at unit %u; the result is returned to the C caller",
+			 fallback_unit);
+		rc = WIRE_RESUMED;
+		goto out;
+	}
 	d->value = Py_NewRef(result);
 	switch_frame(c, (PyCodeObject *)c_new);
 	switch_frame(f, (PyCodeObject *)flat);
@@ -926,5 +1105,6 @@ out:
 	Py_XDECREF(decider);
 	Py_XDECREF(capsule);
 	Py_XDECREF(c_new);
+	Py_XDECREF(ret_table);
 	return rc;
 }
