@@ -54,6 +54,11 @@
 #              gets that exception), a later exception of the healed function
 #              reaching the program's handler; a sentinel's refcount unchanged
 #              (also on the debug interpreter)
+#   redirect   redirect guards: "id-" + v and s += r with an int, open() of a
+#              missing file inside `with`: the continuation loads the
+#              operands again and runs the guard's helper (release and debug
+#              interpreters); "id-" + r["n"] (a computed operand) is not
+#              resumed, with the reason, later calls healed
 set -u
 . "$(dirname "$0")/lib.sh"
 RUN="$BUILD/bin/suture-run"
@@ -152,6 +157,9 @@ for py in $pys; do
 	run "$py" fromc 8 9
 	grep -q "^\[suture\] resumed in flight, but the rest of fc_raise raised: that exception goes on" "$D/err" ||
 		{ cat "$D/err"; fail "$py fromc: the continuation's exception not said"; }
+	run "$py" redirect 3 4
+	grep -q "^\[suture\] not resumed in flight (an operand of the failing instruction is computed, not loaded from a local" "$D/err" ||
+		{ cat "$D/err"; fail "$py redirect: no reason for the computed operand"; }
 done
 # The debug interpreter checks CPython's invariants (assertions) on the
 # resume paths. (Its sys.gettotalrefcount is no measure of the agent: the
@@ -165,6 +173,7 @@ if DBG_PY=$(py311_find dbg); then
 	# results returned to C callers (the eval loop's own assertions on
 	# the stack at RETURN_VALUE and on the tracing state)
 	run "$DBG_PY" fromc 8 9
+	run "$DBG_PY" redirect 3 4
 else
 	echo "absent: the debug build's resume checks, not tested: $(py311_why dbg)"
 fi

@@ -20,6 +20,8 @@
 #   fromc      frames entered from C (f(*a, **kw), functools.partial, a
 #              bound method and a callback called by map(), one inside a
 #              generator, a thread's target): the C caller gets the result
+#   redirect   str + int, s += int, open() of a missing file: resumed (the
+#              operands loaded again); a computed operand: not resumed
 # On Debian's python3.11 and pyenv's 3.11.7 when installed.
 set -u
 . "$(dirname "$0")/lib.sh"
@@ -76,5 +78,6 @@ for py in $pys; do
 		! grep -q "not resumed in flight (the failing frame was entered from C" "$D/err" ||
 		{ cat "$D/err"; fail "$py fallbacks: reasons"; }
 	run "$py" fromc 8 9
+	run "$py" redirect 3 4
 done
 echo PASS
