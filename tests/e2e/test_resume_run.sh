@@ -43,8 +43,8 @@
 #   deep       ten crashes in one call: the agent resumes 8 nested, the 9th
 #              is patched but not resumed (reason printed): it is the call's
 #              outcome and suture-run re-executes once with 9 guards
-#   fallbacks  generator, coroutine: each says why it is not resumed, later
-#              calls are healed; a thread's target, a map() callback, a
+#   fallbacks  generator, coroutine whose frames are too small for the patched
+#              code: each says why it is not resumed, later calls are healed; a thread's target, a map() callback, a
 #              function under a *args decorator: resumed (entered from C)
 #   fromc      the failing frame entered from C: f(*a, **kw) under a
 #              decorator, functools.partial, a bound method called by map(),
@@ -59,6 +59,12 @@
 #              operands again and runs the guard's helper (release and debug
 #              interpreters); "id-" + r["n"] (a computed operand) is not
 #              resumed, with the reason, later calls healed
+#   gen        a generator's and a coroutine's own frame crash: the frame goes
+#              on in the patched code at the fallback (the same generator
+#              object, past a second bad record), a coroutine under
+#              asyncio.gather too (the task does not fail); a frame too small
+#              for the patched code is not resumed, with the reason (release
+#              and debug interpreters)
 set -u
 . "$(dirname "$0")/lib.sh"
 RUN="$BUILD/bin/suture-run"
@@ -158,8 +164,11 @@ for py in $pys; do
 	grep -q "^\[suture\] resumed in flight, but the rest of fc_raise raised: that exception goes on" "$D/err" ||
 		{ cat "$D/err"; fail "$py fromc: the continuation's exception not said"; }
 	run "$py" redirect 3 4
-	grep -q "^\[suture\] not resumed in flight (an operand of the failing instruction is computed, not loaded from a local" "$D/err" ||
+	grep -q "\[suture\] not resumed in flight (an operand of the failing instruction is computed, not loaded from a local" "$D/err" ||
 		{ cat "$D/err"; fail "$py redirect: no reason for the computed operand"; }
+	run "$py" gen 3 4
+	grep -q "\[suture\] not resumed in flight (generator or coroutine frame: the patched code needs a deeper stack than the frame was made with" "$D/err" ||
+		{ cat "$D/err"; fail "$py gen: no reason for the frame too small"; }
 done
 # The debug interpreter checks CPython's invariants (assertions) on the
 # resume paths. (Its sys.gettotalrefcount is no measure of the agent: the
@@ -174,6 +183,7 @@ if DBG_PY=$(py311_find dbg); then
 	# the stack at RETURN_VALUE and on the tracing state)
 	run "$DBG_PY" fromc 8 9
 	run "$DBG_PY" redirect 3 4
+	run "$DBG_PY" gen 3 4
 else
 	echo "absent: the debug build's resume checks, not tested: $(py311_why dbg)"
 fi

@@ -15,13 +15,16 @@
 #              function it calls, with + finally, three in one call, past a
 #              parked frame's try/except): each healed and resumed in
 #              flight, nested; every guard stored
-#   fallbacks  generator, coroutine: reasons printed, later calls healed;
+#   fallbacks  generator, coroutine (frames too small for the patched code):
+#              reasons printed, later calls healed;
 #              thread target, map() callback, *args decorator: resumed
 #   fromc      frames entered from C (f(*a, **kw), functools.partial, a
 #              bound method and a callback called by map(), one inside a
 #              generator, a thread's target): the C caller gets the result
 #   redirect   str + int, s += int, open() of a missing file: resumed (the
 #              operands loaded again); a computed operand: not resumed
+#   gen        a generator's, a coroutine's own frame (also under gather): it
+#              goes on in the patched code
 # On Debian's python3.11 and pyenv's 3.11.7 when installed.
 set -u
 . "$(dirname "$0")/lib.sh"
@@ -79,5 +82,6 @@ for py in $pys; do
 		{ cat "$D/err"; fail "$py fallbacks: reasons"; }
 	run "$py" fromc 8 9
 	run "$py" redirect 3 4
+	run "$py" gen 3 4
 done
 echo PASS
