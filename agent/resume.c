@@ -710,7 +710,8 @@ static PyObject *without_handlers(PyCodeObject *co)
  * its owner as after any return. No other thread can run in between: the
  * table is swapped after the watcher's last GIL release and put back at
  * the next instruction dispatch of the same thread, with no eval-breaker
- * check between (exception_unwind, then DO_TRACING). */
+ * check between (exception_unwind, then DO_TRACING) and the collector off
+ * (no finalizer, no program code, can run there). */
 struct entry_return {
 	PyThreadState *ts; /* non-NULL: prepared */
 	int armed;         /* the table swapped, the trace function set */
@@ -726,6 +727,11 @@ struct entry_return {
 	 * generator" below): the code it goes on in (strong) and where. */
 	PyCodeObject *land;
 	uint32_t land_unit;
+	/* The collector is off while armed: a collection at an allocation
+	 * in between (call_exc_trace's tuple) could run finalizers, that is
+	 * program code, which could release the GIL while the table is
+	 * swapped. */
+	int gc_was;
 };
 static struct entry_return g_er;
 
@@ -750,6 +756,8 @@ static void er_disarm(void)
 	g_er.fo->f_trace_opcodes = g_er.trace_opcodes;
 	g_er.ts->c_tracefunc = g_er.tracefunc;
 	g_er.ts->c_traceobj = g_er.traceobj;
+	if (g_er.gc_was)
+		PyGC_Enable();
 	/* Inside a trace call PyThreadState_LeaveTracing recomputes this. */
 	if (!g_er.ts->tracing)
 		g_er.ts->cframe->use_tracing = (g_er.ts->c_tracefunc || g_er.ts->c_profilefunc)
@@ -796,6 +804,7 @@ void agent_resume__arm(PyThreadState *ts)
 	ts->c_tracefunc = er_trace;
 	ts->c_traceobj = NULL;
 	ts->cframe->use_tracing = 255;
+	g_er.gc_was = PyGC_Disable();
 	g_er.armed = 1;
 }
 
