@@ -84,6 +84,13 @@ PyFunctionObject *agent_resume__function_of(_PyInterpreterFrame *f);
 int agent_resume__is_continuation(PyObject *fn);
 int agent_resume__site(_PyInterpreterFrame *f, PyCodeObject **code, uint32_t *unit);
 int agent_resume__skips(_PyInterpreterFrame *fr, _PyInterpreterFrame *below);
+/* resume.c (GIL held): a resume of a frame entered from C prepared the
+ * return of its result to the C caller; arm: make it happen at the
+ * frame's next dispatch (the watcher calls it last, for its thread);
+ * settle: at the watcher's entry, undo an armed return that was not
+ * reached (one load when there is none). */
+void agent_resume__arm(PyThreadState *ts);
+void agent_resume__settle(void);
 
 /* resume.c: whether the handler at `target` of co is the block of a
  * resumed call's one-shot decider, which re-raises every exception but

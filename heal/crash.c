@@ -447,11 +447,20 @@ int heal__on_crash(struct heal *h, const struct wire_crash *ev, enum heal_outcom
 			 (long long)res.nfunctions, "f:ms", t1 - t0, NULL);
 	oc = HEAL_APPLIED;
 	/* In flight: the failing call continues from the fallback and its
-	 * caller gets the result (handler guards only: a redirect guard has
-	 * no fallback entry). Otherwise the exception goes on. */
-	if (!h->o.no_resume && b.gp.fallback_unit)
+	 * caller gets the result (a redirect guard: from the loads of its
+	 * operands, when they can run again). Otherwise the exception goes
+	 * on. */
+	if (!h->o.no_resume && b.gp.fallback_unit) {
 		rc = resume_call(h, ev, hc.qualname, b.gp.fallback_unit, (uint32_t)b.gp.base_depth,
 				 &released, &oc);
+	} else if (!h->o.no_resume && b.gp.no_resume) {
+		/* A redirect guard whose operands cannot be produced again. */
+		heal__say(h,
+			  "not resumed in flight (%s): this crash goes on, later calls are healed",
+			  b.gp.no_resume);
+		heal_event__emit(h->o.events, h->pid, "not_resumed", "s:function", hc.qualname,
+				 "s:reason", b.gp.no_resume, NULL);
+	}
 	/* The thread goes on first: persisting (fsync) is not its business. */
 	if (!released) {
 		released = true;
