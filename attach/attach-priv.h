@@ -103,6 +103,10 @@ struct attach_proc {
 int attach__fail(struct attach_proc *proc, int err, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 
+/* /proc/PID/status (tid 0) or /proc/PID/task/TID/status, NUL-terminated
+ * in buf (the first cap - 1 bytes). 0 or -errno. */
+int attach__read_status(pid_t pid, pid_t tid, char *buf, size_t cap);
+
 /* Where the signalling stub sits after the sigreturn stub. */
 #define ATTACH_SIGSTUB_OFF 16
 

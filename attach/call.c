@@ -59,7 +59,6 @@
  */
 #include <elf.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -170,21 +169,12 @@ static bool default_ignored(int sig)
  * the process has a seccomp filter (/proc/PID/status). */
 static int quiet_signal(pid_t pid, int prefer)
 {
-	char path[64], buf[4096];
+	char buf[4096];
 	const char *p;
 	uint64_t ign, cgt;
-	ssize_t n;
-	int fd;
 
-	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
+	if (attach__read_status(pid, 0, buf, sizeof(buf)))
 		return 0;
-	n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	if (n <= 0)
-		return 0;
-	buf[n] = 0;
 	if (!(p = strstr(buf, "\nSeccomp:")) || strtol(p + 9, NULL, 10) != 0)
 		return 0;
 	if (!(p = strstr(buf, "\nSigIgn:")))

@@ -80,11 +80,9 @@ int attach__wait(pid_t tid, int *status, unsigned timeout_ms)
 	}
 }
 
-/* A numeric field ("TracerPid:", "Uid:") of /proc/PID[/task/TID]/status. */
-static long status_field(pid_t pid, pid_t tid, const char *key)
+int attach__read_status(pid_t pid, pid_t tid, char *buf, size_t cap)
 {
-	char path[64], buf[4096];
-	const char *p;
+	char path[64];
 	ssize_t n;
 	int fd;
 
@@ -94,12 +92,23 @@ static long status_field(pid_t pid, pid_t tid, const char *key)
 		snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
-		return -1;
-	n = read(fd, buf, sizeof(buf) - 1);
+		return -errno;
+	n = read(fd, buf, cap - 1);
 	close(fd);
 	if (n <= 0)
-		return -1;
+		return n < 0 ? -errno : -EIO;
 	buf[n] = 0;
+	return 0;
+}
+
+/* A numeric field ("TracerPid:", "Uid:") of /proc/PID[/task/TID]/status. */
+static long status_field(pid_t pid, pid_t tid, const char *key)
+{
+	char buf[4096];
+	const char *p;
+
+	if (attach__read_status(pid, tid, buf, sizeof(buf)))
+		return -1;
 	p = strstr(buf, key);
 	if (!p)
 		return -1;

@@ -18,8 +18,13 @@ static void quiet(const char *msg, void *ctx)
 	(void)ctx;
 }
 
-int heal_config__app_paths(const char *store_dir, const char *cli, char **out, char *err,
-			   size_t errlen)
+/* cli joined by sep with what the store's config.json gives through get
+ * (an absent store gives nothing; one that cannot be opened is reported
+ * where it is used); at most max bytes with the NUL when max > 0, what
+ * naming the option in that error. */
+static int merge_config(const char *store_dir, const char *cli, char sep,
+			int (*get)(struct store *, char *, size_t, char *, size_t), size_t max,
+			const char *what, char **out, char *err, size_t errlen)
 {
 	char conf[8192];
 	struct store *st = NULL;
@@ -30,38 +35,7 @@ int heal_config__app_paths(const char *store_dir, const char *cli, char **out, c
 	conf[0] = 0;
 	rc = store__open_print(store_dir, STORE_F_RDONLY | STORE_F_LAZY, quiet, NULL, &st);
 	if (rc == 0) {
-		rc = store_config__app_paths(st, conf, sizeof(conf), err, errlen);
-		store__close(st);
-		if (rc)
-			return rc;
-	} else if (rc != -ENOENT) {
-		/* A store that cannot be opened is reported where it is used. */
-		conf[0] = 0;
-	}
-	size_t a = cli ? strlen(cli) : 0, b = strlen(conf);
-	if (!a && !b)
-		return 0;
-	if (!(*out = malloc(a + b + 2))) {
-		snprintf(err, errlen, "out of memory");
-		return -ENOMEM;
-	}
-	snprintf(*out, a + b + 2, "%s%s%s", a ? cli : "", a && b ? ":" : "", conf);
-	return 0;
-}
-
-int heal_config__heal_handled(const char *store_dir, const char *cli, char **out, char *err,
-			      size_t errlen)
-{
-	char conf[8192];
-	struct store *st = NULL;
-	int rc;
-
-	*out = NULL;
-	err[0] = 0;
-	conf[0] = 0;
-	rc = store__open_print(store_dir, STORE_F_RDONLY | STORE_F_LAZY, quiet, NULL, &st);
-	if (rc == 0) {
-		rc = store_config__heal_handled(st, conf, sizeof(conf), err, errlen);
+		rc = get(st, conf, sizeof(conf), err, errlen);
 		store__close(st);
 		if (rc)
 			return rc;
@@ -69,17 +43,30 @@ int heal_config__heal_handled(const char *store_dir, const char *cli, char **out
 	size_t a = cli ? strlen(cli) : 0, b = strlen(conf);
 	if (!a && !b)
 		return 0;
-	if (a + b + 1 >= WIRE_HEAL_HANDLED_MAX) {
-		snprintf(err, errlen, "--heal-handled: the sites take over %d bytes",
-			 WIRE_HEAL_HANDLED_MAX - 1);
+	if (max && a + b + 1 >= max) {
+		snprintf(err, errlen, "%s: the sites take over %zu bytes", what, max - 1);
 		return -ENAMETOOLONG;
 	}
 	if (!(*out = malloc(a + b + 2))) {
 		snprintf(err, errlen, "out of memory");
 		return -ENOMEM;
 	}
-	snprintf(*out, a + b + 2, "%s%s%s", a ? cli : "", a && b ? "\n" : "", conf);
+	snprintf(*out, a + b + 2, "%s%s%s", a ? cli : "", a && b ? (char[]){ sep, 0 } : "", conf);
 	return 0;
+}
+
+int heal_config__app_paths(const char *store_dir, const char *cli, char **out, char *err,
+			   size_t errlen)
+{
+	return merge_config(store_dir, cli, ':', store_config__app_paths, 0, "--app-path", out, err,
+			    errlen);
+}
+
+int heal_config__heal_handled(const char *store_dir, const char *cli, char **out, char *err,
+			      size_t errlen)
+{
+	return merge_config(store_dir, cli, '\n', store_config__heal_handled, WIRE_HEAL_HANDLED_MAX,
+			    "--heal-handled", out, err, errlen);
 }
 
 int heal_config__add_heal_handled(char **list, const char *arg, char *err, size_t errlen)
