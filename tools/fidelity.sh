@@ -15,12 +15,15 @@
 #                                 accepts in library code, its fallback never
 #                                 taken, and GUARD_SUITES compared (one baseline
 #                                 run shared by the kinds)
+#   make fidelity RUNTIME=1       code compiled at run time (compile(), doctest,
+#                                 exec/eval of text) probed too
 # Env: SWEEP_JOBS (2: suites run at a time), SWEEP_KINDS ("python dbg pyenv"),
 # SWEEP_OUT (a directory kept for the caches and logs; a temporary one).
 set -u
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BUILD=${BUILD:-$ROOT/build}
-export BUILD SUTURE_ROOT="$ROOT" SUTURE_AGENT_NO_START=1
+SWEEP_RUNTIME=${RUNTIME:-${SWEEP_RUNTIME:-}}
+export BUILD SUTURE_ROOT="$ROOT" SUTURE_AGENT_NO_START=1 SWEEP_RUNTIME
 PYTHON=${PYTHON:-/usr/bin/python3.11}
 # shellcheck source=../tests/e2e/lib.sh
 . "$ROOT/tests/e2e/lib.sh"
