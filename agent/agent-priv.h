@@ -82,6 +82,8 @@ void agent_server__close(void);
 /* HITS to the debugger if it asked for them; deadline (CLOCK_REALTIME, may
  * be NULL) bounds the waits for the locks (the exit handler's case). */
 void agent_server__send_hits(const struct timespec *deadline);
+/* The same for handled crashes (HANDLED, WIRE_HELLO_F_HANDLED). */
+void agent_server__send_handled(const struct timespec *deadline);
 /* With agent_g.lock held: write a whole frame to the debugger (-ENOTCONN
  * without one); close its connection, releasing parked threads. */
 int agent_server__send_locked(struct wire_buf *b);
@@ -107,6 +109,12 @@ int agent__gil_take(PyGILState_STATE *st);
 void agent_installer__install(unsigned timeout_ms);
 void agent_installer__record(uint32_t mode, const char *detail);
 
+/* main.c: the interpreter is initialized (the boot hook's first module):
+ * wakes the agent thread that waits for Py_Initialize's end. */
+void agent__interpreter_up(void);
+/* boot.c: the boot hook is set (suture-run started us): it will call
+ * agent__interpreter_up, so the agent thread need not poll. */
+bool agent_boot__active(void);
 /* main.c: the monotonic or realtime clock plus ms. */
 void agent__deadline(clockid_t clock, unsigned ms, struct timespec *ts);
 /* main.c: in a forked child whose agent is not started yet, start it (the

@@ -49,6 +49,15 @@ int agent_crash__decide(_PyInterpreterFrame *f, PyObject *type);
  * and nothing from f outward handles it; else NULL. */
 _PyInterpreterFrame *agent_crash__reraised(_PyInterpreterFrame *f, PyObject *tb, PyObject *type);
 int agent_crash__unit_of(_PyInterpreterFrame *f, uint32_t *unit);
+/* decide's answer for a crash that is one only because its site was opted
+ * in with --heal-handled (handled.c): the application's own catch-all
+ * would handle it. */
+#define AGENT_CRASH_OPTED_IN 2
+
+/* handled.c: f (application code) raised `type`, and the first handler
+ * on the way out is the application's own catch-all. 1: its site was
+ * opted in (--heal-handled): a crash; 0: counted as a handled crash. */
+int agent_handled__note(_PyInterpreterFrame *f, PyObject *type);
 
 /* resume.c: in-flight resume of the parked frame f (the exception held in
  * the three pointers, the error indicator clear), after its patch was
@@ -75,6 +84,13 @@ PyFunctionObject *agent_resume__function_of(_PyInterpreterFrame *f);
 int agent_resume__is_continuation(PyObject *fn);
 int agent_resume__site(_PyInterpreterFrame *f, PyCodeObject **code, uint32_t *unit);
 int agent_resume__skips(_PyInterpreterFrame *fr, _PyInterpreterFrame *below);
+/* resume.c (GIL held): a resume of a frame entered from C prepared the
+ * return of its result to the C caller; arm: make it happen at the
+ * frame's next dispatch (the watcher calls it last, for its thread);
+ * settle: at the watcher's entry, undo an armed return that was not
+ * reached (one load when there is none). */
+void agent_resume__arm(PyThreadState *ts);
+void agent_resume__settle(void);
 
 /* resume.c: whether the handler at `target` of co is the block of a
  * resumed call's one-shot decider, which re-raises every exception but

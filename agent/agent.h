@@ -70,6 +70,24 @@ int agent_install__hits(struct wire_buf *b, const struct timespec *deadline);
  * separated, absolute); the watcher takes them at its next decision. */
 void agent_policy__offer_app_paths(const char *paths);
 
+/* handled.c, callable without the GIL (the agent thread). offer: HELLO's
+ * --heal-handled sites ('\n'-separated; the watcher takes them at its next
+ * handled crash) and whether the debugger wants HANDLED frames. pending:
+ * a count moved since the last HANDLED and one is wanted. encode: a
+ * HANDLED frame (the counts since the last one, marking them reported;
+ * nothing when none moved: 0) or a HANDLED_RESULT (the totals, always)
+ * appended to b: 1, or -errno (-ETIMEDOUT: deadline, CLOCK_REALTIME, may
+ * be NULL, passed waiting for the lock). */
+void agent_handled__offer(const char *sites, bool report);
+/* The agent thread's poll tick: when each moved count was last seen. */
+void agent_handled__tick(void);
+/* In a forked child (one thread): the parent's counts are not the child's. */
+void agent_handled__atfork_child(void);
+bool agent_handled__pending(void);
+bool agent_handled__wanted(void);
+int agent_handled__encode(struct wire_buf *b, enum wire_msg_type type,
+			  const struct timespec *deadline);
+
 /* Counters shown in PONG. */
 struct agent_stats {
 	uint64_t hook_calls;

@@ -68,6 +68,11 @@ static struct {
 	pthread_mutex_t lock; /* one module at a time on the socket */
 } boot = { .fd = -1, .lock = PTHREAD_MUTEX_INITIALIZER };
 
+bool agent_boot__active(void)
+{
+	return __atomic_load_n(&boot.fd, __ATOMIC_ACQUIRE) >= 0;
+}
+
 static void boot_child(void)
 {
 	/* The connection belongs to the parent process. */
@@ -354,6 +359,7 @@ static int boot_hook(const char *event, PyObject *args, void *ud)
 	 * script's first line. */
 	if (!boot.first_done) {
 		boot.first_done = true;
+		agent__interpreter_up(); /* the agent thread opens the channel now */
 		agent__log("boot: first module %s", fn);
 		/* The GIL is ours: the watcher goes in now rather than when
 		 * the agent's installer gets the GIL from us, which could be
@@ -697,7 +703,8 @@ __attribute__((constructor)) static void boot_ctor(void)
 			close((int)fd);
 		return;
 	}
-	boot.fd = (int)fd;
+	/* The agent thread may be looking already (agent_boot__active). */
+	__atomic_store_n(&boot.fd, (int)fd, __ATOMIC_RELEASE);
 	pthread_atfork(NULL, NULL, boot_child);
 	/* The hook's entry is allocated now with the raw allocator of this
 	 * moment (Python/sysmodule.c) and freed at the interpreter's end with

@@ -439,6 +439,10 @@ enum {
 	HANDLED = AGENT_HANDLED,
 	THREAD_TOP = AGENT_THREAD_TOP,
 	BOUNDARY = AGENT_BOUNDARY,
+	/* Handled by a catch-all of application code (except Exception,
+	 * BaseException, a bare except): the application's own "log and go
+	 * on", which handled.c counts (crash.c only; HANDLED to policy.c). */
+	APP_BROAD = 4,
 };
 
 /* Whether frame f (at its current instruction) may catch `type`: follow
@@ -484,8 +488,8 @@ static int frame_catches(_PyInterpreterFrame *f, PyObject *type)
 	}
 	if (catches && is_thread_top(co))
 		catches = THREAD_TOP;
-	else if (catches && broad && agent_policy__is_library(co))
-		catches = BOUNDARY;
+	else if (catches && broad)
+		catches = agent_policy__is_library(co) ? BOUNDARY : APP_BROAD;
 	if (cacheable) {
 		slot->code = co;
 		slot->table = co->co_exceptiontable;
@@ -499,7 +503,8 @@ static int frame_catches(_PyInterpreterFrame *f, PyObject *type)
 
 int agent_watch__frame_verdict(_PyInterpreterFrame *f, PyObject *type)
 {
-	return frame_catches(f, type);
+	int v = frame_catches(f, type);
+	return v == APP_BROAD ? HANDLED : v;
 }
 
 static int canonical_op(_PyInterpreterFrame *f)
@@ -556,14 +561,18 @@ static _PyInterpreterFrame *complete_previous(_PyInterpreterFrame *f)
 /* The walk outward from fr (whose own verdict is `first`, or -1 to compute
  * it): 1 when nothing may handle the exception (a crash), 0 when something
  * may. A broad library handler ends a unit of work: policy.c decides
- * whether that is a crash (registries, transports and their consumers). */
-static int walk(_PyInterpreterFrame *fr, int first, PyObject *type, int depth)
+ * whether that is a crash (registries, transports and their consumers).
+ * *app_broad (may be NULL) is set when the handler is the application's
+ * own catch-all. */
+static int walk(_PyInterpreterFrame *fr, int first, PyObject *type, int depth, int *app_broad)
 {
 	_PyInterpreterFrame *above = NULL;
 	while (fr) {
 		int v = first >= 0 ? first : frame_catches(fr, type);
 		first = -1;
-		if (v == HANDLED)
+		if (v == APP_BROAD && app_broad)
+			*app_broad = 1;
+		if (v == HANDLED || v == APP_BROAD)
 			return 0;
 		if (v == THREAD_TOP)
 			return 1; /* what reaches it goes to threading.excepthook */
@@ -589,12 +598,12 @@ static int walk(_PyInterpreterFrame *fr, int first, PyObject *type, int depth)
 
 int agent_watch__walk(_PyInterpreterFrame *from, PyObject *type, int depth)
 {
-	return walk(from, -1, type, depth);
+	return walk(from, -1, type, depth, NULL);
 }
 
 /* The exception is a crash when it starts in application code, not by a
  * deliberate raise, and nothing outward handles it (docs/design.md). */
-static int is_crash(_PyInterpreterFrame *f, PyObject *type, int first)
+static int is_crash(_PyInterpreterFrame *f, PyObject *type, int first, int *app_broad)
 {
 	int op = _Py_OPCODE(*f->prev_instr);
 	/* Deliberate: raise, assert, re-raise; held nonetheless while the
@@ -602,7 +611,7 @@ static int is_crash(_PyInterpreterFrame *f, PyObject *type, int first)
 	 * re-raise never (it was judged where it started). */
 	if (op == RERAISE || (op == RAISE_VARARGS && !agent_channel__holds()))
 		return 0;
-	return walk(f, first, type, 0);
+	return walk(f, first, type, 0, app_broad);
 }
 
 void agent_crash__init(void)
@@ -629,7 +638,17 @@ int agent_crash__decide(_PyInterpreterFrame *f, PyObject *type)
 	if (agent_policy__is_library(f->f_code))
 		return 0;
 	int here = frame_catches(f, type);
-	return here != HANDLED && is_crash(f, type, here);
+	int app_broad = 0;
+	if (here == HANDLED)
+		return 0;
+	if (is_crash(f, type, here, &app_broad))
+		return 1;
+	/* Handled by the application's own catch-all: counted, or healed
+	 * where the user opted the site in (--heal-handled). Not while the
+	 * debugger holds crashes (what --hold holds is what ends a thread). */
+	if (app_broad && !agent_channel__holds() && agent_handled__note(f, type))
+		return AGENT_CRASH_OPTED_IN;
+	return 0;
 }
 
 _PyInterpreterFrame *agent_crash__reraised(_PyInterpreterFrame *f, PyObject *tb, PyObject *type)
@@ -649,7 +668,7 @@ _PyInterpreterFrame *agent_crash__reraised(_PyInterpreterFrame *f, PyObject *tb,
 	    in.op == RERAISE)
 		return NULL;
 	int here = frame_catches(f, type);
-	if (here == HANDLED || !walk(f, here, type, 0))
+	if (here == HANDLED || here == APP_BROAD || !walk(f, here, type, 0, NULL))
 		return NULL;
 	return of;
 }

@@ -97,17 +97,53 @@ void agent__deadline(clockid_t clock, unsigned ms, struct timespec *ts)
 	}
 }
 
+/* Py_Initialize's end, as the boot hook sees it (agent__interpreter_up). */
+static pthread_mutex_t g_up_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t g_up_cond = PTHREAD_COND_INITIALIZER; /* CLOCK_REALTIME */
+static bool g_up;
+
+void agent__interpreter_up(void)
+{
+	pthread_mutex_lock(&g_up_lock);
+	g_up = true;
+	pthread_cond_broadcast(&g_up_cond);
+	pthread_mutex_unlock(&g_up_lock);
+}
+
+/* LD_PRELOAD: wait for Py_Initialize to finish. Under suture-run the boot
+ * hook wakes us at the first module after initialization (site's): no
+ * polling, whose wake-ups every 0.5 ms cost the starting interpreter CPU
+ * and, with a second thread of the process running, a TLB shootdown on
+ * each of its page-table changes (docs/performance.md, "start-up, third
+ * pass"); checked every 50 ms all the same, in case no module runs.
+ * Otherwise every 0.5 ms: nothing tells us, and a debugger may hold the
+ * script until we listen. */
+static unsigned wait_initialized(void)
+{
+	unsigned waits = 0;
+	for (; !Py_IsInitialized(); waits++) {
+		if (!agent_boot__active()) {
+			usleep(500);
+			continue;
+		}
+		struct timespec ts;
+		agent__deadline(CLOCK_REALTIME, 50, &ts);
+		pthread_mutex_lock(&g_up_lock);
+		if (!g_up)
+			pthread_cond_timedwait(&g_up_cond, &g_up_lock, &ts);
+		pthread_mutex_unlock(&g_up_lock);
+	}
+	return waits;
+}
+
 /* The agent thread: the channel's life. */
 static void *agent_main(void *arg)
 {
 	int rc;
 	(void)arg;
 
-	/* LD_PRELOAD: wait for Py_Initialize to finish. */
-	/* Every 0.5 ms: a debugger may hold the script until we listen. */
-	while (!Py_IsInitialized())
-		usleep(500);
-	agent__log("interpreter initialized");
+	unsigned waits = wait_initialized();
+	agent__log("interpreter initialized (%u wait(s) for it)", waits);
 	if ((rc = agent_server__open())) {
 		agent__log("channel not opened: %s", strerror(-rc));
 		ready_say(false);
@@ -252,6 +288,7 @@ static void atfork_child(void)
 	pthread_condattr_destroy(&ca);
 	agent_install__atfork_child();
 	agent_probe__atfork_child();
+	agent_handled__atfork_child();
 	__atomic_store_n(&agent_g.forked, had, __ATOMIC_RELEASE);
 }
 
@@ -322,6 +359,11 @@ static void at_exit(void)
 			   agent_install__hits_pending()
 				   ? " (not sent: no debugger asked for them, or a lock was held)"
 				   : "");
+	}
+	if (agent_handled__pending()) {
+		struct timespec dl;
+		agent__deadline(CLOCK_REALTIME, 1000, &dl);
+		agent_server__send_handled(&dl);
 	}
 	if (agent_g.listen_fd >= 0 && agent_g.sock_path[0])
 		unlink(agent_g.sock_path);

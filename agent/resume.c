@@ -18,6 +18,9 @@
  *       propagate gives R (once); any other re-raises, so a later real
  *       crash at that call is never swallowed. The block is covered by the
  *       entry that covered the CALL, so C's own handlers still apply.
+ *       F entered from C (is_entry: f(*a, **kw), partial, a callback of C
+ *       code) returns R itself to its C caller: see "Returning K's result
+ *       to a C caller" below.
  *  F  gets a copy of its code with no exception-table entries and unwinds
  *       without running its handlers again (K ran what was left of F).
  *  If K raises, F likewise unwinds without handlers, with K's exception.
@@ -39,9 +42,12 @@
  *    runs twice: every frame that hands its work on unwinds bare.
  *
  * Frames switched are handled as in OSR: prev_instr rebased by index, the
- * old code kept alive. Anything outside the preconditions (generator or
- * coroutine code, F entered from C, a caller not at a CALL, frame sizes
- * that do not fit) is refused before anything changes.
+ * old code kept alive. A generator's or coroutine's own frame goes on
+ * itself in the patched code ("Going on inside a generator" below).
+ * Anything outside the preconditions (a caller not at a CALL, frame sizes
+ * that do not fit, a generator frame too small for the patched code, a
+ * thread that traces or profiles where the result must pass through the
+ * trace event) is refused before anything changes.
  *
  * One file over 800 lines: building the continuation K, the caller's
  * decider copy and running them share the level bookkeeping and the
@@ -683,6 +689,408 @@ static PyObject *without_handlers(PyCodeObject *co)
 	return replace((PyObject *)co, keys, vals, 1);
 }
 
+/* ------------------------------------------------------------------ */
+/* Returning K's result to a C caller                                   */
+
+/* F entered from C (is_entry: partial, f(*a, **kw), a bound method or a
+ * callback called by C code) runs in its own C eval loop, whose caller
+ * (_PyEval_Vector) takes whatever that loop returns. After the watcher
+ * returns, the loop looks up a handler in F's code object's exception
+ * table (frame->f_code) and jumps into the bytes it started with
+ * (first_instr, a C local): only F's own bytes can run. So F's own code
+ * object gets, for that lookup only, a table with one entry covering the
+ * failing instruction whose target is a RETURN_VALUE of F's bytes; and
+ * the thread a one-shot trace function with the frame's per-opcode event
+ * on (Python/ceval.c, DO_TRACING: it saves the stack pointer, calls the
+ * trace function, then reloads stack and next instruction from the frame).
+ * At that event, before RETURN_VALUE runs, the function puts the table
+ * back, takes itself off, and replaces the exception on F's value stack
+ * (the handler's only item, depth 0) by K's result: RETURN_VALUE returns
+ * it to the C caller with no exception set, and F's frame is cleared by
+ * its owner as after any return. No other thread can run in between: the
+ * table is swapped after the watcher's last GIL release and put back at
+ * the next instruction dispatch of the same thread, with no eval-breaker
+ * check between (exception_unwind, then DO_TRACING) and the collector off
+ * (no finalizer, no program code, can run there). */
+struct entry_return {
+	PyThreadState *ts; /* non-NULL: prepared */
+	int armed;         /* the table swapped, the trace function set */
+	_PyInterpreterFrame *f;
+	PyFrameObject *fo;      /* f's frame object (strong) */
+	PyCodeObject *co;       /* f's code object (strong) */
+	PyObject *table;        /* armed: co's own table, taken out; else ours (strong) */
+	PyObject *value;        /* K's result (strong) */
+	Py_tracefunc tracefunc; /* the thread's, put back (none: refused before) */
+	PyObject *traceobj;
+	char trace_opcodes;
+	/* A generator's or coroutine's own frame (see "Going on inside a
+	 * generator" below): the code it goes on in (strong) and where. */
+	PyCodeObject *land;
+	uint32_t land_unit;
+	/* The collector is off while armed: a collection at an allocation
+	 * in between (call_exc_trace's tuple) could run finalizers, that is
+	 * program code, which could release the GIL while the table is
+	 * swapped. */
+	int gc_was;
+};
+static struct entry_return g_er;
+
+static void gen_hop(_PyInterpreterFrame *f);
+
+static void er_drop(void)
+{
+	Py_XDECREF(g_er.fo);
+	Py_XDECREF(g_er.co);
+	Py_XDECREF(g_er.table);
+	Py_XDECREF(g_er.value);
+	Py_XDECREF(g_er.land);
+	g_er = (struct entry_return){ 0 };
+}
+
+/* Put everything back; the value stays with the caller of this. */
+static void er_disarm(void)
+{
+	PyObject *ours = (PyObject *)g_er.co->co_exceptiontable;
+	g_er.co->co_exceptiontable = g_er.table;
+	g_er.table = ours;
+	g_er.fo->f_trace_opcodes = g_er.trace_opcodes;
+	g_er.ts->c_tracefunc = g_er.tracefunc;
+	g_er.ts->c_traceobj = g_er.traceobj;
+	if (g_er.gc_was)
+		PyGC_Enable();
+	/* Inside a trace call PyThreadState_LeaveTracing recomputes this. */
+	if (!g_er.ts->tracing)
+		g_er.ts->cframe->use_tracing = (g_er.ts->c_tracefunc || g_er.ts->c_profilefunc)
+						       ? 255
+						       : 0;
+	g_er.armed = 0;
+}
+
+static int er_trace(PyObject *obj, PyFrameObject *frame, int what, PyObject *arg)
+{
+	(void)obj;
+	(void)arg;
+	/* The exception event of the watcher's own error path comes first
+	 * (call_exc_trace): not yet. */
+	if (!g_er.armed || (what != PyTrace_LINE && what != PyTrace_OPCODE) ||
+	    frame->f_frame != g_er.f)
+		return 0;
+	_PyInterpreterFrame *f = g_er.f;
+	if (g_er.land) {
+		gen_hop(f);
+		return 0;
+	}
+	PyObject **top = &f->localsplus[f->stacktop - 1];
+	PyObject *exc = *top;
+	*top = g_er.value; /* the stack takes the reference */
+	g_er.value = NULL;
+	er_disarm();
+	er_drop();
+	Py_XDECREF(exc);
+	return 0;
+}
+
+void agent_resume__arm(PyThreadState *ts)
+{
+	if (g_er.ts != ts || g_er.armed)
+		return;
+	PyObject *own = g_er.co->co_exceptiontable;
+	g_er.co->co_exceptiontable = g_er.table;
+	g_er.table = own;
+	g_er.trace_opcodes = g_er.fo->f_trace_opcodes;
+	g_er.fo->f_trace_opcodes = 1;
+	g_er.tracefunc = ts->c_tracefunc;
+	g_er.traceobj = ts->c_traceobj;
+	ts->c_tracefunc = er_trace;
+	ts->c_traceobj = NULL;
+	ts->cframe->use_tracing = 255;
+	g_er.gc_was = PyGC_Disable();
+	g_er.armed = 1;
+}
+
+void agent_resume__settle(void)
+{
+	/* Armed, yet another exception reached the watcher: the loop did not
+	 * get to the trace event (no memory for the line table): the call
+	 * keeps that error and nothing of ours stays. */
+	if (g_er.armed) {
+		er_disarm();
+		er_drop();
+	}
+}
+
+/* The first RETURN_VALUE of co at or after its first traceable
+ * instruction (DO_TRACING only calls the trace function from there). */
+static int return_unit(PyCodeObject *co, uint32_t *unit)
+{
+	_Py_CODEUNIT *c = _PyCode_CODE(co);
+	for (Py_ssize_t i = 0; i < Py_SIZE(co);) {
+		int op = _PyOpcode_Deopt[_Py_OPCODE(c[i])];
+		if (op == RETURN_VALUE && i >= co->_co_firsttraceable) {
+			*unit = (uint32_t)i;
+			return 0;
+		}
+		i += 1 + _PyOpcode_Caches[op];
+	}
+	return -1;
+}
+
+/* Why F, entered from C, cannot hand K's result to its C caller; NULL if
+ * it can. The table for the return is built into *table. */
+static const char *entry_refusal(_PyInterpreterFrame *f, PyObject **table)
+{
+	PyThreadState *ts = PyThreadState_Get();
+	PyCodeObject *co = f->f_code;
+	uint32_t ret, at = (uint32_t)(f->prev_instr - _PyCode_CODE(co));
+	if (f->owner != FRAME_OWNED_BY_THREAD || !f->frame_obj)
+		return "the failing frame was entered from C and is not the thread's own";
+	if (!(co->co_flags & CO_OPTIMIZED))
+		return "the failing frame is a module or class body run from C";
+	if (ts->tracing || ts->c_tracefunc || ts->c_profilefunc)
+		return "the failing frame was entered from C and the thread has a trace or "
+		       "profile function (the result would have to pass through it)";
+	if (g_er.ts)
+		return "another result is on its way to a C caller";
+	if (at >= (uint32_t)Py_SIZE(co) || return_unit(co, &ret))
+		return "the failing frame was entered from C and its code has no return "
+		       "instruction to hand the result back with";
+	int op = _PyOpcode_Deopt[_Py_OPCODE(_PyCode_CODE(co)[at])];
+	struct rewrite_exc e = { at, at + 1 + _PyOpcode_Caches[op], ret, 0, false };
+	uint8_t b[REWRITE_EXCTABLE_ENTRY_MAX];
+	int n = rewrite_exctable__put_entry(b, sizeof b, &e);
+	if (n < 0 || !(*table = PyBytes_FromStringAndSize((const char *)b, n))) {
+		PyErr_Clear();
+		return "agent: resume: cannot build the return to the C caller";
+	}
+	return NULL;
+}
+
+/* ------------------------------------------------------------------ */
+/* Going on inside a generator                                          */
+
+/* A crash in a generator's or coroutine's own frame G: G belongs to its
+ * generator object, which whoever iterates or awaits it holds, so the call
+ * goes on in G itself, not in a continuation: G switches to the patched
+ * code and goes on at the guard's fallback. G runs in the C eval loop of
+ * gen_send_ex2, which keeps first_instr, names and consts of the code G
+ * started with in C locals and reloads them from the frame only when a
+ * Python function it called inline returns (resume_frame:
+ * SET_LOCALS_FROM_FRAME). So, through the same trace event as a return to
+ * a C caller (the swapped table's entry keeps the stack to base_depth and
+ * targets the failing instruction, which never runs), the trace function
+ * turns the exception's slot into a call of hop(), a function of ours,
+ * and points the frame at a PRECALL 0/CALL 0 pair of ours (DO_TRACING
+ * runs the frame's next instruction from the frame's prev_instr, a
+ * pointer). CALL pushes hop's frame inline (no PEP 523 evaluator: else it
+ * would be called from C and the loop would go on in our pair). hop's
+ * code (RESUME 2: no eval-breaker check before it) calls hop_land(),
+ * which switches G's code and the generator's gi_code to L, the patched
+ * code plus a landing block (POP_TOP hop's result, JUMP_BACKWARD_NO_INTERRUPT
+ * to the fallback), and points G's prev_instr before the landing; from
+ * then on G is consistent should the GIL be released. hop returns, the
+ * loop reloads G from its frame and runs the landing block, then the
+ * guard's fallback, then the rest of G. The frame was sized from the
+ * original code: L's stack must fit in it, with the two items of the call
+ * above base_depth. */
+static PyObject *g_hop;        /* hop's function object, made once */
+static _Py_CODEUNIT g_pair[8]; /* PRECALL 0, its cache, CALL 0, its caches */
+static struct {
+	_PyInterpreterFrame *f; /* G, between the trace event and hop_land */
+	PyCodeObject *code;     /* L (strong) */
+	uint32_t unit;
+} g_landing;
+
+static PyObject *hop_land(PyObject *self, PyObject *unused)
+{
+	(void)self;
+	(void)unused;
+	_PyInterpreterFrame *f = g_landing.f;
+	PyCodeObject *nc = g_landing.code;
+	if (!f || !nc)
+		Py_RETURN_NONE;
+	g_landing.f = NULL;
+	g_landing.code = NULL;
+	PyGenObject *gen = (PyGenObject *)((char *)f - offsetof(PyGenObject, gi_iframe));
+	PyCodeObject *old = f->f_code;
+	keep((PyObject *)old);
+	f->f_code = nc; /* takes g_landing's reference */
+	f->prev_instr = _PyCode_CODE(nc) + g_landing.unit - 1;
+	Py_DECREF(old);
+	if (gen->gi_code == old) {
+		gen->gi_code = (PyCodeObject *)Py_NewRef((PyObject *)nc);
+		Py_DECREF(old);
+	}
+	Py_RETURN_NONE;
+}
+
+static PyMethodDef hop_land_def = { "suture_resume_land", hop_land, METH_NOARGS,
+				    "suture: switch a generator's frame to its patched code" };
+
+static int hop_init(void)
+{
+	if (g_hop)
+		return 0;
+	struct bytes pair = { 0 }, code = { 0 }, lines = { 0 };
+	PyObject *land = NULL, *empty = NULL, *co = NULL, *fn = NULL, *globals = NULL;
+	int64_t first = 1;
+	emit(&pair, PRECALL, 0);
+	emit(&pair, CALL, 0);
+	emit(&code, RESUME, 2);
+	emit(&code, PUSH_NULL, 0);
+	emit(&code, LOAD_CONST, 0);
+	emit(&code, PRECALL, 0);
+	emit(&code, CALL, 0);
+	emit(&code, RETURN_VALUE, 0);
+	put_location(&lines, &(struct rewrite_loc){ -1, -1, -1, -1 }, code.len / 2, &first);
+	if (pair.err || code.err || lines.err || pair.len > sizeof g_pair)
+		goto out;
+	if (!(land = PyCFunction_New(&hop_land_def, NULL)) ||
+	    !(empty = (PyObject *)PyCode_NewEmpty("<suture>", "suture_resume_hop", 1)) ||
+	    !(globals = PyDict_New()) ||
+	    PyDict_SetItemString(globals, "__builtins__", PyEval_GetBuiltins()))
+		goto out;
+	{
+		static const char *const keys[] = { "co_code", "co_consts", "co_linetable",
+						    "co_stacksize", "co_flags" };
+		PyObject *vals[5] = { bytes_obj(&code), PyTuple_Pack(1, land), bytes_obj(&lines),
+				      PyLong_FromLong(2),
+				      PyLong_FromLong(CO_OPTIMIZED | CO_NEWLOCALS) };
+		co = replace(empty, keys, vals, 5);
+	}
+	if (!co || !(fn = PyFunction_New(co, globals)))
+		goto out;
+	memcpy(g_pair, pair.p, pair.len);
+	g_hop = fn;
+	fn = NULL;
+out:
+	PyErr_Clear();
+	Py_XDECREF(fn);
+	Py_XDECREF(co);
+	Py_XDECREF(globals);
+	Py_XDECREF(empty);
+	Py_XDECREF(land);
+	free(pair.p);
+	free(code.p);
+	free(lines.p);
+	return g_hop ? 0 : -ENOMEM;
+}
+
+/* At the trace event: the stack is base_depth items and the exception. */
+static void gen_hop(_PyInterpreterFrame *f)
+{
+	PyObject **top = &f->localsplus[f->stacktop - 1];
+	PyObject *exc = *top;
+	*top = NULL;               /* the call's NULL slot */
+	top[1] = Py_NewRef(g_hop); /* the callable; CALL takes it */
+	f->stacktop++;
+	f->prev_instr = g_pair; /* DO_TRACING runs this next */
+	g_landing.f = f;
+	g_landing.code = g_er.land; /* the reference moves */
+	g_landing.unit = g_er.land_unit;
+	g_er.land = NULL;
+	er_disarm();
+	er_drop();
+	Py_XDECREF(exc);
+}
+
+/* L: the patched code plus the landing block: POP_TOP (hop's result),
+ * JUMP_BACKWARD_NO_INTERRUPT to the fallback (no eval-breaker check: the
+ * block raises nothing and needs no handler). *unit: where it starts. */
+static PyObject *build_landing(PyCodeObject *p, uint32_t fallback_unit, uint32_t *unit)
+{
+	struct bytes code = { 0 }, lines = { 0 };
+	PyObject *co_code = PyObject_GetAttrString((PyObject *)p, "co_code"), *r = NULL;
+	if (!co_code)
+		goto out;
+	put_bytes(&code, PyBytes_AS_STRING(co_code), (size_t)PyBytes_GET_SIZE(co_code));
+	*unit = (uint32_t)(code.len / 2);
+	emit(&code, POP_TOP, 0);
+	uint32_t here = (uint32_t)(code.len / 2), size = 1;
+	while (1 + rewrite_instr__prefixes(here + size - fallback_unit) != size)
+		size = 1 + rewrite_instr__prefixes(here + size - fallback_unit);
+	emit(&code, JUMP_BACKWARD_NO_INTERRUPT, here + size - fallback_unit);
+	put_bytes(&lines, PyBytes_AS_STRING(p->co_linetable),
+		  (size_t)PyBytes_GET_SIZE(p->co_linetable));
+	put_location_of(&lines, p, (int)fallback_unit * 2, code.len / 2 - *unit);
+	if (code.err || lines.err)
+		goto out;
+	{
+		static const char *const keys[] = { "co_code", "co_linetable" };
+		PyObject *vals[2] = { bytes_obj(&code), bytes_obj(&lines) };
+		r = replace((PyObject *)p, keys, vals, 2);
+	}
+out:
+	PyErr_Clear();
+	Py_XDECREF(co_code);
+	free(code.p);
+	free(lines.p);
+	return r;
+}
+
+#define GEN_FLAGS (CO_GENERATOR | CO_COROUTINE | CO_ASYNC_GENERATOR | CO_ITERABLE_COROUTINE)
+
+/* The failing frame f is a generator's or coroutine's own: prepare its
+ * going on in the patched code (armed by the watcher, agent_resume__arm). */
+static int gen_resume(_PyInterpreterFrame *f, PyCodeObject *patched, uint32_t fallback_unit,
+		      uint32_t base_depth, char *msg, size_t cap)
+{
+	PyThreadState *ts = PyThreadState_Get();
+	PyCodeObject *co = f->f_code;
+	uint32_t at = (uint32_t)(f->prev_instr - _PyCode_CODE(co)), unit = 0;
+	const char *why = NULL;
+	PyObject *table = NULL, *land = NULL;
+	if (f->owner != FRAME_OWNED_BY_GENERATOR || !f->frame_obj)
+		why = "the generator's frame is not owned by its generator";
+	else if (ts->tracing || ts->c_tracefunc || ts->c_profilefunc)
+		why = "generator or coroutine frame in a thread with a trace or profile function";
+	else if (_PyInterpreterState_GetEvalFrameFunc(ts->interp) != _PyEval_EvalFrameDefault)
+		why = "generator or coroutine frame under a frame evaluator (PEP 523): the "
+		      "frame cannot be switched to the patched code";
+	else if (g_er.ts || g_landing.f)
+		why = "another resume is on its way in this process";
+	else if (ts->recursion_remaining < 2)
+		/* hop's inline call must not fail at its start: the loop would
+		 * unwind G from our PRECALL/CALL pair. */
+		why = "generator or coroutine frame at the thread's recursion limit";
+	else if (patched->co_nlocalsplus != co->co_nlocalsplus ||
+		 patched->co_stacksize > co->co_stacksize ||
+		 (int)base_depth + 2 > co->co_stacksize || at >= (uint32_t)Py_SIZE(co) ||
+		 at < (uint32_t)co->_co_firsttraceable)
+		why = "generator or coroutine frame: the patched code needs a deeper stack "
+		      "than the frame was made with";
+	else if (hop_init())
+		why = "agent: resume: cannot build the generator's landing";
+	if (why) {
+		snprintf(msg, cap, "%s: later calls are healed", why);
+		return -ENOTSUP;
+	}
+	int op = _PyOpcode_Deopt[_Py_OPCODE(_PyCode_CODE(co)[at])];
+	struct rewrite_exc e = { at, at + 1 + _PyOpcode_Caches[op], at, base_depth, false };
+	uint8_t b[REWRITE_EXCTABLE_ENTRY_MAX];
+	int n = rewrite_exctable__put_entry(b, sizeof b, &e);
+	if (n < 0 || !(table = PyBytes_FromStringAndSize((const char *)b, n)) ||
+	    !(land = build_landing(patched, fallback_unit, &unit)) ||
+	    ((PyCodeObject *)land)->co_stacksize > co->co_stacksize) {
+		PyErr_Clear();
+		Py_XDECREF(table);
+		Py_XDECREF(land);
+		snprintf(msg, cap, "agent: resume: cannot build the generator's landing");
+		return -ENOMEM;
+	}
+	g_er = (struct entry_return){
+		.ts = ts,
+		.f = f,
+		.fo = (PyFrameObject *)Py_NewRef((PyObject *)f->frame_obj),
+		.co = (PyCodeObject *)Py_NewRef((PyObject *)co),
+		.table = table,
+		.land = (PyCodeObject *)land,
+		.land_unit = unit,
+	};
+	snprintf(msg, cap, "resumed at unit %u inside the generator or coroutine's own frame",
+		 fallback_unit);
+	return WIRE_RESUMED;
+}
+
 static int run(_PyInterpreterFrame *f, PyObject **pexc, PyObject **pval, PyObject **ptb,
 	       uint32_t fallback_unit, uint32_t base_depth, const int32_t *map, char *msg,
 	       size_t cap);
@@ -747,7 +1155,7 @@ static int run(_PyInterpreterFrame *f, PyObject **pexc, PyObject **pval, PyObjec
 	PyCodeObject *patched = fn ? (PyCodeObject *)fn->func_code : NULL;
 	_PyInterpreterFrame *c = f->previous;
 	PyObject *k = NULL, *kfunc = NULL, *result = NULL, *flat = NULL, *decider = NULL;
-	PyObject *c_new = NULL, *capsule = NULL;
+	PyObject *c_new = NULL, *capsule = NULL, *ret_table = NULL;
 	struct decider *d = NULL;
 	struct level me = { 0 };
 	uint32_t depth = 0, shift = 0;
@@ -757,10 +1165,17 @@ static int run(_PyInterpreterFrame *f, PyObject **pexc, PyObject **pval, PyObjec
 	int rc = -EINVAL, nest = agent_resume__depth(ts);
 
 	msg[0] = 0;
-	if (co->co_flags &
-	    (CO_GENERATOR | CO_COROUTINE | CO_ASYNC_GENERATOR | CO_ITERABLE_COROUTINE)) {
-		snprintf(msg, cap, "generator or coroutine frame: later calls are healed");
-		return -ENOTSUP;
+	if (co->co_flags & GEN_FLAGS) {
+		if (map || up || !patched || patched == seen || !(patched->co_flags & GEN_FLAGS) ||
+		    fallback_unit >= (uint32_t)Py_SIZE(patched)) {
+			snprintf(msg, cap,
+				 map ? "generator or coroutine frame: it goes on only in its "
+				       "function's patched code, not in a reloaded one"
+				     : "generator or coroutine frame: the function's code is not "
+				       "the patch for this frame");
+			return -ENOTSUP;
+		}
+		return gen_resume(f, patched, fallback_unit, base_depth, msg, cap);
 	}
 	if (!patched || patched == seen ||
 	    (!map && patched->co_nlocalsplus != co->co_nlocalsplus) ||
@@ -775,12 +1190,14 @@ static int run(_PyInterpreterFrame *f, PyObject **pexc, PyObject **pval, PyObjec
 			 nest);
 		return -ELOOP;
 	}
-	if (!up) {
-		if (f->is_entry || !c) {
-			snprintf(msg, cap,
-				 "the failing frame was entered from C: later calls are healed");
+	int entry = !up && (f->is_entry || !c);
+	if (entry) {
+		const char *why = entry_refusal(f, &ret_table);
+		if (why) {
+			snprintf(msg, cap, "%s: later calls are healed", why);
 			return -ENOTSUP;
 		}
+	} else if (!up) {
 		/* The caller may be a generator's frame: it is resumed through
 		 * the same eval loop, which re-reads f_code, and _PyGen_yf reads
 		 * its prev_instr, rebased like everything else. */
@@ -813,7 +1230,7 @@ static int run(_PyInterpreterFrame *f, PyObject **pexc, PyObject **pval, PyObjec
 		goto out;
 	/* Everything that can fail is built before K runs: once it ran, its
 	 * effects are done and its result must be delivered. */
-	if (!up) {
+	if (!up && !entry) {
 		if (!(d = calloc(1, sizeof *d)))
 			goto out;
 		d->token = Py_NewRef(*pval);
@@ -907,6 +1324,23 @@ static int run(_PyInterpreterFrame *f, PyObject **pexc, PyObject **pval, PyObjec
 		rc = WIRE_RESUMED;
 		goto out;
 	}
+	if (entry) {
+		/* Armed by the watcher once it is done (agent_resume__arm):
+		 * nothing may run between the swap and F's next dispatch. */
+		g_er = (struct entry_return){
+			.ts = ts,
+			.f = f,
+			.fo = (PyFrameObject *)Py_NewRef((PyObject *)f->frame_obj),
+			.co = (PyCodeObject *)Py_NewRef((PyObject *)co),
+			.table = ret_table,
+			.value = Py_NewRef(result),
+		};
+		ret_table = NULL;
+		snprintf(msg, cap, "resumed at unit %u; the result is returned to the C caller",
+			 fallback_unit);
+		rc = WIRE_RESUMED;
+		goto out;
+	}
 	d->value = Py_NewRef(result);
 	switch_frame(c, (PyCodeObject *)c_new);
 	switch_frame(f, (PyCodeObject *)flat);
@@ -926,5 +1360,6 @@ out:
 	Py_XDECREF(decider);
 	Py_XDECREF(capsule);
 	Py_XDECREF(c_new);
+	Py_XDECREF(ret_table);
 	return rc;
 }

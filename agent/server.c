@@ -2,18 +2,24 @@
  *
  * A Unix socket <dir>/agent-<pid>.sock in a directory only this user can
  * enter, guarded by a flock on <dir>/agent-<pid>.lock taken first (a second
- * copy of the agent in the process stays idle). One debugger at a time is
- * served: its frames are read here (wire_channel__read_frame) and answered
- * by one handler per frame type; the work that needs Python (PATCH, LIST,
+ * copy of the agent in the process stays idle). One poll() loop serves
+ * every connection and waits on none of them: frames are read as far as
+ * they have come (frame_in__pump) and checked by wire/'s decoders once
+ * whole; peers get deadlines and a bound on their number ("Peers" below),
+ * so a connection that goes silent, stops inside a frame or stops
+ * reading (an auditor stopped with Ctrl-Z) delays nobody, and a parked
+ * crash is answered as soon as its debugger speaks. A connection is
+ * judged by its first frame: HELLO makes it the debugger (one at a time),
+ * HELLO_CONTROL an auditor (suture-audit --pid: LIST, ROLLBACK, RELOAD,
+ * PING; never told of crashes). The debugger's frames are answered by one
+ * handler per frame type; the work that needs Python (PATCH, LIST,
  * ROLLBACK, the watcher's removal at DETACH) takes the GIL for its length
- * (agent__gil_take), everything else runs without it. A second connection
- * while a debugger is served is an auditor (suture-audit --pid) if its
- * first frame is HELLO_CONTROL: served here, bounded, and never told of
- * crashes; anyone else gets ERROR.
+ * (agent__gil_take), everything else runs without it.
  *
  * Writes to the debugger happen under agent_g.lock (parked threads write
- * CRASH and RESUME_RESULT too: park.c); only the agent thread closes the
- * descriptor, others shut it down on a failed write.
+ * CRASH and RESUME_RESULT too: park.c), bounded by SO_SNDTIMEO; only the
+ * agent thread closes the descriptor, others shut it down on a failed
+ * write.
  */
 #include "agent/agent-priv.h"
 #include "agent/probe.h"
@@ -33,7 +39,7 @@
 #include <time.h>
 #include <unistd.h>
 
-/* How long a frame poll() announced may take to arrive whole. */
+/* How long a frame of the debugger may take to arrive whole, once begun. */
 #define SERVE_FRAME_MS 5000
 
 /* WELCOME: who we are and how we watch (docs/formats/channel.md). */
@@ -106,6 +112,87 @@ static void pong_of(const struct wire_ping *ping, struct wire_pong *pong)
 	pthread_mutex_unlock(&agent_g.lock);
 }
 
+/* ---- Frames read without waiting ---------------------------------------- */
+
+/* The frame under way on one connection: its header, then its payload,
+ * filled by whatever recv() returns now (docs/formats/channel.md,
+ * "Peers": no peer may make the agent thread wait). */
+struct frame_in {
+	uint8_t hdr[WIRE_HDR_SIZE];
+	size_t got; /* bytes of this frame so far, header included */
+	struct wire_hdr h;
+	uint8_t *payload;
+	long begun; /* monotonic ms of its first byte */
+};
+
+/* The debugger's frame under way; reset whenever its connection closes. */
+static struct frame_in g_dbg_in;
+
+static long now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void frame_in__reset(struct frame_in *in)
+{
+	free(in->payload);
+	memset(in, 0, sizeof *in);
+}
+
+/* Read what fd has of the frame under way, never waiting. 1: the frame is
+ * whole (frame_in__take it); 0: not yet; -EPIPE: EOF; -EPROTO: a header
+ * wire_msg__decode_hdr refuses; -EMSGSIZE: a payload over max; -ENOMEM;
+ * -errno of recv. At most one frame is read a call, so one busy peer
+ * cannot keep the loop from the others. */
+static int frame_in__pump(int fd, struct frame_in *in, uint32_t max)
+{
+	for (;;) {
+		uint8_t *dst;
+		size_t want;
+		if (in->got < WIRE_HDR_SIZE) {
+			dst = in->hdr + in->got;
+			want = WIRE_HDR_SIZE - in->got;
+		} else {
+			size_t off = in->got - WIRE_HDR_SIZE;
+			if (off == in->h.len)
+				return 1;
+			dst = in->payload + off;
+			want = in->h.len - off;
+		}
+		ssize_t n = recv(fd, dst, want, MSG_DONTWAIT);
+		if (n == 0)
+			return -EPIPE;
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return errno == EAGAIN || errno == EWOULDBLOCK ? 0 : -errno;
+		}
+		if (in->got == 0)
+			in->begun = now_ms();
+		in->got += (size_t)n;
+		if (in->got == WIRE_HDR_SIZE) {
+			if (wire_msg__decode_hdr(in->hdr, in->hdr + WIRE_HDR_SIZE, &in->h))
+				return -EPROTO;
+			if (in->h.len > max)
+				return -EMSGSIZE;
+			if (in->h.len && !(in->payload = malloc(in->h.len)))
+				return -ENOMEM;
+		}
+	}
+}
+
+/* The whole frame out of in (the caller frees *payload); in is ready for
+ * the next one. */
+static void frame_in__take(struct frame_in *in, struct wire_hdr *h, uint8_t **payload)
+{
+	*h = in->h;
+	*payload = in->payload;
+	in->payload = NULL;
+	frame_in__reset(in);
+}
+
 int agent_server__send_locked(struct wire_buf *b)
 {
 	if (agent_g.client_fd < 0)
@@ -120,6 +207,7 @@ void agent_server__close_client_locked(const char *why)
 		close(agent_g.client_fd);
 	}
 	agent_g.client_fd = -1;
+	frame_in__reset(&g_dbg_in); /* only the agent thread closes it, and reads it */
 	__atomic_store_n(&agent_g.ready, false, __ATOMIC_RELAXED);
 	__atomic_store_n(&agent_g.hold, false, __ATOMIC_RELAXED);
 	/* Parked threads go on with their exception untouched. */
@@ -188,6 +276,31 @@ void agent_server__send_hits(const struct timespec *deadline)
 	wire_buf__free(&hb);
 }
 
+/* HANDLED (docs/formats/channel.md): the handled crashes counted since the
+ * last one, to the debugger if it asked for them (WIRE_HELLO_F_HANDLED);
+ * deadline as for HITS. */
+void agent_server__send_handled(const struct timespec *deadline)
+{
+	struct wire_buf hb = { 0 };
+	if (deadline ? pthread_mutex_timedlock(&agent_g.lock, deadline)
+		     : pthread_mutex_lock(&agent_g.lock))
+		return;
+	if (agent_g.ready && agent_handled__wanted() && agent_g.client_fd >= 0 &&
+	    agent_handled__encode(&hb, WIRE_MSG_HANDLED, deadline) > 0 &&
+	    agent_server__send_locked(&hb) && agent_g.client_fd >= 0)
+		shutdown(agent_g.client_fd, SHUT_RDWR); /* the agent thread sees EOF and closes */
+	pthread_mutex_unlock(&agent_g.lock);
+	wire_buf__free(&hb);
+}
+
+/* HANDLED_LIST: the totals, to a debugger or an auditor. */
+static int handled_list(struct wire_buf *b, const uint8_t *p, const uint8_t *end)
+{
+	if (wire_msg__decode_empty(p, end))
+		return -EINVAL;
+	return agent_handled__encode(b, WIRE_MSG_HANDLED_RESULT, NULL) < 0 ? -EIO : 0;
+}
+
 static void refuse(struct wire_buf *b, const char *why)
 {
 	wire_msg__encode_error(b, why);
@@ -195,157 +308,6 @@ static void refuse(struct wire_buf *b, const char *why)
 	pthread_mutex_lock(&agent_g.lock);
 	agent_server__close_client_locked(why);
 	pthread_mutex_unlock(&agent_g.lock);
-}
-
-/* An auditor (suture-audit --pid) while a debugger is connected: its
- * first frame is HELLO_CONTROL, then only LIST, ROLLBACK and PING, served
- * here on the agent thread (the debugger's frames wait meanwhile, so the
- * session is bounded: 10 s, 32 frames, 64 KiB a frame). Crashes are never
- * reported to it. Anything else gets ERROR and the connection is closed. */
-static void serve_control(int fd)
-{
-	struct wire_buf b = { 0 };
-	struct timespec t0, now;
-	bool hello = false;
-	clock_gettime(CLOCK_MONOTONIC, &t0);
-	for (int frames = 0; frames < 32; frames++) {
-		uint8_t *payload = NULL;
-		struct wire_hdr h;
-		clock_gettime(CLOCK_MONOTONIC, &now);
-		long left = 10000 - ((now.tv_sec - t0.tv_sec) * 1000 +
-				     (now.tv_nsec - t0.tv_nsec) / 1000000);
-		/* A RELOAD carries a module's source: up to 4 MiB. */
-		if (left <= 0 || wire_channel__read_frame(fd, (int)left, &h, &payload) ||
-		    h.len > (h.type == WIRE_MSG_RELOAD ? (4u << 20) : (64u << 10))) {
-			free(payload);
-			break;
-		}
-		const uint8_t *p = payload, *end = payload + h.len;
-		const char *refuse_why = NULL;
-		PyGILState_STATE st;
-		if (!hello) {
-			struct wire_hello hm;
-			if (h.type != WIRE_MSG_HELLO_CONTROL ||
-			    wire_msg__decode_hello(p, end, &hm) ||
-			    hm.version != WIRE_PROTO_VERSION) {
-				refuse_why = "another debugger is connected";
-			} else {
-				encode_welcome(&b);
-				hello = true;
-			}
-		} else if (h.type == WIRE_MSG_LIST) {
-			struct wire_list m;
-			if (wire_msg__decode_list(p, end, &m) || agent__gil_take(&st)) {
-				refuse_why =
-					"agent: malformed LIST, or the interpreter is finalizing";
-			} else {
-				int rc = agent_install__list(&b, m.request_id);
-				PyGILState_Release(st);
-				if (rc) {
-					wire_buf__reset(&b);
-					refuse_why = "agent: cannot list the installed patches";
-				}
-			}
-		} else if (h.type == WIRE_MSG_ROLLBACK) {
-			struct wire_rollback m;
-			struct wire_rollback_result res;
-			if (wire_msg__decode_rollback(p, end, &m)) {
-				refuse_why = "agent: malformed ROLLBACK";
-			} else {
-				rollback_run(&m, &res, " (auditor)");
-				wire_msg__encode_rollback_result(&b, &res);
-			}
-		} else if (h.type == WIRE_MSG_RELOAD) {
-			reload_run(&b, p, end, " (auditor)");
-		} else if (h.type == WIRE_MSG_PING) {
-			struct wire_ping ping;
-			struct wire_pong pong;
-			if (wire_msg__decode_ping(p, end, &ping)) {
-				refuse_why = "agent: malformed PING";
-			} else {
-				pong_of(&ping, &pong);
-				wire_msg__encode_pong(&b, &pong);
-			}
-		} else {
-			refuse_why = "agent: another debugger is connected: only LIST, ROLLBACK, "
-				     "RELOAD and PING are served to an auditor";
-		}
-		free(payload);
-		if (refuse_why) {
-			wire_buf__reset(&b);
-			wire_msg__encode_error(&b, refuse_why);
-		}
-		if (b.err || wire_channel__write_all(fd, b.data, b.len) || refuse_why)
-			break;
-		wire_buf__reset(&b);
-	}
-	wire_buf__free(&b);
-}
-
-/* Whether the first frame waiting on fd is HELLO_CONTROL (peeked, within
- * a second: debuggers send their HELLO at once). */
-static bool is_auditor(int fd)
-{
-	uint8_t hdr[WIRE_HDR_SIZE];
-	struct pollfd pf = { .fd = fd, .events = POLLIN };
-	if (poll(&pf, 1, 1000) <= 0)
-		return false;
-	ssize_t n = recv(fd, hdr, sizeof hdr, MSG_PEEK | MSG_DONTWAIT);
-	return n == (ssize_t)sizeof hdr && (hdr[4] | hdr[5] << 8) == WIRE_MSG_HELLO_CONTROL;
-}
-
-static void accept_client(void)
-{
-	int fd = accept4(agent_g.listen_fd, NULL, NULL, SOCK_CLOEXEC);
-	struct ucred cred;
-	socklen_t len = sizeof cred;
-	struct wire_buf b = { 0 };
-	if (fd < 0)
-		return;
-	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) ||
-	    (cred.uid != getuid() && cred.uid != 0)) {
-		agent__log("refused a peer of uid %u", (unsigned)cred.uid);
-		close(fd);
-		return;
-	}
-	pthread_mutex_lock(&agent_g.lock);
-	bool busy = agent_g.client_fd >= 0;
-	if (busy) {
-		/* A debugger that left while we were busy elsewhere. */
-		char c;
-		ssize_t r = recv(agent_g.client_fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
-		if (r == 0 || (r < 0 && errno != EAGAIN && errno != EWOULDBLOCK)) {
-			agent_server__close_client_locked("EOF");
-			busy = false;
-		}
-	}
-	pthread_mutex_unlock(&agent_g.lock);
-	if (busy) {
-		struct timeval tv = { 2, 0 };
-		setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-		setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
-		if (is_auditor(fd)) {
-			agent__log("auditor pid %d connected", (int)cred.pid);
-			serve_control(fd);
-			close(fd);
-			return;
-		}
-		wire_msg__encode_error(&b, "another debugger is connected");
-		if (b.err == 0)
-			wire_channel__write_all(fd, b.data, b.len);
-		wire_buf__free(&b);
-		close(fd);
-		return;
-	}
-	/* A debugger that stops mid-frame, or stops reading, must not hang
-	 * us (writes happen under agent_g.lock). */
-	struct timeval tv = { 5, 0 };
-	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
-	pthread_mutex_lock(&agent_g.lock);
-	agent_g.client_fd = fd;
-	pthread_mutex_unlock(&agent_g.lock);
-	agent__log("debugger pid %d connected", (int)cred.pid);
 }
 
 static void on_hello(struct wire_buf *b, const uint8_t *p, const uint8_t *end)
@@ -359,6 +321,8 @@ static void on_hello(struct wire_buf *b, const uint8_t *p, const uint8_t *end)
 		agent_watch__set_timeout(h.timeout_ms);
 	if (h.flags & WIRE_HELLO_F_APP_PATHS)
 		agent_policy__offer_app_paths(h.app_paths);
+	/* Every HELLO says which sites are opted in (none without the flag). */
+	agent_handled__offer(h.heal_handled, (h.flags & WIRE_HELLO_F_HANDLED) != 0);
 	encode_welcome(b);
 	reply(b);
 	pthread_mutex_lock(&agent_g.lock);
@@ -570,6 +534,16 @@ static void on_detach(struct wire_buf *b)
 		pthread_mutex_unlock(&agent_g.lock);
 		wire_buf__reset(b);
 	}
+	/* ... and handled crashes too. */
+	if (agent_handled__pending()) {
+		pthread_mutex_lock(&agent_g.lock);
+		if (agent_g.client_fd >= 0 &&
+		    agent_handled__encode(b, WIRE_MSG_HANDLED, NULL) > 0 &&
+		    agent_server__send_locked(b))
+			agent_server__close_client_locked("write failed");
+		pthread_mutex_unlock(&agent_g.lock);
+		wire_buf__reset(b);
+	}
 	wire_msg__encode_empty(b, WIRE_MSG_BYE);
 	reply(b);
 }
@@ -610,31 +584,30 @@ static void on_probe(struct wire_buf *b, uint16_t type, const uint8_t *p, const 
 	reply(b);
 }
 
-/* One frame from the debugger (poll said it is there); false when the
- * agent must stop. */
-static bool serve_one(struct wire_buf *b)
+/* What the debugger sent since the last call (poll said something is
+ * there): nothing more until its frame is whole, else that frame served.
+ * False when the agent must stop. */
+static bool serve_debugger(struct wire_buf *b)
 {
 	struct wire_hdr h;
 	uint8_t *payload = NULL;
 	bool go_on = true;
 
-	/* Waits only if the frame stalls midway (SO_RCVTIMEO bounds each read). */
-	int rc = wire_channel__read_frame(agent_g.client_fd, SERVE_FRAME_MS, &h, &payload);
-	if (rc == -EPROTO || rc == -ENOMEM) {
-		refuse(b, rc == -EPROTO ? "agent: malformed frame header" : "agent: out of memory");
+	int rc = frame_in__pump(agent_g.client_fd, &g_dbg_in, WIRE_MAX_PAYLOAD);
+	if (rc == 0)
+		return true;
+	if (rc == -EPROTO || rc == -EMSGSIZE || rc == -ENOMEM) {
+		refuse(b, rc == -ENOMEM ? "agent: out of memory" : "agent: malformed frame header");
 		return true;
 	}
-	if (rc) {
+	if (rc < 0) {
 		pthread_mutex_lock(&agent_g.lock);
-		agent_server__close_client_locked(rc == -EPIPE       ? "EOF"
-						  : rc == -ETIMEDOUT ? "read timed out"
-								     : "read failed");
+		agent_server__close_client_locked(rc == -EPIPE ? "EOF" : "read failed");
 		pthread_mutex_unlock(&agent_g.lock);
 		return true;
 	}
+	frame_in__take(&g_dbg_in, &h, &payload);
 	const uint8_t *p = payload, *end = payload + h.len;
-	/* HELLO_CONTROL when no debugger is connected: an auditor is served as
-	 * one (it reads no crashes and leaves soon; parked threads then go on). */
 	if (h.type != WIRE_MSG_HELLO && h.type != WIRE_MSG_HELLO_CONTROL && !agent_g.ready) {
 		refuse(b, "agent: HELLO expected first");
 	} else {
@@ -677,6 +650,12 @@ static bool serve_one(struct wire_buf *b)
 		case WIRE_MSG_RESTART:
 			on_restart(b, p, end);
 			break;
+		case WIRE_MSG_HANDLED_LIST:
+			if (handled_list(b, p, end))
+				refuse(b, "agent: malformed HANDLED_LIST");
+			else
+				reply(b);
+			break;
 		case WIRE_MSG_TREE_FILES:
 			if (agent_boot__tree_files(b, p, end))
 				refuse(b, "agent: malformed TREE_FILES");
@@ -697,6 +676,296 @@ static bool serve_one(struct wire_buf *b)
 	}
 	free(payload);
 	return go_on;
+}
+
+/* ---- Peers: connections that are not (or not yet) the debugger --------- */
+
+/* Every connection is accepted at once and judged by its first frame,
+ * read like every frame without waiting: HELLO makes it the debugger
+ * (when none is connected), HELLO_CONTROL an auditor, anything else is
+ * refused. A new connection has PEER_FIRST_MS to send its first frame
+ * whole, an auditor AUDIT_SESSION_MS for its whole session; then it is
+ * dropped, whatever it is doing (stopped with Ctrl-Z, silent, stuck
+ * inside a frame, not reading). An answer the socket does not take at
+ * once waits in the peer's buffer for POLLOUT, and the peer's next frame
+ * is read only once it is out. With PEERS_MAX peers, a new connection
+ * takes the place of the oldest that has not spoken yet, else it is
+ * refused. */
+#define PEERS_MAX 8
+#define PEER_FIRST_MS 2000
+#define AUDIT_SESSION_MS 10000
+#define AUDIT_FRAMES 32
+#define PEER_FRAME_MAX (64u << 10)
+#define AUDIT_RELOAD_MAX (4u << 20)
+
+enum peer_role { PEER_FREE = 0, PEER_NEW, PEER_AUDITOR };
+
+struct peer {
+	enum peer_role role; /* PEER_FREE: the slot is unused, fd meaningless */
+	int fd;
+	pid_t pid;     /* SO_PEERCRED, for the log */
+	long since;    /* accepted, monotonic ms */
+	long deadline; /* dropped then */
+	int frames;    /* an auditor's frames served */
+	bool closing;  /* out holds its last frame (ERROR): close once sent */
+	struct frame_in in;
+	struct wire_buf out; /* one answer at a time */
+	size_t out_sent;
+};
+
+static struct peer g_peers[PEERS_MAX];
+
+/* shutdown() first: a forked child's copy of fd must not keep the peer
+ * from seeing EOF. */
+static void peer__drop(struct peer *p, const char *why)
+{
+	if (p->role == PEER_FREE)
+		return;
+	if (why)
+		agent__log("%s pid %d dropped: %s", p->role == PEER_AUDITOR ? "auditor" : "peer",
+			   (int)p->pid, why);
+	if (p->fd >= 0) {
+		shutdown(p->fd, SHUT_RDWR);
+		close(p->fd);
+	}
+	frame_in__reset(&p->in);
+	wire_buf__free(&p->out);
+	memset(p, 0, sizeof *p);
+	p->fd = -1;
+}
+
+/* Send what the socket takes now of p's answer. */
+static void peer__flush(struct peer *p)
+{
+	if (p->out.err) {
+		peer__drop(p, "out of memory");
+		return;
+	}
+	while (p->out_sent < p->out.len) {
+		ssize_t n = send(p->fd, p->out.data + p->out_sent, p->out.len - p->out_sent,
+				 MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			return; /* the rest at POLLOUT */
+		if (n <= 0) {
+			peer__drop(p, "write failed");
+			return;
+		}
+		p->out_sent += (size_t)n;
+	}
+	wire_buf__reset(&p->out);
+	p->out_sent = 0;
+	if (p->closing)
+		peer__drop(p, "refused");
+}
+
+/* ERROR as p's last frame (p->out is empty: answers go one at a time). */
+static void peer__refuse(struct peer *p, const char *why)
+{
+	agent__log("%s pid %d refused: %s", p->role == PEER_AUDITOR ? "auditor" : "peer",
+		   (int)p->pid, why);
+	wire_buf__reset(&p->out);
+	wire_msg__encode_error(&p->out, why);
+	p->closing = true;
+}
+
+/* An auditor's frame (docs/formats/channel.md, "Auditors"): LIST,
+ * ROLLBACK and PING; never crashes. Its answer goes to p->out. */
+static void peer__audit(struct peer *p, const struct wire_hdr *h, const uint8_t *pl)
+{
+	const uint8_t *end = pl + h->len;
+	struct wire_buf *b = &p->out;
+	PyGILState_STATE st;
+	if (++p->frames > AUDIT_FRAMES) {
+		peer__refuse(p, "agent: auditor session over its bound (32 frames)");
+	} else if (h->len > PEER_FRAME_MAX && h->type != WIRE_MSG_RELOAD) {
+		peer__refuse(p, "agent: frame too large for an auditor");
+	} else if (h->type == WIRE_MSG_RELOAD) {
+		reload_run(b, pl, end, " (auditor)");
+	} else if (h->type == WIRE_MSG_LIST) {
+		struct wire_list m;
+		if (wire_msg__decode_list(pl, end, &m) || agent__gil_take(&st)) {
+			peer__refuse(p, "agent: malformed LIST, or the interpreter is finalizing");
+			return;
+		}
+		int rc = agent_install__list(b, m.request_id);
+		PyGILState_Release(st);
+		if (rc)
+			peer__refuse(p, "agent: cannot list the installed patches");
+	} else if (h->type == WIRE_MSG_ROLLBACK) {
+		struct wire_rollback m;
+		struct wire_rollback_result res;
+		if (wire_msg__decode_rollback(pl, end, &m)) {
+			peer__refuse(p, "agent: malformed ROLLBACK");
+			return;
+		}
+		rollback_run(&m, &res, " (auditor)");
+		wire_msg__encode_rollback_result(b, &res);
+	} else if (h->type == WIRE_MSG_HANDLED_LIST) {
+		if (handled_list(b, pl, end))
+			peer__refuse(p, "agent: malformed HANDLED_LIST");
+	} else if (h->type == WIRE_MSG_PING) {
+		struct wire_ping ping;
+		struct wire_pong pong;
+		if (wire_msg__decode_ping(pl, end, &ping)) {
+			peer__refuse(p, "agent: malformed PING");
+			return;
+		}
+		pong_of(&ping, &pong);
+		wire_msg__encode_pong(b, &pong);
+	} else {
+		peer__refuse(p, "agent: another debugger is connected: only LIST, ROLLBACK, "
+				"RELOAD, HANDLED_LIST and PING are served to an auditor");
+	}
+}
+
+/* A new connection's first frame: HELLO (the debugger), HELLO_CONTROL (an
+ * auditor) or a refusal. b: the server's buffer for the debugger's
+ * answers. */
+static void peer__first(struct peer *p, const struct wire_hdr *h, const uint8_t *pl,
+			struct wire_buf *b)
+{
+	const uint8_t *end = pl + h->len;
+	struct wire_hello hm;
+	if (h->type == WIRE_MSG_HELLO_CONTROL) {
+		if (wire_msg__decode_hello(pl, end, &hm) || hm.version != WIRE_PROTO_VERSION) {
+			peer__refuse(p, "agent: bad HELLO or protocol version");
+			return;
+		}
+		p->role = PEER_AUDITOR;
+		p->deadline = p->since + AUDIT_SESSION_MS;
+		agent__log("auditor pid %d connected", (int)p->pid);
+		encode_welcome(&p->out);
+		return;
+	}
+	if (h->type != WIRE_MSG_HELLO) {
+		peer__refuse(p, "agent: HELLO expected first");
+		return;
+	}
+	pthread_mutex_lock(&agent_g.lock);
+	bool busy = agent_g.client_fd >= 0;
+	if (busy) {
+		/* A debugger that left, its EOF not seen yet. */
+		char c;
+		ssize_t r = recv(agent_g.client_fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+		if (r == 0 || (r < 0 && errno != EAGAIN && errno != EWOULDBLOCK)) {
+			agent_server__close_client_locked("EOF");
+			busy = false;
+		}
+	}
+	pthread_mutex_unlock(&agent_g.lock);
+	if (busy) {
+		peer__refuse(p, "another debugger is connected");
+		return;
+	}
+	/* The debugger: read without waiting like any peer, written to under
+	 * agent_g.lock by parked threads too, so a debugger that stops
+	 * reading holds a writer at most this long. */
+	int fd = p->fd;
+	pid_t pid = p->pid;
+	struct timeval tv = { 5, 0 };
+	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+	p->fd = -1; /* now the debugger's */
+	peer__drop(p, NULL);
+	pthread_mutex_lock(&agent_g.lock);
+	agent_g.client_fd = fd;
+	pthread_mutex_unlock(&agent_g.lock);
+	agent__log("debugger pid %d connected", (int)pid);
+	on_hello(b, pl, end);
+}
+
+/* poll() said something about p (revents). */
+static void peer__io(struct peer *p, short revents, struct wire_buf *b)
+{
+	struct wire_hdr h;
+	uint8_t *payload;
+	if (p->out.len) {
+		peer__flush(p); /* also how a gone peer is noticed */
+		return;
+	}
+	if (!(revents & (POLLIN | POLLHUP | POLLERR)))
+		return;
+	/* A RELOAD carries a module's source: up to 4 MiB (peer__audit checks
+	 * the other types against PEER_FRAME_MAX). */
+	int rc = frame_in__pump(p->fd, &p->in,
+				p->role == PEER_AUDITOR ? AUDIT_RELOAD_MAX : PEER_FRAME_MAX);
+	if (rc == 0)
+		return;
+	if (rc == -EPROTO || rc == -EMSGSIZE) {
+		peer__refuse(p, rc == -EPROTO ? "agent: malformed frame header"
+					      : "agent: frame too large for an auditor");
+		peer__flush(p);
+		return;
+	}
+	if (rc < 0) {
+		peer__drop(p, rc == -EPIPE ? "EOF" : "read failed");
+		return;
+	}
+	frame_in__take(&p->in, &h, &payload);
+	if (p->role == PEER_NEW)
+		peer__first(p, &h, payload, b);
+	else
+		peer__audit(p, &h, payload);
+	free(payload);
+	if (p->role != PEER_FREE)
+		peer__flush(p);
+}
+
+static void peers__accept(void)
+{
+	int fd = accept4(agent_g.listen_fd, NULL, NULL, SOCK_CLOEXEC);
+	struct ucred cred;
+	socklen_t len = sizeof cred;
+	struct peer *p = NULL, *oldest = NULL;
+	if (fd < 0)
+		return;
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) ||
+	    (cred.uid != getuid() && cred.uid != 0)) {
+		agent__log("refused a peer of uid %u", (unsigned)cred.uid);
+		close(fd);
+		return;
+	}
+	for (int i = 0; i < PEERS_MAX && !p; i++) {
+		if (g_peers[i].role == PEER_FREE)
+			p = &g_peers[i];
+		else if (g_peers[i].role == PEER_NEW &&
+			 (!oldest || g_peers[i].since < oldest->since))
+			oldest = &g_peers[i];
+	}
+	if (!p && oldest) {
+		peer__drop(oldest, "too many connections: the oldest silent one goes");
+		p = oldest;
+	}
+	if (!p) {
+		struct wire_buf e = { 0 };
+		agent__log("refused peer pid %d: %d auditors served", (int)cred.pid, PEERS_MAX);
+		if (wire_msg__encode_error(&e, "agent: too many connections") == 0)
+			(void)!send(fd, e.data, e.len, MSG_NOSIGNAL | MSG_DONTWAIT);
+		wire_buf__free(&e);
+		close(fd);
+		return;
+	}
+	memset(p, 0, sizeof *p);
+	p->role = PEER_NEW;
+	p->fd = fd;
+	p->pid = cred.pid;
+	p->since = now_ms();
+	p->deadline = p->since + PEER_FIRST_MS;
+}
+
+/* Peers inherited through fork (this thread's state in the parent) are
+ * only closed: shutting them down would end the parent's sessions. */
+static void peers__reset(void)
+{
+	for (int i = 0; i < PEERS_MAX; i++) {
+		if (g_peers[i].role != PEER_FREE)
+			close(g_peers[i].fd);
+		frame_in__reset(&g_peers[i].in);
+		wire_buf__free(&g_peers[i].out);
+		memset(&g_peers[i], 0, sizeof g_peers[i]);
+		g_peers[i].fd = -1;
+	}
 }
 
 /* XDG_RUNTIME_DIR as a debugger outside reads it: from the environment
@@ -867,39 +1136,87 @@ static void forked_read(struct wire_buf *b)
 void agent_server__serve(void)
 {
 	struct wire_buf b = { 0 };
-	struct timespec last_hits = { 0, 0 };
+	struct timespec last_hits = { 0, 0 }, last_handled = { 0, 0 };
+	peers__reset();
 	for (;;) {
-		struct pollfd pf[3] = {
-			{ .fd = agent_g.listen_fd, .events = POLLIN },
-			{ .fd = agent_g.fork_rd, .events = POLLIN },
-			{ .fd = agent_g.client_fd, .events = POLLIN },
-		};
-		int n = poll(pf, agent_g.client_fd >= 0 ? 3 : 2, 200);
+		struct pollfd pf[3 + PEERS_MAX];
+		struct peer *of[3 + PEERS_MAX];
+		int np = 2, dbg = -1;
+		long now = now_ms(), wake = now + 200;
+		pf[0] = (struct pollfd){ .fd = agent_g.listen_fd, .events = POLLIN };
+		pf[1] = (struct pollfd){ .fd = agent_g.fork_rd, .events = POLLIN };
+		if (agent_g.client_fd >= 0) {
+			dbg = np;
+			pf[np++] = (struct pollfd){ .fd = agent_g.client_fd, .events = POLLIN };
+			if (g_dbg_in.got && g_dbg_in.begun + SERVE_FRAME_MS < wake)
+				wake = g_dbg_in.begun + SERVE_FRAME_MS;
+		}
+		for (int i = 0; i < PEERS_MAX; i++) {
+			struct peer *p = &g_peers[i];
+			if (p->role == PEER_FREE)
+				continue;
+			of[np] = p;
+			pf[np++] = (struct pollfd){ .fd = p->fd,
+						    .events = p->out.len ? POLLOUT : POLLIN };
+			if (p->deadline < wake)
+				wake = p->deadline;
+		}
+		int n = poll(pf, (nfds_t)np, wake > now ? (int)(wake - now) : 0);
 		if (n < 0 && errno != EINTR)
 			break;
 		if (n > 0 && agent_g.fork_rd >= 0 && (pf[1].revents & POLLIN))
 			forked_read(&b);
-		/* The client first: its EOF must be seen before a new
-		 * debugger (often the same tool, reconnecting) is accepted. */
-		if (n > 0 && agent_g.client_fd >= 0 && pf[2].fd == agent_g.client_fd &&
-		    (pf[2].revents & (POLLIN | POLLHUP | POLLERR)))
-			if (!serve_one(&b))
+		/* The debugger first: its EOF must be seen before a new
+		 * debugger (often the same tool, reconnecting) says HELLO. */
+		if (n > 0 && dbg >= 0 && agent_g.client_fd == pf[dbg].fd &&
+		    (pf[dbg].revents & (POLLIN | POLLHUP | POLLERR)))
+			if (!serve_debugger(&b))
 				break;
 		/* A debugger that left its probes: their code goes before the
 		 * next one is accepted. */
 		agent_probe__clear_orphans();
+		for (int i = 2; n > 0 && i < np; i++)
+			if (i != dbg && pf[i].revents && of[i]->role != PEER_FREE &&
+			    of[i]->fd == pf[i].fd)
+				peer__io(of[i], pf[i].revents, &b);
+		now = now_ms();
+		/* A debugger stopped inside a frame. */
+		if (agent_g.client_fd >= 0 && g_dbg_in.got &&
+		    now - g_dbg_in.begun >= SERVE_FRAME_MS) {
+			pthread_mutex_lock(&agent_g.lock);
+			agent_server__close_client_locked("read timed out inside a frame");
+			pthread_mutex_unlock(&agent_g.lock);
+		}
+		for (int i = 0; i < PEERS_MAX; i++)
+			if (g_peers[i].role != PEER_FREE && now >= g_peers[i].deadline)
+				peer__drop(&g_peers[i], g_peers[i].role == PEER_NEW
+								? "no first frame in time"
+								: "session over its time bound");
 		if (n > 0 && (pf[0].revents & POLLIN))
-			accept_client();
+			peers__accept();
 		/* Firings, coalesced: at most one HITS every 100 ms. */
 		if (agent_install__hits_pending() &&
 		    __atomic_load_n(&agent_g.ready, __ATOMIC_RELAXED) && agent_g.hits) {
-			struct timespec now;
-			clock_gettime(CLOCK_MONOTONIC, &now);
-			if ((now.tv_sec - last_hits.tv_sec) * 1000 +
-				    (now.tv_nsec - last_hits.tv_nsec) / 1000000 >=
+			struct timespec ts;
+			clock_gettime(CLOCK_MONOTONIC, &ts);
+			if ((ts.tv_sec - last_hits.tv_sec) * 1000 +
+				    (ts.tv_nsec - last_hits.tv_nsec) / 1000000 >=
 			    100) {
 				agent_server__send_hits(NULL);
-				last_hits = now;
+				last_hits = ts;
+			}
+		}
+		/* Handled crashes, coalesced the same way; when they were
+		 * last seen is this tick's time. */
+		agent_handled__tick();
+		if (agent_handled__pending() && __atomic_load_n(&agent_g.ready, __ATOMIC_RELAXED)) {
+			struct timespec now;
+			clock_gettime(CLOCK_MONOTONIC, &now);
+			if ((now.tv_sec - last_handled.tv_sec) * 1000 +
+				    (now.tv_nsec - last_handled.tv_nsec) / 1000000 >=
+			    100) {
+				agent_server__send_handled(NULL);
+				last_handled = now;
 			}
 		}
 		if (agent_watch__mode() == WIRE_WATCH_TRACE) {
@@ -915,5 +1232,7 @@ void agent_server__serve(void)
 	agent_probe__disconnected_locked();
 	pthread_mutex_unlock(&agent_g.lock);
 	agent_probe__clear_orphans();
+	for (int i = 0; i < PEERS_MAX; i++)
+		peer__drop(&g_peers[i], NULL);
 	wire_buf__free(&b);
 }

@@ -271,6 +271,7 @@ static void consider_reraise(PyThreadState *ts, PyFrameObject *frame, PyObject *
 static int agent_traceback_here(PyFrameObject *frame)
 {
 	PyObject *exc, *val, *tb, *newtb;
+	agent_resume__settle();
 	PyErr_Fetch(&exc, &val, &tb);
 	newtb = _PyTraceBack_FromFrame(tb, frame);
 	if (newtb == NULL) {
@@ -300,6 +301,9 @@ static int agent_traceback_here(PyFrameObject *frame)
 				else
 					consider_reraise(ts, frame, &exc, &val, &newtb, tb);
 				busy_leave(ts, depth);
+				/* A result for a C caller: armed last, once nothing
+				 * else runs before this frame's next dispatch. */
+				agent_resume__arm(ts);
 			}
 		}
 	}

@@ -285,6 +285,54 @@ const unsigned char *attach_arch__stub(size_t *len)
 	return stub_code;
 }
 
+/* mov [rsp-8], rax; getpid; mov edi, eax; gettid; mov esi, eax;
+ * mov edx, SIG; tgkill; <the signal stops here> rt_sigreturn. The
+ * numbers travel as mov eax, imm32; the syscalls' clobbers (rax, rcx,
+ * r11, rdi, rsi, rdx) are all undone by the sigreturn or by the
+ * debugger's restore. getpid and gettid answer in the thread's own pid
+ * namespace, which is where tgkill looks. */
+static const unsigned char sigstub_head[] = {
+	0x48, 0x89,       0x44, 0x24, 0xf8, /* mov [rsp-8], rax */
+	0xb8, SYS_getpid, 0x00, 0x00, 0x00, /* mov eax, SYS_getpid */
+	0x0f, 0x05,                         /* syscall */
+	0x89, 0xc7,                         /* mov edi, eax */
+	0xb8, SYS_gettid, 0x00, 0x00, 0x00, /* mov eax, SYS_gettid */
+	0x0f, 0x05,                         /* syscall */
+	0x89, 0xc6,                         /* mov esi, eax */
+	0xba,                               /* mov edx, imm32: the signal */
+};
+static const unsigned char sigstub_tail[] = {
+	0xb8, SYS_tgkill,
+	0x00, 0x00,
+	0x00,       /* mov eax, SYS_tgkill */
+	0x0f, 0x05, /* syscall */
+	0xb8, SYS_rt_sigreturn,
+	0x00, 0x00,
+	0x00,       /* mov eax, SYS_rt_sigreturn */
+	0x0f, 0x05, /* syscall */
+};
+_Static_assert(SYS_getpid == 39 && SYS_gettid == 186 && SYS_tgkill == 234,
+	       "x86-64 syscall numbers fit one byte");
+#define SIGSTUB_LEN (sizeof(sigstub_head) + 4 + sizeof(sigstub_tail))
+#define SIGSTUB_STOP (sizeof(sigstub_head) + 4 + 7) /* after tgkill's syscall */
+
+int attach_arch__signal_stub(int sig, unsigned char *out, size_t cap, size_t *len)
+{
+	uint32_t s = (uint32_t)sig;
+	if (cap < SIGSTUB_LEN)
+		return -ENOSPC;
+	memcpy(out, sigstub_head, sizeof(sigstub_head));
+	memcpy(out + sizeof(sigstub_head), &s, 4);
+	memcpy(out + sizeof(sigstub_head) + 4, sigstub_tail, sizeof(sigstub_tail));
+	*len = SIGSTUB_LEN;
+	return 0;
+}
+
+uint64_t attach_arch__signal_stub_pc(uint64_t stub)
+{
+	return stub + SIGSTUB_STOP;
+}
+
 size_t attach_arch__frame_max(const struct attach_arch_state *st)
 {
 	return FRAME_SIZE + 16 + st->xlen + 4 + 64;

@@ -78,6 +78,17 @@ uint64_t attach_arch__trap_pc(uint64_t trap_addr);
  * and the target goes on as if nothing happened. */
 /* The stub's code; *len bytes, the syscall ends at the end. */
 const unsigned char *attach_arch__stub(size_t *len);
+/* The signalling stub: stashes the return value like the stub, sends
+ * signal sig to its own thread (getpid, gettid, tgkill), then invokes
+ * rt_sigreturn. Run under PTRACE_CONT, the call's end is the signal's
+ * delivery stop, the only stop of the whole call; with sig chosen so
+ * that the process discards it (ignored, or ignored by default and not
+ * caught), a debugger that died meanwhile leaves a signal nobody sees and
+ * the same self-restoring sigreturn. Writes at most cap bytes to out, sets
+ * *len; -ENOSPC if cap is too small. */
+int attach_arch__signal_stub(int sig, unsigned char *out, size_t cap, size_t *len);
+/* The pc the signalling stub's signal stops at, for a stub at stub. */
+uint64_t attach_arch__signal_stub_pc(uint64_t stub);
 /* Bytes needed below `below` for the frame (upper bound). */
 size_t attach_arch__frame_max(const struct attach_arch_state *st);
 /* Lays out the frame in img, which stands for the target memory

@@ -45,6 +45,7 @@ struct attach_elf {
 	 * tables of thousands; one sort beats a scan a name. */
 	struct attach_symidx {
 		bool built;
+		bool no_gnu_hash; /* .dynsym has no usable .gnu.hash: sort */
 		/* Kept by hand: clang-format 14 writes "} * v". */
 		/* clang-format off */
 		struct attach_symref {
@@ -82,19 +83,28 @@ struct attach_proc {
 	/* remote calls */
 	unsigned call_timeout_ms;
 	uint64_t trap_addr; /* an int3 byte in an executable mapping */
-	/* The return stub (attach/arch.h), written into the slack after the
-	 * end of an executable segment; 0 if none could be placed. The bytes
-	 * it replaced are put back by attach_proc__close. */
-	bool no_stub; /* attach_proc__set_return_stub(proc, 0) */
+	/* The return stubs (attach/arch.h), written into the slack after the
+	 * end of an executable segment: the sigreturn stub at stub_addr, the
+	 * signalling stub at stub_addr + ATTACH_SIGSTUB_OFF, raising
+	 * stub_sig (0: no signal was quiet when they were placed, so the
+	 * signalling stub is never used); stub_addr 0 if none could be
+	 * placed. The bytes they replaced are put back by attach_proc__close. */
+	enum attach_return ret_most; /* attach_proc__set_return */
 	uint64_t stub_addr;
-	unsigned char stub_orig[32];
+	unsigned char stub_orig[64];
 	size_t stub_len;
+	int stub_sig;
+	enum attach_return last_return; /* of the last call that returned */
+	unsigned last_stops;
 	struct attach_elf *elfs;
 };
 
 /* Sets proc->err ("attach: pid N: ...") and returns err (a -errno). */
 int attach__fail(struct attach_proc *proc, int err, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
+
+/* Where the signalling stub sits after the sigreturn stub. */
+#define ATTACH_SIGSTUB_OFF 16
 
 struct attach_thread *attach__thread_find(struct attach_proc *proc, pid_t tid);
 /* Wait for tid to report a stop, at most timeout_ms (0 = forever).

@@ -197,9 +197,23 @@ int attach_proc__call_sym(struct attach_proc *proc, pid_t tid, const char *lib_p
  * target restores itself), 0 when calls return through a plain int3 (a
  * debugger dying mid-call then kills the target with SIGTRAP). */
 uint64_t attach_proc__return_stub(const struct attach_proc *proc);
-/* enable = 0: never place the stub (nothing is written into the target's
- * code pages); calls return through an int3. Default 1. */
-void attach_proc__set_return_stub(struct attach_proc *proc, int enable);
+/* How a call's end is caught, best first (attach/call.c):
+ *   ATTACH_RETURN_SIGNAL   the signalling stub, run under PTRACE_CONT: one
+ *                          ptrace stop for the whole call; used when a
+ *                          signal the process discards exists and the
+ *                          process has no seccomp filter;
+ *   ATTACH_RETURN_SYSCALL  the sigreturn stub, run under PTRACE_SYSCALL: two
+ *                          stops per system call the callee makes;
+ *   ATTACH_RETURN_TRAP     an int3 byte of the target's code; nothing is
+ *                          written into its code pages, but a debugger dying
+ *                          mid-call leaves the thread to a SIGTRAP.
+ * set_return: the best way calls may use (each call falls back to the next
+ * when its way is not available). Default ATTACH_RETURN_SIGNAL. */
+enum attach_return { ATTACH_RETURN_SIGNAL, ATTACH_RETURN_SYSCALL, ATTACH_RETURN_TRAP };
+void attach_proc__set_return(struct attach_proc *proc, enum attach_return best);
+/* The way the last call that returned was caught, and the ptrace stops it
+ * took from its start to its end (for --verbose and the tests). */
+enum attach_return attach_proc__last_return(const struct attach_proc *proc, unsigned *stops);
 /* Default 5000 ms. 0 means wait forever. */
 void attach_proc__set_call_timeout(struct attach_proc *proc, unsigned ms);
 

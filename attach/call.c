@@ -4,22 +4,38 @@
  * the call is set up on its own stack below the red zone, it runs until it
  * returns, and the state is put back. Sequence and why:
  *
- *  1. The return address is a 12-byte stub (attach/arch.h) placed in the
- *     slack after the end of libc's (else the executable's) executable
- *     segment: bytes in the last mapped page that no code uses. It stashes
- *     rax and calls rt_sigreturn on a signal frame we build above the return
- *     address from the saved state (registers with the syscall-restart rules
- *     applied, xsave image, signal mask).
- *     - Debugger alive: the call runs under PTRACE_SYSCALL; the stub's
+ *  1. The return address is a stub (attach/arch.h) placed in the slack
+ *     after the end of libc's (else the executable's) executable segment:
+ *     bytes in the last mapped page that no code uses. Two stubs sit there
+ *     side by side; both stash rax and end in rt_sigreturn on a signal
+ *     frame we build above the return address from the saved state
+ *     (registers with the syscall-restart rules applied, xsave image,
+ *     signal mask).
+ *     - The signalling stub, preferred: before its sigreturn it sends its
+ *       own thread a signal the process discards (SIGURG, SIGWINCH or
+ *       SIGCHLD left to their default, or one the program ignores, like
+ *       CPython's SIGPIPE; never one with a handler), which is left
+ *       unblocked for the call. The call runs under PTRACE_CONT: its end
+ *       is that signal's delivery stop (signal, pc, sp), the only ptrace
+ *       stop of the whole call; the return value is read from the stash
+ *       and the thread restored there by ptrace, the signal suppressed.
+ *       A dlopen under PTRACE_SYSCALL makes about 30 stops, each a round
+ *       trip through the scheduler: this is what keeps the target's stop
+ *       short on a loaded machine. Not used when no signal is quiet or the
+ *       process has a seccomp filter (its tgkill could be refused, and a
+ *       call whose end cannot be seen must not be taken for one that hangs).
+ *     - The sigreturn stub: the call runs under PTRACE_SYSCALL; the stub's
  *       rt_sigreturn is recognized at its syscall-entry-stop (nr, pc, sp),
  *       the return value is read from the stash, and the thread is restored
  *       by ptrace with the sigreturn skipped or turned into the interrupted
  *       syscall (attach_arch__restore), so no EINTR ever surfaces.
  *     - Debugger killed mid-call (even SIGKILL): the kernel detaches, the
- *       callee returns into the stub, and rt_sigreturn restores everything:
- *       the target goes on. Only a restart-block syscall (relative nanosleep,
- *       futex with timeout) then sees EINTR, since sigreturn clears the
- *       restart block; CPython retries on EINTR (PEP 475).
+ *       callee returns into the stub, (the signal, untraced now, is
+ *       discarded by the kernel as it is sent) and rt_sigreturn restores
+ *       everything: the target goes on. Only a restart-block syscall
+ *       (relative nanosleep, futex with timeout) then sees EINTR, since
+ *       sigreturn clears the restart block; CPython retries on EINTR (PEP
+ *       475).
  *     This is tested by killing a debugger during a call.
  *     Fallback when no slack exists anywhere: return into an int3 byte found
  *     in an executable mapping (exact, self-identifying SIGTRAP with pc =
@@ -43,6 +59,7 @@
  */
 #include <elf.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -139,30 +156,92 @@ static void note_foreign(struct attach_thread *t, struct foreign *extra, size_t 
 	}
 }
 
-/* Place the return stub (attach/arch.h) in the slack after an executable
+/* Signals whose delivery to an untraced thread does nothing: ignored
+ * by default and not caught, or ignored by the program. */
+static const int quiet_candidates[] = { SIGURG, SIGWINCH, SIGCHLD, SIGPIPE, SIGXFSZ };
+
+static bool default_ignored(int sig)
+{
+	return sig == SIGURG || sig == SIGWINCH || sig == SIGCHLD;
+}
+
+/* The signal the signalling stub may raise in pid now: `prefer` when it
+ * is still quiet, else the first quiet candidate; 0 when none is, or when
+ * the process has a seccomp filter (/proc/PID/status). */
+static int quiet_signal(pid_t pid, int prefer)
+{
+	char path[64], buf[4096];
+	const char *p;
+	uint64_t ign, cgt;
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return 0;
+	buf[n] = 0;
+	if (!(p = strstr(buf, "\nSeccomp:")) || strtol(p + 9, NULL, 10) != 0)
+		return 0;
+	if (!(p = strstr(buf, "\nSigIgn:")))
+		return 0;
+	ign = strtoull(p + 8, NULL, 16);
+	if (!(p = strstr(buf, "\nSigCgt:")))
+		return 0;
+	cgt = strtoull(p + 8, NULL, 16);
+#define QUIET(s) (!(cgt & sigbit(s)) && ((ign & sigbit(s)) || default_ignored(s)))
+	if (prefer && QUIET(prefer))
+		return prefer;
+	for (size_t i = 0; i < sizeof(quiet_candidates) / sizeof(quiet_candidates[0]); i++)
+		if (QUIET(quiet_candidates[i]))
+			return quiet_candidates[i];
+#undef QUIET
+	return 0;
+}
+
+/* The two stubs' bytes for signal sig: the sigreturn stub, int3 padding,
+ * the signalling stub at ATTACH_SIGSTUB_OFF. */
+static int stubs_code(int sig, unsigned char *out, size_t cap, size_t *len)
+{
+	size_t n, m;
+	const unsigned char *code = attach_arch__stub(&n);
+	if (n > ATTACH_SIGSTUB_OFF || cap < ATTACH_SIGSTUB_OFF)
+		return -ENOSPC;
+	memcpy(out, code, n);
+	memset(out + n, ATTACH_ARCH_TRAP_BYTE, ATTACH_SIGSTUB_OFF - n);
+	if (attach_arch__signal_stub(sig, out + ATTACH_SIGSTUB_OFF, cap - ATTACH_SIGSTUB_OFF, &m))
+		return -ENOSPC;
+	*len = ATTACH_SIGSTUB_OFF + m;
+	return 0;
+}
+
+/* Place the return stubs (attach/arch.h) in the slack after an executable
  * segment of libc or the executable: bytes no code uses, in the target's
  * private copy of that page. -ENOENT when there is no room anywhere. */
 static int ensure_stub(struct attach_proc *proc, uint64_t *out)
 {
 	static const char *const owners[] = { "libc.so", NULL };
-	const unsigned char *code;
-	unsigned char cur[32];
+	unsigned char code[sizeof(proc->stub_orig)], cur[sizeof(proc->stub_orig)];
 	struct attach_elf *elf;
 	uint64_t at, len;
 	size_t n, i;
 
-	code = attach_arch__stub(&n);
-	_Static_assert(sizeof(cur) == sizeof(((struct attach_proc *)0)->stub_orig), "stub buffer");
-	if (n > sizeof(cur))
-		return -ENOENT;
 	if (proc->stub_addr) {
-		if (attach_proc__read(proc, proc->stub_addr, cur, n) == 0 &&
+		if (stubs_code(proc->stub_sig, code, sizeof(code), &n) == 0 &&
+		    attach_proc__read(proc, proc->stub_addr, cur, n) == 0 &&
 		    !memcmp(cur, code, n)) {
 			*out = proc->stub_addr;
 			return 0;
 		}
 		proc->stub_addr = 0; /* unmapped or changed: place it again */
 	}
+	proc->stub_sig = quiet_signal(proc->pid, 0);
+	if (stubs_code(proc->stub_sig, code, sizeof(code), &n))
+		return -ENOENT;
 	for (i = 0; i < sizeof(owners) / sizeof(owners[0]); i++) {
 		if (attach_proc__find_elf(proc, owners[i], &elf) ||
 		    attach__exec_slack(elf, &at, &len))
@@ -203,6 +282,8 @@ int attach_proc__call_args(struct attach_proc *proc, pid_t tid, uint64_t fn,
 	size_t nextra = 0, i, total = 0, imglen;
 	uint64_t argv[ATTACH_ARCH_MAX_ARGS], sp, top, below, frame, stub = 0, trap = 0, retaddr;
 	uint64_t rax = 0, pc, rsp, mask;
+	unsigned stops = 0;
+	int sig_end = 0; /* the signalling stub's signal, when it ends the call */
 	unsigned char *img = NULL;
 	enum __ptrace_request resume;
 	enum attach_arch_at now = ATTACH_AT_EXIT;
@@ -242,8 +323,9 @@ int attach_proc__call_args(struct attach_proc *proc, pid_t tid, uint64_t fn,
 				    "call: thread %d runs in 32-bit mode; only native %s calls",
 				    (int)tid, ATTACH_ARCH_NAME);
 	}
-	/* The return: the self-restoring stub, else a plain int3. */
-	if (proc->no_stub || ensure_stub(proc, &stub)) {
+	/* The return: the self-restoring stubs (the signalling one when its
+	 * signal is still quiet), else a plain int3. */
+	if (proc->ret_most == ATTACH_RETURN_TRAP || ensure_stub(proc, &stub)) {
 		stub = 0;
 		err = find_trap(proc, &trap);
 		if (err) {
@@ -252,8 +334,10 @@ int attach_proc__call_args(struct attach_proc *proc, pid_t tid, uint64_t fn,
 				proc, err == -ESRCH ? -ESRCH : -ENOEXEC,
 				"call: no place for a return stub and no int3 byte in any executable mapping");
 		}
-	}
-	retaddr = stub ? stub : trap;
+	} else if (proc->ret_most == ATTACH_RETURN_SIGNAL && proc->stub_sig &&
+		   quiet_signal(proc->pid, proc->stub_sig) == proc->stub_sig)
+		sig_end = proc->stub_sig;
+	retaddr = !stub ? trap : sig_end ? stub + ATTACH_SIGSTUB_OFF : stub;
 
 	/* Stack, from the red zone down: data arguments (16-aligned), then
 	 * the signal frame whose first word is the return address; the call's
@@ -281,7 +365,7 @@ int attach_proc__call_args(struct attach_proc *proc, pid_t tid, uint64_t fn,
 	if (err)
 		goto out_free;
 	sp = frame;
-	resume = stub ? PTRACE_SYSCALL : PTRACE_CONT;
+	resume = stub && !sig_end ? PTRACE_SYSCALL : PTRACE_CONT;
 
 	/* Debugger side: no ^C/kill between here and the restore. */
 	sigemptyset(&block);
@@ -296,6 +380,8 @@ int attach_proc__call_args(struct attach_proc *proc, pid_t tid, uint64_t fn,
 	mask = ~0ull;
 	mask &= ~(sigbit(SIGSEGV) | sigbit(SIGBUS) | sigbit(SIGILL) | sigbit(SIGFPE) |
 		  sigbit(SIGTRAP) | sigbit(SIGSYS));
+	if (sig_end)
+		mask &= ~sigbit(sig_end);
 	if (ptrace(PTRACE_SETSIGMASK, tid, (void *)sizeof(mask), &mask) < 0) {
 		err = -errno;
 		goto out_restore;
@@ -353,6 +439,7 @@ int attach_proc__call_args(struct attach_proc *proc, pid_t tid, uint64_t fn,
 			err = -ESRCH;
 			goto out_gone;
 		}
+		stops++;
 		sig = WSTOPSIG(status);
 		event = status >> 16;
 		if (sig == (SIGTRAP | 0x80)) {
@@ -396,6 +483,18 @@ int attach_proc__call_args(struct attach_proc *proc, pid_t tid, uint64_t fn,
 			goto out_gone;
 		if (!stub && sig == SIGTRAP && pc == attach_arch__trap_pc(trap) && rsp == sp + 8)
 			break;
+		if (sig_end && sig == sig_end && pc == attach_arch__signal_stub_pc(retaddr) &&
+		    rsp == sp + 8) {
+			/* The signalling stub's signal: suppressed by the restore
+			 * (the thread is released without it). */
+			err = attach_proc__read(proc, frame, &rax, sizeof(rax));
+			if (err) {
+				err = attach__fail(proc, err, "call: read the return value");
+				t->stop = ATTACH_STOP_SIGNAL;
+				goto out_restore_msg;
+			}
+			break;
+		}
 		if (ptrace(PTRACE_GETSIGINFO, tid, NULL, &si) < 0)
 			memset(&si, 0, sizeof(si));
 		if (is_fault_signal(sig) && si.si_code > 0) {
@@ -416,9 +515,13 @@ int attach_proc__call_args(struct attach_proc *proc, pid_t tid, uint64_t fn,
 			goto out_gone;
 		}
 	}
-	/* Done: in the stub's syscall-entry-stop, or in the int3's SIGTRAP
-	 * signal-delivery-stop. */
+	/* Done: in the stub's syscall-entry-stop, or in the signalling stub's
+	 * or the int3's signal-delivery-stop. */
 	t->stop = now == ATTACH_AT_ENTRY ? ATTACH_STOP_SYSCALL : ATTACH_STOP_SIGNAL;
+	proc->last_return = !stub     ? ATTACH_RETURN_TRAP
+			    : sig_end ? ATTACH_RETURN_SIGNAL
+				      : ATTACH_RETURN_SYSCALL;
+	proc->last_stops = stops;
 	if (ret)
 		*ret = rax;
 	err = attach_arch__restore(tid, st, now);
@@ -469,12 +572,19 @@ out_free:
 
 uint64_t attach_proc__return_stub(const struct attach_proc *proc)
 {
-	return proc->no_stub ? 0 : proc->stub_addr;
+	return proc->ret_most == ATTACH_RETURN_TRAP ? 0 : proc->stub_addr;
 }
 
-void attach_proc__set_return_stub(struct attach_proc *proc, int enable)
+void attach_proc__set_return(struct attach_proc *proc, enum attach_return best)
 {
-	proc->no_stub = !enable;
+	proc->ret_most = best;
+}
+
+enum attach_return attach_proc__last_return(const struct attach_proc *proc, unsigned *stops)
+{
+	if (stops)
+		*stops = proc->last_stops;
+	return proc->last_return;
 }
 
 int attach_proc__call(struct attach_proc *proc, pid_t tid, uint64_t fn, const uint64_t *args,

@@ -335,6 +335,84 @@ static int symidx__build(struct attach_elf *elf, int k, Elf64_Word kind)
 	return 0;
 }
 
+static uint32_t gnu_hash(const char *s)
+{
+	uint32_t h = 5381;
+	for (const unsigned char *p = (const unsigned char *)s; *p; p++)
+		h = h * 33 + *p;
+	return h;
+}
+
+/* .dynsym through its .gnu.hash section (the dynamic linker's own index):
+ * a few symbols compared instead of sorting every one (python3.11 exports
+ * thousands; a process's tools look up a few dozen). The same pick as the
+ * sorted index: the first of that name in table order, past hidden
+ * versions to the default one. 0, -ENOENT (not there), or 1: no usable
+ * .gnu.hash (the caller builds the sorted index). */
+static int gnu_hash__find(struct attach_elf *elf, const char *name, GElf_Sym *found)
+{
+	Elf_Scn *scn = NULL, *dyn = NULL, *hs = NULL, *vs = NULL;
+	GElf_Shdr sh, dsh;
+	while ((scn = elf_nextscn(EF(elf), scn))) {
+		if (!gelf_getshdr(scn, &sh))
+			continue;
+		if (sh.sh_type == SHT_GNU_HASH)
+			hs = scn;
+		else if (sh.sh_type == SHT_DYNSYM && !dyn)
+			dyn = scn;
+		else if (sh.sh_type == SHT_GNU_versym)
+			vs = scn;
+	}
+	if (!hs || !dyn || !gelf_getshdr(dyn, &dsh) || !dsh.sh_entsize ||
+	    gelf_getclass(EF(elf)) != ELFCLASS64)
+		return 1;
+	Elf_Data *hd = elf_getdata(hs, NULL), *dd = elf_getdata(dyn, NULL);
+	Elf_Data *vd = vs ? elf_getdata(vs, NULL) : NULL;
+	if (!hd || !hd->d_buf || hd->d_size < 16 || !dd)
+		return 1;
+	const uint8_t *p = hd->d_buf;
+	uint32_t nb, symoff, nbloom;
+	memcpy(&nb, p, 4);
+	memcpy(&symoff, p + 4, 4);
+	memcpy(&nbloom, p + 8, 4);
+	size_t nsyms = dsh.sh_size / dsh.sh_entsize;
+	size_t buckets = 16 + (size_t)nbloom * 8, chains = buckets + (size_t)nb * 4;
+	if (!nb || nbloom > hd->d_size / 8 || chains > hd->d_size || symoff > nsyms)
+		return 1;
+	uint32_t h = gnu_hash(name), idx;
+	memcpy(&idx, p + buckets + (size_t)(h % nb) * 4, 4);
+	if (idx < symoff)
+		return -ENOENT;
+	bool have = false;
+	for (; idx < nsyms; idx++) {
+		size_t at = chains + (size_t)(idx - symoff) * 4;
+		uint32_t h2;
+		if (at + 4 > hd->d_size)
+			return 1;
+		memcpy(&h2, p + at, 4);
+		GElf_Sym s;
+		const char *nm;
+		if ((h | 1) == (h2 | 1) && gelf_getsym(dd, (int)idx, &s) &&
+		    s.st_shndx != SHN_UNDEF && s.st_name &&
+		    (nm = elf_strptr(EF(elf), dsh.sh_link, s.st_name)) && strcmp(nm, name) == 0) {
+			bool hidden = false;
+			if (vd && vd->d_buf && ((size_t)idx + 1) * 2 <= vd->d_size) {
+				uint16_t ver;
+				memcpy(&ver, (const char *)vd->d_buf + (size_t)idx * 2, 2);
+				hidden = ver & 0x8000;
+			}
+			if (!have || !hidden)
+				*found = s;
+			have = true;
+			if (!hidden)
+				return 0;
+		}
+		if (h2 & 1)
+			break;
+	}
+	return have ? 0 : -ENOENT;
+}
+
 /* The symbol named `name` in the tables of one kind: the first of that
  * name in a scan, but past hidden (non-default) versions to the default
  * one when there is one. */
@@ -343,6 +421,12 @@ static int symidx__find(struct attach_elf *elf, int k, Elf64_Word kind, const ch
 {
 	struct attach_symidx *x = &elf->syms[k];
 	int err;
+	if (kind == SHT_DYNSYM && !x->built && !x->no_gnu_hash) {
+		err = gnu_hash__find(elf, name, found);
+		if (err <= 0)
+			return err;
+		x->no_gnu_hash = true;
+	}
 	if (!x->built && (err = symidx__build(elf, k, kind)))
 		return err;
 	size_t lo = 0, hi = x->n;

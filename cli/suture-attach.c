@@ -27,13 +27,14 @@ enum mode { MODE_NONE, MODE_DUMP, MODE_WATCH, MODE_DETACH, MODE_LOG, MODE_SNAPSH
 struct args {
 	pid_t pid;
 	enum mode mode;
-	bool locals, json, verbose, no_cache;
+	bool locals, json, verbose, no_cache, quiet;
 	/* --watch */
 	const char *store;
 	bool dry_run, hold;
 	double timeout;
 	uint32_t ttl;
-	char *app_paths; /* --app-path, resolved, ':'-joined */
+	char *app_paths;    /* --app-path, resolved, ':'-joined */
+	char *heal_handled; /* --heal-handled, '\n'-joined */
 	/* --log / --snapshot */
 	struct heal_probe_opts probe;
 	/* --reload FILE [FILE...]: argv[reload_at..argc) after parsing */
@@ -57,11 +58,11 @@ static void usage(FILE *f)
 	fprintf(f,
 		"usage: suture-attach --pid PID --dump [--locals] [--json] [--verbose]\n"
 		"       suture-attach --pid PID --watch [--hold] [--store DIR] [--dry-run] [--verbose] [--json] [--timeout S] [--ttl DAYS]\n"
-		"                     [--app-path PATH]...\n"
+		"                     [--app-path PATH]... [--heal-handled SITE]... [--quiet]\n"
 		"       suture-attach --pid PID --log FILE:LINE 'TEXT {expr}...' [--if COND] [--count K]\n"
 		"                     [--timeout S] [--json]\n"
 		"       suture-attach --pid PID --snapshot FILE:LINE [--if COND] [--timeout S] [--json]\n"
-		"       suture-attach --pid PID --detach\n"
+		"       suture-attach --pid PID --detach [--quiet]\n"
 		"       suture-attach --pid PID --reload FILE [FILE...] [--store DIR]\n"
 		"\n"
 		"  -p, --pid PID    the CPython 3.11 process to attach to\n"
@@ -71,6 +72,11 @@ static void usage(FILE *f)
 		"                   one JSON object a line on stdout per event (crash, guard\n"
 		"                   applied, resumed, refused, stored; docs/formats/events.md)\n"
 		"  -v, --verbose    say where the interpreter layout came from, and timings\n"
+		"  -q, --quiet      no [suture] progress lines: --watch's watching, crash seen,\n"
+		"                   guard applied, stored, exited, detached; --detach's\n"
+		"                   confirmation; --log's end. Errors, refusals and what needs\n"
+		"                   you still print; a dump, probe lines and --reload's results\n"
+		"                   are the output and stay\n"
 		"      --no-cache   neither read nor write the layout cache\n"
 		"  -w, --watch      heal structural crashes in the target as they happen\n"
 		"      --store DIR  with --watch: the patch store; with --reload: the store\n"
@@ -83,6 +89,9 @@ static void usage(FILE *f)
 		"      --ttl DAYS   with --watch: lifetime of stored patches (1..36500)\n"
 		"      --app-path P with --watch: more application code (repeatable), healed\n"
 		"                   even inside site-packages (see WHAT COUNTS AS A CRASH)\n"
+		"      --heal-handled SITE  with --watch: heal crashes at SITE (module.qualname:line,\n"
+		"                   as suture-audit lists handled crashes) although the program's\n"
+		"                   own catch-all handles them (repeatable)\n"
 		"      --log FILE:LINE TEXT  print TEXT each time a thread runs LINE, each {expr}\n"
 		"                   evaluated in that frame (no program code runs); removed on exit\n"
 		"      --snapshot FILE:LINE  print the stack and locals of the first thread that\n"
@@ -143,6 +152,7 @@ static int parse_args(int argc, char **argv, struct args *a)
 		OPT_TTL,
 		OPT_DETACH,
 		OPT_APP_PATH,
+		OPT_HEAL_HANDLED,
 		OPT_LOG,
 		OPT_SNAPSHOT,
 		OPT_IF,
@@ -155,10 +165,12 @@ static int parse_args(int argc, char **argv, struct args *a)
 		{ "locals", no_argument, NULL, 'l' },
 		{ "json", no_argument, NULL, 'j' },
 		{ "verbose", no_argument, NULL, 'v' },
+		{ "quiet", no_argument, NULL, 'q' },
 		{ "no-cache", no_argument, NULL, OPT_NO_CACHE },
 		{ "watch", no_argument, NULL, 'w' },
 		{ "store", required_argument, NULL, OPT_STORE },
 		{ "app-path", required_argument, NULL, OPT_APP_PATH },
+		{ "heal-handled", required_argument, NULL, OPT_HEAL_HANDLED },
 		{ "dry-run", no_argument, NULL, OPT_DRY_RUN },
 		{ "hold", no_argument, NULL, OPT_HOLD },
 		{ "timeout", required_argument, NULL, OPT_TIMEOUT },
@@ -176,7 +188,7 @@ static int parse_args(int argc, char **argv, struct args *a)
 	int c;
 	opterr = 0;
 	char *end;
-	while ((c = getopt_long(argc, argv, "p:dljwvr:hV", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "p:dljwvqr:hV", opts, NULL)) != -1) {
 		switch (c) {
 		case 'p':
 			if (parse_pid(optarg, &a->pid)) {
@@ -196,6 +208,9 @@ static int parse_args(int argc, char **argv, struct args *a)
 			break;
 		case 'v':
 			a->verbose = true;
+			break;
+		case 'q':
+			a->quiet = true;
 			break;
 		case OPT_NO_CACHE:
 			a->no_cache = true;
@@ -247,6 +262,15 @@ static int parse_args(int argc, char **argv, struct args *a)
 		case OPT_APP_PATH: {
 			char err[512];
 			if (heal_config__add_app_path(&a->app_paths, optarg, err, sizeof(err))) {
+				fprintf(stderr, "suture-attach: %s\n", err);
+				return EXIT_USAGE;
+			}
+			break;
+		}
+		case OPT_HEAL_HANDLED: {
+			char err[512];
+			if (heal_config__add_heal_handled(&a->heal_handled, optarg, err,
+							  sizeof(err))) {
 				fprintf(stderr, "suture-attach: %s\n", err);
 				return EXIT_USAGE;
 			}
@@ -324,6 +348,10 @@ static int parse_args(int argc, char **argv, struct args *a)
 	if (a->mode != MODE_WATCH && !probe && a->timeout > 0) {
 		fprintf(stderr,
 			"suture-attach: --timeout goes with --watch, --log or --snapshot\n");
+		return EXIT_USAGE;
+	}
+	if (a->quiet && a->verbose) {
+		fprintf(stderr, "suture-attach: --quiet and --verbose: give one of them\n");
 		return EXIT_USAGE;
 	}
 	if (a->mode != MODE_DUMP && a->locals) {
@@ -477,8 +505,10 @@ static int run_detach(const struct args *a)
 		return EXIT_INTERNAL;
 	}
 	inject_session__close(s);
-	fprintf(stderr, "[suture] detached from pid %d: watcher removed, applied patches stay\n",
-		(int)a->pid);
+	if (!a->quiet)
+		fprintf(stderr,
+			"[suture] detached from pid %d: watcher removed, applied patches stay\n",
+			(int)a->pid);
 	return EXIT_OK;
 }
 
@@ -491,6 +521,7 @@ static int run_probe(struct args *a)
 	p->snapshot = a->mode == MODE_SNAPSHOT;
 	p->json = a->json;
 	p->verbose = a->verbose;
+	p->quiet = a->quiet;
 	p->timeout_s = a->timeout;
 	p->rate = HEAL_PROBE_RATE;
 	int rc = heal_probe__check(p, err, sizeof(err));
@@ -521,10 +552,14 @@ int main(int argc, char **argv)
 	case MODE_DUMP:
 		return run_dump(&a);
 	case MODE_WATCH: {
-		char *paths = NULL, err[512], store_buf[PATH_MAX];
+		char *paths = NULL, *sites = NULL, err[512], store_buf[PATH_MAX];
 		/* No --store: the store found from the target's program. */
 		a.store = heal_config__store_of_pid(a.pid, a.store, store_buf, sizeof(store_buf));
 		if (heal_config__app_paths(a.store, a.app_paths, &paths, err, sizeof(err))) {
+			fprintf(stderr, "suture-attach: %s\n", err);
+			return EXIT_USAGE;
+		}
+		if (heal_config__heal_handled(a.store, a.heal_handled, &sites, err, sizeof(err))) {
 			fprintf(stderr, "suture-attach: %s\n", err);
 			return EXIT_USAGE;
 		}
@@ -536,7 +571,9 @@ int main(int argc, char **argv)
 					     .ttl_days = a.ttl,
 					     .events = a.json ? stdout : NULL,
 					     .store_found = a.store == store_buf,
-					     .app_paths = paths };
+					     .quiet = a.quiet,
+					     .app_paths = paths,
+					     .heal_handled = sites };
 		rc = heal_watch__run(a.pid, &o, err, sizeof(err));
 		if (rc)
 			report(err, a.pid, rc);

@@ -35,6 +35,22 @@
 
 static const char *prog = "suture-audit";
 
+/* --quiet: the confirmations of list, rollback and renew ("no patches in
+ * DIR", "removed NAME ...", "renewed NAME ...") are not printed; listings,
+ * explanations and every error are. */
+static bool quiet;
+
+static void note(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void note(const char *fmt, ...)
+{
+	va_list ap;
+	if (quiet)
+		return;
+	va_start(ap, fmt);
+	vprintf(fmt, ap);
+	va_end(ap);
+}
+
 static void print_msg(const char *msg, void *ctx)
 {
 	(void)ctx;
@@ -94,7 +110,9 @@ static void usage(FILE *f)
 		"       %s --pid N [--json] | --pid N rollback NAME... | --all [--dry-run]\n"
 		"\n"
 		"Lists the patches suture stored (guards that keep crashing code running),\n"
-		"explains them, and removes them.\n"
+		"explains them, and removes them; then the handled crashes (sites where the\n"
+		"program's own catch-all caught a structural exception: not patched; heal one\n"
+		"with suture-run/suture-attach --heal-handled SITE).\n"
 		"\n"
 		"  --store DIR   the store (default: $" STORE_ENV ", else the " STORE_DEFAULT_DIR
 		" found from\n"
@@ -105,6 +123,8 @@ static void usage(FILE *f)
 		"  --ttl DAYS    renew: the patch expires DAYS from now (default: its own TTL)\n"
 		"  -p, --pid N   the patches live in process N (read from its suture agent);\n"
 		"                with rollback, also give its functions their original code\n"
+		"  -q, --quiet   list, rollback, renew: no confirmation lines (\"no patches\n"
+		"                in DIR\", \"removed ...\", \"renewed ...\"); errors still print\n"
 		"  -h, --help, -V, --version\n"
 		"\n"
 		"Exit: 0 ok (also listing where no store is), 1 store or agent error, 2 usage,\n"
@@ -305,6 +325,76 @@ static void print_line(char *const cell[NCOLS], const size_t w[NCOLS])
 	putchar('\n');
 }
 
+/* ---- handled crashes ---------------------------------------------------------- */
+
+static int add_time(cJSON *o, const char *key, int64_t t);
+
+/* One handled crash, from the store or a live agent. */
+struct handled_row {
+	const char *site, *type, *program; /* program: NULL live */
+	uint64_t count;
+	int64_t last; /* Unix seconds; 0 unknown */
+};
+
+/* The "handled crashes" section: what the program's own catch-all caught
+ * (not patched), site, type, count, last seen. */
+static void print_handled(const struct handled_row *v, size_t n, int64_t now, bool lead)
+{
+	size_t ws = 4, wt = 4;
+	if (!n)
+		return;
+	for (size_t i = 0; i < n; i++) {
+		if (width(v[i].site) > ws)
+			ws = width(v[i].site);
+		if (width(v[i].type) > wt)
+			wt = width(v[i].type);
+	}
+	printf("%shandled crashes (the program's own catch-all caught them: not patched; heal "
+	       "one with --heal-handled SITE):\n",
+	       lead ? "\n" : "");
+	printf("%-*s  %-*s  %8s  %s\n", (int)ws, "SITE", (int)wt, "TYPE", "COUNT", "LAST SEEN");
+	for (size_t i = 0; i < n; i++) {
+		char ago[32] = "?";
+		if (v[i].last > 0) {
+			fmt_duration(now > v[i].last ? now - v[i].last : 0, ago, sizeof(ago));
+			strncat(ago, " ago", sizeof(ago) - strlen(ago) - 1);
+		}
+		printf("%-*s  %-*s  %8llu  %s\n", (int)ws, v[i].site, (int)wt, v[i].type,
+		       (unsigned long long)v[i].count, ago);
+	}
+}
+
+static void print_stored_handled(const struct store *s, int64_t now, bool lead)
+{
+	size_t n = store__handled_count(s);
+	struct handled_row *v = n ? calloc(n, sizeof(*v)) : NULL;
+	if (!v)
+		return;
+	for (size_t i = 0; i < n; i++) {
+		const struct store_handled *e = store__handled_at(s, i);
+		v[i] = (struct handled_row){ e->site, e->exc_type, e->program, e->count,
+					     e->last_seen };
+	}
+	print_handled(v, n, now, lead);
+	free(v);
+}
+
+/* {"site", "type", "count", "last_seen", "program"?} into arr. */
+static int handled_json(cJSON *arr, const struct handled_row *r)
+{
+	cJSON *o = cJSON_CreateObject();
+	if (!o || !cJSON_AddStringToObject(o, "site", r->site) ||
+	    !cJSON_AddStringToObject(o, "type", r->type) ||
+	    !cJSON_AddNumberToObject(o, "count", (double)r->count) ||
+	    add_time(o, "last_seen", r->last) ||
+	    (r->program && !cJSON_AddStringToObject(o, "program", r->program)) ||
+	    !cJSON_AddItemToArray(arr, o)) {
+		cJSON_Delete(o);
+		return -1;
+	}
+	return 0;
+}
+
 static int list_table(const struct store *s, int64_t now)
 {
 	size_t n = store__count(s), w[NCOLS], nstale = 0, nexpired = 0, nsuper = 0, k = 0;
@@ -320,7 +410,8 @@ static int list_table(const struct store *s, int64_t now)
 		return EXIT_FAIL;
 	}
 	if (n == 0) {
-		printf("no patches in %s\n", store__path(s));
+		note("no patches in %s\n", store__path(s));
+		print_stored_handled(s, now, true);
 		goto out;
 	}
 	for (int i = 0; i < NCOLS; i++)
@@ -367,6 +458,7 @@ static int list_table(const struct store *s, int64_t now)
 		printf("%s%zu superseded: the function's fixed source was reloaded into the process "
 		       "(suture-attach --reload); never applied. Remove: suture-audit rollback NAME\n",
 		       nexpired || nstale ? "" : "\n", nsuper);
+	print_stored_handled(s, now, true);
 out:
 	for (size_t i = 0; i < k; i++)
 		row_free(&rows[i]);
@@ -463,6 +555,19 @@ static int list_json(const struct store *s, int64_t now)
 		if (!o || !cJSON_AddItemToArray(arr, o)) {
 			cJSON_Delete(o);
 			goto out;
+		}
+	}
+	/* Only when there are some: {"patches": []} stays what it was. */
+	if (store__handled_count(s)) {
+		cJSON *h = cJSON_AddArrayToObject(root, "handled");
+		if (!h)
+			goto out;
+		for (size_t i = 0; i < store__handled_count(s); i++) {
+			const struct store_handled *e = store__handled_at(s, i);
+			struct handled_row r = { e->site, e->exc_type, e->program, e->count,
+						 e->last_seen };
+			if (handled_json(h, &r))
+				goto out;
 		}
 	}
 	return print_json(root);
@@ -796,8 +901,8 @@ static int do_explain(const struct store *s, const char *name, int64_t now)
 
 static void describe(const char *verb, const struct store_patch *p)
 {
-	printf("%s %s (%s on %s in %s.%s, %s:%d)\n", verb, p->name, p->guard, p->target, p->module,
-	       p->qualname, p->file, p->line);
+	note("%s %s (%s on %s in %s.%s, %s:%d)\n", verb, p->name, p->guard, p->target, p->module,
+	     p->qualname, p->file, p->line);
 }
 
 /* renew NAME... [--ttl DAYS]: an expired patch applies again (and a live
@@ -834,8 +939,8 @@ static int do_renew(struct store *s, char **names, int nnames, unsigned ttl, int
 		}
 		store__format_time(dry ? now + (int64_t)days * 86400 : store_patch__expires(p),
 				   until, sizeof(until));
-		printf("%s %s: applies again until %s (%u days)\n", dry ? "would renew" : "renewed",
-		       names[i], until, days);
+		note("%s %s: applies again until %s (%u days)\n", dry ? "would renew" : "renewed",
+		     names[i], until, days);
 	}
 	return EXIT_OK;
 }
@@ -849,7 +954,7 @@ static int do_rollback(struct store *s, char **names, int nnames, int all, int d
 
 	if (all) {
 		if (store__count(s) == 0) {
-			printf("no patches in %s\n", store__path(s));
+			note("no patches in %s\n", store__path(s));
 			return EXIT_OK;
 		}
 		store_iter__init(&it, s, NULL);
@@ -859,8 +964,8 @@ static int do_rollback(struct store *s, char **names, int nnames, int all, int d
 			return EXIT_OK;
 		if (store__remove_all(s, &removed))
 			return EXIT_FAIL;
-		printf("%zu patch%s removed from %s\n", removed, removed == 1 ? "" : "es",
-		       store__path(s));
+		note("%zu patch%s removed from %s\n", removed, removed == 1 ? "" : "es",
+		     store__path(s));
 		return EXIT_OK;
 	}
 	/* All names must exist before anything is removed. */
@@ -894,7 +999,7 @@ static int do_rollback(struct store *s, char **names, int nnames, int all, int d
 			free(line);
 			return r == -ENOENT ? EXIT_NO_PATCH : EXIT_FAIL;
 		}
-		printf("%s %s (%s)\n", verb, names[i], line ? line : "");
+		note("%s %s (%s)\n", verb, names[i], line ? line : "");
 		free(line);
 	}
 	return EXIT_OK;
@@ -909,8 +1014,33 @@ struct live {
 	bool restarted; /* we restarted a detached agent: detach again */
 	struct wire_live_patch *v;
 	size_t n;
-	char program[4096]; /* its main script ("" if none) */
+	char program[4096];            /* its main script ("" if none) */
+	struct wire_handled_entry *hv; /* handled crashes so far (live_handled) */
+	size_t nh;
 };
+
+/* The agent's handled crashes (HANDLED_LIST), for a listing only: an
+ * agent older than this one does not know the frame and closes the
+ * connection, so nothing else is asked after it. */
+static void live_handled(struct live *l)
+{
+	if (inject_session__list_handled(l->s, &l->hv, &l->nh)) {
+		l->hv = NULL;
+		l->nh = 0;
+	}
+}
+
+static void live_print_handled(const struct live *l, int64_t now)
+{
+	struct handled_row *v = l->nh ? calloc(l->nh, sizeof(*v)) : NULL;
+	if (!v)
+		return;
+	for (size_t i = 0; i < l->nh; i++)
+		v[i] = (struct handled_row){ l->hv[i].site, l->hv[i].exc_type, NULL, l->hv[i].count,
+					     (int64_t)(l->hv[i].last_ms / 1000) };
+	print_handled(v, l->nh, now, true);
+	free(v);
+}
 
 /* Whether the agent library is mapped in pid (never inject one: auditing
  * must not change a process that suture never touched). */
@@ -998,6 +1128,7 @@ static void live_close(struct live *l)
 	if (l->s && l->restarted)
 		inject_session__detach(l->s);
 	inject_session__close(l->s);
+	free(l->hv);
 	free(l->v);
 	memset(l, 0, sizeof(*l));
 }
@@ -1154,6 +1285,18 @@ static cJSON *live_doc(const struct live *l, const struct store *s, int64_t now,
 	    add_opt(root, "program", l->program[0] ? l->program : NULL) ||
 	    !(arr = cJSON_AddArrayToObject(root, "patches")))
 		goto out;
+	if (l->nh) {
+		cJSON *h = cJSON_AddArrayToObject(root, "handled");
+		if (!h)
+			goto out;
+		for (size_t i = 0; i < l->nh; i++) {
+			struct handled_row r = { l->hv[i].site, l->hv[i].exc_type, NULL,
+						 l->hv[i].count,
+						 (int64_t)(l->hv[i].last_ms / 1000) };
+			if (handled_json(h, &r))
+				goto out;
+		}
+	}
 	for (size_t i = 0; i < l->n; i++) {
 		const struct wire_live_patch *e = &l->v[i];
 		o = live_json_one(e, s && e->meta.name[0] ? store__find(s, e->meta.name) : NULL,
@@ -1239,7 +1382,7 @@ static int live_rollback(struct live *ls, size_t nl, struct store *s, char **nam
 			const char *name = all ? NULL : names[i];
 			if (name && !live_find(l, name)) {
 				if (nl == 1)
-					printf("%s: not live in pid %ld\n", name, l->pid);
+					note("%s: not live in pid %ld\n", name, l->pid);
 				continue;
 			}
 			if (all && nl > 1 && !l->n)
@@ -1254,18 +1397,18 @@ static int live_rollback(struct live *ls, size_t nl, struct store *s, char **nam
 					l->pid, res.message);
 				return res.status == -ENOENT ? EXIT_NO_PATCH : EXIT_FAIL;
 			}
-			printf("pid %ld: %s\n", l->pid, res.message);
+			note("pid %ld: %s\n", l->pid, res.message);
 		}
 	}
 	if (!s) {
-		printf("no store: nothing to remove on disk\n");
+		note("no store: nothing to remove on disk\n");
 		return EXIT_OK;
 	}
 	if (all)
 		return do_rollback(s, NULL, 0, 1, dry);
 	for (int i = 0; i < nnames; i++) {
 		if (!store__find(s, names[i])) {
-			printf("%s: not in %s\n", names[i], store__path(s));
+			note("%s: not in %s\n", names[i], store__path(s));
 			continue;
 		}
 		if ((r = do_rollback(s, &names[i], 1, 0, dry)) != EXIT_OK)
@@ -1324,13 +1467,17 @@ static int live_main(const char *dir, const char *cmd, long pid, int json, char 
 		rc = EXIT_FAIL;
 		goto out;
 	}
+	for (size_t i = 0; !rb && i < nl; i++)
+		live_handled(&ls[i]);
 	if (rb) {
 		rc = live_rollback(ls, nl, s, args, nargs, all, dry);
 	} else if (json) {
 		rc = live_json(ls, nl, s, store__now());
 	} else {
-		for (size_t i = 0; i < nl; i++)
+		for (size_t i = 0; i < nl; i++) {
 			rc = live_table(&ls[i], s, store__now(), i == 0);
+			live_print_handled(&ls[i], store__now());
+		}
 		if (nl > 1)
 			printf("%zu processes in the tree of pid %ld\n", nl, pid);
 	}
@@ -1347,15 +1494,11 @@ out:
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{ "store", required_argument, 0, 's' },
-		{ "json", no_argument, 0, 'j' },
-		{ "all", no_argument, 0, 'a' },
-		{ "dry-run", no_argument, 0, 'n' },
-		{ "pid", required_argument, 0, 'p' },
-		{ "help", no_argument, 0, 'h' },
-		{ "version", no_argument, 0, 'V' },
-		{ "ttl", required_argument, 0, 't' },
-		{ 0, 0, 0, 0 },
+		{ "store", required_argument, 0, 's' }, { "json", no_argument, 0, 'j' },
+		{ "all", no_argument, 0, 'a' },         { "dry-run", no_argument, 0, 'n' },
+		{ "pid", required_argument, 0, 'p' },   { "help", no_argument, 0, 'h' },
+		{ "version", no_argument, 0, 'V' },     { "ttl", required_argument, 0, 't' },
+		{ "quiet", no_argument, 0, 'q' },       { 0, 0, 0, 0 },
 	};
 	const char *dir = NULL, *cmd = "list";
 	int json = 0, all = 0, dry = 0, c, rc, r;
@@ -1368,8 +1511,11 @@ int main(int argc, char **argv)
 	int nargs;
 
 	opterr = 0;
-	while ((c = getopt_long(argc, argv, "p:hV", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "p:qhV", opts, NULL)) != -1) {
 		switch (c) {
+		case 'q':
+			quiet = true;
+			break;
 		case 's':
 			dir = optarg;
 			break;
@@ -1447,6 +1593,12 @@ int main(int argc, char **argv)
 	}
 	if (ttl && strcmp(cmd, "renew") != 0)
 		goto bad_usage;
+	if (quiet && (dry || strcmp(cmd, "explain") == 0)) {
+		fprintf(stderr,
+			"%s: --quiet goes with list, rollback and renew, not with %s (see %s --help)\n",
+			prog, dry ? "--dry-run" : "explain", prog);
+		return EXIT_USAGE;
+	}
 	if (pid && strcmp(cmd, "explain") != 0)
 		return live_main(dir, cmd, pid, json, args, nargs, all, dry);
 	/* Neither --store nor $SUTURE_STORE: the .suture found from here up,
@@ -1469,8 +1621,9 @@ int main(int argc, char **argv)
 		if (json)
 			rc = list_json(NULL, store__now());
 		else
-			rc = printf("no patches in %s\n", store_dir_named(dir)) < 0 ? EXIT_FAIL
-										    : EXIT_OK;
+			rc = quiet || printf("no patches in %s\n", store_dir_named(dir)) >= 0
+				     ? EXIT_OK
+				     : EXIT_FAIL;
 		goto flush;
 	}
 	held_msgs__release(&held, false);

@@ -35,6 +35,9 @@ static void usage(FILE *out)
 		"  -c, --crash UNIT:EXCTYPE[:MESSAGE]\n"
 		"                       explain the guard for that exception raised at code\n"
 		"                       unit UNIT (bytes / 2) of the selected code object\n"
+		"  -Q, --quiet          print no listing: decode and verify the selected code\n"
+		"                       objects, say on stderr only which do not (the exit\n"
+		"                       status tells); not with --crash\n"
 		"  -h, --help           this help\n"
 		"  -V, --version        print the version\n"
 		"Exit: 0 every code object decoded and verified, 1 one did not or none\n"
@@ -62,16 +65,17 @@ int main(int argc, char **argv)
 		{ "no-depth", no_argument, NULL, 'D' },
 		{ "no-lines", no_argument, NULL, 'L' },
 		{ "crash", required_argument, NULL, 'c' },
+		{ "quiet", no_argument, NULL, 'Q' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *want_q = NULL, *want_f = NULL;
 	char *crash_spec = NULL;
-	int all = 0, c;
+	int all = 0, quiet = 0, c;
 	unsigned flags = REWRITE_DIS_DEPTH | REWRITE_DIS_LINES;
 	opterr = 0; /* one line of ours instead of getopt's */
-	while ((c = getopt_long(argc, argv, "q:f:c:ahV", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "q:f:c:aQhV", opts, NULL)) != -1) {
 		switch (c) {
 		case 'q':
 			want_q = optarg;
@@ -91,6 +95,9 @@ int main(int argc, char **argv)
 		case 'c':
 			crash_spec = optarg;
 			break;
+		case 'Q':
+			quiet = 1;
+			break;
 		case 'h':
 			usage(stdout);
 			return EXIT_OK;
@@ -106,6 +113,10 @@ int main(int argc, char **argv)
 	}
 	if (optind != argc - 1) {
 		fprintf(stderr, "suture-dis: give one dump file (see suture-dis --help)\n");
+		return EXIT_USAGE;
+	}
+	if (quiet && crash_spec) {
+		fprintf(stderr, "suture-dis: --quiet and --crash: give one of them\n");
 		return EXIT_USAGE;
 	}
 	struct guard_crash crash = { .stdlib = -1 };
@@ -160,10 +171,25 @@ int main(int argc, char **argv)
 			status = 1;
 			continue;
 		}
+		int max = -1;
+		bool bad = rewrite_code__analyse(code, &max, &diag) ||
+			   rewrite_code__verify(code, &diag);
+		if (quiet) {
+			if (bad) {
+				fprintf(stderr, "suture-dis: %s (%s): does not verify: %s\n",
+					in->qualname ? in->qualname : "?",
+					in->filename ? in->filename : "?", diag.msg);
+				status = 1;
+			}
+			shown++;
+			rewrite_code__free(code);
+			if (!all)
+				break;
+			continue;
+		}
 		if (shown++)
 			putchar('\n');
-		int max = -1;
-		if (rewrite_code__analyse(code, &max, &diag) || rewrite_code__verify(code, &diag)) {
+		if (bad) {
 			printf("# verify: %s\n", diag.msg);
 			status = 1;
 		} else {

@@ -22,19 +22,27 @@ static void usage(FILE *f)
 		"\n"
 		"  --store DIR          patch store (default $SUTURE_STORE, else ./.suture)\n"
 		"  --dry-run            report what would be patched; patch and store nothing\n"
-		"  --verbose            show each patch's bytecode delta, side by side\n"
+		"  -v, --verbose        show each patch's bytecode delta, side by side\n"
 		"  --shadow             warn each time a guard's fallback value is used\n"
 		"  --ttl DAYS           lifetime of new patches (default 7)\n"
 		"  --retries N          re-runs after a healed crash (default 3; 0: never; never\n"
 		"                       with a piped or redirected stdin)\n"
 		"  --no-resume          never continue a crashing call in flight: heal later calls\n"
-		"  --watch              service mode: restart after each healed crash\n"
-		"  --max-restarts N     with --watch: at most N restarts (default 10)\n"
+		"  --restart            service mode: restart the program after each healed crash\n"
+		"                       (was --watch, still accepted: suture-attach --watch heals\n"
+		"                       a running process, without restarting it)\n"
+		"  --max-restarts N     with --restart: at most N restarts (default 10)\n"
+		"  -q, --quiet          no progress lines (crash seen, guard applied, stored,\n"
+		"                       already healed, restarting, the summary); what failed, was\n"
+		"                       refused, is re-run or needs you, and every error, still print\n"
 		"  --json[=FILE]        one JSON object a line per event (crash, guard applied,\n"
 		"                       resumed, refused, stored) on stdout, shared with the\n"
 		"                       program's own stdout, or appended to FILE\n"
 		"  --app-path PATH      more application code (repeatable): crashes in it are\n"
 		"                       healed even inside site-packages (see WHAT COUNTS AS A CRASH)\n"
+		"  --heal-handled SITE  heal crashes at SITE (module.qualname:line, as suture-audit\n"
+		"                       lists handled crashes) although the program's own catch-all\n"
+		"                       handles them (repeatable)\n"
 		"  -m MODULE            run a module as python -m does (found in the working\n"
 		"                       directory or $PYTHONPATH for the store)\n"
 		"  --python PATH        the interpreter, a CPython 3.11 (default: $VIRTUAL_ENV/bin/python\n"
@@ -63,19 +71,21 @@ static int parse_uint(const char *s, unsigned long max, unsigned long *out)
 
 int main(int argc, char **argv)
 {
-	char *app_paths = NULL, err[512];
+	char *app_paths = NULL, *sites = NULL, err[512];
 	enum {
 		O_STORE = 1000,
 		O_DRY,
 		O_SHADOW,
 		O_TTL,
 		O_RETRIES,
+		O_RESTART,
 		O_WATCH,
 		O_MAXR,
 		O_PYTHON,
 		O_AGENT,
 		O_NO_RESUME,
 		O_APP_PATH,
+		O_HEAL_HANDLED,
 		O_JSON
 	};
 	static const struct option opts[] = {
@@ -85,12 +95,15 @@ int main(int argc, char **argv)
 		{ "shadow", no_argument, NULL, O_SHADOW },
 		{ "ttl", required_argument, NULL, O_TTL },
 		{ "retries", required_argument, NULL, O_RETRIES },
-		{ "watch", no_argument, NULL, O_WATCH },
+		{ "restart", no_argument, NULL, O_RESTART },
+		{ "watch", no_argument, NULL, O_WATCH }, /* deprecated: --restart */
+		{ "quiet", no_argument, NULL, 'q' },
 		{ "max-restarts", required_argument, NULL, O_MAXR },
 		{ "python", required_argument, NULL, O_PYTHON },
 		{ "agent", required_argument, NULL, O_AGENT },
 		{ "no-resume", no_argument, NULL, O_NO_RESUME },
 		{ "app-path", required_argument, NULL, O_APP_PATH },
+		{ "heal-handled", required_argument, NULL, O_HEAL_HANDLED },
 		{ "json", optional_argument, NULL, O_JSON },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
@@ -103,13 +116,13 @@ int main(int argc, char **argv)
 	};
 	unsigned long v;
 	int c;
-	bool maxr = false, python_given = false;
+	bool maxr = false, python_given = false, said_watch = false;
 	const char *module = NULL;
 	char *venv_python = NULL;
 
 	opterr = 0;
 	/* "+": stop at the script; its own options are its business. */
-	while ((c = getopt_long(argc, argv, "+vhVm:", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "+vqhVm:", opts, NULL)) != -1) {
 		switch (c) {
 		case O_STORE:
 			o.store_dir = optarg;
@@ -127,7 +140,19 @@ int main(int argc, char **argv)
 			o.shadow = true;
 			break;
 		case O_WATCH:
-			o.watch = true;
+			/* The old spelling: "--watch" is suture-attach's "heal a
+			 * running process live"; said once, then as --restart. */
+			if (!said_watch)
+				fprintf(stderr,
+					"suture-run: --watch is deprecated: it is --restart "
+					"(restart after each healed crash); it will go away\n");
+			said_watch = true;
+			/* fall through */
+		case O_RESTART:
+			o.restart = true;
+			break;
+		case 'q':
+			o.quiet = true;
 			break;
 		case O_PYTHON:
 			o.python = optarg;
@@ -155,6 +180,13 @@ int main(int argc, char **argv)
 				return EXIT_USAGE;
 			}
 			o.app_paths = app_paths;
+			break;
+		case O_HEAL_HANDLED:
+			if (heal_config__add_heal_handled(&sites, optarg, err, sizeof(err))) {
+				fprintf(stderr, "suture-run: %s\n", err);
+				return EXIT_USAGE;
+			}
+			o.heal_handled = sites;
 			break;
 		case O_TTL:
 			if (parse_uint(optarg, 36500, &v) || v == 0) {
@@ -193,8 +225,12 @@ int main(int argc, char **argv)
 			return EXIT_USAGE;
 		}
 	}
-	if (maxr && !o.watch) {
-		fprintf(stderr, "suture-run: --max-restarts goes with --watch\n");
+	if (maxr && !o.restart) {
+		fprintf(stderr, "suture-run: --max-restarts goes with --restart\n");
+		return EXIT_USAGE;
+	}
+	if (o.quiet && o.verbose) {
+		fprintf(stderr, "suture-run: --quiet and --verbose: give one of them\n");
 		return EXIT_USAGE;
 	}
 	/* suture-run -m NAME args: the interpreter's "-m NAME args". */

@@ -3,6 +3,7 @@
  * store a command uses when none is named (store__locate). */
 #include "heal/heal.h"
 #include "store/store.h"
+#include "wire/msg.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -45,6 +46,66 @@ int heal_config__app_paths(const char *store_dir, const char *cli, char **out, c
 		return -ENOMEM;
 	}
 	snprintf(*out, a + b + 2, "%s%s%s", a ? cli : "", a && b ? ":" : "", conf);
+	return 0;
+}
+
+int heal_config__heal_handled(const char *store_dir, const char *cli, char **out, char *err,
+			      size_t errlen)
+{
+	char conf[8192];
+	struct store *st = NULL;
+	int rc;
+
+	*out = NULL;
+	err[0] = 0;
+	conf[0] = 0;
+	rc = store__open_print(store_dir, STORE_F_RDONLY | STORE_F_LAZY, quiet, NULL, &st);
+	if (rc == 0) {
+		rc = store_config__heal_handled(st, conf, sizeof(conf), err, errlen);
+		store__close(st);
+		if (rc)
+			return rc;
+	}
+	size_t a = cli ? strlen(cli) : 0, b = strlen(conf);
+	if (!a && !b)
+		return 0;
+	if (a + b + 1 >= WIRE_HEAL_HANDLED_MAX) {
+		snprintf(err, errlen, "--heal-handled: the sites take over %d bytes",
+			 WIRE_HEAL_HANDLED_MAX - 1);
+		return -ENAMETOOLONG;
+	}
+	if (!(*out = malloc(a + b + 2))) {
+		snprintf(err, errlen, "out of memory");
+		return -ENOMEM;
+	}
+	snprintf(*out, a + b + 2, "%s%s%s", a ? cli : "", a && b ? "\n" : "", conf);
+	return 0;
+}
+
+int heal_config__add_heal_handled(char **list, const char *arg, char *err, size_t errlen)
+{
+	const char *colon = strrchr(arg, ':');
+	bool ok = colon && colon != arg && colon[1] && strlen(arg) <= WIRE_SITE_MAX;
+	for (const char *p = colon ? colon + 1 : ""; ok && *p; p++)
+		ok = *p >= '0' && *p <= '9';
+	for (const unsigned char *p = (const unsigned char *)arg; ok && *p; p++)
+		ok = *p > ' ' && *p != 0x7f;
+	if (!ok) {
+		snprintf(err, errlen,
+			 "--heal-handled %s: expected a site as suture-audit lists it, "
+			 "module.qualname:line",
+			 arg);
+		return -EINVAL;
+	}
+	size_t had = *list ? strlen(*list) : 0, len = had + strlen(arg) + 2;
+	char *v = malloc(len);
+	if (!v) {
+		snprintf(err, errlen, "out of memory");
+		return -ENOMEM;
+	}
+	snprintf(v, len, "%s%s%s", had ? *list : "", had ? "\n" : "", arg);
+	free(*list);
+	*list = v;
 	return 0;
 }
 

@@ -156,11 +156,11 @@ static void persist(struct heal *h, const struct heal_code *hc, const struct bui
 	if (heal__open_store(h, STORE_F_CREATE, &st))
 		return;
 	if (is_new)
-		heal__say(h,
-			  "new store %s, found from the program (the first .suture up from its "
-			  "directory, else beside its top package); --store or $SUTURE_STORE "
-			  "choose another",
-			  store__path(st));
+		heal__note(h,
+			   "new store %s, found from the program (the first .suture up from its "
+			   "directory, else beside its top package); --store or $SUTURE_STORE "
+			   "choose another",
+			   store__path(st));
 	if (resumed) {
 		p.hits = 1;
 		p.last_hit = store__now();
@@ -168,7 +168,7 @@ static void persist(struct heal *h, const struct heal_code *hc, const struct bui
 	/* The store names it apart from another program's, Python's or
 	 * anchor's patch of that name, under its lock (store__add_unique). */
 	if (store__add_unique(st, &p, name, sizeof(name)) == 0) {
-		heal__say(h, "stored patch %s in %s", name, store__path(st));
+		heal__note(h, "stored patch %s in %s", name, store__path(st));
 		heal_event__emit(h->o.events, h->pid, "stored", "s:name", name, "s:store",
 				 store__path(st), "s:function", hc->qualname, "s:file", file,
 				 "i:line", (long long)p.line, NULL);
@@ -220,8 +220,8 @@ static int heal_nested(struct heal *h, const char *qualname, const struct wire_c
 			qualname, in->qualname, h->nest);
 		return inject_session__release(h->s, in) == -EPIPE ? -EPIPE : 0;
 	}
-	heal__say(h, "the resumed call of %s crashed again, in %s: healing it in flight too",
-		  qualname, in->qualname);
+	heal__note(h, "the resumed call of %s crashed again, in %s: healing it in flight too",
+		   qualname, in->qualname);
 	bool pages_on = h->pages.on;
 	h->nest++;
 	int rc = heal__on_crash(h, in, NULL);
@@ -259,7 +259,7 @@ static int resume_call(struct heal *h, const struct wire_crash *ev, const char *
 	if (err == 0 && rr.status == WIRE_RESUMED) {
 		*released = true;
 		*oc = HEAL_RESUMED;
-		heal__say(
+		heal__note(
 			h,
 			"resumed in flight: %s went on from the fallback; its caller got the result "
 			"(the call returned %.2f ms later)",
@@ -298,9 +298,16 @@ int heal__on_crash(struct heal *h, const struct wire_crash *ev, enum heal_outcom
 	heal_pages__drop(&h->pages);
 	h->pages.on = true;
 	heal__file_key(h, ev->filename, file, sizeof(file));
-	heal__say(h, "crash seen: %s%s%.160s in %s (%s:%u)", ev->exc_type,
-		  ev->message[0] ? ": " : "", ev->message, ev->qualname,
-		  heal_names__base(ev->filename), ev->line);
+	char site[WIRE_SITE_MAX + 1024];
+	/* A site opted in: the agent reports what the application's own
+	 * catch-all would have handled there; the line says why it is one. */
+	bool opted = heal__opted_in(h, ev, site, sizeof(site));
+	heal__note(h, "crash seen: %s%s%.160s in %s (%s:%u)%s%s", ev->exc_type,
+		   ev->message[0] ? ": " : "", ev->message, ev->qualname,
+		   heal_names__base(ev->filename), ev->line,
+		   opted ? ", handled by the application's catch-all but healed: --heal-handled "
+			 : "",
+		   opted ? site : "");
 	heal_event__emit(h->o.events, h->pid, "crash", "s:exc_type", ev->exc_type, "s:message",
 			 ev->message, "s:function", ev->qualname, "s:file", file, "i:line",
 			 (long long)ev->line, NULL);
@@ -427,7 +434,7 @@ int heal__on_crash(struct heal *h, const struct wire_crash *ev, enum heal_outcom
 	}
 	double t1 = heal__now_ms();
 	heal__note_patched(h, ev->code_addr, ev->offset, &b.gp);
-	heal__say(
+	heal__note(
 		h,
 		"guard applied: %s %s -> %s (%s) in %s (%s:%u); installed in %u function%s in %.2f ms",
 		guard_kind__name(b.d.kind), b.d.target, b.d.fallback_text, b.d.consumer,
@@ -440,11 +447,20 @@ int heal__on_crash(struct heal *h, const struct wire_crash *ev, enum heal_outcom
 			 (long long)res.nfunctions, "f:ms", t1 - t0, NULL);
 	oc = HEAL_APPLIED;
 	/* In flight: the failing call continues from the fallback and its
-	 * caller gets the result (handler guards only: a redirect guard has
-	 * no fallback entry). Otherwise the exception goes on. */
-	if (!h->o.no_resume && b.gp.fallback_unit)
+	 * caller gets the result (a redirect guard: from the loads of its
+	 * operands, when they can run again). Otherwise the exception goes
+	 * on. */
+	if (!h->o.no_resume && b.gp.fallback_unit) {
 		rc = resume_call(h, ev, hc.qualname, b.gp.fallback_unit, (uint32_t)b.gp.base_depth,
 				 &released, &oc);
+	} else if (!h->o.no_resume && b.gp.no_resume) {
+		/* A redirect guard whose operands cannot be produced again. */
+		heal__say(h,
+			  "not resumed in flight (%s): this crash goes on, later calls are healed",
+			  b.gp.no_resume);
+		heal_event__emit(h->o.events, h->pid, "not_resumed", "s:function", hc.qualname,
+				 "s:reason", b.gp.no_resume, NULL);
+	}
 	/* The thread goes on first: persisting (fsync) is not its business. */
 	if (!released) {
 		released = true;

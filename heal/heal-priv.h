@@ -136,16 +136,23 @@ struct spec {
 	 * line: a sibling of the same name (a property's getter and setter
 	 * are both "C.x") may still take it; specs__sweep decides at the end. */
 	bool seen;
+	size_t seq; /* its place in the store's order */
 };
 
 /* The patches of program under python_version (those of another Python
- * left out), copied from st. 0 or -ENOMEM. */
+ * left out), copied from st, sorted by qualname (the store's order among
+ * those of one qualname): heal_specs__range finds a function's without a
+ * scan of all. 0 or -ENOMEM. */
 int heal_specs__from(const struct store *st, const char *program, const char *python_version,
 		     struct spec **out, size_t *n);
 void heal_specs__free(struct spec *v, size_t n);
 /* Whether s, not applied or reported yet, is for the function qualname of
  * file (the store's file key). */
 bool heal_spec__for(const struct spec *s, const char *qualname, const char *file);
+/* [*lo, *hi): the specs of v (as heal_specs__from sorts them) whose
+ * qualname is qualname; empty (*lo == *hi) if none. */
+void heal_specs__range(const struct spec *v, size_t nv, const char *qualname, size_t *lo,
+		       size_t *hi);
 /* ... and may be applied to its live code whose identity is code_id (not
  * marked stale). */
 bool heal_spec__applies(const struct spec *s, const char *qualname, const char *file,
@@ -182,6 +189,13 @@ struct heal_hit {
 	int64_t last;
 };
 
+/* Handled crashes received from the agent, not stored yet. */
+struct heal_handled {
+	char *site, *exc_type;
+	uint64_t count;
+	int64_t last;
+};
+
 struct heal {
 	struct inspect_proc *ip;
 	const struct inspect_reader *r;
@@ -213,6 +227,10 @@ struct heal {
 	size_t pend_sent;      /* ... of which flushed */
 	struct heal_hit *hits; /* guard firings not yet stored */
 	size_t nhits;
+	struct heal_handled *handled; /* handled crashes not yet stored */
+	size_t nhandled;
+	char **handled_seen; /* sites (with their type) already announced */
+	size_t nhandled_seen;
 	/* heal__load_live: the live code may carry our patches already (a
 	 * second attach): a mismatch is counted, never marked stale. */
 	bool live;
@@ -233,6 +251,14 @@ struct heal {
 double heal__now_ms(void);
 /* One "[suture] ..." line on the log. */
 void heal__say(struct heal *h, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* A progress line (a crash seen, a guard applied, a patch stored or
+ * loaded): as heal__say, but not printed with heal_opts.quiet. What failed,
+ * was refused or needs the user goes through heal__say. */
+void heal__note(struct heal *h, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Whether the crash ev is at a site the user opted in with --heal-handled
+ * (heal_opts.heal_handled): its site ("module.qualname:line") in site. */
+bool heal__opted_in(struct heal *h, const struct wire_crash *ev, char *site, size_t cap);
 
 /* ---- events.c ---- */
 

@@ -88,6 +88,23 @@ void heal__say(struct heal *h, const char *fmt, ...)
 	fflush(h->log);
 }
 
+void heal__note(struct heal *h, const char *fmt, ...)
+{
+	char line[1024];
+	va_list ap;
+	if (!h->o.quiet) {
+		va_start(ap, fmt);
+		vsnprintf(line, sizeof(line), fmt, ap);
+		va_end(ap);
+		heal__say(h, "%s", line);
+		return;
+	}
+	va_start(ap, fmt);
+	vsnprintf(line, sizeof(line), fmt, ap);
+	va_end(ap);
+	memcpy(h->last, line, sizeof(h->last));
+}
+
 void heal__set_tag(struct heal *h, bool on)
 {
 	if (h)
@@ -142,11 +159,14 @@ int heal__open(struct inspect_proc *ip, struct inject_session *s, const struct h
 }
 
 static void take_hits(struct heal *h);
+static void take_handled(struct heal *h);
 
 void heal__set_session(struct heal *h, struct inject_session *s)
 {
-	if (h->s && h->s != s)
+	if (h->s && h->s != s) {
 		take_hits(h); /* what the old session received is ours to store */
+		take_handled(h);
+	}
 	h->s = s;
 	heal_sender__session(&h->sess, s);
 }
@@ -158,6 +178,14 @@ void heal__close(struct heal *h)
 		for (size_t i = 0; i < h->nhits; i++)
 			free(h->hits[i].name);
 		free(h->hits);
+		for (size_t i = 0; i < h->nhandled; i++) {
+			free(h->handled[i].site);
+			free(h->handled[i].exc_type);
+		}
+		free(h->handled);
+		for (size_t i = 0; i < h->nhandled_seen; i++)
+			free(h->handled_seen[i]);
+		free(h->handled_seen);
 		for (size_t i = 0; i < h->npatched; i++)
 			free(h->patched[i].stored);
 		free(h->patched);
@@ -166,6 +194,30 @@ void heal__close(struct heal *h)
 		heal_specs__free(h->pre, h->npre);
 	}
 	free(h);
+}
+
+int heal__open_reports(pid_t pid, struct inject_session *s, const struct heal_opts *o,
+		       struct heal **out)
+{
+	struct heal *h = calloc(1, sizeof(*h));
+	if (!h)
+		return -ENOMEM;
+	h->s = s;
+	heal_sender__session(&h->sess, s);
+	h->send = &h->sess.base;
+	h->o = *o;
+	h->log = o->log ? o->log : stderr;
+	h->pid = pid;
+	if (o->program) {
+		snprintf(h->program, sizeof(h->program), "%s", o->program);
+		h->o.program = h->program;
+	}
+	char link[64];
+	snprintf(link, sizeof(link), "/proc/%d/cwd", (int)pid);
+	ssize_t n = readlink(link, h->cwd, sizeof(h->cwd) - 1);
+	h->cwd[n > 0 ? n : 0] = 0;
+	*out = h;
+	return 0;
 }
 
 const char *heal__error(const struct heal *h)
@@ -182,6 +234,8 @@ void heal__summary(const struct heal *h, FILE *out)
 {
 	char extra[256] = "";
 	size_t at = 0;
+	if (h->o.quiet)
+		return;
 	if (h->st.would_apply)
 		at += (size_t)snprintf(extra + at, sizeof(extra) - at, ", would apply: %u",
 				       h->st.would_apply);
@@ -254,8 +308,8 @@ static void take_hits(struct heal *h)
 		if (!name[0] || !h->o.program || h->o.dry_run)
 			continue; /* an unnamed PATCH, or nothing is stored for this run */
 		if (h->o.verbose)
-			heal__say(h, "guard fired: %s, %llu time(s)", name,
-				  (unsigned long long)v[i].count);
+			heal__note(h, "guard fired: %s, %llu time(s)", name,
+				   (unsigned long long)v[i].count);
 		size_t k = 0;
 		while (k < h->nhits && strcmp(h->hits[k].name, name) != 0)
 			k++;
@@ -276,11 +330,129 @@ static void take_hits(struct heal *h)
 	free(v);
 }
 
+/* The first report of a (site, type) in this session is a line (and a
+ * "handled" event): the application's catch-all handled a crash there. */
+static void announce_handled(struct heal *h, const struct wire_handled_entry *e)
+{
+	char key[WIRE_SITE_MAX + 160];
+	snprintf(key, sizeof(key), "%s %s", e->site, e->exc_type);
+	for (size_t i = 0; i < h->nhandled_seen; i++)
+		if (strcmp(h->handled_seen[i], key) == 0)
+			return;
+	char **v = realloc(h->handled_seen, (h->nhandled_seen + 1) * sizeof(*v));
+	if (!v)
+		return;
+	h->handled_seen = v;
+	if (!(v[h->nhandled_seen] = strdup(key)))
+		return;
+	h->nhandled_seen++;
+	heal__say(h,
+		  "handled crash: %s at %s, caught by the application's own catch-all "
+		  "(not patched; --heal-handled %s heals it)",
+		  e->exc_type, e->site, e->site);
+	heal_event__emit(h->o.events, h->pid, "handled", "s:exc_type", e->exc_type, "s:site",
+			 e->site, "i:count", (long long)e->count, NULL);
+}
+
+/* The handled crashes the session received (HANDLED frames), added to
+ * h->handled for the store. */
+static void take_handled(struct heal *h)
+{
+	struct wire_handled_entry *v = NULL;
+	size_t n = 0;
+	if (!h->s || inject_session__take_handled(h->s, &v, &n) || !n)
+		return;
+	for (size_t i = 0; i < n; i++) {
+		announce_handled(h, &v[i]);
+		size_t k = 0;
+		while (k < h->nhandled && (strcmp(h->handled[k].site, v[i].site) != 0 ||
+					   strcmp(h->handled[k].exc_type, v[i].exc_type) != 0))
+			k++;
+		if (k == h->nhandled) {
+			struct heal_handled *nv = realloc(h->handled, (k + 1) * sizeof(*nv));
+			if (!nv)
+				break;
+			h->handled = nv;
+			char *site = strdup(v[i].site), *type = strdup(v[i].exc_type);
+			if (!site || !type) {
+				free(site);
+				free(type);
+				break;
+			}
+			h->handled[h->nhandled++] = (struct heal_handled){ site, type, 0, 0 };
+		}
+		h->handled[k].count += v[i].count;
+		int64_t last = (int64_t)(v[i].last_ms / 1000);
+		if (last > h->handled[k].last)
+			h->handled[k].last = last;
+	}
+	free(v);
+}
+
+static void flush_handled(struct heal *h)
+{
+	struct store *st = NULL;
+	take_handled(h);
+	if (!h->nhandled)
+		return;
+	if (h->o.program && !h->o.dry_run && !h->o.no_store) {
+		struct store_handled *v = calloc(h->nhandled, sizeof(*v));
+		if (!v)
+			return; /* kept for the next flush */
+		for (size_t i = 0; i < h->nhandled; i++)
+			v[i] = (struct store_handled){ h->o.program, h->handled[i].site,
+						       h->handled[i].exc_type, h->handled[i].count,
+						       h->handled[i].last };
+		h->err[0] = 0;
+		if (h->hit_st) {
+			if (store__add_handled(h->hit_st, v, h->nhandled, NULL))
+				heal__say(h, "%s", store__error(h->hit_st));
+		} else if (heal__open_store(h, STORE_F_LAZY | STORE_F_CREATE, &st) == 0) {
+			if (store__add_handled(st, v, h->nhandled, NULL) && h->err[0])
+				heal__say(h, "%s", h->err);
+			store__close(st);
+		}
+		free(v);
+	}
+	for (size_t i = 0; i < h->nhandled; i++) {
+		free(h->handled[i].site);
+		free(h->handled[i].exc_type);
+	}
+	h->nhandled = 0;
+}
+
+bool heal__opted_in(struct heal *h, const struct wire_crash *ev, char *site, size_t cap)
+{
+	char file[PATH_MAX], mod[256];
+	const char *list = h->o.heal_handled;
+	if (!list || !*list)
+		return false;
+	heal__file_key(h, ev->filename, file, sizeof(file));
+	heal_names__module(h->program[0] ? h->program : NULL, file, mod, sizeof(mod));
+	snprintf(site, cap, "%s.%s:%u", mod, ev->qualname, ev->line);
+	/* The program's sites may also be named by its file's stem. */
+	char alt[WIRE_SITE_MAX + 1024] = "";
+	if (strcmp(mod, "__main__") == 0) {
+		heal_names__module(NULL, file, mod, sizeof(mod));
+		snprintf(alt, sizeof(alt), "%s.%s:%u", mod, ev->qualname, ev->line);
+	}
+	size_t n = strlen(site), na = strlen(alt);
+	for (const char *p = list; *p;) {
+		const char *nl = strchr(p, '\n');
+		size_t len = nl ? (size_t)(nl - p) : strlen(p);
+		if ((len == n && !strncmp(p, site, n)) || (na && len == na && !strncmp(p, alt, na)))
+			return true;
+		p += len + (nl ? 1 : 0);
+	}
+	return false;
+}
+
 void heal__flush(struct heal *h)
 {
 	struct store *st = NULL;
 	if (!h)
 		return;
+	flush_handled(h);
 	take_hits(h);
 	if (!h->nhits)
 		return;

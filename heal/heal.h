@@ -82,6 +82,12 @@ struct heal_opts {
 	FILE *events;          /* --json: one JSON object a line (NULL: none) */
 	bool store_found;      /* store_dir was found from the program (not
 				    * named): say so when the first patch makes it */
+	bool quiet;            /* --quiet: no progress lines (heal__note), only
+				    * what failed, was refused or needs the user */
+	/* --heal-handled: sites ("module.qualname:line", '\n'-separated)
+	 * healed although the application's own catch-all handles them; the
+	 * agent was told (inject_opts.heal_handled); NULL: none. */
+	const char *heal_handled;
 };
 
 enum heal_outcome {
@@ -108,6 +114,11 @@ struct heal;
 int heal__open(struct inspect_proc *ip, struct inject_session *s, const struct heal_opts *o,
 	       struct heal **out);
 void heal__close(struct heal *h); /* accepts NULL */
+/* A handle for what the agent reports on its own only (guard firings,
+ * handled crashes: heal__flush, heal__close), without a reader of the
+ * target: never given a crash. suture-run's, while nothing crashed. */
+int heal__open_reports(pid_t pid, struct inject_session *s, const struct heal_opts *o,
+		       struct heal **out);
 const char *heal__error(const struct heal *h);
 const struct heal_stats *heal__stats(const struct heal *h);
 
@@ -177,7 +188,8 @@ void heal__add_stats(struct heal *h, const struct heal_stats *more);
 /* to += more, every counter but `loaded` (whose sum means something else
  * to each caller). */
 void heal_stats__add(struct heal_stats *to, const struct heal_stats *more);
-/* "[suture] patches applied: N, already healed: N" (plus refusals etc.). */
+/* "[suture] patches applied: N, already healed: N" (plus refusals etc.);
+ * not printed with heal_opts.quiet. */
 void heal__summary(const struct heal *h, FILE *out);
 
 /* The absolute path of the main script of pid (from /proc/PID/cmdline and
@@ -208,6 +220,14 @@ const char *heal_config__store_of_pid(pid_t pid, const char *store_dir, char *bu
  * malloc'ed ':'-joined *list (NULL: empty). -errno with err in one line:
  * no such path, or one containing ':'. */
 int heal_config__add_app_path(char **list, const char *arg, char *err, size_t errlen);
+/* The --heal-handled sites: cli's ('\n'-joined, may be NULL) and the
+ * store's config.json "heal_handled", as heal_config__app_paths. */
+int heal_config__heal_handled(const char *store_dir, const char *cli, char **out, char *err,
+			      size_t errlen);
+/* One --heal-handled argument ("module.qualname:line": printable, no
+ * spaces, a line number after the last ':') appended to the malloc'ed
+ * '\n'-joined *list. -EINVAL with err in one line. */
+int heal_config__add_heal_handled(char **list, const char *arg, char *err, size_t errlen);
 
 /* ---- suture-attach --watch ---- */
 
@@ -216,10 +236,12 @@ struct heal_watch_opts {
 	bool dry_run, verbose;
 	double timeout_s; /* 0: until the target exits or a signal */
 	uint32_t ttl_days;
-	const char *agent_path; /* NULL: the usual search (inject.h) */
-	const char *app_paths;  /* --app-path: ':'-joined absolute paths, or NULL */
-	FILE *events;           /* --json: the event lines (heal_opts.events) */
-	bool store_found;       /* heal_opts.store_found */
+	const char *agent_path;   /* NULL: the usual search (inject.h) */
+	const char *app_paths;    /* --app-path: ':'-joined absolute paths, or NULL */
+	const char *heal_handled; /* --heal-handled: '\n'-joined sites, or NULL */
+	FILE *events;             /* --json: the event lines (heal_opts.events) */
+	bool store_found;         /* heal_opts.store_found */
+	bool quiet;               /* heal_opts.quiet; no watching/exited/detached lines */
 	/* --hold: hold crashes instead of guarding them (any exception that
 	 * ends a thread of application code); a reload of the function
 	 * restarts the held call at its failing line in the new code. */
@@ -254,6 +276,7 @@ struct heal_probe_opts {
 	double timeout_s;   /* --timeout S; 0: none */
 	bool snapshot;      /* --snapshot: the first hit's stack, then stop */
 	bool json, verbose;
+	bool quiet;             /* no progress lines on stderr (probe set, removed, exited) */
 	const char *agent_path; /* NULL: the usual search (inject.h) */
 	FILE *out;              /* NULL: stdout */
 };
@@ -383,12 +406,15 @@ struct heal_run_opts {
 	bool python_from_venv;  /* python is $VIRTUAL_ENV/bin/python (no --python) */
 	const char *agent_path; /* NULL: the usual search (inject.h) */
 	const char *store_dir;
-	bool dry_run, verbose, shadow, watch;
-	bool no_resume;        /* never resume a crashing call in flight */
-	const char *app_paths; /* --app-path: ':'-joined absolute paths, or NULL */
+	bool dry_run, verbose, shadow;
+	bool restart;             /* --restart: restart the program after each healed crash */
+	bool quiet;               /* --quiet: suture's progress lines are not printed */
+	bool no_resume;           /* never resume a crashing call in flight */
+	const char *app_paths;    /* --app-path: ':'-joined absolute paths, or NULL */
+	const char *heal_handled; /* --heal-handled: '\n'-joined sites, or NULL */
 	uint32_t ttl_days;
 	unsigned retries;      /* re-runs after a healed crash (default 3; 0: never) */
-	unsigned max_restarts; /* --watch: restarts after a healed crash */
+	unsigned max_restarts; /* --restart: restarts after a healed crash */
 	FILE *events;          /* --json: one JSON object a line per event (NULL: none) */
 	bool store_found;      /* heal_opts.store_found (set by heal_run__main) */
 	/* What to run; python above is cmd.python's when one was named. */

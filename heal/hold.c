@@ -242,24 +242,24 @@ int heal_hold__on_changed(struct heal *h, struct heal_holds *hs, const struct wi
 		/* The restarted call crashed again further on: that crash is
 		 * held in its turn (its frame is the continuation's), this one's
 		 * answer comes when the call is over. */
-		heal__say(h,
-			  "restarted: %s at line %d of the new code (was %u), with its locals; "
-			  "it crashed again [%.2f ms]",
-			  e->ev.qualname, new_line, e->ev.line, now_ms() - t0);
+		heal__note(h,
+			   "restarted: %s at line %d of the new code (was %u), with its locals; "
+			   "it crashed again [%.2f ms]",
+			   e->ev.qualname, new_line, e->ev.line, now_ms() - t0);
 		drop(hs, i);
 		return heal_hold__on_crash(h, hs, &nested);
 	}
 	if (err)
 		return err == -EPIPE ? -EPIPE : 0;
 	if (res.status == WIRE_RESUMED) {
-		heal__say(h,
-			  "restarted: %s at line %d of the new code (was %u), with its locals; "
-			  "its caller got the result [%.2f ms]",
-			  e->ev.qualname, new_line, e->ev.line, now_ms() - t0);
+		heal__note(h,
+			   "restarted: %s at line %d of the new code (was %u), with its locals; "
+			   "its caller got the result [%.2f ms]",
+			   e->ev.qualname, new_line, e->ev.line, now_ms() - t0);
 		drop(hs, i);
 	} else if (res.status == WIRE_RESUME_RAISED) {
-		heal__say(h, "restarted: %s at line %d of the new code; %s: it goes on",
-			  e->ev.qualname, new_line, res.message);
+		heal__note(h, "restarted: %s at line %d of the new code; %s: it goes on",
+			   e->ev.qualname, new_line, res.message);
 		drop(hs, i);
 	} else {
 		heal__say(h, "not restarted: %s: %s; still held", e->ev.qualname, res.message);

@@ -157,8 +157,8 @@ static int answers(struct heal *h, size_t keep, int rc, const char *gone)
 				heal_names__copy(why, sizeof(why), gone);
 			continue;
 		}
-		heal__say(h, "already healed: %s %s -> %s in %s (%s:%d)", p->s->guard, p->s->target,
-			  p->s->fallback, p->qualname, p->base, p->s->line);
+		heal__note(h, "already healed: %s %s -> %s in %s (%s:%d)", p->s->guard,
+			   p->s->target, p->s->fallback, p->qualname, p->base, p->s->line);
 		heal_event__emit(h->o.events, h->pid, "loaded", "s:name", p->s->name, "s:guard",
 				 p->s->guard, "s:target", p->s->target, "s:fallback",
 				 p->s->fallback, "s:function", p->qualname, "i:line",
@@ -243,15 +243,18 @@ int heal__load_node(struct heal *h, struct spec *v, size_t nv, uint64_t root, ui
 
 	if (inspect_code__read(h->r, addr, &c))
 		return 0;
-	/* Cheap test first: a stored function of that name at all? */
+	/* Cheap test first: a stored function of that name at all? The specs
+	 * of this qualname are v[lo, hi) (heal_specs__from sorts them). */
+	size_t lo, hi;
+	heal_specs__range(v, nv, c.qualname, &lo, &hi);
 	bool any = false;
-	for (size_t i = 0; i < nv && !any; i++)
-		any = !v[i].done && strcmp(v[i].qualname, c.qualname) == 0;
+	for (size_t i = lo; i < hi && !any; i++)
+		any = !v[i].done;
 	if (!any)
 		return 0;
 	heal__file_key(h, c.filename, file, sizeof(file));
 	any = false;
-	for (size_t i = 0; i < nv && !any; i++)
+	for (size_t i = lo; i < hi && !any; i++)
 		any = heal_spec__for(&v[i], c.qualname, file);
 	if (!any)
 		return 0;
@@ -271,7 +274,7 @@ int heal__load_node(struct heal *h, struct spec *v, size_t nv, uint64_t root, ui
 		hc.info.filename = co_file;
 		snprintf(cid, sizeof(cid), "fnv64:%016llx", (unsigned long long)id);
 		struct spec *s = NULL;
-		for (size_t i = 0; i < nv && !s; i++)
+		for (size_t i = lo; i < hi && !s; i++)
 			if (heal_spec__applies(&v[i], c.qualname, file, cid))
 				s = &v[i];
 		if (!s) {
@@ -331,7 +334,7 @@ int heal__load_node(struct heal *h, struct spec *v, size_t nv, uint64_t root, ui
 		}
 		/* Another guard of this function stored on top of this one? */
 		bool more = false;
-		for (size_t i = 0; i < nv && !more; i++)
+		for (size_t i = lo; i < hi && !more; i++)
 			more = heal_spec__for(&v[i], c.qualname, file) &&
 			       v[i].first_line == c.firstlineno;
 		struct outgoing_patch w;
@@ -381,7 +384,7 @@ int heal__load_node(struct heal *h, struct spec *v, size_t nv, uint64_t root, ui
 	/* What is left for this function no longer matches its code. Patches
 	 * made for another first line may belong to a sibling of the same
 	 * qualified name not visited yet: heal__specs_sweep settles them. */
-	for (size_t i = 0; i < nv; i++) {
+	for (size_t i = lo; i < hi; i++) {
 		struct spec *s = &v[i];
 		if (!heal_spec__for(s, c.qualname, file))
 			continue;
@@ -454,7 +457,7 @@ int heal__load_tree(struct heal *h, uint64_t root)
 	}
 	heal__specs_sweep(h, v, nv, rc);
 	if (h->o.verbose && h->st.loaded > loaded0)
-		heal__say(
+		heal__note(
 			h,
 			"loaded %u patch(es) in %.2f ms (walking the module's code %.2f, reading the code %.2f, "
 			"synthesis and gate %.2f, agent %.2f)",

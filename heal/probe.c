@@ -619,8 +619,10 @@ int heal_probe__run(pid_t pid, const struct heal_probe_opts *o, char *err, size_
 			if (left <= 0) {
 				if (o->snapshot)
 					status = -ETIMEDOUT;
-				fprintf(stderr, "[suture] timeout: probe removed after %g s\n",
-					o->timeout_s);
+				if (o->snapshot || !o->quiet)
+					fprintf(stderr,
+						"[suture] timeout: probe removed after %g s\n",
+						o->timeout_s);
 				break;
 			}
 			if (left * 1e3 < wait_ms)
@@ -642,7 +644,9 @@ int heal_probe__run(pid_t pid, const struct heal_probe_opts *o, char *err, size_
 			if (rc == -ETIMEDOUT || rc == 0)
 				continue;
 			if (rc == -EPIPE) {
-				fprintf(stderr, "[suture] pid %d exited\n", (int)ps.m[i].pid);
+				if (!o->quiet)
+					fprintf(stderr, "[suture] pid %d exited\n",
+						(int)ps.m[i].pid);
 				ps.m[i].set = false;
 				member__drop(&ps, i, &dropped);
 				continue;
@@ -653,7 +657,7 @@ int heal_probe__run(pid_t pid, const struct heal_probe_opts *o, char *err, size_
 			goto out;
 		}
 	}
-	if (g_stop)
+	if (g_stop && !o->quiet)
 		fprintf(stderr, "[suture] %s: probe removed\n", strsignal(g_stop));
 	if (o->snapshot && ps.snapped && ps.snap_rc && !status)
 		status = ps.snap_rc;

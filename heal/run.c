@@ -268,6 +268,7 @@ struct sup {
 	struct inject_session *s;
 	struct inspect_proc *ip;
 	struct heal *h;
+	struct heal *hr; /* reports only (heal__open_reports), while h is NULL */
 	bool inspect_failed;
 	bool pending; /* a boot event waits for our answer */
 	bool load;    /* ... after loading its module's patches */
@@ -281,6 +282,32 @@ struct sup {
 	char held[96];                 /* the module that was held */
 	struct heal_tree *tree;        /* the processes it forks */
 };
+
+/* Handled crashes reported while no crash opened h (the usual case: the
+ * program handles its own): a reports-only handle takes and stores them.
+ * ending: the session goes (what it received is taken now). */
+static void sup__handled(struct sup *u, bool ending)
+{
+	if (u->h || !u->s)
+		return;
+	if (!u->hr) {
+		if (!inject_session__has_handled(u->s))
+			return;
+		struct heal_opts ho = {
+			.store_dir = u->o->store_dir,
+			.program = u->program,
+			.dry_run = u->o->dry_run,
+			.verbose = u->o->verbose,
+			.events = u->o->events,
+			.heal_handled = u->o->heal_handled,
+		};
+		if (heal__open_reports(u->pid, u->s, &ho, &u->hr))
+			return;
+		heal__use_store(u->hr, u->bl->st);
+	}
+	if (ending)
+		heal__set_session(u->hr, NULL);
+}
 
 /* inspect/ reads the child: opened at the first need (the interpreter is
  * initialized by then, every library mapped): when the agent's session
@@ -305,6 +332,8 @@ static struct heal *sup__heal(struct sup *u)
 		.no_resume = u->o->no_resume,
 		.events = u->o->events,
 		.store_found = u->o->store_found,
+		.quiet = u->o->quiet,
+		.heal_handled = u->o->heal_handled,
 	};
 	if (heal__open(u->ip, u->s, &ho, &u->h)) {
 		u->inspect_failed = true;
@@ -437,7 +466,9 @@ static int supervise(const struct heal_run_opts *o, pid_t pid, int boot_fd, int 
 	struct inject_opts io = { .no_inject = true,
 				  .connect_timeout_ms = 1,
 				  .hits = true,
-				  .tree = true };
+				  .tree = true,
+				  .handled = true,
+				  .heal_handled = o->heal_handled };
 	/* The processes the script forks (heal/tree.c): their agents come up
 	 * on their own and are reported by their parent's (FORKED). */
 	struct heal_tree *tree = NULL;
@@ -446,7 +477,9 @@ static int supervise(const struct heal_run_opts *o, pid_t pid, int boot_fd, int 
 					       .ttl_days = o->ttl_days,
 					       .dry_run = o->dry_run,
 					       .verbose = o->verbose,
-					       .no_resume = o->no_resume },
+					       .no_resume = o->no_resume,
+					       .quiet = o->quiet,
+					       .heal_handled = o->heal_handled },
 				     .agent_path = o->agent_path,
 				     .app_paths = o->app_paths };
 	if (heal_tree__open(pid, &to, &tree))
@@ -579,6 +612,7 @@ static int supervise(const struct heal_run_opts *o, pid_t pid, int boot_fd, int 
 				/* heal takes the firings the session received first. */
 				if (u.h)
 					heal__set_session(u.h, NULL);
+				sup__handled(&u, true);
 				inject_session__close(u.s);
 				u.s = NULL;
 				session_gone = true;
@@ -609,6 +643,8 @@ static int supervise(const struct heal_run_opts *o, pid_t pid, int boot_fd, int 
 		if (mono_ms() - t_flush > HITS_FLUSH_MS) {
 			if (u.h)
 				heal__flush(u.h);
+			sup__handled(&u, false);
+			heal__flush(u.hr);
 			heal_tree__flush(tree);
 			t_flush = mono_ms();
 		}
@@ -644,6 +680,8 @@ static int supervise(const struct heal_run_opts *o, pid_t pid, int boot_fd, int 
 	if (ready_fd >= 0)
 		close(ready_fd);
 	heal__close(u.h);
+	sup__handled(&u, true);
+	heal__close(u.hr);
 	inspect_proc__close(u.ip);
 	inject_session__close(u.s);
 	if (u.boot_fd >= 0)
@@ -865,13 +903,20 @@ int heal_run__main(const struct heal_run_opts *opts)
 		return 2;
 	}
 	ro.app_paths = paths;
+	char *sites = NULL;
+	if (heal_config__heal_handled(ro.store_dir, ro.heal_handled, &sites, err, sizeof(err))) {
+		fprintf(stderr, "suture-run: %s\n", err);
+		free(paths);
+		return 2;
+	}
+	ro.heal_handled = sites;
 	struct sigaction sa = { .sa_sigaction = forward, .sa_flags = SA_SIGINFO | SA_RESTART };
 	sigemptyset(&sa.sa_mask);
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGHUP, &sa, NULL);
 
-	unsigned limit = o->watch ? o->max_restarts : o->retries;
+	unsigned limit = o->restart ? o->max_restarts : o->retries;
 	/* Judged before the first run: it reads the pipe or file. */
 	const char *stdin_what = "";
 	bool rereadable = stdin_rereadable(&stdin_what);
@@ -940,11 +985,11 @@ int heal_run__main(const struct heal_run_opts *opts)
 		 * did not die of the healed crash: it is not run again. */
 		if (!healed || !failed || o->dry_run || g_stop_asked || WIFSIGNALED(wstatus))
 			break;
-		const char *again = o->watch ? "restarting" : "re-running";
+		const char *again = o->restart ? "restarting" : "re-running";
 		if (limit == 0) {
 			fprintf(stderr,
 				"[suture] not %s %s: %s 0; the patch is stored for the next run\n",
-				again, what, o->watch ? "--max-restarts" : "--retries");
+				again, what, o->restart ? "--max-restarts" : "--retries");
 			break;
 		}
 		if (!rereadable) {
@@ -955,17 +1000,17 @@ int heal_run__main(const struct heal_run_opts *opts)
 		}
 		if (run >= limit) {
 			fprintf(stderr, "[suture] %s: giving up after %u %s\n", what, run,
-				o->watch ? "restarts" : "re-runs");
+				o->restart ? "restarts" : "re-runs");
 			break;
 		}
-		heal_event__emit(o->events, pid, o->watch ? "restart" : "rerun", "s:program", what,
-				 "i:attempt", (long long)(run + 2), "i:of", (long long)(limit + 1),
-				 NULL);
-		if (o->watch)
+		heal_event__emit(o->events, pid, o->restart ? "restart" : "rerun", "s:program",
+				 what, "i:attempt", (long long)(run + 2), "i:of",
+				 (long long)(limit + 1), NULL);
+		if (o->restart && !o->quiet)
 			fprintf(stderr,
 				"[suture] restarting %s (restart %u of %u) with the new patch\n",
 				what, run + 1, limit);
-		else
+		else if (!o->restart)
 			fprintf(stderr,
 				"[suture] re-running %s from the start (attempt %u of %u) with the new "
 				"patch: the crash was not resumed in flight; what ran before it runs "
@@ -984,9 +1029,11 @@ int heal_run__main(const struct heal_run_opts *opts)
 		at += (size_t)snprintf(extra + at, sizeof(extra) - at, ", stale: %u", total.stale);
 	if (total.expired && at < sizeof(extra))
 		snprintf(extra + at, sizeof(extra) - at, ", expired: %u", total.expired);
-	fprintf(stderr, "[suture] patches applied: %u, already healed: %u%s\n", total.applied,
-		total.loaded, extra);
+	if (!o->quiet)
+		fprintf(stderr, "[suture] patches applied: %u, already healed: %u%s\n",
+			total.applied, total.loaded, extra);
 	free(paths);
+	free(sites);
 	heal_event__emit(o->events, last_pid, "exit", "s:program", what, "i:status",
 			 (long long)(WIFEXITED(wstatus) ? WEXITSTATUS(wstatus) : -1), "i:signal",
 			 (long long)(WIFSIGNALED(wstatus) ? WTERMSIG(wstatus) : 0), "i:applied",

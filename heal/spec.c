@@ -21,6 +21,30 @@ void heal_specs__free(struct spec *v, size_t n)
 	free(v);
 }
 
+static int spec__cmp(const void *a, const void *b)
+{
+	const struct spec *x = a, *y = b;
+	int c = strcmp(x->qualname, y->qualname);
+	return c ? c : (x->seq > y->seq) - (x->seq < y->seq);
+}
+
+void heal_specs__range(const struct spec *v, size_t nv, const char *qualname, size_t *lo,
+		       size_t *hi)
+{
+	size_t a = 0, b = nv;
+	while (a < b) { /* the first not below qualname */
+		size_t m = a + (b - a) / 2;
+		if (strcmp(v[m].qualname, qualname) < 0)
+			a = m + 1;
+		else
+			b = m;
+	}
+	*lo = a;
+	while (a < nv && strcmp(v[a].qualname, qualname) == 0)
+		a++;
+	*hi = a;
+}
+
 int heal_specs__from(const struct store *st, const char *program, const char *python_version,
 		     struct spec **out, size_t *n)
 {
@@ -51,6 +75,7 @@ int heal_specs__from(const struct store *st, const char *program, const char *py
 		s->first_line = p->first_line;
 		s->verdict = vd;
 		s->expires = store_patch__expires(p);
+		s->seq = *n - 1;
 		if (!s->name || !s->guard || !s->qualname || !s->file || !s->target ||
 		    !s->fallback || !s->code_id || !s->window) {
 			heal_specs__free(v, *n);
@@ -58,6 +83,10 @@ int heal_specs__from(const struct store *st, const char *program, const char *py
 			return -ENOMEM;
 		}
 	}
+	/* Per function met in a walk, a binary search instead of a scan of
+	 * every spec: the walk of a module of N functions with N patches
+	 * compared N^2 names (docs/performance.md, "start-up, third pass"). */
+	qsort(v, *n, sizeof(*v), spec__cmp);
 	*out = v;
 	return 0;
 }

@@ -42,6 +42,7 @@ struct heal_member {
 	struct inject_session *s;
 	struct inspect_proc *ip;
 	struct heal *h;
+	struct heal *hr; /* reports only (heal__open_reports), while h is NULL */
 	bool inspect_failed;
 };
 
@@ -139,16 +140,35 @@ int heal_tree__open(pid_t root, const struct heal_tree_opts *o, struct heal_tree
 	return 0;
 }
 
-static void member__close(struct heal_member *m, struct heal_stats *total, bool detach)
+/* Handled crashes a member reported while nothing crashed in it (no h):
+ * a reports-only handle takes and stores them. */
+static struct heal *member__reports(struct heal_tree *t, struct heal_member *m)
+{
+	if (m->h || m->hr || !m->s || !inject_session__has_handled(m->s))
+		return m->hr;
+	if (heal__open_reports(m->pid, m->s, &t->o.heal, &m->hr))
+		return NULL;
+	heal__set_tag(m->hr, true);
+	return m->hr;
+}
+
+static void member__close(struct heal_tree *t, struct heal_member *m, struct heal_stats *total,
+			  bool detach)
 {
 	if (m->h) {
 		const struct heal_stats *st = heal__stats(m->h);
 		heal_stats__add(total, st);
 		total->loaded += st->loaded;
-		heal__set_session(m->h, NULL);
 	}
 	if (detach && m->s)
 		inject_session__detach(m->s);
+	/* What came up to BYE or the exit (HITS, HANDLED) is taken from the
+	 * session before it closes. */
+	if (m->h)
+		heal__set_session(m->h, NULL);
+	else if (member__reports(t, m))
+		heal__set_session(m->hr, NULL);
+	heal__close(m->hr);
 	heal__close(m->h);
 	inject_session__close(m->s);
 	inspect_proc__close(m->ip);
@@ -160,7 +180,7 @@ void heal_tree__close(struct heal_tree *t, bool detach, struct heal_stats *sum)
 	if (!t)
 		return;
 	for (size_t i = 0; i < t->n; i++)
-		member__close(&t->m[i], &t->total, detach);
+		member__close(t, &t->m[i], &t->total, detach);
 	if (sum) {
 		sum->crashes += t->total.crashes;
 		sum->applied += t->total.applied;
@@ -315,6 +335,8 @@ int heal_tree__add(struct heal_tree *t, pid_t pid, bool inject)
 		.agent_path = t->o.agent_path,
 		.app_paths = t->o.app_paths,
 		.hits = true,
+		.handled = true,
+		.heal_handled = t->o.heal.heal_handled,
 		.tree = true,
 		.no_inject = !inject,
 		/* A child announced by FORKED listens already (unless it exec'd
@@ -342,7 +364,9 @@ int heal_tree__add(struct heal_tree *t, pid_t pid, bool inject)
 	}
 	t->m[t->n++] = m;
 	t->seen++;
-	fprintf(stderr, "[suture] watching pid %d (of the tree of %d)\n", (int)pid, (int)t->root);
+	if (!t->o.heal.quiet)
+		fprintf(stderr, "[suture] watching pid %d (of the tree of %d)\n", (int)pid,
+			(int)t->root);
 	/* Its reader and heal handle now: they also store the firings of the
 	 * patches it inherited (HITS), crash or not. Forked before a patch
 	 * reached its parent, or found at attach: the stored patches go into
@@ -421,8 +445,9 @@ void heal_tree__propagate(struct heal_tree *t, pid_t except)
 static void member__gone(struct heal_tree *t, size_t i)
 {
 	struct heal_member *m = &t->m[i];
-	fprintf(stderr, "[suture] pid %d exited\n", (int)m->pid);
-	member__close(m, &t->total, false);
+	if (!t->o.heal.quiet)
+		fprintf(stderr, "[suture] pid %d exited\n", (int)m->pid);
+	member__close(t, m, &t->total, false);
 	t->m[i] = t->m[--t->n];
 }
 
@@ -454,7 +479,7 @@ static void boot_serve(struct heal_tree *t, int cfd)
 	if (h &&
 	    heal__load_tree_boot_release(h, ev.code_addr, cfd, ev.event_id, &released) == -EPIPE)
 		return;
-	if (h && heal__stats(h)->loaded > before)
+	if (h && heal__stats(h)->loaded > before && !t->o.heal.quiet)
 		fprintf(stderr, "[suture] pid %d: %u stored patch(es) installed before %s ran\n",
 			(int)cr.pid, heal__stats(h)->loaded - before,
 			heal_names__base(ev.filename));
@@ -508,9 +533,12 @@ int heal_tree__step(struct heal_tree *t, bool *not_resumed)
 
 void heal_tree__flush(struct heal_tree *t)
 {
-	for (size_t i = 0; i < t->n; i++)
+	for (size_t i = 0; i < t->n; i++) {
 		if (t->m[i].h)
 			heal__flush(t->m[i].h);
+		else if (member__reports(t, &t->m[i]))
+			heal__flush(t->m[i].hr);
+	}
 }
 
 int heal_tree__each(struct heal_tree *t, int (*fn)(pid_t pid, struct inject_session *s, void *ctx),

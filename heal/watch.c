@@ -75,12 +75,21 @@ int heal_watch__run(pid_t pid, const struct heal_watch_opts *o, char *err, size_
 	double t0 = now_s();
 	struct sigaction sa = { .sa_handler = on_signal }, old[3];
 	const int sigs[3] = { SIGINT, SIGTERM, SIGHUP };
+	sigset_t stops, oldmask;
 
 	err[0] = 0;
-	/* No SA_RESTART: a signal ends the wait for the next event at once. */
+	/* The stop signals are taken only while we wait for the next event
+	 * (no SA_RESTART: one ends that wait at once); everywhere else they
+	 * stay pending, so none cuts a heal or the detach short: a second
+	 * Ctrl-C, or timeout(1)'s TERM sent twice, while we detach would
+	 * interrupt the wait for BYE and lose it with the HITS before it. */
 	sigemptyset(&sa.sa_mask);
-	for (int i = 0; i < 3; i++)
+	sigemptyset(&stops);
+	for (int i = 0; i < 3; i++) {
 		sigaction(sigs[i], &sa, &old[i]);
+		sigaddset(&stops, sigs[i]);
+	}
+	sigprocmask(SIG_BLOCK, &stops, &oldmask);
 
 	if ((status = heal__check_target(pid, &ip, err, errlen)))
 		goto out;
@@ -90,7 +99,9 @@ int heal_watch__run(pid_t pid, const struct heal_watch_opts *o, char *err, size_
 				  .hits = true,
 				  .tree = true,
 				  .app_paths = o->app_paths,
-				  .hold = o->hold };
+				  .hold = o->hold,
+				  .handled = true,
+				  .heal_handled = o->heal_handled };
 	if ((status = inject_session__open(pid, &io, &s, err, errlen))) {
 		/* Gone in the middle (a remote call, the wait for the socket):
 		 * said once, whichever step noticed. */
@@ -112,6 +123,8 @@ int heal_watch__run(pid_t pid, const struct heal_watch_opts *o, char *err, size_
 		.verbose = o->verbose,
 		.events = o->events,
 		.store_found = o->store_found,
+		.quiet = o->quiet,
+		.heal_handled = o->heal_handled,
 	};
 	if (heal_program__of_pid(pid, program, sizeof(program)) == 0)
 		ho.program = program;
@@ -127,11 +140,14 @@ int heal_watch__run(pid_t pid, const struct heal_watch_opts *o, char *err, size_
 	/* Patches stored for this program earlier (another run, another
 	 * process) go into its live functions before we watch. */
 	if (heal__load_live(h) == -EPIPE) {
-		fprintf(stderr, "[suture] pid %d exited\n", (int)pid);
+		if (!o->quiet)
+			fprintf(stderr, "[suture] pid %d exited\n", (int)pid);
 		goto out;
 	}
-	fprintf(stderr, "[suture] watching pid %d%s\n", (int)pid,
-		o->hold ? ": crashes are held until their source is fixed and reloaded" : "");
+	if (!o->quiet)
+		fprintf(stderr, "[suture] watching pid %d%s\n", (int)pid,
+			o->hold ? ": crashes are held until their source is fixed and reloaded"
+				: "");
 	/* The rest of the tree (docs/design.md §15): the processes it forked
 	 * already, found in /proc, each injected; later forks are reported by
 	 * their parent's agent. */
@@ -165,8 +181,10 @@ int heal_watch__run(pid_t pid, const struct heal_watch_opts *o, char *err, size_
 		if (deadline) {
 			double left = deadline - now_s();
 			if (left <= 0) {
-				fprintf(stderr, "[suture] timeout: stopped watching pid %d\n",
-					(int)pid);
+				if (!o->quiet)
+					fprintf(stderr,
+						"[suture] timeout: stopped watching pid %d\n",
+						(int)pid);
 				break;
 			}
 			if (left * 1e3 < wait_ms)
@@ -176,7 +194,9 @@ int heal_watch__run(pid_t pid, const struct heal_watch_opts *o, char *err, size_
 		size_t n = 1;
 		pf[0] = (struct pollfd){ .fd = inject_session__fd(s), .events = POLLIN };
 		heal_tree__pollfds(tree, pf, &n, sizeof(pf) / sizeof(pf[0]));
-		int pr = poll(pf, (nfds_t)n, wait_ms);
+		sigprocmask(SIG_UNBLOCK, &stops, NULL); /* a pending one is taken here */
+		int pr = g_stop ? -1 : poll(pf, (nfds_t)n, wait_ms);
+		sigprocmask(SIG_BLOCK, &stops, NULL);
 		/* Guard firings the agent reported: stored every few seconds
 		 * (and at the end, by heal__close). */
 		if (now_s() - t_flush > 5.0) {
@@ -228,21 +248,30 @@ int heal_watch__run(pid_t pid, const struct heal_watch_opts *o, char *err, size_
 			continue;
 		/* -EPIPE: the agent is gone, i.e. the target exited. */
 		if (rc == -EPIPE) {
-			fprintf(stderr, "[suture] pid %d exited\n", (int)pid);
+			if (!o->quiet)
+				fprintf(stderr, "[suture] pid %d exited\n", (int)pid);
 		} else {
 			snprintf(err, errlen, "%s", inject_session__error(s));
 			status = rc;
 		}
 		goto out_noddetach;
 	}
-	if (g_stop)
+	if (g_stop && !o->quiet)
 		fprintf(stderr, "[suture] %s: detaching from pid %d\n", strsignal(g_stop),
 			(int)pid);
 	if (holds.n)
 		fprintf(stderr, "[suture] released %zu held crash(es): the exception goes on\n",
 			holds.n);
-	if (inject_session__detach(s) == 0)
-		fprintf(stderr, "[suture] detached: watcher removed, applied patches stay\n");
+	if ((rc = inject_session__detach(s)) == 0) {
+		if (!o->quiet)
+			fprintf(stderr,
+				"[suture] detached: watcher removed, applied patches stay\n");
+	} else if (rc == -EPIPE) {
+		fprintf(stderr, "[suture] pid %d exited\n", (int)pid);
+	} else {
+		snprintf(err, errlen, "%s", inject_session__error(s));
+		status = rc;
+	}
 	/* Every process of the tree is detached the same way. */
 	heal_tree__close(tree, true, &tree_st);
 	tree = NULL;
@@ -252,6 +281,9 @@ out_noddetach:
 	heal_tree__close(tree, false, &tree_st);
 	if (h) {
 		heal__add_stats(h, &tree_st);
+		/* What the agent reported up to BYE or its exit (handled
+		 * crashes said, firings stored) before the summary line. */
+		heal__flush(h);
 		heal__summary(h, stderr);
 	}
 	goto out;
@@ -265,7 +297,11 @@ out:
 	heal__close(h);
 	inject_session__close(s);
 	inspect_proc__close(ip);
+	/* Signals that came meanwhile go to on_signal (nothing left to stop),
+	 * not to the handlers restored next: the exit status stays ours. */
+	sigprocmask(SIG_UNBLOCK, &stops, NULL);
 	for (int i = 0; i < 3; i++)
 		sigaction(sigs[i], &old[i], NULL);
+	sigprocmask(SIG_SETMASK, &oldmask, NULL);
 	return status;
 }

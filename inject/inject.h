@@ -83,6 +83,12 @@ struct inject_opts {
 	 * thread stays parked, without a bound, until released, restarted
 	 * or we leave. */
 	bool hold;
+	/* Ask for HANDLED (handled crashes: the application's own catch-all
+	 * caught a structural exception of its code; take_handled), and opt
+	 * sites in to healing all the same (WIRE_HELLO_F_HANDLED):
+	 * heal_handled, '\n'-separated "module.qualname:line", NULL: none. */
+	bool handled;
+	const char *heal_handled;
 };
 
 /* What open did, for messages and tests. */
@@ -195,6 +201,17 @@ int inject_session__ping(struct inject_session *s, struct wire_pong *out);
  * first, at most cap of them; the rest stay. Returns how many. */
 size_t inject_session__take_forked(struct inject_session *s, struct wire_forked *out, size_t cap);
 int inject_session__take_hits(struct inject_session *s, struct wire_hit **out, size_t *n);
+/* Handled crashes the agent reported (HANDLED frames, sent like HITS),
+ * added up per (site, type) until taken, as take_hits. */
+int inject_session__take_handled(struct inject_session *s, struct wire_handled_entry **out,
+				 size_t *n);
+/* Whether handled crashes wait to be taken. */
+bool inject_session__has_handled(const struct inject_session *s);
+/* The agent's totals of handled crashes since it started (HANDLED_LIST):
+ * *out malloc'ed (NULL when none), *n entries. Served to an auditor too.
+ * 0 or -errno. */
+int inject_session__list_handled(struct inject_session *s, struct wire_handled_entry **out,
+				 size_t *n);
 
 /* The patches installed in the target (the agent's registry, LIST in
  * docs/formats/channel.md), including those suture-run's loader installed

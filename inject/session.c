@@ -36,6 +36,9 @@ struct inject_session {
 	/* HITS received, not taken yet. */
 	struct wire_hit *hits;
 	size_t nhits;
+	/* HANDLED received, not taken yet. */
+	struct wire_handled_entry *handled;
+	size_t nhandled;
 	/* FORKED received, not taken yet (the oldest dropped when full). */
 	struct wire_forked forked[64];
 	size_t nforked;
@@ -187,6 +190,56 @@ static void note_hits(struct inject_session *s, uint8_t *payload, uint32_t len)
 	free(payload);
 }
 
+/* A HANDLED frame: its counts join s->handled per (site, type), like
+ * HITS. Frees payload. */
+static void note_handled(struct inject_session *s, uint8_t *payload, uint32_t len)
+{
+	struct wire_handled m;
+	struct wire_handled_iter it;
+	struct wire_handled_entry e;
+	if (wire_msg__decode_handled(payload, payload + len, &m) == 0) {
+		wire_handled_iter__init(&it, &m);
+		while (wire_handled_iter__next(&it, &e) > 0) {
+			size_t i = 0;
+			while (i < s->nhandled && (strcmp(s->handled[i].site, e.site) != 0 ||
+						   strcmp(s->handled[i].exc_type, e.exc_type) != 0))
+				i++;
+			if (i == s->nhandled) {
+				struct wire_handled_entry *v = realloc(s->handled, (s->nhandled +
+										    1) * sizeof *v);
+				if (!v)
+					break;
+				s->handled = v;
+				s->handled[s->nhandled] = e;
+				s->handled[s->nhandled++].count = 0;
+			}
+			s->handled[i].count += e.count;
+			if (e.last_ms > s->handled[i].last_ms)
+				s->handled[i].last_ms = e.last_ms;
+		}
+	}
+	free(payload);
+}
+
+bool inject_session__has_handled(const struct inject_session *s)
+{
+	return s && s->nhandled;
+}
+
+int inject_session__take_handled(struct inject_session *s, struct wire_handled_entry **out,
+				 size_t *n)
+{
+	*out = NULL;
+	*n = 0;
+	if (!s || !s->nhandled)
+		return 0;
+	*out = s->handled;
+	*n = s->nhandled;
+	s->handled = NULL;
+	s->nhandled = 0;
+	return 0;
+}
+
 /* A FORKED frame: the child joins s->forked (a malformed one is dropped). */
 static void note_forked(struct inject_session *s, uint8_t *payload, uint32_t len)
 {
@@ -261,6 +314,11 @@ static int await(struct inject_session *s, uint16_t want, int timeout_ms, uint8_
 			*payload = NULL;
 			continue;
 		}
+		if (h.type == WIRE_MSG_HANDLED) {
+			note_handled(s, *payload, h.len);
+			*payload = NULL;
+			continue;
+		}
 		if (h.type == WIRE_MSG_HELD_CHANGED) {
 			note_held(s, *payload, h.len);
 			*payload = NULL;
@@ -306,6 +364,17 @@ static int handshake(struct inject_session *s, const struct inject_opts *o)
 		hello->flags |= WIRE_HELLO_F_HOLD;
 	if (o && o->tree && !o->control)
 		hello->flags |= WIRE_HELLO_F_TREE;
+	if (o && o->handled && !o->control) {
+		const char *hh = o->heal_handled ? o->heal_handled : "";
+		if (strlen(hh) >= sizeof hello->heal_handled) {
+			free(hello);
+			return fail(s, -ENAMETOOLONG,
+				    "inject: pid %d: --heal-handled: over %zu bytes", (int)s->pid,
+				    sizeof hello->heal_handled - 1);
+		}
+		hello->flags |= WIRE_HELLO_F_HANDLED;
+		snprintf(hello->heal_handled, sizeof hello->heal_handled, "%s", hh);
+	}
 	if (o && o->app_paths && o->app_paths[0] && !o->control) {
 		if (strlen(o->app_paths) >= sizeof hello->app_paths) {
 			free(hello);
@@ -421,6 +490,7 @@ void inject_session__close(struct inject_session *s)
 	if (s->fd >= 0)
 		close(s->fd);
 	free(s->hits);
+	free(s->handled);
 	free(s);
 }
 
@@ -466,6 +536,10 @@ int inject_session__next_event(struct inject_session *s, int timeout_ms, struct 
 		}
 		if (h.type == WIRE_MSG_HITS) {
 			note_hits(s, p, h.len);
+			continue;
+		}
+		if (h.type == WIRE_MSG_HANDLED) {
+			note_handled(s, p, h.len);
 			continue;
 		}
 		if (h.type == WIRE_MSG_HELD_CHANGED) {
@@ -591,6 +665,10 @@ int inject_session__resume_wait(struct inject_session *s, const struct wire_cras
 			note_hits(s, p, h.len);
 			continue;
 		}
+		if (h.type == WIRE_MSG_HANDLED) {
+			note_handled(s, p, h.len);
+			continue;
+		}
 		if (h.type == WIRE_MSG_HELD_CHANGED) {
 			note_held(s, p, h.len);
 			continue;
@@ -656,6 +734,40 @@ int inject_session__list(struct inject_session *s, struct wire_live_patch **out,
 	wire_live_iter__init(&it, &lr);
 	size_t k = 0;
 	while (k < lr.count && wire_live_iter__next(&it, &v[k]) > 0)
+		k++;
+	free(p);
+	*out = v;
+	*n = k;
+	return 0;
+}
+
+int inject_session__list_handled(struct inject_session *s, struct wire_handled_entry **out,
+				 size_t *n)
+{
+	struct wire_buf b = { 0 };
+	struct wire_handled m;
+	struct wire_handled_iter it;
+	uint8_t *p;
+	uint32_t len;
+	*out = NULL;
+	*n = 0;
+	wire_msg__encode_empty(&b, WIRE_MSG_HANDLED_LIST);
+	int rc = send_buf(s, &b);
+	wire_buf__free(&b);
+	if (rc || (rc = await(s, WIRE_MSG_HANDLED_RESULT, 10000, &p, &len)))
+		return rc;
+	if (wire_msg__decode_handled(p, p + len, &m)) {
+		free(p);
+		return fail(s, -EPROTO, "inject: pid %d: malformed HANDLED_RESULT", (int)s->pid);
+	}
+	struct wire_handled_entry *v = m.count ? calloc(m.count, sizeof *v) : NULL;
+	if (m.count && !v) {
+		free(p);
+		return fail(s, -ENOMEM, "inject: pid %d: out of memory", (int)s->pid);
+	}
+	wire_handled_iter__init(&it, &m);
+	size_t k = 0;
+	while (k < m.count && wire_handled_iter__next(&it, &v[k]) > 0)
 		k++;
 	free(p);
 	*out = v;

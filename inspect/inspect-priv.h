@@ -39,6 +39,7 @@ struct inspect_proc {
 	unsigned long reads; /* remote reads issued, for stats */
 	struct inspect_region *regions;
 	size_t nregions, cap_regions, region_bytes;
+	size_t last_region;         /* the one the last read hit: reads cluster */
 	struct inspect_page *pages; /* NULL: no page cache */
 	char err[512];
 };
@@ -51,6 +52,9 @@ int inspect__read(const struct inspect_reader *r, uint64_t addr, void *buf, size
 int inspect__read_u64(const struct inspect_reader *r, uint64_t addr, uint64_t *v);
 /* An object's ob_type, checked to be a plausible address (value.c). */
 int inspect__obj_type(const struct inspect_reader *r, uint64_t addr, uint64_t *type);
+/* A type object's tp_name into buf ("?" and -errno when unreadable;
+ * value.c). */
+int inspect__type_name(const struct inspect_reader *r, uint64_t type, char *buf, size_t len);
 /* A type object's tp_flags (value.c). */
 int inspect__type_flags(const struct inspect_reader *r, uint64_t type, uint64_t *flags);
 /* A printable ASCII C string at p (tp_name, PyMemberDef.name), at most

@@ -189,17 +189,35 @@ struct inspect_thread {
 	int64_t interp_id;
 	uint64_t thread_id;                      /* pthread_t (threading.get_ident()) */
 	uint64_t native_id;                      /* kernel tid */
+	uint64_t cframe;                         /* tstate->cframe */
 	uint64_t current_frame;                  /* tstate->cframe->current_frame, 0 if none */
 	uint64_t datastack_chunk, datastack_top; /* where its frames live */
+	/* 0, or why this entry is not a sound thread state (its frames are
+	 * then not walked: current_frame is 0). With broken_link false, the
+	 * thread state was read and only its cframe is unreadable (-EFAULT).
+	 * With broken_link true the link to it is bad and tstate is where it
+	 * led: -EFAULT unreadable, -EINVAL no thread state of this
+	 * interpreter (tstate->interp differs), -ELOOP the list loops back
+	 * (tstate was listed before), -E2BIG more than 4096 threads; nothing
+	 * after it in that interpreter's list is read (and nothing at all
+	 * after -E2BIG). */
+	int err;
+	bool broken_link;
 };
 struct inspect_thread_iter {
 	struct inspect_proc *ip;
 	uint64_t interp, next_tstate;
 	unsigned ninterps, nthreads;
+	/* Brent's cycle detection on this interpreter's list: no allocation. */
+	uint64_t loop_mark;
+	unsigned loop_span, loop_steps;
 };
 int inspect_threads__begin(struct inspect_proc *ip, struct inspect_thread_iter *it);
-/* 1: *t filled; 0: no more; -errno: the chain is unreadable or fails
- * validation (tstate->interp != interp, a cycle, > 4096 threads). */
+/* 1: *t filled (see err and broken_link: a bad thread state is an entry,
+ * never the end of the walk); 0: no more; -errno only when the
+ * interpreters themselves are unreadable or more than 256. A thread-list
+ * cycle is found within twice its length plus its tail: the thread states
+ * of the cycle may be returned twice before the -ELOOP entry. */
 int inspect_threads__next(struct inspect_thread_iter *it, struct inspect_thread *t);
 /* The thread state holding the GIL, 0 if it is free. */
 int inspect_proc__gil_holder(struct inspect_proc *ip, uint64_t *tstate);
@@ -228,6 +246,10 @@ struct inspect_frame_iter {
 	struct inspect_proc *ip;
 	uint64_t next;
 	unsigned count;
+	int pending; /* returned by the next call: the chain's end was seen */
+	/* Brent's cycle detection: no allocation. */
+	uint64_t loop_mark;
+	unsigned loop_span, loop_steps;
 	/* Checked code objects seen in this walk (recursion repeats them). */
 	struct {
 		uint64_t addr;
@@ -238,8 +260,11 @@ struct inspect_frame_iter {
 int inspect_frames__begin(struct inspect_proc *ip, uint64_t first_frame,
 			  struct inspect_frame_iter *it);
 /* 1: *f filled (its f_code checked to be a code object); 0: end of chain;
- * -EINVAL: a frame fails validation; -EFAULT unreadable; -ELOOP: longer
- * than INSPECT_MAX_FRAMES. */
+ * -EINVAL: a frame fails validation; -EFAULT unreadable; -ELOOP: the
+ * chain loops back (a frame whose previous is itself is returned first;
+ * a longer cycle is found within twice its length plus its tail, so its
+ * frames may be returned twice before); -E2BIG: longer than
+ * INSPECT_MAX_FRAMES. The frames returned before an error stay valid. */
 int inspect_frames__next(struct inspect_frame_iter *it, struct inspect_frame *f);
 /* Read one frame at addr (also for generator frames: gen + off->gen_iframe). */
 int inspect_frame__read(struct inspect_proc *ip, uint64_t addr, struct inspect_frame *f);
@@ -330,17 +355,29 @@ struct inspect_snap_frame {
 	struct inspect_snap_local *locals;
 };
 struct inspect_snap_thread {
-	struct inspect_thread raw;
-	char name[64]; /* threading's name when found, else comm */
-	char comm[64]; /* /proc/PID/task/TID/comm */
+	struct inspect_thread raw; /* raw.err: its thread state is marked bad */
+	char name[64];             /* threading's name when found, else comm */
+	char comm[64];             /* /proc/PID/task/TID/comm */
 	bool holds_gil;
-	int walk_err; /* 0, or why the frame walk stopped early */
+	/* 0, or why the frame walk stopped early (inspect_frames__next's
+	 * errors), at walk_at: the frame address it could not take. The
+	 * frames before it are kept, each frame of a loop once. */
+	int walk_err;
+	uint64_t walk_at;
 	size_t nframes;
 	struct inspect_snap_frame *frames; /* innermost first */
 };
 size_t inspect_snapshot__nthreads(const struct inspect_snapshot *s);
 const struct inspect_snap_thread *inspect_snapshot__thread(const struct inspect_snapshot *s,
 							   size_t i);
+/* Where a thread list broke (inspect_thread.broken_link entries): the
+ * threads listed before it are in the snapshot, those after it are not. */
+size_t inspect_snapshot__nbreaks(const struct inspect_snapshot *s);
+const struct inspect_thread *inspect_snapshot__break(const struct inspect_snapshot *s, size_t i);
+/* One line (no newline) saying what went wrong with thread t's state or
+ * frame walk, or with a list break b, for the dump; "" when nothing. */
+void inspect_snap_thread__why(const struct inspect_snap_thread *t, char *buf, size_t cap);
+void inspect_snap_break__why(const struct inspect_thread *b, char *buf, size_t cap);
 
 /* Print py-spy style text, or one JSON document. */
 int inspect_snapshot__print(const struct inspect_snapshot *s, struct inspect_proc *ip, FILE *out);

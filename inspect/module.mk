@@ -20,5 +20,3 @@ $(INSPECT_PROBE_SRC): $(INSPECT_GEN_EXE) $(INSPECT_PROBE_EXE)
 
 GEN_SRC_inspect += $(INSPECT_PROBE_SRC)
 
-# inspect/dump.c prints JSON with cJSON.
-SYSLIBS_inspect += -lcjson

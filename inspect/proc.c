@@ -38,11 +38,16 @@ int inspect__fail(struct inspect_proc *ip, int err, const char *fmt, ...)
 static int proc_read(void *ctx, uint64_t addr, void *buf, size_t len)
 {
 	struct inspect_proc *ip = ctx;
-	for (size_t i = 0; i < ip->nregions; i++) {
+	size_t last = ip->last_region < ip->nregions ? ip->last_region : 0;
+	for (size_t k = 0; k < ip->nregions; k++) {
+		/* The region of the last hit first (swapped with the first):
+		 * a frame walk stays in one. */
+		size_t i = k == 0 ? last : k == last ? 0 : k;
 		const struct inspect_region *g = &ip->regions[i];
 		if (addr >= g->addr && addr - g->addr <= g->len &&
 		    len <= g->len - (addr - g->addr)) {
 			memcpy(buf, g->buf + (addr - g->addr), len);
+			ip->last_region = i;
 			return 0;
 		}
 	}
@@ -436,6 +441,41 @@ int inspect_threads__begin(struct inspect_proc *ip, struct inspect_thread_iter *
 	return 0;
 }
 
+/* Brent's cycle detection (no allocation): addr is compared with a mark
+ * that moves to the current address whenever the steps since it reach a
+ * span that doubles each time, so a cycle is met within twice its length
+ * plus its tail. True when addr is the mark: the chain loops. */
+static bool loop_seen(uint64_t *mark, unsigned *span, unsigned *steps, uint64_t addr)
+{
+	if (addr == *mark)
+		return true;
+	if (++*steps >= *span) {
+		*mark = addr;
+		*span = *span ? *span * 2 : 1;
+		*steps = 0;
+	}
+	return false;
+}
+
+/* The entry for a bad link to ts (inspect.h): the rest of this
+ * interpreter's list is not read. */
+static int thread_broken(struct inspect_thread_iter *it, struct inspect_thread *t, uint64_t ts,
+			 int err)
+{
+	memset(t, 0, sizeof(*t));
+	t->tstate = ts;
+	t->interp = it->interp;
+	if (inspect__read(&it->ip->reader, it->interp + (uint64_t)it->ip->off.is_id, &t->interp_id,
+			  8))
+		t->interp_id = -1;
+	t->err = err;
+	t->broken_link = true;
+	it->next_tstate = 0;
+	if (err == -E2BIG)
+		it->interp = 0; /* nothing more at all */
+	return 1;
+}
+
 int inspect_threads__next(struct inspect_thread_iter *it, struct inspect_thread *t)
 {
 	struct inspect_proc *ip = it->ip;
@@ -455,24 +495,28 @@ int inspect_threads__next(struct inspect_thread_iter *it, struct inspect_thread 
 					     &it->next_tstate)))
 			return inspect__fail(ip, err, "cannot read interpreter 0x%llx: %s",
 					     (unsigned long long)it->interp, strerror(-err));
+		it->loop_mark = 0;
+		it->loop_span = it->loop_steps = 0;
 	}
 	if (!it->interp)
 		return 0;
-	if (++it->nthreads > MAX_THREADS)
-		return inspect__fail(ip, -ELOOP, "thread list longer than %d: corrupt",
-				     MAX_THREADS);
 	size_t len = (size_t)o->ts_size;
 	if (len > sizeof(buf) || len < (size_t)o->ts_native_thread_id + 8)
 		return inspect__fail(ip, -EINVAL, "implausible PyThreadState size %zu", len);
 	uint64_t ts = it->next_tstate;
+	if (loop_seen(&it->loop_mark, &it->loop_span, &it->loop_steps, ts))
+		return thread_broken(it, t, ts, -ELOOP);
+	if (++it->nthreads > MAX_THREADS)
+		return thread_broken(it, t, ts, -E2BIG);
 	if ((err = inspect__read(&ip->reader, ts, buf, len)))
-		return inspect__fail(ip, err, "cannot read thread state 0x%llx: %s",
-				     (unsigned long long)ts, strerror(-err));
+		return thread_broken(it, t, ts, err);
 	uint64_t interp, cframe;
+	memcpy(&interp, buf + o->ts_interp, 8);
+	if (interp != it->interp)
+		return thread_broken(it, t, ts, -EINVAL);
 	memset(t, 0, sizeof(*t));
 	t->tstate = ts;
 	memcpy(&it->next_tstate, buf + o->ts_next, 8);
-	memcpy(&interp, buf + o->ts_interp, 8);
 	memcpy(&cframe, buf + o->ts_cframe, 8);
 	memcpy(&t->thread_id, buf + o->ts_thread_id, 8);
 	memcpy(&t->native_id, buf + o->ts_native_thread_id, 8);
@@ -481,19 +525,15 @@ int inspect_threads__next(struct inspect_thread_iter *it, struct inspect_thread 
 		memcpy(&t->datastack_chunk, buf + o->ts_datastack_chunk, 8);
 		memcpy(&t->datastack_top, buf + o->ts_datastack_top, 8);
 	}
-	if (interp != it->interp)
-		return inspect__fail(ip, -EINVAL,
-				     "thread state 0x%llx: interp 0x%llx is not 0x%llx",
-				     (unsigned long long)ts, (unsigned long long)interp,
-				     (unsigned long long)it->interp);
 	t->interp = interp;
-	if ((err = inspect__read(&ip->reader, interp + (uint64_t)o->is_id, &t->interp_id, 8)))
-		return inspect__fail(ip, err, "cannot read interpreter id: %s", strerror(-err));
+	t->cframe = cframe;
+	if (inspect__read(&ip->reader, interp + (uint64_t)o->is_id, &t->interp_id, 8))
+		t->interp_id = -1;
 	if (cframe && (err = inspect__read_u64(&ip->reader, cframe + (uint64_t)o->cf_current_frame,
-					       &t->current_frame)))
-		return inspect__fail(ip, err, "thread %llu: cannot read cframe 0x%llx: %s",
-				     (unsigned long long)t->native_id, (unsigned long long)cframe,
-				     strerror(-err));
+					       &t->current_frame))) {
+		t->current_frame = 0;
+		t->err = err;
+	}
 	return 1;
 }
 
@@ -642,21 +682,21 @@ int inspect_frames__begin(struct inspect_proc *ip, uint64_t first_frame,
 
 int inspect_frames__next(struct inspect_frame_iter *it, struct inspect_frame *f)
 {
+	if (it->pending)
+		return it->pending;
 	if (!it->next)
 		return 0;
+	if (loop_seen(&it->loop_mark, &it->loop_span, &it->loop_steps, it->next))
+		return it->pending = -ELOOP;
 	if (++it->count > INSPECT_MAX_FRAMES)
-		return -ELOOP;
+		return it->pending = -E2BIG;
 	int err = frame_read(it->ip, it->next, f, it);
-	if (err) {
-		it->next = 0;
-		return err;
-	}
-	/* Frames live on a stack that grows up in data-stack chunks; a
-	 * previous pointer equal to the frame itself is a cycle. */
-	if (f->previous == f->addr) {
-		it->next = 0;
-		return -ELOOP;
-	}
+	if (err)
+		return it->pending = err;
+	/* A previous pointer equal to the frame itself: this frame is sound,
+	 * its link is not. */
+	if (f->previous == f->addr)
+		it->pending = -ELOOP;
 	it->next = f->previous;
 	return 1;
 }

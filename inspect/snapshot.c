@@ -27,12 +27,34 @@ struct code_block {
 	bool ok[CODE_BLOCK];
 };
 
+/* A code object's local names and kinds, read once for all its frames
+ * (a recursion or a pool of workers repeats them). */
+struct local_names {
+	struct local_names *next;
+	const struct inspect_code *code;
+	uint32_t n;
+	char **name; /* NULL entry: unreadable, shown as <local N> */
+	uint8_t *kind;
+};
+
+/* Type names by type object, read once (a dump shows few types). */
+#define TYPE_CACHE 64
+struct type_name {
+	uint64_t type;
+	char name[64];
+};
+
 struct inspect_snapshot {
 	size_t nthreads, cap;
 	struct inspect_snap_thread *threads;
+	size_t nbreaks, bcap;
+	struct inspect_thread *breaks;
 	uint64_t gil_holder;
 	int gil_known;
 	struct code_block *codes;
+	struct local_names *locals; /* decode only */
+	struct type_name types[TYPE_CACHE];
+	size_t ntypes;
 };
 
 size_t inspect_snapshot__nthreads(const struct inspect_snapshot *s)
@@ -44,6 +66,71 @@ const struct inspect_snap_thread *inspect_snapshot__thread(const struct inspect_
 							   size_t i)
 {
 	return i < s->nthreads ? &s->threads[i] : NULL;
+}
+
+size_t inspect_snapshot__nbreaks(const struct inspect_snapshot *s)
+{
+	return s->nbreaks;
+}
+
+const struct inspect_thread *inspect_snapshot__break(const struct inspect_snapshot *s, size_t i)
+{
+	return i < s->nbreaks ? &s->breaks[i] : NULL;
+}
+
+static const char *errtext(int err)
+{
+	switch (err) {
+	case -EFAULT:
+		return "unreadable";
+	case -EINVAL:
+		return "fails validation";
+	default:
+		return strerror(-err);
+	}
+}
+
+void inspect_snap_thread__why(const struct inspect_snap_thread *t, char *buf, size_t cap)
+{
+	unsigned long long at = (unsigned long long)t->walk_at;
+	if (t->raw.err)
+		snprintf(buf, cap, "thread state 0x%llx: cframe 0x%llx %s: frames not shown",
+			 (unsigned long long)t->raw.tstate, (unsigned long long)t->raw.cframe,
+			 errtext(t->raw.err));
+	else if (t->walk_err == -ELOOP)
+		snprintf(buf, cap,
+			 "frame chain ends early: it loops back to frame 0x%llx (corrupt)", at);
+	else if (t->walk_err == -E2BIG)
+		snprintf(buf, cap, "frame chain ends early: over %d frames, the rest not shown",
+			 INSPECT_MAX_FRAMES);
+	else if (t->walk_err)
+		snprintf(buf, cap, "frame chain ends early: frame 0x%llx %s", at,
+			 errtext(t->walk_err));
+	else if (cap)
+		buf[0] = 0;
+}
+
+void inspect_snap_break__why(const struct inspect_thread *b, char *buf, size_t cap)
+{
+	unsigned long long ts = (unsigned long long)b->tstate;
+	long long id = (long long)b->interp_id;
+	if (b->err == -ELOOP)
+		snprintf(buf, cap,
+			 "thread list of interpreter %lld loops back to thread state 0x%llx "
+			 "(corrupt): each thread shown once",
+			 id, ts);
+	else if (b->err == -E2BIG)
+		snprintf(buf, cap, "over 4096 thread states: the rest not shown");
+	else if (b->err == -EINVAL)
+		snprintf(buf, cap,
+			 "thread list of interpreter %lld links to 0x%llx, no thread state of it "
+			 "(corrupt): the threads after it not shown",
+			 id, ts);
+	else
+		snprintf(buf, cap,
+			 "thread list of interpreter %lld links to 0x%llx, %s: the threads after "
+			 "it not shown",
+			 id, ts, errtext(b->err));
 }
 
 static void thread_free(struct inspect_snap_thread *t)
@@ -81,6 +168,16 @@ void inspect_snapshot__free(struct inspect_snapshot *s)
 	for (size_t i = 0; i < s->nthreads; i++)
 		thread_free(&s->threads[i]);
 	free(s->threads);
+	free(s->breaks);
+	while (s->locals) {
+		struct local_names *l = s->locals;
+		s->locals = l->next;
+		for (uint32_t i = 0; i < l->n; i++)
+			free(l->name[i]);
+		free(l->name);
+		free(l->kind);
+		free(l);
+	}
 	while (s->codes) {
 		struct code_block *b = s->codes;
 		s->codes = b->next;
@@ -173,7 +270,47 @@ static void prefetch_stack(struct inspect_proc *ip, const struct inspect_thread 
 	}
 }
 
-/* Stopped phase: copy thread states and frames. */
+static int addr_cmp(const void *a, const void *b)
+{
+	const uint64_t *x = a, *y = b;
+	if (x[0] != y[0])
+		return x[0] < y[0] ? -1 : 1;
+	return x[1] < y[1] ? -1 : x[1] > y[1];
+}
+
+/* A walk that found a loop may have taken the loop's frames twice
+ * (inspect_frames__next): keep the frames up to the first one seen
+ * before, and say where the chain loops back to. */
+static int trim_loop(struct inspect_snap_thread *st)
+{
+	size_t n = st->nframes, cut = n;
+	uint64_t(*v)[2] = malloc((n ? n : 1) * sizeof(*v));
+	if (!v)
+		return -ENOMEM;
+	for (size_t i = 0; i < n; i++) {
+		v[i][0] = st->frames[i].raw.addr;
+		v[i][1] = i;
+	}
+	qsort(v, n, sizeof(*v), addr_cmp);
+	for (size_t i = 1; i < n; i++)
+		if (v[i][0] == v[i - 1][0] && v[i][1] < cut)
+			cut = (size_t)v[i][1]; /* a second sighting */
+	free(v);
+	st->nframes = cut;
+	st->walk_at = cut ? st->frames[cut - 1].raw.previous : st->raw.current_frame;
+	return 0;
+}
+
+static bool thread_listed(const struct inspect_snapshot *s, uint64_t tstate)
+{
+	for (size_t i = 0; i < s->nthreads; i++)
+		if (s->threads[i].raw.tstate == tstate)
+			return true;
+	return false;
+}
+
+/* Stopped phase: copy thread states and frames. A bad thread state or
+ * frame is marked where it is (inspect.h), never the end of the dump. */
 static int copy_stacks(struct inspect_proc *ip, struct inspect_snapshot *s)
 {
 	struct inspect_thread_iter it;
@@ -183,6 +320,21 @@ static int copy_stacks(struct inspect_proc *ip, struct inspect_snapshot *s)
 		return err;
 	s->gil_known = inspect_proc__gil_holder(ip, &s->gil_holder) == 0;
 	while ((r = inspect_threads__next(&it, &t)) == 1) {
+		if (t.broken_link) {
+			uint8_t probe;
+			if (t.err == -EFAULT &&
+			    attach_proc__read(ip->ap, ip->runtime, &probe, 1) == -ESRCH)
+				return inspect__fail(ip, -ESRCH, "process exited during the dump");
+			if ((err = grow((void **)&s->breaks, &s->bcap, s->nbreaks + 1,
+					sizeof(*s->breaks))))
+				return err;
+			s->breaks[s->nbreaks++] = t;
+			continue;
+		}
+		/* A thread-list cycle: its thread states come round again
+		 * before the iterator tells. */
+		if (thread_listed(s, t.tstate))
+			continue;
 		if ((err = grow((void **)&s->threads, &s->cap, s->nthreads + 1,
 				sizeof(*s->threads))))
 			return err;
@@ -190,6 +342,8 @@ static int copy_stacks(struct inspect_proc *ip, struct inspect_snapshot *s)
 		size_t fcap = 0;
 		st->raw = t;
 		st->holds_gil = s->gil_known && s->gil_holder == t.tstate;
+		if (t.err)
+			continue;
 		struct inspect_frame_iter fit;
 		struct inspect_frame f;
 		prefetch_stack(ip, &t);
@@ -211,6 +365,10 @@ static int copy_stacks(struct inspect_proc *ip, struct inspect_snapshot *s)
 		if (r == -ESRCH)
 			return inspect__fail(ip, -ESRCH, "process exited during the dump");
 		st->walk_err = r;
+		st->walk_at = st->nframes ? st->frames[st->nframes - 1].raw.previous
+					  : t.current_frame;
+		if (r == -ELOOP && (err = trim_loop(st)))
+			return err;
 	}
 	if (r == -ESRCH || (r < 0 && attach_proc__read(ip->ap, ip->runtime, &t, 1) == -ESRCH))
 		return inspect__fail(ip, -ESRCH, "process exited during the dump");
@@ -319,8 +477,56 @@ static const struct inspect_code *snap_code(struct inspect_proc *ip, struct insp
 	return b->ok[i] ? &b->codes[i] : NULL;
 }
 
-static int decode_locals(struct inspect_proc *ip, struct inspect_snap_frame *sf,
-			 const struct inspect_limits *lim)
+/* The names and kinds of code's first n locals, read at its first frame. */
+static struct local_names *local_names(struct inspect_proc *ip, struct inspect_snapshot *s,
+				       const struct inspect_code *code, uint32_t n)
+{
+	struct local_names *l;
+	for (l = s->locals; l; l = l->next)
+		if (l->code == code && l->n >= n)
+			return l;
+	if (!(l = calloc(1, sizeof(*l))) || !(l->name = calloc(n, sizeof(*l->name))) ||
+	    !(l->kind = calloc(n, 1))) {
+		if (l)
+			free(l->name);
+		free(l);
+		return NULL;
+	}
+	l->code = code;
+	l->n = n;
+	l->next = s->locals;
+	s->locals = l;
+	for (uint32_t i = 0; i < n; i++) {
+		char name[128];
+		if (inspect_code__local(&ip->reader, code, (int32_t)i, name, sizeof(name),
+					&l->kind[i]) == 0 &&
+		    !(l->name[i] = strdup(name)))
+			return NULL;
+	}
+	return l;
+}
+
+static void type_name(struct inspect_proc *ip, struct inspect_snapshot *s, uint64_t v, char *buf,
+		      size_t len)
+{
+	uint64_t type;
+	snprintf(buf, len, "?");
+	if (inspect__obj_type(&ip->reader, v, &type))
+		return;
+	for (size_t i = 0; i < s->ntypes; i++)
+		if (s->types[i].type == type) {
+			snprintf(buf, len, "%s", s->types[i].name);
+			return;
+		}
+	if (inspect__type_name(&ip->reader, type, buf, len) == 0 && s->ntypes < TYPE_CACHE &&
+	    strlen(buf) < sizeof(s->types[0].name)) {
+		s->types[s->ntypes].type = type;
+		snprintf(s->types[s->ntypes++].name, sizeof(s->types[0].name), "%s", buf);
+	}
+}
+
+static int decode_locals(struct inspect_proc *ip, struct inspect_snapshot *s,
+			 struct inspect_snap_frame *sf, const struct inspect_limits *lim)
 {
 	const struct inspect_reader *r = &ip->reader;
 	uint64_t slots[INSPECT_MAX_LOCALS_SHOWN];
@@ -330,15 +536,18 @@ static int decode_locals(struct inspect_proc *ip, struct inspect_snap_frame *sf,
 	if (!n || inspect_frame__slots(ip, &sf->raw, 0, n, slots))
 		return 0;
 	sf->locals = calloc(n, sizeof(*sf->locals));
-	if (!sf->locals)
+	struct local_names *ln = sf->locals ? local_names(ip, s, sf->code, n) : NULL;
+	if (!ln)
 		return -ENOMEM;
 	for (uint32_t i = 0; i < n; i++) {
 		char name[128];
-		uint8_t kind = 0;
+		uint8_t kind = ln->kind[i];
 		uint64_t v = slots[i];
 		if (!v)
 			continue; /* unbound */
-		if (inspect_code__local(r, sf->code, (int32_t)i, name, sizeof(name), &kind))
+		if (ln->name[i])
+			snprintf(name, sizeof(name), "%s", ln->name[i]);
+		else
 			snprintf(name, sizeof(name), "<local %u>", i);
 		/* Cells (made by MAKE_CELL, or copied in by COPY_FREE_VARS) hold
 		 * the value; an empty cell is an unbound variable. */
@@ -362,7 +571,7 @@ static int decode_locals(struct inspect_proc *ip, struct inspect_snap_frame *sf,
 		if (!l->name)
 			return -ENOMEM;
 		l->kind = kind;
-		inspect_value__type_name(r, v, l->type, sizeof(l->type));
+		type_name(ip, s, v, l->type, sizeof(l->type));
 		sf->nlocals++;
 	}
 	return 0;
@@ -421,6 +630,11 @@ int inspect_proc__snapshot(struct inspect_proc *ip, unsigned flags,
 	 * still comes from the copies taken while stopped; the rest through a
 	 * page cache that lives for this decode only. */
 	unsigned nframes = 0;
+	struct {
+		uint64_t code;
+		int32_t lasti;
+		int line;
+	} lines[16] = { { 0, 0, 0 } };
 	if ((err = inspect__page_cache_on(ip)))
 		goto fail;
 	for (size_t i = 0; i < s->nthreads; i++) {
@@ -437,9 +651,20 @@ int inspect_proc__snapshot(struct inspect_proc *ip, unsigned flags,
 			}
 			if (!sf->code)
 				continue;
-			if (inspect_code__line(&ip->reader, sf->code, sf->raw.lasti, &sf->line))
-				sf->line = -1;
-			if ((flags & INSPECT_SNAP_LOCALS) && (err = decode_locals(ip, sf, lim)))
+			/* A recursion repeats (code, instruction): its line once. */
+			size_t slot = (size_t)((sf->raw.code >> 4) ^ (uint32_t)sf->raw.lasti) % 16;
+			if (lines[slot].code == sf->raw.code &&
+			    lines[slot].lasti == sf->raw.lasti) {
+				sf->line = lines[slot].line;
+			} else {
+				if (inspect_code__line(&ip->reader, sf->code, sf->raw.lasti,
+						       &sf->line))
+					sf->line = -1;
+				lines[slot].code = sf->raw.code;
+				lines[slot].lasti = sf->raw.lasti;
+				lines[slot].line = sf->line;
+			}
+			if ((flags & INSPECT_SNAP_LOCALS) && (err = decode_locals(ip, s, sf, lim)))
 				goto fail;
 		}
 	}

@@ -185,7 +185,7 @@ int inspect__cstr(const struct inspect_reader *r, uint64_t p, char *buf, size_t 
 	return i ? 0 : -EINVAL;
 }
 
-static int type_name_of_type(const struct inspect_reader *r, uint64_t type, char *buf, size_t len)
+int inspect__type_name(const struct inspect_reader *r, uint64_t type, char *buf, size_t len)
 {
 	uint64_t p;
 	if (len == 0)
@@ -204,7 +204,7 @@ int inspect_value__type_name(const struct inspect_reader *r, uint64_t addr, char
 	int err = inspect__obj_type(r, addr, &type);
 	if (err)
 		return err;
-	return type_name_of_type(r, type, buf, len);
+	return inspect__type_name(r, type, buf, len);
 }
 
 int inspect__type_flags(const struct inspect_reader *r, uint64_t type, uint64_t *flags)
@@ -912,7 +912,7 @@ static int repr_other(const struct inspect_reader *r, uint64_t addr, uint64_t ty
 		      const struct inspect_limits *lim, struct inspect_str *out)
 {
 	char name[TP_NAME_MAX];
-	if (type_name_of_type(r, type, name, sizeof(name)))
+	if (inspect__type_name(r, type, name, sizeof(name)))
 		return inspect_str__printf(out, lim->max_out, "<object at 0x%llx>",
 					   (unsigned long long)addr);
 	return inspect_str__printf(out, lim->max_out, "<%s at 0x%llx>", name,

@@ -288,6 +288,53 @@ static int synth_handler(struct gctx *g, const struct guard_decision *d, struct 
 	return 0;
 }
 
+/* In flight, a redirect guard's failing instruction has consumed its
+ * operands (BINARY_OP decrefs both before it fails; CALL its callable and
+ * arguments): the continuation cannot take them from the frame. It can
+ * produce them again when the instructions that pushed them (back to the
+ * stack depth below the first operand) only read a local, a cell, a
+ * constant or a global, or mark a call's shape: running them again
+ * repeats nothing, and nothing between them and the failure changed what
+ * they read. The continuation then starts at the first of them, with
+ * the stack below, and runs the redirect in place of the failing
+ * instruction. NULL with *unit and *depth set, or why not. No jump or
+ * handler may land inside the run: another path would have pushed
+ * other operands. */
+static const char *redirect_restart(const struct gctx *g, int64_t rep, int32_t below,
+				    uint32_t *unit, int32_t *depth)
+{
+	if (below < 0 || g->in[rep].depth < below)
+		return "the stack depth at the failing instruction is unknown";
+	for (int64_t i = rep;; i--) {
+		if (i < 0 || g->in[i].depth < below)
+			return "the operands' loads were not found";
+		if (i < rep) {
+			switch (g->in[i].opcode) {
+			case LOAD_FAST:
+			case LOAD_CONST:
+			case LOAD_DEREF:
+			case LOAD_GLOBAL:
+			case PUSH_NULL:
+			case KW_NAMES:
+				break;
+			default:
+				return "an operand of the failing instruction is computed, not "
+				       "loaded from a local, a cell, a constant or a global: "
+				       "computing it again could repeat its effects";
+			}
+		}
+		if (g->in[i].depth == below && i < rep) {
+			for (int64_t j = i + 1; j <= rep; j++)
+				if (g->jump_target[j])
+					return "a jump lands between the operands' loads and the "
+					       "failing instruction";
+			*unit = g->in[i].offset;
+			*depth = below;
+			return NULL;
+		}
+	}
+}
+
 static int synth_redirect(struct gctx *g, const struct guard_decision *d, struct guard_patch *p,
 			  struct rewrite_diag *diag)
 {
@@ -321,6 +368,14 @@ static int synth_redirect(struct gctx *g, const struct guard_decision *d, struct
 		return -ERANGE;
 	uint32_t nargs = ri->arg;
 	uint32_t rep_unit = ri->offset;
+	uint32_t restart = 0;
+	int32_t restart_depth = 0;
+	/* BINARY_OP takes two operands; PRECALL n a NULL (or self), the
+	 * callable and n arguments. */
+	p->no_resume =
+		redirect_restart(g, rep,
+				 ri->depth - (d->kind == GUARD_STR_COERCE ? 2 : (int32_t)nargs + 2),
+				 &restart, &restart_depth);
 	int64_t h = (int64_t)rewrite_code__ninstrs(g->code);
 	int64_t k;
 	if ((k = emit(g->code, LOAD_CONST, (uint32_t)c_helper, -1, &loc)) < 0)
@@ -368,8 +423,8 @@ static int synth_redirect(struct gctx *g, const struct guard_decision *d, struct
 	const struct rewrite_instr *in = rewrite_code__instrs(g->code);
 	p->replaced_unit = rep_unit;
 	p->resume_unit = in[after].offset;
-	p->base_depth = d->base_depth;
-	p->fallback_unit = 0;
+	p->base_depth = p->no_resume ? d->base_depth : restart_depth;
+	p->fallback_unit = p->no_resume ? 0 : restart;
 	return 0;
 }
 

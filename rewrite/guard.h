@@ -294,7 +294,11 @@ struct guard_patch {
 	uint32_t block_unit;    /* first unit of the (first) appended block */
 	uint32_t fallback_unit; /* where the block, with the stack at base_depth,
 					  * produces the fallback and resumes (for in-flight
-					  * resume; 0 for redirect and probe patches) */
+					  * resume; 0 for probe patches). A redirect guard:
+					  * the first load of the failing instruction's
+					  * operands, run again by the continuation; 0 when
+					  * that cannot be done (no_resume says why) */
+	const char *no_resume;  /* static: why the failing call cannot be resumed */
 	int32_t base_depth;
 	uint32_t resume_unit;  /* where the block jumps back to */
 	int64_t replaced_unit; /* redirect: the replaced instruction, else -1 */

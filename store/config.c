@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <stdbool.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -21,18 +22,18 @@ static int bad(char *err, size_t errlen, const char *path, const char *why)
 	return -EBADMSG;
 }
 
-int store_config__app_paths(struct store *s, char *out, size_t cap, char *err, size_t errlen)
+/* config.json parsed and its keys checked: *doc (NULL: no file), or
+ * -errno with err. */
+static int read_config(struct store *s, cJSON **doc, char *path, size_t pathcap, char *err,
+		       size_t errlen)
 {
-	char path[4096 + 16];
 	struct stat st;
 	char *text = NULL;
-	cJSON *doc = NULL;
 	int fd = -1, rc;
-	size_t used = 0;
 
-	out[0] = 0;
+	*doc = NULL;
 	err[0] = 0;
-	snprintf(path, sizeof(path), "%s/" STORE_CONFIG, store__path(s));
+	snprintf(path, pathcap, "%s/" STORE_CONFIG, store__path(s));
 	rc = store_file__open(s, store__fd(s), STORE_CONFIG, path, &fd, &st);
 	if (rc == -ENOENT)
 		return 0; /* no configuration: nothing added */
@@ -55,35 +56,78 @@ int store_config__app_paths(struct store *s, char *out, size_t cap, char *err, s
 		goto out;
 	}
 	text[n] = 0;
-	if (memchr(text, 0, (size_t)n) || !(doc = cJSON_Parse(text)) || !cJSON_IsObject(doc)) {
+	if (memchr(text, 0, (size_t)n) || !(*doc = cJSON_Parse(text)) || !cJSON_IsObject(*doc)) {
 		rc = bad(err, errlen, path, "not a JSON object");
 		goto out;
 	}
-	for (cJSON *k = doc->child; k; k = k->next)
-		if (strcmp(k->string, "app_paths") != 0) {
-			rc = bad(err, errlen, path, "unknown key (only \"app_paths\" is known)");
+	for (cJSON *k = (*doc)->child; k; k = k->next)
+		if (strcmp(k->string, "app_paths") != 0 && strcmp(k->string, "heal_handled") != 0) {
+			rc = bad(err, errlen, path,
+				 "unknown key (only \"app_paths\" and \"heal_handled\" are known)");
 			goto out;
 		}
-	cJSON *paths = cJSON_GetObjectItemCaseSensitive(doc, "app_paths");
-	if (paths && !cJSON_IsArray(paths)) {
-		rc = bad(err, errlen, path, "\"app_paths\" is not an array of strings");
+	rc = 0;
+out:
+	if (rc) {
+		cJSON_Delete(*doc);
+		*doc = NULL;
+	}
+	free(text);
+	if (fd >= 0)
+		close(fd);
+	return rc;
+}
+
+/* A --heal-handled site: "module.qualname:line", printable ASCII or
+ * UTF-8 without spaces or control bytes, a decimal line after the last
+ * ':'. */
+static bool site_ok(const char *v)
+{
+	const char *colon = strrchr(v, ':');
+	if (!colon || colon == v || !colon[1] || strlen(v) > 383)
+		return false;
+	for (const char *p = colon + 1; *p; p++)
+		if (*p < '0' || *p > '9')
+			return false;
+	for (const unsigned char *p = (const unsigned char *)v; *p; p++)
+		if (*p <= ' ' || *p == 0x7f)
+			return false;
+	return true;
+}
+
+/* The strings of key, each checked by ok, joined with sep into out. */
+static int config_list(struct store *s, const char *key, bool (*ok)(const char *), const char *rule,
+		       char sep, char *out, size_t cap, char *err, size_t errlen)
+{
+	char path[4096 + 16], why[160];
+	cJSON *doc = NULL;
+	size_t used = 0;
+	int rc;
+
+	out[0] = 0;
+	if ((rc = read_config(s, &doc, path, sizeof(path), err, errlen)) || !doc)
+		return rc;
+	cJSON *list = cJSON_GetObjectItemCaseSensitive(doc, key);
+	if (list && !cJSON_IsArray(list)) {
+		snprintf(why, sizeof(why), "\"%s\" is not an array of strings", key);
+		rc = bad(err, errlen, path, why);
 		goto out;
 	}
-	for (cJSON *p = paths ? paths->child : NULL; p; p = p->next) {
+	for (cJSON *p = list ? list->child : NULL; p; p = p->next) {
 		const char *v = cJSON_IsString(p) ? p->valuestring : NULL;
-		if (!v || v[0] != '/' || strchr(v, ':')) {
-			rc = bad(err, errlen, path,
-				 "\"app_paths\": each must be an absolute path without ':'");
+		if (!v || !ok(v)) {
+			snprintf(why, sizeof(why), "\"%s\": each must be %s", key, rule);
+			rc = bad(err, errlen, path, why);
 			goto out;
 		}
 		size_t len = strlen(v);
 		if (used + len + 2 > cap) {
 			rc = -ENAMETOOLONG;
-			snprintf(err, errlen, "store: %s: \"app_paths\" too long", path);
+			snprintf(err, errlen, "store: %s: \"%s\" too long", path, key);
 			goto out;
 		}
 		if (used)
-			out[used++] = ':';
+			out[used++] = sep;
 		memcpy(out + used, v, len + 1);
 		used += len;
 	}
@@ -92,8 +136,23 @@ out:
 	if (rc)
 		out[0] = 0;
 	cJSON_Delete(doc);
-	free(text);
-	if (fd >= 0)
-		close(fd);
 	return rc;
+}
+
+static bool path_ok(const char *v)
+{
+	return v[0] == '/' && !strchr(v, ':');
+}
+
+int store_config__app_paths(struct store *s, char *out, size_t cap, char *err, size_t errlen)
+{
+	return config_list(s, "app_paths", path_ok, "an absolute path without ':'", ':', out, cap,
+			   err, errlen);
+}
+
+int store_config__heal_handled(struct store *s, char *out, size_t cap, char *err, size_t errlen)
+{
+	return config_list(s, "heal_handled", site_ok,
+			   "a site \"module.qualname:line\" without spaces", '\n', out, cap, err,
+			   errlen);
 }

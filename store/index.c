@@ -386,14 +386,100 @@ static int patch_copy(struct store_patch *dst, const struct store_patch *src)
 	return 0;
 }
 
+static void handled_free(struct store_handled *e)
+{
+	free((char *)e->program);
+	free((char *)e->site);
+	free((char *)e->exc_type);
+	memset(e, 0, sizeof(*e));
+}
+
+void store_index__free_patches(struct store_index *idx)
+{
+	for (size_t i = 0; i < idx->n; i++)
+		patch_free(&idx->v[i]);
+	free(idx->v);
+	idx->v = NULL;
+	idx->n = idx->cap = 0;
+}
+
 void store_index__free(struct store_index *idx)
 {
 	if (!idx)
 		return;
-	for (size_t i = 0; i < idx->n; i++)
-		patch_free(&idx->v[i]);
-	free(idx->v);
+	store_index__free_patches(idx);
+	for (size_t i = 0; i < idx->nh; i++)
+		handled_free(&idx->h[i]);
+	free(idx->h);
 	memset(idx, 0, sizeof(*idx));
+}
+
+static long handled_find(const struct store_index *idx, const struct store_handled *e)
+{
+	for (size_t i = 0; i < idx->nh; i++)
+		if (!strcmp(idx->h[i].site, e->site) && !strcmp(idx->h[i].exc_type, e->exc_type) &&
+		    !strcmp(idx->h[i].program, e->program))
+			return (long)i;
+	return -1;
+}
+
+int store_index__put_handled(struct store_index *idx, const struct store_handled *e)
+{
+	long at = handled_find(idx, e);
+	if (at >= 0) {
+		struct store_handled *o = &idx->h[at];
+		o->count = e->count >= STORE_HITS_MAX - o->count ? STORE_HITS_MAX
+								 : o->count + e->count;
+		if (e->last_seen > o->last_seen)
+			o->last_seen = e->last_seen;
+		return 0;
+	}
+	if (idx->nh >= STORE_HANDLED_MAX)
+		return 1;
+	if (idx->nh == idx->caph) {
+		size_t cap = idx->caph ? idx->caph * 2 : 16;
+		struct store_handled *v = realloc(idx->h, cap * sizeof(*v));
+		if (!v)
+			return -ENOMEM;
+		idx->h = v;
+		idx->caph = cap;
+	}
+	struct store_handled c = { strdup(e->program), strdup(e->site), strdup(e->exc_type),
+				   e->count > STORE_HITS_MAX ? STORE_HITS_MAX : e->count,
+				   e->last_seen };
+	if (!c.program || !c.site || !c.exc_type) {
+		handled_free(&c);
+		return -ENOMEM;
+	}
+	idx->h[idx->nh++] = c;
+	return 0;
+}
+
+int store_handled__validate(const struct store_handled *e, char *err, size_t errsz)
+{
+	const char *flaw;
+	int r;
+	if ((r = check_text("program", e->program, 1, err, errsz)) ||
+	    (r = check_text("type", e->exc_type, 1, err, errsz)))
+		return r;
+	if (!e->site || (flaw = name_flaw(e->site))) {
+		seterr(err, errsz, "site: %s", e->site ? flaw : "missing");
+		return -EINVAL;
+	}
+	if (strlen(e->exc_type) > 255) {
+		seterr(err, errsz, "type: too long");
+		return -EINVAL;
+	}
+	if (e->count < 1 || e->count > STORE_HITS_MAX) {
+		seterr(err, errsz, "count: out of range");
+		return -EINVAL;
+	}
+	char buf[32];
+	if (e->last_seen < 0 || store__format_time(e->last_seen, buf, sizeof(buf))) {
+		seterr(err, errsz, "last_seen: out of range");
+		return -EINVAL;
+	}
+	return 0;
 }
 
 long store_index__find(const struct store_index *idx, const char *name)
@@ -461,7 +547,7 @@ static int json_int(const cJSON *j, double lo, double hi, int64_t *out)
 	if (!cJSON_IsNumber(j))
 		return -1;
 	d = j->valuedouble;
-	if (!isfinite(d) || floor(d) != d || d < lo || d > hi)
+	if (!isfinite(d) || d < lo || d > hi || (double)(int64_t)d != d)
 		return -1;
 	*out = (int64_t)d;
 	return 0;
@@ -679,12 +765,88 @@ static void line_col(const char *start, const char *at, size_t *line, size_t *co
 	}
 }
 
+/* "handled": an array (absent in older indexes: none) of objects with
+ * exactly the keys program, site, type, count, last_seen; one entry per
+ * (program, site, type), at most STORE_HANDLED_MAX. */
+static int decode_handled(cJSON *arr, struct store_index *idx, char *err, size_t errsz)
+{
+	static const char *const keys[] = { "program", "site", "type", "count", "last_seen" };
+	char cause[256];
+	size_t i = 0;
+	cJSON *o;
+	if (!cJSON_IsArray(arr)) {
+		seterr(err, errsz, "\"handled\": expected an array");
+		return -EBADMSG;
+	}
+	if ((size_t)cJSON_GetArraySize(arr) > STORE_HANDLED_MAX) {
+		seterr(err, errsz, "\"handled\": more than %d entries", STORE_HANDLED_MAX);
+		return -EBADMSG;
+	}
+	cJSON_ArrayForEach(o, arr)
+	{
+		struct store_handled e = { 0 };
+		const cJSON *v[5] = { 0 };
+		int64_t count;
+		if (!cJSON_IsObject(o)) {
+			seterr(err, errsz, "handled[%zu]: expected an object", i);
+			return -EBADMSG;
+		}
+		for (cJSON *k = o->child; k; k = k->next) {
+			size_t f = 0;
+			while (f < 5 && strcmp(k->string, keys[f]) != 0)
+				f++;
+			if (f == 5 || v[f]) {
+				seterr(err, errsz, "handled[%zu]: %s field \"%.64s\"", i,
+				       f == 5 ? "unknown" : "duplicate",
+				       text_flaw(k->string) ? "?" : k->string);
+				return -EBADMSG;
+			}
+			v[f] = k;
+		}
+		for (size_t f = 0; f < 3; f++)
+			if (!cJSON_IsString(v[f])) {
+				seterr(err, errsz, "handled[%zu].%s: expected a string", i,
+				       keys[f]);
+				return -EBADMSG;
+			}
+		e.program = v[0]->valuestring;
+		e.site = v[1]->valuestring;
+		e.exc_type = v[2]->valuestring;
+		if (json_int(v[3], 1, (double)STORE_HITS_MAX, &count)) {
+			seterr(err, errsz, "handled[%zu].count: expected an integer from 1 to %llu",
+			       i, (unsigned long long)STORE_HITS_MAX);
+			return -EBADMSG;
+		}
+		e.count = (uint64_t)count;
+		if (!cJSON_IsString(v[4]) || store__parse_time(v[4]->valuestring, &e.last_seen)) {
+			seterr(err, errsz, "handled[%zu].last_seen: expected a time", i);
+			return -EBADMSG;
+		}
+		if (store_handled__validate(&e, cause, sizeof(cause))) {
+			seterr(err, errsz, "handled[%zu].%s", i, cause);
+			return -EBADMSG;
+		}
+		if (handled_find(idx, &e) >= 0) {
+			seterr(err, errsz, "handled[%zu]: site \"%s\" of %s appears twice", i,
+			       e.site, e.exc_type);
+			return -EBADMSG;
+		}
+		int r = store_index__put_handled(idx, &e);
+		if (r < 0) {
+			seterr(err, errsz, "out of memory");
+			return r;
+		}
+		i++;
+	}
+	return 0;
+}
+
 int store_index__parse(const char *p, const char *end, struct store_index *out, char *err,
 		       size_t errsz)
 {
 	struct store_index idx = { 0 };
 	const char *stop = NULL;
-	cJSON *j, *patches = NULL;
+	cJSON *j, *patches = NULL, *handled = NULL;
 	cJSON *root = NULL;
 	size_t len = (size_t)(end - p), line, col, i = 0, n, nslots;
 	size_t *slots = NULL;
@@ -752,10 +914,15 @@ int store_index__parse(const char *p, const char *end, struct store_index *out, 
 			patches = j;
 			continue;
 		}
+		if (strcmp(j->string, "handled") == 0 && !handled) {
+			handled = j;
+			continue;
+		}
 		seterr(err, errsz, "%s field \"%.64s\" at the top level",
 		       field_of(j->string, 0) || !strcmp(j->string, "format") ||
 				       !strcmp(j->string, "version") ||
-				       !strcmp(j->string, "patches")
+				       !strcmp(j->string, "patches") ||
+				       !strcmp(j->string, "handled")
 			       ? "duplicate"
 			       : "unknown",
 		       text_flaw(j->string) ? "?" : j->string);
@@ -799,6 +966,8 @@ int store_index__parse(const char *p, const char *end, struct store_index *out, 
 		slots[h] = i + 1;
 		i++;
 	}
+	if (handled && (r = decode_handled(handled, &idx, err, errsz)))
+		goto out;
 	*out = idx;
 	memset(&idx, 0, sizeof(idx));
 	r = 0;
@@ -966,7 +1135,33 @@ char *store_index__serialize(const struct store_index *idx, size_t *len)
 		}
 		out_str(&o, "\t\t}");
 	}
-	out_str(&o, "]\n}\n");
+	out_str(&o, "]");
+	/* Only when there are some: an index without handled crashes is
+	 * written as before. */
+	if (idx->nh) {
+		out_str(&o, ",\n\t\"handled\":\t[");
+		for (size_t i = 0; i < idx->nh; i++) {
+			const struct store_handled *e = &idx->h[i];
+			out_str(&o, i ? ", {\n" : "{\n");
+			out_str(&o, "\t\t\t\"program\":\t");
+			out_quoted(&o, e->program);
+			out_str(&o, ",\n\t\t\t\"site\":\t");
+			out_quoted(&o, e->site);
+			out_str(&o, ",\n\t\t\t\"type\":\t");
+			out_quoted(&o, e->exc_type);
+			snprintf(buf, sizeof(buf), "%" PRIu64, e->count);
+			out_str(&o, ",\n\t\t\t\"count\":\t");
+			out_str(&o, buf);
+			out_str(&o, ",\n\t\t\t\"last_seen\":\t");
+			if (store__format_time(e->last_seen, buf, sizeof(buf)) == 0)
+				out_quoted(&o, buf);
+			else
+				o.oom = true; /* validated entries always format */
+			out_str(&o, "\n\t\t}");
+		}
+		out_str(&o, "]");
+	}
+	out_str(&o, "\n}\n");
 	if (o.oom) {
 		free(o.p);
 		return NULL;

@@ -12,6 +12,9 @@
 struct store_index {
 	struct store_patch *v;
 	size_t n, cap;
+	/* Handled crashes ("handled"), one per (program, site, type). */
+	struct store_handled *h;
+	size_t nh, caph;
 };
 
 #define STORE_ERR_MAX 1024
@@ -30,6 +33,14 @@ void store_index__free(struct store_index *idx);
 int store_patch__validate(const struct store_patch *p, char *err, size_t errsz);
 /* Copy p into idx, replacing the patch of the same name; -ENOMEM. */
 int store_index__put(struct store_index *idx, const struct store_patch *p);
+/* Add e's count to the entry of its (program, site, type) (saturating at
+ * STORE_HITS_MAX; last_seen the later), or append a copy; past
+ * STORE_HANDLED_MAX entries a new one is dropped (1). 0, 1 or -ENOMEM. */
+int store_index__put_handled(struct store_index *idx, const struct store_handled *e);
+/* Check an entry's fields; -EINVAL with the cause in err. */
+int store_handled__validate(const struct store_handled *e, char *err, size_t errsz);
+/* Free the patches only (the handled crashes stay). */
+void store_index__free_patches(struct store_index *idx);
 /* Index of the patch named name, or -1. */
 long store_index__find(const struct store_index *idx, const char *name);
 /* Remove entry i, freeing its strings. */

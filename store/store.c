@@ -81,6 +81,11 @@ static int index_dup(const struct store_index *idx, struct store_index *out)
 			store_index__free(out);
 			return -ENOMEM;
 		}
+	for (size_t i = 0; i < idx->nh; i++)
+		if (store_index__put_handled(out, &idx->h[i]) < 0) {
+			store_index__free(out);
+			return -ENOMEM;
+		}
 	return 0;
 }
 
@@ -907,7 +912,7 @@ static int change_remove_all(struct store *s, struct store_index *idx, void *arg
 
 	(void)s;
 	*removed = idx->n;
-	store_index__free(idx);
+	store_index__free_patches(idx); /* the handled crashes are no patches */
 	return 1;
 }
 
@@ -1008,6 +1013,50 @@ int store__add_hits(struct store *s, const struct store_hit_count *v, size_t n, 
 	if (missing)
 		*missing = a.missing;
 	return r;
+}
+
+struct handled_arg {
+	const struct store_handled *v;
+	size_t n, dropped;
+};
+
+static int change_handled(struct store *s, struct store_index *idx, void *arg)
+{
+	struct handled_arg *a = arg;
+	int changed = 0;
+	for (size_t i = 0; i < a->n; i++) {
+		int r = store_index__put_handled(idx, &a->v[i]);
+		if (r < 0)
+			return fail(s, r, s->index_path, "out of memory");
+		if (r)
+			a->dropped++;
+		else
+			changed = 1;
+	}
+	return changed;
+}
+
+int store__add_handled(struct store *s, const struct store_handled *v, size_t n, size_t *dropped)
+{
+	char cause[STORE_ERR_MAX];
+	struct handled_arg a = { v, n, 0 };
+	for (size_t i = 0; i < n; i++)
+		if (store_handled__validate(&v[i], cause, sizeof(cause)))
+			return fail(s, -EINVAL, s->dir, "handled crash %zu: %s", i, cause);
+	int r = n ? transact(s, change_handled, &a) : 0;
+	if (dropped)
+		*dropped = a.dropped;
+	return r;
+}
+
+size_t store__handled_count(const struct store *s)
+{
+	return s->idx.nh;
+}
+
+const struct store_handled *store__handled_at(const struct store *s, size_t i)
+{
+	return i < s->idx.nh ? &s->idx.h[i] : NULL;
 }
 
 struct status_arg {

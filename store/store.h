@@ -218,6 +218,29 @@ struct store_hit_count {
 	int64_t last; /* Unix seconds of the last firing */
 };
 int store__add_hits(struct store *s, const struct store_hit_count *v, size_t n, size_t *missing);
+/* Handled crashes (docs/formats/store.md, "handled"): a structural
+ * exception raised in the program's code that its own catch-all (except
+ * Exception, BaseException, a bare except) handled, counted per raising
+ * site ("module.qualname:line") and exception type. Never applied: listed
+ * by suture-audit, healed only where the user opts the site in
+ * (--heal-handled). Strings are the store's, valid as store_patch's. */
+#define STORE_HANDLED_MAX 4096
+struct store_handled {
+	const char *program;  /* as store_patch.program */
+	const char *site;     /* "module.qualname:line", printable, no spaces */
+	const char *exc_type; /* "KeyError" */
+	uint64_t count;       /* 1..STORE_HITS_MAX */
+	int64_t last_seen;    /* Unix seconds */
+};
+/* Add counts in one transaction: each entry's count joins the stored
+ * entry of its (program, site, type), or a new one (past
+ * STORE_HANDLED_MAX entries new ones are dropped: *dropped, may be NULL).
+ * -EINVAL: an entry fails validation (nothing is written). */
+int store__add_handled(struct store *s, const struct store_handled *v, size_t n, size_t *dropped);
+size_t store__handled_count(const struct store *s);
+/* Entry i (< store__handled_count), in index order; valid as store__find's. */
+const struct store_handled *store__handled_at(const struct store *s, size_t i);
+
 /* The caller re-synthesized the guard and the live original did not match
  * (reason: free text, may be NULL), or matched again. -ENOENT: no such patch. */
 int store__mark_stale(struct store *s, const char *name, const char *reason);
@@ -305,5 +328,9 @@ int store__parse_time(const char *text, int64_t *out);
  * relative path, one with ':'), -EPERM (the file fails the store's checks),
  * -ENAMETOOLONG; err says which and why in one line. */
 int store_config__app_paths(struct store *s, char *out, size_t cap, char *err, size_t errlen);
+/* The sites config.json opts in to healing although the application's
+ * catch-all handles them ({"heal_handled": ["module.qualname:line", ...]}),
+ * '\n'-joined into out[cap] ("" when absent); errors as app_paths. */
+int store_config__heal_handled(struct store *s, char *out, size_t cap, char *err, size_t errlen);
 
 #endif

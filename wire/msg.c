@@ -132,6 +132,14 @@ int wire_msg__encode_hello(struct wire_buf *b, const struct wire_hello *m)
 		}
 		put_blob(b, m->app_paths, n);
 	}
+	if (m->flags & WIRE_HELLO_F_HANDLED) {
+		size_t n = strnlen(m->heal_handled, sizeof(m->heal_handled));
+		if (n == sizeof(m->heal_handled)) {
+			b->err = -ENAMETOOLONG;
+			return b->err;
+		}
+		put_blob(b, m->heal_handled, n);
+	}
 	return frame_end(b, at);
 }
 
@@ -321,6 +329,26 @@ void wire_msg__hits_entry(struct wire_buf *b, const struct wire_hit *e)
 }
 
 int wire_msg__hits_end(struct wire_buf *b, size_t at)
+{
+	return frame_end(b, at);
+}
+
+int wire_msg__handled_begin(struct wire_buf *b, enum wire_msg_type type, uint32_t count, size_t *at)
+{
+	*at = frame_begin(b, type);
+	put_u32(b, count);
+	return b->err;
+}
+
+void wire_msg__handled_entry(struct wire_buf *b, const struct wire_handled_entry *e)
+{
+	put_str(b, e->site);
+	put_str(b, e->exc_type);
+	put_u64(b, e->count);
+	put_u64(b, e->last_ms);
+}
+
+int wire_msg__handled_end(struct wire_buf *b, size_t at)
 {
 	return frame_end(b, at);
 }
@@ -606,8 +634,9 @@ int wire_msg__decode_hello(const uint8_t *p, const uint8_t *end, struct wire_hel
 	m->timeout_ms = get_u32(&r);
 	m->flags = get_u32(&r);
 	m->app_paths[0] = 0;
+	m->heal_handled[0] = 0;
 	if (!r.bad && (m->flags & ~(WIRE_HELLO_F_HITS | WIRE_HELLO_F_APP_PATHS | WIRE_HELLO_F_HOLD |
-				    WIRE_HELLO_F_TREE)))
+				    WIRE_HELLO_F_TREE | WIRE_HELLO_F_HANDLED)))
 		return -EINVAL;
 	if (!r.bad && (m->flags & WIRE_HELLO_F_APP_PATHS)) {
 		size_t n;
@@ -616,6 +645,14 @@ int wire_msg__decode_hello(const uint8_t *p, const uint8_t *end, struct wire_hel
 			return -EINVAL;
 		memcpy(m->app_paths, s, n);
 		m->app_paths[n] = 0;
+	}
+	if (!r.bad && (m->flags & WIRE_HELLO_F_HANDLED)) {
+		size_t n;
+		const uint8_t *s = get_blob(&r, &n);
+		if (!s || n >= sizeof(m->heal_handled) || memchr(s, 0, n))
+			return -EINVAL;
+		memcpy(m->heal_handled, s, n);
+		m->heal_handled[n] = 0;
 	}
 	return finish(&r);
 }
@@ -880,6 +917,37 @@ void wire_hits_iter__init(struct wire_hits_iter *it, const struct wire_hits *m)
 int wire_hits_iter__next(struct wire_hits_iter *it, struct wire_hit *e)
 {
 	return entries_next(&it->p, it->end, get_hit, e);
+}
+
+static void get_handled(struct rd *r, void *v)
+{
+	struct wire_handled_entry *e = v;
+	get_str(r, e->site, sizeof e->site);
+	get_str(r, e->exc_type, sizeof e->exc_type);
+	e->count = get_u64(r);
+	e->last_ms = get_u64(r);
+	if (e->count == 0 || !e->site[0] || !e->exc_type[0])
+		r->bad = 1;
+}
+
+int wire_msg__decode_handled(const uint8_t *p, const uint8_t *end, struct wire_handled *m)
+{
+	struct rd r = { p, end, 0 };
+	struct wire_handled_entry e;
+	memset(m, 0, sizeof *m);
+	/* An entry takes at least 26 bytes (two 1-byte strings, two u64s, lengths). */
+	return get_entries(&r, &m->count, 26, get_handled, &e, &m->entries_p, &m->entries_end);
+}
+
+void wire_handled_iter__init(struct wire_handled_iter *it, const struct wire_handled *m)
+{
+	it->p = m->entries_p;
+	it->end = m->entries_end;
+}
+
+int wire_handled_iter__next(struct wire_handled_iter *it, struct wire_handled_entry *e)
+{
+	return entries_next(&it->p, it->end, get_handled, e);
 }
 
 int wire_msg__decode_rollback(const uint8_t *p, const uint8_t *end, struct wire_rollback *m)

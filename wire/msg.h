@@ -62,13 +62,18 @@ enum wire_msg_type {
 	WIRE_MSG_PROBE_CLEAR = 43,   /* debugger -> agent: remove a probe (or all) */
 	WIRE_MSG_PROBE_HIT = 44,     /* agent -> debugger, unsolicited: a probed line ran */
 	WIRE_MSG_PROBE_RELEASE = 45, /* debugger -> agent: a snapshot's parked thread goes on */
+	/* Handled crashes (the application's own catch-all), 50..52. */
+	WIRE_MSG_HANDLED = 50,        /* agent -> debugger, unsolicited: counts since the last */
+	WIRE_MSG_HANDLED_LIST = 51,   /* debugger or auditor -> agent: the counts so far */
+	WIRE_MSG_HANDLED_RESULT = 52, /* agent -> debugger: answer to HANDLED_LIST */
 };
-#define WIRE_MSG_LAST WIRE_MSG_PROBE_RELEASE
+#define WIRE_MSG_LAST WIRE_MSG_HANDLED_RESULT
 /* The ranges in use; the types between them are not (yet) defined. */
 #define WIRE_MSG_IS_DEFINED(t)                                           \
 	(((t) >= WIRE_MSG_HELLO && (t) <= WIRE_MSG_TREE_FILES_RESULT) || \
 	 ((t) >= WIRE_MSG_RELOAD && (t) <= WIRE_MSG_RESTART) ||          \
-	 ((t) >= WIRE_MSG_PROBE_SET && (t) <= WIRE_MSG_PROBE_RELEASE))
+	 ((t) >= WIRE_MSG_PROBE_SET && (t) <= WIRE_MSG_PROBE_RELEASE) || \
+	 ((t) >= WIRE_MSG_HANDLED && (t) <= WIRE_MSG_HANDLED_RESULT))
 
 /* How the agent watches exceptions (WELCOME.watch_mode). */
 enum wire_watch_mode {
@@ -83,7 +88,8 @@ struct wire_hdr {
 	uint16_t type;
 };
 
-#define WIRE_APP_PATHS_MAX 4096 /* bytes of HELLO's application paths */
+#define WIRE_APP_PATHS_MAX 4096    /* bytes of HELLO's application paths */
+#define WIRE_HEAL_HANDLED_MAX 4096 /* bytes of HELLO's --heal-handled sites */
 
 struct wire_hello {
 	uint32_t version;
@@ -92,6 +98,10 @@ struct wire_hello {
 	/* With WIRE_HELLO_F_APP_PATHS: absolute paths of more application
 	 * code, ':'-separated (suture-attach --app-path), < WIRE_APP_PATHS_MAX. */
 	char app_paths[WIRE_APP_PATHS_MAX];
+	/* With WIRE_HELLO_F_HANDLED: the sites opted in to healing although
+	 * the application's catch-all handles them (--heal-handled),
+	 * '\n'-separated, possibly empty, < WIRE_HEAL_HANDLED_MAX. */
+	char heal_handled[WIRE_HEAL_HANDLED_MAX];
 };
 /* The debugger records guard firings: the agent sends it HITS frames. */
 #define WIRE_HELLO_F_HITS 1u
@@ -105,6 +115,9 @@ struct wire_hello {
  * every child whose agent opened its channel, and a child's crash waits
  * (bounded) for a debugger to connect to it. */
 #define WIRE_HELLO_F_TREE 8u
+/* The debugger records handled crashes: the agent sends it HANDLED frames;
+ * the string of --heal-handled sites follows the application paths. */
+#define WIRE_HELLO_F_HANDLED 16u
 
 struct wire_welcome {
 	uint32_t version;
@@ -286,6 +299,25 @@ struct wire_hit {
 };
 
 struct wire_hits {
+	uint32_t count;
+	const uint8_t *entries_p, *entries_end; /* decoder side: into the frame */
+};
+
+/* HANDLED and HANDLED_RESULT: structural exceptions raised in application
+ * code that the application's own catch-all (except Exception /
+ * BaseException / bare except) handles, counted per raising site and type:
+ * HANDLED since the last HANDLED (unsolicited), HANDLED_RESULT since the
+ * agent started (the answer to HANDLED_LIST, whose payload is empty).
+ * Walked with wire_handled_iter (validated by the decoder). */
+#define WIRE_SITE_MAX 383
+struct wire_handled_entry {
+	char site[WIRE_SITE_MAX + 1]; /* "module.qualname:line" */
+	char exc_type[128];
+	uint64_t count;   /* > 0 */
+	uint64_t last_ms; /* Unix time in milliseconds of the last one */
+};
+
+struct wire_handled {
 	uint32_t count;
 	const uint8_t *entries_p, *entries_end; /* decoder side: into the frame */
 };
@@ -530,6 +562,14 @@ int wire_msg__decode_patch_named(const uint8_t *p, const uint8_t *end, struct wi
 int wire_msg__decode_list(const uint8_t *p, const uint8_t *end, struct wire_list *m);
 /* Validates every entry; walk them with wire_live_iter. */
 int wire_msg__decode_list_result(const uint8_t *p, const uint8_t *end, struct wire_list_result *m);
+/* HANDLED / HANDLED_RESULT (type) like HITS: begin, entries, end. */
+int wire_msg__handled_begin(struct wire_buf *b, enum wire_msg_type type, uint32_t count,
+			    size_t *at);
+void wire_msg__handled_entry(struct wire_buf *b, const struct wire_handled_entry *e);
+int wire_msg__handled_end(struct wire_buf *b, size_t at);
+/* Either type's payload; every entry validated (a site, count > 0). */
+int wire_msg__decode_handled(const uint8_t *p, const uint8_t *end, struct wire_handled *m);
+
 /* Validates every entry (count > 0 each); walk them with wire_hits_iter. */
 int wire_msg__decode_hits(const uint8_t *p, const uint8_t *end, struct wire_hits *m);
 int wire_msg__decode_rollback(const uint8_t *p, const uint8_t *end, struct wire_rollback *m);
@@ -589,6 +629,13 @@ struct wire_hits_iter {
 };
 void wire_hits_iter__init(struct wire_hits_iter *it, const struct wire_hits *m);
 int wire_hits_iter__next(struct wire_hits_iter *it, struct wire_hit *e);
+
+/* Entries of a decoded HANDLED / HANDLED_RESULT, likewise. */
+struct wire_handled_iter {
+	const uint8_t *p, *end;
+};
+void wire_handled_iter__init(struct wire_handled_iter *it, const struct wire_handled *m);
+int wire_handled_iter__next(struct wire_handled_iter *it, struct wire_handled_entry *e);
 
 /* Entries of a decoded RELOAD_RESULT, likewise. */
 struct wire_reload_iter {

@@ -1,11 +1,14 @@
 #!/bin/sh
-# suture-run start-up cost (figures, never assertions): a script with 100
+# suture-run start-up cost (figures, never assertions; docs/performance.md):
+# a script with 100
 # functions, each healed once and stored (so 100 patches are loaded before
 # their first call, at the agent's boot hook), started RUNS times under
 # suture-run, next to plain python3.11 on the same script, and next to
 # suture-run with an empty store. Wall times of the whole run (the script
 # itself only defines the functions and calls each with good input).
-# Env: BUILD (absolute), PYTHON, RUNS (default 20), NFUNCS (default 100).
+# Env: BUILD (absolute), PYTHON, RUNS (default 20), NFUNCS (default 100);
+# BEFORE (absolute, optional): another tree's build, whose suture-run (and
+# agent) run in the same rounds, on the same store: a before/after in one run.
 set -u
 : "${BUILD:?BUILD must be set}"
 : "${PYTHON:=/usr/bin/python3.11}"
@@ -43,13 +46,31 @@ echo "bench_run: $PYTHON, $(nproc) cores, $NFUNCS functions, $n patches stored, 
 # Wall time and CPU time (user+sys of the command and its children, from
 # getrusage) of RUNS runs of each configuration, interleaved so that load
 # changes hit them alike.
-"$PYTHON" - "$RUNS" "$l" "$PYTHON" "$RUN" "$S" "$W" <<'PY'
+# The empty script (`pass`) measures start-up alone, against plain
+# python3.11 on the same file.
+printf 'pass\n' >"$W/empty.py"
+BEFORE=${BEFORE:-} "$PYTHON" - "$RUNS" "$l" "$PYTHON" "$RUN" "$S" "$W" <<'PY'
 import os, resource, subprocess, sys, time
 runs, l, py, run, script, w = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5], sys.argv[6]
+empty = w + "/empty.py"
 confs = [("plain python3.11", [py, script, "quiet"]),
          ("suture-run, empty store", [run, "--python", py, "--store", w + "/empty", script, "quiet"]),
-         (f"suture-run, {l} stored patches", [run, "--python", py, "--store", w + "/store", script, "quiet"])]
+         (f"suture-run, {l} stored patches", [run, "--python", py, "--store", w + "/store", script, "quiet"]),
+         ("plain python3.11, empty script", [py, empty]),
+         ("suture-run, empty script", [run, "--python", py, "--store", w + "/empty", empty])]
+before = os.environ.get("BEFORE")
+if before:
+    confs += [(f"BEFORE suture-run, {l} stored patches",
+               [before + "/bin/suture-run", "--agent", before + "/lib/libsuture_agent.so", "--python", py,
+                "--store", w + "/store", script, "quiet"]),
+              ("BEFORE suture-run, empty script",
+               [before + "/bin/suture-run", "--agent", before + "/lib/libsuture_agent.so", "--python", py,
+                "--store", w + "/empty", empty])]
+# What each is compared with: the plain run of the same script.
+ref = {n: ("plain python3.11, empty script" if "empty script" in n else "plain python3.11")
+       for n, _ in confs}
 res = {name: ([], []) for name, _ in confs}
+la0 = open("/proc/loadavg").read().split()[:3]
 for _ in range(runs):
     for name, cmd in confs:
         r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -63,17 +84,26 @@ med = lambda v: sorted(v)[len(v) // 2]
 for name, _ in confs:
     wall, cpu = res[name]
     print(f"{name:34s} wall median {med(wall):7.2f} ms (min {min(wall):7.2f}); CPU median {med(cpu):6.2f} ms")
-names = [n for n, _ in confs]
-for n in names[1:]:
-    print(f"added by {n}: wall {med(res[n][0]) - med(res[names[0]][0]):+.2f} ms (min to min "
-          f"{min(res[n][0]) - min(res[names[0]][0]):+.2f} ms), CPU {med(res[n][1]) - med(res[names[0]][1]):+.2f} ms")
+names = [n for n, _ in confs if "suture-run" in n]
+for n in names:
+    p = ref[n]
+    print(f"added by {n}: wall {med(res[n][0]) - med(res[p][0]):+.2f} ms (min to min "
+          f"{min(res[n][0]) - min(res[p][0]):+.2f} ms), CPU {med(res[n][1]) - med(res[p][1]):+.2f} ms")
+# As ratios to plain start-up, measured in the same interleaved rounds
+# (what a loaded machine does to one it does to the other).
+for n in names:
+    p = ref[n]
+    print(f"ratio to plain, {n}: wall median x{med(res[n][0]) / med(res[p][0]):.3f}, "
+          f"min x{min(res[n][0]) / min(res[p][0]):.3f}, CPU median "
+          f"x{med(res[n][1]) / med(res[p][1]):.3f}")
+print(f"load average during the rounds: {la0} -> {open('/proc/loadavg').read().split()[:3]}")
 
 # suture-run's own clock (ms after fork), medians over the runs.
 import re
 pat = re.compile(r"first module reported ([-0-9.]+), agent session ([-0-9.]+), .*, \S+ held from ([-0-9.]+) to "
                  r"([-0-9.]+) \(([-0-9.]+) ms, loading patches ([-0-9.]+)\); script ended ([-0-9.]+)")
 env = dict(os.environ, SUTURE_RUN_TIMING="1")
-for name, cmd in confs[1:]:
+for name, cmd in confs[1:3]:
     rows = []
     for _ in range(runs):
         p = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, text=True)

@@ -8,7 +8,8 @@
 # continuation itself raises, that exception is the call's outcome. A later,
 # unrelated exception at the same call site in the same caller frame is
 # re-raised to the caller's own handler, never swallowed. When
-# the frame was entered from C (a thread's target), resume is refused with
+# the frame was entered from C (a thread's target), the C caller gets the
+# result; where that thread has a profile function, resume is refused with
 # its reason, the exception goes on untouched and later calls are healed.
 # Then the cases of resume_cases.py: the loop inside `with lock:` (released
 # exactly once), try/finally (finally body once), a closure updating a
@@ -43,7 +44,12 @@ for py in $(pythons_dbg); do
 	run "raise-$tag" preload "$py" raise 1 "^outcome TypeError calls=1"
 	run "again-$tag" preload "$py" again 0 \
 		"^outcome again \[\[0, 2, 4, 6, 8, -2, 12, 14, 16, 18\], 'TypeError'\] calls=2"
-	run "fromc-$tag" preload "$py" fromc -95 "^outcome fromc thread=\['KeyError'\] later=\[2, -2, 6\]"
+	run "fromc-$tag" preload "$py" fromc 0 \
+		"^outcome fromc thread=\[\] result=healed later=\[2, -2, 6\] calls=2"
+	run "profiled-$tag" preload "$py" profiled -95 \
+		"^outcome profiled thread=\['KeyError'\] result=\[\] later=\[2, -2, 6\]"
+	grep -q "profile function" "$W/profiled-$tag.client" ||
+		{ cat "$W/profiled-$tag.client"; fail "profiled-$tag: no reason given"; }
 	for c in with finally closure method thread quickened generator many; do
 		n="case-$c-$tag"
 		start_target "$n" preload "$py" "$FIX/resume_cases.py" "$W/$n" "$c"

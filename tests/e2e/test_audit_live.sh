@@ -63,10 +63,13 @@ done
 
 # Heal two functions live.
 start_watch
-call greet "greet crashed: AttributeError"
-wait_grep "^\[suture\] stored patch __main__.greet:" "$W/watch.err"
+# Each first call is resumed in flight (fn(*args) from C: its C caller gets
+# the fallback), and the next one is healed.
 call greet "greet -> None"
-call ratio "ratio crashed: ZeroDivisionError"
+wait_grep "^\[suture\] stored patch __main__.greet:" "$W/watch.err"
+wait_grep "^\[suture\] resumed in flight: greet " "$W/watch.err"
+call greet "greet -> None"
+call ratio "ratio -> 0.0"
 wait_grep "^\[suture\] stored patch __main__.ratio:" "$W/watch.err"
 call ratio "ratio -> 0.0"
 G=$(sed -n 's/^\[suture\] stored patch \(__main__\.greet:[^ ]*\) in .*/\1/p' "$W/watch.err")
@@ -149,11 +152,12 @@ call ratio "ratio crashed: ZeroDivisionError"
 audit --pid "$TP"
 grep -q "^0 live patches, 0 stored but not live\$" "$W/a.out" || { cat "$W/a.out"; fail "not empty"; }
 start_watch
-call greet "greet crashed: AttributeError"
+call greet "greet -> None"
 wait_grep "^\[suture\] guard applied: null_guard user.name -> None" "$W/watch.err"
+wait_grep "^\[suture\] resumed in flight: greet " "$W/watch.err"
 call greet "greet -> None"
 stop_watch
-ok "after rollback --all the watcher reports the crash again and heals it"
+ok "after rollback --all the watcher reports the crash again and heals it (resumed in flight)"
 
 G2=$(sed -n 's/^\[suture\] stored patch \(__main__\.greet:[^ ]*\) in .*/\1/p' "$W/watch.err")
 
@@ -177,7 +181,9 @@ expect_rc 0 "--pid on a suture-run process"
 grep -q "^live    $G2\$" "$W/a.out" || { cat "$W/a.out" "$W/run.err"; fail "the boot patch is not listed live"; }
 audit --pid "$TP2" rollback "$G2"
 expect_rc 0 "rollback of a boot patch"
-call greet "greet crashed: AttributeError"
+# the crash is back: suture-run heals it again, resumed in flight
+call greet "greet -> None"
+wait_grep "^\[suture\] resumed in flight: greet " "$W/run.err"
 echo quit >"$CW/cmd"
 wait "$RP" || { cat "$W/run.err"; fail "suture-run exit status"; }
 CW=

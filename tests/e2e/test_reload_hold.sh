@@ -11,7 +11,9 @@
 # the job exits 0 and its caller never saw the exception. Second run: a
 # second bug further on crashes the restarted call again; held in turn, the
 # next fix restarts it (total 183). Third run: SIGINT to the holder
-# releases the crash: the AssertionError goes on (traceback, exit 1).
+# releases the crash: the AssertionError goes on (traceback, exit 1). Also
+# with process() called from C (functools.partial): restarted, the C caller
+# gets the total.
 set -u
 . "$(dirname "$0")/lib.sh"
 ATTACH="$BUILD/bin/suture-attach"
@@ -28,7 +30,7 @@ start_job() { # DIR [PRICE-EXPRESSION]
 	track $TW
 	wait_grep "^\[suture\] watching pid $P: crashes are held" "$1/watch.err"
 	: >"$1/go"
-	wait_grep "^\[suture\] held: AssertionError: negative quantity in record 7 in process (job.py:31); fix the source, then: suture-attach --pid $P --reload $1/app/job.py" "$1/watch.err"
+	wait_grep "^\[suture\] held: AssertionError: negative quantity in record 7 in process (job.py:34); fix the source, then: suture-attach --pid $P --reload $1/app/job.py" "$1/watch.err"
 }
 
 # --hold belongs to --watch.
@@ -50,7 +52,7 @@ sed -i 's|        assert rec\["qty"\] >= 0, "negative quantity in record %d" % r
 grep -q 'qty = max' "$D/app/job.py" || fail "the fixture's fix did not apply"
 "$ATTACH" --pid "$P" --reload "$D/app/job.py" >"$D/reload.out" 2>&1 || { cat "$D/reload.out"; fail "reload"; }
 grep -q "^\[suture\] reloaded process " "$D/reload.out" || { cat "$D/reload.out"; fail "process not reloaded"; }
-wait_grep "^\[suture\] restarted: process at line 31 of the new code (was 31), with its locals; its caller got the result" "$D/watch.err"
+wait_grep "^\[suture\] restarted: process at line 34 of the new code (was 34), with its locals; its caller got the result" "$D/watch.err"
 wait_pid "$P" 20
 rc=$?
 [ "$rc" = 0 ] || { cat "$W/job-fix.err"; fail "the job exited $rc"; }
@@ -61,6 +63,23 @@ grep -q "AssertionError" "$W/job-fix.err" && fail "the caller saw the exception"
 ok "restarted at the failing line: records 1-12 once each, total 213, exit 0"
 wait_pid $TW 10 >/dev/null 2>&1 || :
 
+# The same with process() called through functools.partial (its frame is
+# entered from C): the restarted call's result goes to that C caller.
+D="$W/fromc"
+JOB_FROMC=1
+export JOB_FROMC
+start_job "$D"
+unset JOB_FROMC
+sed -i 's|        assert rec\["qty"\] >= 0, "negative quantity in record %d" % rec\["id"\]|        qty = max(rec["qty"], 0)|; s|        total += rec\["qty"\] \* rec\["price"\]|        total += qty * rec["price"]|' "$D/app/job.py"
+"$ATTACH" --pid "$P" --reload "$D/app/job.py" >"$D/reload.out" 2>&1 || { cat "$D/reload.out"; fail "fromc: reload"; }
+wait_grep "^\[suture\] restarted: process at line 34 of the new code (was 34), with its locals; its caller got the result" "$D/watch.err"
+wait_pid "$P" 20
+rc=$?
+[ "$rc" = 0 ] || { cat "$W/job-fromc.err"; fail "fromc: the job exited $rc"; }
+grep -qx "total 213 done 1,2,3,4,5,6,7,8,9,10,11,12" "$D/out" || { cat "$D/out"; fail "fromc: wrong total or records"; }
+ok "called from C (functools.partial): restarted, the C caller got the total"
+wait_pid $TW 10 >/dev/null 2>&1 || :
+
 # A second bug further on: record 10 has no price. The restarted call
 # crashes again inside the new code (a TypeError, in the continuation's
 # frame); that crash is held in its turn, and the second fix restarts it.
@@ -69,11 +88,11 @@ mkdir -p "$D"
 start_job "$D" 'None if i == 10 else 3'
 sed -i 's|        assert rec\["qty"\] >= 0, "negative quantity in record %d" % rec\["id"\]|        qty = max(rec["qty"], 0)|; s|        total += rec\["qty"\] \* rec\["price"\]|        total += qty * rec["price"]|' "$D/app/job.py"
 "$ATTACH" --pid "$P" --reload "$D/app/job.py" >"$D/reload1.out" 2>&1 || { cat "$D/reload1.out"; fail "reload 1"; }
-wait_grep "^\[suture\] restarted: process at line 31 of the new code (was 31), with its locals; it crashed again" "$D/watch.err"
-wait_grep "^\[suture\] held: TypeError: unsupported operand type(s) for \*: 'int' and 'NoneType' in process (job.py:32)" "$D/watch.err"
+wait_grep "^\[suture\] restarted: process at line 34 of the new code (was 34), with its locals; it crashed again" "$D/watch.err"
+wait_grep "^\[suture\] held: TypeError: unsupported operand type(s) for \*: 'int' and 'NoneType' in process (job.py:35)" "$D/watch.err"
 sed -i 's|        total += qty \* rec\["price"\]|        total += qty * (rec["price"] or 0)|' "$D/app/job.py"
 "$ATTACH" --pid "$P" --reload "$D/app/job.py" >"$D/reload2.out" 2>&1 || { cat "$D/reload2.out"; fail "reload 2"; }
-wait_grep "^\[suture\] restarted: process at line 32 of the new code (was 32), with its locals; its caller got the result" "$D/watch.err"
+wait_grep "^\[suture\] restarted: process at line 35 of the new code (was 35), with its locals; its caller got the result" "$D/watch.err"
 wait_pid "$P" 20
 rc=$?
 [ "$rc" = 0 ] || { cat "$W/job-twice.err"; fail "the twice-held job exited $rc"; }

@@ -43,10 +43,28 @@
 #   deep       ten crashes in one call: the agent resumes 8 nested, the 9th
 #              is patched but not resumed (reason printed): it is the call's
 #              outcome and suture-run re-executes once with 9 guards
-#   fallbacks  generator, coroutine, a thread's target, a map() callback, a
-#              function under a *args decorator (called from C by
-#              CALL_FUNCTION_EX): each says why it is not resumed, later
-#              calls are healed
+#   fallbacks  generator, coroutine whose frames are too small for the patched
+#              code: each says why it is not resumed, later calls are healed; a thread's target, a map() callback, a
+#              function under a *args decorator: resumed (entered from C)
+#   fromc      the failing frame entered from C: f(*a, **kw) under a
+#              decorator, functools.partial, a bound method called by map(),
+#              a map() callback (also inside a generator), a thread's target:
+#              the C caller gets the continuation's result; a second crash in
+#              that call (nested), a continuation that raises (the C caller
+#              gets that exception), a later exception of the healed function
+#              reaching the program's handler; a sentinel's refcount unchanged
+#              (also on the debug interpreter)
+#   redirect   redirect guards: "id-" + v and s += r with an int, open() of a
+#              missing file inside `with`: the continuation loads the
+#              operands again and runs the guard's helper (release and debug
+#              interpreters); "id-" + r["n"] (a computed operand) is not
+#              resumed, with the reason, later calls healed
+#   gen        a generator's and a coroutine's own frame crash: the frame goes
+#              on in the patched code at the fallback (the same generator
+#              object, past a second bad record), a coroutine under
+#              asyncio.gather too (the task does not fail); a frame too small
+#              for the patched code is not resumed, with the reason (release
+#              and debug interpreters)
 set -u
 . "$(dirname "$0")/lib.sh"
 RUN="$BUILD/bin/suture-run"
@@ -131,8 +149,8 @@ for py in $pys; do
 	run "$py" grown 2 2
 	grep -q "^\[suture\] already patched: this frame of small kept the original code" "$D/err" ||
 		{ cat "$D/err"; fail "$py grown: no reason for the late crash"; }
-	run "$py" fallbacks 0 5
-	for why in "generator or coroutine frame:2" "the failing frame was entered from C:3"; do
+	run "$py" fallbacks 3 5
+	for why in "generator or coroutine frame:2" "the failing frame was entered from C:0"; do
 		# not anchored: the target's own thread tracebacks share stderr
 		# and may interleave with suture's line
 		n=$(grep -o "\[suture\] not resumed in flight (${why%:*}" "$D/err" | wc -l)
@@ -141,7 +159,16 @@ for py in $pys; do
 	for f in gen coro target_fn mapped decorated; do
 		grep -q "^\[suture\] guard applied: .* in $f " "$D/err" || { cat "$D/err"; fail "$py: $f not healed"; }
 	done
-	echo "ok: $py: fallback reasons printed (generator, coroutine, thread target, map callback, *args decorator)"
+	echo "ok: $py: fallback reasons printed (generator, coroutine); thread target, map callback, *args decorator resumed"
+	run "$py" fromc 8 9
+	grep -q "^\[suture\] resumed in flight, but the rest of fc_raise raised: that exception goes on" "$D/err" ||
+		{ cat "$D/err"; fail "$py fromc: the continuation's exception not said"; }
+	run "$py" redirect 3 4
+	grep -q "\[suture\] not resumed in flight (an operand of the failing instruction is computed, not loaded from a local" "$D/err" ||
+		{ cat "$D/err"; fail "$py redirect: no reason for the computed operand"; }
+	run "$py" gen 3 4
+	grep -q "\[suture\] not resumed in flight (generator or coroutine frame: the patched code needs a deeper stack than the frame was made with" "$D/err" ||
+		{ cat "$D/err"; fail "$py gen: no reason for the frame too small"; }
 done
 # The debug interpreter checks CPython's invariants (assertions) on the
 # resume paths. (Its sys.gettotalrefcount is no measure of the agent: the
@@ -152,6 +179,11 @@ if DBG_PY=$(py311_find dbg); then
 		case $c in distinct) n=20 ;; two) n=12 ;; with) n=2 ;; *) n=1 ;; esac
 		run "$DBG_PY" $c $n $n
 	done
+	# results returned to C callers (the eval loop's own assertions on
+	# the stack at RETURN_VALUE and on the tracing state)
+	run "$DBG_PY" fromc 8 9
+	run "$DBG_PY" redirect 3 4
+	run "$DBG_PY" gen 3 4
 else
 	echo "absent: the debug build's resume checks, not tested: $(py311_why dbg)"
 fi

@@ -34,8 +34,9 @@ one_python() {
 		S="$W/store-$tag-$k"
 		o="$W/$tag-$k"
 		want="result: $(expect $k)"
-		# 1. heal, store, re-run
-		"$RUN" --python "$py" --store "$S" "$W/kinds.py" $k >"$o.out1" 2>"$o.err1"
+		# 1. heal, store, re-run (the bad call, fn(*args), would be resumed
+		# in flight: test_resume_run.sh; here the re-run path is followed)
+		"$RUN" --python "$py" --store "$S" --no-resume "$W/kinds.py" $k >"$o.out1" 2>"$o.err1"
 		rc=$?
 		[ $rc -eq 0 ] || { cat "$o.out1" "$o.err1"; fail "$py $k: first run exited $rc"; }
 		grep -qx "$want" "$o.out1" || { cat "$o.out1" "$o.err1"; fail "$py $k: no '$want'"; }

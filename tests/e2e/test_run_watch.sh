@@ -1,5 +1,5 @@
 #!/bin/sh
-# suture-run --watch keeps a service running: a crash (not resumed in flight,
+# suture-run --restart keeps a service running: a crash (not resumed in flight,
 # --no-resume) is healed, the service is restarted with the patch loaded
 # before its first call, and serves the same request from then on; a clean
 # exit ends the session with the service's status.
@@ -17,7 +17,7 @@ wait_count() { # PATTERN FILE N
 mkfifo "$W/req"
 : >"$W/log"
 # In a process group of its own: a failure ends the restarted services too.
-start_group run "$W/log" "$RUN" --python "$PYTHON" --store "$W/store" --watch --max-restarts 2 \
+start_group run "$W/log" "$RUN" --python "$PYTHON" --store "$W/store" --restart --max-restarts 2 \
 	--no-resume "$SUTURE_ROOT/tests/fixtures/run/service.py" "$W"
 SR=$BG
 wait_count "^ready$" "$W/log" 1
@@ -33,7 +33,7 @@ grep -q "^\[suture\] already healed: key_guard" "$W/run.err" || { cat "$W/run.er
 echo quit >"$W/req"
 wait $SR
 rc=$?
-[ $rc -eq 0 ] || { cat "$W/run.err"; fail "suture-run --watch exited $rc"; }
+[ $rc -eq 0 ] || { cat "$W/run.err"; fail "suture-run --restart exited $rc"; }
 grep -q "^\[suture\] patches applied: 1, already healed: 1" "$W/run.err" || { cat "$W/run.err"; fail "summary"; }
 echo "ok: a healed crash restarts the service with the patch"
 echo PASS

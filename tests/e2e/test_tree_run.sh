@@ -4,9 +4,9 @@
 # multiprocessing.Process worker fed by a Queue and a hand-written pre-fork
 # server's worker is healed there (lines name the pid), stored once, and
 # sent to every other process of the tree, the script's own included. The
-# bad record gets the fallback: in flight where the worker called the
-# function from Python (procq, the server), else in the re-run, whose
-# workers fork from a script that loaded the patch at its start. A server
+# bad record gets the fallback in flight, the job started once: the worker
+# called the function from Python (procq, the server) or from C (the pools'
+# func(*args): its C caller gets the result). A server
 # worker killed after the patch is respawned healed: no new crash.
 set -u
 . "$(dirname "$0")/lib.sh"
@@ -34,9 +34,9 @@ job() {
 	ok "$1 ($runs start(s), 1 patch)"
 }
 
-job pool_map 2
-job pool_imap 2
-job ppe 2
+job pool_map 1
+job pool_imap 1
+job ppe 1
 job procq 1
 grep -q '^\[suture\] pid [0-9]*: resumed in flight' "$W/procq.err" || fail "procq: not resumed in flight"
 

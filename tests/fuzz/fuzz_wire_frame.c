@@ -36,7 +36,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		struct wire_hits hits;
 		struct wire_forked forked;
 		struct wire_tree_files tree;
+		struct wire_handled handled;
 	} m;
+	struct wire_handled_entry hentry;
 	struct wire_live_patch live;
 	struct wire_hit hit;
 	char text[64];
@@ -69,7 +71,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		}
 		return 0;
 	}
-	switch (data[0] % 21) {
+	switch (data[0] % 22) {
 	case 0:
 		wire_msg__decode_hdr(p, end, &m.hdr);
 		break;
@@ -161,6 +163,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	case 20:
 		if (wire_msg__decode_tree_files(p, end, &m.tree) == 0 && m.tree.files_len)
 			(void)memchr(m.tree.files, '\n', m.tree.files_len);
+		break;
+	case 21:
+		/* HANDLED / HANDLED_RESULT (docs/formats/channel.md). */
+		if (wire_msg__decode_handled(p, end, &m.handled) == 0) {
+			struct wire_handled_iter it;
+			wire_handled_iter__init(&it, &m.handled);
+			while (wire_handled_iter__next(&it, &hentry) > 0)
+				;
+		}
 		break;
 	}
 	return 0;

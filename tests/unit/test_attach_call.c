@@ -115,20 +115,27 @@ static pid_t remote_tid(struct attach_proc *p, volatile pid_t *where)
 	return t;
 }
 
-static void calls_on_every_thread(int use_stub);
+static void calls_on_every_thread(enum attach_return how);
 
+/* The signalling stub (the default): one ptrace stop per call. */
 Test(attach_call, getpid_strlen_on_every_thread_target_unharmed)
 {
-	calls_on_every_thread(1);
+	calls_on_every_thread(ATTACH_RETURN_SIGNAL);
+}
+
+/* The same through the sigreturn stub under PTRACE_SYSCALL. */
+Test(attach_call, syscall_stub_path_target_unharmed)
+{
+	calls_on_every_thread(ATTACH_RETURN_SYSCALL);
 }
 
 /* The same through the int3 return path (no write into code pages). */
 Test(attach_call, int3_return_path_target_unharmed)
 {
-	calls_on_every_thread(0);
+	calls_on_every_thread(ATTACH_RETURN_TRAP);
 }
 
-static void calls_on_every_thread(int use_stub)
+static void calls_on_every_thread(enum attach_return how)
 {
 	struct child c = child_start(child_calls);
 	struct attach_proc *p;
@@ -140,7 +147,7 @@ static void calls_on_every_thread(int use_stub)
 
 	cr_assert(c.pid > 0);
 	cr_assert_eq(attach_proc__open(c.pid, &p), 0);
-	attach_proc__set_return_stub(p, use_stub);
+	attach_proc__set_return(p, how);
 	cr_assert_eq(attach_proc__find_elf(p, "libc.so", &libc), 0);
 	cr_assert_eq(attach_elf__symbol(libc, "getpid", &getpid_fn, NULL), 0);
 	for (round = 0; round < 30; round++) {
@@ -149,9 +156,16 @@ static void calls_on_every_thread(int use_stub)
 		for (i = 0; i < attach_proc__thread_count(p); i++) {
 			pid_t tid = attach_proc__thread(p, i);
 			struct attach_arg s = { .data = "sixteen chars...", .len = 17 };
+			unsigned stops;
 			cr_assert_eq(attach_proc__call(p, tid, getpid_fn, NULL, 0, &ret), 0, "%s",
 				     attach_proc__error(p));
 			cr_assert_eq(ret, (uint64_t)c.pid);
+			cr_assert_eq(attach_proc__last_return(p, &stops), how);
+			/* The signalling stub and the int3: the end is the only
+			 * stop; the sigreturn stub: getpid's two syscall stops and
+			 * the sigreturn's entry. */
+			cr_assert_eq(stops, how == ATTACH_RETURN_SYSCALL ? 3u : 1u, "%u stops",
+				     stops);
 			cr_assert_eq(attach_proc__call_sym(p, tid, "libc.so", "strlen", &s, 1,
 							   &ret),
 				     0, "%s", attach_proc__error(p));
@@ -165,7 +179,7 @@ static void calls_on_every_thread(int use_stub)
 		cr_assert_eq(attach_proc__release_all(p), 0);
 		usleep(3000);
 	}
-	cr_assert_eq(attach_proc__return_stub(p) != 0, use_stub != 0);
+	cr_assert_eq(attach_proc__return_stub(p) != 0, how != ATTACH_RETURN_TRAP);
 	usleep(60000);
 	report(&c, r);
 	cr_assert_eq(r[1], 0, "%ld sleeps woke early or with EINTR", r[1]);
@@ -202,6 +216,7 @@ Test(attach_call, crash_in_callee_is_efault_and_thread_restored)
 
 	cr_assert(c.pid > 0);
 	cr_assert_eq(attach_proc__open(c.pid, &p), 0);
+	attach_proc__set_return(p, ATTACH_RETURN_SYSCALL);
 	cr_assert_eq(attach_proc__seize_all(p), 0);
 	/* A first call leaves main (blocked in read) at a syscall-entry-stop:
 	 * the crash below then restores into a signal stop, which must turn
@@ -251,19 +266,24 @@ Test(attach_call, timeout_abandons_and_restores)
 
 /* Signals sent to the process and to the calling thread during a call are
  * delivered after the release, not swallowed. */
-static void foreign_signals(int use_stub);
+static void foreign_signals(enum attach_return how);
 
 Test(attach_call, foreign_signals_during_call_are_redelivered)
 {
-	foreign_signals(1);
+	foreign_signals(ATTACH_RETURN_SIGNAL);
+}
+
+Test(attach_call, foreign_signals_redelivered_syscall_stub_path)
+{
+	foreign_signals(ATTACH_RETURN_SYSCALL);
 }
 
 Test(attach_call, foreign_signals_redelivered_int3_path)
 {
-	foreign_signals(0);
+	foreign_signals(ATTACH_RETURN_TRAP);
 }
 
-static void foreign_signals(int use_stub)
+static void foreign_signals(enum attach_return how)
 {
 	struct child c = child_start(child_calls);
 	struct attach_proc *p;
@@ -274,13 +294,17 @@ static void foreign_signals(int use_stub)
 
 	cr_assert(c.pid > 0);
 	cr_assert_eq(attach_proc__open(c.pid, &p), 0);
-	attach_proc__set_return_stub(p, use_stub);
+	attach_proc__set_return(p, how);
 	cr_assert_eq(attach_proc__seize_all(p), 0);
 	sender = test_fork();
 	if (sender == 0) {
 		usleep(50000);
 		kill(target, SIGRTMIN + 1);                        /* process-directed */
 		syscall(SYS_tgkill, target, target, SIGRTMIN + 1); /* to the calling thread */
+		/* The signalling stub's own signal from someone else, while it
+		 * is unblocked for the call: not the call's end (its pc is
+		 * not the stub's), kept and sent again like any other. */
+		syscall(SYS_tgkill, target, target, SIGURG);
 		/* A synchronous-type signal is never blocked by the call: it
 		 * stops the call as a foreign signal-delivery-stop. */
 		syscall(SYS_tgkill, target, target, SIGBUS);
@@ -292,6 +316,7 @@ static void foreign_signals(int use_stub)
 		     0, "%s", attach_proc__error(p));
 	cr_assert_eq(ret, 0, "usleep returned %lld (signals must be blocked during the call)",
 		     (long long)ret);
+	cr_assert_eq(attach_proc__last_return(p, NULL), how);
 	waitpid(sender, NULL, 0);
 	cr_assert_eq(attach_proc__release_all(p), 0);
 	usleep(20000);
@@ -299,6 +324,84 @@ static void foreign_signals(int use_stub)
 	cr_assert_eq(r[3], 3, "%ld of 3 signals delivered", r[3]);
 	attach_proc__close(p);
 	cr_assert_eq(child_end(&c) & 0x7f, SIGKILL);
+}
+
+/* A program that handles every signal the signalling stub could raise:
+ * calls fall back to the sigreturn stub (a signal with a handler would
+ * run it if the debugger died mid-call). */
+static int child_catches_all(int in, int out)
+{
+	static const int sigs[] = { SIGURG, SIGWINCH, SIGCHLD, SIGPIPE, SIGXFSZ };
+	struct sigaction sa = { .sa_handler = on_rt };
+	for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++)
+		sigaction(sigs[i], &sa, NULL);
+	return child_calls(in, out);
+}
+
+Test(attach_call, no_quiet_signal_falls_back_to_the_syscall_stub)
+{
+	struct child c = child_start(child_catches_all);
+	struct attach_proc *p;
+	uint64_t ret;
+	long r[4];
+
+	cr_assert(c.pid > 0);
+	cr_assert_eq(attach_proc__open(c.pid, &p), 0);
+	cr_assert_eq(attach_proc__seize_all(p), 0);
+	cr_assert_eq(attach_proc__call_sym(p, c.pid, "libc.so", "getpid", NULL, 0, &ret), 0);
+	cr_assert_eq(ret, (uint64_t)c.pid);
+	cr_assert_eq(attach_proc__last_return(p, NULL), ATTACH_RETURN_SYSCALL);
+	cr_assert_eq(attach_proc__release_all(p), 0);
+	report(&c, r);
+	cr_assert_eq(r[3], 0, "a handler ran");
+	attach_proc__close(p);
+	cr_assert_eq(child_end(&c) & 0x7f, SIGKILL);
+}
+
+/* The figure the signalling stub exists for: a dlopen is one ptrace stop
+ * instead of two per system call of the loader. */
+Test(attach_call, dlopen_is_one_stop)
+{
+	static const char *const libs[] = { "libuuid.so.1", "libz.so.1", "libcjson.so.1" };
+	enum attach_return how[2] = { ATTACH_RETURN_SYSCALL, ATTACH_RETURN_SIGNAL };
+	unsigned stops[2] = { 0, 0 };
+	int used = 0;
+
+	for (int k = 0; k < 2; k++) {
+		struct child c = child_start(child_calls);
+		struct attach_proc *p;
+		uint64_t ret = 0;
+		const char *lib = NULL;
+
+		cr_assert(c.pid > 0);
+		cr_assert_eq(attach_proc__open(c.pid, &p), 0);
+		attach_proc__set_return(p, how[k]);
+		cr_assert_eq(attach_proc__seize_all(p), 0);
+		/* A library on the machine that the child has not mapped. */
+		for (size_t i = used; !lib && i < sizeof(libs) / sizeof(libs[0]); i++) {
+			struct attach_elf *e;
+			char path[128];
+			snprintf(path, sizeof(path), "/lib/x86_64-linux-gnu/%s", libs[i]);
+			if (access(path, R_OK) == 0 && attach_proc__find_elf(p, libs[i], &e)) {
+				lib = libs[i];
+				used = (int)i;
+			}
+		}
+		cr_assert(lib, "none of libuuid, libz, libcjson to load");
+		struct attach_arg a[2] = { { .data = lib, .len = strlen(lib) + 1 },
+					   { .value = 2 /* RTLD_NOW */ } };
+		cr_assert_eq(attach_proc__call_sym(p, c.pid, "libc.so", "dlopen", a, 2, &ret), 0,
+			     "%s", attach_proc__error(p));
+		cr_assert_neq(ret, 0, "dlopen(%s) failed in the child", lib);
+		cr_assert_eq(attach_proc__last_return(p, &stops[k]), how[k]);
+		cr_assert_eq(attach_proc__release_all(p), 0);
+		attach_proc__close(p);
+		child_end(&c);
+	}
+	cr_assert_eq(stops[1], 1, "signalling stub: %u stops", stops[1]);
+	cr_assert_gt(stops[0], 10, "sigreturn stub: %u stops", stops[0]);
+	cr_log_info("dlopen: %u ptrace stops under PTRACE_SYSCALL, %u with the signalling stub",
+		    stops[0], stops[1]);
 }
 
 Test(attach_call, argument_errors)
@@ -324,7 +427,7 @@ Test(attach_call, argument_errors)
 /* The debugger is SIGKILLed in the middle of a call: the thread returns into
  * the stub, whose rt_sigreturn gives it back its registers, vector state and
  * signal mask. The target goes on unharmed. */
-static void die_mid_call(struct child *c, volatile pid_t *which)
+static void die_mid_call(struct child *c, volatile pid_t *which, enum attach_return how)
 {
 	int sync[2];
 	pid_t dbg, target = c->pid;
@@ -337,13 +440,16 @@ static void die_mid_call(struct child *c, volatile pid_t *which)
 		struct attach_proc *p;
 		uint64_t ret;
 		pid_t tid = target;
-		if (attach_proc__open(target, &p) || attach_proc__seize_all(p))
+		if (attach_proc__open(target, &p))
+			_exit(1);
+		attach_proc__set_return(p, how);
+		if (attach_proc__seize_all(p))
 			_exit(1);
 		if (which && attach_proc__read(p, (uint64_t)(uintptr_t)which, &tid, sizeof(tid)))
 			_exit(1);
 		/* place the stub with a short call first */
 		if (attach_proc__call_sym(p, tid, "libc.so", "getpid", NULL, 0, &ret) ||
-		    !attach_proc__return_stub(p))
+		    !attach_proc__return_stub(p) || attach_proc__last_return(p, NULL) != how)
 			_exit(2);
 		if (write(sync[1], "S", 1) != 1)
 			_exit(1);
@@ -368,7 +474,15 @@ Test(attach_call, debugger_killed_mid_call_main_thread_in_read)
 {
 	struct child c = child_start(child_calls);
 	cr_assert(c.pid > 0);
-	die_mid_call(&c, NULL);
+	die_mid_call(&c, NULL, ATTACH_RETURN_SIGNAL);
+	cr_assert_eq(child_end(&c) & 0x7f, SIGKILL, "child died on its own");
+}
+
+Test(attach_call, debugger_killed_mid_call_syscall_stub)
+{
+	struct child c = child_start(child_calls);
+	cr_assert(c.pid > 0);
+	die_mid_call(&c, NULL, ATTACH_RETURN_SYSCALL);
 	cr_assert_eq(child_end(&c) & 0x7f, SIGKILL, "child died on its own");
 }
 
@@ -376,7 +490,7 @@ Test(attach_call, debugger_killed_mid_call_thread_with_live_xmm)
 {
 	struct child c = child_start(child_calls);
 	cr_assert(c.pid > 0);
-	die_mid_call(&c, &t_xmm);
+	die_mid_call(&c, &t_xmm, ATTACH_RETURN_SIGNAL);
 	cr_assert_eq(child_end(&c) & 0x7f, SIGKILL, "child died on its own");
 }
 

@@ -5,7 +5,14 @@
 #include <sys/mman.h>
 
 #include "attach/attach.h"
+#include "attach/attach-priv.h" /* the symbol index, to see it was not built */
 #include "test_attach_util.h"
+
+#include <dlfcn.h>
+#include <fcntl.h>
+#include <gelf.h>
+#include <libelf.h>
+#include <unistd.h>
 
 /* Fork preserves the layout: the child's copy lives at the same address. */
 static char shared_buf[4096] = "hello from the child";
@@ -151,6 +158,59 @@ Test(attach_mem, maps_and_pie_symbol_bias)
 	cr_assert_eq(attach_proc__find_elf(p, "libnotloaded.so", &libc), -ENOENT);
 	attach_proc__close(p);
 	child_end(&c);
+}
+
+/* .dynsym lookups go through .gnu.hash (no sort of every symbol) and find
+ * what the dynamic linker finds: every default-version function and object
+ * libc exports, at the address dlsym gives this process (an IFUNC's is its
+ * resolver's choice: skipped). */
+Test(attach_mem, dynsym_by_gnu_hash_agrees_with_dlsym)
+{
+	struct attach_proc *p;
+	struct attach_elf *libc;
+	cr_assert_eq(attach_proc__open(getpid(), &p), 0);
+	cr_assert_eq(attach_proc__refresh_maps(p), 0);
+	cr_assert_eq(attach_proc__find_elf(p, "libc.so", &libc), 0, "%s", attach_proc__error(p));
+	int fd = open(attach_elf__path(libc), O_RDONLY);
+	cr_assert_geq(fd, 0);
+	elf_version(EV_CURRENT);
+	Elf *e = elf_begin(fd, ELF_C_READ, NULL);
+	cr_assert_not_null(e);
+	Elf_Scn *scn = NULL, *dyn = NULL, *vs = NULL;
+	GElf_Shdr sh;
+	while ((scn = elf_nextscn(e, scn)))
+		if (gelf_getshdr(scn, &sh) && sh.sh_type == SHT_DYNSYM)
+			dyn = scn;
+		else if (gelf_getshdr(scn, &sh) && sh.sh_type == SHT_GNU_versym)
+			vs = scn;
+	cr_assert(dyn && vs);
+	gelf_getshdr(dyn, &sh);
+	Elf_Data *d = elf_getdata(dyn, NULL), *vd = elf_getdata(vs, NULL);
+	size_t n = sh.sh_size / sh.sh_entsize, checked = 0;
+	for (size_t i = 1; i < n; i++) {
+		GElf_Sym s;
+		uint16_t ver;
+		gelf_getsym(d, (int)i, &s);
+		memcpy(&ver, (char *)vd->d_buf + i * 2, 2);
+		int t = GELF_ST_TYPE(s.st_info);
+		if (s.st_shndx == SHN_UNDEF || (ver & 0x8000) || (t != STT_FUNC && t != STT_OBJECT))
+			continue;
+		const char *nm = elf_strptr(e, sh.sh_link, s.st_name);
+		void *want = dlsym(RTLD_DEFAULT, nm);
+		Dl_info di;
+		if (!want || !dladdr(want, &di) || !strstr(di.dli_fname, "libc.so"))
+			continue; /* another library's, or not visible to dlsym */
+		uint64_t addr = 0;
+		cr_assert_eq(attach_elf__symbol(libc, nm, &addr, NULL), 0, "%s", nm);
+		cr_assert_eq(addr, (uint64_t)(uintptr_t)want, "%s", nm);
+		checked++;
+	}
+	cr_assert_gt(checked, 500, "only %zu symbols checked", checked);
+	cr_assert_eq(attach_elf__symbol(libc, "no_such_symbol_xyz", NULL, NULL), -ENOENT);
+	cr_assert(!libc->syms[0].built, "the sorted .dynsym index was built");
+	elf_end(e);
+	close(fd);
+	attach_proc__close(p);
 }
 
 /* Start a program and wait until it has mapped its executable. */

@@ -136,3 +136,44 @@ Test(heal_specs, copied_from_the_store_for_one_program_and_python)
 	store__close(st);
 	nftw(dir, rm_one, 8, FTW_DEPTH | FTW_PHYS);
 }
+
+/* Sorted by qualname, the store's order kept among those of one qualname
+ * (a function healed twice: its patches apply in the order made), and a
+ * function's specs found as one range without a scan of all. */
+Test(heal_specs, sorted_by_qualname_and_found_as_a_range)
+{
+	char dir[] = "/tmp/suture-heal-specs.XXXXXX", path[4096];
+	struct store *st = NULL;
+	struct spec *v = NULL;
+	size_t n = 0, lo, hi;
+	cr_assert_not_null(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/s", dir);
+	cr_assert_eq(store__open_print(path, STORE_F_CREATE, quiet, NULL, &st), 0);
+	add(st, "z1", "/srv/app.py", "3.11.2", "zeta");
+	add(st, "a1", "/srv/app.py", "3.11.2", "C.m");
+	add(st, "m1", "/srv/app.py", "3.11.2", "load");
+	add(st, "a2", "/srv/app.py", "3.11.2", "C.m");
+	add(st, "b1", "/srv/app.py", "3.11.2", "C.mm");
+	cr_assert_eq(heal_specs__from(st, "/srv/app.py", "3.11.2", &v, &n), 0);
+	cr_assert_eq(n, 5);
+	for (size_t i = 1; i < n; i++)
+		cr_assert_leq(strcmp(v[i - 1].qualname, v[i].qualname), 0);
+	heal_specs__range(v, n, "C.m", &lo, &hi);
+	cr_assert_eq(hi - lo, 2);
+	/* In the store's order: the one added first first. */
+	cr_assert_lt(v[lo].seq, v[lo + 1].seq);
+	cr_assert_str_eq(v[lo].name, "a1");
+	for (size_t i = lo; i < hi; i++)
+		cr_assert_str_eq(v[i].qualname, "C.m");
+	heal_specs__range(v, n, "C.mm", &lo, &hi);
+	cr_assert_eq(hi - lo, 1);
+	cr_assert_str_eq(v[lo].name, "b1");
+	heal_specs__range(v, n, "C", &lo, &hi);
+	cr_assert_eq(hi, lo);
+	heal_specs__range(v, n, "zzz", &lo, &hi);
+	cr_assert_eq(lo, n);
+	cr_assert_eq(hi, n);
+	heal_specs__free(v, n);
+	store__close(st);
+	nftw(dir, rm_one, 8, FTW_DEPTH | FTW_PHYS);
+}

@@ -197,6 +197,20 @@ Test(guard, type_coercion_guard)
 	patch_ok("coerce", &d);
 }
 
+/* In flight, a redirect's continuation starts at the first load of the
+ * failing instruction's operands (the instruction consumed them). */
+static void redirect_restarts_at(const char *fn, const struct guard_decision *d, int op)
+{
+	const struct rewrite_code_info *info = code_named(fn);
+	struct guard_patch p;
+	struct rewrite_diag diag = { 0 };
+	cr_assert_eq(guard__synthesize(info, d, &p, &diag), 0, "%s", diag.msg);
+	cr_assert_null(p.no_resume, "%s", p.no_resume);
+	cr_assert_eq(p.fallback_unit, unit_of(info, op, 0), "restart at unit %u", p.fallback_unit);
+	cr_assert_eq(p.base_depth, 0);
+	guard_patch__release(&p);
+}
+
 Test(guard, str_coerce_guard_redirect)
 {
 	struct guard_decision d = decide("concat", BINARY_OP, 0, "TypeError",
@@ -207,6 +221,7 @@ Test(guard, str_coerce_guard_redirect)
 	struct guard_delta dl = patch_ok("concat", &d);
 	cr_assert_eq(dl.replaced, 1);
 	cr_assert_eq(dl.unchanged + 1, dl.original);
+	redirect_restarts_at("concat", &d, LOAD_FAST); /* prefix + n: both loaded again */
 }
 
 Test(guard, file_guard_redirect)
@@ -217,6 +232,7 @@ Test(guard, file_guard_redirect)
 	cr_assert_str_eq(d.target, "open(path)");
 	struct guard_delta dl = patch_ok("read", &d);
 	cr_assert_eq(dl.replaced, 1);
+	redirect_restarts_at("read", &d, LOAD_GLOBAL); /* NULL + open, path */
 }
 
 Test(guard, chain_and_subscript_guards)

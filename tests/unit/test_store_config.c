@@ -92,3 +92,31 @@ Test(store_config, a_file_others_can_write_or_a_link_is_refused)
 	unlink(target);
 	rm_tree(dir);
 }
+
+Test(store_config, heal_handled_sites)
+{
+	char dir[256], out[256], err[256];
+	struct store *s = with_config(
+		dir, sizeof(dir),
+		"{\"app_paths\": [\"/srv/app\"], \"heal_handled\": [\"__main__.work:29\", \"job.f:3\"]}");
+	cr_assert_eq(store_config__heal_handled(s, out, sizeof(out), err, sizeof(err)), 0, "%s",
+		     err);
+	cr_assert_str_eq(out, "__main__.work:29\njob.f:3");
+	cr_assert_eq(paths_of(s, out, sizeof(out), err), 0, "%s", err);
+	cr_assert_str_eq(out, "/srv/app");
+	store__close(s);
+	rm_tree(dir);
+	static const char *const bad[] = {
+		"{\"heal_handled\": [\"job.work\"]}",   "{\"heal_handled\": [\"job.work:x\"]}",
+		"{\"heal_handled\": [\"job work:3\"]}", "{\"heal_handled\": [\":3\"]}",
+		"{\"heal_handled\": \"job.f:3\"}",      "{\"heal_handled\": [3]}",
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		s = with_config(dir, sizeof(dir), bad[i]);
+		cr_assert_eq(store_config__heal_handled(s, out, sizeof(out), err, sizeof(err)),
+			     -EBADMSG, "%s", bad[i]);
+		cr_assert(strstr(err, "heal_handled"), "%s", err);
+		store__close(s);
+		rm_tree(dir);
+	}
+}

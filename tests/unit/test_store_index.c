@@ -498,3 +498,88 @@ Test(store_corrupt, parse_never_reads_past_end)
 	cr_assert_eq(store_index__parse(buf, buf + sizeof(buf), &idx, err, sizeof(err)), -EBADMSG);
 	cr_assert_eq(idx.n, 0);
 }
+
+/* Handled crashes: stored, merged per (program, site, type), kept by
+ * remove_all, round-trip; an index without any is written as before. */
+Test(store_handled, add_merge_round_trip)
+{
+	char dir[256];
+	struct store *s;
+	struct store_patch p = full_patch("a");
+	struct store_handled v[] = {
+		{ "/srv/job.py", "__main__.work:29", "KeyError", 3, 1763710000 },
+		{ "/srv/job.py", "__main__.work:29", "KeyError", 2, 1763710100 },
+		{ "/srv/job.py", "__main__.work:29", "IndexError", 1, 1763710000 },
+	};
+	tmp_store(dir, sizeof(dir));
+	cr_assert_eq(open_capturing(dir, STORE_F_CREATE, &s), 0);
+	cr_assert_eq(store__add(s, &p), 0);
+	cr_assert_eq(store__add_handled(s, v, 3, NULL), 0, "%s", last_msg);
+	cr_assert_eq(store__handled_count(s), 2);
+	const struct store_handled *e = store__handled_at(s, 0);
+	cr_assert_str_eq(e->site, "__main__.work:29");
+	cr_assert_eq(e->count, 5);
+	cr_assert_eq(e->last_seen, 1763710100);
+	size_t removed;
+	cr_assert_eq(store__remove_all(s, &removed), 0);
+	store__close(s);
+	cr_assert_eq(open_capturing(dir, 0, &s), 0, "%s", last_msg);
+	cr_assert_eq(store__count(s), 0);
+	cr_assert_eq(store__handled_count(s), 2);
+	cr_assert_eq(store__handled_at(s, 1)->count, 1);
+	cr_assert_str_eq(store__handled_at(s, 1)->exc_type, "IndexError");
+	/* Invalid entries are refused whole. */
+	struct store_handled bad[] = {
+		{ "/srv/job.py", "a site", "KeyError", 1, 1 },
+		{ "/srv/job.py", "m.f:1", "KeyError", 0, 1 },
+		{ "", "m.f:1", "KeyError", 1, 1 },
+	};
+	for (size_t i = 0; i < 3; i++)
+		cr_assert_eq(store__add_handled(s, &bad[i], 1, NULL), -EINVAL, "bad %zu", i);
+	cr_assert_eq(store__handled_count(s), 2);
+	store__close(s);
+	rm_tree(dir);
+
+	struct store_index idx = { 0 };
+	size_t len;
+	cr_assert_eq(store_index__put(&idx, &p), 0);
+	char *text = store_index__serialize(&idx, &len);
+	cr_assert_null(strstr(text, "handled"));
+	free(text);
+	store_index__free(&idx);
+}
+
+Test(store_handled, hostile_entries_are_refused)
+{
+	static const char *const bad[][2] = {
+		{ "\"handled\": {}", "\"handled\": expected an array" },
+		{ "\"handled\": [1]", "handled[0]: expected an object" },
+		{ "\"handled\": [{\"program\": \"/p\", \"site\": \"m.f:1\", \"type\": \"KeyError\", "
+		  "\"count\": 1, \"last_seen\": \"2026-01-01T00:00:00Z\", \"x\": 1}]",
+		  "handled[0]: unknown field \"x\"" },
+		{ "\"handled\": [{\"program\": \"/p\", \"site\": \"m f:1\", \"type\": \"KeyError\", "
+		  "\"count\": 1, \"last_seen\": \"2026-01-01T00:00:00Z\"}]",
+		  "handled[0].site: contains a space" },
+		{ "\"handled\": [{\"program\": \"/p\", \"site\": \"m.f:1\", \"type\": \"KeyError\", "
+		  "\"count\": 0, \"last_seen\": \"2026-01-01T00:00:00Z\"}]",
+		  "handled[0].count" },
+		{ "\"handled\": [{\"program\": \"/p\", \"site\": \"m.f:1\", \"type\": \"KeyError\", "
+		  "\"count\": 1, \"last_seen\": \"yesterday\"}]",
+		  "handled[0].last_seen" },
+		{ "\"handled\": [{\"program\": \"/p\", \"site\": \"m.f:1\", \"type\": \"KeyError\", "
+		  "\"count\": 1}]",
+		  "handled[0].last_seen" },
+		{ "\"handled\": [{\"program\": \"/p\", \"site\": \"m.f:1\", \"type\": \"KeyError\", "
+		  "\"count\": 1, \"last_seen\": \"2026-01-01T00:00:00Z\"}, {\"program\": \"/p\", "
+		  "\"site\": \"m.f:1\", \"type\": \"KeyError\", \"count\": 2, \"last_seen\": "
+		  "\"2026-01-01T00:00:00Z\"}]",
+		  "appears twice" },
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		char text[1024];
+		snprintf(text, sizeof(text),
+			 "{\"format\": \"suture-store\", \"version\": 2, \"patches\": [], %s}",
+			 bad[i][0]);
+		expect_refused(text, strlen(text), bad[i][1]);
+	}
+}

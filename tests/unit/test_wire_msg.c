@@ -609,3 +609,85 @@ Test(inject_msg, tree_files_roundtrip_and_lies)
 	cr_assert_eq(n, 2);
 	wire_buf__free(&b);
 }
+
+Test(inject_msg, handled_roundtrip_and_lies)
+{
+	struct wire_buf b = { 0 };
+	struct wire_hdr h;
+	struct wire_handled m;
+	struct wire_handled_iter it;
+	struct wire_handled_entry e = { .count = 7, .last_ms = 1763710000123 }, got;
+	size_t at;
+	strcpy(e.site, "__main__.work:29");
+	strcpy(e.exc_type, "KeyError");
+	for (int type = WIRE_MSG_HANDLED; type <= WIRE_MSG_HANDLED_RESULT; type += 2) {
+		wire_buf__reset(&b);
+		cr_assert_eq(wire_msg__handled_begin(&b, type, 1, &at), 0);
+		wire_msg__handled_entry(&b, &e);
+		cr_assert_eq(wire_msg__handled_end(&b, at), 0);
+		const uint8_t *pl = payload(&b, &h);
+		cr_assert_eq(h.type, type);
+		cr_assert_eq(wire_msg__decode_handled(pl, pl + h.len, &m), 0);
+		cr_assert_eq(m.count, 1);
+		wire_handled_iter__init(&it, &m);
+		cr_assert_eq(wire_handled_iter__next(&it, &got), 1);
+		cr_assert_str_eq(got.site, "__main__.work:29");
+		cr_assert_str_eq(got.exc_type, "KeyError");
+		cr_assert_eq(got.count, 7);
+		cr_assert_eq(got.last_ms, 1763710000123);
+		cr_assert_eq(wire_handled_iter__next(&it, &got), 0);
+		for (uint32_t n = 0; n < h.len; n++)
+			cr_assert_eq(wire_msg__decode_handled(pl, pl + n, &m), -EINVAL, "cut at %u",
+				     n);
+	}
+	/* An empty result is fine; a lying count, zero counts, an empty site are not. */
+	wire_buf__reset(&b);
+	wire_msg__handled_begin(&b, WIRE_MSG_HANDLED_RESULT, 0, &at);
+	cr_assert_eq(wire_msg__handled_end(&b, at), 0);
+	const uint8_t *pl = payload(&b, &h);
+	cr_assert_eq(wire_msg__decode_handled(pl, pl + h.len, &m), 0);
+	cr_assert_eq(m.count, 0);
+	uint8_t lie[4] = { 0xff, 0xff, 0, 0 };
+	cr_assert_eq(wire_msg__decode_handled(lie, lie + 4, &m), -EINVAL);
+	struct wire_handled_entry bad[2] = { e, e };
+	bad[0].count = 0;
+	bad[1].site[0] = 0;
+	for (int i = 0; i < 2; i++) {
+		wire_buf__reset(&b);
+		wire_msg__handled_begin(&b, WIRE_MSG_HANDLED, 1, &at);
+		wire_msg__handled_entry(&b, &bad[i]);
+		cr_assert_eq(wire_msg__handled_end(&b, at), 0);
+		pl = payload(&b, &h);
+		cr_assert_eq(wire_msg__decode_handled(pl, pl + h.len, &m), -EINVAL, "bad %d", i);
+	}
+	wire_buf__free(&b);
+}
+
+Test(inject_msg, hello_carries_heal_handled_sites)
+{
+	static struct wire_hello m, d;
+	struct wire_buf b = { 0 };
+	struct wire_hdr h;
+	m.version = WIRE_PROTO_VERSION;
+	m.flags = WIRE_HELLO_F_APP_PATHS | WIRE_HELLO_F_HANDLED;
+	snprintf(m.app_paths, sizeof m.app_paths, "/srv/app");
+	snprintf(m.heal_handled, sizeof m.heal_handled, "__main__.work:29\njob.f:3");
+	cr_assert_eq(wire_msg__encode_hello(&b, &m), 0);
+	const uint8_t *p = payload(&b, &h);
+	cr_assert_eq(wire_msg__decode_hello(p, p + h.len, &d), 0);
+	cr_assert_eq(d.flags, m.flags);
+	cr_assert_str_eq(d.app_paths, "/srv/app");
+	cr_assert_str_eq(d.heal_handled, "__main__.work:29\njob.f:3");
+	for (uint32_t n = 12; n < h.len; n++)
+		cr_assert_eq(wire_msg__decode_hello(p, p + n, &d), -EINVAL, "cut at %u", n);
+	/* The flag alone: an empty list still follows (4 bytes of length). */
+	m.flags = WIRE_HELLO_F_HANDLED;
+	m.heal_handled[0] = 0;
+	wire_buf__reset(&b);
+	cr_assert_eq(wire_msg__encode_hello(&b, &m), 0);
+	p = payload(&b, &h);
+	cr_assert_eq(h.len, 16);
+	cr_assert_eq(wire_msg__decode_hello(p, p + h.len, &d), 0);
+	cr_assert_str_eq(d.heal_handled, "");
+	wire_buf__free(&b);
+}
