@@ -184,7 +184,7 @@ check: all unit fuzz
 
 # The whole-library fidelity sweep (tools/fidelity.sh, docs/fidelity.md).
 fidelity: deps all unit
-	BUILD=$(BUILD) PYTHON=$(PYTHON) sh tools/fidelity.sh
+	BUILD=$(BUILD) PYTHON=$(PYTHON) GUARDS="$(GUARDS)" RUNTIME="$(RUNTIME)" sh tools/fidelity.sh
 
 # Plant known bugs one at a time; every one must fail a test (tools/mutate.sh).
 mutate: deps

@@ -615,6 +615,39 @@ out:
 /* ---------------------------------------------------------------------- */
 /* The fidelity probe                                                     */
 
+/* Instructions that never raise into their frame's handlers (CPython
+ * 3.11, Python/ceval.c): no error path, or, for RETURN_VALUE, one that
+ * leaves the frame (exit_unwind) without reading its exception table. Only
+ * a trace function raising at a line event enters a handler there, and
+ * then the probe would re-raise it unchanged. The probe leaves them
+ * uncovered, so code none of whose instructions can raise (`def f():
+ * pass`) carries no exception table, as without the probe: a program that
+ * builds a new code object from its fields with other bytecode
+ * (code.replace(co_code=...), types.CodeType(...), test_code's
+ * test_code_new_empty) keeps that table, and an entry of it would send an
+ * exception past the end of the new bytecode (issue 17, item 3). */
+static bool probe_never_raises(int op)
+{
+	switch (op) {
+	case NOP:
+	case POP_TOP:
+	case PUSH_NULL:
+	case LOAD_CONST:
+	case STORE_FAST:
+	case COPY:
+	case SWAP:
+	case RETURN_VALUE:
+	case JUMP_FORWARD:
+	case KW_NAMES:
+	case PUSH_EXC_INFO:
+	case POP_EXCEPT:
+	case LOAD_ASSERTION_ERROR:
+		return true;
+	default:
+		return false;
+	}
+}
+
 /* One block per (stack base, enclosing entry, line), located at the first
  * guarded instruction of its line: an exception entering it from an
  * instruction of the same line is a forward move within the line, which
@@ -671,7 +704,8 @@ int guard__synthesize_probe(const struct rewrite_code_info *info, struct guard_p
 		 * on the stack (another line) before it raises: a block behind
 		 * it would be entered from that line. The exception was seen
 		 * where it was first raised. */
-		if (in->depth < 0 || (in->opcode == RERAISE && in->arg > 0))
+		if (in->depth < 0 || (in->opcode == RERAISE && in->arg > 0) ||
+		    probe_never_raises(in->opcode))
 			continue;
 		const struct rewrite_exc *e = rewrite_code__exc_at(g.code, in->offset);
 		int32_t base = in->depth - guard_op__inputs(in->opcode, in->arg);

@@ -310,9 +310,11 @@ struct guard_patch {
 int guard__synthesize(const struct rewrite_code_info *info, const struct guard_decision *d,
 		      struct guard_patch *out, struct rewrite_diag *diag);
 
-/* The fidelity probe: a handler guard at every reachable instruction whose
- * filter is a private exception type (GUARD_CONST_PROBE_EXC), so every
- * exception raised there runs an appended block and is re-raised. */
+/* The fidelity probe: a handler guard at every reachable instruction that
+ * can raise (not LOAD_CONST, STORE_FAST, RETURN_VALUE...: guard.c,
+ * probe_never_raises) whose filter is a private exception type
+ * (GUARD_CONST_PROBE_EXC), so every exception raised there runs an
+ * appended block and is re-raised. */
 int guard__synthesize_probe(const struct rewrite_code_info *info, struct guard_patch *out,
 			    struct rewrite_diag *diag);
 

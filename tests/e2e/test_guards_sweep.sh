@@ -22,3 +22,17 @@ for k in null_guard index_guard key_guard subscript_guard chain_subscript_guard 
 	[ "${n:-0}" -gt 5 ] || fail "sweep: $k exercised ${n:-0} times"
 done
 echo "sweep: ok"
+# The real-guard fidelity sweep's patches (make fidelity GUARDS=...): each
+# kind's guard at every site of it in the same code, stacked; every code
+# object's stack of guards passes the diff gate at each step and the
+# verifier, and no accepted site is left out.
+for k in null_guard index_guard key_guard subscript_guard chain_subscript_guard \
+	type_coercion_guard division_guard str_coerce_guard file_guard callable_guard; do
+	"$tool" guards "$work/sweep.dump" "$k" >"$work/g.out" 2>"$work/g.err" ||
+		{ cat "$work/g.err"; grep -v '"gate":"ok"' "$work/g.out" | grep -v '"sites":0' |
+			head -3 | cut -c1-300; fail "guards $k"; }
+	cat "$work/g.err"
+	sites=$(sed -n "s/^guards: $k: \([0-9]*\) sites guarded, 0 left out (stacking), 0 failures$/\1/p" "$work/g.err")
+	[ "${sites:-0}" -gt 0 ] || fail "guards $k: $(cat "$work/g.err")"
+done
+echo "guards: ok"

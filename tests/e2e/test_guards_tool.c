@@ -13,6 +13,13 @@
  *   test_guards_tool sweep DUMP        every instruction of every code object
  *     crashed with each structural exception: every decided guard must
  *     synthesize and pass the diff gate; prints counts per kind
+ *   test_guards_tool guards DUMP KIND  one JSON line per code object: the
+ *     code with a real guard of KIND at every site of it the analyser
+ *     accepts (each instruction crashed with KIND's exceptions; guards
+ *     stacked one on the other, each made from the code the previous ones
+ *     left), the appended constants of all of them in order; "sites" 0
+ *     when none; "stacked" the accepted sites whose guard could not be
+ *     made on top of the others (left out, counted)
  */
 #include <errno.h>
 #include <stdio.h>
@@ -305,6 +312,169 @@ static int cmd_sweep(const struct rewrite_dump *dump)
 	return failed ? 1 : 0;
 }
 
+/* The structural exceptions of each kind (those cmd_sweep crashes with). */
+static const struct {
+	enum guard_kind kind;
+	const char *type, *msg;
+} kind_crashes[] = {
+	{ GUARD_NULL, "AttributeError", "'NoneType' object has no attribute 'x'" },
+	{ GUARD_KEY, "KeyError", "'k'" },
+	{ GUARD_INDEX, "IndexError", "list index out of range" },
+	{ GUARD_SUBSCRIPT, "TypeError", "'NoneType' object is not subscriptable" },
+	{ GUARD_CHAIN_SUBSCRIPT, "KeyError", "'k'" },
+	{ GUARD_CHAIN_SUBSCRIPT, "IndexError", "list index out of range" },
+	{ GUARD_CHAIN_SUBSCRIPT, "TypeError", "'NoneType' object is not subscriptable" },
+	{ GUARD_CALLABLE, "TypeError", "'NoneType' object is not callable" },
+	{ GUARD_TYPE_COERCION, "ValueError", "invalid literal for int() with base 10: 'x'" },
+	{ GUARD_DIVISION, "ZeroDivisionError", "division by zero" },
+	{ GUARD_STR_COERCE, "TypeError", "can only concatenate str (not \"int\") to str" },
+	{ GUARD_FILE, "FileNotFoundError", "[Errno 2] No such file or directory: 'x'" },
+};
+
+#define MAX_STACKED 4096
+
+/* Whether op can be a site of kind (the guards.md triggers): the analyser
+ * decodes the whole code object at each call, so only these are asked. */
+static bool kind_site(enum guard_kind kind, const char *op)
+{
+	static const char *const attr[] = { "LOAD_ATTR", "LOAD_METHOD", "STORE_ATTR", "DELETE_ATTR",
+					    NULL };
+	static const char *const subscr[] = { "BINARY_SUBSCR", "STORE_SUBSCR", "DELETE_SUBSCR",
+					      NULL };
+	static const char *const call[] = { "CALL", NULL };
+	static const char *const binop[] = { "BINARY_OP", NULL };
+	const char *const *ops = NULL;
+	switch (kind) {
+	case GUARD_NULL:
+		ops = attr;
+		break;
+	case GUARD_INDEX:
+	case GUARD_KEY:
+	case GUARD_SUBSCRIPT:
+	case GUARD_CHAIN_SUBSCRIPT:
+		ops = subscr;
+		break;
+	case GUARD_TYPE_COERCION:
+	case GUARD_FILE:
+	case GUARD_CALLABLE:
+		ops = call;
+		break;
+	case GUARD_DIVISION:
+	case GUARD_STR_COERCE:
+		ops = binop;
+		break;
+	default:
+		return false;
+	}
+	for (; *ops; ops++)
+		if (strcmp(*ops, op) == 0)
+			return true;
+	return false;
+}
+
+static int cmd_guards(const struct rewrite_dump *dump, enum guard_kind kind)
+{
+	static struct guard_patch patches[MAX_STACKED];
+	static struct rewrite_const *pcs[MAX_STACKED];
+	size_t total_sites = 0, total_stacked = 0, failed = 0;
+	for (size_t i = 0; i < rewrite_dump__count(dump); i++) {
+		const struct rewrite_code_info *orig = &rewrite_dump__entry(dump, i)->info;
+		struct rewrite_code_info cur = *orig, next;
+		struct rewrite_code *c = NULL;
+		struct rewrite_diag diag = { 0 };
+		size_t np = 0, stacked = 0;
+		char gate_buf[512];
+		const char *gate_msg = NULL;
+		if (rewrite_code__decode(orig, &c, &diag) < 0) {
+			printf("{\"index\":%zu,\"error\":", i);
+			json_str(diag.msg);
+			printf("}\n");
+			failed++;
+			continue;
+		}
+		size_t n = rewrite_code__ninstrs(c);
+		const struct rewrite_instr *in = rewrite_code__instrs(c);
+		for (size_t k = 0; k < n && np < MAX_STACKED; k++) {
+			if (!kind_site(kind, rewrite_opcode__name(in[k].opcode)))
+				continue;
+			for (size_t x = 0; x < sizeof(kind_crashes) / sizeof(kind_crashes[0]);
+			     x++) {
+				if (kind_crashes[x].kind != kind)
+					continue;
+				struct guard_crash cr = { .unit = in[k].offset,
+							  .exc_type = kind_crashes[x].type,
+							  .message = kind_crashes[x].msg,
+							  .stdlib = 0 };
+				struct guard_decision d;
+				/* Decided on the original code: the sites of the kind. */
+				if (guard__analyse(orig, &cr, &d, &diag) < 0 || d.kind != kind)
+					continue;
+				/* Made on the code the previous guards left. */
+				if (guard__analyse(&cur, &cr, &d, &diag) < 0 || d.kind != kind ||
+				    guard__synthesize(&cur, &d, &patches[np], &diag) < 0) {
+					stacked++;
+					break;
+				}
+				if (guard_patch__info(&cur, &patches[np], &next, &pcs[np]) < 0) {
+					guard_patch__release(&patches[np]);
+					stacked++;
+					break;
+				}
+				/* Each guard passes the diff gate against the code it
+				 * was made from. */
+				if (!gate_msg &&
+				    guard_diffgate__check(&cur, &next, NULL, &diag) < 0) {
+					snprintf(gate_buf, sizeof(gate_buf), "%s", diag.msg);
+					gate_msg = gate_buf;
+				}
+				cur = next;
+				np++;
+				break;
+			}
+		}
+		printf("{\"index\":%zu,\"qualname\":", i);
+		json_str(orig->qualname);
+		printf(",\"sites\":%zu,\"stacked\":%zu", np, stacked);
+		if (np) {
+			const struct guard_patch *last = &patches[np - 1];
+			/* The last patch's bytes and tables, every patch's constants. */
+			struct guard_patch all = *last;
+			all.nconsts = 0;
+			all.nconsts_before = orig->nconsts;
+			printf(",");
+			print_patch(&all);
+			printf(",\"more_consts\":[");
+			for (size_t j = 0, m = 0; j < np; j++)
+				for (size_t q = 0; q < patches[j].nconsts; q++, m++) {
+					const struct guard_const *gc = &patches[j].consts[q];
+					printf("%s{\"kind\":\"%s\",\"i\":%lld,\"f\":%g,\"names\":[",
+					       m ? "," : "", guard_const_kind__name(gc->kind),
+					       (long long)gc->i, gc->f);
+					for (size_t nn = 0; nn < gc->nnames; nn++) {
+						if (nn)
+							putchar(',');
+						json_str(gc->names[nn]);
+					}
+					printf("]}");
+				}
+			printf("],\"gate\":");
+			json_str(gate_msg ? gate_msg : "ok");
+			failed += gate_msg != NULL;
+		}
+		printf("}\n");
+		for (size_t j = 0; j < np; j++) {
+			free(pcs[j]);
+			guard_patch__release(&patches[j]);
+		}
+		rewrite_code__free(c);
+		total_sites += np;
+		total_stacked += stacked;
+	}
+	fprintf(stderr, "guards: %s: %zu sites guarded, %zu left out (stacking), %zu failures\n",
+		guard_kind__name(kind), total_sites, total_stacked, failed);
+	return failed ? 1 : 0;
+}
+
 static double now(void)
 {
 	struct timespec ts;
@@ -397,6 +567,9 @@ int main(int argc, char **argv)
 		rc = cmd_sweep(dump);
 	else if (strcmp(argv[1], "identity") == 0)
 		rc = cmd_all(dump, false);
+	else if (strcmp(argv[1], "guards") == 0 && argc >= 4 &&
+		 guard_kind__by_name(argv[3]) != GUARD_NONE)
+		rc = cmd_guards(dump, guard_kind__by_name(argv[3]));
 	else
 		fprintf(stderr, "test_guards_tool: bad command\n");
 	rewrite_dump__close(dump);
