@@ -35,8 +35,11 @@ export SUTURE_AGENT="$BUILD/lib/libsuture_agent.so"
 W=$(mktemp -d /tmp/suture-bench-stop.XXXXXX)
 PIDS=""
 HOGS=""
+# Hogs get TERM: timeout(1) passes it to its loop and exits; a SIGKILLed
+# timeout would leave the loop running for ever.
 cleanup() {
-	for p in $HOGS $PIDS; do kill -9 "$p" 2>/dev/null; wait "$p" 2>/dev/null; done
+	for p in $HOGS; do kill "$p" 2>/dev/null; wait "$p" 2>/dev/null; done
+	for p in $PIDS; do kill -9 "$p" 2>/dev/null; wait "$p" 2>/dev/null; done
 	rm -rf "$W"
 }
 trap cleanup EXIT INT TERM
@@ -56,7 +59,7 @@ hogs() {
 	done
 }
 hogs_stop() {
-	for p in $HOGS; do kill -9 "$p" 2>/dev/null; wait "$p" 2>/dev/null; done
+	for p in $HOGS; do kill "$p" 2>/dev/null; wait "$p" 2>/dev/null; done
 	HOGS=""
 }
 ready() { # FILE: wait until it exists
