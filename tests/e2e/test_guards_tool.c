@@ -547,7 +547,8 @@ static int cmd_bench(const struct rewrite_dump *dump)
 int main(int argc, char **argv)
 {
 	if (argc < 3) {
-		fprintf(stderr, "usage: test_guards_tool heal|dis|probe|identity DUMP ...\n");
+		fprintf(stderr, "usage: test_guards_tool heal|dis|probe|identity|sweep|bench DUMP, "
+				"or guards DUMP KIND\n");
 		return 2;
 	}
 	struct rewrite_dump *dump = NULL;
