@@ -490,9 +490,13 @@ static int member__arm(struct pstate *ps, struct pmember *mb, char *err, size_t 
 		"[suture] probe %s:%d set in pid %d (%u code object%s, %llu running frame%s)\n",
 		o->file, o->line, pid, mb->installed, mb->installed == 1 ? "" : "s",
 		(unsigned long long)res.hits, res.hits == 1 ? "" : "s");
-	/* Crash reports queued by the session while patches went out. */
+	/* Crash reports queued by the session while patches went out; later
+	 * ones come to read_one. Nothing is read here: a PROBE_HIT may follow
+	 * PROBE_RESULT at once, and the session's reader would drop it (the
+	 * first line of a --count run was lost so, and the run then waited
+	 * for the target's exit). */
 	struct wire_crash ev;
-	while (inject_session__next_event(mb->s, 0, &ev) == 0)
+	while (inject_session__queued_event(mb->s, &ev) == 0)
 		inject_session__release(mb->s, &ev);
 	return 0;
 }

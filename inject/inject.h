@@ -133,6 +133,12 @@ int inject_session__fd(const struct inject_session *s);
  * ev->message; nothing else of *ev is set). */
 #define INJECT_EVENT_HELD_CHANGED 1
 int inject_session__next_event(struct inject_session *s, int timeout_ms, struct wire_crash *ev);
+/* A crash report the session queued while it awaited something else: 0
+ * with *ev filled, -EAGAIN when none is queued. Reads nothing from the
+ * agent, so a caller that reads the channel itself (suture-attach --log,
+ * whose PROBE_HIT frames next_event would take for unexpected) loses no
+ * frame. */
+int inject_session__queued_event(struct inject_session *s, struct wire_crash *ev);
 int inject_session__release(struct inject_session *s, const struct wire_crash *ev);
 
 /* Send a patch and wait for the agent's answer. Returns 0 when the answer

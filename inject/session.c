@@ -506,16 +506,22 @@ static int held_event(struct inject_session *s, struct wire_crash *ev)
 	return INJECT_EVENT_HELD_CHANGED;
 }
 
+int inject_session__queued_event(struct inject_session *s, struct wire_crash *ev)
+{
+	if (!s->qlen)
+		return -EAGAIN;
+	*ev = s->queue[s->qhead];
+	s->qhead = (s->qhead + 1) % QUEUE_MAX;
+	s->qlen--;
+	return 0;
+}
+
 int inject_session__next_event(struct inject_session *s, int timeout_ms, struct wire_crash *ev)
 {
 	if (s->nheld)
 		return held_event(s, ev);
-	if (s->qlen) {
-		*ev = s->queue[s->qhead];
-		s->qhead = (s->qhead + 1) % QUEUE_MAX;
-		s->qlen--;
+	if (inject_session__queued_event(s, ev) == 0)
 		return 0;
-	}
 	long deadline = now_ms() + timeout_ms;
 	for (;;) {
 		struct wire_hdr h;
