@@ -13,6 +13,8 @@
  * when the GIL frees and frees its own record.
  */
 #include "agent/agent-priv.h"
+#include "internal/pycore_interp.h"  /* interp->ceval: the drop request */
+#include "internal/pycore_runtime.h" /* _PyRuntime.ceval.gil */
 
 #include <errno.h>
 #include <pthread.h>
@@ -20,11 +22,87 @@
 #include <stdlib.h>
 #include <time.h>
 
+/* The GIL's drop request, made before waiting (docs/design.md §4, "The
+ * agent's GIL").
+ *
+ * take_gil() asks the holder to drop the GIL only when one switch
+ * interval passes with no release at all (its timed wait timed out). A
+ * thread that releases the GIL often but briefly (a stat(), a short read)
+ * signals the waiter at each release and has it back before the waiter
+ * is scheduled: the wait never times out, and the waiter starves as long
+ * as that pattern lasts (seconds with a 20 ms interval and a release
+ * every 10 ms; for ever with a 1 s interval). The agent must not: a
+ * detach, an install, a patch would wait with it. So its threads make the
+ * request take_gil() makes after a timeout, at once: under the GIL's
+ * mutex, while another thread holds the GIL, and not once finalization
+ * has begun (its threads leave take_gil() without taking). The holder drops it at its
+ * next eval-breaker check or release and (FORCE_SWITCHING) waits until
+ * another thread has taken it, which is this one, about to wait; the
+ * taker's take_gil() clears the request under the same mutex, so none is
+ * left behind. Internal layout: checked once against what the API says
+ * (the switch interval; the interpreter's id and config, on either side of
+ * its ceval state); on a mismatch no request is made, and the agent waits
+ * like any thread. */
+static int g_gil_layout = -1; /* unknown, 0 mismatch, 1 checked */
+
+static bool gil_request_drop(void)
+{
+	struct _gil_runtime_state *gil = &_PyRuntime.ceval.gil;
+	PyInterpreterState *interp = PyInterpreterState_Main();
+	if (g_gil_layout < 0) {
+		/* Only calls that need no thread state: this thread has
+		 * none, and the "current" one is whoever holds the GIL, or
+		 * nobody. interp->config lies past interp->ceval. */
+		g_gil_layout = interp && gil->interval == _PyEval_GetSwitchInterval() &&
+			       interp->runtime == &_PyRuntime &&
+			       interp->id == PyInterpreterState_GetID(interp) &&
+			       &interp->config == _PyInterpreterState_GetConfig(interp);
+		if (!g_gil_layout)
+			agent__log("GIL: the runtime's layout is not this build's: "
+				   "waiting for it like any thread");
+	}
+	/* Holding it already (a nested take) would leave the request to us. */
+	if (!g_gil_layout || PyGILState_Check())
+		return false;
+	if (pthread_mutex_lock(&gil->mutex))
+		return false;
+	bool made = false;
+	if (_Py_atomic_load_relaxed(&gil->locked) == 1 && !_Py_IsFinalizing()) {
+		_Py_atomic_store_relaxed(&interp->ceval.gil_drop_request, 1);
+		_Py_atomic_store_relaxed(&interp->ceval.eval_breaker, 1);
+		made = true;
+	}
+	pthread_mutex_unlock(&gil->mutex);
+	return made;
+}
+
+/* PyGILState_Ensure() ends this thread (pthread_exit) instead of
+ * returning when finalization began after the check above: take_gil()
+ * then leaves without taking. A holder that saw our request waits in
+ * drop_gil() for a taker that will never come, with no timeout; so the
+ * request is withdrawn and that wait woken on the way out. */
+static void gil_request_withdraw(void *arg)
+{
+	if (!*(bool *)arg)
+		return;
+	struct _gil_runtime_state *gil = &_PyRuntime.ceval.gil;
+	PyInterpreterState *interp = PyInterpreterState_Main();
+	pthread_mutex_lock(&gil->mutex);
+	_Py_atomic_store_relaxed(&interp->ceval.gil_drop_request, 0);
+	pthread_mutex_unlock(&gil->mutex);
+	pthread_mutex_lock(&gil->switch_mutex);
+	pthread_cond_signal(&gil->switch_cond);
+	pthread_mutex_unlock(&gil->switch_mutex);
+}
+
 int agent__gil_take(PyGILState_STATE *st)
 {
 	if (!Py_IsInitialized() || _Py_IsFinalizing())
 		return -ESHUTDOWN;
+	bool made = gil_request_drop();
+	pthread_cleanup_push(gil_request_withdraw, &made);
 	*st = PyGILState_Ensure();
+	pthread_cleanup_pop(0);
 	return 0;
 }
 
