@@ -142,4 +142,31 @@ void agent_boot__tree_child(void);
  * counted so far are the parent's to report. */
 void agent_install__atfork_child(void);
 
+/* offer.c: a string the agent thread hands to code that runs with the GIL
+ * (HELLO's application paths, its --heal-handled sites). put() copies it
+ * under the lock and moves the generation; the GIL side checks moved()
+ * (one atomic load) on its hot path and take()s a copy when it did. The
+ * buffer is the owner's: AGENT_OFFER_INIT(buf) for a static char array. */
+struct agent_offer {
+	pthread_mutex_t lock;
+	unsigned gen, taken;
+	char *buf;
+	size_t size;
+};
+#define AGENT_OFFER_INIT(b)                                     \
+	{                                                       \
+		PTHREAD_MUTEX_INITIALIZER, 0, 0, (b), sizeof(b) \
+	}
+void agent_offer__put(struct agent_offer *o, const char *s);
+static inline bool agent_offer__moved(const struct agent_offer *o)
+{
+	return __atomic_load_n(&o->gen, __ATOMIC_ACQUIRE) != o->taken;
+}
+/* Copies the offered string into copy (n bytes, NUL-terminated) and marks
+ * this generation taken. With the GIL: one taker. */
+void agent_offer__take(struct agent_offer *o, char *copy, size_t n);
+/* In a forked child: the lock may have been held by the parent's agent
+ * thread at the fork. */
+void agent_offer__atfork_child(struct agent_offer *o);
+
 #endif

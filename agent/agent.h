@@ -69,6 +69,8 @@ int agent_install__hits(struct wire_buf *b, const struct timespec *deadline);
  * application paths a debugger adds (suture-attach --app-path, ':'-
  * separated, absolute); the watcher takes them at its next decision. */
 void agent_policy__offer_app_paths(const char *paths);
+/* In a forked child: the offer's lock may have been held at the fork. */
+void agent_policy__atfork_child(void);
 
 /* handled.c, callable without the GIL (the agent thread). offer: HELLO's
  * --heal-handled sites ('\n'-separated; the watcher takes them at its next

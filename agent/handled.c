@@ -25,7 +25,7 @@
  * offered by HELLO come through a mutex and a generation, as application
  * paths do (policy.c).
  */
-#include "agent/agent-py.h"
+#include "agent/agent-priv.h"
 #include "agent/policy.h"
 
 #include <errno.h>
@@ -72,18 +72,14 @@ static bool g_report; /* a debugger asked for HANDLED (WIRE_HELLO_F_HANDLED) */
 static pthread_mutex_t g_report_lock = PTHREAD_MUTEX_INITIALIZER;
 
 /* Sites opted in: offered by HELLO (agent thread), taken with the GIL. */
-static pthread_mutex_t g_offer_lock = PTHREAD_MUTEX_INITIALIZER;
 static char g_offered[WIRE_HEAL_HANDLED_MAX];
-static unsigned g_offer_gen, g_taken_gen = 0;
+static struct agent_offer g_offer = AGENT_OFFER_INIT(g_offered);
 static char *g_opt[OPT_MAX];
 static int g_nopt;
 
 void agent_handled__offer(const char *sites, bool report)
 {
-	pthread_mutex_lock(&g_offer_lock);
-	snprintf(g_offered, sizeof g_offered, "%s", sites ? sites : "");
-	__atomic_add_fetch(&g_offer_gen, 1, __ATOMIC_RELEASE);
-	pthread_mutex_unlock(&g_offer_lock);
+	agent_offer__put(&g_offer, sites);
 	__atomic_store_n(&g_report, report, __ATOMIC_RELAXED);
 }
 
@@ -91,10 +87,7 @@ void agent_handled__offer(const char *sites, bool report)
 static void take_offered(void)
 {
 	char copy[WIRE_HEAL_HANDLED_MAX];
-	pthread_mutex_lock(&g_offer_lock);
-	g_taken_gen = g_offer_gen;
-	snprintf(copy, sizeof copy, "%s", g_offered);
-	pthread_mutex_unlock(&g_offer_lock);
+	agent_offer__take(&g_offer, copy, sizeof copy);
 	for (int i = 0; i < g_nopt; i++)
 		free(g_opt[i]);
 	g_nopt = 0;
@@ -108,13 +101,13 @@ static void take_offered(void)
 
 static bool opted(struct handled *e)
 {
-	if (e->opt_gen == g_taken_gen)
+	if (e->opt_gen == g_offer.taken)
 		return e->opted;
 	e->opted = false;
 	for (int i = 0; i < g_nopt && !e->opted; i++)
 		e->opted = strcmp(g_opt[i], e->site) == 0 ||
 			   (e->alt[0] && strcmp(g_opt[i], e->alt) == 0);
-	e->opt_gen = g_taken_gen;
+	e->opt_gen = g_offer.taken;
 	return e->opted;
 }
 
@@ -192,14 +185,14 @@ static struct handled *entry_for(_PyInterpreterFrame *f, PyCodeObject *co, int l
 	if (strcmp(mod, "__main__") == 0 && strcmp(stem, "__main__") != 0)
 		snprintf(e->alt, sizeof e->alt, "%s.%s:%d", stem, qn, line);
 	snprintf(e->exc_type, sizeof e->exc_type, "%s", ((PyTypeObject *)type)->tp_name);
-	e->opt_gen = g_taken_gen + 1; /* computed at the first look */
+	e->opt_gen = g_offer.taken + 1; /* computed at the first look */
 	__atomic_store_n(&g_n, n + 1, __ATOMIC_RELEASE);
 	return e;
 }
 
 int agent_handled__note(_PyInterpreterFrame *f, PyObject *type)
 {
-	if (__atomic_load_n(&g_offer_gen, __ATOMIC_ACQUIRE) != g_taken_gen)
+	if (agent_offer__moved(&g_offer))
 		take_offered();
 	/* Keyed by the frame's own code and unit: what they stand for (the
 	 * site of a continuation's frame, of a caller running a resumed copy:
@@ -281,7 +274,7 @@ void agent_handled__atfork_child(void)
 	 * debugger's HELLO says whether it wants them. The locks may have
 	 * been held by the parent's agent thread at the fork. */
 	pthread_mutex_init(&g_report_lock, NULL);
-	pthread_mutex_init(&g_offer_lock, NULL);
+	agent_offer__atfork_child(&g_offer);
 	for (unsigned i = 0; i < g_n; i++)
 		g_tab[i].count = g_tab[i].reported = g_tab[i].stamped = g_tab[i].last_ms = 0;
 	g_dirty = 0;

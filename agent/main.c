@@ -289,6 +289,7 @@ static void atfork_child(void)
 	agent_install__atfork_child();
 	agent_probe__atfork_child();
 	agent_handled__atfork_child();
+	agent_policy__atfork_child();
 	__atomic_store_n(&agent_g.forked, had, __ATOMIC_RELEASE);
 }
 

@@ -1,6 +1,7 @@
 /* agent: application code against library code, units of work, framework
  * registries and transports (policy.h; docs/design.md, "What counts as a
  * crash"). GIL held throughout; no program code is run. */
+#include "agent/agent-priv.h"
 #include "agent/policy.h"
 
 #include "internal/pycore_code.h" /* _PyLocals_GetKind */
@@ -17,9 +18,8 @@ static PyObject *g_app_paths;     /* list of str: SUTURE_APP_PATH, then HELLO's 
 /* Paths a debugger offered (HELLO, on the server thread, no GIL): taken
  * into g_app_paths by the watcher, with the GIL, when the generation
  * moves. */
-static pthread_mutex_t g_offer_lock = PTHREAD_MUTEX_INITIALIZER;
 static char g_offered[WIRE_APP_PATHS_MAX];
-static unsigned g_offer_gen, g_taken_gen;
+static struct agent_offer g_offer = AGENT_OFFER_INIT(g_offered);
 
 /* ------------------------------------------------------------------ */
 /* Application or library                                              */
@@ -103,10 +103,12 @@ out:
 
 void agent_policy__offer_app_paths(const char *paths)
 {
-	pthread_mutex_lock(&g_offer_lock);
-	snprintf(g_offered, sizeof g_offered, "%s", paths);
-	__atomic_add_fetch(&g_offer_gen, 1, __ATOMIC_RELEASE);
-	pthread_mutex_unlock(&g_offer_lock);
+	agent_offer__put(&g_offer, paths);
+}
+
+void agent_policy__atfork_child(void)
+{
+	agent_offer__atfork_child(&g_offer);
 }
 
 static void clear_lib_cache(void);
@@ -115,10 +117,7 @@ static void clear_lib_cache(void);
 static void take_offered(void)
 {
 	char copy[WIRE_APP_PATHS_MAX];
-	pthread_mutex_lock(&g_offer_lock);
-	g_taken_gen = g_offer_gen;
-	snprintf(copy, sizeof copy, "%s", g_offered);
-	pthread_mutex_unlock(&g_offer_lock);
+	agent_offer__take(&g_offer, copy, sizeof copy);
 	add_app_paths(copy);
 	clear_lib_cache();
 	agent__log("application paths added by the debugger: %s", copy);
@@ -172,7 +171,7 @@ static void clear_lib_cache(void)
 
 int agent_policy__is_library(PyCodeObject *co)
 {
-	if (__atomic_load_n(&g_offer_gen, __ATOMIC_ACQUIRE) != g_taken_gen)
+	if (agent_offer__moved(&g_offer))
 		take_offered();
 	uintptr_t h = (uintptr_t)co >> 4;
 	unsigned i = (unsigned)((h ^ (h >> 8)) % LIBCACHE_SIZE);
