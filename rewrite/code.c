@@ -155,6 +155,7 @@ int rewrite_code__decode(const struct rewrite_code_info *info, struct rewrite_co
 			.arg = arg,
 			.opcode = (uint8_t)op,
 			.nprefix = (uint8_t)nprefix,
+			.nprefix_min = (uint8_t)nprefix,
 			.ncaches = (uint8_t)caches,
 			.size = (uint8_t)(nprefix + 1 + caches),
 			.target = -1,
@@ -377,6 +378,7 @@ int64_t rewrite_code__append(struct rewrite_code *code, int opcode, uint32_t arg
 		.arg = rewrite_opcode__is_jump(opcode) ? 0 : arg,
 		.opcode = (uint8_t)opcode,
 		.nprefix = (uint8_t)nprefix,
+		.nprefix_min = (uint8_t)nprefix,
 		.ncaches = (uint8_t)caches,
 		.size = (uint8_t)(nprefix + 1 + caches),
 		.target = (int32_t)target,
@@ -401,7 +403,8 @@ int rewrite_code__replace(struct rewrite_code *code, size_t index, int opcode, u
 	in->opcode = (uint8_t)opcode;
 	in->arg = rewrite_opcode__is_jump(opcode) ? 0 : arg;
 	in->target = (int32_t)target;
-	in->nprefix = (uint8_t)nprefix;
+	in->nprefix = in->nprefix_min = (uint8_t)nprefix;
+	in->nlead = 0;
 	in->ncaches = rw_opinfo[opcode].caches;
 	in->npad = 0; /* recomputed by the layout for original instructions */
 	in->size = (uint8_t)(nprefix + 1 + in->ncaches);
@@ -465,14 +468,19 @@ int rw_layout(struct rewrite_code *code, struct rewrite_diag *diag)
 			return rw_fail(diag, info, -EINVAL, k,
 				       "instruction %zu: bad jump target %d", k, in->target);
 		unsigned need = rewrite_instr__prefixes(in->arg);
-		if (need > in->nprefix)
-			in->nprefix = (uint8_t)need;
+		in->nprefix = (uint8_t)(need > in->nprefix_min ? need : in->nprefix_min);
+		in->nlead = 0;
 		in->npad = 0;
 		in->size = (uint8_t)(in->nprefix + 1 + in->ncaches);
 	}
 	/* Sizes only grow, so this settles (at most 3 growths an instruction).
 	 * An original instruction shorter than its slot (a replacement) is
-	 * padded with NOPs up to the slot. */
+	 * padded with NOPs up to the slot. A forward jump's growth moves its
+	 * own end towards its target: the arg that needed one more prefix may
+	 * no longer need it (256 units away with none, 255 with one). The
+	 * prefix stays, for the sizes to settle, and is written as a NOP
+	 * before the jump (nlead), never as EXTENDED_ARG 0, which debug
+	 * builds assert on (ceval.c, TARGET(EXTENDED_ARG): assert(oparg)). */
 	for (int round = 0;; round++) {
 		uint64_t off = 0;
 		for (size_t k = 0; k < n; k++) {
@@ -522,6 +530,13 @@ int rw_layout(struct rewrite_code *code, struct rewrite_diag *diag)
 		if (!changed)
 			break;
 	}
+	for (size_t k = 0; k < n; k++) {
+		struct rewrite_instr *in = &code->instrs[k];
+		unsigned keep = rewrite_instr__prefixes(in->arg);
+		if (keep < in->nprefix_min)
+			keep = in->nprefix_min;
+		in->nlead = (uint8_t)(in->nprefix - keep);
+	}
 	for (size_t k = 0; k < code->noriginal; k++)
 		if (code->instrs[k].offset != code->orig_offset[k])
 			return rw_fail(diag, info, -ERANGE, code->orig_offset[k],
@@ -548,7 +563,9 @@ static int encode_code(const struct rewrite_code *code, struct rewrite_bytes *ou
 			free(p);
 			return w;
 		}
-		/* padding is NOP 0 */
+		/* padding is NOP 0, before the op (nlead) and after it (npad) */
+		for (unsigned j = 0; j < in->nlead; j++)
+			RW_OP(p, in->offset + j) = NOP, RW_ARG(p, in->offset + j) = 0;
 		u += (size_t)w / 2;
 		for (unsigned j = 0; j < in->npad; j++)
 			RW_OP(p, u + j) = NOP;

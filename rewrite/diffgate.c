@@ -3,7 +3,7 @@
  * exception entries (docs/design.md §7): every original instruction is
  * byte-identical at its offset (a redirect guard may replace exactly one,
  * by a forward jump into the appended code padded with NOPs to the same
- * size), keeps its
+ * size, a NOP before it where the jump's prefix is not needed), keeps its
  * location and, unless a guard entry now covers it, its handler; each
  * appended block is covered by the handler of the code it guards; and the
  * verifier passes. */
@@ -99,14 +99,20 @@ int guard_diffgate__check(const struct rewrite_code_info *orig,
 			continue;
 		}
 		/* The one replacement: a forward jump into the appended code,
-		 * then NOP padding up to the original instruction's end. */
+		 * then NOP padding up to the original instruction's end. A
+		 * prefix the jump grew and no longer needs is a NOP before it
+		 * (rewrite/code.c, rw_layout: at most 3). */
 		uint32_t end = ia[i].offset + ia[i].size;
-		int64_t k = j + 1;
+		int64_t jmp = j;
+		while (jmp - j < 3 && jmp + 1 < (int64_t)nb && ib[jmp].opcode == NOP &&
+		       ib[jmp + 1].offset < end)
+			jmp++;
+		int64_t k = jmp + 1;
 		while (k < (int64_t)nb && ib[k].offset < end && ib[k].opcode == NOP)
 			k++;
 		bool padded = ib[k - 1].offset + ib[k - 1].size == end;
-		if (dl.replaced || !padded || ib[j].opcode != JUMP_FORWARD || ib[j].target < 0 ||
-		    ib[ib[j].target].offset < units) {
+		if (dl.replaced || !padded || ib[jmp].opcode != JUMP_FORWARD ||
+		    ib[jmp].target < 0 || ib[ib[jmp].target].offset < units) {
 			err = reject(
 				diag, orig, ia[i].offset,
 				"original instruction %s at unit %u was changed (only one may be "

@@ -138,6 +138,12 @@ struct rewrite_instr {
 	uint32_t arg;           /* EXTENDED_ARG prefixes folded in */
 	uint8_t opcode;         /* canonical */
 	uint8_t nprefix;        /* EXTENDED_ARG units before the op */
+	uint8_t nprefix_min;    /* the prefixes it was decoded or made with: a
+			    * layout starts from these */
+	uint8_t nlead;          /* of nprefix, the leading units written as NOP:
+			    * prefixes a forward jump grew that its final
+			    * arg does not need (growing moved its end to
+			    * its target); 0 when decoded */
 	uint8_t ncaches;        /* inline CACHE units after the op */
 	uint8_t size;           /* nprefix + 1 + ncaches + npad code units */
 	uint8_t npad;           /* NOP units after the caches (a replaced instruction

@@ -455,6 +455,45 @@ Test(code, replaced_jump_grows_into_its_padding)
 	free(c);
 }
 
+Test(code, jump_at_the_prefix_boundary_leads_with_a_nop)
+{
+	/* The block is 256 units from the jump's end without a prefix, 255
+	 * with one: the prefix stays (sizes settle) but is written as NOP 0
+	 * before the jump, never EXTENDED_ARG 0 (a debug build's
+	 * assert(oparg)); a second layout gives the same bytes. */
+	size_t units = 260;
+	uint8_t *c = calloc(units, 2);
+	c[0] = RESUME;
+	c[2] = LOAD_CONST;
+	c[4] = LOAD_CONST;
+	c[6] = BINARY_SUBSCR; /* units 3..7 */
+	for (size_t i = 8; i < units - 1; i++)
+		c[2 * i] = NOP;
+	c[2 * (units - 1)] = RETURN_VALUE;
+	struct rewrite_code_info in = info_of(c, units * 2);
+	struct rewrite_code *code;
+	cr_assert_eq(rewrite_code__decode(&in, &code, NULL), 0);
+	int64_t blk = rewrite_code__append(code, NOP, 0, -1, NULL, 0);
+	cr_assert_eq(rewrite_code__replace(code, 3, JUMP_FORWARD, 0, blk, 0), 0);
+	struct rewrite_bytes b = { 0 }, b2 = { 0 };
+	struct rewrite_diag diag = { 0 };
+	cr_assert_eq(rewrite_code__encode(code, &b, NULL, NULL, &diag), 0, "%s", diag.msg);
+	const struct rewrite_instr *ri = &rewrite_code__instrs(code)[3];
+	cr_assert(ri->nprefix == 1 && ri->nlead == 1 && ri->npad == 3 && ri->arg == 255,
+		  "%u %u %u %u", ri->nprefix, ri->nlead, ri->npad, ri->arg);
+	cr_assert(b.data[6] == NOP && b.data[7] == 0);
+	cr_assert(b.data[8] == JUMP_FORWARD && b.data[9] == 255);
+	cr_assert_eq(5 + 255, units); /* from unit 5, the jump's end */
+	for (size_t u = 0; u < b.len / 2; u++)
+		cr_assert(b.data[2 * u] != EXTENDED_ARG || b.data[2 * u + 1] != 0, "unit %zu", u);
+	cr_assert_eq(rewrite_code__encode(code, &b2, NULL, NULL, &diag), 0, "%s", diag.msg);
+	cr_assert(b2.len == b.len && memcmp(b.data, b2.data, b.len) == 0);
+	rewrite_bytes__free(&b);
+	rewrite_bytes__free(&b2);
+	rewrite_code__free(code);
+	free(c);
+}
+
 Test(code, deopt_quickened)
 {
 	/* LOAD_GLOBAL_BUILTIN with counters in its caches, EXTENDED_ARG_QUICK,
