@@ -419,11 +419,12 @@ Test(code, replace_pads_with_nops_or_fails)
 	rewrite_code__free(code);
 }
 
-Test(code, replaced_jump_grows_into_its_padding)
+/* units of RESUME, two LOAD_CONSTs, a BINARY_SUBSCR at units 3..7, NOPs
+ * and RETURN_VALUE, decoded, the BINARY_SUBSCR replaced by a jump to a NOP
+ * appended after the end (a redirect guard's shape). *bytes: the original,
+ * the caller's to free. */
+static struct rewrite_code *subscr_jumped_over(size_t units, uint8_t **bytes)
 {
-	/* BINARY_SUBSCR (5 units) replaced by a jump to a block 300 units away:
-	 * EXTENDED_ARG 1, JUMP_FORWARD, then 3 NOPs. */
-	size_t units = 310;
 	uint8_t *c = calloc(units, 2);
 	c[0] = RESUME;
 	c[2] = LOAD_CONST;
@@ -437,6 +438,17 @@ Test(code, replaced_jump_grows_into_its_padding)
 	cr_assert_eq(rewrite_code__decode(&in, &code, NULL), 0);
 	int64_t blk = rewrite_code__append(code, NOP, 0, -1, NULL, 0);
 	cr_assert_eq(rewrite_code__replace(code, 3, JUMP_FORWARD, 0, blk, 0), 0);
+	*bytes = c;
+	return code;
+}
+
+Test(code, replaced_jump_grows_into_its_padding)
+{
+	/* BINARY_SUBSCR (5 units) replaced by a jump to a block 300 units away:
+	 * EXTENDED_ARG 1, JUMP_FORWARD, then 3 NOPs. */
+	size_t units = 310;
+	uint8_t *c;
+	struct rewrite_code *code = subscr_jumped_over(units, &c);
 	struct rewrite_bytes b = { 0 };
 	struct rewrite_diag diag = { 0 };
 	cr_assert_eq(rewrite_code__encode(code, &b, NULL, NULL, &diag), 0, "%s", diag.msg);
@@ -462,19 +474,8 @@ Test(code, jump_at_the_prefix_boundary_leads_with_a_nop)
 	 * before the jump, never EXTENDED_ARG 0 (a debug build's
 	 * assert(oparg)); a second layout gives the same bytes. */
 	size_t units = 260;
-	uint8_t *c = calloc(units, 2);
-	c[0] = RESUME;
-	c[2] = LOAD_CONST;
-	c[4] = LOAD_CONST;
-	c[6] = BINARY_SUBSCR; /* units 3..7 */
-	for (size_t i = 8; i < units - 1; i++)
-		c[2 * i] = NOP;
-	c[2 * (units - 1)] = RETURN_VALUE;
-	struct rewrite_code_info in = info_of(c, units * 2);
-	struct rewrite_code *code;
-	cr_assert_eq(rewrite_code__decode(&in, &code, NULL), 0);
-	int64_t blk = rewrite_code__append(code, NOP, 0, -1, NULL, 0);
-	cr_assert_eq(rewrite_code__replace(code, 3, JUMP_FORWARD, 0, blk, 0), 0);
+	uint8_t *c;
+	struct rewrite_code *code = subscr_jumped_over(units, &c);
 	struct rewrite_bytes b = { 0 }, b2 = { 0 };
 	struct rewrite_diag diag = { 0 };
 	cr_assert_eq(rewrite_code__encode(code, &b, NULL, NULL, &diag), 0, "%s", diag.msg);
