@@ -18,12 +18,13 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
 
-/* The GIL's drop request, made before waiting (docs/design.md §4, "The
- * agent's GIL").
+/* The GIL's drop request, made while the agent waits (docs/design.md §4,
+ * "The agent's GIL").
  *
  * take_gil() asks the holder to drop the GIL only when one switch
  * interval passes with no release at all (its timed wait timed out). A
@@ -32,24 +33,31 @@
  * is scheduled: the wait never times out, and the waiter starves as long
  * as that pattern lasts (seconds with a 20 ms interval and a release
  * every 10 ms; for ever with a 1 s interval). The agent must not: a
- * detach, an install, a patch would wait with it. So its threads make the
- * request take_gil() makes after a timeout, at once: under the GIL's
- * mutex, while another thread holds the GIL, and not once finalization
- * has begun (its threads leave take_gil() without taking). The holder drops it at its
- * next eval-breaker check or release and (FORCE_SWITCHING) waits until
- * another thread has taken it, which is this one, about to wait; the
- * taker's take_gil() clears the request under the same mutex, so none is
- * left behind. Internal layout: checked once against what the API says
- * (the switch interval; the interpreter's id and config, on either side of
- * its ceval state); on a mismatch no request is made, and the agent waits
- * like any thread. */
+ * detach, an install, a patch would wait with it. So while one of its
+ * threads waits in PyGILState_Ensure(), a nudger thread makes the request
+ * take_gil() would have made, every NUDGE_MS (or the switch interval, if
+ * shorter) for as long as the wait lasts: under the GIL's mutex, only while
+ * a thread other than the waiter holds the GIL, and not once finalization
+ * has begun. The holder drops the GIL at its next eval-breaker check and
+ * (FORCE_SWITCHING) waits until another thread has taken it, which is the
+ * waiter; the taker's take_gil() clears the request under the same mutex.
+ * A request with no waiter would leave that holder waiting for ever, hence
+ * the holder check and the withdrawal below. Not at once: a waiter that
+ * takes the GIL within the first interval, as during the interpreter's own
+ * start-up (site's imports, which the watcher's install must not cut
+ * into), takes it as before. Internal layout: checked once against what
+ * the API says (the switch interval; the interpreter's id and config, on
+ * either side of its ceval state); on a mismatch no request is made, and
+ * the agent waits like any thread. */
+#define NUDGE_MS 5
+
 static int g_gil_layout = -1; /* unknown, 0 mismatch, 1 checked */
 
-static bool gil_request_drop(void)
+static bool gil_layout_ok(void)
 {
-	struct _gil_runtime_state *gil = &_PyRuntime.ceval.gil;
-	PyInterpreterState *interp = PyInterpreterState_Main();
 	if (g_gil_layout < 0) {
+		struct _gil_runtime_state *gil = &_PyRuntime.ceval.gil;
+		PyInterpreterState *interp = PyInterpreterState_Main();
 		/* Only calls that need no thread state: this thread has
 		 * none, and the "current" one is whoever holds the GIL, or
 		 * nobody. interp->config lies past interp->ceval. */
@@ -61,13 +69,22 @@ static bool gil_request_drop(void)
 			agent__log("GIL: the runtime's layout is not this build's: "
 				   "waiting for it like any thread");
 	}
-	/* Holding it already (a nested take) would leave the request to us. */
-	if (!g_gil_layout || PyGILState_Check())
-		return false;
+	return g_gil_layout == 1;
+}
+
+/* Under the GIL's mutex: the request, if a thread other than waiter
+ * holds the GIL (last_holder is the live holder while locked is set and
+ * the mutex held: both change only under it). */
+static bool gil_request_drop(pthread_t waiter)
+{
+	struct _gil_runtime_state *gil = &_PyRuntime.ceval.gil;
+	PyInterpreterState *interp = PyInterpreterState_Main();
 	if (pthread_mutex_lock(&gil->mutex))
 		return false;
 	bool made = false;
-	if (_Py_atomic_load_relaxed(&gil->locked) == 1 && !_Py_IsFinalizing()) {
+	PyThreadState *holder = (PyThreadState *)_Py_atomic_load_relaxed(&gil->last_holder);
+	if (_Py_atomic_load_relaxed(&gil->locked) == 1 && holder &&
+	    !pthread_equal((pthread_t)holder->thread_id, waiter) && !_Py_IsFinalizing()) {
 		_Py_atomic_store_relaxed(&interp->ceval.gil_drop_request, 1);
 		_Py_atomic_store_relaxed(&interp->ceval.eval_breaker, 1);
 		made = true;
@@ -76,33 +93,87 @@ static bool gil_request_drop(void)
 	return made;
 }
 
-/* PyGILState_Ensure() ends this thread (pthread_exit) instead of
- * returning when finalization began after the check above: take_gil()
- * then leaves without taking. A holder that saw our request waits in
- * drop_gil() for a taker that will never come, with no timeout; so the
- * request is withdrawn and that wait woken on the way out. */
-static void gil_request_withdraw(void *arg)
+struct nudge {
+	pthread_mutex_t lock;
+	pthread_cond_t cond; /* CLOCK_MONOTONIC */
+	pthread_t waiter, thread;
+	bool running, done, made;
+};
+
+static void *nudger_main(void *arg)
 {
-	if (!*(bool *)arg)
+	struct nudge *n = arg;
+	unsigned ms = NUDGE_MS;
+	unsigned long iv_us = _PyEval_GetSwitchInterval();
+	if (iv_us / 1000 < ms)
+		ms = iv_us >= 1000 ? (unsigned)(iv_us / 1000) : 1;
+	pthread_mutex_lock(&n->lock);
+	while (!n->done) {
+		struct timespec ts;
+		agent__deadline(CLOCK_MONOTONIC, ms, &ts);
+		if (pthread_cond_timedwait(&n->cond, &n->lock, &ts) == ETIMEDOUT && !n->done &&
+		    gil_request_drop(n->waiter))
+			n->made = true;
+	}
+	pthread_mutex_unlock(&n->lock);
+	return NULL;
+}
+
+/* The wait is over (the GIL taken, or this thread ending in
+ * PyGILState_Ensure): the nudger stops and is joined. Ending, a request it
+ * made may have no taker: it is withdrawn and the holder waiting in
+ * drop_gil() woken (its wait has no timeout). */
+static void nudge_stop(struct nudge *n, bool ending)
+{
+	if (!n->running)
 		return;
-	struct _gil_runtime_state *gil = &_PyRuntime.ceval.gil;
-	PyInterpreterState *interp = PyInterpreterState_Main();
-	pthread_mutex_lock(&gil->mutex);
-	_Py_atomic_store_relaxed(&interp->ceval.gil_drop_request, 0);
-	pthread_mutex_unlock(&gil->mutex);
-	pthread_mutex_lock(&gil->switch_mutex);
-	pthread_cond_signal(&gil->switch_cond);
-	pthread_mutex_unlock(&gil->switch_mutex);
+	pthread_mutex_lock(&n->lock);
+	n->done = true;
+	pthread_cond_signal(&n->cond);
+	pthread_mutex_unlock(&n->lock);
+	pthread_join(n->thread, NULL);
+	n->running = false;
+	if (ending && n->made) {
+		struct _gil_runtime_state *gil = &_PyRuntime.ceval.gil;
+		PyInterpreterState *interp = PyInterpreterState_Main();
+		pthread_mutex_lock(&gil->mutex);
+		_Py_atomic_store_relaxed(&interp->ceval.gil_drop_request, 0);
+		pthread_mutex_unlock(&gil->mutex);
+		pthread_mutex_lock(&gil->switch_mutex);
+		pthread_cond_signal(&gil->switch_cond);
+		pthread_mutex_unlock(&gil->switch_mutex);
+	}
+}
+
+static void nudge_cleanup(void *arg)
+{
+	nudge_stop(arg, true);
 }
 
 int agent__gil_take(PyGILState_STATE *st)
 {
 	if (!Py_IsInitialized() || _Py_IsFinalizing())
 		return -ESHUTDOWN;
-	bool made = gil_request_drop();
-	pthread_cleanup_push(gil_request_withdraw, &made);
+	struct nudge n = { .waiter = pthread_self() };
+	/* Holding it already (a nested take): nothing to wait for. */
+	if (gil_layout_ok() && !PyGILState_Check()) {
+		pthread_condattr_t ca;
+		pthread_condattr_init(&ca);
+		pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+		pthread_mutex_init(&n.lock, NULL);
+		pthread_cond_init(&n.cond, &ca);
+		pthread_condattr_destroy(&ca);
+		/* Every signal blocked: they belong to the program. */
+		sigset_t all, old;
+		sigfillset(&all);
+		pthread_sigmask(SIG_SETMASK, &all, &old);
+		n.running = pthread_create(&n.thread, NULL, nudger_main, &n) == 0;
+		pthread_sigmask(SIG_SETMASK, &old, NULL);
+	}
+	pthread_cleanup_push(nudge_cleanup, &n);
 	*st = PyGILState_Ensure();
 	pthread_cleanup_pop(0);
+	nudge_stop(&n, false);
 	return 0;
 }
 
