@@ -172,90 +172,147 @@ static int boot_list__fill(struct boot_list *bl, const struct heal_run_opts *o, 
 	return err;
 }
 
+/* The child's environment: ours, with the variables below set (each
+ * replacing an inherited one of the same name). */
+struct child_env {
+	char **v;
+	size_t n, cap;
+	char *own[8]; /* the "NAME=value" strings made here */
+	size_t nown;
+};
+
+static int child_env__set(struct child_env *e, const char *name, const char *value)
+{
+	size_t nl = strlen(name);
+	char *kv = malloc(nl + strlen(value) + 2);
+	if (!kv || e->nown == sizeof e->own / sizeof e->own[0]) {
+		free(kv);
+		return -ENOMEM;
+	}
+	sprintf(kv, "%s=%s", name, value);
+	e->own[e->nown++] = kv;
+	for (size_t i = 0; i < e->n; i++)
+		if (strncmp(e->v[i], name, nl) == 0 && e->v[i][nl] == '=') {
+			e->v[i] = kv;
+			return 0;
+		}
+	if (e->n + 1 >= e->cap) {
+		char **nv = realloc(e->v, (e->cap * 2 + 16) * sizeof(char *));
+		if (!nv)
+			return -ENOMEM;
+		e->v = nv;
+		e->cap = e->cap * 2 + 16;
+	}
+	e->v[e->n++] = kv;
+	e->v[e->n] = NULL;
+	return 0;
+}
+
+static void child_env__free(struct child_env *e)
+{
+	for (size_t i = 0; i < e->nown; i++)
+		free(e->own[i]);
+	free(e->v);
+}
+
+/* "a" + ":" + "b", either may be empty; NULL when out of memory. */
+static char *join_colon(const char *a, const char *b)
+{
+	size_t len = strlen(a) + (b ? strlen(b) : 0) + 2;
+	char *r = malloc(len);
+	if (r)
+		snprintf(r, len, "%s%s%s", a, b && *b ? ":" : "", b && *b ? b : "");
+	return r;
+}
+
+static int child_env__build(struct child_env *e, const struct heal_run_opts *o, const char *agent,
+			    const char *boot, int boot_child_fd, int ready_child_fd)
+{
+	char fdv[16];
+	int rc = 0;
+	size_t n = 0;
+	while (environ[n])
+		n++;
+	memset(e, 0, sizeof *e);
+	e->cap = n + 16;
+	if (!(e->v = malloc(e->cap * sizeof(char *))))
+		return -ENOMEM;
+	memcpy(e->v, environ, (n + 1) * sizeof(char *));
+	e->n = n;
+	char *pre = join_colon(agent, getenv("LD_PRELOAD"));
+	rc = pre ? child_env__set(e, "LD_PRELOAD", pre) : -ENOMEM;
+	free(pre);
+	if (!rc && boot[0] && boot_child_fd >= 0) {
+		snprintf(fdv, sizeof(fdv), "%d", boot_child_fd);
+		if (!(rc = child_env__set(e, WIRE_BOOT_ENV_LIST, boot)))
+			rc = child_env__set(e, WIRE_BOOT_ENV_FD, fdv);
+	}
+	if (!rc && ready_child_fd >= 0) {
+		/* The agent writes a byte there once its socket listens. */
+		snprintf(fdv, sizeof(fdv), "%d", ready_child_fd);
+		rc = child_env__set(e, "SUTURE_AGENT_READY_FD", fdv);
+	}
+	/* A crash before we are connected waits for us (bounded). */
+	if (!rc)
+		rc = child_env__set(e, "SUTURE_AGENT_WAIT_DEBUGGER_MS", "5000");
+	if (!rc && o->shadow)
+		rc = child_env__set(e, "SUTURE_SHADOW", "1");
+	if (!rc && o->app_paths) {
+		/* The agent's library/application split (policy.h). */
+		char *apv = join_colon(o->app_paths, getenv("SUTURE_APP_PATH"));
+		rc = apv ? child_env__set(e, "SUTURE_APP_PATH", apv) : -ENOMEM;
+		free(apv);
+	}
+	return rc;
+}
+
+/* The interpreter on the script, started with posix_spawn: glibc's is a
+ * vfork (CLONE_VM|CLONE_VFORK), so neither our page tables are copied nor
+ * our pages made copy-on-write for the time we run beside the child, which
+ * a fork() cost on every run (1.7 ms to the child's first instruction and
+ * 0.7 ms more to its exec on a paravirtualized MMU: docs/performance.md,
+ * "start-up, fifth pass"). The two descriptors for the agent are ours with
+ * close-on-exec; a dup2 onto itself clears that flag in the child only.
+ * The child's signal handlers are the default (posix_spawn resets every
+ * handled signal). */
 static pid_t start_child(const struct heal_run_opts *o, const char *agent, const char *boot,
 			 int boot_child_fd, int ready_child_fd, char **py_args, char *err,
 			 size_t cap)
 {
-	int pfd[2];
-	if (pipe2(pfd, O_CLOEXEC)) {
-		snprintf(err, cap, "pipe: %s", strerror(errno));
+	struct child_env env;
+	posix_spawn_file_actions_t fa;
+	pid_t pid = -1;
+	size_t n = 0;
+	int rc;
+
+	while (py_args[n])
+		n++;
+	char **argv = calloc(n + 2, sizeof(char *));
+	if (!argv || child_env__build(&env, o, agent, boot, boot_child_fd, ready_child_fd)) {
+		snprintf(err, cap, "cannot run %s: %s", o->python, strerror(ENOMEM));
+		if (argv)
+			child_env__free(&env);
+		free(argv);
 		return -1;
 	}
-	pid_t pid = fork();
-	if (pid < 0) {
-		snprintf(err, cap, "fork: %s", strerror(errno));
-		close(pfd[0]);
-		close(pfd[1]);
+	argv[0] = (char *)o->python;
+	memcpy(argv + 1, py_args, n * sizeof(char *));
+	posix_spawn_file_actions_init(&fa);
+	rc = 0;
+	if (boot[0] && boot_child_fd >= 0)
+		rc = posix_spawn_file_actions_adddup2(&fa, boot_child_fd, boot_child_fd);
+	if (!rc && ready_child_fd >= 0)
+		rc = posix_spawn_file_actions_adddup2(&fa, ready_child_fd, ready_child_fd);
+	if (!rc)
+		rc = posix_spawn(&pid, o->python, &fa, NULL, argv, env.v);
+	posix_spawn_file_actions_destroy(&fa);
+	child_env__free(&env);
+	free(argv);
+	if (rc) {
+		snprintf(err, cap, "cannot run %s: %s", o->python, strerror(rc));
 		return -1;
 	}
-	if (pid == 0) {
-		close(pfd[0]);
-		const char *pre = getenv("LD_PRELOAD");
-		char *val = malloc(strlen(agent) + (pre ? strlen(pre) : 0) + 2);
-		if (val) {
-			snprintf(val, strlen(agent) + (pre ? strlen(pre) : 0) + 2, "%s%s%s", agent,
-				 pre && *pre ? ":" : "", pre && *pre ? pre : "");
-			setenv("LD_PRELOAD", val, 1);
-		}
-		if (boot[0] && boot_child_fd >= 0) {
-			char fdv[16];
-			/* The boot hook's end of the socketpair survives exec. */
-			fcntl(boot_child_fd, F_SETFD, 0);
-			snprintf(fdv, sizeof(fdv), "%d", boot_child_fd);
-			setenv(WIRE_BOOT_ENV_LIST, boot, 1);
-			setenv(WIRE_BOOT_ENV_FD, fdv, 1);
-		}
-		if (ready_child_fd >= 0) {
-			char fdv[16];
-			/* The agent writes a byte there once its socket listens. */
-			fcntl(ready_child_fd, F_SETFD, 0);
-			snprintf(fdv, sizeof(fdv), "%d", ready_child_fd);
-			setenv("SUTURE_AGENT_READY_FD", fdv, 1);
-		}
-		/* A crash before we are connected waits for us (bounded). */
-		setenv("SUTURE_AGENT_WAIT_DEBUGGER_MS", "5000", 1);
-		if (o->shadow)
-			setenv("SUTURE_SHADOW", "1", 1);
-		if (o->app_paths) {
-			/* The agent's library/application split (policy.h). */
-			const char *had = getenv("SUTURE_APP_PATH");
-			size_t len = strlen(o->app_paths) + (had ? strlen(had) : 0) + 2;
-			char *apv = malloc(len);
-			if (apv) {
-				snprintf(apv, len, "%s%s%s", o->app_paths, had && *had ? ":" : "",
-					 had && *had ? had : "");
-				setenv("SUTURE_APP_PATH", apv, 1);
-			}
-		}
-		size_t n = 0;
-		while (py_args[n])
-			n++;
-		char **argv = calloc(n + 2, sizeof(char *));
-		if (argv) {
-			argv[0] = (char *)o->python;
-			for (size_t i = 0; i < n; i++)
-				argv[i + 1] = py_args[i];
-			execv(o->python, argv);
-		}
-		int e = errno;
-		if (write(pfd[1], &e, sizeof(e)) < 0)
-			_exit(127);
-		_exit(127);
-	}
-	close(pfd[1]);
 	g_child = pid;
-	int e = 0;
-	ssize_t r;
-	do
-		r = read(pfd[0], &e, sizeof(e));
-	while (r < 0 && errno == EINTR);
-	close(pfd[0]);
-	if (r == (ssize_t)sizeof(e)) {
-		snprintf(err, cap, "cannot run %s: %s", o->python, strerror(e));
-		waitpid(pid, NULL, 0);
-		g_child = 0;
-		return -1;
-	}
 	return pid;
 }
 
