@@ -294,6 +294,19 @@ static void *installer_main(void *arg)
 
 void agent_installer__install(unsigned timeout_ms)
 {
+	/* Claimed already: suture-run's boot hook installs on the
+	 * interpreter's own thread, with the GIL, right after it woke us
+	 * (boot.c). Its install needs no GIL from anyone and ends: wait for
+	 * it rather than start an installer thread and queue a pending call,
+	 * whose stack's mapping and clone a starting interpreter would pay
+	 * for (docs/performance.md, "start-up, fifth pass"). */
+	pthread_mutex_lock(&agent_g.lock);
+	bool claimed = agent_g.installing || agent_g.installed;
+	pthread_mutex_unlock(&agent_g.lock);
+	if (claimed) {
+		install_wait();
+		return;
+	}
 	struct installer *in = calloc(1, sizeof *in);
 	pthread_t t;
 	struct timespec dl;
