@@ -48,6 +48,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/un.h>
 #include <time.h>
@@ -62,6 +63,7 @@ static struct {
 	int fd;
 	bool first_done; /* the first module after initialization was reported */
 	char **files;
+	struct stat *ids; /* files[i]'s device and inode (st_nlink 0: none) */
 	size_t nfiles;
 	char *list_path; /* read once the first module was answered */
 	uint64_t next_event;
@@ -89,13 +91,24 @@ static void boot_off(void)
 	boot.fd = -1;
 }
 
+/* Called for every module that runs (site's imports, the program's): the
+ * usual spelling, the listed real path itself, costs no system call; any
+ * other is one stat() compared by device and inode (a symbolic link, a
+ * relative path), where a realpath() would walk every component of every
+ * module's path. */
 static bool listed(const char *filename)
 {
-	char real[PATH_MAX];
-	if (!filename || filename[0] == '<' || !realpath(filename, real))
+	struct stat sb;
+	if (!filename || filename[0] == '<' || !boot.nfiles)
 		return false;
 	for (size_t i = 0; i < boot.nfiles; i++)
-		if (strcmp(boot.files[i], real) == 0)
+		if (strcmp(boot.files[i], filename) == 0)
+			return true;
+	if (stat(filename, &sb))
+		return false;
+	for (size_t i = 0; i < boot.nfiles; i++)
+		if (boot.ids[i].st_nlink && boot.ids[i].st_dev == sb.st_dev &&
+		    boot.ids[i].st_ino == sb.st_ino)
 			return true;
 	return false;
 }
@@ -394,6 +407,10 @@ static void read_list(const char *path)
 		if (!v)
 			break;
 		boot.files = v;
+		struct stat *ids = realloc(boot.ids, (boot.nfiles + 1) * sizeof(struct stat));
+		if (!ids)
+			break;
+		boot.ids = ids;
 		char real[PATH_MAX];
 		const char *entry = realpath(line, real) ? real : line;
 		bool dup = false; /* a file is named once (suture-run dedups too) */
@@ -403,6 +420,8 @@ static void read_list(const char *path)
 			continue;
 		if (!(boot.files[boot.nfiles] = strdup(entry)))
 			break;
+		if (stat(entry, &boot.ids[boot.nfiles]))
+			boot.ids[boot.nfiles].st_nlink = 0;
 		boot.nfiles++;
 	}
 	fclose(f);
