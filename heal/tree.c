@@ -22,11 +22,13 @@
 #include "heal/heal-priv.h"
 #include "attach/attach.h"
 #include "inspect/inspect.h"
+#include "wire/channel.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -58,7 +60,6 @@ struct heal_tree {
 	 * directory, the root's session and heal handle (the caller's), the
 	 * files last listed ('\n'-separated). */
 	int lfd;
-	char dir[32];
 	char sock[108];
 	struct inject_session *root_s;
 	struct heal *root_h;
@@ -67,64 +68,80 @@ struct heal_tree {
 	size_t files_len;
 };
 
-/* Directories a debugger killed with SIGKILL left: ours (same owner),
- * older than a minute, their socket refusing connections. */
-static void sweep_stale(void)
+/* Sockets of debuggers killed with SIGKILL: tree-<pid>.sock of a pid that
+ * no longer runs (a live pid, even another program's, keeps its file: the
+ * next debugger with that pid replaces it). Only our own, in our own
+ * channel directory. */
+static void sweep_stale(const char *dir, pid_t self)
 {
-	DIR *d = opendir("/tmp");
+	DIR *d = opendir(dir);
 	struct dirent *e;
 	if (!d)
 		return;
 	while ((e = readdir(d))) {
-		char dir[300], sock[320];
+		int pid, len = 0;
 		struct stat st;
-		struct sockaddr_un a = { .sun_family = AF_UNIX };
-		if (strncmp(e->d_name, "suture-tree.", 12) != 0)
+		if (sscanf(e->d_name, "tree-%d.sock%n", &pid, &len) != 1 || pid <= 0 ||
+		    e->d_name[len] || pid == (int)self || kill((pid_t)pid, 0) == 0 || errno != ESRCH)
 			continue;
-		snprintf(dir, sizeof dir, "/tmp/%s", e->d_name);
-		snprintf(sock, sizeof sock, "%s/s", dir);
-		if (lstat(dir, &st) || !S_ISDIR(st.st_mode) || st.st_uid != geteuid() ||
-		    st.st_mtime > time(NULL) - 60 || lstat(sock, &st) || !S_ISSOCK(st.st_mode) ||
-		    strlen(sock) >= sizeof a.sun_path)
-			continue;
-		snprintf(a.sun_path, sizeof a.sun_path, "%s", sock);
-		int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-		if (fd < 0)
-			continue;
-		if (connect(fd, (struct sockaddr *)&a, sizeof a) < 0 && errno == ECONNREFUSED) {
-			unlink(sock);
-			rmdir(dir);
-		}
-		close(fd);
+		if (fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+		    S_ISSOCK(st.st_mode) && st.st_uid == geteuid())
+			unlinkat(dirfd(d), e->d_name, 0);
 	}
 	closedir(d);
 }
 
-/* The socket forked children report module execs on (tree_files). */
+/* The socket forked children report module execs on (tree_files):
+ * tree-<our pid>.sock in the per-user channel directory the agents use
+ * (wire_channel__place: $XDG_RUNTIME_DIR/suture, else /tmp/suture-<uid>,
+ * private and checked), which outlives us: a bind and an unlink a run, where
+ * a directory of our own made and removed cost every run half a
+ * millisecond on ext4 (docs/performance.md, "start-up, fifth pass"). */
 static void listen_open(struct heal_tree *t)
 {
-	sweep_stale();
 	struct sockaddr_un a = { .sun_family = AF_UNIX };
+	char dir[WIRE_PATH_MAX], why[256] = "";
+	int dirfd = -1, rootfd = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
+	uid_t uid = getuid();
+	pid_t self = getpid();
+	int rc = rootfd < 0 ? -errno : 0;
 	t->lfd = -1;
-	snprintf(t->dir, sizeof t->dir, "/tmp/suture-tree.XXXXXX");
-	if (!mkdtemp(t->dir)) {
-		t->dir[0] = 0;
+	t->sock[0] = 0;
+	if (!rc)
+		rc = wire_channel__place(rootfd, uid, uid, getenv("XDG_RUNTIME_DIR"), true, &dirfd,
+					 dir, sizeof dir, why, sizeof why);
+	if (rootfd >= 0)
+		close(rootfd);
+	if (dirfd >= 0)
+		close(dirfd);
+	if (rc)
+		goto fail;
+	sweep_stale(dir, self);
+	if (snprintf(t->sock, sizeof t->sock, "%s/tree-%d.sock", dir, (int)self) >=
+	    (int)sizeof a.sun_path) {
+		t->sock[0] = 0;
+		rc = -ENAMETOOLONG;
 		goto fail;
 	}
-	snprintf(t->sock, sizeof t->sock, "%s/s", t->dir);
 	snprintf(a.sun_path, sizeof a.sun_path, "%s", t->sock);
+	unlink(t->sock); /* a killed debugger's that had our pid */
 	t->lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (t->lfd >= 0 && bind(t->lfd, (struct sockaddr *)&a, sizeof a) == 0 &&
 	    listen(t->lfd, 64) == 0)
 		return;
+	rc = -errno;
 fail:
 	fprintf(stderr,
 		"[suture] heal: tree socket: %s: modules imported after a fork meet their "
 		"stored patches only once loaded\n",
-		strerror(errno));
-	if (t->lfd >= 0)
+		why[0] ? why : strerror(-rc));
+	if (t->lfd >= 0) {
 		close(t->lfd);
+		if (t->sock[0])
+			unlink(t->sock);
+	}
 	t->lfd = -1;
+	t->sock[0] = 0;
 }
 
 int heal_tree__open(pid_t root, const struct heal_tree_opts *o, struct heal_tree **out)
@@ -196,8 +213,6 @@ void heal_tree__close(struct heal_tree *t, bool detach, struct heal_stats *sum)
 		close(t->lfd);
 		unlink(t->sock);
 	}
-	if (t->dir[0])
-		rmdir(t->dir);
 	free(t->files);
 	free(t);
 }

@@ -6,8 +6,8 @@
 # lateapp.py meets the stored patch before the module's first line runs
 # (TREE_FILES, docs/design.md §15): it answers the bad record with the
 # fallback and no new crash is seen. A run with the patch stored already:
-# every worker's import gets it, no crash at all. A stale socket directory
-# a killed debugger left is removed.
+# every worker's import gets it, no crash at all. A stale tree socket a
+# killed debugger left is removed.
 set -u
 . "$(dirname "$0")/lib.sh"
 RUN="$BUILD/bin/suture-run"
@@ -58,18 +58,23 @@ scenario() {
 		{ cat "$log"; fail "$n: the respawned worker's import did not get the patch first"; }
 }
 
-# A debugger killed with SIGKILL left its socket's directory: the next one
-# removes it (ours, a minute old, nobody listening).
-STALE=$(mktemp -d /tmp/suture-tree.XXXXXX)
-"$PYTHON" -c 'import socket, sys; socket.socket(socket.AF_UNIX).bind(sys.argv[1])' "$STALE/s"
-touch -d '2 minutes ago' "$STALE"
+# A debugger killed with SIGKILL left its socket (tree-PID.sock in the
+# per-user channel directory): the next one removes it (its pid is gone).
+# The directory is XDG_RUNTIME_DIR's suture/, else /tmp/suture-UID.
+if [ -n "${XDG_RUNTIME_DIR:-}" ]; then CHAN="$XDG_RUNTIME_DIR/suture"; else CHAN="/tmp/suture-$(id -u)"; fi
+mkdir -p -m 700 "$CHAN"
+sh -c 'exit 0' &
+DEAD=$!
+wait "$DEAD"
+STALE="$CHAN/tree-$DEAD.sock"
+"$PYTHON" -c 'import socket, sys; socket.socket(socket.AF_UNIX).bind(sys.argv[1])' "$STALE"
 
 # Under suture-run.
 S="$W/store-run"
 start_group run "$W/run.ready" "$RUN" --python "$PYTHON" --store "$S" "$F/prefork.py" "$W/run"
 RUNPID=$BG
 scenario run "$W/run.err" "$W/run"
-[ ! -e "$STALE" ] || { rm -rf "$STALE"; fail "run: a stale socket directory was left"; }
+[ ! -e "$STALE" ] || { rm -f "$STALE"; fail "run: a stale tree socket was left"; }
 [ "$(patches "$S")" -eq 1 ] || { cat "$W/run.err"; fail "run: not one patch stored"; }
 kill -TERM "$RUNPID"
 wait_pid "$RUNPID" 20 || :
