@@ -115,6 +115,14 @@ void agent__interpreter_up(void);
 /* boot.c: the boot hook is set (suture-run started us): it will call
  * agent__interpreter_up, so the agent thread need not poll. */
 bool agent_boot__active(void);
+/* main.c: under suture-run the constructor leaves the agent thread to the
+ * boot hook (agent__start_deferred at the first audit event after
+ * Py_Initialize, or when the hook cannot be set): a second thread in the
+ * process while the interpreter initializes makes every page-table change
+ * of its start (mmap, munmap, mprotect) a cross-CPU TLB flush. Starts the
+ * thread once, if the constructor deferred it; anything else is a no-op. */
+void agent__start_deferred(void);
+bool agent__start_is_deferred(void);
 /* main.c: the monotonic or realtime clock plus ms. */
 void agent__deadline(clockid_t clock, unsigned ms, struct timespec *ts);
 /* main.c: in a forked child whose agent is not started yet, start it (the

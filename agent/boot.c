@@ -352,6 +352,11 @@ static void load_list(void)
 static int boot_hook(const char *event, PyObject *args, void *ud)
 {
 	(void)ud;
+	/* The first event after initialization starts the agent thread the
+	 * constructor left to us (whatever comes first: site's import, -S's
+	 * script, a -c string's compile). */
+	if (agent__start_is_deferred() && Py_IsInitialized())
+		agent__start_deferred();
 	if (boot.fd < 0 || strcmp(event, "exec") != 0 || !Py_IsInitialized())
 		return 0;
 	if (!PyTuple_Check(args) || PyTuple_GET_SIZE(args) < 1 ||
@@ -720,6 +725,7 @@ __attribute__((constructor)) static void boot_ctor(void)
 	if (fd < 0 || getenv("SUTURE_AGENT_NO_START")) {
 		if (fd >= 0)
 			close((int)fd);
+		agent__start_deferred(); /* no hook will */
 		return;
 	}
 	/* The agent thread may be looking already (agent_boot__active). */
@@ -734,6 +740,8 @@ __attribute__((constructor)) static void boot_ctor(void)
 	 * hooks over the defaults as the pre-initialization installs them (a
 	 * second setup keeps them), or plain malloc as PYTHONMALLOC=malloc's. */
 	raw_allocator_as_ahead();
-	if (PySys_AddAuditHook(boot_hook, NULL) < 0)
+	if (PySys_AddAuditHook(boot_hook, NULL) < 0) {
 		boot_off();
+		agent__start_deferred(); /* no hook will */
+	}
 }

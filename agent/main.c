@@ -97,6 +97,26 @@ void agent__deadline(clockid_t clock, unsigned ms, struct timespec *ts)
 	}
 }
 
+__attribute__((visibility("default"))) int suture_agent_start(void);
+
+/* The constructor left the start to the boot hook (agent-priv.h). */
+static bool g_deferred;
+
+bool agent__start_is_deferred(void)
+{
+	return __atomic_load_n(&g_deferred, __ATOMIC_ACQUIRE);
+}
+
+void agent__start_deferred(void)
+{
+	if (!__atomic_exchange_n(&g_deferred, false, __ATOMIC_ACQ_REL))
+		return;
+	if (suture_agent_start()) {
+		agent__log("cannot start the agent thread");
+		ready_say(false);
+	}
+}
+
 /* Py_Initialize's end, as the boot hook sees it (agent__interpreter_up). */
 static pthread_mutex_t g_up_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t g_up_cond = PTHREAD_COND_INITIALIZER; /* CLOCK_REALTIME */
@@ -430,6 +450,14 @@ __attribute__((constructor)) static void agent_ctor(void)
 	/* Loaded as the _suture_helpers extension module by tests: stay inert. */
 	if (getenv("SUTURE_AGENT_NO_START")) {
 		ready_say(false);
+		return;
+	}
+	/* suture-run's boot hook is or will be set (its constructor may run
+	 * before or after ours): it starts the thread once the interpreter is
+	 * initialized, or at once if it cannot be set. */
+	if (agent_boot__active() ||
+	    (getenv("SUTURE_AGENT_BOOT_FD") && getenv("SUTURE_AGENT_BOOT"))) {
+		__atomic_store_n(&g_deferred, true, __ATOMIC_RELEASE);
 		return;
 	}
 	if (suture_agent_start()) {
