@@ -82,7 +82,8 @@ static void sweep_stale(const char *dir, pid_t self)
 		int pid, len = 0;
 		struct stat st;
 		if (sscanf(e->d_name, "tree-%d.sock%n", &pid, &len) != 1 || pid <= 0 ||
-		    e->d_name[len] || pid == (int)self || kill((pid_t)pid, 0) == 0 || errno != ESRCH)
+		    e->d_name[len] || pid == (int)self || kill((pid_t)pid, 0) == 0 ||
+		    errno != ESRCH)
 			continue;
 		if (fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
 		    S_ISSOCK(st.st_mode) && st.st_uid == geteuid())
