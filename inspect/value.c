@@ -219,6 +219,7 @@ int inspect__type_flags(const struct inspect_reader *r, uint64_t type, uint64_t 
 struct ustr {
 	int64_t length;
 	unsigned kind; /* 1, 2 or 4 bytes a character */
+	bool ascii;    /* compact ASCII: kind 1, every byte below 0x80 */
 	uint64_t data;
 };
 
@@ -243,6 +244,7 @@ static int ustr_open(const struct inspect_reader *r, uint64_t addr, struct ustr 
 	if (!ready || (u->kind != 1 && u->kind != 2 && u->kind != 4) || (ascii && u->kind != 1) ||
 	    u->length < 0 || u->length > MAX_SANE_LEN)
 		return -EINVAL;
+	u->ascii = compact && ascii;
 	if (compact)
 		u->data = addr + (uint64_t)(ascii ? o->us_ascii_size : o->us_compact_size);
 	else if (inspect__read_u64(r, addr + (uint64_t)o->us_data_any, &u->data))
@@ -304,8 +306,25 @@ int inspect_str__read(const struct inspect_reader *r, uint64_t addr, char *buf, 
 	if (!is_str(r, type))
 		return -EINVAL;
 	err = ustr_open(r, addr, &u);
-	if (!err)
-		err = ustr_chars(r, &u, cps, sizeof(cps) / sizeof(cps[0]), &n);
+	if (err)
+		return err;
+	/* Names and file names are ASCII, as a rule: their bytes are the
+	 * answer, in one read (what the general path below would make of
+	 * them, without its code points and its buffer). */
+	if (u.ascii && (uint64_t)u.length < len &&
+	    (uint64_t)u.length <= sizeof(cps) / sizeof(cps[0])) {
+		err = inspect__read(r, u.data, buf, (size_t)u.length);
+		if (err)
+			return err;
+		size_t i = 0;
+		while (i < (size_t)u.length && !((unsigned char)buf[i] & 0x80))
+			i++;
+		buf[i] = 0;
+		if (i == (size_t)u.length)
+			return 0;
+		buf[0] = 0; /* a byte the flag denies: the general path decides */
+	}
+	err = ustr_chars(r, &u, cps, sizeof(cps) / sizeof(cps[0]), &n);
 	if (err)
 		return err;
 	struct inspect_str s = { 0 };

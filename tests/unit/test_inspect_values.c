@@ -119,6 +119,33 @@ Test(inspect_values, strings_all_kinds)
 	cr_expect_eq(inspect_str__read(&m.reader, mock_long(&m, 3), name, sizeof(name)), -EINVAL);
 }
 
+/* inspect_str__read's one-read path for compact ASCII strings answers what
+ * the general path (code points, re-encoded) did: whole up to 256
+ * characters, the first 256 beyond, cut at the buffer; an ASCII flag the
+ * bytes deny is decided by the general path (Latin-1 to UTF-8). */
+Test(inspect_values, ascii_names_in_one_read)
+{
+	char name[512], s[301];
+	cr_expect_eq(inspect_str__read(&m.reader, mock_str(&m, "Handler.get"), name, sizeof(name)),
+		     0);
+	cr_expect_str_eq(name, "Handler.get");
+	cr_expect_eq(inspect_str__read(&m.reader, mock_str(&m, ""), name, sizeof(name)), 0);
+	cr_expect_str_eq(name, "");
+	memset(s, 'p', 300);
+	s[300] = 0;
+	cr_expect_eq(inspect_str__read(&m.reader, mock_str(&m, s), name, sizeof(name)), 0);
+	cr_expect_eq(strlen(name), 256);
+	char small[8];
+	cr_expect_eq(inspect_str__read(&m.reader, mock_str(&m, "abcdefghij"), small, sizeof(small)),
+		     0);
+	cr_expect_str_eq(small, "abcdefg");
+	uint64_t liar = mock_str(&m, "caf?");
+	uint8_t e9 = 0xe9;
+	mock_put(&m, liar, m.off.us_ascii_size + 3, &e9, 1);
+	cr_expect_eq(inspect_str__read(&m.reader, liar, name, sizeof(name)), 0);
+	cr_expect_str_eq(name, "caf\xc3\xa9");
+}
+
 Test(inspect_values, long_strings_are_cut)
 {
 	char s[501];
