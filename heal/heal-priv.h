@@ -313,18 +313,26 @@ int heal__send_one(struct heal *h, uint64_t code_addr, const struct guard_patch 
 
 /* ---- loading (load.c) ---- */
 
+/* A code object the walk met, with what the load asks of it first (read
+ * once, by the walk: a load reads each node's header and names no more). */
 struct node {
 	uint64_t addr;
+	int firstlineno;
+	char *qualname;       /* owned */
+	const char *filename; /* one of the tree's files */
 };
 
 struct tree {
 	struct node *v;
 	size_t n, cap;
+	char **files; /* the distinct co_filename texts (a module has one) */
+	size_t nfiles;
 };
 
 /* The code object at addr and, through co_consts, every code object
  * nested in it, in walk order (the root first). 0 or -ENOMEM. */
 int heal__tree_walk(struct heal *h, struct tree *t, uint64_t addr, int depth);
+void heal__tree_free(struct tree *t);
 /* Apply, in sequence, the stored patches whose code_id matches the live
  * code at nd; settle the others of its function. root: the module (or
  * function) walked; func: the live function object, 0 at boot. 0 or

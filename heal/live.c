@@ -53,7 +53,7 @@ static int load_func(struct heal *h, struct live_walk *w, uint64_t fn)
 			if (heal__tree_walk(h, &t, code, 0) == 0)
 				for (size_t k = 0; k < t.n && rc == 0; k++)
 					rc = heal__load_node(h, w->v, w->nv, code, fn, &t.v[k]);
-			free(t.v);
+			heal__tree_free(&t);
 			heal_pages__drop(&h->pages);
 			h->pages.on = true;
 		}

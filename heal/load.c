@@ -48,6 +48,32 @@ int heal__preload(struct heal *h, const struct store *st)
 	return err;
 }
 
+/* The tree's copy of a file name (a module's code objects share one). */
+static const char *tree_file(struct tree *t, const char *name)
+{
+	for (size_t i = t->nfiles; i-- > 0;)
+		if (strcmp(t->files[i], name) == 0)
+			return t->files[i];
+	char **v = realloc(t->files, (t->nfiles + 1) * sizeof(*v));
+	if (!v)
+		return NULL;
+	t->files = v;
+	if (!(v[t->nfiles] = strdup(name)))
+		return NULL;
+	return v[t->nfiles++];
+}
+
+void heal__tree_free(struct tree *t)
+{
+	for (size_t i = 0; i < t->n; i++)
+		free(t->v[i].qualname);
+	for (size_t i = 0; i < t->nfiles; i++)
+		free(t->files[i]);
+	free(t->v);
+	free(t->files);
+	memset(t, 0, sizeof(*t));
+}
+
 int heal__tree_walk(struct heal *h, struct tree *t, uint64_t addr, int depth)
 {
 	struct inspect_code c;
@@ -63,15 +89,25 @@ int heal__tree_walk(struct heal *h, struct tree *t, uint64_t addr, int depth)
 		t->v = nv;
 		t->cap = nc;
 	}
-	t->v[t->n++] = (struct node){ addr };
+	struct node nd = { .addr = addr,
+			   .firstlineno = c.firstlineno,
+			   .qualname = strdup(c.qualname),
+			   .filename = tree_file(t, c.filename) };
+	if (!nd.qualname || !nd.filename) {
+		free(nd.qualname);
+		return -ENOMEM;
+	}
+	t->v[t->n++] = nd;
 	uint64_t *items;
 	size_t n;
 	if (inspect_tuple__read(h->r, c.consts, 1u << 16, &items, &n))
 		return 0;
 	for (size_t i = 0; i < n; i++) {
-		char type[32];
-		if (inspect_value__type_name(h->r, items[i], type, sizeof(type)) == 0 &&
-		    strcmp(type, "code") == 0) {
+		/* A code object by its type's address (code is never
+		 * subclassed): one word read, not the type's name. */
+		uint64_t type = 0;
+		if (h->r->read(h->r->ctx, items[i] + (uint64_t)h->r->off->ob_type, &type, 8) == 0 &&
+		    type && type == h->r->types->type_code) {
 			int err = heal__tree_walk(h, t, items[i], depth + 1);
 			if (err) {
 				free(items);
@@ -97,13 +133,10 @@ static uint64_t reread_code(struct heal *h, uint64_t root, uint64_t func, const 
 	if (func && h->r->read(h->r->ctx, func + (uint64_t)h->r->off->func_code, &root, 8))
 		return 0;
 	if (heal__tree_walk(h, &t, root, 0) == 0)
-		for (size_t i = func ? 0 : 1; i < t.n && !a; i++) {
-			struct inspect_code c;
-			if (inspect_code__read(h->r, t.v[i].addr, &c) == 0 &&
-			    c.firstlineno == firstlineno && strcmp(c.qualname, qualname) == 0)
+		for (size_t i = func ? 0 : 1; i < t.n && !a; i++)
+			if (t.v[i].firstlineno == firstlineno && strcmp(t.v[i].qualname, qualname) == 0)
 				a = t.v[i].addr;
-		}
-	free(t.v);
+	heal__tree_free(&t);
 	return a;
 }
 
@@ -247,12 +280,14 @@ int heal__load_node(struct heal *h, struct spec *v, size_t nv, uint64_t root, ui
 {
 	uint64_t addr = nd->addr;
 	bool chain_lost = false; /* the patched code could not be found back */
-	struct inspect_code c;
+	/* What the walk read of it. */
+	const struct {
+		const char *qualname, *filename;
+		int firstlineno;
+	} c = { nd->qualname, nd->filename, nd->firstlineno };
 	char file[PATH_MAX];
 	int rc = 0;
 
-	if (inspect_code__read(h->r, addr, &c))
-		return 0;
 	/* Cheap test first: a stored function of that name at all? The specs
 	 * of this qualname are v[lo, hi) (heal_specs__from sorts them). */
 	size_t lo, hi;
@@ -475,7 +510,7 @@ int heal__load_tree(struct heal *h, uint64_t root)
 			h->t_synth, h->t_send);
 out:
 	h->pages.on = false;
-	free(t.v);
+	heal__tree_free(&t);
 	heal_specs__free(v, nv);
 	return rc;
 }
