@@ -134,7 +134,8 @@ static uint64_t reread_code(struct heal *h, uint64_t root, uint64_t func, const 
 		return 0;
 	if (heal__tree_walk(h, &t, root, 0) == 0)
 		for (size_t i = func ? 0 : 1; i < t.n && !a; i++)
-			if (t.v[i].firstlineno == firstlineno && strcmp(t.v[i].qualname, qualname) == 0)
+			if (t.v[i].firstlineno == firstlineno &&
+			    strcmp(t.v[i].qualname, qualname) == 0)
 				a = t.v[i].addr;
 	heal__tree_free(&t);
 	return a;
