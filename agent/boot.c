@@ -67,7 +67,8 @@ static struct {
 	size_t nfiles;
 	char *list_path; /* read once the first module was answered */
 	uint64_t next_event;
-	pthread_mutex_t lock; /* one module at a time on the socket */
+	pthread_mutex_t lock;  /* one module at a time on the socket */
+	struct wire_reader rd; /* fd's frames, from the first module served */
 } boot = { .fd = -1, .lock = PTHREAD_MUTEX_INITIALIZER };
 
 bool agent_boot__active(void)
@@ -81,6 +82,8 @@ static void boot_child(void)
 	if (boot.fd >= 0)
 		close(boot.fd);
 	boot.fd = -1;
+	/* Plain stores after fork: its buffer stays the parent's (a few KiB). */
+	memset(&boot.rd, 0, sizeof boot.rd);
 	pthread_mutex_init(&boot.lock, NULL);
 }
 
@@ -89,6 +92,7 @@ static void boot_off(void)
 	if (boot.fd >= 0)
 		close(boot.fd);
 	boot.fd = -1;
+	wire_reader__free(&boot.rd);
 }
 
 /* Called for every module that runs (site's imports, the program's): the
@@ -225,7 +229,9 @@ static void install(PyCodeObject *root, const struct wire_patch *p, struct wire_
  * answer awaited answer_ms at most. Called with the GIL; returns with it.
  * lock (may be NULL) is held meanwhile. Errors close *fdp (boot mode off:
  * the program runs unpatched). */
-static void serve_on(int *fdp, pthread_mutex_t *lock, int answer_ms, PyCodeObject *code)
+/* rd: the reader of *fdp (bytes it holds are the next frames). */
+static void serve_on(int *fdp, struct wire_reader *rd, pthread_mutex_t *lock, int answer_ms,
+		     PyCodeObject *code)
 {
 	struct wire_crash ev;
 	struct wire_buf b = { 0 };
@@ -258,9 +264,10 @@ static void serve_on(int *fdp, pthread_mutex_t *lock, int answer_ms, PyCodeObjec
 		/* Answers go out when no more patches are waiting: the debugger
 		 * wakes once for a batch, not once a patch. */
 		struct pollfd more = { .fd = *fdp, .events = POLLIN };
-		if (b.len && poll(&more, 1, 0) == 0 && (rc = send_buf(*fdp, &b)))
+		if (b.len && !wire_reader__has_frame(rd) && poll(&more, 1, 0) == 0 &&
+		    (rc = send_buf(*fdp, &b)))
 			break;
-		if ((rc = wire_channel__read_frame(*fdp, answer_ms, &h, &pl)))
+		if ((rc = wire_reader__next(rd, *fdp, answer_ms, &h, &pl)))
 			break;
 		if (h.type == WIRE_MSG_RELEASE) {
 			free(pl);
@@ -300,6 +307,7 @@ static void serve_on(int *fdp, pthread_mutex_t *lock, int answer_ms, PyCodeObjec
 	if (rc && *fdp >= 0) {
 		close(*fdp); /* the debugger is gone or confused: run unpatched from now on */
 		*fdp = -1;
+		wire_reader__free(rd);
 	}
 	if (lock)
 		pthread_mutex_unlock(lock);
@@ -312,7 +320,7 @@ static void serve_on(int *fdp, pthread_mutex_t *lock, int answer_ms, PyCodeObjec
 
 static void serve(PyCodeObject *code)
 {
-	serve_on(&boot.fd, &boot.lock, BOOT_ANSWER_MS, code);
+	serve_on(&boot.fd, &boot.rd, &boot.lock, BOOT_ANSWER_MS, code);
 }
 
 static void read_list(const char *path);
@@ -534,7 +542,9 @@ static int tree_hook(const char *event, PyObject *args, void *ud)
 	int fd = tree_connect(sock);
 	if (fd < 0)
 		return 0;
-	serve_on(&fd, NULL, TREE_ANSWER_MS, code);
+	struct wire_reader rd = { 0 };
+	serve_on(&fd, &rd, NULL, TREE_ANSWER_MS, code);
+	wire_reader__free(&rd);
 	if (fd >= 0)
 		close(fd);
 	return 0;

@@ -7,6 +7,7 @@
 #include "inspect/inspect.h"
 #include "rewrite/guard.h"
 #include "store/store.h"
+#include "wire/channel.h"
 #include "wire/msg.h"
 
 #include <limits.h>
@@ -86,6 +87,7 @@ struct heal_session_sender {
 struct heal_boot_sender {
 	struct heal_sender base;
 	int fd;
+	struct wire_reader *rd; /* fd's frames (the caller's: it reads fd next) */
 	uint64_t next_request, next_answer;
 	struct wire_buf posted;
 	uint64_t release; /* the module's event id, RELEASEd behind
@@ -94,14 +96,15 @@ struct heal_boot_sender {
 };
 
 void heal_sender__session(struct heal_session_sender *ss, struct inject_session *s);
-void heal_sender__boot(struct heal_boot_sender *b, int fd, uint64_t release);
+void heal_sender__boot(struct heal_boot_sender *b, int fd, struct wire_reader *rd,
+		       uint64_t release);
 void heal_sender__boot_free(struct heal_boot_sender *b);
 
 /* The boot socket as suture-run's supervisor speaks it (wire/boot.h): the
  * hook's report of a module about to run (any other frame: -EPROTO; EOF:
  * -EPIPE), and a RELEASE (the list mode before any report, or a module's
  * event id). 0 or -errno. */
-int heal_boot__next_module(int fd, struct wire_crash *ev);
+int heal_boot__next_module(int fd, struct wire_reader *rd, struct wire_crash *ev);
 int heal_boot__release(int fd, uint64_t event_id);
 
 /* ---- names (names.c): pure functions of their inputs ---- */

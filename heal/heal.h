@@ -151,8 +151,9 @@ int heal__load_tree_boot(struct heal *h, uint64_t root, int fd);
  * right behind them (the hook installs them all before it reads it), so
  * the module runs while the answers are read. *released: whether it was
  * sent (else the caller releases the module). 0 or -EPIPE. */
-int heal__load_tree_boot_release(struct heal *h, uint64_t root, int fd, uint64_t event_id,
-				 bool *released);
+struct wire_reader;
+int heal__load_tree_boot_release(struct heal *h, uint64_t root, int fd, struct wire_reader *rd,
+				 uint64_t event_id, bool *released);
 
 /* Read the stored patches now, from st (a handle the caller opened,
  * possibly read-only, and still owns), for the next heal__load_tree*

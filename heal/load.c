@@ -445,16 +445,19 @@ int heal__load_node(struct heal *h, struct spec *v, size_t nv, uint64_t root, ui
 
 int heal__load_tree_boot(struct heal *h, uint64_t root, int fd)
 {
+	struct wire_reader rd = { 0 };
 	bool released;
-	return heal__load_tree_boot_release(h, root, fd, 0, &released);
+	int rc = heal__load_tree_boot_release(h, root, fd, &rd, 0, &released);
+	wire_reader__free(&rd);
+	return rc;
 }
 
-int heal__load_tree_boot_release(struct heal *h, uint64_t root, int fd, uint64_t event_id,
-				 bool *released)
+int heal__load_tree_boot_release(struct heal *h, uint64_t root, int fd, struct wire_reader *rd,
+				 uint64_t event_id, bool *released)
 {
 	struct heal_boot_sender b;
 	struct heal_sender *was = h->send;
-	heal_sender__boot(&b, fd, event_id);
+	heal_sender__boot(&b, fd, rd, event_id);
 	h->send = &b.base;
 	int rc = heal__load_tree(h, root);
 	h->send = was;

@@ -322,6 +322,7 @@ struct sup {
 	const char *program;
 	pid_t pid;
 	int boot_fd;
+	struct wire_reader rd; /* boot_fd's frames */
 	struct inject_session *s;
 	struct inspect_proc *ip;
 	struct heal *h;
@@ -410,6 +411,7 @@ static void sup__boot_close(struct sup *u)
 {
 	close(u->boot_fd);
 	u->boot_fd = -1;
+	wire_reader__free(&u->rd);
 	u->pending = false;
 }
 
@@ -421,8 +423,8 @@ static void sup__boot_answer(struct sup *u)
 	u->pending = false;
 	double t = mono_ms();
 	/* The release goes right behind the patches when there are some. */
-	if (h && heal__load_tree_boot_release(h, u->ev.code_addr, u->boot_fd, u->ev.event_id,
-					      &released) == -EPIPE) {
+	if (h && heal__load_tree_boot_release(h, u->ev.code_addr, u->boot_fd, &u->rd,
+					      u->ev.event_id, &released) == -EPIPE) {
 		sup__boot_close(u);
 		released = true; /* nothing to send it on */
 	}
@@ -449,7 +451,7 @@ static void sup__boot_answer(struct sup *u)
  * (site's) is reported too, whatever its file, and is held in its place. */
 static void sup__boot_read(struct sup *u)
 {
-	if (heal_boot__next_module(u->boot_fd, &u->ev)) {
+	if (heal_boot__next_module(u->boot_fd, &u->rd, &u->ev)) {
 		sup__boot_close(u); /* EOF: the child is exiting */
 		return;
 	}
@@ -604,6 +606,8 @@ static int supervise(const struct heal_run_opts *o, pid_t pid, int boot_fd, int 
 		struct pollfd pf[3 + 256];
 		nfds_t n = 0;
 		int bi = -1, si = -1, ri = -1;
+		/* A report the reader holds already: no poll will say so. */
+		bool boot_held = u.boot_fd >= 0 && !u.pending && wire_reader__has_frame(&u.rd);
 		if (u.boot_fd >= 0 && !u.pending) {
 			pf[n] = (struct pollfd){ .fd = u.boot_fd, .events = POLLIN };
 			bi = (int)n++;
@@ -621,7 +625,10 @@ static int supervise(const struct heal_run_opts *o, pid_t pid, int boot_fd, int 
 		bool tree_ready = false;
 		/* Without the pipe, look for the session every millisecond; with
 		 * it, the timeout only bounds how late a child's exit is seen. */
-		int tmo = u.s || session_gone ? 200 : ready_fd >= 0 || ready ? 50 : 1;
+		int tmo = boot_held                ? 0
+			  : u.s || session_gone    ? 200
+			  : ready_fd >= 0 || ready ? 50
+						   : 1;
 		int pr = poll(pf, (nfds_t)tn, tmo);
 		if (pr < 0 && errno != EINTR)
 			break;
@@ -642,7 +649,7 @@ static int supervise(const struct heal_run_opts *o, pid_t pid, int boot_fd, int 
 			close(ready_fd);
 			ready_fd = -1;
 		}
-		if (pr > 0 && bi >= 0 && pf[bi].revents && !u.pending)
+		if (bi >= 0 && !u.pending && (boot_held || (pr > 0 && pf[bi].revents)))
 			sup__boot_read(&u);
 		/* Not only when its socket is readable: a crash read while we
 		 * awaited an answer on the session (TREE_FILES after a patch)
@@ -743,6 +750,7 @@ static int supervise(const struct heal_run_opts *o, pid_t pid, int boot_fd, int 
 	inject_session__close(u.s);
 	if (u.boot_fd >= 0)
 		close(u.boot_fd);
+	wire_reader__free(&u.rd);
 	while (!reaped) {
 		pid_t r = waitpid(pid, &wstatus, 0);
 		if (r == pid || (r < 0 && errno != EINTR))

@@ -5,7 +5,7 @@
  * inject/, and the socket of the agent's boot hook while suture-run loads
  * a module's stored patches (wire/boot.h). The frames are
  * docs/formats/channel.md's, encoded and decoded by wire/msg.c; every
- * frame read here goes through wire_channel__read_frame.
+ * frame read here goes through a wire_reader (wire/channel.h).
  */
 #include "heal/heal-priv.h"
 #include "wire/channel.h"
@@ -204,7 +204,7 @@ static int boot_collect(struct heal_sender *sd, struct wire_patch_result *res, c
 	struct heal_boot_sender *b = (struct heal_boot_sender *)sd;
 	struct wire_hdr hd;
 	uint8_t *pl = NULL;
-	int rc = wire_channel__read_frame(b->fd, -1, &hd, &pl);
+	int rc = wire_reader__next(b->rd, b->fd, -1, &hd, &pl);
 	if (!rc && (hd.type != WIRE_MSG_PATCH_RESULT || !pl))
 		rc = -EPROTO;
 	if (!rc)
@@ -226,11 +226,12 @@ static const struct heal_sender_ops boot_ops = {
 	.collect = boot_collect,
 };
 
-void heal_sender__boot(struct heal_boot_sender *b, int fd, uint64_t release)
+void heal_sender__boot(struct heal_boot_sender *b, int fd, struct wire_reader *rd, uint64_t release)
 {
 	*b = (struct heal_boot_sender){
 		.base = { .ops = &boot_ops, .chunk = BOOT_CHUNK, .inflight = BOOT_INFLIGHT },
 		.fd = fd,
+		.rd = rd,
 		.release = release,
 	};
 }
@@ -240,11 +241,11 @@ void heal_sender__boot_free(struct heal_boot_sender *b)
 	wire_buf__free(&b->posted);
 }
 
-int heal_boot__next_module(int fd, struct wire_crash *ev)
+int heal_boot__next_module(int fd, struct wire_reader *rd, struct wire_crash *ev)
 {
 	uint8_t *pl = NULL;
 	struct wire_hdr hd;
-	int rc = wire_channel__read_frame(fd, -1, &hd, &pl);
+	int rc = wire_reader__next(rd, fd, -1, &hd, &pl);
 	if (!rc && (hd.type != WIRE_MSG_CRASH || !pl))
 		rc = -EPROTO;
 	if (!rc)

@@ -470,7 +470,17 @@ static void member__gone(struct heal_tree *t, size_t i)
 /* A process about to run a listed file's module (connected to our
  * socket): its stored patches go into the module's code first, then it
  * runs. A child not yet announced by FORKED is added now. */
+static void boot_serve_rd(struct heal_tree *t, int cfd, struct wire_reader *rd);
+
 static void boot_serve(struct heal_tree *t, int cfd)
+{
+	struct wire_reader rd = { 0 };
+	boot_serve_rd(t, cfd, &rd);
+	wire_reader__free(&rd);
+}
+
+/* One connection, one module (rd: cfd's frames). */
+static void boot_serve_rd(struct heal_tree *t, int cfd, struct wire_reader *rd)
 {
 	struct ucred cr;
 	socklen_t cl = sizeof cr;
@@ -481,7 +491,7 @@ static void boot_serve(struct heal_tree *t, int cfd)
 	if (getsockopt(cfd, SOL_SOCKET, SO_PEERCRED, &cr, &cl) || cr.pid <= 0 ||
 	    fcntl(cfd, F_SETFL, 0) < 0 ||
 	    setsockopt(cfd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) || poll(&pf, 1, 5000) != 1 ||
-	    heal_boot__next_module(cfd, &ev))
+	    heal_boot__next_module(cfd, rd, &ev))
 		return;
 	struct heal *h = NULL;
 	if (cr.pid == t->root) {
@@ -492,8 +502,8 @@ static void boot_serve(struct heal_tree *t, int cfd)
 		h = m ? member__heal(t, m) : NULL;
 	}
 	unsigned before = h ? heal__stats(h)->loaded : 0;
-	if (h &&
-	    heal__load_tree_boot_release(h, ev.code_addr, cfd, ev.event_id, &released) == -EPIPE)
+	if (h && heal__load_tree_boot_release(h, ev.code_addr, cfd, rd, ev.event_id, &released) ==
+			 -EPIPE)
 		return;
 	if (h && heal__stats(h)->loaded > before && !t->o.heal.quiet)
 		fprintf(stderr, "[suture] pid %d: %u stored patch(es) installed before %s ran\n",

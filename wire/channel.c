@@ -376,3 +376,79 @@ int wire_channel__read_frame(int fd, int timeout_ms, struct wire_hdr *h, uint8_t
 	*payload = p;
 	return 0;
 }
+
+/* What a receive asks for at most: a burst of small frames in one call,
+ * few fresh pages (each costs a page fault the first time). */
+#define READER_CHUNK 16384u
+
+bool wire_reader__has_frame(const struct wire_reader *r)
+{
+	struct wire_hdr h;
+	size_t have = r->len - r->off;
+	return have >= WIRE_HDR_SIZE &&
+	       wire_msg__decode_hdr(r->buf + r->off, r->buf + r->off + WIRE_HDR_SIZE, &h) == 0 &&
+	       have - WIRE_HDR_SIZE >= h.len;
+}
+
+int wire_reader__next(struct wire_reader *r, int fd, int timeout_ms, struct wire_hdr *h,
+		      uint8_t **payload)
+{
+	*payload = NULL;
+	for (;;) {
+		size_t have = r->len - r->off, need = WIRE_HDR_SIZE;
+		if (have >= WIRE_HDR_SIZE) {
+			const uint8_t *p = r->buf + r->off;
+			if (wire_msg__decode_hdr(p, p + WIRE_HDR_SIZE, h))
+				return -EPROTO;
+			need += h->len;
+			if (have >= need) {
+				if (h->len) {
+					if (!(*payload = malloc(h->len)))
+						return -ENOMEM;
+					memcpy(*payload, p + WIRE_HDR_SIZE, h->len);
+				}
+				r->off += need;
+				return 0;
+			}
+		}
+		/* Room for the rest of this frame, and for what follows. */
+		if (r->off) {
+			memmove(r->buf, r->buf + r->off, have);
+			r->off = 0;
+			r->len = have;
+		}
+		size_t want = need > READER_CHUNK ? need : READER_CHUNK;
+		if (r->cap < want) {
+			uint8_t *nb = realloc(r->buf, want);
+			if (!nb)
+				return -ENOMEM;
+			r->buf = nb;
+			r->cap = want;
+		}
+		/* The bound is for a frame's first byte; the rest of a frame
+		 * that has begun comes without one (the peer is writing it). */
+		if (have == 0) {
+			struct pollfd pf = { .fd = fd, .events = POLLIN };
+			int n = poll(&pf, 1, timeout_ms);
+			if (n < 0)
+				return -errno;
+			if (n == 0)
+				return -ETIMEDOUT;
+		}
+		ssize_t n = recv(fd, r->buf + r->len, r->cap - r->len, 0);
+		if (n == 0)
+			return -EPIPE;
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return errno == EAGAIN || errno == EWOULDBLOCK ? -ETIMEDOUT : -EPIPE;
+		}
+		r->len += (size_t)n;
+	}
+}
+
+void wire_reader__free(struct wire_reader *r)
+{
+	free(r->buf);
+	memset(r, 0, sizeof(*r));
+}

@@ -66,4 +66,21 @@ struct wire_hdr;
  * The payload is not decoded: the caller's decoder checks it. */
 int wire_channel__read_frame(int fd, int timeout_ms, struct wire_hdr *h, uint8_t **payload);
 
+/* The same, for a peer that sends frames in bursts (a boot load's PATCH
+ * frames, their answers): one receive takes what the socket holds and the
+ * frames are handed out from it, so a burst of a hundred frames costs a few
+ * system calls, not three a frame. A reader belongs to one descriptor for
+ * as long as it reads it: bytes it holds are the next frame's. Same
+ * results as wire_channel__read_frame (the wait bounds the first byte of a
+ * frame only). Zero-initialized; wire_reader__free when done. */
+struct wire_reader {
+	uint8_t *buf;
+	size_t off, len, cap;
+};
+int wire_reader__next(struct wire_reader *r, int fd, int timeout_ms, struct wire_hdr *h,
+		      uint8_t **payload);
+/* A whole frame is held: the next call makes no system call. */
+bool wire_reader__has_frame(const struct wire_reader *r);
+void wire_reader__free(struct wire_reader *r);
+
 #endif

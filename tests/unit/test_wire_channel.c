@@ -9,10 +9,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/socket.h>
 #include <sys/types.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "wire/channel.h"
+#include "wire/msg.h"
 
 static char base[64];
 
@@ -167,4 +170,72 @@ Test(inject_channel, foreign_owner_passed_over)
 	cr_assert_eq(mkdir(name, 0700), 0);
 	cr_assert_eq(place(me + 1, NULL, false, dir, why), -ENOENT);
 	cr_assert(strstr(why, "is owned by uid"), "%s", why);
+}
+
+/* wire_reader: frames handed out whole from what one receive took, with
+ * wire_channel__read_frame's answers (docs/formats/channel.md). */
+static size_t frame(uint8_t *out, uint16_t type, const void *payload, uint32_t len)
+{
+	out[0] = (uint8_t)len;
+	out[1] = (uint8_t)(len >> 8);
+	out[2] = (uint8_t)(len >> 16);
+	out[3] = (uint8_t)(len >> 24);
+	out[4] = (uint8_t)type;
+	out[5] = (uint8_t)(type >> 8);
+	out[6] = out[7] = 0;
+	memcpy(out + 8, payload, len);
+	return 8 + len;
+}
+
+Test(inject_channel, reader_hands_out_a_burst_from_one_receive)
+{
+	int sv[2];
+	uint8_t buf[256], *pl;
+	size_t n = 0;
+	struct wire_hdr h;
+	struct wire_reader r = { 0 };
+	cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+	n += frame(buf + n, WIRE_MSG_RELEASE, "abc", 3);
+	n += frame(buf + n, WIRE_MSG_PATCH_RESULT, "", 0);
+	n += frame(buf + n, WIRE_MSG_RELEASE, "xyzw", 4);
+	cr_assert_eq(write(sv[0], buf, n), (ssize_t)n);
+	cr_assert_eq(wire_reader__next(&r, sv[1], 1000, &h, &pl), 0);
+	cr_assert(h.type == WIRE_MSG_RELEASE && h.len == 3 && memcmp(pl, "abc", 3) == 0);
+	free(pl);
+	/* The other two came with the first receive. */
+	cr_assert(wire_reader__has_frame(&r));
+	cr_assert_eq(wire_reader__next(&r, sv[1], 0, &h, &pl), 0);
+	cr_assert(h.type == WIRE_MSG_PATCH_RESULT && h.len == 0 && pl == NULL);
+	cr_assert_eq(wire_reader__next(&r, sv[1], 0, &h, &pl), 0);
+	cr_assert(h.len == 4 && memcmp(pl, "xyzw", 4) == 0);
+	free(pl);
+	cr_assert_not(wire_reader__has_frame(&r));
+	cr_assert_eq(wire_reader__next(&r, sv[1], 0, &h, &pl), -ETIMEDOUT);
+	/* A frame split across writes, bigger than one receive's chunk. */
+	static uint8_t big[8 + 40000];
+	uint8_t body[40000];
+	memset(body, 7, sizeof body);
+	size_t bn = frame(big, WIRE_MSG_RELEASE, body, sizeof body);
+	cr_assert_eq(write(sv[0], big, 5), 5);
+	pid_t pid = fork();
+	if (pid == 0) {
+		usleep(20000);
+		_exit(write(sv[0], big + 5, bn - 5) == (ssize_t)(bn - 5) ? 0 : 1);
+	}
+	cr_assert_eq(wire_reader__next(&r, sv[1], 1000, &h, &pl), 0);
+	cr_assert(h.len == sizeof body && memcmp(pl, body, sizeof body) == 0);
+	free(pl);
+	int st;
+	cr_assert_eq(waitpid(pid, &st, 0), pid);
+	/* A header the decoder refuses; then the peer gone inside a frame. */
+	uint8_t bad[8] = { 1, 0, 0, 0, 0xff, 0xff, 0, 0 };
+	cr_assert_eq(write(sv[0], bad, 8), 8);
+	cr_assert_eq(wire_reader__next(&r, sv[1], 1000, &h, &pl), -EPROTO);
+	wire_reader__free(&r);
+	n = frame(buf, WIRE_MSG_RELEASE, "abcdef", 6);
+	cr_assert_eq(write(sv[0], buf, n - 2), (ssize_t)(n - 2));
+	close(sv[0]);
+	cr_assert_eq(wire_reader__next(&r, sv[1], 1000, &h, &pl), -EPIPE);
+	wire_reader__free(&r);
+	close(sv[1]);
 }
