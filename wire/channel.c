@@ -349,17 +349,23 @@ int wire_channel__read_all(int fd, void *buf, size_t len)
 	return 0;
 }
 
+/* Until fd has a byte to read, at most timeout_ms (-1: no limit). 0,
+ * -ETIMEDOUT, or -errno of poll. */
+static int wait_readable(int fd, int timeout_ms)
+{
+	struct pollfd pf = { .fd = fd, .events = POLLIN };
+	int n = poll(&pf, 1, timeout_ms);
+	return n < 0 ? -errno : n == 0 ? -ETIMEDOUT : 0;
+}
+
 int wire_channel__read_frame(int fd, int timeout_ms, struct wire_hdr *h, uint8_t **payload)
 {
 	uint8_t hdr[WIRE_HDR_SIZE];
-	struct pollfd pf = { .fd = fd, .events = POLLIN };
 	*payload = NULL;
-	int n = poll(&pf, 1, timeout_ms);
-	if (n < 0)
-		return -errno;
-	if (n == 0)
-		return -ETIMEDOUT;
-	int rc = wire_channel__read_all(fd, hdr, sizeof hdr);
+	int rc = wait_readable(fd, timeout_ms);
+	if (rc)
+		return rc;
+	rc = wire_channel__read_all(fd, hdr, sizeof hdr);
 	if (rc)
 		return rc == -EAGAIN ? -ETIMEDOUT : -EPIPE;
 	if (wire_msg__decode_hdr(hdr, hdr + sizeof hdr, h))
@@ -427,14 +433,9 @@ int wire_reader__next(struct wire_reader *r, int fd, int timeout_ms, struct wire
 		}
 		/* The bound is for a frame's first byte; the rest of a frame
 		 * that has begun comes without one (the peer is writing it). */
-		if (have == 0) {
-			struct pollfd pf = { .fd = fd, .events = POLLIN };
-			int n = poll(&pf, 1, timeout_ms);
-			if (n < 0)
-				return -errno;
-			if (n == 0)
-				return -ETIMEDOUT;
-		}
+		int rc = have == 0 ? wait_readable(fd, timeout_ms) : 0;
+		if (rc)
+			return rc;
 		ssize_t n = recv(fd, r->buf + r->len, r->cap - r->len, 0);
 		if (n == 0)
 			return -EPIPE;
