@@ -238,4 +238,15 @@ int attach_elf__parse_debuglink(const uint8_t *p, const uint8_t *end, const char
 /* CRC32 as used by .gnu_debuglink (zlib's), continued from crc. */
 uint32_t attach_crc32(uint32_t crc, const void *buf, size_t len);
 
+/* Zeroed memory for a cache of len bytes that a process's pages are read
+ * into, in transparent huge pages where the machine gives them for
+ * madvise() (cache.c says why); NULL when out of memory.
+ * attach_cache__free gives it back. */
+struct attach_cache_mem {
+	void *base;
+	size_t size;
+};
+void *attach_cache__alloc(size_t len, struct attach_cache_mem *m);
+void attach_cache__free(struct attach_cache_mem *m);
+
 #endif

@@ -3,6 +3,7 @@
 #ifndef SUTURE_HEAL_PRIV_H
 #define SUTURE_HEAL_PRIV_H
 
+#include "attach/attach.h"
 #include "heal/heal.h"
 #include "inspect/inspect.h"
 #include "rewrite/guard.h"
@@ -31,8 +32,9 @@
 struct heal_pages {
 	const struct inspect_reader *under;
 	bool on;
-	uint64_t tag[HEAL_NPAGES];  /* page address + 1; 0 = empty */
-	uint8_t (*data)[HEAL_PAGE]; /* NULL: every read goes to under */
+	uint64_t tag[HEAL_NPAGES];   /* page address + 1; 0 = empty */
+	uint8_t (*data)[HEAL_PAGE];  /* NULL: every read goes to under */
+	struct attach_cache_mem mem; /* data's mapping */
 };
 
 /* view becomes a reader like under whose reads go through pc (while

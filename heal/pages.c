@@ -50,7 +50,7 @@ void heal_pages__init(struct heal_pages *pc, const struct inspect_reader *under,
 {
 	memset(pc, 0, sizeof(*pc));
 	pc->under = under;
-	pc->data = malloc(HEAL_NPAGES * sizeof(*pc->data));
+	pc->data = attach_cache__alloc(HEAL_NPAGES * sizeof(*pc->data), &pc->mem);
 	*view = *under;
 	view->read = pages_read;
 	view->ctx = pc;
@@ -63,7 +63,7 @@ void heal_pages__drop(struct heal_pages *pc)
 
 void heal_pages__free(struct heal_pages *pc)
 {
-	free(pc->data);
+	attach_cache__free(&pc->mem);
 	pc->data = NULL;
 	pc->on = false;
 }

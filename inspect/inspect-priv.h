@@ -4,6 +4,7 @@
 
 #include <stdarg.h>
 
+#include "attach/attach.h"
 #include "inspect/inspect.h"
 
 struct attach_elf;
@@ -41,6 +42,7 @@ struct inspect_proc {
 	size_t nregions, cap_regions, region_bytes;
 	size_t last_region;         /* the one the last read hit: reads cluster */
 	struct inspect_page *pages; /* NULL: no page cache */
+	struct attach_cache_mem pages_mem;
 	char err[512];
 };
 

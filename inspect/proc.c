@@ -86,13 +86,14 @@ static int proc_read(void *ctx, uint64_t addr, void *buf, size_t len)
 int inspect__page_cache_on(struct inspect_proc *ip)
 {
 	if (!ip->pages)
-		ip->pages = calloc(INSPECT_NPAGES, sizeof(*ip->pages));
+		ip->pages = attach_cache__alloc(INSPECT_NPAGES * sizeof(*ip->pages),
+						&ip->pages_mem);
 	return ip->pages ? 0 : -ENOMEM;
 }
 
 void inspect__page_cache_off(struct inspect_proc *ip)
 {
-	free(ip->pages);
+	attach_cache__free(&ip->pages_mem);
 	ip->pages = NULL;
 }
 
