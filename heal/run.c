@@ -335,7 +335,7 @@ struct sup {
 	bool script_listed; /* the hook will report the script's module */
 	struct wire_crash ev;
 	/* --verbose start-up clock, ms of CLOCK_MONOTONIC (0: not yet) */
-	double t_fork, t_first, t_session, t_event, t_held_from, t_held_to, t_load;
+	double t_spawn, t_first, t_session, t_event, t_held_from, t_held_to, t_load;
 	double t_heal_from, t_heal_to; /* inspect/ and heal opened */
 	char held[96];                 /* the module that was held */
 	struct heal_tree *tree;        /* the processes it forks */
@@ -511,7 +511,7 @@ static void say_no_agent(pid_t pid)
  * reports. Returns the wait status. */
 static int supervise(const struct heal_run_opts *o, pid_t pid, int boot_fd, int ready_fd,
 		     const char *program, const struct boot_list *bl, bool script_listed,
-		     double t_fork, struct heal_stats *total, bool *healed_now)
+		     double t_spawn, struct heal_stats *total, bool *healed_now)
 {
 	struct sup u = { .o = o,
 			 .program = program,
@@ -519,7 +519,7 @@ static int supervise(const struct heal_run_opts *o, pid_t pid, int boot_fd, int 
 			 .boot_fd = boot_fd,
 			 .bl = bl,
 			 .script_listed = script_listed,
-			 .t_fork = t_fork };
+			 .t_spawn = t_spawn };
 	int wstatus = 0;
 	bool reaped = false, session_gone = false, ready = false;
 	struct inject_opts io = { .no_inject = true,
@@ -723,15 +723,15 @@ static int supervise(const struct heal_run_opts *o, pid_t pid, int boot_fd, int 
 		/* Where the start-up time goes (docs/performance.md);
 		 * SUTURE_RUN_TIMING=1 prints it without the rest of --verbose. */
 		double t_end = mono_ms();
-#define REL(t) ((t) ? (t)-u.t_fork : -1.0)
+#define REL(t) ((t) ? (t)-u.t_spawn : -1.0)
 		fprintf(stderr,
-			"[suture] start-up clock (ms after fork at %.3f monotonic, -1: never): first module reported %.2f, "
+			"[suture] start-up clock (ms after the interpreter was started at %.3f monotonic, -1: never): first module reported %.2f, "
 			"agent session %.2f, layout and specs read from %.2f to %.2f, %s held from %.2f to %.2f "
 			"(%.2f ms, loading patches %.2f); script ended %.2f\n",
-			u.t_fork, REL(u.t_first), REL(u.t_session), REL(u.t_heal_from),
+			u.t_spawn, REL(u.t_first), REL(u.t_session), REL(u.t_heal_from),
 			REL(u.t_heal_to), u.held[0] ? u.held : "nothing", REL(u.t_held_from),
 			REL(u.t_held_to), u.t_held_to ? u.t_held_to - u.t_held_from : 0.0, u.t_load,
-			t_end - u.t_fork);
+			t_end - u.t_spawn);
 #undef REL
 	}
 	if (u.h) {
@@ -1004,7 +1004,7 @@ int heal_run__main(const struct heal_run_opts *opts)
 		int rp[2] = { -1, -1 };
 		if (pipe2(rp, O_CLOEXEC))
 			rp[0] = rp[1] = -1;
-		double t_fork = mono_ms();
+		double t_spawn = mono_ms();
 		pid_t pid = start_child(o, agent, bl.path, sp[1], rp[1], o->cmd.args, err,
 					sizeof(err));
 		last_pid = pid > 0 ? pid : last_pid;
@@ -1042,7 +1042,7 @@ int heal_run__main(const struct heal_run_opts *opts)
 			sp[0] = -1;
 		}
 		bool healed;
-		wstatus = supervise(o, pid, sp[0], rp[0], program, &bl, script_listed, t_fork,
+		wstatus = supervise(o, pid, sp[0], rp[0], program, &bl, script_listed, t_spawn,
 				    &total, &healed);
 		boot_list__free(&bl);
 		bool failed = !(WIFEXITED(wstatus) && WEXITSTATUS(wstatus) == 0);

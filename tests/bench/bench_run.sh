@@ -98,7 +98,7 @@ for n in names:
           f"x{med(res[n][1]) / med(res[p][1]):.3f}")
 print(f"load average during the rounds: {la0} -> {open('/proc/loadavg').read().split()[:3]}")
 
-# suture-run's own clock (ms after fork), medians over the runs.
+# suture-run's own clock (ms after the interpreter was started), medians over the runs.
 import re
 pat = re.compile(r"first module reported ([-0-9.]+), agent session ([-0-9.]+), .*, \S+ held from ([-0-9.]+) to "
                  r"([-0-9.]+) \(([-0-9.]+) ms, loading patches ([-0-9.]+)\); script ended ([-0-9.]+)")
@@ -114,7 +114,7 @@ for name, cmd in confs[1:3]:
         print(f"{name}: no start-up clock line")
         continue
     col = lambda i: med([r[i] for r in rows])
-    print(f"clock of {name} (medians, ms after fork): first module reported {col(0):.2f}, "
+    print(f"clock of {name} (medians, ms after the start): first module reported {col(0):.2f}, "
           f"agent session up {col(1):.2f}, script module held {col(2):.2f}..{col(3):.2f} "
           f"({col(4):.2f} ms, of which loading patches {col(5):.2f}), script ended {col(6):.2f}")
 PY
