@@ -40,7 +40,7 @@ LIBDEPS_heal    := inject wire store inspect rewrite attach probe
 # (inspect uses rewrite's location table; store validates kinds, placements
 # and consumers against rewrite/guards.c, pure data: only that member is pulled)
 SYSLIBS_attach  := -lelf
-SYSLIBS_inspect := -ldwarf -lelf
+SYSLIBS_inspect := -lelf
 SYSLIBS_rewrite :=
 SYSLIBS_store   := -lcjson
 SYSLIBS_wire    :=

@@ -15,8 +15,80 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <dlfcn.h>
 #include <libdwarf/dwarf.h>
 #include <libdwarf/libdwarf.h>
+
+/* libdwarf is loaded when DWARF is read, not with every command: a layout
+ * comes from the cache (offsets.c) or the built-in table on every run but
+ * the first with a new interpreter build, and mapping and relocating
+ * libdwarf at each start of suture-run, suture-attach and suture-audit
+ * cost 0.3 ms on a paravirtualized MMU (docs/performance.md, "start-up,
+ * fifth pass"). The calls below go through this table (the macros keep
+ * the code as libdwarf's documentation writes it). */
+#define DWARF_FNS(X)               \
+	X(dwarf_attr)              \
+	X(dwarf_child)             \
+	X(dwarf_dealloc_attribute) \
+	X(dwarf_dealloc_die)       \
+	X(dwarf_dealloc_error)     \
+	X(dwarf_diename)           \
+	X(dwarf_dieoffset)         \
+	X(dwarf_errmsg)            \
+	X(dwarf_finish)            \
+	X(dwarf_formexprloc)       \
+	X(dwarf_formudata)         \
+	X(dwarf_global_formref)    \
+	X(dwarf_hasattr)           \
+	X(dwarf_init_b)            \
+	X(dwarf_next_cu_header_d)  \
+	X(dwarf_offdie_b)          \
+	X(dwarf_siblingof_b)       \
+	X(dwarf_tag)
+
+static struct {
+#define FN_PTR(name) __typeof__(name) *name;
+	DWARF_FNS(FN_PTR)
+#undef FN_PTR
+} dw;
+
+/* 0, or -ENODATA with err set when libdwarf cannot be loaded. */
+static int dwarf_load(const char *path, char *err, size_t errlen)
+{
+	static int state; /* 0 not tried, 1 loaded, -1 failed */
+	if (state == 0) {
+		void *h = dlopen("libdwarf.so.1", RTLD_NOW | RTLD_LOCAL);
+		state = h ? 1 : -1;
+#define FN_SYM(name)                                               \
+	if (state == 1 && !(*(void **)&dw.name = dlsym(h, #name))) \
+		state = -1;
+		DWARF_FNS(FN_SYM)
+#undef FN_SYM
+	}
+	if (state == 1)
+		return 0;
+	snprintf(err, errlen, "%s: libdwarf.so.1 cannot be loaded", path);
+	return -ENODATA;
+}
+
+#define dwarf_attr dw.dwarf_attr
+#define dwarf_child dw.dwarf_child
+#define dwarf_dealloc_attribute dw.dwarf_dealloc_attribute
+#define dwarf_dealloc_die dw.dwarf_dealloc_die
+#define dwarf_dealloc_error dw.dwarf_dealloc_error
+#define dwarf_diename dw.dwarf_diename
+#define dwarf_dieoffset dw.dwarf_dieoffset
+#define dwarf_errmsg dw.dwarf_errmsg
+#define dwarf_finish dw.dwarf_finish
+#define dwarf_formexprloc dw.dwarf_formexprloc
+#define dwarf_formudata dw.dwarf_formudata
+#define dwarf_global_formref dw.dwarf_global_formref
+#define dwarf_hasattr dw.dwarf_hasattr
+#define dwarf_init_b dw.dwarf_init_b
+#define dwarf_next_cu_header_d dw.dwarf_next_cu_header_d
+#define dwarf_offdie_b dw.dwarf_offdie_b
+#define dwarf_siblingof_b dw.dwarf_siblingof_b
+#define dwarf_tag dw.dwarf_tag
 
 #define MAX_ROOTS 64
 #define MAX_HOPS 16
@@ -350,6 +422,8 @@ int inspect_offsets__from_dwarf(const char *path, struct inspect_offsets *o, cha
 	inspect_offsets__clear(o);
 	if (errlen)
 		err[0] = 0;
+	if ((ret = dwarf_load(path, err, errlen)))
+		return ret;
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0) {
 		ret = -errno;
