@@ -259,7 +259,9 @@ struct heal_watch_opts {
  * and inject_session__open give them: -ESRCH no such process (or it
  * exited during the attach), -EPERM, -ENOEXEC not CPython, -EPROTONOSUPPORT
  * not 3.11, -EBUSY already traced, -EAGAIN stopped, -ENODATA no layout;
- * anything else is another failure. */
+ * anything else is another failure. The caller's handlers of those three
+ * signals are restored; after a stop by one of them the three stay blocked
+ * (the caller is on its way out: a second one must not kill it). */
 int heal_watch__run(pid_t pid, const struct heal_watch_opts *o, char *err, size_t errlen);
 
 /* ---- suture-attach --log / --snapshot (probe.c) ---- */

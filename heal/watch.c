@@ -298,10 +298,18 @@ out:
 	inject_session__close(s);
 	inspect_proc__close(ip);
 	/* Signals that came meanwhile go to on_signal (nothing left to stop),
-	 * not to the handlers restored next: the exit status stays ours. */
+	 * not to the handlers restored next: the exit status stays ours. The
+	 * handlers are restored with the stop signals blocked, and after a
+	 * stop by a signal they stay blocked: the caller is on its way out,
+	 * and a second signal sent a few ms after the first (timeout(1)'s
+	 * TERM twice, INT then TERM) to a detach that was quicker than that
+	 * would otherwise meet the default action and turn status 0 into
+	 * 143. A pending one is discarded at exit. */
 	sigprocmask(SIG_UNBLOCK, &stops, NULL);
+	sigprocmask(SIG_BLOCK, &stops, NULL);
 	for (int i = 0; i < 3; i++)
 		sigaction(sigs[i], &old[i], NULL);
-	sigprocmask(SIG_SETMASK, &oldmask, NULL);
+	if (!g_stop)
+		sigprocmask(SIG_SETMASK, &oldmask, NULL);
 	return status;
 }
