@@ -673,6 +673,17 @@ out:
 			(unsigned long long)dropped);
 	free(ps.m);
 	free(pf);
+	/* After a stop by a signal the caller is on its way out: the three
+	 * stay blocked while and after the caller's handlers come back, so a
+	 * second Ctrl-C cannot turn our status into a death by signal (as
+	 * heal_watch__run). */
+	if (g_stop) {
+		sigset_t stops;
+		sigemptyset(&stops);
+		for (int i = 0; i < 3; i++)
+			sigaddset(&stops, sigs[i]);
+		sigprocmask(SIG_BLOCK, &stops, NULL);
+	}
 	for (int i = 0; i < 3; i++)
 		sigaction(sigs[i], &old[i], NULL);
 	return status;
