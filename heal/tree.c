@@ -28,15 +28,11 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <poll.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/un.h>
-#include <dirent.h>
-#include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
 struct heal_member {
@@ -68,30 +64,6 @@ struct heal_tree {
 	size_t files_len;
 };
 
-/* Sockets of debuggers killed with SIGKILL: tree-<pid>.sock of a pid that
- * no longer runs (a live pid, even another program's, keeps its file: the
- * next debugger with that pid replaces it). Only our own, in our own
- * channel directory. */
-static void sweep_stale(const char *dir, pid_t self)
-{
-	DIR *d = opendir(dir);
-	struct dirent *e;
-	if (!d)
-		return;
-	while ((e = readdir(d))) {
-		int pid, len = 0;
-		struct stat st;
-		if (sscanf(e->d_name, "tree-%d.sock%n", &pid, &len) != 1 || pid <= 0 ||
-		    e->d_name[len] || pid == (int)self || kill((pid_t)pid, 0) == 0 ||
-		    errno != ESRCH)
-			continue;
-		if (fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
-		    S_ISSOCK(st.st_mode) && st.st_uid == geteuid())
-			unlinkat(dirfd(d), e->d_name, 0);
-	}
-	closedir(d);
-}
-
 /* The socket forked children report module execs on (tree_files):
  * tree-<our pid>.sock in the per-user channel directory the agents use
  * (wire_channel__place: $XDG_RUNTIME_DIR/suture, else /tmp/suture-<uid>,
@@ -117,11 +89,12 @@ static void listen_open(struct heal_tree *t)
 		close(dirfd);
 	if (rc)
 		goto fail;
-	sweep_stale(dir, self);
-	if (snprintf(t->sock, sizeof t->sock, "%s/tree-%d.sock", dir, (int)self) >=
-	    (int)sizeof a.sun_path) {
+	/* Stale files of processes killed with SIGKILL, ours included. */
+	wire_channel__sweep(dir);
+	if ((rc = wire_channel__tree_path(dir, self, t->sock, sizeof t->sock)) ||
+	    strlen(t->sock) >= sizeof a.sun_path) {
 		t->sock[0] = 0;
-		rc = -ENAMETOOLONG;
+		rc = rc ? rc : -ENAMETOOLONG;
 		goto fail;
 	}
 	snprintf(a.sun_path, sizeof a.sun_path, "%s", t->sock);

@@ -298,6 +298,29 @@ out:
 	return rc;
 }
 
+/* One tree-<pid>.sock (a debugger's tree socket, heal/tree.c): removed
+ * when its pid is dead or was started after the socket was made (reused).
+ * Nothing holds a lock on it: a live debugger's pid is alive and older. */
+static int sweep_tree(const char *dir, pid_t pid)
+{
+	char path[WIRE_PATH_MAX];
+	struct stat st;
+	time_t start = 0;
+	if (wire_channel__tree_path(dir, pid, path, sizeof path) || lstat(path, &st) ||
+	    !S_ISSOCK(st.st_mode))
+		return 0;
+	int alive = proc_started(pid, &start);
+	if (alive == -EINVAL || (alive == 0 && st.st_mtime >= start - 1))
+		return 0;
+	return unlink(path) == 0;
+}
+
+int wire_channel__tree_path(const char *dir, pid_t pid, char *buf, size_t cap)
+{
+	int n = snprintf(buf, cap, "%s/tree-%d.sock", dir, (int)pid);
+	return n < 0 || (size_t)n >= cap ? -ENAMETOOLONG : 0;
+}
+
 int wire_channel__sweep(const char *dir)
 {
 	DIR *d = opendir(dir);
@@ -310,6 +333,9 @@ int wire_channel__sweep(const char *dir)
 		if (sscanf(e->d_name, "agent-%d.lock%n", &pid, &len) == 1 && pid > 0 &&
 		    e->d_name[len] == 0)
 			cleaned += sweep_one(dir, (pid_t)pid);
+		else if (sscanf(e->d_name, "tree-%d.sock%n", &pid, &len) == 1 && pid > 0 &&
+			 e->d_name[len] == 0)
+			cleaned += sweep_tree(dir, (pid_t)pid);
 	}
 	closedir(d);
 	return cleaned;

@@ -43,11 +43,15 @@ int wire_channel__place(int rootfd, uid_t uid, uid_t owner, const char *xdg, boo
 /* XDG_RUNTIME_DIR out of an environment block (NUL-separated "K=V", as
  * /proc/PID/environ): 0, -ENOENT when absent, -ENAMETOOLONG. */
 int wire_channel__xdg(const char *p, const char *end, char *buf, size_t cap);
+/* A debugger's tree socket in dir (heal/tree.c): <dir>/tree-<pid>.sock.
+ * 0 or -ENAMETOOLONG. */
+int wire_channel__tree_path(const char *dir, pid_t pid, char *buf, size_t cap);
 /* Remove the stale channel files in dir (docs/formats/channel.md, "Stale
  * files"): for each agent-<pid>.lock whose flock can be taken at once (no
  * agent holds it) and whose pid is dead (gone or a zombie) or was started
  * after the lock file was last written (the pid was reused), the lock and
- * agent-<pid>.sock / .sock-new. A held lock is never touched, so a live
+ * agent-<pid>.sock / .sock-new; a tree-<pid>.sock whose pid is dead or
+ * reused the same way. A held lock is never touched, so a live
  * agent's files stay. Best effort: returns how many pids it cleaned, or
  * -errno when dir cannot be read. dir must come from wire_channel__place(). */
 int wire_channel__sweep(const char *dir);

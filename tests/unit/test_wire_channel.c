@@ -10,6 +10,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -238,4 +239,34 @@ Test(inject_channel, reader_hands_out_a_burst_from_one_receive)
 	cr_assert_eq(wire_reader__next(&r, sv[1], 1000, &h, &pl), -EPIPE);
 	wire_reader__free(&r);
 	close(sv[1]);
+}
+
+/* A debugger killed with SIGKILL leaves tree-<pid>.sock: the sweep removes
+ * it when the pid is dead, keeps a live debugger's. */
+static void bind_at(const char *path)
+{
+	struct sockaddr_un a = { .sun_family = AF_UNIX };
+	int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+	cr_assert_geq(fd, 0);
+	snprintf(a.sun_path, sizeof a.sun_path, "%s", path);
+	cr_assert_eq(bind(fd, (struct sockaddr *)&a, sizeof a), 0, "bind %s", path);
+	close(fd);
+}
+
+Test(inject_channel, tree_socket_of_a_dead_pid_is_swept)
+{
+	char dead[WIRE_PATH_MAX], live[WIRE_PATH_MAX];
+	pid_t pid = fork();
+	if (pid == 0)
+		_exit(0);
+	cr_assert_eq(waitpid(pid, NULL, 0), pid);
+	cr_assert_eq(wire_channel__tree_path(base, pid, dead, sizeof dead), 0);
+	cr_assert_eq(wire_channel__tree_path(base, getpid(), live, sizeof live), 0);
+	bind_at(dead);
+	bind_at(live);
+	cr_assert_eq(wire_channel__sweep(base), 1);
+	cr_assert_eq(access(dead, F_OK), -1, "a dead pid's tree socket stays");
+	cr_assert_eq(access(live, F_OK), 0, "a live pid's tree socket was removed");
+	char small[16];
+	cr_assert_eq(wire_channel__tree_path(base, 1, small, sizeof small), -ENAMETOOLONG);
 }
