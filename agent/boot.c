@@ -68,7 +68,7 @@ static struct {
 	char *list_path; /* read once the first module was answered */
 	uint64_t next_event;
 	pthread_mutex_t lock;  /* one module at a time on the socket */
-	struct wire_reader rd; /* fd's frames, from the first module served */
+	struct wire_reader rd; /* fd's frames: every read of fd goes through it */
 } boot = { .fd = -1, .lock = PTHREAD_MUTEX_INITIALIZER };
 
 bool agent_boot__active(void)
@@ -334,7 +334,8 @@ static bool list_ready(void)
 	uint8_t *pl = NULL;
 	PyThreadState *ts = PyEval_SaveThread();
 	pthread_mutex_lock(&boot.lock);
-	int rc = boot.fd < 0 ? -EPIPE : wire_channel__read_frame(boot.fd, BOOT_ANSWER_MS, &h, &pl);
+	int rc = boot.fd < 0 ? -EPIPE
+			     : wire_reader__next(&boot.rd, boot.fd, BOOT_ANSWER_MS, &h, &pl);
 	if (!rc && (h.type != WIRE_MSG_RELEASE || wire_msg__decode_release(pl, pl + h.len, &r)))
 		rc = -EPROTO;
 	free(pl);
