@@ -107,14 +107,20 @@ bool agent__start_is_deferred(void)
 	return __atomic_load_n(&g_deferred, __ATOMIC_ACQUIRE);
 }
 
-void agent__start_deferred(void)
+/* Start the agent thread, or tell suture-run (the ready pipe's EOF) that
+ * no channel will come. */
+static void start_or_say(void)
 {
-	if (!__atomic_exchange_n(&g_deferred, false, __ATOMIC_ACQ_REL))
-		return;
 	if (suture_agent_start()) {
 		agent__log("cannot start the agent thread");
 		ready_say(false);
 	}
+}
+
+void agent__start_deferred(void)
+{
+	if (__atomic_exchange_n(&g_deferred, false, __ATOMIC_ACQ_REL))
+		start_or_say();
 }
 
 /* Py_Initialize's end, as the boot hook sees it (agent__interpreter_up). */
@@ -460,8 +466,5 @@ __attribute__((constructor)) static void agent_ctor(void)
 		__atomic_store_n(&g_deferred, true, __ATOMIC_RELEASE);
 		return;
 	}
-	if (suture_agent_start()) {
-		agent__log("cannot start the agent thread");
-		ready_say(false);
-	}
+	start_or_say();
 }
