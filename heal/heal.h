@@ -14,7 +14,7 @@
  *   heal__summary(h, stderr);
  *   heal__close(h);                             // also stores pending hit counts
  *
- * Stored patches are never code: heal__load_tree_boot() walks the code
+ * Stored patches are never code: heal__load_tree_boot_release() walks the code
  * objects under a root (a module about to run, reported by the agent's boot
  * hook), and for each one matching a stored spec (file, qualified name) it
  * checks the live code's identity against the stored one (different: the
@@ -143,14 +143,14 @@ int heal__load_tree(struct heal *h, uint64_t root);
  * their stored patches through the agent. 0 or -EPIPE. */
 int heal__load_live(struct heal *h);
 
-/* The same at the agent's boot hook (agent/boot.c): patches go
- * over its socket fd while the module is parked before its body runs. */
-int heal__load_tree_boot(struct heal *h, uint64_t root, int fd);
-
-/* The same, and when patches went out, the RELEASE of the hook's event_id
- * right behind them (the hook installs them all before it reads it), so
- * the module runs while the answers are read. *released: whether it was
- * sent (else the caller releases the module). 0 or -EPIPE. */
+/* The same at the agent's boot hook (agent/boot.c): patches go over its
+ * socket fd while the module is parked before its body runs, answers are
+ * read through rd (the reader of fd for as long as the caller reads it:
+ * bytes it holds past the answers are the caller's next frames), and when
+ * patches went out, the RELEASE of the hook's event_id goes right behind
+ * them (the hook installs them all before it reads it), so the module runs
+ * while the answers are read. *released: whether it was sent (else the
+ * caller releases the module). 0 or -EPIPE. */
 struct wire_reader;
 int heal__load_tree_boot_release(struct heal *h, uint64_t root, int fd, struct wire_reader *rd,
 				 uint64_t event_id, bool *released);

@@ -443,15 +443,6 @@ int heal__load_node(struct heal *h, struct spec *v, size_t nv, uint64_t root, ui
 	return rc;
 }
 
-int heal__load_tree_boot(struct heal *h, uint64_t root, int fd)
-{
-	struct wire_reader rd = { 0 };
-	bool released;
-	int rc = heal__load_tree_boot_release(h, root, fd, &rd, 0, &released);
-	wire_reader__free(&rd);
-	return rc;
-}
-
 int heal__load_tree_boot_release(struct heal *h, uint64_t root, int fd, struct wire_reader *rd,
 				 uint64_t event_id, bool *released)
 {
