@@ -24,8 +24,7 @@
  * the first with a new interpreter build, and mapping and relocating
  * libdwarf at each start of suture-run, suture-attach and suture-audit
  * cost 0.3 ms on a paravirtualized MMU (docs/performance.md, "start-up,
- * fifth pass"). The calls below go through this table (the macros keep
- * the code as libdwarf's documentation writes it). */
+ * fifth pass"). The calls below go through this table. */
 #define DWARF_FNS(X)               \
 	X(dwarf_attr)              \
 	X(dwarf_child)             \
@@ -71,25 +70,6 @@ static int dwarf_load(const char *path, char *err, size_t errlen)
 	return -ENODATA;
 }
 
-#define dwarf_attr dw.dwarf_attr
-#define dwarf_child dw.dwarf_child
-#define dwarf_dealloc_attribute dw.dwarf_dealloc_attribute
-#define dwarf_dealloc_die dw.dwarf_dealloc_die
-#define dwarf_dealloc_error dw.dwarf_dealloc_error
-#define dwarf_diename dw.dwarf_diename
-#define dwarf_dieoffset dw.dwarf_dieoffset
-#define dwarf_errmsg dw.dwarf_errmsg
-#define dwarf_finish dw.dwarf_finish
-#define dwarf_formexprloc dw.dwarf_formexprloc
-#define dwarf_formudata dw.dwarf_formudata
-#define dwarf_global_formref dw.dwarf_global_formref
-#define dwarf_hasattr dw.dwarf_hasattr
-#define dwarf_init_b dw.dwarf_init_b
-#define dwarf_next_cu_header_d dw.dwarf_next_cu_header_d
-#define dwarf_offdie_b dw.dwarf_offdie_b
-#define dwarf_siblingof_b dw.dwarf_siblingof_b
-#define dwarf_tag dw.dwarf_tag
-
 #define MAX_ROOTS 64
 #define MAX_HOPS 16
 
@@ -109,7 +89,7 @@ static int die_tag(Dwarf_Die die)
 {
 	Dwarf_Half tag = 0;
 	Dwarf_Error e = NULL;
-	if (dwarf_tag(die, &tag, &e) != DW_DLV_OK)
+	if (dw.dwarf_tag(die, &tag, &e) != DW_DLV_OK)
 		return -1;
 	return tag;
 }
@@ -118,7 +98,7 @@ static int die_has(Dwarf_Die die, Dwarf_Half attr)
 {
 	Dwarf_Bool b = 0;
 	Dwarf_Error e = NULL;
-	return dwarf_hasattr(die, attr, &b, &e) == DW_DLV_OK && b;
+	return dw.dwarf_hasattr(die, attr, &b, &e) == DW_DLV_OK && b;
 }
 
 /* Unsigned constant attribute, or -1. Also accepts a location expression
@@ -129,14 +109,14 @@ static int64_t die_udata(Dwarf_Die die, Dwarf_Half attr)
 	Dwarf_Error e = NULL;
 	Dwarf_Unsigned u = 0;
 	int64_t r = -1;
-	if (dwarf_attr(die, attr, &a, &e) != DW_DLV_OK)
+	if (dw.dwarf_attr(die, attr, &a, &e) != DW_DLV_OK)
 		return -1;
-	if (dwarf_formudata(a, &u, &e) == DW_DLV_OK) {
+	if (dw.dwarf_formudata(a, &u, &e) == DW_DLV_OK) {
 		r = (int64_t)u;
 	} else {
 		Dwarf_Unsigned len = 0;
 		Dwarf_Ptr p = NULL;
-		if (dwarf_formexprloc(a, &len, &p, &e) == DW_DLV_OK && len >= 2 &&
+		if (dw.dwarf_formexprloc(a, &len, &p, &e) == DW_DLV_OK && len >= 2 &&
 		    ((unsigned char *)p)[0] == DW_OP_plus_uconst) {
 			const unsigned char *b = (const unsigned char *)p + 1;
 			uint64_t v = 0;
@@ -151,7 +131,7 @@ static int64_t die_udata(Dwarf_Die die, Dwarf_Half attr)
 			}
 		}
 	}
-	dwarf_dealloc_attribute(a);
+	dw.dwarf_dealloc_attribute(a);
 	return r;
 }
 
@@ -162,11 +142,11 @@ static Dwarf_Die die_type(Dwarf_Debug dbg, Dwarf_Die die)
 	Dwarf_Error e = NULL;
 	Dwarf_Off off = 0;
 	Dwarf_Die t = NULL;
-	if (dwarf_attr(die, DW_AT_type, &a, &e) != DW_DLV_OK)
+	if (dw.dwarf_attr(die, DW_AT_type, &a, &e) != DW_DLV_OK)
 		return NULL;
-	int ok = dwarf_global_formref(a, &off, &e) == DW_DLV_OK;
-	dwarf_dealloc_attribute(a);
-	if (!ok || dwarf_offdie_b(dbg, off, 1, &t, &e) != DW_DLV_OK)
+	int ok = dw.dwarf_global_formref(a, &off, &e) == DW_DLV_OK;
+	dw.dwarf_dealloc_attribute(a);
+	if (!ok || dw.dwarf_offdie_b(dbg, off, 1, &t, &e) != DW_DLV_OK)
 		return NULL;
 	return t;
 }
@@ -181,11 +161,11 @@ static Dwarf_Die strip(Dwarf_Debug dbg, Dwarf_Die die)
 		    tag != DW_TAG_restrict_type)
 			return die;
 		Dwarf_Die next = die_type(dbg, die);
-		dwarf_dealloc_die(die);
+		dw.dwarf_dealloc_die(die);
 		die = next;
 	}
 	if (die)
-		dwarf_dealloc_die(die);
+		dw.dwarf_dealloc_die(die);
 	return NULL;
 }
 
@@ -203,7 +183,7 @@ static int find_member(Dwarf_Debug dbg, Dwarf_Die agg, const char *name, size_t 
 {
 	Dwarf_Die child = NULL, next = NULL;
 	Dwarf_Error e = NULL;
-	if (depth > MAX_HOPS || dwarf_child(agg, &child, &e) != DW_DLV_OK)
+	if (depth > MAX_HOPS || dw.dwarf_child(agg, &child, &e) != DW_DLV_OK)
 		return 0;
 	while (child) {
 		if (die_tag(child) == DW_TAG_member) {
@@ -211,7 +191,7 @@ static int find_member(Dwarf_Debug dbg, Dwarf_Die agg, const char *name, size_t 
 			if (loc < 0)
 				loc = 0; /* union members have no location */
 			char *n = NULL;
-			int named = dwarf_diename(child, &n, &e) == DW_DLV_OK && n;
+			int named = dw.dwarf_diename(child, &n, &e) == DW_DLV_OK && n;
 			if (named && strlen(n) == len && memcmp(n, name, len) == 0) {
 				hit->byte_off = loc;
 				hit->bit_size = die_udata(child, DW_AT_bit_size);
@@ -239,20 +219,20 @@ static int find_member(Dwarf_Debug dbg, Dwarf_Die agg, const char *name, size_t 
 					int ok = (tt == DW_TAG_structure_type ||
 						  tt == DW_TAG_union_type) &&
 						 find_member(dbg, t, name, len, depth + 1, hit);
-					dwarf_dealloc_die(t);
+					dw.dwarf_dealloc_die(t);
 					if (ok) {
 						hit->byte_off += loc;
 						if (hit->bit_pos >= 0)
 							hit->bit_pos += loc * 8;
-						dwarf_dealloc_die(child);
+						dw.dwarf_dealloc_die(child);
 						return 1;
 					}
 				}
 			}
 		}
 		next = NULL;
-		int r = dwarf_siblingof_b(dbg, child, 1, &next, &e);
-		dwarf_dealloc_die(child);
+		int r = dw.dwarf_siblingof_b(dbg, child, 1, &next, &e);
+		dw.dwarf_dealloc_die(child);
 		child = r == DW_DLV_OK ? next : NULL;
 	}
 	return 0;
@@ -265,7 +245,7 @@ static int64_t type_size(Dwarf_Debug dbg, Dwarf_Die t /* consumed */, int elemen
 		return -1;
 	if (element && die_tag(t) == DW_TAG_array_type) {
 		Dwarf_Die el = strip(dbg, die_type(dbg, t));
-		dwarf_dealloc_die(t);
+		dw.dwarf_dealloc_die(t);
 		t = el;
 		if (!t)
 			return -1;
@@ -273,7 +253,7 @@ static int64_t type_size(Dwarf_Debug dbg, Dwarf_Die t /* consumed */, int elemen
 	int64_t s = die_udata(t, DW_AT_byte_size);
 	if (s < 0 && die_tag(t) == DW_TAG_pointer_type)
 		s = 8;
-	dwarf_dealloc_die(t);
+	dw.dwarf_dealloc_die(t);
 	return s;
 }
 
@@ -282,14 +262,14 @@ static int64_t resolve(Dwarf_Debug dbg, Dwarf_Off off, const struct inspect_fiel
 {
 	Dwarf_Die die = NULL;
 	Dwarf_Error e = NULL;
-	if (dwarf_offdie_b(dbg, off, 1, &die, &e) != DW_DLV_OK)
+	if (dw.dwarf_offdie_b(dbg, off, 1, &die, &e) != DW_DLV_OK)
 		return -1;
 	die = strip(dbg, die);
 	if (!die)
 		return -1;
 	if (f->kind == INSPECT_FIELD_SIZEOF) {
 		int64_t s = die_udata(die, DW_AT_byte_size);
-		dwarf_dealloc_die(die);
+		dw.dwarf_dealloc_die(die);
 		return s;
 	}
 	int64_t base = 0, result = -1;
@@ -301,10 +281,10 @@ static int64_t resolve(Dwarf_Debug dbg, Dwarf_Off off, const struct inspect_fiel
 		struct member_hit hit = { 0 };
 		if ((tag != DW_TAG_structure_type && tag != DW_TAG_union_type) ||
 		    !find_member(dbg, die, p, len, 0, &hit)) {
-			dwarf_dealloc_die(die);
+			dw.dwarf_dealloc_die(die);
 			return -1;
 		}
-		dwarf_dealloc_die(die);
+		dw.dwarf_dealloc_die(die);
 		die = NULL;
 		if (!dot) {
 			switch (f->kind) {
@@ -323,12 +303,12 @@ static int64_t resolve(Dwarf_Debug dbg, Dwarf_Off off, const struct inspect_fiel
 			case INSPECT_FIELD_SIZEOF:
 				break;
 			}
-			dwarf_dealloc_die(hit.die);
+			dw.dwarf_dealloc_die(hit.die);
 			return result;
 		}
 		base += hit.byte_off;
 		die = strip(dbg, die_type(dbg, hit.die));
-		dwarf_dealloc_die(hit.die);
+		dw.dwarf_dealloc_die(hit.die);
 		p = dot + 1;
 	}
 	return -1;
@@ -372,7 +352,7 @@ static int complete_type(Dwarf_Debug dbg, Dwarf_Die die)
 	int tt = die_tag(t);
 	int ok = (tt == DW_TAG_structure_type || tt == DW_TAG_union_type) &&
 		 !die_has(t, DW_AT_declaration);
-	dwarf_dealloc_die(t);
+	dw.dwarf_dealloc_die(t);
 	return ok;
 }
 
@@ -380,20 +360,20 @@ static void scan_unit(struct walker *w, Dwarf_Die cu)
 {
 	Dwarf_Die d = NULL, next = NULL;
 	Dwarf_Error e = NULL;
-	if (dwarf_child(cu, &d, &e) != DW_DLV_OK)
+	if (dw.dwarf_child(cu, &d, &e) != DW_DLV_OK)
 		return;
 	while (d && w->nfound < w->nroots) {
 		int tag = die_tag(d);
 		if (tag == DW_TAG_structure_type || tag == DW_TAG_typedef ||
 		    tag == DW_TAG_union_type) {
 			char *n = NULL;
-			if (dwarf_diename(d, &n, &e) == DW_DLV_OK && n) {
+			if (dw.dwarf_diename(d, &n, &e) == DW_DLV_OK && n) {
 				for (size_t i = 0; i < w->nroots; i++) {
 					if (w->roots[i].found || strcmp(w->roots[i].name, n))
 						continue;
 					if (complete_type(w->dbg, d)) {
 						Dwarf_Off off = 0;
-						if (dwarf_dieoffset(d, &off, &e) == DW_DLV_OK) {
+						if (dw.dwarf_dieoffset(d, &off, &e) == DW_DLV_OK) {
 							w->roots[i].off = off;
 							w->roots[i].found = 1;
 							w->nfound++;
@@ -404,12 +384,12 @@ static void scan_unit(struct walker *w, Dwarf_Die cu)
 			}
 		}
 		next = NULL;
-		int r = dwarf_siblingof_b(w->dbg, d, 1, &next, &e);
-		dwarf_dealloc_die(d);
+		int r = dw.dwarf_siblingof_b(w->dbg, d, 1, &next, &e);
+		dw.dwarf_dealloc_die(d);
 		d = r == DW_DLV_OK ? next : NULL;
 	}
 	if (d)
-		dwarf_dealloc_die(d);
+		dw.dwarf_dealloc_die(d);
 }
 
 int inspect_offsets__from_dwarf(const char *path, struct inspect_offsets *o, char *err,
@@ -430,13 +410,13 @@ int inspect_offsets__from_dwarf(const char *path, struct inspect_offsets *o, cha
 		snprintf(err, errlen, "%s: %s", path, strerror(errno));
 		return ret;
 	}
-	int r = dwarf_init_b(fd, DW_DLC_READ, DW_GROUPNUMBER_ANY, NULL, NULL, &w.dbg, &e);
+	int r = dw.dwarf_init_b(fd, DW_DLC_READ, DW_GROUPNUMBER_ANY, NULL, NULL, &w.dbg, &e);
 	if (r != DW_DLV_OK) {
 		ret = r == DW_DLV_NO_ENTRY ? -ENODATA : -EINVAL;
 		snprintf(err, errlen, "%s: %s", path,
-			 r == DW_DLV_NO_ENTRY ? "no DWARF" : dwarf_errmsg(e));
+			 r == DW_DLV_NO_ENTRY ? "no DWARF" : dw.dwarf_errmsg(e));
 		if (r == DW_DLV_ERROR)
-			dwarf_dealloc_error(NULL, e);
+			dw.dwarf_dealloc_error(NULL, e);
 		goto out_fd;
 	}
 	add_roots(&w);
@@ -444,15 +424,15 @@ int inspect_offsets__from_dwarf(const char *path, struct inspect_offsets *o, cha
 		Dwarf_Unsigned next_off = 0;
 		Dwarf_Half cu_type = 0;
 		Dwarf_Die cu = NULL;
-		r = dwarf_next_cu_header_d(w.dbg, 1, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
-					   &next_off, &cu_type, &e);
+		r = dw.dwarf_next_cu_header_d(w.dbg, 1, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+					      NULL, &next_off, &cu_type, &e);
 		if (r != DW_DLV_OK)
 			break;
 		if (w.nfound == w.nroots)
 			continue; /* drain the iteration so libdwarf resets */
-		if (dwarf_siblingof_b(w.dbg, NULL, 1, &cu, &e) == DW_DLV_OK) {
+		if (dw.dwarf_siblingof_b(w.dbg, NULL, 1, &cu, &e) == DW_DLV_OK) {
 			scan_unit(&w, cu);
-			dwarf_dealloc_die(cu);
+			dw.dwarf_dealloc_die(cu);
 		}
 	}
 	size_t n;
@@ -479,7 +459,7 @@ int inspect_offsets__from_dwarf(const char *path, struct inspect_offsets *o, cha
 		ret = -ENODATA;
 		snprintf(err, errlen, "%s: no CPython types in DWARF", path);
 	}
-	dwarf_finish(w.dbg, &e);
+	dw.dwarf_finish(w.dbg, &e);
 out_fd:
 	close(fd);
 	return ret;
