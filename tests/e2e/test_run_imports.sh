@@ -40,6 +40,18 @@ for py in $pys; do
 	grep -q "^\[suture\] patches applied: 0, already healed: 4$" "$W/e2" || { cat "$W/e2"; fail "$py: clean run summary"; }
 	echo "ok: $py: __main__, imported module, import-time call, method comprehension loaded before first call"
 
+	# The same files reached through a symbolic link to their directory:
+	# the modules' file names are not the listed real paths, and the boot
+	# hook still knows them (by device and inode) before they run.
+	ln -sfn "$W" "$W/via"
+	IMPORT_TIME=1 "$RUN" --python "$py" --store "$S" "$W/via/app.py" >"$W/o5" 2>"$W/e5" ||
+		{ cat "$W/e5"; fail "$py: run through a symlink"; }
+	check_out "$W/o5" "import-time level None"
+	grep -q "crash seen" "$W/e5" && { cat "$W/e5"; fail "$py: through a symlink: a crash"; }
+	grep -q "^\[suture\] patches applied: 0, already healed: 4$" "$W/e5" ||
+		{ cat "$W/e5"; fail "$py: through a symlink: the stored patches were not loaded first"; }
+	echo "ok: $py: modules reached through a symlinked directory get their patches first"
+
 	S2="$S-resume"
 	"$RUN" --python "$py" --store "$S2" "$W/app.py" >"$W/o3" 2>"$W/e3"
 	rc=$?
