@@ -300,7 +300,9 @@ int heal_probe__check(const struct heal_probe_opts *o, char *why, size_t cap);
  * attach; -ENOENT no live code on that line (the message names the
  * nearest lines with code) or no live code of that file; -EOPNOTSUPP the
  * line cannot be probed; -ETIMEDOUT no snapshot within the timeout;
- * refusals of heal_probe__check. */
+ * refusals of heal_probe__check. The caller's handlers of those three
+ * signals are restored; after a stop by one of them the three stay blocked
+ * (the caller is on its way out: a second one must not kill it). */
 int heal_probe__run(pid_t pid, const struct heal_probe_opts *o, char *err, size_t errlen);
 
 /* ---- suture-attach --reload (edit and continue) ---- */
