@@ -7,6 +7,8 @@
 #include <gelf.h>
 #include <libelf.h>
 #include <limits.h>
+#include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -685,12 +687,138 @@ static int sym_file_offset(Elf *e, const GElf_Sym *sym, uint64_t *off)
 	return 0;
 }
 
+/* n bytes at off, all of them: 0, -errno, or -ENOEXEC when the file ends. */
+static int pread_all(int fd, void *buf, size_t n, uint64_t off)
+{
+	if (off > (uint64_t)INT64_MAX - n)
+		return -ENOEXEC;
+	ssize_t r = pread(fd, buf, n, (off_t)off);
+	return r == (ssize_t)n ? 0 : r < 0 ? -errno : -ENOEXEC;
+}
+
+/* Within [0, size): len bytes at off. */
+static bool in_section(const Elf64_Shdr *sh, uint64_t off, uint64_t len)
+{
+	return off <= sh->sh_size && len <= sh->sh_size - off;
+}
+
+#define FILE_UINT_MAX_SHDRS 128
+
+/* Through the file's .gnu.hash, with a few small preads into the stack:
+ * no mapping of the file and no heap. suture-run asks this of its
+ * interpreter before every start (heal/run.c, python_check); in a fresh
+ * process libelf's mapped open of the 6.8 MB interpreter cost 1.0 ms, on
+ * this VM mostly first touches of pages, this lookup 0.07 ms
+ * (docs/performance.md, "start-up, sixth pass"). Every offset and index
+ * is checked against the section it lies in (the file is whatever
+ * --python names). -ENOSYS: the file has no .gnu.hash (or more sections
+ * than this reads), and the caller scans .dynsym with libelf instead.
+ * The hash and table layout: the GNU hash section as ld.so reads it
+ * (glibc elf/dl-lookup.c, do_lookup_x; "the GNU hash ELF section"). */
+static int gnu_hash_uint(int fd, const char *name, uint64_t *out)
+{
+	Elf64_Ehdr eh;
+	Elf64_Shdr sh[FILE_UINT_MAX_SHDRS];
+	int err = pread_all(fd, &eh, sizeof(eh), 0);
+	if (err)
+		return err;
+	if (memcmp(eh.e_ident, ELFMAG, SELFMAG) != 0 || eh.e_ident[EI_CLASS] != ELFCLASS64 ||
+	    eh.e_ident[EI_DATA] != ELFDATA2LSB)
+		return -ENOEXEC;
+	if (eh.e_shentsize != sizeof(Elf64_Shdr) || eh.e_shnum == 0 ||
+	    eh.e_shnum > FILE_UINT_MAX_SHDRS)
+		return -ENOSYS;
+	if ((err = pread_all(fd, sh, eh.e_shnum * sizeof(Elf64_Shdr), eh.e_shoff)))
+		return err;
+	const Elf64_Shdr *gh = NULL;
+	for (unsigned i = 0; i < eh.e_shnum && !gh; i++)
+		if (sh[i].sh_type == SHT_GNU_HASH)
+			gh = &sh[i];
+	if (!gh)
+		return -ENOSYS;
+	if (gh->sh_link >= eh.e_shnum || sh[gh->sh_link].sh_type != SHT_DYNSYM ||
+	    sh[gh->sh_link].sh_entsize != sizeof(Elf64_Sym))
+		return -ENOEXEC;
+	const Elf64_Shdr *ds = &sh[gh->sh_link];
+	if (ds->sh_link >= eh.e_shnum || sh[ds->sh_link].sh_type != SHT_STRTAB)
+		return -ENOEXEC;
+	const Elf64_Shdr *strs = &sh[ds->sh_link];
+	uint64_t nsyms = ds->sh_size / sizeof(Elf64_Sym);
+
+	uint32_t h = 5381;
+	for (const unsigned char *c = (const unsigned char *)name; *c; c++)
+		h = h * 33 + *c;
+	/* nbuckets, symoffset, bloom words (of 8 bytes), bloom shift */
+	uint32_t hd[4];
+	if (!in_section(gh, 0, sizeof(hd)))
+		return -ENOEXEC;
+	if ((err = pread_all(fd, hd, sizeof(hd), gh->sh_offset)))
+		return err;
+	uint64_t buckets = sizeof(hd) + (uint64_t)hd[2] * 8;
+	uint64_t chains = buckets + (uint64_t)hd[0] * 4;
+	if (hd[0] == 0 || !in_section(gh, buckets, (uint64_t)hd[0] * 4))
+		return -ENOEXEC;
+	uint32_t i;
+	if ((err = pread_all(fd, &i, 4, gh->sh_offset + buckets + (uint64_t)(h % hd[0]) * 4)))
+		return err;
+	if (i == 0)
+		return -ENOENT; /* an empty bucket */
+	size_t len = strlen(name);
+	char nm[128];
+	if (len >= sizeof(nm))
+		return -ENOENT;
+	/* A chain ends with a word whose low bit is set; it cannot run past
+	 * the section or the symbol table. */
+	for (; i >= hd[1] && i < nsyms; i++) {
+		uint32_t c;
+		uint64_t at = chains + (uint64_t)(i - hd[1]) * 4;
+		if (!in_section(gh, at, 4))
+			return -ENOEXEC;
+		if ((err = pread_all(fd, &c, 4, gh->sh_offset + at)))
+			return err;
+		if ((c | 1) == (h | 1)) {
+			Elf64_Sym s;
+			if ((err = pread_all(fd, &s, sizeof(s),
+					     ds->sh_offset + (uint64_t)i * sizeof(s))))
+				return err;
+			if (in_section(strs, s.st_name, len + 1) &&
+			    pread_all(fd, nm, len + 1, strs->sh_offset + s.st_name) == 0 &&
+			    memcmp(nm, name, len + 1) == 0) {
+				if (s.st_shndx == SHN_UNDEF || s.st_shndx >= eh.e_shnum ||
+				    (s.st_size != 4 && s.st_size != 8))
+					return -ENOENT;
+				const Elf64_Shdr *d = &sh[s.st_shndx];
+				if (d->sh_type == SHT_NOBITS)
+					return -ENOENT;
+				if (s.st_value < d->sh_addr ||
+				    !in_section(d, s.st_value - d->sh_addr, s.st_size))
+					return -ENOEXEC;
+				/* Little-endian: the low bytes first, whatever the size. */
+				uint64_t v = 0;
+				if ((err = pread_all(fd, &v, s.st_size,
+						     d->sh_offset + (s.st_value - d->sh_addr))))
+					return err;
+				*out = v;
+				return 0;
+			}
+		}
+		if (c & 1)
+			break;
+	}
+	return i < hd[1] || i >= nsyms ? -ENOEXEC : -ENOENT;
+}
+
 int attach_elf__file_uint(const char *path, const char *name, uint64_t *out)
 {
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return -errno;
-	int err = -ENOENT;
+	int err = gnu_hash_uint(fd, name, out);
+	if (err != -ENOSYS) {
+		close(fd);
+		return err;
+	}
+	err = -ENOENT;
 	elf_version(EV_CURRENT);
 	Elf *e = elf_begin(fd, ELF_C_READ_MMAP, NULL);
 	GElf_Ehdr eh;
@@ -718,8 +846,7 @@ int attach_elf__file_uint(const char *path, const char *name, uint64_t *out)
 				goto out;
 			/* Little-endian: the low bytes first, whatever the size. */
 			uint64_t v = 0;
-			ssize_t r = pread(fd, &v, sym.st_size, (off_t)off);
-			err = r == (ssize_t)sym.st_size ? 0 : r < 0 ? -errno : -ENOEXEC;
+			err = pread_all(fd, &v, sym.st_size, off);
 			if (!err)
 				*out = v;
 			goto out;
