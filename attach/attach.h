@@ -85,6 +85,16 @@ int attach_elf__debug_file(struct attach_elf *elf, const char **path);
  * little-endian ELF (a script), -errno when it cannot be read. */
 int attach_elf__file_uint(const char *path, const char *name, uint64_t *out);
 
+/* Where the dynamic loader would find the first library an ELF file on disk
+ * needs (DT_NEEDED) whose name starts with prefix: in its DT_RPATH when it
+ * has no DT_RUNPATH, then $LD_LIBRARY_PATH, its DT_RUNPATH ($ORIGIN: the
+ * real directory of path), then the usual system directories (the
+ * loader's cache is not read). A shared-libpython interpreter's version is
+ * read there (suture-run). 0 and the library's path in out; -ENOENT when
+ * no such library is needed or it is not found; -ENOEXEC when path is not
+ * a little-endian ELF64 file; -errno when it cannot be read. */
+int attach_elf__file_needed(const char *path, const char *prefix, char *out, size_t cap);
+
 /* Threads: stop every thread (PTRACE_SEIZE + PTRACE_INTERRUPT, looping over
  * /proc/PID/task until no new thread appears) and release them all. -EBUSY:
  * already traced by another process. */

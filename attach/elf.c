@@ -704,6 +704,29 @@ static bool in_section(const Elf64_Shdr *sh, uint64_t off, uint64_t len)
 
 #define FILE_UINT_MAX_SHDRS 128
 
+/* An ELF64 little-endian file's header and section headers, read into the
+ * caller's stack. */
+struct file_shdrs {
+	Elf64_Ehdr eh;
+	Elf64_Shdr sh[FILE_UINT_MAX_SHDRS];
+};
+
+/* 0; -ENOEXEC: not a little-endian ELF64 file; -ENOSYS: more sections
+ * than this reads (or none); -errno. */
+static int file_shdrs__read(int fd, struct file_shdrs *f)
+{
+	int err = pread_all(fd, &f->eh, sizeof(f->eh), 0);
+	if (err)
+		return err;
+	if (memcmp(f->eh.e_ident, ELFMAG, SELFMAG) != 0 || f->eh.e_ident[EI_CLASS] != ELFCLASS64 ||
+	    f->eh.e_ident[EI_DATA] != ELFDATA2LSB)
+		return -ENOEXEC;
+	if (f->eh.e_shentsize != sizeof(Elf64_Shdr) || f->eh.e_shnum == 0 ||
+	    f->eh.e_shnum > FILE_UINT_MAX_SHDRS)
+		return -ENOSYS;
+	return pread_all(fd, f->sh, f->eh.e_shnum * sizeof(Elf64_Shdr), f->eh.e_shoff);
+}
+
 /* Through the file's .gnu.hash, with a few small preads into the stack:
  * no mapping of the file and no heap. suture-run asks this of its
  * interpreter before every start (heal/run.c, python_check); in a fresh
@@ -717,19 +740,12 @@ static bool in_section(const Elf64_Shdr *sh, uint64_t off, uint64_t len)
  * (glibc elf/dl-lookup.c, do_lookup_x; "the GNU hash ELF section"). */
 static int gnu_hash_uint(int fd, const char *name, uint64_t *out)
 {
-	Elf64_Ehdr eh;
-	Elf64_Shdr sh[FILE_UINT_MAX_SHDRS];
-	int err = pread_all(fd, &eh, sizeof(eh), 0);
+	struct file_shdrs f;
+	const Elf64_Shdr *sh = f.sh;
+	int err = file_shdrs__read(fd, &f);
 	if (err)
 		return err;
-	if (memcmp(eh.e_ident, ELFMAG, SELFMAG) != 0 || eh.e_ident[EI_CLASS] != ELFCLASS64 ||
-	    eh.e_ident[EI_DATA] != ELFDATA2LSB)
-		return -ENOEXEC;
-	if (eh.e_shentsize != sizeof(Elf64_Shdr) || eh.e_shnum == 0 ||
-	    eh.e_shnum > FILE_UINT_MAX_SHDRS)
-		return -ENOSYS;
-	if ((err = pread_all(fd, sh, eh.e_shnum * sizeof(Elf64_Shdr), eh.e_shoff)))
-		return err;
+	const Elf64_Ehdr eh = f.eh;
 	const Elf64_Shdr *gh = NULL;
 	for (unsigned i = 0; i < eh.e_shnum && !gh; i++)
 		if (sh[i].sh_type == SHT_GNU_HASH)
@@ -806,6 +822,131 @@ static int gnu_hash_uint(int fd, const char *name, uint64_t *out)
 			break;
 	}
 	return i < hd[1] || i >= nsyms ? -ENOEXEC : -ENOENT;
+}
+
+/* A NUL-terminated string of a string table section, whole, into buf. */
+static int file_str(int fd, const Elf64_Shdr *strs, uint64_t at, char *buf, size_t cap)
+{
+	if (at >= strs->sh_size || strs->sh_offset > (uint64_t)INT64_MAX - at)
+		return -ENOEXEC;
+	uint64_t n = strs->sh_size - at < cap ? strs->sh_size - at : cap;
+	ssize_t r = pread(fd, buf, (size_t)n, (off_t)(strs->sh_offset + at));
+	if (r < 0)
+		return -errno;
+	if (!memchr(buf, 0, (size_t)r))
+		return -ENOEXEC; /* unterminated, or longer than cap */
+	return 0;
+}
+
+/* dir/name into out, with $ORIGIN and ${ORIGIN} in dir replaced by
+ * origin; whether that is a readable file. */
+static bool lib_in(const char *dir, size_t dlen, const char *origin, const char *name, char *out,
+		   size_t cap)
+{
+	size_t o = 0;
+	for (size_t i = 0; i < dlen && o < cap;) {
+		size_t skip = strncmp(dir + i, "$ORIGIN", 7) == 0     ? 7
+			      : strncmp(dir + i, "${ORIGIN}", 9) == 0 ? 9
+								      : 0;
+		if (skip && dlen - i >= skip) {
+			o += (size_t)snprintf(out + o, cap - o, "%s", origin);
+			i += skip;
+		} else {
+			out[o++] = dir[i++];
+		}
+	}
+	if (o == 0 || o >= cap)
+		return false;
+	int n = snprintf(out + o, cap - o, "/%s", name);
+	struct stat sb;
+	return n > 0 && (size_t)n < cap - o && stat(out, &sb) == 0 && S_ISREG(sb.st_mode) &&
+	       access(out, R_OK) == 0;
+}
+
+/* The first directory of a ':'-separated list holding name. */
+static bool lib_in_list(const char *list, const char *origin, const char *name, char *out,
+			size_t cap)
+{
+	for (const char *d = list; d && *d;) {
+		const char *end = strchr(d, ':');
+		size_t n = end ? (size_t)(end - d) : strlen(d);
+		if (n && lib_in(d, n, origin, name, out, cap))
+			return true;
+		d = end ? end + 1 : NULL;
+	}
+	return false;
+}
+
+int attach_elf__file_needed(const char *path, const char *prefix, char *out, size_t cap)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	struct file_shdrs f;
+	char name[256] = "", rpath[PATH_MAX] = "", runpath[PATH_MAX] = "";
+	int err = file_shdrs__read(fd, &f);
+	if (err == -ENOSYS)
+		err = -ENOENT;
+	const Elf64_Shdr *dyn = NULL;
+	for (unsigned i = 0; !err && i < f.eh.e_shnum && !dyn; i++)
+		if (f.sh[i].sh_type == SHT_DYNAMIC)
+			dyn = &f.sh[i];
+	if (!err &&
+	    (!dyn || dyn->sh_link >= f.eh.e_shnum || f.sh[dyn->sh_link].sh_type != SHT_STRTAB))
+		err = -ENOENT; /* static, or nothing to go by */
+	/* Entries in batches, to DT_NULL or the section's end. */
+	uint64_t n = dyn ? dyn->sh_size / sizeof(Elf64_Dyn) : 0;
+	bool done = false;
+	for (uint64_t i = 0; !err && !done && i < n;) {
+		Elf64_Dyn d[32];
+		uint64_t k = n - i < 32 ? n - i : 32;
+		if ((err = pread_all(fd, d, (size_t)k * sizeof(Elf64_Dyn),
+				     dyn->sh_offset + i * sizeof(Elf64_Dyn))))
+			break;
+		const Elf64_Shdr *strs = &f.sh[dyn->sh_link];
+		for (uint64_t j = 0; j < k && !err && !done; j++) {
+			char s[256];
+			switch (d[j].d_tag) {
+			case DT_NULL:
+				done = true;
+				break;
+			case DT_NEEDED:
+				if (!name[0] &&
+				    file_str(fd, strs, d[j].d_un.d_val, s, sizeof(s)) == 0 &&
+				    strncmp(s, prefix, strlen(prefix)) == 0)
+					memcpy(name, s, sizeof(s));
+				break;
+			case DT_RPATH:
+				err = file_str(fd, strs, d[j].d_un.d_val, rpath, sizeof(rpath));
+				break;
+			case DT_RUNPATH:
+				err = file_str(fd, strs, d[j].d_un.d_val, runpath, sizeof(runpath));
+				break;
+			}
+		}
+		i += k;
+	}
+	close(fd);
+	if (err)
+		return err;
+	if (!name[0] || strchr(name, '/'))
+		return -ENOENT; /* not needed; a path: not searched */
+	/* $ORIGIN: the directory of the file itself, links resolved, as
+	 * the loader takes it from the executable it runs. */
+	char real[PATH_MAX];
+	if (!realpath(path, real))
+		return -errno;
+	*strrchr(real, '/') = 0;
+	/* The loader's order (ld.so(8)); its cache is not read: the
+	 * usual directories stand in for it. */
+	static const char sys_dirs[] = "/lib/x86_64-linux-gnu:/usr/lib/x86_64-linux-gnu:"
+				       "/lib64:/usr/lib64:/lib:/usr/lib:/usr/local/lib";
+	if ((!runpath[0] && lib_in_list(rpath, real, name, out, cap)) ||
+	    lib_in_list(getenv("LD_LIBRARY_PATH"), real, name, out, cap) ||
+	    lib_in_list(runpath, real, name, out, cap) ||
+	    lib_in_list(sys_dirs, real, name, out, cap))
+		return 0;
+	return -ENOENT;
 }
 
 int attach_elf__file_uint(const char *path, const char *name, uint64_t *out)

@@ -859,8 +859,10 @@ static int python_ask_version(const char *py, uint32_t *hv, char *impl, size_t c
  * preloaded into it: the agent is built against 3.11's structures and
  * kills any other (3.12 aborts, 3.10 faults). The version is read from the
  * executable's Py_Version (exported by CPython 3.11 and later, statically
- * linked builds such as Debian's) without running it; else (a shared
- * libpython, an older Python, a wrapper script) the interpreter is asked.
+ * linked builds such as Debian's), or its libpython's where the loader
+ * will find it (attach_elf__file_needed), without running it; else (an
+ * older Python, a wrapper script, a library only the loader's cache
+ * knows) the interpreter is asked.
  * Returns 0, or the exit status after a one-line message. */
 static int python_check(const char *py, bool from_venv)
 {
@@ -871,6 +873,12 @@ static int python_check(const char *py, bool from_venv)
 	uint32_t hv = 0;
 	char impl[32] = "Python";
 	int err = attach_elf__file_uint(py, "Py_Version", &word);
+	/* A shared libpython (pyenv's builds, many distributions'): read
+	 * where the loader will find it rather than start the interpreter
+	 * to ask (15-20 ms before every run). */
+	char lib[PATH_MAX];
+	if (err == -ENOENT && attach_elf__file_needed(py, "libpython3", lib, sizeof(lib)) == 0)
+		err = attach_elf__file_uint(lib, "Py_Version", &word);
 	if (!err && word > UINT32_MAX)
 		err = -ENOENT; /* not a hexversion: ask */
 	hv = (uint32_t)word;

@@ -1,5 +1,6 @@
-/* libFuzzer harness for attach_elf__file_uint (attach/elf.c): the input is
- * an ELF file on disk, as suture-run's --python may name anything. Written
+/* libFuzzer harness for attach_elf__file_uint and attach_elf__file_needed
+ * (attach/elf.c): the input is an ELF file on disk, as suture-run's
+ * --python may name anything. Written
  * to a memfd and looked up by name through /proc/self/fd: every answer is
  * 0, -ENOENT, -ENOEXEC or -ENOSYS's fallback (libelf's scan, which may
  * also say -ENOENT or -ENOEXEC); ASan watches every read. */
@@ -26,6 +27,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	uint64_t v;
 	int rc = attach_elf__file_uint(path, "Py_Version", &v);
 	if (rc != 0 && rc != -ENOENT && rc != -ENOEXEC)
+		abort();
+	/* The libraries it needs, with its own DT_RPATH/DT_RUNPATH. */
+	char lib[4096];
+	rc = attach_elf__file_needed(path, "libpython3", lib, sizeof(lib));
+	if (rc != 0 && rc != -ENOENT && rc != -ENOEXEC && rc != -ENAMETOOLONG)
 		abort();
 	return 0;
 }

@@ -5,6 +5,7 @@
 #include <elf.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -162,4 +163,74 @@ Test(attach_elffile, damaged_copies_give_errors)
 	unlink(path);
 	free(b);
 	free(orig);
+}
+
+/* A shared-libpython interpreter: its libpython is found where the loader
+ * finds it (pyenv's DT_RUNPATH), and found again through $ORIGIN and
+ * $LD_LIBRARY_PATH in a copy of the executable moved elsewhere. */
+Test(attach_elffile, needed_libpython_is_found_as_the_loader_would)
+{
+	static const char py[] = "/root/.pyenv/versions/3.11.7/bin/python3.11";
+	static const char lib[] = "/root/.pyenv/versions/3.11.7/lib/libpython3.11.so.1.0";
+	char out[PATH_MAX];
+	uint64_t v = 0;
+	if (access(py, R_OK) || access(lib, R_OK))
+		cr_skip_test("no shared-libpython pyenv 3.11.7 on this machine");
+	cr_assert_eq(attach_elf__file_needed(py, "libpython3", out, sizeof(out)), 0);
+	cr_assert_str_eq(out, lib);
+	cr_assert_eq(attach_elf__file_uint(out, "Py_Version", &v), 0);
+	cr_assert_eq(v >> 16, 0x030b);
+	/* Needed, but by another name: nothing. */
+	cr_assert_eq(attach_elf__file_needed(py, "libnosuchthing", out, sizeof(out)), -ENOENT);
+
+	/* A copy with its DT_RUNPATH turned into an $ORIGIN one: the
+	 * library next to it is found; without it, $LD_LIBRARY_PATH. */
+	char dir[] = "/tmp/suture-elffile.XXXXXX";
+	cr_assert(mkdtemp(dir));
+	char exe[PATH_MAX], link[PATH_MAX], libdir[PATH_MAX];
+	snprintf(exe, sizeof(exe), "%s/bin/python3.11", dir);
+	snprintf(libdir, sizeof(libdir), "%s/lib", dir);
+	snprintf(link, sizeof(link), "%s/lib/libpython3.11.so.1.0", dir);
+	char bin[PATH_MAX];
+	snprintf(bin, sizeof(bin), "%s/bin", dir);
+	cr_assert_eq(mkdir(bin, 0700), 0);
+	cr_assert_eq(mkdir(libdir, 0700), 0);
+	size_t n;
+	char *b = slurp(py, &n);
+	const char *old = "/root/.pyenv/versions/3.11.7/lib";
+	char *at = memmem(b, n, old, strlen(old) + 1);
+	cr_assert(at, "the runpath string is in the file");
+	memset(at, 0, strlen(old));
+	memcpy(at, "$ORIGIN/../lib", 14);
+	spill(exe, b, n);
+	cr_assert_eq(symlink(lib, link), 0);
+	cr_assert_eq(attach_elf__file_needed(exe, "libpython3", out, sizeof(out)), 0);
+	char want[PATH_MAX];
+	snprintf(want, sizeof(want), "%s/bin/../lib/libpython3.11.so.1.0", dir);
+	cr_assert_str_eq(out, want);
+	unlink(link);
+	/* Gone from there: the system's, if it has one (Debian's libpython3.11
+	 * package), as the loader would take it; else none. */
+	static const char sys_lib[] = "/usr/lib/x86_64-linux-gnu/libpython3.11.so.1.0";
+	if (access(sys_lib, R_OK) == 0) {
+		char r1[PATH_MAX], r2[PATH_MAX];
+		cr_assert_eq(attach_elf__file_needed(exe, "libpython3", out, sizeof(out)), 0);
+		cr_assert(realpath(out, r1) && realpath(sys_lib, r2));
+		cr_assert_str_eq(r1, r2); /* /lib may be /usr/lib */
+	} else {
+		cr_assert_eq(attach_elf__file_needed(exe, "libpython3", out, sizeof(out)), -ENOENT);
+	}
+	setenv("LD_LIBRARY_PATH", "/nonexistent:/root/.pyenv/versions/3.11.7/lib", 1);
+	cr_assert_eq(attach_elf__file_needed(exe, "libpython3", out, sizeof(out)), 0);
+	unsetenv("LD_LIBRARY_PATH");
+	cr_assert_str_eq(out, lib);
+	/* A statically linked interpreter needs no libpython. */
+	if (access(pythons[0], R_OK) == 0)
+		cr_assert_eq(attach_elf__file_needed(pythons[0], "libpython3", out, sizeof(out)),
+			     -ENOENT);
+	unlink(exe);
+	rmdir(bin);
+	rmdir(libdir);
+	rmdir(dir);
+	free(b);
 }
