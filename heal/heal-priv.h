@@ -92,9 +92,10 @@ struct heal_boot_sender {
 	struct wire_reader *rd; /* fd's frames (the caller's: it reads fd next) */
 	uint64_t next_request, next_answer;
 	struct wire_buf posted;
-	uint64_t release; /* the module's event id, RELEASEd behind
+	uint64_t release;   /* the module's event id, RELEASEd behind
 					* the last patches (0: none) */
-	bool released;    /* ... and it went out */
+	bool released;      /* ... and it went out */
+	double released_at; /* when (heal__now_ms) */
 };
 
 void heal_sender__session(struct heal_session_sender *ss, struct inject_session *s);
@@ -216,6 +217,12 @@ struct heal {
 	char last[1024]; /* the last "[suture]" line, for a "failed" event */
 	pid_t pid;
 	bool tag; /* heal__set_tag: lines name the pid */
+	/* While a boot hook's module is held, lines wait here and are written
+	 * at once after it is released (heal__load_tree_boot_release): 100
+	 * "already healed" lines were 100 writes while the module waited. */
+	bool defer;
+	char *deferred;
+	size_t ndeferred, capdeferred;
 	char cwd[PATH_MAX];
 	char pyver[16];
 	struct heal_stats st;
@@ -255,6 +262,8 @@ struct heal {
 
 double heal__now_ms(void);
 /* One "[suture] ..." line on the log. */
+/* Write the lines kept while h->defer was set, at once; stop keeping them. */
+void heal__deferred_flush(struct heal *h);
 void heal__say(struct heal *h, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* A progress line (a crash seen, a guard applied, a patch stored or
  * loaded): as heal__say, but not printed with heal_opts.quiet. What failed,

@@ -72,6 +72,38 @@ double heal__now_ms(void)
 	return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
 }
 
+/* A line kept for heal__deferred_flush (h->defer); -ENOMEM: say it now. */
+static int heal__defer(struct heal *h, const char *line)
+{
+	char pid[32] = "";
+	if (h->tag)
+		snprintf(pid, sizeof(pid), "pid %d: ", (int)h->pid);
+	size_t need = strlen("[suture] ") + strlen(pid) + strlen(line) + 2;
+	if (h->capdeferred - h->ndeferred < need) {
+		size_t nc = h->capdeferred ? 2 * h->capdeferred : 4096;
+		while (nc - h->ndeferred < need)
+			nc *= 2;
+		char *v = realloc(h->deferred, nc);
+		if (!v)
+			return -ENOMEM;
+		h->deferred = v;
+		h->capdeferred = nc;
+	}
+	h->ndeferred += (size_t)snprintf(h->deferred + h->ndeferred, h->capdeferred - h->ndeferred,
+					 "[suture] %s%s\n", pid, line);
+	return 0;
+}
+
+void heal__deferred_flush(struct heal *h)
+{
+	h->defer = false;
+	if (h->ndeferred) {
+		fwrite(h->deferred, 1, h->ndeferred, h->log);
+		fflush(h->log);
+	}
+	h->ndeferred = 0;
+}
+
 void heal__say(struct heal *h, const char *fmt, ...)
 {
 	char line[1024];
@@ -80,6 +112,8 @@ void heal__say(struct heal *h, const char *fmt, ...)
 	vsnprintf(line, sizeof(line), fmt, ap);
 	va_end(ap);
 	memcpy(h->last, line, sizeof(h->last));
+	if (h->defer && heal__defer(h, line) == 0)
+		return;
 	/* One write per line: several tools may share the terminal. */
 	if (h->tag)
 		fprintf(h->log, "[suture] pid %d: %s\n", (int)h->pid, line);
@@ -190,6 +224,8 @@ void heal__close(struct heal *h)
 			free(h->patched[i].stored);
 		free(h->patched);
 		heal_pages__free(&h->pages);
+		heal__deferred_flush(h);
+		free(h->deferred);
 		free(h->pend);
 		heal_specs__free(h->pre, h->npre);
 	}

@@ -149,11 +149,12 @@ int heal__load_live(struct heal *h);
  * bytes it holds past the answers are the caller's next frames), and when
  * patches went out, the RELEASE of the hook's event_id goes right behind
  * them (the hook installs them all before it reads it), so the module runs
- * while the answers are read. *released: whether it was sent (else the
- * caller releases the module). 0 or -EPIPE. */
+ * while the answers are read. *released_at: when it was sent (monotonic
+ * ms, heal__now_ms), 0 when it was not (the caller releases the module).
+ * The load's [suture] lines are written after it, at once. 0 or -EPIPE. */
 struct wire_reader;
 int heal__load_tree_boot_release(struct heal *h, uint64_t root, int fd, struct wire_reader *rd,
-				 uint64_t event_id, bool *released);
+				 uint64_t event_id, double *released_at);
 
 /* Read the stored patches now, from st (a handle the caller opened,
  * possibly read-only, and still owns), for the next heal__load_tree*

@@ -444,15 +444,17 @@ int heal__load_node(struct heal *h, struct spec *v, size_t nv, uint64_t root, ui
 }
 
 int heal__load_tree_boot_release(struct heal *h, uint64_t root, int fd, struct wire_reader *rd,
-				 uint64_t event_id, bool *released)
+				 uint64_t event_id, double *released_at)
 {
 	struct heal_boot_sender b;
 	struct heal_sender *was = h->send;
 	heal_sender__boot(&b, fd, rd, event_id);
 	h->send = &b.base;
+	h->defer = true;
 	int rc = heal__load_tree(h, root);
+	heal__deferred_flush(h);
 	h->send = was;
-	*released = b.released;
+	*released_at = b.released ? b.released_at : 0;
 	heal_sender__boot_free(&b);
 	return rc;
 }

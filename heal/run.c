@@ -336,6 +336,7 @@ struct sup {
 	struct wire_crash ev;
 	/* --verbose start-up clock, ms of CLOCK_MONOTONIC (0: not yet) */
 	double t_spawn, t_first, t_session, t_event, t_held_from, t_held_to, t_load;
+	double t_released;             /* the held module's RELEASE written */
 	double t_heal_from, t_heal_to; /* inspect/ and heal opened */
 	char held[96];                 /* the module that was held */
 	struct heal_tree *tree;        /* the processes it forks */
@@ -421,13 +422,14 @@ static void sup__boot_answer(struct sup *u)
 	struct heal *h = u->load ? sup__heal(u) : NULL;
 	bool first = !u->t_held_to, released = false;
 	u->pending = false;
-	double t = mono_ms();
+	double t = mono_ms(), released_at = 0;
 	/* The release goes right behind the patches when there are some. */
 	if (h && heal__load_tree_boot_release(h, u->ev.code_addr, u->boot_fd, &u->rd,
-					      u->ev.event_id, &released) == -EPIPE) {
+					      u->ev.event_id, &released_at) == -EPIPE) {
 		sup__boot_close(u);
 		released = true; /* nothing to send it on */
 	}
+	released = released || released_at;
 	if (first) {
 		u->t_held_from = u->t_event;
 		u->t_load = mono_ms() - t;
@@ -439,8 +441,10 @@ static void sup__boot_answer(struct sup *u)
 	}
 	if (!released && heal_boot__release(u->boot_fd, u->ev.event_id))
 		sup__boot_close(u);
-	if (first)
+	if (first) {
 		u->t_held_to = mono_ms(); /* with patches: once their answers are read */
+		u->t_released = released_at ? released_at : u->t_held_to;
+	}
 }
 
 /* The boot hook reports a module about to run and waits for our answer,
@@ -727,11 +731,11 @@ static int supervise(const struct heal_run_opts *o, pid_t pid, int boot_fd, int 
 		fprintf(stderr,
 			"[suture] start-up clock (ms after the interpreter was started at %.3f monotonic, -1: never): first module reported %.2f, "
 			"agent session %.2f, layout and specs read from %.2f to %.2f, %s held from %.2f to %.2f "
-			"(%.2f ms, loading patches %.2f); script ended %.2f\n",
+			"(%.2f ms, loading patches %.2f, released after %.2f); script ended %.2f\n",
 			u.t_spawn, REL(u.t_first), REL(u.t_session), REL(u.t_heal_from),
 			REL(u.t_heal_to), u.held[0] ? u.held : "nothing", REL(u.t_held_from),
 			REL(u.t_held_to), u.t_held_to ? u.t_held_to - u.t_held_from : 0.0, u.t_load,
-			t_end - u.t_spawn);
+			u.t_released ? u.t_released - u.t_held_from : 0.0, t_end - u.t_spawn);
 #undef REL
 	}
 	if (u.h) {

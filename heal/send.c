@@ -195,6 +195,8 @@ static int boot_flush(struct heal_sender *sd, bool last)
 	wire_buf__reset(&b->posted);
 	if (rc)
 		b->released = false;
+	else if (b->released)
+		b->released_at = heal__now_ms();
 	return rc ? -EPIPE : 0;
 }
 

@@ -459,7 +459,7 @@ static void boot_serve_rd(struct heal_tree *t, int cfd, struct wire_reader *rd)
 	socklen_t cl = sizeof cr;
 	struct wire_crash ev;
 	struct timeval tv = { .tv_sec = 5 };
-	bool released = false;
+	double released_at = 0;
 	struct pollfd pf = { .fd = cfd, .events = POLLIN };
 	if (getsockopt(cfd, SOL_SOCKET, SO_PEERCRED, &cr, &cl) || cr.pid <= 0 ||
 	    fcntl(cfd, F_SETFL, 0) < 0 ||
@@ -475,14 +475,14 @@ static void boot_serve_rd(struct heal_tree *t, int cfd, struct wire_reader *rd)
 		h = m ? member__heal(t, m) : NULL;
 	}
 	unsigned before = h ? heal__stats(h)->loaded : 0;
-	if (h && heal__load_tree_boot_release(h, ev.code_addr, cfd, rd, ev.event_id, &released) ==
-			 -EPIPE)
+	if (h && heal__load_tree_boot_release(h, ev.code_addr, cfd, rd, ev.event_id,
+					      &released_at) == -EPIPE)
 		return;
 	if (h && heal__stats(h)->loaded > before && !t->o.heal.quiet)
 		fprintf(stderr, "[suture] pid %d: %u stored patch(es) installed before %s ran\n",
 			(int)cr.pid, heal__stats(h)->loaded - before,
 			heal_names__base(ev.filename));
-	if (!released)
+	if (!released_at)
 		heal_boot__release(cfd, ev.event_id);
 }
 

@@ -101,7 +101,7 @@ print(f"load average during the rounds: {la0} -> {open('/proc/loadavg').read().s
 # suture-run's own clock (ms after the interpreter was started), medians over the runs.
 import re
 pat = re.compile(r"first module reported ([-0-9.]+), agent session ([-0-9.]+), .*, \S+ held from ([-0-9.]+) to "
-                 r"([-0-9.]+) \(([-0-9.]+) ms, loading patches ([-0-9.]+)\); script ended ([-0-9.]+)")
+                 r"([-0-9.]+) \(([-0-9.]+) ms, loading patches ([-0-9.]+), released after ([-0-9.]+)\); script ended ([-0-9.]+)")
 env = dict(os.environ, SUTURE_RUN_TIMING="1")
 for name, cmd in confs[1:3]:
     rows = []
@@ -116,7 +116,8 @@ for name, cmd in confs[1:3]:
     col = lambda i: med([r[i] for r in rows])
     print(f"clock of {name} (medians, ms after the start): first module reported {col(0):.2f}, "
           f"agent session up {col(1):.2f}, script module held {col(2):.2f}..{col(3):.2f} "
-          f"({col(4):.2f} ms, of which loading patches {col(5):.2f}), script ended {col(6):.2f}")
+          f"({col(4):.2f} ms, of which loading patches {col(5):.2f}; the module released after "
+          f"{col(6):.2f}), script ended {col(7):.2f}")
 PY
 # Instructions executed by suture-run itself (not the interpreter it
 # starts), from callgrind when valgrind is installed: unlike times, they
