@@ -25,14 +25,15 @@
 /* ------------------------------------------------------------------ */
 /* Synthesis shared by crashes and loads                                */
 
-/* Synthesize d's guard on hc and pass it through the diff gate. */
+/* Synthesize d's guard on hc and pass it through the diff gate, which
+ * verifies the patched code (guard__synthesize_for_gate). */
 int heal__build_patch(const struct heal_code *hc, struct built *b, char *why, size_t cap)
 {
 	struct rewrite_diag diag = { 0 };
 	struct rewrite_code_info pi;
 	struct rewrite_const *pconsts = NULL;
 	int err;
-	if ((err = guard__synthesize(&hc->info, &b->d, &b->gp, &diag))) {
+	if ((err = guard__synthesize_for_gate(&hc->info, &b->d, &b->gp, &diag))) {
 		snprintf(why, cap, "synthesis failed: %s", diag.msg[0] ? diag.msg : strerror(-err));
 		return err;
 	}

@@ -580,8 +580,8 @@ int guard__synthesize_logpoint(const struct rewrite_code_info *info, int line, i
 	return err;
 }
 
-int guard__synthesize(const struct rewrite_code_info *info, const struct guard_decision *d,
-		      struct guard_patch *out, struct rewrite_diag *diag)
+static int synthesize(const struct rewrite_code_info *info, const struct guard_decision *d,
+		      struct guard_patch *out, struct rewrite_diag *diag, bool verify)
 {
 	memset(out, 0, sizeof(*out));
 	out->replaced_unit = -1;
@@ -603,13 +603,25 @@ int guard__synthesize(const struct rewrite_code_info *info, const struct guard_d
 		err = synth_redirect(&g, d, out, diag);
 	else
 		err = synth_handler(&g, d, out, diag);
-	if (err == 0)
+	if (err == 0 && verify)
 		err = verify_patch(info, out, diag);
 out:
 	gctx__close(&g);
 	if (err < 0)
 		guard_patch__release(out);
 	return err;
+}
+
+int guard__synthesize(const struct rewrite_code_info *info, const struct guard_decision *d,
+		      struct guard_patch *out, struct rewrite_diag *diag)
+{
+	return synthesize(info, d, out, diag, true);
+}
+
+int guard__synthesize_for_gate(const struct rewrite_code_info *info, const struct guard_decision *d,
+			       struct guard_patch *out, struct rewrite_diag *diag)
+{
+	return synthesize(info, d, out, diag, false);
 }
 
 /* ---------------------------------------------------------------------- */

@@ -310,6 +310,15 @@ struct guard_patch {
 int guard__synthesize(const struct rewrite_code_info *info, const struct guard_decision *d,
 		      struct guard_patch *out, struct rewrite_diag *diag);
 
+/* The same for a caller that passes the patch through the diff gate next
+ * (guard_diffgate__check), whose last step is the same verification of
+ * the patched code (rewrite_code__verify): here it is not run twice. A
+ * patch from this call must not be installed without the gate's yes.
+ * heal/'s loads and crashes: the verification was 12% of a boot load's
+ * instructions (docs/performance.md, "start-up, sixth pass"). */
+int guard__synthesize_for_gate(const struct rewrite_code_info *info, const struct guard_decision *d,
+			       struct guard_patch *out, struct rewrite_diag *diag);
+
 /* The fidelity probe: a handler guard at every reachable instruction that
  * can raise (not LOAD_CONST, STORE_FAST, RETURN_VALUE...: guard.c,
  * probe_never_raises) whose filter is a private exception type

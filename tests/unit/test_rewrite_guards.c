@@ -126,6 +126,39 @@ Test(guards, synthesizer_follows_the_table)
 		cr_assert(seen & (1u << kind), "no case for %s", guard_kind__name(kind));
 }
 
+/* For a caller that gates: the same patch, byte for byte, as the verified
+ * synthesis gives, and the gate accepts it (the gate's verification
+ * stands for the one left out). */
+Test(guards, synthesis_for_the_gate_is_the_same_patch)
+{
+	for (size_t i = 0; i < NKIND_CASES; i++) {
+		const struct kind_case *kc = &kind_cases[i];
+		const struct rewrite_code_info *info = code_named(kc->fn);
+		struct guard_decision d = decide(kc->fn, kc->op, kc->nth, kc->exc, kc->msg);
+		struct guard_patch a, b;
+		struct rewrite_diag diag = { 0 };
+		cr_assert_eq(guard__synthesize(info, &d, &a, &diag), 0, "%s", diag.msg);
+		cr_assert_eq(guard__synthesize_for_gate(info, &d, &b, &diag), 0, "%s", diag.msg);
+		cr_assert_eq(a.code.len, b.code.len);
+		cr_assert_eq(memcmp(a.code.data, b.code.data, a.code.len), 0, "%s", kc->fn);
+		cr_assert_eq(a.exctable.len, b.exctable.len);
+		cr_assert_eq(memcmp(a.exctable.data, b.exctable.data, a.exctable.len), 0);
+		cr_assert_eq(a.linetable.len, b.linetable.len);
+		cr_assert_eq(memcmp(a.linetable.data, b.linetable.data, a.linetable.len), 0);
+		cr_assert_eq(a.nconsts, b.nconsts);
+		cr_assert_eq(a.stacksize, b.stacksize);
+		struct rewrite_code_info pi;
+		struct rewrite_const *pc = NULL;
+		struct guard_delta dl;
+		cr_assert_eq(guard_patch__info(info, &b, &pi, &pc), 0);
+		cr_assert_eq(guard_diffgate__check(info, &pi, &dl, &diag), 0, "%s: %s", kc->fn,
+			     diag.msg);
+		free(pc);
+		guard_patch__release(&a);
+		guard_patch__release(&b);
+	}
+}
+
 Test(guards, consumer_tokens)
 {
 	for (int c = 0; c < GUARD_CONSUMER_COUNT; c++) {
