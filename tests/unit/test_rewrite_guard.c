@@ -448,6 +448,17 @@ Test(guard, fingerprint)
 	cr_assert_eq(a.hash, b.hash, "any unit of the instruction, same site");
 	cr_assert(strstr(a.window, ">BINARY_SUBSCR"), "%s", a.window);
 	cr_assert(strstr(a.window, "LOAD_CONST 'timeout'"), "%s", a.window);
+	/* The text and its hash are stored with every patch (a change makes
+	 * every stored patch stale): pinned, with a call's +NULL and a jump
+	 * back. */
+	cr_assert_str_eq(a.window, "RESUME 0|LOAD_FAST cfg|LOAD_CONST 'timeout'|>BINARY_SUBSCR|"
+				   "STORE_FAST timeout|LOAD_FAST timeout");
+	cr_assert_eq(a.hash, 0x1f954e5c4b0a2a58ull);
+	const struct rewrite_code_info *fl = code_named("c_for_loop");
+	cr_assert_eq(guard_fingerprint__compute(fl, unit_of(fl, CALL, 0), "KeyError", &c, NULL), 0);
+	cr_assert_str_eq(c.window, "LOAD_GLOBAL print+NULL|LOAD_FAST x|PRECALL 1|>CALL 1|POP_TOP|"
+				   "JUMP_BACKWARD -7");
+	cr_assert_eq(c.hash, 0xc60729ead94a465aull);
 	const struct rewrite_code_info *ci = code_named("coerce");
 	cr_assert_eq(guard_fingerprint__compute(ci, unit_of(ci, PRECALL, 0), "ValueError", &b,
 						NULL),
