@@ -139,6 +139,20 @@ static int set_new(PyObject *kw, const char *key, PyObject *value)
 	return rc;
 }
 
+/* The builtins module, as sys.modules has it (new reference): no import
+ * machinery, whose checks of an imported module were a fifth of a boot
+ * install's time (docs/performance.md, "start-up, sixth pass"); imported
+ * only when sys.modules has none. */
+static PyObject *builtins_module(void)
+{
+	PyObject *name = PyUnicode_InternFromString("builtins");
+	PyObject *m = name ? PyImport_GetModule(name) : NULL;
+	Py_XDECREF(name);
+	if (!m && !PyErr_Occurred())
+		m = PyImport_ImportModule("builtins");
+	return m;
+}
+
 PyObject *agent_install__build_code(PyCodeObject *old, const struct wire_patch *p, char *err,
 				    size_t cap)
 {
@@ -150,7 +164,7 @@ PyObject *agent_install__build_code(PyCodeObject *old, const struct wire_patch *
 	size_t len;
 	int rc;
 
-	if (!(builtins = PyImport_ImportModule("builtins")) || !(consts = PyList_New(0)) ||
+	if (!(builtins = builtins_module()) || !(consts = PyList_New(0)) ||
 	    !(names = PyList_New(0)))
 		goto out;
 	wire_const_iter__init(&ci, p);
@@ -504,7 +518,13 @@ out:
  * with the GIL held and g_reg_lock taken (the agent thread and the exit
  * handler read the names and counts without the GIL). */
 struct live_entry {
-	struct wire_patch_meta meta;
+	/* What the debugger called it (struct wire_patch_meta's fields) in
+	 * one allocation, name first (freeing name frees all four): a copy
+	 * of the fixed-size struct was 945 bytes an entry, and a boot load
+	 * of 100 patches spent a quarter of its installs in the fresh pages
+	 * of this growing array (docs/performance.md, "start-up, sixth
+	 * pass"). */
+	char *name, *guard, *target, *fallback;
 	PyObject *orig, *patched;
 	PyObject *pairs;
 	uint64_t installed_ms;
@@ -560,11 +580,26 @@ static void registry__record(const struct wire_patch *p, PyObject *pairs,
 			return;
 		}
 	}
+	const struct wire_patch_meta *m = &p->meta;
+	size_t ln = strlen(m->name) + 1, lg = strlen(m->guard) + 1, lt = strlen(m->target) + 1,
+	       lf = strlen(m->fallback) + 1;
+	char *names = malloc(ln + lg + lt + lf);
+	if (!names) {
+		agent__log("registry: out of memory, patch not recorded");
+		return;
+	}
+	memcpy(names, m->name, ln);
+	memcpy(names + ln, m->guard, lg);
+	memcpy(names + ln + lg, m->target, lt);
+	memcpy(names + ln + lg + lt, m->fallback, lf);
 	PyObject *first = PyList_GET_ITEM(pairs, 0); /* (original, patched) */
 	pthread_mutex_lock(&g_reg_lock);
 	struct live_entry *e = &g_live[g_nlive];
 	memset(e, 0, sizeof *e);
-	e->meta = p->meta;
+	e->name = names;
+	e->guard = names + ln;
+	e->target = names + ln + lg;
+	e->fallback = names + ln + lg + lt;
 	e->orig = Py_NewRef(PyTuple_GET_ITEM(first, 0));
 	e->patched = Py_NewRef(PyTuple_GET_ITEM(first, 1));
 	e->pairs = Py_NewRef(pairs);
@@ -657,7 +692,10 @@ int agent_install__list(struct wire_buf *b, uint64_t request_id)
 		PyCodeObject *orig = (PyCodeObject *)e->orig;
 		struct wire_live_patch lp;
 		memset(&lp, 0, sizeof lp);
-		lp.meta = e->meta;
+		snprintf(lp.meta.name, sizeof lp.meta.name, "%s", e->name);
+		snprintf(lp.meta.guard, sizeof lp.meta.guard, "%s", e->guard);
+		snprintf(lp.meta.target, sizeof lp.meta.target, "%s", e->target);
+		snprintf(lp.meta.fallback, sizeof lp.meta.fallback, "%s", e->fallback);
 		snprintf(lp.qualname, sizeof lp.qualname, "%s", utf8_or(orig->co_qualname));
 		snprintf(lp.filename, sizeof lp.filename, "%s", utf8_or(orig->co_filename));
 		lp.first_line = orig->co_firstlineno > 0 ? (uint32_t)orig->co_firstlineno : 0;
@@ -698,7 +736,7 @@ static void keep_unreported(const struct live_entry *e)
 	g_gone = v;
 	struct wire_hit *h = &g_gone[g_ngone++];
 	memset(h, 0, sizeof *h);
-	snprintf(h->name, sizeof h->name, "%s", e->meta.name);
+	snprintf(h->name, sizeof h->name, "%s", e->name);
 	h->orig_addr = (uint64_t)(uintptr_t)e->orig;
 	h->count = n;
 	h->last_ms = __atomic_load_n(&e->last_ms, __ATOMIC_RELAXED);
@@ -706,7 +744,7 @@ static void keep_unreported(const struct live_entry *e)
 
 static bool rollback_selects(const struct wire_rollback *m, const struct live_entry *e)
 {
-	return (m->flags & WIRE_ROLLBACK_F_ALL) || strcmp(e->meta.name, m->name) == 0;
+	return (m->flags & WIRE_ROLLBACK_F_ALL) || strcmp(e->name, m->name) == 0;
 }
 
 /* Undo one entry: installing is done again, backwards. Every function
@@ -753,7 +791,7 @@ static int rollback_one(struct live_entry *e, struct wire_rollback_result *res)
 		goto out;
 	if (e->reload) {
 		rc = rollback_reload(e, funcs, res);
-		agent__log("rollback: %s (reload): %d", e->meta.name, rc);
+		agent__log("rollback: %s (reload): %d", e->name, rc);
 		goto out;
 	}
 	rc = install_everywhere(e->patched, e->orig, funcs, &all, &pr, pairs, 0);
@@ -765,7 +803,7 @@ static int rollback_one(struct live_entry *e, struct wire_rollback_result *res)
 	res->nframes += pr.nframes;
 	if (rc && pr.message[0])
 		snprintf(res->message, sizeof res->message, "%s", pr.message);
-	agent__log("rollback: %s: %u function(s), %u enclosing, %u frame(s): %d", e->meta.name,
+	agent__log("rollback: %s: %u function(s), %u enclosing, %u frame(s): %d", e->name,
 		   pr.nfunctions, pr.nparents, pr.nframes, rc);
 out:
 	PyErr_Clear();
@@ -806,8 +844,7 @@ int agent_install__rollback(const struct wire_rollback *m, struct wire_rollback_
 				res->message, sizeof res->message,
 				"agent: patch '%.90s' was installed on top of '%.90s': roll it back "
 				"first (or all)",
-				g_live[k].meta.name[0] ? g_live[k].meta.name : "(unnamed)",
-				g_live[i].meta.name);
+				g_live[k].name[0] ? g_live[k].name : "(unnamed)", g_live[i].name);
 			return -EBUSY;
 		}
 	}
@@ -835,6 +872,7 @@ int agent_install__rollback(const struct wire_rollback *m, struct wire_rollback_
 			if (!e->reload)
 				g_nguards--;
 			keep_unreported(e);
+			free(e->name);
 			memmove(e, e + 1, (g_nlive - i - 1) * sizeof *e);
 			g_nlive--;
 			pthread_mutex_unlock(&g_reg_lock);
@@ -947,7 +985,7 @@ int agent_install__hits(struct wire_buf *b, const struct timespec *deadline)
 		nlive--;
 		struct wire_hit h;
 		memset(&h, 0, sizeof h);
-		snprintf(h.name, sizeof h.name, "%s", e->meta.name);
+		snprintf(h.name, sizeof h.name, "%s", e->name);
 		h.orig_addr = (uint64_t)(uintptr_t)e->orig;
 		h.count = fired - e->reported;
 		h.last_ms = __atomic_load_n(&e->last_ms, __ATOMIC_RELAXED);
