@@ -370,14 +370,19 @@ static void sup__handled(struct sup *u, bool ending)
 
 /* inspect/ reads the child: opened at the first need (the interpreter is
  * initialized by then, every library mapped): when the agent's session
- * comes up if there are patches to load, else at the first crash. */
-static struct heal *sup__heal(struct sup *u)
+ * comes up if there are patches to load, else at the first crash.
+ * early: right after the start, when patches are to be loaded; a failure
+ * then is not final (sup__heal_early). */
+static struct heal *sup__heal_open(struct sup *u, bool early)
 {
 	char err[512];
 	if (u->h || u->inspect_failed)
 		return u->h;
 	u->t_heal_from = mono_ms();
 	if (inspect_proc__open(u->pid, NULL, &u->ip, err, sizeof(err))) {
+		u->ip = NULL;
+		if (early)
+			return NULL;
 		fprintf(stderr, "[suture] %s: nothing is healed in this run\n", err);
 		u->inspect_failed = true;
 		return NULL;
@@ -406,6 +411,27 @@ static struct heal *sup__heal(struct sup *u)
 	u->t_heal_to = mono_ms();
 	heal__set_tag(u->h, heal_tree__several(u->tree));
 	return u->h;
+}
+
+static struct heal *sup__heal(struct sup *u)
+{
+	return sup__heal_open(u, false);
+}
+
+/* With patches to load, the layout is read as soon as the interpreter's
+ * image allows: a static libpython (Debian's python3.11) has everything
+ * inspect/ reads in the executable, which the exec posix_spawn waited
+ * for has mapped, and nothing it reads depends on the interpreter's
+ * initialization (symbols, Py_Version, the layout of its structs). Then
+ * the interpreter is starting on the other CPU with no other thread; at
+ * the agent's ready, this work ran beside site's imports and the agent
+ * thread, and the script's module was reported 1.4 ms later than with an
+ * empty store (docs/performance.md, "start-up, sixth pass"). A shared
+ * libpython is not mapped yet: the open fails, quietly, and is made
+ * again at the agent's ready, as before. */
+static void sup__heal_early(struct sup *u)
+{
+	sup__heal_open(u, true);
 }
 
 static void sup__boot_close(struct sup *u)
@@ -552,6 +578,8 @@ static int supervise(const struct heal_run_opts *o, pid_t pid, int boot_fd, int 
 	char open_err[512] = ""; /* why the last session open failed */
 
 	*healed_now = false;
+	if (bl->nfiles)
+		sup__heal_early(&u);
 	/* How long a held script waits for the agent's session. */
 	double session_deadline = mono_ms() + 5000;
 	double t_flush = mono_ms();
