@@ -87,8 +87,13 @@ for name, _ in confs:
 names = [n for n, _ in confs if "suture-run" in n]
 for n in names:
     p = ref[n]
-    print(f"added by {n}: wall {med(res[n][0]) - med(res[p][0]):+.2f} ms (min to min "
-          f"{min(res[n][0]) - min(res[p][0]):+.2f} ms), CPU {med(res[n][1]) - med(res[p][1]):+.2f} ms")
+    # Paired: the median of each round's difference (the rounds are
+    # interleaved), steadier than a difference of medians on a VM whose
+    # two CPUs drift apart.
+    paired = med([a - b for a, b in zip(res[n][0], res[p][0])])
+    print(f"added by {n}: wall {med(res[n][0]) - med(res[p][0]):+.2f} ms (paired {paired:+.2f}, "
+          f"min to min {min(res[n][0]) - min(res[p][0]):+.2f} ms), CPU "
+          f"{med(res[n][1]) - med(res[p][1]):+.2f} ms")
 # As ratios to plain start-up, measured in the same interleaved rounds
 # (what a loaded machine does to one it does to the other).
 for n in names:
