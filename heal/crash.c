@@ -58,8 +58,10 @@ void heal__show_delta(struct heal *h, const struct heal_code *hc, const struct b
 	char dl[256];
 	guard_delta__format(&b->delta, dl, sizeof(dl));
 	heal__say(h, "bytecode delta of %s: %s", hc->qualname, dl);
-	guard_patch__dis(&hc->info, &b->gp, b->d.anchor_unit, 4, h->log);
-	fflush(h->log);
+	/* Under its heading, kept with it during a boot load. */
+	FILE *out = h->deferred ? h->deferred : h->log;
+	guard_patch__dis(&hc->info, &b->gp, b->d.anchor_unit, 4, out);
+	fflush(out);
 }
 
 /* The original code's parts, as data, for `suture-audit explain` to show

@@ -220,9 +220,9 @@ struct heal {
 	/* While a boot hook's module is held, lines wait here and are written
 	 * at once after it is released (heal__load_tree_boot_release): 100
 	 * "already healed" lines were 100 writes while the module waited. */
-	bool defer;
-	char *deferred;
-	size_t ndeferred, capdeferred;
+	FILE *deferred; /* heal__defer_begin's memory stream, or NULL */
+	char *deferred_buf;
+	size_t deferred_len;
 	char cwd[PATH_MAX];
 	char pyver[16];
 	struct heal_stats st;
@@ -262,7 +262,9 @@ struct heal {
 
 double heal__now_ms(void);
 /* One "[suture] ..." line on the log. */
-/* Write the lines kept while h->defer was set, at once; stop keeping them. */
+/* Keep the lines heal__say writes from now on (in memory; said at once
+ * if that cannot be had), until heal__deferred_flush writes them at once. */
+void heal__defer_begin(struct heal *h);
 void heal__deferred_flush(struct heal *h);
 void heal__say(struct heal *h, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* A progress line (a crash seen, a guard applied, a patch stored or

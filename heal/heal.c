@@ -72,36 +72,25 @@ double heal__now_ms(void)
 	return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
 }
 
-/* A line kept for heal__deferred_flush (h->defer); -ENOMEM: say it now. */
-static int heal__defer(struct heal *h, const char *line)
+void heal__defer_begin(struct heal *h)
 {
-	char pid[32] = "";
-	if (h->tag)
-		snprintf(pid, sizeof(pid), "pid %d: ", (int)h->pid);
-	size_t need = strlen("[suture] ") + strlen(pid) + strlen(line) + 2;
-	if (h->capdeferred - h->ndeferred < need) {
-		size_t nc = h->capdeferred ? 2 * h->capdeferred : 4096;
-		while (nc - h->ndeferred < need)
-			nc *= 2;
-		char *v = realloc(h->deferred, nc);
-		if (!v)
-			return -ENOMEM;
-		h->deferred = v;
-		h->capdeferred = nc;
-	}
-	h->ndeferred += (size_t)snprintf(h->deferred + h->ndeferred, h->capdeferred - h->ndeferred,
-					 "[suture] %s%s\n", pid, line);
-	return 0;
+	if (!h->deferred)
+		h->deferred = open_memstream(&h->deferred_buf, &h->deferred_len);
 }
 
 void heal__deferred_flush(struct heal *h)
 {
-	h->defer = false;
-	if (h->ndeferred) {
-		fwrite(h->deferred, 1, h->ndeferred, h->log);
+	if (!h->deferred)
+		return;
+	fclose(h->deferred);
+	h->deferred = NULL;
+	if (h->deferred_len) {
+		fwrite(h->deferred_buf, 1, h->deferred_len, h->log);
 		fflush(h->log);
 	}
-	h->ndeferred = 0;
+	free(h->deferred_buf);
+	h->deferred_buf = NULL;
+	h->deferred_len = 0;
 }
 
 void heal__say(struct heal *h, const char *fmt, ...)
@@ -112,14 +101,14 @@ void heal__say(struct heal *h, const char *fmt, ...)
 	vsnprintf(line, sizeof(line), fmt, ap);
 	va_end(ap);
 	memcpy(h->last, line, sizeof(h->last));
-	if (h->defer && heal__defer(h, line) == 0)
-		return;
 	/* One write per line: several tools may share the terminal. */
+	FILE *out = h->deferred ? h->deferred : h->log;
 	if (h->tag)
-		fprintf(h->log, "[suture] pid %d: %s\n", (int)h->pid, line);
+		fprintf(out, "[suture] pid %d: %s\n", (int)h->pid, line);
 	else
-		fprintf(h->log, "[suture] %s\n", line);
-	fflush(h->log);
+		fprintf(out, "[suture] %s\n", line);
+	if (out == h->log)
+		fflush(h->log);
 }
 
 void heal__note(struct heal *h, const char *fmt, ...)
@@ -225,7 +214,6 @@ void heal__close(struct heal *h)
 		free(h->patched);
 		heal_pages__free(&h->pages);
 		heal__deferred_flush(h);
-		free(h->deferred);
 		free(h->pend);
 		heal_specs__free(h->pre, h->npre);
 	}

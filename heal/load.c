@@ -450,7 +450,7 @@ int heal__load_tree_boot_release(struct heal *h, uint64_t root, int fd, struct w
 	struct heal_sender *was = h->send;
 	heal_sender__boot(&b, fd, rd, event_id);
 	h->send = &b.base;
-	h->defer = true;
+	heal__defer_begin(h);
 	int rc = heal__load_tree(h, root);
 	heal__deferred_flush(h);
 	h->send = was;

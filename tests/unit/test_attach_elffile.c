@@ -39,6 +39,24 @@ static void spill(const char *path, const char *b, size_t n)
 	close(fd);
 }
 
+/* An empty file of our own at path (a mkstemp template). */
+static void temp_file(char *path)
+{
+	int fd = mkstemp(path);
+	cr_assert(fd >= 0);
+	close(fd);
+}
+
+/* The Debian interpreter's bytes (the test skips without it), and an
+ * empty file of our own at path for the copies made of them. */
+static char *interpreter_bytes(char *path, size_t *n)
+{
+	if (access(pythons[0], R_OK))
+		cr_skip_test("no %s on this machine", pythons[0]);
+	temp_file(path);
+	return slurp(pythons[0], n);
+}
+
 /* The section header of the given type in an ELF64 image, or NULL. */
 static Elf64_Shdr *section(char *b, size_t n, uint32_t type)
 {
@@ -71,14 +89,9 @@ Test(attach_elffile, interpreters_report_their_version)
  * retyped, which sends the lookup to the scan) agree. */
 Test(attach_elffile, hash_lookup_agrees_with_the_scan)
 {
-	if (access(pythons[0], R_OK))
-		cr_skip_test("no %s on this machine", pythons[0]);
 	char path[] = "/tmp/suture-elffile.XXXXXX";
-	int fd = mkstemp(path);
-	cr_assert(fd >= 0);
-	close(fd);
 	size_t n;
-	char *b = slurp(pythons[0], &n);
+	char *b = interpreter_bytes(path, &n);
 	uint64_t hashed = 0, scanned = 0;
 	cr_assert_eq(attach_elf__file_uint(pythons[0], "Py_Version", &hashed), 0);
 	Elf64_Shdr *gh = section(b, n, SHT_GNU_HASH);
@@ -115,14 +128,9 @@ Test(attach_elffile, what_is_not_an_elf_file)
  * a read outside the sections (the fuzz harness runs it under ASan). */
 Test(attach_elffile, damaged_copies_give_errors)
 {
-	if (access(pythons[0], R_OK))
-		cr_skip_test("no %s on this machine", pythons[0]);
 	char path[] = "/tmp/suture-elffile.XXXXXX";
-	int fd = mkstemp(path);
-	cr_assert(fd >= 0);
-	close(fd);
 	size_t n;
-	char *orig = slurp(pythons[0], &n);
+	char *orig = interpreter_bytes(path, &n);
 	char *b = malloc(n);
 	cr_assert(b);
 	uint64_t v;
