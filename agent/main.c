@@ -351,7 +351,12 @@ void agent__fork_register(void)
 		return;
 	PyObject *et, *ev, *etb;
 	PyErr_Fetch(&et, &ev, &etb); /* the install's caller may be raising */
-	PyObject *os = PyImport_ImportModule("os");
+	/* posix's, which os re-exports: posix is built in and imported by
+	 * the import system's own start, where os is a module of the
+	 * standard library that importing here would run, in the boot
+	 * hook's case before site does (docs/performance.md, "start-up,
+	 * sixth pass"). */
+	PyObject *os = PyImport_ImportModule("posix");
 	PyObject *reg = os ? PyObject_GetAttrString(os, "register_at_fork") : NULL;
 	PyObject *fn = reg ? PyCFunction_New(&g_after_fork_def, NULL) : NULL;
 	PyObject *args = fn ? PyTuple_New(0) : NULL;

@@ -54,6 +54,14 @@ static int ends_with(PyObject *s, const char *tail)
  * (which runs Python code and may let the GIL go). */
 static void find_stdlib(void)
 {
+	/* 3.11's sys._stdlib_dir (the config's stdlib_dir): no import at all. */
+	PyObject *dir = PySys_GetObject("_stdlib_dir"); /* borrowed */
+	if (dir && PyUnicode_Check(dir) && PyUnicode_GET_LENGTH(dir) > 1) {
+		g_stdlib_prefix = PyUnicode_FromFormat("%U/", dir);
+		if (g_stdlib_prefix)
+			return;
+	}
+	PyErr_Clear();
 	PyObject *name = PyUnicode_FromString("os");
 	PyObject *os = name ? PyImport_GetModule(name) : NULL;
 	Py_XDECREF(name);
