@@ -56,6 +56,8 @@
 
 /* How long the debugger may take to answer one frame. */
 #define BOOT_ANSWER_MS 10000
+/* Answers sent at the latest once this many wait (serve_on). */
+#define BOOT_ANSWER_BATCH 32
 #define BOOT_MAX_FILES 4096
 #define BOOT_MAX_DEPTH 64
 
@@ -236,7 +238,7 @@ static void serve_on(int *fdp, struct wire_reader *rd, pthread_mutex_t *lock, in
 	struct wire_crash ev;
 	struct wire_buf b = { 0 };
 	const char *fn = PyUnicode_AsUTF8(code->co_filename);
-	unsigned npatches = 0;
+	unsigned npatches = 0, unanswered = 0;
 	double busy_ms = 0;
 
 	memset(&ev, 0, sizeof ev);
@@ -262,11 +264,17 @@ static void serve_on(int *fdp, struct wire_reader *rd, pthread_mutex_t *lock, in
 		struct wire_hdr h;
 		uint8_t *pl;
 		/* Answers go out when no more patches are waiting: the debugger
-		 * wakes once for a batch, not once a patch. */
+		 * wakes once for a batch, not once a patch; and every
+		 * BOOT_ANSWER_BATCH, or a debugger that streams patches faster
+		 * than we install them would wait, at its bound of unanswered
+		 * patches, until we had installed all it sent (heal/send.c). */
 		struct pollfd more = { .fd = *fdp, .events = POLLIN };
-		if (b.len && !wire_reader__has_frame(rd) && poll(&more, 1, 0) == 0 &&
-		    (rc = send_buf(*fdp, &b)))
-			break;
+		if (b.len && (unanswered >= BOOT_ANSWER_BATCH ||
+			      (!wire_reader__has_frame(rd) && poll(&more, 1, 0) == 0))) {
+			if ((rc = send_buf(*fdp, &b)))
+				break;
+			unanswered = 0;
+		}
 		if ((rc = wire_reader__next(rd, *fdp, answer_ms, &h, &pl)))
 			break;
 		if (h.type == WIRE_MSG_RELEASE) {
@@ -302,6 +310,7 @@ static void serve_on(int *fdp, struct wire_reader *rd, pthread_mutex_t *lock, in
 		ts = PyEval_SaveThread();
 		free(pl);
 		wire_msg__encode_patch_result(&b, &res);
+		unanswered++;
 		rc = b.err;
 	}
 	if (rc && *fdp >= 0) {
