@@ -80,14 +80,37 @@ int store__format_time(int64_t t, char *buf, size_t size)
 	return 0;
 }
 
-/* Exactly "YYYY-MM-DDTHH:MM:SSZ"; the value must format back to the same
- * text, which rejects 2026-02-30 and friends. */
+/* Days from 1970-01-01 to y-m-d in the proleptic Gregorian calendar
+ * (the civil-from-days arithmetic of H. Hinnant's "chrono-Compatible
+ * Low-Level Date Algorithms", days_from_civil). */
+static int64_t days_from_civil(int64_t y, int m, int d)
+{
+	y -= m <= 2;
+	int64_t era = (y >= 0 ? y : y - 399) / 400;
+	int64_t yoe = y - era * 400;
+	int64_t doy = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + d - 1;
+	int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+	return era * 146097 + doe - 719468;
+}
+
+static int digits(const char *s, int n)
+{
+	int v = 0;
+	while (n--)
+		v = v * 10 + (*s++ - '0');
+	return v;
+}
+
+/* Exactly "YYYY-MM-DDTHH:MM:SSZ", a real UTC date and time from 1970 on:
+ * what store__format_time writes, and nothing else (2026-02-30, 24:00:00
+ * and leap seconds are refused). Arithmetic, not timegm() and a round
+ * trip through strftime(), which loads the time zone: this runs twice
+ * for every stored patch each time suture-run starts (docs/performance.md,
+ * "start-up, sixth pass"). */
 int store__parse_time(const char *text, int64_t *out)
 {
 	static const char shape[] = "dddd-dd-ddTdd:dd:ddZ";
-	struct tm tm;
-	char back[32];
-	time_t t;
+	static const int mdays[12] = { 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31 };
 
 	if (!text || strlen(text) != sizeof(shape) - 1)
 		return -EINVAL;
@@ -95,18 +118,13 @@ int store__parse_time(const char *text, int64_t *out)
 		if (shape[i] == 'd' ? (text[i] < '0' || text[i] > '9') : text[i] != shape[i])
 			return -EINVAL;
 	}
-	memset(&tm, 0, sizeof(tm));
-	tm.tm_year = atoi(text) - 1900;
-	tm.tm_mon = atoi(text + 5) - 1;
-	tm.tm_mday = atoi(text + 8);
-	tm.tm_hour = atoi(text + 11);
-	tm.tm_min = atoi(text + 14);
-	tm.tm_sec = atoi(text + 17);
-	t = timegm(&tm);
-	if (t == (time_t)-1 || store__format_time(t, back, sizeof(back)) < 0 ||
-	    strcmp(back, text) != 0)
+	int y = digits(text, 4), mo = digits(text + 5, 2), d = digits(text + 8, 2);
+	int h = digits(text + 11, 2), mi = digits(text + 14, 2), sec = digits(text + 17, 2);
+	bool leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+	if (y < 1970 || mo < 1 || mo > 12 || d < 1 || d > mdays[mo - 1] + (mo == 2 && leap) ||
+	    h > 23 || mi > 59 || sec > 59)
 		return -EINVAL;
-	*out = (int64_t)t;
+	*out = days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + sec;
 	return 0;
 }
 

@@ -6,8 +6,10 @@
 
 #include <cjson/cJSON.h>
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 static void assert_same(const struct store_patch *a, const struct store_patch *b)
 {
@@ -240,6 +242,70 @@ Test(store_index, time_text)
 	cr_assert_eq(store__parse_time("2026-01-01T00:00:00", &t), -EINVAL);
 	cr_assert_eq(store__parse_time("2026-01-01T24:00:00Z", &t), -EINVAL);
 	cr_assert_eq(store__format_time(0, buf, 10), -ERANGE);
+}
+
+/* The parser is arithmetic; the reference is what it replaced: timegm(),
+ * then the value must format back to the same text (store__format_time).
+ * Every day from 1969-12-28 to 2101-01-03 at a moving time of day, the
+ * last representable second, and texts each refuses: the same answers. */
+static int parse_time_ref(const char *text, int64_t *out)
+{
+	static const char shape[] = "dddd-dd-ddTdd:dd:ddZ";
+	char back[32];
+	struct tm tm;
+	if (strlen(text) != sizeof(shape) - 1)
+		return -EINVAL;
+	for (size_t i = 0; shape[i]; i++)
+		if (shape[i] == 'd' ? (text[i] < '0' || text[i] > '9') : text[i] != shape[i])
+			return -EINVAL;
+	memset(&tm, 0, sizeof(tm));
+	tm.tm_year = atoi(text) - 1900;
+	tm.tm_mon = atoi(text + 5) - 1;
+	tm.tm_mday = atoi(text + 8);
+	tm.tm_hour = atoi(text + 11);
+	tm.tm_min = atoi(text + 14);
+	tm.tm_sec = atoi(text + 17);
+	time_t t = timegm(&tm);
+	if (t == (time_t)-1 || store__format_time(t, back, sizeof(back)) < 0 ||
+	    strcmp(back, text) != 0)
+		return -EINVAL;
+	*out = (int64_t)t;
+	return 0;
+}
+
+static void same_answer(const char *text)
+{
+	int64_t a = -1, b = -1;
+	int ra = store__parse_time(text, &a), rb = parse_time_ref(text, &b);
+	cr_assert_eq(ra, rb, "%s: %d against %d", text, ra, rb);
+	if (ra == 0)
+		cr_assert_eq(a, b, "%s: %lld against %lld", text, (long long)a, (long long)b);
+}
+
+Test(store_index, time_parse_matches_timegm)
+{
+	char buf[64];
+	unsigned k = 0;
+	for (int64_t day = -4; day < 47500; day++, k += 7919) {
+		int64_t t = day * 86400 + (int64_t)(k % 86400);
+		struct tm tm;
+		time_t tt = (time_t)t;
+		cr_assert(gmtime_r(&tt, &tm));
+		snprintf(buf, sizeof(buf), "%04d-%02d-%02dT%02d:%02d:%02dZ", tm.tm_year + 1900,
+			 tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
+		same_answer(buf);
+	}
+	static const char *const texts[] = {
+		"9999-12-31T23:59:59Z", "1970-01-01T00:00:00Z", "1969-12-31T23:59:59Z",
+		"2000-02-29T12:00:00Z", "2100-02-29T12:00:00Z", "1900-02-29T00:00:00Z",
+		"2024-02-29T00:00:00Z", "2023-02-29T00:00:00Z", "2026-04-31T00:00:00Z",
+		"2026-00-10T00:00:00Z", "2026-13-10T00:00:00Z", "2026-01-00T00:00:00Z",
+		"2026-01-32T00:00:00Z", "2026-01-01T23:60:00Z", "2026-01-01T23:59:60Z",
+		"2026-01-01T24:00:00Z", "0000-01-01T00:00:00Z", "2026-1-01T00:00:00Z",
+		"2026-01-01T00:00:00z", "2026-01-01T00:00:0aZ", "",
+	};
+	for (size_t i = 0; i < sizeof(texts) / sizeof(*texts); i++)
+		same_answer(texts[i]);
 }
 
 Test(store_index, default_name)
