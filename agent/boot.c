@@ -56,8 +56,6 @@
 
 /* How long the debugger may take to answer one frame. */
 #define BOOT_ANSWER_MS 10000
-/* Answers sent at the latest once this many wait (serve_on). */
-#define BOOT_ANSWER_BATCH 32
 #define BOOT_MAX_FILES 4096
 #define BOOT_MAX_DEPTH 64
 
@@ -265,11 +263,11 @@ static void serve_on(int *fdp, struct wire_reader *rd, pthread_mutex_t *lock, in
 		uint8_t *pl;
 		/* Answers go out when no more patches are waiting: the debugger
 		 * wakes once for a batch, not once a patch; and every
-		 * BOOT_ANSWER_BATCH, or a debugger that streams patches faster
+		 * WIRE_BOOT_ANSWER_BATCH, or a debugger that streams patches faster
 		 * than we install them would wait, at its bound of unanswered
 		 * patches, until we had installed all it sent (heal/send.c). */
 		struct pollfd more = { .fd = *fdp, .events = POLLIN };
-		if (b.len && (unanswered >= BOOT_ANSWER_BATCH ||
+		if (b.len && (unanswered >= WIRE_BOOT_ANSWER_BATCH ||
 			      (!wire_reader__has_frame(rd) && poll(&more, 1, 0) == 0))) {
 			if ((rc = send_buf(*fdp, &b)))
 				break;

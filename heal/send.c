@@ -8,6 +8,7 @@
  * frame read here goes through a wire_reader (wire/channel.h).
  */
 #include "heal/heal-priv.h"
+#include "wire/boot.h"
 #include "wire/channel.h"
 
 #include <errno.h>
@@ -160,20 +161,15 @@ void heal_sender__session(struct heal_session_sender *ss, struct inject_session 
 /* The boot hook's socket                                               */
 
 /* Pipelining: the hook builds the patched code of one chunk while we
- * synthesize the next. At most BOOT_INFLIGHT patches are written and not
- * answered yet: the hook's answers (a PATCH_RESULT frame is at most 290
- * bytes; 128 of them, one write each, some 170 KB with the kernel's
- * overhead) always fit a Unix socket's default send buffer (212992
- * bytes), so the hook never stops reading patches to wait on us. Chunks
- * of 32 rather than 16, each a write and a wake-up on both sides: a
- * module of 100 patches was released after 1.9 ms instead of 2.1-2.2;
- * and 128 in flight rather than 64, so that we never wait for the first
- * chunks' answers while the hook installs the later ones (it answers
- * when it has caught up, or every 32: agent/boot.c): 1.9-2.0 ms instead
- * of 2.3-2.4 (41 runs each, interleaved; docs/performance.md, "start-up,
- * sixth pass"). */
+ * synthesize the next, within wire/boot.h's bound on unanswered patches
+ * (which also says why the hook never blocks answering). Chunks of 32
+ * rather than 16, each a write and a wake-up on both sides: a module of
+ * 100 patches was released after 1.9 ms instead of 2.1-2.2; 128 in
+ * flight rather than 64, so that we do not wait for the first chunks'
+ * answers while the hook installs the later ones: 1.9-2.0 ms instead of
+ * 2.3-2.4 (docs/performance.md, "start-up, sixth pass"). */
 #define BOOT_CHUNK 32
-#define BOOT_INFLIGHT (4 * BOOT_CHUNK)
+#define BOOT_INFLIGHT WIRE_BOOT_MAX_UNANSWERED
 
 static int boot_post(struct heal_sender *sd, const struct wire_patch *p, char *why, size_t cap)
 {

@@ -16,7 +16,9 @@
  *      from 1 up (so neither value of 1. can be mistaken for an answer).
  *   3. suture-run -> hook: PATCH frames for code objects nested in that
  *      module, any number, pipelined; the hook answers each with one
- *      PATCH_RESULT, in order.
+ *      PATCH_RESULT, in order: when no PATCH is waiting to be read, and
+ *      at the latest once WIRE_BOOT_ANSWER_BATCH answers wait. suture-run
+ *      keeps at most WIRE_BOOT_MAX_UNANSWERED patches unanswered.
  *   4. suture-run -> hook: RELEASE of the event id: the module runs. It
  *      may follow the last PATCH at once, before its answer is read.
  */
@@ -35,5 +37,17 @@
  * is incomplete: report the first module after initialization whatever its
  * file, and the listed ones after it. */
 #define BOOT_LIST_ANY UINT64_MAX
+
+/* Step 3's pipeline. The bound on unanswered patches keeps the hook from
+ * ever blocking on its answers while suture-run writes patches: 128
+ * PATCH_RESULT frames of at most 290 bytes, one write each, some 170 KB
+ * with the kernel's overhead, fit a Unix socket's default send buffer
+ * (212992 bytes). The hook answering every 32 at the latest means a
+ * debugger at that bound waits for one batch of installs, not for all it
+ * sent (docs/performance.md, "start-up, sixth pass"). */
+#define WIRE_BOOT_ANSWER_BATCH 32
+#define WIRE_BOOT_MAX_UNANSWERED 128
+_Static_assert(WIRE_BOOT_ANSWER_BATCH <= WIRE_BOOT_MAX_UNANSWERED,
+	       "a batch of answers must come before the debugger's bound stops it");
 
 #endif
