@@ -427,8 +427,9 @@ static struct heal *sup__heal(struct sup *u)
  * the agent's ready, this work ran beside site's imports and the agent
  * thread, and the script's module was reported 1.4 ms later than with an
  * empty store (docs/performance.md, "start-up, sixth pass"). A shared
- * libpython is not mapped yet: the open fails, quietly, and is made
- * again at the agent's ready, as before. */
+ * libpython may not be mapped yet (the loader maps it a few ms in; pyenv's
+ * was mapped in two of three runs here): then the open fails, quietly,
+ * and is made again at the agent's ready, as before. */
 static void sup__heal_early(struct sup *u)
 {
 	sup__heal_open(u, true);
