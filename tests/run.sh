@@ -5,7 +5,9 @@
 # closing "N passed, N failed, N skipped" line; exits non-zero if anything
 # failed. An end-to-end script that exits 77 (tests/e2e/lib.sh's skip) is a
 # SKIP, its reason the last line it wrote; a skip is never a pass. Only e2e
-# scripts may skip so: 77 is also libFuzzer's exit status for a crash.
+# scripts may skip so: 77 is also libFuzzer's exit status for a crash. A
+# unit test Criterion skips is listed under its binary's PASS line, with
+# its reason, and counted in the skips.
 set -u
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
@@ -38,6 +40,15 @@ run_one() { # name, may-skip(yes|no), command...
 		echo "PASS $name (${secs}s)"
 		# What a passing script could not test here (lib.sh's pythons).
 		grep '^absent: ' "$log" | sed 's/^/    /'
+		# A unit binary passes with tests Criterion skipped (cr_skip_test:
+		# no pyenv, no python3.11-dbg...): each named with its reason and
+		# counted as a skip, never hidden in the pass.
+		n=0
+		case "$name" in unit/*) n=$(grep -c '^\[SKIP\] ' "$log") ;; esac
+		if [ "$n" -gt 0 ]; then
+			skipped=$((skipped + n))
+			grep '^\[SKIP\] ' "$log" | sed 's/^\[SKIP\] /    skipped inside: /'
+		fi
 	elif [ $rc -eq 77 ] && [ "$may_skip" = yes ]; then
 		skipped=$((skipped + 1))
 		echo "SKIP $name (${secs}s): $(tail -n 1 "$log")"
@@ -51,7 +62,7 @@ run_one() { # name, may-skip(yes|no), command...
 
 for t in "$BUILD"/tests/unit/test_*; do
 	[ -x "$t" ] || continue
-	run_one "unit/$(basename "$t")" no "$t" --jobs 2
+	run_one "unit/$(basename "$t")" no "$t" --jobs 2 --verbose
 done
 
 for f in "$BUILD"/fuzz/fuzz_*; do
