@@ -52,6 +52,9 @@ static long ask(struct child *c)
 	return s;
 }
 
+/* The live tasks of pid: one that is exiting (a joined thread the kernel
+ * has not reaped yet: zombie or dead, or gone before its state was read)
+ * cannot be seized and is no thread to stop. */
 static size_t count_tasks(pid_t pid)
 {
 	char path[64];
@@ -61,8 +64,12 @@ static size_t count_tasks(pid_t pid)
 
 	snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
 	d = opendir(path);
-	while (d && (de = readdir(d)))
-		n += de->d_name[0] != '.';
+	while (d && (de = readdir(d))) {
+		if (de->d_name[0] == '.')
+			continue;
+		char st = proc_state(pid, (pid_t)atoi(de->d_name));
+		n += st && st != 'Z' && st != 'X';
+	}
 	if (d)
 		closedir(d);
 	return n;
@@ -138,7 +145,9 @@ Test(attach_seize, catches_threads_created_meanwhile)
 	for (round = 0; round < 50; round++) {
 		cr_assert_eq(attach_proc__seize_all(p), 0, "%s", attach_proc__error(p));
 		/* Every task that exists now is one of ours and stopped. */
-		cr_assert_eq(count_tasks(c.pid), attach_proc__thread_count(p));
+		size_t live = count_tasks(c.pid);
+		cr_assert_eq(live, attach_proc__thread_count(p), "%zu live tasks, %zu seized", live,
+			     attach_proc__thread_count(p));
 		for (i = 0; i < attach_proc__thread_count(p); i++) {
 			char s = proc_state(c.pid, attach_proc__thread(p, i));
 			cr_assert(s == 't', "state %c", s);
