@@ -1,10 +1,11 @@
 # agent/: libsuture_agent.so, loaded into the target. It compiles in the
-# channel's wire code (wire/), which the debugger side shares, rewrite's
+# channel's wire code and the boot image's decoder (wire/), which the
+# debugger side shares, rewrite's
 # allocation-free codecs (exception table, location table, one instruction:
 # the same checked code rewrite/ builds with, fuzzed by
 # tests/fuzz/fuzz_rewrite_*) and attach/'s /proc/PID/maps line parser. Each
 # of these files needs nothing but its module's public header and libc.
-AGENT_EXTRA_SRC += wire/msg.c wire/channel.c rewrite/exctable.c rewrite/linetable.c \
+AGENT_EXTRA_SRC += wire/msg.c wire/channel.c wire/image.c rewrite/exctable.c rewrite/linetable.c \
 	rewrite/instr.c attach/maps.c probe/parse.c
 
 # The agent is loaded with LD_PRELOAD by suture-run, so it also lands in

@@ -49,6 +49,10 @@ struct store {
 		off_t size;
 		struct timespec mtim, ctim;
 	} idx_id;
+	/* The FNV-1a 64 of the bytes store__open or store__reload parsed
+	 * (0: none), and of the last bytes read_index parsed: a boot image
+	 * says which index it was derived from by it. */
+	uint64_t idx_hash, read_hash;
 	char err[STORE_ERR_MAX];
 	/* Where messages go (store__open_print): the caller's. */
 	store_print_fn print;
@@ -138,6 +142,11 @@ const char *store__path(const struct store *s)
 const char *store__index_path(const struct store *s)
 {
 	return s->index_path;
+}
+
+uint64_t store__index_hash(const struct store *s)
+{
+	return s ? s->idx_hash : 0;
 }
 
 int64_t store__now(void)
@@ -470,6 +479,8 @@ static int read_index(struct store *s, struct store_index *out, struct file_id *
 	r = store_index__parse(buf, buf + got, out, cause, sizeof(cause));
 	if (r)
 		memset(id, 0, sizeof(*id));
+	else
+		s->read_hash = store__index_bytes_hash(buf, got);
 	if (r == -ENOMEM)
 		r = fail(s, r, s->index_path, "out of memory");
 	else if (r)
@@ -566,6 +577,7 @@ int store__open_print(const char *path, unsigned flags, store_print_fn fn, void 
 		goto err;
 	if (!(flags & STORE_F_LAZY) && (r = read_index(s, &s->idx, &s->idx_id)))
 		goto err;
+	s->idx_hash = s->idx_id.valid ? s->read_hash : 0;
 	*out = s;
 	return 0;
 err:
@@ -598,6 +610,8 @@ int store__reload(struct store *s)
 		return r;
 	index_clear(s);
 	s->idx = fresh;
+	if (!file_id__same(&id, &s->idx_id)) /* else the bytes are those hashed before */
+		s->idx_hash = id.valid ? s->read_hash : 0;
 	s->idx_id = id;
 	return 0;
 }

@@ -171,6 +171,41 @@ const char *store__error(const struct store *s);
 /* Read the index from disk again (other processes may have written). */
 int store__reload(struct store *s);
 
+/* Boot images (image.c, docs/formats/boot-image.md): what suture-run
+ * derived from the index for one program, kept beside it so a later run
+ * need not derive it again. A cache: the index stays the truth, and an
+ * image records the hash of the index bytes it came from.
+ *
+ * store__bytes_hash: FNV-1a 64 of n bytes. store__index_bytes_hash: the
+ * same over an index's lines but those of the counters programs update
+ * as they run (a patch's "hits" and "last_hit", a handled crash's "count"
+ * and "last_seen", each alone on its line as the index is written), which
+ * no derivation reads. store__index_hash: that of the index bytes
+ * store__open or the last store__reload that found a new file parsed (0:
+ * no index). */
+uint64_t store__bytes_hash(const void *p, size_t n);
+uint64_t store__index_bytes_hash(const void *p, size_t n);
+uint64_t store__index_hash(const struct store *s);
+/* An image file's name for a program: "boot-<16 hex>.img". */
+void store_image__name(const char *program, char *out, size_t cap);
+struct store_image {
+	uint8_t *data; /* the file, whole */
+	size_t len;
+	int fd;              /* open on it, O_CLOEXEC: the caller passes it on or closes it */
+	uint64_t index_hash; /* store__index_bytes_hash of index.json as it is now */
+};
+/* Read the store at path's image name and hash its index, both checked as
+ * every store file is (owner, mode, no symbolic link), the index not
+ * parsed. Quiet: an image that cannot be used is the caller's business,
+ * never an error to show. -ENOENT: no store, no index or no image. */
+int store_image__read(const char *path, const char *name, struct store_image *out);
+void store_image__free(struct store_image *im);
+/* Write the image name (atomically, as the index is written) if the index
+ * still hashes to index_hash; -ESTALE if it changed meanwhile (the image
+ * would say it came from an index it did not come from). Quiet. */
+int store_image__write(const char *path, const char *name, uint64_t index_hash, const uint8_t *data,
+		       size_t len);
+
 size_t store__count(const struct store *s);
 /* The patch named name, or NULL (errno = ENOENT). */
 const struct store_patch *store__find(const struct store *s, const char *name);

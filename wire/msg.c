@@ -387,6 +387,7 @@ int wire_msg__encode_patch_result(struct wire_buf *b, const struct wire_patch_re
 	put_u32(b, m->nfunctions);
 	put_u32(b, m->nparents);
 	put_u32(b, m->nframes);
+	put_u64(b, m->key);
 	put_str(b, m->message);
 	return frame_end(b, at);
 }
@@ -1136,6 +1137,7 @@ int wire_msg__decode_patch_result(const uint8_t *p, const uint8_t *end, struct w
 	m->nfunctions = get_u32(&r);
 	m->nparents = get_u32(&r);
 	m->nframes = get_u32(&r);
+	m->key = get_u64(&r);
 	get_str(&r, m->message, sizeof m->message);
 	if (!r.bad && m->status > 0)
 		return -EINVAL;

@@ -19,7 +19,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define WIRE_PROTO_VERSION 2u
+#define WIRE_PROTO_VERSION 3u
 #define WIRE_HDR_SIZE 8u
 /* The largest payload either side accepts (a patch is a few KiB). */
 #define WIRE_MAX_PAYLOAD (16u << 20)
@@ -212,6 +212,9 @@ struct wire_patch_result {
 	uint32_t nfunctions; /* function objects given the new code */
 	uint32_t nparents;   /* enclosing code objects replaced */
 	uint32_t nframes;    /* suspended frames switched (OSR) */
+	/* The agent's key of the code object replaced (agent/codekey.c), for
+	 * a boot image; 0: none (every PATCH but a boot hook's). */
+	uint64_t key;
 	char message[256];
 };
 

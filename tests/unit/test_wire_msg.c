@@ -216,12 +216,14 @@ Test(inject_msg, small_messages_roundtrip)
 	cr_assert_str_eq(w2.detail, "jump");
 	wire_buf__reset(&b);
 
-	struct wire_patch_result r = { 9, -2, 1, 2, 3, "no such code" }, r2;
+	struct wire_patch_result r = { 9, -2, 1, 2, 3, 0x8877665544332211ull, "no such code" }, r2;
 	cr_assert_eq(wire_msg__encode_patch_result(&b, &r), 0);
 	p = payload(&b, &h);
 	cr_assert_eq(wire_msg__decode_patch_result(p, p + h.len, &r2), 0);
 	cr_assert_eq(r2.status, -2);
 	cr_assert_eq(r2.nparents, 2);
+	cr_assert_eq(r2.key, 0x8877665544332211ull, "the boot image's key");
+	cr_assert_str_eq(r2.message, "no such code");
 	wire_buf__reset(&b);
 
 	struct wire_resume rs = { 11, 56, 1 }, rs2;
