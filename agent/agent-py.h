@@ -102,6 +102,10 @@ int agent_resume__is_decider_block(PyCodeObject *co, uint32_t target);
  * that caller is reported against the original, which functions own. */
 PyCodeObject *agent_resume__original(PyCodeObject *co);
 
+/* codekey.c: the key of a code object as the boot image keeps it
+ * (docs/formats/boot-image.md): 0 when it has none. */
+uint64_t agent_codekey(PyCodeObject *co);
+
 /* install.c: build the code object described by a PATCH and install it on
  * every function sharing the original and in enclosing code objects. */
 int agent_install__patch(const struct wire_patch *p, struct wire_patch_result *res);

@@ -35,6 +35,7 @@
  */
 #include "agent/agent-priv.h"
 #include "wire/boot.h"
+#include "wire/image.h"
 #include "agent/helpers.h"
 #include "wire/channel.h"
 
@@ -69,7 +70,12 @@ static struct {
 	uint64_t next_event;
 	pthread_mutex_t lock;  /* one module at a time on the socket */
 	struct wire_reader rd; /* fd's frames: every read of fd goes through it */
-} boot = { .fd = -1, .lock = PTHREAD_MUTEX_INITIALIZER };
+	int image_fd;          /* a boot image suture-run checked, until read */
+	uint8_t *image_data;   /* ... read with the list */
+	struct wire_image image;
+	bool have_image;
+	int32_t *section_of; /* files[i]'s section in the image, -1: none */
+} boot = { .fd = -1, .lock = PTHREAD_MUTEX_INITIALIZER, .image_fd = -1 };
 
 bool agent_boot__active(void)
 {
@@ -100,21 +106,26 @@ static void boot_off(void)
  * other is one stat() compared by device and inode (a symbolic link, a
  * relative path), where a realpath() would walk every component of every
  * module's path. */
-static bool listed(const char *filename)
+static long listed_at(const char *filename)
 {
 	struct stat sb;
 	if (!filename || filename[0] == '<' || !boot.nfiles)
-		return false;
+		return -1;
 	for (size_t i = 0; i < boot.nfiles; i++)
 		if (strcmp(boot.files[i], filename) == 0)
-			return true;
+			return (long)i;
 	if (stat(filename, &sb))
-		return false;
+		return -1;
 	for (size_t i = 0; i < boot.nfiles; i++)
 		if (boot.ids[i].st_nlink && boot.ids[i].st_dev == sb.st_dev &&
 		    boot.ids[i].st_ino == sb.st_ino)
-			return true;
-	return false;
+			return (long)i;
+	return -1;
+}
+
+static bool listed(const char *filename)
+{
+	return listed_at(filename) >= 0;
 }
 
 static double now_ms(void)
@@ -180,7 +191,11 @@ static int place(PyCodeObject *parent, Py_ssize_t index, PyObject *newc)
 	return 0;
 }
 
-static void install(PyCodeObject *root, const struct wire_patch *p, struct wire_patch_result *res)
+/* The new code object (borrowed: its parent's co_consts holds it), or
+ * NULL with res saying why. res->key (want_key): the original's
+ * (agent/codekey.c), for suture-run's boot image. */
+static PyObject *install(PyCodeObject *root, const struct wire_patch *p,
+			 struct wire_patch_result *res, bool want_key)
 {
 	PyCodeObject *parent = NULL;
 	Py_ssize_t index = -1;
@@ -189,11 +204,13 @@ static void install(PyCodeObject *root, const struct wire_patch *p, struct wire_
 		snprintf(res->message, sizeof res->message,
 			 "agent boot: code object %#llx is not nested in the module about to run",
 			 (unsigned long long)p->code_addr);
-		return;
+		return NULL;
 	}
 	/* Kept for the registry (LIST, ROLLBACK): place() may drop the tuple
 	 * that held the original. */
 	PyObject *orig = Py_NewRef(PyTuple_GET_ITEM(parent->co_consts, index));
+	if (want_key)
+		res->key = agent_codekey((PyCodeObject *)orig);
 	char err[sizeof res->message] = "";
 	PyObject *newc = agent_install__build_code((PyCodeObject *)orig, p, err, sizeof err);
 	if (newc && place(parent, index, newc)) {
@@ -209,11 +226,11 @@ static void install(PyCodeObject *root, const struct wire_patch *p, struct wire_
 		snprintf(res->message, sizeof res->message, "%s",
 			 err[0] ? err : "agent boot: building the code object failed");
 		Py_DECREF(orig);
-		return;
+		return NULL;
 	}
 	agent_install__record_boot(orig, newc, p);
 	Py_DECREF(orig);
-	Py_DECREF(newc);
+	Py_DECREF(newc); /* the parent's co_consts and the registry hold it */
 	res->status = 0;
 	res->nparents = 1;
 	snprintf(res->message, sizeof res->message,
@@ -221,6 +238,96 @@ static void install(PyCodeObject *root, const struct wire_patch *p, struct wire_
 		 PyUnicode_AsUTF8(parent->co_qualname) ? PyUnicode_AsUTF8(parent->co_qualname)
 						       : "?");
 	PyErr_Clear();
+	return newc;
+}
+
+/* ---- installing from the boot image (wire/boot.h, step 2) ---- */
+
+/* How many code objects under root have this qualified name and first
+ * line (counting stops at 2); the first in *out. */
+static int find_named(PyCodeObject *root, const char *qualname, int firstlineno, PyCodeObject **out,
+		      int depth)
+{
+	PyObject *consts = root->co_consts;
+	int n = 0;
+	if (depth > BOOT_MAX_DEPTH)
+		return 2; /* deeper than the walks go: not found for sure */
+	for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(consts) && n < 2; i++) {
+		PyObject *k = PyTuple_GET_ITEM(consts, i);
+		if (!PyCode_Check(k))
+			continue;
+		PyCodeObject *c = (PyCodeObject *)k;
+		if (c->co_firstlineno == firstlineno) {
+			const char *q = PyUnicode_AsUTF8(c->co_qualname);
+			if (!q)
+				PyErr_Clear();
+			else if (strcmp(q, qualname) == 0 && n++ == 0)
+				*out = c;
+		}
+		PyCodeObject *inner = NULL;
+		int m = find_named(c, qualname, firstlineno, &inner, depth + 1);
+		if (m && !n)
+			*out = inner;
+		n += m;
+	}
+	return n;
+}
+
+/* The section's patches into the module about to run, each PATCH_RESULT
+ * appended to b; only when every entry finds its code object, once, and
+ * a first patch of a function finds the key it was made for (then the
+ * PATCH is what suture-run would derive again: agent/codekey.c). -1:
+ * nothing installed, nothing appended. Else how many installed. */
+static int apply_image(PyCodeObject *root, const struct wire_image_section *sec, struct wire_buf *b)
+{
+	struct wire_image_entry e;
+	const uint8_t *at = sec->entries;
+	uint32_t n = sec->nentries, i;
+	PyCodeObject **head = calloc(n ? n : 1, sizeof *head);
+	PyObject **cur = calloc(n ? n : 1, sizeof *cur); /* head[i]'s code now */
+	int ok = head && cur ? 0 : -1;
+	for (i = 0; ok == 0 && wire_image__next_entry(sec, &at, &e); i++) {
+		if (find_named(root, e.qualname, (int)e.firstlineno, &head[i], 0) != 1) {
+			agent__log("boot: image: %s (line %u) not found once: not used", e.qualname,
+				   e.firstlineno);
+			ok = -1;
+		} else if (e.key && agent_codekey(head[i]) != e.key) {
+			agent__log("boot: image: %s changed: not used", e.qualname);
+			ok = -1;
+		} else if (!e.key) { /* on top of an earlier entry's */
+			bool below = false;
+			for (uint32_t k = 0; k < i && !below; k++)
+				below = head[k] == head[i];
+			ok = below ? 0 : -1;
+		}
+	}
+	if (ok == 0 && i != n)
+		ok = -1;
+	int installed = 0;
+	at = sec->entries;
+	for (i = 0; ok == 0 && wire_image__next_entry(sec, &at, &e); i++) {
+		struct wire_patch p;
+		struct wire_patch_result res;
+		memset(&res, 0, sizeof res);
+		res.request_id = WIRE_BOOT_IMAGE_ID(sec->index, i);
+		PyObject *target = (PyObject *)head[i];
+		for (uint32_t k = 0; k < i; k++)
+			if (head[k] == head[i] && cur[k])
+				target = cur[k];
+		/* Decoded once already (wire_image__open). */
+		if (wire_msg__decode_patch_named(e.payload, e.payload + e.payload_len, &p)) {
+			res.status = -EINVAL;
+			snprintf(res.message, sizeof res.message, "agent boot: a bad image entry");
+		} else {
+			p.code_addr = (uint64_t)(uintptr_t)target;
+			cur[i] = install(root, &p, &res, false); /* its key was checked */
+			installed += cur[i] != NULL;
+		}
+		wire_msg__encode_patch_result(b, &res);
+	}
+	free(head);
+	free(cur);
+	return ok ? -1 : installed;
 }
 
 /* ---- one module ---- */
@@ -230,14 +337,28 @@ static void install(PyCodeObject *root, const struct wire_patch *p, struct wire_
  * lock (may be NULL) is held meanwhile. Errors close *fdp (boot mode off:
  * the program runs unpatched). */
 /* rd: the reader of *fdp (bytes it holds are the next frames). */
+/* sec (may be NULL): the boot image's section for this module, installed
+ * first when it matches, its answers sent before the report. keys: each
+ * PATCH_RESULT carries the key of the code replaced (suture-run's own
+ * boot socket records an image; a tree's does not). */
 static void serve_on(int *fdp, struct wire_reader *rd, pthread_mutex_t *lock, int answer_ms,
-		     PyCodeObject *code)
+		     PyCodeObject *code, const struct wire_image_section *sec, bool keys)
 {
 	struct wire_crash ev;
 	struct wire_buf b = { 0 };
 	const char *fn = PyUnicode_AsUTF8(code->co_filename);
 	unsigned npatches = 0, unanswered = 0;
 	double busy_ms = 0;
+	int from_image = -1;
+
+	if (sec && *fdp >= 0) {
+		int gc_was = PyGC_Disable();
+		double t0 = now_ms();
+		from_image = apply_image(code, sec, &b);
+		busy_ms += now_ms() - t0;
+		if (gc_was)
+			PyGC_Enable();
+	}
 
 	memset(&ev, 0, sizeof ev);
 	ev.tid = (uint64_t)syscall(SYS_gettid);
@@ -257,6 +378,9 @@ static void serve_on(int *fdp, struct wire_reader *rd, pthread_mutex_t *lock, in
 		wire_msg__encode_crash(&b, &ev);
 		rc = send_buf(*fdp, &b);
 		agent__log("boot: reported %s", ev.filename);
+		if (from_image >= 0)
+			agent__log("boot: %d of %u patches installed from the image", from_image,
+				   sec->nentries);
 	}
 	while (!rc) {
 		struct wire_hdr h;
@@ -300,7 +424,7 @@ static void serve_on(int *fdp, struct wire_reader *rd, pthread_mutex_t *lock, in
 		 * GC over the whole heap several times for nothing. */
 		int gc_was = PyGC_Disable();
 		double t0 = now_ms();
-		install(code, &p, &res);
+		(void)install(code, &p, &res, keys);
 		busy_ms += now_ms() - t0;
 		npatches++;
 		if (gc_was)
@@ -325,12 +449,67 @@ static void serve_on(int *fdp, struct wire_reader *rd, pthread_mutex_t *lock, in
 	wire_buf__free(&b);
 }
 
-static void serve(PyCodeObject *code)
+/* at: the module's file in the list (-1: not listed). */
+static void serve(PyCodeObject *code, long at)
 {
-	serve_on(&boot.fd, &boot.rd, &boot.lock, BOOT_ANSWER_MS, code);
+	struct wire_image_section sec;
+	bool have = false;
+	if (at >= 0 && boot.section_of && boot.section_of[at] >= 0) {
+		const uint8_t *p = boot.image.sections;
+		uint32_t idx = 0;
+		while (!have && wire_image__next_section(&boot.image, &p, &sec, &idx))
+			have = (int32_t)sec.index == boot.section_of[at];
+	}
+	serve_on(&boot.fd, &boot.rd, &boot.lock, BOOT_ANSWER_MS, code, have ? &sec : NULL, true);
 }
 
 static void read_list(const char *path);
+
+/* The boot image on fd (suture-run checked it against its store; it is
+ * checked whole again here, the agent's own defence): each listed file's
+ * section. A bad image is not used: every module loads the usual way. */
+static void read_image(int fd)
+{
+	struct stat sb;
+	if (fstat(fd, &sb) || !S_ISREG(sb.st_mode) || sb.st_size <= 0 ||
+	    (uint64_t)sb.st_size > WIRE_IMAGE_MAX)
+		return;
+	size_t len = (size_t)sb.st_size, got = 0;
+	uint8_t *data = malloc(len);
+	while (data && got < len) {
+		ssize_t r = pread(fd, data + got, len - got, (off_t)got);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			break;
+		got += (size_t)r;
+	}
+	int32_t *at = calloc(boot.nfiles ? boot.nfiles : 1, sizeof *at);
+	if (!data || !at || got != len || wire_image__open(data, len, &boot.image)) {
+		agent__log("boot: the image is not used (%s)",
+			   data && at ? "damaged" : "no memory");
+		free(data);
+		free(at);
+		return;
+	}
+	for (size_t i = 0; i < boot.nfiles; i++)
+		at[i] = -1;
+	struct wire_image_section sec;
+	const uint8_t *p = boot.image.sections;
+	uint32_t idx = 0;
+	unsigned n = 0;
+	while (wire_image__next_section(&boot.image, &p, &sec, &idx))
+		for (size_t i = 0; i < boot.nfiles; i++)
+			if (at[i] < 0 && strcmp(boot.files[i], sec.file) == 0) {
+				at[i] = (int32_t)sec.index;
+				n++;
+			}
+	boot.image_data = data;
+	boot.section_of = at;
+	boot.have_image = true;
+	agent__log("boot: image of %u section(s), %u of the listed files", boot.image.hdr.nsections,
+		   n);
+}
 
 /* suture-run's first frame (boot.h). Called with the GIL, returns with it;
  * true when only listed modules are to be reported. */
@@ -362,6 +541,11 @@ static void load_list(void)
 		read_list(boot.list_path);
 		free(boot.list_path);
 		boot.list_path = NULL;
+	}
+	if (boot.image_fd >= 0) {
+		read_image(boot.image_fd);
+		close(boot.image_fd);
+		boot.image_fd = -1;
 	}
 }
 
@@ -405,11 +589,13 @@ static int boot_hook(const char *event, PyObject *args, void *ud)
 		if (script_listed)
 			load_list();
 		if (!script_listed || listed(fn))
-			serve(code);
+			serve(code, script_listed ? listed_at(fn) : -1);
 		if (!script_listed)
 			load_list();
-	} else if (listed(fn)) {
-		serve(code);
+	} else {
+		long at = listed_at(fn);
+		if (at >= 0)
+			serve(code, at);
 	}
 	return 0;
 }
@@ -551,7 +737,7 @@ static int tree_hook(const char *event, PyObject *args, void *ud)
 	if (fd < 0)
 		return 0;
 	struct wire_reader rd = { 0 };
-	serve_on(&fd, &rd, NULL, TREE_ANSWER_MS, code);
+	serve_on(&fd, &rd, NULL, TREE_ANSWER_MS, code, NULL, false);
 	wire_reader__free(&rd);
 	if (fd >= 0)
 		close(fd);
@@ -731,6 +917,7 @@ __attribute__((constructor)) static void boot_ctor(void)
 	if (!fdv || !list) {
 		unsetenv("SUTURE_AGENT_BOOT_FD");
 		unsetenv("SUTURE_AGENT_BOOT");
+		unsetenv(WIRE_BOOT_ENV_IMAGE_FD);
 		return;
 	}
 	char *end;
@@ -738,11 +925,22 @@ __attribute__((constructor)) static void boot_ctor(void)
 	if (*end || fd < 0 || fd > INT_MAX || fcntl((int)fd, F_SETFD, FD_CLOEXEC) < 0)
 		fd = -1;
 	boot.list_path = strdup(list);
+	const char *imgv = getenv(WIRE_BOOT_ENV_IMAGE_FD);
+	if (imgv) {
+		long ifd = strtol(imgv, &end, 10);
+		if (!*end && ifd >= 0 && ifd <= INT_MAX && ifd != fd &&
+		    fcntl((int)ifd, F_SETFD, FD_CLOEXEC) == 0)
+			boot.image_fd = (int)ifd;
+		unsetenv(WIRE_BOOT_ENV_IMAGE_FD);
+	}
 	unsetenv("SUTURE_AGENT_BOOT_FD");
 	unsetenv("SUTURE_AGENT_BOOT");
 	if (fd < 0 || getenv("SUTURE_AGENT_NO_START")) {
 		if (fd >= 0)
 			close((int)fd);
+		if (boot.image_fd >= 0)
+			close(boot.image_fd);
+		boot.image_fd = -1;
 		agent__start_deferred(); /* no hook will */
 		return;
 	}

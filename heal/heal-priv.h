@@ -9,6 +9,7 @@
 #include "rewrite/guard.h"
 #include "store/store.h"
 #include "wire/channel.h"
+#include "wire/image.h"
 #include "wire/msg.h"
 
 #include <limits.h>
@@ -108,6 +109,11 @@ void heal_sender__boot_free(struct heal_boot_sender *b);
  * -EPIPE), and a RELEASE (the list mode before any report, or a module's
  * event id). 0 or -errno. */
 int heal_boot__next_module(int fd, struct wire_reader *rd, struct wire_crash *ev);
+/* The same where the hook may install from a boot image (suture-run's own
+ * process): the PATCH_RESULTs of image entries sent before the report,
+ * in *img (malloc'd, *nimg of them; freed by the caller). */
+int heal_boot__next_report(int fd, struct wire_reader *rd, struct wire_crash *ev,
+			   struct wire_patch_result **img, size_t *nimg);
 int heal_boot__release(int fd, uint64_t event_id);
 
 /* ---- names (names.c): pure functions of their inputs ---- */
@@ -137,7 +143,8 @@ struct spec {
 	int first_line; /* co_firstlineno of the function it was made for */
 	enum store_verdict verdict;
 	int64_t expires;
-	bool done; /* applied, or reported */
+	bool done;   /* applied, or reported */
+	bool loaded; /* applied (the agent said so) */
 	/* A function of its qualname and file was seen, but at another first
 	 * line: a sibling of the same name (a property's getter and setter
 	 * are both "C.x") may still take it; specs__sweep decides at the end. */
@@ -175,6 +182,13 @@ bool heal_specs__wanted(const struct spec *v, size_t nv, const char *qualname, s
 struct pend {
 	struct spec *s;
 	char qualname[256], base[128];
+	/* Recording a boot image (h->rec): the PATCH_NAMED payload sent (code
+	 * address 0), its function's first line, and whether it was the first
+	 * patch of that function in this load (its key comes in the answer). */
+	uint8_t *payload;
+	size_t payload_len;
+	uint32_t firstlineno;
+	bool head;
 };
 
 /* A code object we replaced, and where its guard's fallback starts: a
@@ -256,7 +270,78 @@ struct heal {
 	/* Crashes being healed inside resumed calls (a continuation crashed
 	 * again before its answer): heal__on_crash runs nested this deep. */
 	unsigned nest;
+	/* heal__record_image: a boot load records what it sent here. */
+	struct heal_image_rec *rec;
 };
+
+/* ---- image.c: recording a boot image (docs/formats/boot-image.md) ----
+ *
+ * While a boot hook's module is loaded (heal__load_tree_boot_release),
+ * each PATCH_NAMED the agent installed is kept with its function's
+ * qualified name and first line and the agent's key of the code it
+ * replaced. A module whose load was clean (every stored patch of its file
+ * installed, nothing failed, stale or expired) becomes a section; any
+ * other is left out and loads the usual way in later runs too. */
+struct heal_image_section {
+	char *file;              /* the store's file key */
+	struct wire_buf entries; /* wire_image__entry's, in order */
+	uint32_t n;
+};
+
+struct heal_image_rec {
+	struct heal_image_section *v;
+	size_t n;
+	struct wire_buf cur; /* the module being loaded */
+	uint32_t ncur;
+	bool cur_bad;        /* something in it cannot go into an image */
+	int64_t valid_until; /* the first expiry of what was kept, 0: none */
+};
+
+void heal_image_rec__begin(struct heal_image_rec *r);
+/* expires: the stored patch's (0: never). */
+void heal_image_rec__entry(struct heal_image_rec *r, const struct pend *p, uint64_t key,
+			   int64_t expires);
+/* The module of file is loaded: kept as a section when clean. */
+void heal_image_rec__end(struct heal_image_rec *r, const char *file, bool clean);
+const struct heal_image_section *heal_image_rec__find(const struct heal_image_rec *r,
+						      const char *file);
+void heal_image_rec__free(struct heal_image_rec *r);
+
+/* suture-run's use of an image (heal/run.c). */
+struct heal_boot_image {
+	struct store_image file;
+	struct wire_image img;
+	bool use;      /* checked: passed to the hook */
+	bool *applied; /* per section: installed whole in this run */
+	char **files;  /* the sections' files: the boot list */
+	size_t nfiles;
+	char name[64];  /* store_image__name */
+	uint64_t build; /* this suture-run's and agent's (0: unknown, no image) */
+	uint32_t py_version;
+};
+/* The program's image in the store when it can be used: made by this
+ * suture-run and agent for this interpreter version from the index as it
+ * is now, none of its patches expired. 0, or -ENOENT / -ESTALE / -ENOMEM
+ * (bi is then empty but for what a later write needs). */
+int heal_boot_image__open(struct heal_boot_image *bi, const char *store_dir, const char *program,
+			  uint32_t py_version, const char *agent_path);
+void heal_boot_image__free(struct heal_boot_image *bi);
+/* The hook's answers for an image section (heal_boot__next_report): the
+ * load's lines and events, as a load the usual way says them. */
+struct heal_boot_image_out {
+	FILE *log, *events;
+	bool quiet;
+	pid_t pid;
+};
+void heal_boot_image__report(struct heal_boot_image *bi, const struct wire_patch_result *res,
+			     size_t n, const struct heal_boot_image_out *o, struct heal_stats *st);
+/* The next image: for each file of the boot list, the section recorded in
+ * this run (rec), else the old image's when this run installed it whole,
+ * else an empty one (loaded the usual way). Written only if the index
+ * still hashes to index_hash (store_image__write). */
+int heal_boot_image__write(const struct heal_boot_image *bi, const struct heal_image_rec *rec,
+			   char *const *files, size_t nfiles, const char *store_dir,
+			   const char *program, uint64_t index_hash);
 
 /* ---- heal.c ---- */
 

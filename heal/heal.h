@@ -155,6 +155,10 @@ int heal__load_live(struct heal *h);
 struct wire_reader;
 int heal__load_tree_boot_release(struct heal *h, uint64_t root, int fd, struct wire_reader *rd,
 				 uint64_t event_id, double *released_at);
+/* Boot loads record what they installed into rec (the caller's, a boot
+ * image in the making: heal-priv.h); NULL: stop. */
+struct heal_image_rec;
+void heal__record_image(struct heal *h, struct heal_image_rec *rec);
 
 /* Read the stored patches now, from st (a handle the caller opened,
  * possibly read-only, and still owns), for the next heal__load_tree*
@@ -376,6 +380,9 @@ void heal_tree__propagate(struct heal_tree *t, pid_t except);
 /* The root's session and heal handle (the caller's; NULL: none now):
  * a new session gets TREE_FILES (forked imports, design §15). */
 void heal_tree__set_root(struct heal_tree *t, struct inject_session *s, struct heal *h);
+/* The files with stored patches, as a boot image names them: the root's
+ * session gets them without a heal handle or a read of the store. */
+void heal_tree__give_files(struct heal_tree *t, char *const *files, size_t n);
 /* Store the members' guard firings (heal__flush each). */
 void heal_tree__flush(struct heal_tree *t);
 /* fn on each member's session; the first error. */

@@ -150,7 +150,8 @@ static void mark_stale(struct heal *h, struct spec *s, const char *reason)
 	store__close(st);
 }
 
-static int pend__push(struct heal *h, struct spec *s, const char *qualname, const char *file)
+static int pend__push(struct heal *h, struct spec *s, const char *qualname, const char *file,
+		      int firstlineno, bool head)
 {
 	if (h->npend == h->cappend) {
 		size_t nc = h->cappend ? 2 * h->cappend : 64;
@@ -164,7 +165,27 @@ static int pend__push(struct heal *h, struct spec *s, const char *qualname, cons
 	p->s = s;
 	heal_names__copy(p->qualname, sizeof(p->qualname), qualname);
 	heal_names__copy(p->base, sizeof(p->base), heal_names__base(file));
+	p->payload = NULL;
+	p->payload_len = 0;
+	p->firstlineno = firstlineno > 0 ? (uint32_t)firstlineno : 0;
+	p->head = head;
 	return 0;
+}
+
+/* For the boot image: what the PATCH_NAMED w says, without the address
+ * of this run's code object (the hook of a later run finds its own). A
+ * failure only leaves the module out of the image. */
+static void pend__keep_payload(struct pend *p, const struct wire_patch *w)
+{
+	struct wire_buf b = { 0 };
+	struct wire_patch c = *w;
+	c.code_addr = 0;
+	if (wire_msg__encode_patch_named(&b, &c) == 0 && b.len > WIRE_HDR_SIZE &&
+	    (p->payload = malloc(b.len - WIRE_HDR_SIZE))) {
+		p->payload_len = b.len - WIRE_HDR_SIZE;
+		memcpy(p->payload, b.data + WIRE_HDR_SIZE, p->payload_len);
+	}
+	wire_buf__free(&b);
 }
 
 /* Read the answers, in order, until at most `keep` flushed ones are
@@ -194,6 +215,14 @@ static int answers(struct heal *h, size_t keep, int rc, const char *gone)
 			heal_pages__drop(&h->pages);
 		if (rc == 0 && res.status)
 			snprintf(why, sizeof(why), "the agent refused the patch: %s", res.message);
+		if (h->rec && !h->live) {
+			if (rc || res.status)
+				h->rec->cur_bad = true;
+			else
+				heal_image_rec__entry(h->rec, p, res.key, p->s->expires);
+		}
+		free(p->payload);
+		p->payload = NULL;
 		if (rc || res.status) {
 			heal__say(h, "failed: loading %s: %s", p->s->name, why);
 			h->st.failed++;
@@ -208,6 +237,7 @@ static int answers(struct heal *h, size_t keep, int rc, const char *gone)
 				 p->s->fallback, "s:function", p->qualname, "i:line",
 				 (long long)p->s->line, NULL);
 		h->st.loaded++;
+		p->s->loaded = true;
 	}
 	return rc;
 }
@@ -390,12 +420,18 @@ int heal__load_node(struct heal *h, struct spec *v, size_t nv, uint64_t root, ui
 			snprintf(w.p.meta.guard, sizeof(w.p.meta.guard), "%s", s->guard);
 			snprintf(w.p.meta.target, sizeof(w.p.meta.target), "%s", s->target);
 			snprintf(w.p.meta.fallback, sizeof(w.p.meta.fallback), "%s", s->fallback);
-			err = pend__push(h, s, c.qualname, file);
+			err = pend__push(h, s, c.qualname, file, c.firstlineno, step == 0);
 			if (err)
 				snprintf(why, sizeof(why), "out of memory");
+			else if (h->rec && !h->live)
+				pend__keep_payload(&h->pend[h->npend - 1], &w.p);
 		}
-		if (!err && (err = h->send->ops->post(h->send, &w.p, why, sizeof(why))))
+		if (!err && (err = h->send->ops->post(h->send, &w.p, why, sizeof(why)))) {
 			h->npend--;
+			free(h->pend[h->npend].payload);
+			if (h->rec)
+				h->rec->cur_bad = true;
+		}
 		/* A live process (a sibling in a tree, say) may have crashed on
 		 * the original a moment before: its report is then about code
 		 * this load replaced (heal__on_crash says so, or resumes it). */
@@ -441,6 +477,21 @@ int heal__load_node(struct heal *h, struct spec *v, size_t nv, uint64_t root, ui
 		settle(h, s, chain_lost, rc);
 	}
 	return rc;
+}
+
+/* The boot image's section for this module: kept when its load was
+ * clean (heal-priv.h). */
+static void record_end(struct heal *h, const struct spec *v, size_t nv, const struct tree *t,
+		       const struct heal_stats *st0, int rc)
+{
+	char file[PATH_MAX];
+	heal__file_key(h, t->v[0].filename, file, sizeof(file));
+	bool clean = rc == 0 && h->st.failed == st0->failed && h->st.stale == st0->stale &&
+		     h->st.expired == st0->expired;
+	for (size_t i = 0; i < nv && clean; i++)
+		if (strcmp(v[i].file, file) == 0)
+			clean = v[i].loaded;
+	heal_image_rec__end(h->rec, file, clean);
 }
 
 int heal__load_tree_boot_release(struct heal *h, uint64_t root, int fd, struct wire_reader *rd,
@@ -490,6 +541,10 @@ int heal__load_tree(struct heal *h, uint64_t root)
 	h->t_walk = heal__now_ms() - tw;
 	/* The root itself (a module body) is never patched. */
 	h->npend = h->pend_read = h->pend_sent = 0;
+	struct heal_stats st0 = h->st;
+	bool rec = h->rec && !h->live && t.n;
+	if (rec)
+		heal_image_rec__begin(h->rec);
 	for (size_t i = 1; i < t.n && rc == 0; i++)
 		rc = heal__load_node(h, v, nv, root, 0, &t.v[i]);
 	if (h->npend) {
@@ -498,6 +553,8 @@ int heal__load_tree(struct heal *h, uint64_t root)
 			rc = err;
 	}
 	heal__specs_sweep(h, v, nv, rc);
+	if (rec)
+		record_end(h, v, nv, &t, &st0, rc);
 	if (h->o.verbose && h->st.loaded > loaded0)
 		heal__note(
 			h,

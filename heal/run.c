@@ -172,12 +172,43 @@ static int boot_list__fill(struct boot_list *bl, const struct heal_run_opts *o, 
 	return err;
 }
 
+/* The list from a boot image (heal/image.c): its sections are the files
+ * with stored patches, the store is not read. */
+static int boot_list__fill_image(struct boot_list *bl, const char *program,
+				 const struct heal_boot_image *bi, bool *written)
+{
+	*written = false;
+	for (size_t i = 0; i < bi->nfiles; i++) {
+		if (boot_list__has(bl, bi->files[i]))
+			continue;
+		char **v = realloc(bl->files, (bl->nfiles + 1) * sizeof(char *));
+		if (!v)
+			return -ENOMEM;
+		bl->files = v;
+		if (!(v[bl->nfiles] = strdup(bi->files[i])))
+			return -ENOMEM;
+		bl->nfiles++;
+	}
+	FILE *f = fdopen(bl->fd, "w");
+	if (!f)
+		return -errno;
+	bl->fd = -1;
+	fprintf(f, "%s\n", program);
+	for (size_t i = 0; i < bl->nfiles; i++)
+		if (strcmp(bl->files[i], program) != 0)
+			fprintf(f, "%s\n", bl->files[i]);
+	if (fclose(f))
+		return -errno;
+	*written = true;
+	return 0;
+}
+
 /* The child's environment: ours, with the variables below set (each
  * replacing an inherited one of the same name). */
 struct child_env {
 	char **v;
 	size_t n, cap;
-	char *own[8]; /* the "NAME=value" strings made here */
+	char *own[12]; /* the "NAME=value" strings made here */
 	size_t nown;
 };
 
@@ -226,7 +257,7 @@ static char *join_colon(const char *a, const char *b)
 }
 
 static int child_env__build(struct child_env *e, const struct heal_run_opts *o, const char *agent,
-			    const char *boot, int boot_child_fd, int ready_child_fd)
+			    const char *boot, int boot_child_fd, int ready_child_fd, int image_fd)
 {
 	char fdv[16];
 	int rc = 0;
@@ -246,6 +277,10 @@ static int child_env__build(struct child_env *e, const struct heal_run_opts *o, 
 		snprintf(fdv, sizeof(fdv), "%d", boot_child_fd);
 		if (!(rc = child_env__set(e, WIRE_BOOT_ENV_LIST, boot)))
 			rc = child_env__set(e, WIRE_BOOT_ENV_FD, fdv);
+		if (!rc && image_fd >= 0) {
+			snprintf(fdv, sizeof(fdv), "%d", image_fd);
+			rc = child_env__set(e, WIRE_BOOT_ENV_IMAGE_FD, fdv);
+		}
 	}
 	if (!rc && ready_child_fd >= 0) {
 		/* The agent writes a byte there once its socket listens. */
@@ -276,8 +311,8 @@ static int child_env__build(struct child_env *e, const struct heal_run_opts *o, 
  * The child's signal handlers are the default (posix_spawn resets every
  * handled signal). */
 static pid_t start_child(const struct heal_run_opts *o, const char *agent, const char *boot,
-			 int boot_child_fd, int ready_child_fd, char **py_args, char *err,
-			 size_t cap)
+			 int boot_child_fd, int ready_child_fd, int image_fd, char **py_args,
+			 char *err, size_t cap)
 {
 	struct child_env env;
 	posix_spawn_file_actions_t fa;
@@ -288,7 +323,10 @@ static pid_t start_child(const struct heal_run_opts *o, const char *agent, const
 	while (py_args[n])
 		n++;
 	char **argv = calloc(n + 2, sizeof(char *));
-	if (!argv || child_env__build(&env, o, agent, boot, boot_child_fd, ready_child_fd)) {
+	if (boot_child_fd < 0)
+		image_fd = -1;
+	if (!argv ||
+	    child_env__build(&env, o, agent, boot, boot_child_fd, ready_child_fd, image_fd)) {
 		snprintf(err, cap, "cannot run %s: %s", o->python, strerror(ENOMEM));
 		if (argv)
 			child_env__free(&env);
@@ -303,6 +341,8 @@ static pid_t start_child(const struct heal_run_opts *o, const char *agent, const
 		rc = posix_spawn_file_actions_adddup2(&fa, boot_child_fd, boot_child_fd);
 	if (!rc && ready_child_fd >= 0)
 		rc = posix_spawn_file_actions_adddup2(&fa, ready_child_fd, ready_child_fd);
+	if (!rc && boot[0] && image_fd >= 0)
+		rc = posix_spawn_file_actions_adddup2(&fa, image_fd, image_fd);
 	if (!rc)
 		rc = posix_spawn(&pid, o->python, &fa, NULL, argv, env.v);
 	posix_spawn_file_actions_destroy(&fa);
@@ -340,6 +380,13 @@ struct sup {
 	double t_heal_from, t_heal_to; /* inspect/ and heal opened */
 	char held[96];                 /* the module that was held */
 	struct heal_tree *tree;        /* the processes it forks */
+	/* A boot image the hook installs from (NULL: none), what its
+	 * sections gave, and what the usual loads record for the next one. */
+	struct heal_boot_image *bi;
+	struct heal_image_rec *rec;
+	struct wire_patch_result *img_res; /* the held module's, from the image */
+	size_t nimg_res;
+	struct heal_stats img_st;
 };
 
 /* Handled crashes reported while no crash opened h (the usual case: the
@@ -350,7 +397,9 @@ static void sup__handled(struct sup *u, bool ending)
 	if (u->h || !u->s)
 		return;
 	if (!u->hr) {
-		if (!inject_session__has_handled(u->s))
+		/* Patches installed from a boot image fire too: their counts
+		 * go to the store through this handle. */
+		if (!inject_session__has_handled(u->s) && !u->img_st.loaded)
 			return;
 		struct heal_opts ho = {
 			.store_dir = u->o->store_dir,
@@ -408,6 +457,7 @@ static struct heal *sup__heal_open(struct sup *u, bool early)
 	 * waits for its patches does not wait for the store too. */
 	heal__preload(u->h, u->bl->st);
 	heal__use_store(u->h, u->bl->st);
+	heal__record_image(u->h, u->rec);
 	u->t_heal_to = mono_ms();
 	heal__set_tag(u->h, heal_tree__several(u->tree));
 	return u->h;
@@ -446,10 +496,26 @@ static void sup__boot_close(struct sup *u)
 /* Load the module's stored patches, then let it run. */
 static void sup__boot_answer(struct sup *u)
 {
-	struct heal *h = u->load ? sup__heal(u) : NULL;
+	bool from_image = u->nimg_res > 0;
+	struct heal *h = u->load && !from_image ? sup__heal(u) : NULL;
 	bool first = !u->t_held_to, released = false;
 	u->pending = false;
 	double t = mono_ms(), released_at = 0;
+	if (from_image) {
+		/* Installed by the hook already: it runs at once, and the
+		 * lines are said after. */
+		released_at = mono_ms();
+		if (heal_boot__release(u->boot_fd, u->ev.event_id))
+			sup__boot_close(u);
+		struct heal_boot_image_out io = { .log = stderr,
+						  .events = u->o->events,
+						  .quiet = u->o->quiet,
+						  .pid = u->pid };
+		heal_boot_image__report(u->bi, u->img_res, u->nimg_res, &io, &u->img_st);
+		free(u->img_res);
+		u->img_res = NULL;
+		u->nimg_res = 0;
+	}
 	/* The release goes right behind the patches when there are some. */
 	if (h && heal__load_tree_boot_release(h, u->ev.code_addr, u->boot_fd, &u->rd,
 					      u->ev.event_id, &released_at) == -EPIPE) {
@@ -482,9 +548,17 @@ static void sup__boot_answer(struct sup *u)
  * (site's) is reported too, whatever its file, and is held in its place. */
 static void sup__boot_read(struct sup *u)
 {
-	if (heal_boot__next_module(u->boot_fd, &u->rd, &u->ev)) {
+	free(u->img_res);
+	u->img_res = NULL;
+	u->nimg_res = 0;
+	if (heal_boot__next_report(u->boot_fd, &u->rd, &u->ev, &u->img_res, &u->nimg_res)) {
 		sup__boot_close(u); /* EOF: the child is exiting */
 		return;
+	}
+	if (u->nimg_res && !u->bi) { /* an image we never gave */
+		free(u->img_res);
+		u->img_res = NULL;
+		u->nimg_res = 0;
 	}
 	u->pending = true;
 	u->load = true; /* reported because listed */
@@ -504,8 +578,9 @@ static void sup__boot_read(struct sup *u)
 	}
 	/* The interpreter is initialized: read its layout now, while the
 	 * agent's session is coming up (it takes a few ms either way), when
-	 * patches are to be loaded; else at the first crash, if any. */
-	if (u->load)
+	 * patches are to be loaded; else at the first crash, if any. Those
+	 * the hook installed from the image need nothing of it. */
+	if (u->load && !u->nimg_res)
 		sup__heal(u);
 }
 
@@ -542,7 +617,8 @@ static void say_no_agent(pid_t pid)
  * reports. Returns the wait status. */
 static int supervise(const struct heal_run_opts *o, pid_t pid, int boot_fd, int ready_fd,
 		     const char *program, const struct boot_list *bl, bool script_listed,
-		     double t_spawn, struct heal_stats *total, bool *healed_now)
+		     struct heal_boot_image *bi, struct heal_image_rec *rec, double t_spawn,
+		     struct heal_stats *total, bool *healed_now)
 {
 	struct sup u = { .o = o,
 			 .program = program,
@@ -550,7 +626,14 @@ static int supervise(const struct heal_run_opts *o, pid_t pid, int boot_fd, int 
 			 .boot_fd = boot_fd,
 			 .bl = bl,
 			 .script_listed = script_listed,
+			 .bi = bi && bi->use ? bi : NULL,
+			 .rec = rec,
 			 .t_spawn = t_spawn };
+	/* Patches to derive and load the usual way: the layout is read
+	 * early. With an image, the hook installs them itself, and the
+	 * layout is read at the first need (a module the image does not
+	 * cover, a crash). */
+	bool derive = bl->nfiles && !u.bi;
 	int wstatus = 0;
 	bool reaped = false, session_gone = false, ready = false;
 	struct inject_opts io = { .no_inject = true,
@@ -579,8 +662,10 @@ static int supervise(const struct heal_run_opts *o, pid_t pid, int boot_fd, int 
 	char open_err[512] = ""; /* why the last session open failed */
 
 	*healed_now = false;
-	if (bl->nfiles)
+	if (derive)
 		sup__heal_early(&u);
+	if (u.bi) /* forks learn the files without a read of the store */
+		heal_tree__give_files(tree, u.bi->files, u.bi->nfiles);
 	/* How long a held script waits for the agent's session. */
 	double session_deadline = mono_ms() + 5000;
 	double t_flush = mono_ms();
@@ -600,7 +685,7 @@ static int supervise(const struct heal_run_opts *o, pid_t pid, int boot_fd, int 
 			 * installs its watcher meanwhile, which our handshake
 			 * would wait for anyway; the module it holds is answered
 			 * sooner. */
-			if (ready && bl->nfiles)
+			if (ready && derive)
 				sup__heal(&u);
 			if (inject_session__open(pid, &io, &u.s, open_err, sizeof(open_err)) == 0) {
 				u.t_session = mono_ms();
@@ -612,7 +697,7 @@ static int supervise(const struct heal_run_opts *o, pid_t pid, int boot_fd, int 
 				 * first crash: most runs never need it. */
 				if (u.h)
 					heal__set_session(u.h, u.s);
-				else if (bl->nfiles)
+				else if (derive)
 					sup__heal(&u);
 			} else {
 				u.s = NULL;
@@ -771,7 +856,12 @@ static int supervise(const struct heal_run_opts *o, pid_t pid, int boot_fd, int 
 		const struct heal_stats *st = heal__stats(u.h);
 		heal_stats__add(total, st);
 		total->loaded = st->loaded; /* what the last run loaded */
+	} else {
+		total->loaded = 0;
 	}
+	total->loaded += u.img_st.loaded;
+	total->failed += u.img_st.failed;
+	free(u.img_res);
 	/* Processes that outlive the script are left to run unwatched. */
 	heal_tree__close(tree, false, total);
 	if (ready_fd >= 0)
@@ -897,7 +987,7 @@ static int python_ask_version(const char *py, uint32_t *hv, char *impl, size_t c
  * older Python, a wrapper script, a library only the loader's cache
  * knows) the interpreter is asked.
  * Returns 0, or the exit status after a one-line message. */
-static int python_check(const char *py, bool from_venv)
+static int python_check(const char *py, bool from_venv, uint32_t *version)
 {
 	const char *whose = from_venv ? " (the active virtual environment's: $VIRTUAL_ENV; "
 					"--python PATH names another)"
@@ -932,6 +1022,7 @@ static int python_check(const char *py, bool from_venv)
 			impl, hv >> 24, (hv >> 16) & 0xff, (hv >> 8) & 0xff, whose);
 		return 5;
 	}
+	*version = hv;
 	return 0;
 }
 
@@ -988,7 +1079,8 @@ int heal_run__main(const struct heal_run_opts *opts)
 		}
 		ro.python = python;
 	}
-	int bad = python_check(ro.python, ro.python_from_venv);
+	uint32_t py_version = 0;
+	int bad = python_check(ro.python, ro.python_from_venv, &py_version);
 	if (bad)
 		return bad;
 	if (inject__agent_path(o->agent_path, agent, sizeof(agent))) {
@@ -1045,8 +1137,20 @@ int heal_run__main(const struct heal_run_opts *opts)
 		int rp[2] = { -1, -1 };
 		if (pipe2(rp, O_CLOEXEC))
 			rp[0] = rp[1] = -1;
+		/* A boot image (docs/formats/boot-image.md): what an earlier run
+		 * derived, installed by the hook itself. Not for a dry run (it
+		 * installs nothing) nor --verbose (which shows each derivation). */
+		struct heal_boot_image bimg;
+		struct heal_image_rec rec = { 0 };
+		bool imaging = bl.path[0] && sp[0] >= 0 && !o->dry_run && !o->verbose &&
+			       !getenv("SUTURE_RUN_NO_IMAGE");
+		memset(&bimg, 0, sizeof bimg);
+		bimg.file.fd = -1;
+		if (imaging)
+			heal_boot_image__open(&bimg, o->store_dir, program, py_version, agent);
 		double t_spawn = mono_ms();
-		pid_t pid = start_child(o, agent, bl.path, sp[1], rp[1], o->cmd.args, err,
+		pid_t pid = start_child(o, agent, bl.path, sp[1], rp[1],
+					bimg.use ? bimg.file.fd : -1, o->cmd.args, err,
 					sizeof(err));
 		last_pid = pid > 0 ? pid : last_pid;
 		if (sp[1] >= 0)
@@ -1060,14 +1164,26 @@ int heal_run__main(const struct heal_run_opts *opts)
 			if (rp[0] >= 0)
 				close(rp[0]);
 			boot_list__free(&bl);
+			heal_boot_image__free(&bimg);
 			return 127;
+		}
+		if (bimg.file.fd >= 0) { /* the child has its own */
+			close(bimg.file.fd);
+			bimg.file.fd = -1;
 		}
 		/* The interpreter initializes meanwhile. */
 		bool script_listed = false;
+		uint64_t index_hash = 0; /* the index the loads come from */
 		if (bl.path[0]) {
 			struct stat sb;
 			bool written;
-			rc = boot_list__fill(&bl, o, program, &written);
+			if (bimg.use) {
+				rc = boot_list__fill_image(&bl, program, &bimg, &written);
+				index_hash = bimg.file.index_hash;
+			} else {
+				rc = boot_list__fill(&bl, o, program, &written);
+				index_hash = store__index_hash(bl.st);
+			}
 			if (rc)
 				fprintf(stderr, "[suture] no stored patch is loaded: %s\n",
 					bl.why[0]       ? bl.why
@@ -1083,8 +1199,15 @@ int heal_run__main(const struct heal_run_opts *opts)
 			sp[0] = -1;
 		}
 		bool healed;
-		wstatus = supervise(o, pid, sp[0], rp[0], program, &bl, script_listed, t_spawn,
-				    &total, &healed);
+		wstatus = supervise(o, pid, sp[0], rp[0], program, &bl, script_listed, &bimg,
+				    imaging && index_hash ? &rec : NULL, t_spawn, &total, &healed);
+		/* What this run derived, for the next one (after the child
+		 * ended: nothing waits for it). */
+		if (rec.n)
+			heal_boot_image__write(&bimg, &rec, bl.files, bl.nfiles, o->store_dir,
+					       program, index_hash);
+		heal_image_rec__free(&rec);
+		heal_boot_image__free(&bimg);
 		boot_list__free(&bl);
 		bool failed = !(WIFEXITED(wstatus) && WEXITSTATUS(wstatus) == 0);
 		/* A program stopped by a signal (ours, forwarded, or anyone's)

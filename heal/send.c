@@ -249,17 +249,53 @@ void heal_sender__boot_free(struct heal_boot_sender *b)
 	wire_buf__free(&b->posted);
 }
 
+int heal_boot__next_report(int fd, struct wire_reader *rd, struct wire_crash *ev,
+			   struct wire_patch_result **img, size_t *nimg)
+{
+	*img = NULL;
+	*nimg = 0;
+	for (;;) {
+		uint8_t *pl = NULL;
+		struct wire_hdr hd;
+		int rc = wire_reader__next(rd, fd, -1, &hd, &pl);
+		if (!rc && hd.type == WIRE_MSG_PATCH_RESULT && *nimg < WIRE_IMAGE_MAX_ENTRIES) {
+			struct wire_patch_result res;
+			struct wire_patch_result *v = realloc(*img, (*nimg + 1) * sizeof(*v));
+			rc = !v ? -ENOMEM
+			     : wire_msg__decode_patch_result(pl, pl + hd.len, &res) ||
+					     !(res.request_id & WIRE_BOOT_IMAGE_BIT)
+				     ? -EPROTO
+				     : 0;
+			if (v)
+				*img = v;
+			if (!rc)
+				(*img)[(*nimg)++] = res;
+			free(pl);
+			if (!rc)
+				continue;
+		} else if (!rc && (hd.type != WIRE_MSG_CRASH || !pl)) {
+			rc = -EPROTO;
+		} else if (!rc) {
+			rc = wire_msg__decode_crash(pl, pl + hd.len, ev);
+		}
+		if (hd.type != WIRE_MSG_PATCH_RESULT)
+			free(pl);
+		if (rc) {
+			free(*img);
+			*img = NULL;
+			*nimg = 0;
+		}
+		return rc;
+	}
+}
+
 int heal_boot__next_module(int fd, struct wire_reader *rd, struct wire_crash *ev)
 {
-	uint8_t *pl = NULL;
-	struct wire_hdr hd;
-	int rc = wire_reader__next(rd, fd, -1, &hd, &pl);
-	if (!rc && (hd.type != WIRE_MSG_CRASH || !pl))
-		rc = -EPROTO;
-	if (!rc)
-		rc = wire_msg__decode_crash(pl, pl + hd.len, ev);
-	free(pl);
-	return rc;
+	struct wire_patch_result *img;
+	size_t n;
+	int rc = heal_boot__next_report(fd, rd, ev, &img, &n);
+	free(img);
+	return rc ? rc : n ? -EPROTO : 0; /* no image is given there */
 }
 
 int heal_boot__release(int fd, uint64_t event_id)

@@ -62,6 +62,7 @@ struct heal_tree {
 	struct inject_session *root_listed; /* the root session TREE_FILES went to */
 	char *files;
 	size_t files_len;
+	bool files_given; /* heal_tree__give_files: not read from the store */
 };
 
 /* The socket forked children report module execs on (tree_files):
@@ -299,12 +300,40 @@ void heal_tree__set_root(struct heal_tree *t, struct inject_session *s, struct h
 		return;
 	t->root_s = s;
 	t->root_h = h;
-	/* Once a session: the store is read when its heal handle exists. */
-	if (s && h && s != t->root_listed) {
+	/* Once a session: the store is read when its heal handle exists,
+	 * unless the files were given (a boot image names them). */
+	if (s && (h || t->files_given) && s != t->root_listed) {
 		t->root_listed = s;
-		files_refresh(t, h);
+		if (!t->files_given)
+			files_refresh(t, h);
 		files_send(t, t->root, s);
 	}
+}
+
+void heal_tree__give_files(struct heal_tree *t, char *const *files, size_t n)
+{
+	size_t len = 0;
+	if (!t)
+		return;
+	for (size_t i = 0; i < n; i++)
+		len += strlen(files[i]) + 1;
+	char *v = len ? malloc(len) : NULL;
+	if (len && !v)
+		return; /* the store is read as usual */
+	len = 0;
+	for (size_t i = 0; i < n; i++) {
+		size_t k = strlen(files[i]);
+		if (!k || strchr(files[i], '\n'))
+			continue;
+		if (len)
+			v[len++] = '\n';
+		memcpy(v + len, files[i], k);
+		len += k;
+	}
+	free(t->files);
+	t->files = v;
+	t->files_len = len;
+	t->files_given = true;
 }
 
 int heal_tree__add(struct heal_tree *t, pid_t pid, bool inject)

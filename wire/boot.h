@@ -29,6 +29,23 @@
 
 #define WIRE_BOOT_ENV_FD "SUTURE_AGENT_BOOT_FD"
 #define WIRE_BOOT_ENV_LIST "SUTURE_AGENT_BOOT"
+/* Optional: the decimal number of a descriptor open on a boot image
+ * (docs/formats/boot-image.md) suture-run checked against its store. */
+#define WIRE_BOOT_ENV_IMAGE_FD "SUTURE_AGENT_BOOT_IMAGE_FD"
+
+/* Step 2 with a boot image: before reporting a listed module the image has
+ * a section for, the hook checks the section against the module's code
+ * objects and, when every one it names is there with its key, installs
+ * the section's PATCHes itself; then it sends one PATCH_RESULT per entry,
+ * request id WIRE_BOOT_IMAGE_ID(section, entry), right before the
+ * module's report. suture-run then only releases the module (step 4). A
+ * section that does not match is not touched (no PATCH_RESULT): the
+ * module is loaded the usual way. */
+#define WIRE_BOOT_IMAGE_BIT (1ull << 63)
+#define WIRE_BOOT_IMAGE_ID(section, entry) \
+	(WIRE_BOOT_IMAGE_BIT | ((uint64_t)(uint32_t)(section) << 32) | (uint32_t)(entry))
+#define WIRE_BOOT_IMAGE_SECTION(id) ((uint32_t)(((id) & ~WIRE_BOOT_IMAGE_BIT) >> 32))
+#define WIRE_BOOT_IMAGE_ENTRY(id) ((uint32_t)(id))
 
 /* The list is complete and names the script itself: report listed modules
  * only (suture-run holds the script's module until its session is up). */
