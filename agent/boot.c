@@ -310,12 +310,18 @@ static int apply_image(PyCodeObject *root, const struct wire_image_section *sec,
 		struct wire_patch_result res;
 		memset(&res, 0, sizeof res);
 		res.request_id = WIRE_BOOT_IMAGE_ID(sec->index, i);
+		/* A stacked entry goes on the code the entry below it made;
+		 * if that one was not installed, neither is this one (its
+		 * bytes and appended constants are relative to that code). */
 		PyObject *target = (PyObject *)head[i];
 		for (uint32_t k = 0; k < i; k++)
-			if (head[k] == head[i] && cur[k])
+			if (head[k] == head[i])
 				target = cur[k];
-		/* Decoded once already (wire_image__open). */
-		if (wire_msg__decode_patch_named(e.payload, e.payload + e.payload_len, &p)) {
+		if (!target) {
+			res.status = -ECANCELED;
+			snprintf(res.message, sizeof res.message,
+				 "agent boot: the patch it is stacked on was not installed");
+		} else if (wire_msg__decode_patch_named(e.payload, e.payload + e.payload_len, &p)) {
 			res.status = -EINVAL;
 			snprintf(res.message, sizeof res.message, "agent boot: a bad image entry");
 		} else {

@@ -311,9 +311,9 @@ void heal_image_rec__free(struct heal_image_rec *r);
 struct heal_boot_image {
 	struct store_image file;
 	struct wire_image img;
-	bool use;      /* checked: passed to the hook */
-	bool *applied; /* per section: installed whole in this run */
-	char **files;  /* the sections' files: the boot list */
+	bool use;     /* checked: passed to the hook */
+	bool *keep;   /* per section: good for the next image (not missed, nothing failed) */
+	char **files; /* the sections' files: the boot list */
 	size_t nfiles;
 	char name[64];  /* store_image__name */
 	uint64_t build; /* this suture-run's and agent's (0: unknown, no image) */
@@ -335,10 +335,14 @@ struct heal_boot_image_out {
 };
 void heal_boot_image__report(struct heal_boot_image *bi, const struct wire_patch_result *res,
 			     size_t n, const struct heal_boot_image_out *o, struct heal_stats *st);
+/* A module of file (as the hook reported it) was reported without the
+ * image's answers: its section no longer fits (it is not kept). */
+void heal_boot_image__missed(struct heal_boot_image *bi, const char *file);
 /* The next image: for each file of the boot list, the section recorded in
- * this run (rec), else the old image's when this run installed it whole,
- * else an empty one (loaded the usual way). Written only if the index
- * still hashes to index_hash (store_image__write). */
+ * this run (rec), else the old image's unless this run found it did not
+ * fit (heal_boot_image__missed, a failed install), else an empty one
+ * (loaded the usual way). Written only if the index still hashes to
+ * index_hash (store_image__write). */
 int heal_boot_image__write(const struct heal_boot_image *bi, const struct heal_image_rec *rec,
 			   char *const *files, size_t nfiles, const char *store_dir,
 			   const char *program, uint64_t index_hash);

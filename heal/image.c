@@ -141,15 +141,17 @@ static int check(struct heal_boot_image *bi, const char *program)
 	if (wire_image__open(bi->file.data, bi->file.len, &bi->img) || hd->build != bi->build ||
 	    hd->py_version != bi->py_version || hd->index_hash != bi->file.index_hash ||
 	    strcmp(hd->program, program) != 0 || (hd->valid_until && now >= hd->valid_until) ||
-	    !(bi->applied = calloc(hd->nsections ? hd->nsections : 1, sizeof *bi->applied)) ||
+	    !(bi->keep = calloc(hd->nsections ? hd->nsections : 1, sizeof *bi->keep)) ||
 	    !(bi->files = calloc(hd->nsections ? hd->nsections : 1, sizeof *bi->files)))
 		return -ESTALE;
 	struct wire_image_section sec;
 	const uint8_t *at = bi->img.sections;
 	uint32_t idx = 0;
-	while (wire_image__next_section(&bi->img, &at, &sec, &idx))
+	while (wire_image__next_section(&bi->img, &at, &sec, &idx)) {
+		bi->keep[sec.index] = true;
 		if (!(bi->files[bi->nfiles++] = strdup(sec.file)))
 			return -ENOMEM;
+	}
 	bi->use = true;
 	return 0;
 }
@@ -159,7 +161,7 @@ void heal_boot_image__free(struct heal_boot_image *bi)
 	for (size_t i = 0; i < bi->nfiles; i++)
 		free(bi->files[i]);
 	free(bi->files);
-	free(bi->applied);
+	free(bi->keep);
 	store_image__free(&bi->file);
 	memset(bi, 0, sizeof *bi);
 	bi->file.fd = -1;
@@ -192,27 +194,29 @@ void heal_boot_image__report(struct heal_boot_image *bi, const struct wire_patch
 			cur = s;
 			at = sec.entries;
 			entry = 0;
-			bi->applied[s] = true;
 		}
 		bool found = false;
 		while (entry <= k && wire_image__next_entry(&sec, &at, &e))
 			found = entry++ == k;
 		struct wire_patch p;
-		if (!found || wire_msg__decode_patch_named(e.payload, e.payload + e.payload_len, &p))
+		if (!found ||
+		    wire_msg__decode_patch_named(e.payload, e.payload + e.payload_len, &p))
 			continue;
 		const char *base = heal_names__base(sec.file);
 		char line[1024];
 		if (res[i].status) {
-			snprintf(line, sizeof line, "failed: loading %s: the agent refused the patch: %s",
-				 p.meta.name, res[i].message);
+			snprintf(line, sizeof line,
+				 "failed: loading %s: the agent refused the patch: %s", p.meta.name,
+				 res[i].message);
 			fprintf(o->log, "[suture] %s\n", line);
 			st->failed++;
-			bi->applied[s] = false; /* loaded the usual way next time */
+			bi->keep[s] = false; /* loaded the usual way next time */
 			continue;
 		}
 		if (!o->quiet)
 			fprintf(o->log, "[suture] already healed: %s %s -> %s in %s (%s:%u)\n",
-				p.meta.guard, p.meta.target, p.meta.fallback, e.qualname, base, e.line);
+				p.meta.guard, p.meta.target, p.meta.fallback, e.qualname, base,
+				e.line);
 		heal_event__emit(o->events, o->pid, "loaded", "s:name", p.meta.name, "s:guard",
 				 p.meta.guard, "s:target", p.meta.target, "s:fallback",
 				 p.meta.fallback, "s:function", e.qualname, "i:line",
@@ -220,6 +224,16 @@ void heal_boot_image__report(struct heal_boot_image *bi, const struct wire_patch
 		st->loaded++;
 	}
 	fflush(o->log);
+}
+
+void heal_boot_image__missed(struct heal_boot_image *bi, const char *file)
+{
+	char real[PATH_MAX];
+	if (!bi || !bi->use || !realpath(file, real))
+		return;
+	for (size_t i = 0; i < bi->nfiles; i++)
+		if (strcmp(bi->files[i], real) == 0)
+			bi->keep[i] = false; /* files[i] is section i's */
 }
 
 int heal_boot_image__write(const struct heal_boot_image *bi, const struct heal_image_rec *rec,
@@ -242,9 +256,10 @@ int heal_boot_image__write(const struct heal_boot_image *bi, const struct heal_i
 		const struct heal_image_section *r = heal_image_rec__find(rec, files[i]);
 		struct wire_image_section old;
 		bool kept = false;
-		/* What this run installed from the old image stays. */
+		/* The old image's section stays unless this run found it
+		 * did not fit (a module not imported this time keeps it). */
 		for (uint32_t s = 0; !r && bi->use && s < bi->img.hdr.nsections && !kept; s++)
-			kept = bi->applied[s] && section_at(bi, s, &old) &&
+			kept = bi->keep[s] && section_at(bi, s, &old) &&
 			       strcmp(old.file, files[i]) == 0;
 		if (r) {
 			wire_image__section(&b, files[i], r->n);

@@ -560,6 +560,8 @@ static void sup__boot_read(struct sup *u)
 		u->img_res = NULL;
 		u->nimg_res = 0;
 	}
+	if (!u->nimg_res) /* its section, if any, did not fit */
+		heal_boot_image__missed(u->bi, u->ev.filename);
 	u->pending = true;
 	u->load = true; /* reported because listed */
 	u->t_event = mono_ms();

@@ -4,8 +4,8 @@
 # and the next runs' boot hook installs it itself. Each run must say and do
 # exactly what a run that derives every patch says and does
 # (SUTURE_RUN_NO_IMAGE=1): the same lines, output and exit status, under
-# other hash seeds (a frozenset constant), for a nested function, a method
-# and a second module; a guard's firings are stored and leave the image in
+# other hash seeds (a frozenset constant), for a nested function, a method,
+# two guards stacked in one function and a second module; a guard's firings are stored and leave the image in
 # use; a rollback, an edited function, a damaged image, --dry-run and
 # --verbose each go the usual way, and the image comes back after.
 set -u
@@ -38,7 +38,12 @@ def outer(d):
         return d["inner"]
     return inner()
 
-calls = [(kind, {}), (Loader().load, {}), (outer, {}), (scale, {})]
+def pair(d):
+    a = d["a"]
+    b = d["b"]
+    return (a, b)
+
+calls = [(kind, {}), (Loader().load, {}), (outer, {}), (scale, {}), (pair, {})]
 if sys.argv[1] == "crash":
     threading.excepthook = lambda a: None
     for f, a in calls:
@@ -47,7 +52,7 @@ if sys.argv[1] == "crash":
         t.join()
 else:
     good = [(kind, {"kind": "beta"}), (Loader().load, {"timeout": 3}),
-            (outer, {"inner": 4}), (scale, {"factor": 5})]
+            (outer, {"inner": 4}), (scale, {"factor": 5}), (pair, {"a": 1, "b": 2})]
     print([f(a) for f, a in good])
     if sys.argv[1] == "bad":
         print([f(a) for f, a in calls])
@@ -57,7 +62,7 @@ cd "$W" || fail "cd"
 "$RUN" --python "$PYTHON" --store "$S" job.py crash </dev/null >/dev/null 2>"$W/0.err" ||
 	{ cat "$W/0.err"; fail "crash run: exit"; }
 n=$(grep -c "^\[suture\] stored patch" "$W/0.err")
-[ "$n" -eq 4 ] || { cat "$W/0.err"; fail "crash run: $n patches stored, not 4"; }
+[ "$n" -eq 6 ] || { cat "$W/0.err"; fail "crash run: $n patches stored, not 6"; }
 
 # run NAME ARGS...: the program's stdout, its [suture] lines sorted, the exit
 # status and the agent's boot lines.
@@ -84,7 +89,7 @@ from_image() { grep -c "patches installed from the image" "$W/$1.all"; }
 # The reference: every patch derived.
 SUTURE_RUN_NO_IMAGE=1 run ref job.py quiet
 [ "$(from_image ref)" -eq 0 ] || fail "SUTURE_RUN_NO_IMAGE=1 used an image"
-[ "$(grep -c '^\[suture\] already healed:' "$W/ref.err")" -eq 4 ] || { cat "$W/ref.all"; fail "ref: not 4 loaded"; }
+[ "$(grep -c '^\[suture\] already healed:' "$W/ref.err")" -eq 6 ] || { cat "$W/ref.all"; fail "ref: not 6 loaded"; }
 ls "$S"/boot-*.img >/dev/null 2>&1 && fail "SUTURE_RUN_NO_IMAGE=1 wrote an image"
 
 run first job.py quiet
@@ -96,11 +101,11 @@ ok "a load the usual way writes the image (the reference run with SUTURE_RUN_NO_
 for seed in 1 2 3; do
 	PYTHONHASHSEED=$seed run "img$seed" job.py quiet
 	same_as "img$seed" ref
-	grep -q "boot: 3 of 3 patches installed from the image" "$W/img$seed.all" &&
+	grep -q "boot: 5 of 5 patches installed from the image" "$W/img$seed.all" &&
 		grep -q "boot: 1 of 1 patches installed from the image" "$W/img$seed.all" ||
 		{ cat "$W/img$seed.all"; fail "seed $seed: not installed from the image"; }
 done
-ok "the hook installs from the image (two modules, a frozenset constant under three hash seeds, a method, a nested function): the same lines, output and status"
+ok "the hook installs from the image (two modules, a frozenset constant under three hash seeds, a method, a nested function, two guards stacked): the same lines, output and status"
 
 # A guard fires: the same answer, its firing stored, the image still used.
 "$AUDIT" --store "$S" --json >"$W/audit0.json" || fail "suture-audit --json"
@@ -108,13 +113,13 @@ SUTURE_RUN_NO_IMAGE=1 run badref job.py bad
 run bad job.py bad
 same_as bad badref
 [ "$(from_image bad)" -eq 2 ] || { cat "$W/bad.all"; fail "bad: not from the image"; }
-grep -qx "\[False, None, None, None\]" "$W/bad.out" || { cat "$W/bad.out" "$W/bad.all"; fail "bad: not healed"; }
+grep -qx "\[False, None, None, None, (None, None)\]" "$W/bad.out" || { cat "$W/bad.out" "$W/bad.all"; fail "bad: not healed"; }
 "$AUDIT" --store "$S" --json >"$W/audit.json" || fail "suture-audit --json"
 "$PYTHON" - "$W/audit0.json" "$W/audit.json" <<'PY' || fail "firings of patches installed from the image not stored"
 import json, sys
 hits = [{p["name"]: p["hits"] for p in json.load(open(f))["patches"]} for f in sys.argv[1:]]
 # the reference run and the image run each fired every guard once
-assert len(hits[0]) == 4 and all(hits[1][n] == hits[0][n] + 2 for n in hits[0]), hits
+assert len(hits[0]) == 6 and all(hits[1][n] == hits[0][n] + 2 for n in hits[0]), hits
 PY
 run after_hits job.py quiet
 same_as after_hits ref
@@ -135,7 +140,7 @@ SUTURE_RUN_NO_IMAGE=1 run rbref job.py quiet
 run rb job.py quiet
 same_as rb rbref
 [ "$(from_image rb)" -eq 0 ] || { cat "$W/rb.all"; fail "rollback: the old image was used"; }
-[ "$(grep -c '^\[suture\] already healed:' "$W/rb.err")" -eq 3 ] || { cat "$W/rb.all"; fail "rollback: not 3 loaded"; }
+[ "$(grep -c '^\[suture\] already healed:' "$W/rb.err")" -eq 5 ] || { cat "$W/rb.all"; fail "rollback: not 5 loaded"; }
 run rb2 job.py quiet
 same_as rb2 rbref
 [ "$(from_image rb2)" -eq 2 ] || { cat "$W/rb2.all"; fail "after a rollback: no new image"; }
@@ -153,7 +158,7 @@ run edited job.py quiet
 cp "$W/index.before-edit" "$S/index.json" # the same start for the reference
 SUTURE_RUN_NO_IMAGE=1 run editref job.py quiet
 same_as edited editref
-grep -q "boot: 2 of 2 patches installed from the image" "$W/edited.all" ||
+grep -q "boot: 4 of 4 patches installed from the image" "$W/edited.all" ||
 	{ cat "$W/edited.all"; fail "edited: the script's section not from the image"; }
 grep -q "image: scale changed: not used" "$W/edited.all" ||
 	{ cat "$W/edited.all"; fail "edited: the changed function not noticed"; }
@@ -171,7 +176,7 @@ same_as damaged pre
 [ "$(from_image damaged)" -eq 0 ] || { cat "$W/damaged.all"; fail "a damaged image was used"; }
 run repaired job.py quiet
 same_as repaired pre
-grep -q "boot: 2 of 2 patches installed from the image" "$W/repaired.all" ||
+grep -q "boot: 4 of 4 patches installed from the image" "$W/repaired.all" ||
 	{ cat "$W/repaired.all"; fail "no good image written after a damaged one"; }
 ok "a damaged image is not used and is replaced"
 

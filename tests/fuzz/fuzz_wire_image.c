@@ -43,8 +43,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			while (wire_image__next_entry(&sec, &e_at, &e)) {
 				k++;
 				if (e.payload < buf || e.payload + e.payload_len > buf + size ||
-				    wire_msg__decode_patch_named(e.payload, e.payload + e.payload_len,
-								 &p) ||
+				    wire_msg__decode_patch_named(e.payload,
+								 e.payload + e.payload_len, &p) ||
 				    !e.firstlineno || !e.qualname[0])
 					__builtin_trap();
 			}
