@@ -41,7 +41,9 @@ S="$W/app.py"
 n=$(grep -c "guard applied" "$W/heal.err")
 "$RUN" --python "$PYTHON" --store "$W/store" "$S" quiet 2>"$W/load.err"
 l=$(grep -c "already healed: key_guard" "$W/load.err")
-echo "bench_run: $PYTHON, $(nproc) cores, $NFUNCS functions, $n patches stored, $l loaded at start, $RUNS runs each"
+img=no
+ls "$W/store"/boot-*.img >/dev/null 2>&1 && img=yes
+echo "bench_run: $PYTHON, $(nproc) cores, $NFUNCS functions, $n patches stored, $l loaded at start, boot image written: $img, $RUNS runs each"
 
 # Wall time and CPU time (user+sys of the command and its children, from
 # getrusage) of RUNS runs of each configuration, interleaved so that load
@@ -56,6 +58,10 @@ empty = w + "/empty.py"
 confs = [("plain python3.11", [py, script, "quiet"]),
          ("suture-run, empty store", [run, "--python", py, "--store", w + "/empty", script, "quiet"]),
          (f"suture-run, {l} stored patches", [run, "--python", py, "--store", w + "/store", script, "quiet"]),
+         # The same store, every patch derived again (no boot image:
+         # docs/formats/boot-image.md), as before the image existed.
+         (f"suture-run, {l} stored patches, no image",
+          [run, "--python", py, "--store", w + "/store", script, "quiet"]),
          ("plain python3.11, empty script", [py, empty]),
          ("suture-run, empty script", [run, "--python", py, "--store", w + "/empty", empty])]
 before = os.environ.get("BEFORE")
@@ -66,6 +72,9 @@ if before:
               ("BEFORE suture-run, empty script",
                [before + "/bin/suture-run", "--agent", before + "/lib/libsuture_agent.so", "--python", py,
                 "--store", w + "/empty", empty])]
+# The environment of each (the no-image configuration's says so).
+no_image = dict(os.environ, SUTURE_RUN_NO_IMAGE="1")
+env_of = {n: (no_image if n.endswith("no image") else None) for n, _ in confs}
 # What each is compared with: the plain run of the same script.
 ref = {n: ("plain python3.11, empty script" if "empty script" in n else "plain python3.11")
        for n, _ in confs}
@@ -80,7 +89,8 @@ for r in range(runs):
     for name, cmd in confs[k:] + confs[:k]:
         r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
         t0 = time.perf_counter()
-        subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
+        subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True,
+                       env=env_of[name])
         t1 = time.perf_counter()
         r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
         res[name][0].append((t1 - t0) * 1e3)
@@ -88,7 +98,7 @@ for r in range(runs):
 med = lambda v: sorted(v)[len(v) // 2]
 for name, _ in confs:
     wall, cpu = res[name]
-    print(f"{name:34s} wall median {med(wall):7.2f} ms (min {min(wall):7.2f}); CPU median {med(cpu):6.2f} ms")
+    print(f"{name:45s} wall median {med(wall):7.2f} ms (min {min(wall):7.2f}); CPU median {med(cpu):6.2f} ms")
 names = [n for n, _ in confs if "suture-run" in n]
 for n in names:
     p = ref[n]
@@ -112,9 +122,9 @@ print(f"load average during the rounds: {la0} -> {open('/proc/loadavg').read().s
 import re
 pat = re.compile(r"first module reported ([-0-9.]+), agent session ([-0-9.]+), .*, \S+ held from ([-0-9.]+) to "
                  r"([-0-9.]+) \(([-0-9.]+) ms, loading patches ([-0-9.]+), released after ([-0-9.]+)\); script ended ([-0-9.]+)")
-env = dict(os.environ, SUTURE_RUN_TIMING="1")
-for name, cmd in confs[1:3]:
+for name, cmd in confs[1:4]:
     rows = []
+    env = dict(env_of[name] or os.environ, SUTURE_RUN_TIMING="1")
     for _ in range(runs):
         p = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, text=True)
         m = pat.search(p.stderr)
@@ -133,11 +143,15 @@ PY
 # starts), from callgrind when valgrind is installed: unlike times, they
 # do not move with the machine's load.
 if command -v valgrind >/dev/null 2>&1; then
-	for st in empty store; do
+	for st in empty store noimage; do
 		what="empty store"
 		[ "$st" = store ] && what="$l stored patches"
-		valgrind --tool=callgrind --callgrind-out-file=/dev/null "$RUN" --python "$PYTHON" \
-			--store "$W/$st" "$S" quiet 2>&1 >/dev/null |
+		[ "$st" = noimage ] && what="$l stored patches, no image"
+		dir=$st
+		[ "$st" = noimage ] && dir=store
+		env $([ "$st" = noimage ] && echo SUTURE_RUN_NO_IMAGE=1) \
+			valgrind --tool=callgrind --callgrind-out-file=/dev/null "$RUN" --python "$PYTHON" \
+			--store "$W/$dir" "$S" quiet 2>&1 >/dev/null |
 			sed -n "s/.*I *refs: *\([0-9,]*\).*/suture-run's own instructions, $what: \1/p"
 	done
 fi
