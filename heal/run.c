@@ -126,6 +126,24 @@ static int boot_list__create(struct boot_list *bl)
 	return 0;
 }
 
+/* The list file: the script first, then the files (each once). */
+static int boot_list__write(struct boot_list *bl, const char *program, bool *written)
+{
+	*written = false;
+	FILE *f = fdopen(bl->fd, "w");
+	if (!f)
+		return -errno;
+	bl->fd = -1;
+	fprintf(f, "%s\n", program);
+	for (size_t i = 0; i < bl->nfiles; i++)
+		if (strcmp(bl->files[i], program) != 0)
+			fprintf(f, "%s\n", bl->files[i]);
+	if (fclose(f))
+		return -errno;
+	*written = true;
+	return 0;
+}
+
 /* Write the list (the script first). On a store error the list names the
  * script only: the hook still holds it until we are connected. */
 static int boot_list__fill(struct boot_list *bl, const struct heal_run_opts *o, const char *program,
@@ -157,19 +175,8 @@ static int boot_list__fill(struct boot_list *bl, const struct heal_run_opts *o, 
 		}
 	}
 	bl->st = st; /* the same snapshot gives heal its specs (heal__preload) */
-	*written = false;
-	FILE *f = fdopen(bl->fd, "w");
-	if (!f)
-		return -errno;
-	bl->fd = -1;
-	fprintf(f, "%s\n", program);
-	for (size_t i = 0; i < bl->nfiles; i++)
-		if (strcmp(bl->files[i], program) != 0)
-			fprintf(f, "%s\n", bl->files[i]);
-	if (fclose(f))
-		return -errno;
-	*written = true;
-	return err;
+	int werr = boot_list__write(bl, program, written);
+	return werr ? werr : err;
 }
 
 /* The list from a boot image (heal/image.c): its sections are the files
@@ -189,18 +196,7 @@ static int boot_list__fill_image(struct boot_list *bl, const char *program,
 			return -ENOMEM;
 		bl->nfiles++;
 	}
-	FILE *f = fdopen(bl->fd, "w");
-	if (!f)
-		return -errno;
-	bl->fd = -1;
-	fprintf(f, "%s\n", program);
-	for (size_t i = 0; i < bl->nfiles; i++)
-		if (strcmp(bl->files[i], program) != 0)
-			fprintf(f, "%s\n", bl->files[i]);
-	if (fclose(f))
-		return -errno;
-	*written = true;
-	return 0;
+	return boot_list__write(bl, program, written);
 }
 
 /* The child's environment: ours, with the variables below set (each

@@ -24,22 +24,7 @@ uint64_t wire_image__fnv(uint64_t h, const void *p, size_t n)
 
 static void put(struct wire_buf *b, const void *src, size_t n)
 {
-	if (b->err)
-		return;
-	if (b->len + n > b->cap) {
-		size_t cap = b->cap ? b->cap : 4096;
-		while (cap < b->len + n)
-			cap *= 2;
-		uint8_t *d = realloc(b->data, cap);
-		if (!d) {
-			b->err = -ENOMEM;
-			return;
-		}
-		b->data = d;
-		b->cap = cap;
-	}
-	memcpy(b->data + b->len, src, n);
-	b->len += n;
+	wire_buf__put(b, src, n);
 }
 
 static void put_uint(struct wire_buf *b, uint64_t v, int size)
@@ -213,9 +198,10 @@ int wire_image__open(const uint8_t *p, size_t len, struct wire_image *img)
 			struct wire_image_entry e;
 			struct wire_patch pt;
 			get_entry(&c, &e);
-			if (!c.bad && (!e.firstlineno || !e.qualname[0] ||
-				       wire_msg__decode_patch_named(
-					       e.payload, e.payload + e.payload_len, &pt)))
+			if (!c.bad &&
+			    (!e.firstlineno || !e.qualname[0] ||
+			     wire_msg__decode_patch_named(e.payload, e.payload + e.payload_len,
+							  &pt)))
 				c.bad = true;
 		}
 	}

@@ -29,10 +29,10 @@
 #define WIRE_IMAGE_FILE_MAX (PATH_MAX - 1)
 
 struct wire_image_hdr {
-	uint32_t py_version;  /* the interpreter's Py_Version the patches were derived for */
-	uint64_t index_hash;  /* the store index's bytes it was derived from (heal/image.c) */
-	uint64_t build;       /* suture-run's and the agent's files (heal/image.c) */
-	int64_t valid_until;  /* Unix seconds: the first of its patches' expiries; 0: none */
+	uint32_t py_version; /* the interpreter's Py_Version the patches were derived for */
+	uint64_t index_hash; /* the store index's bytes it was derived from (heal/image.c) */
+	uint64_t build;      /* suture-run's and the agent's files (heal/image.c) */
+	int64_t valid_until; /* Unix seconds: the first of its patches' expiries; 0: none */
 	char program[PATH_MAX];
 	uint32_t nsections;
 };

@@ -31,7 +31,7 @@ void wire_buf__reset(struct wire_buf *b)
 	b->err = 0;
 }
 
-static void put(struct wire_buf *b, const void *src, size_t n)
+void wire_buf__put(struct wire_buf *b, const void *src, size_t n)
 {
 	if (b->err)
 		return;
@@ -49,6 +49,11 @@ static void put(struct wire_buf *b, const void *src, size_t n)
 	}
 	memcpy(b->data + b->len, src, n);
 	b->len += n;
+}
+
+static void put(struct wire_buf *b, const void *src, size_t n)
+{
+	wire_buf__put(b, src, n);
 }
 
 static void put_u8(struct wire_buf *b, uint8_t v)

@@ -479,6 +479,8 @@ struct wire_buf {
 };
 void wire_buf__free(struct wire_buf *b); /* accepts zeroed */
 void wire_buf__reset(struct wire_buf *b);
+/* Append n bytes (an allocation failure is sticky in b->err). */
+void wire_buf__put(struct wire_buf *b, const void *src, size_t n);
 
 /* Each appends one whole frame (header + payload). 0 or -ENOMEM / -E2BIG. */
 int wire_msg__encode_hello(struct wire_buf *b, const struct wire_hello *m);
