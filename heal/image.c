@@ -183,6 +183,13 @@ void heal_boot_image__report(struct heal_boot_image *bi, const struct wire_patch
 {
 	struct wire_image_section sec;
 	const uint8_t *at = NULL;
+	/* The lines go out in one write (stderr is unbuffered: 100 lines
+	 * were 100 writes while the program starts on the other CPU). */
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *out = open_memstream(&buf, &len);
+	if (!out)
+		out = o->log;
 	uint32_t entry = 0, cur = UINT32_MAX;
 	struct wire_image_entry e;
 	for (size_t i = 0; i < n; i++) {
@@ -208,13 +215,13 @@ void heal_boot_image__report(struct heal_boot_image *bi, const struct wire_patch
 			snprintf(line, sizeof line,
 				 "failed: loading %s: the agent refused the patch: %s", p.meta.name,
 				 res[i].message);
-			fprintf(o->log, "[suture] %s\n", line);
+			fprintf(out, "[suture] %s\n", line);
 			st->failed++;
 			bi->keep[s] = false; /* loaded the usual way next time */
 			continue;
 		}
 		if (!o->quiet)
-			fprintf(o->log, "[suture] already healed: %s %s -> %s in %s (%s:%u)\n",
+			fprintf(out, "[suture] already healed: %s %s -> %s in %s (%s:%u)\n",
 				p.meta.guard, p.meta.target, p.meta.fallback, e.qualname, base,
 				e.line);
 		heal_event__emit(o->events, o->pid, "loaded", "s:name", p.meta.name, "s:guard",
@@ -222,6 +229,11 @@ void heal_boot_image__report(struct heal_boot_image *bi, const struct wire_patch
 				 p.meta.fallback, "s:function", e.qualname, "i:line",
 				 (long long)e.line, NULL);
 		st->loaded++;
+	}
+	if (out != o->log) {
+		fclose(out);
+		fwrite(buf, 1, len, o->log);
+		free(buf);
 	}
 	fflush(o->log);
 }
@@ -247,6 +259,8 @@ int heal_boot_image__write(const struct heal_boot_image *bi, const struct heal_i
 				     .valid_until = rec ? rec->valid_until : 0 };
 	if (!bi->build || strlen(program) >= sizeof hd.program)
 		return -EINVAL;
+	if (nfiles > WIRE_IMAGE_MAX_SECTIONS)
+		return -E2BIG; /* one no reader would take */
 	if (bi->use && bi->img.hdr.valid_until &&
 	    (!hd.valid_until || bi->img.hdr.valid_until < hd.valid_until))
 		hd.valid_until = bi->img.hdr.valid_until;

@@ -84,7 +84,12 @@ same_as() { # NAME REF: what the user sees is the same
 			fail "$1: not what $2 said and did"
 		}
 }
-from_image() { grep -c "patches installed from the image" "$W/$1.all"; }
+from_image() { # NAME (its .all) or FILE.err
+	case "$1" in
+	*.err) grep -c "patches installed from the image" "$W/$1" ;;
+	*) grep -c "patches installed from the image" "$W/$1.all" ;;
+	esac
+}
 
 # The reference: every patch derived.
 SUTURE_RUN_NO_IMAGE=1 run ref job.py quiet
@@ -125,6 +130,23 @@ run after_hits job.py quiet
 same_as after_hits ref
 [ "$(from_image after_hits)" -eq 2 ] || { cat "$W/after_hits.all"; fail "firings made the image old"; }
 ok "a guard installed from the image fires; its firings are stored and the image stays in use"
+
+# --json: the same "loaded" events (the usual way's, then the image's).
+SUTURE_RUN_NO_IMAGE=1 "$RUN" --python "$PYTHON" --store "$S" --json="$W/ev_ref.json" job.py quiet \
+	</dev/null >/dev/null 2>&1 || fail "--json, derived: exit"
+SUTURE_AGENT_VERBOSE=1 "$RUN" --python "$PYTHON" --store "$S" --json="$W/ev_img.json" job.py quiet \
+	</dev/null >/dev/null 2>"$W/ev_img.err" || fail "--json, image: exit"
+[ "$(from_image ev_img.err)" -eq 2 ] || { cat "$W/ev_img.err"; fail "--json: not from the image"; }
+"$PYTHON" - "$W/ev_ref.json" "$W/ev_img.json" <<'PY' || fail "--json: the image's loaded events differ"
+import json, sys
+def loaded(f):
+    ev = [json.loads(line) for line in open(f)]
+    return sorted((e["name"], e["guard"], e["target"], e["fallback"], e["function"], e["line"])
+                  for e in ev if e.get("event") == "loaded")
+a, b = loaded(sys.argv[1]), loaded(sys.argv[2])
+assert len(a) == 6 and a == b, (a, b)
+PY
+ok "--json: the same loaded events from the image"
 
 # --dry-run and --verbose derive.
 run dry --dry-run job.py quiet
