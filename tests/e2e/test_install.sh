@@ -2,7 +2,8 @@
 # An installed tree works as a user (or a Debian package) gets it, with no
 # SUTURE_AGENT set (issue 16 item 3):
 #   make install DESTDIR=D PREFIX=/usr   D/usr/bin on PATH: suture-run heals
-#       a crash and suture-attach --watch heals a running process; the agent
+#       a crash (and loads it again, then from its boot image) and
+#       suture-attach --watch heals a running process; the agent
 #       is found relative to the executable's real path (D/usr/lib/suture,
 #       also through a symbolic link to the command); D is in no binary
 #   make install PREFIX=P                a command copied away from P/bin
@@ -47,6 +48,20 @@ export PATH
 	{ rc=$?; cat "$W/r.out" "$W/r.err"; fail "installed suture-run: exit $rc"; }
 grep -qx "timeout None" "$W/r.out" || { cat "$W/r.out" "$W/r.err"; fail "installed suture-run: not healed"; }
 ok "installed suture-run on PATH heals"
+# The next run loads the stored patch the usual way and keeps a boot image;
+# the one after installs it from there (docs/formats/boot-image.md): the
+# image names the installed suture-run and agent.
+for n in 2 3; do
+	(cd "$W" && SUTURE_AGENT_VERBOSE=1 suture-run --store "$W/s1" job.py </dev/null \
+		>"$W/r$n.out" 2>"$W/r$n.err") || { cat "$W/r$n.err"; fail "installed suture-run, run $n: exit"; }
+	grep -qx "timeout None" "$W/r$n.out" &&
+		grep -q '^\[suture\] already healed: key_guard' "$W/r$n.err" ||
+		{ cat "$W/r$n.out" "$W/r$n.err"; fail "installed suture-run, run $n: the stored patch not loaded"; }
+done
+grep -q "patches installed from the image" "$W/r2.err" && fail "run 2: an image before any was written"
+grep -q "boot: 1 of 1 patches installed from the image" "$W/r3.err" ||
+	{ cat "$W/r3.err"; fail "installed suture-run, run 3: not installed from the boot image"; }
+ok "installed suture-run: the stored patch loaded, then installed from its boot image"
 
 # Through a symbolic link elsewhere on PATH (~/bin style): the real path counts.
 mkdir -p "$W/links"
