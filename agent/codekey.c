@@ -24,22 +24,17 @@
  * combined in an order-free way (the sum of their own keys).
  */
 #include "agent/agent-py.h"
+#include "wire/image.h"
 
 #include <stdint.h>
 #include <string.h>
 
-#define FNV_SEED 0xcbf29ce484222325ull
-#define FNV_PRIME 0x100000001b3ull
 #define KEY_MAX_DEPTH 32
 
+/* FNV-1a 64, the image's own (wire/image.c, compiled into the agent). */
 static uint64_t fnv(uint64_t h, const void *p, size_t n)
 {
-	const uint8_t *b = p;
-	for (size_t i = 0; i < n; i++) {
-		h ^= b[i];
-		h *= FNV_PRIME;
-	}
-	return h;
+	return wire_image__fnv(h, p, n);
 }
 
 static uint64_t fnv_u64(uint64_t h, uint64_t v)
@@ -181,7 +176,7 @@ static int key_of(PyObject *o, uint64_t *h, int depth)
 		Py_hash_t hash;
 		PyObject *k;
 		while (_PySet_NextEntry(o, &pos, &k, &hash)) {
-			uint64_t e = FNV_SEED;
+			uint64_t e = WIRE_IMAGE_FNV_SEED;
 			if (key_of(k, &e, depth + 1))
 				return -1;
 			sum += e;
@@ -198,7 +193,7 @@ static int key_of(PyObject *o, uint64_t *h, int depth)
 
 uint64_t agent_codekey(PyCodeObject *co)
 {
-	uint64_t h = FNV_SEED;
+	uint64_t h = WIRE_IMAGE_FNV_SEED;
 	if (code_key(co, &h, 0))
 		return 0;
 	return h ? h : 1; /* 0 says "no key" */

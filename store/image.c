@@ -25,15 +25,6 @@
 
 #define IMAGE_MAX (16u << 20) /* wire/image.h's WIRE_IMAGE_MAX */
 
-static uint64_t fnv(uint64_t h, const unsigned char *b, size_t n)
-{
-	for (size_t i = 0; i < n; i++) {
-		h ^= b[i];
-		h *= 0x100000001b3ull;
-	}
-	return h;
-}
-
 /* A line the running programs' own bookkeeping rewrites, which no
  * derivation reads: a patch's "hits" and "last_hit", a handled crash's
  * "count" and "last_seen", each alone on its line as the index's writer
@@ -112,15 +103,11 @@ uint64_t store__index_bytes_hash(const void *data, size_t n)
 	return h;
 }
 
-uint64_t store__bytes_hash(const void *p, size_t n)
-{
-	return fnv(0xcbf29ce484222325ull, p, n);
-}
-
 void store_image__name(const char *program, char *out, size_t cap)
 {
 	snprintf(out, cap, "boot-%016llx.img",
-		 (unsigned long long)store__bytes_hash(program, strlen(program)));
+		 (unsigned long long)fnv_words(0xcbf29ce484222325ull,
+					       (const unsigned char *)program, strlen(program)));
 }
 
 static void quiet(const char *msg, void *ctx)

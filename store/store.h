@@ -176,14 +176,13 @@ int store__reload(struct store *s);
  * need not derive it again. A cache: the index stays the truth, and an
  * image records the hash of the index bytes it came from.
  *
- * store__bytes_hash: FNV-1a 64 of n bytes. store__index_bytes_hash: FNV-1a's
- * step over 8-byte words of an index's lines but those of the counters programs update
+ * store__index_bytes_hash: FNV-1a's step over 8-byte words of an index's
+ * lines but those of the counters programs update
  * as they run (a patch's "hits" and "last_hit", a handled crash's "count"
  * and "last_seen", each alone on its line as the index is written), which
  * no derivation reads. store__index_hash: that of the index bytes
  * store__open or the last store__reload that found a new file parsed (0:
  * no index). */
-uint64_t store__bytes_hash(const void *p, size_t n);
 uint64_t store__index_bytes_hash(const void *p, size_t n);
 uint64_t store__index_hash(const struct store *s);
 /* An image file's name for a program: "boot-<16 hex>.img". */
