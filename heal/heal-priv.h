@@ -274,6 +274,19 @@ struct heal {
 	struct heal_image_rec *rec;
 };
 
+/* A stored patch loaded (load.c), the usual way or by the boot hook from a
+ * boot image (image.c): both say it in these words. */
+struct heal_loaded {
+	const char *name, *guard, *target, *fallback, *function, *base;
+	int line;
+};
+/* "already healed: GUARD TARGET -> FALLBACK in FUNCTION (BASE:LINE)" */
+void heal_loaded__text(const struct heal_loaded *l, char *out, size_t cap);
+/* The --json "loaded" event (docs/formats/events.md). */
+void heal_loaded__event(const struct heal_loaded *l, FILE *events, pid_t pid);
+/* "failed: loading NAME: WHY" */
+void heal_loaded__failed_text(const char *name, const char *why, char *out, size_t cap);
+
 /* ---- image.c: recording a boot image (docs/formats/boot-image.md) ----
  *
  * While a boot hook's module is loaded (heal__load_tree_boot_release),

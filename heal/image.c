@@ -209,25 +209,23 @@ void heal_boot_image__report(struct heal_boot_image *bi, const struct wire_patch
 		if (!found ||
 		    wire_msg__decode_patch_named(e.payload, e.payload + e.payload_len, &p))
 			continue;
-		const char *base = heal_names__base(sec.file);
-		char line[1024];
+		struct heal_loaded l = { p.meta.name,     p.meta.guard, p.meta.target,
+					 p.meta.fallback, e.qualname,   heal_names__base(sec.file),
+					 (int)e.line };
+		char line[1024], why[512];
 		if (res[i].status) {
-			snprintf(line, sizeof line,
-				 "failed: loading %s: the agent refused the patch: %s", p.meta.name,
+			snprintf(why, sizeof why, "the agent refused the patch: %s",
 				 res[i].message);
+			heal_loaded__failed_text(l.name, why, line, sizeof line);
 			fprintf(out, "[suture] %s\n", line);
 			st->failed++;
 			bi->keep[s] = false; /* loaded the usual way next time */
 			continue;
 		}
+		heal_loaded__text(&l, line, sizeof line);
 		if (!o->quiet)
-			fprintf(out, "[suture] already healed: %s %s -> %s in %s (%s:%u)\n",
-				p.meta.guard, p.meta.target, p.meta.fallback, e.qualname, base,
-				e.line);
-		heal_event__emit(o->events, o->pid, "loaded", "s:name", p.meta.name, "s:guard",
-				 p.meta.guard, "s:target", p.meta.target, "s:fallback",
-				 p.meta.fallback, "s:function", e.qualname, "i:line",
-				 (long long)e.line, NULL);
+			fprintf(out, "[suture] %s\n", line);
+		heal_loaded__event(&l, o->events, o->pid);
 		st->loaded++;
 	}
 	if (out != o->log) {

@@ -224,22 +224,42 @@ static int answers(struct heal *h, size_t keep, int rc, const char *gone)
 		free(p->payload);
 		p->payload = NULL;
 		if (rc || res.status) {
-			heal__say(h, "failed: loading %s: %s", p->s->name, why);
+			char line[1024];
+			heal_loaded__failed_text(p->s->name, why, line, sizeof(line));
+			heal__say(h, "%s", line);
 			h->st.failed++;
 			if (!rc)
 				heal_names__copy(why, sizeof(why), gone);
 			continue;
 		}
-		heal__note(h, "already healed: %s %s -> %s in %s (%s:%d)", p->s->guard,
-			   p->s->target, p->s->fallback, p->qualname, p->base, p->s->line);
-		heal_event__emit(h->o.events, h->pid, "loaded", "s:name", p->s->name, "s:guard",
-				 p->s->guard, "s:target", p->s->target, "s:fallback",
-				 p->s->fallback, "s:function", p->qualname, "i:line",
-				 (long long)p->s->line, NULL);
+		struct heal_loaded l = { p->s->name,  p->s->guard, p->s->target, p->s->fallback,
+					 p->qualname, p->base,     p->s->line };
+		char line[1024];
+		heal_loaded__text(&l, line, sizeof(line));
+		heal__note(h, "%s", line);
+		heal_loaded__event(&l, h->o.events, h->pid);
 		h->st.loaded++;
 		p->s->loaded = true;
 	}
 	return rc;
+}
+
+void heal_loaded__text(const struct heal_loaded *l, char *out, size_t cap)
+{
+	snprintf(out, cap, "already healed: %s %s -> %s in %s (%s:%d)", l->guard, l->target,
+		 l->fallback, l->function, l->base, l->line);
+}
+
+void heal_loaded__event(const struct heal_loaded *l, FILE *events, pid_t pid)
+{
+	heal_event__emit(events, pid, "loaded", "s:name", l->name, "s:guard", l->guard, "s:target",
+			 l->target, "s:fallback", l->fallback, "s:function", l->function, "i:line",
+			 (long long)l->line, NULL);
+}
+
+void heal_loaded__failed_text(const char *name, const char *why, char *out, size_t cap)
+{
+	snprintf(out, cap, "failed: loading %s: %s", name, why);
 }
 
 enum load_flush { LOAD_CHUNKED, LOAD_DRAIN, LOAD_LAST };
@@ -441,7 +461,9 @@ int heal__load_node(struct heal *h, struct spec *v, size_t nv, uint64_t root, ui
 		guard_patch__release(&b.gp);
 		heal_code__free(&hc);
 		if (err) {
-			heal__say(h, "failed: loading %s: %s", s->name, why);
+			char line[1024];
+			heal_loaded__failed_text(s->name, why, line, sizeof(line));
+			heal__say(h, "%s", line);
 			h->st.failed++;
 			h->t_send += heal__now_ms() - t2;
 			rc = err == -EPIPE ? -EPIPE : 0;
