@@ -111,6 +111,21 @@ static uint64_t build_id(const char *agent_path)
 
 static int check(struct heal_boot_image *bi, const char *program);
 
+/* The image read, not what names it. */
+static void forget(struct heal_boot_image *bi)
+{
+	for (size_t i = 0; i < bi->nfiles; i++)
+		free(bi->files[i]);
+	free(bi->files);
+	free(bi->keep);
+	store_image__free(&bi->file);
+	bi->files = NULL;
+	bi->keep = NULL;
+	bi->nfiles = 0;
+	memset(&bi->img, 0, sizeof bi->img);
+	bi->use = false;
+}
+
 int heal_boot_image__open(struct heal_boot_image *bi, const char *store_dir, const char *program,
 			  uint32_t py_version, const char *agent_path)
 {
@@ -122,15 +137,8 @@ int heal_boot_image__open(struct heal_boot_image *bi, const char *store_dir, con
 	if (!bi->build || store_image__read(store_dir, bi->name, &bi->file))
 		return -ENOENT;
 	int rc = check(bi, program);
-	if (rc) { /* what a write needs stays */
-		uint64_t build = bi->build;
-		char name[sizeof bi->name];
-		memcpy(name, bi->name, sizeof name);
-		heal_boot_image__free(bi);
-		bi->build = build;
-		bi->py_version = py_version;
-		memcpy(bi->name, name, sizeof name);
-	}
+	if (rc)
+		forget(bi); /* what a write needs (name, build, version) stays */
 	return rc;
 }
 
@@ -158,11 +166,7 @@ static int check(struct heal_boot_image *bi, const char *program)
 
 void heal_boot_image__free(struct heal_boot_image *bi)
 {
-	for (size_t i = 0; i < bi->nfiles; i++)
-		free(bi->files[i]);
-	free(bi->files);
-	free(bi->keep);
-	store_image__free(&bi->file);
+	forget(bi);
 	memset(bi, 0, sizeof *bi);
 	bi->file.fd = -1;
 }
